@@ -1,0 +1,31 @@
+# Two commands set everything up: `make run` and `make test`. Each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SEED_CUSTOMERS ?= 10000
+
+.PHONY: run test lint bench clean-db
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/crm db upgrade
+	$(BIN)/crm seed --if-empty --customers $(SEED_CUSTOMERS)
+	$(BIN)/streamlit run streamlit_app.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/seed_bench.py
+
+clean-db:
+	rm -f data/crm.sqlite data/crm.sqlite-wal data/crm.sqlite-shm

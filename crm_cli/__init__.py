@@ -1,0 +1,1 @@
+"""The `crm` command: database, demo data and user administration for operators and scripts."""

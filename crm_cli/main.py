@@ -1,0 +1,118 @@
+"""`crm` console command.
+
+    crm db upgrade                      migrate the database CRM_DATABASE_URL names to head
+    crm seed --customers N --seed S     fill an empty database with a simulated business
+    crm users create USERNAME --role R  create a staff user; password from stdin or a prompt
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+
+from crm_core.errors import DomainError
+from crm_core.service import SYSTEM
+from db import migrate
+from db.engine import database_url, make_engine, session_scope
+from db.models import ROLES
+
+
+def _engine():
+    return make_engine(database_url())
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    url = database_url()
+    migrate.upgrade(url, args.revision)
+    print(f"Database at revision {args.revision}: {make_engine(url).url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from db.simulator import database_is_empty, seed_database
+
+    url = database_url()
+    migrate.ensure_migrated(url)
+    engine = _engine()
+    if not database_is_empty(engine):
+        if args.if_empty:
+            print("Database already has customers; nothing to seed.")
+            return 0
+        print("error: the database already has customers; seed only an empty database.", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+
+    def progress(step: str, rows: int) -> None:
+        print(f"  {time.perf_counter() - started:6.1f}s  {step:<40} {rows:>10,}", flush=True)
+
+    result = seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress)
+    orders = result.counts.get("orders", 0)
+    print(f"Seeded {args.customers:,} customers and {orders:,} orders in {result.seconds:.1f}s.")
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != first:
+            raise DomainError("The passwords do not match.")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from crm_core import users
+
+    migrate.ensure_migrated(database_url())
+    password = _read_password()
+    with session_scope(_engine()) as session:
+        user = users.create_user(
+            session, SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
+            email=args.email,
+        )
+        print(f"Created user {user.username} ({user.role}).")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm", description="Customer Intelligence operations.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    up = db.add_parser("upgrade", help="migrate the database named by CRM_DATABASE_URL")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    seed = sub.add_parser("seed", help="fill an empty database with demo data")
+    seed.add_argument("--customers", type=int, default=10_000, help="number of customers (default 10000)")
+    seed.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    seed.add_argument("--if-empty", action="store_true", help="do nothing when customers exist")
+    seed.add_argument("--quiet", action="store_true", help="no progress lines")
+    seed.set_defaults(func=cmd_seed)
+
+    users = sub.add_parser("users", help="staff users").add_subparsers(dest="users_command", required=True)
+    create = users.add_parser("create", help="create a user; the password is read from stdin")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--full-name")
+    create.add_argument("--email")
+    create.set_defaults(func=cmd_users_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "customers", 1) is not None and getattr(args, "customers", 1) < 1:
+        print("error: --customers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except DomainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Service-layer helpers shared by every mutating function."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from .errors import ConflictError, DomainError
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """The acting user for operator commands (`crm ...`) and the batch refresh."""
+
+    id: None = None
+    username: str = "system"
+    role: str = "admin"
+    is_active: bool = True
+
+
+SYSTEM = SystemActor()
+
+
+def check_version(entity, expected_version: int | None, label: str) -> None:
+    """Refuse an edit made against an older read of the record."""
+    if expected_version is not None and entity.version != expected_version:
+        raise ConflictError(
+            f"{label} was changed by someone else while you were editing "
+            f"(version {expected_version} is now {entity.version}). Reload and apply your change again."
+        )
+
+
+@contextmanager
+def unit_of_work(session_factory) -> Iterator[Session]:
+    """Commit on success, roll back on error; translate lock conflicts and lost connections."""
+    session: Session = session_factory()
+    try:
+        yield session
+        session.commit()
+    except StaleDataError as exc:
+        session.rollback()
+        raise ConflictError(
+            "This record was changed by someone else at the same time. Reload and try again."
+        ) from exc
+    except OperationalError as exc:
+        session.rollback()
+        raise DomainError(
+            "The database could not be reached, so nothing was saved. Try again in a moment."
+        ) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,1 @@
+"""Database layer: engine and sessions, typed models, Alembic migrations, demo-data simulator."""

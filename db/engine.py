@@ -1,0 +1,85 @@
+"""Engines and sessions for the one configured database.
+
+`CRM_DATABASE_URL` names the database; unset, it is the SQLite file `data/crm.sqlite` under the
+project root, opened in WAL mode with foreign keys enforced.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "crm.sqlite"
+
+
+def database_url() -> str:
+    """The configured database URL (`CRM_DATABASE_URL`, else the embedded SQLite file)."""
+    url = os.environ.get("CRM_DATABASE_URL", "").strip()
+    return url or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def normalize_url(url: str) -> str:
+    """Plain `postgresql://` URLs use psycopg2, the driver this project installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    """Create an engine; SQLite files get their folder, WAL and foreign keys."""
+    url = normalize_url(url or database_url())
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str | None = None) -> Engine:
+    """One shared engine per URL for command-line and library use."""
+    return make_engine(url or database_url())
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on any error."""
+    session = session_factory(engine)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def is_postgres(engine_or_session) -> bool:
+    bind = getattr(engine_or_session, "bind", None) or engine_or_session
+    return bind.dialect.name == "postgresql"

@@ -1,0 +1,1064 @@
+"""SQLAlchemy 2 typed models: the whole customer schema.
+
+Enumerated columns are plain strings guarded by CHECK constraints, so the same migration runs on
+SQLite and PostgreSQL and a new value is one constraint change, not a type migration. The tuples
+below are the single source of those enumerations; `crm_core` imports them for validation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ROLES = ("admin", "analyst", "success_manager", "support_agent", "executive")
+CUSTOMER_STATUSES = ("active", "suspended", "closed", "merged", "erased")
+ACQUISITION_CHANNELS = (
+    "organic_search", "paid_search", "social", "email", "referral", "affiliate", "direct",
+    "marketplace", "import",
+)
+GENDERS = ("female", "male", "non_binary", "unknown")
+ADDRESS_KINDS = ("billing", "shipping")
+ADDRESS_VALIDATION = ("unverified", "valid", "invalid", "corrected")
+PAYMENT_BRANDS = ("visa", "mastercard", "amex", "discover", "paypal", "other")
+PAYMENT_STATUSES = ("active", "expired", "removed")
+ORDER_STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned", "refunded")
+REVENUE_ORDER_STATUSES = ("placed", "paid", "shipped", "delivered")
+ORDER_CHANNELS = ("web", "mobile", "store", "marketplace", "phone")
+SESSION_SOURCES = ("direct", "organic", "paid_search", "social", "email", "referral")
+DEVICES = ("desktop", "mobile", "tablet")
+SEGMENT_TYPES = (
+    "demographic", "behavioural", "geographic", "psychographic", "transactional", "lifecycle",
+    "value_based", "custom", "rfm", "cluster",
+)
+SEGMENT_KINDS = ("dynamic", "static")
+ASSIGNMENTS = ("auto", "manual")
+LIFECYCLE_STAGES = (
+    "prospect", "new_customer", "active", "at_risk", "inactive", "churned", "win_back", "loyal",
+    "champion",
+)
+ACTOR_KINDS = ("system", "user")
+COMM_CHANNELS = ("email", "sms", "call", "chat", "push", "in_app")
+DIRECTIONS = ("inbound", "outbound")
+COMM_STATUSES = ("sent", "delivered", "opened", "clicked", "replied", "bounced", "failed", "logged")
+TICKET_PRIORITIES = ("low", "normal", "high", "urgent", "critical")
+TICKET_STATUSES = (
+    "new", "open", "pending_customer", "on_hold", "resolved", "closed", "reopened",
+)
+OPEN_TICKET_STATUSES = ("new", "open", "pending_customer", "on_hold", "reopened")
+TICKET_CATEGORIES = (
+    "order", "delivery", "returns", "billing", "product", "account", "technical", "other",
+)
+TICKET_CHANNELS = ("email", "chat", "phone", "web", "social")
+RESPONSE_AUTHORS = ("agent", "customer", "system")
+RISK_LEVELS = ("low", "medium", "high", "critical")
+HEALTH_LEVELS = ("excellent", "good", "fair", "poor", "critical")
+CONTACT_FREQUENCIES = ("daily", "weekly", "monthly", "never")
+CONSENT_PURPOSES = (
+    "marketing_email", "marketing_sms", "marketing_push", "profiling", "third_party_sharing",
+    "analytics",
+)
+DSR_TYPES = ("access", "erasure", "rectification", "portability", "restriction", "objection")
+DSR_STATUSES = ("received", "in_progress", "completed", "rejected")
+LOYALTY_TIERS = ("bronze", "silver", "gold", "platinum", "diamond")
+LOYALTY_KINDS = ("earn", "redeem", "expire", "adjust", "reverse")
+LOYALTY_ACCOUNT_STATUSES = ("active", "suspended", "closed")
+RISK_TYPES = ("fraud", "credit", "chargeback", "abuse", "compliance")
+RISK_REVIEW_STATUSES = ("open", "reviewed", "cleared", "confirmed")
+SOCIAL_PLATFORMS = ("twitter", "facebook", "instagram", "linkedin", "tiktok", "youtube")
+SENTIMENTS = ("positive", "neutral", "negative")
+CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "completed", "cancelled")
+TARGET_GROUPS = ("treatment", "control")
+COMPLAINT_SEVERITIES = ("low", "medium", "high", "critical")
+COMPLAINT_STATUSES = ("open", "investigating", "escalated", "resolved", "closed")
+COMPENSATION_KINDS = ("none", "refund", "voucher", "points", "replacement")
+REFERRAL_STATUSES = ("pending", "signed_up", "converted", "rewarded", "expired")
+SURVEY_TYPES = ("nps", "csat")
+MODEL_NAMES = ("churn", "clv", "forecast", "health", "cluster")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    # An OR chain rather than IN (...): SQLite evaluates IN lists in CHECK constraints slowly
+    # enough to halve bulk-load speed; PostgreSQL treats both alike.
+    return "(" + " OR ".join(f"{column} = '{v}'" for v in values) + ")"
+
+
+def enum_check(column: str, values: tuple[str, ...], nullable: bool = False) -> CheckConstraint:
+    expr = _in(column, values)
+    if nullable:
+        expr = f"{column} IS NULL OR {expr}"
+    return CheckConstraint(expr, name=f"{column}_valid")
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(14, 2)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, Decimal: Money}
+
+
+def created_at_col() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime, default=utcnow, server_default=func.current_timestamp())
+
+
+def customer_fk(nullable: bool = False, index: bool = True) -> Mapped[Any]:
+    return mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), nullable=nullable, index=index
+    )
+
+
+def user_fk() -> Mapped[Any]:
+    return mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+
+
+# --------------------------------------------------------------------------- staff and audit
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (enum_check("role", ROLES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_entity", "entity_type", "entity_id"),
+        Index("ix_audit_log_actor_time", "actor_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = user_fk()
+    actor_username: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    entity_type: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# --------------------------------------------------------------------------- customers
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        enum_check("status", CUSTOMER_STATUSES),
+        enum_check("acquisition_channel", ACQUISITION_CHANNELS),
+        enum_check("gender", GENDERS, nullable=True),
+        CheckConstraint("merged_into_id IS NULL OR merged_into_id <> id", name="not_self_merged"),
+        Index("ix_customers_signup", "signed_up_at"),
+        Index("ix_customers_status_country", "status", "country_code"),
+        Index("ix_customers_email_lower", func.lower("email")),
+        Index("ix_customers_last_name", "last_name", "first_name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
+    gender: Mapped[str | None] = mapped_column(String(16))
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    city: Mapped[str | None] = mapped_column(String(100))
+    preferred_language: Mapped[str | None] = mapped_column(String(8))
+    acquisition_channel: Mapped[str] = mapped_column(String(32), default="direct")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    signed_up_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    notes: Mapped[str | None] = mapped_column(Text)
+    erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class CustomerAddress(Base):
+    __tablename__ = "customer_addresses"
+    __table_args__ = (
+        enum_check("kind", ADDRESS_KINDS),
+        enum_check("validation_status", ADDRESS_VALIDATION),
+        CheckConstraint("latitude IS NULL OR (latitude BETWEEN -90 AND 90)", name="latitude_range"),
+        CheckConstraint(
+            "longitude IS NULL OR (longitude BETWEEN -180 AND 180)", name="longitude_range"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk()
+    kind: Mapped[str] = mapped_column(String(16), default="shipping")
+    line1: Mapped[str] = mapped_column(String(200))
+    line2: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    country_code: Mapped[str] = mapped_column(String(2))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    validation_status: Mapped[str] = mapped_column(String(16), default="unverified")
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class CustomerPaymentMethod(Base):
+    """A processor token and display facts only; card numbers and CVVs are never stored."""
+
+    __tablename__ = "customer_payment_methods"
+    __table_args__ = (
+        enum_check("brand", PAYMENT_BRANDS),
+        enum_check("status", PAYMENT_STATUSES),
+        CheckConstraint("last4 IS NULL OR length(last4) = 4", name="last4_length"),
+        CheckConstraint("exp_month IS NULL OR exp_month BETWEEN 1 AND 12", name="exp_month_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk()
+    processor: Mapped[str] = mapped_column(String(32))
+    processor_token: Mapped[str] = mapped_column(String(128), unique=True)
+    brand: Mapped[str] = mapped_column(String(16))
+    last4: Mapped[str | None] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+# --------------------------------------------------------------------------- commerce
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (CheckConstraint("unit_price >= 0", name="price_non_negative"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    brand: Mapped[str] = mapped_column(String(64))
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    unit_cost: Mapped[Decimal | None] = mapped_column(Money)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        enum_check("status", ORDER_STATUSES),
+        enum_check("channel", ORDER_CHANNELS),
+        CheckConstraint("total >= 0", name="total_non_negative"),
+        Index("ix_orders_customer_time", "customer_id", "ordered_at"),
+        Index("ix_orders_time", "ordered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    order_number: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    ordered_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="paid")
+    channel: Mapped[str] = mapped_column(String(16), default="web")
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    subtotal: Mapped[Decimal] = mapped_column(Money, default=0)
+    discount: Mapped[Decimal] = mapped_column(Money, default=0)
+    shipping: Mapped[Decimal] = mapped_column(Money, default=0)
+    total: Mapped[Decimal] = mapped_column(Money, default=0)
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("products.id", ondelete="SET NULL"), index=True
+    )
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    line_total: Mapped[Decimal] = mapped_column(Money)
+
+
+class WebSession(Base):
+    __tablename__ = "web_sessions"
+    __table_args__ = (
+        enum_check("source", SESSION_SOURCES),
+        enum_check("device", DEVICES),
+        CheckConstraint("page_views >= 0", name="page_views_non_negative"),
+        CheckConstraint("duration_seconds >= 0", name="duration_non_negative"),
+        Index("ix_web_sessions_customer_time", "customer_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int | None] = customer_fk(nullable=True, index=False)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    page_views: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(16))
+    converted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --------------------------------------------------------------------------- segments, lifecycle
+
+
+class CustomerSegment(Base):
+    __tablename__ = "customer_segments"
+    __table_args__ = (
+        enum_check("segment_type", SEGMENT_TYPES),
+        enum_check("kind", SEGMENT_KINDS),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    segment_type: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), default="dynamic")
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    owner_id: Mapped[int | None] = user_fk()
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_system: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_refreshed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class CustomerSegmentMembership(Base):
+    __tablename__ = "customer_segment_memberships"
+    __table_args__ = (
+        enum_check("assignment", ASSIGNMENTS),
+        CheckConstraint("confidence BETWEEN 0 AND 1", name="confidence_range"),
+        Index("ix_memberships_segment_active", "segment_id", "is_active"),
+        Index("ix_memberships_customer", "customer_id", "is_active"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("customer_segments.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = customer_fk(index=False)
+    confidence: Mapped[float] = mapped_column(Float, default=1.0)
+    assignment: Mapped[str] = mapped_column(String(8), default="auto")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    entered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    left_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class CustomerLifecycleStage(Base):
+    """The current stage of each customer, with the scores that put them there."""
+
+    __tablename__ = "customer_lifecycle_stages"
+    __table_args__ = (enum_check("stage", LIFECYCLE_STAGES), Index("ix_lifecycle_stage", "stage"))
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(String(16))
+    entered_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    engagement_score: Mapped[float | None] = mapped_column(Float)
+    loyalty_score: Mapped[float | None] = mapped_column(Float)
+    churn_score: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CustomerLifecycleHistory(Base):
+    __tablename__ = "customer_lifecycle_history"
+    __table_args__ = (
+        enum_check("from_stage", LIFECYCLE_STAGES, nullable=True),
+        enum_check("to_stage", LIFECYCLE_STAGES),
+        enum_check("actor_kind", ACTOR_KINDS),
+        Index("ix_lifecycle_history_customer", "customer_id", "changed_at"),
+        Index("ix_lifecycle_history_time", "changed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    from_stage: Mapped[str | None] = mapped_column(String(16))
+    to_stage: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(String(255))
+    actor_kind: Mapped[str] = mapped_column(String(8), default="system")
+    actor_id: Mapped[int | None] = user_fk()
+
+
+# --------------------------------------------------------------------------- communications
+
+
+class CustomerCommunication(Base):
+    __tablename__ = "customer_communication_history"
+    __table_args__ = (
+        enum_check("channel", COMM_CHANNELS),
+        enum_check("direction", DIRECTIONS),
+        enum_check("status", COMM_STATUSES),
+        Index("ix_comm_customer_time", "customer_id", "sent_at"),
+        Index("ix_comm_campaign", "campaign"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    channel: Mapped[str] = mapped_column(String(8))
+    direction: Mapped[str] = mapped_column(String(8), default="outbound")
+    status: Mapped[str] = mapped_column(String(12))
+    campaign: Mapped[str | None] = mapped_column(String(100))
+    template: Mapped[str | None] = mapped_column(String(100))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    clicked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    replied_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    logged_by_id: Mapped[int | None] = user_fk()
+
+
+class CustomerPreferenceCenter(Base):
+    __tablename__ = "customer_preference_centers"
+    __table_args__ = (
+        enum_check("contact_frequency", CONTACT_FREQUENCIES),
+        enum_check("preferred_channel", COMM_CHANNELS, nullable=True),
+    )
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    email_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    sms_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    push_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    phone_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact_frequency: Mapped[str] = mapped_column(String(8), default="weekly")
+    preferred_channel: Mapped[str | None] = mapped_column(String(8))
+    preferred_language: Mapped[str | None] = mapped_column(String(8))
+    interests: Mapped[list[Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+# --------------------------------------------------------------------------- support
+
+
+class ServiceLevelAgreement(Base):
+    """An SLA policy: targets in business minutes on a business calendar (JSON)."""
+
+    __tablename__ = "customer_service_level_agreements"
+    __table_args__ = (
+        enum_check("priority", TICKET_PRIORITIES),
+        enum_check("category", TICKET_CATEGORIES, nullable=True),
+        enum_check("loyalty_tier", LOYALTY_TIERS, nullable=True),
+        CheckConstraint("first_response_minutes > 0", name="first_response_positive"),
+        CheckConstraint("resolution_minutes > 0", name="resolution_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(16))
+    loyalty_tier: Mapped[str | None] = mapped_column(String(16))
+    first_response_minutes: Mapped[int] = mapped_column(Integer)
+    next_response_minutes: Mapped[int | None] = mapped_column(Integer)
+    resolution_minutes: Mapped[int] = mapped_column(Integer)
+    calendar: Mapped[dict[str, Any]] = mapped_column(JSON)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class SupportTicket(Base):
+    __tablename__ = "customer_support_tickets"
+    __table_args__ = (
+        enum_check("priority", TICKET_PRIORITIES),
+        enum_check("status", TICKET_STATUSES),
+        enum_check("category", TICKET_CATEGORIES),
+        enum_check("channel", TICKET_CHANNELS),
+        CheckConstraint("csat_rating IS NULL OR csat_rating BETWEEN 1 AND 5", name="csat_range"),
+        Index("ix_tickets_status_priority", "status", "priority"),
+        Index("ix_tickets_assignee_status", "assignee_id", "status"),
+        Index("ix_tickets_customer", "customer_id", "created_at"),
+        Index("ix_tickets_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_number: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    subject: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(16), default="other")
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    channel: Mapped[str] = mapped_column(String(8), default="email")
+    department: Mapped[str | None] = mapped_column(String(64))
+    assignee_id: Mapped[int | None] = user_fk()
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    sla_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_service_level_agreements.id", ondelete="SET NULL")
+    )
+    first_response_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    next_response_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    resolution_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    first_responded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sla_paused_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    csat_rating: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class SupportTicketResponse(Base):
+    __tablename__ = "customer_support_ticket_responses"
+    __table_args__ = (
+        enum_check("author_kind", RESPONSE_AUTHORS),
+        CheckConstraint(
+            "attachment_size IS NULL OR attachment_size >= 0", name="attachment_size_non_negative"
+        ),
+        Index("ix_ticket_responses_ticket", "ticket_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="CASCADE")
+    )
+    author_kind: Mapped[str] = mapped_column(String(8))
+    author_user_id: Mapped[int | None] = user_fk()
+    body: Mapped[str] = mapped_column(Text)
+    is_internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_read: Mapped[bool] = mapped_column(Boolean, default=False)
+    attachment_path: Mapped[str | None] = mapped_column(String(500))
+    attachment_name: Mapped[str | None] = mapped_column(String(255))
+    attachment_type: Mapped[str | None] = mapped_column(String(100))
+    attachment_size: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SupportTicketEvent(Base):
+    """Ticket history: status and assignment changes, SLA breaches, escalations."""
+
+    __tablename__ = "customer_support_ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket", "ticket_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="CASCADE")
+    )
+    event: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    actor_id: Mapped[int | None] = user_fk()
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Complaint(Base):
+    __tablename__ = "customer_complaint_management"
+    __table_args__ = (
+        enum_check("severity", COMPLAINT_SEVERITIES),
+        enum_check("status", COMPLAINT_STATUSES),
+        enum_check("compensation_kind", COMPENSATION_KINDS),
+        CheckConstraint("compensation_amount >= 0", name="compensation_non_negative"),
+        CheckConstraint(
+            "satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5", name="satisfaction_range"
+        ),
+        Index("ix_complaints_status", "status", "severity"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk()
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="SET NULL")
+    )
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    category: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16), default="medium")
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    resolution: Mapped[str | None] = mapped_column(Text)
+    compensation_kind: Mapped[str] = mapped_column(String(16), default="none")
+    compensation_amount: Mapped[Decimal] = mapped_column(Money, default=0)
+    approved_by_id: Mapped[int | None] = user_fk()
+    created_by_id: Mapped[int | None] = user_fk()
+    resolution_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    satisfaction: Mapped[int | None] = mapped_column(Integer)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class SurveyResponse(Base):
+    __tablename__ = "customer_survey_responses"
+    __table_args__ = (
+        enum_check("survey_type", SURVEY_TYPES),
+        CheckConstraint(
+            "(survey_type = 'nps' AND score BETWEEN 0 AND 10)"
+            " OR (survey_type = 'csat' AND score BETWEEN 1 AND 5)",
+            name="score_range",
+        ),
+        Index("ix_surveys_type_time", "survey_type", "responded_at"),
+        Index("ix_surveys_customer", "customer_id", "responded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    survey_type: Mapped[str] = mapped_column(String(8))
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="SET NULL")
+    )
+    follow_up_ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="SET NULL")
+    )
+    responded_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+# --------------------------------------------------------------------------- analytics and models
+
+
+class CustomerAnalytics(Base):
+    """Per-customer snapshot computed by the batch refresh as of a date; dashboards read it."""
+
+    __tablename__ = "customer_analytics"
+    __table_args__ = (
+        CheckConstraint("recency_score IS NULL OR recency_score BETWEEN 1 AND 5", name="r_range"),
+        CheckConstraint(
+            "frequency_score IS NULL OR frequency_score BETWEEN 1 AND 5", name="f_range"
+        ),
+        CheckConstraint(
+            "monetary_score IS NULL OR monetary_score BETWEEN 1 AND 5", name="m_range"
+        ),
+        enum_check("health_level", HEALTH_LEVELS, nullable=True),
+        Index("ix_analytics_rfm", "rfm_segment"),
+        Index("ix_analytics_revenue", "total_revenue"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    order_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_revenue: Mapped[Decimal] = mapped_column(Money, default=0)
+    avg_order_value: Mapped[Decimal | None] = mapped_column(Money)
+    first_order_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_order_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    days_since_last_order: Mapped[int | None] = mapped_column(Integer)
+    recency_score: Mapped[int | None] = mapped_column(Integer)
+    frequency_score: Mapped[int | None] = mapped_column(Integer)
+    monetary_score: Mapped[int | None] = mapped_column(Integer)
+    rfm_segment: Mapped[str | None] = mapped_column(String(32))
+    sessions_90d: Mapped[int] = mapped_column(Integer, default=0)
+    email_open_rate: Mapped[float | None] = mapped_column(Float)
+    open_tickets: Mapped[int] = mapped_column(Integer, default=0)
+    last_nps: Mapped[int | None] = mapped_column(Integer)
+    preferred_category: Mapped[str | None] = mapped_column(String(64))
+    predicted_purchases_12m: Mapped[float | None] = mapped_column(Float)
+    prob_alive: Mapped[float | None] = mapped_column(Float)
+    clv_12m: Mapped[Decimal | None] = mapped_column(Money)
+    historic_clv: Mapped[Decimal | None] = mapped_column(Money)
+    churn_probability: Mapped[float | None] = mapped_column(Float)
+    health_score: Mapped[float | None] = mapped_column(Float)
+    health_level: Mapped[str | None] = mapped_column(String(16))
+    features: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    refreshed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class MLModel(Base):
+    """Model registry: one row per trained version, with its metrics and artifact."""
+
+    __tablename__ = "ml_models"
+    __table_args__ = (
+        enum_check("name", MODEL_NAMES),
+        UniqueConstraint("name", "version", name="uq_ml_models_name_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    algorithm: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    features: Mapped[list[Any] | None] = mapped_column(JSON)
+    training_start: Mapped[dt.date | None] = mapped_column(Date)
+    training_end: Mapped[dt.date | None] = mapped_column(Date)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    artifact: Mapped[bytes | None] = mapped_column(LargeBinary)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class ChurnPrediction(Base):
+    __tablename__ = "customer_churn_predictions"
+    __table_args__ = (
+        enum_check("risk_level", RISK_LEVELS),
+        CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
+        Index("ix_churn_customer_asof", "customer_id", "as_of"),
+        Index("ix_churn_asof_risk", "as_of", "risk_level"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("ml_models.id", ondelete="SET NULL"))
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=90)
+    probability: Mapped[float] = mapped_column(Float)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    drivers: Mapped[list[Any] | None] = mapped_column(JSON)
+    interventions: Mapped[list[Any] | None] = mapped_column(JSON)
+    actual_churned: Mapped[bool | None] = mapped_column(Boolean)
+    evaluated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AccountHealthScore(Base):
+    __tablename__ = "customer_account_health_scores"
+    __table_args__ = (
+        enum_check("level", HEALTH_LEVELS),
+        CheckConstraint("overall BETWEEN 0 AND 100", name="overall_range"),
+        CheckConstraint("engagement BETWEEN 0 AND 100", name="engagement_range"),
+        CheckConstraint("satisfaction BETWEEN 0 AND 100", name="satisfaction_range"),
+        CheckConstraint("loyalty BETWEEN 0 AND 100", name="loyalty_range"),
+        CheckConstraint("payment BETWEEN 0 AND 100", name="payment_range"),
+        CheckConstraint("support BETWEEN 0 AND 100", name="support_range"),
+        UniqueConstraint("customer_id", "as_of", name="uq_health_customer_asof"),
+        Index("ix_health_asof_level", "as_of", "level"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    engagement: Mapped[float] = mapped_column(Float)
+    satisfaction: Mapped[float] = mapped_column(Float)
+    loyalty: Mapped[float] = mapped_column(Float)
+    payment: Mapped[float] = mapped_column(Float)
+    support: Mapped[float] = mapped_column(Float)
+    overall: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(16))
+    trend: Mapped[float | None] = mapped_column(Float)
+    risk_indicators: Mapped[list[Any] | None] = mapped_column(JSON)
+    recommendations: Mapped[list[Any] | None] = mapped_column(JSON)
+    action_items: Mapped[list[Any] | None] = mapped_column(JSON)
+
+
+# --------------------------------------------------------------------------- privacy
+
+
+class ConsentRecord(Base):
+    """Consent ledger: each grant or withdrawal is a new row; the latest per purpose wins."""
+
+    __tablename__ = "customer_gdpr_compliance"
+    __table_args__ = (
+        enum_check("purpose", CONSENT_PURPOSES),
+        Index("ix_consent_customer_purpose", "customer_id", "purpose", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    purpose: Mapped[str] = mapped_column(String(32))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(32), default="web_form")
+    legal_basis: Mapped[str] = mapped_column(String(32), default="consent")
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    recorded_by_id: Mapped[int | None] = user_fk()
+    notes: Mapped[str | None] = mapped_column(Text)
+
+
+class DataSubjectRequest(Base):
+    __tablename__ = "customer_data_subject_requests"
+    __table_args__ = (
+        enum_check("request_type", DSR_TYPES),
+        enum_check("status", DSR_STATUSES),
+        Index("ix_dsr_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    request_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    handled_by_id: Mapped[int | None] = user_fk()
+    notes: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# --------------------------------------------------------------------------- loyalty
+
+
+class LoyaltyAccount(Base):
+    """A customer's membership of the loyalty programme; the balance mirrors the ledger."""
+
+    __tablename__ = "customer_loyalty_programs"
+    __table_args__ = (
+        enum_check("tier", LOYALTY_TIERS),
+        enum_check("status", LOYALTY_ACCOUNT_STATUSES),
+        CheckConstraint("points_balance >= 0", name="balance_non_negative"),
+        CheckConstraint("lifetime_points >= 0", name="lifetime_non_negative"),
+        Index("ix_loyalty_tier", "tier"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), unique=True
+    )
+    program: Mapped[str] = mapped_column(String(64), default="Rewards")
+    tier: Mapped[str] = mapped_column(String(16), default="bronze")
+    points_balance: Mapped[int] = mapped_column(Integer, default=0)
+    lifetime_points: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    enrolled_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    tier_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class LoyaltyTransaction(Base):
+    """Append-only points ledger; each entry carries the balance after it."""
+
+    __tablename__ = "customer_loyalty_transactions"
+    __table_args__ = (
+        enum_check("kind", LOYALTY_KINDS),
+        CheckConstraint("points <> 0", name="points_non_zero"),
+        CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
+        Index("ix_loyalty_tx_customer_time", "customer_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_loyalty_programs.id", ondelete="CASCADE")
+    )
+    customer_id: Mapped[int] = customer_fk(index=False)
+    kind: Mapped[str] = mapped_column(String(8))
+    points: Mapped[int] = mapped_column(Integer)
+    balance_after: Mapped[int] = mapped_column(Integer)
+    source_type: Mapped[str | None] = mapped_column(String(32))
+    source_id: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    created_by_id: Mapped[int | None] = user_fk()
+    approved_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LoyaltyTierChange(Base):
+    __tablename__ = "customer_loyalty_tier_changes"
+    __table_args__ = (
+        enum_check("from_tier", LOYALTY_TIERS, nullable=True),
+        enum_check("to_tier", LOYALTY_TIERS),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_loyalty_programs.id", ondelete="CASCADE"), index=True
+    )
+    from_tier: Mapped[str | None] = mapped_column(String(16))
+    to_tier: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------- risk, social
+
+
+class RiskAssessment(Base):
+    __tablename__ = "customer_risk_assessments"
+    __table_args__ = (
+        enum_check("risk_type", RISK_TYPES),
+        enum_check("level", RISK_LEVELS),
+        enum_check("status", RISK_REVIEW_STATUSES),
+        CheckConstraint("score BETWEEN 0 AND 100", name="score_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk()
+    risk_type: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(16))
+    factors: Mapped[list[Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    assessed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reviewed_by_id: Mapped[int | None] = user_fk()
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class SocialAccount(Base):
+    __tablename__ = "customer_social_media_integrations"
+    __table_args__ = (
+        enum_check("platform", SOCIAL_PLATFORMS),
+        UniqueConstraint("platform", "handle", name="uq_social_platform_handle"),
+        CheckConstraint("followers >= 0", name="followers_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk()
+    platform: Mapped[str] = mapped_column(String(16))
+    handle: Mapped[str] = mapped_column(String(100))
+    profile_url: Mapped[str | None] = mapped_column(String(500))
+    followers: Mapped[int] = mapped_column(Integer, default=0)
+    is_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    connected_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SocialMention(Base):
+    __tablename__ = "customer_social_media_mentions"
+    __table_args__ = (
+        enum_check("platform", SOCIAL_PLATFORMS),
+        enum_check("sentiment_label", SENTIMENTS, nullable=True),
+        CheckConstraint(
+            "sentiment_score IS NULL OR sentiment_score BETWEEN -1 AND 1", name="sentiment_range"
+        ),
+        Index("ix_mentions_time", "posted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    social_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_social_media_integrations.id", ondelete="SET NULL")
+    )
+    customer_id: Mapped[int | None] = customer_fk(nullable=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    posted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    text: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(500))
+    reach: Mapped[int] = mapped_column(Integer, default=0)
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
+    sentiment_label: Mapped[str | None] = mapped_column(String(16))
+
+
+# --------------------------------------------------------------------------- campaigns, referrals
+
+
+class WinbackCampaign(Base):
+    __tablename__ = "customer_winback_campaigns"
+    __table_args__ = (
+        enum_check("status", CAMPAIGN_STATUSES),
+        enum_check("channel", COMM_CHANNELS),
+        CheckConstraint("control_fraction BETWEEN 0 AND 0.9", name="control_fraction_range"),
+        CheckConstraint("offer_value >= 0", name="offer_value_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    segment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_segments.id", ondelete="SET NULL")
+    )
+    channel: Mapped[str] = mapped_column(String(8), default="email")
+    offer_type: Mapped[str] = mapped_column(String(32), default="discount")
+    offer_value: Mapped[Decimal] = mapped_column(Money, default=0)
+    control_fraction: Mapped[float] = mapped_column(Float, default=0.1)
+    starts_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = created_at_col()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class WinbackTarget(Base):
+    __tablename__ = "customer_winback_targets"
+    __table_args__ = (
+        enum_check("target_group", TARGET_GROUPS),
+        UniqueConstraint("campaign_id", "customer_id", name="uq_winback_target"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_winback_campaigns.id", ondelete="CASCADE")
+    )
+    customer_id: Mapped[int] = customer_fk()
+    target_group: Mapped[str] = mapped_column(String(16))
+    assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    contacted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    converted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revenue_after: Mapped[Decimal] = mapped_column(Money, default=0)
+
+
+class Referral(Base):
+    __tablename__ = "customer_referral_program"
+    __table_args__ = (
+        enum_check("status", REFERRAL_STATUSES),
+        CheckConstraint("referred_id IS NULL OR referred_id <> referrer_id", name="not_self"),
+        CheckConstraint("reward_points >= 0", name="reward_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referrer_id: Mapped[int] = customer_fk()
+    referred_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), unique=True
+    )
+    referral_code: Mapped[str] = mapped_column(String(32), unique=True)
+    referred_email: Mapped[str | None] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reward_points: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    converted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

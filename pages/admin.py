@@ -1,0 +1,64 @@
+"""Administration: create users, change roles, reset passwords, deactivate."""
+
+import pandas as pd
+import streamlit as st
+
+from crm_core import users
+from crm_core.errors import DomainError
+from db.models import ROLES
+from ui import context
+
+viewer = context.require_page("users.manage")
+st.title("Users")
+
+
+def act(fn, *args, success: str, **kwargs) -> None:
+    """Run one service call as the signed-in admin and report the outcome."""
+    try:
+        with context.session() as s:
+            fn(s, users.load_actor(s, viewer), *args, **kwargs)
+    except DomainError as exc:
+        st.error(str(exc))
+    else:
+        st.success(success)
+
+
+with context.session() as s:
+    listing = users.list_users(s, users.load_actor(s, viewer))
+table = pd.DataFrame(listing)
+st.dataframe(
+    table.drop(columns=["id", "version"]), hide_index=True, width="stretch",
+    column_config={"last_sign_in": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm")},
+)
+by_name = {row["username"]: row for row in listing}
+
+create, role, password, active = st.tabs(["Create user", "Change role", "Reset password", "Activate / deactivate"])
+with create, st.form("create_user", clear_on_submit=True):
+    username = st.text_input("Username")
+    full_name = st.text_input("Full name")
+    email = st.text_input("Email")
+    new_role = st.selectbox("Role", ROLES)
+    pw = st.text_input("Initial password", type="password", help="At least 8 characters")
+    if st.form_submit_button("Create user", type="primary"):
+        act(users.create_user, username, new_role, pw, full_name=full_name, email=email,
+            success=f"Created {username.strip().lower()} as {new_role}.")
+
+with role, st.form("change_role"):
+    who = st.selectbox("User", list(by_name), key="role_user")
+    target = st.selectbox("New role", ROLES, key="role_value")
+    if st.form_submit_button("Change role") and who:
+        act(users.change_role, by_name[who]["id"], target, expected_version=by_name[who]["version"],
+            success=f"{who} is now {target}.")
+
+with password, st.form("reset_password", clear_on_submit=True):
+    who = st.selectbox("User", list(by_name), key="pw_user")
+    pw = st.text_input("New password", type="password", help="At least 8 characters")
+    if st.form_submit_button("Reset password") and who:
+        act(users.reset_password, by_name[who]["id"], pw, success=f"Password of {who} reset; the account is unlocked.")
+
+with active, st.form("set_active"):
+    who = st.selectbox("User", list(by_name), key="active_user")
+    make_active = st.radio("Status", ["Active", "Deactivated"], horizontal=True) == "Active"
+    if st.form_submit_button("Apply") and who:
+        act(users.set_active, by_name[who]["id"], make_active, expected_version=by_name[who]["version"],
+            success=f"{who} is {'active' if make_active else 'deactivated'}.")

@@ -1,0 +1,48 @@
+"""Audit log: who changed what and when, filtered and paginated."""
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from crm_core import audit, users
+from ui import context
+
+viewer = context.require_page("audit.view")
+st.title("Audit log")
+
+with context.session() as s:
+    actor = users.load_actor(s, viewer)
+    options = audit.filter_options(s, actor)
+
+c1, c2, c3, c4 = st.columns(4)
+who = c1.selectbox("Actor", ["All", *options["actor"]])
+entity = c2.selectbox("Entity", ["All", *options["entity_type"]])
+action = c3.selectbox("Action", ["All", *options["action"]])
+dates = c4.date_input("Dates", value=(dt.date.today() - dt.timedelta(days=30), dt.date.today()), format="YYYY-MM-DD")
+date_from, date_to = (dates if isinstance(dates, tuple) and len(dates) == 2 else (None, None))
+filters = audit.AuditFilter(
+    actor=None if who == "All" else who,
+    entity_type=None if entity == "All" else entity,
+    action=None if action == "All" else action,
+    date_from=date_from, date_to=date_to,
+)
+
+page_number = st.session_state.get("audit_page", 1)
+with context.session() as s:
+    result = audit.search(s, users.load_actor(s, viewer), filters, page=page_number, page_size=50)
+    if page_number > result.pages:
+        result = audit.search(s, users.load_actor(s, viewer), filters, page=1, page_size=50)
+
+st.caption(f"{result.total:,} entries")
+if not result.rows:
+    st.info("No audit entries match these filters.")
+else:
+    frame = pd.DataFrame(result.rows)
+    frame["before"] = frame["before"].map(lambda v: "" if v is None else str(v))
+    frame["after"] = frame["after"].map(lambda v: "" if v is None else str(v))
+    st.dataframe(
+        frame, hide_index=True, width="stretch",
+        column_config={"time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss")},
+    )
+    st.pagination(result.pages, default=min(page_number, result.pages), key="audit_page")

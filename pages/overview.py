@@ -1,0 +1,101 @@
+"""Executive overview: KPIs, revenue and customer trends, loyalty tiers, top customers."""
+
+import datetime as dt
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from crm_core import overview
+from crm_core.errors import DomainError
+from ui import context
+
+user = context.require_page("overview.view")
+
+
+@st.cache_data(ttl=300, max_entries=32, show_spinner="Aggregating…")
+def load_overview(url: str, start: dt.date, end: dt.date, role: str) -> overview.Overview:
+    with context.session() as s:
+        return overview.executive_overview(s, user, start, end)
+
+
+def money(value) -> str:
+    return "—" if value is None else f"€{value:,.0f}"
+
+
+def pct(value) -> str | None:
+    return None if value is None else f"{value:+.1f}%"
+
+
+st.title("Executive overview")
+today = dt.date.today()
+default_start = (today.replace(day=1) - dt.timedelta(days=365)).replace(day=1)
+picked = st.date_input(
+    "Date range", value=(default_start, today), max_value=today, format="YYYY-MM-DD",
+    help="Charts, average order value, SLA breaches and NPS use this range; "
+    "month-to-date and trailing-12-month revenue are as of its end date.",
+)
+if not isinstance(picked, tuple) or len(picked) != 2:
+    st.info("Pick an end date to complete the range.")
+    st.stop()
+start, end = picked
+
+try:
+    data = load_overview(str(context.engine().url), start, end, user.role)
+except DomainError as exc:
+    st.error(str(exc))
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Customers", f"{data.customers_total:,}", border=True)
+c2.metric("New this month", f"{data.customers_new_this_month:,}", border=True)
+c3.metric("Active (90 days)", f"{data.customers_active_90d:,}", border=True)
+c4.metric("Repeat-purchase rate", "—" if data.repeat_purchase_rate is None else f"{data.repeat_purchase_rate:.1f}%", border=True)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Revenue this month", money(data.revenue_this_month), pct(data.revenue_this_month_change),
+          help="Month to date vs the same days of the previous month", border=True)
+c2.metric("Revenue, trailing 12 months", money(data.revenue_12m), pct(data.revenue_12m_change),
+          help="The 365 days up to the end date vs the 365 days before", border=True)
+c3.metric("Average order value", "—" if data.average_order_value is None else f"€{data.average_order_value:,.2f}",
+          help=f"{data.orders_in_range:,} orders in the range", border=True)
+c4.metric("NPS", "—" if data.nps is None else f"{data.nps:+.0f}", help=f"{data.nps_responses:,} answers in the range", border=True)
+c1, c2, _, _ = st.columns(4)
+c1.metric("Open tickets", f"{data.open_tickets:,}", border=True)
+c2.metric("SLA breaches", f"{data.sla_breaches:,}", help="Tickets opened in the range that breached an SLA target", border=True)
+
+if not data.monthly:
+    st.info("No orders or sign-ups in this range yet.")
+else:
+    monthly = pd.DataFrame(data.monthly)
+    monthly["revenue"] = monthly["revenue"].astype(float)
+    left, right = st.columns(2)
+    left.plotly_chart(
+        px.bar(monthly, x="month", y="revenue", title="Monthly revenue", labels={"revenue": "Revenue (€)", "month": ""}),
+        width="stretch",
+    )
+    right.plotly_chart(
+        px.line(monthly, x="month", y="new_customers", markers=True, title="New customers per month",
+                labels={"new_customers": "New customers", "month": ""}),
+        width="stretch",
+    )
+
+left, right = st.columns(2)
+tiers = pd.DataFrame(data.tiers)
+if tiers["members"].sum():
+    left.plotly_chart(
+        px.bar(tiers, x="tier", y="members", title="Loyalty members by tier", labels={"tier": "", "members": "Members"}),
+        width="stretch",
+    )
+else:
+    left.info("No loyalty members yet.")
+with right:
+    st.subheader("Top 10 customers by revenue")
+    if data.top_customers:
+        top = pd.DataFrame(data.top_customers)
+        top["revenue"] = top["revenue"].astype(float)
+        st.dataframe(
+            top[["name", "email", "country", "orders", "revenue"]], hide_index=True, width="stretch",
+            column_config={"revenue": st.column_config.NumberColumn("Revenue", format="€%.2f")},
+        )
+    else:
+        st.info("No orders in this range.")

@@ -1,0 +1,79 @@
+"""Per-app resources and the signed-in user, for pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from crm_core import permissions
+from crm_core.errors import DomainError, NotFound
+from crm_core.service import unit_of_work
+from crm_core.users import SignedInUser, load_actor
+from db import migrate
+from db.engine import database_url, make_engine, session_factory
+
+USER_KEY = "signed_in_user"
+
+
+@st.cache_resource(show_spinner="Opening the database…")
+def _engine_for(url: str) -> Engine:
+    migrate.ensure_migrated(url)
+    return make_engine(url)
+
+
+def engine() -> Engine:
+    return _engine_for(database_url())
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A unit of work for one page action: committed on success, rolled back on error."""
+    with unit_of_work(session_factory(engine())) as s:
+        yield s
+
+
+def signed_in() -> SignedInUser | None:
+    return st.session_state.get(USER_KEY)
+
+
+def sign_in(user: SignedInUser) -> None:
+    st.session_state[USER_KEY] = user
+
+
+def sign_out() -> None:
+    st.session_state.pop(USER_KEY, None)
+
+
+def refresh_signed_in() -> SignedInUser | None:
+    """Re-read the signed-in user so role changes and deactivation take effect at once."""
+    user = signed_in()
+    if user is None:
+        return None
+    try:
+        with session() as s:
+            row = load_actor(s, user)
+            fresh = SignedInUser(row.id, row.username, row.full_name, row.role, row.is_active)
+    except NotFound:
+        fresh = None
+    if fresh is None or not fresh.is_active:
+        sign_out()
+        return None
+    sign_in(fresh)
+    return fresh
+
+
+def require_page(action: str) -> SignedInUser:
+    """Stop the page unless the signed-in user's role allows `action`."""
+    user = signed_in()
+    if user is None or not permissions.allowed(user.role, action):
+        st.error("You do not have access to this page.")
+        st.stop()
+    return user
+
+
+def show_error(exc: DomainError) -> None:
+    st.error(str(exc))
