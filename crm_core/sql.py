@@ -17,7 +17,7 @@ class year_month(FunctionElement):
 
 @compiles(year_month, "sqlite")
 def _year_month_sqlite(element, compiler, **kw):
-    return f"strftime('%%Y-%%m', {compiler.process(element.clauses, **kw)})"
+    return f"strftime('%Y-%m', {compiler.process(element.clauses, **kw)})"  # qmark paramstyle: no escaping
 
 
 @compiles(year_month, "postgresql")

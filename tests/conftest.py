@@ -1,0 +1,144 @@
+"""Database fixtures: every database test runs on SQLite and, when configured, on PostgreSQL.
+
+`CRM_TEST_POSTGRES_URL` names a PostgreSQL server database we may connect to; each test session
+(each xdist worker) creates its own throwaway database there and drops it at the end.
+`CRM_REQUIRE_POSTGRES=1` (set by CI) turns a missing or unreachable server into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from db import migrate
+from db.engine import make_engine, normalize_url, session_factory
+from db.models import Base
+
+PG_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "").strip()
+REQUIRE_PG = os.environ.get("CRM_REQUIRE_POSTGRES", "") == "1"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_configure(config):
+    if REQUIRE_PG and not PG_URL:
+        raise pytest.UsageError("CRM_REQUIRE_POSTGRES=1 but CRM_TEST_POSTGRES_URL is not set")
+
+
+class PostgresServer:
+    """Creates and drops throwaway databases on the configured server."""
+
+    def __init__(self, url: str):
+        self.url = make_url(normalize_url(url))
+        self.admin = create_engine(self.url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+
+    def create(self, prefix: str = "crm_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        with self.admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need CRM_TEST_POSTGRES_URL")
+    server = PostgresServer(PG_URL)
+    try:
+        with server.admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means no server
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    yield server
+    server.admin.dispose()
+
+
+@pytest.fixture
+def fresh_database_url(request, backend, tmp_path) -> Iterator[str]:
+    """An empty, unmigrated database on each backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create("crm_fresh")
+    try:
+        yield url
+    finally:
+        server.drop(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_server")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_engine(postgres_server) -> Iterator[Engine]:
+    url = postgres_server.create()
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+    postgres_server.drop(url)
+
+
+def clear(engine: Engine) -> None:
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def engine(request, backend) -> Engine:
+    """A migrated, empty database on each backend."""
+    eng = request.getfixturevalue(f"{backend}_engine")
+    clear(eng)
+    return eng
+
+
+@pytest.fixture
+def session(engine) -> Iterator[Session]:
+    s = session_factory(engine)()
+    try:
+        yield s
+    finally:
+        s.rollback()
+        s.close()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch):
+    """Real argon2, with cheap parameters: tests hash many passwords."""
+    from argon2 import PasswordHasher
+
+    from crm_core import users
+
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))

@@ -1,0 +1,156 @@
+"""Sign-in, lockout, administration, permissions and the audit trail."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from crm_core import users
+from crm_core.errors import AuthenticationError, ConflictError, DomainError, PermissionDenied, ValidationError
+from crm_core.service import SYSTEM, unit_of_work
+from db.engine import make_engine, session_factory
+from db.models import AuditLog, User
+from tests.factories import make_user
+
+
+def test_sign_in_with_correct_password(session):
+    make_user(session, "analyst", "ana", password="s3cret-pass")
+    session.commit()
+    signed_in = users.authenticate(session, "ANA ", "s3cret-pass")
+    assert (signed_in.username, signed_in.role) == ("ana", "analyst")
+    stored = session.scalar(select(User.password_hash).where(User.username == "ana"))
+    assert stored.startswith("$argon2") and "s3cret-pass" not in stored
+
+
+def test_five_failures_lock_the_account_for_fifteen_minutes(session):
+    make_user(session, "support_agent", "sam", password="right-password")
+    session.commit()
+    now = dt.datetime(2026, 3, 1, 9, 0)
+    for _ in range(4):
+        with pytest.raises(AuthenticationError, match="wrong password"):
+            users.authenticate(session, "sam", "wrong", now=now)
+    with pytest.raises(AuthenticationError, match="locked for 15 minutes"):
+        users.authenticate(session, "sam", "wrong", now=now)
+    # Even the right password is refused while locked...
+    with pytest.raises(AuthenticationError, match="locked"):
+        users.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=14))
+    # ...and accepted once the lock has expired.
+    assert users.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=16)).username == "sam"
+    failures = session.scalars(select(AuditLog).where(AuditLog.action == "auth.sign_in_failed")).all()
+    assert len(failures) == 5
+
+
+def test_failed_attempts_survive_the_callers_rollback(engine):
+    with unit_of_work(session_factory(engine)) as s:
+        make_user(s, "analyst", "carla", password="good-password")
+    with pytest.raises(AuthenticationError), unit_of_work(session_factory(engine)) as s:
+        users.authenticate(s, "carla", "bad")
+    with unit_of_work(session_factory(engine)) as s:
+        assert s.scalar(select(User.failed_login_count).where(User.username == "carla")) == 1
+
+
+def test_deactivated_user_cannot_sign_in(session):
+    admin = make_user(session, "admin", "root1")
+    target = make_user(session, "analyst", "gone", password="password-1")
+    users.set_active(session, admin, target.id, False)
+    session.commit()
+    with pytest.raises(AuthenticationError, match="deactivated"):
+        users.authenticate(session, "gone", "password-1")
+
+
+@pytest.mark.parametrize("username,role,password,message", [
+    ("ab", "analyst", "long-enough", "3-64 characters"),
+    ("good.name", "wizard", "long-enough", "Unknown role"),
+    ("good.name", "analyst", "short", "at least 8"),
+    ("bad name!", "analyst", "long-enough", "3-64 characters"),
+])
+def test_create_user_validation(session, username, role, password, message):
+    with pytest.raises(ValidationError, match=message):
+        users.create_user(session, SYSTEM, username, role, password)
+
+
+def test_duplicate_username_refused(session):
+    make_user(session, "analyst", "dup")
+    with pytest.raises(ValidationError, match="taken"):
+        users.create_user(session, SYSTEM, "DUP", "executive", "long-enough")
+
+
+@pytest.mark.parametrize("role", ["analyst", "success_manager", "support_agent", "executive"])
+def test_only_admins_manage_users(session, role):
+    actor = make_user(session, role)
+    target = make_user(session, "analyst")
+    with pytest.raises(PermissionDenied):
+        users.create_user(session, actor, "newbie", "analyst", "long-enough")
+    with pytest.raises(PermissionDenied):
+        users.change_role(session, actor, target.id, "admin")
+    with pytest.raises(PermissionDenied):
+        users.reset_password(session, actor, target.id, "another-pass")
+    with pytest.raises(PermissionDenied):
+        users.list_users(session, actor)
+
+
+def test_changes_are_audited_with_before_and_after(session):
+    admin = make_user(session, "admin", "chief")
+    target = make_user(session, "analyst", "moves")
+    users.change_role(session, admin, target.id, "success_manager")
+    session.commit()
+    entry = session.scalars(select(AuditLog).where(AuditLog.action == "user.change_role")).one()
+    assert (entry.actor_username, entry.entity_type, entry.entity_id) == ("chief", "user", str(target.id))
+    assert entry.before == {"role": "analyst"} and entry.after == {"role": "success_manager"}
+
+
+def test_stale_edit_is_reported_not_overwritten(session):
+    admin = make_user(session, "admin", "boss1")
+    target = make_user(session, "analyst", "edited")
+    read_version = target.version
+    users.change_role(session, admin, target.id, "executive", expected_version=read_version)
+    session.commit()
+    with pytest.raises(ConflictError, match="changed by someone else"):
+        users.change_role(session, admin, target.id, "support_agent", expected_version=read_version)
+    assert session.get(User, target.id).role == "executive"
+
+
+def test_last_admin_cannot_be_demoted_or_deactivated(session):
+    admin = make_user(session, "admin", "only")
+    other = make_user(session, "analyst", "helper")
+    with pytest.raises(ValidationError, match="last active administrator"):
+        users.change_role(session, admin, admin.id, "analyst")
+    with pytest.raises(ValidationError, match="your own account"):
+        users.set_active(session, admin, admin.id, False)
+    users.change_role(session, admin, other.id, "admin")
+    users.change_role(session, admin, admin.id, "analyst")
+    assert session.get(User, admin.id).role == "analyst"
+
+
+def test_reset_password_unlocks(session):
+    admin = make_user(session, "admin", "resetter")
+    target = make_user(session, "executive", "locked1", password="old-password")
+    session.commit()
+    for _ in range(5):
+        with pytest.raises(AuthenticationError):
+            users.authenticate(session, "locked1", "nope")
+    users.reset_password(session, admin, target.id, "new-password")
+    session.commit()
+    assert users.authenticate(session, "locked1", "new-password").role == "executive"
+
+
+def test_database_gone_mid_operation_saves_nothing(request, backend, engine):
+    """A lost connection surfaces as a clear domain error, and the half-done work is rolled back."""
+    if backend == "sqlite":
+        pytest.skip("an embedded database cannot drop the connection; see the unreachable-file test")
+    factory = session_factory(engine)
+    with pytest.raises(DomainError, match="could not be reached"), unit_of_work(factory) as s:
+        make_user(s, "admin", "first")
+        pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with engine.connect() as killer:
+            killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        make_user(s, "analyst", "second")
+    with unit_of_work(factory) as s:
+        assert s.scalars(select(User.username)).all() == []
+
+
+def test_unreachable_database_file_is_a_clear_error(tmp_path):
+    (tmp_path / "crm.sqlite").mkdir()  # a directory where the database file should be
+    engine = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+    with pytest.raises(DomainError, match="could not be reached"), unit_of_work(session_factory(engine)) as s:
+        make_user(s, "admin", "nobody")
