@@ -19,13 +19,13 @@ run: $(STAMP)
 	$(BIN)/streamlit run streamlit_app.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python bench/seed_bench.py
+	$(BIN)/python bench/seed_bench.py --postgres "$${CRM_TEST_POSTGRES_URL:-}"
 
 clean-db:
 	rm -f data/crm.sqlite data/crm.sqlite-wal data/crm.sqlite-shm

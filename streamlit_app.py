@@ -45,7 +45,5 @@ else:
     )
     with st.sidebar:
         st.markdown(f"**{user.full_name or user.username}**  \n{user.role.replace('_', ' ')}")
-        if st.button("Sign out", icon=":material/logout:"):
-            context.sign_out()
-            st.rerun()
+        st.button("Sign out", icon=":material/logout:", on_click=context.sign_out)
 navigation.run()

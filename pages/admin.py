@@ -26,6 +26,8 @@ def act(fn, *args, success: str, **kwargs) -> None:
 with context.session() as s:
     listing = users.list_users(s, users.load_actor(s, viewer))
 table = pd.DataFrame(listing)
+active_count = int(table["active"].sum())
+st.caption(f"{len(table)} users, {active_count} active")
 st.dataframe(
     table.drop(columns=["id", "version"]), hide_index=True, width="stretch",
     column_config={"last_sign_in": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm")},

@@ -1,5 +1,6 @@
 """The one migration chain builds, tears down and rebuilds the schema on both backends."""
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -25,6 +26,8 @@ def test_upgrade_downgrade_upgrade(fresh_database_url):
     engine.dispose()
 
 
+@pytest.mark.filterwarnings("ignore:.*expression-based index:UserWarning")
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection")
 def test_migrations_match_the_models(fresh_database_url):
     """No drift: autogenerate finds nothing to add or drop after upgrading to head."""
     migrate.upgrade(fresh_database_url)

@@ -10,6 +10,7 @@ from crm_core.errors import AuthenticationError, ConflictError, DomainError, Per
 from crm_core.service import SYSTEM, unit_of_work
 from db.engine import make_engine, session_factory
 from db.models import AuditLog, User
+from tests.conftest import clear
 from tests.factories import make_user
 
 
@@ -134,10 +135,13 @@ def test_reset_password_unlocks(session):
     assert users.authenticate(session, "locked1", "new-password").role == "executive"
 
 
-def test_database_gone_mid_operation_saves_nothing(request, backend, engine):
-    """A lost connection surfaces as a clear domain error, and the half-done work is rolled back."""
-    if backend == "sqlite":
-        pytest.skip("an embedded database cannot drop the connection; see the unreachable-file test")
+def test_database_gone_mid_operation_saves_nothing(postgresql_engine):
+    """A server connection killed mid-transaction: a clear domain error, the half-done work rolled back.
+
+    (An embedded SQLite database cannot lose its connection; the next test covers it being unreachable.)
+    """
+    engine = postgresql_engine
+    clear(engine)
     factory = session_factory(engine)
     with pytest.raises(DomainError, match="could not be reached"), unit_of_work(factory) as s:
         make_user(s, "admin", "first")

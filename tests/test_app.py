@@ -1,0 +1,166 @@
+"""The Streamlit app under AppTest: sign-in, navigation by role, every page renders real figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from crm_core.users import SignedInUser
+from db import migrate
+from db.engine import make_engine
+from db.models import ROLES, Customer, User
+from db.simulator import ROLE_USERNAMES, demo_password, seed_database
+from ui.context import USER_KEY
+from ui.navigation import PAGES, pages_for
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "streamlit_app.py")
+EXPECTED_PAGES = {
+    "admin": {"Executive overview", "Users", "Audit log"},
+    "analyst": {"Executive overview"},
+    "success_manager": {"Executive overview"},
+    "support_agent": {"Executive overview"},
+    "executive": {"Executive overview"},
+}
+
+
+@pytest.fixture(scope="module")
+def app_db(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    seed_database(engine, 150, seed=2, end=dt.datetime.now().replace(microsecond=0))
+    yield url
+    engine.dispose()
+
+
+@pytest.fixture
+def app(app_db, monkeypatch):
+    monkeypatch.setenv("CRM_DATABASE_URL", app_db)
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    at.run()
+    at.text_input[0].input(username)
+    at.text_input[1].input(password)
+    return at.button[0].click().run()
+
+
+def registered_scripts(at: AppTest) -> set[str]:
+    """Script files the navigation registered for this session (what the sidebar lists)."""
+    return {Path(str(info["script_path"])).name for info in at._registered_pages.values() if info.get("script_path")}
+
+
+def titles(at: AppTest) -> list[str]:
+    return [t.value for t in at.title]
+
+
+def test_page_catalogue_per_role():
+    for role in ROLES:
+        assert {p.title for p in pages_for(role)} == EXPECTED_PAGES[role]
+
+
+def test_anonymous_visitor_sees_only_sign_in(app):
+    app.run()
+    assert not app.exception
+    assert titles(app) == ["Customer Intelligence"]
+    assert [b.label for b in app.button] == ["Sign in"]
+
+
+def test_wrong_password_is_refused_with_a_message(app):
+    sign_in(app, "analyst1", "not-the-password")
+    assert not app.exception
+    assert "wrong password" in app.error[0].value
+    assert titles(app) == ["Customer Intelligence"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_sees_its_pages_and_no_others(app, app_db, role):
+    username = f"{ROLE_USERNAMES[role]}1"
+    sign_in(app, username, demo_password(username))
+    assert not app.exception
+    assert titles(app) == ["Executive overview"]
+    with make_engine(app_db).connect() as connection:
+        customers = connection.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Customers"] == f"{customers:,}"
+
+    allowed = {p.path.split("/")[-1] for p in pages_for(role)}
+    assert registered_scripts(app) == allowed
+    for page in PAGES:
+        if page.path.split("/")[-1] in allowed:
+            app.switch_page(str(ROOT / page.path)).run()
+            assert not app.exception, page.title
+            assert titles(app) == [page.title]
+        else:
+            # Not in this role's navigation: AppTest refuses the switch, or the app falls back
+            # to the default page; either way the page never renders.
+            try:
+                app.switch_page(str(ROOT / page.path)).run()
+            except ValueError as exc:
+                assert "Could not find a navigation page" in str(exc)
+            else:
+                assert not app.exception
+                assert page.title not in titles(app)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.permission != "overview.view"], ids=lambda p: p.title)
+def test_page_guard_stops_a_role_without_permission(app_db, monkeypatch, page):
+    """Even if a page file is reached directly, it refuses a role that lacks the permission."""
+    monkeypatch.setenv("CRM_DATABASE_URL", app_db)
+    at = AppTest.from_file(str(ROOT / page.path), default_timeout=60)
+    with make_engine(app_db).connect() as connection:
+        executive = connection.execute(select(User).where(User.role == "executive")).first()
+    at.session_state[USER_KEY] = SignedInUser(executive.id, executive.username, executive.full_name, "executive")
+    at.run()
+    assert not app_exceptions(at)
+    assert [e.value for e in at.error] == ["You do not have access to this page."]
+    assert titles(at) == []
+
+
+def app_exceptions(at: AppTest):
+    return list(at.exception)
+
+
+def test_admin_creates_a_user_through_the_form(app, app_db):
+    sign_in(app, "admin1", demo_password("admin1"))
+    app.switch_page(str(ROOT / "pages/admin.py")).run()
+    form_inputs = {t.label: t for t in app.text_input}
+    form_inputs["Username"].input("newhire")
+    form_inputs["Full name"].input("New Hire")
+    form_inputs["Initial password"].input("welcome-2026")
+    next(s for s in app.selectbox if s.label == "Role").select("support_agent")
+    next(b for b in app.button if b.label == "Create user").click().run()
+    assert not app.exception
+    assert any("Created newhire as support_agent" in s.value for s in app.success)
+    with make_engine(app_db).connect() as connection:
+        assert connection.scalar(select(User.role).where(User.username == "newhire")) == "support_agent"
+    # The change is in the audit log page.
+    app.switch_page(str(ROOT / "pages/audit_log.py")).run()
+    assert not app.exception
+    assert "user.create" in app.dataframe[0].value["action"].tolist()
+
+
+def test_admin_form_shows_validation_errors(app):
+    sign_in(app, "admin2", demo_password("admin2"))
+    app.switch_page(str(ROOT / "pages/admin.py")).run()
+    form_inputs = {t.label: t for t in app.text_input}
+    form_inputs["Username"].input("x")
+    form_inputs["Initial password"].input("welcome-2026")
+    next(b for b in app.button if b.label == "Create user").click().run()
+    assert not app.exception
+    assert any("3-64 characters" in e.value for e in app.error)
+
+
+def test_sign_out_returns_to_sign_in(app):
+    sign_in(app, "exec1", demo_password("exec1"))
+    next(b for b in app.sidebar.button if b.label == "Sign out").click().run()
+    assert USER_KEY not in app.session_state
+    assert "Executive overview" not in titles(app)
+    app.switch_page(APP).run()
+    assert titles(app) == ["Customer Intelligence"]

@@ -1,0 +1,130 @@
+"""End to end in real headless Chromium (Debian's /usr/bin/chromium) against `streamlit run`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db import migrate
+from db.engine import make_engine
+from db.models import Customer
+from db.simulator import demo_password, seed_database
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+REQUIRE_E2E = os.environ.get("CRM_REQUIRE_E2E", "") == "1"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        if REQUIRE_E2E:
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'crm.sqlite'}"
+    migrate.upgrade(db_url)
+    engine = make_engine(db_url)
+    seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0))
+    with engine.connect() as connection:
+        customers = connection.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
+    engine.dispose()
+    port = _free_port()
+    env = {**os.environ, "CRM_DATABASE_URL": db_url, "STREAMLIT_SERVER_PORT": str(port),
+           "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_SERVER_ADDRESS": "127.0.0.1"}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py")],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+        yield {"url": url, "customers": customers}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# The key figure each page must show, as (CSS selector, expected text fragment or callable).
+def _expectations(customers: int) -> dict[str, tuple[str, str]]:
+    return {
+        "Executive overview": ('[data-testid="stMetricValue"]', f"{customers:,}"),
+        "Users": ('[data-testid="stCaptionContainer"]', "15 users"),
+        "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
+    }
+
+
+def _wait_until_idle(page) -> None:
+    """Streamlit shows its status widget ('Running…', 'Stop') while a script run is going."""
+    page.wait_for_load_state("networkidle")
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
+
+
+def test_sign_in_and_open_every_page(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    expectations = _expectations(server["customers"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(45_000)
+        page.goto(server["url"], wait_until="networkidle")
+        expect(page.get_by_role("heading", name="Customer Intelligence")).to_be_visible()
+        page.get_by_label("Username").fill("admin1")
+        page.get_by_label("Password", exact=True).fill(demo_password("admin1"))
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Executive overview")).to_be_visible()
+
+        nav_links = page.locator('[data-testid="stSidebarNav"] a')
+        expect(nav_links.first).to_be_visible()
+        titles = [t.strip().splitlines()[-1].strip() for t in nav_links.all_inner_texts()]  # after the icon
+        assert set(titles) == set(expectations), titles
+        for title in titles:
+            page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
+            expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+            selector, fragment = expectations[title]
+            expect(page.locator(selector).filter(has_text=fragment).first).to_be_visible()
+            _wait_until_idle(page)
+            if title == "Executive overview":
+                expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            assert page.locator('[data-testid="stException"]').count() == 0, title
+            slug = title.lower().replace(" ", "-")
+            page.screenshot(path=str(ARTIFACTS / f"e2e-{slug}.png"), full_page=True)
+        browser.close()
