@@ -30,7 +30,11 @@ active_count = int(table["active"].sum())
 st.caption(f"{len(table)} users, {active_count} active")
 st.dataframe(
     table.drop(columns=["id", "version"]), hide_index=True, width="stretch",
-    column_config={"last_sign_in": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm")},
+    column_config={
+        "username": "Username", "full_name": "Full name", "role": "Role",
+        "active": st.column_config.CheckboxColumn("Active"), "locked": st.column_config.CheckboxColumn("Locked"),
+        "last_sign_in": st.column_config.DatetimeColumn("Last sign-in", format="YYYY-MM-DD HH:mm"),
+    },
 )
 by_name = {row["username"]: row for row in listing}
 

@@ -105,6 +105,7 @@ def test_sign_in_and_open_every_page(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(45_000)
+        expect.set_options(timeout=45_000)
         page.goto(server["url"], wait_until="networkidle")
         expect(page.get_by_role("heading", name="Customer Intelligence")).to_be_visible()
         page.get_by_label("Username").fill("admin1")
