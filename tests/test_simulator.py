@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select, text
 
 from db.models import Base, Customer
-from db.simulator import Simulator, demo_password, seed_database
+from db.simulator import LOAD_ORDER, Simulator, demo_password, seed_database
 
 END = dt.datetime(2026, 6, 30, 18, 0)
 
@@ -83,6 +83,7 @@ def test_traits_leave_learnable_signals(simulated):
 
 def test_seed_loads_every_table(engine):
     result = seed_database(engine, 300, seed=3, end=END)
+    assert set(result.counts) == set(LOAD_ORDER)
     with engine.connect() as connection:
         for name, expected in result.counts.items():
             table = Base.metadata.tables[name]
@@ -94,6 +95,19 @@ def test_seed_loads_every_table(engine):
             "INSERT INTO products (sku, name, category, brand, unit_price, is_active, created_at) "
             "VALUES ('NEW-1', 'New', 'Books', 'B', 1.0, true, CURRENT_TIMESTAMP)"
         ))
+
+
+def test_a_failing_simulation_leaves_the_database_untouched(engine, monkeypatch):
+    def broken(self):
+        raise RuntimeError("simulated failure half-way")
+
+    monkeypatch.setattr(Simulator, "_support", broken)
+    with pytest.raises(RuntimeError, match="half-way"):
+        seed_database(engine, 80, seed=1, end=END)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(Customer)) == 0
+    monkeypatch.undo()
+    assert seed_database(engine, 80, seed=1, end=END).counts["customers"] == 80
 
 
 def test_seed_refuses_a_database_with_customers(engine):

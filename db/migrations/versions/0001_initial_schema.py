@@ -714,7 +714,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('order_items', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_order_items_order_id'), ['order_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_order_items_product_id'), ['product_id'], unique=False)
 
     op.create_table('customer_complaint_management',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -853,7 +852,6 @@ def downgrade() -> None:
 
     op.drop_table('customer_complaint_management')
     with op.batch_alter_table('order_items', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_order_items_product_id'))
         batch_op.drop_index(batch_op.f('ix_order_items_order_id'))
 
     op.drop_table('order_items')
