@@ -1061,3 +1061,20 @@ class Referral(Base):
     reward_points: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     converted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class AppSetting(Base):
+    """Rules and parameters kept as data (lifecycle rules, loyalty thresholds, health weights)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by_id: Mapped[int | None] = user_fk()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
