@@ -1,0 +1,132 @@
+"""The analytics snapshot and RFM scores against hand-computed values, on both backends."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from crm_core.analytics import RFM_GRID, RFM_SEGMENTS, refresh_snapshot, rfm_segment_name
+from db.models import (
+    CustomerAnalytics,
+    CustomerCommunication,
+    OrderItem,
+    Product,
+    SupportTicket,
+    SurveyResponse,
+    WebSession,
+)
+from tests.factories import make_customer, make_order
+
+D = dt.datetime
+AS_OF = dt.date(2026, 3, 20)
+
+
+def test_rfm_grid_names_every_cell_with_the_eleven_segments():
+    names = {name for row in RFM_GRID.values() for name in row}
+    assert names == set(RFM_SEGMENTS)
+    assert rfm_segment_name(5, 5, 5) == "Champions"
+    assert rfm_segment_name(1, 5, 4) == "Can't lose them"  # FM = (5 + 4 + 1) // 2 = 5
+    assert rfm_segment_name(5, 1, 1) == "New customers"
+    assert rfm_segment_name(1, 1, 1) == "Lost"
+
+
+@pytest.fixture
+def history(session):
+    books = Product(sku="B1", name="Book", category="Books", brand="X", unit_price=Decimal("100"))
+    gadgets = Product(sku="E1", name="Gadget", category="Electronics", brand="Y", unit_price=Decimal("50"))
+    session.add_all([books, gadgets])
+    a = make_customer(session, D(2025, 12, 1))
+    b = make_customer(session, D(2026, 1, 1))
+    make_customer(session, D(2026, 3, 21))  # signs up after the date: not in the snapshot
+    o1 = make_order(session, a, D(2026, 1, 10, 9), "100.00")
+    o2 = make_order(session, a, D(2026, 2, 1, 10), "50.00")
+    make_order(session, a, D(2026, 3, 5, 10), "30.00", status="cancelled")
+    make_order(session, a, D(2026, 3, 25, 10), "500.00")  # the future must not leak in
+    session.flush()
+    session.add_all([
+        OrderItem(order_id=o1.id, product_id=books.id, quantity=1, unit_price=100, line_total=100),
+        OrderItem(order_id=o2.id, product_id=gadgets.id, quantity=1, unit_price=50, line_total=50),
+        *[WebSession(customer_id=a.id, started_at=when, duration_seconds=60, page_views=3, source="direct",
+                     device="desktop") for when in (D(2026, 3, 1), D(2025, 10, 1), D(2026, 3, 25))],
+        CustomerCommunication(customer_id=a.id, channel="email", status="opened", sent_at=D(2026, 3, 1),
+                              opened_at=D(2026, 3, 2)),
+        CustomerCommunication(customer_id=a.id, channel="email", status="opened", sent_at=D(2026, 3, 19),
+                              opened_at=D(2026, 3, 22)),  # opened after the date: not yet opened then
+        CustomerCommunication(customer_id=a.id, channel="email", status="delivered", sent_at=D(2026, 2, 1)),
+        CustomerCommunication(customer_id=a.id, channel="email", status="opened", sent_at=D(2026, 3, 24),
+                              opened_at=D(2026, 3, 24)),
+        SupportTicket(ticket_number="A1", customer_id=a.id, subject="s", status="closed", created_at=D(2026, 3, 1),
+                      resolved_at=D(2026, 3, 10)),
+        SupportTicket(ticket_number="A2", customer_id=a.id, subject="s", status="resolved", created_at=D(2026, 3, 15),
+                      resolved_at=D(2026, 3, 22)),
+        SupportTicket(ticket_number="A3", customer_id=a.id, subject="s", status="open", created_at=D(2026, 3, 25)),
+        SurveyResponse(customer_id=a.id, survey_type="nps", score=9, responded_at=D(2026, 1, 1)),
+        SurveyResponse(customer_id=a.id, survey_type="nps", score=4, responded_at=D(2026, 3, 1)),
+        SurveyResponse(customer_id=a.id, survey_type="nps", score=10, responded_at=D(2026, 3, 25)),
+    ])
+    session.flush()
+    return a, b
+
+
+def test_snapshot_matches_hand_computation(session, history):
+    a, b = history
+    assert refresh_snapshot(session, AS_OF) == 2
+    row = session.get(CustomerAnalytics, a.id)
+    assert row.as_of == AS_OF
+    assert (row.order_count, row.total_revenue, row.avg_order_value) == (2, Decimal("150.00"), Decimal("75.00"))
+    assert (row.first_order_at, row.last_order_at) == (D(2026, 1, 10, 9), D(2026, 2, 1, 10))
+    assert row.days_since_last_order == 47  # 2026-02-01 10:00 to 2026-03-21 00:00
+    assert row.sessions_90d == 1
+    assert row.email_open_rate == pytest.approx(1 / 3)
+    assert row.open_tickets == 1  # A2 was still open at the end of the date
+    assert row.last_nps == 4
+    assert row.preferred_category == "Books"
+    empty = session.get(CustomerAnalytics, b.id)
+    assert (empty.order_count, empty.total_revenue, empty.last_order_at) == (0, Decimal("0.00"), None)
+    assert empty.recency_score is None and empty.rfm_segment is None and empty.email_open_rate is None
+
+
+def test_data_after_the_date_does_not_move_the_snapshot(session, history):
+    a, _ = history
+    refresh_snapshot(session, AS_OF)
+    before = {c: getattr(session.get(CustomerAnalytics, a.id), c) for c in ("order_count", "total_revenue",
+                                                                          "sessions_90d", "last_nps", "open_tickets")}
+    make_order(session, a, D(2026, 4, 2), "999.00")
+    session.add(SurveyResponse(customer_id=a.id, survey_type="nps", score=0, responded_at=D(2026, 4, 3)))
+    session.flush()
+    refresh_snapshot(session, AS_OF)
+    session.expire_all()
+    after = {c: getattr(session.get(CustomerAnalytics, a.id), c) for c in before}
+    assert after == before
+
+
+def test_rfm_quintiles_and_segments(session):
+    # Buyer i (1..5) has i orders of 10*i each, the last on 1 March + i days.
+    buyers = []
+    for i in range(1, 6):
+        customer = make_customer(session, D(2025, 1, 1))
+        for k in range(i):
+            make_order(session, customer, D(2026, 3, i) - dt.timedelta(days=30 * k), f"{10 * i}.00")
+        buyers.append(customer)
+    refresh_snapshot(session, AS_OF)
+    rows = [session.get(CustomerAnalytics, c.id) for c in buyers]
+    assert [(r.recency_score, r.frequency_score, r.monetary_score) for r in rows] == [(i, i, i) for i in range(1, 6)]
+    assert [r.rfm_segment for r in rows] == ["Lost", "About to sleep", "Loyal", "Champions", "Champions"]
+
+
+def test_every_buyer_is_in_exactly_one_rfm_segment(engine):
+    from db.simulator import seed_database
+
+    seed_database(engine, 400, seed=5, end=D(2026, 3, 20, 18))
+    from db.engine import session_scope
+
+    with session_scope(engine) as s:
+        refresh_snapshot(s, AS_OF)
+        rows = s.query(CustomerAnalytics).all()
+        buyers = [r for r in rows if r.order_count > 0]
+        assert buyers and all(r.rfm_segment in RFM_SEGMENTS for r in buyers)
+        assert all(r.rfm_segment is None for r in rows if r.order_count == 0)
+        for r in buyers:
+            assert r.rfm_segment == rfm_segment_name(r.recency_score, r.frequency_score, r.monetary_score)
+        counts = [sum(1 for r in buyers if r.recency_score == q) for q in range(1, 6)]
+        assert max(counts) - min(counts) <= 1  # quintiles
