@@ -16,6 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(BIN)/crm db upgrade
 	$(BIN)/crm seed --if-empty --customers $(SEED_CUSTOMERS)
+	$(BIN)/crm refresh --if-empty --backfill-months 3
 	$(BIN)/streamlit run streamlit_app.py
 
 test: $(STAMP)

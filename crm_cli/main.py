@@ -3,12 +3,16 @@
     crm db upgrade                      migrate the database CRM_DATABASE_URL names to head
     crm seed --customers N --seed S     fill an empty database with a simulated business
     crm users create USERNAME --role R  create a staff user; password from stdin or a prompt
+    crm refresh [--as-of DATE]          analytics snapshot, clusters, segments, lifecycle
+    crm segments list [--json]          segments with member counts
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
+import json
 import sys
 import time
 
@@ -76,6 +80,58 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from None
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from ml.refresh import run_refresh
+
+    if args.backfill_months < 0:
+        print("error: --backfill-months cannot be negative", file=sys.stderr)
+        return 2
+    migrate.ensure_migrated(database_url())
+    if args.if_empty:
+        from crm_core.analytics import snapshot_is_empty
+
+        with session_scope(_engine()) as session:
+            if not snapshot_is_empty(session):
+                print("Analytics already computed; nothing to refresh.")
+                return 0
+    as_of = args.as_of or dt.date.today()
+    print(f"Refreshing as of {as_of.isoformat()}", flush=True)
+    started = time.perf_counter()
+
+    def progress(index: int, total: int, label: str, detail: str) -> None:
+        bar = "#" * index + "." * (total - index)
+        print(f"  [{bar}] {index}/{total} {label}: {detail} ({time.perf_counter() - started:.1f}s)", flush=True)
+
+    if args.backfill_months:
+        from ml.refresh import backfill
+
+        backfill(_engine(), as_of, args.backfill_months, progress=None if args.quiet else progress)
+    run_refresh(_engine(), as_of, progress=None if args.quiet else progress)
+    print(f"Refresh done in {time.perf_counter() - started:.1f}s.")
+    return 0
+
+
+def cmd_segments_list(args: argparse.Namespace) -> int:
+    from crm_core import segments
+
+    with session_scope(_engine()) as session:
+        rows = segments.list_segments(session, SYSTEM)
+    if args.json:
+        keys = ("name", "type", "kind", "members", "priority")
+        print(json.dumps([{k: row[k] for k in keys} for row in rows], indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']:<40} {row['type']:<14} {row['kind']:<8} {row['members']:>10,}  priority {row['priority']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm", description="Customer Intelligence operations.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--if-empty", action="store_true", help="do nothing when customers exist")
     seed.add_argument("--quiet", action="store_true", help="no progress lines")
     seed.set_defaults(func=cmd_seed)
+
+    refresh = sub.add_parser("refresh", help="batch refresh: analytics, clusters, segments, lifecycle")
+    refresh.add_argument("--as-of", type=_date, help="date to compute as of (default today), YYYY-MM-DD")
+    refresh.add_argument("--quiet", action="store_true", help="no progress lines")
+    refresh.add_argument("--if-empty", action="store_true", help="only when no analytics snapshot exists yet")
+    refresh.add_argument("--backfill-months", type=int, default=0, metavar="N",
+                         help="first refresh as of each of the N previous month ends, to build history")
+    refresh.set_defaults(func=cmd_refresh)
+
+    segs = sub.add_parser("segments", help="customer segments").add_subparsers(dest="segments_command", required=True)
+    listing = segs.add_parser("list", help="list segments with their active member counts")
+    listing.add_argument("--json", action="store_true", help="a JSON array: name, type, kind, members, priority")
+    listing.set_defaults(func=cmd_segments_list)
 
     users = sub.add_parser("users", help="staff users").add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a user; the password is read from stdin")

@@ -1,0 +1,171 @@
+"""The batch refresh: analytics snapshot, clusters, segment memberships and lifecycle, as of a date.
+
+Each step commits on its own, so a long refresh shows progress and a failure in a late step keeps
+the earlier, self-consistent results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from crm_core import analytics, lifecycle, segments
+from crm_core.service import SYSTEM
+from db.engine import session_scope
+from db.models import CustomerAnalytics, CustomerSegment, utcnow
+
+from . import registry
+from .clusters import FEATURES, BehaviourClusterer, describe
+
+MIN_CUSTOMERS_TO_CLUSTER = 50
+CLUSTER_TRAINING_SAMPLE = 50_000
+
+Progress = Callable[[int, int, str, str], None]
+
+
+@dataclass
+class RefreshReport:
+    as_of: dt.date
+    steps: list[tuple[str, float, str]] = field(default_factory=list)
+
+
+def rfm_rules(name: str) -> dict:
+    return {"all": [{"field": "rfm_segment", "op": "eq", "value": name}]}
+
+
+def _snapshot(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+    rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now)
+    return f"{rows:,} customers"
+
+
+def _segment_named(session: Session, name: str) -> CustomerSegment | None:
+    return session.scalar(select(CustomerSegment).where(CustomerSegment.name == name))
+
+
+def _clusters(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+    rows = session.execute(
+        select(CustomerAnalytics.customer_id, *[getattr(CustomerAnalytics, f) for f in FEATURES])
+        .where(CustomerAnalytics.order_count > 0)
+        .order_by(CustomerAnalytics.customer_id)
+    ).all()
+    if len(rows) < MIN_CUSTOMERS_TO_CLUSTER:
+        return f"skipped: {len(rows)} customers with orders (need {MIN_CUSTOMERS_TO_CLUSTER})"
+    frame = pd.DataFrame(rows, columns=["customer_id", *FEATURES])
+    X = frame[list(FEATURES)].astype(float)
+    rng = np.random.default_rng(0)
+    train = X.iloc[rng.choice(len(X), size=min(CLUSTER_TRAINING_SAMPLE, len(X)), replace=False)]
+    model = BehaviourClusterer(random_state=0).fit(train)
+    labels, confidence = model.predict_confidence(X)
+    profiles = describe(X, labels)
+
+    current = set()
+    for profile in profiles:
+        segment = _segment_named(session, profile.name)
+        description = (
+            f"k-means cluster of {profile.size:,} customers: median {profile.means['order_count']:.0f} orders, "
+            f"€{profile.means['total_revenue']:,.0f} revenue, {profile.means['days_since_last_order']:.0f} days "
+            "since the last order."
+        )
+        if segment is None:
+            segment = segments.create_segment(
+                session, SYSTEM, profile.name, "cluster", "static", description=description, is_system=True,
+            )
+        else:
+            segment.description = description
+            segment.is_active = True
+        member = labels == profile.label
+        assignments = list(zip(frame["customer_id"][member].tolist(), confidence[member].round(4).tolist(), strict=True))
+        segments.replace_model_memberships(session, segment.id, assignments, now)
+        current.add(segment.id)
+    for stale in session.scalars(
+        select(CustomerSegment).where(CustomerSegment.segment_type == "cluster", CustomerSegment.id.not_in(current))
+    ):
+        segments.replace_model_memberships(session, stale.id, [], now)
+        stale.is_active = False
+    registry.register(
+        session, "cluster", "kmeans", model,
+        params={"k": model.n_clusters_, "k_range": list(model.k_range)},
+        features=list(FEATURES), training_end=as_of,
+        metrics={"silhouette": model.silhouettes_[model.n_clusters_],
+                 "silhouette_by_k": {str(k): v for k, v in model.silhouettes_.items()}},
+    )
+    return f"{len(profiles)} clusters over {len(frame):,} customers"
+
+
+def _segments(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+    for name in analytics.RFM_SEGMENTS:
+        if _segment_named(session, name) is None:
+            segments.create_segment(
+                session, SYSTEM, name, "rfm", "dynamic", rules=rfm_rules(name), priority=50, is_system=True,
+                description=f"RFM segment '{name}' (see the RFM grid in the README).",
+            )
+    result = segments.refresh_memberships(session, as_of, now=now)
+    entered = sum(r["entered"] for r in result.values())
+    left = sum(r["left"] for r in result.values())
+    return f"{len(result)} dynamic segments, {entered:,} entered, {left:,} left"
+
+
+def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+    counts = lifecycle.evaluate(session, as_of, now=now)
+    return ", ".join(f"{stage} {n:,}" for stage, n in counts.items() if isinstance(n, int))
+
+
+STEPS: tuple[tuple[str, Callable[[Session, dt.date, dt.datetime], str]], ...] = (
+    ("Analytics snapshot and RFM scores", _snapshot),
+    ("Behavioural clusters", _clusters),
+    ("Segment memberships", _segments),
+    ("Lifecycle stages", _lifecycle),
+)
+
+
+def run_refresh(
+    engine: Engine,
+    as_of: dt.date | None = None,
+    progress: Progress | None = None,
+    now: dt.datetime | None = None,
+    include_clusters: bool = True,
+) -> RefreshReport:
+    """Run every step as of the end of `as_of` (default: today).
+
+    `now` stamps memberships and stage changes (default: the current time); a backfill over past
+    dates passes the end of each date so history reads as if the refresh had run then.
+    """
+    as_of = as_of or dt.date.today()
+    now = now or utcnow()
+    report = RefreshReport(as_of)
+    steps = [s for s in STEPS if include_clusters or s[1] is not _clusters]
+    for index, (label, step) in enumerate(steps, start=1):
+        started = time.perf_counter()
+        with session_scope(engine) as session:
+            detail = step(session, as_of, now)
+        report.steps.append((label, time.perf_counter() - started, detail))
+        if progress:
+            progress(index, len(steps), label, detail)
+    return report
+
+
+def month_ends_before(day: dt.date, months: int) -> list[dt.date]:
+    """The last day of each of the `months` calendar months before `day`'s month, oldest first."""
+    ends, cursor = [], day.replace(day=1)
+    for _ in range(months):
+        cursor -= dt.timedelta(days=1)
+        ends.append(cursor)
+        cursor = cursor.replace(day=1)
+    return ends[::-1]
+
+
+def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | None = None) -> list[dt.date]:
+    """Refresh as of each past month end (without re-clustering), so stage and segment history exist."""
+    dates = month_ends_before(until, months)
+    for index, as_of in enumerate(dates, start=1):
+        run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False)
+        if progress:
+            progress(index, len(dates), f"Backfill as of {as_of.isoformat()}", "done")
+    return dates
