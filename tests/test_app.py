@@ -9,22 +9,24 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from crm_core.permissions import allowed
 from crm_core.users import SignedInUser
 from db import migrate
 from db.engine import make_engine
 from db.models import ROLES, Customer, User
 from db.simulator import ROLE_USERNAMES, demo_password, seed_database
+from ml.refresh import run_refresh
 from ui.context import USER_KEY
 from ui.navigation import PAGES, pages_for
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
 EXPECTED_PAGES = {
-    "admin": {"Executive overview", "Users", "Audit log"},
-    "analyst": {"Executive overview"},
-    "success_manager": {"Executive overview"},
+    "admin": {"Executive overview", "Segments", "Lifecycle", "Users", "Audit log"},
+    "analyst": {"Executive overview", "Segments", "Lifecycle"},
+    "success_manager": {"Executive overview", "Segments", "Lifecycle"},
     "support_agent": {"Executive overview"},
-    "executive": {"Executive overview"},
+    "executive": {"Executive overview", "Segments", "Lifecycle"},
 }
 
 
@@ -34,6 +36,7 @@ def app_db(tmp_path_factory):
     migrate.upgrade(url)
     engine = make_engine(url)
     seed_database(engine, 150, seed=2, end=dt.datetime.now().replace(microsecond=0))
+    run_refresh(engine, dt.date.today())
     yield url
     engine.dispose()
 
@@ -114,9 +117,10 @@ def test_page_guard_stops_a_role_without_permission(app_db, monkeypatch, page):
     """Even if a page file is reached directly, it refuses a role that lacks the permission."""
     monkeypatch.setenv("CRM_DATABASE_URL", app_db)
     at = AppTest.from_file(str(ROOT / page.path), default_timeout=60)
+    role = next(r for r in ROLES if not allowed(r, page.permission))
     with make_engine(app_db).connect() as connection:
-        executive = connection.execute(select(User).where(User.role == "executive")).first()
-    at.session_state[USER_KEY] = SignedInUser(executive.id, executive.username, executive.full_name, "executive")
+        outsider = connection.execute(select(User).where(User.role == role)).first()
+    at.session_state[USER_KEY] = SignedInUser(outsider.id, outsider.username, outsider.full_name, role)
     at.run()
     assert not app_exceptions(at)
     assert [e.value for e in at.error] == ["You do not have access to this page."]
@@ -164,3 +168,52 @@ def test_sign_out_returns_to_sign_in(app):
     assert "Executive overview" not in titles(app)
     app.switch_page(APP).run()
     assert titles(app) == ["Customer Intelligence"]
+
+
+def test_analyst_builds_a_segment_through_the_page(app, app_db):
+    sign_in(app, "analyst1", demo_password("analyst1"))
+    app.switch_page(str(ROOT / "pages/segments.py")).run()
+    assert not app.exception
+    # The default conditions (3+ orders, ordered in the last 90 days) preview and save.
+    next(b for b in app.button if b.label == "Preview").click().run()
+    assert not app.exception
+    matching = next(m for m in app.metric if m.label == "Matching customers").value
+    next(t for t in app.text_input if t.label == "Name").input("Recent repeat buyers")
+    next(b for b in app.button if b.label == "Save segment").click().run()
+    assert not app.exception
+    assert any(f"Saved Recent repeat buyers with {matching} members." == s.value for s in app.success)
+    with make_engine(app_db).connect() as connection:
+        from db.models import CustomerSegment, CustomerSegmentMembership
+
+        segment_id = connection.scalar(select(CustomerSegment.id).where(CustomerSegment.name == "Recent repeat buyers"))
+        members = connection.scalar(select(func.count()).select_from(CustomerSegmentMembership).where(
+            CustomerSegmentMembership.segment_id == segment_id, CustomerSegmentMembership.is_active.is_(True)))
+    assert f"{members:,}" == matching
+    # The detail tab lists the new segment's members.
+    app.selectbox(key="detail_segment").select("Recent repeat buyers").run()
+    assert not app.exception
+    assert any(c.value == f"{members:,} members" for c in app.caption)
+
+
+def test_segment_builder_reports_bad_values(app):
+    sign_in(app, "analyst2", demo_password("analyst2"))
+    app.switch_page(str(ROOT / "pages/segments.py")).run()
+    app.radio[0].set_value("JSON with nested groups").run()
+    app.text_area[0].input('{"all": [{"field": "order_count", "op": "contains", "value": "x"}]}').run()
+    assert not app.exception
+    assert any("contains" in e.value for e in app.error)
+
+
+def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
+    sign_in(app, "csm1", demo_password("csm1"))
+    app.switch_page(str(ROOT / "pages/lifecycle.py")).run()
+    assert not app.exception
+    with make_engine(app_db).connect() as connection:
+        from db.models import CustomerLifecycleStage
+
+        staged = connection.scalar(select(func.count()).select_from(CustomerLifecycleStage))
+    assert next(m for m in app.metric if m.label == "Customers staged").value == f"{staged:,}"
+    customer_input = next(n for n in app.number_input if n.label == "Customer id")
+    customer_input.set_value(1)
+    next(b for b in app.button if b.label == "Change stage").click().run()
+    assert any("reason" in e.value.lower() for e in app.error)  # a reason is required

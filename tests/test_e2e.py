@@ -18,6 +18,7 @@ from db import migrate
 from db.engine import make_engine
 from db.models import Customer
 from db.simulator import demo_password, seed_database
+from ml.refresh import run_refresh
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -61,6 +62,7 @@ def server(tmp_path_factory):
     migrate.upgrade(db_url)
     engine = make_engine(db_url)
     seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0))
+    run_refresh(engine, dt.date.today())
     with engine.connect() as connection:
         customers = connection.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
     engine.dispose()
@@ -85,6 +87,8 @@ def server(tmp_path_factory):
 def _expectations(customers: int) -> dict[str, tuple[str, str]]:
     return {
         "Executive overview": ('[data-testid="stMetricValue"]', f"{customers:,}"),
+        "Segments": ('[data-testid="stMetricLabel"]', "Segments"),
+        "Lifecycle": ('[data-testid="stMetricValue"]', f"{customers:,}"),
         "Users": ('[data-testid="stCaptionContainer"]', "15 users"),
         "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
     }

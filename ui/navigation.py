@@ -19,6 +19,8 @@ class PageSpec:
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/overview.py", "Executive overview", ":material/monitoring:", "Insights", "overview.view", "overview"),
+    PageSpec("pages/segments.py", "Segments", ":material/groups:", "Insights", "segments.view", "segments"),
+    PageSpec("pages/lifecycle.py", "Lifecycle", ":material/timeline:", "Insights", "lifecycle.view", "lifecycle"),
     PageSpec("pages/admin.py", "Users", ":material/manage_accounts:", "Administration", "users.manage", "users"),
     PageSpec("pages/audit_log.py", "Audit log", ":material/history:", "Administration", "audit.view", "audit"),
 )

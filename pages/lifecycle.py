@@ -1,0 +1,168 @@
+"""Lifecycle: stage distribution, flows, time in stage, cohort retention, changes and drill-down."""
+
+import datetime as dt
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from crm_core import lifecycle, permissions, users
+from crm_core.errors import DomainError
+from db.models import LIFECYCLE_STAGES
+from ml.refresh import run_refresh
+from ui import context
+
+viewer = context.require_page("lifecycle.view")
+today = dt.date.today()
+st.title("Lifecycle")
+
+
+def run(fn, *args, **kwargs):
+    try:
+        with context.session() as s:
+            return fn(s, viewer, *args, **kwargs)
+    except DomainError as exc:
+        st.error(str(exc))
+        return None
+
+
+def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
+    key = f"drill_{stage}_{cohort}"
+    page_number = st.session_state.get(key, 1)
+    found = run(lifecycle.customers_in, stage=stage, cohort=cohort, page=page_number, page_size=50)
+    if found is None:
+        return
+    if not found.total:
+        st.info("No customers here.")
+        return
+    st.caption(f"{found.total:,} customers")
+    st.dataframe(pd.DataFrame(found.rows), hide_index=True, width="stretch")
+    st.pagination(found.pages, default=min(page_number, found.pages), key=key)
+
+
+if permissions.allowed(viewer.role, "refresh.run"):
+    with st.expander("Batch refresh"):
+        st.caption("Recomputes the analytics snapshot, RFM and cluster segments, memberships and lifecycle stages.")
+        refresh_date = st.date_input("As of", value=today, max_value=today, key="refresh_as_of")
+        if st.button("Run the refresh", icon=":material/refresh:"):
+            bar = st.progress(0.0, text="Starting…")
+
+            def progress(index: int, total: int, label: str, detail: str) -> None:
+                bar.progress(index / total, text=f"{label}: {detail}")
+
+            try:
+                run_refresh(context.engine(), refresh_date, progress=progress)
+            except DomainError as exc:
+                st.error(str(exc))
+            else:
+                st.cache_data.clear()
+                st.success(f"Refreshed as of {refresh_date.isoformat()}.")
+
+distribution = run(lifecycle.distribution) or []
+total = sum(row["customers"] for row in distribution)
+if not total:
+    st.info("No lifecycle stages yet: run the batch refresh (`crm refresh`).")
+    st.stop()
+
+counts = {row["stage"]: row["customers"] for row in distribution}
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Customers staged", f"{total:,}", border=True)
+c2.metric("Active, loyal and champions", f"{counts['active'] + counts['loyal'] + counts['champion']:,}", border=True)
+c3.metric("At risk", f"{counts['at_risk']:,}", border=True)
+c4.metric("Churned", f"{counts['churned']:,}", border=True)
+
+tab_now, tab_flows, tab_cohorts, tab_changes = st.tabs(["Distribution", "Flows", "Cohort retention", "Changes"])
+
+with tab_now:
+    left, right = st.columns(2)
+    frame = pd.DataFrame(distribution)
+    left.plotly_chart(px.bar(frame, x="stage", y="customers", title="Customers by stage",
+                             labels={"stage": "", "customers": "Customers"}), width="stretch")
+    durations = run(lifecycle.time_in_stage, today) or []
+    if durations:
+        right.plotly_chart(px.bar(pd.DataFrame(durations), x="stage", y="median_days", hover_data=["avg_days", "customers"],
+                                  title="Median days in the current stage", labels={"stage": "", "median_days": "Days"}),
+                           width="stretch")
+    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, index=LIFECYCLE_STAGES.index("at_risk"))
+    drill_down(stage=stage)
+
+with tab_flows:
+    period = st.date_input("Period", value=(today - dt.timedelta(days=90), today), max_value=today, key="flow_period")
+    if isinstance(period, tuple) and len(period) == 2:
+        moves = run(lifecycle.flows, *period) or []
+        if not moves:
+            st.info("No stage changes in this period.")
+        else:
+            labels = [lifecycle.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
+            sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
+            nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
+            index = {name: i for i, name in enumerate(nodes)}
+            figure = go.Figure(go.Sankey(
+                node={"label": nodes, "pad": 12},
+                link={"source": [index[s] for s in sources], "target": [index[m["to_stage"]] for m in moves],
+                      "value": [m["customers"] for m in moves]},
+            ))
+            figure.update_layout(title="Stage changes in the period (from left to right)", height=520)
+            st.plotly_chart(figure, width="stretch")
+            st.dataframe(pd.DataFrame(moves), hide_index=True, width="stretch")
+
+with tab_cohorts:
+    months = st.slider("Cohorts (signup months)", 3, 24, 12)
+    cohorts = run(lifecycle.cohort_retention, today, months=months) or []
+    if not cohorts:
+        st.info("No cohorts in this window.")
+    else:
+        grid = pd.DataFrame(cohorts).pivot(index="cohort", columns="month_offset", values="active_share")
+        figure = px.imshow(grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="Blues",
+                           labels={"x": "Months since signup", "y": "Signup month", "color": "% ordering"},
+                           title="Share of each signup cohort ordering in each later month (%)")
+        st.plotly_chart(figure, width="stretch")
+        cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1])
+        drill_down(cohort=cohort)
+
+with tab_changes:
+    filter_stage = st.selectbox("Into stage", ["All", *LIFECYCLE_STAGES], key="changes_stage")
+    page_number = st.session_state.get("changes_page", 1)
+    changes = run(lifecycle.recent_changes, page=page_number, page_size=50,
+                  stage=None if filter_stage == "All" else filter_stage)
+    if changes is not None and changes.total:
+        st.dataframe(pd.DataFrame(changes.rows), hide_index=True, width="stretch")
+        st.pagination(changes.pages, default=min(page_number, changes.pages), key="changes_page")
+    else:
+        st.info("No stage changes recorded yet.")
+
+    if permissions.allowed(viewer.role, "lifecycle.edit"):
+        with st.form("change_stage", clear_on_submit=True):
+            st.markdown("**Move a customer by hand**")
+            customer_id = st.number_input("Customer id", min_value=1, step=1)
+            new_stage = st.selectbox("New stage", LIFECYCLE_STAGES)
+            reason = st.text_input("Reason (required)")
+            if st.form_submit_button("Change stage"):
+                try:
+                    with context.session() as s:
+                        lifecycle.change_stage(s, users.load_actor(s, viewer), int(customer_id), new_stage, reason)
+                    st.success(f"Customer {int(customer_id)} is now {new_stage}.")
+                except DomainError as exc:
+                    st.error(str(exc))
+
+if permissions.allowed(viewer.role, "lifecycle.rules"):
+    with st.expander("Transition rules (admin)"):
+        with context.session() as s:
+            rules, version = lifecycle.get_rules(s)
+        with st.form("lifecycle_rules"):
+            edited = {}
+            columns = st.columns(3)
+            for i, (key, value) in enumerate(rules.items()):
+                label = key.replace("_", " ").capitalize()
+                if isinstance(value, float):
+                    edited[key] = columns[i % 3].number_input(label, value=float(value), step=0.05, format="%.2f")
+                else:
+                    edited[key] = columns[i % 3].number_input(label, value=int(value), step=1)
+            if st.form_submit_button("Save rules"):
+                try:
+                    with context.session() as s:
+                        lifecycle.save_rules(s, users.load_actor(s, viewer), edited, expected_version=version)
+                    st.success("Rules saved; they apply at the next refresh.")
+                except DomainError as exc:
+                    st.error(str(exc))

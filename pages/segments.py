@@ -1,0 +1,259 @@
+"""Segments: sizes and revenue share, a rule builder with preview, segment detail, comparison."""
+
+import datetime as dt
+import json
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from crm_core import permissions, segments, users
+from crm_core.errors import DomainError
+from crm_core.export import csv_chunks
+from crm_core.rule_input import rules_from_rows
+from db.models import SEGMENT_TYPES
+from ui import context
+
+viewer = context.require_page("segments.view")
+can_manage = permissions.allowed(viewer.role, "segments.manage")
+today = dt.date.today()
+st.title("Segments")
+if flash := st.session_state.pop("segments_flash", None):
+    st.success(flash)
+
+
+@st.cache_data(ttl=60, max_entries=16, show_spinner=False)
+def load_segments(url: str) -> list[dict]:
+    with context.session() as s:
+        return segments.list_segments(s, viewer)
+
+
+def run(fn, *args, **kwargs):
+    """Call a read function in its own unit of work; show a domain error instead of failing."""
+    try:
+        with context.session() as s:
+            return fn(s, viewer, *args, **kwargs)
+    except DomainError as exc:
+        st.error(str(exc))
+        return None
+
+
+def share_chart(profile_a: dict, label_a: str, profile_b: dict, label_b: str, dimension: str, title: str):
+    frames = []
+    for profile, label in ((profile_a, label_a), (profile_b, label_b)):
+        frame = pd.DataFrame(profile[dimension])
+        if not frame.empty:
+            frames.append(frame.assign(group=label))
+    if not frames:
+        return None
+    data = pd.concat(frames)
+    return px.bar(data, x="value", y="share", color="group", barmode="group", title=title,
+                  labels={"value": "", "share": "Share of customers", "group": ""})
+
+
+all_segments = load_segments(str(context.engine().url))
+by_name = {s["name"]: s for s in all_segments}
+tab_list, tab_detail, tab_build, tab_compare = st.tabs(["All segments", "Segment detail", "Build a segment", "Compare"])
+
+with tab_list:
+    if not all_segments:
+        st.info("No segments yet. Run the batch refresh (`crm refresh`) for RFM and cluster segments, or build one.")
+    else:
+        active = [s for s in all_segments if s["active"]]
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Segments", f"{len(all_segments):,}", border=True)
+        c2.metric("Active", f"{len(active):,}", border=True)
+        c3.metric("Dynamic", f"{sum(s['kind'] == 'dynamic' for s in all_segments):,}", border=True)
+        table = pd.DataFrame(all_segments)
+        st.dataframe(
+            table[["name", "type", "kind", "members", "revenue_share", "priority", "active", "last_refreshed_at"]],
+            hide_index=True, width="stretch",
+            column_config={
+                "name": "Segment", "type": "Type", "kind": "Kind", "members": st.column_config.NumberColumn("Members"),
+                "revenue_share": st.column_config.ProgressColumn("Revenue share", format="percent", min_value=0, max_value=1),
+                "priority": "Priority", "active": "Active",
+                "last_refreshed_at": st.column_config.DatetimeColumn("Refreshed", format="YYYY-MM-DD HH:mm"),
+            },
+        )
+        largest = table[table["active"]].nlargest(15, "members")
+        st.plotly_chart(px.bar(largest, x="members", y="name", orientation="h", color="type",
+                               title="Largest active segments", labels={"members": "Members", "name": ""})
+                        .update_layout(yaxis={"categoryorder": "total ascending"}), width="stretch")
+
+with tab_detail:
+    if not all_segments:
+        st.info("No segments to show yet.")
+    else:
+        name = st.selectbox("Segment", list(by_name), key="detail_segment")
+        chosen = by_name[name]
+        st.caption(chosen["description"] or f"{chosen['type']} segment")
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Members", f"{chosen['members']:,}", border=True)
+        c2.metric("Revenue share", f"{chosen['revenue_share'] * 100:.1f}%", border=True)
+        c3.metric("Kind", chosen["kind"], border=True)
+        history = run(segments.size_history, chosen["id"], months=12)
+        if history:
+            st.plotly_chart(px.line(pd.DataFrame(history), x="month", y="members", markers=True,
+                                    title="Members at each month end", labels={"month": "", "members": "Members"}),
+                            width="stretch")
+
+        sort_col, order_col, size_col = st.columns(3)
+        sort_by = sort_col.selectbox("Sort by", list(segments.MEMBER_SORTS), index=list(segments.MEMBER_SORTS).index("total_revenue"))
+        descending = order_col.toggle("Descending", value=True)
+        page_size = size_col.selectbox("Rows per page", [25, 50, 100], index=1)
+        page_number = st.session_state.get("members_page", 1)
+        result = run(segments.members, chosen["id"], page=page_number, page_size=page_size,
+                     sort_by=sort_by, descending=descending)
+        if result is not None:
+            if result.total == 0:
+                st.info("This segment has no members right now.")
+            else:
+                st.dataframe(pd.DataFrame(result.rows), hide_index=True, width="stretch",
+                             column_config={"total_revenue": st.column_config.NumberColumn("Revenue", format="€%.2f"),
+                                            "confidence": st.column_config.NumberColumn("Confidence", format="%.2f")})
+                st.caption(f"{result.total:,} members")
+                st.pagination(result.pages, default=min(page_number, result.pages), key="members_page")
+                segment_id = chosen["id"]
+
+                def members_csv() -> str:
+                    with context.session() as s:
+                        rows = segments.iter_member_rows(s, viewer, segment_id)
+                        columns = ["id", "name", "email", "country", "city", "status", "order_count", "total_revenue",
+                                   "days_since_last_order", "loyalty_tier", "lifecycle_stage", "confidence", "entered_at"]
+                        return "".join(csv_chunks(rows, columns))
+
+                st.download_button("Export members as CSV", members_csv, file_name=f"segment-{segment_id}.csv",
+                                   mime="text/csv", icon=":material/download:")
+
+        profile = run(segments.profile, chosen["id"])
+        if profile and profile["members"]["customers"]:
+            st.subheader("Members against the whole base")
+            averages = pd.DataFrame({"Members": profile["members"]["averages"], "All customers": profile["base"]["averages"]})
+            st.dataframe(averages.rename(index={"order_count": "Orders", "total_revenue": "Revenue (€)",
+                                                "days_since_last_order": "Days since last order"}), width="stretch")
+            left, right = st.columns(2)
+            for column, dimension, title in ((left, "country", "Country"), (right, "lifecycle_stage", "Lifecycle stage")):
+                figure = share_chart(profile["members"], "Members", profile["base"], "All customers", dimension, title)
+                if figure is not None:
+                    column.plotly_chart(figure, width="stretch")
+
+with tab_build:
+    if not can_manage:
+        st.info("Your role can view segments but not create them.")
+    else:
+        catalogue = segments.field_catalogue()
+        field_names = [f["name"] for f in catalogue]
+        operators = sorted({o["op"] for f in catalogue for o in f["operators"]})
+        with st.expander("Fields and their operators"):
+            st.dataframe(pd.DataFrame([
+                {"field": f["name"], "label": f["label"], "type": f["type"],
+                 "operators": ", ".join(o["op"] for o in f["operators"]), "choices": ", ".join(f["choices"])}
+                for f in catalogue
+            ]), hide_index=True, width="stretch")
+        mode = st.radio("Rules", ["Conditions", "JSON with nested groups"], horizontal=True)
+        rules, rules_error = None, None
+        if mode == "Conditions":
+            combinator = st.radio("Match", ["all", "any"], horizontal=True,
+                                  format_func=lambda v: "all conditions (AND)" if v == "all" else "any condition (OR)")
+            starter = pd.DataFrame([{"field": "order_count", "op": "ge", "value": "3"},
+                                    {"field": "days_since_last_order", "op": "le", "value": "90"}])
+            edited = st.data_editor(
+                starter, num_rows="dynamic", hide_index=True, width="stretch", key="rule_rows",
+                column_config={
+                    "field": st.column_config.SelectboxColumn("Field", options=field_names, required=True),
+                    "op": st.column_config.SelectboxColumn("Operator", options=operators, required=True),
+                    "value": st.column_config.TextColumn("Value", help="Lists and 'between': values separated by commas"),
+                },
+            )
+            try:
+                rules = rules_from_rows(edited.to_dict("records"), combinator)
+            except DomainError as exc:
+                rules_error = str(exc)
+        else:
+            text = st.text_area("Rules (JSON)", height=180, value=json.dumps(
+                {"all": [{"field": "country", "op": "in", "value": ["DE", "AT"]},
+                         {"any": [{"field": "loyalty_tier", "op": "in", "value": ["gold", "platinum", "diamond"]},
+                                  {"field": "total_revenue", "op": "ge", "value": 1000}]}]}, indent=2))
+            try:
+                rules = segments.parse_rules(text)
+            except DomainError as exc:
+                rules_error = str(exc)
+        if rules_error:
+            st.error(rules_error)
+        elif st.button("Preview", icon=":material/visibility:"):
+            preview = run(segments.preview, rules, today, sample=20)
+            if preview is not None:
+                st.metric("Matching customers", f"{preview['count']:,}")
+                if preview["sample"]:
+                    st.dataframe(pd.DataFrame(preview["sample"]), hide_index=True, width="stretch")
+
+        with st.form("save_segment", clear_on_submit=False):
+            st.markdown("**Save as a dynamic segment**")
+            name_input = st.text_input("Name")
+            kinds = [t for t in SEGMENT_TYPES if t not in segments.MODEL_SEGMENT_TYPES]
+            type_input = st.selectbox("Type", kinds, index=kinds.index("behavioural"))
+            priority_input = st.number_input("Priority", min_value=0, max_value=1000, value=100, step=10)
+            description_input = st.text_input("Description")
+            if st.form_submit_button("Save segment", type="primary"):
+                if rules is None:
+                    st.error(rules_error or "Fix the rules first.")
+                else:
+                    try:
+                        with context.session() as s:
+                            actor = users.load_actor(s, viewer)
+                            created = segments.create_segment(s, actor, name_input, type_input, "dynamic", rules=rules,
+                                                              priority=int(priority_input), description=description_input)
+                            segments.refresh_memberships(s, today, segment_ids=[created.id])
+                            members_now = segments.list_segments(s, actor)
+                        count = next(x["members"] for x in members_now if x["id"] == created.id)
+                    except DomainError as exc:
+                        st.error(str(exc))
+                    else:
+                        load_segments.clear()
+                        st.session_state["segments_flash"] = f"Saved {created.name} with {count:,} members."
+                        st.rerun()
+
+        with st.form("static_segment"):
+            st.markdown("**Or keep a hand-made list (static segment)**")
+            static_name = st.text_input("Name", key="static_name")
+            ids_text = st.text_area("Customer ids", help="Separated by commas, spaces or new lines")
+            if st.form_submit_button("Create list"):
+                try:
+                    ids = [int(x) for x in ids_text.replace(",", " ").split()]
+                except ValueError:
+                    st.error("Customer ids are whole numbers separated by commas or spaces.")
+                else:
+                    try:
+                        with context.session() as s:
+                            actor = users.load_actor(s, viewer)
+                            created = segments.create_segment(s, actor, static_name, "custom", "static")
+                            segments.add_members(s, actor, created.id, ids)
+                    except DomainError as exc:
+                        st.error(str(exc))
+                    else:
+                        load_segments.clear()
+                        st.session_state["segments_flash"] = f"Created {created.name} with {len(set(ids)):,} customers."
+                        st.rerun()
+
+with tab_compare:
+    if len(all_segments) < 2:
+        st.info("Two segments are needed for a comparison.")
+    else:
+        names = list(by_name)
+        left_name = st.selectbox("First segment", names, index=0, key="compare_a")
+        right_name = st.selectbox("Second segment", names, index=1, key="compare_b")
+        comparison = run(segments.compare, by_name[left_name]["id"], by_name[right_name]["id"])
+        if comparison:
+            c1, c2, c3, c4 = st.columns(4)
+            c1.metric(left_name, f"{comparison['a']['members']:,}", border=True)
+            c2.metric(right_name, f"{comparison['b']['members']:,}", border=True)
+            c3.metric("In both", f"{comparison['overlap']:,}", border=True)
+            c4.metric("Overlap (Jaccard)", f"{comparison['jaccard'] * 100:.1f}%", border=True)
+            profiles = comparison["profiles"]
+            st.dataframe(pd.DataFrame({left_name: profiles["a"]["averages"], right_name: profiles["b"]["averages"]}),
+                         width="stretch")
+            left, right = st.columns(2)
+            for column, dimension, title in ((left, "loyalty_tier", "Loyalty tier"), (right, "lifecycle_stage", "Lifecycle stage")):
+                figure = share_chart(profiles["a"], left_name, profiles["b"], right_name, dimension, title)
+                if figure is not None:
+                    column.plotly_chart(figure, width="stretch")
