@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.models import AuditLog, User, utcnow
 
+from .paging import Page
 from .permissions import require
 
 
@@ -59,21 +60,9 @@ class AuditFilter:
     date_to: dt.date | None = None
 
 
-@dataclass(frozen=True)
-class AuditPage:
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
-
-
 def search(
     session: Session, viewer: User, filters: AuditFilter, page: int = 1, page_size: int = 50
-) -> AuditPage:
+) -> Page:
     """Filtered, newest-first audit entries, one page at a time."""
     require(viewer, "audit.view")
     conditions = []
@@ -109,7 +98,7 @@ def search(
         }
         for e in entries
     ]
-    return AuditPage(rows=rows, total=total, page=page, page_size=page_size)
+    return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
 def filter_options(session: Session, viewer: User) -> dict[str, list[str]]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -66,6 +65,7 @@ from db.models import (
 
 from . import audit
 from .errors import ConflictError, NotFound, ValidationError
+from .paging import Page
 from .permissions import require
 from .service import SYSTEM
 from .sql import days_between, year_month
@@ -397,18 +397,6 @@ def change_stage(session: Session, actor, customer_id: int, stage: str, reason: 
 
 
 # --------------------------------------------------------------------------- reads
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
 
 
 def _check_paging(page: int, page_size: int) -> int:

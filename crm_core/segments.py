@@ -65,6 +65,7 @@ from db.models import (
 
 from . import audit
 from .errors import NotFound, ValidationError
+from .paging import Page
 from .permissions import require
 from .service import check_version
 
@@ -949,20 +950,8 @@ def _member_row(r) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class MemberPage:
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
-
-
 def members(session: Session, viewer, segment_id: int, page: int = 1, page_size: int = 50,
-            sort_by: str = "total_revenue", descending: bool = True) -> MemberPage:
+            sort_by: str = "total_revenue", descending: bool = True) -> Page:
     """One page of a segment's current members; sort_by is one of MEMBER_SORTS (nulls last)."""
     require(viewer, "segments.view")
     if sort_by not in MEMBER_SORTS:
@@ -977,7 +966,7 @@ def members(session: Session, viewer, segment_id: int, page: int = 1, page_size:
     rows = session.execute(
         _member_select(segment.id).order_by(order, Customer.id).limit(page_size).offset((page - 1) * page_size)
     ).all()
-    return MemberPage([_member_row(r) for r in rows], total, page, page_size)
+    return Page([_member_row(r) for r in rows], total, page, page_size)
 
 
 def iter_member_rows(session: Session, viewer, segment_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:

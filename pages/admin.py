@@ -4,27 +4,14 @@ import pandas as pd
 import streamlit as st
 
 from crm_core import users
-from crm_core.errors import DomainError
 from db.models import ROLES
 from ui import context
 
-viewer = context.require_page("users.manage")
+context.require_page("users.manage")
 st.title("Users")
 
 
-def act(fn, *args, success: str, **kwargs) -> None:
-    """Run one service call as the signed-in admin and report the outcome."""
-    try:
-        with context.session() as s:
-            fn(s, users.load_actor(s, viewer), *args, **kwargs)
-    except DomainError as exc:
-        st.error(str(exc))
-    else:
-        st.success(success)
-
-
-with context.session() as s:
-    listing = users.list_users(s, users.load_actor(s, viewer))
+listing = context.read(users.list_users) or []
 table = pd.DataFrame(listing)
 active_count = int(table["active"].sum())
 st.caption(f"{len(table)} users, {active_count} active")
@@ -46,25 +33,25 @@ with create, st.form("create_user", clear_on_submit=True):
     new_role = st.selectbox("Role", ROLES)
     pw = st.text_input("Initial password", type="password", help="At least 8 characters")
     if st.form_submit_button("Create user", type="primary"):
-        act(users.create_user, username, new_role, pw, full_name=full_name, email=email,
+        context.act(users.create_user, username, new_role, pw, full_name=full_name, email=email,
             success=f"Created {username.strip().lower()} as {new_role}.")
 
 with role, st.form("change_role"):
     who = st.selectbox("User", list(by_name), key="role_user")
     target = st.selectbox("New role", ROLES, key="role_value")
     if st.form_submit_button("Change role") and who:
-        act(users.change_role, by_name[who]["id"], target, expected_version=by_name[who]["version"],
+        context.act(users.change_role, by_name[who]["id"], target, expected_version=by_name[who]["version"],
             success=f"{who} is now {target}.")
 
 with password, st.form("reset_password", clear_on_submit=True):
     who = st.selectbox("User", list(by_name), key="pw_user")
     pw = st.text_input("New password", type="password", help="At least 8 characters")
     if st.form_submit_button("Reset password") and who:
-        act(users.reset_password, by_name[who]["id"], pw, success=f"Password of {who} reset; the account is unlocked.")
+        context.act(users.reset_password, by_name[who]["id"], pw, success=f"Password of {who} reset; the account is unlocked.")
 
 with active, st.form("set_active"):
     who = st.selectbox("User", list(by_name), key="active_user")
     make_active = st.radio("Status", ["Active", "Deactivated"], horizontal=True) == "Active"
     if st.form_submit_button("Apply") and who:
-        act(users.set_active, by_name[who]["id"], make_active, expected_version=by_name[who]["version"],
+        context.act(users.set_active, by_name[who]["id"], make_active, expected_version=by_name[who]["version"],
             success=f"{who} is {'active' if make_active else 'deactivated'}.")

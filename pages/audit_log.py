@@ -5,15 +5,13 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from crm_core import audit, users
+from crm_core import audit
 from ui import context
 
-viewer = context.require_page("audit.view")
+context.require_page("audit.view")
 st.title("Audit log")
 
-with context.session() as s:
-    actor = users.load_actor(s, viewer)
-    options = audit.filter_options(s, actor)
+options = context.read(audit.filter_options) or {"actor": [], "entity_type": [], "action": []}
 
 c1, c2, c3, c4 = st.columns(4)
 who = c1.selectbox("Actor", ["All", *options["actor"]])
@@ -29,10 +27,11 @@ filters = audit.AuditFilter(
 )
 
 page_number = st.session_state.get("audit_page", 1)
-with context.session() as s:
-    result = audit.search(s, users.load_actor(s, viewer), filters, page=page_number, page_size=50)
-    if page_number > result.pages:
-        result = audit.search(s, users.load_actor(s, viewer), filters, page=1, page_size=50)
+result = context.read(audit.search, filters, page=page_number, page_size=50)
+if result is None:
+    st.stop()
+if page_number > result.pages:
+    result = context.read(audit.search, filters, page=1, page_size=50)
 
 st.caption(f"{result.total:,} entries")
 if not result.rows:

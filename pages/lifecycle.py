@@ -7,7 +7,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import lifecycle, permissions, users
+from crm_core import lifecycle, permissions
 from crm_core.errors import DomainError
 from db.models import LIFECYCLE_STAGES
 from ml.refresh import run_refresh
@@ -18,19 +18,11 @@ today = dt.date.today()
 st.title("Lifecycle")
 
 
-def run(fn, *args, **kwargs):
-    try:
-        with context.session() as s:
-            return fn(s, viewer, *args, **kwargs)
-    except DomainError as exc:
-        st.error(str(exc))
-        return None
-
 
 def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
     key = f"drill_{stage}_{cohort}"
     page_number = st.session_state.get(key, 1)
-    found = run(lifecycle.customers_in, stage=stage, cohort=cohort, page=page_number, page_size=50)
+    found = context.read(lifecycle.customers_in, stage=stage, cohort=cohort, page=page_number, page_size=50)
     if found is None:
         return
     if not found.total:
@@ -59,7 +51,7 @@ if permissions.allowed(viewer.role, "refresh.run"):
                 st.cache_data.clear()
                 st.success(f"Refreshed as of {refresh_date.isoformat()}.")
 
-distribution = run(lifecycle.distribution) or []
+distribution = context.read(lifecycle.distribution) or []
 total = sum(row["customers"] for row in distribution)
 if not total:
     st.info("No lifecycle stages yet: run the batch refresh (`crm refresh`).")
@@ -79,7 +71,7 @@ with tab_now:
     frame = pd.DataFrame(distribution)
     left.plotly_chart(px.bar(frame, x="stage", y="customers", title="Customers by stage",
                              labels={"stage": "", "customers": "Customers"}), width="stretch")
-    durations = run(lifecycle.time_in_stage, today) or []
+    durations = context.read(lifecycle.time_in_stage, today) or []
     if durations:
         right.plotly_chart(px.bar(pd.DataFrame(durations), x="stage", y="median_days", hover_data=["avg_days", "customers"],
                                   title="Median days in the current stage", labels={"stage": "", "median_days": "Days"}),
@@ -90,7 +82,7 @@ with tab_now:
 with tab_flows:
     period = st.date_input("Period", value=(today - dt.timedelta(days=90), today), max_value=today, key="flow_period")
     if isinstance(period, tuple) and len(period) == 2:
-        moves = run(lifecycle.flows, *period) or []
+        moves = context.read(lifecycle.flows, *period) or []
         if not moves:
             st.info("No stage changes in this period.")
         else:
@@ -109,7 +101,7 @@ with tab_flows:
 
 with tab_cohorts:
     months = st.slider("Cohorts (signup months)", 3, 24, 12)
-    cohorts = run(lifecycle.cohort_retention, today, months=months) or []
+    cohorts = context.read(lifecycle.cohort_retention, today, months=months) or []
     if not cohorts:
         st.info("No cohorts in this window.")
     else:
@@ -124,7 +116,7 @@ with tab_cohorts:
 with tab_changes:
     filter_stage = st.selectbox("Into stage", ["All", *LIFECYCLE_STAGES], key="changes_stage")
     page_number = st.session_state.get("changes_page", 1)
-    changes = run(lifecycle.recent_changes, page=page_number, page_size=50,
+    changes = context.read(lifecycle.recent_changes, page=page_number, page_size=50,
                   stage=None if filter_stage == "All" else filter_stage)
     if changes is not None and changes.total:
         st.dataframe(pd.DataFrame(changes.rows), hide_index=True, width="stretch")
@@ -139,12 +131,8 @@ with tab_changes:
             new_stage = st.selectbox("New stage", LIFECYCLE_STAGES)
             reason = st.text_input("Reason (required)")
             if st.form_submit_button("Change stage"):
-                try:
-                    with context.session() as s:
-                        lifecycle.change_stage(s, users.load_actor(s, viewer), int(customer_id), new_stage, reason)
-                    st.success(f"Customer {int(customer_id)} is now {new_stage}.")
-                except DomainError as exc:
-                    st.error(str(exc))
+                context.act(lifecycle.change_stage, int(customer_id), new_stage, reason,
+                            success=f"Customer {int(customer_id)} is now {new_stage}.")
 
 if permissions.allowed(viewer.role, "lifecycle.rules"):
     with st.expander("Transition rules (admin)"):
@@ -160,9 +148,5 @@ if permissions.allowed(viewer.role, "lifecycle.rules"):
                 else:
                     edited[key] = columns[i % 3].number_input(label, value=int(value), step=1)
             if st.form_submit_button("Save rules"):
-                try:
-                    with context.session() as s:
-                        lifecycle.save_rules(s, users.load_actor(s, viewer), edited, expected_version=version)
-                    st.success("Rules saved; they apply at the next refresh.")
-                except DomainError as exc:
-                    st.error(str(exc))
+                context.act(lifecycle.save_rules, edited, expected_version=version,
+                            success="Rules saved; they apply at the next refresh.")

@@ -28,15 +28,6 @@ def load_segments(url: str) -> list[dict]:
         return segments.list_segments(s, viewer)
 
 
-def run(fn, *args, **kwargs):
-    """Call a read function in its own unit of work; show a domain error instead of failing."""
-    try:
-        with context.session() as s:
-            return fn(s, viewer, *args, **kwargs)
-    except DomainError as exc:
-        st.error(str(exc))
-        return None
-
 
 def share_chart(profile_a: dict, label_a: str, profile_b: dict, label_b: str, dimension: str, title: str):
     frames = []
@@ -91,7 +82,7 @@ with tab_detail:
         c1.metric("Members", f"{chosen['members']:,}", border=True)
         c2.metric("Revenue share", f"{chosen['revenue_share'] * 100:.1f}%", border=True)
         c3.metric("Kind", chosen["kind"], border=True)
-        history = run(segments.size_history, chosen["id"], months=12)
+        history = context.read(segments.size_history, chosen["id"], months=12)
         if history:
             st.plotly_chart(px.line(pd.DataFrame(history), x="month", y="members", markers=True,
                                     title="Members at each month end", labels={"month": "", "members": "Members"}),
@@ -102,7 +93,7 @@ with tab_detail:
         descending = order_col.toggle("Descending", value=True)
         page_size = size_col.selectbox("Rows per page", [25, 50, 100], index=1)
         page_number = st.session_state.get("members_page", 1)
-        result = run(segments.members, chosen["id"], page=page_number, page_size=page_size,
+        result = context.read(segments.members, chosen["id"], page=page_number, page_size=page_size,
                      sort_by=sort_by, descending=descending)
         if result is not None:
             if result.total == 0:
@@ -125,7 +116,7 @@ with tab_detail:
                 st.download_button("Export members as CSV", members_csv, file_name=f"segment-{segment_id}.csv",
                                    mime="text/csv", icon=":material/download:")
 
-        profile = run(segments.profile, chosen["id"])
+        profile = context.read(segments.profile, chosen["id"])
         if profile and profile["members"]["customers"]:
             st.subheader("Members against the whole base")
             averages = pd.DataFrame({"Members": profile["members"]["averages"], "All customers": profile["base"]["averages"]})
@@ -181,7 +172,7 @@ with tab_build:
         if rules_error:
             st.error(rules_error)
         elif st.button("Preview", icon=":material/visibility:"):
-            preview = run(segments.preview, rules, today, sample=20)
+            preview = context.read(segments.preview, rules, today, sample=20)
             if preview is not None:
                 st.metric("Matching customers", f"{preview['count']:,}")
                 if preview["sample"]:
@@ -242,7 +233,7 @@ with tab_compare:
         names = list(by_name)
         left_name = st.selectbox("First segment", names, index=0, key="compare_a")
         right_name = st.selectbox("Second segment", names, index=1, key="compare_b")
-        comparison = run(segments.compare, by_name[left_name]["id"], by_name[right_name]["id"])
+        comparison = context.read(segments.compare, by_name[left_name]["id"], by_name[right_name]["id"])
         if comparison:
             c1, c2, c3, c4 = st.columns(4)
             c1.metric(left_name, f"{comparison['a']['members']:,}", border=True)

@@ -1,6 +1,7 @@
 """The `crm` command: a contract for operators and scripts."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,28 @@ def test_console_script_runs_as_a_process(db_url):
                           input="process-password\n", capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Created user ops1 (admin)" in done.stdout
+
+
+def test_refresh_then_segments_list_json(db_url, capsys):
+    assert main(["seed", "--customers", "200", "--seed", "3", "--quiet"]) == 0
+    assert main(["refresh", "--as-of", "2026-01-15", "--backfill-months", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Refreshing as of 2026-01-15" in out and "4/4 Lifecycle stages" in out and "Backfill as of 2025-12-31" in out
+    assert main(["segments", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed and all(set(item) == {"name", "type", "kind", "members", "priority"} for item in listed)
+    rfm = [item for item in listed if item["type"] == "rfm"]
+    assert len(rfm) == 11 and all(item["kind"] == "dynamic" for item in rfm)
+    with make_engine(db_url).connect() as connection:
+        from db.models import CustomerAnalytics
+
+        buyers = connection.scalar(select(func.count()).select_from(CustomerAnalytics).where(CustomerAnalytics.order_count > 0))
+    assert sum(item["members"] for item in rfm) == buyers  # every buyer in exactly one RFM segment
+    assert main(["refresh", "--if-empty"]) == 0
+    assert "nothing to refresh" in capsys.readouterr().out
+
+
+def test_refresh_rejects_a_malformed_date(db_url, capsys):
+    with pytest.raises(SystemExit):
+        main(["refresh", "--as-of", "15/01/2026"])
+    assert "YYYY-MM-DD" in capsys.readouterr().err

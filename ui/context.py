@@ -75,5 +75,28 @@ def require_page(action: str) -> SignedInUser:
     return user
 
 
-def show_error(exc: DomainError) -> None:
-    st.error(str(exc))
+def read(fn, *args, **kwargs):
+    """Call `fn(session, signed-in user, ...)` in its own unit of work.
+
+    A domain error (bad input, no permission, database unreachable) is shown with st.error and
+    gives None, so the rest of the page still renders.
+    """
+    try:
+        with session() as s:
+            return fn(s, signed_in(), *args, **kwargs)
+    except DomainError as exc:
+        st.error(str(exc))
+        return None
+
+
+def act(fn, *args, success: str | None = None, **kwargs):
+    """Call `fn(session, acting user, ...)` for a change; report success or the domain error."""
+    try:
+        with session() as s:
+            result = fn(s, load_actor(s, signed_in()), *args, **kwargs)
+    except DomainError as exc:
+        st.error(str(exc))
+        return None
+    if success:
+        st.success(success)
+    return result
