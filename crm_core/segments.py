@@ -863,6 +863,7 @@ def list_segments(session: Session, viewer) -> list[dict[str, Any]]:
             "members": counts.get(s.id, 0),
             "priority": s.priority,
             "active": s.is_active,
+            "is_system": s.is_system,
             "description": s.description,
             "revenue_share": round(float(revenue.get(s.id) or 0) / float(total), 4) if total else 0.0,
             "last_refreshed_at": s.last_refreshed_at,

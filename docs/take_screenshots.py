@@ -35,10 +35,12 @@ def main() -> None:
         expect(page.locator(".js-plotly-plot")).to_have_count(3)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(OUT / "overview.png"), full_page=True)
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Audit log").click()
-        expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(OUT / "audit-log.png"))
+        for title, file_name in (("Segments", "segments.png"), ("Lifecycle", "lifecycle.png")):
+            page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
+            expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            page.wait_for_timeout(2500)
+            page.screenshot(path=str(OUT / file_name))
         browser.close()
 
 

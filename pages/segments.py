@@ -116,6 +116,35 @@ with tab_detail:
                 st.download_button("Export members as CSV", members_csv, file_name=f"segment-{segment_id}.csv",
                                    mime="text/csv", icon=":material/download:")
 
+        if can_manage and not chosen.get("is_system"):
+            with st.expander("Manage this segment"):
+                with st.form("segment_state"):
+                    wanted = st.radio("State", ["Active", "Paused"], index=0 if chosen["active"] else 1, horizontal=True)
+                    applied = st.form_submit_button("Apply")
+                    if applied and context.act(segments.set_active, chosen["id"], wanted == "Active") is not None:
+                        load_segments.clear()
+                        st.session_state["segments_flash"] = f"{chosen['name']} is now {wanted.lower()}."
+                        st.rerun()
+                if chosen["kind"] == "static":
+                    with st.form("static_members", clear_on_submit=True):
+                        ids_text = st.text_input("Customer ids", help="Separated by commas or spaces")
+                        add_col, remove_col = st.columns(2)
+                        adding = add_col.form_submit_button("Add to the list")
+                        removing = remove_col.form_submit_button("Remove from the list")
+                        if adding or removing:
+                            try:
+                                ids = [int(x) for x in ids_text.replace(",", " ").split()]
+                            except ValueError:
+                                st.error("Customer ids are whole numbers separated by commas or spaces.")
+                            else:
+                                changed = context.act(segments.add_members if adding else segments.remove_members,
+                                                      chosen["id"], ids)
+                                if changed is not None:
+                                    load_segments.clear()
+                                    verb = "added" if adding else "removed"
+                                    st.session_state["segments_flash"] = f"{changed:,} customers {verb}."
+                                    st.rerun()
+
         profile = context.read(segments.profile, chosen["id"])
         if profile and profile["members"]["customers"]:
             st.subheader("Members against the whole base")

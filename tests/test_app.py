@@ -217,3 +217,21 @@ def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
     customer_input.set_value(1)
     next(b for b in app.button if b.label == "Change stage").click().run()
     assert any("reason" in e.value.lower() for e in app.error)  # a reason is required
+
+
+def test_static_list_is_created_and_edited_through_the_page(app):
+    sign_in(app, "analyst3", demo_password("analyst3"))
+    app.switch_page(str(ROOT / "pages/segments.py")).run()
+    next(t for t in app.text_input if t.key == "static_name").input("VIP follow-up")
+    next(t for t in app.text_area if t.label == "Customer ids").input("1, 2, 3, 3")
+    next(b for b in app.button if b.label == "Create list").click().run()
+    assert not app.exception
+    assert any(s.value == "Created VIP follow-up with 3 customers." for s in app.success)
+    app.selectbox(key="detail_segment").select("VIP follow-up").run()
+    assert next(m for m in app.metric if m.label == "Members").value == "3"
+    next(t for t in app.text_input if t.label == "Customer ids").input("2")
+    next(b for b in app.button if b.label == "Remove from the list").click().run()
+    assert not app.exception
+    assert any(s.value == "1 customers removed." for s in app.success)
+    app.selectbox(key="detail_segment").select("VIP follow-up").run()
+    assert next(m for m in app.metric if m.label == "Members").value == "2"
