@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    except_,
     false,
     func,
     insert,
@@ -44,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, outerjoin
 
+from db import bulk
 from db.models import (
     ACQUISITION_CHANNELS,
     CUSTOMER_STATUSES,
@@ -759,20 +762,18 @@ def refresh_memberships(session: Session, as_of: dt.date, now: dt.datetime | Non
                    memberships.c.assignment == "auto", ~still_matches)
             .values(is_active=False, left_at=now)
         ).rowcount
-        open_row = memberships.alias()
-        already_member = (
-            select(literal(1)).select_from(open_row)
-            .where(open_row.c.segment_id == segment.id, open_row.c.customer_id == Customer.id,
-                   open_row.c.is_active == true())
-            .exists()
-        )
+        # EXCEPT reads the open rows in full before the first insert; a correlated NOT EXISTS may
+        # be planned as a nested loop that rescans the table as this very statement grows it.
+        newcomers = except_(
+            select(Customer.id.label("customer_id")).select_from(_customer_from()).where(condition),
+            select(memberships.c.customer_id).where(memberships.c.segment_id == segment.id,
+                                                    memberships.c.is_active == true()),
+        ).subquery()
         entered = session.execute(
             insert(memberships).from_select(
                 ["segment_id", "customer_id", "confidence", "assignment", "is_active", "entered_at"],
-                select(literal(segment.id), Customer.id, literal(1.0, Float), literal("auto"),
-                       true(), literal(now, DateTime))
-                .select_from(_customer_from())
-                .where(condition, ~already_member),
+                select(literal(segment.id), newcomers.c.customer_id, literal(1.0, Float), literal("auto"),
+                       true(), literal(now, DateTime)),
             )
         ).rowcount
         changed_since_analyze += entered + left
@@ -809,16 +810,18 @@ def replace_model_memberships(session: Session, segment_id: int, assignments: li
     leaving = [{"b_id": row_id} for cid, (row_id, _) in current.items() if cid not in wanted]
     changed = [{"b_id": current[cid][0], "b_confidence": conf}
                for cid, conf in wanted.items() if cid in current and current[cid][1] != conf]
-    entering = [{"segment_id": segment.id, "customer_id": cid, "confidence": conf, "assignment": "auto",
-                 "is_active": True, "entered_at": now, "left_at": None}
-                for cid, conf in wanted.items() if cid not in current]
+    entering = [(cid, conf) for cid, conf in wanted.items() if cid not in current]
     by_id = memberships.c.id == bindparam("b_id")
     if leaving:
         session.execute(update(memberships).where(by_id).values(is_active=False, left_at=now), leaving)
     if changed:
         session.execute(update(memberships).where(by_id).values(confidence=bindparam("b_confidence")), changed)
     if entering:
-        session.execute(insert(memberships), entering)
+        ids, confidences = zip(*entering, strict=True)
+        bulk.load(session.connection(), memberships, pd.DataFrame({
+            "segment_id": segment.id, "customer_id": ids, "confidence": confidences, "assignment": "auto",
+            "is_active": True, "entered_at": pd.Timestamp(now),
+        }))
     if len(entering) + len(leaving) >= ANALYZE_AFTER_CHANGES:
         _refresh_statistics(session)
     _mark_refreshed(session, segment.id, now)
@@ -971,24 +974,16 @@ def members(session: Session, viewer, segment_id: int, page: int = 1, page_size:
 
 
 def iter_member_rows(session: Session, viewer, segment_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """All current members for a CSV export, read in keyset-paginated batches of `batch` rows."""
+    """All current members for a CSV export, streamed from a server-side cursor `batch` rows at a time."""
     require(viewer, "segments.view")
     segment = _get(session, segment_id)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValidationError("The batch size must be a positive whole number.")
 
     def rows() -> Iterator[dict[str, Any]]:
-        last_id = None
-        while True:
-            query = _member_select(segment.id).order_by(Customer.id).limit(batch)
-            if last_id is not None:
-                query = query.where(Customer.id > last_id)
-            chunk = session.execute(query).all()
-            for r in chunk:
-                yield _member_row(r)
-            if len(chunk) < batch:
-                return
-            last_id = chunk[-1].id
+        query = _member_select(segment.id).order_by(Customer.id).execution_options(yield_per=batch)
+        for r in session.execute(query):
+            yield _member_row(r)
 
     return rows()
 
