@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/seed_bench.py --postgres "$${CRM_TEST_POSTGRES_URL:-}"
 	$(BIN)/python bench/refresh_bench.py --postgres "$${CRM_TEST_POSTGRES_URL:-}"
+	$(BIN)/python bench/segments_bench.py --postgres "$${CRM_TEST_POSTGRES_URL:-}"
 
 clean-db:
 	rm -f data/crm.sqlite data/crm.sqlite-wal data/crm.sqlite-shm

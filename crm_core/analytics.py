@@ -34,7 +34,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -179,7 +178,13 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
         .subquery("c")
     )
 
-    query = (
+    has_orders = case((orders.c.order_count > 0, 1), else_=0)
+
+    def quintile(order_by):
+        score = func.ntile(5).over(partition_by=has_orders, order_by=(order_by, Customer.id))
+        return case((orders.c.order_count > 0, score), else_=None)
+
+    base = (
         select(
             Customer.id.label("customer_id"),
             func.coalesce(orders.c.order_count, 0).label("order_count"),
@@ -188,6 +193,9 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
             orders.c.first_order_at,
             orders.c.last_order_at,
             whole_days_between(orders.c.last_order_at, cutoff_param).label("days_since_last_order"),
+            quintile(orders.c.last_order_at.asc()).label("recency_score"),
+            quintile(orders.c.order_count.asc()).label("frequency_score"),
+            quintile(orders.c.total_revenue.asc()).label("monetary_score"),
             func.coalesce(sessions.c.sessions, 0).label("sessions_90d"),
             case((emails.c.sent > 0, cast(emails.c.opened, Integer) * 1.0 / emails.c.sent), else_=None).label(
                 "email_open_rate"
@@ -195,8 +203,6 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
             func.coalesce(tickets.c.open_tickets, 0).label("open_tickets"),
             nps.c.score.label("last_nps"),
             category.c.category.label("preferred_category"),
-            literal(as_of).label("as_of"),
-            literal(refreshed_at, DateTime).label("refreshed_at"),
         )
         .select_from(Customer)
         .outerjoin(orders, orders.c.customer_id == Customer.id)
@@ -206,61 +212,37 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
         .outerjoin(nps, nps.c.customer_id == Customer.id)
         .outerjoin(category, category.c.customer_id == Customer.id)
         .where(Customer.status.not_in(("merged", "erased")), Customer.signed_up_at < cutoff)
+        .subquery("base")
     )
-    return query, [c.name for c in query.selected_columns]
-
-
-def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime | None = None,
-                     with_rfm: bool = True) -> int:
-    """Rewrite `customer_analytics` as of the end of `as_of` (with RFM scores unless told otherwise).
-
-    Returns the row count.
-    """
-    query, columns = _snapshot_select(as_of, refreshed_at or utcnow())
-    session.execute(delete(CustomerAnalytics))
-    session.execute(insert(CustomerAnalytics).from_select(columns, query))
-    if with_rfm:
-        score_rfm(session)
-    return session.scalar(select(func.count()).select_from(CustomerAnalytics)) or 0
-
-
-def score_rfm(session: Session) -> int:
-    """Write R, F, M quintiles and the named segment onto the snapshot rows of customers with orders.
-
-    One UPDATE ... FROM over a window query on the snapshot itself, so it costs seconds even at a
-    million customers; returns the number of customers scored.
-    """
-    ca = CustomerAnalytics
-
-    def quintile(order_by):
-        return func.ntile(5).over(order_by=(order_by, ca.customer_id))
-
-    scores = (
-        select(
-            ca.customer_id.label("customer_id"),
-            quintile(ca.last_order_at.asc()).label("r"),
-            quintile(ca.order_count.asc()).label("f"),
-            quintile(ca.total_revenue.asc()).label("m"),
-        )
-        .where(ca.order_count > 0)
-        .subquery("scores")
-    )
-    fm = (cast(scores.c.f, Integer) + cast(scores.c.m, Integer) + 1) // 2
+    fm = (cast(base.c.frequency_score, Integer) + cast(base.c.monetary_score, Integer) + 1) // 2
     segment = case(
         *[
-            (and_(scores.c.r == r, fm == column + 1), name)
+            (and_(base.c.recency_score == r, fm == column + 1), name)
             for r, row in RFM_GRID.items()
             for column, name in enumerate(row)
         ],
         else_=None,
     )
-    result = session.execute(
-        update(ca)
-        .where(ca.customer_id == scores.c.customer_id)
-        .values(recency_score=scores.c.r, frequency_score=scores.c.f, monetary_score=scores.c.m,
-                rfm_segment=segment)
+    columns = [
+        "customer_id", "order_count", "total_revenue", "avg_order_value", "first_order_at", "last_order_at",
+        "days_since_last_order", "recency_score", "frequency_score", "monetary_score", "sessions_90d",
+        "email_open_rate", "open_tickets", "last_nps", "preferred_category",
+    ]
+    query = select(
+        *[base.c[name] for name in columns],
+        segment.label("rfm_segment"),
+        literal(as_of).label("as_of"),
+        literal(refreshed_at, DateTime).label("refreshed_at"),
     )
-    return result.rowcount
+    return query, [*columns, "rfm_segment", "as_of", "refreshed_at"]
+
+
+def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime | None = None) -> int:
+    """Rewrite `customer_analytics` as of the end of `as_of`; returns the number of rows."""
+    query, columns = _snapshot_select(as_of, refreshed_at or utcnow())
+    session.execute(delete(CustomerAnalytics))
+    session.execute(insert(CustomerAnalytics).from_select(columns, query))
+    return session.scalar(select(func.count()).select_from(CustomerAnalytics)) or 0
 
 
 def snapshot_is_empty(session: Session) -> bool:

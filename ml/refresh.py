@@ -41,12 +41,8 @@ def rfm_rules(name: str) -> dict:
 
 
 def _snapshot(session: Session, as_of: dt.date, now: dt.datetime) -> str:
-    rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, with_rfm=False)
+    rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now)
     return f"{rows:,} customers"
-
-
-def _rfm(session: Session, as_of: dt.date, now: dt.datetime) -> str:
-    return f"{analytics.score_rfm(session):,} customers with orders scored"
 
 
 def _segment_named(session: Session, name: str) -> CustomerSegment | None:
@@ -122,8 +118,7 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> str:
 
 
 STEPS: tuple[tuple[str, Callable[[Session, dt.date, dt.datetime], str]], ...] = (
-    ("Analytics snapshot", _snapshot),
-    ("RFM scores", _rfm),
+    ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _clusters),
     ("Segment memberships", _segments),
     ("Lifecycle stages", _lifecycle),

@@ -1,10 +1,11 @@
-"""RFM scoring and segment evaluation at scale, on a synthetic analytics snapshot.
+"""Segment evaluation at scale, on a synthetic analytics snapshot.
 
-    python bench/rfm_bench.py [--customers 1000000] [--postgres URL] [--skip-sqlite]
+    python bench/segments_bench.py [--customers 1000000] [--postgres URL] [--skip-sqlite]
 
-Loads N customers and their `customer_analytics` rows in bulk (random orders, revenue and
-recency), then times RFM scoring, the first refresh of the eleven RFM segments' memberships,
-a second refresh (nothing changes) and a nested segment preview.
+Loads N customers and their `customer_analytics` rows in bulk (random orders, revenue, recency
+and RFM scores), then times the first refresh of the eleven RFM segments' memberships, a second
+refresh (nothing changes) and a nested segment preview. (The RFM scores themselves are computed
+inside the analytics snapshot: bench/refresh_bench.py times that on a simulated history.)
 """
 
 from __future__ import annotations
@@ -54,10 +55,16 @@ def synthetic(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     revenue = np.round(orders * rng.gamma(2, 60, n), 2)
     days = np.where(orders > 0, rng.integers(0, 900, n), -1)
     last = pd.Series(pd.Timestamp("2026-11-27") - pd.to_timedelta(np.maximum(days, 0), unit="D")).where(orders > 0)
+    r, f, m = (rng.integers(1, 6, n) for _ in range(3))
+    grid = np.array([analytics.RFM_GRID[row] for row in range(1, 6)], dtype=object)  # [R-1][FM-1]
+    segment = np.where(orders > 0, grid[r - 1, (f + m + 1) // 2 - 1], None)
     snapshot = pd.DataFrame({
         "customer_id": ids, "as_of": AS_OF, "order_count": orders, "total_revenue": revenue,
         "last_order_at": last, "days_since_last_order": pd.Series(days).where(orders > 0).astype("Int64"),
-        "sessions_90d": rng.poisson(2, n), "open_tickets": 0, "refreshed_at": pd.Timestamp("2026-11-27 23:00"),
+        "sessions_90d": rng.poisson(2, n), "open_tickets": 0,
+        "recency_score": pd.Series(r).where(orders > 0).astype("Int64"),
+        "frequency_score": pd.Series(f).where(orders > 0).astype("Int64"),
+        "monetary_score": pd.Series(m).where(orders > 0).astype("Int64"), "rfm_segment": segment, "refreshed_at": pd.Timestamp("2026-11-27 23:00"),
     })
     return customers, snapshot
 
@@ -79,10 +86,6 @@ def run(url: str, n: int, backend: str) -> None:
         connection.execute(text("ANALYZE"))
     print(f"{backend:<10} loaded {n:,} customers and snapshot rows in {time.perf_counter() - started:.1f}s", flush=True)
 
-    def score():
-        with session_scope(engine) as s:
-            return f"{analytics.score_rfm(s):,} scored"
-
     def create_rfm_segments():
         with session_scope(engine) as s:
             for name in analytics.RFM_SEGMENTS:
@@ -98,7 +101,6 @@ def run(url: str, n: int, backend: str) -> None:
         with session_scope(engine) as s:
             return f"matches={segments.preview(s, SYSTEM, RULES, AS_OF)['count']:,}"
 
-    timed("RFM scores", backend, score)
     create_rfm_segments()
     timed("RFM segment memberships (first)", backend, refresh)
     timed("RFM segment memberships (no change)", backend, refresh)
