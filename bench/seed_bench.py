@@ -8,21 +8,15 @@ throwaway database on the server named by --postgres or CRM_TEST_POSTGRES_URL.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import os
 import sys
-import tempfile
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
+from bench.common import on_each_backend, parser  # noqa: E402
 from db import migrate  # noqa: E402
-from db.engine import make_engine, normalize_url  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.simulator import seed_database  # noqa: E402
 
 END = dt.datetime(2026, 11, 27, 12, 0)
@@ -43,29 +37,7 @@ def run(url: str, customers: int, label: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--postgres", default=os.environ.get("CRM_TEST_POSTGRES_URL", ""))
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        run(f"sqlite:///{tmp}/bench.sqlite", args.customers, "sqlite")
-
-    if args.postgres:
-        server = make_url(normalize_url(args.postgres))
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        name = f"crm_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            run(server.set(database=name).render_as_string(hide_password=False), args.customers, "postgresql")
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-    else:
-        print("postgresql skipped: pass --postgres URL or set CRM_TEST_POSTGRES_URL")
-
+    on_each_backend(parser(__doc__.splitlines()[0], 100_000).parse_args(), run)
 
 if __name__ == "__main__":
     main()

@@ -8,17 +8,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from db import migrate
-from db.engine import make_engine, normalize_url, session_factory
+from db.engine import make_engine, session_factory
 from db.models import Base
+from db.throwaway import PostgresServer
 
 PG_URL = os.environ.get("CRM_TEST_POSTGRES_URL", "").strip()
 REQUIRE_PG = os.environ.get("CRM_REQUIRE_POSTGRES", "") == "1"
@@ -30,39 +29,19 @@ def pytest_configure(config):
         raise pytest.UsageError("CRM_REQUIRE_POSTGRES=1 but CRM_TEST_POSTGRES_URL is not set")
 
 
-class PostgresServer:
-    """Creates and drops throwaway databases on the configured server."""
-
-    def __init__(self, url: str):
-        self.url = make_url(normalize_url(url))
-        self.admin = create_engine(self.url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-
-    def create(self, prefix: str = "crm_test") -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        with self.admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        return self.url.set(database=name).render_as_string(hide_password=False)
-
-    def drop(self, url: str) -> None:
-        name = make_url(url).database
-        with self.admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     if not PG_URL:
         pytest.skip("PostgreSQL tests need CRM_TEST_POSTGRES_URL")
     server = PostgresServer(PG_URL)
     try:
-        with server.admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        server.ping()
     except Exception as exc:  # noqa: BLE001 - any connection failure means no server
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
     yield server
-    server.admin.dispose()
+    server.dispose()
 
 
 @pytest.fixture
