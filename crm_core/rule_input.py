@@ -72,3 +72,14 @@ def rules_from_rows(rows: list[dict[str, Any]], combinator: str = "all") -> dict
     if not filled:
         raise ValidationError("Add at least one condition.")
     return parse_rules({combinator: [condition_from_row(r, i) for i, r in enumerate(filled, start=1)]})
+
+
+def customer_ids(text: str) -> list[int]:
+    """Customer ids typed by a person: whole numbers separated by commas, spaces or new lines."""
+    try:
+        ids = [int(part) for part in (text or "").replace(",", " ").split()]
+    except ValueError:
+        raise ValidationError("Customer ids are whole numbers separated by commas or spaces.") from None
+    if not ids:
+        raise ValidationError("Enter at least one customer id.")
+    return ids

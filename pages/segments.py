@@ -10,7 +10,7 @@ import streamlit as st
 from crm_core import permissions, segments, users
 from crm_core.errors import DomainError
 from crm_core.export import csv_chunks
-from crm_core.rule_input import rules_from_rows
+from crm_core.rule_input import customer_ids, rules_from_rows
 from db.models import SEGMENT_TYPES
 from ui import context
 
@@ -133,9 +133,9 @@ with tab_detail:
                         removing = remove_col.form_submit_button("Remove from the list")
                         if adding or removing:
                             try:
-                                ids = [int(x) for x in ids_text.replace(",", " ").split()]
-                            except ValueError:
-                                st.error("Customer ids are whole numbers separated by commas or spaces.")
+                                ids = customer_ids(ids_text)
+                            except DomainError as exc:
+                                st.error(str(exc))
                             else:
                                 changed = context.act(segments.add_members if adding else segments.remove_members,
                                                       chosen["id"], ids)
@@ -239,21 +239,17 @@ with tab_build:
             ids_text = st.text_area("Customer ids", help="Separated by commas, spaces or new lines")
             if st.form_submit_button("Create list"):
                 try:
-                    ids = [int(x) for x in ids_text.replace(",", " ").split()]
-                except ValueError:
-                    st.error("Customer ids are whole numbers separated by commas or spaces.")
+                    ids = customer_ids(ids_text)
+                    with context.session() as s:
+                        actor = users.load_actor(s, viewer)
+                        created = segments.create_segment(s, actor, static_name, "custom", "static")
+                        segments.add_members(s, actor, created.id, ids)
+                except DomainError as exc:
+                    st.error(str(exc))
                 else:
-                    try:
-                        with context.session() as s:
-                            actor = users.load_actor(s, viewer)
-                            created = segments.create_segment(s, actor, static_name, "custom", "static")
-                            segments.add_members(s, actor, created.id, ids)
-                    except DomainError as exc:
-                        st.error(str(exc))
-                    else:
-                        load_segments.clear()
-                        st.session_state["segments_flash"] = f"Created {created.name} with {len(set(ids)):,} customers."
-                        st.rerun()
+                    load_segments.clear()
+                    st.session_state["segments_flash"] = f"Created {created.name} with {len(set(ids)):,} customers."
+                    st.rerun()
 
 with tab_compare:
     if len(all_segments) < 2:

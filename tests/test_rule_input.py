@@ -4,7 +4,7 @@ import pytest
 
 from crm_core.errors import ValidationError
 from crm_core.export import csv_chunks, neutralize
-from crm_core.rule_input import rules_from_rows
+from crm_core.rule_input import customer_ids, rules_from_rows
 
 
 def test_rows_become_typed_rules():
@@ -50,3 +50,11 @@ def test_export_neutralizes_formulas():
     assert neutralize("Ann") == "Ann" and neutralize(-2) == -2
     text = "".join(csv_chunks([{"name": "=1+1", "n": 3}] * 3, ["name", "n"]))
     assert text.splitlines() == ["name,n", "'=1+1,3", "'=1+1,3", "'=1+1,3"]
+
+
+def test_customer_ids_from_text():
+    assert customer_ids("1, 2 3\n4,5") == [1, 2, 3, 4, 5]
+    with pytest.raises(ValidationError, match="whole numbers"):
+        customer_ids("1, two")
+    with pytest.raises(ValidationError, match="at least one"):
+        customer_ids("  ")
