@@ -223,9 +223,8 @@ with tab_build:
                             actor = users.load_actor(s, viewer)
                             created = segments.create_segment(s, actor, name_input, type_input, "dynamic", rules=rules,
                                                               priority=int(priority_input), description=description_input)
-                            segments.refresh_memberships(s, today, segment_ids=[created.id])
-                            members_now = segments.list_segments(s, actor)
-                        count = next(x["members"] for x in members_now if x["id"] == created.id)
+                            refreshed = segments.refresh_memberships(s, today, segment_ids=[created.id])
+                        count = refreshed[created.name]["members"]
                     except DomainError as exc:
                         st.error(str(exc))
                     else:
