@@ -22,6 +22,9 @@ from db import migrate
 from db.engine import database_url, make_engine, session_scope
 from db.models import ROLES
 
+# Modules of crm_cli that add their own subcommands (see _area_commands).
+AREA_MODULES: tuple[str, ...] = ()
+
 
 def _engine():
     return make_engine(database_url())
@@ -168,7 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--full-name")
     create.add_argument("--email")
     create.set_defaults(func=cmd_users_create)
+
+    for register in _area_commands():
+        register(sub)
     return parser
+
+
+def _area_commands():
+    """Each area's commands live in its own module with `register(subparsers)`."""
+    from importlib import import_module
+
+    for name in AREA_MODULES:
+        yield import_module(f"crm_cli.{name}").register
 
 
 def main(argv: list[str] | None = None) -> int:

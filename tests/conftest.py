@@ -121,3 +121,31 @@ def fast_password_hashing(monkeypatch):
     from crm_core import users
 
     monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+
+
+@pytest.fixture(scope="session")
+def app_db(tmp_path_factory) -> Iterator[str]:
+    """A SQLite demo database (150 simulated customers, refreshed) shared by AppTest page tests."""
+    import datetime as dt
+
+    from db.simulator import seed_database
+    from ml.refresh import run_refresh
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite'}"
+    migrate.upgrade(url)
+    eng = make_engine(url)
+    seed_database(eng, 150, seed=2, end=dt.datetime.now().replace(microsecond=0))
+    run_refresh(eng, dt.date.today())
+    yield url
+    eng.dispose()
+
+
+@pytest.fixture
+def app(app_db, monkeypatch):
+    """The whole app under AppTest, on the shared demo database."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest_support import APP
+
+    monkeypatch.setenv("CRM_DATABASE_URL", app_db)
+    return AppTest.from_file(APP, default_timeout=60)

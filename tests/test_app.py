@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from crm_core.permissions import allowed
 from crm_core.users import SignedInUser
-from db import migrate
 from db.engine import make_engine
 from db.models import ROLES, Customer, User
-from db.simulator import ROLE_USERNAMES, demo_password, seed_database
-from ml.refresh import run_refresh
+from db.simulator import ROLE_USERNAMES, demo_password
 from ui.context import USER_KEY
 from ui.navigation import PAGES, pages_for
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "streamlit_app.py")
+from .apptest_support import APP, ROOT, registered_scripts, sign_in, titles
+
 EXPECTED_PAGES = {
     "admin": {"Executive overview", "Segments", "Lifecycle", "Users", "Audit log"},
     "analyst": {"Executive overview", "Segments", "Lifecycle"},
@@ -28,39 +23,6 @@ EXPECTED_PAGES = {
     "support_agent": {"Executive overview"},
     "executive": {"Executive overview", "Segments", "Lifecycle"},
 }
-
-
-@pytest.fixture(scope="module")
-def app_db(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    seed_database(engine, 150, seed=2, end=dt.datetime.now().replace(microsecond=0))
-    run_refresh(engine, dt.date.today())
-    yield url
-    engine.dispose()
-
-
-@pytest.fixture
-def app(app_db, monkeypatch):
-    monkeypatch.setenv("CRM_DATABASE_URL", app_db)
-    return AppTest.from_file(APP, default_timeout=60)
-
-
-def sign_in(at: AppTest, username: str, password: str) -> AppTest:
-    at.run()
-    at.text_input[0].input(username)
-    at.text_input[1].input(password)
-    return at.button[0].click().run()
-
-
-def registered_scripts(at: AppTest) -> set[str]:
-    """Script files the navigation registered for this session (what the sidebar lists)."""
-    return {Path(str(info["script_path"])).name for info in at._registered_pages.values() if info.get("script_path")}
-
-
-def titles(at: AppTest) -> list[str]:
-    return [t.value for t in at.title]
 
 
 def test_page_catalogue_per_role():
