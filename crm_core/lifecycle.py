@@ -37,7 +37,13 @@ import re
 from typing import Any
 
 from sqlalchemy import (
+    Column,
+    Float,
     Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
     and_,
     case,
     func,
@@ -293,6 +299,15 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime):
     ).subquery("evaluated")
 
 
+EVALUATED = Table(
+    "tmp_lifecycle_evaluated", MetaData(),
+    Column("customer_id", Integer), Column("prev_stage", String(16)), Column("stage", String(16)),
+    Column("reason", Text), Column("engagement_score", Float), Column("loyalty_score", Float),
+    Column("churn_score", Float),
+    prefixes=["TEMPORARY"],
+)
+
+
 def evaluate(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | None = None) -> dict[str, int]:
     """Recompute every counted customer's stage as of a date, set-based.
 
@@ -303,8 +318,14 @@ def evaluate(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | 
     require(actor, "refresh.run")
     now = now or utcnow()
     rules, _ = get_rules(session)
+    # Evaluate once into a temporary table: the history rows and the stage rows both read it.
+    connection = session.connection()
+    EVALUATED.drop(connection, checkfirst=True)
+    EVALUATED.create(connection)
     evaluated = _evaluation_query(rules, as_of, now)
-    e = evaluated.c
+    session.execute(insert(EVALUATED).from_select(
+        [c.name for c in EVALUATED.columns], select(*[evaluated.c[c.name] for c in EVALUATED.columns])))
+    e = EVALUATED.c
     changed_rows = or_(e.prev_stage.is_(None), e.prev_stage != e.stage)
 
     history = insert(CustomerLifecycleHistory).from_select(
@@ -340,6 +361,7 @@ def evaluate(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | 
         ]),
     )
     session.execute(upsert)
+    EVALUATED.drop(connection)
     counts = _stage_counts(session)
     audit.record(session, actor, "lifecycle.evaluate", "lifecycle", as_of.isoformat(),
                  after={"changed": changed, **counts})

@@ -1,5 +1,5 @@
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import event, pool
 
 from db.engine import make_engine
 from db.models import Base
@@ -19,14 +19,27 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _foreign_keys_off(dbapi_connection, _record) -> None:
+    # SQLite's documented procedure for schema changes: a batch "move and copy" of a table drops
+    # the old one, and with foreign keys on that DROP would cascade into every child table.
+    dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+
+
 def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite:
+        event.listen(engine, "connect", _foreign_keys_off)
     with engine.connect() as connection:
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=True
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left rows that break foreign keys: {broken[:5]}")
     engine.dispose()
 
 
