@@ -8,10 +8,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from crm_core import lifecycle, permissions
-from crm_core.errors import DomainError
 from db.models import LIFECYCLE_STAGES
-from ml.refresh import run_refresh
 from ui import context
+from ui.refresh_panel import refresh_panel
 
 viewer = context.require_page("lifecycle.view")
 today = dt.date.today()
@@ -33,23 +32,7 @@ def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
     st.pagination(found.pages, default=min(page_number, found.pages), key=key)
 
 
-if permissions.allowed(viewer.role, "refresh.run"):
-    with st.expander("Batch refresh"):
-        st.caption("Recomputes the analytics snapshot, RFM and cluster segments, memberships and lifecycle stages.")
-        refresh_date = st.date_input("As of", value=today, max_value=today, key="refresh_as_of")
-        if st.button("Run the refresh", icon=":material/refresh:"):
-            bar = st.progress(0.0, text="Starting…")
-
-            def progress(index: int, total: int, label: str, detail: str) -> None:
-                bar.progress(index / total, text=f"{label}: {detail}")
-
-            try:
-                run_refresh(context.engine(), refresh_date, progress=progress)
-            except DomainError as exc:
-                st.error(str(exc))
-            else:
-                st.cache_data.clear()
-                st.success(f"Refreshed as of {refresh_date.isoformat()}.")
+refresh_panel(viewer, key="lifecycle_refresh")
 
 distribution = context.read(lifecycle.distribution) or []
 total = sum(row["customers"] for row in distribution)

@@ -27,7 +27,7 @@ def make_customer(session: Session, signed_up: dt.datetime, status: str = "activ
     customer = Customer(
         first_name=fields.pop("first_name", f"First{n}"), last_name=fields.pop("last_name", f"Last{n}"),
         email=fields.pop("email", f"c{n}@example.com"), signed_up_at=signed_up, status=status,
-        acquisition_channel="direct", **fields,
+        acquisition_channel=fields.pop("acquisition_channel", "direct"), **fields,
     )
     session.add(customer)
     session.flush()

@@ -1,0 +1,36 @@
+"""The churn label, shared by churn training, health-weight fitting and backtests.
+
+A customer is labelled as of a date when they have at least one revenue order on or before it;
+the label is 1 ("churned") when they place no revenue order in the next `horizon_days` days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from sqlalchemy import Connection, and_, case, func, select
+
+from crm_core.analytics import end_of
+from db.models import REVENUE_ORDER_STATUSES, Order
+
+DEFAULT_HORIZON_DAYS = 90
+
+
+def churn_labels(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS) -> pd.Series:
+    """1/0 per customer id (the index) for every customer who had ordered by the end of `as_of`."""
+    if horizon_days < 1:
+        raise ValueError("horizon_days must be at least 1")
+    cutoff = end_of(as_of)
+    horizon_end = end_of(as_of + dt.timedelta(days=horizon_days))
+    ordered_after = func.max(case((and_(Order.ordered_at >= cutoff, Order.ordered_at < horizon_end), 1), else_=0))
+    query = (
+        select(Order.customer_id, ordered_after.label("ordered_after"))
+        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < horizon_end)
+        .group_by(Order.customer_id)
+        .having(func.min(Order.ordered_at) < cutoff)
+    )
+    rows = connection.execute(query).all()
+    labels = pd.Series({row.customer_id: 1 - int(row.ordered_after) for row in rows}, dtype="int64", name="churned")
+    labels.index.name = "customer_id"
+    return labels.sort_index()
