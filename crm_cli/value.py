@@ -1,0 +1,62 @@
+"""`crm clv` and `crm forecast`: fit lifetime value and forecasts on their own, outside `crm refresh`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+from db.engine import database_url, make_engine
+
+
+def _print_progress(index: int, total: int, label: str, detail: str) -> None:
+    print(f"  [{index}/{total}] {label}: {detail}", flush=True)
+
+
+def cmd_clv(args: argparse.Namespace) -> int:
+    from ml.clv import refresh_lifetime_value
+
+    engine = make_engine(database_url())
+    try:
+        result = refresh_lifetime_value(engine, args.as_of or dt.date.today(), progress=_print_progress)
+    finally:
+        engine.dispose()
+    if result["status"] != "fitted":
+        print(f"Lifetime value not fitted: {result['reason']}", file=sys.stderr)
+        return 1
+    bgnbd = result["params"]["bgnbd"]
+    print(f"Scored {result['customers_scored']:,} customers in {result['seconds']:.1f}s "
+          f"(clv version {result['model_version']}; BG/NBD r={bgnbd['r']:.3f} alpha={bgnbd['alpha']:.3f} "
+          f"a={bgnbd['a']:.3f} b={bgnbd['b']:.3f} per {bgnbd['time_unit']}).")
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from ml.forecast import refresh_forecasts
+
+    engine = make_engine(database_url())
+    try:
+        result = refresh_forecasts(engine, args.as_of or dt.date.today(), horizon_days=args.horizon_days,
+                                   progress=_print_progress)
+    finally:
+        engine.dispose()
+    for metric, outcome in result["metrics"].items():
+        if outcome["status"] == "fitted":
+            error = "n/a" if outcome["mape"] is None else f"{outcome['mape']:.1%}"
+            print(f"{metric}: backtest MAPE {error}")
+        else:
+            print(f"{metric}: skipped: {outcome['reason']}")
+    fitted = sum(o["status"] == "fitted" for o in result["metrics"].values())
+    return 0 if fitted else 1
+
+
+def register(sub) -> None:
+    from .main import _date
+
+    clv = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma and score every customer's lifetime value")
+    clv.add_argument("--as-of", type=_date, help="date of the analytics snapshot to score (default today)")
+    clv.set_defaults(func=cmd_clv)
+    forecast = sub.add_parser("forecast", help="fit the Prophet forecasts of revenue, orders and new customers")
+    forecast.add_argument("--as-of", type=_date, help="last day of history (default today)")
+    forecast.add_argument("--horizon-days", type=int, default=90, help="days to forecast (default 90)")
+    forecast.set_defaults(func=cmd_forecast)

@@ -1,0 +1,389 @@
+"""Daily forecasts of revenue, orders and new customers with Prophet, fitted in the batch refresh.
+
+Series are aggregated in SQL per calendar day of the stored order time (the shop's local time) up
+to the end of `as_of`, with days without orders as zeros:
+
+- revenue        sum of revenue-order totals;
+- orders         number of revenue orders;
+- new_customers  customers whose first revenue order fell on the day (first purchases, not
+                 sign-ups: a sign-up without a purchase is not yet a customer in value terms).
+
+Each metric gets a Prophet model with weekly and yearly seasonality (yearly once there is a year
+of history to estimate it from), the public holidays of the shop's country (the `shop_country` setting) and 80% intervals. A rolling-origin backtest (three
+folds of 30 days: fit on everything before the fold, forecast the fold) gives the MAPE shown
+beside the chart; days with an actual value of zero are left out of the MAPE, where the
+percentage error is undefined. Runs and their points are stored in `forecast_runs` and
+`forecast_points` (only the latest run of a metric keeps its points); the page only reads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, delete, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from crm_core import audit
+from crm_core.analytics import end_of
+from crm_core.errors import ConflictError, ValidationError
+from crm_core.permissions import require
+from db import bulk
+from db.engine import session_scope
+from db.models import (
+    FORECAST_METRICS,
+    REVENUE_ORDER_STATUSES,
+    AppSetting,
+    Customer,
+    ForecastPoint,
+    ForecastRun,
+    Order,
+    utcnow,
+)
+from db.simulator import SHOP_COUNTRY
+
+from . import registry
+from .clv import calendar_day
+
+COUNTRY_KEY = "shop_country"
+DEFAULT_COUNTRY = SHOP_COUNTRY  # the demo shop's home country
+MIN_HISTORY_DAYS = 60
+MIN_YEARLY_DAYS = 365
+BACKTEST_FOLDS = 3
+BACKTEST_DAYS = 30
+INTERVAL_WIDTH = 0.8
+UNCERTAINTY_SAMPLES = 400  # simulated paths behind the intervals (Prophet's default 1,000 doubles predict time)
+METRIC_LABELS = {"revenue": "Revenue (€)", "orders": "Orders", "new_customers": "New customers (first orders)"}
+
+Progress = Callable[[int, int, str, str], None]
+
+
+def _quiet() -> None:
+    """Silence the INFO lines cmdstanpy and Prophet print for every fit."""
+    from cmdstanpy.utils import get_logger
+
+    get_logger().setLevel(logging.WARNING)  # configures cmdstanpy's logger on first use, so call it first
+    for name in ("cmdstanpy", "prophet", "prophet.plot"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# --------------------------------------------------------------------------- shop country setting
+
+
+def supported_countries() -> dict[str, str]:
+    """Country codes with a public-holiday calendar, with their names."""
+    import holidays
+    import pycountry
+
+    codes = sorted(c for c in holidays.list_supported_countries() if len(c) == 2)
+    names = {}
+    for code in codes:
+        country = pycountry.countries.get(alpha_2=code)
+        names[code] = country.name if country else code
+    return names
+
+
+def get_shop_country(session: Session) -> tuple[str, int]:
+    """The shop's country (ISO code) for holidays, and the version to send back when saving (0 = default)."""
+    setting = session.get(AppSetting, COUNTRY_KEY)
+    if setting is None:
+        return DEFAULT_COUNTRY, 0
+    return str((setting.value or {}).get("country", DEFAULT_COUNTRY)), setting.version
+
+
+def save_shop_country(session: Session, actor, country: Any, expected_version: int | None) -> tuple[str, int]:
+    """Set the shop's country; refuse an unknown country or an edit made against an older version."""
+    require(actor, "models.manage")
+    if not isinstance(country, str) or not country.strip():
+        raise ValidationError("Choose the shop's country (a two-letter ISO code such as DE).")
+    code = country.strip().upper()
+    known = supported_countries()
+    if code not in known:
+        raise ValidationError(f"No public-holiday calendar for the country {country!r}; choose a two-letter ISO code "
+                              "such as DE, FR or US.")
+    setting = session.get(AppSetting, COUNTRY_KEY)
+    current_version = 0 if setting is None else setting.version
+    if expected_version is not None and expected_version != current_version:
+        raise ConflictError(
+            "The shop's country was changed by someone else while you were editing "
+            f"(version {expected_version} is now {current_version}). Reload and apply your change again."
+        )
+    before = None if setting is None else dict(setting.value or {})
+    if setting is None:
+        setting = AppSetting(key=COUNTRY_KEY, value={"country": code}, updated_at=utcnow(),
+                             updated_by_id=getattr(actor, "id", None))
+        session.add(setting)
+    else:
+        setting.value = {"country": code}
+        setting.updated_at = utcnow()
+        setting.updated_by_id = getattr(actor, "id", None)
+    session.flush()
+    audit.record(session, actor, "forecast.country.save", "app_setting", COUNTRY_KEY,
+                 before=before, after={"country": code})
+    return code, setting.version
+
+
+# --------------------------------------------------------------------------- series and error
+
+
+def daily_series(session: Session, as_of: dt.date) -> pd.DataFrame:
+    """Revenue, orders and new customers per day, from the first order day to `as_of` (zeros filled)."""
+    cutoff = end_of(as_of)
+    day = calendar_day(Order.ordered_at)
+    revenue_orders = (Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
+    orders = session.execute(
+        select(day, func.sum(Order.total), func.count()).where(*revenue_orders).group_by(day)
+    ).all()
+    # Aggregate first, then leave out merged and erased customers: joining customers to every order
+    # is several times slower. `customer_id + 0` keeps SQLite reading the orders in time order
+    # rather than fetching them at random through the (customer_id, ordered_at) index.
+    customer = Order.customer_id + literal_column("0")
+    firsts = (
+        select(customer.label("customer_id"), func.min(Order.ordered_at).label("first_at"))
+        .where(*revenue_orders)
+        .group_by(customer)
+        .subquery("firsts")
+    )
+    first_day = calendar_day(firsts.c.first_at)
+    new = session.execute(
+        select(first_day, func.count())
+        .join(Customer, Customer.id == firsts.c.customer_id)
+        .where(Customer.status.not_in(("merged", "erased")))
+        .group_by(first_day)
+    ).all()
+    if not orders:
+        return pd.DataFrame(columns=list(FORECAST_METRICS), index=pd.DatetimeIndex([], name="day"), dtype=float)
+    frame = pd.DataFrame(orders, columns=["day", "revenue", "orders"])
+    frame["day"] = pd.to_datetime(frame["day"])
+    frame = frame.set_index("day").astype(float)
+    new_frame = pd.DataFrame(new, columns=["day", "new_customers"])
+    new_frame["day"] = pd.to_datetime(new_frame["day"])
+    days = pd.date_range(frame.index.min(), pd.Timestamp(as_of), freq="D", name="day")
+    frame = frame.reindex(days, fill_value=0.0)
+    frame["new_customers"] = new_frame.set_index("day")["new_customers"].astype(float).reindex(days, fill_value=0.0)
+    return frame[list(FORECAST_METRICS)]
+
+
+def mape(actual, predicted) -> float | None:
+    """Mean absolute percentage error over the days with a non-zero actual value; None if there are none."""
+    actual = np.asarray(actual, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    if actual.shape != predicted.shape:
+        raise ValidationError("Actual and predicted values must have the same length.")
+    keep = np.isfinite(actual) & np.isfinite(predicted) & (actual != 0)
+    if not keep.any():
+        return None
+    return float(np.mean(np.abs(actual[keep] - predicted[keep]) / np.abs(actual[keep])))
+
+
+def _model(country: str | None, days: int):
+    from prophet import Prophet
+
+    _quiet()
+    # Yearly seasonality needs a year of history to be estimated at all; on less it only adds noise.
+    model = Prophet(interval_width=INTERVAL_WIDTH, yearly_seasonality=days >= MIN_YEARLY_DAYS,
+                    weekly_seasonality=True, daily_seasonality=False, uncertainty_samples=UNCERTAINTY_SAMPLES)
+    if country:
+        model.add_country_holidays(country_name=country)
+    return model
+
+
+def fit_forecast(history: pd.Series, horizon_days: int, country: str | None) -> tuple[Any, pd.DataFrame]:
+    """Fit Prophet on a daily series; the fitted model and one row per history and future day.
+
+    Columns: day, actual (NaN for future days), predicted, lower, upper (clipped at zero: none of
+    the metrics can be negative), is_forecast.
+    """
+    frame = pd.DataFrame({"ds": history.index, "y": history.to_numpy(dtype=float)})
+    model = _model(country, len(frame)).fit(frame)
+    future = model.make_future_dataframe(periods=horizon_days, freq="D", include_history=True)
+    predicted = model.predict(future)
+    out = pd.DataFrame({
+        "day": predicted["ds"].dt.date,
+        "predicted": predicted["yhat"].clip(lower=0).to_numpy(),
+        "lower": predicted["yhat_lower"].clip(lower=0).to_numpy(),
+        "upper": predicted["yhat_upper"].clip(lower=0).to_numpy(),
+    })
+    out["actual"] = history.reindex(pd.DatetimeIndex(predicted["ds"])).to_numpy()
+    out["is_forecast"] = (predicted["ds"] > history.index.max()).to_numpy()
+    return model, out
+
+
+def backtest(history: pd.Series, country: str | None, folds: int = BACKTEST_FOLDS,
+              fold_days: int = BACKTEST_DAYS) -> list[dict[str, Any]]:
+    """Rolling-origin backtest: for each fold, fit on the days before it and forecast its `fold_days`."""
+    results = []
+    end = len(history)
+    for fold in range(folds, 0, -1):
+        start = end - fold * fold_days
+        if start < MIN_HISTORY_DAYS:
+            continue
+        train, test = history.iloc[:start], history.iloc[start:start + fold_days]
+        _, predicted = fit_forecast(train, len(test), country)
+        forecast = predicted[predicted["is_forecast"]]["predicted"].to_numpy()[: len(test)]
+        inside = (test.to_numpy() >= predicted[predicted["is_forecast"]]["lower"].to_numpy()[: len(test)]) & (
+            test.to_numpy() <= predicted[predicted["is_forecast"]]["upper"].to_numpy()[: len(test)])
+        results.append({
+            "origin": test.index[0].date().isoformat(),
+            "days": len(test),
+            "mape": mape(test.to_numpy(), forecast),
+            "interval_coverage": float(inside.mean()),
+        })
+    return results
+
+
+# --------------------------------------------------------------------------- refresh
+
+
+def _store_run(session: Session, run: ForecastRun, points: pd.DataFrame | None) -> None:
+    session.add(run)
+    session.flush()
+    older = select(ForecastRun.id).where(ForecastRun.metric == run.metric, ForecastRun.id != run.id)
+    session.execute(delete(ForecastPoint).where(ForecastPoint.run_id.in_(older)))
+    if points is not None and not points.empty:
+        frame = points.assign(
+            run_id=run.id,
+            day=points["day"].map(lambda d: d.isoformat()).astype(object),
+            actual=points["actual"].astype(object).where(points["actual"].notna(), None),
+        )[["run_id", "day", "actual", "predicted", "lower", "upper", "is_forecast"]]
+        bulk.load(session.connection(), ForecastPoint.__table__, frame)
+
+
+def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """Fit and store the forecasts of every metric as of `as_of`; register them as model "forecast".
+
+    A metric with fewer than `MIN_HISTORY_DAYS` days of history is stored as skipped, with the reason.
+    """
+    if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or not 1 <= horizon_days <= 365:
+        raise ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
+    started = time.perf_counter()
+    result: dict[str, Any] = {"metrics": {}}
+    with session_scope(engine) as session:
+        country, _ = get_shop_country(session)
+        series = daily_series(session, as_of)
+        fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = {}
+        for index, metric in enumerate(FORECAST_METRICS, start=1):
+            history = series[metric] if metric in series else pd.Series(dtype=float)
+            if len(history) < MIN_HISTORY_DAYS:
+                reason = (f"Only {len(history)} day(s) of order history up to {as_of.isoformat()}; forecasts need "
+                          f"at least {MIN_HISTORY_DAYS} days.")
+                _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="skipped", reason=reason,
+                                                horizon_days=horizon_days, history_days=len(history),
+                                                history_start=history.index.min().date() if len(history) else None,
+                                                country=country), None)
+                result["metrics"][metric] = {"status": "skipped", "reason": reason}
+                if progress:
+                    progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}", "skipped: too little history")
+                continue
+            model, points = fit_forecast(history, horizon_days, country)
+            folds = backtest(history, country)
+            errors = [f["mape"] for f in folds if f["mape"] is not None]
+            fitted[metric] = (model, points, folds, float(np.mean(errors)) if errors else None)
+            if progress:
+                detail = f"MAPE {fitted[metric][3]:.1%}" if fitted[metric][3] is not None else "no backtest error"
+                progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}", detail)
+        model_row = None
+        if fitted:
+            from prophet.serialize import model_to_json
+
+            model_row = registry.register(
+                session, "forecast", "prophet",
+                {metric: model_to_json(model) for metric, (model, *_rest) in fitted.items()},
+                params={"interval_width": INTERVAL_WIDTH, "weekly_seasonality": True,
+                        "yearly_seasonality": f"with at least {MIN_YEARLY_DAYS} days of history",
+                        "country_holidays": country, "horizon_days": horizon_days,
+                        "backtest": {"folds": BACKTEST_FOLDS, "days": BACKTEST_DAYS}},
+                features=list(fitted),
+                training_start=series.index.min().date(), training_end=as_of,
+                metrics={f"mape_{metric}": error for metric, (*_rest, error) in fitted.items()},
+            )
+        for metric, (_, points, folds, error) in fitted.items():
+            history = series[metric]
+            _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="fitted", model_id=model_row.id,
+                                            horizon_days=horizon_days, history_start=history.index.min().date(),
+                                            history_days=len(history), country=country, mape=error,
+                                            backtest=folds), points)
+            result["metrics"][metric] = {"status": "fitted", "mape": error, "backtest": folds,
+                                         "forecast_total": float(points[points["is_forecast"]]["predicted"].sum())}
+        if progress:
+            progress(len(FORECAST_METRICS) + 1, len(FORECAST_METRICS) + 1, "Forecasts stored",
+                     f"{len(fitted)} of {len(FORECAST_METRICS)} metrics fitted")
+    result.update(country=country, horizon_days=horizon_days, model_version=model_row.version if model_row else None,
+                  seconds=round(time.perf_counter() - started, 2))
+    return result
+
+
+# --------------------------------------------------------------------------- read side
+
+
+def _check_metric(metric: Any) -> str:
+    if metric not in FORECAST_METRICS:
+        raise ValidationError(f"Unknown metric {metric!r}; choose one of: {', '.join(FORECAST_METRICS)}.")
+    return metric
+
+
+def latest_runs(session: Session, viewer) -> list[dict[str, Any]]:
+    """The latest run of each metric (fitted or skipped), with its backtest error; [] before the first."""
+    require(viewer, "forecast.view")
+    latest = select(ForecastRun.metric, func.max(ForecastRun.id).label("id")).group_by(ForecastRun.metric).subquery()
+    runs = session.scalars(select(ForecastRun).join(latest, latest.c.id == ForecastRun.id)).all()
+    order = {m: i for i, m in enumerate(FORECAST_METRICS)}
+    return [
+        {"metric": r.metric, "label": METRIC_LABELS[r.metric], "as_of": r.as_of, "status": r.status,
+         "reason": r.reason, "mape": r.mape, "backtest": r.backtest or [], "country": r.country,
+         "horizon_days": r.horizon_days, "history_days": r.history_days, "created_at": r.created_at}
+        for r in sorted(runs, key=lambda r: order[r.metric])
+    ]
+
+
+def series(session: Session, viewer, metric: str, history_days: int = 365) -> list[dict[str, Any]]:
+    """History (the last `history_days` days) and forecast points of the latest fitted run of `metric`."""
+    require(viewer, "forecast.view")
+    _check_metric(metric)
+    if isinstance(history_days, bool) or not isinstance(history_days, int) or not 7 <= history_days <= 3660:
+        raise ValidationError("Show between 7 and 3,660 days of history.")
+    run = session.scalar(
+        select(ForecastRun).where(ForecastRun.metric == metric, ForecastRun.status == "fitted")
+        .order_by(ForecastRun.id.desc()).limit(1)
+    )
+    if run is None:
+        return []
+    since = run.as_of - dt.timedelta(days=history_days - 1)
+    rows = session.execute(
+        select(ForecastPoint.day, ForecastPoint.actual, ForecastPoint.predicted, ForecastPoint.lower,
+               ForecastPoint.upper, ForecastPoint.is_forecast)
+        .where(ForecastPoint.run_id == run.id, ForecastPoint.day >= since)
+        .order_by(ForecastPoint.day)
+    ).all()
+    return [{"day": d, "actual": a, "predicted": p, "lower": lo, "upper": hi, "is_forecast": bool(f)}
+            for d, a, p, lo, hi, f in rows]
+
+
+def outlook(session: Session, viewer, metric: str, days: int = 30) -> dict[str, Any] | None:
+    """The forecast total of the next `days` days against the actual total of the last `days` days."""
+    require(viewer, "forecast.view")
+    _check_metric(metric)
+    run = session.scalar(
+        select(ForecastRun).where(ForecastRun.metric == metric, ForecastRun.status == "fitted")
+        .order_by(ForecastRun.id.desc()).limit(1)
+    )
+    if run is None:
+        return None
+    days = min(days, run.horizon_days)
+    start = run.as_of - dt.timedelta(days=days - 1)
+    stop = run.as_of + dt.timedelta(days=days)
+    day = ForecastPoint.day
+    last, ahead = session.execute(
+        select(
+            func.sum(ForecastPoint.actual).filter(day >= start, day <= run.as_of),
+            func.sum(ForecastPoint.predicted).filter(ForecastPoint.is_forecast.is_(True), day <= stop),
+        ).where(ForecastPoint.run_id == run.id)
+    ).one()
+    return {"days": days, "last_actual": float(last or 0), "next_forecast": float(ahead or 0), "as_of": run.as_of}
+

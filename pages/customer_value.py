@@ -1,0 +1,138 @@
+"""Customer value: 12-month CLV distribution, probability alive, expected purchases, top customers."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from ml import value
+from ui import context
+
+viewer = context.require_page("value.view")
+st.title("Customer value")
+st.caption(
+    "Lifetime value from the batch refresh: BG/NBD for expected purchases and the probability that a customer "
+    "is still active, Gamma-Gamma for the spend per purchase; 12-month CLV discounted at 10% a year."
+)
+
+
+@st.cache_data(ttl=300, max_entries=16, show_spinner="Aggregating…")
+def load_aggregates(url: str, model_id: int | None) -> dict:
+    """Figures and chart data; keyed by the active model, so a new scoring is shown at once."""
+    with context.session() as s:
+        summary = value.overview(s, viewer)
+        if summary is None:
+            return {"summary": None}
+        return {
+            "summary": summary,
+            "histogram": value.clv_histogram(s, viewer),
+            "heatmap": value.alive_heatmap(s, viewer),
+            "segments": value.by_segment(s, viewer),
+        }
+
+
+key = context.read(value.scoring_key)
+data = load_aggregates(str(context.engine().url), key)
+summary = data["summary"]
+if summary is None:
+    st.info("No lifetime values yet: run the batch refresh (`crm refresh`, or the Lifecycle page) to fit the "
+            "models and score every customer.")
+    st.stop()
+model = summary["model"] or {}
+
+c1, c2, c3, c4, c5 = st.columns(5)
+c1.metric("Customers scored", f"{summary['customers_scored']:,}", border=True)
+c2.metric("12-month CLV", f"€{summary['clv_12m_total']:,.0f}", border=True,
+          help=f"Mean €{summary['clv_12m_mean']:,.2f} per customer")
+c3.metric("Expected purchases (12 months)", f"{summary['expected_purchases_12m']:,.0f}", border=True)
+c4.metric("Likely active", f"{summary['likely_alive'] / summary['customers_scored']:.0%}", border=True,
+          help="Share of customers with a probability alive of at least 50%")
+c5.metric("Historic value", f"€{summary['historic_clv_total']:,.0f}", border=True,
+          help="Revenue from these customers so far")
+st.caption(f"Scored as of {summary['as_of']}" + (f" with model version {model['version']}." if model else "."))
+
+tab_dist, tab_alive, tab_top, tab_segments, tab_model = st.tabs(
+    ["CLV distribution", "Probability alive", "Top customers", "By segment", "Model"]
+)
+
+with tab_dist:
+    histogram = pd.DataFrame(data["histogram"])
+    if histogram.empty:
+        st.info("No customer has a lifetime value yet.")
+    else:
+        figure = px.bar(histogram, x="label", y="customers", hover_data={"clv_total": ":,.0f"},
+                        title="Customers by 12-month CLV", labels={"label": "12-month CLV", "customers": "Customers"})
+        st.plotly_chart(figure, width="stretch")
+
+with tab_alive:
+    heatmap = data["heatmap"]
+    if not heatmap["cells"]:
+        st.info("No scored customers to place on the heatmap.")
+    else:
+        cells = pd.DataFrame(heatmap["cells"])
+        grid = cells.pivot(index="frequency", columns="recency", values="mean_prob_alive")
+        grid = grid.reindex(index=[f for f in heatmap["frequency_labels"] if f in grid.index],
+                            columns=[r for r in heatmap["recency_labels"] if r in grid.columns])
+        figure = px.imshow(
+            grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="RdYlGn", origin="lower",
+            labels={"x": "Weeks from first to last purchase (recency)", "y": "Repeat purchases (frequency)",
+                    "color": "P(alive) %"},
+            title="Probability alive (%) by frequency and recency",
+        )
+        st.plotly_chart(figure, width="stretch")
+        st.caption("Customers who bought often and recently are most likely still active; frequent buyers who "
+                   "stopped long ago most likely are not.")
+        counts = cells.pivot(index="frequency", columns="recency", values="customers").fillna(0).astype(int)
+        st.dataframe(counts.reindex(index=grid.index, columns=grid.columns), width="stretch")
+
+with tab_top:
+    page_number = st.session_state.get("value_top_page", 1)
+    top = context.read(value.top_customers, page=page_number, page_size=50)
+    if top is not None and top.total:
+        st.caption(f"{top.total:,} customers by 12-month CLV")
+        st.dataframe(
+            pd.DataFrame(top.rows), hide_index=True, width="stretch",
+            column_config={
+                "clv_12m": st.column_config.NumberColumn("12-month CLV", format="€%.2f"),
+                "historic_clv": st.column_config.NumberColumn("Historic value", format="€%.2f"),
+                "expected_order_value": st.column_config.NumberColumn("Expected order value", format="€%.2f"),
+                "prob_alive": st.column_config.ProgressColumn("P(alive)", min_value=0.0, max_value=1.0, format="%.2f"),
+                "expected_purchases_12m": st.column_config.NumberColumn("Expected purchases", format="%.2f"),
+            },
+        )
+        st.pagination(top.pages, default=min(page_number, top.pages), key="value_top_page")
+    elif top is not None:
+        st.info("No customer has a lifetime value yet.")
+
+with tab_segments:
+    by_segment = pd.DataFrame(data["segments"])
+    if by_segment.empty:
+        st.info("No segments to compare.")
+    else:
+        figure = px.bar(by_segment, x="segment", y="clv_12m", hover_data=["customers", "expected_purchases_12m"],
+                        title="12-month CLV by RFM segment", labels={"segment": "", "clv_12m": "12-month CLV (€)"})
+        st.plotly_chart(figure, width="stretch")
+        st.dataframe(by_segment, hide_index=True, width="stretch")
+
+with tab_model:
+    if not model:
+        st.info("No active CLV model in the registry.")
+    else:
+        params = model.get("params") or {}
+        metrics = model.get("metrics") or {}
+        left, right = st.columns(2)
+        left.markdown("**BG/NBD** (purchases and dropout, per week)")
+        left.dataframe(pd.DataFrame([params.get("bgnbd", {})]), hide_index=True)
+        left.markdown("**Gamma-Gamma** (spend per purchase)")
+        left.dataframe(pd.DataFrame([params.get("gamma_gamma", {})]), hide_index=True)
+        if metrics.get("pareto_nbd"):
+            left.markdown("**Pareto/NBD** (for comparison)")
+            left.dataframe(pd.DataFrame([metrics["pareto_nbd"]]), hide_index=True)
+        if "holdout_actual_purchases" in metrics:
+            right.metric(f"Holdout: actual repeat purchases in {metrics['holdout_days']} days",
+                         f"{metrics['holdout_actual_purchases']:,.0f}",
+                         delta=f"predicted {metrics['holdout_predicted_purchases']:,.0f}", delta_color="off")
+            right.metric("Holdout error per customer (MAE)", f"{metrics['holdout_mae_per_customer']:.2f} purchases")
+        elif metrics.get("holdout_skipped"):
+            right.info(f"Holdout check skipped: {metrics['holdout_skipped']}")
+        right.caption(f"Version {model['version']} ({model['algorithm']}), trained {model['created_at']:%Y-%m-%d %H:%M}, "
+                      f"fitted on {metrics.get('customers_fit', 0):,} customers.")

@@ -1,0 +1,452 @@
+"""Lifetime value: reference estimates, the SQL summary, scoring into the snapshot, read functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from crm_core import analytics
+from crm_core.errors import PermissionDenied, ValidationError
+from crm_core.users import SignedInUser
+from db.models import CustomerAnalytics, MLModel
+from ml import clv, registry, value
+from ml.clv import LifetimeValueModel, NotEnoughData, refresh_lifetime_value, summarize
+
+from .factories import make_customer, make_order
+
+DATA = Path(__file__).parent / "data"
+AS_OF = dt.date(2025, 6, 30)
+ANALYST = SignedInUser(1, "analyst1", "Analyst", "analyst")
+AGENT = SignedInUser(2, "agent1", "Agent", "support_agent")
+
+
+def cdnow() -> pd.DataFrame:
+    """The CDNOW calibration summary (weeks), in our summary's column names."""
+    raw = pd.read_csv(DATA / "cdnow_customers_summary_with_transactions.csv")
+    return pd.DataFrame({
+        "frequency": raw["x"], "recency": raw["t_x"], "T": raw["T"], "monetary_value": raw["zbar"],
+        "total_revenue": raw["zbar"] * (raw["x"] + 1), "customer_id": raw["ID"],
+    }).set_index("customer_id")
+
+
+@pytest.fixture(scope="module")
+def cdnow_model() -> LifetimeValueModel:
+    return LifetimeValueModel(pareto_sample_size=10_000).fit(cdnow())
+
+
+# --------------------------------------------------------------------------- published estimates
+
+
+def test_bgnbd_reproduces_fader_hardie_lee_2005(cdnow_model):
+    # "Counting Your Customers the Easy Way" (2005): r = 0.243, alpha = 4.414, a = 0.793, b = 2.426.
+    params = cdnow_model.params_["bgnbd"]
+    assert params["time_unit"] == "week"
+    for name, published in {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}.items():
+        assert params[name] == pytest.approx(published, rel=0.005), name
+
+
+def test_bgnbd_from_the_plain_summary_file_matches_too():
+    summary = pd.read_csv(DATA / "cdnow_customers_summary.csv")
+    frame = pd.DataFrame({"frequency": summary["frequency"], "recency": summary["recency"], "T": summary["T"],
+                          "monetary_value": cdnow()["monetary_value"].to_numpy()})
+    params = LifetimeValueModel(fit_pareto=False).fit(frame).params_["bgnbd"]
+    assert (round(params["r"], 3), round(params["alpha"], 2), round(params["a"], 3), round(params["b"], 2)) == (
+        0.243, 4.41, 0.793, 2.43)
+
+
+def test_published_conditional_expectation_for_one_customer(cdnow_model):
+    # The paper's worked example: x = 2, t_x = 30.43, T = 38.86 -> 1.226 purchases in the next 39 weeks.
+    one = pd.DataFrame({"frequency": [2], "recency": [30.43], "T": [38.86], "monetary_value": [20.0]})
+    assert cdnow_model.expected_purchases(one, 39).iloc[0] == pytest.approx(1.226, abs=0.001)
+
+
+def test_pareto_nbd_reproduces_the_published_estimates(cdnow_model):
+    # Fader, Hardie and Lee, Pareto/NBD on CDNOW: r = 0.55, alpha = 10.58, s = 0.61, beta = 11.67.
+    params = cdnow_model.pareto_params_
+    for name, published in {"r": 0.55, "alpha": 10.58, "s": 0.61, "beta": 11.67}.items():
+        assert params[name] == pytest.approx(published, rel=0.02), name
+
+
+def test_gamma_gamma_reproduces_the_published_estimates(cdnow_model):
+    # "RFM and CLV: Using Iso-Value Curves" / Fader-Hardie note: p = 6.25, q = 3.74, v = 15.44.
+    params = cdnow_model.params_["gamma_gamma"]
+    for name, published in {"p": 6.25, "q": 3.74, "v": 15.44}.items():
+        assert params[name] == pytest.approx(published, rel=0.005), name
+    assert cdnow_model.n_repeat_customers_fit_ == int((cdnow()["frequency"] > 0).sum()) == 946
+
+
+def test_expected_spend_matches_the_gamma_gamma_formula(cdnow_model):
+    p, q, v = (cdnow_model.params_["gamma_gamma"][k] for k in ("p", "q", "v"))
+    frame = pd.DataFrame({"frequency": [0, 4], "recency": [0.0, 20.0], "T": [30.0, 30.0],
+                          "monetary_value": [0.0, 50.0]})
+    spend = cdnow_model.expected_spend(frame)
+    assert spend.iloc[0] == pytest.approx(p * v / (q - 1))  # one-off buyer: the population mean
+    assert spend.iloc[1] == pytest.approx(p * (v + 4 * 50.0) / (p * 4 + q - 1))
+
+
+# --------------------------------------------------------------------------- sensible predictions
+
+
+def test_more_purchases_mean_more_expected_purchases_and_value(cdnow_model):
+    frame = pd.DataFrame({"frequency": [0, 1, 3, 8], "recency": [0.0, 30.0, 30.0, 30.0], "T": [32.0] * 4,
+                          "monetary_value": [0.0, 30.0, 30.0, 30.0], "total_revenue": [30.0, 60.0, 120.0, 270.0]})
+    purchases = cdnow_model.expected_purchases(frame, 52).to_numpy()
+    assert np.all(np.diff(purchases) > 0)
+    assert np.all(np.diff(cdnow_model.clv(frame).to_numpy()[1:]) > 0)
+
+
+def test_long_silence_lowers_the_probability_alive(cdnow_model):
+    frame = pd.DataFrame({"frequency": [5, 5, 5], "recency": [38.0, 20.0, 5.0], "T": [39.0] * 3,
+                          "monetary_value": [20.0] * 3})
+    alive = cdnow_model.probability_alive(frame).to_numpy()
+    assert alive[0] > alive[1] > alive[2]
+    assert np.all((alive >= 0) & (alive <= 1))
+    # A one-off buyer is alive by BG/NBD's assumption (dropout happens only after a purchase).
+    assert cdnow_model.probability_alive(frame.assign(frequency=0, recency=0.0)).iloc[0] == pytest.approx(1.0)
+
+
+def test_clv_discounting_and_horizon(cdnow_model):
+    frame = cdnow().iloc[:50]
+    undiscounted = cdnow_model.clv(frame, months=12, annual_discount_rate=0.0)
+    discounted = cdnow_model.clv(frame, months=12, annual_discount_rate=0.10)
+    assert (discounted <= undiscounted + 1e-9).all() and (discounted < undiscounted).any()
+    # Undiscounted CLV is expected purchases in the year times expected spend.
+    year = cdnow_model.expected_purchases(frame, 12 * clv.DAYS_PER_MONTH / 7) * cdnow_model.expected_spend(frame)
+    np.testing.assert_allclose(undiscounted.to_numpy(), year.to_numpy(), rtol=1e-9)
+    assert (cdnow_model.clv(frame, months=24, annual_discount_rate=0.1) >= discounted).all()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"months": 0}, "months"), ({"months": 2.5}, "months"), ({"annual_discount_rate": -0.1}, "discount"),
+    ({"annual_discount_rate": "10%"}, "discount"),
+])
+def test_clv_rejects_bad_arguments(cdnow_model, bad, message):
+    with pytest.raises(ValidationError, match=message):
+        cdnow_model.clv(cdnow().iloc[:5], **bad)
+
+
+@pytest.mark.parametrize("frame, message", [
+    (pd.DataFrame({"frequency": [1], "recency": [2.0]}), "lacks the column"),
+    (pd.DataFrame({"frequency": [1], "recency": [-2.0], "T": [3.0]}), "negative"),
+    (pd.DataFrame({"frequency": [1], "recency": [5.0], "T": [3.0]}), "cannot exceed"),
+    (pd.DataFrame({"frequency": ["a"], "recency": [1.0], "T": [3.0]}), "numbers"),
+    (pd.DataFrame({"frequency": [np.nan], "recency": [1.0], "T": [3.0]}), "missing"),
+    ([1, 2, 3], "DataFrame"),
+])
+def test_bad_summaries_are_refused(cdnow_model, frame, message):
+    with pytest.raises(ValidationError, match=message):
+        cdnow_model.probability_alive(frame)
+
+
+def test_too_few_repeat_customers_is_explained():
+    frame = cdnow()
+    one_off = frame.assign(frequency=0, recency=0.0, monetary_value=0.0)
+    with pytest.raises(NotEnoughData, match="repeat purchase"):
+        LifetimeValueModel().fit(one_off)
+    with pytest.raises(NotEnoughData, match="at least 30 customers"):
+        LifetimeValueModel().fit(frame.iloc[:10])
+
+
+def test_fit_uses_a_seeded_sample_of_at_most_sample_size():
+    frame = cdnow()
+    a = LifetimeValueModel(sample_size=1000, random_state=3, fit_pareto=False).fit(frame)
+    b = LifetimeValueModel(sample_size=1000, random_state=3, fit_pareto=False).fit(frame)
+    assert a.n_customers_fit_ == 1000
+    assert a.params_ == b.params_
+
+
+def test_convergence_failure_is_retried_with_a_penalizer(monkeypatch):
+    from lifetimes import BetaGeoFitter
+    from lifetimes.utils import ConvergenceError
+
+    class Flaky(BetaGeoFitter):
+        def fit(self, *args, **kwargs):
+            if self.penalizer_coef == 0:
+                raise ConvergenceError("did not converge")
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(clv, "BetaGeoFitter", Flaky)
+    model = LifetimeValueModel(fit_pareto=False).fit(cdnow())
+    assert model.penalizers_["bgnbd"] == 0.001
+    assert model.params_["bgnbd"]["r"] == pytest.approx(0.243, rel=0.05)
+
+
+# --------------------------------------------------------------------------- summary in SQL
+
+
+def _at(days: float) -> dt.datetime:
+    return dt.datetime(2025, 1, 1, 10, 0) + dt.timedelta(days=days)
+
+
+def test_summary_matches_a_hand_computed_example(session):
+    a = make_customer(session, _at(-10))
+    make_order(session, a, _at(0), "10.00")
+    make_order(session, a, _at(0) + dt.timedelta(hours=3), "20.00")  # same day: one purchase of 30
+    make_order(session, a, _at(14), "30.00")
+    make_order(session, a, _at(28), "100.00", status="cancelled")  # not revenue
+    make_order(session, a, _at(42), "40.00")
+    b = make_customer(session, _at(-1))
+    make_order(session, b, _at(35), "50.00")
+    make_customer(session, _at(-1))  # a prospect: no orders, not in the summary
+    merged = make_customer(session, _at(-1), status="merged")
+    make_order(session, merged, _at(3), "70.00")
+    session.flush()
+
+    as_of = _at(49).date()
+    summary = summarize(session, as_of)
+    assert list(summary.index) == [a.id, b.id]
+    row = summary.loc[a.id]
+    assert row["frequency"] == 2  # purchase days 0, 14, 42 -> two repeats
+    assert row["recency"] == pytest.approx(6.0)  # 42 days
+    assert row["T"] == pytest.approx(7.0)  # 49 days
+    assert row["monetary_value"] == pytest.approx(35.0)  # (30 + 40) / 2, the first day excluded
+    assert row["total_revenue"] == pytest.approx(100.0)
+    assert summary.loc[b.id].to_dict() == pytest.approx(
+        {"frequency": 0, "recency": 0.0, "T": 2.0, "monetary_value": 0.0, "total_revenue": 50.0})
+
+    in_days = summarize(session, as_of, time_unit_days=1)
+    assert in_days.loc[a.id, "recency"] == 42 and in_days.loc[a.id, "T"] == 49
+
+
+def test_summary_reads_nothing_after_as_of(session):
+    a = make_customer(session, _at(-10))
+    make_order(session, a, _at(0), "10.00")
+    make_order(session, a, _at(10), "25.00")
+    session.flush()
+    as_of = _at(20).date()
+    before = summarize(session, as_of)
+
+    make_order(session, a, dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()), "500.00")  # midnight after
+    make_order(session, a, _at(40), "70.00")
+    late = make_customer(session, _at(-10))
+    make_order(session, late, _at(30), "90.00")
+    session.flush()
+    pd.testing.assert_frame_equal(summarize(session, as_of), before)
+
+    make_order(session, a, dt.datetime.combine(as_of, dt.time(23, 59)), "5.00")  # the last minute counts
+    session.flush()
+    assert summarize(session, as_of).loc[a.id, "frequency"] == 2
+
+
+@pytest.mark.parametrize("as_of, unit", [("2025-01-01", 7), (dt.date(2025, 1, 1), 0), (dt.date(2025, 1, 1), 1.5)])
+def test_summary_rejects_bad_arguments(session, as_of, unit):
+    with pytest.raises(ValidationError):
+        summarize(session, as_of, time_unit_days=unit)
+
+
+# --------------------------------------------------------------------------- refresh into the snapshot
+
+
+def _population(session, customers: int = 60, seed: int = 1) -> dict[int, float]:
+    """Customers with Poisson-ish purchase histories before AS_OF; returns revenue by customer id."""
+    rng = np.random.default_rng(seed)
+    start = dt.datetime(2023, 7, 1, 9, 0)
+    revenue: dict[int, float] = {}
+    for _ in range(customers):
+        customer = make_customer(session, start)
+        first = rng.uniform(0, 500)
+        days = [first]
+        rate = rng.uniform(0.005, 0.08)
+        alive_until = first + rng.exponential(400)
+        t = first
+        while True:
+            t += rng.exponential(1 / rate)
+            if t > min(alive_until, 729):
+                break
+            days.append(t)
+        total = 0.0
+        for day in days:
+            amount = round(float(rng.gamma(4, 12)), 2)
+            make_order(session, customer, start + dt.timedelta(days=float(day)), amount)
+            total += amount
+        revenue[customer.id] = total
+    make_customer(session, start)  # a prospect without orders
+    return revenue
+
+
+def _scores(engine) -> pd.DataFrame:
+    with engine.connect() as connection:
+        rows = connection.execute(select(
+            CustomerAnalytics.customer_id, CustomerAnalytics.predicted_purchases_12m, CustomerAnalytics.prob_alive,
+            CustomerAnalytics.clv_12m, CustomerAnalytics.historic_clv, CustomerAnalytics.clv_frequency,
+            CustomerAnalytics.clv_recency, CustomerAnalytics.clv_age, CustomerAnalytics.expected_order_value,
+        )).all()
+    return pd.DataFrame(rows, columns=["customer_id", "purchases", "alive", "clv", "historic", "frequency", "recency",
+                                       "age", "order_value"]).set_index("customer_id").sort_index()
+
+
+def _prepared(engine, session, customers: int = 60) -> dict[int, float]:
+    revenue = _population(session, customers)
+    analytics.refresh_snapshot(session, AS_OF)
+    session.commit()
+    return revenue
+
+
+def test_refresh_scores_every_customer_and_registers_the_model(engine, session):
+    revenue = _prepared(engine, session)
+    steps = []
+    result = refresh_lifetime_value(engine, AS_OF, progress=lambda *a: steps.append(a), holdout_days=60)
+    assert result["status"] == "fitted"
+    assert result["customers_scored"] == len(revenue) == result["customers_with_purchases"]
+    assert [s[0] for s in steps] == [1, 2, 3, 4]
+
+    scores = _scores(engine)
+    scored = scores[scores["clv"].notna()]
+    assert set(scored.index) == set(revenue)
+    prospect = scores[scores["clv"].isna()]
+    assert len(prospect) == 1 and prospect["historic"].iloc[0] == 0 and prospect["alive"].isna().all()
+    assert ((scored["alive"] >= 0) & (scored["alive"] <= 1)).all()
+    assert (scored["clv"] >= 0).all() and (scored["purchases"] >= 0).all()
+    for cid, total in revenue.items():
+        assert float(scored.loc[cid, "historic"]) == pytest.approx(total, abs=0.01)
+    assert (scored["recency"] <= scored["age"]).all()
+    # Among customers who bought lately, those who bought at a higher rate are expected to buy more.
+    recent = scored[scored["age"] - scored["recency"] < 8]
+    assert len(recent) >= 10
+    rate = recent["frequency"].astype(float) / recent["age"]
+    assert recent["purchases"].corr(rate, method="spearman") > 0.6  # the gap since the last purchase matters too
+
+    with engine.connect() as connection:
+        model_row = connection.execute(select(MLModel).where(MLModel.name == "clv")).one()
+    assert model_row.is_active and model_row.algorithm == "bgnbd+gamma_gamma"
+    assert set(model_row.params["bgnbd"]) >= {"r", "alpha", "a", "b", "time_unit"}
+    assert model_row.params["bgnbd"] == result["params"]["bgnbd"]
+    assert model_row.metrics["customers_scored"] == len(revenue)
+    assert "holdout_actual_purchases" in model_row.metrics or "holdout_skipped" in model_row.metrics
+    assert model_row.training_end == AS_OF
+
+
+def test_stored_model_loads_and_reproduces_the_scores(engine, session):
+    _prepared(engine, session)
+    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    with engine.connect() as connection:
+        summary = summarize(connection, AS_OF)
+    from db.engine import session_scope
+
+    with session_scope(engine) as s:
+        _row, model = registry.active(s, "clv")
+    stored = _scores(engine).loc[summary.index]
+    np.testing.assert_allclose(model.probability_alive(summary).to_numpy(), stored["alive"].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(model.clv(summary).round(2).to_numpy(), stored["clv"].astype(float).to_numpy(),
+                               atol=0.01)
+
+
+def test_refresh_twice_replaces_the_values_and_versions_the_model(engine, session):
+    _prepared(engine, session)
+    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    first = _scores(engine)
+    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    pd.testing.assert_frame_equal(_scores(engine), first)
+    with engine.connect() as connection:
+        versions = connection.execute(select(MLModel.version, MLModel.is_active).where(MLModel.name == "clv")
+                                      .order_by(MLModel.version)).all()
+    assert [tuple(v) for v in versions] == [(1, False), (2, True)]
+
+
+def test_refresh_with_too_little_data_skips_with_a_reason(engine, session):
+    _prepared(engine, session, customers=8)
+    result = refresh_lifetime_value(engine, AS_OF)
+    assert result["status"] == "skipped"
+    assert "at least 30 customers" in result["reason"]
+    assert _scores(engine)["clv"].isna().all()
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(MLModel)) == 0
+
+
+def test_refresh_without_a_snapshot_for_the_date_says_so(engine, session):
+    _prepared(engine, session, customers=5)
+    result = refresh_lifetime_value(engine, AS_OF + dt.timedelta(days=1))
+    assert result["status"] == "skipped"
+    assert f"snapshot is as of {AS_OF.isoformat()}" in result["reason"]
+
+
+def test_a_failure_after_scoring_leaves_nothing_half_written(engine, session, monkeypatch):
+    _prepared(engine, session)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("registry unavailable")
+
+    monkeypatch.setattr(clv.registry, "register", broken)
+    with pytest.raises(RuntimeError):
+        refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    assert _scores(engine)["clv"].isna().all()
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(MLModel)) == 0
+
+
+# --------------------------------------------------------------------------- read side
+
+
+def test_read_functions_aggregate_the_scored_snapshot(engine, session):
+    revenue = _prepared(engine, session)
+    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    scores = _scores(engine)
+    scored = scores[scores["clv"].notna()]
+    s = session
+    s.expire_all()
+
+    summary = value.overview(s, ANALYST)
+    assert summary["customers_scored"] == len(revenue)
+    assert summary["clv_12m_total"] == pytest.approx(float(scored["clv"].astype(float).sum()), abs=0.05)
+    assert summary["historic_clv_total"] == pytest.approx(sum(revenue.values()), abs=0.05)
+    assert summary["likely_alive"] == int((scored["alive"] >= 0.5).sum())
+    assert summary["model"]["version"] == 1 and summary["model"]["active"]
+
+    bins = value.clv_histogram(s, ANALYST, bins=10)
+    assert sum(b["customers"] for b in bins) == len(scored)
+    assert [b["bin"] for b in bins] == sorted(b["bin"] for b in bins)
+    assert bins[-1]["upper"] is None and bins[-1]["label"].endswith("+")
+    assert sum(b["clv_total"] for b in bins) == pytest.approx(float(scored["clv"].astype(float).sum()), abs=0.05)
+
+    heatmap = value.alive_heatmap(s, ANALYST)
+    assert sum(c["customers"] for c in heatmap["cells"]) == len(scored)
+    one_offs = [c for c in heatmap["cells"] if c["frequency"] == "0"]
+    assert one_offs and all(c["mean_prob_alive"] == pytest.approx(1.0) for c in one_offs)
+
+    top = value.top_customers(s, ANALYST, page=1, page_size=10)
+    assert top.total == len(scored) and len(top.rows) == 10
+    assert [r["clv_12m"] for r in top.rows] == sorted((r["clv_12m"] for r in top.rows), reverse=True)
+    assert top.rows[0]["clv_12m"] == pytest.approx(float(scored["clv"].astype(float).max()))
+    last_page = value.top_customers(s, ANALYST, page=top.pages, page_size=10)
+    assert len(last_page.rows) == len(scored) - 10 * (top.pages - 1)
+    assert Decimal(str(top.rows[0]["historic_clv"])) >= 0
+
+    segments = value.by_segment(s, ANALYST)
+    assert sum(r["customers"] for r in segments) == len(scored)
+
+
+def test_read_functions_before_scoring_and_for_other_roles(session):
+    assert value.overview(session, ANALYST) is None
+    assert value.clv_histogram(session, ANALYST) == []
+    assert value.alive_heatmap(session, ANALYST)["cells"] == []
+    assert value.top_customers(session, ANALYST).total == 0
+    with pytest.raises(PermissionDenied):
+        value.overview(session, AGENT)
+    with pytest.raises(PermissionDenied):
+        value.top_customers(session, AGENT)
+    with pytest.raises(ValidationError):
+        value.top_customers(session, ANALYST, page_size=5000)
+    with pytest.raises(ValidationError):
+        value.clv_histogram(session, ANALYST, bins=1)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_crm_clv_command_scores_and_reports(engine, session, monkeypatch, capsys):
+    from crm_cli.main import main
+
+    _prepared(engine, session)
+    monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    assert main(["clv", "--as-of", AS_OF.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "[4/4] Model registered: clv version 1" in out
+    assert "Scored 60 customers" in out and "per week" in out
+    assert main(["clv", "--as-of", "2025-07-01"]) == 1
+    assert "No analytics snapshot as of 2025-07-01" in capsys.readouterr().err
