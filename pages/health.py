@@ -1,0 +1,208 @@
+"""Health: account health by level, biggest movers, account drill-down, backtest and weights."""
+
+import datetime as dt
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from crm_core import permissions
+from crm_core.errors import DomainError
+from db.models import HEALTH_LEVELS
+from ml import health
+from ui import context
+
+viewer = context.require_page("health.view")
+today = dt.date.today()
+LEVEL_COLOURS = {"excellent": "#1a7f37", "good": "#7ac143", "fair": "#f2c744", "poor": "#f08a24",
+                 "critical": "#d1242f"}
+st.title("Health")
+st.caption(
+    "Levels: excellent ≥ 80, good ≥ 65, fair ≥ 50, poor ≥ 35, critical below. Trend = change against the "
+    "score stored about 30 days earlier. Components and their inputs are described in the README."
+)
+if flash := st.session_state.pop("health_flash", None):
+    st.success(flash)
+
+if permissions.allowed(viewer.role, "refresh.run"):
+    with st.expander("Score health now"):
+        st.caption("Scores every customer as of the date (the batch refresh does this too).")
+        score_date = st.date_input("As of", value=today, max_value=today, key="health_score_as_of")
+        if st.button("Score health", icon=":material/monitor_heart:"):
+            bar = st.progress(0.0, text="Starting…")
+
+            def progress(index: int, total: int, label: str, detail: str) -> None:
+                bar.progress(index / total, text=f"{label}: {detail}")
+
+            try:
+                result = health.score_health(context.engine(), score_date, progress=progress, actor=viewer)
+            except DomainError as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["health_flash"] = (
+                    f"Scored {result['customers']:,} customers as of {score_date.isoformat()}."
+                )
+                st.rerun()
+
+summary = context.read(health.overview)
+if summary is None:
+    st.info("No health scores yet: run the batch refresh (`crm refresh`) or score health above.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Accounts scored", f"{summary['customers']:,}", border=True)
+c2.metric("Average health", f"{summary['avg_overall']:.1f}", border=True,
+          delta=None if summary["avg_trend"] is None else f"{summary['avg_trend']:+.1f} vs 30 days")
+c3.metric("Improving", f"{summary['improving']:,}", border=True)
+c4.metric("Declining", f"{summary['declining']:,}", border=True)
+st.caption(f"Scored as of {summary['as_of'].isoformat()}.")
+
+tab_levels, tab_movers, tab_account, tab_backtest, tab_weights = st.tabs(
+    ["Distribution", "Movers", "Account drill-down", "Backtest", "Weights"]
+)
+
+with tab_levels:
+    levels = pd.DataFrame(summary["levels"])
+    left, right = st.columns([2, 1])
+    left.plotly_chart(
+        px.bar(levels, x="level", y="customers", color="level", color_discrete_map=LEVEL_COLOURS,
+               category_orders={"level": list(HEALTH_LEVELS)}, title="Accounts by health level",
+               labels={"level": "", "customers": "Accounts"}).update_layout(showlegend=False),
+        width="stretch",
+    )
+    right.dataframe(
+        levels.assign(share=(levels["share"] * 100).round(1)).rename(columns={"share": "share %"}),
+        hide_index=True, width="stretch",
+    )
+
+
+def movers_table(direction: str) -> None:
+    key = f"health_movers_{direction}"
+    page_number = st.session_state.get(key, 1)
+    found = context.read(health.movers, direction=direction, page=page_number, page_size=25)
+    if found is None:
+        return
+    if not found.total:
+        st.info("No account moved this way (or no score from about 30 days earlier to compare with).")
+        return
+    st.caption(f"{found.total:,} accounts")
+    st.dataframe(pd.DataFrame(found.rows), hide_index=True, width="stretch")
+    st.pagination(found.pages, default=min(page_number, found.pages), key=key)
+
+
+with tab_movers:
+    up, down = st.columns(2)
+    with up:
+        st.subheader("Biggest gains")
+        movers_table("up")
+    with down:
+        st.subheader("Biggest drops")
+        movers_table("down")
+
+with tab_account:
+    first_drop = context.read(health.movers, direction="down", page=1, page_size=1)
+    default_id = first_drop.rows[0]["customer_id"] if first_drop and first_drop.rows else 1
+    customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_id, key="health_customer"))
+    account = context.read(health.customer_health, customer_id)
+    if account is not None:
+        score = account["score"]
+        if score is None:
+            st.info(f"{account['customer']} (#{customer_id}) has no health score yet.")
+        else:
+            st.markdown(f"**{account['customer']}** (#{customer_id}), scored as of {score['as_of'].isoformat()}")
+            m = st.columns(6)
+            m[0].metric("Overall", f"{score['overall']:.0f}", border=True,
+                        delta=None if score["trend"] is None else f"{score['trend']:+.1f}")
+            for column, name in zip(m[1:], health.COMPONENTS, strict=True):
+                column.metric(name.capitalize(), f"{score[name]:.0f}", border=True)
+            st.markdown(f"Level: **{score['level']}**")
+            history = context.read(health.customer_history, customer_id) or []
+            if len(history) > 1:
+                frame = pd.DataFrame(history).melt(id_vars=["as_of"], value_vars=["overall", *health.COMPONENTS],
+                                                   var_name="component", value_name="score")
+                st.plotly_chart(px.line(frame, x="as_of", y="score", color="component", markers=True,
+                                        title="Component history", range_y=[0, 100],
+                                        labels={"as_of": "", "score": "Score (0-100)", "component": ""}),
+                                width="stretch")
+            else:
+                st.caption("Only one scoring date so far: the history chart appears after the next scoring.")
+            left, right = st.columns(2)
+            with left:
+                st.markdown("**Risk indicators**")
+                for indicator in score["risk_indicators"] or ["None"]:
+                    st.markdown(f"- {indicator}")
+                st.markdown("**Recommendations**")
+                for recommendation in score["recommendations"]:
+                    st.markdown(f"- {recommendation}")
+            with right:
+                st.markdown("**Action items**")
+                if score["action_items"]:
+                    st.dataframe(pd.DataFrame(score["action_items"]), hide_index=True, width="stretch")
+                else:
+                    st.caption("No action needed.")
+
+with tab_backtest:
+    st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")
+    lag = int(st.number_input("Days ago", min_value=7, max_value=730, value=90, step=1, key="health_lag"))
+    result = context.read(health.backtest, lag)
+    if result is not None:
+        if result["scored_as_of"] is None:
+            st.info(f"No scores stored {lag} or more days before {summary['as_of'].isoformat()} yet.")
+        else:
+            b1, b2, b3 = st.columns(3)
+            b1.metric("Scored as of", result["scored_as_of"].isoformat(), border=True)
+            b2.metric("Customers labelled", f"{result['customers']:,}", border=True)
+            b3.metric("AUC (overall vs churn)", "n/a" if result["auc"] is None else f"{result['auc']:.3f}",
+                      border=True)
+            rows = pd.DataFrame(result["rows"])
+            st.plotly_chart(
+                px.bar(rows, x="level", y="churn_rate", color="level", color_discrete_map=LEVEL_COLOURS,
+                       title=f"Churn rate in the {result['horizon_days']} days after scoring, by level",
+                       labels={"level": "", "churn_rate": "Churn rate"}).update_layout(showlegend=False),
+                width="stretch",
+            )
+            st.dataframe(rows, hide_index=True, width="stretch")
+
+with tab_weights:
+    info = context.read(health.get_weights)
+    if info is not None:
+        sources = {"fitted": "fitted from churn data", "equal": "equal (too little data to fit)",
+                   "admin": "set by an admin", "default": "equal (not fitted yet)"}
+        st.markdown(f"Weights in force: **{sources.get(info['source'], info['source'])}**")
+        st.dataframe(pd.DataFrame([info["weights"]]), hide_index=True, width="stretch")
+        fit = info["fit"]
+        if fit:
+            st.caption(
+                f"Last fit as of {fit['as_of']}: components on {fit['feature_date']} against churn over the next "
+                f"{fit['horizon_days']} days, {fit['metrics'].get('n_labelled', 0):,} customers."
+                + (f" {fit['fallback_reason'].capitalize()}." if fit.get("fallback_reason") else "")
+            )
+            if fit["metrics"].get("component_auc"):
+                metrics = fit["metrics"]
+                st.dataframe(
+                    pd.DataFrame({"component": list(health.COMPONENTS),
+                                  "AUC": [metrics["component_auc"].get(c) for c in health.COMPONENTS],
+                                  "fitted weight": [fit["weights"][c] for c in health.COMPONENTS]}),
+                    hide_index=True, width="stretch",
+                )
+        if permissions.allowed(viewer.role, "models.manage"):
+            with st.form("health_weights"):
+                st.markdown("**Edit the weights** (they are normalised to sum 1; applied at the next scoring)")
+                columns = st.columns(len(health.COMPONENTS))
+                edited = {
+                    name: column.number_input(name.capitalize(), min_value=0.0, max_value=100.0,
+                                              value=float(info["weights"][name]), step=0.05, format="%.3f")
+                    for column, name in zip(columns, health.COMPONENTS, strict=True)
+                }
+                if st.form_submit_button("Save weights"):
+                    saved = context.act(health.save_weights, edited, expected_version=info["version"])
+                    if saved is not None:
+                        st.session_state["health_flash"] = "Weights saved; they apply at the next scoring."
+                        st.rerun()
+            with st.form("health_weights_reset"):
+                st.caption("Go back to the weights fitted from data.")
+                if st.form_submit_button("Use the fitted weights"):
+                    reset = context.act(health.reset_weights, expected_version=info["version"])
+                    if reset is not None:
+                        st.session_state["health_flash"] = "Fitted weights restored; they apply at the next scoring."
+                        st.rerun()
