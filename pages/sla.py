@@ -1,0 +1,196 @@
+"""SLA: % of targets met, breaches by priority, agent and category, weekly trend, breaching soon, NPS and CSAT;
+for admins the policy and business-calendar editors."""
+
+import datetime as dt
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from crm_core import business_calendar, permissions, sla, surveys
+from db.models import LOYALTY_TIERS, TICKET_CATEGORIES, TICKET_PRIORITIES, utcnow
+from ui import context
+
+viewer = context.require_page("sla.view")
+can_manage = permissions.allowed(viewer.role, "sla.manage")
+can_see_tickets = permissions.allowed(viewer.role, "tickets.view")
+can_record = permissions.allowed(viewer.role, "surveys.record")
+st.title("SLA")
+if flash := st.session_state.pop("sla_flash", None):
+    st.success(flash)
+
+now = utcnow()
+weeks = st.segmented_control("Period", [4, 12, 26, 52], default=12, format_func=lambda w: f"{w} weeks",
+                             key="sla_weeks") or 12
+start = now - dt.timedelta(weeks=weeks)
+
+if can_manage:
+    with st.expander("Breach detection"):
+        st.caption("Records missed targets, flags the tickets and escalates each newly breached ticket once "
+                   "(priority one level up, owner notified). The batch refresh runs the same check.")
+        if st.button("Check SLAs now", icon=":material/alarm:"):
+            result = context.act(sla.check_now)
+            if result is not None:
+                st.success(f"{result['tickets_breached']:,} newly breached tickets, {result['escalated']:,} escalated.")
+
+summary = context.read(sla.summary, now, start=start)
+nps = context.read(surveys.nps, start=start)
+csat = context.read(surveys.csat, start=start)
+if summary is None:
+    st.stop()
+c1, c2, c3, c4, c5 = st.columns(5)
+c1.metric("Targets met", "–" if summary["pct_met"] is None else f"{summary['pct_met']:.1f}%",
+          help=f"{summary['targets']:,} first-response and resolution targets reached or past due", border=True)
+c2.metric("Open tickets in breach", f"{summary['open_breached']:,}", border=True)
+c3.metric("Breaching within 2 hours", f"{summary['breaching_soon']:,}", border=True)
+c4.metric("NPS", "–" if not nps or nps["nps"] is None else f"{nps['nps']:+.0f}",
+          help=f"{nps['responses']:,} answers" if nps else None, border=True)
+c5.metric("CSAT", "–" if not csat or csat["average"] is None else f"{csat['average']:.2f} / 5",
+          help=f"{csat['satisfied_pct']}% satisfied (4-5) of {csat['responses']:,}" if csat and csat["responses"] else None,
+          border=True)
+
+tab_overview, tab_breaches, tab_soon, tab_surveys = st.tabs(["Targets met", "Breaches", "Breaching soon", "NPS and CSAT"])
+
+with tab_overview:
+    trend = context.read(sla.weekly_trend, now, weeks=weeks) or []
+    if not trend:
+        st.info("No tickets in this period.")
+    else:
+        frame = pd.DataFrame(trend)
+        figure = px.line(frame, x="week", y=["pct_met", "first_response_pct", "resolution_pct"], markers=True,
+                         title="Targets met by week of ticket creation (%)",
+                         labels={"week": "Week starting", "value": "% met", "variable": ""})
+        st.plotly_chart(figure, width="stretch")
+    left, right = st.columns(2)
+    for column, by, title in ((left, "priority", "by priority"), (right, "agent", "by agent")):
+        rows = context.read(sla.targets_met, now, by=by, start=start) or []
+        rows = [r for r in rows if r["targets"]]
+        if rows:
+            column.plotly_chart(px.bar(pd.DataFrame(rows), x="key", y="pct_met", hover_data=["targets", "met"],
+                                       title=f"Targets met {title} (%)", labels={"key": "", "pct_met": "% met"},
+                                       range_y=[0, 100]), width="stretch")
+    by_category = context.read(sla.targets_met, now, by="category", start=start) or []
+    if by_category:
+        st.dataframe(pd.DataFrame(by_category), hide_index=True, width="stretch", column_config={
+            "key": "Category", "targets": "Targets", "met": "Met", "pct_met": "% met",
+            "first_response_pct": "First response % met", "resolution_pct": "Resolution % met"})
+
+with tab_breaches:
+    cols = st.columns(3)
+    for column, by in zip(cols, ("priority", "agent", "category"), strict=True):
+        rows = context.read(sla.breaches_by, by, start=start) or []
+        if rows:
+            frame = pd.DataFrame(rows)
+            column.plotly_chart(px.bar(frame, x=by, y="breached", hover_data=["tickets", "breached_pct"],
+                                       title=f"Breached tickets by {by}", labels={by: "", "breached": "Tickets"}),
+                                width="stretch")
+        else:
+            column.info(f"No tickets to group by {by} in this period.")
+
+with tab_soon:
+    window = st.select_slider("Due within", options=[30, 60, 120, 240, 480, 1440], value=240,
+                              format_func=lambda m: f"{m // 60} h" if m >= 60 else f"{m} min")
+    if not can_see_tickets:
+        st.info("The ticket list is for support staff.")
+    else:
+        page_number = st.session_state.get("soon_page", 1)
+        soon = context.read(sla.breaching_soon, now, within_minutes=window, page=page_number, page_size=25)
+        if soon is None or not soon.total:
+            st.info("Nothing is due in this window.")
+        else:
+            st.caption(f"{soon.total:,} tickets due within the window, soonest first")
+            st.dataframe(pd.DataFrame(soon.rows), hide_index=True, width="stretch", column_config={
+                "id": None, "ticket_number": "Ticket", "subject": "Subject", "priority": "Priority",
+                "status": "Status", "category": "Category", "assignee": "Agent",
+                "next_due_at": st.column_config.DatetimeColumn("Due (UTC)", format="YYYY-MM-DD HH:mm"),
+                "minutes_left": "Minutes left"})
+            st.pagination(soon.pages, default=min(page_number, soon.pages), key="soon_page")
+
+with tab_surveys:
+    trend = context.read(surveys.nps_trend, now, months=12) or []
+    if trend:
+        frame = pd.DataFrame(trend)
+        st.plotly_chart(px.bar(frame, x="month", y="nps", hover_data=["responses", "promoters", "detractors"],
+                               title="NPS by month (% promoters − % detractors)", labels={"month": "", "nps": "NPS"}),
+                        width="stretch")
+    else:
+        st.info("No NPS answers in the last 12 months.")
+    if can_record:
+        with st.form("survey_answer", clear_on_submit=True):
+            st.markdown("**Record a survey answer**")
+            st.caption("A detractor (NPS 0-6) opens a follow-up ticket for the customer.")
+            a, b, c = st.columns(3)
+            customer_id = a.number_input("Customer id", min_value=1, step=1)
+            survey_type = b.selectbox("Survey", ["nps", "csat"], format_func=str.upper)
+            score = c.number_input("Score (NPS 0-10, CSAT 1-5)", min_value=0, max_value=10, step=1, value=9)
+            comment = st.text_input("Comment (optional)")
+            if st.form_submit_button("Save answer"):
+                answer = context.act(surveys.record_answer, int(customer_id), survey_type, int(score), comment or None)
+                if answer is not None:
+                    follow = f" Follow-up ticket #{answer.follow_up_ticket_id} opened." if answer.follow_up_ticket_id else ""
+                    st.session_state["sla_flash"] = f"{survey_type.upper()} answer saved.{follow}"
+                    st.rerun()
+
+if can_manage:
+    with st.expander("SLA policies (admin)"):
+        policies = context.read(sla.list_policies) or []
+        if policies:
+            st.dataframe(pd.DataFrame(policies).drop(columns=["version"]), hide_index=True, width="stretch")
+        options = {"(new policy)": None, **{p["name"]: p for p in policies}}
+        chosen = options[st.selectbox("Edit", list(options), key="policy_pick")]
+        with st.form("policy"):
+            name = st.text_input("Name", value=chosen["name"] if chosen else "")
+            a, b, c = st.columns(3)
+            priority = a.selectbox("Priority", TICKET_PRIORITIES,
+                                   index=TICKET_PRIORITIES.index(chosen["priority"]) if chosen else 1)
+            categories = ["(any)", *TICKET_CATEGORIES]
+            category = b.selectbox("Category", categories,
+                                   index=categories.index(chosen["category"] or "(any)") if chosen else 0)
+            tiers = ["(any)", *LOYALTY_TIERS]
+            tier = c.selectbox("Loyalty tier", tiers, index=tiers.index(chosen["loyalty_tier"] or "(any)") if chosen else 0)
+            first = a.number_input("First response (business minutes)", min_value=0, step=15,
+                                   value=chosen["first_response_minutes"] if chosen else 60)
+            nxt = b.number_input("Next response (business minutes, 0 = none)", min_value=0, step=15,
+                                 value=(chosen["next_response_minutes"] or 0) if chosen else 120)
+            resolution = c.number_input("Resolution (business minutes)", min_value=0, step=60,
+                                        value=chosen["resolution_minutes"] if chosen else 960)
+            active = st.checkbox("Active", value=chosen["is_active"] if chosen else True)
+            if st.form_submit_button("Save policy", type="primary"):
+                fields = {"name": name, "priority": priority, "category": None if category == "(any)" else category,
+                          "loyalty_tier": None if tier == "(any)" else tier, "first_response_minutes": int(first),
+                          "next_response_minutes": int(nxt) or None, "resolution_minutes": int(resolution),
+                          "is_active": active}
+                if chosen is None:
+                    saved = context.act(sla.create_policy, **fields)
+                else:
+                    saved = context.act(sla.update_policy, chosen["id"], chosen["version"], **fields)
+                if saved is not None:
+                    st.session_state["sla_flash"] = f"Policy {saved.name} saved; open tickets were recomputed."
+                    st.rerun()
+
+    with st.expander("Business calendar (admin)"):
+        with context.session() as s:
+            calendar, calendar_version = business_calendar.get_calendar(s)
+        with st.form("calendar"):
+            a, b, c = st.columns(3)
+            timezone = a.text_input("Time zone (IANA)", value=calendar.timezone)
+            country = b.text_input("Public holidays of country", value=calendar.country or "")
+            subdivision = c.text_input("Region (optional)", value=calendar.subdivision or "")
+            st.caption("Working periods per weekday as HH:MM-HH:MM, comma-separated; an end before the start runs "
+                       "overnight. Leave a day empty when closed.")
+            periods = {}
+            day_columns = st.columns(7)
+            for weekday, column in enumerate(day_columns):
+                periods[weekday] = column.text_input(business_calendar.WEEKDAY_NAMES[weekday],
+                                                     value=business_calendar.periods_to_text(calendar, weekday))
+            extra = st.text_area("Extra closed days (YYYY-MM-DD, one per line)",
+                                 value="\n".join(d.isoformat() for d in sorted(calendar.holidays)))
+            if st.form_submit_button("Save calendar", type="primary"):
+                try:
+                    data = business_calendar.calendar_from_form(timezone, country, subdivision, periods, extra)
+                except business_calendar.ValidationError as exc:
+                    st.error(str(exc))
+                else:
+                    if context.act(business_calendar.save_calendar, data, calendar_version) is not None:
+                        st.session_state["sla_flash"] = "Business calendar saved; every policy uses it."
+                        st.rerun()

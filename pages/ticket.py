@@ -1,0 +1,153 @@
+"""Ticket: conversation, reply and note forms with attachments, status and assignment, SLA clocks, CSAT."""
+
+import pandas as pd
+import streamlit as st
+
+from crm_core import permissions, surveys, tickets
+from db.models import TICKET_CATEGORIES, TICKET_PRIORITIES
+from ui import context
+
+viewer = context.require_page("tickets.view")
+can_manage = permissions.allowed(viewer.role, "tickets.manage")
+st.title("Ticket")
+if flash := st.session_state.pop("ticket_flash", None):
+    st.success(flash)
+
+CLOCK_ICONS = {"overdue": "🔴", "under 1h": "🟠", "under 4h": "🟡", "on track": "🟢", "paused": "⏸️", "met": "✅",
+               "missed": "❌", "stopped": "⏹️"}
+
+# Which ticket: ?id=… when navigated to (the query parameter mirrors the picker), else the last one
+# opened, else the top of the team queue.
+param = st.query_params.get("id")
+if param and param.isdigit() and param != st.session_state.get("ticket_mirrored"):
+    st.session_state["ticket_picker"] = int(param)
+if "ticket_picker" not in st.session_state:
+    top = context.read(tickets.queue, "team", page_size=1)
+    st.session_state["ticket_picker"] = st.session_state.get("ticket_id") or (top.rows[0]["id"] if top and top.rows else 1)
+ticket_id = int(st.number_input("Ticket id", min_value=1, step=1, key="ticket_picker"))
+st.session_state["ticket_id"] = ticket_id
+st.session_state["ticket_mirrored"] = str(ticket_id)
+st.query_params["id"] = str(ticket_id)
+
+# The version the forms were rendered with (on the previous run), so a change saved by someone else
+# in between is refused instead of overwritten.
+version_key = f"ticket_version_{ticket_id}"
+read_version = st.session_state.get(version_key)
+
+ticket = context.read(tickets.get_ticket, ticket_id)
+if ticket is None:
+    st.stop()
+if read_version is None:
+    read_version = ticket["version"]
+
+st.subheader(f"{ticket['ticket_number']} · {ticket['subject']}")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Status", ticket["status"].replace("_", " "), border=True)
+m2.metric("Priority", ticket["priority"], border=True)
+m3.metric("Agent", ticket["assignee"] or "unassigned", border=True)
+m4.metric("Customer", ticket["customer"] or "–", border=True)
+st.caption(f"{ticket['category']} · via {ticket['channel']} · department {ticket['department'] or '–'} · "
+           f"order {ticket['order'] or '–'} · SLA policy {ticket['policy'] or 'none'} · "
+           f"created {ticket['created_at']:%Y-%m-%d %H:%M} UTC"
+           + (" · **SLA breached**" if ticket["sla_breached"] else ""))
+
+left, right = st.columns([3, 2])
+with right:
+    st.markdown("**SLA clocks**")
+    if ticket["clocks"]:
+        clocks = pd.DataFrame(ticket["clocks"])
+        clocks["state"] = clocks["state"].map(lambda s: f"{CLOCK_ICONS.get(s, '')} {s}")
+        clocks["minutes_left"] = clocks["minutes_left"].astype("Int64")
+        st.dataframe(clocks[["clock", "state", "due_at", "minutes_left", "done_at"]], hide_index=True, width="stretch",
+                     column_config={"clock": "Clock", "state": "State",
+                                    "due_at": st.column_config.DatetimeColumn("Due (UTC)", format="YYYY-MM-DD HH:mm"),
+                                    "minutes_left": "Minutes left",
+                                    "done_at": st.column_config.DatetimeColumn("Done (UTC)", format="YYYY-MM-DD HH:mm")})
+    else:
+        st.info("No SLA policy applies to this ticket.")
+
+    if can_manage:
+        agent_rows = context.read(tickets.agents) or []
+        agent_names = {"(unassigned)": None, **{a["username"]: a["id"] for a in agent_rows}}
+        current_agent = ticket["assignee"] or "(unassigned)"
+        departments = ["(none)", *tickets.DEPARTMENTS]
+        if ticket["department"] and ticket["department"] not in departments:
+            departments.append(ticket["department"])
+        statuses = [ticket["status"], *ticket["allowed_statuses"]]
+        with st.form("ticket_update"):
+            st.markdown("**Status and assignment**")
+            status = st.selectbox("Status", statuses, format_func=lambda s: s.replace("_", " "))
+            a, b = st.columns(2)
+            priority = a.selectbox("Priority", TICKET_PRIORITIES, index=TICKET_PRIORITIES.index(ticket["priority"]))
+            category = b.selectbox("Category", TICKET_CATEGORIES, index=TICKET_CATEGORIES.index(ticket["category"]))
+            assignee = a.selectbox("Agent", list(agent_names),
+                                   index=list(agent_names).index(current_agent) if current_agent in agent_names else 0)
+            department = b.selectbox("Department", departments, index=departments.index(ticket["department"] or "(none)"))
+            if st.form_submit_button("Save changes", type="primary"):
+                changes = {"status": status, "priority": priority, "category": category,
+                           "assignee_id": agent_names[assignee],
+                           "department": None if department == "(none)" else department}
+                saved = context.act(tickets.update_ticket, ticket_id, read_version, **changes)
+                if saved is not None:
+                    st.session_state["ticket_flash"] = f"{ticket['ticket_number']} saved."
+                    st.rerun()
+
+        if ticket["status"] in ("resolved", "closed"):
+            with st.form("csat"):
+                st.markdown("**Customer satisfaction (CSAT)**")
+                st.caption(f"Current rating: {ticket['csat_rating'] or 'not rated yet'}")
+                rating = st.select_slider("Rating", options=[1, 2, 3, 4, 5], value=ticket["csat_rating"] or 5)
+                comment = st.text_input("Customer's comment (optional)")
+                submitted = st.form_submit_button("Save CSAT")
+                if submitted and context.act(surveys.record_csat, ticket_id, int(rating), comment or None) is not None:
+                    st.session_state["ticket_flash"] = f"CSAT {int(rating)} recorded."
+                    st.rerun()
+
+with left:
+    st.markdown("**Conversation**")
+    if ticket["unread"] and can_manage and st.button(f"Mark {ticket['unread']} unread message(s) read"):
+        context.act(tickets.mark_read, ticket_id)
+        st.rerun()
+    messages = context.read(tickets.conversation, ticket_id) or []
+    for message in messages:
+        role = "user" if message["author_kind"] == "customer" else "assistant"
+        with st.chat_message(role, avatar=":material/lock:" if message["is_internal"] else None):
+            who = "Customer" if role == "user" else (message["author"] or "agent")
+            label = " · internal note" if message["is_internal"] else ""
+            unread = " · unread" if not message["is_read"] else ""
+            st.caption(f"{who}{label}{unread} · {message['created_at']:%Y-%m-%d %H:%M} UTC")
+            st.text(message["body"])
+            if message["attachment_name"]:
+                attachment = context.read(tickets.read_attachment, message["id"])
+                if attachment:
+                    name, kind, data = attachment
+                    st.download_button(f"{name} ({message['attachment_size'] / 1024:.0f} KB)", data, file_name=name,
+                                       mime=kind, key=f"attachment_{message['id']}", icon=":material/attach_file:")
+
+    if can_manage:
+        with st.form("reply", clear_on_submit=True):
+            kind = st.radio("Add", ["Reply to the customer", "Internal note", "Customer's message (logged)"],
+                            horizontal=True)
+            body = st.text_area("Message")
+            upload = st.file_uploader("Attachment (PDF, image, text, CSV, Word or Excel; up to 5 MB)",
+                                      type=[ext.lstrip(".") for ext in tickets.ALLOWED_ATTACHMENT_TYPES])
+            if st.form_submit_button("Send", type="primary"):
+                attachment = (upload.name, upload.getvalue(), upload.type) if upload is not None else None
+                added = context.act(tickets.add_response, ticket_id, body, internal=kind == "Internal note",
+                                    from_customer=kind.startswith("Customer"), attachment=attachment)
+                if added is not None:
+                    st.session_state["ticket_flash"] = "Note added." if kind == "Internal note" else "Message added."
+                    st.rerun()
+
+with st.expander("History"):
+    events = context.read(tickets.history, ticket_id) or []
+    if events:
+        frame = pd.DataFrame(events)
+        frame["detail"] = frame["detail"].map(lambda d: ", ".join(f"{k}: {v}" for k, v in (d or {}).items() if v is not None))
+        st.dataframe(frame, hide_index=True, width="stretch", column_config={
+            "occurred_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm"),
+            "event": "Event", "detail": "Detail", "by": "By"})
+    else:
+        st.info("No recorded changes yet.")
+
+st.session_state[version_key] = ticket["version"]  # what the forms above were rendered with
