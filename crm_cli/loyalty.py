@@ -1,0 +1,65 @@
+"""`crm loyalty ...`: the loyalty batch steps and a ledger check, for operators and cron."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from db.engine import database_url, make_engine, session_scope
+
+
+def cmd_earn(args: argparse.Namespace) -> int:
+    from crm_core import loyalty
+
+    engine = make_engine(database_url())
+    try:
+        result = loyalty.earn_for_orders(engine, args.since)
+    finally:
+        engine.dispose()
+    print(f"Posted {result['entries']:,} earn entries ({result['points']:,} points); "
+          f"{result['tiers_raised']:,} members moved up a tier.")
+    return 0
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    from crm_core import loyalty
+
+    engine = make_engine(database_url())
+    try:
+        result = loyalty.expire_points(engine, args.as_of)
+    finally:
+        engine.dispose()
+    print(f"Expired {result['points']:,} points on {result['accounts']:,} accounts as of {args.as_of.isoformat()}.")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from crm_core import loyalty
+
+    engine = make_engine(database_url())
+    try:
+        with session_scope(engine) as session:
+            check = loyalty.recompute_balance(session, args.customer_id)
+    finally:
+        engine.dispose()
+    verdict = "consistent" if check["consistent"] else "MISMATCH"
+    print(f"Customer {args.customer_id}: balance {check['balance']:,}, ledger sum {check['ledger_sum']:,}, "
+          f"last balance_after {check['last_balance_after']}: {verdict}")
+    return 0 if check["consistent"] else 1
+
+
+def register(sub) -> None:
+    from .main import _date
+
+    group = sub.add_parser("loyalty", help="loyalty batch steps: earn points for orders, expire old points, check a ledger")
+    commands = group.add_subparsers(dest="loyalty_command", required=True)
+    earn = commands.add_parser("earn", help="post points for earning orders without an entry yet (idempotent)")
+    earn.add_argument("--since", type=_date, default=dt.date.today() - dt.timedelta(days=30),
+                      help="orders placed on or after this date, YYYY-MM-DD (default: 30 days ago)")
+    earn.set_defaults(func=cmd_earn)
+    expire = commands.add_parser("expire", help="expire points older than the configured age, first in first out")
+    expire.add_argument("--as-of", type=_date, default=dt.date.today(), help="expiry date, YYYY-MM-DD (default today)")
+    expire.set_defaults(func=cmd_expire)
+    check = commands.add_parser("check", help="recompute a member's balance from the ledger")
+    check.add_argument("customer_id", type=int)
+    check.set_defaults(func=cmd_check)

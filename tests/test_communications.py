@@ -1,0 +1,101 @@
+"""Communications log: validation, sentiment, the funnel by channel and campaign, a customer's log."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from crm_core import communications as comms
+from crm_core.errors import NotFound, PermissionDenied, ValidationError
+from db.bulk import load
+from db.models import AuditLog, CustomerCommunication
+
+from .factories import make_customer, make_user
+
+NOW = dt.datetime(2026, 11, 1, 9, 0)
+
+
+def test_log_validates_and_saves_with_sentiment(session):
+    agent = make_user(session, "support_agent")
+    ann = make_customer(session, NOW)
+    good = dict(customer_id=ann.id, channel="call", direction="inbound", subject="Called about refund",
+                body="I am very angry, the parcel never arrived and nobody helps!")
+    cases = [
+        (dict(channel="fax"), ValidationError, "Channel must be one of"),
+        (dict(direction="sideways"), ValidationError, "inbound or outbound"),
+        (dict(status="opened"), ValidationError, "cannot be opened"),
+        (dict(status="teleported"), ValidationError, "Status must be one of"),
+        (dict(subject=""), ValidationError, "subject is required"),
+        (dict(subject="x" * 300), ValidationError, "too long"),
+        (dict(body=42), ValidationError, "must be text"),
+        (dict(customer_id="7"), ValidationError, "positive whole number"),
+        (dict(customer_id=999_999), NotFound, "no customer"),
+        (dict(occurred_at=dt.datetime.now() + dt.timedelta(days=2)), ValidationError, "future"),
+    ]
+    for override, error, message in cases:
+        with pytest.raises(error, match=message):
+            comms.log(session, agent, **{**good, **override})
+    with pytest.raises(PermissionDenied):
+        comms.log(session, make_user(session, "analyst"), **good)
+    assert session.scalar(select(func.count()).select_from(CustomerCommunication)) == 0
+
+    entry = comms.log(session, agent, **good)
+    assert (entry.status, entry.logged_by_id) == ("logged", agent.id)
+    assert entry.sentiment_score < -0.2
+    happy = comms.log(session, agent, ann.id, "chat", "inbound", "Thanks", "Great service, thank you so much!")
+    assert happy.sentiment_score > 0.5
+    note = comms.log(session, agent, ann.id, "email", "outbound", "Follow-up note")
+    assert note.sentiment_score is None
+    assert session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "communication.log")) == 3
+    page = comms.customer_communications(session, agent, ann.id, page=1, page_size=2)
+    assert (page.total, page.pages, len(page.rows)) == (3, 2, 2)
+
+
+def _message(customer_id, channel, status, campaign, when, **stamps):
+    row = {"customer_id": customer_id, "channel": channel, "direction": "outbound", "status": status,
+           "campaign": campaign, "template": campaign.split()[0].lower(), "subject": campaign, "sent_at": when}
+    for stage in ("delivered_at", "opened_at", "clicked_at", "replied_at"):
+        row[stage] = stamps.get(stage)
+    return row
+
+
+def test_funnel_by_channel_and_campaign(session):
+    viewer = make_user(session, "analyst")
+    ann = make_customer(session, NOW)
+    t = NOW - dt.timedelta(days=3)
+    rows = [
+        _message(ann.id, "email", "replied", "Sale 2026-10", t, delivered_at=t, opened_at=t, clicked_at=t, replied_at=t),
+        _message(ann.id, "email", "clicked", "Sale 2026-10", t, delivered_at=t, opened_at=t, clicked_at=t),
+        _message(ann.id, "email", "opened", "Sale 2026-10", t, delivered_at=t, opened_at=t),
+        _message(ann.id, "email", "delivered", "News 2026-10", t, delivered_at=t),
+        _message(ann.id, "email", "bounced", "News 2026-10", t),
+        _message(ann.id, "sms", "failed", "News 2026-10", t),
+        _message(ann.id, "sms", "delivered", "News 2026-10", t),  # status only, no timestamp
+        _message(ann.id, "email", "delivered", "Old 2025-01", dt.datetime(2025, 1, 5), delivered_at=dt.datetime(2025, 1, 5)),
+    ]
+    session.flush()
+    load(session.connection(), CustomerCommunication.__table__, pd.DataFrame(rows))
+    comms.log(session, make_user(session, "support_agent"), ann.id, "call", "outbound", "Courtesy call")
+
+    window = comms.CommFilter(date_from=dt.date(2026, 10, 1), date_to=dt.date(2026, 11, 1))
+    funnel = {r["channel"]: r for r in comms.funnel_by_channel(session, viewer, window)}
+    email = funnel["email"]
+    assert [email[s] for s in ("sent", "delivered", "opened", "clicked", "replied", "bounced", "failed")] == [5, 4, 3, 2, 1, 1, 0]
+    assert email["open_rate"] == 0.75 and email["bounce_rate"] == 0.2
+    assert [funnel["sms"][s] for s in ("sent", "delivered", "failed")] == [2, 1, 1]
+    assert "call" not in funnel  # logged calls are not part of the funnel
+
+    campaigns = comms.campaign_performance(session, viewer, window)
+    assert campaigns.total == 2
+    assert [(r["campaign"], r["sent"], r["delivered"]) for r in campaigns.rows] == [("News 2026-10", 4, 2), ("Sale 2026-10", 3, 3)]
+    only_sale = comms.funnel_by_channel(session, viewer, comms.CommFilter(campaign="Sale 2026-10"))
+    assert [(r["channel"], r["replied"]) for r in only_sale] == [("email", 1)]
+    options = comms.filter_options(session, viewer)
+    assert set(options["campaign"]) == {"Sale 2026-10", "News 2026-10", "Old 2025-01"}
+    with pytest.raises(ValidationError):
+        comms.funnel_by_channel(session, viewer, comms.CommFilter(channel="pigeon"))
+    with pytest.raises(PermissionDenied):
+        comms.funnel_by_channel(session, make_user(session, "executive"))
