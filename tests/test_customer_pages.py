@@ -1,0 +1,297 @@
+"""The Customers and Customer 360 pages under AppTest, on the shared 150-customer demo database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select, update
+
+from db.engine import make_engine
+from db.models import (
+    AuditLog,
+    Customer,
+    CustomerAddress,
+    CustomerAnalytics,
+    CustomerCommunication,
+    CustomerLifecycleHistory,
+    Order,
+    SavedSearch,
+)
+
+from .apptest_support import open_page, titles
+
+
+@pytest.fixture
+def db(app_db):
+    engine = make_engine(app_db)
+    yield engine
+    engine.dispose()
+
+
+def busiest_customer(db) -> Customer:
+    """The active customer with the most orders (a full timeline)."""
+    with db.connect() as c:
+        customer_id = c.scalar(
+            select(Order.customer_id).join(Customer, Customer.id == Order.customer_id)
+            .where(Customer.status == "active").group_by(Order.customer_id)
+            .order_by(func.count().desc(), Order.customer_id).limit(1)
+        )
+        return c.execute(select(Customer).where(Customer.id == customer_id)).one()
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def result_ids(at) -> list[int]:
+    return at.dataframe(key="customer_results").value["id"].tolist() if any(
+        d.key == "customer_results" for d in at.dataframe) else []
+
+
+def test_customers_page_lists_everyone_and_finds_a_misspelt_name(app, db):
+    open_page(app, "agent1", "customers")
+    assert not app.exception
+    assert titles(app) == ["Customers"]
+    with db.connect() as c:
+        visible = c.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
+    assert next(m for m in app.metric if m.label == "Matching customers").value == f"{visible:,}"
+
+    target = busiest_customer(db)
+    last = target.last_name
+    typo = last[:2] + last[3] + last[2] + last[4:] if len(last) >= 4 else last  # swap two letters
+    app.text_input(key="cq_text").input(f"{target.first_name} {typo}")
+    button(app, "Search").click().run()
+    assert not app.exception
+    assert target.id in result_ids(app)[:3]
+    # Support agents search and open profiles but have no bulk actions.
+    assert not any(s.label == "Action" for s in app.selectbox)
+
+
+def test_filters_sort_and_bad_ranges(app, db):
+    open_page(app, "analyst1", "customers")
+    app.multiselect(key="cq_countries").select("DE")
+    app.selectbox(key="cq_sort").select("revenue")
+    button(app, "Search").click().run()
+    assert not app.exception
+    table = app.dataframe(key="customer_results").value
+    assert set(table["country"]) == {"DE"}
+    revenues = table["revenue"].fillna(-1).tolist()
+    assert revenues == sorted(revenues, reverse=True)
+    with db.connect() as c:
+        germans = c.scalar(select(func.count()).select_from(Customer).where(
+            Customer.country_code == "DE", Customer.status.not_in(["merged", "erased"])))
+    assert next(m for m in app.metric if m.label == "Matching customers").value == f"{germans:,}"
+
+    app.number_input(key="cq_rev_min").set_value(500.0)
+    app.number_input(key="cq_rev_max").set_value(100.0)
+    button(app, "Search").click().run()
+    assert not app.exception
+    assert any("revenue min is above revenue max" in e.value for e in app.error)
+
+
+def test_saved_search_is_stored_and_loaded(app, db):
+    open_page(app, "csm2", "customers")
+    app.multiselect(key="cq_countries").select("FR")
+    button(app, "Search").click().run()
+    next(t for t in app.text_input if t.label == "Save the current search as").input("French customers")
+    button(app, "Save search").click().run()
+    assert not app.exception
+    assert any(s.value == "Saved the search as French customers." for s in app.success)
+    with db.connect() as c:
+        stored = c.execute(select(SavedSearch.query).where(SavedSearch.name == "French customers")).scalar_one()
+    assert stored["countries"] == ["FR"]
+
+    app.multiselect(key="cq_countries").set_value([])
+    button(app, "Search").click().run()
+    assert set(app.dataframe(key="customer_results").value["country"]) != {"FR"}
+    button(app, "Load").click().run()
+    assert not app.exception
+    assert app.multiselect(key="cq_countries").value == ["FR"]
+    assert set(app.dataframe(key="customer_results").value["country"]) == {"FR"}
+    assert any(s.value == "Loaded French customers." for s in app.success)
+
+
+def test_bulk_action_runs_on_the_whole_result_with_confirmation(app, db):
+    open_page(app, "csm1", "customers")
+    target = busiest_customer(db)
+    app.text_input(key="cq_text").input(target.email)
+    button(app, "Search").click().run()
+    assert result_ids(app)[0] == target.id
+    app.radio(key="bulk_scope").set_value("result").run()
+    app.selectbox(key="bulk_action").select("log_campaign_communication").run()
+    next(t for t in app.text_input if t.label == "Campaign").input("AppTest follow-up")
+    next(s for s in app.selectbox if s.label == "Channel").select("chat")
+    button(app, "Run bulk action").click().run()
+    assert any("Tick the confirmation" in w.value for w in app.warning)  # nothing happens unconfirmed
+
+    next(c for c in app.checkbox if c.label.startswith("Yes, apply")).check()
+    button(app, "Run bulk action").click().run()
+    assert not app.exception
+    matched = len(result_ids(app))
+    assert any(s.value.startswith(f"Log a campaign communication: {matched:,} done") for s in app.success)
+    results = app.dataframe[-1].value
+    assert target.id in results["customer_id"].tolist() and set(results["result"]) == {"ok"}
+    with db.connect() as c:
+        logged = c.scalars(select(CustomerCommunication.customer_id).where(
+            CustomerCommunication.campaign == "AppTest follow-up")).all()
+        assert target.id in logged
+        assert c.scalar(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "bulk.log_campaign_communication")) >= 1
+
+
+def test_bulk_stage_change_needs_a_reason(app, db):
+    open_page(app, "csm3", "customers")
+    target = busiest_customer(db)
+    app.text_input(key="cq_text").input(str(target.id))
+    button(app, "Search").click().run()
+    app.radio(key="bulk_scope").set_value("result").run()
+    app.selectbox(key="bulk_action").select("change_lifecycle_stage").run()
+    next(c for c in app.checkbox if c.label.startswith("Yes, apply")).check()
+    button(app, "Run bulk action").click().run()
+    assert not app.exception
+    assert any("Give a reason" in e.value for e in app.error)
+    with db.connect() as c:
+        assert c.scalar(select(func.count()).select_from(CustomerLifecycleHistory).where(
+            CustomerLifecycleHistory.actor_kind == "user", CustomerLifecycleHistory.customer_id == target.id)) == 0
+
+
+def test_analyst_exports_a_search_result(app):
+    open_page(app, "analyst2", "customers")
+    app.multiselect(key="cq_countries").select("AT")
+    button(app, "Search").click().run()
+    app.radio(key="bulk_scope").set_value("result").run()
+    app.selectbox(key="bulk_action").select("export").run()
+    next(c for c in app.checkbox if c.label.startswith("Yes, apply")).check()
+    button(app, "Run bulk action").click().run()
+    assert not app.exception
+    assert any(s.value.startswith("Export as CSV:") for s in app.success)
+    downloads = app.get("download_button")
+    assert downloads and downloads[0].proto.label == "Download the export (CSV)"
+
+
+def open_profile(app, username: str, customer_id: int):
+    open_page(app, username, "customer_360")
+    app.number_input(key="c360_id").set_value(customer_id).run()
+    assert not app.exception
+    return app
+
+
+def test_profile_shows_facts_scores_and_every_tab(app, db):
+    target = busiest_customer(db)
+    open_profile(app, "agent2", target.id)
+    assert titles(app) == ["Customer 360"]
+    assert app.subheader[0].value == f"{target.first_name} {target.last_name} · #{target.id}"
+    with db.connect() as c:
+        orders = c.scalar(select(func.count()).select_from(Order).where(Order.customer_id == target.id))
+        counted = c.scalar(select(CustomerAnalytics.order_count).where(CustomerAnalytics.customer_id == target.id))
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Orders"] == f"{counted:,}"  # the snapshot counts orders that bring revenue
+    assert {"Revenue", "CLV (12 months)", "Churn probability", "Lifecycle stage", "Health"} <= set(metrics)
+    assert [t.label for t in app.tabs] == ["Timeline", "Orders", "Addresses", "Payment methods",
+                                           "Preferences & consents", "Segments", "Scores"]
+    timeline = app.tabs[0].dataframe[0].value
+    assert "order" in set(timeline["kind"]) and timeline["at"].is_monotonic_decreasing
+    assert any(c.value == f"{orders:,} orders" for c in app.tabs[1].caption)
+
+
+def test_profile_without_a_customer_and_with_an_unknown_id(app):
+    open_page(app, "agent3", "customer_360")
+    assert not app.exception
+    assert any("Enter a customer id" in i.value for i in app.info)
+    app.number_input(key="c360_id").set_value(999_999).run()
+    assert not app.exception
+    assert any("No customer with id 999999" in e.value for e in app.error)
+
+
+def test_edit_form_saves_and_then_reports_a_concurrent_edit(app, db):
+    target = busiest_customer(db)
+    open_profile(app, "csm1", target.id)
+    next(t for t in app.text_input if t.label == "Company").input("Acme Testing GmbH")
+    button(app, "Save changes").click().run()
+    assert not app.exception
+    assert any(s.value == "Saved company." for s in app.success)
+    with db.connect() as c:
+        company, version = c.execute(select(Customer.company, Customer.version).where(Customer.id == target.id)).one()
+    assert company == "Acme Testing GmbH" and version == target.version + 1
+
+    # Someone else saves meanwhile; this form still holds the version it was opened with.
+    with db.begin() as c:
+        c.execute(update(Customer).where(Customer.id == target.id).values(version=Customer.version + 1))
+    next(t for t in app.text_input if t.label == "Company").input("Lost Update Ltd")
+    button(app, "Save changes").click().run()
+    assert not app.exception
+    assert any("changed by someone else" in e.value for e in app.error)
+    with db.connect() as c:
+        assert c.scalar(select(Customer.company).where(Customer.id == target.id)) == "Acme Testing GmbH"
+    button(app, "Reload the latest version").click().run()
+    assert not app.exception
+    assert not any("Someone else changed" in w.value for w in app.warning)
+
+
+def test_edit_form_shows_validation_errors(app, db):
+    target = busiest_customer(db)
+    open_profile(app, "admin2", target.id)
+    next(t for t in app.text_input if t.label == "Email").input("not an email")
+    button(app, "Save changes").click().run()
+    assert not app.exception
+    assert any("is not valid" in e.value for e in app.error)
+
+
+def test_address_form_validates_and_geocodes(app, db):
+    target = busiest_customer(db)
+    open_profile(app, "agent1", target.id)
+    form = {t.label: t for t in app.tabs[2].text_input}
+    form["Country code"].input("FR")
+    form["Street and number"].input("1 Rue de Rivoli")
+    form["Postal code"].input("750")
+    form["City"].input("Paris")
+    button(app, "Add address").click().run()
+    assert any("format used in FR" in e.value for e in app.error)
+
+    form = {t.label: t for t in app.tabs[2].text_input}
+    form["Country code"].input("FR")
+    form["Street and number"].input("1 Rue de Rivoli")
+    form["Postal code"].input("75001")
+    form["City"].input("Paris")
+    button(app, "Add address").click().run()
+    assert not app.exception
+    assert any(s.value == "Address added and validated, placed at 48.86, 2.35." for s in app.success)
+    with db.connect() as c:
+        stored = c.execute(select(CustomerAddress.latitude, CustomerAddress.validation_status)
+                           .where(CustomerAddress.customer_id == target.id, CustomerAddress.line1 == "1 Rue de Rivoli")
+                           ).one()
+    assert stored == (48.86, "valid")
+
+
+@pytest.mark.parametrize("page", ["customers", "customer_360"])
+def test_pages_refuse_a_role_without_customer_access(app_db, monkeypatch, page):
+    from streamlit.testing.v1 import AppTest
+
+    from crm_core.users import SignedInUser
+    from db.models import User
+    from ui.context import USER_KEY
+
+    from .apptest_support import page_path
+
+    monkeypatch.setenv("CRM_DATABASE_URL", app_db)
+    at = AppTest.from_file(page_path(page), default_timeout=60)
+    engine = make_engine(app_db)
+    with engine.connect() as c:
+        executive = c.execute(select(User).where(User.role == "executive")).first()
+    engine.dispose()
+    at.session_state[USER_KEY] = SignedInUser(executive.id, executive.username, executive.full_name, "executive")
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["You do not have access to this page."]
+    assert titles(at) == []
+
+
+def test_profile_lookup_by_name_opens_the_customer(app, db):
+    target = busiest_customer(db)
+    open_page(app, "analyst3", "customer_360")
+    app.text_input(key="c360_lookup").input(f"{target.first_name} {target.last_name}").run()
+    assert not app.exception
+    matches = app.selectbox(key="c360_match")
+    assert matches.value == target.id
+    assert app.subheader[0].value.endswith(f"#{target.id}")
+    assert app.query_params["id"] == [str(target.id)] or app.query_params["id"] == str(target.id)
+    assert not any(e.label == "Edit customer" for e in app.expander)  # analysts read, they do not edit
