@@ -41,7 +41,8 @@ else:
                 st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path) for p in pages
             ]
             for section, pages in sections_for(user.role).items()
-        }
+        },
+        expanded=True,  # every page in view: the catalogue is long enough to be folded otherwise
     )
     with st.sidebar:
         st.markdown(f"**{user.full_name or user.username}**  \n{user.role.replace('_', ' ')}")

@@ -23,7 +23,7 @@ from db.engine import database_url, make_engine, session_scope
 from db.models import ROLES
 
 # Modules of crm_cli that add their own subcommands (see _area_commands).
-AREA_MODULES: tuple[str, ...] = ()
+AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla")
 
 
 def _engine():

@@ -200,6 +200,8 @@ class Customer(Base):
         Index("ix_customers_status_country", "status", "country_code"),
         Index("ix_customers_email_lower", func.lower("email")),
         Index("ix_customers_last_name", "last_name", "first_name"),
+        Index("ix_customers_merged_into", "merged_into_id"),  # merges and erasure find merged records
+        Index("ix_customers_phone", "phone"),  # exact phone dedupe on import (migration 0008)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -208,6 +210,7 @@ class Customer(Base):
     last_name: Mapped[str] = mapped_column(String(100), default="")
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(32))
+    company: Mapped[str | None] = mapped_column(String(200))  # added by migration 0007 (search)
     date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(16))
     country_code: Mapped[str | None] = mapped_column(String(2))
@@ -217,6 +220,10 @@ class Customer(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     merged_into_id: Mapped[int | None] = mapped_column(
         ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    # The success manager who owns the relationship (at-risk lists filter on it).
+    account_manager_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     signed_up_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     notes: Mapped[str | None] = mapped_column(Text)
@@ -469,6 +476,8 @@ class CustomerCommunication(Base):
     clicked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     replied_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     logged_by_id: Mapped[int | None] = user_fk()
+    # VADER compound score of inbound free text (-1..1), set when the message is logged (migration 0006).
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
 
 
 class CustomerPreferenceCenter(Base):
@@ -521,6 +530,9 @@ class ServiceLevelAgreement(Base):
     calendar: Mapped[dict[str, Any]] = mapped_column(JSON)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = created_at_col()
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # service desk (0005)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class SupportTicket(Base):
@@ -695,6 +707,7 @@ class CustomerAnalytics(Base):
         enum_check("health_level", HEALTH_LEVELS, nullable=True),
         Index("ix_analytics_rfm", "rfm_segment"),
         Index("ix_analytics_revenue", "total_revenue"),
+        Index("ix_analytics_clv", "clv_12m"),  # lifetime value: top customers by CLV
     )
 
     customer_id: Mapped[int] = mapped_column(
@@ -720,6 +733,12 @@ class CustomerAnalytics(Base):
     prob_alive: Mapped[float | None] = mapped_column(Float)
     clv_12m: Mapped[Decimal | None] = mapped_column(Money)
     historic_clv: Mapped[Decimal | None] = mapped_column(Money)
+    # Lifetime value inputs (BG/NBD): repeat purchase days, and the ages at the last purchase and
+    # at `as_of`, in the CLV model's time unit (weeks); they place customers on the P(alive) heatmap.
+    clv_frequency: Mapped[int | None] = mapped_column(Integer)
+    clv_recency: Mapped[float | None] = mapped_column(Float)
+    clv_age: Mapped[float | None] = mapped_column(Float)
+    expected_order_value: Mapped[Decimal | None] = mapped_column(Money)
     churn_probability: Mapped[float | None] = mapped_column(Float)
     health_score: Mapped[float | None] = mapped_column(Float)
     health_level: Mapped[str | None] = mapped_column(String(16))
@@ -825,6 +844,7 @@ class ConsentRecord(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     recorded_by_id: Mapped[int | None] = user_fk()
     notes: Mapped[str | None] = mapped_column(Text)
+    policy_version: Mapped[str | None] = mapped_column(String(32))
 
 
 class DataSubjectRequest(Base):
@@ -1078,3 +1098,296 @@ class AppSetting(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+# --------------------------------------------------------------------------- complaints, communications, loyalty (issue 5)
+
+ADJUSTMENT_STATUSES = ("pending", "approved", "rejected")
+
+
+class LoyaltyAdjustmentRequest(Base):
+    """A manual points adjustment above the approval limit, waiting for a second person."""
+
+    __tablename__ = "customer_loyalty_adjustment_requests"
+    __table_args__ = (
+        enum_check("status", ADJUSTMENT_STATUSES),
+        CheckConstraint("points <> 0", name="points_non_zero"),
+        Index("ix_loyalty_adjustment_status", "status", "requested_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_loyalty_programs.id", ondelete="CASCADE"), index=True
+    )
+    customer_id: Mapped[int] = customer_fk(index=False)
+    points: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    requested_by_id: Mapped[int | None] = user_fk()
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    decided_by_id: Mapped[int | None] = user_fk()
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    decision_note: Mapped[str | None] = mapped_column(String(255))
+    transaction_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("customer_loyalty_transactions.id", ondelete="SET NULL"),
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+# --------------------------------------------------------------------------- customer search and profile (issue 6)
+
+
+class SavedSearch(Base):
+    """A customer search a user stored under a name of their own; the query is CustomerQuery data."""
+
+    __tablename__ = "customer_saved_searches"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_saved_search_user_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    query: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+# --------------------------------------------------------------------------- duplicates, merge and privacy (issue 6)
+
+DUPLICATE_STATUSES = ("open", "merged", "dismissed")
+MERGE_STATUSES = ("completed", "undone")
+MERGE_KINDS = ("merge", "split")
+MERGE_ROW_ACTIONS = ("moved", "removed", "retained", "field", "loyalty", "status")
+
+
+class DuplicateCandidate(Base):
+    """A pair of customers the duplicate scan thinks may be one person, waiting for review.
+
+    The pair is stored smaller id first, so a re-scan finds the same row instead of adding one.
+    """
+
+    __tablename__ = "customer_duplicate_candidates"
+    __table_args__ = (
+        enum_check("status", DUPLICATE_STATUSES),
+        UniqueConstraint("customer_a_id", "customer_b_id", name="uq_duplicate_pair"),
+        CheckConstraint("customer_a_id < customer_b_id", name="pair_ordered"),
+        CheckConstraint("score BETWEEN 0 AND 1", name="score_range"),
+        Index("ix_duplicates_status_score", "status", "score"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # Bookkeeping about the pair itself: a merge never re-points these (info["merge"] == "skip").
+    customer_a_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"),
+                                               info={"merge": "skip"})
+    customer_b_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True,
+                                               info={"merge": "skip"})
+    score: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    detected_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    reviewed_by_id: Mapped[int | None] = user_fk()
+    merge_id: Mapped[int | None] = mapped_column(ForeignKey("customer_merges.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class CustomerMerge(Base):
+    """One merge of `merged_id` into `survivor_id`; its rows say exactly what changed, for undo."""
+
+    __tablename__ = "customer_merges"
+    __table_args__ = (
+        enum_check("status", MERGE_STATUSES),
+        enum_check("kind", MERGE_KINDS),
+        CheckConstraint("survivor_id <> merged_id", name="not_self"),
+        Index("ix_merges_time", "merged_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True,
+                                             info={"merge": "skip"})
+    merged_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True,
+                                           info={"merge": "skip"})
+    kind: Mapped[str] = mapped_column(String(8), default="merge")
+    status: Mapped[str] = mapped_column(String(16), default="completed")
+    field_choices: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    merged_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    merged_by_id: Mapped[int | None] = user_fk()
+    undone_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    undone_by_id: Mapped[int | None] = user_fk()
+
+
+class CustomerMergeRow(Base):
+    """One change a merge made: a re-pointed row, a removed or retained colliding row, a field."""
+
+    __tablename__ = "customer_merge_rows"
+    __table_args__ = (
+        enum_check("action", MERGE_ROW_ACTIONS),
+        Index("ix_merge_rows_merge", "merge_id", "table_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    merge_id: Mapped[int] = mapped_column(ForeignKey("customer_merges.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(8))
+    table_name: Mapped[str] = mapped_column(String(64))
+    column_name: Mapped[str | None] = mapped_column(String(64))
+    row_key: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# --------------------------------------------------------------------------- lifetime value and forecasts (issue 4)
+
+FORECAST_METRICS = ("revenue", "orders", "new_customers")
+FORECAST_STATUSES = ("fitted", "skipped")
+
+
+class ForecastRun(Base):
+    """One fitted (or skipped) forecast of a daily metric as of a date, with its backtest error."""
+
+    __tablename__ = "forecast_runs"
+    __table_args__ = (
+        enum_check("metric", FORECAST_METRICS),
+        enum_check("status", FORECAST_STATUSES),
+        CheckConstraint("horizon_days > 0", name="horizon_positive"),
+        CheckConstraint("mape IS NULL OR mape >= 0", name="mape_non_negative"),
+        Index("ix_forecast_runs_metric", "metric", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    metric: Mapped[str] = mapped_column(String(16))
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("ml_models.id", ondelete="SET NULL"))
+    horizon_days: Mapped[int] = mapped_column(Integer)
+    history_start: Mapped[dt.date | None] = mapped_column(Date)
+    history_days: Mapped[int] = mapped_column(Integer, default=0)
+    country: Mapped[str | None] = mapped_column(String(2))
+    mape: Mapped[float | None] = mapped_column(Float)
+    backtest: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class ForecastPoint(Base):
+    """A day of a forecast run: the actual value (history) and the prediction with its 80% interval."""
+
+    __tablename__ = "forecast_points"
+    __table_args__ = (UniqueConstraint("run_id", "day", name="uq_forecast_points_run_day"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("forecast_runs.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    actual: Mapped[float | None] = mapped_column(Float)
+    predicted: Mapped[float] = mapped_column(Float)
+    lower: Mapped[float] = mapped_column(Float)
+    upper: Mapped[float] = mapped_column(Float)
+    is_forecast: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --------------------------------------------------------------------------- import and export (issue 6)
+
+IMPORT_ENTITIES = ("customers", "orders")
+IMPORT_RUN_STATUSES = ("completed", "failed")
+
+
+class ImportMapping(Base):
+    """A named column mapping (file column -> field) for imports, private to its owner or shared."""
+
+    __tablename__ = "import_mappings"
+    __table_args__ = (
+        enum_check("entity", IMPORT_ENTITIES),
+        UniqueConstraint("entity", "name", name="uq_import_mappings_entity_name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(120))
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSON)
+    is_shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = created_at_col()
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ImportRun(Base):
+    """One import of a file: who ran it, when, with which outcome and counts."""
+
+    __tablename__ = "import_runs"
+    __table_args__ = (
+        enum_check("entity", IMPORT_ENTITIES),
+        enum_check("status", IMPORT_RUN_STATUSES),
+        Index("ix_import_runs_started", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_format: Mapped[str] = mapped_column(String(8))
+    on_duplicate: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = user_fk()
+    actor_username: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------- service desk (issue 5)
+
+SLA_TARGETS = ("first_response", "next_response", "resolution")
+
+
+class SlaBreach(Base):
+    """A missed SLA target, recorded once per ticket, target and due time; priority, category and
+    assignee are copied so breach reports do not change when the ticket does."""
+
+    __tablename__ = "customer_support_sla_breaches"
+    __table_args__ = (
+        enum_check("target", SLA_TARGETS),
+        enum_check("priority", TICKET_PRIORITIES),
+        enum_check("category", TICKET_CATEGORIES),
+        UniqueConstraint("ticket_id", "target", "due_at", name="uq_sla_breach_ticket_target_due"),
+        Index("ix_sla_breaches_detected", "detected_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("customer_support_tickets.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    detected_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    priority: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(16))
+    assignee_id: Mapped[int | None] = user_fk()
+
+
+class StaffNotification(Base):
+    """A message for a staff member (an escalated ticket); no user means the whole support team."""
+
+    __tablename__ = "staff_notifications"
+    __table_args__ = (Index("ix_staff_notifications_user", "user_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="CASCADE"), index=True
+    )
+    message: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -282,8 +282,13 @@ class Simulator:
             "signup": signup, "satisfaction": satisfaction, "rate": rate, "dropout": dropout,
             "spend": spend, "preferred": preferred, "lat": lat.astype(float), "lon": lon.astype(float),
         })
+        # The most valuable tenth of customers get a success manager who owns the relationship.
+        value = rate * spend
+        managed = value >= np.quantile(value, 0.9)
+        manager = np.where(managed, self.manager_ids[ids % len(self.manager_ids)], 0)
         self.tables["customers"] = pd.DataFrame({
             "id": ids,
+            "account_manager_id": pd.array(np.where(managed, manager, None), dtype="Int64"),
             "external_id": pd.Series(ids).map(lambda i: f"{i:08d}"),
             "first_name": first, "last_name": last, "email": email, "phone": phone,
             "date_of_birth": pd.Series(dob).dt.date,

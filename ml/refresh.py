@@ -16,12 +16,12 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from crm_core import analytics, lifecycle, segments
+from crm_core import analytics, lifecycle, loyalty, segments, sla
 from crm_core.service import SYSTEM
 from db.engine import session_scope
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 
-from . import registry
+from . import churn, clv, forecast, health, registry
 from .clusters import FEATURES, BehaviourClusterer, describe
 
 MIN_CUSTOMERS_TO_CLUSTER = 50
@@ -117,12 +117,85 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> str:
     return ", ".join(f"{stage} {n:,}" for stage, n in counts.items() if isinstance(n, int))
 
 
-STEPS: tuple[tuple[str, Callable[[Session, dt.date, dt.datetime], str]], ...] = (
-    ("Analytics snapshot and RFM scores", _snapshot),
-    ("Behavioural clusters", _clusters),
-    ("Segment memberships", _segments),
-    ("Lifecycle stages", _lifecycle),
+def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+    return churn.refresh_churn(engine, as_of)
+
+
+def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+    """Points for recent orders (idempotent, so the overlap with the last run is harmless), then expiry."""
+    earned = loyalty.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
+    expired = loyalty.expire_points(engine, as_of)
+    return (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
+            f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")
+
+
+def _sla(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+    found = sla.run_sla_checks(engine, now)
+    return (f"{found.get('tickets_breached', 0):,} tickets newly breached, "
+            f"{found.get('escalated', 0):,} escalated")
+
+
+def _skipped(result: dict) -> str | None:
+    return f"skipped: {result.get('reason', 'no reason given')}" if result.get("status") == "skipped" else None
+
+
+def _lifetime_value(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+    result = clv.refresh_lifetime_value(engine, as_of)
+    return _skipped(result) or (
+        f"{result.get('customers_scored', 0):,} customers, "
+        f"12-month CLV €{(result.get('metrics') or {}).get('clv_12m_total', 0):,.0f}"
+    )
+
+
+def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+    result = health.score_health(engine, as_of)
+    levels = result.get("levels") or {}
+    return _skipped(result) or ", ".join(f"{level} {count:,}" for level, count in levels.items()) or str(result)
+
+
+def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+    result = forecast.refresh_forecasts(engine, as_of)
+    parts = []
+    for metric, detail in (result.get("metrics") or {}).items():
+        if detail.get("status") == "fitted":
+            error = detail.get("mape")
+            parts.append(f"{metric} MAPE {error:.1%}" if error is not None else f"{metric} fitted")
+        else:
+            parts.append(f"{metric} skipped")
+    return ", ".join(parts) or "nothing to forecast"
+
+
+Step = Callable[[Engine, dt.date, dt.datetime], str]
+
+
+def _in_session(step: Callable[[Session, dt.date, dt.datetime], str]) -> Step:
+    """A step that works in one session, committed when it returns."""
+
+    def run(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+        with session_scope(engine) as session:
+            return step(session, as_of, now)
+
+    run.__name__ = step.__name__
+    return run
+
+
+LOYALTY_LOOKBACK_DAYS = 35
+
+# Order matters: models read the snapshot; lifecycle rules read the stored churn probability.
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("Loyalty points: earn for recent orders, expire old points", _loyalty),
+    ("SLA checks: record breaches, escalate", _sla),
+    ("Analytics snapshot and RFM scores", _in_session(_snapshot)),
+    ("Churn model: train when due, score everyone", _churn),
+    ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
+    ("Account health scores", _health),
+    ("Behavioural clusters", _in_session(_clusters)),
+    ("Segment memberships", _in_session(_segments)),
+    ("Lifecycle stages", _in_session(_lifecycle)),
+    ("Forecasts of revenue, orders and new customers", _forecasts),
 )
+# Steps a backfill over past dates skips: they describe the present only.
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
 
 
 def run_refresh(
@@ -140,11 +213,10 @@ def run_refresh(
     as_of = as_of or dt.date.today()
     now = now or utcnow()
     report = RefreshReport(as_of)
-    steps = [s for s in STEPS if include_clusters or s[1] is not _clusters]
+    steps = [s for s in STEPS if include_clusters or s[1].__name__ not in PRESENT_ONLY]
     for index, (label, step) in enumerate(steps, start=1):
         started = time.perf_counter()
-        with session_scope(engine) as session:
-            detail = step(session, as_of, now)
+        detail = step(engine, as_of, now)
         report.steps.append((label, time.perf_counter() - started, detail))
         if progress:
             progress(index, len(steps), label, detail)

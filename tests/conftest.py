@@ -125,7 +125,7 @@ def fast_password_hashing(monkeypatch):
 
 @pytest.fixture(scope="session")
 def app_db(tmp_path_factory) -> Iterator[str]:
-    """A SQLite demo database (150 simulated customers, refreshed) shared by AppTest page tests."""
+    """A SQLite demo database (500 simulated customers, refreshed) shared by AppTest page tests."""
     import datetime as dt
 
     from db.simulator import seed_database
@@ -134,7 +134,7 @@ def app_db(tmp_path_factory) -> Iterator[str]:
     url = f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite'}"
     migrate.upgrade(url)
     eng = make_engine(url)
-    seed_database(eng, 150, seed=2, end=dt.datetime.now().replace(microsecond=0))
+    seed_database(eng, 500, seed=2, end=dt.datetime.now().replace(microsecond=0))
     run_refresh(eng, dt.date.today())
     yield url
     eng.dispose()

@@ -88,9 +88,24 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
     return {
         "Executive overview": ('[data-testid="stMetricValue"]', f"{customers:,}"),
         "Segments": ('[data-testid="stMetricLabel"]', "Segments"),
+        "Duplicates & merge": ('[data-testid="stMetricLabel"]', "Open pairs"),
+        "Privacy requests": ('[data-testid="stMetricLabel"]', "Overdue"),
         "Lifecycle": ('[data-testid="stMetricValue"]', f"{customers:,}"),
+        "Customer value": ('[data-testid="stMetricLabel"]', "12-month CLV"),
+        "Forecast": ('[data-testid="stMetricLabel"]', "Backtest MAPE"),
+        "Churn": ('[data-testid="stMetricLabel"]', "Customers scored"),
+        "Health": ('[data-testid="stMetricLabel"]', "Accounts scored"),
+        "Support queue": ('[data-testid="stMetricLabel"]', "Open tickets (team)"),
+        "Ticket": ('[data-testid="stMetricLabel"]', "Priority"),
+        "SLA": ('[data-testid="stMetricLabel"]', "Targets met"),
+        "Complaints": ('[data-testid="stMetricLabel"]', "Open complaints"),
+        "Communications": ('[data-testid="stMetricLabel"]', "Messages sent"),
+        "Loyalty": ('[data-testid="stMetricLabel"]', "Points liability"),
+        "Customers": ('[data-testid="stMetricValue"]', f"{customers:,}"),
+        "Customer 360": ('[data-testid="stAlert"]', "Enter a customer id"),
         "Users": ('[data-testid="stCaptionContainer"]', "15 users"),
         "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
+        "Import / Export": ('[data-testid="stCaptionContainer"]', "need no mapping"),
     }
 
 
