@@ -1,4 +1,4 @@
-"""Models: churn, lifetime value, account health and forecasts (issue 4).
+"""Churn and account health (issue 4): no schema change was needed — their tables date from 0001.
 
 Revision ID: 0003
 Revises: 0002
