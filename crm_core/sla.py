@@ -39,9 +39,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from db.engine import session_scope
 from db.models import (
@@ -72,6 +70,7 @@ from .errors import NotFound, ValidationError
 from .paging import Page
 from .permissions import require
 from .service import SYSTEM, check_version
+from .sql import least, week_start
 
 PAUSED_STATUSES = ("pending_customer", "on_hold")
 CLOCK_STATUSES = ("new", "open", "reopened")
@@ -85,40 +84,6 @@ GROUPINGS = ("priority", "category", "agent")
 # --------------------------------------------------------------------------- portable SQL
 
 
-class _least(FunctionElement):
-    type = DateTime()
-    inherit_cache = True
-    name = "least"
-
-
-@compiles(_least, "sqlite")
-def _least_sqlite(element, compiler, **kw):
-    return f"min({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_least, "postgresql")
-def _least_postgresql(element, compiler, **kw):
-    return f"LEAST({compiler.process(element.clauses, **kw)})"
-
-
-class week_start(FunctionElement):
-    """'YYYY-MM-DD' of the Monday starting a timestamp's ISO week."""
-
-    type = String()
-    inherit_cache = True
-    name = "week_start"
-
-
-@compiles(week_start, "sqlite")
-def _week_sqlite(element, compiler, **kw):
-    return f"date({compiler.process(element.clauses, **kw)}, '-6 days', 'weekday 1')"
-
-
-@compiles(week_start, "postgresql")
-def _week_postgresql(element, compiler, **kw):
-    return f"to_char(date_trunc('week', {compiler.process(element.clauses, **kw)}), 'YYYY-MM-DD')"
-
-
 def _far() -> Any:
     return literal(FAR_FUTURE, DateTime())
 
@@ -126,7 +91,7 @@ def _far() -> Any:
 def next_due_expression():
     """The earliest running due time of a ticket (NULL when no clock runs), for sorting and 'breaching soon'."""
     t = SupportTicket
-    earliest = _least(
+    earliest = least(
         case((t.first_responded_at.is_(None) & t.first_response_due_at.is_not(None), t.first_response_due_at),
              else_=_far()),
         func.coalesce(t.next_response_due_at, _far()),

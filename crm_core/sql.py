@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, String
+from sqlalchemy import Date, DateTime, Float, Integer, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -66,3 +66,93 @@ def _days_between_postgresql(element, compiler, **kw):
         f"(EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)}))"
         " / 86400.0)"
     )
+
+
+class calendar_day(FunctionElement):
+    """The calendar date of a timestamp, for daily GROUP BY on SQLite and PostgreSQL."""
+
+    type = Date()
+    inherit_cache = True
+    name = "calendar_day"
+
+
+@compiles(calendar_day, "sqlite")
+def _calendar_day_sqlite(element, compiler, **kw):
+    # SQLAlchemy stores SQLite timestamps as ISO text ("YYYY-MM-DD HH:MM:SS.ffffff"): the date is the
+    # first ten characters, several times cheaper than date() over millions of rows.
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
+
+
+@compiles(calendar_day, "postgresql")
+def _calendar_day_postgresql(element, compiler, **kw):
+    return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
+
+
+class day_start(FunctionElement):
+    """Midnight at the start of a timestamp's day, comparable with stored timestamps (index-friendly)."""
+
+    type = DateTime()
+    inherit_cache = True
+    name = "day_start"
+
+
+@compiles(day_start, "sqlite")
+def _day_start_sqlite(element, compiler, **kw):
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
+
+
+@compiles(day_start, "postgresql")
+def _day_start_postgresql(element, compiler, **kw):
+    return f"date_trunc('day', {compiler.process(element.clauses, **kw)})"
+
+
+class next_day_start(FunctionElement):
+    """Midnight at the end of a timestamp's day."""
+
+    type = DateTime()
+    inherit_cache = True
+    name = "next_day_start"
+
+
+@compiles(next_day_start, "sqlite")
+def _next_day_start_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)}, '+1 day')"
+
+
+@compiles(next_day_start, "postgresql")
+def _next_day_start_postgresql(element, compiler, **kw):
+    return f"(date_trunc('day', {compiler.process(element.clauses, **kw)}) + INTERVAL '1 day')"
+
+
+class least(FunctionElement):
+    type = DateTime()
+    inherit_cache = True
+    name = "least"
+
+
+@compiles(least, "sqlite")
+def _least_sqlite(element, compiler, **kw):
+    return f"min({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(least, "postgresql")
+def _least_postgresql(element, compiler, **kw):
+    return f"LEAST({compiler.process(element.clauses, **kw)})"
+
+
+class week_start(FunctionElement):
+    """'YYYY-MM-DD' of the Monday starting a timestamp's ISO week."""
+
+    type = String()
+    inherit_cache = True
+    name = "week_start"
+
+
+@compiles(week_start, "sqlite")
+def _week_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)}, '-6 days', 'weekday 1')"
+
+
+@compiles(week_start, "postgresql")
+def _week_postgresql(element, compiler, **kw):
+    return f"to_char(date_trunc('week', {compiler.process(element.clauses, **kw)}), 'YYYY-MM-DD')"

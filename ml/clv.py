@@ -38,8 +38,6 @@ from lifetimes.utils import ConvergenceError
 from sklearn.base import BaseEstimator
 from sqlalchemy import (
     Column,
-    Date,
-    DateTime,
     Engine,
     Float,
     Integer,
@@ -52,12 +50,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.functions import FunctionElement
 
 from crm_core.analytics import end_of
 from crm_core.errors import DomainError, ValidationError
+from crm_core.sql import calendar_day, day_start, next_day_start
 from db import bulk
 from db.engine import session_scope
 from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAnalytics, Order
@@ -82,62 +79,6 @@ Progress = Callable[[int, int, str, str], None]
 
 class NotEnoughData(DomainError):
     """Too few customers (or repeat customers) to fit the lifetime value models."""
-
-
-class calendar_day(FunctionElement):
-    """The calendar date of a timestamp, for daily GROUP BY on SQLite and PostgreSQL."""
-
-    type = Date()
-    inherit_cache = True
-    name = "calendar_day"
-
-
-@compiles(calendar_day, "sqlite")
-def _calendar_day_sqlite(element, compiler, **kw):
-    # SQLAlchemy stores SQLite timestamps as ISO text ("YYYY-MM-DD HH:MM:SS.ffffff"): the date is the
-    # first ten characters, several times cheaper than date() over millions of rows.
-    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
-
-
-@compiles(calendar_day, "postgresql")
-def _calendar_day_postgresql(element, compiler, **kw):
-    return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
-
-
-class day_start(FunctionElement):
-    """Midnight at the start of a timestamp's day, comparable with stored timestamps (index-friendly)."""
-
-    type = DateTime()
-    inherit_cache = True
-    name = "day_start"
-
-
-@compiles(day_start, "sqlite")
-def _day_start_sqlite(element, compiler, **kw):
-    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
-
-
-@compiles(day_start, "postgresql")
-def _day_start_postgresql(element, compiler, **kw):
-    return f"date_trunc('day', {compiler.process(element.clauses, **kw)})"
-
-
-class next_day_start(FunctionElement):
-    """Midnight at the end of a timestamp's day."""
-
-    type = DateTime()
-    inherit_cache = True
-    name = "next_day_start"
-
-
-@compiles(next_day_start, "sqlite")
-def _next_day_start_sqlite(element, compiler, **kw):
-    return f"date({compiler.process(element.clauses, **kw)}, '+1 day')"
-
-
-@compiles(next_day_start, "postgresql")
-def _next_day_start_postgresql(element, compiler, **kw):
-    return f"(date_trunc('day', {compiler.process(element.clauses, **kw)}) + INTERVAL '1 day')"
 
 
 def time_unit_name(time_unit_days: int) -> str:

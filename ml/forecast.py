@@ -33,6 +33,7 @@ from crm_core import audit
 from crm_core.analytics import end_of
 from crm_core.errors import ConflictError, ValidationError
 from crm_core.permissions import require
+from crm_core.sql import calendar_day
 from db import bulk
 from db.engine import session_scope
 from db.models import (
@@ -48,7 +49,6 @@ from db.models import (
 from db.simulator import SHOP_COUNTRY
 
 from . import registry
-from .clv import calendar_day
 
 COUNTRY_KEY = "shop_country"
 DEFAULT_COUNTRY = SHOP_COUNTRY  # the demo shop's home country

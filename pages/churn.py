@@ -77,6 +77,8 @@ with at_risk_tab:
                 key="risk_table",
                 column_config={
                     "customer_id": st.column_config.NumberColumn("Customer", format="%d"),
+                    "name": "Name", "email": "Email", "risk_level": "Risk", "stage": "Lifecycle stage",
+                    "owner": "Account owner",
                     "probability": st.column_config.ProgressColumn("Churn probability", min_value=0, max_value=1,
                                                                    format="percent"),
                     "confidence": st.column_config.NumberColumn("Confidence", format="%.2f"),

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ml import value
 from ui import context
+from ui.format import compact_euros
 
 viewer = context.require_page("value.view")
 st.title("Customer value")
@@ -39,14 +40,15 @@ if summary is None:
     st.stop()
 model = summary["model"] or {}
 
+
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Customers scored", f"{summary['customers_scored']:,}", border=True)
-c2.metric("12-month CLV", f"€{summary['clv_12m_total']:,.0f}", border=True,
+c2.metric("12-month CLV", compact_euros(summary['clv_12m_total']), border=True,
           help=f"Mean €{summary['clv_12m_mean']:,.2f} per customer")
-c3.metric("Expected purchases (12 months)", f"{summary['expected_purchases_12m']:,.0f}", border=True)
+c3.metric("Purchases, next 12 months", f"{summary['expected_purchases_12m']:,.0f}", border=True)
 c4.metric("Likely active", f"{summary['likely_alive'] / summary['customers_scored']:.0%}", border=True,
           help="Share of customers with a probability alive of at least 50%")
-c5.metric("Historic value", f"€{summary['historic_clv_total']:,.0f}", border=True,
+c5.metric("Historic value", compact_euros(summary['historic_clv_total']), border=True,
           help="Revenue from these customers so far")
 st.caption(f"Scored as of {summary['as_of']}" + (f" with model version {model['version']}." if model else "."))
 

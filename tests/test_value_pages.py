@@ -16,6 +16,7 @@ from db.simulator import seed_database
 from ml import forecast
 from ml.clv import refresh_lifetime_value
 from ml.forecast import refresh_forecasts
+from ui.format import compact_euros
 
 from .apptest_support import APP, open_page, titles
 
@@ -58,7 +59,7 @@ def test_customer_value_page_shows_the_scored_snapshot(valued_app, valued_db):
         ).one()
     metrics = _metrics(at)
     assert metrics["Customers scored"] == f"{scored:,}"
-    assert metrics["12-month CLV"] == f"€{float(clv_total):,.0f}"
+    assert metrics["12-month CLV"] == compact_euros(float(clv_total))
     assert scored > 100
     charts = at.get("plotly_chart")
     assert len(charts) == 3  # distribution, P(alive) heatmap, CLV by segment
