@@ -30,7 +30,9 @@ def churn_labels(connection: Connection, as_of: dt.date, horizon_days: int = DEF
         .group_by(Order.customer_id)
         .having(func.min(Order.ordered_at) < cutoff)
     )
-    rows = connection.execute(query).all()
-    labels = pd.Series({row.customer_id: 1 - int(row.ordered_after) for row in rows}, dtype="int64", name="churned")
+    rows = [tuple(row) for row in connection.execute(query)]
+    frame = pd.DataFrame(rows, columns=["customer_id", "ordered_after"])
+    labels = pd.Series(1 - frame["ordered_after"].astype("int64").to_numpy(), index=frame["customer_id"].astype("int64"),
+                       name="churned")
     labels.index.name = "customer_id"
     return labels.sort_index()

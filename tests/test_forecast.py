@@ -25,7 +25,7 @@ def weekly_series(days: int = 730, seed: int = 0) -> pd.Series:
     """100 a day, 40 more on Saturdays and Sundays, Gaussian noise with sd 5."""
     rng = np.random.default_rng(seed)
     index = pd.date_range("2023-01-02", periods=days, freq="D")
-    values = 100 + 40 * (index.dayofweek >= 5) + rng.normal(0, 5, days)
+    values = 100 + 40 * (index.day_of_week >= 5) + rng.normal(0, 5, days)
     return pd.Series(values, index=index)
 
 
@@ -50,8 +50,8 @@ def test_prophet_learns_a_weekly_pattern_and_its_intervals_cover_the_actuals():
     inside = (past["actual"] >= past["lower"]) & (past["actual"] <= past["upper"])
     assert 0.7 <= inside.mean() <= 0.95  # nominal 80%
     days = pd.to_datetime(future["day"])
-    weekend = future[days.dt.dayofweek.to_numpy() >= 5]["predicted"].mean()
-    weekday = future[days.dt.dayofweek.to_numpy() < 5]["predicted"].mean()
+    weekend = future[days.dt.day_of_week.to_numpy() >= 5]["predicted"].mean()
+    weekday = future[days.dt.day_of_week.to_numpy() < 5]["predicted"].mean()
     assert weekend - weekday == pytest.approx(40, abs=6)
     assert (future["lower"] <= future["predicted"]).all() and (future["predicted"] <= future["upper"]).all()
 
