@@ -268,12 +268,10 @@ def business_minutes_between(calendar: BusinessCalendar | dict, a: dt.datetime, 
 
 def get_calendar(session) -> tuple[BusinessCalendar, int]:
     """The shop calendar and the version to send back when saving (0 = never saved: the default)."""
-    from db.models import AppSetting
+    from . import settings as app_settings
 
-    setting = session.get(AppSetting, SETTING_KEY)
-    if setting is None:
-        return parse_calendar(DEFAULT_CALENDAR), 0
-    return parse_calendar(setting.value), setting.version
+    value, version = app_settings.stored(session, SETTING_KEY)
+    return parse_calendar(DEFAULT_CALENDAR if value is None else value), version
 
 
 def save_calendar(session, actor, data: dict[str, Any], expected_version: int | None) -> tuple[BusinessCalendar, int]:
@@ -281,34 +279,18 @@ def save_calendar(session, actor, data: dict[str, Any], expected_version: int | 
     until their next recomputation: a status, priority or policy change)."""
     from sqlalchemy import update
 
-    from db.models import AppSetting, ServiceLevelAgreement, utcnow
+    from db.models import ServiceLevelAgreement
 
-    from . import audit
-    from .errors import ConflictError
+    from . import settings as app_settings
     from .permissions import require
 
     require(actor, "sla.manage")
     calendar = parse_calendar(data)
     stored = calendar.to_dict()
-    setting = session.get(AppSetting, SETTING_KEY)
-    current = 0 if setting is None else setting.version
-    if expected_version is not None and expected_version != current:
-        raise ConflictError(
-            "The business calendar was changed by someone else while you were editing "
-            f"(version {expected_version} is now {current}). Reload and apply your change again."
-        )
-    before = None if setting is None else dict(setting.value or {})
-    if setting is None:
-        setting = AppSetting(key=SETTING_KEY, value=stored, updated_at=utcnow(), updated_by_id=getattr(actor, "id", None))
-        session.add(setting)
-    else:
-        setting.value = stored
-        setting.updated_at = utcnow()
-        setting.updated_by_id = getattr(actor, "id", None)
+    version = app_settings.save(session, actor, SETTING_KEY, stored, expected_version,
+                                what="The business calendar", action="sla.calendar.save")
     session.execute(update(ServiceLevelAgreement).values(calendar=stored))
-    session.flush()
-    audit.record(session, actor, "sla.calendar.save", "app_setting", SETTING_KEY, before=before, after=stored)
-    return calendar, setting.version
+    return calendar, version
 
 
 # --------------------------------------------------------------------------- the admin form

@@ -24,7 +24,6 @@ from db.models import (
     COMPENSATION_KINDS,
     COMPLAINT_SEVERITIES,
     COMPLAINT_STATUSES,
-    AppSetting,
     Complaint,
     Customer,
     Order,
@@ -34,7 +33,8 @@ from db.models import (
 )
 
 from . import audit, loyalty
-from .errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from . import settings as app_settings
+from .errors import NotFound, PermissionDenied, ValidationError
 from .paging import Page
 from .permissions import require
 from .service import check_version
@@ -64,12 +64,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 
 def get_settings(session: Session) -> tuple[dict[str, Any], int]:
-    setting = session.get(AppSetting, SETTINGS_KEY)
-    stored = {} if setting is None else (setting.value or {})
+    stored, version = app_settings.stored(session, SETTINGS_KEY)
     merged = {k: dict(v) for k, v in DEFAULT_SETTINGS.items()}
-    for key, value in stored.items():
+    for key, value in (stored or {}).items():
         merged[key] = dict(value)
-    return merged, 0 if setting is None else setting.version
+    return merged, version
 
 
 def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -96,22 +95,9 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
 def save_settings(session: Session, actor, settings: dict[str, Any], expected_version: int | None):
     require(actor, "complaints.settings")
     new = validate_settings(settings)
-    setting = session.get(AppSetting, SETTINGS_KEY)
-    current = 0 if setting is None else setting.version
-    if expected_version is not None and expected_version != current:
-        raise ConflictError("The complaint settings were changed by someone else while you were editing. "
-                            "Reload and apply your change again.")
-    before = None if setting is None else dict(setting.value or {})
-    if setting is None:
-        setting = AppSetting(key=SETTINGS_KEY, value=new, updated_at=utcnow(), updated_by_id=getattr(actor, "id", None))
-        session.add(setting)
-    else:
-        setting.value = new
-        setting.updated_at = utcnow()
-        setting.updated_by_id = getattr(actor, "id", None)
-    session.flush()
-    audit.record(session, actor, "complaints.settings.save", "app_setting", SETTINGS_KEY, before=before, after=new)
-    return new, setting.version
+    version = app_settings.save(session, actor, SETTINGS_KEY, new, expected_version,
+                                what="The complaint settings", action="complaints.settings.save")
+    return new, version
 
 
 # --------------------------------------------------------------------------- intake and workflow

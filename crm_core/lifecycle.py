@@ -59,7 +59,6 @@ from sqlalchemy.orm import Session
 from db.models import (
     LIFECYCLE_STAGES,
     REVENUE_ORDER_STATUSES,
-    AppSetting,
     Customer,
     CustomerAnalytics,
     CustomerLifecycleHistory,
@@ -69,8 +68,8 @@ from db.models import (
     utcnow,
 )
 
-from . import audit
-from .errors import ConflictError, NotFound, ValidationError
+from . import audit, settings
+from .errors import NotFound, ValidationError
 from .paging import Page
 from .permissions import require
 from .service import SYSTEM
@@ -114,10 +113,8 @@ def _upsert(session: Session):
 
 def get_rules(session: Session) -> tuple[dict[str, Any], int]:
     """The stored rules merged over the defaults, and the version to send back when saving (0 = never saved)."""
-    setting = session.get(AppSetting, RULES_KEY)
-    if setting is None:
-        return dict(DEFAULT_RULES), 0
-    return {**DEFAULT_RULES, **(setting.value or {})}, setting.version
+    value, version = settings.stored(session, RULES_KEY)
+    return {**DEFAULT_RULES, **(value or {})}, version
 
 
 def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
@@ -176,26 +173,9 @@ def save_rules(
     """Validate and store the rules; refuse an edit made against an older version."""
     require(actor, "lifecycle.rules")
     new_rules = validate_rules(rules)
-    setting = session.get(AppSetting, RULES_KEY)
-    current_version = 0 if setting is None else setting.version
-    if expected_version is not None and expected_version != current_version:
-        raise ConflictError(
-            "The lifecycle rules were changed by someone else while you were editing "
-            f"(version {expected_version} is now {current_version}). Reload and apply your change again."
-        )
-    before = None if setting is None else dict(setting.value or {})
-    if setting is None:
-        setting = AppSetting(key=RULES_KEY, value=new_rules, updated_at=utcnow(),
-                             updated_by_id=getattr(actor, "id", None))
-        session.add(setting)
-    else:
-        setting.value = dict(new_rules)
-        setting.updated_at = utcnow()
-        setting.updated_by_id = getattr(actor, "id", None)
-    session.flush()
-    audit.record(session, actor, "lifecycle.rules.save", "app_setting", RULES_KEY,
-                 before=before, after=new_rules)
-    return dict(new_rules), setting.version
+    version = settings.save(session, actor, RULES_KEY, new_rules, expected_version,
+                            what="The lifecycle rules", action="lifecycle.rules.save")
+    return dict(new_rules), version
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -63,7 +63,6 @@ from db.engine import session_factory
 from db.models import (
     LOYALTY_TIERS,
     REVENUE_ORDER_STATUSES,
-    AppSetting,
     Customer,
     LoyaltyAccount,
     LoyaltyAdjustmentRequest,
@@ -75,6 +74,7 @@ from db.models import (
 )
 
 from . import audit
+from . import settings as app_settings
 from .errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from .paging import Page
 from .permissions import require
@@ -117,10 +117,8 @@ class AdjustmentResult:
 
 def get_settings(session: Session) -> tuple[dict[str, Any], int]:
     """The stored settings merged over the defaults, and their version (0 = never saved)."""
-    setting = session.get(AppSetting, SETTINGS_KEY)
-    if setting is None:
-        return _copy(DEFAULT_SETTINGS), 0
-    return {**_copy(DEFAULT_SETTINGS), **_copy(setting.value or {})}, setting.version
+    value, version = app_settings.stored(session, SETTINGS_KEY)
+    return {**_copy(DEFAULT_SETTINGS), **(value or {})}, version
 
 
 def _copy(settings: dict[str, Any]) -> dict[str, Any]:
@@ -181,25 +179,10 @@ def save_settings(session: Session, actor, settings: dict[str, Any], expected_ve
     """Validate and store the settings; tiers are recomputed for every member at once."""
     require(actor, "loyalty.settings")
     new = validate_settings(settings)
-    setting = session.get(AppSetting, SETTINGS_KEY)
-    current = 0 if setting is None else setting.version
-    if expected_version is not None and expected_version != current:
-        raise ConflictError(
-            "The loyalty settings were changed by someone else while you were editing "
-            f"(version {expected_version} is now {current}). Reload and apply your change again."
-        )
-    before = None if setting is None else dict(setting.value or {})
-    if setting is None:
-        setting = AppSetting(key=SETTINGS_KEY, value=new, updated_at=utcnow(), updated_by_id=getattr(actor, "id", None))
-        session.add(setting)
-    else:
-        setting.value = _copy(new)
-        setting.updated_at = utcnow()
-        setting.updated_by_id = getattr(actor, "id", None)
-    session.flush()
+    version = app_settings.save(session, actor, SETTINGS_KEY, new, expected_version,
+                                what="The loyalty settings", action="loyalty.settings.save")
     _retier(session, new["tier_thresholds"], utcnow(), account_ids=None)
-    audit.record(session, actor, "loyalty.settings.save", "app_setting", SETTINGS_KEY, before=before, after=new)
-    return new, setting.version
+    return new, version
 
 
 def tier_for(points: int, thresholds: dict[str, int]) -> str:

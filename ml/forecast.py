@@ -29,9 +29,9 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from crm_core import audit
+from crm_core import settings as app_settings
 from crm_core.analytics import end_of
-from crm_core.errors import ConflictError, ValidationError
+from crm_core.errors import ValidationError
 from crm_core.permissions import require
 from crm_core.sql import calendar_day
 from db import bulk
@@ -39,12 +39,10 @@ from db.engine import session_scope
 from db.models import (
     FORECAST_METRICS,
     REVENUE_ORDER_STATUSES,
-    AppSetting,
     Customer,
     ForecastPoint,
     ForecastRun,
     Order,
-    utcnow,
 )
 from db.simulator import SHOP_COUNTRY
 
@@ -90,10 +88,8 @@ def supported_countries() -> dict[str, str]:
 
 def get_shop_country(session: Session) -> tuple[str, int]:
     """The shop's country (ISO code) for holidays, and the version to send back when saving (0 = default)."""
-    setting = session.get(AppSetting, COUNTRY_KEY)
-    if setting is None:
-        return DEFAULT_COUNTRY, 0
-    return str((setting.value or {}).get("country", DEFAULT_COUNTRY)), setting.version
+    value, version = app_settings.stored(session, COUNTRY_KEY)
+    return str((value or {}).get("country", DEFAULT_COUNTRY)), version
 
 
 def save_shop_country(session: Session, actor, country: Any, expected_version: int | None) -> tuple[str, int]:
@@ -106,26 +102,9 @@ def save_shop_country(session: Session, actor, country: Any, expected_version: i
     if code not in known:
         raise ValidationError(f"No public-holiday calendar for the country {country!r}; choose a two-letter ISO code "
                               "such as DE, FR or US.")
-    setting = session.get(AppSetting, COUNTRY_KEY)
-    current_version = 0 if setting is None else setting.version
-    if expected_version is not None and expected_version != current_version:
-        raise ConflictError(
-            "The shop's country was changed by someone else while you were editing "
-            f"(version {expected_version} is now {current_version}). Reload and apply your change again."
-        )
-    before = None if setting is None else dict(setting.value or {})
-    if setting is None:
-        setting = AppSetting(key=COUNTRY_KEY, value={"country": code}, updated_at=utcnow(),
-                             updated_by_id=getattr(actor, "id", None))
-        session.add(setting)
-    else:
-        setting.value = {"country": code}
-        setting.updated_at = utcnow()
-        setting.updated_by_id = getattr(actor, "id", None)
-    session.flush()
-    audit.record(session, actor, "forecast.country.save", "app_setting", COUNTRY_KEY,
-                 before=before, after={"country": code})
-    return code, setting.version
+    version = app_settings.save(session, actor, COUNTRY_KEY, {"country": code}, expected_version,
+                                what="The shop's country", action="forecast.country.save")
+    return code, version
 
 
 # --------------------------------------------------------------------------- series and error
