@@ -24,10 +24,13 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    Column,
     ColumnElement,
     DateTime,
     Float,
+    Integer,
     Numeric,
     and_,
     bindparam,
@@ -78,6 +81,7 @@ MAX_LIST_VALUES = 1000
 MAX_TEXT_LENGTH = 255
 MAX_AGE = 150
 MAX_DAYS = 36500
+STAGE_UPDATES_OVER = 500  # more row updates than this go through a staged table and one UPDATE
 ANALYZE_AFTER_CHANGES = 1000  # membership rows written before PostgreSQL statistics are refreshed
 MODEL_SEGMENT_TYPES = ("rfm", "cluster")  # membership written by a model, not by rules
 
@@ -782,6 +786,10 @@ def refresh_memberships(session: Session, as_of: dt.date, now: dt.datetime | Non
     return result
 
 
+def _id_column() -> Column:
+    return Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+
+
 def replace_model_memberships(session: Session, segment_id: int, assignments: list[tuple[int, float]],
                               now: dt.datetime | None = None) -> dict[str, int]:
     """Make the given (customer id, confidence) pairs the segment's open auto memberships.
@@ -812,9 +820,21 @@ def replace_model_memberships(session: Session, segment_id: int, assignments: li
                for cid, conf in wanted.items() if cid in current and current[cid][1] != conf]
     entering = [(cid, conf) for cid, conf in wanted.items() if cid not in current]
     by_id = memberships.c.id == bindparam("b_id")
-    if leaving:
+    if len(leaving) > STAGE_UPDATES_OVER:
+        frame = pd.DataFrame({"id": [row["b_id"] for row in leaving]})
+        with bulk.staged(session.connection(), "tmp_membership_leaving", [_id_column()], frame) as gone:
+            session.execute(update(memberships).where(memberships.c.id == gone.c.id)
+                            .values(is_active=False, left_at=now))
+    elif leaving:
         session.execute(update(memberships).where(by_id).values(is_active=False, left_at=now), leaving)
-    if changed:
+    if len(changed) > STAGE_UPDATES_OVER:
+        # A model refresh moves almost every confidence a little: one UPDATE ... FROM a staged table.
+        frame = pd.DataFrame({"id": [c["b_id"] for c in changed], "confidence": [c["b_confidence"] for c in changed]})
+        columns = [_id_column(), Column("confidence", Float)]
+        with bulk.staged(session.connection(), "tmp_membership_confidence", columns, frame) as new:
+            session.execute(update(memberships).where(memberships.c.id == new.c.id)
+                            .values(confidence=new.c.confidence))
+    elif changed:
         session.execute(update(memberships).where(by_id).values(confidence=bindparam("b_confidence")), changed)
     if entering:
         ids, confidences = zip(*entering, strict=True)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Column, Connection, MetaData, Table, text
 
 
 def _sqlite_column(series: pd.Series) -> list:
@@ -95,3 +97,23 @@ def reset_sequence(connection: Connection, table: Table) -> None:
 
 def next_id(connection: Connection, table: Table) -> int:
     return int(connection.execute(text(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table.name}")).scalar_one())
+
+
+@contextmanager
+def staged(connection: Connection, name: str, columns: list[Column], df: pd.DataFrame) -> Iterator[Table]:
+    """A temporary table `name` holding `df` (loaded in bulk, analysed), dropped on the way out.
+
+    For set-based writes from computed values: load once, then one UPDATE ... FROM or
+    INSERT ... SELECT against it instead of a statement per row.
+    """
+    table = Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
+    schema = "pg_temp" if connection.dialect.name == "postgresql" else "temp"  # never a permanent table
+    connection.execute(text(f"DROP TABLE IF EXISTS {schema}.{name}"))
+    table.create(connection)
+    try:
+        load(connection, table, df)
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"ANALYZE {name}"))  # temporary tables get no statistics otherwise
+        yield table
+    finally:
+        table.drop(connection)

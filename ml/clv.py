@@ -41,13 +41,10 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
-    MetaData,
-    Table,
     exists,
     func,
     literal_column,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import aliased
@@ -360,21 +357,16 @@ class LifetimeValueModel(BaseEstimator):
 
 # --------------------------------------------------------------------------- refresh
 
-_scores_metadata = MetaData()
-SCORES = Table(
-    "tmp_clv_scores", _scores_metadata,
-    Column("customer_id", Integer, primary_key=True),
-    Column("predicted_purchases_12m", Float),
-    Column("prob_alive", Float),
-    Column("clv_12m", Float),
-    Column("historic_clv", Float),
-    Column("expected_order_value", Float),
-    Column("clv_frequency", Integer),
-    Column("clv_recency", Float),
-    Column("clv_age", Float),
-    prefixes=["TEMPORARY"],
-)
-SCORE_COLUMNS = [c.name for c in SCORES.columns if c.name != "customer_id"]
+SCORE_COLUMNS = [
+    "predicted_purchases_12m", "prob_alive", "clv_12m", "historic_clv", "expected_order_value",
+    "clv_frequency", "clv_recency", "clv_age",
+]
+
+
+def _score_columns() -> list[Column]:
+    types = {"clv_frequency": Integer}
+    return [Column("customer_id", Integer, primary_key=True),
+            *[Column(name, types.get(name, Float)) for name in SCORE_COLUMNS]]
 
 
 def write_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
@@ -385,23 +377,17 @@ def write_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
     """
     a = CustomerAnalytics.__table__
     frame = scores.reset_index()[["customer_id", *SCORE_COLUMNS]]
-    schema = "pg_temp" if connection.dialect.name == "postgresql" else "temp"  # never a permanent table
-    connection.execute(text(f"DROP TABLE IF EXISTS {schema}.tmp_clv_scores"))
-    SCORES.create(connection)
-    try:
-        bulk.load(connection, SCORES, frame)
+    with bulk.staged(connection, "tmp_clv_scores", _score_columns(), frame) as staged:
         updated = connection.execute(
             update(a)
-            .where(a.c.customer_id == SCORES.c.customer_id, a.c.as_of == as_of)
-            .values({name: SCORES.c[name] for name in SCORE_COLUMNS})
+            .where(a.c.customer_id == staged.c.customer_id, a.c.as_of == as_of)
+            .values({name: staged.c[name] for name in SCORE_COLUMNS})
         ).rowcount
         connection.execute(
             update(a)
-            .where(a.c.as_of == as_of, ~exists().where(SCORES.c.customer_id == a.c.customer_id))
+            .where(a.c.as_of == as_of, ~exists().where(staged.c.customer_id == a.c.customer_id))
             .values({**{name: None for name in SCORE_COLUMNS}, "historic_clv": 0})
         )
-    finally:
-        SCORES.drop(connection)
     return int(updated)
 
 

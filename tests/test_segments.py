@@ -473,6 +473,25 @@ def test_replace_model_memberships(session, people):
         segments.replace_model_memberships(session, seg.id, [(people["Ben"], 1.5)], t2)
 
 
+@pytest.mark.parametrize("staged_over", [0, 10_000], ids=["staged", "per-row"])
+def test_replace_model_memberships_large_changes_go_through_a_staged_table(session, people, monkeypatch, staged_over):
+    """Model refreshes move most confidences: above the threshold the updates are one UPDATE ... FROM."""
+    monkeypatch.setattr(segments, "STAGE_UPDATES_OVER", staged_over)
+    admin = make_user(session, "admin")
+    seg = segments.create_segment(session, admin, "Cluster 1", "cluster", "static")
+    t1, t2 = T0, T0 + dt.timedelta(days=1)
+    segments.replace_model_memberships(session, seg.id, [(people[n], 0.5) for n in ("Anna", "Ben", "Cleo")], t1)
+    result = segments.replace_model_memberships(session, seg.id, [(people["Ben"], 0.8), (people["Cleo"], 0.5),
+                                                                  (people["Dan"], 0.25)], t2)
+    assert result == {"entered": 1, "left": 1, "members": 3}
+    active = dict(session.execute(
+        select(CustomerSegmentMembership.customer_id, CustomerSegmentMembership.confidence)
+        .where(CustomerSegmentMembership.segment_id == seg.id, CustomerSegmentMembership.is_active.is_(True))
+    ).all())
+    assert active == {people["Ben"]: 0.8, people["Cleo"]: 0.5, people["Dan"]: 0.25}
+    assert _rows(session, seg.id, people["Anna"]) == [(False, t1, t2, "auto")]
+
+
 # --------------------------------------------------------------------------- reads
 
 
