@@ -1,8 +1,8 @@
 """The per-customer analytics snapshot and RFM scores, computed in the database as of a date.
 
-`refresh_snapshot` rewrites `customer_analytics` with one INSERT ... SELECT: everything is
-aggregated in SQL, nothing after the end of `as_of` is read, and no customer is looped over in
-Python. Model outputs (churn probability, lifetime value, health) are written into the same rows
+`refresh_snapshot` rewrites `customer_analytics` from a few staged temporary tables and one
+INSERT ... SELECT: everything is aggregated in SQL, nothing after the end of `as_of` is read, and
+no customer is looped over in Python. Model outputs (churn probability, lifetime value, health) are written into the same rows
 afterwards by the `ml` package.
 
 RFM
@@ -21,6 +21,7 @@ is in exactly one of the eleven segments; customers without orders have no RFM s
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from sqlalchemy import (
     DateTime,
@@ -52,7 +53,7 @@ from db.models import (
     utcnow,
 )
 
-from .sql import whole_days_between
+from .sql import drop_temporary_table, temporary_table_as, use_batch_memory, whole_days_between
 
 RFM_SEGMENTS = (
     "Champions", "Loyal", "Potential loyalist", "New customers", "Promising", "Need attention",
@@ -81,11 +82,12 @@ def end_of(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
 
 
-def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
-    cutoff = end_of(as_of)
-    cutoff_param = literal(cutoff, DateTime)
+def _counted_customers(cutoff: dt.datetime):
+    return and_(Customer.status.not_in(("merged", "erased")), Customer.signed_up_at < cutoff)
 
-    orders = (
+
+def _order_totals(cutoff: dt.datetime):
+    return (
         select(
             Order.customer_id.label("customer_id"),
             func.count().label("order_count"),
@@ -95,8 +97,64 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
         )
         .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
         .group_by(Order.customer_id)
-        .subquery("o")
     )
+
+
+def _rfm_scores(orders, cutoff: dt.datetime):
+    """R, F and M quintiles (ties broken by customer id) and the named segment, per counted buyer."""
+
+    def quintile(order_by):
+        return func.ntile(5).over(order_by=(order_by, Customer.id))
+
+    scored = (
+        select(
+            Customer.id.label("customer_id"),
+            quintile(orders.c.last_order_at.asc()).label("recency_score"),
+            quintile(orders.c.order_count.asc()).label("frequency_score"),
+            quintile(orders.c.total_revenue.asc()).label("monetary_score"),
+        )
+        .join(orders, orders.c.customer_id == Customer.id)
+        .where(_counted_customers(cutoff), orders.c.order_count > 0)
+        .subquery("scored")
+    )
+    fm = (cast(scored.c.frequency_score, Integer) + cast(scored.c.monetary_score, Integer) + 1) // 2
+    segment = case(
+        *[
+            (and_(scored.c.recency_score == r, fm == column + 1), name)
+            for r, row in RFM_GRID.items()
+            for column, name in enumerate(row)
+        ],
+        else_=None,
+    )
+    return select(scored, segment.label("rfm_segment"))
+
+
+def _category_spend(cutoff: dt.datetime):
+    return (
+        select(
+            Order.customer_id.label("customer_id"),
+            Product.category.label("category"),
+            func.sum(OrderItem.line_total).label("spend"),
+        )
+        .join(OrderItem, OrderItem.order_id == Order.id)
+        .join(Product, Product.id == OrderItem.product_id)
+        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
+        .group_by(Order.customer_id, Product.category)
+    )
+
+
+def _preferred_category(spend):
+    """The category with the most spend (alphabetically first on a tie)."""
+    ranked = select(
+        spend.c.customer_id, spend.c.category,
+        func.row_number().over(partition_by=spend.c.customer_id,
+                               order_by=(spend.c.spend.desc(), spend.c.category)).label("rank"),
+    ).subquery("ranked")
+    return select(ranked.c.customer_id, ranked.c.category).where(ranked.c.rank == 1)
+
+
+def _activity(cutoff: dt.datetime):
+    """Sessions, email opens, open tickets and the latest NPS answer, as subqueries keyed by customer."""
     sessions = (
         select(WebSession.customer_id.label("customer_id"), func.count().label("sessions"))
         .where(
@@ -136,8 +194,8 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
         .subquery("t")
     )
     # The latest NPS answer: the answer(s) at each customer's latest answer time (max score on a tie).
-    # Joins to aggregated subqueries rather than window functions over CTEs: SQLite builds
-    # automatic indexes for the former, and rescans the latter for every customer.
+    # Joins to aggregated subqueries rather than window functions: SQLite builds automatic indexes
+    # for the former, and rescans the latter for every customer.
     latest = (
         select(SurveyResponse.customer_id.label("customer_id"), func.max(SurveyResponse.responded_at).label("at"))
         .where(SurveyResponse.survey_type == "nps", SurveyResponse.responded_at < cutoff)
@@ -152,39 +210,13 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
         .group_by(SurveyResponse.customer_id)
         .subquery("n")
     )
-    # The preferred category: the one with the most spend (alphabetically first on a tie).
-    category_spend = (
-        select(
-            Order.customer_id.label("customer_id"),
-            Product.category.label("category"),
-            func.sum(OrderItem.line_total).label("spend"),
-        )
-        .join(OrderItem, OrderItem.order_id == Order.id)
-        .join(Product, Product.id == OrderItem.product_id)
-        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
-        .group_by(Order.customer_id, Product.category)
-        .cte("category_spend")
-    )
-    top_spend = (
-        select(category_spend.c.customer_id, func.max(category_spend.c.spend).label("top"))
-        .group_by(category_spend.c.customer_id)
-        .subquery("top")
-    )
-    category = (
-        select(category_spend.c.customer_id, func.min(category_spend.c.category).label("category"))
-        .join(top_spend, and_(top_spend.c.customer_id == category_spend.c.customer_id,
-                              top_spend.c.top == category_spend.c.spend))
-        .group_by(category_spend.c.customer_id)
-        .subquery("c")
-    )
+    return sessions, emails, tickets, nps
 
-    has_orders = case((orders.c.order_count > 0, 1), else_=0)
 
-    def quintile(order_by):
-        score = func.ntile(5).over(partition_by=has_orders, order_by=(order_by, Customer.id))
-        return case((orders.c.order_count > 0, score), else_=None)
-
-    base = (
+def _snapshot_rows(orders, rfm, category, as_of: dt.date, refreshed_at: dt.datetime):
+    cutoff = end_of(as_of)
+    sessions, emails, tickets, nps = _activity(cutoff)
+    query = (
         select(
             Customer.id.label("customer_id"),
             func.coalesce(orders.c.order_count, 0).label("order_count"),
@@ -192,10 +224,10 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
             (orders.c.total_revenue / orders.c.order_count).label("avg_order_value"),
             orders.c.first_order_at,
             orders.c.last_order_at,
-            whole_days_between(orders.c.last_order_at, cutoff_param).label("days_since_last_order"),
-            quintile(orders.c.last_order_at.asc()).label("recency_score"),
-            quintile(orders.c.order_count.asc()).label("frequency_score"),
-            quintile(orders.c.total_revenue.asc()).label("monetary_score"),
+            whole_days_between(orders.c.last_order_at, literal(cutoff, DateTime)).label("days_since_last_order"),
+            rfm.c.recency_score,
+            rfm.c.frequency_score,
+            rfm.c.monetary_score,
             func.coalesce(sessions.c.sessions, 0).label("sessions_90d"),
             case((emails.c.sent > 0, cast(emails.c.opened, Integer) * 1.0 / emails.c.sent), else_=None).label(
                 "email_open_rate"
@@ -203,46 +235,67 @@ def _snapshot_select(as_of: dt.date, refreshed_at: dt.datetime):
             func.coalesce(tickets.c.open_tickets, 0).label("open_tickets"),
             nps.c.score.label("last_nps"),
             category.c.category.label("preferred_category"),
+            rfm.c.rfm_segment,
+            literal(as_of).label("as_of"),
+            literal(refreshed_at, DateTime).label("refreshed_at"),
         )
         .select_from(Customer)
         .outerjoin(orders, orders.c.customer_id == Customer.id)
+        .outerjoin(rfm, rfm.c.customer_id == Customer.id)
         .outerjoin(sessions, sessions.c.customer_id == Customer.id)
         .outerjoin(emails, emails.c.customer_id == Customer.id)
         .outerjoin(tickets, tickets.c.customer_id == Customer.id)
         .outerjoin(nps, nps.c.customer_id == Customer.id)
         .outerjoin(category, category.c.customer_id == Customer.id)
-        .where(Customer.status.not_in(("merged", "erased")), Customer.signed_up_at < cutoff)
-        .subquery("base")
+        .where(_counted_customers(cutoff))
     )
-    fm = (cast(base.c.frequency_score, Integer) + cast(base.c.monetary_score, Integer) + 1) // 2
-    segment = case(
-        *[
-            (and_(base.c.recency_score == r, fm == column + 1), name)
-            for r, row in RFM_GRID.items()
-            for column, name in enumerate(row)
-        ],
-        else_=None,
-    )
-    columns = [
-        "customer_id", "order_count", "total_revenue", "avg_order_value", "first_order_at", "last_order_at",
-        "days_since_last_order", "recency_score", "frequency_score", "monetary_score", "sessions_90d",
-        "email_open_rate", "open_tickets", "last_nps", "preferred_category",
-    ]
-    query = select(
-        *[base.c[name] for name in columns],
-        segment.label("rfm_segment"),
-        literal(as_of).label("as_of"),
-        literal(refreshed_at, DateTime).label("refreshed_at"),
-    )
-    return query, [*columns, "rfm_segment", "as_of", "refreshed_at"]
+    return query, [c.name for c in query.selected_columns]
 
 
-def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime | None = None) -> int:
-    """Rewrite `customer_analytics` as of the end of `as_of`; returns the number of rows."""
-    query, columns = _snapshot_select(as_of, refreshed_at or utcnow())
-    session.execute(delete(CustomerAnalytics))
-    session.execute(insert(CustomerAnalytics).from_select(columns, query))
+STAGED_TABLES = ("tmp_snapshot_orders", "tmp_snapshot_rfm", "tmp_category_spend", "tmp_snapshot_category")
+
+
+def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime | None = None,
+                     timings: dict[str, float] | None = None) -> int:
+    """Rewrite `customer_analytics` as of the end of `as_of`; returns the number of rows.
+
+    Staged through temporary tables, each built by one CREATE TABLE AS (parallel on PostgreSQL):
+    order totals, then RFM scores from them, then spend per category and the preferred category;
+    one INSERT ... SELECT joins them with the smaller sources. `timings`, when given, receives the
+    seconds of each stage.
+    """
+    cutoff = end_of(as_of)
+    connection = session.connection()
+    use_batch_memory(connection)
+    clock = _Stopwatch(timings)
+    try:
+        orders = temporary_table_as(connection, "tmp_snapshot_orders", _order_totals(cutoff))
+        clock.lap("order totals")
+        rfm = temporary_table_as(connection, "tmp_snapshot_rfm", _rfm_scores(orders, cutoff))
+        clock.lap("RFM scores")
+        spend = temporary_table_as(connection, "tmp_category_spend", _category_spend(cutoff))
+        category = temporary_table_as(connection, "tmp_snapshot_category", _preferred_category(spend))
+        clock.lap("preferred category")
+        query, columns = _snapshot_rows(orders, rfm, category, as_of, refreshed_at or utcnow())
+        session.execute(delete(CustomerAnalytics))
+        session.execute(insert(CustomerAnalytics).from_select(columns, query))
+        clock.lap("write snapshot")
+    finally:
+        for name in STAGED_TABLES:
+            drop_temporary_table(connection, name)
     return session.scalar(select(func.count()).select_from(CustomerAnalytics)) or 0
+
+
+class _Stopwatch:
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.started = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[name] = round(now - self.started, 2)
+        self.started = now
 
 
 def snapshot_is_empty(session: Session) -> bool:

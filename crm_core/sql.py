@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Date, DateTime, Float, Integer, String
+import os
+import re
+
+from sqlalchemy import Connection, Date, DateTime, Float, Integer, String, column, table
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.sql.functions import FunctionElement
 
 
@@ -156,3 +162,57 @@ def _week_sqlite(element, compiler, **kw):
 @compiles(week_start, "postgresql")
 def _week_postgresql(element, compiler, **kw):
     return f"to_char(date_trunc('week', {compiler.process(element.clauses, **kw)}), 'YYYY-MM-DD')"
+
+
+# --------------------------------------------------------------------------- staged batch work
+
+
+class CreateTemporaryTableAs(Executable, ClauseElement):
+    """CREATE TEMPORARY TABLE name AS <select>, with the select's bound parameters kept.
+
+    On PostgreSQL the select part of a CREATE TABLE AS may run as a parallel plan, which an
+    INSERT ... SELECT never does.
+    """
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query) -> None:
+        self.name = name
+        self.query = query
+
+
+@compiles(CreateTemporaryTableAs)
+def _create_temporary_table_as(element, compiler, **kw):
+    return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.query, **kw)}"
+
+
+def temporary_table_as(connection: Connection, name: str, query) -> TableClause:
+    """Materialise `query` as the temporary table `name` (replacing one left over) and return it for joins.
+
+    PostgreSQL gets fresh statistics for it (autovacuum never analyses temporary tables).
+    """
+    drop_temporary_table(connection, name)
+    connection.execute(CreateTemporaryTableAs(name, query))
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ANALYZE {name}")
+    return table(name, *[column(c.name, c.type) for c in query.selected_columns])
+
+
+def drop_temporary_table(connection: Connection, name: str) -> None:
+    schema = "pg_temp" if connection.dialect.name == "postgresql" else "temp"  # never a permanent table
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {schema}.{name}")
+
+
+BATCH_WORK_MEM_ENV = "CRM_BATCH_WORK_MEM"
+DEFAULT_BATCH_WORK_MEM = "256MB"
+
+
+def use_batch_memory(connection: Connection) -> None:
+    """On PostgreSQL, give this transaction's sorts and hashes more memory (CRM_BATCH_WORK_MEM, default
+    256MB) so a batch aggregation over millions of rows stays in memory instead of spilling to disk."""
+    if connection.dialect.name != "postgresql":
+        return
+    value = os.environ.get(BATCH_WORK_MEM_ENV, DEFAULT_BATCH_WORK_MEM).strip()
+    if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
+        raise ValueError(f"{BATCH_WORK_MEM_ENV} must be a size such as 256MB or 1GB, not {value!r}.")
+    connection.exec_driver_sql(f"SET LOCAL work_mem = '{value}'")
