@@ -2,8 +2,9 @@
 
 `refresh_snapshot` rewrites `customer_analytics` from a few staged temporary tables and one
 INSERT ... SELECT: everything is aggregated in SQL, nothing after the end of `as_of` is read, and
-no customer is looped over in Python. Model outputs (churn probability, lifetime value, health) are written into the same rows
-afterwards by the `ml` package.
+no customer is looped over in Python. Model outputs of the same date (lifetime value, churn
+probability, health) are read from their own tables as the rows are written: the batch refresh
+runs the models first, so each row is written once.
 
 RFM
 ---
@@ -30,6 +31,7 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -41,9 +43,12 @@ from sqlalchemy.orm import Session
 from db.models import (
     OPEN_TICKET_STATUSES,
     REVENUE_ORDER_STATUSES,
+    AccountHealthScore,
+    ChurnPrediction,
     Customer,
     CustomerAnalytics,
     CustomerCommunication,
+    CustomerLifetimeValue,
     Order,
     OrderItem,
     Product,
@@ -153,8 +158,8 @@ def _preferred_category(spend):
     return select(ranked.c.customer_id, ranked.c.category).where(ranked.c.rank == 1)
 
 
-def _activity(cutoff: dt.datetime):
-    """Sessions, email opens, open tickets and the latest NPS answer, as subqueries keyed by customer."""
+def _activity(cutoff: dt.datetime) -> dict:
+    """Sessions, email opens, open tickets and the latest NPS answer: one query each, keyed by customer."""
     sessions = (
         select(WebSession.customer_id.label("customer_id"), func.count().label("sessions"))
         .where(
@@ -162,7 +167,6 @@ def _activity(cutoff: dt.datetime):
             WebSession.started_at < cutoff,
         )
         .group_by(WebSession.customer_id)
-        .subquery("s")
     )
     emails = (
         select(
@@ -177,7 +181,6 @@ def _activity(cutoff: dt.datetime):
             CustomerCommunication.sent_at < cutoff,
         )
         .group_by(CustomerCommunication.customer_id)
-        .subquery("e")
     )
     # Open as of the date: created before it and not yet resolved or closed by then.
     tickets = (
@@ -191,7 +194,6 @@ def _activity(cutoff: dt.datetime):
             ),
         )
         .group_by(SupportTicket.customer_id)
-        .subquery("t")
     )
     # The latest NPS answer: the answer(s) at each customer's latest answer time (max score on a tie).
     # Joins to aggregated subqueries rather than window functions: SQLite builds automatic indexes
@@ -208,14 +210,26 @@ def _activity(cutoff: dt.datetime):
                            latest.c.at == SurveyResponse.responded_at))
         .where(SurveyResponse.survey_type == "nps")
         .group_by(SurveyResponse.customer_id)
-        .subquery("n")
     )
-    return sessions, emails, tickets, nps
+    return {"tmp_snapshot_sessions": sessions, "tmp_snapshot_emails": emails,
+            "tmp_snapshot_tickets": tickets, "tmp_snapshot_nps": nps}
 
 
-def _snapshot_rows(orders, rfm, category, as_of: dt.date, refreshed_at: dt.datetime):
+CLV_COLUMNS = (
+    "predicted_purchases_12m", "prob_alive", "clv_12m", "historic_clv", "expected_order_value",
+    "clv_frequency", "clv_recency", "clv_age",
+)
+
+
+def _snapshot_rows(orders, rfm, category, sessions, emails, tickets, nps, as_of: dt.date,
+                   refreshed_at: dt.datetime):
+    """Every counted customer's row: the staged aggregates plus the model outputs of the same date
+    (lifetime value, churn probability, health), so each row is written once."""
     cutoff = end_of(as_of)
-    sessions, emails, tickets, nps = _activity(cutoff)
+    clv = CustomerLifetimeValue.__table__
+    churn = ChurnPrediction.__table__
+    health = AccountHealthScore.__table__
+    clv_scored = exists().where(clv.c.as_of == as_of)
     query = (
         select(
             Customer.id.label("customer_id"),
@@ -236,6 +250,12 @@ def _snapshot_rows(orders, rfm, category, as_of: dt.date, refreshed_at: dt.datet
             nps.c.score.label("last_nps"),
             category.c.category.label("preferred_category"),
             rfm.c.rfm_segment,
+            *[clv.c[name] for name in CLV_COLUMNS if name != "historic_clv"],
+            # Customers without purchases have a historic value of 0 once lifetime values exist.
+            func.coalesce(clv.c.historic_clv, case((clv_scored, 0), else_=None)).label("historic_clv"),
+            churn.c.probability.label("churn_probability"),
+            health.c.overall.label("health_score"),
+            health.c.level.label("health_level"),
             literal(as_of).label("as_of"),
             literal(refreshed_at, DateTime).label("refreshed_at"),
         )
@@ -247,12 +267,18 @@ def _snapshot_rows(orders, rfm, category, as_of: dt.date, refreshed_at: dt.datet
         .outerjoin(tickets, tickets.c.customer_id == Customer.id)
         .outerjoin(nps, nps.c.customer_id == Customer.id)
         .outerjoin(category, category.c.customer_id == Customer.id)
+        .outerjoin(clv, and_(clv.c.customer_id == Customer.id, clv.c.as_of == as_of))
+        .outerjoin(churn, and_(churn.c.customer_id == Customer.id, churn.c.as_of == as_of))
+        .outerjoin(health, and_(health.c.customer_id == Customer.id, health.c.as_of == as_of))
         .where(_counted_customers(cutoff))
     )
     return query, [c.name for c in query.selected_columns]
 
 
-STAGED_TABLES = ("tmp_snapshot_orders", "tmp_snapshot_rfm", "tmp_category_spend", "tmp_snapshot_category")
+STAGED_TABLES = (
+    "tmp_snapshot_orders", "tmp_snapshot_rfm", "tmp_category_spend", "tmp_snapshot_category",
+    "tmp_snapshot_sessions", "tmp_snapshot_emails", "tmp_snapshot_tickets", "tmp_snapshot_nps",
+)
 
 
 def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime | None = None,
@@ -260,8 +286,8 @@ def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime
     """Rewrite `customer_analytics` as of the end of `as_of`; returns the number of rows.
 
     Staged through temporary tables, each built by one CREATE TABLE AS (parallel on PostgreSQL):
-    order totals, then RFM scores from them, then spend per category and the preferred category;
-    one INSERT ... SELECT joins them with the smaller sources. `timings`, when given, receives the
+    order totals, then RFM scores from them, spend per category and the preferred category, and
+    per-customer sessions, email opens, open tickets and NPS; one INSERT ... SELECT joins them. `timings`, when given, receives the
     seconds of each stage.
     """
     cutoff = end_of(as_of)
@@ -276,7 +302,9 @@ def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime
         spend = temporary_table_as(connection, "tmp_category_spend", _category_spend(cutoff))
         category = temporary_table_as(connection, "tmp_snapshot_category", _preferred_category(spend))
         clock.lap("preferred category")
-        query, columns = _snapshot_rows(orders, rfm, category, as_of, refreshed_at or utcnow())
+        activity = [temporary_table_as(connection, name, query) for name, query in _activity(cutoff).items()]
+        clock.lap("sessions, emails, tickets, NPS")
+        query, columns = _snapshot_rows(orders, rfm, category, *activity, as_of, refreshed_at or utcnow())
         session.execute(delete(CustomerAnalytics))
         session.execute(insert(CustomerAnalytics).from_select(columns, query))
         clock.lap("write snapshot")

@@ -823,6 +823,28 @@ class AccountHealthScore(Base):
     action_items: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
+
+class CustomerLifetimeValue(Base):
+    """The latest lifetime-value scores (BG/NBD and Gamma-Gamma), one row per customer with purchases.
+
+    The batch refresh replaces them wholesale; the analytics snapshot of the same date reads them,
+    so a refresh writes each snapshot row once instead of updating it per model.
+    """
+
+    __tablename__ = "customer_lifetime_values"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    predicted_purchases_12m: Mapped[float | None] = mapped_column(Float)
+    prob_alive: Mapped[float | None] = mapped_column(Float)
+    clv_12m: Mapped[Decimal | None] = mapped_column(Money)
+    historic_clv: Mapped[Decimal | None] = mapped_column(Money)
+    expected_order_value: Mapped[Decimal | None] = mapped_column(Money)
+    clv_frequency: Mapped[int | None] = mapped_column(Integer)
+    clv_recency: Mapped[float | None] = mapped_column(Float)
+    clv_age: Mapped[float | None] = mapped_column(Float)
+
+
 # --------------------------------------------------------------------------- privacy
 
 

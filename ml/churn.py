@@ -226,13 +226,14 @@ def training_cuts(as_of: dt.date, horizon_days: int, n_cuts: int = TRAINING_CUTS
 
 def labelled_cut(connection: Connection, cut: dt.date, horizon_days: int, max_rows: int = MAX_ROWS_PER_CUT) -> pd.DataFrame:
     """Features as of `cut` with the churn label of the following horizon (sampled to ~max_rows)."""
-    buyers = connection.scalar(
-        select(func.count(func.distinct(Order.customer_id))).where(
-            Order.ordered_at < end_of(cut), Order.status.in_(REVENUE_ORDER_STATUSES))
-    ) or 0
+    # COUNT over a GROUP BY rather than COUNT(DISTINCT): PostgreSQL runs the former in parallel.
+    buying = (select(Order.customer_id)
+              .where(Order.ordered_at < end_of(cut), Order.status.in_(REVENUE_ORDER_STATUSES))
+              .group_by(Order.customer_id).subquery())
+    buyers = connection.scalar(select(func.count()).select_from(buying)) or 0
     sample_every = max(1, math.ceil(buyers / max_rows))
     X = build_features(connection, cut, sample_every=sample_every)
-    labels = churn_labels(connection, cut, horizon_days)
+    labels = churn_labels(connection, cut, horizon_days, sample_every=sample_every)
     frame = X.join(labels, how="inner")
     frame["cut"] = cut
     return frame
@@ -390,15 +391,19 @@ def needs_training(row: MLModel | None, as_of: dt.date, horizon_days: int) -> bo
     return row.training_end > latest_usable or (latest_usable - row.training_end).days >= RETRAIN_AFTER_DAYS
 
 
-def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | None) -> dict[str, Any]:
-    """Score every customer who has ordered, store predictions and the analytics churn probability."""
+def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | None, *,
+          update_snapshot: bool = True) -> dict[str, Any]:
+    """Score every customer who has ordered and store the predictions.
+
+    With `update_snapshot` (the default, for a run on its own) the probabilities are also copied
+    into the `customer_analytics` rows; the batch refresh passes False and builds the snapshot
+    afterwards, reading the predictions of the same date.
+    """
     with engine.connect() as connection:
         X = build_features(connection, as_of)
-        value = dict(connection.execute(
-            select(CustomerAnalytics.customer_id, CustomerAnalytics.total_revenue)).all())
     if X.empty:
         return {"scored": 0}
-    revenue = pd.Series(value, dtype=float).reindex(X.index).fillna(0).to_numpy()
+    revenue = X["total_revenue"].fillna(0).to_numpy(dtype=float)
     high_value = revenue >= np.quantile(revenue, 0.9)
     frames = []
     for start in range(0, len(X), SCORE_CHUNK):
@@ -419,18 +424,22 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
         connection = session.connection()
         connection.execute(delete(ChurnPrediction).where(ChurnPrediction.as_of == as_of))
         bulk.load(connection, ChurnPrediction.__table__, predictions)
-        _store_probabilities(connection, as_of)
+        if update_snapshot:
+            _store_probabilities(connection, as_of)
     counts = predictions["risk_level"].value_counts().to_dict()
     return {"scored": len(predictions), "levels": counts}
 
 
 def _store_probabilities(connection: Connection, as_of: dt.date) -> None:
-    latest = (
-        select(ChurnPrediction.probability)
-        .where(ChurnPrediction.customer_id == CustomerAnalytics.customer_id, ChurnPrediction.as_of == as_of)
-        .scalar_subquery()
-    )
-    connection.execute(update(CustomerAnalytics).values(churn_probability=latest))
+    """Copy today's probabilities into the analytics rows: one UPDATE ... FROM (a hash join on fresh
+    statistics), then clear the probability of anyone this run did not score."""
+    p, a = ChurnPrediction, CustomerAnalytics
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ANALYZE {p.__tablename__}")
+    connection.execute(update(a).where(a.customer_id == p.customer_id, p.as_of == as_of)
+                       .values(churn_probability=p.probability))
+    scored = exists().where(p.customer_id == a.customer_id, p.as_of == as_of)
+    connection.execute(update(a).where(a.churn_probability.is_not(None), ~scored).values(churn_probability=None))
 
 
 def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
@@ -460,7 +469,7 @@ def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
 
 
 def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                  progress: Progress | None = None) -> str:
+                  progress: Progress | None = None, update_snapshot: bool = True) -> str:
     """The batch step: (re)train when due, score everyone, and check old predictions against outcomes."""
     evaluated = evaluate_past_predictions(engine, as_of)
     current = _active(engine)
@@ -477,6 +486,6 @@ def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HO
             trained = (f"trained v{result.version} {result.model.algorithm} "
                        f"(validation AUC {result.metrics['roc_auc']:.3f}); ")
     row, model = current
-    scored = score(engine, as_of, model, row.id)
+    scored = score(engine, as_of, model, row.id, update_snapshot=update_snapshot)
     levels = ", ".join(f"{k} {v:,}" for k, v in sorted(scored.get("levels", {}).items()))
     return f"{trained}scored {scored['scored']:,} customers ({levels}); {evaluated:,} past predictions checked"

@@ -37,10 +37,8 @@ from lifetimes import BetaGeoFitter, GammaGammaFitter, ParetoNBDFitter
 from lifetimes.utils import ConvergenceError
 from sklearn.base import BaseEstimator
 from sqlalchemy import (
-    Column,
     Engine,
-    Float,
-    Integer,
+    delete,
     exists,
     func,
     literal_column,
@@ -54,7 +52,7 @@ from crm_core.errors import DomainError, ValidationError
 from crm_core.sql import calendar_day, day_start, next_day_start
 from db import bulk
 from db.engine import session_scope
-from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAnalytics, Order
+from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAnalytics, CustomerLifetimeValue, Order
 
 from . import registry
 
@@ -363,31 +361,32 @@ SCORE_COLUMNS = [
 ]
 
 
-def _score_columns() -> list[Column]:
-    types = {"clv_frequency": Integer}
-    return [Column("customer_id", Integer, primary_key=True),
-            *[Column(name, types.get(name, Float)) for name in SCORE_COLUMNS]]
+def store_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
+    """Replace the stored lifetime values with `scores` (indexed by customer_id), in bulk."""
+    table = CustomerLifetimeValue.__table__
+    connection.execute(delete(table))
+    frame = scores.reset_index()[["customer_id", *SCORE_COLUMNS]].assign(as_of=as_of.isoformat())
+    bulk.load(connection, table, frame)
+    return len(frame)
 
 
-def write_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
-    """Set the CLV columns of the `as_of` snapshot from `scores` (indexed by customer_id), set-based.
+def write_scores(connection, as_of: dt.date) -> int:
+    """Copy the stored lifetime values into the `as_of` snapshot rows (one UPDATE ... FROM); snapshot
+    customers without a value (no purchase yet) get no prediction and a historic value of 0.
 
-    Loads a temporary table in bulk, then one UPDATE ... FROM; snapshot customers absent from
-    `scores` (no purchase yet) get no prediction and a historic value of 0.
+    The batch refresh does not need this: it builds the snapshot after the models and reads the
+    values as it writes each row. It serves a CLV run on its own against an existing snapshot.
     """
-    a = CustomerAnalytics.__table__
-    frame = scores.reset_index()[["customer_id", *SCORE_COLUMNS]]
-    with bulk.staged(connection, "tmp_clv_scores", _score_columns(), frame) as staged:
-        updated = connection.execute(
-            update(a)
-            .where(a.c.customer_id == staged.c.customer_id, a.c.as_of == as_of)
-            .values({name: staged.c[name] for name in SCORE_COLUMNS})
-        ).rowcount
-        connection.execute(
-            update(a)
-            .where(a.c.as_of == as_of, ~exists().where(staged.c.customer_id == a.c.customer_id))
-            .values({**{name: None for name in SCORE_COLUMNS}, "historic_clv": 0})
-        )
+    a, v = CustomerAnalytics.__table__, CustomerLifetimeValue.__table__
+    updated = connection.execute(
+        update(a)
+        .where(a.c.customer_id == v.c.customer_id, a.c.as_of == as_of, v.c.as_of == as_of)
+        .values({name: v.c[name] for name in SCORE_COLUMNS})
+    ).rowcount
+    valued = exists().where(v.c.customer_id == a.c.customer_id, v.c.as_of == as_of)
+    connection.execute(
+        update(a).where(a.c.as_of == as_of, ~valued).values({**{name: None for name in SCORE_COLUMNS}, "historic_clv": 0})
+    )
     return int(updated)
 
 
@@ -422,10 +421,14 @@ def _holdout_metrics(session, as_of: dt.date, holdout_days: int, model: Lifetime
 
 def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
                            holdout_days: int = 0, compare_pareto: bool = False,
-                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10) -> dict[str, Any]:
-    """Fit the CLV models as of `as_of`, score every customer into the snapshot, register the model.
+                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10,
+                           update_snapshot: bool = True) -> dict[str, Any]:
+    """Fit the CLV models as of `as_of`, store every customer's scores, register the model.
 
-    Needs the `customer_analytics` snapshot as of the same date. Returns what was done; when
+    The scores go to `customer_lifetime_values`. With `update_snapshot` (the default, for a run on
+    its own) they are also copied into the `customer_analytics` snapshot of the same date, which
+    must then exist; the batch refresh passes False and builds the snapshot afterwards, reading the
+    stored scores. Returns what was done; when
     there is too little data the result has status "skipped" and a reason, and nothing changes.
     `holdout_days` > 0 also refits on the history up to that many days earlier and records how
     its predictions compare with what happened since (a second pass over the orders, so opt-in);
@@ -442,7 +445,7 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
         snapshot_rows = session.scalar(
             select(func.count()).select_from(CustomerAnalytics).where(CustomerAnalytics.as_of == as_of)
         ) or 0
-        if not snapshot_rows:
+        if update_snapshot and not snapshot_rows:
             latest = session.scalar(select(func.max(CustomerAnalytics.as_of)))
             reason = (f"No analytics snapshot as of {as_of.isoformat()}"
                       + (f" (the snapshot is as of {latest.isoformat()})" if latest else "")
@@ -461,7 +464,9 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
         scores["clv_recency"] = summary["recency"].round(4)
         scores["clv_age"] = summary["T"].round(4)
         scores = scores.replace([np.inf, -np.inf], np.nan)
-        updated = write_scores(session.connection(), as_of, scores)
+        updated = store_scores(session.connection(), as_of, scores)
+        if update_snapshot:
+            updated = write_scores(session.connection(), as_of)
         report(3, "Scores written", f"{updated:,} customers")
         metrics: dict[str, Any] = {
             "neg_log_likelihood": model.neg_log_likelihood_,

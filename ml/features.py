@@ -20,7 +20,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from crm_core.analytics import end_of
 from db.models import (
@@ -34,6 +34,8 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
+
+from .labels import sampled
 
 NUMERIC_FEATURES: tuple[str, ...] = (
     "order_count",
@@ -102,10 +104,6 @@ LABELS: dict[str, str] = {
 SESSION_LOOKBACK_DAYS = 180  # days_since_last_session is capped here
 
 
-def _sampled(column, sample_every: int):
-    return literal(True) if sample_every <= 1 else (column % sample_every) == 0
-
-
 def _days_before(cutoff: dt.datetime, moments: pd.Series) -> pd.Series:
     moments = pd.to_datetime(moments)
     return (pd.Timestamp(cutoff) - moments).dt.total_seconds() / 86_400
@@ -139,7 +137,7 @@ def _orders(connection: Connection, cutoff: dt.datetime, sample_every: int) -> p
             func.sum(case((and_(is_revenue, Order.ordered_at >= d90), Order.total), else_=0)).label("revenue_90d"),
             func.count().label("all_orders"),
         )
-        .where(Order.ordered_at < cutoff, _sampled(Order.customer_id, sample_every))
+        .where(Order.ordered_at < cutoff, sampled(Order.customer_id, sample_every))
         .group_by(Order.customer_id)
         .having(revenue_count() > 0)
     )
@@ -160,7 +158,7 @@ def _orders(connection: Connection, cutoff: dt.datetime, sample_every: int) -> p
 
 def _customers(connection: Connection, cutoff: dt.datetime, sample_every: int) -> pd.DataFrame:
     query = select(Customer.id.label("customer_id"), Customer.signed_up_at, Customer.acquisition_channel).where(
-        Customer.signed_up_at < cutoff, _sampled(Customer.id, sample_every)
+        Customer.signed_up_at < cutoff, sampled(Customer.id, sample_every)
     )
     frame = _frame(connection, query)
     frame["days_since_signup"] = _days_before(cutoff, frame.pop("signed_up_at"))
@@ -181,7 +179,7 @@ def _sessions(connection: Connection, cutoff: dt.datetime, sample_every: int) ->
             WebSession.customer_id.is_not(None),
             WebSession.started_at < cutoff,
             WebSession.started_at >= cutoff - dt.timedelta(days=SESSION_LOOKBACK_DAYS),
-            _sampled(WebSession.customer_id, sample_every),
+            sampled(WebSession.customer_id, sample_every),
         )
         .group_by(WebSession.customer_id)
     )
@@ -201,7 +199,7 @@ def _emails(connection: Connection, cutoff: dt.datetime, sample_every: int) -> p
         )
         .where(
             c.channel == "email", c.direction == "outbound", c.sent_at < cutoff,
-            c.sent_at >= cutoff - dt.timedelta(days=90), _sampled(c.customer_id, sample_every),
+            c.sent_at >= cutoff - dt.timedelta(days=90), sampled(c.customer_id, sample_every),
         )
         .group_by(c.customer_id)
     )
@@ -223,7 +221,7 @@ def _tickets(connection: Connection, cutoff: dt.datetime, sample_every: int) -> 
             func.sum(case((t.created_at >= cutoff - dt.timedelta(days=180), 1), else_=0)).label("tickets_180d"),
             func.sum(case((still_open, 1), else_=0)).label("open_tickets"),
         )
-        .where(t.created_at < cutoff, _sampled(t.customer_id, sample_every))
+        .where(t.created_at < cutoff, sampled(t.customer_id, sample_every))
         .group_by(t.customer_id)
     )
     return _frame(connection, query)
@@ -234,7 +232,7 @@ def _complaints(connection: Connection, cutoff: dt.datetime, sample_every: int) 
         select(Complaint.customer_id, func.count().label("complaints_365d"))
         .where(
             Complaint.created_at < cutoff, Complaint.created_at >= cutoff - dt.timedelta(days=365),
-            _sampled(Complaint.customer_id, sample_every),
+            sampled(Complaint.customer_id, sample_every),
         )
         .group_by(Complaint.customer_id)
     )
@@ -246,7 +244,7 @@ def _surveys(connection: Connection, cutoff: dt.datetime, sample_every: int) -> 
     recent = and_(s.responded_at < cutoff, s.responded_at >= cutoff - dt.timedelta(days=365))
     latest_nps = (
         select(s.customer_id, func.max(s.responded_at).label("at"))
-        .where(recent, s.survey_type == "nps", _sampled(s.customer_id, sample_every))
+        .where(recent, s.survey_type == "nps", sampled(s.customer_id, sample_every))
         .group_by(s.customer_id)
         .subquery()
     )
@@ -255,7 +253,7 @@ def _surveys(connection: Connection, cutoff: dt.datetime, sample_every: int) -> 
     ).where(s.survey_type == "nps").group_by(s.customer_id)
     csat = (
         select(s.customer_id, func.avg(s.score).label("csat_avg_365d"))
-        .where(recent, s.survey_type == "csat", _sampled(s.customer_id, sample_every))
+        .where(recent, s.survey_type == "csat", sampled(s.customer_id, sample_every))
         .group_by(s.customer_id)
     )
     frame = _frame(connection, nps).join(_frame(connection, csat), how="outer")
@@ -266,7 +264,7 @@ def _loyalty(connection: Connection, cutoff: dt.datetime, sample_every: int) -> 
     t = LoyaltyTransaction
     query = (
         select(t.customer_id, func.sum(t.points).label("loyalty_points"))
-        .where(t.created_at < cutoff, _sampled(t.customer_id, sample_every))
+        .where(t.created_at < cutoff, sampled(t.customer_id, sample_every))
         .group_by(t.customer_id)
     )
     return _frame(connection, query)

@@ -129,7 +129,7 @@ from db.models import (
 )
 
 from . import registry
-from .labels import DEFAULT_HORIZON_DAYS, churn_labels
+from .labels import DEFAULT_HORIZON_DAYS, churn_labels, sampled
 
 COMPONENTS = ("engagement", "satisfaction", "loyalty", "payment", "support")
 NEUTRAL = 50.0
@@ -149,6 +149,9 @@ REFIT_AFTER_DAYS = 30
 Progress = Callable[[int, int, str, str], None]
 
 
+FIT_SAMPLE = 100_000  # customers the weight fit reads at most (about)
+
+
 def equal_weights() -> dict[str, float]:
     return {name: round(1 / len(COMPONENTS), 6) for name in COMPONENTS}
 
@@ -156,9 +159,14 @@ def equal_weights() -> dict[str, float]:
 # --------------------------------------------------------------------------- inputs and components
 
 
-def _inputs_query(as_of: dt.date):
-    """One row per counted customer signed up by the cutoff, with every aggregated input."""
+def _inputs_query(as_of: dt.date, sample_every: int = 1):
+    """One row per counted customer signed up by the cutoff, with every aggregated input (only ids
+    divisible by `sample_every`: weight fitting needs a sample, not every customer)."""
     cutoff = end_of(as_of)
+
+    def keep(column):
+        return sampled(column, sample_every)
+
     cutoff_param = literal(cutoff, DateTime)
 
     def since(days: int) -> dt.datetime:
@@ -178,12 +186,14 @@ def _inputs_query(as_of: dt.date):
                           else_=0)).label("problem_orders_365d"),
         )
         .where(Order.ordered_at < cutoff)
+        .where(keep(Order.customer_id))
         .group_by(Order.customer_id)
         .subquery("o")
     )
     sessions = (
         select(WebSession.customer_id.label("customer_id"), func.count().label("sessions_90d"))
         .where(WebSession.started_at >= since(90), WebSession.started_at < cutoff)
+        .where(keep(WebSession.customer_id))
         .group_by(WebSession.customer_id)
         .subquery("s")
     )
@@ -197,6 +207,7 @@ def _inputs_query(as_of: dt.date):
         )
         .where(comm.channel == "email", comm.direction == "outbound", comm.sent_at >= since(180),
                comm.sent_at < cutoff)
+        .where(keep(comm.customer_id))
         .group_by(comm.customer_id)
         .subquery("e")
     )
@@ -211,6 +222,7 @@ def _inputs_query(as_of: dt.date):
             later.c.customer_id == SurveyResponse.customer_id, later.c.survey_type == "nps",
             later.c.responded_at > SurveyResponse.responded_at, later.c.responded_at < cutoff,
         ).exists())
+        .where(keep(SurveyResponse.customer_id))
         .group_by(SurveyResponse.customer_id)
         .subquery("n")
     )
@@ -222,6 +234,7 @@ def _inputs_query(as_of: dt.date):
         )
         .where(SurveyResponse.survey_type == "csat", SurveyResponse.responded_at >= year,
                SurveyResponse.responded_at < cutoff)
+        .where(keep(SurveyResponse.customer_id))
         .group_by(SurveyResponse.customer_id)
         .subquery("cs")
     )
@@ -249,6 +262,7 @@ def _inputs_query(as_of: dt.date):
             func.sum(case((rated, 1), else_=0)).label("ticket_csat_count"),
         )
         .where(t.created_at < cutoff)
+        .where(keep(t.customer_id))
         .group_by(t.customer_id)
         .subquery("t")
     )
@@ -264,6 +278,7 @@ def _inputs_query(as_of: dt.date):
                           else_=0)).label("open_complaints"),
         )
         .where(c.created_at < cutoff)
+        .where(keep(c.customer_id))
         .group_by(c.customer_id)
         .subquery("c")
     )
@@ -286,7 +301,7 @@ def _inputs_query(as_of: dt.date):
             func.coalesce(tiers.c.tier_rank, 1).label("tier_rank"),
         )
         .outerjoin(tiers, tiers.c.account_id == LoyaltyAccount.id)
-        .where(LoyaltyAccount.enrolled_at < cutoff)
+        .where(LoyaltyAccount.enrolled_at < cutoff, keep(LoyaltyAccount.customer_id))
         .subquery("m")
     )
     lt = LoyaltyTransaction
@@ -297,6 +312,7 @@ def _inputs_query(as_of: dt.date):
             func.sum(case((lt.kind == "redeem", 1), else_=0)).label("redemptions_365d"),
         )
         .where(lt.created_at >= year, lt.created_at < cutoff)
+        .where(keep(lt.customer_id))
         .group_by(lt.customer_id)
         .subquery("p")
     )
@@ -310,6 +326,7 @@ def _inputs_query(as_of: dt.date):
             func.sum(case((expired, 1), else_=0)).label("expired_methods"),
         )
         .where(pm.created_at < cutoff, pm.status != "removed")
+        .where(keep(pm.customer_id))
         .group_by(pm.customer_id)
         .subquery("pm")
     )
@@ -319,6 +336,7 @@ def _inputs_query(as_of: dt.date):
     risks = (
         select(r.customer_id.label("customer_id"), func.max(risk_rank).label("risk_rank"))
         .where(r.assessed_at < cutoff, ~cleared)
+        .where(keep(r.customer_id))
         .group_by(r.customer_id)
         .subquery("r")
     )
@@ -374,14 +392,14 @@ def _inputs_query(as_of: dt.date):
         .outerjoin(points, points.c.customer_id == Customer.id)
         .outerjoin(payments, payments.c.customer_id == Customer.id)
         .outerjoin(risks, risks.c.customer_id == Customer.id)
-        .where(COUNTED_CUSTOMER, Customer.signed_up_at < cutoff)
+        .where(COUNTED_CUSTOMER, Customer.signed_up_at < cutoff, keep(Customer.id))
         .order_by(Customer.id)
     )
 
 
-def health_inputs(connection: Connection, as_of: dt.date) -> pd.DataFrame:
+def health_inputs(connection: Connection, as_of: dt.date, sample_every: int = 1) -> pd.DataFrame:
     """The aggregated inputs per customer (index customer_id), floats with NaN where there is none."""
-    result = connection.execute(_inputs_query(as_of))
+    result = connection.execute(_inputs_query(as_of, sample_every))
     columns = list(result.keys())
     # Plain tuples: numpy reads SQLAlchemy rows element by element, ten times slower. None -> NaN.
     values = np.array([tuple(row) for row in result], dtype="float64").reshape(-1, len(columns))
@@ -458,9 +476,9 @@ def _scores_from_inputs(f: pd.DataFrame) -> pd.DataFrame:
     return scores.clip(0.0, 100.0).round(2)
 
 
-def component_scores(connection: Connection, as_of: dt.date) -> pd.DataFrame:
+def component_scores(connection: Connection, as_of: dt.date, sample_every: int = 1) -> pd.DataFrame:
     """engagement, satisfaction, loyalty, payment and support (0-100) per customer id, as of a date."""
-    return _scores_from_inputs(health_inputs(connection, as_of))
+    return _scores_from_inputs(health_inputs(connection, as_of, sample_every))
 
 
 # --------------------------------------------------------------------------- weights
@@ -609,8 +627,11 @@ def fit_weights(connection: Connection, as_of: dt.date, horizon_days: int = DEFA
     if horizon_days < 1:
         raise ValidationError("The churn horizon must be at least one day.")
     feature_date = as_of - dt.timedelta(days=horizon_days)
-    labels = churn_labels(connection, feature_date, horizon_days)
-    components = component_scores(connection, feature_date)
+    # Five weights need a sample, not millions of customers: every n-th id, about FIT_SAMPLE of them.
+    customers = connection.scalar(select(func.count()).select_from(Customer)) or 0
+    sample_every = max(1, customers // FIT_SAMPLE)
+    labels = churn_labels(connection, feature_date, horizon_days, sample_every=sample_every)
+    components = component_scores(connection, feature_date, sample_every)
     joined = components.join(labels, how="inner")
     fitter = HealthWeightFitter().fit(joined[list(COMPONENTS)], joined["churned"])
     fit = {
@@ -855,11 +876,12 @@ def _register_if_changed(session: Session, as_of: dt.date, weights: dict, info: 
 
 
 def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
-                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor=SYSTEM) -> dict:
+                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor=SYSTEM, update_snapshot: bool = True) -> dict:
     """Score every counted customer as of a date, in one transaction.
 
     Replaces the stored scores for that as_of (bulk insert), writes the latest score and level into
-    `customer_analytics` rows whose snapshot is of the same as_of, and registers a 'health' model
+    `customer_analytics` rows whose snapshot is of the same as_of (unless `update_snapshot` is False:
+    the batch refresh builds the snapshot afterwards, reading the scores), and registers a 'health' model
     version when the weights changed. First refits the weights (`fit_weights`) when they were never
     fitted or the last fit is at least `refit_after_days` before as_of (None: never refit here).
     Returns customers scored, counts per level, the weights and their source, whether it refitted,
@@ -894,18 +916,19 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
         rows = rows.reset_index().assign(as_of=as_of.isoformat())  # ISO text: a DATE on both backends
         connection.execute(delete(AccountHealthScore).where(AccountHealthScore.as_of == as_of))
         bulk.load(connection, AccountHealthScore.__table__, rows)
-        if connection.dialect.name == "postgresql":
-            # Fresh statistics (both tables were just rewritten), so the UPDATE below is a hash join
-            # rather than one index probe per customer.
-            connection.exec_driver_sql(
-                f"ANALYZE {AccountHealthScore.__tablename__}, {CustomerAnalytics.__tablename__}"
+        if update_snapshot:  # the batch refresh builds the snapshot afterwards and reads the scores itself
+            if connection.dialect.name == "postgresql":
+                # Fresh statistics (both tables were just rewritten), so the UPDATE below is a hash join
+                # rather than one index probe per customer.
+                connection.exec_driver_sql(
+                    f"ANALYZE {AccountHealthScore.__tablename__}, {CustomerAnalytics.__tablename__}"
+                )
+            h, a = AccountHealthScore, CustomerAnalytics
+            connection.execute(
+                update(a)
+                .where(a.customer_id == h.customer_id, h.as_of == as_of, a.as_of == as_of)
+                .values(health_score=h.overall, health_level=h.level)
             )
-        h, a = AccountHealthScore, CustomerAnalytics
-        connection.execute(
-            update(a)
-            .where(a.customer_id == h.customer_id, h.as_of == as_of, a.as_of == as_of)
-            .values(health_score=h.overall, health_level=h.level)
-        )
         report(3, "Health scores written", f"{len(rows):,} rows")
 
         version = _register_if_changed(session, as_of, weights, info)

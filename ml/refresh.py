@@ -1,4 +1,4 @@
-"""The batch refresh: analytics snapshot, clusters, segment memberships and lifecycle, as of a date.
+"""The batch refresh: models, analytics snapshot, clusters, segment memberships and lifecycle, as of a date.
 
 Each step commits on its own, so a long refresh shows progress and a failure in a late step keeps
 the earlier, self-consistent results.
@@ -41,8 +41,9 @@ def rfm_rules(name: str) -> dict:
 
 
 def _snapshot(session: Session, as_of: dt.date, now: dt.datetime) -> str:
-    rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now)
-    return f"{rows:,} customers"
+    timings: dict[str, float] = {}
+    rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings)
+    return f"{rows:,} customers; " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())
 
 
 def _segment_named(session: Session, name: str) -> CustomerSegment | None:
@@ -118,7 +119,7 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> str:
 
 
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
-    return churn.refresh_churn(engine, as_of)
+    return churn.refresh_churn(engine, as_of, update_snapshot=False)
 
 
 def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
@@ -140,7 +141,7 @@ def _skipped(result: dict) -> str | None:
 
 
 def _lifetime_value(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
-    result = clv.refresh_lifetime_value(engine, as_of)
+    result = clv.refresh_lifetime_value(engine, as_of, update_snapshot=False)
     return _skipped(result) or (
         f"{result.get('customers_scored', 0):,} customers, "
         f"12-month CLV €{(result.get('metrics') or {}).get('clv_12m_total', 0):,.0f}"
@@ -148,7 +149,7 @@ def _lifetime_value(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
 
 
 def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
-    result = health.score_health(engine, as_of)
+    result = health.score_health(engine, as_of, update_snapshot=False)
     levels = result.get("levels") or {}
     return _skipped(result) or ", ".join(f"{level} {count:,}" for level, count in levels.items()) or str(result)
 
@@ -181,14 +182,16 @@ def _in_session(step: Callable[[Session, dt.date, dt.datetime], str]) -> Step:
 
 LOYALTY_LOOKBACK_DAYS = 35
 
-# Order matters: models read the snapshot; lifecycle rules read the stored churn probability.
+# Order matters: the models read the source tables and store their outputs in their own tables;
+# the snapshot then writes each customer's row once, model outputs included; clusters, segments
+# and lifecycle rules read the snapshot (lifecycle: the stored churn probability too).
 STEPS: tuple[tuple[str, Step], ...] = (
     ("Loyalty points: earn for recent orders, expire old points", _loyalty),
     ("SLA checks: record breaches, escalate", _sla),
-    ("Analytics snapshot and RFM scores", _in_session(_snapshot)),
     ("Churn model: train when due, score everyone", _churn),
     ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
     ("Account health scores", _health),
+    ("Analytics snapshot and RFM scores", _in_session(_snapshot)),
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),

@@ -7,7 +7,10 @@ import pytest
 
 from crm_core.analytics import RFM_GRID, RFM_SEGMENTS, refresh_snapshot, rfm_segment_name
 from db.models import (
+    AccountHealthScore,
+    ChurnPrediction,
     CustomerAnalytics,
+    CustomerLifetimeValue,
     CustomerCommunication,
     OrderItem,
     Product,
@@ -130,3 +133,38 @@ def test_every_buyer_is_in_exactly_one_rfm_segment(engine):
             assert r.rfm_segment == rfm_segment_name(r.recency_score, r.frequency_score, r.monetary_score)
         counts = [sum(1 for r in buyers if r.recency_score == q) for q in range(1, 6)]
         assert max(counts) - min(counts) <= 1  # quintiles
+
+
+def test_snapshot_carries_the_model_outputs_of_its_own_date(session, history):
+    """The batch refresh runs the models first; the snapshot reads their outputs as it writes each row."""
+    a, b = history
+    other_day = AS_OF - dt.timedelta(days=1)
+    session.add_all([
+        ChurnPrediction(customer_id=a.id, as_of=AS_OF, horizon_days=90, probability=0.8, risk_level="critical",
+                        confidence=0.6),
+        ChurnPrediction(customer_id=b.id, as_of=other_day, horizon_days=90, probability=0.3, risk_level="medium",
+                        confidence=0.4),
+        AccountHealthScore(customer_id=a.id, as_of=AS_OF, engagement=50, satisfaction=60, loyalty=70, payment=80,
+                           support=90, overall=64.5, level="good"),
+        AccountHealthScore(customer_id=b.id, as_of=other_day, engagement=10, satisfaction=10, loyalty=10,
+                           payment=10, support=10, overall=10, level="critical"),
+        CustomerLifetimeValue(customer_id=a.id, as_of=AS_OF, predicted_purchases_12m=1.5, prob_alive=0.7,
+                              clv_12m=Decimal("120.50"), historic_clv=Decimal("150.00"),
+                              expected_order_value=Decimal("75.00"), clv_frequency=1, clv_recency=3.1, clv_age=15.6),
+    ])
+    session.flush()
+    refresh_snapshot(session, AS_OF)
+    rows = {r.customer_id: r for r in session.query(CustomerAnalytics)}
+    assert (rows[a.id].churn_probability, rows[a.id].health_score, rows[a.id].health_level) == (0.8, 64.5, "good")
+    assert (rows[a.id].clv_12m, rows[a.id].historic_clv, rows[a.id].prob_alive) == (
+        Decimal("120.50"), Decimal("150.00"), 0.7)
+    assert (rows[a.id].clv_frequency, rows[a.id].clv_recency, rows[a.id].clv_age) == (1, 3.1, 15.6)
+    # b's scores are of another day; b has no lifetime value, so its historic value is 0 (values exist today)
+    assert (rows[b.id].churn_probability, rows[b.id].health_score, rows[b.id].health_level) == (None, None, None)
+    assert (rows[b.id].clv_12m, rows[b.id].historic_clv) == (None, 0)
+
+
+def test_snapshot_without_any_lifetime_values_leaves_them_empty(session, history):
+    a, b = history
+    refresh_snapshot(session, AS_OF)
+    assert {r.historic_clv for r in session.query(CustomerAnalytics)} == {None}
