@@ -26,6 +26,7 @@ import time
 
 from sqlalchemy import (
     DateTime,
+    Engine,
     Integer,
     and_,
     case,
@@ -312,6 +313,19 @@ def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime
         for name in STAGED_TABLES:
             drop_temporary_table(connection, name)
     return session.scalar(select(func.count()).select_from(CustomerAnalytics)) or 0
+
+
+def tidy_after_rewrite(engine: Engine) -> None:
+    """On PostgreSQL, VACUUM and ANALYZE the snapshot after it was rewritten (outside a transaction).
+
+    The rewrite leaves the previous rows dead: vacuumed now, the next rewrite reuses their space
+    instead of growing the table and its indexes, and the steps that read the snapshot next
+    (clusters, segments, lifecycle) plan with fresh statistics.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"VACUUM (ANALYZE) {CustomerAnalytics.__tablename__}")
 
 
 class _Stopwatch:

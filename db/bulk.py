@@ -6,11 +6,11 @@ Used by the demo-data simulator and by imports; never a row-at-a-time ORM loop.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -24,13 +24,20 @@ def _sqlite_column(series: pd.Series) -> list:
     elif pd.api.types.is_bool_dtype(series):
         values = series.astype(np.int64).astype(object)
     elif _is_json_column(series):
-        values = series.map(lambda v: None if v is None else json.dumps(v)).astype(object)
+        values = series.map(_json_text).astype(object)
     else:
         values = series.astype(object)
     mask = series.isna().to_numpy()
     if mask.any():
         values = values.where(~mask, None)
     return values.tolist()
+
+
+def _json_text(value) -> str | None:
+    """JSON text of a list or dict (orjson: a tenth of json.dumps' time on millions of values; NaN -> null)."""
+    if value is None:
+        return None
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _is_json_column(series: pd.Series) -> bool:
@@ -49,7 +56,7 @@ def _copy_csv(df: pd.DataFrame) -> io.BytesIO:
     out = df.copy(deep=False)
     for name in out.columns:
         if _is_json_column(out[name]):
-            out[name] = out[name].map(lambda v: None if v is None else json.dumps(v))
+            out[name] = out[name].map(_json_text)
     table = pa.Table.from_pandas(out, preserve_index=False)
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))

@@ -21,6 +21,7 @@ contributions are the customer's drivers, and each maps to a recommended interve
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from threadpoolctl import threadpool_limits
 from crm_core.analytics import end_of
 from db import bulk
 from db.engine import session_scope
-from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, CustomerAnalytics, MLModel, Order
+from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, CustomerAnalytics, MLModel, Order
 
 from . import registry
 from .features import CATEGORICAL_FEATURES, FEATURES, LABELS, NUMERIC_FEATURES, build_features
@@ -226,12 +227,11 @@ def training_cuts(as_of: dt.date, horizon_days: int, n_cuts: int = TRAINING_CUTS
 
 def labelled_cut(connection: Connection, cut: dt.date, horizon_days: int, max_rows: int = MAX_ROWS_PER_CUT) -> pd.DataFrame:
     """Features as of `cut` with the churn label of the following horizon (sampled to ~max_rows)."""
-    # COUNT over a GROUP BY rather than COUNT(DISTINCT): PostgreSQL runs the former in parallel.
-    buying = (select(Order.customer_id)
-              .where(Order.ordered_at < end_of(cut), Order.status.in_(REVENUE_ORDER_STATUSES))
-              .group_by(Order.customer_id).subquery())
-    buyers = connection.scalar(select(func.count()).select_from(buying)) or 0
-    sample_every = max(1, math.ceil(buyers / max_rows))
+    # Customers signed up by the cut bound the buyers among them, and counting them needs no pass
+    # over the orders: the sample holds at most about max_rows buyers.
+    signed_up = connection.scalar(
+        select(func.count()).select_from(Customer).where(Customer.signed_up_at < end_of(cut))) or 0
+    sample_every = max(1, math.ceil(signed_up / max_rows))
     X = build_features(connection, cut, sample_every=sample_every)
     labels = churn_labels(connection, cut, horizon_days, sample_every=sample_every)
     frame = X.join(labels, how="inner")
@@ -342,34 +342,68 @@ def risk_level(p: np.ndarray) -> np.ndarray:
     return levels
 
 
-def _drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value: np.ndarray,
-                               levels: np.ndarray) -> tuple[list, list]:
-    values = effects.to_numpy()
-    order = np.argsort(-values, axis=1)[:, :3]
-    names = np.array(FEATURES, dtype=object)
-    raw = X[list(FEATURES)].to_numpy(dtype=object)
-    drivers, interventions = [], []
-    for i in range(len(X)):
-        top = [j for j in order[i] if values[i, j] > 0.01]
-        row_drivers = []
-        actions: list[str] = []
-        if high_value[i] and levels[i] in ("high", "critical"):
-            actions.append(PERSONAL_CALL)
-        for j in top:
-            value = raw[i, j]
-            row_drivers.append({
-                "feature": names[j], "label": LABELS[names[j]],
-                "value": None if value is None or (isinstance(value, float) and math.isnan(value)) else
-                (round(float(value), 3) if not isinstance(value, str) else value),
-                "effect": round(float(values[i, j]), 3),
-            })
-            action = INTERVENTIONS.get(names[j], DEFAULT_INTERVENTION)
-            if action not in actions:
-                actions.append(action)
-        if not actions and levels[i] != "low":
+DRIVERS_SHOWN = 3
+DRIVER_MIN_EFFECT = 0.01  # log-odds; smaller contributions are not worth naming
+
+
+def _json_numbers(values: np.ndarray) -> np.ndarray:
+    """JSON text of each float rounded to 3 decimals (null for NaN), as an object array."""
+    rounded = pd.Series(np.round(values.astype("float64"), 3))
+    return np.where(rounded.isna().to_numpy(), "null", rounded.astype(str).to_numpy(dtype=object)).astype(object)
+
+
+def drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value: np.ndarray,
+                              levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer's drivers and interventions as JSON text, built column-wise (no per-customer loop).
+
+    Drivers: the (up to) three features with the largest positive effects above DRIVER_MIN_EFFECT,
+    largest first, each {"feature", "label", "value", "effect"}. Interventions: a personal call for
+    high-value customers at high or critical risk, then each driver's action once, in driver order;
+    the default retention action when that leaves none and the risk is not low.
+    """
+    n = len(X)
+    values = effects[list(FEATURES)].to_numpy(dtype="float64")
+    order = np.argsort(-values, axis=1)[:, :DRIVERS_SHOWN]
+    rows = np.arange(n)
+    top_effects = values[rows[:, None], order]
+    shown = top_effects > DRIVER_MIN_EFFECT  # sorted descending, so the shown drivers are a prefix
+
+    numeric = X[list(NUMERIC_FEATURES)].to_numpy(dtype="float64")
+    categorical = X[CATEGORICAL_FEATURES[0]].astype(str).to_numpy(dtype=object)
+    quoted = {value: json.dumps(value) for value in pd.unique(categorical)}
+    categorical_json = np.array([quoted[v] for v in categorical], dtype=object) if n else categorical
+    prefix = np.array([f'{{"feature": {json.dumps(f)}, "label": {json.dumps(LABELS[f])}, "value": '
+                       for f in FEATURES], dtype=object)
+
+    drivers = np.full(n, "[", dtype=object)
+    for k in range(order.shape[1]):
+        j = order[:, k]
+        is_numeric = j < len(NUMERIC_FEATURES)
+        value = np.where(is_numeric, _json_numbers(numeric[rows, np.minimum(j, len(NUMERIC_FEATURES) - 1)]),
+                         categorical_json)
+        text = prefix[j] + value + ', "effect": ' + _json_numbers(top_effects[:, k]) + "}"
+        separator = "" if k == 0 else ", "
+        drivers = np.where(shown[:, k], drivers + separator + text, drivers)
+    drivers = drivers + "]"
+
+    # Interventions depend only on (call?, shown driver features, low risk?): one JSON text per distinct key.
+    call = high_value & np.isin(levels, ("high", "critical"))
+    low = levels == "low"
+    features = np.where(shown, order, -1)
+    keys = np.column_stack([call, low, features]).astype(np.int64) if n else np.zeros((0, 2 + order.shape[1]))
+    distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+    texts = []
+    for key in distinct:
+        actions: list[str] = [PERSONAL_CALL] if key[0] else []
+        for j in key[2:]:
+            if j >= 0:
+                action = INTERVENTIONS.get(FEATURES[j], DEFAULT_INTERVENTION)
+                if action not in actions:
+                    actions.append(action)
+        if not actions and not key[1]:
             actions.append(DEFAULT_INTERVENTION)
-        drivers.append(row_drivers)
-        interventions.append(actions)
+        texts.append(json.dumps(actions))
+    interventions = np.array(texts, dtype=object)[inverse.reshape(-1)] if n else np.array([], dtype=object)
     return drivers, interventions
 
 
@@ -412,7 +446,7 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
             p = model.predict_proba(chunk)
             effects = model.contributions(chunk)
         levels = risk_level(p)
-        drivers, interventions = _drivers_and_interventions(
+        drivers, interventions = drivers_and_interventions(
             chunk, effects, high_value[start:start + SCORE_CHUNK], levels)
         frames.append(pd.DataFrame({
             "customer_id": chunk.index.to_numpy(), "model_id": model_id, "as_of": as_of,

@@ -1,7 +1,7 @@
 """The batch refresh: models, analytics snapshot, clusters, segment memberships and lifecycle, as of a date.
 
 Each step commits on its own, so a long refresh shows progress and a failure in a late step keeps
-the earlier, self-consistent results.
+the earlier, self-consistent results. On PostgreSQL the three model steps run at the same time.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,15 +35,20 @@ Progress = Callable[[int, int, str, str], None]
 class RefreshReport:
     as_of: dt.date
     steps: list[tuple[str, float, str]] = field(default_factory=list)
+    seconds: float = 0.0  # wall clock: less than the sum of the steps when some ran together
 
 
 def rfm_rules(name: str) -> dict:
     return {"all": [{"field": "rfm_segment", "op": "eq", "value": name}]}
 
 
-def _snapshot(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
     timings: dict[str, float] = {}
-    rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings)
+    with session_scope(engine) as session:
+        rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings)
+    started = time.perf_counter()
+    analytics.tidy_after_rewrite(engine)
+    timings["vacuum and statistics"] = round(time.perf_counter() - started, 2)
     return f"{rows:,} customers; " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())
 
 
@@ -191,7 +197,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Churn model: train when due, score everyone", _churn),
     ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
     ("Account health scores", _health),
-    ("Analytics snapshot and RFM scores", _in_session(_snapshot)),
+    ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
@@ -201,29 +207,90 @@ STEPS: tuple[tuple[str, Step], ...] = (
 PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
 
 
+# Steps that read only the source tables and write only their own: on PostgreSQL they run at the
+# same time (one thread each), so the database works on one while Python fits or scores another.
+CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health"})
+
+
+def _batches(steps: list[tuple[str, Step]], concurrent: bool) -> list[list[tuple[str, Step]]]:
+    """Consecutive CONCURRENT steps form one batch when `concurrent`; every other step is its own."""
+    batches: list[list[tuple[str, Step]]] = []
+    for step in steps:
+        together = concurrent and step[1].__name__ in CONCURRENT
+        if together and batches and batches[-1][0][1].__name__ in CONCURRENT:
+            batches[-1].append(step)
+        else:
+            batches.append([step])
+    return batches
+
+
+def _timed(step: Step, engine: Engine, as_of: dt.date, now: dt.datetime) -> tuple[float, str]:
+    started = time.perf_counter()
+    detail = step(engine, as_of, now)
+    return time.perf_counter() - started, detail
+
+
 def run_refresh(
     engine: Engine,
     as_of: dt.date | None = None,
     progress: Progress | None = None,
     now: dt.datetime | None = None,
     include_clusters: bool = True,
+    concurrent: bool | None = None,
 ) -> RefreshReport:
     """Run every step as of the end of `as_of` (default: today).
 
     `now` stamps memberships and stage changes (default: the current time); a backfill over past
     dates passes the end of each date so history reads as if the refresh had run then.
+    `concurrent` (default: on PostgreSQL) runs the independent model steps at the same time; SQLite
+    allows one writer, so there they run one after another. Progress is reported, and the report
+    lists the steps, in STEPS order; `report.seconds` is the wall-clock total.
     """
     as_of = as_of or dt.date.today()
     now = now or utcnow()
+    if concurrent is None:
+        concurrent = engine.dialect.name == "postgresql"
     report = RefreshReport(as_of)
+    started = time.perf_counter()
     steps = [s for s in STEPS if include_clusters or s[1].__name__ not in PRESENT_ONLY]
-    for index, (label, step) in enumerate(steps, start=1):
-        started = time.perf_counter()
-        detail = step(engine, as_of, now)
-        report.steps.append((label, time.perf_counter() - started, detail))
+    done = 0
+
+    def finished(label: str, detail: str) -> None:
+        nonlocal done
+        done += 1
         if progress:
-            progress(index, len(steps), label, detail)
+            progress(done, len(steps), label, detail)
+
+    for batch in _batches(steps, concurrent):
+        if len(batch) == 1:
+            label, step = batch[0]
+            results = {label: _timed(step, engine, as_of, now)}
+            finished(label, results[label][1])
+        else:
+            results = _run_together(batch, engine, as_of, now, finished)
+        report.steps.extend((label, *results[label]) for label, _ in batch)
+    report.seconds = time.perf_counter() - started
     return report
+
+
+def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date, now: dt.datetime,
+                  finished: Callable[[str, str], None]) -> dict[str, tuple[float, str]]:
+    """Run the steps in threads, reporting each as it finishes (from this thread); every step
+    finishes (each commits on its own) before the first failure, if any, is raised."""
+    results: dict[str, tuple[float, str]] = {}
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="refresh") as pool:
+        futures = {pool.submit(_timed, step, engine, as_of, now): label for label, step in batch}
+        for future in as_completed(futures):
+            label = futures[future]
+            if future.exception() is not None:
+                failure = failure or future.exception()
+                continue
+            results[label] = future.result()
+            finished(label, results[label][1])
+    if failure is not None:
+        raise failure
+    return results
 
 
 def month_ends_before(day: dt.date, months: int) -> list[dt.date]:

@@ -344,3 +344,61 @@ def test_backtest_refuses_a_horizon_past_the_data(simulated_url, monkeypatch, ca
     monkeypatch.setenv("CRM_DATABASE_URL", simulated_url)
     assert main(["backtest", "--as-of", "2026-06-01", "--horizon-days", "90"]) == 2
     assert "after the latest order" in capsys.readouterr().err
+
+
+def _reference_drivers(X, effects, high_value, levels):
+    """The plain per-customer loop the column-wise builder must agree with."""
+    import math
+
+    from ml.features import LABELS
+    values = effects[list(FEATURES)].to_numpy()
+    order = np.argsort(-values, axis=1)[:, :3]
+    raw = X[list(FEATURES)].to_numpy(dtype=object)
+    drivers, interventions = [], []
+    for i in range(len(X)):
+        top = [j for j in order[i] if values[i, j] > 0.01]
+        actions = [churn.PERSONAL_CALL] if high_value[i] and levels[i] in ("high", "critical") else []
+        row = []
+        for j in top:
+            value = raw[i, j]
+            row.append({"feature": FEATURES[j], "label": LABELS[FEATURES[j]],
+                        "value": None if value is None or (isinstance(value, float) and math.isnan(value))
+                        else (value if isinstance(value, str) else round(float(value), 3)),
+                        "effect": round(float(values[i, j]), 3)})
+            action = churn.INTERVENTIONS.get(FEATURES[j], churn.DEFAULT_INTERVENTION)
+            if action not in actions:
+                actions.append(action)
+        if not actions and levels[i] != "low":
+            actions.append(churn.DEFAULT_INTERVENTION)
+        drivers.append(row)
+        interventions.append(actions)
+    return drivers, interventions
+
+
+def test_drivers_and_interventions_built_column_wise_match_the_per_customer_rules():
+    import json
+
+    rng = np.random.default_rng(3)
+    n = 400
+    X = pd.DataFrame({f: rng.normal(10, 5, n) for f in FEATURES if f != "acquisition_channel"})
+    X.iloc[::7, 3] = np.nan  # missing values are null
+    X["acquisition_channel"] = rng.choice(["organic", "paid_search", 'quote"d'], n)
+    effects = pd.DataFrame(rng.normal(0, 0.3, (n, len(FEATURES))), columns=list(FEATURES))
+    effects.iloc[::5] = -1.0  # nothing raises their risk: no drivers
+    effects.loc[effects.index[1::9], "acquisition_channel"] = 5.0  # the categorical feature leads
+    high_value = rng.random(n) < 0.2
+    levels = churn.risk_level(rng.random(n))
+    drivers, interventions = churn.drivers_and_interventions(X[list(FEATURES)], effects, high_value, levels)
+    expected_drivers, expected_interventions = _reference_drivers(X[list(FEATURES)], effects, high_value, levels)
+    assert [json.loads(t) for t in interventions] == expected_interventions
+    got = [json.loads(t) for t in drivers]
+    assert [[d["feature"] for d in row] for row in got] == [[d["feature"] for d in row] for row in expected_drivers]
+    for row, expected in zip(got, expected_drivers, strict=True):
+        for d, e in zip(row, expected, strict=True):
+            assert d["label"] == e["label"] and d["effect"] == pytest.approx(e["effect"], abs=1e-3)
+            assert d["value"] == e["value"] if e["value"] is None or isinstance(e["value"], str) \
+                else d["value"] == pytest.approx(e["value"], abs=1e-3)
+    assert any(row == [] for row in got) and any(row and row[0]["feature"] == "acquisition_channel" for row in got)
+    assert any(d["value"] is None for row in got for d in row)
+    empty = churn.drivers_and_interventions(X.iloc[:0][list(FEATURES)], effects.iloc[:0], high_value[:0], levels[:0])
+    assert [len(a) for a in empty] == [0, 0]

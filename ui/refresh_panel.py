@@ -37,5 +37,4 @@ def refresh_panel(viewer, key: str) -> None:
                 st.error(str(exc))
             else:
                 st.cache_data.clear()
-                seconds = sum(step[1] for step in report.steps)
-                st.success(f"Refreshed as of {refresh_date.isoformat()} in {seconds:.0f} s.")
+                st.success(f"Refreshed as of {refresh_date.isoformat()} in {report.seconds:.0f} s.")
