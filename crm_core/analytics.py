@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 
 from sqlalchemy import (
     DateTime,
@@ -283,35 +284,40 @@ STAGED_TABLES = (
 
 
 def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime | None = None,
-                     timings: dict[str, float] | None = None) -> int:
+                     timings: dict[str, float] | None = None,
+                     before_write: Callable[[], None] | None = None) -> int:
     """Rewrite `customer_analytics` as of the end of `as_of`; returns the number of rows.
 
     Staged through temporary tables, each built by one CREATE TABLE AS (parallel on PostgreSQL):
     order totals, then RFM scores from them, spend per category and the preferred category, and
-    per-customer sessions, email opens, open tickets and NPS; one INSERT ... SELECT joins them. `timings`, when given, receives the
-    seconds of each stage.
+    per-customer sessions, email opens, open tickets and NPS; one INSERT ... SELECT joins them
+    with the model outputs of the same date. `before_write`, when given, is called between the
+    staging and the write (the batch refresh waits there for the models; raising aborts the
+    rewrite). `timings`, when given, receives the seconds of each stage.
     """
     cutoff = end_of(as_of)
     connection = session.connection()
     use_batch_memory(connection)
     clock = _Stopwatch(timings)
-    try:
-        orders = temporary_table_as(connection, "tmp_snapshot_orders", _order_totals(cutoff))
-        clock.lap("order totals")
-        rfm = temporary_table_as(connection, "tmp_snapshot_rfm", _rfm_scores(orders, cutoff))
-        clock.lap("RFM scores")
-        spend = temporary_table_as(connection, "tmp_category_spend", _category_spend(cutoff))
-        category = temporary_table_as(connection, "tmp_snapshot_category", _preferred_category(spend))
-        clock.lap("preferred category")
-        activity = [temporary_table_as(connection, name, query) for name, query in _activity(cutoff).items()]
-        clock.lap("sessions, emails, tickets, NPS")
-        query, columns = _snapshot_rows(orders, rfm, category, *activity, as_of, refreshed_at or utcnow())
-        session.execute(delete(CustomerAnalytics))
-        session.execute(insert(CustomerAnalytics).from_select(columns, query))
-        clock.lap("write snapshot")
-    finally:
-        for name in STAGED_TABLES:
-            drop_temporary_table(connection, name)
+    orders = temporary_table_as(connection, "tmp_snapshot_orders", _order_totals(cutoff))
+    clock.lap("order totals")
+    rfm = temporary_table_as(connection, "tmp_snapshot_rfm", _rfm_scores(orders, cutoff))
+    clock.lap("RFM scores")
+    spend = temporary_table_as(connection, "tmp_category_spend", _category_spend(cutoff))
+    category = temporary_table_as(connection, "tmp_snapshot_category", _preferred_category(spend))
+    clock.lap("preferred category")
+    activity = [temporary_table_as(connection, name, query) for name, query in _activity(cutoff).items()]
+    clock.lap("sessions, emails, tickets, NPS")
+    if before_write is not None:
+        before_write()
+        clock.lap("waiting for the models")
+    query, columns = _snapshot_rows(orders, rfm, category, *activity, as_of, refreshed_at or utcnow())
+    session.execute(delete(CustomerAnalytics))
+    session.execute(insert(CustomerAnalytics).from_select(columns, query))
+    clock.lap("write snapshot")
+    # On failure the rollback takes the temporary tables with it (and the next run replaces leftovers).
+    for name in STAGED_TABLES:
+        drop_temporary_table(connection, name)
     return session.scalar(select(func.count()).select_from(CustomerAnalytics)) or 0
 
 

@@ -13,9 +13,10 @@ model the metrics describe. Its validation metrics — ROC AUC, PR AUC, Brier sc
 decile, the calibration curve, and the AUC of the naive "days since the last order" baseline —
 are stored with the version in the model registry.
 
-Drivers: for each customer, each feature's contribution is how much the model's log-odds drop
-when that feature alone is set to its training median (occlusion). The three largest positive
-contributions are the customer's drivers, and each maps to a recommended intervention.
+Drivers: for each customer at medium risk or above, each feature's contribution is how much the
+model's log-odds drop when that feature alone is set to its training median (occlusion). The
+three largest positive contributions are the customer's drivers, and each maps to a recommended
+intervention. Low-risk customers get no drivers and no actions: there is nothing to explain or do.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from .labels import DEFAULT_HORIZON_DAYS, churn_labels
 Progress = Callable[[str], None]
 
 RISK_THRESHOLDS = (("critical", 0.75), ("high", 0.5), ("medium", 0.25), ("low", 0.0))
+EXPLAIN_FROM = dict(RISK_THRESHOLDS)["medium"]  # drivers are computed from medium risk up
 TRAINING_CUTS = 3
 CUT_SPACING_DAYS = 30
 MAX_ROWS_PER_CUT = 20_000
@@ -444,7 +446,11 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
         chunk = X.iloc[start:start + SCORE_CHUNK]
         with _threads(len(chunk)):
             p = model.predict_proba(chunk)
-            effects = model.contributions(chunk)
+            # Drivers explain a risk worth acting on: low-risk customers get none (and no actions).
+            effects = pd.DataFrame(0.0, index=chunk.index, columns=list(FEATURES))
+            explain = p >= EXPLAIN_FROM
+            if explain.any():
+                effects.loc[explain] = model.contributions(chunk[explain]).to_numpy()
         levels = risk_level(p)
         drivers, interventions = drivers_and_interventions(
             chunk, effects, high_value[start:start + SCORE_CHUNK], levels)

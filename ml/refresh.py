@@ -1,15 +1,18 @@
 """The batch refresh: models, analytics snapshot, clusters, segment memberships and lifecycle, as of a date.
 
 Each step commits on its own, so a long refresh shows progress and a failure in a late step keeps
-the earlier, self-consistent results. On PostgreSQL the three model steps run at the same time.
+the earlier, self-consistent results. On PostgreSQL the three model steps run at the same time,
+and the snapshot stages its aggregates alongside them, writing its rows once they are done.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,10 +45,11 @@ def rfm_rules(name: str) -> dict:
     return {"all": [{"field": "rfm_segment", "op": "eq", "value": name}]}
 
 
-def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime, before_write: Callable[[], None] | None = None) -> str:
     timings: dict[str, float] = {}
     with session_scope(engine) as session:
-        rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings)
+        rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings,
+                                          before_write=before_write)
     started = time.perf_counter()
     analytics.tidy_after_rewrite(engine)
     timings["vacuum and statistics"] = round(time.perf_counter() - started, 2)
@@ -210,18 +214,29 @@ PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
 # same time (one thread each), so the database works on one while Python fits or scores another.
 CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health"})
+# Joins that batch when it comes right after it: stages its aggregates alongside the models and
+# waits for them before writing the rows that carry their outputs.
+STAGES_ALONGSIDE = "_snapshot"
 
 
 def _batches(steps: list[tuple[str, Step]], concurrent: bool) -> list[list[tuple[str, Step]]]:
-    """Consecutive CONCURRENT steps form one batch when `concurrent`; every other step is its own."""
+    """Consecutive CONCURRENT steps (and a STAGES_ALONGSIDE step right after them) form one batch
+    when `concurrent`; every other step is a batch of its own."""
     batches: list[list[tuple[str, Step]]] = []
     for step in steps:
-        together = concurrent and step[1].__name__ in CONCURRENT
-        if together and batches and batches[-1][0][1].__name__ in CONCURRENT:
-            batches[-1].append(step)
+        name = step[1].__name__
+        previous = batches[-1] if batches else []
+        joins = concurrent and previous and all(s[1].__name__ in CONCURRENT for s in previous) and (
+            name in CONCURRENT or name == STAGES_ALONGSIDE)
+        if joins:
+            previous.append(step)
         else:
             batches.append([step])
     return batches
+
+
+class ModelStepFailed(RuntimeError):
+    """Raised in the snapshot step when a model step it waited for failed: nothing is written."""
 
 
 def _timed(step: Step, engine: Engine, as_of: dt.date, now: dt.datetime) -> tuple[float, str]:
@@ -275,21 +290,49 @@ def run_refresh(
 
 def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date, now: dt.datetime,
                   finished: Callable[[str, str], None]) -> dict[str, tuple[float, str]]:
-    """Run the steps in threads, reporting each as it finishes (from this thread); every step
-    finishes (each commits on its own) before the first failure, if any, is raised."""
-    results: dict[str, tuple[float, str]] = {}
-    failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="refresh") as pool:
-        futures = {pool.submit(_timed, step, engine, as_of, now): label for label, step in batch}
-        for future in as_completed(futures):
-            label = futures[future]
+    """Run the steps in threads, reporting each as it finishes (from this thread).
+
+    A STAGES_ALONGSIDE step gets a `before_write` that waits until every model step is done (and
+    refuses to write when one failed). Every step finishes (each commits on its own) before the
+    first failure, in step order, is raised.
+    """
+    models = [label for label, step in batch if step.__name__ in CONCURRENT]
+    remaining = len(models)
+    failed: list[str] = []
+    lock = threading.Lock()
+    models_done = threading.Event()
+
+    def model_finished(label: str, future: Future) -> None:
+        nonlocal remaining
+        with lock:
             if future.exception() is not None:
-                failure = failure or future.exception()
-                continue
-            results[label] = future.result()
-            finished(label, results[label][1])
-    if failure is not None:
-        raise failure
+                failed.append(label)
+            remaining -= 1
+            if remaining == 0:
+                models_done.set()
+
+    def wait_for_models() -> None:
+        models_done.wait()
+        if failed:
+            raise ModelStepFailed(f"The snapshot was not written: {', '.join(failed)} failed.")
+
+    results: dict[str, tuple[float, str]] = {}
+    with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="refresh") as pool:
+        futures: dict[Future, str] = {}
+        for label, step in batch:
+            run = functools.partial(step, before_write=wait_for_models) if label not in models else step
+            future = pool.submit(_timed, run, engine, as_of, now)
+            if label in models:
+                future.add_done_callback(functools.partial(model_finished, label))
+            futures[future] = label
+        for future in as_completed(futures):
+            if future.exception() is None:
+                label = futures[future]
+                results[label] = future.result()
+                finished(label, results[label][1])
+    for future, _label in futures.items():  # in step order: a model's failure before the snapshot's
+        if future.exception() is not None:
+            raise future.exception()
     return results
 
 

@@ -103,6 +103,9 @@ with at_risk_tab:
                                      hover_data=["value"])
                         fig.update_layout(height=220, margin={"t": 10, "b": 10})
                         left.plotly_chart(fig, width="stretch")
+                    else:
+                        left.caption("No drivers: at low risk there is nothing to explain." if detail["risk_level"] == "low"
+                                     else "No single factor stands out.")
                     left.markdown("\n".join(f"- {action}" for action in detail["interventions"]) or "No action needed.")
                     history = pd.DataFrame(detail["history"])
                     fig = px.line(history, x="as_of", y="probability", markers=True,

@@ -12,11 +12,15 @@ from ml import refresh
 
 
 def _step(name: str, log: list, seconds: float = 0.0, fail: bool = False):
-    def run(engine, as_of, now):
+    def run(engine, as_of, now, before_write=None):
         log.append(("start", name, threading.current_thread().name))
         time.sleep(seconds)
         if fail:
             raise RuntimeError(f"{name} failed")
+        if before_write is not None:  # the snapshot: staged, now waits for the models, then writes
+            log.append(("staged", name))
+            before_write()
+            log.append(("writes", name))
         log.append(("end", name))
         return f"{name} done"
 
@@ -32,7 +36,10 @@ class _Engine:
 def test_consecutive_model_steps_form_one_batch_only_when_concurrent():
     steps = [(n, _step(n, [])) for n in ("_sla", "_churn", "_lifetime_value", "_health", "_snapshot")]
     assert [[label for label, _ in b] for b in refresh._batches(steps, True)] == [
-        ["_sla"], ["_churn", "_lifetime_value", "_health"], ["_snapshot"]]
+        ["_sla"], ["_churn", "_lifetime_value", "_health", "_snapshot"]]
+    # the snapshot joins only right after the models
+    alone = [(n, _step(n, [])) for n in ("_snapshot", "_churn", "_clusters", "_snapshot")]
+    assert [len(b) for b in refresh._batches(alone, True)] == [1, 1, 1, 1]
     assert [len(b) for b in refresh._batches(steps, False)] == [1, 1, 1, 1, 1]
 
 
@@ -50,11 +57,13 @@ def test_model_steps_overlap_and_the_report_keeps_step_order(monkeypatch):
     assert [s[0] for s in report.steps] == ["SLA", "Churn", "CLV", "Health", "Snapshot"]
     assert [s[2] for s in report.steps] == ["_sla done", "_churn done", "_lifetime_value done", "_health done",
                                             "_snapshot done"]
-    # the three model steps ran at the same time, in worker threads; the snapshot waited for all of them
-    model_threads = {entry[2] for entry in log if entry[0] == "start" and entry[1] != "_sla" and entry[1] != "_snapshot"}
-    assert len(model_threads) == 3 and all(name.startswith("refresh") for name in model_threads)
+    # the three model steps ran at the same time, in worker threads; the snapshot staged alongside
+    # them and wrote only after all of them had finished
+    threads = {entry[2] for entry in log if entry[0] == "start" and entry[1] != "_sla"}
+    assert len(threads) == 4 and all(name.startswith("refresh") for name in threads)
     assert report.seconds < sum(s[1] for s in report.steps)
-    assert log.index(("start", "_snapshot", threading.current_thread().name)) > log.index(("end", "_churn"))
+    assert log.index(("staged", "_snapshot")) < log.index(("end", "_churn")) < log.index(("writes", "_snapshot"))
+    assert log.index(("end", "_health")) < log.index(("writes", "_snapshot"))
     # progress counts up in finishing order: the shortest model step first
     assert [(p[0], p[2]) for p in progress] == [(1, "SLA"), (2, "CLV"), (3, "Health"), (4, "Churn"), (5, "Snapshot")]
 
@@ -70,7 +79,8 @@ def test_a_failing_model_step_lets_the_others_finish_then_stops_the_refresh(monk
     with pytest.raises(RuntimeError, match="_churn failed"):
         refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
     assert ("end", "_lifetime_value") in log and ("end", "_health") in log
-    assert not any(entry[1] == "_snapshot" for entry in log)
+    # the snapshot staged, then refused to write
+    assert ("staged", "_snapshot") in log and ("writes", "_snapshot") not in log
 
 
 def test_sqlite_runs_the_model_steps_one_after_another(monkeypatch):
