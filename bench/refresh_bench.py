@@ -33,14 +33,14 @@ RULES = {"all": [
 ]}
 
 
-def run(url: str, customers: int, label: str, seed: bool = True) -> None:
+def run(url: str, customers: int, label: str, seed: bool = True, concurrent: bool | None = None) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
     if seed:
         seeded = seed_database(engine, customers, seed=7, end=dt.datetime.combine(AS_OF, dt.time(18)))
         print(f"{label:<10} customers={customers:,} orders={seeded.counts['orders']:,} "
               f"seed_seconds={seeded.seconds:.1f}", flush=True)
-    report = run_refresh(engine, AS_OF)
+    report = run_refresh(engine, AS_OF, concurrent=concurrent)
     for step, seconds, detail in report.steps:
         print(f"{label:<10} step={step!r} seconds={seconds:.1f} ({detail})", flush=True)
     print(f"{label:<10} refresh_total seconds={report.seconds:.1f} (wall clock; the steps' own times add up to "
@@ -56,11 +56,14 @@ def run(url: str, customers: int, label: str, seed: bool = True) -> None:
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0], 100_000)
     arguments.add_argument("--existing", metavar="URL", help="refresh this already seeded database instead")
+    arguments.add_argument("--sequential", action="store_true",
+                           help="run the model steps one after another on PostgreSQL too")
     args = arguments.parse_args()
+    concurrent = False if args.sequential else None
     if args.existing:
-        run(args.existing, 0, "existing", seed=False)
+        run(args.existing, 0, "existing", seed=False, concurrent=concurrent)
     else:
-        on_each_backend(args, run)
+        on_each_backend(args, lambda url, customers, label: run(url, customers, label, concurrent=concurrent))
 
 if __name__ == "__main__":
     main()

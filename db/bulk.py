@@ -124,3 +124,17 @@ def staged(connection: Connection, name: str, columns: list[Column], df: pd.Data
         yield table
     finally:
         table.drop(connection)
+
+
+def fetch_raw(connection: Connection, query) -> tuple[list[str], list[tuple]]:
+    """Run `query` and fetch its rows straight from the driver's cursor, as plain tuples.
+
+    For batch reads of millions of rows into numpy or pandas: SQLAlchemy's per-row Row objects and
+    result processors cost seconds per million rows. Values are the driver's own (on SQLite,
+    timestamps stay ISO text; pandas parses them), so use it only where the caller converts.
+    """
+    result = connection.execute(query)
+    columns = list(result.keys())
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
+    return columns, rows

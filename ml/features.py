@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, case, func, or_, select
 
 from crm_core.analytics import end_of
+from db import bulk
 from db.models import (
     REVENUE_ORDER_STATUSES,
     Complaint,
@@ -110,11 +111,8 @@ def _days_before(cutoff: dt.datetime, moments: pd.Series) -> pd.Series:
 
 
 def _frame(connection: Connection, query) -> pd.DataFrame:
-    result = connection.execute(query)
-    columns = list(result.keys())
-    # Plain tuples: pandas probing SQLAlchemy Row objects for attributes costs seconds per million rows.
-    frame = pd.DataFrame([tuple(row) for row in result], columns=columns)
-    return frame.set_index("customer_id")
+    columns, rows = bulk.fetch_raw(connection, query)
+    return pd.DataFrame(rows, columns=columns).set_index("customer_id")
 
 
 def _orders(connection: Connection, cutoff: dt.datetime, sample_every: int) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, case, func, literal, select
 
 from crm_core.analytics import end_of
+from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, Order
 
 DEFAULT_HORIZON_DAYS = 90
@@ -38,7 +39,7 @@ def churn_labels(connection: Connection, as_of: dt.date, horizon_days: int = DEF
         .group_by(Order.customer_id)
         .having(func.min(Order.ordered_at) < cutoff)
     )
-    rows = [tuple(row) for row in connection.execute(query)]
+    _, rows = bulk.fetch_raw(connection, query)
     frame = pd.DataFrame(rows, columns=["customer_id", "ordered_after"])
     labels = pd.Series(1 - frame["ordered_after"].astype("int64").to_numpy(), index=frame["customer_id"].astype("int64"),
                        name="churned")

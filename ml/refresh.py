@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from threadpoolctl import threadpool_limits
 
 from crm_core import analytics, lifecycle, loyalty, segments, sla
 from crm_core.service import SYSTEM
@@ -317,7 +318,9 @@ def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date,
             raise ModelStepFailed(f"The snapshot was not written: {', '.join(failed)} failed.")
 
     results: dict[str, tuple[float, str]] = {}
-    with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="refresh") as pool:
+    # One OpenMP/BLAS thread per step while they overlap: the steps are the parallelism, and
+    # OpenMP teams spin-waiting for a core the other steps hold cost more than they gain.
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="refresh") as pool:
         futures: dict[Future, str] = {}
         for label, step in batch:
             run = functools.partial(step, before_write=wait_for_models) if label not in models else step
