@@ -193,20 +193,20 @@ def _in_session(step: Callable[[Session, dt.date, dt.datetime], str]) -> Step:
 
 LOYALTY_LOOKBACK_DAYS = 35
 
-# Order matters: the models read the source tables and store their outputs in their own tables;
-# the snapshot then writes each customer's row once, model outputs included; clusters, segments
-# and lifecycle rules read the snapshot (lifecycle: the stored churn probability too).
+# Order matters: the models and forecasts read the source tables and store their outputs in their
+# own tables; the snapshot then writes each customer's row once, model outputs included; clusters,
+# segments and lifecycle rules read the snapshot (lifecycle: the stored churn probability too).
 STEPS: tuple[tuple[str, Step], ...] = (
     ("Loyalty points: earn for recent orders, expire old points", _loyalty),
     ("SLA checks: record breaches, escalate", _sla),
     ("Churn model: train when due, score everyone", _churn),
     ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
     ("Account health scores", _health),
+    ("Forecasts of revenue, orders and new customers", _forecasts),
     ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
-    ("Forecasts of revenue, orders and new customers", _forecasts),
 )
 # Steps a backfill over past dates skips: they describe the present only.
 PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
@@ -214,7 +214,7 @@ PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
 # same time (one thread each), so the database works on one while Python fits or scores another.
-CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health"})
+CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts"})
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"
