@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from crm_core.analytics import end_of
+from crm_core.analytics import CLV_COLUMNS, end_of
 from crm_core.errors import DomainError, ValidationError
 from crm_core.sql import calendar_day, day_start, next_day_start
 from db import bulk
@@ -355,10 +355,7 @@ class LifetimeValueModel(BaseEstimator):
 
 # --------------------------------------------------------------------------- refresh
 
-SCORE_COLUMNS = [
-    "predicted_purchases_12m", "prob_alive", "clv_12m", "historic_clv", "expected_order_value",
-    "clv_frequency", "clv_recency", "clv_age",
-]
+SCORE_COLUMNS = list(CLV_COLUMNS)  # the lifetime-value columns the snapshot carries
 
 
 def store_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
