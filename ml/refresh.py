@@ -302,6 +302,8 @@ def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date,
     failed: list[str] = []
     lock = threading.Lock()
     models_done = threading.Event()
+    if not models:
+        models_done.set()
 
     def model_finished(label: str, future: Future) -> None:
         nonlocal remaining
@@ -318,8 +320,8 @@ def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date,
             raise ModelStepFailed(f"The snapshot was not written: {', '.join(failed)} failed.")
 
     results: dict[str, tuple[float, str]] = {}
-    # One OpenMP/BLAS thread per step while they overlap: the steps are the parallelism, and
-    # OpenMP teams spin-waiting for a core the other steps hold cost more than they gain.
+    # The steps are the parallelism: BLAS pools (process-wide) get one thread while they overlap.
+    # OpenMP settings are per thread, so the churn step limits its own gradient boosting on small data.
     with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="refresh") as pool:
         futures: dict[Future, str] = {}
         for label, step in batch:
