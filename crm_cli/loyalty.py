@@ -21,6 +21,19 @@ def cmd_earn(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reverse(args: argparse.Namespace) -> int:
+    from crm_core import loyalty
+
+    engine = make_engine(database_url())
+    try:
+        result = loyalty.reverse_for_orders(engine, args.since)
+    finally:
+        engine.dispose()
+    print(f"Took back {result['points']:,} points with {result['entries']:,} entries for cancelled, returned or "
+          "refunded orders.")
+    return 0
+
+
 def cmd_expire(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
@@ -51,12 +64,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     from .main import _date
 
-    group = sub.add_parser("loyalty", help="loyalty batch steps: earn points for orders, expire old points, check a ledger")
+    group = sub.add_parser("loyalty", help="loyalty batch steps: earn points for orders, take back points of "
+                                               "unpaid orders, expire old points, check a ledger")
     commands = group.add_subparsers(dest="loyalty_command", required=True)
     earn = commands.add_parser("earn", help="post points for earning orders without an entry yet (idempotent)")
     earn.add_argument("--since", type=_date, default=dt.date.today() - dt.timedelta(days=30),
                       help="orders placed on or after this date, YYYY-MM-DD (default: 30 days ago)")
     earn.set_defaults(func=cmd_earn)
+    reverse = commands.add_parser("reverse", help="take back the points of orders cancelled, returned or refunded "
+                                                  "(at most what the balance holds; idempotent)")
+    reverse.add_argument("--since", type=_date, default=dt.date.today() - dt.timedelta(days=365),
+                         help="orders placed on or after this date, YYYY-MM-DD (default: a year ago)")
+    reverse.set_defaults(func=cmd_reverse)
     expire = commands.add_parser("expire", help="expire points older than the configured age, first in first out")
     expire.add_argument("--as-of", type=_date, default=dt.date.today(), help="expiry date, YYYY-MM-DD (default today)")
     expire.set_defaults(func=cmd_expire)

@@ -54,6 +54,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -79,7 +80,7 @@ from .errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from .paging import Page
 from .permissions import require
 from .service import SYSTEM
-from .sql import year_month
+from .sql import least, year_month
 
 SETTINGS_KEY = "loyalty_settings"
 EARNING_ORDER_STATUSES = tuple(s for s in REVENUE_ORDER_STATUSES if s != "placed")  # paid, shipped, delivered
@@ -588,6 +589,68 @@ def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dateti
         audit.record(session, SYSTEM, "loyalty.earn.batch", "loyalty_ledger", None,
                      after={"since": start, "entries": inserted, "points": int(total_points), "tiers_raised": raised})
         return {"entries": inserted, "points": int(total_points), "tiers_raised": raised}
+
+    return run_with_retry(engine, work)
+
+
+REVERSING_ORDER_STATUSES = ("cancelled", "returned", "refunded")
+
+
+def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.datetime | None = None) -> dict[str, int]:
+    """Take back the points of orders cancelled, returned or refunded after they earned (set-based).
+
+    Each such order gets one "reverse" entry (key "reverse:order:<id>") of at most the points it
+    earned and at most what the balance still holds, taken in order id within an account: with
+    R(k) the running total of points earned by an account's reversible orders, the k-th entry is
+    min(balance, R(k)) - min(balance, R(k-1)). Points already spent are not clawed back into a
+    negative balance; an order that could take nothing back gets no entry and is looked at again
+    by the next run. Lifetime points go down by the same amount (tiers are not lowered). Orders
+    placed before `since` are not looked at (the refresh passes a year: refunds come sooner).
+    """
+    now = now or utcnow()
+    start = since if isinstance(since, dt.datetime) else dt.datetime.combine(since, dt.time())
+
+    def work(session: Session) -> dict[str, int]:
+        a, o, t = LoyaltyAccount, Order, LoyaltyTransaction
+        earned = LoyaltyTransaction.__table__.alias("earned")
+        order_id = cast(o.id, String)
+        key = literal("reverse:order:") + order_id
+        # From the few reversed orders to their earn entries through the unique idempotency key.
+        pending = (
+            select(earned.c.account_id, earned.c.customer_id, earned.c.source_id, earned.c.points, o.id.label("order_id"),
+                   o.order_number, key.label("key"))
+            .select_from(o)
+            .join(earned, earned.c.idempotency_key == literal("earn:order:") + order_id)
+            .where(o.status.in_(REVERSING_ORDER_STATUSES), o.ordered_at >= start, earned.c.kind == "earn",
+                   ~exists().where(t.idempotency_key == key))
+        ).subquery("pending")
+        _lock_accounts(session, select(pending.c.account_id).distinct())
+        running = func.sum(pending.c.points).over(partition_by=pending.c.account_id, order_by=pending.c.order_id,
+                                                  rows=(None, 0))
+        staged = select(pending, running.label("upto"), a.points_balance.label("balance")).join(
+            a, a.id == pending.c.account_id).where(a.status == "active").subquery("staged")
+        c = staged.c
+        taken = type_coerce(least(c.balance, c.upto), Integer)
+        before = type_coerce(least(c.balance, c.upto - c.points), Integer)
+        inserted = session.execute(insert(t).from_select(
+            ["account_id", "customer_id", "kind", "points", "balance_after", "source_type", "source_id",
+             "idempotency_key", "reason", "created_at"],
+            select(c.account_id, c.customer_id, literal("reverse"), -(taken - before), c.balance - taken,
+                   literal("order"), c.source_id, c.key,
+                   literal("Points taken back: order ") + c.order_number + literal(" was not paid for"), literal(now))
+            .where(taken > before),
+        )).rowcount or 0
+        batch = and_(t.customer_id == a.customer_id, t.kind == "reverse", t.created_at == now)
+        lost = select(func.coalesce(func.sum(t.points), 0)).where(batch).scalar_subquery()
+        session.execute(update(a).where(exists().where(batch)).values(
+            points_balance=a.points_balance + lost, lifetime_points=func.max(a.lifetime_points + lost, 0)
+            if _is_sqlite(session) else func.greatest(a.lifetime_points + lost, 0),
+            version=a.version + 1).execution_options(synchronize_session=False))
+        points = -(session.scalar(select(func.coalesce(func.sum(t.points), 0))
+                                  .where(t.kind == "reverse", t.created_at == now)) or 0)
+        audit.record(session, SYSTEM, "loyalty.reverse.batch", "loyalty_ledger", None,
+                     after={"entries": inserted, "points": int(points)})
+        return {"entries": inserted, "points": int(points)}
 
     return run_with_retry(engine, work)
 

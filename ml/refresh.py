@@ -134,10 +134,13 @@ def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
 
 
 def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
-    """Points for recent orders (idempotent, so the overlap with the last run is harmless), then expiry."""
+    """Points for recent orders (idempotent, so the overlap with the last run is harmless), points back
+    from orders cancelled, returned or refunded, then expiry."""
     earned = loyalty.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
+    reversed_ = loyalty.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
     expired = loyalty.expire_points(engine, as_of)
     return (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
+            f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
             f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")
 
 

@@ -95,6 +95,55 @@ def test_batch_earning_is_set_based_idempotent_and_keeps_running_balances(engine
         assert loyalty.recompute_balance(session, customer.id)["consistent"]
 
 
+
+def test_points_of_cancelled_returned_or_refunded_orders_are_taken_back_once_and_never_below_zero(engine, session):
+    ann, ann_account = _member(session)
+    bob, bob_account = _member(session)
+    o1 = make_order(session, ann, NOW - dt.timedelta(days=3), "100")
+    o2 = make_order(session, ann, NOW - dt.timedelta(days=2), "1000")
+    make_order(session, ann, NOW - dt.timedelta(days=1), "50")
+    b1 = make_order(session, bob, NOW - dt.timedelta(days=2), "40")
+    session.commit()
+    loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW)
+    session.expire_all()
+    loyalty.redeem(session, SYSTEM, ann.id, 1100)  # ann spends most of it: 50 left
+    for order, status in ((o1, "refunded"), (o2, "returned"), (b1, "cancelled")):
+        session.get(type(order), order.id).status = status
+    session.commit()
+
+    later = NOW + dt.timedelta(hours=1)
+    # ann: o1 takes back the 50 she still has; o2 finds nothing left. bob: all 40.
+    assert loyalty.reverse_for_orders(engine, dt.date(2026, 1, 1), now=later) == {"entries": 2, "points": 90}
+    assert loyalty.reverse_for_orders(engine, dt.date(2026, 1, 1), now=later + dt.timedelta(hours=1)) == {"entries": 0, "points": 0}
+
+    session.rollback()
+    session.expire_all()
+    assert _ledger(session, ann.id)[-1] == ("reverse", -50, 0)
+    assert _ledger(session, bob.id) == [("earn", 40, 40), ("reverse", -40, 0)]
+    ann_now, bob_now = session.get(LoyaltyAccount, ann_account.id), session.get(LoyaltyAccount, bob_account.id)
+    assert (ann_now.points_balance, ann_now.lifetime_points) == (0, 1100)
+    assert (bob_now.points_balance, bob_now.lifetime_points) == (0, 0)
+    keys = set(session.scalars(select(LoyaltyTransaction.idempotency_key).where(LoyaltyTransaction.kind == "reverse")))
+    assert keys == {f"reverse:order:{o1.id}", f"reverse:order:{b1.id}"}
+    for customer in (ann, bob):
+        assert loyalty.recompute_balance(session, customer.id)["consistent"]
+    assert session.scalar(select(func.count()).select_from(AuditLog).where(
+        AuditLog.action == "loyalty.reverse.batch")) == 2
+    # orders placed before `since` are not looked at
+    old = make_order(session, bob, dt.datetime(2025, 1, 1), "30", status="refunded")
+    session.add(LoyaltyTransaction(account_id=bob_account.id, customer_id=bob.id, kind="adjust", points=30,
+                                   balance_after=30, source_type="manual", reason="goodwill", created_at=NOW))
+    bob_now.points_balance = 30
+    session.add(LoyaltyTransaction(account_id=bob_account.id, customer_id=bob.id, kind="earn", points=30,
+                                   balance_after=60, source_type="order", source_id=str(old.id),
+                                   idempotency_key=f"earn:order:{old.id}", reason="old order", created_at=NOW))
+    bob_now.points_balance = 60
+    session.commit()
+    assert loyalty.reverse_for_orders(engine, dt.date(2026, 1, 1), now=later + dt.timedelta(hours=2))["entries"] == 0
+    assert loyalty.reverse_for_orders(engine, dt.date(2024, 1, 1), now=later + dt.timedelta(hours=3)) == {
+        "entries": 1, "points": 30}
+
+
 def test_tier_multiplier_and_tier_change_rows_online(session):
     customer, account = _member(session)
     loyalty.earn_for_order(session, SYSTEM, make_order(session, customer, NOW, "5000").id)
@@ -310,6 +359,17 @@ def test_cli_runs_the_batch_steps(engine, session, monkeypatch, capsys):
     assert "Posted 1 earn entries (250 points)" in capsys.readouterr().out
     assert main(["loyalty", "expire", "--as-of", dt.date.today().isoformat()]) == 0
     assert "Expired 0 points on 0 accounts" in capsys.readouterr().out
+    assert main(["loyalty", "check", str(customer.id)]) == 0
+    assert "balance 250, ledger sum 250" in capsys.readouterr().out
+    session.expire_all()
+    refunded = make_order(session, customer, yesterday, "100")
+    session.commit()
+    assert main(["loyalty", "earn", "--since", (yesterday.date() - dt.timedelta(days=1)).isoformat()]) == 0
+    session.get(type(refunded), refunded.id).status = "refunded"
+    session.commit()
+    capsys.readouterr()
+    assert main(["loyalty", "reverse"]) == 0
+    assert "Took back 100 points with 1 entries" in capsys.readouterr().out
     assert main(["loyalty", "check", str(customer.id)]) == 0
     assert "balance 250, ledger sum 250" in capsys.readouterr().out
 
