@@ -8,14 +8,19 @@ import datetime as dt
 from db.engine import database_url, make_engine, session_scope
 
 
+def _on_database(step, *args):
+    """Run a batch step against CRM_DATABASE_URL with an engine of its own."""
+    engine = make_engine(database_url())
+    try:
+        return step(engine, *args)
+    finally:
+        engine.dispose()
+
+
 def cmd_earn(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    engine = make_engine(database_url())
-    try:
-        result = loyalty.earn_for_orders(engine, args.since)
-    finally:
-        engine.dispose()
+    result = _on_database(loyalty.earn_for_orders, args.since)
     print(f"Posted {result['entries']:,} earn entries ({result['points']:,} points); "
           f"{result['tiers_raised']:,} members moved up a tier.")
     return 0
@@ -24,11 +29,7 @@ def cmd_earn(args: argparse.Namespace) -> int:
 def cmd_reverse(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    engine = make_engine(database_url())
-    try:
-        result = loyalty.reverse_for_orders(engine, args.since)
-    finally:
-        engine.dispose()
+    result = _on_database(loyalty.reverse_for_orders, args.since)
     print(f"Took back {result['points']:,} points with {result['entries']:,} entries for cancelled, returned or "
           "refunded orders.")
     return 0
@@ -37,11 +38,7 @@ def cmd_reverse(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    engine = make_engine(database_url())
-    try:
-        result = loyalty.expire_points(engine, args.as_of)
-    finally:
-        engine.dispose()
+    result = _on_database(loyalty.expire_points, args.as_of)
     print(f"Expired {result['points']:,} points on {result['accounts']:,} accounts as of {args.as_of.isoformat()}.")
     return 0
 
@@ -49,12 +46,11 @@ def cmd_expire(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    engine = make_engine(database_url())
-    try:
+    def recompute(engine, customer_id):
         with session_scope(engine) as session:
-            check = loyalty.recompute_balance(session, args.customer_id)
-    finally:
-        engine.dispose()
+            return loyalty.recompute_balance(session, customer_id)
+
+    check = _on_database(recompute, args.customer_id)
     verdict = "consistent" if check["consistent"] else "MISMATCH"
     print(f"Customer {args.customer_id}: balance {check['balance']:,}, ledger sum {check['ledger_sum']:,}, "
           f"last balance_after {check['last_balance_after']}: {verdict}")
