@@ -810,11 +810,12 @@ class AccountHealthScore(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     customer_id: Mapped[int] = customer_fk(index=False)
     as_of: Mapped[dt.date] = mapped_column(Date)
-    engagement: Mapped[float] = mapped_column(Float)
-    satisfaction: Mapped[float] = mapped_column(Float)
-    loyalty: Mapped[float] = mapped_column(Float)
-    payment: Mapped[float] = mapped_column(Float)
-    support: Mapped[float] = mapped_column(Float)
+    # A component is NULL ("no data") when none of its inputs exists for the customer or the shop.
+    engagement: Mapped[float | None] = mapped_column(Float)
+    satisfaction: Mapped[float | None] = mapped_column(Float)
+    loyalty: Mapped[float | None] = mapped_column(Float)
+    payment: Mapped[float | None] = mapped_column(Float)
+    support: Mapped[float | None] = mapped_column(Float)
     overall: Mapped[float] = mapped_column(Float)
     level: Mapped[str] = mapped_column(String(16))
     trend: Mapped[float | None] = mapped_column(Float)
@@ -1413,3 +1414,50 @@ class StaffNotification(Base):
     message: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     read_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# --------------------------------------------------------------------------- batch refresh runs (issue 11)
+
+REFRESH_RUN_STATUSES = ("running", "ok", "partial", "failed")
+REFRESH_STEP_STATUSES = ("running", "ok", "skipped", "failed")
+
+
+class RefreshRun(Base):
+    """One batch refresh as of a date: who started it, when, and how it ended."""
+
+    __tablename__ = "refresh_runs"
+    __table_args__ = (
+        enum_check("status", REFRESH_RUN_STATUSES),
+        Index("ix_refresh_runs_started", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    triggered_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class RefreshRunStep(Base):
+    """One step of a refresh run: its outcome, the reason when skipped or failed, rows written."""
+
+    __tablename__ = "refresh_run_steps"
+    __table_args__ = (
+        enum_check("status", REFRESH_STEP_STATUSES),
+        UniqueConstraint("run_id", "step", name="uq_refresh_run_steps_run_step"),
+        Index("ix_refresh_run_steps_step", "step", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("refresh_runs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    rows_written: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -26,12 +26,25 @@ FEATURES = (
 SKEWED = ("order_count", "total_revenue", "avg_order_value", "days_since_last_order", "sessions_90d")
 
 
-def preprocessing() -> ColumnTransformer:
+def preprocessing(features: tuple[str, ...] = FEATURES) -> ColumnTransformer:
     """log1p for the heavy-tailed counts and amounts, median imputation, then standard scaling."""
     skewed = make_pipeline(SimpleImputer(strategy="median"), FunctionTransformer(np.log1p), StandardScaler())
     plain = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-    others = [f for f in FEATURES if f not in SKEWED]
-    return ColumnTransformer([("skewed", skewed, list(SKEWED)), ("plain", plain, others)])
+    return ColumnTransformer([("skewed", skewed, [f for f in features if f in SKEWED]),
+                              ("plain", plain, [f for f in features if f not in SKEWED])])
+
+
+def unusable_features(X: pd.DataFrame, features) -> dict[str, str]:
+    """Features that cannot tell customers apart here, with the reason: missing for everyone, or
+    the same value for everyone (a source the shop does not have, such as web sessions)."""
+    reasons: dict[str, str] = {}
+    for feature in features:
+        values = X[feature]
+        if values.isna().all():
+            reasons[feature] = "missing for every customer"
+        elif values.nunique(dropna=True) <= 1:
+            reasons[feature] = f"the same value ({values.dropna().iloc[0]:g}) for every customer"
+    return reasons
 
 
 class BehaviourClusterer(ClusterMixin, BaseEstimator):
@@ -43,7 +56,11 @@ class BehaviourClusterer(ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y=None) -> BehaviourClusterer:
-        self.preprocess_ = preprocessing().fit(X)
+        self.features_not_used_ = unusable_features(X, FEATURES)
+        self.features_ = tuple(f for f in FEATURES if f not in self.features_not_used_)
+        if not self.features_:
+            raise ValueError("No feature varies between customers, so there is nothing to cluster on.")
+        self.preprocess_ = preprocessing(self.features_).fit(X)
         Z = self.preprocess_.transform(X)
         rng = np.random.default_rng(self.random_state)
         sample = Z[rng.choice(len(Z), size=min(self.sample_size, len(Z)), replace=False)]

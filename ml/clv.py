@@ -387,6 +387,54 @@ def write_scores(connection, as_of: dt.date) -> int:
     return int(updated)
 
 
+SEASON_DAYS = 365
+SEASON_FACTOR_LIMITS = (0.5, 2.0)
+
+
+def _purchase_days_after(connection, start: dt.date, days: int, customers: pd.Index) -> float:
+    """Days with a revenue order in the `days` after the end of `start`, by the given customers."""
+    day = calendar_day(Order.ordered_at)
+    per_day = (
+        select(Order.customer_id.label("customer_id"), day.label("day"))
+        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at >= end_of(start),
+               Order.ordered_at < end_of(start + dt.timedelta(days=days)))
+        .group_by(Order.customer_id, day)
+        .subquery("days")
+    )
+    rows = connection.execute(select(per_day.c.customer_id, func.count()).group_by(per_day.c.customer_id)).all()
+    counts = pd.Series(dict(rows), dtype=float)
+    return float(counts.reindex(customers, fill_value=0.0).sum())
+
+
+def seasonal_factor(connection, as_of: dt.date, horizon_days: int, *, time_unit_days: int = 7,
+                    sample_size: int = REFRESH_SAMPLE) -> tuple[float, str]:
+    """How far BG/NBD missed the same season a year earlier: actual / predicted purchases.
+
+    BG/NBD assumes a steady purchase rate, so its totals miss seasons (a Christmas peak, a quiet
+    summer) and trends by a similar share each year. The model is fitted as of `as_of` minus a
+    year and its predicted purchases over the same `horizon_days` compared with what those
+    customers then bought; the ratio (limited to 0.5-2) corrects this year's totals. Everything
+    read ends by `as_of`. Returns (1.0, reason) when there is no full earlier season to learn from.
+    """
+    if horizon_days > SEASON_DAYS:
+        return 1.0, f"no seasonal correction: the horizon is longer than a year ({horizon_days} days)"
+    prior = as_of - dt.timedelta(days=SEASON_DAYS)
+    summary = summarize(connection, prior, time_unit_days=time_unit_days)
+    try:
+        model = LifetimeValueModel(time_unit_days=time_unit_days, sample_size=sample_size,
+                                   fit_pareto=False).fit(summary)
+    except NotEnoughData:
+        return 1.0, f"no seasonal correction: too little history before {prior.isoformat()} to learn the season"
+    predicted = float(model.expected_purchases(summary, horizon_days / time_unit_days).sum())
+    actual = _purchase_days_after(connection, prior, horizon_days, summary.index)
+    if predicted <= 0:
+        return 1.0, "no seasonal correction: nothing was predicted a year earlier"
+    low, high = SEASON_FACTOR_LIMITS
+    factor = float(np.clip(actual / predicted, low, high))
+    return factor, (f"seasonal correction x{factor:.3f}: a year earlier BG/NBD predicted {predicted:,.0f} purchases "
+                    f"in the {horizon_days} days after {prior.isoformat()} and {actual:,.0f} happened")
+
+
 def _holdout_metrics(session, as_of: dt.date, holdout_days: int, model: LifetimeValueModel) -> dict[str, Any]:
     """Fit on the history up to `holdout_days` before `as_of`, compare with the repeat purchases after it."""
     calibration_end = as_of - dt.timedelta(days=holdout_days)

@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, case, func, or_, select
 
 from crm_core.analytics import end_of
+from crm_core.sql import calendar_day
 from db import bulk
 from db.models import (
     REVENUE_ORDER_STATUSES,
@@ -40,6 +41,7 @@ from .labels import sampled
 
 NUMERIC_FEATURES: tuple[str, ...] = (
     "order_count",
+    "purchase_days",
     "total_revenue",
     "avg_order_value",
     "days_since_last_order",
@@ -73,6 +75,7 @@ FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 # Human-readable names for drivers and model cards.
 LABELS: dict[str, str] = {
     "order_count": "orders to date",
+    "purchase_days": "days with an order to date",
     "total_revenue": "revenue to date",
     "avg_order_value": "average order value",
     "days_since_last_order": "days since the last order",
@@ -104,6 +107,23 @@ LABELS: dict[str, str] = {
 
 SESSION_LOOKBACK_DAYS = 180  # days_since_last_session is capped here
 
+# Where each feature comes from, to say why a feature was left out ("no web sessions before ...").
+FEATURE_SOURCES: dict[str, str] = {
+    **{f: "orders" for f in (
+        "order_count", "purchase_days", "total_revenue", "avg_order_value", "days_since_last_order",
+        "days_since_first_order", "mean_days_between_orders", "recency_ratio", "orders_90d", "orders_prev_90d",
+        "orders_365d", "revenue_90d", "order_trend", "returns_share")},
+    "days_since_signup": "customer sign-up dates",
+    "acquisition_channel": "acquisition channels",
+    **{f: "web sessions" for f in ("sessions_30d", "sessions_90d", "page_views_90d", "days_since_last_session")},
+    **{f: "e-mails sent" for f in ("emails_90d", "email_open_rate_90d", "email_click_rate_90d")},
+    **{f: "support tickets" for f in ("tickets_180d", "open_tickets")},
+    "complaints_365d": "complaints",
+    "nps_last_365d": "NPS answers",
+    "csat_avg_365d": "CSAT answers",
+    "loyalty_points": "loyalty points",
+}
+
 
 def _days_before(cutoff: dt.datetime, moments: pd.Series) -> pd.Series:
     moments = pd.to_datetime(moments)
@@ -126,6 +146,7 @@ def _orders(connection: Connection, cutoff: dt.datetime, sample_every: int) -> p
         select(
             Order.customer_id,
             revenue_count().label("order_count"),
+            func.count(func.distinct(case((is_revenue, calendar_day(Order.ordered_at))))).label("purchase_days"),
             func.sum(case((is_revenue, Order.total), else_=0)).label("total_revenue"),
             func.min(case((is_revenue, Order.ordered_at))).label("first_order_at"),
             func.max(case((is_revenue, Order.ordered_at))).label("last_order_at"),
@@ -266,6 +287,30 @@ def _loyalty(connection: Connection, cutoff: dt.datetime, sample_every: int) -> 
         .group_by(t.customer_id)
     )
     return _frame(connection, query)
+
+
+def _source_exists(connection: Connection, query) -> bool:
+    return connection.execute(query.limit(1)).first() is not None
+
+
+def empty_sources(connection: Connection, as_of: dt.date) -> set[str]:
+    """The optional sources (FEATURE_SOURCES values) with no row at all before the end of `as_of`.
+
+    One indexed probe per source; a shop that has only customers and orders gets every optional
+    source here, and the features built from them are then left out of training with this reason.
+    """
+    cutoff = end_of(as_of)
+    c, s = CustomerCommunication, SurveyResponse
+    probes = {
+        "web sessions": select(WebSession.id).where(WebSession.started_at < cutoff),
+        "e-mails sent": select(c.id).where(c.channel == "email", c.direction == "outbound", c.sent_at < cutoff),
+        "support tickets": select(SupportTicket.id).where(SupportTicket.created_at < cutoff),
+        "complaints": select(Complaint.id).where(Complaint.created_at < cutoff),
+        "NPS answers": select(s.id).where(s.survey_type == "nps", s.responded_at < cutoff),
+        "CSAT answers": select(s.id).where(s.survey_type == "csat", s.responded_at < cutoff),
+        "loyalty points": select(LoyaltyTransaction.id).where(LoyaltyTransaction.created_at < cutoff),
+    }
+    return {source for source, query in probes.items() if not _source_exists(connection, query)}
 
 
 # Values for customers a source has nothing on: zero activity, and NaN where "none" is not zero

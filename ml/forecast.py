@@ -294,6 +294,7 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
             progress(len(FORECAST_METRICS) + 1, len(FORECAST_METRICS) + 1, "Forecasts stored",
                      f"{len(fitted)} of {len(FORECAST_METRICS)} metrics fitted")
     result.update(country=country, horizon_days=horizon_days, model_version=model_row.version if model_row else None,
+                  rows=sum(len(points) for _, points, _, _ in fitted.values()),
                   seconds=round(time.perf_counter() - started, 2))
     return result
 

@@ -1,14 +1,19 @@
 """The batch refresh: models, analytics snapshot, clusters, segment memberships and lifecycle, as of a date.
 
-Each step commits on its own, so a long refresh shows progress and a failure in a late step keeps
-the earlier, self-consistent results. On PostgreSQL the three model steps run at the same time,
-and the snapshot stages its aggregates alongside them, writing its rows once they are done.
+Each step commits on its own, so a long refresh shows progress, and one failing step never blocks
+the others: its failure is recorded with the reason and the refresh goes on. When a model fails,
+the snapshot, RFM, clusters, segments and lifecycle still land (that model's columns stay empty);
+only steps that read a failed step's output (clusters, segments and lifecycle read the snapshot)
+are skipped, with that as the reason. Every run and step is recorded (ml.runs). On PostgreSQL the
+model steps run at the same time, and the snapshot stages its aggregates alongside them, writing
+its rows once they are done.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +33,9 @@ from db.models import CustomerAnalytics, CustomerSegment, utcnow
 
 from . import churn, clv, forecast, health, registry
 from .clusters import FEATURES, BehaviourClusterer, describe
+from .runs import DatabaseRunLog, NoRunLog, RunLog
+
+log = logging.getLogger(__name__)
 
 MIN_CUSTOMERS_TO_CLUSTER = 50
 CLUSTER_TRAINING_SAMPLE = 50_000
@@ -35,18 +43,60 @@ CLUSTER_TRAINING_SAMPLE = 50_000
 Progress = Callable[[int, int, str, str], None]
 
 
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step did: a one-line detail, the rows it wrote, and ok / skipped / failed."""
+
+    detail: str
+    rows: int | None = None
+    status: str = "ok"
+
+
+def skipped(reason: str) -> StepOutcome:
+    return StepOutcome(f"skipped: {reason}", None, "skipped")
+
+
+def _outcome(value: StepOutcome | str) -> StepOutcome:
+    if isinstance(value, StepOutcome):
+        return value
+    if value.startswith("skipped: "):
+        return StepOutcome(value, None, "skipped")
+    return StepOutcome(value)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    label: str
+    seconds: float
+    detail: str
+    status: str = "ok"
+    rows: int | None = None
+
+
 @dataclass
 class RefreshReport:
     as_of: dt.date
-    steps: list[tuple[str, float, str]] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
     seconds: float = 0.0  # wall clock: less than the sum of the steps when some ran together
+    run_id: int | None = None
+
+    @property
+    def failed(self) -> list[StepRecord]:
+        return [s for s in self.steps if s.status == "failed"]
+
+    @property
+    def status(self) -> str:
+        if not self.failed:
+            return "ok"
+        return "failed" if len(self.failed) == len(self.steps) else "partial"
 
 
 def rfm_rules(name: str) -> dict:
     return {"all": [{"field": "rfm_segment", "op": "eq", "value": name}]}
 
 
-def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime, before_write: Callable[[], None] | None = None) -> str:
+def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime,
+              before_write: Callable[[], None] | None = None) -> StepOutcome:
     timings: dict[str, float] = {}
     with session_scope(engine) as session:
         rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings,
@@ -54,21 +104,22 @@ def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime, before_write: Ca
     started = time.perf_counter()
     analytics.tidy_after_rewrite(engine)
     timings["vacuum and statistics"] = round(time.perf_counter() - started, 2)
-    return f"{rows:,} customers; " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())
+    detail = f"{rows:,} customers; " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())
+    return StepOutcome(detail, rows)
 
 
 def _segment_named(session: Session, name: str) -> CustomerSegment | None:
     return session.scalar(select(CustomerSegment).where(CustomerSegment.name == name))
 
 
-def _clusters(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+def _clusters(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     rows = session.execute(
         select(CustomerAnalytics.customer_id, *[getattr(CustomerAnalytics, f) for f in FEATURES])
         .where(CustomerAnalytics.order_count > 0)
         .order_by(CustomerAnalytics.customer_id)
     ).all()
     if len(rows) < MIN_CUSTOMERS_TO_CLUSTER:
-        return f"skipped: {len(rows)} customers with orders (need {MIN_CUSTOMERS_TO_CLUSTER})"
+        return skipped(f"{len(rows)} customers with orders (need {MIN_CUSTOMERS_TO_CLUSTER})")
     frame = pd.DataFrame(rows, columns=["customer_id", *FEATURES])
     X = frame[list(FEATURES)].astype(float)
     rng = np.random.default_rng(0)
@@ -104,14 +155,15 @@ def _clusters(session: Session, as_of: dt.date, now: dt.datetime) -> str:
     registry.register(
         session, "cluster", "kmeans", model,
         params={"k": model.n_clusters_, "k_range": list(model.k_range)},
-        features=list(FEATURES), training_end=as_of,
+        features=list(model.features_), training_end=as_of,
         metrics={"silhouette": model.silhouettes_[model.n_clusters_],
-                 "silhouette_by_k": {str(k): v for k, v in model.silhouettes_.items()}},
+                 "silhouette_by_k": {str(k): v for k, v in model.silhouettes_.items()},
+                 "features_not_used": model.features_not_used_},
     )
-    return f"{len(profiles)} clusters over {len(frame):,} customers"
+    return StepOutcome(f"{len(profiles)} clusters over {len(frame):,} customers", len(frame))
 
 
-def _segments(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+def _segments(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     for name in analytics.RFM_SEGMENTS:
         if _segment_named(session, name) is None:
             segments.create_segment(
@@ -121,72 +173,86 @@ def _segments(session: Session, as_of: dt.date, now: dt.datetime) -> str:
     result = segments.refresh_memberships(session, as_of, now=now)
     entered = sum(r["entered"] for r in result.values())
     left = sum(r["left"] for r in result.values())
-    return f"{len(result)} dynamic segments, {entered:,} entered, {left:,} left"
+    return StepOutcome(f"{len(result)} dynamic segments, {entered:,} entered, {left:,} left", entered + left)
 
 
-def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> str:
+def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     counts = lifecycle.evaluate(session, as_of, now=now)
-    return ", ".join(f"{stage} {n:,}" for stage, n in counts.items() if isinstance(n, int))
+    detail = ", ".join(f"{stage} {n:,}" for stage, n in counts.items() if isinstance(n, int))
+    changed = counts.get("changed")
+    return StepOutcome(detail, changed if isinstance(changed, int) else None)
 
 
-def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
-    return churn.refresh_churn(engine, as_of, update_snapshot=False)
+def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = churn.refresh_churn(engine, as_of, update_snapshot=False)
+    if result.get("status") == "skipped":
+        return skipped(result["reason"])
+    return StepOutcome(result["detail"], result.get("scored"))
 
 
-def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     """Points for recent orders (idempotent, so the overlap with the last run is harmless), points back
     from orders cancelled, returned or refunded, then expiry."""
     earned = loyalty.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
     reversed_ = loyalty.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
     expired = loyalty.expire_points(engine, as_of)
-    return (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
-            f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
-            f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")
+    detail = (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
+              f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
+              f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")
+    rows = earned.get("entries", 0) + reversed_.get("entries", 0) + expired.get("accounts", 0)
+    return StepOutcome(detail, rows)
 
 
-def _sla(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+def _sla(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     found = sla.run_sla_checks(engine, now)
-    return (f"{found.get('tickets_breached', 0):,} tickets newly breached, "
-            f"{found.get('escalated', 0):,} escalated")
+    return StepOutcome(f"{found.get('tickets_breached', 0):,} tickets newly breached, "
+                       f"{found.get('escalated', 0):,} escalated", found.get("tickets_breached", 0))
 
 
-def _skipped(result: dict) -> str | None:
-    return f"skipped: {result.get('reason', 'no reason given')}" if result.get("status") == "skipped" else None
-
-
-def _lifetime_value(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+def _lifetime_value(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = clv.refresh_lifetime_value(engine, as_of, update_snapshot=False)
-    return _skipped(result) or (
-        f"{result.get('customers_scored', 0):,} customers, "
-        f"12-month CLV €{(result.get('metrics') or {}).get('clv_12m_total', 0):,.0f}"
-    )
+    if result.get("status") == "skipped":
+        return skipped(result.get("reason", "no reason given"))
+    scored = result.get("customers_scored", 0)
+    return StepOutcome(f"{scored:,} customers, "
+                       f"12-month CLV €{(result.get('metrics') or {}).get('clv_12m_total', 0):,.0f}", scored)
 
 
-def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = health.score_health(engine, as_of, update_snapshot=False)
+    if result.get("status") == "skipped":
+        return skipped(result.get("reason", "no reason given"))
     levels = result.get("levels") or {}
-    return _skipped(result) or ", ".join(f"{level} {count:,}" for level, count in levels.items()) or str(result)
+    detail = ", ".join(f"{level} {count:,}" for level, count in levels.items()) or str(result)
+    no_data = result.get("components_without_data") or []
+    if no_data:
+        detail += f"; no data for {', '.join(no_data)}"
+    return StepOutcome(detail, result.get("customers"))
 
 
-def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = forecast.refresh_forecasts(engine, as_of)
     parts = []
+    fitted = 0
     for metric, detail in (result.get("metrics") or {}).items():
         if detail.get("status") == "fitted":
+            fitted += 1
             error = detail.get("mape")
             parts.append(f"{metric} MAPE {error:.1%}" if error is not None else f"{metric} fitted")
         else:
-            parts.append(f"{metric} skipped")
-    return ", ".join(parts) or "nothing to forecast"
+            parts.append(f"{metric} skipped ({detail.get('reason', 'no reason given')})")
+    if not fitted:
+        return skipped("; ".join(parts) or "nothing to forecast")
+    return StepOutcome(", ".join(parts), result.get("rows"))
 
 
-Step = Callable[[Engine, dt.date, dt.datetime], str]
+Step = Callable[[Engine, dt.date, dt.datetime], StepOutcome | str]
 
 
-def _in_session(step: Callable[[Session, dt.date, dt.datetime], str]) -> Step:
+def _in_session(step: Callable[[Session, dt.date, dt.datetime], StepOutcome | str]) -> Step:
     """A step that works in one session, committed when it returns."""
 
-    def run(engine: Engine, as_of: dt.date, now: dt.datetime) -> str:
+    def run(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome | str:
         with session_scope(engine) as session:
             return step(session, as_of, now)
 
@@ -213,6 +279,8 @@ STEPS: tuple[tuple[str, Step], ...] = (
 )
 # Steps a backfill over past dates skips: they describe the present only.
 PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
+# Steps that read another step's output: when that one failed they are skipped, not run on stale data.
+NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
@@ -221,6 +289,11 @@ CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts"})
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"
+
+
+def step_key(step: Step) -> str:
+    """The name a step is recorded under (`churn`, `snapshot`, ...)."""
+    return step.__name__.lstrip("_")
 
 
 def _batches(steps: list[tuple[str, Step]], concurrent: bool) -> list[list[tuple[str, Step]]]:
@@ -239,14 +312,29 @@ def _batches(steps: list[tuple[str, Step]], concurrent: bool) -> list[list[tuple
     return batches
 
 
-class ModelStepFailed(RuntimeError):
-    """Raised in the snapshot step when a model step it waited for failed: nothing is written."""
+def _failure_reason(exc: BaseException) -> str:
+    """One line for the run record and the pages: the domain message, or the error's type and text."""
+    from crm_core.errors import DomainError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, DomainError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _timed(step: Step, engine: Engine, as_of: dt.date, now: dt.datetime) -> tuple[float, str]:
+def _timed(step: Step, engine: Engine, as_of: dt.date, now: dt.datetime, run_log: RunLog) -> StepRecord:
+    """Run one step; a failure becomes a failed record (the trace goes to the log), never an exception."""
+    key = step_key(step)
+    run_log.step_started(key)
     started = time.perf_counter()
-    detail = step(engine, as_of, now)
-    return time.perf_counter() - started, detail
+    try:
+        outcome = _outcome(step(engine, as_of, now))
+    except Exception as exc:  # noqa: BLE001 - one failing step never blocks the others
+        log.exception("Refresh step %s failed (as of %s)", key, as_of)
+        outcome = StepOutcome(f"failed: {_failure_reason(exc)}", None, "failed")
+    seconds = time.perf_counter() - started
+    run_log.step_finished(key, outcome.status, seconds, outcome.detail, outcome.rows)
+    return StepRecord("", seconds, outcome.detail, outcome.status, outcome.rows)
 
 
 def run_refresh(
@@ -256,92 +344,109 @@ def run_refresh(
     now: dt.datetime | None = None,
     include_clusters: bool = True,
     concurrent: bool | None = None,
+    run_log: RunLog | None = None,
+    triggered_by: str = "system",
 ) -> RefreshReport:
-    """Run every step as of the end of `as_of` (default: today).
+    """Run every step as of the end of `as_of` (default: today) and record the run.
 
     `now` stamps memberships and stage changes (default: the current time); a backfill over past
     dates passes the end of each date so history reads as if the refresh had run then.
     `concurrent` (default: on PostgreSQL) runs the independent model steps at the same time; SQLite
     allows one writer, so there they run one after another. Progress is reported, and the report
-    lists the steps, in STEPS order; `report.seconds` is the wall-clock total.
+    lists the steps, in STEPS order; `report.seconds` is the wall-clock total. A failing step is
+    recorded as failed and the others still run; `report.failed` lists them. `run_log` (default:
+    the database) records the run; `triggered_by` names who asked for it.
     """
     as_of = as_of or dt.date.today()
     now = now or utcnow()
     if concurrent is None:
         concurrent = engine.dialect.name == "postgresql"
+    if run_log is None:
+        run_log = DatabaseRunLog(engine, triggered_by) if isinstance(engine, Engine) else NoRunLog()
     report = RefreshReport(as_of)
     started = time.perf_counter()
     steps = [s for s in STEPS if include_clusters or s[1].__name__ not in PRESENT_ONLY]
+    report.run_id = run_log.start(as_of, [(step_key(step), label) for label, step in steps])
     done = 0
+    statuses: dict[str, str] = {}
 
-    def finished(label: str, detail: str) -> None:
+    def finished(label: str, record: StepRecord) -> None:
         nonlocal done
         done += 1
         if progress:
-            progress(done, len(steps), label, detail)
+            progress(done, len(steps), label, record.detail)
 
-    for batch in _batches(steps, concurrent):
-        if len(batch) == 1:
-            label, step = batch[0]
-            results = {label: _timed(step, engine, as_of, now)}
-            finished(label, results[label][1])
-        else:
-            results = _run_together(batch, engine, as_of, now, finished)
-        report.steps.extend((label, *results[label]) for label, _ in batch)
-    report.seconds = time.perf_counter() - started
+    try:
+        for batch in _batches(steps, concurrent):
+            blocked = {label: NEEDS[step.__name__] for label, step in batch
+                       if statuses.get(NEEDS.get(step.__name__, "")) == "failed"}
+            results: dict[str, StepRecord] = {}
+            for label, needed in blocked.items():
+                outcome = skipped(f"the {needed.lstrip('_')} step failed")
+                step = dict(batch)[label]
+                run_log.step_finished(step_key(step), outcome.status, 0.0, outcome.detail, None)
+                results[label] = StepRecord(label, 0.0, outcome.detail, outcome.status)
+                finished(label, results[label])
+            runnable = [(label, step) for label, step in batch if label not in blocked]
+            if len(runnable) == 1:
+                label, step = runnable[0]
+                results[label] = _timed(step, engine, as_of, now, run_log)
+                finished(label, results[label])
+            elif runnable:
+                results.update(_run_together(runnable, engine, as_of, now, finished, run_log))
+            for label, step in batch:
+                record = results[label]
+                report.steps.append(StepRecord(label, record.seconds, record.detail, record.status, record.rows))
+                statuses[step.__name__] = record.status
+    finally:
+        report.seconds = time.perf_counter() - started
+        run_log.finish(report.status if len(report.steps) == len(steps) else "failed", report.seconds)
     return report
 
 
 def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date, now: dt.datetime,
-                  finished: Callable[[str, str], None]) -> dict[str, tuple[float, str]]:
+                  finished: Callable[[str, StepRecord], None], run_log: RunLog) -> dict[str, StepRecord]:
     """Run the steps in threads, reporting each as it finishes (from this thread).
 
-    A STAGES_ALONGSIDE step gets a `before_write` that waits until every model step is done (and
-    refuses to write when one failed). Every step finishes (each commits on its own) before the
-    first failure, in step order, is raised.
+    A STAGES_ALONGSIDE step gets a `before_write` that waits until every model step is done, so the
+    rows it writes carry their outputs (a failed model's columns stay empty).
     """
     models = [label for label, step in batch if step.__name__ in CONCURRENT]
     remaining = len(models)
-    failed: list[str] = []
     lock = threading.Lock()
     models_done = threading.Event()
     if not models:
         models_done.set()
 
-    def model_finished(label: str, future: Future) -> None:
+    def model_finished(future: Future) -> None:
         nonlocal remaining
         with lock:
-            if future.exception() is not None:
-                failed.append(label)
             remaining -= 1
             if remaining == 0:
                 models_done.set()
 
-    def wait_for_models() -> None:
-        models_done.wait()
-        if failed:
-            raise ModelStepFailed(f"The snapshot was not written: {', '.join(failed)} failed.")
-
-    results: dict[str, tuple[float, str]] = {}
+    results: dict[str, StepRecord] = {}
     # The steps are the parallelism: BLAS pools (process-wide) get one thread while they overlap.
     # OpenMP settings are per thread, so the churn step limits its own gradient boosting on small data.
     with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="refresh") as pool:
         futures: dict[Future, str] = {}
         for label, step in batch:
-            run = functools.partial(step, before_write=wait_for_models) if label not in models else step
-            future = pool.submit(_timed, run, engine, as_of, now)
+            run = step if label in models else _alongside(step, models_done.wait)
+            future = pool.submit(_timed, run, engine, as_of, now, run_log)
             if label in models:
-                future.add_done_callback(functools.partial(model_finished, label))
+                future.add_done_callback(model_finished)
             futures[future] = label
         for future in as_completed(futures):
-            if future.exception() is None:
-                label = futures[future]
-                results[label] = future.result()
-                finished(label, results[label][1])
-    for future, _label in futures.items():  # in step order: a model's failure before the snapshot's
-        if future.exception() is not None:
-            raise future.exception()
+            label = futures[future]
+            results[label] = future.result()
+            finished(label, results[label])
     return results
+
+
+def _alongside(step: Step, before_write: Callable[[], object]) -> Step:
+    run = functools.partial(step, before_write=before_write)
+    run.__name__ = step.__name__  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]
 
 
 def month_ends_before(day: dt.date, months: int) -> list[dt.date]:
@@ -354,11 +459,14 @@ def month_ends_before(day: dt.date, months: int) -> list[dt.date]:
     return ends[::-1]
 
 
-def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | None = None) -> list[dt.date]:
+def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | None = None,
+             triggered_by: str = "system") -> list[dt.date]:
     """Refresh as of each past month end (without re-clustering), so stage and segment history exist."""
     dates = month_ends_before(until, months)
     for index, as_of in enumerate(dates, start=1):
-        run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False)
+        report = run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False,
+                             triggered_by=f"{triggered_by} (backfill)"[:64])
         if progress:
-            progress(index, len(dates), f"Backfill as of {as_of.isoformat()}", "done")
+            state = "done" if not report.failed else f"{len(report.failed)} step(s) failed"
+            progress(index, len(dates), f"Backfill as of {as_of.isoformat()}", state)
     return dates

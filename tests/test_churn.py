@@ -157,12 +157,16 @@ def test_metrics_on_a_hand_example():
 
 
 def test_retraining_is_due_when_the_model_is_stale_or_saw_the_future():
-    row = MLModel(training_end=AS_OF - dt.timedelta(days=95), params={"horizon_days": 90})
+    row = MLModel(training_end=AS_OF - dt.timedelta(days=95), params={"horizon_days": 90, "label_days": 90})
     assert not churn.needs_training(row, AS_OF, 90)
     assert churn.needs_training(None, AS_OF, 90)
     assert churn.needs_training(row, AS_OF - dt.timedelta(days=30), 90)  # trained on data after that cut
     assert churn.needs_training(row, AS_OF + dt.timedelta(days=40), 90)  # a month stale
     assert churn.needs_training(row, AS_OF, 60)  # another horizon
+    # a model from a short history (or from before label windows were recorded) is refitted every time
+    short = MLModel(training_end=AS_OF - dt.timedelta(days=95), params={"horizon_days": 90, "label_days": 30})
+    assert churn.needs_training(short, AS_OF, 90)
+    assert churn.needs_training(MLModel(training_end=row.training_end, params={"horizon_days": 90}), AS_OF, 90)
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +179,8 @@ def simulated(tmp_path_factory):
     seed_database(engine, 4_000, seed=11, end=end)
     with session_scope(engine) as session:
         refresh_snapshot(session, end.date())
-    detail = churn.refresh_churn(engine, end.date())
-    yield engine, end.date(), detail
+    result = churn.refresh_churn(engine, end.date())
+    yield engine, end.date(), result["detail"]
     engine.dispose()
 
 
@@ -190,7 +194,10 @@ def test_the_model_beats_the_naive_recency_baseline(simulated):
     assert detail.startswith("trained v1")
     with session_scope(engine) as session:
         metrics = session.scalar(select(MLModel.metrics).where(MLModel.name == "churn", MLModel.is_active))
-    assert set(metrics["candidates"]) == {"logistic_regression", "gradient_boosting"}
+    assert set(metrics["candidates"]) == {"logistic_regression", "gradient_boosting", "bgnbd"}
+    assert metrics["validated"] and metrics["label_days"] == 90
+    # the simulated shop has every source: nothing is left out for lack of data
+    assert not any(reason.startswith("no ") for reason in metrics["features_not_used"].values())
     assert metrics["selected"] in metrics["candidates"]
     assert metrics["roc_auc"] > metrics["baseline_recency_auc"]
     assert metrics["lift_top_decile"] > 1.2

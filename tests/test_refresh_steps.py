@@ -6,8 +6,6 @@ import datetime as dt
 import threading
 import time
 
-import pytest
-
 from ml import refresh
 
 
@@ -54,33 +52,61 @@ def test_model_steps_overlap_and_the_report_keeps_step_order(monkeypatch):
     ))
     progress: list = []
     report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31), progress=lambda *a: progress.append(a))
-    assert [s[0] for s in report.steps] == ["SLA", "Churn", "CLV", "Health", "Snapshot"]
-    assert [s[2] for s in report.steps] == ["_sla done", "_churn done", "_lifetime_value done", "_health done",
-                                            "_snapshot done"]
+    assert [s.label for s in report.steps] == ["SLA", "Churn", "CLV", "Health", "Snapshot"]
+    assert [s.detail for s in report.steps] == ["_sla done", "_churn done", "_lifetime_value done", "_health done",
+                                                "_snapshot done"]
+    assert {s.status for s in report.steps} == {"ok"} and report.status == "ok"
     # the three model steps ran at the same time, in worker threads; the snapshot staged alongside
     # them and wrote only after all of them had finished
     threads = {entry[2] for entry in log if entry[0] == "start" and entry[1] != "_sla"}
     assert len(threads) == 4 and all(name.startswith("refresh") for name in threads)
-    assert report.seconds < sum(s[1] for s in report.steps)
+    assert report.seconds < sum(s.seconds for s in report.steps)
     assert log.index(("staged", "_snapshot")) < log.index(("end", "_churn")) < log.index(("writes", "_snapshot"))
     assert log.index(("end", "_health")) < log.index(("writes", "_snapshot"))
     # progress counts up in finishing order: the shortest model step first
     assert [(p[0], p[2]) for p in progress] == [(1, "SLA"), (2, "CLV"), (3, "Health"), (4, "Churn"), (5, "Snapshot")]
 
 
-def test_a_failing_model_step_lets_the_others_finish_then_stops_the_refresh(monkeypatch):
+def test_a_failing_model_step_never_blocks_the_others(monkeypatch):
+    """The snapshot still writes (the failed model's columns stay empty) and later steps still run."""
     log: list = []
     monkeypatch.setattr(refresh, "STEPS", (
         ("Churn", _step("_churn", log, 0.05, fail=True)),
         ("CLV", _step("_lifetime_value", log, 0.2)),
         ("Health", _step("_health", log, 0.1)),
         ("Snapshot", _step("_snapshot", log)),
+        ("Lifecycle", _step("_lifecycle", log)),
     ))
-    with pytest.raises(RuntimeError, match="_churn failed"):
-        refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
+    report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
     assert ("end", "_lifetime_value") in log and ("end", "_health") in log
-    # the snapshot staged, then refused to write
-    assert ("staged", "_snapshot") in log and ("writes", "_snapshot") not in log
+    assert ("writes", "_snapshot") in log and ("end", "_lifecycle") in log
+    statuses = {s.label: (s.status, s.detail) for s in report.steps}
+    assert statuses["Churn"] == ("failed", "failed: RuntimeError: _churn failed")
+    assert statuses["Snapshot"][0] == statuses["Lifecycle"][0] == "ok"
+    assert report.status == "partial" and [s.label for s in report.failed] == ["Churn"]
+
+
+def test_steps_that_read_a_failed_step_are_skipped_with_that_reason(monkeypatch):
+    log: list = []
+    monkeypatch.setattr(refresh, "STEPS", (
+        ("Snapshot", _step("_snapshot", log, fail=True)),
+        ("Segments", _step("_segments", log)),
+        ("Lifecycle", _step("_lifecycle", log)),
+    ))
+    report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
+    assert [(s.status, s.detail) for s in report.steps[1:]] == [
+        ("skipped", "skipped: the snapshot step failed")] * 2
+    assert ("start", "_segments") not in log
+
+
+def test_a_step_that_says_skipped_is_recorded_as_skipped(monkeypatch):
+    def nothing(engine, as_of, now):
+        return refresh.skipped("no orders yet")
+
+    nothing.__name__ = "_clusters"
+    monkeypatch.setattr(refresh, "STEPS", (("Clusters", nothing),))
+    report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
+    assert report.steps[0].status == "skipped" and report.status == "ok"
 
 
 def test_sqlite_runs_the_model_steps_one_after_another(monkeypatch):
