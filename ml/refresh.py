@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from crm_core import analytics, lifecycle, loyalty, segments, sla
+from crm_core.data_dates import check_as_of, check_backfill_months, data_date
 from crm_core.service import SYSTEM
 from db.engine import session_scope
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
@@ -257,15 +258,20 @@ def run_refresh(
     include_clusters: bool = True,
     concurrent: bool | None = None,
 ) -> RefreshReport:
-    """Run every step as of the end of `as_of` (default: today).
+    """Run every step as of the end of `as_of` (default: the data date: today, or the latest order's
+    date for historical data; see crm_core.data_dates). A date after tomorrow or before 1900 is refused.
 
-    `now` stamps memberships and stage changes (default: the current time); a backfill over past
-    dates passes the end of each date so history reads as if the refresh had run then.
+    `now` stamps memberships and stage changes (default: the current time, or with the default
+    as-of on historical data late on that date); a backfill over past dates passes the end of each
+    date so history reads as if the refresh had run then.
     `concurrent` (default: on PostgreSQL) runs the independent model steps at the same time; SQLite
     allows one writer, so there they run one after another. Progress is reported, and the report
     lists the steps, in STEPS order; `report.seconds` is the wall-clock total.
     """
-    as_of = as_of or dt.date.today()
+    if as_of is None:
+        data = data_date(engine)
+        as_of, now = data.day, now or data.run_time()
+    check_as_of(as_of)
     now = now or utcnow()
     if concurrent is None:
         concurrent = engine.dialect.name == "postgresql"
@@ -356,6 +362,7 @@ def month_ends_before(day: dt.date, months: int) -> list[dt.date]:
 
 def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | None = None) -> list[dt.date]:
     """Refresh as of each past month end (without re-clustering), so stage and segment history exist."""
+    check_backfill_months(months, check_as_of(until))
     dates = month_ends_before(until, months)
     for index, as_of in enumerate(dates, start=1):
         run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False)
