@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
 from db.engine import database_url, make_engine, session_scope
 
@@ -17,10 +16,20 @@ def _on_database(step, *args):
         engine.dispose()
 
 
+# Days before the as-of date the stand-alone earn and reverse look back by default.
+EARN_LOOKBACK_DAYS = 30
+REVERSE_LOOKBACK_DAYS = 365
+
+
 def cmd_earn(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    result = _on_database(loyalty.earn_for_orders, args.since)
+    from .main import dated
+
+    def earn(engine):
+        return loyalty.earn_for_orders(engine, dated(engine, args.since, "--since", EARN_LOOKBACK_DAYS))
+
+    result = _on_database(earn)
     print(f"Posted {result['entries']:,} earn entries ({result['points']:,} points); "
           f"{result['tiers_raised']:,} members moved up a tier.")
     return 0
@@ -29,7 +38,12 @@ def cmd_earn(args: argparse.Namespace) -> int:
 def cmd_reverse(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    result = _on_database(loyalty.reverse_for_orders, args.since)
+    from .main import dated
+
+    def reverse(engine):
+        return loyalty.reverse_for_orders(engine, dated(engine, args.since, "--since", REVERSE_LOOKBACK_DAYS))
+
+    result = _on_database(reverse)
     print(f"Took back {result['points']:,} points with {result['entries']:,} entries for cancelled, returned or "
           "refunded orders.")
     return 0
@@ -38,8 +52,14 @@ def cmd_reverse(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    result = _on_database(loyalty.expire_points, args.as_of)
-    print(f"Expired {result['points']:,} points on {result['accounts']:,} accounts as of {args.as_of.isoformat()}.")
+    from .main import dated
+
+    def expire(engine):
+        as_of = dated(engine, args.as_of, "--as-of")
+        return as_of, loyalty.expire_points(engine, as_of)
+
+    as_of, result = _on_database(expire)
+    print(f"Expired {result['points']:,} points on {result['accounts']:,} accounts as of {as_of.isoformat()}.")
     return 0
 
 
@@ -58,22 +78,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .main import _date
+    from .main import DATA_DATE_DEFAULT, _date
 
     group = sub.add_parser("loyalty", help="loyalty batch steps: earn points for orders, take back points of "
                                                "unpaid orders, expire old points, check a ledger")
     commands = group.add_subparsers(dest="loyalty_command", required=True)
     earn = commands.add_parser("earn", help="post points for earning orders without an entry yet (idempotent)")
-    earn.add_argument("--since", type=_date, default=dt.date.today() - dt.timedelta(days=30),
-                      help="orders placed on or after this date, YYYY-MM-DD (default: 30 days ago)")
+    earn.add_argument("--since", type=_date,
+                      help=f"orders placed on or after this date, YYYY-MM-DD (default: {EARN_LOOKBACK_DAYS} days "
+                           f"before {DATA_DATE_DEFAULT})")
     earn.set_defaults(func=cmd_earn)
     reverse = commands.add_parser("reverse", help="take back the points of orders cancelled, returned or refunded "
                                                   "(at most what the balance holds; idempotent)")
-    reverse.add_argument("--since", type=_date, default=dt.date.today() - dt.timedelta(days=365),
-                         help="orders placed on or after this date, YYYY-MM-DD (default: a year ago)")
+    reverse.add_argument("--since", type=_date,
+                         help=f"orders placed on or after this date, YYYY-MM-DD (default: {REVERSE_LOOKBACK_DAYS} days "
+                              f"before {DATA_DATE_DEFAULT})")
     reverse.set_defaults(func=cmd_reverse)
     expire = commands.add_parser("expire", help="expire points older than the configured age, first in first out")
-    expire.add_argument("--as-of", type=_date, default=dt.date.today(), help="expiry date, YYYY-MM-DD (default today)")
+    expire.add_argument("--as-of", type=_date, help=f"expiry date, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
     expire.set_defaults(func=cmd_expire)
     check = commands.add_parser("check", help="recompute a member's balance from the ledger")
     check.add_argument("customer_id", type=int)

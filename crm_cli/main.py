@@ -16,6 +16,7 @@ import json
 import sys
 import time
 
+from crm_core.data_dates import HISTORICAL_AFTER_DAYS
 from crm_core.errors import DomainError
 from crm_core.service import SYSTEM
 from db import migrate
@@ -83,6 +84,10 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+# How --help describes a default that follows the data (crm_core.data_dates).
+DATA_DATE_DEFAULT = f"today, or the latest order's date when that is more than {HISTORICAL_AFTER_DAYS} days ago"
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -90,12 +95,22 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from None
 
 
+def dated(engine, given: dt.date | None, name: str, days_before: int = 0) -> dt.date:
+    """A command's date: `given` when it is within the bounds, else `days_before` the data date."""
+    from crm_core.data_dates import check_as_of, data_date
+
+    if given is not None:
+        return check_as_of(given, name)
+    return data_date(engine).day - dt.timedelta(days=days_before)
+
+
 def cmd_refresh(args: argparse.Namespace) -> int:
+    from crm_core.data_dates import check_as_of, check_backfill_months, data_date
     from ml.refresh import run_refresh
 
-    if args.backfill_months < 0:
-        print("error: --backfill-months cannot be negative", file=sys.stderr)
-        return 2
+    if args.as_of is not None:
+        check_as_of(args.as_of, "--as-of")
+    check_backfill_months(args.backfill_months, args.as_of or dt.date.today())
     migrate.ensure_migrated(database_url())
     if args.if_empty:
         from crm_core.analytics import snapshot_is_empty
@@ -104,8 +119,12 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             if not snapshot_is_empty(session):
                 print("Analytics already computed; nothing to refresh.")
                 return 0
-    as_of = args.as_of or dt.date.today()
-    print(f"Refreshing as of {as_of.isoformat()}", flush=True)
+    engine = _engine()
+    data = data_date(engine)
+    as_of = args.as_of or data.day
+    check_backfill_months(args.backfill_months, as_of)
+    historical = f" (the data runs to {data.day.isoformat()}, the latest order)" if data.historical else ""
+    print(f"Refreshing as of {as_of.isoformat()}{historical}", flush=True)
     started = time.perf_counter()
 
     def progress(index: int, total: int, label: str, detail: str) -> None:
@@ -115,8 +134,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if args.backfill_months:
         from ml.refresh import backfill
 
-        backfill(_engine(), as_of, args.backfill_months, progress=None if args.quiet else progress)
-    run_refresh(_engine(), as_of, progress=None if args.quiet else progress)
+        backfill(engine, as_of, args.backfill_months, progress=None if args.quiet else progress)
+    run_refresh(engine, as_of, progress=None if args.quiet else progress, now=data.run_time(as_of))
     print(f"Refresh done in {time.perf_counter() - started:.1f}s.")
     return 0
 
@@ -152,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=cmd_seed)
 
     refresh = sub.add_parser("refresh", help="batch refresh: analytics, clusters, segments, lifecycle")
-    refresh.add_argument("--as-of", type=_date, help="date to compute as of (default today), YYYY-MM-DD")
+    refresh.add_argument("--as-of", type=_date, help=f"date to compute as of, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
     refresh.add_argument("--if-empty", action="store_true", help="only when no analytics snapshot exists yet")
     refresh.add_argument("--backfill-months", type=int, default=0, metavar="N",

@@ -11,13 +11,14 @@ from db.engine import database_url, make_engine
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from crm_core.data_dates import check_as_of
     from crm_core.errors import DomainError
     from ml.backtest import format_report, run_backtest
     from ml.churn import NotEnoughHistory
 
     engine = make_engine(database_url())
     try:
-        result = run_backtest(engine, args.as_of, args.horizon_days)
+        result = run_backtest(engine, check_as_of(args.as_of, "--as-of"), args.horizon_days)
     except (DomainError, NotEnoughHistory) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,10 +9,11 @@ from db.engine import database_url, make_engine
 
 def cmd_check(args: argparse.Namespace) -> int:
     from crm_core import sla
+    from crm_core.data_dates import data_date
 
     engine = make_engine(database_url())
     try:
-        result = sla.run_sla_checks(engine)
+        result = sla.run_sla_checks(engine, data_date(engine).run_time())
     finally:
         engine.dispose()
     print(f"{result['tickets_breached']:,} newly breached tickets (first response {result['first_response']:,}, "
@@ -24,5 +25,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     group = sub.add_parser("sla", help="service-desk SLA batch step")
     commands = group.add_subparsers(dest="sla_command", required=True)
-    check = commands.add_parser("check", help="record missed SLA targets and escalate newly breached tickets")
+    check = commands.add_parser("check", help="record missed SLA targets and escalate newly breached tickets (now, or "
+                                              "late on the latest order's date when the data is historical)")
     check.set_defaults(func=cmd_check)

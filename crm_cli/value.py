@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 
 from db.engine import database_url, make_engine
@@ -16,9 +15,11 @@ def _print_progress(index: int, total: int, label: str, detail: str) -> None:
 def cmd_clv(args: argparse.Namespace) -> int:
     from ml.clv import refresh_lifetime_value
 
+    from .main import dated
+
     engine = make_engine(database_url())
     try:
-        result = refresh_lifetime_value(engine, args.as_of or dt.date.today(), progress=_print_progress)
+        result = refresh_lifetime_value(engine, dated(engine, args.as_of, "--as-of"), progress=_print_progress)
     finally:
         engine.dispose()
     if result["status"] != "fitted":
@@ -34,9 +35,11 @@ def cmd_clv(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from ml.forecast import refresh_forecasts
 
+    from .main import dated
+
     engine = make_engine(database_url())
     try:
-        result = refresh_forecasts(engine, args.as_of or dt.date.today(), horizon_days=args.horizon_days,
+        result = refresh_forecasts(engine, dated(engine, args.as_of, "--as-of"), horizon_days=args.horizon_days,
                                    progress=_print_progress)
     finally:
         engine.dispose()
@@ -51,12 +54,12 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .main import _date
+    from .main import DATA_DATE_DEFAULT, _date
 
     clv = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma and score every customer's lifetime value")
-    clv.add_argument("--as-of", type=_date, help="date of the analytics snapshot to score (default today)")
+    clv.add_argument("--as-of", type=_date, help=f"date of the analytics snapshot to score (default {DATA_DATE_DEFAULT})")
     clv.set_defaults(func=cmd_clv)
     forecast = sub.add_parser("forecast", help="fit the Prophet forecasts of revenue, orders and new customers")
-    forecast.add_argument("--as-of", type=_date, help="last day of history (default today)")
+    forecast.add_argument("--as-of", type=_date, help=f"last day of history (default {DATA_DATE_DEFAULT})")
     forecast.add_argument("--horizon-days", type=int, default=90, help="days to forecast (default 90)")
     forecast.set_defaults(func=cmd_forecast)

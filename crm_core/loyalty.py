@@ -76,6 +76,7 @@ from db.models import (
 
 from . import audit
 from . import settings as app_settings
+from .data_dates import check_as_of
 from .errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from .paging import Page
 from .permissions import require
@@ -670,7 +671,9 @@ def _expiring_by_account(cutoffs: list[dt.datetime]):
 def expire_points(engine: Engine, as_of: dt.date, now: dt.datetime | None = None) -> dict[str, int]:
     """Expire, first in first out, points earned more than `expiry_days` before `as_of` (set-based).
 
-    One "expire" entry per account with an idempotency key per account and date; safe to re-run."""
+    One "expire" entry per account with an idempotency key per account and date; safe to re-run.
+    A date after tomorrow or before 1900 is refused: expiry cannot be undone."""
+    check_as_of(as_of, "The expiry date")
     now = now or utcnow()
 
     def work(session: Session) -> dict[str, int]:

@@ -30,6 +30,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from sqlalchemy import Engine, func, select
 
 from crm_core.analytics import end_of
+from crm_core.data_dates import check_as_of, latest_order_date
 from crm_core.errors import ValidationError
 from db.models import REVENUE_ORDER_STATUSES, Order
 
@@ -54,9 +55,10 @@ def _actuals(connection, as_of: dt.date, horizon_days: int) -> pd.DataFrame:
 
 
 def check_window(connection, as_of: dt.date, horizon_days: int) -> None:
+    check_as_of(as_of, "--as-of")
     if horizon_days < 1:
         raise ValidationError("--horizon-days must be at least 1.")
-    latest = connection.scalar(select(func.max(Order.ordered_at)))
+    latest = latest_order_date(connection)
     if latest is None:
         raise ValidationError("There are no orders to backtest on.")
     first = connection.scalar(select(func.min(Order.ordered_at)).where(Order.status.in_(REVENUE_ORDER_STATUSES)))
@@ -66,10 +68,12 @@ def check_window(connection, as_of: dt.date, horizon_days: int) -> None:
             f"A backtest needs at least {MIN_HISTORY_DAYS // 7} weeks of orders before --as-of; the first order "
             f"is on {first.date().isoformat() if first else '?'}, so pick --as-of {earliest} or later."
         )
-    if as_of + dt.timedelta(days=horizon_days) > latest.date():
+    if horizon_days > (latest - as_of).days:
+        ends = (f"on {(as_of + dt.timedelta(days=horizon_days)).isoformat()}" if horizon_days <= (dt.date.max - as_of).days
+                else f"{horizon_days:,} days after {as_of.isoformat()}")
         raise ValidationError(
-            f"The horizon ends on {(as_of + dt.timedelta(days=horizon_days)).isoformat()}, after the latest order "
-            f"({latest.date().isoformat()}): pick an earlier --as-of or a shorter --horizon-days so the outcome is known."
+            f"The horizon ends {ends}, after the latest order "
+            f"({latest.isoformat()}): pick an earlier --as-of or a shorter --horizon-days so the outcome is known."
         )
 
 

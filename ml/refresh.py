@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from crm_core import analytics, lifecycle, loyalty, segments, sla
+from crm_core.data_dates import check_as_of, check_backfill_months, data_date
 from crm_core.service import SYSTEM
 from db.engine import session_scope
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
@@ -347,17 +348,24 @@ def run_refresh(
     run_log: RunLog | None = None,
     triggered_by: str = "system",
 ) -> RefreshReport:
-    """Run every step as of the end of `as_of` (default: today) and record the run.
+    """Run every step as of the end of `as_of` and record the run.
 
-    `now` stamps memberships and stage changes (default: the current time); a backfill over past
-    dates passes the end of each date so history reads as if the refresh had run then.
+    `as_of` defaults to the data date: today, or the latest order's date for historical data (see
+    crm_core.data_dates). A date after tomorrow or before 1900 is refused.
+
+    `now` stamps memberships and stage changes (default: the current time, or with the default
+    as-of on historical data late on that date); a backfill over past dates passes the end of each
+    date so history reads as if the refresh had run then.
     `concurrent` (default: on PostgreSQL) runs the independent model steps at the same time; SQLite
     allows one writer, so there they run one after another. Progress is reported, and the report
     lists the steps, in STEPS order; `report.seconds` is the wall-clock total. A failing step is
     recorded as failed and the others still run; `report.failed` lists them. `run_log` (default:
     the database) records the run; `triggered_by` names who asked for it.
     """
-    as_of = as_of or dt.date.today()
+    if as_of is None:
+        data = data_date(engine)
+        as_of, now = data.day, now or data.run_time()
+    check_as_of(as_of)
     now = now or utcnow()
     if concurrent is None:
         concurrent = engine.dialect.name == "postgresql"
@@ -462,6 +470,7 @@ def month_ends_before(day: dt.date, months: int) -> list[dt.date]:
 def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | None = None,
              triggered_by: str = "system") -> list[dt.date]:
     """Refresh as of each past month end (without re-clustering), so stage and segment history exist."""
+    check_backfill_months(months, check_as_of(until))
     dates = month_ends_before(until, months)
     for index, as_of in enumerate(dates, start=1):
         report = run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False,

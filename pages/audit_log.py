@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from crm_core import audit
+from crm_core.data_dates import EARLIEST_DATE
 from ui import context
 
 context.require_page("audit.view")
@@ -17,7 +18,10 @@ c1, c2, c3, c4 = st.columns(4)
 who = c1.selectbox("Actor", ["All", *options["actor"]])
 entity = c2.selectbox("Entity", ["All", *options["entity_type"]])
 action = c3.selectbox("Action", ["All", *options["action"]])
-dates = c4.date_input("Dates", value=(dt.date.today() - dt.timedelta(days=30), dt.date.today()), format="YYYY-MM-DD")
+# Staff actions happen now, whatever date the shop's data runs to: the range ends today.
+today = dt.date.today()
+dates = c4.date_input("Dates", value=(today - dt.timedelta(days=30), today), min_value=EARLIEST_DATE, max_value=today,
+                      format="YYYY-MM-DD")
 date_from, date_to = (dates if isinstance(dates, tuple) and len(dates) == 2 else (None, None))
 filters = audit.AuditFilter(
     actor=None if who == "All" else who,

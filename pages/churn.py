@@ -9,10 +9,12 @@ from crm_core import permissions, segments
 from db.models import RISK_LEVELS
 from ml import churn_reports, registry
 from ui import context
+from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
 
 viewer = context.require_page("churn.view")
 st.title("Churn")
+show_data_date()
 refresh_panel(viewer, key="churn_refresh")
 
 as_of = context.read(churn_reports.latest_as_of)

@@ -9,12 +9,14 @@ import streamlit as st
 from crm_core import communications as comms
 from crm_core import permissions
 from crm_core.communications import FUNNEL_STAGES
+from crm_core.data_dates import EARLIEST_DATE
 from db.models import COMM_CHANNELS, DIRECTIONS
 from ui import context
+from ui.data_date import show_data_date
 
 viewer = context.require_page("communications.view")
-today = dt.date.today()
 st.title("Communications")
+as_of = show_data_date().day
 if flash := st.session_state.pop("communications_flash", None):
     st.success(flash)
 
@@ -34,7 +36,8 @@ def options(url: str) -> dict:
 url = str(context.engine().url)
 choices = options(url)
 f1, f2, f3 = st.columns([2, 1, 2])
-period = f1.date_input("Sent between", value=(today - dt.timedelta(days=365), today), max_value=today, key="comm_period")
+period = f1.date_input("Sent between", value=(as_of - dt.timedelta(days=365), as_of), min_value=EARLIEST_DATE,
+                       max_value=dt.date.today(), key="comm_period")
 channel = f2.selectbox("Channel", ["All", *COMM_CHANNELS], key="comm_channel")
 campaign = f3.selectbox("Campaign", ["All", *choices["campaign"]], key="comm_campaign")
 date_from, date_to = period if isinstance(period, tuple) and len(period) == 2 else (None, None)

@@ -9,22 +9,23 @@ import streamlit as st
 from crm_core import complaints, permissions
 from db.models import COMPENSATION_KINDS, COMPLAINT_SEVERITIES, COMPLAINT_STATUSES
 from ui import context
+from ui.data_date import show_data_date
 
 viewer = context.require_page("complaints.view")
 can_manage = permissions.allowed(viewer.role, "complaints.manage")
-today = dt.date.today()
 st.title("Complaints")
+as_of = show_data_date().day
 if flash := st.session_state.pop("complaints_flash", None):
     st.success(flash)
 
 
 @st.cache_data(ttl=60, max_entries=8, show_spinner=False)
-def dashboard(url: str, since: dt.date) -> dict:
+def dashboard(url: str, since: dt.date, as_of: dt.date) -> dict:
     with context.session() as s:
         return {
             "by_severity": complaints.open_by_severity(s, viewer),
             "resolve": complaints.time_to_resolve(s, viewer, since=since),
-            "money": complaints.compensation_by_month(s, viewer, months=12, as_of=today),
+            "money": complaints.compensation_by_month(s, viewer, months=12, as_of=as_of),
         }
 
 
@@ -52,7 +53,7 @@ with tabs[0]:
     if not figures["total"]:
         st.info("No complaints recorded yet.")
     else:
-        data = dashboard(str(context.engine().url), today - dt.timedelta(days=365))
+        data = dashboard(str(context.engine().url), as_of - dt.timedelta(days=365), as_of)
         left, right = st.columns(2)
         severity = pd.DataFrame(data["by_severity"]).melt(id_vars="severity", var_name="measure", value_name="complaints")
         left.plotly_chart(px.bar(severity, x="severity", y="complaints", color="measure", barmode="group",

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ml import value
 from ui import context
+from ui.data_date import show_data_date
 from ui.format import compact_euros
 
 viewer = context.require_page("value.view")
@@ -14,6 +15,7 @@ st.caption(
     "Lifetime value from the batch refresh: BG/NBD for expected purchases and the probability that a customer "
     "is still active, Gamma-Gamma for the spend per purchase; 12-month CLV discounted at 10% a year."
 )
+show_data_date()
 
 
 @st.cache_data(ttl=300, max_entries=16, show_spinner="Aggregating…")

@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from crm_core import bulk_actions, search
+from crm_core.data_dates import EARLIEST_DATE
 from crm_core.errors import DomainError
 from crm_core.search import CustomerQuery
 from db.models import COMM_CHANNELS, LIFECYCLE_STAGES
@@ -75,11 +76,13 @@ with st.form("customer_search"):
         c2.multiselect("Country", options["countries"], key=FIELDS["countries"])
         c3.multiselect("Status", options["statuses"], key=FIELDS["statuses"],
                        help="Empty: every status except merged and erased.")
-        c1.date_input("Signed up from", key=FIELDS["signup_from"], value=None)
-        c2.date_input("Signed up to", key=FIELDS["signup_to"], value=None)
+        # From 1900 (a historical import's dates are far back) to today.
+        dates = {"value": None, "min_value": EARLIEST_DATE, "max_value": dt.date.today()}
+        c1.date_input("Signed up from", key=FIELDS["signup_from"], **dates)
+        c2.date_input("Signed up to", key=FIELDS["signup_to"], **dates)
         c3.write("")
-        c1.date_input("Last order from", key=FIELDS["last_order_from"], value=None)
-        c2.date_input("Last order to", key=FIELDS["last_order_to"], value=None)
+        c1.date_input("Last order from", key=FIELDS["last_order_from"], **dates)
+        c2.date_input("Last order to", key=FIELDS["last_order_to"], **dates)
         c3.write("")
         c1.number_input("Revenue at least (€)", key=FIELDS["revenue_min"], value=None, min_value=0.0, step=50.0)
         c2.number_input("Revenue at most (€)", key=FIELDS["revenue_max"], value=None, min_value=0.0, step=50.0)

@@ -7,11 +7,13 @@ import streamlit as st
 from crm_core import permissions
 from ml import forecast
 from ui import context
+from ui.data_date import show_data_date
 
 viewer = context.require_page("forecast.view")
 st.title("Forecast")
 st.caption("Prophet forecasts fitted in the batch refresh: yearly and weekly seasonality, the shop country's "
            "public holidays, 80% intervals. The backtest error (MAPE) comes from three 30-day rolling-origin folds.")
+show_data_date()
 
 
 @st.cache_data(ttl=300, max_entries=32, show_spinner=False)

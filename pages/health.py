@@ -7,13 +7,14 @@ import plotly.express as px
 import streamlit as st
 
 from crm_core import permissions
+from crm_core.data_dates import EARLIEST_DATE
 from crm_core.errors import DomainError
 from db.models import HEALTH_LEVELS
 from ml import health
 from ui import context
+from ui.data_date import show_data_date
 
 viewer = context.require_page("health.view")
-today = dt.date.today()
 LEVEL_COLOURS = {"excellent": "#1a7f37", "good": "#7ac143", "fair": "#f2c744", "poor": "#f08a24",
                  "critical": "#d1242f"}
 st.title("Health")
@@ -21,13 +22,15 @@ st.caption(
     "Levels: excellent ≥ 80, good ≥ 65, fair ≥ 50, poor ≥ 35, critical below. Trend = change against the "
     "score stored about 30 days earlier. Components and their inputs are described in the README."
 )
+as_of = show_data_date().day
 if flash := st.session_state.pop("health_flash", None):
     st.success(flash)
 
 if permissions.allowed(viewer.role, "refresh.run"):
     with st.expander("Score health now"):
         st.caption("Scores every customer as of the date (the batch refresh does this too).")
-        score_date = st.date_input("As of", value=today, max_value=today, key="health_score_as_of")
+        score_date = st.date_input("As of", value=as_of, min_value=EARLIEST_DATE, max_value=dt.date.today(),
+                                   key="health_score_as_of")
         if st.button("Score health", icon=":material/monitor_heart:"):
             bar = st.progress(0.0, text="Starting…")
 

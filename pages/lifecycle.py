@@ -8,13 +8,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from crm_core import lifecycle, permissions
+from crm_core.data_dates import EARLIEST_DATE
 from db.models import LIFECYCLE_STAGES
 from ui import context
+from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
 
 viewer = context.require_page("lifecycle.view")
-today = dt.date.today()
 st.title("Lifecycle")
+as_of = show_data_date().day
 
 
 
@@ -54,7 +56,7 @@ with tab_now:
     frame = pd.DataFrame(distribution)
     left.plotly_chart(px.bar(frame, x="stage", y="customers", title="Customers by stage",
                              labels={"stage": "", "customers": "Customers"}), width="stretch")
-    durations = context.read(lifecycle.time_in_stage, today) or []
+    durations = context.read(lifecycle.time_in_stage, as_of) or []
     if durations:
         right.plotly_chart(px.bar(pd.DataFrame(durations), x="stage", y="median_days", hover_data=["avg_days", "customers"],
                                   title="Median days in the current stage", labels={"stage": "", "median_days": "Days"}),
@@ -63,7 +65,8 @@ with tab_now:
     drill_down(stage=stage)
 
 with tab_flows:
-    period = st.date_input("Period", value=(today - dt.timedelta(days=90), today), max_value=today, key="flow_period")
+    period = st.date_input("Period", value=(as_of - dt.timedelta(days=90), as_of), min_value=EARLIEST_DATE,
+                           max_value=dt.date.today(), key="flow_period")
     if isinstance(period, tuple) and len(period) == 2:
         moves = context.read(lifecycle.flows, *period) or []
         if not moves:
@@ -84,7 +87,7 @@ with tab_flows:
 
 with tab_cohorts:
     months = st.slider("Cohorts (signup months)", 3, 24, 12)
-    cohorts = context.read(lifecycle.cohort_retention, today, months=months) or []
+    cohorts = context.read(lifecycle.cohort_retention, as_of, months=months) or []
     if not cohorts:
         st.info("No cohorts in this window.")
     else:

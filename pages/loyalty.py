@@ -10,12 +10,13 @@ import streamlit as st
 from crm_core import loyalty, permissions
 from db.models import LOYALTY_TIERS
 from ui import context
+from ui.data_date import show_data_date
 
 viewer = context.require_page("loyalty.view")
 can_adjust = permissions.allowed(viewer.role, "loyalty.adjust")
 can_approve = permissions.allowed(viewer.role, "loyalty.approve")
-today = dt.date.today()
 st.title("Loyalty")
+as_of = show_data_date().day
 if flash := st.session_state.pop("loyalty_flash", None):
     st.success(flash)
 
@@ -37,7 +38,7 @@ def saved(message: str) -> None:
     st.rerun()
 
 
-data = programme(str(context.engine().url), today)
+data = programme(str(context.engine().url), as_of)
 liability = data["liability"]
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Members", f"{liability['members']:,}", border=True)
@@ -70,7 +71,7 @@ with tabs[0]:
 with tabs[1]:
     default_member = context.read(loyalty.first_member) or 1
     customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_member, key="loyalty_customer_id"))
-    summary = context.read(loyalty.account_summary, customer_id, as_of=today)
+    summary = context.read(loyalty.account_summary, customer_id, as_of=as_of)
     if summary is not None and not summary["member"]:
         st.info(f"{summary['name'] or 'This customer'} (customer {customer_id}) is not a loyalty member.")
         if can_adjust and st.button("Enrol in the programme", key="loyalty_enroll") and \

@@ -7,8 +7,10 @@ import plotly.express as px
 import streamlit as st
 
 from crm_core import overview
+from crm_core.data_dates import EARLIEST_DATE
 from crm_core.errors import DomainError
 from ui import context
+from ui.data_date import show_data_date
 
 user = context.require_page("overview.view")
 
@@ -28,10 +30,11 @@ def pct(value) -> str | None:
 
 
 st.title("Executive overview")
-today = dt.date.today()
-default_start = (today.replace(day=1) - dt.timedelta(days=365)).replace(day=1)
+end_default = show_data_date().day
+default_start = (end_default.replace(day=1) - dt.timedelta(days=365)).replace(day=1)
 picked = st.date_input(
-    "Date range", value=(default_start, today), max_value=today, format="YYYY-MM-DD",
+    "Date range", value=(default_start, end_default), min_value=EARLIEST_DATE, max_value=dt.date.today(),
+    format="YYYY-MM-DD",
     help="Charts, average order value, SLA breaches and NPS use this range; "
     "month-to-date and trailing-12-month revenue are as of its end date.",
 )

@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from crm_core import privacy
+from crm_core.data_dates import EARLIEST_DATE
 from db.models import CONSENT_PURPOSES, CONTACT_FREQUENCIES, DSR_STATUSES, DSR_TYPES
 from ui import context
 
@@ -55,7 +56,8 @@ with tab_new:
     with st.form("new_request", clear_on_submit=True):
         customer_id = st.number_input("Customer id", min_value=1, step=1, key="new_customer")
         request_type = st.selectbox("Type", DSR_TYPES, key="new_type")
-        received = st.date_input("Received on", value=dt.date.today(), max_value=dt.date.today(), key="new_received")
+        received = st.date_input("Received on", value=dt.date.today(), min_value=EARLIEST_DATE,
+                                 max_value=dt.date.today(), key="new_received")
         notes = st.text_area("Notes (how the request arrived, identity check)", key="new_notes")
         if st.form_submit_button("Log the request"):
             created = context.act(privacy.create_request, int(customer_id), request_type, notes=notes or None,

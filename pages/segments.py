@@ -1,6 +1,5 @@
 """Segments: sizes and revenue share, a rule builder with preview, segment detail, comparison."""
 
-import datetime as dt
 import json
 
 import pandas as pd
@@ -13,11 +12,12 @@ from crm_core.export import csv_chunks
 from crm_core.rule_input import customer_ids, rules_from_rows
 from db.models import SEGMENT_TYPES
 from ui import context
+from ui.data_date import show_data_date
 
 viewer = context.require_page("segments.view")
 can_manage = permissions.allowed(viewer.role, "segments.manage")
-today = dt.date.today()
 st.title("Segments")
+as_of = show_data_date().day
 if flash := st.session_state.pop("segments_flash", None):
     st.success(flash)
 
@@ -201,7 +201,7 @@ with tab_build:
         if rules_error:
             st.error(rules_error)
         elif st.button("Preview", icon=":material/visibility:"):
-            preview = context.read(segments.preview, rules, today, sample=20)
+            preview = context.read(segments.preview, rules, as_of, sample=20)
             if preview is not None:
                 st.metric("Matching customers", f"{preview['count']:,}")
                 if preview["sample"]:
@@ -223,7 +223,7 @@ with tab_build:
                             actor = users.load_actor(s, viewer)
                             created = segments.create_segment(s, actor, name_input, type_input, "dynamic", rules=rules,
                                                               priority=int(priority_input), description=description_input)
-                            refreshed = segments.refresh_memberships(s, today, segment_ids=[created.id])
+                            refreshed = segments.refresh_memberships(s, as_of, segment_ids=[created.id])
                         count = refreshed[created.name]["members"]
                     except DomainError as exc:
                         st.error(str(exc))

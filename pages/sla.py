@@ -8,8 +8,9 @@ import plotly.express as px
 import streamlit as st
 
 from crm_core import business_calendar, permissions, sla, surveys
-from db.models import LOYALTY_TIERS, TICKET_CATEGORIES, TICKET_PRIORITIES, utcnow
+from db.models import LOYALTY_TIERS, TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
+from ui.data_date import show_data_date
 
 viewer = context.require_page("sla.view")
 can_manage = permissions.allowed(viewer.role, "sla.manage")
@@ -19,7 +20,7 @@ st.title("SLA")
 if flash := st.session_state.pop("sla_flash", None):
     st.success(flash)
 
-now = utcnow()
+now = show_data_date().run_time()  # the current time, or late on the data date for historical data
 weeks = st.segmented_control("Period", [4, 12, 26, 52], default=12, format_func=lambda w: f"{w} weeks",
                              key="sla_weeks") or 12
 start = now - dt.timedelta(weeks=weeks)
@@ -29,7 +30,7 @@ if can_manage:
         st.caption("Records missed targets, flags the tickets and escalates each newly breached ticket once "
                    "(priority one level up, owner notified). The batch refresh runs the same check.")
         if st.button("Check SLAs now", icon=":material/alarm:"):
-            result = context.act(sla.check_now)
+            result = context.act(sla.check_now, now=now)
             if result is not None:
                 st.success(f"{result['tickets_breached']:,} newly breached tickets, {result['escalated']:,} escalated.")
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -121,6 +122,16 @@ def fast_password_hashing(monkeypatch):
     from crm_core import users
 
     monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+
+
+@pytest.fixture(autouse=True)
+def fresh_streamlit_cache():
+    """Page tests of one worker share a process, and many use the same database URL: a result
+    cached by st.cache_data in one test (the data date, a dashboard) must not show in the next."""
+    if "streamlit" in sys.modules:
+        import streamlit as st
+
+        st.cache_data.clear()
 
 
 @pytest.fixture(scope="session")

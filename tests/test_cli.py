@@ -88,3 +88,112 @@ def test_refresh_rejects_a_malformed_date(db_url, capsys):
     with pytest.raises(SystemExit):
         main(["refresh", "--as-of", "15/01/2026"])
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- dates: bounds and the data date
+
+OUT_OF_BOUNDS = [
+    ["refresh", "--as-of", "9999-12-31"],
+    ["refresh", "--as-of", "0001-01-01"],
+    ["refresh", "--as-of", "2099-01-01", "--backfill-months", "3"],
+    ["refresh", "--backfill-months", "100000"],
+    ["refresh", "--as-of", "1900-03-31", "--backfill-months", "3"],
+    ["loyalty", "expire", "--as-of", "2030-01-01"],
+    ["loyalty", "earn", "--since", "1899-12-31"],
+    ["loyalty", "reverse", "--since", "9999-12-31"],
+    ["backtest", "--as-of", "9999-12-31"],
+    ["clv", "--as-of", "0001-01-01"],
+    ["forecast", "--as-of", "2030-01-01"],
+]
+
+
+@pytest.mark.parametrize("argv", OUT_OF_BOUNDS, ids=" ".join)
+def test_dates_out_of_bounds_are_refused_with_one_line(db_url, argv, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --"), captured.err
+    assert "Traceback" not in captured.err and not captured.out
+    assert any(words in lines[0] for words in ("in the future", "before 1900-01-01", "pick at most"))
+
+
+def test_a_future_as_of_never_prints_a_traceback_as_a_process(db_url):
+    env = {**os.environ, "CRM_DATABASE_URL": db_url}
+    for day in ("9999-12-31", "0001-01-01"):
+        done = subprocess.run([sys.executable, "-m", "crm_cli.main", "refresh", "--as-of", day],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"error: --as-of {day} is ")
+
+
+def test_the_edges_of_the_bounds_are_accepted(db_url, capsys):
+    import datetime as dt
+
+    assert main(["db", "upgrade"]) == 0
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    assert main(["loyalty", "expire", "--as-of", tomorrow]) == 0
+    assert main(["loyalty", "earn", "--since", "1900-01-01"]) == 0
+    assert main(["loyalty", "expire", "--as-of", (dt.date.today() + dt.timedelta(days=2)).isoformat()]) == 2
+
+
+def _historical_shop(engine) -> None:
+    """Orders of a log that ends on 30 June 1998, and a loyalty member with points."""
+    import datetime as dt
+
+    from crm_core import loyalty
+    from crm_core.service import SYSTEM
+    from tests.factories import make_customer, make_order
+
+    with session_scope(engine) as s:
+        customer = make_customer(s, dt.datetime(1996, 11, 2))
+        for day in (dt.date(1997, 1, 3), dt.date(1998, 2, 14), dt.date(1998, 6, 30)):
+            make_order(s, customer, dt.datetime.combine(day, dt.time(15)), "35")
+        loyalty.enroll(s, SYSTEM, customer.id)
+
+
+def test_commands_default_to_the_latest_order_of_a_historical_import(engine, monkeypatch, capsys):
+    import datetime as dt
+
+    from ml import refresh
+
+    _historical_shop(engine)
+    monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    ran: list = []
+
+    def record(engine, as_of, now):
+        ran.append((as_of, now))
+        return "recorded"
+
+    monkeypatch.setattr(refresh, "STEPS", (("Record", record),))
+    assert main(["refresh", "--backfill-months", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Refreshing as of 1998-06-30 (the data runs to 1998-06-30, the latest order)" in out
+    assert "Backfill as of 1998-04-30" in out and "Backfill as of 1998-05-31" in out
+    # each refresh stamps its history late on its own date, so stages and memberships line up with the data
+    assert ran == [(dt.date(1998, 4, 30), dt.datetime(1998, 4, 30, 23)), (dt.date(1998, 5, 31), dt.datetime(1998, 5, 31, 23)),
+                   (dt.date(1998, 6, 30), dt.datetime(1998, 6, 30, 23))]
+    # a backfill that would reach before 1900 from the data date is refused before anything runs
+    assert main(["refresh", "--backfill-months", str((1998 - 1900) * 12 + 6)]) == 2
+    assert "reaches back before 1900-01-01 from 1998-06-30: pick at most 1,181" in capsys.readouterr().err
+    assert len(ran) == 3
+    assert main(["loyalty", "expire"]) == 0
+    assert "as of 1998-06-30." in capsys.readouterr().out
+    assert main(["sla", "check"]) == 0
+    assert main(["backtest", "--as-of", "1998-03-31", "--horizon-days", "120"]) == 2
+    assert "after the latest order (1998-06-30)" in capsys.readouterr().err
+
+
+def test_commands_default_to_today_on_live_data(engine, monkeypatch, capsys):
+    import datetime as dt
+
+    from ml import refresh
+    from tests.factories import make_customer, make_order
+
+    with session_scope(engine) as s:
+        make_order(s, make_customer(s, dt.datetime(2024, 1, 1)), dt.datetime.now() - dt.timedelta(days=2), "20")
+    monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setattr(refresh, "STEPS", (("Record", lambda engine, as_of, now: "recorded"),))
+    assert main(["refresh"]) == 0
+    assert f"Refreshing as of {dt.date.today().isoformat()}\n" in capsys.readouterr().out
+    assert main(["loyalty", "expire"]) == 0
+    assert f"as of {dt.date.today().isoformat()}." in capsys.readouterr().out

@@ -7,24 +7,27 @@ import datetime as dt
 import streamlit as st
 
 from crm_core import permissions
+from crm_core.data_dates import EARLIEST_DATE
 from crm_core.errors import DomainError
 from ml.refresh import run_refresh
 
 from . import context
+from .data_date import data_date
 
 
 def refresh_panel(viewer, key: str) -> None:
-    """An expander for admins: pick a date, run every refresh step, watch the progress."""
+    """An expander for admins: pick a date (default: the data date), run every refresh step, watch the progress."""
     if not permissions.allowed(viewer.role, "refresh.run"):
         return
-    today = dt.date.today()
+    data = data_date()
     with st.expander("Batch refresh"):
         st.caption(
             "Recomputes the analytics snapshot and RFM, retrains the churn model when due and scores everyone, "
             "fits lifetime value, scores account health, rebuilds cluster and segment memberships, lifecycle "
             "stages and the forecasts."
         )
-        refresh_date = st.date_input("As of", value=today, max_value=today, key=f"{key}_as_of")
+        refresh_date = st.date_input("As of", value=data.day, min_value=EARLIEST_DATE, max_value=dt.date.today(),
+                                     key=f"{key}_as_of")
         if st.button("Run the refresh", icon=":material/refresh:", key=f"{key}_run"):
             bar = st.progress(0.0, text="Starting…")
 
@@ -32,7 +35,8 @@ def refresh_panel(viewer, key: str) -> None:
                 bar.progress(index / total, text=f"{label}: {detail}")
 
             try:
-                report = run_refresh(context.engine(), refresh_date, progress=progress)
+                report = run_refresh(context.engine(), refresh_date, progress=progress,
+                                     now=data.run_time(refresh_date))
             except DomainError as exc:
                 st.error(str(exc))
             else:
