@@ -135,7 +135,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         from ml.refresh import backfill
 
         backfill(engine, as_of, args.backfill_months, progress=None if args.quiet else progress)
-    run_refresh(engine, as_of, progress=None if args.quiet else progress, now=data.run_time(as_of))
+    report = run_refresh(engine, as_of, progress=None if args.quiet else progress, now=data.run_time(as_of),
+                         triggered_by="crm refresh")
+    if report.failed:
+        print(f"Refresh done in {time.perf_counter() - started:.1f}s; the other steps landed.")
+        failed = "; ".join(f"{step.label} {step.detail}" for step in report.failed)
+        print(f"error: {len(report.failed)} refresh step(s) failed (run {report.run_id}): {failed}", file=sys.stderr)
+        return 2
     print(f"Refresh done in {time.perf_counter() - started:.1f}s.")
     return 0
 

@@ -51,7 +51,7 @@ from . import registry
 COUNTRY_KEY = "shop_country"
 DEFAULT_COUNTRY = SHOP_COUNTRY  # the demo shop's home country
 MIN_HISTORY_DAYS = 60
-MIN_YEARLY_DAYS = 365
+MIN_YEARLY_DAYS = 730  # Prophet: yearly seasonality on less than two years is under-identified
 BACKTEST_FOLDS = 3
 BACKTEST_DAYS = 30
 INTERVAL_WIDTH = 0.8

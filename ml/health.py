@@ -8,10 +8,13 @@ signed up by then) and are turned into scores with vectorised numpy; nothing loo
 Components (each 0-100)
 -----------------------
 A component is the weighted mean of the sub-scores that have inputs, minus penalties, clipped to
-0-100. A customer with no input at all for a component gets the neutral value 50 (`NEUTRAL`).
+0-100. A component with no input for a customer is "no data" (NULL), never a neutral score that
+looks real; a source the shop does not have at all (no web sessions, no helpdesk, no surveys, no
+loyalty programme) gives no input to anyone (`available_sources`). The overall score is the
+weighted mean of the components that have data, and a customer with none is not scored.
 
-engagement   sessions: 100 x min(web sessions in the last 90 days, 12) / 12 (weight 0.4; always
-             has an input: no session counts as 0);
+engagement   sessions: 100 x min(web sessions in the last 90 days, 12) / 12 (weight 0.4; when the
+             shop records web sessions, no session counts as 0);
              email: 100 x min(1, open rate + 0.5 x click rate) over outbound emails sent in the
              last 180 days, opens and clicks counted when they happened by the cutoff (weight 0.3;
              only with at least one email);
@@ -20,9 +23,10 @@ engagement   sessions: 100 x min(web sessions in the last 90 days, 12) / 12 (wei
 satisfaction NPS: 10 x the latest NPS answer in the last 365 days (weight 0.6);
              CSAT: 25 x (mean CSAT - 1) over CSAT survey answers in the last 365 days and the
              ratings of tickets resolved in the last 365 days (weight 0.4);
-             no NPS and no CSAT: 50. Penalties: 15 per complaint filed in the last 365 days (25
-             for high or critical severity), at most 60 in all, and 15 more while a complaint is
-             open at the cutoff (filed before it, not resolved by it).
+             no NPS and no CSAT: 50 when there are complaints to penalise, else no data.
+             Penalties: 15 per complaint filed in the last 365 days (25 for high or critical
+             severity), at most 60 in all, and 15 more while a complaint is open at the cutoff
+             (filed before it, not resolved by it).
 loyalty      frequency: 100 x min(revenue orders in the last 365 days, 6) / 6 (weight 0.4, buyers);
              tenure: 100 x min(days since the first revenue order, 730) / 730 (weight 0.2, buyers);
              tier: bronze 20, silver 40, gold 60, platinum 80, diamond 100, the tier after the
@@ -31,7 +35,7 @@ loyalty      frequency: 100 x min(revenue orders in the last 365 days, 6) / 6 (w
              points: 100 x min(points earned in the last 365 days, 2000) / 2000, plus 25 when
              points were redeemed in that year, capped at 100 (weight 0.2, members).
 payment      100 for anyone with a payment method (not removed), an order or a risk assessment by
-             the cutoff, else 50; minus 40 when every payment method has expired (expiry month
+             the cutoff, else no data; minus 40 when every payment method has expired (expiry month
              before as_of's month) or 15 when some have; minus 60 x the share of the last 365
              days' orders that are cancelled, returned or refunded; minus 10 / 30 / 50 for the
              highest medium / high / critical risk assessment made before the cutoff and not
@@ -39,16 +43,18 @@ payment      100 for anyone with a payment method (not removed), an order or a r
 support      100 minus 15 per ticket open at the cutoff (at most 3 counted), 10 more when one of
              them is urgent or critical, 5 per ticket opened in the last 90 days (at most 6), and
              10 per SLA breach in the last 365 days (at most 3): a first-response or resolution
-             due time before the cutoff that was missed. No ticket is no friction: 100.
+             due time before the cutoff that was missed. When the shop records tickets, no ticket
+             is no friction: 100; without a helpdesk at all, no data.
 
 Order statuses, payment-method removal and risk review status are their current values (the
 schema keeps no history of them); every other input is filtered on its own timestamp.
 
 Overall, levels, trend
 ----------------------
-overall = sum of weight x component, with the weights in the app setting "health_weights"
-(they sum to 1). The default weights are fitted by `fit_weights`: each component's strength is
-its AUC for churn (lower component = more churn, ml.labels.churn_labels) minus 0.5, clipped at 0,
+overall = sum of weight x component over the components with data, divided by their weights'
+sum, with the weights in the app setting "health_weights" (they sum to 1). The default weights are fitted by `fit_weights`: each component's strength is
+its AUC for churn (lower component = more churn, ml.labels.churn_labels, over the customers it
+has data for) minus 0.5, clipped at 0 (0 for a component without data),
 and the weights are the strengths normalised to sum 1; with fewer than `MIN_LABELLED` labelled
 customers, fewer than `MIN_PER_CLASS` in either class, or no component better than chance, the
 weights are equal and the reason is stored. `score_health` refits first when the weights were never
@@ -129,6 +135,7 @@ from db.models import (
 )
 
 from . import registry
+from .features import empty_sources
 from .labels import DEFAULT_HORIZON_DAYS, churn_labels, sampled
 
 COMPONENTS = ("engagement", "satisfaction", "loyalty", "payment", "support")
@@ -407,7 +414,7 @@ def health_inputs(connection: Connection, as_of: dt.date, sample_every: int = 1)
 
 
 def _weighted(parts: list[tuple[np.ndarray, float]], size: int) -> np.ndarray:
-    """Weighted mean of the sub-scores that are present (not NaN); NEUTRAL where none is."""
+    """Weighted mean of the sub-scores that are present (not NaN); NaN ("no data") where none is."""
     total = np.zeros(size)
     weight = np.zeros(size)
     for values, w in parts:
@@ -415,11 +422,21 @@ def _weighted(parts: list[tuple[np.ndarray, float]], size: int) -> np.ndarray:
         total += np.where(present, values * w, 0.0)
         weight += np.where(present, w, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), NEUTRAL)
+        return np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
 
 
-def _scores_from_inputs(f: pd.DataFrame) -> pd.DataFrame:
-    """The five components (0-100) from `health_inputs`, vectorised; see the module docstring."""
+def available_sources(connection: Connection, as_of: dt.date) -> frozenset[str]:
+    """The optional sources whose absence turns "none" into "no data" for everyone: web sessions
+    (no session counts as 0 only when the shop records them) and support tickets (no ticket is no
+    friction only when the shop has a helpdesk)."""
+    empty = empty_sources(connection, as_of)
+    return frozenset(source for source in ("web sessions", "support tickets") if source not in empty)
+
+
+def _scores_from_inputs(f: pd.DataFrame, sources: frozenset[str] = frozenset({"web sessions", "support tickets"})
+                        ) -> pd.DataFrame:
+    """The five components (0-100, NaN for no data) from `health_inputs`, vectorised; see the module
+    docstring. `sources` are the optional sources the shop has (see `available_sources`)."""
     n = len(f)
     buyer = f["orders"].to_numpy() > 0
 
@@ -430,7 +447,8 @@ def _scores_from_inputs(f: pd.DataFrame) -> pd.DataFrame:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
 
-    sessions = 100.0 * np.minimum(col("sessions_90d"), 12) / 12
+    sessions = (100.0 * np.minimum(col("sessions_90d"), 12) / 12 if "web sessions" in sources
+                else np.full(n, np.nan))
     email = 100.0 * np.minimum(1.0, ratio(col("emails_opened"), col("emails_sent"))
                                + 0.5 * ratio(col("emails_clicked"), col("emails_sent")))
     recency = np.where(buyer, 100.0 * np.clip(1 - col("days_since_last_order") / 365, 0, 1), np.nan)
@@ -442,7 +460,9 @@ def _scores_from_inputs(f: pd.DataFrame) -> pd.DataFrame:
     complaint_penalty = np.minimum(
         60.0, 15.0 * (col("complaints_365d") - col("severe_complaints_365d")) + 25.0 * col("severe_complaints_365d")
     )
-    satisfaction = (_weighted([(nps, 0.6), (csat, 0.4)], n) - complaint_penalty
+    complained = (col("complaints_365d") > 0) | (col("open_complaints") > 0)
+    answers = _weighted([(nps, 0.6), (csat, 0.4)], n)
+    satisfaction = (np.where(np.isnan(answers) & complained, NEUTRAL, answers) - complaint_penalty
                     - np.where(col("open_complaints") > 0, 15.0, 0.0))
 
     member = ~np.isnan(col("tier_rank"))
@@ -459,12 +479,14 @@ def _scores_from_inputs(f: pd.DataFrame) -> pd.DataFrame:
     expiry_penalty = np.where((methods > 0) & (expired >= methods), 40.0, np.where(expired > 0, 15.0, 0.0))
     problem_share = np.nan_to_num(ratio(col("problem_orders_365d"), col("all_orders_365d")), nan=0.0)
     risk_penalty = np.select([risk_rank >= 4, risk_rank >= 3, risk_rank >= 2], [50.0, 30.0, 10.0], 0.0)
-    payment = np.where(has_payment_data, 100.0, NEUTRAL) - expiry_penalty - 60.0 * problem_share - risk_penalty
+    payment = np.where(has_payment_data, 100.0, np.nan) - expiry_penalty - 60.0 * problem_share - risk_penalty
 
     support = (100.0 - 15.0 * np.minimum(col("open_tickets"), 3)
                - np.where(col("open_urgent_tickets") > 0, 10.0, 0.0)
                - 5.0 * np.minimum(col("tickets_90d"), 6)
                - 10.0 * np.minimum(col("sla_breaches_365d"), 3))
+    if "support tickets" not in sources:
+        support = np.full(n, np.nan)
 
     scores = pd.DataFrame(
         {"engagement": engagement, "satisfaction": satisfaction, "loyalty": loyalty, "payment": payment,
@@ -475,8 +497,8 @@ def _scores_from_inputs(f: pd.DataFrame) -> pd.DataFrame:
 
 
 def component_scores(connection: Connection, as_of: dt.date, sample_every: int = 1) -> pd.DataFrame:
-    """engagement, satisfaction, loyalty, payment and support (0-100) per customer id, as of a date."""
-    return _scores_from_inputs(health_inputs(connection, as_of, sample_every))
+    """engagement, satisfaction, loyalty, payment and support (0-100, NaN for no data) per customer id."""
+    return _scores_from_inputs(health_inputs(connection, as_of, sample_every), available_sources(connection, as_of))
 
 
 # --------------------------------------------------------------------------- weights
@@ -511,7 +533,13 @@ class HealthWeightFitter:
             self.weights_ = equal_weights()
             return self
         for name in COMPONENTS:
-            auc = float(roc_auc_score(y, -X[name].to_numpy()))
+            present = X[name].notna().to_numpy()
+            labels = y[present]
+            if present.sum() < self.min_labelled or len(np.unique(labels)) < 2:
+                self.auc_[name] = None  # no data (or too little) to judge it by: no weight
+                self.strength_[name] = 0.0
+                continue
+            auc = float(roc_auc_score(labels, -X[name].to_numpy()[present]))
             self.auc_[name] = round(auc, 4)
             self.strength_[name] = round(max(auc - 0.5, 0.0), 4)
         total = sum(self.strength_.values())
@@ -523,10 +551,14 @@ class HealthWeightFitter:
             self.weights_ = {name: round(self.strength_[name] / total, 6) for name in COMPONENTS}
         rng = np.random.default_rng(self.random_state)
         sample = rng.choice(len(y), size=min(LOGIT_SAMPLE, len(y)), replace=False)
+        filled = X.fillna(X.median()).fillna(NEUTRAL)  # reference only: a component without data weighs 0
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
-        model.fit(X.iloc[sample], 1 - y[sample])
+        model.fit(filled.iloc[sample], 1 - y[sample])
         self.logit_coef_ = {name: round(float(v), 4) for name, v in zip(COMPONENTS, model[-1].coef_[0], strict=True)}
-        self.overall_auc_ = round(float(roc_auc_score(y, -overall_score(X, self.weights_))), 4)
+        overall = overall_score(X, self.weights_)
+        scored = ~np.isnan(overall)
+        self.overall_auc_ = (round(float(roc_auc_score(y[scored], -overall[scored])), 4)
+                             if len(np.unique(y[scored])) == 2 else None)
         return self
 
     def metrics(self) -> dict[str, Any]:
@@ -553,8 +585,16 @@ class HealthScorer:
 
 
 def overall_score(components: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
-    total = sum(weights[name] for name in COMPONENTS)
-    values = sum(components[name].to_numpy(dtype=float) * weights[name] for name in COMPONENTS) / total
+    """The weighted mean of the components with data (NaN when none has data or their weights are 0)."""
+    total = np.zeros(len(components))
+    weight = np.zeros(len(components))
+    for name in COMPONENTS:
+        values = components[name].to_numpy(dtype=float)
+        present = ~np.isnan(values)
+        total += np.where(present, values * weights[name], 0.0)
+        weight += np.where(present, weights[name], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
     return np.clip(np.round(values, 2), 0.0, 100.0)
 
 
@@ -900,10 +940,14 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
             fit_weights(connection, as_of)
         weights, info, _ = current_weights(connection)
         inputs = health_inputs(connection, as_of)
-        components = _scores_from_inputs(inputs)
-        report(1, "Health components", f"{len(components):,} customers")
-
+        components = _scores_from_inputs(inputs, available_sources(connection, as_of))
+        without_data = [name for name in COMPONENTS if not components[name].notna().any()]
         overall = overall_score(components, weights)
+        scored = ~np.isnan(overall)  # a customer without data for any weighted component is not scored
+        inputs, components, overall = inputs[scored], components[scored], overall[scored]
+        report(1, "Health components", f"{len(components):,} customers"
+               + (f"; no data for {', '.join(without_data)}" if without_data else ""))
+
         levels = health_levels(overall)
         previous, trend_date = _previous_overall(connection, as_of)
         trend = np.round(overall - previous.reindex(components.index).to_numpy(dtype="float64"), 2)
@@ -939,6 +983,7 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
             "as_of": as_of, "customers": len(rows), "levels": per_level,
             "weights": weights, "weights_source": info.get("source", "default"),
             "refitted": refit, "trend_against": trend_date, "model_version": version,
+            "components_without_data": without_data,
         }
 
 
@@ -1009,9 +1054,13 @@ def overview(session: Session, viewer) -> dict[str, Any] | None:
         select(func.avg(h.overall), func.sum(case((h.trend > 0, 1), else_=0)),
                func.sum(case((h.trend < 0, 1), else_=0)), func.avg(h.trend)).where(h.as_of == as_of)
     ).one()
+    with_data = session.execute(
+        select(*[func.count(getattr(h, name)) for name in COMPONENTS]).where(h.as_of == as_of)
+    ).one()
     return {
         "as_of": as_of,
         "customers": total,
+        "components_with_data": dict(zip(COMPONENTS, (int(n) for n in with_data), strict=True)),
         "avg_overall": None if summary[0] is None else round(float(summary[0]), 1),
         "improving": int(summary[1] or 0),
         "declining": int(summary[2] or 0),

@@ -146,11 +146,11 @@ class StepStatus:
     finished_at: dt.datetime | None
 
 
-def last_step_status(session: Session, step: str) -> StepStatus | None:
+def last_step_status(session: Session, viewer, step: str) -> StepStatus | None:
     """The step's outcome in the most recent run that finished it (None when it never ran).
 
     Pages of a model call this to say why the model's figures are missing or old; it reveals no
-    personal data, so any viewer of the page may see it.
+    personal data, so any signed-in viewer of such a page may see it.
     """
     row = session.execute(
         select(RefreshRunStep.status, RefreshRunStep.detail, RefreshRun.as_of, RefreshRunStep.finished_at)

@@ -8,14 +8,17 @@ import streamlit as st
 from crm_core import permissions, segments
 from db.models import RISK_LEVELS
 from ml import churn_reports, registry
+from ml.features import LABELS as FEATURE_LABELS
 from ui import context
 from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
+from ui.step_status import show_step_status
 
 viewer = context.require_page("churn.view")
 st.title("Churn")
 show_data_date()
 refresh_panel(viewer, key="churn_refresh")
+show_step_status("churn", "The churn model")
 
 as_of = context.read(churn_reports.latest_as_of)
 card = context.read(churn_reports.model_card)
@@ -37,9 +40,15 @@ cols[0].metric("Customers scored", f"{scored:,}")
 cols[1].metric("High or critical risk", f"{urgent:,}", help="Churn probability of 50% or more.")
 cols[2].metric("Expected revenue loss", f"€{sum(r['expected_loss'] for r in summary):,.0f}",
                help="Sum of churn probability x value (12-month CLV, or revenue to date).")
-cols[3].metric("Validation ROC AUC", f"{metrics.get('roc_auc') or 0:.3f}",
-               delta=f"{(metrics.get('roc_auc') or 0) - (metrics.get('baseline_recency_auc') or 0):+.3f} vs recency",
-               help="Measured on a later cut than the model was trained on.")
+if metrics.get("roc_auc") is not None:
+    cols[3].metric("Validation ROC AUC", f"{metrics['roc_auc']:.3f}",
+                   delta=f"{metrics['roc_auc'] - (metrics.get('baseline_recency_auc') or 0):+.3f} vs recency",
+                   help="Measured on a later cut than the model was trained on.")
+else:
+    cols[3].metric("Validation ROC AUC", "not validated",
+                   help="Too little history for labelled training: BG/NBD's probability, which needs no labels.")
+for note in metrics.get("notes") or []:
+    st.info(note[0].upper() + note[1:] + ".", icon=":material/info:")
 
 at_risk_tab, card_tab, accuracy_tab = st.tabs(["At-risk customers", "Model card", "Accuracy over time"])
 
@@ -115,17 +124,32 @@ with at_risk_tab:
                     fig.update_layout(height=260, yaxis_range=[0, 1], margin={"t": 10, "b": 10})
                     right.plotly_chart(fig, width="stretch")
 
+def _number(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 with card_tab:
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("ROC AUC", f"{metrics.get('roc_auc') or 0:.3f}")
-    m2.metric("PR AUC", f"{metrics.get('pr_auc') or 0:.3f}")
-    m3.metric("Brier score", f"{metrics.get('brier', 0):.3f}", help="Lower is better.")
-    m4.metric("Lift in top decile", f"{metrics.get('lift_top_decile') or 0:.2f}x")
-    st.caption(
-        f"Trained on cuts {', '.join(metrics.get('training_cuts', []))}; validated on "
-        f"{metrics.get('validation_cut', '?')} ({metrics.get('rows', 0):,} customers, base rate "
-        f"{metrics.get('base_rate', 0):.0%}). Naive recency baseline AUC: {metrics.get('baseline_recency_auc') or 0:.3f}."
-    )
+    m1.metric("ROC AUC", _number(metrics.get("roc_auc"), ".3f"))
+    m2.metric("PR AUC", _number(metrics.get("pr_auc"), ".3f"))
+    m3.metric("Brier score", _number(metrics.get("brier"), ".3f"), help="Lower is better.")
+    m4.metric("Lift in top decile", _number(metrics.get("lift_top_decile"), ".2f") + "x")
+    if metrics.get("validated", True):
+        window = metrics.get("label_days") or metrics.get("horizon_days", 90)
+        st.caption(
+            f"Trained on cuts {', '.join(metrics.get('training_cuts', []))} with {window}-day label windows; "
+            f"validated on {metrics.get('validation_cut', '?')} ({metrics.get('rows', 0):,} customers, base rate "
+            f"{metrics.get('base_rate', 0):.0%}). Naive recency baseline AUC: "
+            f"{_number(metrics.get('baseline_recency_auc'), '.3f')}."
+        )
+    else:
+        st.caption(f"BG/NBD fitted on {metrics.get('training_rows', 0):,} customers with "
+                   f"{metrics.get('history_days', 0):,} days of orders; there is no labelled cut to validate on yet.")
+    not_used = metrics.get("features_not_used") or {}
+    if not_used:
+        with st.expander(f"{len(not_used)} features not used, and why"):
+            st.dataframe(pd.DataFrame([{"feature": FEATURE_LABELS.get(f, f), "reason": reason}
+                                       for f, reason in not_used.items()]), hide_index=True, width="stretch")
     left, right = st.columns(2)
     calibration = metrics.get("calibration") or {}
     if calibration.get("predicted"):

@@ -8,6 +8,7 @@ from ml import value
 from ui import context
 from ui.data_date import show_data_date
 from ui.format import compact_euros
+from ui.step_status import show_step_status
 
 viewer = context.require_page("value.view")
 st.title("Customer value")
@@ -16,6 +17,7 @@ st.caption(
     "is still active, Gamma-Gamma for the spend per purchase; 12-month CLV discounted at 10% a year."
 )
 show_data_date()
+show_step_status("lifetime_value", "Lifetime value")
 
 
 @st.cache_data(ttl=300, max_entries=16, show_spinner="Aggregating…")

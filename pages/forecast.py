@@ -8,12 +8,14 @@ from crm_core import permissions
 from ml import forecast
 from ui import context
 from ui.data_date import show_data_date
+from ui.step_status import show_step_status
 
 viewer = context.require_page("forecast.view")
 st.title("Forecast")
-st.caption("Prophet forecasts fitted in the batch refresh: yearly and weekly seasonality, the shop country's "
+st.caption("Prophet forecasts fitted in the batch refresh: weekly seasonality, yearly from two years of history, the shop country's "
            "public holidays, 80% intervals. The backtest error (MAPE) comes from three 30-day rolling-origin folds.")
 show_data_date()
+show_step_status("forecasts", "Forecasting")
 
 
 @st.cache_data(ttl=300, max_entries=32, show_spinner=False)

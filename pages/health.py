@@ -13,6 +13,7 @@ from db.models import HEALTH_LEVELS
 from ml import health
 from ui import context
 from ui.data_date import show_data_date
+from ui.step_status import show_step_status
 
 viewer = context.require_page("health.view")
 LEVEL_COLOURS = {"excellent": "#1a7f37", "good": "#7ac143", "fair": "#f2c744", "poor": "#f08a24",
@@ -47,6 +48,7 @@ if permissions.allowed(viewer.role, "refresh.run"):
                 )
                 st.rerun()
 
+show_step_status("health", "Health scoring")
 summary = context.read(health.overview)
 if summary is None:
     st.info("No health scores yet: run the batch refresh (`crm refresh`) or score health above.")
@@ -59,6 +61,14 @@ c2.metric("Average health", f"{summary['avg_overall']:.1f}", border=True,
 c3.metric("Improving", f"{summary['improving']:,}", border=True)
 c4.metric("Declining", f"{summary['declining']:,}", border=True)
 st.caption(f"Scored as of {summary['as_of'].isoformat()}.")
+missing = [name for name, n in summary["components_with_data"].items() if n == 0]
+partial = {name: n for name, n in summary["components_with_data"].items() if 0 < n < summary["customers"]}
+if missing:
+    st.info(f"No data for {', '.join(missing)}: the shop has no records they are built from, so they are left "
+            "out of the overall score.", icon=":material/info:")
+if partial:
+    st.caption("Components with data for only some accounts (the others are scored on the rest): "
+               + ", ".join(f"{name} {n / summary['customers']:.0%}" for name, n in partial.items()) + ".")
 
 tab_levels, tab_movers, tab_account, tab_backtest, tab_weights = st.tabs(
     ["Distribution", "Movers", "Account drill-down", "Backtest", "Weights"]
@@ -117,7 +127,8 @@ with tab_account:
             m[0].metric("Overall", f"{score['overall']:.0f}", border=True,
                         delta=None if score["trend"] is None else f"{score['trend']:+.1f}")
             for column, name in zip(m[1:], health.COMPONENTS, strict=True):
-                column.metric(name.capitalize(), f"{score[name]:.0f}", border=True)
+                column.metric(name.capitalize(), "no data" if score[name] is None else f"{score[name]:.0f}",
+                              border=True)
             st.markdown(f"Level: **{score['level']}**")
             history = context.read(health.customer_history, customer_id) or []
             if len(history) > 1:

@@ -36,6 +36,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/loyalty.py", "Loyalty", ":material/loyalty:", "Service", "loyalty.view", "loyalty"),
     PageSpec("pages/duplicates.py", "Duplicates & merge", ":material/join_inner:", "Customers", "customers.merge", "duplicates"),
     PageSpec("pages/privacy.py", "Privacy requests", ":material/policy:", "Administration", "privacy.manage", "privacy"),
+    PageSpec("pages/refresh_runs.py", "Refresh runs", ":material/update:", "Administration", "refresh.run",
+             "refresh-runs"),
     PageSpec("pages/admin.py", "Users", ":material/manage_accounts:", "Administration", "users.manage", "users"),
     PageSpec("pages/audit_log.py", "Audit log", ":material/history:", "Administration", "audit.view", "audit"),
 )

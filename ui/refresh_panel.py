@@ -36,9 +36,15 @@ def refresh_panel(viewer, key: str) -> None:
 
             try:
                 report = run_refresh(context.engine(), refresh_date, progress=progress,
-                                     now=data.run_time(refresh_date))
+                                     now=data.run_time(refresh_date), triggered_by=viewer.username)
             except DomainError as exc:
                 st.error(str(exc))
             else:
                 st.cache_data.clear()
-                st.success(f"Refreshed as of {refresh_date.isoformat()} in {report.seconds:.0f} s.")
+                if report.failed:
+                    st.warning(
+                        f"Refreshed as of {refresh_date.isoformat()} in {report.seconds:.0f} s, but "
+                        + "; ".join(f"{step.label} {step.detail}" for step in report.failed)
+                        + ". The other steps landed; see Refresh runs.")
+                else:
+                    st.success(f"Refreshed as of {refresh_date.isoformat()} in {report.seconds:.0f} s.")
