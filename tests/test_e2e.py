@@ -106,6 +106,7 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Users": ('[data-testid="stCaptionContainer"]', "15 users"),
         "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
         "Import / Export": ('[data-testid="stCaptionContainer"]', "need no mapping"),
+        "Refresh runs": ('[data-testid="stCaptionContainer"]', "records each step"),
     }
 
 
