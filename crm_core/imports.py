@@ -13,7 +13,8 @@ is row 1, the first record row 2); for JSON the position of the object (the firs
 
 Dates are accepted as ISO 8601 (`2024-03-01`, `2024-03-01T14:30:00`, `2024-03-01 14:30`), as
 `YYYY/MM/DD`, and day first as `DD.MM.YYYY` or `DD/MM/YYYY`. Impossible dates (2023-02-30) are
-rejected, never rolled over.
+rejected, never rolled over. A time may carry a UTC offset (`+01:00`, `+0100`, `Z`, also after a
+space: `2024-03-05 14:22:10 +0100`); such times are stored as naive UTC, like every time here.
 
 Duplicates are looked for in this order: the same external id, the same email (trimmed, case
 ignored), the same phone number (normalized to E.164), and finally a similar name in the same
@@ -525,7 +526,8 @@ _DATE_PATTERNS = (
     (re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})"), ("d", "m", "y")),
     (re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})"), ("d", "m", "y")),
 )
-_TIME = re.compile(r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(Z|[+-]\d{2}:?\d{2})?")
+# A time may carry a UTC offset, directly or after a space as Shopify writes it (14:22:10 +0100).
+_TIME = re.compile(r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(?: ?(Z|UTC|[+-]\d{2}:?\d{2}))?")
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -548,7 +550,7 @@ def parse_datetime(text: str) -> dt.datetime:
         except ValueError:
             raise ValidationError(f"{value!r} is not a real date") from None
         if zone:
-            offset = dt.datetime.fromisoformat("2000-01-01T00:00" + ("+00:00" if zone == "Z" else zone)).utcoffset()
+            offset = dt.datetime.fromisoformat("2000-01-01T00:00" + ("+00:00" if zone in ("Z", "UTC") else zone)).utcoffset()
             moment = moment - offset
         return moment
     raise ValidationError(f"{value!r} is not a date in a known form (use YYYY-MM-DD)")

@@ -269,6 +269,10 @@ def test_dates_in_documented_forms():
     parse = imports.parse_datetime
     assert parse("2024-03-01") == dt.datetime(2024, 3, 1)
     assert parse("2024-03-01T14:30:00+02:00") == dt.datetime(2024, 3, 1, 12, 30)
+    # Shopify's spelling: the offset after a space; stored as naive UTC.
+    assert parse("2024-03-05 14:22:10 +0100") == dt.datetime(2024, 3, 5, 13, 22, 10)
+    assert parse("2024-03-05 00:10:00 +0100") == dt.datetime(2024, 3, 4, 23, 10)
+    assert parse("2024-03-05 14:22:10 UTC") == parse("2024-03-05 14:22:10Z") == dt.datetime(2024, 3, 5, 14, 22, 10)
     assert parse("01.03.2024") == parse("01/03/2024") == parse("2024/03/01") == dt.datetime(2024, 3, 1)
     for bad in ("2023-02-30", "31.04.2024", "2024-13-01"):
         with pytest.raises(ValidationError, match="not a real date"):
