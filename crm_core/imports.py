@@ -200,6 +200,9 @@ def _header(names: list[Any]) -> list[str]:
     return columns
 
 
+NUL_PROBLEM = "holds a NUL character (\\x00): the file is damaged or not text"
+
+
 @dataclass
 class RawRow:
     number: int
@@ -314,6 +317,8 @@ class TableReader:
                 problem = None
                 if len(record) > width and any(v.strip() for v in record[width:]):
                     problem = f"has {len(record)} values but the header has {width} columns"
+                elif "\x00" in "".join(record):
+                    problem = NUL_PROBLEM
                 record = record[:width] + [""] * (width - len(record))
                 yield RawRow(number, dict(zip(self.columns, record, strict=True)), problem)
 
@@ -370,11 +375,14 @@ class TableReader:
                 seen.append(key)
         self.columns = seen or ["value"]
 
+        def row(number: int, obj: dict) -> RawRow:
+            values = {str(k): _cell_text(v) for k, v in obj.items()}
+            return RawRow(number, values, NUL_PROBLEM if "\x00" in "".join(values.values()) else None)
+
         def generate() -> Iterator[RawRow]:
-            number, obj = first
-            yield RawRow(number, {str(k): _cell_text(v) for k, v in obj.items()})
+            yield row(*first)
             for number, obj in objects:
-                yield RawRow(number, {str(k): _cell_text(v) for k, v in obj.items()})
+                yield row(number, obj)
 
         self._rows = generate()
 
@@ -845,7 +853,7 @@ def _finish_run(session: Session, actor, run: ImportRun, report: ImportReport, s
     report.seconds = time.perf_counter() - started
     report.run_id = run.id
     if report.entity == "orders":
-        run.message = " ".join([f"{report.customers_created:,} customers created.", *report.notes()])
+        run.message = " ".join([*report.notes(), f"{report.customers_created:,} customers created."])
     audit.record(session, actor, f"{report.entity}.import", "import_run", run.id,
                  after={"file": run.file_name, "format": run.file_format, "on_duplicate": run.on_duplicate,
                         **report.counts()})

@@ -11,7 +11,7 @@ handful of INSERT ... SELECT statements, whatever the size of the file:
    same file twice adds nothing.
 3. Customers are found by external id, else by email (trimmed, case ignored; merged and erased
    customers are never matched by email); the others are created, one per external id, else one
-   per email, with the values of their first row in the file.
+   per email, with the name, email, phone, country and city of their latest order in the file.
 4. Products are found by SKU, the others created from their first line.
 5. Orders, their items and, for the customers this import created, the billing and shipping
    address of their latest order are inserted.
@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 
-from db.models import Customer, CustomerAddress, Order, OrderItem, Product
+from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAddress, Order, OrderItem, Product
 
 GONE_STATUSES = ("merged", "erased")
 DEFAULT_CURRENCY = "EUR"  # the schema's default, for a first import without any currency
@@ -74,6 +74,7 @@ def create_staging(connection: Connection) -> Staging:
             Column("ordered_at", DateTime), Column("status", String(16)), Column("channel", String(16)),
             Column("currency", String(3)), Column("subtotal", money), Column("discount", money),
             Column("shipping", money), Column("total", money), Column("item_count", Integer),
+            Column("refunded", money),  # a partial refund already taken off the total (Shopify)
             Column("customer_id", Integer), Column("new_customer", Boolean),
             prefixes=["TEMPORARY"],
         ),
@@ -113,6 +114,8 @@ class LoadResult:
     customers_created: int = 0
     products_created: int = 0
     addresses_created: int = 0
+    statuses: dict[str, int] | None = None  # orders written, by status
+    partially_refunded: int = 0  # orders written that count as revenue with a refund taken off
 
 
 def shop_currency(connection: Connection, staging: Staging) -> tuple[str, str]:
@@ -160,20 +163,23 @@ def _resolve_customers(connection: Connection, o: Table, mark_new: bool) -> None
 
 
 def _create_customers(connection: Connection, o: Table, now: dt.datetime) -> int:
-    """One customer per unresolved external id, then per unresolved email, from its first row."""
+    """One customer per unresolved external id, then per unresolved email, with the values of its latest
+    order in the file and signed up at its first."""
     customers = Customer.__table__
     created = 0
     unresolved = o.c.customer_id.is_(None)
     for key, condition in ((o.c.external_id, o.c.external_id.is_not(None)),
                            (o.c.email_key, o.c.external_id.is_(None) & o.c.email_key.is_not(None))):
-        first = (select(key.label("key"), func.min(o.c.row_number).label("first_row"),
-                        func.min(o.c.ordered_at).label("since"))
-                 .where(unresolved, condition).group_by(key).subquery())
+        ranked = (select(o.c.row_number,
+                         func.row_number().over(partition_by=key, order_by=(o.c.ordered_at.desc(), o.c.row_number))
+                         .label("rank"),
+                         func.min(o.c.ordered_at).over(partition_by=key).label("since"))
+                  .where(unresolved, condition).subquery())
         rows = (
             select(o.c.external_id, func.coalesce(o.c.first_name, ""), func.coalesce(o.c.last_name, ""), o.c.email,
-                   o.c.phone, o.c.country_code, o.c.city, literal("import"), literal("active"), first.c.since,
+                   o.c.phone, o.c.country_code, o.c.city, literal("import"), literal("active"), ranked.c.since,
                    literal(now, DateTime), literal(now, DateTime), literal(1))
-            .select_from(first.join(o, o.c.row_number == first.c.first_row))
+            .select_from(ranked.join(o, o.c.row_number == ranked.c.row_number)).where(ranked.c.rank == 1)
         )
         created += connection.execute(insert(customers).from_select(
             ["external_id", "first_name", "last_name", "email", "phone", "country_code", "city",
@@ -254,14 +260,18 @@ def load_staged(connection: Connection, staging: Staging, now: dt.datetime, reje
         ["order_number", "customer_id", "ordered_at", "status", "channel", "currency", "subtotal", "discount",
          "shipping", "total", "item_count"],
         select(o.c.order_number, o.c.customer_id, o.c.ordered_at, o.c.status, o.c.channel, o.c.currency,
-               o.c.subtotal, o.c.discount, o.c.shipping, o.c.total, o.c.item_count),
+               o.c.subtotal, o.c.discount, o.c.shipping, o.c.total, o.c.item_count).order_by(o.c.row_number),
     )).rowcount or 0
     products = Product.__table__
     result.items = connection.execute(insert(OrderItem.__table__).from_select(
         ["order_id", "product_id", "quantity", "unit_price", "line_total"],
         select(orders.c.id, products.c.id, lines.c.quantity, lines.c.unit_price, lines.c.line_total)
         .select_from(lines.join(orders, orders.c.order_number == lines.c.order_number)
-                     .join(products, products.c.sku == lines.c.sku)),
+                     .join(products, products.c.sku == lines.c.sku))
+        .order_by(lines.c.row_number),  # items in the file's order
     )).rowcount or 0
     result.addresses_created = _create_addresses(connection, staging, now)
+    result.statuses = dict(connection.execute(select(o.c.status, func.count()).group_by(o.c.status)).all())
+    result.partially_refunded = connection.execute(
+        select(func.count()).where(o.c.refunded > 0, o.c.status.in_(REVENUE_ORDER_STATUSES))).scalar() or 0
     return result
