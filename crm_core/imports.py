@@ -1303,7 +1303,15 @@ def _row_staging_table() -> Table:
     )
 
 
+ISO_DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
+PLAIN_AMOUNT = r"\d{1,12}(?:\.\d{1,2})?"
+PLAIN_QUANTITY = r"\d{1,7}"
+_PLAIN_AMOUNT = re.compile(PLAIN_AMOUNT)
+
+
 def parse_amount(text: str) -> Decimal:
+    if _PLAIN_AMOUNT.fullmatch(text):  # the common spelling, without the clean-up below
+        return Decimal(text).quantize(Decimal("0.01"))
     value = re.sub(r"[\s€$£]", "", text)
     if "," in value and "." in value:
         value = value.replace(",", "")
@@ -1340,9 +1348,6 @@ def cached_email(text: str) -> str:
     return normalize_email(text)
 
 
-ISO_DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
-PLAIN_AMOUNT = r"\d{1,12}(?:\.\d{1,2})?"
-PLAIN_QUANTITY = r"\d{1,7}"
 
 
 def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: ImportReport,
@@ -1587,6 +1592,7 @@ def _stage_order_rows(connection, rows: Table, staging: order_staging.Staging, l
                       sink: ErrorSink) -> None:
     """From validated rows to staged orders (and lines): repeated order numbers are errors, or lines."""
     Index("ix_import_order_rows_number", rows.c.order_number, rows.c.row_number).create(connection)
+    Index("ix_import_order_rows_row", rows.c.row_number).create(connection)
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"ANALYZE {rows.name}")  # temporary tables have no statistics otherwise
     first = (select(rows.c.order_number, func.min(rows.c.row_number).label("first_row"))

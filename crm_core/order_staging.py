@@ -157,7 +157,9 @@ def _resolve_customers(connection: Connection, o: Table, mark_new: bool) -> None
     )
     connection.execute(
         update(o).where(o.c.customer_id.is_(None), o.c.email_key.is_not(None))
-        .values(customer_id=select(func.min(c.id)).where(func.lower(c.email) == o.c.email_key,
+        # lower() on both sides: SQLite uses the index on lower(email) only against an expression
+        # without a column affinity (the key is lower case already, so nothing changes).
+        .values(customer_id=select(func.min(c.id)).where(func.lower(c.email) == func.lower(o.c.email_key),
                                                          c.status.not_in(GONE_STATUSES)).scalar_subquery(), **extra)
     )
 
@@ -225,6 +227,8 @@ def _create_addresses(connection: Connection, staging: Staging, now: dt.datetime
 def load_staged(connection: Connection, staging: Staging, now: dt.datetime, reject: Reject) -> LoadResult:
     """Write the staged orders (see the module docstring); rejected orders are reported through `reject`."""
     o, lines = staging.orders, staging.lines
+    Index("ix_import_orders_staging_row", o.c.row_number).create(connection)
+    Index("ix_import_lines_staging_row", lines.c.row_number).create(connection)
     Index("ix_import_orders_staging_number", o.c.order_number).create(connection)
     Index("ix_import_orders_staging_external", o.c.external_id).create(connection)
     Index("ix_import_orders_staging_email", o.c.email_key).create(connection)

@@ -64,10 +64,10 @@ from .imports import (
     TableReader,
     _finish_run,
     _start_run,
+    cached_email,
     detect_format,
     email_key,
     normalize_country,
-    normalize_email,
     normalize_phone,
     parse_amount,
     parse_datetime,
@@ -157,13 +157,16 @@ def validate_order(name: str, rows: list[RawRow], columns: dict[str, str], now: 
         actual = columns.get(column)
         return (row.values.get(actual) or "").strip() if actual else ""
 
+    # The first non-empty value of each order-level column, and its row.
+    level: dict[str, tuple[str, int]] = {}
+    present = [(column, columns[column]) for column in ORDER_LEVEL if column in columns]
+    for row in rows:
+        for column, actual in present:
+            if column not in level and (text := (row.values.get(actual) or "").strip()):
+                level[column] = (text, row.number)
+
     def order_value(column: str) -> tuple[str, int]:
-        """The first non-empty value of an order-level column, and its row."""
-        for row in rows:
-            text = value(row, column)
-            if text:
-                return text, row.number
-        return "", first_row
+        return level.get(column, ("", first_row))
 
     for row in rows:
         if row.problem:
@@ -218,7 +221,7 @@ def validate_order(name: str, rows: list[RawRow], columns: dict[str, str], now: 
     email = None
     if email_text:
         try:
-            email = normalize_email(email_text)
+            email = cached_email(email_text)
         except ValidationError as exc:
             problems.append((email_row, str(exc)))
 
