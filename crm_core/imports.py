@@ -909,11 +909,9 @@ def save_mapping(session: Session, actor, name: str, mapping: dict[str, str], sh
     name = name.strip()
     if len(name) > 120:
         raise ValidationError("A mapping name is at most 120 characters.")
-    if entity not in ("customers", "orders"):
-        raise ValidationError(f"Unknown import kind {entity!r}.")
+    fields = mapping_fields(entity)
     if not isinstance(mapping, dict) or not mapping:
         raise ValidationError("Map at least one column before saving the mapping.")
-    fields = CUSTOMER_FIELDS if entity == "customers" else ORDER_FIELDS
     clean = {}
     for column, target in mapping.items():
         if target in (None, "", "(ignore)"):
@@ -1290,6 +1288,30 @@ ORDER_STATUS_VALUES = {
     "refund": "refunded", "return": "returned", "completed": "delivered", "complete": "delivered",
 }
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+
+# Tickets and communications (`service_imports`): field -> label; the field names are also the
+# column names that need no mapping.
+TICKET_FIELDS = {
+    "ticket_id": "Ticket id", "customer_external_id": "Customer external id", "customer_email": "Customer email",
+    "created_at": "Created at", "subject": "Subject", "description": "Description", "status": "Status",
+    "priority": "Priority", "category": "Category", "channel": "Channel", "first_responded_at": "First responded at",
+    "resolved_at": "Resolved at", "closed_at": "Closed at", "csat_rating": "CSAT rating",
+}
+COMMUNICATION_FIELDS = {
+    "message_id": "Message id", "customer_external_id": "Customer external id", "customer_email": "Customer email",
+    "channel": "Channel", "direction": "Direction", "status": "Status", "sent_at": "Sent at", "subject": "Subject",
+    "campaign": "Campaign", "template": "Template", "body": "Body", "delivered_at": "Delivered at",
+    "opened_at": "Opened at", "clicked_at": "Clicked at", "replied_at": "Replied at",
+}
+
+
+def mapping_fields(entity: str) -> dict[str, str]:
+    """The fields a column of an import of this kind can be mapped to."""
+    catalogue = {"customers": CUSTOMER_FIELDS, "orders": ORDER_FIELDS, "tickets": TICKET_FIELDS,
+                 "communications": COMMUNICATION_FIELDS}
+    if entity not in catalogue:
+        raise ValidationError(f"Unknown import kind {entity!r}.")
+    return catalogue[entity]
 
 
 def _row_staging_table() -> Table:
