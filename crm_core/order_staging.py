@@ -148,13 +148,18 @@ def _drop_orphans(connection: Connection, staging: Staging) -> None:
         connection.execute(delete(table).where(~exists().where(o.c.order_number == table.c.order_number)))
 
 
-def _resolve_customers(connection: Connection, o: Table, mark_new: bool) -> None:
+def _resolve_customers(connection: Connection, o: Table, mark_new: bool = False, by: tuple[str, ...] = ("external_id",
+                       "email")) -> None:
+    """Fill in the customer of staged orders without one: by external id, then by email."""
     c = Customer.__table__.c
     extra = {"new_customer": True} if mark_new else {}
-    connection.execute(
-        update(o).where(o.c.customer_id.is_(None), o.c.external_id.is_not(None))
-        .values(customer_id=select(c.id).where(c.external_id == o.c.external_id).scalar_subquery(), **extra)
-    )
+    if "external_id" in by:
+        connection.execute(
+            update(o).where(o.c.customer_id.is_(None), o.c.external_id.is_not(None))
+            .values(customer_id=select(c.id).where(c.external_id == o.c.external_id).scalar_subquery(), **extra)
+        )
+    if "email" not in by:
+        return
     connection.execute(
         update(o).where(o.c.customer_id.is_(None), o.c.email_key.is_not(None))
         # lower() on both sides: SQLite uses the index on lower(email) only against an expression
@@ -170,8 +175,8 @@ def _create_customers(connection: Connection, o: Table, now: dt.datetime) -> int
     customers = Customer.__table__
     created = 0
     unresolved = o.c.customer_id.is_(None)
-    for key, condition in ((o.c.external_id, o.c.external_id.is_not(None)),
-                           (o.c.email_key, o.c.external_id.is_(None) & o.c.email_key.is_not(None))):
+    for name, key, condition in (("external_id", o.c.external_id, o.c.external_id.is_not(None)),
+                                 ("email", o.c.email_key, o.c.external_id.is_(None) & o.c.email_key.is_not(None))):
         ranked = (select(o.c.row_number,
                          func.row_number().over(partition_by=key, order_by=(o.c.ordered_at.desc(), o.c.row_number))
                          .label("rank"),
@@ -186,8 +191,11 @@ def _create_customers(connection: Connection, o: Table, now: dt.datetime) -> int
         created += connection.execute(insert(customers).from_select(
             ["external_id", "first_name", "last_name", "email", "phone", "country_code", "city",
              "acquisition_channel", "status", "signed_up_at", "created_at", "updated_at", "version"], rows)).rowcount or 0
-        # Resolve before the email pass, so an email is not given a second customer.
-        _resolve_customers(connection, o, mark_new=True)
+        by = (name,)
+        if name == "external_id" and connection.execute(select(exists().where(
+                o.c.external_id.is_not(None), o.c.email_key.is_not(None)))).scalar():
+            by = ("external_id", "email")  # rows with only an email find the customers just created with it
+        _resolve_customers(connection, o, mark_new=True, by=by)
     return created
 
 
@@ -257,7 +265,7 @@ def load_staged(connection: Connection, staging: Staging, now: dt.datetime, reje
     if foreign or result.skipped:
         _drop_orphans(connection, staging)
 
-    _resolve_customers(connection, o, mark_new=False)
+    _resolve_customers(connection, o)
     result.customers_created = _create_customers(connection, o, now)
     result.products_created = _create_products(connection, lines, now)
     result.orders = connection.execute(insert(orders).from_select(

@@ -411,6 +411,11 @@ def test_an_email_only_log_in_a_new_database_takes_its_currency_from_the_file(se
     assert (report.created, report.customers_created, report.invalid) == (2, 2, 1)
     assert (report.currency, report.currency_source) == ("USD", "the most common currency in the file")
     assert set(session.scalars(select(Order.currency))) == {"USD"}
+    # A row with an id and an email creates the customer; a later row with only that email finds it.
+    mixed = "id,mail,date,amount\nK-1,kim@example.com,2024-01-01,5\n,KIM@example.com,2024-01-02,6\n"
+    report = imports.import_orders(session, SYSTEM, io.BytesIO(mixed.encode()), "id", "date", "amount",
+                                   email_col="mail", file_name="m.csv", now=NOW)
+    assert (report.created, report.customers_created) == (2, 1)
     with pytest.raises(ValidationError, match="customer id column or the customer email column"):
         imports.import_orders(session, SYSTEM, io.BytesIO(data.encode()), None, "date", "amount", file_name="e.csv")
 
