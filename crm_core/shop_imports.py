@@ -385,16 +385,19 @@ class ShopifyReport(ImportReport):
         notes = ["Shopify orders export.", *super().notes()]
         not_revenue = sum(n for status, n in self.statuses.items() if status not in REVENUE_ORDER_STATUSES)
         if not_revenue:
-            notes.append(f"{not_revenue:,} refunded or cancelled orders imported with that status: they count "
-                         "neither as revenue nor as purchases.")
+            notes.append(f"{_orders(not_revenue)} refunded or cancelled, imported with that status: neither revenue "
+                         "nor a purchase.")
         if self.partially_refunded:
-            notes.append(f"{self.partially_refunded:,} partially refunded orders count the Total less the Refunded "
-                         "Amount as revenue.")
+            notes.append(f"{_orders(self.partially_refunded)} partially refunded: revenue counts the Total less the "
+                         "Refunded Amount.")
         placed = self.statuses.get("placed", 0)
         if placed:
-            notes.append(f"{placed:,} orders with a pending, authorized or partially paid payment imported as "
-                         "placed.")
+            notes.append(f"{_orders(placed)} with a pending, authorized or partially paid payment, imported as placed.")
         return notes
+
+
+def _orders(count: int) -> str:
+    return f"{count:,} order{'' if count == 1 else 's'}"
 
 
 def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
