@@ -1610,6 +1610,86 @@ def import_orders(
     return report
 
 
+ORDER_ARGUMENTS = {"customer": "customer_col", "date": "date_col", "amount": "amount_col", "quantity": "quantity_col",
+                   "order_number": "order_col", "email": "email_col", "status": "status_col", "product": "product_col",
+                   "currency": "currency_col"}
+ORDER_ALIASES = {"customer_id": "customer", "external_id": "customer", "order_date": "date", "ordered_at": "date",
+                 "created_at": "date", "total": "amount", "qty": "quantity", "order": "order_number",
+                 "order_id": "order_number", "invoice": "order_number", "e_mail": "email", "sku": "product",
+                 "product_sku": "product"}
+
+
+def default_order_mapping(columns: Iterable[str]) -> dict[str, str]:
+    """File column -> order field for the columns named like a field (customer, date, amount, ...)."""
+    mapping: dict[str, str] = {}
+    for column in columns:
+        name = _normalized_name(column)
+        target = name if name in ORDER_FIELDS else ORDER_ALIASES.get(name)
+        if target and target not in mapping.values():
+            mapping[column] = target
+    return mapping
+
+
+def check_order_mapping(mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
+    """The `import_orders` column arguments of a file column -> field mapping, or what is missing."""
+    chosen: dict[str, str] = {}
+    for column, target in mapping.items():
+        if target in (None, "", "(ignore)"):
+            continue
+        if target not in ORDER_FIELDS:
+            raise ValidationError(f"{target!r} is not an order field; use one of {', '.join(ORDER_FIELDS)}.")
+        if column not in columns:
+            raise ValidationError(f"The file has no column {column!r} (its columns: {', '.join(columns)}).")
+        if target in chosen:
+            raise ValidationError(f"Two columns are mapped to {ORDER_FIELDS[target]}; map each field once.")
+        chosen[target] = column
+    missing = [ORDER_FIELDS[f] for f in ("date", "amount") if f not in chosen]
+    if "customer" not in chosen and "email" not in chosen:
+        missing.insert(0, f"{ORDER_FIELDS['customer']} or {ORDER_FIELDS['email']}")
+    if missing:
+        raise ValidationError(f"Map a column to {' and '.join(missing)}.")
+    if "product" in chosen and "order_number" not in chosen:
+        raise ValidationError("Rows of products are lines of an order: map a column to Order number too.")
+    return {"customer_col": None, **{ORDER_ARGUMENTS[field]: column for field, column in chosen.items()}}
+
+
+def file_columns(source: Source, *, fmt: str = "auto", file_name: str | None = None) -> list[str]:
+    """The columns of a file (its header), or a ValidationError saying why it cannot be read."""
+    with TableReader(source, fmt, file_name) as reader:
+        return reader.columns
+
+
+def preview_orders(source: Source, columns_map: dict[str, str], *, fmt: str = "auto", file_name: str | None = None,
+                   limit: int = 20, now: dt.datetime | None = None) -> list[PreviewRow]:
+    """The first `limit` rows of a transaction log with their status, checked as `import_orders` checks them.
+
+    `columns_map` holds `import_orders`' column arguments (see `check_order_mapping`); no database is
+    read, so the shop currency and orders imported before are only checked on import.
+    """
+    now = now or utcnow()
+    with TableReader(source, fmt, file_name) as reader:
+        raws = []
+        for raw in reader.rows():
+            raws.append(raw)
+            if len(raws) >= limit:
+                break
+    sources = {"customer": "customer_col", "when": "date_col", "amount": "amount_col", "quantity": "quantity_col",
+               "order": "order_col", "email": "email_col", "status": "status_col", "product": "product_col",
+               "currency": "currency_col"}
+    chunk: dict[str, list] = {"number": [r.number for r in raws], "problem": [r.problem for r in raws]}
+    for key, argument in sources.items():
+        column = columns_map.get(argument)
+        blank = "" if key in ("when", "amount", "quantity") else None
+        chunk[key] = [r.values.get(column, "") if column else blank for r in raws]
+    report = ImportReport("orders", file_name or "upload", "csv")
+    sink = ErrorSink(None)
+    if raws:
+        _validated_orders(pd.DataFrame(chunk), "preview", now, report, sink)
+    reasons = {error.row: error.reason for error in sink.kept}
+    return [PreviewRow(r.number, r.values, "invalid" if r.number in reasons else "ok", reasons.get(r.number, ""))
+            for r in raws]
+
+
 def _stage_order_rows(connection, rows: Table, staging: order_staging.Staging, lines: bool, report: ImportReport,
                       sink: ErrorSink) -> None:
     """From validated rows to staged orders (and lines): repeated order numbers are errors, or lines."""
