@@ -836,7 +836,8 @@ class ImportReport:
 # --------------------------------------------------------------------------- runs and mappings
 
 
-def _start_run(session: Session, actor, entity: str, reader: TableReader, on_duplicate: str | None) -> ImportRun:
+def start_run(session: Session, actor, entity: str, reader: TableReader, on_duplicate: str | None) -> ImportRun:
+    """The import run row of an import that starts (every importer records one)."""
     run = ImportRun(entity=entity, file_name=Path(reader.name or "upload").name[:255], file_format=reader.format,
                     on_duplicate=on_duplicate, status="completed", actor_id=getattr(actor, "id", None),
                     actor_username=getattr(actor, "username", "system"), started_at=utcnow())
@@ -845,7 +846,8 @@ def _start_run(session: Session, actor, entity: str, reader: TableReader, on_dup
     return run
 
 
-def _finish_run(session: Session, actor, run: ImportRun, report: ImportReport, started: float) -> None:
+def finish_run(session: Session, actor, run: ImportRun, report: ImportReport, started: float) -> None:
+    """Store the report's counts and notes on the run and write the import's audit row."""
     for name, value in report.counts().items():
         if hasattr(run, name):
             setattr(run, name, value)
@@ -1020,7 +1022,8 @@ def _lower_variants(text: str) -> set[str]:
     return {text.lower(), ascii_only}
 
 
-def _batches(values: list, size: int = LOOKUP_BATCH) -> Iterator[list]:
+def batches(values: list, size: int = LOOKUP_BATCH) -> Iterator[list]:
+    """`values` in slices small enough for one IN (...) list."""
     for start in range(0, len(values), size):
         yield values[start:start + size]
 
@@ -1039,17 +1042,17 @@ def _existing_candidates(session: Session, records: list[dict[str, Any]], thresh
 
     # Each lookup only for the records the previous ones did not match.
     external_ids = sorted({r["external_id"] for r in records if r["external_id"]})
-    for batch in _batches(external_ids):
+    for batch in batches(external_ids):
         collect(c.external_id.in_(batch), only_live=False)  # a merged record's id is still taken
     known = {row.external_id for row in found.values()}
     rest = [r for r in records if r["external_id"] not in known]
     emails = sorted({email_key(r["email"]) for r in rest if r["email"]})
-    for batch in _batches(emails):
+    for batch in batches(emails):
         collect(func.lower(c.email).in_(batch))
     known_emails = {email_key(row.email) for row in found.values() if row.email}
     rest = [r for r in rest if email_key(r["email"]) not in known_emails]
     phones = sorted({v for r in rest if r["phone"] for v in phone_variants(r["phone"])})
-    for batch in _batches(phones):
+    for batch in batches(phones):
         collect(c.phone.in_(batch))
     known_phones = {row.phone for row in found.values() if row.phone}
     rest = [r for r in rest if not (r["phone"] and set(phone_variants(r["phone"])) & known_phones)]
@@ -1062,7 +1065,7 @@ def _existing_candidates(session: Session, records: list[dict[str, Any]], thresh
                        for r in rest
                        for city in _lower_variants(r["city"] or "")
                        for last in _lower_variants(r["last_name"][:2])})
-        for batch in _batches(keys, LOOKUP_BATCH // 3):
+        for batch in batches(keys, LOOKUP_BATCH // 3):
             collect(sql_key.in_(batch))
     index = _ChunkIndex()
     for row in sorted(found.values(), key=lambda r: r.id):
@@ -1210,7 +1213,7 @@ def import_customers(
         columns_map = check_mapping(mapping if mapping is not None else default_mapping(reader.columns),
                                     reader.columns)
         report = ImportReport("customers", Path(reader.name or "upload").name, reader.format, on_duplicate)
-        run = _start_run(session, actor, "customers", reader, on_duplicate)
+        run = start_run(session, actor, "customers", reader, on_duplicate)
         sink = ErrorSink(errors_path)
         try:
             chunk: list[tuple[int, str, dict[str, Any]]] = []
@@ -1239,7 +1242,7 @@ def import_customers(
         finally:
             sink.close()
         report.errors = sink.kept
-        _finish_run(session, actor, run, report, started)
+        finish_run(session, actor, run, report, started)
         if progress:
             progress(1.0, report.rows_read)
     return report
@@ -1557,7 +1560,7 @@ def import_orders(
                                       f"(its columns: {', '.join(reader.columns)}).")
         report = ImportReport("orders", Path(reader.name or "upload").name, reader.format)
         stem = re.sub(r"[^0-9A-Za-z_.-]+", "_", Path(report.file_name).stem)[:40] or "import"
-        run = _start_run(session, actor, "orders", reader, None)
+        run = start_run(session, actor, "orders", reader, None)
         sink = ErrorSink(errors_path)
         connection = session.connection()
         rows_table = _row_staging_table()
@@ -1604,7 +1607,7 @@ def import_orders(
         rows_table.drop(connection)
         order_staging.drop_staging(connection, staging)
         report.errors = sink.kept
-        _finish_run(session, actor, run, report, started)
+        finish_run(session, actor, run, report, started)
         if progress:
             progress(1.0, report.rows_read)
     return report
@@ -1716,7 +1719,7 @@ def _stage_order_rows(connection, rows: Table, staging: order_staging.Staging, l
         for row_number, number, _ in conflicts:
             sink.add(row_number, number, f"order number {number!r} appears earlier in the file")
     report.invalid += len(conflicts)
-    for batch in _batches([row_number for row_number, _, _ in conflicts]):
+    for batch in batches([row_number for row_number, _, _ in conflicts]):
         connection.execute(rows.delete().where(rows.c.row_number.in_(batch)))
     totals = (select(rows.c.order_number, func.min(rows.c.row_number).label("first_row"),
                      func.sum(rows.c.total).label("total"), func.sum(rows.c.quantity).label("item_count"))

@@ -93,12 +93,12 @@ from .imports import (
     RawRow,
     Source,
     TableReader,
-    _batches,
-    _finish_run,
-    _start_run,
+    batches,
     cached_email,
     email_key,
+    finish_run,
     parse_datetime,
+    start_run,
 )
 from .permissions import require
 
@@ -339,7 +339,7 @@ def _customers(session: Session, externals: set[str], emails: set[str]) -> tuple
     """Customers by external id (id, status, survivor) and live customers by email key (lowest id)."""
     c = Customer.__table__.c
     by_external: dict[str, Any] = {}
-    for batch in _batches(sorted(externals)):
+    for batch in batches(sorted(externals)):
         for row in session.execute(select(c.external_id, c.id, c.status, c.merged_into_id)
                                    .where(c.external_id.in_(batch))):
             by_external[row.external_id] = row
@@ -359,7 +359,7 @@ def _customers(session: Session, externals: set[str], emails: set[str]) -> tuple
             row, seen = survivors[row.merged_into_id], seen + 1
         resolved[key] = row
     by_email: dict[str, int] = {}
-    for batch in _batches(sorted(emails)):
+    for batch in batches(sorted(emails)):
         query = (select(func.lower(c.email), func.min(c.id)).where(func.lower(c.email).in_(batch),
                                                                    c.status.not_in(GONE_STATUSES))
                  .group_by(func.lower(c.email)))
@@ -454,7 +454,7 @@ def import_service_file(
         chosen = check_mapping(kind, mapping if mapping is not None else default_mapping(kind, reader.columns),
                                reader.columns)
         report = ServiceReport(kind, Path(reader.name or "upload").name, reader.format)
-        run = _start_run(session, actor, kind, reader, None)
+        run = start_run(session, actor, kind, reader, None)
         sink = ErrorSink(errors_path)
         first_rows: dict[str, int] = {}  # key -> the row that had it first, for duplicates in the file
         before = session.scalar(select(func.coalesce(func.max(table.id), 0))) or 0
@@ -487,7 +487,7 @@ def import_service_file(
                         continue
                     ready.append((row, record))
                 existing: set[str] = set()
-                for batch in _batches(sorted(record["external_id"] for _, record in ready)):
+                for batch in batches(sorted(record["external_id"] for _, record in ready)):
                     existing |= set(session.scalars(select(table.external_id).where(table.external_id.in_(batch))))
                 fresh = [record for _, record in ready if record["external_id"] not in existing]
                 report.skipped += len(ready) - len(fresh)
@@ -523,7 +523,7 @@ def import_service_file(
         finally:
             sink.close()
         report.errors = sink.kept
-        _finish_run(session, actor, run, report, started)
+        finish_run(session, actor, run, report, started)
         if progress:
             progress(1.0, report.rows_read)
     return report

@@ -62,16 +62,16 @@ from .imports import (
     RawRow,
     Source,
     TableReader,
-    _finish_run,
-    _start_run,
     cached_email,
     detect_format,
     email_key,
+    finish_run,
     normalize_country,
     normalize_phone,
     parse_amount,
     parse_datetime,
     parse_quantity,
+    start_run,
 )
 from .permissions import require
 
@@ -431,7 +431,7 @@ def import_shopify_orders(
     with _reader(source, file_name) as reader:
         columns = shopify_columns(reader.columns)
         report = ShopifyReport("orders", Path(reader.name or "upload").name, reader.format)
-        run = _start_run(session, actor, "orders", reader, None)
+        run = start_run(session, actor, "orders", reader, None)
         sink = ErrorSink(errors_path)
         connection = session.connection()
         staging = order_staging.create_staging(connection)
@@ -482,7 +482,7 @@ def import_shopify_orders(
             sink.close()
         order_staging.drop_staging(connection, staging)
         report.errors = sink.kept
-        _finish_run(session, actor, run, report, started)
+        finish_run(session, actor, run, report, started)
         if progress:
             progress(1.0, report.rows_read)
     return report

@@ -204,7 +204,7 @@ def test_preview_and_permissions_and_rollback(engine, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(service_imports, "_finish_run", broken)
+    monkeypatch.setattr(service_imports, "finish_run", broken)
     with pytest.raises(RuntimeError), unit_of_work(factory) as s:
         run(s, "tickets", TICKETS)
     with unit_of_work(factory) as s:
