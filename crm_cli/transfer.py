@@ -1,8 +1,12 @@
-"""`crm import ...` and `crm export ...`: customers and orders in and out of the database.
+"""`crm import ...` and `crm export ...`: customers, orders, tickets and messages in and out of the database.
 
     crm import customers FILE [--errors ERRFILE] [--on-duplicate skip|update|create]
                               [--format auto|csv|xlsx|json] [--fuzzy-threshold N] [--default-country CC]
     crm import orders FILE --customer-col C --date-col D --amount-col A [--quantity-col Q] [--order-col O]
+                           [--email-col E] [--status-col S] [--product-col P] [--currency-col K]
+    crm import orders FILE --format shopify          # a Shopify admin orders export
+    crm import tickets FILE [--errors ERRFILE] [--format auto|csv|xlsx|json]
+    crm import communications FILE [--errors ERRFILE] [--format auto|csv|xlsx|json]
     crm export customers --format csv|xlsx|json --out FILE [--segment NAME] [--columns a,b,c]
 
 Imports are all or nothing: a failure rolls back every row and is logged as a failed import run.
@@ -14,14 +18,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from pathlib import Path
 
-from crm_core import exports, imports
+from crm_core import exports, imports, service_imports, shop_imports
 from crm_core.errors import DomainError
 from crm_core.service import SYSTEM
 from db import migrate
 from db.engine import database_url, make_engine, session_scope
+from db.models import ORDER_STATUSES
 
 SHOWN_ERRORS = 20
 
@@ -73,6 +79,8 @@ def _run_import(args: argparse.Namespace, entity: str, run) -> int:
     print(f"Imported {entity} from {args.file} ({report.file_format}) in {report.seconds:.1f}s")
     for line in report.summary_lines():
         print(f"  {line}")
+    for note in report.notes():
+        print(f"  {note}")
     if report.invalid:
         if args.errors:
             print(f"  {report.invalid:,} invalid rows listed in {args.errors}")
@@ -100,11 +108,43 @@ def cmd_import_customers(args: argparse.Namespace) -> int:
     ))
 
 
+GENERIC_ORDER_FLAGS = ("customer_col", "date_col", "amount_col", "quantity_col", "order_col", "email_col", "status_col",
+                       "product_col", "currency_col")
+
+
 def cmd_import_orders(args: argparse.Namespace) -> int:
+    if args.format == "shopify":
+        given = [f"--{name.replace('_', '-')}" for name in GENERIC_ORDER_FLAGS if getattr(args, name)]
+        if given:
+            args.parser.error(f"--format shopify reads Shopify's own columns; drop {', '.join(given)}")
+        return _run_import(args, "orders", lambda session: shop_imports.import_shopify_orders(
+            session, SYSTEM, args.file, errors_path=args.errors, progress=_progress(args.quiet),
+        ))
+    missing = [flag for flag, value in (("--date-col", args.date_col), ("--amount-col", args.amount_col)) if not value]
+    if not args.customer_col and not args.email_col:
+        missing.insert(0, "--customer-col (or --email-col)")
+    if missing:
+        args.parser.error(f"the following arguments are required: {', '.join(missing)}")
     return _run_import(args, "orders", lambda session: imports.import_orders(
         session, SYSTEM, args.file, args.customer_col, args.date_col, args.amount_col, args.quantity_col,
-        order_col=args.order_col, fmt=args.format, errors_path=args.errors, progress=_progress(args.quiet),
+        order_col=args.order_col, email_col=args.email_col, status_col=args.status_col, product_col=args.product_col,
+        currency_col=args.currency_col, fmt=args.format, errors_path=args.errors, progress=_progress(args.quiet),
     ))
+
+
+def cmd_import_service(args: argparse.Namespace) -> int:
+    return _run_import(args, args.kind, lambda session: service_imports.import_service_file(
+        session, SYSTEM, args.kind, args.file, fmt=args.format, errors_path=args.errors,
+        progress=_progress(args.quiet),
+    ))
+
+
+def _columns_help(kind: str) -> str:
+    """The documented columns of a tickets or communications file, from the module that reads them."""
+    doc = service_imports.__doc__
+    start = doc.index("Tickets (columns" if kind == "tickets" else "Communications:")
+    block = doc[start:].split("\n\n")[1]
+    return "columns (* required):\n" + block
 
 
 def cmd_export_customers(args: argparse.Namespace) -> int:
@@ -134,7 +174,7 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    importing = subparsers.add_parser("import", help="import customers or orders from a file")
+    importing = subparsers.add_parser("import", help="import customers, orders, tickets or communications")
     targets = importing.add_subparsers(dest="import_command", required=True)
 
     people = targets.add_parser("customers", help="customers from CSV, Excel (.xlsx) or JSON")
@@ -151,18 +191,53 @@ def register(subparsers) -> None:
     people.add_argument("--quiet", action="store_true", help="no progress lines")
     people.set_defaults(func=cmd_import_customers)
 
-    orders = targets.add_parser("orders", help="a transaction log (one paid order per row)")
+    orders = targets.add_parser(
+        "orders", help="a transaction log (one order, or order line, per row) or a Shopify orders export",
+        description="Import orders. A transaction log names its columns with the --...-col flags (one order per "
+                    "row, or with --product-col one order line per row); --format shopify reads a Shopify admin "
+                    "orders export (Orders > Export > CSV) with its own columns. Orders in another currency than "
+                    "the shop's are listed as invalid: revenue adds order totals without converting.")
     orders.add_argument("file", help="the file to import")
-    orders.add_argument("--customer-col", required=True, metavar="C", help="column with the customer id")
-    orders.add_argument("--date-col", required=True, metavar="D", help="column with the order date")
-    orders.add_argument("--amount-col", required=True, metavar="A", help="column with the order amount")
+    orders.add_argument("--customer-col", metavar="C", help="column with the customer id (it or --email-col is "
+                                                            "required)")
+    orders.add_argument("--date-col", metavar="D", help="column with the order date (required)")
+    orders.add_argument("--amount-col", metavar="A", help="column with the order amount (the line total with "
+                                                          "--product-col; required)")
     orders.add_argument("--quantity-col", metavar="Q", help="column with the item count (default 1)")
     orders.add_argument("--order-col", metavar="O", help="column with the order number (default: derived)")
-    orders.add_argument("--format", choices=("auto", *imports.FORMATS), default="auto",
-                        help="file format (default: from the file name)")
+    orders.add_argument("--email-col", metavar="E", help="column with the customer's email: finds the customer by "
+                                                         "email, or creates it with the email")
+    orders.add_argument("--status-col", metavar="S",
+                        help=f"column with the order status ({', '.join(ORDER_STATUSES)}; default paid)")
+    orders.add_argument("--product-col", metavar="P", help="column with the product SKU: each row is then a line of "
+                                                           "the order in --order-col (which it needs)")
+    orders.add_argument("--currency-col", metavar="K", help="column with the currency code (default: the shop's)")
+    orders.add_argument("--format", choices=("auto", *imports.FORMATS, "shopify"), default="auto",
+                        help="file format (default: from the file name); shopify: a Shopify orders export")
     orders.add_argument("--errors", metavar="ERRFILE", help="write invalid rows to this CSV")
     orders.add_argument("--quiet", action="store_true", help="no progress lines")
-    orders.set_defaults(func=cmd_import_orders)
+    orders.set_defaults(func=cmd_import_orders, parser=orders)
+
+    descriptions = {
+        "tickets": "Import a helpdesk's tickets for existing customers. Imported tickets keep the helpdesk's id "
+                   "(a ticket imported before is skipped) and get no SLA clock, so last year's tickets raise no "
+                   "SLA breaches.",
+        "communications": "Import an email, SMS and call history for existing customers. A message imported "
+                          "before (same message_id, or without one the same values) is skipped.",
+    }
+    for kind, noun in (("tickets", "a helpdesk's tickets"), ("communications", "an email, SMS and call history")):
+        service = targets.add_parser(
+            kind, help=f"{noun} for existing customers (CSV, Excel or JSON)",
+            description=textwrap.fill(descriptions[kind] + " Customers are found by customer_external_id, else by "
+                                      "customer_email; rows that are not valid are listed with their row number "
+                                      "and reason.", 100),
+            epilog=_columns_help(kind), formatter_class=argparse.RawDescriptionHelpFormatter)
+        service.add_argument("file", help="the file to import")
+        service.add_argument("--format", choices=("auto", *imports.FORMATS), default="auto",
+                             help="file format (default: from the file name)")
+        service.add_argument("--errors", metavar="ERRFILE", help="write invalid rows to this CSV")
+        service.add_argument("--quiet", action="store_true", help="no progress lines")
+        service.set_defaults(func=cmd_import_service, kind=kind)
 
     exporting = subparsers.add_parser("export", help="export customers to a file")
     export_targets = exporting.add_subparsers(dest="export_command", required=True)

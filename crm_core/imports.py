@@ -13,7 +13,8 @@ is row 1, the first record row 2); for JSON the position of the object (the firs
 
 Dates are accepted as ISO 8601 (`2024-03-01`, `2024-03-01T14:30:00`, `2024-03-01 14:30`), as
 `YYYY/MM/DD`, and day first as `DD.MM.YYYY` or `DD/MM/YYYY`. Impossible dates (2023-02-30) are
-rejected, never rolled over.
+rejected, never rolled over. A time may carry a UTC offset (`+01:00`, `+0100`, `Z`, also after a
+space: `2024-03-05 14:22:10 +0100`); such times are stored as naive UTC, like every time here.
 
 Duplicates are looked for in this order: the same external id, the same email (trimmed, case
 ignored), the same phone number (normalized to E.164), and finally a similar name in the same
@@ -60,7 +61,6 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
-    exists,
     func,
     insert,
     literal,
@@ -71,9 +71,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from db import bulk
-from db.models import Customer, ImportMapping, ImportRun, Order, utcnow
+from db.models import ORDER_STATUSES, Customer, ImportMapping, ImportRun, utcnow
 
-from . import audit
+from . import audit, order_staging
 from .errors import ConflictError, NotFound, ValidationError
 from .export import neutralize
 from .paging import Page
@@ -200,6 +200,9 @@ def _header(names: list[Any]) -> list[str]:
     return columns
 
 
+NUL_PROBLEM = "holds a NUL character (\\x00): the file is damaged or not text"
+
+
 @dataclass
 class RawRow:
     number: int
@@ -314,6 +317,8 @@ class TableReader:
                 problem = None
                 if len(record) > width and any(v.strip() for v in record[width:]):
                     problem = f"has {len(record)} values but the header has {width} columns"
+                elif "\x00" in "".join(record):
+                    problem = NUL_PROBLEM
                 record = record[:width] + [""] * (width - len(record))
                 yield RawRow(number, dict(zip(self.columns, record, strict=True)), problem)
 
@@ -370,11 +375,14 @@ class TableReader:
                 seen.append(key)
         self.columns = seen or ["value"]
 
+        def row(number: int, obj: dict) -> RawRow:
+            values = {str(k): _cell_text(v) for k, v in obj.items()}
+            return RawRow(number, values, NUL_PROBLEM if "\x00" in "".join(values.values()) else None)
+
         def generate() -> Iterator[RawRow]:
-            number, obj = first
-            yield RawRow(number, {str(k): _cell_text(v) for k, v in obj.items()})
+            yield row(*first)
             for number, obj in objects:
-                yield RawRow(number, {str(k): _cell_text(v) for k, v in obj.items()})
+                yield row(number, obj)
 
         self._rows = generate()
 
@@ -525,7 +533,8 @@ _DATE_PATTERNS = (
     (re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})"), ("d", "m", "y")),
     (re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})"), ("d", "m", "y")),
 )
-_TIME = re.compile(r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(Z|[+-]\d{2}:?\d{2})?")
+# A time may carry a UTC offset, directly or after a space as Shopify writes it (14:22:10 +0100).
+_TIME = re.compile(r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(?: ?(Z|UTC|[+-]\d{2}:?\d{2}))?")
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -548,7 +557,7 @@ def parse_datetime(text: str) -> dt.datetime:
         except ValueError:
             raise ValidationError(f"{value!r} is not a real date") from None
         if zone:
-            offset = dt.datetime.fromisoformat("2000-01-01T00:00" + ("+00:00" if zone == "Z" else zone)).utcoffset()
+            offset = dt.datetime.fromisoformat("2000-01-01T00:00" + ("+00:00" if zone in ("Z", "UTC") else zone)).utcoffset()
             moment = moment - offset
         return moment
     raise ValidationError(f"{value!r} is not a date in a known form (use YYYY-MM-DD)")
@@ -769,6 +778,11 @@ class ImportReport:
     skipped: int = 0
     invalid: int = 0
     customers_created: int = 0  # orders import: customers that did not exist yet
+    items_created: int = 0  # orders import: order lines
+    products_created: int = 0
+    currency: str | None = None  # orders import: the shop currency the orders were checked against
+    currency_source: str | None = None
+    other_currency: dict[str, int] = field(default_factory=dict)  # currency -> orders not imported
     errors: list[RowError] = field(default_factory=list)
     duplicates: list[DuplicateMatch] = field(default_factory=list)
     seconds: float = 0.0
@@ -778,24 +792,52 @@ class ImportReport:
         counts = {"rows_read": self.rows_read, "created": self.created, "updated": self.updated,
                   "skipped": self.skipped, "invalid": self.invalid}
         if self.entity == "orders":
-            counts["customers_created"] = self.customers_created
+            counts.update(customers_created=self.customers_created, items_created=self.items_created,
+                          products_created=self.products_created,
+                          other_currency=sum(self.other_currency.values()))
         return counts
 
-    def summary_lines(self) -> list[str]:
+    def apply(self, loaded: order_staging.LoadResult) -> None:
+        """Take the counts of the set-based load of staged orders."""
+        self.created = loaded.orders
+        self.skipped = loaded.skipped
+        self.customers_created = loaded.customers_created
+        self.items_created = loaded.items
+        self.products_created = loaded.products_created
+        self.currency, self.currency_source = loaded.currency, loaded.currency_source
+        self.other_currency = dict(loaded.other_currency or {})
+
+    def figures(self) -> list[tuple[str, int]]:
+        """(label, value) of the summary, in the order a person reads them."""
         if self.entity == "orders":
-            labels = [("rows read", self.rows_read), ("orders imported", self.created),
-                      ("customers created", self.customers_created),
-                      ("skipped (already imported)", self.skipped), ("invalid", self.invalid)]
-        else:
-            labels = [("rows read", self.rows_read), ("imported (new)", self.created), ("updated", self.updated),
-                      ("skipped as duplicates", self.skipped), ("invalid", self.invalid)]
-        return [f"{label:<28}{value:>12,}" for label, value in labels]
+            figures = [("rows read", self.rows_read), ("orders imported", self.created)]
+            if self.items_created or self.products_created:
+                figures += [("line items", self.items_created), ("products created", self.products_created)]
+            figures += [("customers created", self.customers_created),
+                        ("skipped (already imported)", self.skipped), ("invalid", self.invalid)]
+            return figures
+        return [("rows read", self.rows_read), ("imported (new)", self.created), ("updated", self.updated),
+                ("skipped as duplicates", self.skipped), ("invalid", self.invalid)]
+
+    def notes(self) -> list[str]:
+        """Sentences that explain the figures (the shop currency and what was left out for it)."""
+        if self.entity != "orders" or not self.currency:
+            return []
+        notes = [f"Shop currency {self.currency} ({self.currency_source})."]
+        for currency, orders in sorted(self.other_currency.items()):
+            notes.append(f"{orders:,} order{'s' if orders != 1 else ''} in {currency} not imported: revenue adds "
+                         f"order totals without converting currencies (listed as invalid).")
+        return notes
+
+    def summary_lines(self) -> list[str]:
+        return [f"{label:<28}{value:>12,}" for label, value in self.figures()]
 
 
 # --------------------------------------------------------------------------- runs and mappings
 
 
-def _start_run(session: Session, actor, entity: str, reader: TableReader, on_duplicate: str | None) -> ImportRun:
+def start_run(session: Session, actor, entity: str, reader: TableReader, on_duplicate: str | None) -> ImportRun:
+    """The import run row of an import that starts (every importer records one)."""
     run = ImportRun(entity=entity, file_name=Path(reader.name or "upload").name[:255], file_format=reader.format,
                     on_duplicate=on_duplicate, status="completed", actor_id=getattr(actor, "id", None),
                     actor_username=getattr(actor, "username", "system"), started_at=utcnow())
@@ -804,7 +846,8 @@ def _start_run(session: Session, actor, entity: str, reader: TableReader, on_dup
     return run
 
 
-def _finish_run(session: Session, actor, run: ImportRun, report: ImportReport, started: float) -> None:
+def finish_run(session: Session, actor, run: ImportRun, report: ImportReport, started: float) -> None:
+    """Store the report's counts and notes on the run and write the import's audit row."""
     for name, value in report.counts().items():
         if hasattr(run, name):
             setattr(run, name, value)
@@ -812,7 +855,7 @@ def _finish_run(session: Session, actor, run: ImportRun, report: ImportReport, s
     report.seconds = time.perf_counter() - started
     report.run_id = run.id
     if report.entity == "orders":
-        run.message = f"{report.customers_created:,} customers created"
+        run.message = " ".join([*report.notes(), f"{report.customers_created:,} customers created."])
     audit.record(session, actor, f"{report.entity}.import", "import_run", run.id,
                  after={"file": run.file_name, "format": run.file_format, "on_duplicate": run.on_duplicate,
                         **report.counts()})
@@ -868,11 +911,9 @@ def save_mapping(session: Session, actor, name: str, mapping: dict[str, str], sh
     name = name.strip()
     if len(name) > 120:
         raise ValidationError("A mapping name is at most 120 characters.")
-    if entity not in ("customers", "orders"):
-        raise ValidationError(f"Unknown import kind {entity!r}.")
+    fields = mapping_fields(entity)
     if not isinstance(mapping, dict) or not mapping:
         raise ValidationError("Map at least one column before saving the mapping.")
-    fields = CUSTOMER_FIELDS if entity == "customers" else ORDER_FIELDS
     clean = {}
     for column, target in mapping.items():
         if target in (None, "", "(ignore)"):
@@ -981,7 +1022,8 @@ def _lower_variants(text: str) -> set[str]:
     return {text.lower(), ascii_only}
 
 
-def _batches(values: list, size: int = LOOKUP_BATCH) -> Iterator[list]:
+def batches(values: list, size: int = LOOKUP_BATCH) -> Iterator[list]:
+    """`values` in slices small enough for one IN (...) list."""
     for start in range(0, len(values), size):
         yield values[start:start + size]
 
@@ -1000,17 +1042,17 @@ def _existing_candidates(session: Session, records: list[dict[str, Any]], thresh
 
     # Each lookup only for the records the previous ones did not match.
     external_ids = sorted({r["external_id"] for r in records if r["external_id"]})
-    for batch in _batches(external_ids):
+    for batch in batches(external_ids):
         collect(c.external_id.in_(batch), only_live=False)  # a merged record's id is still taken
     known = {row.external_id for row in found.values()}
     rest = [r for r in records if r["external_id"] not in known]
     emails = sorted({email_key(r["email"]) for r in rest if r["email"]})
-    for batch in _batches(emails):
+    for batch in batches(emails):
         collect(func.lower(c.email).in_(batch))
     known_emails = {email_key(row.email) for row in found.values() if row.email}
     rest = [r for r in rest if email_key(r["email"]) not in known_emails]
     phones = sorted({v for r in rest if r["phone"] for v in phone_variants(r["phone"])})
-    for batch in _batches(phones):
+    for batch in batches(phones):
         collect(c.phone.in_(batch))
     known_phones = {row.phone for row in found.values() if row.phone}
     rest = [r for r in rest if not (r["phone"] and set(phone_variants(r["phone"])) & known_phones)]
@@ -1023,7 +1065,7 @@ def _existing_candidates(session: Session, records: list[dict[str, Any]], thresh
                        for r in rest
                        for city in _lower_variants(r["city"] or "")
                        for last in _lower_variants(r["last_name"][:2])})
-        for batch in _batches(keys, LOOKUP_BATCH // 3):
+        for batch in batches(keys, LOOKUP_BATCH // 3):
             collect(sql_key.in_(batch))
     index = _ChunkIndex()
     for row in sorted(found.values(), key=lambda r: r.id):
@@ -1171,7 +1213,7 @@ def import_customers(
         columns_map = check_mapping(mapping if mapping is not None else default_mapping(reader.columns),
                                     reader.columns)
         report = ImportReport("customers", Path(reader.name or "upload").name, reader.format, on_duplicate)
-        run = _start_run(session, actor, "customers", reader, on_duplicate)
+        run = start_run(session, actor, "customers", reader, on_duplicate)
         sink = ErrorSink(errors_path)
         try:
             chunk: list[tuple[int, str, dict[str, Any]]] = []
@@ -1200,7 +1242,7 @@ def import_customers(
         finally:
             sink.close()
         report.errors = sink.kept
-        _finish_run(session, actor, run, report, started)
+        finish_run(session, actor, run, report, started)
         if progress:
             progress(1.0, report.rows_read)
     return report
@@ -1238,19 +1280,63 @@ def preview(source: Source, *, fmt: str = "auto", file_name: str | None = None,
 # --------------------------------------------------------------------------- orders
 
 ORDER_FIELDS = {"customer": "Customer id", "date": "Order date", "amount": "Amount", "quantity": "Quantity",
-                "order_number": "Order number"}
+                "order_number": "Order number", "email": "Customer email", "status": "Status",
+                "product": "Product (SKU)", "currency": "Currency"}
+# An order's status as written in a log -> ORDER_STATUSES. Shopify's financial statuses are accepted
+# too, with the meaning `shop_imports` gives them (a pending or authorized payment is a placed order).
+ORDER_STATUS_VALUES = {
+    **{status: status for status in ORDER_STATUSES},
+    "canceled": "cancelled", "voided": "cancelled", "void": "cancelled", "expired": "cancelled",
+    "pending": "placed", "authorized": "placed", "partially_paid": "placed", "partially_refunded": "paid",
+    "refund": "refunded", "return": "returned", "completed": "delivered", "complete": "delivered",
+}
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+
+# Tickets and communications (`service_imports`): field -> label; the field names are also the
+# column names that need no mapping.
+TICKET_FIELDS = {
+    "ticket_id": "Ticket id", "customer_external_id": "Customer external id", "customer_email": "Customer email",
+    "created_at": "Created at", "subject": "Subject", "description": "Description", "status": "Status",
+    "priority": "Priority", "category": "Category", "channel": "Channel", "first_responded_at": "First responded at",
+    "resolved_at": "Resolved at", "closed_at": "Closed at", "csat_rating": "CSAT rating",
+}
+COMMUNICATION_FIELDS = {
+    "message_id": "Message id", "customer_external_id": "Customer external id", "customer_email": "Customer email",
+    "channel": "Channel", "direction": "Direction", "status": "Status", "sent_at": "Sent at", "subject": "Subject",
+    "campaign": "Campaign", "template": "Template", "body": "Body", "delivered_at": "Delivered at",
+    "opened_at": "Opened at", "clicked_at": "Clicked at", "replied_at": "Replied at",
+}
 
 
-def _staging_table() -> Table:
+def mapping_fields(entity: str) -> dict[str, str]:
+    """The fields a column of an import of this kind can be mapped to."""
+    catalogue = {"customers": CUSTOMER_FIELDS, "orders": ORDER_FIELDS, "tickets": TICKET_FIELDS,
+                 "communications": COMMUNICATION_FIELDS}
+    if entity not in catalogue:
+        raise ValidationError(f"Unknown import kind {entity!r}.")
+    return catalogue[entity]
+
+
+def _row_staging_table() -> Table:
     return Table(
-        "import_order_staging", MetaData(),
+        "import_order_rows", MetaData(),
         Column("row_number", Integer), Column("order_number", String(64)), Column("external_id", String(100)),
-        Column("ordered_at", DateTime), Column("total", Numeric(14, 2)), Column("quantity", Integer),
+        Column("email", String(254)), Column("email_key", String(254)), Column("ordered_at", DateTime),
+        Column("status", String(16)), Column("currency", String(3)), Column("total", Numeric(14, 2)),
+        Column("quantity", Integer), Column("sku", String(64)), Column("unit_price", Numeric(14, 2)),
         prefixes=["TEMPORARY"],
     )
 
 
+ISO_DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
+PLAIN_AMOUNT = r"\d{1,12}(?:\.\d{1,2})?"
+PLAIN_QUANTITY = r"\d{1,7}"
+_PLAIN_AMOUNT = re.compile(PLAIN_AMOUNT)
+
+
 def parse_amount(text: str) -> Decimal:
+    if _PLAIN_AMOUNT.fullmatch(text):  # the common spelling, without the clean-up below
+        return Decimal(text).quantize(Decimal("0.01"))
     value = re.sub(r"[\s€$£]", "", text)
     if "," in value and "." in value:
         value = value.replace(",", "")
@@ -1281,9 +1367,12 @@ def parse_quantity(text: str) -> int:
     return int(number)
 
 
-ISO_DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
-PLAIN_AMOUNT = r"\d{1,12}(?:\.\d{1,2})?"
-PLAIN_QUANTITY = r"\d{1,7}"
+@lru_cache(maxsize=65_536)
+def cached_email(text: str) -> str:
+    """normalize_email for logs where each customer's email comes back on every order."""
+    return normalize_email(text)
+
+
 
 
 def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: ImportReport,
@@ -1291,7 +1380,8 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
     """The staging rows of a chunk; invalid rows go to the error sink.
 
     Vectorized for the common spellings (ISO dates, plain amounts and quantities); anything else
-    goes through the same parsers as one row at a time, for the exact message.
+    goes through the same parsers as one row at a time, for the exact message. Optional columns
+    (email, status, currency, product) are None in `frame` when the import has no such column.
     """
     size = len(frame)
     problems: dict[int, list[str]] = {}
@@ -1299,14 +1389,30 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
     def add(i: int, reason: str) -> None:
         problems.setdefault(i, []).append(reason)
 
+    def given(name: str) -> bool:
+        return bool(frame[name].notna().any())
+
     for i in np.flatnonzero(frame["problem"].notna().to_numpy()):
         add(i, f"the row {frame['problem'].iat[i]}")
-    customer = frame["customer"].str.strip()
+    customer = frame["customer"].fillna("").str.strip()
     lengths = customer.str.len().to_numpy()
-    for i in np.flatnonzero(lengths == 0):
-        add(i, "customer id is missing")
     for i in np.flatnonzero(lengths > 100):
         add(i, "customer id is longer than 100 characters")
+    emails = pd.Series([None] * size, index=frame.index, dtype=object)
+    if given("email"):
+        email_text = frame["email"].fillna("").str.strip()
+        for i in np.flatnonzero(email_text.str.len().to_numpy() > 0):
+            try:
+                emails.iat[i] = cached_email(email_text.iat[i])
+            except ValidationError as exc:
+                add(i, str(exc))
+        missing = (lengths == 0) & (email_text.str.len().to_numpy() == 0)
+        with_ids = frame["customer"].notna().any()
+        for i in np.flatnonzero(missing):
+            add(i, "customer id and email are both missing" if with_ids else "email is missing")
+    else:
+        for i in np.flatnonzero(lengths == 0):
+            add(i, "customer id is missing")
 
     when_text = frame["when"].str.strip()
     fast = when_text.str.fullmatch(ISO_DATE).to_numpy(dtype=bool)
@@ -1324,6 +1430,8 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
             add(i, f"order date: {exc}")
     for i in np.flatnonzero((ordered > pd.Timestamp(now + dt.timedelta(days=1))).to_numpy()):
         add(i, f"order date {when_text.iat[i]!r} is in the future")
+    for i in np.flatnonzero((ordered < pd.Timestamp(1900, 1, 1)).to_numpy()):
+        add(i, f"order date {when_text.iat[i]!r} is before 1900")
 
     amount_text = frame["amount"].str.strip()
     fast = amount_text.str.fullmatch(PLAIN_AMOUNT).to_numpy(dtype=bool)
@@ -1347,6 +1455,33 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
         except ValidationError as exc:
             add(i, str(exc))
 
+    statuses = pd.Series("paid", index=frame.index, dtype=object)
+    if given("status"):
+        status_text = frame["status"].fillna("").str.strip()
+        mapped = status_text.str.lower().str.replace(r"[\s-]+", "_", regex=True).map(ORDER_STATUS_VALUES)
+        blank = (status_text == "").to_numpy()
+        statuses = mapped.where(~blank, "paid")
+        for i in np.flatnonzero(statuses.isna().to_numpy()):
+            add(i, f"status {status_text.iat[i]!r} is not one of {', '.join(ORDER_STATUSES)}")
+
+    currencies = pd.Series([None] * size, index=frame.index, dtype=object)
+    if given("currency"):
+        currency_text = frame["currency"].fillna("").str.strip().str.upper()
+        valid_code = currency_text.str.fullmatch(CURRENCY_CODE.pattern).to_numpy(dtype=bool)
+        currencies = currency_text.where(valid_code, None)
+        for i in np.flatnonzero(~valid_code & (currency_text != "").to_numpy()):
+            add(i, f"currency {frame['currency'].iat[i].strip()!r} is not a three-letter ISO 4217 code such as EUR")
+
+    skus = pd.Series([None] * size, index=frame.index, dtype=object)
+    unit_prices = pd.Series([None] * size, index=frame.index, dtype=object)
+    if given("product"):
+        skus = frame["product"].fillna("").str.strip()
+        sku_lengths = skus.str.len().to_numpy()
+        for i in np.flatnonzero(sku_lengths == 0):
+            add(i, "product is missing")
+        for i in np.flatnonzero(sku_lengths > 64):
+            add(i, "product SKU is longer than 64 characters")
+
     if frame["order"].notna().any():
         numbers = frame["order"].fillna("").str.strip()
         lengths = numbers.str.len().to_numpy()
@@ -1357,62 +1492,90 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
     else:
         # Deterministic: the same file imported again gives the same numbers, so nothing is doubled.
         content = customer + "|" + when_text + "|" + totals.fillna("")
+        if given("email"):
+            content = content + "|" + emails.fillna("")
         digest = pd.util.hash_pandas_object(content, index=False).to_numpy() & 0xFFFFFFFF
         numbers = (f"{stem}-" + frame["number"].astype(str) + "-"
                    + pd.Series([f"{d:08x}" for d in digest], index=frame.index))
 
     valid = np.ones(size, dtype=bool)
+    numbered = frame["order"].notna().to_numpy()
+    email_text = frame["email"].fillna("").str.strip()
     for i, reasons in sorted(problems.items()):
         valid[i] = False
-        ident = (numbers.iat[i] if frame["order"].notna().iat[i] else "") or customer.iat[i] or f"row {frame['number'].iat[i]}"
-        sink.add(int(frame["number"].iat[i]), ident, "; ".join(reasons))
+        ident = (numbers.iat[i] if numbered[i] else "") or customer.iat[i] or email_text.iat[i]
+        sink.add(int(frame["number"].iat[i]), ident or f"row {frame['number'].iat[i]}", "; ".join(reasons))
     report.invalid += int((~valid).sum())
+    if given("product"):
+        unit_prices = pd.Series(
+            [str((Decimal(t) / q).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) if ok else None
+             for t, q, ok in zip(totals.fillna("0"), quantities, valid, strict=True)], index=frame.index, dtype=object)
     return pd.DataFrame({
         "row_number": frame["number"][valid].to_numpy(), "order_number": numbers[valid].to_numpy(),
-        "external_id": customer[valid].to_numpy(), "ordered_at": ordered[valid].to_numpy(),
-        "total": totals[valid].to_numpy(), "quantity": quantities[valid],
+        "external_id": customer.where(customer != "", None)[valid].to_numpy(),
+        "email": emails[valid].to_numpy(), "email_key": emails.map(email_key)[valid].to_numpy(),
+        "ordered_at": ordered[valid].to_numpy(), "status": statuses[valid].to_numpy(),
+        "currency": currencies[valid].to_numpy(), "total": totals[valid].to_numpy(), "quantity": quantities[valid],
+        "sku": skus[valid].to_numpy(), "unit_price": unit_prices[valid].to_numpy(),
     })
 
 
 def import_orders(
-    session: Session, actor, source: Source, customer_col: str, date_col: str, amount_col: str,
-    quantity_col: str | None = None, *, order_col: str | None = None, fmt: str = "auto",
-    file_name: str | None = None, errors_path: str | os.PathLike | None = None, chunk_size: int = ORDER_CHUNK,
-    progress: Progress | None = None, now: dt.datetime | None = None,
+    session: Session, actor, source: Source, customer_col: str | None, date_col: str, amount_col: str,
+    quantity_col: str | None = None, *, order_col: str | None = None, email_col: str | None = None,
+    status_col: str | None = None, product_col: str | None = None, currency_col: str | None = None,
+    fmt: str = "auto", file_name: str | None = None, errors_path: str | os.PathLike | None = None,
+    chunk_size: int = ORDER_CHUNK, progress: Progress | None = None, now: dt.datetime | None = None,
 ) -> ImportReport:
-    """Load a plain transaction log: one paid order per row; unknown customer ids become customers.
+    """Load a plain transaction log: one order per row (or, with `product_col`, one order line per row).
 
-    Rows are validated a chunk at a time and copied in bulk (COPY on PostgreSQL) into a temporary staging
-    table; customers and orders are then inserted set-based. Without `order_col`, order numbers are
-    derived from the file name, row and content, so importing the same file twice adds nothing.
+    The customer is the `customer_col` id (a customer that does not exist is created with it as its
+    external id) or, with `email_col`, found by email and else created with it. `status_col` holds
+    an order status (default paid), `currency_col` a currency code (default the shop currency:
+    orders in another one are refused, see `order_staging`). With `product_col`, each row is a line
+    of the order `order_col` names, of the product with that SKU (created when unknown), its amount
+    the line total; customer, date, status and currency come from the order's first row.
+
+    Rows are validated a chunk at a time and copied in bulk (COPY on PostgreSQL) into a temporary
+    staging table; customers, products, orders and items are then inserted set-based. Without
+    `order_col`, order numbers are derived from the file name, row and content, so importing the
+    same file twice adds nothing.
     """
     require(actor, "customers.import")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValidationError("The chunk size must be a positive whole number.")
+    if not customer_col and not email_col:
+        raise ValidationError("Name the customer id column or the customer email column (one is required).")
+    if product_col and not order_col:
+        raise ValidationError("Rows of products are lines of an order: name the order number column too.")
     now = now or utcnow()
     started = time.perf_counter()
     with TableReader(source, fmt, file_name) as reader:
         named = {"customer": customer_col, "date": date_col, "amount": amount_col, "quantity": quantity_col,
-                 "order number": order_col}
+                 "order number": order_col, "email": email_col, "status": status_col, "product": product_col,
+                 "currency": currency_col}
         for label, column in named.items():
             if column is not None and column not in reader.columns:
                 raise ValidationError(f"The file has no {label} column {column!r} "
                                       f"(its columns: {', '.join(reader.columns)}).")
         report = ImportReport("orders", Path(reader.name or "upload").name, reader.format)
         stem = re.sub(r"[^0-9A-Za-z_.-]+", "_", Path(report.file_name).stem)[:40] or "import"
-        run = _start_run(session, actor, "orders", reader, None)
+        run = start_run(session, actor, "orders", reader, None)
         sink = ErrorSink(errors_path)
         connection = session.connection()
-        staging = _staging_table()
-        staging.create(connection)
+        rows_table = _row_staging_table()
+        rows_table.create(connection)
+        staging = order_staging.create_staging(connection)
         try:
-            names = ("number", "problem", "customer", "when", "amount", "quantity", "order")
-            chunk: dict[str, list] = {k: [] for k in names}
+            sources = {"customer": customer_col, "when": date_col, "amount": amount_col, "quantity": quantity_col,
+                       "order": order_col, "email": email_col, "status": status_col, "product": product_col,
+                       "currency": currency_col}
+            chunk: dict[str, list] = {k: [] for k in ("number", "problem", *sources)}
 
             def flush() -> None:
                 if chunk["number"]:
                     frame = _validated_orders(pd.DataFrame(chunk), stem, now, report, sink)
-                    bulk.load(connection, staging, frame)
+                    bulk.load(connection, rows_table, frame)
                     for values in chunk.values():
                         values.clear()
 
@@ -1421,60 +1584,157 @@ def import_orders(
                 values = raw.values
                 chunk["number"].append(raw.number)
                 chunk["problem"].append(raw.problem)
-                chunk["customer"].append(values.get(customer_col, ""))
-                chunk["when"].append(values.get(date_col, ""))
-                chunk["amount"].append(values.get(amount_col, ""))
-                chunk["quantity"].append(values.get(quantity_col, "") if quantity_col else "")
-                chunk["order"].append(values.get(order_col, "") if order_col else None)
+                for key, column in sources.items():
+                    if column:
+                        chunk[key].append(values.get(column, ""))
+                    else:
+                        chunk[key].append("" if key in ("when", "amount", "quantity") else None)
                 if len(chunk["number"]) >= chunk_size:
                     flush()
                     if progress:
                         progress(reader.fraction(), report.rows_read)
             flush()
-            _insert_staged_orders(session, staging, report, sink, now)
+            _stage_order_rows(connection, rows_table, staging, bool(product_col), report, sink)
+
+            def reject(row: int, identifier: str, reason: str) -> None:
+                sink.add(row, identifier, reason)
+                report.invalid += 1
+
+            loaded = order_staging.load_staged(connection, staging, now, reject)
+            report.apply(loaded)
         finally:
             sink.close()
-        staging.drop(connection)
+        rows_table.drop(connection)
+        order_staging.drop_staging(connection, staging)
         report.errors = sink.kept
-        _finish_run(session, actor, run, report, started)
+        finish_run(session, actor, run, report, started)
         if progress:
             progress(1.0, report.rows_read)
     return report
 
 
-def _insert_staged_orders(session: Session, staging: Table, report: ImportReport, sink: ErrorSink,
-                          now: dt.datetime) -> None:
-    connection = session.connection()
-    s = staging
-    Index("ix_import_order_staging_number", s.c.order_number, s.c.row_number).create(connection)
-    Index("ix_import_order_staging_customer", s.c.external_id).create(connection)
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"ANALYZE {s.name}")  # temporary tables have no statistics otherwise
-    earlier = s.alias("earlier")
-    repeated = exists().where(earlier.c.order_number == s.c.order_number, earlier.c.row_number < s.c.row_number)
-    for row in connection.execute(select(s.c.row_number, s.c.order_number).where(repeated).order_by(s.c.row_number)):
-        sink.add(row.row_number, row.order_number, f"order number {row.order_number!r} appears earlier in the file")
-        report.invalid += 1
-    connection.execute(s.delete().where(repeated))
-    orders = Order.__table__
-    already = exists().where(orders.c.order_number == s.c.order_number)
-    report.skipped = connection.execute(s.delete().where(already)).rowcount or 0
-    customers = Customer.__table__
-    missing = (
-        select(s.c.external_id, literal(""), literal(""), literal("import"), literal("active"),
-               func.min(s.c.ordered_at), literal(now, DateTime), literal(now, DateTime), literal(1))
-        .where(~exists().where(customers.c.external_id == s.c.external_id))
-        .group_by(s.c.external_id)
-    )
-    report.customers_created = connection.execute(insert(customers).from_select(
-        ["external_id", "first_name", "last_name", "acquisition_channel", "status", "signed_up_at", "created_at",
-         "updated_at", "version"], missing)).rowcount or 0
-    rows = (
-        select(s.c.order_number, customers.c.id, s.c.ordered_at, literal("paid"), literal("web"), literal("EUR"),
-               s.c.total, literal(0), literal(0), s.c.total, s.c.quantity)
-        .select_from(s.join(customers, customers.c.external_id == s.c.external_id))
-    )
-    report.created = connection.execute(insert(orders).from_select(
-        ["order_number", "customer_id", "ordered_at", "status", "channel", "currency", "subtotal", "discount",
-         "shipping", "total", "item_count"], rows)).rowcount or 0
+ORDER_ARGUMENTS = {"customer": "customer_col", "date": "date_col", "amount": "amount_col", "quantity": "quantity_col",
+                   "order_number": "order_col", "email": "email_col", "status": "status_col", "product": "product_col",
+                   "currency": "currency_col"}
+ORDER_ALIASES = {"customer_id": "customer", "external_id": "customer", "order_date": "date", "ordered_at": "date",
+                 "created_at": "date", "total": "amount", "qty": "quantity", "order": "order_number",
+                 "order_id": "order_number", "invoice": "order_number", "e_mail": "email", "sku": "product",
+                 "product_sku": "product"}
 
+
+def default_order_mapping(columns: Iterable[str]) -> dict[str, str]:
+    """File column -> order field for the columns named like a field (customer, date, amount, ...)."""
+    mapping: dict[str, str] = {}
+    for column in columns:
+        name = _normalized_name(column)
+        target = name if name in ORDER_FIELDS else ORDER_ALIASES.get(name)
+        if target and target not in mapping.values():
+            mapping[column] = target
+    return mapping
+
+
+def check_order_mapping(mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
+    """The `import_orders` column arguments of a file column -> field mapping, or what is missing."""
+    chosen: dict[str, str] = {}
+    for column, target in mapping.items():
+        if target in (None, "", "(ignore)"):
+            continue
+        if target not in ORDER_FIELDS:
+            raise ValidationError(f"{target!r} is not an order field; use one of {', '.join(ORDER_FIELDS)}.")
+        if column not in columns:
+            raise ValidationError(f"The file has no column {column!r} (its columns: {', '.join(columns)}).")
+        if target in chosen:
+            raise ValidationError(f"Two columns are mapped to {ORDER_FIELDS[target]}; map each field once.")
+        chosen[target] = column
+    missing = [ORDER_FIELDS[f] for f in ("date", "amount") if f not in chosen]
+    if "customer" not in chosen and "email" not in chosen:
+        missing.insert(0, f"{ORDER_FIELDS['customer']} or {ORDER_FIELDS['email']}")
+    if missing:
+        raise ValidationError(f"Map a column to {' and '.join(missing)}.")
+    if "product" in chosen and "order_number" not in chosen:
+        raise ValidationError("Rows of products are lines of an order: map a column to Order number too.")
+    return {"customer_col": None, **{ORDER_ARGUMENTS[field]: column for field, column in chosen.items()}}
+
+
+def file_columns(source: Source, *, fmt: str = "auto", file_name: str | None = None) -> list[str]:
+    """The columns of a file (its header), or a ValidationError saying why it cannot be read."""
+    with TableReader(source, fmt, file_name) as reader:
+        return reader.columns
+
+
+def preview_orders(source: Source, columns_map: dict[str, str], *, fmt: str = "auto", file_name: str | None = None,
+                   limit: int = 20, now: dt.datetime | None = None) -> list[PreviewRow]:
+    """The first `limit` rows of a transaction log with their status, checked as `import_orders` checks them.
+
+    `columns_map` holds `import_orders`' column arguments (see `check_order_mapping`); no database is
+    read, so the shop currency and orders imported before are only checked on import.
+    """
+    now = now or utcnow()
+    with TableReader(source, fmt, file_name) as reader:
+        raws = []
+        for raw in reader.rows():
+            raws.append(raw)
+            if len(raws) >= limit:
+                break
+    sources = {"customer": "customer_col", "when": "date_col", "amount": "amount_col", "quantity": "quantity_col",
+               "order": "order_col", "email": "email_col", "status": "status_col", "product": "product_col",
+               "currency": "currency_col"}
+    chunk: dict[str, list] = {"number": [r.number for r in raws], "problem": [r.problem for r in raws]}
+    for key, argument in sources.items():
+        column = columns_map.get(argument)
+        blank = "" if key in ("when", "amount", "quantity") else None
+        chunk[key] = [r.values.get(column, "") if column else blank for r in raws]
+    report = ImportReport("orders", file_name or "upload", "csv")
+    sink = ErrorSink(None)
+    if raws:
+        _validated_orders(pd.DataFrame(chunk), "preview", now, report, sink)
+    reasons = {error.row: error.reason for error in sink.kept}
+    return [PreviewRow(r.number, r.values, "invalid" if r.number in reasons else "ok", reasons.get(r.number, ""))
+            for r in raws]
+
+
+def _stage_order_rows(connection, rows: Table, staging: order_staging.Staging, lines: bool, report: ImportReport,
+                      sink: ErrorSink) -> None:
+    """From validated rows to staged orders (and lines): repeated order numbers are errors, or lines."""
+    Index("ix_import_order_rows_number", rows.c.order_number, rows.c.row_number).create(connection)
+    Index("ix_import_order_rows_row", rows.c.row_number).create(connection)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ANALYZE {rows.name}")  # temporary tables have no statistics otherwise
+    first = (select(rows.c.order_number, func.min(rows.c.row_number).label("first_row"))
+             .group_by(rows.c.order_number).subquery())
+    head = rows.alias("head")
+    joined = (rows.join(first, first.c.order_number == rows.c.order_number)
+              .join(head, head.c.row_number == first.c.first_row))
+    later = rows.c.row_number != first.c.first_row
+    if lines:
+        other = ((func.coalesce(rows.c.external_id, "") != func.coalesce(head.c.external_id, ""))
+                 | (func.coalesce(rows.c.email_key, "") != func.coalesce(head.c.email_key, "")))
+        conflicts = connection.execute(select(rows.c.row_number, rows.c.order_number, head.c.row_number)
+                                       .select_from(joined).where(later, other).order_by(rows.c.row_number)).all()
+        for row_number, number, first_row in conflicts:
+            sink.add(row_number, number, f"order {number!r} belongs to another customer on row {first_row}")
+    else:
+        conflicts = connection.execute(select(rows.c.row_number, rows.c.order_number, head.c.row_number)
+                                       .select_from(joined).where(later).order_by(rows.c.row_number)).all()
+        for row_number, number, _ in conflicts:
+            sink.add(row_number, number, f"order number {number!r} appears earlier in the file")
+    report.invalid += len(conflicts)
+    for batch in batches([row_number for row_number, _, _ in conflicts]):
+        connection.execute(rows.delete().where(rows.c.row_number.in_(batch)))
+    totals = (select(rows.c.order_number, func.min(rows.c.row_number).label("first_row"),
+                     func.sum(rows.c.total).label("total"), func.sum(rows.c.quantity).label("item_count"))
+              .group_by(rows.c.order_number).subquery())
+    connection.execute(insert(staging.orders).from_select(
+        ["row_number", "order_number", "external_id", "email", "email_key", "ordered_at", "status", "channel",
+         "currency", "subtotal", "discount", "shipping", "total", "item_count"],
+        select(totals.c.first_row, totals.c.order_number, rows.c.external_id, rows.c.email, rows.c.email_key,
+               rows.c.ordered_at, rows.c.status, literal("web"), rows.c.currency, totals.c.total, literal(0),
+               literal(0), totals.c.total, totals.c.item_count)
+        .select_from(totals.join(rows, rows.c.row_number == totals.c.first_row)),
+    ))
+    if lines:
+        connection.execute(insert(staging.lines).from_select(
+            ["row_number", "order_number", "sku", "product_name", "brand", "quantity", "unit_price", "line_total"],
+            select(rows.c.row_number, rows.c.order_number, rows.c.sku, rows.c.sku, literal(""), rows.c.quantity,
+                   rows.c.unit_price, rows.c.total),
+        ))

@@ -294,7 +294,7 @@ def update_ticket(session: Session, actor, ticket_id: Any, expected_version: int
             _set_status(session, actor, ticket, changes["status"], now)
         if ticket.status == "new" and ticket.assignee_id is not None and "status" not in changes:
             _set_status(session, actor, ticket, "open", now)
-        if rematch:
+        if rematch and ticket.external_id is None:  # imported tickets have no SLA (see service_imports)
             policy = sla.match_policy(session, ticket.priority, ticket.category, ticket.customer_id)
             ticket.sla_id = policy.id if policy else None
         after = _snapshot(ticket)

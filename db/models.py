@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -459,6 +460,10 @@ class CustomerCommunication(Base):
         enum_check("status", COMM_STATUSES),
         Index("ix_comm_customer_time", "customer_id", "sent_at"),
         Index("ix_comm_campaign", "campaign"),
+        # Imported messages keep their source's id (or a key derived from the row): importing a file
+        # twice adds nothing (migration 0013). Partial: messages logged here have none.
+        Index("ix_comm_external_id", "external_id", unique=True,
+              postgresql_where=text("external_id IS NOT NULL"), sqlite_where=text("external_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -478,6 +483,7 @@ class CustomerCommunication(Base):
     logged_by_id: Mapped[int | None] = user_fk()
     # VADER compound score of inbound free text (-1..1), set when the message is logged (migration 0006).
     sentiment_score: Mapped[float | None] = mapped_column(Float)
+    external_id: Mapped[str | None] = mapped_column(String(100))
 
 
 class CustomerPreferenceCenter(Base):
@@ -547,6 +553,9 @@ class SupportTicket(Base):
         Index("ix_tickets_assignee_status", "assignee_id", "status"),
         Index("ix_tickets_customer", "customer_id", "created_at"),
         Index("ix_tickets_created", "created_at"),
+        # The helpdesk's own ticket id of an imported ticket (migration 0013); tickets opened here have none.
+        Index("ix_tickets_external_id", "external_id", unique=True,
+              postgresql_where=text("external_id IS NOT NULL"), sqlite_where=text("external_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -577,6 +586,7 @@ class SupportTicket(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    external_id: Mapped[str | None] = mapped_column(String(100))
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -1317,7 +1327,7 @@ class ForecastPoint(Base):
 
 # --------------------------------------------------------------------------- import and export (issue 6)
 
-IMPORT_ENTITIES = ("customers", "orders")
+IMPORT_ENTITIES = ("customers", "orders", "tickets", "communications")
 IMPORT_RUN_STATUSES = ("completed", "failed")
 
 

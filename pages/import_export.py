@@ -1,4 +1,5 @@
-"""Import / Export: customers from CSV, Excel or JSON (mapping, preview, dedupe) and customer exports."""
+"""Import / Export: customers, orders (a transaction log or a Shopify export), support tickets and
+communications from CSV, Excel or JSON (mapping, preview, dedupe), and customer exports."""
 
 import os
 import tempfile
@@ -7,11 +8,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import exports, imports, permissions, segments, users
+from crm_core import exports, imports, permissions, segments, service_imports, shop_imports, users
 from crm_core.errors import DomainError
 from ui import context
 
 IGNORE = "(ignore)"
+KINDS = {"customers": "Customers", "orders": "Orders (transaction log)", "shopify": "Shopify orders export",
+         "tickets": "Support tickets", "communications": "Communications"}
+SHOPIFY_PREVIEW_COLUMNS = ["Name", "Email", "Financial Status", "Created at", "Total", "Refunded Amount", "Currency",
+                           "Lineitem quantity", "Lineitem name", "Lineitem price", "Lineitem sku"]
 EXPORT_IDS_KEY = "export_customer_ids"  # a page (customer search) may put a list of customer ids here
 
 viewer = context.require_page("customers.export")
@@ -35,6 +40,16 @@ def load_mapping(saved: dict, columns: list[str]) -> None:
 
 
 def import_tab() -> None:
+    kind = st.radio("What to import", list(KINDS), format_func=KINDS.get, horizontal=True, key="import_kind")
+    if kind == "customers":
+        customers_import()
+    elif kind == "shopify":
+        shopify_import()
+    else:
+        mapped_import(kind)
+
+
+def customers_import() -> None:
     st.caption(
         "Columns named " + ", ".join(imports.STANDARD_COLUMNS) + " need no mapping. "
         "CSV (UTF-8), Excel (.xlsx, first sheet) or JSON (an array of objects, or JSON Lines). "
@@ -94,13 +109,7 @@ def import_tab() -> None:
     except DomainError as exc:
         st.error(str(exc))
         return
-    table = pd.DataFrame([{"row": r.row, "status": r.status, "reason": r.reason, **r.values} for r in rows])
-    ok = sum(r.status == "ok" for r in rows)
-    c1, c2 = st.columns(2)
-    c1.metric("Valid rows in the preview", f"{ok:,}", border=True)
-    c2.metric("Invalid rows in the preview", f"{len(rows) - ok:,}", border=True)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "row": st.column_config.NumberColumn("Row", format="%d"), "status": "Status", "reason": "Problem"})
+    preview_table(rows)
 
     st.subheader("Duplicates and import")
     left, right = st.columns(2)
@@ -151,6 +160,9 @@ def show_result() -> None:
     result = st.session_state.get("import_result")
     if not result:
         return
+    if "figures" in result:
+        show_figures(result)
+        return
     counts = result["counts"]
     st.subheader(f"Last import: {result['file']}")
     cols = st.columns(5)
@@ -168,6 +180,198 @@ def show_result() -> None:
     if result["duplicates"]:
         with st.expander(f"Duplicates ({counts['skipped'] + counts['updated']:,})"):
             st.dataframe(pd.DataFrame(result["duplicates"]), hide_index=True, width="stretch")
+
+
+# --------------------------------------------------------------------------- orders, Shopify, tickets, messages
+
+FIELDS = {"orders": imports.ORDER_FIELDS, "tickets": imports.TICKET_FIELDS,
+          "communications": imports.COMMUNICATION_FIELDS}
+CAPTIONS = {
+    "orders": "One order per row (customer id or email, date, amount; optionally quantity, order number, status, "
+              "currency), or with a product column one order line per row of the order its order number names. "
+              "Columns named like the fields need no mapping. Importing the same file again adds nothing.",
+    "tickets": "A helpdesk's tickets for existing customers, found by customer_external_id or customer_email. "
+               "Required: ticket_id, created_at and one of the customer columns. Imported tickets get no SLA "
+               "clock, so old tickets raise no SLA breaches; a ticket imported before is skipped.",
+    "communications": "Email, SMS and call history for existing customers, found by customer_external_id or "
+                      "customer_email. Required: channel, sent_at and one of the customer columns. A message "
+                      "imported before is skipped.",
+}
+
+
+def kind_mapping_key(kind: str, column: str) -> str:
+    return f"map::{kind}::{column}"
+
+
+def load_kind_mapping(kind: str, saved: dict, columns: list[str]) -> None:
+    for column in columns:
+        st.session_state[kind_mapping_key(kind, column)] = saved["mapping"].get(column, IGNORE)
+
+
+def upload(kind: str):
+    uploaded = st.file_uploader("File to import", type=["csv", "txt", "xlsx", "json", "jsonl"],
+                                key=f"import_file::{kind}")
+    if uploaded is None:
+        st.info("Upload a file to map its columns, preview the rows and import them.")
+        show_result()
+    return uploaded
+
+
+def preview_table(rows) -> None:
+    own = ("row", "status", "reason")  # a file column of the same name is shown as "status (file)"
+    table = pd.DataFrame([{"row": r.row, "status": r.status, "reason": r.reason,
+                           **{f"{k} (file)" if k in own else k: v for k, v in r.values.items()}} for r in rows])
+    ok = sum(r.status == "ok" for r in rows)
+    c1, c2 = st.columns(2)
+    c1.metric("Valid rows in the preview", f"{ok:,}", border=True)
+    c2.metric("Invalid rows in the preview", f"{len(rows) - ok:,}", border=True)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "row": st.column_config.NumberColumn("Row", format="%d"), "status": "Status", "reason": "Problem"})
+
+
+def mapped_import(kind: str) -> None:
+    st.caption(CAPTIONS[kind])
+    uploaded = upload(kind)
+    if uploaded is None:
+        return
+    try:
+        columns = imports.file_columns(uploaded, file_name=uploaded.name)
+    except DomainError as exc:
+        st.error(str(exc))
+        return
+    fields = FIELDS[kind]
+    defaults = (imports.default_order_mapping(columns) if kind == "orders"
+                else service_imports.default_mapping(kind, columns))
+
+    st.subheader("Column mapping")
+    saved = context.read(imports.list_mappings, kind) or []
+    saved_by_name = {m["name"]: m for m in saved}
+    if saved_by_name:
+        load_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+        chosen_saved = load_col.selectbox("Saved mapping", list(saved_by_name), key=f"saved_mapping::{kind}")
+        button_col.button("Load mapping", on_click=load_kind_mapping,
+                          args=(kind, saved_by_name[chosen_saved], columns), icon=":material/upload:")
+    options = [IGNORE, *fields]
+    grid = st.columns(3)
+    mapping: dict[str, str] = {}
+    for position, column in enumerate(columns):
+        key = kind_mapping_key(kind, column)
+        if key not in st.session_state or st.session_state[key] not in options:
+            st.session_state[key] = defaults.get(column, IGNORE)
+        target = grid[position % 3].selectbox(f"Column “{column}”", options, key=key,
+                                              format_func=lambda v: v if v == IGNORE else fields[v])
+        if target != IGNORE:
+            mapping[column] = target
+    with st.form(f"save_mapping::{kind}", clear_on_submit=True):
+        name_col, shared_col, save_col = st.columns([3, 1, 1], vertical_alignment="bottom")
+        mapping_name = name_col.text_input("Save this mapping as")
+        shared = shared_col.checkbox("Shared", help="Visible to every user who may import")
+        if save_col.form_submit_button("Save mapping"):
+            existing = saved_by_name.get(mapping_name.strip())
+            context.act(imports.save_mapping, mapping_name, mapping, shared, entity=kind,
+                        expected_version=existing["version"] if existing else None,
+                        success=f"Saved the mapping {mapping_name.strip()!r}.")
+
+    arguments = None
+    try:
+        if kind == "orders":
+            arguments = imports.check_order_mapping(mapping, columns)
+        else:
+            service_imports.check_mapping(kind, mapping, columns)
+    except DomainError as exc:
+        st.warning(str(exc))
+
+    st.subheader("Preview")
+    try:
+        if kind == "orders":
+            rows = imports.preview_orders(uploaded, arguments, file_name=uploaded.name) if arguments else []
+        else:
+            _, rows = service_imports.preview(kind, uploaded, file_name=uploaded.name, mapping=mapping)
+    except DomainError as exc:
+        st.error(str(exc))
+        return
+    if rows:
+        preview_table(rows)
+    if st.button("Import", type="primary", icon=":material/publish:", key=f"import::{kind}",
+                 disabled=kind == "orders" and arguments is None):
+        if kind == "orders":
+            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: imports.import_orders(
+                s, actor, uploaded, **arguments, file_name=uploaded.name, errors_path=errors_path, progress=progress))
+        else:
+            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: service_imports.import_service_file(
+                s, actor, kind, uploaded, mapping=mapping, file_name=uploaded.name, errors_path=errors_path,
+                progress=progress))
+    show_result()
+
+
+def shopify_import() -> None:
+    st.caption("The orders export of Shopify admin (Orders > Export > CSV), one row per line item; its own columns, "
+               "so no mapping. Refunded and cancelled orders are imported with that status and count neither as "
+               "revenue nor as purchases; a partial refund lowers the order's revenue. Orders in another currency "
+               "than the shop's are listed as invalid. Importing the same export again adds nothing.")
+    uploaded = upload("shopify")
+    if uploaded is None:
+        return
+    try:
+        columns, rows = shop_imports.preview_shopify(uploaded, file_name=uploaded.name)
+    except DomainError as exc:
+        st.error(str(exc))
+        return
+    st.subheader("Preview")
+    shown = [c for c in SHOPIFY_PREVIEW_COLUMNS if c in columns]
+    rows = [imports.PreviewRow(r.row, {c: r.values.get(c, "") for c in shown}, r.status, r.reason) for r in rows]
+    preview_table(rows)
+    st.caption(f"The file has {len(columns)} columns; the preview shows the ones an order is made of.")
+    if st.button("Import", type="primary", icon=":material/publish:", key="import::shopify"):
+        run_kind_import("orders", uploaded, lambda s, actor, errors_path, progress: shop_imports.import_shopify_orders(
+            s, actor, uploaded, file_name=uploaded.name, errors_path=errors_path, progress=progress),
+            file_format="shopify")
+    show_result()
+
+
+def run_kind_import(entity: str, uploaded, run, file_format: str | None = None) -> None:
+    bar = st.progress(0.0, text="Reading the file…")
+
+    def on_progress(fraction: float | None, rows: int) -> None:
+        bar.progress(min(1.0, fraction or 0.0), text=f"{rows:,} rows read")
+
+    handle, errors_path = tempfile.mkstemp(suffix=".csv", prefix="import-errors-")
+    os.close(handle)
+    try:
+        with context.session() as s:
+            report = run(s, users.load_actor(s, viewer), errors_path, on_progress)
+        with open(errors_path, "rb") as error_file:
+            error_bytes = error_file.read()
+    except DomainError as exc:
+        bar.empty()
+        st.error(f"Nothing was imported: {exc}")
+        context.act(imports.record_failed_run, entity, uploaded.name,
+                    file_format or uploaded.name.rsplit(".", 1)[-1], None, str(exc))
+        return
+    finally:
+        os.unlink(errors_path)
+    bar.progress(1.0, text="Done")
+    st.session_state["import_result"] = {
+        "file": report.file_name, "figures": report.figures(), "notes": report.notes(), "seconds": report.seconds,
+        "errors": [vars(e) for e in report.errors[:500]], "error_csv": error_bytes,
+    }
+
+
+def show_figures(result: dict) -> None:
+    st.subheader(f"Last import: {result['file']}")
+    figures = result["figures"]
+    for start in range(0, len(figures), 4):
+        for column, (label, value) in zip(st.columns(4), figures[start:start + 4], strict=False):
+            column.metric(label[:1].upper() + label[1:], f"{value:,}", border=True)
+    for note in result["notes"]:
+        st.caption(note)
+    st.caption(f"Finished in {result['seconds']:.1f}s.")
+    if result["errors"]:
+        st.dataframe(pd.DataFrame(result["errors"]), hide_index=True, width="stretch",
+                     column_config={"row": st.column_config.NumberColumn("Row", format="%d"),
+                                    "identifier": "Identifier", "reason": "Reason"})
+        st.download_button("Download the error file", result["error_csv"], file_name="import-errors.csv",
+                           mime="text/csv", icon=":material/download:")
 
 
 def export_tab() -> None:
@@ -232,7 +436,7 @@ def history_tab() -> None:
 
 
 if can_import:
-    tab_import, tab_export, tab_history = st.tabs(["Import customers", "Export customers", "Import history"])
+    tab_import, tab_export, tab_history = st.tabs(["Import", "Export customers", "Import history"])
     with tab_import:
         import_tab()
     with tab_export:

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from db.engine import make_engine
-from db.models import AuditLog, Customer, CustomerSegment, CustomerSegmentMembership, ImportMapping, ImportRun
+from db.models import (
+    AuditLog,
+    Customer,
+    CustomerCommunication,
+    CustomerSegment,
+    CustomerSegmentMembership,
+    ImportMapping,
+    ImportRun,
+    Order,
+    SupportTicket,
+)
 
 from .apptest_support import APP, open_page, titles
 
@@ -169,3 +180,117 @@ def test_export_a_segment(app, app_db):
     assert not at.exception
     download = next(b for b in at.get("download_button"))
     assert download.proto.label == f"Download {sizes[name]:,} customers (csv)"
+
+
+SHOPIFY_EXPORT = Path(__file__).parent / "data" / "shopify_orders_export.csv"
+
+
+def figures(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def error_table(at):
+    return next(d.value for d in at.dataframe if "identifier" in d.value.columns)
+
+
+def test_admin_imports_a_shopify_export_twice(app, app_db):
+    at = open_page(app, "admin1", "import_export")
+    widget(at.radio, "What to import").set_value("shopify").run()
+    assert any("Orders > Export > CSV" in c.value for c in at.caption)
+    upload(at, SHOPIFY_EXPORT.read_bytes(), "orders_export.csv")
+    assert not at.exception
+    preview = at.dataframe[0].value
+    assert preview["Name"].tolist()[:3] == ["#1010", "#1009", "#1008"] and set(preview["status"]) == {"ok"}
+    widget(at.button, "Import").click().run()
+    assert not at.exception
+    shown = figures(at)
+    assert (shown["Orders imported"], shown["Refunded or cancelled"], shown["In another currency"],
+            shown["Invalid"]) == ("9", "2", "1", "1")
+    captions = [c.value for c in at.caption]
+    assert "Shop currency EUR (the orders already in the database)." in captions
+    assert error_table(at)["identifier"].tolist() == ["#1008"]
+    with make_engine(app_db).connect() as connection:
+        statuses = dict(connection.execute(select(Order.order_number, Order.status)
+                                           .where(Order.order_number.in_(["#1006", "#1009", "#1007"]))).all())
+        assert statuses == {"#1006": "refunded", "#1009": "cancelled", "#1007": "paid"}
+        run = connection.execute(select(ImportRun).where(ImportRun.file_name == "orders_export.csv")).one()
+        assert (run.actor_username, run.entity, run.created) == ("admin1", "orders", 9)
+    widget(at.button, "Import").click().run()
+    assert (figures(at)["Orders imported"], figures(at)["Skipped (already imported)"]) == ("0", "9")
+
+
+def test_a_file_that_is_not_a_shopify_export_is_one_clear_error(app):
+    at = open_page(app, "admin2", "import_export")
+    widget(at.radio, "What to import").set_value("shopify").run()
+    upload(at, UPLOAD, "kunden.csv")
+    assert not at.exception
+    assert any(e.value.startswith("This is not a Shopify orders export") for e in at.error)
+
+
+def existing_customer(app_db) -> tuple[str, str]:
+    with make_engine(app_db).connect() as connection:
+        return connection.execute(select(Customer.external_id, Customer.email)
+                                  .where(Customer.status == "active", Customer.email.is_not(None))
+                                  .order_by(Customer.id).limit(1)).one()
+
+
+def test_tickets_are_mapped_previewed_and_imported(app, app_db):
+    external_id, email = existing_customer(app_db)
+    content = (
+        "Nummer,Kunde,Erstellt,Betreff,Priorität\n"
+        f"HD-501,{external_id},2024-03-01 09:00:00 +0100,Paket fehlt,medium\n"
+        f"HD-502,{external_id},2024-03-02,Rechnung,blocker\n"
+        "HD-503,nobody-here,2024-03-02,Wer?,low\n"
+    ).encode()
+    at = open_page(app, "admin3", "import_export")
+    widget(at.radio, "What to import").set_value("tickets").run()
+    upload(at, content, "tickets.csv")
+    assert not at.exception
+    assert any("needs a column for Ticket id and Created at" in w.value for w in at.warning)
+    for column, field in (("Nummer", "ticket_id"), ("Kunde", "customer_external_id"), ("Erstellt", "created_at"),
+                          ("Betreff", "subject"), ("Priorität", "priority")):
+        widget(at.selectbox, f"Column “{column}”").select(field).run()
+    assert not at.warning
+    preview = at.dataframe[0].value
+    assert preview["status"].tolist() == ["ok", "invalid", "ok"]  # customers are matched on import
+    assert "priority 'blocker' is not one of" in preview["reason"].tolist()[1]
+    widget(at.button, "Import").click().run()
+    assert not at.exception
+    shown = figures(at)
+    assert (shown["Rows read"], shown["Tickets imported"], shown["Invalid"]) == ("3", "1", "2")
+    errors = error_table(at)
+    assert errors["row"].tolist() == [3, 4]
+    assert "no customer with external id 'nobody-here'" in errors["reason"].tolist()[1]
+    with make_engine(app_db).connect() as connection:
+        ticket = connection.execute(select(SupportTicket).where(SupportTicket.external_id == "HD-501")).one()
+        assert (ticket.ticket_number, ticket.priority, ticket.sla_id) == ("H-HD-501", "normal", None)
+
+    widget(at.text_input, "Save this mapping as").input("Helpdesk export")
+    widget(at.button, "Save mapping").click().run()
+    assert any("Saved the mapping 'Helpdesk export'" in s.value for s in at.success)
+    with make_engine(app_db).connect() as connection:
+        saved = connection.execute(select(ImportMapping).where(ImportMapping.name == "Helpdesk export")).one()
+        assert (saved.entity, saved.mapping["Nummer"]) == ("tickets", "ticket_id")
+
+
+def test_communications_and_an_orders_log_with_named_columns(app, app_db):
+    external_id, email = existing_customer(app_db)
+    at = open_page(app, "admin1", "import_export")
+    widget(at.radio, "What to import").set_value("communications").run()
+    upload(at, (f"customer_email,channel,sent_at,subject\n{email},email,2024-03-01,Hallo\n"
+                f"{email},fax,2024-03-01,Hallo\n").encode(), "messages.csv")
+    widget(at.button, "Import").click().run()
+    assert not at.exception
+    assert (figures(at)["Messages imported"], figures(at)["Invalid"]) == ("1", "1")
+
+    widget(at.radio, "What to import").set_value("orders").run()
+    upload(at, f"customer,date,amount,status\n{external_id},2024-03-01,10.00,refunded\n".encode(), "log.csv")
+    assert widget(at.selectbox, "Column “status”").value == "status"
+    assert at.dataframe[0].value["status"].tolist() == ["ok"]
+    widget(at.button, "Import").click().run()
+    assert not at.exception
+    assert figures(at)["Orders imported"] == "1"
+    with make_engine(app_db).connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(CustomerCommunication)
+                                 .where(CustomerCommunication.subject == "Hallo")) == 1
+        assert connection.scalar(select(Order.status).where(Order.order_number.like("log-2-%"))) == "refunded"

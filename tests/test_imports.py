@@ -16,8 +16,8 @@ from crm_core import imports
 from crm_core.errors import ConflictError, PermissionDenied, ValidationError
 from crm_core.service import SYSTEM, check_version, unit_of_work
 from db.engine import session_factory
-from db.models import AuditLog, Customer, ImportMapping, ImportRun, Order
-from tests.factories import make_customer, make_user
+from db.models import AuditLog, Customer, ImportMapping, ImportRun, Order, OrderItem, Product
+from tests.factories import make_customer, make_order, make_user
 
 NOW = dt.datetime(2025, 6, 1, 12, 0)
 HEADER = ["external_id", "first_name", "last_name", "email", "phone", "country", "city", "signup_date", "company"]
@@ -269,6 +269,10 @@ def test_dates_in_documented_forms():
     parse = imports.parse_datetime
     assert parse("2024-03-01") == dt.datetime(2024, 3, 1)
     assert parse("2024-03-01T14:30:00+02:00") == dt.datetime(2024, 3, 1, 12, 30)
+    # Shopify's spelling: the offset after a space; stored as naive UTC.
+    assert parse("2024-03-05 14:22:10 +0100") == dt.datetime(2024, 3, 5, 13, 22, 10)
+    assert parse("2024-03-05 00:10:00 +0100") == dt.datetime(2024, 3, 4, 23, 10)
+    assert parse("2024-03-05 14:22:10 UTC") == parse("2024-03-05 14:22:10Z") == dt.datetime(2024, 3, 5, 14, 22, 10)
     assert parse("01.03.2024") == parse("01/03/2024") == parse("2024/03/01") == dt.datetime(2024, 3, 1)
     for bad in ("2023-02-30", "31.04.2024", "2024-13-01"):
         with pytest.raises(ValidationError, match="not a real date"):
@@ -347,6 +351,73 @@ def test_orders_with_an_order_column_reject_repeated_numbers(session):
     numbers = set(session.scalars(select(Order.order_number)))
     assert numbers == {"A-1", "A-2"}
     assert session.scalar(select(func.count()).select_from(Customer)) == 1  # 008 had no valid order
+
+
+LINES = (
+    "invoice,mail,day,sku,qty,line_total,state,cur\n"
+    "INV-1,Ana@Example.com,2024-05-01,SKU-A,2,20.00,paid,eur\n"
+    "INV-1,ana@example.com,2024-05-01,SKU-B,1,5.50,,EUR\n"  # a second line of INV-1
+    "INV-2,bo@example.com,2024-05-02 10:00 +0200,SKU-A,1,10.00,Refunded,EUR\n"
+    "INV-3,cy@example.com,2024-05-03,SKU-C,1,7.00,canceled,EUR\n"
+    "INV-4,dee@example.com,2024-05-04,SKU-A,1,9.00,paid,USD\n"  # not the shop currency
+    "INV-5,eve@example.com,2024-05-05,SKU-A,1,9.00,lost,EUR\n"  # unknown status
+    "INV-1,zed@example.com,2024-05-06,SKU-C,1,1.00,paid,EUR\n"  # INV-1 belongs to Ana
+    "INV-6,fay@example.com,2024-05-06,SKU-A,1,3.00,pending,E\n"  # bad currency
+)
+
+
+def import_lines(session, **options):
+    return imports.import_orders(session, SYSTEM, io.BytesIO(LINES.encode()), None, "day", "line_total", "qty",
+                                 order_col="invoice", email_col="mail", status_col="state", product_col="sku",
+                                 currency_col="cur", file_name="lines.csv", now=NOW, **options)
+
+
+def test_orders_log_with_email_status_product_and_currency_columns(session):
+    ana = make_customer(session, dt.datetime(2020, 1, 1), email="ANA@example.com")
+    make_order(session, ana, dt.datetime(2023, 1, 1), "1.00")  # the shop keeps its books in EUR
+    report = import_lines(session)
+    reasons = {e.row: e.reason for e in report.errors}
+    assert "status 'lost' is not one of" in reasons[7]
+    assert "belongs to another customer on row 2" in reasons[8]
+    assert "'E' is not a three-letter ISO 4217 code" in reasons[9]
+    assert "in USD, not in the shop currency EUR (the orders already in the database)" in reasons[6]
+    assert (report.created, report.items_created, report.products_created, report.customers_created,
+            report.invalid) == (3, 4, 3, 2, 4)
+    assert report.other_currency == {"USD": 1}
+    assert report.notes()[1].startswith("1 order in USD not imported")
+    session.expire_all()
+    orders = {o.order_number: o for o in session.scalars(select(Order))}
+    assert orders["INV-1"].customer_id == ana.id  # found by email, case ignored
+    assert (orders["INV-1"].total, orders["INV-1"].item_count, orders["INV-1"].status) == (Decimal("25.50"), 3, "paid")
+    assert orders["INV-2"].status == "refunded" and orders["INV-2"].ordered_at == dt.datetime(2024, 5, 2, 8, 0)
+    assert orders["INV-3"].status == "cancelled"
+    items = session.execute(select(Product.sku, OrderItem.quantity, OrderItem.unit_price, OrderItem.line_total)
+                            .join(Product, Product.id == OrderItem.product_id)
+                            .join(Order, Order.id == OrderItem.order_id).where(Order.order_number == "INV-1")
+                            .order_by(Product.sku)).all()
+    assert items == [("SKU-A", 2, Decimal("10.00"), Decimal("20.00")), ("SKU-B", 1, Decimal("5.50"), Decimal("5.50"))]
+    assert session.scalar(select(Customer.email).where(Customer.id == orders["INV-2"].customer_id)) == "bo@example.com"
+
+    again = import_lines(session)
+    assert (again.created, again.skipped, again.customers_created, again.products_created) == (0, 3, 0, 0)
+    assert session.scalar(select(func.count()).select_from(OrderItem)) == 4
+
+
+def test_an_email_only_log_in_a_new_database_takes_its_currency_from_the_file(session):
+    data = ("mail,date,amount,currency\n"
+            "a@example.com,2024-01-01,10,USD\nb@example.com,2024-01-02,11,USD\na@example.com,2024-01-03,12,GBP\n")
+    report = imports.import_orders(session, SYSTEM, io.BytesIO(data.encode()), None, "date", "amount",
+                                   email_col="mail", currency_col="currency", file_name="e.csv", now=NOW)
+    assert (report.created, report.customers_created, report.invalid) == (2, 2, 1)
+    assert (report.currency, report.currency_source) == ("USD", "the most common currency in the file")
+    assert set(session.scalars(select(Order.currency))) == {"USD"}
+    # A row with an id and an email creates the customer; a later row with only that email finds it.
+    mixed = "id,mail,date,amount\nK-1,kim@example.com,2024-01-01,5\n,KIM@example.com,2024-01-02,6\n"
+    report = imports.import_orders(session, SYSTEM, io.BytesIO(mixed.encode()), "id", "date", "amount",
+                                   email_col="mail", file_name="m.csv", now=NOW)
+    assert (report.created, report.customers_created) == (2, 1)
+    with pytest.raises(ValidationError, match="customer id column or the customer email column"):
+        imports.import_orders(session, SYSTEM, io.BytesIO(data.encode()), None, "date", "amount", file_name="e.csv")
 
 
 def test_orders_import_names_a_missing_column(session):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
@@ -171,3 +172,104 @@ def test_export_errors_exit_non_zero(db_url, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "customers", "--format", "pdf", "--out", str(out)])
+
+
+SHOPIFY_EXPORT = Path(__file__).parent / "data" / "shopify_orders_export.csv"
+
+
+def figure(out: str, label: str) -> int:
+    return next(int(line.split()[-1].replace(",", "")) for line in out.splitlines() if line.strip().startswith(label))
+
+
+def test_import_a_shopify_export_twice(db_url, tmp_path, capsys):
+    errors = tmp_path / "errors.csv"
+    argv = ["import", "orders", str(SHOPIFY_EXPORT), "--format", "shopify", "--errors", str(errors), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (figure(out, "orders imported"), figure(out, "customers created"), figure(out, "refunded or cancelled"),
+            figure(out, "in another currency")) == (9, 6, 2, 1)
+    assert "Shop currency EUR (the most common currency in the file)." in out
+    assert "1 order in USD not imported" in out and "1 order partially refunded" in out
+    assert "#1008" in errors.read_text(encoding="utf-8")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (figure(out, "orders imported"), figure(out, "skipped (already imported)")) == (0, 9)
+    assert count(db_url, Order) == 9 and count(db_url, Customer) == 6
+    with session_scope(make_engine(db_url)) as s:
+        assert [r.file_format for r in s.scalars(select(ImportRun))] == ["csv", "csv"]
+
+
+def test_shopify_format_refuses_other_files_and_column_flags(db_url, customers_file, capsys):
+    assert main(["import", "orders", str(customers_file), "--format", "shopify"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: This is not a Shopify orders export") and err.count("\n") == 1
+    with session_scope(make_engine(db_url)) as s:
+        run = s.scalar(select(ImportRun))
+        assert (run.status, run.file_format) == ("failed", "shopify")
+    with pytest.raises(SystemExit):
+        main(["import", "orders", str(SHOPIFY_EXPORT), "--format", "shopify", "--customer-col", "Email"])
+    assert "drop --customer-col" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["import", "orders", str(SHOPIFY_EXPORT), "--email-col", "Email"])
+    assert "required: --date-col, --amount-col" in capsys.readouterr().err
+
+
+def test_import_orders_with_the_new_columns(db_url, tmp_path, capsys):
+    path = tmp_path / "lines.csv"
+    path.write_text("inv,mail,day,sku,n,value,state,cur\n"
+                    "A1,ana@example.com,2024-05-01,S-1,2,20.00,paid,EUR\n"
+                    "A1,ana@example.com,2024-05-01,S-2,1,5.00,paid,EUR\n"
+                    "A2,bo@example.com,2024-05-02,S-1,1,10.00,refunded,EUR\n", encoding="utf-8")
+    argv = ["import", "orders", str(path), "--email-col", "mail", "--date-col", "day", "--amount-col", "value",
+            "--quantity-col", "n", "--order-col", "inv", "--product-col", "sku", "--status-col", "state",
+            "--currency-col", "cur", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (figure(out, "orders imported"), figure(out, "line items"), figure(out, "products created")) == (2, 3, 2)
+    with session_scope(make_engine(db_url)) as s:
+        assert dict(s.execute(select(Order.order_number, Order.status)).all()) == {"A1": "paid", "A2": "refunded"}
+
+
+TICKETS_CSV = (
+    "ticket_id,customer_external_id,customer_email,created_at,subject,status,priority\n"
+    "T-1,00123,,2024-03-01 09:00:00 +0100,Parcel,solved,medium\n"
+    "T-2,,NANDU@example.com,2024-03-02,Refund,open,blocker\n"
+    "T-3,99999,,2024-03-02,Who?,open,low\n"
+)
+MESSAGES_CSV = (
+    "customer_email,channel,direction,sent_at,subject,opened_at\n"
+    "zoe@example.com,email,outbound,2024-03-01,Spring,2024-03-02\n"
+    "zoe@example.com,fax,outbound,2024-03-01,Spring,\n"
+)
+
+
+@pytest.mark.parametrize(("kind", "content", "imported", "reason"), [
+    ("tickets", TICKETS_CSV, 1, "row 3 (T-2): priority 'blocker' is not one of low, normal, high, urgent, critical"),
+    ("communications", MESSAGES_CSV, 1, "row 3 (zoe@example.com): channel 'fax' is not one of email, sms, call, chat, push"),
+])
+def test_import_tickets_and_communications(db_url, customers_file, tmp_path, capsys, kind, content, imported,
+                                           reason):
+    assert main(["import", "customers", str(customers_file), "--quiet"]) == 0
+    path = tmp_path / f"{kind}.csv"
+    path.write_text(content, encoding="utf-8")
+    assert main(["import", kind, str(path), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert f"Imported {kind} from" in captured.out
+    assert figure(captured.out, f"{'tickets' if kind == 'tickets' else 'messages'} imported") == imported
+    assert reason in captured.err
+    assert main(["import", kind, str(path), "--quiet"]) == 0
+    assert figure(capsys.readouterr().out, "skipped (already imported)") == imported
+    with session_scope(make_engine(db_url)) as s:
+        assert [r.entity for r in s.scalars(select(ImportRun).order_by(ImportRun.id))][1:] == [kind, kind]
+
+
+def test_tickets_file_without_the_documented_columns_is_one_clear_error(db_url, tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("number,who\n1,a@example.com\n", encoding="utf-8")
+    assert main(["import", "tickets", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: The tickets file needs a column for Ticket id and Created at") and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["import", "tickets", "--help"])
+    out = capsys.readouterr().out
+    assert "ticket_id*" in out and "csat_rating" in out and "no SLA clock" in out
