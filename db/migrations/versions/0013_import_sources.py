@@ -5,13 +5,13 @@ messages keep their source's id in `external_id` (unique where set), so that imp
 file twice adds nothing.
 
 Revision ID: 0013
-Revises: 0011 (0012 is being written in parallel; the chain is set when both are merged)
+Revises: 0012
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
