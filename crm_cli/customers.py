@@ -15,15 +15,7 @@ from crm_core.service import SYSTEM
 from db import migrate
 from db.engine import database_url, make_engine, session_scope
 
-
-def _positive_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (ids start at 1)")
-    return value
+from .arguments import positive_id
 
 
 def _session():
@@ -81,12 +73,12 @@ def register(subparsers) -> None:
     customers = subparsers.add_parser("customers", help="customer records: merge and undo")
     sub = customers.add_subparsers(dest="customers_command", required=True)
     merge = sub.add_parser("merge", help="merge OTHER_ID into SURVIVOR_ID")
-    merge.add_argument("survivor_id", type=_positive_id)
-    merge.add_argument("other_id", type=_positive_id)
+    merge.add_argument("survivor_id", type=positive_id)
+    merge.add_argument("other_id", type=positive_id)
     merge.add_argument("--json", action="store_true", help='print {"merge_id": N}')
     merge.set_defaults(func=cmd_merge)
     undo = sub.add_parser("undo-merge", help="undo a merge by its id")
-    undo.add_argument("merge_id", type=_positive_id)
+    undo.add_argument("merge_id", type=positive_id)
     undo.add_argument("--json", action="store_true", help="print the result as JSON")
     undo.set_defaults(func=cmd_undo_merge)
 

@@ -16,12 +16,13 @@ import json
 import sys
 import time
 
-from crm_core.data_dates import HISTORICAL_AFTER_DAYS
 from crm_core.errors import DomainError
 from crm_core.service import SYSTEM
 from db import migrate
 from db.engine import database_url, make_engine, session_scope
 from db.models import ROLES
+
+from .arguments import DATA_DATE_DEFAULT, iso_date
 
 # Modules of crm_cli that add their own subcommands (see _area_commands).
 AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla")
@@ -82,26 +83,6 @@ def cmd_users_create(args: argparse.Namespace) -> int:
         )
         print(f"Created user {user.username} ({user.role}).")
     return 0
-
-
-# How --help describes a default that follows the data (crm_core.data_dates).
-DATA_DATE_DEFAULT = f"today, or the latest order's date when that is more than {HISTORICAL_AFTER_DAYS} days ago"
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from None
-
-
-def dated(engine, given: dt.date | None, name: str, days_before: int = 0) -> dt.date:
-    """A command's date: `given` when it is within the bounds, else `days_before` the data date."""
-    from crm_core.data_dates import check_as_of, data_date
-
-    if given is not None:
-        return check_as_of(given, name)
-    return data_date(engine).day - dt.timedelta(days=days_before)
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -177,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=cmd_seed)
 
     refresh = sub.add_parser("refresh", help="batch refresh: analytics, clusters, segments, lifecycle")
-    refresh.add_argument("--as-of", type=_date, help=f"date to compute as of, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
+    refresh.add_argument("--as-of", type=iso_date, help=f"date to compute as of, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
     refresh.add_argument("--if-empty", action="store_true", help="only when no analytics snapshot exists yet")
     refresh.add_argument("--backfill-months", type=int, default=0, metavar="N",

@@ -7,6 +7,8 @@ import sys
 
 from db.engine import database_url, make_engine
 
+from .arguments import DATA_DATE_DEFAULT, dated, iso_date
+
 
 def _print_progress(index: int, total: int, label: str, detail: str) -> None:
     print(f"  [{index}/{total}] {label}: {detail}", flush=True)
@@ -15,7 +17,6 @@ def _print_progress(index: int, total: int, label: str, detail: str) -> None:
 def cmd_clv(args: argparse.Namespace) -> int:
     from ml.clv import refresh_lifetime_value
 
-    from .main import dated
 
     engine = make_engine(database_url())
     try:
@@ -35,7 +36,6 @@ def cmd_clv(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from ml.forecast import refresh_forecasts
 
-    from .main import dated
 
     engine = make_engine(database_url())
     try:
@@ -54,12 +54,11 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .main import DATA_DATE_DEFAULT, _date
 
     clv = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma and score every customer's lifetime value")
-    clv.add_argument("--as-of", type=_date, help=f"date of the analytics snapshot to score (default {DATA_DATE_DEFAULT})")
+    clv.add_argument("--as-of", type=iso_date, help=f"date of the analytics snapshot to score (default {DATA_DATE_DEFAULT})")
     clv.set_defaults(func=cmd_clv)
     forecast = sub.add_parser("forecast", help="fit the Prophet forecasts of revenue, orders and new customers")
-    forecast.add_argument("--as-of", type=_date, help=f"last day of history (default {DATA_DATE_DEFAULT})")
+    forecast.add_argument("--as-of", type=iso_date, help=f"last day of history (default {DATA_DATE_DEFAULT})")
     forecast.add_argument("--horizon-days", type=int, default=90, help="days to forecast (default 90)")
     forecast.set_defaults(func=cmd_forecast)
