@@ -22,9 +22,12 @@ from faker import Faker  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
 from crm_core import duplicates, merge  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core.service import (
+    SYSTEM,  # noqa: E402
+    unit_of_work,  # noqa: E402
+)
 from db import bulk, migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import Customer, CustomerAddress, Order  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1)
@@ -73,17 +76,17 @@ def run(url: str, n: int, label: str) -> None:
             bulk.reset_sequence(connection, table)
     for attempt in ("scan", "re-scan"):
         started = time.perf_counter()
-        with session_scope(engine) as session:
+        with unit_of_work(engine) as session:
             result = duplicates.scan(session, SYSTEM)
         print(f"{label:<10} {attempt:<8} {n:>9,} customers {time.perf_counter() - started:7.1f}s  "
               f"{result['candidate_pairs']:,} candidate pairs, {result['likely_duplicates']:,} likely duplicates "
               f"({planted:,} planted), {result['new']:,} new", flush=True)
     started = time.perf_counter()
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         merge_id = merge.merge(session, SYSTEM, 1, 2)
     merged = time.perf_counter() - started
     started = time.perf_counter()
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         merge.undo_merge(session, SYSTEM, merge_id)
     print(f"{label:<10} merge of a customer with 200 orders {merged:.2f}s, undo {time.perf_counter() - started:.2f}s")
     engine.dispose()

@@ -23,9 +23,12 @@ from sqlalchemy import text  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
 from crm_core import analytics, segments  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core.service import (
+    SYSTEM,  # noqa: E402
+    unit_of_work,  # noqa: E402
+)
 from db import bulk, migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import Base  # noqa: E402
 from ml.refresh import rfm_rules  # noqa: E402
 
@@ -83,18 +86,18 @@ def run(url: str, n: int, backend: str) -> None:
     print(f"{backend:<10} loaded {n:,} customers and snapshot rows in {time.perf_counter() - started:.1f}s", flush=True)
 
     def create_rfm_segments():
-        with session_scope(engine) as s:
+        with unit_of_work(engine) as s:
             for name in analytics.RFM_SEGMENTS:
                 segments.create_segment(s, SYSTEM, name, "rfm", "dynamic", rules=rfm_rules(name), is_system=True)
         return "11 segments"
 
     def refresh():
-        with session_scope(engine) as s:
+        with unit_of_work(engine) as s:
             result = segments.refresh_memberships(s, AS_OF)
         return f"entered={sum(r['entered'] for r in result.values()):,} left={sum(r['left'] for r in result.values()):,}"
 
     def preview():
-        with session_scope(engine) as s:
+        with unit_of_work(engine) as s:
             return f"matches={segments.preview(s, SYSTEM, RULES, AS_OF)['count']:,}"
 
     create_rfm_segments()

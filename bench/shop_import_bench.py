@@ -25,9 +25,12 @@ from sqlalchemy import func, select  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
 from crm_core import service_imports, shop_imports  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core.service import (
+    SYSTEM,  # noqa: E402
+    unit_of_work,  # noqa: E402
+)
 from db import migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import Order, OrderItem  # noqa: E402
 
 SHOPIFY_HEADER = ["Name", "Email", "Financial Status", "Paid at", "Currency", "Subtotal", "Shipping", "Total",
@@ -120,7 +123,7 @@ def write_communications(path: Path, rows: int, customers: int) -> None:
 
 def timed(engine, label: str, what: str, rows: int, run) -> object:
     started = time.perf_counter()
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         report = run(s)
     seconds = time.perf_counter() - started
     print(f"{label:<11} {what:<22} {rows:>10,} rows  {seconds:7.1f}s  {rows / seconds:>10,.0f} rows/s  "

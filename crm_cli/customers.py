@@ -11,9 +11,9 @@ import argparse
 import json
 import sys
 
-from crm_core.service import SYSTEM
+from crm_core.service import SYSTEM, unit_of_work
 from db import migrate
-from db.engine import database_url, make_engine, session_scope
+from db.engine import database_url, make_engine
 
 from .arguments import positive_id
 
@@ -21,7 +21,7 @@ from .arguments import positive_id
 def _session():
     url = database_url()
     migrate.ensure_migrated(url)
-    return session_scope(make_engine(url))
+    return unit_of_work(make_engine(url))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

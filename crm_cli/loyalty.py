@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from db.engine import database_url, make_engine, session_scope
+from crm_core.service import unit_of_work
+from db.engine import database_url, make_engine
 
 from .arguments import DATA_DATE_DEFAULT, dated, iso_date
 
@@ -66,7 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
     def recompute(engine, customer_id):
-        with session_scope(engine) as session:
+        with unit_of_work(engine) as session:
             return loyalty.recompute_balance(session, customer_id)
 
     check = _on_database(recompute, args.customer_id)

@@ -17,9 +17,9 @@ import sys
 import time
 
 from crm_core.errors import DomainError
-from crm_core.service import SYSTEM
+from crm_core.service import SYSTEM, unit_of_work
 from db import migrate
-from db.engine import database_url, make_engine, session_scope
+from db.engine import database_url, make_engine
 from db.models import ROLES
 
 from .arguments import DATA_DATE_DEFAULT, iso_date
@@ -76,7 +76,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
     migrate.ensure_migrated(database_url())
     password = _read_password()
-    with session_scope(_engine()) as session:
+    with unit_of_work(_engine()) as session:
         user = users.create_user(
             session, SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
             email=args.email,
@@ -96,7 +96,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     if args.if_empty:
         from crm_core.analytics import snapshot_is_empty
 
-        with session_scope(_engine()) as session:
+        with unit_of_work(_engine()) as session:
             if not snapshot_is_empty(session):
                 print("Analytics already computed; nothing to refresh.")
                 return 0
@@ -130,7 +130,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def cmd_segments_list(args: argparse.Namespace) -> int:
     from crm_core import segments
 
-    with session_scope(_engine()) as session:
+    with unit_of_work(_engine()) as session:
         rows = segments.list_segments(session, SYSTEM)
     if args.json:
         keys = ("name", "type", "kind", "members", "priority")

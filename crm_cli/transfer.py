@@ -24,9 +24,9 @@ from pathlib import Path
 
 from crm_core import exports, imports, service_imports, shop_imports
 from crm_core.errors import DomainError
-from crm_core.service import SYSTEM
+from crm_core.service import SYSTEM, unit_of_work
 from db import migrate
-from db.engine import database_url, make_engine, session_scope
+from db.engine import database_url, make_engine
 from db.models import ORDER_STATUSES
 
 SHOWN_ERRORS = 20
@@ -68,7 +68,7 @@ def _run_import(args: argparse.Namespace, entity: str, run) -> int:
     migrate.ensure_migrated(url)
     engine = make_engine(url)
     try:
-        with session_scope(engine) as session:
+        with unit_of_work(engine) as session:
             report = run(session)
     except DomainError as exc:
         _log_failure(engine, entity, args, str(exc))
@@ -93,7 +93,7 @@ def _run_import(args: argparse.Namespace, entity: str, run) -> int:
 
 def _log_failure(engine, entity: str, args: argparse.Namespace, message: str) -> None:
     try:
-        with session_scope(engine) as session:
+        with unit_of_work(engine) as session:
             imports.record_failed_run(session, SYSTEM, entity, args.file, getattr(args, "format", "auto") or "auto",
                                       getattr(args, "on_duplicate", None), message)
     except Exception:  # noqa: BLE001 - the log is best effort; the original error is what matters
@@ -159,7 +159,7 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
     migrate.ensure_migrated(url)
     partial = out.with_name(out.name + ".partial")
     try:
-        with session_scope(make_engine(url)) as session, open(partial, "wb") as handle:
+        with unit_of_work(make_engine(url)) as session, open(partial, "wb") as handle:
             count = exports.export_customers(session, SYSTEM, handle, args.format, columns, segment=args.segment)
         partial.replace(out)
     except OSError as exc:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
+
+from db.engine import session_factory
 
 from .errors import ConflictError, DomainError
 
@@ -36,9 +39,11 @@ def check_version(entity, expected_version: int | None, label: str) -> None:
 
 
 @contextmanager
-def unit_of_work(session_factory) -> Iterator[Session]:
-    """Commit on success, roll back on error; translate lock conflicts and lost connections."""
-    session: Session = session_factory()
+def unit_of_work(bind: Engine | Callable[[], Session]) -> Iterator[Session]:
+    """The one unit of work of pages, the `crm` command and the batch: a session on `bind` (an engine
+    or a session factory) that commits on success and rolls back on error, with a version conflict
+    turned into a ConflictError and a lost connection into a DomainError, so callers show one line."""
+    session: Session = session_factory(bind)() if isinstance(bind, Engine) else bind()
     try:
         yield session
         session.commit()

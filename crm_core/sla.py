@@ -44,7 +44,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.engine import session_scope
 from db.models import (
     LOYALTY_TIERS,
     TICKET_CATEGORIES,
@@ -72,7 +71,7 @@ from .business_calendar import (
 from .errors import NotFound, ValidationError
 from .paging import Page
 from .permissions import require
-from .service import SYSTEM, check_version
+from .service import SYSTEM, check_version, unit_of_work
 from .sql import least, week_start
 
 PAUSED_STATUSES = ("pending_customer", "on_hold")
@@ -473,7 +472,7 @@ def _check(session: Session, now: dt.datetime) -> dict[str, int]:
 
 def run_sla_checks(engine: Engine, now: dt.datetime | None = None) -> dict[str, int]:
     """Batch step: record breaches and escalate newly breached tickets, in one transaction."""
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         return _check(session, now or utcnow())
 
 

@@ -45,8 +45,8 @@ from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, u
 from threadpoolctl import threadpool_limits
 
 from crm_core.analytics import end_of
+from crm_core.service import unit_of_work
 from db import bulk
-from db.engine import session_scope
 from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, CustomerAnalytics, MLModel, Order
 
 from . import bgnbd, registry
@@ -610,7 +610,7 @@ def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAU
         params["calibration"] = model.calibrated_.method
         params.update({k: v for k, v in model.calibrated_.estimator.named_steps["model"].get_params().items()
                        if isinstance(v, int | float | str | bool) or v is None})
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         row = registry.register(
             session, "churn", model.algorithm, model, params=params, features=list(model.features_),
             training_start=cuts[0] if cuts else None, training_end=cuts[-1] if cuts else as_of, metrics=metrics,
@@ -696,7 +696,7 @@ def drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value
 
 
 def _active(engine: Engine) -> tuple[MLModel, ChurnModel] | None:
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         found = registry.active(session, "churn")
         if found is None:
             return None
@@ -758,7 +758,7 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
             "confidence": np.round(np.abs(2 * p - 1), 4), "drivers": drivers, "interventions": interventions,
         }))
     predictions = pd.concat(frames, ignore_index=True)
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         connection = session.connection()
         connection.execute(delete(ChurnPrediction).where(ChurnPrediction.as_of == as_of))
         bulk.load(connection, ChurnPrediction.__table__, predictions)
@@ -783,7 +783,7 @@ def _store_probabilities(connection: Connection, as_of: dt.date) -> None:
 def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
     """Fill `actual_churned` for predictions whose horizon has passed by the end of `as_of`."""
     updated = 0
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         pending = session.execute(
             select(ChurnPrediction.as_of, ChurnPrediction.horizon_days)
             .where(ChurnPrediction.actual_churned.is_(None))

@@ -49,9 +49,9 @@ from sqlalchemy.orm import aliased
 
 from crm_core.analytics import CLV_COLUMNS, end_of
 from crm_core.errors import DomainError, ValidationError
+from crm_core.service import unit_of_work
 from crm_core.sql import calendar_day, day_start, next_day_start
 from db import bulk
-from db.engine import session_scope
 from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAnalytics, CustomerLifetimeValue, Order
 
 from . import registry
@@ -486,7 +486,7 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
         if progress:
             progress(index, steps, label, detail)
 
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         snapshot_rows = session.scalar(
             select(func.count()).select_from(CustomerAnalytics).where(CustomerAnalytics.as_of == as_of)
         ) or 0

@@ -33,9 +33,9 @@ from crm_core import settings as app_settings
 from crm_core.analytics import end_of
 from crm_core.errors import ValidationError
 from crm_core.permissions import require
+from crm_core.service import unit_of_work
 from crm_core.sql import calendar_day
 from db import bulk
-from db.engine import session_scope
 from db.models import (
     FORECAST_METRICS,
     REVENUE_ORDER_STATUSES,
@@ -243,7 +243,7 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
         raise ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
     started = time.perf_counter()
     result: dict[str, Any] = {"metrics": {}}
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         country, _ = get_shop_country(session)
         series = daily_series(session, as_of)
         fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = {}

@@ -104,10 +104,9 @@ from crm_core.analytics import end_of
 from crm_core.errors import ConflictError, NotFound, ValidationError
 from crm_core.paging import Page
 from crm_core.permissions import require
-from crm_core.service import SYSTEM
+from crm_core.service import SYSTEM, unit_of_work
 from crm_core.sql import days_between
 from db import bulk
-from db.engine import session_scope
 from db.models import (
     HEALTH_LEVELS,
     LOYALTY_TIERS,
@@ -932,7 +931,7 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
         if progress:
             progress(step, steps, label, detail)
 
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         connection = session.connection()
         last_fit = last_fit_as_of(connection)
         refit = refit_after_days is not None and (last_fit is None or (as_of - last_fit).days >= refit_after_days)

@@ -28,8 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from crm_core import analytics, lifecycle, loyalty, segments, sla
 from crm_core.data_dates import check_as_of, check_backfill_months, data_date
-from crm_core.service import SYSTEM
-from db.engine import session_scope
+from crm_core.service import SYSTEM, unit_of_work
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 
 from . import churn, clv, forecast, health, registry
@@ -99,7 +98,7 @@ def rfm_rules(name: str) -> dict:
 def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime,
               before_write: Callable[[], None] | None = None) -> StepOutcome:
     timings: dict[str, float] = {}
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings,
                                           before_write=before_write)
     started = time.perf_counter()
@@ -254,7 +253,7 @@ def _in_session(step: Callable[[Session, dt.date, dt.datetime], StepOutcome | st
     """A step that works in one session, committed when it returns."""
 
     def run(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome | str:
-        with session_scope(engine) as session:
+        with unit_of_work(engine) as session:
             return step(session, as_of, now)
 
     run.__name__ = step.__name__

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crm_core.permissions import require
-from db.engine import session_scope
+from crm_core.service import unit_of_work
 from db.models import RefreshRun, RefreshRunStep, utcnow
 
 DETAIL_LIMIT = 2_000
@@ -60,7 +60,7 @@ class DatabaseRunLog:
         self.run_id: int | None = None
 
     def start(self, as_of: dt.date, steps: list[tuple[str, str]]) -> int:
-        with session_scope(self.engine) as session:
+        with unit_of_work(self.engine) as session:
             connection = session.connection()
             self.run_id = connection.execute(
                 insert(RefreshRun).values(as_of=as_of, status="running", triggered_by=self.triggered_by,
@@ -73,7 +73,7 @@ class DatabaseRunLog:
         return self.run_id
 
     def _update_step(self, step: str, **values: Any) -> None:
-        with session_scope(self.engine) as session:
+        with unit_of_work(self.engine) as session:
             session.execute(update(RefreshRunStep)
                             .where(RefreshRunStep.run_id == self.run_id, RefreshRunStep.step == step).values(**values))
 
@@ -85,7 +85,7 @@ class DatabaseRunLog:
                           detail=detail[:DETAIL_LIMIT], rows_written=rows)
 
     def finish(self, status: str, seconds: float) -> None:
-        with session_scope(self.engine) as session:
+        with unit_of_work(self.engine) as session:
             session.execute(update(RefreshRun).where(RefreshRun.id == self.run_id)
                             .values(status=status, finished_at=utcnow(), seconds=round(seconds, 3)))
 

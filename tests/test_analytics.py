@@ -121,9 +121,9 @@ def test_every_buyer_is_in_exactly_one_rfm_segment(engine):
     from db.simulator import seed_database
 
     seed_database(engine, 400, seed=5, end=D(2026, 3, 20, 18))
-    from db.engine import session_scope
+    from crm_core.service import unit_of_work
 
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         refresh_snapshot(s, AS_OF)
         rows = s.query(CustomerAnalytics).all()
         buyers = [r for r in rows if r.order_count > 0]

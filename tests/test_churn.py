@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 
 from crm_core.analytics import refresh_snapshot
 from crm_core.errors import PermissionDenied
+from crm_core.service import unit_of_work
 from db import migrate
-from db.engine import make_engine, session_scope
+from db.engine import make_engine
 from db.models import (
     AuditLog,
     ChurnPrediction,
@@ -177,7 +178,7 @@ def simulated(tmp_path_factory):
     engine = make_engine(url)
     end = dt.datetime(2026, 6, 30, 23)
     seed_database(engine, 4_000, seed=11, end=end)
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         refresh_snapshot(session, end.date())
     result = churn.refresh_churn(engine, end.date())
     yield engine, end.date(), result["detail"]
@@ -192,7 +193,7 @@ def simulated_url(simulated):
 def test_the_model_beats_the_naive_recency_baseline(simulated):
     engine, _as_of, detail = simulated
     assert detail.startswith("trained v1")
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         metrics = session.scalar(select(MLModel.metrics).where(MLModel.name == "churn", MLModel.is_active))
     assert set(metrics["candidates"]) == {"logistic_regression", "gradient_boosting", "bgnbd"}
     assert metrics["validated"] and metrics["label_days"] == 90
@@ -206,7 +207,7 @@ def test_the_model_beats_the_naive_recency_baseline(simulated):
 
 def test_scores_land_in_predictions_and_the_snapshot(simulated):
     engine, as_of, _detail = simulated
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         predictions = session.scalar(select(func.count()).select_from(ChurnPrediction)
                                      .where(ChurnPrediction.as_of == as_of))
         buyers = session.scalar(select(func.count()).select_from(CustomerAnalytics)
@@ -224,7 +225,7 @@ def test_scores_land_in_predictions_and_the_snapshot(simulated):
 
 def test_calibrated_probabilities_track_observed_rates(simulated):
     engine, _as_of, _detail = simulated
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         calibration = session.scalar(select(MLModel.metrics).where(MLModel.name == "churn"))["calibration"]
     gaps = np.abs(np.array(calibration["predicted"]) - np.array(calibration["observed"]))
     assert gaps.mean() < 0.1

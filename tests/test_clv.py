@@ -327,9 +327,9 @@ def test_stored_model_loads_and_reproduces_the_scores(engine, session):
     refresh_lifetime_value(engine, AS_OF, holdout_days=0)
     with engine.connect() as connection:
         summary = summarize(connection, AS_OF)
-    from db.engine import session_scope
+    from crm_core.service import unit_of_work
 
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         _row, model = registry.active(s, "clv")
     stored = _scores(engine).loc[summary.index]
     np.testing.assert_allclose(model.probability_alive(summary).to_numpy(), stored["alive"].to_numpy(), rtol=1e-9)

@@ -10,8 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from crm_core import users
 from crm_core.data_dates import EARLIEST_DATE
-from crm_core.service import SYSTEM
-from db.engine import session_scope
+from crm_core.service import SYSTEM, unit_of_work
 from db.simulator import demo_password
 
 from .apptest_support import APP, open_page, titles
@@ -24,7 +23,7 @@ CAPTION = "Data runs to 30 Jun 1998 (latest order); dates default to it."
 @pytest.fixture
 def historical_app(engine, monkeypatch):
     """A shop whose order log ends on 30 June 1998, with an executive and an admin."""
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         for username, role in (("exec1", "executive"), ("admin1", "admin")):
             users.create_user(s, SYSTEM, username, role, demo_password(username))
         for n, signed_up in enumerate((dt.datetime(1997, 1, 10), dt.datetime(1997, 9, 3), dt.datetime(1998, 2, 2))):

@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from crm_core.errors import ValidationError
+from crm_core.service import unit_of_work
 from db import migrate
-from db.engine import make_engine, session_scope
+from db.engine import make_engine
 from db.models import (
     AccountHealthScore,
     ChurnPrediction,
@@ -61,7 +62,7 @@ def test_the_whole_refresh_completes_on_imported_orders_alone(engine):
     statuses = {step.label: (step.status, step.detail) for step in result.steps}
     assert result.failed == [], statuses
     assert result.status == "ok"
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         run = session.get(RefreshRun, result.run_id)
         assert run.status == "ok" and run.finished_at is not None and run.as_of == as_of
         steps = session.scalars(select(RefreshRunStep).where(RefreshRunStep.run_id == run.id)
@@ -121,7 +122,7 @@ def test_each_model_runs_with_an_optional_source_missing(simulated_file, tmp_pat
     path = tmp_path / "copy.sqlite"
     shutil.copy(simulated_file, path)
     engine = _engine_for(f"sqlite:///{path}")
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         for model in SOURCES[source]:
             session.execute(delete(model))
     as_of = dt.date(2026, 6, 30)
@@ -155,7 +156,7 @@ def test_a_failing_model_leaves_the_rest_of_the_refresh_standing(engine, monkeyp
     result = refresh.run_refresh(engine, as_of, triggered_by="tester")
     assert [s.label for s in result.failed] == ["Churn model: train when due, score everyone"]
     assert result.status == "partial"
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         run = session.get(RefreshRun, result.run_id)
         assert (run.status, run.triggered_by) == ("partial", "tester")
         rows = session.execute(select(func.count(), func.count(CustomerAnalytics.churn_probability),
@@ -243,7 +244,7 @@ def test_pages_say_why_a_model_is_missing(engine, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
     import_log(engine, order_log(customers=20, start=START, days=40))
-    with session_scope(engine) as session:
+    with unit_of_work(engine) as session:
         make_user(session, "admin", "ada", password="a-long-password")
     refresh.run_refresh(engine, _last_order_day(engine))
     url = engine.url.render_as_string(hide_password=False)

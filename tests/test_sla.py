@@ -206,9 +206,9 @@ def test_breaches_are_recorded_once_and_escalate_once(session, d):
 
 
 def test_run_sla_checks_commits_breaches(engine):
-    from db.engine import session_scope
+    from crm_core.service import unit_of_work
 
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         d = desk(s)
         ticket = _ticket(s, d, priority="critical", now=U(2026, 11, 24, 8))
         ticket_id = ticket.id
@@ -216,7 +216,7 @@ def test_run_sla_checks_commits_breaches(engine):
     assert result == {"first_response": 1, "next_response": 0, "resolution": 1, "tickets_breached": 1,
                       "escalated": 1}
     assert sla.run_sla_checks(engine, U(2026, 11, 30, 9))["tickets_breached"] == 0
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         assert s.get(SupportTicket, ticket_id).priority == "critical"  # already the top priority
 
 
@@ -280,9 +280,9 @@ def test_owner_sees_and_clears_escalation_notifications(session, d):
 
 def test_cli_sla_check(engine, monkeypatch, capsys):
     from crm_cli.main import main
-    from db.engine import session_scope
+    from crm_core.service import unit_of_work
 
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         _ticket(s, desk(s), now=U(2026, 11, 24, 8))
     monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     assert main(["sla", "check"]) == 0

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from crm_core import audit, surveys, tickets
 from crm_core.errors import ConflictError, DomainError, NotFound, PermissionDenied, ValidationError
 from crm_core.service import unit_of_work
-from db.engine import session_factory, session_scope
+from db.engine import session_factory
 from db.models import (
     AuditLog,
     SupportTicket,
@@ -167,7 +167,7 @@ def test_attachments_are_stored_checked_and_sanitized(session, d, attachment_sto
 
 def test_concurrent_edits_give_a_conflict_not_a_lost_update(engine):
     factory = session_factory(engine)
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         d = desk(s)
         ticket = _create(s, d)
         ids = {"ticket": ticket.id, "agent": d["agent"].id, "agent2": d["agent2"].id}
@@ -179,7 +179,7 @@ def test_concurrent_edits_give_a_conflict_not_a_lost_update(engine):
     with pytest.raises(ConflictError, match="changed by someone else"), unit_of_work(factory) as s:
         tickets.update_ticket(s, s.get(type(d["agent"]), ids["agent2"]), ids["ticket"], read_version,
                               priority="low", status="on_hold")
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         saved = s.get(SupportTicket, ids["ticket"])
         assert (saved.priority, saved.status, saved.version) == ("high", "new", read_version + 1)
 
@@ -188,7 +188,7 @@ def test_interleaved_flush_is_translated_to_a_conflict(engine):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite serialises writers; the interleaving is only possible on PostgreSQL")
     factory = session_factory(engine)
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         d = desk(s)
         ticket_id, agent_id = _create(s, d).id, d["agent"].id
     first, second = factory(), factory()
@@ -209,7 +209,7 @@ def test_interleaved_flush_is_translated_to_a_conflict(engine):
 
 def test_failure_mid_operation_leaves_nothing_written(engine, monkeypatch, attachment_store):
     factory = session_factory(engine)
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         d = desk(s)
         ticket_id, agent_id = _create(s, d).id, d["agent"].id
 
@@ -220,7 +220,7 @@ def test_failure_mid_operation_leaves_nothing_written(engine, monkeypatch, attac
     with pytest.raises(DomainError, match="audit store"), unit_of_work(factory) as s:
         tickets.add_response(s, s.get(type(d["agent"]), agent_id), ticket_id, "Label",
                              attachment=("label.pdf", b"%PDF", "application/pdf"))
-    with session_scope(engine) as s:
+    with unit_of_work(engine) as s:
         assert _count(s, SupportTicketResponse, SupportTicketResponse.ticket_id == ticket_id) == 1
         assert s.get(SupportTicket, ticket_id).first_responded_at is None
     assert list(attachment_store.rglob("*.pdf")) == []
