@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from crm_core import users
-from crm_core.errors import DomainError
+from crm_core.platform import users
+from crm_core.platform.errors import DomainError
 from ui import context
 from ui.navigation import sections_for
 

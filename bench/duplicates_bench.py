@@ -21,11 +21,8 @@ import pandas as pd  # noqa: E402
 from faker import Faker  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import duplicates, merge  # noqa: E402
-from crm_core.service import (
-    SYSTEM,  # noqa: E402
-    unit_of_work,  # noqa: E402
-)
+from crm_core.customers import duplicates, merge  # noqa: E402
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db import bulk, migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.models import Customer, CustomerAddress, Order  # noqa: E402

@@ -17,11 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import segments  # noqa: E402
-from crm_core.service import (
-    SYSTEM,  # noqa: E402
-    unit_of_work,  # noqa: E402
-)
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.segmentation import segments  # noqa: E402
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.simulator import seed_database  # noqa: E402

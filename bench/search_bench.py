@@ -16,9 +16,9 @@ import time
 
 from sqlalchemy import text
 
-from crm_core import search
-from crm_core.search import CustomerQuery
-from crm_core.service import SYSTEM
+from crm_core.customers import search
+from crm_core.customers.search import CustomerQuery
+from crm_core.platform.transactions import SYSTEM
 from db import migrate
 from db.engine import make_engine, session_factory
 from db.throwaway import PostgresServer

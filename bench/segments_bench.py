@@ -22,11 +22,9 @@ import pandas as pd  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import analytics, segments  # noqa: E402
-from crm_core.service import (
-    SYSTEM,  # noqa: E402
-    unit_of_work,  # noqa: E402
-)
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.segmentation import segments
+from crm_core.segmentation import snapshot as analytics  # noqa: E402
 from db import bulk, migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.models import Base  # noqa: E402

@@ -24,11 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import service_imports, shop_imports  # noqa: E402
-from crm_core.service import (
-    SYSTEM,  # noqa: E402
-    unit_of_work,  # noqa: E402
-)
+from crm_core.imports import helpdesk  # noqa: E402
+from crm_core.imports import shopify as shop_imports
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.models import Order, OrderItem  # noqa: E402
@@ -149,7 +147,7 @@ def run(url: str, n: int, label: str) -> None:
             write(path, n, shopify_customers(n))
             for attempt in ("", " again"):
                 timed(engine, label, kind + attempt, n,
-                      lambda s, kind=kind, path=path: service_imports.import_service_file(s, SYSTEM, kind, path))
+                      lambda s, kind=kind, path=path: helpdesk.import_service_file(s, SYSTEM, kind, path))
     engine.dispose()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from crm_core.data_dates import HISTORICAL_AFTER_DAYS, check_as_of, data_date
+from crm_core.platform.dates import HISTORICAL_AFTER_DAYS, check_as_of, data_date
 
 # How --help describes a default that follows the data (crm_core.data_dates).
 DATA_DATE_DEFAULT = f"today, or the latest order's date when that is more than {HISTORICAL_AFTER_DAYS} days ago"

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db import migrate
 from db.engine import database_url, make_engine
 
@@ -25,7 +25,7 @@ def _session():
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from crm_core import merge
+    from crm_core.customers import merge
 
     with _session() as session:
         merge_id = merge.merge(session, SYSTEM, args.survivor_id, args.other_id)
@@ -40,7 +40,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_undo_merge(args: argparse.Namespace) -> int:
-    from crm_core import merge
+    from crm_core.customers import merge
 
     with _session() as session:
         result = merge.undo_merge(session, SYSTEM, args.merge_id)
@@ -53,7 +53,7 @@ def cmd_undo_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates_scan(args: argparse.Namespace) -> int:
-    from crm_core import duplicates
+    from crm_core.customers import duplicates
 
     def progress(fraction: float, text: str) -> None:
         if not args.json:

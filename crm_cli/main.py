@@ -16,8 +16,8 @@ import json
 import sys
 import time
 
-from crm_core.errors import DomainError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.platform.errors import DomainError
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db import migrate
 from db.engine import database_url, make_engine
 from db.models import ROLES
@@ -72,7 +72,7 @@ def _read_password() -> str:
 
 
 def cmd_users_create(args: argparse.Namespace) -> int:
-    from crm_core import users
+    from crm_core.platform import users
 
     migrate.ensure_migrated(database_url())
     password = _read_password()
@@ -86,7 +86,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from crm_core.data_dates import check_as_of, check_backfill_months, data_date
+    from crm_core.platform.dates import check_as_of, check_backfill_months, data_date
     from ml.refresh import run_refresh
 
     if args.as_of is not None:
@@ -94,7 +94,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     check_backfill_months(args.backfill_months, args.as_of or dt.date.today())
     migrate.ensure_migrated(database_url())
     if args.if_empty:
-        from crm_core.analytics import snapshot_is_empty
+        from crm_core.segmentation.snapshot import snapshot_is_empty
 
         with unit_of_work(_engine()) as session:
             if not snapshot_is_empty(session):
@@ -128,7 +128,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_segments_list(args: argparse.Namespace) -> int:
-    from crm_core import segments
+    from crm_core.segmentation import segments
 
     with unit_of_work(_engine()) as session:
         rows = segments.list_segments(session, SYSTEM)

@@ -13,8 +13,8 @@ from .arguments import iso_date
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from crm_core.data_dates import check_as_of
-    from crm_core.errors import DomainError
+    from crm_core.platform.dates import check_as_of
+    from crm_core.platform.errors import DomainError
     from ml.backtest import format_report, run_backtest
     from ml.churn import NotEnoughHistory
 

@@ -8,8 +8,8 @@ from db.engine import database_url, make_engine
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from crm_core import sla
-    from crm_core.data_dates import data_date
+    from crm_core.platform.dates import data_date
+    from crm_core.service import sla
 
     engine = make_engine(database_url())
     try:

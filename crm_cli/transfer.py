@@ -22,9 +22,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from crm_core import exports, imports, service_imports, shop_imports
-from crm_core.errors import DomainError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.customers import export
+from crm_core.imports import files, helpdesk, shopify
+from crm_core.platform.errors import DomainError
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db import migrate
 from db.engine import database_url, make_engine
 from db.models import ORDER_STATUSES
@@ -94,14 +95,14 @@ def _run_import(args: argparse.Namespace, entity: str, run) -> int:
 def _log_failure(engine, entity: str, args: argparse.Namespace, message: str) -> None:
     try:
         with unit_of_work(engine) as session:
-            imports.record_failed_run(session, SYSTEM, entity, args.file, getattr(args, "format", "auto") or "auto",
+            files.record_failed_run(session, SYSTEM, entity, args.file, getattr(args, "format", "auto") or "auto",
                                       getattr(args, "on_duplicate", None), message)
     except Exception:  # noqa: BLE001 - the log is best effort; the original error is what matters
         pass
 
 
 def cmd_import_customers(args: argparse.Namespace) -> int:
-    return _run_import(args, "customers", lambda session: imports.import_customers(
+    return _run_import(args, "customers", lambda session: files.import_customers(
         session, SYSTEM, args.file, fmt=args.format, on_duplicate=args.on_duplicate,
         fuzzy_threshold=args.fuzzy_threshold, default_country=args.default_country, errors_path=args.errors,
         progress=_progress(args.quiet),
@@ -117,7 +118,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
         given = [f"--{name.replace('_', '-')}" for name in GENERIC_ORDER_FLAGS if getattr(args, name)]
         if given:
             args.parser.error(f"--format shopify reads Shopify's own columns; drop {', '.join(given)}")
-        return _run_import(args, "orders", lambda session: shop_imports.import_shopify_orders(
+        return _run_import(args, "orders", lambda session: shopify.import_shopify_orders(
             session, SYSTEM, args.file, errors_path=args.errors, progress=_progress(args.quiet),
         ))
     missing = [flag for flag, value in (("--date-col", args.date_col), ("--amount-col", args.amount_col)) if not value]
@@ -125,7 +126,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
         missing.insert(0, "--customer-col (or --email-col)")
     if missing:
         args.parser.error(f"the following arguments are required: {', '.join(missing)}")
-    return _run_import(args, "orders", lambda session: imports.import_orders(
+    return _run_import(args, "orders", lambda session: files.import_orders(
         session, SYSTEM, args.file, args.customer_col, args.date_col, args.amount_col, args.quantity_col,
         order_col=args.order_col, email_col=args.email_col, status_col=args.status_col, product_col=args.product_col,
         currency_col=args.currency_col, fmt=args.format, errors_path=args.errors, progress=_progress(args.quiet),
@@ -133,7 +134,7 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
 
 
 def cmd_import_service(args: argparse.Namespace) -> int:
-    return _run_import(args, args.kind, lambda session: service_imports.import_service_file(
+    return _run_import(args, args.kind, lambda session: helpdesk.import_service_file(
         session, SYSTEM, args.kind, args.file, fmt=args.format, errors_path=args.errors,
         progress=_progress(args.quiet),
     ))
@@ -141,7 +142,7 @@ def cmd_import_service(args: argparse.Namespace) -> int:
 
 def _columns_help(kind: str) -> str:
     """The documented columns of a tickets or communications file, from the module that reads them."""
-    doc = service_imports.__doc__
+    doc = helpdesk.__doc__
     start = doc.index("Tickets (columns" if kind == "tickets" else "Communications:")
     block = doc[start:].split("\n\n")[1]
     return "columns (* required):\n" + block
@@ -149,7 +150,7 @@ def _columns_help(kind: str) -> str:
 
 def cmd_export_customers(args: argparse.Namespace) -> int:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    exports.check_columns(columns)
+    export.check_columns(columns)
     out = Path(args.out)
     if out.is_dir():
         raise DomainError(f"{args.out} is a folder; name the file to write.")
@@ -160,7 +161,7 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
     partial = out.with_name(out.name + ".partial")
     try:
         with unit_of_work(make_engine(url)) as session, open(partial, "wb") as handle:
-            count = exports.export_customers(session, SYSTEM, handle, args.format, columns, segment=args.segment)
+            count = export.export_customers(session, SYSTEM, handle, args.format, columns, segment=args.segment)
         partial.replace(out)
     except OSError as exc:
         partial.unlink(missing_ok=True)
@@ -180,13 +181,13 @@ def register(subparsers) -> None:
     people = targets.add_parser("customers", help="customers from CSV, Excel (.xlsx) or JSON")
     people.add_argument("file", help="the file to import")
     people.add_argument("--errors", metavar="ERRFILE", help="write invalid rows (row, identifier, reason) to this CSV")
-    people.add_argument("--on-duplicate", choices=imports.DUPLICATE_POLICIES, default="skip",
+    people.add_argument("--on-duplicate", choices=files.DUPLICATE_POLICIES, default="skip",
                         help="what to do with a row that matches an existing customer (default skip)")
-    people.add_argument("--format", choices=("auto", *imports.FORMATS), default="auto",
+    people.add_argument("--format", choices=("auto", *files.FORMATS), default="auto",
                         help="file format (default: from the file name)")
-    people.add_argument("--fuzzy-threshold", type=_threshold, default=imports.DEFAULT_FUZZY_THRESHOLD, metavar="N",
+    people.add_argument("--fuzzy-threshold", type=_threshold, default=files.DEFAULT_FUZZY_THRESHOLD, metavar="N",
                         help=f"name similarity 0-100 that counts as a duplicate; 0 turns it off "
-                             f"(default {imports.DEFAULT_FUZZY_THRESHOLD})")
+                             f"(default {files.DEFAULT_FUZZY_THRESHOLD})")
     people.add_argument("--default-country", metavar="CC", help="country for rows without one (reads local phones)")
     people.add_argument("--quiet", action="store_true", help="no progress lines")
     people.set_defaults(func=cmd_import_customers)
@@ -212,7 +213,7 @@ def register(subparsers) -> None:
     orders.add_argument("--product-col", metavar="P", help="column with the product SKU: each row is then a line of "
                                                            "the order in --order-col (which it needs)")
     orders.add_argument("--currency-col", metavar="K", help="column with the currency code (default: the shop's)")
-    orders.add_argument("--format", choices=("auto", *imports.FORMATS, "shopify"), default="auto",
+    orders.add_argument("--format", choices=("auto", *files.FORMATS, "shopify"), default="auto",
                         help="file format (default: from the file name); shopify: a Shopify orders export")
     orders.add_argument("--errors", metavar="ERRFILE", help="write invalid rows to this CSV")
     orders.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -233,7 +234,7 @@ def register(subparsers) -> None:
                                       "and reason.", 100),
             epilog=_columns_help(kind), formatter_class=argparse.RawDescriptionHelpFormatter)
         service.add_argument("file", help="the file to import")
-        service.add_argument("--format", choices=("auto", *imports.FORMATS), default="auto",
+        service.add_argument("--format", choices=("auto", *files.FORMATS), default="auto",
                              help="file format (default: from the file name)")
         service.add_argument("--errors", metavar="ERRFILE", help="write invalid rows to this CSV")
         service.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -242,10 +243,10 @@ def register(subparsers) -> None:
     exporting = subparsers.add_parser("export", help="export customers to a file")
     export_targets = exporting.add_subparsers(dest="export_command", required=True)
     customers = export_targets.add_parser("customers", help="customers to CSV, Excel (.xlsx) or JSON")
-    customers.add_argument("--format", choices=exports.EXPORT_FORMATS, required=True)
+    customers.add_argument("--format", choices=export.EXPORT_FORMATS, required=True)
     customers.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     customers.add_argument("--segment", metavar="NAME", help="only the current members of this segment")
     customers.add_argument("--columns", metavar="a,b,c",
-                           help=f"columns to write (default {','.join(exports.DEFAULT_COLUMNS)}); "
-                                f"available: {','.join(exports.EXPORT_COLUMNS)}")
+                           help=f"columns to write (default {','.join(export.DEFAULT_COLUMNS)}); "
+                                f"available: {','.join(export.EXPORT_COLUMNS)}")
     customers.set_defaults(func=cmd_export_customers)

@@ -29,9 +29,9 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sqlalchemy import Engine, func, select
 
-from crm_core.analytics import end_of
-from crm_core.data_dates import check_as_of, latest_order_date
-from crm_core.errors import ValidationError
+from crm_core.platform.dates import check_as_of, latest_order_date
+from crm_core.platform.errors import ValidationError
+from crm_core.segmentation.snapshot import end_of
 from db.models import REVENUE_ORDER_STATUSES, Order
 
 from . import churn, clv

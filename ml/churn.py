@@ -44,8 +44,8 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, update
 from threadpoolctl import threadpool_limits
 
-from crm_core.analytics import end_of
-from crm_core.service import unit_of_work
+from crm_core.platform.transactions import unit_of_work
+from crm_core.segmentation.snapshot import end_of
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, CustomerAnalytics, MLModel, Order
 

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.errors import NotFound, ValidationError
-from crm_core.paging import Page
-from crm_core.permissions import require
+from crm_core.platform.errors import NotFound, ValidationError
+from crm_core.platform.paging import Page
+from crm_core.platform.permissions import require
 from db.models import (
     RISK_LEVELS,
     ChurnPrediction,

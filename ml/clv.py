@@ -47,10 +47,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from crm_core.analytics import CLV_COLUMNS, end_of
-from crm_core.errors import DomainError, ValidationError
-from crm_core.service import unit_of_work
-from crm_core.sql import calendar_day, day_start, next_day_start
+from crm_core.platform.errors import DomainError, ValidationError
+from crm_core.platform.sql import calendar_day, day_start, next_day_start
+from crm_core.platform.transactions import unit_of_work
+from crm_core.segmentation.snapshot import CLV_COLUMNS, end_of
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAnalytics, CustomerLifetimeValue, Order
 

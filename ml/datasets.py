@@ -14,8 +14,8 @@ from importlib.resources import files
 
 from sqlalchemy import Engine
 
-from crm_core import imports
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.imports import files as imports
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 
 CDNOW_FIRST_DAY = dt.date(1997, 1, 1)
 CDNOW_LAST_DAY = dt.date(1998, 6, 30)

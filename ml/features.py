@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, or_, select
 
-from crm_core.analytics import end_of
-from crm_core.sql import calendar_day
+from crm_core.platform.sql import calendar_day
+from crm_core.segmentation.snapshot import end_of
 from db import bulk
 from db.models import (
     REVENUE_ORDER_STATUSES,

@@ -29,12 +29,12 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from crm_core import settings as app_settings
-from crm_core.analytics import end_of
-from crm_core.errors import ValidationError
-from crm_core.permissions import require
-from crm_core.service import unit_of_work
-from crm_core.sql import calendar_day
+from crm_core.platform import settings as app_settings
+from crm_core.platform.errors import ValidationError
+from crm_core.platform.permissions import require
+from crm_core.platform.sql import calendar_day
+from crm_core.platform.transactions import unit_of_work
+from crm_core.segmentation.snapshot import end_of
 from db import bulk
 from db.models import (
     FORECAST_METRICS,

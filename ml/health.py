@@ -100,12 +100,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core.analytics import end_of
-from crm_core.errors import ConflictError, NotFound, ValidationError
-from crm_core.paging import Page
-from crm_core.permissions import require
-from crm_core.service import SYSTEM, unit_of_work
-from crm_core.sql import days_between
+from crm_core.platform.errors import ConflictError, NotFound, ValidationError
+from crm_core.platform.paging import Page
+from crm_core.platform.permissions import require
+from crm_core.platform.sql import days_between
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.segmentation.snapshot import end_of
 from db import bulk
 from db.models import (
     HEALTH_LEVELS,

@@ -11,7 +11,7 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, literal, select
 
-from crm_core.analytics import end_of
+from crm_core.segmentation.snapshot import end_of
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, Order
 

@@ -26,9 +26,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from crm_core import analytics, lifecycle, loyalty, segments, sla
-from crm_core.data_dates import check_as_of, check_backfill_months, data_date
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.loyalty import ledger
+from crm_core.platform.dates import check_as_of, check_backfill_months, data_date
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.segmentation import lifecycle, segments, snapshot
+from crm_core.service import sla
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 
 from . import churn, clv, forecast, health, registry
@@ -99,10 +101,10 @@ def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime,
               before_write: Callable[[], None] | None = None) -> StepOutcome:
     timings: dict[str, float] = {}
     with unit_of_work(engine) as session:
-        rows = analytics.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings,
+        rows = snapshot.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings,
                                           before_write=before_write)
     started = time.perf_counter()
-    analytics.tidy_after_rewrite(engine)
+    snapshot.tidy_after_rewrite(engine)
     timings["vacuum and statistics"] = round(time.perf_counter() - started, 2)
     detail = f"{rows:,} customers; " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())
     return StepOutcome(detail, rows)
@@ -164,7 +166,7 @@ def _clusters(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome
 
 
 def _segments(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    for name in analytics.RFM_SEGMENTS:
+    for name in snapshot.RFM_SEGMENTS:
         if _segment_named(session, name) is None:
             segments.create_segment(
                 session, SYSTEM, name, "rfm", "dynamic", rules=rfm_rules(name), priority=50, is_system=True,
@@ -193,9 +195,9 @@ def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
 def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     """Points for recent orders (idempotent, so the overlap with the last run is harmless), points back
     from orders cancelled, returned or refunded, then expiry."""
-    earned = loyalty.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
-    reversed_ = loyalty.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
-    expired = loyalty.expire_points(engine, as_of)
+    earned = ledger.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
+    reversed_ = ledger.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
+    expired = ledger.expire_points(engine, as_of)
     detail = (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
               f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
               f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")
@@ -314,7 +316,7 @@ def _batches(steps: list[tuple[str, Step]], concurrent: bool) -> list[list[tuple
 
 def _failure_reason(exc: BaseException) -> str:
     """One line for the run record and the pages: the domain message, or the error's type and text."""
-    from crm_core.errors import DomainError
+    from crm_core.platform.errors import DomainError
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, DomainError):

@@ -13,9 +13,9 @@ import joblib
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from crm_core import audit
-from crm_core.errors import NotFound
-from crm_core.permissions import require
+from crm_core.platform import audit
+from crm_core.platform.errors import NotFound
+from crm_core.platform.permissions import require
 from db.models import MLModel
 
 

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from crm_core.permissions import require
-from crm_core.service import unit_of_work
+from crm_core.platform.permissions import require
+from crm_core.platform.transactions import unit_of_work
 from db.models import RefreshRun, RefreshRunStep, utcnow
 
 DETAIL_LIMIT = 2_000

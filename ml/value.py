@@ -13,9 +13,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from crm_core.errors import ValidationError
-from crm_core.paging import Page
-from crm_core.permissions import require
+from crm_core.platform.errors import ValidationError
+from crm_core.platform.paging import Page
+from crm_core.platform.permissions import require
 from db.models import Customer, CustomerAnalytics, MLModel
 
 from . import registry

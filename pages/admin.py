@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from crm_core import users
+from crm_core.platform import users
 from db.models import ROLES
 from ui import context
 

@@ -5,8 +5,8 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from crm_core import audit
-from crm_core.data_dates import EARLIEST_DATE
+from crm_core.platform import audit
+from crm_core.platform.dates import EARLIEST_DATE
 from ui import context
 
 context.require_page("audit.view")

@@ -5,7 +5,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import permissions, segments
+from crm_core.platform import permissions
+from crm_core.segmentation import segments
 from db.models import RISK_LEVELS
 from ml import churn_reports, registry
 from ml.features import LABELS as FEATURE_LABELS

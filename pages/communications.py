@@ -6,10 +6,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import communications as comms
-from crm_core import permissions
-from crm_core.communications import FUNNEL_STAGES
-from crm_core.data_dates import EARLIEST_DATE
+from crm_core.platform import permissions
+from crm_core.platform.dates import EARLIEST_DATE
+from crm_core.service import communications as comms
+from crm_core.service.communications import FUNNEL_STAGES
 from db.models import COMM_CHANNELS, DIRECTIONS
 from ui import context
 from ui.data_date import show_data_date

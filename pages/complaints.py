@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import complaints, permissions
+from crm_core.platform import permissions
+from crm_core.service import complaints
 from db.models import COMPENSATION_KINDS, COMPLAINT_SEVERITIES, COMPLAINT_STATUSES
 from ui import context
 from ui.data_date import show_data_date

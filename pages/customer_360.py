@@ -8,8 +8,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import customers, permissions, search
-from crm_core.search import CustomerQuery
+from crm_core.customers import profile, search
+from crm_core.customers.search import CustomerQuery
+from crm_core.platform import permissions
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 
@@ -58,7 +59,7 @@ customer_id = int(picked)
 if st.query_params.get("id") != str(customer_id):
     st.query_params["id"] = str(customer_id)
 
-data = context.read(customers.profile, customer_id)
+data = context.read(profile.profile, customer_id)
 if data is None:
     st.stop()
 facts, scores = data["facts"], data["scores"]
@@ -127,7 +128,7 @@ if can_edit and facts["status"] not in ("merged", "erased"):
             if not changes:
                 st.info("Nothing to save: no field changed.")
             else:
-                updated = context.act(customers.update_customer, customer_id, editing_version, changes)
+                updated = context.act(profile.update_customer, customer_id, editing_version, changes)
                 if updated is not None:
                     st.session_state[version_key] = updated.version
                     st.session_state["c360_flash"] = f"Saved {', '.join(sorted(changes))}."
@@ -142,11 +143,11 @@ tabs = st.tabs(["Timeline", "Orders", "Addresses", "Payment methods", "Preferenc
                 "Scores"])
 
 with tabs[0]:
-    kinds = st.multiselect("Show", customers.TIMELINE_KINDS, key="c360_kinds",
+    kinds = st.multiselect("Show", profile.TIMELINE_KINDS, key="c360_kinds",
                            format_func=lambda k: k.replace("_", " "), placeholder="Every kind of event")
     timeline_key = f"c360_timeline_page_{customer_id}"
     page_number = st.session_state.get(timeline_key, 1)
-    feed = context.read(customers.timeline, customer_id, page=page_number, page_size=25, kinds=kinds or None)
+    feed = context.read(profile.timeline, customer_id, page=page_number, page_size=25, kinds=kinds or None)
     if feed is not None and feed.total:
         st.caption(f"{feed.total:,} events, newest first")
         st.dataframe(pd.DataFrame(feed.rows)[["at", "kind", "event", "detail"]], hide_index=True, width="stretch",
@@ -156,14 +157,14 @@ with tabs[0]:
         st.info("No events for this customer yet.")
 
 with tabs[1]:
-    monthly = context.read(customers.monthly_orders, customer_id) or []
+    monthly = context.read(profile.monthly_orders, customer_id) or []
     if monthly:
         st.plotly_chart(px.bar(pd.DataFrame(monthly), x="month", y="revenue", hover_data=["orders"],
                                title="Revenue per month", labels={"month": "", "revenue": "Revenue (€)"}),
                         width="stretch")
     orders_key = f"c360_orders_page_{customer_id}"
     page_number = st.session_state.get(orders_key, 1)
-    placed = context.read(customers.orders, customer_id, page=page_number, page_size=25)
+    placed = context.read(profile.orders, customer_id, page=page_number, page_size=25)
     if placed is not None and placed.total:
         st.caption(f"{placed.total:,} orders")
         st.dataframe(pd.DataFrame(placed.rows), hide_index=True, width="stretch",
@@ -174,7 +175,7 @@ with tabs[1]:
         st.info("No orders yet.")
 
 with tabs[2]:
-    places = context.read(customers.addresses, customer_id) or []
+    places = context.read(profile.addresses, customer_id) or []
     if places:
         st.dataframe(pd.DataFrame(places).drop(columns=["id"]), hide_index=True, width="stretch")
     else:
@@ -192,7 +193,7 @@ with tabs[2]:
             region = a1.text_input("Region")
             default = a2.checkbox("Default address of this kind")
             if st.form_submit_button("Add address"):
-                added = context.act(customers.add_address, customer_id, {
+                added = context.act(profile.add_address, customer_id, {
                     "kind": kind, "line1": line1, "line2": line2 or None, "postal_code": postal,
                     "city": address_city, "region": region or None, "country_code": address_country,
                     "is_default": default,
@@ -204,7 +205,7 @@ with tabs[2]:
                     st.rerun()
 
 with tabs[3]:
-    cards = context.read(customers.payment_methods, customer_id) or []
+    cards = context.read(profile.payment_methods, customer_id) or []
     if cards:
         expired = [c for c in cards if c["expired"]]
         if any(c["is_default"] and c["expired"] for c in cards):
@@ -216,7 +217,7 @@ with tabs[3]:
         st.info("No payment methods on file.")
 
 with tabs[4]:
-    prefs = context.read(customers.preferences, customer_id)
+    prefs = context.read(profile.preferences, customer_id)
     if prefs is not None:
         if prefs["preferences"]:
             p = prefs["preferences"]
@@ -233,7 +234,7 @@ with tabs[4]:
                      column_config={"granted": st.column_config.CheckboxColumn("Granted")})
 
 with tabs[5]:
-    memberships = context.read(customers.segments_of, customer_id) or []
+    memberships = context.read(profile.segments_of, customer_id) or []
     if memberships:
         st.dataframe(pd.DataFrame(memberships), hide_index=True, width="stretch")
     else:
@@ -245,7 +246,7 @@ with tabs[6]:
     c2.metric("Probability alive", share(scores["prob_alive"]))
     c3.metric("RFM", scores["rfm"] or "–", help=scores["rfm_segment"])
     c4.metric("Engagement score", "–" if scores["engagement_score"] is None else f"{scores['engagement_score']:.0f}")
-    history = context.read(customers.score_history, customer_id)
+    history = context.read(profile.score_history, customer_id)
     if history and (history["churn"] or history["health"]):
         figure = go.Figure()
         if history["churn"]:

@@ -6,10 +6,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import bulk_actions, search
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.errors import DomainError
-from crm_core.search import CustomerQuery
+from crm_core.customers import bulk_actions, search
+from crm_core.customers.search import CustomerQuery
+from crm_core.platform.dates import EARLIEST_DATE
+from crm_core.platform.errors import DomainError
 from db.models import COMM_CHANNELS, LIFECYCLE_STAGES
 from ui import context
 

@@ -4,8 +4,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import duplicates
-from crm_core import merge as merging
+from crm_core.customers import duplicates
+from crm_core.customers import merge as merging
 from ui import context
 
 viewer = context.require_page("customers.merge")

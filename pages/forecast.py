@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import permissions
+from crm_core.platform import permissions
 from ml import forecast
 from ui import context
 from ui.data_date import show_data_date

@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import permissions
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.errors import DomainError
+from crm_core.platform import permissions
+from crm_core.platform.dates import EARLIEST_DATE
+from crm_core.platform.errors import DomainError
 from db.models import HEALTH_LEVELS
 from ml import health
 from ui import context

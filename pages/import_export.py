@@ -8,8 +8,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import exports, imports, permissions, segments, service_imports, shop_imports, users
-from crm_core.errors import DomainError
+from crm_core.customers import export
+from crm_core.imports import files, helpdesk, shopify
+from crm_core.platform import permissions, users
+from crm_core.platform.errors import DomainError
+from crm_core.segmentation import segments
 from ui import context
 
 IGNORE = "(ignore)"
@@ -27,7 +30,7 @@ if flash := st.session_state.pop("import_export_flash", None):
 
 
 def field_label(name: str) -> str:
-    return imports.CUSTOMER_FIELDS.get(name, name)
+    return files.CUSTOMER_FIELDS.get(name, name)
 
 
 def mapping_key(column: str) -> str:
@@ -51,7 +54,7 @@ def import_tab() -> None:
 
 def customers_import() -> None:
     st.caption(
-        "Columns named " + ", ".join(imports.STANDARD_COLUMNS) + " need no mapping. "
+        "Columns named " + ", ".join(files.STANDARD_COLUMNS) + " need no mapping. "
         "CSV (UTF-8), Excel (.xlsx, first sheet) or JSON (an array of objects, or JSON Lines). "
         "Dates as YYYY-MM-DD, DD.MM.YYYY or DD/MM/YYYY; countries as ISO codes or English names."
     )
@@ -61,21 +64,21 @@ def customers_import() -> None:
         show_result()
         return
     try:
-        columns, _ = imports.preview(uploaded, file_name=uploaded.name, limit=1)
+        columns, _ = files.preview(uploaded, file_name=uploaded.name, limit=1)
     except DomainError as exc:
         st.error(str(exc))
         return
-    defaults = imports.default_mapping(columns)
+    defaults = files.default_mapping(columns)
 
     st.subheader("Column mapping")
-    saved = context.read(imports.list_mappings) or []
+    saved = context.read(files.list_mappings) or []
     saved_by_name = {m["name"]: m for m in saved}
     if saved_by_name:
         load_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
         chosen_saved = load_col.selectbox("Saved mapping", list(saved_by_name), key="saved_mapping")
         button_col.button("Load mapping", on_click=load_mapping, args=(saved_by_name[chosen_saved], columns),
                           icon=":material/upload:")
-    options = [IGNORE, *imports.CUSTOMER_FIELDS]
+    options = [IGNORE, *files.CUSTOMER_FIELDS]
     grid = st.columns(3)
     mapping: dict[str, str] = {}
     for position, column in enumerate(columns):
@@ -92,20 +95,20 @@ def customers_import() -> None:
         shared = shared_col.checkbox("Shared", help="Visible to every user who may import")
         if save_col.form_submit_button("Save mapping"):
             existing = saved_by_name.get(mapping_name.strip())
-            context.act(imports.save_mapping, mapping_name, mapping, shared,
+            context.act(files.save_mapping, mapping_name, mapping, shared,
                         expected_version=existing["version"] if existing else None,
                         success=f"Saved the mapping {mapping_name.strip()!r}.")
 
     mapping_problem = None
     try:
-        imports.check_mapping(mapping, columns)
+        files.check_mapping(mapping, columns)
     except DomainError as exc:
         mapping_problem = str(exc)
         st.warning(mapping_problem)
 
     st.subheader("Preview")
     try:
-        _, rows = imports.preview(uploaded, file_name=uploaded.name, mapping=mapping, limit=20)
+        _, rows = files.preview(uploaded, file_name=uploaded.name, mapping=mapping, limit=20)
     except DomainError as exc:
         st.error(str(exc))
         return
@@ -113,11 +116,11 @@ def customers_import() -> None:
 
     st.subheader("Duplicates and import")
     left, right = st.columns(2)
-    policy = left.radio("When a row matches an existing customer", imports.DUPLICATE_POLICIES, horizontal=True,
+    policy = left.radio("When a row matches an existing customer", files.DUPLICATE_POLICIES, horizontal=True,
                         format_func={"skip": "Skip it", "update": "Update the customer",
                                      "create": "Create anyway"}.get, key="import_policy")
     threshold = right.slider("Name similarity that counts as a duplicate (0 = off)", 0, 100,
-                             imports.DEFAULT_FUZZY_THRESHOLD, key="import_threshold")
+                             files.DEFAULT_FUZZY_THRESHOLD, key="import_threshold")
     if st.button("Import", type="primary", icon=":material/publish:", disabled=mapping_problem is not None):
         run_import(uploaded, mapping, policy, threshold)
     show_result()
@@ -134,7 +137,7 @@ def run_import(uploaded, mapping: dict[str, str], policy: str, threshold: int) -
     try:
         with context.session() as s:
             actor = users.load_actor(s, viewer)
-            report = imports.import_customers(
+            report = files.import_customers(
                 s, actor, uploaded, file_name=uploaded.name, mapping=mapping, on_duplicate=policy,
                 fuzzy_threshold=threshold, errors_path=errors_path, progress=on_progress,
             )
@@ -143,7 +146,7 @@ def run_import(uploaded, mapping: dict[str, str], policy: str, threshold: int) -
     except DomainError as exc:
         bar.empty()
         st.error(f"Nothing was imported: {exc}")
-        context.act(imports.record_failed_run, "customers", uploaded.name, uploaded.name.rsplit(".", 1)[-1],
+        context.act(files.record_failed_run, "customers", uploaded.name, uploaded.name.rsplit(".", 1)[-1],
                     policy, str(exc))
         return
     finally:
@@ -184,8 +187,8 @@ def show_result() -> None:
 
 # --------------------------------------------------------------------------- orders, Shopify, tickets, messages
 
-FIELDS = {"orders": imports.ORDER_FIELDS, "tickets": imports.TICKET_FIELDS,
-          "communications": imports.COMMUNICATION_FIELDS}
+FIELDS = {"orders": files.ORDER_FIELDS, "tickets": files.TICKET_FIELDS,
+          "communications": files.COMMUNICATION_FIELDS}
 CAPTIONS = {
     "orders": "One order per row (customer id or email, date, amount; optionally quantity, order number, status, "
               "currency), or with a product column one order line per row of the order its order number names. "
@@ -235,16 +238,16 @@ def mapped_import(kind: str) -> None:
     if uploaded is None:
         return
     try:
-        columns = imports.file_columns(uploaded, file_name=uploaded.name)
+        columns = files.file_columns(uploaded, file_name=uploaded.name)
     except DomainError as exc:
         st.error(str(exc))
         return
     fields = FIELDS[kind]
-    defaults = (imports.default_order_mapping(columns) if kind == "orders"
-                else service_imports.default_mapping(kind, columns))
+    defaults = (files.default_order_mapping(columns) if kind == "orders"
+                else helpdesk.default_mapping(kind, columns))
 
     st.subheader("Column mapping")
-    saved = context.read(imports.list_mappings, kind) or []
+    saved = context.read(files.list_mappings, kind) or []
     saved_by_name = {m["name"]: m for m in saved}
     if saved_by_name:
         load_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
@@ -268,25 +271,25 @@ def mapped_import(kind: str) -> None:
         shared = shared_col.checkbox("Shared", help="Visible to every user who may import")
         if save_col.form_submit_button("Save mapping"):
             existing = saved_by_name.get(mapping_name.strip())
-            context.act(imports.save_mapping, mapping_name, mapping, shared, entity=kind,
+            context.act(files.save_mapping, mapping_name, mapping, shared, entity=kind,
                         expected_version=existing["version"] if existing else None,
                         success=f"Saved the mapping {mapping_name.strip()!r}.")
 
     arguments = None
     try:
         if kind == "orders":
-            arguments = imports.check_order_mapping(mapping, columns)
+            arguments = files.check_order_mapping(mapping, columns)
         else:
-            service_imports.check_mapping(kind, mapping, columns)
+            helpdesk.check_mapping(kind, mapping, columns)
     except DomainError as exc:
         st.warning(str(exc))
 
     st.subheader("Preview")
     try:
         if kind == "orders":
-            rows = imports.preview_orders(uploaded, arguments, file_name=uploaded.name) if arguments else []
+            rows = files.preview_orders(uploaded, arguments, file_name=uploaded.name) if arguments else []
         else:
-            _, rows = service_imports.preview(kind, uploaded, file_name=uploaded.name, mapping=mapping)
+            _, rows = helpdesk.preview(kind, uploaded, file_name=uploaded.name, mapping=mapping)
     except DomainError as exc:
         st.error(str(exc))
         return
@@ -295,10 +298,10 @@ def mapped_import(kind: str) -> None:
     if st.button("Import", type="primary", icon=":material/publish:", key=f"import::{kind}",
                  disabled=kind == "orders" and arguments is None):
         if kind == "orders":
-            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: imports.import_orders(
+            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: files.import_orders(
                 s, actor, uploaded, **arguments, file_name=uploaded.name, errors_path=errors_path, progress=progress))
         else:
-            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: service_imports.import_service_file(
+            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: helpdesk.import_service_file(
                 s, actor, kind, uploaded, mapping=mapping, file_name=uploaded.name, errors_path=errors_path,
                 progress=progress))
     show_result()
@@ -313,17 +316,17 @@ def shopify_import() -> None:
     if uploaded is None:
         return
     try:
-        columns, rows = shop_imports.preview_shopify(uploaded, file_name=uploaded.name)
+        columns, rows = shopify.preview_shopify(uploaded, file_name=uploaded.name)
     except DomainError as exc:
         st.error(str(exc))
         return
     st.subheader("Preview")
     shown = [c for c in SHOPIFY_PREVIEW_COLUMNS if c in columns]
-    rows = [imports.PreviewRow(r.row, {c: r.values.get(c, "") for c in shown}, r.status, r.reason) for r in rows]
+    rows = [files.PreviewRow(r.row, {c: r.values.get(c, "") for c in shown}, r.status, r.reason) for r in rows]
     preview_table(rows)
     st.caption(f"The file has {len(columns)} columns; the preview shows the ones an order is made of.")
     if st.button("Import", type="primary", icon=":material/publish:", key="import::shopify"):
-        run_kind_import("orders", uploaded, lambda s, actor, errors_path, progress: shop_imports.import_shopify_orders(
+        run_kind_import("orders", uploaded, lambda s, actor, errors_path, progress: shopify.import_shopify_orders(
             s, actor, uploaded, file_name=uploaded.name, errors_path=errors_path, progress=progress),
             file_format="shopify")
     show_result()
@@ -345,7 +348,7 @@ def run_kind_import(entity: str, uploaded, run, file_format: str | None = None) 
     except DomainError as exc:
         bar.empty()
         st.error(f"Nothing was imported: {exc}")
-        context.act(imports.record_failed_run, entity, uploaded.name,
+        context.act(files.record_failed_run, entity, uploaded.name,
                     file_format or uploaded.name.rsplit(".", 1)[-1], None, str(exc))
         return
     finally:
@@ -386,14 +389,14 @@ def export_tab() -> None:
             return
         segment_name = st.selectbox("Segment", [s["name"] for s in listing], key="export_segment")
     left, right = st.columns([1, 3])
-    fmt = left.selectbox("Format", exports.EXPORT_FORMATS, key="export_format",
+    fmt = left.selectbox("Format", export.EXPORT_FORMATS, key="export_format",
                          format_func={"csv": "CSV", "xlsx": "Excel (.xlsx)", "json": "JSON"}.get)
-    columns = right.multiselect("Columns", list(exports.EXPORT_COLUMNS), default=exports.DEFAULT_COLUMNS,
+    columns = right.multiselect("Columns", list(export.EXPORT_COLUMNS), default=export.DEFAULT_COLUMNS,
                                 key="export_columns")
     if scope == "The search result":
         in_scope = len(search_ids)
     else:
-        in_scope = context.read(exports.count_customers, segment=segment_name)
+        in_scope = context.read(export.count_customers, segment=segment_name)
     if in_scope is None:
         return
     st.metric("Customers in scope", f"{in_scope:,}", border=True)
@@ -403,7 +406,7 @@ def export_tab() -> None:
         st.info("No customers to export in this scope.")
         return
     if st.button("Prepare export", icon=":material/download:", disabled=not columns):
-        prepared = context.act(exports.export_bytes, fmt, columns, segment=segment_name,
+        prepared = context.act(export.export_bytes, fmt, columns, segment=segment_name,
                                customer_ids=search_ids if scope == "The search result" else None)
         if prepared is not None:
             data, count = prepared
@@ -411,13 +414,13 @@ def export_tab() -> None:
     ready = st.session_state.get("export_ready")
     if ready:
         st.download_button(f"Download {ready['count']:,} customers ({ready['fmt']})", ready["data"],
-                           file_name=f"customers.{ready['fmt']}", mime=exports.MIME_TYPES[ready["fmt"]],
+                           file_name=f"customers.{ready['fmt']}", mime=export.MIME_TYPES[ready["fmt"]],
                            type="primary", icon=":material/download:", on_click="ignore")
 
 
 def history_tab() -> None:
     page_number = st.session_state.get("import_runs_page", 1)
-    found = context.read(imports.recent_runs, page=page_number, page_size=20)
+    found = context.read(files.recent_runs, page=page_number, page_size=20)
     if found is None:
         return
     if found.total == 0:

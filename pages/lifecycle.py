@@ -7,8 +7,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import lifecycle, permissions
-from crm_core.data_dates import EARLIEST_DATE
+from crm_core.platform import permissions
+from crm_core.platform.dates import EARLIEST_DATE
+from crm_core.segmentation import lifecycle
 from db.models import LIFECYCLE_STAGES
 from ui import context
 from ui.data_date import show_data_date

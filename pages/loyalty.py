@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import loyalty, permissions
+from crm_core.loyalty import ledger as loyalty
+from crm_core.platform import permissions
 from db.models import LOYALTY_TIERS
 from ui import context
 from ui.data_date import show_data_date

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import privacy
-from crm_core.data_dates import EARLIEST_DATE
+from crm_core.customers import privacy
+from crm_core.platform.dates import EARLIEST_DATE
 from db.models import CONSENT_PURPOSES, CONTACT_FREQUENCIES, DSR_STATUSES, DSR_TYPES
 from ui import context
 

@@ -6,10 +6,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import permissions, segments, users
-from crm_core.errors import DomainError
-from crm_core.export import csv_chunks
-from crm_core.rule_input import customer_ids, rules_from_rows
+from crm_core.platform import permissions, users
+from crm_core.platform.errors import DomainError
+from crm_core.platform.spreadsheet import csv_chunks
+from crm_core.segmentation import segments
+from crm_core.segmentation.rule_input import customer_ids, rules_from_rows
 from db.models import SEGMENT_TYPES
 from ui import context
 from ui.data_date import show_data_date

@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import business_calendar, permissions, sla, surveys
+from crm_core.platform import permissions
+from crm_core.service import business_calendar, sla, surveys
 from db.models import LOYALTY_TIERS, TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
 from ui.data_date import show_data_date

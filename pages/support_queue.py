@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from crm_core import permissions, sla, tickets
+from crm_core.platform import permissions
+from crm_core.service import sla, tickets
 from db.models import TICKET_CATEGORIES, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATUSES, utcnow
 from ui import context
 

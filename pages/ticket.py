@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from crm_core import permissions, surveys, tickets
+from crm_core.platform import permissions
+from crm_core.service import surveys, tickets
 from db.models import TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
 

@@ -119,7 +119,7 @@ def fast_password_hashing(monkeypatch):
     """Real argon2, with cheap parameters: tests hash many passwords."""
     from argon2 import PasswordHasher
 
-    from crm_core import users
+    from crm_core.platform import users
 
     monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core.merge import customer_references
+from crm_core.customers.merge import customer_references
 
 _counter = itertools.count(1)
 

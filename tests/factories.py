@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from crm_core import users
-from crm_core.service import SYSTEM
+from crm_core.platform import users
+from crm_core.platform.transactions import SYSTEM
 from db.models import Customer, Order, User
 
 _counter = iter(range(1, 10**9))

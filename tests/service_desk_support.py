@@ -6,9 +6,9 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from crm_core import sla
-from crm_core.business_calendar import DEFAULT_CALENDAR
-from crm_core.service import SYSTEM
+from crm_core.platform.transactions import SYSTEM
+from crm_core.service import sla
+from crm_core.service.business_calendar import DEFAULT_CALENDAR
 from db.models import ServiceLevelAgreement
 
 from .factories import make_customer, make_user

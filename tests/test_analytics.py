@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from crm_core.analytics import RFM_GRID, RFM_SEGMENTS, refresh_snapshot, rfm_segment_name
+from crm_core.segmentation.snapshot import RFM_GRID, RFM_SEGMENTS, refresh_snapshot, rfm_segment_name
 from db.models import (
     AccountHealthScore,
     ChurnPrediction,
@@ -121,7 +121,7 @@ def test_every_buyer_is_in_exactly_one_rfm_segment(engine):
     from db.simulator import seed_database
 
     seed_database(engine, 400, seed=5, end=D(2026, 3, 20, 18))
-    from crm_core.service import unit_of_work
+    from crm_core.platform.transactions import unit_of_work
 
     with unit_of_work(engine) as s:
         refresh_snapshot(s, AS_OF)

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from crm_core.permissions import allowed
-from crm_core.users import SignedInUser
+from crm_core.platform.permissions import allowed
+from crm_core.platform.users import SignedInUser
 from db.engine import make_engine
 from db.models import ROLES, Customer, User
 from db.simulator import ROLE_USERNAMES, demo_password

@@ -9,10 +9,10 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import bulk_actions
-from crm_core.errors import NotFound, PermissionDenied, ValidationError
-from crm_core.search import CustomerQuery
-from crm_core.service import unit_of_work
+from crm_core.customers import bulk_actions
+from crm_core.customers.search import CustomerQuery
+from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
+from crm_core.platform.transactions import unit_of_work
 from db.engine import session_factory
 from db.models import (
     AuditLog,

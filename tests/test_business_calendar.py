@@ -12,13 +12,13 @@ import datetime as dt
 
 import pytest
 
-from crm_core.business_calendar import (
+from crm_core.platform.errors import ValidationError
+from crm_core.service.business_calendar import (
     DEFAULT_CALENDAR,
     add_business_minutes,
     business_minutes_between,
     parse_calendar,
 )
-from crm_core.errors import ValidationError
 
 SHOP = parse_calendar(DEFAULT_CALENDAR)
 UTC = dt.datetime

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.analytics import refresh_snapshot
-from crm_core.errors import PermissionDenied
-from crm_core.service import unit_of_work
+from crm_core.platform.errors import PermissionDenied
+from crm_core.platform.transactions import unit_of_work
+from crm_core.segmentation.snapshot import refresh_snapshot
 from db import migrate
 from db.engine import make_engine
 from db.models import (

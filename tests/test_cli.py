@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from crm_cli.main import main
-from crm_core import segments, users
-from crm_core.errors import ConflictError, DomainError, NotFound
-from crm_core.service import unit_of_work
+from crm_core.platform import users
+from crm_core.platform.errors import ConflictError, DomainError, NotFound
+from crm_core.platform.transactions import unit_of_work
+from crm_core.segmentation import segments
 from db.engine import make_engine
 from db.models import Customer, User
 
@@ -176,15 +177,15 @@ def _historical_shop(engine) -> None:
     """Orders of a log that ends on 30 June 1998, and a loyalty member with points."""
     import datetime as dt
 
-    from crm_core import loyalty
-    from crm_core.service import SYSTEM
+    from crm_core.loyalty import ledger
+    from crm_core.platform.transactions import SYSTEM
     from tests.factories import make_customer, make_order
 
     with unit_of_work(engine) as s:
         customer = make_customer(s, dt.datetime(1996, 11, 2))
         for day in (dt.date(1997, 1, 3), dt.date(1998, 2, 14), dt.date(1998, 6, 30)):
             make_order(s, customer, dt.datetime.combine(day, dt.time(15)), "35")
-        loyalty.enroll(s, SYSTEM, customer.id)
+        ledger.enroll(s, SYSTEM, customer.id)
 
 
 def test_commands_default_to_the_latest_order_of_a_historical_import(engine, monkeypatch, capsys):

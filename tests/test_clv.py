@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import analytics
-from crm_core.errors import PermissionDenied, ValidationError
-from crm_core.users import SignedInUser
+from crm_core.platform.errors import PermissionDenied, ValidationError
+from crm_core.platform.users import SignedInUser
+from crm_core.segmentation import snapshot
 from db.models import CustomerAnalytics, MLModel
 from ml import clv, registry, value
 from ml.clv import LifetimeValueModel, NotEnoughData, refresh_lifetime_value, summarize
@@ -283,7 +283,7 @@ def _scores(engine) -> pd.DataFrame:
 
 def _prepared(engine, session, customers: int = 60) -> dict[int, float]:
     revenue = _population(session, customers)
-    analytics.refresh_snapshot(session, AS_OF)
+    snapshot.refresh_snapshot(session, AS_OF)
     session.commit()
     return revenue
 
@@ -327,7 +327,7 @@ def test_stored_model_loads_and_reproduces_the_scores(engine, session):
     refresh_lifetime_value(engine, AS_OF, holdout_days=0)
     with engine.connect() as connection:
         summary = summarize(connection, AS_OF)
-    from crm_core.service import unit_of_work
+    from crm_core.platform.transactions import unit_of_work
 
     with unit_of_work(engine) as s:
         _row, model = registry.active(s, "clv")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import communications as comms
-from crm_core.errors import NotFound, PermissionDenied, ValidationError
+from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
+from crm_core.service import communications as comms
 from db.bulk import load
 from db.models import AuditLog, CustomerCommunication
 

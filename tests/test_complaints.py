@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import complaints, loyalty
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.loyalty import ledger
+from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.service import complaints
 from db.engine import session_factory
 from db.models import AuditLog, Complaint, LoyaltyTransaction, SupportTicket
 
@@ -111,7 +112,7 @@ def test_compensation_within_role_limits(session, people):
 
 def test_points_compensation_posts_to_the_loyalty_ledger(session, people):
     ann = make_customer(session, NOW)
-    loyalty.enroll(session, SYSTEM, ann.id)
+    ledger.enroll(session, SYSTEM, ann.id)
     c = complaints.create(session, people["agent"], ann.id, "delivery", "low", "Late")
     complaints.resolve(session, people["agent"], c.id, "Points as apology", "points", "5")  # 5.00 at 0.01 a point
     entry = session.scalars(select(LoyaltyTransaction)).one()

@@ -266,7 +266,7 @@ def test_address_form_validates_and_geocodes(app, db):
 def test_pages_refuse_a_role_without_customer_access(app_db, monkeypatch, page):
     from streamlit.testing.v1 import AppTest
 
-    from crm_core.users import SignedInUser
+    from crm_core.platform.users import SignedInUser
     from db.models import User
     from ui.context import USER_KEY
 

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from crm_core import users
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.platform import users
+from crm_core.platform.dates import EARLIEST_DATE
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db.simulator import demo_password
 
 from .apptest_support import APP, open_page, titles

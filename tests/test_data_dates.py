@@ -8,10 +8,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, insert, select, text
 
-from crm_core import data_dates, loyalty
-from crm_core.data_dates import DataDate, check_as_of, check_backfill_months, data_date
-from crm_core.errors import ValidationError
-from crm_core.service import SYSTEM
+from crm_core.loyalty import ledger
+from crm_core.platform import dates
+from crm_core.platform.dates import DataDate, check_as_of, check_backfill_months, data_date
+from crm_core.platform.errors import ValidationError
+from crm_core.platform.transactions import SYSTEM
 from db.models import LoyaltyAccount, LoyaltyTransaction, Order
 from ml import backtest, refresh
 
@@ -53,7 +54,7 @@ def test_no_orders_mean_today(session):
 
 def test_the_latest_order_of_any_status_counts_and_30_days_is_still_live(session):
     _orders(session, dt.date(2001, 5, 1))
-    _orders(session, TODAY - dt.timedelta(days=data_dates.HISTORICAL_AFTER_DAYS), status="cancelled")
+    _orders(session, TODAY - dt.timedelta(days=dates.HISTORICAL_AFTER_DAYS), status="cancelled")
     assert data_date(session) == DataDate(TODAY, TODAY - dt.timedelta(days=30), False)
     # a day older and the data is historical
     assert data_date(session, today=TODAY + dt.timedelta(days=1)) == DataDate(
@@ -70,7 +71,7 @@ def test_the_latest_order_is_read_from_the_index(session, backend):
         for n in range(5000)
     ])
     session.commit()
-    sql = str(data_dates.LATEST_ORDER.compile(session.bind))
+    sql = str(dates.LATEST_ORDER.compile(session.bind))
     if backend == "sqlite":
         plan = " ".join(str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
         assert "ix_orders_time" in plan and "SCAN" not in plan.replace("COVERING INDEX", "")
@@ -120,12 +121,12 @@ def test_backfill_months_are_bounded():
 
 def test_loyalty_expiry_refuses_a_future_date_and_leaves_balances(session, engine):
     customer = make_customer(session, dt.datetime(2019, 6, 1))
-    loyalty.enroll(session, SYSTEM, customer.id)
+    ledger.enroll(session, SYSTEM, customer.id)
     session.commit()
-    loyalty.adjust(session, SYSTEM, customer.id, 500, "welcome bonus")
+    ledger.adjust(session, SYSTEM, customer.id, 500, "welcome bonus")
     session.commit()
     with pytest.raises(ValidationError, match="The expiry date 2030-01-01 is in the future"):
-        loyalty.expire_points(engine, dt.date(2030, 1, 1))
+        ledger.expire_points(engine, dt.date(2030, 1, 1))
     session.expire_all()
     assert session.scalar(select(LoyaltyAccount.points_balance)) == 500
     assert session.scalar(select(func.count()).where(LoyaltyTransaction.kind == "expire")) == 0

@@ -11,9 +11,11 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from crm_core import exports, imports, segments
-from crm_core.errors import NotFound, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core.customers import export as exports
+from crm_core.imports import files
+from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM
+from crm_core.segmentation import segments
 from db.models import AuditLog
 from tests.factories import make_customer, make_user
 
@@ -141,5 +143,5 @@ def test_default_export_imports_again_as_the_same_customers(session):
     for n in range(3):
         make_customer(session, SIGNUP, external_id=f"{n:06d}", phone=f"+49 30 90182{n}", country_code="DE")
     data, _ = export(session, "csv")
-    report = imports.import_customers(session, SYSTEM, io.BytesIO(data), file_name="again.csv")
+    report = files.import_customers(session, SYSTEM, io.BytesIO(data), file_name="again.csv")
     assert (report.rows_read, report.skipped, report.created, report.invalid) == (3, 3, 0, 0)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.users import SignedInUser
+from crm_core.platform.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core.platform.users import SignedInUser
 from db.models import AppSetting, AuditLog, ForecastPoint, ForecastRun, MLModel
 from ml import forecast
 from ml.forecast import backtest, daily_series, fit_forecast, mape, refresh_forecasts

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import analytics
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from crm_core.segmentation import snapshot as analytics
 from db.engine import session_factory
 from db.models import (
     AccountHealthScore,

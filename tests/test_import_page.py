@@ -27,8 +27,8 @@ from .apptest_support import APP, open_page, titles
 @pytest.fixture(scope="module")
 def page_db(tmp_path_factory):
     """A seeded demo database with one static segment; no batch refresh (this page needs none)."""
-    from crm_core import segments
-    from crm_core.service import SYSTEM, unit_of_work
+    from crm_core.platform.transactions import SYSTEM, unit_of_work
+    from crm_core.segmentation import segments
     from db import migrate
     from db.simulator import seed_database
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import lifecycle
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core.platform.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM
+from crm_core.segmentation import lifecycle
 from db.models import (
     REVENUE_ORDER_STATUSES,
     AuditLog,

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import Column, ForeignKey, Integer, String, Table, func, inspect, select
 from sqlalchemy.orm import Session
 
-from crm_core import merge as merging
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.merge import customer_references
-from crm_core.service import SYSTEM
+from crm_core.customers import merge as merging
+from crm_core.customers.merge import customer_references
+from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM
 from db.models import (
     AuditLog,
     Base,
@@ -293,7 +293,7 @@ def test_failure_mid_merge_leaves_nothing_half_written(engine, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(merging, "_log", boom)
-    from crm_core.service import unit_of_work
+    from crm_core.platform.transactions import unit_of_work
 
     with pytest.raises(RuntimeError), unit_of_work(factory) as s:
         merging.merge(s, SYSTEM, *ids)
@@ -346,7 +346,7 @@ def test_cli_merge_prints_the_merge_id_as_json(engine, monkeypatch, capsys):
 
 def test_concurrent_merges_of_the_same_record_conflict(engine):
     """Two reviewers merge overlapping pairs from the same read: the second gets a conflict, not a chain."""
-    from crm_core.service import unit_of_work
+    from crm_core.platform.transactions import unit_of_work
     from db.engine import session_factory
 
     factory = session_factory(engine)

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from crm_core.errors import ValidationError
-from crm_core.overview import executive_overview
+from crm_core.platform.errors import ValidationError
+from crm_core.reporting.overview import executive_overview
 from db.models import LoyaltyAccount, SupportTicket, SurveyResponse
 from tests.factories import make_customer, make_order, make_user
 

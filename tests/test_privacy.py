@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import JSON, String, Text, func, select
 from sqlalchemy.orm import Session
 
-from crm_core import audit, privacy
-from crm_core import merge as merging
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.customers import merge as merging
+from crm_core.customers import privacy
+from crm_core.platform import audit
+from crm_core.platform.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db.engine import session_factory
 from db.models import (
     Base,

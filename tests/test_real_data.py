@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
-from crm_core.errors import ValidationError
-from crm_core.service import unit_of_work
+from crm_core.platform.errors import ValidationError
+from crm_core.platform.transactions import unit_of_work
 from db import migrate
 from db.engine import make_engine
 from db.models import (

@@ -2,9 +2,9 @@
 
 import pytest
 
-from crm_core.errors import ValidationError
-from crm_core.export import csv_chunks, neutralize
-from crm_core.rule_input import customer_ids, rules_from_rows
+from crm_core.platform.errors import ValidationError
+from crm_core.platform.spreadsheet import csv_chunks, neutralize
+from crm_core.segmentation.rule_input import customer_ids, rules_from_rows
 
 
 def test_rows_become_typed_rules():

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import search
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.search import CustomerQuery
+from crm_core.customers import search
+from crm_core.customers.search import CustomerQuery
+from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from db.models import (
     AuditLog,
     ChurnPrediction,

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import segments
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core.platform.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core.segmentation import segments
 from db.models import (
     AuditLog,
     Customer,
@@ -582,7 +582,7 @@ def test_profile_and_compare(session, people, two_segments):
 
 
 def test_unknown_segment_is_not_found(session):
-    from crm_core.errors import NotFound
+    from crm_core.platform.errors import NotFound
 
     analyst = make_user(session, "analyst")
     with pytest.raises(NotFound):

@@ -10,9 +10,10 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import service_imports, sla, tickets
-from crm_core.errors import PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.imports import helpdesk
+from crm_core.platform.errors import PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.service import sla, tickets
 from db.engine import session_factory
 from db.models import (
     AuditLog,
@@ -63,7 +64,7 @@ def people(session) -> dict:
 
 def run(session, kind: str, data: str, **options):
     options.setdefault("now", NOW)
-    return service_imports.import_service_file(session, SYSTEM, kind, io.BytesIO(data.encode()),
+    return helpdesk.import_service_file(session, SYSTEM, kind, io.BytesIO(data.encode()),
                                                file_name=f"{kind}.csv", **options)
 
 
@@ -178,7 +179,7 @@ def test_mapping_json_and_missing_columns(session):
     people(session)
     data = json.dumps([{"Nachricht": "x1", "Kunde": "C-1", "Kanal": "email", "Gesendet": "2024-03-01"}])
     mapping = {"Nachricht": "message_id", "Kunde": "customer_external_id", "Kanal": "channel", "Gesendet": "sent_at"}
-    report = service_imports.import_service_file(session, SYSTEM, "communications", io.BytesIO(data.encode()),
+    report = helpdesk.import_service_file(session, SYSTEM, "communications", io.BytesIO(data.encode()),
                                                  file_name="log.json", mapping=mapping, now=NOW)
     assert report.created == 1
     with pytest.raises(ValidationError, match="needs a column for Ticket id and Created at"):
@@ -187,24 +188,24 @@ def test_mapping_json_and_missing_columns(session):
         run(session, "tickets", "ticket_id,created_at\n1,2024-01-01\n")
     with pytest.raises(ValidationError, match="is empty"):
         run(session, "tickets", "")
-    assert service_imports.default_mapping("tickets", ["Id", "Requester email", "Created", "Via"]) == {
+    assert helpdesk.default_mapping("tickets", ["Id", "Requester email", "Created", "Via"]) == {
         "Id": "ticket_id", "Requester email": "customer_email", "Created": "created_at", "Via": "channel"}
 
 
 def test_preview_and_permissions_and_rollback(engine, monkeypatch):
     factory = session_factory(engine)
-    _, rows = service_imports.preview("tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv", limit=5, now=NOW)
+    _, rows = helpdesk.preview("tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv", limit=5, now=NOW)
     assert [(r.row, r.status) for r in rows] == [(2, "ok"), (3, "ok"), (4, "ok"), (5, "invalid"), (6, "ok")]
     with unit_of_work(factory) as s:
         people(s)
         agent = make_user(s, "support_agent")
         with pytest.raises(PermissionDenied):
-            service_imports.import_service_file(s, agent, "tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv")
+            helpdesk.import_service_file(s, agent, "tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv")
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(service_imports, "finish_run", broken)
+    monkeypatch.setattr(helpdesk, "finish_run", broken)
     with pytest.raises(RuntimeError), unit_of_work(factory) as s:
         run(s, "tickets", TICKETS)
     with unit_of_work(factory) as s:

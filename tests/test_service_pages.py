@@ -6,8 +6,8 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from crm_core import sla, tickets
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.service import sla, tickets
 from db.engine import make_engine
 from db.models import Customer, ServiceLevelAgreement, SupportTicket, SupportTicketResponse, SurveyResponse, User
 

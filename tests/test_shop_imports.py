@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import analytics, shop_imports
-from crm_core.errors import PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.imports import shopify
+from crm_core.platform.errors import PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.segmentation import snapshot as analytics
 from db.engine import session_factory
 from db.models import (
     REVENUE_ORDER_STATUSES,
@@ -34,7 +35,7 @@ NOW = dt.datetime(2024, 4, 1, 12, 0)
 
 def run(session, source=EXPORT, **options):
     options.setdefault("now", NOW)
-    return shop_imports.import_shopify_orders(session, SYSTEM, source, **options)
+    return shopify.import_shopify_orders(session, SYSTEM, source, **options)
 
 
 def table_counts(session) -> dict[str, int]:
@@ -189,12 +190,12 @@ def test_only_import_roles_may_import_and_a_failure_leaves_nothing(engine, monke
     with unit_of_work(factory) as s:
         analyst = make_user(s, "analyst")
         with pytest.raises(PermissionDenied):
-            shop_imports.import_shopify_orders(s, analyst, EXPORT)
+            shopify.import_shopify_orders(s, analyst, EXPORT)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(shop_imports.order_staging, "_create_addresses", broken)
+    monkeypatch.setattr(shopify.order_staging, "_create_addresses", broken)
     with pytest.raises(RuntimeError), unit_of_work(factory) as s:
         run(s)
     with unit_of_work(factory) as s:
@@ -208,7 +209,7 @@ def test_preview_marks_each_row_with_its_order_status():
         "#2,b@example.com,paid,,EUR,20.00,0,20.00,0,2024-01-02,x,Cup,10.00,CUP,Bo,DE,,0,,web\n",
         "#2,,,,,,,,,,1,Plate,10.00,PLATE,,,,,,\n",
     )
-    columns, rows = shop_imports.preview_shopify(io.BytesIO(data), file_name="orders_export.csv")
+    columns, rows = shopify.preview_shopify(io.BytesIO(data), file_name="orders_export.csv")
     assert columns[0] == "Name"
     assert [(r.row, r.status) for r in rows] == [(2, "ok"), (3, "invalid"), (4, "invalid")]
     assert rows[2].reason == "left out with order #2 (row 3)"

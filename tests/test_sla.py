@@ -11,9 +11,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import business_calendar, sla, tickets
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core.platform.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM
+from crm_core.service import business_calendar, sla, tickets
 from db.models import (
     AuditLog,
     LoyaltyAccount,
@@ -206,7 +206,7 @@ def test_breaches_are_recorded_once_and_escalate_once(session, d):
 
 
 def test_run_sla_checks_commits_breaches(engine):
-    from crm_core.service import unit_of_work
+    from crm_core.platform.transactions import unit_of_work
 
     with unit_of_work(engine) as s:
         d = desk(s)
@@ -280,7 +280,7 @@ def test_owner_sees_and_clears_escalation_notifications(session, d):
 
 def test_cli_sla_check(engine, monkeypatch, capsys):
     from crm_cli.main import main
-    from crm_core.service import unit_of_work
+    from crm_core.platform.transactions import unit_of_work
 
     with unit_of_work(engine) as s:
         _ticket(s, desk(s), now=U(2026, 11, 24, 8))

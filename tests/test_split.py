@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import merge as merging
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core.customers import merge as merging
+from crm_core.platform.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM
 from db.models import AuditLog, Customer, CustomerMerge, LoyaltyAccount, LoyaltyTransaction, Order, SupportTicket
 
 from .factories import make_customer, make_order, make_user

@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import audit, surveys, tickets
-from crm_core.errors import ConflictError, DomainError, NotFound, PermissionDenied, ValidationError
-from crm_core.service import unit_of_work
+from crm_core.platform import audit
+from crm_core.platform.errors import ConflictError, DomainError, NotFound, PermissionDenied, ValidationError
+from crm_core.platform.transactions import unit_of_work
+from crm_core.service import surveys, tickets
 from db.engine import session_factory
 from db.models import (
     AuditLog,

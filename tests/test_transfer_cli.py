@@ -12,8 +12,8 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from crm_cli.main import main
-from crm_core import segments
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core.segmentation import segments
 from db.engine import make_engine
 from db.models import Customer, ImportRun, Order
 

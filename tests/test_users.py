@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from crm_core import users
-from crm_core.errors import AuthenticationError, ConflictError, DomainError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.platform import users
+from crm_core.platform.errors import AuthenticationError, ConflictError, DomainError, PermissionDenied, ValidationError
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db.engine import make_engine, session_factory
 from db.models import AuditLog, User
 from tests.conftest import clear

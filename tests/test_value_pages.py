@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core.platform.transactions import SYSTEM, unit_of_work
 from db import migrate
 from db.engine import make_engine
 from db.models import AppSetting, AuditLog, CustomerAnalytics, ForecastRun

@@ -9,10 +9,10 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from crm_core import permissions
-from crm_core.errors import DomainError, NotFound
-from crm_core.service import unit_of_work
-from crm_core.users import SignedInUser, load_actor
+from crm_core.platform import permissions
+from crm_core.platform.errors import DomainError, NotFound
+from crm_core.platform.transactions import unit_of_work
+from crm_core.platform.users import SignedInUser, load_actor
 from db import migrate
 from db.engine import database_url, make_engine, session_factory
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 import streamlit as st
 
-from crm_core import data_dates
-from crm_core.data_dates import DataDate
+from crm_core.platform import dates
+from crm_core.platform.dates import DataDate
 
 from . import context
 
@@ -15,7 +15,7 @@ from . import context
 @st.cache_data(ttl=300, max_entries=8, show_spinner=False)
 def _data_date(url: str, today: dt.date) -> DataDate:
     with context.session() as s:
-        return data_dates.data_date(s, today)
+        return dates.data_date(s, today)
 
 
 def data_date() -> DataDate:

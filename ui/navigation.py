@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crm_core.permissions import allowed
+from crm_core.platform.permissions import allowed
 
 
 @dataclass(frozen=True)

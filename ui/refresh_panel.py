@@ -6,9 +6,9 @@ import datetime as dt
 
 import streamlit as st
 
-from crm_core import permissions
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.errors import DomainError
+from crm_core.platform import permissions
+from crm_core.platform.dates import EARLIEST_DATE
+from crm_core.platform.errors import DomainError
 from ml.refresh import run_refresh
 
 from . import context
