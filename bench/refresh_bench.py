@@ -17,8 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core.platform.transactions import SYSTEM, unit_of_work
-from crm_core.segmentation import segments  # noqa: E402
+from crm_core import (
+    platform,
+    segmentation,  # noqa: E402
+)
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.simulator import seed_database  # noqa: E402
@@ -46,8 +48,8 @@ def run(url: str, customers: int, label: str, seed: bool = True, concurrent: boo
     print(f"{label:<10} refresh_total seconds={report.seconds:.1f} (wall clock; the steps' own times add up to "
           f"{sum(s[1] for s in report.steps):.1f} s because the model steps overlap on PostgreSQL)", flush=True)
     started = time.perf_counter()
-    with unit_of_work(engine) as session:
-        found = segments.preview(session, SYSTEM, RULES, AS_OF, sample=20)
+    with platform.unit_of_work(engine) as session:
+        found = segmentation.preview_rules(session, platform.SYSTEM, RULES, AS_OF, sample=20)
     print(f"{label:<10} segment_preview matches={found['count']:,} seconds={time.perf_counter() - started:.2f}",
           flush=True)
     engine.dispose()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from crm_core.platform.dates import HISTORICAL_AFTER_DAYS, check_as_of, data_date
+from crm_core import platform
 
 # How --help describes a default that follows the data (crm_core.data_dates).
-DATA_DATE_DEFAULT = f"today, or the latest order's date when that is more than {HISTORICAL_AFTER_DAYS} days ago"
+DATA_DATE_DEFAULT = f"today, or the latest order's date when that is more than {platform.HISTORICAL_AFTER_DAYS} days ago"
 
 
 def iso_date(text: str) -> dt.date:
@@ -33,5 +33,5 @@ def positive_id(text: str) -> int:
 def dated(engine, given: dt.date | None, name: str, days_before: int = 0) -> dt.date:
     """A command's date: `given` when it is within the bounds, else `days_before` the data date."""
     if given is not None:
-        return check_as_of(given, name)
-    return data_date(engine).day - dt.timedelta(days=days_before)
+        return platform.check_as_of(given, name)
+    return platform.data_date(engine).day - dt.timedelta(days=days_before)

@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 
-from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core import platform
 from db import migrate
 from db.engine import database_url, make_engine
+from db.models import CustomerMerge
 
 from .arguments import positive_id
 
@@ -21,15 +22,15 @@ from .arguments import positive_id
 def _session():
     url = database_url()
     migrate.ensure_migrated(url)
-    return unit_of_work(make_engine(url))
+    return platform.unit_of_work(make_engine(url))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from crm_core.customers import merge
+    from crm_core import customers
 
     with _session() as session:
-        merge_id = merge.merge(session, SYSTEM, args.survivor_id, args.other_id)
-        summary = session.get(merge.CustomerMerge, merge_id).summary or {}
+        merge_id = customers.merge_customers(session, platform.SYSTEM, args.survivor_id, args.other_id)
+        summary = session.get(CustomerMerge, merge_id).summary or {}
     if args.json:
         print(json.dumps({"merge_id": merge_id}))
     else:
@@ -40,10 +41,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_undo_merge(args: argparse.Namespace) -> int:
-    from crm_core.customers import merge
+    from crm_core import customers
 
     with _session() as session:
-        result = merge.undo_merge(session, SYSTEM, args.merge_id)
+        result = customers.undo_merge(session, platform.SYSTEM, args.merge_id)
     if args.json:
         print(json.dumps({"merge_id": args.merge_id, **result}))
     else:
@@ -53,14 +54,14 @@ def cmd_undo_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates_scan(args: argparse.Namespace) -> int:
-    from crm_core.customers import duplicates
+    from crm_core import customers
 
     def progress(fraction: float, text: str) -> None:
         if not args.json:
             print(f"  {fraction:4.0%} {text}", file=sys.stderr, flush=True)
 
     with _session() as session:
-        result = duplicates.scan(session, SYSTEM, progress=progress)
+        result = customers.scan_duplicates(session, platform.SYSTEM, progress=progress)
     if args.json:
         print(json.dumps(result))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from crm_core.platform.transactions import unit_of_work
+from crm_core import platform
 from db.engine import database_url, make_engine
 
 from .arguments import DATA_DATE_DEFAULT, dated, iso_date
@@ -25,11 +25,11 @@ REVERSE_LOOKBACK_DAYS = 365
 
 
 def cmd_earn(args: argparse.Namespace) -> int:
-    from crm_core.loyalty import ledger
+    from crm_core import loyalty
 
 
     def earn(engine):
-        return ledger.earn_for_orders(engine, dated(engine, args.since, "--since", EARN_LOOKBACK_DAYS))
+        return loyalty.earn_for_orders(engine, dated(engine, args.since, "--since", EARN_LOOKBACK_DAYS))
 
     result = _on_database(earn)
     print(f"Posted {result['entries']:,} earn entries ({result['points']:,} points); "
@@ -38,11 +38,11 @@ def cmd_earn(args: argparse.Namespace) -> int:
 
 
 def cmd_reverse(args: argparse.Namespace) -> int:
-    from crm_core.loyalty import ledger
+    from crm_core import loyalty
 
 
     def reverse(engine):
-        return ledger.reverse_for_orders(engine, dated(engine, args.since, "--since", REVERSE_LOOKBACK_DAYS))
+        return loyalty.reverse_for_orders(engine, dated(engine, args.since, "--since", REVERSE_LOOKBACK_DAYS))
 
     result = _on_database(reverse)
     print(f"Took back {result['points']:,} points with {result['entries']:,} entries for cancelled, returned or "
@@ -51,12 +51,12 @@ def cmd_reverse(args: argparse.Namespace) -> int:
 
 
 def cmd_expire(args: argparse.Namespace) -> int:
-    from crm_core.loyalty import ledger
+    from crm_core import loyalty
 
 
     def expire(engine):
         as_of = dated(engine, args.as_of, "--as-of")
-        return as_of, ledger.expire_points(engine, as_of)
+        return as_of, loyalty.expire_points(engine, as_of)
 
     as_of, result = _on_database(expire)
     print(f"Expired {result['points']:,} points on {result['accounts']:,} accounts as of {as_of.isoformat()}.")
@@ -64,11 +64,11 @@ def cmd_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from crm_core.loyalty import ledger
+    from crm_core import loyalty
 
     def recompute(engine, customer_id):
-        with unit_of_work(engine) as session:
-            return ledger.recompute_balance(session, customer_id)
+        with platform.unit_of_work(engine) as session:
+            return loyalty.recompute_balance(session, customer_id)
 
     check = _on_database(recompute, args.customer_id)
     verdict = "consistent" if check["consistent"] else "MISMATCH"

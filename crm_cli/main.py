@@ -16,8 +16,7 @@ import json
 import sys
 import time
 
-from crm_core.platform.errors import DomainError
-from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core import platform
 from db import migrate
 from db.engine import database_url, make_engine
 from db.models import ROLES
@@ -66,19 +65,19 @@ def _read_password() -> str:
     if sys.stdin.isatty():
         first = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != first:
-            raise DomainError("The passwords do not match.")
+            raise platform.DomainError("The passwords do not match.")
         return first
     return sys.stdin.readline().rstrip("\r\n")
 
 
 def cmd_users_create(args: argparse.Namespace) -> int:
-    from crm_core.platform import users
+    from crm_core import platform
 
     migrate.ensure_migrated(database_url())
     password = _read_password()
-    with unit_of_work(_engine()) as session:
-        user = users.create_user(
-            session, SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
+    with platform.unit_of_work(_engine()) as session:
+        user = platform.create_user(
+            session, platform.SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
             email=args.email,
         )
         print(f"Created user {user.username} ({user.role}).")
@@ -86,24 +85,24 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from crm_core.platform.dates import check_as_of, check_backfill_months, data_date
+    from crm_core import platform
     from ml.refresh import run_refresh
 
     if args.as_of is not None:
-        check_as_of(args.as_of, "--as-of")
-    check_backfill_months(args.backfill_months, args.as_of or dt.date.today())
+        platform.check_as_of(args.as_of, "--as-of")
+    platform.check_backfill_months(args.backfill_months, args.as_of or dt.date.today())
     migrate.ensure_migrated(database_url())
     if args.if_empty:
-        from crm_core.segmentation.snapshot import snapshot_is_empty
+        from crm_core import segmentation
 
-        with unit_of_work(_engine()) as session:
-            if not snapshot_is_empty(session):
+        with platform.unit_of_work(_engine()) as session:
+            if not segmentation.snapshot_is_empty(session):
                 print("Analytics already computed; nothing to refresh.")
                 return 0
     engine = _engine()
-    data = data_date(engine)
+    data = platform.data_date(engine)
     as_of = args.as_of or data.day
-    check_backfill_months(args.backfill_months, as_of)
+    platform.check_backfill_months(args.backfill_months, as_of)
     historical = f" (the data runs to {data.day.isoformat()}, the latest order)" if data.historical else ""
     print(f"Refreshing as of {as_of.isoformat()}{historical}", flush=True)
     started = time.perf_counter()
@@ -128,10 +127,10 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_segments_list(args: argparse.Namespace) -> int:
-    from crm_core.segmentation import segments
+    from crm_core import segmentation
 
-    with unit_of_work(_engine()) as session:
-        rows = segments.list_segments(session, SYSTEM)
+    with platform.unit_of_work(_engine()) as session:
+        rows = segmentation.list_segments(session, platform.SYSTEM)
     if args.json:
         keys = ("name", "type", "kind", "members", "priority")
         print(json.dumps([{k: row[k] for k in keys} for row in rows], indent=2))
@@ -198,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except DomainError as exc:
+    except platform.DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -13,15 +13,14 @@ from .arguments import iso_date
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from crm_core.platform.dates import check_as_of
-    from crm_core.platform.errors import DomainError
+    from crm_core import platform
     from ml.backtest import format_report, run_backtest
     from ml.churn import NotEnoughHistory
 
     engine = make_engine(database_url())
     try:
-        result = run_backtest(engine, check_as_of(args.as_of, "--as-of"), args.horizon_days)
-    except (DomainError, NotEnoughHistory) as exc:
+        result = run_backtest(engine, platform.check_as_of(args.as_of, "--as-of"), args.horizon_days)
+    except (platform.DomainError, NotEnoughHistory) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

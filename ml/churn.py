@@ -44,8 +44,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, update
 from threadpoolctl import threadpool_limits
 
-from crm_core.platform.transactions import unit_of_work
-from crm_core.segmentation.snapshot import end_of
+from crm_core import platform
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, CustomerAnalytics, MLModel, Order
 
@@ -387,7 +386,7 @@ def training_cuts(as_of: dt.date, horizon_days: int, n_cuts: int = TRAINING_CUTS
 
 def first_order_date(connection: Connection, as_of: dt.date) -> dt.date | None:
     first = connection.scalar(select(func.min(Order.ordered_at)).where(
-        Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < end_of(as_of)))
+        Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < platform.end_of(as_of)))
     return first.date() if first is not None else None
 
 
@@ -395,7 +394,7 @@ def _sample_every(connection: Connection, cut: dt.date, max_rows: int) -> int:
     # Customers signed up by the cut bound the buyers among them, and counting them needs no pass
     # over the orders: the sample holds at most about max_rows buyers.
     signed_up = connection.scalar(
-        select(func.count()).select_from(Customer).where(Customer.signed_up_at < end_of(cut))) or 0
+        select(func.count()).select_from(Customer).where(Customer.signed_up_at < platform.end_of(cut))) or 0
     return max(1, math.ceil(signed_up / max_rows))
 
 
@@ -610,7 +609,7 @@ def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAU
         params["calibration"] = model.calibrated_.method
         params.update({k: v for k, v in model.calibrated_.estimator.named_steps["model"].get_params().items()
                        if isinstance(v, int | float | str | bool) or v is None})
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         row = registry.register(
             session, "churn", model.algorithm, model, params=params, features=list(model.features_),
             training_start=cuts[0] if cuts else None, training_end=cuts[-1] if cuts else as_of, metrics=metrics,
@@ -696,7 +695,7 @@ def drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value
 
 
 def _active(engine: Engine) -> tuple[MLModel, ChurnModel] | None:
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         found = registry.active(session, "churn")
         if found is None:
             return None
@@ -758,7 +757,7 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
             "confidence": np.round(np.abs(2 * p - 1), 4), "drivers": drivers, "interventions": interventions,
         }))
     predictions = pd.concat(frames, ignore_index=True)
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         connection = session.connection()
         connection.execute(delete(ChurnPrediction).where(ChurnPrediction.as_of == as_of))
         bulk.load(connection, ChurnPrediction.__table__, predictions)
@@ -783,7 +782,7 @@ def _store_probabilities(connection: Connection, as_of: dt.date) -> None:
 def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
     """Fill `actual_churned` for predictions whose horizon has passed by the end of `as_of`."""
     updated = 0
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         pending = session.execute(
             select(ChurnPrediction.as_of, ChurnPrediction.horizon_days)
             .where(ChurnPrediction.actual_churned.is_(None))
@@ -794,13 +793,13 @@ def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
                 continue
             ordered = exists().where(
                 Order.customer_id == ChurnPrediction.customer_id, Order.status.in_(REVENUE_ORDER_STATUSES),
-                Order.ordered_at >= end_of(made_on), Order.ordered_at < end_of(made_on + dt.timedelta(days=horizon)),
+                Order.ordered_at >= platform.end_of(made_on), Order.ordered_at < platform.end_of(made_on + dt.timedelta(days=horizon)),
             )
             result = session.execute(
                 update(ChurnPrediction)
                 .where(and_(ChurnPrediction.as_of == made_on, ChurnPrediction.horizon_days == horizon,
                             ChurnPrediction.actual_churned.is_(None)))
-                .values(actual_churned=~ordered, evaluated_at=end_of(as_of))
+                .values(actual_churned=~ordered, evaluated_at=platform.end_of(as_of))
             )
             updated += result.rowcount or 0
     return updated

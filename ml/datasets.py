@@ -14,8 +14,7 @@ from importlib.resources import files
 
 from sqlalchemy import Engine
 
-from crm_core.imports import files as imports
-from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core import imports, platform
 
 CDNOW_FIRST_DAY = dt.date(1997, 1, 1)
 CDNOW_LAST_DAY = dt.date(1998, 6, 30)
@@ -37,6 +36,6 @@ def cdnow_csv() -> str:
 def load_cdnow(engine: Engine) -> imports.ImportReport:
     """Import the CDNOW log into a migrated database as a shop would import its orders."""
     source = io.BytesIO(cdnow_csv().encode("ascii"))
-    with unit_of_work(engine) as session:
-        return imports.import_orders(session, SYSTEM, source, "customer_id", "date", "amount", "quantity",
+    with platform.unit_of_work(engine) as session:
+        return imports.import_orders(session, platform.SYSTEM, source, "customer_id", "date", "amount", "quantity",
                                      fmt="csv", file_name="CDNOW_master.csv")

@@ -29,12 +29,7 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from crm_core.platform import settings as app_settings
-from crm_core.platform.errors import ValidationError
-from crm_core.platform.permissions import require
-from crm_core.platform.sql import calendar_day
-from crm_core.platform.transactions import unit_of_work
-from crm_core.segmentation.snapshot import end_of
+from crm_core import platform
 from db import bulk
 from db.models import (
     FORECAST_METRICS,
@@ -88,21 +83,21 @@ def supported_countries() -> dict[str, str]:
 
 def get_shop_country(session: Session) -> tuple[str, int]:
     """The shop's country (ISO code) for holidays, and the version to send back when saving (0 = default)."""
-    value, version = app_settings.stored(session, COUNTRY_KEY)
+    value, version = platform.stored_setting(session, COUNTRY_KEY)
     return str((value or {}).get("country", DEFAULT_COUNTRY)), version
 
 
 def save_shop_country(session: Session, actor, country: Any, expected_version: int | None) -> tuple[str, int]:
     """Set the shop's country; refuse an unknown country or an edit made against an older version."""
-    require(actor, "models.manage")
+    platform.require(actor, "models.manage")
     if not isinstance(country, str) or not country.strip():
-        raise ValidationError("Choose the shop's country (a two-letter ISO code such as DE).")
+        raise platform.ValidationError("Choose the shop's country (a two-letter ISO code such as DE).")
     code = country.strip().upper()
     known = supported_countries()
     if code not in known:
-        raise ValidationError(f"No public-holiday calendar for the country {country!r}; choose a two-letter ISO code "
+        raise platform.ValidationError(f"No public-holiday calendar for the country {country!r}; choose a two-letter ISO code "
                               "such as DE, FR or US.")
-    version = app_settings.save(session, actor, COUNTRY_KEY, {"country": code}, expected_version,
+    version = platform.save_setting(session, actor, COUNTRY_KEY, {"country": code}, expected_version,
                                 what="The shop's country", action="forecast.country.save")
     return code, version
 
@@ -112,8 +107,8 @@ def save_shop_country(session: Session, actor, country: Any, expected_version: i
 
 def daily_series(session: Session, as_of: dt.date) -> pd.DataFrame:
     """Revenue, orders and new customers per day, from the first order day to `as_of` (zeros filled)."""
-    cutoff = end_of(as_of)
-    day = calendar_day(Order.ordered_at)
+    cutoff = platform.end_of(as_of)
+    day = platform.calendar_day(Order.ordered_at)
     revenue_orders = (Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
     orders = session.execute(
         select(day, func.sum(Order.total), func.count()).where(*revenue_orders).group_by(day)
@@ -128,7 +123,7 @@ def daily_series(session: Session, as_of: dt.date) -> pd.DataFrame:
         .group_by(customer)
         .subquery("firsts")
     )
-    first_day = calendar_day(firsts.c.first_at)
+    first_day = platform.calendar_day(firsts.c.first_at)
     new = session.execute(
         select(first_day, func.count())
         .join(Customer, Customer.id == firsts.c.customer_id)
@@ -153,7 +148,7 @@ def mape(actual, predicted) -> float | None:
     actual = np.asarray(actual, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
     if actual.shape != predicted.shape:
-        raise ValidationError("Actual and predicted values must have the same length.")
+        raise platform.ValidationError("Actual and predicted values must have the same length.")
     keep = np.isfinite(actual) & np.isfinite(predicted) & (actual != 0)
     if not keep.any():
         return None
@@ -240,10 +235,10 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
     A metric with fewer than `MIN_HISTORY_DAYS` days of history is stored as skipped, with the reason.
     """
     if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or not 1 <= horizon_days <= 365:
-        raise ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
+        raise platform.ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
     started = time.perf_counter()
     result: dict[str, Any] = {"metrics": {}}
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         country, _ = get_shop_country(session)
         series = daily_series(session, as_of)
         fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = {}
@@ -304,13 +299,13 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
 
 def _check_metric(metric: Any) -> str:
     if metric not in FORECAST_METRICS:
-        raise ValidationError(f"Unknown metric {metric!r}; choose one of: {', '.join(FORECAST_METRICS)}.")
+        raise platform.ValidationError(f"Unknown metric {metric!r}; choose one of: {', '.join(FORECAST_METRICS)}.")
     return metric
 
 
 def latest_runs(session: Session, viewer) -> list[dict[str, Any]]:
     """The latest run of each metric (fitted or skipped), with its backtest error; [] before the first."""
-    require(viewer, "forecast.view")
+    platform.require(viewer, "forecast.view")
     latest = select(ForecastRun.metric, func.max(ForecastRun.id).label("id")).group_by(ForecastRun.metric).subquery()
     runs = session.scalars(select(ForecastRun).join(latest, latest.c.id == ForecastRun.id)).all()
     order = {m: i for i, m in enumerate(FORECAST_METRICS)}
@@ -324,10 +319,10 @@ def latest_runs(session: Session, viewer) -> list[dict[str, Any]]:
 
 def series(session: Session, viewer, metric: str, history_days: int = 365) -> list[dict[str, Any]]:
     """History (the last `history_days` days) and forecast points of the latest fitted run of `metric`."""
-    require(viewer, "forecast.view")
+    platform.require(viewer, "forecast.view")
     _check_metric(metric)
     if isinstance(history_days, bool) or not isinstance(history_days, int) or not 7 <= history_days <= 3660:
-        raise ValidationError("Show between 7 and 3,660 days of history.")
+        raise platform.ValidationError("Show between 7 and 3,660 days of history.")
     run = session.scalar(
         select(ForecastRun).where(ForecastRun.metric == metric, ForecastRun.status == "fitted")
         .order_by(ForecastRun.id.desc()).limit(1)
@@ -347,7 +342,7 @@ def series(session: Session, viewer, metric: str, history_days: int = 365) -> li
 
 def outlook(session: Session, viewer, metric: str, days: int = 30) -> dict[str, Any] | None:
     """The forecast total of the next `days` days against the actual total of the last `days` days."""
-    require(viewer, "forecast.view")
+    platform.require(viewer, "forecast.view")
     _check_metric(metric)
     run = session.scalar(
         select(ForecastRun).where(ForecastRun.metric == metric, ForecastRun.status == "fitted")

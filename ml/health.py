@@ -100,12 +100,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core.platform.errors import ConflictError, NotFound, ValidationError
-from crm_core.platform.paging import Page
-from crm_core.platform.permissions import require
-from crm_core.platform.sql import days_between
-from crm_core.platform.transactions import SYSTEM, unit_of_work
-from crm_core.segmentation.snapshot import end_of
+from crm_core import platform
 from db import bulk
 from db.models import (
     HEALTH_LEVELS,
@@ -168,7 +163,7 @@ def equal_weights() -> dict[str, float]:
 def _inputs_query(as_of: dt.date, sample_every: int = 1):
     """One row per counted customer signed up by the cutoff, with every aggregated input (only ids
     divisible by `sample_every`: weight fitting needs a sample, not every customer)."""
-    cutoff = end_of(as_of)
+    cutoff = platform.end_of(as_of)
 
     def keep(column):
         return sampled(column, sample_every)
@@ -358,8 +353,8 @@ def _inputs_query(as_of: dt.date, sample_every: int = 1):
         select(
             Customer.id.label("customer_id"),
             count(orders.c.orders),
-            value(days_between(cutoff_param, orders.c.first_order_at), "days_since_first_order"),
-            value(days_between(cutoff_param, orders.c.last_order_at), "days_since_last_order"),
+            value(platform.days_between(cutoff_param, orders.c.first_order_at), "days_since_first_order"),
+            value(platform.days_between(cutoff_param, orders.c.last_order_at), "days_since_last_order"),
             count(orders.c.orders_365d),
             count(orders.c.all_orders_365d),
             count(orders.c.problem_orders_365d),
@@ -631,7 +626,7 @@ def _write_setting(connection: Connection, value: dict[str, Any], read_version: 
     if read_version == 0:
         exists = connection.execute(select(table.c.key).where(table.c.key == WEIGHTS_KEY)).first()
         if exists is not None:
-            raise ConflictError("The health weights were saved by someone else meanwhile. Reload and try again.")
+            raise platform.ConflictError("The health weights were saved by someone else meanwhile. Reload and try again.")
         connection.execute(insert(table).values(key=WEIGHTS_KEY, value=value, updated_at=now,
                                                 updated_by_id=actor_id, version=1))
         return 1
@@ -640,7 +635,7 @@ def _write_setting(connection: Connection, value: dict[str, Any], read_version: 
         .values(value=value, updated_at=now, updated_by_id=actor_id, version=read_version + 1)
     ).rowcount
     if updated != 1:
-        raise ConflictError("The health weights were saved by someone else meanwhile. Reload and try again.")
+        raise platform.ConflictError("The health weights were saved by someone else meanwhile. Reload and try again.")
     return read_version + 1
 
 
@@ -662,7 +657,7 @@ def fit_weights(connection: Connection, as_of: dt.date, horizon_days: int = DEFA
     `fallback_reason` (None when fitted), `applied` (whether the weights are now in force).
     """
     if horizon_days < 1:
-        raise ValidationError("The churn horizon must be at least one day.")
+        raise platform.ValidationError("The churn horizon must be at least one day.")
     feature_date = as_of - dt.timedelta(days=horizon_days)
     # Five weights need a sample, not millions of customers: every n-th id, about FIT_SAMPLE of them.
     customers = connection.scalar(select(func.count()).select_from(Customer)) or 0
@@ -693,29 +688,29 @@ def fit_weights(connection: Connection, as_of: dt.date, horizon_days: int = DEFA
 def validate_weights(weights: Any) -> dict[str, float]:
     """Five non-negative numbers, one per component, summing to more than 0; normalised to sum 1."""
     if not isinstance(weights, dict):
-        raise ValidationError("Weights must be a mapping of component name to number.")
+        raise platform.ValidationError("Weights must be a mapping of component name to number.")
     unknown = sorted(set(weights) - set(COMPONENTS))
     if unknown:
-        raise ValidationError(f"Unknown component(s): {', '.join(map(str, unknown))}; "
+        raise platform.ValidationError(f"Unknown component(s): {', '.join(map(str, unknown))}; "
                               f"the components are {', '.join(COMPONENTS)}.")
     missing = [name for name in COMPONENTS if name not in weights]
     if missing:
-        raise ValidationError(f"Give a weight for every component; missing: {', '.join(missing)}.")
+        raise platform.ValidationError(f"Give a weight for every component; missing: {', '.join(missing)}.")
     for name in COMPONENTS:
         value = weights[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValidationError(f"The weight of {name} must be a number, not {value!r}.")
+            raise platform.ValidationError(f"The weight of {name} must be a number, not {value!r}.")
         if value < 0:
-            raise ValidationError(f"The weight of {name} must not be negative (got {value:g}).")
+            raise platform.ValidationError(f"The weight of {name} must not be negative (got {value:g}).")
     total = float(sum(weights[name] for name in COMPONENTS))
     if total <= 0:
-        raise ValidationError("At least one weight must be above 0.")
+        raise platform.ValidationError("At least one weight must be above 0.")
     return {name: round(float(weights[name]) / total, 6) for name in COMPONENTS}
 
 
 def get_weights(session: Session, viewer) -> dict[str, Any]:
     """For the page: weights in force, where they come from, the last fit and the setting version."""
-    require(viewer, "health.view")
+    platform.require(viewer, "health.view")
     weights, value, version = current_weights(session.connection())
     return {"weights": weights, "source": value.get("source", "default"), "fit": value.get("fit"),
             "version": version}
@@ -723,7 +718,7 @@ def get_weights(session: Session, viewer) -> dict[str, Any]:
 
 def save_weights(session: Session, actor, weights: Any, expected_version: int | None) -> tuple[dict[str, float], int]:
     """An admin sets the weights by hand (normalised to sum 1); refitting then keeps them."""
-    require(actor, "models.manage")
+    platform.require(actor, "models.manage")
     normalised = validate_weights(weights)
     connection = session.connection()
     value, version = _read_setting(connection)
@@ -738,7 +733,7 @@ def save_weights(session: Session, actor, weights: Any, expected_version: int | 
 
 def reset_weights(session: Session, actor, expected_version: int | None) -> tuple[dict[str, float], int]:
     """Go back to the fitted weights (equal weights when nothing was fitted yet)."""
-    require(actor, "models.manage")
+    platform.require(actor, "models.manage")
     connection = session.connection()
     value, version = _read_setting(connection)
     _check_version(expected_version, version)
@@ -755,7 +750,7 @@ def reset_weights(session: Session, actor, expected_version: int | None) -> tupl
 
 def _check_version(expected: int | None, current: int) -> None:
     if expected is not None and expected != current:
-        raise ConflictError(
+        raise platform.ConflictError(
             "The health weights were changed by someone else while you were editing "
             f"(version {expected} is now {current}). Reload and apply your change again."
         )
@@ -913,7 +908,7 @@ def _register_if_changed(session: Session, as_of: dt.date, weights: dict, info: 
 
 
 def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
-                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor=SYSTEM, update_snapshot: bool = True) -> dict:
+                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor=platform.SYSTEM, update_snapshot: bool = True) -> dict:
     """Score every counted customer as of a date, in one transaction.
 
     Replaces the stored scores for that as_of (bulk insert), writes the latest score and level into
@@ -924,14 +919,14 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
     Returns customers scored, counts per level, the weights and their source, whether it refitted,
     the trend date and the model version. `actor` needs "refresh.run" (the batch refresh runs as SYSTEM).
     """
-    require(actor, "refresh.run")
+    platform.require(actor, "refresh.run")
     steps = 4
 
     def report(step: int, label: str, detail: str) -> None:
         if progress:
             progress(step, steps, label, detail)
 
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         connection = session.connection()
         last_fit = last_fit_as_of(connection)
         refit = refit_after_days is not None and (last_fit is None or (as_of - last_fit).days >= refit_after_days)
@@ -998,7 +993,7 @@ def backtest_levels(connection: Connection, as_of: dt.date, lag_days: int) -> pd
     (100 - overall) for churn (None when one class is missing). Empty when no score is old enough.
     """
     if isinstance(lag_days, bool) or not isinstance(lag_days, int) or lag_days < 1:
-        raise ValidationError("The backtest lag must be a whole number of days, at least 1.")
+        raise platform.ValidationError("The backtest lag must be a whole number of days, at least 1.")
     columns = ["level", "customers", "churned", "churn_rate", "avg_overall"]
     h = AccountHealthScore
     scored_as_of = connection.scalar(select(func.max(h.as_of)).where(h.as_of <= as_of - dt.timedelta(days=lag_days)))
@@ -1037,7 +1032,7 @@ def latest_as_of(session: Session) -> dt.date | None:
 
 def overview(session: Session, viewer) -> dict[str, Any] | None:
     """The latest scoring date, customers per level (every level, in order) and averages; None if none."""
-    require(viewer, "health.view")
+    platform.require(viewer, "health.view")
     as_of = latest_as_of(session)
     if as_of is None:
         return None
@@ -1073,17 +1068,17 @@ def overview(session: Session, viewer) -> dict[str, Any] | None:
     }
 
 
-def movers(session: Session, viewer, direction: str = "up", page: int = 1, page_size: int = 25) -> Page:
+def movers(session: Session, viewer, direction: str = "up", page: int = 1, page_size: int = 25) -> platform.Page:
     """Customers whose health moved most since ~30 days earlier, at the latest scoring date."""
-    require(viewer, "health.view")
+    platform.require(viewer, "health.view")
     if direction not in ("up", "down"):
-        raise ValidationError("Movers go 'up' or 'down'.")
+        raise platform.ValidationError("Movers go 'up' or 'down'.")
     if not 1 <= page_size <= 500:
-        raise ValidationError("Page size must be between 1 and 500.")
+        raise platform.ValidationError("Page size must be between 1 and 500.")
     page = max(1, int(page))
     as_of = latest_as_of(session)
     if as_of is None:
-        return Page(rows=[], total=0, page=1, page_size=page_size)
+        return platform.Page(rows=[], total=0, page=1, page_size=page_size)
     h = AccountHealthScore
     moved = h.trend > 0 if direction == "up" else h.trend < 0
     conditions = [h.as_of == as_of, moved]
@@ -1102,21 +1097,21 @@ def movers(session: Session, viewer, direction: str = "up", page: int = 1, page_
          "payment": r.payment, "support": r.support}
         for r in found
     ]
-    return Page(rows=rows, total=int(total), page=page, page_size=page_size)
+    return platform.Page(rows=rows, total=int(total), page=page, page_size=page_size)
 
 
 def _customer(session: Session, customer_id: Any) -> Customer:
     if isinstance(customer_id, bool) or not isinstance(customer_id, int):
-        raise ValidationError(f"A customer id is a whole number, not {customer_id!r}.")
+        raise platform.ValidationError(f"A customer id is a whole number, not {customer_id!r}.")
     customer = session.get(Customer, customer_id)
     if customer is None or customer.status in ("merged", "erased"):
-        raise NotFound(f"No customer with id {customer_id}.")
+        raise platform.NotFound(f"No customer with id {customer_id}.")
     return customer
 
 
 def customer_history(session: Session, viewer, customer_id: int, limit: int = 120) -> list[dict[str, Any]]:
     """A customer's stored scores, oldest first (the last `limit` scoring dates)."""
-    require(viewer, "health.view")
+    platform.require(viewer, "health.view")
     _customer(session, customer_id)
     h = AccountHealthScore
     rows = session.execute(
@@ -1131,7 +1126,7 @@ def customer_health(session: Session, viewer, customer_id: int) -> dict[str, Any
 
     `score` is None when the customer has not been scored yet.
     """
-    require(viewer, "health.view")
+    platform.require(viewer, "health.view")
     customer = _customer(session, customer_id)
     latest = session.scalar(
         select(AccountHealthScore).where(AccountHealthScore.customer_id == customer_id)
@@ -1152,7 +1147,7 @@ def customer_health(session: Session, viewer, customer_id: int) -> dict[str, Any
 
 def backtest(session: Session, viewer, lag_days: int) -> dict[str, Any]:
     """`backtest_levels` against the latest scoring date, for the page."""
-    require(viewer, "health.view")
+    platform.require(viewer, "health.view")
     as_of = latest_as_of(session)
     if as_of is None:
         return {"rows": [], "scored_as_of": None, "as_of": None, "auc": None, "customers": 0,

@@ -26,11 +26,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from crm_core.loyalty import ledger
-from crm_core.platform.dates import check_as_of, check_backfill_months, data_date
-from crm_core.platform.transactions import SYSTEM, unit_of_work
-from crm_core.segmentation import lifecycle, segments, snapshot
-from crm_core.service import sla
+from crm_core import loyalty, platform, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 
 from . import churn, clv, forecast, health, registry
@@ -100,11 +96,11 @@ def rfm_rules(name: str) -> dict:
 def _snapshot(engine: Engine, as_of: dt.date, now: dt.datetime,
               before_write: Callable[[], None] | None = None) -> StepOutcome:
     timings: dict[str, float] = {}
-    with unit_of_work(engine) as session:
-        rows = snapshot.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings,
+    with platform.unit_of_work(engine) as session:
+        rows = segmentation.refresh_snapshot(session, as_of, refreshed_at=now, timings=timings,
                                           before_write=before_write)
     started = time.perf_counter()
-    snapshot.tidy_after_rewrite(engine)
+    segmentation.tidy_after_rewrite(engine)
     timings["vacuum and statistics"] = round(time.perf_counter() - started, 2)
     detail = f"{rows:,} customers; " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())
     return StepOutcome(detail, rows)
@@ -139,20 +135,20 @@ def _clusters(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome
             "since the last order."
         )
         if segment is None:
-            segment = segments.create_segment(
-                session, SYSTEM, profile.name, "cluster", "static", description=description, is_system=True,
+            segment = segmentation.create_segment(
+                session, platform.SYSTEM, profile.name, "cluster", "static", description=description, is_system=True,
             )
         else:
             segment.description = description
             segment.is_active = True
         member = labels == profile.label
         assignments = list(zip(frame["customer_id"][member].tolist(), confidence[member].round(4).tolist(), strict=True))
-        segments.replace_model_memberships(session, segment.id, assignments, now)
+        segmentation.replace_model_memberships(session, segment.id, assignments, now)
         current.add(segment.id)
     for stale in session.scalars(
         select(CustomerSegment).where(CustomerSegment.segment_type == "cluster", CustomerSegment.id.not_in(current))
     ):
-        segments.replace_model_memberships(session, stale.id, [], now)
+        segmentation.replace_model_memberships(session, stale.id, [], now)
         stale.is_active = False
     registry.register(
         session, "cluster", "kmeans", model,
@@ -166,20 +162,20 @@ def _clusters(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome
 
 
 def _segments(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    for name in snapshot.RFM_SEGMENTS:
+    for name in segmentation.RFM_SEGMENTS:
         if _segment_named(session, name) is None:
-            segments.create_segment(
-                session, SYSTEM, name, "rfm", "dynamic", rules=rfm_rules(name), priority=50, is_system=True,
+            segmentation.create_segment(
+                session, platform.SYSTEM, name, "rfm", "dynamic", rules=rfm_rules(name), priority=50, is_system=True,
                 description=f"RFM segment '{name}' (see the RFM grid in the README).",
             )
-    result = segments.refresh_memberships(session, as_of, now=now)
+    result = segmentation.refresh_memberships(session, as_of, now=now)
     entered = sum(r["entered"] for r in result.values())
     left = sum(r["left"] for r in result.values())
     return StepOutcome(f"{len(result)} dynamic segments, {entered:,} entered, {left:,} left", entered + left)
 
 
 def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    counts = lifecycle.evaluate(session, as_of, now=now)
+    counts = segmentation.evaluate_lifecycle(session, as_of, now=now)
     detail = ", ".join(f"{stage} {n:,}" for stage, n in counts.items() if isinstance(n, int))
     changed = counts.get("changed")
     return StepOutcome(detail, changed if isinstance(changed, int) else None)
@@ -195,9 +191,9 @@ def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
 def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     """Points for recent orders (idempotent, so the overlap with the last run is harmless), points back
     from orders cancelled, returned or refunded, then expiry."""
-    earned = ledger.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
-    reversed_ = ledger.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
-    expired = ledger.expire_points(engine, as_of)
+    earned = loyalty.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
+    reversed_ = loyalty.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
+    expired = loyalty.expire_points(engine, as_of)
     detail = (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
               f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
               f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")
@@ -206,7 +202,7 @@ def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
 
 
 def _sla(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    found = sla.run_sla_checks(engine, now)
+    found = service.run_sla_checks(engine, now)
     return StepOutcome(f"{found.get('tickets_breached', 0):,} tickets newly breached, "
                        f"{found.get('escalated', 0):,} escalated", found.get("tickets_breached", 0))
 
@@ -255,7 +251,7 @@ def _in_session(step: Callable[[Session, dt.date, dt.datetime], StepOutcome | st
     """A step that works in one session, committed when it returns."""
 
     def run(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome | str:
-        with unit_of_work(engine) as session:
+        with platform.unit_of_work(engine) as session:
             return step(session, as_of, now)
 
     run.__name__ = step.__name__
@@ -316,10 +312,10 @@ def _batches(steps: list[tuple[str, Step]], concurrent: bool) -> list[list[tuple
 
 def _failure_reason(exc: BaseException) -> str:
     """One line for the run record and the pages: the domain message, or the error's type and text."""
-    from crm_core.platform.errors import DomainError
+    from crm_core import platform
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, DomainError):
+    if isinstance(exc, platform.DomainError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -364,9 +360,9 @@ def run_refresh(
     the database) records the run; `triggered_by` names who asked for it.
     """
     if as_of is None:
-        data = data_date(engine)
+        data = platform.data_date(engine)
         as_of, now = data.day, now or data.run_time()
-    check_as_of(as_of)
+    platform.check_as_of(as_of)
     now = now or utcnow()
     if concurrent is None:
         concurrent = engine.dialect.name == "postgresql"
@@ -471,7 +467,7 @@ def month_ends_before(day: dt.date, months: int) -> list[dt.date]:
 def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | None = None,
              triggered_by: str = "system") -> list[dt.date]:
     """Refresh as of each past month end (without re-clustering), so stage and segment history exist."""
-    check_backfill_months(months, check_as_of(until))
+    platform.check_backfill_months(months, platform.check_as_of(until))
     dates = month_ends_before(until, months)
     for index, as_of in enumerate(dates, start=1):
         report = run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False,

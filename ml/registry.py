@@ -13,9 +13,7 @@ import joblib
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
-from crm_core.platform.errors import NotFound
-from crm_core.platform.permissions import require
+from crm_core import platform
 from db.models import MLModel
 
 
@@ -57,13 +55,13 @@ def _activate(session: Session, row: MLModel) -> None:
 
 def activate(session: Session, actor, model_id: int) -> MLModel:
     """Make one stored version the active one (rolling back is activating an earlier version)."""
-    require(actor, "models.manage")
+    platform.require(actor, "models.manage")
     row = session.get(MLModel, model_id)
     if row is None:
-        raise NotFound(f"No model version with id {model_id}.")
+        raise platform.NotFound(f"No model version with id {model_id}.")
     previous = session.scalar(select(MLModel.version).where(MLModel.name == row.name, MLModel.is_active.is_(True)))
     _activate(session, row)
-    audit.record(session, actor, "model.activate", "ml_model", row.id,
+    platform.record_audit(session, actor, "model.activate", "ml_model", row.id,
                  before={"name": row.name, "active_version": previous},
                  after={"name": row.name, "active_version": row.version})
     return row

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from crm_core.platform.permissions import require
-from crm_core.platform.transactions import unit_of_work
+from crm_core import platform
 from db.models import RefreshRun, RefreshRunStep, utcnow
 
 DETAIL_LIMIT = 2_000
@@ -60,7 +59,7 @@ class DatabaseRunLog:
         self.run_id: int | None = None
 
     def start(self, as_of: dt.date, steps: list[tuple[str, str]]) -> int:
-        with unit_of_work(self.engine) as session:
+        with platform.unit_of_work(self.engine) as session:
             connection = session.connection()
             self.run_id = connection.execute(
                 insert(RefreshRun).values(as_of=as_of, status="running", triggered_by=self.triggered_by,
@@ -73,7 +72,7 @@ class DatabaseRunLog:
         return self.run_id
 
     def _update_step(self, step: str, **values: Any) -> None:
-        with unit_of_work(self.engine) as session:
+        with platform.unit_of_work(self.engine) as session:
             session.execute(update(RefreshRunStep)
                             .where(RefreshRunStep.run_id == self.run_id, RefreshRunStep.step == step).values(**values))
 
@@ -85,7 +84,7 @@ class DatabaseRunLog:
                           detail=detail[:DETAIL_LIMIT], rows_written=rows)
 
     def finish(self, status: str, seconds: float) -> None:
-        with unit_of_work(self.engine) as session:
+        with platform.unit_of_work(self.engine) as session:
             session.execute(update(RefreshRun).where(RefreshRun.id == self.run_id)
                             .values(status=status, finished_at=utcnow(), seconds=round(seconds, 3)))
 
@@ -101,7 +100,7 @@ def _status(run: RefreshRun, now: dt.datetime) -> str:
 
 def recent_runs(session: Session, viewer, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs, newest first, with the count of steps per status."""
-    require(viewer, "refresh.run")
+    platform.require(viewer, "refresh.run")
     runs = session.scalars(select(RefreshRun).order_by(RefreshRun.started_at.desc(), RefreshRun.id.desc())
                            .limit(limit)).all()
     if not runs:
@@ -125,7 +124,7 @@ def recent_runs(session: Session, viewer, limit: int = 20) -> list[dict[str, Any
 
 def run_steps(session: Session, viewer, run_id: int) -> list[dict[str, Any]]:
     """The steps of one run, in order."""
-    require(viewer, "refresh.run")
+    platform.require(viewer, "refresh.run")
     rows = session.scalars(select(RefreshRunStep).where(RefreshRunStep.run_id == run_id)
                            .order_by(RefreshRunStep.position)).all()
     return [

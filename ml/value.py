@@ -13,9 +13,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from crm_core.platform.errors import ValidationError
-from crm_core.platform.paging import Page
-from crm_core.platform.permissions import require
+from crm_core import platform
 from db.models import Customer, CustomerAnalytics, MLModel
 
 from . import registry
@@ -61,13 +59,13 @@ def _nice_width(span: float, bins: int) -> float:
 
 def scoring_key(session: Session, viewer) -> int | None:
     """The active CLV model's id: it changes with every scoring, so it keys the page's cached aggregates."""
-    require(viewer, "value.view")
+    platform.require(viewer, "value.view")
     return session.scalar(select(MLModel.id).where(MLModel.name == "clv", MLModel.is_active.is_(True)))
 
 
 def overview(session: Session, viewer) -> dict[str, Any] | None:
     """Headline figures of the scored snapshot and the active model, or None before the first scoring."""
-    require(viewer, "value.view")
+    platform.require(viewer, "value.view")
     row = session.execute(
         select(
             func.count(),
@@ -100,9 +98,9 @@ def overview(session: Session, viewer) -> dict[str, Any] | None:
 
 def clv_histogram(session: Session, viewer, bins: int = 25) -> list[dict[str, Any]]:
     """Customers per 12-month CLV bin; the bins span 0 to the 99th percentile, the last one is open-ended."""
-    require(viewer, "value.view")
+    platform.require(viewer, "value.view")
     if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= MAX_BINS:
-        raise ValidationError(f"The number of bins must be a whole number from 2 to {MAX_BINS}.")
+        raise platform.ValidationError(f"The number of bins must be a whole number from 2 to {MAX_BINS}.")
     scored = session.scalar(select(func.count()).where(SCORED)) or 0
     if not scored:
         return []
@@ -146,7 +144,7 @@ def _frequency_bucket():
 
 def alive_heatmap(session: Session, viewer) -> dict[str, Any]:
     """Mean P(alive) and customers per repeat-purchase bucket x recency bucket (weeks to the last purchase)."""
-    require(viewer, "value.view")
+    platform.require(viewer, "value.view")
     longest = session.scalar(select(func.max(A.clv_recency)).where(SCORED, A.clv_recency.is_not(None)))
     if longest is None:
         return {"cells": [], "frequency_labels": [], "recency_labels": []}
@@ -175,7 +173,7 @@ def alive_heatmap(session: Session, viewer) -> dict[str, Any]:
 
 def by_segment(session: Session, viewer) -> list[dict[str, Any]]:
     """Expected purchases, CLV and P(alive) per RFM segment, highest CLV first."""
-    require(viewer, "value.view")
+    platform.require(viewer, "value.view")
     segment = func.coalesce(A.rfm_segment, "(no segment)")
     rows = session.execute(
         select(segment, func.count(), func.sum(A.predicted_purchases_12m), func.sum(A.clv_12m),
@@ -191,13 +189,13 @@ def by_segment(session: Session, viewer) -> list[dict[str, Any]]:
     ]
 
 
-def top_customers(session: Session, viewer, page: int = 1, page_size: int = 50) -> Page:
+def top_customers(session: Session, viewer, page: int = 1, page_size: int = 50) -> platform.Page:
     """Customers by 12-month CLV, highest first (customer id breaks ties), one page at a time."""
-    require(viewer, "value.view")
+    platform.require(viewer, "value.view")
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:
-        raise ValidationError("Page size must be a whole number between 1 and 1000.")
+        raise platform.ValidationError("Page size must be a whole number between 1 and 1000.")
     if isinstance(page, bool) or not isinstance(page, int):
-        raise ValidationError("The page must be a whole number.")
+        raise platform.ValidationError("The page must be a whole number.")
     page = max(1, page)
     total = session.scalar(select(func.count()).where(SCORED)) or 0
     rows = session.execute(
@@ -210,7 +208,7 @@ def top_customers(session: Session, viewer, page: int = 1, page_size: int = 50) 
         .limit(page_size)
         .offset((page - 1) * page_size)
     ).all()
-    return Page(
+    return platform.Page(
         rows=[
             {
                 "customer_id": cid, "customer": f"{first} {last}".strip(), "email": email,

@@ -5,8 +5,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core.platform import permissions
-from crm_core.segmentation import segments
+from crm_core import platform, segmentation
 from db.models import RISK_LEVELS
 from ml import churn_reports, registry
 from ml.features import LABELS as FEATURE_LABELS
@@ -65,7 +64,7 @@ with at_risk_tab:
         fig.update_layout(height=260, showlegend=False, margin={"t": 10, "b": 10})
         st.plotly_chart(fig, width="stretch")
 
-    segment_options = {s["name"]: s["id"] for s in (context.read(segments.list_segments) or []) if s["active"]}
+    segment_options = {s["name"]: s["id"] for s in (context.read(segmentation.list_segments) or []) if s["active"]}
     owner_options = {f"{o['name']} ({o['customers']:,})": o["id"] for o in (context.read(churn_reports.owners) or [])}
     f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
     levels = f1.multiselect("Risk level", list(RISK_LEVELS), default=["high", "critical"], key="risk_levels")
@@ -181,7 +180,7 @@ with card_tab:
         for v in card["versions"]
     ])
     st.dataframe(versions, hide_index=True, width="stretch")
-    if permissions.allowed(viewer.role, "models.manage") and len(versions) > 1:
+    if platform.allowed(viewer.role, "models.manage") and len(versions) > 1:
         with st.form("activate_model"):
             choice = st.selectbox("Activate version", versions["version"].tolist(), key="activate_version")
             if st.form_submit_button("Activate (roll back or forward)"):

@@ -8,14 +8,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core.customers import profile, search
-from crm_core.customers.search import CustomerQuery
-from crm_core.platform import permissions
+from crm_core import customers, platform
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 
 viewer = context.require_page("customers.view")
-can_edit = permissions.allowed(viewer.role, "customers.edit")
+can_edit = platform.allowed(viewer.role, "customers.edit")
 st.title("Customer 360")
 if flash := st.session_state.pop("c360_flash", None):
     st.success(flash)
@@ -44,7 +42,7 @@ picked = pick_col.number_input("Customer id", min_value=1, step=1, value=None, k
                                placeholder="e.g. 42")
 lookup = find_col.text_input("Or find a customer", key="c360_lookup", placeholder="Name, email or phone")
 if lookup.strip():
-    found = context.read(search.search, CustomerQuery(text=lookup), page=1, page_size=10)
+    found = context.read(customers.search_customers, customers.CustomerQuery(text=lookup), page=1, page_size=10)
     if found is not None and found.rows:
         labels = {r["id"]: f"#{r['id']} {r['name']} <{r['email'] or 'no email'}> {r['country'] or ''}"
                   for r in found.rows}
@@ -59,7 +57,7 @@ customer_id = int(picked)
 if st.query_params.get("id") != str(customer_id):
     st.query_params["id"] = str(customer_id)
 
-data = context.read(profile.profile, customer_id)
+data = context.read(customers.customer_profile, customer_id)
 if data is None:
     st.stop()
 facts, scores = data["facts"], data["scores"]
@@ -128,7 +126,7 @@ if can_edit and facts["status"] not in ("merged", "erased"):
             if not changes:
                 st.info("Nothing to save: no field changed.")
             else:
-                updated = context.act(profile.update_customer, customer_id, editing_version, changes)
+                updated = context.act(customers.update_customer, customer_id, editing_version, changes)
                 if updated is not None:
                     st.session_state[version_key] = updated.version
                     st.session_state["c360_flash"] = f"Saved {', '.join(sorted(changes))}."
@@ -143,11 +141,11 @@ tabs = st.tabs(["Timeline", "Orders", "Addresses", "Payment methods", "Preferenc
                 "Scores"])
 
 with tabs[0]:
-    kinds = st.multiselect("Show", profile.TIMELINE_KINDS, key="c360_kinds",
+    kinds = st.multiselect("Show", customers.TIMELINE_KINDS, key="c360_kinds",
                            format_func=lambda k: k.replace("_", " "), placeholder="Every kind of event")
     timeline_key = f"c360_timeline_page_{customer_id}"
     page_number = st.session_state.get(timeline_key, 1)
-    feed = context.read(profile.timeline, customer_id, page=page_number, page_size=25, kinds=kinds or None)
+    feed = context.read(customers.timeline, customer_id, page=page_number, page_size=25, kinds=kinds or None)
     if feed is not None and feed.total:
         st.caption(f"{feed.total:,} events, newest first")
         st.dataframe(pd.DataFrame(feed.rows)[["at", "kind", "event", "detail"]], hide_index=True, width="stretch",
@@ -157,14 +155,14 @@ with tabs[0]:
         st.info("No events for this customer yet.")
 
 with tabs[1]:
-    monthly = context.read(profile.monthly_orders, customer_id) or []
+    monthly = context.read(customers.monthly_orders, customer_id) or []
     if monthly:
         st.plotly_chart(px.bar(pd.DataFrame(monthly), x="month", y="revenue", hover_data=["orders"],
                                title="Revenue per month", labels={"month": "", "revenue": "Revenue (€)"}),
                         width="stretch")
     orders_key = f"c360_orders_page_{customer_id}"
     page_number = st.session_state.get(orders_key, 1)
-    placed = context.read(profile.orders, customer_id, page=page_number, page_size=25)
+    placed = context.read(customers.orders, customer_id, page=page_number, page_size=25)
     if placed is not None and placed.total:
         st.caption(f"{placed.total:,} orders")
         st.dataframe(pd.DataFrame(placed.rows), hide_index=True, width="stretch",
@@ -175,7 +173,7 @@ with tabs[1]:
         st.info("No orders yet.")
 
 with tabs[2]:
-    places = context.read(profile.addresses, customer_id) or []
+    places = context.read(customers.addresses, customer_id) or []
     if places:
         st.dataframe(pd.DataFrame(places).drop(columns=["id"]), hide_index=True, width="stretch")
     else:
@@ -193,7 +191,7 @@ with tabs[2]:
             region = a1.text_input("Region")
             default = a2.checkbox("Default address of this kind")
             if st.form_submit_button("Add address"):
-                added = context.act(profile.add_address, customer_id, {
+                added = context.act(customers.add_address, customer_id, {
                     "kind": kind, "line1": line1, "line2": line2 or None, "postal_code": postal,
                     "city": address_city, "region": region or None, "country_code": address_country,
                     "is_default": default,
@@ -205,7 +203,7 @@ with tabs[2]:
                     st.rerun()
 
 with tabs[3]:
-    cards = context.read(profile.payment_methods, customer_id) or []
+    cards = context.read(customers.payment_methods, customer_id) or []
     if cards:
         expired = [c for c in cards if c["expired"]]
         if any(c["is_default"] and c["expired"] for c in cards):
@@ -217,7 +215,7 @@ with tabs[3]:
         st.info("No payment methods on file.")
 
 with tabs[4]:
-    prefs = context.read(profile.preferences, customer_id)
+    prefs = context.read(customers.preferences, customer_id)
     if prefs is not None:
         if prefs["preferences"]:
             p = prefs["preferences"]
@@ -234,7 +232,7 @@ with tabs[4]:
                      column_config={"granted": st.column_config.CheckboxColumn("Granted")})
 
 with tabs[5]:
-    memberships = context.read(profile.segments_of, customer_id) or []
+    memberships = context.read(customers.segments_of, customer_id) or []
     if memberships:
         st.dataframe(pd.DataFrame(memberships), hide_index=True, width="stretch")
     else:
@@ -246,7 +244,7 @@ with tabs[6]:
     c2.metric("Probability alive", share(scores["prob_alive"]))
     c3.metric("RFM", scores["rfm"] or "–", help=scores["rfm_segment"])
     c4.metric("Engagement score", "–" if scores["engagement_score"] is None else f"{scores['engagement_score']:.0f}")
-    history = context.read(profile.score_history, customer_id)
+    history = context.read(customers.score_history, customer_id)
     if history and (history["churn"] or history["health"]):
         figure = go.Figure()
         if history["churn"]:

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core.platform import permissions
+from crm_core import platform
 from ml import forecast
 from ui import context
 from ui.data_date import show_data_date
@@ -84,7 +84,7 @@ else:
                 st.caption(f"As of {run['as_of']}; {run['history_days']:,} days of history; holidays: "
                            f"{run['country'] or 'none'}; horizon {run['horizon_days']} days.")
 
-if permissions.allowed(viewer.role, "models.manage"):
+if platform.allowed(viewer.role, "models.manage"):
     with st.expander("Holiday calendar (admin)"):
         with context.session() as s:
             current, version = forecast.get_shop_country(s)

@@ -6,9 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core.platform import permissions
-from crm_core.platform.dates import EARLIEST_DATE
-from crm_core.platform.errors import DomainError
+from crm_core import platform
 from db.models import HEALTH_LEVELS
 from ml import health
 from ui import context
@@ -27,10 +25,10 @@ as_of = show_data_date().day
 if flash := st.session_state.pop("health_flash", None):
     st.success(flash)
 
-if permissions.allowed(viewer.role, "refresh.run"):
+if platform.allowed(viewer.role, "refresh.run"):
     with st.expander("Score health now"):
         st.caption("Scores every customer as of the date (the batch refresh does this too).")
-        score_date = st.date_input("As of", value=as_of, min_value=EARLIEST_DATE, max_value=dt.date.today(),
+        score_date = st.date_input("As of", value=as_of, min_value=platform.EARLIEST_DATE, max_value=dt.date.today(),
                                    key="health_score_as_of")
         if st.button("Score health", icon=":material/monitor_heart:"):
             bar = st.progress(0.0, text="Starting…")
@@ -40,7 +38,7 @@ if permissions.allowed(viewer.role, "refresh.run"):
 
             try:
                 result = health.score_health(context.engine(), score_date, progress=progress, actor=viewer)
-            except DomainError as exc:
+            except platform.DomainError as exc:
                 st.error(str(exc))
             else:
                 st.session_state["health_flash"] = (
@@ -199,7 +197,7 @@ with tab_weights:
                                   "fitted weight": [fit["weights"][c] for c in health.COMPONENTS]}),
                     hide_index=True, width="stretch",
                 )
-        if permissions.allowed(viewer.role, "models.manage"):
+        if platform.allowed(viewer.role, "models.manage"):
             with st.form("health_weights"):
                 st.markdown("**Edit the weights** (they are normalised to sum 1; applied at the next scoring)")
                 columns = st.columns(len(health.COMPONENTS))

@@ -8,11 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core.customers import export
-from crm_core.imports import files, helpdesk, shopify
-from crm_core.platform import permissions, users
-from crm_core.platform.errors import DomainError
-from crm_core.segmentation import segments
+from crm_core import customers, imports, platform, segmentation
 from ui import context
 
 IGNORE = "(ignore)"
@@ -23,14 +19,14 @@ SHOPIFY_PREVIEW_COLUMNS = ["Name", "Email", "Financial Status", "Created at", "T
 EXPORT_IDS_KEY = "export_customer_ids"  # a page (customer search) may put a list of customer ids here
 
 viewer = context.require_page("customers.export")
-can_import = permissions.allowed(viewer.role, "customers.import")
+can_import = platform.allowed(viewer.role, "customers.import")
 st.title("Import / Export")
 if flash := st.session_state.pop("import_export_flash", None):
     st.success(flash)
 
 
 def field_label(name: str) -> str:
-    return files.CUSTOMER_FIELDS.get(name, name)
+    return imports.CUSTOMER_FIELDS.get(name, name)
 
 
 def mapping_key(column: str) -> str:
@@ -54,7 +50,7 @@ def import_tab() -> None:
 
 def customers_import() -> None:
     st.caption(
-        "Columns named " + ", ".join(files.STANDARD_COLUMNS) + " need no mapping. "
+        "Columns named " + ", ".join(imports.STANDARD_COLUMNS) + " need no mapping. "
         "CSV (UTF-8), Excel (.xlsx, first sheet) or JSON (an array of objects, or JSON Lines). "
         "Dates as YYYY-MM-DD, DD.MM.YYYY or DD/MM/YYYY; countries as ISO codes or English names."
     )
@@ -64,21 +60,21 @@ def customers_import() -> None:
         show_result()
         return
     try:
-        columns, _ = files.preview(uploaded, file_name=uploaded.name, limit=1)
-    except DomainError as exc:
+        columns, _ = imports.preview_customers(uploaded, file_name=uploaded.name, limit=1)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
-    defaults = files.default_mapping(columns)
+    defaults = imports.default_customer_mapping(columns)
 
     st.subheader("Column mapping")
-    saved = context.read(files.list_mappings) or []
+    saved = context.read(imports.list_mappings) or []
     saved_by_name = {m["name"]: m for m in saved}
     if saved_by_name:
         load_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
         chosen_saved = load_col.selectbox("Saved mapping", list(saved_by_name), key="saved_mapping")
         button_col.button("Load mapping", on_click=load_mapping, args=(saved_by_name[chosen_saved], columns),
                           icon=":material/upload:")
-    options = [IGNORE, *files.CUSTOMER_FIELDS]
+    options = [IGNORE, *imports.CUSTOMER_FIELDS]
     grid = st.columns(3)
     mapping: dict[str, str] = {}
     for position, column in enumerate(columns):
@@ -95,32 +91,32 @@ def customers_import() -> None:
         shared = shared_col.checkbox("Shared", help="Visible to every user who may import")
         if save_col.form_submit_button("Save mapping"):
             existing = saved_by_name.get(mapping_name.strip())
-            context.act(files.save_mapping, mapping_name, mapping, shared,
+            context.act(imports.save_mapping, mapping_name, mapping, shared,
                         expected_version=existing["version"] if existing else None,
                         success=f"Saved the mapping {mapping_name.strip()!r}.")
 
     mapping_problem = None
     try:
-        files.check_mapping(mapping, columns)
-    except DomainError as exc:
+        imports.check_customer_mapping(mapping, columns)
+    except platform.DomainError as exc:
         mapping_problem = str(exc)
         st.warning(mapping_problem)
 
     st.subheader("Preview")
     try:
-        _, rows = files.preview(uploaded, file_name=uploaded.name, mapping=mapping, limit=20)
-    except DomainError as exc:
+        _, rows = imports.preview_customers(uploaded, file_name=uploaded.name, mapping=mapping, limit=20)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     preview_table(rows)
 
     st.subheader("Duplicates and import")
     left, right = st.columns(2)
-    policy = left.radio("When a row matches an existing customer", files.DUPLICATE_POLICIES, horizontal=True,
+    policy = left.radio("When a row matches an existing customer", imports.DUPLICATE_POLICIES, horizontal=True,
                         format_func={"skip": "Skip it", "update": "Update the customer",
                                      "create": "Create anyway"}.get, key="import_policy")
     threshold = right.slider("Name similarity that counts as a duplicate (0 = off)", 0, 100,
-                             files.DEFAULT_FUZZY_THRESHOLD, key="import_threshold")
+                             imports.DEFAULT_FUZZY_THRESHOLD, key="import_threshold")
     if st.button("Import", type="primary", icon=":material/publish:", disabled=mapping_problem is not None):
         run_import(uploaded, mapping, policy, threshold)
     show_result()
@@ -136,17 +132,17 @@ def run_import(uploaded, mapping: dict[str, str], policy: str, threshold: int) -
     os.close(handle)
     try:
         with context.session() as s:
-            actor = users.load_actor(s, viewer)
-            report = files.import_customers(
+            actor = platform.load_actor(s, viewer)
+            report = imports.import_customers(
                 s, actor, uploaded, file_name=uploaded.name, mapping=mapping, on_duplicate=policy,
                 fuzzy_threshold=threshold, errors_path=errors_path, progress=on_progress,
             )
         with open(errors_path, "rb") as error_file:
             error_bytes = error_file.read()
-    except DomainError as exc:
+    except platform.DomainError as exc:
         bar.empty()
         st.error(f"Nothing was imported: {exc}")
-        context.act(files.record_failed_run, "customers", uploaded.name, uploaded.name.rsplit(".", 1)[-1],
+        context.act(imports.record_failed_run, "customers", uploaded.name, uploaded.name.rsplit(".", 1)[-1],
                     policy, str(exc))
         return
     finally:
@@ -187,8 +183,8 @@ def show_result() -> None:
 
 # --------------------------------------------------------------------------- orders, Shopify, tickets, messages
 
-FIELDS = {"orders": files.ORDER_FIELDS, "tickets": files.TICKET_FIELDS,
-          "communications": files.COMMUNICATION_FIELDS}
+FIELDS = {"orders": imports.ORDER_FIELDS, "tickets": imports.TICKET_FIELDS,
+          "communications": imports.COMMUNICATION_FIELDS}
 CAPTIONS = {
     "orders": "One order per row (customer id or email, date, amount; optionally quantity, order number, status, "
               "currency), or with a product column one order line per row of the order its order number names. "
@@ -238,16 +234,16 @@ def mapped_import(kind: str) -> None:
     if uploaded is None:
         return
     try:
-        columns = files.file_columns(uploaded, file_name=uploaded.name)
-    except DomainError as exc:
+        columns = imports.file_columns(uploaded, file_name=uploaded.name)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     fields = FIELDS[kind]
-    defaults = (files.default_order_mapping(columns) if kind == "orders"
-                else helpdesk.default_mapping(kind, columns))
+    defaults = (imports.default_order_mapping(columns) if kind == "orders"
+                else imports.default_service_mapping(kind, columns))
 
     st.subheader("Column mapping")
-    saved = context.read(files.list_mappings, kind) or []
+    saved = context.read(imports.list_mappings, kind) or []
     saved_by_name = {m["name"]: m for m in saved}
     if saved_by_name:
         load_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
@@ -271,26 +267,26 @@ def mapped_import(kind: str) -> None:
         shared = shared_col.checkbox("Shared", help="Visible to every user who may import")
         if save_col.form_submit_button("Save mapping"):
             existing = saved_by_name.get(mapping_name.strip())
-            context.act(files.save_mapping, mapping_name, mapping, shared, entity=kind,
+            context.act(imports.save_mapping, mapping_name, mapping, shared, entity=kind,
                         expected_version=existing["version"] if existing else None,
                         success=f"Saved the mapping {mapping_name.strip()!r}.")
 
     arguments = None
     try:
         if kind == "orders":
-            arguments = files.check_order_mapping(mapping, columns)
+            arguments = imports.check_order_mapping(mapping, columns)
         else:
-            helpdesk.check_mapping(kind, mapping, columns)
-    except DomainError as exc:
+            imports.check_service_mapping(kind, mapping, columns)
+    except platform.DomainError as exc:
         st.warning(str(exc))
 
     st.subheader("Preview")
     try:
         if kind == "orders":
-            rows = files.preview_orders(uploaded, arguments, file_name=uploaded.name) if arguments else []
+            rows = imports.preview_orders(uploaded, arguments, file_name=uploaded.name) if arguments else []
         else:
-            _, rows = helpdesk.preview(kind, uploaded, file_name=uploaded.name, mapping=mapping)
-    except DomainError as exc:
+            _, rows = imports.preview_service_file(kind, uploaded, file_name=uploaded.name, mapping=mapping)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     if rows:
@@ -298,10 +294,10 @@ def mapped_import(kind: str) -> None:
     if st.button("Import", type="primary", icon=":material/publish:", key=f"import::{kind}",
                  disabled=kind == "orders" and arguments is None):
         if kind == "orders":
-            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: files.import_orders(
+            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: imports.import_orders(
                 s, actor, uploaded, **arguments, file_name=uploaded.name, errors_path=errors_path, progress=progress))
         else:
-            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: helpdesk.import_service_file(
+            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: imports.import_service_file(
                 s, actor, kind, uploaded, mapping=mapping, file_name=uploaded.name, errors_path=errors_path,
                 progress=progress))
     show_result()
@@ -316,17 +312,17 @@ def shopify_import() -> None:
     if uploaded is None:
         return
     try:
-        columns, rows = shopify.preview_shopify(uploaded, file_name=uploaded.name)
-    except DomainError as exc:
+        columns, rows = imports.preview_shopify(uploaded, file_name=uploaded.name)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     st.subheader("Preview")
     shown = [c for c in SHOPIFY_PREVIEW_COLUMNS if c in columns]
-    rows = [files.PreviewRow(r.row, {c: r.values.get(c, "") for c in shown}, r.status, r.reason) for r in rows]
+    rows = [imports.PreviewRow(r.row, {c: r.values.get(c, "") for c in shown}, r.status, r.reason) for r in rows]
     preview_table(rows)
     st.caption(f"The file has {len(columns)} columns; the preview shows the ones an order is made of.")
     if st.button("Import", type="primary", icon=":material/publish:", key="import::shopify"):
-        run_kind_import("orders", uploaded, lambda s, actor, errors_path, progress: shopify.import_shopify_orders(
+        run_kind_import("orders", uploaded, lambda s, actor, errors_path, progress: imports.import_shopify_orders(
             s, actor, uploaded, file_name=uploaded.name, errors_path=errors_path, progress=progress),
             file_format="shopify")
     show_result()
@@ -342,13 +338,13 @@ def run_kind_import(entity: str, uploaded, run, file_format: str | None = None) 
     os.close(handle)
     try:
         with context.session() as s:
-            report = run(s, users.load_actor(s, viewer), errors_path, on_progress)
+            report = run(s, platform.load_actor(s, viewer), errors_path, on_progress)
         with open(errors_path, "rb") as error_file:
             error_bytes = error_file.read()
-    except DomainError as exc:
+    except platform.DomainError as exc:
         bar.empty()
         st.error(f"Nothing was imported: {exc}")
-        context.act(files.record_failed_run, entity, uploaded.name,
+        context.act(imports.record_failed_run, entity, uploaded.name,
                     file_format or uploaded.name.rsplit(".", 1)[-1], None, str(exc))
         return
     finally:
@@ -383,20 +379,20 @@ def export_tab() -> None:
     scope = st.radio("Customers", scopes, horizontal=True, key="export_scope")
     segment_name = None
     if scope == "A segment":
-        listing = [s for s in (context.read(segments.list_segments) or []) if s["active"]]
+        listing = [s for s in (context.read(segmentation.list_segments) or []) if s["active"]]
         if not listing:
             st.info("There are no active segments to export yet.")
             return
         segment_name = st.selectbox("Segment", [s["name"] for s in listing], key="export_segment")
     left, right = st.columns([1, 3])
-    fmt = left.selectbox("Format", export.EXPORT_FORMATS, key="export_format",
+    fmt = left.selectbox("Format", customers.EXPORT_FORMATS, key="export_format",
                          format_func={"csv": "CSV", "xlsx": "Excel (.xlsx)", "json": "JSON"}.get)
-    columns = right.multiselect("Columns", list(export.EXPORT_COLUMNS), default=export.DEFAULT_COLUMNS,
+    columns = right.multiselect("Columns", list(customers.EXPORT_COLUMNS), default=customers.DEFAULT_EXPORT_COLUMNS,
                                 key="export_columns")
     if scope == "The search result":
         in_scope = len(search_ids)
     else:
-        in_scope = context.read(export.count_customers, segment=segment_name)
+        in_scope = context.read(customers.count_exported, segment=segment_name)
     if in_scope is None:
         return
     st.metric("Customers in scope", f"{in_scope:,}", border=True)
@@ -406,7 +402,7 @@ def export_tab() -> None:
         st.info("No customers to export in this scope.")
         return
     if st.button("Prepare export", icon=":material/download:", disabled=not columns):
-        prepared = context.act(export.export_bytes, fmt, columns, segment=segment_name,
+        prepared = context.act(customers.export_bytes, fmt, columns, segment=segment_name,
                                customer_ids=search_ids if scope == "The search result" else None)
         if prepared is not None:
             data, count = prepared
@@ -414,13 +410,13 @@ def export_tab() -> None:
     ready = st.session_state.get("export_ready")
     if ready:
         st.download_button(f"Download {ready['count']:,} customers ({ready['fmt']})", ready["data"],
-                           file_name=f"customers.{ready['fmt']}", mime=export.MIME_TYPES[ready["fmt"]],
+                           file_name=f"customers.{ready['fmt']}", mime=customers.EXPORT_MIME_TYPES[ready["fmt"]],
                            type="primary", icon=":material/download:", on_click="ignore")
 
 
 def history_tab() -> None:
     page_number = st.session_state.get("import_runs_page", 1)
-    found = context.read(files.recent_runs, page=page_number, page_size=20)
+    found = context.read(imports.recent_import_runs, page=page_number, page_size=20)
     if found is None:
         return
     if found.total == 0:

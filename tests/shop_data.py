@@ -11,8 +11,7 @@ import io
 
 import numpy as np
 
-from crm_core.imports import files
-from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core import imports, platform
 
 
 def order_log(customers: int = 600, start: dt.date = dt.date(2024, 1, 1), days: int = 300,
@@ -34,6 +33,6 @@ def order_log(customers: int = 600, start: dt.date = dt.date(2024, 1, 1), days: 
 
 
 def import_log(engine, text: str, name: str = "orders.csv"):
-    with unit_of_work(engine) as session:
-        return files.import_orders(session, SYSTEM, io.BytesIO(text.encode()), "customer_id", "date", "amount",
+    with platform.unit_of_work(engine) as session:
+        return imports.import_orders(session, platform.SYSTEM, io.BytesIO(text.encode()), "customer_id", "date", "amount",
                                      "quantity", fmt="csv", file_name=name)

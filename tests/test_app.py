@@ -6,8 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from crm_core.platform.permissions import allowed
-from crm_core.platform.users import SignedInUser
+from crm_core import platform
 from db.engine import make_engine
 from db.models import ROLES, Customer, User
 from db.simulator import ROLE_USERNAMES, demo_password
@@ -74,16 +73,16 @@ def test_each_role_sees_its_pages_and_no_others(app, app_db, role):
                 assert page.title not in titles(app)
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if not all(allowed(r, p.permission) for r in ROLES)],
+@pytest.mark.parametrize("page", [p for p in PAGES if not all(platform.allowed(r, p.permission) for r in ROLES)],
                          ids=lambda p: p.title)
 def test_page_guard_stops_a_role_without_permission(app_db, monkeypatch, page):
     """Even if a page file is reached directly, it refuses a role that lacks the permission."""
     monkeypatch.setenv("CRM_DATABASE_URL", app_db)
     at = AppTest.from_file(str(ROOT / page.path), default_timeout=60)
-    role = next(r for r in ROLES if not allowed(r, page.permission))
+    role = next(r for r in ROLES if not platform.allowed(r, page.permission))
     with make_engine(app_db).connect() as connection:
         outsider = connection.execute(select(User).where(User.role == role)).first()
-    at.session_state[USER_KEY] = SignedInUser(outsider.id, outsider.username, outsider.full_name, role)
+    at.session_state[USER_KEY] = platform.SignedInUser(outsider.id, outsider.username, outsider.full_name, role)
     at.run()
     assert not app_exceptions(at)
     assert [e.value for e in at.error] == ["You do not have access to this page."]

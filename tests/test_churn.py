@@ -9,9 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.platform.errors import PermissionDenied
-from crm_core.platform.transactions import unit_of_work
-from crm_core.segmentation.snapshot import refresh_snapshot
+from crm_core import platform, segmentation
 from db import migrate
 from db.engine import make_engine
 from db.models import (
@@ -178,8 +176,8 @@ def simulated(tmp_path_factory):
     engine = make_engine(url)
     end = dt.datetime(2026, 6, 30, 23)
     seed_database(engine, 4_000, seed=11, end=end)
-    with unit_of_work(engine) as session:
-        refresh_snapshot(session, end.date())
+    with platform.unit_of_work(engine) as session:
+        segmentation.refresh_snapshot(session, end.date())
     result = churn.refresh_churn(engine, end.date())
     yield engine, end.date(), result["detail"]
     engine.dispose()
@@ -193,7 +191,7 @@ def simulated_url(simulated):
 def test_the_model_beats_the_naive_recency_baseline(simulated):
     engine, _as_of, detail = simulated
     assert detail.startswith("trained v1")
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         metrics = session.scalar(select(MLModel.metrics).where(MLModel.name == "churn", MLModel.is_active))
     assert set(metrics["candidates"]) == {"logistic_regression", "gradient_boosting", "bgnbd"}
     assert metrics["validated"] and metrics["label_days"] == 90
@@ -207,7 +205,7 @@ def test_the_model_beats_the_naive_recency_baseline(simulated):
 
 def test_scores_land_in_predictions_and_the_snapshot(simulated):
     engine, as_of, _detail = simulated
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         predictions = session.scalar(select(func.count()).select_from(ChurnPrediction)
                                      .where(ChurnPrediction.as_of == as_of))
         buyers = session.scalar(select(func.count()).select_from(CustomerAnalytics)
@@ -225,7 +223,7 @@ def test_scores_land_in_predictions_and_the_snapshot(simulated):
 
 def test_calibrated_probabilities_track_observed_rates(simulated):
     engine, _as_of, _detail = simulated
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         calibration = session.scalar(select(MLModel.metrics).where(MLModel.name == "churn"))["calibration"]
     gaps = np.abs(np.array(calibration["predicted"]) - np.array(calibration["observed"]))
     assert gaps.mean() < 0.1
@@ -280,7 +278,7 @@ def test_at_risk_list_ranks_by_risk_times_value_and_filters(session):
     assert "days since the last order (99)" in owned.rows[0]["drivers"]
     summary = {r["risk_level"]: r["customers"] for r in churn_reports.risk_summary(session, viewer)}
     assert summary == {"low": 1, "high": 1, "critical": 1}
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         churn_reports.at_risk(session, make_user(session, "support_agent"))
 
 
@@ -296,7 +294,7 @@ def test_registry_activates_and_rolls_back_with_an_audit_row(session):
     assert (row.version, model) == (first.version, {"weights": 1})
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "model.activate"))
     assert entry.before["active_version"] == second.version and entry.after["active_version"] == first.version
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         registry.activate(session, make_user(session, "analyst"), second.id)
 
 

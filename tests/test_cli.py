@@ -10,10 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from crm_cli.main import main
-from crm_core.platform import users
-from crm_core.platform.errors import ConflictError, DomainError, NotFound
-from crm_core.platform.transactions import unit_of_work
-from crm_core.segmentation import segments
+from crm_core import platform, segmentation
 from db.engine import make_engine
 from db.models import Customer, User
 
@@ -36,8 +33,8 @@ def test_users_create_reads_the_password_from_stdin(db_url, monkeypatch, capsys)
     monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password\n"))
     assert main(["users", "create", "Maria", "--role", "success_manager"]) == 0
     assert "Created user maria (success_manager)" in capsys.readouterr().out
-    with unit_of_work(make_engine(db_url)) as s:
-        assert users.authenticate(s, "maria", "a-long-password").role == "success_manager"
+    with platform.unit_of_work(make_engine(db_url)) as s:
+        assert platform.authenticate(s, "maria", "a-long-password").role == "success_manager"
 
 
 def test_users_create_rejects_bad_input_with_a_message(db_url, monkeypatch, capsys):
@@ -62,7 +59,7 @@ def test_a_version_conflict_prints_one_line_and_exits_2(db_url, monkeypatch, cap
         maria.full_name = "Maria from the command"
         session.flush()
 
-    monkeypatch.setattr(users, "create_user", create_user)
+    monkeypatch.setattr(platform, "create_user", create_user)
     monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password\n"))
     capsys.readouterr()
     assert main(["users", "create", "someone", "--role", "analyst"]) == 2
@@ -73,10 +70,10 @@ def test_a_version_conflict_prints_one_line_and_exits_2(db_url, monkeypatch, cap
         assert connection.scalar(select(User.full_name).where(User.username == "maria")) != "Maria from the command"
 
 
-@pytest.mark.parametrize("error", [ConflictError, NotFound, DomainError])
+@pytest.mark.parametrize("error", [platform.ConflictError, platform.NotFound, platform.DomainError])
 def test_a_domain_error_prints_one_line_and_exits_2(db_url, monkeypatch, capsys, error):
     main(["db", "upgrade"])
-    monkeypatch.setattr(segments, "list_segments", lambda session, viewer: (_ for _ in ()).throw(error("No such thing.")))
+    monkeypatch.setattr(segmentation, "list_segments", lambda session, viewer: (_ for _ in ()).throw(error("No such thing.")))
     capsys.readouterr()
     assert main(["segments", "list"]) == 2
     assert capsys.readouterr().err == "error: No such thing.\n"
@@ -177,15 +174,14 @@ def _historical_shop(engine) -> None:
     """Orders of a log that ends on 30 June 1998, and a loyalty member with points."""
     import datetime as dt
 
-    from crm_core.loyalty import ledger
-    from crm_core.platform.transactions import SYSTEM
+    from crm_core import loyalty, platform
     from tests.factories import make_customer, make_order
 
-    with unit_of_work(engine) as s:
+    with platform.unit_of_work(engine) as s:
         customer = make_customer(s, dt.datetime(1996, 11, 2))
         for day in (dt.date(1997, 1, 3), dt.date(1998, 2, 14), dt.date(1998, 6, 30)):
             make_order(s, customer, dt.datetime.combine(day, dt.time(15)), "35")
-        ledger.enroll(s, SYSTEM, customer.id)
+        loyalty.enroll(s, platform.SYSTEM, customer.id)
 
 
 def test_commands_default_to_the_latest_order_of_a_historical_import(engine, monkeypatch, capsys):
@@ -226,7 +222,7 @@ def test_commands_default_to_today_on_live_data(engine, monkeypatch, capsys):
     from ml import refresh
     from tests.factories import make_customer, make_order
 
-    with unit_of_work(engine) as s:
+    with platform.unit_of_work(engine) as s:
         make_order(s, make_customer(s, dt.datetime(2024, 1, 1)), dt.datetime.now() - dt.timedelta(days=2), "20")
     monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.setattr(refresh, "STEPS", (("Record", lambda engine, as_of, now: "recorded"),))

@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.platform.errors import PermissionDenied, ValidationError
-from crm_core.platform.users import SignedInUser
-from crm_core.segmentation import snapshot
+from crm_core import platform, segmentation
 from db.models import CustomerAnalytics, MLModel
 from ml import clv, registry, value
 from ml.clv import LifetimeValueModel, NotEnoughData, refresh_lifetime_value, summarize
@@ -22,8 +20,8 @@ from .factories import make_customer, make_order
 
 DATA = Path(__file__).parent / "data"
 AS_OF = dt.date(2025, 6, 30)
-ANALYST = SignedInUser(1, "analyst1", "Analyst", "analyst")
-AGENT = SignedInUser(2, "agent1", "Agent", "support_agent")
+ANALYST = platform.SignedInUser(1, "analyst1", "Analyst", "analyst")
+AGENT = platform.SignedInUser(2, "agent1", "Agent", "support_agent")
 
 
 def cdnow() -> pd.DataFrame:
@@ -127,7 +125,7 @@ def test_clv_discounting_and_horizon(cdnow_model):
     ({"annual_discount_rate": "10%"}, "discount"),
 ])
 def test_clv_rejects_bad_arguments(cdnow_model, bad, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         cdnow_model.clv(cdnow().iloc[:5], **bad)
 
 
@@ -140,7 +138,7 @@ def test_clv_rejects_bad_arguments(cdnow_model, bad, message):
     ([1, 2, 3], "DataFrame"),
 ])
 def test_bad_summaries_are_refused(cdnow_model, frame, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         cdnow_model.probability_alive(frame)
 
 
@@ -236,7 +234,7 @@ def test_summary_reads_nothing_after_as_of(session):
 
 @pytest.mark.parametrize("as_of, unit", [("2025-01-01", 7), (dt.date(2025, 1, 1), 0), (dt.date(2025, 1, 1), 1.5)])
 def test_summary_rejects_bad_arguments(session, as_of, unit):
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         summarize(session, as_of, time_unit_days=unit)
 
 
@@ -283,7 +281,7 @@ def _scores(engine) -> pd.DataFrame:
 
 def _prepared(engine, session, customers: int = 60) -> dict[int, float]:
     revenue = _population(session, customers)
-    snapshot.refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     session.commit()
     return revenue
 
@@ -327,9 +325,9 @@ def test_stored_model_loads_and_reproduces_the_scores(engine, session):
     refresh_lifetime_value(engine, AS_OF, holdout_days=0)
     with engine.connect() as connection:
         summary = summarize(connection, AS_OF)
-    from crm_core.platform.transactions import unit_of_work
+    from crm_core import platform
 
-    with unit_of_work(engine) as s:
+    with platform.unit_of_work(engine) as s:
         _row, model = registry.active(s, "clv")
     stored = _scores(engine).loc[summary.index]
     np.testing.assert_allclose(model.probability_alive(summary).to_numpy(), stored["alive"].to_numpy(), rtol=1e-9)
@@ -426,13 +424,13 @@ def test_read_functions_before_scoring_and_for_other_roles(session):
     assert value.clv_histogram(session, ANALYST) == []
     assert value.alive_heatmap(session, ANALYST)["cells"] == []
     assert value.top_customers(session, ANALYST).total == 0
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         value.overview(session, AGENT)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         value.top_customers(session, AGENT)
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         value.top_customers(session, ANALYST, page_size=5000)
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         value.clv_histogram(session, ANALYST, bins=1)
 
 

@@ -8,9 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from crm_core import customers, platform
 from crm_core.customers import profile
-from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.platform.transactions import unit_of_work
 from db.engine import session_factory
 from db.models import (
     AuditLog,
@@ -81,7 +80,7 @@ def history(session, customer):
 
 
 def test_timeline_merges_every_source_newest_first(session, staff, customer, history):
-    page = profile.timeline(session, staff["csm"], customer.id, page_size=50)
+    page = customers.timeline(session, staff["csm"], customer.id, page_size=50)
     assert page.total == 9
     assert [r["kind"] for r in page.rows] == [
         "merge", "segment_leave", "segment_enter", "loyalty", "lifecycle", "complaint", "ticket", "communication",
@@ -99,15 +98,15 @@ def test_timeline_merges_every_source_newest_first(session, staff, customer, his
 
 
 def test_timeline_pages_and_filters_by_kind(session, staff, customer, history):
-    first = profile.timeline(session, staff["csm"], customer.id, page=1, page_size=4)
-    third = profile.timeline(session, staff["csm"], customer.id, page=3, page_size=4)
+    first = customers.timeline(session, staff["csm"], customer.id, page=1, page_size=4)
+    third = customers.timeline(session, staff["csm"], customer.id, page=3, page_size=4)
     assert first.pages == 3 and [r["kind"] for r in third.rows] == ["order"]
-    only = profile.timeline(session, staff["csm"], customer.id, kinds=["order", "ticket"])
+    only = customers.timeline(session, staff["csm"], customer.id, kinds=["order", "ticket"])
     assert [r["kind"] for r in only.rows] == ["ticket", "order"] and only.total == 2
-    with pytest.raises(ValidationError, match="Unknown timeline kind"):
-        profile.timeline(session, staff["csm"], customer.id, kinds=["gossip"])
-    with pytest.raises(NotFound):
-        profile.timeline(session, staff["csm"], 999_999)
+    with pytest.raises(platform.ValidationError, match="Unknown timeline kind"):
+        customers.timeline(session, staff["csm"], customer.id, kinds=["gossip"])
+    with pytest.raises(platform.NotFound):
+        customers.timeline(session, staff["csm"], 999_999)
 
 
 def test_profile_has_facts_and_latest_scores(session, staff, customer):
@@ -117,7 +116,7 @@ def test_profile_has_facts_and_latest_scores(session, staff, customer):
                                   monetary_score=5))
     session.add(CustomerLifecycleStage(customer_id=customer.id, stage="at_risk", entered_at=T0, reason="quiet"))
     session.flush()
-    result = profile.profile(session, staff["analyst"], customer.id)
+    result = customers.customer_profile(session, staff["analyst"], customer.id)
     assert result["facts"]["name"] == "Ada Lovelace"
     assert result["facts"]["orders"] == 4 and result["facts"]["revenue"] == 420.5
     assert result["facts"]["stage"] == "at_risk"
@@ -127,7 +126,7 @@ def test_profile_has_facts_and_latest_scores(session, staff, customer):
 
 
 def test_update_customer_validates_normalizes_and_audits(session, staff, customer):
-    updated = profile.update_customer(session, staff["csm"], customer.id, customer.version, {
+    updated = customers.update_customer(session, staff["csm"], customer.id, customer.version, {
         "email": "Ada.L@Example.COM", "phone": "030 1234567", "company": "  Analytical   Engines ",
         "first_name": "Ada", "date_of_birth": "1990-12-10",
     })
@@ -153,34 +152,34 @@ def test_update_customer_validates_normalizes_and_audits(session, staff, custome
     ({"preferred_language": "klingon"}, "language code"),
 ])
 def test_bad_edits_are_refused_and_nothing_changes(session, staff, customer, changes, message):
-    with pytest.raises(ValidationError, match=message):
-        profile.update_customer(session, staff["csm"], customer.id, customer.version, changes)
+    with pytest.raises(platform.ValidationError, match=message):
+        customers.update_customer(session, staff["csm"], customer.id, customer.version, changes)
     session.refresh(customer)
     assert customer.version == 1 and customer.email == "ada@mail.example"
 
 
 def test_several_problems_are_reported_together(session, staff, customer):
-    with pytest.raises(ValidationError) as caught:
-        profile.update_customer(session, staff["csm"], customer.id, 1, {"email": "x@", "country_code": "ZZ"})
+    with pytest.raises(platform.ValidationError) as caught:
+        customers.update_customer(session, staff["csm"], customer.id, 1, {"email": "x@", "country_code": "ZZ"})
     assert "Email" in str(caught.value) and "ZZ" in str(caught.value)
 
 
 def test_stale_version_and_concurrent_edit_give_a_conflict(engine, staff, customer, session):
     session.commit()
-    with pytest.raises(ConflictError, match="version 0 is now 1"):
-        profile.update_customer(session, staff["csm"], customer.id, 0, {"city": "Munich"})
+    with pytest.raises(platform.ConflictError, match="version 0 is now 1"):
+        customers.update_customer(session, staff["csm"], customer.id, 0, {"city": "Munich"})
     factory = session_factory(engine)
     first, second = factory(), factory()
     try:
         actor_b = second.get(type(staff["csm"]), staff["csm"].id)
         second.get(Customer, customer.id)  # the second editor reads version 1 ...
         second.commit()
-        with unit_of_work(lambda: first) as s:  # ... the first one saves meanwhile ...
-            profile.update_customer(s, s.get(type(staff["csm"]), staff["csm"].id), customer.id, 1,
+        with platform.unit_of_work(lambda: first) as s:  # ... the first one saves meanwhile ...
+            customers.update_customer(s, s.get(type(staff["csm"]), staff["csm"].id), customer.id, 1,
                                       {"city": "Munich"})
         # ... and the second save, past the version check on its stale copy, loses the versioned UPDATE.
-        with pytest.raises(ConflictError, match="changed by someone else"), unit_of_work(lambda: second) as s:
-            profile.update_customer(s, actor_b, customer.id, 1, {"city": "Hamburg"})
+        with pytest.raises(platform.ConflictError, match="changed by someone else"), platform.unit_of_work(lambda: second) as s:
+            customers.update_customer(s, actor_b, customer.id, 1, {"city": "Hamburg"})
     finally:
         first.close()
         second.close()
@@ -190,11 +189,11 @@ def test_stale_version_and_concurrent_edit_give_a_conflict(engine, staff, custom
 
 
 def test_merged_customers_and_readers_cannot_edit(session, staff, customer):
-    with pytest.raises(PermissionDenied):
-        profile.update_customer(session, staff["analyst"], customer.id, 1, {"city": "Munich"})
+    with pytest.raises(platform.PermissionDenied):
+        customers.update_customer(session, staff["analyst"], customer.id, 1, {"city": "Munich"})
     merged = make_customer(session, dt.datetime(2025, 1, 1), status="merged", merged_into_id=customer.id)
-    with pytest.raises(ValidationError, match=f"merged into customer {customer.id}"):
-        profile.update_customer(session, staff["csm"], merged.id, 1, {"city": "Munich"})
+    with pytest.raises(platform.ValidationError, match=f"merged into customer {customer.id}"):
+        customers.update_customer(session, staff["csm"], merged.id, 1, {"city": "Munich"})
 
 
 def test_failure_after_the_write_leaves_nothing_behind(engine, staff, customer, session, monkeypatch):
@@ -203,10 +202,10 @@ def test_failure_after_the_write_leaves_nothing_behind(engine, staff, customer, 
     def broken(*args, **kwargs):
         raise RuntimeError("audit store unavailable")
 
-    monkeypatch.setattr(profile.audit, "record", broken)
+    monkeypatch.setattr(profile, "record_audit", broken)
     factory = session_factory(engine)
-    with pytest.raises(RuntimeError), unit_of_work(factory) as s:
-        profile.update_customer(s, s.get(type(staff["csm"]), staff["csm"].id), customer.id, 1,
+    with pytest.raises(RuntimeError), platform.unit_of_work(factory) as s:
+        customers.update_customer(s, s.get(type(staff["csm"]), staff["csm"].id), customer.id, 1,
                                   {"city": "Munich"})
     with factory() as check:
         stored = check.get(Customer, customer.id)
@@ -214,20 +213,20 @@ def test_failure_after_the_write_leaves_nothing_behind(engine, staff, customer, 
 
 
 def test_address_is_validated_and_geocoded_offline(session, staff, customer):
-    address = profile.add_address(session, staff["csm"], customer.id, {
+    address = customers.add_address(session, staff["csm"], customer.id, {
         "line1": "Unter den Linden 1", "city": "berlin", "postal_code": "10117", "country_code": "de",
         "is_default": True,
     })
     assert (address.country_code, address.validation_status) == ("DE", "valid")
     assert (address.latitude, address.longitude) == (52.52, 13.4)
-    nl = profile.add_address(session, staff["csm"], customer.id, {
+    nl = customers.add_address(session, staff["csm"], customer.id, {
         "kind": "billing", "line1": "Dam 1", "city": "Amsterdam", "postal_code": "1012 jd", "country_code": "NL"})
     assert nl.postal_code == "1012 JD" and nl.latitude == pytest.approx(52.37)
-    unknown = profile.add_address(session, staff["csm"], customer.id, {
+    unknown = customers.add_address(session, staff["csm"], customer.id, {
         "line1": "Dorfstr. 3", "city": "Kleinkleckersdorf", "postal_code": "01234", "country_code": "DE"})
     assert unknown.latitude is None and unknown.longitude is None  # unknown city: no coordinates, no error
-    assert profile.geocode("FR", "Paris") == (48.86, 2.35)
-    rows = profile.addresses(session, staff["analyst"], customer.id)
+    assert customers.geocode("FR", "Paris") == (48.86, 2.35)
+    rows = customers.addresses(session, staff["analyst"], customer.id)
     assert len(rows) == 3 and rows[0]["is_default"]
 
 
@@ -240,19 +239,19 @@ def test_address_is_validated_and_geocoded_offline(session, staff, customer):
     ({"line1": "x", "city": "Berlin", "postal_code": "10117", "country_code": "DE", "floor": 3}, "Unknown address"),
 ])
 def test_bad_addresses_are_refused(session, staff, customer, fields, message):
-    with pytest.raises(ValidationError, match=message):
-        profile.add_address(session, staff["csm"], customer.id, fields)
+    with pytest.raises(platform.ValidationError, match=message):
+        customers.add_address(session, staff["csm"], customer.id, fields)
     assert session.scalars(select(CustomerAddress).where(CustomerAddress.customer_id == customer.id)).all() == []
 
 
 def test_new_default_address_replaces_the_old_default_and_edits_regeocode(session, staff, customer):
-    first = profile.add_address(session, staff["csm"], customer.id, {
+    first = customers.add_address(session, staff["csm"], customer.id, {
         "line1": "A 1", "city": "Berlin", "postal_code": "10117", "country_code": "DE", "is_default": True})
-    second = profile.add_address(session, staff["csm"], customer.id, {
+    second = customers.add_address(session, staff["csm"], customer.id, {
         "line1": "B 2", "city": "Munich", "postal_code": "80331", "country_code": "DE", "is_default": True})
     session.refresh(first)
     assert first.is_default is False and second.is_default is True
-    profile.update_address(session, staff["csm"], first.id, {"city": "Hamburg", "postal_code": "20095"})
+    customers.update_address(session, staff["csm"], first.id, {"city": "Hamburg", "postal_code": "20095"})
     assert (first.latitude, first.longitude) == (53.55, 9.99)
     actions = list(session.scalars(select(AuditLog.action).where(AuditLog.entity_type == "customer",
                                                                 AuditLog.entity_id == str(customer.id))
@@ -266,7 +265,7 @@ def test_payment_methods_flag_expired_cards(session, staff, customer):
                                           brand="visa", last4=f"{n:04d}", exp_month=month, exp_year=year,
                                           is_default=n == 0))
     session.flush()
-    rows = profile.payment_methods(session, staff["analyst"], customer.id, today=dt.date(2026, 6, 15))
+    rows = customers.payment_methods(session, staff["analyst"], customer.id, today=dt.date(2026, 6, 15))
     assert [(r["expires"], r["expired"]) for r in rows] == [("05/2026", True), ("06/2026", False), ("01/2027", False)]
     assert set(rows[0]) >= {"brand", "last4", "expires"} and "processor_token" not in rows[0]
 
@@ -278,20 +277,20 @@ def test_preferences_show_the_latest_consent_per_purpose(session, staff, custome
         ConsentRecord(customer_id=customer.id, purpose="analytics", granted=True, recorded_at=at(2)),
     ])
     session.flush()
-    result = profile.preferences(session, staff["analyst"], customer.id)
+    result = customers.preferences(session, staff["analyst"], customer.id)
     consents = {c["purpose"]: c["granted"] for c in result["consents"]}
     assert consents["marketing_email"] is False and consents["analytics"] is True
     assert consents["marketing_sms"] is None and result["preferences"] is None
 
 
 def test_segments_and_scores_tabs(session, staff, customer, history):
-    rows = profile.segments_of(session, staff["analyst"], customer.id)
+    rows = customers.segments_of(session, staff["analyst"], customer.id)
     assert [(r["segment"], r["active"]) for r in rows] == [("Spring buyers", False)]
-    scores = profile.score_history(session, staff["analyst"], customer.id)
+    scores = customers.score_history(session, staff["analyst"], customer.id)
     assert scores == {"churn": [], "health": []}
-    orders = profile.orders(session, staff["analyst"], customer.id)
+    orders = customers.orders(session, staff["analyst"], customer.id)
     assert orders.total == 1 and orders.rows[0]["total"] == 49.9
     make_order(session, customer, at(2), "10.00", status="cancelled")
     make_order(session, customer, at(40), "20.00")
-    assert profile.monthly_orders(session, staff["analyst"], customer.id) == [
+    assert customers.monthly_orders(session, staff["analyst"], customer.id) == [
         {"month": "2026-03", "orders": 2, "revenue": 49.9}, {"month": "2026-04", "orders": 1, "revenue": 20.0}]

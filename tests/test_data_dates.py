@@ -8,11 +8,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, insert, select, text
 
-from crm_core.loyalty import ledger
+from crm_core import loyalty, platform
 from crm_core.platform import dates
-from crm_core.platform.dates import DataDate, check_as_of, check_backfill_months, data_date
-from crm_core.platform.errors import ValidationError
-from crm_core.platform.transactions import SYSTEM
 from db.models import LoyaltyAccount, LoyaltyTransaction, Order
 from ml import backtest, refresh
 
@@ -34,30 +31,30 @@ def _orders(session, *days: dt.date, status: str = "delivered") -> None:
 
 def test_recent_orders_mean_today(session):
     _orders(session, TODAY - dt.timedelta(days=200), TODAY - dt.timedelta(days=3))
-    found = data_date(session)
-    assert found == DataDate(TODAY, TODAY - dt.timedelta(days=3), False)
+    found = platform.data_date(session)
+    assert found == platform.DataDate(TODAY, TODAY - dt.timedelta(days=3), False)
 
 
 def test_an_old_import_runs_to_its_latest_order(session, engine):
     _orders(session, dt.date(1997, 1, 1), IMPORT_END, dt.date(1998, 2, 14))
-    assert data_date(session) == DataDate(IMPORT_END, IMPORT_END, True)
-    assert data_date(engine) == DataDate(IMPORT_END, IMPORT_END, True)  # from an engine too (the CLI)
-    assert data_date(session).run_time() == dt.datetime(1998, 6, 30, 23, 0)
-    assert data_date(session).run_time(dt.date(1998, 3, 31)) == dt.datetime(1998, 3, 31, 23, 0)
+    assert platform.data_date(session) == platform.DataDate(IMPORT_END, IMPORT_END, True)
+    assert platform.data_date(engine) == platform.DataDate(IMPORT_END, IMPORT_END, True)  # from an engine too (the CLI)
+    assert platform.data_date(session).run_time() == dt.datetime(1998, 6, 30, 23, 0)
+    assert platform.data_date(session).run_time(dt.date(1998, 3, 31)) == dt.datetime(1998, 3, 31, 23, 0)
 
 
 def test_no_orders_mean_today(session):
-    assert data_date(session) == DataDate(TODAY, None, False)
+    assert platform.data_date(session) == platform.DataDate(TODAY, None, False)
     before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    assert before <= data_date(session).run_time() <= before + dt.timedelta(minutes=1)
+    assert before <= platform.data_date(session).run_time() <= before + dt.timedelta(minutes=1)
 
 
 def test_the_latest_order_of_any_status_counts_and_30_days_is_still_live(session):
     _orders(session, dt.date(2001, 5, 1))
-    _orders(session, TODAY - dt.timedelta(days=dates.HISTORICAL_AFTER_DAYS), status="cancelled")
-    assert data_date(session) == DataDate(TODAY, TODAY - dt.timedelta(days=30), False)
+    _orders(session, TODAY - dt.timedelta(days=platform.HISTORICAL_AFTER_DAYS), status="cancelled")
+    assert platform.data_date(session) == platform.DataDate(TODAY, TODAY - dt.timedelta(days=30), False)
     # a day older and the data is historical
-    assert data_date(session, today=TODAY + dt.timedelta(days=1)) == DataDate(
+    assert platform.data_date(session, today=TODAY + dt.timedelta(days=1)) == platform.DataDate(
         TODAY - dt.timedelta(days=30), TODAY - dt.timedelta(days=30), True)
 
 
@@ -85,9 +82,9 @@ def test_the_latest_order_is_read_from_the_index(session, backend):
 
 
 def test_dates_up_to_tomorrow_and_from_1900_are_accepted():
-    assert check_as_of(TODAY + dt.timedelta(days=1)) == TODAY + dt.timedelta(days=1)
-    assert check_as_of(dt.date(1900, 1, 1)) == dt.date(1900, 1, 1)
-    assert check_as_of(IMPORT_END, "--as-of") == IMPORT_END
+    assert platform.check_as_of(TODAY + dt.timedelta(days=1)) == TODAY + dt.timedelta(days=1)
+    assert platform.check_as_of(dt.date(1900, 1, 1)) == dt.date(1900, 1, 1)
+    assert platform.check_as_of(IMPORT_END, "--as-of") == IMPORT_END
 
 
 @pytest.mark.parametrize("day, words", [
@@ -97,22 +94,22 @@ def test_dates_up_to_tomorrow_and_from_1900_are_accepted():
     (dt.date(1, 1, 1), "is before 1900-01-01"),
 ])
 def test_dates_after_tomorrow_or_before_1900_are_refused(day, words):
-    with pytest.raises(ValidationError, match=words) as refused:
-        check_as_of(day, "--as-of")
+    with pytest.raises(platform.ValidationError, match=words) as refused:
+        platform.check_as_of(day, "--as-of")
     assert str(refused.value).startswith(f"--as-of {day.isoformat()} ")
 
 
 def test_backfill_months_are_bounded():
-    assert check_backfill_months(0, TODAY) == 0
-    assert check_backfill_months(1200, TODAY) == 1200
-    with pytest.raises(ValidationError, match="cannot be negative"):
-        check_backfill_months(-1, TODAY)
-    with pytest.raises(ValidationError, match="pick at most 1,200"):
-        check_backfill_months(100_000, TODAY)
+    assert platform.check_backfill_months(0, TODAY) == 0
+    assert platform.check_backfill_months(1200, TODAY) == 1200
+    with pytest.raises(platform.ValidationError, match="cannot be negative"):
+        platform.check_backfill_months(-1, TODAY)
+    with pytest.raises(platform.ValidationError, match="pick at most 1,200"):
+        platform.check_backfill_months(100_000, TODAY)
     # January and February 1900 end after 1900-01-01; December 1899 does not
-    assert check_backfill_months(2, dt.date(1900, 3, 15)) == 2
-    with pytest.raises(ValidationError, match="reaches back before 1900-01-01 from 1900-03-15: pick at most 2"):
-        check_backfill_months(3, dt.date(1900, 3, 15))
+    assert platform.check_backfill_months(2, dt.date(1900, 3, 15)) == 2
+    with pytest.raises(platform.ValidationError, match="reaches back before 1900-01-01 from 1900-03-15: pick at most 2"):
+        platform.check_backfill_months(3, dt.date(1900, 3, 15))
     assert refresh.month_ends_before(dt.date(1900, 3, 15), 2) == [dt.date(1900, 1, 31), dt.date(1900, 2, 28)]
 
 
@@ -121,12 +118,12 @@ def test_backfill_months_are_bounded():
 
 def test_loyalty_expiry_refuses_a_future_date_and_leaves_balances(session, engine):
     customer = make_customer(session, dt.datetime(2019, 6, 1))
-    ledger.enroll(session, SYSTEM, customer.id)
+    loyalty.enroll(session, platform.SYSTEM, customer.id)
     session.commit()
-    ledger.adjust(session, SYSTEM, customer.id, 500, "welcome bonus")
+    loyalty.adjust(session, platform.SYSTEM, customer.id, 500, "welcome bonus")
     session.commit()
-    with pytest.raises(ValidationError, match="The expiry date 2030-01-01 is in the future"):
-        ledger.expire_points(engine, dt.date(2030, 1, 1))
+    with pytest.raises(platform.ValidationError, match="The expiry date 2030-01-01 is in the future"):
+        loyalty.expire_points(engine, dt.date(2030, 1, 1))
     session.expire_all()
     assert session.scalar(select(LoyaltyAccount.points_balance)) == 500
     assert session.scalar(select(func.count()).where(LoyaltyTransaction.kind == "expire")) == 0
@@ -136,9 +133,9 @@ def test_the_refresh_refuses_dates_out_of_bounds_before_any_step(engine, monkeyp
     ran: list = []
     monkeypatch.setattr(refresh, "STEPS", (("Record", _recorder(ran)),))
     for day in (dt.date(9999, 12, 31), TODAY + dt.timedelta(days=2), dt.date(1, 1, 1)):
-        with pytest.raises(ValidationError):
+        with pytest.raises(platform.ValidationError):
             refresh.run_refresh(engine, day)
-    with pytest.raises(ValidationError, match="--backfill-months 100,000"):
+    with pytest.raises(platform.ValidationError, match="--backfill-months 100,000"):
         refresh.backfill(engine, TODAY, 100_000)
     assert ran == []
 
@@ -165,10 +162,10 @@ def test_the_refresh_defaults_to_the_data_date(session, engine, monkeypatch):
 def test_the_backtest_checks_its_date_and_a_huge_horizon(session):
     _orders(session, dt.date(1997, 3, 1), IMPORT_END)
     connection = session.connection()
-    with pytest.raises(ValidationError, match="--as-of 2030-01-01 is in the future"):
+    with pytest.raises(platform.ValidationError, match="--as-of 2030-01-01 is in the future"):
         backtest.check_window(connection, dt.date(2030, 1, 1), 90)
-    with pytest.raises(ValidationError, match="after the latest order \\(1998-06-30\\)"):
+    with pytest.raises(platform.ValidationError, match="after the latest order \\(1998-06-30\\)"):
         backtest.check_window(connection, dt.date(1998, 3, 31), 10**9)
-    with pytest.raises(ValidationError, match="The horizon ends on 1998-07-30, after the latest order"):
+    with pytest.raises(platform.ValidationError, match="The horizon ends on 1998-07-30, after the latest order"):
         backtest.check_window(connection, dt.date(1998, 5, 1), 90)
     backtest.check_window(connection, dt.date(1998, 3, 31), 90)

@@ -9,16 +9,15 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.platform.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.platform.users import SignedInUser
+from crm_core import platform
 from db.models import AppSetting, AuditLog, ForecastPoint, ForecastRun, MLModel
 from ml import forecast
 from ml.forecast import backtest, daily_series, fit_forecast, mape, refresh_forecasts
 
 from .factories import make_customer, make_order, make_user
 
-EXEC = SignedInUser(1, "exec1", "Exec", "executive")
-CSM = SignedInUser(2, "csm1", "CSM", "success_manager")
+EXEC = platform.SignedInUser(1, "exec1", "Exec", "executive")
+CSM = platform.SignedInUser(2, "csm1", "CSM", "success_manager")
 
 
 def weekly_series(days: int = 730, seed: int = 0) -> pd.Series:
@@ -37,7 +36,7 @@ def test_mape_on_a_hand_example():
     assert mape([100, 0, 50], [110, 5, 40]) == pytest.approx(0.15)
     assert mape([0, 0], [1, 2]) is None
     assert mape([200], [100]) == pytest.approx(0.5)
-    with pytest.raises(ValidationError, match="same length"):
+    with pytest.raises(platform.ValidationError, match="same length"):
         mape([1, 2], [1])
 
 
@@ -195,7 +194,7 @@ def test_no_orders_at_all_is_skipped_too(engine):
 
 @pytest.mark.parametrize("horizon", [0, 400, 1.5, "90", True])
 def test_bad_horizon_is_refused(engine, horizon):
-    with pytest.raises(ValidationError, match="horizon"):
+    with pytest.raises(platform.ValidationError, match="horizon"):
         refresh_forecasts(engine, dt.date(2025, 3, 31), horizon_days=horizon)
 
 
@@ -220,11 +219,11 @@ def test_a_failure_while_storing_leaves_nothing_half_written(engine, session, mo
 
 
 def test_read_side_checks_permission_and_input(session):
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         forecast.latest_runs(session, CSM)
-    with pytest.raises(ValidationError, match="Unknown metric"):
+    with pytest.raises(platform.ValidationError, match="Unknown metric"):
         forecast.series(session, EXEC, "profit")
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         forecast.series(session, EXEC, "revenue", history_days=1)
     assert forecast.latest_runs(session, EXEC) == []
 
@@ -241,7 +240,7 @@ def test_shop_country_defaults_saves_audits_and_detects_conflicts(session):
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "forecast.country.save"))
     assert entry.before is None and entry.after == {"country": "FR"} and entry.actor_id == admin.id
 
-    with pytest.raises(ConflictError, match="changed by someone else"):
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
         forecast.save_shop_country(session, admin, "AT", expected_version=0)
     assert forecast.save_shop_country(session, admin, "AT", expected_version=1) == ("AT", 2)
     assert session.get(AppSetting, "shop_country").value == {"country": "AT"}
@@ -250,14 +249,14 @@ def test_shop_country_defaults_saves_audits_and_detects_conflicts(session):
 @pytest.mark.parametrize("country", ["", "XX", "Germany", None, 49])
 def test_unknown_countries_are_refused(session, country):
     admin = make_user(session, "admin")
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         forecast.save_shop_country(session, admin, country, expected_version=0)
     assert session.get(AppSetting, "shop_country") is None
 
 
 def test_only_admins_set_the_country(session):
     analyst = make_user(session, "analyst")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         forecast.save_shop_country(session, analyst, "FR", expected_version=0)
 
 

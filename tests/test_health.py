@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.segmentation import snapshot as analytics
+from crm_core import platform, segmentation
 from db.engine import session_factory
 from db.models import (
     AccountHealthScore,
@@ -149,7 +148,7 @@ def scores_of(session, as_of=AS_OF) -> dict[int, AccountHealthScore]:
 
 def test_healthy_and_unhealthy_accounts(session):
     happy, unhappy = happy_customer(session), unhappy_customer(session)
-    analytics.refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     session.commit()
 
     result = health.score_health(session.get_bind(), AS_OF)
@@ -229,7 +228,7 @@ def test_scoring_refits_the_weights_when_the_last_fit_is_a_month_old(session):
 
 def test_scoring_needs_the_refresh_permission(session):
     analyst = make_user(session, "analyst")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         health.score_health(session.get_bind(), AS_OF, actor=analyst)
 
 
@@ -443,7 +442,7 @@ def test_save_weights_normalises_versions_and_audits(session):
     assert entry.actor_username == admin.username and entry.before is None
     assert entry.after == {"weights": weights, "source": "admin"}
 
-    with pytest.raises(ConflictError, match="version 0 is now 1"):
+    with pytest.raises(platform.ConflictError, match="version 0 is now 1"):
         health.save_weights(session, admin, health.equal_weights(), expected_version=0)
     _, version = health.save_weights(session, admin, health.equal_weights(), expected_version=1)
     assert version == 2
@@ -462,7 +461,7 @@ def test_concurrent_weight_edits_conflict(engine):
     with factory() as second:
         health.save_weights(second, admin, {**health.equal_weights(), "support": 0}, expected_version=version)
         second.commit()
-    with factory() as first, pytest.raises(ConflictError, match="changed by someone else"):
+    with factory() as first, pytest.raises(platform.ConflictError, match="changed by someone else"):
         health.save_weights(first, admin, {**health.equal_weights(), "payment": 0}, expected_version=version)
     with factory() as check:
         info = health.get_weights(check, admin)
@@ -486,7 +485,7 @@ def test_concurrent_weight_edits_conflict(engine):
 )
 def test_save_weights_validation(session, weights, message):
     admin = make_user(session, "admin")
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         health.save_weights(session, admin, weights, expected_version=None)
     assert session.get(AppSetting, health.WEIGHTS_KEY) is None
 
@@ -494,9 +493,9 @@ def test_save_weights_validation(session, weights, message):
 @pytest.mark.parametrize("role", ["analyst", "success_manager", "executive", "support_agent"])
 def test_only_admins_edit_weights(session, role):
     user = make_user(session, role)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         health.save_weights(session, user, health.equal_weights(), expected_version=None)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         health.reset_weights(session, user, expected_version=None)
 
 
@@ -506,7 +505,7 @@ def test_only_admins_edit_weights(session, role):
 def test_a_failure_mid_scoring_leaves_nothing_half_written(session, monkeypatch):
     happy_customer(session)
     unhappy_customer(session)
-    analytics.refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     session.commit()
 
     def broken(*args, **kwargs):
@@ -562,7 +561,7 @@ def test_backtest_churn_rate_per_level_and_auc(session):
     assert health.backtest_levels(session.connection(), AS_OF, 60).attrs["scored_as_of"] == scored
     empty = health.backtest_levels(session.connection(), AS_OF, 120)
     assert empty.empty and empty.attrs["scored_as_of"] is None
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         health.backtest_levels(session.connection(), AS_OF, 0)
 
 
@@ -600,9 +599,9 @@ def test_page_reads(session):
     assert down.total == 2 and down.pages == 2 and [r["customer_id"] for r in down.rows] == [faller.id]
     second_page = health.movers(session, analyst, "down", page=2, page_size=1)
     assert [r["customer_id"] for r in second_page.rows] == [faller2.id]
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         health.movers(session, analyst, "sideways")
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         health.movers(session, analyst, "up", page_size=0)
 
     history = health.customer_history(session, analyst, faller.id)
@@ -611,12 +610,12 @@ def test_page_reads(session):
     assert detail["score"]["as_of"] == AS_OF and detail["score"]["level"] == "critical"
     assert detail["score"]["risk_indicators"] == ["Open complaint"]
     assert detail["score"]["action_items"] == [health.CRITICAL_ACTION]
-    with pytest.raises(NotFound):
+    with pytest.raises(platform.NotFound):
         health.customer_health(session, analyst, 999_999)
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         health.customer_history(session, analyst, "12")
     agent = make_user(session, "support_agent")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         health.overview(session, agent)
 
 

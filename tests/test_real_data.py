@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
-from crm_core.platform.errors import ValidationError
-from crm_core.platform.transactions import unit_of_work
+from crm_core import platform
 from db import migrate
 from db.engine import make_engine
 from db.models import (
@@ -62,7 +61,7 @@ def test_the_whole_refresh_completes_on_imported_orders_alone(engine):
     statuses = {step.label: (step.status, step.detail) for step in result.steps}
     assert result.failed == [], statuses
     assert result.status == "ok"
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         run = session.get(RefreshRun, result.run_id)
         assert run.status == "ok" and run.finished_at is not None and run.as_of == as_of
         steps = session.scalars(select(RefreshRunStep).where(RefreshRunStep.run_id == run.id)
@@ -122,7 +121,7 @@ def test_each_model_runs_with_an_optional_source_missing(simulated_file, tmp_pat
     path = tmp_path / "copy.sqlite"
     shutil.copy(simulated_file, path)
     engine = _engine_for(f"sqlite:///{path}")
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         for model in SOURCES[source]:
             session.execute(delete(model))
     as_of = dt.date(2026, 6, 30)
@@ -156,7 +155,7 @@ def test_a_failing_model_leaves_the_rest_of_the_refresh_standing(engine, monkeyp
     result = refresh.run_refresh(engine, as_of, triggered_by="tester")
     assert [s.label for s in result.failed] == ["Churn model: train when due, score everyone"]
     assert result.status == "partial"
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         run = session.get(RefreshRun, result.run_id)
         assert (run.status, run.triggered_by) == ("partial", "tester")
         rows = session.execute(select(func.count(), func.count(CustomerAnalytics.churn_probability),
@@ -179,7 +178,7 @@ def test_an_eight_week_history_backtests_and_a_shorter_one_is_refused(engine):
     assert result["training"]["label_days"] == 14 or result["churn"]["model"] == "bgnbd"
     assert sum(row["customers"] for row in result["calibration"]) == result["customers"]
     json.dumps(result)  # the whole result is JSON
-    with pytest.raises(ValidationError, match="at least 8 weeks of orders"):
+    with pytest.raises(platform.ValidationError, match="at least 8 weeks of orders"):
         run_backtest(engine, START + dt.timedelta(days=40), 60)
 
 
@@ -244,7 +243,7 @@ def test_pages_say_why_a_model_is_missing(engine, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
     import_log(engine, order_log(customers=20, start=START, days=40))
-    with unit_of_work(engine) as session:
+    with platform.unit_of_work(engine) as session:
         make_user(session, "admin", "ada", password="a-long-password")
     refresh.run_refresh(engine, _last_order_day(engine))
     url = engine.url.render_as_string(hide_password=False)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from crm_core.platform.transactions import SYSTEM, unit_of_work
+from crm_core import platform
 from db import migrate
 from db.engine import make_engine
 from db.models import AppSetting, AuditLog, CustomerAnalytics, ForecastRun
@@ -81,8 +81,8 @@ def test_forecast_page_shows_each_metric_with_its_backtest_error(valued_app, val
     at = open_page(valued_app, "exec1", "forecast")
     assert not at.exception
     assert titles(at) == ["Forecast"]
-    with unit_of_work(make_engine(valued_db)) as s:
-        runs = forecast.latest_runs(s, SYSTEM)
+    with platform.unit_of_work(make_engine(valued_db)) as s:
+        runs = forecast.latest_runs(s, platform.SYSTEM)
     shown = [m.value for m in at.metric if m.label == "Backtest MAPE"]
     assert shown == [f"{r['mape']:.1%}" for r in runs]
     assert len(at.get("plotly_chart")) == 3
@@ -96,7 +96,7 @@ def test_admin_changes_the_shop_country_through_the_form(valued_app, valued_db):
     at = open_page(valued_app, "admin1", "forecast")
     assert not at.exception
     box = next(s for s in at.selectbox if s.label.startswith("Shop country"))
-    assert box.value == forecast.get_shop_country(unit_of_work(engine).__enter__())[0]
+    assert box.value == forecast.get_shop_country(platform.unit_of_work(engine).__enter__())[0]
     box.select("AT")
     next(b for b in at.button if b.label == "Save country").click().run()
     assert not at.exception
@@ -105,22 +105,22 @@ def test_admin_changes_the_shop_country_through_the_form(valued_app, valued_db):
         assert connection.scalar(select(AppSetting.value).where(AppSetting.key == "shop_country")) == {"country": "AT"}
         assert connection.scalar(select(func.count()).select_from(AuditLog)
                                  .where(AuditLog.action == "forecast.country.save")) >= 1
-    with unit_of_work(engine) as s:
-        forecast.save_shop_country(s, SYSTEM, "DE", expected_version=None)
+    with platform.unit_of_work(engine) as s:
+        forecast.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
 
 
 def test_a_country_changed_meanwhile_is_a_conflict_not_a_lost_update(valued_app, valued_db):
     engine = make_engine(valued_db)
     at = open_page(valued_app, "admin2", "forecast")
-    with unit_of_work(engine) as s:
-        forecast.save_shop_country(s, SYSTEM, "FR", expected_version=None)  # someone else, meanwhile
+    with platform.unit_of_work(engine) as s:
+        forecast.save_shop_country(s, platform.SYSTEM, "FR", expected_version=None)  # someone else, meanwhile
     next(s for s in at.selectbox if s.label.startswith("Shop country")).select("NL")
     next(b for b in at.button if b.label == "Save country").click().run()
     assert not at.exception
     assert any("changed by someone else" in e.value for e in at.error)
-    with unit_of_work(engine) as s:
+    with platform.unit_of_work(engine) as s:
         assert forecast.get_shop_country(s)[0] == "FR"
-        forecast.save_shop_country(s, SYSTEM, "DE", expected_version=None)
+        forecast.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_pages_before_the_refresh_say_what_to_do(unrefreshed_db, monkeypatch, pa
 
 def test_skipped_forecasts_show_the_reason(unrefreshed_db, monkeypatch):
     engine = make_engine(unrefreshed_db)
-    with unit_of_work(engine) as s:
+    with platform.unit_of_work(engine) as s:
         s.add(ForecastRun(metric="revenue", as_of=dt.date.today(), status="skipped", horizon_days=90,
                           history_days=12, reason="Only 12 day(s) of order history; forecasts need at least 60 days."))
     monkeypatch.setenv("CRM_DATABASE_URL", unrefreshed_db)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers import search
 from crm_core.customers.search import CustomerQuery
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import allowed, require
 from crm_core.platform.spreadsheet import csv_chunks
@@ -78,7 +78,7 @@ ACTIONS: tuple[BulkAction, ...] = (
 )
 
 
-def available_actions(role: str | None) -> list[BulkAction]:
+def available_bulk_actions(role: str | None) -> list[BulkAction]:
     """The bulk actions a role may run (bulk access plus the action's own permission)."""
     if not allowed(role, "customers.bulk"):
         return []
@@ -126,13 +126,13 @@ def selection_size(session: Session, viewer, selection: Selection) -> int:
     """How many customers the action would touch (for the confirmation)."""
     require(viewer, "customers.bulk")
     if isinstance(selection, CustomerQuery):
-        return search.count(session, viewer, selection)
+        return search.count_matches(session, viewer, selection)
     return len(_ids(selection))
 
 
 def _chunks(session: Session, actor, selection: Selection) -> tuple[int, Iterator[list[int]]]:
     if isinstance(selection, CustomerQuery):
-        total = search.count(session, actor, selection)
+        total = search.count_matches(session, actor, selection)
         if total == 0:
             raise ValidationError("The search matches no customers; nothing to do.")
         return total, search.search_ids(session, actor, selection, batch=CHUNK)
@@ -142,7 +142,7 @@ def _chunks(session: Session, actor, selection: Selection) -> tuple[int, Iterato
 
 def _describe_selection(selection: Selection) -> dict[str, Any]:
     if isinstance(selection, CustomerQuery):
-        return {"query": search.validate(selection).to_dict()}
+        return {"query": search.validate_query(selection).to_dict()}
     ids = _ids(selection)
     return {"ids": ids[:100], "count": len(ids)}
 
@@ -177,7 +177,7 @@ def _run(session: Session, actor, selection: Selection, result: BulkResult, prog
 
 def _audit(session: Session, actor, result: BulkResult, selection: Selection, params: dict[str, Any]) -> None:
     not_ok = [list(r) for r in result.records if r[1] != "ok"][:AUDIT_DETAILS]
-    audit.record(session, actor, f"bulk.{result.action}", "customer", None,
+    record_audit(session, actor, f"bulk.{result.action}", "customer", None,
                  after={**result.summary(), "params": params, "selection": _describe_selection(selection),
                         "not_ok": not_ok})
     session.flush()
@@ -199,7 +199,7 @@ def _reason(reason: Any, required: bool) -> str:
 # --------------------------------------------------------------------------- actions
 
 
-def add_to_segment(session: Session, actor, selection: Selection, segment_id: int,
+def bulk_add_to_segment(session: Session, actor, selection: Selection, segment_id: int,
                    progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Add the customers to a static segment; current members are skipped."""
     require(actor, "customers.bulk")
@@ -240,7 +240,7 @@ def _upsert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def change_lifecycle_stage(session: Session, actor, selection: Selection, stage: str, reason: str,
+def bulk_change_lifecycle_stage(session: Session, actor, selection: Selection, stage: str, reason: str,
                            progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Put the customers in a stage by hand, with the reason in each history row."""
     require(actor, "customers.bulk")
@@ -285,7 +285,7 @@ def change_lifecycle_stage(session: Session, actor, selection: Selection, stage:
     return result
 
 
-def change_status(session: Session, actor, selection: Selection, status: str, reason: str = "",
+def bulk_change_status(session: Session, actor, selection: Selection, status: str, reason: str = "",
                   progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Set the status (active, suspended or closed); merged and erased customers fail."""
     require(actor, "customers.bulk")
@@ -319,7 +319,7 @@ def change_status(session: Session, actor, selection: Selection, status: str, re
     return result
 
 
-def log_campaign_communication(session: Session, actor, selection: Selection, campaign: str, channel: str,
+def bulk_log_campaign_communication(session: Session, actor, selection: Selection, campaign: str, channel: str,
                                subject: str | None = None, body: str | None = None,
                                progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Record that a campaign message went to each customer (status "logged").
@@ -384,7 +384,7 @@ def log_campaign_communication(session: Session, actor, selection: Selection, ca
     return result
 
 
-def export(session: Session, actor, selection: Selection, progress: Progress | None = None) -> BulkResult:
+def bulk_export(session: Session, actor, selection: Selection, progress: Progress | None = None) -> BulkResult:
     """The selected customers as CSV (formula-safe), in `result.content`."""
     require(actor, "customers.bulk")
     require(actor, "customers.export")
@@ -408,13 +408,13 @@ def export(session: Session, actor, selection: Selection, progress: Progress | N
     return result
 
 
-def run(session: Session, actor, action: str, selection: Selection, params: dict[str, Any],
+def run_bulk_action(session: Session, actor, action: str, selection: Selection, params: dict[str, Any],
         progress: Progress | None = None) -> BulkResult:
     """Dispatch by action key (for the page and the CLI)."""
     handlers = {
-        "add_to_segment": add_to_segment, "change_lifecycle_stage": change_lifecycle_stage,
-        "change_status": change_status, "log_campaign_communication": log_campaign_communication,
-        "export": export,
+        "add_to_segment": bulk_add_to_segment, "change_lifecycle_stage": bulk_change_lifecycle_stage,
+        "change_status": bulk_change_status, "log_campaign_communication": bulk_log_campaign_communication,
+        "export": bulk_export,
     }
     if action not in handlers:
         raise ValidationError(f"Unknown bulk action {action!r}; choose one of: {', '.join(handlers)}.")

@@ -21,7 +21,7 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -164,7 +164,7 @@ def score_pairs(people: pd.DataFrame, pairs: np.ndarray) -> pd.DataFrame:
                          "score": score[keep], "reasons": reasons})
 
 
-def scan(session: Session, actor, progress: Progress | None = None) -> dict[str, Any]:
+def scan_duplicates(session: Session, actor, progress: Progress | None = None) -> dict[str, Any]:
     """Scan every counted customer and fill the review queue; returns counts and timing."""
     require(actor, "customers.merge")
     started = time.perf_counter()
@@ -207,13 +207,13 @@ def scan(session: Session, actor, progress: Progress | None = None) -> dict[str,
         )
     result = {"customers": len(people), "candidate_pairs": int(len(pairs)), "likely_duplicates": int(len(scored)),
               "new": len(new_rows), "updated": len(updates), "seconds": round(time.perf_counter() - started, 2)}
-    audit.record(session, actor, "duplicates.scan", "duplicates", None, after=result)
+    record_audit(session, actor, "duplicates.scan", "duplicates", None, after=result)
     session.flush()
     step(1.0, "Done")
     return result
 
 
-def queue(session: Session, viewer, status: str = "open", page: int = 1, page_size: int = 25,
+def duplicate_queue(session: Session, viewer, status: str = "open", page: int = 1, page_size: int = 25,
           min_score: float = 0.0) -> Page:
     """Candidate pairs, best first, with both customers' key fields."""
     require(viewer, "customers.merge")
@@ -240,13 +240,13 @@ def queue(session: Session, viewer, status: str = "open", page: int = 1, page_si
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def counts(session: Session, viewer) -> dict[str, int]:
+def duplicate_counts(session: Session, viewer) -> dict[str, int]:
     require(viewer, "customers.merge")
     found = dict(session.execute(select(DuplicateCandidate.status, func.count()).group_by(DuplicateCandidate.status)).all())
     return {s: int(found.get(s, 0)) for s in DUPLICATE_STATUSES}
 
 
-def score_histogram(session: Session, viewer) -> list[dict[str, Any]]:
+def duplicate_score_histogram(session: Session, viewer) -> list[dict[str, Any]]:
     """Open pairs per score band (tenths), for a chart."""
     require(viewer, "customers.merge")
     band = func.floor(DuplicateCandidate.score * 10)
@@ -255,7 +255,7 @@ def score_histogram(session: Session, viewer) -> list[dict[str, Any]]:
     return [{"score_from": float(b) / 10, "pairs": int(n)} for b, n in found]
 
 
-def dismiss(session: Session, actor, pair_id: int, expected_version: int | None = None) -> DuplicateCandidate:
+def dismiss_duplicate(session: Session, actor, pair_id: int, expected_version: int | None = None) -> DuplicateCandidate:
     """Mark a pair as not the same person; a re-scan keeps it dismissed."""
     require(actor, "customers.merge")
     candidate = session.get(DuplicateCandidate, pair_id)
@@ -267,7 +267,7 @@ def dismiss(session: Session, actor, pair_id: int, expected_version: int | None 
     candidate.status = "dismissed"
     candidate.reviewed_at = utcnow()
     candidate.reviewed_by_id = getattr(actor, "id", None)
-    audit.record(session, actor, "duplicates.dismiss", "duplicate_pair", pair_id,
+    record_audit(session, actor, "duplicates.dismiss", "duplicate_pair", pair_id,
                  before={"status": "open"}, after={"status": "dismissed"})
     session.flush()
     return candidate

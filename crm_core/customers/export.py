@@ -21,14 +21,14 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.spreadsheet import csv_chunks, neutralize
 from db.models import Customer, CustomerAnalytics, CustomerLifecycleStage, CustomerSegment, CustomerSegmentMembership
 
 EXPORT_FORMATS = ("csv", "xlsx", "json")
-MIME_TYPES = {
+EXPORT_MIME_TYPES = {
     "csv": "text/csv",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "json": "application/json",
@@ -56,14 +56,14 @@ EXPORT_COLUMNS: dict[str, Any] = {
     "lifecycle_stage": CustomerLifecycleStage.stage,
 }
 ANALYTICS_COLUMNS = {"order_count", "total_revenue", "rfm_segment"}
-DEFAULT_COLUMNS = [
+DEFAULT_EXPORT_COLUMNS = [
     "external_id", "first_name", "last_name", "email", "phone", "country", "city", "signup_date", "company",
 ]
 EXPORTED = Customer.status.not_in(("merged", "erased"))
 
 
-def check_columns(columns: Iterable[str] | None) -> list[str]:
-    chosen = list(DEFAULT_COLUMNS if columns is None else columns)
+def check_export_columns(columns: Iterable[str] | None) -> list[str]:
+    chosen = list(DEFAULT_EXPORT_COLUMNS if columns is None else columns)
     if not chosen:
         raise ValidationError("Choose at least one column to export.")
     unknown = [c for c in chosen if c not in EXPORT_COLUMNS]
@@ -106,7 +106,7 @@ def iter_customers(session: Session, viewer, columns: Iterable[str] | None = Non
                    customer_ids: Iterable[int] | None = None, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """Rows (column -> value) of the customers in scope, in id order, read `batch` at a time."""
     require(viewer, "customers.export")
-    chosen = check_columns(columns)
+    chosen = check_export_columns(columns)
     if segment is not None and customer_ids is not None:
         raise ValidationError("Export a segment or a list of customers, not both.")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -133,7 +133,7 @@ def iter_customers(session: Session, viewer, columns: Iterable[str] | None = Non
     return rows()
 
 
-def count_customers(session: Session, viewer, *, segment: str | None = None) -> int:
+def count_exported(session: Session, viewer, *, segment: str | None = None) -> int:
     """How many customers an export of all customers, or of a segment, would write."""
     require(viewer, "customers.export")
     query = select(func.count()).select_from(Customer).where(EXPORTED)
@@ -218,11 +218,11 @@ def export_customers(session: Session, actor, out: IO[bytes], fmt: str, columns:
     """
     if fmt not in EXPORT_FORMATS:
         raise ValidationError(f"Export format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}.")
-    chosen = check_columns(columns)
+    chosen = check_export_columns(columns)
     rows = iter_customers(session, actor, chosen, segment=segment, customer_ids=customer_ids)
     count = WRITERS[fmt](rows, chosen, out)
     scope = f"segment {segment}" if segment is not None else "selected customers" if customer_ids is not None else "all"
-    audit.record(session, actor, "customers.export", "customer", None,
+    record_audit(session, actor, "customers.export", "customer", None,
                  after={"format": fmt, "columns": chosen, "scope": scope, "rows": count})
     return count
 

@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, DomainError, NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -377,7 +377,7 @@ def _combine_loyalty(session: Session, actor, merge: CustomerMerge) -> dict[str,
     return record
 
 
-def merge(session: Session, actor, survivor_id: Any, other_id: Any, field_choices: dict[str, Any] | None = None,
+def merge_customers(session: Session, actor, survivor_id: Any, other_id: Any, field_choices: dict[str, Any] | None = None,
           survivor_version: int | None = None, other_version: int | None = None) -> int:
     """Merge `other_id` into `survivor_id`; returns the merge id (for `undo_merge`)."""
     require(actor, "customers.merge")
@@ -458,7 +458,7 @@ def merge(session: Session, actor, survivor_id: Any, other_id: Any, field_choice
     record.summary = {"moved": counts, "removed": {k: len(v) for k, v in plan.removed.items()},
                       "retained": {k: len(v) for k, v in plan.retained.items()},
                       "loyalty_points": (loyalty or {}).get("points", 0), "fields": [e["column_name"] for e in field_log]}
-    audit.record(session, actor, "customer.merge", "customer", survivor.id,
+    record_audit(session, actor, "customer.merge", "customer", survivor.id,
                  before={"merged_customer": other.id}, after={"merge_id": record.id, **record.summary})
     session.flush()
     session.expire_all()
@@ -575,7 +575,7 @@ def undo_merge(session: Session, actor, merge_id: Any) -> dict[str, Any]:
                             version=DuplicateCandidate.version + 1))
     result = {"moved_back": sum(len(k) for k in moved_groups.values()), "restored": len(by_action.get("removed", [])),
               "fields": len(by_action.get("field", []))}
-    audit.record(session, actor, "customer.undo_merge", "customer", survivor.id,
+    record_audit(session, actor, "customer.undo_merge", "customer", survivor.id,
                  before={"merge_id": merge_id}, after={"restored_customer": other.id, **result})
     session.flush()
     session.expire_all()
@@ -607,7 +607,7 @@ def splittable_rows(session: Session, viewer, customer_id: Any) -> list[dict[str
     return found
 
 
-def split(session: Session, actor, customer_id: Any, moves: dict[str, list[Any]],
+def split_customer(session: Session, actor, customer_id: Any, moves: dict[str, list[Any]],
           new_customer_fields: dict[str, Any]) -> int:
     """Move the chosen related rows of a customer to a new customer; returns the new customer's id.
 
@@ -692,7 +692,7 @@ def split(session: Session, actor, customer_id: Any, moves: dict[str, list[Any]]
         counts[table_name] = len(keys)
     _log(session, record.id, entries)
     record.summary = {"moved": counts}
-    audit.record(session, actor, "customer.split", "customer", source.id,
+    record_audit(session, actor, "customer.split", "customer", source.id,
                  after={"new_customer": new.id, "moved": counts, "split_id": record.id})
     session.flush()
     session.expire_all()
@@ -702,7 +702,7 @@ def split(session: Session, actor, customer_id: Any, moves: dict[str, list[Any]]
 # --------------------------------------------------------------------------- history
 
 
-def history(session: Session, viewer, page: int = 1, page_size: int = 25) -> Page:
+def merge_history(session: Session, viewer, page: int = 1, page_size: int = 25) -> Page:
     """Merges and splits, newest first."""
     require(viewer, "customers.merge")
     page = max(1, int(page))

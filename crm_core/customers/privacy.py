@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from crm_core.customers.merge import customer_references
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -132,7 +132,7 @@ def record_consent(session: Session, actor, customer_id: Any, purpose: str, gran
                           recorded_at=recorded_at or utcnow(), recorded_by_id=getattr(actor, "id", None))
     session.add(entry)
     session.flush()
-    audit.record(session, actor, "consent.grant" if granted else "consent.withdraw", "customer", customer.id,
+    record_audit(session, actor, "consent.grant" if granted else "consent.withdraw", "customer", customer.id,
                  after={"purpose": purpose, "legal_basis": legal_basis, "source": source, "policy_version": version})
     return entry
 
@@ -257,7 +257,7 @@ def save_preferences(session: Session, actor, customer_id: Any, preferences: dic
             record_consent(session, actor, customer.id, purpose, switches[key], "consent", "preference_center",
                            policy_version)
     after = get_preferences(session, actor, customer.id)
-    audit.record(session, actor, "preferences.update", "customer", customer.id,
+    record_audit(session, actor, "preferences.update", "customer", customer.id,
                  before={k: v for k, v in before.items() if k not in ("name",)},
                  after={k: v for k, v in after.items() if k not in ("name",)})
     return after
@@ -266,7 +266,7 @@ def save_preferences(session: Session, actor, customer_id: Any, preferences: dic
 # --------------------------------------------------------------------------- data-subject requests
 
 
-def create_request(session: Session, actor, customer_id: Any, request_type: str, notes: str | None = None,
+def create_privacy_request(session: Session, actor, customer_id: Any, request_type: str, notes: str | None = None,
                    received_at: dt.datetime | None = None) -> DataSubjectRequest:
     """Log a request; it is due 30 days after it was received."""
     require(actor, "privacy.manage")
@@ -283,7 +283,7 @@ def create_request(session: Session, actor, customer_id: Any, request_type: str,
                                  notes=_text(notes, "Notes", 2000, False), handled_by_id=getattr(actor, "id", None))
     session.add(request)
     session.flush()
-    audit.record(session, actor, "dsr.create", "data_subject_request", request.id,
+    record_audit(session, actor, "dsr.create", "data_subject_request", request.id,
                  after={"customer_id": customer.id, "type": request_type, "due_at": request.due_at})
     return request
 
@@ -304,7 +304,7 @@ def _open(request: DataSubjectRequest) -> None:
         raise ValidationError(f"Request {request.id} is already {request.status}.")
 
 
-def set_status(session: Session, actor, request_id: Any, status: str, note: str | None = None) -> DataSubjectRequest:
+def set_privacy_request_status(session: Session, actor, request_id: Any, status: str, note: str | None = None) -> DataSubjectRequest:
     """Move a request to in_progress, or reject it with a reason."""
     require(actor, "privacy.manage")
     request = _request(session, request_id)
@@ -321,12 +321,12 @@ def set_status(session: Session, actor, request_id: Any, status: str, note: str 
     if status == "rejected":
         request.completed_at = utcnow()
     session.flush()
-    audit.record(session, actor, f"dsr.{status}", "data_subject_request", request.id,
+    record_audit(session, actor, f"dsr.{status}", "data_subject_request", request.id,
                  before={"status": before}, after={"status": status})
     return request
 
 
-def list_requests(session: Session, viewer, status: str | None = None, request_type: str | None = None,
+def list_privacy_requests(session: Session, viewer, status: str | None = None, request_type: str | None = None,
                   overdue_only: bool = False, page: int = 1, page_size: int = 25, now: dt.datetime | None = None) -> Page:
     """The request log, most urgent first, with days left and an overdue flag."""
     require(viewer, "privacy.manage")
@@ -358,7 +358,7 @@ def list_requests(session: Session, viewer, status: str | None = None, request_t
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def get_request(session: Session, viewer, request_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+def get_privacy_request(session: Session, viewer, request_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     """One request as a log row (days left, overdue flag)."""
     require(viewer, "privacy.manage")
     request = _request(session, request_id)
@@ -370,7 +370,7 @@ def get_request(session: Session, viewer, request_id: Any, now: dt.datetime | No
             "completed_at": request.completed_at, "notes": request.notes, "result": request.result}
 
 
-def request_counts(session: Session, viewer, now: dt.datetime | None = None) -> dict[str, int]:
+def privacy_request_counts(session: Session, viewer, now: dt.datetime | None = None) -> dict[str, int]:
     require(viewer, "privacy.manage")
     now = now or utcnow()
     open_ = DataSubjectRequest.status.in_(("received", "in_progress"))
@@ -486,7 +486,7 @@ def process_access_request(session: Session, actor, request_id: Any) -> bytes:
     request.handled_by_id = getattr(actor, "id", None)
     request.result = {"exported_tables": tables, "bytes": len(payload)}
     session.flush()
-    audit.record(session, actor, "dsr.access", "data_subject_request", request.id, after=request.result)
+    record_audit(session, actor, "dsr.access", "data_subject_request", request.id, after=request.result)
     return payload
 
 
@@ -610,14 +610,14 @@ def erase_customer(session: Session, actor, customer_id: Any, request_id: Any) -
     request.result = {"erased_customers": ids, "rows_anonymised": affected, "audit_entries_scrubbed": scrubbed,
                       "retention_exceptions": exceptions}
     session.flush()
-    audit.record(session, actor, "dsr.erasure", "data_subject_request", request.id,
+    record_audit(session, actor, "dsr.erasure", "data_subject_request", request.id,
                  after={"customers": ids, "tables": sorted(affected), "retention_exceptions": len(exceptions)})
     session.flush()
     session.expire_all()
     return request.result
 
 
-def search_customers(session: Session, viewer, text: str, limit: int = 20) -> list[dict[str, Any]]:
+def find_request_subjects(session: Session, viewer, text: str, limit: int = 20) -> list[dict[str, Any]]:
     """Customers by id, email or name, for picking the subject of a request."""
     require(viewer, "privacy.manage")
     text = (text or "").strip()

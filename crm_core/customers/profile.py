@@ -35,7 +35,7 @@ from sqlalchemy import String, case, cast, func, literal, select, union_all, upd
 from sqlalchemy.orm import Session
 
 from crm_core.customers.search import _latest_prediction_date, risk_level_expr
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -213,7 +213,7 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def profile(session: Session, viewer, customer_id: int) -> dict[str, Any]:
+def customer_profile(session: Session, viewer, customer_id: int) -> dict[str, Any]:
     """Key facts and the latest scores of one customer."""
     require(viewer, "customers.view")
     c = _customer(session, customer_id)
@@ -572,7 +572,7 @@ def update_customer(session: Session, actor, customer_id: int, expected_version:
     for key, value in cleaned.items():
         setattr(customer, key, value)
     session.flush()  # the versioned UPDATE: a concurrent writer makes this raise StaleDataError
-    audit.record(session, actor, "customer.update", "customer", customer.id, before=before, after=cleaned)
+    record_audit(session, actor, "customer.update", "customer", customer.id, before=before, after=cleaned)
     return customer
 
 
@@ -632,7 +632,7 @@ def add_address(session: Session, actor, customer_id: int, fields: dict[str, Any
     session.add(address)
     session.flush()
     _unset_other_defaults(session, address)
-    audit.record(session, actor, "customer.address.add", "customer", customer.id, after={"address_id": address.id,
+    record_audit(session, actor, "customer.address.add", "customer", customer.id, after={"address_id": address.id,
                  **cleaned})
     return address
 
@@ -652,7 +652,7 @@ def update_address(session: Session, actor, address_id: int, fields: dict[str, A
     _unset_other_defaults(session, address)
     after = _address_row(address)
     changed = [k for k in after if after[k] != before[k]]
-    audit.record(session, actor, "customer.address.update", "customer", address.customer_id,
+    record_audit(session, actor, "customer.address.update", "customer", address.customer_id,
                  before={"address_id": address.id, **{k: before[k] for k in changed}},
                  after={"address_id": address.id, **{k: after[k] for k in changed}})
     return address

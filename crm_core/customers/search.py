@@ -34,7 +34,8 @@ from rapidfuzz import fuzz
 from sqlalchemy import Float, and_, case, cast, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
+from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -155,7 +156,7 @@ class CustomerQuery:
             elif name in ("signup_from", "signup_to", "last_order_from", "last_order_to"):
                 value = _date(name, value)
             values[name] = value
-        return validate(cls(**values))
+        return validate_query(cls(**values))
 
 
 def _date(name: str, value: Any) -> dt.date:
@@ -179,7 +180,7 @@ def _number(name: str, value: Any) -> float | None:
     return float(value)
 
 
-def validate(query: CustomerQuery) -> CustomerQuery:
+def validate_query(query: CustomerQuery) -> CustomerQuery:
     """Check every field against its whitelist and range; returns a normalized copy."""
     if not isinstance(query, CustomerQuery):
         raise ValidationError("Expected a customer search.")
@@ -225,10 +226,6 @@ def validate(query: CustomerQuery) -> CustomerQuery:
 
 
 # --------------------------------------------------------------------------- compilation
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time())
 
 
 def _latest_prediction_date(session: Session) -> dt.date | None:
@@ -281,13 +278,13 @@ def _filters(query: CustomerQuery, latest: dt.date | None) -> list[Any]:
     if query.countries:
         conditions.append(Customer.country_code.in_(query.countries))
     if query.signup_from:
-        conditions.append(Customer.signed_up_at >= _midnight(query.signup_from))
+        conditions.append(Customer.signed_up_at >= midnight(query.signup_from))
     if query.signup_to:
-        conditions.append(Customer.signed_up_at < _midnight(query.signup_to + dt.timedelta(days=1)))
+        conditions.append(Customer.signed_up_at < midnight(query.signup_to + dt.timedelta(days=1)))
     if query.last_order_from:
-        conditions.append(A.last_order_at >= _midnight(query.last_order_from))
+        conditions.append(A.last_order_at >= midnight(query.last_order_from))
     if query.last_order_to:
-        conditions.append(A.last_order_at < _midnight(query.last_order_to + dt.timedelta(days=1)))
+        conditions.append(A.last_order_at < midnight(query.last_order_to + dt.timedelta(days=1)))
     for column, low, high in ((A.total_revenue, query.revenue_min, query.revenue_max),
                               (A.clv_12m, query.clv_min, query.clv_max)):
         if low is not None:
@@ -447,10 +444,10 @@ def _check_paging(page: int, page_size: int) -> int:
     return max(1, page)
 
 
-def search(session: Session, viewer, query: CustomerQuery, page: int = 1, page_size: int = 50) -> Page:
+def search_customers(session: Session, viewer, query: CustomerQuery, page: int = 1, page_size: int = 50) -> Page:
     """One page of customers matching the query, with the total count."""
     require(viewer, "customers.view")
-    query = validate(query)
+    query = validate_query(query)
     page = _check_paging(page, page_size)
     latest = _latest_prediction_date(session)
     conditions = _filters(query, latest)
@@ -493,15 +490,15 @@ def search(session: Session, viewer, query: CustomerQuery, page: int = 1, page_s
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def count(session: Session, viewer, query: CustomerQuery) -> int:
+def count_matches(session: Session, viewer, query: CustomerQuery) -> int:
     """How many customers the query matches (for confirmations)."""
-    return search(session, viewer, query, page=1, page_size=1).total
+    return search_customers(session, viewer, query, page=1, page_size=1).total
 
 
 def search_ids(session: Session, viewer, query: CustomerQuery, batch: int = ID_BATCH) -> Iterator[list[int]]:
     """Every matching customer id, in chunks of `batch`, by keyset on id (for bulk actions)."""
     require(viewer, "customers.view")
-    query = validate(query)
+    query = validate_query(query)
     latest = _latest_prediction_date(session)
     conditions = _filters(query, latest)
     if query.text and not _is_postgres(session):
@@ -523,7 +520,7 @@ def search_ids(session: Session, viewer, query: CustomerQuery, batch: int = ID_B
         last = chunk[-1]
 
 
-def filter_options(session: Session, viewer) -> dict[str, Any]:
+def search_filter_options(session: Session, viewer) -> dict[str, Any]:
     """Choices for the filter pickers: segments (id, name) and the countries present."""
     require(viewer, "customers.view")
     segments = session.execute(
@@ -572,13 +569,13 @@ def save_search(session: Session, actor, name: str, query: CustomerQuery) -> Sav
     if getattr(actor, "id", None) is None:
         raise ValidationError("Saved searches belong to a signed-in user.")
     name = _clean_search_name(name)
-    data = validate(query).to_dict()
+    data = validate_query(query).to_dict()
     if _name_taken(session, actor.id, name):
         raise ValidationError(f"You already have a saved search named {name!r}; choose another name.")
     saved = SavedSearch(user_id=actor.id, name=name, query=data, updated_at=utcnow())
     session.add(saved)
     session.flush()
-    audit.record(session, actor, "saved_search.create", "saved_search", saved.id, after={"name": name, "query": data})
+    record_audit(session, actor, "saved_search.create", "saved_search", saved.id, after={"name": name, "query": data})
     return saved
 
 
@@ -595,10 +592,10 @@ def update_search(session: Session, actor, search_id: int, expected_version: int
             raise ValidationError(f"You already have a saved search named {name!r}; choose another name.")
         saved.name = name
     if query is not None:
-        saved.query = validate(query).to_dict()
+        saved.query = validate_query(query).to_dict()
     saved.updated_at = utcnow()
     session.flush()
-    audit.record(session, actor, "saved_search.update", "saved_search", saved.id, before=before,
+    record_audit(session, actor, "saved_search.update", "saved_search", saved.id, before=before,
                  after={"name": saved.name, "query": saved.query})
     return saved
 
@@ -607,7 +604,7 @@ def delete_search(session: Session, actor, search_id: int) -> str:
     """Delete one of the actor's saved searches; returns its name."""
     require(actor, "customers.view")
     saved = _own_search(session, actor, search_id)
-    audit.record(session, actor, "saved_search.delete", "saved_search", saved.id,
+    record_audit(session, actor, "saved_search.delete", "saved_search", saved.id,
                  before={"name": saved.name, "query": saved.query})
     session.delete(saved)
     session.flush()

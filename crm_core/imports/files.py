@@ -71,7 +71,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from crm_core.imports import order_staging
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -489,7 +489,7 @@ def _normalized_name(column: str) -> str:
     return re.sub(r"[\s\-]+", "_", column.strip().lower())
 
 
-def default_mapping(columns: Iterable[str], fields: Iterable[str] = tuple(CUSTOMER_FIELDS)) -> dict[str, str]:
+def default_customer_mapping(columns: Iterable[str], fields: Iterable[str] = tuple(CUSTOMER_FIELDS)) -> dict[str, str]:
     """File column -> field for the columns whose names already say the field."""
     wanted = set(fields)
     mapping: dict[str, str] = {}
@@ -501,7 +501,7 @@ def default_mapping(columns: Iterable[str], fields: Iterable[str] = tuple(CUSTOM
     return mapping
 
 
-def check_mapping(mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
+def check_customer_mapping(mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
     """A clean customer mapping, or a ValidationError naming what is wrong."""
     if not isinstance(mapping, dict):
         raise ValidationError("A column mapping is a list of file column -> field pairs.")
@@ -856,7 +856,7 @@ def finish_run(session: Session, actor, run: ImportRun, report: ImportReport, st
     report.run_id = run.id
     if report.entity == "orders":
         run.message = " ".join([*report.notes(), f"{report.customers_created:,} customers created."])
-    audit.record(session, actor, f"{report.entity}.import", "import_run", run.id,
+    record_audit(session, actor, f"{report.entity}.import", "import_run", run.id,
                  after={"file": run.file_name, "format": run.file_format, "on_duplicate": run.on_duplicate,
                         **report.counts()})
     session.flush()
@@ -870,13 +870,13 @@ def record_failed_run(session: Session, actor, entity: str, file_name: str, file
                     actor_username=getattr(actor, "username", "system"), started_at=utcnow(),
                     finished_at=utcnow(), message=message[:2000])
     session.add(run)
-    audit.record(session, actor, f"{entity}.import_failed", "import_run", None,
+    record_audit(session, actor, f"{entity}.import_failed", "import_run", None,
                  after={"file": run.file_name, "reason": run.message})
     session.flush()
     return run
 
 
-def recent_runs(session: Session, viewer, page: int = 1, page_size: int = 20) -> Page:
+def recent_import_runs(session: Session, viewer, page: int = 1, page_size: int = 20) -> Page:
     require(viewer, "customers.import")
     total = session.scalar(select(func.count()).select_from(ImportRun)) or 0
     page = max(1, page)
@@ -929,7 +929,7 @@ def save_mapping(session: Session, actor, name: str, mapping: dict[str, str], sh
                               owner_id=getattr(actor, "id", None))
         session.add(saved)
         session.flush()
-        audit.record(session, actor, "import_mapping.create", "import_mapping", saved.id,
+        record_audit(session, actor, "import_mapping.create", "import_mapping", saved.id,
                      after={"name": name, "mapping": clean, "shared": bool(shared)})
         return saved
     if not existing.is_shared and existing.owner_id != getattr(actor, "id", None):
@@ -939,7 +939,7 @@ def save_mapping(session: Session, actor, name: str, mapping: dict[str, str], sh
     existing.mapping = clean
     existing.is_shared = bool(shared)
     session.flush()
-    audit.record(session, actor, "import_mapping.update", "import_mapping", existing.id,
+    record_audit(session, actor, "import_mapping.update", "import_mapping", existing.id,
                  before=before, after={"mapping": clean, "shared": bool(shared)})
     return existing
 
@@ -952,7 +952,7 @@ def delete_mapping(session: Session, actor, mapping_id: int, expected_version: i
     if not saved.is_shared and saved.owner_id != getattr(actor, "id", None):
         raise NotFound(f"No saved mapping with id {mapping_id}.")
     check_version(saved, expected_version, f"The mapping {saved.name!r}")
-    audit.record(session, actor, "import_mapping.delete", "import_mapping", saved.id,
+    record_audit(session, actor, "import_mapping.delete", "import_mapping", saved.id,
                  before={"name": saved.name, "mapping": dict(saved.mapping)})
     session.delete(saved)
     session.flush()
@@ -1210,7 +1210,7 @@ def import_customers(
     now = now or utcnow()
     started = time.perf_counter()
     with TableReader(source, fmt, file_name) as reader:
-        columns_map = check_mapping(mapping if mapping is not None else default_mapping(reader.columns),
+        columns_map = check_customer_mapping(mapping if mapping is not None else default_customer_mapping(reader.columns),
                                     reader.columns)
         report = ImportReport("customers", Path(reader.name or "upload").name, reader.format, on_duplicate)
         run = start_run(session, actor, "customers", reader, on_duplicate)
@@ -1256,7 +1256,7 @@ class PreviewRow:
     reason: str
 
 
-def preview(source: Source, *, fmt: str = "auto", file_name: str | None = None,
+def preview_customers(source: Source, *, fmt: str = "auto", file_name: str | None = None,
             mapping: dict[str, str] | None = None, limit: int = 20, default_country: str | None = None
             ) -> tuple[list[str], list[PreviewRow]]:
     """The file's columns and its first `limit` rows with each row's validation status (no database)."""
@@ -1264,7 +1264,7 @@ def preview(source: Source, *, fmt: str = "auto", file_name: str | None = None,
     region = normalize_country(default_country) if default_country else None
     with TableReader(source, fmt, file_name) as reader:
         columns = reader.columns
-        chosen = mapping if mapping is not None else default_mapping(columns)
+        chosen = mapping if mapping is not None else default_customer_mapping(columns)
         rows: list[PreviewRow] = []
         for raw in reader.rows():
             values = mapped_values(raw, {c: t for c, t in chosen.items() if t in CUSTOMER_FIELDS and c in columns})

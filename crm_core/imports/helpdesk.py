@@ -83,7 +83,7 @@ from crm_core.imports.files import (
 )
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
-from crm_core.service.communications import MAX_BODY, MAX_LABEL, MAX_SUBJECT, sentiment
+from crm_core.service.communications import MAX_BODY, MAX_LABEL, MAX_MESSAGE_SUBJECT, sentiment
 from db import bulk
 from db.models import (
     COMM_CHANNELS,
@@ -146,12 +146,20 @@ def _normalized(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
+def documented_columns(kind: str) -> str:
+    """The documented columns of a tickets or communications file (this module's docstring), for --help."""
+    _check_kind(kind)
+    doc = __doc__ or ""
+    start = doc.index("Tickets (columns" if kind == "tickets" else "Communications:")
+    return "columns (* required):\n" + doc[start:].split("\n\n")[1]
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValidationError(f"Unknown import kind {kind!r}; use one of {', '.join(KINDS)}.")
 
 
-def default_mapping(kind: str, columns: list[str]) -> dict[str, str]:
+def default_service_mapping(kind: str, columns: list[str]) -> dict[str, str]:
     """File column -> field for the columns named like a field (or a common alias of one)."""
     _check_kind(kind)
     mapping: dict[str, str] = {}
@@ -163,7 +171,7 @@ def default_mapping(kind: str, columns: list[str]) -> dict[str, str]:
     return mapping
 
 
-def check_mapping(kind: str, mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
+def check_service_mapping(kind: str, mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
     """A clean mapping, or a ValidationError naming what is missing or wrong."""
     _check_kind(kind)
     if not isinstance(mapping, dict):
@@ -273,7 +281,7 @@ def _ticket_record(row: _Row) -> dict[str, Any]:
     return {
         "external_id": ticket_id, "created_at": created, "first_responded_at": first_response,
         "resolved_at": resolved, "closed_at": closed, "csat_rating": csat,
-        "subject": row.text("subject", MAX_SUBJECT) or "(no subject)", "description": row.text("description") or "",
+        "subject": row.text("subject", MAX_MESSAGE_SUBJECT) or "(no subject)", "description": row.text("description") or "",
         "status": row.choice("status", TICKET_STATUS_VALUES, TICKET_STATUSES, default_status),
         "priority": row.choice("priority", PRIORITY_VALUES, TICKET_PRIORITIES, "normal"),
         "category": row.choice("category", CATEGORY_VALUES, TICKET_CATEGORIES, "other"),
@@ -288,7 +296,7 @@ def _message_record(row: _Row) -> dict[str, Any]:
         "external_id": row.text("message_id", 100), "sent_at": sent,
         "channel": row.choice("channel", COMM_CHANNEL_VALUES, COMM_CHANNELS, None),
         "direction": row.choice("direction", DIRECTION_VALUES, DIRECTIONS, "outbound"),
-        "subject": row.text("subject", MAX_SUBJECT), "campaign": row.text("campaign", MAX_LABEL),
+        "subject": row.text("subject", MAX_MESSAGE_SUBJECT), "campaign": row.text("campaign", MAX_LABEL),
         "template": row.text("template", MAX_LABEL), "body": row.text("body", MAX_BODY),
         **{field: row.when(field, not_before=sent, after_label=after) for field, _ in STAGES},
     }
@@ -311,14 +319,14 @@ def _message_record(row: _Row) -> dict[str, Any]:
 RECORDS: dict[str, Callable[[_Row], dict[str, Any]]] = {"tickets": _ticket_record, "communications": _message_record}
 
 
-def preview(kind: str, source: Source, *, file_name: str | None = None, mapping: dict[str, str] | None = None,
+def preview_service_file(kind: str, source: Source, *, file_name: str | None = None, mapping: dict[str, str] | None = None,
             limit: int = 20, now: dt.datetime | None = None) -> tuple[list[str], list[PreviewRow]]:
     """The file's columns and its first `limit` rows with their status (customers are matched on import)."""
     _check_kind(kind)
     now = now or utcnow()
     with TableReader(source, "auto", file_name) as reader:
         columns = reader.columns
-        chosen = mapping if mapping is not None else default_mapping(kind, columns)
+        chosen = mapping if mapping is not None else default_service_mapping(kind, columns)
         chosen = {c: f for c, f in chosen.items() if f in FIELDS[kind] and c in columns}
         rows: list[PreviewRow] = []
         for raw in reader.rows():
@@ -450,7 +458,7 @@ def import_service_file(
     key_field = "ticket_id" if kind == "tickets" else "message_id"
     table = SupportTicket if kind == "tickets" else CustomerCommunication
     with TableReader(source, fmt, file_name) as reader:
-        chosen = check_mapping(kind, mapping if mapping is not None else default_mapping(kind, reader.columns),
+        chosen = check_service_mapping(kind, mapping if mapping is not None else default_service_mapping(kind, reader.columns),
                                reader.columns)
         report = ServiceReport(kind, Path(reader.name or "upload").name, reader.format)
         run = start_run(session, actor, kind, reader, None)

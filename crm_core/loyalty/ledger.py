@@ -60,12 +60,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
-from crm_core.platform import settings as app_settings
+from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import least, year_month
 from crm_core.platform.transactions import SYSTEM
 from db.engine import session_factory
@@ -118,7 +118,7 @@ class AdjustmentResult:
 
 def get_settings(session: Session) -> tuple[dict[str, Any], int]:
     """The stored settings merged over the defaults, and their version (0 = never saved)."""
-    value, version = app_settings.stored(session, SETTINGS_KEY)
+    value, version = stored_setting(session, SETTINGS_KEY)
     return {**_copy(DEFAULT_SETTINGS), **(value or {})}, version
 
 
@@ -180,7 +180,7 @@ def save_settings(session: Session, actor, settings: dict[str, Any], expected_ve
     """Validate and store the settings; tiers are recomputed for every member at once."""
     require(actor, "loyalty.settings")
     new = validate_settings(settings)
-    version = app_settings.save(session, actor, SETTINGS_KEY, new, expected_version,
+    version = save_setting(session, actor, SETTINGS_KEY, new, expected_version,
                                 what="The loyalty settings", action="loyalty.settings.save")
     _retier(session, new["tier_thresholds"], utcnow(), account_ids=None)
     return new, version
@@ -310,7 +310,7 @@ def enroll(session: Session, actor, customer_id: int, program: str = "Rewards") 
     session.add(account)
     session.flush()
     session.add(LoyaltyTierChange(account_id=account.id, from_tier=None, to_tier=LOYALTY_TIERS[0], changed_at=now))
-    audit.record(session, actor, "loyalty.enroll", "loyalty_account", account.id, after={"customer_id": customer_id})
+    record_audit(session, actor, "loyalty.enroll", "loyalty_account", account.id, after={"customer_id": customer_id})
     return account
 
 
@@ -351,7 +351,7 @@ def earn_for_order(session: Session, actor, order_id: int) -> LoyaltyTransaction
         return None
     entry = _post(session, account, "earn", points, actor, reason=f"Points for order {order.order_number}",
                   source_type="order", source_id=str(order_id), key=key)
-    audit.record(session, actor, "loyalty.earn", "loyalty_account", account.id,
+    record_audit(session, actor, "loyalty.earn", "loyalty_account", account.id,
                  after={"order_id": order_id, "points": points, "balance_after": entry.balance_after})
     return entry
 
@@ -381,7 +381,7 @@ def redeem(session: Session, actor, customer_id: int, points: int, reason: str =
         raise ValidationError(f"The loyalty account of customer {customer_id} is {account.status}.")
     entry = _post(session, account, "redeem", -points, actor, reason=reason, source_type="redemption",
                   source_id=idempotency_key, key=idempotency_key)
-    audit.record(session, actor, "loyalty.redeem", "loyalty_account", account.id,
+    record_audit(session, actor, "loyalty.redeem", "loyalty_account", account.id,
                  after={"points": -points, "balance_after": entry.balance_after, "reason": reason})
     return entry
 
@@ -442,12 +442,12 @@ def adjust(session: Session, actor, customer_id: int, points: int, reason: str,
         )
         session.add(request)
         session.flush()
-        audit.record(session, actor, "loyalty.adjust.request", "loyalty_adjustment", request.id,
+        record_audit(session, actor, "loyalty.adjust.request", "loyalty_adjustment", request.id,
                      after={"customer_id": customer_id, "points": points, "reason": reason})
         return AdjustmentResult("pending", request=request)
     entry = _post(session, account, "adjust", points, actor, reason=reason, source_type="manual",
                   key=idempotency_key)
-    audit.record(session, actor, "loyalty.adjust", "loyalty_account", account.id,
+    record_audit(session, actor, "loyalty.adjust", "loyalty_account", account.id,
                  after={"points": points, "balance_after": entry.balance_after, "reason": reason})
     return AdjustmentResult("posted", transaction=entry)
 
@@ -486,7 +486,7 @@ def decide_adjustment(session: Session, actor, request_id: int, approve: bool, n
     request.decided_at = utcnow()
     request.decision_note = note or None
     session.flush()
-    audit.record(session, actor, f"loyalty.adjust.{request.status}", "loyalty_adjustment", request.id,
+    record_audit(session, actor, f"loyalty.adjust.{request.status}", "loyalty_adjustment", request.id,
                  before={"status": "pending"}, after={"status": request.status, "points": request.points, "note": note})
     return request
 
@@ -586,7 +586,7 @@ def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dateti
                          account_ids=select(t.account_id).where(t.kind == "earn", t.created_at == now))
         total_points = session.scalar(select(func.coalesce(func.sum(t.points), 0))
                                       .where(t.kind == "earn", t.source_type == "order", t.created_at == now)) or 0
-        audit.record(session, SYSTEM, "loyalty.earn.batch", "loyalty_ledger", None,
+        record_audit(session, SYSTEM, "loyalty.earn.batch", "loyalty_ledger", None,
                      after={"since": start, "entries": inserted, "points": int(total_points), "tiers_raised": raised})
         return {"entries": inserted, "points": int(total_points), "tiers_raised": raised}
 
@@ -648,7 +648,7 @@ def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dat
             version=a.version + 1).execution_options(synchronize_session=False))
         points = -(session.scalar(select(func.coalesce(func.sum(t.points), 0))
                                   .where(t.kind == "reverse", t.created_at == now)) or 0)
-        audit.record(session, SYSTEM, "loyalty.reverse.batch", "loyalty_ledger", None,
+        record_audit(session, SYSTEM, "loyalty.reverse.batch", "loyalty_ledger", None,
                      after={"entries": inserted, "points": int(points)})
         return {"entries": inserted, "points": int(points)}
 
@@ -699,7 +699,7 @@ def expire_points(engine: Engine, as_of: dt.date, now: dt.datetime | None = None
                         .execution_options(synchronize_session=False))
         points = -(session.scalar(select(func.coalesce(func.sum(t.points), 0))
                                   .where(t.kind == "expire", t.created_at == now)) or 0)
-        audit.record(session, SYSTEM, "loyalty.expire", "loyalty_ledger", None,
+        record_audit(session, SYSTEM, "loyalty.expire", "loyalty_ledger", None,
                      after={"as_of": as_of, "cutoff": cutoff, "accounts": inserted, "points": int(points)})
         return {"accounts": inserted, "points": int(points)}
 

@@ -27,7 +27,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record(
+def record_audit(
     session: Session,
     actor: User | None,
     action: str,
@@ -59,7 +59,7 @@ class AuditFilter:
     date_to: dt.date | None = None
 
 
-def search(
+def search_audit_log(
     session: Session, viewer: User, filters: AuditFilter, page: int = 1, page_size: int = 50
 ) -> Page:
     """Filtered, newest-first audit entries, one page at a time."""
@@ -100,7 +100,7 @@ def search(
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def filter_options(session: Session, viewer: User) -> dict[str, list[str]]:
+def audit_filter_options(session: Session, viewer: User) -> dict[str, list[str]]:
     """Distinct actors, entity types and actions, for the filter pickers."""
     require(viewer, "audit.view")
     return {

@@ -18,6 +18,17 @@ from sqlalchemy.orm import Session
 from crm_core.platform.errors import ValidationError
 from db.models import Order, utcnow
 
+
+def midnight(day: dt.date) -> dt.datetime:
+    """The start of a day (naive UTC, as every timestamp is stored)."""
+    return dt.datetime.combine(day, dt.time())
+
+
+def end_of(as_of: dt.date) -> dt.datetime:
+    """The exclusive upper bound for data 'as of' a date: midnight after it."""
+    return midnight(as_of + dt.timedelta(days=1))
+
+
 # The latest order more than this many days before today makes the data historical.
 HISTORICAL_AFTER_DAYS = 30
 # The bounds of any date a command, a form or a service takes from outside.

@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError
 from db.models import AppSetting, utcnow
 
 
-def stored(session: Session, key: str) -> tuple[dict[str, Any] | None, int]:
+def stored_setting(session: Session, key: str) -> tuple[dict[str, Any] | None, int]:
     """The stored value (None when never saved) and the version to send back when saving (0 = never saved)."""
     setting = session.get(AppSetting, key)
     if setting is None:
@@ -26,7 +26,7 @@ def stored(session: Session, key: str) -> tuple[dict[str, Any] | None, int]:
     return copy.deepcopy(setting.value or {}), setting.version
 
 
-def save(session: Session, actor, key: str, value: dict[str, Any], expected_version: int | None, *,
+def save_setting(session: Session, actor, key: str, value: dict[str, Any], expected_version: int | None, *,
          what: str, action: str) -> int:
     """Store an already validated `value` under `key`; returns the new version.
 
@@ -50,5 +50,5 @@ def save(session: Session, actor, key: str, value: dict[str, Any], expected_vers
         setting.updated_at = utcnow()
         setting.updated_by_id = getattr(actor, "id", None)
     session.flush()
-    audit.record(session, actor, action, "app_setting", key, before=before, after=value)
+    record_audit(session, actor, action, "app_setting", key, before=before, after=value)
     return setting.version

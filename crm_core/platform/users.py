@@ -11,7 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import AuthenticationError, NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
@@ -75,7 +75,7 @@ def authenticate(session: Session, username: str, password: str, now: dt.datetim
         if locked:
             user.locked_until = now + LOCKOUT
             user.failed_login_count = 0
-        audit.record(session, None, "auth.sign_in_failed", "user", user.id, after={"locked": locked})
+        record_audit(session, None, "auth.sign_in_failed", "user", user.id, after={"locked": locked})
         session.commit()
         if locked:
             raise AuthenticationError(
@@ -87,7 +87,7 @@ def authenticate(session: Session, username: str, password: str, now: dt.datetim
     user.failed_login_count = 0
     user.locked_until = None
     user.last_login_at = now
-    audit.record(session, user, "auth.sign_in", "user", user.id)
+    record_audit(session, user, "auth.sign_in", "user", user.id)
     session.flush()
     return SignedInUser(user.id, user.username, user.full_name, user.role, user.is_active)
 
@@ -123,7 +123,7 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    audit.record(session, actor, "user.create", "user", user.id, after={"username": username, "role": role})
+    record_audit(session, actor, "user.create", "user", user.id, after={"username": username, "role": role})
     return user
 
 
@@ -157,7 +157,7 @@ def change_role(session: Session, actor, user_id: int, role: str, expected_versi
     before = {"role": user.role}
     user.role = role
     session.flush()
-    audit.record(session, actor, "user.change_role", "user", user.id, before=before, after={"role": role})
+    record_audit(session, actor, "user.change_role", "user", user.id, before=before, after={"role": role})
     return user
 
 
@@ -169,7 +169,7 @@ def reset_password(session: Session, actor, user_id: int, new_password: str) -> 
     user.failed_login_count = 0
     user.locked_until = None
     session.flush()
-    audit.record(session, actor, "user.reset_password", "user", user.id)
+    record_audit(session, actor, "user.reset_password", "user", user.id)
     return user
 
 
@@ -185,7 +185,7 @@ def set_active(session: Session, actor, user_id: int, active: bool, expected_ver
         _ensure_not_last_admin(session, user)
     user.is_active = active
     session.flush()
-    audit.record(
+    record_audit(
         session, actor, "user.activate" if active else "user.deactivate", "user", user.id,
         before={"is_active": not active}, after={"is_active": active},
     )

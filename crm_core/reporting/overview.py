@@ -20,6 +20,7 @@ from decimal import Decimal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
@@ -36,10 +37,6 @@ from db.models import (
 
 COUNTED_CUSTOMER = Customer.status.not_in(("merged", "erased"))
 REVENUE_ORDER = Order.status.in_(REVENUE_ORDER_STATUSES)
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time())
 
 
 def _change(current: Decimal | float, previous: Decimal | float) -> float | None:
@@ -86,10 +83,10 @@ def executive_overview(session: Session, viewer, start: dt.date, end: dt.date) -
     require(viewer, "overview.view")
     if start > end:
         raise ValidationError("The start date must be on or before the end date.")
-    range_start, range_end = _midnight(start), _midnight(end + dt.timedelta(days=1))
+    range_start, range_end = midnight(start), midnight(end + dt.timedelta(days=1))
 
-    month_start = _midnight(end.replace(day=1))
-    previous_month_start = _midnight((end.replace(day=1) - dt.timedelta(days=1)).replace(day=1))
+    month_start = midnight(end.replace(day=1))
+    previous_month_start = midnight((end.replace(day=1) - dt.timedelta(days=1)).replace(day=1))
     previous_month_end = min(previous_month_start + (range_end - month_start), month_start)
     year = dt.timedelta(days=365)
 

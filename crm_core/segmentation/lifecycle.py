@@ -56,10 +56,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit, settings
+from crm_core.platform.audit import record_audit
+from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import days_between, year_month
 from crm_core.platform.transactions import SYSTEM
 from db.models import (
@@ -81,7 +83,7 @@ COUNTED_CUSTOMER = Customer.status.not_in(("merged", "erased"))
 REVENUE_ORDER = Order.status.in_(REVENUE_ORDER_STATUSES)
 COHORT_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
 
-DEFAULT_RULES: dict[str, Any] = {
+DEFAULT_LIFECYCLE_RULES: dict[str, Any] = {
     "new_customer_days": 30,
     "active_days": 90,
     "at_risk_days": 90,
@@ -99,10 +101,6 @@ _DAY_RULES = (
 )
 
 
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time())
-
-
 def _upsert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -110,22 +108,22 @@ def _upsert(session: Session):
 # --------------------------------------------------------------------------- rules
 
 
-def get_rules(session: Session) -> tuple[dict[str, Any], int]:
+def get_lifecycle_rules(session: Session) -> tuple[dict[str, Any], int]:
     """The stored rules merged over the defaults, and the version to send back when saving (0 = never saved)."""
-    value, version = settings.stored(session, RULES_KEY)
-    return {**DEFAULT_RULES, **(value or {})}, version
+    value, version = stored_setting(session, RULES_KEY)
+    return {**DEFAULT_LIFECYCLE_RULES, **(value or {})}, version
 
 
 def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
     """Complete the given rules with the defaults and check types, ranges and ordering."""
     if not isinstance(rules, dict):
         raise ValidationError("Lifecycle rules must be a mapping of rule name to value.")
-    unknown = sorted(set(rules) - set(DEFAULT_RULES))
+    unknown = sorted(set(rules) - set(DEFAULT_LIFECYCLE_RULES))
     if unknown:
         raise ValidationError(
-            f"Unknown lifecycle rule(s): {', '.join(unknown)}; known rules: {', '.join(DEFAULT_RULES)}."
+            f"Unknown lifecycle rule(s): {', '.join(unknown)}; known rules: {', '.join(DEFAULT_LIFECYCLE_RULES)}."
         )
-    merged = {**DEFAULT_RULES, **rules}
+    merged = {**DEFAULT_LIFECYCLE_RULES, **rules}
     for name in (*_DAY_RULES, "loyal_min_orders"):
         value = merged[name]
         if isinstance(value, bool) or not isinstance(value, int):
@@ -166,13 +164,13 @@ def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def save_rules(
+def save_lifecycle_rules(
     session: Session, actor, rules: dict[str, Any], expected_version: int | None
 ) -> tuple[dict[str, Any], int]:
     """Validate and store the rules; refuse an edit made against an older version."""
     require(actor, "lifecycle.rules")
     new_rules = validate_rules(rules)
-    version = settings.save(session, actor, RULES_KEY, new_rules, expected_version,
+    version = save_setting(session, actor, RULES_KEY, new_rules, expected_version,
                             what="The lifecycle rules", action="lifecycle.rules.save")
     return dict(new_rules), version
 
@@ -210,10 +208,10 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime):
     r = ranked.c
 
     def ordered_within(days: int):
-        return r.last_order_at >= _midnight(as_of - dt.timedelta(days=days))
+        return r.last_order_at >= midnight(as_of - dt.timedelta(days=days))
 
     def no_order_for_more_than(days: int):
-        return r.last_order_at < _midnight(as_of - dt.timedelta(days=days))
+        return r.last_order_at < midnight(as_of - dt.timedelta(days=days))
 
     recent = ordered_within(rules["active_days"])
     rule_list = [
@@ -236,7 +234,7 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime):
         ),
         (r.churn_probability >= rules["at_risk_probability"], "at_risk",
          f"at_risk: churn probability at least {rules['at_risk_probability']:g}"),
-        (r.first_order_at >= _midnight(as_of - dt.timedelta(days=rules["new_customer_days"])),
+        (r.first_order_at >= midnight(as_of - dt.timedelta(days=rules["new_customer_days"])),
          "new_customer", f"new_customer: first order within {rules['new_customer_days']} days"),
         (and_(r.top_share <= rules["champion_value_percentile"] / 100 + 1e-9, recent), "champion",
          f"champion: top {rules['champion_value_percentile']:g}% of buyers by revenue, "
@@ -259,7 +257,7 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime):
                           else_=r.order_count) / rules["loyal_min_orders"]
         + 50.0 * r.value_rank,
     )
-    days_since = days_between(_midnight(as_of), r.last_order_at)
+    days_since = days_between(midnight(as_of), r.last_order_at)
     churn = case(
         (r.churn_probability.is_not(None), 100.0 * r.churn_probability),
         (r.last_order_at.is_(None), None),
@@ -287,7 +285,7 @@ EVALUATED = Table(
 )
 
 
-def evaluate(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | None = None) -> dict[str, int]:
+def evaluate_lifecycle(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | None = None) -> dict[str, int]:
     """Recompute every counted customer's stage as of a date, set-based.
 
     Returns the number of customers per stage (every stage, in stage order) and, under the key
@@ -296,7 +294,7 @@ def evaluate(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | 
     """
     require(actor, "refresh.run")
     now = now or utcnow()
-    rules, _ = get_rules(session)
+    rules, _ = get_lifecycle_rules(session)
     # Evaluate once into a temporary table: the history rows and the stage rows both read it.
     connection = session.connection()
     EVALUATED.drop(connection, checkfirst=True)
@@ -342,7 +340,7 @@ def evaluate(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | 
     session.execute(upsert)
     EVALUATED.drop(connection)
     counts = _stage_counts(session)
-    audit.record(session, actor, "lifecycle.evaluate", "lifecycle", as_of.isoformat(),
+    record_audit(session, actor, "lifecycle.evaluate", "lifecycle", as_of.isoformat(),
                  after={"changed": changed, **counts})
     session.flush()
     return {**counts, "changed": changed}
@@ -392,7 +390,7 @@ def change_stage(session: Session, actor, customer_id: int, stage: str, reason: 
         actor_kind="user", actor_id=getattr(actor, "id", None),
     ))
     session.flush()
-    audit.record(session, actor, "lifecycle.change_stage", "customer", customer_id,
+    record_audit(session, actor, "lifecycle.change_stage", "customer", customer_id,
                  before={"stage": previous}, after={"stage": stage, "reason": reason})
     return current
 
@@ -411,13 +409,13 @@ def _check_stage(stage: str | None) -> None:
         raise ValidationError(f"Unknown stage {stage!r}; choose one of: {', '.join(LIFECYCLE_STAGES)}.")
 
 
-def distribution(session: Session, viewer) -> list[dict[str, Any]]:
+def stage_distribution(session: Session, viewer) -> list[dict[str, Any]]:
     """Customers per current stage, every stage in stage order."""
     require(viewer, "lifecycle.view")
     return [{"stage": stage, "customers": n} for stage, n in _stage_counts(session).items()]
 
 
-def flows(session: Session, viewer, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+def stage_flows(session: Session, viewer, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
     """Stage changes in [start, end] as (from, to, distinct customers), for a Sankey diagram."""
     require(viewer, "lifecycle.view")
     if start > end:
@@ -426,8 +424,8 @@ def flows(session: Session, viewer, start: dt.date, end: dt.date) -> list[dict[s
     rows = session.execute(
         select(h.from_stage, h.to_stage, func.count(func.distinct(h.customer_id)))
         .join(Customer, Customer.id == h.customer_id)
-        .where(COUNTED_CUSTOMER, h.changed_at >= _midnight(start),
-               h.changed_at < _midnight(end + dt.timedelta(days=1)))
+        .where(COUNTED_CUSTOMER, h.changed_at >= midnight(start),
+               h.changed_at < midnight(end + dt.timedelta(days=1)))
         .group_by(h.from_stage, h.to_stage)
     ).all()
     order = {stage: i for i, stage in enumerate(LIFECYCLE_STAGES)}
@@ -442,7 +440,7 @@ def time_in_stage(session: Session, viewer, as_of: dt.date) -> list[dict[str, An
     """Median and mean days customers have spent in their current stage, up to the end of as_of."""
     require(viewer, "lifecycle.view")
     s = CustomerLifecycleStage
-    end = _midnight(as_of + dt.timedelta(days=1))
+    end = midnight(as_of + dt.timedelta(days=1))
     days = days_between(end, s.entered_at)
     ranked = (
         select(
@@ -495,7 +493,7 @@ def cohort_retention(session: Session, viewer, as_of: dt.date, months: int = 12)
     last_index = as_of.year * 12 + as_of.month - 1
     first_index = last_index - (months - 1)
     window_start = dt.datetime(first_index // 12, first_index % 12 + 1, 1)
-    end = _midnight(as_of + dt.timedelta(days=1))
+    end = midnight(as_of + dt.timedelta(days=1))
     in_window = and_(COUNTED_CUSTOMER, Customer.signed_up_at >= window_start, Customer.signed_up_at < end)
 
     cohort = year_month(Customer.signed_up_at)
@@ -524,7 +522,7 @@ def cohort_retention(session: Session, viewer, as_of: dt.date, months: int = 12)
     return rows
 
 
-def recent_changes(session: Session, viewer, page: int = 1, page_size: int = 50,
+def recent_stage_changes(session: Session, viewer, page: int = 1, page_size: int = 50,
                    stage: str | None = None) -> Page:
     """Stage changes, newest first; `stage` keeps changes into that stage."""
     require(viewer, "lifecycle.view")
@@ -571,7 +569,7 @@ def _cohort_range(cohort: str) -> tuple[dt.datetime, dt.datetime]:
     return start, dt.datetime(year + month // 12, month % 12 + 1, 1)
 
 
-def customers_in(session: Session, viewer, stage: str | None = None, cohort: str | None = None,
+def customers_in_stage(session: Session, viewer, stage: str | None = None, cohort: str | None = None,
                  page: int = 1, page_size: int = 50) -> Page:
     """Drill-down: customers in a current stage and/or signup cohort ("YYYY-MM"), by id."""
     require(viewer, "lifecycle.view")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm_core.platform.errors import ValidationError
-from crm_core.segmentation.segments import FIELDS, LIST_OPERATORS, NO_VALUE_OPERATORS, parse_rules
+from crm_core.segmentation.segments import LIST_OPERATORS, NO_VALUE_OPERATORS, RULE_FIELDS, parse_rules
 
 TRUE_WORDS = {"true", "yes", "y", "1"}
 FALSE_WORDS = {"false", "no", "n", "0"}
@@ -45,7 +45,7 @@ def condition_from_row(row: dict[str, Any], position: int) -> dict[str, Any]:
     text = "" if row.get("value") is None else str(row["value"])
     if not field or not op:
         raise ValidationError(f"{where}: choose a field and an operator.")
-    spec = FIELDS.get(field)
+    spec = RULE_FIELDS.get(field)
     if spec is None:
         raise ValidationError(f"{where}: unknown field {field!r}.")
     if op in NO_VALUE_OPERATORS:

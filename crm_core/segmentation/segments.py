@@ -49,7 +49,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, outerjoin
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
+from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -136,7 +137,7 @@ def _opt_in(column: Any) -> ColumnElement[bool]:
 
 
 CA = CustomerAnalytics
-FIELDS: dict[str, FieldSpec] = {
+RULE_FIELDS: dict[str, FieldSpec] = {
     "country": _field("Country (ISO code)", "string", Customer.country_code),
     "city": _field("City", "string", Customer.city),
     "age": FieldSpec("Age (years)", "number", Customer.date_of_birth, AGE_OPERATORS, is_age=True),
@@ -181,7 +182,7 @@ def field_catalogue() -> list[dict[str, Any]]:
             "operators": [{"op": op, "label": OPERATORS[op]} for op in spec.operators],
             "choices": list(spec.choices),
         }
-        for name, spec in FIELDS.items()
+        for name, spec in RULE_FIELDS.items()
     ]
 
 
@@ -299,10 +300,6 @@ def _value(cond: _Condition, raw: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------- compilation
 
 
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time())
-
-
 def _years_before(day: dt.date, years: int) -> dt.date:
     try:
         return day.replace(year=day.year - years)
@@ -342,12 +339,12 @@ def _compile_age(column: Any, op: str, value: Any, as_of: dt.date) -> ColumnElem
 def _compile_date(column: Any, op: str, value: Any, as_of: dt.date) -> ColumnElement[bool]:
     """Timestamps compared by whole days, as half-open ranges [day, day + 1)."""
     if op == "within_last_days":
-        return and_(column >= _midnight(as_of - dt.timedelta(days=value)),
-                    column < _midnight(as_of + dt.timedelta(days=1)))
+        return and_(column >= midnight(as_of - dt.timedelta(days=value)),
+                    column < midnight(as_of + dt.timedelta(days=1)))
     if op == "between":
         low, high = value
-        return and_(column >= _midnight(low), column < _midnight(high + dt.timedelta(days=1)))
-    start, end = _midnight(value), _midnight(value + dt.timedelta(days=1))
+        return and_(column >= midnight(low), column < midnight(high + dt.timedelta(days=1)))
+    start, end = midnight(value), midnight(value + dt.timedelta(days=1))
     if op == "eq":
         return and_(column >= start, column < end)
     if op == "ne":
@@ -428,10 +425,10 @@ class _Compiler:
             )
         name, op = node.get("field"), node.get("op")
         if not isinstance(name, str) or not name:
-            raise ValidationError(f"Rule {where}: the condition needs a 'field' (one of: {', '.join(FIELDS)}).")
-        spec = FIELDS.get(name)
+            raise ValidationError(f"Rule {where}: the condition needs a 'field' (one of: {', '.join(RULE_FIELDS)}).")
+        spec = RULE_FIELDS.get(name)
         if spec is None:
-            raise ValidationError(f"Rule {where}: unknown field {name!r}; known fields: {', '.join(FIELDS)}.")
+            raise ValidationError(f"Rule {where}: unknown field {name!r}; known fields: {', '.join(RULE_FIELDS)}.")
         if not isinstance(op, str) or op not in spec.operators:
             shown = "no operator" if op is None else f"operator {op!r}"
             raise ValidationError(
@@ -477,7 +474,7 @@ def matching_ids_query(rules: dict[str, Any] | str, as_of: dt.date):
     return select(Customer.id).select_from(_customer_from()).where(COUNTED_CUSTOMER, compile_rules(rules, as_of))
 
 
-def preview(session: Session, viewer, rules: dict[str, Any] | str, as_of: dt.date, sample: int = 20) -> dict:
+def preview_rules(session: Session, viewer, rules: dict[str, Any] | str, as_of: dt.date, sample: int = 20) -> dict:
     """How many customers the rules select now, with a sample of them for the editor."""
     require(viewer, "segments.view")
     condition = and_(COUNTED_CUSTOMER, compile_rules(rules, as_of))
@@ -580,7 +577,7 @@ def create_segment(
     )
     session.add(segment)
     session.flush()
-    audit.record(session, actor, "segment.create", "segment", segment.id, after=_snapshot(segment))
+    record_audit(session, actor, "segment.create", "segment", segment.id, after=_snapshot(segment))
     return segment
 
 
@@ -607,12 +604,12 @@ def update_segment(session: Session, actor, segment_id: int, expected_version: i
         return segment
     session.flush()
     changed = [k for k in after if after[k] != before[k]]
-    audit.record(session, actor, "segment.update", "segment", segment.id,
+    record_audit(session, actor, "segment.update", "segment", segment.id,
                  before={k: before[k] for k in changed}, after={k: after[k] for k in changed})
     return segment
 
 
-def set_active(session: Session, actor, segment_id: int, active: bool,
+def set_segment_active(session: Session, actor, segment_id: int, active: bool,
                expected_version: int | None = None) -> CustomerSegment:
     """Pause or resume a segment; an inactive segment is skipped by the refresh."""
     require(actor, "segments.manage")
@@ -622,7 +619,7 @@ def set_active(session: Session, actor, segment_id: int, active: bool,
         return segment
     segment.is_active = bool(active)
     session.flush()
-    audit.record(session, actor, "segment.activate" if active else "segment.deactivate", "segment", segment.id,
+    record_audit(session, actor, "segment.activate" if active else "segment.deactivate", "segment", segment.id,
                  before={"is_active": not active}, after={"is_active": bool(active)})
     return segment
 
@@ -674,7 +671,7 @@ def add_members(session: Session, actor, segment_id: int, customer_ids: list[int
              "is_active": True, "entered_at": now, "left_at": None}
             for i in new
         ])
-    audit.record(session, actor, "segment.add_members", "segment", segment.id,
+    record_audit(session, actor, "segment.add_members", "segment", segment.id,
                  after={"added": len(new), "customer_ids": new[:100]})
     return len(new)
 
@@ -694,7 +691,7 @@ def remove_members(session: Session, actor, segment_id: int, customer_ids: list[
                    memberships.c.customer_id.in_(chunk))
             .values(is_active=False, left_at=now)
         ).rowcount
-    audit.record(session, actor, "segment.remove_members", "segment", segment.id,
+    record_audit(session, actor, "segment.remove_members", "segment", segment.id,
                  after={"removed": removed, "customer_ids": ids[:100]})
     return removed
 
@@ -907,7 +904,7 @@ def _next_month(day: dt.date) -> dt.date:
     return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
-def size_history(session: Session, viewer, segment_id: int, months: int = 12,
+def segment_size_history(session: Session, viewer, segment_id: int, months: int = 12,
                  as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Members at each month end for the last `months` months up to as_of (one scan of the rows)."""
     require(viewer, "segments.view")
@@ -915,7 +912,7 @@ def size_history(session: Session, viewer, segment_id: int, months: int = 12,
         raise ValidationError("Ask for 1 to 120 months of history.")
     segment = _get(session, segment_id)
     starts = _month_starts(as_of or utcnow().date(), months)
-    ends = [_midnight(_next_month(start)) for start in starts]
+    ends = [midnight(_next_month(start)) for start in starts]
     m = memberships.c
     row = session.execute(
         select(*[
@@ -973,7 +970,7 @@ def _member_row(r) -> dict[str, Any]:
     }
 
 
-def members(session: Session, viewer, segment_id: int, page: int = 1, page_size: int = 50,
+def segment_members(session: Session, viewer, segment_id: int, page: int = 1, page_size: int = 50,
             sort_by: str = "total_revenue", descending: bool = True) -> Page:
     """One page of a segment's current members; sort_by is one of MEMBER_SORTS (nulls last)."""
     require(viewer, "segments.view")
@@ -1046,7 +1043,7 @@ def _profile(session: Session, scope: ColumnElement[bool]) -> dict[str, Any]:
     return result
 
 
-def profile(session: Session, viewer, segment_id: int) -> dict[str, Any]:
+def segment_profile(session: Session, viewer, segment_id: int) -> dict[str, Any]:
     """Members against the whole customer base: countries, tiers, stages and averages."""
     require(viewer, "segments.view")
     segment = _get(session, segment_id)
@@ -1057,7 +1054,7 @@ def profile(session: Session, viewer, segment_id: int) -> dict[str, Any]:
     }
 
 
-def compare(session: Session, viewer, segment_a: int, segment_b: int) -> dict[str, Any]:
+def compare_segments(session: Session, viewer, segment_a: int, segment_b: int) -> dict[str, Any]:
     """Sizes, overlap and profiles of two segments side by side."""
     require(viewer, "segments.view")
     a, b = _get(session, segment_a), _get(session, segment_b)

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from crm_core.platform.dates import end_of
 from crm_core.platform.sql import drop_temporary_table, temporary_table_as, use_batch_memory, whole_days_between
 from db.models import (
     OPEN_TICKET_STATUSES,
@@ -81,11 +82,6 @@ SESSION_WINDOW_DAYS = 90
 def rfm_segment_name(recency: int, frequency: int, monetary: int) -> str:
     """The named segment for a customer's R, F and M scores (1-5 each)."""
     return RFM_GRID[recency][(frequency + monetary + 1) // 2 - 1]
-
-
-def end_of(as_of: dt.date) -> dt.datetime:
-    """The exclusive upper bound for data 'as of' a date: midnight after it."""
-    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
 
 
 def _counted_customers(cutoff: dt.datetime):

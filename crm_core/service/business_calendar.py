@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import holidays as public_holidays
 
 from crm_core.platform.errors import ValidationError
+from crm_core.platform.settings import save_setting, stored_setting
 
 UTC = dt.UTC
 SETTING_KEY = "business_calendar"
@@ -266,27 +267,25 @@ def business_minutes_between(calendar: BusinessCalendar | dict, a: dt.datetime, 
 # --------------------------------------------------------------------------- the stored shop calendar
 
 
-def get_calendar(session) -> tuple[BusinessCalendar, int]:
+def get_business_calendar(session) -> tuple[BusinessCalendar, int]:
     """The shop calendar and the version to send back when saving (0 = never saved: the default)."""
-    from crm_core.platform import settings as app_settings
 
-    value, version = app_settings.stored(session, SETTING_KEY)
+    value, version = stored_setting(session, SETTING_KEY)
     return parse_calendar(DEFAULT_CALENDAR if value is None else value), version
 
 
-def save_calendar(session, actor, data: dict[str, Any], expected_version: int | None) -> tuple[BusinessCalendar, int]:
+def save_business_calendar(session, actor, data: dict[str, Any], expected_version: int | None) -> tuple[BusinessCalendar, int]:
     """Validate and store the shop calendar and give it to every SLA policy (open tickets keep their due times
     until their next recomputation: a status, priority or policy change)."""
     from sqlalchemy import update
 
-    from crm_core.platform import settings as app_settings
     from crm_core.platform.permissions import require
     from db.models import ServiceLevelAgreement
 
     require(actor, "sla.manage")
     calendar = parse_calendar(data)
     stored = calendar.to_dict()
-    version = app_settings.save(session, actor, SETTING_KEY, stored, expected_version,
+    version = save_setting(session, actor, SETTING_KEY, stored, expected_version,
                                 what="The business calendar", action="sla.calendar.save")
     session.execute(update(ServiceLevelAgreement).values(calendar=stored))
     return calendar, version

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -25,7 +25,7 @@ from crm_core.platform.sql import year_month
 from db.models import COMM_CHANNELS, COMM_STATUSES, DIRECTIONS, Customer, CustomerCommunication, User, utcnow
 
 FUNNEL_STAGES = ("sent", "delivered", "opened", "clicked", "replied")
-MAX_SUBJECT = 255
+MAX_MESSAGE_SUBJECT = 255
 MAX_BODY = 10_000
 MAX_LABEL = 100
 _STAGE_RANK = {"sent": 0, "delivered": 1, "opened": 2, "clicked": 3, "replied": 4}
@@ -56,7 +56,7 @@ def _text(value: Any, what: str, limit: int, required: bool = False) -> str | No
     return value or None
 
 
-def log(session: Session, actor, customer_id: Any, channel: str, direction: str, subject: str | None,
+def log_communication(session: Session, actor, customer_id: Any, channel: str, direction: str, subject: str | None,
         body: str | None = None, status: str = "logged", campaign: str | None = None, template: str | None = None,
         occurred_at: dt.datetime | None = None) -> CustomerCommunication:
     """Log a message, call or note on the customer's timeline."""
@@ -71,7 +71,7 @@ def log(session: Session, actor, customer_id: Any, channel: str, direction: str,
         raise ValidationError("An inbound message is logged, delivered or a reply; it cannot be opened or bounced.")
     if isinstance(customer_id, bool) or not isinstance(customer_id, int) or customer_id <= 0:
         raise ValidationError(f"Customer id must be a positive whole number, not {customer_id!r}.")
-    subject = _text(subject, "The subject", MAX_SUBJECT, required=True)
+    subject = _text(subject, "The subject", MAX_MESSAGE_SUBJECT, required=True)
     body = _text(body, "The body", MAX_BODY)
     campaign = _text(campaign, "The campaign", MAX_LABEL)
     template = _text(template, "The template", MAX_LABEL)
@@ -95,7 +95,7 @@ def log(session: Session, actor, customer_id: Any, channel: str, direction: str,
     )
     session.add(entry)
     session.flush()
-    audit.record(session, actor, "communication.log", "communication", entry.id,
+    record_audit(session, actor, "communication.log", "communication", entry.id,
                  after={"customer_id": customer_id, "channel": channel, "direction": direction, "status": status,
                         "subject": subject})
     return entry
@@ -190,7 +190,7 @@ def campaign_performance(session: Session, viewer, filters: CommFilter = CommFil
     return Page(rows=out, total=total, page=page, page_size=page_size)
 
 
-def filter_options(session: Session, viewer, limit: int = 500) -> dict[str, list[str]]:
+def communication_filter_options(session: Session, viewer, limit: int = 500) -> dict[str, list[str]]:
     """Campaigns (most recent first) and templates for the filter pickers."""
     require(viewer, "communications.view")
     c = CustomerCommunication

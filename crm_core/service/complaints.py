@@ -21,11 +21,11 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from crm_core.loyalty import ledger
-from crm_core.platform import audit
-from crm_core.platform import settings as app_settings
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import days_between, year_month
 from crm_core.platform.transactions import check_version
 from db.models import (
@@ -51,7 +51,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "resolved": ("closed", "investigating"),
     "closed": (),
 }
-MAX_DESCRIPTION = 5000
+MAX_COMPLAINT_DESCRIPTION = 5000
 MAX_RESOLUTION = 5000
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -63,8 +63,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 # --------------------------------------------------------------------------- settings
 
 
-def get_settings(session: Session) -> tuple[dict[str, Any], int]:
-    stored, version = app_settings.stored(session, SETTINGS_KEY)
+def get_complaint_settings(session: Session) -> tuple[dict[str, Any], int]:
+    stored, version = stored_setting(session, SETTINGS_KEY)
     merged = {k: dict(v) for k, v in DEFAULT_SETTINGS.items()}
     for key, value in (stored or {}).items():
         merged[key] = dict(value)
@@ -92,10 +92,10 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def save_settings(session: Session, actor, settings: dict[str, Any], expected_version: int | None):
+def save_complaint_settings(session: Session, actor, settings: dict[str, Any], expected_version: int | None):
     require(actor, "complaints.settings")
     new = validate_settings(settings)
-    version = app_settings.save(session, actor, SETTINGS_KEY, new, expected_version,
+    version = save_setting(session, actor, SETTINGS_KEY, new, expected_version,
                                 what="The complaint settings", action="complaints.settings.save")
     return new, version
 
@@ -140,7 +140,7 @@ def _optional_id(value: Any, what: str) -> int | None:
     return number
 
 
-def create(session: Session, actor, customer_id: int, category: str, severity: str, description: str,
+def create_complaint(session: Session, actor, customer_id: int, category: str, severity: str, description: str,
            ticket_id: int | None = None, order_id: int | None = None, now: dt.datetime | None = None) -> Complaint:
     """Register a complaint; a linked ticket or order must belong to the same customer."""
     require(actor, "complaints.manage")
@@ -149,8 +149,8 @@ def create(session: Session, actor, customer_id: int, category: str, severity: s
     description = (description or "").strip() if isinstance(description, str) or description is None else None
     if not description:
         raise ValidationError("Describe the complaint (the description is required).")
-    if len(description) > MAX_DESCRIPTION:
-        raise ValidationError(f"The description is too long ({len(description):,} characters; at most {MAX_DESCRIPTION:,}).")
+    if len(description) > MAX_COMPLAINT_DESCRIPTION:
+        raise ValidationError(f"The description is too long ({len(description):,} characters; at most {MAX_COMPLAINT_DESCRIPTION:,}).")
     customer_id = _optional_id(customer_id, "Customer id")
     customer = session.get(Customer, customer_id) if customer_id else None
     if customer is None:
@@ -170,7 +170,7 @@ def create(session: Session, actor, customer_id: int, category: str, severity: s
         if order.customer_id != customer.id:
             raise ValidationError(f"Order {order.order_number} belongs to another customer.")
     now = now or utcnow()
-    settings, _ = get_settings(session)
+    settings, _ = get_complaint_settings(session)
     complaint = Complaint(
         customer_id=customer.id, ticket_id=ticket_id, order_id=order_id, category=category, severity=severity,
         description=description, status="open", compensation_kind="none", compensation_amount=Decimal("0"),
@@ -179,11 +179,11 @@ def create(session: Session, actor, customer_id: int, category: str, severity: s
     )
     session.add(complaint)
     session.flush()
-    audit.record(session, actor, "complaint.create", "complaint", complaint.id, after=_snapshot(complaint))
+    record_audit(session, actor, "complaint.create", "complaint", complaint.id, after=_snapshot(complaint))
     return complaint
 
 
-def change_status(session: Session, actor, complaint_id: int, status: str,
+def change_complaint_status(session: Session, actor, complaint_id: int, status: str,
                   expected_version: int | None = None) -> Complaint:
     """Move a complaint along the workflow (resolving goes through `resolve`)."""
     require(actor, "complaints.manage")
@@ -202,12 +202,12 @@ def change_status(session: Session, actor, complaint_id: int, status: str,
     complaint.status = status
     complaint.updated_at = utcnow()
     session.flush()
-    audit.record(session, actor, f"complaint.{status}", "complaint", complaint.id, before=before,
+    record_audit(session, actor, f"complaint.{status}", "complaint", complaint.id, before=before,
                  after=_snapshot(complaint))
     return complaint
 
 
-def escalate(session: Session, actor, complaint_id: int, expected_version: int | None = None) -> Complaint:
+def escalate_complaint(session: Session, actor, complaint_id: int, expected_version: int | None = None) -> Complaint:
     """Raise the escalation level (also of an already escalated complaint)."""
     require(actor, "complaints.manage")
     complaint = _get(session, complaint_id, expected_version)
@@ -218,7 +218,7 @@ def escalate(session: Session, actor, complaint_id: int, expected_version: int |
     complaint.status = "escalated"
     complaint.updated_at = utcnow()
     session.flush()
-    audit.record(session, actor, "complaint.escalated", "complaint", complaint.id, before=before,
+    record_audit(session, actor, "complaint.escalated", "complaint", complaint.id, before=before,
                  after=_snapshot(complaint))
     return complaint
 
@@ -238,7 +238,7 @@ def _amount(value: Any) -> Decimal:
 
 
 def _limit_for(session: Session, role: str) -> float:
-    settings, _ = get_settings(session)
+    settings, _ = get_complaint_settings(session)
     return float(settings["compensation_limits"].get(role, 0))
 
 
@@ -248,7 +248,7 @@ def compensation_limit(session: Session, viewer) -> float:
     return _limit_for(session, viewer.role)
 
 
-def resolve(session: Session, actor, complaint_id: int, resolution: str, compensation_kind: str = "none",
+def resolve_complaint(session: Session, actor, complaint_id: int, resolution: str, compensation_kind: str = "none",
             compensation_amount: Any = 0, expected_version: int | None = None,
             now: dt.datetime | None = None) -> Complaint:
     """Resolve with a resolution text and optional compensation within the actor's approval limit."""
@@ -290,17 +290,17 @@ def resolve(session: Session, actor, complaint_id: int, resolution: str, compens
         points = int((amount / Decimal(str(point_value))).to_integral_value(rounding=ROUND_HALF_UP))
         ledger.adjust(session, actor, complaint.customer_id, points,
                        f"Compensation for complaint {complaint.id}", idempotency_key=f"complaint:{complaint.id}")
-    audit.record(session, actor, "complaint.resolved", "complaint", complaint.id, before=before,
+    record_audit(session, actor, "complaint.resolved", "complaint", complaint.id, before=before,
                  after=_snapshot(complaint))
     return complaint
 
 
 def _roles_allowed(session: Session, amount: Decimal) -> list[str]:
-    settings, _ = get_settings(session)
+    settings, _ = get_complaint_settings(session)
     return sorted(role for role, limit in settings["compensation_limits"].items() if Decimal(str(limit)) >= amount)
 
 
-def record_satisfaction(session: Session, actor, complaint_id: int, score: Any,
+def record_complaint_satisfaction(session: Session, actor, complaint_id: int, score: Any,
                         expected_version: int | None = None) -> Complaint:
     """The customer's satisfaction with the resolution, 1 (very unhappy) to 5 (very happy)."""
     require(actor, "complaints.manage")
@@ -313,7 +313,7 @@ def record_satisfaction(session: Session, actor, complaint_id: int, score: Any,
     complaint.satisfaction = score
     complaint.updated_at = utcnow()
     session.flush()
-    audit.record(session, actor, "complaint.satisfaction", "complaint", complaint.id, before=before,
+    record_audit(session, actor, "complaint.satisfaction", "complaint", complaint.id, before=before,
                  after=_snapshot(complaint))
     return complaint
 
@@ -334,7 +334,7 @@ def _overdue(now: dt.datetime):
     return and_(Complaint.status.in_(OPEN_STATUSES), Complaint.resolution_due_at < now)
 
 
-def search(session: Session, viewer, filters: ComplaintFilter = ComplaintFilter(), page: int = 1,
+def search_complaints(session: Session, viewer, filters: ComplaintFilter = ComplaintFilter(), page: int = 1,
            page_size: int = 25, now: dt.datetime | None = None) -> Page:
     """Complaints, newest first, with the overdue flag computed in the database."""
     require(viewer, "complaints.view")
@@ -370,10 +370,10 @@ def search(session: Session, viewer, filters: ComplaintFilter = ComplaintFilter(
 
 def customer_complaints(session: Session, viewer, customer_id: int, page: int = 1, page_size: int = 20) -> Page:
     """One customer's complaints, newest first (for the Customer 360 timeline)."""
-    return search(session, viewer, ComplaintFilter(customer_id=customer_id), page=page, page_size=page_size)
+    return search_complaints(session, viewer, ComplaintFilter(customer_id=customer_id), page=page, page_size=page_size)
 
 
-def detail(session: Session, viewer, complaint_id: int) -> dict[str, Any]:
+def complaint_detail(session: Session, viewer, complaint_id: int) -> dict[str, Any]:
     require(viewer, "complaints.view")
     complaint = session.get(Complaint, complaint_id)
     if complaint is None:
@@ -392,7 +392,7 @@ def detail(session: Session, viewer, complaint_id: int) -> dict[str, Any]:
     }
 
 
-def open_by_severity(session: Session, viewer, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def open_complaints_by_severity(session: Session, viewer, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Open complaints per severity, and how many of them are overdue."""
     require(viewer, "complaints.view")
     now = now or utcnow()
@@ -406,7 +406,7 @@ def open_by_severity(session: Session, viewer, now: dt.datetime | None = None) -
             for s in COMPLAINT_SEVERITIES]
 
 
-def time_to_resolve(session: Session, viewer, since: dt.date | None = None) -> list[dict[str, Any]]:
+def complaint_time_to_resolve(session: Session, viewer, since: dt.date | None = None) -> list[dict[str, Any]]:
     """Median and mean hours from complaint to resolution per severity, and the share on time."""
     require(viewer, "complaints.view")
     c = Complaint
@@ -450,7 +450,7 @@ def compensation_by_month(session: Session, viewer, months: int = 12,
     return [{"month": m, "kind": k, "complaints": int(n), "amount": round(float(a or 0), 2)} for m, k, n, a in rows]
 
 
-def kpis(session: Session, viewer, now: dt.datetime | None = None) -> dict[str, Any]:
+def complaint_kpis(session: Session, viewer, now: dt.datetime | None = None) -> dict[str, Any]:
     """Headline figures: open, overdue, resolved in 30 days, average satisfaction, compensation in 30 days."""
     require(viewer, "complaints.view")
     now = now or utcnow()

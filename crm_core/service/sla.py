@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -54,7 +54,7 @@ from crm_core.service.business_calendar import (
     BusinessCalendar,
     add_business_minutes,
     business_minutes_between,
-    get_calendar,
+    get_business_calendar,
     parse_calendar,
 )
 from db.models import (
@@ -113,7 +113,7 @@ def policy_row(policy: ServiceLevelAgreement) -> dict[str, Any]:
     }
 
 
-def list_policies(session: Session, viewer) -> list[dict[str, Any]]:
+def list_sla_policies(session: Session, viewer) -> list[dict[str, Any]]:
     require(viewer, "sla.view")
     rank = case({p: i for i, p in enumerate(TICKET_PRIORITIES)}, value=ServiceLevelAgreement.priority)
     policies = session.scalars(select(ServiceLevelAgreement).order_by(rank, ServiceLevelAgreement.name)).all()
@@ -177,19 +177,19 @@ def _validate_policy(session: Session, fields: dict[str, Any], policy_id: int | 
             "is_active": is_active}
 
 
-def create_policy(session: Session, actor, now: dt.datetime | None = None, **fields) -> ServiceLevelAgreement:
+def create_sla_policy(session: Session, actor, now: dt.datetime | None = None, **fields) -> ServiceLevelAgreement:
     require(actor, "sla.manage")
     values = _validate_policy(session, fields, None)
-    calendar, _ = get_calendar(session)
+    calendar, _ = get_business_calendar(session)
     policy = ServiceLevelAgreement(**values, calendar=calendar.to_dict(), created_at=utcnow())
     session.add(policy)
     session.flush()
-    audit.record(session, actor, "sla.policy.create", "sla_policy", policy.id, after=values)
+    record_audit(session, actor, "sla.policy.create", "sla_policy", policy.id, after=values)
     rematch_open_tickets(session, now or utcnow(), {policy.priority})
     return policy
 
 
-def update_policy(session: Session, actor, policy_id: int, expected_version: int | None,
+def update_sla_policy(session: Session, actor, policy_id: int, expected_version: int | None,
                   now: dt.datetime | None = None, **changes) -> ServiceLevelAgreement:
     """Change a policy's targets or scope; open tickets are re-matched and their due times recomputed."""
     require(actor, "sla.manage")
@@ -202,7 +202,7 @@ def update_policy(session: Session, actor, policy_id: int, expected_version: int
     for key, value in values.items():
         setattr(policy, key, value)
     session.flush()
-    audit.record(session, actor, "sla.policy.update", "sla_policy", policy.id, before=before, after=policy_row(policy))
+    record_audit(session, actor, "sla.policy.update", "sla_policy", policy.id, before=before, after=policy_row(policy))
     rematch_open_tickets(session, now or utcnow(), {before["priority"], policy.priority})
     return policy
 
@@ -227,7 +227,7 @@ def match_policy(session: Session, priority: str, category: str | None, customer
 def policy_calendar(session: Session, policy: ServiceLevelAgreement) -> BusinessCalendar:
     if policy.calendar:
         return parse_calendar(policy.calendar)
-    return get_calendar(session)[0]
+    return get_business_calendar(session)[0]
 
 
 # --------------------------------------------------------------------------- clocks (pure)
@@ -475,11 +475,11 @@ def run_sla_checks(engine: Engine, now: dt.datetime | None = None) -> dict[str, 
         return _check(session, now or utcnow())
 
 
-def check_now(session: Session, actor, now: dt.datetime | None = None) -> dict[str, int]:
+def check_sla_now(session: Session, actor, now: dt.datetime | None = None) -> dict[str, int]:
     """The same check, started by an admin from the SLA page."""
     require(actor, "sla.manage")
     result = _check(session, now or utcnow())
-    audit.record(session, actor, "sla.check", "sla", None, after=result)
+    record_audit(session, actor, "sla.check", "sla", None, after=result)
     return result
 
 
@@ -500,7 +500,7 @@ def mark_notifications_read(session: Session, actor, now: dt.datetime | None = N
     result = session.execute(update(n).where(n.user_id == getattr(actor, "id", None), n.read_at.is_(None))
                              .values(read_at=now or utcnow()).execution_options(synchronize_session=False))
     if result.rowcount:
-        audit.record(session, actor, "notifications.read", "staff_notification", None,
+        record_audit(session, actor, "notifications.read", "staff_notification", None,
                      after={"count": result.rowcount})
     return result.rowcount or 0
 
@@ -578,7 +578,7 @@ def _met_row(key: Any, fr_n, fr_met, res_n, res_met) -> dict[str, Any]:
     }
 
 
-def targets_met(session: Session, viewer, now: dt.datetime, by: str | None = None,
+def sla_targets_met(session: Session, viewer, now: dt.datetime, by: str | None = None,
                 start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Share of first-response and resolution targets met (a target counts once reached or past due)."""
     require(viewer, "sla.view")
@@ -595,7 +595,7 @@ def targets_met(session: Session, viewer, now: dt.datetime, by: str | None = Non
     return [_met_row(r[0], *r[1:]) for r in rows]
 
 
-def weekly_trend(session: Session, viewer, now: dt.datetime, weeks: int = 12) -> list[dict[str, Any]]:
+def sla_weekly_trend(session: Session, viewer, now: dt.datetime, weeks: int = 12) -> list[dict[str, Any]]:
     """Per week of ticket creation: % of targets met, tickets and breached tickets."""
     require(viewer, "sla.view")
     if isinstance(weeks, bool) or not isinstance(weeks, int) or not 1 <= weeks <= 156:
@@ -615,7 +615,7 @@ def weekly_trend(session: Session, viewer, now: dt.datetime, weeks: int = 12) ->
     return out
 
 
-def breaches_by(session: Session, viewer, by: str, start: dt.datetime | None = None,
+def sla_breaches_by(session: Session, viewer, by: str, start: dt.datetime | None = None,
                 end: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Tickets with a breached SLA and their share, by priority, category or agent."""
     require(viewer, "sla.view")
@@ -629,10 +629,10 @@ def breaches_by(session: Session, viewer, by: str, start: dt.datetime | None = N
              "breached_pct": round(100 * int(r[2] or 0) / int(r[1]), 1) if r[1] else None} for r in rows]
 
 
-def summary(session: Session, viewer, now: dt.datetime, start: dt.datetime | None = None) -> dict[str, Any]:
+def sla_summary(session: Session, viewer, now: dt.datetime, start: dt.datetime | None = None) -> dict[str, Any]:
     """Headline figures for the SLA page."""
     require(viewer, "sla.view")
-    met = targets_met(session, viewer, now, start=start)[0]
+    met = sla_targets_met(session, viewer, now, start=start)[0]
     t = SupportTicket
     open_breached = session.scalar(select(func.count()).where(t.status.not_in(DONE_STATUSES),
                                                               t.sla_breached.is_(True))) or 0

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
@@ -48,7 +48,7 @@ def _comment(comment: Any) -> str | None:
     return comment or None
 
 
-def record_answer(session: Session, actor, customer_id: Any, survey_type: Any, score: Any, comment: Any = None,
+def record_survey_answer(session: Session, actor, customer_id: Any, survey_type: Any, score: Any, comment: Any = None,
                   ticket_id: int | None = None, responded_at: dt.datetime | None = None) -> SurveyResponse:
     """Store an NPS or CSAT answer; an NPS detractor gets a follow-up ticket."""
     require(actor, "surveys.record")
@@ -64,7 +64,7 @@ def record_answer(session: Session, actor, customer_id: Any, survey_type: Any, s
                             ticket_id=ticket_id, responded_at=responded_at or utcnow())
     session.add(answer)
     session.flush()
-    audit.record(session, actor, f"survey.{survey_type}", "survey_response", answer.id,
+    record_audit(session, actor, f"survey.{survey_type}", "survey_response", answer.id,
                  after={"customer_id": customer_id, "score": score, "ticket_id": ticket_id})
     if survey_type == "nps" and score <= DETRACTOR_MAX:
         open_follow_up(session, actor, answer.id)
@@ -91,7 +91,7 @@ def open_follow_up(session: Session, actor, survey_id: int) -> SupportTicket:
     )
     answer.follow_up_ticket_id = ticket.id
     session.flush()
-    audit.record(session, actor, "survey.follow_up", "survey_response", answer.id, after={"ticket_id": ticket.id})
+    record_audit(session, actor, "survey.follow_up", "survey_response", answer.id, after={"ticket_id": ticket.id})
     return ticket
 
 
@@ -119,7 +119,7 @@ def record_csat(session: Session, actor, ticket_id: int, rating: Any, comment: A
     session.add(SupportTicketEvent(ticket_id=ticket.id, event="csat_recorded", detail={"rating": rating},
                                            actor_id=getattr(actor, "id", None), occurred_at=utcnow()))
     tickets.flush_ticket(session, ticket)
-    audit.record(session, actor, "survey.csat", "support_ticket", ticket.id, before={"csat_rating": before},
+    record_audit(session, actor, "survey.csat", "support_ticket", ticket.id, before={"csat_rating": before},
                  after={"csat_rating": rating})
     return answer
 
@@ -136,7 +136,7 @@ def _nps_row(n, promoters, detractors) -> dict[str, Any]:
             "nps": round(100 * (promoters - detractors) / n, 1) if n else None}
 
 
-def nps(session: Session, viewer, start: dt.datetime | None = None, end: dt.datetime | None = None) -> dict[str, Any]:
+def nps_summary(session: Session, viewer, start: dt.datetime | None = None, end: dt.datetime | None = None) -> dict[str, Any]:
     """NPS = % promoters (9-10) - % detractors (0-6), over answers in [start, end)."""
     require(viewer, "sla.view")
     s = SurveyResponse
@@ -163,7 +163,7 @@ def nps_trend(session: Session, viewer, now: dt.datetime, months: int = 12) -> l
     return [{"month": r[0], **_nps_row(*r[1:])} for r in rows]
 
 
-def csat(session: Session, viewer, start: dt.datetime | None = None) -> dict[str, Any]:
+def csat_summary(session: Session, viewer, start: dt.datetime | None = None) -> dict[str, Any]:
     """Average CSAT and the share of satisfied answers (4-5)."""
     require(viewer, "sla.view")
     s = SurveyResponse

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm_core.platform import audit
+from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -195,7 +196,7 @@ def lookup_customers(session: Session, viewer, query: str, limit: int = LOOKUP_L
              "label": f"#{r.id} {r.first_name} {r.last_name} <{r.email or 'no e-mail'}>"} for r in rows]
 
 
-def customer_orders(session: Session, viewer, customer_id: int, limit: int = 20) -> list[dict[str, Any]]:
+def ticket_customer_orders(session: Session, viewer, customer_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The customer's latest orders, for the 'related order' picker."""
     require(viewer, "tickets.view")
     rows = session.execute(select(Order.id, Order.order_number, Order.ordered_at, Order.total)
@@ -203,7 +204,7 @@ def customer_orders(session: Session, viewer, customer_id: int, limit: int = 20)
     return [{"id": r.id, "label": f"{r.order_number} ({r.ordered_at:%Y-%m-%d}, {r.total})"} for r in rows]
 
 
-def agents(session: Session, viewer) -> list[dict[str, Any]]:
+def ticket_agents(session: Session, viewer) -> list[dict[str, Any]]:
     require(viewer, "tickets.view")
     rows = session.execute(select(User.id, User.username, User.full_name, User.role)
                            .where(User.is_active.is_(True), User.role.in_(ASSIGNABLE_ROLES)).order_by(User.username))
@@ -252,7 +253,7 @@ def create_ticket(session: Session, actor, customer_id: Any, subject: Any, descr
     _event(session, ticket, actor, "created", {"priority": priority, "category": category,
                                                "policy": policy.name if policy else None}, now)
     session.flush()
-    audit.record(session, actor, "ticket.create", "support_ticket", ticket.id, after=_snapshot(ticket))
+    record_audit(session, actor, "ticket.create", "support_ticket", ticket.id, after=_snapshot(ticket))
     return ticket
 
 
@@ -303,7 +304,7 @@ def update_ticket(session: Session, actor, ticket_id: Any, expected_version: int
         ticket.updated_at = now
         sla.recompute_ticket(session, ticket, now)
         flush_ticket(session, ticket)
-        audit.record(session, actor, "ticket.update", "support_ticket", ticket.id,
+        record_audit(session, actor, "ticket.update", "support_ticket", ticket.id,
                      before={k: v for k, v in before.items() if after[k] != v},
                      after={k: v for k, v in after.items() if before[k] != v})
         return ticket
@@ -330,12 +331,12 @@ def _set_status(session: Session, actor, ticket: SupportTicket, new_status: Any,
     _event(session, ticket, actor, "status_changed", {"from": old, "to": new_status}, now)
 
 
-def change_status(session: Session, actor, ticket_id: Any, new_status: str, expected_version: int | None,
+def change_ticket_status(session: Session, actor, ticket_id: Any, new_status: str, expected_version: int | None,
                   now: dt.datetime | None = None) -> SupportTicket:
     return update_ticket(session, actor, ticket_id, expected_version, now=now, status=new_status)
 
 
-def assign(session: Session, actor, ticket_id: Any, assignee_id: Any, expected_version: int | None,
+def assign_ticket(session: Session, actor, ticket_id: Any, assignee_id: Any, expected_version: int | None,
            department: Any = None, now: dt.datetime | None = None) -> SupportTicket:
     changes: dict[str, Any] = {"assignee_id": assignee_id}
     if department is not None:
@@ -419,7 +420,7 @@ def add_response(session: Session, actor, ticket_id: Any, body: Any, internal: b
             ticket.updated_at = now
             sla.recompute_ticket(session, ticket, now)
             flush_ticket(session, ticket)
-            audit.record(session, actor, f"ticket.{kind}", "support_ticket", ticket.id,
+            record_audit(session, actor, f"ticket.{kind}", "support_ticket", ticket.id,
                          after={"response_id": response.id, "internal": bool(internal), **stored})
         except BaseException:
             if stored:
@@ -440,7 +441,7 @@ def read_attachment(session: Session, viewer, response_id: int) -> tuple[str, st
     return response.attachment_name, response.attachment_type or "application/octet-stream", path.read_bytes()
 
 
-def mark_read(session: Session, actor, ticket_id: Any) -> int:
+def mark_ticket_read(session: Session, actor, ticket_id: Any) -> int:
     """Mark the customer's messages on a ticket as read; returns how many were unread."""
     require(actor, "tickets.manage")
     ticket = _load(session, ticket_id)
@@ -449,11 +450,11 @@ def mark_read(session: Session, actor, ticket_id: Any) -> int:
     for response in unread:
         response.is_read = True
     if unread:
-        audit.record(session, actor, "ticket.read", "support_ticket", ticket.id, after={"messages": len(unread)})
+        record_audit(session, actor, "ticket.read", "support_ticket", ticket.id, after={"messages": len(unread)})
     return len(unread)
 
 
-def conversation(session: Session, viewer, ticket_id: Any, include_internal: bool = True) -> list[dict[str, Any]]:
+def ticket_conversation(session: Session, viewer, ticket_id: Any, include_internal: bool = True) -> list[dict[str, Any]]:
     """The messages of a ticket, oldest first."""
     require(viewer, "tickets.view")
     ticket = _load(session, ticket_id)
@@ -466,7 +467,7 @@ def conversation(session: Session, viewer, ticket_id: Any, include_internal: boo
     return [dict(row._mapping) for row in session.execute(query.order_by(r.created_at, r.id))]
 
 
-def history(session: Session, viewer, ticket_id: Any) -> list[dict[str, Any]]:
+def ticket_history(session: Session, viewer, ticket_id: Any) -> list[dict[str, Any]]:
     require(viewer, "tickets.view")
     ticket = _load(session, ticket_id)
     e = SupportTicketEvent
@@ -521,7 +522,7 @@ def get_ticket(session: Session, viewer, ticket_id: Any, now: dt.datetime | None
 # --------------------------------------------------------------------------- queues
 
 
-def queue(session: Session, viewer, view: str = "team", status: str | None = None, priority: str | None = None,
+def ticket_queue(session: Session, viewer, view: str = "team", status: str | None = None, priority: str | None = None,
           category: str | None = None, assignee_id: int | None = None, text: str | None = None,
           open_only: bool = True, page: int = 1, page_size: int = 25, now: dt.datetime | None = None) -> Page:
     """My tickets or the team queue, filtered, soonest SLA due first (tickets without a running clock last)."""
