@@ -13,7 +13,8 @@ from openpyxl import Workbook
 from sqlalchemy import func, select
 
 from crm_core import imports, platform
-from crm_core.imports import files
+from crm_core.imports import customers as customer_imports
+from crm_core.imports import values
 from db.engine import session_factory
 from db.models import AuditLog, Customer, ImportMapping, ImportRun, Order, OrderItem, Product
 from tests.factories import make_customer, make_order, make_user
@@ -184,7 +185,7 @@ def test_a_failure_mid_import_leaves_nothing_written(engine, monkeypatch):
     rows = "".join(f"{i:05d},First{i},Last{i},p{i}@example.com\n" for i in range(12))
     data = f"external_id,first_name,last_name,email\n{rows}".encode()
     calls = {"n": 0}
-    real = files._write_customers
+    real = customer_imports._write_customers
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -192,7 +193,7 @@ def test_a_failure_mid_import_leaves_nothing_written(engine, monkeypatch):
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(files, "_write_customers", failing)
+    monkeypatch.setattr(customer_imports, "_write_customers", failing)
     with pytest.raises(RuntimeError, match="disk full"), platform.unit_of_work(session_factory(engine)) as s:
         imports.import_customers(s, platform.SYSTEM, io.BytesIO(data), file_name="fail.csv", chunk_size=4)
     assert calls["n"] == 3
@@ -234,7 +235,7 @@ def test_column_mapping_and_semicolon_csv_with_bom(session):
     mapping = {"Kundennummer": "external_id", "Vorname": "first_name", "Nachname": "last_name",
                "E-Mail": "email", "Land": "country"}
     with pytest.raises(platform.ValidationError, match="unknown country"):
-        files.normalize_country("Deutschland")
+        values.normalize_country("Deutschland")
     report = run_import(session, data.replace("Deutschland", "DEU").encode(), "kunden.csv", mapping=mapping)
     assert report.created == 1
     saved = customers_by_external(session)["000777"]
@@ -265,7 +266,7 @@ def test_preview_reports_each_row_status_without_writing(session):
 
 
 def test_dates_in_documented_forms():
-    parse = files.parse_datetime
+    parse = values.parse_datetime
     assert parse("2024-03-01") == dt.datetime(2024, 3, 1)
     assert parse("2024-03-01T14:30:00+02:00") == dt.datetime(2024, 3, 1, 12, 30)
     # Shopify's spelling: the offset after a space; stored as naive UTC.

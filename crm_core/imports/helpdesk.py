@@ -64,23 +64,10 @@ import pandas as pd
 from sqlalchemy import JSON, DateTime, Integer, func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from crm_core.imports.files import (
-    COMMUNICATION_FIELDS,
-    TICKET_FIELDS,
-    ErrorSink,
-    ImportReport,
-    PreviewRow,
-    Progress,
-    RawRow,
-    Source,
-    TableReader,
-    batches,
-    cached_email,
-    email_key,
-    finish_run,
-    parse_datetime,
-    start_run,
-)
+from crm_core.imports.fields import COMMUNICATION_FIELDS, TICKET_FIELDS
+from crm_core.imports.files import Progress, RawRow, Source, TableReader
+from crm_core.imports.runs import ErrorSink, ImportReport, PreviewRow, batches, finish_run, start_run
+from crm_core.imports.values import cached_email, email_key, parse_datetime
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from crm_core.service.communications import MAX_BODY, MAX_LABEL, MAX_MESSAGE_SUBJECT, sentiment

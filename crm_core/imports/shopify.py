@@ -50,24 +50,16 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from crm_core.imports import order_staging
-from crm_core.imports.files import (
-    ErrorSink,
-    ImportReport,
-    PreviewRow,
-    Progress,
-    RawRow,
-    Source,
-    TableReader,
+from crm_core.imports.files import Progress, RawRow, Source, TableReader, detect_format
+from crm_core.imports.runs import ErrorSink, ImportReport, PreviewRow, finish_run, start_run
+from crm_core.imports.values import (
     cached_email,
-    detect_format,
     email_key,
-    finish_run,
     normalize_country,
     normalize_phone,
     parse_amount,
     parse_datetime,
     parse_quantity,
-    start_run,
 )
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
