@@ -20,28 +20,32 @@ from crm_core.segmentation.lifecycle import (
     time_in_stage,
 )
 from crm_core.segmentation.rule_input import customer_ids, rules_from_rows
-from crm_core.segmentation.segments import (
+from crm_core.segmentation.rules import (
     LIST_OPERATORS,
-    MEMBER_SORTS,
-    MODEL_SEGMENT_TYPES,
     NO_VALUE_OPERATORS,
     RULE_FIELDS,
-    add_members,
-    compare_segments,
     compile_rules,
-    create_segment,
     field_catalogue,
-    iter_member_rows,
-    list_segments,
     matching_ids_query,
     parse_rules,
     preview_rules,
-    refresh_memberships,
-    remove_members,
-    replace_model_memberships,
+)
+from crm_core.segmentation.segment_reports import (
+    MEMBER_SORTS,
+    compare_segments,
+    iter_member_rows,
+    list_segments,
     segment_members,
     segment_profile,
     segment_size_history,
+)
+from crm_core.segmentation.segments import (
+    MODEL_SEGMENT_TYPES,
+    add_members,
+    create_segment,
+    refresh_memberships,
+    remove_members,
+    replace_model_memberships,
     set_segment_active,
     update_segment,
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm_core.platform.errors import ValidationError
-from crm_core.segmentation.segments import LIST_OPERATORS, NO_VALUE_OPERATORS, RULE_FIELDS, parse_rules
+from crm_core.segmentation.rules import LIST_OPERATORS, NO_VALUE_OPERATORS, RULE_FIELDS, parse_rules
 
 TRUE_WORDS = {"true", "yes", "y", "1"}
 FALSE_WORDS = {"false", "no", "n", "0"}

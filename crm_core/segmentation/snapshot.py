@@ -25,21 +25,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
-from sqlalchemy import (
-    DateTime,
-    Engine,
-    Integer,
-    and_,
-    case,
-    cast,
-    delete,
-    exists,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-)
+from sqlalchemy import DateTime, Engine, Integer, and_, case, cast, delete, exists, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.platform.dates import end_of
