@@ -39,12 +39,12 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from db.simulator import database_is_empty, seed_database
+    import demo
 
     url = database_url()
     migrate.ensure_migrated(url)
     engine = _engine()
-    if not database_is_empty(engine):
+    if not demo.database_is_empty(engine):
         if args.if_empty:
             print("Database already has customers; nothing to seed.")
             return 0
@@ -55,7 +55,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     def progress(step: str, rows: int) -> None:
         print(f"  {time.perf_counter() - started:6.1f}s  {step:<40} {rows:>10,}", flush=True)
 
-    result = seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress)
+    result = demo.seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress)
     orders = result.counts.get("orders", 0)
     print(f"Seeded {args.customers:,} customers and {orders:,} orders in {result.seconds:.1f}s.")
     return 0

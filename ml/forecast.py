@@ -39,12 +39,9 @@ from db.models import (
     ForecastRun,
     Order,
 )
-from db.simulator import SHOP_COUNTRY
 
 from . import registry
 
-COUNTRY_KEY = "shop_country"
-DEFAULT_COUNTRY = SHOP_COUNTRY  # the demo shop's home country
 MIN_HISTORY_DAYS = 60
 MIN_YEARLY_DAYS = 730  # Prophet: yearly seasonality on less than two years is under-identified
 BACKTEST_FOLDS = 3
@@ -63,43 +60,6 @@ def _quiet() -> None:
     get_logger().setLevel(logging.WARNING)  # configures cmdstanpy's logger on first use, so call it first
     for name in ("cmdstanpy", "prophet", "prophet.plot"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-# --------------------------------------------------------------------------- shop country setting
-
-
-def supported_countries() -> dict[str, str]:
-    """Country codes with a public-holiday calendar, with their names."""
-    import holidays
-    import pycountry
-
-    codes = sorted(c for c in holidays.list_supported_countries() if len(c) == 2)
-    names = {}
-    for code in codes:
-        country = pycountry.countries.get(alpha_2=code)
-        names[code] = country.name if country else code
-    return names
-
-
-def get_shop_country(session: Session) -> tuple[str, int]:
-    """The shop's country (ISO code) for holidays, and the version to send back when saving (0 = default)."""
-    value, version = platform.stored_setting(session, COUNTRY_KEY)
-    return str((value or {}).get("country", DEFAULT_COUNTRY)), version
-
-
-def save_shop_country(session: Session, actor, country: Any, expected_version: int | None) -> tuple[str, int]:
-    """Set the shop's country; refuse an unknown country or an edit made against an older version."""
-    platform.require(actor, "models.manage")
-    if not isinstance(country, str) or not country.strip():
-        raise platform.ValidationError("Choose the shop's country (a two-letter ISO code such as DE).")
-    code = country.strip().upper()
-    known = supported_countries()
-    if code not in known:
-        raise platform.ValidationError(f"No public-holiday calendar for the country {country!r}; choose a two-letter ISO code "
-                              "such as DE, FR or US.")
-    version = platform.save_setting(session, actor, COUNTRY_KEY, {"country": code}, expected_version,
-                                what="The shop's country", action="forecast.country.save")
-    return code, version
 
 
 # --------------------------------------------------------------------------- series and error
@@ -239,7 +199,7 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
     started = time.perf_counter()
     result: dict[str, Any] = {"metrics": {}}
     with platform.unit_of_work(engine) as session:
-        country, _ = get_shop_country(session)
+        country, _ = platform.get_shop_country(session)
         series = daily_series(session, as_of)
         fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = {}
         for index, metric in enumerate(FORECAST_METRICS, start=1):

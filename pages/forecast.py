@@ -87,10 +87,10 @@ else:
 if platform.allowed(viewer.role, "models.manage"):
     with st.expander("Holiday calendar (admin)"):
         with context.session() as s:
-            current, version = forecast.get_shop_country(s)
+            current, version = platform.get_shop_country(s)
         # The version the form was shown with, so a change saved meanwhile by someone else is a conflict.
         shown_version = st.session_state.setdefault("shop_country_version", version)
-        countries = forecast.supported_countries()
+        countries = platform.supported_countries()
         codes = list(countries)
         with st.form("shop_country"):
             chosen = st.selectbox("Shop country (public holidays used by the forecasts)", codes,
@@ -98,5 +98,5 @@ if platform.allowed(viewer.role, "models.manage"):
                                   format_func=lambda c: f"{countries[c]} ({c})")
             if st.form_submit_button("Save country"):
                 st.session_state.pop("shop_country_version", None)
-                context.act(forecast.save_shop_country, chosen, expected_version=shown_version,
+                context.act(platform.save_shop_country, chosen, expected_version=shown_version,
                             success=f"Shop country set to {countries.get(chosen, chosen)}; it applies at the next refresh.")

@@ -118,9 +118,9 @@ def test_rfm_quintiles_and_segments(session):
 
 
 def test_every_buyer_is_in_exactly_one_rfm_segment(engine):
-    from db.simulator import seed_database
+    import demo
 
-    seed_database(engine, 400, seed=5, end=D(2026, 3, 20, 18))
+    demo.seed_database(engine, 400, seed=5, end=D(2026, 3, 20, 18))
     from crm_core import platform
 
     with platform.unit_of_work(engine) as s:

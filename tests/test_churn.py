@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+import demo
 from crm_core import platform, segmentation
 from db import migrate
 from db.engine import make_engine
@@ -25,7 +26,6 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
-from db.simulator import seed_database
 from ml import churn, churn_reports, registry
 from ml.features import FEATURES, build_features
 from ml.labels import churn_labels
@@ -175,7 +175,7 @@ def simulated(tmp_path_factory):
     migrate.upgrade(url)
     engine = make_engine(url)
     end = dt.datetime(2026, 6, 30, 23)
-    seed_database(engine, 4_000, seed=11, end=end)
+    demo.seed_database(engine, 4_000, seed=11, end=end)
     with platform.unit_of_work(engine) as session:
         segmentation.refresh_snapshot(session, end.date())
     result = churn.refresh_churn(engine, end.date())

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import demo
 from crm_core import platform
-from db.simulator import demo_password
 
 from .apptest_support import APP, open_page, titles
 from .factories import make_customer, make_order
@@ -23,7 +23,7 @@ def historical_app(engine, monkeypatch):
     """A shop whose order log ends on 30 June 1998, with an executive and an admin."""
     with platform.unit_of_work(engine) as s:
         for username, role in (("exec1", "executive"), ("admin1", "admin")):
-            platform.create_user(s, platform.SYSTEM, username, role, demo_password(username))
+            platform.create_user(s, platform.SYSTEM, username, role, demo.demo_password(username))
         for n, signed_up in enumerate((dt.datetime(1997, 1, 10), dt.datetime(1997, 9, 3), dt.datetime(1998, 2, 2))):
             customer = make_customer(s, signed_up)
             for month in range(n, 6):

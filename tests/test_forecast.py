@@ -233,16 +233,16 @@ def test_read_side_checks_permission_and_input(session):
 
 def test_shop_country_defaults_saves_audits_and_detects_conflicts(session):
     admin = make_user(session, "admin")
-    assert forecast.get_shop_country(session) == ("DE", 0)
-    code, version = forecast.save_shop_country(session, admin, " fr ", expected_version=0)
+    assert platform.get_shop_country(session) == ("DE", 0)
+    code, version = platform.save_shop_country(session, admin, " fr ", expected_version=0)
     assert (code, version) == ("FR", 1)
-    assert forecast.get_shop_country(session) == ("FR", 1)
+    assert platform.get_shop_country(session) == ("FR", 1)
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "forecast.country.save"))
     assert entry.before is None and entry.after == {"country": "FR"} and entry.actor_id == admin.id
 
     with pytest.raises(platform.ConflictError, match="changed by someone else"):
-        forecast.save_shop_country(session, admin, "AT", expected_version=0)
-    assert forecast.save_shop_country(session, admin, "AT", expected_version=1) == ("AT", 2)
+        platform.save_shop_country(session, admin, "AT", expected_version=0)
+    assert platform.save_shop_country(session, admin, "AT", expected_version=1) == ("AT", 2)
     assert session.get(AppSetting, "shop_country").value == {"country": "AT"}
 
 
@@ -250,19 +250,19 @@ def test_shop_country_defaults_saves_audits_and_detects_conflicts(session):
 def test_unknown_countries_are_refused(session, country):
     admin = make_user(session, "admin")
     with pytest.raises(platform.ValidationError):
-        forecast.save_shop_country(session, admin, country, expected_version=0)
+        platform.save_shop_country(session, admin, country, expected_version=0)
     assert session.get(AppSetting, "shop_country") is None
 
 
 def test_only_admins_set_the_country(session):
     analyst = make_user(session, "analyst")
     with pytest.raises(platform.PermissionDenied):
-        forecast.save_shop_country(session, analyst, "FR", expected_version=0)
+        platform.save_shop_country(session, analyst, "FR", expected_version=0)
 
 
 def test_refresh_uses_the_saved_country(engine, session):
     admin = make_user(session, "admin")
-    forecast.save_shop_country(session, admin, "FR", expected_version=0)
+    platform.save_shop_country(session, admin, "FR", expected_version=0)
     end = dt.date(2025, 3, 31)
     _shop(session, 70, end)
     result = refresh_forecasts(engine, end, horizon_days=7)

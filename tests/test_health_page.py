@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+import demo
 from db import migrate
 from db.engine import make_engine, session_factory
 from db.models import AccountHealthScore, AppSetting, AuditLog, Customer
-from db.simulator import seed_database
 from ml import health
 
 from .apptest_support import APP, open_page, titles
@@ -140,7 +140,7 @@ def test_empty_state_and_scoring_from_the_page(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0))
     engine.dispose()
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     at = open_page(AppTest.from_file(APP, default_timeout=60), "admin1", "health")

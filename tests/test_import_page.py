@@ -27,14 +27,14 @@ from .apptest_support import APP, open_page, titles
 @pytest.fixture(scope="module")
 def page_db(tmp_path_factory):
     """A seeded demo database with one static segment; no batch refresh (this page needs none)."""
+    import demo
     from crm_core import platform, segmentation
     from db import migrate
-    from db.simulator import seed_database
 
     url = f"sqlite:///{tmp_path_factory.mktemp('import_page') / 'app.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0))
     with platform.unit_of_work(engine) as s:
         segment = segmentation.create_segment(s, platform.SYSTEM, "Hand picked", "custom", "static")
         segmentation.add_members(s, platform.SYSTEM, segment.id, list(s.scalars(select(Customer.id).limit(40))))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
+import demo
 from crm_core import platform
 from db import migrate
 from db.engine import make_engine
@@ -33,8 +34,7 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
-from db.simulator import seed_database
-from ml import churn, datasets, health, refresh, runs
+from ml import churn, health, refresh, runs
 from ml.backtest import run_backtest
 from tests.apptest_support import APP, page_path, sign_in
 from tests.factories import make_user
@@ -101,7 +101,7 @@ def simulated_file(tmp_path_factory):
     """A complete simulated world (every source), copied for each test that removes one."""
     path = tmp_path_factory.mktemp("world") / "world.sqlite"
     engine = _engine_for(f"sqlite:///{path}")
-    seed_database(engine, 900, seed=5, end=dt.datetime(2026, 6, 30, 18))
+    demo.seed_database(engine, 900, seed=5, end=dt.datetime(2026, 6, 30, 18))
     engine.dispose()
     return path
 
@@ -219,7 +219,7 @@ def test_scaling_a_short_window_to_the_horizon_multiplies_by_bgnbds_conditional_
 @pytest.fixture(scope="module")
 def cdnow(tmp_path_factory):
     engine = _engine_for(f"sqlite:///{tmp_path_factory.mktemp('cdnow') / 'cdnow.sqlite'}")
-    report = datasets.load_cdnow(engine)
+    report = demo.load_cdnow(engine)
     assert (report.created, report.invalid) == (23_570, 0) or report.invalid == 0
     yield engine
     engine.dispose()

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+import demo
 from crm_core import platform
 from db import migrate
 from db.engine import make_engine
 from db.models import AppSetting, AuditLog, CustomerAnalytics, ForecastRun
-from db.simulator import seed_database
 from ml import forecast
 from ml.clv import refresh_lifetime_value
 from ml.forecast import refresh_forecasts
@@ -96,7 +96,7 @@ def test_admin_changes_the_shop_country_through_the_form(valued_app, valued_db):
     at = open_page(valued_app, "admin1", "forecast")
     assert not at.exception
     box = next(s for s in at.selectbox if s.label.startswith("Shop country"))
-    assert box.value == forecast.get_shop_country(platform.unit_of_work(engine).__enter__())[0]
+    assert box.value == platform.get_shop_country(platform.unit_of_work(engine).__enter__())[0]
     box.select("AT")
     next(b for b in at.button if b.label == "Save country").click().run()
     assert not at.exception
@@ -106,21 +106,21 @@ def test_admin_changes_the_shop_country_through_the_form(valued_app, valued_db):
         assert connection.scalar(select(func.count()).select_from(AuditLog)
                                  .where(AuditLog.action == "forecast.country.save")) >= 1
     with platform.unit_of_work(engine) as s:
-        forecast.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
+        platform.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
 
 
 def test_a_country_changed_meanwhile_is_a_conflict_not_a_lost_update(valued_app, valued_db):
     engine = make_engine(valued_db)
     at = open_page(valued_app, "admin2", "forecast")
     with platform.unit_of_work(engine) as s:
-        forecast.save_shop_country(s, platform.SYSTEM, "FR", expected_version=None)  # someone else, meanwhile
+        platform.save_shop_country(s, platform.SYSTEM, "FR", expected_version=None)  # someone else, meanwhile
     next(s for s in at.selectbox if s.label.startswith("Shop country")).select("NL")
     next(b for b in at.button if b.label == "Save country").click().run()
     assert not at.exception
     assert any("changed by someone else" in e.value for e in at.error)
     with platform.unit_of_work(engine) as s:
-        assert forecast.get_shop_country(s)[0] == "FR"
-        forecast.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
+        assert platform.get_shop_country(s)[0] == "FR"
+        platform.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def unrefreshed_db(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('empty') / 'empty.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    seed_database(engine, 20, seed=3)
+    demo.seed_database(engine, 20, seed=3)
     engine.dispose()
     return url
 

@@ -6,6 +6,7 @@ the submodule they need.
 
 from crm_core.loyalty.ledger import (
     DEFAULT_SETTINGS,
+    DEFAULT_TIER_THRESHOLDS,
     InsufficientPoints,
     account_summary,
     adjust,
@@ -32,6 +33,7 @@ from crm_core.loyalty.ledger import (
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "DEFAULT_TIER_THRESHOLDS",
     "InsufficientPoints",
     "account_summary",
     "adjust",

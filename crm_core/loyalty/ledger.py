@@ -87,8 +87,11 @@ EARNING_ORDER_STATUSES = tuple(s for s in REVENUE_ORDER_STATUSES if s != "placed
 DEBIT_KINDS = ("redeem", "expire")
 MAX_REASON = 255
 
+# Lifetime points from which each tier starts (an admin may change them; see get_settings).
+DEFAULT_TIER_THRESHOLDS: dict[str, int] = {"bronze": 0, "silver": 1_000, "gold": 5_000, "platinum": 15_000,
+                                           "diamond": 40_000}
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "tier_thresholds": {"bronze": 0, "silver": 1_000, "gold": 5_000, "platinum": 15_000, "diamond": 40_000},
+    "tier_thresholds": DEFAULT_TIER_THRESHOLDS,
     "points_per_currency_unit": 1.0,
     "tier_multipliers": {"bronze": 1.0, "silver": 1.1, "gold": 1.25, "platinum": 1.5, "diamond": 2.0},
     "expiry_days": 730,

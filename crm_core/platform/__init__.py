@@ -28,6 +28,14 @@ from crm_core.platform.errors import (
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
 from crm_core.platform.settings import save_setting, stored_setting
+from crm_core.platform.shop import (
+    SHOP_COUNTRY,
+    SHOP_CURRENCY,
+    SHOP_TIMEZONE,
+    get_shop_country,
+    save_shop_country,
+    supported_countries,
+)
 from crm_core.platform.spreadsheet import csv_chunks, neutralize
 from crm_core.platform.sql import (
     calendar_day,
@@ -66,6 +74,9 @@ __all__ = [
     "Page",
     "PermissionDenied",
     "PERMISSIONS",
+    "SHOP_COUNTRY",
+    "SHOP_CURRENCY",
+    "SHOP_TIMEZONE",
     "SignedInUser",
     "SYSTEM",
     "SystemActor",
@@ -85,6 +96,7 @@ __all__ = [
     "days_between",
     "drop_temporary_table",
     "end_of",
+    "get_shop_country",
     "latest_order_date",
     "least",
     "list_users",
@@ -96,9 +108,11 @@ __all__ = [
     "require",
     "reset_password",
     "save_setting",
+    "save_shop_country",
     "search_audit_log",
     "set_active",
     "stored_setting",
+    "supported_countries",
     "temporary_table_as",
     "unit_of_work",
     "use_batch_memory",

@@ -49,6 +49,7 @@ from crm_core.service.complaints import (
     search_complaints,
 )
 from crm_core.service.sla import (
+    DEFAULT_POLICY_MINUTES,
     breaching_soon,
     check_sla_now,
     create_sla_policy,
@@ -97,6 +98,7 @@ __all__ = [
     "COMPLAINT_CATEGORIES",
     "ComplaintFilter",
     "DEFAULT_CALENDAR",
+    "DEFAULT_POLICY_MINUTES",
     "DEPARTMENTS",
     "FUNNEL_STAGES",
     "MAX_COMPLAINT_DESCRIPTION",

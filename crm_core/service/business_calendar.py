@@ -35,6 +35,7 @@ import holidays as public_holidays
 
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.settings import save_setting, stored_setting
+from crm_core.platform.shop import SHOP_COUNTRY, SHOP_TIMEZONE
 
 UTC = dt.UTC
 SETTING_KEY = "business_calendar"
@@ -45,8 +46,8 @@ SEARCH_LIMIT_DAYS = 3 * 366
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 DEFAULT_CALENDAR: dict[str, Any] = {
-    "timezone": "Europe/Berlin",
-    "country": "DE",
+    "timezone": SHOP_TIMEZONE,
+    "country": SHOP_COUNTRY,
     "subdivision": None,
     "working_periods": {str(d): [["08:00", "12:30"], ["13:00", "18:00"]] for d in range(5)},
     "holidays": [],

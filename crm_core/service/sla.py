@@ -80,6 +80,12 @@ MAX_TARGET_MINUTES = 60 * 24 * 365
 RECOMPUTE_CHUNK = 500
 FAR_FUTURE = dt.datetime(9999, 1, 1)
 GROUPINGS = ("priority", "category", "agent")
+# The targets a new shop starts with, in business minutes per priority: (first response, next
+# response, resolution). The demo shop is seeded with them; admins edit the policies on the SLA page.
+DEFAULT_POLICY_MINUTES: dict[str, tuple[int, int, int]] = {
+    "low": (1440, 1440, 7200), "normal": (480, 480, 2880), "high": (240, 240, 1440),
+    "urgent": (60, 120, 480), "critical": (30, 60, 240),
+}
 
 
 # --------------------------------------------------------------------------- portable SQL

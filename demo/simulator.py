@@ -7,7 +7,9 @@ complaints and survey answers. Orders, items, sessions, messages, tickets, loyal
 rest are then derived from those traits with vectorised numpy, so repeat purchase, churn and value
 are learnable signals rather than noise. Everything is deterministic for a seed and an end date.
 
-The simulator only builds DataFrames; `seed_database` loads them with `db.bulk`.
+The simulator only builds DataFrames; `seed_database` loads them with `db.bulk`. The shop it simulates
+uses the domain's defaults: the shop country and currency, the default business calendar and SLA
+targets, and the loyalty tiers.
 """
 
 from __future__ import annotations
@@ -26,12 +28,10 @@ from faker import Faker
 from sqlalchemy import Engine, ForeignKeyConstraint, UniqueConstraint, func, select, text
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
+from crm_core import loyalty, platform, service
 from db import bulk
 from db.models import Base, Customer
 
-SHOP_COUNTRY = "DE"
-SHOP_TIMEZONE = "Europe/Berlin"
-CURRENCY = "EUR"
 HISTORY_YEARS = 3
 DAY = 86_400
 
@@ -64,19 +64,9 @@ ACQUISITION = {
     "organic_search": 0.26, "paid_search": 0.20, "social": 0.16, "email": 0.06, "referral": 0.06,
     "affiliate": 0.08, "direct": 0.14, "marketplace": 0.04,
 }
-TIER_THRESHOLDS = {"bronze": 0, "silver": 1_000, "gold": 5_000, "platinum": 15_000, "diamond": 40_000}
 ROLE_USERNAMES = {
     "admin": "admin", "analyst": "analyst", "success_manager": "csm", "support_agent": "agent",
     "executive": "exec",
-}
-TICKET_PRIORITY_MINUTES = {  # priority: (first response, next response, resolution) in business minutes
-    "low": (1440, 1440, 7200), "normal": (480, 480, 2880), "high": (240, 240, 1440),
-    "urgent": (60, 120, 480), "critical": (30, 60, 240),
-}
-BUSINESS_CALENDAR = {
-    "timezone": SHOP_TIMEZONE,
-    "working_periods": {str(d): [["08:00", "12:30"], ["13:00", "18:00"]] for d in range(5)},
-    "holidays": [],
 }
 
 
@@ -199,11 +189,11 @@ class Simulator:
         self.manager_ids = users.loc[users.role == "success_manager", "id"].to_numpy()
 
         slas = []
-        for i, (priority, (first, nxt, resolution)) in enumerate(TICKET_PRIORITY_MINUTES.items(), 1):
+        for i, (priority, (first, nxt, resolution)) in enumerate(service.DEFAULT_POLICY_MINUTES.items(), 1):
             slas.append({
                 "id": i, "name": f"Standard {priority}", "priority": priority,
                 "first_response_minutes": first, "next_response_minutes": nxt,
-                "resolution_minutes": resolution, "calendar": BUSINESS_CALENDAR, "is_active": True,
+                "resolution_minutes": resolution, "calendar": service.DEFAULT_CALENDAR, "is_active": True,
                 "created_at": pd.Timestamp(self.start),
             })
         self.tables["customer_service_level_agreements"] = pd.DataFrame(slas)
@@ -337,7 +327,7 @@ class Simulator:
             "ordered_at": _to_datetime(self.base, when),
             "status": status,
             "channel": _choice(rng, {"web": 0.55, "mobile": 0.35, "marketplace": 0.05, "store": 0.03, "phone": 0.02}, m),
-            "currency": CURRENCY,
+            "currency": platform.SHOP_CURRENCY,
         })
         self.orders.insert(1, "order_number", "SO-" + pd.Series(np.arange(1, m + 1) + 100_000).astype(str))
 
@@ -612,8 +602,8 @@ class Simulator:
         ledger["idempotency_key"] = ledger["kind"] + ":" + ledger["source_type"] + ":" + ledger["source_id"]
         lifetime = earn.groupby("acc")["points"].sum().reindex(np.arange(a), fill_value=0).to_numpy()
         balance = ledger.groupby("acc")["points"].sum().reindex(np.arange(a), fill_value=0).to_numpy()
-        thresholds = np.array(list(TIER_THRESHOLDS.values()))
-        tier_names = np.array(list(TIER_THRESHOLDS), dtype=object)
+        thresholds = np.array(list(loyalty.DEFAULT_TIER_THRESHOLDS.values()))
+        tier_names = np.array(list(loyalty.DEFAULT_TIER_THRESHOLDS), dtype=object)
         tier_idx = np.searchsorted(thresholds, lifetime, side="right") - 1
         # Tier history: the first moment the running lifetime total crossed each threshold.
         changes = [pd.DataFrame({"acc": np.arange(a), "when": enrolled, "from_tier": None, "to_tier": "bronze"})]
