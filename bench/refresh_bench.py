@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import batch  # noqa: E402
 import demo  # noqa: E402
 from bench.common import on_each_backend, parser  # noqa: E402
 from crm_core import (
@@ -24,7 +25,6 @@ from crm_core import (
 )
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
-from ml.refresh import run_refresh  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 27)
 RULES = {"all": [
@@ -42,7 +42,7 @@ def run(url: str, customers: int, label: str, seed: bool = True, concurrent: boo
         seeded = demo.seed_database(engine, customers, seed=7, end=dt.datetime.combine(AS_OF, dt.time(18)))
         print(f"{label:<10} customers={customers:,} orders={seeded.counts['orders']:,} "
               f"seed_seconds={seeded.seconds:.1f}", flush=True)
-    report = run_refresh(engine, AS_OF, concurrent=concurrent)
+    report = batch.run_refresh(engine, AS_OF, concurrent=concurrent)
     for step, seconds, detail in report.steps:
         print(f"{label:<10} step={step!r} seconds={seconds:.1f} ({detail})", flush=True)
     print(f"{label:<10} refresh_total seconds={report.seconds:.1f} (wall clock; the steps' own times add up to "

@@ -21,12 +21,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+import batch  # noqa: E402
 from bench.common import on_each_backend, parser  # noqa: E402
 from crm_core import platform, segmentation
 from db import bulk, migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.models import Base  # noqa: E402
-from ml.refresh import rfm_rules  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 27)
 RULES = {"all": [
@@ -84,7 +84,7 @@ def run(url: str, n: int, backend: str) -> None:
     def create_rfm_segments():
         with platform.unit_of_work(engine) as s:
             for name in segmentation.RFM_SEGMENTS:
-                segmentation.create_segment(s, platform.SYSTEM, name, "rfm", "dynamic", rules=rfm_rules(name), is_system=True)
+                segmentation.create_segment(s, platform.SYSTEM, name, "rfm", "dynamic", rules=batch.rfm_rules(name), is_system=True)
         return "11 segments"
 
     def refresh():

@@ -71,7 +71,6 @@ def _read_password() -> str:
 
 
 def cmd_users_create(args: argparse.Namespace) -> int:
-    from crm_core import platform
 
     migrate.ensure_migrated(database_url())
     password = _read_password()
@@ -85,8 +84,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from crm_core import platform
-    from ml.refresh import run_refresh
+    import batch
 
     if args.as_of is not None:
         platform.check_as_of(args.as_of, "--as-of")
@@ -112,11 +110,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         print(f"  [{bar}] {index}/{total} {label}: {detail} ({time.perf_counter() - started:.1f}s)", flush=True)
 
     if args.backfill_months:
-        from ml.refresh import backfill
-
-        backfill(engine, as_of, args.backfill_months, progress=None if args.quiet else progress)
-    report = run_refresh(engine, as_of, progress=None if args.quiet else progress, now=data.run_time(as_of),
-                         triggered_by="crm refresh")
+        batch.backfill(engine, as_of, args.backfill_months, progress=None if args.quiet else progress)
+    report = batch.run_refresh(engine, as_of, progress=None if args.quiet else progress, now=data.run_time(as_of),
+                               triggered_by="crm refresh")
     if report.failed:
         print(f"Refresh done in {time.perf_counter() - started:.1f}s; the other steps landed.")
         failed = "; ".join(f"{step.label} {step.detail}" for step in report.failed)

@@ -139,14 +139,14 @@ def app_db(tmp_path_factory) -> Iterator[str]:
     """A SQLite demo database (500 simulated customers, refreshed) shared by AppTest page tests."""
     import datetime as dt
 
+    import batch
     import demo
-    from ml.refresh import run_refresh
 
     url = f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite'}"
     migrate.upgrade(url)
     eng = make_engine(url)
     demo.seed_database(eng, 500, seed=2, end=dt.datetime.now().replace(microsecond=0))
-    run_refresh(eng, dt.date.today())
+    batch.run_refresh(eng, dt.date.today())
     yield url
     eng.dispose()
 

@@ -187,7 +187,7 @@ def _historical_shop(engine) -> None:
 def test_commands_default_to_the_latest_order_of_a_historical_import(engine, monkeypatch, capsys):
     import datetime as dt
 
-    from ml import refresh
+    from batch import refresh
 
     _historical_shop(engine)
     monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
@@ -219,7 +219,7 @@ def test_commands_default_to_the_latest_order_of_a_historical_import(engine, mon
 def test_commands_default_to_today_on_live_data(engine, monkeypatch, capsys):
     import datetime as dt
 
-    from ml import refresh
+    from batch import refresh
     from tests.factories import make_customer, make_order
 
     with platform.unit_of_work(engine) as s:

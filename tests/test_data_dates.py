@@ -8,10 +8,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, insert, select, text
 
+import batch
+from batch import refresh
 from crm_core import loyalty, platform
 from crm_core.platform import dates
 from db.models import LoyaltyAccount, LoyaltyTransaction, Order
-from ml import backtest, refresh
+from ml import backtest
 
 from .factories import make_customer, make_order
 
@@ -110,7 +112,7 @@ def test_backfill_months_are_bounded():
     assert platform.check_backfill_months(2, dt.date(1900, 3, 15)) == 2
     with pytest.raises(platform.ValidationError, match="reaches back before 1900-01-01 from 1900-03-15: pick at most 2"):
         platform.check_backfill_months(3, dt.date(1900, 3, 15))
-    assert refresh.month_ends_before(dt.date(1900, 3, 15), 2) == [dt.date(1900, 1, 31), dt.date(1900, 2, 28)]
+    assert batch.month_ends_before(dt.date(1900, 3, 15), 2) == [dt.date(1900, 1, 31), dt.date(1900, 2, 28)]
 
 
 # --------------------------------------------------------------------------- services check their dates
@@ -134,9 +136,9 @@ def test_the_refresh_refuses_dates_out_of_bounds_before_any_step(engine, monkeyp
     monkeypatch.setattr(refresh, "STEPS", (("Record", _recorder(ran)),))
     for day in (dt.date(9999, 12, 31), TODAY + dt.timedelta(days=2), dt.date(1, 1, 1)):
         with pytest.raises(platform.ValidationError):
-            refresh.run_refresh(engine, day)
+            batch.run_refresh(engine, day)
     with pytest.raises(platform.ValidationError, match="--backfill-months 100,000"):
-        refresh.backfill(engine, TODAY, 100_000)
+        batch.backfill(engine, TODAY, 100_000)
     assert ran == []
 
 
@@ -151,10 +153,10 @@ def _recorder(ran: list):
 def test_the_refresh_defaults_to_the_data_date(session, engine, monkeypatch):
     ran: list = []
     monkeypatch.setattr(refresh, "STEPS", (("Record", _recorder(ran)),))
-    refresh.run_refresh(engine)  # no orders: today, stamped now
+    batch.run_refresh(engine)  # no orders: today, stamped now
     assert ran[-1][0] == TODAY and ran[-1][1].date() >= TODAY - dt.timedelta(days=1)
     _orders(session, dt.date(1997, 3, 1), IMPORT_END)
-    report = refresh.run_refresh(engine)
+    report = batch.run_refresh(engine)
     assert report.as_of == IMPORT_END
     assert ran[-1] == (IMPORT_END, dt.datetime(1998, 6, 30, 23, 0))  # history lines up with the data
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+import batch
 import demo
 from db import migrate
 from db.engine import make_engine
 from db.models import Customer
-from ml.refresh import run_refresh
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -62,7 +62,7 @@ def server(tmp_path_factory):
     migrate.upgrade(db_url)
     engine = make_engine(db_url)
     demo.seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0))
-    run_refresh(engine, dt.date.today())
+    batch.run_refresh(engine, dt.date.today())
     with engine.connect() as connection:
         customers = connection.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
     engine.dispose()

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
+import batch
 import demo
+from batch import refresh
 from crm_core import platform
 from db import migrate
 from db.engine import make_engine
@@ -34,7 +36,7 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
-from ml import churn, health, refresh, runs
+from ml import churn, health
 from ml.backtest import run_backtest
 from tests.apptest_support import APP, page_path, sign_in
 from tests.factories import make_user
@@ -57,7 +59,7 @@ def test_the_whole_refresh_completes_on_imported_orders_alone(engine):
     report = import_log(engine, order_log(customers=500, start=START, days=300))
     assert report.invalid == 0
     as_of = _last_order_day(engine)
-    result = refresh.run_refresh(engine, as_of)
+    result = batch.run_refresh(engine, as_of)
     statuses = {step.label: (step.status, step.detail) for step in result.steps}
     assert result.failed == [], statuses
     assert result.status == "ok"
@@ -133,7 +135,7 @@ def test_each_model_runs_with_an_optional_source_missing(simulated_file, tmp_pat
     assert dropped == {f for f, s in FEATURE_SOURCES.items() if s == source}
     assert not dropped & set(model.features_)
     assert metrics["validated"] and metrics["roc_auc"] > 0.7
-    result = refresh.run_refresh(engine, as_of, include_clusters=True)
+    result = batch.run_refresh(engine, as_of, include_clusters=True)
     assert result.failed == [], [(s.label, s.detail) for s in result.failed]
     with engine.connect() as connection:
         components = health.component_scores(connection, as_of)
@@ -152,7 +154,7 @@ def test_a_failing_model_leaves_the_rest_of_the_refresh_standing(engine, monkeyp
         raise RuntimeError("the model exploded")
 
     monkeypatch.setattr(churn, "refresh_churn", broken)
-    result = refresh.run_refresh(engine, as_of, triggered_by="tester")
+    result = batch.run_refresh(engine, as_of, triggered_by="tester")
     assert [s.label for s in result.failed] == ["Churn model: train when due, score everyone"]
     assert result.status == "partial"
     with platform.unit_of_work(engine) as session:
@@ -163,9 +165,9 @@ def test_a_failing_model_leaves_the_rest_of_the_refresh_standing(engine, monkeyp
                                .where(CustomerAnalytics.as_of == as_of)).one()
         assert rows == (300, 0, 300)  # the snapshot landed; only the failed model's column is empty
         assert session.scalar(select(func.count()).select_from(CustomerLifecycleStage)) == 300
-        status = runs.last_step_status(session, None, "churn")
+        status = batch.last_step_status(session, None, "churn")
         assert (status.status, status.detail) == ("failed", "failed: RuntimeError: the model exploded")
-        assert runs.last_step_status(session, None, "snapshot").status == "ok"
+        assert batch.last_step_status(session, None, "snapshot").status == "ok"
 
 
 def test_an_eight_week_history_backtests_and_a_shorter_one_is_refused(engine):
@@ -245,7 +247,7 @@ def test_pages_say_why_a_model_is_missing(engine, monkeypatch, tmp_path):
     import_log(engine, order_log(customers=20, start=START, days=40))
     with platform.unit_of_work(engine) as session:
         make_user(session, "admin", "ada", password="a-long-password")
-    refresh.run_refresh(engine, _last_order_day(engine))
+    batch.run_refresh(engine, _last_order_day(engine))
     url = engine.url.render_as_string(hide_password=False)
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     at = AppTest.from_file(APP, default_timeout=60)

@@ -6,8 +6,8 @@ import datetime as dt
 
 import streamlit as st
 
+import batch
 from crm_core import platform
-from ml.refresh import run_refresh
 
 from . import context
 from .data_date import data_date
@@ -33,7 +33,7 @@ def refresh_panel(viewer, key: str) -> None:
                 bar.progress(index / total, text=f"{label}: {detail}")
 
             try:
-                report = run_refresh(context.engine(), refresh_date, progress=progress,
+                report = batch.run_refresh(context.engine(), refresh_date, progress=progress,
                                      now=data.run_time(refresh_date), triggered_by=viewer.username)
             except platform.DomainError as exc:
                 st.error(str(exc))

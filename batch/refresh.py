@@ -4,7 +4,7 @@ Each step commits on its own, so a long refresh shows progress, and one failing 
 the others: its failure is recorded with the reason and the refresh goes on. When a model fails,
 the snapshot, RFM, clusters, segments and lifecycle still land (that model's columns stay empty);
 only steps that read a failed step's output (clusters, segments and lifecycle read the snapshot)
-are skipped, with that as the reason. Every run and step is recorded (ml.runs). On PostgreSQL the
+are skipped, with that as the reason. Every run and step is recorded (batch.run_log). On PostgreSQL the
 model steps run at the same time, and the snapshot stages its aggregates alongside them, writing
 its rows once they are done.
 """
@@ -26,12 +26,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
+from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
 from crm_core import loyalty, platform, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-
-from . import churn, clv, forecast, health, registry
-from .clusters import FEATURES, BehaviourClusterer, describe
-from .runs import DatabaseRunLog, NoRunLog, RunLog
+from ml import churn, clv, forecast, health, registry
+from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +311,6 @@ def _batches(steps: list[tuple[str, Step]], concurrent: bool) -> list[list[tuple
 
 def _failure_reason(exc: BaseException) -> str:
     """One line for the run record and the pages: the domain message, or the error's type and text."""
-    from crm_core import platform
-
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, platform.DomainError):
         return text or type(exc).__name__
