@@ -181,7 +181,7 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
 
 
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    result = churn.refresh_churn(engine, as_of, update_snapshot=False)
+    result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
         return skipped(result["reason"])
     return StepOutcome(result["detail"], result.get("scored"))
@@ -207,7 +207,7 @@ def _sla(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
 
 
 def _lifetime_value(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    result = clv.refresh_lifetime_value(engine, as_of, update_snapshot=False)
+    result = clv.refresh_lifetime_value(engine, as_of)
     if result.get("status") == "skipped":
         return skipped(result.get("reason", "no reason given"))
     scored = result.get("customers_scored", 0)
@@ -216,7 +216,7 @@ def _lifetime_value(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOut
 
 
 def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    result = health.score_health(engine, as_of, update_snapshot=False)
+    result = health.score_health(engine, as_of)
     if result.get("status") == "skipped":
         return skipped(result.get("reason", "no reason given"))
     levels = result.get("levels") or {}

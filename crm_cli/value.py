@@ -1,4 +1,8 @@
-"""`crm clv` and `crm forecast`: fit lifetime value and forecasts on their own, outside `crm refresh`."""
+"""`crm clv` and `crm forecast`: fit lifetime value and forecasts on their own, outside `crm refresh`.
+
+Each writes only its own tables; the analytics snapshot (written only by `crm refresh`) picks the
+lifetime values up when it is next built.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ def cmd_clv(args: argparse.Namespace) -> int:
     print(f"Scored {result['customers_scored']:,} customers in {result['seconds']:.1f}s "
           f"(clv version {result['model_version']}; BG/NBD r={bgnbd['r']:.3f} alpha={bgnbd['alpha']:.3f} "
           f"a={bgnbd['a']:.3f} b={bgnbd['b']:.3f} per {bgnbd['time_unit']}).")
+    print("Stored in customer_lifetime_values; the analytics snapshot picks them up at the next `crm refresh`.")
     return 0
 
 
@@ -55,8 +60,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
 
-    clv = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma and score every customer's lifetime value")
-    clv.add_argument("--as-of", type=iso_date, help=f"date of the analytics snapshot to score (default {DATA_DATE_DEFAULT})")
+    clv = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma and score every customer's lifetime value (the next refresh "
+                                     "copies them into the analytics snapshot)")
+    clv.add_argument("--as-of", type=iso_date, help=f"date to score as of (default {DATA_DATE_DEFAULT})")
     clv.set_defaults(func=cmd_clv)
     forecast = sub.add_parser("forecast", help="fit the Prophet forecasts of revenue, orders and new customers")
     forecast.add_argument("--as-of", type=iso_date, help=f"last day of history (default {DATA_DATE_DEFAULT})")

@@ -46,7 +46,7 @@ from threadpoolctl import threadpool_limits
 
 from crm_core import platform
 from db import bulk
-from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, CustomerAnalytics, MLModel, Order
+from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, MLModel, Order
 
 from . import bgnbd, registry
 from .features import (
@@ -719,13 +719,11 @@ def needs_training(row: MLModel | None, as_of: dt.date, horizon_days: int) -> bo
     return row.training_end > latest_usable or (latest_usable - row.training_end).days >= RETRAIN_AFTER_DAYS
 
 
-def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | None, *,
-          update_snapshot: bool = True) -> dict[str, Any]:
-    """Score every customer who has ordered and store the predictions.
+def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | None) -> dict[str, Any]:
+    """Score every customer who has ordered and store the predictions in `customer_churn_predictions`.
 
-    With `update_snapshot` (the default, for a run on its own) the probabilities are also copied
-    into the `customer_analytics` rows; the batch refresh passes False and builds the snapshot
-    afterwards, reading the predictions of the same date.
+    The analytics snapshot reads the predictions of its date when it is next built (the snapshot
+    step of the batch refresh is the only writer of `customer_analytics`).
     """
     with engine.connect() as connection:
         X = build_features(connection, as_of)
@@ -761,22 +759,8 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
         connection = session.connection()
         connection.execute(delete(ChurnPrediction).where(ChurnPrediction.as_of == as_of))
         bulk.load(connection, ChurnPrediction.__table__, predictions)
-        if update_snapshot:
-            _store_probabilities(connection, as_of)
     counts = predictions["risk_level"].value_counts().to_dict()
     return {"scored": len(predictions), "levels": counts}
-
-
-def _store_probabilities(connection: Connection, as_of: dt.date) -> None:
-    """Copy today's probabilities into the analytics rows: one UPDATE ... FROM (a hash join on fresh
-    statistics), then clear the probability of anyone this run did not score."""
-    p, a = ChurnPrediction, CustomerAnalytics
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"ANALYZE {p.__tablename__}")
-    connection.execute(update(a).where(a.customer_id == p.customer_id, p.as_of == as_of)
-                       .values(churn_probability=p.probability))
-    scored = exists().where(p.customer_id == a.customer_id, p.as_of == as_of)
-    connection.execute(update(a).where(a.churn_probability.is_not(None), ~scored).values(churn_probability=None))
 
 
 def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
@@ -806,7 +790,7 @@ def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
 
 
 def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                  progress: Progress | None = None, update_snapshot: bool = True) -> dict[str, Any]:
+                  progress: Progress | None = None) -> dict[str, Any]:
     """The batch step: (re)train when due, score everyone, and check old predictions against outcomes.
 
     Returns {"status": "scored", "scored", "levels", "detail"} or {"status": "skipped", "reason"}.
@@ -828,7 +812,7 @@ def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HO
             trained = f"trained v{result.version} {result.model.algorithm} ({validation}); "
     row, model = current
     try:
-        scored = score(engine, as_of, model, row.id, update_snapshot=update_snapshot)
+        scored = score(engine, as_of, model, row.id)
     except NotEnoughHistory as exc:
         return {"status": "skipped", "reason": str(exc)}
     levels = ", ".join(f"{k} {v:,}" for k, v in sorted(scored.get("levels", {}).items()))

@@ -39,17 +39,15 @@ from sklearn.base import BaseEstimator
 from sqlalchemy import (
     Engine,
     delete,
-    exists,
     func,
     literal_column,
     select,
-    update,
 )
 from sqlalchemy.orm import aliased
 
 from crm_core import platform, segmentation
 from db import bulk
-from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAnalytics, CustomerLifetimeValue, Order
+from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerLifetimeValue, Order
 
 from . import registry
 
@@ -364,26 +362,6 @@ def store_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
     return len(frame)
 
 
-def write_scores(connection, as_of: dt.date) -> int:
-    """Copy the stored lifetime values into the `as_of` snapshot rows (one UPDATE ... FROM); snapshot
-    customers without a value (no purchase yet) get no prediction and a historic value of 0.
-
-    The batch refresh does not need this: it builds the snapshot after the models and reads the
-    values as it writes each row. It serves a CLV run on its own against an existing snapshot.
-    """
-    a, v = CustomerAnalytics.__table__, CustomerLifetimeValue.__table__
-    updated = connection.execute(
-        update(a)
-        .where(a.c.customer_id == v.c.customer_id, a.c.as_of == as_of, v.c.as_of == as_of)
-        .values({name: v.c[name] for name in SCORE_COLUMNS})
-    ).rowcount
-    valued = exists().where(v.c.customer_id == a.c.customer_id, v.c.as_of == as_of)
-    connection.execute(
-        update(a).where(a.c.as_of == as_of, ~valued).values({**{name: None for name in SCORE_COLUMNS}, "historic_clv": 0})
-    )
-    return int(updated)
-
-
 SEASON_DAYS = 365
 SEASON_FACTOR_LIMITS = (0.5, 2.0)
 
@@ -463,15 +441,13 @@ def _holdout_metrics(session, as_of: dt.date, holdout_days: int, model: Lifetime
 
 def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
                            holdout_days: int = 0, compare_pareto: bool = False,
-                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10,
-                           update_snapshot: bool = True) -> dict[str, Any]:
+                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10) -> dict[str, Any]:
     """Fit the CLV models as of `as_of`, store every customer's scores, register the model.
 
-    The scores go to `customer_lifetime_values`. With `update_snapshot` (the default, for a run on
-    its own) they are also copied into the `customer_analytics` snapshot of the same date, which
-    must then exist; the batch refresh passes False and builds the snapshot afterwards, reading the
-    stored scores. Returns what was done; when
-    there is too little data the result has status "skipped" and a reason, and nothing changes.
+    The scores go to `customer_lifetime_values`; the analytics snapshot reads those of its date when
+    it is next built (the snapshot step of the batch refresh is the only writer of
+    `customer_analytics`). Returns what was done; when there is too little data the result has
+    status "skipped" and a reason, and nothing changes.
     `holdout_days` > 0 also refits on the history up to that many days earlier and records how
     its predictions compare with what happened since (a second pass over the orders, so opt-in);
     `compare_pareto` records a Pareto/NBD fit next to BG/NBD.
@@ -484,15 +460,6 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
             progress(index, steps, label, detail)
 
     with platform.unit_of_work(engine) as session:
-        snapshot_rows = session.scalar(
-            select(func.count()).select_from(CustomerAnalytics).where(CustomerAnalytics.as_of == as_of)
-        ) or 0
-        if update_snapshot and not snapshot_rows:
-            latest = session.scalar(select(func.max(CustomerAnalytics.as_of)))
-            reason = (f"No analytics snapshot as of {as_of.isoformat()}"
-                      + (f" (the snapshot is as of {latest.isoformat()})" if latest else "")
-                      + ": run the batch refresh for that date first.")
-            return {"status": "skipped", "reason": reason, "seconds": round(time.perf_counter() - started, 2)}
         summary = summarize(session, as_of)
         report(1, "Customer purchase summary", f"{len(summary):,} customers with purchases")
         try:
@@ -507,8 +474,6 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
         scores["clv_age"] = summary["T"].round(4)
         scores = scores.replace([np.inf, -np.inf], np.nan)
         updated = store_scores(session.connection(), as_of, scores)
-        if update_snapshot:
-            updated = write_scores(session.connection(), as_of)
         report(3, "Scores written", f"{updated:,} customers")
         metrics: dict[str, Any] = {
             "neg_log_likelihood": model.neg_log_likelihood_,

@@ -113,7 +113,6 @@ from db.models import (
     AuditLog,
     Complaint,
     Customer,
-    CustomerAnalytics,
     CustomerCommunication,
     CustomerPaymentMethod,
     LoyaltyAccount,
@@ -908,13 +907,12 @@ def _register_if_changed(session: Session, as_of: dt.date, weights: dict, info: 
 
 
 def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
-                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor=platform.SYSTEM, update_snapshot: bool = True) -> dict:
+                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor=platform.SYSTEM) -> dict:
     """Score every counted customer as of a date, in one transaction.
 
-    Replaces the stored scores for that as_of (bulk insert), writes the latest score and level into
-    `customer_analytics` rows whose snapshot is of the same as_of (unless `update_snapshot` is False:
-    the batch refresh builds the snapshot afterwards, reading the scores), and registers a 'health' model
-    version when the weights changed. First refits the weights (`fit_weights`) when they were never
+    Replaces the stored scores for that as_of (bulk insert) and registers a 'health' model version
+    when the weights changed; the analytics snapshot reads the scores of its date when it is next
+    built (the snapshot step of the batch refresh is the only writer of `customer_analytics`). First refits the weights (`fit_weights`) when they were never
     fitted or the last fit is at least `refit_after_days` before as_of (None: never refit here).
     Returns customers scored, counts per level, the weights and their source, whether it refitted,
     the trend date and the model version. `actor` needs "refresh.run" (the batch refresh runs as SYSTEM).
@@ -952,19 +950,6 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
         rows = rows.reset_index().assign(as_of=as_of.isoformat())  # ISO text: a DATE on both backends
         connection.execute(delete(AccountHealthScore).where(AccountHealthScore.as_of == as_of))
         bulk.load(connection, AccountHealthScore.__table__, rows)
-        if update_snapshot:  # the batch refresh builds the snapshot afterwards and reads the scores itself
-            if connection.dialect.name == "postgresql":
-                # Fresh statistics (both tables were just rewritten), so the UPDATE below is a hash join
-                # rather than one index probe per customer.
-                connection.exec_driver_sql(
-                    f"ANALYZE {AccountHealthScore.__tablename__}, {CustomerAnalytics.__tablename__}"
-                )
-            h, a = AccountHealthScore, CustomerAnalytics
-            connection.execute(
-                update(a)
-                .where(a.customer_id == h.customer_id, h.as_of == as_of, a.as_of == as_of)
-                .values(health_score=h.overall, health_level=h.level)
-            )
         report(3, "Health scores written", f"{len(rows):,} rows")
 
         version = _register_if_changed(session, as_of, weights, info)

@@ -27,7 +27,8 @@ if flash := st.session_state.pop("health_flash", None):
 
 if platform.allowed(viewer.role, "refresh.run"):
     with st.expander("Score health now"):
-        st.caption("Scores every customer as of the date (the batch refresh does this too).")
+        st.caption("Scores every customer as of the date (the batch refresh does this too, and copies the scores "
+                   "into the analytics snapshot that customer lists and segments read).")
         score_date = st.date_input("As of", value=as_of, min_value=platform.EARLIEST_DATE, max_value=dt.date.today(),
                                    key="health_score_as_of")
         if st.button("Score health", icon=":material/monitor_heart:"):
@@ -42,7 +43,8 @@ if platform.allowed(viewer.role, "refresh.run"):
                 st.error(str(exc))
             else:
                 st.session_state["health_flash"] = (
-                    f"Scored {result['customers']:,} customers as of {score_date.isoformat()}."
+                    f"Scored {result['customers']:,} customers as of {score_date.isoformat()}. Customer lists, "
+                    "segments and lifecycle stages use the new scores after the next batch refresh."
                 )
                 st.rerun()
 

@@ -179,6 +179,8 @@ def simulated(tmp_path_factory):
     with platform.unit_of_work(engine) as session:
         segmentation.refresh_snapshot(session, end.date())
     result = churn.refresh_churn(engine, end.date())
+    with platform.unit_of_work(engine) as session:  # the snapshot picks the predictions up when next built
+        segmentation.refresh_snapshot(session, end.date())
     yield engine, end.date(), result["detail"]
     engine.dispose()
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from crm_core import platform, segmentation
-from db.models import CustomerAnalytics, MLModel
+from db.models import CustomerAnalytics, CustomerLifetimeValue, MLModel
 from ml import clv, registry, value
 from ml.clv import LifetimeValueModel, NotEnoughData, refresh_lifetime_value, summarize
 
@@ -286,10 +286,18 @@ def _prepared(engine, session, customers: int = 60) -> dict[int, float]:
     return revenue
 
 
+def _valued(engine, **options) -> dict:
+    """A lifetime-value run, then the snapshot as the next batch refresh builds it (which picks the values up)."""
+    result = refresh_lifetime_value(engine, AS_OF, **options)
+    with platform.unit_of_work(engine) as s:
+        segmentation.refresh_snapshot(s, AS_OF)
+    return result
+
+
 def test_refresh_scores_every_customer_and_registers_the_model(engine, session):
     revenue = _prepared(engine, session)
     steps = []
-    result = refresh_lifetime_value(engine, AS_OF, progress=lambda *a: steps.append(a), holdout_days=60)
+    result = _valued(engine, progress=lambda *a: steps.append(a), holdout_days=60)
     assert result["status"] == "fitted"
     assert result["customers_scored"] == len(revenue) == result["customers_with_purchases"]
     assert [s[0] for s in steps] == [1, 2, 3, 4]
@@ -322,7 +330,7 @@ def test_refresh_scores_every_customer_and_registers_the_model(engine, session):
 
 def test_stored_model_loads_and_reproduces_the_scores(engine, session):
     _prepared(engine, session)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     with engine.connect() as connection:
         summary = summarize(connection, AS_OF)
     from crm_core import platform
@@ -337,9 +345,9 @@ def test_stored_model_loads_and_reproduces_the_scores(engine, session):
 
 def test_refresh_twice_replaces_the_values_and_versions_the_model(engine, session):
     _prepared(engine, session)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     first = _scores(engine)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     pd.testing.assert_frame_equal(_scores(engine), first)
     with engine.connect() as connection:
         versions = connection.execute(select(MLModel.version, MLModel.is_active).where(MLModel.name == "clv")
@@ -357,11 +365,20 @@ def test_refresh_with_too_little_data_skips_with_a_reason(engine, session):
         assert connection.scalar(select(func.count()).select_from(MLModel)) == 0
 
 
-def test_refresh_without_a_snapshot_for_the_date_says_so(engine, session):
-    _prepared(engine, session, customers=5)
-    result = refresh_lifetime_value(engine, AS_OF + dt.timedelta(days=1))
-    assert result["status"] == "skipped"
-    assert f"snapshot is as of {AS_OF.isoformat()}" in result["reason"]
+def test_a_run_on_its_own_writes_only_its_table_and_the_next_snapshot_picks_it_up(engine, session):
+    revenue = _prepared(engine, session)
+    result = refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    assert result["status"] == "fitted" and result["customers_scored"] == len(revenue)
+    assert _scores(engine)["clv"].isna().all()  # the snapshot step is the only writer of customer_analytics
+    with engine.connect() as connection:
+        stored = connection.scalar(select(func.count()).select_from(CustomerLifetimeValue)
+                                   .where(CustomerLifetimeValue.as_of == AS_OF))
+    assert stored == len(revenue)
+    with platform.unit_of_work(engine) as s:
+        segmentation.refresh_snapshot(s, AS_OF)
+    assert set(_scores(engine)["clv"].dropna().index) == set(revenue)
+    # no snapshot of the date is needed either: the values wait in their own table
+    assert refresh_lifetime_value(engine, AS_OF + dt.timedelta(days=1))["status"] == "fitted"
 
 
 def test_a_failure_after_scoring_leaves_nothing_half_written(engine, session, monkeypatch):
@@ -373,8 +390,8 @@ def test_a_failure_after_scoring_leaves_nothing_half_written(engine, session, mo
     monkeypatch.setattr(clv.registry, "register", broken)
     with pytest.raises(RuntimeError):
         refresh_lifetime_value(engine, AS_OF, holdout_days=0)
-    assert _scores(engine)["clv"].isna().all()
     with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(CustomerLifetimeValue)) == 0
         assert connection.scalar(select(func.count()).select_from(MLModel)) == 0
 
 
@@ -383,7 +400,7 @@ def test_a_failure_after_scoring_leaves_nothing_half_written(engine, session, mo
 
 def test_read_functions_aggregate_the_scored_snapshot(engine, session):
     revenue = _prepared(engine, session)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     scores = _scores(engine)
     scored = scores[scores["clv"].notna()]
     s = session
@@ -446,5 +463,7 @@ def test_crm_clv_command_scores_and_reports(engine, session, monkeypatch, capsys
     out = capsys.readouterr().out
     assert "[4/4] Model registered: clv version 1" in out
     assert "Scored 60 customers" in out and "per week" in out
-    assert main(["clv", "--as-of", "2025-07-01"]) == 1
-    assert "No analytics snapshot as of 2025-07-01" in capsys.readouterr().err
+    assert "the analytics snapshot picks them up at the next `crm refresh`" in out
+    assert _scores(engine)["clv"].isna().all()
+    assert main(["clv", "--as-of", "2020-01-01"]) == 1  # before the first order
+    assert "Lifetime value not fitted" in capsys.readouterr().err

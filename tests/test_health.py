@@ -184,6 +184,9 @@ def test_healthy_and_unhealthy_accounts(session):
     assert {"action": "Ask the customer to update their payment method", "owner": "Billing",
             "priority": "medium"} in bad.action_items
 
+    session.expire_all()
+    assert {a.health_score for a in session.scalars(select(CustomerAnalytics))} == {None}  # written by the snapshot only
+    segmentation.refresh_snapshot(session, AS_OF)  # as the next batch refresh does: it picks the scores up
     snapshot = {a.customer_id: a for a in session.scalars(select(CustomerAnalytics))}
     assert snapshot[happy.id].health_score == good.overall and snapshot[happy.id].health_level == "excellent"
     assert snapshot[unhappy.id].health_level == bad.level

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 import demo
-from crm_core import platform
+from crm_core import platform, segmentation
 from db import migrate
 from db.engine import make_engine
 from db.models import AppSetting, AuditLog, CustomerAnalytics, ForecastRun
@@ -32,6 +32,8 @@ def valued_db(app_db) -> str:
     if not scored:
         clv = refresh_lifetime_value(engine, as_of)
         assert clv["status"] == "fitted", clv
+        with platform.unit_of_work(engine) as session:  # as the next refresh does: the snapshot picks them up
+            segmentation.refresh_snapshot(session, as_of)
     if not fitted:
         forecasts = refresh_forecasts(engine, as_of, horizon_days=30)
         assert {r["status"] for r in forecasts["metrics"].values()} == {"fitted"}, forecasts
