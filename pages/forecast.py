@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from crm_core import platform
-from ml import forecast
+from ml import forecast_reports
 from ui import context
 from ui.data_date import show_data_date
 from ui.step_status import show_step_status
@@ -22,7 +22,7 @@ show_step_status("forecasts", "Forecasting")
 def load_series(url: str, run_key: str, metric: str, history_days: int) -> list[dict]:
     """Points of the latest run; keyed by the latest runs, so a new refresh is shown at once."""
     with context.session() as s:
-        return forecast.series(s, viewer, metric, history_days=history_days)
+        return forecast_reports.series(s, viewer, metric, history_days=history_days)
 
 
 def chart(points: pd.DataFrame, label: str) -> go.Figure:
@@ -44,7 +44,7 @@ def chart(points: pd.DataFrame, label: str) -> go.Figure:
     return figure
 
 
-runs = context.read(forecast.latest_runs)
+runs = context.read(forecast_reports.latest_runs)
 if not runs:
     st.info("No forecasts yet: run the batch refresh (`crm refresh`, or the Lifecycle page) to fit them.")
 else:
@@ -67,7 +67,7 @@ else:
             with right:
                 st.metric("Backtest MAPE", "n/a" if run["mape"] is None else f"{run['mape']:.1%}", border=True,
                           help="Mean absolute percentage error over the backtest folds (days with zero left out)")
-                ahead = context.read(forecast.outlook, run["metric"], days=30)
+                ahead = context.read(forecast_reports.outlook, run["metric"], days=30)
                 if ahead:
                     money = run["metric"] == "revenue"
                     fmt = (lambda v: f"€{v:,.0f}") if money else (lambda v: f"{v:,.0f}")

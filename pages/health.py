@@ -8,7 +8,7 @@ import streamlit as st
 
 from crm_core import platform
 from db.models import HEALTH_LEVELS
-from ml import health
+from ml import health, health_reports
 from ui import context
 from ui.data_date import show_data_date
 from ui.step_status import show_step_status
@@ -49,7 +49,7 @@ if platform.allowed(viewer.role, "refresh.run"):
                 st.rerun()
 
 show_step_status("health", "Health scoring")
-summary = context.read(health.overview)
+summary = context.read(health_reports.overview)
 if summary is None:
     st.info("No health scores yet: run the batch refresh (`crm refresh`) or score health above.")
     st.stop()
@@ -92,7 +92,7 @@ with tab_levels:
 def movers_table(direction: str) -> None:
     key = f"health_movers_{direction}"
     page_number = st.session_state.get(key, 1)
-    found = context.read(health.movers, direction=direction, page=page_number, page_size=25)
+    found = context.read(health_reports.movers, direction=direction, page=page_number, page_size=25)
     if found is None:
         return
     if not found.total:
@@ -113,10 +113,10 @@ with tab_movers:
         movers_table("down")
 
 with tab_account:
-    first_drop = context.read(health.movers, direction="down", page=1, page_size=1)
+    first_drop = context.read(health_reports.movers, direction="down", page=1, page_size=1)
     default_id = first_drop.rows[0]["customer_id"] if first_drop and first_drop.rows else 1
     customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_id, key="health_customer"))
-    account = context.read(health.customer_health, customer_id)
+    account = context.read(health_reports.customer_health, customer_id)
     if account is not None:
         score = account["score"]
         if score is None:
@@ -130,7 +130,7 @@ with tab_account:
                 column.metric(name.capitalize(), "no data" if score[name] is None else f"{score[name]:.0f}",
                               border=True)
             st.markdown(f"Level: **{score['level']}**")
-            history = context.read(health.customer_history, customer_id) or []
+            history = context.read(health_reports.customer_history, customer_id) or []
             if len(history) > 1:
                 frame = pd.DataFrame(history).melt(id_vars=["as_of"], value_vars=["overall", *health.COMPONENTS],
                                                    var_name="component", value_name="score")
@@ -158,7 +158,7 @@ with tab_account:
 with tab_backtest:
     st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")
     lag = int(st.number_input("Days ago", min_value=7, max_value=730, value=90, step=1, key="health_lag"))
-    result = context.read(health.backtest, lag)
+    result = context.read(health_reports.backtest, lag)
     if result is not None:
         if result["scored_as_of"] is None:
             st.info(f"No scores stored {lag} or more days before {summary['as_of'].isoformat()} yet.")

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from crm_core import platform, segmentation
 from db.models import CustomerAnalytics, CustomerLifetimeValue, MLModel
-from ml import clv, registry, value
+from ml import clv, clv_reports, registry
 from ml.clv import LifetimeValueModel, NotEnoughData, refresh_lifetime_value, summarize
 
 from .factories import make_customer, make_order
@@ -406,49 +406,49 @@ def test_read_functions_aggregate_the_scored_snapshot(engine, session):
     s = session
     s.expire_all()
 
-    summary = value.overview(s, ANALYST)
+    summary = clv_reports.overview(s, ANALYST)
     assert summary["customers_scored"] == len(revenue)
     assert summary["clv_12m_total"] == pytest.approx(float(scored["clv"].astype(float).sum()), abs=0.05)
     assert summary["historic_clv_total"] == pytest.approx(sum(revenue.values()), abs=0.05)
     assert summary["likely_alive"] == int((scored["alive"] >= 0.5).sum())
     assert summary["model"]["version"] == 1 and summary["model"]["active"]
 
-    bins = value.clv_histogram(s, ANALYST, bins=10)
+    bins = clv_reports.clv_histogram(s, ANALYST, bins=10)
     assert sum(b["customers"] for b in bins) == len(scored)
     assert [b["bin"] for b in bins] == sorted(b["bin"] for b in bins)
     assert bins[-1]["upper"] is None and bins[-1]["label"].endswith("+")
     assert sum(b["clv_total"] for b in bins) == pytest.approx(float(scored["clv"].astype(float).sum()), abs=0.05)
 
-    heatmap = value.alive_heatmap(s, ANALYST)
+    heatmap = clv_reports.alive_heatmap(s, ANALYST)
     assert sum(c["customers"] for c in heatmap["cells"]) == len(scored)
     one_offs = [c for c in heatmap["cells"] if c["frequency"] == "0"]
     assert one_offs and all(c["mean_prob_alive"] == pytest.approx(1.0) for c in one_offs)
 
-    top = value.top_customers(s, ANALYST, page=1, page_size=10)
+    top = clv_reports.top_customers(s, ANALYST, page=1, page_size=10)
     assert top.total == len(scored) and len(top.rows) == 10
     assert [r["clv_12m"] for r in top.rows] == sorted((r["clv_12m"] for r in top.rows), reverse=True)
     assert top.rows[0]["clv_12m"] == pytest.approx(float(scored["clv"].astype(float).max()))
-    last_page = value.top_customers(s, ANALYST, page=top.pages, page_size=10)
+    last_page = clv_reports.top_customers(s, ANALYST, page=top.pages, page_size=10)
     assert len(last_page.rows) == len(scored) - 10 * (top.pages - 1)
     assert Decimal(str(top.rows[0]["historic_clv"])) >= 0
 
-    segments = value.by_segment(s, ANALYST)
+    segments = clv_reports.by_segment(s, ANALYST)
     assert sum(r["customers"] for r in segments) == len(scored)
 
 
 def test_read_functions_before_scoring_and_for_other_roles(session):
-    assert value.overview(session, ANALYST) is None
-    assert value.clv_histogram(session, ANALYST) == []
-    assert value.alive_heatmap(session, ANALYST)["cells"] == []
-    assert value.top_customers(session, ANALYST).total == 0
+    assert clv_reports.overview(session, ANALYST) is None
+    assert clv_reports.clv_histogram(session, ANALYST) == []
+    assert clv_reports.alive_heatmap(session, ANALYST)["cells"] == []
+    assert clv_reports.top_customers(session, ANALYST).total == 0
     with pytest.raises(platform.PermissionDenied):
-        value.overview(session, AGENT)
+        clv_reports.overview(session, AGENT)
     with pytest.raises(platform.PermissionDenied):
-        value.top_customers(session, AGENT)
+        clv_reports.top_customers(session, AGENT)
     with pytest.raises(platform.ValidationError):
-        value.top_customers(session, ANALYST, page_size=5000)
+        clv_reports.top_customers(session, ANALYST, page_size=5000)
     with pytest.raises(platform.ValidationError):
-        value.clv_histogram(session, ANALYST, bins=1)
+        clv_reports.clv_histogram(session, ANALYST, bins=1)
 
 
 # --------------------------------------------------------------------------- command line

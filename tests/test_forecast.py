@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from crm_core import platform
 from db.models import AppSetting, AuditLog, ForecastPoint, ForecastRun, MLModel
-from ml import forecast
+from ml import forecast, forecast_reports
 from ml.forecast import backtest, daily_series, fit_forecast, mape, refresh_forecasts
 
 from .factories import make_customer, make_order, make_user
@@ -130,7 +130,7 @@ def test_refresh_stores_history_forecast_and_backtest(engine, session):
         ("revenue", "orders", "new_customers"), "fitted")
 
     session.expire_all()
-    runs = forecast.latest_runs(session, EXEC)
+    runs = forecast_reports.latest_runs(session, EXEC)
     assert [r["metric"] for r in runs] == ["revenue", "orders", "new_customers"]
     revenue_run = runs[0]
     assert revenue_run["history_days"] == 120 and revenue_run["horizon_days"] == 14
@@ -138,7 +138,7 @@ def test_refresh_stores_history_forecast_and_backtest(engine, session):
     assert revenue_run["mape"] == pytest.approx(np.mean([f["mape"] for f in revenue_run["backtest"]]))
     assert result["metrics"]["revenue"]["mape"] == pytest.approx(revenue_run["mape"])
 
-    points = forecast.series(session, EXEC, "revenue", history_days=365)
+    points = forecast_reports.series(session, EXEC, "revenue", history_days=365)
     assert len(points) == 120 + 14
     assert sum(p["is_forecast"] for p in points) == 14
     assert points[-1]["day"] == end + dt.timedelta(days=14) and points[-1]["actual"] is None
@@ -146,12 +146,12 @@ def test_refresh_stores_history_forecast_and_backtest(engine, session):
     for day, amount in list(expected["revenue"].items())[:10]:
         assert by_day[day]["actual"] == pytest.approx(amount)
     assert all(p["lower"] <= p["predicted"] <= p["upper"] and p["lower"] >= 0 for p in points)
-    assert len(forecast.series(session, EXEC, "orders", history_days=30)) == 30 + 14
+    assert len(forecast_reports.series(session, EXEC, "orders", history_days=30)) == 30 + 14
 
-    ahead = forecast.outlook(session, EXEC, "orders", days=7)
+    ahead = forecast_reports.outlook(session, EXEC, "orders", days=7)
     assert ahead["last_actual"] == sum(v for d, v in expected["orders"].items() if d > end - dt.timedelta(days=7))
     assert ahead["next_forecast"] == pytest.approx(
-        sum(p["predicted"] for p in forecast.series(session, EXEC, "orders", history_days=7) if p["is_forecast"]
+        sum(p["predicted"] for p in forecast_reports.series(session, EXEC, "orders", history_days=7) if p["is_forecast"]
             and p["day"] <= end + dt.timedelta(days=7)))
 
     model = session.scalar(select(MLModel).where(MLModel.name == "forecast"))
@@ -178,11 +178,11 @@ def test_short_history_is_skipped_with_a_reason(engine, session):
     assert all(r["status"] == "skipped" for r in result["metrics"].values())
     assert result["model_version"] is None
     session.expire_all()
-    runs = forecast.latest_runs(session, EXEC)
+    runs = forecast_reports.latest_runs(session, EXEC)
     assert len(runs) == 3
     assert runs[0]["reason"] == "Only 20 day(s) of order history up to 2025-03-31; forecasts need at least 60 days."
-    assert forecast.series(session, EXEC, "revenue") == []
-    assert forecast.outlook(session, EXEC, "revenue") is None
+    assert forecast_reports.series(session, EXEC, "revenue") == []
+    assert forecast_reports.outlook(session, EXEC, "revenue") is None
     assert session.scalar(select(func.count()).select_from(MLModel)) == 0
 
 
@@ -220,12 +220,12 @@ def test_a_failure_while_storing_leaves_nothing_half_written(engine, session, mo
 
 def test_read_side_checks_permission_and_input(session):
     with pytest.raises(platform.PermissionDenied):
-        forecast.latest_runs(session, CSM)
+        forecast_reports.latest_runs(session, CSM)
     with pytest.raises(platform.ValidationError, match="Unknown metric"):
-        forecast.series(session, EXEC, "profit")
+        forecast_reports.series(session, EXEC, "profit")
     with pytest.raises(platform.ValidationError):
-        forecast.series(session, EXEC, "revenue", history_days=1)
-    assert forecast.latest_runs(session, EXEC) == []
+        forecast_reports.series(session, EXEC, "revenue", history_days=1)
+    assert forecast_reports.latest_runs(session, EXEC) == []
 
 
 # --------------------------------------------------------------------------- the shop country setting
@@ -268,7 +268,7 @@ def test_refresh_uses_the_saved_country(engine, session):
     result = refresh_forecasts(engine, end, horizon_days=7)
     assert result["country"] == "FR"
     session.expire_all()
-    assert {r["country"] for r in forecast.latest_runs(session, EXEC)} == {"FR"}
+    assert {r["country"] for r in forecast_reports.latest_runs(session, EXEC)} == {"FR"}
 
 
 def test_crm_forecast_command_reports_each_metric(engine, session, monkeypatch, capsys):

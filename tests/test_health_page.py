@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 import demo
 from db import migrate
 from db.engine import make_engine, session_factory
-from db.models import AccountHealthScore, AppSetting, AuditLog, Customer
+from db.models import HEALTH_LEVELS, AccountHealthScore, AppSetting, AuditLog, Customer
 from ml import health
 
 from .apptest_support import APP, open_page, titles
@@ -58,9 +58,9 @@ def test_page_shows_the_distribution_and_movers(page_app, scored_db):
     counts = level_counts(scored_db)
     assert metric(at, "Accounts scored") == f"{sum(counts.values()):,}"
     levels = at.dataframe[0].value
-    assert list(levels["level"]) == list(health.HEALTH_LEVELS)
+    assert list(levels["level"]) == list(HEALTH_LEVELS)
     assert dict(zip(levels["level"], levels["customers"], strict=True)) == {
-        level: counts.get(level, 0) for level in health.HEALTH_LEVELS}
+        level: counts.get(level, 0) for level in HEALTH_LEVELS}
     assert len(at.get("plotly_chart")) >= 2  # level distribution and the backtest
     assert [s.value for s in at.subheader][:2] == ["Biggest gains", "Biggest drops"]
     assert any(c.value.endswith("accounts") for c in at.caption)

@@ -13,7 +13,7 @@ from crm_core import platform, segmentation
 from db import migrate
 from db.engine import make_engine
 from db.models import AppSetting, AuditLog, CustomerAnalytics, ForecastRun
-from ml import forecast
+from ml import forecast_reports
 from ml.clv import refresh_lifetime_value
 from ml.forecast import refresh_forecasts
 from ui.format import compact_euros
@@ -84,7 +84,7 @@ def test_forecast_page_shows_each_metric_with_its_backtest_error(valued_app, val
     assert not at.exception
     assert titles(at) == ["Forecast"]
     with platform.unit_of_work(make_engine(valued_db)) as s:
-        runs = forecast.latest_runs(s, platform.SYSTEM)
+        runs = forecast_reports.latest_runs(s, platform.SYSTEM)
     shown = [m.value for m in at.metric if m.label == "Backtest MAPE"]
     assert shown == [f"{r['mape']:.1%}" for r in runs]
     assert len(at.get("plotly_chart")) == 3

@@ -1,7 +1,8 @@
-"""Read side of lifetime value for the "Customer value" page: aggregates of the scored snapshot.
+"""What the Customer value page reads of lifetime value: aggregates of the scored snapshot.
 
-Everything is aggregated in the database from `customer_analytics` (written by
-`ml.clv.refresh_lifetime_value`); only bins, buckets and one page of customers leave it.
+Everything is aggregated in the database from `customer_analytics` (the snapshot step copies in
+the values `ml.clv.refresh_lifetime_value` stores); only bins, buckets and one page of customers
+leave it.
 """
 
 from __future__ import annotations
