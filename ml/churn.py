@@ -44,7 +44,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, update
 from threadpoolctl import threadpool_limits
 
-from crm_core import platform
+from crm_core import platform, risk
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, MLModel, Order
 
@@ -62,8 +62,7 @@ from .labels import DEFAULT_HORIZON_DAYS, churn_labels
 
 Progress = Callable[[str], None]
 
-RISK_THRESHOLDS = (("critical", 0.75), ("high", 0.5), ("medium", 0.25), ("low", 0.0))
-EXPLAIN_FROM = dict(RISK_THRESHOLDS)["medium"]  # drivers are computed from medium risk up
+EXPLAIN_FROM = risk.RISK_FLOORS["medium"]  # drivers are computed from medium risk up
 TRAINING_CUTS = 3
 CUT_SPACING_DAYS = 30
 MAX_ROWS_PER_CUT = 20_000
@@ -623,9 +622,10 @@ def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAU
 
 
 def risk_level(p: np.ndarray) -> np.ndarray:
+    """The risk level of each probability (crm_core.risk's bands), vectorised."""
     levels = np.full(len(p), "low", dtype=object)
-    for name, threshold in reversed(RISK_THRESHOLDS):
-        levels[p >= threshold] = name
+    for name, floor in risk.RISK_FLOORS.items():
+        levels[p >= floor] = name
     return levels
 
 
@@ -674,7 +674,7 @@ def drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value
     drivers = drivers + "]"
 
     # Interventions depend only on (call?, shown driver features, low risk?): one JSON text per distinct key.
-    call = high_value & np.isin(levels, ("high", "critical"))
+    call = high_value & np.isin(levels, risk.AT_RISK_LEVELS)
     low = levels == "low"
     features = np.where(shown, order, -1)
     keys = np.column_stack([call, low, features]).astype(np.int64) if n else np.zeros((0, 2 + order.shape[1]))

@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from crm_core import platform, segmentation
+from crm_core import customers, platform, segmentation
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerLifetimeValue, Order
 
@@ -114,7 +114,7 @@ def _summary_query(as_of: dt.date):
         select(orders.c.customer_id, orders.c.purchase_days, orders.c.first_at, orders.c.last_at,
                orders.c.total_revenue, first_amount.label("first_amount"))
         .join(Customer, Customer.id == orders.c.customer_id)
-        .where(Customer.status.not_in(("merged", "erased")))
+        .where(customers.COUNTED_CUSTOMER)
     )
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from crm_core import platform
+from crm_core import customers, platform
 from db import bulk
 from db.models import FORECAST_METRICS, REVENUE_ORDER_STATUSES, Customer, ForecastPoint, ForecastRun, Order
 from ml import registry
@@ -79,7 +79,7 @@ def daily_series(session: Session, as_of: dt.date) -> pd.DataFrame:
     new = session.execute(
         select(first_day, func.count())
         .join(Customer, Customer.id == firsts.c.customer_id)
-        .where(Customer.status.not_in(("merged", "erased")))
+        .where(customers.COUNTED_CUSTOMER)
         .group_by(first_day)
     ).all()
     if not orders:

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core import platform
+from crm_core import customers, platform
 from db.models import (
     HEALTH_LEVELS,
     AccountHealthScore,
@@ -104,7 +104,7 @@ def _customer(session: Session, customer_id: Any) -> Customer:
     if isinstance(customer_id, bool) or not isinstance(customer_id, int):
         raise platform.ValidationError(f"A customer id is a whole number, not {customer_id!r}.")
     customer = session.get(Customer, customer_id)
-    if customer is None or customer.status in ("merged", "erased"):
+    if customer is None or customers.is_gone(customer.status):
         raise platform.NotFound(f"No customer with id {customer_id}.")
     return customer
 

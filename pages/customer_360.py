@@ -95,7 +95,7 @@ if version_key not in st.session_state:
     st.session_state[version_key] = facts["version"]
 editing_version = st.session_state[version_key]
 
-if can_edit and facts["status"] not in ("merged", "erased"):
+if can_edit and not customers.is_gone(facts["status"]):
     with st.expander("Edit customer", expanded=False):
         if editing_version != facts["version"]:
             st.warning(f"Someone else changed this customer since you opened it (version {editing_version} → "
@@ -178,7 +178,7 @@ with tabs[2]:
         st.dataframe(pd.DataFrame(places).drop(columns=["id"]), hide_index=True, width="stretch")
     else:
         st.info("No addresses on file.")
-    if can_edit and facts["status"] not in ("merged", "erased"):
+    if can_edit and not customers.is_gone(facts["status"]):
         with st.form("add_address", clear_on_submit=True):
             st.markdown("**Add an address**")
             a1, a2 = st.columns(2)

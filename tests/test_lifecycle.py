@@ -83,7 +83,7 @@ def population(session):
     c["new_customer"] = buyer(session, [(D(2024, 6, 20), 40)])
     c["active"] = buyer(session, [(D(2024, 1, 10), 30), (D(2024, 6, 1), 30)])
     c["at_risk_days"] = buyer(session, [(D(2024, 3, 1), 50)])
-    c["at_risk_probability"] = buyer(session, [(D(2024, 1, 1), 20), (D(2024, 6, 1), 20)], churn=0.7)
+    c["at_risk_probability"] = buyer(session, [(D(2024, 1, 1), 20), (D(2024, 6, 1), 20)], churn=0.55)  # "high" risk
     c["inactive"] = buyer(session, [(D(2023, 10, 1), 60)])
     c["churned"] = buyer(session, [(D(2023, 1, 1), 70)])
     c["loyal"] = buyer(session, [(D(2023, 6, 1) + dt.timedelta(days=60 * i), 20) for i in range(5)]
@@ -115,7 +115,7 @@ def test_every_stage_reachable_under_default_rules(session, population):
     row = session.scalar(select(CustomerLifecycleHistory).where(
         CustomerLifecycleHistory.customer_id == population["at_risk_probability"].id))
     assert (row.from_stage, row.to_stage, row.actor_kind, row.actor_id) == (None, "at_risk", "system", None)
-    assert "churn probability at least 0.6" in row.reason
+    assert "churn probability at least 0.5" in row.reason
     assert "more than 90 days" in stage_of(session, population["at_risk_days"]).reason
     assert stage_of(session, population["champion"]).reason.startswith("champion: top 10%")
     assert stage_of(session, population["churned"]).entered_at == NOW

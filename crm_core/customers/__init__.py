@@ -77,6 +77,7 @@ from crm_core.customers.profile import (
     update_address,
     update_customer,
 )
+from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, TEXT_LIMITS, is_gone
 from crm_core.customers.search import (
     CustomerQuery,
     count_matches,
@@ -93,15 +94,18 @@ from crm_core.customers.search import (
 
 __all__ = [
     "CONSENT_SOURCES",
+    "COUNTED_CUSTOMER",
     "CustomerQuery",
     "DEFAULT_EXPORT_COLUMNS",
     "EXPORT_COLUMNS",
     "EXPORT_FORMATS",
     "EXPORT_MIME_TYPES",
+    "GONE_STATUSES",
     "LAWFUL_BASES",
     "PREFERENCE_CHANNELS",
     "RESPONSE_DAYS",
     "SETTABLE_STATUSES",
+    "TEXT_LIMITS",
     "TIMELINE_KINDS",
     "add_address",
     "addresses",
@@ -132,6 +136,7 @@ __all__ = [
     "geocode",
     "get_preferences",
     "get_privacy_request",
+    "is_gone",
     "list_privacy_requests",
     "list_searches",
     "load_search",

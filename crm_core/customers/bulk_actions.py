@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crm_core.customers import search
+from crm_core.customers.rules import GONE_STATUSES
 from crm_core.customers.search import CustomerQuery
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
@@ -49,7 +50,6 @@ from db.models import (
 CHUNK = 1000
 AUDIT_DETAILS = 200
 SETTABLE_STATUSES = ("active", "suspended", "closed")
-FINAL_STATUSES = ("merged", "erased")
 EXPORT_COLUMNS = ["id", "name", "email", "phone", "company", "country", "city", "status", "stage", "tier",
                   "signed_up_at", "last_order_at", "orders", "revenue", "clv_12m", "churn_probability", "risk_level"]
 # Channels that need a contact detail and an opt-in in the preference centre.
@@ -158,7 +158,7 @@ def _usable(result: BulkResult, chunk: list[int], statuses: dict[int, str]) -> l
         status = statuses.get(customer_id)
         if status is None:
             result.add(customer_id, "failed", "no such customer")
-        elif status in FINAL_STATUSES:
+        elif status in GONE_STATUSES:
             result.add(customer_id, "failed", f"customer was {status}")
         else:
             usable.append(customer_id)
@@ -308,7 +308,7 @@ def bulk_change_status(session: Session, actor, selection: Selection, status: st
             # Bumping the version makes an open edit form of these customers report a conflict.
             session.execute(
                 update(Customer)
-                .where(Customer.id.in_(changing), Customer.status.not_in(FINAL_STATUSES))
+                .where(Customer.id.in_(changing), Customer.status.not_in(GONE_STATUSES))
                 .values(status=status, version=Customer.version + 1, updated_at=now)
                 .execution_options(synchronize_session=False)
             )

@@ -21,6 +21,7 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -47,7 +48,7 @@ def _frame(session: Session) -> pd.DataFrame:
         select(Customer.id, Customer.first_name, Customer.last_name, Customer.email, Customer.phone,
                Customer.country_code, Customer.city, postal.c.postal_code)
         .outerjoin(postal, postal.c.customer_id == Customer.id)
-        .where(Customer.status.not_in(("merged", "erased")))
+        .where(COUNTED_CUSTOMER)
         .order_by(Customer.id)
     )
     result = session.execute(query.execution_options(yield_per=BATCH))
@@ -223,7 +224,7 @@ def duplicate_queue(session: Session, viewer, status: str = "open", page: int = 
     a, b = aliased(Customer), aliased(Customer)
     conditions = [DuplicateCandidate.status == status, DuplicateCandidate.score >= float(min_score)]
     if status == "open":
-        conditions += [a.status.not_in(("merged", "erased")), b.status.not_in(("merged", "erased"))]
+        conditions += [a.status.not_in(GONE_STATUSES), b.status.not_in(GONE_STATUSES)]
     base = (select(DuplicateCandidate, a, b)
             .join(a, a.id == DuplicateCandidate.customer_a_id)
             .join(b, b.id == DuplicateCandidate.customer_b_id)

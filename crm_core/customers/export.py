@@ -21,6 +21,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
@@ -59,7 +60,6 @@ ANALYTICS_COLUMNS = {"order_count", "total_revenue", "rfm_segment"}
 DEFAULT_EXPORT_COLUMNS = [
     "external_id", "first_name", "last_name", "email", "phone", "country", "city", "signup_date", "company",
 ]
-EXPORTED = Customer.status.not_in(("merged", "erased"))
 
 
 def check_export_columns(columns: Iterable[str] | None) -> list[str]:
@@ -116,7 +116,7 @@ def iter_customers(session: Session, viewer, columns: Iterable[str] | None = Non
         source = source.outerjoin(CA.__table__, CA.customer_id == Customer.id)
     if "lifecycle_stage" in chosen:
         source = source.outerjoin(CustomerLifecycleStage.__table__, CustomerLifecycleStage.customer_id == Customer.id)
-    query = (select(*[EXPORT_COLUMNS[c].label(c) for c in chosen]).select_from(source).where(EXPORTED)
+    query = (select(*[EXPORT_COLUMNS[c].label(c) for c in chosen]).select_from(source).where(COUNTED_CUSTOMER)
              .order_by(Customer.id))
     if segment is not None:
         query = query.where(Customer.id.in_(_members(segment_by_name(session, segment).id)))
@@ -136,7 +136,7 @@ def iter_customers(session: Session, viewer, columns: Iterable[str] | None = Non
 def count_exported(session: Session, viewer, *, segment: str | None = None) -> int:
     """How many customers an export of all customers, or of a segment, would write."""
     require(viewer, "customers.export")
-    query = select(func.count()).select_from(Customer).where(EXPORTED)
+    query = select(func.count()).select_from(Customer).where(COUNTED_CUSTOMER)
     if segment is not None:
         found = segment_by_name(session, segment)
         query = query.where(Customer.id.in_(_members(found.id)))

@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from crm_core.customers.rules import GONE_STATUSES
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, DomainError, NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -72,7 +73,6 @@ LOGICAL_KEYS: dict[str, list[tuple[tuple[str, ...], dict[str, Any]]]] = {
 # On a collision these rows stay with the merged customer instead of being removed.
 RETAINED_ON_COLLISION = frozenset({"customer_loyalty_programs"})
 SAMPLE_ROWS = 5
-CLOSED_STATUSES = ("merged", "erased")
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ def _check_pair(session: Session, survivor_id: Any, other_id: Any) -> tuple[Cust
     if survivor.id == other.id:
         raise ValidationError("A customer cannot be merged into itself: choose two different customers.")
     for customer, label in ((survivor, "survivor"), (other, "customer to merge")):
-        if customer.status in CLOSED_STATUSES:
+        if customer.status in GONE_STATUSES:
             detail = f" into customer {customer.merged_into_id}" if customer.merged_into_id else ""
             raise ValidationError(
                 f"The {label} (customer {customer.id}) is already {customer.status}{detail}; "
@@ -489,7 +489,7 @@ def undo_merge(session: Session, actor, merge_id: Any) -> dict[str, Any]:
         raise ConflictError(f"Merge {merge_id} was already undone.")
     survivor = session.get(Customer, record.survivor_id)
     other = session.get(Customer, record.merged_id)
-    if survivor.status in CLOSED_STATUSES:
+    if survivor.status in GONE_STATUSES:
         raise ConflictError(
             f"The survivor (customer {survivor.id}) is now {survivor.status}; undo that first."
         )
@@ -616,7 +616,7 @@ def split_customer(session: Session, actor, customer_id: Any, moves: dict[str, l
     """
     require(actor, "customers.merge")
     source = _customer(session, customer_id, "Customer to split")
-    if source.status in CLOSED_STATUSES:
+    if source.status in GONE_STATUSES:
         raise ValidationError(f"Customer {source.id} is {source.status}; split the surviving record instead.")
     if not isinstance(moves, dict) or not any(moves.values()):
         raise ValidationError("Choose at least one related record to move to the new customer.")

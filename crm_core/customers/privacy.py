@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from crm_core.customers.merge import customer_references
+from crm_core.customers.rules import is_gone
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -206,7 +207,7 @@ def save_preferences(session: Session, actor, customer_id: Any, preferences: dic
     """Save the preference center; data sharing, analytics and personalization go to the consent ledger."""
     require(actor, "privacy.manage")
     customer = _customer(session, customer_id)
-    if customer.status in ("erased", "merged"):
+    if is_gone(customer.status):
         raise ValidationError(f"Customer {customer.id} is {customer.status}; preferences cannot be changed.")
     channels = preferences.get("channels") or []
     if not isinstance(channels, list | tuple) or any(c not in PREFERENCE_CHANNELS for c in channels):

@@ -34,6 +34,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import String, case, cast, func, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import TEXT_LIMITS
 from crm_core.customers.search import _latest_prediction_date, risk_level_expr
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
@@ -85,8 +86,6 @@ EDITABLE = ("first_name", "last_name", "email", "phone", "company", "country_cod
 ADDRESS_FIELDS = ("kind", "line1", "line2", "city", "region", "postal_code", "country_code", "is_default")
 TIMELINE_KINDS = ("order", "communication", "ticket", "complaint", "lifecycle", "loyalty", "segment_enter",
                   "segment_leave", "merge")
-TEXT_LIMITS = {"first_name": 100, "last_name": 100, "company": 200, "city": 100, "notes": 5000,
-               "line1": 200, "line2": 200, "region": 100}
 
 
 # --------------------------------------------------------------------------- validation

@@ -34,12 +34,14 @@ from rapidfuzz import fuzz
 from sqlalchemy import Float, and_, case, cast, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import GONE_STATUSES
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
+from crm_core.risk.levels import RISK_FLOORS, risk_band
 from db.models import (
     CUSTOMER_STATUSES,
     LIFECYCLE_STAGES,
@@ -64,8 +66,6 @@ EXACT_BOOST = 10.0
 MAX_TEXT = 200
 ID_BATCH = 5_000
 # Churn probability bands used when no churn-model predictions are stored yet: [low, high) per level.
-RISK_BANDS = {"low": (0.0, 0.25), "medium": (0.25, 0.5), "high": (0.5, 0.75), "critical": (0.75, 1.01)}
-HIDDEN_STATUSES = ("merged", "erased")
 
 A = CustomerAnalytics
 STAGE = CustomerLifecycleStage
@@ -235,7 +235,7 @@ def _latest_prediction_date(session: Session) -> dt.date | None:
 def risk_level_expr(latest: dt.date | None):
     """The customer's churn risk level: the latest stored prediction, else a band of the snapshot probability."""
     bands = case(
-        *[(A.churn_probability < high, literal(level)) for level, (_low, high) in RISK_BANDS.items()],
+        *[(A.churn_probability < risk_band(level)[1], literal(level)) for level in RISK_FLOORS],
         else_=literal(None),
     )
     if latest is None:
@@ -254,7 +254,7 @@ def _filters(query: CustomerQuery, latest: dt.date | None) -> list[Any]:
     if query.statuses:
         conditions.append(Customer.status.in_(query.statuses))
     else:
-        conditions.append(Customer.status.not_in(HIDDEN_STATUSES))
+        conditions.append(Customer.status.not_in(GONE_STATUSES))
     if query.segment_ids:
         m = CustomerSegmentMembership
         conditions.append(Customer.id.in_(
@@ -272,7 +272,7 @@ def _filters(query: CustomerQuery, latest: dt.date | None) -> list[Any]:
             ))
         else:
             conditions.append(or_(*[
-                and_(A.churn_probability >= RISK_BANDS[level][0], A.churn_probability < RISK_BANDS[level][1])
+                and_(A.churn_probability >= risk_band(level)[0], A.churn_probability < risk_band(level)[1])
                 for level in query.risk_levels
             ]))
     if query.countries:

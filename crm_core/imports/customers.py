@@ -28,6 +28,7 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, literal, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import GONE_STATUSES, TEXT_LIMITS
 from crm_core.imports.fields import COLUMN_ALIASES, CUSTOMER_FIELDS, normalized_column
 from crm_core.imports.files import Progress, Source, TableReader
 from crm_core.imports.runs import (
@@ -60,7 +61,6 @@ from db.models import Customer, utcnow
 DUPLICATE_POLICIES = ("skip", "update", "create")
 DEFAULT_FUZZY_THRESHOLD = 90
 CUSTOMER_CHUNK = 5_000
-TEXT_LIMITS = {"external_id": 100, "first_name": 100, "last_name": 100, "email": 254, "company": 200, "city": 100}
 GENDER_VALUES = {
     "f": "female", "female": "female", "w": "female", "woman": "female",
     "m": "male", "male": "male", "man": "male",
@@ -68,7 +68,6 @@ GENDER_VALUES = {
     "non-binary": "non_binary", "nonbinary": "non_binary",
     "u": "unknown", "unknown": "unknown",
 }
-GONE_STATUSES = ("merged", "erased")  # never a duplicate target, though their external ids stay taken
 
 
 def default_customer_mapping(columns: Iterable[str], fields: Iterable[str] = tuple(CUSTOMER_FIELDS)) -> dict[str, str]:
@@ -113,7 +112,7 @@ def validate_customer(values: dict[str, str], now: dt.datetime, default_country:
     reasons: list[str] = []
     record: dict[str, Any] = {}
     text = {f: (values.get(f) or "").strip() for f in CUSTOMER_FIELDS}
-    for name, limit in TEXT_LIMITS.items():
+    for name, limit in ((n, limit) for n, limit in TEXT_LIMITS.items() if n in CUSTOMER_FIELDS):
         if len(text[name]) > limit:
             reasons.append(f"{CUSTOMER_FIELDS[name].lower()} is longer than {limit} characters")
     for name in ("first_name", "last_name"):

@@ -64,6 +64,7 @@ import pandas as pd
 from sqlalchemy import JSON, DateTime, Integer, func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import GONE_STATUSES
 from crm_core.imports.fields import COMMUNICATION_FIELDS, TICKET_FIELDS
 from crm_core.imports.files import Progress, RawRow, Source, TableReader
 from crm_core.imports.runs import ErrorSink, ImportReport, PreviewRow, batches, finish_run, start_run
@@ -90,7 +91,6 @@ from db.models import (
 
 KINDS = ("tickets", "communications")
 CHUNK = 5_000
-GONE_STATUSES = ("merged", "erased")
 FIELDS = {"tickets": TICKET_FIELDS, "communications": COMMUNICATION_FIELDS}
 IGNORED = (None, "", "(ignore)")
 REQUIRED = {"tickets": ("ticket_id", "created_at"), "communications": ("channel", "sent_at")}

@@ -43,10 +43,10 @@ from sqlalchemy import (
     update,
 )
 
+from crm_core.customers.rules import GONE_STATUSES
 from crm_core.platform.shop import SHOP_CURRENCY
 from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAddress, Order, OrderItem, Product
 
-GONE_STATUSES = ("merged", "erased")
 DEFAULT_CURRENCY = SHOP_CURRENCY  # for a first import without any currency
 CURRENCY_SAMPLE = 1_000  # the latest orders that say which currency the shop keeps its books in
 IMPORTED_CATEGORY = "Uncategorised"  # order exports name products, not their categories

@@ -60,8 +60,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import GONE_STATUSES
 from crm_core.platform.audit import record_audit
-from crm_core.platform.dates import check_as_of
+from crm_core.platform.dates import check_as_of, midnight
 from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -302,7 +303,7 @@ def enroll(session: Session, actor, customer_id: int, program: str = "Rewards") 
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise NotFound(f"There is no customer {customer_id}.")
-    if customer.status in ("merged", "erased", "closed"):
+    if customer.status in (*GONE_STATUSES, "closed"):
         raise ValidationError(f"Customer {customer_id} is {customer.status} and cannot join the programme.")
     existing = session.scalars(select(LoyaltyAccount).where(LoyaltyAccount.customer_id == customer_id)).one_or_none()
     if existing is not None:
@@ -552,7 +553,7 @@ def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dateti
     Orders of active members placed at or after enrolment count; the key "earn:order:<id>" makes
     the batch safe to re-run and to overlap with `earn_for_order`."""
     now = now or utcnow()
-    start = since if isinstance(since, dt.datetime) else dt.datetime.combine(since, dt.time())
+    start = since if isinstance(since, dt.datetime) else midnight(since)
 
     def work(session: Session) -> dict[str, int]:
         settings, _ = get_settings(session)
@@ -611,7 +612,7 @@ def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dat
     placed before `since` are not looked at (the refresh passes a year: refunds come sooner).
     """
     now = now or utcnow()
-    start = since if isinstance(since, dt.datetime) else dt.datetime.combine(since, dt.time())
+    start = since if isinstance(since, dt.datetime) else midnight(since)
 
     def work(session: Session) -> dict[str, int]:
         a, o, t = LoyaltyAccount, Order, LoyaltyTransaction
@@ -680,7 +681,7 @@ def expire_points(engine: Engine, as_of: dt.date, now: dt.datetime | None = None
 
     def work(session: Session) -> dict[str, int]:
         settings, _ = get_settings(session)
-        cutoff = dt.datetime.combine(as_of - dt.timedelta(days=settings["expiry_days"]), dt.time())
+        cutoff = midnight(as_of - dt.timedelta(days=settings["expiry_days"]))
         due = _expiring_by_account([cutoff]).subquery("due")
         _lock_accounts(session, select(due.c.account_id).where(due.c.due_0 > 0))
         due = _expiring_by_account([cutoff]).subquery("due_locked")  # recomputed under the locks
@@ -828,7 +829,7 @@ def _outlook(session: Session, as_of: dt.date, months: int, settings: dict[str, 
     the points that reach the age in that month if nothing is redeemed."""
     age = dt.timedelta(days=settings["expiry_days"])
     ends = [as_of] + _month_starts(as_of, months)[:months]
-    cutoffs = [dt.datetime.combine(end - age, dt.time()) for end in ends]
+    cutoffs = [midnight(end - age) for end in ends]
     due = _expiring_by_account(cutoffs)
     if customer_id is not None:
         due = due.where(LoyaltyTransaction.customer_id == customer_id)
@@ -859,9 +860,9 @@ def monthly_activity(session: Session, viewer, months: int = 12, as_of: dt.date 
     """Points earned, redeemed, expired and adjusted per month (for the programme chart)."""
     require(viewer, "loyalty.view")
     as_of = as_of or dt.date.today()
-    start = dt.datetime.combine(dt.date(as_of.year, as_of.month, 1), dt.time())
+    start = midnight(dt.date(as_of.year, as_of.month, 1))
     for _ in range(months - 1):
-        start = dt.datetime.combine((start.date() - dt.timedelta(days=1)).replace(day=1), dt.time())
+        start = midnight((start.date() - dt.timedelta(days=1)).replace(day=1))
     t = LoyaltyTransaction
     month = year_month(t.created_at)
     rows = session.execute(select(month, t.kind, func.sum(t.points)).where(t.created_at >= start)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_core.platform.dates import midnight
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from db.models import AuditLog, User, utcnow
@@ -72,9 +73,9 @@ def search_audit_log(
     if filters.action:
         conditions.append(AuditLog.action == filters.action)
     if filters.date_from:
-        conditions.append(AuditLog.occurred_at >= dt.datetime.combine(filters.date_from, dt.time()))
+        conditions.append(AuditLog.occurred_at >= midnight(filters.date_from))
     if filters.date_to:
-        end = dt.datetime.combine(filters.date_to + dt.timedelta(days=1), dt.time())
+        end = midnight(filters.date_to + dt.timedelta(days=1))
         conditions.append(AuditLog.occurred_at < end)
     total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions)) or 0
     page = max(1, page)

@@ -20,6 +20,7 @@ from decimal import Decimal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
@@ -35,7 +36,6 @@ from db.models import (
     SurveyResponse,
 )
 
-COUNTED_CUSTOMER = Customer.status.not_in(("merged", "erased"))
 REVENUE_ORDER = Order.status.in_(REVENUE_ORDER_STATUSES)
 
 

@@ -56,6 +56,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import COUNTED_CUSTOMER, is_gone
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
@@ -64,6 +65,7 @@ from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import days_between, year_month
 from crm_core.platform.transactions import SYSTEM
+from crm_core.risk.levels import AT_RISK_PROBABILITY
 from db.models import (
     LIFECYCLE_STAGES,
     REVENUE_ORDER_STATUSES,
@@ -79,7 +81,6 @@ from db.models import (
 RULES_KEY = "lifecycle_rules"
 ENGAGEMENT_SESSION_CAP = 12
 NEW_FLOW_LABEL = "(new)"
-COUNTED_CUSTOMER = Customer.status.not_in(("merged", "erased"))
 REVENUE_ORDER = Order.status.in_(REVENUE_ORDER_STATUSES)
 COHORT_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -87,7 +88,7 @@ DEFAULT_LIFECYCLE_RULES: dict[str, Any] = {
     "new_customer_days": 30,
     "active_days": 90,
     "at_risk_days": 90,
-    "at_risk_probability": 0.6,
+    "at_risk_probability": AT_RISK_PROBABILITY,  # the floor of the "high" churn risk level
     "inactive_days": 180,
     "churned_days": 365,
     "win_back_days": 60,
@@ -371,7 +372,7 @@ def change_stage(session: Session, actor, customer_id: int, stage: str, reason: 
     if len(reason) > 255:
         raise ValidationError("The reason must have at most 255 characters.")
     customer = session.get(Customer, customer_id)
-    if customer is None or customer.status in ("merged", "erased"):
+    if customer is None or is_gone(customer.status):
         raise NotFound(f"No customer with id {customer_id}.")
     now = now or utcnow()
     current = session.get(CustomerLifecycleStage, customer_id)

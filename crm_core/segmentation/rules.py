@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, outerjoin
 
+from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
@@ -55,7 +56,6 @@ MAX_LIST_VALUES = 1000
 MAX_TEXT_LENGTH = 255
 MAX_AGE = 150
 MAX_DAYS = 36500
-COUNTED_CUSTOMER = Customer.status.not_in(("merged", "erased"))
 
 OPERATORS: dict[str, str] = {
     "eq": "is",

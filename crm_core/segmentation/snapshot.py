@@ -28,6 +28,7 @@ from collections.abc import Callable
 from sqlalchemy import DateTime, Engine, Integer, and_, case, cast, delete, exists, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of
 from crm_core.platform.sql import drop_temporary_table, temporary_table_as, use_batch_memory, whole_days_between
 from db.models import (
@@ -71,7 +72,7 @@ def rfm_segment_name(recency: int, frequency: int, monetary: int) -> str:
 
 
 def _counted_customers(cutoff: dt.datetime):
-    return and_(Customer.status.not_in(("merged", "erased")), Customer.signed_up_at < cutoff)
+    return and_(COUNTED_CUSTOMER, Customer.signed_up_at < cutoff)
 
 
 def _order_totals(cutoff: dt.datetime):

@@ -31,6 +31,7 @@ from crm_core.service.communications import (
 from crm_core.service.complaints import (
     COMPLAINT_CATEGORIES,
     MAX_COMPLAINT_DESCRIPTION,
+    SEVERE_COMPLAINT_SEVERITIES,
     ComplaintFilter,
     change_complaint_status,
     compensation_by_month,
@@ -103,6 +104,7 @@ __all__ = [
     "FUNNEL_STAGES",
     "MAX_COMPLAINT_DESCRIPTION",
     "MAX_MESSAGE_SUBJECT",
+    "SEVERE_COMPLAINT_SEVERITIES",
     "WEEKDAY_NAMES",
     "add_business_minutes",
     "add_response",

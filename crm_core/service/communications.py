@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import is_gone
 from crm_core.platform.audit import record_audit
+from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -78,7 +80,7 @@ def log_communication(session: Session, actor, customer_id: Any, channel: str, d
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise NotFound(f"There is no customer {customer_id}.")
-    if customer.status in ("merged", "erased"):
+    if is_gone(customer.status):
         raise ValidationError(f"Customer {customer_id} is {customer.status}; log on the surviving record instead.")
     now = utcnow()
     when = occurred_at or now
@@ -114,9 +116,9 @@ def _conditions(filters: CommFilter) -> list:
     c = CustomerCommunication
     conditions = []
     if filters.date_from:
-        conditions.append(c.sent_at >= dt.datetime.combine(filters.date_from, dt.time()))
+        conditions.append(c.sent_at >= midnight(filters.date_from))
     if filters.date_to:
-        conditions.append(c.sent_at < dt.datetime.combine(filters.date_to + dt.timedelta(days=1), dt.time()))
+        conditions.append(c.sent_at < midnight(filters.date_to + dt.timedelta(days=1)))
     if filters.channel:
         if filters.channel not in COMM_CHANNELS:
             raise ValidationError(f"Unknown channel {filters.channel!r}.")
@@ -233,6 +235,6 @@ def monthly_volume(session: Session, viewer, months: int = 12, as_of: dt.date | 
     c = CustomerCommunication
     month = year_month(c.sent_at)
     rows = session.execute(select(month, c.channel, c.direction, func.count())
-                           .where(c.sent_at >= dt.datetime.combine(start, dt.time()))
+                           .where(c.sent_at >= midnight(start))
                            .group_by(month, c.channel, c.direction).order_by(month)).all()
     return [{"month": m, "channel": ch, "direction": d, "messages": int(n)} for m, ch, d, n in rows]

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.loyalty import ledger
 from crm_core.platform.audit import record_audit
+from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -43,6 +44,8 @@ from db.models import (
 SETTINGS_KEY = "complaint_settings"
 COMPLAINT_CATEGORIES = ("delivery", "product", "billing", "returns", "service", "privacy", "other")
 OPEN_STATUSES = ("open", "investigating", "escalated")
+# Severities a complaint weighs more by (account health penalises them more).
+SEVERE_COMPLAINT_SEVERITIES = ("high", "critical")
 DONE_STATUSES = ("resolved", "closed")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "open": ("investigating", "escalated", "resolved"),
@@ -413,7 +416,7 @@ def complaint_time_to_resolve(session: Session, viewer, since: dt.date | None = 
     hours = days_between(c.resolved_at, c.created_at) * 24
     conditions = [c.resolved_at.is_not(None)]
     if since:
-        conditions.append(c.resolved_at >= dt.datetime.combine(since, dt.time()))
+        conditions.append(c.resolved_at >= midnight(since))
     ranked = select(
         c.severity, hours.label("hours"),
         case((c.resolved_at <= c.resolution_due_at, 1), else_=0).label("on_time"),
@@ -444,7 +447,7 @@ def compensation_by_month(session: Session, viewer, months: int = 12,
     month = year_month(c.resolved_at)
     rows = session.execute(
         select(month, c.compensation_kind, func.count(), func.sum(c.compensation_amount))
-        .where(c.resolved_at >= dt.datetime.combine(start, dt.time()), c.compensation_kind != "none")
+        .where(c.resolved_at >= midnight(start), c.compensation_kind != "none")
         .group_by(month, c.compensation_kind).order_by(month)
     ).all()
     return [{"month": m, "kind": k, "complaints": int(n), "amount": round(float(a or 0), 2)} for m, k, n, a in rows]

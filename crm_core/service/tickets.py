@@ -29,6 +29,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from crm_core.customers.rules import GONE_STATUSES, is_gone
 from crm_core.platform import audit
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
@@ -171,7 +172,7 @@ def lookup_customers(session: Session, viewer, query: str, limit: int = LOOKUP_L
     limit = max(1, min(int(limit), 50))
     c = Customer
     columns = (c.id, c.first_name, c.last_name, c.email, c.city, c.country_code, c.status)
-    visible = c.status.not_in(("merged", "erased"))
+    visible = c.status.not_in(GONE_STATUSES)
     if text.lstrip("#").isdigit():
         rows = session.execute(select(*columns).where(c.id == int(text.lstrip("#")), visible)).all()
     elif "@" in text:
@@ -226,7 +227,7 @@ def create_ticket(session: Session, actor, customer_id: Any, subject: Any, descr
     priority = _choice(priority, TICKET_PRIORITIES, "Priority")
     channel = _choice(channel, TICKET_CHANNELS, "Channel")
     customer = session.get(Customer, _int_id(customer_id, "Customer"))
-    if customer is None or customer.status in ("merged", "erased"):
+    if customer is None or is_gone(customer.status):
         raise ValidationError(f"Customer {customer_id} does not exist (or was merged or erased).")
     if order_id is not None:
         order = session.get(Order, _int_id(order_id, "Related order"))

@@ -21,7 +21,7 @@ from sqlalchemy import (
     select,
 )
 
-from crm_core import platform
+from crm_core import customers, platform, service
 from db import bulk
 from db.models import (
     LOYALTY_TIERS,
@@ -45,7 +45,6 @@ from ml.features import empty_sources
 from ml.health.estimator import components_from_inputs
 from ml.labels import sampled
 
-COUNTED_CUSTOMER = Customer.status.not_in(("merged", "erased"))
 PROBLEM_ORDER_STATUSES = ("cancelled", "returned", "refunded")
 OPEN_COMPLAINT_STATUSES = ("open", "investigating", "escalated")
 
@@ -165,7 +164,7 @@ def _inputs_query(as_of: dt.date, sample_every: int = 1):
         select(
             c.customer_id.label("customer_id"),
             func.sum(case((c.created_at >= year, 1), else_=0)).label("complaints_365d"),
-            func.sum(case((and_(c.created_at >= year, c.severity.in_(("high", "critical"))), 1), else_=0))
+            func.sum(case((and_(c.created_at >= year, c.severity.in_(service.SEVERE_COMPLAINT_SEVERITIES)), 1), else_=0))
             .label("severe_complaints_365d"),
             func.sum(case((or_(c.resolved_at >= cutoff,
                                and_(c.resolved_at.is_(None), c.status.in_(OPEN_COMPLAINT_STATUSES))), 1),
@@ -286,7 +285,7 @@ def _inputs_query(as_of: dt.date, sample_every: int = 1):
         .outerjoin(points, points.c.customer_id == Customer.id)
         .outerjoin(payments, payments.c.customer_id == Customer.id)
         .outerjoin(risks, risks.c.customer_id == Customer.id)
-        .where(COUNTED_CUSTOMER, Customer.signed_up_at < cutoff, keep(Customer.id))
+        .where(customers.COUNTED_CUSTOMER, Customer.signed_up_at < cutoff, keep(Customer.id))
         .order_by(Customer.id)
     )
 
