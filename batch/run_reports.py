@@ -24,7 +24,7 @@ def _status(run: RefreshRun, now: dt.datetime) -> str:
     return run.status
 
 
-def recent_runs(session: Session, viewer, limit: int = 20) -> list[dict[str, Any]]:
+def recent_runs(session: Session, viewer: platform.Actor, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs, newest first, with the count of steps per status."""
     platform.require(viewer, "refresh.run")
     runs = session.scalars(select(RefreshRun).order_by(RefreshRun.started_at.desc(), RefreshRun.id.desc())
@@ -48,7 +48,7 @@ def recent_runs(session: Session, viewer, limit: int = 20) -> list[dict[str, Any
     ]
 
 
-def run_steps(session: Session, viewer, run_id: int) -> list[dict[str, Any]]:
+def run_steps(session: Session, viewer: platform.Actor, run_id: int) -> list[dict[str, Any]]:
     """The steps of one run, in order."""
     platform.require(viewer, "refresh.run")
     rows = session.scalars(select(RefreshRunStep).where(RefreshRunStep.run_id == run_id)
@@ -71,7 +71,7 @@ class StepStatus:
     finished_at: dt.datetime | None
 
 
-def last_step_status(session: Session, viewer, step: str) -> StepStatus | None:
+def last_step_status(session: Session, viewer: platform.Actor, step: str) -> StepStatus | None:
     """The step's outcome in the most recent run that finished it (None when it never ran).
 
     Pages of a model call this to say why the model's figures are missing or old; it reveals no

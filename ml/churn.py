@@ -599,7 +599,7 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
 
 
 def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                       actor=None, progress: Progress | None = None) -> TrainingResult:
+                       actor: platform.Actor = platform.SYSTEM, progress: Progress | None = None) -> TrainingResult:
     started = time.perf_counter()
     with engine.connect() as connection:
         model, metrics, cuts = train(connection, as_of, horizon_days, progress=progress)

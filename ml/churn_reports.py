@@ -29,7 +29,7 @@ from . import registry
 PAGE_SIZES = (10, 25, 50, 100)
 
 
-def latest_as_of(session: Session, viewer) -> dt.date | None:
+def latest_as_of(session: Session, viewer: platform.Actor) -> dt.date | None:
     platform.require(viewer, "churn.view")
     return session.scalar(select(func.max(ChurnPrediction.as_of)))
 
@@ -40,7 +40,7 @@ def _value():
 
 
 def at_risk(
-    session: Session, viewer, *, as_of: dt.date | None = None, risk_levels: list[str] | None = None,
+    session: Session, viewer: platform.Actor, *, as_of: dt.date | None = None, risk_levels: list[str] | None = None,
     segment_id: int | None = None, owner_id: int | None = None, page: int = 1, page_size: int = 25,
 ) -> platform.Page:
     """Customers ranked by churn probability x value, with their drivers and interventions."""
@@ -102,7 +102,7 @@ def at_risk(
     ], total or 0, page, page_size)
 
 
-def risk_summary(session: Session, viewer, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+def risk_summary(session: Session, viewer: platform.Actor, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Customers and value at stake per risk level."""
     platform.require(viewer, "churn.view")
     as_of = as_of or session.scalar(select(func.max(ChurnPrediction.as_of)))
@@ -125,7 +125,7 @@ def risk_summary(session: Session, viewer, as_of: dt.date | None = None) -> list
     ]
 
 
-def customer_prediction(session: Session, viewer, customer_id: int) -> dict[str, Any]:
+def customer_prediction(session: Session, viewer: platform.Actor, customer_id: int) -> dict[str, Any]:
     """A customer's latest prediction with drivers, and their probability over time."""
     platform.require(viewer, "churn.view")
     history = session.execute(
@@ -147,7 +147,7 @@ def customer_prediction(session: Session, viewer, customer_id: int) -> dict[str,
     }
 
 
-def model_card(session: Session, viewer) -> dict[str, Any] | None:
+def model_card(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
     """The active churn model's metrics, calibration, importance, and every version."""
     platform.require(viewer, "churn.view")
     row = session.scalar(select(MLModel).where(MLModel.name == "churn", MLModel.is_active.is_(True)))
@@ -161,7 +161,7 @@ def model_card(session: Session, viewer) -> dict[str, Any] | None:
     }
 
 
-def realized_accuracy(session: Session, viewer) -> list[dict[str, Any]]:
+def realized_accuracy(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]:
     """For predictions whose horizon has passed: per date and risk level, how many churned.
 
     Precision of a level is the share of its customers who did churn; recall is the share of all
@@ -195,7 +195,7 @@ def realized_accuracy(session: Session, viewer) -> list[dict[str, Any]]:
     return result
 
 
-def owners(session: Session, viewer) -> list[dict[str, Any]]:
+def owners(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]:
     """Users who own at least one customer, for the owner filter."""
     platform.require(viewer, "churn.view")
     rows = session.execute(

@@ -58,13 +58,13 @@ def _nice_width(span: float, bins: int) -> float:
     return 10 * power
 
 
-def scoring_key(session: Session, viewer) -> int | None:
+def scoring_key(session: Session, viewer: platform.Actor) -> int | None:
     """The active CLV model's id: it changes with every scoring, so it keys the page's cached aggregates."""
     platform.require(viewer, "value.view")
     return session.scalar(select(MLModel.id).where(MLModel.name == "clv", MLModel.is_active.is_(True)))
 
 
-def overview(session: Session, viewer) -> dict[str, Any] | None:
+def overview(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
     """Headline figures of the scored snapshot and the active model, or None before the first scoring."""
     platform.require(viewer, "value.view")
     row = session.execute(
@@ -97,7 +97,7 @@ def overview(session: Session, viewer) -> dict[str, Any] | None:
     }
 
 
-def clv_histogram(session: Session, viewer, bins: int = 25) -> list[dict[str, Any]]:
+def clv_histogram(session: Session, viewer: platform.Actor, bins: int = 25) -> list[dict[str, Any]]:
     """Customers per 12-month CLV bin; the bins span 0 to the 99th percentile, the last one is open-ended."""
     platform.require(viewer, "value.view")
     if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= MAX_BINS:
@@ -143,7 +143,7 @@ def _frequency_bucket():
     return case(*whens, else_=len(labels) - 1), labels
 
 
-def alive_heatmap(session: Session, viewer) -> dict[str, Any]:
+def alive_heatmap(session: Session, viewer: platform.Actor) -> dict[str, Any]:
     """Mean P(alive) and customers per repeat-purchase bucket x recency bucket (weeks to the last purchase)."""
     platform.require(viewer, "value.view")
     longest = session.scalar(select(func.max(A.clv_recency)).where(SCORED, A.clv_recency.is_not(None)))
@@ -172,7 +172,7 @@ def alive_heatmap(session: Session, viewer) -> dict[str, Any]:
     }
 
 
-def by_segment(session: Session, viewer) -> list[dict[str, Any]]:
+def by_segment(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]:
     """Expected purchases, CLV and P(alive) per RFM segment, highest CLV first."""
     platform.require(viewer, "value.view")
     segment = func.coalesce(A.rfm_segment, "(no segment)")
@@ -190,7 +190,7 @@ def by_segment(session: Session, viewer) -> list[dict[str, Any]]:
     ]
 
 
-def top_customers(session: Session, viewer, page: int = 1, page_size: int = 50) -> platform.Page:
+def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_size: int = 50) -> platform.Page:
     """Customers by 12-month CLV, highest first (customer id breaks ties), one page at a time."""
     platform.require(viewer, "value.view")
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:

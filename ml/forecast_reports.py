@@ -21,7 +21,7 @@ def _check_metric(metric: Any) -> str:
     return metric
 
 
-def latest_runs(session: Session, viewer) -> list[dict[str, Any]]:
+def latest_runs(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]:
     """The latest run of each metric (fitted or skipped), with its backtest error; [] before the first."""
     platform.require(viewer, "forecast.view")
     latest = select(ForecastRun.metric, func.max(ForecastRun.id).label("id")).group_by(ForecastRun.metric).subquery()
@@ -35,7 +35,7 @@ def latest_runs(session: Session, viewer) -> list[dict[str, Any]]:
     ]
 
 
-def series(session: Session, viewer, metric: str, history_days: int = 365) -> list[dict[str, Any]]:
+def series(session: Session, viewer: platform.Actor, metric: str, history_days: int = 365) -> list[dict[str, Any]]:
     """History (the last `history_days` days) and forecast points of the latest fitted run of `metric`."""
     platform.require(viewer, "forecast.view")
     _check_metric(metric)
@@ -58,7 +58,7 @@ def series(session: Session, viewer, metric: str, history_days: int = 365) -> li
             for d, a, p, lo, hi, f in rows]
 
 
-def outlook(session: Session, viewer, metric: str, days: int = 30) -> dict[str, Any] | None:
+def outlook(session: Session, viewer: platform.Actor, metric: str, days: int = 30) -> dict[str, Any] | None:
     """The forecast total of the next `days` days against the actual total of the last `days` days."""
     platform.require(viewer, "forecast.view")
     _check_metric(metric)

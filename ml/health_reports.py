@@ -30,7 +30,7 @@ def latest_as_of(session: Session) -> dt.date | None:
     return session.scalar(select(func.max(AccountHealthScore.as_of)))
 
 
-def overview(session: Session, viewer) -> dict[str, Any] | None:
+def overview(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
     """The latest scoring date, customers per level (every level, in order) and averages; None if none."""
     platform.require(viewer, "health.view")
     as_of = latest_as_of(session)
@@ -68,7 +68,7 @@ def overview(session: Session, viewer) -> dict[str, Any] | None:
     }
 
 
-def movers(session: Session, viewer, direction: str = "up", page: int = 1, page_size: int = 25) -> platform.Page:
+def movers(session: Session, viewer: platform.Actor, direction: str = "up", page: int = 1, page_size: int = 25) -> platform.Page:
     """Customers whose health moved most since ~30 days earlier, at the latest scoring date."""
     platform.require(viewer, "health.view")
     if direction not in ("up", "down"):
@@ -109,7 +109,7 @@ def _customer(session: Session, customer_id: Any) -> Customer:
     return customer
 
 
-def customer_history(session: Session, viewer, customer_id: int, limit: int = 120) -> list[dict[str, Any]]:
+def customer_history(session: Session, viewer: platform.Actor, customer_id: int, limit: int = 120) -> list[dict[str, Any]]:
     """A customer's stored scores, oldest first (the last `limit` scoring dates)."""
     platform.require(viewer, "health.view")
     _customer(session, customer_id)
@@ -121,7 +121,7 @@ def customer_history(session: Session, viewer, customer_id: int, limit: int = 12
     return [dict(r._mapping) for r in reversed(rows)]
 
 
-def customer_health(session: Session, viewer, customer_id: int) -> dict[str, Any]:
+def customer_health(session: Session, viewer: platform.Actor, customer_id: int) -> dict[str, Any]:
     """The customer's latest score with risk indicators, recommendations and action items.
 
     `score` is None when the customer has not been scored yet.
@@ -145,7 +145,7 @@ def customer_health(session: Session, viewer, customer_id: int) -> dict[str, Any
     return result
 
 
-def backtest(session: Session, viewer, lag_days: int) -> dict[str, Any]:
+def backtest(session: Session, viewer: platform.Actor, lag_days: int) -> dict[str, Any]:
     """`backtest_levels` against the latest scoring date, for the page."""
     platform.require(viewer, "health.view")
     as_of = latest_as_of(session)

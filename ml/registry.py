@@ -29,7 +29,7 @@ def register(
     training_end: dt.date | None = None,
     metrics: dict | None = None,
     activate: bool = True,
-    actor=None,
+    actor: platform.Actor = platform.SYSTEM,
 ) -> MLModel:
     """Store a fitted model as the next version of `name` (and make it active by default)."""
     version = (session.scalar(select(func.max(MLModel.version)).where(MLModel.name == name)) or 0) + 1
@@ -38,7 +38,7 @@ def register(
     row = MLModel(
         name=name, version=version, algorithm=algorithm, params=params, features=features,
         training_start=training_start, training_end=training_end, metrics=metrics,
-        artifact=buffer.getvalue(), is_active=False, created_by_id=getattr(actor, "id", None),
+        artifact=buffer.getvalue(), is_active=False, created_by_id=actor.id,
     )
     session.add(row)
     session.flush()
@@ -53,7 +53,7 @@ def _activate(session: Session, row: MLModel) -> None:
     session.expire(row)
 
 
-def activate(session: Session, actor, model_id: int) -> MLModel:
+def activate(session: Session, actor: platform.Actor, model_id: int) -> MLModel:
     """Make one stored version the active one (rolling back is activating an earlier version)."""
     platform.require(actor, "models.manage")
     row = session.get(MLModel, model_id)

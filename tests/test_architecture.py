@@ -235,3 +235,16 @@ def test_each_package_names_its_public_functions(package):
     submodules = {p.stem for p in init.parent.glob("*.py")}
     assert not set(module.__all__) & submodules, "a public name may not hide a submodule of the same name"
     assert all(not name.startswith("_") for name in module.__all__)
+
+
+def test_the_three_kinds_of_actor_meet_the_actor_protocol():
+    from db.models import User
+
+    staff = User(id=7, username="maria", full_name="Maria", role="analyst", is_active=True, password_hash="x")
+    signed_in = platform.SignedInUser(7, "maria", "Maria", "analyst")
+    for actor in (staff, signed_in, platform.SYSTEM):
+        assert isinstance(actor, platform.Actor)
+        platform.require(actor, "overview.view")
+    assert platform.SYSTEM.id is None and platform.SYSTEM.username == "system"
+    with pytest.raises(platform.PermissionDenied, match="anonymous"):
+        platform.require(None, "overview.view")

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from crm_core.customers import search
 from crm_core.customers.rules import GONE_STATUSES
 from crm_core.customers.search import CustomerQuery
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import allowed, require
@@ -122,7 +123,7 @@ def _ids(selection: Any) -> list[int]:
     return ids
 
 
-def selection_size(session: Session, viewer, selection: Selection) -> int:
+def selection_size(session: Session, viewer: Actor, selection: Selection) -> int:
     """How many customers the action would touch (for the confirmation)."""
     require(viewer, "customers.bulk")
     if isinstance(selection, CustomerQuery):
@@ -130,7 +131,7 @@ def selection_size(session: Session, viewer, selection: Selection) -> int:
     return len(_ids(selection))
 
 
-def _chunks(session: Session, actor, selection: Selection) -> tuple[int, Iterator[list[int]]]:
+def _chunks(session: Session, actor: Actor, selection: Selection) -> tuple[int, Iterator[list[int]]]:
     if isinstance(selection, CustomerQuery):
         total = search.count_matches(session, actor, selection)
         if total == 0:
@@ -165,7 +166,7 @@ def _usable(result: BulkResult, chunk: list[int], statuses: dict[int, str]) -> l
     return usable
 
 
-def _run(session: Session, actor, selection: Selection, result: BulkResult, progress: Progress | None,
+def _run(session: Session, actor: Actor, selection: Selection, result: BulkResult, progress: Progress | None,
          handle: Callable[[list[int], dict[int, str]], None]) -> None:
     total, chunks = _chunks(session, actor, selection)
     for chunk in chunks:
@@ -175,7 +176,7 @@ def _run(session: Session, actor, selection: Selection, result: BulkResult, prog
             progress(min(result.total, total), total)
 
 
-def _audit(session: Session, actor, result: BulkResult, selection: Selection, params: dict[str, Any]) -> None:
+def _audit(session: Session, actor: Actor, result: BulkResult, selection: Selection, params: dict[str, Any]) -> None:
     not_ok = [list(r) for r in result.records if r[1] != "ok"][:AUDIT_DETAILS]
     record_audit(session, actor, f"bulk.{result.action}", "customer", None,
                  after={**result.summary(), "params": params, "selection": _describe_selection(selection),
@@ -199,7 +200,7 @@ def _reason(reason: Any, required: bool) -> str:
 # --------------------------------------------------------------------------- actions
 
 
-def bulk_add_to_segment(session: Session, actor, selection: Selection, segment_id: int,
+def bulk_add_to_segment(session: Session, actor: Actor, selection: Selection, segment_id: int,
                    progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Add the customers to a static segment; current members are skipped."""
     require(actor, "customers.bulk")
@@ -240,7 +241,7 @@ def _upsert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def bulk_change_lifecycle_stage(session: Session, actor, selection: Selection, stage: str, reason: str,
+def bulk_change_lifecycle_stage(session: Session, actor: Actor, selection: Selection, stage: str, reason: str,
                            progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Put the customers in a stage by hand, with the reason in each history row."""
     require(actor, "customers.bulk")
@@ -267,7 +268,7 @@ def bulk_change_lifecycle_stage(session: Session, actor, selection: Selection, s
             return
         session.execute(insert(CustomerLifecycleHistory), [
             {"customer_id": i, "from_stage": current.get(i), "to_stage": stage, "changed_at": now, "reason": reason,
-             "actor_kind": "user", "actor_id": getattr(actor, "id", None)}
+             "actor_kind": "user", "actor_id": actor.id}
             for i in moving
         ])
         upsert = _upsert(session)(s).values([
@@ -285,7 +286,7 @@ def bulk_change_lifecycle_stage(session: Session, actor, selection: Selection, s
     return result
 
 
-def bulk_change_status(session: Session, actor, selection: Selection, status: str, reason: str = "",
+def bulk_change_status(session: Session, actor: Actor, selection: Selection, status: str, reason: str = "",
                   progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Set the status (active, suspended or closed); merged and erased customers fail."""
     require(actor, "customers.bulk")
@@ -319,7 +320,7 @@ def bulk_change_status(session: Session, actor, selection: Selection, status: st
     return result
 
 
-def bulk_log_campaign_communication(session: Session, actor, selection: Selection, campaign: str, channel: str,
+def bulk_log_campaign_communication(session: Session, actor: Actor, selection: Selection, campaign: str, channel: str,
                                subject: str | None = None, body: str | None = None,
                                progress: Progress | None = None, now: dt.datetime | None = None) -> BulkResult:
     """Record that a campaign message went to each customer (status "logged").
@@ -375,7 +376,7 @@ def bulk_log_campaign_communication(session: Session, actor, selection: Selectio
                  "logged_by_id"],
                 select(Customer.id, literal(channel, String), literal("outbound", String), literal("logged", String),
                        literal(campaign, String), literal(subject, String), literal(body, String), literal(now),
-                       literal(getattr(actor, "id", None), Integer))
+                       literal(actor.id, Integer))
                 .where(Customer.id.in_(sending)),
             ))
 
@@ -384,7 +385,7 @@ def bulk_log_campaign_communication(session: Session, actor, selection: Selectio
     return result
 
 
-def bulk_export(session: Session, actor, selection: Selection, progress: Progress | None = None) -> BulkResult:
+def bulk_export(session: Session, actor: Actor, selection: Selection, progress: Progress | None = None) -> BulkResult:
     """The selected customers as CSV (formula-safe), in `result.content`."""
     require(actor, "customers.bulk")
     require(actor, "customers.export")
@@ -408,7 +409,7 @@ def bulk_export(session: Session, actor, selection: Selection, progress: Progres
     return result
 
 
-def run_bulk_action(session: Session, actor, action: str, selection: Selection, params: dict[str, Any],
+def run_bulk_action(session: Session, actor: Actor, action: str, selection: Selection, params: dict[str, Any],
         progress: Progress | None = None) -> BulkResult:
     """Dispatch by action key (for the page and the CLI)."""
     handlers = {

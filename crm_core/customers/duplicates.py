@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -165,7 +166,7 @@ def score_pairs(people: pd.DataFrame, pairs: np.ndarray) -> pd.DataFrame:
                          "score": score[keep], "reasons": reasons})
 
 
-def scan_duplicates(session: Session, actor, progress: Progress | None = None) -> dict[str, Any]:
+def scan_duplicates(session: Session, actor: Actor, progress: Progress | None = None) -> dict[str, Any]:
     """Scan every counted customer and fill the review queue; returns counts and timing."""
     require(actor, "customers.merge")
     started = time.perf_counter()
@@ -214,7 +215,7 @@ def scan_duplicates(session: Session, actor, progress: Progress | None = None) -
     return result
 
 
-def duplicate_queue(session: Session, viewer, status: str = "open", page: int = 1, page_size: int = 25,
+def duplicate_queue(session: Session, viewer: Actor, status: str = "open", page: int = 1, page_size: int = 25,
           min_score: float = 0.0) -> Page:
     """Candidate pairs, best first, with both customers' key fields."""
     require(viewer, "customers.merge")
@@ -241,13 +242,13 @@ def duplicate_queue(session: Session, viewer, status: str = "open", page: int = 
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def duplicate_counts(session: Session, viewer) -> dict[str, int]:
+def duplicate_counts(session: Session, viewer: Actor) -> dict[str, int]:
     require(viewer, "customers.merge")
     found = dict(session.execute(select(DuplicateCandidate.status, func.count()).group_by(DuplicateCandidate.status)).all())
     return {s: int(found.get(s, 0)) for s in DUPLICATE_STATUSES}
 
 
-def duplicate_score_histogram(session: Session, viewer) -> list[dict[str, Any]]:
+def duplicate_score_histogram(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """Open pairs per score band (tenths), for a chart."""
     require(viewer, "customers.merge")
     band = func.floor(DuplicateCandidate.score * 10)
@@ -256,7 +257,7 @@ def duplicate_score_histogram(session: Session, viewer) -> list[dict[str, Any]]:
     return [{"score_from": float(b) / 10, "pairs": int(n)} for b, n in found]
 
 
-def dismiss_duplicate(session: Session, actor, pair_id: int, expected_version: int | None = None) -> DuplicateCandidate:
+def dismiss_duplicate(session: Session, actor: Actor, pair_id: int, expected_version: int | None = None) -> DuplicateCandidate:
     """Mark a pair as not the same person; a re-scan keeps it dismissed."""
     require(actor, "customers.merge")
     candidate = session.get(DuplicateCandidate, pair_id)
@@ -267,7 +268,7 @@ def dismiss_duplicate(session: Session, actor, pair_id: int, expected_version: i
         raise ValidationError(f"Pair {pair_id} is already {candidate.status}.")
     candidate.status = "dismissed"
     candidate.reviewed_at = utcnow()
-    candidate.reviewed_by_id = getattr(actor, "id", None)
+    candidate.reviewed_by_id = actor.id
     record_audit(session, actor, "duplicates.dismiss", "duplicate_pair", pair_id,
                  before={"status": "open"}, after={"status": "dismissed"})
     session.flush()

@@ -22,6 +22,7 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
@@ -102,7 +103,7 @@ def _ids(customer_ids: Iterable[int | list[int]], size: int) -> Iterator[list[in
         yield batch
 
 
-def iter_customers(session: Session, viewer, columns: Iterable[str] | None = None, *, segment: str | None = None,
+def iter_customers(session: Session, viewer: Actor, columns: Iterable[str] | None = None, *, segment: str | None = None,
                    customer_ids: Iterable[int] | None = None, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """Rows (column -> value) of the customers in scope, in id order, read `batch` at a time."""
     require(viewer, "customers.export")
@@ -133,7 +134,7 @@ def iter_customers(session: Session, viewer, columns: Iterable[str] | None = Non
     return rows()
 
 
-def count_exported(session: Session, viewer, *, segment: str | None = None) -> int:
+def count_exported(session: Session, viewer: Actor, *, segment: str | None = None) -> int:
     """How many customers an export of all customers, or of a segment, would write."""
     require(viewer, "customers.export")
     query = select(func.count()).select_from(Customer).where(COUNTED_CUSTOMER)
@@ -210,7 +211,7 @@ def write_json(rows: Iterable[dict[str, Any]], columns: list[str], out: IO[bytes
 WRITERS = {"csv": write_csv, "xlsx": write_xlsx, "json": write_json}
 
 
-def export_customers(session: Session, actor, out: IO[bytes], fmt: str, columns: Iterable[str] | None = None, *,
+def export_customers(session: Session, actor: Actor, out: IO[bytes], fmt: str, columns: Iterable[str] | None = None, *,
                      segment: str | None = None, customer_ids: Iterable[int] | None = None) -> int:
     """Write the customers in scope to `out` in `fmt`; returns the number of customers written.
 
@@ -227,7 +228,7 @@ def export_customers(session: Session, actor, out: IO[bytes], fmt: str, columns:
     return count
 
 
-def export_bytes(session: Session, actor, fmt: str, columns: Iterable[str] | None = None, *,
+def export_bytes(session: Session, actor: Actor, fmt: str, columns: Iterable[str] | None = None, *,
                  segment: str | None = None, customer_ids: Iterable[int] | None = None) -> tuple[bytes, int]:
     """The export as bytes, for a download button."""
     buffer = io.BytesIO()

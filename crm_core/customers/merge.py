@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from crm_core.customers.rules import GONE_STATUSES
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, DomainError, NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -307,7 +308,7 @@ def _sample(table: Table, rows: list) -> list[dict[str, Any]]:
     return [{c.name: _jsonable(r._mapping[c]) for c in shown} for r in rows[:SAMPLE_ROWS]]
 
 
-def preview_merge(session: Session, viewer, survivor_id: Any, other_id: Any) -> dict[str, Any]:
+def preview_merge(session: Session, viewer: Actor, survivor_id: Any, other_id: Any) -> dict[str, Any]:
     """What a merge would do: field values side by side and, per table, the rows that would move."""
     require(viewer, "customers.merge")
     survivor, other = _check_pair(session, survivor_id, other_id)
@@ -341,7 +342,7 @@ def _log(session: Session, merge_id: int, entries: list[dict[str, Any]]) -> None
 
 
 def _ledger_entry(session: Session, account: LoyaltyAccount, points: int, kind: str, merge_id: int,
-                  actor, reason: str) -> LoyaltyTransaction:
+                  actor: Actor, reason: str) -> LoyaltyTransaction:
     balance = account.points_balance + points
     if balance < 0:
         raise DomainError(
@@ -351,7 +352,7 @@ def _ledger_entry(session: Session, account: LoyaltyAccount, points: int, kind: 
     entry = LoyaltyTransaction(
         account_id=account.id, customer_id=account.customer_id, kind=kind, points=points, balance_after=balance,
         source_type="customer_merge", source_id=str(merge_id), reason=reason,
-        created_by_id=getattr(actor, "id", None), created_at=utcnow(),
+        created_by_id=actor.id, created_at=utcnow(),
     )
     account.points_balance = balance
     session.add(entry)
@@ -359,7 +360,7 @@ def _ledger_entry(session: Session, account: LoyaltyAccount, points: int, kind: 
     return entry
 
 
-def _combine_loyalty(session: Session, actor, merge: CustomerMerge) -> dict[str, Any] | None:
+def _combine_loyalty(session: Session, actor: Actor, merge: CustomerMerge) -> dict[str, Any] | None:
     survivor_account, other_account = _loyalty_accounts(session, merge.survivor_id, merge.merged_id)
     if survivor_account is None or other_account is None:
         return None
@@ -377,7 +378,7 @@ def _combine_loyalty(session: Session, actor, merge: CustomerMerge) -> dict[str,
     return record
 
 
-def merge_customers(session: Session, actor, survivor_id: Any, other_id: Any, field_choices: dict[str, Any] | None = None,
+def merge_customers(session: Session, actor: Actor, survivor_id: Any, other_id: Any, field_choices: dict[str, Any] | None = None,
           survivor_version: int | None = None, other_version: int | None = None) -> int:
     """Merge `other_id` into `survivor_id`; returns the merge id (for `undo_merge`)."""
     require(actor, "customers.merge")
@@ -387,7 +388,7 @@ def merge_customers(session: Session, actor, survivor_id: Any, other_id: Any, fi
     choices = _check_fields(field_choices)
     now = utcnow()
     record = CustomerMerge(survivor_id=survivor.id, merged_id=other.id, kind="merge", status="completed",
-                           field_choices=choices, merged_at=now, merged_by_id=getattr(actor, "id", None))
+                           field_choices=choices, merged_at=now, merged_by_id=actor.id)
     session.add(record)
     session.flush()
 
@@ -452,7 +453,7 @@ def merge_customers(session: Session, actor, survivor_id: Any, other_id: Any, fi
     session.execute(
         update(DuplicateCandidate)
         .where(DuplicateCandidate.customer_a_id == pair[0], DuplicateCandidate.customer_b_id == pair[1])
-        .values(status="merged", merge_id=record.id, reviewed_at=now, reviewed_by_id=getattr(actor, "id", None),
+        .values(status="merged", merge_id=record.id, reviewed_at=now, reviewed_by_id=actor.id,
                 version=DuplicateCandidate.version + 1)
     )
     record.summary = {"moved": counts, "removed": {k: len(v) for k, v in plan.removed.items()},
@@ -473,7 +474,7 @@ def _chunks(items: list, size: int = 500):
 # --------------------------------------------------------------------------- undo
 
 
-def undo_merge(session: Session, actor, merge_id: Any) -> dict[str, Any]:
+def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
     """Put back exactly what the merge changed; loyalty points return through new ledger entries."""
     require(actor, "customers.merge")
     try:
@@ -569,9 +570,9 @@ def undo_merge(session: Session, actor, merge_id: Any) -> dict[str, Any]:
     survivor.updated_at = now
     record.status = "undone"
     record.undone_at = now
-    record.undone_by_id = getattr(actor, "id", None)
+    record.undone_by_id = actor.id
     session.execute(update(DuplicateCandidate).where(DuplicateCandidate.merge_id == merge_id)
-                    .values(status="open", reviewed_at=now, reviewed_by_id=getattr(actor, "id", None),
+                    .values(status="open", reviewed_at=now, reviewed_by_id=actor.id,
                             version=DuplicateCandidate.version + 1))
     result = {"moved_back": sum(len(k) for k in moved_groups.values()), "restored": len(by_action.get("removed", [])),
               "fields": len(by_action.get("field", []))}
@@ -587,7 +588,7 @@ def undo_merge(session: Session, actor, merge_id: Any) -> dict[str, Any]:
 SPLIT_FIELDS = ("first_name", "last_name", "email", "phone", "country_code", "city", "preferred_language")
 
 
-def splittable_rows(session: Session, viewer, customer_id: Any) -> list[dict[str, Any]]:
+def splittable_rows(session: Session, viewer: Actor, customer_id: Any) -> list[dict[str, Any]]:
     """Rows of a customer that a split can move, per table: single-column keys only."""
     require(viewer, "customers.merge")
     customer = _customer(session, customer_id, "Customer")
@@ -607,7 +608,7 @@ def splittable_rows(session: Session, viewer, customer_id: Any) -> list[dict[str
     return found
 
 
-def split_customer(session: Session, actor, customer_id: Any, moves: dict[str, list[Any]],
+def split_customer(session: Session, actor: Actor, customer_id: Any, moves: dict[str, list[Any]],
           new_customer_fields: dict[str, Any]) -> int:
     """Move the chosen related rows of a customer to a new customer; returns the new customer's id.
 
@@ -674,7 +675,7 @@ def split_customer(session: Session, actor, customer_id: Any, moves: dict[str, l
     session.add(new)
     session.flush()
     record = CustomerMerge(survivor_id=source.id, merged_id=new.id, kind="split", status="completed",
-                           merged_at=utcnow(), merged_by_id=getattr(actor, "id", None))
+                           merged_at=utcnow(), merged_by_id=actor.id)
     session.add(record)
     session.flush()
 
@@ -702,7 +703,7 @@ def split_customer(session: Session, actor, customer_id: Any, moves: dict[str, l
 # --------------------------------------------------------------------------- history
 
 
-def merge_history(session: Session, viewer, page: int = 1, page_size: int = 25) -> Page:
+def merge_history(session: Session, viewer: Actor, page: int = 1, page_size: int = 25) -> Page:
     """Merges and splits, newest first."""
     require(viewer, "customers.merge")
     page = max(1, int(page))

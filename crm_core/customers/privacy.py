@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers.merge import customer_references
 from crm_core.customers.rules import is_gone
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -111,7 +112,7 @@ def _text(value: Any, label: str, max_length: int, required: bool = True) -> str
 # --------------------------------------------------------------------------- consent ledger
 
 
-def record_consent(session: Session, actor, customer_id: Any, purpose: str, granted: Any,
+def record_consent(session: Session, actor: Actor, customer_id: Any, purpose: str, granted: Any,
                    legal_basis: str = "consent", source: str = "staff", policy_version: str | None = None,
                    notes: str | None = None, recorded_at: dt.datetime | None = None) -> ConsentRecord:
     """Append a grant or withdrawal; the newest entry per purpose is the customer's current choice."""
@@ -130,7 +131,7 @@ def record_consent(session: Session, actor, customer_id: Any, purpose: str, gran
     version = _text(policy_version, "Policy version", 32)
     entry = ConsentRecord(customer_id=customer.id, purpose=purpose, granted=granted, source=source,
                           legal_basis=legal_basis, policy_version=version, notes=_text(notes, "Notes", 2000, False),
-                          recorded_at=recorded_at or utcnow(), recorded_by_id=getattr(actor, "id", None))
+                          recorded_at=recorded_at or utcnow(), recorded_by_id=actor.id)
     session.add(entry)
     session.flush()
     record_audit(session, actor, "consent.grant" if granted else "consent.withdraw", "customer", customer.id,
@@ -138,7 +139,7 @@ def record_consent(session: Session, actor, customer_id: Any, purpose: str, gran
     return entry
 
 
-def current_consents(session: Session, viewer, customer_id: Any) -> dict[str, dict[str, Any]]:
+def current_consents(session: Session, viewer: Actor, customer_id: Any) -> dict[str, dict[str, Any]]:
     """The latest entry per purpose (latest wins; ties broken by entry order)."""
     require(viewer, "privacy.manage")
     customer = _customer(session, customer_id)
@@ -153,7 +154,7 @@ def current_consents(session: Session, viewer, customer_id: Any) -> dict[str, di
                            "policy_version": r["policy_version"]} for r in rows}
 
 
-def consent_ledger(session: Session, viewer, customer_id: Any, page: int = 1, page_size: int = 50) -> Page:
+def consent_ledger(session: Session, viewer: Actor, customer_id: Any, page: int = 1, page_size: int = 50) -> Page:
     require(viewer, "privacy.manage")
     customer = _customer(session, customer_id)
     page = max(1, int(page))
@@ -168,7 +169,7 @@ def consent_ledger(session: Session, viewer, customer_id: Any, page: int = 1, pa
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def consent_summary(session: Session, viewer) -> list[dict[str, Any]]:
+def consent_summary(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """Per purpose, how many customers currently grant and withdraw consent (latest entry each)."""
     require(viewer, "privacy.manage")
     ranked = select(
@@ -184,7 +185,7 @@ def consent_summary(session: Session, viewer) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- preference center
 
 
-def get_preferences(session: Session, viewer, customer_id: Any) -> dict[str, Any]:
+def get_preferences(session: Session, viewer: Actor, customer_id: Any) -> dict[str, Any]:
     require(viewer, "privacy.manage")
     customer = _customer(session, customer_id)
     row = session.get(CustomerPreferenceCenter, customer.id)
@@ -202,7 +203,7 @@ def get_preferences(session: Session, viewer, customer_id: Any) -> dict[str, Any
     }
 
 
-def save_preferences(session: Session, actor, customer_id: Any, preferences: dict[str, Any],
+def save_preferences(session: Session, actor: Actor, customer_id: Any, preferences: dict[str, Any],
                      expected_version: int | None, policy_version: str = "2026-01") -> dict[str, Any]:
     """Save the preference center; data sharing, analytics and personalization go to the consent ledger."""
     require(actor, "privacy.manage")
@@ -267,7 +268,7 @@ def save_preferences(session: Session, actor, customer_id: Any, preferences: dic
 # --------------------------------------------------------------------------- data-subject requests
 
 
-def create_privacy_request(session: Session, actor, customer_id: Any, request_type: str, notes: str | None = None,
+def create_privacy_request(session: Session, actor: Actor, customer_id: Any, request_type: str, notes: str | None = None,
                    received_at: dt.datetime | None = None) -> DataSubjectRequest:
     """Log a request; it is due 30 days after it was received."""
     require(actor, "privacy.manage")
@@ -281,7 +282,7 @@ def create_privacy_request(session: Session, actor, customer_id: Any, request_ty
         raise ValidationError("A request cannot be received in the future.")
     request = DataSubjectRequest(customer_id=customer.id, request_type=request_type, status="received",
                                  received_at=received, due_at=received + dt.timedelta(days=RESPONSE_DAYS),
-                                 notes=_text(notes, "Notes", 2000, False), handled_by_id=getattr(actor, "id", None))
+                                 notes=_text(notes, "Notes", 2000, False), handled_by_id=actor.id)
     session.add(request)
     session.flush()
     record_audit(session, actor, "dsr.create", "data_subject_request", request.id,
@@ -305,7 +306,7 @@ def _open(request: DataSubjectRequest) -> None:
         raise ValidationError(f"Request {request.id} is already {request.status}.")
 
 
-def set_privacy_request_status(session: Session, actor, request_id: Any, status: str, note: str | None = None) -> DataSubjectRequest:
+def set_privacy_request_status(session: Session, actor: Actor, request_id: Any, status: str, note: str | None = None) -> DataSubjectRequest:
     """Move a request to in_progress, or reject it with a reason."""
     require(actor, "privacy.manage")
     request = _request(session, request_id)
@@ -316,7 +317,7 @@ def set_privacy_request_status(session: Session, actor, request_id: Any, status:
         note = _text(note, "A reason for the rejection", 2000)
     before = request.status
     request.status = status
-    request.handled_by_id = getattr(actor, "id", None)
+    request.handled_by_id = actor.id
     if note:
         request.notes = f"{request.notes}\n{note}" if request.notes else note
     if status == "rejected":
@@ -327,7 +328,7 @@ def set_privacy_request_status(session: Session, actor, request_id: Any, status:
     return request
 
 
-def list_privacy_requests(session: Session, viewer, status: str | None = None, request_type: str | None = None,
+def list_privacy_requests(session: Session, viewer: Actor, status: str | None = None, request_type: str | None = None,
                   overdue_only: bool = False, page: int = 1, page_size: int = 25, now: dt.datetime | None = None) -> Page:
     """The request log, most urgent first, with days left and an overdue flag."""
     require(viewer, "privacy.manage")
@@ -359,7 +360,7 @@ def list_privacy_requests(session: Session, viewer, status: str | None = None, r
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def get_privacy_request(session: Session, viewer, request_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+def get_privacy_request(session: Session, viewer: Actor, request_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     """One request as a log row (days left, overdue flag)."""
     require(viewer, "privacy.manage")
     request = _request(session, request_id)
@@ -371,7 +372,7 @@ def get_privacy_request(session: Session, viewer, request_id: Any, now: dt.datet
             "completed_at": request.completed_at, "notes": request.notes, "result": request.result}
 
 
-def privacy_request_counts(session: Session, viewer, now: dt.datetime | None = None) -> dict[str, int]:
+def privacy_request_counts(session: Session, viewer: Actor, now: dt.datetime | None = None) -> dict[str, int]:
     require(viewer, "privacy.manage")
     now = now or utcnow()
     open_ = DataSubjectRequest.status.in_(("received", "in_progress"))
@@ -470,7 +471,7 @@ def _zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
     return buffer.getvalue()
 
 
-def process_access_request(session: Session, actor, request_id: Any) -> bytes:
+def process_access_request(session: Session, actor: Actor, request_id: Any) -> bytes:
     """Answer an access (or portability) request with the export zip and complete it."""
     require(actor, "privacy.manage")
     request = _request(session, request_id)
@@ -484,7 +485,7 @@ def process_access_request(session: Session, actor, request_id: Any) -> bytes:
     tables = {k: len(v) for k, v in data.items()}
     request.status = "completed"
     request.completed_at = utcnow()
-    request.handled_by_id = getattr(actor, "id", None)
+    request.handled_by_id = actor.id
     request.result = {"exported_tables": tables, "bytes": len(payload)}
     session.flush()
     record_audit(session, actor, "dsr.access", "data_subject_request", request.id, after=request.result)
@@ -552,7 +553,7 @@ def _secrets(session: Session, ids: list[int]) -> list[str]:
     return sorted(v for v in values if v and len(v) >= 4)
 
 
-def erase_customer(session: Session, actor, customer_id: Any, request_id: Any) -> dict[str, Any]:
+def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id: Any) -> dict[str, Any]:
     """Anonymise the person everywhere, keep non-identifying facts, and complete the erasure request."""
     require(actor, "privacy.manage")
     customer = _customer(session, customer_id)
@@ -606,7 +607,7 @@ def erase_customer(session: Session, actor, customer_id: Any, request_id: Any) -
     request.customer_id = customer.id
     request.status = "completed"
     request.completed_at = now
-    request.handled_by_id = getattr(actor, "id", None)
+    request.handled_by_id = actor.id
     request.notes = "; ".join(f"Retention exception: {e['reason']}" for e in exceptions) or "Erased; no exceptions."
     request.result = {"erased_customers": ids, "rows_anonymised": affected, "audit_entries_scrubbed": scrubbed,
                       "retention_exceptions": exceptions}
@@ -618,7 +619,7 @@ def erase_customer(session: Session, actor, customer_id: Any, request_id: Any) -
     return request.result
 
 
-def find_request_subjects(session: Session, viewer, text: str, limit: int = 20) -> list[dict[str, Any]]:
+def find_request_subjects(session: Session, viewer: Actor, text: str, limit: int = 20) -> list[dict[str, Any]]:
     """Customers by id, email or name, for picking the subject of a request."""
     require(viewer, "privacy.manage")
     text = (text or "").strip()

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import TEXT_LIMITS
 from crm_core.customers.search import _latest_prediction_date, risk_level_expr
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -212,7 +213,7 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def customer_profile(session: Session, viewer, customer_id: int) -> dict[str, Any]:
+def customer_profile(session: Session, viewer: Actor, customer_id: int) -> dict[str, Any]:
     """Key facts and the latest scores of one customer."""
     require(viewer, "customers.view")
     c = _customer(session, customer_id)
@@ -335,7 +336,7 @@ def _describe_event(kind: str, ref: str, a: str, b: str, c: str, customer_id: in
     return f"Merged into customer {survivor}", f"{a} #{ref}"
 
 
-def timeline(session: Session, viewer, customer_id: int, page: int = 1, page_size: int = 25,
+def timeline(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25,
              kinds: list[str] | tuple[str, ...] | None = None) -> Page:
     """One chronological feed (newest first) across orders, messages, tickets, complaints, stage
     changes, loyalty entries, segment entries and exits, and merges; paginated in the database."""
@@ -362,7 +363,7 @@ def timeline(session: Session, viewer, customer_id: int, page: int = 1, page_siz
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def orders(session: Session, viewer, customer_id: int, page: int = 1, page_size: int = 25) -> Page:
+def orders(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25) -> Page:
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
     if not 1 <= page_size <= 500:
@@ -377,7 +378,7 @@ def orders(session: Session, viewer, customer_id: int, page: int = 1, page_size:
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def monthly_orders(session: Session, viewer, customer_id: int, months: int = 24) -> list[dict[str, Any]]:
+def monthly_orders(session: Session, viewer: Actor, customer_id: int, months: int = 24) -> list[dict[str, Any]]:
     """Orders and revenue (revenue statuses only) per calendar month, the last `months` months with orders."""
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
@@ -390,7 +391,7 @@ def monthly_orders(session: Session, viewer, customer_id: int, months: int = 24)
     return [{"month": r.month, "orders": r.orders, "revenue": float(r.revenue or 0)} for r in rows[::-1]]
 
 
-def addresses(session: Session, viewer, customer_id: int) -> list[dict[str, Any]]:
+def addresses(session: Session, viewer: Actor, customer_id: int) -> list[dict[str, Any]]:
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
     found = session.scalars(select(CustomerAddress).where(CustomerAddress.customer_id == customer.id)
@@ -412,7 +413,7 @@ def is_expired(exp_month: int | None, exp_year: int | None, today: dt.date) -> b
     return (exp_year, exp_month) < (today.year, today.month)
 
 
-def payment_methods(session: Session, viewer, customer_id: int, today: dt.date | None = None) -> list[dict[str, Any]]:
+def payment_methods(session: Session, viewer: Actor, customer_id: int, today: dt.date | None = None) -> list[dict[str, Any]]:
     """Tokens' display facts only (brand, last 4 digits, expiry), each flagged when expired as of today."""
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
@@ -426,7 +427,7 @@ def payment_methods(session: Session, viewer, customer_id: int, today: dt.date |
     } for p in found]
 
 
-def preferences(session: Session, viewer, customer_id: int) -> dict[str, Any]:
+def preferences(session: Session, viewer: Actor, customer_id: int) -> dict[str, Any]:
     """The preference centre and the current consent per purpose (the latest ledger entry wins)."""
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
@@ -454,7 +455,7 @@ def preferences(session: Session, viewer, customer_id: int) -> dict[str, Any]:
     return {"preferences": prefs, "consents": consents}
 
 
-def segments_of(session: Session, viewer, customer_id: int) -> list[dict[str, Any]]:
+def segments_of(session: Session, viewer: Actor, customer_id: int) -> list[dict[str, Any]]:
     """Every segment membership of the customer, current ones first."""
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
@@ -471,7 +472,7 @@ def segments_of(session: Session, viewer, customer_id: int) -> list[dict[str, An
              "left_at": r.left_at} for r in rows]
 
 
-def score_history(session: Session, viewer, customer_id: int, limit: int = 60) -> dict[str, list[dict[str, Any]]]:
+def score_history(session: Session, viewer: Actor, customer_id: int, limit: int = 60) -> dict[str, list[dict[str, Any]]]:
     """Churn predictions and health scores over time, oldest first (the latest `limit` of each)."""
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
@@ -557,7 +558,7 @@ def _clean_changes(customer: Customer, changes: dict[str, Any], today: dt.date) 
     return {k: v for k, v in cleaned.items() if getattr(customer, k) != v}
 
 
-def update_customer(session: Session, actor, customer_id: int, expected_version: int | None,
+def update_customer(session: Session, actor: Actor, customer_id: int, expected_version: int | None,
                     changes: dict[str, Any], today: dt.date | None = None) -> Customer:
     """Validate and apply profile changes; refuses an edit made against an older version."""
     require(actor, "customers.edit")
@@ -621,7 +622,7 @@ def _unset_other_defaults(session: Session, address: CustomerAddress) -> None:
         )
 
 
-def add_address(session: Session, actor, customer_id: int, fields: dict[str, Any]) -> CustomerAddress:
+def add_address(session: Session, actor: Actor, customer_id: int, fields: dict[str, Any]) -> CustomerAddress:
     """Validate, geocode (offline) and store a new address; a default replaces the previous default."""
     require(actor, "customers.edit")
     customer = _customer(session, customer_id)
@@ -636,7 +637,7 @@ def add_address(session: Session, actor, customer_id: int, fields: dict[str, Any
     return address
 
 
-def update_address(session: Session, actor, address_id: int, fields: dict[str, Any]) -> CustomerAddress:
+def update_address(session: Session, actor: Actor, address_id: int, fields: dict[str, Any]) -> CustomerAddress:
     """Change an address; it is validated and geocoded again as a whole."""
     require(actor, "customers.edit")
     address = session.get(CustomerAddress, address_id) if isinstance(address_id, int) else None

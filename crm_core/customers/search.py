@@ -35,6 +35,7 @@ from sqlalchemy import Float, and_, case, cast, func, literal, literal_column, o
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import GONE_STATUSES
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
@@ -444,7 +445,7 @@ def _check_paging(page: int, page_size: int) -> int:
     return max(1, page)
 
 
-def search_customers(session: Session, viewer, query: CustomerQuery, page: int = 1, page_size: int = 50) -> Page:
+def search_customers(session: Session, viewer: Actor, query: CustomerQuery, page: int = 1, page_size: int = 50) -> Page:
     """One page of customers matching the query, with the total count."""
     require(viewer, "customers.view")
     query = validate_query(query)
@@ -490,12 +491,12 @@ def search_customers(session: Session, viewer, query: CustomerQuery, page: int =
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def count_matches(session: Session, viewer, query: CustomerQuery) -> int:
+def count_matches(session: Session, viewer: Actor, query: CustomerQuery) -> int:
     """How many customers the query matches (for confirmations)."""
     return search_customers(session, viewer, query, page=1, page_size=1).total
 
 
-def search_ids(session: Session, viewer, query: CustomerQuery, batch: int = ID_BATCH) -> Iterator[list[int]]:
+def search_ids(session: Session, viewer: Actor, query: CustomerQuery, batch: int = ID_BATCH) -> Iterator[list[int]]:
     """Every matching customer id, in chunks of `batch`, by keyset on id (for bulk actions)."""
     require(viewer, "customers.view")
     query = validate_query(query)
@@ -520,7 +521,7 @@ def search_ids(session: Session, viewer, query: CustomerQuery, batch: int = ID_B
         last = chunk[-1]
 
 
-def search_filter_options(session: Session, viewer) -> dict[str, Any]:
+def search_filter_options(session: Session, viewer: Actor) -> dict[str, Any]:
     """Choices for the filter pickers: segments (id, name) and the countries present."""
     require(viewer, "customers.view")
     segments = session.execute(
@@ -552,7 +553,7 @@ def _clean_search_name(name: Any) -> str:
 
 def _own_search(session: Session, user, search_id: int) -> SavedSearch:
     found = session.get(SavedSearch, search_id) if isinstance(search_id, int) else None
-    if found is None or found.user_id != getattr(user, "id", None):
+    if found is None or found.user_id != user.id:
         raise NotFound(f"You have no saved search with id {search_id}.")
     return found
 
@@ -563,10 +564,10 @@ def _name_taken(session: Session, user_id: int | None, name: str, except_id: int
     return clash is not None and clash != except_id
 
 
-def save_search(session: Session, actor, name: str, query: CustomerQuery) -> SavedSearch:
+def save_search(session: Session, actor: Actor, name: str, query: CustomerQuery) -> SavedSearch:
     """Store a search under a name unique for this user."""
     require(actor, "customers.view")
-    if getattr(actor, "id", None) is None:
+    if actor.id is None:
         raise ValidationError("Saved searches belong to a signed-in user.")
     name = _clean_search_name(name)
     data = validate_query(query).to_dict()
@@ -579,7 +580,7 @@ def save_search(session: Session, actor, name: str, query: CustomerQuery) -> Sav
     return saved
 
 
-def update_search(session: Session, actor, search_id: int, expected_version: int | None,
+def update_search(session: Session, actor: Actor, search_id: int, expected_version: int | None,
                   name: str | None = None, query: CustomerQuery | None = None) -> SavedSearch:
     """Rename a saved search or replace its query; refused if it changed since it was read."""
     require(actor, "customers.view")
@@ -600,7 +601,7 @@ def update_search(session: Session, actor, search_id: int, expected_version: int
     return saved
 
 
-def delete_search(session: Session, actor, search_id: int) -> str:
+def delete_search(session: Session, actor: Actor, search_id: int) -> str:
     """Delete one of the actor's saved searches; returns its name."""
     require(actor, "customers.view")
     saved = _own_search(session, actor, search_id)
@@ -611,16 +612,16 @@ def delete_search(session: Session, actor, search_id: int) -> str:
     return saved.name
 
 
-def list_searches(session: Session, viewer) -> list[dict[str, Any]]:
+def list_searches(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """The viewer's own saved searches, by name."""
     require(viewer, "customers.view")
     rows = session.scalars(
-        select(SavedSearch).where(SavedSearch.user_id == getattr(viewer, "id", None)).order_by(SavedSearch.name)
+        select(SavedSearch).where(SavedSearch.user_id == viewer.id).order_by(SavedSearch.name)
     ).all()
     return [{"id": s.id, "name": s.name, "query": s.query, "version": s.version, "updated_at": s.updated_at}
             for s in rows]
 
 
-def load_search(session: Session, viewer, search_id: int) -> CustomerQuery:
+def load_search(session: Session, viewer: Actor, search_id: int) -> CustomerQuery:
     require(viewer, "customers.view")
     return CustomerQuery.from_dict(_own_search(session, viewer, search_id).query)

@@ -53,6 +53,7 @@ from crm_core.imports.values import (
     parse_datetime,
     phone_variants,
 )
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from db import bulk
@@ -400,7 +401,7 @@ def _apply_customer_chunk(session: Session, chunk: list[tuple[int, str, dict[str
 
 
 def import_customers(
-    session: Session, actor, source: Source, *, fmt: str = "auto", file_name: str | None = None,
+    session: Session, actor: Actor, source: Source, *, fmt: str = "auto", file_name: str | None = None,
     mapping: dict[str, str] | None = None, on_duplicate: str = "skip",
     fuzzy_threshold: float | None = DEFAULT_FUZZY_THRESHOLD, default_country: str | None = None,
     errors_path: str | os.PathLike | None = None, chunk_size: int = CUSTOMER_CHUNK,

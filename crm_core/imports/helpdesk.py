@@ -69,6 +69,7 @@ from crm_core.imports.fields import COMMUNICATION_FIELDS, TICKET_FIELDS
 from crm_core.imports.files import Progress, RawRow, Source, TableReader
 from crm_core.imports.runs import ErrorSink, ImportReport, PreviewRow, batches, finish_run, start_run
 from crm_core.imports.values import cached_email, email_key, parse_datetime
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from crm_core.service.communications import MAX_BODY, MAX_LABEL, MAX_MESSAGE_SUBJECT, sentiment
@@ -427,7 +428,7 @@ def _write(session: Session, kind: str, records: list[dict[str, Any]], now: dt.d
 
 
 def import_service_file(
-    session: Session, actor, kind: str, source: Source, *, mapping: dict[str, str] | None = None,
+    session: Session, actor: Actor, kind: str, source: Source, *, mapping: dict[str, str] | None = None,
     fmt: str = "auto", file_name: str | None = None, errors_path: str | os.PathLike | None = None,
     chunk_size: int = CHUNK, progress: Progress | None = None, now: dt.datetime | None = None,
 ) -> ServiceReport:
@@ -509,7 +510,7 @@ def import_service_file(
                 session.execute(insert(SupportTicketEvent.__table__).from_select(
                     ["ticket_id", "event", "detail", "actor_id", "occurred_at"],
                     select(t.c.id, literal("imported"), literal({"file": report.file_name, "import_run": run.id}, JSON),
-                           literal(getattr(actor, "id", None), Integer), literal(now, DateTime)).where(imported)))
+                           literal(actor.id, Integer), literal(now, DateTime)).where(imported)))
                 session.execute(insert(SupportTicketResponse.__table__).from_select(
                     ["ticket_id", "author_kind", "body", "is_internal", "is_read", "created_at"],
                     select(t.c.id, literal("customer"), t.c.description, literal(False), literal(True), t.c.created_at)

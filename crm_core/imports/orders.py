@@ -35,6 +35,7 @@ from crm_core.imports.values import (
     parse_datetime,
     parse_quantity,
 )
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from db import bulk
@@ -208,7 +209,7 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
 
 
 def import_orders(
-    session: Session, actor, source: Source, customer_col: str | None, date_col: str, amount_col: str,
+    session: Session, actor: Actor, source: Source, customer_col: str | None, date_col: str, amount_col: str,
     quantity_col: str | None = None, *, order_col: str | None = None, email_col: str | None = None,
     status_col: str | None = None, product_col: str | None = None, currency_col: str | None = None,
     fmt: str = "auto", file_name: str | None = None, errors_path: str | os.PathLike | None = None,

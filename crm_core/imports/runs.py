@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from crm_core.imports import order_staging
 from crm_core.imports.fields import mapping_fields
 from crm_core.imports.files import RawRow, TableReader
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -164,17 +165,17 @@ class ImportReport:
 # --------------------------------------------------------------------------- runs and mappings
 
 
-def start_run(session: Session, actor, entity: str, reader: TableReader, on_duplicate: str | None) -> ImportRun:
+def start_run(session: Session, actor: Actor, entity: str, reader: TableReader, on_duplicate: str | None) -> ImportRun:
     """The import run row of an import that starts (every importer records one)."""
     run = ImportRun(entity=entity, file_name=Path(reader.name or "upload").name[:255], file_format=reader.format,
-                    on_duplicate=on_duplicate, status="completed", actor_id=getattr(actor, "id", None),
-                    actor_username=getattr(actor, "username", "system"), started_at=utcnow())
+                    on_duplicate=on_duplicate, status="completed", actor_id=actor.id,
+                    actor_username=actor.username, started_at=utcnow())
     session.add(run)
     session.flush()
     return run
 
 
-def finish_run(session: Session, actor, run: ImportRun, report: ImportReport, started: float) -> None:
+def finish_run(session: Session, actor: Actor, run: ImportRun, report: ImportReport, started: float) -> None:
     """Store the report's counts and notes on the run and write the import's audit row."""
     for name, value in report.counts().items():
         if hasattr(run, name):
@@ -190,12 +191,12 @@ def finish_run(session: Session, actor, run: ImportRun, report: ImportReport, st
     session.flush()
 
 
-def record_failed_run(session: Session, actor, entity: str, file_name: str, file_format: str,
+def record_failed_run(session: Session, actor: Actor, entity: str, file_name: str, file_format: str,
                       on_duplicate: str | None, message: str) -> ImportRun:
     """Log an import that failed and was rolled back (call in a fresh unit of work)."""
     run = ImportRun(entity=entity, file_name=Path(file_name).name[:255], file_format=file_format[:8],
-                    on_duplicate=on_duplicate, status="failed", actor_id=getattr(actor, "id", None),
-                    actor_username=getattr(actor, "username", "system"), started_at=utcnow(),
+                    on_duplicate=on_duplicate, status="failed", actor_id=actor.id,
+                    actor_username=actor.username, started_at=utcnow(),
                     finished_at=utcnow(), message=message[:2000])
     session.add(run)
     record_audit(session, actor, f"{entity}.import_failed", "import_run", None,
@@ -204,7 +205,7 @@ def record_failed_run(session: Session, actor, entity: str, file_name: str, file
     return run
 
 
-def recent_import_runs(session: Session, viewer, page: int = 1, page_size: int = 20) -> Page:
+def recent_import_runs(session: Session, viewer: Actor, page: int = 1, page_size: int = 20) -> Page:
     require(viewer, "customers.import")
     total = session.scalar(select(func.count()).select_from(ImportRun)) or 0
     page = max(1, page)
@@ -218,10 +219,10 @@ def recent_import_runs(session: Session, viewer, page: int = 1, page_size: int =
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def list_mappings(session: Session, viewer, entity: str = "customers") -> list[dict[str, Any]]:
+def list_mappings(session: Session, viewer: Actor, entity: str = "customers") -> list[dict[str, Any]]:
     """Shared mappings and the viewer's own, by name."""
     require(viewer, "customers.import")
-    mine = ImportMapping.owner_id == getattr(viewer, "id", None)
+    mine = ImportMapping.owner_id == viewer.id
     rows = session.scalars(
         select(ImportMapping).where(ImportMapping.entity == entity, ImportMapping.is_shared | mine)
         .order_by(ImportMapping.name)
@@ -230,7 +231,7 @@ def list_mappings(session: Session, viewer, entity: str = "customers") -> list[d
              "owner_id": m.owner_id, "version": m.version} for m in rows]
 
 
-def save_mapping(session: Session, actor, name: str, mapping: dict[str, str], shared: bool = False,
+def save_mapping(session: Session, actor: Actor, name: str, mapping: dict[str, str], shared: bool = False,
                  entity: str = "customers", expected_version: int | None = None) -> ImportMapping:
     """Create a named mapping, or replace the one of that name the actor owns (or a shared one)."""
     require(actor, "customers.import")
@@ -254,13 +255,13 @@ def save_mapping(session: Session, actor, name: str, mapping: dict[str, str], sh
     existing = session.scalar(select(ImportMapping).where(ImportMapping.entity == entity, ImportMapping.name == name))
     if existing is None:
         saved = ImportMapping(entity=entity, name=name, mapping=clean, is_shared=bool(shared),
-                              owner_id=getattr(actor, "id", None))
+                              owner_id=actor.id)
         session.add(saved)
         session.flush()
         record_audit(session, actor, "import_mapping.create", "import_mapping", saved.id,
                      after={"name": name, "mapping": clean, "shared": bool(shared)})
         return saved
-    if not existing.is_shared and existing.owner_id != getattr(actor, "id", None):
+    if not existing.is_shared and existing.owner_id != actor.id:
         raise ConflictError(f"Someone else keeps a private mapping named {name!r}; choose another name.")
     check_version(existing, expected_version, f"The mapping {name!r}")
     before = {"mapping": dict(existing.mapping), "shared": existing.is_shared}
@@ -272,12 +273,12 @@ def save_mapping(session: Session, actor, name: str, mapping: dict[str, str], sh
     return existing
 
 
-def delete_mapping(session: Session, actor, mapping_id: int, expected_version: int | None = None) -> None:
+def delete_mapping(session: Session, actor: Actor, mapping_id: int, expected_version: int | None = None) -> None:
     require(actor, "customers.import")
     saved = session.get(ImportMapping, mapping_id) if isinstance(mapping_id, int) else None
     if saved is None:
         raise NotFound(f"No saved mapping with id {mapping_id}.")
-    if not saved.is_shared and saved.owner_id != getattr(actor, "id", None):
+    if not saved.is_shared and saved.owner_id != actor.id:
         raise NotFound(f"No saved mapping with id {mapping_id}.")
     check_version(saved, expected_version, f"The mapping {saved.name!r}")
     record_audit(session, actor, "import_mapping.delete", "import_mapping", saved.id,

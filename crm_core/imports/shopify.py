@@ -61,6 +61,7 @@ from crm_core.imports.values import (
     parse_datetime,
     parse_quantity,
 )
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from db import bulk
@@ -409,7 +410,7 @@ ADDRESS_COLUMNS = ["order_number", "kind", "line1", "line2", "city", "region", "
 
 
 def import_shopify_orders(
-    session: Session, actor, source: Source, *, file_name: str | None = None,
+    session: Session, actor: Actor, source: Source, *, file_name: str | None = None,
     errors_path: str | os.PathLike | None = None, chunk_size: int = ORDER_CHUNK, progress: Progress | None = None,
     now: dt.datetime | None = None,
 ) -> ShopifyReport:

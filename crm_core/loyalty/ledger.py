@@ -61,6 +61,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import GONE_STATUSES
+from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of, midnight
 from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
@@ -68,7 +69,6 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import least, year_month
-from crm_core.platform.transactions import SYSTEM
 from db.engine import session_factory
 from db.models import (
     LOYALTY_TIERS,
@@ -180,7 +180,7 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def save_settings(session: Session, actor, settings: dict[str, Any], expected_version: int | None) -> tuple[dict, int]:
+def save_settings(session: Session, actor: Actor, settings: dict[str, Any], expected_version: int | None) -> tuple[dict, int]:
     """Validate and store the settings; tiers are recomputed for every member at once."""
     require(actor, "loyalty.settings")
     new = validate_settings(settings)
@@ -236,7 +236,7 @@ def _by_key(session: Session, key: str | None) -> LoyaltyTransaction | None:
     return session.scalars(select(LoyaltyTransaction).where(LoyaltyTransaction.idempotency_key == key)).one_or_none()
 
 
-def _post(session: Session, account: LoyaltyAccount, kind: str, points: int, actor, *, reason: str,
+def _post(session: Session, account: LoyaltyAccount, kind: str, points: int, actor: Actor, *, reason: str,
           source_type: str | None = None, source_id: str | None = None, key: str | None = None,
           approved_by_id: int | None = None, now: dt.datetime | None = None) -> LoyaltyTransaction:
     """Append one ledger entry to a locked account and move its balance, lifetime and tier."""
@@ -252,7 +252,7 @@ def _post(session: Session, account: LoyaltyAccount, kind: str, points: int, act
     entry = LoyaltyTransaction(
         account_id=account.id, customer_id=account.customer_id, kind=kind, points=points,
         balance_after=balance_after, source_type=source_type, source_id=source_id, idempotency_key=key,
-        reason=reason[:MAX_REASON], created_by_id=getattr(actor, "id", None), approved_by_id=approved_by_id,
+        reason=reason[:MAX_REASON], created_by_id=actor.id, approved_by_id=approved_by_id,
         created_at=now,
     )
     session.add(entry)
@@ -297,7 +297,7 @@ def run_with_retry(engine: Engine, work: Callable[[Session], T], attempts: int =
 # --------------------------------------------------------------------------- membership, earning, redemption
 
 
-def enroll(session: Session, actor, customer_id: int, program: str = "Rewards") -> LoyaltyAccount:
+def enroll(session: Session, actor: Actor, customer_id: int, program: str = "Rewards") -> LoyaltyAccount:
     """Open a bronze account for a customer (refused if they already have one)."""
     require(actor, "loyalty.adjust")
     customer = session.get(Customer, customer_id)
@@ -329,7 +329,7 @@ def earn_key(order_id: int) -> str:
     return f"earn:order:{order_id}"
 
 
-def earn_for_order(session: Session, actor, order_id: int) -> LoyaltyTransaction | None:
+def earn_for_order(session: Session, actor: Actor, order_id: int) -> LoyaltyTransaction | None:
     """Post the points of one order; a second call returns the entry of the first (no-op).
 
     Returns None when the order earns no points (a zero total)."""
@@ -368,7 +368,7 @@ def _positive_points(points: Any, what: str) -> int:
     return int(points)
 
 
-def redeem(session: Session, actor, customer_id: int, points: int, reason: str = "Redemption",
+def redeem(session: Session, actor: Actor, customer_id: int, points: int, reason: str = "Redemption",
            idempotency_key: str | None = None) -> LoyaltyTransaction:
     """Spend points; refused (nothing written) when the balance is too small."""
     require(actor, "loyalty.adjust")
@@ -408,7 +408,7 @@ def _check_reason(reason: Any) -> str:
     return reason
 
 
-def adjust(session: Session, actor, customer_id: int, points: int, reason: str,
+def adjust(session: Session, actor: Actor, customer_id: int, points: int, reason: str,
            idempotency_key: str | None = None) -> AdjustmentResult:
     """Add (positive) or remove (negative) points by hand, with a reason.
 
@@ -442,7 +442,7 @@ def adjust(session: Session, actor, customer_id: int, points: int, reason: str,
     if abs(points) > settings["approval_limit"]:
         request = LoyaltyAdjustmentRequest(
             account_id=account.id, customer_id=customer_id, points=points, reason=reason, status="pending",
-            idempotency_key=idempotency_key, requested_by_id=getattr(actor, "id", None), requested_at=utcnow(),
+            idempotency_key=idempotency_key, requested_by_id=actor.id, requested_at=utcnow(),
         )
         session.add(request)
         session.flush()
@@ -456,7 +456,7 @@ def adjust(session: Session, actor, customer_id: int, points: int, reason: str,
     return AdjustmentResult("posted", transaction=entry)
 
 
-def decide_adjustment(session: Session, actor, request_id: int, approve: bool, note: str = "",
+def decide_adjustment(session: Session, actor: Actor, request_id: int, approve: bool, note: str = "",
                       expected_version: int | None = None) -> LoyaltyAdjustmentRequest:
     """Approve (post the points) or reject a pending adjustment; nobody decides their own."""
     require(actor, "loyalty.approve")
@@ -467,7 +467,7 @@ def decide_adjustment(session: Session, actor, request_id: int, approve: bool, n
         raise ConflictError(f"Adjustment request {request_id} was changed by someone else. Reload and try again.")
     if request.status != "pending":
         raise ConflictError(f"Adjustment request {request_id} was already {request.status}.")
-    if request.requested_by_id is not None and request.requested_by_id == getattr(actor, "id", None):
+    if request.requested_by_id is not None and request.requested_by_id == actor.id:
         raise PermissionDenied("You cannot approve or reject your own adjustment; another approver must decide.")
     note = (note or "").strip()[:MAX_REASON]
     if approve:
@@ -480,13 +480,13 @@ def decide_adjustment(session: Session, actor, request_id: int, approve: bool, n
         account = _lock_account(session, request.customer_id)
         entry = _post(session, account, "adjust", request.points, actor, reason=request.reason, source_type="manual",
                       source_id=str(request.id), key=request.idempotency_key or f"adjust:request:{request.id}",
-                      approved_by_id=getattr(actor, "id", None))
+                      approved_by_id=actor.id)
         entry.created_by_id = request.requested_by_id
         request.transaction_id = entry.id
     elif not note:
         raise ValidationError("Say why the adjustment is rejected.")
     request.status = "approved" if approve else "rejected"
-    request.decided_by_id = getattr(actor, "id", None)
+    request.decided_by_id = actor.id
     request.decided_at = utcnow()
     request.decision_note = note or None
     session.flush()
@@ -495,7 +495,7 @@ def decide_adjustment(session: Session, actor, request_id: int, approve: bool, n
     return request
 
 
-def pending_adjustments(session: Session, viewer, page: int = 1, page_size: int = 25) -> Page:
+def pending_adjustments(session: Session, viewer: Actor, page: int = 1, page_size: int = 25) -> Page:
     """Pending requests, oldest first, for approvers."""
     require(viewer, "loyalty.view")
     r = LoyaltyAdjustmentRequest
@@ -730,7 +730,7 @@ def recompute_balance(session: Session, customer_id: int) -> dict[str, Any]:
     }
 
 
-def account_summary(session: Session, viewer, customer_id: int, as_of: dt.date | None = None) -> dict[str, Any]:
+def account_summary(session: Session, viewer: Actor, customer_id: int, as_of: dt.date | None = None) -> dict[str, Any]:
     """A member's balance, tier, progress to the next tier, points expiring soon and tier history."""
     require(viewer, "loyalty.view")
     customer = session.get(Customer, customer_id)
@@ -766,13 +766,13 @@ def account_summary(session: Session, viewer, customer_id: int, as_of: dt.date |
     }
 
 
-def first_member(session: Session, viewer) -> int | None:
+def first_member(session: Session, viewer: Actor) -> int | None:
     """The lowest customer id with an active account: a sensible default for the lookup."""
     require(viewer, "loyalty.view")
     return session.scalar(select(func.min(LoyaltyAccount.customer_id)).where(LoyaltyAccount.status == "active"))
 
 
-def ledger_page(session: Session, viewer, customer_id: int, page: int = 1, page_size: int = 25) -> Page:
+def ledger_page(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25) -> Page:
     """A member's ledger, newest first."""
     require(viewer, "loyalty.view")
     t = LoyaltyTransaction
@@ -791,7 +791,7 @@ def ledger_page(session: Session, viewer, customer_id: int, page: int = 1, page_
                 total=total, page=page, page_size=page_size)
 
 
-def tier_distribution(session: Session, viewer) -> list[dict[str, Any]]:
+def tier_distribution(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """Members and outstanding points per tier, in tier order (tiers without members show 0)."""
     require(viewer, "loyalty.view")
     a = LoyaltyAccount
@@ -802,7 +802,7 @@ def tier_distribution(session: Session, viewer) -> list[dict[str, Any]]:
             for t in LOYALTY_TIERS]
 
 
-def points_liability(session: Session, viewer) -> dict[str, Any]:
+def points_liability(session: Session, viewer: Actor) -> dict[str, Any]:
     """Outstanding points of active accounts times the value of a point."""
     require(viewer, "loyalty.view")
     settings, _ = get_settings(session)
@@ -844,7 +844,7 @@ def _outlook(session: Session, as_of: dt.date, months: int, settings: dict[str, 
     return sums[0], rows
 
 
-def expiry_outlook(session: Session, viewer, as_of: dt.date, months: int = 12) -> dict[str, Any]:
+def expiry_outlook(session: Session, viewer: Actor, as_of: dt.date, months: int = 12) -> dict[str, Any]:
     """Points that will expire in each of the next months if nothing is redeemed (FIFO).
 
     "overdue" are points already past the age on `as_of`: the next `expire_points` run posts them."""
@@ -856,7 +856,7 @@ def expiry_outlook(session: Session, viewer, as_of: dt.date, months: int = 12) -
     return {"overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"]}
 
 
-def monthly_activity(session: Session, viewer, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+def monthly_activity(session: Session, viewer: Actor, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Points earned, redeemed, expired and adjusted per month (for the programme chart)."""
     require(viewer, "loyalty.view")
     as_of = as_of or dt.date.today()

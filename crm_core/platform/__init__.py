@@ -5,6 +5,7 @@ Pages, the `crm` command, the batch and models use these names; modules inside c
 the submodule they need.
 """
 
+from crm_core.platform.actors import SYSTEM, Actor, SystemActor
 from crm_core.platform.audit import AuditFilter, audit_filter_options, record_audit, search_audit_log
 from crm_core.platform.dates import (
     EARLIEST_DATE,
@@ -50,7 +51,7 @@ from crm_core.platform.sql import (
     whole_days_between,
     year_month,
 )
-from crm_core.platform.transactions import SYSTEM, SystemActor, check_version, unit_of_work
+from crm_core.platform.transactions import check_version, unit_of_work
 from crm_core.platform.users import (
     SignedInUser,
     authenticate,
@@ -63,6 +64,7 @@ from crm_core.platform.users import (
 )
 
 __all__ = [
+    "Actor",
     "AuditFilter",
     "AuthenticationError",
     "ConflictError",

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.dates import midnight
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
-from db.models import AuditLog, User, utcnow
+from db.models import AuditLog, utcnow
 
 
 def _jsonable(value: Any) -> Any:
@@ -30,7 +31,7 @@ def _jsonable(value: Any) -> Any:
 
 def record_audit(
     session: Session,
-    actor: User | None,
+    actor: Actor,
     action: str,
     entity_type: str,
     entity_id: Any,
@@ -39,8 +40,8 @@ def record_audit(
 ) -> AuditLog:
     entry = AuditLog(
         occurred_at=utcnow(),
-        actor_id=getattr(actor, "id", None),
-        actor_username=getattr(actor, "username", "system"),
+        actor_id=actor.id,
+        actor_username=actor.username,
         action=action,
         entity_type=entity_type,
         entity_id=None if entity_id is None else str(entity_id),
@@ -61,7 +62,7 @@ class AuditFilter:
 
 
 def search_audit_log(
-    session: Session, viewer: User, filters: AuditFilter, page: int = 1, page_size: int = 50
+    session: Session, viewer: Actor, filters: AuditFilter, page: int = 1, page_size: int = 50
 ) -> Page:
     """Filtered, newest-first audit entries, one page at a time."""
     require(viewer, "audit.view")
@@ -101,7 +102,7 @@ def search_audit_log(
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def audit_filter_options(session: Session, viewer: User) -> dict[str, list[str]]:
+def audit_filter_options(session: Session, viewer: Actor) -> dict[str, list[str]]:
     """Distinct actors, entity types and actions, for the filter pickers."""
     require(viewer, "audit.view")
     return {

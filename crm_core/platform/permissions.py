@@ -6,6 +6,7 @@ that reaches a page it lacks still cannot act.
 
 from __future__ import annotations
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import PermissionDenied
 from db.models import ROLES
 
@@ -56,9 +57,8 @@ def allowed(role: str | None, action: str) -> bool:
     return role in PERMISSIONS[action]
 
 
-def require(user, action: str) -> None:
+def require(user: Actor | None, action: str) -> None:
     """Raise PermissionDenied unless the user is active and the role may perform the action."""
-    role = getattr(user, "role", None)
-    if user is None or not getattr(user, "is_active", False) or not allowed(role, action):
-        who = getattr(user, "username", "anonymous")
+    if user is None or not user.is_active or not allowed(user.role, action):
+        who, role = (user.username, user.role) if user is not None else ("anonymous", None)
         raise PermissionDenied(f"{who} ({role or 'no role'}) is not allowed to {action}.")

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError
 from db.models import AppSetting, utcnow
@@ -26,7 +27,7 @@ def stored_setting(session: Session, key: str) -> tuple[dict[str, Any] | None, i
     return copy.deepcopy(setting.value or {}), setting.version
 
 
-def save_setting(session: Session, actor, key: str, value: dict[str, Any], expected_version: int | None, *,
+def save_setting(session: Session, actor: Actor, key: str, value: dict[str, Any], expected_version: int | None, *,
          what: str, action: str) -> int:
     """Store an already validated `value` under `key`; returns the new version.
 
@@ -43,12 +44,12 @@ def save_setting(session: Session, actor, key: str, value: dict[str, Any], expec
     before = None if setting is None else copy.deepcopy(setting.value or {})
     fresh = copy.deepcopy(value)
     if setting is None:
-        setting = AppSetting(key=key, value=fresh, updated_at=utcnow(), updated_by_id=getattr(actor, "id", None))
+        setting = AppSetting(key=key, value=fresh, updated_at=utcnow(), updated_by_id=actor.id)
         session.add(setting)
     else:
         setting.value = fresh
         setting.updated_at = utcnow()
-        setting.updated_by_id = getattr(actor, "id", None)
+        setting.updated_by_id = actor.id
     session.flush()
     record_audit(session, actor, action, "app_setting", key, before=before, after=value)
     return setting.version

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
@@ -40,7 +41,7 @@ def get_shop_country(session: Session) -> tuple[str, int]:
     return str((value or {}).get("country", SHOP_COUNTRY)), version
 
 
-def save_shop_country(session: Session, actor, country: Any, expected_version: int | None) -> tuple[str, int]:
+def save_shop_country(session: Session, actor: Actor, country: Any, expected_version: int | None) -> tuple[str, int]:
     """Set the shop's country; refuse an unknown country or an edit made against an older version."""
     require(actor, "models.manage")
     if not isinstance(country, str) or not country.strip():

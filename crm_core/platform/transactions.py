@@ -1,10 +1,9 @@
-"""Service-layer helpers shared by every mutating function."""
+"""The unit of work and the version check every mutating service uses."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -13,19 +12,6 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from crm_core.platform.errors import ConflictError, DomainError
 from db.engine import session_factory
-
-
-@dataclass(frozen=True)
-class SystemActor:
-    """The acting user for operator commands (`crm ...`) and the batch refresh."""
-
-    id: None = None
-    username: str = "system"
-    role: str = "admin"
-    is_active: bool = True
-
-
-SYSTEM = SystemActor()
 
 
 def check_version(entity, expected_version: int | None, label: str) -> None:

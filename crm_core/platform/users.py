@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import AuthenticationError, NotFound, ValidationError
 from crm_core.platform.permissions import require
@@ -75,7 +76,7 @@ def authenticate(session: Session, username: str, password: str, now: dt.datetim
         if locked:
             user.locked_until = now + LOCKOUT
             user.failed_login_count = 0
-        record_audit(session, None, "auth.sign_in_failed", "user", user.id, after={"locked": locked})
+        record_audit(session, SYSTEM, "auth.sign_in_failed", "user", user.id, after={"locked": locked})
         session.commit()
         if locked:
             raise AuthenticationError(
@@ -94,7 +95,7 @@ def authenticate(session: Session, username: str, password: str, now: dt.datetim
 
 def create_user(
     session: Session,
-    actor,
+    actor: Actor,
     username: str,
     role: str,
     password: str,
@@ -145,7 +146,7 @@ def _ensure_not_last_admin(session: Session, user: User) -> None:
         raise ValidationError("This is the last active administrator; make another admin first.")
 
 
-def change_role(session: Session, actor, user_id: int, role: str, expected_version: int | None = None) -> User:
+def change_role(session: Session, actor: Actor, user_id: int, role: str, expected_version: int | None = None) -> User:
     require(actor, "users.manage")
     _validate_role(role)
     user = get_user(session, user_id)
@@ -161,7 +162,7 @@ def change_role(session: Session, actor, user_id: int, role: str, expected_versi
     return user
 
 
-def reset_password(session: Session, actor, user_id: int, new_password: str) -> User:
+def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> User:
     require(actor, "users.manage")
     _validate_password(new_password)
     user = get_user(session, user_id)
@@ -173,14 +174,14 @@ def reset_password(session: Session, actor, user_id: int, new_password: str) -> 
     return user
 
 
-def set_active(session: Session, actor, user_id: int, active: bool, expected_version: int | None = None) -> User:
+def set_active(session: Session, actor: Actor, user_id: int, active: bool, expected_version: int | None = None) -> User:
     require(actor, "users.manage")
     user = get_user(session, user_id)
     check_version(user, expected_version, f"User {user.username}")
     if user.is_active == active:
         return user
     if not active:
-        if getattr(actor, "id", None) == user.id:
+        if actor.id == user.id:
             raise ValidationError("You cannot deactivate your own account.")
         _ensure_not_last_admin(session, user)
     user.is_active = active
@@ -192,7 +193,7 @@ def set_active(session: Session, actor, user_id: int, active: bool, expected_ver
     return user
 
 
-def list_users(session: Session, viewer) -> list[dict]:
+def list_users(session: Session, viewer: Actor) -> list[dict]:
     require(viewer, "users.manage")
     users = session.scalars(select(User).order_by(User.role, User.username)).all()
     now = utcnow()

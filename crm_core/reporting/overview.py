@@ -21,6 +21,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
+from crm_core.platform.actors import Actor
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
@@ -79,7 +80,7 @@ def _revenue(session: Session, start: dt.datetime, end: dt.datetime) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"))
 
 
-def executive_overview(session: Session, viewer, start: dt.date, end: dt.date) -> Overview:
+def executive_overview(session: Session, viewer: Actor, start: dt.date, end: dt.date) -> Overview:
     require(viewer, "overview.view")
     if start > end:
         raise ValidationError("The start date must be on or before the end date.")

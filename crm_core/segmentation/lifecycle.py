@@ -57,6 +57,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER, is_gone
+from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
@@ -64,7 +65,6 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import days_between, year_month
-from crm_core.platform.transactions import SYSTEM
 from crm_core.risk.levels import AT_RISK_PROBABILITY
 from db.models import (
     LIFECYCLE_STAGES,
@@ -166,7 +166,7 @@ def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_lifecycle_rules(
-    session: Session, actor, rules: dict[str, Any], expected_version: int | None
+    session: Session, actor: Actor, rules: dict[str, Any], expected_version: int | None
 ) -> tuple[dict[str, Any], int]:
     """Validate and store the rules; refuse an edit made against an older version."""
     require(actor, "lifecycle.rules")
@@ -286,7 +286,7 @@ EVALUATED = Table(
 )
 
 
-def evaluate_lifecycle(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.datetime | None = None) -> dict[str, int]:
+def evaluate_lifecycle(session: Session, as_of: dt.date, actor: Actor = SYSTEM, now: dt.datetime | None = None) -> dict[str, int]:
     """Recompute every counted customer's stage as of a date, set-based.
 
     Returns the number of customers per stage (every stage, in stage order) and, under the key
@@ -309,7 +309,7 @@ def evaluate_lifecycle(session: Session, as_of: dt.date, actor=SYSTEM, now: dt.d
     history = insert(CustomerLifecycleHistory).from_select(
         ["customer_id", "from_stage", "to_stage", "changed_at", "reason", "actor_kind", "actor_id"],
         select(e.customer_id, e.prev_stage, e.stage, literal(now), e.reason, literal("system"),
-               literal(getattr(actor, "id", None), Integer)).where(changed_rows),
+               literal(actor.id, Integer)).where(changed_rows),
     )
     changed = session.execute(history).rowcount or 0
 
@@ -360,7 +360,7 @@ def _stage_counts(session: Session) -> dict[str, int]:
 # --------------------------------------------------------------------------- manual change
 
 
-def change_stage(session: Session, actor, customer_id: int, stage: str, reason: str,
+def change_stage(session: Session, actor: Actor, customer_id: int, stage: str, reason: str,
                  now: dt.datetime | None = None) -> CustomerLifecycleStage:
     """Put a customer in a stage by hand, with the reason recorded in the history and audit log."""
     require(actor, "lifecycle.edit")
@@ -388,7 +388,7 @@ def change_stage(session: Session, actor, customer_id: int, stage: str, reason: 
     current.updated_at = now
     session.add(CustomerLifecycleHistory(
         customer_id=customer_id, from_stage=previous, to_stage=stage, changed_at=now, reason=reason,
-        actor_kind="user", actor_id=getattr(actor, "id", None),
+        actor_kind="user", actor_id=actor.id,
     ))
     session.flush()
     record_audit(session, actor, "lifecycle.change_stage", "customer", customer_id,
@@ -410,13 +410,13 @@ def _check_stage(stage: str | None) -> None:
         raise ValidationError(f"Unknown stage {stage!r}; choose one of: {', '.join(LIFECYCLE_STAGES)}.")
 
 
-def stage_distribution(session: Session, viewer) -> list[dict[str, Any]]:
+def stage_distribution(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """Customers per current stage, every stage in stage order."""
     require(viewer, "lifecycle.view")
     return [{"stage": stage, "customers": n} for stage, n in _stage_counts(session).items()]
 
 
-def stage_flows(session: Session, viewer, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+def stage_flows(session: Session, viewer: Actor, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
     """Stage changes in [start, end] as (from, to, distinct customers), for a Sankey diagram."""
     require(viewer, "lifecycle.view")
     if start > end:
@@ -437,7 +437,7 @@ def stage_flows(session: Session, viewer, start: dt.date, end: dt.date) -> list[
     return sorted(result, key=lambda row: (order.get(row["from_stage"], -1), order[row["to_stage"]]))
 
 
-def time_in_stage(session: Session, viewer, as_of: dt.date) -> list[dict[str, Any]]:
+def time_in_stage(session: Session, viewer: Actor, as_of: dt.date) -> list[dict[str, Any]]:
     """Median and mean days customers have spent in their current stage, up to the end of as_of."""
     require(viewer, "lifecycle.view")
     s = CustomerLifecycleStage
@@ -482,7 +482,7 @@ def _month_index(column):
     return func.extract("year", column) * 12 + func.extract("month", column)
 
 
-def cohort_retention(session: Session, viewer, as_of: dt.date, months: int = 12) -> list[dict[str, Any]]:
+def cohort_retention(session: Session, viewer: Actor, as_of: dt.date, months: int = 12) -> list[dict[str, Any]]:
     """Share of each signup-month cohort with a revenue order in each month since signup.
 
     Cohorts are the `months` calendar months up to and including as_of's month; offsets run from
@@ -523,7 +523,7 @@ def cohort_retention(session: Session, viewer, as_of: dt.date, months: int = 12)
     return rows
 
 
-def recent_stage_changes(session: Session, viewer, page: int = 1, page_size: int = 50,
+def recent_stage_changes(session: Session, viewer: Actor, page: int = 1, page_size: int = 50,
                    stage: str | None = None) -> Page:
     """Stage changes, newest first; `stage` keeps changes into that stage."""
     require(viewer, "lifecycle.view")
@@ -570,7 +570,7 @@ def _cohort_range(cohort: str) -> tuple[dt.datetime, dt.datetime]:
     return start, dt.datetime(year + month // 12, month % 12 + 1, 1)
 
 
-def customers_in_stage(session: Session, viewer, stage: str | None = None, cohort: str | None = None,
+def customers_in_stage(session: Session, viewer: Actor, stage: str | None = None, cohort: str | None = None,
                  page: int = 1, page_size: int = 50) -> Page:
     """Drill-down: customers in a current stage and/or signup cohort ("YYYY-MM"), by id."""
     require(viewer, "lifecycle.view")

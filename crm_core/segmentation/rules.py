@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, outerjoin
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
+from crm_core.platform.actors import Actor
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
@@ -442,7 +443,7 @@ def matching_ids_query(rules: dict[str, Any] | str, as_of: dt.date):
     return select(Customer.id).select_from(_customer_from()).where(COUNTED_CUSTOMER, compile_rules(rules, as_of))
 
 
-def preview_rules(session: Session, viewer, rules: dict[str, Any] | str, as_of: dt.date, sample: int = 20) -> dict:
+def preview_rules(session: Session, viewer: Actor, rules: dict[str, Any] | str, as_of: dt.date, sample: int = 20) -> dict:
     """How many customers the rules select now, with a sample of them for the editor."""
     require(viewer, "segments.view")
     condition = and_(COUNTED_CUSTOMER, compile_rules(rules, as_of))

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
@@ -41,7 +42,7 @@ def _open_members(segment_id: int):
     )
 
 
-def list_segments(session: Session, viewer) -> list[dict[str, Any]]:
+def list_segments(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """All segments by priority with their size and share of revenue."""
     require(viewer, "segments.view")
     counts = dict(session.execute(
@@ -92,7 +93,7 @@ def _next_month(day: dt.date) -> dt.date:
     return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
-def segment_size_history(session: Session, viewer, segment_id: int, months: int = 12,
+def segment_size_history(session: Session, viewer: Actor, segment_id: int, months: int = 12,
                  as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Members at each month end for the last `months` months up to as_of (one scan of the rows)."""
     require(viewer, "segments.view")
@@ -158,7 +159,7 @@ def _member_row(r) -> dict[str, Any]:
     }
 
 
-def segment_members(session: Session, viewer, segment_id: int, page: int = 1, page_size: int = 50,
+def segment_members(session: Session, viewer: Actor, segment_id: int, page: int = 1, page_size: int = 50,
             sort_by: str = "total_revenue", descending: bool = True) -> Page:
     """One page of a segment's current members; sort_by is one of MEMBER_SORTS (nulls last)."""
     require(viewer, "segments.view")
@@ -177,7 +178,7 @@ def segment_members(session: Session, viewer, segment_id: int, page: int = 1, pa
     return Page([_member_row(r) for r in rows], total, page, page_size)
 
 
-def iter_member_rows(session: Session, viewer, segment_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:
+def iter_member_rows(session: Session, viewer: Actor, segment_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """All current members for a CSV export, streamed from a server-side cursor `batch` rows at a time."""
     require(viewer, "segments.view")
     segment = get_segment(session, segment_id)
@@ -231,7 +232,7 @@ def _profile(session: Session, scope: ColumnElement[bool]) -> dict[str, Any]:
     return result
 
 
-def segment_profile(session: Session, viewer, segment_id: int) -> dict[str, Any]:
+def segment_profile(session: Session, viewer: Actor, segment_id: int) -> dict[str, Any]:
     """Members against the whole customer base: countries, tiers, stages and averages."""
     require(viewer, "segments.view")
     segment = get_segment(session, segment_id)
@@ -242,7 +243,7 @@ def segment_profile(session: Session, viewer, segment_id: int) -> dict[str, Any]
     }
 
 
-def compare_segments(session: Session, viewer, segment_a: int, segment_b: int) -> dict[str, Any]:
+def compare_segments(session: Session, viewer: Actor, segment_a: int, segment_b: int) -> dict[str, Any]:
     """Sizes, overlap and profiles of two segments side by side."""
     require(viewer, "segments.view")
     a, b = get_segment(session, segment_a), get_segment(session, segment_b)

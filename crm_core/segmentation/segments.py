@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
@@ -110,7 +111,7 @@ def _snapshot(segment: CustomerSegment) -> dict[str, Any]:
 
 def create_segment(
     session: Session,
-    actor,
+    actor: Actor,
     name: str,
     segment_type: str,
     kind: str,
@@ -125,7 +126,7 @@ def create_segment(
     segment = CustomerSegment(
         name=name, segment_type=segment_type, kind=kind, rules=parsed, priority=priority,
         description=description.strip(), is_system=bool(is_system), is_active=True,
-        owner_id=getattr(actor, "id", None),
+        owner_id=actor.id,
     )
     session.add(segment)
     session.flush()
@@ -133,7 +134,7 @@ def create_segment(
     return segment
 
 
-def update_segment(session: Session, actor, segment_id: int, expected_version: int | None, **changes) -> CustomerSegment:
+def update_segment(session: Session, actor: Actor, segment_id: int, expected_version: int | None, **changes) -> CustomerSegment:
     """Change name, description, segment_type, rules or priority; refused if edited meanwhile."""
     require(actor, "segments.manage")
     unknown = sorted(set(changes) - set(EDITABLE))
@@ -161,7 +162,7 @@ def update_segment(session: Session, actor, segment_id: int, expected_version: i
     return segment
 
 
-def set_segment_active(session: Session, actor, segment_id: int, active: bool,
+def set_segment_active(session: Session, actor: Actor, segment_id: int, active: bool,
                expected_version: int | None = None) -> CustomerSegment:
     """Pause or resume a segment; an inactive segment is skipped by the refresh."""
     require(actor, "segments.manage")
@@ -199,7 +200,7 @@ def _static(session: Session, segment_id: int) -> CustomerSegment:
     return segment
 
 
-def add_members(session: Session, actor, segment_id: int, customer_ids: list[int],
+def add_members(session: Session, actor: Actor, segment_id: int, customer_ids: list[int],
                 now: dt.datetime | None = None) -> int:
     """Add customers to a static segment by hand; returns how many were not already members."""
     require(actor, "segments.manage")
@@ -228,7 +229,7 @@ def add_members(session: Session, actor, segment_id: int, customer_ids: list[int
     return len(new)
 
 
-def remove_members(session: Session, actor, segment_id: int, customer_ids: list[int],
+def remove_members(session: Session, actor: Actor, segment_id: int, customer_ids: list[int],
                    now: dt.datetime | None = None) -> int:
     """Close the memberships of customers in a static segment (rows are kept as history)."""
     require(actor, "segments.manage")

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import holidays as public_holidays
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.shop import SHOP_COUNTRY, SHOP_TIMEZONE
@@ -275,7 +276,7 @@ def get_business_calendar(session) -> tuple[BusinessCalendar, int]:
     return parse_calendar(DEFAULT_CALENDAR if value is None else value), version
 
 
-def save_business_calendar(session, actor, data: dict[str, Any], expected_version: int | None) -> tuple[BusinessCalendar, int]:
+def save_business_calendar(session, actor: Actor, data: dict[str, Any], expected_version: int | None) -> tuple[BusinessCalendar, int]:
     """Validate and store the shop calendar and give it to every SLA policy (open tickets keep their due times
     until their next recomputation: a status, priority or policy change)."""
     from sqlalchemy import update

@@ -18,6 +18,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import is_gone
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
@@ -58,7 +59,7 @@ def _text(value: Any, what: str, limit: int, required: bool = False) -> str | No
     return value or None
 
 
-def log_communication(session: Session, actor, customer_id: Any, channel: str, direction: str, subject: str | None,
+def log_communication(session: Session, actor: Actor, customer_id: Any, channel: str, direction: str, subject: str | None,
         body: str | None = None, status: str = "logged", campaign: str | None = None, template: str | None = None,
         occurred_at: dt.datetime | None = None) -> CustomerCommunication:
     """Log a message, call or note on the customer's timeline."""
@@ -92,7 +93,7 @@ def log_communication(session: Session, actor, customer_id: Any, channel: str, d
         template=template, subject=subject, body=body, sent_at=when,
         delivered_at=when if rank >= 1 else None, opened_at=when if rank >= 2 else None,
         clicked_at=when if rank >= 3 else None, replied_at=when if rank == 4 else None,
-        logged_by_id=getattr(actor, "id", None),
+        logged_by_id=actor.id,
         sentiment_score=sentiment(f"{subject}. {body or ''}") if direction == "inbound" else None,
     )
     session.add(entry)
@@ -158,7 +159,7 @@ def _rates(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def funnel_by_channel(session: Session, viewer, filters: CommFilter = CommFilter()) -> list[dict[str, Any]]:
+def funnel_by_channel(session: Session, viewer: Actor, filters: CommFilter = CommFilter()) -> list[dict[str, Any]]:
     """Outbound messages per channel by the furthest funnel stage reached, with rates."""
     require(viewer, "communications.view")
     c = CustomerCommunication
@@ -170,7 +171,7 @@ def funnel_by_channel(session: Session, viewer, filters: CommFilter = CommFilter
     return [_rates(dict(row)) for row in rows]
 
 
-def campaign_performance(session: Session, viewer, filters: CommFilter = CommFilter(), page: int = 1,
+def campaign_performance(session: Session, viewer: Actor, filters: CommFilter = CommFilter(), page: int = 1,
                          page_size: int = 25) -> Page:
     """Funnel figures per campaign and template, largest campaigns first."""
     require(viewer, "communications.view")
@@ -192,7 +193,7 @@ def campaign_performance(session: Session, viewer, filters: CommFilter = CommFil
     return Page(rows=out, total=total, page=page, page_size=page_size)
 
 
-def communication_filter_options(session: Session, viewer, limit: int = 500) -> dict[str, list[str]]:
+def communication_filter_options(session: Session, viewer: Actor, limit: int = 500) -> dict[str, list[str]]:
     """Campaigns (most recent first) and templates for the filter pickers."""
     require(viewer, "communications.view")
     c = CustomerCommunication
@@ -203,7 +204,7 @@ def communication_filter_options(session: Session, viewer, limit: int = 500) -> 
     return {"campaign": list(campaigns), "template": list(templates)}
 
 
-def customer_communications(session: Session, viewer, customer_id: int, page: int = 1, page_size: int = 20,
+def customer_communications(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 20,
                             channel: str | None = None) -> Page:
     """One customer's communications, newest first (also for the Customer 360 timeline)."""
     require(viewer, "communications.view")
@@ -225,7 +226,7 @@ def customer_communications(session: Session, viewer, customer_id: int, page: in
                 total=total, page=page, page_size=page_size)
 
 
-def monthly_volume(session: Session, viewer, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+def monthly_volume(session: Session, viewer: Actor, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Messages per month, channel and direction (for the volume chart)."""
     require(viewer, "communications.view")
     as_of = as_of or dt.date.today()

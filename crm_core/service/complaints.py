@@ -21,6 +21,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from crm_core.loyalty import ledger
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
@@ -95,7 +96,7 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def save_complaint_settings(session: Session, actor, settings: dict[str, Any], expected_version: int | None):
+def save_complaint_settings(session: Session, actor: Actor, settings: dict[str, Any], expected_version: int | None):
     require(actor, "complaints.settings")
     new = validate_settings(settings)
     version = save_setting(session, actor, SETTINGS_KEY, new, expected_version,
@@ -143,7 +144,7 @@ def _optional_id(value: Any, what: str) -> int | None:
     return number
 
 
-def create_complaint(session: Session, actor, customer_id: int, category: str, severity: str, description: str,
+def create_complaint(session: Session, actor: Actor, customer_id: int, category: str, severity: str, description: str,
            ticket_id: int | None = None, order_id: int | None = None, now: dt.datetime | None = None) -> Complaint:
     """Register a complaint; a linked ticket or order must belong to the same customer."""
     require(actor, "complaints.manage")
@@ -177,7 +178,7 @@ def create_complaint(session: Session, actor, customer_id: int, category: str, s
     complaint = Complaint(
         customer_id=customer.id, ticket_id=ticket_id, order_id=order_id, category=category, severity=severity,
         description=description, status="open", compensation_kind="none", compensation_amount=Decimal("0"),
-        created_by_id=getattr(actor, "id", None), escalation_level=0, created_at=now, updated_at=now,
+        created_by_id=actor.id, escalation_level=0, created_at=now, updated_at=now,
         resolution_due_at=now + dt.timedelta(hours=settings["resolution_hours"][severity]),
     )
     session.add(complaint)
@@ -186,7 +187,7 @@ def create_complaint(session: Session, actor, customer_id: int, category: str, s
     return complaint
 
 
-def change_complaint_status(session: Session, actor, complaint_id: int, status: str,
+def change_complaint_status(session: Session, actor: Actor, complaint_id: int, status: str,
                   expected_version: int | None = None) -> Complaint:
     """Move a complaint along the workflow (resolving goes through `resolve`)."""
     require(actor, "complaints.manage")
@@ -210,7 +211,7 @@ def change_complaint_status(session: Session, actor, complaint_id: int, status: 
     return complaint
 
 
-def escalate_complaint(session: Session, actor, complaint_id: int, expected_version: int | None = None) -> Complaint:
+def escalate_complaint(session: Session, actor: Actor, complaint_id: int, expected_version: int | None = None) -> Complaint:
     """Raise the escalation level (also of an already escalated complaint)."""
     require(actor, "complaints.manage")
     complaint = _get(session, complaint_id, expected_version)
@@ -245,13 +246,13 @@ def _limit_for(session: Session, role: str) -> float:
     return float(settings["compensation_limits"].get(role, 0))
 
 
-def compensation_limit(session: Session, viewer) -> float:
+def compensation_limit(session: Session, viewer: Actor) -> float:
     """The most compensation the viewer's role may approve."""
     require(viewer, "complaints.manage")
     return _limit_for(session, viewer.role)
 
 
-def resolve_complaint(session: Session, actor, complaint_id: int, resolution: str, compensation_kind: str = "none",
+def resolve_complaint(session: Session, actor: Actor, complaint_id: int, resolution: str, compensation_kind: str = "none",
             compensation_amount: Any = 0, expected_version: int | None = None,
             now: dt.datetime | None = None) -> Complaint:
     """Resolve with a resolution text and optional compensation within the actor's approval limit."""
@@ -283,7 +284,7 @@ def resolve_complaint(session: Session, actor, complaint_id: int, resolution: st
     complaint.resolution = resolution
     complaint.compensation_kind = compensation_kind
     complaint.compensation_amount = amount
-    complaint.approved_by_id = getattr(actor, "id", None) if amount > 0 else None
+    complaint.approved_by_id = actor.id if amount > 0 else None
     complaint.status = "resolved"
     complaint.resolved_at = now
     complaint.updated_at = now
@@ -303,7 +304,7 @@ def _roles_allowed(session: Session, amount: Decimal) -> list[str]:
     return sorted(role for role, limit in settings["compensation_limits"].items() if Decimal(str(limit)) >= amount)
 
 
-def record_complaint_satisfaction(session: Session, actor, complaint_id: int, score: Any,
+def record_complaint_satisfaction(session: Session, actor: Actor, complaint_id: int, score: Any,
                         expected_version: int | None = None) -> Complaint:
     """The customer's satisfaction with the resolution, 1 (very unhappy) to 5 (very happy)."""
     require(actor, "complaints.manage")
@@ -337,7 +338,7 @@ def _overdue(now: dt.datetime):
     return and_(Complaint.status.in_(OPEN_STATUSES), Complaint.resolution_due_at < now)
 
 
-def search_complaints(session: Session, viewer, filters: ComplaintFilter = ComplaintFilter(), page: int = 1,
+def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter = ComplaintFilter(), page: int = 1,
            page_size: int = 25, now: dt.datetime | None = None) -> Page:
     """Complaints, newest first, with the overdue flag computed in the database."""
     require(viewer, "complaints.view")
@@ -371,12 +372,12 @@ def search_complaints(session: Session, viewer, filters: ComplaintFilter = Compl
                       for row in rows], total=total, page=page, page_size=page_size)
 
 
-def customer_complaints(session: Session, viewer, customer_id: int, page: int = 1, page_size: int = 20) -> Page:
+def customer_complaints(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 20) -> Page:
     """One customer's complaints, newest first (for the Customer 360 timeline)."""
     return search_complaints(session, viewer, ComplaintFilter(customer_id=customer_id), page=page, page_size=page_size)
 
 
-def complaint_detail(session: Session, viewer, complaint_id: int) -> dict[str, Any]:
+def complaint_detail(session: Session, viewer: Actor, complaint_id: int) -> dict[str, Any]:
     require(viewer, "complaints.view")
     complaint = session.get(Complaint, complaint_id)
     if complaint is None:
@@ -395,7 +396,7 @@ def complaint_detail(session: Session, viewer, complaint_id: int) -> dict[str, A
     }
 
 
-def open_complaints_by_severity(session: Session, viewer, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def open_complaints_by_severity(session: Session, viewer: Actor, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Open complaints per severity, and how many of them are overdue."""
     require(viewer, "complaints.view")
     now = now or utcnow()
@@ -409,7 +410,7 @@ def open_complaints_by_severity(session: Session, viewer, now: dt.datetime | Non
             for s in COMPLAINT_SEVERITIES]
 
 
-def complaint_time_to_resolve(session: Session, viewer, since: dt.date | None = None) -> list[dict[str, Any]]:
+def complaint_time_to_resolve(session: Session, viewer: Actor, since: dt.date | None = None) -> list[dict[str, Any]]:
     """Median and mean hours from complaint to resolution per severity, and the share on time."""
     require(viewer, "complaints.view")
     c = Complaint
@@ -435,7 +436,7 @@ def complaint_time_to_resolve(session: Session, viewer, since: dt.date | None = 
             for s in COMPLAINT_SEVERITIES if s in found]
 
 
-def compensation_by_month(session: Session, viewer, months: int = 12,
+def compensation_by_month(session: Session, viewer: Actor, months: int = 12,
                           as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Compensation paid per month (of resolution) and kind."""
     require(viewer, "complaints.view")
@@ -453,7 +454,7 @@ def compensation_by_month(session: Session, viewer, months: int = 12,
     return [{"month": m, "kind": k, "complaints": int(n), "amount": round(float(a or 0), 2)} for m, k, n, a in rows]
 
 
-def complaint_kpis(session: Session, viewer, now: dt.datetime | None = None) -> dict[str, Any]:
+def complaint_kpis(session: Session, viewer: Actor, now: dt.datetime | None = None) -> dict[str, Any]:
     """Headline figures: open, overdue, resolved in 30 days, average satisfaction, compensation in 30 days."""
     require(viewer, "complaints.view")
     now = now or utcnow()

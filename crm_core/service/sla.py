@@ -44,12 +44,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import least, week_start
-from crm_core.platform.transactions import SYSTEM, check_version, unit_of_work
+from crm_core.platform.transactions import check_version, unit_of_work
 from crm_core.service.business_calendar import (
     BusinessCalendar,
     add_business_minutes,
@@ -119,7 +120,7 @@ def policy_row(policy: ServiceLevelAgreement) -> dict[str, Any]:
     }
 
 
-def list_sla_policies(session: Session, viewer) -> list[dict[str, Any]]:
+def list_sla_policies(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     require(viewer, "sla.view")
     rank = case({p: i for i, p in enumerate(TICKET_PRIORITIES)}, value=ServiceLevelAgreement.priority)
     policies = session.scalars(select(ServiceLevelAgreement).order_by(rank, ServiceLevelAgreement.name)).all()
@@ -183,7 +184,7 @@ def _validate_policy(session: Session, fields: dict[str, Any], policy_id: int | 
             "is_active": is_active}
 
 
-def create_sla_policy(session: Session, actor, now: dt.datetime | None = None, **fields) -> ServiceLevelAgreement:
+def create_sla_policy(session: Session, actor: Actor, now: dt.datetime | None = None, **fields) -> ServiceLevelAgreement:
     require(actor, "sla.manage")
     values = _validate_policy(session, fields, None)
     calendar, _ = get_business_calendar(session)
@@ -195,7 +196,7 @@ def create_sla_policy(session: Session, actor, now: dt.datetime | None = None, *
     return policy
 
 
-def update_sla_policy(session: Session, actor, policy_id: int, expected_version: int | None,
+def update_sla_policy(session: Session, actor: Actor, policy_id: int, expected_version: int | None,
                   now: dt.datetime | None = None, **changes) -> ServiceLevelAgreement:
     """Change a policy's targets or scope; open tickets are re-matched and their due times recomputed."""
     require(actor, "sla.manage")
@@ -481,7 +482,7 @@ def run_sla_checks(engine: Engine, now: dt.datetime | None = None) -> dict[str, 
         return _check(session, now or utcnow())
 
 
-def check_sla_now(session: Session, actor, now: dt.datetime | None = None) -> dict[str, int]:
+def check_sla_now(session: Session, actor: Actor, now: dt.datetime | None = None) -> dict[str, int]:
     """The same check, started by an admin from the SLA page."""
     require(actor, "sla.manage")
     result = _check(session, now or utcnow())
@@ -489,21 +490,21 @@ def check_sla_now(session: Session, actor, now: dt.datetime | None = None) -> di
     return result
 
 
-def notifications_for(session: Session, viewer, unread_only: bool = True, limit: int = 20) -> list[dict[str, Any]]:
+def notifications_for(session: Session, viewer: Actor, unread_only: bool = True, limit: int = 20) -> list[dict[str, Any]]:
     require(viewer, "tickets.view")
     n = StaffNotification
     query = select(n.id, n.kind, n.ticket_id, n.message, n.created_at, n.read_at).where(
-        or_(n.user_id == getattr(viewer, "id", None), n.user_id.is_(None)))
+        or_(n.user_id == viewer.id, n.user_id.is_(None)))
     if unread_only:
         query = query.where(n.read_at.is_(None))
     return [dict(r._mapping) for r in session.execute(query.order_by(n.created_at.desc(), n.id.desc()).limit(limit))]
 
 
-def mark_notifications_read(session: Session, actor, now: dt.datetime | None = None) -> int:
+def mark_notifications_read(session: Session, actor: Actor, now: dt.datetime | None = None) -> int:
     """Mark the actor's own unread notifications read (team-wide ones stay for the others)."""
     require(actor, "tickets.view")
     n = StaffNotification
-    result = session.execute(update(n).where(n.user_id == getattr(actor, "id", None), n.read_at.is_(None))
+    result = session.execute(update(n).where(n.user_id == actor.id, n.read_at.is_(None))
                              .values(read_at=now or utcnow()).execution_options(synchronize_session=False))
     if result.rowcount:
         record_audit(session, actor, "notifications.read", "staff_notification", None,
@@ -522,7 +523,7 @@ def _soon(now: dt.datetime, within_minutes: int):
     return inner, window
 
 
-def breaching_soon(session: Session, viewer, now: dt.datetime, within_minutes: int = 120,
+def breaching_soon(session: Session, viewer: Actor, now: dt.datetime, within_minutes: int = 120,
                    page: int = 1, page_size: int = 25) -> Page:
     """Open tickets whose next running due time falls within the window (earliest first)."""
     require(viewer, "tickets.view")
@@ -584,7 +585,7 @@ def _met_row(key: Any, fr_n, fr_met, res_n, res_met) -> dict[str, Any]:
     }
 
 
-def sla_targets_met(session: Session, viewer, now: dt.datetime, by: str | None = None,
+def sla_targets_met(session: Session, viewer: Actor, now: dt.datetime, by: str | None = None,
                 start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Share of first-response and resolution targets met (a target counts once reached or past due)."""
     require(viewer, "sla.view")
@@ -601,7 +602,7 @@ def sla_targets_met(session: Session, viewer, now: dt.datetime, by: str | None =
     return [_met_row(r[0], *r[1:]) for r in rows]
 
 
-def sla_weekly_trend(session: Session, viewer, now: dt.datetime, weeks: int = 12) -> list[dict[str, Any]]:
+def sla_weekly_trend(session: Session, viewer: Actor, now: dt.datetime, weeks: int = 12) -> list[dict[str, Any]]:
     """Per week of ticket creation: % of targets met, tickets and breached tickets."""
     require(viewer, "sla.view")
     if isinstance(weeks, bool) or not isinstance(weeks, int) or not 1 <= weeks <= 156:
@@ -621,7 +622,7 @@ def sla_weekly_trend(session: Session, viewer, now: dt.datetime, weeks: int = 12
     return out
 
 
-def sla_breaches_by(session: Session, viewer, by: str, start: dt.datetime | None = None,
+def sla_breaches_by(session: Session, viewer: Actor, by: str, start: dt.datetime | None = None,
                 end: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Tickets with a breached SLA and their share, by priority, category or agent."""
     require(viewer, "sla.view")
@@ -635,7 +636,7 @@ def sla_breaches_by(session: Session, viewer, by: str, start: dt.datetime | None
              "breached_pct": round(100 * int(r[2] or 0) / int(r[1]), 1) if r[1] else None} for r in rows]
 
 
-def sla_summary(session: Session, viewer, now: dt.datetime, start: dt.datetime | None = None) -> dict[str, Any]:
+def sla_summary(session: Session, viewer: Actor, now: dt.datetime, start: dt.datetime | None = None) -> dict[str, Any]:
     """Headline figures for the SLA page."""
     require(viewer, "sla.view")
     met = sla_targets_met(session, viewer, now, start=start)[0]

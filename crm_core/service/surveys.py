@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
@@ -48,7 +49,7 @@ def _comment(comment: Any) -> str | None:
     return comment or None
 
 
-def record_survey_answer(session: Session, actor, customer_id: Any, survey_type: Any, score: Any, comment: Any = None,
+def record_survey_answer(session: Session, actor: Actor, customer_id: Any, survey_type: Any, score: Any, comment: Any = None,
                   ticket_id: int | None = None, responded_at: dt.datetime | None = None) -> SurveyResponse:
     """Store an NPS or CSAT answer; an NPS detractor gets a follow-up ticket."""
     require(actor, "surveys.record")
@@ -71,7 +72,7 @@ def record_survey_answer(session: Session, actor, customer_id: Any, survey_type:
     return answer
 
 
-def open_follow_up(session: Session, actor, survey_id: int) -> SupportTicket:
+def open_follow_up(session: Session, actor: Actor, survey_id: int) -> SupportTicket:
     """The follow-up ticket of a detractor answer, opened once (idempotent)."""
     require(actor, "surveys.record")
     query = select(SurveyResponse).where(SurveyResponse.id == survey_id)
@@ -95,7 +96,7 @@ def open_follow_up(session: Session, actor, survey_id: int) -> SupportTicket:
     return ticket
 
 
-def record_csat(session: Session, actor, ticket_id: int, rating: Any, comment: Any = None) -> SurveyResponse:
+def record_csat(session: Session, actor: Actor, ticket_id: int, rating: Any, comment: Any = None) -> SurveyResponse:
     """The customer's CSAT for a resolved (or closed) ticket; a second rating replaces the first."""
     require(actor, "surveys.record")
     _, rating = _score("csat", rating)
@@ -117,7 +118,7 @@ def record_csat(session: Session, actor, ticket_id: int, rating: Any, comment: A
         answer.score, answer.comment, answer.responded_at = rating, comment, utcnow()
     ticket.csat_rating = rating
     session.add(SupportTicketEvent(ticket_id=ticket.id, event="csat_recorded", detail={"rating": rating},
-                                           actor_id=getattr(actor, "id", None), occurred_at=utcnow()))
+                                           actor_id=actor.id, occurred_at=utcnow()))
     tickets.flush_ticket(session, ticket)
     record_audit(session, actor, "survey.csat", "support_ticket", ticket.id, before={"csat_rating": before},
                  after={"csat_rating": rating})
@@ -136,7 +137,7 @@ def _nps_row(n, promoters, detractors) -> dict[str, Any]:
             "nps": round(100 * (promoters - detractors) / n, 1) if n else None}
 
 
-def nps_summary(session: Session, viewer, start: dt.datetime | None = None, end: dt.datetime | None = None) -> dict[str, Any]:
+def nps_summary(session: Session, viewer: Actor, start: dt.datetime | None = None, end: dt.datetime | None = None) -> dict[str, Any]:
     """NPS = % promoters (9-10) - % detractors (0-6), over answers in [start, end)."""
     require(viewer, "sla.view")
     s = SurveyResponse
@@ -148,7 +149,7 @@ def nps_summary(session: Session, viewer, start: dt.datetime | None = None, end:
     return _nps_row(*session.execute(query).one())
 
 
-def nps_trend(session: Session, viewer, now: dt.datetime, months: int = 12) -> list[dict[str, Any]]:
+def nps_trend(session: Session, viewer: Actor, now: dt.datetime, months: int = 12) -> list[dict[str, Any]]:
     """NPS per calendar month for the last `months` months."""
     require(viewer, "sla.view")
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 60:
@@ -163,7 +164,7 @@ def nps_trend(session: Session, viewer, now: dt.datetime, months: int = 12) -> l
     return [{"month": r[0], **_nps_row(*r[1:])} for r in rows]
 
 
-def csat_summary(session: Session, viewer, start: dt.datetime | None = None) -> dict[str, Any]:
+def csat_summary(session: Session, viewer: Actor, start: dt.datetime | None = None) -> dict[str, Any]:
     """Average CSAT and the share of satisfied answers (4-5)."""
     require(viewer, "sla.view")
     s = SurveyResponse

@@ -31,6 +31,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from crm_core.customers.rules import GONE_STATUSES, is_gone
 from crm_core.platform import audit
+from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
 from crm_core.platform.paging import Page
@@ -121,10 +122,10 @@ def _load(session: Session, ticket_id: Any) -> SupportTicket:
     return ticket
 
 
-def _event(session: Session, ticket: SupportTicket, actor, event: str, detail: dict[str, Any], now: dt.datetime
+def _event(session: Session, ticket: SupportTicket, actor: Actor, event: str, detail: dict[str, Any], now: dt.datetime
            ) -> None:
     session.add(SupportTicketEvent(ticket_id=ticket.id, event=event, detail=audit._jsonable(detail),
-                                   actor_id=getattr(actor, "id", None), occurred_at=now))
+                                   actor_id=actor.id, occurred_at=now))
 
 
 def flush_ticket(session: Session, ticket: SupportTicket) -> None:
@@ -163,7 +164,7 @@ def _department(value: Any) -> str | None:
 # --------------------------------------------------------------------------- customer lookup
 
 
-def lookup_customers(session: Session, viewer, query: str, limit: int = LOOKUP_LIMIT) -> list[dict[str, Any]]:
+def lookup_customers(session: Session, viewer: Actor, query: str, limit: int = LOOKUP_LIMIT) -> list[dict[str, Any]]:
     """Customers for the ticket form: by id ('123' or '#123'), exact e-mail, or name prefix / contains."""
     require(viewer, "tickets.view")
     text = (query or "").strip() if isinstance(query, str) else ""
@@ -197,7 +198,7 @@ def lookup_customers(session: Session, viewer, query: str, limit: int = LOOKUP_L
              "label": f"#{r.id} {r.first_name} {r.last_name} <{r.email or 'no e-mail'}>"} for r in rows]
 
 
-def ticket_customer_orders(session: Session, viewer, customer_id: int, limit: int = 20) -> list[dict[str, Any]]:
+def ticket_customer_orders(session: Session, viewer: Actor, customer_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The customer's latest orders, for the 'related order' picker."""
     require(viewer, "tickets.view")
     rows = session.execute(select(Order.id, Order.order_number, Order.ordered_at, Order.total)
@@ -205,7 +206,7 @@ def ticket_customer_orders(session: Session, viewer, customer_id: int, limit: in
     return [{"id": r.id, "label": f"{r.order_number} ({r.ordered_at:%Y-%m-%d}, {r.total})"} for r in rows]
 
 
-def ticket_agents(session: Session, viewer) -> list[dict[str, Any]]:
+def ticket_agents(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     require(viewer, "tickets.view")
     rows = session.execute(select(User.id, User.username, User.full_name, User.role)
                            .where(User.is_active.is_(True), User.role.in_(ASSIGNABLE_ROLES)).order_by(User.username))
@@ -215,7 +216,7 @@ def ticket_agents(session: Session, viewer) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- create and change
 
 
-def create_ticket(session: Session, actor, customer_id: Any, subject: Any, description: Any,
+def create_ticket(session: Session, actor: Actor, customer_id: Any, subject: Any, description: Any,
                   category: Any = "other", priority: Any = "normal", channel: Any = "web",
                   order_id: Any = None, product_id: Any = None, department: Any = None,
                   assignee_id: Any = None, now: dt.datetime | None = None) -> SupportTicket:
@@ -258,7 +259,7 @@ def create_ticket(session: Session, actor, customer_id: Any, subject: Any, descr
     return ticket
 
 
-def update_ticket(session: Session, actor, ticket_id: Any, expected_version: int | None,
+def update_ticket(session: Session, actor: Actor, ticket_id: Any, expected_version: int | None,
                   now: dt.datetime | None = None, **changes) -> SupportTicket:
     """Apply status, priority, category, assignee and department changes together (one version check).
 
@@ -311,7 +312,7 @@ def update_ticket(session: Session, actor, ticket_id: Any, expected_version: int
         return ticket
 
 
-def _set_status(session: Session, actor, ticket: SupportTicket, new_status: Any, now: dt.datetime) -> None:
+def _set_status(session: Session, actor: Actor, ticket: SupportTicket, new_status: Any, now: dt.datetime) -> None:
     new_status = _choice(new_status, TICKET_STATUSES, "Status")
     allowed = TRANSITIONS[ticket.status]
     if new_status not in allowed:
@@ -332,12 +333,12 @@ def _set_status(session: Session, actor, ticket: SupportTicket, new_status: Any,
     _event(session, ticket, actor, "status_changed", {"from": old, "to": new_status}, now)
 
 
-def change_ticket_status(session: Session, actor, ticket_id: Any, new_status: str, expected_version: int | None,
+def change_ticket_status(session: Session, actor: Actor, ticket_id: Any, new_status: str, expected_version: int | None,
                   now: dt.datetime | None = None) -> SupportTicket:
     return update_ticket(session, actor, ticket_id, expected_version, now=now, status=new_status)
 
 
-def assign_ticket(session: Session, actor, ticket_id: Any, assignee_id: Any, expected_version: int | None,
+def assign_ticket(session: Session, actor: Actor, ticket_id: Any, assignee_id: Any, expected_version: int | None,
            department: Any = None, now: dt.datetime | None = None) -> SupportTicket:
     changes: dict[str, Any] = {"assignee_id": assignee_id}
     if department is not None:
@@ -390,7 +391,7 @@ def sanitize_file_name(name: Any) -> str:
     return stem[: 120 - len(suffix)] + suffix
 
 
-def add_response(session: Session, actor, ticket_id: Any, body: Any, internal: bool = False,
+def add_response(session: Session, actor: Actor, ticket_id: Any, body: Any, internal: bool = False,
                  from_customer: bool = False, attachment: tuple[str, bytes, str | None] | None = None,
                  now: dt.datetime | None = None) -> SupportTicketResponse:
     """An external reply, an internal note, or a customer message logged by an agent."""
@@ -407,7 +408,7 @@ def add_response(session: Session, actor, ticket_id: Any, body: Any, internal: b
         try:
             response = SupportTicketResponse(
                 ticket_id=ticket.id, author_kind="customer" if from_customer else "agent",
-                author_user_id=None if from_customer else getattr(actor, "id", None), body=body,
+                author_user_id=None if from_customer else actor.id, body=body,
                 is_internal=bool(internal), is_read=not from_customer, created_at=now, **stored)
             session.add(response)
             kind = "customer_message" if from_customer else ("note_added" if internal else "replied")
@@ -430,7 +431,7 @@ def add_response(session: Session, actor, ticket_id: Any, body: Any, internal: b
         return response
 
 
-def read_attachment(session: Session, viewer, response_id: int) -> tuple[str, str, bytes]:
+def read_attachment(session: Session, viewer: Actor, response_id: int) -> tuple[str, str, bytes]:
     """(file name, content type, bytes) of a response's attachment."""
     require(viewer, "tickets.view")
     response = session.get(SupportTicketResponse, response_id)
@@ -442,7 +443,7 @@ def read_attachment(session: Session, viewer, response_id: int) -> tuple[str, st
     return response.attachment_name, response.attachment_type or "application/octet-stream", path.read_bytes()
 
 
-def mark_ticket_read(session: Session, actor, ticket_id: Any) -> int:
+def mark_ticket_read(session: Session, actor: Actor, ticket_id: Any) -> int:
     """Mark the customer's messages on a ticket as read; returns how many were unread."""
     require(actor, "tickets.manage")
     ticket = _load(session, ticket_id)
@@ -455,7 +456,7 @@ def mark_ticket_read(session: Session, actor, ticket_id: Any) -> int:
     return len(unread)
 
 
-def ticket_conversation(session: Session, viewer, ticket_id: Any, include_internal: bool = True) -> list[dict[str, Any]]:
+def ticket_conversation(session: Session, viewer: Actor, ticket_id: Any, include_internal: bool = True) -> list[dict[str, Any]]:
     """The messages of a ticket, oldest first."""
     require(viewer, "tickets.view")
     ticket = _load(session, ticket_id)
@@ -468,7 +469,7 @@ def ticket_conversation(session: Session, viewer, ticket_id: Any, include_intern
     return [dict(row._mapping) for row in session.execute(query.order_by(r.created_at, r.id))]
 
 
-def ticket_history(session: Session, viewer, ticket_id: Any) -> list[dict[str, Any]]:
+def ticket_history(session: Session, viewer: Actor, ticket_id: Any) -> list[dict[str, Any]]:
     require(viewer, "tickets.view")
     ticket = _load(session, ticket_id)
     e = SupportTicketEvent
@@ -478,7 +479,7 @@ def ticket_history(session: Session, viewer, ticket_id: Any) -> list[dict[str, A
     return [dict(row._mapping) for row in rows]
 
 
-def get_ticket(session: Session, viewer, ticket_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+def get_ticket(session: Session, viewer: Actor, ticket_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     """One ticket with its customer, assignee, policy and SLA clocks."""
     require(viewer, "tickets.view")
     now = now or utcnow()
@@ -523,7 +524,7 @@ def get_ticket(session: Session, viewer, ticket_id: Any, now: dt.datetime | None
 # --------------------------------------------------------------------------- queues
 
 
-def ticket_queue(session: Session, viewer, view: str = "team", status: str | None = None, priority: str | None = None,
+def ticket_queue(session: Session, viewer: Actor, view: str = "team", status: str | None = None, priority: str | None = None,
           category: str | None = None, assignee_id: int | None = None, text: str | None = None,
           open_only: bool = True, page: int = 1, page_size: int = 25, now: dt.datetime | None = None) -> Page:
     """My tickets or the team queue, filtered, soonest SLA due first (tickets without a running clock last)."""
@@ -535,7 +536,7 @@ def ticket_queue(session: Session, viewer, view: str = "team", status: str | Non
     t = SupportTicket
     conditions = []
     if view == "mine":
-        conditions.append(t.assignee_id == getattr(viewer, "id", None))
+        conditions.append(t.assignee_id == viewer.id)
     if status:
         conditions.append(t.status == _choice(status, TICKET_STATUSES, "Status"))
     elif open_only:

@@ -92,7 +92,7 @@ def _register_if_changed(session: Session, as_of: dt.date, weights: dict, info: 
 
 
 def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
-                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor=platform.SYSTEM) -> dict:
+                 refit_after_days: int | None = REFIT_AFTER_DAYS, actor: platform.Actor = platform.SYSTEM) -> dict:
     """Score every counted customer as of a date, in one transaction.
 
     Replaces the stored scores for that as_of (bulk insert) and registers a 'health' model version

@@ -33,7 +33,7 @@ def _stored(session: Session) -> tuple[dict[str, Any] | None, int]:
     return platform.stored_setting(session, WEIGHTS_KEY)
 
 
-def _save(session: Session, actor, value: dict[str, Any], expected_version: int | None, action: str) -> int:
+def _save(session: Session, actor: platform.Actor, value: dict[str, Any], expected_version: int | None, action: str) -> int:
     return platform.save_setting(session, actor, WEIGHTS_KEY, value, expected_version, what="The health weights",
                                  action=action)
 
@@ -110,7 +110,7 @@ def validate_weights(weights: Any) -> dict[str, float]:
     return {name: round(float(weights[name]) / total, 6) for name in COMPONENTS}
 
 
-def get_weights(session: Session, viewer) -> dict[str, Any]:
+def get_weights(session: Session, viewer: platform.Actor) -> dict[str, Any]:
     """For the page: weights in force, where they come from, the last fit and the setting version."""
     platform.require(viewer, "health.view")
     weights, value, version = current_weights(session)
@@ -118,7 +118,7 @@ def get_weights(session: Session, viewer) -> dict[str, Any]:
             "version": version}
 
 
-def save_weights(session: Session, actor, weights: Any, expected_version: int | None) -> tuple[dict[str, float], int]:
+def save_weights(session: Session, actor: platform.Actor, weights: Any, expected_version: int | None) -> tuple[dict[str, float], int]:
     """An admin sets the weights by hand (normalised to sum 1); refitting then keeps them."""
     platform.require(actor, "models.manage")
     normalised = validate_weights(weights)
@@ -127,7 +127,7 @@ def save_weights(session: Session, actor, weights: Any, expected_version: int | 
     return normalised, _save(session, actor, new_value, expected_version, "health.weights.save")
 
 
-def reset_weights(session: Session, actor, expected_version: int | None) -> tuple[dict[str, float], int]:
+def reset_weights(session: Session, actor: platform.Actor, expected_version: int | None) -> tuple[dict[str, float], int]:
     """Go back to the fitted weights (equal weights when nothing was fitted yet)."""
     platform.require(actor, "models.manage")
     value, _ = _stored(session)
