@@ -446,9 +446,11 @@ def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date,
 
 
 def _alongside(step: Step, before_write: Callable[[], object]) -> Step:
-    run = functools.partial(step, before_write=before_write)
-    run.__name__ = step.__name__  # type: ignore[attr-defined]
-    return run  # type: ignore[return-value]
+    """The staging step, told to wait for the models before it writes (it takes `before_write`)."""
+    staging: Callable[..., StepOutcome | str] = step
+    run = functools.partial(staging, before_write=before_write)
+    run.__name__ = step.__name__  # type: ignore[attr-defined]  # the run log records steps by name
+    return run
 
 
 def month_ends_before(day: dt.date, months: int) -> list[dt.date]:

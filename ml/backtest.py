@@ -140,7 +140,7 @@ def run_backtest(engine: Engine, as_of: dt.date, horizon_days: int) -> dict[str,
         }
         for decile, group in ranked.groupby("decile")
     ]
-    params = value_model.params_ if valued else None
+    params = value_model.params_ if valued and value_model is not None else None
     return {
         "as_of": as_of.isoformat(),
         "horizon_days": horizon_days,

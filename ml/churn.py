@@ -351,6 +351,13 @@ class TrainingPlan:
     history_days: int
     reason: str = ""
 
+    @property
+    def labelled_validation_cut(self) -> dt.date:
+        """The validation cut of a plan with labels (`label_days` set)."""
+        if self.validation_cut is None:
+            raise NotEnoughHistory(self.reason or "too little history for labelled training")
+        return self.validation_cut
+
 
 def plan_training(first_order: dt.date, as_of: dt.date, horizon_days: int, n_cuts: int = TRAINING_CUTS,
                   spacing_days: int = CUT_SPACING_DAYS) -> TrainingPlan:
@@ -380,7 +387,7 @@ def training_cuts(as_of: dt.date, horizon_days: int, n_cuts: int = TRAINING_CUTS
                   spacing_days: int = CUT_SPACING_DAYS) -> tuple[list[dt.date], dt.date]:
     """(training cuts oldest first, validation cut) when the history is long enough for the horizon."""
     plan = plan_training(dt.date(1900, 1, 1), as_of, horizon_days, n_cuts, spacing_days)
-    return list(plan.training_cuts), plan.validation_cut
+    return list(plan.training_cuts), plan.labelled_validation_cut
 
 
 def first_order_date(connection: Connection, as_of: dt.date) -> dt.date | None:
@@ -489,13 +496,13 @@ def fit_candidates(connection: Connection, as_of: dt.date, horizon_days: int = D
         say(f"cut {cut.isoformat()}: {len(frame):,} customers")
         if len(frame):
             frames.append(frame)
-    valid = labelled_cut(connection, plan.validation_cut, window)
+    valid = labelled_cut(connection, plan.labelled_validation_cut, window)
     rows = sum(len(f) for f in frames)
     problem = None
     if rows < MIN_ROWS_TO_TRAIN or len(valid) < MIN_ROWS_TO_TRAIN // 2:
         problem = (f"labelled training needs {MIN_ROWS_TO_TRAIN} customers before "
                    f"{plan.training_cuts[-1].isoformat() if plan.training_cuts else '?'} and "
-                   f"{MIN_ROWS_TO_TRAIN // 2} at {plan.validation_cut.isoformat()}; found {rows} and {len(valid)}")
+                   f"{MIN_ROWS_TO_TRAIN // 2} at {plan.labelled_validation_cut.isoformat()}; found {rows} and {len(valid)}")
     elif pd.concat(frames)["churned"].nunique() < 2 or valid["churned"].nunique() < 2:
         problem = "labelled training needs both churned and retained customers in the training and validation cuts"
     if problem:
@@ -586,7 +593,7 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
         "validated": True,
         "candidates": {n: {k: v for k, v in m.items() if k != "calibration"} for n, m in found.validation.items()},
         "baseline_recency_auc": auc_or_none(valid["churned"].to_numpy(), valid["days_since_last_order"].to_numpy()),
-        "validation_cut": plan.validation_cut.isoformat(),
+        "validation_cut": plan.labelled_validation_cut.isoformat(),
         "training_cuts": [c.isoformat() for c in plan.training_cuts],
         "training_rows": found.training_rows,
         "feature_importance": {f: round(float(v), 5) for f, v in ranked},
@@ -595,7 +602,7 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
         "bgnbd_features": found.uses_bgnbd,
         "notes": found.notes,
     }
-    return production, metrics, [*plan.training_cuts, plan.validation_cut]
+    return production, metrics, [*plan.training_cuts, plan.labelled_validation_cut]
 
 
 def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
@@ -785,7 +792,7 @@ def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
                             ChurnPrediction.actual_churned.is_(None)))
                 .values(actual_churned=~ordered, evaluated_at=platform.end_of(as_of))
             )
-            updated += result.rowcount or 0
+            updated += platform.rows_affected(result) or 0
     return updated
 
 
@@ -806,10 +813,13 @@ def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HO
                 return {"status": "skipped", "reason": str(exc)}
             trained = f"kept v{current[0].version} ({exc}); "
         else:
-            current = (_active(engine)[0], result.model)
+            active = _active(engine)
+            current = (active[0], result.model) if active else None
             auc = result.metrics.get("roc_auc")
             validation = f"validation AUC {auc:.3f}" if auc is not None else "not validated: too little history"
             trained = f"trained v{result.version} {result.model.algorithm} ({validation}); "
+    if current is None:  # trained just now, so there is an active model
+        return {"status": "skipped", "reason": "no active churn model"}
     row, model = current
     try:
         scored = score(engine, as_of, model, row.id)

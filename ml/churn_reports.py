@@ -139,6 +139,8 @@ def customer_prediction(session: Session, viewer: platform.Actor, customer_id: i
         select(ChurnPrediction).where(ChurnPrediction.customer_id == customer_id)
         .order_by(ChurnPrediction.as_of.desc()).limit(1)
     )
+    if latest is None:
+        raise platform.NotFound(f"No churn prediction for customer {customer_id}.")
     return {
         "customer_id": customer_id, "as_of": latest.as_of, "probability": latest.probability,
         "risk_level": latest.risk_level, "confidence": latest.confidence,

@@ -239,7 +239,7 @@ class LifetimeValueModel(BaseEstimator):
             lambda m: m.fit(repeat["frequency"].to_numpy(dtype=float), repeat["monetary_value"].to_numpy(dtype=float)),
             "Gamma-Gamma",
         )
-        self.params_ = {
+        self.params_: dict[str, Any] = {
             "bgnbd": {**{k: float(v) for k, v in bgnbd.params_.items()},
                       "time_unit": time_unit_name(self.time_unit_days)},
             "gamma_gamma": {k: float(v) for k, v in gamma.params_.items()},

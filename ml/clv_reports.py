@@ -150,8 +150,8 @@ def alive_heatmap(session: Session, viewer: platform.Actor) -> dict[str, Any]:
     if longest is None:
         return {"cells": [], "frequency_labels": [], "recency_labels": []}
     width = max(1.0, float(-(-float(longest) // RECENCY_BUCKETS)))
-    recency = bin_index(cast(A.clv_recency, Float), width)
-    recency = case((recency >= RECENCY_BUCKETS - 1, RECENCY_BUCKETS - 1), else_=recency)
+    raw_recency = bin_index(cast(A.clv_recency, Float), width)
+    recency = case((raw_recency >= RECENCY_BUCKETS - 1, RECENCY_BUCKETS - 1), else_=raw_recency)
     frequency, frequency_labels = _frequency_bucket()
     rows = session.execute(
         select(frequency.label("f"), recency.label("r"), func.count(), func.avg(A.prob_alive),
@@ -213,7 +213,7 @@ def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_
         rows=[
             {
                 "customer_id": cid, "customer": f"{first} {last}".strip(), "email": email,
-                "clv_12m": float(clv), "historic_clv": float(historic or 0),
+                "clv_12m": float(clv or 0), "historic_clv": float(historic or 0),
                 "expected_purchases_12m": round(float(purchases or 0), 2),
                 "prob_alive": round(float(alive or 0), 3),
                 "expected_order_value": float(order_value or 0), "repeat_purchases": repeat,

@@ -231,7 +231,8 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
             )
         for metric, (_, points, folds, error) in fitted.items():
             history = series[metric]
-            _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="fitted", model_id=model_row.id,
+            _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="fitted",
+                                            model_id=model_row.id if model_row else None,
                                             horizon_days=horizon_days, history_start=history.index.min().date(),
                                             history_days=len(history), country=country, mape=error,
                                             backtest=folds), points)

@@ -70,7 +70,7 @@ def activate(session: Session, actor: platform.Actor, model_id: int) -> MLModel:
 def active(session: Session, name: str) -> tuple[MLModel, Any] | None:
     """The active version of `name` and its loaded model, or None when none is trained."""
     row = session.scalar(select(MLModel).where(MLModel.name == name, MLModel.is_active.is_(True)))
-    if row is None:
+    if row is None or row.artifact is None:
         return None
     return row, joblib.load(io.BytesIO(row.artifact))
 

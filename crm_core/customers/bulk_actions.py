@@ -412,7 +412,7 @@ def bulk_export(session: Session, actor: Actor, selection: Selection, progress: 
 def run_bulk_action(session: Session, actor: Actor, action: str, selection: Selection, params: dict[str, Any],
         progress: Progress | None = None) -> BulkResult:
     """Dispatch by action key (for the page and the CLI)."""
-    handlers = {
+    handlers: dict[str, Callable[..., BulkResult]] = {
         "add_to_segment": bulk_add_to_segment, "change_lifecycle_stage": bulk_change_lifecycle_stage,
         "change_status": bulk_change_status, "log_campaign_communication": bulk_log_campaign_communication,
         "export": bulk_export,

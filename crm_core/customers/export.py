@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from sqlalchemy import func, select, true
+from sqlalchemy import FromClause, func, select, true
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
@@ -112,7 +112,7 @@ def iter_customers(session: Session, viewer: Actor, columns: Iterable[str] | Non
         raise ValidationError("Export a segment or a list of customers, not both.")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValidationError("The batch size must be a positive whole number.")
-    source = Customer.__table__
+    source: FromClause = Customer.__table__
     if ANALYTICS_COLUMNS & set(chosen):
         source = source.outerjoin(CA.__table__, CA.customer_id == Customer.id)
     if "lifecycle_stage" in chosen:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Date,
     DateTime,
     Numeric,
@@ -261,6 +262,16 @@ def _retained_keys(session: Session, survivor_id: int, other_id: int) -> dict[st
 
 # --------------------------------------------------------------------------- guards
 
+T = TypeVar("T")
+
+
+def _logged(value: T | None) -> T:
+    """A value the merge log always holds for its action (this module writes the log)."""
+    if value is None:
+        raise ConflictError("The merge log is incomplete, so this merge can no longer be undone exactly.")
+    return value
+
+
 
 def _customer(session: Session, customer_id: Any, label: str) -> Customer:
     if isinstance(customer_id, bool) or not isinstance(customer_id, int):
@@ -488,8 +499,8 @@ def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
         raise ValidationError(f"Record {merge_id} is a split; merge the new customer back instead of undoing it.")
     if record.status != "completed":
         raise ConflictError(f"Merge {merge_id} was already undone.")
-    survivor = session.get(Customer, record.survivor_id)
-    other = session.get(Customer, record.merged_id)
+    survivor = _customer(session, record.survivor_id, "The survivor")
+    other = _customer(session, record.merged_id, "The merged customer")
     if survivor.status in GONE_STATUSES:
         raise ConflictError(
             f"The survivor (customer {survivor.id}) is now {survivor.status}; undo that first."
@@ -504,8 +515,8 @@ def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
         by_action.setdefault(row.action, []).append(row)
 
     for entry in by_action.get("field", []):
-        current = _jsonable(getattr(survivor, entry.column_name))
-        if current != entry.payload["after"]:
+        current = _jsonable(getattr(survivor, _logged(entry.column_name)))
+        if current != _logged(entry.payload)["after"]:
             raise ConflictError(
                 f"The survivor's {entry.column_name} was edited after the merge; undo would overwrite that edit."
             )
@@ -513,13 +524,14 @@ def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
     # Every moved row must still be where the merge put it (a split or later merge may have moved it).
     moved_groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in by_action.get("moved", []):
-        moved_groups.setdefault((entry.table_name, entry.column_name), []).append(entry.row_key)
+        moved_groups.setdefault((entry.table_name, _logged(entry.column_name)), []).append(_logged(entry.row_key))
     for (table_name, column_name), keys in moved_groups.items():
         table = Base.metadata.tables[table_name]
         column = table.c[column_name]
         pk = _pk_columns(table)
         found = 0
         for chunk in _chunks(keys):
+            match: ColumnElement[bool]
             if len(pk) == 1:
                 match = pk[0].in_([_from_json(table, k)[pk[0].name] for k in chunk])
             else:
@@ -532,9 +544,9 @@ def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
             )
 
     for entry in by_action.get("loyalty", []):
-        payload = entry.payload
-        survivor_account = session.get(LoyaltyAccount, payload["survivor_account"])
-        other_account = session.get(LoyaltyAccount, payload["merged_account"])
+        payload = _logged(entry.payload)
+        survivor_account = _logged(session.get(LoyaltyAccount, payload["survivor_account"]))
+        other_account = _logged(session.get(LoyaltyAccount, payload["merged_account"]))
         if payload["points"]:
             _ledger_entry(session, survivor_account, -payload["points"], "reverse", merge_id, actor,
                           f"Undo of merge {merge_id}")
@@ -557,14 +569,15 @@ def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
                             .values({column_name: other.id}))
     for entry in by_action.get("removed", []):
         table = Base.metadata.tables[entry.table_name]
-        if session.scalar(select(func.count()).select_from(table).where(_key_condition(table, entry.row_key))) == 0:
-            session.execute(insert(table).values(_from_json(table, entry.payload)))
+        if session.scalar(select(func.count()).select_from(table)
+                          .where(_key_condition(table, _logged(entry.row_key)))) == 0:
+            session.execute(insert(table).values(_from_json(table, _logged(entry.payload))))
     for entry in by_action.get("field", []):
-        setattr(survivor, entry.column_name, _from_json(Customer.__table__, {entry.column_name: entry.payload["before"]})
-                [entry.column_name])
+        name = _logged(entry.column_name)
+        setattr(survivor, name, _from_json(Customer.__table__, {name: _logged(entry.payload)["before"]})[name])
     for entry in by_action.get("status", []):
-        other.status = entry.payload["status"]
-        other.merged_into_id = entry.payload["merged_into_id"]
+        other.status = _logged(entry.payload)["status"]
+        other.merged_into_id = _logged(entry.payload)["merged_into_id"]
 
     now = utcnow()
     survivor.updated_at = now
@@ -600,11 +613,11 @@ def splittable_rows(session: Session, viewer: Actor, customer_id: Any) -> list[d
     found = []
     for table_name, columns in columns_of.items():
         table = Base.metadata.tables[table_name]
-        pk = _pk_columns(table)[0]
-        rows = session.execute(select(table).where(or_(*[c == customer.id for c in columns]))
-                               .order_by(pk).limit(200)).all()
+        key = _pk_columns(table)[0]
+        rows = list(session.execute(select(table).where(or_(*[c == customer.id for c in columns]))
+                                    .order_by(key).limit(200)).all())
         if rows:
-            found.append({"table": table_name, "keys": [r._mapping[pk] for r in rows], "sample": _sample(table, rows)})
+            found.append({"table": table_name, "keys": [r._mapping[key] for r in rows], "sample": _sample(table, rows)})
     return found
 
 
@@ -682,14 +695,14 @@ def split_customer(session: Session, actor: Actor, customer_id: Any, moves: dict
     entries, counts = [], {}
     for table_name, keys in moved_keys.items():
         table = Base.metadata.tables[table_name]
-        pk = _pk_columns(table)[0]
+        key = _pk_columns(table)[0]
         for column in columns_of[table_name]:  # e.g. a referral names the customer as referrer or referred
             for chunk in _chunks(keys):
-                hits = list(session.scalars(select(pk).where(pk.in_(chunk), column == source.id)))
+                hits = list(session.scalars(select(key).where(key.in_(chunk), column == source.id)))
                 if hits:
-                    session.execute(update(table).where(pk.in_(hits), column == source.id).values({column.name: new.id}))
+                    session.execute(update(table).where(key.in_(hits), column == source.id).values({column.name: new.id}))
                 entries += [{"action": "moved", "table_name": table_name, "column_name": column.name,
-                             "row_key": {pk.name: k}} for k in hits]
+                             "row_key": {key.name: k}} for k in hits]
         counts[table_name] = len(keys)
     _log(session, record.id, entries)
     record.summary = {"moved": counts}

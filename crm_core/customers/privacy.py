@@ -45,6 +45,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
 from db.models import (
     COMM_CHANNELS,
@@ -411,7 +412,7 @@ def _children(reference_tables: set[str]) -> list[tuple[Table, Any, Table]]:
 def _person_scopes(ids: list[int]) -> list[tuple[Table, Any]]:
     """(table, where-condition) for every row that belongs to the person."""
     scopes: dict[str, tuple[Table, list]] = {}
-    owner = {}
+    owner: dict[str, Any] = {}
     for reference in customer_references():
         if reference.table.name == "customers":
             continue
@@ -580,7 +581,7 @@ def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id:
         if table.name == DataSubjectRequest.__tablename__:
             values.pop("result", None)
         if values:
-            count = session.execute(update(table).where(condition).values(values)).rowcount or 0
+            count = rows_affected(session.execute(update(table).where(condition).values(values))) or 0
             if count:
                 affected[table.name] = count
     session.execute(update(Customer.__table__).where(Customer.id.in_(ids)).values(

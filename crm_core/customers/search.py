@@ -209,7 +209,7 @@ def validate_query(query: CustomerQuery) -> CustomerQuery:
                 raise ValidationError(f"{name} must be a date.")
         if getattr(query, low) and getattr(query, high) and getattr(query, low) > getattr(query, high):
             raise ValidationError(f"{low.replace('_', ' ')} is after {high.replace('_', ' ')}.")
-    numbers = {}
+    numbers: dict[str, Any] = {}
     for low, high in (("revenue_min", "revenue_max"), ("clv_min", "clv_max")):
         numbers[low], numbers[high] = _number(low, getattr(query, low)), _number(high, getattr(query, high))
         if numbers[low] is not None and numbers[high] is not None and numbers[low] > numbers[high]:
@@ -481,13 +481,13 @@ def search_customers(session: Session, viewer: Actor, query: CustomerQuery, page
     # Text: every match must be found (and ranked) anyway, so count them in the same pass.
     match, relevance = _postgres_text(session, query.text)
     conditions = [*conditions, match]
-    result = session.execute(
+    ranked = session.execute(
         _joined(select(*columns, relevance.label("relevance"), func.count().over().label("matches")))
         .where(*conditions).order_by(*_order_by(query, relevance)).limit(page_size).offset(offset)
     ).all()
     # Past the last page there is no row to carry the count: count separately.
-    total = result[0].matches if result else session.scalar(_joined(select(func.count())).where(*conditions)) or 0
-    rows = [{k: v for k, v in _as_row(r).items() if k != "matches"} for r in result]
+    total = ranked[0].matches if ranked else session.scalar(_joined(select(func.count())).where(*conditions)) or 0
+    rows = [{k: v for k, v in _as_row(r).items() if k != "matches"} for r in ranked]
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 

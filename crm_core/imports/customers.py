@@ -262,7 +262,7 @@ def _existing_candidates(session: Session, records: list[dict[str, Any]], thresh
         collect(c.external_id.in_(batch), only_live=False)  # a merged record's id is still taken
     known = {row.external_id for row in found.values()}
     rest = [r for r in records if r["external_id"] not in known]
-    emails = sorted({email_key(r["email"]) for r in rest if r["email"]})
+    emails = sorted({key for r in rest if (key := email_key(r["email"]))})
     for batch in batches(emails):
         collect(func.lower(c.email).in_(batch))
     known_emails = {email_key(row.email) for row in found.values() if row.email}
@@ -383,7 +383,9 @@ def _apply_customer_chunk(session: Session, chunk: list[tuple[int, str, dict[str
                 report.skipped += 1
                 action = "skipped"
             else:
-                if candidate.pending is None:
+                if candidate.pending is None:  # an existing customer's first update (new ones carry their values)
+                    if candidate.id is None:
+                        raise ValueError("a candidate without pending values is an existing customer")
                     candidate.pending = updates.setdefault(candidate.id, {})
                 _merge(candidate.pending, record)
                 report.updated += 1

@@ -22,13 +22,14 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from crm_core.platform.errors import ValidationError
 
 FORMATS = ("csv", "xlsx", "json")
 MAX_JSON_OBJECT = 16 * 1024 * 1024
 
+T = TypeVar("T")
 Source = str | os.PathLike | IO[bytes]
 Progress = Callable[[float | None, int], None]
 
@@ -170,7 +171,7 @@ class TableReader:
         else:
             self._start_json(text)
 
-    def _decode_guard(self, rows: Iterator[RawRow]) -> Iterator[RawRow]:
+    def _decode_guard(self, rows: Iterator[T]) -> Iterator[T]:
         try:
             yield from rows
         except UnicodeDecodeError as exc:
@@ -233,8 +234,8 @@ class TableReader:
         from openpyxl.utils.exceptions import InvalidFileException
 
         try:
-            self._workbook = load_workbook(self._stream, read_only=True, data_only=True)
-            sheet = self._workbook.worksheets[0]
+            workbook = self._workbook = load_workbook(self._stream, read_only=True, data_only=True)
+            sheet = workbook.worksheets[0]
             rows = sheet.iter_rows(values_only=True)
             first = next(rows, None)
         except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, IndexError) as exc:

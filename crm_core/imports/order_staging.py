@@ -192,7 +192,7 @@ def _create_customers(connection: Connection, o: Table, now: dt.datetime) -> int
         created += connection.execute(insert(customers).from_select(
             ["external_id", "first_name", "last_name", "email", "phone", "country_code", "city",
              "acquisition_channel", "status", "signed_up_at", "created_at", "updated_at", "version"], rows)).rowcount or 0
-        by = (name,)
+        by: tuple[str, ...] = (name,)
         if name == "external_id" and connection.execute(select(exists().where(
                 o.c.external_id.is_not(None), o.c.email_key.is_not(None)))).scalar():
             by = ("external_id", "email")  # rows with only an email find the customers just created with it

@@ -63,6 +63,11 @@ def _row_staging_table() -> Table:
     )
 
 
+def _positions(mask: np.ndarray) -> list[int]:
+    """The row positions where `mask` holds, as plain ints."""
+    return [int(i) for i in np.flatnonzero(mask)]
+
+
 def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: ImportReport,
                       sink: ErrorSink) -> pd.DataFrame:
     """The staging rows of a chunk; invalid rows go to the error sink.
@@ -80,26 +85,26 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
     def given(name: str) -> bool:
         return bool(frame[name].notna().any())
 
-    for i in np.flatnonzero(frame["problem"].notna().to_numpy()):
+    for i in _positions(frame["problem"].notna().to_numpy()):
         add(i, f"the row {frame['problem'].iat[i]}")
     customer = frame["customer"].fillna("").str.strip()
     lengths = customer.str.len().to_numpy()
-    for i in np.flatnonzero(lengths > 100):
+    for i in _positions(lengths > 100):
         add(i, "customer id is longer than 100 characters")
     emails = pd.Series([None] * size, index=frame.index, dtype=object)
     if given("email"):
         email_text = frame["email"].fillna("").str.strip()
-        for i in np.flatnonzero(email_text.str.len().to_numpy() > 0):
+        for i in _positions(email_text.str.len().to_numpy() > 0):
             try:
                 emails.iat[i] = cached_email(email_text.iat[i])
             except ValidationError as exc:
                 add(i, str(exc))
         missing = (lengths == 0) & (email_text.str.len().to_numpy() == 0)
         with_ids = frame["customer"].notna().any()
-        for i in np.flatnonzero(missing):
+        for i in _positions(missing):
             add(i, "customer id and email are both missing" if with_ids else "email is missing")
     else:
-        for i in np.flatnonzero(lengths == 0):
+        for i in _positions(lengths == 0):
             add(i, "customer id is missing")
 
     when_text = frame["when"].str.strip()
@@ -107,7 +112,7 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
     ordered = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
     if fast.any():
         ordered[fast] = pd.to_datetime(when_text[fast], format="ISO8601", errors="coerce").astype("datetime64[us]")
-    for i in np.flatnonzero(ordered.isna().to_numpy()):
+    for i in _positions(ordered.isna().to_numpy()):
         text = when_text.iat[i]
         if not text:
             add(i, "order date is missing")
@@ -116,15 +121,15 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
             ordered.iat[i] = parse_datetime(text)
         except ValidationError as exc:
             add(i, f"order date: {exc}")
-    for i in np.flatnonzero((ordered > pd.Timestamp(now + dt.timedelta(days=1))).to_numpy()):
+    for i in _positions((ordered > pd.Timestamp(now + dt.timedelta(days=1))).to_numpy()):
         add(i, f"order date {when_text.iat[i]!r} is in the future")
-    for i in np.flatnonzero((ordered < pd.Timestamp(1900, 1, 1)).to_numpy()):
+    for i in _positions((ordered < pd.Timestamp(1900, 1, 1)).to_numpy()):
         add(i, f"order date {when_text.iat[i]!r} is before 1900")
 
     amount_text = frame["amount"].str.strip()
     fast = amount_text.str.fullmatch(PLAIN_AMOUNT).to_numpy(dtype=bool)
     totals = amount_text.where(fast)
-    for i in np.flatnonzero(~fast):
+    for i in _positions(~fast):
         text = amount_text.iat[i]
         if not text:
             add(i, "amount is missing")
@@ -137,7 +142,7 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
     quantity_text = frame["quantity"].str.strip()
     fast = quantity_text.str.fullmatch(PLAIN_QUANTITY).to_numpy(dtype=bool)
     quantities = pd.to_numeric(quantity_text.where(fast), errors="coerce").fillna(0).astype("int64").to_numpy(copy=True)
-    for i in np.flatnonzero(~fast | (quantities < 1) | (quantities > 1_000_000)):
+    for i in _positions(~fast | (quantities < 1) | (quantities > 1_000_000)):
         try:
             quantities[i] = parse_quantity(quantity_text.iat[i])
         except ValidationError as exc:
@@ -149,7 +154,7 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
         mapped = status_text.str.lower().str.replace(r"[\s-]+", "_", regex=True).map(ORDER_STATUS_VALUES)
         blank = (status_text == "").to_numpy()
         statuses = mapped.where(~blank, "paid")
-        for i in np.flatnonzero(statuses.isna().to_numpy()):
+        for i in _positions(statuses.isna().to_numpy()):
             add(i, f"status {status_text.iat[i]!r} is not one of {', '.join(ORDER_STATUSES)}")
 
     currencies = pd.Series([None] * size, index=frame.index, dtype=object)
@@ -157,7 +162,7 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
         currency_text = frame["currency"].fillna("").str.strip().str.upper()
         valid_code = currency_text.str.fullmatch(CURRENCY_CODE.pattern).to_numpy(dtype=bool)
         currencies = currency_text.where(valid_code, None)
-        for i in np.flatnonzero(~valid_code & (currency_text != "").to_numpy()):
+        for i in _positions(~valid_code & (currency_text != "").to_numpy()):
             add(i, f"currency {frame['currency'].iat[i].strip()!r} is not a three-letter ISO 4217 code such as EUR")
 
     skus = pd.Series([None] * size, index=frame.index, dtype=object)
@@ -165,17 +170,17 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
     if given("product"):
         skus = frame["product"].fillna("").str.strip()
         sku_lengths = skus.str.len().to_numpy()
-        for i in np.flatnonzero(sku_lengths == 0):
+        for i in _positions(sku_lengths == 0):
             add(i, "product is missing")
-        for i in np.flatnonzero(sku_lengths > 64):
+        for i in _positions(sku_lengths > 64):
             add(i, "product SKU is longer than 64 characters")
 
     if frame["order"].notna().any():
         numbers = frame["order"].fillna("").str.strip()
         lengths = numbers.str.len().to_numpy()
-        for i in np.flatnonzero(lengths == 0):
+        for i in _positions(lengths == 0):
             add(i, "order number is missing")
-        for i in np.flatnonzero(lengths > 64):
+        for i in _positions(lengths > 64):
             add(i, "order number is longer than 64 characters")
     else:
         # Deterministic: the same file imported again gives the same numbers, so nothing is doubled.
@@ -321,7 +326,7 @@ def default_order_mapping(columns: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def check_order_mapping(mapping: dict[str, str], columns: list[str]) -> dict[str, str]:
+def check_order_mapping(mapping: dict[str, str], columns: list[str]) -> dict[str, str | None]:
     """The `import_orders` column arguments of a file column -> field mapping, or what is missing."""
     chosen: dict[str, str] = {}
     for column, target in mapping.items():

@@ -204,8 +204,8 @@ def validate_order(name: str, rows: list[RawRow], columns: dict[str, str], now: 
     if refunded > total:
         problems.append((first_row, f"Refunded Amount {refunded} is more than the Total {total}"))
 
-    currency, currency_row = order_value("Currency")
-    currency = currency.upper() or None
+    currency_text, currency_row = order_value("Currency")
+    currency = currency_text.upper() or None
     if currency and not re.fullmatch(r"[A-Z]{3}", currency):
         problems.append((currency_row, f"Currency {currency!r} is not a three-letter ISO 4217 code such as EUR"))
 
@@ -335,7 +335,7 @@ def grouped_orders(rows: Iterator[RawRow], columns: dict[str, str]
         if name == current:
             block.append(row)
             continue
-        if block:
+        if block and current is not None:
             yield current, block, []
         current, block = None, []
         if not name:
@@ -347,7 +347,7 @@ def grouped_orders(rows: Iterator[RawRow], columns: dict[str, str]
             continue
         seen[name] = row.number
         current, block = name, [row]
-    if block:
+    if block and current is not None:
         yield current, block, []
 
 
@@ -458,7 +458,8 @@ def import_shopify_orders(
                         sink.add(row_number, name or f"row {row_number}", "; ".join(reasons))
                     report.invalid += len(by_row)
                     continue
-                pending.append(order)
+                if order is not None:
+                    pending.append(order)
                 if len(pending) >= chunk_size:
                     flush()
                     if progress:

@@ -55,7 +55,7 @@ def parse_datetime(text: str) -> dt.datetime:
             raise ValidationError(f"{value!r} is not a real date") from None
         if zone:
             offset = dt.datetime.fromisoformat("2000-01-01T00:00" + ("+00:00" if zone in ("Z", "UTC") else zone)).utcoffset()
-            moment = moment - offset
+            moment = moment - (offset or dt.timedelta())
         return moment
     raise ValidationError(f"{value!r} is not a date in a known form (use YYYY-MM-DD)")
 

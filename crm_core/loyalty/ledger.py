@@ -68,7 +68,7 @@ from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, 
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
-from crm_core.platform.sql import least, year_month
+from crm_core.platform.sql import least, rows_affected, year_month
 from db.engine import session_factory
 from db.models import (
     LOYALTY_TIERS,
@@ -544,7 +544,7 @@ def _retier(session: Session, thresholds: dict[str, int], now: dt.datetime, acco
     result = session.execute(update(a).where(*conditions)
                              .values(tier=target, tier_updated_at=now, version=a.version + 1)
                              .execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return rows_affected(result) or 0
 
 
 def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.datetime | None = None) -> dict[str, int]:
@@ -573,13 +573,13 @@ def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dateti
         c = candidates.c
         running = func.sum(c.points).over(partition_by=c.account_id, order_by=(c.ordered_at, c.order_id),
                                           rows=(None, 0))
-        inserted = session.execute(insert(t).from_select(
+        inserted = rows_affected(session.execute(insert(t).from_select(
             ["account_id", "customer_id", "kind", "points", "balance_after", "source_type", "source_id",
              "idempotency_key", "reason", "created_at"],
             select(c.account_id, c.customer_id, literal("earn"), c.points, c.points_balance + running,
                    literal("order"), cast(c.order_id, String), c.key,
                    literal("Points for order ") + c.order_number, literal(now)),
-        )).rowcount or 0
+        ))) or 0
         batch = and_(t.customer_id == a.customer_id, t.kind == "earn", t.source_type == "order", t.created_at == now)
         gained = select(func.coalesce(func.sum(t.points), 0)).where(batch).scalar_subquery()
         posted = exists().where(batch)
@@ -636,14 +636,14 @@ def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dat
         c = staged.c
         taken = type_coerce(least(c.balance, c.upto), Integer)
         before = type_coerce(least(c.balance, c.upto - c.points), Integer)
-        inserted = session.execute(insert(t).from_select(
+        inserted = rows_affected(session.execute(insert(t).from_select(
             ["account_id", "customer_id", "kind", "points", "balance_after", "source_type", "source_id",
              "idempotency_key", "reason", "created_at"],
             select(c.account_id, c.customer_id, literal("reverse"), -(taken - before), c.balance - taken,
                    literal("order"), c.source_id, c.key,
                    literal("Points taken back: order ") + c.order_number + literal(" was not paid for"), literal(now))
             .where(taken > before),
-        )).rowcount or 0
+        ))) or 0
         batch = and_(t.customer_id == a.customer_id, t.kind == "reverse", t.created_at == now)
         lost = select(func.coalesce(func.sum(t.points), 0)).where(batch).scalar_subquery()
         session.execute(update(a).where(exists().where(batch)).values(
@@ -687,7 +687,7 @@ def expire_points(engine: Engine, as_of: dt.date, now: dt.datetime | None = None
         due = _expiring_by_account([cutoff]).subquery("due_locked")  # recomputed under the locks
         a, t = LoyaltyAccount, LoyaltyTransaction
         key = literal(f"expire:{as_of.isoformat()}:") + cast(a.id, String)
-        inserted = session.execute(insert(t).from_select(
+        inserted = rows_affected(session.execute(insert(t).from_select(
             ["account_id", "customer_id", "kind", "points", "balance_after", "source_type", "source_id",
              "idempotency_key", "reason", "created_at"],
             select(a.id, a.customer_id, literal("expire"), -due.c.due_0, a.points_balance - due.c.due_0,
@@ -695,7 +695,7 @@ def expire_points(engine: Engine, as_of: dt.date, now: dt.datetime | None = None
                    literal(f"Points earned before {cutoff.date().isoformat()} expired"), literal(now))
             .join(due, due.c.account_id == a.id)
             .where(due.c.due_0 > 0, ~exists().where(t.idempotency_key == key)),
-        )).rowcount or 0
+        ))) or 0
         this_run = and_(t.idempotency_key == key, t.created_at == now)
         expired = select(t.points).where(this_run).scalar_subquery()
         session.execute(update(a).where(exists().where(this_run))
@@ -834,8 +834,8 @@ def _outlook(session: Session, as_of: dt.date, months: int, settings: dict[str, 
     if customer_id is not None:
         due = due.where(LoyaltyTransaction.customer_id == customer_id)
     due = due.subquery()
-    sums = session.execute(select(*[func.coalesce(func.sum(due.c[f"due_{i}"]), 0) for i in range(len(cutoffs))])).one()
-    sums = [int(v) for v in sums]
+    totals = session.execute(select(*[func.coalesce(func.sum(due.c[f"due_{i}"]), 0) for i in range(len(cutoffs))])).one()
+    sums = [int(v) for v in totals]
     rows = []
     for i in range(1, len(cutoffs)):
         points = max(0, sums[i] - sums[i - 1])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
-from sqlalchemy import Connection, Date, DateTime, Float, Integer, String, column, table
+from sqlalchemy import Connection, CursorResult, Date, DateTime, Float, Integer, Result, String, column, table
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
@@ -196,6 +197,11 @@ def temporary_table_as(connection: Connection, name: str, query) -> TableClause:
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"ANALYZE {name}")
     return table(name, *[column(c.name, c.type) for c in query.selected_columns])
+
+
+def rows_affected(result: Result[Any]) -> int:
+    """The rows an INSERT, UPDATE or DELETE wrote (Session.execute types its result as a plain Result)."""
+    return (result.rowcount or 0) if isinstance(result, CursorResult) else 0
 
 
 def drop_temporary_table(connection: Connection, name: str) -> None:

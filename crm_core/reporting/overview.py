@@ -178,7 +178,7 @@ def monthly_series(session: Session, start: dt.datetime, end: dt.datetime) -> li
         )
     }
     signup_month = year_month(Customer.signed_up_at)
-    new_customers = dict(
+    new_customers: dict[str, int] = dict(
         session.execute(
             select(signup_month, func.count())
             .where(COUNTED_CUSTOMER, Customer.signed_up_at >= start, Customer.signed_up_at < end)

@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Float,
     Integer,
     MetaData,
@@ -64,7 +65,7 @@ from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
-from crm_core.platform.sql import days_between, year_month
+from crm_core.platform.sql import days_between, rows_affected, year_month
 from crm_core.risk.levels import AT_RISK_PROBABILITY
 from db.models import (
     LIFECYCLE_STAGES,
@@ -311,7 +312,7 @@ def evaluate_lifecycle(session: Session, as_of: dt.date, actor: Actor = SYSTEM, 
         select(e.customer_id, e.prev_stage, e.stage, literal(now), e.reason, literal("system"),
                literal(actor.id, Integer)).where(changed_rows),
     )
-    changed = session.execute(history).rowcount or 0
+    changed = rows_affected(session.execute(history)) or 0
 
     columns = ["customer_id", "stage", "entered_at", "reason", "engagement_score", "loyalty_score",
                "churn_score", "updated_at"]
@@ -498,7 +499,7 @@ def cohort_retention(session: Session, viewer: Actor, as_of: dt.date, months: in
     in_window = and_(COUNTED_CUSTOMER, Customer.signed_up_at >= window_start, Customer.signed_up_at < end)
 
     cohort = year_month(Customer.signed_up_at)
-    sizes = dict(session.execute(
+    sizes: dict[str, int] = dict(session.execute(
         select(cohort, func.count()).where(in_window).group_by(cohort)
     ).all())
     offset = _month_index(Order.ordered_at) - _month_index(Customer.signed_up_at)
@@ -530,7 +531,7 @@ def recent_stage_changes(session: Session, viewer: Actor, page: int = 1, page_si
     _check_stage(stage)
     page = _check_paging(page, page_size)
     h = CustomerLifecycleHistory
-    conditions = [COUNTED_CUSTOMER]
+    conditions: list[ColumnElement[bool]] = [COUNTED_CUSTOMER]
     if stage is not None:
         conditions.append(h.to_stage == stage)
     total = session.scalar(

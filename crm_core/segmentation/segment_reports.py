@@ -45,12 +45,12 @@ def _open_members(segment_id: int):
 def list_segments(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """All segments by priority with their size and share of revenue."""
     require(viewer, "segments.view")
-    counts = dict(session.execute(
+    counts: dict[int, int] = dict(session.execute(
         select(memberships.c.segment_id, func.count())
         .where(memberships.c.is_active == true())
         .group_by(memberships.c.segment_id)
     ).all())
-    revenue = dict(session.execute(
+    revenue: dict[int, Any] = dict(session.execute(
         select(memberships.c.segment_id, func.sum(CA.total_revenue))
         .select_from(memberships.join(CustomerAnalytics.__table__, CA.customer_id == memberships.c.customer_id)
                      .join(Customer.__table__, Customer.id == memberships.c.customer_id))

@@ -36,6 +36,7 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
+from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
 from crm_core.segmentation.rules import COUNTED_CUSTOMER, _customer_from, _describe, compile_rules, parse_rules
 from db import bulk
@@ -238,12 +239,12 @@ def remove_members(session: Session, actor: Actor, segment_id: int, customer_ids
     now = now or utcnow()
     removed = 0
     for chunk in _chunks(ids):
-        removed += session.execute(
+        removed += rows_affected(session.execute(
             update(memberships)
             .where(memberships.c.segment_id == segment.id, memberships.c.is_active == true(),
                    memberships.c.customer_id.in_(chunk))
             .values(is_active=False, left_at=now)
-        ).rowcount
+        ))
     record_audit(session, actor, "segment.remove_members", "segment", segment.id,
                  after={"removed": removed, "customer_ids": ids[:100]})
     return removed
@@ -309,12 +310,12 @@ def refresh_memberships(session: Session, as_of: dt.date, now: dt.datetime | Non
             .where(Customer.id == memberships.c.customer_id, condition)
             .exists()
         )
-        left = session.execute(
+        left = rows_affected(session.execute(
             update(memberships)
             .where(memberships.c.segment_id == segment.id, memberships.c.is_active == true(),
                    memberships.c.assignment == "auto", ~still_matches)
             .values(is_active=False, left_at=now)
-        ).rowcount
+        ))
         # EXCEPT reads the open rows in full before the first insert; a correlated NOT EXISTS may
         # be planned as a nested loop that rescans the table as this very statement grows it.
         newcomers = except_(
@@ -322,13 +323,13 @@ def refresh_memberships(session: Session, as_of: dt.date, now: dt.datetime | Non
             select(memberships.c.customer_id).where(memberships.c.segment_id == segment.id,
                                                     memberships.c.is_active == true()),
         ).subquery()
-        entered = session.execute(
+        entered = rows_affected(session.execute(
             insert(memberships).from_select(
                 ["segment_id", "customer_id", "confidence", "assignment", "is_active", "entered_at"],
                 select(literal(segment.id), newcomers.c.customer_id, literal(1.0, Float), literal("auto"),
                        true(), literal(now, DateTime)),
             )
-        ).rowcount
+        ))
         changed_since_analyze += entered + left
         _mark_refreshed(session, segment.id, now)
         result[segment.name] = {"entered": entered, "left": left, "members": active_member_count(session, segment.id)}

@@ -288,12 +288,14 @@ def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime
     spend = temporary_table_as(connection, "tmp_category_spend", _category_spend(cutoff))
     category = temporary_table_as(connection, "tmp_snapshot_category", _preferred_category(spend))
     clock.lap("preferred category")
-    activity = [temporary_table_as(connection, name, query) for name, query in _activity(cutoff).items()]
+    sessions, emails, tickets, nps = (temporary_table_as(connection, name, query)
+                                      for name, query in _activity(cutoff).items())
     clock.lap("sessions, emails, tickets, NPS")
     if before_write is not None:
         before_write()
         clock.lap("waiting for the models")
-    query, columns = _snapshot_rows(orders, rfm, category, *activity, as_of, refreshed_at or utcnow())
+    query, columns = _snapshot_rows(orders, rfm, category, sessions, emails, tickets, nps, as_of,
+                                    refreshed_at or utcnow())
     session.execute(delete(CustomerAnalytics))
     session.execute(insert(CustomerAnalytics).from_select(columns, query))
     clock.lap("write snapshot")

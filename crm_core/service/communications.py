@@ -201,7 +201,7 @@ def communication_filter_options(session: Session, viewer: Actor, limit: int = 5
                                 .order_by(func.max(c.sent_at).desc()).limit(limit)).all()
     templates = session.scalars(select(c.template).where(c.template.is_not(None)).group_by(c.template)
                                 .order_by(c.template).limit(limit)).all()
-    return {"campaign": list(campaigns), "template": list(templates)}
+    return {"campaign": [c for c in campaigns if c is not None], "template": [t for t in templates if t is not None]}
 
 
 def customer_communications(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 20,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from crm_core.loyalty import ledger
@@ -155,10 +155,10 @@ def create_complaint(session: Session, actor: Actor, customer_id: int, category:
         raise ValidationError("Describe the complaint (the description is required).")
     if len(description) > MAX_COMPLAINT_DESCRIPTION:
         raise ValidationError(f"The description is too long ({len(description):,} characters; at most {MAX_COMPLAINT_DESCRIPTION:,}).")
-    customer_id = _optional_id(customer_id, "Customer id")
-    customer = session.get(Customer, customer_id) if customer_id else None
+    chosen = _optional_id(customer_id, "Customer id")
+    customer = session.get(Customer, chosen) if chosen else None
     if customer is None:
-        raise NotFound(f"There is no customer {customer_id}." if customer_id else "Choose the customer who complains.")
+        raise NotFound(f"There is no customer {chosen}." if chosen else "Choose the customer who complains.")
     ticket_id = _optional_id(ticket_id, "Ticket id")
     if ticket_id is not None:
         ticket = session.get(SupportTicket, ticket_id)
@@ -344,7 +344,7 @@ def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter 
     require(viewer, "complaints.view")
     now = now or utcnow()
     c = Complaint
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if filters.status == "any open":
         conditions.append(c.status.in_(OPEN_STATUSES))
     elif filters.status:
@@ -415,7 +415,7 @@ def complaint_time_to_resolve(session: Session, viewer: Actor, since: dt.date | 
     require(viewer, "complaints.view")
     c = Complaint
     hours = days_between(c.resolved_at, c.created_at) * 24
-    conditions = [c.resolved_at.is_not(None)]
+    conditions: list[ColumnElement[bool]] = [c.resolved_at.is_not(None)]
     if since:
         conditions.append(c.resolved_at >= midnight(since))
     ranked = select(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     DateTime,
@@ -49,7 +49,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
-from crm_core.platform.sql import least, week_start
+from crm_core.platform.sql import least, rows_affected, week_start
 from crm_core.platform.transactions import check_version, unit_of_work
 from crm_core.service.business_calendar import (
     BusinessCalendar,
@@ -127,6 +127,10 @@ def list_sla_policies(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     return [policy_row(p) for p in policies]
 
 
+@overload
+def _minutes(value: Any, label: str) -> int: ...
+@overload
+def _minutes(value: Any, label: str, required: bool) -> int | None: ...
 def _minutes(value: Any, label: str, required: bool = True) -> int | None:
     if value is None or value == "":
         if required:
@@ -247,7 +251,7 @@ class Clocks:
     resolution_due_at: dt.datetime | None
 
 
-def pauses_from_history(changes: Iterable[tuple[dt.datetime, str]]
+def pauses_from_history(changes: Iterable[tuple[dt.datetime, str | None]]
                         ) -> tuple[list[tuple[dt.datetime, dt.datetime | None]], dt.datetime | None]:
     """Paused intervals and the latest reopening, from (time, new status) pairs in time order."""
     pauses: list[tuple[dt.datetime, dt.datetime | None]] = []
@@ -335,18 +339,20 @@ def recompute_ticket(session: Session, ticket: SupportTicket, now: dt.datetime) 
             select(SupportTicketResponse.created_at, SupportTicketResponse.author_kind,
                    SupportTicketResponse.is_internal).where(SupportTicketResponse.ticket_id == ticket.id)
         ).all()
-    history = sorted([*((w, d) for w, d in history),
-                      *((e.occurred_at, e.detail) for e in pending_events if e.event == "status_changed")],
-                     key=lambda item: item[0])
-    responses = [*((r[0], r[1], r[2]) for r in responses),
-                 *((r.created_at, r.author_kind, bool(r.is_internal)) for r in pending_responses)]
-    pauses, reopened_at = pauses_from_history((when, (detail or {}).get("to")) for when, detail in history)
+    changes: list[tuple[dt.datetime, dict[str, Any] | None]] = sorted(
+        [*((w, d) for w, d in history),
+         *((e.occurred_at, e.detail) for e in pending_events if e.event == "status_changed")],
+        key=lambda item: item[0])
+    replies: list[tuple[dt.datetime, str, bool]] = [
+        *((r[0], r[1], r[2]) for r in responses),
+        *((r.created_at, r.author_kind, bool(r.is_internal)) for r in pending_responses)]
+    pauses, reopened_at = pauses_from_history((when, (detail or {}).get("to")) for when, detail in changes)
     awaiting = None
     if ticket.first_responded_at is not None:
         # The customer's oldest message (or the reopening) since the latest external agent reply.
-        agent_replies = [when for when, kind, internal in responses if kind == "agent" and not internal]
+        agent_replies = [when for when, kind, internal in replies if kind == "agent" and not internal]
         last_agent = max([*agent_replies, ticket.first_responded_at])
-        waiting = [when for when, kind, _ in responses if kind == "customer" and when > last_agent]
+        waiting = [when for when, kind, _ in replies if kind == "customer" and when > last_agent]
         awaiting = min(waiting) if waiting else None
         if reopened_at is not None and reopened_at > last_agent:
             awaiting = min(awaiting or reopened_at, reopened_at)
@@ -400,7 +406,7 @@ def detect_breaches(session: Session, now: dt.datetime) -> dict[str, Any]:
     """
     t, b = SupportTicket, SlaBreach
     before_id = session.scalar(select(func.coalesce(func.max(b.id), 0)))
-    counts = {}
+    counts: dict[str, Any] = {}
     for target, (due, running) in _TARGET_COLUMNS.items():
         conditions = [t.status.in_(CLOCK_STATUSES), due.is_not(None), due < now]
         if running is not None:
@@ -506,10 +512,10 @@ def mark_notifications_read(session: Session, actor: Actor, now: dt.datetime | N
     n = StaffNotification
     result = session.execute(update(n).where(n.user_id == actor.id, n.read_at.is_(None))
                              .values(read_at=now or utcnow()).execution_options(synchronize_session=False))
-    if result.rowcount:
+    if rows_affected(result):
         record_audit(session, actor, "notifications.read", "staff_notification", None,
-                     after={"count": result.rowcount})
-    return result.rowcount or 0
+                     after={"count": rows_affected(result)})
+    return rows_affected(result) or 0
 
 
 # --------------------------------------------------------------------------- reports

@@ -84,7 +84,9 @@ def open_follow_up(session: Session, actor: Actor, survey_id: int) -> SupportTic
     if answer.survey_type != "nps" or answer.score > DETRACTOR_MAX:
         raise ValidationError("Only NPS detractor answers (0-6) get a follow-up ticket.")
     if answer.follow_up_ticket_id is not None:
-        return session.get(SupportTicket, answer.follow_up_ticket_id)
+        existing = session.get(SupportTicket, answer.follow_up_ticket_id)
+        if existing is not None:
+            return existing
     ticket = tickets.create_ticket(
         session, actor, answer.customer_id, f"NPS follow-up: customer scored {answer.score}/10",
         "Detractor answer to the NPS survey. " + (f"Comment: {answer.comment}" if answer.comment else "No comment."),

@@ -440,7 +440,8 @@ def read_attachment(session: Session, viewer: Actor, response_id: int) -> tuple[
     path = (attachments_dir() / response.attachment_path).resolve()
     if attachments_dir().resolve() not in path.parents or not path.exists():
         raise NotFound(f"The file {response.attachment_name} is missing from the attachment store.")
-    return response.attachment_name, response.attachment_type or "application/octet-stream", path.read_bytes()
+    return (response.attachment_name or path.name, response.attachment_type or "application/octet-stream",
+            path.read_bytes())
 
 
 def mark_ticket_read(session: Session, actor: Actor, ticket_id: Any) -> int:

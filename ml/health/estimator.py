@@ -126,7 +126,11 @@ class HealthWeightFitter:
         y = np.asarray(y, dtype=int)
         self.n_samples_ = len(y)
         self.churn_rate_ = float(y.mean()) if len(y) else None
-        self.auc_, self.strength_, self.logit_coef_, self.overall_auc_ = {}, {}, {}, None
+        self.auc_: dict[str, float | None] = {}
+        self.strength_: dict[str, float] = {}
+        self.logit_coef_: dict[str, float] = {}
+        self.overall_auc_: float | None = None
+        self.fallback_reason_: str | None
         churned = int(y.sum())
         if len(y) < self.min_labelled or min(churned, len(y) - churned) < self.min_per_class:
             self.fallback_reason_ = (

@@ -79,7 +79,7 @@ def fit_weights(session: Session, as_of: dt.date, horizon_days: int = DEFAULT_HO
     value, version = _stored(session)
     applied = value is None or value.get("source") != "admin"
     new_value = {
-        "weights": fitter.weights_ if applied else value["weights"],
+        "weights": value["weights"] if value is not None and not applied else fitter.weights_,
         "source": ("fitted" if fitter.fallback_reason_ is None else "equal") if applied else "admin",
         "fit": fit,
     }
