@@ -345,7 +345,7 @@ def run_refresh(
     """Run every step as of the end of `as_of` and record the run.
 
     `as_of` defaults to the data date: today, or the latest order's date for historical data (see
-    crm_core.data_dates). A date after tomorrow or before 1900 is refused.
+    crm_core/platform/dates.py). A date after tomorrow or before 1900 is refused.
 
     `now` stamps memberships and stage changes (default: the current time, or with the default
     as-of on historical data late on that date); a backfill over past dates passes the end of each

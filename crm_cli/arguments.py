@@ -7,7 +7,7 @@ import datetime as dt
 
 from crm_core import platform
 
-# How --help describes a default that follows the data (crm_core.data_dates).
+# How --help describes a default that follows the data (crm_core/platform/dates.py).
 DATA_DATE_DEFAULT = f"today, or the latest order's date when that is more than {platform.HISTORICAL_AFTER_DAYS} days ago"
 
 

@@ -23,7 +23,7 @@ def sign_in(at: AppTest, username: str, password: str) -> AppTest:
 
 
 def open_page(at: AppTest, username: str, name: str) -> AppTest:
-    """Sign in as a demo user (password from db.simulator.demo_password) and switch to a page."""
+    """Sign in as a demo user (password from demo.demo_password) and switch to a page."""
     import demo
 
     sign_in(at, username, demo.demo_password(username))

@@ -18,7 +18,7 @@ def _data_date(url: str, today: dt.date) -> platform.DataDate:
 
 
 def data_date() -> platform.DataDate:
-    """Today, or the latest order's date when the data is historical (crm_core.data_dates)."""
+    """Today, or the latest order's date when the data is historical (crm_core/platform/dates.py)."""
     return _data_date(str(context.engine().url), dt.date.today())
 
 

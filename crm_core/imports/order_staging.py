@@ -1,6 +1,6 @@
 """Set-based writing of imported orders: customers, products, orders, items and addresses.
 
-Order importers (the generic transaction log in `imports`, the Shopify export in `shop_imports`)
+Order importers (the generic transaction log in `orders`, the Shopify export in `shopify`)
 validate their rows, copy them in bulk into three temporary staging tables (one row per order,
 one per order line, one per address) and call `load_staged`, which writes everything with a
 handful of INSERT ... SELECT statements, whatever the size of the file:

@@ -43,7 +43,7 @@ from db.models import ORDER_STATUSES, utcnow
 
 ORDER_CHUNK = 50_000
 # An order's status as written in a log -> ORDER_STATUSES. Shopify's financial statuses are accepted
-# too, with the meaning `shop_imports` gives them (a pending or authorized payment is a placed order).
+# too, with the meaning `shopify` gives them (a pending or authorized payment is a placed order).
 ORDER_STATUS_VALUES = {
     **{status: status for status in ORDER_STATUSES},
     "canceled": "cancelled", "voided": "cancelled", "void": "cancelled", "expired": "cancelled",

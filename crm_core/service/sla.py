@@ -11,7 +11,7 @@ shifting each clock by the business time it spent paused before falling due. Due
 recomputed when priority, category, policy or status changes; a calendar change applies to each
 ticket at its next recomputation.
 
-Imported tickets (`external_id` set, see `service_imports`) have no policy and no due times, and
+Imported tickets (`external_id` set, see `crm_core/imports/helpdesk.py`) have no policy and no due times, and
 never get one: their history happened under the helpdesk's own rules.
 
 Breaches: `detect_breaches` records each missed target once (per ticket, target and due time) in
@@ -376,7 +376,7 @@ def rematch_open_tickets(session: Session, now: dt.datetime, priorities: Iterabl
         tickets = session.scalars(
             select(SupportTicket).where(SupportTicket.status.not_in(DONE_STATUSES), SupportTicket.id > last_id,
                                         SupportTicket.priority.in_(list(priorities)),
-                                        SupportTicket.external_id.is_(None))  # imported: no SLA (service_imports)
+                                        SupportTicket.external_id.is_(None))  # imported: no SLA (imports.helpdesk)
             .order_by(SupportTicket.id).limit(RECOMPUTE_CHUNK)
         ).all()
         if not tickets:

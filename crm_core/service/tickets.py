@@ -11,7 +11,7 @@ Allowed status changes (`TRANSITIONS`):
 
 Every change bumps the ticket's version (optimistic locking: an edit made against an older read
 raises ConflictError), writes a history event and an audit row in the same transaction, and
-recomputes the SLA due times (see `crm_core.sla`).
+recomputes the SLA due times (see `sla`).
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ def update_ticket(session: Session, actor: Actor, ticket_id: Any, expected_versi
             _set_status(session, actor, ticket, changes["status"], now)
         if ticket.status == "new" and ticket.assignee_id is not None and "status" not in changes:
             _set_status(session, actor, ticket, "open", now)
-        if rematch and ticket.external_id is None:  # imported tickets have no SLA (see service_imports)
+        if rematch and ticket.external_id is None:  # imported tickets have no SLA (see imports.helpdesk)
             policy = sla.match_policy(session, ticket.priority, ticket.category, ticket.customer_id)
             ticket.sla_id = policy.id if policy else None
         after = _snapshot(ticket)
