@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEED_CUSTOMERS ?= 10000
 
-.PHONY: run test lint bench clean-db
+.PHONY: run test lint typecheck bench clean-db
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy crm_core ml batch
 
 bench: $(STAMP)
 	$(BIN)/python bench/seed_bench.py --postgres "$${CRM_TEST_POSTGRES_URL:-}"

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from crm_core import users
-from crm_core.errors import DomainError
+from crm_core import platform
 from ui import context
 from ui.navigation import sections_for
 
@@ -23,8 +22,8 @@ def sign_in_page() -> None:
             return
         try:
             with context.session() as s:
-                user = users.authenticate(s, username, password)
-        except DomainError as exc:
+                user = platform.authenticate(s, username, password)
+        except platform.DomainError as exc:
             st.error(str(exc))
             return
         context.sign_in(user)

@@ -7,7 +7,7 @@ For each cut (as-of date : horizon days) it runs `crm backtest`'s computation an
 customers, the churn model's ROC AUC for "no order within the horizon" and BG/NBD's (expected
 purchases), the difference, purchases and revenue predicted against actual, and the Brier score.
 `--candidates` also prints each candidate model's AUC on the outcome (diagnostics).
-CDNOW is imported through the same path as a shop's CSV (ml.datasets); the simulator is seeded.
+CDNOW is imported through the same path as a shop's CSV (demo.datasets); the simulator is seeded.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+import demo  # noqa: E402
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
-from db.simulator import seed_database  # noqa: E402
-from ml import churn, datasets  # noqa: E402
+from ml import churn  # noqa: E402
 from ml.backtest import run_backtest  # noqa: E402
 from ml.features import build_features  # noqa: E402
 from ml.labels import churn_labels  # noqa: E402
@@ -115,7 +115,7 @@ def main() -> None:
             url = f"sqlite:///{tmp}/cdnow.sqlite"
             migrate.upgrade(url)
             engine = make_engine(url)
-            datasets.load_cdnow(engine)
+            demo.load_cdnow(engine)
             rows = measure(engine, "CDNOW", _cuts(args.cuts), args.candidates)
             summary(rows)
             engine.dispose()
@@ -123,7 +123,7 @@ def main() -> None:
             url = f"sqlite:///{tmp}/simulator.sqlite"
             migrate.upgrade(url)
             engine = make_engine(url)
-            seed_database(engine, args.simulator_customers, seed=7,
+            demo.seed_database(engine, args.simulator_customers, seed=7,
                           end=dt.datetime.combine(SIMULATOR_END, dt.time(18)))
             rows = measure(engine, "simulator", _cuts(args.simulator_cuts), args.candidates)
             summary(rows)

@@ -21,10 +21,12 @@ import pandas as pd  # noqa: E402
 from faker import Faker  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import duplicates, merge  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core import (
+    customers,  # noqa: E402
+    platform,
+)
 from db import bulk, migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import Customer, CustomerAddress, Order  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1)
@@ -62,29 +64,29 @@ def synthetic(n: int, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, int]:
 def run(url: str, n: int, label: str) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
-    customers, addresses, planted = synthetic(n)
+    people, addresses, planted = synthetic(n)
     orders = pd.DataFrame({"id": np.arange(1, 201), "order_number": [f"B-{i}" for i in range(200)], "customer_id": 2,
                            "ordered_at": NOW, "status": "delivered", "channel": "web", "currency": "EUR",
                            "subtotal": 10.0, "discount": 0.0, "shipping": 0.0, "total": 10.0, "item_count": 1})
     with engine.begin() as connection:
-        for table, frame in ((Customer.__table__, customers), (CustomerAddress.__table__, addresses),
+        for table, frame in ((Customer.__table__, people), (CustomerAddress.__table__, addresses),
                              (Order.__table__, orders)):
             bulk.load(connection, table, frame)
             bulk.reset_sequence(connection, table)
     for attempt in ("scan", "re-scan"):
         started = time.perf_counter()
-        with session_scope(engine) as session:
-            result = duplicates.scan(session, SYSTEM)
+        with platform.unit_of_work(engine) as session:
+            result = customers.scan_duplicates(session, platform.SYSTEM)
         print(f"{label:<10} {attempt:<8} {n:>9,} customers {time.perf_counter() - started:7.1f}s  "
               f"{result['candidate_pairs']:,} candidate pairs, {result['likely_duplicates']:,} likely duplicates "
               f"({planted:,} planted), {result['new']:,} new", flush=True)
     started = time.perf_counter()
-    with session_scope(engine) as session:
-        merge_id = merge.merge(session, SYSTEM, 1, 2)
+    with platform.unit_of_work(engine) as session:
+        merge_id = customers.merge_customers(session, platform.SYSTEM, 1, 2)
     merged = time.perf_counter() - started
     started = time.perf_counter()
-    with session_scope(engine) as session:
-        merge.undo_merge(session, SYSTEM, merge_id)
+    with platform.unit_of_work(engine) as session:
+        customers.undo_merge(session, platform.SYSTEM, merge_id)
     print(f"{label:<10} merge of a customer with 200 orders {merged:.2f}s, undo {time.perf_counter() - started:.2f}s")
     engine.dispose()
 

@@ -21,10 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import imports  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core import (
+    imports,  # noqa: E402
+    platform,
+)
 from db import migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import Order  # noqa: E402
 
 
@@ -65,8 +67,8 @@ def run(url: str, n: int, label: str) -> None:
         orders_file, customers_file = Path(tmp) / "orders.csv", Path(tmp) / "customers.csv"
         write_orders(orders_file, n)
         started = time.perf_counter()
-        with session_scope(engine) as s:
-            report = imports.import_orders(s, SYSTEM, orders_file, "customer", "date", "amount", "qty")
+        with platform.unit_of_work(engine) as s:
+            report = imports.import_orders(s, platform.SYSTEM, orders_file, "customer", "date", "amount", "qty")
         seconds = time.perf_counter() - started
         with engine.connect() as connection:
             stored = connection.scalar(select(func.count()).select_from(Order))
@@ -75,8 +77,8 @@ def run(url: str, n: int, label: str) -> None:
         m = max(1, n // 10)
         write_customers(customers_file, m, report.customers_created)
         started = time.perf_counter()
-        with session_scope(engine) as s:
-            report = imports.import_customers(s, SYSTEM, customers_file, on_duplicate="update")
+        with platform.unit_of_work(engine) as s:
+            report = imports.import_customers(s, platform.SYSTEM, customers_file, on_duplicate="update")
         seconds = time.perf_counter() - started
         print(f"{label:<11} customers  {m:>10,} rows  {seconds:7.1f}s  {m / seconds:>10,.0f} rows/s  "
               f"(created {report.created:,}, updated {report.updated:,}, skipped {report.skipped:,})")

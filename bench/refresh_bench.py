@@ -16,13 +16,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import batch  # noqa: E402
+import demo  # noqa: E402
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import segments  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core import (
+    platform,
+    segmentation,  # noqa: E402
+)
 from db import migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
-from db.simulator import seed_database  # noqa: E402
-from ml.refresh import run_refresh  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 27)
 RULES = {"all": [
@@ -37,17 +39,17 @@ def run(url: str, customers: int, label: str, seed: bool = True, concurrent: boo
     migrate.upgrade(url)
     engine = make_engine(url)
     if seed:
-        seeded = seed_database(engine, customers, seed=7, end=dt.datetime.combine(AS_OF, dt.time(18)))
+        seeded = demo.seed_database(engine, customers, seed=7, end=dt.datetime.combine(AS_OF, dt.time(18)))
         print(f"{label:<10} customers={customers:,} orders={seeded.counts['orders']:,} "
               f"seed_seconds={seeded.seconds:.1f}", flush=True)
-    report = run_refresh(engine, AS_OF, concurrent=concurrent)
+    report = batch.run_refresh(engine, AS_OF, concurrent=concurrent)
     for step, seconds, detail in report.steps:
         print(f"{label:<10} step={step!r} seconds={seconds:.1f} ({detail})", flush=True)
     print(f"{label:<10} refresh_total seconds={report.seconds:.1f} (wall clock; the steps' own times add up to "
           f"{sum(s[1] for s in report.steps):.1f} s because the model steps overlap on PostgreSQL)", flush=True)
     started = time.perf_counter()
-    with session_scope(engine) as session:
-        found = segments.preview(session, SYSTEM, RULES, AS_OF, sample=20)
+    with platform.unit_of_work(engine) as session:
+        found = segmentation.preview_rules(session, platform.SYSTEM, RULES, AS_OF, sample=20)
     print(f"{label:<10} segment_preview matches={found['count']:,} seconds={time.perf_counter() - started:.2f}",
           flush=True)
     engine.dispose()

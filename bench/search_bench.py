@@ -16,9 +16,7 @@ import time
 
 from sqlalchemy import text
 
-from crm_core import search
-from crm_core.search import CustomerQuery
-from crm_core.service import SYSTEM
+from crm_core import customers, platform
 from db import migrate
 from db.engine import make_engine, session_factory
 from db.throwaway import PostgresServer
@@ -38,15 +36,15 @@ FROM generate_series(1, :n) AS i
 """
 
 QUERIES = {
-    "typo in a full name ('Jonh Smiht')": CustomerQuery(text="Jonh Smiht"),
-    "one misspelt word ('Schmidd')": CustomerQuery(text="Schmidd"),
-    "exact email": CustomerQuery(text="user424242@mail.example"),
-    "phone digits": CustomerQuery(text="30 1424242"),
-    "customer id": CustomerQuery(text="4242"),
-    "company": CustomerQuery(text="Company 4242"),
-    "filters only (two countries), sorted by name": CustomerQuery(
+    "typo in a full name ('Jonh Smiht')": customers.CustomerQuery(text="Jonh Smiht"),
+    "one misspelt word ('Schmidd')": customers.CustomerQuery(text="Schmidd"),
+    "exact email": customers.CustomerQuery(text="user424242@mail.example"),
+    "phone digits": customers.CustomerQuery(text="30 1424242"),
+    "customer id": customers.CustomerQuery(text="4242"),
+    "company": customers.CustomerQuery(text="Company 4242"),
+    "filters only (two countries), sorted by name": customers.CustomerQuery(
         countries=("DE", "FR"), sort="name", direction="asc"),
-    "text + filter": CustomerQuery(text="Jonh Smiht", countries=("DE",)),
+    "text + filter": customers.CustomerQuery(text="Jonh Smiht", countries=("DE",)),
 }
 
 
@@ -66,13 +64,13 @@ def main() -> None:
         print(f"filled {args.customers:,} customers (with trigram indexes) in {time.perf_counter() - started:.1f}s")
         with session_factory(engine)() as session:
             for label, query in QUERIES.items():
-                search.search(session, SYSTEM, query, page_size=50)  # warm the cache
+                customers.search_customers(session, platform.SYSTEM, query, page_size=50)  # warm the cache
                 started = time.perf_counter()
-                page = search.search(session, SYSTEM, query, page_size=50)
+                page = customers.search_customers(session, platform.SYSTEM, query, page_size=50)
                 top = page.rows[0]["name"] if page.rows else "-"
                 print(f"{label:<48} {page.total:>10,} matches  first: {top:<22} {time.perf_counter() - started:6.3f}s")
             started = time.perf_counter()
-            streamed = sum(len(chunk) for chunk in search.search_ids(session, SYSTEM, CustomerQuery(countries=("DE",))))
+            streamed = sum(len(chunk) for chunk in customers.search_ids(session, platform.SYSTEM, customers.CustomerQuery(countries=("DE",))))
             print(f"{'stream ids of a result (bulk chunks of 5,000)':<48} {streamed:>10,} ids"
                   f"{'':<32}{time.perf_counter() - started:6.3f}s")
         engine.dispose()

@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import demo  # noqa: E402
 from bench.common import on_each_backend, parser  # noqa: E402
 from db import migrate  # noqa: E402
 from db.engine import make_engine  # noqa: E402
-from db.simulator import seed_database  # noqa: E402
 
 END = dt.datetime(2026, 11, 27, 12, 0)
 
@@ -25,7 +25,7 @@ END = dt.datetime(2026, 11, 27, 12, 0)
 def run(url: str, customers: int, label: str) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
-    result = seed_database(engine, customers, seed=7, end=END)
+    result = demo.seed_database(engine, customers, seed=7, end=END)
     engine.dispose()
     rows = sum(result.counts.values())
     print(

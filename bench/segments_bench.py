@@ -21,13 +21,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+import batch  # noqa: E402
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import analytics, segments  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core import platform, segmentation
 from db import bulk, migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import Base  # noqa: E402
-from ml.refresh import rfm_rules  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 27)
 RULES = {"all": [
@@ -52,7 +51,7 @@ def synthetic(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     days = np.where(orders > 0, rng.integers(0, 900, n), -1)
     last = pd.Series(pd.Timestamp("2026-11-27") - pd.to_timedelta(np.maximum(days, 0), unit="D")).where(orders > 0)
     r, f, m = (rng.integers(1, 6, n) for _ in range(3))
-    grid = np.array([analytics.RFM_GRID[row] for row in range(1, 6)], dtype=object)  # [R-1][FM-1]
+    grid = np.array([segmentation.RFM_GRID[row] for row in range(1, 6)], dtype=object)  # [R-1][FM-1]
     segment = np.where(orders > 0, grid[r - 1, (f + m + 1) // 2 - 1], None)
     snapshot = pd.DataFrame({
         "customer_id": ids, "as_of": AS_OF, "order_count": orders, "total_revenue": revenue,
@@ -83,19 +82,19 @@ def run(url: str, n: int, backend: str) -> None:
     print(f"{backend:<10} loaded {n:,} customers and snapshot rows in {time.perf_counter() - started:.1f}s", flush=True)
 
     def create_rfm_segments():
-        with session_scope(engine) as s:
-            for name in analytics.RFM_SEGMENTS:
-                segments.create_segment(s, SYSTEM, name, "rfm", "dynamic", rules=rfm_rules(name), is_system=True)
+        with platform.unit_of_work(engine) as s:
+            for name in segmentation.RFM_SEGMENTS:
+                segmentation.create_segment(s, platform.SYSTEM, name, "rfm", "dynamic", rules=batch.rfm_rules(name), is_system=True)
         return "11 segments"
 
     def refresh():
-        with session_scope(engine) as s:
-            result = segments.refresh_memberships(s, AS_OF)
+        with platform.unit_of_work(engine) as s:
+            result = segmentation.refresh_memberships(s, AS_OF)
         return f"entered={sum(r['entered'] for r in result.values()):,} left={sum(r['left'] for r in result.values()):,}"
 
     def preview():
-        with session_scope(engine) as s:
-            return f"matches={segments.preview(s, SYSTEM, RULES, AS_OF)['count']:,}"
+        with platform.unit_of_work(engine) as s:
+            return f"matches={segmentation.preview_rules(s, platform.SYSTEM, RULES, AS_OF)['count']:,}"
 
     create_rfm_segments()
     timed("RFM segment memberships (first)", backend, refresh)

@@ -24,10 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.common import on_each_backend, parser  # noqa: E402
-from crm_core import service_imports, shop_imports  # noqa: E402
-from crm_core.service import SYSTEM  # noqa: E402
+from crm_core import (
+    imports,  # noqa: E402
+    platform,
+)
 from db import migrate  # noqa: E402
-from db.engine import make_engine, session_scope  # noqa: E402
+from db.engine import make_engine  # noqa: E402
 from db.models import Order, OrderItem  # noqa: E402
 
 SHOPIFY_HEADER = ["Name", "Email", "Financial Status", "Paid at", "Currency", "Subtotal", "Shipping", "Total",
@@ -120,7 +122,7 @@ def write_communications(path: Path, rows: int, customers: int) -> None:
 
 def timed(engine, label: str, what: str, rows: int, run) -> object:
     started = time.perf_counter()
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         report = run(s)
     seconds = time.perf_counter() - started
     print(f"{label:<11} {what:<22} {rows:>10,} rows  {seconds:7.1f}s  {rows / seconds:>10,.0f} rows/s  "
@@ -136,7 +138,7 @@ def run(url: str, n: int, label: str) -> None:
         write_shopify(shopify, n)
         for attempt in ("", " again"):
             timed(engine, label, "shopify export" + attempt, n,
-                  lambda s: shop_imports.import_shopify_orders(s, SYSTEM, shopify))
+                  lambda s: imports.import_shopify_orders(s, platform.SYSTEM, shopify))
         with engine.connect() as connection:
             orders = connection.scalar(select(func.count()).select_from(Order))
             items = connection.scalar(select(func.count()).select_from(OrderItem))
@@ -146,7 +148,7 @@ def run(url: str, n: int, label: str) -> None:
             write(path, n, shopify_customers(n))
             for attempt in ("", " again"):
                 timed(engine, label, kind + attempt, n,
-                      lambda s, kind=kind, path=path: service_imports.import_service_file(s, SYSTEM, kind, path))
+                      lambda s, kind=kind, path=path: imports.import_service_file(s, platform.SYSTEM, kind, path))
     engine.dispose()
 
 

@@ -11,33 +11,26 @@ import argparse
 import json
 import sys
 
-from crm_core.service import SYSTEM
+from crm_core import platform
 from db import migrate
-from db.engine import database_url, make_engine, session_scope
+from db.engine import database_url, make_engine
+from db.models import CustomerMerge
 
-
-def _positive_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a whole number)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (ids start at 1)")
-    return value
+from .arguments import positive_id
 
 
 def _session():
     url = database_url()
     migrate.ensure_migrated(url)
-    return session_scope(make_engine(url))
+    return platform.unit_of_work(make_engine(url))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from crm_core import merge
+    from crm_core import customers
 
     with _session() as session:
-        merge_id = merge.merge(session, SYSTEM, args.survivor_id, args.other_id)
-        summary = session.get(merge.CustomerMerge, merge_id).summary or {}
+        merge_id = customers.merge_customers(session, platform.SYSTEM, args.survivor_id, args.other_id)
+        summary = session.get(CustomerMerge, merge_id).summary or {}
     if args.json:
         print(json.dumps({"merge_id": merge_id}))
     else:
@@ -48,10 +41,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_undo_merge(args: argparse.Namespace) -> int:
-    from crm_core import merge
+    from crm_core import customers
 
     with _session() as session:
-        result = merge.undo_merge(session, SYSTEM, args.merge_id)
+        result = customers.undo_merge(session, platform.SYSTEM, args.merge_id)
     if args.json:
         print(json.dumps({"merge_id": args.merge_id, **result}))
     else:
@@ -61,14 +54,14 @@ def cmd_undo_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates_scan(args: argparse.Namespace) -> int:
-    from crm_core import duplicates
+    from crm_core import customers
 
     def progress(fraction: float, text: str) -> None:
         if not args.json:
             print(f"  {fraction:4.0%} {text}", file=sys.stderr, flush=True)
 
     with _session() as session:
-        result = duplicates.scan(session, SYSTEM, progress=progress)
+        result = customers.scan_duplicates(session, platform.SYSTEM, progress=progress)
     if args.json:
         print(json.dumps(result))
     else:
@@ -81,12 +74,12 @@ def register(subparsers) -> None:
     customers = subparsers.add_parser("customers", help="customer records: merge and undo")
     sub = customers.add_subparsers(dest="customers_command", required=True)
     merge = sub.add_parser("merge", help="merge OTHER_ID into SURVIVOR_ID")
-    merge.add_argument("survivor_id", type=_positive_id)
-    merge.add_argument("other_id", type=_positive_id)
+    merge.add_argument("survivor_id", type=positive_id)
+    merge.add_argument("other_id", type=positive_id)
     merge.add_argument("--json", action="store_true", help='print {"merge_id": N}')
     merge.set_defaults(func=cmd_merge)
     undo = sub.add_parser("undo-merge", help="undo a merge by its id")
-    undo.add_argument("merge_id", type=_positive_id)
+    undo.add_argument("merge_id", type=positive_id)
     undo.add_argument("--json", action="store_true", help="print the result as JSON")
     undo.set_defaults(func=cmd_undo_merge)
 

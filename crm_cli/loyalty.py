@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from db.engine import database_url, make_engine, session_scope
+from crm_core import platform
+from db.engine import database_url, make_engine
+
+from .arguments import DATA_DATE_DEFAULT, dated, iso_date
 
 
 def _on_database(step, *args):
@@ -24,7 +27,6 @@ REVERSE_LOOKBACK_DAYS = 365
 def cmd_earn(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    from .main import dated
 
     def earn(engine):
         return loyalty.earn_for_orders(engine, dated(engine, args.since, "--since", EARN_LOOKBACK_DAYS))
@@ -38,7 +40,6 @@ def cmd_earn(args: argparse.Namespace) -> int:
 def cmd_reverse(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    from .main import dated
 
     def reverse(engine):
         return loyalty.reverse_for_orders(engine, dated(engine, args.since, "--since", REVERSE_LOOKBACK_DAYS))
@@ -52,7 +53,6 @@ def cmd_reverse(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
-    from .main import dated
 
     def expire(engine):
         as_of = dated(engine, args.as_of, "--as-of")
@@ -67,7 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from crm_core import loyalty
 
     def recompute(engine, customer_id):
-        with session_scope(engine) as session:
+        with platform.unit_of_work(engine) as session:
             return loyalty.recompute_balance(session, customer_id)
 
     check = _on_database(recompute, args.customer_id)
@@ -78,24 +78,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .main import DATA_DATE_DEFAULT, _date
 
     group = sub.add_parser("loyalty", help="loyalty batch steps: earn points for orders, take back points of "
                                                "unpaid orders, expire old points, check a ledger")
     commands = group.add_subparsers(dest="loyalty_command", required=True)
     earn = commands.add_parser("earn", help="post points for earning orders without an entry yet (idempotent)")
-    earn.add_argument("--since", type=_date,
+    earn.add_argument("--since", type=iso_date,
                       help=f"orders placed on or after this date, YYYY-MM-DD (default: {EARN_LOOKBACK_DAYS} days "
                            f"before {DATA_DATE_DEFAULT})")
     earn.set_defaults(func=cmd_earn)
     reverse = commands.add_parser("reverse", help="take back the points of orders cancelled, returned or refunded "
                                                   "(at most what the balance holds; idempotent)")
-    reverse.add_argument("--since", type=_date,
+    reverse.add_argument("--since", type=iso_date,
                          help=f"orders placed on or after this date, YYYY-MM-DD (default: {REVERSE_LOOKBACK_DAYS} days "
                               f"before {DATA_DATE_DEFAULT})")
     reverse.set_defaults(func=cmd_reverse)
     expire = commands.add_parser("expire", help="expire points older than the configured age, first in first out")
-    expire.add_argument("--as-of", type=_date, help=f"expiry date, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
+    expire.add_argument("--as-of", type=iso_date, help=f"expiry date, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
     expire.set_defaults(func=cmd_expire)
     check = commands.add_parser("check", help="recompute a member's balance from the ledger")
     check.add_argument("customer_id", type=int)

@@ -16,12 +16,12 @@ import json
 import sys
 import time
 
-from crm_core.data_dates import HISTORICAL_AFTER_DAYS
-from crm_core.errors import DomainError
-from crm_core.service import SYSTEM
+from crm_core import platform
 from db import migrate
-from db.engine import database_url, make_engine, session_scope
+from db.engine import database_url, make_engine
 from db.models import ROLES
+
+from .arguments import DATA_DATE_DEFAULT, iso_date
 
 # Modules of crm_cli that add their own subcommands (see _area_commands).
 AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla")
@@ -39,12 +39,12 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from db.simulator import database_is_empty, seed_database
+    import demo
 
     url = database_url()
     migrate.ensure_migrated(url)
     engine = _engine()
-    if not database_is_empty(engine):
+    if not demo.database_is_empty(engine):
         if args.if_empty:
             print("Database already has customers; nothing to seed.")
             return 0
@@ -55,7 +55,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     def progress(step: str, rows: int) -> None:
         print(f"  {time.perf_counter() - started:6.1f}s  {step:<40} {rows:>10,}", flush=True)
 
-    result = seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress)
+    result = demo.seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress)
     orders = result.counts.get("orders", 0)
     print(f"Seeded {args.customers:,} customers and {orders:,} orders in {result.seconds:.1f}s.")
     return 0
@@ -65,64 +65,42 @@ def _read_password() -> str:
     if sys.stdin.isatty():
         first = getpass.getpass("Password: ")
         if getpass.getpass("Repeat password: ") != first:
-            raise DomainError("The passwords do not match.")
+            raise platform.DomainError("The passwords do not match.")
         return first
     return sys.stdin.readline().rstrip("\r\n")
 
 
 def cmd_users_create(args: argparse.Namespace) -> int:
-    from crm_core import users
 
     migrate.ensure_migrated(database_url())
     password = _read_password()
-    with session_scope(_engine()) as session:
-        user = users.create_user(
-            session, SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
+    with platform.unit_of_work(_engine()) as session:
+        user = platform.create_user(
+            session, platform.SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
             email=args.email,
         )
         print(f"Created user {user.username} ({user.role}).")
     return 0
 
 
-# How --help describes a default that follows the data (crm_core.data_dates).
-DATA_DATE_DEFAULT = f"today, or the latest order's date when that is more than {HISTORICAL_AFTER_DAYS} days ago"
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from None
-
-
-def dated(engine, given: dt.date | None, name: str, days_before: int = 0) -> dt.date:
-    """A command's date: `given` when it is within the bounds, else `days_before` the data date."""
-    from crm_core.data_dates import check_as_of, data_date
-
-    if given is not None:
-        return check_as_of(given, name)
-    return data_date(engine).day - dt.timedelta(days=days_before)
-
-
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from crm_core.data_dates import check_as_of, check_backfill_months, data_date
-    from ml.refresh import run_refresh
+    import batch
 
     if args.as_of is not None:
-        check_as_of(args.as_of, "--as-of")
-    check_backfill_months(args.backfill_months, args.as_of or dt.date.today())
+        platform.check_as_of(args.as_of, "--as-of")
+    platform.check_backfill_months(args.backfill_months, args.as_of or dt.date.today())
     migrate.ensure_migrated(database_url())
     if args.if_empty:
-        from crm_core.analytics import snapshot_is_empty
+        from crm_core import segmentation
 
-        with session_scope(_engine()) as session:
-            if not snapshot_is_empty(session):
+        with platform.unit_of_work(_engine()) as session:
+            if not segmentation.snapshot_is_empty(session):
                 print("Analytics already computed; nothing to refresh.")
                 return 0
     engine = _engine()
-    data = data_date(engine)
+    data = platform.data_date(engine)
     as_of = args.as_of or data.day
-    check_backfill_months(args.backfill_months, as_of)
+    platform.check_backfill_months(args.backfill_months, as_of)
     historical = f" (the data runs to {data.day.isoformat()}, the latest order)" if data.historical else ""
     print(f"Refreshing as of {as_of.isoformat()}{historical}", flush=True)
     started = time.perf_counter()
@@ -132,11 +110,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         print(f"  [{bar}] {index}/{total} {label}: {detail} ({time.perf_counter() - started:.1f}s)", flush=True)
 
     if args.backfill_months:
-        from ml.refresh import backfill
-
-        backfill(engine, as_of, args.backfill_months, progress=None if args.quiet else progress)
-    report = run_refresh(engine, as_of, progress=None if args.quiet else progress, now=data.run_time(as_of),
-                         triggered_by="crm refresh")
+        batch.backfill(engine, as_of, args.backfill_months, progress=None if args.quiet else progress)
+    report = batch.run_refresh(engine, as_of, progress=None if args.quiet else progress, now=data.run_time(as_of),
+                               triggered_by="crm refresh")
     if report.failed:
         print(f"Refresh done in {time.perf_counter() - started:.1f}s; the other steps landed.")
         failed = "; ".join(f"{step.label} {step.detail}" for step in report.failed)
@@ -147,10 +123,10 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_segments_list(args: argparse.Namespace) -> int:
-    from crm_core import segments
+    from crm_core import segmentation
 
-    with session_scope(_engine()) as session:
-        rows = segments.list_segments(session, SYSTEM)
+    with platform.unit_of_work(_engine()) as session:
+        rows = segmentation.list_segments(session, platform.SYSTEM)
     if args.json:
         keys = ("name", "type", "kind", "members", "priority")
         print(json.dumps([{k: row[k] for k in keys} for row in rows], indent=2))
@@ -177,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=cmd_seed)
 
     refresh = sub.add_parser("refresh", help="batch refresh: analytics, clusters, segments, lifecycle")
-    refresh.add_argument("--as-of", type=_date, help=f"date to compute as of, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
+    refresh.add_argument("--as-of", type=iso_date, help=f"date to compute as of, YYYY-MM-DD (default {DATA_DATE_DEFAULT})")
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
     refresh.add_argument("--if-empty", action="store_true", help="only when no analytics snapshot exists yet")
     refresh.add_argument("--backfill-months", type=int, default=0, metavar="N",
@@ -217,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except DomainError as exc:
+    except platform.DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

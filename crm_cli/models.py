@@ -9,17 +9,18 @@ from pathlib import Path
 
 from db.engine import database_url, make_engine
 
+from .arguments import iso_date
+
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from crm_core.data_dates import check_as_of
-    from crm_core.errors import DomainError
+    from crm_core import platform
     from ml.backtest import format_report, run_backtest
     from ml.churn import NotEnoughHistory
 
     engine = make_engine(database_url())
     try:
-        result = run_backtest(engine, check_as_of(args.as_of, "--as-of"), args.horizon_days)
-    except (DomainError, NotEnoughHistory) as exc:
+        result = run_backtest(engine, platform.check_as_of(args.as_of, "--as-of"), args.horizon_days)
+    except (platform.DomainError, NotEnoughHistory) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -36,10 +37,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .main import _date
 
     backtest = sub.add_parser("backtest", help="train up to a date, predict the next N days, compare with actuals")
-    backtest.add_argument("--as-of", type=_date, required=True, help="last day of training data, YYYY-MM-DD")
+    backtest.add_argument("--as-of", type=iso_date, required=True, help="last day of training data, YYYY-MM-DD")
     backtest.add_argument("--horizon-days", type=int, default=90, help="days to predict and compare (default 90)")
     backtest.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     backtest.set_defaults(func=cmd_backtest)

@@ -8,12 +8,11 @@ from db.engine import database_url, make_engine
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from crm_core import sla
-    from crm_core.data_dates import data_date
+    from crm_core import platform, service
 
     engine = make_engine(database_url())
     try:
-        result = sla.run_sla_checks(engine, data_date(engine).run_time())
+        result = service.run_sla_checks(engine, platform.data_date(engine).run_time())
     finally:
         engine.dispose()
     print(f"{result['tickets_breached']:,} newly breached tickets (first response {result['first_response']:,}, "

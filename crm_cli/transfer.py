@@ -22,11 +22,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from crm_core import exports, imports, service_imports, shop_imports
-from crm_core.errors import DomainError
-from crm_core.service import SYSTEM
+from crm_core import customers, imports, platform
 from db import migrate
-from db.engine import database_url, make_engine, session_scope
+from db.engine import database_url, make_engine
 from db.models import ORDER_STATUSES
 
 SHOWN_ERRORS = 20
@@ -57,9 +55,9 @@ def _progress(quiet: bool):
 def _check_readable(path: str) -> None:
     file = Path(path)
     if not file.exists():
-        raise DomainError(f"File not found: {path}")
+        raise platform.DomainError(f"File not found: {path}")
     if file.is_dir():
-        raise DomainError(f"{path} is a folder, not a file.")
+        raise platform.DomainError(f"{path} is a folder, not a file.")
 
 
 def _run_import(args: argparse.Namespace, entity: str, run) -> int:
@@ -68,14 +66,14 @@ def _run_import(args: argparse.Namespace, entity: str, run) -> int:
     migrate.ensure_migrated(url)
     engine = make_engine(url)
     try:
-        with session_scope(engine) as session:
+        with platform.unit_of_work(engine) as session:
             report = run(session)
-    except DomainError as exc:
+    except platform.DomainError as exc:
         _log_failure(engine, entity, args, str(exc))
         raise
     except Exception as exc:
         _log_failure(engine, entity, args, f"{type(exc).__name__}: {exc}")
-        raise DomainError(f"the import failed and nothing was saved: {exc}") from exc
+        raise platform.DomainError(f"the import failed and nothing was saved: {exc}") from exc
     print(f"Imported {entity} from {args.file} ({report.file_format}) in {report.seconds:.1f}s")
     for line in report.summary_lines():
         print(f"  {line}")
@@ -93,8 +91,8 @@ def _run_import(args: argparse.Namespace, entity: str, run) -> int:
 
 def _log_failure(engine, entity: str, args: argparse.Namespace, message: str) -> None:
     try:
-        with session_scope(engine) as session:
-            imports.record_failed_run(session, SYSTEM, entity, args.file, getattr(args, "format", "auto") or "auto",
+        with platform.unit_of_work(engine) as session:
+            imports.record_failed_run(session, platform.SYSTEM, entity, args.file, getattr(args, "format", "auto") or "auto",
                                       getattr(args, "on_duplicate", None), message)
     except Exception:  # noqa: BLE001 - the log is best effort; the original error is what matters
         pass
@@ -102,7 +100,7 @@ def _log_failure(engine, entity: str, args: argparse.Namespace, message: str) ->
 
 def cmd_import_customers(args: argparse.Namespace) -> int:
     return _run_import(args, "customers", lambda session: imports.import_customers(
-        session, SYSTEM, args.file, fmt=args.format, on_duplicate=args.on_duplicate,
+        session, platform.SYSTEM, args.file, fmt=args.format, on_duplicate=args.on_duplicate,
         fuzzy_threshold=args.fuzzy_threshold, default_country=args.default_country, errors_path=args.errors,
         progress=_progress(args.quiet),
     ))
@@ -117,8 +115,8 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
         given = [f"--{name.replace('_', '-')}" for name in GENERIC_ORDER_FLAGS if getattr(args, name)]
         if given:
             args.parser.error(f"--format shopify reads Shopify's own columns; drop {', '.join(given)}")
-        return _run_import(args, "orders", lambda session: shop_imports.import_shopify_orders(
-            session, SYSTEM, args.file, errors_path=args.errors, progress=_progress(args.quiet),
+        return _run_import(args, "orders", lambda session: imports.import_shopify_orders(
+            session, platform.SYSTEM, args.file, errors_path=args.errors, progress=_progress(args.quiet),
         ))
     missing = [flag for flag, value in (("--date-col", args.date_col), ("--amount-col", args.amount_col)) if not value]
     if not args.customer_col and not args.email_col:
@@ -126,45 +124,37 @@ def cmd_import_orders(args: argparse.Namespace) -> int:
     if missing:
         args.parser.error(f"the following arguments are required: {', '.join(missing)}")
     return _run_import(args, "orders", lambda session: imports.import_orders(
-        session, SYSTEM, args.file, args.customer_col, args.date_col, args.amount_col, args.quantity_col,
+        session, platform.SYSTEM, args.file, args.customer_col, args.date_col, args.amount_col, args.quantity_col,
         order_col=args.order_col, email_col=args.email_col, status_col=args.status_col, product_col=args.product_col,
         currency_col=args.currency_col, fmt=args.format, errors_path=args.errors, progress=_progress(args.quiet),
     ))
 
 
 def cmd_import_service(args: argparse.Namespace) -> int:
-    return _run_import(args, args.kind, lambda session: service_imports.import_service_file(
-        session, SYSTEM, args.kind, args.file, fmt=args.format, errors_path=args.errors,
+    return _run_import(args, args.kind, lambda session: imports.import_service_file(
+        session, platform.SYSTEM, args.kind, args.file, fmt=args.format, errors_path=args.errors,
         progress=_progress(args.quiet),
     ))
 
 
-def _columns_help(kind: str) -> str:
-    """The documented columns of a tickets or communications file, from the module that reads them."""
-    doc = service_imports.__doc__
-    start = doc.index("Tickets (columns" if kind == "tickets" else "Communications:")
-    block = doc[start:].split("\n\n")[1]
-    return "columns (* required):\n" + block
-
-
 def cmd_export_customers(args: argparse.Namespace) -> int:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    exports.check_columns(columns)
+    customers.check_export_columns(columns)
     out = Path(args.out)
     if out.is_dir():
-        raise DomainError(f"{args.out} is a folder; name the file to write.")
+        raise platform.DomainError(f"{args.out} is a folder; name the file to write.")
     if not out.parent.exists():
-        raise DomainError(f"The folder {out.parent} does not exist.")
+        raise platform.DomainError(f"The folder {out.parent} does not exist.")
     url = database_url()
     migrate.ensure_migrated(url)
     partial = out.with_name(out.name + ".partial")
     try:
-        with session_scope(make_engine(url)) as session, open(partial, "wb") as handle:
-            count = exports.export_customers(session, SYSTEM, handle, args.format, columns, segment=args.segment)
+        with platform.unit_of_work(make_engine(url)) as session, open(partial, "wb") as handle:
+            count = customers.export_customers(session, platform.SYSTEM, handle, args.format, columns, segment=args.segment)
         partial.replace(out)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise DomainError(f"Cannot write {args.out}: {exc.strerror or exc}") from None
+        raise platform.DomainError(f"Cannot write {args.out}: {exc.strerror or exc}") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -231,7 +221,7 @@ def register(subparsers) -> None:
             description=textwrap.fill(descriptions[kind] + " Customers are found by customer_external_id, else by "
                                       "customer_email; rows that are not valid are listed with their row number "
                                       "and reason.", 100),
-            epilog=_columns_help(kind), formatter_class=argparse.RawDescriptionHelpFormatter)
+            epilog=imports.documented_columns(kind), formatter_class=argparse.RawDescriptionHelpFormatter)
         service.add_argument("file", help="the file to import")
         service.add_argument("--format", choices=("auto", *imports.FORMATS), default="auto",
                              help="file format (default: from the file name)")
@@ -241,11 +231,11 @@ def register(subparsers) -> None:
 
     exporting = subparsers.add_parser("export", help="export customers to a file")
     export_targets = exporting.add_subparsers(dest="export_command", required=True)
-    customers = export_targets.add_parser("customers", help="customers to CSV, Excel (.xlsx) or JSON")
-    customers.add_argument("--format", choices=exports.EXPORT_FORMATS, required=True)
-    customers.add_argument("--out", required=True, metavar="FILE", help="the file to write")
-    customers.add_argument("--segment", metavar="NAME", help="only the current members of this segment")
-    customers.add_argument("--columns", metavar="a,b,c",
-                           help=f"columns to write (default {','.join(exports.DEFAULT_COLUMNS)}); "
-                                f"available: {','.join(exports.EXPORT_COLUMNS)}")
-    customers.set_defaults(func=cmd_export_customers)
+    people_out = export_targets.add_parser("customers", help="customers to CSV, Excel (.xlsx) or JSON")
+    people_out.add_argument("--format", choices=customers.EXPORT_FORMATS, required=True)
+    people_out.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    people_out.add_argument("--segment", metavar="NAME", help="only the current members of this segment")
+    people_out.add_argument("--columns", metavar="a,b,c",
+                           help=f"columns to write (default {','.join(customers.DEFAULT_EXPORT_COLUMNS)}); "
+                                f"available: {','.join(customers.EXPORT_COLUMNS)}")
+    people_out.set_defaults(func=cmd_export_customers)

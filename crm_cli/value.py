@@ -1,4 +1,8 @@
-"""`crm clv` and `crm forecast`: fit lifetime value and forecasts on their own, outside `crm refresh`."""
+"""`crm clv` and `crm forecast`: fit lifetime value and forecasts on their own, outside `crm refresh`.
+
+Each writes only its own tables; the analytics snapshot (written only by `crm refresh`) picks the
+lifetime values up when it is next built.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import argparse
 import sys
 
 from db.engine import database_url, make_engine
+
+from .arguments import DATA_DATE_DEFAULT, dated, iso_date
 
 
 def _print_progress(index: int, total: int, label: str, detail: str) -> None:
@@ -15,7 +21,6 @@ def _print_progress(index: int, total: int, label: str, detail: str) -> None:
 def cmd_clv(args: argparse.Namespace) -> int:
     from ml.clv import refresh_lifetime_value
 
-    from .main import dated
 
     engine = make_engine(database_url())
     try:
@@ -29,13 +34,13 @@ def cmd_clv(args: argparse.Namespace) -> int:
     print(f"Scored {result['customers_scored']:,} customers in {result['seconds']:.1f}s "
           f"(clv version {result['model_version']}; BG/NBD r={bgnbd['r']:.3f} alpha={bgnbd['alpha']:.3f} "
           f"a={bgnbd['a']:.3f} b={bgnbd['b']:.3f} per {bgnbd['time_unit']}).")
+    print("Stored in customer_lifetime_values; the analytics snapshot picks them up at the next `crm refresh`.")
     return 0
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     from ml.forecast import refresh_forecasts
 
-    from .main import dated
 
     engine = make_engine(database_url())
     try:
@@ -54,12 +59,12 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .main import DATA_DATE_DEFAULT, _date
 
-    clv = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma and score every customer's lifetime value")
-    clv.add_argument("--as-of", type=_date, help=f"date of the analytics snapshot to score (default {DATA_DATE_DEFAULT})")
+    clv = sub.add_parser("clv", help="fit BG/NBD + Gamma-Gamma and score every customer's lifetime value (the next refresh "
+                                     "copies them into the analytics snapshot)")
+    clv.add_argument("--as-of", type=iso_date, help=f"date to score as of (default {DATA_DATE_DEFAULT})")
     clv.set_defaults(func=cmd_clv)
     forecast = sub.add_parser("forecast", help="fit the Prophet forecasts of revenue, orders and new customers")
-    forecast.add_argument("--as-of", type=_date, help=f"last day of history (default {DATA_DATE_DEFAULT})")
+    forecast.add_argument("--as-of", type=iso_date, help=f"last day of history (default {DATA_DATE_DEFAULT})")
     forecast.add_argument("--horizon-days", type=int, default=90, help="days to forecast (default 90)")
     forecast.set_defaults(func=cmd_forecast)

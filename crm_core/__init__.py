@@ -1,4 +1,6 @@
-"""The domain: rules and data access for customers, support, loyalty, analytics, auth and audit.
+"""The domain: rules and data access, one package per bounded context (platform, customers,
+imports, service, loyalty, segmentation, risk, reporting; see docs/architecture.md).
 
-Never imports streamlit or ml.
+Callers outside crm_core use a package's public names (`from crm_core import customers`);
+modules inside import the submodule they need. Never imports streamlit, fastapi or ml.
 """

@@ -29,9 +29,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sqlalchemy import Engine, func, select
 
-from crm_core.analytics import end_of
-from crm_core.data_dates import check_as_of, latest_order_date
-from crm_core.errors import ValidationError
+from crm_core import platform
 from db.models import REVENUE_ORDER_STATUSES, Order
 
 from . import churn, clv
@@ -43,7 +41,7 @@ CALIBRATION_BINS = 10
 
 
 def _actuals(connection, as_of: dt.date, horizon_days: int) -> pd.DataFrame:
-    start, stop = end_of(as_of), end_of(as_of + dt.timedelta(days=horizon_days))
+    start, stop = platform.end_of(as_of), platform.end_of(as_of + dt.timedelta(days=horizon_days))
     day = func.date(Order.ordered_at)
     rows = connection.execute(
         select(Order.customer_id, func.count(func.distinct(day)), func.sum(Order.total))
@@ -55,23 +53,23 @@ def _actuals(connection, as_of: dt.date, horizon_days: int) -> pd.DataFrame:
 
 
 def check_window(connection, as_of: dt.date, horizon_days: int) -> None:
-    check_as_of(as_of, "--as-of")
+    platform.check_as_of(as_of, "--as-of")
     if horizon_days < 1:
-        raise ValidationError("--horizon-days must be at least 1.")
-    latest = latest_order_date(connection)
+        raise platform.ValidationError("--horizon-days must be at least 1.")
+    latest = platform.latest_order_date(connection)
     if latest is None:
-        raise ValidationError("There are no orders to backtest on.")
+        raise platform.ValidationError("There are no orders to backtest on.")
     first = connection.scalar(select(func.min(Order.ordered_at)).where(Order.status.in_(REVENUE_ORDER_STATUSES)))
     if first is None or (as_of - first.date()).days < MIN_HISTORY_DAYS:
         earliest = (first.date() + dt.timedelta(days=MIN_HISTORY_DAYS)).isoformat() if first else "?"
-        raise ValidationError(
+        raise platform.ValidationError(
             f"A backtest needs at least {MIN_HISTORY_DAYS // 7} weeks of orders before --as-of; the first order "
             f"is on {first.date().isoformat() if first else '?'}, so pick --as-of {earliest} or later."
         )
     if horizon_days > (latest - as_of).days:
         ends = (f"on {(as_of + dt.timedelta(days=horizon_days)).isoformat()}" if horizon_days <= (dt.date.max - as_of).days
                 else f"{horizon_days:,} days after {as_of.isoformat()}")
-        raise ValidationError(
+        raise platform.ValidationError(
             f"The horizon ends {ends}, after the latest order "
             f"({latest.isoformat()}): pick an earlier --as-of or a shorter --horizon-days so the outcome is known."
         )
@@ -142,7 +140,7 @@ def run_backtest(engine: Engine, as_of: dt.date, horizon_days: int) -> dict[str,
         }
         for decile, group in ranked.groupby("decile")
     ]
-    params = value_model.params_ if valued else None
+    params = value_model.params_ if valued and value_model is not None else None
     return {
         "as_of": as_of.isoformat(),
         "horizon_days": horizon_days,

@@ -44,10 +44,9 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, update
 from threadpoolctl import threadpool_limits
 
-from crm_core.analytics import end_of
+from crm_core import platform, risk
 from db import bulk
-from db.engine import session_scope
-from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, CustomerAnalytics, MLModel, Order
+from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, MLModel, Order
 
 from . import bgnbd, registry
 from .features import (
@@ -63,8 +62,7 @@ from .labels import DEFAULT_HORIZON_DAYS, churn_labels
 
 Progress = Callable[[str], None]
 
-RISK_THRESHOLDS = (("critical", 0.75), ("high", 0.5), ("medium", 0.25), ("low", 0.0))
-EXPLAIN_FROM = dict(RISK_THRESHOLDS)["medium"]  # drivers are computed from medium risk up
+EXPLAIN_FROM = risk.RISK_FLOORS["medium"]  # drivers are computed from medium risk up
 TRAINING_CUTS = 3
 CUT_SPACING_DAYS = 30
 MAX_ROWS_PER_CUT = 20_000
@@ -353,6 +351,13 @@ class TrainingPlan:
     history_days: int
     reason: str = ""
 
+    @property
+    def labelled_validation_cut(self) -> dt.date:
+        """The validation cut of a plan with labels (`label_days` set)."""
+        if self.validation_cut is None:
+            raise NotEnoughHistory(self.reason or "too little history for labelled training")
+        return self.validation_cut
+
 
 def plan_training(first_order: dt.date, as_of: dt.date, horizon_days: int, n_cuts: int = TRAINING_CUTS,
                   spacing_days: int = CUT_SPACING_DAYS) -> TrainingPlan:
@@ -382,12 +387,12 @@ def training_cuts(as_of: dt.date, horizon_days: int, n_cuts: int = TRAINING_CUTS
                   spacing_days: int = CUT_SPACING_DAYS) -> tuple[list[dt.date], dt.date]:
     """(training cuts oldest first, validation cut) when the history is long enough for the horizon."""
     plan = plan_training(dt.date(1900, 1, 1), as_of, horizon_days, n_cuts, spacing_days)
-    return list(plan.training_cuts), plan.validation_cut
+    return list(plan.training_cuts), plan.labelled_validation_cut
 
 
 def first_order_date(connection: Connection, as_of: dt.date) -> dt.date | None:
     first = connection.scalar(select(func.min(Order.ordered_at)).where(
-        Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < end_of(as_of)))
+        Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < platform.end_of(as_of)))
     return first.date() if first is not None else None
 
 
@@ -395,7 +400,7 @@ def _sample_every(connection: Connection, cut: dt.date, max_rows: int) -> int:
     # Customers signed up by the cut bound the buyers among them, and counting them needs no pass
     # over the orders: the sample holds at most about max_rows buyers.
     signed_up = connection.scalar(
-        select(func.count()).select_from(Customer).where(Customer.signed_up_at < end_of(cut))) or 0
+        select(func.count()).select_from(Customer).where(Customer.signed_up_at < platform.end_of(cut))) or 0
     return max(1, math.ceil(signed_up / max_rows))
 
 
@@ -491,13 +496,13 @@ def fit_candidates(connection: Connection, as_of: dt.date, horizon_days: int = D
         say(f"cut {cut.isoformat()}: {len(frame):,} customers")
         if len(frame):
             frames.append(frame)
-    valid = labelled_cut(connection, plan.validation_cut, window)
+    valid = labelled_cut(connection, plan.labelled_validation_cut, window)
     rows = sum(len(f) for f in frames)
     problem = None
     if rows < MIN_ROWS_TO_TRAIN or len(valid) < MIN_ROWS_TO_TRAIN // 2:
         problem = (f"labelled training needs {MIN_ROWS_TO_TRAIN} customers before "
                    f"{plan.training_cuts[-1].isoformat() if plan.training_cuts else '?'} and "
-                   f"{MIN_ROWS_TO_TRAIN // 2} at {plan.validation_cut.isoformat()}; found {rows} and {len(valid)}")
+                   f"{MIN_ROWS_TO_TRAIN // 2} at {plan.labelled_validation_cut.isoformat()}; found {rows} and {len(valid)}")
     elif pd.concat(frames)["churned"].nunique() < 2 or valid["churned"].nunique() < 2:
         problem = "labelled training needs both churned and retained customers in the training and validation cuts"
     if problem:
@@ -588,7 +593,7 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
         "validated": True,
         "candidates": {n: {k: v for k, v in m.items() if k != "calibration"} for n, m in found.validation.items()},
         "baseline_recency_auc": auc_or_none(valid["churned"].to_numpy(), valid["days_since_last_order"].to_numpy()),
-        "validation_cut": plan.validation_cut.isoformat(),
+        "validation_cut": plan.labelled_validation_cut.isoformat(),
         "training_cuts": [c.isoformat() for c in plan.training_cuts],
         "training_rows": found.training_rows,
         "feature_importance": {f: round(float(v), 5) for f, v in ranked},
@@ -597,11 +602,11 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
         "bgnbd_features": found.uses_bgnbd,
         "notes": found.notes,
     }
-    return production, metrics, [*plan.training_cuts, plan.validation_cut]
+    return production, metrics, [*plan.training_cuts, plan.labelled_validation_cut]
 
 
 def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                       actor=None, progress: Progress | None = None) -> TrainingResult:
+                       actor: platform.Actor = platform.SYSTEM, progress: Progress | None = None) -> TrainingResult:
     started = time.perf_counter()
     with engine.connect() as connection:
         model, metrics, cuts = train(connection, as_of, horizon_days, progress=progress)
@@ -610,7 +615,7 @@ def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAU
         params["calibration"] = model.calibrated_.method
         params.update({k: v for k, v in model.calibrated_.estimator.named_steps["model"].get_params().items()
                        if isinstance(v, int | float | str | bool) or v is None})
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         row = registry.register(
             session, "churn", model.algorithm, model, params=params, features=list(model.features_),
             training_start=cuts[0] if cuts else None, training_end=cuts[-1] if cuts else as_of, metrics=metrics,
@@ -624,9 +629,10 @@ def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAU
 
 
 def risk_level(p: np.ndarray) -> np.ndarray:
+    """The risk level of each probability (crm_core.risk's bands), vectorised."""
     levels = np.full(len(p), "low", dtype=object)
-    for name, threshold in reversed(RISK_THRESHOLDS):
-        levels[p >= threshold] = name
+    for name, floor in risk.RISK_FLOORS.items():
+        levels[p >= floor] = name
     return levels
 
 
@@ -675,7 +681,7 @@ def drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value
     drivers = drivers + "]"
 
     # Interventions depend only on (call?, shown driver features, low risk?): one JSON text per distinct key.
-    call = high_value & np.isin(levels, ("high", "critical"))
+    call = high_value & np.isin(levels, risk.AT_RISK_LEVELS)
     low = levels == "low"
     features = np.where(shown, order, -1)
     keys = np.column_stack([call, low, features]).astype(np.int64) if n else np.zeros((0, 2 + order.shape[1]))
@@ -696,7 +702,7 @@ def drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value
 
 
 def _active(engine: Engine) -> tuple[MLModel, ChurnModel] | None:
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         found = registry.active(session, "churn")
         if found is None:
             return None
@@ -720,13 +726,11 @@ def needs_training(row: MLModel | None, as_of: dt.date, horizon_days: int) -> bo
     return row.training_end > latest_usable or (latest_usable - row.training_end).days >= RETRAIN_AFTER_DAYS
 
 
-def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | None, *,
-          update_snapshot: bool = True) -> dict[str, Any]:
-    """Score every customer who has ordered and store the predictions.
+def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | None) -> dict[str, Any]:
+    """Score every customer who has ordered and store the predictions in `customer_churn_predictions`.
 
-    With `update_snapshot` (the default, for a run on its own) the probabilities are also copied
-    into the `customer_analytics` rows; the batch refresh passes False and builds the snapshot
-    afterwards, reading the predictions of the same date.
+    The analytics snapshot reads the predictions of its date when it is next built (the snapshot
+    step of the batch refresh is the only writer of `customer_analytics`).
     """
     with engine.connect() as connection:
         X = build_features(connection, as_of)
@@ -758,32 +762,18 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
             "confidence": np.round(np.abs(2 * p - 1), 4), "drivers": drivers, "interventions": interventions,
         }))
     predictions = pd.concat(frames, ignore_index=True)
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         connection = session.connection()
         connection.execute(delete(ChurnPrediction).where(ChurnPrediction.as_of == as_of))
         bulk.load(connection, ChurnPrediction.__table__, predictions)
-        if update_snapshot:
-            _store_probabilities(connection, as_of)
     counts = predictions["risk_level"].value_counts().to_dict()
     return {"scored": len(predictions), "levels": counts}
-
-
-def _store_probabilities(connection: Connection, as_of: dt.date) -> None:
-    """Copy today's probabilities into the analytics rows: one UPDATE ... FROM (a hash join on fresh
-    statistics), then clear the probability of anyone this run did not score."""
-    p, a = ChurnPrediction, CustomerAnalytics
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"ANALYZE {p.__tablename__}")
-    connection.execute(update(a).where(a.customer_id == p.customer_id, p.as_of == as_of)
-                       .values(churn_probability=p.probability))
-    scored = exists().where(p.customer_id == a.customer_id, p.as_of == as_of)
-    connection.execute(update(a).where(a.churn_probability.is_not(None), ~scored).values(churn_probability=None))
 
 
 def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
     """Fill `actual_churned` for predictions whose horizon has passed by the end of `as_of`."""
     updated = 0
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         pending = session.execute(
             select(ChurnPrediction.as_of, ChurnPrediction.horizon_days)
             .where(ChurnPrediction.actual_churned.is_(None))
@@ -794,20 +784,20 @@ def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
                 continue
             ordered = exists().where(
                 Order.customer_id == ChurnPrediction.customer_id, Order.status.in_(REVENUE_ORDER_STATUSES),
-                Order.ordered_at >= end_of(made_on), Order.ordered_at < end_of(made_on + dt.timedelta(days=horizon)),
+                Order.ordered_at >= platform.end_of(made_on), Order.ordered_at < platform.end_of(made_on + dt.timedelta(days=horizon)),
             )
             result = session.execute(
                 update(ChurnPrediction)
                 .where(and_(ChurnPrediction.as_of == made_on, ChurnPrediction.horizon_days == horizon,
                             ChurnPrediction.actual_churned.is_(None)))
-                .values(actual_churned=~ordered, evaluated_at=end_of(as_of))
+                .values(actual_churned=~ordered, evaluated_at=platform.end_of(as_of))
             )
-            updated += result.rowcount or 0
+            updated += platform.rows_affected(result) or 0
     return updated
 
 
 def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                  progress: Progress | None = None, update_snapshot: bool = True) -> dict[str, Any]:
+                  progress: Progress | None = None) -> dict[str, Any]:
     """The batch step: (re)train when due, score everyone, and check old predictions against outcomes.
 
     Returns {"status": "scored", "scored", "levels", "detail"} or {"status": "skipped", "reason"}.
@@ -823,13 +813,16 @@ def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HO
                 return {"status": "skipped", "reason": str(exc)}
             trained = f"kept v{current[0].version} ({exc}); "
         else:
-            current = (_active(engine)[0], result.model)
+            active = _active(engine)
+            current = (active[0], result.model) if active else None
             auc = result.metrics.get("roc_auc")
             validation = f"validation AUC {auc:.3f}" if auc is not None else "not validated: too little history"
             trained = f"trained v{result.version} {result.model.algorithm} ({validation}); "
+    if current is None:  # trained just now, so there is an active model
+        return {"status": "skipped", "reason": "no active churn model"}
     row, model = current
     try:
-        scored = score(engine, as_of, model, row.id, update_snapshot=update_snapshot)
+        scored = score(engine, as_of, model, row.id)
     except NotEnoughHistory as exc:
         return {"status": "skipped", "reason": str(exc)}
     levels = ", ".join(f"{k} {v:,}" for k, v in sorted(scored.get("levels", {}).items()))

@@ -12,9 +12,7 @@ from typing import Any
 from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.errors import NotFound, ValidationError
-from crm_core.paging import Page
-from crm_core.permissions import require
+from crm_core import platform
 from db.models import (
     RISK_LEVELS,
     ChurnPrediction,
@@ -31,8 +29,8 @@ from . import registry
 PAGE_SIZES = (10, 25, 50, 100)
 
 
-def latest_as_of(session: Session, viewer) -> dt.date | None:
-    require(viewer, "churn.view")
+def latest_as_of(session: Session, viewer: platform.Actor) -> dt.date | None:
+    platform.require(viewer, "churn.view")
     return session.scalar(select(func.max(ChurnPrediction.as_of)))
 
 
@@ -42,19 +40,19 @@ def _value():
 
 
 def at_risk(
-    session: Session, viewer, *, as_of: dt.date | None = None, risk_levels: list[str] | None = None,
+    session: Session, viewer: platform.Actor, *, as_of: dt.date | None = None, risk_levels: list[str] | None = None,
     segment_id: int | None = None, owner_id: int | None = None, page: int = 1, page_size: int = 25,
-) -> Page:
+) -> platform.Page:
     """Customers ranked by churn probability x value, with their drivers and interventions."""
-    require(viewer, "churn.view")
+    platform.require(viewer, "churn.view")
     if page < 1 or page_size not in PAGE_SIZES:
-        raise ValidationError(f"Page must be 1 or more and the page size one of {PAGE_SIZES}.")
+        raise platform.ValidationError(f"Page must be 1 or more and the page size one of {PAGE_SIZES}.")
     unknown = set(risk_levels or []) - set(RISK_LEVELS)
     if unknown:
-        raise ValidationError(f"Unknown risk level(s): {', '.join(sorted(unknown))}.")
+        raise platform.ValidationError(f"Unknown risk level(s): {', '.join(sorted(unknown))}.")
     as_of = as_of or session.scalar(select(func.max(ChurnPrediction.as_of)))
     if as_of is None:
-        return Page([], 0, page, page_size)
+        return platform.Page([], 0, page, page_size)
     p = ChurnPrediction
     value = _value()
     conditions = [p.as_of == as_of]
@@ -85,7 +83,7 @@ def at_risk(
     rows = session.execute(
         query.order_by((p.probability * value).desc(), p.customer_id).limit(page_size).offset((page - 1) * page_size)
     ).all()
-    return Page([
+    return platform.Page([
         {
             "customer_id": r.customer_id,
             "name": f"{r.first_name} {r.last_name}".strip(),
@@ -104,9 +102,9 @@ def at_risk(
     ], total or 0, page, page_size)
 
 
-def risk_summary(session: Session, viewer, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+def risk_summary(session: Session, viewer: platform.Actor, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Customers and value at stake per risk level."""
-    require(viewer, "churn.view")
+    platform.require(viewer, "churn.view")
     as_of = as_of or session.scalar(select(func.max(ChurnPrediction.as_of)))
     if as_of is None:
         return []
@@ -127,20 +125,22 @@ def risk_summary(session: Session, viewer, as_of: dt.date | None = None) -> list
     ]
 
 
-def customer_prediction(session: Session, viewer, customer_id: int) -> dict[str, Any]:
+def customer_prediction(session: Session, viewer: platform.Actor, customer_id: int) -> dict[str, Any]:
     """A customer's latest prediction with drivers, and their probability over time."""
-    require(viewer, "churn.view")
+    platform.require(viewer, "churn.view")
     history = session.execute(
         select(ChurnPrediction.as_of, ChurnPrediction.probability, ChurnPrediction.risk_level)
         .where(ChurnPrediction.customer_id == customer_id)
         .order_by(ChurnPrediction.as_of)
     ).all()
     if not history:
-        raise NotFound(f"No churn prediction for customer {customer_id}.")
+        raise platform.NotFound(f"No churn prediction for customer {customer_id}.")
     latest = session.scalar(
         select(ChurnPrediction).where(ChurnPrediction.customer_id == customer_id)
         .order_by(ChurnPrediction.as_of.desc()).limit(1)
     )
+    if latest is None:
+        raise platform.NotFound(f"No churn prediction for customer {customer_id}.")
     return {
         "customer_id": customer_id, "as_of": latest.as_of, "probability": latest.probability,
         "risk_level": latest.risk_level, "confidence": latest.confidence,
@@ -149,9 +149,9 @@ def customer_prediction(session: Session, viewer, customer_id: int) -> dict[str,
     }
 
 
-def model_card(session: Session, viewer) -> dict[str, Any] | None:
+def model_card(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
     """The active churn model's metrics, calibration, importance, and every version."""
-    require(viewer, "churn.view")
+    platform.require(viewer, "churn.view")
     row = session.scalar(select(MLModel).where(MLModel.name == "churn", MLModel.is_active.is_(True)))
     if row is None:
         return None
@@ -163,13 +163,13 @@ def model_card(session: Session, viewer) -> dict[str, Any] | None:
     }
 
 
-def realized_accuracy(session: Session, viewer) -> list[dict[str, Any]]:
+def realized_accuracy(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]:
     """For predictions whose horizon has passed: per date and risk level, how many churned.
 
     Precision of a level is the share of its customers who did churn; recall is the share of all
     churners of that date who were in the level or above.
     """
-    require(viewer, "churn.view")
+    platform.require(viewer, "churn.view")
     p = ChurnPrediction
     rows = session.execute(
         select(p.as_of, p.risk_level, func.count(), func.sum(case((p.actual_churned.is_(True), 1), else_=0)))
@@ -197,9 +197,9 @@ def realized_accuracy(session: Session, viewer) -> list[dict[str, Any]]:
     return result
 
 
-def owners(session: Session, viewer) -> list[dict[str, Any]]:
+def owners(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]:
     """Users who own at least one customer, for the owner filter."""
-    require(viewer, "churn.view")
+    platform.require(viewer, "churn.view")
     rows = session.execute(
         select(User.id, User.full_name, func.count(Customer.id))
         .join(Customer, Customer.account_manager_id == User.id)

@@ -39,20 +39,15 @@ from sklearn.base import BaseEstimator
 from sqlalchemy import (
     Engine,
     delete,
-    exists,
     func,
     literal_column,
     select,
-    update,
 )
 from sqlalchemy.orm import aliased
 
-from crm_core.analytics import CLV_COLUMNS, end_of
-from crm_core.errors import DomainError, ValidationError
-from crm_core.sql import calendar_day, day_start, next_day_start
+from crm_core import customers, platform, segmentation
 from db import bulk
-from db.engine import session_scope
-from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerAnalytics, CustomerLifetimeValue, Order
+from db.models import REVENUE_ORDER_STATUSES, Customer, CustomerLifetimeValue, Order
 
 from . import registry
 
@@ -72,7 +67,7 @@ MAX_MONEY = 1e11  # Numeric(14, 2) holds up to 10^12; anything near it is a fitt
 Progress = Callable[[int, int, str, str], None]
 
 
-class NotEnoughData(DomainError):
+class NotEnoughData(platform.DomainError):
     """Too few customers (or repeat customers) to fit the lifetime value models."""
 
 
@@ -98,12 +93,12 @@ def _summary_query(as_of: dt.date):
     orders = (
         select(
             customer.label("customer_id"),
-            func.count(func.distinct(calendar_day(Order.ordered_at))).label("purchase_days"),
+            func.count(func.distinct(platform.calendar_day(Order.ordered_at))).label("purchase_days"),
             func.min(Order.ordered_at).label("first_at"),
             func.max(Order.ordered_at).label("last_at"),
             func.sum(Order.total).label("total_revenue"),
         )
-        .where(REVENUE, Order.ordered_at < end_of(as_of))
+        .where(REVENUE, Order.ordered_at < platform.end_of(as_of))
         .group_by(customer)
         .cte("per_customer")
     )
@@ -111,15 +106,15 @@ def _summary_query(as_of: dt.date):
     first_amount = (
         select(func.sum(first_day.total))
         .where(first_day.customer_id == orders.c.customer_id, first_day.status.in_(REVENUE_ORDER_STATUSES),
-               first_day.ordered_at >= day_start(orders.c.first_at),
-               first_day.ordered_at < next_day_start(orders.c.first_at))
+               first_day.ordered_at >= platform.day_start(orders.c.first_at),
+               first_day.ordered_at < platform.next_day_start(orders.c.first_at))
         .scalar_subquery()
     )
     return (
         select(orders.c.customer_id, orders.c.purchase_days, orders.c.first_at, orders.c.last_at,
                orders.c.total_revenue, first_amount.label("first_amount"))
         .join(Customer, Customer.id == orders.c.customer_id)
-        .where(Customer.status.not_in(("merged", "erased")))
+        .where(customers.COUNTED_CUSTOMER)
     )
 
 
@@ -130,9 +125,9 @@ def summarize(connection, as_of: dt.date, *, time_unit_days: int = 7) -> pd.Data
     of `as_of` appear; merged and erased customers are left out.
     """
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
-        raise ValidationError(f"as_of must be a date, not {as_of!r}.")
+        raise platform.ValidationError(f"as_of must be a date, not {as_of!r}.")
     if isinstance(time_unit_days, bool) or not isinstance(time_unit_days, int) or time_unit_days < 1:
-        raise ValidationError(f"time_unit_days must be a whole number of days of at least 1, not {time_unit_days!r}.")
+        raise platform.ValidationError(f"time_unit_days must be a whole number of days of at least 1, not {time_unit_days!r}.")
     rows = connection.execute(_summary_query(as_of)).all()
     columns = ["customer_id", "purchase_days", "first_at", "last_at", "total_revenue", "first_amount"]
     raw = pd.DataFrame(rows, columns=columns)
@@ -159,19 +154,19 @@ def summarize(connection, as_of: dt.date, *, time_unit_days: int = 7) -> pd.Data
 
 def _check_summary(summary: Any) -> pd.DataFrame:
     if not isinstance(summary, pd.DataFrame):
-        raise ValidationError("The CLV summary must be a DataFrame (see ml.clv.summarize).")
+        raise platform.ValidationError("The CLV summary must be a DataFrame (see ml.clv.summarize).")
     missing = [c for c in ("frequency", "recency", "T") if c not in summary.columns]
     if missing:
-        raise ValidationError(f"The CLV summary lacks the column(s) {', '.join(missing)}.")
+        raise platform.ValidationError(f"The CLV summary lacks the column(s) {', '.join(missing)}.")
     values = summary[["frequency", "recency", "T"]]
     if not all(pd.api.types.is_numeric_dtype(values[c]) for c in values.columns):
-        raise ValidationError("frequency, recency and T must be numbers.")
+        raise platform.ValidationError("frequency, recency and T must be numbers.")
     if values.isna().to_numpy().any():
-        raise ValidationError("frequency, recency and T must not be missing.")
+        raise platform.ValidationError("frequency, recency and T must not be missing.")
     if (values < 0).to_numpy().any():
-        raise ValidationError("frequency, recency and T must not be negative.")
+        raise platform.ValidationError("frequency, recency and T must not be negative.")
     if (summary["recency"] > summary["T"] + 1e-9).any():
-        raise ValidationError("recency (age at the last purchase) cannot exceed T (age at the end of the period).")
+        raise platform.ValidationError("recency (age at the last purchase) cannot exceed T (age at the end of the period).")
     return summary
 
 
@@ -219,7 +214,7 @@ class LifetimeValueModel(BaseEstimator):
     def fit(self, summary: pd.DataFrame, y=None) -> LifetimeValueModel:
         summary = _check_summary(summary)
         if "monetary_value" not in summary.columns:
-            raise ValidationError("The CLV summary lacks the column monetary_value (needed for Gamma-Gamma).")
+            raise platform.ValidationError("The CLV summary lacks the column monetary_value (needed for Gamma-Gamma).")
         if len(summary) < MIN_CUSTOMERS:
             raise NotEnoughData(
                 f"Lifetime value needs at least {MIN_CUSTOMERS} customers with a purchase; there are {len(summary)}."
@@ -244,7 +239,7 @@ class LifetimeValueModel(BaseEstimator):
             lambda m: m.fit(repeat["frequency"].to_numpy(dtype=float), repeat["monetary_value"].to_numpy(dtype=float)),
             "Gamma-Gamma",
         )
-        self.params_ = {
+        self.params_: dict[str, Any] = {
             "bgnbd": {**{k: float(v) for k, v in bgnbd.params_.items()},
                       "time_unit": time_unit_name(self.time_unit_days)},
             "gamma_gamma": {k: float(v) for k, v in gamma.params_.items()},
@@ -295,7 +290,7 @@ class LifetimeValueModel(BaseEstimator):
     def expected_purchases(self, summary: pd.DataFrame, periods: float) -> pd.Series:
         """Expected purchases in the next `periods` time units (weeks by default), per customer."""
         if isinstance(periods, bool) or not isinstance(periods, int | float) or periods < 0:
-            raise ValidationError(f"periods must be a non-negative number, not {periods!r}.")
+            raise platform.ValidationError(f"periods must be a non-negative number, not {periods!r}.")
         f, r, t = self._frt(summary)
         with np.errstate(all="ignore"):
             values = self._bgnbd().conditional_expected_number_of_purchases_up_to_time(periods, f, r, t)
@@ -325,10 +320,10 @@ class LifetimeValueModel(BaseEstimator):
     def clv(self, summary: pd.DataFrame, months: int = 12, annual_discount_rate: float = 0.10) -> pd.Series:
         """Discounted expected revenue over the next `months`, month by month, per customer."""
         if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
-            raise ValidationError(f"months must be a whole number from 1 to 120, not {months!r}.")
+            raise platform.ValidationError(f"months must be a whole number from 1 to 120, not {months!r}.")
         if isinstance(annual_discount_rate, bool) or not isinstance(annual_discount_rate, int | float) \
                 or not 0 <= annual_discount_rate < 1:
-            raise ValidationError(f"The annual discount rate must be at least 0 and below 1, not {annual_discount_rate!r}.")
+            raise platform.ValidationError(f"The annual discount rate must be at least 0 and below 1, not {annual_discount_rate!r}.")
         monthly_rate = (1 + annual_discount_rate) ** (1 / 12) - 1
         unit = DAYS_PER_MONTH / self.time_unit_days
         spend = self.expected_spend(summary).to_numpy()
@@ -355,7 +350,7 @@ class LifetimeValueModel(BaseEstimator):
 
 # --------------------------------------------------------------------------- refresh
 
-SCORE_COLUMNS = list(CLV_COLUMNS)  # the lifetime-value columns the snapshot carries
+SCORE_COLUMNS = list(segmentation.CLV_COLUMNS)  # the lifetime-value columns the snapshot carries
 
 
 def store_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
@@ -367,37 +362,17 @@ def store_scores(connection, as_of: dt.date, scores: pd.DataFrame) -> int:
     return len(frame)
 
 
-def write_scores(connection, as_of: dt.date) -> int:
-    """Copy the stored lifetime values into the `as_of` snapshot rows (one UPDATE ... FROM); snapshot
-    customers without a value (no purchase yet) get no prediction and a historic value of 0.
-
-    The batch refresh does not need this: it builds the snapshot after the models and reads the
-    values as it writes each row. It serves a CLV run on its own against an existing snapshot.
-    """
-    a, v = CustomerAnalytics.__table__, CustomerLifetimeValue.__table__
-    updated = connection.execute(
-        update(a)
-        .where(a.c.customer_id == v.c.customer_id, a.c.as_of == as_of, v.c.as_of == as_of)
-        .values({name: v.c[name] for name in SCORE_COLUMNS})
-    ).rowcount
-    valued = exists().where(v.c.customer_id == a.c.customer_id, v.c.as_of == as_of)
-    connection.execute(
-        update(a).where(a.c.as_of == as_of, ~valued).values({**{name: None for name in SCORE_COLUMNS}, "historic_clv": 0})
-    )
-    return int(updated)
-
-
 SEASON_DAYS = 365
 SEASON_FACTOR_LIMITS = (0.5, 2.0)
 
 
 def _purchase_days_after(connection, start: dt.date, days: int, customers: pd.Index) -> float:
     """Days with a revenue order in the `days` after the end of `start`, by the given customers."""
-    day = calendar_day(Order.ordered_at)
+    day = platform.calendar_day(Order.ordered_at)
     per_day = (
         select(Order.customer_id.label("customer_id"), day.label("day"))
-        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at >= end_of(start),
-               Order.ordered_at < end_of(start + dt.timedelta(days=days)))
+        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at >= platform.end_of(start),
+               Order.ordered_at < platform.end_of(start + dt.timedelta(days=days)))
         .group_by(Order.customer_id, day)
         .subquery("days")
     )
@@ -444,11 +419,11 @@ def _holdout_metrics(session, as_of: dt.date, holdout_days: int, model: Lifetime
                                    random_state=model.random_state, fit_pareto=False).fit(calibration)
     except NotEnoughData as exc:
         return {"holdout_skipped": str(exc)}
-    day = calendar_day(Order.ordered_at)
+    day = platform.calendar_day(Order.ordered_at)
     days = (
         select(Order.customer_id.label("customer_id"), day.label("day"))
-        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at >= end_of(calibration_end),
-               Order.ordered_at < end_of(as_of))
+        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at >= platform.end_of(calibration_end),
+               Order.ordered_at < platform.end_of(as_of))
         .group_by(Order.customer_id, day)
         .subquery("days")
     )
@@ -466,15 +441,13 @@ def _holdout_metrics(session, as_of: dt.date, holdout_days: int, model: Lifetime
 
 def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
                            holdout_days: int = 0, compare_pareto: bool = False,
-                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10,
-                           update_snapshot: bool = True) -> dict[str, Any]:
+                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10) -> dict[str, Any]:
     """Fit the CLV models as of `as_of`, store every customer's scores, register the model.
 
-    The scores go to `customer_lifetime_values`. With `update_snapshot` (the default, for a run on
-    its own) they are also copied into the `customer_analytics` snapshot of the same date, which
-    must then exist; the batch refresh passes False and builds the snapshot afterwards, reading the
-    stored scores. Returns what was done; when
-    there is too little data the result has status "skipped" and a reason, and nothing changes.
+    The scores go to `customer_lifetime_values`; the analytics snapshot reads those of its date when
+    it is next built (the snapshot step of the batch refresh is the only writer of
+    `customer_analytics`). Returns what was done; when there is too little data the result has
+    status "skipped" and a reason, and nothing changes.
     `holdout_days` > 0 also refits on the history up to that many days earlier and records how
     its predictions compare with what happened since (a second pass over the orders, so opt-in);
     `compare_pareto` records a Pareto/NBD fit next to BG/NBD.
@@ -486,16 +459,7 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
         if progress:
             progress(index, steps, label, detail)
 
-    with session_scope(engine) as session:
-        snapshot_rows = session.scalar(
-            select(func.count()).select_from(CustomerAnalytics).where(CustomerAnalytics.as_of == as_of)
-        ) or 0
-        if update_snapshot and not snapshot_rows:
-            latest = session.scalar(select(func.max(CustomerAnalytics.as_of)))
-            reason = (f"No analytics snapshot as of {as_of.isoformat()}"
-                      + (f" (the snapshot is as of {latest.isoformat()})" if latest else "")
-                      + ": run the batch refresh for that date first.")
-            return {"status": "skipped", "reason": reason, "seconds": round(time.perf_counter() - started, 2)}
+    with platform.unit_of_work(engine) as session:
         summary = summarize(session, as_of)
         report(1, "Customer purchase summary", f"{len(summary):,} customers with purchases")
         try:
@@ -510,8 +474,6 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
         scores["clv_age"] = summary["T"].round(4)
         scores = scores.replace([np.inf, -np.inf], np.nan)
         updated = store_scores(session.connection(), as_of, scores)
-        if update_snapshot:
-            updated = write_scores(session.connection(), as_of)
         report(3, "Scores written", f"{updated:,} customers")
         metrics: dict[str, Any] = {
             "neg_log_likelihood": model.neg_log_likelihood_,
@@ -528,7 +490,7 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
             metrics.update(_holdout_metrics(session, as_of, holdout_days, model))
         first_day = session.scalar(
             select(func.min(Order.ordered_at)).where(Order.status.in_(REVENUE_ORDER_STATUSES),
-                                                     Order.ordered_at < end_of(as_of))
+                                                     Order.ordered_at < platform.end_of(as_of))
         )
         row = registry.register(
             session, "clv", "bgnbd+gamma_gamma", model,

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, or_, select
 
-from crm_core.analytics import end_of
-from crm_core.sql import calendar_day
+from crm_core import platform
 from db import bulk
 from db.models import (
     REVENUE_ORDER_STATUSES,
@@ -146,7 +145,7 @@ def _orders(connection: Connection, cutoff: dt.datetime, sample_every: int) -> p
         select(
             Order.customer_id,
             revenue_count().label("order_count"),
-            func.count(func.distinct(case((is_revenue, calendar_day(Order.ordered_at))))).label("purchase_days"),
+            func.count(func.distinct(case((is_revenue, platform.calendar_day(Order.ordered_at))))).label("purchase_days"),
             func.sum(case((is_revenue, Order.total), else_=0)).label("total_revenue"),
             func.min(case((is_revenue, Order.ordered_at))).label("first_order_at"),
             func.max(case((is_revenue, Order.ordered_at))).label("last_order_at"),
@@ -299,7 +298,7 @@ def empty_sources(connection: Connection, as_of: dt.date) -> set[str]:
     One indexed probe per source; a shop that has only customers and orders gets every optional
     source here, and the features built from them are then left out of training with this reason.
     """
-    cutoff = end_of(as_of)
+    cutoff = platform.end_of(as_of)
     c, s = CustomerCommunication, SurveyResponse
     probes = {
         "web sessions": select(WebSession.id).where(WebSession.started_at < cutoff),
@@ -323,7 +322,7 @@ FILL_ZERO = (
 
 def build_features(connection: Connection, as_of: dt.date, *, sample_every: int = 1) -> pd.DataFrame:
     """One row per customer who had ordered by the end of `as_of`, indexed by customer id."""
-    cutoff = end_of(as_of)
+    cutoff = platform.end_of(as_of)
     frame = _orders(connection, cutoff, sample_every)
     for source in (_customers, _sessions, _emails, _tickets, _complaints, _surveys, _loyalty):
         frame = frame.join(source(connection, cutoff, sample_every), how="left")

@@ -29,27 +29,11 @@ import pandas as pd
 from sqlalchemy import Engine, delete, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from crm_core import settings as app_settings
-from crm_core.analytics import end_of
-from crm_core.errors import ValidationError
-from crm_core.permissions import require
-from crm_core.sql import calendar_day
+from crm_core import customers, platform
 from db import bulk
-from db.engine import session_scope
-from db.models import (
-    FORECAST_METRICS,
-    REVENUE_ORDER_STATUSES,
-    Customer,
-    ForecastPoint,
-    ForecastRun,
-    Order,
-)
-from db.simulator import SHOP_COUNTRY
+from db.models import FORECAST_METRICS, REVENUE_ORDER_STATUSES, Customer, ForecastPoint, ForecastRun, Order
+from ml import registry
 
-from . import registry
-
-COUNTRY_KEY = "shop_country"
-DEFAULT_COUNTRY = SHOP_COUNTRY  # the demo shop's home country
 MIN_HISTORY_DAYS = 60
 MIN_YEARLY_DAYS = 730  # Prophet: yearly seasonality on less than two years is under-identified
 BACKTEST_FOLDS = 3
@@ -70,50 +54,13 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-# --------------------------------------------------------------------------- shop country setting
-
-
-def supported_countries() -> dict[str, str]:
-    """Country codes with a public-holiday calendar, with their names."""
-    import holidays
-    import pycountry
-
-    codes = sorted(c for c in holidays.list_supported_countries() if len(c) == 2)
-    names = {}
-    for code in codes:
-        country = pycountry.countries.get(alpha_2=code)
-        names[code] = country.name if country else code
-    return names
-
-
-def get_shop_country(session: Session) -> tuple[str, int]:
-    """The shop's country (ISO code) for holidays, and the version to send back when saving (0 = default)."""
-    value, version = app_settings.stored(session, COUNTRY_KEY)
-    return str((value or {}).get("country", DEFAULT_COUNTRY)), version
-
-
-def save_shop_country(session: Session, actor, country: Any, expected_version: int | None) -> tuple[str, int]:
-    """Set the shop's country; refuse an unknown country or an edit made against an older version."""
-    require(actor, "models.manage")
-    if not isinstance(country, str) or not country.strip():
-        raise ValidationError("Choose the shop's country (a two-letter ISO code such as DE).")
-    code = country.strip().upper()
-    known = supported_countries()
-    if code not in known:
-        raise ValidationError(f"No public-holiday calendar for the country {country!r}; choose a two-letter ISO code "
-                              "such as DE, FR or US.")
-    version = app_settings.save(session, actor, COUNTRY_KEY, {"country": code}, expected_version,
-                                what="The shop's country", action="forecast.country.save")
-    return code, version
-
-
 # --------------------------------------------------------------------------- series and error
 
 
 def daily_series(session: Session, as_of: dt.date) -> pd.DataFrame:
     """Revenue, orders and new customers per day, from the first order day to `as_of` (zeros filled)."""
-    cutoff = end_of(as_of)
-    day = calendar_day(Order.ordered_at)
+    cutoff = platform.end_of(as_of)
+    day = platform.calendar_day(Order.ordered_at)
     revenue_orders = (Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
     orders = session.execute(
         select(day, func.sum(Order.total), func.count()).where(*revenue_orders).group_by(day)
@@ -128,11 +75,11 @@ def daily_series(session: Session, as_of: dt.date) -> pd.DataFrame:
         .group_by(customer)
         .subquery("firsts")
     )
-    first_day = calendar_day(firsts.c.first_at)
+    first_day = platform.calendar_day(firsts.c.first_at)
     new = session.execute(
         select(first_day, func.count())
         .join(Customer, Customer.id == firsts.c.customer_id)
-        .where(Customer.status.not_in(("merged", "erased")))
+        .where(customers.COUNTED_CUSTOMER)
         .group_by(first_day)
     ).all()
     if not orders:
@@ -153,7 +100,7 @@ def mape(actual, predicted) -> float | None:
     actual = np.asarray(actual, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
     if actual.shape != predicted.shape:
-        raise ValidationError("Actual and predicted values must have the same length.")
+        raise platform.ValidationError("Actual and predicted values must have the same length.")
     keep = np.isfinite(actual) & np.isfinite(predicted) & (actual != 0)
     if not keep.any():
         return None
@@ -240,11 +187,11 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
     A metric with fewer than `MIN_HISTORY_DAYS` days of history is stored as skipped, with the reason.
     """
     if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or not 1 <= horizon_days <= 365:
-        raise ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
+        raise platform.ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
     started = time.perf_counter()
     result: dict[str, Any] = {"metrics": {}}
-    with session_scope(engine) as session:
-        country, _ = get_shop_country(session)
+    with platform.unit_of_work(engine) as session:
+        country, _ = platform.get_shop_country(session)
         series = daily_series(session, as_of)
         fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = {}
         for index, metric in enumerate(FORECAST_METRICS, start=1):
@@ -284,7 +231,8 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
             )
         for metric, (_, points, folds, error) in fitted.items():
             history = series[metric]
-            _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="fitted", model_id=model_row.id,
+            _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="fitted",
+                                            model_id=model_row.id if model_row else None,
                                             horizon_days=horizon_days, history_start=history.index.min().date(),
                                             history_days=len(history), country=country, mape=error,
                                             backtest=folds), points)
@@ -297,73 +245,3 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
                   rows=sum(len(points) for _, points, _, _ in fitted.values()),
                   seconds=round(time.perf_counter() - started, 2))
     return result
-
-
-# --------------------------------------------------------------------------- read side
-
-
-def _check_metric(metric: Any) -> str:
-    if metric not in FORECAST_METRICS:
-        raise ValidationError(f"Unknown metric {metric!r}; choose one of: {', '.join(FORECAST_METRICS)}.")
-    return metric
-
-
-def latest_runs(session: Session, viewer) -> list[dict[str, Any]]:
-    """The latest run of each metric (fitted or skipped), with its backtest error; [] before the first."""
-    require(viewer, "forecast.view")
-    latest = select(ForecastRun.metric, func.max(ForecastRun.id).label("id")).group_by(ForecastRun.metric).subquery()
-    runs = session.scalars(select(ForecastRun).join(latest, latest.c.id == ForecastRun.id)).all()
-    order = {m: i for i, m in enumerate(FORECAST_METRICS)}
-    return [
-        {"metric": r.metric, "label": METRIC_LABELS[r.metric], "as_of": r.as_of, "status": r.status,
-         "reason": r.reason, "mape": r.mape, "backtest": r.backtest or [], "country": r.country,
-         "horizon_days": r.horizon_days, "history_days": r.history_days, "created_at": r.created_at}
-        for r in sorted(runs, key=lambda r: order[r.metric])
-    ]
-
-
-def series(session: Session, viewer, metric: str, history_days: int = 365) -> list[dict[str, Any]]:
-    """History (the last `history_days` days) and forecast points of the latest fitted run of `metric`."""
-    require(viewer, "forecast.view")
-    _check_metric(metric)
-    if isinstance(history_days, bool) or not isinstance(history_days, int) or not 7 <= history_days <= 3660:
-        raise ValidationError("Show between 7 and 3,660 days of history.")
-    run = session.scalar(
-        select(ForecastRun).where(ForecastRun.metric == metric, ForecastRun.status == "fitted")
-        .order_by(ForecastRun.id.desc()).limit(1)
-    )
-    if run is None:
-        return []
-    since = run.as_of - dt.timedelta(days=history_days - 1)
-    rows = session.execute(
-        select(ForecastPoint.day, ForecastPoint.actual, ForecastPoint.predicted, ForecastPoint.lower,
-               ForecastPoint.upper, ForecastPoint.is_forecast)
-        .where(ForecastPoint.run_id == run.id, ForecastPoint.day >= since)
-        .order_by(ForecastPoint.day)
-    ).all()
-    return [{"day": d, "actual": a, "predicted": p, "lower": lo, "upper": hi, "is_forecast": bool(f)}
-            for d, a, p, lo, hi, f in rows]
-
-
-def outlook(session: Session, viewer, metric: str, days: int = 30) -> dict[str, Any] | None:
-    """The forecast total of the next `days` days against the actual total of the last `days` days."""
-    require(viewer, "forecast.view")
-    _check_metric(metric)
-    run = session.scalar(
-        select(ForecastRun).where(ForecastRun.metric == metric, ForecastRun.status == "fitted")
-        .order_by(ForecastRun.id.desc()).limit(1)
-    )
-    if run is None:
-        return None
-    days = min(days, run.horizon_days)
-    start = run.as_of - dt.timedelta(days=days - 1)
-    stop = run.as_of + dt.timedelta(days=days)
-    day = ForecastPoint.day
-    last, ahead = session.execute(
-        select(
-            func.sum(ForecastPoint.actual).filter(day >= start, day <= run.as_of),
-            func.sum(ForecastPoint.predicted).filter(ForecastPoint.is_forecast.is_(True), day <= stop),
-        ).where(ForecastPoint.run_id == run.id)
-    ).one()
-    return {"days": days, "last_actual": float(last or 0), "next_forecast": float(ahead or 0), "as_of": run.as_of}
-

@@ -11,7 +11,7 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, literal, select
 
-from crm_core.analytics import end_of
+from crm_core import platform
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, Order
 
@@ -29,8 +29,8 @@ def churn_labels(connection: Connection, as_of: dt.date, horizon_days: int = DEF
     (only ids divisible by `sample_every`, as in `ml.features.build_features`)."""
     if horizon_days < 1:
         raise ValueError("horizon_days must be at least 1")
-    cutoff = end_of(as_of)
-    horizon_end = end_of(as_of + dt.timedelta(days=horizon_days))
+    cutoff = platform.end_of(as_of)
+    horizon_end = platform.end_of(as_of + dt.timedelta(days=horizon_days))
     ordered_after = func.max(case((and_(Order.ordered_at >= cutoff, Order.ordered_at < horizon_end), 1), else_=0))
     query = (
         select(Order.customer_id, ordered_after.label("ordered_after"))

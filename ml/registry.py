@@ -13,9 +13,7 @@ import joblib
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from crm_core import audit
-from crm_core.errors import NotFound
-from crm_core.permissions import require
+from crm_core import platform
 from db.models import MLModel
 
 
@@ -31,7 +29,7 @@ def register(
     training_end: dt.date | None = None,
     metrics: dict | None = None,
     activate: bool = True,
-    actor=None,
+    actor: platform.Actor = platform.SYSTEM,
 ) -> MLModel:
     """Store a fitted model as the next version of `name` (and make it active by default)."""
     version = (session.scalar(select(func.max(MLModel.version)).where(MLModel.name == name)) or 0) + 1
@@ -40,7 +38,7 @@ def register(
     row = MLModel(
         name=name, version=version, algorithm=algorithm, params=params, features=features,
         training_start=training_start, training_end=training_end, metrics=metrics,
-        artifact=buffer.getvalue(), is_active=False, created_by_id=getattr(actor, "id", None),
+        artifact=buffer.getvalue(), is_active=False, created_by_id=actor.id,
     )
     session.add(row)
     session.flush()
@@ -55,15 +53,15 @@ def _activate(session: Session, row: MLModel) -> None:
     session.expire(row)
 
 
-def activate(session: Session, actor, model_id: int) -> MLModel:
+def activate(session: Session, actor: platform.Actor, model_id: int) -> MLModel:
     """Make one stored version the active one (rolling back is activating an earlier version)."""
-    require(actor, "models.manage")
+    platform.require(actor, "models.manage")
     row = session.get(MLModel, model_id)
     if row is None:
-        raise NotFound(f"No model version with id {model_id}.")
+        raise platform.NotFound(f"No model version with id {model_id}.")
     previous = session.scalar(select(MLModel.version).where(MLModel.name == row.name, MLModel.is_active.is_(True)))
     _activate(session, row)
-    audit.record(session, actor, "model.activate", "ml_model", row.id,
+    platform.record_audit(session, actor, "model.activate", "ml_model", row.id,
                  before={"name": row.name, "active_version": previous},
                  after={"name": row.name, "active_version": row.version})
     return row
@@ -72,7 +70,7 @@ def activate(session: Session, actor, model_id: int) -> MLModel:
 def active(session: Session, name: str) -> tuple[MLModel, Any] | None:
     """The active version of `name` and its loaded model, or None when none is trained."""
     row = session.scalar(select(MLModel).where(MLModel.name == name, MLModel.is_active.is_(True)))
-    if row is None:
+    if row is None or row.artifact is None:
         return None
     return row, joblib.load(io.BytesIO(row.artifact))
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from crm_core import users
+from crm_core import platform
 from db.models import ROLES
 from ui import context
 
@@ -11,7 +11,7 @@ context.require_page("users.manage")
 st.title("Users")
 
 
-listing = context.read(users.list_users) or []
+listing = context.read(platform.list_users) or []
 table = pd.DataFrame(listing)
 active_count = int(table["active"].sum())
 st.caption(f"{len(table)} users, {active_count} active")
@@ -33,25 +33,25 @@ with create, st.form("create_user", clear_on_submit=True):
     new_role = st.selectbox("Role", ROLES)
     pw = st.text_input("Initial password", type="password", help="At least 8 characters")
     if st.form_submit_button("Create user", type="primary"):
-        context.act(users.create_user, username, new_role, pw, full_name=full_name, email=email,
+        context.act(platform.create_user, username, new_role, pw, full_name=full_name, email=email,
             success=f"Created {username.strip().lower()} as {new_role}.")
 
 with role, st.form("change_role"):
     who = st.selectbox("User", list(by_name), key="role_user")
     target = st.selectbox("New role", ROLES, key="role_value")
     if st.form_submit_button("Change role") and who:
-        context.act(users.change_role, by_name[who]["id"], target, expected_version=by_name[who]["version"],
+        context.act(platform.change_role, by_name[who]["id"], target, expected_version=by_name[who]["version"],
             success=f"{who} is now {target}.")
 
 with password, st.form("reset_password", clear_on_submit=True):
     who = st.selectbox("User", list(by_name), key="pw_user")
     pw = st.text_input("New password", type="password", help="At least 8 characters")
     if st.form_submit_button("Reset password") and who:
-        context.act(users.reset_password, by_name[who]["id"], pw, success=f"Password of {who} reset; the account is unlocked.")
+        context.act(platform.reset_password, by_name[who]["id"], pw, success=f"Password of {who} reset; the account is unlocked.")
 
 with active, st.form("set_active"):
     who = st.selectbox("User", list(by_name), key="active_user")
     make_active = st.radio("Status", ["Active", "Deactivated"], horizontal=True) == "Active"
     if st.form_submit_button("Apply") and who:
-        context.act(users.set_active, by_name[who]["id"], make_active, expected_version=by_name[who]["version"],
+        context.act(platform.set_active, by_name[who]["id"], make_active, expected_version=by_name[who]["version"],
             success=f"{who} is {'active' if make_active else 'deactivated'}.")

@@ -5,14 +5,13 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from crm_core import audit
-from crm_core.data_dates import EARLIEST_DATE
+from crm_core import platform
 from ui import context
 
 context.require_page("audit.view")
 st.title("Audit log")
 
-options = context.read(audit.filter_options) or {"actor": [], "entity_type": [], "action": []}
+options = context.read(platform.audit_filter_options) or {"actor": [], "entity_type": [], "action": []}
 
 c1, c2, c3, c4 = st.columns(4)
 who = c1.selectbox("Actor", ["All", *options["actor"]])
@@ -20,10 +19,10 @@ entity = c2.selectbox("Entity", ["All", *options["entity_type"]])
 action = c3.selectbox("Action", ["All", *options["action"]])
 # Staff actions happen now, whatever date the shop's data runs to: the range ends today.
 today = dt.date.today()
-dates = c4.date_input("Dates", value=(today - dt.timedelta(days=30), today), min_value=EARLIEST_DATE, max_value=today,
+dates = c4.date_input("Dates", value=(today - dt.timedelta(days=30), today), min_value=platform.EARLIEST_DATE, max_value=today,
                       format="YYYY-MM-DD")
 date_from, date_to = (dates if isinstance(dates, tuple) and len(dates) == 2 else (None, None))
-filters = audit.AuditFilter(
+filters = platform.AuditFilter(
     actor=None if who == "All" else who,
     entity_type=None if entity == "All" else entity,
     action=None if action == "All" else action,
@@ -31,11 +30,11 @@ filters = audit.AuditFilter(
 )
 
 page_number = st.session_state.get("audit_page", 1)
-result = context.read(audit.search, filters, page=page_number, page_size=50)
+result = context.read(platform.search_audit_log, filters, page=page_number, page_size=50)
 if result is None:
     st.stop()
 if page_number > result.pages:
-    result = context.read(audit.search, filters, page=1, page_size=50)
+    result = context.read(platform.search_audit_log, filters, page=1, page_size=50)
 
 st.caption(f"{result.total:,} entries")
 if not result.rows:

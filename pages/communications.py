@@ -6,10 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import communications as comms
-from crm_core import permissions
-from crm_core.communications import FUNNEL_STAGES
-from crm_core.data_dates import EARLIEST_DATE
+from crm_core import platform, service
 from db.models import COMM_CHANNELS, DIRECTIONS
 from ui import context
 from ui.data_date import show_data_date
@@ -22,33 +19,33 @@ if flash := st.session_state.pop("communications_flash", None):
 
 
 @st.cache_data(ttl=60, max_entries=32, show_spinner=False)
-def funnel(url: str, filters: comms.CommFilter) -> list[dict]:
+def funnel(url: str, filters: service.CommFilter) -> list[dict]:
     with context.session() as s:
-        return comms.funnel_by_channel(s, viewer, filters)
+        return service.funnel_by_channel(s, viewer, filters)
 
 
 @st.cache_data(ttl=300, max_entries=4, show_spinner=False)
 def options(url: str) -> dict:
     with context.session() as s:
-        return comms.filter_options(s, viewer)
+        return service.communication_filter_options(s, viewer)
 
 
 url = str(context.engine().url)
 choices = options(url)
 f1, f2, f3 = st.columns([2, 1, 2])
-period = f1.date_input("Sent between", value=(as_of - dt.timedelta(days=365), as_of), min_value=EARLIEST_DATE,
+period = f1.date_input("Sent between", value=(as_of - dt.timedelta(days=365), as_of), min_value=platform.EARLIEST_DATE,
                        max_value=dt.date.today(), key="comm_period")
 channel = f2.selectbox("Channel", ["All", *COMM_CHANNELS], key="comm_channel")
 campaign = f3.selectbox("Campaign", ["All", *choices["campaign"]], key="comm_campaign")
 date_from, date_to = period if isinstance(period, tuple) and len(period) == 2 else (None, None)
-filters = comms.CommFilter(date_from=date_from, date_to=date_to, channel=None if channel == "All" else channel,
+filters = service.CommFilter(date_from=date_from, date_to=date_to, channel=None if channel == "All" else channel,
                            campaign=None if campaign == "All" else campaign)
 
 tab_funnel, tab_campaigns, tab_log, tab_customer = st.tabs(["Funnel", "Campaigns", "Log a call or note", "Customer log"])
 
 with tab_funnel:
     rows = funnel(url, filters)
-    totals = {key: sum(r[key] for r in rows) for key in (*FUNNEL_STAGES, "bounced", "failed")}
+    totals = {key: sum(r[key] for r in rows) for key in (*service.FUNNEL_STAGES, "bounced", "failed")}
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("Messages sent", f"{totals['sent']:,}", border=True)
     c2.metric("Delivered", f"{totals['delivered'] / totals['sent']:.1%}" if totals["sent"] else "–", border=True)
@@ -59,10 +56,10 @@ with tab_funnel:
         st.info("No outbound messages in this selection.")
     else:
         left, right = st.columns(2)
-        left.plotly_chart(px.funnel(pd.DataFrame({"stage": list(FUNNEL_STAGES), "messages": [totals[s] for s in FUNNEL_STAGES]}),
+        left.plotly_chart(px.funnel(pd.DataFrame({"stage": list(service.FUNNEL_STAGES), "messages": [totals[s] for s in service.FUNNEL_STAGES]}),
                                     x="messages", y="stage", title="Funnel: sent → delivered → opened → clicked → replied"),
                           width="stretch")
-        long = pd.DataFrame(rows).melt(id_vars="channel", value_vars=[*FUNNEL_STAGES, "bounced", "failed"],
+        long = pd.DataFrame(rows).melt(id_vars="channel", value_vars=[*service.FUNNEL_STAGES, "bounced", "failed"],
                                        var_name="stage", value_name="messages")
         right.plotly_chart(px.bar(long, x="stage", y="messages", color="channel", barmode="group", log_y=True,
                                   title="By channel (log scale)", labels={"stage": "", "messages": "Messages"}),
@@ -74,9 +71,9 @@ with tab_funnel:
 with tab_campaigns:
     template = st.selectbox("Template", ["All", *choices["template"]], key="comm_template")
     page_number = st.session_state.get("comm_campaign_page", 1)
-    campaign_filters = comms.CommFilter(date_from=date_from, date_to=date_to, channel=filters.channel,
+    campaign_filters = service.CommFilter(date_from=date_from, date_to=date_to, channel=filters.channel,
                                         campaign=filters.campaign, template=None if template == "All" else template)
-    found = context.read(comms.campaign_performance, campaign_filters, page=page_number, page_size=25)
+    found = context.read(service.campaign_performance, campaign_filters, page=page_number, page_size=25)
     if found is not None and found.total:
         st.caption(f"{found.total:,} campaigns and templates")
         st.dataframe(pd.DataFrame(found.rows), hide_index=True, width="stretch",
@@ -87,7 +84,7 @@ with tab_campaigns:
         st.info("No campaign messages in this selection.")
 
 with tab_log:
-    if not permissions.allowed(viewer.role, "communications.log"):
+    if not platform.allowed(viewer.role, "communications.log"):
         st.info("Your role can read the log but not add to it.")
     else:
         with st.form("log_communication"):
@@ -96,10 +93,10 @@ with tab_log:
             customer_id = a.number_input("Customer id", min_value=0, step=1, key="log_customer_id")
             log_channel = b.selectbox("Channel", COMM_CHANNELS, index=COMM_CHANNELS.index("call"), key="log_channel")
             direction = c.selectbox("Direction", DIRECTIONS, key="log_direction")
-            subject = st.text_input("Subject", max_chars=comms.MAX_SUBJECT, key="log_subject")
+            subject = st.text_input("Subject", max_chars=service.MAX_MESSAGE_SUBJECT, key="log_subject")
             body = st.text_area("Notes", key="log_body")
             if st.form_submit_button("Save to the log", type="primary", key="log_submit"):
-                entry = context.act(comms.log, int(customer_id), log_channel, direction, subject, body)
+                entry = context.act(service.log_communication, int(customer_id), log_channel, direction, subject, body)
                 if entry is not None:
                     mood = "" if entry.sentiment_score is None else f" (sentiment {entry.sentiment_score:+.2f})"
                     st.session_state["communications_flash"] = f"Logged for customer {entry.customer_id}{mood}."
@@ -109,7 +106,7 @@ with tab_log:
 with tab_customer:
     who = st.number_input("Customer id", min_value=1, step=1, key="comm_customer_id")
     page_number = st.session_state.get("comm_customer_page", 1)
-    log = context.read(comms.customer_communications, int(who), page=page_number, page_size=20)
+    log = context.read(service.customer_communications, int(who), page=page_number, page_size=20)
     if log is not None and log.total:
         st.caption(f"{log.total:,} communications for customer {int(who)}")
         st.dataframe(pd.DataFrame(log.rows), hide_index=True, width="stretch",

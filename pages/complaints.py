@@ -6,13 +6,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import complaints, permissions
+from crm_core import platform, service
 from db.models import COMPENSATION_KINDS, COMPLAINT_SEVERITIES, COMPLAINT_STATUSES
 from ui import context
 from ui.data_date import show_data_date
 
 viewer = context.require_page("complaints.view")
-can_manage = permissions.allowed(viewer.role, "complaints.manage")
+can_manage = platform.allowed(viewer.role, "complaints.manage")
 st.title("Complaints")
 as_of = show_data_date().day
 if flash := st.session_state.pop("complaints_flash", None):
@@ -23,9 +23,9 @@ if flash := st.session_state.pop("complaints_flash", None):
 def dashboard(url: str, since: dt.date, as_of: dt.date) -> dict:
     with context.session() as s:
         return {
-            "by_severity": complaints.open_by_severity(s, viewer),
-            "resolve": complaints.time_to_resolve(s, viewer, since=since),
-            "money": complaints.compensation_by_month(s, viewer, months=12, as_of=as_of),
+            "by_severity": service.open_complaints_by_severity(s, viewer),
+            "resolve": service.complaint_time_to_resolve(s, viewer, since=since),
+            "money": service.compensation_by_month(s, viewer, months=12, as_of=as_of),
         }
 
 
@@ -35,7 +35,7 @@ def saved(message: str) -> None:
     st.rerun()
 
 
-figures = context.read(complaints.kpis)
+figures = context.read(service.complaint_kpis)
 if figures is None:
     st.stop()
 c1, c2, c3, c4, c5 = st.columns(5)
@@ -77,14 +77,14 @@ with tabs[1]:
     f1, f2, f3, f4 = st.columns(4)
     status = f1.selectbox("Status", ["All", "any open", *COMPLAINT_STATUSES], key="complaints_status")
     severity = f2.selectbox("Severity", ["All", *COMPLAINT_SEVERITIES], key="complaints_severity")
-    category = f3.selectbox("Category", ["All", *complaints.COMPLAINT_CATEGORIES], key="complaints_category")
+    category = f3.selectbox("Category", ["All", *service.COMPLAINT_CATEGORIES], key="complaints_category")
     overdue_only = f4.toggle("Overdue only", key="complaints_overdue")
-    filters = complaints.ComplaintFilter(
+    filters = service.ComplaintFilter(
         status=None if status == "All" else status, severity=None if severity == "All" else severity,
         category=None if category == "All" else category, overdue_only=overdue_only,
     )
     page_number = st.session_state.get("complaints_page", 1)
-    found = context.read(complaints.search, filters, page=page_number, page_size=25)
+    found = context.read(service.search_complaints, filters, page=page_number, page_size=25)
     if found is not None and found.total:
         st.caption(f"{found.total:,} complaints")
         st.dataframe(pd.DataFrame(found.rows).drop(columns=["version"]), hide_index=True, width="stretch",
@@ -100,22 +100,22 @@ if can_manage:
         st.markdown("**Register a complaint**")
         a, b, c = st.columns(3)
         customer_id = a.number_input("Customer id", min_value=0, step=1, key="new_customer_id")
-        new_category = b.selectbox("Category", complaints.COMPLAINT_CATEGORIES, key="new_category")
+        new_category = b.selectbox("Category", service.COMPLAINT_CATEGORIES, key="new_category")
         new_severity = c.selectbox("Severity", COMPLAINT_SEVERITIES, index=1, key="new_severity")
-        description = st.text_area("Description", key="new_description", max_chars=complaints.MAX_DESCRIPTION)
+        description = st.text_area("Description", key="new_description", max_chars=service.MAX_COMPLAINT_DESCRIPTION)
         d, e = st.columns(2)
         ticket_id = d.text_input("Linked ticket id (optional)", key="new_ticket_id")
         order_id = e.text_input("Linked order id (optional)", key="new_order_id")
         if st.form_submit_button("Register complaint", type="primary", key="new_submit"):
-            created = context.act(complaints.create, int(customer_id), new_category, new_severity, description,
+            created = context.act(service.create_complaint, int(customer_id), new_category, new_severity, description,
                                   ticket_id=ticket_id or None, order_id=order_id or None)
             if created is not None:
                 saved(f"Complaint {created.id} registered; resolution due {created.resolution_due_at:%Y-%m-%d %H:%M}.")
 
     with tabs[3]:
-        limit = context.read(complaints.compensation_limit)
+        limit = context.read(service.compensation_limit)
         complaint_id = st.number_input("Complaint id", min_value=1, step=1, key="work_complaint_id")
-        item = context.read(complaints.detail, int(complaint_id))
+        item = context.read(service.complaint_detail, int(complaint_id))
         if item is not None:
             st.markdown(f"**Complaint {item['id']}** · customer {item['customer_id']} · {item['category']} · "
                         f"{item['severity']} · **{item['status']}** · escalation level {item['escalation_level']}")
@@ -131,10 +131,10 @@ if can_manage:
                 moved = st.form_submit_button("Change status", disabled=not choices, key="work_status_submit")
                 escalated = st.form_submit_button("Escalate", disabled=item["status"] in ("resolved", "closed"),
                                                   key="work_escalate")
-                if moved and context.act(complaints.change_status, item["id"], target,
+                if moved and context.act(service.change_complaint_status, item["id"], target,
                                          expected_version=item["version"]) is not None:
                     saved(f"Complaint {item['id']} is now {target}.")
-                if escalated and context.act(complaints.escalate, item["id"], expected_version=item["version"]) is not None:
+                if escalated and context.act(service.escalate_complaint, item["id"], expected_version=item["version"]) is not None:
                     saved(f"Complaint {item['id']} escalated to level {item['escalation_level'] + 1}.")
             with right:
                 if item["status"] in ("resolved", "closed"):
@@ -143,7 +143,7 @@ if can_manage:
                         score = st.slider("Score (1 = very unhappy, 5 = very happy)", 1, 5,
                                           value=item["satisfaction"] or 3, key="work_satisfaction")
                         if st.form_submit_button("Save satisfaction", key="work_satisfaction_submit") and \
-                                context.act(complaints.record_satisfaction, item["id"], int(score),
+                                context.act(service.record_complaint_satisfaction, item["id"], int(score),
                                             expected_version=item["version"]) is not None:
                             saved(f"Satisfaction {score}/5 saved for complaint {item['id']}.")
                 else:
@@ -155,14 +155,14 @@ if can_manage:
                         kind = st.selectbox("Compensation", COMPENSATION_KINDS, key="work_kind")
                         amount = st.number_input("Amount", min_value=0.0, step=5.0, format="%.2f", key="work_amount")
                         if st.form_submit_button("Resolve", type="primary", key="work_resolve") and \
-                                context.act(complaints.resolve, item["id"], resolution, kind, amount,
+                                context.act(service.resolve_complaint, item["id"], resolution, kind, amount,
                                             expected_version=item["version"]) is not None:
                             saved(f"Complaint {item['id']} resolved.")
 
-if permissions.allowed(viewer.role, "complaints.settings"):
+if platform.allowed(viewer.role, "complaints.settings"):
     with st.expander("Resolution SLA and compensation limits (admin)"):
         with context.session() as s:
-            settings, version = complaints.get_settings(s)
+            settings, version = service.get_complaint_settings(s)
         with st.form("complaint_settings"):
             hours = {}
             columns = st.columns(len(COMPLAINT_SEVERITIES))
@@ -174,6 +174,6 @@ if permissions.allowed(viewer.role, "complaints.settings"):
             for column, (role, value) in zip(columns, settings["compensation_limits"].items(), strict=True):
                 limits[role] = column.number_input(f"Compensation limit: {role}", min_value=0.0, value=float(value), step=10.0)
             if st.form_submit_button("Save settings") and context.act(
-                    complaints.save_settings, {"resolution_hours": hours, "compensation_limits": limits},
+                    service.save_complaint_settings, {"resolution_hours": hours, "compensation_limits": limits},
                     expected_version=version) is not None:
                 saved("Complaint settings saved; new due dates apply to new complaints.")

@@ -8,13 +8,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import customers, permissions, search
-from crm_core.search import CustomerQuery
+from crm_core import customers, platform
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 
 viewer = context.require_page("customers.view")
-can_edit = permissions.allowed(viewer.role, "customers.edit")
+can_edit = platform.allowed(viewer.role, "customers.edit")
 st.title("Customer 360")
 if flash := st.session_state.pop("c360_flash", None):
     st.success(flash)
@@ -43,7 +42,7 @@ picked = pick_col.number_input("Customer id", min_value=1, step=1, value=None, k
                                placeholder="e.g. 42")
 lookup = find_col.text_input("Or find a customer", key="c360_lookup", placeholder="Name, email or phone")
 if lookup.strip():
-    found = context.read(search.search, CustomerQuery(text=lookup), page=1, page_size=10)
+    found = context.read(customers.search_customers, customers.CustomerQuery(text=lookup), page=1, page_size=10)
     if found is not None and found.rows:
         labels = {r["id"]: f"#{r['id']} {r['name']} <{r['email'] or 'no email'}> {r['country'] or ''}"
                   for r in found.rows}
@@ -58,7 +57,7 @@ customer_id = int(picked)
 if st.query_params.get("id") != str(customer_id):
     st.query_params["id"] = str(customer_id)
 
-data = context.read(customers.profile, customer_id)
+data = context.read(customers.customer_profile, customer_id)
 if data is None:
     st.stop()
 facts, scores = data["facts"], data["scores"]
@@ -96,7 +95,7 @@ if version_key not in st.session_state:
     st.session_state[version_key] = facts["version"]
 editing_version = st.session_state[version_key]
 
-if can_edit and facts["status"] not in ("merged", "erased"):
+if can_edit and not customers.is_gone(facts["status"]):
     with st.expander("Edit customer", expanded=False):
         if editing_version != facts["version"]:
             st.warning(f"Someone else changed this customer since you opened it (version {editing_version} → "
@@ -179,7 +178,7 @@ with tabs[2]:
         st.dataframe(pd.DataFrame(places).drop(columns=["id"]), hide_index=True, width="stretch")
     else:
         st.info("No addresses on file.")
-    if can_edit and facts["status"] not in ("merged", "erased"):
+    if can_edit and not customers.is_gone(facts["status"]):
         with st.form("add_address", clear_on_submit=True):
             st.markdown("**Add an address**")
             a1, a2 = st.columns(2)

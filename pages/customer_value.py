@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from ml import value
+from ml import clv_reports
 from ui import context
 from ui.data_date import show_data_date
 from ui.format import compact_euros
@@ -24,18 +24,18 @@ show_step_status("lifetime_value", "Lifetime value")
 def load_aggregates(url: str, model_id: int | None) -> dict:
     """Figures and chart data; keyed by the active model, so a new scoring is shown at once."""
     with context.session() as s:
-        summary = value.overview(s, viewer)
+        summary = clv_reports.overview(s, viewer)
         if summary is None:
             return {"summary": None}
         return {
             "summary": summary,
-            "histogram": value.clv_histogram(s, viewer),
-            "heatmap": value.alive_heatmap(s, viewer),
-            "segments": value.by_segment(s, viewer),
+            "histogram": clv_reports.clv_histogram(s, viewer),
+            "heatmap": clv_reports.alive_heatmap(s, viewer),
+            "segments": clv_reports.by_segment(s, viewer),
         }
 
 
-key = context.read(value.scoring_key)
+key = context.read(clv_reports.scoring_key)
 data = load_aggregates(str(context.engine().url), key)
 summary = data["summary"]
 if summary is None:
@@ -92,7 +92,7 @@ with tab_alive:
 
 with tab_top:
     page_number = st.session_state.get("value_top_page", 1)
-    top = context.read(value.top_customers, page=page_number, page_size=50)
+    top = context.read(clv_reports.top_customers, page=page_number, page_size=50)
     if top is not None and top.total:
         st.caption(f"{top.total:,} customers by 12-month CLV")
         st.dataframe(

@@ -6,10 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import bulk_actions, search
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.errors import DomainError
-from crm_core.search import CustomerQuery
+from crm_core import customers, platform, risk
 from db.models import COMM_CHANNELS, LIFECYCLE_STAGES
 from ui import context
 
@@ -34,21 +31,21 @@ FIELDS = {
 @st.cache_data(ttl=30, max_entries=8, show_spinner=False)
 def load_options(url: str, role: str) -> dict:
     with context.session() as s:
-        return search.filter_options(s, viewer)
+        return customers.search_filter_options(s, viewer)
 
 
-def fill_form(query: CustomerQuery) -> None:
+def fill_form(query: customers.CustomerQuery) -> None:
     """Put a query's values into the form widgets (before they are drawn)."""
     for name, key in FIELDS.items():
         value = getattr(query, name)
         st.session_state[key] = list(value) if isinstance(value, tuple) else value
 
 
-def current_query() -> CustomerQuery:
-    return st.session_state.get(QUERY_KEY) or CustomerQuery()
+def current_query() -> customers.CustomerQuery:
+    return st.session_state.get(QUERY_KEY) or customers.CustomerQuery()
 
 
-def set_query(query: CustomerQuery) -> None:
+def set_query(query: customers.CustomerQuery) -> None:
     st.session_state[QUERY_KEY] = query
     st.session_state.pop(PAGE_KEY, None)
     st.session_state.pop("customers_bulk_result", None)
@@ -77,7 +74,7 @@ with st.form("customer_search"):
         c3.multiselect("Status", options["statuses"], key=FIELDS["statuses"],
                        help="Empty: every status except merged and erased.")
         # From 1900 (a historical import's dates are far back) to today.
-        dates = {"value": None, "min_value": EARLIEST_DATE, "max_value": dt.date.today()}
+        dates = {"value": None, "min_value": platform.EARLIEST_DATE, "max_value": dt.date.today()}
         c1.date_input("Signed up from", key=FIELDS["signup_from"], **dates)
         c2.date_input("Signed up to", key=FIELDS["signup_to"], **dates)
         c3.write("")
@@ -96,8 +93,8 @@ with st.form("customer_search"):
     page_size = s3.selectbox("Rows per page", [25, 50, 100], index=1, key="customers_page_size")
     if st.form_submit_button("Search", type="primary", icon=":material/search:"):
         try:
-            set_query(CustomerQuery.from_dict({name: st.session_state.get(key) for name, key in FIELDS.items()}))
-        except DomainError as exc:
+            set_query(customers.CustomerQuery.from_dict({name: st.session_state.get(key) for name, key in FIELDS.items()}))
+        except platform.DomainError as exc:
             st.error(str(exc))
 
 query = current_query()
@@ -105,19 +102,19 @@ query = current_query()
 # --------------------------------------------------------------------------- saved searches
 
 with st.expander("Saved searches"):
-    saved = context.read(search.list_searches) or []
+    saved = context.read(customers.list_searches) or []
     if saved:
         by_id = {s["id"]: s for s in saved}
         chosen = st.selectbox("Your saved searches", list(by_id), format_func=lambda i: by_id[i]["name"],
                               key="saved_choice")
         load_col, delete_col = st.columns(2)
         if load_col.button("Load", icon=":material/folder_open:"):
-            loaded = context.read(search.load_search, chosen)
+            loaded = context.read(customers.load_search, chosen)
             if loaded is not None:
                 st.session_state[PENDING_KEY] = loaded  # the form is already drawn: fill it on the rerun
                 st.session_state["customers_flash"] = f"Loaded {by_id[chosen]['name']}."
                 st.rerun()
-        if delete_col.button("Delete", icon=":material/delete:") and context.act(search.delete_search,
+        if delete_col.button("Delete", icon=":material/delete:") and context.act(customers.delete_search,
                                                                                 chosen) is not None:
             st.session_state["customers_flash"] = f"Deleted {by_id[chosen]['name']}."
             st.rerun()
@@ -125,21 +122,21 @@ with st.expander("Saved searches"):
         st.caption("No saved searches yet.")
     with st.form("save_search", clear_on_submit=True):
         name = st.text_input("Save the current search as")
-        if st.form_submit_button("Save search") and context.act(search.save_search, name, query) is not None:
+        if st.form_submit_button("Save search") and context.act(customers.save_search, name, query) is not None:
             st.session_state["customers_flash"] = f"Saved the search as {' '.join(name.split())}."
             st.rerun()
 
 # --------------------------------------------------------------------------- results
 
 page_number = st.session_state.get(PAGE_KEY, 1)
-result = context.read(search.search, query, page=page_number, page_size=page_size)
+result = context.read(customers.search_customers, query, page=page_number, page_size=page_size)
 if result is None:
     st.stop()
 m1, m2, m3 = st.columns(3)
 m1.metric("Matching customers", f"{result.total:,}", border=True)
 revenues = [r["revenue"] for r in result.rows if r["revenue"] is not None]
 m2.metric("Revenue on this page", f"€{sum(revenues):,.0f}", border=True)
-at_risk = sum(r["risk_level"] in ("high", "critical") for r in result.rows)
+at_risk = sum(r["risk_level"] in risk.AT_RISK_LEVELS for r in result.rows)
 m3.metric("High or critical risk on this page", f"{at_risk:,}", border=True)
 
 selected_ids: list[int] = []
@@ -173,7 +170,7 @@ else:
 
 # --------------------------------------------------------------------------- bulk actions
 
-actions = bulk_actions.available_actions(viewer.role)
+actions = customers.available_bulk_actions(viewer.role)
 if actions and result.total:
     st.subheader("Bulk actions")
     labels = {a.key: a.label for a in actions}
@@ -198,7 +195,7 @@ if actions and result.total:
             params["stage"] = st.selectbox("New stage", LIFECYCLE_STAGES)
             params["reason"] = st.text_input("Reason (required)")
         elif action == "change_status":
-            params["status"] = st.selectbox("New status", bulk_actions.SETTABLE_STATUSES)
+            params["status"] = st.selectbox("New status", customers.SETTABLE_STATUSES)
             params["reason"] = st.text_input("Reason")
         elif action == "log_campaign_communication":
             params["campaign"] = st.text_input("Campaign")
@@ -219,7 +216,7 @@ if actions and result.total:
             def progress(done: int, total: int) -> None:
                 bar.progress(min(1.0, done / max(total, 1)), text=f"{done:,} of {total:,} customers")
 
-            outcome = context.act(bulk_actions.run, action, selection, params, progress=progress)
+            outcome = context.act(customers.run_bulk_action, action, selection, params, progress=progress)
             if outcome is not None:
                 bar.progress(1.0, text="Done")
                 st.session_state["customers_bulk_result"] = {

@@ -4,8 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import duplicates
-from crm_core import merge as merging
+from crm_core import customers
 from ui import context
 
 viewer = context.require_page("customers.merge")
@@ -13,7 +12,7 @@ st.title("Duplicates & merge")
 if flash := st.session_state.pop("duplicates_flash", None):
     st.success(flash)
 
-counts = context.read(duplicates.counts) or {"open": 0, "merged": 0, "dismissed": 0}
+counts = context.read(customers.duplicate_counts) or {"open": 0, "merged": 0, "dismissed": 0}
 c1, c2, c3 = st.columns(3)
 c1.metric("Open pairs", f"{counts['open']:,}", border=True)
 c2.metric("Merged", f"{counts['merged']:,}", border=True)
@@ -24,7 +23,7 @@ with st.expander("Scan for duplicates", icon=":material/search:"):
                "in the same country, and queues likely pairs. Dismissed pairs stay dismissed.")
     if st.button("Run the duplicate scan", key="run_scan"):
         bar = st.progress(0.0, text="Starting…")
-        result = context.act(duplicates.scan, progress=lambda fraction, text: bar.progress(fraction, text=text))
+        result = context.act(customers.scan_duplicates, progress=lambda fraction, text: bar.progress(fraction, text=text))
         if result is not None:
             st.session_state["duplicates_flash"] = (
                 f"Scanned {result['customers']:,} customers in {result['seconds']}s: "
@@ -37,7 +36,7 @@ tab_queue, tab_merge, tab_history, tab_split = st.tabs(["Review queue", "Merge",
 with tab_queue:
     min_score = st.slider("Minimum score", 0.6, 1.0, 0.6, 0.05, key="queue_min_score")
     page_number = st.session_state.get("queue_page", 1)
-    found = context.read(duplicates.queue, status="open", page=page_number, page_size=25, min_score=min_score)
+    found = context.read(customers.duplicate_queue, status="open", page=page_number, page_size=25, min_score=min_score)
     if found is None or not found.total:
         st.info("No open duplicate pairs. Run the duplicate scan to look for some.")
     else:
@@ -50,7 +49,7 @@ with tab_queue:
                            "pair_id": "Pair", "reasons": "Why they match"},
         )
         st.pagination(found.pages, default=min(page_number, found.pages), key="queue_page")
-        bands = context.read(duplicates.score_histogram) or []
+        bands = context.read(customers.duplicate_score_histogram) or []
         if bands:
             st.plotly_chart(px.bar(pd.DataFrame(bands), x="score_from", y="pairs", title="Open pairs by score",
                                    labels={"score_from": "Score from", "pairs": "Pairs"}), width="stretch")
@@ -65,7 +64,7 @@ with tab_queue:
             st.session_state["duplicates_flash"] = f"Pair #{chosen} is ready in the Merge tab."
             st.rerun()
         if right.button("Not the same person: dismiss", key="dismiss_pair") and context.act(
-                duplicates.dismiss, chosen, expected_version=by_id[chosen]["version"]) is not None:
+                customers.dismiss_duplicate, chosen, expected_version=by_id[chosen]["version"]) is not None:
             st.session_state["duplicates_flash"] = f"Pair #{chosen} dismissed."
             st.rerun()
 
@@ -79,7 +78,7 @@ with tab_merge:
     elif survivor_id == other_id:
         st.info("Choose two different customers.")
     else:
-        preview = context.read(merging.preview_merge, int(survivor_id), int(other_id))
+        preview = context.read(customers.preview_merge, int(survivor_id), int(other_id))
     if preview:
         st.caption(f"{preview['rows_moving']:,} related rows move to customer {preview['survivor']['id']}; "
                    f"{preview['loyalty_points_moving']:,} loyalty points are combined through the ledger.")
@@ -101,7 +100,7 @@ with tab_merge:
                 if not confirmed:
                     st.error("Tick the confirmation first.")
                 else:
-                    merge_id = context.act(merging.merge, int(survivor_id), int(other_id), field_choices=choices,
+                    merge_id = context.act(customers.merge_customers, int(survivor_id), int(other_id), field_choices=choices,
                                            survivor_version=preview["survivor"]["version"],
                                            other_version=preview["other"]["version"])
                     if merge_id is not None:
@@ -121,7 +120,7 @@ with tab_merge:
 
 with tab_history:
     page_number = st.session_state.get("history_page", 1)
-    merges = context.read(merging.history, page=page_number, page_size=25)
+    merges = context.read(customers.merge_history, page=page_number, page_size=25)
     if merges is None or not merges.total:
         st.info("No merges or splits yet.")
     else:
@@ -132,7 +131,7 @@ with tab_history:
             with st.form("undo_form"):
                 merge_id = st.selectbox("Merge to undo", undoable, key="undo_merge_id")
                 if st.form_submit_button("Undo merge"):
-                    result = context.act(merging.undo_merge, merge_id)
+                    result = context.act(customers.undo_merge, merge_id)
                     if result is not None:
                         st.session_state["duplicates_flash"] = (
                             f"Undid merge {merge_id}: {result['moved_back']} rows moved back."
@@ -141,7 +140,7 @@ with tab_history:
 
 with tab_split:
     split_id = st.number_input("Customer to split", min_value=1, step=1, value=None, key="split_customer")
-    rows = None if split_id is None else context.read(merging.splittable_rows, int(split_id))
+    rows = None if split_id is None else context.read(customers.splittable_rows, int(split_id))
     if split_id is None:
         st.info("Enter the id of a customer record that mixes two people.")
     if rows is not None and not rows:
@@ -158,7 +157,7 @@ with tab_split:
                       "last_name": last.text_input("Last name", key="split_last"),
                       "email": email.text_input("Email", key="split_email")}
             if st.form_submit_button("Split into a new customer"):
-                new_id = context.act(merging.split, int(split_id), moves, fields)
+                new_id = context.act(customers.split_customer, int(split_id), moves, fields)
                 if new_id is not None:
                     st.session_state["duplicates_flash"] = f"Created customer {new_id} with the chosen records."
                     st.rerun()

@@ -4,8 +4,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import permissions
-from ml import forecast
+from crm_core import platform
+from ml import forecast_reports
 from ui import context
 from ui.data_date import show_data_date
 from ui.step_status import show_step_status
@@ -22,7 +22,7 @@ show_step_status("forecasts", "Forecasting")
 def load_series(url: str, run_key: str, metric: str, history_days: int) -> list[dict]:
     """Points of the latest run; keyed by the latest runs, so a new refresh is shown at once."""
     with context.session() as s:
-        return forecast.series(s, viewer, metric, history_days=history_days)
+        return forecast_reports.series(s, viewer, metric, history_days=history_days)
 
 
 def chart(points: pd.DataFrame, label: str) -> go.Figure:
@@ -44,7 +44,7 @@ def chart(points: pd.DataFrame, label: str) -> go.Figure:
     return figure
 
 
-runs = context.read(forecast.latest_runs)
+runs = context.read(forecast_reports.latest_runs)
 if not runs:
     st.info("No forecasts yet: run the batch refresh (`crm refresh`, or the Lifecycle page) to fit them.")
 else:
@@ -67,7 +67,7 @@ else:
             with right:
                 st.metric("Backtest MAPE", "n/a" if run["mape"] is None else f"{run['mape']:.1%}", border=True,
                           help="Mean absolute percentage error over the backtest folds (days with zero left out)")
-                ahead = context.read(forecast.outlook, run["metric"], days=30)
+                ahead = context.read(forecast_reports.outlook, run["metric"], days=30)
                 if ahead:
                     money = run["metric"] == "revenue"
                     fmt = (lambda v: f"€{v:,.0f}") if money else (lambda v: f"{v:,.0f}")
@@ -84,13 +84,13 @@ else:
                 st.caption(f"As of {run['as_of']}; {run['history_days']:,} days of history; holidays: "
                            f"{run['country'] or 'none'}; horizon {run['horizon_days']} days.")
 
-if permissions.allowed(viewer.role, "models.manage"):
+if platform.allowed(viewer.role, "models.manage"):
     with st.expander("Holiday calendar (admin)"):
         with context.session() as s:
-            current, version = forecast.get_shop_country(s)
+            current, version = platform.get_shop_country(s)
         # The version the form was shown with, so a change saved meanwhile by someone else is a conflict.
         shown_version = st.session_state.setdefault("shop_country_version", version)
-        countries = forecast.supported_countries()
+        countries = platform.supported_countries()
         codes = list(countries)
         with st.form("shop_country"):
             chosen = st.selectbox("Shop country (public holidays used by the forecasts)", codes,
@@ -98,5 +98,5 @@ if permissions.allowed(viewer.role, "models.manage"):
                                   format_func=lambda c: f"{countries[c]} ({c})")
             if st.form_submit_button("Save country"):
                 st.session_state.pop("shop_country_version", None)
-                context.act(forecast.save_shop_country, chosen, expected_version=shown_version,
+                context.act(platform.save_shop_country, chosen, expected_version=shown_version,
                             success=f"Shop country set to {countries.get(chosen, chosen)}; it applies at the next refresh.")

@@ -6,11 +6,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import permissions
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.errors import DomainError
+from crm_core import platform
 from db.models import HEALTH_LEVELS
-from ml import health
+from ml import health, health_reports
 from ui import context
 from ui.data_date import show_data_date
 from ui.step_status import show_step_status
@@ -27,10 +25,11 @@ as_of = show_data_date().day
 if flash := st.session_state.pop("health_flash", None):
     st.success(flash)
 
-if permissions.allowed(viewer.role, "refresh.run"):
+if platform.allowed(viewer.role, "refresh.run"):
     with st.expander("Score health now"):
-        st.caption("Scores every customer as of the date (the batch refresh does this too).")
-        score_date = st.date_input("As of", value=as_of, min_value=EARLIEST_DATE, max_value=dt.date.today(),
+        st.caption("Scores every customer as of the date (the batch refresh does this too, and copies the scores "
+                   "into the analytics snapshot that customer lists and segments read).")
+        score_date = st.date_input("As of", value=as_of, min_value=platform.EARLIEST_DATE, max_value=dt.date.today(),
                                    key="health_score_as_of")
         if st.button("Score health", icon=":material/monitor_heart:"):
             bar = st.progress(0.0, text="Starting…")
@@ -40,16 +39,17 @@ if permissions.allowed(viewer.role, "refresh.run"):
 
             try:
                 result = health.score_health(context.engine(), score_date, progress=progress, actor=viewer)
-            except DomainError as exc:
+            except platform.DomainError as exc:
                 st.error(str(exc))
             else:
                 st.session_state["health_flash"] = (
-                    f"Scored {result['customers']:,} customers as of {score_date.isoformat()}."
+                    f"Scored {result['customers']:,} customers as of {score_date.isoformat()}. Customer lists, "
+                    "segments and lifecycle stages use the new scores after the next batch refresh."
                 )
                 st.rerun()
 
 show_step_status("health", "Health scoring")
-summary = context.read(health.overview)
+summary = context.read(health_reports.overview)
 if summary is None:
     st.info("No health scores yet: run the batch refresh (`crm refresh`) or score health above.")
     st.stop()
@@ -92,7 +92,7 @@ with tab_levels:
 def movers_table(direction: str) -> None:
     key = f"health_movers_{direction}"
     page_number = st.session_state.get(key, 1)
-    found = context.read(health.movers, direction=direction, page=page_number, page_size=25)
+    found = context.read(health_reports.movers, direction=direction, page=page_number, page_size=25)
     if found is None:
         return
     if not found.total:
@@ -113,10 +113,10 @@ with tab_movers:
         movers_table("down")
 
 with tab_account:
-    first_drop = context.read(health.movers, direction="down", page=1, page_size=1)
+    first_drop = context.read(health_reports.movers, direction="down", page=1, page_size=1)
     default_id = first_drop.rows[0]["customer_id"] if first_drop and first_drop.rows else 1
     customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_id, key="health_customer"))
-    account = context.read(health.customer_health, customer_id)
+    account = context.read(health_reports.customer_health, customer_id)
     if account is not None:
         score = account["score"]
         if score is None:
@@ -130,7 +130,7 @@ with tab_account:
                 column.metric(name.capitalize(), "no data" if score[name] is None else f"{score[name]:.0f}",
                               border=True)
             st.markdown(f"Level: **{score['level']}**")
-            history = context.read(health.customer_history, customer_id) or []
+            history = context.read(health_reports.customer_history, customer_id) or []
             if len(history) > 1:
                 frame = pd.DataFrame(history).melt(id_vars=["as_of"], value_vars=["overall", *health.COMPONENTS],
                                                    var_name="component", value_name="score")
@@ -158,7 +158,7 @@ with tab_account:
 with tab_backtest:
     st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")
     lag = int(st.number_input("Days ago", min_value=7, max_value=730, value=90, step=1, key="health_lag"))
-    result = context.read(health.backtest, lag)
+    result = context.read(health_reports.backtest, lag)
     if result is not None:
         if result["scored_as_of"] is None:
             st.info(f"No scores stored {lag} or more days before {summary['as_of'].isoformat()} yet.")
@@ -199,7 +199,7 @@ with tab_weights:
                                   "fitted weight": [fit["weights"][c] for c in health.COMPONENTS]}),
                     hide_index=True, width="stretch",
                 )
-        if permissions.allowed(viewer.role, "models.manage"):
+        if platform.allowed(viewer.role, "models.manage"):
             with st.form("health_weights"):
                 st.markdown("**Edit the weights** (they are normalised to sum 1; applied at the next scoring)")
                 columns = st.columns(len(health.COMPONENTS))

@@ -8,8 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import exports, imports, permissions, segments, service_imports, shop_imports, users
-from crm_core.errors import DomainError
+from crm_core import customers, imports, platform, segmentation
 from ui import context
 
 IGNORE = "(ignore)"
@@ -20,7 +19,7 @@ SHOPIFY_PREVIEW_COLUMNS = ["Name", "Email", "Financial Status", "Created at", "T
 EXPORT_IDS_KEY = "export_customer_ids"  # a page (customer search) may put a list of customer ids here
 
 viewer = context.require_page("customers.export")
-can_import = permissions.allowed(viewer.role, "customers.import")
+can_import = platform.allowed(viewer.role, "customers.import")
 st.title("Import / Export")
 if flash := st.session_state.pop("import_export_flash", None):
     st.success(flash)
@@ -61,11 +60,11 @@ def customers_import() -> None:
         show_result()
         return
     try:
-        columns, _ = imports.preview(uploaded, file_name=uploaded.name, limit=1)
-    except DomainError as exc:
+        columns, _ = imports.preview_customers(uploaded, file_name=uploaded.name, limit=1)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
-    defaults = imports.default_mapping(columns)
+    defaults = imports.default_customer_mapping(columns)
 
     st.subheader("Column mapping")
     saved = context.read(imports.list_mappings) or []
@@ -98,15 +97,15 @@ def customers_import() -> None:
 
     mapping_problem = None
     try:
-        imports.check_mapping(mapping, columns)
-    except DomainError as exc:
+        imports.check_customer_mapping(mapping, columns)
+    except platform.DomainError as exc:
         mapping_problem = str(exc)
         st.warning(mapping_problem)
 
     st.subheader("Preview")
     try:
-        _, rows = imports.preview(uploaded, file_name=uploaded.name, mapping=mapping, limit=20)
-    except DomainError as exc:
+        _, rows = imports.preview_customers(uploaded, file_name=uploaded.name, mapping=mapping, limit=20)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     preview_table(rows)
@@ -133,14 +132,14 @@ def run_import(uploaded, mapping: dict[str, str], policy: str, threshold: int) -
     os.close(handle)
     try:
         with context.session() as s:
-            actor = users.load_actor(s, viewer)
+            actor = platform.load_actor(s, viewer)
             report = imports.import_customers(
                 s, actor, uploaded, file_name=uploaded.name, mapping=mapping, on_duplicate=policy,
                 fuzzy_threshold=threshold, errors_path=errors_path, progress=on_progress,
             )
         with open(errors_path, "rb") as error_file:
             error_bytes = error_file.read()
-    except DomainError as exc:
+    except platform.DomainError as exc:
         bar.empty()
         st.error(f"Nothing was imported: {exc}")
         context.act(imports.record_failed_run, "customers", uploaded.name, uploaded.name.rsplit(".", 1)[-1],
@@ -236,12 +235,12 @@ def mapped_import(kind: str) -> None:
         return
     try:
         columns = imports.file_columns(uploaded, file_name=uploaded.name)
-    except DomainError as exc:
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     fields = FIELDS[kind]
     defaults = (imports.default_order_mapping(columns) if kind == "orders"
-                else service_imports.default_mapping(kind, columns))
+                else imports.default_service_mapping(kind, columns))
 
     st.subheader("Column mapping")
     saved = context.read(imports.list_mappings, kind) or []
@@ -277,8 +276,8 @@ def mapped_import(kind: str) -> None:
         if kind == "orders":
             arguments = imports.check_order_mapping(mapping, columns)
         else:
-            service_imports.check_mapping(kind, mapping, columns)
-    except DomainError as exc:
+            imports.check_service_mapping(kind, mapping, columns)
+    except platform.DomainError as exc:
         st.warning(str(exc))
 
     st.subheader("Preview")
@@ -286,8 +285,8 @@ def mapped_import(kind: str) -> None:
         if kind == "orders":
             rows = imports.preview_orders(uploaded, arguments, file_name=uploaded.name) if arguments else []
         else:
-            _, rows = service_imports.preview(kind, uploaded, file_name=uploaded.name, mapping=mapping)
-    except DomainError as exc:
+            _, rows = imports.preview_service_file(kind, uploaded, file_name=uploaded.name, mapping=mapping)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     if rows:
@@ -298,7 +297,7 @@ def mapped_import(kind: str) -> None:
             run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: imports.import_orders(
                 s, actor, uploaded, **arguments, file_name=uploaded.name, errors_path=errors_path, progress=progress))
         else:
-            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: service_imports.import_service_file(
+            run_kind_import(kind, uploaded, lambda s, actor, errors_path, progress: imports.import_service_file(
                 s, actor, kind, uploaded, mapping=mapping, file_name=uploaded.name, errors_path=errors_path,
                 progress=progress))
     show_result()
@@ -313,8 +312,8 @@ def shopify_import() -> None:
     if uploaded is None:
         return
     try:
-        columns, rows = shop_imports.preview_shopify(uploaded, file_name=uploaded.name)
-    except DomainError as exc:
+        columns, rows = imports.preview_shopify(uploaded, file_name=uploaded.name)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return
     st.subheader("Preview")
@@ -323,7 +322,7 @@ def shopify_import() -> None:
     preview_table(rows)
     st.caption(f"The file has {len(columns)} columns; the preview shows the ones an order is made of.")
     if st.button("Import", type="primary", icon=":material/publish:", key="import::shopify"):
-        run_kind_import("orders", uploaded, lambda s, actor, errors_path, progress: shop_imports.import_shopify_orders(
+        run_kind_import("orders", uploaded, lambda s, actor, errors_path, progress: imports.import_shopify_orders(
             s, actor, uploaded, file_name=uploaded.name, errors_path=errors_path, progress=progress),
             file_format="shopify")
     show_result()
@@ -339,10 +338,10 @@ def run_kind_import(entity: str, uploaded, run, file_format: str | None = None) 
     os.close(handle)
     try:
         with context.session() as s:
-            report = run(s, users.load_actor(s, viewer), errors_path, on_progress)
+            report = run(s, platform.load_actor(s, viewer), errors_path, on_progress)
         with open(errors_path, "rb") as error_file:
             error_bytes = error_file.read()
-    except DomainError as exc:
+    except platform.DomainError as exc:
         bar.empty()
         st.error(f"Nothing was imported: {exc}")
         context.act(imports.record_failed_run, entity, uploaded.name,
@@ -380,20 +379,20 @@ def export_tab() -> None:
     scope = st.radio("Customers", scopes, horizontal=True, key="export_scope")
     segment_name = None
     if scope == "A segment":
-        listing = [s for s in (context.read(segments.list_segments) or []) if s["active"]]
+        listing = [s for s in (context.read(segmentation.list_segments) or []) if s["active"]]
         if not listing:
             st.info("There are no active segments to export yet.")
             return
         segment_name = st.selectbox("Segment", [s["name"] for s in listing], key="export_segment")
     left, right = st.columns([1, 3])
-    fmt = left.selectbox("Format", exports.EXPORT_FORMATS, key="export_format",
+    fmt = left.selectbox("Format", customers.EXPORT_FORMATS, key="export_format",
                          format_func={"csv": "CSV", "xlsx": "Excel (.xlsx)", "json": "JSON"}.get)
-    columns = right.multiselect("Columns", list(exports.EXPORT_COLUMNS), default=exports.DEFAULT_COLUMNS,
+    columns = right.multiselect("Columns", list(customers.EXPORT_COLUMNS), default=customers.DEFAULT_EXPORT_COLUMNS,
                                 key="export_columns")
     if scope == "The search result":
         in_scope = len(search_ids)
     else:
-        in_scope = context.read(exports.count_customers, segment=segment_name)
+        in_scope = context.read(customers.count_exported, segment=segment_name)
     if in_scope is None:
         return
     st.metric("Customers in scope", f"{in_scope:,}", border=True)
@@ -403,7 +402,7 @@ def export_tab() -> None:
         st.info("No customers to export in this scope.")
         return
     if st.button("Prepare export", icon=":material/download:", disabled=not columns):
-        prepared = context.act(exports.export_bytes, fmt, columns, segment=segment_name,
+        prepared = context.act(customers.export_bytes, fmt, columns, segment=segment_name,
                                customer_ids=search_ids if scope == "The search result" else None)
         if prepared is not None:
             data, count = prepared
@@ -411,13 +410,13 @@ def export_tab() -> None:
     ready = st.session_state.get("export_ready")
     if ready:
         st.download_button(f"Download {ready['count']:,} customers ({ready['fmt']})", ready["data"],
-                           file_name=f"customers.{ready['fmt']}", mime=exports.MIME_TYPES[ready["fmt"]],
+                           file_name=f"customers.{ready['fmt']}", mime=customers.EXPORT_MIME_TYPES[ready["fmt"]],
                            type="primary", icon=":material/download:", on_click="ignore")
 
 
 def history_tab() -> None:
     page_number = st.session_state.get("import_runs_page", 1)
-    found = context.read(imports.recent_runs, page=page_number, page_size=20)
+    found = context.read(imports.recent_import_runs, page=page_number, page_size=20)
     if found is None:
         return
     if found.total == 0:

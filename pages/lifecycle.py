@@ -7,8 +7,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import lifecycle, permissions
-from crm_core.data_dates import EARLIEST_DATE
+from crm_core import platform, segmentation
 from db.models import LIFECYCLE_STAGES
 from ui import context
 from ui.data_date import show_data_date
@@ -23,7 +22,7 @@ as_of = show_data_date().day
 def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
     key = f"drill_{stage}_{cohort}"
     page_number = st.session_state.get(key, 1)
-    found = context.read(lifecycle.customers_in, stage=stage, cohort=cohort, page=page_number, page_size=50)
+    found = context.read(segmentation.customers_in_stage, stage=stage, cohort=cohort, page=page_number, page_size=50)
     if found is None:
         return
     if not found.total:
@@ -36,7 +35,7 @@ def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
 
 refresh_panel(viewer, key="lifecycle_refresh")
 
-distribution = context.read(lifecycle.distribution) or []
+distribution = context.read(segmentation.stage_distribution) or []
 total = sum(row["customers"] for row in distribution)
 if not total:
     st.info("No lifecycle stages yet: run the batch refresh (`crm refresh`).")
@@ -56,7 +55,7 @@ with tab_now:
     frame = pd.DataFrame(distribution)
     left.plotly_chart(px.bar(frame, x="stage", y="customers", title="Customers by stage",
                              labels={"stage": "", "customers": "Customers"}), width="stretch")
-    durations = context.read(lifecycle.time_in_stage, as_of) or []
+    durations = context.read(segmentation.time_in_stage, as_of) or []
     if durations:
         right.plotly_chart(px.bar(pd.DataFrame(durations), x="stage", y="median_days", hover_data=["avg_days", "customers"],
                                   title="Median days in the current stage", labels={"stage": "", "median_days": "Days"}),
@@ -65,14 +64,14 @@ with tab_now:
     drill_down(stage=stage)
 
 with tab_flows:
-    period = st.date_input("Period", value=(as_of - dt.timedelta(days=90), as_of), min_value=EARLIEST_DATE,
+    period = st.date_input("Period", value=(as_of - dt.timedelta(days=90), as_of), min_value=platform.EARLIEST_DATE,
                            max_value=dt.date.today(), key="flow_period")
     if isinstance(period, tuple) and len(period) == 2:
-        moves = context.read(lifecycle.flows, *period) or []
+        moves = context.read(segmentation.stage_flows, *period) or []
         if not moves:
             st.info("No stage changes in this period.")
         else:
-            labels = [lifecycle.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
+            labels = [segmentation.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
             sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
             nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
             index = {name: i for i, name in enumerate(nodes)}
@@ -87,7 +86,7 @@ with tab_flows:
 
 with tab_cohorts:
     months = st.slider("Cohorts (signup months)", 3, 24, 12)
-    cohorts = context.read(lifecycle.cohort_retention, as_of, months=months) or []
+    cohorts = context.read(segmentation.cohort_retention, as_of, months=months) or []
     if not cohorts:
         st.info("No cohorts in this window.")
     else:
@@ -102,7 +101,7 @@ with tab_cohorts:
 with tab_changes:
     filter_stage = st.selectbox("Into stage", ["All", *LIFECYCLE_STAGES], key="changes_stage")
     page_number = st.session_state.get("changes_page", 1)
-    changes = context.read(lifecycle.recent_changes, page=page_number, page_size=50,
+    changes = context.read(segmentation.recent_stage_changes, page=page_number, page_size=50,
                   stage=None if filter_stage == "All" else filter_stage)
     if changes is not None and changes.total:
         st.dataframe(pd.DataFrame(changes.rows), hide_index=True, width="stretch")
@@ -110,20 +109,20 @@ with tab_changes:
     else:
         st.info("No stage changes recorded yet.")
 
-    if permissions.allowed(viewer.role, "lifecycle.edit"):
+    if platform.allowed(viewer.role, "lifecycle.edit"):
         with st.form("change_stage", clear_on_submit=True):
             st.markdown("**Move a customer by hand**")
             customer_id = st.number_input("Customer id", min_value=1, step=1)
             new_stage = st.selectbox("New stage", LIFECYCLE_STAGES)
             reason = st.text_input("Reason (required)")
             if st.form_submit_button("Change stage"):
-                context.act(lifecycle.change_stage, int(customer_id), new_stage, reason,
+                context.act(segmentation.change_stage, int(customer_id), new_stage, reason,
                             success=f"Customer {int(customer_id)} is now {new_stage}.")
 
-if permissions.allowed(viewer.role, "lifecycle.rules"):
+if platform.allowed(viewer.role, "lifecycle.rules"):
     with st.expander("Transition rules (admin)"):
         with context.session() as s:
-            rules, version = lifecycle.get_rules(s)
+            rules, version = segmentation.get_lifecycle_rules(s)
         with st.form("lifecycle_rules"):
             edited = {}
             columns = st.columns(3)
@@ -134,5 +133,5 @@ if permissions.allowed(viewer.role, "lifecycle.rules"):
                 else:
                     edited[key] = columns[i % 3].number_input(label, value=int(value), step=1)
             if st.form_submit_button("Save rules"):
-                context.act(lifecycle.save_rules, edited, expected_version=version,
+                context.act(segmentation.save_lifecycle_rules, edited, expected_version=version,
                             success="Rules saved; they apply at the next refresh.")

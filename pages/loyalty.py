@@ -7,14 +7,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import loyalty, permissions
+from crm_core import loyalty, platform
 from db.models import LOYALTY_TIERS
 from ui import context
 from ui.data_date import show_data_date
 
 viewer = context.require_page("loyalty.view")
-can_adjust = permissions.allowed(viewer.role, "loyalty.adjust")
-can_approve = permissions.allowed(viewer.role, "loyalty.approve")
+can_adjust = platform.allowed(viewer.role, "loyalty.adjust")
+can_approve = platform.allowed(viewer.role, "loyalty.approve")
 st.title("Loyalty")
 as_of = show_data_date().day
 if flash := st.session_state.pop("loyalty_flash", None):
@@ -143,7 +143,7 @@ if can_approve:
                                                        expected_version=by_id[request_id]["version"]) is not None:
                     saved(f"Request #{request_id} {'approved' if approve else 'rejected'}.")
 
-if permissions.allowed(viewer.role, "loyalty.settings"):
+if platform.allowed(viewer.role, "loyalty.settings"):
     with st.expander("Programme settings (admin)"):
         with context.session() as s:
             settings, version = loyalty.get_settings(s)

@@ -6,9 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import overview
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.errors import DomainError
+from crm_core import platform, reporting
 from ui import context
 from ui.data_date import show_data_date
 
@@ -16,9 +14,9 @@ user = context.require_page("overview.view")
 
 
 @st.cache_data(ttl=300, max_entries=32, show_spinner="Aggregating…")
-def load_overview(url: str, start: dt.date, end: dt.date, role: str) -> overview.Overview:
+def load_overview(url: str, start: dt.date, end: dt.date, role: str) -> reporting.Overview:
     with context.session() as s:
-        return overview.executive_overview(s, user, start, end)
+        return reporting.executive_overview(s, user, start, end)
 
 
 def money(value) -> str:
@@ -33,7 +31,7 @@ st.title("Executive overview")
 end_default = show_data_date().day
 default_start = (end_default.replace(day=1) - dt.timedelta(days=365)).replace(day=1)
 picked = st.date_input(
-    "Date range", value=(default_start, end_default), min_value=EARLIEST_DATE, max_value=dt.date.today(),
+    "Date range", value=(default_start, end_default), min_value=platform.EARLIEST_DATE, max_value=dt.date.today(),
     format="YYYY-MM-DD",
     help="Charts, average order value, SLA breaches and NPS use this range; "
     "month-to-date and trailing-12-month revenue are as of its end date.",
@@ -45,7 +43,7 @@ start, end = picked
 
 try:
     data = load_overview(str(context.engine().url), start, end, user.role)
-except DomainError as exc:
+except platform.DomainError as exc:
     st.error(str(exc))
     st.stop()
 

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from ml import runs
+import batch
 from ui import context
 from ui.refresh_panel import refresh_panel
 
@@ -18,7 +18,7 @@ refresh_panel(viewer, key="runs_refresh")
 STATUS_ICONS = {"ok": "✅ ok", "partial": "⚠️ partial", "failed": "❌ failed", "running": "⏳ running",
                 "interrupted": "⛔ interrupted", "skipped": "⏭️ skipped"}
 
-listing = context.read(runs.recent_runs, limit=30)
+listing = context.read(batch.recent_runs, limit=30)
 if not listing:
     st.info("No refresh has run yet. Run one above, or `crm refresh` on the command line.")
     st.stop()
@@ -38,7 +38,7 @@ picked = st.dataframe(
 rows = picked.selection.rows if picked else []
 run = listing[rows[0]] if rows else listing[0]
 st.subheader(f"Run {run['id']}: as of {run['as_of'].isoformat()}")
-steps = pd.DataFrame(context.read(runs.run_steps, run["id"]) or [])
+steps = pd.DataFrame(context.read(batch.run_steps, run["id"]) or [])
 if steps.empty:
     st.info("This run recorded no steps.")
     st.stop()

@@ -6,16 +6,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import permissions, segments, users
-from crm_core.errors import DomainError
-from crm_core.export import csv_chunks
-from crm_core.rule_input import customer_ids, rules_from_rows
+from crm_core import platform, segmentation
 from db.models import SEGMENT_TYPES
 from ui import context
 from ui.data_date import show_data_date
 
 viewer = context.require_page("segments.view")
-can_manage = permissions.allowed(viewer.role, "segments.manage")
+can_manage = platform.allowed(viewer.role, "segments.manage")
 st.title("Segments")
 as_of = show_data_date().day
 if flash := st.session_state.pop("segments_flash", None):
@@ -25,7 +22,7 @@ if flash := st.session_state.pop("segments_flash", None):
 @st.cache_data(ttl=60, max_entries=16, show_spinner=False)
 def load_segments(url: str) -> list[dict]:
     with context.session() as s:
-        return segments.list_segments(s, viewer)
+        return segmentation.list_segments(s, viewer)
 
 
 
@@ -82,18 +79,18 @@ with tab_detail:
         c1.metric("Members", f"{chosen['members']:,}", border=True)
         c2.metric("Revenue share", f"{chosen['revenue_share'] * 100:.1f}%", border=True)
         c3.metric("Kind", chosen["kind"], border=True)
-        history = context.read(segments.size_history, chosen["id"], months=12)
+        history = context.read(segmentation.segment_size_history, chosen["id"], months=12)
         if history:
             st.plotly_chart(px.line(pd.DataFrame(history), x="month", y="members", markers=True,
                                     title="Members at each month end", labels={"month": "", "members": "Members"}),
                             width="stretch")
 
         sort_col, order_col, size_col = st.columns(3)
-        sort_by = sort_col.selectbox("Sort by", list(segments.MEMBER_SORTS), index=list(segments.MEMBER_SORTS).index("total_revenue"))
+        sort_by = sort_col.selectbox("Sort by", list(segmentation.MEMBER_SORTS), index=list(segmentation.MEMBER_SORTS).index("total_revenue"))
         descending = order_col.toggle("Descending", value=True)
         page_size = size_col.selectbox("Rows per page", [25, 50, 100], index=1)
         page_number = st.session_state.get("members_page", 1)
-        result = context.read(segments.members, chosen["id"], page=page_number, page_size=page_size,
+        result = context.read(segmentation.segment_members, chosen["id"], page=page_number, page_size=page_size,
                      sort_by=sort_by, descending=descending)
         if result is not None:
             if result.total == 0:
@@ -108,10 +105,10 @@ with tab_detail:
 
                 def members_csv() -> str:
                     with context.session() as s:
-                        rows = segments.iter_member_rows(s, viewer, segment_id)
+                        rows = segmentation.iter_member_rows(s, viewer, segment_id)
                         columns = ["id", "name", "email", "country", "city", "status", "order_count", "total_revenue",
                                    "days_since_last_order", "loyalty_tier", "lifecycle_stage", "confidence", "entered_at"]
-                        return "".join(csv_chunks(rows, columns))
+                        return "".join(platform.csv_chunks(rows, columns))
 
                 st.download_button("Export members as CSV", members_csv, file_name=f"segment-{segment_id}.csv",
                                    mime="text/csv", icon=":material/download:")
@@ -121,7 +118,7 @@ with tab_detail:
                 with st.form("segment_state"):
                     wanted = st.radio("State", ["Active", "Paused"], index=0 if chosen["active"] else 1, horizontal=True)
                     applied = st.form_submit_button("Apply")
-                    if applied and context.act(segments.set_active, chosen["id"], wanted == "Active") is not None:
+                    if applied and context.act(segmentation.set_segment_active, chosen["id"], wanted == "Active") is not None:
                         load_segments.clear()
                         st.session_state["segments_flash"] = f"{chosen['name']} is now {wanted.lower()}."
                         st.rerun()
@@ -133,11 +130,11 @@ with tab_detail:
                         removing = remove_col.form_submit_button("Remove from the list")
                         if adding or removing:
                             try:
-                                ids = customer_ids(ids_text)
-                            except DomainError as exc:
+                                ids = segmentation.customer_ids(ids_text)
+                            except platform.DomainError as exc:
                                 st.error(str(exc))
                             else:
-                                changed = context.act(segments.add_members if adding else segments.remove_members,
+                                changed = context.act(segmentation.add_members if adding else segmentation.remove_members,
                                                       chosen["id"], ids)
                                 if changed is not None:
                                     load_segments.clear()
@@ -145,7 +142,7 @@ with tab_detail:
                                     st.session_state["segments_flash"] = f"{changed:,} customers {verb}."
                                     st.rerun()
 
-        profile = context.read(segments.profile, chosen["id"])
+        profile = context.read(segmentation.segment_profile, chosen["id"])
         if profile and profile["members"]["customers"]:
             st.subheader("Members against the whole base")
             averages = pd.DataFrame({"Members": profile["members"]["averages"], "All customers": profile["base"]["averages"]})
@@ -161,7 +158,7 @@ with tab_build:
     if not can_manage:
         st.info("Your role can view segments but not create them.")
     else:
-        catalogue = segments.field_catalogue()
+        catalogue = segmentation.field_catalogue()
         field_names = [f["name"] for f in catalogue]
         operators = sorted({o["op"] for f in catalogue for o in f["operators"]})
         with st.expander("Fields and their operators"):
@@ -186,8 +183,8 @@ with tab_build:
                 },
             )
             try:
-                rules = rules_from_rows(edited.to_dict("records"), combinator)
-            except DomainError as exc:
+                rules = segmentation.rules_from_rows(edited.to_dict("records"), combinator)
+            except platform.DomainError as exc:
                 rules_error = str(exc)
         else:
             text = st.text_area("Rules (JSON)", height=180, value=json.dumps(
@@ -195,13 +192,13 @@ with tab_build:
                          {"any": [{"field": "loyalty_tier", "op": "in", "value": ["gold", "platinum", "diamond"]},
                                   {"field": "total_revenue", "op": "ge", "value": 1000}]}]}, indent=2))
             try:
-                rules = segments.parse_rules(text)
-            except DomainError as exc:
+                rules = segmentation.parse_rules(text)
+            except platform.DomainError as exc:
                 rules_error = str(exc)
         if rules_error:
             st.error(rules_error)
         elif st.button("Preview", icon=":material/visibility:"):
-            preview = context.read(segments.preview, rules, as_of, sample=20)
+            preview = context.read(segmentation.preview_rules, rules, as_of, sample=20)
             if preview is not None:
                 st.metric("Matching customers", f"{preview['count']:,}")
                 if preview["sample"]:
@@ -210,7 +207,7 @@ with tab_build:
         with st.form("save_segment", clear_on_submit=False):
             st.markdown("**Save as a dynamic segment**")
             name_input = st.text_input("Name")
-            kinds = [t for t in SEGMENT_TYPES if t not in segments.MODEL_SEGMENT_TYPES]
+            kinds = [t for t in SEGMENT_TYPES if t not in segmentation.MODEL_SEGMENT_TYPES]
             type_input = st.selectbox("Type", kinds, index=kinds.index("behavioural"))
             priority_input = st.number_input("Priority", min_value=0, max_value=1000, value=100, step=10)
             description_input = st.text_input("Description")
@@ -220,12 +217,12 @@ with tab_build:
                 else:
                     try:
                         with context.session() as s:
-                            actor = users.load_actor(s, viewer)
-                            created = segments.create_segment(s, actor, name_input, type_input, "dynamic", rules=rules,
+                            actor = platform.load_actor(s, viewer)
+                            created = segmentation.create_segment(s, actor, name_input, type_input, "dynamic", rules=rules,
                                                               priority=int(priority_input), description=description_input)
-                            refreshed = segments.refresh_memberships(s, as_of, segment_ids=[created.id])
+                            refreshed = segmentation.refresh_memberships(s, as_of, segment_ids=[created.id])
                         count = refreshed[created.name]["members"]
-                    except DomainError as exc:
+                    except platform.DomainError as exc:
                         st.error(str(exc))
                     else:
                         load_segments.clear()
@@ -238,12 +235,12 @@ with tab_build:
             ids_text = st.text_area("Customer ids", help="Separated by commas, spaces or new lines")
             if st.form_submit_button("Create list"):
                 try:
-                    ids = customer_ids(ids_text)
+                    ids = segmentation.customer_ids(ids_text)
                     with context.session() as s:
-                        actor = users.load_actor(s, viewer)
-                        created = segments.create_segment(s, actor, static_name, "custom", "static")
-                        segments.add_members(s, actor, created.id, ids)
-                except DomainError as exc:
+                        actor = platform.load_actor(s, viewer)
+                        created = segmentation.create_segment(s, actor, static_name, "custom", "static")
+                        segmentation.add_members(s, actor, created.id, ids)
+                except platform.DomainError as exc:
                     st.error(str(exc))
                 else:
                     load_segments.clear()
@@ -257,7 +254,7 @@ with tab_compare:
         names = list(by_name)
         left_name = st.selectbox("First segment", names, index=0, key="compare_a")
         right_name = st.selectbox("Second segment", names, index=1, key="compare_b")
-        comparison = context.read(segments.compare, by_name[left_name]["id"], by_name[right_name]["id"])
+        comparison = context.read(segmentation.compare_segments, by_name[left_name]["id"], by_name[right_name]["id"])
         if comparison:
             c1, c2, c3, c4 = st.columns(4)
             c1.metric(left_name, f"{comparison['a']['members']:,}", border=True)

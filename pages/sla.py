@@ -7,15 +7,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import business_calendar, permissions, sla, surveys
+from crm_core import platform, service
 from db.models import LOYALTY_TIERS, TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
 from ui.data_date import show_data_date
 
 viewer = context.require_page("sla.view")
-can_manage = permissions.allowed(viewer.role, "sla.manage")
-can_see_tickets = permissions.allowed(viewer.role, "tickets.view")
-can_record = permissions.allowed(viewer.role, "surveys.record")
+can_manage = platform.allowed(viewer.role, "sla.manage")
+can_see_tickets = platform.allowed(viewer.role, "tickets.view")
+can_record = platform.allowed(viewer.role, "surveys.record")
 st.title("SLA")
 if flash := st.session_state.pop("sla_flash", None):
     st.success(flash)
@@ -30,13 +30,13 @@ if can_manage:
         st.caption("Records missed targets, flags the tickets and escalates each newly breached ticket once "
                    "(priority one level up, owner notified). The batch refresh runs the same check.")
         if st.button("Check SLAs now", icon=":material/alarm:"):
-            result = context.act(sla.check_now, now=now)
+            result = context.act(service.check_sla_now, now=now)
             if result is not None:
                 st.success(f"{result['tickets_breached']:,} newly breached tickets, {result['escalated']:,} escalated.")
 
-summary = context.read(sla.summary, now, start=start)
-nps = context.read(surveys.nps, start=start)
-csat = context.read(surveys.csat, start=start)
+summary = context.read(service.sla_summary, now, start=start)
+nps = context.read(service.nps_summary, start=start)
+csat = context.read(service.csat_summary, start=start)
 if summary is None:
     st.stop()
 c1, c2, c3, c4, c5 = st.columns(5)
@@ -53,7 +53,7 @@ c5.metric("CSAT", "–" if not csat or csat["average"] is None else f"{csat['ave
 tab_overview, tab_breaches, tab_soon, tab_surveys = st.tabs(["Targets met", "Breaches", "Breaching soon", "NPS and CSAT"])
 
 with tab_overview:
-    trend = context.read(sla.weekly_trend, now, weeks=weeks) or []
+    trend = context.read(service.sla_weekly_trend, now, weeks=weeks) or []
     if not trend:
         st.info("No tickets in this period.")
     else:
@@ -64,13 +64,13 @@ with tab_overview:
         st.plotly_chart(figure, width="stretch")
     left, right = st.columns(2)
     for column, by, title in ((left, "priority", "by priority"), (right, "agent", "by agent")):
-        rows = context.read(sla.targets_met, now, by=by, start=start) or []
+        rows = context.read(service.sla_targets_met, now, by=by, start=start) or []
         rows = [r for r in rows if r["targets"]]
         if rows:
             column.plotly_chart(px.bar(pd.DataFrame(rows), x="key", y="pct_met", hover_data=["targets", "met"],
                                        title=f"Targets met {title} (%)", labels={"key": "", "pct_met": "% met"},
                                        range_y=[0, 100]), width="stretch")
-    by_category = context.read(sla.targets_met, now, by="category", start=start) or []
+    by_category = context.read(service.sla_targets_met, now, by="category", start=start) or []
     if by_category:
         st.dataframe(pd.DataFrame(by_category), hide_index=True, width="stretch", column_config={
             "key": "Category", "targets": "Targets", "met": "Met", "pct_met": "% met",
@@ -79,7 +79,7 @@ with tab_overview:
 with tab_breaches:
     cols = st.columns(3)
     for column, by in zip(cols, ("priority", "agent", "category"), strict=True):
-        rows = context.read(sla.breaches_by, by, start=start) or []
+        rows = context.read(service.sla_breaches_by, by, start=start) or []
         if rows:
             frame = pd.DataFrame(rows)
             column.plotly_chart(px.bar(frame, x=by, y="breached", hover_data=["tickets", "breached_pct"],
@@ -95,7 +95,7 @@ with tab_soon:
         st.info("The ticket list is for support staff.")
     else:
         page_number = st.session_state.get("soon_page", 1)
-        soon = context.read(sla.breaching_soon, now, within_minutes=window, page=page_number, page_size=25)
+        soon = context.read(service.breaching_soon, now, within_minutes=window, page=page_number, page_size=25)
         if soon is None or not soon.total:
             st.info("Nothing is due in this window.")
         else:
@@ -108,7 +108,7 @@ with tab_soon:
             st.pagination(soon.pages, default=min(page_number, soon.pages), key="soon_page")
 
 with tab_surveys:
-    trend = context.read(surveys.nps_trend, now, months=12) or []
+    trend = context.read(service.nps_trend, now, months=12) or []
     if trend:
         frame = pd.DataFrame(trend)
         st.plotly_chart(px.bar(frame, x="month", y="nps", hover_data=["responses", "promoters", "detractors"],
@@ -126,7 +126,7 @@ with tab_surveys:
             score = c.number_input("Score (NPS 0-10, CSAT 1-5)", min_value=0, max_value=10, step=1, value=9)
             comment = st.text_input("Comment (optional)")
             if st.form_submit_button("Save answer"):
-                answer = context.act(surveys.record_answer, int(customer_id), survey_type, int(score), comment or None)
+                answer = context.act(service.record_survey_answer, int(customer_id), survey_type, int(score), comment or None)
                 if answer is not None:
                     follow = f" Follow-up ticket #{answer.follow_up_ticket_id} opened." if answer.follow_up_ticket_id else ""
                     st.session_state["sla_flash"] = f"{survey_type.upper()} answer saved.{follow}"
@@ -134,7 +134,7 @@ with tab_surveys:
 
 if can_manage:
     with st.expander("SLA policies (admin)"):
-        policies = context.read(sla.list_policies) or []
+        policies = context.read(service.list_sla_policies) or []
         if policies:
             st.dataframe(pd.DataFrame(policies).drop(columns=["version"]), hide_index=True, width="stretch")
         options = {"(new policy)": None, **{p["name"]: p for p in policies}}
@@ -162,16 +162,16 @@ if can_manage:
                           "next_response_minutes": int(nxt) or None, "resolution_minutes": int(resolution),
                           "is_active": active}
                 if chosen is None:
-                    saved = context.act(sla.create_policy, **fields)
+                    saved = context.act(service.create_sla_policy, **fields)
                 else:
-                    saved = context.act(sla.update_policy, chosen["id"], chosen["version"], **fields)
+                    saved = context.act(service.update_sla_policy, chosen["id"], chosen["version"], **fields)
                 if saved is not None:
                     st.session_state["sla_flash"] = f"Policy {saved.name} saved; open tickets were recomputed."
                     st.rerun()
 
     with st.expander("Business calendar (admin)"):
         with context.session() as s:
-            calendar, calendar_version = business_calendar.get_calendar(s)
+            calendar, calendar_version = service.get_business_calendar(s)
         with st.form("calendar"):
             a, b, c = st.columns(3)
             timezone = a.text_input("Time zone (IANA)", value=calendar.timezone)
@@ -182,16 +182,16 @@ if can_manage:
             periods = {}
             day_columns = st.columns(7)
             for weekday, column in enumerate(day_columns):
-                periods[weekday] = column.text_input(business_calendar.WEEKDAY_NAMES[weekday],
-                                                     value=business_calendar.periods_to_text(calendar, weekday))
+                periods[weekday] = column.text_input(service.WEEKDAY_NAMES[weekday],
+                                                     value=service.periods_to_text(calendar, weekday))
             extra = st.text_area("Extra closed days (YYYY-MM-DD, one per line)",
                                  value="\n".join(d.isoformat() for d in sorted(calendar.holidays)))
             if st.form_submit_button("Save calendar", type="primary"):
                 try:
-                    data = business_calendar.calendar_from_form(timezone, country, subdivision, periods, extra)
-                except business_calendar.ValidationError as exc:
+                    data = service.calendar_from_form(timezone, country, subdivision, periods, extra)
+                except platform.ValidationError as exc:
                     st.error(str(exc))
                 else:
-                    if context.act(business_calendar.save_calendar, data, calendar_version) is not None:
+                    if context.act(service.save_business_calendar, data, calendar_version) is not None:
                         st.session_state["sla_flash"] = "Business calendar saved; every policy uses it."
                         st.rerun()

@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from crm_core import permissions, sla, tickets
+from crm_core import platform, service
 from db.models import TICKET_CATEGORIES, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATUSES, utcnow
 from ui import context
 
 viewer = context.require_page("tickets.view")
-can_manage = permissions.allowed(viewer.role, "tickets.manage")
+can_manage = platform.allowed(viewer.role, "tickets.manage")
 st.title("Support queue")
 if flash := st.session_state.pop("queue_flash", None):
     st.success(flash)
@@ -20,24 +20,24 @@ SLA_COLOURS = {
 }
 now = utcnow()
 
-mine_total = context.read(tickets.queue, "mine", page_size=1)
-team_total = context.read(tickets.queue, "team", page_size=1)
-soon = context.read(sla.breaching_soon, now, within_minutes=120, page_size=1)
+mine_total = context.read(service.ticket_queue, "mine", page_size=1)
+team_total = context.read(service.ticket_queue, "team", page_size=1)
+soon = context.read(service.breaching_soon, now, within_minutes=120, page_size=1)
 c1, c2, c3 = st.columns(3)
 c1.metric("My open tickets", f"{mine_total.total:,}" if mine_total else "–", border=True)
 c2.metric("Open tickets (team)", f"{team_total.total:,}" if team_total else "–", border=True)
 c3.metric("Breaching within 2 hours", f"{soon.total:,}" if soon else "–", border=True)
 
-notes = context.read(sla.notifications_for) or []
+notes = context.read(service.notifications_for) or []
 if notes:
     with st.expander(f"Notifications ({len(notes)} unread)", icon=":material/notifications:"):
         for note in notes:
             st.markdown(f"- {note['created_at']:%Y-%m-%d %H:%M} UTC · {note['message']}")
         if st.button("Mark my notifications read"):
-            context.act(sla.mark_notifications_read)
+            context.act(service.mark_notifications_read)
             st.rerun()
 
-agent_rows = context.read(tickets.agents) or []
+agent_rows = context.read(service.ticket_agents) or []
 agent_names = {a["username"]: a["id"] for a in agent_rows}
 
 with st.container(border=True):
@@ -60,7 +60,7 @@ filters = {
 def show_queue(view: str) -> None:
     key = f"queue_page_{view}"
     page_number = st.session_state.get(key, 1)
-    found = context.read(tickets.queue, view, page=page_number, page_size=25, now=now, **filters)
+    found = context.read(service.ticket_queue, view, page=page_number, page_size=25, now=now, **filters)
     if found is None:
         return
     if not found.total:
@@ -98,14 +98,14 @@ with tabs[1]:
 if can_manage:
     with tabs[2]:
         query = st.text_input("Find the customer (id, e-mail or name)", key="new_ticket_customer_query")
-        matches = context.read(tickets.lookup_customers, query) if query else []
+        matches = context.read(service.lookup_customers, query) if query else []
         customer = None
         if query and not matches:
             st.warning("No customer matches; try the e-mail address or the customer id.")
         elif matches:
             by_label = {m["label"]: m for m in matches}
             customer = by_label[st.selectbox("Customer", list(by_label), key="new_ticket_customer")]
-        orders = context.read(tickets.customer_orders, customer["id"]) if customer else []
+        orders = context.read(service.ticket_customer_orders, customer["id"]) if customer else []
         order_labels = {"(none)": None, **{o["label"]: o["id"] for o in orders or []}}
         with st.form("new_ticket", clear_on_submit=False):
             subject = st.text_input("Subject")
@@ -117,14 +117,14 @@ if can_manage:
             channel_choice = c.selectbox("Channel", TICKET_CHANNELS, index=TICKET_CHANNELS.index("email"))
             d, e, f = st.columns(3)
             order_choice = d.selectbox("Related order", list(order_labels))
-            department = e.selectbox("Department", ["(none)", *tickets.DEPARTMENTS])
+            department = e.selectbox("Department", ["(none)", *service.DEPARTMENTS])
             assignee = f.selectbox("Assign to", ["(unassigned)", *agent_names])
             if st.form_submit_button("Create ticket", type="primary"):
                 if customer is None:
                     st.error("Choose the customer first: search by id, e-mail or name above the form.")
                 else:
                     created = context.act(
-                        tickets.create_ticket, customer["id"], subject, description, category=category_choice,
+                        service.create_ticket, customer["id"], subject, description, category=category_choice,
                         priority=priority_choice, channel=channel_choice, order_id=order_labels[order_choice],
                         department=None if department == "(none)" else department,
                         assignee_id=agent_names.get(assignee))

@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from crm_core import permissions, surveys, tickets
+from crm_core import platform, service
 from db.models import TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
 
 viewer = context.require_page("tickets.view")
-can_manage = permissions.allowed(viewer.role, "tickets.manage")
+can_manage = platform.allowed(viewer.role, "tickets.manage")
 st.title("Ticket")
 if flash := st.session_state.pop("ticket_flash", None):
     st.success(flash)
@@ -22,7 +22,7 @@ param = st.query_params.get("id")
 if param and param.isdigit() and param != st.session_state.get("ticket_mirrored"):
     st.session_state["ticket_picker"] = int(param)
 if "ticket_picker" not in st.session_state:
-    top = context.read(tickets.queue, "team", page_size=1)
+    top = context.read(service.ticket_queue, "team", page_size=1)
     st.session_state["ticket_picker"] = st.session_state.get("ticket_id") or (top.rows[0]["id"] if top and top.rows else 1)
 ticket_id = int(st.number_input("Ticket id", min_value=1, step=1, key="ticket_picker"))
 st.session_state["ticket_id"] = ticket_id
@@ -34,7 +34,7 @@ st.query_params["id"] = str(ticket_id)
 version_key = f"ticket_version_{ticket_id}"
 read_version = st.session_state.get(version_key)
 
-ticket = context.read(tickets.get_ticket, ticket_id)
+ticket = context.read(service.get_ticket, ticket_id)
 if ticket is None:
     st.stop()
 if read_version is None:
@@ -67,10 +67,10 @@ with right:
         st.info("No SLA policy applies to this ticket.")
 
     if can_manage:
-        agent_rows = context.read(tickets.agents) or []
+        agent_rows = context.read(service.ticket_agents) or []
         agent_names = {"(unassigned)": None, **{a["username"]: a["id"] for a in agent_rows}}
         current_agent = ticket["assignee"] or "(unassigned)"
-        departments = ["(none)", *tickets.DEPARTMENTS]
+        departments = ["(none)", *service.DEPARTMENTS]
         if ticket["department"] and ticket["department"] not in departments:
             departments.append(ticket["department"])
         statuses = [ticket["status"], *ticket["allowed_statuses"]]
@@ -87,7 +87,7 @@ with right:
                 changes = {"status": status, "priority": priority, "category": category,
                            "assignee_id": agent_names[assignee],
                            "department": None if department == "(none)" else department}
-                saved = context.act(tickets.update_ticket, ticket_id, read_version, **changes)
+                saved = context.act(service.update_ticket, ticket_id, read_version, **changes)
                 if saved is not None:
                     st.session_state["ticket_flash"] = f"{ticket['ticket_number']} saved."
                     st.rerun()
@@ -99,16 +99,16 @@ with right:
                 rating = st.select_slider("Rating", options=[1, 2, 3, 4, 5], value=ticket["csat_rating"] or 5)
                 comment = st.text_input("Customer's comment (optional)")
                 submitted = st.form_submit_button("Save CSAT")
-                if submitted and context.act(surveys.record_csat, ticket_id, int(rating), comment or None) is not None:
+                if submitted and context.act(service.record_csat, ticket_id, int(rating), comment or None) is not None:
                     st.session_state["ticket_flash"] = f"CSAT {int(rating)} recorded."
                     st.rerun()
 
 with left:
     st.markdown("**Conversation**")
     if ticket["unread"] and can_manage and st.button(f"Mark {ticket['unread']} unread message(s) read"):
-        context.act(tickets.mark_read, ticket_id)
+        context.act(service.mark_ticket_read, ticket_id)
         st.rerun()
-    messages = context.read(tickets.conversation, ticket_id) or []
+    messages = context.read(service.ticket_conversation, ticket_id) or []
     for message in messages:
         role = "user" if message["author_kind"] == "customer" else "assistant"
         with st.chat_message(role, avatar=":material/lock:" if message["is_internal"] else None):
@@ -118,7 +118,7 @@ with left:
             st.caption(f"{who}{label}{unread} · {message['created_at']:%Y-%m-%d %H:%M} UTC")
             st.text(message["body"])
             if message["attachment_name"]:
-                attachment = context.read(tickets.read_attachment, message["id"])
+                attachment = context.read(service.read_attachment, message["id"])
                 if attachment:
                     name, kind, data = attachment
                     st.download_button(f"{name} ({message['attachment_size'] / 1024:.0f} KB)", data, file_name=name,
@@ -130,17 +130,17 @@ with left:
                             horizontal=True)
             body = st.text_area("Message")
             upload = st.file_uploader("Attachment (PDF, image, text, CSV, Word or Excel; up to 5 MB)",
-                                      type=[ext.lstrip(".") for ext in tickets.ALLOWED_ATTACHMENT_TYPES])
+                                      type=[ext.lstrip(".") for ext in service.ALLOWED_ATTACHMENT_TYPES])
             if st.form_submit_button("Send", type="primary"):
                 attachment = (upload.name, upload.getvalue(), upload.type) if upload is not None else None
-                added = context.act(tickets.add_response, ticket_id, body, internal=kind == "Internal note",
+                added = context.act(service.add_response, ticket_id, body, internal=kind == "Internal note",
                                     from_customer=kind.startswith("Customer"), attachment=attachment)
                 if added is not None:
                     st.session_state["ticket_flash"] = "Note added." if kind == "Internal note" else "Message added."
                     st.rerun()
 
 with st.expander("History"):
-    events = context.read(tickets.history, ticket_id) or []
+    events = context.read(service.ticket_history, ticket_id) or []
     if events:
         frame = pd.DataFrame(events)
         frame["detail"] = frame["detail"].map(lambda d: ", ".join(f"{k}: {v}" for k, v in (d or {}).items() if v is not None))

@@ -23,10 +23,10 @@ def sign_in(at: AppTest, username: str, password: str) -> AppTest:
 
 
 def open_page(at: AppTest, username: str, name: str) -> AppTest:
-    """Sign in as a demo user (password from db.simulator.demo_password) and switch to a page."""
-    from db.simulator import demo_password
+    """Sign in as a demo user (password from demo.demo_password) and switch to a page."""
+    import demo
 
-    sign_in(at, username, demo_password(username))
+    sign_in(at, username, demo.demo_password(username))
     return at.switch_page(page_path(name)).run()
 
 

@@ -119,7 +119,7 @@ def fast_password_hashing(monkeypatch):
     """Real argon2, with cheap parameters: tests hash many passwords."""
     from argon2 import PasswordHasher
 
-    from crm_core import users
+    from crm_core.platform import users
 
     monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
 
@@ -139,14 +139,14 @@ def app_db(tmp_path_factory) -> Iterator[str]:
     """A SQLite demo database (500 simulated customers, refreshed) shared by AppTest page tests."""
     import datetime as dt
 
-    from db.simulator import seed_database
-    from ml.refresh import run_refresh
+    import batch
+    import demo
 
     url = f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite'}"
     migrate.upgrade(url)
     eng = make_engine(url)
-    seed_database(eng, 500, seed=2, end=dt.datetime.now().replace(microsecond=0))
-    run_refresh(eng, dt.date.today())
+    demo.seed_database(eng, 500, seed=2, end=dt.datetime.now().replace(microsecond=0))
+    batch.run_refresh(eng, dt.date.today())
     yield url
     eng.dispose()
 

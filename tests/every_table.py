@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core.merge import customer_references
+from crm_core import customers
 
 _counter = itertools.count(1)
 
@@ -129,7 +129,7 @@ def fill_every_table(session: Session, customer_id: int, bystander_id: int,
     factory = RowFactory(session, shared)
     own_parents: dict[str, Any] = {}
     made: dict[str, int] = {}
-    for reference in customer_references():
+    for reference in customers.customer_references():
         table, column = reference.table, reference.column
         if table.name == "customers":
             fixed = {"merged_into_id": customer_id, "status": "merged", "email": None}

@@ -7,8 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from crm_core import users
-from crm_core.service import SYSTEM
+from crm_core import platform
 from db.models import Customer, Order, User
 
 _counter = iter(range(1, 10**9))
@@ -17,7 +16,7 @@ _counter = iter(range(1, 10**9))
 def make_user(session: Session, role: str = "admin", username: str | None = None,
               password: str = "correct-horse") -> User:
     username = username or f"{role.replace('_', '')}{next(_counter)}"
-    user = users.create_user(session, SYSTEM, username, role, password, full_name=username.title())
+    user = platform.create_user(session, platform.SYSTEM, username, role, password, full_name=username.title())
     session.flush()
     return user
 

@@ -6,9 +6,7 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from crm_core import sla
-from crm_core.business_calendar import DEFAULT_CALENDAR
-from crm_core.service import SYSTEM
+from crm_core import platform, service
 from db.models import ServiceLevelAgreement
 
 from .factories import make_customer, make_user
@@ -25,10 +23,10 @@ TARGETS = {  # priority: (first response, next response, resolution) in business
 def make_policies(session: Session) -> dict[str, ServiceLevelAgreement]:
     policies = {}
     for priority, (first, nxt, resolution) in TARGETS.items():
-        policies[priority] = sla.create_policy(
-            session, SYSTEM, name=f"Standard {priority}", priority=priority, first_response_minutes=first,
+        policies[priority] = service.create_sla_policy(
+            session, platform.SYSTEM, name=f"Standard {priority}", priority=priority, first_response_minutes=first,
             next_response_minutes=nxt, resolution_minutes=resolution)
-    assert policies["normal"].calendar == {**DEFAULT_CALENDAR, "holidays": []}
+    assert policies["normal"].calendar == {**service.DEFAULT_CALENDAR, "holidays": []}
     return policies
 
 

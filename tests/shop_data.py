@@ -11,9 +11,7 @@ import io
 
 import numpy as np
 
-from crm_core import imports
-from crm_core.service import SYSTEM
-from db.engine import session_scope
+from crm_core import imports, platform
 
 
 def order_log(customers: int = 600, start: dt.date = dt.date(2024, 1, 1), days: int = 300,
@@ -35,6 +33,6 @@ def order_log(customers: int = 600, start: dt.date = dt.date(2024, 1, 1), days: 
 
 
 def import_log(engine, text: str, name: str = "orders.csv"):
-    with session_scope(engine) as session:
-        return imports.import_orders(session, SYSTEM, io.BytesIO(text.encode()), "customer_id", "date", "amount",
+    with platform.unit_of_work(engine) as session:
+        return imports.import_orders(session, platform.SYSTEM, io.BytesIO(text.encode()), "customer_id", "date", "amount",
                                      "quantity", fmt="csv", file_name=name)

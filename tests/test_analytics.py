@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from crm_core.analytics import RFM_GRID, RFM_SEGMENTS, refresh_snapshot, rfm_segment_name
+from crm_core import segmentation
 from db.models import (
     AccountHealthScore,
     ChurnPrediction,
@@ -25,12 +25,12 @@ AS_OF = dt.date(2026, 3, 20)
 
 
 def test_rfm_grid_names_every_cell_with_the_eleven_segments():
-    names = {name for row in RFM_GRID.values() for name in row}
-    assert names == set(RFM_SEGMENTS)
-    assert rfm_segment_name(5, 5, 5) == "Champions"
-    assert rfm_segment_name(1, 5, 4) == "Can't lose them"  # FM = (5 + 4 + 1) // 2 = 5
-    assert rfm_segment_name(5, 1, 1) == "New customers"
-    assert rfm_segment_name(1, 1, 1) == "Lost"
+    names = {name for row in segmentation.RFM_GRID.values() for name in row}
+    assert names == set(segmentation.RFM_SEGMENTS)
+    assert segmentation.rfm_segment_name(5, 5, 5) == "Champions"
+    assert segmentation.rfm_segment_name(1, 5, 4) == "Can't lose them"  # FM = (5 + 4 + 1) // 2 = 5
+    assert segmentation.rfm_segment_name(5, 1, 1) == "New customers"
+    assert segmentation.rfm_segment_name(1, 1, 1) == "Lost"
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def history(session):
 
 def test_snapshot_matches_hand_computation(session, history):
     a, b = history
-    assert refresh_snapshot(session, AS_OF) == 2
+    assert segmentation.refresh_snapshot(session, AS_OF) == 2
     row = session.get(CustomerAnalytics, a.id)
     assert row.as_of == AS_OF
     assert (row.order_count, row.total_revenue, row.avg_order_value) == (2, Decimal("150.00"), Decimal("75.00"))
@@ -91,13 +91,13 @@ def test_snapshot_matches_hand_computation(session, history):
 
 def test_data_after_the_date_does_not_move_the_snapshot(session, history):
     a, _ = history
-    refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     before = {c: getattr(session.get(CustomerAnalytics, a.id), c) for c in ("order_count", "total_revenue",
                                                                           "sessions_90d", "last_nps", "open_tickets")}
     make_order(session, a, D(2026, 4, 2), "999.00")
     session.add(SurveyResponse(customer_id=a.id, survey_type="nps", score=0, responded_at=D(2026, 4, 3)))
     session.flush()
-    refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     session.expire_all()
     after = {c: getattr(session.get(CustomerAnalytics, a.id), c) for c in before}
     assert after == before
@@ -111,26 +111,26 @@ def test_rfm_quintiles_and_segments(session):
         for k in range(i):
             make_order(session, customer, D(2026, 3, i) - dt.timedelta(days=30 * k), f"{10 * i}.00")
         buyers.append(customer)
-    refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     rows = [session.get(CustomerAnalytics, c.id) for c in buyers]
     assert [(r.recency_score, r.frequency_score, r.monetary_score) for r in rows] == [(i, i, i) for i in range(1, 6)]
     assert [r.rfm_segment for r in rows] == ["Lost", "About to sleep", "Loyal", "Champions", "Champions"]
 
 
 def test_every_buyer_is_in_exactly_one_rfm_segment(engine):
-    from db.simulator import seed_database
+    import demo
 
-    seed_database(engine, 400, seed=5, end=D(2026, 3, 20, 18))
-    from db.engine import session_scope
+    demo.seed_database(engine, 400, seed=5, end=D(2026, 3, 20, 18))
+    from crm_core import platform
 
-    with session_scope(engine) as s:
-        refresh_snapshot(s, AS_OF)
+    with platform.unit_of_work(engine) as s:
+        segmentation.refresh_snapshot(s, AS_OF)
         rows = s.query(CustomerAnalytics).all()
         buyers = [r for r in rows if r.order_count > 0]
-        assert buyers and all(r.rfm_segment in RFM_SEGMENTS for r in buyers)
+        assert buyers and all(r.rfm_segment in segmentation.RFM_SEGMENTS for r in buyers)
         assert all(r.rfm_segment is None for r in rows if r.order_count == 0)
         for r in buyers:
-            assert r.rfm_segment == rfm_segment_name(r.recency_score, r.frequency_score, r.monetary_score)
+            assert r.rfm_segment == segmentation.rfm_segment_name(r.recency_score, r.frequency_score, r.monetary_score)
         counts = [sum(1 for r in buyers if r.recency_score == q) for q in range(1, 6)]
         assert max(counts) - min(counts) <= 1  # quintiles
 
@@ -153,7 +153,7 @@ def test_snapshot_carries_the_model_outputs_of_its_own_date(session, history):
                               expected_order_value=Decimal("75.00"), clv_frequency=1, clv_recency=3.1, clv_age=15.6),
     ])
     session.flush()
-    refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     rows = {r.customer_id: r for r in session.query(CustomerAnalytics)}
     assert (rows[a.id].churn_probability, rows[a.id].health_score, rows[a.id].health_level) == (0.8, 64.5, "good")
     assert (rows[a.id].clv_12m, rows[a.id].historic_clv, rows[a.id].prob_alive) == (
@@ -166,5 +166,5 @@ def test_snapshot_carries_the_model_outputs_of_its_own_date(session, history):
 
 def test_snapshot_without_any_lifetime_values_leaves_them_empty(session, history):
     a, b = history
-    refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     assert {r.historic_clv for r in session.query(CustomerAnalytics)} == {None}

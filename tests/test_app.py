@@ -6,11 +6,10 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from crm_core.permissions import allowed
-from crm_core.users import SignedInUser
+import demo
+from crm_core import platform
 from db.engine import make_engine
 from db.models import ROLES, Customer, User
-from db.simulator import ROLE_USERNAMES, demo_password
 from ui.context import USER_KEY
 from ui.navigation import PAGES, pages_for
 
@@ -46,8 +45,8 @@ def test_wrong_password_is_refused_with_a_message(app):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_each_role_sees_its_pages_and_no_others(app, app_db, role):
-    username = f"{ROLE_USERNAMES[role]}1"
-    sign_in(app, username, demo_password(username))
+    username = f"{demo.ROLE_USERNAMES[role]}1"
+    sign_in(app, username, demo.demo_password(username))
     assert not app.exception
     assert titles(app) == ["Executive overview"]
     with make_engine(app_db).connect() as connection:
@@ -74,16 +73,16 @@ def test_each_role_sees_its_pages_and_no_others(app, app_db, role):
                 assert page.title not in titles(app)
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if not all(allowed(r, p.permission) for r in ROLES)],
+@pytest.mark.parametrize("page", [p for p in PAGES if not all(platform.allowed(r, p.permission) for r in ROLES)],
                          ids=lambda p: p.title)
 def test_page_guard_stops_a_role_without_permission(app_db, monkeypatch, page):
     """Even if a page file is reached directly, it refuses a role that lacks the permission."""
     monkeypatch.setenv("CRM_DATABASE_URL", app_db)
     at = AppTest.from_file(str(ROOT / page.path), default_timeout=60)
-    role = next(r for r in ROLES if not allowed(r, page.permission))
+    role = next(r for r in ROLES if not platform.allowed(r, page.permission))
     with make_engine(app_db).connect() as connection:
         outsider = connection.execute(select(User).where(User.role == role)).first()
-    at.session_state[USER_KEY] = SignedInUser(outsider.id, outsider.username, outsider.full_name, role)
+    at.session_state[USER_KEY] = platform.SignedInUser(outsider.id, outsider.username, outsider.full_name, role)
     at.run()
     assert not app_exceptions(at)
     assert [e.value for e in at.error] == ["You do not have access to this page."]
@@ -95,7 +94,7 @@ def app_exceptions(at: AppTest):
 
 
 def test_admin_creates_a_user_through_the_form(app, app_db):
-    sign_in(app, "admin1", demo_password("admin1"))
+    sign_in(app, "admin1", demo.demo_password("admin1"))
     app.switch_page(str(ROOT / "pages/admin.py")).run()
     form_inputs = {t.label: t for t in app.text_input}
     form_inputs["Username"].input("newhire")
@@ -114,7 +113,7 @@ def test_admin_creates_a_user_through_the_form(app, app_db):
 
 
 def test_admin_form_shows_validation_errors(app):
-    sign_in(app, "admin2", demo_password("admin2"))
+    sign_in(app, "admin2", demo.demo_password("admin2"))
     app.switch_page(str(ROOT / "pages/admin.py")).run()
     form_inputs = {t.label: t for t in app.text_input}
     form_inputs["Username"].input("x")
@@ -125,7 +124,7 @@ def test_admin_form_shows_validation_errors(app):
 
 
 def test_sign_out_returns_to_sign_in(app):
-    sign_in(app, "exec1", demo_password("exec1"))
+    sign_in(app, "exec1", demo.demo_password("exec1"))
     next(b for b in app.sidebar.button if b.label == "Sign out").click().run()
     assert USER_KEY not in app.session_state
     assert "Executive overview" not in titles(app)
@@ -134,7 +133,7 @@ def test_sign_out_returns_to_sign_in(app):
 
 
 def test_analyst_builds_a_segment_through_the_page(app, app_db):
-    sign_in(app, "analyst1", demo_password("analyst1"))
+    sign_in(app, "analyst1", demo.demo_password("analyst1"))
     app.switch_page(str(ROOT / "pages/segments.py")).run()
     assert not app.exception
     # The default conditions (3+ orders, ordered in the last 90 days) preview and save.
@@ -159,7 +158,7 @@ def test_analyst_builds_a_segment_through_the_page(app, app_db):
 
 
 def test_segment_builder_reports_bad_values(app):
-    sign_in(app, "analyst2", demo_password("analyst2"))
+    sign_in(app, "analyst2", demo.demo_password("analyst2"))
     app.switch_page(str(ROOT / "pages/segments.py")).run()
     app.radio[0].set_value("JSON with nested groups").run()
     app.text_area[0].input('{"all": [{"field": "order_count", "op": "contains", "value": "x"}]}').run()
@@ -168,7 +167,7 @@ def test_segment_builder_reports_bad_values(app):
 
 
 def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
-    sign_in(app, "csm1", demo_password("csm1"))
+    sign_in(app, "csm1", demo.demo_password("csm1"))
     app.switch_page(str(ROOT / "pages/lifecycle.py")).run()
     assert not app.exception
     with make_engine(app_db).connect() as connection:
@@ -183,7 +182,7 @@ def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
 
 
 def test_static_list_is_created_and_edited_through_the_page(app):
-    sign_in(app, "analyst3", demo_password("analyst3"))
+    sign_in(app, "analyst3", demo.demo_password("analyst3"))
     app.switch_page(str(ROOT / "pages/segments.py")).run()
     next(t for t in app.text_input if t.key == "static_name").input("VIP follow-up")
     next(t for t in app.text_area if t.label == "Customer ids").input("1, 2, 3, 3")

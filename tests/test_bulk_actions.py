@@ -9,10 +9,8 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import bulk_actions
-from crm_core.errors import NotFound, PermissionDenied, ValidationError
-from crm_core.search import CustomerQuery
-from crm_core.service import unit_of_work
+from crm_core import customers, platform
+from crm_core.customers import bulk_actions
 from db.engine import session_factory
 from db.models import (
     AuditLog,
@@ -60,7 +58,7 @@ def test_add_to_segment_reports_each_record(session, crowd):
     a = crowd["active"]
     selection = [a[0].id, a[1].id, a[2].id, crowd["merged"].id, 987_654, a[1].id]
     steps = []
-    result = bulk_actions.add_to_segment(session, crowd["admin"], selection, crowd["static"].id,
+    result = customers.bulk_add_to_segment(session, crowd["admin"], selection, crowd["static"].id,
                                          progress=lambda done, total: steps.append((done, total)))
     assert result.summary() == {"total": 5, "ok": 2, "skipped": 1, "failed": 2}
     got = outcomes(result)
@@ -77,21 +75,21 @@ def test_add_to_segment_reports_each_record(session, crowd):
 
 
 def test_add_to_segment_refuses_dynamic_and_unknown_segments(session, crowd):
-    with pytest.raises(ValidationError, match="dynamic"):
-        bulk_actions.add_to_segment(session, crowd["admin"], [crowd["active"][1].id], crowd["dynamic"].id)
-    with pytest.raises(NotFound):
-        bulk_actions.add_to_segment(session, crowd["admin"], [crowd["active"][1].id], 424242)
+    with pytest.raises(platform.ValidationError, match="dynamic"):
+        customers.bulk_add_to_segment(session, crowd["admin"], [crowd["active"][1].id], crowd["dynamic"].id)
+    with pytest.raises(platform.NotFound):
+        customers.bulk_add_to_segment(session, crowd["admin"], [crowd["active"][1].id], 424242)
 
 
 def test_change_lifecycle_stage_requires_a_reason_and_writes_history(session, crowd):
     a = crowd["active"]
-    with pytest.raises(ValidationError, match="Give a reason"):
-        bulk_actions.change_lifecycle_stage(session, crowd["admin"], [a[0].id], "at_risk", "   ")
-    with pytest.raises(ValidationError, match="Unknown stage"):
-        bulk_actions.change_lifecycle_stage(session, crowd["admin"], [a[0].id], "doomed", "why not")
+    with pytest.raises(platform.ValidationError, match="Give a reason"):
+        customers.bulk_change_lifecycle_stage(session, crowd["admin"], [a[0].id], "at_risk", "   ")
+    with pytest.raises(platform.ValidationError, match="Unknown stage"):
+        customers.bulk_change_lifecycle_stage(session, crowd["admin"], [a[0].id], "doomed", "why not")
     session.add(CustomerLifecycleStage(customer_id=a[1].id, stage="at_risk", entered_at=SIGNUP))
     session.flush()
-    result = bulk_actions.change_lifecycle_stage(session, crowd["admin"], [a[0].id, a[1].id, crowd["erased"].id],
+    result = customers.bulk_change_lifecycle_stage(session, crowd["admin"], [a[0].id, a[1].id, crowd["erased"].id],
                                                  "at_risk", "Campaign follow-up")
     assert outcomes(result) == {a[0].id: ("ok", ""), a[1].id: ("skipped", "already at_risk"),
                                 crowd["erased"].id: ("failed", "customer was erased")}
@@ -103,20 +101,20 @@ def test_change_lifecycle_stage_requires_a_reason_and_writes_history(session, cr
 
 
 def test_change_status_over_a_whole_search_result(session, crowd):
-    query = CustomerQuery(countries=("DE",))
-    result = bulk_actions.change_status(session, crowd["admin"], query, "suspended", reason="fraud review")
+    query = customers.CustomerQuery(countries=("DE",))
+    result = customers.bulk_change_status(session, crowd["admin"], query, "suspended", reason="fraud review")
     # Merged and erased customers are hidden from the search, so only the five active Germans are touched.
     assert result.summary() == {"total": 5, "ok": 5, "skipped": 0, "failed": 0}
     statuses = dict(session.execute(select(Customer.id, Customer.status)).all())
     assert all(statuses[c.id] == "suspended" for c in crowd["active"])
     assert statuses[crowd["merged"].id] == "merged"
     assert session.get(Customer, crowd["active"][0].id).version == 2  # open edit forms will see a conflict
-    again = bulk_actions.change_status(session, crowd["admin"], [crowd["active"][0].id, crowd["merged"].id],
+    again = customers.bulk_change_status(session, crowd["admin"], [crowd["active"][0].id, crowd["merged"].id],
                                        "suspended")
     assert outcomes(again) == {crowd["active"][0].id: ("skipped", "already suspended"),
                                crowd["merged"].id: ("failed", "customer was merged")}
-    with pytest.raises(ValidationError, match="cannot be set here"):
-        bulk_actions.change_status(session, crowd["admin"], [crowd["active"][0].id], "erased")
+    with pytest.raises(platform.ValidationError, match="cannot be set here"):
+        customers.bulk_change_status(session, crowd["admin"], [crowd["active"][0].id], "erased")
     entry = bulk_audits(session, "change_status")[0]
     assert entry.after["selection"] == {"query": query.to_dict() | {"countries": ["DE"]}}
 
@@ -129,28 +127,28 @@ def test_log_campaign_communication_respects_contact_and_opt_in(session, crowd):
     session.add(CustomerPreferenceCenter(customer_id=no_email.id, email_opt_in=True))
     session.flush()
     selection = [a[0].id, a[1].id, a[2].id, no_email.id]
-    result = bulk_actions.log_campaign_communication(session, crowd["admin"], selection, "Summer sale", "email",
+    result = customers.bulk_log_campaign_communication(session, crowd["admin"], selection, "Summer sale", "email",
                                                      subject="50% off")
     assert outcomes(result) == {a[0].id: ("ok", ""), a[1].id: ("skipped", "no email opt-in"),
                                 a[2].id: ("skipped", "no email opt-in"), no_email.id: ("skipped", "no email on record")}
     rows = session.scalars(select(CustomerCommunication)).all()
     assert [(r.customer_id, r.campaign, r.status, r.subject, r.logged_by_id) for r in rows] == [
         (a[0].id, "Summer sale", "logged", "50% off", crowd["admin"].id)]
-    again = bulk_actions.log_campaign_communication(session, crowd["admin"], [a[0].id], "Summer sale", "email")
+    again = customers.bulk_log_campaign_communication(session, crowd["admin"], [a[0].id], "Summer sale", "email")
     assert outcomes(again) == {a[0].id: ("skipped", "already logged for this campaign")}
-    chat = bulk_actions.log_campaign_communication(session, crowd["admin"], [a[2].id], "Summer sale", "chat")
+    chat = customers.bulk_log_campaign_communication(session, crowd["admin"], [a[2].id], "Summer sale", "chat")
     assert chat.ok == 1  # no consent needed to record a chat
-    with pytest.raises(ValidationError, match="campaign name"):
-        bulk_actions.log_campaign_communication(session, crowd["admin"], [a[0].id], "  ", "email")
-    with pytest.raises(ValidationError, match="Unknown channel"):
-        bulk_actions.log_campaign_communication(session, crowd["admin"], [a[0].id], "X", "pigeon")
+    with pytest.raises(platform.ValidationError, match="campaign name"):
+        customers.bulk_log_campaign_communication(session, crowd["admin"], [a[0].id], "  ", "email")
+    with pytest.raises(platform.ValidationError, match="Unknown channel"):
+        customers.bulk_log_campaign_communication(session, crowd["admin"], [a[0].id], "X", "pigeon")
 
 
 def test_export_gives_formula_safe_csv(session, crowd):
     a = crowd["active"]
     a[0].first_name = "=HYPERLINK(1)"
     session.flush()
-    result = bulk_actions.export(session, crowd["admin"], [a[0].id, a[1].id, 55_555])
+    result = customers.bulk_export(session, crowd["admin"], [a[0].id, a[1].id, 55_555])
     assert result.summary() == {"total": 3, "ok": 2, "skipped": 0, "failed": 1}
     rows = list(csv.DictReader(io.StringIO(result.content.decode())))
     assert [int(r["id"]) for r in rows] == [a[0].id, a[1].id]
@@ -162,32 +160,32 @@ def test_permissions_are_checked_per_action(session, crowd):
     csm = make_user(session, "success_manager")
     agent = make_user(session, "support_agent")
     ids = [crowd["active"][1].id]
-    with pytest.raises(PermissionDenied):
-        bulk_actions.export(session, csm, ids)  # CSMs may act in bulk but not export
-    with pytest.raises(PermissionDenied):
-        bulk_actions.change_status(session, agent, ids, "closed")  # agents have no bulk access
-    assert bulk_actions.change_status(session, csm, ids, "closed").ok == 1
-    assert [a.key for a in bulk_actions.available_actions("success_manager")] == [
+    with pytest.raises(platform.PermissionDenied):
+        customers.bulk_export(session, csm, ids)  # CSMs may act in bulk but not export
+    with pytest.raises(platform.PermissionDenied):
+        customers.bulk_change_status(session, agent, ids, "closed")  # agents have no bulk access
+    assert customers.bulk_change_status(session, csm, ids, "closed").ok == 1
+    assert [a.key for a in customers.available_bulk_actions("success_manager")] == [
         "change_lifecycle_stage", "change_status", "log_campaign_communication"]
-    assert bulk_actions.available_actions("support_agent") == []
+    assert customers.available_bulk_actions("support_agent") == []
 
 
 @pytest.mark.parametrize("selection, message", [
     ([], "at least one"), ("1,2", "list of ids"), ([1, "2"], "whole numbers"), ([True], "whole numbers"),
-    (CustomerQuery(countries=("JP",)), "matches no customers"),
+    (customers.CustomerQuery(countries=("JP",)), "matches no customers"),
 ])
 def test_bad_selections_are_refused(session, crowd, selection, message):
-    with pytest.raises(ValidationError, match=message):
-        bulk_actions.change_status(session, crowd["admin"], selection, "closed")
+    with pytest.raises(platform.ValidationError, match=message):
+        customers.bulk_change_status(session, crowd["admin"], selection, "closed")
 
 
 def test_run_dispatches_and_checks_parameters(session, crowd):
-    result = bulk_actions.run(session, crowd["admin"], "change_status", [crowd["active"][1].id], {"status": "closed"})
+    result = customers.run_bulk_action(session, crowd["admin"], "change_status", [crowd["active"][1].id], {"status": "closed"})
     assert result.ok == 1
-    with pytest.raises(ValidationError, match="Wrong parameters"):
-        bulk_actions.run(session, crowd["admin"], "change_status", [crowd["active"][1].id], {"colour": "red"})
-    with pytest.raises(ValidationError, match="Unknown bulk action"):
-        bulk_actions.run(session, crowd["admin"], "delete_everyone", [1], {})
+    with pytest.raises(platform.ValidationError, match="Wrong parameters"):
+        customers.run_bulk_action(session, crowd["admin"], "change_status", [crowd["active"][1].id], {"colour": "red"})
+    with pytest.raises(platform.ValidationError, match="Unknown bulk action"):
+        customers.run_bulk_action(session, crowd["admin"], "delete_everyone", [1], {})
 
 
 def test_a_failure_mid_action_rolls_back_every_chunk(engine, session, crowd, monkeypatch):
@@ -202,8 +200,8 @@ def test_a_failure_mid_action_rolls_back_every_chunk(engine, session, crowd, mon
             raise RuntimeError("connection lost")
 
     factory = session_factory(engine)
-    with pytest.raises(RuntimeError), unit_of_work(factory) as s:
-        bulk_actions.change_status(s, s.get(type(crowd["admin"]), crowd["admin"].id), ids, "closed",
+    with pytest.raises(RuntimeError), platform.unit_of_work(factory) as s:
+        customers.bulk_change_status(s, s.get(type(crowd["admin"]), crowd["admin"].id), ids, "closed",
                                    progress=failing_progress)
     with factory() as check:
         assert check.scalar(select(func.count()).select_from(Customer).where(Customer.status == "closed")) == 0
@@ -214,7 +212,7 @@ def test_chunks_and_progress_cover_a_larger_selection(session, crowd, monkeypatc
     monkeypatch.setattr(bulk_actions, "CHUNK", 2)
     extra = [make_customer(session, SIGNUP, country_code="AT").id for _ in range(5)]
     steps = []
-    result = bulk_actions.add_to_segment(session, crowd["admin"], CustomerQuery(countries=("AT",)),
+    result = customers.bulk_add_to_segment(session, crowd["admin"], customers.CustomerQuery(countries=("AT",)),
                                          crowd["static"].id, progress=lambda d, t: steps.append((d, t)))
     assert steps == [(2, 5), (4, 5), (5, 5)]
     assert sorted(i for i, outcome, _ in result.records if outcome == "ok") == sorted(extra)

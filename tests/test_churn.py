@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.analytics import refresh_snapshot
-from crm_core.errors import PermissionDenied
+import demo
+from crm_core import platform, segmentation
 from db import migrate
-from db.engine import make_engine, session_scope
+from db.engine import make_engine
 from db.models import (
     AuditLog,
     ChurnPrediction,
@@ -26,7 +26,6 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
-from db.simulator import seed_database
 from ml import churn, churn_reports, registry
 from ml.features import FEATURES, build_features
 from ml.labels import churn_labels
@@ -176,10 +175,12 @@ def simulated(tmp_path_factory):
     migrate.upgrade(url)
     engine = make_engine(url)
     end = dt.datetime(2026, 6, 30, 23)
-    seed_database(engine, 4_000, seed=11, end=end)
-    with session_scope(engine) as session:
-        refresh_snapshot(session, end.date())
+    demo.seed_database(engine, 4_000, seed=11, end=end)
+    with platform.unit_of_work(engine) as session:
+        segmentation.refresh_snapshot(session, end.date())
     result = churn.refresh_churn(engine, end.date())
+    with platform.unit_of_work(engine) as session:  # the snapshot picks the predictions up when next built
+        segmentation.refresh_snapshot(session, end.date())
     yield engine, end.date(), result["detail"]
     engine.dispose()
 
@@ -192,7 +193,7 @@ def simulated_url(simulated):
 def test_the_model_beats_the_naive_recency_baseline(simulated):
     engine, _as_of, detail = simulated
     assert detail.startswith("trained v1")
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         metrics = session.scalar(select(MLModel.metrics).where(MLModel.name == "churn", MLModel.is_active))
     assert set(metrics["candidates"]) == {"logistic_regression", "gradient_boosting", "bgnbd"}
     assert metrics["validated"] and metrics["label_days"] == 90
@@ -206,7 +207,7 @@ def test_the_model_beats_the_naive_recency_baseline(simulated):
 
 def test_scores_land_in_predictions_and_the_snapshot(simulated):
     engine, as_of, _detail = simulated
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         predictions = session.scalar(select(func.count()).select_from(ChurnPrediction)
                                      .where(ChurnPrediction.as_of == as_of))
         buyers = session.scalar(select(func.count()).select_from(CustomerAnalytics)
@@ -224,7 +225,7 @@ def test_scores_land_in_predictions_and_the_snapshot(simulated):
 
 def test_calibrated_probabilities_track_observed_rates(simulated):
     engine, _as_of, _detail = simulated
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         calibration = session.scalar(select(MLModel.metrics).where(MLModel.name == "churn"))["calibration"]
     gaps = np.abs(np.array(calibration["predicted"]) - np.array(calibration["observed"]))
     assert gaps.mean() < 0.1
@@ -279,7 +280,7 @@ def test_at_risk_list_ranks_by_risk_times_value_and_filters(session):
     assert "days since the last order (99)" in owned.rows[0]["drivers"]
     summary = {r["risk_level"]: r["customers"] for r in churn_reports.risk_summary(session, viewer)}
     assert summary == {"low": 1, "high": 1, "critical": 1}
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         churn_reports.at_risk(session, make_user(session, "support_agent"))
 
 
@@ -295,7 +296,7 @@ def test_registry_activates_and_rolls_back_with_an_audit_row(session):
     assert (row.version, model) == (first.version, {"weights": 1})
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "model.activate"))
     assert entry.before["active_version"] == second.version and entry.after["active_version"] == first.version
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         registry.activate(session, make_user(session, "analyst"), second.id)
 
 

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from crm_cli.main import main
-from crm_core import users
-from db.engine import make_engine, session_scope
+from crm_core import platform, segmentation
+from db.engine import make_engine
 from db.models import Customer, User
 
 
@@ -33,8 +33,8 @@ def test_users_create_reads_the_password_from_stdin(db_url, monkeypatch, capsys)
     monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password\n"))
     assert main(["users", "create", "Maria", "--role", "success_manager"]) == 0
     assert "Created user maria (success_manager)" in capsys.readouterr().out
-    with session_scope(make_engine(db_url)) as s:
-        assert users.authenticate(s, "maria", "a-long-password").role == "success_manager"
+    with platform.unit_of_work(make_engine(db_url)) as s:
+        assert platform.authenticate(s, "maria", "a-long-password").role == "success_manager"
 
 
 def test_users_create_rejects_bad_input_with_a_message(db_url, monkeypatch, capsys):
@@ -43,6 +43,40 @@ def test_users_create_rejects_bad_input_with_a_message(db_url, monkeypatch, caps
     assert "at least 8 characters" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["users", "create", "maria", "--role", "overlord"])
+
+
+def test_a_version_conflict_prints_one_line_and_exits_2(db_url, monkeypatch, capsys):
+    """Someone else saves the same row while a command works on it: one line, exit 2, nothing saved."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password\n"))
+    assert main(["users", "create", "maria", "--role", "analyst"]) == 0
+    engine = make_engine(db_url)
+
+    def create_user(session, actor, username, role, password, **_):
+        maria = session.scalar(select(User).where(User.username == "maria"))
+        session.commit()  # read in one transaction, written in the next (as a page does)
+        with engine.begin() as other:  # meanwhile someone else saves the same user
+            other.execute(update(User).where(User.id == maria.id).values(version=User.version + 1))
+        maria.full_name = "Maria from the command"
+        session.flush()
+
+    monkeypatch.setattr(platform, "create_user", create_user)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password\n"))
+    capsys.readouterr()
+    assert main(["users", "create", "someone", "--role", "analyst"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: This record was changed by someone else") and err.count("\n") == 1
+    assert "Traceback" not in err
+    with engine.connect() as connection:
+        assert connection.scalar(select(User.full_name).where(User.username == "maria")) != "Maria from the command"
+
+
+@pytest.mark.parametrize("error", [platform.ConflictError, platform.NotFound, platform.DomainError])
+def test_a_domain_error_prints_one_line_and_exits_2(db_url, monkeypatch, capsys, error):
+    main(["db", "upgrade"])
+    monkeypatch.setattr(segmentation, "list_segments", lambda session, viewer: (_ for _ in ()).throw(error("No such thing.")))
+    capsys.readouterr()
+    assert main(["segments", "list"]) == 2
+    assert capsys.readouterr().err == "error: No such thing.\n"
 
 
 def test_seed_then_seed_if_empty(db_url, capsys):
@@ -140,21 +174,20 @@ def _historical_shop(engine) -> None:
     """Orders of a log that ends on 30 June 1998, and a loyalty member with points."""
     import datetime as dt
 
-    from crm_core import loyalty
-    from crm_core.service import SYSTEM
+    from crm_core import loyalty, platform
     from tests.factories import make_customer, make_order
 
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         customer = make_customer(s, dt.datetime(1996, 11, 2))
         for day in (dt.date(1997, 1, 3), dt.date(1998, 2, 14), dt.date(1998, 6, 30)):
             make_order(s, customer, dt.datetime.combine(day, dt.time(15)), "35")
-        loyalty.enroll(s, SYSTEM, customer.id)
+        loyalty.enroll(s, platform.SYSTEM, customer.id)
 
 
 def test_commands_default_to_the_latest_order_of_a_historical_import(engine, monkeypatch, capsys):
     import datetime as dt
 
-    from ml import refresh
+    from batch import refresh
 
     _historical_shop(engine)
     monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
@@ -186,10 +219,10 @@ def test_commands_default_to_the_latest_order_of_a_historical_import(engine, mon
 def test_commands_default_to_today_on_live_data(engine, monkeypatch, capsys):
     import datetime as dt
 
-    from ml import refresh
+    from batch import refresh
     from tests.factories import make_customer, make_order
 
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         make_order(s, make_customer(s, dt.datetime(2024, 1, 1)), dt.datetime.now() - dt.timedelta(days=2), "20")
     monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.setattr(refresh, "STEPS", (("Record", lambda engine, as_of, now: "recorded"),))

@@ -11,19 +11,17 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import analytics
-from crm_core.errors import PermissionDenied, ValidationError
-from crm_core.users import SignedInUser
-from db.models import CustomerAnalytics, MLModel
-from ml import clv, registry, value
+from crm_core import platform, segmentation
+from db.models import CustomerAnalytics, CustomerLifetimeValue, MLModel
+from ml import clv, clv_reports, registry
 from ml.clv import LifetimeValueModel, NotEnoughData, refresh_lifetime_value, summarize
 
 from .factories import make_customer, make_order
 
 DATA = Path(__file__).parent / "data"
 AS_OF = dt.date(2025, 6, 30)
-ANALYST = SignedInUser(1, "analyst1", "Analyst", "analyst")
-AGENT = SignedInUser(2, "agent1", "Agent", "support_agent")
+ANALYST = platform.SignedInUser(1, "analyst1", "Analyst", "analyst")
+AGENT = platform.SignedInUser(2, "agent1", "Agent", "support_agent")
 
 
 def cdnow() -> pd.DataFrame:
@@ -127,7 +125,7 @@ def test_clv_discounting_and_horizon(cdnow_model):
     ({"annual_discount_rate": "10%"}, "discount"),
 ])
 def test_clv_rejects_bad_arguments(cdnow_model, bad, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         cdnow_model.clv(cdnow().iloc[:5], **bad)
 
 
@@ -140,7 +138,7 @@ def test_clv_rejects_bad_arguments(cdnow_model, bad, message):
     ([1, 2, 3], "DataFrame"),
 ])
 def test_bad_summaries_are_refused(cdnow_model, frame, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         cdnow_model.probability_alive(frame)
 
 
@@ -236,7 +234,7 @@ def test_summary_reads_nothing_after_as_of(session):
 
 @pytest.mark.parametrize("as_of, unit", [("2025-01-01", 7), (dt.date(2025, 1, 1), 0), (dt.date(2025, 1, 1), 1.5)])
 def test_summary_rejects_bad_arguments(session, as_of, unit):
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         summarize(session, as_of, time_unit_days=unit)
 
 
@@ -283,15 +281,23 @@ def _scores(engine) -> pd.DataFrame:
 
 def _prepared(engine, session, customers: int = 60) -> dict[int, float]:
     revenue = _population(session, customers)
-    analytics.refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     session.commit()
     return revenue
+
+
+def _valued(engine, **options) -> dict:
+    """A lifetime-value run, then the snapshot as the next batch refresh builds it (which picks the values up)."""
+    result = refresh_lifetime_value(engine, AS_OF, **options)
+    with platform.unit_of_work(engine) as s:
+        segmentation.refresh_snapshot(s, AS_OF)
+    return result
 
 
 def test_refresh_scores_every_customer_and_registers_the_model(engine, session):
     revenue = _prepared(engine, session)
     steps = []
-    result = refresh_lifetime_value(engine, AS_OF, progress=lambda *a: steps.append(a), holdout_days=60)
+    result = _valued(engine, progress=lambda *a: steps.append(a), holdout_days=60)
     assert result["status"] == "fitted"
     assert result["customers_scored"] == len(revenue) == result["customers_with_purchases"]
     assert [s[0] for s in steps] == [1, 2, 3, 4]
@@ -324,12 +330,12 @@ def test_refresh_scores_every_customer_and_registers_the_model(engine, session):
 
 def test_stored_model_loads_and_reproduces_the_scores(engine, session):
     _prepared(engine, session)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     with engine.connect() as connection:
         summary = summarize(connection, AS_OF)
-    from db.engine import session_scope
+    from crm_core import platform
 
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         _row, model = registry.active(s, "clv")
     stored = _scores(engine).loc[summary.index]
     np.testing.assert_allclose(model.probability_alive(summary).to_numpy(), stored["alive"].to_numpy(), rtol=1e-9)
@@ -339,9 +345,9 @@ def test_stored_model_loads_and_reproduces_the_scores(engine, session):
 
 def test_refresh_twice_replaces_the_values_and_versions_the_model(engine, session):
     _prepared(engine, session)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     first = _scores(engine)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     pd.testing.assert_frame_equal(_scores(engine), first)
     with engine.connect() as connection:
         versions = connection.execute(select(MLModel.version, MLModel.is_active).where(MLModel.name == "clv")
@@ -359,11 +365,20 @@ def test_refresh_with_too_little_data_skips_with_a_reason(engine, session):
         assert connection.scalar(select(func.count()).select_from(MLModel)) == 0
 
 
-def test_refresh_without_a_snapshot_for_the_date_says_so(engine, session):
-    _prepared(engine, session, customers=5)
-    result = refresh_lifetime_value(engine, AS_OF + dt.timedelta(days=1))
-    assert result["status"] == "skipped"
-    assert f"snapshot is as of {AS_OF.isoformat()}" in result["reason"]
+def test_a_run_on_its_own_writes_only_its_table_and_the_next_snapshot_picks_it_up(engine, session):
+    revenue = _prepared(engine, session)
+    result = refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    assert result["status"] == "fitted" and result["customers_scored"] == len(revenue)
+    assert _scores(engine)["clv"].isna().all()  # the snapshot step is the only writer of customer_analytics
+    with engine.connect() as connection:
+        stored = connection.scalar(select(func.count()).select_from(CustomerLifetimeValue)
+                                   .where(CustomerLifetimeValue.as_of == AS_OF))
+    assert stored == len(revenue)
+    with platform.unit_of_work(engine) as s:
+        segmentation.refresh_snapshot(s, AS_OF)
+    assert set(_scores(engine)["clv"].dropna().index) == set(revenue)
+    # no snapshot of the date is needed either: the values wait in their own table
+    assert refresh_lifetime_value(engine, AS_OF + dt.timedelta(days=1))["status"] == "fitted"
 
 
 def test_a_failure_after_scoring_leaves_nothing_half_written(engine, session, monkeypatch):
@@ -375,8 +390,8 @@ def test_a_failure_after_scoring_leaves_nothing_half_written(engine, session, mo
     monkeypatch.setattr(clv.registry, "register", broken)
     with pytest.raises(RuntimeError):
         refresh_lifetime_value(engine, AS_OF, holdout_days=0)
-    assert _scores(engine)["clv"].isna().all()
     with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(CustomerLifetimeValue)) == 0
         assert connection.scalar(select(func.count()).select_from(MLModel)) == 0
 
 
@@ -385,55 +400,55 @@ def test_a_failure_after_scoring_leaves_nothing_half_written(engine, session, mo
 
 def test_read_functions_aggregate_the_scored_snapshot(engine, session):
     revenue = _prepared(engine, session)
-    refresh_lifetime_value(engine, AS_OF, holdout_days=0)
+    _valued(engine, holdout_days=0)
     scores = _scores(engine)
     scored = scores[scores["clv"].notna()]
     s = session
     s.expire_all()
 
-    summary = value.overview(s, ANALYST)
+    summary = clv_reports.overview(s, ANALYST)
     assert summary["customers_scored"] == len(revenue)
     assert summary["clv_12m_total"] == pytest.approx(float(scored["clv"].astype(float).sum()), abs=0.05)
     assert summary["historic_clv_total"] == pytest.approx(sum(revenue.values()), abs=0.05)
     assert summary["likely_alive"] == int((scored["alive"] >= 0.5).sum())
     assert summary["model"]["version"] == 1 and summary["model"]["active"]
 
-    bins = value.clv_histogram(s, ANALYST, bins=10)
+    bins = clv_reports.clv_histogram(s, ANALYST, bins=10)
     assert sum(b["customers"] for b in bins) == len(scored)
     assert [b["bin"] for b in bins] == sorted(b["bin"] for b in bins)
     assert bins[-1]["upper"] is None and bins[-1]["label"].endswith("+")
     assert sum(b["clv_total"] for b in bins) == pytest.approx(float(scored["clv"].astype(float).sum()), abs=0.05)
 
-    heatmap = value.alive_heatmap(s, ANALYST)
+    heatmap = clv_reports.alive_heatmap(s, ANALYST)
     assert sum(c["customers"] for c in heatmap["cells"]) == len(scored)
     one_offs = [c for c in heatmap["cells"] if c["frequency"] == "0"]
     assert one_offs and all(c["mean_prob_alive"] == pytest.approx(1.0) for c in one_offs)
 
-    top = value.top_customers(s, ANALYST, page=1, page_size=10)
+    top = clv_reports.top_customers(s, ANALYST, page=1, page_size=10)
     assert top.total == len(scored) and len(top.rows) == 10
     assert [r["clv_12m"] for r in top.rows] == sorted((r["clv_12m"] for r in top.rows), reverse=True)
     assert top.rows[0]["clv_12m"] == pytest.approx(float(scored["clv"].astype(float).max()))
-    last_page = value.top_customers(s, ANALYST, page=top.pages, page_size=10)
+    last_page = clv_reports.top_customers(s, ANALYST, page=top.pages, page_size=10)
     assert len(last_page.rows) == len(scored) - 10 * (top.pages - 1)
     assert Decimal(str(top.rows[0]["historic_clv"])) >= 0
 
-    segments = value.by_segment(s, ANALYST)
+    segments = clv_reports.by_segment(s, ANALYST)
     assert sum(r["customers"] for r in segments) == len(scored)
 
 
 def test_read_functions_before_scoring_and_for_other_roles(session):
-    assert value.overview(session, ANALYST) is None
-    assert value.clv_histogram(session, ANALYST) == []
-    assert value.alive_heatmap(session, ANALYST)["cells"] == []
-    assert value.top_customers(session, ANALYST).total == 0
-    with pytest.raises(PermissionDenied):
-        value.overview(session, AGENT)
-    with pytest.raises(PermissionDenied):
-        value.top_customers(session, AGENT)
-    with pytest.raises(ValidationError):
-        value.top_customers(session, ANALYST, page_size=5000)
-    with pytest.raises(ValidationError):
-        value.clv_histogram(session, ANALYST, bins=1)
+    assert clv_reports.overview(session, ANALYST) is None
+    assert clv_reports.clv_histogram(session, ANALYST) == []
+    assert clv_reports.alive_heatmap(session, ANALYST)["cells"] == []
+    assert clv_reports.top_customers(session, ANALYST).total == 0
+    with pytest.raises(platform.PermissionDenied):
+        clv_reports.overview(session, AGENT)
+    with pytest.raises(platform.PermissionDenied):
+        clv_reports.top_customers(session, AGENT)
+    with pytest.raises(platform.ValidationError):
+        clv_reports.top_customers(session, ANALYST, page_size=5000)
+    with pytest.raises(platform.ValidationError):
+        clv_reports.clv_histogram(session, ANALYST, bins=1)
 
 
 # --------------------------------------------------------------------------- command line
@@ -448,5 +463,7 @@ def test_crm_clv_command_scores_and_reports(engine, session, monkeypatch, capsys
     out = capsys.readouterr().out
     assert "[4/4] Model registered: clv version 1" in out
     assert "Scored 60 customers" in out and "per week" in out
-    assert main(["clv", "--as-of", "2025-07-01"]) == 1
-    assert "No analytics snapshot as of 2025-07-01" in capsys.readouterr().err
+    assert "the analytics snapshot picks them up at the next `crm refresh`" in out
+    assert _scores(engine)["clv"].isna().all()
+    assert main(["clv", "--as-of", "2020-01-01"]) == 1  # before the first order
+    assert "Lifetime value not fitted" in capsys.readouterr().err

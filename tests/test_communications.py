@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import communications as comms
-from crm_core.errors import NotFound, PermissionDenied, ValidationError
+from crm_core import platform, service
 from db.bulk import load
 from db.models import AuditLog, CustomerCommunication
 
@@ -24,33 +23,33 @@ def test_log_validates_and_saves_with_sentiment(session):
     good = dict(customer_id=ann.id, channel="call", direction="inbound", subject="Called about refund",
                 body="I am very angry, the parcel never arrived and nobody helps!")
     cases = [
-        (dict(channel="fax"), ValidationError, "Channel must be one of"),
-        (dict(direction="sideways"), ValidationError, "inbound or outbound"),
-        (dict(status="opened"), ValidationError, "cannot be opened"),
-        (dict(status="teleported"), ValidationError, "Status must be one of"),
-        (dict(subject=""), ValidationError, "subject is required"),
-        (dict(subject="x" * 300), ValidationError, "too long"),
-        (dict(body=42), ValidationError, "must be text"),
-        (dict(customer_id="7"), ValidationError, "positive whole number"),
-        (dict(customer_id=999_999), NotFound, "no customer"),
-        (dict(occurred_at=dt.datetime.now() + dt.timedelta(days=2)), ValidationError, "future"),
+        (dict(channel="fax"), platform.ValidationError, "Channel must be one of"),
+        (dict(direction="sideways"), platform.ValidationError, "inbound or outbound"),
+        (dict(status="opened"), platform.ValidationError, "cannot be opened"),
+        (dict(status="teleported"), platform.ValidationError, "Status must be one of"),
+        (dict(subject=""), platform.ValidationError, "subject is required"),
+        (dict(subject="x" * 300), platform.ValidationError, "too long"),
+        (dict(body=42), platform.ValidationError, "must be text"),
+        (dict(customer_id="7"), platform.ValidationError, "positive whole number"),
+        (dict(customer_id=999_999), platform.NotFound, "no customer"),
+        (dict(occurred_at=dt.datetime.now() + dt.timedelta(days=2)), platform.ValidationError, "future"),
     ]
     for override, error, message in cases:
         with pytest.raises(error, match=message):
-            comms.log(session, agent, **{**good, **override})
-    with pytest.raises(PermissionDenied):
-        comms.log(session, make_user(session, "analyst"), **good)
+            service.log_communication(session, agent, **{**good, **override})
+    with pytest.raises(platform.PermissionDenied):
+        service.log_communication(session, make_user(session, "analyst"), **good)
     assert session.scalar(select(func.count()).select_from(CustomerCommunication)) == 0
 
-    entry = comms.log(session, agent, **good)
+    entry = service.log_communication(session, agent, **good)
     assert (entry.status, entry.logged_by_id) == ("logged", agent.id)
     assert entry.sentiment_score < -0.2
-    happy = comms.log(session, agent, ann.id, "chat", "inbound", "Thanks", "Great service, thank you so much!")
+    happy = service.log_communication(session, agent, ann.id, "chat", "inbound", "Thanks", "Great service, thank you so much!")
     assert happy.sentiment_score > 0.5
-    note = comms.log(session, agent, ann.id, "email", "outbound", "Follow-up note")
+    note = service.log_communication(session, agent, ann.id, "email", "outbound", "Follow-up note")
     assert note.sentiment_score is None
     assert session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "communication.log")) == 3
-    page = comms.customer_communications(session, agent, ann.id, page=1, page_size=2)
+    page = service.customer_communications(session, agent, ann.id, page=1, page_size=2)
     assert (page.total, page.pages, len(page.rows)) == (3, 2, 2)
 
 
@@ -78,24 +77,24 @@ def test_funnel_by_channel_and_campaign(session):
     ]
     session.flush()
     load(session.connection(), CustomerCommunication.__table__, pd.DataFrame(rows))
-    comms.log(session, make_user(session, "support_agent"), ann.id, "call", "outbound", "Courtesy call")
+    service.log_communication(session, make_user(session, "support_agent"), ann.id, "call", "outbound", "Courtesy call")
 
-    window = comms.CommFilter(date_from=dt.date(2026, 10, 1), date_to=dt.date(2026, 11, 1))
-    funnel = {r["channel"]: r for r in comms.funnel_by_channel(session, viewer, window)}
+    window = service.CommFilter(date_from=dt.date(2026, 10, 1), date_to=dt.date(2026, 11, 1))
+    funnel = {r["channel"]: r for r in service.funnel_by_channel(session, viewer, window)}
     email = funnel["email"]
     assert [email[s] for s in ("sent", "delivered", "opened", "clicked", "replied", "bounced", "failed")] == [5, 4, 3, 2, 1, 1, 0]
     assert email["open_rate"] == 0.75 and email["bounce_rate"] == 0.2
     assert [funnel["sms"][s] for s in ("sent", "delivered", "failed")] == [2, 1, 1]
     assert "call" not in funnel  # logged calls are not part of the funnel
 
-    campaigns = comms.campaign_performance(session, viewer, window)
+    campaigns = service.campaign_performance(session, viewer, window)
     assert campaigns.total == 2
     assert [(r["campaign"], r["sent"], r["delivered"]) for r in campaigns.rows] == [("News 2026-10", 4, 2), ("Sale 2026-10", 3, 3)]
-    only_sale = comms.funnel_by_channel(session, viewer, comms.CommFilter(campaign="Sale 2026-10"))
+    only_sale = service.funnel_by_channel(session, viewer, service.CommFilter(campaign="Sale 2026-10"))
     assert [(r["channel"], r["replied"]) for r in only_sale] == [("email", 1)]
-    options = comms.filter_options(session, viewer)
+    options = service.communication_filter_options(session, viewer)
     assert set(options["campaign"]) == {"Sale 2026-10", "News 2026-10", "Old 2025-01"}
-    with pytest.raises(ValidationError):
-        comms.funnel_by_channel(session, viewer, comms.CommFilter(channel="pigeon"))
-    with pytest.raises(PermissionDenied):
-        comms.funnel_by_channel(session, make_user(session, "executive"))
+    with pytest.raises(platform.ValidationError):
+        service.funnel_by_channel(session, viewer, service.CommFilter(channel="pigeon"))
+    with pytest.raises(platform.PermissionDenied):
+        service.funnel_by_channel(session, make_user(session, "executive"))

@@ -266,7 +266,7 @@ def test_address_form_validates_and_geocodes(app, db):
 def test_pages_refuse_a_role_without_customer_access(app_db, monkeypatch, page):
     from streamlit.testing.v1 import AppTest
 
-    from crm_core.users import SignedInUser
+    from crm_core import platform
     from db.models import User
     from ui.context import USER_KEY
 
@@ -278,7 +278,7 @@ def test_pages_refuse_a_role_without_customer_access(app_db, monkeypatch, page):
     with engine.connect() as c:
         executive = c.execute(select(User).where(User.role == "executive")).first()
     engine.dispose()
-    at.session_state[USER_KEY] = SignedInUser(executive.id, executive.username, executive.full_name, "executive")
+    at.session_state[USER_KEY] = platform.SignedInUser(executive.id, executive.username, executive.full_name, "executive")
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == ["You do not have access to this page."]

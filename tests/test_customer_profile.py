@@ -8,9 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from crm_core import customers
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.service import unit_of_work
+from crm_core import customers, platform
+from crm_core.customers import profile
 from db.engine import session_factory
 from db.models import (
     AuditLog,
@@ -104,9 +103,9 @@ def test_timeline_pages_and_filters_by_kind(session, staff, customer, history):
     assert first.pages == 3 and [r["kind"] for r in third.rows] == ["order"]
     only = customers.timeline(session, staff["csm"], customer.id, kinds=["order", "ticket"])
     assert [r["kind"] for r in only.rows] == ["ticket", "order"] and only.total == 2
-    with pytest.raises(ValidationError, match="Unknown timeline kind"):
+    with pytest.raises(platform.ValidationError, match="Unknown timeline kind"):
         customers.timeline(session, staff["csm"], customer.id, kinds=["gossip"])
-    with pytest.raises(NotFound):
+    with pytest.raises(platform.NotFound):
         customers.timeline(session, staff["csm"], 999_999)
 
 
@@ -117,7 +116,7 @@ def test_profile_has_facts_and_latest_scores(session, staff, customer):
                                   monetary_score=5))
     session.add(CustomerLifecycleStage(customer_id=customer.id, stage="at_risk", entered_at=T0, reason="quiet"))
     session.flush()
-    result = customers.profile(session, staff["analyst"], customer.id)
+    result = customers.customer_profile(session, staff["analyst"], customer.id)
     assert result["facts"]["name"] == "Ada Lovelace"
     assert result["facts"]["orders"] == 4 and result["facts"]["revenue"] == 420.5
     assert result["facts"]["stage"] == "at_risk"
@@ -153,21 +152,21 @@ def test_update_customer_validates_normalizes_and_audits(session, staff, custome
     ({"preferred_language": "klingon"}, "language code"),
 ])
 def test_bad_edits_are_refused_and_nothing_changes(session, staff, customer, changes, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         customers.update_customer(session, staff["csm"], customer.id, customer.version, changes)
     session.refresh(customer)
     assert customer.version == 1 and customer.email == "ada@mail.example"
 
 
 def test_several_problems_are_reported_together(session, staff, customer):
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(platform.ValidationError) as caught:
         customers.update_customer(session, staff["csm"], customer.id, 1, {"email": "x@", "country_code": "ZZ"})
     assert "Email" in str(caught.value) and "ZZ" in str(caught.value)
 
 
 def test_stale_version_and_concurrent_edit_give_a_conflict(engine, staff, customer, session):
     session.commit()
-    with pytest.raises(ConflictError, match="version 0 is now 1"):
+    with pytest.raises(platform.ConflictError, match="version 0 is now 1"):
         customers.update_customer(session, staff["csm"], customer.id, 0, {"city": "Munich"})
     factory = session_factory(engine)
     first, second = factory(), factory()
@@ -175,11 +174,11 @@ def test_stale_version_and_concurrent_edit_give_a_conflict(engine, staff, custom
         actor_b = second.get(type(staff["csm"]), staff["csm"].id)
         second.get(Customer, customer.id)  # the second editor reads version 1 ...
         second.commit()
-        with unit_of_work(lambda: first) as s:  # ... the first one saves meanwhile ...
+        with platform.unit_of_work(lambda: first) as s:  # ... the first one saves meanwhile ...
             customers.update_customer(s, s.get(type(staff["csm"]), staff["csm"].id), customer.id, 1,
                                       {"city": "Munich"})
         # ... and the second save, past the version check on its stale copy, loses the versioned UPDATE.
-        with pytest.raises(ConflictError, match="changed by someone else"), unit_of_work(lambda: second) as s:
+        with pytest.raises(platform.ConflictError, match="changed by someone else"), platform.unit_of_work(lambda: second) as s:
             customers.update_customer(s, actor_b, customer.id, 1, {"city": "Hamburg"})
     finally:
         first.close()
@@ -190,10 +189,10 @@ def test_stale_version_and_concurrent_edit_give_a_conflict(engine, staff, custom
 
 
 def test_merged_customers_and_readers_cannot_edit(session, staff, customer):
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         customers.update_customer(session, staff["analyst"], customer.id, 1, {"city": "Munich"})
     merged = make_customer(session, dt.datetime(2025, 1, 1), status="merged", merged_into_id=customer.id)
-    with pytest.raises(ValidationError, match=f"merged into customer {customer.id}"):
+    with pytest.raises(platform.ValidationError, match=f"merged into customer {customer.id}"):
         customers.update_customer(session, staff["csm"], merged.id, 1, {"city": "Munich"})
 
 
@@ -203,9 +202,9 @@ def test_failure_after_the_write_leaves_nothing_behind(engine, staff, customer, 
     def broken(*args, **kwargs):
         raise RuntimeError("audit store unavailable")
 
-    monkeypatch.setattr(customers.audit, "record", broken)
+    monkeypatch.setattr(profile, "record_audit", broken)
     factory = session_factory(engine)
-    with pytest.raises(RuntimeError), unit_of_work(factory) as s:
+    with pytest.raises(RuntimeError), platform.unit_of_work(factory) as s:
         customers.update_customer(s, s.get(type(staff["csm"]), staff["csm"].id), customer.id, 1,
                                   {"city": "Munich"})
     with factory() as check:
@@ -240,7 +239,7 @@ def test_address_is_validated_and_geocoded_offline(session, staff, customer):
     ({"line1": "x", "city": "Berlin", "postal_code": "10117", "country_code": "DE", "floor": 3}, "Unknown address"),
 ])
 def test_bad_addresses_are_refused(session, staff, customer, fields, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         customers.add_address(session, staff["csm"], customer.id, fields)
     assert session.scalars(select(CustomerAddress).where(CustomerAddress.customer_id == customer.id)).all() == []
 

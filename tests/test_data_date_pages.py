@@ -8,11 +8,8 @@ import datetime as dt
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from crm_core import users
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.service import SYSTEM
-from db.engine import session_scope
-from db.simulator import demo_password
+import demo
+from crm_core import platform
 
 from .apptest_support import APP, open_page, titles
 from .factories import make_customer, make_order
@@ -24,9 +21,9 @@ CAPTION = "Data runs to 30 Jun 1998 (latest order); dates default to it."
 @pytest.fixture
 def historical_app(engine, monkeypatch):
     """A shop whose order log ends on 30 June 1998, with an executive and an admin."""
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         for username, role in (("exec1", "executive"), ("admin1", "admin")):
-            users.create_user(s, SYSTEM, username, role, demo_password(username))
+            platform.create_user(s, platform.SYSTEM, username, role, demo.demo_password(username))
         for n, signed_up in enumerate((dt.datetime(1997, 1, 10), dt.datetime(1997, 9, 3), dt.datetime(1998, 2, 2))):
             customer = make_customer(s, signed_up)
             for month in range(n, 6):
@@ -51,7 +48,7 @@ def test_overview_defaults_its_range_to_the_latest_order_and_says_so(historical_
     assert CAPTION in captions(at)
     picked = at.date_input[0]
     assert picked.value == (dt.date(1997, 6, 1), IMPORT_END)
-    assert picked.min == EARLIEST_DATE and picked.max == dt.date.today()
+    assert picked.min == platform.EARLIEST_DATE and picked.max == dt.date.today()
     # the figures are those of the data, not of an empty "today"
     assert metric(at, "Customers") == "3"
     assert metric(at, "Active (90 days)") == "3"
@@ -64,7 +61,7 @@ def test_the_refresh_panel_and_the_health_date_default_to_the_latest_order(histo
     assert not at.exception
     assert CAPTION in captions(at)
     as_of = at.date_input(key="lifecycle_refresh_as_of")
-    assert as_of.value == IMPORT_END and as_of.min == EARLIEST_DATE and as_of.max == dt.date.today()
+    assert as_of.value == IMPORT_END and as_of.min == platform.EARLIEST_DATE and as_of.max == dt.date.today()
     at = at.switch_page(str(APP).replace("streamlit_app.py", "pages/health.py")).run()
     assert not at.exception
     assert at.date_input(key="health_score_as_of").value == IMPORT_END

@@ -8,12 +8,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, insert, select, text
 
-from crm_core import data_dates, loyalty
-from crm_core.data_dates import DataDate, check_as_of, check_backfill_months, data_date
-from crm_core.errors import ValidationError
-from crm_core.service import SYSTEM
+import batch
+from batch import refresh
+from crm_core import loyalty, platform
+from crm_core.platform import dates
 from db.models import LoyaltyAccount, LoyaltyTransaction, Order
-from ml import backtest, refresh
+from ml import backtest
 
 from .factories import make_customer, make_order
 
@@ -33,30 +33,30 @@ def _orders(session, *days: dt.date, status: str = "delivered") -> None:
 
 def test_recent_orders_mean_today(session):
     _orders(session, TODAY - dt.timedelta(days=200), TODAY - dt.timedelta(days=3))
-    found = data_date(session)
-    assert found == DataDate(TODAY, TODAY - dt.timedelta(days=3), False)
+    found = platform.data_date(session)
+    assert found == platform.DataDate(TODAY, TODAY - dt.timedelta(days=3), False)
 
 
 def test_an_old_import_runs_to_its_latest_order(session, engine):
     _orders(session, dt.date(1997, 1, 1), IMPORT_END, dt.date(1998, 2, 14))
-    assert data_date(session) == DataDate(IMPORT_END, IMPORT_END, True)
-    assert data_date(engine) == DataDate(IMPORT_END, IMPORT_END, True)  # from an engine too (the CLI)
-    assert data_date(session).run_time() == dt.datetime(1998, 6, 30, 23, 0)
-    assert data_date(session).run_time(dt.date(1998, 3, 31)) == dt.datetime(1998, 3, 31, 23, 0)
+    assert platform.data_date(session) == platform.DataDate(IMPORT_END, IMPORT_END, True)
+    assert platform.data_date(engine) == platform.DataDate(IMPORT_END, IMPORT_END, True)  # from an engine too (the CLI)
+    assert platform.data_date(session).run_time() == dt.datetime(1998, 6, 30, 23, 0)
+    assert platform.data_date(session).run_time(dt.date(1998, 3, 31)) == dt.datetime(1998, 3, 31, 23, 0)
 
 
 def test_no_orders_mean_today(session):
-    assert data_date(session) == DataDate(TODAY, None, False)
+    assert platform.data_date(session) == platform.DataDate(TODAY, None, False)
     before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    assert before <= data_date(session).run_time() <= before + dt.timedelta(minutes=1)
+    assert before <= platform.data_date(session).run_time() <= before + dt.timedelta(minutes=1)
 
 
 def test_the_latest_order_of_any_status_counts_and_30_days_is_still_live(session):
     _orders(session, dt.date(2001, 5, 1))
-    _orders(session, TODAY - dt.timedelta(days=data_dates.HISTORICAL_AFTER_DAYS), status="cancelled")
-    assert data_date(session) == DataDate(TODAY, TODAY - dt.timedelta(days=30), False)
+    _orders(session, TODAY - dt.timedelta(days=platform.HISTORICAL_AFTER_DAYS), status="cancelled")
+    assert platform.data_date(session) == platform.DataDate(TODAY, TODAY - dt.timedelta(days=30), False)
     # a day older and the data is historical
-    assert data_date(session, today=TODAY + dt.timedelta(days=1)) == DataDate(
+    assert platform.data_date(session, today=TODAY + dt.timedelta(days=1)) == platform.DataDate(
         TODAY - dt.timedelta(days=30), TODAY - dt.timedelta(days=30), True)
 
 
@@ -70,7 +70,7 @@ def test_the_latest_order_is_read_from_the_index(session, backend):
         for n in range(5000)
     ])
     session.commit()
-    sql = str(data_dates.LATEST_ORDER.compile(session.bind))
+    sql = str(dates.LATEST_ORDER.compile(session.bind))
     if backend == "sqlite":
         plan = " ".join(str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
         assert "ix_orders_time" in plan and "SCAN" not in plan.replace("COVERING INDEX", "")
@@ -84,9 +84,9 @@ def test_the_latest_order_is_read_from_the_index(session, backend):
 
 
 def test_dates_up_to_tomorrow_and_from_1900_are_accepted():
-    assert check_as_of(TODAY + dt.timedelta(days=1)) == TODAY + dt.timedelta(days=1)
-    assert check_as_of(dt.date(1900, 1, 1)) == dt.date(1900, 1, 1)
-    assert check_as_of(IMPORT_END, "--as-of") == IMPORT_END
+    assert platform.check_as_of(TODAY + dt.timedelta(days=1)) == TODAY + dt.timedelta(days=1)
+    assert platform.check_as_of(dt.date(1900, 1, 1)) == dt.date(1900, 1, 1)
+    assert platform.check_as_of(IMPORT_END, "--as-of") == IMPORT_END
 
 
 @pytest.mark.parametrize("day, words", [
@@ -96,23 +96,23 @@ def test_dates_up_to_tomorrow_and_from_1900_are_accepted():
     (dt.date(1, 1, 1), "is before 1900-01-01"),
 ])
 def test_dates_after_tomorrow_or_before_1900_are_refused(day, words):
-    with pytest.raises(ValidationError, match=words) as refused:
-        check_as_of(day, "--as-of")
+    with pytest.raises(platform.ValidationError, match=words) as refused:
+        platform.check_as_of(day, "--as-of")
     assert str(refused.value).startswith(f"--as-of {day.isoformat()} ")
 
 
 def test_backfill_months_are_bounded():
-    assert check_backfill_months(0, TODAY) == 0
-    assert check_backfill_months(1200, TODAY) == 1200
-    with pytest.raises(ValidationError, match="cannot be negative"):
-        check_backfill_months(-1, TODAY)
-    with pytest.raises(ValidationError, match="pick at most 1,200"):
-        check_backfill_months(100_000, TODAY)
+    assert platform.check_backfill_months(0, TODAY) == 0
+    assert platform.check_backfill_months(1200, TODAY) == 1200
+    with pytest.raises(platform.ValidationError, match="cannot be negative"):
+        platform.check_backfill_months(-1, TODAY)
+    with pytest.raises(platform.ValidationError, match="pick at most 1,200"):
+        platform.check_backfill_months(100_000, TODAY)
     # January and February 1900 end after 1900-01-01; December 1899 does not
-    assert check_backfill_months(2, dt.date(1900, 3, 15)) == 2
-    with pytest.raises(ValidationError, match="reaches back before 1900-01-01 from 1900-03-15: pick at most 2"):
-        check_backfill_months(3, dt.date(1900, 3, 15))
-    assert refresh.month_ends_before(dt.date(1900, 3, 15), 2) == [dt.date(1900, 1, 31), dt.date(1900, 2, 28)]
+    assert platform.check_backfill_months(2, dt.date(1900, 3, 15)) == 2
+    with pytest.raises(platform.ValidationError, match="reaches back before 1900-01-01 from 1900-03-15: pick at most 2"):
+        platform.check_backfill_months(3, dt.date(1900, 3, 15))
+    assert batch.month_ends_before(dt.date(1900, 3, 15), 2) == [dt.date(1900, 1, 31), dt.date(1900, 2, 28)]
 
 
 # --------------------------------------------------------------------------- services check their dates
@@ -120,11 +120,11 @@ def test_backfill_months_are_bounded():
 
 def test_loyalty_expiry_refuses_a_future_date_and_leaves_balances(session, engine):
     customer = make_customer(session, dt.datetime(2019, 6, 1))
-    loyalty.enroll(session, SYSTEM, customer.id)
+    loyalty.enroll(session, platform.SYSTEM, customer.id)
     session.commit()
-    loyalty.adjust(session, SYSTEM, customer.id, 500, "welcome bonus")
+    loyalty.adjust(session, platform.SYSTEM, customer.id, 500, "welcome bonus")
     session.commit()
-    with pytest.raises(ValidationError, match="The expiry date 2030-01-01 is in the future"):
+    with pytest.raises(platform.ValidationError, match="The expiry date 2030-01-01 is in the future"):
         loyalty.expire_points(engine, dt.date(2030, 1, 1))
     session.expire_all()
     assert session.scalar(select(LoyaltyAccount.points_balance)) == 500
@@ -135,10 +135,10 @@ def test_the_refresh_refuses_dates_out_of_bounds_before_any_step(engine, monkeyp
     ran: list = []
     monkeypatch.setattr(refresh, "STEPS", (("Record", _recorder(ran)),))
     for day in (dt.date(9999, 12, 31), TODAY + dt.timedelta(days=2), dt.date(1, 1, 1)):
-        with pytest.raises(ValidationError):
-            refresh.run_refresh(engine, day)
-    with pytest.raises(ValidationError, match="--backfill-months 100,000"):
-        refresh.backfill(engine, TODAY, 100_000)
+        with pytest.raises(platform.ValidationError):
+            batch.run_refresh(engine, day)
+    with pytest.raises(platform.ValidationError, match="--backfill-months 100,000"):
+        batch.backfill(engine, TODAY, 100_000)
     assert ran == []
 
 
@@ -153,10 +153,10 @@ def _recorder(ran: list):
 def test_the_refresh_defaults_to_the_data_date(session, engine, monkeypatch):
     ran: list = []
     monkeypatch.setattr(refresh, "STEPS", (("Record", _recorder(ran)),))
-    refresh.run_refresh(engine)  # no orders: today, stamped now
+    batch.run_refresh(engine)  # no orders: today, stamped now
     assert ran[-1][0] == TODAY and ran[-1][1].date() >= TODAY - dt.timedelta(days=1)
     _orders(session, dt.date(1997, 3, 1), IMPORT_END)
-    report = refresh.run_refresh(engine)
+    report = batch.run_refresh(engine)
     assert report.as_of == IMPORT_END
     assert ran[-1] == (IMPORT_END, dt.datetime(1998, 6, 30, 23, 0))  # history lines up with the data
 
@@ -164,10 +164,10 @@ def test_the_refresh_defaults_to_the_data_date(session, engine, monkeypatch):
 def test_the_backtest_checks_its_date_and_a_huge_horizon(session):
     _orders(session, dt.date(1997, 3, 1), IMPORT_END)
     connection = session.connection()
-    with pytest.raises(ValidationError, match="--as-of 2030-01-01 is in the future"):
+    with pytest.raises(platform.ValidationError, match="--as-of 2030-01-01 is in the future"):
         backtest.check_window(connection, dt.date(2030, 1, 1), 90)
-    with pytest.raises(ValidationError, match="after the latest order \\(1998-06-30\\)"):
+    with pytest.raises(platform.ValidationError, match="after the latest order \\(1998-06-30\\)"):
         backtest.check_window(connection, dt.date(1998, 3, 31), 10**9)
-    with pytest.raises(ValidationError, match="The horizon ends on 1998-07-30, after the latest order"):
+    with pytest.raises(platform.ValidationError, match="The horizon ends on 1998-07-30, after the latest order"):
         backtest.check_window(connection, dt.date(1998, 5, 1), 90)
     backtest.check_window(connection, dt.date(1998, 3, 31), 90)

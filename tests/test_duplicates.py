@@ -7,10 +7,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import duplicates
-from crm_core import merge as merging
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core import customers, platform
+from crm_core.customers import duplicates
 from db.models import AuditLog, CustomerAddress, DuplicateCandidate
 
 from .factories import make_customer, make_user
@@ -54,7 +52,7 @@ def _key(a, b):
 
 
 def test_scan_finds_planted_duplicates_with_reasons(session, people):
-    result = duplicates.scan(session, SYSTEM)
+    result = customers.scan_duplicates(session, platform.SYSTEM)
     found = _pairs(session)
     maria = found[_key(people["maria"], people["maria_dup"])]
     assert "same email" in maria.reasons and "same name" in maria.reasons
@@ -71,51 +69,51 @@ def test_scan_finds_planted_duplicates_with_reasons(session, people):
 
 
 def test_rescan_does_not_duplicate_pairs_or_reopen_dismissed_ones(session, people):
-    duplicates.scan(session, SYSTEM)
+    customers.scan_duplicates(session, platform.SYSTEM)
     pair = _pairs(session)[_key(people["jon"], people["jon_dup"])]
-    duplicates.dismiss(session, SYSTEM, pair.id, expected_version=pair.version)
-    again = duplicates.scan(session, SYSTEM)
+    customers.dismiss_duplicate(session, platform.SYSTEM, pair.id, expected_version=pair.version)
+    again = customers.scan_duplicates(session, platform.SYSTEM)
     assert (again["new"], again["updated"]) == (0, 1)
     assert session.scalar(select(func.count()).select_from(DuplicateCandidate)) == 2
     session.refresh(pair)
     assert pair.status == "dismissed"
-    with pytest.raises(ValidationError, match="already dismissed"):
-        duplicates.dismiss(session, SYSTEM, pair.id)
+    with pytest.raises(platform.ValidationError, match="already dismissed"):
+        customers.dismiss_duplicate(session, platform.SYSTEM, pair.id)
 
 
 def test_dismiss_detects_a_concurrent_review(session, people):
-    duplicates.scan(session, SYSTEM)
+    customers.scan_duplicates(session, platform.SYSTEM)
     pair = next(iter(_pairs(session).values()))
-    with pytest.raises(ConflictError):
-        duplicates.dismiss(session, SYSTEM, pair.id, expected_version=pair.version + 1)
+    with pytest.raises(platform.ConflictError):
+        customers.dismiss_duplicate(session, platform.SYSTEM, pair.id, expected_version=pair.version + 1)
 
 
 def test_merged_customers_leave_the_queue_and_are_not_rescanned(session, people):
-    duplicates.scan(session, SYSTEM)
-    merging.merge(session, SYSTEM, people["maria"].id, people["maria_dup"].id)
-    page = duplicates.queue(session, SYSTEM, status="open")
+    customers.scan_duplicates(session, platform.SYSTEM)
+    customers.merge_customers(session, platform.SYSTEM, people["maria"].id, people["maria_dup"].id)
+    page = customers.duplicate_queue(session, platform.SYSTEM, status="open")
     assert [(r["customer_a"], r["customer_b"]) for r in page.rows] == [_key(people["jon"], people["jon_dup"])]
-    merged = duplicates.queue(session, SYSTEM, status="merged")
+    merged = customers.duplicate_queue(session, platform.SYSTEM, status="merged")
     assert merged.total == 1 and merged.rows[0]["merge_id"] is not None
-    assert duplicates.scan(session, SYSTEM)["customers"] == 5
-    assert duplicates.counts(session, SYSTEM) == {"open": 1, "merged": 1, "dismissed": 0}
+    assert customers.scan_duplicates(session, platform.SYSTEM)["customers"] == 5
+    assert customers.duplicate_counts(session, platform.SYSTEM) == {"open": 1, "merged": 1, "dismissed": 0}
 
 
 def test_queue_pages_and_sorts_by_score(session, people):
-    duplicates.scan(session, SYSTEM)
-    first = duplicates.queue(session, SYSTEM, page=1, page_size=1)
-    second = duplicates.queue(session, SYSTEM, page=2, page_size=1)
+    customers.scan_duplicates(session, platform.SYSTEM)
+    first = customers.duplicate_queue(session, platform.SYSTEM, page=1, page_size=1)
+    second = customers.duplicate_queue(session, platform.SYSTEM, page=2, page_size=1)
     assert first.total == 2 and first.pages == 2
     assert first.rows[0]["score"] >= second.rows[0]["score"]
     assert "same email" in first.rows[0]["reasons"]
-    with pytest.raises(ValidationError):
-        duplicates.queue(session, SYSTEM, status="maybe")
-    assert sum(b["pairs"] for b in duplicates.score_histogram(session, SYSTEM)) == 2
+    with pytest.raises(platform.ValidationError):
+        customers.duplicate_queue(session, platform.SYSTEM, status="maybe")
+    assert sum(b["pairs"] for b in customers.duplicate_score_histogram(session, platform.SYSTEM)) == 2
 
 
 def test_scan_needs_the_merge_permission(session, people):
-    with pytest.raises(PermissionDenied):
-        duplicates.scan(session, make_user(session, "analyst"))
+    with pytest.raises(platform.PermissionDenied):
+        customers.scan_duplicates(session, make_user(session, "analyst"))
 
 
 def test_blocking_scales_without_comparing_everyone():

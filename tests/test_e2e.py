@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+import batch
+import demo
 from db import migrate
 from db.engine import make_engine
 from db.models import Customer
-from db.simulator import demo_password, seed_database
-from ml.refresh import run_refresh
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -61,8 +61,8 @@ def server(tmp_path_factory):
     db_url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'crm.sqlite'}"
     migrate.upgrade(db_url)
     engine = make_engine(db_url)
-    seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0))
-    run_refresh(engine, dt.date.today())
+    demo.seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0))
+    batch.run_refresh(engine, dt.date.today())
     with engine.connect() as connection:
         customers = connection.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
     engine.dispose()
@@ -129,7 +129,7 @@ def test_sign_in_and_open_every_page(server):
         page.goto(server["url"], wait_until="networkidle")
         expect(page.get_by_role("heading", name="Customer Intelligence")).to_be_visible()
         page.get_by_label("Username").fill("admin1")
-        page.get_by_label("Password", exact=True).fill(demo_password("admin1"))
+        page.get_by_label("Password", exact=True).fill(demo.demo_password("admin1"))
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Executive overview")).to_be_visible()
 

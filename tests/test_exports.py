@@ -11,9 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from crm_core import exports, imports, segments
-from crm_core.errors import NotFound, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core import customers, imports, platform, segmentation
 from db.models import AuditLog
 from tests.factories import make_customer, make_user
 
@@ -38,7 +36,7 @@ def people(session):
 
 def export(session, fmt, columns=None, **scope):
     out = io.BytesIO()
-    count = exports.export_customers(session, SYSTEM, out, fmt, columns, **scope)
+    count = customers.export_customers(session, platform.SYSTEM, out, fmt, columns, **scope)
     return out.getvalue(), count
 
 
@@ -84,31 +82,31 @@ def test_csv_export_is_a_formula_free_spreadsheet(session, people):
 def test_chosen_columns_in_order_and_unknown_columns_refused(session, people):
     data, _ = export(session, "csv", ["email", "external_id"])
     assert data.decode("utf-8-sig").splitlines()[0] == "email,external_id"
-    with pytest.raises(ValidationError, match="Unknown column"):
+    with pytest.raises(platform.ValidationError, match="Unknown column"):
         export(session, "csv", ["email", "password_hash"])
-    with pytest.raises(ValidationError, match="at least one column"):
+    with pytest.raises(platform.ValidationError, match="at least one column"):
         export(session, "csv", [])
-    with pytest.raises(ValidationError, match="chosen twice"):
+    with pytest.raises(platform.ValidationError, match="chosen twice"):
         export(session, "csv", ["email", "email"])
-    with pytest.raises(ValidationError, match="format"):
+    with pytest.raises(platform.ValidationError, match="format"):
         export(session, "pdf")
 
 
 def test_segment_and_id_list_scopes(session, people):
     evil, plain, _ = people
     admin = make_user(session, "admin")
-    segment = segments.create_segment(session, admin, "Export me", "custom", "static")
-    segments.add_members(session, admin, segment.id, [plain.id])
+    segment = segmentation.create_segment(session, admin, "Export me", "custom", "static")
+    segmentation.add_members(session, admin, segment.id, [plain.id])
     data, count = export(session, "json", ["id", "first_name"], segment="Export me")
     assert count == 1 and json.loads(data) == [{"id": plain.id, "first_name": "Zoë"}]
-    assert exports.count_customers(session, SYSTEM, segment="export ME") == 1  # name case ignored
-    with pytest.raises(NotFound, match="No segment named 'Nope'"):
+    assert customers.count_exported(session, platform.SYSTEM, segment="export ME") == 1  # name case ignored
+    with pytest.raises(platform.NotFound, match="No segment named 'Nope'"):
         export(session, "csv", segment="Nope")
     data, count = export(session, "json", ["id"], customer_ids=iter([plain.id, evil.id, 999_999]))
     assert count == 2 and [r["id"] for r in json.loads(data)] == sorted([plain.id, evil.id])
     data, count = export(session, "json", ["id"], customer_ids=iter([[plain.id], [evil.id, 999_999]]))  # chunks
     assert count == 2
-    with pytest.raises(ValidationError, match="whole numbers"):
+    with pytest.raises(platform.ValidationError, match="whole numbers"):
         export(session, "json", ["id"], customer_ids=["x"])
 
 
@@ -122,12 +120,12 @@ def test_analytics_columns_join_without_dropping_customers(session, people):
 def test_export_permissions_and_audit(session, people):
     analyst, agent = make_user(session, "analyst"), make_user(session, "support_agent")
     out = io.BytesIO()
-    assert exports.export_customers(session, analyst, out, "csv") == 2
+    assert customers.export_customers(session, analyst, out, "csv") == 2
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "customers.export"))
     assert entry.actor_username == analyst.username
-    assert entry.after == {"format": "csv", "columns": exports.DEFAULT_COLUMNS, "scope": "all", "rows": 2}
-    with pytest.raises(PermissionDenied):
-        exports.export_customers(session, agent, io.BytesIO(), "csv")
+    assert entry.after == {"format": "csv", "columns": customers.DEFAULT_EXPORT_COLUMNS, "scope": "all", "rows": 2}
+    with pytest.raises(platform.PermissionDenied):
+        customers.export_customers(session, agent, io.BytesIO(), "csv")
 
 
 def test_empty_export_is_a_valid_file(session):
@@ -141,5 +139,5 @@ def test_default_export_imports_again_as_the_same_customers(session):
     for n in range(3):
         make_customer(session, SIGNUP, external_id=f"{n:06d}", phone=f"+49 30 90182{n}", country_code="DE")
     data, _ = export(session, "csv")
-    report = imports.import_customers(session, SYSTEM, io.BytesIO(data), file_name="again.csv")
+    report = imports.import_customers(session, platform.SYSTEM, io.BytesIO(data), file_name="again.csv")
     assert (report.rows_read, report.skipped, report.created, report.invalid) == (3, 3, 0, 0)

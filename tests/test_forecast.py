@@ -9,16 +9,15 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.users import SignedInUser
+from crm_core import platform
 from db.models import AppSetting, AuditLog, ForecastPoint, ForecastRun, MLModel
-from ml import forecast
+from ml import forecast, forecast_reports
 from ml.forecast import backtest, daily_series, fit_forecast, mape, refresh_forecasts
 
 from .factories import make_customer, make_order, make_user
 
-EXEC = SignedInUser(1, "exec1", "Exec", "executive")
-CSM = SignedInUser(2, "csm1", "CSM", "success_manager")
+EXEC = platform.SignedInUser(1, "exec1", "Exec", "executive")
+CSM = platform.SignedInUser(2, "csm1", "CSM", "success_manager")
 
 
 def weekly_series(days: int = 730, seed: int = 0) -> pd.Series:
@@ -37,7 +36,7 @@ def test_mape_on_a_hand_example():
     assert mape([100, 0, 50], [110, 5, 40]) == pytest.approx(0.15)
     assert mape([0, 0], [1, 2]) is None
     assert mape([200], [100]) == pytest.approx(0.5)
-    with pytest.raises(ValidationError, match="same length"):
+    with pytest.raises(platform.ValidationError, match="same length"):
         mape([1, 2], [1])
 
 
@@ -131,7 +130,7 @@ def test_refresh_stores_history_forecast_and_backtest(engine, session):
         ("revenue", "orders", "new_customers"), "fitted")
 
     session.expire_all()
-    runs = forecast.latest_runs(session, EXEC)
+    runs = forecast_reports.latest_runs(session, EXEC)
     assert [r["metric"] for r in runs] == ["revenue", "orders", "new_customers"]
     revenue_run = runs[0]
     assert revenue_run["history_days"] == 120 and revenue_run["horizon_days"] == 14
@@ -139,7 +138,7 @@ def test_refresh_stores_history_forecast_and_backtest(engine, session):
     assert revenue_run["mape"] == pytest.approx(np.mean([f["mape"] for f in revenue_run["backtest"]]))
     assert result["metrics"]["revenue"]["mape"] == pytest.approx(revenue_run["mape"])
 
-    points = forecast.series(session, EXEC, "revenue", history_days=365)
+    points = forecast_reports.series(session, EXEC, "revenue", history_days=365)
     assert len(points) == 120 + 14
     assert sum(p["is_forecast"] for p in points) == 14
     assert points[-1]["day"] == end + dt.timedelta(days=14) and points[-1]["actual"] is None
@@ -147,12 +146,12 @@ def test_refresh_stores_history_forecast_and_backtest(engine, session):
     for day, amount in list(expected["revenue"].items())[:10]:
         assert by_day[day]["actual"] == pytest.approx(amount)
     assert all(p["lower"] <= p["predicted"] <= p["upper"] and p["lower"] >= 0 for p in points)
-    assert len(forecast.series(session, EXEC, "orders", history_days=30)) == 30 + 14
+    assert len(forecast_reports.series(session, EXEC, "orders", history_days=30)) == 30 + 14
 
-    ahead = forecast.outlook(session, EXEC, "orders", days=7)
+    ahead = forecast_reports.outlook(session, EXEC, "orders", days=7)
     assert ahead["last_actual"] == sum(v for d, v in expected["orders"].items() if d > end - dt.timedelta(days=7))
     assert ahead["next_forecast"] == pytest.approx(
-        sum(p["predicted"] for p in forecast.series(session, EXEC, "orders", history_days=7) if p["is_forecast"]
+        sum(p["predicted"] for p in forecast_reports.series(session, EXEC, "orders", history_days=7) if p["is_forecast"]
             and p["day"] <= end + dt.timedelta(days=7)))
 
     model = session.scalar(select(MLModel).where(MLModel.name == "forecast"))
@@ -179,11 +178,11 @@ def test_short_history_is_skipped_with_a_reason(engine, session):
     assert all(r["status"] == "skipped" for r in result["metrics"].values())
     assert result["model_version"] is None
     session.expire_all()
-    runs = forecast.latest_runs(session, EXEC)
+    runs = forecast_reports.latest_runs(session, EXEC)
     assert len(runs) == 3
     assert runs[0]["reason"] == "Only 20 day(s) of order history up to 2025-03-31; forecasts need at least 60 days."
-    assert forecast.series(session, EXEC, "revenue") == []
-    assert forecast.outlook(session, EXEC, "revenue") is None
+    assert forecast_reports.series(session, EXEC, "revenue") == []
+    assert forecast_reports.outlook(session, EXEC, "revenue") is None
     assert session.scalar(select(func.count()).select_from(MLModel)) == 0
 
 
@@ -195,7 +194,7 @@ def test_no_orders_at_all_is_skipped_too(engine):
 
 @pytest.mark.parametrize("horizon", [0, 400, 1.5, "90", True])
 def test_bad_horizon_is_refused(engine, horizon):
-    with pytest.raises(ValidationError, match="horizon"):
+    with pytest.raises(platform.ValidationError, match="horizon"):
         refresh_forecasts(engine, dt.date(2025, 3, 31), horizon_days=horizon)
 
 
@@ -220,13 +219,13 @@ def test_a_failure_while_storing_leaves_nothing_half_written(engine, session, mo
 
 
 def test_read_side_checks_permission_and_input(session):
-    with pytest.raises(PermissionDenied):
-        forecast.latest_runs(session, CSM)
-    with pytest.raises(ValidationError, match="Unknown metric"):
-        forecast.series(session, EXEC, "profit")
-    with pytest.raises(ValidationError):
-        forecast.series(session, EXEC, "revenue", history_days=1)
-    assert forecast.latest_runs(session, EXEC) == []
+    with pytest.raises(platform.PermissionDenied):
+        forecast_reports.latest_runs(session, CSM)
+    with pytest.raises(platform.ValidationError, match="Unknown metric"):
+        forecast_reports.series(session, EXEC, "profit")
+    with pytest.raises(platform.ValidationError):
+        forecast_reports.series(session, EXEC, "revenue", history_days=1)
+    assert forecast_reports.latest_runs(session, EXEC) == []
 
 
 # --------------------------------------------------------------------------- the shop country setting
@@ -234,42 +233,42 @@ def test_read_side_checks_permission_and_input(session):
 
 def test_shop_country_defaults_saves_audits_and_detects_conflicts(session):
     admin = make_user(session, "admin")
-    assert forecast.get_shop_country(session) == ("DE", 0)
-    code, version = forecast.save_shop_country(session, admin, " fr ", expected_version=0)
+    assert platform.get_shop_country(session) == ("DE", 0)
+    code, version = platform.save_shop_country(session, admin, " fr ", expected_version=0)
     assert (code, version) == ("FR", 1)
-    assert forecast.get_shop_country(session) == ("FR", 1)
+    assert platform.get_shop_country(session) == ("FR", 1)
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "forecast.country.save"))
     assert entry.before is None and entry.after == {"country": "FR"} and entry.actor_id == admin.id
 
-    with pytest.raises(ConflictError, match="changed by someone else"):
-        forecast.save_shop_country(session, admin, "AT", expected_version=0)
-    assert forecast.save_shop_country(session, admin, "AT", expected_version=1) == ("AT", 2)
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+        platform.save_shop_country(session, admin, "AT", expected_version=0)
+    assert platform.save_shop_country(session, admin, "AT", expected_version=1) == ("AT", 2)
     assert session.get(AppSetting, "shop_country").value == {"country": "AT"}
 
 
 @pytest.mark.parametrize("country", ["", "XX", "Germany", None, 49])
 def test_unknown_countries_are_refused(session, country):
     admin = make_user(session, "admin")
-    with pytest.raises(ValidationError):
-        forecast.save_shop_country(session, admin, country, expected_version=0)
+    with pytest.raises(platform.ValidationError):
+        platform.save_shop_country(session, admin, country, expected_version=0)
     assert session.get(AppSetting, "shop_country") is None
 
 
 def test_only_admins_set_the_country(session):
     analyst = make_user(session, "analyst")
-    with pytest.raises(PermissionDenied):
-        forecast.save_shop_country(session, analyst, "FR", expected_version=0)
+    with pytest.raises(platform.PermissionDenied):
+        platform.save_shop_country(session, analyst, "FR", expected_version=0)
 
 
 def test_refresh_uses_the_saved_country(engine, session):
     admin = make_user(session, "admin")
-    forecast.save_shop_country(session, admin, "FR", expected_version=0)
+    platform.save_shop_country(session, admin, "FR", expected_version=0)
     end = dt.date(2025, 3, 31)
     _shop(session, 70, end)
     result = refresh_forecasts(engine, end, horizon_days=7)
     assert result["country"] == "FR"
     session.expire_all()
-    assert {r["country"] for r in forecast.latest_runs(session, EXEC)} == {"FR"}
+    assert {r["country"] for r in forecast_reports.latest_runs(session, EXEC)} == {"FR"}
 
 
 def test_crm_forecast_command_reports_each_metric(engine, session, monkeypatch, capsys):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import analytics
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from crm_core import platform, segmentation
 from db.engine import session_factory
 from db.models import (
+    HEALTH_LEVELS,
     AccountHealthScore,
     AppSetting,
     AuditLog,
@@ -29,7 +29,8 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
-from ml import health
+from ml import health, health_reports
+from ml.health import scoring as health_scoring
 
 from .factories import make_customer, make_order, make_user
 
@@ -149,7 +150,7 @@ def scores_of(session, as_of=AS_OF) -> dict[int, AccountHealthScore]:
 
 def test_healthy_and_unhealthy_accounts(session):
     happy, unhappy = happy_customer(session), unhappy_customer(session)
-    analytics.refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     session.commit()
 
     result = health.score_health(session.get_bind(), AS_OF)
@@ -185,6 +186,9 @@ def test_healthy_and_unhealthy_accounts(session):
     assert {"action": "Ask the customer to update their payment method", "owner": "Billing",
             "priority": "medium"} in bad.action_items
 
+    session.expire_all()
+    assert {a.health_score for a in session.scalars(select(CustomerAnalytics))} == {None}  # written by the snapshot only
+    segmentation.refresh_snapshot(session, AS_OF)  # as the next batch refresh does: it picks the scores up
     snapshot = {a.customer_id: a for a in session.scalars(select(CustomerAnalytics))}
     assert snapshot[happy.id].health_score == good.overall and snapshot[happy.id].health_level == "excellent"
     assert snapshot[unhappy.id].health_level == bad.level
@@ -217,19 +221,19 @@ def test_scoring_refits_the_weights_when_the_last_fit_is_a_month_old(session):
     session.commit()
     engine = session.get_bind()
     assert health.score_health(engine, AS_OF, refit_after_days=None)["weights_source"] == "default"
-    assert health.last_fit_as_of(session.connection()) is None
+    assert health.last_fit_as_of(session) is None
     session.commit()
     assert health.score_health(engine, AS_OF - dt.timedelta(days=40))["refitted"]
     assert not health.score_health(engine, AS_OF - dt.timedelta(days=20))["refitted"]
     assert health.score_health(engine, AS_OF)["refitted"]
-    assert health.last_fit_as_of(session.connection()) == AS_OF
+    assert health.last_fit_as_of(session) == AS_OF
     fits = session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "health.weights.fit"))
     assert fits == 2
 
 
 def test_scoring_needs_the_refresh_permission(session):
     analyst = make_user(session, "analyst")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         health.score_health(session.get_bind(), AS_OF, actor=analyst)
 
 
@@ -389,7 +393,7 @@ def churn_population(session, n: int = 200):
 
 def test_fitted_weights_favour_the_component_that_predicts_churn(session):
     churn_population(session)
-    result = health.fit_weights(session.connection(), AS_OF)
+    result = health.fit_weights(session, AS_OF)
     assert result["fallback_reason"] is None and result["applied"]
     assert result["metrics"]["n_labelled"] == 200
     assert result["metrics"]["churn_rate"] == pytest.approx(0.5)
@@ -399,7 +403,7 @@ def test_fitted_weights_favour_the_component_that_predicts_churn(session):
     assert result["metrics"]["logit_coef"]["engagement"] > 0
     setting = session.get(AppSetting, health.WEIGHTS_KEY)
     assert setting.value["source"] == "fitted" and setting.value["weights"] == result["weights"]
-    assert health.last_fit_as_of(session.connection()) == AS_OF
+    assert health.last_fit_as_of(session) == AS_OF
     assert session.scalar(select(AuditLog).where(AuditLog.action == "health.weights.fit")) is not None
 
 
@@ -407,7 +411,7 @@ def test_too_little_data_falls_back_to_equal_weights(session):
     happy_customer(session)
     unhappy_customer(session)
     session.flush()
-    result = health.fit_weights(session.connection(), AS_OF)
+    result = health.fit_weights(session, AS_OF)
     assert result["weights"] == health.equal_weights()
     assert "too little data" in result["fallback_reason"]
     assert session.get(AppSetting, health.WEIGHTS_KEY).value["source"] == "equal"
@@ -418,7 +422,7 @@ def test_refitting_keeps_weights_an_admin_set(session):
     admin = make_user(session, "admin")
     manual = {"engagement": 0, "satisfaction": 1, "loyalty": 1, "payment": 1, "support": 1}
     health.save_weights(session, admin, manual, expected_version=0)
-    result = health.fit_weights(session.connection(), AS_OF)
+    result = health.fit_weights(session, AS_OF)
     assert not result["applied"]
     info = health.get_weights(session, admin)
     assert info["source"] == "admin" and info["weights"]["engagement"] == 0
@@ -441,9 +445,9 @@ def test_save_weights_normalises_versions_and_audits(session):
     assert version == 1
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "health.weights.save"))
     assert entry.actor_username == admin.username and entry.before is None
-    assert entry.after == {"weights": weights, "source": "admin"}
+    assert entry.after == {"weights": weights, "source": "admin", "fit": None}  # the whole setting, as every setting
 
-    with pytest.raises(ConflictError, match="version 0 is now 1"):
+    with pytest.raises(platform.ConflictError, match="version 0 is now 1"):
         health.save_weights(session, admin, health.equal_weights(), expected_version=0)
     _, version = health.save_weights(session, admin, health.equal_weights(), expected_version=1)
     assert version == 2
@@ -462,7 +466,7 @@ def test_concurrent_weight_edits_conflict(engine):
     with factory() as second:
         health.save_weights(second, admin, {**health.equal_weights(), "support": 0}, expected_version=version)
         second.commit()
-    with factory() as first, pytest.raises(ConflictError, match="changed by someone else"):
+    with factory() as first, pytest.raises(platform.ConflictError, match="changed by someone else"):
         health.save_weights(first, admin, {**health.equal_weights(), "payment": 0}, expected_version=version)
     with factory() as check:
         info = health.get_weights(check, admin)
@@ -486,7 +490,7 @@ def test_concurrent_weight_edits_conflict(engine):
 )
 def test_save_weights_validation(session, weights, message):
     admin = make_user(session, "admin")
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         health.save_weights(session, admin, weights, expected_version=None)
     assert session.get(AppSetting, health.WEIGHTS_KEY) is None
 
@@ -494,9 +498,9 @@ def test_save_weights_validation(session, weights, message):
 @pytest.mark.parametrize("role", ["analyst", "success_manager", "executive", "support_agent"])
 def test_only_admins_edit_weights(session, role):
     user = make_user(session, role)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         health.save_weights(session, user, health.equal_weights(), expected_version=None)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         health.reset_weights(session, user, expected_version=None)
 
 
@@ -506,13 +510,13 @@ def test_only_admins_edit_weights(session, role):
 def test_a_failure_mid_scoring_leaves_nothing_half_written(session, monkeypatch):
     happy_customer(session)
     unhappy_customer(session)
-    analytics.refresh_snapshot(session, AS_OF)
+    segmentation.refresh_snapshot(session, AS_OF)
     session.commit()
 
     def broken(*args, **kwargs):
         raise RuntimeError("registry unavailable")
 
-    monkeypatch.setattr(health, "_register_if_changed", broken)
+    monkeypatch.setattr(health_scoring, "_register_if_changed", broken)
     with pytest.raises(RuntimeError):
         health.score_health(session.get_bind(), AS_OF)
     session.expire_all()
@@ -552,7 +556,7 @@ def test_backtest_churn_rate_per_level_and_auc(session):
     assert table.attrs["churn_rate"] == pytest.approx(0.4)
     assert table.attrs["auc"] == pytest.approx(4 / 6, abs=1e-4)
     by_level = table.set_index("level")
-    assert list(by_level.index) == list(health.HEALTH_LEVELS)
+    assert list(by_level.index) == list(HEALTH_LEVELS)
     assert by_level["customers"].tolist() == [1, 1, 0, 1, 2]
     assert by_level["churned"].tolist() == [0, 0, 0, 1, 1]
     assert by_level.loc["critical", "churn_rate"] == 0.5
@@ -562,7 +566,7 @@ def test_backtest_churn_rate_per_level_and_auc(session):
     assert health.backtest_levels(session.connection(), AS_OF, 60).attrs["scored_as_of"] == scored
     empty = health.backtest_levels(session.connection(), AS_OF, 120)
     assert empty.empty and empty.attrs["scored_as_of"] is None
-    with pytest.raises(ValidationError):
+    with pytest.raises(platform.ValidationError):
         health.backtest_levels(session.connection(), AS_OF, 0)
 
 
@@ -587,46 +591,46 @@ def test_page_reads(session):
     session.flush()
     analyst = make_user(session, "analyst")
 
-    summary = health.overview(session, analyst)
+    summary = health_reports.overview(session, analyst)
     assert summary["as_of"] == AS_OF and summary["customers"] == 4
     assert [(r["level"], r["customers"]) for r in summary["levels"]] == [
         ("excellent", 0), ("good", 1), ("fair", 2), ("poor", 0), ("critical", 1)]
     assert summary["avg_overall"] == 55.0 and summary["avg_trend"] == pytest.approx((30 - 60 + 0 - 10) / 4)
     assert (summary["improving"], summary["declining"]) == (1, 2)
 
-    up = health.movers(session, analyst, "up")
+    up = health_reports.movers(session, analyst, "up")
     assert [r["customer_id"] for r in up.rows] == [riser.id] and up.rows[0]["previous"] == 40
-    down = health.movers(session, analyst, "down", page_size=1)
+    down = health_reports.movers(session, analyst, "down", page_size=1)
     assert down.total == 2 and down.pages == 2 and [r["customer_id"] for r in down.rows] == [faller.id]
-    second_page = health.movers(session, analyst, "down", page=2, page_size=1)
+    second_page = health_reports.movers(session, analyst, "down", page=2, page_size=1)
     assert [r["customer_id"] for r in second_page.rows] == [faller2.id]
-    with pytest.raises(ValidationError):
-        health.movers(session, analyst, "sideways")
-    with pytest.raises(ValidationError):
-        health.movers(session, analyst, "up", page_size=0)
+    with pytest.raises(platform.ValidationError):
+        health_reports.movers(session, analyst, "sideways")
+    with pytest.raises(platform.ValidationError):
+        health_reports.movers(session, analyst, "up", page_size=0)
 
-    history = health.customer_history(session, analyst, faller.id)
+    history = health_reports.customer_history(session, analyst, faller.id)
     assert [(h["as_of"], h["overall"]) for h in history] == [(earlier, 90), (AS_OF, 30)]
-    detail = health.customer_health(session, analyst, faller.id)
+    detail = health_reports.customer_health(session, analyst, faller.id)
     assert detail["score"]["as_of"] == AS_OF and detail["score"]["level"] == "critical"
     assert detail["score"]["risk_indicators"] == ["Open complaint"]
     assert detail["score"]["action_items"] == [health.CRITICAL_ACTION]
-    with pytest.raises(NotFound):
-        health.customer_health(session, analyst, 999_999)
-    with pytest.raises(ValidationError):
-        health.customer_history(session, analyst, "12")
+    with pytest.raises(platform.NotFound):
+        health_reports.customer_health(session, analyst, 999_999)
+    with pytest.raises(platform.ValidationError):
+        health_reports.customer_history(session, analyst, "12")
     agent = make_user(session, "support_agent")
-    with pytest.raises(PermissionDenied):
-        health.overview(session, agent)
+    with pytest.raises(platform.PermissionDenied):
+        health_reports.overview(session, agent)
 
 
 def test_reads_before_any_scoring(session):
     analyst = make_user(session, "analyst")
-    assert health.overview(session, analyst) is None
-    assert health.last_fit_as_of(session.connection()) is None
-    assert health.movers(session, analyst, "down").total == 0
-    assert health.backtest(session, analyst, 90)["scored_as_of"] is None
+    assert health_reports.overview(session, analyst) is None
+    assert health.last_fit_as_of(session) is None
+    assert health_reports.movers(session, analyst, "down").total == 0
+    assert health_reports.backtest(session, analyst, 90)["scored_as_of"] is None
     c = customer(session)
-    assert health.customer_health(session, analyst, c.id)["score"] is None
+    assert health_reports.customer_health(session, analyst, c.id)["score"] is None
     assert health.get_weights(session, analyst) == {"weights": health.equal_weights(), "source": "default",
                                                     "fit": None, "version": 0}

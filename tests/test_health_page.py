@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+import demo
 from db import migrate
 from db.engine import make_engine, session_factory
-from db.models import AccountHealthScore, AppSetting, AuditLog, Customer
-from db.simulator import seed_database
+from db.models import HEALTH_LEVELS, AccountHealthScore, AppSetting, AuditLog, Customer
 from ml import health
 
 from .apptest_support import APP, open_page, titles
@@ -58,9 +58,9 @@ def test_page_shows_the_distribution_and_movers(page_app, scored_db):
     counts = level_counts(scored_db)
     assert metric(at, "Accounts scored") == f"{sum(counts.values()):,}"
     levels = at.dataframe[0].value
-    assert list(levels["level"]) == list(health.HEALTH_LEVELS)
+    assert list(levels["level"]) == list(HEALTH_LEVELS)
     assert dict(zip(levels["level"], levels["customers"], strict=True)) == {
-        level: counts.get(level, 0) for level in health.HEALTH_LEVELS}
+        level: counts.get(level, 0) for level in HEALTH_LEVELS}
     assert len(at.get("plotly_chart")) >= 2  # level distribution and the backtest
     assert [s.value for s in at.subheader][:2] == ["Biggest gains", "Biggest drops"]
     assert any(c.value.endswith("accounts") for c in at.caption)
@@ -140,7 +140,7 @@ def test_empty_state_and_scoring_from_the_page(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0))
     engine.dispose()
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     at = open_page(AppTest.from_file(APP, default_timeout=60), "admin1", "health")

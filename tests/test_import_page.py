@@ -27,19 +27,17 @@ from .apptest_support import APP, open_page, titles
 @pytest.fixture(scope="module")
 def page_db(tmp_path_factory):
     """A seeded demo database with one static segment; no batch refresh (this page needs none)."""
-    from crm_core import segments
-    from crm_core.service import SYSTEM
+    import demo
+    from crm_core import platform, segmentation
     from db import migrate
-    from db.engine import session_scope
-    from db.simulator import seed_database
 
     url = f"sqlite:///{tmp_path_factory.mktemp('import_page') / 'app.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0))
-    with session_scope(engine) as s:
-        segment = segments.create_segment(s, SYSTEM, "Hand picked", "custom", "static")
-        segments.add_members(s, SYSTEM, segment.id, list(s.scalars(select(Customer.id).limit(40))))
+    demo.seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0))
+    with platform.unit_of_work(engine) as s:
+        segment = segmentation.create_segment(s, platform.SYSTEM, "Hand picked", "custom", "static")
+        segmentation.add_members(s, platform.SYSTEM, segment.id, list(s.scalars(select(Customer.id).limit(40))))
     engine.dispose()
     return url
 

@@ -12,9 +12,9 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
-from crm_core import imports
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, check_version, unit_of_work
+from crm_core import imports, platform
+from crm_core.imports import customers as customer_imports
+from crm_core.imports import values
 from db.engine import session_factory
 from db.models import AuditLog, Customer, ImportMapping, ImportRun, Order, OrderItem, Product
 from tests.factories import make_customer, make_order, make_user
@@ -65,7 +65,7 @@ MESSY = {"csv": messy_csv, "xlsx": messy_xlsx, "json": messy_json}
 
 def run_import(session, data: bytes, name: str, **options):
     options.setdefault("now", NOW)
-    return imports.import_customers(session, SYSTEM, io.BytesIO(data), file_name=name, **options)
+    return imports.import_customers(session, platform.SYSTEM, io.BytesIO(data), file_name=name, **options)
 
 
 def customers_by_external(session) -> dict[str, Customer]:
@@ -185,7 +185,7 @@ def test_a_failure_mid_import_leaves_nothing_written(engine, monkeypatch):
     rows = "".join(f"{i:05d},First{i},Last{i},p{i}@example.com\n" for i in range(12))
     data = f"external_id,first_name,last_name,email\n{rows}".encode()
     calls = {"n": 0}
-    real = imports._write_customers
+    real = customer_imports._write_customers
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -193,9 +193,9 @@ def test_a_failure_mid_import_leaves_nothing_written(engine, monkeypatch):
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(imports, "_write_customers", failing)
-    with pytest.raises(RuntimeError, match="disk full"), unit_of_work(session_factory(engine)) as s:
-        imports.import_customers(s, SYSTEM, io.BytesIO(data), file_name="fail.csv", chunk_size=4)
+    monkeypatch.setattr(customer_imports, "_write_customers", failing)
+    with pytest.raises(RuntimeError, match="disk full"), platform.unit_of_work(session_factory(engine)) as s:
+        imports.import_customers(s, platform.SYSTEM, io.BytesIO(data), file_name="fail.csv", chunk_size=4)
     assert calls["n"] == 3
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Customer)) == 0
@@ -205,7 +205,7 @@ def test_a_failure_mid_import_leaves_nothing_written(engine, monkeypatch):
 
 def test_only_import_roles_may_import(session):
     analyst = make_user(session, "analyst")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         imports.import_customers(session, analyst, io.BytesIO(messy_csv()), file_name="x.csv")
 
 
@@ -220,28 +220,28 @@ def test_only_import_roles_may_import(session):
     (b"given,family,mail\nA,B,a@b.co\n", "unmapped.csv", "Map a column to First name and Last name"),
 ])
 def test_malformed_files_are_refused_with_a_clear_message(session, data, name, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         run_import(session, data, name)
     assert session.scalar(select(func.count()).select_from(Customer)) == 0
 
 
 def test_missing_file_is_a_clear_error(session, tmp_path):
-    with pytest.raises(ValidationError, match="File not found"):
-        imports.import_customers(session, SYSTEM, tmp_path / "nope.csv")
+    with pytest.raises(platform.ValidationError, match="File not found"):
+        imports.import_customers(session, platform.SYSTEM, tmp_path / "nope.csv")
 
 
 def test_column_mapping_and_semicolon_csv_with_bom(session):
     data = "\ufeffKundennummer;Vorname;Nachname;E-Mail;Land\n000777;Jürgen;Groß;jg@example.de;Deutschland\n"
     mapping = {"Kundennummer": "external_id", "Vorname": "first_name", "Nachname": "last_name",
                "E-Mail": "email", "Land": "country"}
-    with pytest.raises(ValidationError, match="unknown country"):
-        imports.normalize_country("Deutschland")
+    with pytest.raises(platform.ValidationError, match="unknown country"):
+        values.normalize_country("Deutschland")
     report = run_import(session, data.replace("Deutschland", "DEU").encode(), "kunden.csv", mapping=mapping)
     assert report.created == 1
     saved = customers_by_external(session)["000777"]
     assert (saved.first_name, saved.last_name, saved.country_code) == ("Jürgen", "Groß", "DE")
-    with pytest.raises(ValidationError, match="mapped to Email"):
-        imports.check_mapping({**mapping, "Land": "email"}, list(mapping))
+    with pytest.raises(platform.ValidationError, match="mapped to Email"):
+        imports.check_customer_mapping({**mapping, "Land": "email"}, list(mapping))
 
 
 def test_json_is_streamed_in_chunks_and_json_lines_work(session):
@@ -258,7 +258,7 @@ def test_json_is_streamed_in_chunks_and_json_lines_work(session):
 
 
 def test_preview_reports_each_row_status_without_writing(session):
-    columns, rows = imports.preview(io.BytesIO(messy_csv()), file_name="messy.csv", limit=3)
+    columns, rows = imports.preview_customers(io.BytesIO(messy_csv()), file_name="messy.csv", limit=3)
     assert columns == HEADER
     assert [(r.row, r.status) for r in rows] == [(2, "ok"), (3, "invalid"), (4, "ok")]
     assert "not a real date" in rows[1].reason
@@ -266,7 +266,7 @@ def test_preview_reports_each_row_status_without_writing(session):
 
 
 def test_dates_in_documented_forms():
-    parse = imports.parse_datetime
+    parse = values.parse_datetime
     assert parse("2024-03-01") == dt.datetime(2024, 3, 1)
     assert parse("2024-03-01T14:30:00+02:00") == dt.datetime(2024, 3, 1, 12, 30)
     # Shopify's spelling: the offset after a space; stored as naive UTC.
@@ -275,9 +275,9 @@ def test_dates_in_documented_forms():
     assert parse("2024-03-05 14:22:10 UTC") == parse("2024-03-05 14:22:10Z") == dt.datetime(2024, 3, 5, 14, 22, 10)
     assert parse("01.03.2024") == parse("01/03/2024") == parse("2024/03/01") == dt.datetime(2024, 3, 1)
     for bad in ("2023-02-30", "31.04.2024", "2024-13-01"):
-        with pytest.raises(ValidationError, match="not a real date"):
+        with pytest.raises(platform.ValidationError, match="not a real date"):
             parse(bad)
-    with pytest.raises(ValidationError, match="known form"):
+    with pytest.raises(platform.ValidationError, match="known form"):
         parse("March 1st")
 
 
@@ -287,13 +287,13 @@ def test_saved_mappings_per_user_or_shared(session):
     imports.save_mapping(session, other, "Team default", {"Mail": "email"}, shared=True)
     assert [m["name"] for m in imports.list_mappings(session, admin)] == ["Shop export", "Team default"]
     assert [m["name"] for m in imports.list_mappings(session, other)] == ["Team default"]
-    with pytest.raises(ConflictError, match="private mapping"):
+    with pytest.raises(platform.ConflictError, match="private mapping"):
         imports.save_mapping(session, other, "Shop export", {"Mail": "email"})
     updated = imports.save_mapping(session, admin, "Shop export", {"Mail": "email"}, expected_version=mine.version)
     assert updated.mapping == {"Mail": "email"} and updated.version == 2
-    with pytest.raises(ConflictError, match="changed by someone else"):
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
         imports.save_mapping(session, admin, "Shop export", {"Mail": "phone"}, expected_version=1)
-    with pytest.raises(ValidationError, match="not a field"):
+    with pytest.raises(platform.ValidationError, match="not a field"):
         imports.save_mapping(session, admin, "Bad", {"Mail": "password"})
     imports.delete_mapping(session, admin, mine.id, expected_version=2)
     assert session.scalar(select(func.count()).select_from(ImportMapping)) == 1
@@ -318,7 +318,7 @@ ORDERS = (
 def test_orders_import_creates_customers_and_keeps_leading_zeros(session, tmp_path):
     existing = make_customer(session, dt.datetime(2020, 1, 1), external_id="00042")
     errors_file = tmp_path / "order-errors.csv"
-    report = imports.import_orders(session, SYSTEM, io.BytesIO(ORDERS.encode()), "customer", "date", "amount", "qty",
+    report = imports.import_orders(session, platform.SYSTEM, io.BytesIO(ORDERS.encode()), "customer", "date", "amount", "qty",
                                    file_name="log.csv", errors_path=errors_file, now=NOW)
     assert (report.rows_read, report.created, report.customers_created, report.invalid) == (7, 2, 1, 5)
     assert {e.row: e.reason for e in report.errors}[5] == "order date: '2024-02-30' is not a real date"
@@ -336,7 +336,7 @@ def test_orders_import_creates_customers_and_keeps_leading_zeros(session, tmp_pa
     assert orders[created.id].item_count == 1
     assert errors_file.read_text(encoding="utf-8").count("\n") == 6
 
-    again = imports.import_orders(session, SYSTEM, io.BytesIO(ORDERS.encode()), "customer", "date", "amount", "qty",
+    again = imports.import_orders(session, platform.SYSTEM, io.BytesIO(ORDERS.encode()), "customer", "date", "amount", "qty",
                                   file_name="log.csv", now=NOW)
     assert (again.created, again.skipped, again.customers_created) == (0, 2, 0)
     assert session.scalar(select(func.count()).select_from(Order)) == 2
@@ -344,7 +344,7 @@ def test_orders_import_creates_customers_and_keeps_leading_zeros(session, tmp_pa
 
 def test_orders_with_an_order_column_reject_repeated_numbers(session):
     data = b"id,cust,when,total\nA-1,007,2024-01-01,10\nA-2,007,2024-01-02,11\nA-1,008,2024-01-03,12\n"
-    report = imports.import_orders(session, SYSTEM, io.BytesIO(data), "cust", "when", "total", order_col="id",
+    report = imports.import_orders(session, platform.SYSTEM, io.BytesIO(data), "cust", "when", "total", order_col="id",
                                    file_name="o.csv", now=NOW)
     assert (report.created, report.invalid) == (2, 1)
     assert report.errors[0].row == 4 and "appears earlier" in report.errors[0].reason
@@ -367,7 +367,7 @@ LINES = (
 
 
 def import_lines(session, **options):
-    return imports.import_orders(session, SYSTEM, io.BytesIO(LINES.encode()), None, "day", "line_total", "qty",
+    return imports.import_orders(session, platform.SYSTEM, io.BytesIO(LINES.encode()), None, "day", "line_total", "qty",
                                  order_col="invoice", email_col="mail", status_col="state", product_col="sku",
                                  currency_col="cur", file_name="lines.csv", now=NOW, **options)
 
@@ -406,29 +406,29 @@ def test_orders_log_with_email_status_product_and_currency_columns(session):
 def test_an_email_only_log_in_a_new_database_takes_its_currency_from_the_file(session):
     data = ("mail,date,amount,currency\n"
             "a@example.com,2024-01-01,10,USD\nb@example.com,2024-01-02,11,USD\na@example.com,2024-01-03,12,GBP\n")
-    report = imports.import_orders(session, SYSTEM, io.BytesIO(data.encode()), None, "date", "amount",
+    report = imports.import_orders(session, platform.SYSTEM, io.BytesIO(data.encode()), None, "date", "amount",
                                    email_col="mail", currency_col="currency", file_name="e.csv", now=NOW)
     assert (report.created, report.customers_created, report.invalid) == (2, 2, 1)
     assert (report.currency, report.currency_source) == ("USD", "the most common currency in the file")
     assert set(session.scalars(select(Order.currency))) == {"USD"}
     # A row with an id and an email creates the customer; a later row with only that email finds it.
     mixed = "id,mail,date,amount\nK-1,kim@example.com,2024-01-01,5\n,KIM@example.com,2024-01-02,6\n"
-    report = imports.import_orders(session, SYSTEM, io.BytesIO(mixed.encode()), "id", "date", "amount",
+    report = imports.import_orders(session, platform.SYSTEM, io.BytesIO(mixed.encode()), "id", "date", "amount",
                                    email_col="mail", file_name="m.csv", now=NOW)
     assert (report.created, report.customers_created) == (2, 1)
-    with pytest.raises(ValidationError, match="customer id column or the customer email column"):
-        imports.import_orders(session, SYSTEM, io.BytesIO(data.encode()), None, "date", "amount", file_name="e.csv")
+    with pytest.raises(platform.ValidationError, match="customer id column or the customer email column"):
+        imports.import_orders(session, platform.SYSTEM, io.BytesIO(data.encode()), None, "date", "amount", file_name="e.csv")
 
 
 def test_orders_import_names_a_missing_column(session):
-    with pytest.raises(ValidationError, match="no amount column 'total'"):
-        imports.import_orders(session, SYSTEM, io.BytesIO(ORDERS.encode()), "customer", "date", "total",
+    with pytest.raises(platform.ValidationError, match="no amount column 'total'"):
+        imports.import_orders(session, platform.SYSTEM, io.BytesIO(ORDERS.encode()), "customer", "date", "total",
                               file_name="log.csv")
 
 
 def test_orders_import_is_bulk_across_chunks(session):
     rows = "".join(f"{i % 37:05d},2024-01-{1 + i % 28:02d},{i}.25\n" for i in range(500))
-    report = imports.import_orders(session, SYSTEM, io.BytesIO(f"c,d,a\n{rows}".encode()), "c", "d", "a",
+    report = imports.import_orders(session, platform.SYSTEM, io.BytesIO(f"c,d,a\n{rows}".encode()), "c", "d", "a",
                                    file_name="bulk.csv", chunk_size=64, now=NOW)
     assert (report.created, report.customers_created, report.invalid) == (500, 37, 0)
     total = session.scalar(select(func.sum(Order.total)))
@@ -445,21 +445,21 @@ def test_progress_is_reported_per_chunk_and_ends_at_one(session):
 
 
 def test_an_import_update_makes_a_concurrent_edit_a_conflict(engine):
-    from crm_core.errors import ConflictError as Conflict
+    from crm_core import platform
 
     factory = session_factory(engine)
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         customer_id = make_customer(s, dt.datetime(2020, 1, 1), email="edit@example.com").id
     editor = factory()
     stale = editor.get(Customer, customer_id)  # read before the import (the page shows it)
     editor.commit()  # the read transaction ends; the object keeps version 1
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         run_import(s, b"first_name,last_name,email\nNew,Name,edit@example.com\n", "u.csv", on_duplicate="update")
     stale.city = "Lost update"
-    with pytest.raises(Conflict), unit_of_work(lambda: editor) as s:
+    with pytest.raises(platform.ConflictError), platform.unit_of_work(lambda: editor) as s:
         s.flush()
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         fresh = s.get(Customer, customer_id)
         assert (fresh.first_name, fresh.city, fresh.version) == ("New", None, 2)
-        with pytest.raises(Conflict, match="changed by someone else"):
-            check_version(fresh, 1, "The customer")
+        with pytest.raises(platform.ConflictError, match="changed by someone else"):
+            platform.check_version(fresh, 1, "The customer")

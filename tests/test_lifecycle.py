@@ -8,9 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import lifecycle
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core import platform, segmentation
+from crm_core.segmentation import lifecycle
 from db.models import (
     REVENUE_ORDER_STATUSES,
     AuditLog,
@@ -84,7 +83,7 @@ def population(session):
     c["new_customer"] = buyer(session, [(D(2024, 6, 20), 40)])
     c["active"] = buyer(session, [(D(2024, 1, 10), 30), (D(2024, 6, 1), 30)])
     c["at_risk_days"] = buyer(session, [(D(2024, 3, 1), 50)])
-    c["at_risk_probability"] = buyer(session, [(D(2024, 1, 1), 20), (D(2024, 6, 1), 20)], churn=0.7)
+    c["at_risk_probability"] = buyer(session, [(D(2024, 1, 1), 20), (D(2024, 6, 1), 20)], churn=0.55)  # "high" risk
     c["inactive"] = buyer(session, [(D(2023, 10, 1), 60)])
     c["churned"] = buyer(session, [(D(2023, 1, 1), 70)])
     c["loyal"] = buyer(session, [(D(2023, 6, 1) + dt.timedelta(days=60 * i), 20) for i in range(5)]
@@ -97,7 +96,7 @@ def population(session):
 
 
 def test_every_stage_reachable_under_default_rules(session, population):
-    result = lifecycle.evaluate(session, AS_OF, now=NOW)
+    result = segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
     expected = {
         "prospect": "prospect", "no_snapshot": "prospect", "new_customer": "new_customer",
         "active": "active", "at_risk_days": "at_risk", "at_risk_probability": "at_risk",
@@ -116,7 +115,7 @@ def test_every_stage_reachable_under_default_rules(session, population):
     row = session.scalar(select(CustomerLifecycleHistory).where(
         CustomerLifecycleHistory.customer_id == population["at_risk_probability"].id))
     assert (row.from_stage, row.to_stage, row.actor_kind, row.actor_id) == (None, "at_risk", "system", None)
-    assert "churn probability at least 0.6" in row.reason
+    assert "churn probability at least 0.5" in row.reason
     assert "more than 90 days" in stage_of(session, population["at_risk_days"]).reason
     assert stage_of(session, population["champion"]).reason.startswith("champion: top 10%")
     assert stage_of(session, population["churned"]).entered_at == NOW
@@ -129,7 +128,7 @@ def test_scores(session):
     top = buyer(session, [(D(2024, 6, 1), 100)], sessions=40, open_rate=1.0, churn=0.25)
     lapsed = buyer(session, [(D(2024, 3, 1), 20)])
     never = buyer(session, [])
-    lifecycle.evaluate(session, AS_OF, now=NOW)
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
     e, t, lp, n = (stage_of(session, c) for c in (engaged, top, lapsed, never))
     assert e.engagement_score == pytest.approx(45.0)
     assert t.engagement_score == pytest.approx(100.0)
@@ -145,16 +144,16 @@ def test_scores(session):
 
 
 def test_nothing_changes_no_history(session, population):
-    lifecycle.evaluate(session, AS_OF, now=NOW)
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
     before = history_count(session)
     entered = stage_of(session, population["loyal"]).entered_at
-    result = lifecycle.evaluate(session, AS_OF, now=NOW + dt.timedelta(hours=5))
+    result = segmentation.evaluate_lifecycle(session, AS_OF, now=NOW + dt.timedelta(hours=5))
     assert result["changed"] == 0
     assert history_count(session) == before
     assert stage_of(session, population["loyal"]).entered_at == entered
     assert stage_of(session, population["loyal"]).updated_at == NOW
     # A day later only the recency-based churn score moves, and updated_at with it.
-    lifecycle.evaluate(session, AS_OF + dt.timedelta(days=1), now=NOW + dt.timedelta(days=1))
+    segmentation.evaluate_lifecycle(session, AS_OF + dt.timedelta(days=1), now=NOW + dt.timedelta(days=1))
     assert stage_of(session, population["loyal"]).updated_at == NOW + dt.timedelta(days=1)
     assert stage_of(session, population["at_risk_probability"]).updated_at == NOW
 
@@ -163,7 +162,7 @@ def test_later_as_of_moves_customers_along(session):
     customer = buyer(session, [(D(2024, 1, 10), 30), (D(2024, 6, 1), 30)])
     stages = []
     for day in (AS_OF, dt.date(2024, 10, 1), dt.date(2024, 10, 2), dt.date(2025, 1, 1), dt.date(2025, 7, 1)):
-        changed = lifecycle.evaluate(session, day, now=dt.datetime.combine(day, dt.time(23)))["changed"]
+        changed = segmentation.evaluate_lifecycle(session, day, now=dt.datetime.combine(day, dt.time(23)))["changed"]
         stages.append((stage_of(session, customer).stage, changed))
     assert stages == [("active", 1), ("at_risk", 1), ("at_risk", 0), ("inactive", 1), ("churned", 1)]
     assert history_of(session, customer) == [
@@ -174,30 +173,30 @@ def test_later_as_of_moves_customers_along(session):
 
 def test_win_back_after_churn_then_active(session):
     customer = buyer(session, [(D(2023, 1, 1), 70)])
-    lifecycle.evaluate(session, AS_OF, now=NOW)
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
     assert stage_of(session, customer).stage == "churned"
     make_order(session, customer, D(2024, 7, 10), 25)
     snapshot(session, customer, as_of=dt.date(2024, 7, 15))
-    lifecycle.evaluate(session, dt.date(2024, 7, 15), now=D(2024, 7, 15, 23))
+    segmentation.evaluate_lifecycle(session, dt.date(2024, 7, 15), now=D(2024, 7, 15, 23))
     current = stage_of(session, customer)
     assert current.stage == "win_back" and current.reason.startswith("win_back: ordered again")
     # Still win_back 30 days later, active once win_back_days (60) have passed since entering it.
-    lifecycle.evaluate(session, dt.date(2024, 8, 14), now=D(2024, 8, 14, 23))
+    segmentation.evaluate_lifecycle(session, dt.date(2024, 8, 14), now=D(2024, 8, 14, 23))
     assert stage_of(session, customer).stage == "win_back"
     make_order(session, customer, D(2024, 9, 10), 25)
     snapshot(session, customer, as_of=dt.date(2024, 9, 20))
-    lifecycle.evaluate(session, dt.date(2024, 9, 20), now=D(2024, 9, 20, 23))
+    segmentation.evaluate_lifecycle(session, dt.date(2024, 9, 20), now=D(2024, 9, 20, 23))
     assert stage_of(session, customer).stage == "active"
     assert history_of(session, customer) == [(None, "churned"), ("churned", "win_back"), ("win_back", "active")]
 
 
 def test_edited_rules_change_the_outcome(session, population):
     admin = make_user(session, "admin")
-    rules, version = lifecycle.get_rules(session)
-    assert (rules, version) == (lifecycle.DEFAULT_RULES, 0)
-    lifecycle.save_rules(session, admin, {**rules, "at_risk_probability": 0.8, "loyal_min_orders": 2},
+    rules, version = segmentation.get_lifecycle_rules(session)
+    assert (rules, version) == (segmentation.DEFAULT_LIFECYCLE_RULES, 0)
+    segmentation.save_lifecycle_rules(session, admin, {**rules, "at_risk_probability": 0.8, "loyal_min_orders": 2},
                          expected_version=0)
-    lifecycle.evaluate(session, AS_OF, now=NOW)
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
     assert stage_of(session, population["at_risk_probability"]).stage == "loyal"
     assert stage_of(session, population["active"]).stage == "loyal"
     assert stage_of(session, population["filler1"]).stage == "active"
@@ -206,17 +205,17 @@ def test_edited_rules_change_the_outcome(session, population):
 
 def test_save_rules_versions_conflicts_and_audit(session):
     admin = make_user(session, "admin")
-    rules, version = lifecycle.save_rules(session, admin, {"churned_days": 400}, expected_version=0)
+    rules, version = segmentation.save_lifecycle_rules(session, admin, {"churned_days": 400}, expected_version=0)
     assert rules["churned_days"] == 400 and rules["active_days"] == 90
-    assert lifecycle.get_rules(session) == (rules, version)
+    assert segmentation.get_lifecycle_rules(session) == (rules, version)
     assert version == 1
-    _, version2 = lifecycle.save_rules(session, admin, {**rules, "win_back_days": 30}, expected_version=1)
+    _, version2 = segmentation.save_lifecycle_rules(session, admin, {**rules, "win_back_days": 30}, expected_version=1)
     assert version2 == 2
-    with pytest.raises(ConflictError, match="changed by someone else"):
-        lifecycle.save_rules(session, admin, {**rules, "win_back_days": 45}, expected_version=1)
-    with pytest.raises(ConflictError):
-        lifecycle.save_rules(session, admin, rules, expected_version=0)
-    assert lifecycle.get_rules(session)[0]["win_back_days"] == 30
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+        segmentation.save_lifecycle_rules(session, admin, {**rules, "win_back_days": 45}, expected_version=1)
+    with pytest.raises(platform.ConflictError):
+        segmentation.save_lifecycle_rules(session, admin, rules, expected_version=0)
+    assert segmentation.get_lifecycle_rules(session)[0]["win_back_days"] == 30
     entries = session.scalars(select(AuditLog).where(AuditLog.action == "lifecycle.rules.save")
                               .order_by(AuditLog.id)).all()
     assert len(entries) == 2
@@ -240,36 +239,36 @@ def test_save_rules_versions_conflicts_and_audit(session):
 ])
 def test_save_rules_validation(session, change, message):
     admin = make_user(session, "admin")
-    with pytest.raises(ValidationError, match=message):
-        lifecycle.save_rules(session, admin, change, expected_version=0)
-    assert lifecycle.get_rules(session)[1] == 0
+    with pytest.raises(platform.ValidationError, match=message):
+        segmentation.save_lifecycle_rules(session, admin, change, expected_version=0)
+    assert segmentation.get_lifecycle_rules(session)[1] == 0
 
 
 @pytest.mark.parametrize("role", ["analyst", "success_manager", "support_agent", "executive"])
 def test_only_admins_edit_rules(session, role):
     user = make_user(session, role)
-    with pytest.raises(PermissionDenied):
-        lifecycle.save_rules(session, user, {}, expected_version=0)
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.save_lifecycle_rules(session, user, {}, expected_version=0)
 
 
 def test_evaluate_needs_refresh_permission(session):
-    with pytest.raises(PermissionDenied):
-        lifecycle.evaluate(session, AS_OF, actor=make_user(session, "analyst"))
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.evaluate_lifecycle(session, AS_OF, actor=make_user(session, "analyst"))
 
 
 def test_change_stage_by_hand(session, population):
-    lifecycle.evaluate(session, AS_OF, now=NOW)
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
     manager = make_user(session, "success_manager")
     customer = population["at_risk_days"]
-    with pytest.raises(ValidationError, match="reason"):
-        lifecycle.change_stage(session, manager, customer.id, "active", "   ")
-    with pytest.raises(ValidationError, match="Unknown stage"):
-        lifecycle.change_stage(session, manager, customer.id, "vip", "called them")
-    with pytest.raises(ValidationError, match="already in the stage"):
-        lifecycle.change_stage(session, manager, customer.id, "at_risk", "called them")
-    with pytest.raises(PermissionDenied):
-        lifecycle.change_stage(session, make_user(session, "analyst"), customer.id, "active", "x")
-    lifecycle.change_stage(session, manager, customer.id, "active", " Renewed contract by phone ",
+    with pytest.raises(platform.ValidationError, match="reason"):
+        segmentation.change_stage(session, manager, customer.id, "active", "   ")
+    with pytest.raises(platform.ValidationError, match="Unknown stage"):
+        segmentation.change_stage(session, manager, customer.id, "vip", "called them")
+    with pytest.raises(platform.ValidationError, match="already in the stage"):
+        segmentation.change_stage(session, manager, customer.id, "at_risk", "called them")
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.change_stage(session, make_user(session, "analyst"), customer.id, "active", "x")
+    segmentation.change_stage(session, manager, customer.id, "active", " Renewed contract by phone ",
                            now=D(2024, 7, 1, 9))
     current = stage_of(session, customer)
     assert (current.stage, current.reason, current.entered_at) == ("active", "Renewed contract by phone",
@@ -280,25 +279,25 @@ def test_change_stage_by_hand(session, population):
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "lifecycle.change_stage"))
     assert entry.actor_id == manager.id and entry.entity_id == str(customer.id)
     assert entry.before == {"stage": "at_risk"} and entry.after["stage"] == "active"
-    page = lifecycle.recent_changes(session, manager, 1, 1)
+    page = segmentation.recent_stage_changes(session, manager, 1, 1)
     assert page.rows[0]["actor"] == manager.username and page.rows[0]["from_stage"] == "at_risk"
 
 
 def test_distribution_and_customers_in(session, population):
     analyst = make_user(session, "analyst")
-    lifecycle.evaluate(session, AS_OF, now=NOW)
-    dist = lifecycle.distribution(session, analyst)
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
+    dist = segmentation.stage_distribution(session, analyst)
     assert [row["stage"] for row in dist] == list(lifecycle.LIFECYCLE_STAGES)
     assert {row["stage"]: row["customers"] for row in dist}["active"] == 3
-    page = lifecycle.customers_in(session, analyst, stage="active", page=2, page_size=2)
+    page = segmentation.customers_in_stage(session, analyst, stage="active", page=2, page_size=2)
     assert page.total == 3 and page.pages == 2
     assert [row["customer_id"] for row in page.rows] == [population["filler2"].id]
-    cohort = lifecycle.customers_in(session, analyst, cohort="2024-06")
+    cohort = segmentation.customers_in_stage(session, analyst, cohort="2024-06")
     assert [(row["customer_id"], row["stage"]) for row in cohort.rows] == [(population["no_snapshot"].id, "prospect")]
-    with pytest.raises(ValidationError, match="YYYY-MM"):
-        lifecycle.customers_in(session, analyst, cohort="2024-13")
-    with pytest.raises(PermissionDenied):
-        lifecycle.distribution(session, make_user(session, "support_agent"))
+    with pytest.raises(platform.ValidationError, match="YYYY-MM"):
+        segmentation.customers_in_stage(session, analyst, cohort="2024-13")
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.stage_distribution(session, make_user(session, "support_agent"))
 
 
 def _history(session, customer, from_stage, to_stage, when, actor=None):
@@ -318,20 +317,20 @@ def test_flows_and_recent_changes(session):
     _history(session, b, None, "active", D(2024, 2, 10))
     _history(session, c, None, "active", D(2024, 2, 29, 23, 59))
     _history(session, c, "active", "at_risk", D(2024, 3, 1))             # after the period
-    assert lifecycle.flows(session, viewer, dt.date(2024, 2, 1), dt.date(2024, 2, 29)) == [
+    assert segmentation.stage_flows(session, viewer, dt.date(2024, 2, 1), dt.date(2024, 2, 29)) == [
         {"from_stage": "(new)", "to_stage": "active", "customers": 2},
         {"from_stage": "new_customer", "to_stage": "active", "customers": 1},
     ]
-    with pytest.raises(ValidationError):
-        lifecycle.flows(session, viewer, dt.date(2024, 3, 1), dt.date(2024, 2, 1))
+    with pytest.raises(platform.ValidationError):
+        segmentation.stage_flows(session, viewer, dt.date(2024, 3, 1), dt.date(2024, 2, 1))
 
-    first = lifecycle.recent_changes(session, viewer, page=1, page_size=2)
+    first = segmentation.recent_stage_changes(session, viewer, page=1, page_size=2)
     assert first.total == 5 and first.pages == 3
     assert [(r["customer_id"], r["to_stage"]) for r in first.rows] == [(c.id, "at_risk"), (c.id, "active")]
     assert first.rows[0]["customer"] == f"{c.first_name} {c.last_name}" and first.rows[0]["actor"] == "system"
-    last = lifecycle.recent_changes(session, viewer, page=3, page_size=2)
+    last = segmentation.recent_stage_changes(session, viewer, page=3, page_size=2)
     assert [(r["customer_id"], r["from_stage"], r["to_stage"]) for r in last.rows] == [(a.id, None, "new_customer")]
-    into_active = lifecycle.recent_changes(session, viewer, page=1, page_size=10, stage="active")
+    into_active = segmentation.recent_stage_changes(session, viewer, page=1, page_size=10, stage="active")
     assert into_active.total == 3
 
 
@@ -346,7 +345,7 @@ def test_time_in_stage(session):
     session.add(CustomerLifecycleStage(customer_id=later.id, stage="loyal", entered_at=D(2024, 7, 2), reason=""))
     session.flush()
     # Days up to the end of 2024-06-30: active 11, 21, 61; loyal 5, 15 (the July entry is excluded).
-    assert lifecycle.time_in_stage(session, viewer, AS_OF) == [
+    assert segmentation.time_in_stage(session, viewer, AS_OF) == [
         {"stage": "active", "median_days": 21.0, "avg_days": 31.0, "customers": 3},
         {"stage": "loyal", "median_days": 10.0, "avg_days": 10.0, "customers": 2},
     ]
@@ -371,7 +370,7 @@ def test_cohort_retention(session):
     make_order(session, f, D(2024, 1, 5), 10)
     g = make_customer(session, D(2024, 1, 2), status="merged")
     make_order(session, g, D(2024, 1, 3), 10)
-    rows = lifecycle.cohort_retention(session, viewer, dt.date(2024, 3, 15), months=3)
+    rows = segmentation.cohort_retention(session, viewer, dt.date(2024, 3, 15), months=3)
     got = [(r["cohort"], r["month_offset"], r["customers"], r["active_customers"]) for r in rows]
     assert got == [
         ("2024-01", 0, 3, 2), ("2024-01", 1, 3, 1), ("2024-01", 2, 3, 1),
@@ -383,4 +382,4 @@ def test_cohort_retention(session):
 
 
 def test_system_actor_evaluates_by_default(session, population):
-    assert lifecycle.evaluate(session, AS_OF, SYSTEM, now=NOW)["changed"] == 12
+    assert segmentation.evaluate_lifecycle(session, AS_OF, platform.SYSTEM, now=NOW)["changed"] == 12

@@ -8,9 +8,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import loyalty
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core import loyalty, platform
+from crm_core.loyalty import ledger
 from db.engine import session_factory
 from db.models import AuditLog, LoyaltyAccount, LoyaltyAdjustmentRequest, LoyaltyTierChange, LoyaltyTransaction
 
@@ -21,7 +20,7 @@ NOW = dt.datetime(2026, 11, 1, 12, 0)
 
 def _member(session, enrolled: dt.datetime = dt.datetime(2020, 1, 1)):
     customer = make_customer(session, dt.datetime(2019, 6, 1))
-    account = loyalty.enroll(session, SYSTEM, customer.id)
+    account = loyalty.enroll(session, platform.SYSTEM, customer.id)
     account.enrolled_at = enrolled
     session.flush()
     return customer, account
@@ -37,8 +36,8 @@ def _ledger(session, customer_id):
 def test_earning_is_idempotent_per_order(session):
     customer, account = _member(session)
     order = make_order(session, customer, NOW, "123.45")
-    first = loyalty.earn_for_order(session, SYSTEM, order.id)
-    second = loyalty.earn_for_order(session, SYSTEM, order.id)
+    first = loyalty.earn_for_order(session, platform.SYSTEM, order.id)
+    second = loyalty.earn_for_order(session, platform.SYSTEM, order.id)
     assert first.id == second.id
     assert (first.points, first.balance_after, first.idempotency_key) == (123, 123, f"earn:order:{order.id}")
     assert _ledger(session, customer.id) == [("earn", 123, 123)]
@@ -48,19 +47,19 @@ def test_earning_is_idempotent_per_order(session):
 
 def test_earning_refuses_unpaid_orders_and_non_members(session):
     customer, _ = _member(session)
-    with pytest.raises(ValidationError, match="already a member"):
-        loyalty.enroll(session, SYSTEM, customer.id)
+    with pytest.raises(platform.ValidationError, match="already a member"):
+        loyalty.enroll(session, platform.SYSTEM, customer.id)
     cancelled = make_order(session, customer, NOW, "50", status="cancelled")
-    with pytest.raises(ValidationError, match="only paid, shipped or delivered"):
-        loyalty.earn_for_order(session, SYSTEM, cancelled.id)
+    with pytest.raises(platform.ValidationError, match="only paid, shipped or delivered"):
+        loyalty.earn_for_order(session, platform.SYSTEM, cancelled.id)
     before = make_order(session, customer, dt.datetime(2019, 12, 1), "50")
-    with pytest.raises(ValidationError, match="before the customer joined"):
-        loyalty.earn_for_order(session, SYSTEM, before.id)
+    with pytest.raises(platform.ValidationError, match="before the customer joined"):
+        loyalty.earn_for_order(session, platform.SYSTEM, before.id)
     stranger = make_customer(session, dt.datetime(2020, 1, 1))
-    with pytest.raises(NotFound, match="not a loyalty member"):
-        loyalty.earn_for_order(session, SYSTEM, make_order(session, stranger, NOW, "10").id)
-    with pytest.raises(NotFound, match="no order"):
-        loyalty.earn_for_order(session, SYSTEM, 999_999)
+    with pytest.raises(platform.NotFound, match="not a loyalty member"):
+        loyalty.earn_for_order(session, platform.SYSTEM, make_order(session, stranger, NOW, "10").id)
+    with pytest.raises(platform.NotFound, match="no order"):
+        loyalty.earn_for_order(session, platform.SYSTEM, 999_999)
     assert session.scalar(select(func.count()).select_from(LoyaltyTransaction)) == 0
 
 
@@ -74,7 +73,7 @@ def test_batch_earning_is_set_based_idempotent_and_keeps_running_balances(engine
     make_order(session, bob, NOW - dt.timedelta(days=2), "40")
     make_order(session, stranger, NOW - dt.timedelta(days=2), "500")
     make_order(session, bob, dt.datetime(2019, 1, 1), "999")  # before `since`
-    loyalty.earn_for_order(session, SYSTEM, o1.id)  # already earned online: must not be posted twice
+    loyalty.earn_for_order(session, platform.SYSTEM, o1.id)  # already earned online: must not be posted twice
     session.commit()
 
     result = loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW)
@@ -106,7 +105,7 @@ def test_points_of_cancelled_returned_or_refunded_orders_are_taken_back_once_and
     session.commit()
     loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW)
     session.expire_all()
-    loyalty.redeem(session, SYSTEM, ann.id, 1100)  # ann spends most of it: 50 left
+    loyalty.redeem(session, platform.SYSTEM, ann.id, 1100)  # ann spends most of it: 50 left
     for order, status in ((o1, "refunded"), (o2, "returned"), (b1, "cancelled")):
         session.get(type(order), order.id).status = status
     session.commit()
@@ -146,9 +145,9 @@ def test_points_of_cancelled_returned_or_refunded_orders_are_taken_back_once_and
 
 def test_tier_multiplier_and_tier_change_rows_online(session):
     customer, account = _member(session)
-    loyalty.earn_for_order(session, SYSTEM, make_order(session, customer, NOW, "5000").id)
+    loyalty.earn_for_order(session, platform.SYSTEM, make_order(session, customer, NOW, "5000").id)
     assert account.tier == "gold"  # 5,000 lifetime points reach gold straight from bronze
-    entry = loyalty.earn_for_order(session, SYSTEM, make_order(session, customer, NOW, "100").id)
+    entry = loyalty.earn_for_order(session, platform.SYSTEM, make_order(session, customer, NOW, "100").id)
     assert entry.points == 125  # gold multiplier 1.25
     history = session.scalars(select(LoyaltyTierChange.to_tier).where(LoyaltyTierChange.account_id == account.id)
                               .order_by(LoyaltyTierChange.id)).all()
@@ -162,10 +161,10 @@ def test_fifo_expiry_hand_example(engine, session):
     customer, account = _member(session, enrolled=dt.datetime(2023, 12, 1))
     for kind, points, when in [("earn", 100, dt.datetime(2024, 1, 1)), ("earn", 50, dt.datetime(2024, 6, 10)),
                                ("redeem", -120, dt.datetime(2024, 7, 1)), ("earn", 30, dt.datetime(2025, 3, 1))]:
-        loyalty._post(session, account, kind, points, SYSTEM, reason="hand example", now=when)
+        ledger._post(session, account, kind, points, platform.SYSTEM, reason="hand example", now=when)
     session.commit()
 
-    outlook = loyalty.expiry_outlook(session, SYSTEM, dt.date(2025, 5, 1), months=3)
+    outlook = loyalty.expiry_outlook(session, platform.SYSTEM, dt.date(2025, 5, 1), months=3)
     assert outlook["overdue"] == 0
     assert [(m["month"], m["points"]) for m in outlook["months"]] == [("2025-05", 0), ("2025-06", 30), ("2025-07", 0)]
 
@@ -188,28 +187,28 @@ def test_fifo_expiry_hand_example(engine, session):
 def loyalty_settings(**overrides):
     from db.models import AppSetting
 
-    return AppSetting(key=loyalty.SETTINGS_KEY, value=loyalty.validate_settings(overrides))
+    return AppSetting(key=ledger.SETTINGS_KEY, value=loyalty.validate_settings(overrides))
 
 
 def test_redemption_never_takes_the_balance_below_zero(session):
     customer, account = _member(session)
-    loyalty.adjust(session, SYSTEM, customer.id, 100, "Welcome gift")
+    loyalty.adjust(session, platform.SYSTEM, customer.id, 100, "Welcome gift")
     with pytest.raises(loyalty.InsufficientPoints, match="has 100 points"):
-        loyalty.redeem(session, SYSTEM, customer.id, 150)
+        loyalty.redeem(session, platform.SYSTEM, customer.id, 150)
     for bad in (0, -5, 2.5, "10", True):
-        with pytest.raises(ValidationError):
-            loyalty.redeem(session, SYSTEM, customer.id, bad)
-    entry = loyalty.redeem(session, SYSTEM, customer.id, 100, "Voucher", idempotency_key="r-1")
-    again = loyalty.redeem(session, SYSTEM, customer.id, 100, "Voucher", idempotency_key="r-1")
+        with pytest.raises(platform.ValidationError):
+            loyalty.redeem(session, platform.SYSTEM, customer.id, bad)
+    entry = loyalty.redeem(session, platform.SYSTEM, customer.id, 100, "Voucher", idempotency_key="r-1")
+    again = loyalty.redeem(session, platform.SYSTEM, customer.id, 100, "Voucher", idempotency_key="r-1")
     assert entry.id == again.id and entry.balance_after == 0
     assert _ledger(session, customer.id) == [("adjust", 100, 100), ("redeem", -100, 0)]
 
 
 def test_concurrent_redemptions_never_overdraw(engine):
     """8 threads race to redeem 30 points 5 times each from 1,000: exactly 33 succeed."""
-    with unit_of_work(session_factory(engine)) as s:
+    with platform.unit_of_work(session_factory(engine)) as s:
         customer, _ = _member(s)
-        loyalty._post(s, s.scalars(select(LoyaltyAccount)).one(), "earn", 1000, SYSTEM, reason="seed")
+        ledger._post(s, s.scalars(select(LoyaltyAccount)).one(), "earn", 1000, platform.SYSTEM, reason="seed")
         customer_id = customer.id
     outcomes: list[str] = []
     lock = threading.Lock()
@@ -219,7 +218,7 @@ def test_concurrent_redemptions_never_overdraw(engine):
         start.wait()
         for _ in range(5):
             try:
-                loyalty.run_with_retry(engine, lambda s: loyalty.redeem(s, SYSTEM, customer_id, 30, "race"))
+                loyalty.run_with_retry(engine, lambda s: loyalty.redeem(s, platform.SYSTEM, customer_id, 30, "race"))
                 result = "ok"
             except loyalty.InsufficientPoints:
                 result = "refused"
@@ -248,13 +247,13 @@ def test_adjustments_respect_role_limits_and_need_a_second_approver(session):
     analyst = make_user(session, "analyst")
     customer, account = _member(session)
 
-    with pytest.raises(PermissionDenied, match="may adjust at most 1,000 points"):
+    with pytest.raises(platform.PermissionDenied, match="may adjust at most 1,000 points"):
         loyalty.adjust(session, agent, customer.id, 1500, "Goodwill gesture")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         loyalty.adjust(session, analyst, customer.id, 10, "Goodwill gesture")
-    with pytest.raises(ValidationError, match="reason"):
+    with pytest.raises(platform.ValidationError, match="reason"):
         loyalty.adjust(session, agent, customer.id, 10, "  ")
-    with pytest.raises(ValidationError, match="non-zero whole number"):
+    with pytest.raises(platform.ValidationError, match="non-zero whole number"):
         loyalty.adjust(session, agent, customer.id, 0, "Goodwill gesture")
     with pytest.raises(loyalty.InsufficientPoints):
         loyalty.adjust(session, agent, customer.id, -10, "Correction of a double credit")
@@ -264,19 +263,19 @@ def test_adjustments_respect_role_limits_and_need_a_second_approver(session):
 
     pending = loyalty.adjust(session, csm, customer.id, 3000, "Compensation for lost parcel")
     assert pending.status == "pending" and account.points_balance == 800
-    with pytest.raises(PermissionDenied, match="your own"):
+    with pytest.raises(platform.PermissionDenied, match="your own"):
         loyalty.decide_adjustment(session, csm, pending.request.id, approve=True)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         loyalty.decide_adjustment(session, agent, pending.request.id, approve=True)
     decided = loyalty.decide_adjustment(session, other_csm, pending.request.id, approve=True, note="ok")
     assert decided.status == "approved" and account.points_balance == 3800
     entry = session.get(LoyaltyTransaction, decided.transaction_id)
     assert (entry.approved_by_id, entry.created_by_id, entry.balance_after) == (other_csm.id, csm.id, 3800)
-    with pytest.raises(ConflictError, match="already approved"):
+    with pytest.raises(platform.ConflictError, match="already approved"):
         loyalty.decide_adjustment(session, other_csm, pending.request.id, approve=False, note="late")
 
     second = loyalty.adjust(session, csm, customer.id, -2000, "Reversal of a duplicate credit")
-    with pytest.raises(ValidationError, match="why"):
+    with pytest.raises(platform.ValidationError, match="why"):
         loyalty.decide_adjustment(session, other_csm, second.request.id, approve=False)
     rejected = loyalty.decide_adjustment(session, other_csm, second.request.id, approve=False, note="Not a duplicate")
     assert rejected.status == "rejected" and account.points_balance == 3800
@@ -293,33 +292,33 @@ def test_settings_validation_versioning_and_retiering(session):
     assert account.tier == "bronze"
     bad = dict(loyalty.DEFAULT_SETTINGS, tier_thresholds={"bronze": 0, "silver": 500, "gold": 400,
                                                           "platinum": 15_000, "diamond": 40_000})
-    with pytest.raises(ValidationError, match="gold threshold"):
+    with pytest.raises(platform.ValidationError, match="gold threshold"):
         loyalty.save_settings(session, admin, bad, expected_version=0)
-    with pytest.raises(ValidationError, match="whole number"):
+    with pytest.raises(platform.ValidationError, match="whole number"):
         loyalty.save_settings(session, admin, {"expiry_days": "a year"}, expected_version=0)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(platform.PermissionDenied):
         loyalty.save_settings(session, make_user(session, "success_manager"), {}, expected_version=0)
     thresholds = {"bronze": 0, "silver": 500, "gold": 5_000, "platinum": 15_000, "diamond": 40_000}
     saved, version = loyalty.save_settings(session, admin, {"tier_thresholds": thresholds}, expected_version=0)
     assert version == 1 and saved["tier_thresholds"]["silver"] == 500
     session.refresh(account)
     assert account.tier == "silver"
-    with pytest.raises(ConflictError):
+    with pytest.raises(platform.ConflictError):
         loyalty.save_settings(session, admin, {"expiry_days": 400}, expected_version=0)
 
 
 def test_a_failure_mid_operation_leaves_nothing_written(engine, monkeypatch):
-    with unit_of_work(session_factory(engine)) as s:
+    with platform.unit_of_work(session_factory(engine)) as s:
         customer, _ = _member(s)
-        loyalty.adjust(s, SYSTEM, customer.id, 500, "Opening balance")
+        loyalty.adjust(s, platform.SYSTEM, customer.id, 500, "Opening balance")
         customer_id = customer.id
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(loyalty.audit, "record", broken)
-    with pytest.raises(RuntimeError), unit_of_work(session_factory(engine)) as s:
-        loyalty.redeem(s, SYSTEM, customer_id, 200, "Voucher")
+    monkeypatch.setattr(ledger, "record_audit", broken)
+    with pytest.raises(RuntimeError), platform.unit_of_work(session_factory(engine)) as s:
+        loyalty.redeem(s, platform.SYSTEM, customer_id, 200, "Voucher")
     with session_factory(engine)() as s:
         assert loyalty.recompute_balance(s, customer_id)["balance"] == 500
         assert s.scalar(select(func.count()).select_from(LoyaltyTransaction)) == 1
@@ -327,24 +326,24 @@ def test_a_failure_mid_operation_leaves_nothing_written(engine, monkeypatch):
 
 def test_read_models(session):
     customer, _ = _member(session)
-    loyalty.earn_for_order(session, SYSTEM, make_order(session, customer, NOW, "1200").id)
-    loyalty.redeem(session, SYSTEM, customer.id, 200, "Voucher")
-    summary = loyalty.account_summary(session, SYSTEM, customer.id, as_of=dt.date(2026, 11, 2))
+    loyalty.earn_for_order(session, platform.SYSTEM, make_order(session, customer, NOW, "1200").id)
+    loyalty.redeem(session, platform.SYSTEM, customer.id, 200, "Voucher")
+    summary = loyalty.account_summary(session, platform.SYSTEM, customer.id, as_of=dt.date(2026, 11, 2))
     assert (summary["balance"], summary["tier"], summary["next_tier"], summary["points_to_next_tier"]) == \
         (1000, "silver", "gold", 3800)
     assert summary["balance_value"] == 10.0
-    page = loyalty.ledger_page(session, SYSTEM, customer.id, page=1, page_size=1)
+    page = loyalty.ledger_page(session, platform.SYSTEM, customer.id, page=1, page_size=1)
     assert page.total == 2 and page.pages == 2 and page.rows[0]["kind"] == "redeem"
-    tiers = {row["tier"]: row["members"] for row in loyalty.tier_distribution(session, SYSTEM)}
+    tiers = {row["tier"]: row["members"] for row in loyalty.tier_distribution(session, platform.SYSTEM)}
     assert tiers == {"bronze": 0, "silver": 1, "gold": 0, "platinum": 0, "diamond": 0}
-    assert loyalty.points_liability(session, SYSTEM) == {"members": 1, "outstanding_points": 1000,
+    assert loyalty.points_liability(session, platform.SYSTEM) == {"members": 1, "outstanding_points": 1000,
                                                           "point_value": 0.01, "liability": 10.0}
     earned = session.scalar(select(LoyaltyTransaction.created_at).where(LoyaltyTransaction.kind == "earn"))
     lapse = (earned + dt.timedelta(days=730)).date()
-    outlook = loyalty.expiry_outlook(session, SYSTEM, lapse.replace(day=1), months=2)
+    outlook = loyalty.expiry_outlook(session, platform.SYSTEM, lapse.replace(day=1), months=2)
     following = (lapse.replace(day=28) + dt.timedelta(days=7)).strftime("%Y-%m")
     assert [(m["month"], m["points"]) for m in outlook["months"]] == [(lapse.strftime("%Y-%m"), 1000), (following, 0)]
-    assert not loyalty.account_summary(session, SYSTEM, make_customer(session, NOW).id)["member"]
+    assert not loyalty.account_summary(session, platform.SYSTEM, make_customer(session, NOW).id)["member"]
 
 
 def test_cli_runs_the_batch_steps(engine, session, monkeypatch, capsys):
@@ -375,7 +374,7 @@ def test_cli_runs_the_batch_steps(engine, session, monkeypatch, capsys):
 
 
 def test_concurrent_earning_of_one_order_posts_once(engine):
-    with unit_of_work(session_factory(engine)) as s:
+    with platform.unit_of_work(session_factory(engine)) as s:
         customer, _ = _member(s)
         order_id = make_order(s, customer, NOW, "300").id
         customer_id = customer.id
@@ -384,7 +383,7 @@ def test_concurrent_earning_of_one_order_posts_once(engine):
 
     def worker() -> None:
         start.wait()
-        entry = loyalty.run_with_retry(engine, lambda s: loyalty.earn_for_order(s, SYSTEM, order_id))
+        entry = loyalty.run_with_retry(engine, lambda s: loyalty.earn_for_order(s, platform.SYSTEM, order_id))
         ids.append(entry.id)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]

@@ -9,10 +9,8 @@ import pytest
 from sqlalchemy import Column, ForeignKey, Integer, String, Table, func, inspect, select
 from sqlalchemy.orm import Session
 
-from crm_core import merge as merging
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.merge import customer_references
-from crm_core.service import SYSTEM
+from crm_core import customers, platform
+from crm_core.customers import merge as merging
 from db.models import (
     AuditLog,
     Base,
@@ -36,7 +34,7 @@ T0 = dt.datetime(2025, 1, 1)
 def _snapshot(session: Session) -> dict[str, set]:
     """Every row of every referencing table as (primary key, customer column value)."""
     found = {}
-    for reference in customer_references():
+    for reference in customers.customer_references():
         pk = list(reference.table.primary_key.columns)
         rows = session.execute(select(*pk, reference.column)).all()
         found[reference.name] = {tuple(r) for r in rows}
@@ -45,7 +43,7 @@ def _snapshot(session: Session) -> dict[str, set]:
 
 def _pointing(session: Session, customer_id: int) -> dict[str, int]:
     counts = {}
-    for reference in customer_references():
+    for reference in customers.customer_references():
         counts[reference.name] = session.scalar(
             select(func.count()).select_from(reference.table).where(reference.column == customer_id)) or 0
     return counts
@@ -71,7 +69,7 @@ def test_reflection_finds_every_foreign_key_to_customers(engine):
                 for column in fk["constrained_columns"]:
                     live.add(f"{table}.{column}")
     skipped = {f"{t.name}.{c.name}" for t in Base.metadata.sorted_tables for c in t.columns if c.info.get("merge") == "skip"}
-    assert {r.name for r in customer_references()} == live - skipped
+    assert {r.name for r in customers.customer_references()} == live - skipped
     assert "orders.customer_id" in live and "customer_merges.survivor_id" in skipped
 
 
@@ -80,13 +78,13 @@ def test_merge_moves_every_row_and_undo_puts_back_exactly_those(session):
     shared: dict = {}
     fill_every_table(session, survivor.id, bystander.id, shared)
     made_o = fill_every_table(session, other.id, bystander.id, shared)
-    assert made_o.keys() == {r.name for r in customer_references()}
+    assert made_o.keys() == {r.name for r in customers.customer_references()}
     before = _snapshot(session)
     before_s, before_o = _pointing(session, survivor.id), _pointing(session, other.id)
     assert all(before_o[name] >= 1 for name in made_o), before_o
     session.commit()
 
-    merge_id = merging.merge(session, SYSTEM, survivor.id, other.id,
+    merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id,
                              field_choices={"phone": "other", "first_name": "survivor"})
     session.commit()
     logged = session.execute(select(CustomerMergeRow.action, CustomerMergeRow.table_name, CustomerMergeRow.column_name,
@@ -112,7 +110,7 @@ def test_merge_moves_every_row_and_undo_puts_back_exactly_those(session):
     assert session.get(Customer, survivor.id).phone == "+44 20 7946 0001"
     assert session.scalar(select(AuditLog.after).where(AuditLog.action == "customer.merge"))["merge_id"] == merge_id
 
-    result = merging.undo_merge(session, SYSTEM, merge_id)
+    result = customers.undo_merge(session, platform.SYSTEM, merge_id)
     session.commit()
     assert result["moved_back"] == sum(n for (a, _), n in per.items() if a == "moved")
     after_undo = _snapshot(session)
@@ -125,8 +123,8 @@ def test_merge_moves_every_row_and_undo_puts_back_exactly_those(session):
     restored = session.get(Customer, other.id)
     assert (restored.status, restored.merged_into_id) == ("active", None)
     assert session.get(Customer, survivor.id).phone is None
-    with pytest.raises(ConflictError, match="already undone"):
-        merging.undo_merge(session, SYSTEM, merge_id)
+    with pytest.raises(platform.ConflictError, match="already undone"):
+        customers.undo_merge(session, platform.SYSTEM, merge_id)
 
 
 def test_a_table_added_later_is_re_pointed_without_code_changes(session):
@@ -136,13 +134,13 @@ def test_a_table_added_later_is_re_pointed_without_code_changes(session):
                   Column("note", String(50)))
     try:
         probe.create(session.connection())
-        assert "zz_merge_probe.customer_id" in {r.name for r in customer_references()}
+        assert "zz_merge_probe.customer_id" in {r.name for r in customers.customer_references()}
         survivor, other, bystander = _pair(session)
         fill_every_table(session, other.id, bystander.id)
         assert session.scalar(select(func.count()).select_from(probe).where(probe.c.customer_id == other.id)) == 1
-        merge_id = merging.merge(session, SYSTEM, survivor.id, other.id)
+        merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
         assert session.scalar(select(func.count()).select_from(probe).where(probe.c.customer_id == survivor.id)) == 1
-        merging.undo_merge(session, SYSTEM, merge_id)
+        customers.undo_merge(session, platform.SYSTEM, merge_id)
         assert session.scalar(select(func.count()).select_from(probe).where(probe.c.customer_id == other.id)) == 1
     finally:
         session.rollback()
@@ -160,7 +158,7 @@ def test_loyalty_balances_combine_through_ledger_entries(session):
                                        balance_after=points))
         accounts[customer.id] = account.id
     session.flush()
-    merge_id = merging.merge(session, SYSTEM, survivor.id, other.id)
+    merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
     s_account, o_account = session.get(LoyaltyAccount, accounts[survivor.id]), session.get(LoyaltyAccount, accounts[other.id])
     assert (s_account.points_balance, o_account.points_balance, o_account.status) == (200, 0, "closed")
     entries = session.execute(select(LoyaltyTransaction.account_id, LoyaltyTransaction.kind, LoyaltyTransaction.points,
@@ -173,7 +171,7 @@ def test_loyalty_balances_combine_through_ledger_entries(session):
         total = session.scalar(select(func.sum(LoyaltyTransaction.points)).where(LoyaltyTransaction.account_id == account.id))
         assert total == account.points_balance
 
-    merging.undo_merge(session, SYSTEM, merge_id)
+    customers.undo_merge(session, platform.SYSTEM, merge_id)
     s_account, o_account = session.get(LoyaltyAccount, accounts[survivor.id]), session.get(LoyaltyAccount, accounts[other.id])
     assert (s_account.points_balance, o_account.points_balance, o_account.status) == (120, 80, "active")
     kinds = session.scalars(select(LoyaltyTransaction.kind).where(LoyaltyTransaction.source_type == "customer_merge")
@@ -186,12 +184,12 @@ def test_undo_refused_when_survivor_spent_the_merged_points(session):
     for customer, points in ((survivor, 0), (other, 50)):
         session.add(LoyaltyAccount(customer_id=customer.id, points_balance=points, lifetime_points=points))
     session.flush()
-    merge_id = merging.merge(session, SYSTEM, survivor.id, other.id)
+    merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
     account = session.scalar(select(LoyaltyAccount).where(LoyaltyAccount.customer_id == survivor.id))
     account.points_balance = 10  # spent 40 (the loyalty service would write the ledger entry)
     session.flush()
     with pytest.raises(Exception, match="fewer than the 50"):
-        merging.undo_merge(session, SYSTEM, merge_id)
+        customers.undo_merge(session, platform.SYSTEM, merge_id)
 
 
 def test_open_memberships_in_the_same_segment_collide_and_are_restored(session):
@@ -203,11 +201,11 @@ def test_open_memberships_in_the_same_segment_collide_and_are_restored(session):
         session.add(CustomerSegmentMembership(segment_id=segment.id, customer_id=customer.id, is_active=True))
     session.add(CustomerSegmentMembership(segment_id=segment.id, customer_id=other.id, is_active=False))
     session.flush()
-    merge_id = merging.merge(session, SYSTEM, survivor.id, other.id)
+    merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
     rows = session.execute(select(CustomerSegmentMembership.customer_id, CustomerSegmentMembership.is_active)
                            .order_by(CustomerSegmentMembership.id)).all()
     assert [tuple(r) for r in rows] == [(survivor.id, True), (survivor.id, False)]  # one open row, history kept
-    merging.undo_merge(session, SYSTEM, merge_id)
+    customers.undo_merge(session, platform.SYSTEM, merge_id)
     rows = session.execute(select(CustomerSegmentMembership.customer_id, CustomerSegmentMembership.is_active)
                            .order_by(CustomerSegmentMembership.id)).all()
     assert [tuple(r) for r in rows] == [(survivor.id, True), (other.id, True), (other.id, False)]
@@ -220,7 +218,7 @@ def test_preview_lists_the_rows_that_will_move(session):
     session.add(CustomerLifecycleStage(customer_id=survivor.id, stage="active", entered_at=T0))
     session.add(CustomerLifecycleStage(customer_id=other.id, stage="at_risk", entered_at=T0))
     session.flush()
-    preview = merging.preview_merge(session, SYSTEM, survivor.id, other.id)
+    preview = customers.preview_merge(session, platform.SYSTEM, survivor.id, other.id)
     tables = {(t["table"], t["action"]): t["rows"] for t in preview["tables"]}
     assert tables[("orders", "move")] == 3
     assert tables[("customer_lifecycle_stages", "replaced by the survivor's")] == 1
@@ -236,47 +234,47 @@ def test_revenue_totals_add_up_after_merge(session):
     survivor, other, _ = _pair(session)
     make_order(session, survivor, T0, "100.50")
     make_order(session, other, T0, "20.25")
-    merging.merge(session, SYSTEM, survivor.id, other.id)
+    customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
     assert str(session.scalar(select(func.sum(Order.total)).where(Order.customer_id == survivor.id))) == "120.75"
 
 
 def test_guards(session):
     survivor, other, third = _pair(session)
-    with pytest.raises(ValidationError, match="into itself"):
-        merging.merge(session, SYSTEM, survivor.id, survivor.id)
-    with pytest.raises(NotFound):
-        merging.merge(session, SYSTEM, survivor.id, 999_999)
-    with pytest.raises(ValidationError, match="whole number"):
-        merging.merge(session, SYSTEM, "abc", other.id)
-    with pytest.raises(ValidationError, match="cannot be chosen"):
-        merging.merge(session, SYSTEM, survivor.id, other.id, field_choices={"external_id": "other"})
-    with pytest.raises(ValidationError, match="'survivor' or 'other'"):
-        merging.merge(session, SYSTEM, survivor.id, other.id, field_choices={"email": "both"})
-    with pytest.raises(ConflictError, match="changed by someone else"):
-        merging.merge(session, SYSTEM, survivor.id, other.id, survivor_version=survivor.version + 5)
-    merging.merge(session, SYSTEM, survivor.id, other.id)
-    with pytest.raises(ValidationError, match="already merged"):
-        merging.merge(session, SYSTEM, third.id, other.id)      # merging an already merged record
-    with pytest.raises(ValidationError, match="already merged"):
-        merging.merge(session, SYSTEM, other.id, third.id)      # a chain onto a merged record
+    with pytest.raises(platform.ValidationError, match="into itself"):
+        customers.merge_customers(session, platform.SYSTEM, survivor.id, survivor.id)
+    with pytest.raises(platform.NotFound):
+        customers.merge_customers(session, platform.SYSTEM, survivor.id, 999_999)
+    with pytest.raises(platform.ValidationError, match="whole number"):
+        customers.merge_customers(session, platform.SYSTEM, "abc", other.id)
+    with pytest.raises(platform.ValidationError, match="cannot be chosen"):
+        customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id, field_choices={"external_id": "other"})
+    with pytest.raises(platform.ValidationError, match="'survivor' or 'other'"):
+        customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id, field_choices={"email": "both"})
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+        customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id, survivor_version=survivor.version + 5)
+    customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
+    with pytest.raises(platform.ValidationError, match="already merged"):
+        customers.merge_customers(session, platform.SYSTEM, third.id, other.id)      # merging an already merged record
+    with pytest.raises(platform.ValidationError, match="already merged"):
+        customers.merge_customers(session, platform.SYSTEM, other.id, third.id)      # a chain onto a merged record
     analyst = make_user(session, "analyst")
-    with pytest.raises(PermissionDenied):
-        merging.merge(session, analyst, survivor.id, third.id)
-    with pytest.raises(NotFound):
-        merging.undo_merge(session, SYSTEM, 424242)
+    with pytest.raises(platform.PermissionDenied):
+        customers.merge_customers(session, analyst, survivor.id, third.id)
+    with pytest.raises(platform.NotFound):
+        customers.undo_merge(session, platform.SYSTEM, 424242)
 
 
 def test_undo_refused_after_the_survivor_was_edited_or_merged_again(session):
     survivor, other, third = _pair(session)
-    merge_id = merging.merge(session, SYSTEM, survivor.id, other.id, field_choices={"phone": "other"})
+    merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id, field_choices={"phone": "other"})
     session.get(Customer, survivor.id).phone = "+1 555 0100"
     session.flush()
-    with pytest.raises(ConflictError, match="edited after the merge"):
-        merging.undo_merge(session, SYSTEM, merge_id)
+    with pytest.raises(platform.ConflictError, match="edited after the merge"):
+        customers.undo_merge(session, platform.SYSTEM, merge_id)
     session.get(Customer, survivor.id).phone = "+44 20 7946 0001"
-    merging.merge(session, SYSTEM, third.id, survivor.id)
-    with pytest.raises(ConflictError, match="undo that first"):
-        merging.undo_merge(session, SYSTEM, merge_id)
+    customers.merge_customers(session, platform.SYSTEM, third.id, survivor.id)
+    with pytest.raises(platform.ConflictError, match="undo that first"):
+        customers.undo_merge(session, platform.SYSTEM, merge_id)
 
 
 def test_failure_mid_merge_leaves_nothing_half_written(engine, monkeypatch):
@@ -293,10 +291,10 @@ def test_failure_mid_merge_leaves_nothing_half_written(engine, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(merging, "_log", boom)
-    from crm_core.service import unit_of_work
+    from crm_core import platform
 
-    with pytest.raises(RuntimeError), unit_of_work(factory) as s:
-        merging.merge(s, SYSTEM, *ids)
+    with pytest.raises(RuntimeError), platform.unit_of_work(factory) as s:
+        customers.merge_customers(s, platform.SYSTEM, *ids)
     with factory() as s:
         assert s.get(Customer, ids[1]).status == "active"
         assert s.scalar(select(func.count()).select_from(Order).where(Order.customer_id == ids[1])) == 1
@@ -308,19 +306,19 @@ def test_merge_marks_the_reviewed_pair(session):
     a, b = sorted((survivor.id, other.id))
     session.add(DuplicateCandidate(customer_a_id=a, customer_b_id=b, score=0.9, reasons=["same name"]))
     session.flush()
-    merge_id = merging.merge(session, SYSTEM, survivor.id, other.id)
+    merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
     pair = session.scalar(select(DuplicateCandidate))
     session.refresh(pair)
     assert (pair.status, pair.merge_id) == ("merged", merge_id)
-    merging.undo_merge(session, SYSTEM, merge_id)
+    customers.undo_merge(session, platform.SYSTEM, merge_id)
     session.refresh(pair)
     assert pair.status == "open"
 
 
 def test_history_lists_merges(session):
     survivor, other, _ = _pair(session)
-    merge_id = merging.merge(session, SYSTEM, survivor.id, other.id)
-    page = merging.history(session, SYSTEM)
+    merge_id = customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
+    page = customers.merge_history(session, platform.SYSTEM)
     assert page.total == 1 and page.rows[0]["merge_id"] == merge_id and page.rows[0]["status"] == "completed"
 
 
@@ -346,7 +344,7 @@ def test_cli_merge_prints_the_merge_id_as_json(engine, monkeypatch, capsys):
 
 def test_concurrent_merges_of_the_same_record_conflict(engine):
     """Two reviewers merge overlapping pairs from the same read: the second gets a conflict, not a chain."""
-    from crm_core.service import unit_of_work
+    from crm_core import platform
     from db.engine import session_factory
 
     factory = session_factory(engine)
@@ -356,13 +354,13 @@ def test_concurrent_merges_of_the_same_record_conflict(engine):
         s.commit()
         ids = a.id, b.id, c.id
     with factory() as s:  # both reviewers opened their pair in the page (the preview carries versions)
-        seen_first = merging.preview_merge(s, SYSTEM, ids[0], ids[1])
-        seen_second = merging.preview_merge(s, SYSTEM, ids[2], ids[0])
-    with unit_of_work(factory) as s:
-        merging.merge(s, SYSTEM, ids[0], ids[1], survivor_version=seen_first["survivor"]["version"],
+        seen_first = customers.preview_merge(s, platform.SYSTEM, ids[0], ids[1])
+        seen_second = customers.preview_merge(s, platform.SYSTEM, ids[2], ids[0])
+    with platform.unit_of_work(factory) as s:
+        customers.merge_customers(s, platform.SYSTEM, ids[0], ids[1], survivor_version=seen_first["survivor"]["version"],
                       other_version=seen_first["other"]["version"])           # B into A
-    with pytest.raises(ConflictError, match="changed by someone else"), unit_of_work(factory) as s:
-        merging.merge(s, SYSTEM, ids[2], ids[0], survivor_version=seen_second["survivor"]["version"],
+    with pytest.raises(platform.ConflictError, match="changed by someone else"), platform.unit_of_work(factory) as s:
+        customers.merge_customers(s, platform.SYSTEM, ids[2], ids[0], survivor_version=seen_second["survivor"]["version"],
                       other_version=seen_second["other"]["version"])          # A into C, from a stale read of A
     with factory() as s:
         assert s.get(Customer, ids[0]).status == "active"

@@ -5,8 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from crm_core.errors import ValidationError
-from crm_core.overview import executive_overview
+from crm_core import platform, reporting
 from db.models import LoyaltyAccount, SupportTicket, SurveyResponse
 from tests.factories import make_customer, make_order, make_user
 
@@ -44,7 +43,7 @@ def shop(session):
 
 
 def test_figures_match_hand_computation(session, shop):
-    o = executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
+    o = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
     assert o.customers_total == 3  # A, B, C: D is merged, E signed up after the end date
     assert o.customers_new_this_month == 1  # B
     assert o.customers_active_90d == 3  # A, B, C ordered since 2025-12-21
@@ -73,7 +72,7 @@ def test_figures_match_hand_computation(session, shop):
 
 def test_empty_database_gives_empty_figures(session):
     viewer = make_user(session, "analyst")
-    o = executive_overview(session, viewer, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
+    o = reporting.executive_overview(session, viewer, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
     assert o.customers_total == 0 and o.revenue_12m == Decimal("0.00")
     assert o.average_order_value is None and o.nps is None and o.repeat_purchase_rate is None
     assert o.monthly == [] and o.top_customers == []
@@ -81,5 +80,5 @@ def test_empty_database_gives_empty_figures(session):
 
 def test_reversed_range_is_refused(session):
     viewer = make_user(session, "analyst")
-    with pytest.raises(ValidationError, match="start date"):
-        executive_overview(session, viewer, dt.date(2026, 2, 1), dt.date(2026, 1, 1))
+    with pytest.raises(platform.ValidationError, match="start date"):
+        reporting.executive_overview(session, viewer, dt.date(2026, 2, 1), dt.date(2026, 1, 1))

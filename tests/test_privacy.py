@@ -11,10 +11,8 @@ import pytest
 from sqlalchemy import JSON, String, Text, func, select
 from sqlalchemy.orm import Session
 
-from crm_core import audit, privacy
-from crm_core import merge as merging
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core import customers, platform
+from crm_core.customers import privacy
 from db.engine import session_factory
 from db.models import (
     Base,
@@ -63,9 +61,9 @@ def _zelda(session: Session) -> tuple[Customer, Customer]:
     # A duplicate record merged into Zelda is the same person: it is erased too.
     dup = make_customer(session, T0, first_name="Zelda", last_name="Quixote", email="zq@example.com")
     make_order(session, dup, T0, "5.10")
-    merging.merge(session, SYSTEM, zelda.id, dup.id, field_choices={"email": "other"})
+    customers.merge_customers(session, platform.SYSTEM, zelda.id, dup.id, field_choices={"email": "other"})
     zelda.email = "zelda.q@example.com"
-    audit.record(session, SYSTEM, "customer.update", "customer", zelda.id, before={"email": "zq@example.com"},
+    platform.record_audit(session, platform.SYSTEM, "customer.update", "customer", zelda.id, before={"email": "zq@example.com"},
                  after={"email": "zelda.q@example.com", "note": "Zelda Quixote asked"})
     session.flush()
     return zelda, dup
@@ -90,8 +88,8 @@ def test_erasure_leaves_no_personal_value_in_any_text_column(session):
     assert len(_text_hits(session, secrets)) > 10  # the scan does see them before
     revenue = session.scalar(select(func.sum(Order.total)))
     orders = session.scalar(select(func.count()).select_from(Order).where(Order.customer_id.in_([zelda.id, dup.id])))
-    request = privacy.create_request(session, SYSTEM, zelda.id, "erasure", notes="Email from Zelda Quixote")
-    result = privacy.erase_customer(session, SYSTEM, zelda.id, request.id)
+    request = customers.create_privacy_request(session, platform.SYSTEM, zelda.id, "erasure", notes="Email from Zelda Quixote")
+    result = customers.erase_customer(session, platform.SYSTEM, zelda.id, request.id)
     session.commit()
 
     assert _text_hits(session, secrets) == []
@@ -111,24 +109,24 @@ def test_erasure_leaves_no_personal_value_in_any_text_column(session):
     assert result["retention_exceptions"][0]["table"] == "orders"
     person = {zelda.id, *session.scalars(select(Customer.id).where(Customer.merged_into_id == zelda.id))}
     assert set(result["erased_customers"]) == person and dup.id in person
-    with pytest.raises(ValidationError, match="already"):
-        privacy.erase_customer(session, SYSTEM, zelda.id, privacy.create_request(session, SYSTEM, dup.id, "access").id)
+    with pytest.raises(platform.ValidationError, match="already"):
+        customers.erase_customer(session, platform.SYSTEM, zelda.id, customers.create_privacy_request(session, platform.SYSTEM, dup.id, "access").id)
 
 
 def test_erasure_is_all_or_nothing(engine, monkeypatch):
     factory = session_factory(engine)
     with factory() as s:
         zelda, _ = _zelda(s)
-        request = privacy.create_request(s, SYSTEM, zelda.id, "erasure")
+        request = customers.create_privacy_request(s, platform.SYSTEM, zelda.id, "erasure")
         s.commit()
         ids = zelda.id, request.id
 
     def boom(*args, **kwargs):
         raise RuntimeError("connection lost")
 
-    monkeypatch.setattr(privacy.audit, "record", boom)
-    with pytest.raises(RuntimeError), unit_of_work(factory) as s:
-        privacy.erase_customer(s, SYSTEM, *ids)
+    monkeypatch.setattr(privacy, "record_audit", boom)
+    with pytest.raises(RuntimeError), platform.unit_of_work(factory) as s:
+        customers.erase_customer(s, platform.SYSTEM, *ids)
     with factory() as s:
         assert s.get(Customer, ids[0]).email == "zelda.q@example.com"
         assert s.get(DataSubjectRequest, ids[1]).status == "received"
@@ -138,20 +136,20 @@ def test_erasure_is_all_or_nothing(engine, monkeypatch):
 def test_erasure_guards(session):
     zelda = make_customer(session, T0)
     other = make_customer(session, T0)
-    access = privacy.create_request(session, SYSTEM, zelda.id, "access")
-    with pytest.raises(ValidationError, match="not an erasure request"):
-        privacy.erase_customer(session, SYSTEM, zelda.id, access.id)
-    erasure = privacy.create_request(session, SYSTEM, other.id, "erasure")
-    with pytest.raises(ValidationError, match="is for customer"):
-        privacy.erase_customer(session, SYSTEM, zelda.id, erasure.id)
-    with pytest.raises(PermissionDenied):
-        privacy.erase_customer(session, make_user(session, "success_manager"), other.id, erasure.id)
+    access = customers.create_privacy_request(session, platform.SYSTEM, zelda.id, "access")
+    with pytest.raises(platform.ValidationError, match="not an erasure request"):
+        customers.erase_customer(session, platform.SYSTEM, zelda.id, access.id)
+    erasure = customers.create_privacy_request(session, platform.SYSTEM, other.id, "erasure")
+    with pytest.raises(platform.ValidationError, match="is for customer"):
+        customers.erase_customer(session, platform.SYSTEM, zelda.id, erasure.id)
+    with pytest.raises(platform.PermissionDenied):
+        customers.erase_customer(session, make_user(session, "success_manager"), other.id, erasure.id)
 
 
 def test_export_zip_has_json_and_a_csv_per_table_with_only_the_persons_rows(session):
     zelda, _ = _zelda(session)
-    request = privacy.create_request(session, SYSTEM, zelda.id, "access")
-    payload = privacy.process_access_request(session, SYSTEM, request.id)
+    request = customers.create_privacy_request(session, platform.SYSTEM, zelda.id, "access")
+    payload = customers.process_access_request(session, platform.SYSTEM, request.id)
     archive = zipfile.ZipFile(io.BytesIO(payload))
     names = set(archive.namelist())
     assert {"subject.json", "customers.csv", "orders.csv", "customer_addresses.csv",
@@ -167,26 +165,26 @@ def test_export_zip_has_json_and_a_csv_per_table_with_only_the_persons_rows(sess
     assert "bob@example.com" not in archive.read("customers.csv").decode()
     done = session.get(DataSubjectRequest, request.id)
     assert done.status == "completed" and done.result["exported_tables"]["orders"] == len(expected)
-    with pytest.raises(ValidationError, match="already completed"):
-        privacy.process_access_request(session, SYSTEM, request.id)
+    with pytest.raises(platform.ValidationError, match="already completed"):
+        customers.process_access_request(session, platform.SYSTEM, request.id)
 
 
 def test_consent_ledger_latest_wins(session):
     customer = make_customer(session, T0)
     at = dt.datetime(2026, 1, 1, 9)
-    privacy.record_consent(session, SYSTEM, customer.id, "marketing_email", True, "consent", "web_form", "v1",
+    customers.record_consent(session, platform.SYSTEM, customer.id, "marketing_email", True, "consent", "web_form", "v1",
                            recorded_at=at)
-    privacy.record_consent(session, SYSTEM, customer.id, "marketing_email", False, "consent", "email_link", "v2",
+    customers.record_consent(session, platform.SYSTEM, customer.id, "marketing_email", False, "consent", "email_link", "v2",
                            recorded_at=at + dt.timedelta(days=3))
-    privacy.record_consent(session, SYSTEM, customer.id, "analytics", False, "legitimate_interests", "staff", "v1",
+    customers.record_consent(session, platform.SYSTEM, customer.id, "analytics", False, "legitimate_interests", "staff", "v1",
                            recorded_at=at)
-    privacy.record_consent(session, SYSTEM, customer.id, "analytics", True, "consent", "staff", "v2",
+    customers.record_consent(session, platform.SYSTEM, customer.id, "analytics", True, "consent", "staff", "v2",
                            recorded_at=at)  # same time: the later entry wins
-    current = privacy.current_consents(session, SYSTEM, customer.id)
+    current = customers.current_consents(session, platform.SYSTEM, customer.id)
     assert current["marketing_email"]["granted"] is False and current["marketing_email"]["policy_version"] == "v2"
     assert current["analytics"]["granted"] is True
-    assert privacy.consent_ledger(session, SYSTEM, customer.id).total == 4
-    summary = {(r["purpose"], r["state"]): r["customers"] for r in privacy.consent_summary(session, SYSTEM)}
+    assert customers.consent_ledger(session, platform.SYSTEM, customer.id).total == 4
+    summary = {(r["purpose"], r["state"]): r["customers"] for r in customers.consent_summary(session, platform.SYSTEM)}
     assert summary == {("marketing_email", "withdrawn"): 1, ("analytics", "granted"): 1}
 
 
@@ -199,8 +197,8 @@ def test_consent_ledger_latest_wins(session):
 ])
 def test_consent_validation(session, args, message):
     customer = make_customer(session, T0)
-    with pytest.raises(ValidationError, match=message):
-        privacy.record_consent(session, SYSTEM, customer.id, *args)
+    with pytest.raises(platform.ValidationError, match=message):
+        customers.record_consent(session, platform.SYSTEM, customer.id, *args)
     assert session.scalar(select(func.count()).select_from(ConsentRecord)) == 0
 
 
@@ -209,14 +207,14 @@ def test_preference_center_saves_with_version_check_and_ledger(session):
     prefs = {"channels": ["email", "sms"], "frequency": "monthly", "preferred_channel": "email", "language": "pt-BR",
              "categories": ["Shoes", "Books", "Shoes"], "data_sharing": False, "analytics": True,
              "personalization": True}
-    saved = privacy.save_preferences(session, SYSTEM, customer.id, prefs, expected_version=0)
+    saved = customers.save_preferences(session, platform.SYSTEM, customer.id, prefs, expected_version=0)
     assert saved["channels"] == ["email", "sms"] and saved["categories"] == ["Books", "Shoes"]
     assert saved["analytics"] and saved["personalization"] and not saved["data_sharing"] and saved["version"] == 1
     purposes = set(session.scalars(select(ConsentRecord.purpose).where(ConsentRecord.source == "preference_center")))
     assert purposes == {"analytics", "profiling"}
-    with pytest.raises(ConflictError):
-        privacy.save_preferences(session, SYSTEM, customer.id, {**prefs, "frequency": "weekly"}, expected_version=0)
-    again = privacy.save_preferences(session, SYSTEM, customer.id, {**prefs, "analytics": False}, expected_version=1)
+    with pytest.raises(platform.ConflictError):
+        customers.save_preferences(session, platform.SYSTEM, customer.id, {**prefs, "frequency": "weekly"}, expected_version=0)
+    again = customers.save_preferences(session, platform.SYSTEM, customer.id, {**prefs, "analytics": False}, expected_version=1)
     assert again["analytics"] is False and again["version"] == 2
 
 
@@ -232,29 +230,29 @@ def test_preference_center_validation(session, change, message):
     customer = make_customer(session, T0)
     prefs = {"channels": ["email"], "frequency": "weekly", "preferred_channel": "email", "language": "en",
              "categories": [], "data_sharing": False, "analytics": False, "personalization": False, **change}
-    with pytest.raises(ValidationError, match=message):
-        privacy.save_preferences(session, SYSTEM, customer.id, prefs, expected_version=0)
+    with pytest.raises(platform.ValidationError, match=message):
+        customers.save_preferences(session, platform.SYSTEM, customer.id, prefs, expected_version=0)
 
 
 def test_requests_are_due_in_30_days_and_flagged_overdue(session):
     customer = make_customer(session, T0)
     received = dt.datetime(2026, 1, 1, 10)
-    late = privacy.create_request(session, SYSTEM, customer.id, "access", received_at=received)
-    fresh = privacy.create_request(session, SYSTEM, customer.id, "rectification")
+    late = customers.create_privacy_request(session, platform.SYSTEM, customer.id, "access", received_at=received)
+    fresh = customers.create_privacy_request(session, platform.SYSTEM, customer.id, "rectification")
     assert late.due_at == dt.datetime(2026, 1, 31, 10)
     now = dt.datetime(2026, 2, 5)
-    page = privacy.list_requests(session, SYSTEM, now=now)
+    page = customers.list_privacy_requests(session, platform.SYSTEM, now=now)
     rows = {r["request_id"]: r for r in page.rows}
     assert rows[late.id]["overdue"] and rows[late.id]["days_left"] < 0
-    assert privacy.list_requests(session, SYSTEM, overdue_only=True, now=now).total == 1
-    assert privacy.list_requests(session, SYSTEM, request_type="rectification").rows[0]["request_id"] == fresh.id
-    counts = privacy.request_counts(session, SYSTEM, now=now)
+    assert customers.list_privacy_requests(session, platform.SYSTEM, overdue_only=True, now=now).total == 1
+    assert customers.list_privacy_requests(session, platform.SYSTEM, request_type="rectification").rows[0]["request_id"] == fresh.id
+    counts = customers.privacy_request_counts(session, platform.SYSTEM, now=now)
     assert counts["open"] == 2 and counts["overdue"] == 1
-    privacy.set_status(session, SYSTEM, late.id, "rejected", "Identity could not be verified")
-    assert privacy.list_requests(session, SYSTEM, status="rejected").total == 1
-    with pytest.raises(ValidationError, match="reason"):
-        privacy.set_status(session, SYSTEM, fresh.id, "rejected", "")
-    with pytest.raises(ValidationError, match="Request type"):
-        privacy.create_request(session, SYSTEM, customer.id, "deletion")
-    with pytest.raises(ValidationError, match="future"):
-        privacy.create_request(session, SYSTEM, customer.id, "access", received_at=dt.datetime(2099, 1, 1))
+    customers.set_privacy_request_status(session, platform.SYSTEM, late.id, "rejected", "Identity could not be verified")
+    assert customers.list_privacy_requests(session, platform.SYSTEM, status="rejected").total == 1
+    with pytest.raises(platform.ValidationError, match="reason"):
+        customers.set_privacy_request_status(session, platform.SYSTEM, fresh.id, "rejected", "")
+    with pytest.raises(platform.ValidationError, match="Request type"):
+        customers.create_privacy_request(session, platform.SYSTEM, customer.id, "deletion")
+    with pytest.raises(platform.ValidationError, match="future"):
+        customers.create_privacy_request(session, platform.SYSTEM, customer.id, "access", received_at=dt.datetime(2099, 1, 1))

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
-from crm_core.errors import ValidationError
+import batch
+import demo
+from batch import refresh
+from crm_core import platform
 from db import migrate
-from db.engine import make_engine, session_scope
+from db.engine import make_engine
 from db.models import (
     AccountHealthScore,
     ChurnPrediction,
@@ -33,8 +36,7 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
-from db.simulator import seed_database
-from ml import churn, datasets, health, refresh, runs
+from ml import churn, health
 from ml.backtest import run_backtest
 from tests.apptest_support import APP, page_path, sign_in
 from tests.factories import make_user
@@ -57,11 +59,11 @@ def test_the_whole_refresh_completes_on_imported_orders_alone(engine):
     report = import_log(engine, order_log(customers=500, start=START, days=300))
     assert report.invalid == 0
     as_of = _last_order_day(engine)
-    result = refresh.run_refresh(engine, as_of)
+    result = batch.run_refresh(engine, as_of)
     statuses = {step.label: (step.status, step.detail) for step in result.steps}
     assert result.failed == [], statuses
     assert result.status == "ok"
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         run = session.get(RefreshRun, result.run_id)
         assert run.status == "ok" and run.finished_at is not None and run.as_of == as_of
         steps = session.scalars(select(RefreshRunStep).where(RefreshRunStep.run_id == run.id)
@@ -101,7 +103,7 @@ def simulated_file(tmp_path_factory):
     """A complete simulated world (every source), copied for each test that removes one."""
     path = tmp_path_factory.mktemp("world") / "world.sqlite"
     engine = _engine_for(f"sqlite:///{path}")
-    seed_database(engine, 900, seed=5, end=dt.datetime(2026, 6, 30, 18))
+    demo.seed_database(engine, 900, seed=5, end=dt.datetime(2026, 6, 30, 18))
     engine.dispose()
     return path
 
@@ -121,7 +123,7 @@ def test_each_model_runs_with_an_optional_source_missing(simulated_file, tmp_pat
     path = tmp_path / "copy.sqlite"
     shutil.copy(simulated_file, path)
     engine = _engine_for(f"sqlite:///{path}")
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         for model in SOURCES[source]:
             session.execute(delete(model))
     as_of = dt.date(2026, 6, 30)
@@ -133,7 +135,7 @@ def test_each_model_runs_with_an_optional_source_missing(simulated_file, tmp_pat
     assert dropped == {f for f, s in FEATURE_SOURCES.items() if s == source}
     assert not dropped & set(model.features_)
     assert metrics["validated"] and metrics["roc_auc"] > 0.7
-    result = refresh.run_refresh(engine, as_of, include_clusters=True)
+    result = batch.run_refresh(engine, as_of, include_clusters=True)
     assert result.failed == [], [(s.label, s.detail) for s in result.failed]
     with engine.connect() as connection:
         components = health.component_scores(connection, as_of)
@@ -152,10 +154,10 @@ def test_a_failing_model_leaves_the_rest_of_the_refresh_standing(engine, monkeyp
         raise RuntimeError("the model exploded")
 
     monkeypatch.setattr(churn, "refresh_churn", broken)
-    result = refresh.run_refresh(engine, as_of, triggered_by="tester")
+    result = batch.run_refresh(engine, as_of, triggered_by="tester")
     assert [s.label for s in result.failed] == ["Churn model: train when due, score everyone"]
     assert result.status == "partial"
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         run = session.get(RefreshRun, result.run_id)
         assert (run.status, run.triggered_by) == ("partial", "tester")
         rows = session.execute(select(func.count(), func.count(CustomerAnalytics.churn_probability),
@@ -163,9 +165,9 @@ def test_a_failing_model_leaves_the_rest_of_the_refresh_standing(engine, monkeyp
                                .where(CustomerAnalytics.as_of == as_of)).one()
         assert rows == (300, 0, 300)  # the snapshot landed; only the failed model's column is empty
         assert session.scalar(select(func.count()).select_from(CustomerLifecycleStage)) == 300
-        status = runs.last_step_status(session, None, "churn")
+        status = batch.last_step_status(session, None, "churn")
         assert (status.status, status.detail) == ("failed", "failed: RuntimeError: the model exploded")
-        assert runs.last_step_status(session, None, "snapshot").status == "ok"
+        assert batch.last_step_status(session, None, "snapshot").status == "ok"
 
 
 def test_an_eight_week_history_backtests_and_a_shorter_one_is_refused(engine):
@@ -178,7 +180,7 @@ def test_an_eight_week_history_backtests_and_a_shorter_one_is_refused(engine):
     assert result["training"]["label_days"] == 14 or result["churn"]["model"] == "bgnbd"
     assert sum(row["customers"] for row in result["calibration"]) == result["customers"]
     json.dumps(result)  # the whole result is JSON
-    with pytest.raises(ValidationError, match="at least 8 weeks of orders"):
+    with pytest.raises(platform.ValidationError, match="at least 8 weeks of orders"):
         run_backtest(engine, START + dt.timedelta(days=40), 60)
 
 
@@ -219,7 +221,7 @@ def test_scaling_a_short_window_to_the_horizon_multiplies_by_bgnbds_conditional_
 @pytest.fixture(scope="module")
 def cdnow(tmp_path_factory):
     engine = _engine_for(f"sqlite:///{tmp_path_factory.mktemp('cdnow') / 'cdnow.sqlite'}")
-    report = datasets.load_cdnow(engine)
+    report = demo.load_cdnow(engine)
     assert (report.created, report.invalid) == (23_570, 0) or report.invalid == 0
     yield engine
     engine.dispose()
@@ -243,9 +245,9 @@ def test_pages_say_why_a_model_is_missing(engine, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
     import_log(engine, order_log(customers=20, start=START, days=40))
-    with session_scope(engine) as session:
+    with platform.unit_of_work(engine) as session:
         make_user(session, "admin", "ada", password="a-long-password")
-    refresh.run_refresh(engine, _last_order_day(engine))
+    batch.run_refresh(engine, _last_order_day(engine))
     url = engine.url.render_as_string(hide_password=False)
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     at = AppTest.from_file(APP, default_timeout=60)

@@ -6,7 +6,8 @@ import datetime as dt
 import threading
 import time
 
-from ml import refresh
+import batch
+from batch import refresh
 
 
 def _step(name: str, log: list, seconds: float = 0.0, fail: bool = False):
@@ -51,7 +52,7 @@ def test_model_steps_overlap_and_the_report_keeps_step_order(monkeypatch):
         ("Snapshot", _step("_snapshot", log)),
     ))
     progress: list = []
-    report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31), progress=lambda *a: progress.append(a))
+    report = batch.run_refresh(_Engine(), dt.date(2026, 1, 31), progress=lambda *a: progress.append(a))
     assert [s.label for s in report.steps] == ["SLA", "Churn", "CLV", "Health", "Snapshot"]
     assert [s.detail for s in report.steps] == ["_sla done", "_churn done", "_lifetime_value done", "_health done",
                                                 "_snapshot done"]
@@ -77,7 +78,7 @@ def test_a_failing_model_step_never_blocks_the_others(monkeypatch):
         ("Snapshot", _step("_snapshot", log)),
         ("Lifecycle", _step("_lifecycle", log)),
     ))
-    report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
+    report = batch.run_refresh(_Engine(), dt.date(2026, 1, 31))
     assert ("end", "_lifetime_value") in log and ("end", "_health") in log
     assert ("writes", "_snapshot") in log and ("end", "_lifecycle") in log
     statuses = {s.label: (s.status, s.detail) for s in report.steps}
@@ -93,7 +94,7 @@ def test_steps_that_read_a_failed_step_are_skipped_with_that_reason(monkeypatch)
         ("Segments", _step("_segments", log)),
         ("Lifecycle", _step("_lifecycle", log)),
     ))
-    report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
+    report = batch.run_refresh(_Engine(), dt.date(2026, 1, 31))
     assert [(s.status, s.detail) for s in report.steps[1:]] == [
         ("skipped", "skipped: the snapshot step failed")] * 2
     assert ("start", "_segments") not in log
@@ -105,7 +106,7 @@ def test_a_step_that_says_skipped_is_recorded_as_skipped(monkeypatch):
 
     nothing.__name__ = "_clusters"
     monkeypatch.setattr(refresh, "STEPS", (("Clusters", nothing),))
-    report = refresh.run_refresh(_Engine(), dt.date(2026, 1, 31))
+    report = batch.run_refresh(_Engine(), dt.date(2026, 1, 31))
     assert report.steps[0].status == "skipped" and report.status == "ok"
 
 
@@ -117,6 +118,6 @@ def test_sqlite_runs_the_model_steps_one_after_another(monkeypatch):
         class dialect:  # noqa: N801
             name = "sqlite"
 
-    refresh.run_refresh(_SQLite(), dt.date(2026, 1, 31))
+    batch.run_refresh(_SQLite(), dt.date(2026, 1, 31))
     assert [entry[:2] for entry in log] == [("start", "_churn"), ("end", "_churn"), ("start", "_lifetime_value"),
                                             ("end", "_lifetime_value")]

@@ -2,13 +2,11 @@
 
 import pytest
 
-from crm_core.errors import ValidationError
-from crm_core.export import csv_chunks, neutralize
-from crm_core.rule_input import customer_ids, rules_from_rows
+from crm_core import platform, segmentation
 
 
 def test_rows_become_typed_rules():
-    rules = rules_from_rows([
+    rules = segmentation.rules_from_rows([
         {"field": "country", "op": "in", "value": "DE, FR"},
         {"field": "order_count", "op": "ge", "value": "3"},
         {"field": "total_revenue", "op": "between", "value": "100, 250.5"},
@@ -35,26 +33,26 @@ def test_rows_become_typed_rules():
     ({"field": "country", "op": "eq", "value": ""}, "needs a value"),
 ])
 def test_bad_rows_say_what_is_wrong(row, message):
-    with pytest.raises(ValidationError, match=message):
-        rules_from_rows([row])
+    with pytest.raises(platform.ValidationError, match=message):
+        segmentation.rules_from_rows([row])
 
 
 def test_no_conditions_is_refused():
-    with pytest.raises(ValidationError, match="at least one condition"):
-        rules_from_rows([{"field": "", "op": "", "value": ""}])
+    with pytest.raises(platform.ValidationError, match="at least one condition"):
+        segmentation.rules_from_rows([{"field": "", "op": "", "value": ""}])
 
 
 def test_export_neutralizes_formulas():
-    assert neutralize("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert neutralize("-2") == "'-2" and neutralize("@x") == "'@x" and neutralize("\tx") == "'\tx"
-    assert neutralize("Ann") == "Ann" and neutralize(-2) == -2
-    text = "".join(csv_chunks([{"name": "=1+1", "n": 3}] * 3, ["name", "n"]))
+    assert platform.neutralize("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert platform.neutralize("-2") == "'-2" and platform.neutralize("@x") == "'@x" and platform.neutralize("\tx") == "'\tx"
+    assert platform.neutralize("Ann") == "Ann" and platform.neutralize(-2) == -2
+    text = "".join(platform.csv_chunks([{"name": "=1+1", "n": 3}] * 3, ["name", "n"]))
     assert text.splitlines() == ["name,n", "'=1+1,3", "'=1+1,3", "'=1+1,3"]
 
 
 def test_customer_ids_from_text():
-    assert customer_ids("1, 2 3\n4,5") == [1, 2, 3, 4, 5]
-    with pytest.raises(ValidationError, match="whole numbers"):
-        customer_ids("1, two")
-    with pytest.raises(ValidationError, match="at least one"):
-        customer_ids("  ")
+    assert segmentation.customer_ids("1, 2 3\n4,5") == [1, 2, 3, 4, 5]
+    with pytest.raises(platform.ValidationError, match="whole numbers"):
+        segmentation.customer_ids("1, two")
+    with pytest.raises(platform.ValidationError, match="at least one"):
+        segmentation.customer_ids("  ")

@@ -8,9 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import search
-from crm_core.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.search import CustomerQuery
+from crm_core import customers, platform
 from db.models import (
     AuditLog,
     ChurnPrediction,
@@ -72,7 +70,7 @@ def ids(page) -> list[int]:
 
 
 def find(session, people, **fields):
-    return search.search(session, people["admin"], CustomerQuery(**fields), page_size=100)
+    return customers.search_customers(session, people["admin"], customers.CustomerQuery(**fields), page_size=100)
 
 
 def test_typos_in_a_name_still_find_the_customer(session, people):
@@ -158,31 +156,31 @@ def test_sorting_by_whitelisted_columns(session, people):
 
 def test_paging_returns_the_count_and_slices(session, people):
     viewer = people["admin"]
-    query = CustomerQuery(sort="signed_up_at", direction="asc")
-    first = search.search(session, viewer, query, page=1, page_size=3)
-    second = search.search(session, viewer, query, page=2, page_size=3)
+    query = customers.CustomerQuery(sort="signed_up_at", direction="asc")
+    first = customers.search_customers(session, viewer, query, page=1, page_size=3)
+    second = customers.search_customers(session, viewer, query, page=2, page_size=3)
     assert first.total == second.total == 4 and first.pages == 2
     assert ids(first) + ids(second) == [people[n].id for n in ("john", "jane", "johan", "mary")]
-    with pytest.raises(ValidationError, match="Page size"):
-        search.search(session, viewer, query, page_size=0)
+    with pytest.raises(platform.ValidationError, match="Page size"):
+        customers.search_customers(session, viewer, query, page_size=0)
 
 
 def test_text_search_pages_on_both_backends(session, people):
     viewer = people["admin"]
-    query = CustomerQuery(text="jo", sort="name", direction="asc")
-    whole = search.search(session, viewer, query, page_size=100)
-    first = search.search(session, viewer, query, page=1, page_size=1)
+    query = customers.CustomerQuery(text="jo", sort="name", direction="asc")
+    whole = customers.search_customers(session, viewer, query, page_size=100)
+    first = customers.search_customers(session, viewer, query, page=1, page_size=1)
     assert first.total == whole.total >= 2
     assert ids(first) == ids(whole)[:1]
-    beyond = search.search(session, viewer, query, page=99, page_size=1)
+    beyond = customers.search_customers(session, viewer, query, page=99, page_size=1)
     assert beyond.rows == [] and beyond.total == whole.total
 
 
 def test_search_ids_streams_every_match_in_chunks(session, people):
-    chunks = list(search.search_ids(session, people["admin"], CustomerQuery(countries=("DE", "FR", "GB")), batch=2))
+    chunks = list(customers.search_ids(session, people["admin"], customers.CustomerQuery(countries=("DE", "FR", "GB")), batch=2))
     assert [len(c) for c in chunks] == [2, 2]
     assert sorted(sum(chunks, [])) == sorted(people[n].id for n in ("john", "jane", "johan", "mary"))
-    text_chunks = list(search.search_ids(session, people["admin"], CustomerQuery(text="Jonh Smiht"), batch=2))
+    text_chunks = list(customers.search_ids(session, people["admin"], customers.CustomerQuery(text="Jonh Smiht"), batch=2))
     assert people["john"].id in sum(text_chunks, [])
 
 
@@ -198,49 +196,49 @@ def test_search_ids_streams_every_match_in_chunks(session, people):
     ({"text": "x" * 201}, "at most 200"),
 ])
 def test_bad_queries_are_refused_with_a_message(session, people, fields, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         find(session, people, **fields)
 
 
 def test_query_round_trips_through_json_data(session):
-    query = CustomerQuery(text="john", countries=("DE",), signup_from=dt.date(2025, 1, 1), revenue_min=10.0,
+    query = customers.CustomerQuery(text="john", countries=("DE",), signup_from=dt.date(2025, 1, 1), revenue_min=10.0,
                           sort="revenue")
-    assert CustomerQuery.from_dict(query.to_dict()) == query
-    with pytest.raises(ValidationError, match="Unknown search field"):
-        CustomerQuery.from_dict({"txt": "john"})
-    with pytest.raises(ValidationError, match="must be a date"):
-        CustomerQuery.from_dict({"signup_from": "last week"})
+    assert customers.CustomerQuery.from_dict(query.to_dict()) == query
+    with pytest.raises(platform.ValidationError, match="Unknown search field"):
+        customers.CustomerQuery.from_dict({"txt": "john"})
+    with pytest.raises(platform.ValidationError, match="must be a date"):
+        customers.CustomerQuery.from_dict({"signup_from": "last week"})
 
 
 def test_roles_without_customer_access_cannot_search(session, people):
     executive = make_user(session, "executive")
-    with pytest.raises(PermissionDenied):
-        search.search(session, executive, CustomerQuery())
+    with pytest.raises(platform.PermissionDenied):
+        customers.search_customers(session, executive, customers.CustomerQuery())
 
 
 def test_saved_searches_are_per_user_unique_and_audited(session, people):
     analyst = make_user(session, "analyst")
     other = make_user(session, "analyst")
-    query = CustomerQuery(text="smith", countries=("DE",))
-    saved = search.save_search(session, analyst, "  German   Smiths ", query)
+    query = customers.CustomerQuery(text="smith", countries=("DE",))
+    saved = customers.save_search(session, analyst, "  German   Smiths ", query)
     assert saved.name == "German Smiths"
-    with pytest.raises(ValidationError, match="already have a saved search"):
-        search.save_search(session, analyst, "german smiths", CustomerQuery())
-    search.save_search(session, other, "German Smiths", CustomerQuery())  # another user may reuse the name
-    assert [s["name"] for s in search.list_searches(session, analyst)] == ["German Smiths"]
-    loaded = search.load_search(session, analyst, saved.id)
-    assert loaded == search.validate(query)
-    assert ids(search.search(session, analyst, loaded)) == [people["john"].id]
-    with pytest.raises(NotFound):
-        search.load_search(session, other, saved.id)
-    with pytest.raises(ValidationError, match="needs a name"):
-        search.save_search(session, analyst, "   ", query)
+    with pytest.raises(platform.ValidationError, match="already have a saved search"):
+        customers.save_search(session, analyst, "german smiths", customers.CustomerQuery())
+    customers.save_search(session, other, "German Smiths", customers.CustomerQuery())  # another user may reuse the name
+    assert [s["name"] for s in customers.list_searches(session, analyst)] == ["German Smiths"]
+    loaded = customers.load_search(session, analyst, saved.id)
+    assert loaded == customers.validate_query(query)
+    assert ids(customers.search_customers(session, analyst, loaded)) == [people["john"].id]
+    with pytest.raises(platform.NotFound):
+        customers.load_search(session, other, saved.id)
+    with pytest.raises(platform.ValidationError, match="needs a name"):
+        customers.save_search(session, analyst, "   ", query)
 
     version = saved.version
-    search.update_search(session, analyst, saved.id, version, name="Smiths in Germany")
-    with pytest.raises(ConflictError, match="changed by someone else"):
-        search.update_search(session, analyst, saved.id, version, name="Stale edit")
-    search.delete_search(session, analyst, saved.id)
+    customers.update_search(session, analyst, saved.id, version, name="Smiths in Germany")
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+        customers.update_search(session, analyst, saved.id, version, name="Stale edit")
+    customers.delete_search(session, analyst, saved.id)
     assert session.scalar(select(func.count()).select_from(SavedSearch).where(SavedSearch.user_id == analyst.id)) == 0
     actions = session.scalars(select(AuditLog.action).where(AuditLog.entity_type == "saved_search",
                                                             AuditLog.actor_id == analyst.id).order_by(AuditLog.id))
@@ -248,6 +246,6 @@ def test_saved_searches_are_per_user_unique_and_audited(session, people):
 
 
 def test_filter_options_list_segments_and_countries(session, people):
-    options = search.filter_options(session, people["admin"])
+    options = customers.search_filter_options(session, people["admin"])
     assert options["segments"] == [{"id": people["vip"].id, "name": "VIP", "kind": "static"}]
     assert options["countries"] == ["DE", "FR", "GB"]

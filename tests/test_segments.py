@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import segments
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
+from crm_core import platform, segmentation
+from crm_core.segmentation import segments
 from db.models import (
     AuditLog,
     Customer,
@@ -70,7 +70,7 @@ def people(session) -> dict[str, int]:
 
 def matching(session, people, rules, as_of=AS_OF) -> set[str]:
     names = {v: k for k, v in people.items()}
-    return {names[i] for i in session.scalars(segments.matching_ids_query(rules, as_of))}
+    return {names[i] for i in session.scalars(segmentation.matching_ids_query(rules, as_of))}
 
 
 def cond(field, op, value=None):
@@ -170,18 +170,18 @@ def test_operator_selects_exactly_the_right_customers(session, people, field, op
 
 def test_every_field_operator_pair_compiles():
     samples = {"string": "x", "enum": None, "number": 1, "date": "2026-01-01", "boolean": True}
-    for name, spec in segments.FIELDS.items():
+    for name, spec in segmentation.RULE_FIELDS.items():
         for op in spec.operators:
             value = spec.choices[0] if spec.type == "enum" else samples[spec.type]
-            if op in segments.NO_VALUE_OPERATORS:
+            if op in segmentation.NO_VALUE_OPERATORS:
                 value = None
             elif op == "within_last_days":
                 value = 7
             elif op == "between":
                 value = [value, value]
-            elif op in segments.LIST_OPERATORS:
+            elif op in segmentation.LIST_OPERATORS:
                 value = [value]
-            segments.compile_rules(cond(name, op, value), AS_OF)
+            segmentation.compile_rules(cond(name, op, value), AS_OF)
 
 
 def test_age_is_relative_to_as_of(session, people):
@@ -261,22 +261,22 @@ INVALID_CASES = [
 
 @pytest.mark.parametrize(("rules", "message"), INVALID_CASES, ids=[m for _, m in INVALID_CASES])
 def test_invalid_rules_are_refused_with_a_useful_message(rules, message):
-    with pytest.raises(ValidationError) as excinfo:
-        segments.parse_rules(rules)
+    with pytest.raises(platform.ValidationError) as excinfo:
+        segmentation.parse_rules(rules)
     assert message in str(excinfo.value)
-    with pytest.raises(ValidationError):
-        segments.compile_rules(rules, AS_OF)
+    with pytest.raises(platform.ValidationError):
+        segmentation.compile_rules(rules, AS_OF)
 
 
 def test_error_message_names_the_path_of_the_condition():
     rules = {"all": [cond("country", "eq", "DE"), {"any": [cond("age", "ge", 3), {"field": "city", "op": "gt",
                                                                                    "value": "A"}]}]}
-    with pytest.raises(ValidationError, match=r"rules\.all\[1\]\.any\[1\] \(field 'city'\)"):
-        segments.parse_rules(rules)
+    with pytest.raises(platform.ValidationError, match=r"rules\.all\[1\]\.any\[1\] \(field 'city'\)"):
+        segmentation.parse_rules(rules)
 
 
 def test_five_levels_are_allowed():
-    segments.parse_rules(_deep(5))
+    segmentation.parse_rules(_deep(5))
 
 
 INJECTIONS = ["x' OR '1'='1", "1; DROP TABLE customers", "'; DROP TABLE customers; --", "DE' --"]
@@ -293,23 +293,23 @@ def test_injection_in_a_value_is_just_a_value(session, people, value):
 
 @pytest.mark.parametrize("field", ["country; DROP TABLE customers", "country' OR '1'='1", "customers.id"])
 def test_injection_as_a_field_name_is_refused(session, people, field):
-    with pytest.raises(ValidationError, match="unknown field"):
-        segments.matching_ids_query(cond(field, "eq", "DE"), AS_OF)
+    with pytest.raises(platform.ValidationError, match="unknown field"):
+        segmentation.matching_ids_query(cond(field, "eq", "DE"), AS_OF)
     assert session.scalar(select(func.count()).select_from(Customer)) == 6
 
 
 def test_preview_counts_and_samples(session, people):
     analyst = make_user(session, "analyst")
-    result = segments.preview(session, analyst, cond("order_count", "ge", 2), AS_OF)
+    result = segmentation.preview_rules(session, analyst, cond("order_count", "ge", 2), AS_OF)
     assert result["count"] == 3
     assert [r["name"].split()[0] for r in result["sample"]] == ["Anna", "Ben", "Fay"]
     first = result["sample"][0]
     assert set(first) == {"id", "name", "email", "country", "order_count", "total_revenue"}
     assert (first["country"], first["order_count"], first["total_revenue"]) == ("DE", 10, Decimal("1000.00"))
-    limited = segments.preview(session, analyst, cond("order_count", "ge", 2), AS_OF, sample=1)
+    limited = segmentation.preview_rules(session, analyst, cond("order_count", "ge", 2), AS_OF, sample=1)
     assert limited["count"] == 3 and len(limited["sample"]) == 1
-    with pytest.raises(PermissionDenied):
-        segments.preview(session, make_user(session, "support_agent"), cond("order_count", "ge", 2), AS_OF)
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.preview_rules(session, make_user(session, "support_agent"), cond("order_count", "ge", 2), AS_OF)
 
 
 # --------------------------------------------------------------------------- CRUD
@@ -317,65 +317,65 @@ def test_preview_counts_and_samples(session, people):
 
 def test_create_segment_validates_and_audits(session):
     analyst = make_user(session, "analyst")
-    seg = segments.create_segment(session, analyst, "  Big   spenders ", "value_based", "dynamic",
+    seg = segmentation.create_segment(session, analyst, "  Big   spenders ", "value_based", "dynamic",
                                   rules=json.dumps(cond("total_revenue", "ge", 500)), priority=10)
     assert seg.name == "Big spenders" and seg.rules == cond("total_revenue", "ge", 500) and seg.version == 1
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "segment.create"))
     assert entry.entity_id == str(seg.id) and entry.actor_username == analyst.username
     assert entry.after["name"] == "Big spenders"
 
-    with pytest.raises(ValidationError, match="already a segment named"):
-        segments.create_segment(session, analyst, "big spenders", "custom", "static")
-    with pytest.raises(ValidationError, match="dynamic segment needs rules"):
-        segments.create_segment(session, analyst, "No rules", "custom", "dynamic")
-    with pytest.raises(ValidationError, match="static segment has no rules"):
-        segments.create_segment(session, analyst, "Static", "custom", "static", rules=cond("age", "ge", 1))
-    with pytest.raises(ValidationError, match="unknown field"):
-        segments.create_segment(session, analyst, "Bad", "custom", "dynamic", rules=cond("nope", "eq", 1))
-    with pytest.raises(ValidationError, match="Unknown segment type"):
-        segments.create_segment(session, analyst, "Bad", "weird", "static")
-    with pytest.raises(ValidationError, match="Unknown segment kind"):
-        segments.create_segment(session, analyst, "Bad", "custom", "sometimes")
-    with pytest.raises(ValidationError, match="priority"):
-        segments.create_segment(session, analyst, "Bad", "custom", "static", priority="high")
-    with pytest.raises(ValidationError, match="needs a name"):
-        segments.create_segment(session, analyst, "  ", "custom", "static")
+    with pytest.raises(platform.ValidationError, match="already a segment named"):
+        segmentation.create_segment(session, analyst, "big spenders", "custom", "static")
+    with pytest.raises(platform.ValidationError, match="dynamic segment needs rules"):
+        segmentation.create_segment(session, analyst, "No rules", "custom", "dynamic")
+    with pytest.raises(platform.ValidationError, match="static segment has no rules"):
+        segmentation.create_segment(session, analyst, "Static", "custom", "static", rules=cond("age", "ge", 1))
+    with pytest.raises(platform.ValidationError, match="unknown field"):
+        segmentation.create_segment(session, analyst, "Bad", "custom", "dynamic", rules=cond("nope", "eq", 1))
+    with pytest.raises(platform.ValidationError, match="Unknown segment type"):
+        segmentation.create_segment(session, analyst, "Bad", "weird", "static")
+    with pytest.raises(platform.ValidationError, match="Unknown segment kind"):
+        segmentation.create_segment(session, analyst, "Bad", "custom", "sometimes")
+    with pytest.raises(platform.ValidationError, match="priority"):
+        segmentation.create_segment(session, analyst, "Bad", "custom", "static", priority="high")
+    with pytest.raises(platform.ValidationError, match="needs a name"):
+        segmentation.create_segment(session, analyst, "  ", "custom", "static")
     # model segments (RFM, clusters) are dynamic without rules
-    assert segments.create_segment(session, analyst, "Champions", "rfm", "dynamic").rules is None
+    assert segmentation.create_segment(session, analyst, "Champions", "rfm", "dynamic").rules is None
 
 
 @pytest.mark.parametrize("role", ["support_agent", "executive", "success_manager"])
 def test_roles_without_segments_manage_cannot_change_segments(session, role):
     analyst = make_user(session, "analyst")
-    seg = segments.create_segment(session, analyst, "Mine", "custom", "static")
+    seg = segmentation.create_segment(session, analyst, "Mine", "custom", "static")
     other = make_user(session, role)
-    with pytest.raises(PermissionDenied):
-        segments.create_segment(session, other, "Theirs", "custom", "static")
-    with pytest.raises(PermissionDenied):
-        segments.update_segment(session, other, seg.id, seg.version, priority=1)
-    with pytest.raises(PermissionDenied):
-        segments.set_active(session, other, seg.id, False)
-    with pytest.raises(PermissionDenied):
-        segments.add_members(session, other, seg.id, [])
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.create_segment(session, other, "Theirs", "custom", "static")
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.update_segment(session, other, seg.id, seg.version, priority=1)
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.set_segment_active(session, other, seg.id, False)
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.add_members(session, other, seg.id, [])
 
 
 def test_update_segment_with_optimistic_locking(session):
     admin = make_user(session, "admin")
-    seg = segments.create_segment(session, admin, "Germans", "geographic", "dynamic", rules=cond("country", "eq", "DE"))
-    segments.update_segment(session, admin, seg.id, 1, rules=cond("country", "in", ["DE", "AT"]), priority=5)
+    seg = segmentation.create_segment(session, admin, "Germans", "geographic", "dynamic", rules=cond("country", "eq", "DE"))
+    segmentation.update_segment(session, admin, seg.id, 1, rules=cond("country", "in", ["DE", "AT"]), priority=5)
     assert seg.version == 2 and seg.priority == 5 and seg.rules == cond("country", "in", ["DE", "AT"])
     entry = session.scalar(select(AuditLog).where(AuditLog.action == "segment.update"))
     assert entry.before == {"rules": cond("country", "eq", "DE"), "priority": 100}
     assert entry.after["priority"] == 5
-    with pytest.raises(ConflictError, match="changed by someone else"):
-        segments.update_segment(session, admin, seg.id, 1, priority=7)
-    with pytest.raises(ValidationError, match="Cannot change kind"):
-        segments.update_segment(session, admin, seg.id, 2, kind="static")
-    with pytest.raises(ValidationError, match="not allowed for this enum field"):
-        segments.update_segment(session, admin, seg.id, 2, rules=cond("gender", "gt", "male"))
-    with pytest.raises(ConflictError):
-        segments.set_active(session, admin, seg.id, False, expected_version=1)
-    segments.set_active(session, admin, seg.id, False, expected_version=2)
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+        segmentation.update_segment(session, admin, seg.id, 1, priority=7)
+    with pytest.raises(platform.ValidationError, match="Cannot change kind"):
+        segmentation.update_segment(session, admin, seg.id, 2, kind="static")
+    with pytest.raises(platform.ValidationError, match="not allowed for this enum field"):
+        segmentation.update_segment(session, admin, seg.id, 2, rules=cond("gender", "gt", "male"))
+    with pytest.raises(platform.ConflictError):
+        segmentation.set_segment_active(session, admin, seg.id, False, expected_version=1)
+    segmentation.set_segment_active(session, admin, seg.id, False, expected_version=2)
     assert seg.is_active is False
     assert session.scalar(select(AuditLog.action).where(AuditLog.action == "segment.deactivate"))
 
@@ -395,29 +395,29 @@ def _rows(session, segment_id, customer_id):
 
 def test_refresh_enters_leaves_and_reenters(session, people):
     admin = make_user(session, "admin")
-    seg = segments.create_segment(session, admin, "Germans", "geographic", "dynamic", rules=cond("country", "eq", "DE"))
-    paused = segments.create_segment(session, admin, "Paused", "custom", "dynamic", rules=cond("age", "ge", 0))
-    segments.set_active(session, admin, paused.id, False)
+    seg = segmentation.create_segment(session, admin, "Germans", "geographic", "dynamic", rules=cond("country", "eq", "DE"))
+    paused = segmentation.create_segment(session, admin, "Paused", "custom", "dynamic", rules=cond("age", "ge", 0))
+    segmentation.set_segment_active(session, admin, paused.id, False)
     anna = session.get(Customer, people["Anna"])
     t1, t2, t3 = T0, T0 + dt.timedelta(days=1), T0 + dt.timedelta(days=2)
 
-    assert segments.refresh_memberships(session, AS_OF, now=t1) == {"Germans": {"entered": 1, "left": 0, "members": 1}}
+    assert segmentation.refresh_memberships(session, AS_OF, now=t1) == {"Germans": {"entered": 1, "left": 0, "members": 1}}
     assert _rows(session, seg.id, anna.id) == [(True, t1, None, "auto")]
 
     anna.country_code = "FR"
     ben = session.get(Customer, people["Ben"])
     ben.country_code = "DE"
-    assert segments.refresh_memberships(session, AS_OF, now=t2)["Germans"] == {"entered": 1, "left": 1, "members": 1}
+    assert segmentation.refresh_memberships(session, AS_OF, now=t2)["Germans"] == {"entered": 1, "left": 1, "members": 1}
     assert _rows(session, seg.id, anna.id) == [(False, t1, t2, "auto")]
 
     anna.country_code = "DE"
-    assert segments.refresh_memberships(session, AS_OF, now=t3)["Germans"] == {"entered": 1, "left": 0, "members": 2}
+    assert segmentation.refresh_memberships(session, AS_OF, now=t3)["Germans"] == {"entered": 1, "left": 0, "members": 2}
     assert _rows(session, seg.id, anna.id) == [(False, t1, t2, "auto"), (True, t3, None, "auto")]
     # nothing changed: nothing moves
-    assert segments.refresh_memberships(session, AS_OF, now=t3)["Germans"] == {"entered": 0, "left": 0, "members": 2}
+    assert segmentation.refresh_memberships(session, AS_OF, now=t3)["Germans"] == {"entered": 0, "left": 0, "members": 2}
     # merged customers leave
     ben.status = "merged"
-    assert segments.refresh_memberships(session, AS_OF, now=t3, segment_ids=[seg.id]) == {
+    assert segmentation.refresh_memberships(session, AS_OF, now=t3, segment_ids=[seg.id]) == {
         "Germans": {"entered": 0, "left": 1, "members": 1}}
 
     session.refresh(seg)
@@ -428,39 +428,39 @@ def test_refresh_enters_leaves_and_reenters(session, people):
 
 def test_static_add_and_remove_keep_history(session, people):
     analyst = make_user(session, "analyst")
-    seg = segments.create_segment(session, analyst, "VIP list", "custom", "static")
+    seg = segmentation.create_segment(session, analyst, "VIP list", "custom", "static")
     t1, t2, t3 = T0, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=2)
-    assert segments.add_members(session, analyst, seg.id, [people["Anna"], people["Ben"], people["Anna"]], now=t1) == 2
-    assert segments.add_members(session, analyst, seg.id, [people["Anna"]], now=t1) == 0
-    assert segments.remove_members(session, analyst, seg.id, [people["Anna"]], now=t2) == 1
-    assert segments.remove_members(session, analyst, seg.id, [people["Anna"]], now=t2) == 0
+    assert segmentation.add_members(session, analyst, seg.id, [people["Anna"], people["Ben"], people["Anna"]], now=t1) == 2
+    assert segmentation.add_members(session, analyst, seg.id, [people["Anna"]], now=t1) == 0
+    assert segmentation.remove_members(session, analyst, seg.id, [people["Anna"]], now=t2) == 1
+    assert segmentation.remove_members(session, analyst, seg.id, [people["Anna"]], now=t2) == 0
     assert _rows(session, seg.id, people["Anna"]) == [(False, t1, t2, "manual")]
-    assert segments.add_members(session, analyst, seg.id, [people["Anna"]], now=t3) == 1
+    assert segmentation.add_members(session, analyst, seg.id, [people["Anna"]], now=t3) == 1
     assert _rows(session, seg.id, people["Anna"]) == [(False, t1, t2, "manual"), (True, t3, None, "manual")]
     actions = session.scalars(select(AuditLog.action).where(AuditLog.entity_type == "segment")
                               .order_by(AuditLog.id)).all()
     assert actions.count("segment.add_members") == 3 and actions.count("segment.remove_members") == 2
 
-    with pytest.raises(ValidationError, match="id 999999"):
-        segments.add_members(session, analyst, seg.id, [people["Cleo"], 999999])
-    with pytest.raises(ValidationError, match="merged or erased"):
-        segments.add_members(session, analyst, seg.id, [people["Gone"]])
-    with pytest.raises(ValidationError, match="list of customer ids"):
-        segments.add_members(session, analyst, seg.id, "12")
-    dynamic = segments.create_segment(session, analyst, "Dyn", "custom", "dynamic", rules=cond("age", "ge", 1))
-    with pytest.raises(ValidationError, match="is dynamic"):
-        segments.add_members(session, analyst, dynamic.id, [people["Anna"]])
+    with pytest.raises(platform.ValidationError, match="id 999999"):
+        segmentation.add_members(session, analyst, seg.id, [people["Cleo"], 999999])
+    with pytest.raises(platform.ValidationError, match="merged or erased"):
+        segmentation.add_members(session, analyst, seg.id, [people["Gone"]])
+    with pytest.raises(platform.ValidationError, match="list of customer ids"):
+        segmentation.add_members(session, analyst, seg.id, "12")
+    dynamic = segmentation.create_segment(session, analyst, "Dyn", "custom", "dynamic", rules=cond("age", "ge", 1))
+    with pytest.raises(platform.ValidationError, match="is dynamic"):
+        segmentation.add_members(session, analyst, dynamic.id, [people["Anna"]])
     # a static segment is never touched by the refresh
-    assert "VIP list" not in segments.refresh_memberships(session, AS_OF, now=t3)
+    assert "VIP list" not in segmentation.refresh_memberships(session, AS_OF, now=t3)
 
 
 def test_replace_model_memberships(session, people):
     admin = make_user(session, "admin")
-    seg = segments.create_segment(session, admin, "Champions", "rfm", "dynamic")
+    seg = segmentation.create_segment(session, admin, "Champions", "rfm", "dynamic")
     t1, t2 = T0, T0 + dt.timedelta(days=1)
-    assert segments.replace_model_memberships(session, seg.id, [(people["Anna"], 0.9), (people["Ben"], 0.5)], t1) == {
+    assert segmentation.replace_model_memberships(session, seg.id, [(people["Anna"], 0.9), (people["Ben"], 0.5)], t1) == {
         "entered": 2, "left": 0, "members": 2}
-    assert segments.replace_model_memberships(session, seg.id, [(people["Ben"], 0.7), (people["Dan"], 1.0)], t2) == {
+    assert segmentation.replace_model_memberships(session, seg.id, [(people["Ben"], 0.7), (people["Dan"], 1.0)], t2) == {
         "entered": 1, "left": 1, "members": 2}
     confidences = dict(session.execute(
         select(CustomerSegmentMembership.customer_id, CustomerSegmentMembership.confidence)
@@ -468,9 +468,9 @@ def test_replace_model_memberships(session, people):
     ).all())
     assert confidences == {people["Ben"]: 0.7, people["Dan"]: 1.0}
     assert _rows(session, seg.id, people["Anna"]) == [(False, t1, t2, "auto")]
-    assert "Champions" not in segments.refresh_memberships(session, AS_OF, now=t2)
-    with pytest.raises(ValidationError, match="between 0 and 1"):
-        segments.replace_model_memberships(session, seg.id, [(people["Ben"], 1.5)], t2)
+    assert "Champions" not in segmentation.refresh_memberships(session, AS_OF, now=t2)
+    with pytest.raises(platform.ValidationError, match="between 0 and 1"):
+        segmentation.replace_model_memberships(session, seg.id, [(people["Ben"], 1.5)], t2)
 
 
 @pytest.mark.parametrize("staged_over", [0, 10_000], ids=["staged", "per-row"])
@@ -478,10 +478,10 @@ def test_replace_model_memberships_large_changes_go_through_a_staged_table(sessi
     """Model refreshes move most confidences: above the threshold the updates are one UPDATE ... FROM."""
     monkeypatch.setattr(segments, "STAGE_UPDATES_OVER", staged_over)
     admin = make_user(session, "admin")
-    seg = segments.create_segment(session, admin, "Cluster 1", "cluster", "static")
+    seg = segmentation.create_segment(session, admin, "Cluster 1", "cluster", "static")
     t1, t2 = T0, T0 + dt.timedelta(days=1)
-    segments.replace_model_memberships(session, seg.id, [(people[n], 0.5) for n in ("Anna", "Ben", "Cleo")], t1)
-    result = segments.replace_model_memberships(session, seg.id, [(people["Ben"], 0.8), (people["Cleo"], 0.5),
+    segmentation.replace_model_memberships(session, seg.id, [(people[n], 0.5) for n in ("Anna", "Ben", "Cleo")], t1)
+    result = segmentation.replace_model_memberships(session, seg.id, [(people["Ben"], 0.8), (people["Cleo"], 0.5),
                                                                   (people["Dan"], 0.25)], t2)
     assert result == {"entered": 1, "left": 1, "members": 3}
     active = dict(session.execute(
@@ -498,17 +498,17 @@ def test_replace_model_memberships_large_changes_go_through_a_staged_table(sessi
 @pytest.fixture
 def two_segments(session, people):
     analyst = make_user(session, "analyst")
-    a = segments.create_segment(session, analyst, "A", "custom", "static", priority=1)
-    b = segments.create_segment(session, analyst, "B", "custom", "static", priority=2)
-    segments.add_members(session, analyst, a.id, [people[n] for n in ("Anna", "Ben", "Dan", "Fay")], now=T0)
-    segments.add_members(session, analyst, b.id, [people[n] for n in ("Ben", "Dan", "Cleo")], now=T0)
+    a = segmentation.create_segment(session, analyst, "A", "custom", "static", priority=1)
+    b = segmentation.create_segment(session, analyst, "B", "custom", "static", priority=2)
+    segmentation.add_members(session, analyst, a.id, [people[n] for n in ("Anna", "Ben", "Dan", "Fay")], now=T0)
+    segmentation.add_members(session, analyst, b.id, [people[n] for n in ("Ben", "Dan", "Cleo")], now=T0)
     return analyst, a, b
 
 
 def test_list_segments(session, people, two_segments):
     _, a, b = two_segments
     executive = make_user(session, "executive")
-    listed = segments.list_segments(session, executive)
+    listed = segmentation.list_segments(session, executive)
     assert [s["name"] for s in listed] == ["A", "B"]
     assert {"name", "type", "kind", "members", "priority"} <= set(listed[0])
     assert {k: listed[0][k] for k in ("name", "type", "kind", "members", "priority")} == {
@@ -518,18 +518,18 @@ def test_list_segments(session, people, two_segments):
     assert listed[1]["revenue_share"] == round(150.5 / total, 4)
     assert listed[1]["members"] == 3 and listed[1]["active"] is True
     json.dumps([{k: s[k] for k in ("name", "type", "kind", "members", "priority")} for s in listed])
-    with pytest.raises(PermissionDenied):
-        segments.list_segments(session, make_user(session, "support_agent"))
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.list_segments(session, make_user(session, "support_agent"))
 
 
 def test_size_history(session, people):
     analyst = make_user(session, "analyst")
-    seg = segments.create_segment(session, analyst, "History", "custom", "static")
-    segments.add_members(session, analyst, seg.id, [people["Anna"]], now=dt.datetime(2025, 11, 15))
-    segments.add_members(session, analyst, seg.id, [people["Ben"]], now=dt.datetime(2025, 12, 10))
-    segments.remove_members(session, analyst, seg.id, [people["Anna"]], now=dt.datetime(2026, 1, 20))
-    segments.add_members(session, analyst, seg.id, [people["Dan"]], now=dt.datetime(2026, 1, 31, 23, 59))
-    history = segments.size_history(session, analyst, seg.id, months=5, as_of=dt.date(2026, 2, 15))
+    seg = segmentation.create_segment(session, analyst, "History", "custom", "static")
+    segmentation.add_members(session, analyst, seg.id, [people["Anna"]], now=dt.datetime(2025, 11, 15))
+    segmentation.add_members(session, analyst, seg.id, [people["Ben"]], now=dt.datetime(2025, 12, 10))
+    segmentation.remove_members(session, analyst, seg.id, [people["Anna"]], now=dt.datetime(2026, 1, 20))
+    segmentation.add_members(session, analyst, seg.id, [people["Dan"]], now=dt.datetime(2026, 1, 31, 23, 59))
+    history = segmentation.segment_size_history(session, analyst, seg.id, months=5, as_of=dt.date(2026, 2, 15))
     assert history == [
         {"month": "2025-10", "members": 0},
         {"month": "2025-11", "members": 1},
@@ -537,35 +537,35 @@ def test_size_history(session, people):
         {"month": "2026-01", "members": 2},
         {"month": "2026-02", "members": 2},
     ]
-    assert len(segments.size_history(session, analyst, seg.id)) == 12
-    with pytest.raises(ValidationError):
-        segments.size_history(session, analyst, seg.id, months=0)
+    assert len(segmentation.segment_size_history(session, analyst, seg.id)) == 12
+    with pytest.raises(platform.ValidationError):
+        segmentation.segment_size_history(session, analyst, seg.id, months=0)
 
 
 def test_members_pagination_sort_and_export(session, people, two_segments):
     analyst, a, _ = two_segments
-    first = segments.members(session, analyst, a.id, page=1, page_size=3, sort_by="total_revenue", descending=True)
-    second = segments.members(session, analyst, a.id, page=2, page_size=3, sort_by="total_revenue", descending=True)
+    first = segmentation.segment_members(session, analyst, a.id, page=1, page_size=3, sort_by="total_revenue", descending=True)
+    second = segmentation.segment_members(session, analyst, a.id, page=2, page_size=3, sort_by="total_revenue", descending=True)
     assert first.total == 4 and first.pages == 2
     assert [r["name"].split()[0] for r in first.rows + second.rows] == ["Anna", "Fay", "Ben", "Dan"]
-    by_recency = segments.members(session, analyst, a.id, page_size=10, sort_by="days_since_last_order",
+    by_recency = segmentation.segment_members(session, analyst, a.id, page_size=10, sort_by="days_since_last_order",
                                   descending=False)
     assert [r["name"].split()[0] for r in by_recency.rows] == ["Anna", "Fay", "Ben", "Dan"]  # no value last
-    latest_first = segments.members(session, analyst, a.id, page_size=10, sort_by="days_since_last_order")
+    latest_first = segmentation.segment_members(session, analyst, a.id, page_size=10, sort_by="days_since_last_order")
     assert [r["name"].split()[0] for r in latest_first.rows] == ["Ben", "Fay", "Anna", "Dan"]
     assert first.rows[0]["loyalty_tier"] == "gold" and first.rows[0]["lifecycle_stage"] == "champion"
-    with pytest.raises(ValidationError, match="Cannot sort by 'password'"):
-        segments.members(session, analyst, a.id, sort_by="password")
+    with pytest.raises(platform.ValidationError, match="Cannot sort by 'password'"):
+        segmentation.segment_members(session, analyst, a.id, sort_by="password")
 
-    exported = list(segments.iter_member_rows(session, analyst, a.id, batch=2))
+    exported = list(segmentation.iter_member_rows(session, analyst, a.id, batch=2))
     assert [r["id"] for r in exported] == sorted(people[n] for n in ("Anna", "Ben", "Dan", "Fay"))
-    with pytest.raises(PermissionDenied):
-        segments.iter_member_rows(session, make_user(session, "support_agent"), a.id)
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.iter_member_rows(session, make_user(session, "support_agent"), a.id)
 
 
 def test_profile_and_compare(session, people, two_segments):
     analyst, a, b = two_segments
-    prof = segments.profile(session, analyst, b.id)
+    prof = segmentation.segment_profile(session, analyst, b.id)
     assert prof["members"]["customers"] == 3 and prof["base"]["customers"] == 5
     assert {d["value"]: d["count"] for d in prof["members"]["country"]} == {"FR": 1, "US": 1, "(none)": 1}
     assert {d["value"]: d["count"] for d in prof["base"]["loyalty_tier"]} == {
@@ -574,7 +574,7 @@ def test_profile_and_compare(session, people, two_segments):
     assert prof["base"]["averages"]["total_revenue"] == round(1650.5 / 4, 2)
     assert prof["base"]["lifecycle_stage"][0]["share"] == 0.4  # "(none)": Cleo and Fay
 
-    result = segments.compare(session, analyst, a.id, b.id)
+    result = segmentation.compare_segments(session, analyst, a.id, b.id)
     assert (result["a"]["members"], result["b"]["members"], result["overlap"]) == (4, 3, 2)
     assert (result["only_a"], result["only_b"], result["jaccard"]) == (2, 1, 0.4)
     assert result["profiles"]["a"]["customers"] == 4
@@ -582,17 +582,17 @@ def test_profile_and_compare(session, people, two_segments):
 
 
 def test_unknown_segment_is_not_found(session):
-    from crm_core.errors import NotFound
+    from crm_core import platform
 
     analyst = make_user(session, "analyst")
-    with pytest.raises(NotFound):
-        segments.members(session, analyst, 12345)
-    with pytest.raises(NotFound):
-        segments.update_segment(session, analyst, 12345, 1, priority=1)
+    with pytest.raises(platform.NotFound):
+        segmentation.segment_members(session, analyst, 12345)
+    with pytest.raises(platform.NotFound):
+        segmentation.update_segment(session, analyst, 12345, 1, priority=1)
 
 
 def test_field_catalogue_lists_operators_and_choices():
-    catalogue = {f["name"]: f for f in segments.field_catalogue()}
+    catalogue = {f["name"]: f for f in segmentation.field_catalogue()}
     assert catalogue["loyalty_tier"]["choices"] == ["bronze", "silver", "gold", "platinum", "diamond"]
     assert [o["op"] for o in catalogue["email_opt_in"]["operators"]] == ["eq", "ne"]
     assert "within_last_days" in [o["op"] for o in catalogue["signup_date"]["operators"]]

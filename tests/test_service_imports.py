@@ -10,9 +10,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import service_imports, sla, tickets
-from crm_core.errors import PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core import imports, platform, service
+from crm_core.imports import helpdesk
 from db.engine import session_factory
 from db.models import (
     AuditLog,
@@ -63,7 +62,7 @@ def people(session) -> dict:
 
 def run(session, kind: str, data: str, **options):
     options.setdefault("now", NOW)
-    return service_imports.import_service_file(session, SYSTEM, kind, io.BytesIO(data.encode()),
+    return imports.import_service_file(session, platform.SYSTEM, kind, io.BytesIO(data.encode()),
                                                file_name=f"{kind}.csv", **options)
 
 
@@ -117,12 +116,12 @@ def test_tickets_import_with_bad_rows_twice(session, tmp_path):
 
     # No SLA storm: new policies, the SLA check and an edit leave the old open ticket without due times.
     make_policies(session)
-    sla.check_now(session, SYSTEM, NOW)
+    service.check_sla_now(session, platform.SYSTEM, NOW)
     assert session.scalar(select(func.count()).select_from(SlaBreach)) == 0
     old = imported["ZD-3"]
     session.refresh(old)
-    tickets.update_ticket(session, SYSTEM, old.id, old.version, now=NOW, priority="critical")
-    sla.check_now(session, SYSTEM, NOW)
+    service.update_ticket(session, platform.SYSTEM, old.id, old.version, now=NOW, priority="critical")
+    service.check_sla_now(session, platform.SYSTEM, NOW)
     session.refresh(old)
     assert (old.priority, old.sla_id, old.resolution_due_at) == ("critical", None, None)
     assert session.scalar(select(func.count()).select_from(SlaBreach)) == 0
@@ -178,35 +177,35 @@ def test_mapping_json_and_missing_columns(session):
     people(session)
     data = json.dumps([{"Nachricht": "x1", "Kunde": "C-1", "Kanal": "email", "Gesendet": "2024-03-01"}])
     mapping = {"Nachricht": "message_id", "Kunde": "customer_external_id", "Kanal": "channel", "Gesendet": "sent_at"}
-    report = service_imports.import_service_file(session, SYSTEM, "communications", io.BytesIO(data.encode()),
+    report = imports.import_service_file(session, platform.SYSTEM, "communications", io.BytesIO(data.encode()),
                                                  file_name="log.json", mapping=mapping, now=NOW)
     assert report.created == 1
-    with pytest.raises(ValidationError, match="needs a column for Ticket id and Created at"):
+    with pytest.raises(platform.ValidationError, match="needs a column for Ticket id and Created at"):
         run(session, "tickets", "id_x,customer_email\n1,a@example.com\n")
-    with pytest.raises(ValidationError, match="needs a column for the customer"):
+    with pytest.raises(platform.ValidationError, match="needs a column for the customer"):
         run(session, "tickets", "ticket_id,created_at\n1,2024-01-01\n")
-    with pytest.raises(ValidationError, match="is empty"):
+    with pytest.raises(platform.ValidationError, match="is empty"):
         run(session, "tickets", "")
-    assert service_imports.default_mapping("tickets", ["Id", "Requester email", "Created", "Via"]) == {
+    assert imports.default_service_mapping("tickets", ["Id", "Requester email", "Created", "Via"]) == {
         "Id": "ticket_id", "Requester email": "customer_email", "Created": "created_at", "Via": "channel"}
 
 
 def test_preview_and_permissions_and_rollback(engine, monkeypatch):
     factory = session_factory(engine)
-    _, rows = service_imports.preview("tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv", limit=5, now=NOW)
+    _, rows = imports.preview_service_file("tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv", limit=5, now=NOW)
     assert [(r.row, r.status) for r in rows] == [(2, "ok"), (3, "ok"), (4, "ok"), (5, "invalid"), (6, "ok")]
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         people(s)
         agent = make_user(s, "support_agent")
-        with pytest.raises(PermissionDenied):
-            service_imports.import_service_file(s, agent, "tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv")
+        with pytest.raises(platform.PermissionDenied):
+            imports.import_service_file(s, agent, "tickets", io.BytesIO(TICKETS.encode()), file_name="t.csv")
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(service_imports, "finish_run", broken)
-    with pytest.raises(RuntimeError), unit_of_work(factory) as s:
+    monkeypatch.setattr(helpdesk, "finish_run", broken)
+    with pytest.raises(RuntimeError), platform.unit_of_work(factory) as s:
         run(s, "tickets", TICKETS)
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         assert s.scalar(select(func.count()).select_from(SupportTicket)) == 0
         assert s.scalar(select(func.count()).select_from(SupportTicketEvent)) == 0

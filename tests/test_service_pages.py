@@ -6,9 +6,8 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from crm_core import sla, tickets
-from crm_core.service import SYSTEM
-from db.engine import make_engine, session_scope
+from crm_core import platform, service
+from db.engine import make_engine
 from db.models import Customer, ServiceLevelAgreement, SupportTicket, SupportTicketResponse, SurveyResponse, User
 
 from .apptest_support import open_page, titles
@@ -31,7 +30,7 @@ def _errors(at):
 def test_support_queue_lists_tickets_and_creates_one(app, app_db):
     engine = make_engine(app_db)
     _a_ticket(engine, "Tracking link broken")  # at least one open ticket, whatever the simulation produced
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         customer = s.scalars(select(Customer).where(Customer.email.is_not(None)).order_by(Customer.id)).first()
         email, name = customer.email, f"{customer.first_name} {customer.last_name}"
         open_team = s.scalar(select(func.count()).select_from(SupportTicket)
@@ -59,7 +58,7 @@ def test_support_queue_lists_tickets_and_creates_one(app, app_db):
     at = _click(at, "Create ticket")
     assert not at.exception and not _errors(at)
     assert any("created for" in s.value for s in at.success)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         saved = s.scalars(select(SupportTicket).where(SupportTicket.subject == "Wrong size delivered")).one()
         assert (saved.customer_id, saved.priority, saved.category, saved.status) == (customer.id, "high", "returns", "new")
         assert saved.sla_id is not None and saved.first_response_due_at is not None
@@ -67,9 +66,9 @@ def test_support_queue_lists_tickets_and_creates_one(app, app_db):
 
 
 def _a_ticket(engine, subject):
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         customer_id = s.scalar(select(Customer.id).order_by(Customer.id))
-        ticket = tickets.create_ticket(s, SYSTEM, customer_id, subject, "Please help.", category="billing")
+        ticket = service.create_ticket(s, platform.SYSTEM, customer_id, subject, "Please help.", category="billing")
         return ticket.id
 
 
@@ -90,7 +89,7 @@ def test_ticket_page_reply_note_and_status_conflict(app, app_db):
     _one(at.radio, "Add").set_value("Internal note")
     _one(at.text_area, "Message").input("Refund ticket #4411 raised with finance.")
     at = _click(at, "Send")
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         rows = s.execute(select(SupportTicketResponse.author_kind, SupportTicketResponse.is_internal)
                          .where(SupportTicketResponse.ticket_id == ticket_id).order_by(SupportTicketResponse.id)).all()
         assert [tuple(r) for r in rows] == [("customer", False), ("agent", False), ("agent", True)]
@@ -98,13 +97,13 @@ def test_ticket_page_reply_note_and_status_conflict(app, app_db):
     assert {m.label: m.value for m in at.metric}["Status"] == "open"
 
     # Someone else changes the ticket after this page was rendered: the save is refused, nothing lost.
-    with session_scope(engine) as s:
-        tickets.update_ticket(s, SYSTEM, ticket_id, version, priority="urgent")
+    with platform.unit_of_work(engine) as s:
+        service.update_ticket(s, platform.SYSTEM, ticket_id, version, priority="urgent")
     _one(at.selectbox, "Status").set_value("pending_customer")
     _one(at.selectbox, "Priority").set_value("low")
     at = _click(at, "Save changes")
     assert any("changed by someone else" in e for e in _errors(at))
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         ticket = s.get(SupportTicket, ticket_id)
         assert (ticket.priority, ticket.status) == ("urgent", "open")
     # After the reload the same change goes through.
@@ -112,13 +111,13 @@ def test_ticket_page_reply_note_and_status_conflict(app, app_db):
     _one(at.selectbox, "Priority").set_value("urgent")
     at = _click(at, "Save changes")
     assert not _errors(at), _errors(at)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         assert s.get(SupportTicket, ticket_id).status == "resolved"
     # Resolved: the CSAT form appears and saves.
     _one(at.select_slider, "Rating").set_value(4)
     at = _click(at, "Save CSAT")
     assert not _errors(at)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         assert s.get(SupportTicket, ticket_id).csat_rating == 4
         assert s.scalar(select(SurveyResponse.score).where(SurveyResponse.ticket_id == ticket_id)) == 4
     engine.dispose()
@@ -129,9 +128,9 @@ def test_sla_page_shows_figures_and_saves_policy_calendar_and_survey(app, app_db
     at = open_page(app, "admin1", "sla")
     assert not at.exception and titles(at) == ["SLA"]
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         admin = s.scalar(select(User).where(User.username == "admin1"))
-        expected = sla.targets_met(s, admin, now, start=now - dt.timedelta(weeks=12))[0]["pct_met"]
+        expected = service.sla_targets_met(s, admin, now, start=now - dt.timedelta(weeks=12))[0]["pct_met"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Targets met"] == f"{expected:.1f}%"
     assert len(at.get("plotly_chart")) >= 3
@@ -148,7 +147,7 @@ def test_sla_page_shows_figures_and_saves_policy_calendar_and_survey(app, app_db
     _one(at.number_input, "Resolution (business minutes)").set_value(480)
     at = _click(at, "Save policy")
     assert not _errors(at), _errors(at)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         policy = s.scalars(select(ServiceLevelAgreement).where(ServiceLevelAgreement.name == "Gold delivery urgent")).one()
         assert (policy.category, policy.loyalty_tier, policy.resolution_minutes) == ("delivery", "gold", 480)
 
@@ -160,18 +159,18 @@ def test_sla_page_shows_figures_and_saves_policy_calendar_and_survey(app, app_db
     _one(at.text_input, "Saturday").input("09:00-13:00")
     at = _click(at, "Save calendar")
     assert not _errors(at), _errors(at)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         policy = s.scalars(select(ServiceLevelAgreement).where(ServiceLevelAgreement.name == "Gold delivery urgent")).one()
         assert policy.calendar["working_periods"]["5"] == [["09:00", "13:00"]]
 
     # A detractor answer opens a follow-up ticket.
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         customer_id = s.scalar(select(Customer.id).order_by(Customer.id.desc()))
     _one(at.number_input, "Customer id").set_value(customer_id)
     _one(at.number_input, "Score (NPS 0-10, CSAT 1-5)").set_value(2)
     at = _click(at, "Save answer")
     assert not _errors(at), _errors(at)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         answer = s.scalars(select(SurveyResponse).where(SurveyResponse.customer_id == customer_id)
                            .order_by(SurveyResponse.id.desc())).first()
         assert answer.score == 2 and answer.follow_up_ticket_id is not None

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import analytics, shop_imports
-from crm_core.errors import PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core import imports, platform, segmentation
+from crm_core.imports import shopify
 from db.engine import session_factory
 from db.models import (
     REVENUE_ORDER_STATUSES,
@@ -34,7 +33,7 @@ NOW = dt.datetime(2024, 4, 1, 12, 0)
 
 def run(session, source=EXPORT, **options):
     options.setdefault("now", NOW)
-    return shop_imports.import_shopify_orders(session, SYSTEM, source, **options)
+    return imports.import_shopify_orders(session, platform.SYSTEM, source, **options)
 
 
 def table_counts(session) -> dict[str, int]:
@@ -111,7 +110,7 @@ def test_the_hand_written_export_imported_twice(session, tmp_path):
     # Refunds and cancellations count neither as revenue nor as purchases.
     revenue = session.scalar(select(func.sum(Order.total)).where(Order.status.in_(REVENUE_ORDER_STATUSES)))
     assert revenue == Decimal("306.10")
-    analytics.refresh_snapshot(session, dt.date(2024, 3, 31))
+    segmentation.refresh_snapshot(session, dt.date(2024, 3, 31))
     snapshot = {row.customer_id: row for row in session.scalars(select(CustomerAnalytics))}
     assert (snapshot[zoe.id].order_count, snapshot[zoe.id].total_revenue) == (2, Decimal("165.30"))
     assert (snapshot[by_order["#1007"].id].order_count, snapshot[by_order["#1007"].id].total_revenue) == (
@@ -179,25 +178,25 @@ def test_bad_rows_leave_their_order_out_and_are_listed(session):
     (b"PK\x03\x04 not a workbook", "orders_export.xlsx", "not a valid Excel"),
 ])
 def test_a_file_that_is_not_an_export_is_refused_with_one_clear_message(session, data, name, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(platform.ValidationError, match=message):
         run(session, io.BytesIO(data), file_name=name)
     assert session.scalar(select(func.count()).select_from(Order)) == 0
 
 
 def test_only_import_roles_may_import_and_a_failure_leaves_nothing(engine, monkeypatch):
     factory = session_factory(engine)
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         analyst = make_user(s, "analyst")
-        with pytest.raises(PermissionDenied):
-            shop_imports.import_shopify_orders(s, analyst, EXPORT)
+        with pytest.raises(platform.PermissionDenied):
+            imports.import_shopify_orders(s, analyst, EXPORT)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(shop_imports.order_staging, "_create_addresses", broken)
-    with pytest.raises(RuntimeError), unit_of_work(factory) as s:
+    monkeypatch.setattr(shopify.order_staging, "_create_addresses", broken)
+    with pytest.raises(RuntimeError), platform.unit_of_work(factory) as s:
         run(s)
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         assert table_counts(s) == {"Customer": 0, "Order": 0, "OrderItem": 0, "Product": 0, "CustomerAddress": 0}
         assert s.scalar(select(func.count()).select_from(ImportRun)) == 0
 
@@ -208,7 +207,7 @@ def test_preview_marks_each_row_with_its_order_status():
         "#2,b@example.com,paid,,EUR,20.00,0,20.00,0,2024-01-02,x,Cup,10.00,CUP,Bo,DE,,0,,web\n",
         "#2,,,,,,,,,,1,Plate,10.00,PLATE,,,,,,\n",
     )
-    columns, rows = shop_imports.preview_shopify(io.BytesIO(data), file_name="orders_export.csv")
+    columns, rows = imports.preview_shopify(io.BytesIO(data), file_name="orders_export.csv")
     assert columns[0] == "Name"
     assert [(r.row, r.status) for r in rows] == [(2, "ok"), (3, "invalid"), (4, "invalid")]
     assert rows[2].reason == "left out with order #2 (row 3)"

@@ -8,21 +8,21 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select, text
 
+import demo
 from db.models import Base, Customer
-from db.simulator import LOAD_ORDER, Simulator, demo_password, seed_database
 
 END = dt.datetime(2026, 6, 30, 18, 0)
 
 
 @pytest.fixture(scope="module")
 def simulated():
-    sim = Simulator(1500, seed=11, end=END)
+    sim = demo.Simulator(1500, seed=11, end=END)
     return sim, sim.build()
 
 
 def test_same_seed_same_business():
-    first = Simulator(200, seed=5, end=END).build()
-    second = Simulator(200, seed=5, end=END).build()
+    first = demo.Simulator(200, seed=5, end=END).build()
+    second = demo.Simulator(200, seed=5, end=END).build()
     assert first.keys() == second.keys()
     for name in first:
         # Password hashes are salted, so they differ run to run; everything else is identical.
@@ -30,8 +30,8 @@ def test_same_seed_same_business():
         pd.testing.assert_frame_equal(first[name][columns], second[name][columns])
     hasher = PasswordHasher()
     for row in first["users"].itertuples():
-        assert hasher.verify(row.password_hash, demo_password(row.username))
-    other = Simulator(200, seed=6, end=END).build()
+        assert hasher.verify(row.password_hash, demo.demo_password(row.username))
+    other = demo.Simulator(200, seed=6, end=END).build()
     assert not first["orders"]["total"].equals(other["orders"]["total"])
 
 
@@ -82,8 +82,8 @@ def test_traits_leave_learnable_signals(simulated):
 
 
 def test_seed_loads_every_table(engine):
-    result = seed_database(engine, 300, seed=3, end=END)
-    assert set(result.counts) == set(LOAD_ORDER)
+    result = demo.seed_database(engine, 300, seed=3, end=END)
+    assert set(result.counts) == set(demo.LOAD_ORDER)
     with engine.connect() as connection:
         for name, expected in result.counts.items():
             table = Base.metadata.tables[name]
@@ -101,18 +101,18 @@ def test_a_failing_simulation_leaves_the_database_untouched(engine, monkeypatch)
     def broken(self):
         raise RuntimeError("simulated failure half-way")
 
-    monkeypatch.setattr(Simulator, "_support", broken)
+    monkeypatch.setattr(demo.Simulator, "_support", broken)
     with pytest.raises(RuntimeError, match="half-way"):
-        seed_database(engine, 80, seed=1, end=END)
+        demo.seed_database(engine, 80, seed=1, end=END)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Customer)) == 0
     monkeypatch.undo()
-    assert seed_database(engine, 80, seed=1, end=END).counts["customers"] == 80
+    assert demo.seed_database(engine, 80, seed=1, end=END).counts["customers"] == 80
 
 
 def test_seed_refuses_a_database_with_customers(engine):
-    seed_database(engine, 50, seed=1, end=END)
+    demo.seed_database(engine, 50, seed=1, end=END)
     with pytest.raises(ValueError, match="already has customers"):
-        seed_database(engine, 50, seed=1, end=END)
+        demo.seed_database(engine, 50, seed=1, end=END)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Customer)) == 50

@@ -11,9 +11,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import business_calendar, sla, tickets
-from crm_core.errors import ConflictError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM
+from crm_core import platform, service
+from crm_core.service import sla
 from db.models import (
     AuditLog,
     LoyaltyAccount,
@@ -35,7 +34,7 @@ def d(session):
 
 
 def _ticket(session, d, priority="normal", category="delivery", now=FRIDAY_5PM, **kw):
-    return tickets.create_ticket(session, d["agent"], d["customer"].id, "Parcel missing", "Where is my parcel?",
+    return service.create_ticket(session, d["agent"], d["customer"].id, "Parcel missing", "Where is my parcel?",
                                  category=category, priority=priority, now=now, **kw)
 
 
@@ -52,14 +51,14 @@ def test_due_times_on_creation_friday_evening(session, d):
 def test_pending_customer_pauses_every_clock(session, d):
     ticket = _ticket(session, d)
     # Agent replies Mon 30 Nov 09:00 CET (08:00 UTC) and waits for the customer from 10:00 CET.
-    tickets.add_response(session, d["agent"], ticket.id, "Could you send the tracking number?", now=U(2026, 11, 30, 8))
-    tickets.change_status(session, d["agent"], ticket.id, "pending_customer", ticket.version, now=U(2026, 11, 30, 9))
+    service.add_response(session, d["agent"], ticket.id, "Could you send the tracking number?", now=U(2026, 11, 30, 8))
+    service.change_ticket_status(session, d["agent"], ticket.id, "pending_customer", ticket.version, now=U(2026, 11, 30, 9))
     assert ticket.sla_paused_since == U(2026, 11, 30, 9)
     # Breach detection ignores paused tickets even when "due" passes.
     assert sla.detect_breaches(session, U(2026, 11, 30, 20))["tickets"] == []
     # Resumed Tue 1 Dec 10:00 CET (09:00 UTC): 420 business minutes were left (Mon 10:00-17:30 CET),
     # so due Tue 10:00 + 150 (to 12:30) + 270 from 13:00 -> 17:30 CET = 16:30 UTC.
-    tickets.change_status(session, d["agent"], ticket.id, "open", ticket.version, now=U(2026, 12, 1, 9))
+    service.change_ticket_status(session, d["agent"], ticket.id, "open", ticket.version, now=U(2026, 12, 1, 9))
     assert ticket.sla_paused_since is None
     assert ticket.resolution_due_at == U(2026, 12, 1, 16, 30)
     assert ticket.first_responded_at == U(2026, 11, 30, 8)
@@ -73,25 +72,25 @@ def test_on_hold_over_a_weekend_and_holiday_costs_no_business_time(session, d):
     # On hold Wed 17:00 CET (16:00 UTC) to Mon 28 Dec 09:00 CET (08:00 UTC): 150 minutes were left (Wed 17-18,
     # Thu 08:00-09:30); Thu 24 Dec counts as paused, 25/26 Dec are holidays, 27 a Sunday.
     # Resume Mon 09:00 CET + 150 -> 11:30 CET = 10:30 UTC.
-    tickets.change_status(session, d["agent"], ticket.id, "on_hold", ticket.version, now=U(2026, 12, 23, 16))
-    tickets.change_status(session, d["agent"], ticket.id, "open", ticket.version, now=U(2026, 12, 28, 8))
+    service.change_ticket_status(session, d["agent"], ticket.id, "on_hold", ticket.version, now=U(2026, 12, 23, 16))
+    service.change_ticket_status(session, d["agent"], ticket.id, "open", ticket.version, now=U(2026, 12, 28, 8))
     assert ticket.resolution_due_at == U(2026, 12, 28, 10, 30)
 
 
 def test_customer_message_starts_the_next_response_clock(session, d):
     ticket = _ticket(session, d)
-    tickets.add_response(session, d["agent"], ticket.id, "On it.", now=U(2026, 11, 30, 8))
+    service.add_response(session, d["agent"], ticket.id, "On it.", now=U(2026, 11, 30, 8))
     assert ticket.next_response_due_at is None
     # Customer writes Tue 1 Dec 11:00 CET (10:00 UTC): 120 -> 12:30 (90) + 30 from 13:00 -> 13:30 CET = 12:30 UTC.
-    tickets.add_response(session, d["agent"], ticket.id, "Still nothing!", from_customer=True, now=U(2026, 12, 1, 10))
+    service.add_response(session, d["agent"], ticket.id, "Still nothing!", from_customer=True, now=U(2026, 12, 1, 10))
     assert ticket.next_response_due_at == U(2026, 12, 1, 12, 30)
-    tickets.add_response(session, d["agent"], ticket.id, "Sent a replacement.", now=U(2026, 12, 1, 11))
+    service.add_response(session, d["agent"], ticket.id, "Sent a replacement.", now=U(2026, 12, 1, 11))
     assert ticket.next_response_due_at is None
 
 
 def test_priority_change_recomputes_against_the_new_policy(session, d):
     ticket = _ticket(session, d, now=U(2026, 11, 24, 8))  # Tue 09:00 CET
-    tickets.update_ticket(session, d["agent"], ticket.id, ticket.version, priority="urgent", now=U(2026, 11, 24, 8, 10))
+    service.update_ticket(session, d["agent"], ticket.id, ticket.version, priority="urgent", now=U(2026, 11, 24, 8, 10))
     assert ticket.sla_id == d["policies"]["urgent"].id
     # Urgent: first response 30 from creation -> 09:30 CET; resolution 240 -> 13:00 CET + ... 09:00+210 = 12:30,
     # then 30 from 13:00 -> 13:30 CET = 12:30 UTC.
@@ -103,9 +102,9 @@ def test_priority_change_recomputes_against_the_new_policy(session, d):
 
 def test_reopen_restarts_resolution_from_the_reopening(session, d):
     ticket = _ticket(session, d, now=U(2026, 11, 24, 8))
-    tickets.add_response(session, d["agent"], ticket.id, "Done.", now=U(2026, 11, 24, 9))
-    tickets.change_status(session, d["agent"], ticket.id, "resolved", ticket.version, now=U(2026, 11, 24, 10))
-    tickets.change_status(session, d["agent"], ticket.id, "reopened", ticket.version, now=U(2026, 11, 25, 8))
+    service.add_response(session, d["agent"], ticket.id, "Done.", now=U(2026, 11, 24, 9))
+    service.change_ticket_status(session, d["agent"], ticket.id, "resolved", ticket.version, now=U(2026, 11, 24, 10))
+    service.change_ticket_status(session, d["agent"], ticket.id, "reopened", ticket.version, now=U(2026, 11, 25, 8))
     # Reopened Wed 09:00 CET: resolution 600 -> Wed 570 (to 18:00 minus 60 before 09:00 = 510) + Thu 90 ->
     # Thu 09:30 CET = 08:30 UTC; next response 120 from the reopening -> Wed 11:00 CET = 10:00 UTC.
     assert ticket.resolution_due_at == U(2026, 11, 26, 8, 30)
@@ -117,11 +116,11 @@ def test_most_specific_policy_wins(session, d):
     customer = d["customer"]
     session.add(LoyaltyAccount(customer_id=customer.id, tier="gold"))
     session.flush()
-    billing = sla.create_policy(session, SYSTEM, name="Billing normal", priority="normal", category="billing",
+    billing = service.create_sla_policy(session, platform.SYSTEM, name="Billing normal", priority="normal", category="billing",
                                 first_response_minutes=20, resolution_minutes=300)
-    gold = sla.create_policy(session, SYSTEM, name="Gold normal", priority="normal", loyalty_tier="gold",
+    gold = service.create_sla_policy(session, platform.SYSTEM, name="Gold normal", priority="normal", loyalty_tier="gold",
                              first_response_minutes=25, resolution_minutes=300)
-    both = sla.create_policy(session, SYSTEM, name="Gold billing", priority="normal", category="billing",
+    both = service.create_sla_policy(session, platform.SYSTEM, name="Gold billing", priority="normal", category="billing",
                              loyalty_tier="gold", first_response_minutes=10, resolution_minutes=100)
     assert sla.match_policy(session, "normal", "billing", customer.id).id == both.id
     assert sla.match_policy(session, "normal", "delivery", customer.id).id == gold.id
@@ -132,8 +131,8 @@ def test_most_specific_policy_wins(session, d):
 
 def test_policy_validation_and_permissions(session, d):
     base = {"name": "X", "priority": "high", "first_response_minutes": 30, "resolution_minutes": 60}
-    with pytest.raises(PermissionDenied):
-        sla.create_policy(session, d["agent"], **base)
+    with pytest.raises(platform.PermissionDenied):
+        service.create_sla_policy(session, d["agent"], **base)
     for bad, message in [
         ({"name": " "}, "needs a name"),
         ({"priority": "asap"}, "Priority must be one of"),
@@ -146,35 +145,35 @@ def test_policy_validation_and_permissions(session, d):
         ({"name": "standard normal"}, "already exists"),
         ({"name": "Another high"}, "already covers"),
     ]:
-        with pytest.raises(ValidationError, match=message):
-            sla.create_policy(session, d["admin"], **{**base, **bad})
+        with pytest.raises(platform.ValidationError, match=message):
+            service.create_sla_policy(session, d["admin"], **{**base, **bad})
 
 
 def test_policy_update_recomputes_open_tickets_and_detects_conflicts(session, d):
     ticket = _ticket(session, d, now=U(2026, 11, 24, 8))
     policy = d["policies"]["normal"]
     version = policy.version
-    sla.update_policy(session, d["admin"], policy.id, version, first_response_minutes=120,
+    service.update_sla_policy(session, d["admin"], policy.id, version, first_response_minutes=120,
                       now=U(2026, 11, 24, 8, 5))
     assert ticket.first_response_due_at == U(2026, 11, 24, 10, 0)  # 09:00 CET + 120 = 11:00 CET
-    with pytest.raises(ConflictError, match="changed by someone else"):
-        sla.update_policy(session, d["admin"], policy.id, version, first_response_minutes=90)
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+        service.update_sla_policy(session, d["admin"], policy.id, version, first_response_minutes=90)
     assert session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "sla.policy.update")) == 1
 
 
 def test_calendar_setting_validation_and_sync_to_policies(session, d):
-    with pytest.raises(ValidationError, match="Unknown time zone"):
-        business_calendar.save_calendar(session, d["admin"], {"timezone": "Nowhere/City", "working_periods": {}}, 0)
-    with pytest.raises(PermissionDenied):
-        business_calendar.save_calendar(session, d["agent"], business_calendar.DEFAULT_CALENDAR, 0)
-    new = {**business_calendar.DEFAULT_CALENDAR, "holidays": ["2026-12-31"]}
-    calendar, version = business_calendar.save_calendar(session, d["admin"], new, 0)
+    with pytest.raises(platform.ValidationError, match="Unknown time zone"):
+        service.save_business_calendar(session, d["admin"], {"timezone": "Nowhere/City", "working_periods": {}}, 0)
+    with pytest.raises(platform.PermissionDenied):
+        service.save_business_calendar(session, d["agent"], service.DEFAULT_CALENDAR, 0)
+    new = {**service.DEFAULT_CALENDAR, "holidays": ["2026-12-31"]}
+    calendar, version = service.save_business_calendar(session, d["admin"], new, 0)
     assert version == 1
     session.refresh(d["policies"]["low"])
     assert d["policies"]["low"].calendar["holidays"] == ["2026-12-31"]
-    with pytest.raises(ConflictError):
-        business_calendar.save_calendar(session, d["admin"], new, 0)
-    assert business_calendar.get_calendar(session)[0] == calendar
+    with pytest.raises(platform.ConflictError):
+        service.save_business_calendar(session, d["admin"], new, 0)
+    assert service.get_business_calendar(session)[0] == calendar
 
 
 def test_breaches_are_recorded_once_and_escalate_once(session, d):
@@ -206,83 +205,83 @@ def test_breaches_are_recorded_once_and_escalate_once(session, d):
 
 
 def test_run_sla_checks_commits_breaches(engine):
-    from db.engine import session_scope
+    from crm_core import platform
 
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         d = desk(s)
         ticket = _ticket(s, d, priority="critical", now=U(2026, 11, 24, 8))
         ticket_id = ticket.id
-    result = sla.run_sla_checks(engine, U(2026, 11, 30, 8))
+    result = service.run_sla_checks(engine, U(2026, 11, 30, 8))
     assert result == {"first_response": 1, "next_response": 0, "resolution": 1, "tickets_breached": 1,
                       "escalated": 1}
-    assert sla.run_sla_checks(engine, U(2026, 11, 30, 9))["tickets_breached"] == 0
-    with session_scope(engine) as s:
+    assert service.run_sla_checks(engine, U(2026, 11, 30, 9))["tickets_breached"] == 0
+    with platform.unit_of_work(engine) as s:
         assert s.get(SupportTicket, ticket_id).priority == "critical"  # already the top priority
 
 
 def test_breaching_soon_lists_tickets_due_within_the_window(session, d):
     a = _ticket(session, d, priority="critical", now=U(2026, 11, 24, 8))   # first response due 08:15 UTC
     _ticket(session, d, priority="low", now=U(2026, 11, 24, 8))            # due the next day
-    soon = sla.breaching_soon(session, d["agent"], U(2026, 11, 24, 8, 5), within_minutes=30)
+    soon = service.breaching_soon(session, d["agent"], U(2026, 11, 24, 8, 5), within_minutes=30)
     assert soon.total == 1 and soon.rows[0]["id"] == a.id and soon.rows[0]["minutes_left"] == 10
-    with pytest.raises(ValidationError):
-        sla.breaching_soon(session, d["agent"], U(2026, 11, 24, 8, 5), within_minutes=0)
+    with pytest.raises(platform.ValidationError):
+        service.breaching_soon(session, d["agent"], U(2026, 11, 24, 8, 5), within_minutes=0)
 
 
 def test_targets_met_by_group_and_week(session, d):
     now = U(2026, 11, 27, 12)
     met = _ticket(session, d, now=U(2026, 11, 24, 8))  # first due 09:00, resolution Wed 08:30 UTC
-    tickets.add_response(session, d["agent"], met.id, "Hi", now=U(2026, 11, 24, 8, 30))
-    tickets.change_status(session, d["agent"], met.id, "resolved", met.version, now=U(2026, 11, 24, 12))
+    service.add_response(session, d["agent"], met.id, "Hi", now=U(2026, 11, 24, 8, 30))
+    service.change_ticket_status(session, d["agent"], met.id, "resolved", met.version, now=U(2026, 11, 24, 12))
     late = _ticket(session, d, priority="high", category="billing", now=U(2026, 11, 24, 8))
-    tickets.add_response(session, d["agent"], late.id, "Sorry for the wait", now=U(2026, 11, 25, 8))
+    service.add_response(session, d["agent"], late.id, "Sorry for the wait", now=U(2026, 11, 25, 8))
     sla.detect_breaches(session, now)
-    overall = sla.targets_met(session, d["admin"], now)[0]
+    overall = service.sla_targets_met(session, d["admin"], now)[0]
     # met: 2 of 2; late: first response missed, resolution (due Tue) passed unresolved -> 0 of 2.
     assert (overall["targets"], overall["met"], overall["pct_met"]) == (4, 2, 50.0)
-    by_priority = {r["key"]: r["pct_met"] for r in sla.targets_met(session, d["admin"], now, by="priority")}
+    by_priority = {r["key"]: r["pct_met"] for r in service.sla_targets_met(session, d["admin"], now, by="priority")}
     assert by_priority == {"high": 0.0, "normal": 100.0}
-    by_category = {r["category"]: (r["tickets"], r["breached"]) for r in sla.breaches_by(session, d["admin"], "category")}
+    by_category = {r["category"]: (r["tickets"], r["breached"]) for r in service.sla_breaches_by(session, d["admin"], "category")}
     assert by_category == {"billing": (1, 1), "delivery": (1, 0)}
-    trend = sla.weekly_trend(session, d["admin"], now, weeks=4)
+    trend = service.sla_weekly_trend(session, d["admin"], now, weeks=4)
     assert trend == [{"week": "2026-11-23", "targets": 4, "met": 2, "pct_met": 50.0, "first_response_pct": 50.0,
                       "resolution_pct": 50.0, "tickets": 2, "breached": 1}]
-    with pytest.raises(ValidationError):
-        sla.targets_met(session, d["admin"], now, by="weather")
-    with pytest.raises(PermissionDenied):
-        sla.targets_met(session, d["analyst"], now)
+    with pytest.raises(platform.ValidationError):
+        service.sla_targets_met(session, d["admin"], now, by="weather")
+    with pytest.raises(platform.PermissionDenied):
+        service.sla_targets_met(session, d["analyst"], now)
 
 
 def test_time_left_bands():
     now = U(2026, 11, 24, 8)
-    assert sla.time_left_band(None, now) == "none"
-    assert sla.time_left_band(now - dt.timedelta(minutes=1), now) == "overdue"
-    assert sla.time_left_band(now + dt.timedelta(minutes=59), now) == "under 1h"
-    assert sla.time_left_band(now + dt.timedelta(minutes=200), now) == "under 4h"
-    assert sla.time_left_band(now + dt.timedelta(hours=5), now) == "on track"
-    assert sla.time_left_band(now - dt.timedelta(hours=5), now, paused=True) == "paused"
+    assert service.time_left_band(None, now) == "none"
+    assert service.time_left_band(now - dt.timedelta(minutes=1), now) == "overdue"
+    assert service.time_left_band(now + dt.timedelta(minutes=59), now) == "under 1h"
+    assert service.time_left_band(now + dt.timedelta(minutes=200), now) == "under 4h"
+    assert service.time_left_band(now + dt.timedelta(hours=5), now) == "on track"
+    assert service.time_left_band(now - dt.timedelta(hours=5), now, paused=True) == "paused"
 
 
 def test_owner_sees_and_clears_escalation_notifications(session, d):
     ticket = _ticket(session, d, now=U(2026, 11, 24, 8))
-    tickets.assign(session, d["agent"], ticket.id, d["agent"].id, ticket.version, now=U(2026, 11, 24, 8))
+    service.assign_ticket(session, d["agent"], ticket.id, d["agent"].id, ticket.version, now=U(2026, 11, 24, 8))
     unassigned = _ticket(session, d, now=U(2026, 11, 24, 8))
     found = sla.detect_breaches(session, U(2026, 11, 24, 10))
     assert sla.escalate(session, found["tickets"], U(2026, 11, 24, 10)) == 2
-    mine = sla.notifications_for(session, d["agent"])
+    mine = service.notifications_for(session, d["agent"])
     assert {n["ticket_id"] for n in mine} == {ticket.id, unassigned.id}  # own + team-wide
-    assert {n["ticket_id"] for n in sla.notifications_for(session, d["agent2"])} == {unassigned.id}
-    assert sla.mark_notifications_read(session, d["agent"]) == 1
-    assert [n["ticket_id"] for n in sla.notifications_for(session, d["agent"])] == [unassigned.id]
-    with pytest.raises(PermissionDenied):
-        sla.notifications_for(session, d["analyst"])
+    assert {n["ticket_id"] for n in service.notifications_for(session, d["agent2"])} == {unassigned.id}
+    assert service.mark_notifications_read(session, d["agent"]) == 1
+    assert [n["ticket_id"] for n in service.notifications_for(session, d["agent"])] == [unassigned.id]
+    with pytest.raises(platform.PermissionDenied):
+        service.notifications_for(session, d["analyst"])
 
 
 def test_cli_sla_check(engine, monkeypatch, capsys):
     from crm_cli.main import main
-    from db.engine import session_scope
+    from crm_core import platform
 
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         _ticket(s, desk(s), now=U(2026, 11, 24, 8))
     monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     assert main(["sla", "check"]) == 0

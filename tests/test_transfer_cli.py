@@ -12,9 +12,8 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from crm_cli.main import main
-from crm_core import segments
-from crm_core.service import SYSTEM
-from db.engine import make_engine, session_scope
+from crm_core import platform, segmentation
+from db.engine import make_engine
 from db.models import Customer, ImportRun, Order
 
 CUSTOMERS = (
@@ -57,7 +56,7 @@ def test_import_customers_prints_a_summary_and_writes_the_error_file(db_url, cus
     with open(errors, encoding="utf-8", newline="") as handle:
         assert list(csv.reader(handle)) == [["row", "identifier", "reason"],
                                             ["3", "00124", "signup date: '2023-02-30' is not a real date"]]
-    with session_scope(make_engine(db_url)) as s:
+    with platform.unit_of_work(make_engine(db_url)) as s:
         people = {c.external_id: c for c in s.scalars(select(Customer))}
     assert set(people) == {"00123", "00126"}
     assert people["00126"].country_code == "ES" and people["00126"].first_name == "Ñandú"
@@ -70,7 +69,7 @@ def test_on_duplicate_update_and_invalid_rows_listed_without_an_error_file(db_ur
     assert main(["import", "customers", str(customers_file), "--on-duplicate", "update", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert any("updated" in line and line.split()[-1] == "3" for line in out.splitlines()), out
-    with session_scope(make_engine(db_url)) as s:
+    with platform.unit_of_work(make_engine(db_url)) as s:
         zoe = s.scalar(select(Customer).where(Customer.external_id == "00123"))
         assert zoe.company == "ACME Updated"
 
@@ -99,7 +98,7 @@ def test_missing_or_malformed_files_exit_non_zero_with_a_message(db_url, tmp_pat
     assert err.startswith("error: ") and message in err
     if content is not None:
         assert count(db_url, Customer) == 0
-        with session_scope(make_engine(db_url)) as s:
+        with platform.unit_of_work(make_engine(db_url)) as s:
             run = s.scalar(select(ImportRun))
             assert run.status == "failed" and message in run.message
 
@@ -124,7 +123,7 @@ def test_import_orders_creates_customers_and_keeps_leading_zeros(db_url, tmp_pat
     assert any("orders imported" in line and line.split()[-1] == "2" for line in captured.out.splitlines())
     assert any("customers created" in line and line.split()[-1] == "2" for line in captured.out.splitlines())
     assert "amount 'x' is not a number" in captured.err
-    with session_scope(make_engine(db_url)) as s:
+    with platform.unit_of_work(make_engine(db_url)) as s:
         ids = set(s.scalars(select(Customer.external_id)))
         assert ids == {"000981", "981"}
         assert s.scalar(select(func.sum(Order.item_count))) == 4
@@ -137,10 +136,10 @@ def test_import_orders_creates_customers_and_keeps_leading_zeros(db_url, tmp_pat
 
 def test_export_customers_in_every_format_with_segment_and_columns(db_url, customers_file, tmp_path, capsys):
     assert main(["import", "customers", str(customers_file), "--quiet"]) == 0
-    with session_scope(make_engine(db_url)) as s:
-        segment = segments.create_segment(s, SYSTEM, "Berliners", "custom", "static")
+    with platform.unit_of_work(make_engine(db_url)) as s:
+        segment = segmentation.create_segment(s, platform.SYSTEM, "Berliners", "custom", "static")
         berlin = s.scalar(select(Customer.id).where(Customer.external_id == "00123"))
-        segments.add_members(s, SYSTEM, segment.id, [berlin])
+        segmentation.add_members(s, platform.SYSTEM, segment.id, [berlin])
     capsys.readouterr()
 
     out_csv = tmp_path / "all.csv"
@@ -195,7 +194,7 @@ def test_import_a_shopify_export_twice(db_url, tmp_path, capsys):
     out = capsys.readouterr().out
     assert (figure(out, "orders imported"), figure(out, "skipped (already imported)")) == (0, 9)
     assert count(db_url, Order) == 9 and count(db_url, Customer) == 6
-    with session_scope(make_engine(db_url)) as s:
+    with platform.unit_of_work(make_engine(db_url)) as s:
         assert [r.file_format for r in s.scalars(select(ImportRun))] == ["csv", "csv"]
 
 
@@ -203,7 +202,7 @@ def test_shopify_format_refuses_other_files_and_column_flags(db_url, customers_f
     assert main(["import", "orders", str(customers_file), "--format", "shopify"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: This is not a Shopify orders export") and err.count("\n") == 1
-    with session_scope(make_engine(db_url)) as s:
+    with platform.unit_of_work(make_engine(db_url)) as s:
         run = s.scalar(select(ImportRun))
         assert (run.status, run.file_format) == ("failed", "shopify")
     with pytest.raises(SystemExit):
@@ -226,7 +225,7 @@ def test_import_orders_with_the_new_columns(db_url, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert (figure(out, "orders imported"), figure(out, "line items"), figure(out, "products created")) == (2, 3, 2)
-    with session_scope(make_engine(db_url)) as s:
+    with platform.unit_of_work(make_engine(db_url)) as s:
         assert dict(s.execute(select(Order.order_number, Order.status)).all()) == {"A1": "paid", "A2": "refunded"}
 
 
@@ -259,7 +258,7 @@ def test_import_tickets_and_communications(db_url, customers_file, tmp_path, cap
     assert reason in captured.err
     assert main(["import", kind, str(path), "--quiet"]) == 0
     assert figure(capsys.readouterr().out, "skipped (already imported)") == imported
-    with session_scope(make_engine(db_url)) as s:
+    with platform.unit_of_work(make_engine(db_url)) as s:
         assert [r.entity for r in s.scalars(select(ImportRun).order_by(ImportRun.id))][1:] == [kind, kind]
 
 

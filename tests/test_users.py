@@ -5,9 +5,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from crm_core import users
-from crm_core.errors import AuthenticationError, ConflictError, DomainError, PermissionDenied, ValidationError
-from crm_core.service import SYSTEM, unit_of_work
+from crm_core import platform
 from db.engine import make_engine, session_factory
 from db.models import AuditLog, User
 from tests.conftest import clear
@@ -17,7 +15,7 @@ from tests.factories import make_user
 def test_sign_in_with_correct_password(session):
     make_user(session, "analyst", "ana", password="s3cret-pass")
     session.commit()
-    signed_in = users.authenticate(session, "ANA ", "s3cret-pass")
+    signed_in = platform.authenticate(session, "ANA ", "s3cret-pass")
     assert (signed_in.username, signed_in.role) == ("ana", "analyst")
     stored = session.scalar(select(User.password_hash).where(User.username == "ana"))
     assert stored.startswith("$argon2") and "s3cret-pass" not in stored
@@ -28,35 +26,35 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(session):
     session.commit()
     now = dt.datetime(2026, 3, 1, 9, 0)
     for _ in range(4):
-        with pytest.raises(AuthenticationError, match="wrong password"):
-            users.authenticate(session, "sam", "wrong", now=now)
-    with pytest.raises(AuthenticationError, match="locked for 15 minutes"):
-        users.authenticate(session, "sam", "wrong", now=now)
+        with pytest.raises(platform.AuthenticationError, match="wrong password"):
+            platform.authenticate(session, "sam", "wrong", now=now)
+    with pytest.raises(platform.AuthenticationError, match="locked for 15 minutes"):
+        platform.authenticate(session, "sam", "wrong", now=now)
     # Even the right password is refused while locked...
-    with pytest.raises(AuthenticationError, match="locked"):
-        users.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=14))
+    with pytest.raises(platform.AuthenticationError, match="locked"):
+        platform.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=14))
     # ...and accepted once the lock has expired.
-    assert users.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=16)).username == "sam"
+    assert platform.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=16)).username == "sam"
     failures = session.scalars(select(AuditLog).where(AuditLog.action == "auth.sign_in_failed")).all()
     assert len(failures) == 5
 
 
 def test_failed_attempts_survive_the_callers_rollback(engine):
-    with unit_of_work(session_factory(engine)) as s:
+    with platform.unit_of_work(session_factory(engine)) as s:
         make_user(s, "analyst", "carla", password="good-password")
-    with pytest.raises(AuthenticationError), unit_of_work(session_factory(engine)) as s:
-        users.authenticate(s, "carla", "bad")
-    with unit_of_work(session_factory(engine)) as s:
+    with pytest.raises(platform.AuthenticationError), platform.unit_of_work(session_factory(engine)) as s:
+        platform.authenticate(s, "carla", "bad")
+    with platform.unit_of_work(session_factory(engine)) as s:
         assert s.scalar(select(User.failed_login_count).where(User.username == "carla")) == 1
 
 
 def test_deactivated_user_cannot_sign_in(session):
     admin = make_user(session, "admin", "root1")
     target = make_user(session, "analyst", "gone", password="password-1")
-    users.set_active(session, admin, target.id, False)
+    platform.set_active(session, admin, target.id, False)
     session.commit()
-    with pytest.raises(AuthenticationError, match="deactivated"):
-        users.authenticate(session, "gone", "password-1")
+    with pytest.raises(platform.AuthenticationError, match="deactivated"):
+        platform.authenticate(session, "gone", "password-1")
 
 
 @pytest.mark.parametrize("username,role,password,message", [
@@ -66,34 +64,34 @@ def test_deactivated_user_cannot_sign_in(session):
     ("bad name!", "analyst", "long-enough", "3-64 characters"),
 ])
 def test_create_user_validation(session, username, role, password, message):
-    with pytest.raises(ValidationError, match=message):
-        users.create_user(session, SYSTEM, username, role, password)
+    with pytest.raises(platform.ValidationError, match=message):
+        platform.create_user(session, platform.SYSTEM, username, role, password)
 
 
 def test_duplicate_username_refused(session):
     make_user(session, "analyst", "dup")
-    with pytest.raises(ValidationError, match="taken"):
-        users.create_user(session, SYSTEM, "DUP", "executive", "long-enough")
+    with pytest.raises(platform.ValidationError, match="taken"):
+        platform.create_user(session, platform.SYSTEM, "DUP", "executive", "long-enough")
 
 
 @pytest.mark.parametrize("role", ["analyst", "success_manager", "support_agent", "executive"])
 def test_only_admins_manage_users(session, role):
     actor = make_user(session, role)
     target = make_user(session, "analyst")
-    with pytest.raises(PermissionDenied):
-        users.create_user(session, actor, "newbie", "analyst", "long-enough")
-    with pytest.raises(PermissionDenied):
-        users.change_role(session, actor, target.id, "admin")
-    with pytest.raises(PermissionDenied):
-        users.reset_password(session, actor, target.id, "another-pass")
-    with pytest.raises(PermissionDenied):
-        users.list_users(session, actor)
+    with pytest.raises(platform.PermissionDenied):
+        platform.create_user(session, actor, "newbie", "analyst", "long-enough")
+    with pytest.raises(platform.PermissionDenied):
+        platform.change_role(session, actor, target.id, "admin")
+    with pytest.raises(platform.PermissionDenied):
+        platform.reset_password(session, actor, target.id, "another-pass")
+    with pytest.raises(platform.PermissionDenied):
+        platform.list_users(session, actor)
 
 
 def test_changes_are_audited_with_before_and_after(session):
     admin = make_user(session, "admin", "chief")
     target = make_user(session, "analyst", "moves")
-    users.change_role(session, admin, target.id, "success_manager")
+    platform.change_role(session, admin, target.id, "success_manager")
     session.commit()
     entry = session.scalars(select(AuditLog).where(AuditLog.action == "user.change_role")).one()
     assert (entry.actor_username, entry.entity_type, entry.entity_id) == ("chief", "user", str(target.id))
@@ -104,22 +102,22 @@ def test_stale_edit_is_reported_not_overwritten(session):
     admin = make_user(session, "admin", "boss1")
     target = make_user(session, "analyst", "edited")
     read_version = target.version
-    users.change_role(session, admin, target.id, "executive", expected_version=read_version)
+    platform.change_role(session, admin, target.id, "executive", expected_version=read_version)
     session.commit()
-    with pytest.raises(ConflictError, match="changed by someone else"):
-        users.change_role(session, admin, target.id, "support_agent", expected_version=read_version)
+    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+        platform.change_role(session, admin, target.id, "support_agent", expected_version=read_version)
     assert session.get(User, target.id).role == "executive"
 
 
 def test_last_admin_cannot_be_demoted_or_deactivated(session):
     admin = make_user(session, "admin", "only")
     other = make_user(session, "analyst", "helper")
-    with pytest.raises(ValidationError, match="last active administrator"):
-        users.change_role(session, admin, admin.id, "analyst")
-    with pytest.raises(ValidationError, match="your own account"):
-        users.set_active(session, admin, admin.id, False)
-    users.change_role(session, admin, other.id, "admin")
-    users.change_role(session, admin, admin.id, "analyst")
+    with pytest.raises(platform.ValidationError, match="last active administrator"):
+        platform.change_role(session, admin, admin.id, "analyst")
+    with pytest.raises(platform.ValidationError, match="your own account"):
+        platform.set_active(session, admin, admin.id, False)
+    platform.change_role(session, admin, other.id, "admin")
+    platform.change_role(session, admin, admin.id, "analyst")
     assert session.get(User, admin.id).role == "analyst"
 
 
@@ -128,11 +126,11 @@ def test_reset_password_unlocks(session):
     target = make_user(session, "executive", "locked1", password="old-password")
     session.commit()
     for _ in range(5):
-        with pytest.raises(AuthenticationError):
-            users.authenticate(session, "locked1", "nope")
-    users.reset_password(session, admin, target.id, "new-password")
+        with pytest.raises(platform.AuthenticationError):
+            platform.authenticate(session, "locked1", "nope")
+    platform.reset_password(session, admin, target.id, "new-password")
     session.commit()
-    assert users.authenticate(session, "locked1", "new-password").role == "executive"
+    assert platform.authenticate(session, "locked1", "new-password").role == "executive"
 
 
 def test_database_gone_mid_operation_saves_nothing(postgresql_engine):
@@ -143,18 +141,18 @@ def test_database_gone_mid_operation_saves_nothing(postgresql_engine):
     engine = postgresql_engine
     clear(engine)
     factory = session_factory(engine)
-    with pytest.raises(DomainError, match="could not be reached"), unit_of_work(factory) as s:
+    with pytest.raises(platform.DomainError, match="could not be reached"), platform.unit_of_work(factory) as s:
         make_user(s, "admin", "first")
         pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
         with engine.connect() as killer:
             killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
         make_user(s, "analyst", "second")
-    with unit_of_work(factory) as s:
+    with platform.unit_of_work(factory) as s:
         assert s.scalars(select(User.username)).all() == []
 
 
 def test_unreachable_database_file_is_a_clear_error(tmp_path):
     (tmp_path / "crm.sqlite").mkdir()  # a directory where the database file should be
     engine = make_engine(f"sqlite:///{tmp_path / 'crm.sqlite'}")
-    with pytest.raises(DomainError, match="could not be reached"), unit_of_work(session_factory(engine)) as s:
+    with pytest.raises(platform.DomainError, match="could not be reached"), platform.unit_of_work(session_factory(engine)) as s:
         make_user(s, "admin", "nobody")

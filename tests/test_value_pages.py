@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from crm_core.service import SYSTEM
+import demo
+from crm_core import platform, segmentation
 from db import migrate
-from db.engine import make_engine, session_scope
+from db.engine import make_engine
 from db.models import AppSetting, AuditLog, CustomerAnalytics, ForecastRun
-from db.simulator import seed_database
-from ml import forecast
+from ml import forecast_reports
 from ml.clv import refresh_lifetime_value
 from ml.forecast import refresh_forecasts
 from ui.format import compact_euros
@@ -32,6 +32,8 @@ def valued_db(app_db) -> str:
     if not scored:
         clv = refresh_lifetime_value(engine, as_of)
         assert clv["status"] == "fitted", clv
+        with platform.unit_of_work(engine) as session:  # as the next refresh does: the snapshot picks them up
+            segmentation.refresh_snapshot(session, as_of)
     if not fitted:
         forecasts = refresh_forecasts(engine, as_of, horizon_days=30)
         assert {r["status"] for r in forecasts["metrics"].values()} == {"fitted"}, forecasts
@@ -81,8 +83,8 @@ def test_forecast_page_shows_each_metric_with_its_backtest_error(valued_app, val
     at = open_page(valued_app, "exec1", "forecast")
     assert not at.exception
     assert titles(at) == ["Forecast"]
-    with session_scope(make_engine(valued_db)) as s:
-        runs = forecast.latest_runs(s, SYSTEM)
+    with platform.unit_of_work(make_engine(valued_db)) as s:
+        runs = forecast_reports.latest_runs(s, platform.SYSTEM)
     shown = [m.value for m in at.metric if m.label == "Backtest MAPE"]
     assert shown == [f"{r['mape']:.1%}" for r in runs]
     assert len(at.get("plotly_chart")) == 3
@@ -96,7 +98,7 @@ def test_admin_changes_the_shop_country_through_the_form(valued_app, valued_db):
     at = open_page(valued_app, "admin1", "forecast")
     assert not at.exception
     box = next(s for s in at.selectbox if s.label.startswith("Shop country"))
-    assert box.value == forecast.get_shop_country(session_scope(engine).__enter__())[0]
+    assert box.value == platform.get_shop_country(platform.unit_of_work(engine).__enter__())[0]
     box.select("AT")
     next(b for b in at.button if b.label == "Save country").click().run()
     assert not at.exception
@@ -105,22 +107,22 @@ def test_admin_changes_the_shop_country_through_the_form(valued_app, valued_db):
         assert connection.scalar(select(AppSetting.value).where(AppSetting.key == "shop_country")) == {"country": "AT"}
         assert connection.scalar(select(func.count()).select_from(AuditLog)
                                  .where(AuditLog.action == "forecast.country.save")) >= 1
-    with session_scope(engine) as s:
-        forecast.save_shop_country(s, SYSTEM, "DE", expected_version=None)
+    with platform.unit_of_work(engine) as s:
+        platform.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
 
 
 def test_a_country_changed_meanwhile_is_a_conflict_not_a_lost_update(valued_app, valued_db):
     engine = make_engine(valued_db)
     at = open_page(valued_app, "admin2", "forecast")
-    with session_scope(engine) as s:
-        forecast.save_shop_country(s, SYSTEM, "FR", expected_version=None)  # someone else, meanwhile
+    with platform.unit_of_work(engine) as s:
+        platform.save_shop_country(s, platform.SYSTEM, "FR", expected_version=None)  # someone else, meanwhile
     next(s for s in at.selectbox if s.label.startswith("Shop country")).select("NL")
     next(b for b in at.button if b.label == "Save country").click().run()
     assert not at.exception
     assert any("changed by someone else" in e.value for e in at.error)
-    with session_scope(engine) as s:
-        assert forecast.get_shop_country(s)[0] == "FR"
-        forecast.save_shop_country(s, SYSTEM, "DE", expected_version=None)
+    with platform.unit_of_work(engine) as s:
+        assert platform.get_shop_country(s)[0] == "FR"
+        platform.save_shop_country(s, platform.SYSTEM, "DE", expected_version=None)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +130,7 @@ def unrefreshed_db(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('empty') / 'empty.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    seed_database(engine, 20, seed=3)
+    demo.seed_database(engine, 20, seed=3)
     engine.dispose()
     return url
 
@@ -148,7 +150,7 @@ def test_pages_before_the_refresh_say_what_to_do(unrefreshed_db, monkeypatch, pa
 
 def test_skipped_forecasts_show_the_reason(unrefreshed_db, monkeypatch):
     engine = make_engine(unrefreshed_db)
-    with session_scope(engine) as s:
+    with platform.unit_of_work(engine) as s:
         s.add(ForecastRun(metric="revenue", as_of=dt.date.today(), status="skipped", horizon_days=90,
                           history_days=12, reason="Only 12 day(s) of order history; forecasts need at least 60 days."))
     monkeypatch.setenv("CRM_DATABASE_URL", unrefreshed_db)

@@ -9,10 +9,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from crm_core import permissions
-from crm_core.errors import DomainError, NotFound
-from crm_core.service import unit_of_work
-from crm_core.users import SignedInUser, load_actor
+from crm_core import platform
 from db import migrate
 from db.engine import database_url, make_engine, session_factory
 
@@ -32,15 +29,15 @@ def engine() -> Engine:
 @contextmanager
 def session() -> Iterator[Session]:
     """A unit of work for one page action: committed on success, rolled back on error."""
-    with unit_of_work(session_factory(engine())) as s:
+    with platform.unit_of_work(session_factory(engine())) as s:
         yield s
 
 
-def signed_in() -> SignedInUser | None:
+def signed_in() -> platform.SignedInUser | None:
     return st.session_state.get(USER_KEY)
 
 
-def sign_in(user: SignedInUser) -> None:
+def sign_in(user: platform.SignedInUser) -> None:
     st.session_state[USER_KEY] = user
 
 
@@ -48,16 +45,16 @@ def sign_out() -> None:
     st.session_state.pop(USER_KEY, None)
 
 
-def refresh_signed_in() -> SignedInUser | None:
+def refresh_signed_in() -> platform.SignedInUser | None:
     """Re-read the signed-in user so role changes and deactivation take effect at once."""
     user = signed_in()
     if user is None:
         return None
     try:
         with session() as s:
-            row = load_actor(s, user)
-            fresh = SignedInUser(row.id, row.username, row.full_name, row.role, row.is_active)
-    except NotFound:
+            row = platform.load_actor(s, user)
+            fresh = platform.SignedInUser(row.id, row.username, row.full_name, row.role, row.is_active)
+    except platform.NotFound:
         fresh = None
     if fresh is None or not fresh.is_active:
         sign_out()
@@ -66,10 +63,10 @@ def refresh_signed_in() -> SignedInUser | None:
     return fresh
 
 
-def require_page(action: str) -> SignedInUser:
+def require_page(action: str) -> platform.SignedInUser:
     """Stop the page unless the signed-in user's role allows `action`."""
     user = signed_in()
-    if user is None or not permissions.allowed(user.role, action):
+    if user is None or not platform.allowed(user.role, action):
         st.error("You do not have access to this page.")
         st.stop()
     return user
@@ -84,7 +81,7 @@ def read(fn, *args, **kwargs):
     try:
         with session() as s:
             return fn(s, signed_in(), *args, **kwargs)
-    except DomainError as exc:
+    except platform.DomainError as exc:
         st.error(str(exc))
         return None
 
@@ -93,8 +90,8 @@ def act(fn, *args, success: str | None = None, **kwargs):
     """Call `fn(session, acting user, ...)` for a change; report success or the domain error."""
     try:
         with session() as s:
-            result = fn(s, load_actor(s, signed_in()), *args, **kwargs)
-    except DomainError as exc:
+            result = fn(s, platform.load_actor(s, signed_in()), *args, **kwargs)
+    except platform.DomainError as exc:
         st.error(str(exc))
         return None
     if success:

@@ -6,20 +6,19 @@ import datetime as dt
 
 import streamlit as st
 
-from crm_core import data_dates
-from crm_core.data_dates import DataDate
+from crm_core import platform
 
 from . import context
 
 
 @st.cache_data(ttl=300, max_entries=8, show_spinner=False)
-def _data_date(url: str, today: dt.date) -> DataDate:
+def _data_date(url: str, today: dt.date) -> platform.DataDate:
     with context.session() as s:
-        return data_dates.data_date(s, today)
+        return platform.data_date(s, today)
 
 
-def data_date() -> DataDate:
-    """Today, or the latest order's date when the data is historical (crm_core.data_dates)."""
+def data_date() -> platform.DataDate:
+    """Today, or the latest order's date when the data is historical (crm_core/platform/dates.py)."""
     return _data_date(str(context.engine().url), dt.date.today())
 
 
@@ -28,7 +27,7 @@ def day_month_year(day: dt.date) -> str:
     return f"{day.day} {day:%b %Y}"
 
 
-def show_data_date() -> DataDate:
+def show_data_date() -> platform.DataDate:
     """The data date, with a caption saying which date the data runs to when it is historical
     (otherwise the page keeps its look)."""
     data = data_date()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crm_core.permissions import allowed
+from crm_core import platform
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ PAGES: tuple[PageSpec, ...] = (
 
 
 def pages_for(role: str) -> list[PageSpec]:
-    return [page for page in PAGES if allowed(role, page.permission)]
+    return [page for page in PAGES if platform.allowed(role, page.permission)]
 
 
 def sections_for(role: str) -> dict[str, list[PageSpec]]:

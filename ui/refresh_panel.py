@@ -6,10 +6,8 @@ import datetime as dt
 
 import streamlit as st
 
-from crm_core import permissions
-from crm_core.data_dates import EARLIEST_DATE
-from crm_core.errors import DomainError
-from ml.refresh import run_refresh
+import batch
+from crm_core import platform
 
 from . import context
 from .data_date import data_date
@@ -17,7 +15,7 @@ from .data_date import data_date
 
 def refresh_panel(viewer, key: str) -> None:
     """An expander for admins: pick a date (default: the data date), run every refresh step, watch the progress."""
-    if not permissions.allowed(viewer.role, "refresh.run"):
+    if not platform.allowed(viewer.role, "refresh.run"):
         return
     data = data_date()
     with st.expander("Batch refresh"):
@@ -26,7 +24,7 @@ def refresh_panel(viewer, key: str) -> None:
             "fits lifetime value, scores account health, rebuilds cluster and segment memberships, lifecycle "
             "stages and the forecasts."
         )
-        refresh_date = st.date_input("As of", value=data.day, min_value=EARLIEST_DATE, max_value=dt.date.today(),
+        refresh_date = st.date_input("As of", value=data.day, min_value=platform.EARLIEST_DATE, max_value=dt.date.today(),
                                      key=f"{key}_as_of")
         if st.button("Run the refresh", icon=":material/refresh:", key=f"{key}_run"):
             bar = st.progress(0.0, text="Starting…")
@@ -35,9 +33,9 @@ def refresh_panel(viewer, key: str) -> None:
                 bar.progress(index / total, text=f"{label}: {detail}")
 
             try:
-                report = run_refresh(context.engine(), refresh_date, progress=progress,
+                report = batch.run_refresh(context.engine(), refresh_date, progress=progress,
                                      now=data.run_time(refresh_date), triggered_by=viewer.username)
-            except DomainError as exc:
+            except platform.DomainError as exc:
                 st.error(str(exc))
             else:
                 st.cache_data.clear()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ml import runs
+import batch
 
 from . import context
 
 
-def show_step_status(step: str, what: str) -> runs.StepStatus | None:
+def show_step_status(step: str, what: str) -> batch.StepStatus | None:
     """A warning when `step` was skipped, an error when it failed, in the latest run that reached it."""
-    status = context.read(runs.last_step_status, step)
+    status = context.read(batch.last_step_status, step)
     if status is None or status.status == "ok":
         return status
     reason = (status.detail or "").removeprefix("skipped: ").removeprefix("failed: ")

@@ -1,0 +1,23 @@
+"""The batch: the refresh that runs the domain steps (loyalty, SLA checks, the snapshot, segments,
+lifecycle) and the models (churn, lifetime value, health, forecasts, clusters) as of a date, and the
+record of each run.
+
+Entry points (pages, ui, the `crm` command, the coming API) call the batch; the batch calls ml and
+crm_core, never the other way round.
+"""
+
+from batch.refresh import RefreshReport, StepRecord, backfill, month_ends_before, rfm_rules, run_refresh
+from batch.run_reports import StepStatus, last_step_status, recent_runs, run_steps
+
+__all__ = [
+    "RefreshReport",
+    "StepRecord",
+    "StepStatus",
+    "backfill",
+    "last_step_status",
+    "month_ends_before",
+    "recent_runs",
+    "rfm_rules",
+    "run_refresh",
+    "run_steps",
+]

@@ -1,0 +1,639 @@
+"""Privacy (GDPR): consent ledger, preference center, data-subject requests, export and erasure.
+
+Export and erasure find the person's data the same way merges do, by reflecting every foreign
+key to customers.id (`merge.customer_references`) plus the tables hanging off those rows (order
+lines, ticket replies, ...), so a table added later is exported and erased without a change here.
+
+Erasure anonymises rather than deletes: every free-text, JSON and identifier column of the
+person's rows is cleared (names, emails, phones, addresses, social handles, payment tokens,
+ticket and message texts, notes, survey comments), while categorical and numeric columns stay.
+Orders, their lines and totals are kept under a legal-retention exception, linked to the
+anonymised customer, so revenue figures still add up. Audit entries and the merge log that quote
+the person's values are rewritten too.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import zipfile
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from crm_core.customers.merge import customer_references
+from crm_core.customers.rules import is_gone
+from crm_core.platform.actors import Actor
+from crm_core.platform.audit import record_audit
+from crm_core.platform.errors import NotFound, ValidationError
+from crm_core.platform.paging import Page
+from crm_core.platform.permissions import require
+from crm_core.platform.sql import rows_affected
+from crm_core.platform.transactions import check_version
+from db.models import (
+    COMM_CHANNELS,
+    CONSENT_PURPOSES,
+    CONTACT_FREQUENCIES,
+    DSR_STATUSES,
+    DSR_TYPES,
+    AuditLog,
+    Base,
+    ConsentRecord,
+    Customer,
+    CustomerAddress,
+    CustomerMerge,
+    CustomerMergeRow,
+    CustomerPaymentMethod,
+    CustomerPreferenceCenter,
+    DataSubjectRequest,
+    SocialAccount,
+    utcnow,
+)
+
+RESPONSE_DAYS = 30
+LAWFUL_BASES = ("consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interests")
+CONSENT_SOURCES = ("web_form", "preference_center", "staff", "import", "email_link", "phone", "checkout")
+PREFERENCE_CHANNELS = ("email", "sms", "push", "phone")
+# Preference-center switches that are consents in law: each change is written to the ledger.
+PREFERENCE_CONSENTS = {"data_sharing": "third_party_sharing", "analytics": "analytics", "personalization": "profiling"}
+LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+ERASED = "[erased]"
+# Columns that describe, count or classify rather than identify: kept by erasure.
+KEPT_COLUMNS = frozenset({
+    "currency", "order_number", "ticket_number", "category", "department", "processor", "brand", "program",
+    "campaign", "template", "source_type", "source_id", "referral_code", "country_code", "rfm_segment",
+    "preferred_category", "event", "purpose", "source", "legal_basis", "policy_version", "result", "offer_type",
+})
+PERSONAL_NUMBERS = frozenset({"latitude", "longitude", "exp_month", "exp_year"})
+RETAINED_TABLES = {"orders": "orders and order lines are kept for tax and accounting retention, de-identified"}
+EXPORT_ROW_LIMIT = 100_000
+
+
+def _customer(session: Session, customer_id: Any) -> Customer:
+    try:
+        customer_id = int(customer_id)
+    except (TypeError, ValueError):
+        raise ValidationError(f"A customer id is a whole number, not {customer_id!r}.") from None
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"There is no customer {customer_id}.")
+    return customer
+
+
+def _text(value: Any, label: str, max_length: int, required: bool = True) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise ValidationError(f"{label} is required.")
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{label} must be text.")
+    value = value.strip()
+    if len(value) > max_length:
+        raise ValidationError(f"{label} is at most {max_length} characters ({len(value)} given).")
+    return value
+
+
+# --------------------------------------------------------------------------- consent ledger
+
+
+def record_consent(session: Session, actor: Actor, customer_id: Any, purpose: str, granted: Any,
+                   legal_basis: str = "consent", source: str = "staff", policy_version: str | None = None,
+                   notes: str | None = None, recorded_at: dt.datetime | None = None) -> ConsentRecord:
+    """Append a grant or withdrawal; the newest entry per purpose is the customer's current choice."""
+    require(actor, "privacy.manage")
+    customer = _customer(session, customer_id)
+    if customer.status == "erased":
+        raise ValidationError(f"Customer {customer.id} was erased; no consent can be recorded.")
+    if purpose not in CONSENT_PURPOSES:
+        raise ValidationError(f"Purpose must be one of {', '.join(CONSENT_PURPOSES)}.")
+    if not isinstance(granted, bool):
+        raise ValidationError("Say whether consent was granted (yes) or withdrawn (no).")
+    if legal_basis not in LAWFUL_BASES:
+        raise ValidationError(f"Lawful basis must be one of {', '.join(LAWFUL_BASES)}.")
+    if source not in CONSENT_SOURCES:
+        raise ValidationError(f"Source must be one of {', '.join(CONSENT_SOURCES)}.")
+    version = _text(policy_version, "Policy version", 32)
+    entry = ConsentRecord(customer_id=customer.id, purpose=purpose, granted=granted, source=source,
+                          legal_basis=legal_basis, policy_version=version, notes=_text(notes, "Notes", 2000, False),
+                          recorded_at=recorded_at or utcnow(), recorded_by_id=actor.id)
+    session.add(entry)
+    session.flush()
+    record_audit(session, actor, "consent.grant" if granted else "consent.withdraw", "customer", customer.id,
+                 after={"purpose": purpose, "legal_basis": legal_basis, "source": source, "policy_version": version})
+    return entry
+
+
+def current_consents(session: Session, viewer: Actor, customer_id: Any) -> dict[str, dict[str, Any]]:
+    """The latest entry per purpose (latest wins; ties broken by entry order)."""
+    require(viewer, "privacy.manage")
+    customer = _customer(session, customer_id)
+    ranked = select(
+        ConsentRecord,
+        func.row_number().over(partition_by=ConsentRecord.purpose,
+                               order_by=(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())).label("rank"),
+    ).where(ConsentRecord.customer_id == customer.id).subquery()
+    rows = session.execute(select(ranked).where(ranked.c.rank == 1)).mappings().all()
+    return {r["purpose"]: {"granted": bool(r["granted"]), "recorded_at": r["recorded_at"],
+                           "legal_basis": r["legal_basis"], "source": r["source"],
+                           "policy_version": r["policy_version"]} for r in rows}
+
+
+def consent_ledger(session: Session, viewer: Actor, customer_id: Any, page: int = 1, page_size: int = 50) -> Page:
+    require(viewer, "privacy.manage")
+    customer = _customer(session, customer_id)
+    page = max(1, int(page))
+    where = ConsentRecord.customer_id == customer.id
+    total = session.scalar(select(func.count()).select_from(ConsentRecord).where(where)) or 0
+    entries = session.scalars(select(ConsentRecord).where(where)
+                              .order_by(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())
+                              .limit(page_size).offset((page - 1) * page_size)).all()
+    rows = [{"time": e.recorded_at, "purpose": e.purpose, "granted": e.granted, "lawful_basis": e.legal_basis,
+             "source": e.source, "policy_version": e.policy_version, "actor_id": e.recorded_by_id, "notes": e.notes}
+            for e in entries]
+    return Page(rows=rows, total=total, page=page, page_size=page_size)
+
+
+def consent_summary(session: Session, viewer: Actor) -> list[dict[str, Any]]:
+    """Per purpose, how many customers currently grant and withdraw consent (latest entry each)."""
+    require(viewer, "privacy.manage")
+    ranked = select(
+        ConsentRecord.purpose, ConsentRecord.granted,
+        func.row_number().over(partition_by=(ConsentRecord.customer_id, ConsentRecord.purpose),
+                               order_by=(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())).label("rank"),
+    ).subquery()
+    rows = session.execute(select(ranked.c.purpose, ranked.c.granted, func.count()).where(ranked.c.rank == 1)
+                           .group_by(ranked.c.purpose, ranked.c.granted)).all()
+    return [{"purpose": p, "state": "granted" if g else "withdrawn", "customers": int(n)} for p, g, n in rows]
+
+
+# --------------------------------------------------------------------------- preference center
+
+
+def get_preferences(session: Session, viewer: Actor, customer_id: Any) -> dict[str, Any]:
+    require(viewer, "privacy.manage")
+    customer = _customer(session, customer_id)
+    row = session.get(CustomerPreferenceCenter, customer.id)
+    consents = current_consents(session, viewer, customer.id)
+    channels = [c for c in PREFERENCE_CHANNELS if row is not None and getattr(row, f"{c}_opt_in")]
+    return {
+        "customer_id": customer.id, "name": f"{customer.first_name} {customer.last_name}".strip(),
+        "channels": channels,
+        "frequency": row.contact_frequency if row else "weekly",
+        "preferred_channel": row.preferred_channel if row else None,
+        "language": (row.preferred_language if row else None) or customer.preferred_language,
+        "categories": list(row.interests or []) if row else [],
+        **{key: bool(consents.get(purpose, {}).get("granted", False)) for key, purpose in PREFERENCE_CONSENTS.items()},
+        "version": row.version if row else 0,
+    }
+
+
+def save_preferences(session: Session, actor: Actor, customer_id: Any, preferences: dict[str, Any],
+                     expected_version: int | None, policy_version: str = "2026-01") -> dict[str, Any]:
+    """Save the preference center; data sharing, analytics and personalization go to the consent ledger."""
+    require(actor, "privacy.manage")
+    customer = _customer(session, customer_id)
+    if is_gone(customer.status):
+        raise ValidationError(f"Customer {customer.id} is {customer.status}; preferences cannot be changed.")
+    channels = preferences.get("channels") or []
+    if not isinstance(channels, list | tuple) or any(c not in PREFERENCE_CHANNELS for c in channels):
+        raise ValidationError(f"Channels must be chosen from {', '.join(PREFERENCE_CHANNELS)}.")
+    frequency = preferences.get("frequency")
+    if frequency not in CONTACT_FREQUENCIES:
+        raise ValidationError(f"Frequency must be one of {', '.join(CONTACT_FREQUENCIES)}.")
+    if frequency != "never" and not channels:
+        raise ValidationError("Choose at least one channel, or set the frequency to 'never'.")
+    preferred = preferences.get("preferred_channel") or None
+    if preferred is not None and (preferred not in COMM_CHANNELS or preferred not in channels):
+        raise ValidationError("The preferred channel must be one of the channels the customer opted in to.")
+    language = (preferences.get("language") or "").strip() or None
+    if language is not None and not LANGUAGE.match(language):
+        raise ValidationError(f"{language!r} is not a language code such as 'en' or 'pt-BR'.")
+    categories = preferences.get("categories") or []
+    if not isinstance(categories, list | tuple) or any(not isinstance(c, str) or not c.strip() for c in categories):
+        raise ValidationError("Categories must be a list of names.")
+    categories = sorted({c.strip() for c in categories})
+    if len(categories) > 30:
+        raise ValidationError("Choose at most 30 categories.")
+    switches = {}
+    for key in PREFERENCE_CONSENTS:
+        value = preferences.get(key, False)
+        if not isinstance(value, bool):
+            raise ValidationError(f"{key.replace('_', ' ').capitalize()} must be yes or no.")
+        switches[key] = value
+
+    row = session.get(CustomerPreferenceCenter, customer.id)
+    before = get_preferences(session, actor, customer.id)
+    if row is None:
+        if expected_version not in (None, 0):
+            raise ValidationError("These preferences were removed meanwhile; reload and try again.")
+        row = CustomerPreferenceCenter(customer_id=customer.id)
+        session.add(row)
+    else:
+        check_version(row, expected_version, f"Preferences of customer {customer.id}")
+    for channel in PREFERENCE_CHANNELS:
+        setattr(row, f"{channel}_opt_in", channel in channels)
+    row.contact_frequency = frequency
+    row.preferred_channel = preferred
+    row.preferred_language = language
+    row.interests = categories
+    row.updated_at = utcnow()
+    session.flush()
+    for key, purpose in PREFERENCE_CONSENTS.items():
+        if switches[key] != before[key]:
+            record_consent(session, actor, customer.id, purpose, switches[key], "consent", "preference_center",
+                           policy_version)
+    after = get_preferences(session, actor, customer.id)
+    record_audit(session, actor, "preferences.update", "customer", customer.id,
+                 before={k: v for k, v in before.items() if k not in ("name",)},
+                 after={k: v for k, v in after.items() if k not in ("name",)})
+    return after
+
+
+# --------------------------------------------------------------------------- data-subject requests
+
+
+def create_privacy_request(session: Session, actor: Actor, customer_id: Any, request_type: str, notes: str | None = None,
+                   received_at: dt.datetime | None = None) -> DataSubjectRequest:
+    """Log a request; it is due 30 days after it was received."""
+    require(actor, "privacy.manage")
+    customer = _customer(session, customer_id)
+    if request_type not in DSR_TYPES:
+        raise ValidationError(f"Request type must be one of {', '.join(DSR_TYPES)}.")
+    if customer.status == "erased":
+        raise ValidationError(f"Customer {customer.id} was already erased.")
+    received = received_at or utcnow()
+    if received > utcnow() + dt.timedelta(minutes=5):
+        raise ValidationError("A request cannot be received in the future.")
+    request = DataSubjectRequest(customer_id=customer.id, request_type=request_type, status="received",
+                                 received_at=received, due_at=received + dt.timedelta(days=RESPONSE_DAYS),
+                                 notes=_text(notes, "Notes", 2000, False), handled_by_id=actor.id)
+    session.add(request)
+    session.flush()
+    record_audit(session, actor, "dsr.create", "data_subject_request", request.id,
+                 after={"customer_id": customer.id, "type": request_type, "due_at": request.due_at})
+    return request
+
+
+def _request(session: Session, request_id: Any) -> DataSubjectRequest:
+    try:
+        request_id = int(request_id)
+    except (TypeError, ValueError):
+        raise ValidationError(f"A request id is a whole number, not {request_id!r}.") from None
+    request = session.get(DataSubjectRequest, request_id)
+    if request is None:
+        raise NotFound(f"There is no request {request_id}.")
+    return request
+
+
+def _open(request: DataSubjectRequest) -> None:
+    if request.status in ("completed", "rejected"):
+        raise ValidationError(f"Request {request.id} is already {request.status}.")
+
+
+def set_privacy_request_status(session: Session, actor: Actor, request_id: Any, status: str, note: str | None = None) -> DataSubjectRequest:
+    """Move a request to in_progress, or reject it with a reason."""
+    require(actor, "privacy.manage")
+    request = _request(session, request_id)
+    _open(request)
+    if status not in ("in_progress", "rejected"):
+        raise ValidationError("A request is set in progress or rejected here; completing it happens by processing it.")
+    if status == "rejected":
+        note = _text(note, "A reason for the rejection", 2000)
+    before = request.status
+    request.status = status
+    request.handled_by_id = actor.id
+    if note:
+        request.notes = f"{request.notes}\n{note}" if request.notes else note
+    if status == "rejected":
+        request.completed_at = utcnow()
+    session.flush()
+    record_audit(session, actor, f"dsr.{status}", "data_subject_request", request.id,
+                 before={"status": before}, after={"status": status})
+    return request
+
+
+def list_privacy_requests(session: Session, viewer: Actor, status: str | None = None, request_type: str | None = None,
+                  overdue_only: bool = False, page: int = 1, page_size: int = 25, now: dt.datetime | None = None) -> Page:
+    """The request log, most urgent first, with days left and an overdue flag."""
+    require(viewer, "privacy.manage")
+    now = now or utcnow()
+    conditions = []
+    if status:
+        if status not in DSR_STATUSES:
+            raise ValidationError(f"Status must be one of {', '.join(DSR_STATUSES)}.")
+        conditions.append(DataSubjectRequest.status == status)
+    if request_type:
+        if request_type not in DSR_TYPES:
+            raise ValidationError(f"Request type must be one of {', '.join(DSR_TYPES)}.")
+        conditions.append(DataSubjectRequest.request_type == request_type)
+    if overdue_only:
+        conditions += [DataSubjectRequest.status.in_(("received", "in_progress")), DataSubjectRequest.due_at < now]
+    page = max(1, int(page))
+    total = session.scalar(select(func.count()).select_from(DataSubjectRequest).where(*conditions)) or 0
+    found = session.scalars(select(DataSubjectRequest).where(*conditions)
+                            .order_by(DataSubjectRequest.status.in_(("completed", "rejected")),
+                                      DataSubjectRequest.due_at, DataSubjectRequest.id)
+                            .limit(page_size).offset((page - 1) * page_size)).all()
+    rows = []
+    for r in found:
+        open_ = r.status in ("received", "in_progress")
+        rows.append({"request_id": r.id, "customer_id": r.customer_id, "type": r.request_type, "status": r.status,
+                     "received_at": r.received_at, "due_at": r.due_at,
+                     "days_left": (r.due_at - now).days if open_ else None,
+                     "overdue": bool(open_ and r.due_at < now), "completed_at": r.completed_at, "notes": r.notes})
+    return Page(rows=rows, total=total, page=page, page_size=page_size)
+
+
+def get_privacy_request(session: Session, viewer: Actor, request_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """One request as a log row (days left, overdue flag)."""
+    require(viewer, "privacy.manage")
+    request = _request(session, request_id)
+    now = now or utcnow()
+    open_ = request.status in ("received", "in_progress")
+    return {"request_id": request.id, "customer_id": request.customer_id, "type": request.request_type,
+            "status": request.status, "received_at": request.received_at, "due_at": request.due_at,
+            "days_left": (request.due_at - now).days if open_ else None, "overdue": bool(open_ and request.due_at < now),
+            "completed_at": request.completed_at, "notes": request.notes, "result": request.result}
+
+
+def privacy_request_counts(session: Session, viewer: Actor, now: dt.datetime | None = None) -> dict[str, int]:
+    require(viewer, "privacy.manage")
+    now = now or utcnow()
+    open_ = DataSubjectRequest.status.in_(("received", "in_progress"))
+
+    def count(*conditions) -> int:
+        return int(session.scalar(select(func.count()).select_from(DataSubjectRequest).where(*conditions)) or 0)
+
+    return {"open": count(open_), "overdue": count(open_, DataSubjectRequest.due_at < now),
+            "due_7_days": count(open_, DataSubjectRequest.due_at >= now,
+                                DataSubjectRequest.due_at < now + dt.timedelta(days=7)),
+            "completed": count(DataSubjectRequest.status == "completed")}
+
+
+# --------------------------------------------------------------------------- the person's data
+
+
+def _person_ids(session: Session, customer: Customer) -> list[int]:
+    """The customer and every record merged into it: one person."""
+    merged = session.scalars(select(Customer.id).where(Customer.merged_into_id == customer.id)).all()
+    return [customer.id, *merged]
+
+
+def _children(reference_tables: set[str]) -> list[tuple[Table, Any, Table]]:
+    """(child table, fk column, parent table) for tables hanging off the person's rows."""
+    found = []
+    for table in Base.metadata.sorted_tables:
+        if table.name in reference_tables:
+            continue
+        for fk in table.foreign_keys:
+            parent = fk.column.table
+            if parent.name in reference_tables and parent.name != "customers" and len(parent.primary_key.columns) == 1:
+                found.append((table, fk.parent, parent))
+    return found
+
+
+def _person_scopes(ids: list[int]) -> list[tuple[Table, Any]]:
+    """(table, where-condition) for every row that belongs to the person."""
+    scopes: dict[str, tuple[Table, list]] = {}
+    owner: dict[str, Any] = {}
+    for reference in customer_references():
+        if reference.table.name == "customers":
+            continue
+        table, conds = scopes.setdefault(reference.table.name, (reference.table, []))
+        conds.append(reference.column.in_(ids))
+        owner.setdefault(reference.table.name, []).append(reference.column)
+    for child, fk, parent in _children(set(scopes) | {"customers"}):
+        parent_pk = list(parent.primary_key.columns)[0]
+        parent_cond = or_(*[c.in_(ids) for c in owner[parent.name]])
+        table, conds = scopes.setdefault(child.name, (child, []))
+        conds.append(fk.in_(select(parent_pk).where(parent_cond)))
+    return [(table, or_(*conds)) for table, conds in scopes.values()]
+
+
+def _export_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, float | int | str | bool | type(None) | list | dict):
+        return value
+    return str(value)
+
+
+def subject_data(session: Session, customer_id: Any) -> dict[str, list[dict[str, Any]]]:
+    """Everything held about the person, per table."""
+    customer = _customer(session, customer_id)
+    ids = _person_ids(session, customer)
+    customers = Customer.__table__
+    data = {"customers": [{c: _export_value(v) for c, v in row.items()}
+                          for row in session.execute(select(customers).where(customers.c.id.in_(ids))).mappings()]}
+    for table, condition in _person_scopes(ids):
+        rows = session.execute(select(table).where(condition).limit(EXPORT_ROW_LIMIT)).mappings().all()
+        if rows:
+            data[table.name] = [{c: _export_value(v) for c, v in row.items()} for row in rows]
+    return data
+
+
+def export_subject_data(session: Session, customer_id: Any) -> bytes:
+    """A zip: `subject.json` with everything, plus one CSV per table."""
+    return _zip(subject_data(session, customer_id))
+
+
+def _zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("subject.json", json.dumps({"exported_at": utcnow().isoformat(), "tables": data},
+                                                    indent=2, default=str))
+        for name, rows in data.items():
+            text = io.StringIO()
+            columns = list(rows[0])
+            writer = csv.DictWriter(text, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+            archive.writestr(f"{name}.csv", text.getvalue())
+    return buffer.getvalue()
+
+
+def process_access_request(session: Session, actor: Actor, request_id: Any) -> bytes:
+    """Answer an access (or portability) request with the export zip and complete it."""
+    require(actor, "privacy.manage")
+    request = _request(session, request_id)
+    _open(request)
+    if request.request_type not in ("access", "portability"):
+        raise ValidationError(f"Request {request.id} is a {request.request_type} request, not an access request.")
+    if request.customer_id is None:
+        raise ValidationError(f"Request {request.id} names no customer.")
+    data = subject_data(session, request.customer_id)
+    payload = _zip(data)
+    tables = {k: len(v) for k, v in data.items()}
+    request.status = "completed"
+    request.completed_at = utcnow()
+    request.handled_by_id = actor.id
+    request.result = {"exported_tables": tables, "bytes": len(payload)}
+    session.flush()
+    record_audit(session, actor, "dsr.access", "data_subject_request", request.id, after=request.result)
+    return payload
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+def _is_enum(table: Table, column_name: str) -> bool:
+    pattern = re.compile(rf"(?<![\w]){re.escape(column_name)} = '")
+    return any(pattern.search(str(getattr(c, "sqltext", ""))) for c in table.constraints)
+
+
+def _erasure_values(table: Table) -> dict[str, Any]:
+    """Column -> anonymised value (an SQL expression) for one table's personal columns."""
+    keys = {c.name for c in table.primary_key.columns} | {fk.parent.name for fk in table.foreign_keys}
+    pk = list(table.primary_key.columns)
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        name = column.name
+        if name in keys or name in KEPT_COLUMNS:
+            continue
+        if name in PERSONAL_NUMBERS:
+            values[name] = None
+            continue
+        if not isinstance(column.type, String | Text | JSON | LargeBinary) or _is_enum(table, name):
+            continue
+        if column.nullable:
+            values[name] = None
+        elif isinstance(column.type, JSON):
+            values[name] = {}
+        elif len(pk) == 1 and (column.unique or any(
+                isinstance(c, UniqueConstraint) and name in c.columns for c in table.constraints)):
+            values[name] = literal("erased:") + cast(pk[0], String)
+        else:
+            values[name] = ""
+    return values
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    if isinstance(value, str):
+        lowered = value.lower()
+        if any(s.lower() in lowered for s in secrets):
+            return ERASED
+    return value
+
+
+def _secrets(session: Session, ids: list[int]) -> list[str]:
+    """The person's identifying values, to find them quoted in audit entries and the merge log."""
+    values: set[str] = set()
+    for c in session.scalars(select(Customer).where(Customer.id.in_(ids))):
+        values |= {c.email or "", c.phone or "", c.notes or "", f"{c.first_name} {c.last_name}".strip(),
+                   c.external_id or ""}
+        values |= {n for n in (c.first_name, c.last_name) if n and len(n) >= 4}
+    for a in session.scalars(select(CustomerAddress).where(CustomerAddress.customer_id.in_(ids))):
+        values |= {a.line1 or "", a.line2 or ""}
+    values |= set(session.scalars(select(SocialAccount.handle).where(SocialAccount.customer_id.in_(ids))))
+    values |= set(session.scalars(select(CustomerPaymentMethod.processor_token)
+                                  .where(CustomerPaymentMethod.customer_id.in_(ids))))
+    return sorted(v for v in values if v and len(v) >= 4)
+
+
+def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id: Any) -> dict[str, Any]:
+    """Anonymise the person everywhere, keep non-identifying facts, and complete the erasure request."""
+    require(actor, "privacy.manage")
+    customer = _customer(session, customer_id)
+    request = _request(session, request_id)
+    _open(request)
+    if request.request_type != "erasure":
+        raise ValidationError(f"Request {request.id} is a {request.request_type} request, not an erasure request.")
+    if request.customer_id not in (None, customer.id):
+        raise ValidationError(f"Request {request.id} is for customer {request.customer_id}, not {customer.id}.")
+    if customer.status == "erased":
+        raise ValidationError(f"Customer {customer.id} was already erased.")
+    if customer.status == "merged":
+        raise ValidationError(f"Customer {customer.id} was merged into {customer.merged_into_id}; erase that customer.")
+    ids = _person_ids(session, customer)
+    secrets = _secrets(session, ids)
+    now = utcnow()
+    session.flush()
+
+    affected: dict[str, int] = {}
+    for table, condition in _person_scopes(ids):
+        values = _erasure_values(table)
+        if table.name == CustomerPaymentMethod.__tablename__:
+            values["status"] = "removed"
+        if table.name == DataSubjectRequest.__tablename__:
+            values.pop("result", None)
+        if values:
+            count = rows_affected(session.execute(update(table).where(condition).values(values))) or 0
+            if count:
+                affected[table.name] = count
+    session.execute(update(Customer.__table__).where(Customer.id.in_(ids)).values(
+        first_name=ERASED, last_name="", email=None, phone=None, date_of_birth=None, gender=None, city=None,
+        notes=None, external_id=None, status="erased", erased_at=now, version=Customer.version + 1))
+    affected["customers"] = len(ids)
+
+    # Audit entries and merge-log payloads that quote the person's values.
+    scrubbed = 0
+    if secrets:
+        text_of = [cast(AuditLog.before, Text), cast(AuditLog.after, Text)]
+        quoted = or_(*[t.contains(s) for s in secrets for t in text_of],
+                     *[AuditLog.entity_id == str(i) for i in ids])
+        for entry in session.scalars(select(AuditLog).where(quoted)):
+            entry.before, entry.after = _scrub(entry.before, secrets), _scrub(entry.after, secrets)
+            scrubbed += 1
+        merges = select(CustomerMerge.id).where(or_(CustomerMerge.survivor_id.in_(ids), CustomerMerge.merged_id.in_(ids)))
+        for row in session.scalars(select(CustomerMergeRow).where(CustomerMergeRow.merge_id.in_(merges),
+                                                                  CustomerMergeRow.payload.is_not(None))):
+            row.payload = _scrub(row.payload, secrets)
+    exceptions = [{"table": name, "reason": why} for name, why in RETAINED_TABLES.items()
+                  if session.scalar(select(func.count()).select_from(Base.metadata.tables[name])
+                                    .where(Base.metadata.tables[name].c.customer_id.in_(ids)))]
+    request.customer_id = customer.id
+    request.status = "completed"
+    request.completed_at = now
+    request.handled_by_id = actor.id
+    request.notes = "; ".join(f"Retention exception: {e['reason']}" for e in exceptions) or "Erased; no exceptions."
+    request.result = {"erased_customers": ids, "rows_anonymised": affected, "audit_entries_scrubbed": scrubbed,
+                      "retention_exceptions": exceptions}
+    session.flush()
+    record_audit(session, actor, "dsr.erasure", "data_subject_request", request.id,
+                 after={"customers": ids, "tables": sorted(affected), "retention_exceptions": len(exceptions)})
+    session.flush()
+    session.expire_all()
+    return request.result
+
+
+def find_request_subjects(session: Session, viewer: Actor, text: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Customers by id, email or name, for picking the subject of a request."""
+    require(viewer, "privacy.manage")
+    text = (text or "").strip()
+    if not text:
+        return []
+    if text.isdigit():
+        condition = Customer.id == int(text)
+    else:
+        like = f"%{text.lower()}%"
+        condition = or_(func.lower(Customer.email).like(like),
+                        func.lower(Customer.first_name + " " + Customer.last_name).like(like))
+    rows = session.execute(select(Customer.id, Customer.first_name, Customer.last_name, Customer.email, Customer.status)
+                           .where(condition).order_by(Customer.id).limit(limit)).all()
+    return [{"customer_id": r.id, "name": f"{r.first_name} {r.last_name}".strip(), "email": r.email,
+             "status": r.status} for r in rows]
+

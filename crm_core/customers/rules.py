@@ -1,0 +1,24 @@
+"""The rules of a customer record that every domain, model and page shares.
+
+A merged or erased customer is gone: not counted in any figure, segment, score or model, not
+shown in lists, never a duplicate or import target (though its external id stays taken), and not
+editable. Text fields have the lengths the schema gives them.
+"""
+
+from __future__ import annotations
+
+from db.models import Customer
+
+GONE_STATUSES: tuple[str, ...] = ("merged", "erased")
+# The customers that count: everyone who is not gone (an SQL condition on customers).
+COUNTED_CUSTOMER = Customer.status.not_in(GONE_STATUSES)
+
+# field -> the most characters it may hold, for edits and imports alike
+TEXT_LIMITS: dict[str, int] = {
+    "external_id": 100, "first_name": 100, "last_name": 100, "email": 254, "company": 200, "city": 100,
+    "notes": 5000, "line1": 200, "line2": 200, "region": 100,
+}
+
+
+def is_gone(status: str | None) -> bool:
+    return status in GONE_STATUSES

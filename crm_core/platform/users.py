@@ -1,0 +1,217 @@
+"""Staff accounts: sign-in with argon2 hashes and lockout, and administration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from crm_core.platform.actors import SYSTEM, Actor
+from crm_core.platform.audit import record_audit
+from crm_core.platform.errors import AuthenticationError, NotFound, ValidationError
+from crm_core.platform.permissions import require
+from crm_core.platform.transactions import check_version
+from db.models import ROLES, User, utcnow
+
+MAX_FAILED_ATTEMPTS = 5
+LOCKOUT = dt.timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 8
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _validate_password(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+
+
+def _validate_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError(f"Unknown role {role!r}; choose one of: {', '.join(ROLES)}.")
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    """What the UI keeps about the signed-in user (no ORM object across reruns)."""
+
+    id: int
+    username: str
+    full_name: str
+    role: str
+    is_active: bool = True
+
+
+def authenticate(session: Session, username: str, password: str, now: dt.datetime | None = None) -> SignedInUser:
+    """Check credentials; count failures and lock the account for 15 minutes after five.
+
+    Failed attempts are committed before the error is raised, so they count even though the
+    caller's unit of work rolls back.
+    """
+    now = now or utcnow()
+    user = session.scalar(select(User).where(User.username == (username or "").strip().lower()))
+    if user is None:
+        raise AuthenticationError("Unknown username or wrong password.")
+    if not user.is_active:
+        raise AuthenticationError("This account is deactivated; ask an administrator.")
+    if user.locked_until and user.locked_until > now:
+        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+        raise AuthenticationError(
+            f"Too many failed attempts: the account is locked for another {minutes} minute(s)."
+        )
+    try:
+        _hasher.verify(user.password_hash, password or "")
+    except (VerificationError, InvalidHashError):
+        user.failed_login_count = (user.failed_login_count or 0) + 1
+        locked = user.failed_login_count >= MAX_FAILED_ATTEMPTS
+        if locked:
+            user.locked_until = now + LOCKOUT
+            user.failed_login_count = 0
+        record_audit(session, SYSTEM, "auth.sign_in_failed", "user", user.id, after={"locked": locked})
+        session.commit()
+        if locked:
+            raise AuthenticationError(
+                "Too many failed attempts: the account is locked for 15 minutes."
+            ) from None
+        raise AuthenticationError("Unknown username or wrong password.") from None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.failed_login_count = 0
+    user.locked_until = None
+    user.last_login_at = now
+    record_audit(session, user, "auth.sign_in", "user", user.id)
+    session.flush()
+    return SignedInUser(user.id, user.username, user.full_name, user.role, user.is_active)
+
+
+def create_user(
+    session: Session,
+    actor: Actor,
+    username: str,
+    role: str,
+    password: str,
+    full_name: str = "",
+    email: str | None = None,
+) -> User:
+    require(actor, "users.manage")
+    username = (username or "").strip().lower()
+    if not USERNAME_PATTERN.match(username):
+        raise ValidationError(
+            "A username has 3-64 characters: lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    _validate_role(role)
+    _validate_password(password)
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise ValidationError(f"The username {username!r} is taken.")
+    user = User(
+        username=username,
+        role=role,
+        password_hash=hash_password(password),
+        full_name=(full_name or "").strip(),
+        email=(email or "").strip() or None,
+        is_active=True,
+        failed_login_count=0,
+    )
+    session.add(user)
+    session.flush()
+    record_audit(session, actor, "user.create", "user", user.id, after={"username": username, "role": role})
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.")
+    return user
+
+
+def _active_admins(session: Session) -> int:
+    return session.scalar(
+        select(func.count()).select_from(User).where(User.role == "admin", User.is_active.is_(True))
+    ) or 0
+
+
+def _ensure_not_last_admin(session: Session, user: User) -> None:
+    if user.role == "admin" and user.is_active and _active_admins(session) <= 1:
+        raise ValidationError("This is the last active administrator; make another admin first.")
+
+
+def change_role(session: Session, actor: Actor, user_id: int, role: str, expected_version: int | None = None) -> User:
+    require(actor, "users.manage")
+    _validate_role(role)
+    user = get_user(session, user_id)
+    check_version(user, expected_version, f"User {user.username}")
+    if role == user.role:
+        return user
+    if role != "admin":
+        _ensure_not_last_admin(session, user)
+    before = {"role": user.role}
+    user.role = role
+    session.flush()
+    record_audit(session, actor, "user.change_role", "user", user.id, before=before, after={"role": role})
+    return user
+
+
+def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> User:
+    require(actor, "users.manage")
+    _validate_password(new_password)
+    user = get_user(session, user_id)
+    user.password_hash = hash_password(new_password)
+    user.failed_login_count = 0
+    user.locked_until = None
+    session.flush()
+    record_audit(session, actor, "user.reset_password", "user", user.id)
+    return user
+
+
+def set_active(session: Session, actor: Actor, user_id: int, active: bool, expected_version: int | None = None) -> User:
+    require(actor, "users.manage")
+    user = get_user(session, user_id)
+    check_version(user, expected_version, f"User {user.username}")
+    if user.is_active == active:
+        return user
+    if not active:
+        if actor.id == user.id:
+            raise ValidationError("You cannot deactivate your own account.")
+        _ensure_not_last_admin(session, user)
+    user.is_active = active
+    session.flush()
+    record_audit(
+        session, actor, "user.activate" if active else "user.deactivate", "user", user.id,
+        before={"is_active": not active}, after={"is_active": active},
+    )
+    return user
+
+
+def list_users(session: Session, viewer: Actor) -> list[dict]:
+    require(viewer, "users.manage")
+    users = session.scalars(select(User).order_by(User.role, User.username)).all()
+    now = utcnow()
+    return [
+        {
+            "id": u.id,
+            "username": u.username,
+            "full_name": u.full_name,
+            "role": u.role,
+            "active": u.is_active,
+            "locked": bool(u.locked_until and u.locked_until > now),
+            "last_sign_in": u.last_login_at,
+            "version": u.version,
+        }
+        for u in users
+    ]
+
+
+def load_actor(session: Session, signed_in: SignedInUser) -> User:
+    """The current database row for a signed-in user (role or activity may have changed)."""
+    return get_user(session, signed_in.id)

@@ -1,0 +1,236 @@
+"""Executive overview: KPIs and chart series, aggregated in the database.
+
+Definitions (also shown in the page's help text):
+- revenue counts orders whose status is placed, paid, shipped or delivered (not cancelled,
+  returned or refunded); periods are half-open, [start, end + 1 day);
+- "this month" is month-to-date as of the range's end date, compared with the same number of
+  days at the start of the previous month; "trailing 12 months" is the 365 days up to the end
+  date against the 365 days before;
+- active customers ordered in the 90 days up to the end date;
+- repeat-purchase rate is the share of customers with an order by the end date who have two or more;
+- NPS = % promoters (9-10) - % detractors (0-6) among answers in the range.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from crm_core.customers.rules import COUNTED_CUSTOMER
+from crm_core.platform.actors import Actor
+from crm_core.platform.dates import midnight
+from crm_core.platform.errors import ValidationError
+from crm_core.platform.permissions import require
+from crm_core.platform.sql import year_month
+from db.models import (
+    LOYALTY_TIERS,
+    OPEN_TICKET_STATUSES,
+    REVENUE_ORDER_STATUSES,
+    Customer,
+    LoyaltyAccount,
+    Order,
+    SupportTicket,
+    SurveyResponse,
+)
+
+REVENUE_ORDER = Order.status.in_(REVENUE_ORDER_STATUSES)
+
+
+def _change(current: Decimal | float, previous: Decimal | float) -> float | None:
+    """Relative change in percent; None when there is nothing to compare against."""
+    if not previous:
+        return None
+    return round((float(current) - float(previous)) / float(previous) * 100, 1)
+
+
+@dataclass(frozen=True)
+class Overview:
+    start: dt.date
+    end: dt.date
+    customers_total: int
+    customers_new_this_month: int
+    customers_active_90d: int
+    revenue_this_month: Decimal
+    revenue_this_month_change: float | None
+    revenue_12m: Decimal
+    revenue_12m_change: float | None
+    orders_in_range: int
+    revenue_in_range: Decimal
+    average_order_value: Decimal | None
+    repeat_purchase_rate: float | None
+    open_tickets: int
+    sla_breaches: int
+    nps: float | None
+    nps_responses: int
+    monthly: list[dict] = field(default_factory=list)
+    tiers: list[dict] = field(default_factory=list)
+    top_customers: list[dict] = field(default_factory=list)
+
+
+def _revenue(session: Session, start: dt.datetime, end: dt.datetime) -> Decimal:
+    value = session.scalar(
+        select(func.coalesce(func.sum(Order.total), 0)).where(
+            REVENUE_ORDER, Order.ordered_at >= start, Order.ordered_at < end
+        )
+    )
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+def executive_overview(session: Session, viewer: Actor, start: dt.date, end: dt.date) -> Overview:
+    require(viewer, "overview.view")
+    if start > end:
+        raise ValidationError("The start date must be on or before the end date.")
+    range_start, range_end = midnight(start), midnight(end + dt.timedelta(days=1))
+
+    month_start = midnight(end.replace(day=1))
+    previous_month_start = midnight((end.replace(day=1) - dt.timedelta(days=1)).replace(day=1))
+    previous_month_end = min(previous_month_start + (range_end - month_start), month_start)
+    year = dt.timedelta(days=365)
+
+    customers_total, customers_new = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((Customer.signed_up_at >= month_start, 1), else_=0)), 0),
+        ).where(COUNTED_CUSTOMER, Customer.signed_up_at < range_end)
+    ).one()
+    active_90d = session.scalar(
+        select(func.count(func.distinct(Order.customer_id))).where(
+            REVENUE_ORDER, Order.ordered_at >= range_end - dt.timedelta(days=90), Order.ordered_at < range_end
+        )
+    )
+    revenue_month = _revenue(session, month_start, range_end)
+    revenue_prev_month = _revenue(session, previous_month_start, previous_month_end)
+    revenue_12m = _revenue(session, range_end - year, range_end)
+    revenue_prev_12m = _revenue(session, range_end - 2 * year, range_end - year)
+
+    orders_in_range, revenue_in_range = session.execute(
+        select(func.count(), func.coalesce(func.sum(Order.total), 0)).where(
+            REVENUE_ORDER, Order.ordered_at >= range_start, Order.ordered_at < range_end
+        )
+    ).one()
+    revenue_in_range = Decimal(str(revenue_in_range)).quantize(Decimal("0.01"))
+    aov = (revenue_in_range / orders_in_range).quantize(Decimal("0.01")) if orders_in_range else None
+
+    per_customer = (
+        select(Order.customer_id, func.count().label("n"))
+        .where(REVENUE_ORDER, Order.ordered_at < range_end)
+        .group_by(Order.customer_id)
+        .subquery()
+    )
+    buyers, repeaters = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((per_customer.c.n >= 2, 1), else_=0)), 0))
+    ).one()
+    repeat_rate = round(repeaters / buyers * 100, 1) if buyers else None
+
+    open_tickets = session.scalar(
+        select(func.count()).select_from(SupportTicket).where(SupportTicket.status.in_(OPEN_TICKET_STATUSES))
+    )
+    sla_breaches = session.scalar(
+        select(func.count()).select_from(SupportTicket).where(
+            SupportTicket.sla_breached.is_(True),
+            SupportTicket.created_at >= range_start,
+            SupportTicket.created_at < range_end,
+        )
+    )
+    responses, promoters, detractors = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((SurveyResponse.score >= 9, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((SurveyResponse.score <= 6, 1), else_=0)), 0),
+        ).where(
+            SurveyResponse.survey_type == "nps",
+            SurveyResponse.responded_at >= range_start,
+            SurveyResponse.responded_at < range_end,
+        )
+    ).one()
+    nps = round((promoters - detractors) / responses * 100, 1) if responses else None
+
+    return Overview(
+        start=start, end=end,
+        customers_total=customers_total, customers_new_this_month=int(customers_new),
+        customers_active_90d=active_90d or 0,
+        revenue_this_month=revenue_month,
+        revenue_this_month_change=_change(revenue_month, revenue_prev_month),
+        revenue_12m=revenue_12m, revenue_12m_change=_change(revenue_12m, revenue_prev_12m),
+        orders_in_range=orders_in_range, revenue_in_range=revenue_in_range,
+        average_order_value=aov, repeat_purchase_rate=repeat_rate,
+        open_tickets=open_tickets or 0, sla_breaches=sla_breaches or 0,
+        nps=nps, nps_responses=responses,
+        monthly=monthly_series(session, range_start, range_end),
+        tiers=tier_distribution(session),
+        top_customers=top_customers(session, range_start, range_end),
+    )
+
+
+def monthly_series(session: Session, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Revenue, orders and new customers per calendar month in [start, end)."""
+    month = year_month(Order.ordered_at)
+    revenue = {
+        row.month: (Decimal(str(row.revenue)).quantize(Decimal("0.01")), row.orders)
+        for row in session.execute(
+            select(month.label("month"), func.sum(Order.total).label("revenue"), func.count().label("orders"))
+            .where(REVENUE_ORDER, Order.ordered_at >= start, Order.ordered_at < end)
+            .group_by(month)
+        )
+    }
+    signup_month = year_month(Customer.signed_up_at)
+    new_customers: dict[str, int] = dict(
+        session.execute(
+            select(signup_month, func.count())
+            .where(COUNTED_CUSTOMER, Customer.signed_up_at >= start, Customer.signed_up_at < end)
+            .group_by(signup_month)
+        ).all()
+    )
+    months = sorted(set(revenue) | set(new_customers))
+    return [
+        {
+            "month": m,
+            "revenue": revenue.get(m, (Decimal("0.00"), 0))[0],
+            "orders": revenue.get(m, (Decimal("0.00"), 0))[1],
+            "new_customers": new_customers.get(m, 0),
+        }
+        for m in months
+    ]
+
+
+def tier_distribution(session: Session) -> list[dict]:
+    counts = dict(
+        session.execute(
+            select(LoyaltyAccount.tier, func.count())
+            .where(LoyaltyAccount.status == "active")
+            .group_by(LoyaltyAccount.tier)
+        ).all()
+    )
+    return [{"tier": tier, "members": counts.get(tier, 0)} for tier in LOYALTY_TIERS]
+
+
+def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit: int = 10) -> list[dict]:
+    revenue = func.sum(Order.total).label("revenue")
+    ranked = (
+        select(Order.customer_id, revenue, func.count().label("orders"))
+        .where(REVENUE_ORDER, Order.ordered_at >= start, Order.ordered_at < end)
+        .group_by(Order.customer_id)
+        .order_by(revenue.desc(), Order.customer_id)
+        .limit(limit)
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked, Customer.first_name, Customer.last_name, Customer.email, Customer.country_code)
+        .join(Customer, Customer.id == ranked.c.customer_id)
+        .order_by(ranked.c.revenue.desc(), ranked.c.customer_id)
+    ).all()
+    return [
+        {
+            "customer_id": r.customer_id,
+            "name": f"{r.first_name} {r.last_name}".strip(),
+            "email": r.email,
+            "country": r.country_code,
+            "orders": r.orders,
+            "revenue": Decimal(str(r.revenue)).quantize(Decimal("0.01")),
+        }
+        for r in rows
+    ]

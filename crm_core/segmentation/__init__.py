@@ -1,0 +1,107 @@
+"""Segmentation: the rule language, segments and their memberships, the analytics snapshot with RFM,
+and lifecycle stages.
+
+Pages, the `crm` command, the batch and models use these names; modules inside crm_core import
+the submodule they need.
+"""
+
+from crm_core.segmentation.lifecycle import (
+    DEFAULT_LIFECYCLE_RULES,
+    NEW_FLOW_LABEL,
+    change_stage,
+    cohort_retention,
+    customers_in_stage,
+    evaluate_lifecycle,
+    get_lifecycle_rules,
+    recent_stage_changes,
+    save_lifecycle_rules,
+    stage_distribution,
+    stage_flows,
+    time_in_stage,
+)
+from crm_core.segmentation.rule_input import customer_ids, rules_from_rows
+from crm_core.segmentation.rules import (
+    LIST_OPERATORS,
+    NO_VALUE_OPERATORS,
+    RULE_FIELDS,
+    compile_rules,
+    field_catalogue,
+    matching_ids_query,
+    parse_rules,
+    preview_rules,
+)
+from crm_core.segmentation.segment_reports import (
+    MEMBER_SORTS,
+    compare_segments,
+    iter_member_rows,
+    list_segments,
+    segment_members,
+    segment_profile,
+    segment_size_history,
+)
+from crm_core.segmentation.segments import (
+    MODEL_SEGMENT_TYPES,
+    add_members,
+    create_segment,
+    refresh_memberships,
+    remove_members,
+    replace_model_memberships,
+    set_segment_active,
+    update_segment,
+)
+from crm_core.segmentation.snapshot import (
+    CLV_COLUMNS,
+    RFM_GRID,
+    RFM_SEGMENTS,
+    refresh_snapshot,
+    rfm_segment_name,
+    snapshot_is_empty,
+    tidy_after_rewrite,
+)
+
+__all__ = [
+    "CLV_COLUMNS",
+    "DEFAULT_LIFECYCLE_RULES",
+    "LIST_OPERATORS",
+    "MEMBER_SORTS",
+    "MODEL_SEGMENT_TYPES",
+    "NEW_FLOW_LABEL",
+    "NO_VALUE_OPERATORS",
+    "RFM_GRID",
+    "RFM_SEGMENTS",
+    "RULE_FIELDS",
+    "add_members",
+    "change_stage",
+    "cohort_retention",
+    "compare_segments",
+    "compile_rules",
+    "create_segment",
+    "customer_ids",
+    "customers_in_stage",
+    "evaluate_lifecycle",
+    "field_catalogue",
+    "get_lifecycle_rules",
+    "iter_member_rows",
+    "list_segments",
+    "matching_ids_query",
+    "parse_rules",
+    "preview_rules",
+    "recent_stage_changes",
+    "refresh_memberships",
+    "refresh_snapshot",
+    "remove_members",
+    "replace_model_memberships",
+    "rfm_segment_name",
+    "rules_from_rows",
+    "save_lifecycle_rules",
+    "segment_members",
+    "segment_profile",
+    "segment_size_history",
+    "set_segment_active",
+    "snapshot_is_empty",
+    "stage_distribution",
+    "stage_flows",
+    "tidy_after_rewrite",
+    "time_in_stage",
+    "update_segment",
+]

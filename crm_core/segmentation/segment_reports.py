@@ -1,0 +1,270 @@
+"""What the Segments page reads: segments with their member counts, size over time, members one page
+at a time, a segment's profile and the comparison of two segments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session
+
+from crm_core.platform.actors import Actor
+from crm_core.platform.dates import midnight
+from crm_core.platform.errors import ValidationError
+from crm_core.platform.paging import Page
+from crm_core.platform.permissions import require
+from crm_core.segmentation.rules import CA, COUNTED_CUSTOMER, _customer_from
+from crm_core.segmentation.segments import active_member_count, get_segment, memberships
+from db.models import (
+    Customer,
+    CustomerAnalytics,
+    CustomerLifecycleStage,
+    CustomerSegment,
+    LoyaltyAccount,
+    utcnow,
+)
+
+
+def _open_members(segment_id: int):
+    return select(memberships.c.customer_id).where(
+        memberships.c.segment_id == segment_id, memberships.c.is_active == true()
+    )
+
+
+def list_segments(session: Session, viewer: Actor) -> list[dict[str, Any]]:
+    """All segments by priority with their size and share of revenue."""
+    require(viewer, "segments.view")
+    counts: dict[int, int] = dict(session.execute(
+        select(memberships.c.segment_id, func.count())
+        .where(memberships.c.is_active == true())
+        .group_by(memberships.c.segment_id)
+    ).all())
+    revenue: dict[int, Any] = dict(session.execute(
+        select(memberships.c.segment_id, func.sum(CA.total_revenue))
+        .select_from(memberships.join(CustomerAnalytics.__table__, CA.customer_id == memberships.c.customer_id)
+                     .join(Customer.__table__, Customer.id == memberships.c.customer_id))
+        .where(memberships.c.is_active == true(), COUNTED_CUSTOMER)
+        .group_by(memberships.c.segment_id)
+    ).all())
+    total = session.scalar(
+        select(func.sum(CA.total_revenue)).select_from(CustomerAnalytics).join(Customer, Customer.id == CA.customer_id)
+        .where(COUNTED_CUSTOMER)
+    ) or 0
+    segments = session.scalars(select(CustomerSegment).order_by(CustomerSegment.priority, CustomerSegment.name)).all()
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "type": s.segment_type,
+            "kind": s.kind,
+            "members": counts.get(s.id, 0),
+            "priority": s.priority,
+            "active": s.is_active,
+            "is_system": s.is_system,
+            "description": s.description,
+            "revenue_share": round(float(revenue.get(s.id) or 0) / float(total), 4) if total else 0.0,
+            "last_refreshed_at": s.last_refreshed_at,
+        }
+        for s in segments
+    ]
+
+
+def _month_starts(last: dt.date, months: int) -> list[dt.date]:
+    starts = []
+    year, month = last.year, last.month
+    for _ in range(months):
+        starts.append(dt.date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return starts[::-1]
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def segment_size_history(session: Session, viewer: Actor, segment_id: int, months: int = 12,
+                 as_of: dt.date | None = None) -> list[dict[str, Any]]:
+    """Members at each month end for the last `months` months up to as_of (one scan of the rows)."""
+    require(viewer, "segments.view")
+    if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
+        raise ValidationError("Ask for 1 to 120 months of history.")
+    segment = get_segment(session, segment_id)
+    starts = _month_starts(as_of or utcnow().date(), months)
+    ends = [midnight(_next_month(start)) for start in starts]
+    m = memberships.c
+    row = session.execute(
+        select(*[
+            func.coalesce(func.sum(case((and_(m.entered_at < end, or_(m.left_at.is_(None), m.left_at >= end)), 1),
+                                        else_=0)), 0)
+            for end in ends
+        ]).where(m.segment_id == segment.id)
+    ).one()
+    return [{"month": start.strftime("%Y-%m"), "members": int(n)} for start, n in zip(starts, row, strict=True)]
+
+
+MEMBER_SORTS: dict[str, Any] = {
+    "id": Customer.id,
+    "name": Customer.last_name,
+    "email": Customer.email,
+    "country": Customer.country_code,
+    "order_count": CA.order_count,
+    "total_revenue": CA.total_revenue,
+    "days_since_last_order": CA.days_since_last_order,
+    "churn_probability": CA.churn_probability,
+    "entered_at": memberships.c.entered_at,
+}
+
+
+def _member_select(segment_id: int):
+    return (
+        select(
+            Customer.id, Customer.first_name, Customer.last_name, Customer.email, Customer.country_code,
+            Customer.city, Customer.status, CA.order_count, CA.total_revenue, CA.days_since_last_order,
+            CA.churn_probability, LoyaltyAccount.tier, CustomerLifecycleStage.stage, memberships.c.confidence,
+            memberships.c.assignment, memberships.c.entered_at,
+        )
+        .select_from(_customer_from().join(memberships, memberships.c.customer_id == Customer.id))
+        .where(memberships.c.segment_id == segment_id, memberships.c.is_active == true())
+    )
+
+
+def _member_row(r) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": f"{r.first_name} {r.last_name}".strip(),
+        "email": r.email,
+        "country": r.country_code,
+        "city": r.city,
+        "status": r.status,
+        "order_count": r.order_count,
+        "total_revenue": r.total_revenue,
+        "days_since_last_order": r.days_since_last_order,
+        "churn_probability": r.churn_probability,
+        "loyalty_tier": r.tier,
+        "lifecycle_stage": r.stage,
+        "confidence": r.confidence,
+        "assignment": r.assignment,
+        "entered_at": r.entered_at,
+    }
+
+
+def segment_members(session: Session, viewer: Actor, segment_id: int, page: int = 1, page_size: int = 50,
+            sort_by: str = "total_revenue", descending: bool = True) -> Page:
+    """One page of a segment's current members; sort_by is one of MEMBER_SORTS (nulls last)."""
+    require(viewer, "segments.view")
+    if sort_by not in MEMBER_SORTS:
+        raise ValidationError(f"Cannot sort by {sort_by!r}; choose one of: {', '.join(MEMBER_SORTS)}.")
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:
+        raise ValidationError("The page size must be from 1 to 1000.")
+    segment = get_segment(session, segment_id)
+    total = session.scalar(select(func.count()).select_from(_open_members(segment.id).subquery())) or 0
+    page = max(1, int(page))
+    column = MEMBER_SORTS[sort_by]
+    order = (column.desc() if descending else column.asc()).nulls_last()
+    rows = session.execute(
+        _member_select(segment.id).order_by(order, Customer.id).limit(page_size).offset((page - 1) * page_size)
+    ).all()
+    return Page([_member_row(r) for r in rows], total, page, page_size)
+
+
+def iter_member_rows(session: Session, viewer: Actor, segment_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """All current members for a CSV export, streamed from a server-side cursor `batch` rows at a time."""
+    require(viewer, "segments.view")
+    segment = get_segment(session, segment_id)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValidationError("The batch size must be a positive whole number.")
+
+    def rows() -> Iterator[dict[str, Any]]:
+        query = _member_select(segment.id).order_by(Customer.id).execution_options(yield_per=batch)
+        for r in session.execute(query):
+            yield _member_row(r)
+
+    return rows()
+
+
+PROFILE_DISTRIBUTIONS = {
+    "country": Customer.country_code,
+    "loyalty_tier": LoyaltyAccount.tier,
+    "lifecycle_stage": CustomerLifecycleStage.stage,
+}
+PROFILE_AVERAGES = {
+    "order_count": CA.order_count,
+    "total_revenue": CA.total_revenue,
+    "days_since_last_order": CA.days_since_last_order,
+}
+
+
+def _profile(session: Session, scope: ColumnElement[bool]) -> dict[str, Any]:
+    condition = and_(COUNTED_CUSTOMER, scope)
+    averages_row = session.execute(
+        select(func.count(), *[func.avg(c) for c in PROFILE_AVERAGES.values()])
+        .select_from(_customer_from()).where(condition)
+    ).one()
+    customers = averages_row[0]
+    result: dict[str, Any] = {
+        "customers": customers,
+        "averages": {
+            name: None if value is None else round(float(value), 2)
+            for name, value in zip(PROFILE_AVERAGES, averages_row[1:], strict=True)
+        },
+    }
+    for name, column in PROFILE_DISTRIBUTIONS.items():
+        rows = session.execute(
+            select(column, func.count().label("n")).select_from(_customer_from()).where(condition)
+            .group_by(column).order_by(func.count().desc(), column)
+        ).all()
+        result[name] = [
+            {"value": value if value is not None else "(none)", "count": n,
+             "share": round(n / customers, 4) if customers else 0.0}
+            for value, n in rows
+        ]
+    return result
+
+
+def segment_profile(session: Session, viewer: Actor, segment_id: int) -> dict[str, Any]:
+    """Members against the whole customer base: countries, tiers, stages and averages."""
+    require(viewer, "segments.view")
+    segment = get_segment(session, segment_id)
+    return {
+        "segment": {"id": segment.id, "name": segment.name},
+        "members": _profile(session, Customer.id.in_(_open_members(segment.id))),
+        "base": _profile(session, true()),
+    }
+
+
+def compare_segments(session: Session, viewer: Actor, segment_a: int, segment_b: int) -> dict[str, Any]:
+    """Sizes, overlap and profiles of two segments side by side."""
+    require(viewer, "segments.view")
+    a, b = get_segment(session, segment_a), get_segment(session, segment_b)
+    size_a, size_b = active_member_count(session, a.id), active_member_count(session, b.id)
+    in_a, in_b = memberships.alias(), memberships.alias()
+    overlap = session.scalar(
+        select(func.count(func.distinct(in_a.c.customer_id)))
+        .select_from(in_a.join(in_b, in_b.c.customer_id == in_a.c.customer_id))
+        .where(in_a.c.segment_id == a.id, in_a.c.is_active == true(),
+               in_b.c.segment_id == b.id, in_b.c.is_active == true())
+    ) or 0
+    union = size_a + size_b - overlap
+    return {
+        "a": {"id": a.id, "name": a.name, "members": size_a},
+        "b": {"id": b.id, "name": b.name, "members": size_b},
+        "overlap": overlap,
+        "only_a": size_a - overlap,
+        "only_b": size_b - overlap,
+        "jaccard": round(overlap / union, 4) if union else 0.0,
+        "profiles": {
+            "a": _profile(session, Customer.id.in_(_open_members(a.id))),
+            "b": _profile(session, Customer.id.in_(_open_members(b.id))),
+        },
+    }
