@@ -342,6 +342,25 @@ def test_orders_import_creates_customers_and_keeps_leading_zeros(session, tmp_pa
     assert session.scalar(select(func.count()).select_from(Order)) == 2
 
 
+def test_the_same_transactions_are_not_imported_twice_whatever_the_file_is_called(session):
+    log = ("customer,date,amount,qty\n"
+           "7,2024-03-01,10.00,1\n"
+           "7,2024-03-01,10.00,1\n"  # two equal purchases the same day: both are real
+           "8,2024-03-02,20.00,2\n")
+
+    def load(text: str, name: str):
+        return imports.import_orders(session, platform.SYSTEM, io.BytesIO(text.encode()), "customer", "date",
+                                     "amount", "qty", file_name=name, now=NOW)
+
+    assert load(log, "export.csv").created == 3
+    renamed = load(log, "export (1).csv")  # downloaded again under another name
+    assert (renamed.created, renamed.skipped) == (0, 3)
+    grown = "customer,date,amount,qty\n9,2024-02-28,5.00,1\n" + log.split("\n", 1)[1] + "7,2024-03-01,10.00,1\n"
+    again = load(grown, "export.csv")  # a new row on top, and a third equal purchase at the end
+    assert (again.created, again.skipped) == (2, 3)
+    assert session.scalar(select(func.count()).select_from(Order)) == 5
+
+
 def test_orders_with_an_order_column_reject_repeated_numbers(session):
     data = b"id,cust,when,total\nA-1,007,2024-01-01,10\nA-2,007,2024-01-02,11\nA-1,008,2024-01-03,12\n"
     report = imports.import_orders(session, platform.SYSTEM, io.BytesIO(data), "cust", "when", "total", order_col="id",

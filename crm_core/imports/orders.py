@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import time
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,7 +16,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, Numeric, String, Table, func, insert, literal, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from crm_core.imports import order_staging
@@ -63,12 +77,25 @@ def _row_staging_table() -> Table:
     )
 
 
+LOG_ORDER_PREFIX = "L-"
+
+
+def _number_repeats(connection, rows: Table) -> None:
+    """Content-derived order numbers get the row's occurrence among identical rows: `L-<hash>-1`, `-2`, ..."""
+    ranked = select(rows.c.row_number.label("row_number"), func.row_number().over(
+        partition_by=rows.c.order_number, order_by=rows.c.row_number).label("occurrence")).subquery("ranked")
+    connection.execute(
+        update(rows).where(rows.c.row_number == ranked.c.row_number)
+        .values(order_number=rows.c.order_number + "-" + cast(ranked.c.occurrence, String))
+    )
+
+
 def _positions(mask: np.ndarray) -> list[int]:
     """The row positions where `mask` holds, as plain ints."""
     return [int(i) for i in np.flatnonzero(mask)]
 
 
-def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: ImportReport,
+def _validated_orders(frame: pd.DataFrame, now: dt.datetime, report: ImportReport,
                       sink: ErrorSink) -> pd.DataFrame:
     """The staging rows of a chunk; invalid rows go to the error sink.
 
@@ -183,13 +210,14 @@ def _validated_orders(frame: pd.DataFrame, stem: str, now: dt.datetime, report: 
         for i in _positions(lengths > 64):
             add(i, "order number is longer than 64 characters")
     else:
-        # Deterministic: the same file imported again gives the same numbers, so nothing is doubled.
-        content = customer + "|" + when_text + "|" + totals.fillna("")
+        # From the row's content alone, so the same transactions imported again add nothing, whatever
+        # the file is called or where the rows stand in it; `_number_repeats` then tells identical rows
+        # (two equal purchases on one day) apart by their order of appearance.
+        content = customer + "|" + when_text + "|" + totals.fillna("") + "|" + pd.Series(quantities, index=frame.index).astype(str)
         if given("email"):
             content = content + "|" + emails.fillna("")
-        digest = pd.util.hash_pandas_object(content, index=False).to_numpy() & 0xFFFFFFFF
-        numbers = (f"{stem}-" + frame["number"].astype(str) + "-"
-                   + pd.Series([f"{d:08x}" for d in digest], index=frame.index))
+        digest = pd.util.hash_pandas_object(content, index=False).to_numpy()
+        numbers = pd.Series([f"{LOG_ORDER_PREFIX}{d:016x}" for d in digest], index=frame.index)
 
     valid = np.ones(size, dtype=bool)
     numbered = frame["order"].notna().to_numpy()
@@ -252,7 +280,6 @@ def import_orders(
                 raise ValidationError(f"The file has no {label} column {column!r} "
                                       f"(its columns: {', '.join(reader.columns)}).")
         report = ImportReport("orders", Path(reader.name or "upload").name, reader.format)
-        stem = re.sub(r"[^0-9A-Za-z_.-]+", "_", Path(report.file_name).stem)[:40] or "import"
         run = start_run(session, actor, "orders", reader, None)
         sink = ErrorSink(errors_path)
         connection = session.connection()
@@ -267,7 +294,7 @@ def import_orders(
 
             def flush() -> None:
                 if chunk["number"]:
-                    frame = _validated_orders(pd.DataFrame(chunk), stem, now, report, sink)
+                    frame = _validated_orders(pd.DataFrame(chunk), now, report, sink)
                     bulk.load(connection, rows_table, frame)
                     for values in chunk.values():
                         values.clear()
@@ -287,6 +314,8 @@ def import_orders(
                     if progress:
                         progress(reader.fraction(), report.rows_read)
             flush()
+            if not order_col:
+                _number_repeats(connection, rows_table)
             _stage_order_rows(connection, rows_table, staging, bool(product_col), report, sink)
 
             def reject(row: int, identifier: str, reason: str) -> None:
@@ -374,7 +403,7 @@ def preview_orders(source: Source, columns_map: dict[str, str], *, fmt: str = "a
     report = ImportReport("orders", file_name or "upload", "csv")
     sink = ErrorSink(None)
     if raws:
-        _validated_orders(pd.DataFrame(chunk), "preview", now, report, sink)
+        _validated_orders(pd.DataFrame(chunk), now, report, sink)
     reasons = {error.row: error.reason for error in sink.kept}
     return [PreviewRow(r.number, r.values, "invalid" if r.number in reasons else "ok", reasons.get(r.number, ""))
             for r in raws]
