@@ -78,7 +78,7 @@ def test_snapshot_matches_hand_computation(session, history):
     assert row.as_of == AS_OF
     assert (row.order_count, row.total_revenue, row.avg_order_value) == (2, Decimal("150.00"), Decimal("75.00"))
     assert (row.first_order_at, row.last_order_at) == (D(2026, 1, 10, 9), D(2026, 2, 1, 10))
-    assert row.days_since_last_order == 47  # 2026-02-01 10:00 to 2026-03-21 00:00
+    assert row.days_since_last_order == 47  # calendar days from 2026-02-01 to 2026-03-20
     assert row.sessions_90d == 1
     assert row.email_open_rate == pytest.approx(1 / 3)
     assert row.open_tickets == 1  # A2 was still open at the end of the date
@@ -87,6 +87,17 @@ def test_snapshot_matches_hand_computation(session, history):
     empty = session.get(CustomerAnalytics, b.id)
     assert (empty.order_count, empty.total_revenue, empty.last_order_at) == (0, Decimal("0.00"), None)
     assert empty.recency_score is None and empty.rfm_segment is None and empty.email_open_rate is None
+
+
+def test_days_since_the_last_order_are_calendar_days_with_or_without_a_time(session):
+    dated = make_customer(session, D(2025, 1, 1))
+    timed = make_customer(session, D(2025, 1, 1))
+    make_order(session, dated, D(2026, 3, 20), "10.00")  # a date-only import: midnight of the as-of date
+    make_order(session, timed, D(2026, 3, 19, 23, 30), "10.00")
+    session.flush()
+    segmentation.refresh_snapshot(session, AS_OF)
+    assert session.get(CustomerAnalytics, dated.id).days_since_last_order == 0
+    assert session.get(CustomerAnalytics, timed.id).days_since_last_order == 1
 
 
 def test_data_after_the_date_does_not_move_the_snapshot(session, history):

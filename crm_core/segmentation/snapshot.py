@@ -29,8 +29,14 @@ from sqlalchemy import DateTime, Engine, Integer, and_, case, cast, delete, exis
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
-from crm_core.platform.dates import end_of
-from crm_core.platform.sql import drop_temporary_table, temporary_table_as, use_batch_memory, whole_days_between
+from crm_core.platform.dates import end_of, midnight
+from crm_core.platform.sql import (
+    day_start,
+    drop_temporary_table,
+    temporary_table_as,
+    use_batch_memory,
+    whole_days_between,
+)
 from db.models import (
     OPEN_TICKET_STATUSES,
     REVENUE_ORDER_STATUSES,
@@ -222,7 +228,9 @@ def _snapshot_rows(orders, rfm, category, sessions, emails, tickets, nps, as_of:
             (orders.c.total_revenue / orders.c.order_count).label("avg_order_value"),
             orders.c.first_order_at,
             orders.c.last_order_at,
-            whole_days_between(orders.c.last_order_at, literal(cutoff, DateTime)).label("days_since_last_order"),
+            # Calendar days, so an order on the as-of date is 0 days old whether it carries a time or not.
+            whole_days_between(day_start(orders.c.last_order_at), literal(midnight(as_of), DateTime))
+            .label("days_since_last_order"),
             rfm.c.recency_score,
             rfm.c.frequency_score,
             rfm.c.monetary_score,
