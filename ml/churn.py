@@ -286,8 +286,10 @@ def reference_values(X: pd.DataFrame) -> dict[str, Any]:
 
 def unusable_features(X: pd.DataFrame, empty: set[str], cut: dt.date) -> dict[str, str]:
     """Features left out of a training run, with the reason: their source has nothing before the
-    cut, or they are missing or the same for every customer at the training cuts."""
+    cut, they are missing or the same for every customer at the training cuts, or they repeat an
+    earlier feature exactly (an imported customer's sign-up is their first order)."""
     reasons: dict[str, str] = {}
+    kept: list[str] = []
     for feature in FEATURES:
         source = FEATURE_SOURCES.get(feature, "")
         values = X[feature]
@@ -297,6 +299,13 @@ def unusable_features(X: pd.DataFrame, empty: set[str], cut: dt.date) -> dict[st
             reasons[feature] = "missing for every customer at the training cuts"
         elif values.nunique(dropna=True) <= 1:
             reasons[feature] = f"the same value ({values.dropna().iloc[0]}) for every customer at the training cuts"
+        else:
+            twin = next((other for other in kept if feature in NUMERIC_FEATURES and other in NUMERIC_FEATURES
+                         and values.equals(X[other])), None)
+            if twin is not None:
+                reasons[feature] = f"the same as {LABELS[twin]} for every customer at the training cuts"
+            else:
+                kept.append(feature)
     return reasons
 
 

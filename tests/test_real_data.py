@@ -83,6 +83,8 @@ def test_the_whole_refresh_completes_on_imported_orders_alone(engine):
         assert not_used["nps_last_365d"].startswith("no NPS answers before")
         assert not_used["loyalty_points"].startswith("no loyalty points before")
         assert "days_since_last_order" in card["features_used"] and "sessions_30d" not in card["features_used"]
+        # an imported customer signed up with their first order: one feature, not two drivers
+        assert not_used["days_since_signup"].startswith("the same as days since the first order")
 
         scores = session.execute(select(func.count(AccountHealthScore.engagement),
                                         func.count(AccountHealthScore.support),
