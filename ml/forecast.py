@@ -166,6 +166,23 @@ def backtest(history: pd.Series, country: str | None, folds: int = BACKTEST_FOLD
 # --------------------------------------------------------------------------- refresh
 
 
+FLAT_RECENT_DAYS = 90
+METRIC_LABELS = {"revenue": "Revenue", "orders": "Orders", "new_customers": "New customers"}
+
+
+def _nothing_to_forecast(metric: str, history: pd.Series, as_of: dt.date) -> str | None:
+    """Why a metric is not forecast: too little history, or the same value every recent day (a shop
+    that imported one cohort of customers has no new customers to forecast)."""
+    if len(history) < MIN_HISTORY_DAYS:
+        return (f"Only {len(history)} day(s) of order history up to {as_of.isoformat()}; forecasts need "
+                f"at least {MIN_HISTORY_DAYS} days.")
+    recent = history.iloc[-FLAT_RECENT_DAYS:]
+    if recent.nunique() <= 1:
+        return (f"{METRIC_LABELS.get(metric, metric)} was {recent.iloc[-1]:,.0f} on every one of the last "
+                f"{len(recent)} days up to {as_of.isoformat()}: there is no pattern to forecast.")
+    return None
+
+
 def _store_run(session: Session, run: ForecastRun, points: pd.DataFrame | None) -> None:
     session.add(run)
     session.flush()
@@ -196,16 +213,15 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
         fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = {}
         for index, metric in enumerate(FORECAST_METRICS, start=1):
             history = series[metric] if metric in series else pd.Series(dtype=float)
-            if len(history) < MIN_HISTORY_DAYS:
-                reason = (f"Only {len(history)} day(s) of order history up to {as_of.isoformat()}; forecasts need "
-                          f"at least {MIN_HISTORY_DAYS} days.")
+            reason = _nothing_to_forecast(metric, history, as_of)
+            if reason:
                 _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="skipped", reason=reason,
                                                 horizon_days=horizon_days, history_days=len(history),
                                                 history_start=history.index.min().date() if len(history) else None,
                                                 country=country), None)
                 result["metrics"][metric] = {"status": "skipped", "reason": reason}
                 if progress:
-                    progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}", "skipped: too little history")
+                    progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}", f"skipped: {reason}")
                 continue
             model, points = fit_forecast(history, horizon_days, country)
             folds = backtest(history, country)

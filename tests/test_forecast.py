@@ -66,8 +66,9 @@ def test_backtest_folds_and_error_on_a_known_pattern():
 # --------------------------------------------------------------------------- the series in SQL
 
 
-def _shop(session, days: int, end: dt.date) -> dict[str, dict[dt.date, float]]:
-    """Customers ordering over `days` days up to `end`; returns the expected daily figures."""
+def _shop(session, days: int, end: dt.date, newcomer_every: int | None = None) -> dict[str, dict[dt.date, float]]:
+    """Customers ordering over `days` days up to `end` (a new one every `newcomer_every` days, who buys
+    that day); returns the expected daily figures."""
     rng = np.random.default_rng(5)
     expected: dict[str, dict[dt.date, float]] = {"revenue": {}, "orders": {}, "new_customers": {}}
     start = end - dt.timedelta(days=days - 1)
@@ -75,6 +76,14 @@ def _shop(session, days: int, end: dt.date) -> dict[str, dict[dt.date, float]]:
     first_seen: dict[int, dt.date] = {}
     for offset in range(days):
         day = start + dt.timedelta(days=offset)
+        if newcomer_every and offset and offset % newcomer_every == 0:
+            newcomer = make_customer(session, dt.datetime.combine(day, dt.time()))
+            customers.append(newcomer)
+            amount = 25.0
+            make_order(session, newcomer, dt.datetime.combine(day, dt.time(8)), amount)
+            expected["revenue"][day] = expected["revenue"].get(day, 0.0) + amount
+            expected["orders"][day] = expected["orders"].get(day, 0) + 1
+            first_seen[newcomer.id] = day
         count = 1 + (day.weekday() >= 5) + int(rng.integers(0, 2))
         for k in range(count):
             customer = customers[int(rng.integers(0, len(customers)))]
@@ -121,7 +130,7 @@ def test_daily_series_fills_days_without_orders_and_stops_at_as_of(session):
 
 def test_refresh_stores_history_forecast_and_backtest(engine, session):
     end = dt.date(2025, 3, 31)
-    expected = _shop(session, 120, end)
+    expected = _shop(session, 120, end, newcomer_every=7)
     steps = []
     result = refresh_forecasts(engine, end, horizon_days=14, progress=lambda *a: steps.append(a))
     assert [s[0] for s in steps] == [1, 2, 3, 4]
@@ -184,6 +193,16 @@ def test_short_history_is_skipped_with_a_reason(engine, session):
     assert forecast_reports.series(session, EXEC, "revenue") == []
     assert forecast_reports.outlook(session, EXEC, "revenue") is None
     assert session.scalar(select(func.count()).select_from(MLModel)) == 0
+
+
+def test_a_metric_without_any_recent_change_is_skipped_with_a_reason(engine, session):
+    """One cohort, all arrived long ago (an imported history): there are no new customers to forecast."""
+    end = dt.date(2025, 3, 31)
+    _shop(session, 200, end)  # twelve customers, all first seen in the first days
+    result = refresh_forecasts(engine, end, horizon_days=7)
+    assert result["metrics"]["new_customers"] == {"status": "skipped", "reason": (
+        "New customers was 0 on every one of the last 90 days up to 2025-03-31: there is no pattern to forecast.")}
+    assert result["metrics"]["orders"]["status"] == "fitted"
 
 
 def test_no_orders_at_all_is_skipped_too(engine):
