@@ -51,7 +51,8 @@ c2.metric("12-month CLV", compact_euros(summary['clv_12m_total']), border=True,
           help=f"Mean €{summary['clv_12m_mean']:,.2f} per customer")
 c3.metric("Purchases, next 12 months", f"{summary['expected_purchases_12m']:,.0f}", border=True)
 c4.metric("Likely active", f"{summary['likely_alive'] / summary['customers_scored']:.0%}", border=True,
-          help="Share of customers with a probability alive of at least 50%")
+          help="Share of customers with a probability alive of at least 50%. BG/NBD counts every one-time buyer "
+               "as active (it lets customers drop out only after a repeat purchase).")
 c5.metric("Historic value", compact_euros(summary['historic_clv_total']), border=True,
           help="Revenue from these customers so far")
 st.caption(f"Scored as of {summary['as_of']}" + (f" with model version {model['version']}." if model else "."))
@@ -84,9 +85,13 @@ with tab_alive:
                     "color": "P(alive) %"},
             title="Probability alive (%) by frequency and recency",
         )
+        figure.update_xaxes(type="category")
+        figure.update_yaxes(type="category")
         st.plotly_chart(figure, width="stretch")
         st.caption("Customers who bought often and recently are most likely still active; frequent buyers who "
-                   "stopped long ago most likely are not.")
+                   "stopped long ago most likely are not. BG/NBD lets a customer drop out only after a repeat "
+                   "purchase, so it counts every one-time buyer (frequency 0) as active: read their churn "
+                   "probability on the Churn page instead.")
         counts = cells.pivot(index="frequency", columns="recency", values="customers").fillna(0).astype(int)
         st.dataframe(counts.reindex(index=grid.index, columns=grid.columns), width="stretch")
 

@@ -14,6 +14,7 @@ from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
 
 viewer = context.require_page("lifecycle.view")
+COHORT_MONTHS_MAX = 24
 st.title("Lifecycle")
 as_of = show_data_date().day
 
@@ -56,7 +57,11 @@ with tab_now:
     left.plotly_chart(px.bar(frame, x="stage", y="customers", title="Customers by stage",
                              labels={"stage": "", "customers": "Customers"}), width="stretch")
     durations = context.read(segmentation.time_in_stage, as_of) or []
-    if durations:
+    if durations and max(d["median_days"] or 0 for d in durations) < 1:
+        right.info("Every customer entered their current stage within the last day: time in stage builds up "
+                   "with each refresh. To see it now, backfill the history of a fresh database with "
+                   "`crm refresh --backfill-months 6`.")
+    elif durations:
         right.plotly_chart(px.bar(pd.DataFrame(durations), x="stage", y="median_days", hover_data=["avg_days", "customers"],
                                   title="Median days in the current stage", labels={"stage": "", "median_days": "Days"}),
                            width="stretch")
@@ -85,15 +90,22 @@ with tab_flows:
             st.dataframe(pd.DataFrame(moves), hide_index=True, width="stretch")
 
 with tab_cohorts:
-    months = st.slider("Cohorts (signup months)", 3, 24, 12)
+    months = st.slider("Cohorts (signup months)", 3, COHORT_MONTHS_MAX, 12)
     cohorts = context.read(segmentation.cohort_retention, as_of, months=months) or []
+    if not cohorts and months < COHORT_MONTHS_MAX:
+        cohorts = context.read(segmentation.cohort_retention, as_of, months=COHORT_MONTHS_MAX) or []
+        if cohorts:
+            st.caption(f"No customer signed up in the {months} months to {as_of.isoformat()}: showing the "
+                       f"{COHORT_MONTHS_MAX} months instead.")
     if not cohorts:
-        st.info("No cohorts in this window.")
+        st.info(f"No customer signed up in the {COHORT_MONTHS_MAX} months to {as_of.isoformat()}, so there are no "
+                "cohorts to follow.")
     else:
         grid = pd.DataFrame(cohorts).pivot(index="cohort", columns="month_offset", values="active_share")
         figure = px.imshow(grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="Blues",
                            labels={"x": "Months since signup", "y": "Signup month", "color": "% ordering"},
                            title="Share of each signup cohort ordering in each later month (%)")
+        figure.update_yaxes(type="category")
         st.plotly_chart(figure, width="stretch")
         cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1])
         drill_down(cohort=cohort)

@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session
 from crm_core.customers.rules import GONE_STATUSES
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
-from crm_core.platform.dates import check_as_of, midnight
+from crm_core.platform.dates import check_as_of, data_date, midnight
 from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -745,7 +745,7 @@ def account_summary(session: Session, viewer: Actor, customer_id: int, as_of: dt
     thresholds = settings["tier_thresholds"]
     position = LOYALTY_TIERS.index(account.tier)
     next_tier = LOYALTY_TIERS[position + 1] if position + 1 < len(LOYALTY_TIERS) else None
-    as_of = as_of or dt.date.today()
+    as_of = as_of or data_date(session).day
     overdue, outlook = _outlook(session, as_of, 3, settings, customer_id=customer_id)
     history = session.execute(
         select(LoyaltyTierChange.from_tier, LoyaltyTierChange.to_tier, LoyaltyTierChange.changed_at)
@@ -859,7 +859,7 @@ def expiry_outlook(session: Session, viewer: Actor, as_of: dt.date, months: int 
 def monthly_activity(session: Session, viewer: Actor, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Points earned, redeemed, expired and adjusted per month (for the programme chart)."""
     require(viewer, "loyalty.view")
-    as_of = as_of or dt.date.today()
+    as_of = as_of or data_date(session).day
     start = midnight(dt.date(as_of.year, as_of.month, 1))
     for _ in range(months - 1):
         start = midnight((start.date() - dt.timedelta(days=1)).replace(day=1))

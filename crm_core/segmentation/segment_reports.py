@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from crm_core.platform.actors import Actor
-from crm_core.platform.dates import midnight
+from crm_core.platform.dates import data_date, midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -32,7 +32,6 @@ from db.models import (
     CustomerLifecycleStage,
     CustomerSegment,
     LoyaltyAccount,
-    utcnow,
 )
 
 
@@ -100,7 +99,7 @@ def segment_size_history(session: Session, viewer: Actor, segment_id: int, month
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
         raise ValidationError("Ask for 1 to 120 months of history.")
     segment = get_segment(session, segment_id)
-    starts = _month_starts(as_of or utcnow().date(), months)
+    starts = _month_starts(as_of or data_date(session).day, months)
     ends = [midnight(_next_month(start)) for start in starts]
     m = memberships.c
     row = session.execute(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from crm_core.customers.rules import is_gone
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
-from crm_core.platform.dates import midnight
+from crm_core.platform.dates import data_date, midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -229,7 +229,7 @@ def customer_communications(session: Session, viewer: Actor, customer_id: int, p
 def monthly_volume(session: Session, viewer: Actor, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Messages per month, channel and direction (for the volume chart)."""
     require(viewer, "communications.view")
-    as_of = as_of or dt.date.today()
+    as_of = as_of or data_date(session).day
     start = dt.date(as_of.year, as_of.month, 1)
     for _ in range(months - 1):
         start = (start - dt.timedelta(days=1)).replace(day=1)

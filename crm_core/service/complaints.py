@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from crm_core.loyalty import ledger
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
-from crm_core.platform.dates import midnight
+from crm_core.platform.dates import data_date, midnight
 from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
@@ -440,7 +440,7 @@ def compensation_by_month(session: Session, viewer: Actor, months: int = 12,
                           as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Compensation paid per month (of resolution) and kind."""
     require(viewer, "complaints.view")
-    as_of = as_of or dt.date.today()
+    as_of = as_of or data_date(session).day
     start = dt.date(as_of.year, as_of.month, 1)
     for _ in range(months - 1):
         start = (start - dt.timedelta(days=1)).replace(day=1)
