@@ -186,7 +186,7 @@ if actions and result.total:
     with st.form("bulk_form"):
         params: dict = {}
         if action == "add_to_segment":
-            static = {s["id"]: s["name"] for s in options["segments"] if s["kind"] == "static"}
+            static = {s["id"]: s["name"] for s in options["segments"] if s["editable"]}
             if static:
                 params["segment_id"] = st.selectbox("Static segment", list(static), format_func=static.get)
             else:

@@ -79,6 +79,14 @@ def test_add_to_segment_refuses_dynamic_and_unknown_segments(session, crowd):
         customers.bulk_add_to_segment(session, crowd["admin"], [crowd["active"][1].id], crowd["dynamic"].id)
     with pytest.raises(platform.NotFound):
         customers.bulk_add_to_segment(session, crowd["admin"], [crowd["active"][1].id], 424242)
+    cluster = CustomerSegment(name="High-value active frequent buyers", segment_type="cluster", kind="static",
+                              is_system=True, is_active=True, priority=100)
+    session.add(cluster)
+    session.flush()
+    with pytest.raises(platform.ValidationError, match="kept by the batch refresh"):
+        customers.bulk_add_to_segment(session, crowd["admin"], [crowd["active"][1].id], cluster.id)
+    options = customers.search_filter_options(session, crowd["admin"])
+    assert [s["editable"] for s in options["segments"] if s["id"] == cluster.id] == [False]
 
 
 def test_change_lifecycle_stage_requires_a_reason_and_writes_history(session, crowd):

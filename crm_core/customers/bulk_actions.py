@@ -35,6 +35,7 @@ from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import allowed, require
 from crm_core.platform.spreadsheet import csv_chunks
 from crm_core.segmentation import segments
+from crm_core.segmentation.segments import hand_edited_segment
 from db.models import (
     COMM_CHANNELS,
     LIFECYCLE_STAGES,
@@ -43,7 +44,6 @@ from db.models import (
     CustomerLifecycleHistory,
     CustomerLifecycleStage,
     CustomerPreferenceCenter,
-    CustomerSegment,
     CustomerSegmentMembership,
     utcnow,
 )
@@ -205,12 +205,9 @@ def bulk_add_to_segment(session: Session, actor: Actor, selection: Selection, se
     """Add the customers to a static segment; current members are skipped."""
     require(actor, "customers.bulk")
     require(actor, "segments.manage")
-    segment = session.get(CustomerSegment, segment_id) if isinstance(segment_id, int) else None
-    if segment is None:
+    if not isinstance(segment_id, int) or isinstance(segment_id, bool):
         raise NotFound(f"No segment with id {segment_id}.")
-    if segment.kind != "static":
-        raise ValidationError(f"Segment {segment.name!r} is dynamic: its members follow its rules. "
-                              "Choose a static segment.")
+    segment = hand_edited_segment(session, segment_id)
     if not segment.is_active:
         raise ValidationError(f"Segment {segment.name!r} is paused; resume it before adding customers.")
     now = now or utcnow()

@@ -525,7 +525,7 @@ def search_filter_options(session: Session, viewer: Actor) -> dict[str, Any]:
     """Choices for the filter pickers: segments (id, name) and the countries present."""
     require(viewer, "customers.view")
     segments = session.execute(
-        select(CustomerSegment.id, CustomerSegment.name, CustomerSegment.kind)
+        select(CustomerSegment.id, CustomerSegment.name, CustomerSegment.kind, CustomerSegment.is_system)
         .where(CustomerSegment.is_active.is_(True)).order_by(CustomerSegment.name)
     ).all()
     countries = session.scalars(
@@ -533,7 +533,9 @@ def search_filter_options(session: Session, viewer: Actor) -> dict[str, Any]:
         .order_by(Customer.country_code)
     ).all()
     return {
-        "segments": [{"id": s.id, "name": s.name, "kind": s.kind} for s in segments], "countries": list(countries),
+        "segments": [{"id": s.id, "name": s.name, "kind": s.kind,
+                      "editable": s.kind == "static" and not s.is_system} for s in segments],
+        "countries": list(countries),
         "stages": list(LIFECYCLE_STAGES), "tiers": list(LOYALTY_TIERS), "risk_levels": list(RISK_LEVELS),
         "statuses": list(CUSTOMER_STATUSES), "sorts": dict(SORT_LABELS),
     }

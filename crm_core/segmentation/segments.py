@@ -192,11 +192,18 @@ def _chunks(items: list, size: int = 1000) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def _static(session: Session, segment_id: int) -> CustomerSegment:
+def hand_edited_segment(session: Session, segment_id: int) -> CustomerSegment:
+    """The segment, when people may add and remove its members by hand: static and not kept by the
+    batch (cluster segments are static, but their members are the model's)."""
     segment = get_segment(session, segment_id)
     if segment.kind != "static":
         raise ValidationError(
             f"Segment {segment.name!r} is dynamic: its members follow its rules and cannot be changed by hand."
+        )
+    if segment.is_system:
+        raise ValidationError(
+            f"Segment {segment.name!r} is kept by the batch refresh ({segment.segment_type}): its members are "
+            "assigned by the model and cannot be changed by hand. Choose a static segment of your own."
         )
     return segment
 
@@ -205,7 +212,7 @@ def add_members(session: Session, actor: Actor, segment_id: int, customer_ids: l
                 now: dt.datetime | None = None) -> int:
     """Add customers to a static segment by hand; returns how many were not already members."""
     require(actor, "segments.manage")
-    segment = _static(session, segment_id)
+    segment = hand_edited_segment(session, segment_id)
     ids = _customer_ids(customer_ids)
     now = now or utcnow()
     existing: set[int] = set()
@@ -234,7 +241,7 @@ def remove_members(session: Session, actor: Actor, segment_id: int, customer_ids
                    now: dt.datetime | None = None) -> int:
     """Close the memberships of customers in a static segment (rows are kept as history)."""
     require(actor, "segments.manage")
-    segment = _static(session, segment_id)
+    segment = hand_edited_segment(session, segment_id)
     ids = _customer_ids(customer_ids)
     now = now or utcnow()
     removed = 0
