@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from crm_core import platform
+from crm_core import customers, platform
 from db.models import (
     RISK_LEVELS,
     ChurnPrediction,
@@ -86,7 +86,7 @@ def at_risk(
     return platform.Page([
         {
             "customer_id": r.customer_id,
-            "name": f"{r.first_name} {r.last_name}".strip(),
+            "name": customers.display_name(r.first_name, r.last_name, r.customer_id),
             "email": r.email,
             "probability": r.probability,
             "risk_level": r.risk_level,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from crm_core import platform
+from crm_core import customers, platform
 from db.models import Customer, CustomerAnalytics, MLModel
 
 from . import registry
@@ -212,7 +212,7 @@ def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_
     return platform.Page(
         rows=[
             {
-                "customer_id": cid, "customer": f"{first} {last}".strip(), "email": email,
+                "customer_id": cid, "customer": customers.display_name(first, last, cid), "email": email,
                 "clv_12m": float(clv or 0), "historic_clv": float(historic or 0),
                 "expected_purchases_12m": round(float(purchases or 0), 2),
                 "prob_alive": round(float(alive or 0), 3),

@@ -261,3 +261,11 @@ def test_pages_say_why_a_model_is_missing(engine, monkeypatch, tmp_path):
     assert not at.exception
     shown = " ".join(str(df.value.to_dict()) for df in at.dataframe)
     assert "skipped" in shown and "Lifetime value" in shown
+
+
+def test_customers_imported_without_a_name_are_named_by_their_ids():
+    from crm_core import customers
+
+    assert customers.display_name("Zoë", "Müller", 7, "C1") == "Zoë Müller"
+    assert customers.display_name(None, "", 7, "00042") == "Customer 00042"
+    assert customers.display_name("", None, 7) == "Customer #7"

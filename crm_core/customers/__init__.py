@@ -77,7 +77,7 @@ from crm_core.customers.profile import (
     update_address,
     update_customer,
 )
-from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, TEXT_LIMITS, is_gone
+from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, TEXT_LIMITS, display_name, is_gone
 from crm_core.customers.search import (
     CustomerQuery,
     count_matches,
@@ -136,6 +136,7 @@ __all__ = [
     "geocode",
     "get_preferences",
     "get_privacy_request",
+    "display_name",
     "is_gone",
     "list_privacy_requests",
     "list_searches",

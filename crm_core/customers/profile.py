@@ -34,7 +34,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import String, case, cast, func, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import TEXT_LIMITS
+from crm_core.customers.rules import TEXT_LIMITS, display_name
 from crm_core.customers.search import _latest_prediction_date, risk_level_expr
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
@@ -228,7 +228,7 @@ def customer_profile(session: Session, viewer: Actor, customer_id: int) -> dict[
     health = session.scalar(select(AccountHealthScore).where(AccountHealthScore.customer_id == c.id)
                             .order_by(AccountHealthScore.as_of.desc()).limit(1))
     facts = {
-        "id": c.id, "external_id": c.external_id, "name": f"{c.first_name} {c.last_name}".strip(),
+        "id": c.id, "external_id": c.external_id, "name": display_name(c.first_name, c.last_name, c.id, c.external_id),
         "first_name": c.first_name, "last_name": c.last_name, "email": c.email, "phone": c.phone,
         "company": c.company, "country_code": c.country_code, "city": c.city,
         "preferred_language": c.preferred_language, "date_of_birth": c.date_of_birth, "gender": c.gender,

@@ -22,3 +22,15 @@ TEXT_LIMITS: dict[str, int] = {
 
 def is_gone(status: str | None) -> bool:
     return status in GONE_STATUSES
+
+
+def display_name(first_name: str | None, last_name: str | None, customer_id: int | None = None,
+                 external_id: str | None = None) -> str:
+    """How lists name a customer: their name, or, for one imported from an order log with none,
+    their id in the shop's system ("Customer 00042") or ours ("Customer #7")."""
+    name = f"{first_name or ''} {last_name or ''}".strip()
+    if name:
+        return name
+    if external_id:
+        return f"Customer {external_id}"
+    return f"Customer #{customer_id}" if customer_id is not None else "(no name)"

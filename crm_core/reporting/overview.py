@@ -20,7 +20,7 @@ from decimal import Decimal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import COUNTED_CUSTOMER
+from crm_core.customers.rules import COUNTED_CUSTOMER, display_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
@@ -226,7 +226,7 @@ def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit:
     return [
         {
             "customer_id": r.customer_id,
-            "name": f"{r.first_name} {r.last_name}".strip(),
+            "name": display_name(r.first_name, r.last_name, r.customer_id),
             "email": r.email,
             "country": r.country_code,
             "orders": r.orders,

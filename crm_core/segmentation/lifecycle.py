@@ -57,7 +57,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import COUNTED_CUSTOMER, is_gone
+from crm_core.customers.rules import COUNTED_CUSTOMER, display_name, is_gone
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
@@ -551,7 +551,7 @@ def recent_stage_changes(session: Session, viewer: Actor, page: int = 1, page_si
         {
             "time": changed_at,
             "customer_id": customer_id,
-            "customer": f"{first} {last}".strip(),
+            "customer": display_name(first, last, customer_id),
             "from_stage": from_stage,
             "to_stage": to_stage,
             "reason": reason,
@@ -596,7 +596,7 @@ def customers_in_stage(session: Session, viewer: Actor, stage: str | None = None
     rows = [
         {
             "customer_id": cid,
-            "customer": f"{first} {last}".strip(),
+            "customer": display_name(first, last, cid),
             "email": email,
             "signed_up_at": signed_up_at,
             "stage": row_stage,

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, outerjoin
 
-from crm_core.customers.rules import COUNTED_CUSTOMER
+from crm_core.customers.rules import COUNTED_CUSTOMER, display_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
@@ -461,7 +461,7 @@ def preview_rules(session: Session, viewer: Actor, rules: dict[str, Any] | str, 
         "sample": [
             {
                 "id": r.id,
-                "name": f"{r.first_name} {r.last_name}".strip(),
+                "name": display_name(r.first_name, r.last_name, r.id),
                 "email": r.email,
                 "country": r.country_code,
                 "order_count": r.order_count,

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import display_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.dates import data_date, midnight
 from crm_core.platform.errors import ValidationError
@@ -141,7 +142,7 @@ def _member_select(segment_id: int):
 def _member_row(r) -> dict[str, Any]:
     return {
         "id": r.id,
-        "name": f"{r.first_name} {r.last_name}".strip(),
+        "name": display_name(r.first_name, r.last_name, r.id),
         "email": r.email,
         "country": r.country_code,
         "city": r.city,

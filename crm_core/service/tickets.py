@@ -29,7 +29,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from crm_core.customers.rules import GONE_STATUSES, is_gone
+from crm_core.customers.rules import GONE_STATUSES, display_name, is_gone
 from crm_core.platform import audit
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
@@ -193,9 +193,9 @@ def lookup_customers(session: Session, viewer: Actor, query: str, limit: int = L
                 .order_by(c.last_name, c.first_name, c.id).limit(limit)
             ).all()
             rows = [*rows, *[r for r in more if r.id not in seen]][:limit]
-    return [{"id": r.id, "name": f"{r.first_name} {r.last_name}".strip(), "email": r.email,
+    return [{"id": r.id, "name": display_name(r.first_name, r.last_name, r.id), "email": r.email,
              "city": r.city, "country": r.country_code,
-             "label": f"#{r.id} {r.first_name} {r.last_name} <{r.email or 'no e-mail'}>"} for r in rows]
+             "label": f"#{r.id} {display_name(r.first_name, r.last_name, r.id)} <{r.email or 'no e-mail'}>"} for r in rows]
 
 
 def ticket_customer_orders(session: Session, viewer: Actor, customer_id: int, limit: int = 20) -> list[dict[str, Any]]:
@@ -512,7 +512,7 @@ def get_ticket(session: Session, viewer: Actor, ticket_id: Any, now: dt.datetime
         "description": ticket.description, "status": ticket.status, "priority": ticket.priority,
         "category": ticket.category, "channel": ticket.channel, "department": ticket.department,
         "customer_id": ticket.customer_id,
-        "customer": f"{customer.first_name} {customer.last_name}".strip() if customer else None,
+        "customer": display_name(customer.first_name, customer.last_name, customer.id) if customer else None,
         "customer_email": customer.email if customer else None,
         "assignee_id": ticket.assignee_id, "assignee": assignee.username if assignee else None,
         "order": order.order_number if order else None, "policy": policy.name if policy else None,
