@@ -138,9 +138,18 @@ def test_scores(session):
     assert lp.loyalty_score == pytest.approx(50 * 1 / 5)
     assert n.loyalty_score == 0
     assert t.churn_score == pytest.approx(25.0)
+
     # No stored probability: days since the last order (121) as a share of churned_days (365).
     assert lp.churn_score == pytest.approx(100 * 121 / 365)
     assert n.churn_score is None
+
+def test_engagement_is_no_data_where_the_shop_has_no_visits_or_emails(session):
+    """An imported order history: no web sessions, no e-mails. Engagement is unknown, not zero."""
+    mailed = buyer(session, [(D(2024, 6, 1), 10)], open_rate=0.5)
+    plain = buyer(session, [(D(2024, 6, 1), 10)])
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
+    assert stage_of(session, plain).engagement_score is None
+    assert stage_of(session, mailed).engagement_score == pytest.approx(50.0)
 
 
 def test_nothing_changes_no_history(session, population):

@@ -22,8 +22,9 @@ A customer gets the first stage whose rule holds, in this order (the precedence)
 10. active       - everyone else (ordered within `at_risk_days`; between `active_days` and
                    `at_risk_days`, when an admin sets them apart, is a grace period).
 
-Scores written with the stage (0-100): engagement = 50 x sessions in 90 days (capped at
-`ENGAGEMENT_SESSION_CAP`) + 50 x email open rate; loyalty = 50 x orders (capped at
+Scores written with the stage (0-100): engagement = the mean of 100 x sessions in 90 days (capped
+at `ENGAGEMENT_SESSION_CAP`, when the shop records web sessions at all) and 100 x email open rate
+(when the customer was e-mailed), no data (NULL) when neither exists; loyalty = 50 x orders (capped at
 `loyal_min_orders`) + 50 x revenue percent-rank among buyers; churn = churn probability x 100,
 or, when no probability is stored, days since the last order as a share of `churned_days`.
 
@@ -180,7 +181,7 @@ def save_lifecycle_rules(
 # --------------------------------------------------------------------------- evaluation
 
 
-def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime):
+def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime, has_sessions: bool = True):
     """One row per counted customer: previous stage, new stage, reason and scores."""
     a = CustomerAnalytics
     s = CustomerLifecycleStage
@@ -248,10 +249,14 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime):
     stage = case(*[(cond, literal(name)) for cond, name, _ in rule_list], else_=literal("active"))
     reason = case(*[(cond, literal(text)) for cond, _, text in rule_list], else_=literal(active_reason))
 
-    engagement = (
-        50.0 * case((r.sessions_90d >= ENGAGEMENT_SESSION_CAP, ENGAGEMENT_SESSION_CAP), else_=r.sessions_90d)
-        / ENGAGEMENT_SESSION_CAP
-        + 50.0 * func.coalesce(r.email_open_rate, 0.0)
+    visits = (case((r.sessions_90d >= ENGAGEMENT_SESSION_CAP, ENGAGEMENT_SESSION_CAP), else_=r.sessions_90d)
+              / ENGAGEMENT_SESSION_CAP) if has_sessions else literal(None, Float)
+    opens = r.email_open_rate
+    engagement = case(
+        (and_(visits.is_(None), opens.is_(None)), literal(None, Float)),
+        (opens.is_(None), 100.0 * visits),
+        (visits.is_(None), 100.0 * opens),
+        else_=50.0 * visits + 50.0 * opens,
     )
     loyalty = case(
         (r.order_count == 0, 0.0),
@@ -301,7 +306,11 @@ def evaluate_lifecycle(session: Session, as_of: dt.date, actor: Actor = SYSTEM, 
     connection = session.connection()
     EVALUATED.drop(connection, checkfirst=True)
     EVALUATED.create(connection)
-    evaluated = _evaluation_query(rules, as_of, now)
+    # A shop without web-session data (no visit in anyone's snapshot) gives nobody a visit count:
+    # "no data", not 0.
+    has_sessions = session.scalar(
+        select(CustomerAnalytics.customer_id).where(CustomerAnalytics.sessions_90d > 0).limit(1)) is not None
+    evaluated = _evaluation_query(rules, as_of, now, has_sessions)
     session.execute(insert(EVALUATED).from_select(
         [c.name for c in EVALUATED.columns], select(*[evaluated.c[c.name] for c in EVALUATED.columns])))
     e = EVALUATED.c
