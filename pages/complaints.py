@@ -114,8 +114,12 @@ if can_manage:
 
     with tabs[3]:
         limit = context.read(service.compensation_limit)
-        complaint_id = st.number_input("Complaint id", min_value=1, step=1, key="work_complaint_id")
-        item = context.read(service.complaint_detail, int(complaint_id))
+        if not figures["total"]:
+            st.info("No complaints recorded yet: register one in the New complaint tab.")
+            item = None
+        else:
+            complaint_id = st.number_input("Complaint id", min_value=1, step=1, key="work_complaint_id")
+            item = context.read(service.complaint_detail, int(complaint_id))
         if item is not None:
             st.markdown(f"**Complaint {item['id']}** · customer {item['customer_id']} · {item['category']} · "
                         f"{item['severity']} · **{item['status']}** · escalation level {item['escalation_level']}")
