@@ -361,6 +361,16 @@ def test_the_same_transactions_are_not_imported_twice_whatever_the_file_is_calle
     assert session.scalar(select(func.count()).select_from(Order)) == 5
 
 
+@pytest.mark.parametrize("kind", ["customers", "orders"])
+def test_a_file_with_a_header_and_no_rows_is_refused(session, kind):
+    header = io.BytesIO(b"customer,date,amount\n" if kind == "orders" else b"email,first_name\n")
+    with pytest.raises(platform.ValidationError, match="has a header but no rows"):
+        if kind == "orders":
+            imports.import_orders(session, platform.SYSTEM, header, "customer", "date", "amount", file_name="empty.csv")
+        else:
+            imports.import_customers(session, platform.SYSTEM, header, file_name="empty.csv")
+
+
 def test_orders_with_an_order_column_reject_repeated_numbers(session):
     data = b"id,cust,when,total\nA-1,007,2024-01-01,10\nA-2,007,2024-01-02,11\nA-1,008,2024-01-03,12\n"
     report = imports.import_orders(session, platform.SYSTEM, io.BytesIO(data), "cust", "when", "total", order_col="id",

@@ -176,7 +176,12 @@ def start_run(session: Session, actor: Actor, entity: str, reader: TableReader, 
 
 
 def finish_run(session: Session, actor: Actor, run: ImportRun, report: ImportReport, started: float) -> None:
-    """Store the report's counts and notes on the run and write the import's audit row."""
+    """Store the report's counts and notes on the run and write the import's audit row.
+
+    A file with a header and no row is refused: nothing in it, so most likely not the file meant.
+    """
+    if report.rows_read == 0:
+        raise ValidationError(f"{report.file_name} has a header but no rows: there is nothing to import.")
     for name, value in report.counts().items():
         if hasattr(run, name):
             setattr(run, name, value)
