@@ -145,5 +145,8 @@ with tab_model:
             right.metric("Holdout error per customer (MAE)", f"{metrics['holdout_mae_per_customer']:.2f} purchases")
         elif metrics.get("holdout_skipped"):
             right.info(f"Holdout check skipped: {metrics['holdout_skipped']}")
+        else:
+            right.caption("No holdout check with this version: `crm clv --holdout-days 90` refits 90 days earlier "
+                          "and compares its predictions with the repeat purchases since.")
         right.caption(f"Version {model['version']} ({model['algorithm']}), trained {model['created_at']:%Y-%m-%d %H:%M}, "
                       f"fitted on {metrics.get('customers_fit', 0):,} customers.")
