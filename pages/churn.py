@@ -10,6 +10,7 @@ from db.models import RISK_LEVELS
 from ml import churn_reports, registry
 from ml.features import LABELS as FEATURE_LABELS
 from ui import context
+from ui.charts import time_axis
 from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
 from ui.step_status import show_step_status
@@ -123,7 +124,7 @@ with at_risk_tab:
                     fig = px.line(history, x="as_of", y="probability", markers=True,
                                   labels={"as_of": "Prediction date", "probability": "Churn probability"})
                     fig.update_layout(height=260, yaxis_range=[0, 1], margin={"t": 10, "b": 10})
-                    right.plotly_chart(fig, width="stretch")
+                    right.plotly_chart(time_axis(fig, history["as_of"]), width="stretch")
 
 def _number(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
@@ -205,11 +206,11 @@ with accuracy_tab:
                       labels={"as_of": "Prediction date", "precision": "Share who churned"},
                       title="Realized precision by risk level")
         fig.update_layout(height=320, yaxis_range=[0, 1], margin={"t": 40, "b": 10})
-        left.plotly_chart(fig, width="stretch")
+        left.plotly_chart(time_axis(fig, accuracy["as_of"]), width="stretch")
         fig = px.line(accuracy, x="as_of", y="recall_at_or_above", color="risk_level", markers=True,
                       category_orders={"risk_level": list(reversed(RISK_LEVELS))},
                       labels={"as_of": "Prediction date", "recall_at_or_above": "Share of churners caught"},
                       title="Realized recall at or above each level")
         fig.update_layout(height=320, yaxis_range=[0, 1], margin={"t": 40, "b": 10})
-        right.plotly_chart(fig, width="stretch")
+        right.plotly_chart(time_axis(fig, accuracy["as_of"]), width="stretch")
         st.dataframe(accuracy, hide_index=True, width="stretch")

@@ -11,6 +11,7 @@ import streamlit as st
 from crm_core import customers, platform
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
+from ui.charts import time_axis
 
 viewer = context.require_page("customers.view")
 can_edit = platform.allowed(viewer.role, "customers.edit")
@@ -157,9 +158,9 @@ with tabs[0]:
 with tabs[1]:
     monthly = context.read(customers.monthly_orders, customer_id) or []
     if monthly:
-        st.plotly_chart(px.bar(pd.DataFrame(monthly), x="month", y="revenue", hover_data=["orders"],
-                               title="Revenue per month", labels={"month": "", "revenue": "Revenue (€)"}),
-                        width="stretch")
+        st.plotly_chart(time_axis(px.bar(pd.DataFrame(monthly), x="month", y="revenue", hover_data=["orders"],
+                                         title="Revenue per month", labels={"month": "", "revenue": "Revenue (€)"}),
+                                  [m["month"] for m in monthly]), width="stretch")
     orders_key = f"c360_orders_page_{customer_id}"
     page_number = st.session_state.get(orders_key, 1)
     placed = context.read(customers.orders, customer_id, page=page_number, page_size=25)
@@ -254,7 +255,8 @@ with tabs[6]:
             health = pd.DataFrame(history["health"])
             figure.add_scatter(x=health["as_of"], y=health["score"], name="Health score")
         figure.update_layout(title="Scores over time", yaxis_title="0-100")
-        st.plotly_chart(figure, width="stretch")
+        dates = [row["as_of"] for row in history["churn"] or []] + [row["as_of"] for row in history["health"] or []]
+        st.plotly_chart(time_axis(figure, dates), width="stretch")
     else:
         snapshot = {"Churn probability": scores["churn_probability"], "Probability alive": scores["prob_alive"]}
         shown = {k: v for k, v in snapshot.items() if v is not None}

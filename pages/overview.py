@@ -8,6 +8,7 @@ import streamlit as st
 
 from crm_core import platform, reporting
 from ui import context
+from ui.charts import time_axis
 from ui.data_date import show_data_date
 
 user = context.require_page("overview.view")
@@ -70,14 +71,14 @@ else:
     monthly = pd.DataFrame(data.monthly)
     monthly["revenue"] = monthly["revenue"].astype(float)
     left, right = st.columns(2)
-    left.plotly_chart(
+    left.plotly_chart(time_axis(
         px.bar(monthly, x="month", y="revenue", title="Monthly revenue", labels={"revenue": "Revenue (€)", "month": ""}),
-        width="stretch",
+        monthly["month"]), width="stretch",
     )
-    right.plotly_chart(
+    right.plotly_chart(time_axis(
         px.line(monthly, x="month", y="new_customers", markers=True, title="New customers per month",
-                labels={"new_customers": "New customers", "month": ""}),
-        width="stretch",
+                labels={"new_customers": "New customers", "month": ""}).update_yaxes(rangemode="tozero"),
+        monthly["month"]), width="stretch",
     )
 
 left, right = st.columns(2)
