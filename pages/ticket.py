@@ -23,10 +23,12 @@ if param and param.isdigit() and param != st.session_state.get("ticket_mirrored"
     st.session_state["ticket_picker"] = int(param)
 if "ticket_picker" not in st.session_state:
     top = context.read(service.ticket_queue, "team", page_size=1)
+    if top is not None and not top.rows:  # nothing open: show the latest ticket of any status instead
+        top = context.read(service.ticket_queue, "team", open_only=False, page_size=1)
     first = st.session_state.get("ticket_id") or (top.rows[0]["id"] if top and top.rows else None)
     if first is None:
-        st.info("No open tickets in the team queue. Create one on the Support queue page, import a helpdesk "
-                "history with `crm import tickets`, or open a closed ticket from the queue's search.")
+        st.info("No tickets yet. Create one on the Support queue page or import a helpdesk history with "
+                "`crm import tickets`.")
         st.stop()
     st.session_state["ticket_picker"] = first
 ticket_id = int(st.number_input("Ticket id", min_value=1, step=1, key="ticket_picker"))

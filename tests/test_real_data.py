@@ -261,6 +261,10 @@ def test_pages_say_why_a_model_is_missing(engine, monkeypatch, tmp_path):
     assert not at.exception
     shown = " ".join(str(df.value.to_dict()) for df in at.dataframe)
     assert "skipped" in shown and "Lifetime value" in shown
+    # A shop that imported only orders has no tickets: the Ticket page says so instead of failing.
+    at.switch_page(page_path("ticket")).run()
+    assert not at.exception and not at.error
+    assert any("No tickets yet" in i.value for i in at.info)
 
 
 def test_customers_imported_without_a_name_are_named_by_their_ids():

@@ -247,5 +247,5 @@ def test_saved_searches_are_per_user_unique_and_audited(session, people):
 
 def test_filter_options_list_segments_and_countries(session, people):
     options = customers.search_filter_options(session, people["admin"])
-    assert options["segments"] == [{"id": people["vip"].id, "name": "VIP", "kind": "static"}]
+    assert options["segments"] == [{"id": people["vip"].id, "name": "VIP", "kind": "static", "editable": True}]
     assert options["countries"] == ["DE", "FR", "GB"]
