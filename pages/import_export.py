@@ -221,9 +221,12 @@ def preview_table(rows) -> None:
     table = pd.DataFrame([{"row": r.row, "status": r.status, "reason": r.reason,
                            **{f"{k} (file)" if k in own else k: v for k, v in r.values.items()}} for r in rows])
     ok = sum(r.status == "ok" for r in rows)
-    c1, c2 = st.columns(2)
+    skipped = sum(r.status == "skipped" for r in rows)
+    c1, c2, c3 = st.columns(3) if skipped else (*st.columns(2), None)
     c1.metric("Valid rows in the preview", f"{ok:,}", border=True)
-    c2.metric("Invalid rows in the preview", f"{len(rows) - ok:,}", border=True)
+    c2.metric("Invalid rows in the preview", f"{len(rows) - ok - skipped:,}", border=True)
+    if c3 is not None:
+        c3.metric("Already imported", f"{skipped:,}", border=True)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "row": st.column_config.NumberColumn("Row", format="%d"), "status": "Status", "reason": "Problem"})
 
@@ -312,7 +315,8 @@ def shopify_import() -> None:
     if uploaded is None:
         return
     try:
-        columns, rows = imports.preview_shopify(uploaded, file_name=uploaded.name)
+        with context.session() as s:
+            columns, rows = imports.preview_shopify(uploaded, file_name=uploaded.name, session=s)
     except platform.DomainError as exc:
         st.error(str(exc))
         return
