@@ -21,7 +21,7 @@ def sign_in_page() -> None:
             st.error("Enter your username and password.")
             return
         try:
-            with context.session() as s:
+            with context.session(write=True) as s:
                 user = platform.authenticate(s, username, password)
         except platform.DomainError as exc:
             st.error(str(exc))
@@ -46,4 +46,7 @@ else:
     with st.sidebar:
         st.markdown(f"**{user.full_name or user.username}**  \n{user.role.replace('_', ' ')}")
         st.button("Sign out", icon=":material/logout:", on_click=context.sign_out)
-navigation.run()
+try:
+    navigation.run()
+except Exception as exc:  # noqa: BLE001 - no traceback, SQL or parameter reaches the browser
+    context.show_unexpected(exc, f"page {navigation.title}")

@@ -13,12 +13,17 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import logging
+import os
 import sys
 import time
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
 
 from crm_core import platform
 from db import migrate
-from db.engine import database_url, make_engine
+from db.engine import PROJECT_ROOT, database_url, make_engine
 from db.models import ROLES
 
 from .arguments import DATA_DATE_DEFAULT, iso_date
@@ -32,8 +37,15 @@ def _engine():
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
     url = database_url()
-    migrate.upgrade(url, args.revision)
+    try:
+        migrate.upgrade(url, args.revision)
+    except CommandError as exc:
+        raise platform.ValidationError(
+            f"Cannot migrate to {args.revision!r}: {str(exc).splitlines()[0]}. Name 'head' or a revision such as "
+            f"{migrate.head_revision(url)}.") from None
     print(f"Database at revision {args.revision}: {make_engine(url).url.render_as_string(hide_password=True)}")
     return 0
 
@@ -74,7 +86,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
     migrate.ensure_migrated(database_url())
     password = _read_password()
-    with platform.unit_of_work(_engine()) as session:
+    with platform.unit_of_work(_engine(), write=True) as session:
         user = platform.create_user(
             session, platform.SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
             email=args.email,
@@ -186,7 +198,32 @@ def _area_commands():
         yield import_module(f"crm_cli.{name}").register
 
 
+# Where the `crm` command logs the traceback of an unexpected error (its output says only the id).
+ERROR_LOG_FILE = PROJECT_ROOT / "data" / "crm-errors.log"
+
+
+_error_log_handler: logging.FileHandler | None = None
+
+
+def _log_errors_to_file() -> Path:
+    """Send unexpected errors' tracebacks to ERROR_LOG_FILE (created private), not to the terminal."""
+    global _error_log_handler
+    path = Path(os.environ.get("CRM_ERROR_LOG", "") or ERROR_LOG_FILE).resolve()
+    if _error_log_handler is None or Path(_error_log_handler.baseFilename) != path:
+        if _error_log_handler is not None:
+            platform.ERROR_LOG.removeHandler(_error_log_handler)
+            _error_log_handler.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        _error_log_handler = logging.FileHandler(path, encoding="utf-8")
+        _error_log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        platform.ERROR_LOG.addHandler(_error_log_handler)
+    platform.ERROR_LOG.propagate = False
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: exit 0 on success, 2 with one line on stderr otherwise, never a traceback."""
     args = build_parser().parse_args(argv)
     if getattr(args, "customers", 1) is not None and getattr(args, "customers", 1) < 1:
         print("error: --customers must be at least 1", file=sys.stderr)
@@ -195,6 +232,21 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except platform.DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else "no reason given"
+        busy = "locked" in reason or "busy" in reason
+        print("error: the database is busy with another writer; try again when it has finished (" + reason + ")."
+              if busy else f"error: the database could not be reached ({reason}).", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the unfinished transaction was rolled back.", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, the traceback to the log
+        log_file = _log_errors_to_file()
+        error_id = platform.report_unexpected(exc, f"crm {' '.join(sys.argv[1:] if argv is None else argv)}")
+        print(f"error: an unexpected failure (error id {error_id}); nothing more was changed. The details are in "
+              f"{log_file}.", file=sys.stderr)
         return 2
 
 

@@ -30,16 +30,20 @@ def share(value) -> str:
 
 # --------------------------------------------------------------------------- pick a customer
 
-try:
-    from_url = int(st.query_params.get("id", ""))
-except ValueError:
-    from_url = None
+from_url = None
+if st.query_params.get("id"):
+    try:
+        from_url = platform.parse_record_id(st.query_params["id"], "The customer id in the address")
+    except platform.ValidationError as exc:
+        st.error(str(exc))
+        del st.query_params["id"]
 if from_url and st.session_state.get("c360_from_url") != from_url:
     st.session_state["c360_from_url"] = from_url
     st.session_state["c360_id"] = from_url
 
 pick_col, find_col = st.columns([1, 2])
-picked = pick_col.number_input("Customer id", min_value=1, step=1, value=None, key="c360_id",
+picked = pick_col.number_input("Customer id", min_value=1, max_value=platform.MAX_RECORD_ID, step=1, value=None,
+                               key="c360_id",
                                placeholder="e.g. 42")
 lookup = find_col.text_input("Or find a customer", key="c360_lookup", placeholder="Name, email or phone")
 if lookup.strip():

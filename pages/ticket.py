@@ -19,8 +19,11 @@ CLOCK_ICONS = {"overdue": "🔴", "under 1h": "🟠", "under 4h": "🟡", "on tr
 # Which ticket: ?id=… when navigated to (the query parameter mirrors the picker), else the last one
 # opened, else the top of the team queue.
 param = st.query_params.get("id")
-if param and param.isdigit() and param != st.session_state.get("ticket_mirrored"):
-    st.session_state["ticket_picker"] = int(param)
+if param and param != st.session_state.get("ticket_mirrored"):
+    try:
+        st.session_state["ticket_picker"] = platform.parse_record_id(param, "The ticket id in the address")
+    except platform.ValidationError as exc:
+        st.error(str(exc))
 if "ticket_picker" not in st.session_state:
     top = context.read(service.ticket_queue, "team", page_size=1)
     if top is not None and not top.rows:  # nothing open: show the latest ticket of any status instead
@@ -31,7 +34,7 @@ if "ticket_picker" not in st.session_state:
                 "`crm import tickets`.")
         st.stop()
     st.session_state["ticket_picker"] = first
-ticket_id = int(st.number_input("Ticket id", min_value=1, step=1, key="ticket_picker"))
+ticket_id = int(st.number_input("Ticket id", min_value=1, max_value=platform.MAX_RECORD_ID, step=1, key="ticket_picker"))
 st.session_state["ticket_id"] = ticket_id
 st.session_state["ticket_mirrored"] = str(ticket_id)
 st.query_params["id"] = str(ticket_id)

@@ -25,18 +25,18 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(session):
     make_user(session, "support_agent", "sam", password="right-password")
     session.commit()
     now = dt.datetime(2026, 3, 1, 9, 0)
-    for _ in range(4):
-        with pytest.raises(platform.AuthenticationError, match="wrong password"):
+    for _ in range(5):  # the fifth failure locks the account, and says no more than the others
+        with pytest.raises(platform.AuthenticationError, match="^Unknown username or wrong password.$"):
             platform.authenticate(session, "sam", "wrong", now=now)
-    with pytest.raises(platform.AuthenticationError, match="locked for 15 minutes"):
-        platform.authenticate(session, "sam", "wrong", now=now)
-    # Even the right password is refused while locked...
-    with pytest.raises(platform.AuthenticationError, match="locked"):
+    # Even the right password is refused while locked, and only the right password learns why...
+    with pytest.raises(platform.AuthenticationError, match="locked for another 1 minute"):
         platform.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=14))
+    with pytest.raises(platform.AuthenticationError, match="^Unknown username or wrong password.$"):
+        platform.authenticate(session, "sam", "wrong", now=now + dt.timedelta(minutes=14))
     # ...and accepted once the lock has expired.
     assert platform.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=16)).username == "sam"
     failures = session.scalars(select(AuditLog).where(AuditLog.action == "auth.sign_in_failed")).all()
-    assert len(failures) == 5
+    assert len(failures) == 6
 
 
 def test_failed_attempts_survive_the_callers_rollback(engine):

@@ -27,9 +27,10 @@ def engine() -> Engine:
 
 
 @contextmanager
-def session() -> Iterator[Session]:
-    """A unit of work for one page action: committed on success, rolled back on error."""
-    with platform.unit_of_work(session_factory(engine())) as s:
+def session(write: bool = False) -> Iterator[Session]:
+    """A unit of work for one page action: committed on success, rolled back on error. A `write`
+    waits its turn for the database's write lock (SQLite) instead of failing half-way."""
+    with platform.unit_of_work(session_factory(engine()), write=write) as s:
         yield s
 
 
@@ -72,27 +73,38 @@ def require_page(action: str) -> platform.SignedInUser:
     return user
 
 
+def show_unexpected(exc: BaseException, where: str) -> None:
+    """Log an unexpected error with its traceback and show only a short message with its id."""
+    st.error(platform.unexpected_error_message(platform.report_unexpected(exc, where)), icon=":material/error:")
+
+
 def read(fn, *args, **kwargs):
     """Call `fn(session, signed-in user, ...)` in its own unit of work.
 
     A domain error (bad input, no permission, database unreachable) is shown with st.error and
-    gives None, so the rest of the page still renders.
+    gives None, so the rest of the page still renders; so does an unexpected error, as a short
+    message with an error id (the traceback goes to the log).
     """
     try:
         with session() as s:
             return fn(s, signed_in(), *args, **kwargs)
     except platform.DomainError as exc:
         st.error(str(exc))
-        return None
+    except Exception as exc:  # noqa: BLE001 - nobody sees internals; the log keeps them
+        show_unexpected(exc, getattr(fn, "__qualname__", "a page read"))
+    return None
 
 
 def act(fn, *args, success: str | None = None, **kwargs):
     """Call `fn(session, acting user, ...)` for a change; report success or the domain error."""
     try:
-        with session() as s:
+        with session(write=True) as s:
             result = fn(s, platform.load_actor(s, signed_in()), *args, **kwargs)
     except platform.DomainError as exc:
         st.error(str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - nobody sees internals; the log keeps them
+        show_unexpected(exc, getattr(fn, "__qualname__", "a page action"))
         return None
     if success:
         st.success(success)

@@ -34,6 +34,7 @@ from crm_core.platform import audit
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
+from crm_core.platform.ids import MAX_RECORD_ID, is_record_id
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
@@ -110,8 +111,8 @@ def _choice(value: Any, options: tuple[str, ...], label: str) -> str:
 
 
 def _int_id(value: Any, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"{label} must be a positive whole number (got {value!r}).")
+    if not is_record_id(value):
+        raise ValidationError(f"{label} must be a whole number from 1 to {MAX_RECORD_ID:,} (got {value!r}).")
     return value
 
 
