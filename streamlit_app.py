@@ -4,6 +4,7 @@ import streamlit as st
 
 from crm_core import platform
 from ui import context
+from ui.format import plain
 from ui.navigation import sections_for
 
 st.set_page_config(page_title="Customer Intelligence", page_icon=":material/insights:", layout="wide")
@@ -44,7 +45,7 @@ else:
         expanded=True,  # every page in view: the catalogue is long enough to be folded otherwise
     )
     with st.sidebar:
-        st.markdown(f"**{user.full_name or user.username}**  \n{user.role.replace('_', ' ')}")
+        st.markdown(f"**{plain(user.full_name or user.username)}**  \n{user.role.replace('_', ' ')}")
         st.button("Sign out", icon=":material/logout:", on_click=context.sign_out)
 try:
     navigation.run()

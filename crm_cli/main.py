@@ -25,6 +25,7 @@ from crm_core import platform
 from db import migrate
 from db.engine import PROJECT_ROOT, database_url, make_engine
 from db.models import ROLES
+from db.private_files import private_file
 
 from .arguments import DATA_DATE_DEFAULT, iso_date
 
@@ -213,8 +214,7 @@ def _log_errors_to_file() -> Path:
         if _error_log_handler is not None:
             platform.ERROR_LOG.removeHandler(_error_log_handler)
             _error_log_handler.close()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
+        private_file(path)
         _error_log_handler = logging.FileHandler(path, encoding="utf-8")
         _error_log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         platform.ERROR_LOG.addHandler(_error_log_handler)

@@ -12,6 +12,7 @@ from crm_core import customers, platform
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 from ui.charts import time_axis
+from ui.format import plain
 
 viewer = context.require_page("customers.view")
 can_edit = platform.allowed(viewer.role, "customers.edit")
@@ -69,7 +70,7 @@ facts, scores = data["facts"], data["scores"]
 
 # --------------------------------------------------------------------------- key facts and scores
 
-st.subheader(f"{facts['name'] or '(no name)'} · #{facts['id']}")
+st.subheader(f"{plain(facts['name'] or '(no name)')} · #{facts['id']}")
 details = [facts["email"] or "no email", facts["phone"] or "no phone", facts["company"],
            ", ".join(x for x in (facts["city"], facts["country_code"]) if x),
            f"signed up {facts['signed_up_at']:%Y-%m-%d}", f"status {facts['status']}"]

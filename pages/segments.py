@@ -10,6 +10,7 @@ from crm_core import platform, segmentation
 from db.models import SEGMENT_TYPES
 from ui import context
 from ui.data_date import show_data_date
+from ui.format import plain
 
 viewer = context.require_page("segments.view")
 can_manage = platform.allowed(viewer.role, "segments.manage")
@@ -74,7 +75,7 @@ with tab_detail:
     else:
         name = st.selectbox("Segment", list(by_name), key="detail_segment")
         chosen = by_name[name]
-        st.caption(chosen["description"] or f"{chosen['type']} segment")
+        st.caption(plain(chosen["description"]) if chosen["description"] else f"{chosen['type']} segment")
         c1, c2, c3 = st.columns(3)
         c1.metric("Members", f"{chosen['members']:,}", border=True)
         c2.metric("Revenue share", f"{chosen['revenue_share'] * 100:.1f}%", border=True)

@@ -6,6 +6,7 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
+from ui.format import plain
 
 viewer = context.require_page("tickets.view")
 can_manage = platform.allowed(viewer.role, "tickets.manage")
@@ -50,7 +51,7 @@ if ticket is None:
 if read_version is None:
     read_version = ticket["version"]
 
-st.subheader(f"{ticket['ticket_number']} · {ticket['subject']}")
+st.subheader(f"{ticket['ticket_number']} · {plain(ticket['subject'])}")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Status", ticket["status"].replace("_", " "), border=True)
 m2.metric("Priority", ticket["priority"], border=True)
@@ -125,7 +126,7 @@ with left:
             who = "Customer" if role == "user" else (message["author"] or "agent")
             label = " · internal note" if message["is_internal"] else ""
             unread = " · unread" if not message["is_read"] else ""
-            st.caption(f"{who}{label}{unread} · {message['created_at']:%Y-%m-%d %H:%M} UTC")
+            st.caption(f"{plain(who)}{label}{unread} · {message['created_at']:%Y-%m-%d %H:%M} UTC")
             st.text(message["body"])
             if message["attachment_name"]:
                 attachment = context.read(service.read_attachment, message["id"])

@@ -43,7 +43,9 @@ def sign_in(user: platform.SignedInUser) -> None:
 
 
 def sign_out() -> None:
-    st.session_state.pop(USER_KEY, None)
+    """Forget everything of the session, not only the user: the next person at the same browser
+    must not be offered the last one's downloads, searches or form contents."""
+    st.session_state.clear()
 
 
 def refresh_signed_in() -> platform.SignedInUser | None:

@@ -56,6 +56,7 @@ from db.models import (
     User,
     utcnow,
 )
+from db.private_files import private_dir, write_private
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "new": frozenset({"open", "pending_customer", "on_hold", "resolved", "closed"}),
@@ -371,9 +372,8 @@ def _store_attachment(ticket: SupportTicket, attachment: tuple[str, bytes, str |
             mimetypes.guess_extension(content_type) not in (extension, None):
         raise ValidationError(f"{safe} says it is {content_type}, which does not match its {extension} name.")
     relative = Path(str(ticket.id)) / f"{secrets.token_hex(8)}_{safe}"
-    target = attachments_dir() / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(bytes(content))
+    private_dir(attachments_dir())
+    write_private(attachments_dir() / relative, bytes(content))
     return {"attachment_path": str(relative), "attachment_name": safe, "attachment_type": expected_type,
             "attachment_size": len(content)}
 
