@@ -68,9 +68,14 @@ def cmd_seed(args: argparse.Namespace) -> int:
     def progress(step: str, rows: int) -> None:
         print(f"  {time.perf_counter() - started:6.1f}s  {step:<40} {rows:>10,}", flush=True)
 
-    result = demo.seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress)
+    # Demo staff (passwords in the README) only for the embedded demo database, or when asked for.
+    demo_users = args.demo_users or not os.environ.get("CRM_DATABASE_URL", "").strip()
+    result = demo.seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress,
+                                demo_users=demo_users)
     orders = result.counts.get("orders", 0)
     print(f"Seeded {args.customers:,} customers and {orders:,} orders in {result.seconds:.1f}s.")
+    print("Demo staff can sign in with the passwords the README lists." if demo_users else
+          "No demo staff can sign in: create your users with `crm users create`.")
     return 0
 
 
@@ -163,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     seed.add_argument("--if-empty", action="store_true", help="do nothing when customers exist")
     seed.add_argument("--quiet", action="store_true", help="no progress lines")
+    seed.add_argument("--demo-users", action="store_true",
+                      help="let the 15 demo staff (passwords in the README) sign in; always so for the embedded "
+                           "demo database, never otherwise unless asked")
     seed.set_defaults(func=cmd_seed)
 
     refresh = sub.add_parser("refresh", help="batch refresh: analytics, clusters, segments, lifecycle")

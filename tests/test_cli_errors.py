@@ -49,7 +49,7 @@ def test_a_locked_database_is_one_line(db_url, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("db.engine.SQLITE_BUSY_TIMEOUT_MS", 200)
     holder = sqlite3.connect(tmp_path / "cli.sqlite", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password-for-maria\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a-long-password-for-her\n"))
     try:
         assert main(["users", "create", "maria", "--role", "analyst"]) == 2
     finally:

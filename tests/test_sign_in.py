@@ -34,11 +34,11 @@ def test_every_failure_checks_one_password_and_says_the_same(session, monkeypatc
     """Unknown, wrong, deactivated and locked: one argon2 check each (the same time) and one message."""
     hasher = CountingHasher()
     monkeypatch.setattr(users, "_hasher", hasher)
-    admin = make_user(session, "admin", "boss", password="boss-long-secret")
-    make_user(session, "analyst", "real", password="real-long-secret")
-    gone = make_user(session, "analyst", "gone", password="gone-long-secret")
+    admin = make_user(session, "admin", "boss", password="quiet-river-stone")
+    make_user(session, "analyst", "real", password="amber-window-seven")
+    gone = make_user(session, "analyst", "gone", password="copper-kettle-song")
     platform.set_active(session, admin, gone.id, False)
-    locked = make_user(session, "analyst", "locked", password="locked-long-secret")
+    locked = make_user(session, "analyst", "locked", password="silent-meadow-owl")
     locked.locked_until = dt.datetime(2030, 1, 1)
     session.commit()
     for username, password in [("nobody", "whatever-you-like"), ("real", "wrong"), ("gone", "wrong"),
@@ -49,17 +49,17 @@ def test_every_failure_checks_one_password_and_says_the_same(session, monkeypatc
         assert hasher.verified - before == 1, username
     # Who gives the right password learns why they cannot get in.
     with pytest.raises(platform.AuthenticationError, match="deactivated"):
-        platform.authenticate(session, "gone", "gone-long-secret")
+        platform.authenticate(session, "gone", "copper-kettle-song")
     with pytest.raises(platform.AuthenticationError, match="locked for another"):
-        platform.authenticate(session, "locked", "locked-long-secret")
+        platform.authenticate(session, "locked", "silent-meadow-owl")
 
 
 def test_sign_in_bookkeeping_does_not_bump_the_version(session):
     """Bookkeeping is not an edit: an admin's form open on the user still saves afterwards."""
-    user = make_user(session, "analyst", "vera", password="vera-long-secret")
+    user = make_user(session, "analyst", "vera", password="linen-harbour-bell")
     session.commit()
     version = user.version
-    platform.authenticate(session, "vera", "vera-long-secret")
+    platform.authenticate(session, "vera", "linen-harbour-bell")
     with pytest.raises(platform.AuthenticationError):
         platform.authenticate(session, "vera", "wrong")
     session.expire_all()
@@ -91,15 +91,15 @@ def _sign_in_together(engine, usernames: list[str], password_of) -> list[str]:
 def test_twenty_people_sign_in_at_once(engine):
     with platform.unit_of_work(session_factory(engine)) as s:
         for n in range(20):
-            make_user(s, "analyst", f"person{n}", password=f"secret-of-person{n}")
-    outcomes = _sign_in_together(engine, [f"person{n}" for n in range(20)], lambda u: f"secret-of-{u}")
+            make_user(s, "analyst", f"person{n}", password=f"secret-of-number-{n}")
+    outcomes = _sign_in_together(engine, [f"person{n}" for n in range(20)], lambda u: f"secret-of-number-{u.removeprefix('person')}")
     assert outcomes == ["ok"] * 20
 
 
 def test_twenty_sessions_of_one_account_sign_in_at_once(engine):
     with platform.unit_of_work(session_factory(engine)) as s:
-        make_user(s, "success_manager", "shared", password="shared-long-secret")
-    outcomes = _sign_in_together(engine, ["shared"] * 20, lambda _: "shared-long-secret")
+        make_user(s, "success_manager", "shared", password="violet-canyon-drum")
+    outcomes = _sign_in_together(engine, ["shared"] * 20, lambda _: "violet-canyon-drum")
     assert outcomes == ["ok"] * 20
     with platform.unit_of_work(session_factory(engine)) as s:
         assert s.scalar(select(User.last_login_at).where(User.username == "shared")) is not None
@@ -107,7 +107,7 @@ def test_twenty_sessions_of_one_account_sign_in_at_once(engine):
 
 def test_twenty_wrong_passwords_at_once_count_and_lock(engine):
     with platform.unit_of_work(session_factory(engine)) as s:
-        make_user(s, "support_agent", "target", password="target-long-secret")
+        make_user(s, "support_agent", "target", password="maple-orbit-flute")
     outcomes = _sign_in_together(engine, ["target"] * 20, lambda _: "wrong")
     assert outcomes == ["AuthenticationError: Unknown username or wrong password."] * 20
     with platform.unit_of_work(session_factory(engine)) as s:

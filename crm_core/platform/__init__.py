@@ -31,6 +31,7 @@ from crm_core.platform.errors import (
 )
 from crm_core.platform.ids import MAX_RECORD_ID, is_record_id, parse_record_id
 from crm_core.platform.paging import Page
+from crm_core.platform.passwords import MIN_PASSWORD_LENGTH, check_password
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.shop import (
@@ -62,6 +63,7 @@ from crm_core.platform.users import (
     authenticate,
     change_role,
     create_user,
+    hash_password,
     list_users,
     load_actor,
     reset_password,
@@ -79,6 +81,7 @@ __all__ = [
     "ERROR_LOG",
     "HISTORICAL_AFTER_DAYS",
     "MAX_RECORD_ID",
+    "MIN_PASSWORD_LENGTH",
     "NotFound",
     "Page",
     "PermissionDenied",
@@ -95,6 +98,7 @@ __all__ = [
     "authenticate",
     "calendar_day",
     "change_role",
+    "check_password",
     "check_as_of",
     "check_backfill_months",
     "check_version",
@@ -106,6 +110,7 @@ __all__ = [
     "drop_temporary_table",
     "end_of",
     "get_shop_country",
+    "hash_password",
     "is_record_id",
     "latest_order_date",
     "least",
