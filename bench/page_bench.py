@@ -127,7 +127,7 @@ def seed(url: str, customers: int) -> None:
     engine = make_engine(url)
     end = dt.datetime.now().replace(microsecond=0)
     print(f"Seeding {customers:,} customers...", flush=True)
-    seed_database(engine, customers, seed=7, end=end)
+    seed_database(engine, customers, seed=7, end=end, demo_users=True)
     print("Refreshing...", flush=True)
     batch.run_refresh(engine, end.date())
     engine.dispose()

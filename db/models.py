@@ -1475,3 +1475,8 @@ class RefreshRunStep(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
     rows_written: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# --- issue 13: trust (limits that add up)
+# A person's manual loyalty adjustments of the last day, summed against the approval limit.
+Index("ix_loyalty_tx_creator_time", LoyaltyTransaction.created_by_id, LoyaltyTransaction.created_at)

@@ -71,8 +71,14 @@ ROLE_USERNAMES = {
 
 
 def demo_password(username: str) -> str:
-    """Demo staff passwords, listed in the README: the username followed by '-pass'."""
-    return f"{username}-pass"
+    """Demo staff passwords, listed in the README: the username with a dash before its number,
+    then '-demo-passphrase' (admin1 -> admin-1-demo-passphrase). They meet the password rules."""
+    stem = username.rstrip("0123456789")
+    return f"{stem}-{username[len(stem):]}-demo-passphrase"
+
+
+# The password hash of simulated staff when no demo users are asked for: no password matches it.
+UNUSABLE_PASSWORD_HASH = "!simulated staff: no sign-in"
 
 
 @dataclass
@@ -111,10 +117,11 @@ def _season(day_of_year: np.ndarray, weekday: np.ndarray) -> np.ndarray:
 class Simulator:
     """Builds the demo tables as DataFrames for `n_customers`, ending at `end`."""
 
-    def __init__(self, n_customers: int, seed: int = 7, end: dt.datetime | None = None):
+    def __init__(self, n_customers: int, seed: int = 7, end: dt.datetime | None = None, demo_users: bool = False):
         if n_customers < 1:
             raise ValueError("n_customers must be at least 1")
         self.n = n_customers
+        self.demo_users = demo_users
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         end = end or dt.datetime.now().replace(microsecond=0)
@@ -162,10 +169,9 @@ class Simulator:
                         yield name, self.tables[name]
 
     def _users(self) -> None:
-        from argon2 import PasswordHasher
-
-        # Demo accounts only: cheap argon2 parameters keep seeding fast; real accounts use defaults.
-        hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+        """The shop's staff (tickets and accounts need owners). They can sign in only as demo users
+        (the embedded demo database, or `crm seed --demo-users`), with passwords the README lists and
+        hashed like every password; otherwise they are deactivated and no password matches them."""
         rows = []
         for role, stem in ROLE_USERNAMES.items():
             for k in range(1, 4):
@@ -175,8 +181,9 @@ class Simulator:
                     "full_name": self.faker.name(),
                     "email": f"{username}@shop.example",
                     "role": role,
-                    "password_hash": hasher.hash(demo_password(username)),
-                    "is_active": True,
+                    "password_hash": (platform.hash_password(demo_password(username)) if self.demo_users
+                                      else UNUSABLE_PASSWORD_HASH),
+                    "is_active": self.demo_users,
                     "failed_login_count": 0,
                     "created_at": self.start,
                     "version": 1,
@@ -831,6 +838,7 @@ def seed_database(
     seed: int = 7,
     end: dt.datetime | None = None,
     progress: Callable[[str, int], None] | None = None,
+    demo_users: bool = False,
 ) -> SeedResult:
     """Simulate and bulk-load the demo business into an empty, migrated database.
 
@@ -867,7 +875,7 @@ def seed_database(
         # Simulation runs in a thread, one table ahead of the loader: numpy and the database
         # drivers release the GIL for much of their work, so the two overlap on two cores.
         # The simulator yields parent tables before their children.
-        for name, frame in _simulated_in_background(Simulator(n_customers, seed, end)):
+        for name, frame in _simulated_in_background(Simulator(n_customers, seed, end, demo_users=demo_users)):
             table = Base.metadata.tables[name]
             result.counts[name] = bulk.load(connection, table, frame)
             bulk.reset_sequence(connection, table)

@@ -12,6 +12,7 @@ from crm_core import customers, platform
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 from ui.charts import time_axis
+from ui.format import plain
 
 viewer = context.require_page("customers.view")
 can_edit = platform.allowed(viewer.role, "customers.edit")
@@ -30,16 +31,20 @@ def share(value) -> str:
 
 # --------------------------------------------------------------------------- pick a customer
 
-try:
-    from_url = int(st.query_params.get("id", ""))
-except ValueError:
-    from_url = None
+from_url = None
+if st.query_params.get("id"):
+    try:
+        from_url = platform.parse_record_id(st.query_params["id"], "The customer id in the address")
+    except platform.ValidationError as exc:
+        st.error(str(exc))
+        del st.query_params["id"]
 if from_url and st.session_state.get("c360_from_url") != from_url:
     st.session_state["c360_from_url"] = from_url
     st.session_state["c360_id"] = from_url
 
 pick_col, find_col = st.columns([1, 2])
-picked = pick_col.number_input("Customer id", min_value=1, step=1, value=None, key="c360_id",
+picked = pick_col.number_input("Customer id", min_value=1, max_value=platform.MAX_RECORD_ID, step=1, value=None,
+                               key="c360_id",
                                placeholder="e.g. 42")
 lookup = find_col.text_input("Or find a customer", key="c360_lookup", placeholder="Name, email or phone")
 if lookup.strip():
@@ -65,7 +70,7 @@ facts, scores = data["facts"], data["scores"]
 
 # --------------------------------------------------------------------------- key facts and scores
 
-st.subheader(f"{facts['name'] or '(no name)'} · #{facts['id']}")
+st.subheader(f"{plain(facts['name'] or '(no name)')} · #{facts['id']}")
 details = [facts["email"] or "no email", facts["phone"] or "no phone", facts["company"],
            ", ".join(x for x in (facts["city"], facts["country_code"]) if x),
            f"signed up {facts['signed_up_at']:%Y-%m-%d}", f"status {facts['status']}"]

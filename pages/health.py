@@ -11,6 +11,7 @@ from db.models import HEALTH_LEVELS
 from ml import health, health_reports
 from ui import context
 from ui.data_date import show_data_date
+from ui.format import plain
 from ui.step_status import show_step_status
 
 viewer = context.require_page("health.view")
@@ -120,9 +121,9 @@ with tab_account:
     if account is not None:
         score = account["score"]
         if score is None:
-            st.info(f"{account['customer']} (#{customer_id}) has no health score yet.")
+            st.info(f"{plain(account['customer'])} (#{customer_id}) has no health score yet.")
         else:
-            st.markdown(f"**{account['customer']}** (#{customer_id}), scored as of {score['as_of'].isoformat()}")
+            st.markdown(f"**{plain(account['customer'])}** (#{customer_id}), scored as of {score['as_of'].isoformat()}")
             m = st.columns(6)
             m[0].metric("Overall", f"{score['overall']:.0f}", border=True,
                         delta=None if score["trend"] is None else f"{score['trend']:+.1f}")

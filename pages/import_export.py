@@ -10,6 +10,7 @@ import streamlit as st
 
 from crm_core import customers, imports, platform, segmentation
 from ui import context
+from ui.format import plain
 
 IGNORE = "(ignore)"
 KINDS = {"customers": "Customers", "orders": "Orders (transaction log)", "shopify": "Shopify orders export",
@@ -163,7 +164,7 @@ def show_result() -> None:
         show_figures(result)
         return
     counts = result["counts"]
-    st.subheader(f"Last import: {result['file']}")
+    st.subheader(f"Last import: {plain(result['file'])}")
     cols = st.columns(5)
     labels = [("rows_read", "Rows read"), ("created", "Imported"), ("updated", "Updated"),
               ("skipped", "Skipped as duplicates"), ("invalid", "Invalid")]
@@ -361,7 +362,7 @@ def run_kind_import(entity: str, uploaded, run, file_format: str | None = None) 
 
 
 def show_figures(result: dict) -> None:
-    st.subheader(f"Last import: {result['file']}")
+    st.subheader(f"Last import: {plain(result['file'])}")
     figures = result["figures"]
     for start in range(0, len(figures), 4):
         for column, (label, value) in zip(st.columns(4), figures[start:start + 4], strict=False):

@@ -99,7 +99,7 @@ def test_admin_creates_a_user_through_the_form(app, app_db):
     form_inputs = {t.label: t for t in app.text_input}
     form_inputs["Username"].input("newhire")
     form_inputs["Full name"].input("New Hire")
-    form_inputs["Initial password"].input("welcome-2026")
+    form_inputs["Initial password"].input("orchid-lantern-42")
     next(s for s in app.selectbox if s.label == "Role").select("support_agent")
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
@@ -117,7 +117,7 @@ def test_admin_form_shows_validation_errors(app):
     app.switch_page(str(ROOT / "pages/admin.py")).run()
     form_inputs = {t.label: t for t in app.text_input}
     form_inputs["Username"].input("x")
-    form_inputs["Initial password"].input("welcome-2026")
+    form_inputs["Initial password"].input("orchid-lantern-42")
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
     assert any("3-64 characters" in e.value for e in app.error)

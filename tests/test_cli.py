@@ -40,7 +40,7 @@ def test_users_create_reads_the_password_from_stdin(db_url, monkeypatch, capsys)
 def test_users_create_rejects_bad_input_with_a_message(db_url, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
     assert main(["users", "create", "maria", "--role", "analyst"]) == 2
-    assert "at least 8 characters" in capsys.readouterr().err
+    assert "at least 12 characters" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["users", "create", "maria", "--role", "overlord"])
 

@@ -61,7 +61,7 @@ def server(tmp_path_factory):
     db_url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'crm.sqlite'}"
     migrate.upgrade(db_url)
     engine = make_engine(db_url)
-    demo.seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0), demo_users=True)
     batch.run_refresh(engine, dt.date.today())
     with engine.connect() as connection:
         customers = connection.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))

@@ -140,7 +140,7 @@ def test_empty_state_and_scoring_from_the_page(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    demo.seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0), demo_users=True)
     engine.dispose()
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     at = open_page(AppTest.from_file(APP, default_timeout=60), "admin1", "health")

@@ -34,7 +34,7 @@ def page_db(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('import_page') / 'app.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    demo.seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0), demo_users=True)
     with platform.unit_of_work(engine) as s:
         segment = segmentation.create_segment(s, platform.SYSTEM, "Hand picked", "custom", "static")
         segmentation.add_members(s, platform.SYSTEM, segment.id, list(s.scalars(select(Customer.id).limit(40))))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -12,6 +14,7 @@ from sqlalchemy.orm import Session
 from crm_core import platform
 from db import migrate
 from db.engine import database_url, make_engine, session_factory
+from ui.navigation import PAGES, PageSpec
 
 USER_KEY = "signed_in_user"
 
@@ -27,9 +30,10 @@ def engine() -> Engine:
 
 
 @contextmanager
-def session() -> Iterator[Session]:
-    """A unit of work for one page action: committed on success, rolled back on error."""
-    with platform.unit_of_work(session_factory(engine())) as s:
+def session(write: bool = False) -> Iterator[Session]:
+    """A unit of work for one page action: committed on success, rolled back on error. A `write`
+    waits its turn for the database's write lock (SQLite) instead of failing half-way."""
+    with platform.unit_of_work(session_factory(engine()), write=write) as s:
         yield s
 
 
@@ -42,7 +46,9 @@ def sign_in(user: platform.SignedInUser) -> None:
 
 
 def sign_out() -> None:
-    st.session_state.pop(USER_KEY, None)
+    """Forget everything of the session, not only the user: the next person at the same browser
+    must not be offered the last one's downloads, searches or form contents."""
+    st.session_state.clear()
 
 
 def refresh_signed_in() -> platform.SignedInUser | None:
@@ -63,8 +69,43 @@ def refresh_signed_in() -> platform.SignedInUser | None:
     return fresh
 
 
+ENTRY_POINT = "streamlit_app.py"
+REQUESTED_PAGE_KEY = "requested_page"
+AFTER_SIGN_IN_KEY = "open_after_sign_in"
+
+
+def _ran_outside_the_app() -> bool:
+    """Whether Streamlit ran this page script straight from the pages/ folder, without the entry
+    point's sign-in gate. Streamlit's folder-based routing does that after a server start until
+    the entry point first calls st.navigation (an internal flag tells which). AppTest runs page
+    files directly by design, and there the page's own check below is what is tested."""
+    from streamlit import config
+    from streamlit.runtime.pages_manager import PagesManager
+
+    return bool(PagesManager.uses_pages_directory) and not config.get_option("global.appTest")
+
+
+def requested_page() -> PageSpec | None:
+    """The page a visitor asked for before signing in, if any."""
+    return st.session_state.get(REQUESTED_PAGE_KEY)
+
+
+def open_after_sign_in(page: PageSpec, query_params: dict[str, str]) -> None:
+    st.session_state[AFTER_SIGN_IN_KEY] = (page.path, query_params)
+
+
+def take_page_after_sign_in() -> tuple[str, dict[str, str]] | None:
+    st.session_state.pop(REQUESTED_PAGE_KEY, None)
+    return st.session_state.pop(AFTER_SIGN_IN_KEY, None)
+
+
 def require_page(action: str) -> platform.SignedInUser:
-    """Stop the page unless the signed-in user's role allows `action`."""
+    """Stop the page unless the signed-in user's role allows `action`. A page reached around the
+    app's navigation goes through the entry point first (sign-in, the role's menu), and then on."""
+    if _ran_outside_the_app():
+        script = Path(str(sys._getframe(1).f_globals.get("__file__", ""))).name
+        st.session_state[REQUESTED_PAGE_KEY] = next((p for p in PAGES if Path(p.path).name == script), None)
+        st.switch_page(ENTRY_POINT, query_params=dict(st.query_params))
     user = signed_in()
     if user is None or not platform.allowed(user.role, action):
         st.error("You do not have access to this page.")
@@ -72,27 +113,38 @@ def require_page(action: str) -> platform.SignedInUser:
     return user
 
 
+def show_unexpected(exc: BaseException, where: str) -> None:
+    """Log an unexpected error with its traceback and show only a short message with its id."""
+    st.error(platform.unexpected_error_message(platform.report_unexpected(exc, where)), icon=":material/error:")
+
+
 def read(fn, *args, **kwargs):
     """Call `fn(session, signed-in user, ...)` in its own unit of work.
 
     A domain error (bad input, no permission, database unreachable) is shown with st.error and
-    gives None, so the rest of the page still renders.
+    gives None, so the rest of the page still renders; so does an unexpected error, as a short
+    message with an error id (the traceback goes to the log).
     """
     try:
         with session() as s:
             return fn(s, signed_in(), *args, **kwargs)
     except platform.DomainError as exc:
         st.error(str(exc))
-        return None
+    except Exception as exc:  # noqa: BLE001 - nobody sees internals; the log keeps them
+        show_unexpected(exc, getattr(fn, "__qualname__", "a page read"))
+    return None
 
 
 def act(fn, *args, success: str | None = None, **kwargs):
     """Call `fn(session, acting user, ...)` for a change; report success or the domain error."""
     try:
-        with session() as s:
+        with session(write=True) as s:
             result = fn(s, platform.load_actor(s, signed_in()), *args, **kwargs)
     except platform.DomainError as exc:
         st.error(str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - nobody sees internals; the log keeps them
+        show_unexpected(exc, getattr(fn, "__qualname__", "a page action"))
         return None
     if success:
         st.success(success)

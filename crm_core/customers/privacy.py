@@ -45,6 +45,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.spreadsheet import neutralize
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
 from db.models import (
@@ -451,9 +452,15 @@ def subject_data(session: Session, customer_id: Any) -> dict[str, list[dict[str,
     return data
 
 
-def export_subject_data(session: Session, customer_id: Any) -> bytes:
-    """A zip: `subject.json` with everything, plus one CSV per table."""
-    return _zip(subject_data(session, customer_id))
+def export_subject_data(session: Session, actor: Actor, customer_id: Any) -> bytes:
+    """A zip of everything held about a person: `subject.json`, plus one CSV per table (formula-safe).
+    Needs `privacy.manage`; the export is audited."""
+    require(actor, "privacy.manage")
+    data = subject_data(session, customer_id)
+    payload = _zip(data)
+    record_audit(session, actor, "customer.export_subject", "customer", customer_id,
+                 after={"tables": {k: len(v) for k, v in data.items()}, "bytes": len(payload)})
+    return payload
 
 
 def _zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
@@ -467,7 +474,8 @@ def _zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
             writer = csv.DictWriter(text, fieldnames=columns)
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+                writer.writerow({k: neutralize(json.dumps(v) if isinstance(v, dict | list) else v)
+                                 for k, v in row.items()})
             archive.writestr(f"{name}.csv", text.getvalue())
     return buffer.getvalue()
 

@@ -39,6 +39,7 @@ from crm_core.customers.search import _latest_prediction_date, risk_level_expr
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
+from crm_core.platform.ids import is_record_id
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
@@ -202,8 +203,7 @@ def geocode(country_code: str, city: str | None) -> tuple[float, float] | None:
 
 
 def _customer(session: Session, customer_id: Any) -> Customer:
-    found = session.get(Customer, customer_id) if isinstance(customer_id, int) and not isinstance(
-        customer_id, bool) else None
+    found = session.get(Customer, customer_id) if is_record_id(customer_id) else None
     if found is None:
         raise NotFound(f"No customer with id {customer_id}.")
     return found

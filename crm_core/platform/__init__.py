@@ -19,14 +19,19 @@ from crm_core.platform.dates import (
     midnight,
 )
 from crm_core.platform.errors import (
+    ERROR_LOG,
     AuthenticationError,
     ConflictError,
     DomainError,
     NotFound,
     PermissionDenied,
     ValidationError,
+    report_unexpected,
+    unexpected_error_message,
 )
+from crm_core.platform.ids import MAX_RECORD_ID, is_record_id, parse_record_id
 from crm_core.platform.paging import Page
+from crm_core.platform.passwords import MIN_PASSWORD_LENGTH, check_password
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.shop import (
@@ -58,6 +63,7 @@ from crm_core.platform.users import (
     authenticate,
     change_role,
     create_user,
+    hash_password,
     list_users,
     load_actor,
     reset_password,
@@ -72,7 +78,10 @@ __all__ = [
     "DataDate",
     "DomainError",
     "EARLIEST_DATE",
+    "ERROR_LOG",
     "HISTORICAL_AFTER_DAYS",
+    "MAX_RECORD_ID",
+    "MIN_PASSWORD_LENGTH",
     "NotFound",
     "Page",
     "PermissionDenied",
@@ -89,6 +98,7 @@ __all__ = [
     "authenticate",
     "calendar_day",
     "change_role",
+    "check_password",
     "check_as_of",
     "check_backfill_months",
     "check_version",
@@ -100,14 +110,18 @@ __all__ = [
     "drop_temporary_table",
     "end_of",
     "get_shop_country",
+    "hash_password",
+    "is_record_id",
     "latest_order_date",
     "least",
     "list_users",
     "load_actor",
     "midnight",
     "neutralize",
+    "parse_record_id",
     "next_day_start",
     "record_audit",
+    "report_unexpected",
     "require",
     "reset_password",
     "rows_affected",
@@ -118,6 +132,7 @@ __all__ = [
     "stored_setting",
     "supported_countries",
     "temporary_table_as",
+    "unexpected_error_message",
     "unit_of_work",
     "use_batch_memory",
     "week_start",
