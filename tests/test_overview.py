@@ -4,9 +4,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import update
 
 from crm_core import platform, reporting
-from db.models import LoyaltyAccount, SupportTicket, SurveyResponse
+from db.models import LoyaltyAccount, Order, SupportTicket, SurveyResponse
 from tests.factories import make_customer, make_order, make_user
 
 D = dt.datetime
@@ -42,8 +43,16 @@ def shop(session):
     return make_user(session, "executive")
 
 
-def test_figures_match_hand_computation(session, shop):
+# None: read live; a date: the batch built the daily rollups as of it (the later days are read live).
+ROLLUP_DATES = [None, dt.date(2026, 3, 20), dt.date(2026, 3, 5), dt.date(2026, 2, 10), dt.date(2025, 1, 1)]
+
+
+@pytest.mark.parametrize("rollup_as_of", ROLLUP_DATES)
+def test_figures_match_hand_computation(session, shop, rollup_as_of):
+    if rollup_as_of is not None:
+        reporting.refresh_sales_rollups(session, rollup_as_of, now=D(2026, 3, 21, 9))
     o = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
+    assert o.rollup_through == rollup_as_of
     assert o.customers_total == 3  # A, B, C: D is merged, E signed up after the end date
     assert o.customers_new_this_month == 1  # B
     assert o.customers_active_90d == 3  # A, B, C ordered since 2025-12-21
@@ -68,6 +77,22 @@ def test_figures_match_hand_computation(session, shop):
     assert [(t["name"], t["revenue"]) for t in o.top_customers] == [
         ("Bob B", Decimal("200.00")), ("Cy C", Decimal("80.00")), ("Ada A", Decimal("50.00")), ("Di D", Decimal("40.00")),
     ]
+
+
+def test_rollups_are_refreshed_for_the_days_that_changed(session, shop):
+    """A second refresh recomputes the recent days (a late order, a cancellation) and keeps the older ones."""
+    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 10), now=D(2026, 3, 10, 12))  # the 10th is not over
+    first = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
+    assert first.rollup_through == dt.date(2026, 3, 9)
+    late = make_customer(session, D(2026, 3, 11), first_name="Fay", last_name="F")
+    make_order(session, late, D(2026, 3, 12, 9), "60.00")
+    session.execute(update(Order).where(Order.total == Decimal("200.00")).values(status="cancelled"))
+    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 20), now=D(2026, 3, 21, 1))
+    o = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
+    assert o.rollup_through == dt.date(2026, 3, 20)
+    assert o.customers_total == 4 and o.customers_active_90d == 3  # B's only order is cancelled; F ordered
+    assert o.revenue_this_month == Decimal("110.00")  # 50 + 60
+    assert o.repeat_purchase_rate == 25.0  # A of A, C, D, F
 
 
 def test_empty_database_gives_empty_figures(session):
