@@ -20,18 +20,21 @@ from decimal import Decimal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import COUNTED_CUSTOMER, display_name
+from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, display_name
 from crm_core.platform.actors import Actor
-from crm_core.platform.dates import midnight
+from crm_core.platform.dates import end_of, midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
+from crm_core.platform.rollup_state import history_rewritten_since
 from crm_core.platform.sql import year_month
 from crm_core.reporting.sales_rollups import ACTIVE_DAYS, DailySales, stored_sales
+from crm_core.segmentation.snapshot import snapshot_as_of
 from db.models import (
     LOYALTY_TIERS,
     OPEN_TICKET_STATUSES,
     REVENUE_ORDER_STATUSES,
     Customer,
+    CustomerAnalytics,
     LoyaltyAccount,
     Order,
     SupportTicket,
@@ -275,28 +278,75 @@ def tier_distribution(session: Session) -> list[dict]:
 
 
 def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit: int = 10) -> list[dict]:
-    revenue = func.sum(Order.total).label("revenue")
-    ranked = (
-        select(Order.customer_id, revenue, func.count().label("orders"))
-        .where(REVENUE_ORDER, Order.ordered_at >= start, Order.ordered_at < end)
-        .group_by(Order.customer_id)
-        .order_by(revenue.desc(), Order.customer_id)
-        .limit(limit)
-        .subquery()
-    )
-    rows = session.execute(
-        select(ranked, Customer.first_name, Customer.last_name, Customer.email, Customer.country_code)
-        .join(Customer, Customer.id == ranked.c.customer_id)
-        .order_by(ranked.c.revenue.desc(), ranked.c.customer_id)
-    ).all()
+    """The customers with the most revenue in [start, end), most first (ties by id)."""
+    ranked = _top_from_snapshot(session, start, end, limit)
+    if ranked is None:
+        revenue = func.sum(Order.total).label("revenue")
+        ranked = [(r.customer_id, Decimal(str(r.revenue)), int(r.orders)) for r in session.execute(
+            select(Order.customer_id, revenue, func.count().label("orders"))
+            .where(REVENUE_ORDER, Order.ordered_at >= start, Order.ordered_at < end)
+            .group_by(Order.customer_id)
+            .order_by(revenue.desc(), Order.customer_id)
+            .limit(limit)
+        )]
+    people = {r.id: r for r in session.execute(
+        select(Customer.id, Customer.first_name, Customer.last_name, Customer.email, Customer.country_code)
+        .where(Customer.id.in_([customer_id for customer_id, _, _ in ranked])))}
     return [
         {
-            "customer_id": r.customer_id,
-            "name": display_name(r.first_name, r.last_name, r.customer_id),
-            "email": r.email,
-            "country": r.country_code,
-            "orders": r.orders,
-            "revenue": Decimal(str(r.revenue)).quantize(Decimal("0.01")),
+            "customer_id": customer_id,
+            "name": display_name(people[customer_id].first_name, people[customer_id].last_name, customer_id),
+            "email": people[customer_id].email,
+            "country": people[customer_id].country_code,
+            "orders": orders,
+            "revenue": revenue.quantize(Decimal("0.01")),
         }
-        for r in rows
+        for customer_id, revenue, orders in ranked
     ]
+
+
+TOP_CANDIDATES_BATCH = 500
+
+
+def _range_revenue(session: Session, start: dt.datetime, end: dt.datetime, *conditions) -> dict[int, tuple[Decimal, int]]:
+    return {customer_id: (Decimal(str(revenue)), int(orders)) for customer_id, revenue, orders in session.execute(
+        select(Order.customer_id, func.sum(Order.total), func.count())
+        .where(REVENUE_ORDER, Order.ordered_at >= start, Order.ordered_at < end, *conditions)
+        .group_by(Order.customer_id))}
+
+
+def _top_from_snapshot(session: Session, start: dt.datetime, end: dt.datetime,
+                       limit: int) -> list[tuple[int, Decimal, int]] | None:
+    """The top customers without grouping every order of the range: no customer's revenue in a range can
+    exceed their revenue to date in the analytics snapshot plus what they ordered after it. Customers are
+    taken in the order of that bound (an index), their revenue in the range summed exactly, until the
+    limit-th best beats the bound of everyone not yet taken. None (read live) without a snapshot, or when
+    an import or merge since it may have moved orders between customers."""
+    snapshot = snapshot_as_of(session)
+    if snapshot is None or history_rewritten_since(session, snapshot[1]):
+        return None
+    cutoff = end_of(snapshot[0])
+    found: dict[int, tuple[Decimal, int]] = {}
+    # Exact from the start: anyone who ordered after the snapshot, and customers it leaves out (merged, erased).
+    if end > cutoff:
+        tail = select(Order.customer_id).where(REVENUE_ORDER, Order.ordered_at >= max(start, cutoff), Order.ordered_at < end)
+        found.update(_range_revenue(session, start, end, Order.customer_id.in_(tail)))
+    gone = select(Customer.id).where(Customer.status.in_(GONE_STATUSES))
+    found.update(_range_revenue(session, start, end, Order.customer_id.in_(gone)))
+    offset = 0
+    while True:
+        batch = session.execute(
+            select(CustomerAnalytics.customer_id, CustomerAnalytics.total_revenue)
+            .where(CustomerAnalytics.total_revenue > 0)
+            .order_by(CustomerAnalytics.total_revenue.desc(), CustomerAnalytics.customer_id)
+            .limit(TOP_CANDIDATES_BATCH).offset(offset)).all()
+        ranked = sorted(((cid, revenue, orders) for cid, (revenue, orders) in found.items() if revenue > 0),
+                        key=lambda row: (-row[1], row[0]))
+        if len(ranked) >= limit and (not batch or ranked[limit - 1][1] > Decimal(str(batch[0][1]))):
+            return ranked[:limit]
+        if not batch:
+            return ranked[:limit]
+        ids = [cid for cid, _ in batch if cid not in found]
+        found.update({cid: (Decimal("0"), 0) for cid in ids})
+        found.update(_range_revenue(session, start, end, Order.customer_id.in_(ids)))
+        offset += TOP_CANDIDATES_BATCH

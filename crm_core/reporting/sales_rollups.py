@@ -19,8 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import case, delete, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, delete, func, insert, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of, midnight
@@ -63,10 +63,17 @@ def _as_date(value) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
+# Up to this many days are read order by order (each looks up the customer's earlier orders in the
+# index); longer ranges number every order of their customers in one pass.
+FEW_DAYS = 7
+
+
 def daily_sales(session: Session, first: dt.date | None, last: dt.date) -> DailySales:
     """The per-day figures of the days in [first, last] (first None: from the first order), from the
     source tables. A customer's previous orders before `first` count for their gaps and their order
     number, so a day's figures do not depend on the range asked for."""
+    if first is not None and (last - first).days < FEW_DAYS:
+        return _few_days(session, first, last)
     revenue_order = Order.status.in_(REVENUE_ORDER_STATUSES)
     conditions = [revenue_order, Order.ordered_at < end_of(last)]
     if first is not None:
@@ -105,6 +112,37 @@ def daily_sales(session: Session, first: dt.date | None, last: dt.date) -> Daily
         entry[3] += int(seconds or 0)
         if row_gap is not None:  # the first order of a customer's day: one per customer and day
             result.gaps[(day_value, int(row_gap))] = int(orders)
+    result.orders = {d: (e[0], e[1].quantize(Decimal("0.01")), e[2], e[3]) for d, e in totals.items()}
+    result.signups = daily_signups(session, first, last)
+    return result
+
+
+def _few_days(session: Session, first: dt.date, last: dt.date) -> DailySales:
+    """daily_sales for a few days (the live days after a rollup): each order of the range with its
+    customer's previous revenue order and its number among them, looked up in the (customer, time) index."""
+    revenue_order = Order.status.in_(REVENUE_ORDER_STATUSES)
+    earlier = aliased(Order)
+    before = and_(earlier.customer_id == Order.customer_id, earlier.status.in_(REVENUE_ORDER_STATUSES),
+                  or_(earlier.ordered_at < Order.ordered_at,
+                      and_(earlier.ordered_at == Order.ordered_at, earlier.id < Order.id)))
+    previous_at = select(func.max(earlier.ordered_at)).where(before).scalar_subquery()
+    earlier_orders = select(func.count()).where(before).scalar_subquery()
+    rows = session.execute(
+        select(Order.ordered_at, Order.total, previous_at, earlier_orders)
+        .where(revenue_order, Order.ordered_at >= midnight(first), Order.ordered_at < end_of(last))
+    ).all()
+    totals: dict[dt.date, list] = defaultdict(lambda: [0, Decimal("0"), 0, 0])
+    result = DailySales()
+    for ordered_at, total, previous, count_before in rows:
+        day = ordered_at.date()
+        entry = totals[day]
+        entry[0] += 1
+        entry[1] += Decimal(str(total))
+        entry[2] += int(count_before == 0)
+        entry[3] += int(count_before == 1)
+        if previous is None or previous.date() < day:
+            gap = ACTIVE_GAP_CAP if previous is None else min((day - previous.date()).days, ACTIVE_GAP_CAP)
+            result.gaps[(day, gap)] = result.gaps.get((day, gap), 0) + 1
     result.orders = {d: (e[0], e[1].quantize(Decimal("0.01")), e[2], e[3]) for d, e in totals.items()}
     result.signups = daily_signups(session, first, last)
     return result

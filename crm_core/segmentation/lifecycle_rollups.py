@@ -42,15 +42,26 @@ def built_at(session: Session) -> dt.datetime | None:
 
 
 def changes_since(session: Session, since: dt.datetime) -> list[tuple[str | None, str, dt.date, int]]:
-    """Stage changes of counted customers after the rollup was built: (from, to, day, count)."""
+    """Stage changes of counted customers after the rollup was built: (from, to, day, count).
+
+    The changes are found by time first (an index range, usually empty) and only then checked against
+    the customers, so the database never walks the customers to find none."""
     h = CustomerLifecycleHistory
-    day = calendar_day(h.changed_at).label("day")
-    return [(f, t, as_date(d), int(n)) for f, t, d, n in session.execute(
-        select(h.from_stage, h.to_stage, day, func.count())
-        .join(Customer, Customer.id == h.customer_id)
-        .where(COUNTED_CUSTOMER, h.changed_at >= since)
-        .group_by(h.from_stage, h.to_stage, day)
-    )]
+    recent = session.execute(
+        select(h.customer_id, h.from_stage, h.to_stage, calendar_day(h.changed_at)).where(h.changed_at >= since)).all()
+    if not recent:
+        return []
+    ids = list({row[0] for row in recent})
+    counted: set[int] = set()
+    for chunk in range(0, len(ids), 5000):  # a refresh writing its changes right now can add many
+        counted.update(session.scalars(select(Customer.id).where(
+            Customer.id.in_(ids[chunk:chunk + 5000]), COUNTED_CUSTOMER)))
+    found: dict[tuple[str | None, str, dt.date], int] = {}
+    for customer_id, from_stage, to_stage, day in recent:
+        if customer_id in counted:
+            key = (from_stage, to_stage, as_date(day))
+            found[key] = found.get(key, 0) + 1
+    return [(f, t, d, n) for (f, t, d), n in found.items()]
 
 
 def stored_stage_counts(session: Session) -> tuple[dict[str, int], dt.date] | None:
