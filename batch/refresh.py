@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, segmentation, service
+from crm_core import loyalty, platform, reporting, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, registry
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -180,6 +180,19 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
     return StepOutcome(detail, changed if isinstance(changed, int) else None)
 
 
+def _sales_rollups(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    with platform.unit_of_work(engine) as session:
+        result = reporting.refresh_sales_rollups(session, as_of, now)
+    return StepOutcome(f"{result['days']:,} days from {result['from']}, covered through {result['covered_through']}",
+                       int(result["days"]))
+
+
+def _lifecycle_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = segmentation.refresh_lifecycle_rollups(session, as_of, now)
+    return StepOutcome(f"{result['stages']} stages, {result['flow_rows']:,} flow rows, "
+                       f"{result['cohort_cells']:,} cohort cells", result["flow_rows"] + result["cohort_cells"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -269,20 +282,23 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
     ("Account health scores", _health),
     ("Forecasts of revenue, orders and new customers", _forecasts),
+    ("Daily sales rollups for the executive overview", _sales_rollups),
     ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
+    ("Lifecycle rollups: stage counts, time in stage, flows, cohorts", _in_session(_lifecycle_rollups)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
 PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
-NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
+NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
+         "_lifecycle_rollups": "_lifecycle"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
 # same time (one thread each), so the database works on one while Python fits or scores another.
-CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts"})
+CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_sales_rollups"})
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"

@@ -403,6 +403,7 @@ class CustomerSegmentMembership(Base):
         CheckConstraint("confidence BETWEEN 0 AND 1", name="confidence_range"),
         Index("ix_memberships_segment_active", "segment_id", "is_active"),
         Index("ix_memberships_customer", "customer_id", "is_active"),
+        Index("ix_memberships_segment_customer", "segment_id", "is_active", "customer_id"),  # overlaps, counts (0015)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -1462,6 +1463,7 @@ class RefreshRunStep(Base):
         enum_check("status", REFRESH_STEP_STATUSES),
         UniqueConstraint("run_id", "step", name="uq_refresh_run_steps_run_step"),
         Index("ix_refresh_run_steps_step", "step", "run_id"),
+        Index("ix_refresh_run_steps_finished", "finished_at"),  # the data version pages key caches by (0015)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1480,3 +1482,149 @@ class RefreshRunStep(Base):
 # --- issue 13: trust (limits that add up)
 # A person's manual loyalty adjustments of the last day, summed against the approval limit.
 Index("ix_loyalty_tx_creator_time", LoyaltyTransaction.created_by_id, LoyaltyTransaction.created_at)
+
+
+# --- issue 14: rollups the batch refresh maintains, so dashboards read aggregates at any size
+
+
+class RollupState(Base):
+    """How far a rollup goes: the refresh that built it, the last complete day it covers, and when."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    covered_through: Mapped[dt.date] = mapped_column(Date)
+    built_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    full_rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RollupDailyOrders(Base):
+    """Revenue orders per calendar day, with the customers whose first and second revenue order it was."""
+
+    __tablename__ = "rollup_daily_orders"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    revenue: Mapped[Decimal] = mapped_column(Money, default=0)
+    first_buyers: Mapped[int] = mapped_column(Integer, default=0)
+    second_buyers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupDailyBuyerGap(Base):
+    """Customers ordering on a day by the days since their previous order day (capped; first orders at the
+    cap): the customers active in any window ending on a day are a sum over this table."""
+
+    __tablename__ = "rollup_daily_buyer_gaps"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    gap_days: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupDailySignups(Base):
+    """Counted customers by the calendar day they signed up."""
+
+    __tablename__ = "rollup_daily_signups"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupLifecycleStage(Base):
+    """Customers per lifecycle stage as of a refresh, and their median and mean days in it."""
+
+    __tablename__ = "rollup_lifecycle_stages"
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    # Customers who entered the stage by the end of as_of, and their median and mean days in it.
+    timed_customers: Mapped[int] = mapped_column(Integer, default=0)
+    median_days: Mapped[float | None] = mapped_column(Float)
+    avg_days: Mapped[float | None] = mapped_column(Float)
+
+
+class RollupLifecycleFlow(Base):
+    """Stage changes of counted customers per calendar day, from one stage ('' for a first stage) to another."""
+
+    __tablename__ = "rollup_lifecycle_flows"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    from_stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    to_stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    changes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupCohort(Base):
+    """Signup-month cohorts as of a refresh: size and customers with a revenue order in each month since."""
+
+    __tablename__ = "rollup_cohorts"
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    cohort: Mapped[str] = mapped_column(String(7), primary_key=True)
+    month_offset: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    active_customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupChurnSummary(Base):
+    """Scored customers per prediction date, risk level, account owner and segment (0 = every customer):
+    how many, their probability summed, value and expected loss."""
+
+    __tablename__ = "rollup_churn_summary"
+    __table_args__ = (Index("ix_rollup_churn_summary_as_of", "as_of", "segment_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    segment_id: Mapped[int] = mapped_column(Integer, default=0)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    probability_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_loss: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RollupChurnRanking(Base):
+    """Each scored customer's expected loss (probability x value) on a prediction date, indexed so the
+    at-risk list pages in rank order without sorting every prediction."""
+
+    __tablename__ = "rollup_churn_ranking"
+    __table_args__ = (
+        Index("ix_rollup_churn_ranking_rank", "as_of", "expected_loss", "customer_id"),
+        Index("ix_rollup_churn_ranking_level", "as_of", "risk_level", "expected_loss", "customer_id"),
+        Index("ix_rollup_churn_ranking_owner", "as_of", "owner_id", "expected_loss", "customer_id"),
+    )
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_loss: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RollupSegmentStats(Base):
+    """A segment's active members and their revenue, kept by the refresh and by every membership change."""
+
+    __tablename__ = "rollup_segment_stats"
+
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_segments.id", ondelete="CASCADE"), primary_key=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    revenue: Mapped[Decimal] = mapped_column(Money, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RollupSegmentProfile(Base):
+    """Members of a segment (0 = every counted customer) by country, loyalty tier and lifecycle stage, and
+    their average orders, revenue and days since the last order, as of the last refresh."""
+
+    __tablename__ = "rollup_segment_profiles"
+
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    average: Mapped[float | None] = mapped_column(Float)

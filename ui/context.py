@@ -11,6 +11,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+import batch
 from crm_core import platform
 from db import migrate
 from db.engine import database_url, make_engine, session_factory
@@ -135,6 +136,46 @@ def read(fn, *args, **kwargs):
     return None
 
 
+@st.cache_data(ttl=2, max_entries=8, show_spinner=False)
+def _data_version(url: str) -> batch.DataVersion:
+    with session() as s:
+        return batch.data_version(s)
+
+
+def data_version() -> batch.DataVersion:
+    """The latest refresh step that landed (one indexed lookup, at most every 2 s): cached figures are
+    keyed by it, so a refresh invalidates them as soon as it writes."""
+    return _data_version(str(engine().url))
+
+
+@st.cache_data(ttl=900, max_entries=1024, show_spinner=False)
+def _cached_call(url: str, version: str, role: str, name: str, args: tuple, kwargs: tuple, _fn, _viewer):
+    with session() as s:
+        return _fn(s, _viewer, *args, **dict(kwargs))
+
+
+def cached(fn, *args, **kwargs):
+    """`read`, with the result cached per database, data version, viewer's role, function and arguments.
+
+    For read models whose result depends on the role only (not on who the viewer is): every
+    aggregate and page of an analytics page. A widget interaction that asks for the same figures
+    again costs a dictionary lookup; a refresh step or a change made through `act` invalidates them.
+    """
+    viewer = signed_in()
+    try:
+        return _cached_call(str(engine().url), data_version().key, viewer.role if viewer else "",
+                            f"{fn.__module__}.{fn.__qualname__}", args, tuple(sorted(kwargs.items())),
+                            _fn=fn, _viewer=viewer)
+    except platform.DomainError as exc:
+        st.error(str(exc))
+        return None
+
+
+def changed() -> None:
+    """After a change made on a page: cached figures may no longer hold, for anyone."""
+    st.cache_data.clear()
+
+
 def act(fn, *args, success: str | None = None, **kwargs):
     """Call `fn(session, acting user, ...)` for a change; report success or the domain error."""
     try:
@@ -146,6 +187,7 @@ def act(fn, *args, success: str | None = None, **kwargs):
     except Exception as exc:  # noqa: BLE001 - nobody sees internals; the log keeps them
         show_unexpected(exc, getattr(fn, "__qualname__", "a page action"))
         return None
+    changed()
     if success:
         st.success(success)
     return result
