@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -11,6 +13,7 @@ from db.engine import database_url, make_engine, session_factory
 from . import errors
 from .limits import Limiter, limiter_from_environment
 from .routes import ROUTERS
+from .routes.records import start_thread
 
 DESCRIPTION = """The Customer Intelligence API: the same customers, segments, scores, service desk,
 loyalty and privacy services the app's pages use, with the same permissions.
@@ -44,8 +47,10 @@ class RateLimitHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(engine: Engine | None = None, limiter: Limiter | None = None) -> FastAPI:
-    """The API over `engine` (default: the configured database, migrated to head on start)."""
+def create_app(engine: Engine | None = None, limiter: Limiter | None = None,
+               job_runner: Callable[[Callable[[], None]], None] | None = None) -> FastAPI:
+    """The API over `engine` (default: the configured database, migrated to head on start). Jobs run in
+    a thread of the serving process unless `job_runner` runs them otherwise (tests run them at once)."""
     if engine is None:
         url = database_url()
         migrate.ensure_migrated(url)
@@ -55,6 +60,7 @@ def create_app(engine: Engine | None = None, limiter: Limiter | None = None) -> 
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.limiter = limiter or limiter_from_environment()
+    app.state.job_runner = job_runner or start_thread
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -43,7 +43,8 @@ class Api:
 
 def make_api(engine: Engine, limit: int = 10_000, roles=ROLES) -> Api:
     """A client with a user and a token for each role (the token's name is the role)."""
-    app = create_app(engine, limiter=MemoryLimiter(limit=limit, window=60))
+    # Jobs run at once, after the response's transaction, so a test reads their outcome next.
+    app = create_app(engine, limiter=MemoryLimiter(limit=limit, window=60), job_runner=lambda work: work())
     api = Api(TestClient(app, raise_server_exceptions=False), engine)
     with platform.unit_of_work(engine) as session:
         for role in roles:

@@ -29,8 +29,10 @@ from crm_core.customers.export import (
     EXPORT_MIME_TYPES,
     check_export_columns,
     count_exported,
+    csv_stream,
     export_bytes,
     export_customers,
+    start_csv_stream,
 )
 from crm_core.customers.merge import (
     customer_references,
@@ -122,6 +124,7 @@ __all__ = [
     "consent_summary",
     "count_exported",
     "count_matches",
+    "csv_stream",
     "create_customer",
     "create_privacy_request",
     "current_consents",
@@ -166,6 +169,7 @@ __all__ = [
     "segments_of",
     "set_privacy_request_status",
     "split_customer",
+    "start_csv_stream",
     "splittable_rows",
     "timeline",
     "undo_merge",
