@@ -3,6 +3,7 @@ retries (Idempotency-Key) and edits (ETag / If-Match), and the rate-limit header
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,9 +59,17 @@ def unit(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _utc(moment: dt.datetime) -> str:
+    """Times are stored in UTC without an offset; clients get RFC 3339 with one."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).isoformat().replace("+00:00", "Z")
+
+
+def encode(content: Any) -> str:
+    return json.dumps(jsonable_encoder(content, custom_encoder={dt.datetime: _utc}), separators=(",", ":"))
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(jsonable_encoder(content), separators=(",", ":"))
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Response(encode(content), status_code=status, media_type="application/json", headers=headers)
 
 
 def _canonical(payload: BaseModel | dict | None) -> bytes:
@@ -85,9 +94,9 @@ def post(request: Request, actor: platform.TokenActor, payload: BaseModel | dict
                 return Response(earlier[1], status_code=earlier[0], media_type="application/json",
                                 headers={"Idempotent-Replayed": "true"})
         result = work(session)
-        body = json.dumps(jsonable_encoder(result), separators=(",", ":"))
+        body = encode(result)
         if key is not None:
-            kept = body if stored is None else json.dumps(jsonable_encoder(stored(result)), separators=(",", ":"))
+            kept = body if stored is None else encode(stored(result))
             platform.store_response(session, actor.id, key, fingerprint, status, kept)
     return Response(body, status_code=status, media_type="application/json",
                     headers=headers(result) if headers else None)

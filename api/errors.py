@@ -58,8 +58,8 @@ HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in ((400, "Refused input"), (401, "Missing or bad token"), (403, "Not allowed"),
-                                (404, "Not found"), (409, "Conflict"), (422, "Malformed request"),
-                                (429, "Rate limited"))
+                                (404, "Not found"), (409, "Conflict"), (412, "Stale If-Match"),
+                                (422, "Malformed request"), (428, "If-Match missing"), (429, "Rate limited"))
 }
 
 

@@ -62,7 +62,7 @@ class CustomerSearch(Strict):
     as_of: dt.date | None = None
     include_gone: bool = False
     limit: int = Field(100, ge=1, le=1000)
-    after: str | None = Field(None, max_length=30)
+    after: str | None = Field(None, max_length=30, pattern=r"^[0-9]*$")
 
 
 class Customer(BaseModel):

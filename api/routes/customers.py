@@ -38,7 +38,7 @@ def _list(result: dict) -> dict:
 @router.get("", response_model=CustomerList, summary="List customers (id order, keyset pages)")
 def list_customers(request: Request, actor: platform.TokenActor = Actor,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                   after: Annotated[str | None, Query(max_length=30)] = None) -> Response:
+                   after: Annotated[str | None, Query(max_length=30, pattern=r"^[0-9]*$")] = None) -> Response:
     limit, after_id = page_args(limit, after)
     result = read(request, actor, customers.filter_customers, None, dt.date.today(), limit, after_id)
     return json_response(_list(result))
@@ -85,8 +85,7 @@ def get_customer(request: Request, customer_id: CustomerId, actor: platform.Toke
     return json_response(body, headers={"ETag": etag(profile["facts"]["version"])})
 
 
-@router.patch("/{customer_id}", response_model=Customer, summary="Update a customer (If-Match required)",
-              responses={412: {"description": "Stale If-Match"}, 428: {"description": "If-Match missing"}})
+@router.patch("/{customer_id}", response_model=Customer, summary="Update a customer (If-Match required)")
 def update_customer(request: Request, customer_id: CustomerId, body: CustomerFields,
                     actor: platform.TokenActor = Actor) -> Response:
     version = if_match(request)
