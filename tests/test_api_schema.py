@@ -8,8 +8,8 @@ import datetime as dt
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import checks
 
 from crm_core import loyalty, platform
 from db import migrate
