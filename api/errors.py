@@ -49,6 +49,7 @@ DOMAIN_STATUS: tuple[tuple[type[platform.DomainError], int, str, str], ...] = (
     (platform.NotFound, 404, "invalid_request_error", "not_found"),
     (platform.ConflictError, 409, "conflict_error", "conflict"),
     (platform.ValidationError, 400, "invalid_request_error", "invalid"),
+    (platform.ServiceUnavailable, 503, "api_error", "unavailable"),
     (platform.DomainError, 400, "invalid_request_error", "refused"),
 )
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",

@@ -144,7 +144,7 @@ def _export(base: str, token: str, pid: int) -> dict[str, float]:
     rows = 0
     started = time.perf_counter()
     with httpx.stream("GET", f"{base}/exports/customers.csv", headers={"Authorization": f"Bearer {token}"},
-                      params={"columns": ["id", "first_name", "last_name", "email", "country_code", "signed_up_at"]},
+                      params={"columns": ["id", "first_name", "last_name", "email", "country", "signup_date"]},
                       timeout=None) as response:
         response.raise_for_status()
         for n, chunk in enumerate(response.iter_bytes()):

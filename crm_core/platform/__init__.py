@@ -32,6 +32,7 @@ from crm_core.platform.errors import (
     DomainError,
     NotFound,
     PermissionDenied,
+    ServiceUnavailable,
     ValidationError,
 )
 from crm_core.platform.idempotency import (
@@ -119,6 +120,7 @@ __all__ = [
     "Page",
     "PermissionDenied",
     "PERMISSIONS",
+    "ServiceUnavailable",
     "SHOP_COUNTRY",
     "SHOP_CURRENCY",
     "SHOP_TIMEZONE",

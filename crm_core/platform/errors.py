@@ -23,3 +23,7 @@ class ConflictError(DomainError):
 
 class AuthenticationError(DomainError):
     """Sign-in refused: wrong credentials, a locked or deactivated account."""
+
+
+class ServiceUnavailable(DomainError):
+    """The database (or another service the work needs) cannot be reached; nothing was saved."""

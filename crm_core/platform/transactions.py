@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from crm_core.platform.errors import ConflictError, DomainError
+from crm_core.platform.errors import ConflictError, ServiceUnavailable
 from db.engine import session_factory
 
 
@@ -27,7 +27,8 @@ def check_version(entity, expected_version: int | None, label: str) -> None:
 def unit_of_work(bind: Engine | Callable[[], Session]) -> Iterator[Session]:
     """The one unit of work of pages, the `crm` command and the batch: a session on `bind` (an engine
     or a session factory) that commits on success and rolls back on error, with a version conflict
-    turned into a ConflictError and a lost connection into a DomainError, so callers show one line."""
+    turned into a ConflictError and a lost connection into ServiceUnavailable (a DomainError), so callers
+    show one line."""
     session: Session = session_factory(bind)() if isinstance(bind, Engine) else bind()
     try:
         yield session
@@ -39,7 +40,7 @@ def unit_of_work(bind: Engine | Callable[[], Session]) -> Iterator[Session]:
         ) from exc
     except OperationalError as exc:
         session.rollback()
-        raise DomainError(
+        raise ServiceUnavailable(
             "The database could not be reached, so nothing was saved. Try again in a moment."
         ) from exc
     except BaseException:
