@@ -213,3 +213,38 @@ def test_a_delivery_is_given_up_after_the_last_attempt(api, engine):
             "failed", webhooks.MAX_ATTEMPTS, "connection refused")
     assert len(calls) == webhooks.MAX_ATTEMPTS
     assert [webhooks.backoff(n).total_seconds() for n in (1, 2, 3)] == [60, 120, 240]
+
+
+def test_events_come_from_memberships_stage_changes_and_churn_predictions(engine):
+    from db.models import ChurnPrediction, CustomerLifecycleHistory, CustomerSegment, CustomerSegmentMembership
+
+    with platform.unit_of_work(engine) as session:
+        a, b, c = (make_customer(session, dt.datetime(2026, 1, 1)) for _ in range(3))
+        session.add(ChurnPrediction(customer_id=a.id, as_of=dt.date(2026, 5, 1), probability=0.2, risk_level="low"))
+        session.add(ChurnPrediction(customer_id=b.id, as_of=dt.date(2026, 5, 1), probability=0.8, risk_level="critical"))
+        segment = CustomerSegment(name="Big spenders", segment_type="custom", kind="static", rules=None,
+                                  priority=1, description="", is_system=False, is_active=True)
+        session.add(segment)
+        session.flush()
+        webhooks.create_subscription(session, platform.SYSTEM, "http://127.0.0.1:9/x", list(webhooks.WEBHOOK_EVENTS))
+    departed = dt.datetime(2026, 6, 1, 3, 0)
+    with platform.unit_of_work(engine) as session:
+        # a at risk now (was low): an event; b still at risk: none; c at risk without an earlier prediction: one
+        for customer, level in ((a, "high"), (b, "critical"), (c, "high")):
+            session.add(ChurnPrediction(customer_id=customer.id, as_of=dt.date(2026, 6, 1), probability=0.7,
+                                        risk_level=level))
+        for customer in (a, b, c):
+            session.add(CustomerSegmentMembership(segment_id=segment.id, customer_id=customer.id, is_active=False,
+                                                  entered_at=dt.datetime(2026, 5, 1), left_at=departed))
+        session.add(CustomerLifecycleHistory(customer_id=a.id, from_stage="active", to_stage="at_risk",
+                                             changed_at=departed, reason="churn risk"))
+    with platform.unit_of_work(engine) as session:
+        webhooks.collect_events(session, platform.SYSTEM)
+        events = sorted((d.event, d.payload["data"].get("customer_id")) for d in session.scalars(select(WebhookDelivery)))
+    assert [e for e in events if e[0] == "churn.risk_high"] == sorted([("churn.risk_high", a.id),
+                                                                        ("churn.risk_high", c.id)])
+    assert sorted(e for e in events if e[0].startswith("segment.")) == sorted(
+        [("segment.entered", x.id) for x in (a, b, c)] + [("segment.left", x.id) for x in (a, b, c)])
+    assert ("lifecycle.stage_changed", a.id) in events
+    with platform.unit_of_work(engine) as session:
+        assert webhooks.collect_events(session, platform.SYSTEM) == 0, "each event is queued once"

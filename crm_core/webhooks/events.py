@@ -234,21 +234,25 @@ def _events_from_sources(session: Session, cursors: dict[str, Any]) -> tuple[lis
 
 
 def _risk_became_high(session: Session, cursors: dict[str, Any], moved: dict[str, Any]) -> list[tuple[str, str, dict]]:
-    """New at-risk predictions of customers who were not at risk at the previous prediction date."""
-    now = ChurnPrediction
-    earlier = aliased(ChurnPrediction)
-    previous_date = (select(func.max(earlier.as_of)).where(earlier.as_of < now.as_of).scalar_subquery())
-    was_at_risk = exists().where(earlier.customer_id == now.customer_id, earlier.as_of == previous_date,
-                                 earlier.risk_level.in_(AT_RISK_LEVELS))
-    newest = session.scalar(select(func.max(ChurnPrediction.id)).where(ChurnPrediction.id > cursors["churn"]))
+    """New at-risk predictions of customers who were not at risk at the previous prediction date (a
+    refresh writes one date; each date's previous one is found once, then one indexed anti-join)."""
+    now, earlier = ChurnPrediction, aliased(ChurnPrediction)
+    newest = session.scalar(select(func.max(now.id)).where(now.id > cursors["churn"]))
     if newest is None:
         return []
     upper = min(newest, cursors["churn"] + EVENT_BATCH * 20)
     moved["churn"] = upper
-    rows = session.execute(select(now.id, now.customer_id, now.probability, now.risk_level, now.as_of).where(
-        and_(now.id > cursors["churn"], now.id <= upper, now.risk_level.in_(AT_RISK_LEVELS), ~was_at_risk))).all()
-    return [("churn.risk_high", f"churn:{r.id}", {"customer_id": r.customer_id, "probability": r.probability,
-                                                   "risk_level": r.risk_level, "as_of": r.as_of}) for r in rows]
+    window = and_(now.id > cursors["churn"], now.id <= upper)
+    found: list[tuple[str, str, dict]] = []
+    for as_of in session.scalars(select(now.as_of).where(window).distinct()):
+        previous = session.scalar(select(func.max(now.as_of)).where(now.as_of < as_of))
+        was_at_risk = exists().where(earlier.customer_id == now.customer_id, earlier.as_of == previous,
+                                     earlier.risk_level.in_(AT_RISK_LEVELS))
+        rows = session.execute(select(now.id, now.customer_id, now.probability, now.risk_level, now.as_of).where(
+            window, now.as_of == as_of, now.risk_level.in_(AT_RISK_LEVELS), ~was_at_risk).order_by(now.id)).all()
+        found += [("churn.risk_high", f"churn:{r.id}", {"customer_id": r.customer_id, "probability": r.probability,
+                                                         "risk_level": r.risk_level, "as_of": r.as_of}) for r in rows]
+    return found
 
 
 def _jsonable(value: Any) -> Any:
