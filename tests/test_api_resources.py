@@ -131,6 +131,8 @@ def test_segments_create_preview_and_edit_with_if_match(api, engine):
     assert edited.status_code == 200 and edited.json()["description"] == "all of them"
     assert_error(api.patch("analyst", f"/segments/{segment_id}", json={"priority": 5}, headers={"If-Match": tag}), 412)
     assert_error(api.post("executive", "/segments", json={"name": "x", "rules": rules}), 403)
+    gone = api.delete("analyst", f"/segments/{segment_id}")
+    assert gone.status_code == 200 and gone.json()["active"] is False
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -45,6 +45,7 @@ ENDPOINTS = [
     ("GET", "/segments/{segment}", None, "segments.view"),
     ("PATCH", "/segments/{segment}", {"description": "edited over the API"}, "segments.manage"),
     ("GET", "/segments/{segment}/members", None, "segments.view"),
+    ("DELETE", "/segments/999999", None, "segments.manage"),
     ("POST", "/segments/{static_segment}/members", {"customer_ids": ["{customer}"]}, "segments.manage"),
     ("GET", "/lifecycle/stages", None, "lifecycle.view"),
     ("GET", "/lifecycle/history", None, "lifecycle.view"),

@@ -17,7 +17,7 @@ from ..schemas import Customer, CustomerCreate, CustomerFields, CustomerList, Cu
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 CustomerId = Annotated[int, Path(ge=1, le=2**62, description="The customer's id")]
-EXPANSIONS = ("orders", "tickets", "loyalty", "segments", "timeline")
+EXPANSIONS = ("orders", "tickets", "loyalty", "segments", "timeline", "scores")  # scores are always included
 EXPANDED_ROWS = 25
 
 

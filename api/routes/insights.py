@@ -105,6 +105,15 @@ def update_segment(request: Request, segment_id: Id, body: SegmentUpdate, actor:
     return json_response(segment, headers={"ETag": etag(segment["version"])})
 
 
+@router.delete("/segments/{segment_id}", tags=["segments"], summary="Deactivate a segment (kept with its history)")
+def deactivate_segment(request: Request, segment_id: Id, actor: platform.TokenActor = Actor) -> Response:
+    version = if_match(request) if request.headers.get("If-Match") else None
+    with precondition(), unit(request) as session:
+        segmentation.set_segment_active(session, actor, segment_id, False, version)
+        segment = _segment(session, actor, segment_id)
+    return json_response(segment, headers={"ETag": etag(segment["version"])})
+
+
 @router.get("/segments/{segment_id}/members", tags=["segments"], summary="A page of a segment's members")
 def segment_members(request: Request, segment_id: Id, actor: platform.TokenActor = Actor,
                     page_number: Annotated[int, Query(alias="page", ge=1, le=10**7)] = 1,
