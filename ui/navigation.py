@@ -40,6 +40,7 @@ PAGES: tuple[PageSpec, ...] = (
              "refresh-runs"),
     PageSpec("pages/admin.py", "Users", ":material/manage_accounts:", "Administration", "users.manage", "users"),
     PageSpec("pages/audit_log.py", "Audit log", ":material/history:", "Administration", "audit.view", "audit"),
+    PageSpec("pages/api_tokens.py", "API tokens", ":material/key:", "Account", "tokens.own", "api-tokens"),
 )
 
 

@@ -6,6 +6,14 @@ the submodule they need.
 """
 
 from crm_core.platform.actors import SYSTEM, Actor, SystemActor
+from crm_core.platform.api_tokens import (
+    TokenActor,
+    authenticate_token,
+    create_token,
+    list_tokens,
+    revoke_token,
+    user_by_name,
+)
 from crm_core.platform.audit import AuditFilter, audit_filter_options, record_audit, search_audit_log
 from crm_core.platform.dates import (
     EARLIEST_DATE,
@@ -25,11 +33,28 @@ from crm_core.platform.errors import (
     DomainError,
     NotFound,
     PermissionDenied,
+    ServiceUnavailable,
     ValidationError,
     report_unexpected,
     unexpected_error_message,
 )
+from crm_core.platform.idempotency import (
+    check_idempotency_key,
+    purge_idempotency_keys,
+    request_fingerprint,
+    store_response,
+    stored_response,
+)
 from crm_core.platform.ids import MAX_RECORD_ID, is_record_id, parse_record_id
+from crm_core.platform.jobs import (
+    create_job,
+    finish_job,
+    job_results,
+    job_status,
+    latest_jobs,
+    mark_job_running,
+    set_job_progress,
+)
 from crm_core.platform.paging import Page
 from crm_core.platform.passwords import MIN_PASSWORD_LENGTH, check_password
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
@@ -71,6 +96,24 @@ from crm_core.platform.users import (
 )
 
 __all__ = [
+    "TokenActor",
+    "authenticate_token",
+    "check_idempotency_key",
+    "create_job",
+    "create_token",
+    "finish_job",
+    "job_results",
+    "job_status",
+    "latest_jobs",
+    "list_tokens",
+    "mark_job_running",
+    "purge_idempotency_keys",
+    "request_fingerprint",
+    "revoke_token",
+    "set_job_progress",
+    "store_response",
+    "stored_response",
+    "user_by_name",
     "Actor",
     "AuditFilter",
     "AuthenticationError",
@@ -86,6 +129,7 @@ __all__ = [
     "Page",
     "PermissionDenied",
     "PERMISSIONS",
+    "ServiceUnavailable",
     "SHOP_COUNTRY",
     "SHOP_CURRENCY",
     "SHOP_TIMEZONE",

@@ -44,3 +44,7 @@ def unexpected_error_message(error_id: str) -> str:
     """What a person is told about an unexpected error: no internals, an id to quote."""
     return (f"Something went wrong on our side and nothing was saved (error id {error_id}). "
             "Try again; if it keeps happening, give the error id to an administrator.")
+
+
+class ServiceUnavailable(DomainError):
+    """The database (or another service the work needs) cannot be reached; nothing was saved."""

@@ -48,7 +48,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "privacy.manage": frozenset({"admin"}),
     "users.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
+    # issue 15: the HTTP API. Everyone manages their own tokens; admins anyone's, and webhooks.
+    "tokens.own": ALL_ROLES,
+    "tokens.manage": frozenset({"admin"}),
+    "webhooks.manage": frozenset({"admin"}),
 }
+# What a read-only API token may still do: view, and export what it may view (an export is audited).
+READ_ONLY_ACTIONS = frozenset({a for a in PERMISSIONS if a.endswith(".view")} | {"customers.export"})
 
 
 def allowed(role: str | None, action: str) -> bool:
@@ -58,7 +64,10 @@ def allowed(role: str | None, action: str) -> bool:
 
 
 def require(user: Actor | None, action: str) -> None:
-    """Raise PermissionDenied unless the user is active and the role may perform the action."""
+    """Raise PermissionDenied unless the user is active and the role may perform the action (and, acting
+    through a read-only API token, unless the action only reads)."""
     if user is None or not user.is_active or not allowed(user.role, action):
         who, role = (user.username, user.role) if user is not None else ("anonymous", None)
         raise PermissionDenied(f"{who} ({role or 'no role'}) is not allowed to {action}.")
+    if getattr(user, "read_only", False) and action not in READ_ONLY_ACTIONS:
+        raise PermissionDenied(f"{user.username} is using a read-only API token, which may not {action}.")

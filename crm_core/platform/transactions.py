@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from crm_core.platform.errors import ConflictError, DomainError
+from crm_core.platform.errors import ConflictError, ServiceUnavailable
 from db import engine as engine_module
 from db.engine import SQLITE_IMMEDIATE, session_factory
 
@@ -38,7 +38,8 @@ def _is_busy(exc: OperationalError) -> bool:
 def unit_of_work(bind: Engine | Callable[[], Session], *, write: bool = False) -> Iterator[Session]:
     """The one unit of work of pages, the `crm` command and the batch: a session on `bind` (an engine
     or a session factory) that commits on success and rolls back on error, with a version conflict
-    turned into a ConflictError and a lost connection into a DomainError, so callers show one line.
+    turned into a ConflictError and a lost connection (or a database busy beyond the timeout) into
+    ServiceUnavailable (a DomainError), so callers show one line.
 
     `write=True` says the work will write: on SQLite its transaction then takes the write lock as it
     begins, waiting (up to the busy timeout) for any other writer, so it never fails half-way."""
@@ -63,8 +64,8 @@ def unit_of_work(bind: Engine | Callable[[], Session], *, write: bool = False) -
     except OperationalError as exc:
         session.rollback()
         if _is_busy(exc):
-            raise DomainError(BUSY_MESSAGE.format(seconds=engine_module.SQLITE_BUSY_TIMEOUT_MS / 1000)) from exc
-        raise DomainError(UNREACHABLE_MESSAGE) from exc
+            raise ServiceUnavailable(BUSY_MESSAGE.format(seconds=engine_module.SQLITE_BUSY_TIMEOUT_MS / 1000)) from exc
+        raise ServiceUnavailable(UNREACHABLE_MESSAGE) from exc
     except BaseException:
         session.rollback()
         raise

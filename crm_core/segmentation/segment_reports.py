@@ -76,6 +76,8 @@ def list_segments(session: Session, viewer: Actor) -> list[dict[str, Any]]:
             "description": s.description,
             "revenue_share": round(float(revenue.get(s.id) or 0) / float(total), 4) if total else 0.0,
             "last_refreshed_at": s.last_refreshed_at,
+            "rules": s.rules,
+            "version": s.version,
         }
         for s in segments
     ]
