@@ -21,6 +21,7 @@ EXPECTED_PAGES = {
     "success_manager": {"Executive overview", "Duplicates & merge", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
     "support_agent": {"Executive overview", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
     "executive": {"Executive overview", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Complaints", "Loyalty", "SLA"},
+    "risk_analyst": {"Executive overview", "Customers", "Customer 360"},
 }
 
 

@@ -14,7 +14,7 @@ ALL_ROLES = frozenset(ROLES)
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "overview.view": ALL_ROLES,
-    "customers.view": frozenset({"admin", "analyst", "success_manager", "support_agent"}),
+    "customers.view": frozenset({"admin", "analyst", "success_manager", "support_agent", "risk_analyst"}),
     "customers.edit": frozenset({"admin", "success_manager", "support_agent"}),
     "customers.merge": frozenset({"admin", "success_manager"}),
     "customers.import": frozenset({"admin"}),
@@ -48,6 +48,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "privacy.manage": frozenset({"admin"}),
     "users.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
+    # issue 16: risk (fraud, credit, account takeover) and referrals
+    "risk.view": frozenset({"admin", "risk_analyst", "success_manager"}),
+    "risk.review": frozenset({"admin", "risk_analyst"}),
+    "risk.rules": frozenset({"admin", "risk_analyst"}),
+    "risk.lists": frozenset({"admin", "risk_analyst"}),
+    "risk.identity": frozenset({"admin", "risk_analyst"}),
+    "referrals.view": frozenset({"admin", "analyst", "success_manager", "risk_analyst", "executive"}),
+    "referrals.manage": frozenset({"admin", "success_manager"}),
+    "referrals.settings": frozenset({"admin"}),
 }
 
 

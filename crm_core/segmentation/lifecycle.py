@@ -67,7 +67,7 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import days_between, rows_affected, year_month
-from crm_core.risk.levels import AT_RISK_PROBABILITY
+from crm_core.segmentation.churn_levels import AT_RISK_PROBABILITY
 from db.models import (
     LIFECYCLE_STAGES,
     REVENUE_ORDER_STATUSES,
