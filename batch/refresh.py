@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
 from crm_core import loyalty, platform, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, registry
+from ml import churn, clv, forecast, health, registry, risk
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,18 @@ def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     return StepOutcome(", ".join(parts), result.get("rows"))
 
 
+def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = risk.refresh_risk(engine, as_of, now)
+    if result.get("status") == "skipped":
+        return skipped(result.get("reason", "no reason given"))
+    detail = (f"{result['scored']:,} customers, {result['level_high'] + result['level_critical']:,} high or critical; "
+              f"{result['reviews_opened']:,} reviews opened, {result['decisions']:,} decisions; "
+              + "; ".join(result["notes"]))
+    if result["left_out"]:
+        detail += "; left out: " + ", ".join(f"{name} ({why})" for name, why in result["left_out"].items())
+    return StepOutcome(detail, result["scored"])
+
+
 Step = Callable[[Engine, dt.date, dt.datetime], StepOutcome | str]
 
 
@@ -273,9 +285,10 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
+    ("Risk scores: signals, rules, anomaly model, reviews", _risk),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
 

@@ -839,14 +839,16 @@ class Simulator:
         # Takeovers: a sign-in from a new device and a new IP, often far from a sign-in hours before,
         # then a password change and within days a new address or payout account.
         victims = planted["account_takeover"]
-        t_take = self.span - rng.uniform(1, 20, len(victims)) * DAY
+        t_take = self.span - rng.uniform(0.5, 12, len(victims)) * DAY
         far_place = rng.integers(0, len(GEOGRAPHY), len(victims))
         home_first = rng.random(len(victims)) < 0.7
-        parts.append(pd.DataFrame({"customer_id": victims[home_first], "t": t_take[home_first] - rng.uniform(1, 3, int(home_first.sum())) * 3600,
-                                   "device_id": [f"d{self.seed:x}-{i:07x}-0" for i in victims[home_first]],
-                                   "ip_address": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in victims[home_first]],
-                                   "country_code": country[victims[home_first]], "city": city[victims[home_first]],
-                                   "latitude": lat[victims[home_first]], "longitude": lon[victims[home_first]]}))
+        # The owner signed in before: minutes before (impossible travel) or days before.
+        owner_gap = np.where(home_first, rng.uniform(5, 60, len(victims)) * 60, rng.uniform(2, 20, len(victims)) * DAY)
+        parts.append(pd.DataFrame({"customer_id": victims, "t": t_take - owner_gap,
+                                   "device_id": [f"d{self.seed:x}-{i:07x}-0" for i in victims],
+                                   "ip_address": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in victims],
+                                   "country_code": country[victims], "city": city[victims],
+                                   "latitude": lat[victims], "longitude": lon[victims]}))
         attacker = pd.DataFrame({"customer_id": victims, "t": t_take,
                                  "device_id": [f"x{self.seed:x}-{r:012x}" for r in rng.integers(0, 2**46, len(victims))],
                                  "ip_address": [f"45.{a}.{b}.{d}" for a, b, d in rng.integers(0, 256, (len(victims), 3))],

@@ -69,6 +69,7 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import least, rows_affected, year_month
+from crm_core.risk.decisions import enforce
 from db.engine import session_factory
 from db.models import (
     LOYALTY_TIERS,
@@ -372,6 +373,7 @@ def redeem(session: Session, actor: Actor, customer_id: int, points: int, reason
            idempotency_key: str | None = None) -> LoyaltyTransaction:
     """Spend points; refused (nothing written) when the balance is too small."""
     require(actor, "loyalty.adjust")
+    enforce(session, customer_id, "loyalty_redeem")
     points = _positive_points(points, "A redemption")
     reason = (reason or "").strip() or "Redemption"
     existing = _by_key(session, idempotency_key)
