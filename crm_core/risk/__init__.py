@@ -8,6 +8,8 @@ the submodule they need.
 
 from crm_core.risk.decisions import (
     ACCOUNT_ACTIONS,
+    DECISION_DAYS,
+    RESTRICTED_ORDER_LIMIT,
     REVIEW_OUTCOMES,
     RiskRestricted,
     check_order,
@@ -19,6 +21,7 @@ from crm_core.risk.decisions import (
 )
 from crm_core.risk.identity import (
     TRANSITIONS,
+    customer_identity,
     identity_counts,
     identity_status,
     import_identity_statuses,
@@ -50,9 +53,7 @@ from crm_core.risk.rules import (
 from crm_core.risk.scoring import (
     ACTION_ORDER,
     ANOMALY_POINTS,
-    DECISION_DAYS,
     LEVEL_FLOORS,
-    RESTRICTED_ORDER_LIMIT,
     REVIEW_SLA_HOURS,
     REVIEW_THRESHOLD,
     active_decision_actions,
@@ -60,7 +61,14 @@ from crm_core.risk.scoring import (
     score_level,
     store_scores,
 )
-from crm_core.risk.signals import SIGNALS, SIGNALS_BY_NAME, SignalFrame, compute_signals, signal_catalogue
+from crm_core.risk.signals import (
+    SIGNALS,
+    SIGNALS_BY_NAME,
+    SignalFrame,
+    compute_signals,
+    signal_catalogue,
+    signals_left_out,
+)
 
 __all__ = [
     "ACCOUNT_ACTIONS",
@@ -85,6 +93,7 @@ __all__ = [
     "add_entry",
     "check_order",
     "compute_signals",
+    "customer_identity",
     "decide_review",
     "decisions_in_force",
     "delete_rule",
@@ -115,6 +124,7 @@ __all__ = [
     "score_level",
     "set_identity_status",
     "signal_catalogue",
+    "signals_left_out",
     "store_scores",
     "truth_quality",
 ]

@@ -18,9 +18,10 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import DomainError, NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
-from crm_core.risk.scoring import DECISION_DAYS, RESTRICTED_ORDER_LIMIT
 from db.models import AccountChange, Customer, RiskDecision, RiskReview, utcnow
 
+DECISION_DAYS = 30  # a decision without an expiry given lasts this long
+RESTRICTED_ORDER_LIMIT = 200  # a restricted customer's largest order, unless the decision says otherwise
 REVIEW_OUTCOMES = {"approve": "approved", "restrict": "restricted", "block": "blocked"}
 # What a restriction refuses (a block refuses every action).
 RESTRICTED_ACTIONS = {

@@ -32,6 +32,13 @@ def identity_status(session: Session, customer_id: int) -> dict[str, Any]:
     return {"status": check.status, "reason": check.reason, "checked_at": check.checked_at, "source": check.source}
 
 
+def customer_identity(session: Session, viewer: Actor, customer_id: int) -> dict[str, Any]:
+    require(viewer, "risk.view")
+    if session.get(Customer, customer_id) is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    return identity_status(session, customer_id)
+
+
 def set_identity_status(session: Session, actor: Actor, customer_id: int, status: str,
                         reason: str | None = None) -> IdentityCheck:
     """Move a customer's verification one step (see TRANSITIONS); a failure needs its reason."""

@@ -20,7 +20,7 @@ from crm_core.platform.permissions import require
 from crm_core.risk.decisions import decisions_in_force
 from crm_core.risk.identity import identity_status
 from crm_core.risk.rules import condition_signals, describe, evaluate, parse_condition
-from crm_core.risk.scoring import ANOMALY_FROM, REVIEW_THRESHOLD
+from crm_core.risk.scoring import ANOMALY_FROM, LEVEL_FLOORS, REVIEW_THRESHOLD
 from crm_core.risk.signals import SIGNALS_BY_NAME, compute_signals
 from db.models import (
     RISK_SCORE_TYPES,
@@ -135,21 +135,26 @@ def review_detail(session: Session, viewer: Actor, review_id: int) -> dict[str, 
 
 
 def score_distribution(session: Session, viewer: Actor, as_of: dt.date | None = None) -> dict[str, Any]:
-    """Customers per level for each risk type and overall, as of the latest scored date."""
+    """Customers per level for each risk type and overall, per action, and at or above the review
+    threshold, as of the latest scored date."""
     require(viewer, "risk.view")
     as_of = as_of or latest_score_date(session)
     if as_of is None:
-        return {"as_of": None, "levels": [], "actions": {}}
+        return {"as_of": None, "levels": [], "actions": {}, "to_review": 0}
     levels = []
     for column in (*RISK_SCORE_TYPES, "overall"):
         score = getattr(RiskScore, column)
-        bands = case((score >= 75, "critical"), (score >= 50, "high"), (score >= 25, "medium"), else_="low")
+        bands = case(*[(score >= floor, level) for level, floor in reversed(LEVEL_FLOORS.items()) if floor > 0],
+                     else_="low")
         for level, count in session.execute(select(bands, func.count()).where(RiskScore.as_of == as_of)
                                             .group_by(bands)).all():
             levels.append({"type": column, "level": level, "customers": int(count)})
     actions = dict(session.execute(select(RiskScore.action, func.count()).where(RiskScore.as_of == as_of)
                                    .group_by(RiskScore.action)).all())
-    return {"as_of": as_of, "levels": levels, "actions": {k: int(v) for k, v in actions.items()}}
+    to_review = session.scalar(select(func.count()).select_from(RiskScore).where(
+        RiskScore.as_of == as_of, RiskScore.overall >= REVIEW_THRESHOLD)) or 0
+    return {"as_of": as_of, "levels": levels, "actions": {k: int(v) for k, v in actions.items()},
+            "to_review": int(to_review)}
 
 
 def rule_precision(session: Session, viewer: Actor) -> list[dict[str, Any]]:

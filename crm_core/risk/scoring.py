@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.permissions import require
+from crm_core.risk.decisions import DECISION_DAYS, RESTRICTED_ORDER_LIMIT
 from crm_core.risk.rules import evaluate
 from db import bulk
 from db.models import RISK_SCORE_TYPES, RiskDecision, RiskReview, RiskRule, RiskScore
@@ -31,9 +32,7 @@ ANOMALY_POINTS = 20.0  # the most the anomaly model adds to the fraud and accoun
 ANOMALY_FROM = 0.9  # the anomaly rank (share of customers less unusual) from which it adds points
 ANOMALY_TYPES = ("fraud", "account_takeover")
 ACTION_ORDER = ("allow-list", "block-list", "block", "review", "restrict")
-DECISION_DAYS = 30  # a decision without an expiry given lasts this long
 REVIEW_SLA_HOURS = 24  # a review should be decided within this many hours of opening
-RESTRICTED_ORDER_LIMIT = 200  # a restricted customer's largest order, unless the decision says otherwise
 
 
 def score_level(score: np.ndarray | float) -> Any:

@@ -18,7 +18,9 @@ from sqlalchemy import and_, case, distinct, exists, func, literal, select, true
 from sqlalchemy.orm import Session, aliased
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
+from crm_core.platform.actors import Actor
 from crm_core.platform.dates import end_of
+from crm_core.platform.permissions import require
 from crm_core.platform.sql import days_between
 from db.models import (
     AccountChange,
@@ -252,6 +254,14 @@ def compute_signals(session: Session, as_of: dt.date, customer_ids: list[int] | 
             IdentityCheck.status == "failed")
         put("identity_failed", _series(session, failed, "identity_failed"))
     return result
+
+
+def signals_left_out(session: Session, viewer: Actor, as_of: dt.date) -> dict[str, str]:
+    """The signals this shop has no source for as of the date, with the reason."""
+    require(viewer, "risk.view")
+    end = end_of(as_of)
+    return {signal.name: f"no {signal.source} before {end:%Y-%m-%d}" for signal in SIGNALS
+            if not _has_rows(session, signal.source, end)}
 
 
 def signal_catalogue(left_out: dict[str, str] | None = None) -> list[dict[str, str]]:
