@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, segmentation, service
+from crm_core import loyalty, platform, referrals, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, registry, risk
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -255,6 +255,14 @@ def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     return StepOutcome(detail, result["scored"])
 
 
+def _referrals(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    done = referrals.process_referrals(session, platform.SYSTEM, now)
+    return StepOutcome(f"{done['checked']:,} referrals checked ({done['accepted']:,} accepted, {done['rejected']:,} "
+                       f"rejected, {done['review']:,} to review); {done['held']:,} rewards held, {done['paid']:,} paid, "
+                       f"{done['reversed']:,} reversed, {done['over_allowance']:,} over an allowance",
+                       done["checked"] + done["paid"] + done["reversed"])
+
+
 Step = Callable[[Engine, dt.date, dt.datetime], StepOutcome | str]
 
 
@@ -286,9 +294,10 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
     ("Risk scores: signals, rules, anomaly model, reviews", _risk),
+    ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
 

@@ -10,6 +10,7 @@ from crm_core.loyalty.ledger import (
     InsufficientPoints,
     account_summary,
     adjust,
+    credit_reward,
     decide_adjustment,
     earn_for_order,
     earn_for_orders,
@@ -27,6 +28,7 @@ from crm_core.loyalty.ledger import (
     reverse_for_orders,
     run_with_retry,
     save_settings,
+    take_back_reward,
     tier_distribution,
     validate_settings,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "InsufficientPoints",
     "account_summary",
     "adjust",
+    "credit_reward",
     "decide_adjustment",
     "earn_for_order",
     "earn_for_orders",
@@ -54,6 +57,7 @@ __all__ = [
     "reverse_for_orders",
     "run_with_retry",
     "save_settings",
+    "take_back_reward",
     "tier_distribution",
     "validate_settings",
 ]
