@@ -26,7 +26,6 @@ from crm_core.risk.decisions import RiskRestricted, decisions_in_force, enforce
 from crm_core.risk.lists import phone_digits
 from crm_core.risk.scoring import REVIEW_THRESHOLD
 from db.models import (
-    REVENUE_ORDER_STATUSES,
     Customer,
     CustomerAddress,
     CustomerPaymentMethod,
@@ -57,6 +56,7 @@ ATTRIBUTIONS = ("first_touch", "last_touch")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I
 CODE_LENGTH = 10  # 32^10 ≈ 10^15 codes: unguessable by trying
 PAID_FRIEND_STATUSES = ("paid", "shipped", "delivered")
+OPEN_REFERRAL_STATUSES = ("pending", "signed_up")
 UNDONE_STATUSES = ("cancelled", "returned", "refunded")
 REVIEW_SLA = dt.timedelta(hours=24)
 
@@ -246,7 +246,7 @@ def referral_reasons(session: Session, referral: Referral, settings: dict[str, A
 
 def _first_paid_order(session: Session, customer_id: int, after: dt.datetime) -> Order | None:
     return session.scalar(select(Order).where(Order.customer_id == customer_id, Order.ordered_at >= after,
-                                              Order.status.in_(REVENUE_ORDER_STATUSES), Order.status != "placed")
+                                              Order.status.in_(PAID_FRIEND_STATUSES))
                           .order_by(Order.ordered_at, Order.id).limit(1))
 
 
@@ -259,8 +259,13 @@ def process_referrals(session: Session, actor: Actor, now: dt.datetime) -> dict[
     counts = {"checked": 0, "accepted": 0, "rejected": 0, "review": 0, "held": 0, "paid": 0, "reversed": 0,
               "over_allowance": 0}
     checked = select(ReferralCheck.referral_id)
-    pending = session.scalars(select(Referral).where(Referral.referred_id.is_not(None), Referral.id.not_in(checked),
-                                                     Referral.created_at <= now).order_by(Referral.id))
+    # Referrals settled outside this programme (rewarded or expired before it ran) are left alone;
+    # only friends with a paid order are looked at.
+    has_paid_order = select(Order.id).where(Order.customer_id == Referral.referred_id,
+                                            Order.status.in_(PAID_FRIEND_STATUSES), Order.ordered_at <= now).exists()
+    pending = session.scalars(select(Referral).where(
+        Referral.referred_id.is_not(None), Referral.id.not_in(checked), Referral.created_at <= now,
+        Referral.status.in_(OPEN_REFERRAL_STATUSES), has_paid_order).order_by(Referral.id))
     for referral in pending:
         assert referral.referred_id is not None
         order = _first_paid_order(session, referral.referred_id, referral.created_at - dt.timedelta(days=1))
