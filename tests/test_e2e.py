@@ -108,6 +108,7 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Import / Export": ('[data-testid="stCaptionContainer"]', "need no mapping"),
         "Refresh runs": ('[data-testid="stCaptionContainer"]', "records each step"),
         "Risk reviews": ('[data-testid="stMetricLabel"]', "Open reviews"),
+        "Referrals": ('[data-testid="stMetricLabel"]', "K-factor"),
     }
 
 
