@@ -277,6 +277,18 @@ with tabs[5]:
                     if st.form_submit_button("Save status", type="primary") and context.act(
                             risk.set_identity_status, int(customer_id), target, note) is not None:
                         saved(f"Customer {int(customer_id)} is now {target}.")
-    else:
+    if can_identity:
+        with st.form("risk_identity_import"):
+            upload = st.file_uploader("Import a provider's results (CSV, Excel or JSON: customer_id, status, reason)",
+                                      type=["csv", "xlsx", "json"])
+            if st.form_submit_button("Import"):
+                if upload is None:
+                    st.error("Choose a file to import.")
+                else:
+                    done = context.act(risk.import_identity_file, upload, upload.name)
+                    if done is not None:
+                        saved(f"{done['imported']:,} identity results imported ({done['verified']:,} verified, "
+                              f"{done['failed']:,} failed, {done['pending']:,} pending).")
+    if not customer_id:
         st.caption("Enter a customer id to see and change their verification status "
                    f"({' → '.join(IDENTITY_STATUSES[:2])} → verified / failed).")

@@ -496,3 +496,22 @@ def test_the_risk_step_finds_the_simulators_planted_cases(engine):
         assert quality["overall"]["precision"] >= 0.8 and quality["overall"]["recall"] >= 0.6
         assert quality["fraud"]["recall"] >= 0.8
         assert risk.queue_summary(session, platform.SYSTEM)["open"] == quality["overall"]["flagged"]
+
+
+def test_identity_results_import_from_a_file_all_or_nothing(session, tmp_path):
+    analyst = make_user(session, "risk_analyst")
+    a, b = make_customer(session, START), make_customer(session, START)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"customer_id,status,reason\n{a.id},verified,\n{b.id},failed,\n")
+    with pytest.raises(platform.ValidationError, match="line 3: a failed check needs its reason"):
+        risk.import_identity_file(session, analyst, str(bad))
+    assert session.scalar(select(func.count()).select_from(IdentityCheck)) == 0
+    missing = tmp_path / "missing.csv"
+    missing.write_text("id,state\n1,verified\n")
+    with pytest.raises(platform.ValidationError, match="needs the column"):
+        risk.import_identity_file(session, analyst, str(missing))
+    good = tmp_path / "good.csv"
+    good.write_text(f"customer_id,status,reason\n{a.id},Verified,\n{b.id},failed,Document expired\n")
+    assert risk.import_identity_file(session, analyst, str(good)) == {"imported": 2, "pending": 0, "verified": 1,
+                                                                      "failed": 1}
+    assert risk.identity_status(session, b.id)["reason"] == "Document expired"

@@ -24,6 +24,7 @@ from crm_core.risk.identity import (
     customer_identity,
     identity_counts,
     identity_status,
+    import_identity_file,
     import_identity_statuses,
     set_identity_status,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "evaluate",
     "identity_counts",
     "identity_status",
+    "import_identity_file",
     "import_identity_statuses",
     "install_default_rules",
     "latest_score_date",

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_core.imports.files import TableReader
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
@@ -93,6 +94,29 @@ def import_identity_statuses(session: Session, actor: Actor, rows: list[dict[str
     counts = {status: sum(row["status"] == status for row in rows) for status in ("pending", "verified", "failed")}
     record_audit(session, actor, "risk.identity_import", "customer_identity_checks", None, after=counts)
     return {"imported": len(rows), **counts}
+
+
+IDENTITY_FILE_COLUMNS = ("customer_id", "status", "reason")
+MAX_IDENTITY_ROWS = 100_000
+
+
+def import_identity_file(session: Session, actor: Actor, source: Any, file_name: str | None = None) -> dict[str, Any]:
+    """Import a provider's results from a CSV, Excel or JSON file with columns customer_id, status
+    and reason; nothing is written unless every row is good."""
+    require(actor, "risk.identity")
+    rows: list[dict[str, Any]] = []
+    with TableReader(source, "auto", file_name) as reader:
+        missing = [c for c in ("customer_id", "status") if c not in reader.columns]
+        if missing:
+            raise ValidationError(f"The file needs the column(s) {', '.join(missing)}; it has {', '.join(reader.columns)}.")
+        for raw in reader.rows():
+            if len(rows) >= MAX_IDENTITY_ROWS:
+                raise ValidationError(f"Import at most {MAX_IDENTITY_ROWS:,} rows at once.")
+            text = (raw.values.get("customer_id") or "").strip()
+            rows.append({"customer_id": int(text) if text.isdigit() else text,
+                         "status": (raw.values.get("status") or "").strip().lower(),
+                         "reason": (raw.values.get("reason") or "").strip() or None})
+    return import_identity_statuses(session, actor, rows)
 
 
 def identity_counts(session: Session, viewer: Actor) -> dict[str, int]:
