@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, reporting, segmentation, service
+from crm_core import loyalty, platform, referrals, reporting, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, registry
+from ml import churn, clv, forecast, health, registry, risk
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,26 @@ def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     return StepOutcome(", ".join(parts), result.get("rows"))
 
 
+def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = risk.refresh_risk(engine, as_of, now)
+    if result.get("status") == "skipped":
+        return skipped(result.get("reason", "no reason given"))
+    detail = (f"{result['scored']:,} customers, {result['level_high'] + result['level_critical']:,} high or critical; "
+              f"{result['reviews_opened']:,} reviews opened, {result['decisions']:,} decisions; "
+              + "; ".join(result["notes"]))
+    if result["left_out"]:
+        detail += "; left out: " + ", ".join(f"{name} ({why})" for name, why in result["left_out"].items())
+    return StepOutcome(detail, result["scored"])
+
+
+def _referrals(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    done = referrals.process_referrals(session, platform.SYSTEM, now)
+    return StepOutcome(f"{done['checked']:,} referrals checked ({done['accepted']:,} accepted, {done['rejected']:,} "
+                       f"rejected, {done['review']:,} to review); {done['held']:,} rewards held, {done['paid']:,} paid, "
+                       f"{done['reversed']:,} reversed, {done['over_allowance']:,} over an allowance",
+                       done["checked"] + done["paid"] + done["reversed"])
+
+
 Step = Callable[[Engine, dt.date, dt.datetime], StepOutcome | str]
 
 
@@ -288,9 +308,11 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
     ("Lifecycle rollups: stage counts, time in stage, flows, cohorts", _in_session(_lifecycle_rollups)),
+    ("Risk scores: signals, rules, anomaly model, reviews", _risk),
+    ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
          "_lifecycle_rollups": "_lifecycle"}

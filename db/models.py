@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ROLES = ("admin", "analyst", "success_manager", "support_agent", "executive")
+ROLES = ("admin", "analyst", "success_manager", "support_agent", "executive", "risk_analyst")
 CUSTOMER_STATUSES = ("active", "suspended", "closed", "merged", "erased")
 ACQUISITION_CHANNELS = (
     "organic_search", "paid_search", "social", "email", "referral", "affiliate", "direct",
@@ -1738,3 +1738,281 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = created_at_col()
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# --- issue 16: risk (fraud, credit, account takeover) and referrals
+
+RISK_SCORE_TYPES = ("fraud", "credit", "account_takeover")
+RISK_ACTIONS = ("none", "review", "restrict", "block")
+RISK_LIST_KINDS = ("allow", "block")
+RISK_LIST_FIELDS = ("email", "email_domain", "phone", "device", "ip", "payment_fingerprint", "country")
+RISK_REVIEW_SOURCES = ("score", "rule", "list", "referral")
+RISK_REVIEW_STATES = ("open", "approved", "restricted", "blocked")
+RISK_DECISION_ACTIONS = ("restrict", "block")
+ACCOUNT_CHANGE_KINDS = ("password", "email", "phone", "address", "payout")
+CHARGEBACK_STATUSES = ("open", "won", "lost")
+IDENTITY_STATUSES = ("unverified", "pending", "verified", "failed")
+IDENTITY_SOURCES = ("reviewer", "import")
+PLANTED_RISK_SCENARIOS = ("fraud_ring", "account_takeover", "bad_credit")
+REFERRAL_VERDICTS = ("accepted", "rejected", "review")
+REFERRAL_REWARD_SIDES = ("referrer", "friend")
+REFERRAL_REWARD_STATUSES = ("held", "paid", "reversed", "rejected")
+
+
+class SignInEvent(Base):
+    """One customer sign-in: the device, the IP address and where it came from."""
+
+    __tablename__ = "customer_sign_in_events"
+    __table_args__ = (
+        CheckConstraint("latitude IS NULL OR (latitude BETWEEN -90 AND 90)", name="latitude_range"),
+        CheckConstraint("longitude IS NULL OR (longitude BETWEEN -180 AND 180)", name="longitude_range"),
+        Index("ix_sign_ins_customer_time", "customer_id", "signed_in_at"),
+        Index("ix_sign_ins_device", "device_id"),
+        Index("ix_sign_ins_time", "signed_in_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    signed_in_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    device_id: Mapped[str] = mapped_column(String(64))
+    ip_address: Mapped[str] = mapped_column(String(45))
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    city: Mapped[str | None] = mapped_column(String(100))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AccountChange(Base):
+    """A change to a customer's credentials or where money and parcels go (takeover signals)."""
+
+    __tablename__ = "customer_account_changes"
+    __table_args__ = (
+        enum_check("kind", ACCOUNT_CHANGE_KINDS),
+        Index("ix_account_changes_customer_time", "customer_id", "changed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Chargeback(Base):
+    __tablename__ = "customer_chargebacks"
+    __table_args__ = (
+        enum_check("status", CHARGEBACK_STATUSES),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        Index("ix_chargebacks_customer_time", "customer_id", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money, default=0)
+    reason: Mapped[str] = mapped_column(String(64), default="fraudulent")
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class IdentityCheck(Base):
+    """Identity verification history; a customer's status is their latest row (none: unverified)."""
+
+    __tablename__ = "customer_identity_checks"
+    __table_args__ = (
+        enum_check("status", IDENTITY_STATUSES),
+        enum_check("source", IDENTITY_SOURCES),
+        CheckConstraint("status <> 'failed' OR reason IS NOT NULL", name="failed_has_reason"),
+        Index("ix_identity_checks_customer_time", "customer_id", "checked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16), default="reviewer")
+    checked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    checked_by_id: Mapped[int | None] = user_fk()
+
+
+class RiskRule(Base):
+    """A risk rule kept as data: a condition over the signals, a weight and an action."""
+
+    __tablename__ = "risk_rules"
+    __table_args__ = (
+        enum_check("risk_type", RISK_SCORE_TYPES),
+        enum_check("action", RISK_ACTIONS),
+        CheckConstraint("weight BETWEEN 0 AND 100", name="weight_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    risk_type: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    weight: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16), default="none")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = created_at_col()
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class RiskListEntry(Base):
+    """An allow- or block-list entry over one normalised value of a field."""
+
+    __tablename__ = "risk_list_entries"
+    __table_args__ = (
+        enum_check("list_kind", RISK_LIST_KINDS),
+        enum_check("field", RISK_LIST_FIELDS),
+        UniqueConstraint("list_kind", "field", "value", name="uq_risk_list_entries_value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_kind: Mapped[str] = mapped_column(String(8))
+    field: Mapped[str] = mapped_column(String(24))
+    value: Mapped[str] = mapped_column(String(254))
+    reason: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class RiskScore(Base):
+    """A customer's risk scores (0-100) as of a date, the rules that fired and the action taken."""
+
+    __tablename__ = "customer_risk_scores"
+    __table_args__ = (
+        enum_check("level", RISK_LEVELS),
+        enum_check("action", RISK_ACTIONS),
+        CheckConstraint("overall BETWEEN 0 AND 100", name="overall_range"),
+        Index("ix_risk_scores_as_of_overall", "as_of", "overall"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    fraud: Mapped[float] = mapped_column(Float)
+    credit: Mapped[float] = mapped_column(Float)
+    account_takeover: Mapped[float] = mapped_column(Float)
+    overall: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(16))
+    anomaly: Mapped[float | None] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(16), default="none")
+    fired: Mapped[list[Any] | None] = mapped_column(JSON)
+
+
+class RiskReview(Base):
+    """A case in the review queue: why it was opened, and the reviewer's decision."""
+
+    __tablename__ = "risk_reviews"
+    __table_args__ = (
+        enum_check("source", RISK_REVIEW_SOURCES),
+        enum_check("status", RISK_REVIEW_STATES),
+        enum_check("risk_type", RISK_SCORE_TYPES),
+        Index("ix_risk_reviews_status_score", "status", "score"),
+        Index("ix_risk_reviews_customer", "customer_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    referral_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_referral_program.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(16))
+    risk_type: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    anomaly: Mapped[float | None] = mapped_column(Float)
+    fired: Mapped[list[Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    decided_by_id: Mapped[int | None] = user_fk()
+    reason: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class RiskDecision(Base):
+    """A restriction or block on a customer, enforced by the core until it expires or is lifted."""
+
+    __tablename__ = "customer_risk_decisions"
+    __table_args__ = (
+        enum_check("action", RISK_DECISION_ACTIONS),
+        CheckConstraint("expires_at IS NULL OR expires_at > created_at", name="expires_after_created"),
+        Index("ix_risk_decisions_customer", "customer_id", "lifted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+    order_limit: Mapped[Decimal | None] = mapped_column(Money)
+    review_id: Mapped[int | None] = mapped_column(ForeignKey("risk_reviews.id", ondelete="SET NULL"))
+    created_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class PlantedRisk(Base):
+    """The simulator's planted truth: who it made a fraud ring member, a takeover or a bad payer."""
+
+    __tablename__ = "simulated_risk_truth"
+    __table_args__ = (enum_check("scenario", PLANTED_RISK_SCENARIOS), enum_check("risk_type", RISK_SCORE_TYPES))
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    scenario: Mapped[str] = mapped_column(String(24))
+    risk_type: Mapped[str] = mapped_column(String(16))
+    planted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ReferralCode(Base):
+    """A customer's unguessable referral code."""
+
+    __tablename__ = "customer_referral_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), unique=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class ReferralCheck(Base):
+    """The fraud checks' verdict on a referral before any payout; a rejection keeps its reason."""
+
+    __tablename__ = "customer_referral_checks"
+    __table_args__ = (enum_check("verdict", REFERRAL_VERDICTS),)
+
+    referral_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_referral_program.id", ondelete="CASCADE"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    first_order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    checked_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ReferralReward(Base):
+    """One side's reward for a referral: held until the friend's first paid order is past returns."""
+
+    __tablename__ = "customer_referral_rewards"
+    __table_args__ = (
+        enum_check("side", REFERRAL_REWARD_SIDES),
+        enum_check("status", REFERRAL_REWARD_STATUSES),
+        CheckConstraint("points > 0", name="points_positive"),
+        UniqueConstraint("referral_id", "side", name="uq_customer_referral_rewards_side"),
+        Index("ix_referral_rewards_status", "status", "payable_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ForeignKey("customer_referral_program.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int] = customer_fk()
+    points: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="held")
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    payable_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(String(255))

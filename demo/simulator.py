@@ -33,6 +33,7 @@ from db import bulk
 from db.models import Base, Customer
 
 HISTORY_YEARS = 3
+FIRST_ROLES = ("admin", "analyst", "success_manager", "support_agent", "executive")
 DAY = 86_400
 
 # country: (weight, [(city, latitude, longitude), ...], phone prefix, language)
@@ -66,8 +67,12 @@ ACQUISITION = {
 }
 ROLE_USERNAMES = {
     "admin": "admin", "analyst": "analyst", "success_manager": "csm", "support_agent": "agent",
-    "executive": "exec",
+    "executive": "exec", "risk_analyst": "risk",
 }
+# Share of customers the simulator makes risky, each scenario apart (issue 16): fraud rings sharing a
+# device, an address and a card; stolen accounts taken over recently; customers who do not pay.
+PLANTED_SHARES = {"fraud_ring": 0.006, "account_takeover": 0.004, "bad_credit": 0.005}
+SIGN_IN_DAYS = 180  # sign-ins are simulated for the orders of the last half year
 
 
 def demo_password(username: str) -> str:
@@ -131,6 +136,12 @@ class Simulator:
         self.span = (self.end - self.start).total_seconds()
         self.faker = Faker(["en_US", "de_DE", "fr_FR", "en_GB"])
         self.faker.seed_instance(seed)
+        self._late_faker = Faker("en_GB")
+        self._late_faker.seed_instance(seed + 16)
+        # Risk planting draws from its own stream, so every table built before it stays the same.
+        self.risk_rng = np.random.default_rng([seed, 16])
+        self._planted: dict[str, np.ndarray] | None = None
+        self._ring_groups: list[np.ndarray] | None = None
         self.tables: dict[str, pd.DataFrame] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -156,7 +167,7 @@ class Simulator:
         steps = (
             self._users, self._products, self._customers, self._orders, self._items, self._sessions,
             self._communications, self._support, self._surveys, self._loyalty, self._privacy,
-            self._addresses_and_payments, self._social, self._referrals, self._risk,
+            self._addresses_and_payments, self._social, self._referrals, self._risk, self._risk_events,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -178,7 +189,9 @@ class Simulator:
                 username = f"{stem}{k}"
                 rows.append({
                     "username": username,
-                    "full_name": self.faker.name(),
+                    # Roles added later take names from their own generator, so the names (and
+                    # everything drawn after them) of the first roles stay as they were.
+                    "full_name": self.faker.name() if role in FIRST_ROLES else self._late_faker.name(),
                     "email": f"{username}@shop.example",
                     "role": role,
                     "password_hash": (platform.hash_password(demo_password(username)) if self.demo_users
@@ -729,6 +742,195 @@ class Simulator:
             "is_default": np.arange(k) < len(buyers), "status": np.where(expired, "expired", "active"),
             "created_at": customers["signed_up_at"].to_numpy()[cust],
         })
+        self._plant_shared_identities()
+
+    # ------------------------------------------------------------------ planted risk (issue 16)
+    def planted(self) -> dict[str, np.ndarray]:
+        """Customer positions per planted scenario, drawn once among buyers from the risk stream."""
+        if self._planted is None:
+            rng, buyers = self.risk_rng, self.buyers
+            pool = rng.permutation(buyers)
+            sizes = [int(round(share * self.n)) for share in PLANTED_SHARES.values()]
+            if len(pool) < sum(sizes) + 12:
+                sizes = [0, 0, 0]
+            ends = np.cumsum(sizes)
+            self._planted = {name: np.sort(pool[end - size:end])
+                             for name, size, end in zip(PLANTED_SHARES, sizes, ends, strict=True)}
+            # Households: a few ordinary customers share a shipping address with another (not fraud).
+            rest = pool[ends[-1]:]
+            pairs = rest[: 2 * (len(rest) // 200)]
+            self._planted["household"] = pairs
+        return self._planted
+
+    def _rings(self) -> list[np.ndarray]:
+        """The fraud rings: groups of 3-6 planted members (a last group of one joins none)."""
+        if self._ring_groups is None:
+            members = self.planted()["fraud_ring"]
+            bounds = np.cumsum(self.risk_rng.integers(3, 7, len(members)))
+            groups = np.split(members, bounds[bounds < len(members)])
+            self._ring_groups = [g for g in groups if len(g) >= 2]
+        return self._ring_groups
+
+    def _plant_shared_identities(self) -> None:
+        """Fraud rings share a shipping address and a card; bad payers add cards in a rush."""
+        rng, planted = self.risk_rng, self.planted()
+        addresses, cards = self.tables["customer_addresses"], self.tables["customer_payment_methods"]
+        self.ring_of = np.full(self.n, -1)
+        shipping = addresses.index[addresses["kind"] == "shipping"].to_numpy()  # row i is customer i
+        for number, ring in enumerate(self._rings()):
+            self.ring_of[ring] = number
+            lead = shipping[ring[0]]
+            for column in ("line1", "postal_code", "city", "country_code", "latitude", "longitude"):
+                addresses.loc[shipping[ring], column] = addresses.at[lead, column]
+            default_card = cards.index[cards["customer_id"].isin(ring + 1) & cards["is_default"]]
+            cards.loc[default_card, "fingerprint"] = f"fpring{self.seed:x}{number:08x}"
+        household = planted["household"].reshape(-1, 2) if len(planted["household"]) else np.empty((0, 2), int)
+        for a, b in household:
+            for column in ("line1", "postal_code", "city", "country_code", "latitude", "longitude"):
+                addresses.at[shipping[b], column] = addresses.at[shipping[a], column]
+        bad = planted["bad_credit"]
+        extra = np.repeat(bad, 3)
+        k = len(extra)
+        if k:
+            start = int(cards["id"].max()) + 1
+            rushed = self.span - rng.uniform(2, 40, len(bad)) * DAY
+            created = np.repeat(rushed, 3) + rng.uniform(0, 3, k) * DAY
+            new = pd.DataFrame({
+                "id": np.arange(start, start + k), "customer_id": extra + 1, "processor": "stripe",
+                "processor_token": [f"pm_{self.seed:x}r{i:09x}" for i in range(k)],
+                "brand": _choice(rng, {"visa": 0.5, "mastercard": 0.5}, k),
+                "last4": [f"{v:04d}" for v in rng.integers(0, 10000, k)],
+                "exp_month": rng.integers(1, 13, k), "exp_year": self.end.year + rng.integers(1, 4, k),
+                "fingerprint": [f"fpr{r:016x}" for r in rng.integers(0, 2**62, k)],
+                "is_default": False, "status": "active", "created_at": _to_datetime(self.base, created),
+            })
+            self.tables["customer_payment_methods"] = pd.concat([cards, new], ignore_index=True)
+
+    def _risk_events(self) -> None:
+        """Sign-ins with device and place, credential and address changes, chargebacks, identity
+        checks, and the planted truth the risk scores are measured against."""
+        rng, planted, c = self.risk_rng, self.planted(), self.cust
+        customers = self.tables["customers"]
+        lat, lon = c.lat.to_numpy(), c.lon.to_numpy()
+        country = customers["country_code"].to_numpy()
+        city = customers["city"].to_numpy()
+        recent = self.order_time >= self.span - SIGN_IN_DAYS * DAY
+        who = self.order_cust[recent]
+        when = self.order_time[recent] - rng.uniform(60, 1800, len(who))
+        second_device = rng.random(len(who)) < 0.1
+        device = np.array([f"d{self.seed:x}-{i:07x}-{int(s)}" for i, s in zip(who, second_device, strict=True)], dtype=object)
+        mobile_ip = rng.random(len(who)) < 0.2
+        ip = np.array([f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in who], dtype=object)
+        ip[mobile_ip] = [f"100.64.{a}.{b}" for a, b in rng.integers(0, 256, (int(mobile_ip.sum()), 2))]
+        parts = [pd.DataFrame({"customer_id": who, "t": when, "device_id": device, "ip_address": ip,
+                               "country_code": country[who], "city": city[who], "latitude": lat[who], "longitude": lon[who]})]
+        # Fraud rings sign in from one shared device.
+        for number, ring in enumerate(self._rings()):
+            t = self.span - rng.uniform(1, 60, len(ring)) * DAY
+            parts.append(pd.DataFrame({"customer_id": ring, "t": t, "device_id": f"ring{self.seed:x}-{number:05x}",
+                                       "ip_address": f"185.220.{number % 256}.{(number // 256) % 256}",
+                                       "country_code": country[ring], "city": city[ring],
+                                       "latitude": lat[ring], "longitude": lon[ring]}))
+        # Ordinary life: some customers travel (a new place days later) or get a new phone.
+        travellers = rng.choice(self.buyers, max(1, len(self.buyers) // 100)) if len(self.buyers) else np.array([], int)
+        t = self.span - rng.uniform(1, 25, len(travellers)) * DAY
+        far = rng.integers(0, len(GEOGRAPHY), len(travellers))
+        places = [GEOGRAPHY[code][1][0] for code in GEOGRAPHY]
+        codes = list(GEOGRAPHY)
+        parts.append(pd.DataFrame({"customer_id": travellers, "t": t,
+                                   "device_id": [f"d{self.seed:x}-{i:07x}-0" for i in travellers],
+                                   "ip_address": [f"203.0.113.{i % 256}" for i in travellers],
+                                   "country_code": [codes[f] for f in far], "city": [places[f][0] for f in far],
+                                   "latitude": [places[f][1] for f in far], "longitude": [places[f][2] for f in far]}))
+        changes = []
+        # Takeovers: a sign-in from a new device and a new IP, often far from a sign-in hours before,
+        # then a password change and within days a new address or payout account.
+        victims = planted["account_takeover"]
+        t_take = self.span - rng.uniform(0.5, 12, len(victims)) * DAY
+        far_place = rng.integers(0, len(GEOGRAPHY), len(victims))
+        home_first = rng.random(len(victims)) < 0.7
+        # The owner signed in before: minutes before (impossible travel) or days before.
+        owner_gap = np.where(home_first, rng.uniform(5, 60, len(victims)) * 60, rng.uniform(2, 20, len(victims)) * DAY)
+        parts.append(pd.DataFrame({"customer_id": victims, "t": t_take - owner_gap,
+                                   "device_id": [f"d{self.seed:x}-{i:07x}-0" for i in victims],
+                                   "ip_address": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in victims],
+                                   "country_code": country[victims], "city": city[victims],
+                                   "latitude": lat[victims], "longitude": lon[victims]}))
+        attacker = pd.DataFrame({"customer_id": victims, "t": t_take,
+                                 "device_id": [f"x{self.seed:x}-{r:012x}" for r in rng.integers(0, 2**46, len(victims))],
+                                 "ip_address": [f"45.{a}.{b}.{d}" for a, b, d in rng.integers(0, 256, (len(victims), 3))],
+                                 "country_code": [codes[f] for f in far_place], "city": [places[f][0] for f in far_place],
+                                 "latitude": [places[f][1] for f in far_place], "longitude": [places[f][2] for f in far_place]})
+        parts.append(attacker)
+        changes.append(pd.DataFrame({"customer_id": victims, "kind": "password", "t": t_take + 600}))
+        changes.append(pd.DataFrame({"customer_id": victims, "kind": np.where(rng.random(len(victims)) < 0.7, "address", "payout"),
+                                     "t": t_take + rng.uniform(0.05, 2.5, len(victims)) * DAY}))
+        # Ordinary changes: passwords forgotten, people moving (a few do both within days).
+        for kind, share in (("password", 0.01), ("address", 0.01), ("email", 0.003)):
+            movers = rng.choice(self.buyers, int(share * len(self.buyers))) if len(self.buyers) else np.array([], int)
+            changes.append(pd.DataFrame({"customer_id": movers, "kind": kind,
+                                         "t": self.span - rng.uniform(0, 365, len(movers)) * DAY}))
+        sign_ins = pd.concat(parts, ignore_index=True)
+        sign_ins = sign_ins[sign_ins["t"] < self.span].sort_values(["t", "customer_id"], kind="stable")
+        self.tables["customer_sign_in_events"] = pd.DataFrame({
+            "id": np.arange(1, len(sign_ins) + 1), "customer_id": sign_ins["customer_id"].to_numpy() + 1,
+            "signed_in_at": _to_datetime(self.base, sign_ins["t"].to_numpy()),
+            "device_id": sign_ins["device_id"].to_numpy(), "ip_address": sign_ins["ip_address"].to_numpy(),
+            "country_code": sign_ins["country_code"].to_numpy(), "city": sign_ins["city"].to_numpy(),
+            "latitude": sign_ins["latitude"].to_numpy(dtype=float), "longitude": sign_ins["longitude"].to_numpy(dtype=float),
+            "succeeded": True,
+        })
+        change = pd.concat(changes, ignore_index=True)
+        change = change[change["t"] < self.span].sort_values("t", kind="stable")
+        self.tables["customer_account_changes"] = pd.DataFrame({
+            "id": np.arange(1, len(change) + 1), "customer_id": change["customer_id"].to_numpy() + 1,
+            "kind": change["kind"].to_numpy(), "changed_at": _to_datetime(self.base, change["t"].to_numpy()),
+        })
+        # Chargebacks: rings and bad payers dispute many orders; a few ordinary customers one.
+        orders = self.tables["orders"]
+        order_cust = self.order_cust
+        ring_member = np.isin(order_cust, planted["fraud_ring"])
+        bad_payer = np.isin(order_cust, planted["bad_credit"])
+        last_year = self.order_time >= self.span - 365 * DAY
+        p = np.where(ring_member, 0.5, np.where(bad_payer, 0.45, 0.002))
+        disputed = np.flatnonzero(last_year & (rng.random(len(order_cust)) < p))
+        opened = self.order_time[disputed] + rng.uniform(5, 40, len(disputed)) * DAY
+        keep = opened < self.span
+        disputed, opened = disputed[keep], opened[keep]
+        self.tables["customer_chargebacks"] = pd.DataFrame({
+            "id": np.arange(1, len(disputed) + 1), "customer_id": order_cust[disputed] + 1,
+            "order_id": orders["id"].to_numpy()[disputed], "amount": orders["total"].to_numpy()[disputed],
+            "reason": np.where(bad_payer[disputed], "insufficient_funds", "fraudulent"),
+            "status": _choice(rng, {"open": 0.3, "won": 0.2, "lost": 0.5}, len(disputed)),
+            "opened_at": _to_datetime(self.base, opened),
+        })
+        # Identity checks: some customers verified on import; half the bad payers failed one.
+        verified = rng.choice(self.n, self.n // 10, replace=False) if self.n >= 10 else np.array([], int)
+        failed = planted["bad_credit"][rng.random(len(planted["bad_credit"])) < 0.5]
+        verified = np.setdiff1d(verified, failed)
+        checks = pd.concat([
+            pd.DataFrame({"customer_id": verified, "status": "verified", "reason": None, "source": "import",
+                          "t": c.signup.to_numpy()[verified] + DAY}),
+            pd.DataFrame({"customer_id": failed, "status": "failed", "reason": "document does not match the name",
+                          "source": "import", "t": self.span - rng.uniform(1, 60, len(failed)) * DAY}),
+        ], ignore_index=True).sort_values("t", kind="stable")
+        self.tables["customer_identity_checks"] = pd.DataFrame({
+            "id": np.arange(1, len(checks) + 1), "customer_id": checks["customer_id"].to_numpy() + 1,
+            "status": checks["status"].to_numpy(), "reason": checks["reason"].to_numpy(),
+            "source": checks["source"].to_numpy(), "checked_at": _to_datetime(self.base, checks["t"].to_numpy(dtype=float)),
+        })
+        truth = [pd.DataFrame({"customer_id": planted["fraud_ring"], "scenario": "fraud_ring", "risk_type": "fraud",
+                               "t": c.signup.to_numpy()[planted["fraud_ring"]]}),
+                 pd.DataFrame({"customer_id": victims, "scenario": "account_takeover", "risk_type": "account_takeover",
+                               "t": t_take}),
+                 pd.DataFrame({"customer_id": planted["bad_credit"], "scenario": "bad_credit", "risk_type": "credit",
+                               "t": c.signup.to_numpy()[planted["bad_credit"]]})]
+        truth_frame = pd.concat(truth, ignore_index=True).sort_values("customer_id")
+        self.tables["simulated_risk_truth"] = pd.DataFrame({
+            "customer_id": truth_frame["customer_id"].to_numpy() + 1, "scenario": truth_frame["scenario"].to_numpy(),
+            "risk_type": truth_frame["risk_type"].to_numpy(),
+            "planted_at": _to_datetime(self.base, truth_frame["t"].to_numpy(dtype=float)),
+        })
 
     def _social(self) -> None:
         rng, c = self.rng, self.cust
@@ -804,7 +1006,8 @@ LOAD_ORDER = (
     "customer_complaint_management", "customer_survey_responses", "customer_loyalty_programs",
     "customer_loyalty_transactions", "customer_loyalty_tier_changes",
     "customer_social_media_integrations", "customer_social_media_mentions",
-    "customer_referral_program", "customer_risk_assessments",
+    "customer_referral_program", "customer_risk_assessments", "customer_sign_in_events",
+    "customer_account_changes", "customer_chargebacks", "customer_identity_checks", "simulated_risk_truth",
 )
 
 

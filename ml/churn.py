@@ -44,7 +44,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, update
 from threadpoolctl import threadpool_limits
 
-from crm_core import platform, risk
+from crm_core import platform, segmentation
 from db import bulk
 from db.models import REVENUE_ORDER_STATUSES, ChurnPrediction, Customer, MLModel, Order
 
@@ -62,7 +62,7 @@ from .labels import DEFAULT_HORIZON_DAYS, churn_labels
 
 Progress = Callable[[str], None]
 
-EXPLAIN_FROM = risk.RISK_FLOORS["medium"]  # drivers are computed from medium risk up
+EXPLAIN_FROM = segmentation.RISK_FLOORS["medium"]  # drivers are computed from medium risk up
 TRAINING_CUTS = 3
 CUT_SPACING_DAYS = 30
 MAX_ROWS_PER_CUT = 20_000
@@ -638,9 +638,9 @@ def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAU
 
 
 def risk_level(p: np.ndarray) -> np.ndarray:
-    """The risk level of each probability (crm_core.risk's bands), vectorised."""
+    """The risk level of each probability (crm_core.segmentation's churn risk bands), vectorised."""
     levels = np.full(len(p), "low", dtype=object)
-    for name, floor in risk.RISK_FLOORS.items():
+    for name, floor in segmentation.RISK_FLOORS.items():
         levels[p >= floor] = name
     return levels
 
@@ -690,7 +690,7 @@ def drivers_and_interventions(X: pd.DataFrame, effects: pd.DataFrame, high_value
     drivers = drivers + "]"
 
     # Interventions depend only on (call?, shown driver features, low risk?): one JSON text per distinct key.
-    call = high_value & np.isin(levels, risk.AT_RISK_LEVELS)
+    call = high_value & np.isin(levels, segmentation.AT_RISK_LEVELS)
     low = levels == "low"
     features = np.where(shown, order, -1)
     keys = np.column_stack([call, low, features]).astype(np.int64) if n else np.zeros((0, 2 + order.shape[1]))

@@ -5,7 +5,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import platform, risk, segmentation
+from crm_core import platform, segmentation
 from db.models import RISK_LEVELS
 from ml import churn_reports, registry
 from ml.features import LABELS as FEATURE_LABELS
@@ -31,7 +31,7 @@ metrics = card["metrics"]
 summary = context.read(churn_reports.risk_summary, as_of) or []
 by_level = {row["risk_level"]: row for row in summary}
 scored = sum(row["customers"] for row in summary)
-urgent = sum(by_level.get(level, {}).get("customers", 0) for level in risk.AT_RISK_LEVELS)
+urgent = sum(by_level.get(level, {}).get("customers", 0) for level in segmentation.AT_RISK_LEVELS)
 st.caption(
     f"Predictions as of {as_of.isoformat()} for the next {metrics.get('horizon_days', 90)} days · "
     f"model v{card['version']} ({card['algorithm'].replace('_', ' ')})"
@@ -39,7 +39,7 @@ st.caption(
 cols = st.columns(4)
 cols[0].metric("Customers scored", f"{scored:,}")
 cols[1].metric("High or critical risk", f"{urgent:,}",
-               help=f"Churn probability of {risk.AT_RISK_PROBABILITY:.0%} or more.")
+               help=f"Churn probability of {segmentation.AT_RISK_PROBABILITY:.0%} or more.")
 cols[2].metric("Expected revenue loss", f"€{sum(r['expected_loss'] for r in summary):,.0f}",
                help="Sum of churn probability x value (12-month CLV, or revenue to date).")
 if metrics.get("roc_auc") is not None:
@@ -69,7 +69,7 @@ with at_risk_tab:
     segment_options = {s["name"]: s["id"] for s in (context.read(segmentation.list_segments) or []) if s["active"]}
     owner_options = {f"{o['name']} ({o['customers']:,})": o["id"] for o in (context.read(churn_reports.owners) or [])}
     f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
-    levels = f1.multiselect("Risk level", list(RISK_LEVELS), default=list(risk.AT_RISK_LEVELS), key="risk_levels")
+    levels = f1.multiselect("Risk level", list(RISK_LEVELS), default=list(segmentation.AT_RISK_LEVELS), key="risk_levels")
     segment_name = f2.selectbox("Segment", ["All customers", *segment_options], key="risk_segment")
     owner_name = f3.selectbox("Account owner", ["Anyone", *owner_options], key="risk_owner")
     page_size = f4.selectbox("Rows", churn_reports.PAGE_SIZES, index=1, key="risk_page_size")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from crm_core import customers, platform, risk
+from crm_core import customers, platform, segmentation
 from db.models import COMM_CHANNELS, LIFECYCLE_STAGES
 from ui import context
 
@@ -136,7 +136,7 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Matching customers", f"{result.total:,}", border=True)
 revenues = [r["revenue"] for r in result.rows if r["revenue"] is not None]
 m2.metric("Revenue on this page", f"€{sum(revenues):,.0f}", border=True)
-at_risk = sum(r["risk_level"] in risk.AT_RISK_LEVELS for r in result.rows)
+at_risk = sum(r["risk_level"] in segmentation.AT_RISK_LEVELS for r in result.rows)
 m3.metric("High or critical risk on this page", f"{at_risk:,}", border=True)
 
 selected_ids: list[int] = []

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from crm_core import customers, platform, risk, segmentation, service
+from crm_core import customers, platform, segmentation, service
 from db.models import RISK_LEVELS
 
 ROOT = Path(__file__).resolve().parent.parent
 # The product's own code (tests may spell rules out to check them independently).
 SOURCE_PACKAGES = ("crm_core", "ml", "batch", "demo", "db", "ui", "pages", "crm_cli", "api")
-CRM_CORE_PACKAGES = ("platform", "customers", "imports", "service", "loyalty", "segmentation", "risk", "reporting",
-                     "webhooks")
+CRM_CORE_PACKAGES = ("platform", "customers", "imports", "service", "loyalty", "segmentation", "risk", "referrals",
+                     "reporting", "webhooks")
 
 
 def _files(*packages: str) -> list[Path]:
@@ -59,9 +59,9 @@ def _imports(path: Path) -> list[tuple[str, list[str], int]]:
 
 # name -> the one module that may define it
 PINNED_NAMES = {
-    "RISK_FLOORS": "crm_core/risk/levels.py",
-    "AT_RISK_LEVELS": "crm_core/risk/levels.py",
-    "AT_RISK_PROBABILITY": "crm_core/risk/levels.py",
+    "RISK_FLOORS": "crm_core/segmentation/churn_levels.py",
+    "AT_RISK_LEVELS": "crm_core/segmentation/churn_levels.py",
+    "AT_RISK_PROBABILITY": "crm_core/segmentation/churn_levels.py",
     "GONE_STATUSES": "crm_core/customers/rules.py",
     "COUNTED_CUSTOMER": "crm_core/customers/rules.py",
     "TEXT_LIMITS": "crm_core/customers/rules.py",
@@ -152,13 +152,13 @@ def test_no_copy_of_a_pinned_value_outside_its_home():
 
 def test_the_risk_bands_lifecycle_and_search_agree():
     """Lifecycle's at-risk probability is the floor of the "high" level, the first at-risk level."""
-    assert tuple(risk.RISK_FLOORS) == RISK_LEVELS
-    assert tuple(RISK_LEVELS[RISK_LEVELS.index("high"):]) == risk.AT_RISK_LEVELS
-    assert risk.AT_RISK_PROBABILITY == risk.RISK_FLOORS["high"] == 0.5
-    assert segmentation.DEFAULT_LIFECYCLE_RULES["at_risk_probability"] == risk.AT_RISK_PROBABILITY
-    assert [risk.risk_level(p) for p in (0.0, 0.2499, 0.25, 0.4999, 0.5, 0.7499, 0.75, 1.0)] == [
+    assert tuple(segmentation.RISK_FLOORS) == RISK_LEVELS
+    assert tuple(RISK_LEVELS[RISK_LEVELS.index("high"):]) == segmentation.AT_RISK_LEVELS
+    assert segmentation.AT_RISK_PROBABILITY == segmentation.RISK_FLOORS["high"] == 0.5
+    assert segmentation.DEFAULT_LIFECYCLE_RULES["at_risk_probability"] == segmentation.AT_RISK_PROBABILITY
+    assert [segmentation.risk_level(p) for p in (0.0, 0.2499, 0.25, 0.4999, 0.5, 0.7499, 0.75, 1.0)] == [
         "low", "low", "medium", "medium", "high", "high", "critical", "critical"]
-    assert risk.risk_band("critical") == (0.75, 1.01) and risk.risk_band("low") == (0.0, 0.25)
+    assert segmentation.risk_band("critical") == (0.75, 1.01) and segmentation.risk_band("low") == (0.0, 0.25)
 
 
 def test_the_demo_shop_and_the_domain_share_their_defaults():

@@ -103,11 +103,13 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Loyalty": ('[data-testid="stMetricLabel"]', "Points liability"),
         "Customers": ('[data-testid="stMetricValue"]', f"{customers:,}"),
         "Customer 360": ('[data-testid="stAlert"]', "Enter a customer id"),
-        "Users": ('[data-testid="stCaptionContainer"]', "15 users"),
+        "Users": ('[data-testid="stCaptionContainer"]', "18 users"),
         "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
         "Import / Export": ('[data-testid="stCaptionContainer"]', "need no mapping"),
         "Refresh runs": ('[data-testid="stCaptionContainer"]', "records each step"),
         "API tokens": ('[data-testid="stMetricLabel"]', "Active tokens"),
+        "Risk reviews": ('[data-testid="stMetricLabel"]', "Open reviews"),
+        "Referrals": ('[data-testid="stMetricLabel"]', "K-factor"),
     }
 
 

@@ -104,7 +104,7 @@ def test_seed_loads_every_table(engine):
             table = Base.metadata.tables[name]
             assert connection.scalar(select(func.count()).select_from(table)) == expected, name
         assert result.counts["customers"] == 300
-        assert result.counts["users"] == 15
+        assert result.counts["users"] == 18
         # Sequences continue after the loaded ids (PostgreSQL) / rowids (SQLite).
         connection.execute(text(
             "INSERT INTO products (sku, name, category, brand, unit_price, is_active, created_at) "

@@ -34,6 +34,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/complaints.py", "Complaints", ":material/report:", "Service", "complaints.view", "complaints"),
     PageSpec("pages/communications.py", "Communications", ":material/forum:", "Service", "communications.view", "communications"),
     PageSpec("pages/loyalty.py", "Loyalty", ":material/loyalty:", "Service", "loyalty.view", "loyalty"),
+    PageSpec("pages/risk_reviews.py", "Risk reviews", ":material/gpp_maybe:", "Customers", "risk.view", "risk-reviews"),
+    PageSpec("pages/referrals.py", "Referrals", ":material/share:", "Customers", "referrals.view", "referrals"),
     PageSpec("pages/duplicates.py", "Duplicates & merge", ":material/join_inner:", "Customers", "customers.merge", "duplicates"),
     PageSpec("pages/privacy.py", "Privacy requests", ":material/policy:", "Administration", "privacy.manage", "privacy"),
     PageSpec("pages/refresh_runs.py", "Refresh runs", ":material/update:", "Administration", "refresh.run",

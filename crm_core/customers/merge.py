@@ -72,8 +72,10 @@ MERGEABLE_FIELDS: tuple[str, ...] = (
 LOGICAL_KEYS: dict[str, list[tuple[tuple[str, ...], dict[str, Any]]]] = {
     "customer_segment_memberships": [(("segment_id",), {"is_active": True})],
 }
-# On a collision these rows stay with the merged customer instead of being removed.
-RETAINED_ON_COLLISION = frozenset({"customer_loyalty_programs"})
+# On a collision these rows stay with the merged customer instead of being removed: the loyalty
+# account, and a referral naming the merged customer as the friend (its checks, rewards and reviews
+# hang on it).
+RETAINED_ON_COLLISION = frozenset({"customer_loyalty_programs", "customer_referral_program"})
 SAMPLE_ROWS = 5
 
 

@@ -44,6 +44,7 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
 from crm_core.platform.transactions import check_version
+from crm_core.risk.decisions import enforce, record_account_change
 from db.models import (
     ACQUISITION_CHANNELS,
     ADDRESS_KINDS,
@@ -572,6 +573,10 @@ def update_customer(session: Session, actor: Actor, customer_id: int, expected_v
     cleaned = _clean_changes(customer, changes, today or dt.date.today())
     if not cleaned:
         return customer
+    enforce(session, customer.id, "profile_edit")
+    if "email" in cleaned:
+        enforce(session, customer.id, "email_change")
+        record_account_change(session, customer.id, "email")
     before = {k: getattr(customer, k) for k in cleaned}
     for key, value in cleaned.items():
         setattr(customer, key, value)
@@ -658,6 +663,8 @@ def add_address(session: Session, actor: Actor, customer_id: int, fields: dict[s
     customer = _customer(session, customer_id)
     _editable(customer)
     cleaned = _clean_address(fields, None)
+    enforce(session, customer.id, "profile_edit")
+    record_account_change(session, customer.id, "address")
     address = CustomerAddress(customer_id=customer.id, **cleaned)
     session.add(address)
     session.flush()
@@ -676,6 +683,8 @@ def update_address(session: Session, actor: Actor, address_id: int, fields: dict
     _editable(_customer(session, address.customer_id))
     before = _address_row(address)
     cleaned = _clean_address(fields, address)
+    enforce(session, address.customer_id, "profile_edit")
+    record_account_change(session, address.customer_id, "address")
     for key, value in cleaned.items():
         setattr(address, key, value)
     session.flush()

@@ -42,7 +42,7 @@ from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
-from crm_core.risk.levels import RISK_FLOORS, risk_band
+from crm_core.segmentation.churn_levels import RISK_FLOORS, risk_band
 from db.models import (
     CUSTOMER_STATUSES,
     LIFECYCLE_STAGES,

@@ -12,6 +12,7 @@ from crm_core.loyalty.ledger import (
     account_summary,
     adjust,
     adjusted_without_approval,
+    credit_reward,
     decide_adjustment,
     earn_for_order,
     earn_for_orders,
@@ -29,6 +30,7 @@ from crm_core.loyalty.ledger import (
     reverse_for_orders,
     run_with_retry,
     save_settings,
+    take_back_reward,
     tier_distribution,
     validate_settings,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "account_summary",
     "adjust",
     "adjusted_without_approval",
+    "credit_reward",
     "decide_adjustment",
     "earn_for_order",
     "earn_for_orders",
@@ -58,6 +61,7 @@ __all__ = [
     "reverse_for_orders",
     "run_with_retry",
     "save_settings",
+    "take_back_reward",
     "tier_distribution",
     "validate_settings",
 ]

@@ -69,6 +69,7 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import least, rows_affected, year_month
+from crm_core.risk.decisions import enforce
 from db.engine import session_factory
 from db.models import (
     LOYALTY_TIERS,
@@ -391,6 +392,7 @@ def redeem(session: Session, actor: Actor, customer_id: int, points: int, reason
            idempotency_key: str | None = None) -> LoyaltyTransaction:
     """Spend points; refused (nothing written) when the balance is too small."""
     require(actor, "loyalty.adjust")
+    enforce(session, customer_id, "loyalty_redeem")
     points = _positive_points(points, "A redemption")
     reason = (reason or "").strip() or "Redemption"
     existing = _by_key(session, idempotency_key)
@@ -407,6 +409,42 @@ def redeem(session: Session, actor: Actor, customer_id: int, points: int, reason
     record_audit(session, actor, "loyalty.redeem", "loyalty_account", account.id,
                  after={"points": -points, "balance_after": entry.balance_after, "reason": reason})
     return entry
+
+
+def credit_reward(session: Session, actor: Actor, customer_id: int, points: int, reason: str, *,
+                  source_type: str, source_id: str, idempotency_key: str) -> LoyaltyTransaction:
+    """Post programme points (a referral reward) once per key, enrolling the customer when needed."""
+    require(actor, "loyalty.adjust")
+    points = _positive_points(points, "A reward")
+    existing = _by_key(session, idempotency_key)
+    if existing is not None:
+        return existing
+    if session.scalar(select(LoyaltyAccount.id).where(LoyaltyAccount.customer_id == customer_id)) is None:
+        enroll(session, actor, customer_id)
+    account = _lock_account(session, customer_id)
+    entry = _post(session, account, "earn", points, actor, reason=reason, source_type=source_type,
+                  source_id=source_id, key=idempotency_key)
+    record_audit(session, actor, "loyalty.reward", "loyalty_account", account.id,
+                 after={"points": points, "balance_after": entry.balance_after, "reason": reason})
+    return entry
+
+
+def take_back_reward(session: Session, actor: Actor, customer_id: int, points: int, reason: str, *,
+                     source_type: str, source_id: str, idempotency_key: str) -> int:
+    """Take programme points back once per key, at most what the balance still holds; how many."""
+    require(actor, "loyalty.adjust")
+    if _by_key(session, idempotency_key) is not None:
+        return 0
+    account = _lock_account(session, customer_id)
+    amount = min(points, account.points_balance)
+    if amount <= 0:
+        return 0
+    _post(session, account, "reverse", -amount, actor, reason=reason, source_type=source_type, source_id=source_id,
+          key=idempotency_key)
+    account.lifetime_points = max(0, account.lifetime_points - amount)
+    record_audit(session, actor, "loyalty.reward_reverse", "loyalty_account", account.id,
+                 after={"points": -amount, "reason": reason})
+    return amount
 
 
 # --------------------------------------------------------------------------- manual adjustments

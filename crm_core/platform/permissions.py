@@ -14,7 +14,7 @@ ALL_ROLES = frozenset(ROLES)
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "overview.view": ALL_ROLES,
-    "customers.view": frozenset({"admin", "analyst", "success_manager", "support_agent"}),
+    "customers.view": frozenset({"admin", "analyst", "success_manager", "support_agent", "risk_analyst"}),
     "customers.edit": frozenset({"admin", "success_manager", "support_agent"}),
     "customers.merge": frozenset({"admin", "success_manager"}),
     "customers.import": frozenset({"admin"}),
@@ -52,6 +52,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tokens.own": ALL_ROLES,
     "tokens.manage": frozenset({"admin"}),
     "webhooks.manage": frozenset({"admin"}),
+    # issue 16: risk (fraud, credit, account takeover) and referrals
+    "risk.view": frozenset({"admin", "risk_analyst", "success_manager"}),
+    "risk.review": frozenset({"admin", "risk_analyst"}),
+    "risk.rules": frozenset({"admin", "risk_analyst"}),
+    "risk.lists": frozenset({"admin", "risk_analyst"}),
+    "risk.identity": frozenset({"admin", "risk_analyst"}),
+    "referrals.view": frozenset({"admin", "analyst", "success_manager", "risk_analyst", "executive"}),
+    "referrals.manage": frozenset({"admin", "success_manager"}),
+    "referrals.settings": frozenset({"admin"}),
 }
 # What a read-only API token may still do: view, and export what it may view (an export is audited).
 READ_ONLY_ACTIONS = frozenset({a for a in PERMISSIONS if a.endswith(".view")} | {"customers.export"})

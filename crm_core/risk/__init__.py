@@ -1,16 +1,132 @@
-"""Risk: the churn risk levels every domain, model and page agree on (risk assessments and rules will
-join them here).
+"""Risk: fraud, credit and account-takeover assessment. Signals per customer as of a date, rules kept
+as data, scores with levels, allow/block lists, the review queue, identity verification and the
+decisions (restrict, block) that the core enforces.
 
 Pages, the `crm` command, the batch and models use these names; modules inside crm_core import
 the submodule they need.
 """
 
-from crm_core.risk.levels import AT_RISK_LEVELS, AT_RISK_PROBABILITY, RISK_FLOORS, risk_band, risk_level
+from crm_core.risk.decisions import (
+    ACCOUNT_ACTIONS,
+    DECISION_DAYS,
+    RESTRICTED_ORDER_LIMIT,
+    REVIEW_OUTCOMES,
+    RiskRestricted,
+    check_order,
+    decide_review,
+    decisions_in_force,
+    enforce,
+    lift_decision,
+    restrict_customer,
+)
+from crm_core.risk.identity import (
+    TRANSITIONS,
+    customer_identity,
+    identity_counts,
+    identity_status,
+    import_identity_file,
+    import_identity_statuses,
+    set_identity_status,
+)
+from crm_core.risk.lists import FIELD_LABELS, add_entry, list_entries, list_matches, normalise, remove_entry
+from crm_core.risk.risk_reports import (
+    latest_score_date,
+    queue_summary,
+    replay_rule,
+    review_detail,
+    review_queue,
+    rule_precision,
+    score_distribution,
+    truth_quality,
+)
+from crm_core.risk.rules import (
+    DEFAULT_RISK_RULES,
+    OPERATORS,
+    active_rules,
+    delete_rule,
+    describe,
+    evaluate,
+    install_default_rules,
+    list_rules,
+    parse_condition,
+    save_rule,
+)
+from crm_core.risk.scoring import (
+    ACTION_ORDER,
+    ANOMALY_POINTS,
+    LEVEL_FLOORS,
+    REVIEW_SLA_HOURS,
+    REVIEW_THRESHOLD,
+    active_decision_actions,
+    score_frame,
+    score_level,
+    store_scores,
+)
+from crm_core.risk.signals import (
+    SIGNALS,
+    SIGNALS_BY_NAME,
+    SignalFrame,
+    compute_signals,
+    signal_catalogue,
+    signals_left_out,
+)
 
 __all__ = [
-    "AT_RISK_LEVELS",
-    "AT_RISK_PROBABILITY",
-    "RISK_FLOORS",
-    "risk_band",
-    "risk_level",
+    "ACCOUNT_ACTIONS",
+    "ACTION_ORDER",
+    "ANOMALY_POINTS",
+    "DECISION_DAYS",
+    "DEFAULT_RISK_RULES",
+    "FIELD_LABELS",
+    "LEVEL_FLOORS",
+    "OPERATORS",
+    "RESTRICTED_ORDER_LIMIT",
+    "REVIEW_OUTCOMES",
+    "REVIEW_SLA_HOURS",
+    "REVIEW_THRESHOLD",
+    "SIGNALS",
+    "SIGNALS_BY_NAME",
+    "TRANSITIONS",
+    "RiskRestricted",
+    "SignalFrame",
+    "active_decision_actions",
+    "active_rules",
+    "add_entry",
+    "check_order",
+    "compute_signals",
+    "customer_identity",
+    "decide_review",
+    "decisions_in_force",
+    "delete_rule",
+    "describe",
+    "enforce",
+    "evaluate",
+    "identity_counts",
+    "identity_status",
+    "import_identity_file",
+    "import_identity_statuses",
+    "install_default_rules",
+    "latest_score_date",
+    "lift_decision",
+    "list_entries",
+    "list_matches",
+    "list_rules",
+    "normalise",
+    "parse_condition",
+    "queue_summary",
+    "remove_entry",
+    "replay_rule",
+    "restrict_customer",
+    "review_detail",
+    "review_queue",
+    "rule_precision",
+    "save_rule",
+    "score_distribution",
+    "score_frame",
+    "score_level",
+    "set_identity_status",
+    "signal_catalogue",
+    "signals_left_out",
+    "store_scores",
+    "truth_quality",
 ]

@@ -1,10 +1,11 @@
 """Segmentation: the rule language, segments and their memberships, the analytics snapshot with RFM,
-and lifecycle stages.
+lifecycle stages, and the churn risk levels everyone uses.
 
 Pages, the `crm` command, the batch and models use these names; modules inside crm_core import
 the submodule they need.
 """
 
+from crm_core.segmentation.churn_levels import AT_RISK_LEVELS, AT_RISK_PROBABILITY, RISK_FLOORS, risk_band, risk_level
 from crm_core.segmentation.lifecycle import (
     DEFAULT_LIFECYCLE_RULES,
     NEW_FLOW_LABEL,
@@ -61,6 +62,11 @@ from crm_core.segmentation.snapshot import (
 )
 
 __all__ = [
+    "AT_RISK_LEVELS",
+    "AT_RISK_PROBABILITY",
+    "RISK_FLOORS",
+    "risk_band",
+    "risk_level",
     "CLV_COLUMNS",
     "DEFAULT_LIFECYCLE_RULES",
     "LIST_OPERATORS",

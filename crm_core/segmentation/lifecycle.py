@@ -69,7 +69,7 @@ from crm_core.platform.permissions import require
 from crm_core.platform.rollup_state import mark_built
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import calendar_day, days_between, rows_affected, use_batch_memory, year_month
-from crm_core.risk.levels import AT_RISK_PROBABILITY
+from crm_core.segmentation.churn_levels import AT_RISK_PROBABILITY
 from crm_core.segmentation.lifecycle_rollups import (
     COHORT_ROLLUP_MONTHS,
     NEW_STAGE,
