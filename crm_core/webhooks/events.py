@@ -25,7 +25,7 @@ from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import stored_setting
 from crm_core.platform.transactions import check_version
-from crm_core.risk.levels import AT_RISK_LEVELS
+from crm_core.segmentation.churn_levels import AT_RISK_LEVELS
 from db.models import (
     AppSetting,
     AuditLog,
