@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, segmentation, service
+from crm_core import campaigns, loyalty, platform, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, registry
+from ml import churn, clv, forecast, health, registry, uplift
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,27 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
     return StepOutcome(detail, changed if isinstance(changed, int) else None)
 
 
+def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """Running win-back campaigns enrol the customers who qualify now (each once per campaign),
+    hold out their control share and send the rest their offer; campaigns past their end finish."""
+    at = min(now, platform.end_of(as_of) - dt.timedelta(seconds=1))
+    scorers: dict[str, uplift.UpliftScorer | None] = {}
+
+    def scorer_for(campaign) -> uplift.UpliftScorer | None:
+        if "active" not in scorers:
+            scorers["active"] = uplift.active_scorer(session)
+        return scorers["active"]
+
+    totals = campaigns.enrol_running_campaigns(session, platform.SYSTEM, at, scorer_for=scorer_for)
+    if not totals["campaigns"] and not totals["finished"]:
+        return skipped("no running campaigns")
+    detail = (f"{totals['campaigns']} running campaigns: {totals['enrolled']:,} customers enrolled, "
+              f"{totals['sent']:,} messages sent")
+    if totals["finished"]:
+        detail += f"; {totals['finished']} reached their end date"
+    return StepOutcome(detail, totals["enrolled"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -273,11 +294,12 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
+    ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_campaigns"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
-NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
+NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot", "_campaigns": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the

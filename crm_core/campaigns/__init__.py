@@ -10,7 +10,7 @@ from crm_core.campaigns.audience import (
     qualifying,
     reachable,
 )
-from crm_core.campaigns.results import campaign_results, conversion_curve
+from crm_core.campaigns.results import campaign_results, conversion_curve, measured_campaigns, target_outcomes
 from crm_core.campaigns.rules import (
     ABANDONED_AFTER_HOURS,
     CHANNELS,
@@ -83,6 +83,7 @@ __all__ = [
     "launch_campaign",
     "list_campaigns",
     "mean_difference",
+    "measured_campaigns",
     "minimum_detectable_lift",
     "normalize_trigger",
     "plan_holdout",
@@ -91,4 +92,5 @@ __all__ = [
     "qualifying",
     "rate_difference",
     "reachable",
+    "target_outcomes",
 ]

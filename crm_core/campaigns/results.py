@@ -25,7 +25,7 @@ from crm_core.campaigns.stats import (
 )
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import days_between, whole_days_between
-from db.models import REVENUE_ORDER_STATUSES, CustomerCommunication, Order, WinbackTarget, utcnow
+from db.models import REVENUE_ORDER_STATUSES, CustomerCommunication, Order, WinbackCampaign, WinbackTarget, utcnow
 
 
 def _per_target(campaign_id: int, window_days: int, at: dt.datetime):
@@ -160,3 +160,27 @@ def conversion_curve(session: Session, viewer: Any, campaign_id: Any, at: dt.dat
             total += by_group.get(grp, {}).get(d, 0)
             rows.append({"group": grp, "day": d, "converted_share": total / size if size else 0.0})
     return rows
+
+
+def measured_campaigns(session: Session, at: dt.datetime) -> list[int]:
+    """Completed campaigns whose every attribution window has closed by `at`: their outcomes are final."""
+    t = WinbackTarget
+    last = (select(t.campaign_id, func.max(t.assigned_at).label("last_assigned")).group_by(t.campaign_id).subquery())
+    rows = session.execute(
+        select(WinbackCampaign.id, WinbackCampaign.attribution_days, last.c.last_assigned)
+        .join(last, last.c.campaign_id == WinbackCampaign.id)
+        .where(WinbackCampaign.status == "completed").order_by(WinbackCampaign.id)).all()
+    return [cid for cid, days, latest in rows if latest + dt.timedelta(days=days) <= at]
+
+
+def target_outcomes(session: Session, campaign_id: int, at: dt.datetime) -> list[dict[str, Any]]:
+    """Each target of a campaign with its group, assignment time and outcome in the window (for
+    training uplift models): converted (0/1) and revenue."""
+    campaign = campaign_row(session, campaign_id)
+    per = _per_target(campaign.id, campaign.attribution_days, at)
+    rows = session.execute(
+        select(WinbackTarget.customer_id, per.c.grp, per.c.assigned_at, per.c.orders, per.c.y)
+        .join(per, per.c.target_id == WinbackTarget.id).order_by(WinbackTarget.customer_id)).all()
+    return [{"campaign_id": campaign.id, "customer_id": customer_id, "treated": int(grp == "treatment"),
+             "assigned_at": assigned_at, "converted": int(orders > 0), "revenue": float(revenue)}
+            for customer_id, grp, assigned_at, orders, revenue in rows]
