@@ -107,6 +107,7 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
         "Import / Export": ('[data-testid="stCaptionContainer"]', "need no mapping"),
         "Refresh runs": ('[data-testid="stCaptionContainer"]', "records each step"),
+        "Campaigns": ('[data-testid="stMetricLabel"]', "Held out (control)"),
     }
 
 

@@ -35,6 +35,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/communications.py", "Communications", ":material/forum:", "Service", "communications.view", "communications"),
     PageSpec("pages/loyalty.py", "Loyalty", ":material/loyalty:", "Service", "loyalty.view", "loyalty"),
     PageSpec("pages/duplicates.py", "Duplicates & merge", ":material/join_inner:", "Customers", "customers.merge", "duplicates"),
+    PageSpec("pages/campaigns.py", "Campaigns", ":material/campaign:", "Customers", "campaigns.view", "campaigns"),
     PageSpec("pages/privacy.py", "Privacy requests", ":material/policy:", "Administration", "privacy.manage", "privacy"),
     PageSpec("pages/refresh_runs.py", "Refresh runs", ":material/update:", "Administration", "refresh.run",
              "refresh-runs"),
