@@ -47,6 +47,10 @@ def _points(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:+.1f} pp"
 
 
+def _signed_euros(value: float) -> str:
+    return f"{'−' if value < 0 else '+'}€{abs(value):,.2f}"
+
+
 with tabs["Campaigns"]:
     if not rows:
         st.info("No campaigns yet." + (" Build one under **New campaign**." if can_manage else ""))
@@ -167,8 +171,10 @@ if can_manage:
             else:
                 targeting, uplift_share = "Everyone who qualifies", 100
                 left.caption("Targeting by uplift needs an uplift model (see **Uplift model**).")
-            preview_clicked = st.form_submit_button("Preview audience", icon=":material/visibility:", key="builder_preview")
-            save_clicked = st.form_submit_button("Save as draft", type="primary", icon=":material/save:", key="builder_save")
+            b1, b2 = st.columns(2)
+            preview_clicked = b1.form_submit_button("Preview audience", icon=":material/visibility:", key="builder_preview")
+            save_clicked = b2.form_submit_button("Save as draft", type="primary", icon=":material/save:",
+                                                 key="builder_save")
         segment_id = segment_names.get(segment)
         if preview_clicked:
             st.session_state["campaign_preview"] = context.read(
@@ -193,17 +199,17 @@ if can_manage:
             _show_preview(preview)
 
 
-def _difference_chart(result: dict) -> go.Figure:
-    measures = [("Conversion rate (pp)", result["conversion"], 100),
-                ("Revenue per customer", result["revenue"], 1), ("Revenue per customer, CUPED", result["cuped"], 1)]
+def _difference_chart(title: str, measures: list[tuple[str, dict]], scale: float, unit: str) -> go.Figure:
+    """Treatment − control with its 95% interval, one row per measure."""
     figure = go.Figure()
-    for label, d, scale in measures:
+    for label, d in measures:
         figure.add_trace(go.Scatter(
             x=[d["estimate"] * scale], y=[label], mode="markers", marker={"size": 12}, name=label,
             error_x={"type": "data", "symmetric": False, "array": [(d["high"] - d["estimate"]) * scale],
-                     "arrayminus": [(d["estimate"] - d["low"]) * scale]}))
+                     "arrayminus": [(d["estimate"] - d["low"]) * scale]},
+            hovertemplate=f"%{{x:.2f}} {unit}<extra>{label}</extra>"))
     figure.add_vline(x=0, line_dash="dot")
-    figure.update_layout(title="Treatment − control with 95% confidence intervals", showlegend=False, height=260,
+    figure.update_layout(title=title, showlegend=False, height=120 + 50 * len(measures), xaxis_title=unit,
                          margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
 
@@ -238,25 +244,29 @@ with tabs["Results"]:
                 d1, d2, d3, d4 = st.columns(4)
                 d1.metric("Conversion lift", _points(conv["estimate"]), border=True,
                           help=f"95% CI {conv['low'] * 100:+.1f} to {conv['high'] * 100:+.1f} pp")
-                d2.metric("Revenue lift per customer (CUPED)", f"€{cuped['estimate']:+,.2f}", border=True,
-                          help=f"95% CI €{cuped['low']:+,.2f} to €{cuped['high']:+,.2f}; variance "
+                d2.metric("Revenue lift (CUPED)", _signed_euros(cuped["estimate"]), border=True,
+                          help=f"95% CI {_signed_euros(cuped['low'])} to {_signed_euros(cuped['high'])}; variance "
                                f"{cuped['variance_reduction']:.0%} lower than without CUPED")
                 d3.metric("Incremental revenue", compact_euros(roi["incremental_revenue"]), border=True,
                           help=f"95% CI {compact_euros(roi['incremental_revenue_low'])} to "
                                f"{compact_euros(roi['incremental_revenue_high'])}")
                 d4.metric("Incremental ROI", "–" if roi["roi"] is None else f"{roi['roi']:+.0%}", border=True,
                           help="(incremental gross margin − incentive cost − send cost) / cost")
-                st.plotly_chart(_difference_chart(result), width="stretch")
+                chart_left, chart_right = st.columns(2)
+                chart_left.plotly_chart(_difference_chart(
+                    "Conversion lift, 95% CI", [("conversion rate", conv)], 100, "percentage points"), width="stretch")
+                chart_right.plotly_chart(_difference_chart(
+                    "Revenue lift per customer, 95% CI", [("plain", rev), ("CUPED", cuped)], 1, "€"), width="stretch")
                 table = pd.DataFrame([
                     {"measure": "Conversion rate", "difference": _points(conv["estimate"]),
                      "95% CI": f"{conv['low'] * 100:+.2f} to {conv['high'] * 100:+.2f} pp",
                      "significant": "yes" if conv["significant"] else "no"},
-                    {"measure": "Revenue per customer", "difference": f"€{rev['estimate']:+,.2f}",
-                     "95% CI": f"€{rev['low']:+,.2f} to €{rev['high']:+,.2f}",
+                    {"measure": "Revenue per customer", "difference": _signed_euros(rev["estimate"]),
+                     "95% CI": f"{_signed_euros(rev['low'])} to {_signed_euros(rev['high'])}",
                      "significant": "yes" if rev["significant"] else "no"},
                     {"measure": "Revenue per customer (CUPED, pre-period spend)",
-                     "difference": f"€{cuped['estimate']:+,.2f}",
-                     "95% CI": f"€{cuped['low']:+,.2f} to €{cuped['high']:+,.2f}",
+                     "difference": _signed_euros(cuped["estimate"]),
+                     "95% CI": f"{_signed_euros(cuped['low'])} to {_signed_euros(cuped['high'])}",
                      "significant": "yes" if cuped["significant"] else "no"},
                     {"measure": "Incremental ROI", "difference": "–" if roi["roi"] is None else f"{roi['roi']:+.0%}",
                      "95% CI": "–" if roi["roi_low"] is None else f"{roi['roi_low']:+.0%} to {roi['roi_high']:+.0%}",
@@ -298,8 +308,10 @@ with tabs["Uplift model"]:
                    f"{card['test_customers']:,} held-out customers. Lift over everyone: {_points(card['uplift_all'])}.")
         if card["qini_curve"]:
             figure = go.Figure()
-            curves = (("Uplift model", card["qini_curve"]["qini"]), ("Churn risk", (card["qini_curve_churn"] or {}).get("qini")),
-                      ("Random", card["qini_curve"]["random"]))
+            churn_label = ("Days since the last order" if (card["churn_basis"] or "").startswith("days")
+                           else "Churn risk")
+            curves = (("Uplift model", card["qini_curve"]["qini"]),
+                      (churn_label, (card["qini_curve_churn"] or {}).get("qini")), ("Random", card["qini_curve"]["random"]))
             for label, values in curves:
                 if values:
                     figure.add_trace(go.Scatter(x=[s * 100 for s in card["qini_curve"]["share"]],
