@@ -340,3 +340,14 @@ def test_power_calculation_sizes_the_smallest_holdout():
     small = stats.plan_holdout(300, 0.05, 0.01)
     assert not small.enough and small.control_share == stats.MAX_CONTROL_SHARE
     assert "too few" in small.message
+
+
+def test_a_refresh_dated_before_the_launch_enrols_no_one(session):
+    customer(session, "Early", 120)
+    user = make_user(session, "analyst")
+    campaign = _campaign(session, user)
+    campaigns.launch_campaign(session, user, campaign.id, at=AT)
+    customer(session, "LapsedLater", 95)
+    earlier = campaigns.enrol_running_campaigns(session, platform.SYSTEM, AT - dt.timedelta(days=30))
+    assert earlier["enrolled"] == 0
+    assert campaigns.enrol_running_campaigns(session, platform.SYSTEM, AT + dt.timedelta(hours=1))["enrolled"] == 1

@@ -268,6 +268,8 @@ def enrol_running_campaigns(session: Session, actor: Actor, at: dt.datetime,
     campaigns = session.scalars(select(WinbackCampaign).where(WinbackCampaign.status == "running")
                                 .order_by(WinbackCampaign.id)).all()
     for campaign in campaigns:
+        if campaign.launched_at is not None and campaign.launched_at > at:
+            continue  # a refresh as of a date before the launch enrols no one in it
         if campaign.ends_at is not None and campaign.ends_at <= at:
             campaign.status = "completed"
             campaign.finished_at = campaign.ends_at
