@@ -82,8 +82,9 @@ with tabs["Campaigns"]:
                 left, right = st.columns(2)
                 if left.button("Launch campaign", type="primary", icon=":material/send:", key="launch_campaign"):
                     scorer = context.read(lambda s, v: uplift.active_scorer(s)) if detail.get("uplift_share") else None
-                    counts = context.act(campaigns.launch_campaign, choice["id"], at=at, scorer=scorer,
-                                         version=detail.get("version"))
+                    with st.spinner("Enrolling the audience, drawing the holdout and logging the sends…"):
+                        counts = context.act(campaigns.launch_campaign, choice["id"], at=at, scorer=scorer,
+                                             version=detail.get("version"))
                     if counts is not None:
                         st.session_state["campaigns_flash"] = (
                             f"Launched {choice['name']}: {counts['enrolled']:,} customers enrolled, "

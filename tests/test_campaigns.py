@@ -351,3 +351,31 @@ def test_a_refresh_dated_before_the_launch_enrols_no_one(session):
     earlier = campaigns.enrol_running_campaigns(session, platform.SYSTEM, AT - dt.timedelta(days=30))
     assert earlier["enrolled"] == 0
     assert campaigns.enrol_running_campaigns(session, platform.SYSTEM, AT + dt.timedelta(hours=1))["enrolled"] == 1
+
+
+def test_a_shop_with_only_customers_and_orders_gets_a_preview_that_says_why(session):
+    """A real shop's first import: no preference centre, consents, carts or snapshot yet."""
+    buyers = []
+    for k in range(60):
+        c = make_customer(session, days_ago(400), first_name=f"Imported{k}")
+        make_order(session, c, days_ago(300 - k), 30 + k)
+        if k % 3 == 0:
+            make_order(session, c, days_ago(100 - k), 45)  # a third came back within ~100 days
+        buyers.append(c)
+    analyst = make_user(session, "analyst")
+    preview = campaigns.preview_audience(session, analyst, {"kind": "no_order", "days": 120}, "email", AT)
+    assert preview["qualifying"] > 0 and preview["reachable"] == 0
+    assert preview["exclusions"] == {campaigns.EXCLUSION_REASONS["no_opt_in"]: preview["qualifying"]}
+    assert "ordered within" in preview["baseline_basis"] or "default" in preview["baseline_basis"]
+    churn = campaigns.preview_audience(session, analyst, {"kind": "churn_risk", "level": "high"}, "email", AT)
+    assert churn["qualifying"] == 0 and any("No analytics snapshot yet" in n for n in churn["notes"])
+    carts = campaigns.preview_audience(session, analyst, {"kind": "abandoned_cart"}, "sms", AT)
+    assert any("No carts are recorded" in n for n in carts["notes"])
+    engagement = campaigns.preview_audience(session, analyst, {"kind": "low_engagement"}, "email", AT)
+    assert any("engagement cannot be measured" in n for n in engagement["notes"])
+    # A campaign can still be saved and launched; it enrols no one until customers opt in.
+    campaign = _campaign(session, analyst, trigger={"kind": "no_order", "days": 120}, control_share=None)
+    assert campaigns.MIN_CONTROL_SHARE <= campaign.control_fraction <= campaigns.MAX_CONTROL_SHARE
+    assert campaigns.launch_campaign(session, analyst, campaign.id, at=AT)["enrolled"] == 0
+    result = campaigns.campaign_results(session, analyst, campaign.id, at=AT)
+    assert result["conversion"] is None and "nobody has been enrolled yet" in result["notes"][0]
