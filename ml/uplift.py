@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from threadpoolctl import threadpool_limits
 
 from crm_core import campaigns, platform
 from db.models import CampaignUpliftModel, ChurnPrediction, utcnow
@@ -98,9 +99,11 @@ def train_uplift(session: Session, actor: platform.Actor, at: dt.datetime | None
             f"Too little to learn from: {len(train):,} training customers in {len(ids)} finished campaigns, "
             f"needs {MIN_CUSTOMERS} with at least {MIN_CONVERSIONS_PER_GROUP} conversions in each group.")
     model = (XLearnerUplift if algorithm == "x_learner" else TwoModelUplift)(random_state=random_state)
-    model.fit(train[usable].to_numpy(float), train["treated"], train["converted"])
     held = frame[test].reset_index(drop=True)
-    uplift = model.predict_uplift(held[usable].to_numpy(float))
+    # One thread: campaign audiences are small, and OpenMP threads on a busy machine cost far more than they give.
+    with threadpool_limits(1):
+        model.fit(train[usable].to_numpy(float), train["treated"], train["converted"])
+        uplift = model.predict_uplift(held[usable].to_numpy(float))
     churn, churn_basis = _churn_scores(session, held)
     curve = qini_curve(uplift, held["treated"], held["converted"])
     churn_curve = qini_curve(churn, held["treated"], held["converted"])
@@ -141,7 +144,9 @@ class UpliftScorer:
             return {}
         found = features.build_features(session.connection(), _feature_day(at, weekly=False))
         X = found.reindex(customer_ids)[self.features].to_numpy(float)
-        return dict(zip(customer_ids, map(float, self.model.predict_uplift(X)), strict=True))
+        with threadpool_limits(1):
+            scores = self.model.predict_uplift(X)
+        return dict(zip(customer_ids, map(float, scores), strict=True))
 
 
 def active_scorer(session: Session) -> UpliftScorer | None:
