@@ -379,3 +379,11 @@ def test_a_shop_with_only_customers_and_orders_gets_a_preview_that_says_why(sess
     assert campaigns.launch_campaign(session, analyst, campaign.id, at=AT)["enrolled"] == 0
     result = campaigns.campaign_results(session, analyst, campaign.id, at=AT)
     assert result["conversion"] is None and "nobody has been enrolled yet" in result["notes"][0]
+
+
+def test_moments_out_of_bounds_are_refused(session):
+    analyst = make_user(session, "analyst")
+    with pytest.raises(platform.ValidationError, match="is in the future"):
+        campaigns.preview_audience(session, analyst, {"kind": "no_order"}, "email", dt.datetime(2999, 1, 1))
+    with pytest.raises(platform.ValidationError, match="before 1900"):
+        campaigns.enrol_running_campaigns(session, platform.SYSTEM, dt.datetime(1850, 1, 1))

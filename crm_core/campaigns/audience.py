@@ -27,6 +27,7 @@ from crm_core.campaigns.rules import (
     TRIGGER_KINDS,
 )
 from crm_core.campaigns.stats import plan_holdout
+from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from crm_core.risk.levels import RISK_FLOORS
@@ -302,6 +303,7 @@ def preview_audience(session: Session, viewer: Any, trigger: Any, channel: Any, 
     value at stake (churn probability × 12-month CLV of those reachable), the baseline conversion
     rate and the holdout that detects the expected lift."""
     require(viewer, "campaigns.view")
+    check_moment(at)
     trigger = normalize_trigger(trigger)
     channel = check_channel(channel)
     segment_id = check_segment(session, segment_id)
@@ -340,6 +342,15 @@ def preview_audience(session: Session, viewer: Any, trigger: Any, channel: Any, 
         "minimum_detectable_lift": plan.minimum_detectable_lift, "powered": plan.enough,
         "plan": plan.message, "notes": _data_notes(session, trigger),
     }
+
+
+def check_moment(at: Any) -> dt.datetime:
+    """The moment a campaign is previewed, launched, enrolled or measured at: a date-time within the
+    bounds every date keeps (crm_core/platform/dates.py)."""
+    if not isinstance(at, dt.datetime):
+        raise ValidationError("The campaign moment must be a date and time.")
+    check_as_of(at.date(), "The campaign moment")
+    return at
 
 
 def check_lift(value: Any) -> float:

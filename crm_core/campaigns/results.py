@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from crm_core.campaigns.audience import check_moment
 from crm_core.campaigns.rules import POINT_VALUE, SEND_COST
 from crm_core.campaigns.service import campaign_row, describe_offer
 from crm_core.campaigns.stats import (
@@ -57,7 +58,7 @@ def campaign_results(session: Session, viewer: Any, campaign_id: Any, at: dt.dat
     (incremental gross margin − incentive cost − send cost) / (incentive cost + send cost)."""
     require(viewer, "campaigns.view")
     campaign = campaign_row(session, campaign_id)
-    at = at or utcnow()
+    at = check_moment(at or utcnow())
     window = campaign.attribution_days
     per = _per_target(campaign.id, window, at)
     converted = case((per.c.orders > 0, 1), else_=0)

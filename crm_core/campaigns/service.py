@@ -23,6 +23,7 @@ from crm_core.campaigns.audience import (
     _int,
     check_channel,
     check_lift,
+    check_moment,
     check_segment,
     describe_trigger,
     normalize_trigger,
@@ -195,7 +196,7 @@ def launch_campaign(session: Session, actor: Actor, campaign_id: Any, at: dt.dat
     if campaign.uplift_share is not None and scorer is None:
         raise ValidationError("This campaign targets by uplift, and no uplift model is trained yet: "
                               "train one on the Campaigns page from finished campaigns, or target everyone.")
-    at = at or utcnow()
+    at = check_moment(at or utcnow())
     before = _snapshot(campaign)
     campaign.status = "running"
     campaign.launched_at = at
@@ -264,6 +265,7 @@ def enrol_running_campaigns(session: Session, actor: Actor, at: dt.datetime,
     """The refresh step: each running campaign enrols the customers who qualify now and were never
     enrolled in it (each customer at most once per campaign); campaigns past their end date finish."""
     require(actor, "campaigns.manage")
+    check_moment(at)
     totals = {"campaigns": 0, "enrolled": 0, "sent": 0, "finished": 0}
     campaigns = session.scalars(select(WinbackCampaign).where(WinbackCampaign.status == "running")
                                 .order_by(WinbackCampaign.id)).all()
