@@ -30,6 +30,7 @@ from crm_core.campaigns.stats import plan_holdout
 from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
+from crm_core.platform.sql import without_jit
 from crm_core.risk.levels import RISK_FLOORS
 from db.models import (
     HEALTH_LEVELS,
@@ -309,6 +310,7 @@ def preview_audience(session: Session, viewer: Any, trigger: Any, channel: Any, 
     segment_id = check_segment(session, segment_id)
     days = _int(attribution_days, "The attribution window", 1, MAX_ATTRIBUTION_DAYS)
     lift = check_lift(expected_lift)
+    without_jit(session.connection())
     ca = CustomerAnalytics
     found, reason = _qualifying_with_reason(trigger, channel, at, segment_id, campaign_id)
     base = (found.outerjoin(ca, ca.customer_id == Customer.id)

@@ -25,7 +25,7 @@ from crm_core.campaigns.stats import (
     rate_difference,
 )
 from crm_core.platform.permissions import require
-from crm_core.platform.sql import days_between, whole_days_between
+from crm_core.platform.sql import days_between, whole_days_between, without_jit
 from db.models import REVENUE_ORDER_STATUSES, CustomerCommunication, Order, WinbackCampaign, WinbackTarget, utcnow
 
 
@@ -60,6 +60,7 @@ def campaign_results(session: Session, viewer: Any, campaign_id: Any, at: dt.dat
     campaign = campaign_row(session, campaign_id)
     at = check_moment(at or utcnow())
     window = campaign.attribution_days
+    without_jit(session.connection())
     per = _per_target(campaign.id, window, at)
     converted = case((per.c.orders > 0, 1), else_=0)
     average_order = case((per.c.orders > 0, per.c.y / per.c.orders), else_=0.0)

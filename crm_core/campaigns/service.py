@@ -47,6 +47,7 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
+from crm_core.platform.sql import without_jit
 from db.models import (
     REVENUE_ORDER_STATUSES,
     CustomerCommunication,
@@ -212,6 +213,7 @@ def launch_campaign(session: Session, actor: Actor, campaign_id: Any, at: dt.dat
 def _enrol(session: Session, actor: Actor, campaign: WinbackCampaign, at: dt.datetime,
            scorer: UpliftScorer | None) -> dict[str, Any]:
     trigger = normalize_trigger(campaign.trigger)
+    without_jit(session.connection())
     eligible = sorted(session.scalars(reachable(trigger, campaign.channel, at, campaign.segment_id, campaign.id)))
     scores: dict[int, float] = {}
     if campaign.uplift_share is not None and eligible:
