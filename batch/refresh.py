@@ -184,12 +184,14 @@ def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
     """Running win-back campaigns enrol the customers who qualify now (each once per campaign),
     hold out their control share and send the rest their offer; campaigns past their end finish."""
     at = min(now, platform.end_of(as_of) - dt.timedelta(seconds=1))
-    scorers: dict[str, uplift.UpliftScorer | None] = {}
+    scorers: dict[int | None, uplift.UpliftScorer | None] = {}
 
     def scorer_for(campaign) -> uplift.UpliftScorer | None:
-        if "active" not in scorers:
-            scorers["active"] = uplift.active_scorer(session)
-        return scorers["active"]
+        if campaign.uplift_share is None:
+            return None
+        if campaign.uplift_model_id not in scorers:
+            scorers[campaign.uplift_model_id] = uplift.scorer_for_model(session, campaign.uplift_model_id)
+        return scorers[campaign.uplift_model_id]
 
     totals = campaigns.enrol_running_campaigns(session, platform.SYSTEM, at, scorer_for=scorer_for)
     if not totals["campaigns"] and not totals["finished"]:

@@ -149,10 +149,20 @@ class UpliftScorer:
         return dict(zip(customer_ids, map(float, scores), strict=True))
 
 
-def active_scorer(session: Session) -> UpliftScorer | None:
-    """The active uplift model as a scorer, or None when none is trained."""
-    row = session.scalar(select(CampaignUpliftModel).where(CampaignUpliftModel.is_active.is_(True)))
+def _scorer(row: CampaignUpliftModel | None) -> UpliftScorer | None:
     if row is None or row.artifact is None:
         return None
     stored = joblib.load(io.BytesIO(row.artifact))
     return UpliftScorer(row.id, stored["model"], list(stored["features"]))
+
+
+def active_scorer(session: Session) -> UpliftScorer | None:
+    """The active uplift model as a scorer, or None when none is trained."""
+    return _scorer(session.scalar(select(CampaignUpliftModel).where(CampaignUpliftModel.is_active.is_(True))))
+
+
+def scorer_for_model(session: Session, model_id: int | None) -> UpliftScorer | None:
+    """The scorer of one stored model (the one a campaign was launched with), else the active one:
+    a running campaign keeps targeting as it began when a newer model is trained."""
+    row = session.get(CampaignUpliftModel, model_id) if model_id is not None else None
+    return _scorer(row) if row is not None else active_scorer(session)

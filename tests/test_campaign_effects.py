@@ -63,7 +63,13 @@ def test_measured_effects_cover_the_simulated_truth_and_uplift_beats_churn_targe
     scores = session.scalars(select(WinbackTarget.uplift_score).where(WinbackTarget.campaign_id == draft.id)).all()
     assert all(s is not None for s in scores)
     assert session.get(WinbackCampaign, draft.id).uplift_model_id == model.id
-    session.rollback()
+    session.commit()
+    # Newcomers in the next refresh are ranked by the model the campaign was launched with.
+    later = END + dt.timedelta(days=3)
+    refresh._in_session(refresh._campaigns)(engine, later.date(), later)
+    newcomers = session.execute(select(WinbackTarget.uplift_score).where(
+        WinbackTarget.campaign_id == draft.id, WinbackTarget.assigned_at == later)).scalars().all()
+    assert newcomers and all(score is not None for score in newcomers)
     session.close()
 
 
