@@ -24,7 +24,25 @@ st.caption(
     "the send and within the attribution window."
 )
 data = show_data_date()
-at = data.run_time().replace(microsecond=0)
+# To the minute: the moment the figures stand at, and the key their cache is kept under.
+at = data.run_time().replace(second=0, microsecond=0)
+url = str(context.engine().url)
+
+
+@st.cache_data(ttl=60, max_entries=32, show_spinner=False)
+def results_for(url: str, campaign_id: int, moment) -> tuple[dict, list[dict]]:
+    """One campaign's results and conversion curve (aggregated per group in the database)."""
+    with context.session() as s:
+        return (campaigns.campaign_results(s, viewer, campaign_id, at=moment),
+                campaigns.conversion_curve(s, viewer, campaign_id, at=moment))
+
+
+def changed(message: str) -> None:
+    """After a change: figures are read afresh, and the message shows after the rerun."""
+    results_for.clear()
+    st.session_state["campaigns_flash"] = message
+    st.rerun()
+
 if flash := st.session_state.pop("campaigns_flash", None):
     st.success(flash)
 
@@ -86,26 +104,20 @@ with tabs["Campaigns"]:
                         counts = context.act(campaigns.launch_campaign, choice["id"], at=at, scorer=scorer,
                                              version=detail.get("version"))
                     if counts is not None:
-                        st.session_state["campaigns_flash"] = (
-                            f"Launched {choice['name']}: {counts['enrolled']:,} customers enrolled, "
-                            f"{counts['sent']:,} messages sent, {counts['control']:,} held out.")
-                        st.rerun()
+                        changed(f"Launched {choice['name']}: {counts['enrolled']:,} customers enrolled, "
+                                f"{counts['sent']:,} messages sent, {counts['control']:,} held out.")
                 if right.button("Cancel draft", key="cancel_draft") and context.act(
                         campaigns.cancel_campaign, choice["id"]) is not None:
-                    st.session_state["campaigns_flash"] = f"Cancelled {choice['name']}."
-                    st.rerun()
+                    changed(f"Cancelled {choice['name']}.")
             else:
                 left, right = st.columns(2)
                 if left.button("Finish (stop enrolling)", icon=":material/flag:", key="finish_campaign") and \
                         context.act(campaigns.finish_campaign, choice["id"], at=at) is not None:
-                    st.session_state["campaigns_flash"] = (
-                        f"Finished {choice['name']}: no one else is enrolled; conversions keep counting until "
-                        "each customer's attribution window closes.")
-                    st.rerun()
+                    changed(f"Finished {choice['name']}: no one else is enrolled; conversions keep counting until "
+                            "each customer's attribution window closes.")
                 if right.button("Cancel campaign", key="cancel_running") and context.act(
                         campaigns.cancel_campaign, choice["id"]) is not None:
-                    st.session_state["campaigns_flash"] = f"Cancelled {choice['name']}."
-                    st.rerun()
+                    changed(f"Cancelled {choice['name']}.")
 
 
 def _show_preview(preview: dict) -> None:
@@ -222,7 +234,11 @@ with tabs["Results"]:
     else:
         chosen = st.selectbox("Campaign", launched, format_func=lambda r: f"{r['name']} ({r['status']})",
                               key="results_choice")
-        result = context.read(campaigns.campaign_results, chosen["id"], at=at)
+        try:
+            result, curve = results_for(url, chosen["id"], at)
+        except platform.DomainError as exc:
+            st.error(str(exc))
+            result, curve = None, []
         if result:
             info = result["campaign"]
             st.caption(f"{info['offer']} by {info['channel']}; holdout {info['control_share']:.0%}; attribution "
@@ -277,7 +293,6 @@ with tabs["Results"]:
                 st.caption(f"Costs: incentives €{roi['incentive_cost']:,.2f} (redeemed by treated converters), "
                            f"sends €{roi['send_cost']:,.2f}; incremental gross margin "
                            f"€{roi['incremental_gross_margin']:,.2f}.")
-            curve = context.read(campaigns.conversion_curve, chosen["id"], at=at) or []
             if curve:
                 frame = pd.DataFrame(curve)
                 figure = go.Figure([go.Scatter(x=g["day"], y=g["converted_share"] * 100, mode="lines", name=name)
