@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, referrals, reporting, segmentation, service
+from crm_core import campaigns, loyalty, platform, referrals, reporting, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, registry, risk
+from ml import churn, clv, forecast, health, registry, risk, uplift
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,29 @@ def _lifecycle_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> St
                        f"{result['cohort_cells']:,} cohort cells", result["flow_rows"] + result["cohort_cells"])
 
 
+def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """Running win-back campaigns enrol the customers who qualify now (each once per campaign),
+    hold out their control share and send the rest their offer; campaigns past their end finish."""
+    at = min(now, platform.end_of(as_of) - dt.timedelta(seconds=1))
+    scorers: dict[int | None, uplift.UpliftScorer | None] = {}
+
+    def scorer_for(campaign) -> uplift.UpliftScorer | None:
+        if campaign.uplift_share is None:
+            return None
+        if campaign.uplift_model_id not in scorers:
+            scorers[campaign.uplift_model_id] = uplift.scorer_for_model(session, campaign.uplift_model_id)
+        return scorers[campaign.uplift_model_id]
+
+    totals = campaigns.enrol_running_campaigns(session, platform.SYSTEM, at, scorer_for=scorer_for)
+    if not totals["campaigns"] and not totals["finished"]:
+        return skipped("no running campaigns")
+    detail = (f"{totals['campaigns']} running campaigns: {totals['enrolled']:,} customers enrolled, "
+              f"{totals['sent']:,} messages sent")
+    if totals["finished"]:
+        detail += f"; {totals['finished']} reached their end date"
+    return StepOutcome(detail, totals["enrolled"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -310,12 +333,13 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Lifecycle rollups: stage counts, time in stage, flows, cohorts", _in_session(_lifecycle_rollups)),
     ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
+    ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals", "_campaigns"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
-         "_lifecycle_rollups": "_lifecycle"}
+         "_lifecycle_rollups": "_lifecycle", "_campaigns": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the

@@ -489,6 +489,10 @@ class CustomerCommunication(Base):
     # VADER compound score of inbound free text (-1..1), set when the message is logged (migration 0006).
     sentiment_score: Mapped[float | None] = mapped_column(Float)
     external_id: Mapped[str | None] = mapped_column(String(100))
+    # The win-back campaign a message was sent for (issue 17, migration 0018).
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_winback_campaigns.id", ondelete="SET NULL"), index=True
+    )
 
 
 class CustomerPreferenceCenter(Base):
@@ -1077,6 +1081,21 @@ class WinbackCampaign(Base):
     created_by_id: Mapped[int | None] = user_fk()
     created_at: Mapped[dt.datetime] = created_at_col()
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The campaign's definition (issue 17, migration 0018): who qualifies (crm_core.campaigns triggers,
+    # as JSON data), what the holdout is sized for, how long a conversion is attributed, the margin
+    # the ROI counts, and the share of qualifying customers targeted by uplift (NULL: everyone).
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    subject: Mapped[str | None] = mapped_column(String(255))
+    expected_lift: Mapped[float | None] = mapped_column(Float)
+    baseline_rate: Mapped[float | None] = mapped_column(Float)
+    attribution_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    gross_margin: Mapped[float] = mapped_column(Float, default=0.4, server_default="0.4")
+    uplift_share: Mapped[float | None] = mapped_column(Float)
+    uplift_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign_uplift_models.id", ondelete="SET NULL")
+    )
+    launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -1098,6 +1117,10 @@ class WinbackTarget(Base):
     contacted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     converted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revenue_after: Mapped[Decimal] = mapped_column(Money, default=0)
+    # Spend in the pre-period before assignment (the CUPED covariate) and the uplift score the
+    # customer was targeted with (issue 17, migration 0018).
+    pre_period_spend: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
+    uplift_score: Mapped[float | None] = mapped_column(Float)
 
 
 class Referral(Base):
@@ -2016,3 +2039,64 @@ class ReferralReward(Base):
     payable_at: Mapped[dt.datetime] = mapped_column(DateTime)
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     reason: Mapped[str | None] = mapped_column(String(255))
+
+
+# --- issue 17: win-back campaigns (carts, uplift models)
+
+CART_STATUSES = ("open", "converted")
+
+
+class Cart(Base):
+    """A shopping cart; an open cart left untouched is abandoned (crm_core.campaigns says after how long)."""
+
+    __tablename__ = "carts"
+    __table_args__ = (
+        enum_check("status", CART_STATUSES),
+        CheckConstraint("value >= 0", name="value_non_negative"),
+        Index("ix_carts_status_updated", "status", "updated_at"),
+        Index("ix_carts_customer", "customer_id", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    value: Mapped[Decimal] = mapped_column(Money, default=0)
+    order_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("orders.id", ondelete="SET NULL")
+    )
+
+
+class CartItem(Base):
+    __tablename__ = "cart_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cart_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("carts.id", ondelete="CASCADE"), index=True
+    )
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+
+class CampaignUpliftModel(Base):
+    """An uplift model trained on finished campaigns' treatment and control customers, with its Qini
+    curve and area measured on held-out customers."""
+
+    __tablename__ = "campaign_uplift_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    algorithm: Mapped[str] = mapped_column(String(64))
+    campaign_ids: Mapped[list[Any]] = mapped_column(JSON)
+    features: Mapped[list[Any]] = mapped_column(JSON)
+    train_customers: Mapped[int] = mapped_column(Integer)
+    test_customers: Mapped[int] = mapped_column(Integer)
+    qini_area: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    artifact: Mapped[bytes | None] = mapped_column(LargeBinary)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = created_at_col()

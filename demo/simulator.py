@@ -28,7 +28,7 @@ from faker import Faker
 from sqlalchemy import Engine, ForeignKeyConstraint, UniqueConstraint, func, select, text
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
-from crm_core import loyalty, platform, service
+from crm_core import campaigns, loyalty, platform, service
 from db import bulk
 from db.models import Base, Customer
 
@@ -90,6 +90,8 @@ UNUSABLE_PASSWORD_HASH = "!simulated staff: no sign-in"
 class SeedResult:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # The simulated truth of each past win-back campaign (Simulator.campaign_truth).
+    campaign_truth: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _choice(rng: np.random.Generator, options: dict[str, float] | list[str], size: int,
@@ -143,6 +145,9 @@ class Simulator:
         self._planted: dict[str, np.ndarray] | None = None
         self._ring_groups: list[np.ndarray] | None = None
         self.tables: dict[str, pd.DataFrame] = {}
+        # Rows a later step adds to a table already yielded (win-back orders, messages), in load order.
+        self.appended: list[tuple[str, pd.DataFrame]] = []
+        self.campaign_truth: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _pool(self, make: Callable[[], str], size: int) -> np.ndarray:
@@ -168,6 +173,7 @@ class Simulator:
             self._users, self._products, self._customers, self._orders, self._items, self._sessions,
             self._communications, self._support, self._surveys, self._loyalty, self._privacy,
             self._addresses_and_payments, self._social, self._referrals, self._risk, self._risk_events,
+            self._winback_campaigns, self._carts,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -178,6 +184,8 @@ class Simulator:
                     step()
                     for name in [n for n in self.tables if n not in done]:
                         yield name, self.tables[name]
+                    while self.appended:
+                        yield self.appended.pop(0)
 
     def _users(self) -> None:
         """The shop's staff (tickets and accounts need owners). They can sign in only as demo users
@@ -998,6 +1006,183 @@ class Simulator:
         })
 
 
+    # ------------------------------------------------------------------ win-back campaigns (issue 17)
+    def _winback_campaigns(self) -> None:
+        """Past win-back campaigns with a known truth, and one running now.
+
+        Each targets the customers (with an e-mail opt-in) who had not ordered for 60 days, holds out
+        30% at random (the product's own hashed assignment) and offers 15% off. Whether the offer
+        brings a customer back depends on who they are: regular buyers lapsed for up to 240 days are
+        persuadable (30% make an extra purchase in the window), customers gone for over a year never
+        come back for it, and the rest only rarely (4%); many buy anyway, offer or not (their
+        natural orders). The truth per campaign is the expected effect over its audience:
+        conversion lift = mean of τ·(1 − natural conversion), revenue lift = mean of τ·(offer order total).
+        Its own random stream keeps every other table as it was.
+        """
+        rng = np.random.default_rng([self.seed, 17])
+        n = self.n
+        orders = self.tables["orders"]
+        time = self.order_time
+        cust = self.order_cust
+        revenue = np.isin(orders["status"].to_numpy(), ["placed", "paid", "shipped", "delivered"])
+        totals = orders["total"].to_numpy()
+        prefs = self.tables["customer_preference_centers"]
+        reachable = prefs["email_opt_in"].to_numpy() & (prefs["contact_frequency"].to_numpy() != "never")
+        reachable &= self.tables["customers"]["status"].to_numpy() == "active"
+        products = self.tables["products"]
+        prices = products["unit_price"].to_numpy()
+        analyst = int(self.tables["users"].query("role == 'analyst'")["id"].iloc[0])
+        plans = [(300, "completed"), (200, "completed"), (110, "completed"), (10, "running")]
+        window, share, lapsed_days, percent = 30, 0.3, 60, 15
+        rows, targets, messages, extra_orders, extra_items = [], [], [], [], []
+        next_order = len(orders) + 1
+        next_item = len(self.tables["order_items"]) + 1
+        next_message = len(self.tables["customer_communication_history"]) + 1
+        next_target = 1
+        for cid, (days_before, status) in enumerate(plans, 1):
+            launch = self.span - days_before * DAY
+            if launch <= 90 * DAY:
+                continue
+            before = revenue & (time < launch)
+            last = np.full(n, -np.inf)
+            np.maximum.at(last, cust[before], time[before])
+            count = np.bincount(cust[before], minlength=n)
+            spend = np.bincount(cust[before], weights=totals[before], minlength=n)
+            pre = before & (time >= launch - 180 * DAY)
+            pre_spend = np.bincount(cust[pre], weights=totals[pre], minlength=n)
+            recency = (launch - last) / DAY
+            who = np.flatnonzero((count > 0) & (recency > lapsed_days) & reachable)
+            if len(who) == 0:
+                continue
+            in_window = revenue & (time > launch) & (time <= launch + window * DAY)
+            natural_orders = np.bincount(cust[in_window], minlength=n)
+            natural_revenue = np.bincount(cust[in_window], weights=totals[in_window], minlength=n)
+            first_natural = np.full(n, np.inf)
+            np.minimum.at(first_natural, cust[in_window], time[in_window])
+            tau = np.where((count[who] >= 3) & (recency[who] <= 240), 0.30,
+                           np.where(recency[who] > 365, 0.0, 0.04))
+            # The order the offer would bring: the customer's usual basket, 15% off.
+            usual = spend[who] / count[who] * rng.lognormal(-0.045, 0.3, len(who))
+            product = (self.cust.preferred.to_numpy()[who] * 40 + rng.integers(40, size=len(who)))
+            quantity = np.maximum(1, np.round(usual / prices[product])).astype(int)
+            sub_cents = np.round(prices[product] * 100).astype(np.int64) * quantity
+            discount = np.round(sub_cents * percent / 100).astype(np.int64)
+            shipping = np.where(sub_cents - discount < 5000, 495, 0)
+            offer_total = (sub_cents - discount + shipping) / 100
+            group = np.array([campaigns.assigned_group(cid, int(c) + 1, share) for c in who], dtype=object)
+            treated = group == "treatment"
+            responds = rng.random(len(who)) < tau
+            when = launch + rng.uniform(0.05, window - 0.05, len(who)) * DAY
+            extra = treated & responds & (when < self.span)
+            name = f"Win-back {pd.Timestamp(self.base + np.timedelta64(int(launch), 's')):%b %Y}"
+            converted = natural_orders[who] > 0
+            self.campaign_truth[name] = {
+                "campaign_id": cid, "targets": len(who),
+                "conversion_lift": float(np.mean(tau * ~converted)),
+                "revenue_lift": float(np.mean(tau * offer_total)),
+            }
+            launched = pd.Timestamp(self.base + np.timedelta64(int(launch), "s"))
+            rows.append({
+                "id": cid, "name": name, "description": "Customers without an order for 60 days, 15% off.",
+                "status": status, "channel": "email", "offer_type": "percent_discount", "offer_value": float(percent),
+                "control_fraction": share, "trigger": {"kind": "no_order", "days": lapsed_days},
+                "subject": "We miss you: 15% off your next order", "expected_lift": 0.03,
+                "attribution_days": window, "gross_margin": 0.4, "starts_at": launched, "launched_at": launched,
+                "ends_at": launched + pd.Timedelta(days=window) if status == "completed" else None,
+                "finished_at": launched + pd.Timedelta(days=window) if status == "completed" else None,
+                "created_by_id": analyst, "created_at": launched - pd.Timedelta(days=1), "version": 1,
+            })
+            k = len(who)
+            extra_idx = np.flatnonzero(extra)
+            first_extra = np.where(extra, when, np.inf)
+            first_any = np.minimum(first_natural[who], first_extra)
+            targets.append(pd.DataFrame({
+                "id": np.arange(next_target, next_target + k), "campaign_id": cid, "customer_id": who + 1,
+                "target_group": group, "assigned_at": launched,
+                "contacted_at": _to_datetime(self.base, np.full(k, launch)).where(treated),
+                "converted_at": _to_datetime(self.base, np.where(np.isfinite(first_any), first_any, 0)).where(
+                    np.isfinite(first_any)),
+                "revenue_after": np.round(natural_revenue[who] + np.where(extra, offer_total, 0), 2),
+                "pre_period_spend": np.round(pre_spend[who], 2),
+            }))
+            next_target += k
+            sent = who[treated]
+            messages.append(pd.DataFrame({
+                "id": np.arange(next_message, next_message + len(sent)), "customer_id": sent + 1,
+                "channel": "email", "direction": "outbound", "status": "delivered", "campaign": name,
+                "template": "percent_discount", "subject": "We miss you: 15% off your next order",
+                "sent_at": launched, "delivered_at": launched + pd.Timedelta(minutes=2), "campaign_id": cid,
+            }))
+            next_message += len(sent)
+            m = len(extra_idx)
+            ids = np.arange(next_order, next_order + m)
+            extra_orders.append(pd.DataFrame({
+                "id": ids, "order_number": "SO-" + pd.Series(ids + 100_000).astype(str),
+                "customer_id": who[extra_idx] + 1, "ordered_at": _to_datetime(self.base, when[extra_idx]),
+                "status": np.where(self.span - when[extra_idx] < 5 * DAY, "paid", "delivered"), "channel": "web",
+                "currency": platform.SHOP_CURRENCY, "subtotal": sub_cents[extra_idx] / 100,
+                "discount": discount[extra_idx] / 100, "shipping": shipping[extra_idx] / 100,
+                "total": offer_total[extra_idx], "item_count": 1,
+            }))
+            extra_items.append(pd.DataFrame({
+                "id": np.arange(next_item, next_item + m), "order_id": ids, "product_id": product[extra_idx] + 1,
+                "quantity": quantity[extra_idx], "unit_price": prices[product[extra_idx]],
+                "line_total": sub_cents[extra_idx] / 100,
+            }))
+            next_order += m
+            next_item += m
+        self.tables["customer_winback_campaigns"] = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id"])
+        self.tables["customer_winback_targets"] = (pd.concat(targets, ignore_index=True) if targets else
+                                                   pd.DataFrame(columns=["id", "campaign_id", "customer_id"]))
+        for name, parts in (("customer_communication_history", messages), ("orders", extra_orders),
+                            ("order_items", extra_items)):
+            parts = [p for p in parts if len(p)]
+            if parts:
+                frame = pd.concat(parts, ignore_index=True)
+                self.appended.append((name, frame))
+                self.tables[name] = pd.concat([self.tables[name], frame], ignore_index=True)
+
+    def _carts(self) -> None:
+        """Carts of the last 60 days: the cart behind each order, and carts left without one."""
+        rng = np.random.default_rng([self.seed, 18])
+        since = self.span - 60 * DAY
+        orders = self.tables["orders"]
+        recent = np.flatnonzero((self.order_time >= since) & (orders["status"].to_numpy()[:len(self.order_time)] != "cancelled"))
+        converted_at = self.order_time[recent]
+        k = len(recent)
+        items = self.tables["order_items"]
+        item_rows = items[items["order_id"].isin(recent + 1)]
+        signup = self.cust.signup.to_numpy()
+        leavers = np.flatnonzero((rng.random(self.n) < 0.08) & (signup < self.span - DAY))
+        a = len(leavers)
+        left_at = np.maximum(since, signup[leavers]) + rng.random(a) * (self.span - np.maximum(since, signup[leavers]))
+        products = self.tables["products"]
+        count = 1 + rng.poisson(0.6, a)
+        cart_of_item = np.repeat(np.arange(a), count)
+        product = self.cust.preferred.to_numpy()[leavers][cart_of_item] * 40 + rng.integers(40, size=len(cart_of_item))
+        price = products["unit_price"].to_numpy()[product]
+        value = np.bincount(cart_of_item, weights=price, minlength=a)
+        order_values = orders["subtotal"].to_numpy()[recent]
+        self.tables["carts"] = pd.DataFrame({
+            "id": np.arange(1, k + a + 1),
+            "customer_id": np.concatenate([self.order_cust[recent], leavers]) + 1,
+            "status": ["converted"] * k + ["open"] * a,
+            "created_at": _to_datetime(self.base, np.concatenate([converted_at - rng.uniform(300, 7200, k),
+                                                                 left_at - rng.uniform(60, 1800, a)])),
+            "updated_at": _to_datetime(self.base, np.concatenate([converted_at - 60, left_at])),
+            "value": np.round(np.concatenate([order_values, value]), 2),
+            "order_id": _nullable_int(np.concatenate([recent + 1, np.zeros(a, dtype=int)]), np.arange(k + a) < k),
+        })
+        cart_id_of_order = pd.Series(np.arange(1, k + 1), index=recent + 1)
+        self.tables["cart_items"] = pd.DataFrame({
+            "id": np.arange(1, len(item_rows) + len(product) + 1),
+            "cart_id": np.concatenate([cart_id_of_order.loc[item_rows["order_id"]].to_numpy(), k + 1 + cart_of_item]),
+            "product_id": np.concatenate([item_rows["product_id"].to_numpy(), product + 1]),
+            "quantity": np.concatenate([item_rows["quantity"].to_numpy(), np.ones(len(product), dtype=int)]),
+            "unit_price": np.concatenate([item_rows["unit_price"].to_numpy(), price]),
+        })
+
+
 LOAD_ORDER = (
     "users", "customer_service_level_agreements", "products", "customers", "customer_addresses",
     "customer_payment_methods", "customer_preference_centers", "customer_gdpr_compliance",
@@ -1008,6 +1193,7 @@ LOAD_ORDER = (
     "customer_social_media_integrations", "customer_social_media_mentions",
     "customer_referral_program", "customer_risk_assessments", "customer_sign_in_events",
     "customer_account_changes", "customer_chargebacks", "customer_identity_checks", "simulated_risk_truth",
+    "customer_winback_campaigns", "customer_winback_targets", "carts", "cart_items",
 )
 
 
@@ -1078,12 +1264,14 @@ def seed_database(
         # Simulation runs in a thread, one table ahead of the loader: numpy and the database
         # drivers release the GIL for much of their work, so the two overlap on two cores.
         # The simulator yields parent tables before their children.
-        for name, frame in _simulated_in_background(Simulator(n_customers, seed, end, demo_users=demo_users)):
+        simulator = Simulator(n_customers, seed, end, demo_users=demo_users)
+        for name, frame in _simulated_in_background(simulator):
             table = Base.metadata.tables[name]
-            result.counts[name] = bulk.load(connection, table, frame)
+            loaded = bulk.load(connection, table, frame)
+            result.counts[name] = result.counts.get(name, 0) + loaded
             bulk.reset_sequence(connection, table)
             if progress:
-                progress(name, result.counts[name])
+                progress(name, loaded)
         for index in indexes:
             index.create(connection)
         for constraint in reversed(constraints):
@@ -1099,5 +1287,6 @@ def seed_database(
         connection.execute(text("ANALYZE"))
     if progress:
         progress("analyzed", 0)
+    result.campaign_truth = simulator.campaign_truth
     result.seconds = time.perf_counter() - started
     return result

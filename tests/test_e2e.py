@@ -110,6 +110,7 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "API tokens": ('[data-testid="stMetricLabel"]', "Active tokens"),
         "Risk reviews": ('[data-testid="stMetricLabel"]', "Open reviews"),
         "Referrals": ('[data-testid="stMetricLabel"]', "K-factor"),
+        "Campaigns": ('[data-testid="stMetricLabel"]', "Held out (control)"),
     }
 
 

@@ -37,6 +37,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/risk_reviews.py", "Risk reviews", ":material/gpp_maybe:", "Customers", "risk.view", "risk-reviews"),
     PageSpec("pages/referrals.py", "Referrals", ":material/share:", "Customers", "referrals.view", "referrals"),
     PageSpec("pages/duplicates.py", "Duplicates & merge", ":material/join_inner:", "Customers", "customers.merge", "duplicates"),
+    PageSpec("pages/campaigns.py", "Campaigns", ":material/campaign:", "Customers", "campaigns.view", "campaigns"),
     PageSpec("pages/privacy.py", "Privacy requests", ":material/policy:", "Administration", "privacy.manage", "privacy"),
     PageSpec("pages/refresh_runs.py", "Refresh runs", ":material/update:", "Administration", "refresh.run",
              "refresh-runs"),

@@ -46,6 +46,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "communications.view": frozenset({"admin", "analyst", "success_manager", "support_agent"}),
     "communications.log": frozenset({"admin", "success_manager", "support_agent"}),
     "privacy.manage": frozenset({"admin"}),
+    # Win-back campaigns (issue 17): analysts and success managers design and run them, executives
+    # read the results; training the uplift model is an analyst's job.
+    "campaigns.view": frozenset({"admin", "analyst", "success_manager", "executive"}),
+    "campaigns.manage": frozenset({"admin", "analyst", "success_manager"}),
+    "campaigns.models": frozenset({"admin", "analyst"}),
     "users.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
     # issue 15: the HTTP API. Everyone manages their own tokens; admins anyone's, and webhooks.
