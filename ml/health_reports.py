@@ -17,11 +17,16 @@ from sqlalchemy.orm import Session
 from crm_core import customers, platform
 from db.models import (
     HEALTH_LEVELS,
+    AccountHealthRun,
     AccountHealthScore,
     Customer,
 )
 from ml.health.estimator import COMPONENTS
 from ml.health.scoring import backtest_levels
+
+# A move smaller than this is noise (a dormant account's recency sub-score ticks down a little each
+# month): movers, and the improving / declining counts, start here.
+MOVER_MIN_POINTS = 5.0
 
 # --------------------------------------------------------------------------- reads for the Health page
 
@@ -45,15 +50,22 @@ def overview(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
     }
     total = sum(n for n, _ in found.values())
     summary = session.execute(
-        select(func.avg(h.overall), func.sum(case((h.trend > 0, 1), else_=0)),
-               func.sum(case((h.trend < 0, 1), else_=0)), func.avg(h.trend)).where(h.as_of == as_of)
+        select(func.avg(h.overall), func.sum(case((h.trend >= MOVER_MIN_POINTS, 1), else_=0)),
+               func.sum(case((h.trend <= -MOVER_MIN_POINTS, 1), else_=0)), func.avg(h.trend)).where(h.as_of == as_of)
     ).one()
+    run = session.get(AccountHealthRun, as_of)
     with_data = session.execute(
         select(*[func.count(getattr(h, name)) for name in COMPONENTS]).where(h.as_of == as_of)
     ).one()
     return {
         "as_of": as_of,
         "customers": total,
+        "churned": None if run is None else run.churned,
+        "never_bought": None if run is None else run.never_bought,
+        "churned_after_days": None if run is None else run.churned_after_days,
+        "bands": None if run is None else dict(run.thresholds),
+        "bands_source": None if run is None else run.bands_source,
+        "mover_min_points": MOVER_MIN_POINTS,
         "components_with_data": dict(zip(COMPONENTS, (int(n) for n in with_data), strict=True)),
         "avg_overall": None if summary[0] is None else round(float(summary[0]), 1),
         "improving": int(summary[1] or 0),
@@ -69,7 +81,8 @@ def overview(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
 
 
 def movers(session: Session, viewer: platform.Actor, direction: str = "up", page: int = 1, page_size: int = 25) -> platform.Page:
-    """Customers whose health moved most since ~30 days earlier, at the latest scoring date."""
+    """Live accounts whose health moved at least MOVER_MIN_POINTS since ~30 days earlier (the biggest
+    moves first), at the latest scoring date."""
     platform.require(viewer, "health.view")
     if direction not in ("up", "down"):
         raise platform.ValidationError("Movers go 'up' or 'down'.")
@@ -80,7 +93,7 @@ def movers(session: Session, viewer: platform.Actor, direction: str = "up", page
     if as_of is None:
         return platform.Page(rows=[], total=0, page=1, page_size=page_size)
     h = AccountHealthScore
-    moved = h.trend > 0 if direction == "up" else h.trend < 0
+    moved = h.trend >= MOVER_MIN_POINTS if direction == "up" else h.trend <= -MOVER_MIN_POINTS
     conditions = [h.as_of == as_of, moved]
     total = session.scalar(select(func.count()).select_from(h).where(*conditions)) or 0
     order = (h.trend.desc() if direction == "up" else h.trend.asc(), h.customer_id)
