@@ -267,10 +267,10 @@ with tab_bands:
                         st.rerun()
             with st.form("health_bands_reset"):
                 st.caption("Go back to the bands calibrated from data.")
-                if st.form_submit_button("Use the calibrated bands"):
-                    if context.act(health.reset_bands, expected_version=band_info["version"]) is not None:
-                        st.session_state["health_flash"] = "Calibrated bands restored; they apply at the next scoring."
-                        st.rerun()
+                if st.form_submit_button("Use the calibrated bands") and context.act(
+                        health.reset_bands, expected_version=band_info["version"]) is not None:
+                    st.session_state["health_flash"] = "Calibrated bands restored; they apply at the next scoring."
+                    st.rerun()
 
 with tab_weights:
     info = context.read(health.get_weights)
