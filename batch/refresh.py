@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, segmentation, service
+from crm_core import loyalty, platform, segmentation, service, success
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, registry
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -243,6 +243,25 @@ def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     return StepOutcome(", ".join(parts), result.get("rows"))
 
 
+def _success(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """CTA rules: open, hold out, auto-close; skipped when every rule lacks its source."""
+    result = success.refresh_success(engine, as_of, now)
+    rules = result["rules"]
+    ran = {key: r for key, r in rules.items() if "skipped" not in r}
+    skipped_rules = [f"{success.TRIGGER_LABELS[key]} ({r['skipped']})" for key, r in rules.items() if "skipped" in r]
+    if not ran:
+        return skipped("no rule has its source: " + "; ".join(skipped_rules))
+    opened = sum(r["opened"] for r in ran.values())
+    closed = sum(r["auto_closed"] for r in ran.values())
+    held = sum(r["held_out"] for r in ran.values())
+    detail = (f"{opened:,} CTAs opened, {held:,} held out for comparison, {closed:,} closed as their trigger cleared"
+              f", {result['woke']:,} woke from snooze; "
+              + ", ".join(f"{success.TRIGGER_LABELS[key]} {r['active']:,} active" for key, r in ran.items()))
+    if skipped_rules:
+        detail += "; skipped: " + "; ".join(skipped_rules)
+    return StepOutcome(detail, opened + closed + held)
+
+
 Step = Callable[[Engine, dt.date, dt.datetime], StepOutcome | str]
 
 
@@ -273,11 +292,12 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
+    ("Calls to action: rules open, hold out and close CTAs", _success),
 )
 # Steps a backfill over past dates skips: they describe the present only.
 PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
-NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
+NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot", "_success": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the

@@ -48,6 +48,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "privacy.manage": frozenset({"admin"}),
     "users.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
+    # customer success (issue 18): read the workbench, work CTAs, reassign anyone's, edit playbooks
+    "success.view": frozenset({"admin", "success_manager", "executive"}),
+    "success.work": frozenset({"admin", "success_manager"}),
+    "success.assign": frozenset({"admin"}),
+    "success.playbooks": frozenset({"admin"}),
 }
 
 
