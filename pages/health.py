@@ -11,6 +11,7 @@ from crm_core import platform
 from db.models import HEALTH_LEVELS
 from ml import health, health_reports
 from ui import context
+from ui.cta_panel import customer_panel
 from ui.data_date import show_data_date
 from ui.step_status import show_step_status
 
@@ -189,6 +190,8 @@ with tab_account:
                     st.dataframe(pd.DataFrame(score["action_items"]), hide_index=True, width="stretch")
                 else:
                     st.caption("No action needed.")
+            with st.expander("Calls to action", icon=":material/task_alt:"):
+                customer_panel(customer_id, as_of, "health")
 
 with tab_backtest:
     st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")

@@ -103,6 +103,7 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Loyalty": ('[data-testid="stMetricLabel"]', "Points liability"),
         "Customers": ('[data-testid="stMetricValue"]', f"{customers:,}"),
         "Customer 360": ('[data-testid="stAlert"]', "Enter a customer id"),
+        "Success workbench": ('[data-testid="stMetricLabel"]', "My open CTAs"),
         "Users": ('[data-testid="stCaptionContainer"]', "15 users"),
         "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
         "Import / Export": ('[data-testid="stCaptionContainer"]', "need no mapping"),
