@@ -295,7 +295,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Calls to action: rules open, hold out and close CTAs", _success),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_success"})  # CTAs are today's work
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot", "_success": "_snapshot"}
 

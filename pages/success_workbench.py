@@ -82,6 +82,16 @@ with tabs["Team"]:
     team_view = f3.selectbox("Show", ["active", "due", "snoozed", "closed"], key="team_view",
                              format_func={"active": "Open", "due": "Due or overdue", "snoozed": "Snoozed",
                                           "closed": "Closed"}.get)
+    if platform.allowed(viewer.role, "success.assign") and owners:
+        with st.expander("Reassign a person's open CTAs", icon=":material/swap_horiz:"), st.form("reassign_all"):
+            r1, r2 = st.columns(2)
+            source = r1.selectbox("From", ["(unassigned)", *[o["username"] for o in owners]], key="reassign_from")
+            target = r2.selectbox("To", [o["username"] for o in owners], key="reassign_to")
+            ids = {o["username"]: o["id"] for o in owners}
+            if st.form_submit_button("Reassign"):
+                moved = context.act(success.reassign_ctas, ids.get(source), ids[target])
+                if moved is not None:
+                    st.success(f"{moved:,} CTAs moved from {source} to {target}.")
     team = context.read(success.team_ctas, today, view=team_view, owner_id=owner_filter[who],
                         trigger=None if trigger == "All" else trigger, page=st.session_state.get("team_page", 1),
                         page_size=25)

@@ -474,3 +474,22 @@ def test_playbook_templates_are_admin_edited_and_validated(session):
         manual = session.scalar(select(SuccessPlaybook).where(SuccessPlaybook.trigger == "manual"))
         success.save_playbook(session, admin, "manual", **{**fields, "holdout_share": 0.1},
                               expected_version=manual.version)
+
+
+def test_a_manager_reassigns_a_persons_open_ctas(session):
+    leaving, taking, admin = (make_user(session, "success_manager"), make_user(session, "success_manager"),
+                              make_user(session, "admin"))
+    opened = [success.open_cta(session, admin, buyer(session, account_manager_id=leaving.id).id, "r", AS_OF)
+              for _ in range(3)]
+    success.close_cta(session, leaving, opened[0].id, "saved", AS_OF, expected_version=opened[0].version)
+    with pytest.raises(platform.PermissionDenied):
+        success.reassign_ctas(session, leaving, leaving.id, taking.id)
+    with pytest.raises(platform.ValidationError, match="two different owners"):
+        success.reassign_ctas(session, admin, taking.id, taking.id)
+    assert success.reassign_ctas(session, admin, leaving.id, taking.id) == 2
+    session.expire_all()
+    owners = [session.get(SuccessCta, c.id).owner_id for c in opened]
+    assert owners == [leaving.id, taking.id, taking.id]  # a closed CTA keeps its owner
+    kinds = session.scalars(select(SuccessCtaEvent.kind).where(SuccessCtaEvent.cta_id == opened[1].id)
+                            .order_by(SuccessCtaEvent.id)).all()
+    assert kinds == ["created", "reassigned"]

@@ -15,6 +15,7 @@ from crm_core.success.ctas import (
     customer_signals,
     log_on_cta,
     open_cta,
+    reassign_ctas,
     set_step,
     update_cta,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "open_cta",
     "playbook_effects",
     "proportion_difference",
+    "reassign_ctas",
     "refresh_success",
     "run_success_rules",
     "save_playbook",

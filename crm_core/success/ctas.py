@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import display_name, is_gone
@@ -354,3 +354,35 @@ def cta_detail(session: Session, viewer: Actor, cta_id: Any) -> dict[str, Any]:
         "history": [{"at": e.occurred_at, "by": e.actor_username, "kind": e.kind, "before": e.before,
                      "after": e.after} for e in events],
     }
+
+
+def reassign_ctas(session: Session, actor: Actor, from_owner_id: int | None, to_owner_id: int | None,
+                  trigger: str | None = None) -> int:
+    """A manager moves every CTA not closed of one owner (None: the unassigned ones), optionally of one
+    trigger, to another owner; each CTA gets a "reassigned" event, the move one audit row. Returns how many."""
+    require(actor, "success.assign")
+    target = _owner(session, to_owner_id)
+    to_id = target.id if target else None
+    if from_owner_id == to_id:
+        raise ValidationError("Choose two different owners.")
+    if trigger is not None and trigger not in TRIGGER_LABELS:
+        raise ValidationError(f"Unknown trigger {trigger!r}.")
+    query = select(SuccessCta).where(SuccessCta.status != "closed",
+                                     SuccessCta.owner_id.is_(None) if from_owner_id is None
+                                     else SuccessCta.owner_id == from_owner_id)
+    if trigger is not None:
+        query = query.where(SuccessCta.trigger == trigger)
+    moved = list(session.scalars(query.with_for_update()))
+    now = utcnow()
+    for cta in moved:
+        cta.owner_id, cta.updated_at = to_id, now
+    session.flush()
+    if moved:
+        session.execute(insert(SuccessCtaEvent), [
+            {"cta_id": cta.id, "occurred_at": now, "actor_id": actor.id, "actor_username": actor.username,
+             "kind": "reassigned", "before": {"owner_id": from_owner_id}, "after": {"owner_id": to_id}}
+            for cta in moved])
+    record_audit(session, actor, "success.cta.reassign_all", "success_cta", None,
+                 before={"owner_id": from_owner_id, "trigger": trigger},
+                 after={"owner_id": to_id, "ctas": [cta.id for cta in moved]})
+    return len(moved)
