@@ -5,6 +5,7 @@ import datetime as dt
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from crm_core import platform
@@ -62,8 +63,9 @@ st.caption(
     "inputs are described in the README."
 )
 c1, c2, c3, c4, c5, c6 = st.columns(6)
-c1.metric("Live accounts scored", f"{summary['customers']:,}", border=True)
-c2.metric("Churned (apart)", "n/a" if summary["churned"] is None else f"{summary['churned']:,}", border=True,
+c1.metric("Live accounts", f"{summary['customers']:,}", border=True,
+          help="Customers who bought within the lifecycle rule's churned days: the accounts scored.")
+c2.metric("Churned", "n/a" if summary["churned"] is None else f"{summary['churned']:,}", border=True,
           help="Bought before, but not within the lifecycle rule's churned days: not scored as accounts.")
 c3.metric("Never bought", "n/a" if summary["never_bought"] is None else f"{summary['never_bought']:,}",
           border=True, help="Signed up without a revenue order yet: not scored as accounts.")
@@ -104,14 +106,17 @@ with tab_levels:
                                             for lv in levels["level"]]
     levels["churn rate (later check) %"] = [None if check_rates.get(lv) is None else round(100 * check_rates[lv], 1)
                                             for lv in levels["level"]]
-    left, right = st.columns([2, 1])
-    left.plotly_chart(
-        px.bar(levels, x="level", y="customers", color="level", color_discrete_map=LEVEL_COLOURS,
-               category_orders={"level": list(HEALTH_LEVELS)}, title="Live accounts by health level",
-               labels={"level": "", "customers": "Accounts"}).update_layout(showlegend=False),
-        width="stretch",
-    )
-    right.dataframe(
+    figure = go.Figure(go.Bar(x=levels["level"], y=levels["customers"], name="Accounts",
+                              marker_color=[LEVEL_COLOURS[lv] for lv in levels["level"]]))
+    for column, dash in (("churn rate (calibration) %", "solid"), ("churn rate (later check) %", "dot")):
+        if levels[column].notna().any():
+            figure.add_trace(go.Scatter(x=levels["level"], y=levels[column], name=column.capitalize(), yaxis="y2",
+                                        mode="lines+markers", line={"color": "#333333", "dash": dash}))
+    figure.update_layout(title="Live accounts by health level, and each level's churn rate",
+                         yaxis={"title": "Accounts"}, legend={"orientation": "h", "y": -0.15},
+                         yaxis2={"title": "Churn rate %", "overlaying": "y", "side": "right", "range": [0, 100]})
+    st.plotly_chart(figure, width="stretch")
+    st.dataframe(
         levels.assign(share=(levels["share"] * 100).round(1)).rename(columns={"share": "share %"}),
         hide_index=True, width="stretch",
     )

@@ -36,9 +36,15 @@ def queue_table(found: platform.Page, key: str, empty: str) -> None:
     frame["status"] = frame["status"].map(STATUS_LABELS)
     frame["outcome"] = frame["outcome"].map(lambda o: OUTCOME_LABELS.get(o, "") if o else "")
     shown = frame[list(QUEUE_COLUMNS)]
-    st.dataframe(shown.style.map(lambda p: PRIORITY_COLOURS.get(p, ""), subset=["priority"]), hide_index=True,
-                 width="stretch", column_config=QUEUE_COLUMNS)
-    st.caption(f"{found.total:,} CTAs · {int(frame['overdue'].sum())} overdue on this page")
+    event = st.dataframe(shown.style.map(lambda p: PRIORITY_COLOURS.get(p, ""), subset=["priority"]),
+                         hide_index=True, width="stretch", column_config=QUEUE_COLUMNS, on_select="rerun",
+                         selection_mode="single-row", key=f"{key}_table")
+    picked = event.selection.rows if event else []
+    if picked and st.session_state.get(f"{key}_picked") != int(frame.iloc[picked[0]]["id"]):
+        # a newly selected row opens that CTA below (typing another number still works)
+        st.session_state[f"{key}_picked"] = st.session_state["cta_pick"] = int(frame.iloc[picked[0]]["id"])
+    st.caption(f"{found.total:,} CTAs · {int(frame['overdue'].sum())} overdue on this page · select a row to work it "
+               "below")
     st.pagination(found.pages, default=min(st.session_state.get(key, 1), found.pages), key=key)
 
 
@@ -185,7 +191,8 @@ with tabs["Playbooks"]:
 
 st.divider()
 st.subheader("Work a CTA")
-chosen = st.number_input("CTA number", min_value=0, step=1, key="cta_pick", help="The CTA column of the tables above.")
+chosen = st.number_input("CTA number", min_value=0, step=1, key="cta_pick",
+                         help="Select a row in the tables above, or type the number from their CTA column.")
 if chosen:
     cta_editor(int(chosen), today)
 else:

@@ -94,7 +94,7 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Customer value": ('[data-testid="stMetricLabel"]', "12-month CLV"),
         "Forecast": ('[data-testid="stMetricLabel"]', "Backtest MAPE"),
         "Churn": ('[data-testid="stMetricLabel"]', "Customers scored"),
-        "Health": ('[data-testid="stMetricLabel"]', "Live accounts scored"),
+        "Health": ('[data-testid="stMetricLabel"]', "Live accounts"),
         "Support queue": ('[data-testid="stMetricLabel"]', "Open tickets (team)"),
         "Ticket": ('[data-testid="stMetricLabel"]', "Priority"),
         "SLA": ('[data-testid="stMetricLabel"]', "Targets met"),
