@@ -114,7 +114,8 @@ with tab_levels:
                                         mode="lines+markers", line={"color": "#333333", "dash": dash}))
     figure.update_layout(title="Live accounts by health level, and each level's churn rate",
                          yaxis={"title": "Accounts"}, legend={"orientation": "h", "y": -0.15},
-                         yaxis2={"title": "Churn rate %", "overlaying": "y", "side": "right", "range": [0, 100]})
+                         yaxis2={"title": "Churn rate %", "overlaying": "y", "side": "right", "range": [0, 100],
+                                 "tickvals": [0, 25, 50, 75, 100], "showgrid": False})
     st.plotly_chart(figure, width="stretch")
     st.dataframe(
         levels.assign(share=(levels["share"] * 100).round(1)).rename(columns={"share": "share %"}),

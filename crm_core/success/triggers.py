@@ -125,7 +125,7 @@ def _churn_active(connection: Connection, as_of: dt.date) -> dict[int, Firing]:
         return {}
     previous = connection.scalar(select(func.max(p.as_of)).where(p.as_of < latest))
     rows = connection.execute(
-        select(p.customer_id, p.probability, p.risk_level, p.drivers)
+        select(p.customer_id, p.probability, p.risk_level, p.drivers, p.horizon_days)
         .where(p.as_of == latest, p.risk_level.in_(AT_RISK_LEVELS), _counted(p.customer_id))
     ).all()
     was_at_risk: set[int] = set()
@@ -139,11 +139,11 @@ def _churn_active(connection: Connection, as_of: dt.date) -> dict[int, Firing]:
         revenue = _revenue(connection, [r[0] for r in rows])
         high_value = {cid for cid, value in revenue.items() if floor is not None and value >= floor > 0}
     found = {}
-    for cid, probability, level, drivers in rows:
+    for cid, probability, level, drivers, horizon in rows:
         top = [d.get("label") or d.get("feature") for d in (drivers or [])[:3] if isinstance(d, dict)]
         became = cid not in was_at_risk if previous is not None else cid in high_value
         found[cid] = Firing(became and cid in live,
-                            f"Churn risk is {level} ({probability:.0%} chance of no order in the horizon)",
+                            f"Churn risk is {level} ({probability:.0%} chance of no order in the next {horizon} days)",
                             {"probability": round(float(probability), 4), "risk_level": level,
                              "scored_as_of": latest.isoformat(), "drivers": [t for t in top if t]},
                             high_value=cid in high_value)
