@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 from crm_core import customers, platform
 from db.models import (
     HEALTH_LEVELS,
+    REVENUE_ORDER_STATUSES,
     AccountHealthRun,
     AccountHealthScore,
     Customer,
+    Order,
 )
 from ml.health.estimator import COMPONENTS
 from ml.health.scoring import backtest_levels
@@ -137,7 +139,8 @@ def customer_history(session: Session, viewer: platform.Actor, customer_id: int,
 def customer_health(session: Session, viewer: platform.Actor, customer_id: int) -> dict[str, Any]:
     """The customer's latest score with risk indicators, recommendations and action items.
 
-    `score` is None when the customer has not been scored yet.
+    `score` is None when the customer has not been scored yet; `relationship` says why a customer
+    was not scored at the latest scoring date (churned or never bought), else None.
     """
     platform.require(viewer, "health.view")
     customer = _customer(session, customer_id)
@@ -147,6 +150,19 @@ def customer_health(session: Session, viewer: platform.Actor, customer_id: int) 
     )
     result: dict[str, Any] = {"customer_id": customer.id,
                               "customer": customers.display_name(customer.first_name, customer.last_name, customer.id), "score": None}
+    run = session.scalar(select(AccountHealthRun).order_by(AccountHealthRun.as_of.desc()).limit(1))
+    result["relationship"] = None
+    if run is not None and (latest is None or latest.as_of < run.as_of):
+        # not scored at the latest date: say why (churned or never bought) rather than show an old score as current
+        last_order = session.scalar(select(func.max(Order.ordered_at)).where(
+            Order.customer_id == customer_id, Order.status.in_(REVENUE_ORDER_STATUSES),
+            Order.ordered_at < platform.end_of(run.as_of)))
+        if last_order is None:
+            result["relationship"] = f"never bought (as of {run.as_of.isoformat()}): not scored as an account"
+        else:
+            days = (platform.end_of(run.as_of) - last_order).days
+            result["relationship"] = (f"churned: last order {days} days before {run.as_of.isoformat()} (more than "
+                                      f"{run.churned_after_days}); not scored as an account")
     if latest is not None:
         result["score"] = {
             "as_of": latest.as_of, "overall": latest.overall, "level": latest.level, "trend": latest.trend,

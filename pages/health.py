@@ -161,8 +161,12 @@ with tab_account:
     account = context.read(health_reports.customer_health, customer_id)
     if account is not None:
         score = account["score"]
+        if account["relationship"]:
+            st.info(f"{account['customer']} (#{customer_id}) is {account['relationship']}."
+                    + (f" The last score below is from {score['as_of'].isoformat()}." if score else ""))
         if score is None:
-            st.info(f"{account['customer']} (#{customer_id}) has no health score yet.")
+            if not account["relationship"]:
+                st.info(f"{account['customer']} (#{customer_id}) has no health score yet.")
         else:
             st.markdown(f"**{account['customer']}** (#{customer_id}), scored as of {score['as_of'].isoformat()}")
             m = st.columns(6)

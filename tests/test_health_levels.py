@@ -77,8 +77,13 @@ def test_only_live_accounts_are_scored_churned_and_never_bought_counted_apart(se
     run = session.get(AccountHealthRun, AS_OF)
     assert (run.scored, run.churned, run.never_bought, run.churned_after_days) == (1, 1, 1, 365)
     assert run.thresholds == health.DEFAULT_BANDS and run.bands_source == "default"
-    summary = health_reports.overview(session, make_user(session, "analyst"))
+    analyst = make_user(session, "analyst")
+    summary = health_reports.overview(session, analyst)
     assert (summary["churned"], summary["never_bought"]) == (1, 1)
+    assert health_reports.customer_health(session, analyst, gone.id)["relationship"] == (
+        "churned: last order 500 days before 2025-06-30 (more than 365); not scored as an account")
+    assert health_reports.customer_health(session, analyst, prospect.id)["relationship"].startswith("never bought")
+    assert health_reports.customer_health(session, analyst, live.id)["relationship"] is None
     # The lifecycle rule is the one definition of "churned": a longer one makes the gone customer live.
     segmentation.save_lifecycle_rules(session, platform.SYSTEM, {"churned_days": 600}, None)
     session.commit()
