@@ -200,8 +200,8 @@ with tab_account:
                     st.dataframe(pd.DataFrame(score["action_items"]), hide_index=True, width="stretch")
                 else:
                     st.caption("No action needed.")
-            with st.expander("Calls to action", icon=":material/task_alt:"):
-                customer_panel(customer_id, as_of, "health")
+        with st.expander("Calls to action", icon=":material/task_alt:"):
+            customer_panel(customer_id, as_of, "health")
 
 with tab_backtest:
     st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")

@@ -28,6 +28,16 @@ QUEUE_COLUMNS = {"id": "CTA", "customer": "Customer", "trigger": "Trigger", "rea
                  "owner": "Owner", "outcome": "Outcome", "opened_on": "Opened"}
 
 
+@st.cache_data(ttl=60, max_entries=16, show_spinner="Aggregating…")
+def portfolio_figures(url: str, day, horizon: int) -> dict:
+    """Books of business and results: heavier aggregates, cached a minute (queues are read live)."""
+    with context.session() as s:
+        return {"books": success.book_of_business(s, viewer, day),
+                "by_playbook": success.save_rates(s, viewer, day, by="playbook", horizon_days=horizon),
+                "by_person": success.save_rates(s, viewer, day, by="owner", horizon_days=horizon),
+                "effects": success.playbook_effects(s, viewer, day, horizon_days=horizon)}
+
+
 def queue_table(found: platform.Page, key: str, empty: str) -> None:
     if not found.total:
         st.info(empty)
@@ -104,8 +114,11 @@ with tabs["Team"]:
     if team is not None:
         queue_table(team, "team_page", "No CTAs match.")
 
+horizon = st.session_state.setdefault("results_h", 90)
+figures = portfolio_figures(str(context.engine().url), today, horizon)
+
 with tabs["Portfolios"]:
-    books = context.read(success.book_of_business, today)
+    books = figures["books"]
     if books:
         frame = pd.DataFrame(books)
         st.plotly_chart(px.bar(frame, x="owner", y="revenue_at_risk", title="Revenue at risk per book of business",
@@ -123,9 +136,8 @@ with tabs["Portfolios"]:
         st.info("No books of business yet: no customer has an account manager and no CTA has an owner.")
 
 with tabs["Results"]:
-    horizon = st.select_slider("Horizon (days after the CTA opened)", [30, 60, 90, 180], value=90, key="results_h")
-    by_playbook = context.read(success.save_rates, today, by="playbook", horizon_days=horizon)
-    by_person = context.read(success.save_rates, today, by="owner", horizon_days=horizon)
+    st.select_slider("Horizon (days after the CTA opened)", [30, 60, 90, 180], key="results_h")
+    by_playbook, by_person = figures["by_playbook"], figures["by_person"]
     st.caption("Save rate = CTAs closed as saved whose customer ordered again within the horizon, over the CTAs "
                "closed as saved, churned or unreachable. Time to first action = hours from opening to the first "
                "thing a person did on the CTA.")
@@ -141,7 +153,7 @@ with tabs["Results"]:
         elif rows is not None:
             st.info("No CTAs yet.")
     st.subheader("Playbook effect against the holdout")
-    effects = context.read(success.playbook_effects, today, horizon_days=horizon)
+    effects = figures["effects"]
     if effects:
         frame = pd.DataFrame(effects)
         measured = frame[frame["effect"].notna()]

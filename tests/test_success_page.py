@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
@@ -180,8 +178,23 @@ def test_admin_edits_a_playbook_and_bad_input_is_refused(page_app, cta_db):
     assert one(cta_db, select(AuditLog.id).where(AuditLog.action == "success.playbook.save")) is not None
 
 
-def test_churn_and_health_pages_offer_the_panel(page_app):
-    at = open_page(page_app, "csm1", "health")
+def test_opening_a_cta_from_the_health_drill_down(page_app, cta_db):
+    engine = make_engine(cta_db)
+    with session_factory(engine)() as s:
+        customer_id = s.scalar(select(Customer.id).where(~select(SuccessCta.id).where(
+            SuccessCta.customer_id == Customer.id, SuccessCta.trigger == success.MANUAL_TRIGGER).exists(),
+            Customer.status == "active").order_by(Customer.id))
+    engine.dispose()
+    at = open_page(page_app, "csm3", "health")
+    at.number_input(key="health_customer").set_value(customer_id).run()
     assert not at.exception, at.exception
     assert any(e.label == "Calls to action" for e in at.expander)
-    _ = dt  # dates come from the data date
+    key = f"cta_health_{customer_id}"
+    at.text_area(key=f"{key}_reason").input("Health fell after two late deliveries")
+    at.selectbox(key=f"{key}_priority").set_value("high")
+    button(at, "Open CTA").click().run()
+    assert not at.exception
+    assert any(s.value.startswith("CTA #") for s in at.success)
+    row = one(cta_db, select(SuccessCta.priority, SuccessCta.signals).where(
+        SuccessCta.customer_id == customer_id, SuccessCta.trigger == success.MANUAL_TRIGGER))
+    assert row[0] == "high" and row[1]["opened_from"] == "health"
