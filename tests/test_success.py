@@ -493,3 +493,25 @@ def test_a_manager_reassigns_a_persons_open_ctas(session):
     kinds = session.scalars(select(SuccessCtaEvent.kind).where(SuccessCtaEvent.cta_id == opened[1].id)
                             .order_by(SuccessCtaEvent.id)).all()
     assert kinds == ["created", "reassigned"]
+
+
+def test_erasure_blanks_what_was_written_while_working_the_ctas(session):
+    from crm_core import customers
+
+    no_holdouts(session)
+    csm = make_user(session, "success_manager")
+    person = buyer(session, account_manager_id=csm.id, first_name="Zelda", last_name="Quixote")
+    nps(session, person, 1, 2)
+    session.flush()
+    run(session)  # a rule CTA ...
+    manual = success.open_cta(session, csm, person.id, "Zelda Quixote asked for a call", AS_OF)  # ... and one by hand
+    success.log_on_cta(session, csm, manual.id, "note", note="Zelda Quixote prefers mornings")
+    request = customers.create_privacy_request(session, platform.SYSTEM, person.id, "erasure")
+    result = customers.erase_customer(session, platform.SYSTEM, person.id, request.id)
+    session.flush()
+    assert result["rows_anonymised"]["success_ctas"] == 2 and result["rows_anonymised"]["success_cta_links"] == 1
+    rows = ctas(session)
+    assert {c.trigger for c in rows} == {"detractor_nps", "manual"}  # one open CTA per trigger still holds
+    assert all("Zelda" not in (c.reason or "") for c in rows)
+    assert success.cta_detail(session, csm, manual.id)["links"][0]["note"] is None
+    assert all(h["after"] is None for h in success.cta_detail(session, csm, manual.id)["history"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import display_name, is_gone
@@ -20,6 +20,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
 from crm_core.platform.permissions import allowed, require
+from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
 from crm_core.service.communications import log_communication
 from crm_core.success.playbooks import ensure_playbooks
@@ -386,3 +387,16 @@ def reassign_ctas(session: Session, actor: Actor, from_owner_id: int | None, to_
                  before={"owner_id": from_owner_id, "trigger": trigger},
                  after={"owner_id": to_id, "ctas": [cta.id for cta in moved]})
     return len(moved)
+
+
+def erase_cta_texts(session: Session, customer_ids: list[int]) -> dict[str, int]:
+    """For an erasure: blank what was written about the person while working their CTAs (link notes,
+    the before / after of every CTA event); the CTAs' own text columns go with the customer's rows."""
+    ctas = select(SuccessCta.id).where(SuccessCta.customer_id.in_(customer_ids))
+    links = session.execute(update(SuccessCtaLink).where(SuccessCtaLink.cta_id.in_(ctas), SuccessCtaLink.note.is_not(None))
+                            .values(note=None))
+    events = session.execute(update(SuccessCtaEvent).where(SuccessCtaEvent.cta_id.in_(ctas))
+                             .values(before=None, after=None))
+    found = {SuccessCtaLink.__tablename__: rows_affected(links) or 0,
+             SuccessCtaEvent.__tablename__: rows_affected(events) or 0}
+    return {name: n for name, n in found.items() if n}
