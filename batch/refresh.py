@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import campaigns, loyalty, platform, referrals, reporting, segmentation, service
+from crm_core import campaigns, loyalty, platform, referrals, reporting, segmentation, service, success
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, registry, risk, uplift
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -299,6 +299,25 @@ def _referrals(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
                        done["checked"] + done["paid"] + done["reversed"])
 
 
+def _success(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """CTA rules: open, hold out, auto-close; skipped when every rule lacks its source."""
+    result = success.refresh_success(engine, as_of, now)
+    rules = result["rules"]
+    ran = {key: r for key, r in rules.items() if "skipped" not in r}
+    skipped_rules = [f"{success.TRIGGER_LABELS[key]} ({r['skipped']})" for key, r in rules.items() if "skipped" in r]
+    if not ran:
+        return skipped("no rule has its source: " + "; ".join(skipped_rules))
+    opened = sum(r["opened"] for r in ran.values())
+    closed = sum(r["auto_closed"] for r in ran.values())
+    held = sum(r["held_out"] for r in ran.values())
+    detail = (f"{opened:,} CTAs opened, {held:,} held out for comparison, {closed:,} closed as their trigger cleared"
+              f", {result['woke']:,} woke from snooze; "
+              + ", ".join(f"{success.TRIGGER_LABELS[key]} {r['active']:,} active" for key, r in ran.items()))
+    if skipped_rules:
+        detail += "; skipped: " + "; ".join(skipped_rules)
+    return StepOutcome(detail, opened + closed + held)
+
+
 Step = Callable[[Engine, dt.date, dt.datetime], StepOutcome | str]
 
 
@@ -334,12 +353,13 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
     ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
+    ("Calls to action: rules open, hold out and close CTAs", _success),
 )
-# Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals", "_campaigns"})
+# Steps a backfill over past dates skips: they describe the present only (CTAs are today's work).
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals", "_campaigns", "_success"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
-         "_lifecycle_rollups": "_lifecycle", "_campaigns": "_snapshot"}
+         "_lifecycle_rollups": "_lifecycle", "_campaigns": "_snapshot", "_success": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the

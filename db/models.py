@@ -2100,3 +2100,156 @@ class CampaignUpliftModel(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by_id: Mapped[int | None] = user_fk()
     created_at: Mapped[dt.datetime] = created_at_col()
+
+
+# --- issue 18: the success manager's workbench (health level runs, CTAs, playbooks, holdouts)
+
+HEALTH_BAND_SOURCES = ("default", "calibrated", "admin")
+CTA_PRIORITIES = ("low", "medium", "high", "urgent")
+CTA_STATUSES = ("open", "in_progress", "snoozed", "closed")
+CTA_OUTCOMES = ("saved", "churned", "unreachable", "not_needed", "trigger_cleared")
+CTA_SOURCES = ("rule", "manual")
+CTA_LINK_KINDS = ("communication", "ticket", "complaint", "note")
+
+
+class AccountHealthRun(Base):
+    """One health scoring date: live accounts scored, customers shown apart (churned, never bought),
+    and the level bands that were applied."""
+
+    __tablename__ = "account_health_runs"
+    __table_args__ = (enum_check("bands_source", HEALTH_BAND_SOURCES),)
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    scored: Mapped[int] = mapped_column(Integer, default=0)
+    churned: Mapped[int] = mapped_column(Integer, default=0)
+    never_bought: Mapped[int] = mapped_column(Integer, default=0)
+    churned_after_days: Mapped[int] = mapped_column(Integer)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON)
+    bands_source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class SuccessPlaybook(Base):
+    """The admin-editable template of a CTA trigger: steps, priority, due days, holdout share."""
+
+    __tablename__ = "success_playbooks"
+    __table_args__ = (
+        enum_check("priority", CTA_PRIORITIES),
+        CheckConstraint("due_days BETWEEN 0 AND 365", name="due_days_range"),
+        CheckConstraint("holdout_share BETWEEN 0 AND 0.5", name="holdout_share_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    steps: Mapped[list[Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(16), default="medium")
+    due_days: Mapped[int] = mapped_column(Integer, default=7)
+    holdout_share: Mapped[float] = mapped_column(Float, default=0.1)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by_id: Mapped[int | None] = user_fk()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class SuccessCta(Base):
+    """A call to action on one customer: opened by a rule or by hand, owned, worked, closed with an outcome.
+
+    At most one CTA per customer and trigger is not closed (a partial unique index)."""
+
+    __tablename__ = "success_ctas"
+    __table_args__ = (
+        enum_check("priority", CTA_PRIORITIES),
+        enum_check("status", CTA_STATUSES),
+        enum_check("outcome", CTA_OUTCOMES, nullable=True),
+        enum_check("source", CTA_SOURCES),
+        CheckConstraint("status <> 'closed' OR outcome IS NOT NULL", name="closed_has_outcome"),
+        CheckConstraint("status <> 'snoozed' OR snoozed_until IS NOT NULL", name="snoozed_has_date"),
+        Index("ix_success_ctas_one_open", "customer_id", "trigger", unique=True,
+              postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+        Index("ix_success_ctas_owner_status", "owner_id", "status", "due_on"),
+        Index("ix_success_ctas_status_opened", "status", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk()
+    trigger: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16), default="manual")
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("success_playbooks.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON)
+    steps: Mapped[list[Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(16), default="medium")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    owner_id: Mapped[int | None] = user_fk()
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    snoozed_until: Mapped[dt.date | None] = mapped_column(Date)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_note: Mapped[str | None] = mapped_column(Text)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    first_action_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+    created_by_id: Mapped[int | None] = user_fk()
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class SuccessCtaEvent(Base):
+    """Every change to a CTA, in order: created, edited, status, step done, linked, closed."""
+
+    __tablename__ = "success_cta_events"
+    __table_args__ = (Index("ix_success_cta_events_cta", "cta_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cta_id: Mapped[int] = mapped_column(ForeignKey("success_ctas.id", ondelete="CASCADE"))
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor_id: Mapped[int | None] = user_fk()
+    actor_username: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class SuccessCtaLink(Base):
+    """A communication, ticket, complaint or note logged while working a CTA."""
+
+    __tablename__ = "success_cta_links"
+    __table_args__ = (enum_check("kind", CTA_LINK_KINDS), Index("ix_success_cta_links_cta", "cta_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cta_id: Mapped[int] = mapped_column(ForeignKey("success_ctas.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    communication_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_communication_history.id", ondelete="SET NULL"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("customer_support_tickets.id", ondelete="SET NULL"))
+    complaint_id: Mapped[int | None] = mapped_column(ForeignKey("customer_complaint_management.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    created_by_id: Mapped[int | None] = user_fk()
+
+
+class SuccessHoldout(Base):
+    """A rule trigger deliberately left without a CTA (the randomised comparison group)."""
+
+    __tablename__ = "success_holdouts"
+    __table_args__ = (
+        Index("ix_success_holdouts_one_open", "customer_id", "trigger", unique=True,
+              postgresql_where=text("cleared_on IS NULL"), sqlite_where=text("cleared_on IS NULL")),
+        Index("ix_success_holdouts_trigger", "trigger", "fired_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    trigger: Mapped[str] = mapped_column(String(32))
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("success_playbooks.id", ondelete="SET NULL"))
+    fired_on: Mapped[dt.date] = mapped_column(Date)
+    cleared_on: Mapped[dt.date | None] = mapped_column(Date)
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -12,6 +12,8 @@ from crm_core import customers, platform
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 from ui.charts import time_axis
+from ui.cta_panel import customer_panel
+from ui.data_date import data_date
 from ui.format import plain
 
 viewer = context.require_page("customers.view")
@@ -143,8 +145,10 @@ if can_edit and not customers.is_gone(facts["status"]):
 
 # --------------------------------------------------------------------------- tabs
 
-tabs = st.tabs(["Timeline", "Orders", "Addresses", "Payment methods", "Preferences & consents", "Segments",
-                "Scores"])
+tab_names = ["Timeline", "Orders", "Addresses", "Payment methods", "Preferences & consents", "Segments", "Scores"]
+if platform.allowed(viewer.role, "success.view"):
+    tab_names.append("Calls to action")
+tabs = st.tabs(tab_names)
 
 with tabs[0]:
     kinds = st.multiselect("Show", customers.TIMELINE_KINDS, key="c360_kinds",
@@ -270,3 +274,7 @@ with tabs[6]:
                                    labels={"x": "", "y": "%"}, title=f"Current scores (as of {scores['as_of']})"),
                             width="stretch")
         st.caption("No score history yet: it grows with each scoring run.")
+
+if len(tabs) > 7:
+    with tabs[7]:
+        customer_panel(customer_id, data_date().day, "customer_360")

@@ -27,6 +27,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/health.py", "Health", ":material/monitor_heart:", "Insights", "health.view", "health"),
     PageSpec("pages/customers.py", "Customers", ":material/person_search:", "Customers", "customers.view", "customers"),
     PageSpec("pages/customer_360.py", "Customer 360", ":material/account_circle:", "Customers", "customers.view", "customer-360"),
+    PageSpec("pages/success_workbench.py", "Success workbench", ":material/task_alt:", "Customers", "success.view",
+             "success-workbench"),
     PageSpec("pages/import_export.py", "Import / Export", ":material/swap_vert:", "Customers", "customers.export", "import-export"),
     PageSpec("pages/support_queue.py", "Support queue", ":material/support_agent:", "Service", "tickets.view", "support-queue"),
     PageSpec("pages/ticket.py", "Ticket", ":material/confirmation_number:", "Service", "tickets.view", "ticket"),

@@ -81,6 +81,7 @@ KEPT_COLUMNS = frozenset({
     "currency", "order_number", "ticket_number", "category", "department", "processor", "brand", "program",
     "campaign", "template", "source_type", "source_id", "referral_code", "country_code", "rfm_segment",
     "preferred_category", "event", "purpose", "source", "legal_basis", "policy_version", "result", "offer_type",
+    "trigger",  # a CTA's or holdout's rule (issue 18): one open per customer and trigger, so never blanked
 })
 PERSONAL_NUMBERS = frozenset({"latitude", "longitude", "exp_month", "exp_year"})
 RETAINED_TABLES = {"orders": "orders and order lines are kept for tax and accounting retention, de-identified"}
@@ -592,6 +593,9 @@ def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id:
             count = rows_affected(session.execute(update(table).where(condition).values(values))) or 0
             if count:
                 affected[table.name] = count
+    from crm_core.success.ctas import erase_cta_texts  # here: success imports customers at import time
+
+    affected.update(erase_cta_texts(session, ids))  # notes and history written while working their CTAs
     session.execute(update(Customer.__table__).where(Customer.id.in_(ids)).values(
         first_name=ERASED, last_name="", email=None, phone=None, date_of_birth=None, gender=None, city=None,
         notes=None, external_id=None, status="erased", erased_at=now, version=Customer.version + 1))

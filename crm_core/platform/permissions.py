@@ -66,6 +66,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "referrals.view": frozenset({"admin", "analyst", "success_manager", "risk_analyst", "executive"}),
     "referrals.manage": frozenset({"admin", "success_manager"}),
     "referrals.settings": frozenset({"admin"}),
+    # customer success (issue 18): read the workbench, work CTAs, reassign anyone's, edit playbooks
+    "success.view": frozenset({"admin", "success_manager", "executive"}),
+    "success.work": frozenset({"admin", "success_manager"}),
+    "success.assign": frozenset({"admin"}),
+    "success.playbooks": frozenset({"admin"}),
 }
 # What a read-only API token may still do: view, and export what it may view (an export is audited).
 READ_ONLY_ACTIONS = frozenset({a for a in PERMISSIONS if a.endswith(".view")} | {"customers.export"})
