@@ -48,6 +48,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "privacy.manage": frozenset({"admin"}),
     "users.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
+    # Issue 17: social listening (mentions are public posts; names of matched customers need
+    # customers.view) and customer journeys (aggregates only).
+    "social.view": ALL_ROLES,
+    "social.import": frozenset({"admin", "analyst"}),
+    "journeys.view": frozenset({"admin", "analyst", "success_manager", "executive"}),
 }
 
 
