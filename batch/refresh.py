@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, segmentation, service
+from crm_core import journeys, loyalty, platform, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, registry
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -180,6 +180,20 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
     return StepOutcome(detail, changed if isinstance(changed, int) else None)
 
 
+def _journeys(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """Paths to the first purchase and from it to churn (after lifecycle: stage changes are steps)."""
+    result = journeys.refresh_journeys(session, as_of, now)
+    if not result["customers"]:
+        return skipped("no customers had signed up or ordered by the date")
+    run = journeys.latest_run(session, platform.SYSTEM)
+    missing = run["missing"] if run else []
+    detail = (f"{result['customers']:,} customers, {result['buyers']:,} buyers, {result['churned']:,} churned; "
+              f"{result['rows']:,} rollup rows")
+    if missing:
+        detail += f"; no {', '.join(missing)}"
+    return StepOutcome(detail, result["rows"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -273,9 +287,10 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
+    ("Customer journeys: paths to the first purchase and to churn", _in_session(_journeys)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_journeys"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
 

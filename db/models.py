@@ -1513,7 +1513,9 @@ class JourneyRun(Base):
 
 class JourneyRollup(Base):
     """The most common paths of a run (to the first purchase, from it to churn) and conversion by
-    first-touch channel, for all customers and per segment and signup cohort (NULL = all)."""
+    first-touch channel, for all customers and per segment and signup cohort (NULL = all): how many
+    customers took the path, how many reached its goal, how many ended at each end node, and the
+    median days between its steps."""
 
     __tablename__ = "journey_rollups"
     __table_args__ = (
@@ -1531,5 +1533,6 @@ class JourneyRollup(Base):
     steps: Mapped[int] = mapped_column(Integer)
     customers: Mapped[int] = mapped_column(Integer)
     reached: Mapped[int] = mapped_column(Integer)
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
     median_days: Mapped[list[Any]] = mapped_column(JSON)
     median_days_total: Mapped[float | None] = mapped_column(Float)

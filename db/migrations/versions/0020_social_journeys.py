@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("steps", sa.Integer(), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("reached", sa.Integer(), nullable=False),
+        sa.Column("outcomes", sa.JSON(), nullable=False),
         sa.Column("median_days", sa.JSON(), nullable=False),
         sa.Column("median_days_total", sa.Float(), nullable=True),
         sa.CheckConstraint("(kind = 'to_purchase' OR kind = 'to_churn' OR kind = 'first_touch')",
