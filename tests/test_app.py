@@ -16,11 +16,11 @@ from ui.navigation import PAGES, pages_for
 from .apptest_support import APP, ROOT, registered_scripts, sign_in, titles
 
 EXPECTED_PAGES = {
-    "admin": {"Executive overview", "Duplicates & merge", "Privacy requests", "Refresh runs", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Users", "Audit log", "Import / Export", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
-    "analyst": {"Executive overview", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Import / Export", "Communications", "Loyalty", "Customers", "Customer 360"},
-    "success_manager": {"Executive overview", "Duplicates & merge", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
-    "support_agent": {"Executive overview", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
-    "executive": {"Executive overview", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Complaints", "Loyalty", "SLA"},
+    "admin": {"Executive overview", "Duplicates & merge", "Privacy requests", "Refresh runs", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Users", "Audit log", "Import / Export", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Social", "Journeys"},
+    "analyst": {"Executive overview", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Import / Export", "Communications", "Loyalty", "Customers", "Customer 360", "Social", "Journeys"},
+    "success_manager": {"Executive overview", "Duplicates & merge", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Social", "Journeys"},
+    "support_agent": {"Executive overview", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Social"},
+    "executive": {"Executive overview", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Complaints", "Loyalty", "SLA", "Social", "Journeys"},
 }
 
 

@@ -101,7 +101,7 @@ def link_account(session: Session, actor: Actor, customer_id: Any, platform: Any
     return {"account_id": account.id, "platform": platform, "handle": handle, "mentions_matched": matched}
 
 
-def unlink_account(session: Session, actor: Actor, account_id: Any) -> None:
+def unlink_account(session: Session, actor: Actor, account_id: Any) -> dict[str, Any]:
     """Remove an account; its mentions stay, unmatched."""
     require(actor, "customers.edit")
     account = session.get(SocialAccount, account_id) if isinstance(account_id, int) else None
@@ -113,6 +113,7 @@ def unlink_account(session: Session, actor: Actor, account_id: Any) -> None:
                  before={"platform": account.platform, "handle": account.handle})
     session.delete(account)
     session.flush()
+    return {"platform": account.platform, "handle": account.handle}
 
 
 def customer_accounts(session: Session, viewer: Actor, customer_id: Any) -> list[dict[str, Any]]:

@@ -74,6 +74,15 @@ def grain_for(start: dt.date, end: dt.date) -> str:
 NEGATIVE = SocialMention.sentiment_label == "negative"
 
 
+def mention_dates(session: Session, viewer: Any) -> dict[str, Any]:
+    """How many mentions there are and the dates of the first and the latest (None without any)."""
+    require(viewer, "social.view")
+    m = SocialMention
+    total, first, last = session.execute(select(func.count(), func.min(m.posted_at), func.max(m.posted_at))).one()
+    return {"mentions": int(total or 0), "first": first.date() if first else None,
+            "last": last.date() if last else None}
+
+
 def _count_if(condition) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
