@@ -19,12 +19,16 @@ from sqlalchemy.orm import Session
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.journeys.paths import ChurnRules, customer_journeys
 from crm_core.journeys.steps import (
+    CHURNED,
     INBOUND,
     MESSAGES,
     NO_TOUCHPOINT,
+    NOT_PURCHASED,
     ORDER,
     OTHER_PATHS,
+    PURCHASED,
     STAGES,
+    STANDING,
     TICKET,
     TOP_PATHS,
     VISITS,
@@ -49,8 +53,9 @@ from db.models import (
 )
 
 CHUNK_CUSTOMERS = 200_000  # customers read and followed at a time (by id range)
-ALL = 0  # the segment key of "all customers"; the cohort key of all cohorts is ""
-OTHER_PATH = -1
+ALL = 0  # the segment key of "all customers" (and the cohort key of all cohorts)
+OUTCOMES = (PURCHASED, NOT_PURCHASED, CHURNED, *STANDING)
+OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOMES)}
 
 
 def _frame(connection: Connection, query, columns: list[str]) -> pd.DataFrame:
@@ -117,54 +122,71 @@ def _gap_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("gap_") and c != "gap_end"]
 
 
-def _rollup(frame: pd.DataFrame, key: str, kind: str, segment: int) -> list[dict[str, Any]]:
+KEY_BITS = 32  # a group is cohort (YYYYMM, 0 = all) << 32 | path number (or channel code)
+OTHER_KEY = (1 << KEY_BITS) - 1
+
+
+def _rollup(frame: pd.DataFrame, key: str, kind: str, segment: int, labels: list[str]) -> pd.DataFrame | None:
     """Rows of one kind for one segment key, for every cohort and all cohorts together: the top paths
-    (by `key`) and the rest summed up as one row."""
+    (by `key`: a path number, or a channel code into `labels`) and the rest summed up as one row.
+    Groups are single integers, so counting and medians stay in numpy and pandas' integer paths."""
     if frame.empty:
-        return []
-    both = pd.concat([frame, frame.assign(cohort="")], ignore_index=True)
-    counts = both.groupby(["cohort", key], sort=False).size().rename("n").reset_index()
-    counts["rank"] = counts.sort_values(["cohort", "n", key], ascending=[True, False, True]) \
-        .groupby("cohort").cumcount()
-    top = counts[counts["rank"] < TOP_PATHS]
-    kept = pd.MultiIndex.from_frame(top[["cohort", key]])
-    inside = pd.MultiIndex.from_frame(both[["cohort", key]]).isin(kept)
-    if kind == "first_touch":
-        both[key] = np.where(inside, both[key], OTHER_PATHS)
-    else:
-        both[key] = np.where(inside, both[key], OTHER_PATH)
-    gaps = _gap_columns(both) if kind != "first_touch" else []
-    medians = ["total", *gaps, "gap_end"] if kind != "first_touch" else ["first_touch_days"]
-    grouped = both.groupby(["cohort", key], sort=False)
-    summary = grouped.agg(customers=("customer_id", "size"), reached=("reached", "sum"),
-                          steps=("steps", "max") if "steps" in both else ("reached", "size"))
+        return None
+    cohort = frame["cohort_code"].to_numpy(np.int64)
+    value = frame[key].to_numpy(np.int64)
+    group = np.concatenate([(cohort << KEY_BITS) | value, value])  # each customer in their cohort and in all
+    groups, counts = np.unique(group, return_counts=True)
+    order = np.lexsort((groups & OTHER_KEY, -counts, groups >> KEY_BITS))
+    ranked_cohort = groups[order] >> KEY_BITS
+    starts = np.r_[0, np.flatnonzero(np.diff(ranked_cohort)) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    kept = groups[order][rank < TOP_PATHS]
+    group = np.where(np.isin(group, kept), group, ((group >> KEY_BITS) << KEY_BITS) | OTHER_KEY)
+    medians = ["first_touch_days"] if kind == "first_touch" else ["total", *_gap_columns(frame), "gap_end"]
+    data = pd.DataFrame({"group": group, "reached": np.tile(frame["reached"].to_numpy(bool), 2),
+                         "steps": np.tile(frame["steps"].to_numpy(np.int64), 2),
+                         "outcome": np.tile(frame["outcome_code"].to_numpy(np.int64), 2),
+                         **{m: np.tile(frame[m].to_numpy(float), 2) for m in medians}})
+    grouped = data.groupby("group", sort=False)
+    summary = grouped.agg(customers=("reached", "size"), reached=("reached", "sum"), steps=("steps", "max"))
     summary = summary.join(grouped[medians].median())
-    outcomes = both.groupby(["cohort", key, "outcome"], sort=False).size().unstack(fill_value=0)
-    summary = summary.join(outcomes.apply(lambda r: {k: int(v) for k, v in r.items() if v}, axis=1).rename("outcomes"))
+    ends = data.groupby(["group", "outcome"], sort=False).size()
+    outcomes: dict[int, dict[str, int]] = {}
+    for (g, code), n in ends.items():
+        outcomes.setdefault(int(g), {})[OUTCOMES[int(code)]] = int(n)
     summary = summary.reset_index()
-    summary["is_other"] = summary[key].isin([OTHER_PATH, OTHER_PATHS])
-    summary = summary.sort_values(["cohort", "is_other", "customers"], ascending=[True, True, False])
+    summary["cohort"] = summary["group"].to_numpy(np.int64) >> KEY_BITS
+    summary["value"] = summary["group"].to_numpy(np.int64) & OTHER_KEY
+    summary["is_other"] = summary["value"] == OTHER_KEY
+    summary = summary.sort_values(["cohort", "is_other", "customers", "value"], ascending=[True, True, False, True])
     summary["rank"] = summary.groupby("cohort").cumcount() + 1
-    rows = []
-    for record in summary.to_dict("records"):
-        if kind == "first_touch":
-            path, steps, days, total = str(record[key]), 1, [], record["first_touch_days"]
-        else:
-            code = int(record[key])
-            labels = [OTHER_PATHS] if code == OTHER_PATH else (path_labels(code) or [NO_TOUCHPOINT])
-            steps = 0 if code == OTHER_PATH else int(record["steps"])
-            path = " > ".join(labels)
-            days = [_days(record[g]) for g in gaps[:max(steps - 1, 0)]] + [_days(record["gap_end"])]
-            total = record["total"]
-        rows.append({"kind": kind, "segment_id": segment or None, "cohort": record["cohort"] or None,
-                     "rank": int(record["rank"]), "path": path, "steps": steps, "customers": int(record["customers"]),
-                     "reached": int(record["reached"]), "outcomes": record["outcomes"] or {}, "median_days": days,
-                     "median_days_total": _days(total)})
-    return rows
+    values = summary["value"].to_numpy(np.int64).tolist()
+    other = summary["is_other"].to_numpy(bool).tolist()
+    cohorts = {c: f"{c // 100:04d}-{c % 100:02d}" for c in set(summary["cohort"].tolist()) if c}
+    if kind == "first_touch":
+        paths = [OTHER_PATHS if o else labels[v] for v, o in zip(values, other, strict=True)]
+        steps = [1] * len(values)
+        days: list[list[float | None]] = [[] for _ in values]
+        total = summary["first_touch_days"].to_numpy(float)
+    else:
+        names = {v: " > ".join(path_labels(v) or [NO_TOUCHPOINT]) for v in set(values) if v != OTHER_KEY}
+        paths = [OTHER_PATHS if o else names[v] for v, o in zip(values, other, strict=True)]
+        steps = [0 if o else int(n) for n, o in zip(summary["steps"].tolist(), other, strict=True)]
+        between = np.round(summary[_gap_columns(frame)].to_numpy(float), 2).tolist()
+        last = np.round(summary["gap_end"].to_numpy(float), 2).tolist()
+        days = [[_days(x) for x in row[:max(k - 1, 0)]] + [_days(e)] for row, k, e in zip(between, steps, last, strict=True)]
+        total = summary["total"].to_numpy(float)
+    return pd.DataFrame({
+        "kind": kind, "segment_id": segment or None, "cohort": [cohorts.get(c) for c in summary["cohort"].tolist()],
+        "rank": summary["rank"].to_numpy(np.int64), "path": paths, "steps": steps,
+        "customers": summary["customers"].to_numpy(np.int64), "reached": summary["reached"].to_numpy(np.int64),
+        "outcomes": [outcomes.get(g, {}) for g in summary["group"].tolist()], "median_days": days,
+        "median_days_total": [_days(x) for x in np.round(total, 2).tolist()],  # rounded like the gaps
+    })
 
 
 def _days(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else round(float(value), 2)
+    return None if value is None or value != value else float(value)  # NaN is not equal to itself
 
 
 def refresh_journeys(session: Session, as_of: dt.date, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -186,13 +208,21 @@ def refresh_journeys(session: Session, as_of: dt.date, now: dt.datetime | None =
         to_purchase, to_churn = customer_journeys(people, events, pd.Timestamp(end), rules)
         purchase_parts.append(to_purchase)
         churn_parts.append(to_churn)
-        cohorts.append(pd.Series(people["signed_up_at"].dt.strftime("%Y-%m").to_numpy(), index=people["customer_id"]))
+        signup = people["signed_up_at"]
+        cohorts.append(pd.Series((signup.dt.year * 100 + signup.dt.month).to_numpy(np.int64),
+                                 index=people["customer_id"].to_numpy()))
     to_purchase = pd.concat(purchase_parts, ignore_index=True) if purchase_parts else pd.DataFrame()
     to_churn = pd.concat(churn_parts, ignore_index=True) if churn_parts else pd.DataFrame()
-    cohort_of = pd.concat(cohorts) if cohorts else pd.Series(dtype=object)
+    cohort_of = pd.concat(cohorts) if cohorts else pd.Series(dtype=np.int64)
+    channels: list[str] = []
     for frame in (to_purchase, to_churn):
         if not frame.empty:
-            frame["cohort"] = cohort_of.reindex(frame["customer_id"].to_numpy()).to_numpy()
+            frame["cohort_code"] = cohort_of.reindex(frame["customer_id"].to_numpy()).to_numpy(np.int64)
+            frame["outcome_code"] = frame["outcome"].map(OUTCOME_CODES).to_numpy(np.int64)
+    if not to_purchase.empty:
+        codes, uniques = pd.factorize(to_purchase["first_touch"].astype(object))
+        to_purchase["channel_code"] = codes.astype(np.int64)
+        channels = [str(u) for u in uniques]
 
     ms = CustomerSegmentMembership
     _, members = bulk.fetch_raw(connection, select(ms.segment_id, ms.customer_id).join(
@@ -205,17 +235,22 @@ def refresh_journeys(session: Session, as_of: dt.date, now: dt.datetime | None =
                      churned=int(to_churn["reached"].sum()) if len(to_churn) else 0, sources=sources)
     session.add(run)
     session.flush()
-    rows: list[dict[str, Any]] = []
-    segments = [(ALL, None), *((int(s), set(g["customer_id"])) for s, g in membership.groupby("segment_id"))]
+    parts: list[pd.DataFrame] = []
+    segments = [(ALL, None), *((int(s), g["customer_id"].to_numpy(np.int64))
+                               for s, g in membership.groupby("segment_id"))]
     for segment, members_of in segments:
         for kind, frame, key in (("to_purchase", to_purchase, "path"), ("to_churn", to_churn, "path"),
-                                 ("first_touch", to_purchase, "first_touch")):
+                                 ("first_touch", to_purchase, "channel_code")):
             if frame.empty:
                 continue
-            subset = frame if members_of is None else frame[frame["customer_id"].isin(members_of)]
-            rows += _rollup(subset, key, kind, segment)
-    if rows:
-        bulk.load(connection, JourneyRollup.__table__, pd.DataFrame(rows).assign(run_id=run.id))
+            subset = frame if members_of is None else frame[np.isin(frame["customer_id"].to_numpy(), members_of)]
+            part = _rollup(subset, key, kind, segment, channels)
+            if part is not None:
+                parts.append(part)
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(rows):
+        rows["segment_id"] = rows["segment_id"].astype("Int64")
+        bulk.load(connection, JourneyRollup.__table__, rows.assign(run_id=run.id))
     session.execute(delete(JourneyRollup).where(JourneyRollup.run_id != run.id))
     run.seconds = round(time.perf_counter() - started, 2)
     session.flush()
