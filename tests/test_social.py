@@ -238,3 +238,16 @@ def test_mentions_on_the_customer_360_timeline(session):
     feed = customers.timeline(session, platform.SYSTEM, anna.id, kinds=["mention"])
     assert feed.total == 2
     assert feed.rows[0]["event"] == "Twitter mention (negative)" and "parcel is late" in feed.rows[0]["detail"]
+
+
+def test_simulated_mentions_carry_their_author_and_a_text_that_fits_their_sentiment():
+    import demo
+
+    tables = demo.Simulator(600, seed=3, end=dt.datetime(2026, 6, 1)).build()
+    mentions = tables["customer_social_media_mentions"]
+    accounts = tables["customer_social_media_integrations"].set_index("id")
+    assert len(mentions) > 10
+    assert list(mentions["author"]) == list(accounts.loc[mentions["social_account_id"], "handle"])
+    scores, _ = social.score_texts(list(mentions["text"]))
+    agree = sum(social.sentiment_label(s) == label for s, label in zip(scores, mentions["sentiment_label"], strict=True))
+    assert agree / len(mentions) > 0.95
