@@ -177,3 +177,14 @@ def test_journeys_page_on_a_shop_with_orders_only(engine, monkeypatch):
     assert metric(at, "Customers followed") == "3" and metric(at, "Bought at least once") == "100%"
     paths = at.dataframe[1].value
     assert paths.iloc[0]["path"] == "First purchase > Repeat purchase"
+
+
+def test_customer_360_shows_social_accounts_and_mentions(shop_app):
+    at = open_page(shop_app, "agent1", "customer_360")
+    at.number_input(key="c360_id").set_value(1).run()
+    assert not at.exception
+    assert any(c.value == "Social: twitter @anna (0 followers)" for c in at.caption)
+    at.multiselect(key="c360_kinds").set_value(["mention"]).run()
+    timeline = at.tabs[0].dataframe[0].value
+    assert list(timeline["event"]) == ["Twitter mention (negative)", "Twitter mention (positive)"]
+    assert "parcel is late" in timeline["detail"].iloc[0]

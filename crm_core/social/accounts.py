@@ -117,9 +117,11 @@ def unlink_account(session: Session, actor: Actor, account_id: Any) -> dict[str,
 
 
 def customer_accounts(session: Session, viewer: Actor, customer_id: Any) -> list[dict[str, Any]]:
+    """A customer's social accounts (merged and erased customers' too: their profile still shows)."""
     require(viewer, "customers.view")
-    customer = _customer(session, customer_id)
-    found = session.scalars(select(SocialAccount).where(SocialAccount.customer_id == customer.id)
+    if isinstance(customer_id, bool) or not isinstance(customer_id, int):
+        raise ValidationError("Choose a customer by their numeric id.")
+    found = session.scalars(select(SocialAccount).where(SocialAccount.customer_id == customer_id)
                             .order_by(SocialAccount.platform, SocialAccount.handle)).all()
     return [{"id": a.id, "platform": a.platform, "handle": a.handle, "followers": a.followers,
              "verified": a.is_verified, "profile_url": a.profile_url, "connected_at": a.connected_at} for a in found]
