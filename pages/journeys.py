@@ -38,18 +38,22 @@ cohort = None if cohort_choice == "All cohorts" else cohort_choice
 
 to_purchase = context.read(journeys.top_paths, "to_purchase", segment_id, cohort) or []
 to_churn = context.read(journeys.top_paths, "to_churn", segment_id, cohort) or []
-customers = sum(r["customers"] for r in to_purchase)
-buyers = sum(r["reached"] for r in to_purchase)
-churned = sum(r["reached"] for r in to_churn)
-followed_buyers = sum(r["customers"] for r in to_churn)
+totals = context.read(journeys.journey_totals, segment_id, cohort)
+if totals is None:
+    st.stop()
+bought, churn = totals["to_purchase"], totals["to_churn"]
+customers = bought["customers"]
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Customers followed", f"{customers:,}", border=True)
-c2.metric("Bought at least once", f"{buyers / customers:.0%}" if customers else "–", border=True,
-          help=f"{buyers:,} of {customers:,}")
-c3.metric("Buyers who churned", f"{churned / followed_buyers:.0%}" if followed_buyers else "–", border=True,
-          help=f"{churned:,} of {followed_buyers:,}")
-c4.metric("Most common path to purchase", f"{to_purchase[0]['steps']} steps" if to_purchase else "–", border=True,
-          help=to_purchase[0]["path"] if to_purchase else None)
+c2.metric("Bought at least once", f"{bought['rate']:.0%}" if bought["rate"] is not None else "–", border=True,
+          help=f"{bought['reached']:,} of {customers:,}")
+c3.metric("Buyers who churned", f"{churn['rate']:.0%}" if churn["rate"] is not None else "–", border=True,
+          help=f"{churn['reached']:,} of {churn['customers']:,}")
+c4.metric("Median days to first purchase",
+          f"{bought['median_days']:.1f}" if bought["median_days"] is not None else "–", border=True,
+          help="From the first recorded touchpoint (sign-up, visit, message) to the first purchase, for buyers "
+               "with a touchpoint before it.")
+churned = churn["reached"]
 if not customers:
     st.info("No customer in this segment and cohort.")
     st.stop()
@@ -93,6 +97,8 @@ with tab_churn:
     if not churned:
         st.info("No buyer has churned yet in this selection: churn takes a whole churned-days gap without an order, "
                 "so a young shop shows where its buyers stand instead.")
+    elif churn["median_days"] is not None:
+        st.caption(f"Churned buyers churned a median {churn['median_days']:.0f} days after their first purchase.")
     sankey_chart("to_churn", "Paths from the first purchase (customers)", "journeys_churn_paths")
     path_table(to_churn, "churned", "churn rate")
 

@@ -9,11 +9,13 @@ from crm_core.journeys.reports import (
     OPTIONAL_SOURCES,
     filter_options,
     first_touch_conversion,
+    journey_totals,
     latest_run,
     sankey,
     top_paths,
 )
 from crm_core.journeys.steps import (
+    ALL_PATHS,
     CHURN_PATH_TAIL,
     NO_TOUCHPOINT,
     OTHER_PATHS,
@@ -25,6 +27,7 @@ from crm_core.journeys.steps import (
 )
 
 __all__ = [
+    "ALL_PATHS",
     "CHURN_PATH_TAIL",
     "END_NODES",
     "NO_TOUCHPOINT",
@@ -38,6 +41,7 @@ __all__ = [
     "customer_journeys",
     "filter_options",
     "first_touch_conversion",
+    "journey_totals",
     "latest_run",
     "path_labels",
     "refresh_journeys",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.journeys.paths import ChurnRules, customer_journeys
 from crm_core.journeys.steps import (
+    ALL_PATHS,
     CHURNED,
     INBOUND,
     MESSAGES,
@@ -130,11 +131,13 @@ def _gap_columns(frame: pd.DataFrame) -> list[str]:
 
 KEY_BITS = 32  # a group is cohort (YYYYMM, 0 = all) << 32 | path number (or channel code)
 OTHER_KEY = (1 << KEY_BITS) - 1
+EVERYONE_KEY = OTHER_KEY - 1  # the row of every path together (rank 0): totals and overall medians
 
 
 def _rollup(frame: pd.DataFrame, key: str, kind: str, segment: int, labels: list[str]) -> pd.DataFrame | None:
-    """Rows of one kind for one segment key, for every cohort and all cohorts together: the top paths
-    (by `key`: a path number, or a channel code into `labels`) and the rest summed up as one row.
+    """Rows of one kind for one segment key, for every cohort and all cohorts together: every path
+    together (rank 0), the top paths (by `key`: a path number, or a channel code into `labels`) and
+    the rest summed up as one row.
     Groups are single integers, so counting and medians stay in numpy and pandas' integer paths."""
     if frame.empty:
         return None
@@ -153,6 +156,8 @@ def _rollup(frame: pd.DataFrame, key: str, kind: str, segment: int, labels: list
                          "steps": np.tile(frame["steps"].to_numpy(np.int64), 2),
                          "outcome": np.tile(frame["outcome_code"].to_numpy(np.int64), 2),
                          **{m: np.tile(frame[m].to_numpy(float), 2) for m in medians}})
+    everyone = data.assign(group=((data["group"].to_numpy(np.int64) >> KEY_BITS) << KEY_BITS) | EVERYONE_KEY)
+    data = pd.concat([data, everyone], ignore_index=True)
     grouped = data.groupby("group", sort=False)
     summary = grouped.agg(customers=("reached", "size"), reached=("reached", "sum"), steps=("steps", "max"))
     summary = summary.join(grouped[medians].median())
@@ -164,23 +169,25 @@ def _rollup(frame: pd.DataFrame, key: str, kind: str, segment: int, labels: list
     summary["cohort"] = summary["group"].to_numpy(np.int64) >> KEY_BITS
     summary["value"] = summary["group"].to_numpy(np.int64) & OTHER_KEY
     summary["is_other"] = summary["value"] == OTHER_KEY
-    summary = summary.sort_values(["cohort", "is_other", "customers", "value"], ascending=[True, True, False, True])
-    summary["rank"] = summary.groupby("cohort").cumcount() + 1
+    summary["place"] = np.select([summary["value"] == EVERYONE_KEY, summary["is_other"]], [0, 2], 1)
+    summary = summary.sort_values(["cohort", "place", "customers", "value"], ascending=[True, True, False, True])
+    summary["rank"] = summary.groupby("cohort").cumcount()
     values = summary["value"].to_numpy(np.int64).tolist()
-    other = summary["is_other"].to_numpy(bool).tolist()
+    special = {OTHER_KEY: OTHER_PATHS, EVERYONE_KEY: ALL_PATHS}
     cohorts = {c: f"{c // 100:04d}-{c % 100:02d}" for c in set(summary["cohort"].tolist()) if c}
     if kind == "first_touch":
-        paths = [OTHER_PATHS if o else labels[v] for v, o in zip(values, other, strict=True)]
-        steps = [1] * len(values)
+        paths = [special.get(v) or labels[v] for v in values]
+        steps = [0 if v in special else 1 for v in values]
         days: list[list[float | None]] = [[] for _ in values]
         total = summary["first_touch_days"].to_numpy(float)
     else:
-        names = {v: " > ".join(path_labels(v) or [NO_TOUCHPOINT]) for v in set(values) if v != OTHER_KEY}
-        paths = [OTHER_PATHS if o else names[v] for v, o in zip(values, other, strict=True)]
-        steps = [0 if o else int(n) for n, o in zip(summary["steps"].tolist(), other, strict=True)]
+        names = {v: special.get(v) or " > ".join(path_labels(v) or [NO_TOUCHPOINT]) for v in set(values)}
+        paths = [names[v] for v in values]
+        steps = [0 if v in special else int(n) for n, v in zip(summary["steps"].tolist(), values, strict=True)]
         between = np.round(summary[_gap_columns(frame)].to_numpy(float), 2).tolist()
         last = np.round(summary["gap_end"].to_numpy(float), 2).tolist()
-        days = [[_days(x) for x in row[:max(k - 1, 0)]] + [_days(e)] for row, k, e in zip(between, steps, last, strict=True)]
+        days = [[_days(x) for x in row[:max(k - 1, 0)]] + [_days(e)] if k else []
+                for row, k, e in zip(between, steps, last, strict=True)]
         total = summary["total"].to_numpy(float)
     return pd.DataFrame({
         "kind": kind, "segment_id": segment or None, "cohort": [cohorts.get(c) for c in summary["cohort"].tolist()],

@@ -61,12 +61,34 @@ def _check(kind: str, segment_id: Any, cohort: Any) -> None:
         raise ValidationError(f"A signup cohort is a month written YYYY-MM, not {cohort!r}.")
 
 
-def _rows(session: Session, run_id: int, kind: str, segment_id: int | None, cohort: str | None) -> list[JourneyRollup]:
+def _rows(session: Session, run_id: int, kind: str, segment_id: int | None, cohort: str | None,
+          everyone: bool = False) -> list[JourneyRollup]:
+    """The rows of the paths (rank 1 on), or with `everyone` the row of all of them together (rank 0)."""
     r = JourneyRollup
     return list(session.scalars(select(r).where(
         r.run_id == run_id, r.kind == kind,
         r.segment_id.is_(None) if segment_id is None else r.segment_id == segment_id,
-        r.cohort.is_(None) if cohort is None else r.cohort == cohort).order_by(r.rank)))
+        r.cohort.is_(None) if cohort is None else r.cohort == cohort,
+        r.rank == 0 if everyone else r.rank > 0).order_by(r.rank)))
+
+
+def journey_totals(session: Session, viewer: Any, segment_id: int | None = None,
+                   cohort: str | None = None) -> dict[str, dict[str, Any]]:
+    """For each kind of path: customers, how many reached the goal and the share, and the median days
+    from the first step to it (first recorded touchpoint to first purchase; first purchase to churn)."""
+    require(viewer, "journeys.view")
+    _check("to_purchase", segment_id, cohort)
+    run = latest_run(session, viewer)
+    totals: dict[str, dict[str, Any]] = {}
+    for kind in PATH_KINDS:
+        rows = _rows(session, run["run_id"], kind, segment_id, cohort, everyone=True) if run else []
+        row = rows[0] if rows else None
+        customers = row.customers if row else 0
+        totals[kind] = {"customers": customers, "reached": row.reached if row else 0,
+                        "rate": row.reached / customers if row and customers else None,
+                        "outcomes": dict(row.outcomes or {}) if row else {},
+                        "median_days": row.median_days_total if row else None}
+    return totals
 
 
 def top_paths(session: Session, viewer: Any, kind: str = "to_purchase", segment_id: int | None = None,

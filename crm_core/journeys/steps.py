@@ -18,6 +18,7 @@ PATH_TAIL = 3
 CHURN_PATH_TAIL = 4
 TOP_PATHS = 25  # paths kept per segment and cohort; the rest are summed up as OTHER_PATHS
 OTHER_PATHS = "(other paths)"
+ALL_PATHS = "(all paths)"  # the rollup row of every path together
 NO_TOUCHPOINT = "(no touchpoint recorded)"
 PURCHASED = "First purchase"
 NOT_PURCHASED = "No purchase yet"
