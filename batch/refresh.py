@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import journeys, loyalty, platform, segmentation, service
+from crm_core import journeys, loyalty, platform, segmentation, service, social
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, registry
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -194,6 +194,15 @@ def _journeys(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome
     return StepOutcome(detail, result["rows"])
 
 
+def _social_topics(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """The topics, categories, brands and products each mention names, again: the catalogue changes."""
+    found = social.tag_mentions(session)
+    if not found["mentions"]:
+        return skipped("no social mentions")
+    return StepOutcome(f"{found['mentions']:,} mentions name {found['terms']:,} topics, categories, brands or products",
+                       found["terms"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -288,9 +297,10 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
     ("Customer journeys: paths to the first purchase and to churn", _in_session(_journeys)),
+    ("Social mentions: topics and products they name", _in_session(_social_topics)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_journeys"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_journeys", "_social_topics"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
 

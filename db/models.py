@@ -1536,3 +1536,23 @@ class JourneyRollup(Base):
     outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
     median_days: Mapped[list[Any]] = mapped_column(JSON)
     median_days_total: Mapped[float | None] = mapped_column(Float)
+
+
+class SocialMentionTerm(Base):
+    """A topic, category, brand or product a mention's text names (crm_core.social.topics), with the
+    mention's time, platform and negativity copied so the Social page counts terms over a date range
+    with one GROUP BY."""
+
+    __tablename__ = "customer_social_mention_terms"
+    __table_args__ = (
+        Index("ix_mention_terms_time", "posted_at"),
+        Index("ix_mention_terms_mention", "mention_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mention_id: Mapped[int] = mapped_column(ForeignKey("customer_social_media_mentions.id", ondelete="CASCADE"))
+    term: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    posted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    platform: Mapped[str] = mapped_column(String(16))
+    negative: Mapped[bool] = mapped_column(Boolean, default=False)

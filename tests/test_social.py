@@ -251,3 +251,31 @@ def test_simulated_mentions_carry_their_author_and_a_text_that_fits_their_sentim
     scores, _ = social.score_texts(list(mentions["text"]))
     agree = sum(social.sentiment_label(s) == label for s, label in zip(scores, mentions["sentiment_label"], strict=True))
     assert agree / len(mentions) > 0.95
+
+
+def test_terms_are_stored_at_import_and_again_when_the_catalogue_changes(session):
+    from decimal import Decimal
+
+    from db.models import Product, SocialMentionTerm
+
+    people(session)
+    run_import(session)
+    stored = {(t.term, t.kind) for t in session.scalars(select(SocialMentionTerm))}
+    assert {("Delivery", "topic"), ("Quality", "topic"), ("Packaging", "topic")} <= stored
+    session.add(Product(sku="J-1", name="Jacket", category="Fashion", brand="Nordwind", unit_price=Decimal("80")))
+    session.flush()
+    found = social.tag_mentions(session)
+    assert found["mentions"] == 4
+    f = social.MentionFilter(dt.date(2025, 5, 1), dt.date(2025, 5, 31))
+    terms = {(r["term"], r["kind"]): r for r in social.topic_counts(session, platform.SYSTEM, f, limit=50)}
+    assert terms[("Jacket", "product")]["mentions"] == 1 and terms[("Jacket", "product")]["negative"] == 0
+    with pytest.raises(platform.ValidationError, match="between 1 and 100"):
+        social.topic_counts(session, platform.SYSTEM, f, limit=0)
+
+
+def test_the_term_matcher_prefers_the_longer_word():
+    from crm_core.social.topics import TOPIC_KEYWORDS, term_matcher
+
+    terms = [("topic", name, words) for name, words in TOPIC_KEYWORDS.items()]
+    found = term_matcher(terms)("Customer service never answered; the parcel was LATE. Refund!")
+    assert found == [("Customer service", "topic"), ("Delivery", "topic"), ("Returns and refunds", "topic")]

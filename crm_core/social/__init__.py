@@ -18,7 +18,6 @@ from crm_core.social.mentions import (
     preview_mentions,
 )
 from crm_core.social.reports import (
-    TOPIC_KEYWORDS,
     MentionFilter,
     by_platform,
     grain_for,
@@ -38,6 +37,7 @@ from crm_core.social.sentiment import (
     score_texts,
     sentiment_label,
 )
+from crm_core.social.topics import TOPIC_KEYWORDS, tag_mentions, topic_terms
 
 __all__ = [
     "MENTION_FIELDS",
@@ -65,6 +65,8 @@ __all__ = [
     "preview_mentions",
     "score_texts",
     "sentiment_label",
+    "tag_mentions",
+    "topic_terms",
     "top_negative_mentions",
     "topic_counts",
     "unlink_account",

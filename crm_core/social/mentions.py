@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from crm_core.imports.files import Progress, RawRow, Source, TableReader
@@ -40,6 +40,7 @@ from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from crm_core.social.accounts import normalize_handle, normalize_platform
 from crm_core.social.sentiment import SentimentScorer, score_texts, sentiment_label
+from crm_core.social.topics import tag_mentions
 from db import bulk
 from db.models import SocialAccount, SocialMention, utcnow
 
@@ -204,6 +205,7 @@ def import_mentions(session: Session, actor: Actor, source: Source, *, fmt: str 
         sink = ErrorSink(errors_path)
         first_rows: dict[str, int] = {}
         model_name = ""
+        before = session.scalar(select(func.coalesce(func.max(table.c.id), 0))) or 0
         try:
             chunk: list[tuple[int, dict[str, Any]]] = []
 
@@ -252,6 +254,8 @@ def import_mentions(session: Session, actor: Actor, source: Source, *, fmt: str 
                         progress(reader.fraction(), report.rows_read)
             if chunk:
                 flush()
+            if report.created:
+                tag_mentions(session, since_id=before)
         finally:
             sink.close()
         report.errors = sink.kept

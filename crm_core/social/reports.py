@@ -1,17 +1,17 @@
 """What the Social page reads: mention volume and sentiment over time by platform, the share of
 negative mentions, the most negative mentions with their customer, and the most-mentioned topics,
 products, categories and brands. Every figure is one aggregate query over a date range of
-`customer_social_media_mentions` (indexed on posted_at); only the paginated list returns rows.
+`customer_social_media_mentions` or of its stored term matches (both indexed on posted_at); only
+the paginated list returns rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, distinct, func, literal, or_, select
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import display_name
@@ -21,21 +21,8 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import allowed, require
 from crm_core.platform.sql import calendar_day, week_start, year_month
 from crm_core.social.accounts import normalize_platform
-from db.models import Customer, Product, SocialMention, SupportTicket
+from db.models import Customer, SocialMention, SocialMentionTerm, SupportTicket
 
-# Service topics people write about, each with the words that count as a mention of it.
-TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "Delivery": ("deliver", "parcel", "shipping", "shipment", "courier", "arrived", "tracking", "late"),
-    "Returns and refunds": ("return", "refund", "exchange", "money back"),
-    "Price": ("price", "expensive", "cheap", "discount", "sale", "overpriced", "coupon", "voucher"),
-    "Quality": ("quality", "broken", "broke", "defect", "damaged", "faulty", "fell apart"),
-    "Customer service": ("customer service", "support", "helpful", "rude", "staff", "agent", "no answer"),
-    "Website and app": ("website", " app", "checkout", "login", "password", "crash"),
-    "Packaging": ("packaging", "box", "wrapped", "plastic"),
-    "Size and fit": ("size", "fit ", "too small", "too big", "too large"),
-}
-MAX_PRODUCT_NAMES = 300  # a catalogue this small has each product name counted too
-MAX_NAMED_TERMS = 60  # categories and brands counted (the ones with the most products)
 MAX_PAGE_SIZE = 200
 
 
@@ -173,51 +160,21 @@ def top_negative_mentions(session: Session, viewer: Any, filters: MentionFilter,
     return Page(rows=found, total=total, page=page, page_size=page_size)
 
 
-def _terms(session: Session) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(kind, name, lower-case words) to count: service topics, then catalogue words."""
-    terms = [("topic", name, words) for name, words in TOPIC_KEYWORDS.items()]
-    p = Product
-    for kind, column in (("category", p.category), ("brand", p.brand)):
-        names = session.scalars(select(column).where(column.is_not(None), column != "").group_by(column)
-                                .order_by(func.count().desc(), column).limit(MAX_NAMED_TERMS)).all()
-        for name in names:
-            words = {name.lower()}
-            first = re.split(r"[\s&,]+", name.lower())[0]
-            if kind == "category" and len(first) >= 4:
-                words.add(first)
-            terms.append((kind, name, tuple(sorted(words))))
-    products = session.scalar(select(func.count()).select_from(p).where(p.is_active)) or 0
-    if 0 < products <= MAX_PRODUCT_NAMES:
-        for name in session.scalars(select(p.name).where(p.is_active).order_by(p.id)):
-            if name and len(name) >= 4:
-                terms.append(("product", name, (name.lower(),)))
-    return terms
-
-
-def _like(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def topic_counts(session: Session, viewer: Any, filters: MentionFilter, limit: int = 15) -> list[dict[str, Any]]:
-    """The most-mentioned topics, products, categories and brands: mentions whose text holds one of
-    a term's words (case ignored), with how many of them were negative. One scan of the range."""
+    """The most-mentioned topics, products, categories and brands (crm_core.social.topics), with how
+    many of those mentions were negative: one GROUP BY over the stored matches of the range."""
     require(viewer, "social.view")
     f = filters.checked()
-    terms = _terms(session)
-    text = func.lower(SocialMention.text)
-    columns = []
-    for index, (_, _, words) in enumerate(terms):
-        holds = or_(*[text.like(_like(w), escape="\\") for w in words])
-        columns += [_count_if(holds).label(f"t{index}"), _count_if(and_(holds, NEGATIVE)).label(f"n{index}")]
-    if not columns:
-        return []
-    row = session.execute(select(cast(literal(0), Integer), *columns).where(*f.conditions())).one()
-    counted: list[dict[str, Any]] = []
-    for index, (kind, name, _) in enumerate(terms):
-        mentions, negative = int(row[1 + 2 * index]), int(row[2 + 2 * index])
-        if mentions:
-            counted.append({"term": name, "kind": kind, "mentions": mentions, "negative": negative,
-                            "negative_share": negative / mentions})
-    counted.sort(key=lambda r: (-r["mentions"], r["term"]))
-    return counted[:limit]
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise ValidationError("Show between 1 and 100 terms.")
+    t = SocialMentionTerm
+    where = [t.posted_at >= midnight(f.start), t.posted_at <= end_of(f.end)]
+    if f.platform:
+        where.append(t.platform == f.platform)
+    mentions = func.count()
+    rows = session.execute(
+        select(t.term, t.kind, mentions.label("mentions"), _count_if(t.negative).label("negative"))
+        .where(*where).group_by(t.term, t.kind).order_by(mentions.desc(), t.term).limit(limit)
+    ).all()
+    return [{"term": r.term, "kind": r.kind, "mentions": int(r.mentions), "negative": int(r.negative),
+             "negative_share": int(r.negative) / int(r.mentions)} for r in rows]

@@ -46,6 +46,22 @@ def upgrade() -> None:
                     postgresql_where=sa.text("external_id IS NOT NULL"),
                     sqlite_where=sa.text("external_id IS NOT NULL"))
     op.create_table(
+        "customer_social_mention_terms",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("mention_id", sa.Integer(), nullable=False),
+        sa.Column("term", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("posted_at", sa.DateTime(), nullable=False),
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column("negative", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(["mention_id"], ["customer_social_media_mentions.id"],
+                                name=op.f("fk_customer_social_mention_terms_mention_id_customer_social_media_mentions"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_social_mention_terms")),
+    )
+    op.create_index("ix_mention_terms_time", "customer_social_mention_terms", ["posted_at"])
+    op.create_index("ix_mention_terms_mention", "customer_social_mention_terms", ["mention_id"])
+    op.create_table(
         "journey_runs",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("as_of", sa.Date(), nullable=False),
@@ -89,6 +105,9 @@ def downgrade() -> None:
     op.drop_table("journey_rollups")
     op.drop_index("ix_journey_runs_computed", table_name="journey_runs")
     op.drop_table("journey_runs")
+    op.drop_index("ix_mention_terms_mention", table_name="customer_social_mention_terms")
+    op.drop_index("ix_mention_terms_time", table_name="customer_social_mention_terms")
+    op.drop_table("customer_social_mention_terms")
     op.drop_index("ix_mentions_external_id", table_name=MENTIONS)
     op.drop_index("ix_mentions_platform_author", table_name=MENTIONS)
     with op.batch_alter_table(MENTIONS) as batch:
