@@ -27,7 +27,18 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import campaigns, loyalty, platform, referrals, reporting, segmentation, service, success
+from crm_core import (
+    campaigns,
+    journeys,
+    loyalty,
+    platform,
+    referrals,
+    reporting,
+    segmentation,
+    service,
+    social,
+    success,
+)
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, registry, risk, uplift
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -216,6 +227,29 @@ def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
     return StepOutcome(detail, totals["enrolled"])
 
 
+def _journeys(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """Paths to the first purchase and from it to churn (after lifecycle: stage changes are steps)."""
+    result = journeys.refresh_journeys(session, as_of, now)
+    if not result["customers"]:
+        return skipped("no customers had signed up or ordered by the date")
+    run = journeys.latest_run(session, platform.SYSTEM)
+    missing = run["missing"] if run else []
+    detail = (f"{result['customers']:,} customers, {result['buyers']:,} buyers, {result['churned']:,} churned; "
+              f"{result['rows']:,} rollup rows")
+    if missing:
+        detail += f"; no {', '.join(missing)}"
+    return StepOutcome(detail, result["rows"])
+
+
+def _social_topics(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """The topics, categories, brands and products each mention names, again: the catalogue changes."""
+    found = social.tag_mentions(session)
+    if not found["mentions"]:
+        return skipped("no social mentions")
+    return StepOutcome(f"{found['mentions']:,} mentions name {found['terms']:,} topics, categories, brands or products",
+                       found["terms"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -354,9 +388,12 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
     ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
     ("Calls to action: rules open, hold out and close CTAs", _success),
+    ("Customer journeys: paths to the first purchase and to churn", _in_session(_journeys)),
+    ("Social mentions: topics and products they name", _in_session(_social_topics)),
 )
 # Steps a backfill over past dates skips: they describe the present only (CTAs are today's work).
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals", "_campaigns", "_success"})
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals", "_campaigns", "_success",
+                          "_journeys", "_social_topics"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
          "_lifecycle_rollups": "_lifecycle", "_campaigns": "_snapshot", "_success": "_snapshot"}

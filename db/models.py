@@ -1037,6 +1037,10 @@ class SocialMention(Base):
             "sentiment_score IS NULL OR sentiment_score BETWEEN -1 AND 1", name="sentiment_range"
         ),
         Index("ix_mentions_time", "posted_at"),
+        # Issue 17 (migration 0020): matching by author handle, and importing a file twice adds nothing.
+        Index("ix_mentions_platform_author", "platform", "author"),
+        Index("ix_mentions_external_id", "external_id", unique=True,
+              postgresql_where=text("external_id IS NOT NULL"), sqlite_where=text("external_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1051,6 +1055,14 @@ class SocialMention(Base):
     reach: Mapped[int] = mapped_column(Integer, default=0)
     sentiment_score: Mapped[float | None] = mapped_column(Float)
     sentiment_label: Mapped[str | None] = mapped_column(String(16))
+    # Issue 17 (migration 0020): the author's handle as posted, the import key, the scorer that set
+    # the sentiment, and the ticket opened from the mention.
+    author: Mapped[str | None] = mapped_column(String(100))
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    sentiment_model: Mapped[str | None] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="SET NULL")
+    )
 
 
 # --------------------------------------------------------------------------- campaigns, referrals
@@ -1355,7 +1367,7 @@ class ForecastPoint(Base):
 
 # --------------------------------------------------------------------------- import and export (issue 6)
 
-IMPORT_ENTITIES = ("customers", "orders", "tickets", "communications")
+IMPORT_ENTITIES = ("customers", "orders", "tickets", "communications", "mentions")
 IMPORT_RUN_STATUSES = ("completed", "failed")
 
 
@@ -2253,3 +2265,72 @@ class SuccessHoldout(Base):
     fired_on: Mapped[dt.date] = mapped_column(Date)
     cleared_on: Mapped[dt.date | None] = mapped_column(Date)
     signals: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# --- issue 17: social listening and customer journeys
+
+JOURNEY_KINDS = ("to_purchase", "to_churn", "first_touch")
+
+
+class JourneyRun(Base):
+    """One computation of customer journeys as of a date (the batch's journeys step): how many
+    customers it followed and how many touchpoints each source gave (0 = the shop has none)."""
+
+    __tablename__ = "journey_runs"
+    __table_args__ = (Index("ix_journey_runs_computed", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    buyers: Mapped[int] = mapped_column(Integer, default=0)
+    churned: Mapped[int] = mapped_column(Integer, default=0)
+    sources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class JourneyRollup(Base):
+    """The most common paths of a run (to the first purchase, from it to churn) and conversion by
+    first-touch channel, for all customers and per segment and signup cohort (NULL = all): how many
+    customers took the path, how many reached its goal, how many ended at each end node, and the
+    median days between its steps."""
+
+    __tablename__ = "journey_rollups"
+    __table_args__ = (
+        enum_check("kind", JOURNEY_KINDS),
+        Index("ix_journey_rollups_lookup", "run_id", "kind", "segment_id", "cohort", "rank"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("journey_runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("customer_segments.id", ondelete="CASCADE"))
+    cohort: Mapped[str | None] = mapped_column(String(7))
+    rank: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    steps: Mapped[int] = mapped_column(Integer)
+    customers: Mapped[int] = mapped_column(Integer)
+    reached: Mapped[int] = mapped_column(Integer)
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    median_days: Mapped[list[Any]] = mapped_column(JSON)
+    median_days_total: Mapped[float | None] = mapped_column(Float)
+
+
+class SocialMentionTerm(Base):
+    """A topic, category, brand or product a mention's text names (crm_core.social.topics), with the
+    mention's time, platform and negativity copied so the Social page counts terms over a date range
+    with one GROUP BY."""
+
+    __tablename__ = "customer_social_mention_terms"
+    __table_args__ = (
+        Index("ix_mention_terms_time", "posted_at"),
+        Index("ix_mention_terms_mention", "mention_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mention_id: Mapped[int] = mapped_column(ForeignKey("customer_social_media_mentions.id", ondelete="CASCADE"))
+    term: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    posted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    platform: Mapped[str] = mapped_column(String(16))
+    negative: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -960,16 +960,35 @@ class Simulator:
         sat = c.satisfaction.to_numpy()[who][acc]
         score = np.clip(np.round((sat - 0.55) * 2.2 + rng.normal(0, 0.25, m), 3), -1, 1)
         label = np.select([score > 0.05, score < -0.05], ["positive", "negative"], "neutral")
-        text_by_label = {"positive": "Love my new order from the shop, arrived quickly!",
-                         "neutral": "Ordered from the shop again this week.",
-                         "negative": "Still waiting for my parcel, really disappointed with the shop."}
         signup = c.signup.to_numpy()[who][acc]
         self.tables["customer_social_media_mentions"] = pd.DataFrame({
             "id": np.arange(1, m + 1), "social_account_id": acc + 1, "customer_id": who[acc] + 1,
             "platform": platform[acc], "posted_at": _to_datetime(self.base, signup + rng.random(m) * (self.span - signup)),
-            "text": pd.Series(label).map(text_by_label).to_numpy(), "reach": rng.lognormal(4, 1.2, m).astype(int),
-            "sentiment_score": score, "sentiment_label": label,
+            "text": self._mention_texts(label), "reach": rng.lognormal(4, 1.2, m).astype(int),
+            "sentiment_score": score, "sentiment_label": label, "author": handle[acc],
+            "external_id": [f"sim:{i}" for i in range(1, m + 1)], "sentiment_model": "simulated",
         })
+
+    def _mention_texts(self, labels: np.ndarray) -> np.ndarray:
+        """A post per mention that fits its sentiment and names a category or a service topic, so the
+        Social page has topics to count. Its own random stream keeps every other table as it was."""
+        rng = np.random.default_rng([self.seed, 17])
+        categories = np.array(list(CATEGORIES), dtype=object)
+        templates = {
+            "positive": ("Love my new {c} order from the shop, arrived quickly!", "Great quality {c}, really happy.",
+                         "Fast delivery and friendly customer service. Thank you!", "Best price for {c} I found."),
+            "neutral": ("Ordered {c} from the shop again this week.", "Anyone tried their {c} range?",
+                        "Parcel tracking says Thursday.", "Looking at {c} in the sale."),
+            "negative": ("Still waiting for my parcel, really disappointed with the shop.",
+                         "The {c} I ordered arrived broken. Asking for a refund.",
+                         "Terrible customer service, nobody answers.", "Overpriced {c} and poor quality."),
+        }
+        texts = np.empty(len(labels), dtype=object)
+        picks = rng.integers(0, 4, len(labels))
+        named = categories[rng.integers(0, len(categories), len(labels))]
+        for i, (label, pick, category) in enumerate(zip(labels, picks, named, strict=True)):
+            texts[i] = templates[str(label)][pick].format(c=category)
+        return texts
 
     def _referrals(self) -> None:
         rng = self.rng

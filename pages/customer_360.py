@@ -8,7 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import customers, platform
+from crm_core import customers, platform, social
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 from ui.charts import time_axis
@@ -77,6 +77,10 @@ details = [facts["email"] or "no email", facts["phone"] or "no phone", facts["co
            ", ".join(x for x in (facts["city"], facts["country_code"]) if x),
            f"signed up {facts['signed_up_at']:%Y-%m-%d}", f"status {facts['status']}"]
 st.caption(" · ".join(d for d in details if d))
+accounts = context.read(social.customer_accounts, customer_id) or []
+if accounts:
+    st.caption("Social: " + " · ".join(f"{a['platform']} @{a['handle']} ({a['followers']:,} followers"
+                                       f"{', verified' if a['verified'] else ''})" for a in accounts))
 if facts["status"] == "merged":
     st.warning(f"This record was merged into customer {facts['merged_into_id']}.")
 

@@ -16,12 +16,12 @@ from ui.navigation import PAGES, pages_for
 from .apptest_support import APP, ROOT, registered_scripts, sign_in, titles
 
 EXPECTED_PAGES = {
-    "admin": {"Executive overview", "Success workbench", "Campaigns", "API tokens", "Duplicates & merge", "Privacy requests", "Refresh runs", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Users", "Audit log", "Import / Export", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
-    "analyst": {"Executive overview", "Campaigns", "API tokens", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Import / Export", "Communications", "Loyalty", "Customers", "Customer 360", "Referrals"},
-    "success_manager": {"Executive overview", "Success workbench", "Campaigns", "API tokens", "Duplicates & merge", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
-    "support_agent": {"Executive overview", "API tokens", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
-    "executive": {"Executive overview", "Success workbench", "Campaigns", "API tokens", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Complaints", "Loyalty", "SLA", "Referrals"},
-    "risk_analyst": {"Executive overview", "API tokens", "Customers", "Customer 360", "Risk reviews", "Referrals"},
+    "admin": {"Executive overview", "Social", "Journeys", "Success workbench", "Campaigns", "API tokens", "Duplicates & merge", "Privacy requests", "Refresh runs", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Users", "Audit log", "Import / Export", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
+    "analyst": {"Executive overview", "Social", "Journeys", "Campaigns", "API tokens", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Import / Export", "Communications", "Loyalty", "Customers", "Customer 360", "Referrals"},
+    "success_manager": {"Executive overview", "Social", "Journeys", "Success workbench", "Campaigns", "API tokens", "Duplicates & merge", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
+    "support_agent": {"Executive overview", "Social", "API tokens", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
+    "executive": {"Executive overview", "Social", "Journeys", "Success workbench", "Campaigns", "API tokens", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Complaints", "Loyalty", "SLA", "Referrals"},
+    "risk_analyst": {"Executive overview", "Social", "API tokens", "Customers", "Customer 360", "Risk reviews", "Referrals"},
 }
 
 

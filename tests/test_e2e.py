@@ -95,6 +95,8 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Forecast": ('[data-testid="stMetricLabel"]', "Backtest MAPE"),
         "Churn": ('[data-testid="stMetricLabel"]', "Customers scored"),
         "Health": ('[data-testid="stMetricLabel"]', "Live accounts"),
+        "Journeys": ('[data-testid="stMetricLabel"]', "Customers followed"),
+        "Social": ('[data-testid="stMetricLabel"]', "Matched to customers"),
         "Support queue": ('[data-testid="stMetricLabel"]', "Open tickets (team)"),
         "Ticket": ('[data-testid="stMetricLabel"]', "Priority"),
         "SLA": ('[data-testid="stMetricLabel"]', "Targets met"),

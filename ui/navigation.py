@@ -25,6 +25,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/forecast.py", "Forecast", ":material/trending_up:", "Insights", "forecast.view", "forecast"),
     PageSpec("pages/churn.py", "Churn", ":material/trending_down:", "Insights", "churn.view", "churn"),
     PageSpec("pages/health.py", "Health", ":material/monitor_heart:", "Insights", "health.view", "health"),
+    PageSpec("pages/journeys.py", "Journeys", ":material/route:", "Insights", "journeys.view", "journeys"),
+    PageSpec("pages/social.py", "Social", ":material/tag:", "Insights", "social.view", "social"),
     PageSpec("pages/customers.py", "Customers", ":material/person_search:", "Customers", "customers.view", "customers"),
     PageSpec("pages/customer_360.py", "Customer 360", ":material/account_circle:", "Customers", "customers.view", "customer-360"),
     PageSpec("pages/success_workbench.py", "Success workbench", ":material/task_alt:", "Customers", "success.view",

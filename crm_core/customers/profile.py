@@ -69,6 +69,7 @@ from db.models import (
     LoyaltyAccount,
     LoyaltyTransaction,
     Order,
+    SocialMention,
     SupportTicket,
     utcnow,
 )
@@ -91,7 +92,7 @@ EDITABLE = ("first_name", "last_name", "email", "phone", "company", "country_cod
 CREATE_ONLY = ("external_id", "acquisition_channel")
 ADDRESS_FIELDS = ("kind", "line1", "line2", "city", "region", "postal_code", "country_code", "is_default")
 TIMELINE_KINDS = ("order", "communication", "ticket", "complaint", "lifecycle", "loyalty", "segment_enter",
-                  "segment_leave", "merge")
+                  "segment_leave", "merge", "mention")
 
 
 # --------------------------------------------------------------------------- validation
@@ -313,6 +314,11 @@ def _timeline_sources(customer_id: int) -> dict[str, Any]:
         "merge": select(at(CustomerMerge.merged_at), kind("merge"), _s(CustomerMerge.id),
                         _s(CustomerMerge.kind), _s(CustomerMerge.survivor_id), _s(CustomerMerge.merged_id))
         .where((CustomerMerge.survivor_id == customer_id) | (CustomerMerge.merged_id == customer_id)),
+        "mention": select(at(SocialMention.posted_at), kind("mention"), _s(SocialMention.id).label("ref"),
+                          _s(SocialMention.platform).label("a"),
+                          func.coalesce(SocialMention.sentiment_label, empty).label("b"),
+                          func.substr(SocialMention.text, 1, 300).label("c"))
+        .where(SocialMention.customer_id == customer_id),
     }
 
 
@@ -330,6 +336,8 @@ def _describe_event(kind: str, ref: str, a: str, b: str, c: str, customer_id: in
     if kind == "loyalty":
         points = int(float(b))
         return f"Loyalty {a} {points:+,} points", c
+    if kind == "mention":
+        return f"{a.capitalize()} mention" + (f" ({b})" if b else ""), c
     if kind == "segment_enter":
         return f"Entered segment {a}", f"{b} assignment"
     if kind == "segment_leave":

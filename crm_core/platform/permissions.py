@@ -71,6 +71,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "success.work": frozenset({"admin", "success_manager"}),
     "success.assign": frozenset({"admin"}),
     "success.playbooks": frozenset({"admin"}),
+    # Issue 17: social listening (mentions are public posts; names of matched customers need
+    # customers.view) and customer journeys (aggregates only).
+    "social.view": ALL_ROLES,
+    "social.import": frozenset({"admin", "analyst"}),
+    "journeys.view": frozenset({"admin", "analyst", "success_manager", "executive"}),
 }
 # What a read-only API token may still do: view, and export what it may view (an export is audited).
 READ_ONLY_ACTIONS = frozenset({a for a in PERMISSIONS if a.endswith(".view")} | {"customers.export"})
