@@ -293,7 +293,8 @@ EVALUATED = Table(
 
 
 def evaluate_lifecycle(session: Session, as_of: dt.date, actor: Actor = SYSTEM, now: dt.datetime | None = None) -> dict[str, int]:
-    """Recompute every counted customer's stage as of a date, set-based.
+    """Recompute every counted customer's stage as of a date, set-based (`actor`: the batch's system
+    actor, or anyone allowed to run the refresh).
 
     Returns the number of customers per stage (every stage, in stage order) and, under the key
     "changed", how many customers changed stage (a first assignment counts as a change).
