@@ -60,7 +60,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import GONE_STATUSES, display_name
+from crm_core.customers.rules import GONE_STATUSES, shown_name
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of, data_date, midnight
@@ -776,7 +776,7 @@ def account_summary(session: Session, viewer: Actor, customer_id: int, as_of: dt
     if customer is None:
         raise NotFound(f"There is no customer {customer_id}.")
     account = session.scalars(select(LoyaltyAccount).where(LoyaltyAccount.customer_id == customer_id)).one_or_none()
-    base = {"customer_id": customer_id, "name": display_name(customer.first_name, customer.last_name, customer_id),
+    base = {"customer_id": customer_id, "name": shown_name(viewer, customer.first_name, customer.last_name, customer_id),
             "member": account is not None}
     if account is None:
         return base

@@ -20,7 +20,7 @@ from decimal import Decimal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import COUNTED_CUSTOMER, display_name
+from crm_core.customers.rules import COUNTED_CUSTOMER, shown_email, shown_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import ValidationError
@@ -162,7 +162,7 @@ def executive_overview(session: Session, viewer: Actor, start: dt.date, end: dt.
         nps=nps, nps_responses=responses,
         monthly=monthly_series(session, range_start, range_end),
         tiers=tier_distribution(session),
-        top_customers=top_customers(session, range_start, range_end),
+        top_customers=top_customers(session, range_start, range_end, viewer=viewer),
     )
 
 
@@ -208,7 +208,9 @@ def tier_distribution(session: Session) -> list[dict]:
     return [{"tier": tier, "members": counts.get(tier, 0)} for tier in LOYALTY_TIERS]
 
 
-def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit: int = 10) -> list[dict]:
+def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit: int = 10,
+                  viewer: Actor | None = None) -> list[dict]:
+    """The customers with the most revenue in a range; named only for a viewer who may see people."""
     revenue = func.sum(Order.total).label("revenue")
     ranked = (
         select(Order.customer_id, revenue, func.count().label("orders"))
@@ -226,8 +228,8 @@ def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit:
     return [
         {
             "customer_id": r.customer_id,
-            "name": display_name(r.first_name, r.last_name, r.customer_id),
-            "email": r.email,
+            "name": shown_name(viewer, r.first_name, r.last_name, r.customer_id),
+            "email": shown_email(viewer, r.email),
             "country": r.country_code,
             "orders": r.orders,
             "revenue": Decimal(str(r.revenue)).quantize(Decimal("0.01")),
