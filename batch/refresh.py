@@ -460,6 +460,7 @@ def run_refresh(
     concurrent: bool | None = None,
     run_log: RunLog | None = None,
     triggered_by: str = "system",
+    actor: platform.Actor = platform.SYSTEM,
 ) -> RefreshReport:
     """Run every step as of the end of `as_of` and record the run.
 
@@ -473,8 +474,10 @@ def run_refresh(
     allows one writer, so there they run one after another. Progress is reported, and the report
     lists the steps, in STEPS order; `report.seconds` is the wall-clock total. A failing step is
     recorded as failed and the others still run; `report.failed` lists them. `run_log` (default:
-    the database) records the run; `triggered_by` names who asked for it.
+    the database) records the run; `triggered_by` names who asked for it. `actor` (the batch's system
+    actor, or the admin who started it) must be allowed to run the refresh; the steps act as the batch.
     """
+    platform.require(actor, "refresh.run")
     if as_of is None:
         data = platform.data_date(engine)
         as_of, now = data.day, now or data.run_time()
@@ -583,13 +586,14 @@ def month_ends_before(day: dt.date, months: int) -> list[dt.date]:
 
 
 def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | None = None,
-             triggered_by: str = "system") -> list[dt.date]:
+             triggered_by: str = "system", actor: platform.Actor = platform.SYSTEM) -> list[dt.date]:
     """Refresh as of each past month end (without re-clustering), so stage and segment history exist."""
+    platform.require(actor, "refresh.run")
     platform.check_backfill_months(months, platform.check_as_of(until))
     dates = month_ends_before(until, months)
     for index, as_of in enumerate(dates, start=1):
         report = run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False,
-                             triggered_by=f"{triggered_by} (backfill)"[:64])
+                             triggered_by=f"{triggered_by} (backfill)"[:64], actor=actor)
         if progress:
             state = "done" if not report.failed else f"{len(report.failed)} step(s) failed"
             progress(index, len(dates), f"Backfill as of {as_of.isoformat()}", state)

@@ -616,6 +616,7 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
 
 def train_and_register(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
                        actor: platform.Actor = platform.SYSTEM, progress: Progress | None = None) -> TrainingResult:
+    platform.require(actor, "models.manage")  # before the training, not only at registration
     started = time.perf_counter()
     with engine.connect() as connection:
         model, metrics, cuts = train(connection, as_of, horizon_days, progress=progress)
@@ -806,17 +807,20 @@ def evaluate_past_predictions(engine: Engine, as_of: dt.date) -> int:
 
 
 def refresh_churn(engine: Engine, as_of: dt.date, horizon_days: int = DEFAULT_HORIZON_DAYS,
-                  progress: Progress | None = None) -> dict[str, Any]:
+                  progress: Progress | None = None, *, actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
     """The batch step: (re)train when due, score everyone, and check old predictions against outcomes.
 
     Returns {"status": "scored", "scored", "levels", "detail"} or {"status": "skipped", "reason"}.
+    `actor` (the batch's system actor by default) must be allowed to run the refresh and manage models.
     """
+    platform.require(actor, "refresh.run")
+    platform.require(actor, "models.manage")
     evaluated = evaluate_past_predictions(engine, as_of)
     current = _active(engine)
     trained = ""
     if needs_training(current[0] if current else None, as_of, horizon_days):
         try:
-            result = train_and_register(engine, as_of, horizon_days, progress=progress)
+            result = train_and_register(engine, as_of, horizon_days, actor=actor, progress=progress)
         except NotEnoughHistory as exc:
             if current is None:
                 return {"status": "skipped", "reason": str(exc)}

@@ -86,8 +86,8 @@ def at_risk(
     return platform.Page([
         {
             "customer_id": r.customer_id,
-            "name": customers.display_name(r.first_name, r.last_name, r.customer_id),
-            "email": r.email,
+            "name": customers.shown_name(viewer, r.first_name, r.last_name, r.customer_id),
+            "email": customers.shown_email(viewer, r.email),
             "probability": r.probability,
             "risk_level": r.risk_level,
             "confidence": r.confidence,

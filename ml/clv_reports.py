@@ -212,7 +212,8 @@ def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_
     return platform.Page(
         rows=[
             {
-                "customer_id": cid, "customer": customers.display_name(first, last, cid), "email": email,
+                "customer_id": cid, "customer": customers.shown_name(viewer, first, last, cid),
+                "email": customers.shown_email(viewer, email),
                 "clv_12m": float(clv or 0), "historic_clv": float(historic or 0),
                 "expected_purchases_12m": round(float(purchases or 0), 2),
                 "prob_alive": round(float(alive or 0), 3),

@@ -106,7 +106,7 @@ def movers(session: Session, viewer: platform.Actor, direction: str = "up", page
         .where(*conditions).order_by(*order).limit(page_size).offset((page - 1) * page_size)
     ).all()
     rows = [
-        {"customer_id": r.customer_id, "customer": customers.display_name(r.first_name, r.last_name, r.customer_id),
+        {"customer_id": r.customer_id, "customer": customers.shown_name(viewer, r.first_name, r.last_name, r.customer_id),
          "overall": r.overall, "previous": round(r.overall - r.trend, 2), "trend": r.trend, "level": r.level,
          "engagement": r.engagement, "satisfaction": r.satisfaction, "loyalty": r.loyalty,
          "payment": r.payment, "support": r.support}
@@ -149,7 +149,7 @@ def customer_health(session: Session, viewer: platform.Actor, customer_id: int) 
         .order_by(AccountHealthScore.as_of.desc()).limit(1)
     )
     result: dict[str, Any] = {"customer_id": customer.id,
-                              "customer": customers.display_name(customer.first_name, customer.last_name, customer.id), "score": None}
+                              "customer": customers.shown_name(viewer, customer.first_name, customer.last_name, customer.id), "score": None}
     run = session.scalar(select(AccountHealthRun).order_by(AccountHealthRun.as_of.desc()).limit(1))
     result["relationship"] = None
     if run is not None and (latest is None or latest.as_of < run.as_of):

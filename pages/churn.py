@@ -86,6 +86,8 @@ with at_risk_tab:
         else:
             st.caption(f"{found.total:,} customers, ranked by churn probability x value")
             table = pd.DataFrame(found.rows)
+            if table["email"].isna().all():  # a role that may not see people reads customers by number
+                table = table.drop(columns="email")
             selection = st.dataframe(
                 table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                 key="risk_table",

@@ -100,8 +100,11 @@ with tab_top:
     top = context.read(clv_reports.top_customers, page=page_number, page_size=50)
     if top is not None and top.total:
         st.caption(f"{top.total:,} customers by 12-month CLV")
+        rows = pd.DataFrame(top.rows)
+        if rows["email"].isna().all():  # a role that may not see people reads customers by number
+            rows = rows.drop(columns="email")
         st.dataframe(
-            pd.DataFrame(top.rows), hide_index=True, width="stretch",
+            rows, hide_index=True, width="stretch",
             column_config={
                 "clv_12m": st.column_config.NumberColumn("12-month CLV", format="€%.2f"),
                 "historic_clv": st.column_config.NumberColumn("Historic value", format="€%.2f"),

@@ -110,7 +110,7 @@ with tabs[1]:
                 if st.form_submit_button("Adjust", type="primary", key="adjust_submit"):
                     result = context.act(loyalty.adjust, customer_id, int(points), reason)
                     if result is not None and result.status == "pending":
-                        saved(f"{int(points):+,} points wait for an approver: {result.why_pending}.")
+                        saved(f"{int(points):+,} points: the adjustment waits for an approver ({result.why_pending}).")
                     elif result is not None:
                         saved(f"{int(points):+,} points posted; the balance is now {result.transaction.balance_after:,}.")
             with right, st.form("loyalty_redeem"):

@@ -88,8 +88,10 @@ with right:
     if data.top_customers:
         top = pd.DataFrame(data.top_customers)
         top["revenue"] = top["revenue"].astype(float)
+        shown = ["name", "email", "country", "orders", "revenue"] if top["email"].notna().any() else \
+            ["name", "country", "orders", "revenue"]  # no e-mails for a role that may not see people
         st.dataframe(
-            top[["name", "email", "country", "orders", "revenue"]], hide_index=True, width="stretch",
+            top[shown], hide_index=True, width="stretch",
             column_config={"revenue": st.column_config.NumberColumn("Revenue", format="€%.2f")},
         )
     else:

@@ -295,8 +295,9 @@ def test_crm_forecast_command_reports_each_metric(engine, session, monkeypatch, 
 
     _shop(session, 20, dt.date(2025, 3, 31))
     monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    assert main(["forecast", "--as-of", "2025-03-31", "--horizon-days", "14"]) == 1
-    out = capsys.readouterr().out
-    assert "revenue: skipped: Only 20 day(s) of order history" in out
+    assert main(["forecast", "--as-of", "2025-03-31", "--horizon-days", "14"]) == 2  # none fitted: one line
+    err = capsys.readouterr().err
+    assert err.startswith("error: no forecast fitted") and err.count("\n") == 1
+    assert "revenue: Only 20 day(s) of order history" in err
     assert main(["forecast", "--as-of", "2025-03-31", "--horizon-days", "0"]) == 2
     assert "horizon" in capsys.readouterr().err

@@ -76,7 +76,13 @@ def test_figures_match_hand_computation(session, shop, rollup_as_of):
     assert {t["tier"]: t["members"] for t in o.tiers} == {
         "bronze": 0, "silver": 1, "gold": 1, "platinum": 0, "diamond": 0,
     }
-    assert [(t["name"], t["revenue"]) for t in o.top_customers] == [
+    # An executive reads the top customers by number: names are personal data (customers.view).
+    assert [t["revenue"] for t in o.top_customers] == [Decimal("200.00"), Decimal("80.00"), Decimal("50.00"),
+                                                       Decimal("40.00")]
+    assert all(t["name"].startswith("Customer #") and t["email"] is None for t in o.top_customers)
+    named = reporting.executive_overview(session, make_user(session, "success_manager"), dt.date(2025, 4, 1),
+                                         dt.date(2026, 3, 20))
+    assert [(t["name"], t["revenue"]) for t in named.top_customers] == [
         ("Bob B", Decimal("200.00")), ("Cy C", Decimal("80.00")), ("Ada A", Decimal("50.00")), ("Di D", Decimal("40.00")),
     ]
 

@@ -20,3 +20,17 @@ def test_an_analyst_sees_members_and_may_export_them(app):
     assert not app.exception
     assert any("email" in df.value.columns for df in app.dataframe)
     assert [b.proto.label for b in app.get("download_button")] == ["Export members as CSV"]
+
+
+def test_an_executive_reads_top_customers_by_number(app):
+    open_page(app, "exec1", "overview")
+    assert not app.exception
+    top = next(df.value for df in app.dataframe if "revenue" in df.value.columns and "orders" in df.value.columns)
+    assert "email" not in top.columns
+    assert top["name"].str.startswith("Customer #").all()
+
+
+def test_a_success_manager_sees_who_the_top_customers_are(app):
+    open_page(app, "csm1", "overview")
+    top = next(df.value for df in app.dataframe if "revenue" in df.value.columns and "orders" in df.value.columns)
+    assert "email" in top.columns and not top["name"].str.startswith("Customer #").any()

@@ -20,7 +20,7 @@ from db.models import (
     CustomerSegmentMembership,
     LoyaltyAccount,
 )
-from tests.factories import make_customer, make_user
+from tests.factories import make_customer, make_order, make_user
 
 AS_OF = dt.date(2026, 3, 1)
 T0 = dt.datetime(2026, 3, 1, 6, 0)
@@ -611,3 +611,24 @@ def test_field_catalogue_lists_operators_and_choices():
     assert [o["op"] for o in catalogue["email_opt_in"]["operators"]] == ["eq", "ne"]
     assert "within_last_days" in [o["op"] for o in catalogue["signup_date"]["operators"]]
     assert "contains" not in [o["op"] for o in catalogue["order_count"]["operators"]]
+
+
+def test_figures_name_people_only_for_roles_that_may_see_them(session):
+    """Top customers, lifecycle drill-downs and loyalty summaries: an executive reads figures by
+    customer number; a success manager sees names and e-mails."""
+    from crm_core import loyalty
+    from crm_core.reporting import overview
+
+    executive, csm = make_user(session, "executive"), make_user(session, "success_manager")
+    ann = make_customer(session, dt.datetime(2025, 1, 5), first_name="Ann", last_name="Example",
+                        email="ann@example.com")
+    make_order(session, ann, dt.datetime(2025, 3, 1), "120.00")
+    loyalty.enroll(session, platform.SYSTEM, ann.id)
+    session.flush()
+    start, end = dt.datetime(2025, 1, 1), dt.datetime(2025, 12, 31)
+    for viewer, name, email in [(executive, f"Customer #{ann.id}", None), (csm, "Ann Example", "ann@example.com")]:
+        top = overview.top_customers(session, start, end, viewer=viewer)
+        assert (top[0]["name"], top[0]["email"]) == (name, email)
+        stage = segmentation.customers_in_stage(session, viewer).rows
+        assert (stage[0]["customer"], stage[0]["email"]) == (name, email)
+        assert loyalty.account_summary(session, viewer, ann.id)["name"] == name

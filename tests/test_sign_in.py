@@ -113,3 +113,38 @@ def test_twenty_wrong_passwords_at_once_count_and_lock(engine):
     with platform.unit_of_work(session_factory(engine)) as s:
         locked_until = s.scalar(select(User.locked_until).where(User.username == "target"))
     assert locked_until is not None
+
+
+def test_twelve_redemptions_at_once_through_page_writes_all_land(engine):
+    """What the Loyalty page does (context.act: a write unit of work): none told the database is busy."""
+    from crm_core import loyalty
+    from crm_core.loyalty import ledger
+    from db.models import LoyaltyAccount
+
+    from .factories import make_customer
+
+    with platform.unit_of_work(session_factory(engine)) as s:
+        customer = make_customer(s, dt.datetime(2024, 1, 1))
+        loyalty.enroll(s, platform.SYSTEM, customer.id)
+        ledger._post(s, s.scalars(select(LoyaltyAccount)).one(), "earn", 1200, platform.SYSTEM, reason="seed")
+        customer_id = customer.id
+    barrier = threading.Barrier(12)
+    outcomes = [""] * 12
+
+    def redeem(index: int) -> None:
+        barrier.wait()
+        try:
+            with platform.unit_of_work(session_factory(engine), write=True) as s:
+                loyalty.redeem(s, platform.SYSTEM, customer_id, 100, "Voucher")
+            outcomes[index] = "ok"
+        except Exception as exc:  # noqa: BLE001 - the test reports what each got
+            outcomes[index] = f"{type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=redeem, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert outcomes == ["ok"] * 12
+    with session_factory(engine)() as s:
+        assert loyalty.recompute_balance(s, customer_id)["balance"] == 0

@@ -34,7 +34,7 @@ def refresh_panel(viewer, key: str) -> None:
 
             try:
                 report = batch.run_refresh(context.engine(), refresh_date, progress=progress,
-                                     now=data.run_time(refresh_date), triggered_by=viewer.username)
+                                     now=data.run_time(refresh_date), triggered_by=viewer.username, actor=viewer)
             except platform.DomainError as exc:
                 st.error(str(exc))
             else:

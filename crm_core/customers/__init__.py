@@ -81,7 +81,16 @@ from crm_core.customers.profile import (
     update_address,
     update_customer,
 )
-from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, TEXT_LIMITS, display_name, is_gone
+from crm_core.customers.rules import (
+    COUNTED_CUSTOMER,
+    GONE_STATUSES,
+    TEXT_LIMITS,
+    display_name,
+    is_gone,
+    sees_people,
+    shown_email,
+    shown_name,
+)
 from crm_core.customers.search import (
     CustomerQuery,
     count_matches,
@@ -179,4 +188,7 @@ __all__ = [
     "update_customer",
     "update_search",
     "validate_query",
+    "sees_people",
+    "shown_email",
+    "shown_name",
 ]

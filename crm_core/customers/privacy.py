@@ -9,7 +9,9 @@ person's rows is cleared (names, emails, phones, addresses, social handles, paym
 ticket and message texts, notes, survey comments), while categorical and numeric columns stay.
 Orders, their lines and totals are kept under a legal-retention exception, linked to the
 anonymised customer, so revenue figures still add up. Audit entries and the merge log that quote
-the person's values are rewritten too.
+the person's values are rewritten too, as is any other text or JSON value anywhere that quotes one
+of their current or past values (saved searches, import runs, other people's notes), and their
+tickets' attachment files are deleted from the attachment store.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from crm_core.platform.permissions import require
 from crm_core.platform.spreadsheet import neutralize
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
+from crm_core.service.tickets import attachments_dir
 from db.models import (
     COMM_CHANNELS,
     CONSENT_PURPOSES,
@@ -65,6 +68,8 @@ from db.models import (
     CustomerPreferenceCenter,
     DataSubjectRequest,
     SocialAccount,
+    SupportTicket,
+    SupportTicketResponse,
     utcnow,
 )
 
@@ -560,7 +565,137 @@ def _secrets(session: Session, ids: list[int]) -> list[str]:
     values |= set(session.scalars(select(SocialAccount.handle).where(SocialAccount.customer_id.in_(ids))))
     values |= set(session.scalars(select(CustomerPaymentMethod.processor_token)
                                   .where(CustomerPaymentMethod.customer_id.in_(ids))))
+    values |= _past_values(session, ids)
+    # Full names the person went by: every first name they had with every last name they had.
+    firsts, lasts = _single_names(session, ids, "first_name"), _single_names(session, ids, "last_name")
+    values |= {f"{first} {last}" for first in firsts for last in lasts if first and last}
     return sorted(v for v in values if v and len(v) >= 4)
+
+
+# Keys under which audit snapshots and merge-log payloads keep a person's identifying values.
+PERSONAL_KEYS = frozenset({"first_name", "last_name", "name", "full_name", "email", "phone", "company", "notes",
+                           "external_id", "line1", "line2", "handle", "processor_token", "customer_email"})
+
+
+def _personal_values(snapshot: Any) -> set[str]:
+    """Identifying values in an audit snapshot or a merge payload, at any depth, plus full names."""
+    found: set[str] = set()
+    if isinstance(snapshot, list):
+        for item in snapshot:
+            found |= _personal_values(item)
+    elif isinstance(snapshot, dict):
+        for key, value in snapshot.items():
+            if key in PERSONAL_KEYS and isinstance(value, str):
+                found.add(value)
+            elif isinstance(value, dict | list):
+                found |= _personal_values(value)
+        first, last = snapshot.get("first_name"), snapshot.get("last_name")
+        if isinstance(first, str) and isinstance(last, str):
+            found.add(f"{first} {last}".strip())
+    return found
+
+
+def _past_values(session: Session, ids: list[int]) -> set[str]:
+    """Values the person had before: a changed name, e-mail or phone lives on in the 'before' of
+    `customer.update` audit entries and in the merge log's payloads."""
+    values: set[str] = set()
+    entries = session.execute(select(AuditLog.before, AuditLog.after).where(
+        AuditLog.entity_type == "customer", AuditLog.entity_id.in_([str(i) for i in ids])))
+    for before, after in entries:
+        values |= _personal_values(before) | _personal_values(after)
+    merges = select(CustomerMerge.id).where(or_(CustomerMerge.survivor_id.in_(ids), CustomerMerge.merged_id.in_(ids)))
+    for payload in session.scalars(select(CustomerMergeRow.payload).where(CustomerMergeRow.merge_id.in_(merges),
+                                                                           CustomerMergeRow.payload.is_not(None))):
+        values |= _personal_values(payload)
+    return values
+
+
+def _single_names(session: Session, ids: list[int], *keys: str) -> set[str]:
+    """The person's first and/or last names (`keys`, default both) on their own, now and before."""
+    keys = keys or ("first_name", "last_name")
+    names: set[str] = set()
+    for row in session.execute(select(*[getattr(Customer, k) for k in keys]).where(Customer.id.in_(ids))):
+        names |= {v for v in row if v}
+    entries = session.execute(select(AuditLog.before, AuditLog.after).where(
+        AuditLog.entity_type == "customer", AuditLog.entity_id.in_([str(i) for i in ids])))
+    for snapshots in entries:
+        for snapshot in snapshots:
+            if isinstance(snapshot, dict):
+                names |= {v for k, v in snapshot.items() if k in keys and isinstance(v, str) and v}
+    return names
+
+
+def _variants(secret: str) -> set[str]:
+    """How a value may be stored: as typed, and inside JSON text with non-ASCII letters escaped."""
+    return {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+
+
+def _sweep_free_text(session: Session, secrets: list[str], skip: set[str]) -> dict[str, int]:
+    """Every text and JSON column of every table, searched for the person's values (JSON decoded, so
+    "Zoë" is found however it was escaped) and scrubbed where found: saved searches, import runs,
+    other people's tickets and notes that mention them, audit entries. Returns rows per table."""
+    scrubbed: dict[str, int] = {}
+    folded = [s.casefold() for s in secrets]
+    for table in Base.metadata.sorted_tables:
+        if table.name in skip:
+            continue
+        keys = {c.name for c in table.primary_key.columns} | {fk.parent.name for fk in table.foreign_keys}
+        columns = [c for c in table.columns if isinstance(c.type, String | Text | JSON) and c.name not in keys
+                   and not _is_enum(table, c.name)]
+        if not columns or not table.primary_key.columns:
+            continue
+        found = or_(*[cast(c, Text).icontains(v, autoescape=True) for c in columns for s in secrets
+                      for v in _variants(s)])
+        pk = list(table.primary_key.columns)
+        unique = {c.name for c in columns if c.unique} | {
+            col.name for constraint in table.constraints if isinstance(constraint, UniqueConstraint)
+            for col in constraint.columns} | {col.name for index in table.indexes if index.unique for col in index.columns}
+        for row in session.execute(select(*pk, *columns).where(found)).all():
+            key = row[:len(pk)]
+            changes: dict[str, Any] = {}
+            for column, value in zip(columns, row[len(pk):], strict=True):
+                if isinstance(value, dict | list):
+                    cleaned = _scrub_folded(value, folded)
+                    if cleaned != value:
+                        changes[column.name] = cleaned
+                elif isinstance(value, str) and any(f in value.casefold() for f in folded):
+                    changes[column.name] = f"erased:{key[0]}" if column.name in unique else ERASED
+            if changes:
+                session.execute(update(table).where(*[c == k for c, k in zip(pk, key, strict=True)]).values(changes))
+                scrubbed[table.name] = scrubbed.get(table.name, 0) + 1
+    return scrubbed
+
+
+def _scrub_folded(value: Any, folded: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub_folded(v, folded) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_folded(v, folded) for v in value]
+    if isinstance(value, str) and any(f in value.casefold() for f in folded):
+        return ERASED
+    return value
+
+
+def _attachment_files(session: Session, ids: list[int]) -> list[str]:
+    """The stored attachment files of the person's tickets (paths under the attachment store)."""
+    tickets = select(SupportTicket.id).where(SupportTicket.customer_id.in_(ids))
+    return list(session.scalars(select(SupportTicketResponse.attachment_path).where(
+        SupportTicketResponse.ticket_id.in_(tickets), SupportTicketResponse.attachment_path.is_not(None))))
+
+
+def _delete_attachments(paths: list[str]) -> int:
+    store = attachments_dir().resolve()
+    deleted = 0
+    for relative in paths:
+        target = (store / relative).resolve()
+        if store not in target.parents:
+            continue  # a path that leaves the store is nobody's attachment
+        if target.exists():
+            target.unlink()
+            deleted += 1
+        if target.parent != store and target.parent.exists() and not any(target.parent.iterdir()):
+            target.parent.rmdir()
+    return deleted
 
 
 def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id: Any) -> dict[str, Any]:
@@ -579,6 +714,8 @@ def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id:
         raise ValidationError(f"Customer {customer.id} was merged into {customer.merged_into_id}; erase that customer.")
     ids = _person_ids(session, customer)
     secrets = _secrets(session, ids)
+    names = _single_names(session, ids)  # a first or last name alone is not searched for everywhere: others share it
+    attachments = _attachment_files(session, ids)
     now = utcnow()
     session.flush()
 
@@ -614,6 +751,11 @@ def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id:
         for row in session.scalars(select(CustomerMergeRow).where(CustomerMergeRow.merge_id.in_(merges),
                                                                   CustomerMergeRow.payload.is_not(None))):
             row.payload = _scrub(row.payload, secrets)
+        session.flush()
+        # Whatever else quotes them: decoded JSON, other rows' free text, saved searches, import runs.
+        identifying = [v for v in secrets if v not in names]
+        for name, count in _sweep_free_text(session, identifying, skip={DataSubjectRequest.__tablename__}).items():
+            affected[name] = affected.get(name, 0) + count
     exceptions = [{"table": name, "reason": why} for name, why in RETAINED_TABLES.items()
                   if session.scalar(select(func.count()).select_from(Base.metadata.tables[name])
                                     .where(Base.metadata.tables[name].c.customer_id.in_(ids)))]
@@ -623,11 +765,14 @@ def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id:
     request.handled_by_id = actor.id
     request.notes = "; ".join(f"Retention exception: {e['reason']}" for e in exceptions) or "Erased; no exceptions."
     request.result = {"erased_customers": ids, "rows_anonymised": affected, "audit_entries_scrubbed": scrubbed,
-                      "retention_exceptions": exceptions}
+                      "retention_exceptions": exceptions, "attachment_files_deleted": len(attachments)}
     session.flush()
     record_audit(session, actor, "dsr.erasure", "data_subject_request", request.id,
-                 after={"customers": ids, "tables": sorted(affected), "retention_exceptions": len(exceptions)})
+                 after={"customers": ids, "tables": sorted(affected), "retention_exceptions": len(exceptions),
+                        "attachment_files_deleted": len(attachments)})
     session.flush()
+    # Last, once everything else has succeeded: the files cannot be rolled back.
+    _delete_attachments(attachments)
     session.expire_all()
     return request.result
 

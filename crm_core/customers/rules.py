@@ -7,6 +7,8 @@ editable. Text fields have the lengths the schema gives them.
 
 from __future__ import annotations
 
+from crm_core.platform.actors import Actor
+from crm_core.platform.permissions import allowed
 from db.models import Customer
 
 GONE_STATUSES: tuple[str, ...] = ("merged", "erased")
@@ -34,3 +36,26 @@ def display_name(first_name: str | None, last_name: str | None, customer_id: int
     if external_id:
         return f"Customer {external_id}"
     return f"Customer #{customer_id}" if customer_id is not None else "(no name)"
+
+
+# Names and e-mails are personal data: lists show them only to roles allowed to view customers;
+# anyone else (an executive reading figures) sees a customer by number.
+PERSONAL_DATA_PERMISSION = "customers.view"
+
+
+def sees_people(viewer: Actor | None) -> bool:
+    """Whether `viewer` may see who customers are (names, e-mails), not only figures about them."""
+    return viewer is not None and allowed(viewer.role, PERSONAL_DATA_PERMISSION)
+
+
+def shown_name(viewer: Actor | None, first_name: str | None, last_name: str | None, customer_id: int | None,
+               external_id: str | None = None) -> str:
+    """`display_name` for a viewer who may see people; "Customer #id" for anyone else."""
+    if sees_people(viewer):
+        return display_name(first_name, last_name, customer_id, external_id)
+    return f"Customer #{customer_id}" if customer_id is not None else "(a customer)"
+
+
+def shown_email(viewer: Actor | None, email: str | None) -> str | None:
+    """The e-mail for a viewer who may see people; nothing for anyone else."""
+    return email if sees_people(viewer) else None

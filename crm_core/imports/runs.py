@@ -198,7 +198,9 @@ def finish_run(session: Session, actor: Actor, run: ImportRun, report: ImportRep
 
 def record_failed_run(session: Session, actor: Actor, entity: str, file_name: str, file_format: str,
                       on_duplicate: str | None, message: str) -> ImportRun:
-    """Log an import that failed and was rolled back (call in a fresh unit of work)."""
+    """Log an import that failed and was rolled back (call in a fresh unit of work); `actor` must be
+    allowed to import."""
+    require(actor, "customers.import")
     run = ImportRun(entity=entity, file_name=Path(file_name).name[:255], file_format=file_format[:8],
                     on_duplicate=on_duplicate, status="failed", actor_id=actor.id,
                     actor_username=actor.username, started_at=utcnow(),

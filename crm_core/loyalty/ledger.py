@@ -60,7 +60,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import GONE_STATUSES, display_name
+from crm_core.customers.rules import GONE_STATUSES, shown_name
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of, data_date, midnight
@@ -615,11 +615,14 @@ def _retier(session: Session, thresholds: dict[str, int], now: dt.datetime, acco
     return rows_affected(result) or 0
 
 
-def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.datetime | None = None) -> dict[str, int]:
+def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.datetime | None = None, *,
+                    actor: Actor = SYSTEM) -> dict[str, int]:
     """Post points for every earning order since `since` that has none yet (set-based).
 
     Orders of active members placed at or after enrolment count; the key "earn:order:<id>" makes
-    the batch safe to re-run and to overlap with `earn_for_order`."""
+    the batch safe to re-run and to overlap with `earn_for_order`. A batch operation: `actor` (the
+    batch's system actor by default) must be allowed to run the refresh."""
+    require(actor, "refresh.run")
     now = now or utcnow()
     start = since if isinstance(since, dt.datetime) else midnight(since)
 
@@ -668,7 +671,8 @@ def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dateti
 REVERSING_ORDER_STATUSES = ("cancelled", "returned", "refunded")
 
 
-def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.datetime | None = None) -> dict[str, int]:
+def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.datetime | None = None, *,
+                       actor: Actor = SYSTEM) -> dict[str, int]:
     """Take back the points of orders cancelled, returned or refunded after they earned (set-based).
 
     Each such order gets one "reverse" entry (key "reverse:order:<id>") of at most the points it
@@ -678,7 +682,9 @@ def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dat
     negative balance; an order that could take nothing back gets no entry and is looked at again
     by the next run. Lifetime points go down by the same amount (tiers are not lowered). Orders
     placed before `since` are not looked at (the refresh passes a year: refunds come sooner).
+    A batch operation: `actor` must be allowed to run the refresh.
     """
+    require(actor, "refresh.run")
     now = now or utcnow()
     start = since if isinstance(since, dt.datetime) else midnight(since)
 
@@ -739,11 +745,14 @@ def _expiring_by_account(cutoffs: list[dt.datetime]):
     return select(*columns).group_by(t.account_id)
 
 
-def expire_points(engine: Engine, as_of: dt.date, now: dt.datetime | None = None) -> dict[str, int]:
+def expire_points(engine: Engine, as_of: dt.date, now: dt.datetime | None = None, *,
+                  actor: Actor = SYSTEM) -> dict[str, int]:
     """Expire, first in first out, points earned more than `expiry_days` before `as_of` (set-based).
 
     One "expire" entry per account with an idempotency key per account and date; safe to re-run.
-    A date after tomorrow or before 1900 is refused: expiry cannot be undone."""
+    A date after tomorrow or before 1900 is refused: expiry cannot be undone. A batch operation:
+    `actor` must be allowed to run the refresh."""
+    require(actor, "refresh.run")
     check_as_of(as_of, "The expiry date")
     now = now or utcnow()
 
@@ -805,7 +814,7 @@ def account_summary(session: Session, viewer: Actor, customer_id: int, as_of: dt
     if customer is None:
         raise NotFound(f"There is no customer {customer_id}.")
     account = session.scalars(select(LoyaltyAccount).where(LoyaltyAccount.customer_id == customer_id)).one_or_none()
-    base = {"customer_id": customer_id, "name": display_name(customer.first_name, customer.last_name, customer_id),
+    base = {"customer_id": customer_id, "name": shown_name(viewer, customer.first_name, customer.last_name, customer_id),
             "member": account is not None}
     if account is None:
         return base

@@ -20,7 +20,7 @@ from decimal import Decimal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, display_name
+from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, shown_email, shown_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.dates import end_of, midnight
 from crm_core.platform.errors import ValidationError
@@ -93,7 +93,7 @@ def executive_overview(session: Session, viewer: Actor, start: dt.date, end: dt.
     range_start, range_end = midnight(start), midnight(end + dt.timedelta(days=1))
     stored = stored_sales(session, end, gaps_from=end - dt.timedelta(days=ACTIVE_DAYS - 1))
     if stored is not None:
-        return _from_rollups(session, start, end, *stored)
+        return _from_rollups(session, viewer, start, end, *stored)
 
     month_start = midnight(end.replace(day=1))
     previous_month_start = midnight((end.replace(day=1) - dt.timedelta(days=1)).replace(day=1))
@@ -149,7 +149,7 @@ def executive_overview(session: Session, viewer: Actor, start: dt.date, end: dt.
         nps=nps, nps_responses=responses,
         monthly=monthly_series(session, range_start, range_end),
         tiers=tier_distribution(session),
-        top_customers=top_customers(session, range_start, range_end),
+        top_customers=top_customers(session, range_start, range_end, viewer=viewer),
     )
 
 
@@ -180,7 +180,7 @@ def _service_figures(session: Session, range_start: dt.datetime, range_end: dt.d
     return open_tickets or 0, sla_breaches or 0, nps, responses
 
 
-def _from_rollups(session: Session, start: dt.date, end: dt.date, sales: DailySales, through: dt.date) -> Overview:
+def _from_rollups(session: Session, viewer: Actor, start: dt.date, end: dt.date, sales: DailySales, through: dt.date) -> Overview:
     """The same figures as the live path, summed over the batch's daily rollups (and the live days after them)."""
     range_start, range_end = midnight(start), midnight(end + dt.timedelta(days=1))
     month_start = end.replace(day=1)
@@ -230,7 +230,7 @@ def _from_rollups(session: Session, start: dt.date, end: dt.date, sales: DailySa
         open_tickets=open_tickets, sla_breaches=sla_breaches, nps=nps, nps_responses=responses,
         monthly=monthly,
         tiers=tier_distribution(session),
-        top_customers=top_customers(session, range_start, range_end),
+        top_customers=top_customers(session, range_start, range_end, viewer=viewer),
         rollup_through=through,
     )
 
@@ -277,8 +277,10 @@ def tier_distribution(session: Session) -> list[dict]:
     return [{"tier": tier, "members": counts.get(tier, 0)} for tier in LOYALTY_TIERS]
 
 
-def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit: int = 10) -> list[dict]:
-    """The customers with the most revenue in [start, end), most first (ties by id)."""
+def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit: int = 10,
+                  viewer: Actor | None = None) -> list[dict]:
+    """The customers with the most revenue in [start, end), most first (ties by id); named only for a
+    viewer who may see people."""
     ranked = _top_from_snapshot(session, start, end, limit)
     if ranked is None:
         revenue = func.sum(Order.total).label("revenue")
@@ -295,8 +297,8 @@ def top_customers(session: Session, start: dt.datetime, end: dt.datetime, limit:
     return [
         {
             "customer_id": customer_id,
-            "name": display_name(people[customer_id].first_name, people[customer_id].last_name, customer_id),
-            "email": people[customer_id].email,
+            "name": shown_name(viewer, people[customer_id].first_name, people[customer_id].last_name, customer_id),
+            "email": shown_email(viewer, people[customer_id].email),
             "country": people[customer_id].country_code,
             "orders": orders,
             "revenue": revenue.quantize(Decimal("0.01")),

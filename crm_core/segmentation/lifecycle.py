@@ -59,7 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import COUNTED_CUSTOMER, display_name, is_gone
+from crm_core.customers.rules import COUNTED_CUSTOMER, is_gone, shown_email, shown_name
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
@@ -309,7 +309,8 @@ EVALUATED = Table(
 
 
 def evaluate_lifecycle(session: Session, as_of: dt.date, actor: Actor = SYSTEM, now: dt.datetime | None = None) -> dict[str, int]:
-    """Recompute every counted customer's stage as of a date, set-based.
+    """Recompute every counted customer's stage as of a date, set-based (`actor`: the batch's system
+    actor, or anyone allowed to run the refresh).
 
     Returns the number of customers per stage (every stage, in stage order) and, under the key
     "changed", how many customers changed stage (a first assignment counts as a change).
@@ -633,7 +634,7 @@ def recent_stage_changes(session: Session, viewer: Actor, page: int = 1, page_si
         {
             "time": changed_at,
             "customer_id": customer_id,
-            "customer": display_name(first, last, customer_id),
+            "customer": shown_name(viewer, first, last, customer_id),
             "from_stage": from_stage,
             "to_stage": to_stage,
             "reason": reason,
@@ -682,8 +683,8 @@ def customers_in_stage(session: Session, viewer: Actor, stage: str | None = None
     rows = [
         {
             "customer_id": cid,
-            "customer": display_name(first, last, cid),
-            "email": email,
+            "customer": shown_name(viewer, first, last, cid),
+            "email": shown_email(viewer, email),
             "signed_up_at": signed_up_at,
             "stage": row_stage,
             "entered_at": entered_at,

@@ -482,8 +482,10 @@ def _check(session: Session, now: dt.datetime) -> dict[str, int]:
     }
 
 
-def run_sla_checks(engine: Engine, now: dt.datetime | None = None) -> dict[str, int]:
-    """Batch step: record breaches and escalate newly breached tickets, in one transaction."""
+def run_sla_checks(engine: Engine, now: dt.datetime | None = None, *, actor: Actor = SYSTEM) -> dict[str, int]:
+    """Batch step: record breaches and escalate newly breached tickets, in one transaction. `actor`
+    (the batch's system actor by default) must be allowed to manage SLAs."""
+    require(actor, "sla.manage")
     with unit_of_work(engine) as session:
         return _check(session, now or utcnow())
 

@@ -113,7 +113,7 @@ def _choice(value: Any, options: tuple[str, ...], label: str) -> str:
 
 def _int_id(value: Any, label: str) -> int:
     if not is_record_id(value):
-        raise ValidationError(f"{label} must be a whole number from 1 to {MAX_RECORD_ID:,} (got {value!r}).")
+        raise ValidationError(f"{label} must be a positive whole number up to {MAX_RECORD_ID:,} (got {value!r}).")
     return value
 
 
