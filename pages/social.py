@@ -41,7 +41,10 @@ def figures(url: str, role: str, filters: social.MentionFilter) -> dict:
 
 url = str(context.engine().url)
 known = dates(url)
-latest = min(known["last"] or dt.date.today(), dt.date.today() + dt.timedelta(days=1))
+# Today, or the latest mention's date when the mentions stop more than a month ago (an old import).
+latest = dt.date.today()
+if known["last"] and known["last"] < latest - dt.timedelta(days=30):
+    latest = known["last"]
 f1, f2 = st.columns([2, 1])
 period = f1.date_input("Posted between", value=(latest - dt.timedelta(days=DEFAULT_DAYS), latest),
                        min_value=platform.EARLIEST_DATE, max_value=dt.date.today() + dt.timedelta(days=1),
@@ -182,12 +185,16 @@ if can_import:
                                 "errors": [vars(e) for e in report.errors[:500]], "error_csv": error_file.read()}
                         figures.clear()
                         dates.clear()
+                        imported = True
                     except platform.DomainError as exc:
+                        imported = False
                         bar.empty()
                         st.error(f"Nothing was imported: {exc}")
                         context.act(imports.record_failed_run, "mentions", uploaded.name, uploaded.name.rsplit(".", 1)[-1], None, str(exc))
                     finally:
                         os.unlink(errors_path)
+                    if imported:
+                        st.rerun()  # the figures above include the new mentions
         result = st.session_state.get("mention_import")
         if result:
             st.subheader(f"Last import: {result['file']}")

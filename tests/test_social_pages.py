@@ -189,3 +189,17 @@ def test_customer_360_shows_social_accounts_and_mentions(shop_app):
     timeline = at.tabs[0].dataframe[0].value
     assert list(timeline["event"]) == ["Twitter mention (negative)", "Twitter mention (positive)"]
     assert "parcel is late" in timeline["detail"].iloc[0]
+
+
+def test_social_page_defaults_to_the_latest_mention_of_an_old_import(engine, monkeypatch):
+    old = ("platform,author,text,posted_at\n"
+           "twitter,zed,Parcel never arrived. Awful.,2024-03-10 10:00\n"
+           "twitter,zed,Refund came quickly - thanks!,2024-03-20 10:00\n")
+    with platform.unit_of_work(engine) as s:
+        users(s)
+        social.import_mentions(s, platform.SYSTEM, io.BytesIO(old.encode()), file_name="old.csv")
+    monkeypatch.setenv("CRM_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    at = open_page(AppTest.from_file(APP, default_timeout=60), "analyst1", "social")
+    assert not at.exception
+    assert at.date_input[0].value == (dt.date(2023, 12, 21), dt.date(2024, 3, 20))
+    assert metric(at, "Mentions") == "2" and metric(at, "Matched to customers") == "0%"
