@@ -96,7 +96,7 @@ def test_the_whole_refresh_completes_on_imported_orders_alone(engine):
     # CTA rules on orders alone: the churn rule runs, the rules without a source say why they were skipped
     ctas = statuses["Calls to action: rules open, hold out and close CTAs"]
     assert ctas[0] == "ok" and "Churn risk became high" in ctas[1]
-    assert "Detractor NPS answer (no NPS answers)" in ctas[1] and "Risk restriction (no risk assessments)" in ctas[1]
+    assert "Detractor NPS answer (no NPS answers)" in ctas[1] and "Risk restriction (no risk restrictions or blocks)" in ctas[1]
 
 
 def _engine_for(url: str):

@@ -18,7 +18,7 @@ from db.models import (
     Complaint,
     CustomerCommunication,
     CustomerPaymentMethod,
-    RiskAssessment,
+    RiskDecision,
     SuccessCta,
     SuccessCtaEvent,
     SuccessHoldout,
@@ -226,17 +226,26 @@ def test_payment_rule_before_a_repeat_purchase(session):
 
 def test_risk_rule_and_skips_without_a_source(session):
     no_holdouts(session)
-    flagged = buyer(session)
+    restricted, lifted, expired = buyer(session), buyer(session), buyer(session)
     result = run(session)
-    assert result["rules"]["risk_restriction"] == {"skipped": "no risk assessments"}
+    assert result["rules"]["risk_restriction"] == {"skipped": "no risk restrictions or blocks"}
     assert result["rules"]["detractor_nps"] == {"skipped": "no NPS answers"}
     assert result["rules"]["churn_high"]["skipped"].startswith("no churn predictions")
-    session.add(RiskAssessment(customer_id=flagged.id, risk_type="fraud", score=80, level="high", status="open",
-                               assessed_at=at(2)))
+    session.add_all([
+        RiskDecision(customer_id=restricted.id, action="restrict", reason="Card testing pattern", created_at=at(2),
+                     expires_at=at(-28)),
+        RiskDecision(customer_id=lifted.id, action="block", reason="Chargebacks", created_at=at(20), lifted_at=at(5)),
+        RiskDecision(customer_id=expired.id, action="restrict", reason="Old", created_at=at(60), expires_at=at(30)),
+    ])
     session.flush()
     run(session)
     [cta] = ctas(session, "risk_restriction")
-    assert cta.customer_id == flagged.id
+    assert cta.customer_id == restricted.id and cta.reason == "Risk restriction in force: Card testing pattern"
+    assert cta.signals["action"] == "restrict"
+    session.execute(RiskDecision.__table__.update().where(RiskDecision.customer_id == restricted.id).values(
+        lifted_at=at(1)))
+    run(session)
+    assert ctas(session, "risk_restriction")[0].outcome == "trigger_cleared"
 
 
 def test_holdouts_are_a_random_share_and_clear_with_the_trigger(session):

@@ -4,9 +4,8 @@ it needs as of a date and saying which customers it is active for.
 A rule is *active* for a customer while its condition holds; it *fires* (may open a CTA) only when
 the condition is fresh (`Firing.fresh`): a new detractor answer, a new SLA breach. An open CTA whose
 rule is no longer active closes itself ("trigger_cleared"). A rule whose source the shop does not
-have (no churn model run, no surveys, no helpdesk, no payment methods, no risk assessments) is
-skipped with that reason. New rules (the risk restrictions another domain will add) are one more
-`TriggerRule` in `RULES`.
+have (no churn model run, no surveys, no helpdesk, no payment methods, no risk decisions) is
+skipped with that reason. A new rule is one more `TriggerRule` in `RULES` (and a playbook default).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of
+from crm_core.risk.scoring import active_decision_actions
 from crm_core.segmentation.churn_levels import AT_RISK_LEVELS
 from crm_core.segmentation.lifecycle import get_lifecycle_rules
 from crm_core.service.complaints import OPEN_STATUSES as OPEN_COMPLAINT_STATUSES
@@ -28,7 +28,6 @@ from crm_core.service.surveys import DETRACTOR_MAX
 from db.models import (
     OPEN_TICKET_STATUSES,
     REVENUE_ORDER_STATUSES,
-    RISK_LEVELS,
     AccountHealthScore,
     ChurnPrediction,
     Complaint,
@@ -36,7 +35,7 @@ from db.models import (
     CustomerAnalytics,
     CustomerPaymentMethod,
     Order,
-    RiskAssessment,
+    RiskDecision,
     SlaBreach,
     SupportTicket,
     SurveyResponse,
@@ -51,7 +50,6 @@ RENEWAL_MIN_ORDERS = 3  # a renewal-like buyer has at least this many orders ...
 RENEWAL_MAX_GAP_DAYS = 120  # ... at most this many days apart on average ...
 RENEWAL_WINDOW_DAYS = 21  # ... and the next one is expected within this many days ...
 RENEWAL_OVERDUE_DAYS = 7  # ... or is overdue by at most this many
-RISK_TRIGGER_LEVELS = RISK_LEVELS[2:]  # high and critical: an open risk assessment there restricts the account
 
 
 @dataclass(frozen=True)
@@ -309,17 +307,26 @@ def _renewal_missing(connection: Connection, as_of: dt.date) -> str | None:
 
 
 def _risk_active(connection: Connection, as_of: dt.date) -> dict[int, Firing]:
-    r = RiskAssessment
+    """A risk decision (restrict or block) in force at the end of the date, as the risk domain enforces it."""
     cutoff = end_of(as_of)
-    rows = connection.execute(
-        select(r.customer_id, func.max(r.score), func.count())
-        .where(r.assessed_at < cutoff, r.level.in_(RISK_TRIGGER_LEVELS), r.status.in_(("open", "confirmed")),
-               _counted(r.customer_id))
-        .group_by(r.customer_id)
-    ).all()
-    return {cid: Firing(True, f"{n} open or confirmed risk assessment(s) at high or critical level",
-                        {"risk_assessments": int(n), "max_score": float(score or 0)})
-            for cid, score, n in rows}
+    with Session(bind=connection) as session:
+        in_force = active_decision_actions(session, cutoff)
+    found: dict[int, Firing] = {}
+    ids = sorted(in_force)
+    d = RiskDecision
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        rows = connection.execute(
+            select(d.customer_id, d.action, d.reason, d.expires_at)
+            .where(d.customer_id.in_(chunk), d.lifted_at.is_(None), d.created_at <= cutoff, _counted(d.customer_id))
+            .order_by(d.customer_id, d.created_at)).all()
+        for cid, action, reason, expires_at in rows:
+            if action != in_force.get(cid):
+                continue  # the strongest decision in force speaks for the customer
+            found[cid] = Firing(True, f"Risk {'block' if action == 'block' else 'restriction'} in force: {reason}",
+                                {"action": action, "expires_at": expires_at.isoformat(timespec="minutes")
+                                 if expires_at else None})
+    return found
 
 
 RULES: tuple[TriggerRule, ...] = (
@@ -331,8 +338,8 @@ RULES: tuple[TriggerRule, ...] = (
                 _service_active),
     TriggerRule("payment_renewal", "Expired payment method before a repeat purchase", _renewal_missing,
                 _renewal_active),
-    TriggerRule("risk_restriction", "Risk restriction", _none_before(RiskAssessment, RiskAssessment.assessed_at,
-                                                                     "risk assessments"), _risk_active),
+    TriggerRule("risk_restriction", "Risk restriction", _none_before(RiskDecision, RiskDecision.created_at,
+                                                                     "risk restrictions or blocks"), _risk_active),
 )
 MANUAL_TRIGGER = "manual"
 TRIGGER_LABELS: dict[str, str] = {rule.key: rule.label for rule in RULES} | {MANUAL_TRIGGER: "Opened by hand"}
