@@ -44,6 +44,19 @@ def test_an_import_job_reports_per_record_results(api):
     assert_error(api.post("analyst", "/jobs/imports/customers", json={"csv": text}), 403)
 
 
+def test_an_orders_import_job_creates_customers_and_orders(api):
+    text = "customer,date,amount\nC1,2026-01-02,10.50\nC1,2026-02-03,20\nC2,not a date,5\n"
+    started = api.post("admin", "/jobs/imports/orders", json={"csv": text, "customer_col": "customer",
+                                                              "date_col": "date", "amount_col": "amount"})
+    job = api.get("admin", started.json()["url"]).json()
+    assert job["status"] == "succeeded", job
+    assert (job["summary"]["created"], job["summary"]["customers_created"], job["summary"]["invalid"]) == (2, 1, 1)
+    missing = api.post("admin", "/jobs/imports/orders", json={"csv": text, "customer_col": "customer",
+                                                              "date_col": "when", "amount_col": "amount"})
+    failed = api.get("admin", missing.json()["url"]).json()
+    assert failed["status"] == "failed" and "when" in failed["error"]
+
+
 def test_a_bulk_job_over_ids_and_its_refusals(api, engine):
     ids = _customers(engine, 3)
     started = api.post("success_manager", "/jobs/bulk-actions", json={

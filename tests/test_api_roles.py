@@ -91,6 +91,8 @@ ENDPOINTS = [
                                     "params": {"status": "active", "reason": "API"}}, "customers.bulk"),
     ("POST", "/jobs/imports/customers", {"csv": "first_name,last_name,email\nImp,Orted,imp@example.com\n"},
      "customers.import"),
+    ("POST", "/jobs/imports/orders", {"csv": "customer,date,amount\nC1,2026-01-02,10.50\n", "customer_col": "customer",
+                                      "date_col": "date", "amount_col": "amount"}, "customers.import"),
     ("GET", "/webhooks", None, "webhooks.manage"),
     ("POST", "/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["customer.created"]}, "webhooks.manage"),
     ("GET", "/webhooks/{subscription}", None, "webhooks.manage"),
