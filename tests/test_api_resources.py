@@ -263,3 +263,23 @@ def test_events_come_from_memberships_stage_changes_and_churn_predictions(engine
     assert ("lifecycle.stage_changed", a.id) in events
     with platform.unit_of_work(engine) as session:
         assert webhooks.collect_events(session, platform.SYSTEM) == 0, "each event is queued once"
+
+
+def test_ticket_created_and_breached_events(api, engine):
+    from db.models import SlaBreach
+
+    with platform.unit_of_work(engine) as session:
+        webhooks.create_subscription(session, platform.SYSTEM, "http://127.0.0.1:9/t", ["ticket.created",
+                                                                                        "ticket.breached"])
+    customer_id = _customers(engine, 1)[0]
+    made = api.post("support_agent", "/tickets", json={"customer_id": customer_id, "subject": "Refund?",
+                                                       "description": "Where is my refund?"}).json()
+    with platform.unit_of_work(engine) as session:
+        session.add(SlaBreach(ticket_id=made["id"], target="first_response", due_at=utcnow(), detected_at=utcnow(),
+                              priority="normal", category="other"))
+    with platform.unit_of_work(engine) as session:
+        webhooks.collect_events(session, platform.SYSTEM)
+        events = {d.event: d.payload["data"] for d in session.scalars(select(WebhookDelivery))}
+    assert events["ticket.created"]["entity_id"] == str(made["id"])
+    assert events["ticket.created"]["actor"] == "api-support-agent"
+    assert events["ticket.breached"]["ticket_id"] == made["id"]
