@@ -155,3 +155,22 @@ def test_a_replayed_token_creation_never_shows_the_token_again(api):
     again = api.post("analyst", "/tokens", json={"name": "ci"}, headers=headers)
     assert first.json()["token"].startswith("crm_") and again.json()["token"] == ""
     assert again.json()["id"] == first.json()["id"]
+
+
+def test_crm_webhooks_deliver_queues_and_tries_the_due_deliveries(tmp_path, monkeypatch, capsys):
+    import json
+
+    from crm_core import customers, webhooks
+    from db import migrate
+
+    url = f"sqlite:///{tmp_path / 'hooks.sqlite'}"
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    migrate.upgrade(url)
+    with platform.unit_of_work(make_engine(url)) as session:
+        webhooks.create_subscription(session, platform.SYSTEM, "http://127.0.0.1:9/closed", ["customer.created"])
+    with platform.unit_of_work(make_engine(url)) as session:
+        customers.create_customer(session, platform.SYSTEM, {"first_name": "Hooked"})
+    assert main(["webhooks", "deliver", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"collected": 1, "delivered": 0, "retrying": 1, "failed": 0}
+    assert main(["webhooks", "deliver"]) == 0
+    assert "0 events queued; 0 delivered" in capsys.readouterr().out  # the retry is not due yet
