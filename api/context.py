@@ -14,6 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from crm_core import platform
@@ -29,34 +30,46 @@ def _sessions(request: Request):
     return request.app.state.sessions
 
 
-def current_actor(request: Request,
-                  credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> platform.TokenActor:
-    """The token's user (checked on every request, so a revocation takes effect at once), rate limited."""
+def current_actor(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+                  ) -> Iterator[platform.TokenActor]:
+    """The token's user (checked on every request, so a revocation takes effect at once), rate limited.
+
+    The session that checks the token is the request's unit of work too (`unit`), so a request costs
+    one connection and one transaction; it is closed here whatever happens."""
     token = credentials.credentials if credentials is not None else None
-    with platform.unit_of_work(_sessions(request)) as session:
-        actor = platform.authenticate_token(session, token)
-    quota = request.app.state.limiter.hit(f"token:{actor.token_id}")
-    request.state.ratelimit = quota.headers()
-    if quota.exceeded:
-        raise ApiError(429, "rate_limit_error", "rate_limited",
-                       f"Too many requests: {quota.limit} per {request.app.state.limiter.window} s for a token; "
-                       f"retry in {quota.reset} s.", headers={"Retry-After": str(quota.reset)})
-    return actor
+    session = _sessions(request)()
+    try:
+        try:
+            actor = platform.authenticate_token(session, token)
+        except OperationalError as exc:
+            raise platform.ServiceUnavailable("The database could not be reached. Try again in a moment.") from exc
+        quota = request.app.state.limiter.hit(f"token:{actor.token_id}")
+        request.state.ratelimit = quota.headers()
+        if quota.exceeded:
+            raise ApiError(429, "rate_limit_error", "rate_limited",
+                           f"Too many requests: {quota.limit} per {request.app.state.limiter.window} s for a token; "
+                           f"retry in {quota.reset} s.", headers={"Retry-After": str(quota.reset)})
+        request.state.session = session
+        yield actor
+    finally:
+        session.close()
 
 
 Actor = Depends(current_actor)
 
 
 def read(request: Request, actor: platform.Actor, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """`fn(session, actor, ...)` in its own unit of work."""
-    with platform.unit_of_work(_sessions(request)) as session:
+    """`fn(session, actor, ...)` in the request's unit of work."""
+    with unit(request) as session:
         return fn(session, actor, *args, **kwargs)
 
 
 @contextmanager
 def unit(request: Request) -> Iterator[Session]:
-    with platform.unit_of_work(_sessions(request)) as session:
-        yield session
+    """The request's unit of work, on the session that authenticated it (committed or rolled back here)."""
+    session = getattr(request.state, "session", None)
+    with platform.unit_of_work((lambda: session) if session is not None else _sessions(request)) as work:
+        yield work
 
 
 def _utc(moment: dt.datetime) -> str:

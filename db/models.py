@@ -1667,7 +1667,7 @@ class RollupSegmentProfile(Base):
 
 # --- issue 15: the HTTP API (personal tokens, idempotency keys, jobs, webhook subscriptions and outbox)
 
-API_JOB_KINDS = ("import_customers", "bulk_action")
+API_JOB_KINDS = ("import_customers", "import_orders", "bulk_action")
 API_JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 WEBHOOK_DELIVERY_STATUSES = ("pending", "delivered", "failed")
 

@@ -44,6 +44,19 @@ def test_an_import_job_reports_per_record_results(api):
     assert_error(api.post("analyst", "/jobs/imports/customers", json={"csv": text}), 403)
 
 
+def test_an_orders_import_job_creates_customers_and_orders(api):
+    text = "customer,date,amount\nC1,2026-01-02,10.50\nC1,2026-02-03,20\nC2,not a date,5\n"
+    started = api.post("admin", "/jobs/imports/orders", json={"csv": text, "customer_col": "customer",
+                                                              "date_col": "date", "amount_col": "amount"})
+    job = api.get("admin", started.json()["url"]).json()
+    assert job["status"] == "succeeded", job
+    assert (job["summary"]["created"], job["summary"]["customers_created"], job["summary"]["invalid"]) == (2, 1, 1)
+    missing = api.post("admin", "/jobs/imports/orders", json={"csv": text, "customer_col": "customer",
+                                                              "date_col": "when", "amount_col": "amount"})
+    failed = api.get("admin", missing.json()["url"]).json()
+    assert failed["status"] == "failed" and "when" in failed["error"]
+
+
 def test_a_bulk_job_over_ids_and_its_refusals(api, engine):
     ids = _customers(engine, 3)
     started = api.post("success_manager", "/jobs/bulk-actions", json={
@@ -250,3 +263,23 @@ def test_events_come_from_memberships_stage_changes_and_churn_predictions(engine
     assert ("lifecycle.stage_changed", a.id) in events
     with platform.unit_of_work(engine) as session:
         assert webhooks.collect_events(session, platform.SYSTEM) == 0, "each event is queued once"
+
+
+def test_ticket_created_and_breached_events(api, engine):
+    from db.models import SlaBreach
+
+    with platform.unit_of_work(engine) as session:
+        webhooks.create_subscription(session, platform.SYSTEM, "http://127.0.0.1:9/t", ["ticket.created",
+                                                                                        "ticket.breached"])
+    customer_id = _customers(engine, 1)[0]
+    made = api.post("support_agent", "/tickets", json={"customer_id": customer_id, "subject": "Refund?",
+                                                       "description": "Where is my refund?"}).json()
+    with platform.unit_of_work(engine) as session:
+        session.add(SlaBreach(ticket_id=made["id"], target="first_response", due_at=utcnow(), detected_at=utcnow(),
+                              priority="normal", category="other"))
+    with platform.unit_of_work(engine) as session:
+        webhooks.collect_events(session, platform.SYSTEM)
+        events = {d.event: d.payload["data"] for d in session.scalars(select(WebhookDelivery))}
+    assert events["ticket.created"]["entity_id"] == str(made["id"])
+    assert events["ticket.created"]["actor"] == "api-support-agent"
+    assert events["ticket.breached"]["ticket_id"] == made["id"]

@@ -15,7 +15,7 @@ from api.limits import MemoryLimiter
 from crm_cli.main import main
 from crm_core import platform
 from db.engine import make_engine
-from db.models import ApiIdempotencyKey, ApiToken, AuditLog, Customer, utcnow
+from db.models import ROLES, ApiIdempotencyKey, ApiToken, AuditLog, Customer, utcnow
 
 from .api_support import assert_error, make_api
 from .factories import make_user
@@ -79,7 +79,7 @@ def test_a_read_only_token_reads_but_cannot_change(api, engine):
     assert [t["name"] for t in listed if t["read_only"]] == ["reporting"]
     assert all("token" not in t and "token_hash" not in t for t in listed)
     assert_error(api.get("analyst", "/tokens", params={"all": "true"}), 403)
-    assert len(api.get("admin", "/tokens", params={"all": "true"}).json()) == 6
+    assert len(api.get("admin", "/tokens", params={"all": "true"}).json()) == len(ROLES) + 1  # one per role, "reporting"
 
 
 def test_crm_tokens_create_prints_only_the_token_and_revoke_works(tmp_path, monkeypatch, capsys):
@@ -155,3 +155,22 @@ def test_a_replayed_token_creation_never_shows_the_token_again(api):
     again = api.post("analyst", "/tokens", json={"name": "ci"}, headers=headers)
     assert first.json()["token"].startswith("crm_") and again.json()["token"] == ""
     assert again.json()["id"] == first.json()["id"]
+
+
+def test_crm_webhooks_deliver_queues_and_tries_the_due_deliveries(tmp_path, monkeypatch, capsys):
+    import json
+
+    from crm_core import customers, webhooks
+    from db import migrate
+
+    url = f"sqlite:///{tmp_path / 'hooks.sqlite'}"
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    migrate.upgrade(url)
+    with platform.unit_of_work(make_engine(url)) as session:
+        webhooks.create_subscription(session, platform.SYSTEM, "http://127.0.0.1:9/closed", ["customer.created"])
+    with platform.unit_of_work(make_engine(url)) as session:
+        customers.create_customer(session, platform.SYSTEM, {"first_name": "Hooked"})
+    assert main(["webhooks", "deliver", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"collected": 1, "delivered": 0, "retrying": 1, "failed": 0}
+    assert main(["webhooks", "deliver"]) == 0
+    assert "0 events queued; 0 delivered" in capsys.readouterr().out  # the retry is not due yet

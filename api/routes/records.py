@@ -45,6 +45,22 @@ class ImportJob(Strict):
     default_country: str | None = Field(None, max_length=2)
 
 
+class OrdersImportJob(Strict):
+    """A transaction log: one order (or, with product_col, one order line) per row; the columns name the
+    fields as `crm import orders` does."""
+
+    csv: str = Field(max_length=200_000_000, description="The file's text (CSV with a header row)")
+    customer_col: str | None = Field(None, max_length=200)
+    date_col: str = Field(max_length=200)
+    amount_col: str = Field(max_length=200)
+    quantity_col: str | None = Field(None, max_length=200)
+    order_col: str | None = Field(None, max_length=200)
+    email_col: str | None = Field(None, max_length=200)
+    status_col: str | None = Field(None, max_length=200)
+    product_col: str | None = Field(None, max_length=200)
+    currency_col: str | None = Field(None, max_length=200)
+
+
 @router.post("/merges", status_code=201, summary="Merge other_id into survivor_id (reversible)")
 def merge(request: Request, body: Merge, actor: platform.TokenActor = Actor) -> Response:
     return post(request, actor, body, lambda s: {"merge_id": customers.merge_customers(
@@ -107,6 +123,13 @@ def _run_job(sessions, actor: platform.TokenActor, job_id: int, kind: str, body:
                                                    progress=lambda done, total: progress(done / max(1, total)))
                 summary: dict[str, Any] = dict(result.summary())
                 rows = result.rows()
+            elif kind == "import_orders":
+                columns = {k: v for k, v in body.items() if k.endswith("_col")}
+                report = imports.import_orders(session, actor, io.BytesIO(body["csv"].encode()), fmt="csv",
+                                               file_name="api.csv", **columns)
+                summary = {**report.counts(), "run_id": report.run_id}
+                rows = [{"row": e.row, "identifier": e.identifier, "result": "invalid", "reason": e.reason}
+                        for e in report.errors]
             else:
                 report = imports.import_customers(session, actor, io.BytesIO(body["csv"].encode()), fmt="csv",
                                                   file_name="api.csv", on_duplicate=body["on_duplicate"],
@@ -155,6 +178,11 @@ def bulk_job(request: Request, body: BulkJob, actor: platform.TokenActor = Actor
 @router.post("/jobs/imports/customers", status_code=202, summary="Import customers from CSV text, as a job")
 def import_job(request: Request, body: ImportJob, actor: platform.TokenActor = Actor) -> Response:
     return _start(request, actor, "import_customers", body, "customers.import")
+
+
+@router.post("/jobs/imports/orders", status_code=202, summary="Import a transaction log (CSV text), as a job")
+def import_orders_job(request: Request, body: OrdersImportJob, actor: platform.TokenActor = Actor) -> Response:
+    return _start(request, actor, "import_orders", body, "customers.import")
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, progress and summary")

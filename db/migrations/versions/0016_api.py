@@ -54,7 +54,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
     sa.Column('started_at', sa.DateTime(), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
-    sa.CheckConstraint("(kind = 'import_customers' OR kind = 'bulk_action')", name=op.f('ck_api_jobs_kind_valid')),
+    sa.CheckConstraint("(kind = 'import_customers' OR kind = 'import_orders' OR kind = 'bulk_action')", name=op.f('ck_api_jobs_kind_valid')),
     sa.CheckConstraint("(status = 'queued' OR status = 'running' OR status = 'succeeded' OR status = 'failed')", name=op.f('ck_api_jobs_status_valid')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_jobs_user_id_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_jobs'))
