@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, reporting, segmentation, service
+from crm_core import loyalty, platform, reporting, risk, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, registry
+from ml import churn, clv, forecast, health, health_reports, registry
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,19 @@ def _lifecycle_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> St
                        f"{result['cohort_cells']:,} cohort cells", result["flow_rows"] + result["cohort_cells"])
 
 
+def _segment_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = segmentation.refresh_segment_rollups(session, as_of)
+    return StepOutcome(f"{result['segments']:,} segments counted, {result['profiles']:,} profiles", result["segments"])
+
+
+def _churn_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = risk.refresh_churn_rollups(session)
+    if result["as_of"] is None:
+        return skipped("no churn predictions yet")
+    return StepOutcome(f"{result['ranked']:,} customers ranked by expected loss (predictions of {result['as_of']})",
+                       result["ranked"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -232,6 +245,8 @@ def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = health.score_health(engine, as_of)
     if result.get("status") == "skipped":
         return skipped(result.get("reason", "no reason given"))
+    with platform.unit_of_work(engine) as session:  # the Health page's overview of the date, computed once
+        health_reports.store_overview(session, as_of)
     levels = result.get("levels") or {}
     detail = ", ".join(f"{level} {count:,}" for level, count in levels.items()) or str(result)
     no_data = result.get("components_without_data") or []
@@ -288,12 +303,14 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
     ("Lifecycle rollups: stage counts, time in stage, flows, cohorts", _in_session(_lifecycle_rollups)),
+    ("Segment rollups: members, revenue and profiles", _in_session(_segment_rollups)),
+    ("Churn rollups: risk by level, owner and segment; the at-risk ranking", _in_session(_churn_rollups)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
 PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
-         "_lifecycle_rollups": "_lifecycle"}
+         "_lifecycle_rollups": "_lifecycle", "_segment_rollups": "_segments", "_churn_rollups": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the

@@ -22,7 +22,8 @@ if flash := st.session_state.pop("loyalty_flash", None):
 
 
 @st.cache_data(ttl=60, max_entries=8, show_spinner=False)
-def programme(url: str, as_of: dt.date) -> dict:
+def programme(url: str, as_of: dt.date, version: str) -> dict:
+    """Keyed by the data version: a refresh (earning, expiry) shows at once."""
     with context.session() as s:
         return {
             "liability": loyalty.points_liability(s, viewer),
@@ -38,7 +39,7 @@ def saved(message: str) -> None:
     st.rerun()
 
 
-data = programme(str(context.engine().url), as_of)
+data = programme(str(context.engine().url), as_of, context.data_version().key)
 liability = data["liability"]
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Members", f"{liability['members']:,}", border=True)

@@ -156,3 +156,13 @@ def test_a_few_days_read_order_by_order_match_the_one_pass_numbering(session, mo
         one_pass = sales_rollups.daily_sales(session, first, last)
         monkeypatch.undo()
         assert few.orders == one_pass.orders and few.gaps == one_pass.gaps and few.orders
+
+
+def test_counted_customers_from_the_rollup_and_the_days_after_it(session, shop):
+    from crm_core.reporting import sales_rollups
+
+    assert sales_rollups.counted_customers(session) is None  # no refresh yet: the caller counts
+    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 20), now=D(2026, 3, 21, 9))
+    assert sales_rollups.counted_customers(session) == 4  # A, B, C and E (after the covered days); not D
+    make_customer(session, D(2026, 3, 25), first_name="Gus", last_name="G")
+    assert sales_rollups.counted_customers(session) == 5

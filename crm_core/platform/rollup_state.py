@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_core.platform.dates import end_of
-from db.models import CustomerMerge, ImportRun, RollupState, utcnow
+from db.models import CustomerMerge, DataSubjectRequest, ImportRun, RollupState, utcnow
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,15 @@ def complete_through(as_of: dt.date, now: dt.datetime) -> dt.date:
 
 
 def history_rewritten_since(session: Session, since: dt.datetime) -> bool:
-    """Whether an import or a merge since `since` may have changed past days (orders imported with old
-    dates, a merged customer's orders moved to the survivor): then a rollup is rebuilt in full."""
+    """Whether an import, a merge (or its undoing) or an erasure since `since` may have changed past days
+    (orders imported with old dates, a merged customer's orders moved to the survivor, a customer no
+    longer counted): then a rollup is rebuilt in full, and readers do not add to it."""
     imported = session.scalar(select(func.max(ImportRun.started_at)).where(ImportRun.entity.in_(("orders", "customers"))))
     merged = session.scalar(select(func.max(CustomerMerge.merged_at)))
     undone = session.scalar(select(func.max(CustomerMerge.undone_at)))
-    return any(moment is not None and moment >= since for moment in (imported, merged, undone))
+    erased = session.scalar(select(func.max(DataSubjectRequest.completed_at))
+                            .where(DataSubjectRequest.request_type == "erasure"))
+    return any(moment is not None and moment >= since for moment in (imported, merged, undone, erased))
 
 
 def mark_built(session: Session, name: str, as_of: dt.date, covered_through: dt.date, full_rebuild: bool,

@@ -217,3 +217,17 @@ def stored_sales(session: Session, last: dt.date, gaps_from: dt.date) -> tuple[D
     if last > state.covered_through:
         stored = stored.merge(daily_sales(session, state.covered_through + dt.timedelta(days=1), last))
     return stored, state.covered_through
+
+
+def counted_customers(session: Session) -> int | None:
+    """Every counted customer (the default customer list's total) without counting a million rows: the
+    sign-ups of the rollup's days and those after it, live. None when no refresh built the rollup, or an
+    import, merge or erasure since may have changed who counts (then count the customers)."""
+    state = coverage(session, ROLLUP)
+    if state is None or history_rewritten_since(session, state.built_at):
+        return None
+    stored = session.scalar(select(func.coalesce(func.sum(RollupDailySignups.customers), 0))
+                            .where(RollupDailySignups.day <= state.covered_through)) or 0
+    later = session.scalar(select(func.count()).select_from(Customer).where(
+        COUNTED_CUSTOMER, Customer.signed_up_at >= end_of(state.covered_through))) or 0
+    return int(stored) + int(later)

@@ -40,6 +40,7 @@ from crm_core.segmentation.segment_reports import (
     segment_profile,
     segment_size_history,
 )
+from crm_core.segmentation.segment_stats import refresh_segment_rollups
 from crm_core.segmentation.segments import (
     MODEL_SEGMENT_TYPES,
     add_members,
@@ -81,6 +82,7 @@ __all__ = [
     "customers_in_stage",
     "evaluate_lifecycle",
     "refresh_lifecycle_rollups",
+    "refresh_segment_rollups",
     "field_catalogue",
     "get_lifecycle_rules",
     "iter_member_rows",

@@ -25,6 +25,7 @@ from db.models import (
     HEALTH_LEVELS,
     AccountHealthScore,
     MLModel,
+    RollupSummary,
 )
 from ml import registry
 from ml.health.estimator import (
@@ -41,6 +42,7 @@ from ml.health.inputs import available_sources, health_inputs
 from ml.health.weights import current_weights, fit_weights, last_fit_as_of
 from ml.labels import churn_labels
 
+OVERVIEW_SUMMARY = "health_overview"  # the Health page's stored overview of a date (ml/health_reports.py)
 TREND_DAYS = 30
 TREND_TOLERANCE_DAYS = 15
 REFIT_AFTER_DAYS = 30
@@ -135,6 +137,9 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
         rows = components.assign(overall=overall, level=levels, trend=trend).join(advice)
         rows = rows.reset_index().assign(as_of=as_of.isoformat())  # ISO text: a DATE on both backends
         connection.execute(delete(AccountHealthScore).where(AccountHealthScore.as_of == as_of))
+        # The Health page's stored overview of this date no longer holds (the batch stores the new one).
+        connection.execute(delete(RollupSummary).where(RollupSummary.as_of == as_of,
+                                                       RollupSummary.name == OVERVIEW_SUMMARY))
         bulk.load(connection, AccountHealthScore.__table__, rows)
         report(3, "Health scores written", f"{len(rows):,} rows")
 
