@@ -183,7 +183,7 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
 def _sales_rollups(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     with platform.unit_of_work(engine) as session:
         result = reporting.refresh_sales_rollups(session, as_of, now)
-    return StepOutcome(f"{result['days']:,} days from {result['from']}, covered through {result['covered_through']}",
+    return StepOutcome(f"{result['days']:,} days from {result['from']}, orders placed before {result['cutoff']}",
                        int(result["days"]))
 
 

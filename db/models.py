@@ -420,7 +420,11 @@ class CustomerLifecycleStage(Base):
     """The current stage of each customer, with the scores that put them there."""
 
     __tablename__ = "customer_lifecycle_stages"
-    __table_args__ = (enum_check("stage", LIFECYCLE_STAGES), Index("ix_lifecycle_stage", "stage"))
+    __table_args__ = (
+        enum_check("stage", LIFECYCLE_STAGES),
+        Index("ix_lifecycle_stage", "stage"),
+        Index("ix_lifecycle_stage_customer", "stage", "customer_id"),  # a stage's customers by id, paged (0015)
+    )
 
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
@@ -1492,6 +1496,8 @@ class RollupState(Base):
     name: Mapped[str] = mapped_column(String(48), primary_key=True)
     as_of: Mapped[dt.date] = mapped_column(Date)
     covered_through: Mapped[dt.date] = mapped_column(Date)
+    # What the rollup counts was placed before this moment; readers add what came after it, live.
+    cutoff: Mapped[dt.datetime | None] = mapped_column(DateTime)
     built_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     full_rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
 

@@ -41,7 +41,8 @@ def shop_url(postgres_server) -> Iterator[str]:
     migrate.upgrade(url)
     engine = make_engine(url)
     demo.seed_database(engine, SCALE, seed=3, end=dt.datetime.now().replace(microsecond=0))
-    batch.run_refresh(engine, dt.date.today())
+    report = batch.run_refresh(engine, dt.date.today())
+    assert report.failed == [], [(step.label, step.detail) for step in report.failed]  # the rollups landed too
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("ANALYZE")
     engine.dispose()

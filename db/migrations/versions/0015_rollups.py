@@ -23,6 +23,7 @@ INDEXES = (
     ("ix_memberships_segment_customer", "customer_segment_memberships", ["segment_id", "is_active", "customer_id"]),
     ("ix_health_asof_trend", "customer_account_health_scores", ["as_of", "trend"]),
     ("ix_lifecycle_history_recent", "customer_lifecycle_history", ["changed_at", "id"]),
+    ("ix_lifecycle_stage_customer", "customer_lifecycle_stages", ["stage", "customer_id"]),
 )
 
 
@@ -32,6 +33,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(48), primary_key=True),
         sa.Column("as_of", sa.Date(), nullable=False),
         sa.Column("covered_through", sa.Date(), nullable=False),
+        sa.Column("cutoff", sa.DateTime(), nullable=True),
         sa.Column("built_at", sa.DateTime(), nullable=False),
         sa.Column("full_rebuild", sa.Boolean(), nullable=False),
     )
