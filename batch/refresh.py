@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, reporting, risk, segmentation, service
+from crm_core import customers, loyalty, platform, reporting, risk, segmentation, service
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, forecast, health, health_reports, registry
 from ml.clusters import FEATURES, BehaviourClusterer, describe
@@ -198,6 +198,11 @@ def _segment_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> Step
     return StepOutcome(f"{result['segments']:,} segments counted, {result['profiles']:,} profiles", result["segments"])
 
 
+def _privacy_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    counted = customers.refresh_consent_summary(session, as_of)
+    return StepOutcome(f"{counted:,} current consent choices counted", counted)
+
+
 def _churn_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = risk.refresh_churn_rollups(session)
     if result["as_of"] is None:
@@ -305,6 +310,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Lifecycle rollups: stage counts, time in stage, flows, cohorts", _in_session(_lifecycle_rollups)),
     ("Segment rollups: members, revenue and profiles", _in_session(_segment_rollups)),
     ("Churn rollups: risk by level, owner and segment; the at-risk ranking", _in_session(_churn_rollups)),
+    ("Privacy rollup: current consent choices per purpose", _in_session(_privacy_rollups)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
 PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts"})
