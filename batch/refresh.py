@@ -224,6 +224,8 @@ def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     earned = loyalty.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
     reversed_ = loyalty.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
     expired = loyalty.expire_points(engine, as_of)
+    with platform.unit_of_work(engine) as session:  # the Loyalty page's expiry outlook, computed once
+        loyalty.refresh_expiry_outlook(session, as_of)
     detail = (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
               f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
               f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")

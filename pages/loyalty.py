@@ -64,6 +64,9 @@ with tabs[0]:
         right.plotly_chart(px.bar(outlook, x="month", y="points", hover_data=["value"],
                                   title=f"Points expiring per month (older than {data['outlook']['expiry_days']} days, FIFO)",
                                   labels={"month": "", "points": "Points"}), width="stretch")
+        if data["outlook"].get("as_of_refresh"):
+            right.caption(f"Expiry outlook as the refresh of {as_of.isoformat()} computed it "
+                          f"({data['outlook']['as_of_refresh']:%Y-%m-%d %H:%M} UTC); redemptions since count at the next one.")
         if data["activity"]:
             st.plotly_chart(px.bar(pd.DataFrame(data["activity"]), x="month", y="points", color="kind",
                                    title="Points by month and kind (earned, redeemed, expired, adjusted)",

@@ -167,6 +167,12 @@ def test_fifo_expiry_hand_example(engine, session):
     outlook = loyalty.expiry_outlook(session, platform.SYSTEM, dt.date(2025, 5, 1), months=3)
     assert outlook["overdue"] == 0
     assert [(m["month"], m["points"]) for m in outlook["months"]] == [("2025-05", 0), ("2025-06", 30), ("2025-07", 0)]
+    # stored by the refresh of the date: the same outlook, read from one row
+    assert loyalty.refresh_expiry_outlook(session, dt.date(2025, 5, 1)) == 60  # 30 in 2025-06, 30 in 2026-03
+    stored = loyalty.expiry_outlook(session, platform.SYSTEM, dt.date(2025, 5, 1), months=3)
+    assert stored["as_of_refresh"] is not None and outlook["as_of_refresh"] is None
+    assert (stored["overdue"], stored["months"]) == (outlook["overdue"], outlook["months"])
+    session.commit()
 
     # 2025-01-15: only the 100 is older than a year, and it was spent first.
     assert loyalty.expire_points(engine, dt.date(2025, 1, 15)) == {"accounts": 0, "points": 0}

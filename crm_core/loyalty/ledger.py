@@ -49,6 +49,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    delete,
     exists,
     func,
     insert,
@@ -79,6 +80,7 @@ from db.models import (
     LoyaltyTierChange,
     LoyaltyTransaction,
     Order,
+    RollupSummary,
     User,
     utcnow,
 )
@@ -844,16 +846,38 @@ def _outlook(session: Session, as_of: dt.date, months: int, settings: dict[str, 
     return sums[0], rows
 
 
+OUTLOOK_SUMMARY = "loyalty_expiry_outlook"  # its row in rollup_summaries
+OUTLOOK_MONTHS = 12  # what the batch computes (the Loyalty page's outlook)
+
+
+def refresh_expiry_outlook(session: Session, as_of: dt.date) -> int:
+    """Compute the expiry outlook of as_of once (the batch, after earning and expiry), for the Loyalty page.
+    Returns the points it sees expiring in the next OUTLOOK_MONTHS months."""
+    settings, version = get_settings(session)
+    overdue, rows = _outlook(session, as_of, OUTLOOK_MONTHS, settings)
+    session.execute(delete(RollupSummary).where(RollupSummary.name == OUTLOOK_SUMMARY))
+    session.add(RollupSummary(name=OUTLOOK_SUMMARY, as_of=as_of, built_at=utcnow(), payload={
+        "overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"], "settings_version": version}))
+    session.flush()
+    return sum(row["points"] for row in rows)
+
+
 def expiry_outlook(session: Session, viewer: Actor, as_of: dt.date, months: int = 12) -> dict[str, Any]:
     """Points that will expire in each of the next months if nothing is redeemed (FIFO).
 
-    "overdue" are points already past the age on `as_of`: the next `expire_points` run posts them."""
+    "overdue" are points already past the age on `as_of`: the next `expire_points` run posts them.
+    As the refresh of as_of computed it (`as_of_refresh` says when) while the settings are unchanged:
+    redemptions since move it by a little and are counted at the next refresh; otherwise computed now."""
     require(viewer, "loyalty.view")
     if not 1 <= months <= 36:
         raise ValidationError("The outlook covers 1 to 36 months.")
-    settings, _ = get_settings(session)
+    settings, version = get_settings(session)
+    stored = session.get(RollupSummary, (OUTLOOK_SUMMARY, as_of))
+    if stored is not None and months <= OUTLOOK_MONTHS and stored.payload["settings_version"] == version:
+        return {"overdue": stored.payload["overdue"], "months": stored.payload["months"][:months],
+                "expiry_days": stored.payload["expiry_days"], "as_of_refresh": stored.built_at}
     overdue, rows = _outlook(session, as_of, months, settings)
-    return {"overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"]}
+    return {"overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"], "as_of_refresh": None}
 
 
 def monthly_activity(session: Session, viewer: Actor, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
