@@ -226,6 +226,7 @@ def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     expired = loyalty.expire_points(engine, as_of)
     with platform.unit_of_work(engine) as session:  # the Loyalty page's expiry outlook, computed once
         loyalty.refresh_expiry_outlook(session, as_of)
+        loyalty.refresh_monthly_activity(session, as_of)
     detail = (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
               f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
               f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")

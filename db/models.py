@@ -953,6 +953,7 @@ class LoyaltyTransaction(Base):
         CheckConstraint("points <> 0", name="points_non_zero"),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
         Index("ix_loyalty_tx_customer_time", "customer_id", "created_at"),
+        Index("ix_loyalty_tx_time", "created_at"),  # the month so far of the programme chart (0015)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

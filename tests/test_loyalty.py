@@ -401,3 +401,19 @@ def test_concurrent_earning_of_one_order_posts_once(engine):
     with session_factory(engine)() as s:
         assert loyalty.recompute_balance(s, customer_id)["balance"] == 300
         assert s.scalar(select(func.count()).select_from(LoyaltyTransaction)) == 1
+
+
+def test_monthly_activity_from_the_refresh_and_the_month_so_far(session):
+    customer, account = _member(session, enrolled=dt.datetime(2024, 12, 1))
+    for kind, points, when in [("earn", 100, dt.datetime(2025, 1, 5)), ("earn", 40, dt.datetime(2025, 2, 7)),
+                               ("redeem", -30, dt.datetime(2025, 2, 20)), ("earn", 10, dt.datetime(2025, 3, 2))]:
+        ledger._post(session, account, kind, points, platform.SYSTEM, reason="activity", now=when)
+    as_of = dt.date(2025, 3, 10)
+    live = loyalty.monthly_activity(session, platform.SYSTEM, months=3, as_of=as_of)
+    assert [(r["month"], r["kind"], r["points"]) for r in live] == [
+        ("2025-01", "earn", 100), ("2025-02", "earn", 40), ("2025-02", "redeem", -30), ("2025-03", "earn", 10)]
+    assert loyalty.refresh_monthly_activity(session, as_of) == 3  # the finished months
+    ledger._post(session, account, "earn", 5, platform.SYSTEM, reason="later today", now=dt.datetime(2025, 3, 10, 15))
+    stored = loyalty.monthly_activity(session, platform.SYSTEM, months=2, as_of=as_of)
+    assert [(r["month"], r["kind"], r["points"]) for r in stored] == [
+        ("2025-02", "earn", 40), ("2025-02", "redeem", -30), ("2025-03", "earn", 15)]

@@ -24,6 +24,7 @@ INDEXES = (
     ("ix_health_asof_trend", "customer_account_health_scores", ["as_of", "trend"]),
     ("ix_lifecycle_history_recent", "customer_lifecycle_history", ["changed_at", "id"]),
     ("ix_lifecycle_stage_customer", "customer_lifecycle_stages", ["stage", "customer_id"]),
+    ("ix_loyalty_tx_time", "customer_loyalty_transactions", ["created_at"]),
 )
 
 
