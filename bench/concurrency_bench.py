@@ -5,8 +5,8 @@
 
 Starts the app the way `make run` does (no file watcher), signs in one browser context first and
 times each page alone (the single-user time), then signs in `--sessions` contexts of one headless
-Chromium (Debian's /usr/bin/chromium; none is downloaded) and has them all click through the pages
-at the same time, `--rounds` times. A page's time is from the click in the sidebar until its title
+Chromium (Debian's /usr/bin/chromium; none is downloaded), one after another, and has them all click
+through the pages at the same time, `--rounds` times. A page's time is from the click in the sidebar until its title
 shows and Streamlit's status widget ("Running…") is gone. Prints per page the single-user time,
 p50 and p95 under load and p95 over single-user, and the server's peak resident memory (its process
 and children, sampled every 0.2 s).
@@ -130,8 +130,12 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str]) -> tup
             for title in pages:
                 single[title].append(await visit(alone_page, title))
         await alone_context.close()
+        print("alone: " + ", ".join(f"{t} {min(v):.2f} s" for t, v in single.items()), flush=True)
         contexts = [await browser.new_context(viewport={"width": 1440, "height": 1000}) for _ in range(sessions)]
-        signed = await asyncio.gather(*[sign_in(c, url) for c in contexts])
+        signed = []
+        for context in contexts:  # signed in one after another; then they all click at the same time
+            signed.append(await sign_in(context, url))
+        print(f"{len(signed)} sessions signed in", flush=True)
         together: dict[str, list[float]] = {title: [] for title in pages}
 
         async def walk(index: int, page) -> None:
