@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
 from crm_core import (
     campaigns,
+    customers,
     journeys,
     loyalty,
     platform,
@@ -40,7 +41,7 @@ from crm_core import (
     success,
 )
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, registry, risk, uplift
+from ml import churn, clv, forecast, health, health_reports, registry, risk, uplift
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
 def _sales_rollups(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     with platform.unit_of_work(engine) as session:
         result = reporting.refresh_sales_rollups(session, as_of, now)
-    return StepOutcome(f"{result['days']:,} days from {result['from']}, covered through {result['covered_through']}",
+    return StepOutcome(f"{result['days']:,} days from {result['from']}, orders placed before {result['cutoff']}",
                        int(result["days"]))
 
 
@@ -250,6 +251,24 @@ def _social_topics(session: Session, as_of: dt.date, now: dt.datetime) -> StepOu
                        found["terms"])
 
 
+def _segment_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = segmentation.refresh_segment_rollups(session, as_of)
+    return StepOutcome(f"{result['segments']:,} segments counted, {result['profiles']:,} profiles", result["segments"])
+
+
+def _privacy_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    counted = customers.refresh_consent_summary(session, as_of)
+    return StepOutcome(f"{counted:,} current consent choices counted", counted)
+
+
+def _churn_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = segmentation.refresh_churn_rollups(session)
+    if result["as_of"] is None:
+        return skipped("no churn predictions yet")
+    return StepOutcome(f"{result['ranked']:,} customers ranked by expected loss (predictions of {result['as_of']})",
+                       result["ranked"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -263,6 +282,9 @@ def _loyalty(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     earned = loyalty.earn_for_orders(engine, as_of - dt.timedelta(days=LOYALTY_LOOKBACK_DAYS))
     reversed_ = loyalty.reverse_for_orders(engine, as_of - dt.timedelta(days=365))
     expired = loyalty.expire_points(engine, as_of)
+    with platform.unit_of_work(engine) as session:  # the Loyalty page's expiry outlook, computed once
+        loyalty.refresh_expiry_outlook(session, as_of)
+        loyalty.refresh_monthly_activity(session, as_of)
     detail = (f"{earned.get('entries', 0):,} earn entries ({earned.get('points', 0):,} points), "
               f"{reversed_.get('points', 0):,} points taken back from {reversed_.get('entries', 0):,} unpaid orders, "
               f"{expired.get('points', 0):,} points expired on {expired.get('accounts', 0):,} accounts")
@@ -289,6 +311,8 @@ def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = health.score_health(engine, as_of)
     if result.get("status") == "skipped":
         return skipped(result.get("reason", "no reason given"))
+    with platform.unit_of_work(engine) as session:  # the Health page's overview of the date, computed once
+        health_reports.store_overview(session, as_of)
     levels = result.get("levels") or {}
     detail = ", ".join(f"{level} {count:,}" for level, count in levels.items()) or str(result)
     no_data = result.get("components_without_data") or []
@@ -384,6 +408,9 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
     ("Lifecycle rollups: stage counts, time in stage, flows, cohorts", _in_session(_lifecycle_rollups)),
+    ("Segment rollups: members, revenue and profiles", _in_session(_segment_rollups)),
+    ("Churn rollups: risk by level, owner and segment; the at-risk ranking", _in_session(_churn_rollups)),
+    ("Privacy rollup: current consent choices per purpose", _in_session(_privacy_rollups)),
     ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
     ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
@@ -396,7 +423,8 @@ PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk"
                           "_journeys", "_social_topics"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
-         "_lifecycle_rollups": "_lifecycle", "_campaigns": "_snapshot", "_success": "_snapshot"}
+         "_lifecycle_rollups": "_lifecycle", "_segment_rollups": "_segments", "_churn_rollups": "_snapshot",
+         "_campaigns": "_snapshot", "_success": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the

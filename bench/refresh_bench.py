@@ -2,6 +2,8 @@
 
     python bench/refresh_bench.py [--customers 100000] [--postgres URL] [--skip-sqlite]
     python bench/refresh_bench.py --existing URL      # refresh an already seeded database
+    python bench/refresh_bench.py --existing URL --only sales_rollups,lifecycle_rollups,segment_rollups,churn_rollups
+                                                      # time some steps alone (here: the dashboard rollups)
 
 Prints one line per step with seconds and the total (training and scoring included), on SQLite
 and (when a server is given) PostgreSQL.
@@ -55,14 +57,39 @@ def run(url: str, customers: int, label: str, seed: bool = True, concurrent: boo
     engine.dispose()
 
 
+def run_only(url: str, steps: list[str]) -> None:
+    """Run the named steps (as recorded: `snapshot`, `sales_rollups`, ...) alone, in STEPS order, as of the data date."""
+    from batch import refresh
+
+    engine = make_engine(url)
+    data = platform.data_date(engine)
+    known = {refresh.step_key(step): (label, step) for label, step in refresh.STEPS}
+    unknown = sorted(set(steps) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(known)}")
+    total = 0.0
+    for key, (label, step) in known.items():
+        if key in steps:
+            started = time.perf_counter()
+            outcome = step(engine, data.day, data.run_time())
+            seconds = time.perf_counter() - started
+            total += seconds
+            print(f"existing   step={label!r} seconds={seconds:.1f} ({getattr(outcome, 'detail', outcome)})", flush=True)
+    print(f"existing   steps_total seconds={total:.1f}", flush=True)
+    engine.dispose()
+
+
 def main() -> None:
     arguments = parser(__doc__.splitlines()[0], 100_000)
     arguments.add_argument("--existing", metavar="URL", help="refresh this already seeded database instead")
+    arguments.add_argument("--only", help="with --existing: comma-separated steps to time alone")
     arguments.add_argument("--sequential", action="store_true",
                            help="run the model steps one after another on PostgreSQL too")
     args = arguments.parse_args()
     concurrent = False if args.sequential else None
-    if args.existing:
+    if args.existing and args.only:
+        run_only(args.existing, [s.strip() for s in args.only.split(",") if s.strip()])
+    elif args.existing:
         run(args.existing, 0, "existing", seed=False, concurrent=concurrent)
     else:
         on_each_backend(args, lambda url, customers, label: run(url, customers, label, concurrent=concurrent))

@@ -420,7 +420,11 @@ class CustomerLifecycleStage(Base):
     """The current stage of each customer, with the scores that put them there."""
 
     __tablename__ = "customer_lifecycle_stages"
-    __table_args__ = (enum_check("stage", LIFECYCLE_STAGES), Index("ix_lifecycle_stage", "stage"))
+    __table_args__ = (
+        enum_check("stage", LIFECYCLE_STAGES),
+        Index("ix_lifecycle_stage", "stage"),
+        Index("ix_lifecycle_stage_customer", "stage", "customer_id"),  # a stage's customers by id, paged (0015)
+    )
 
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
@@ -442,6 +446,7 @@ class CustomerLifecycleHistory(Base):
         enum_check("actor_kind", ACTOR_KINDS),
         Index("ix_lifecycle_history_customer", "customer_id", "changed_at"),
         Index("ix_lifecycle_history_time", "changed_at"),
+        Index("ix_lifecycle_history_recent", "changed_at", "id"),  # the newest changes, one page at a time (0015)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -824,6 +829,7 @@ class AccountHealthScore(Base):
         CheckConstraint("support BETWEEN 0 AND 100", name="support_range"),
         UniqueConstraint("customer_id", "as_of", name="uq_health_customer_asof"),
         Index("ix_health_asof_level", "as_of", "level"),
+        Index("ix_health_asof_trend", "as_of", "trend"),  # the movers, in order (0015)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -951,6 +957,7 @@ class LoyaltyTransaction(Base):
         CheckConstraint("points <> 0", name="points_non_zero"),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
         Index("ix_loyalty_tx_customer_time", "customer_id", "created_at"),
+        Index("ix_loyalty_tx_time", "created_at"),  # the month so far of the programme chart (0015)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -1530,6 +1537,8 @@ class RollupState(Base):
     name: Mapped[str] = mapped_column(String(48), primary_key=True)
     as_of: Mapped[dt.date] = mapped_column(Date)
     covered_through: Mapped[dt.date] = mapped_column(Date)
+    # What the rollup counts was placed before this moment; readers add what came after it, live.
+    cutoff: Mapped[dt.datetime | None] = mapped_column(DateTime)
     built_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     full_rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -1622,18 +1631,15 @@ class RollupChurnSummary(Base):
 
 
 class RollupChurnRanking(Base):
-    """Each scored customer's expected loss (probability x value) on a prediction date, indexed so the
-    at-risk list pages in rank order without sorting every prediction."""
+    """Each scored customer's place on the latest prediction date by expected loss (probability x value,
+    ties by customer id), so the at-risk list pages in rank order without sorting every prediction."""
 
     __tablename__ = "rollup_churn_ranking"
-    __table_args__ = (
-        Index("ix_rollup_churn_ranking_rank", "as_of", "expected_loss", "customer_id"),
-        Index("ix_rollup_churn_ranking_level", "as_of", "risk_level", "expected_loss", "customer_id"),
-        Index("ix_rollup_churn_ranking_owner", "as_of", "owner_id", "expected_loss", "customer_id"),
-    )
+    __table_args__ = (Index("ix_rollup_churn_ranking_level", "as_of", "risk_level", "position"),)
 
     as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer)
     risk_level: Mapped[str] = mapped_column(String(16))
     owner_id: Mapped[int | None] = mapped_column(Integer)
     value: Mapped[float] = mapped_column(Float, default=0.0)
@@ -1663,6 +1669,17 @@ class RollupSegmentProfile(Base):
     value: Mapped[str] = mapped_column(String(64), primary_key=True)
     customers: Mapped[int] = mapped_column(Integer, default=0)
     average: Mapped[float | None] = mapped_column(Float)
+
+
+class RollupSummary(Base):
+    """One computed summary per name and date (the Health page's overview of a scoring date), as JSON."""
+
+    __tablename__ = "rollup_summaries"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    built_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 # --- issue 15: the HTTP API (personal tokens, idempotency keys, jobs, webhook subscriptions and outbox)

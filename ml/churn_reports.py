@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from crm_core import customers, platform
+from crm_core import customers, platform, segmentation
 from db.models import (
     RISK_LEVELS,
     ChurnPrediction,
@@ -35,8 +35,7 @@ def latest_as_of(session: Session, viewer: platform.Actor) -> dt.date | None:
 
 
 def _value():
-    """The value a risk is weighed by: 12-month CLV where the model has it, else revenue to date."""
-    return func.coalesce(CustomerAnalytics.clv_12m, CustomerAnalytics.total_revenue, 0)
+    return segmentation.churn_value()
 
 
 def at_risk(
@@ -50,6 +49,8 @@ def at_risk(
     unknown = set(risk_levels or []) - set(RISK_LEVELS)
     if unknown:
         raise platform.ValidationError(f"Unknown risk level(s): {', '.join(sorted(unknown))}.")
+    stored = segmentation.stored_at_risk_page(session, as_of, risk_levels, segment_id, owner_id, page_size,
+                                      (page - 1) * page_size)
     as_of = as_of or session.scalar(select(func.max(ChurnPrediction.as_of)))
     if as_of is None:
         return platform.Page([], 0, page, page_size)
@@ -79,10 +80,19 @@ def at_risk(
         ))
     if owner_id is not None:
         query = query.where(Customer.account_manager_id == owner_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.execute(
-        query.order_by((p.probability * value).desc(), p.customer_id).limit(page_size).offset((page - 1) * page_size)
-    ).all()
+    if stored is not None:  # one page of positions from the ranking; details for those customers only
+        _date, total, ranked = stored
+        if total is None:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+        position = {customer_id: i for i, (customer_id, _v, _l) in enumerate(ranked)}
+        rows = sorted(session.execute(query.where(p.customer_id.in_(list(position)))).all(),
+                      key=lambda row: position[row.customer_id])
+    else:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = list(session.execute(
+            query.order_by((p.probability * value).desc(), p.customer_id).limit(page_size)
+            .offset((page - 1) * page_size)
+        ))
     return platform.Page([
         {
             "customer_id": r.customer_id,
@@ -105,6 +115,14 @@ def at_risk(
 def risk_summary(session: Session, viewer: platform.Actor, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Customers and value at stake per risk level."""
     platform.require(viewer, "churn.view")
+    stored = segmentation.stored_risk_summary(session, as_of)
+    if stored is not None:
+        levels = {row[0]: row for row in stored}
+        return [
+            {"risk_level": level, "customers": levels[level][1], "mean_probability": levels[level][2],
+             "value": levels[level][3], "expected_loss": levels[level][4]}
+            for level in RISK_LEVELS if level in levels
+        ]
     as_of = as_of or session.scalar(select(func.max(ChurnPrediction.as_of)))
     if as_of is None:
         return []

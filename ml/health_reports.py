@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     case,
+    delete,
     func,
     select,
 )
@@ -22,9 +23,11 @@ from db.models import (
     AccountHealthScore,
     Customer,
     Order,
+    RollupSummary,
+    utcnow,
 )
 from ml.health.estimator import COMPONENTS
-from ml.health.scoring import backtest_levels
+from ml.health.scoring import OVERVIEW_SUMMARY, backtest_levels
 
 # A move smaller than this is noise (a dormant account's recency sub-score ticks down a little each
 # month): movers, and the improving / declining counts, start here.
@@ -37,12 +40,32 @@ def latest_as_of(session: Session) -> dt.date | None:
     return session.scalar(select(func.max(AccountHealthScore.as_of)))
 
 
+SUMMARY = OVERVIEW_SUMMARY  # its row in rollup_summaries (scoring a date again drops it)
+
+
 def overview(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
-    """The latest scoring date, customers per level (every level, in order) and averages; None if none."""
+    """The latest scoring date, customers per level (every level, in order) and averages; None if none.
+
+    Stored by the scoring step (`store_overview`) for its date, so the page reads one row."""
     platform.require(viewer, "health.view")
     as_of = latest_as_of(session)
     if as_of is None:
         return None
+    stored = session.get(RollupSummary, (SUMMARY, as_of))
+    if stored is not None:
+        return {**stored.payload, "as_of": as_of}
+    return _overview(session, as_of)
+
+
+def store_overview(session: Session, as_of: dt.date) -> None:
+    """Compute the overview of a scoring date once, for every later page view."""
+    payload = {key: value for key, value in _overview(session, as_of).items() if key != "as_of"}
+    session.execute(delete(RollupSummary).where(RollupSummary.name == SUMMARY, RollupSummary.as_of == as_of))
+    session.add(RollupSummary(name=SUMMARY, as_of=as_of, payload=payload, built_at=utcnow()))
+    session.flush()
+
+
+def _overview(session: Session, as_of: dt.date) -> dict[str, Any]:
     h = AccountHealthScore
     found = {
         level: (int(n), float(avg))
@@ -97,7 +120,11 @@ def movers(session: Session, viewer: platform.Actor, direction: str = "up", page
     h = AccountHealthScore
     moved = h.trend >= MOVER_MIN_POINTS if direction == "up" else h.trend <= -MOVER_MIN_POINTS
     conditions = [h.as_of == as_of, moved]
-    total = session.scalar(select(func.count()).select_from(h).where(*conditions)) or 0
+    stored = session.get(RollupSummary, (SUMMARY, as_of))
+    if stored is not None:
+        total = stored.payload["improving" if direction == "up" else "declining"]
+    else:
+        total = session.scalar(select(func.count()).select_from(h).where(*conditions)) or 0
     order = (h.trend.desc() if direction == "up" else h.trend.asc(), h.customer_id)
     found = session.execute(
         select(h.customer_id, Customer.first_name, Customer.last_name, h.overall, h.trend, h.level,

@@ -22,14 +22,14 @@ data_day = show_data_date().day
 refresh_panel(viewer, key="churn_refresh")
 show_step_status("churn", "The churn model")
 
-as_of = context.read(churn_reports.latest_as_of)
-card = context.read(churn_reports.model_card)
+as_of = context.cached(churn_reports.latest_as_of)
+card = context.cached(churn_reports.model_card)
 if as_of is None or card is None:
     st.info("No churn predictions yet: run the batch refresh (`crm refresh`, or the button on the Lifecycle page).")
     st.stop()
 
 metrics = card["metrics"]
-summary = context.read(churn_reports.risk_summary, as_of) or []
+summary = context.cached(churn_reports.risk_summary, as_of) or []
 by_level = {row["risk_level"]: row for row in summary}
 scored = sum(row["customers"] for row in summary)
 urgent = sum(by_level.get(level, {}).get("customers", 0) for level in segmentation.AT_RISK_LEVELS)
@@ -53,29 +53,18 @@ else:
 for note in metrics.get("notes") or []:
     st.info(note[0].upper() + note[1:] + ".", icon=":material/info:")
 
-at_risk_tab, card_tab, accuracy_tab = st.tabs(["At-risk customers", "Model card", "Accuracy over time"])
-
-with at_risk_tab:
-    chart = pd.DataFrame(summary)
-    if not chart.empty:
-        fig = px.bar(chart, x="risk_level", y="customers", color="risk_level",
-                     category_orders={"risk_level": list(RISK_LEVELS)},
-                     color_discrete_map={"low": "#2e7d32", "medium": "#f9a825", "high": "#ef6c00",
-                                         "critical": "#c62828"},
-                     hover_data={"expected_loss": ":,.0f", "mean_probability": ":.2f"},
-                     labels={"risk_level": "Risk level", "customers": "Customers"})
-        fig.update_layout(height=260, showlegend=False, margin={"t": 10, "b": 10})
-        st.plotly_chart(fig, width="stretch")
-
-    segment_options = {s["name"]: s["id"] for s in (context.read(segmentation.list_segments) or []) if s["active"]}
-    owner_options = {f"{o['name']} ({o['customers']:,})": o["id"] for o in (context.read(churn_reports.owners) or [])}
+@st.fragment
+def at_risk_list() -> None:
+    """The filters, the ranked list and one customer's detail: a filter change reruns only this part."""
+    segment_options = {s["name"]: s["id"] for s in (context.cached(segmentation.list_segments) or []) if s["active"]}
+    owner_options = {f"{o['name']} ({o['customers']:,})": o["id"] for o in (context.cached(churn_reports.owners) or [])}
     f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
     levels = f1.multiselect("Risk level", list(RISK_LEVELS), default=list(segmentation.AT_RISK_LEVELS), key="risk_levels")
     segment_name = f2.selectbox("Segment", ["All customers", *segment_options], key="risk_segment")
     owner_name = f3.selectbox("Account owner", ["Anyone", *owner_options], key="risk_owner")
     page_size = f4.selectbox("Rows", churn_reports.PAGE_SIZES, index=1, key="risk_page_size")
     page_number = st.session_state.get("risk_page", 1)
-    found = context.read(
+    found = context.cached(
         churn_reports.at_risk, as_of=as_of, risk_levels=levels or None,
         segment_id=segment_options.get(segment_name), owner_id=owner_options.get(owner_name),
         page=page_number, page_size=page_size,
@@ -130,6 +119,24 @@ with at_risk_tab:
                     right.plotly_chart(time_axis(fig, history["as_of"]), width="stretch")
                     with st.expander("Calls to action", icon=":material/task_alt:"):
                         customer_panel(customer_id, data_day, "churn")
+
+
+at_risk_tab, card_tab, accuracy_tab = st.tabs(["At-risk customers", "Model card", "Accuracy over time"])
+
+with at_risk_tab:
+    chart = pd.DataFrame(summary)
+    if not chart.empty:
+        fig = px.bar(chart, x="risk_level", y="customers", color="risk_level",
+                     category_orders={"risk_level": list(RISK_LEVELS)},
+                     color_discrete_map={"low": "#2e7d32", "medium": "#f9a825", "high": "#ef6c00",
+                                         "critical": "#c62828"},
+                     hover_data={"expected_loss": ":,.0f", "mean_probability": ":.2f"},
+                     labels={"risk_level": "Risk level", "customers": "Customers"})
+        fig.update_layout(height=260, showlegend=False, margin={"t": 10, "b": 10})
+        st.plotly_chart(fig, width="stretch")
+
+    at_risk_list()
+
 
 def _number(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
@@ -198,7 +205,7 @@ with card_tab:
                     st.rerun()
 
 with accuracy_tab:
-    accuracy = pd.DataFrame(context.read(churn_reports.realized_accuracy) or [])
+    accuracy = pd.DataFrame(context.cached(churn_reports.realized_accuracy) or [])
     if accuracy.empty:
         st.info(
             f"No prediction has reached its {metrics.get('horizon_days', 90)}-day horizon yet. Once one has, the "

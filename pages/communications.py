@@ -19,7 +19,7 @@ if flash := st.session_state.pop("communications_flash", None):
 
 
 @st.cache_data(ttl=60, max_entries=32, show_spinner=False)
-def funnel(url: str, filters: service.CommFilter) -> list[dict]:
+def funnel(url: str, filters: service.CommFilter, version: str) -> list[dict]:
     with context.session() as s:
         return service.funnel_by_channel(s, viewer, filters)
 
@@ -44,7 +44,7 @@ filters = service.CommFilter(date_from=date_from, date_to=date_to, channel=None 
 tab_funnel, tab_campaigns, tab_log, tab_customer = st.tabs(["Funnel", "Campaigns", "Log a call or note", "Customer log"])
 
 with tab_funnel:
-    rows = funnel(url, filters)
+    rows = funnel(url, filters, context.data_version().key)
     totals = {key: sum(r[key] for r in rows) for key in (*service.FUNNEL_STAGES, "bounced", "failed")}
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("Messages sent", f"{totals['sent']:,}", border=True)

@@ -42,6 +42,7 @@ if platform.allowed(viewer.role, "refresh.run"):
             except platform.DomainError as exc:
                 st.error(str(exc))
             else:
+                context.changed()
                 st.session_state["health_flash"] = (
                     f"Scored {result['customers']:,} customers as of {score_date.isoformat()}. Customer lists, "
                     "segments and lifecycle stages use the new scores after the next batch refresh."
@@ -49,7 +50,7 @@ if platform.allowed(viewer.role, "refresh.run"):
                 st.rerun()
 
 show_step_status("health", "Health scoring")
-summary = context.read(health_reports.overview)
+summary = context.cached(health_reports.overview)
 if summary is None:
     st.info("No health scores yet: run the batch refresh (`crm refresh`) or score health above.")
     st.stop()
@@ -135,7 +136,7 @@ with tab_levels:
 def movers_table(direction: str) -> None:
     key = f"health_movers_{direction}"
     page_number = st.session_state.get(key, 1)
-    found = context.read(health_reports.movers, direction=direction, page=page_number, page_size=25)
+    found = context.cached(health_reports.movers, direction=direction, page=page_number, page_size=25)
     if found is None:
         return
     if not found.total:
@@ -156,7 +157,7 @@ with tab_movers:
         movers_table("down")
 
 with tab_account:
-    first_drop = context.read(health_reports.movers, direction="down", page=1, page_size=1)
+    first_drop = context.cached(health_reports.movers, direction="down", page=1, page_size=1)
     default_id = first_drop.rows[0]["customer_id"] if first_drop and first_drop.rows else 1
     customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_id, key="health_customer"))
     account = context.read(health_reports.customer_health, customer_id)
@@ -207,7 +208,7 @@ with tab_account:
 with tab_backtest:
     st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")
     lag = int(st.number_input("Days ago", min_value=7, max_value=730, value=90, step=1, key="health_lag"))
-    result = context.read(health_reports.backtest, lag)
+    result = context.cached(health_reports.backtest, lag)
     if result is not None:
         if result["scored_as_of"] is None:
             st.info(f"No scores stored {lag} or more days before {summary['as_of'].isoformat()} yet.")

@@ -23,7 +23,8 @@ if flash := st.session_state.pop("loyalty_flash", None):
 
 
 @st.cache_data(ttl=60, max_entries=8, show_spinner=False)
-def programme(url: str, as_of: dt.date) -> dict:
+def programme(url: str, as_of: dt.date, version: str) -> dict:
+    """Keyed by the data version: a refresh (earning, expiry) shows at once."""
     with context.session() as s:
         return {
             "liability": loyalty.points_liability(s, viewer),
@@ -39,7 +40,7 @@ def saved(message: str) -> None:
     st.rerun()
 
 
-data = programme(str(context.engine().url), as_of)
+data = programme(str(context.engine().url), as_of, context.data_version().key)
 liability = data["liability"]
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Members", f"{liability['members']:,}", border=True)
@@ -64,6 +65,9 @@ with tabs[0]:
         right.plotly_chart(px.bar(outlook, x="month", y="points", hover_data=["value"],
                                   title=f"Points expiring per month (older than {data['outlook']['expiry_days']} days, FIFO)",
                                   labels={"month": "", "points": "Points"}), width="stretch")
+        if data["outlook"].get("as_of_refresh"):
+            right.caption(f"Expiry outlook as the refresh of {as_of.isoformat()} computed it "
+                          f"({data['outlook']['as_of_refresh']:%Y-%m-%d %H:%M} UTC); redemptions since count at the next one.")
         if data["activity"]:
             st.plotly_chart(px.bar(pd.DataFrame(data["activity"]), x="month", y="points", color="kind",
                                    title="Points by month and kind (earned, redeemed, expired, adjusted)",

@@ -115,7 +115,7 @@ with tab_process:
                                mime="application/zip", key="download_export")
 
 with tab_consent:
-    summary = context.read(customers.consent_summary) or []
+    summary = context.cached(customers.consent_summary) or []
     if summary:
         st.plotly_chart(px.bar(pd.DataFrame(summary), x="purpose", y="customers", color="state", barmode="group",
                                title="Current consent by purpose (latest entry per customer)",

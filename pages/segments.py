@@ -9,7 +9,7 @@ import streamlit as st
 from crm_core import platform, segmentation
 from db.models import SEGMENT_TYPES
 from ui import context
-from ui.data_date import show_data_date
+from ui.data_date import show_data_date, show_refresh_as_of
 from ui.format import plain
 
 viewer = context.require_page("segments.view")
@@ -21,11 +21,6 @@ as_of = show_data_date().day
 if flash := st.session_state.pop("segments_flash", None):
     st.success(flash)
 
-
-@st.cache_data(ttl=60, max_entries=16, show_spinner=False)
-def load_segments(url: str) -> list[dict]:
-    with context.session() as s:
-        return segmentation.list_segments(s, viewer)
 
 
 
@@ -42,7 +37,8 @@ def share_chart(profile_a: dict, label_a: str, profile_b: dict, label_b: str, di
                   labels={"value": "", "share": "Share of customers", "group": ""})
 
 
-all_segments = load_segments(str(context.engine().url))
+all_segments = context.cached(segmentation.list_segments) or []
+show_refresh_as_of("Member counts and revenue shares")
 by_name = {s["name"]: s for s in all_segments}
 tab_list, tab_detail, tab_build, tab_compare = st.tabs(["All segments", "Segment detail", "Build a segment", "Compare"])
 
@@ -82,7 +78,7 @@ with tab_detail:
         c1.metric("Members", f"{chosen['members']:,}", border=True)
         c2.metric("Revenue share", f"{chosen['revenue_share'] * 100:.1f}%", border=True)
         c3.metric("Kind", chosen["kind"], border=True)
-        history = context.read(segmentation.segment_size_history, chosen["id"], months=12)
+        history = context.cached(segmentation.segment_size_history, chosen["id"], months=12)
         if history:
             st.plotly_chart(px.line(pd.DataFrame(history), x="month", y="members", markers=True,
                                     title="Members at each month end", labels={"month": "", "members": "Members"}),
@@ -97,7 +93,7 @@ with tab_detail:
             descending = order_col.toggle("Descending", value=True)
             page_size = size_col.selectbox("Rows per page", [25, 50, 100], index=1)
             page_number = st.session_state.get("members_page", 1)
-            result = context.read(segmentation.segment_members, chosen["id"], page=page_number, page_size=page_size,
+            result = context.cached(segmentation.segment_members, chosen["id"], page=page_number, page_size=page_size,
                          sort_by=sort_by, descending=descending)
             if result is not None:
                 if result.total == 0:
@@ -127,7 +123,7 @@ with tab_detail:
                     wanted = st.radio("State", ["Active", "Paused"], index=0 if chosen["active"] else 1, horizontal=True)
                     applied = st.form_submit_button("Apply")
                     if applied and context.act(segmentation.set_segment_active, chosen["id"], wanted == "Active") is not None:
-                        load_segments.clear()
+                        context.changed()
                         st.session_state["segments_flash"] = f"{chosen['name']} is now {wanted.lower()}."
                         st.rerun()
                 if chosen["kind"] == "static":
@@ -145,12 +141,12 @@ with tab_detail:
                                 changed = context.act(segmentation.add_members if adding else segmentation.remove_members,
                                                       chosen["id"], ids)
                                 if changed is not None:
-                                    load_segments.clear()
+                                    context.changed()
                                     verb = "added" if adding else "removed"
                                     st.session_state["segments_flash"] = f"{changed:,} customers {verb}."
                                     st.rerun()
 
-        profile = context.read(segmentation.segment_profile, chosen["id"])
+        profile = context.cached(segmentation.segment_profile, chosen["id"])
         if profile and profile["members"]["customers"]:
             st.subheader("Members against the whole base")
             averages = pd.DataFrame({"Members": profile["members"]["averages"], "All customers": profile["base"]["averages"]})
@@ -233,7 +229,7 @@ with tab_build:
                     except platform.DomainError as exc:
                         st.error(str(exc))
                     else:
-                        load_segments.clear()
+                        context.changed()
                         st.session_state["segments_flash"] = f"Saved {created.name} with {count:,} members."
                         st.rerun()
 
@@ -251,7 +247,7 @@ with tab_build:
                 except platform.DomainError as exc:
                     st.error(str(exc))
                 else:
-                    load_segments.clear()
+                    context.changed()
                     st.session_state["segments_flash"] = f"Created {created.name} with {len(set(ids)):,} customers."
                     st.rerun()
 
@@ -262,7 +258,7 @@ with tab_compare:
         names = list(by_name)
         left_name = st.selectbox("First segment", names, index=0, key="compare_a")
         right_name = st.selectbox("Second segment", names, index=1, key="compare_b")
-        comparison = context.read(segmentation.compare_segments, by_name[left_name]["id"], by_name[right_name]["id"])
+        comparison = context.cached(segmentation.compare_segments, by_name[left_name]["id"], by_name[right_name]["id"])
         if comparison:
             c1, c2, c3, c4 = st.columns(4)
             c1.metric(left_name, f"{comparison['a']['members']:,}", border=True)

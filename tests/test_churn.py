@@ -19,6 +19,8 @@ from db.models import (
     Complaint,
     CustomerAnalytics,
     CustomerCommunication,
+    CustomerSegment,
+    CustomerSegmentMembership,
     LoyaltyAccount,
     LoyaltyTransaction,
     MLModel,
@@ -258,7 +260,8 @@ def test_past_predictions_are_checked_against_what_happened(session):
     assert accuracy["high"]["recall_at_or_above"] == 1
 
 
-def test_at_risk_list_ranks_by_risk_times_value_and_filters(session):
+@pytest.mark.parametrize("rollups", [False, True], ids=["live", "rollups"])
+def test_at_risk_list_ranks_by_risk_times_value_and_filters(session, rollups):
     viewer = make_user(session, "success_manager")
     owner = make_user(session, "success_manager")
     rows = []
@@ -269,12 +272,25 @@ def test_at_risk_list_ranks_by_risk_times_value_and_filters(session):
                                     risk_level=level, drivers=[{"label": "days since the last order", "value": 99}],
                                     interventions=["Send a personalised win-back offer"]))
         rows.append(customer.id)
+    segment = CustomerSegment(name="Two of them", segment_type="custom", kind="static")
+    session.add(segment)
+    session.flush()
+    session.add_all([CustomerSegmentMembership(segment_id=segment.id, customer_id=i, assignment="manual")
+                     for i in (rows[0], rows[2])])
     session.commit()
+    if rollups:
+        assert segmentation.refresh_churn_rollups(session)["ranked"] == 3
+    in_segment = churn_reports.at_risk(session, viewer, segment_id=segment.id)
+    assert [r["customer_id"] for r in in_segment.rows] == [rows[2], rows[0]] and in_segment.total == 2
+    both = churn_reports.at_risk(session, viewer, segment_id=segment.id, owner_id=owner.id, risk_levels=["critical"])
+    assert [r["customer_id"] for r in both.rows] == [rows[0]] and both.total == 1
+    second_page = churn_reports.at_risk(session, viewer, page=2, page_size=10)
+    assert second_page.rows == [] and second_page.total == 3
     page = churn_reports.at_risk(session, viewer)
     assert [r["customer_id"] for r in page.rows] == [rows[2], rows[1], rows[0]]  # 1000, 600, 90
     assert page.rows[0]["expected_loss"] == pytest.approx(1000)
     urgent = churn_reports.at_risk(session, viewer, risk_levels=["high", "critical"])
-    assert [r["customer_id"] for r in urgent.rows] == [rows[1], rows[0]]
+    assert [r["customer_id"] for r in urgent.rows] == [rows[1], rows[0]] and urgent.total == 2
     owned = churn_reports.at_risk(session, viewer, owner_id=owner.id)
     assert [r["customer_id"] for r in owned.rows] == [rows[0]] and owned.rows[0]["owner"] == owner.full_name
     assert "days since the last order (99)" in owned.rows[0]["drivers"]

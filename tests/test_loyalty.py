@@ -167,6 +167,12 @@ def test_fifo_expiry_hand_example(engine, session):
     outlook = loyalty.expiry_outlook(session, platform.SYSTEM, dt.date(2025, 5, 1), months=3)
     assert outlook["overdue"] == 0
     assert [(m["month"], m["points"]) for m in outlook["months"]] == [("2025-05", 0), ("2025-06", 30), ("2025-07", 0)]
+    # stored by the refresh of the date: the same outlook, read from one row
+    assert loyalty.refresh_expiry_outlook(session, dt.date(2025, 5, 1)) == 60  # 30 in 2025-06, 30 in 2026-03
+    stored = loyalty.expiry_outlook(session, platform.SYSTEM, dt.date(2025, 5, 1), months=3)
+    assert stored["as_of_refresh"] is not None and outlook["as_of_refresh"] is None
+    assert (stored["overdue"], stored["months"]) == (outlook["overdue"], outlook["months"])
+    session.commit()
 
     # 2025-01-15: only the 100 is older than a year, and it was spent first.
     assert loyalty.expire_points(engine, dt.date(2025, 1, 15)) == {"accounts": 0, "points": 0}
@@ -425,3 +431,19 @@ def test_ten_adjustments_of_a_thousand_do_not_all_post(session):
     results = [loyalty.adjust(session, agent, customer.id, 1000, "Goodwill gesture").status for _ in range(10)]
     assert results == ["posted"] + ["pending"] * 9
     assert account.points_balance == 1000
+
+
+def test_monthly_activity_from_the_refresh_and_the_month_so_far(session):
+    customer, account = _member(session, enrolled=dt.datetime(2024, 12, 1))
+    for kind, points, when in [("earn", 100, dt.datetime(2025, 1, 5)), ("earn", 40, dt.datetime(2025, 2, 7)),
+                               ("redeem", -30, dt.datetime(2025, 2, 20)), ("earn", 10, dt.datetime(2025, 3, 2))]:
+        ledger._post(session, account, kind, points, platform.SYSTEM, reason="activity", now=when)
+    as_of = dt.date(2025, 3, 10)
+    live = loyalty.monthly_activity(session, platform.SYSTEM, months=3, as_of=as_of)
+    assert [(r["month"], r["kind"], r["points"]) for r in live] == [
+        ("2025-01", "earn", 100), ("2025-02", "earn", 40), ("2025-02", "redeem", -30), ("2025-03", "earn", 10)]
+    assert loyalty.refresh_monthly_activity(session, as_of) == 3  # the finished months
+    ledger._post(session, account, "earn", 5, platform.SYSTEM, reason="later today", now=dt.datetime(2025, 3, 10, 15))
+    stored = loyalty.monthly_activity(session, platform.SYSTEM, months=2, as_of=as_of)
+    assert [(r["month"], r["kind"], r["points"]) for r in stored] == [
+        ("2025-02", "earn", 40), ("2025-02", "redeem", -30), ("2025-03", "earn", 15)]

@@ -54,7 +54,7 @@ def test_figures_match_hand_computation(session, shop, rollup_as_of):
         # the top customers walk the snapshot's revenue to date (and read the orders after it live)
         segmentation.refresh_snapshot(session, rollup_as_of)
     o = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
-    assert o.rollup_through == rollup_as_of
+    assert o.rollup_through == (None if rollup_as_of is None else platform.end_of(rollup_as_of))
     assert o.customers_total == 3  # A, B, C: D is merged, E signed up after the end date
     assert o.customers_new_this_month == 1  # B
     assert o.customers_active_90d == 3  # A, B, C ordered since 2025-12-21
@@ -89,15 +89,16 @@ def test_figures_match_hand_computation(session, shop, rollup_as_of):
 
 def test_rollups_are_refreshed_for_the_days_that_changed(session, shop):
     """A second refresh recomputes the recent days (a late order, a cancellation) and keeps the older ones."""
-    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 10), now=D(2026, 3, 10, 12))  # the 10th is not over
+    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 10), now=D(2026, 3, 10, 9))  # B orders at 10:00
     first = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
-    assert first.rollup_through == dt.date(2026, 3, 9)
+    assert first.rollup_through == D(2026, 3, 10, 9)
+    assert first.revenue_this_month == Decimal("250.00")  # B's 200 at 10:00, after the cutoff, read live
     late = make_customer(session, D(2026, 3, 11), first_name="Fay", last_name="F")
     make_order(session, late, D(2026, 3, 12, 9), "60.00")
     session.execute(update(Order).where(Order.total == Decimal("200.00")).values(status="cancelled"))
     reporting.refresh_sales_rollups(session, dt.date(2026, 3, 20), now=D(2026, 3, 21, 1))
     o = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
-    assert o.rollup_through == dt.date(2026, 3, 20)
+    assert o.rollup_through == D(2026, 3, 21)
     assert o.customers_total == 4 and o.customers_active_90d == 3  # B's only order is cancelled; F ordered
     assert o.revenue_this_month == Decimal("110.00")  # 50 + 60
     assert o.repeat_purchase_rate == 25.0  # A of A, C, D, F
@@ -155,10 +156,24 @@ def test_a_few_days_read_order_by_order_match_the_one_pass_numbering(session, mo
         for _ in range(rng.randint(0, 8)):
             when = D(2025, 6, 1) + dt.timedelta(days=rng.randint(0, 60), hours=rng.choice([0, 9, 9, 23]))
             make_order(session, person, when, f"{rng.randint(5, 90)}.00", status=rng.choice(["paid", "cancelled"]))
-    for first in (dt.date(2025, 6, 20), dt.date(2025, 7, 1), dt.date(2025, 7, 15)):
-        last = first + dt.timedelta(days=3)
-        few = sales_rollups.daily_sales(session, first, last)
-        monkeypatch.setattr(sales_rollups, "FEW_DAYS", 0)
-        one_pass = sales_rollups.daily_sales(session, first, last)
+    for start in (D(2025, 6, 20), D(2025, 7, 1, 9, 30), D(2025, 7, 15, 23)):
+        stop = start + dt.timedelta(days=3, hours=5)
+        few = sales_rollups.daily_sales(session, start, stop)
+        monkeypatch.setattr(sales_rollups, "FEW_DAYS", dt.timedelta(0))
+        one_pass = sales_rollups.daily_sales(session, start, stop)
         monkeypatch.undo()
         assert few.orders == one_pass.orders and few.gaps == one_pass.gaps and few.orders
+        # two adjacent spans add up to both together, however the boundary cuts a customer's day
+        middle = start + dt.timedelta(days=1, hours=7)
+        parts = sales_rollups.daily_sales(session, start, middle).add(sales_rollups.daily_sales(session, middle, stop))
+        assert parts.orders == one_pass.orders and parts.gaps == one_pass.gaps
+
+
+def test_counted_customers_from_the_rollup_and_the_days_after_it(session, shop):
+    from crm_core.reporting import sales_rollups
+
+    assert sales_rollups.counted_customers(session) is None  # no refresh yet: the caller counts
+    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 20), now=D(2026, 3, 21, 9))
+    assert sales_rollups.counted_customers(session) == 4  # A, B, C and E (after the covered days); not D
+    make_customer(session, D(2026, 3, 25), first_name="Gus", last_name="G")
+    assert sales_rollups.counted_customers(session) == 5

@@ -170,11 +170,17 @@ def test_export_zip_has_json_and_a_csv_per_table_with_only_the_persons_rows(sess
         customers.process_access_request(session, platform.SYSTEM, request.id)
 
 
-def test_consent_ledger_latest_wins(session):
+@pytest.mark.parametrize("rollup", [False, True], ids=["live", "rollup"])
+def test_consent_ledger_latest_wins(session, rollup):
     customer = make_customer(session, T0)
+    other = make_customer(session, T0)
     at = dt.datetime(2026, 1, 1, 9)
+    customers.record_consent(session, platform.SYSTEM, other.id, "analytics", True, "consent", "staff", "v1",
+                             recorded_at=at)
     customers.record_consent(session, platform.SYSTEM, customer.id, "marketing_email", True, "consent", "web_form", "v1",
                            recorded_at=at)
+    if rollup:  # counted by the refresh here; the entries below come after it
+        assert customers.refresh_consent_summary(session, at.date()) == 2
     customers.record_consent(session, platform.SYSTEM, customer.id, "marketing_email", False, "consent", "email_link", "v2",
                            recorded_at=at + dt.timedelta(days=3))
     customers.record_consent(session, platform.SYSTEM, customer.id, "analytics", False, "legitimate_interests", "staff", "v1",
@@ -186,7 +192,12 @@ def test_consent_ledger_latest_wins(session):
     assert current["analytics"]["granted"] is True
     assert customers.consent_ledger(session, platform.SYSTEM, customer.id).total == 4
     summary = {(r["purpose"], r["state"]): r["customers"] for r in customers.consent_summary(session, platform.SYSTEM)}
-    assert summary == {("marketing_email", "withdrawn"): 1, ("analytics", "granted"): 1}
+    assert summary == {("marketing_email", "withdrawn"): 1, ("analytics", "granted"): 2}
+    # a backdated entry does not replace the newer choice
+    customers.record_consent(session, platform.SYSTEM, other.id, "analytics", False, "consent", "staff", "v0",
+                             recorded_at=at - dt.timedelta(days=30))
+    summary = {(r["purpose"], r["state"]): r["customers"] for r in customers.consent_summary(session, platform.SYSTEM)}
+    assert summary == {("marketing_email", "withdrawn"): 1, ("analytics", "granted"): 2}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
 from crm_core import platform, segmentation
 from crm_core.segmentation import segments
@@ -505,9 +505,14 @@ def two_segments(session, people):
     return analyst, a, b
 
 
-def test_list_segments(session, people, two_segments):
-    _, a, b = two_segments
+@pytest.mark.parametrize("rollups", [False, True], ids=["live", "rollups"])
+def test_list_segments(session, people, two_segments, rollups):
+    analyst, a, b = two_segments
     executive = make_user(session, "executive")
+    if rollups:  # counted by the refresh, then changed by hand: the counts follow at once
+        segmentation.add_members(session, analyst, b.id, [people["Fay"]], now=T0)
+        segmentation.refresh_segment_rollups(session, dt.date(2026, 1, 1))
+        segmentation.remove_members(session, analyst, b.id, [people["Fay"]], now=T0)
     listed = segmentation.list_segments(session, executive)
     assert [s["name"] for s in listed] == ["A", "B"]
     assert {"name", "type", "kind", "members", "priority"} <= set(listed[0])
@@ -577,8 +582,11 @@ def test_members_are_personal_data_behind_the_customer_permissions(session, two_
     assert not session.scalars(select(AuditLog).where(AuditLog.action == "segment.export_members")).all()
 
 
-def test_profile_and_compare(session, people, two_segments):
+@pytest.mark.parametrize("rollups", [False, True], ids=["live", "rollups"])
+def test_profile_and_compare(session, people, two_segments, rollups):
     analyst, a, b = two_segments
+    if rollups:
+        segmentation.refresh_segment_rollups(session, dt.date(2026, 1, 1))
     prof = segmentation.segment_profile(session, analyst, b.id)
     assert prof["members"]["customers"] == 3 and prof["base"]["customers"] == 5
     assert {d["value"]: d["count"] for d in prof["members"]["country"]} == {"FR": 1, "US": 1, "(none)": 1}
@@ -593,6 +601,19 @@ def test_profile_and_compare(session, people, two_segments):
     assert (result["only_a"], result["only_b"], result["jaccard"]) == (2, 1, 0.4)
     assert result["profiles"]["a"]["customers"] == 4
     assert result["profiles"]["b"]["country"] == prof["members"]["country"]
+    if rollups:  # stored profiles equal the ones computed now, value by value
+        from crm_core.segmentation import segment_stats
+
+        for segment_id, scope in ((a.id, "A"), (b.id, "B"), (segment_stats.BASE, None)):
+            stored = segment_stats.stored_profile(session, segment_id)
+            live = (segment_stats.live_profile(session, true()) if scope is None else
+                    segment_stats.live_profile(session, Customer.id.in_(
+                        select(CustomerSegmentMembership.customer_id).where(
+                            CustomerSegmentMembership.segment_id == segment_id,
+                            CustomerSegmentMembership.is_active.is_(True)))))
+            for key in ("country", "loyalty_tier", "lifecycle_stage"):
+                assert sorted(map(str, stored[key])) == sorted(map(str, live[key]))
+            assert stored["customers"] == live["customers"] and stored["averages"] == live["averages"]
 
 
 def test_unknown_segment_is_not_found(session):

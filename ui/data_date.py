@@ -36,15 +36,15 @@ def show_data_date() -> platform.DataDate:
     return data
 
 
-def figures_as_of(day: dt.date, rollup_through: dt.date | None) -> str:
-    """The caption that says when a page's figures are from: the batch's rollups up to a day, and the
-    days after it read live."""
+def figures_as_of(day: dt.date, rollup_through: dt.datetime | None) -> str:
+    """The caption that says when a page's figures are from: the batch's daily totals up to a moment,
+    and what came after it read live."""
     if rollup_through is None:
         return f"Figures as of {day_month_year(day)}, computed from the orders now."
-    if rollup_through >= day:
+    if rollup_through >= platform.end_of(day):
         return f"Figures as of {day_month_year(day)}, from the daily totals of the last refresh."
     return (f"Figures as of {day_month_year(day)}: daily totals of the last refresh up to "
-            f"{day_month_year(rollup_through)}, the days after it read live.")
+            f"{rollup_through:%d %b %Y %H:%M} UTC, the orders since read live.")
 
 
 def show_refresh_as_of(what: str = "Figures") -> None:

@@ -61,6 +61,7 @@ from crm_core.customers.privacy import (
     privacy_request_counts,
     process_access_request,
     record_consent,
+    refresh_consent_summary,
     save_preferences,
     set_privacy_request_status,
 )
@@ -132,6 +133,7 @@ __all__ = [
     "check_export_columns",
     "consent_ledger",
     "consent_summary",
+    "refresh_consent_summary",
     "count_exported",
     "count_matches",
     "csv_stream",

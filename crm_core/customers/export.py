@@ -27,6 +27,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.spreadsheet import csv_chunks, neutralize
+from crm_core.reporting.sales_rollups import counted_customers
 from db.models import Customer, CustomerAnalytics, CustomerLifecycleStage, CustomerSegment, CustomerSegmentMembership
 
 EXPORT_FORMATS = ("csv", "xlsx", "json")
@@ -137,6 +138,10 @@ def iter_customers(session: Session, viewer: Actor, columns: Iterable[str] | Non
 def count_exported(session: Session, viewer: Actor, *, segment: str | None = None) -> int:
     """How many customers an export of all customers, or of a segment, would write."""
     require(viewer, "customers.export")
+    if segment is None:
+        stored = counted_customers(session)
+        if stored is not None:
+            return stored
     query = select(func.count()).select_from(Customer).where(COUNTED_CUSTOMER)
     if segment is not None:
         found = segment_by_name(session, segment)

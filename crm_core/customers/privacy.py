@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     cast,
+    delete,
     func,
     literal,
     or_,
@@ -47,6 +48,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.rollup_state import history_rewritten_since
 from crm_core.platform.spreadsheet import neutralize
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
@@ -67,6 +69,7 @@ from db.models import (
     CustomerPaymentMethod,
     CustomerPreferenceCenter,
     DataSubjectRequest,
+    RollupSummary,
     SocialAccount,
     SupportTicket,
     SupportTicketResponse,
@@ -177,17 +180,67 @@ def consent_ledger(session: Session, viewer: Actor, customer_id: Any, page: int 
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def consent_summary(session: Session, viewer: Actor) -> list[dict[str, Any]]:
-    """Per purpose, how many customers currently grant and withdraw consent (latest entry each)."""
-    require(viewer, "privacy.manage")
-    ranked = select(
-        ConsentRecord.purpose, ConsentRecord.granted,
+CONSENT_SUMMARY = "consent_summary"  # its row in rollup_summaries
+
+
+def _latest_per_customer_and_purpose(*conditions):
+    return select(
+        ConsentRecord.customer_id, ConsentRecord.purpose, ConsentRecord.granted,
         func.row_number().over(partition_by=(ConsentRecord.customer_id, ConsentRecord.purpose),
                                order_by=(ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())).label("rank"),
-    ).subquery()
-    rows = session.execute(select(ranked.c.purpose, ranked.c.granted, func.count()).where(ranked.c.rank == 1)
-                           .group_by(ranked.c.purpose, ranked.c.granted)).all()
-    return [{"purpose": p, "state": "granted" if g else "withdrawn", "customers": int(n)} for p, g, n in rows]
+    ).where(*conditions).subquery()
+
+
+def _live_consent_counts(session: Session) -> dict[tuple[str, bool], int]:
+    ranked = _latest_per_customer_and_purpose()
+    return {(p, bool(g)): int(n) for p, g, n in session.execute(
+        select(ranked.c.purpose, ranked.c.granted, func.count()).where(ranked.c.rank == 1)
+        .group_by(ranked.c.purpose, ranked.c.granted))}
+
+
+def refresh_consent_summary(session: Session, as_of: dt.date) -> int:
+    """Count every customer's current choice per purpose once (the batch), for the Privacy page; the
+    entries recorded after it are added when the page reads it. Returns the entries counted."""
+    last_id = session.scalar(select(func.max(ConsentRecord.id))) or 0
+    counts = _live_consent_counts(session) if last_id else {}
+    session.execute(delete(RollupSummary).where(RollupSummary.name == CONSENT_SUMMARY))
+    session.add(RollupSummary(name=CONSENT_SUMMARY, as_of=as_of, built_at=utcnow(), payload={
+        "last_id": int(last_id), "counts": [[p, g, n] for (p, g), n in counts.items()]}))
+    session.flush()
+    return sum(counts.values())
+
+
+def _stored_consent_counts(session: Session) -> dict[tuple[str, bool], int] | None:
+    """The batch's counts moved by each (customer, purpose) whose current choice changed since."""
+    stored = session.scalar(select(RollupSummary).where(RollupSummary.name == CONSENT_SUMMARY))
+    if stored is None or history_rewritten_since(session, stored.built_at):
+        return None
+    counts = {(p, bool(g)): int(n) for p, g, n in stored.payload["counts"]}
+    last_id = stored.payload["last_id"]
+    changed = session.execute(select(ConsentRecord.customer_id, ConsentRecord.purpose).where(
+        ConsentRecord.id > last_id).distinct()).all()
+    for customer_id, purpose in changed:
+        scope = (ConsentRecord.customer_id == customer_id, ConsentRecord.purpose == purpose)
+        newest = (ConsentRecord.recorded_at.desc(), ConsentRecord.id.desc())
+        before = session.scalar(select(ConsentRecord.granted).where(*scope, ConsentRecord.id <= last_id)
+                                .order_by(*newest).limit(1))
+        now = session.scalar(select(ConsentRecord.granted).where(*scope).order_by(*newest).limit(1))
+        if before is not None:
+            counts[(purpose, bool(before))] = counts.get((purpose, bool(before)), 0) - 1
+        if now is not None:
+            counts[(purpose, bool(now))] = counts.get((purpose, bool(now)), 0) + 1
+    return counts
+
+
+def consent_summary(session: Session, viewer: Actor) -> list[dict[str, Any]]:
+    """Per purpose, how many customers currently grant and withdraw consent (latest entry each): the
+    batch's counts and the entries since, or (before the first refresh) counted now."""
+    require(viewer, "privacy.manage")
+    counts = _stored_consent_counts(session)
+    if counts is None:
+        counts = _live_consent_counts(session)
+    return [{"purpose": p, "state": "granted" if g else "withdrawn", "customers": n}
+            for (p, g), n in sorted(counts.items()) if n]
 
 
 # --------------------------------------------------------------------------- preference center

@@ -42,7 +42,11 @@ from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
+from crm_core.reporting.sales_rollups import counted_customers
 from crm_core.segmentation.churn_levels import RISK_FLOORS, risk_band
+from crm_core.segmentation.segment_stats import BASE as BASE_PROFILE
+from crm_core.segmentation.segment_stats import NONE_VALUE as NO_VALUE
+from crm_core.segmentation.segment_stats import stored_profile
 from db.models import (
     CUSTOMER_STATUSES,
     LIFECYCLE_STAGES,
@@ -422,8 +426,15 @@ def _order_by(query: CustomerQuery, relevance=None) -> list[Any]:
             columns = (Customer.signed_up_at,)  # no text: newest customers first
         else:
             return [relevance.desc(), Customer.id]
-    ordered = [c.desc().nulls_last() if query.direction == "desc" else c.asc().nulls_last() for c in columns]
+    # NULLS LAST only where a value can be missing: on a column that is never NULL (the sign-up time of the
+    # default order) the plain order is the same and an index on it can serve it.
+    ordered = [(c.desc() if query.direction == "desc" else c.asc()) if _never_null(c) else
+               (c.desc().nulls_last() if query.direction == "desc" else c.asc().nulls_last()) for c in columns]
     return [*ordered, Customer.id]
+
+
+def _never_null(column: Any) -> bool:
+    return getattr(column, "table", None) is Customer.__table__ and getattr(column, "nullable", True) is False
 
 
 def _as_row(row, score: float | None = None) -> dict[str, Any]:
@@ -472,7 +483,9 @@ def search_customers(session: Session, viewer: Actor, query: CustomerQuery, page
         return Page(rows=rows, total=len(scores), page=page, page_size=page_size)
 
     if not query.text:
-        total = session.scalar(_joined(select(func.count())).where(*conditions)) or 0
+        unfiltered = query == CustomerQuery(sort=query.sort, direction=query.direction)
+        stored = counted_customers(session) if unfiltered else None
+        total = stored if stored is not None else session.scalar(_joined(select(func.count())).where(*conditions)) or 0
         result = session.execute(
             _joined(select(*columns)).where(*conditions).order_by(*_order_by(query)).limit(page_size).offset(offset)
         )
@@ -528,10 +541,10 @@ def search_filter_options(session: Session, viewer: Actor) -> dict[str, Any]:
         select(CustomerSegment.id, CustomerSegment.name, CustomerSegment.kind, CustomerSegment.is_system)
         .where(CustomerSegment.is_active.is_(True)).order_by(CustomerSegment.name)
     ).all()
-    countries = session.scalars(
-        select(Customer.country_code).where(Customer.country_code.is_not(None)).distinct()
-        .order_by(Customer.country_code)
-    ).all()
+    base = stored_profile(session, BASE_PROFILE)  # the countries of every counted customer, as of the refresh
+    countries = sorted(entry["value"] for entry in base["country"] if entry["value"] != NO_VALUE) if base else \
+        session.scalars(select(Customer.country_code).where(Customer.country_code.is_not(None)).distinct()
+                        .order_by(Customer.country_code)).all()
     return {
         "segments": [{"id": s.id, "name": s.name, "kind": s.kind,
                       "editable": s.kind == "static" and not s.is_system} for s in segments],

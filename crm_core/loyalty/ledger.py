@@ -49,6 +49,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    delete,
     exists,
     func,
     insert,
@@ -80,6 +81,7 @@ from db.models import (
     LoyaltyTierChange,
     LoyaltyTransaction,
     Order,
+    RollupSummary,
     User,
     utcnow,
 )
@@ -921,27 +923,77 @@ def _outlook(session: Session, as_of: dt.date, months: int, settings: dict[str, 
     return sums[0], rows
 
 
+OUTLOOK_SUMMARY = "loyalty_expiry_outlook"  # its row in rollup_summaries
+OUTLOOK_MONTHS = 12  # what the batch computes (the Loyalty page's outlook)
+
+
+def refresh_expiry_outlook(session: Session, as_of: dt.date) -> int:
+    """Compute the expiry outlook of as_of once (the batch, after earning and expiry), for the Loyalty page.
+    Returns the points it sees expiring in the next OUTLOOK_MONTHS months."""
+    settings, version = get_settings(session)
+    overdue, rows = _outlook(session, as_of, OUTLOOK_MONTHS, settings)
+    session.execute(delete(RollupSummary).where(RollupSummary.name == OUTLOOK_SUMMARY))
+    session.add(RollupSummary(name=OUTLOOK_SUMMARY, as_of=as_of, built_at=utcnow(), payload={
+        "overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"], "settings_version": version}))
+    session.flush()
+    return sum(row["points"] for row in rows)
+
+
 def expiry_outlook(session: Session, viewer: Actor, as_of: dt.date, months: int = 12) -> dict[str, Any]:
     """Points that will expire in each of the next months if nothing is redeemed (FIFO).
 
-    "overdue" are points already past the age on `as_of`: the next `expire_points` run posts them."""
+    "overdue" are points already past the age on `as_of`: the next `expire_points` run posts them.
+    As the refresh of as_of computed it (`as_of_refresh` says when) while the settings are unchanged:
+    redemptions since move it by a little and are counted at the next refresh; otherwise computed now."""
     require(viewer, "loyalty.view")
     if not 1 <= months <= 36:
         raise ValidationError("The outlook covers 1 to 36 months.")
-    settings, _ = get_settings(session)
+    settings, version = get_settings(session)
+    stored = session.get(RollupSummary, (OUTLOOK_SUMMARY, as_of))
+    if stored is not None and months <= OUTLOOK_MONTHS and stored.payload["settings_version"] == version:
+        return {"overdue": stored.payload["overdue"], "months": stored.payload["months"][:months],
+                "expiry_days": stored.payload["expiry_days"], "as_of_refresh": stored.built_at}
     overdue, rows = _outlook(session, as_of, months, settings)
-    return {"overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"]}
+    return {"overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"], "as_of_refresh": None}
 
 
-def monthly_activity(session: Session, viewer: Actor, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
-    """Points earned, redeemed, expired and adjusted per month (for the programme chart)."""
-    require(viewer, "loyalty.view")
-    as_of = as_of or data_date(session).day
+ACTIVITY_SUMMARY = "loyalty_monthly_activity"  # its row in rollup_summaries
+
+
+def _activity_rows(session: Session, start: dt.datetime, stop: dt.datetime | None = None) -> list[dict[str, Any]]:
+    t = LoyaltyTransaction
+    month = year_month(t.created_at)
+    conditions = [t.created_at >= start] + ([t.created_at < stop] if stop is not None else [])
+    return [{"month": m, "kind": k, "points": int(p)} for m, k, p in session.execute(
+        select(month, t.kind, func.sum(t.points)).where(*conditions).group_by(month, t.kind).order_by(month))]
+
+
+def _activity_start(as_of: dt.date, months: int) -> dt.datetime:
     start = midnight(dt.date(as_of.year, as_of.month, 1))
     for _ in range(months - 1):
         start = midnight((start.date() - dt.timedelta(days=1)).replace(day=1))
-    t = LoyaltyTransaction
-    month = year_month(t.created_at)
-    rows = session.execute(select(month, t.kind, func.sum(t.points)).where(t.created_at >= start)
-                           .group_by(month, t.kind).order_by(month)).all()
-    return [{"month": m, "kind": k, "points": int(p)} for m, k, p in rows]
+    return start
+
+
+def refresh_monthly_activity(session: Session, as_of: dt.date) -> int:
+    """The ledger's points per kind in each finished month of the OUTLOOK_MONTHS before as_of's month, once
+    (the batch); the page adds the month of as_of live. Returns the rows stored."""
+    rows = _activity_rows(session, _activity_start(as_of, OUTLOOK_MONTHS), midnight(as_of.replace(day=1)))
+    session.execute(delete(RollupSummary).where(RollupSummary.name == ACTIVITY_SUMMARY))
+    session.add(RollupSummary(name=ACTIVITY_SUMMARY, as_of=as_of, built_at=utcnow(), payload={"rows": rows}))
+    session.flush()
+    return len(rows)
+
+
+def monthly_activity(session: Session, viewer: Actor, months: int = 12, as_of: dt.date | None = None) -> list[dict[str, Any]]:
+    """Points earned, redeemed, expired and adjusted per month (for the programme chart): the finished
+    months as the refresh of as_of summed them, the month of as_of read now."""
+    require(viewer, "loyalty.view")
+    as_of = as_of or data_date(session).day
+    start = _activity_start(as_of, months)
+    stored = session.get(RollupSummary, (ACTIVITY_SUMMARY, as_of))
+    if stored is not None and months <= OUTLOOK_MONTHS:
+        first = start.strftime("%Y-%m")
+        return ([row for row in stored.payload["rows"] if row["month"] >= first]
+                + _activity_rows(session, midnight(as_of.replace(day=1))))
+    return _activity_rows(session, start)

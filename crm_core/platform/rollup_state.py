@@ -1,9 +1,8 @@
 """Where each rollup stands: the refresh that built it, the last complete day it covers, and when.
 
-A rollup covers the days up to `covered_through`; readers add the days after it live from the
-source tables (a day or two, over indexed ranges), so a figure is exact whether or not the refresh
-has run today. A refresh that runs during its as-of day covers the day before it: the as-of day is
-not over yet.
+A rollup covers the days up to `covered_through`, or (the daily sales) what was placed before its
+`cutoff`; readers add what came after it live from the source tables (the hours since the refresh,
+over indexed ranges), so a figure is exact whether or not the refresh has run today.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_core.platform.dates import end_of
-from db.models import CustomerMerge, ImportRun, RollupState, utcnow
+from db.models import CustomerMerge, DataSubjectRequest, ImportRun, RollupState, utcnow
 
 
 @dataclass(frozen=True)
@@ -24,31 +22,30 @@ class Coverage:
     as_of: dt.date
     covered_through: dt.date
     built_at: dt.datetime
+    cutoff: dt.datetime | None
 
 
 def coverage(session: Session, name: str) -> Coverage | None:
     row = session.get(RollupState, name)
     if row is None:
         return None
-    return Coverage(row.name, row.as_of, row.covered_through, row.built_at)
-
-
-def complete_through(as_of: dt.date, now: dt.datetime) -> dt.date:
-    """The last day whose data is complete at `now`, at most as_of."""
-    return as_of if now >= end_of(as_of) else as_of - dt.timedelta(days=1)
+    return Coverage(row.name, row.as_of, row.covered_through, row.built_at, row.cutoff)
 
 
 def history_rewritten_since(session: Session, since: dt.datetime) -> bool:
-    """Whether an import or a merge since `since` may have changed past days (orders imported with old
-    dates, a merged customer's orders moved to the survivor): then a rollup is rebuilt in full."""
+    """Whether an import, a merge (or its undoing) or an erasure since `since` may have changed past days
+    (orders imported with old dates, a merged customer's orders moved to the survivor, a customer no
+    longer counted): then a rollup is rebuilt in full, and readers do not add to it."""
     imported = session.scalar(select(func.max(ImportRun.started_at)).where(ImportRun.entity.in_(("orders", "customers"))))
     merged = session.scalar(select(func.max(CustomerMerge.merged_at)))
     undone = session.scalar(select(func.max(CustomerMerge.undone_at)))
-    return any(moment is not None and moment >= since for moment in (imported, merged, undone))
+    erased = session.scalar(select(func.max(DataSubjectRequest.completed_at))
+                            .where(DataSubjectRequest.request_type == "erasure"))
+    return any(moment is not None and moment >= since for moment in (imported, merged, undone, erased))
 
 
 def mark_built(session: Session, name: str, as_of: dt.date, covered_through: dt.date, full_rebuild: bool,
-               built_at: dt.datetime | None = None) -> None:
+               built_at: dt.datetime | None = None, cutoff: dt.datetime | None = None) -> None:
     row = session.get(RollupState, name)
     if row is None:
         row = RollupState(name=name)
@@ -57,4 +54,5 @@ def mark_built(session: Session, name: str, as_of: dt.date, covered_through: dt.
     row.covered_through = covered_through
     row.built_at = built_at or utcnow()
     row.full_rebuild = full_rebuild
+    row.cutoff = cutoff
     session.flush()

@@ -73,8 +73,9 @@ class Overview:
     monthly: list[dict] = field(default_factory=list)
     tiers: list[dict] = field(default_factory=list)
     top_customers: list[dict] = field(default_factory=list)
-    # The last day the batch's daily rollups cover (later days are read live); None when read live throughout.
-    rollup_through: dt.date | None = None
+    # What the batch's daily rollups count was placed before this moment (what came after it is read
+    # live); None when read live throughout.
+    rollup_through: dt.datetime | None = None
 
 
 def _revenue(session: Session, start: dt.datetime, end: dt.datetime) -> Decimal:
@@ -180,7 +181,8 @@ def _service_figures(session: Session, range_start: dt.datetime, range_end: dt.d
     return open_tickets or 0, sla_breaches or 0, nps, responses
 
 
-def _from_rollups(session: Session, viewer: Actor, start: dt.date, end: dt.date, sales: DailySales, through: dt.date) -> Overview:
+def _from_rollups(session: Session, viewer: Actor, start: dt.date, end: dt.date, sales: DailySales,
+                  through: dt.datetime) -> Overview:
     """The same figures as the live path, summed over the batch's daily rollups (and the live days after them)."""
     range_start, range_end = midnight(start), midnight(end + dt.timedelta(days=1))
     month_start = end.replace(day=1)

@@ -6,6 +6,12 @@ the submodule they need.
 """
 
 from crm_core.segmentation.churn_levels import AT_RISK_LEVELS, AT_RISK_PROBABILITY, RISK_FLOORS, risk_band, risk_level
+from crm_core.segmentation.churn_rollups import (
+    churn_value,
+    refresh_churn_rollups,
+    stored_at_risk_page,
+    stored_risk_summary,
+)
 from crm_core.segmentation.lifecycle import (
     DEFAULT_LIFECYCLE_RULES,
     NEW_FLOW_LABEL,
@@ -41,6 +47,7 @@ from crm_core.segmentation.segment_reports import (
     segment_profile,
     segment_size_history,
 )
+from crm_core.segmentation.segment_stats import refresh_segment_rollups
 from crm_core.segmentation.segments import (
     MODEL_SEGMENT_TYPES,
     add_members,
@@ -62,6 +69,10 @@ from crm_core.segmentation.snapshot import (
 )
 
 __all__ = [
+    "churn_value",
+    "refresh_churn_rollups",
+    "stored_at_risk_page",
+    "stored_risk_summary",
     "AT_RISK_LEVELS",
     "AT_RISK_PROBABILITY",
     "RISK_FLOORS",
@@ -87,6 +98,7 @@ __all__ = [
     "customers_in_stage",
     "evaluate_lifecycle",
     "refresh_lifecycle_rollups",
+    "refresh_segment_rollups",
     "field_catalogue",
     "get_lifecycle_rules",
     "iter_member_rows",

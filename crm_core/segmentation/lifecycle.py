@@ -656,7 +656,7 @@ def _cohort_range(cohort: str) -> tuple[dt.datetime, dt.datetime]:
 
 def customers_in_stage(session: Session, viewer: Actor, stage: str | None = None, cohort: str | None = None,
                  page: int = 1, page_size: int = 50) -> Page:
-    """Drill-down: customers in a current stage and/or signup cohort ("YYYY-MM"), by id."""
+    """Drill-down: customers in a current stage (by id) and/or signup cohort ("YYYY-MM", by sign-up time)."""
     require(viewer, "lifecycle.view")
     _check_stage(stage)
     page = _check_paging(page, page_size)
@@ -676,7 +676,9 @@ def customers_in_stage(session: Session, viewer: Actor, stage: str | None = None
                s.stage, s.entered_at, s.reason, s.engagement_score, s.loyalty_score, s.churn_score)
         .outerjoin(s, s.customer_id == Customer.id)
         .where(*conditions)
-        .order_by(Customer.id)
+        # A cohort in sign-up order (its index range; ids and sign-up times rise together, so walking the
+        # ids would pass every later customer first), a stage by id.
+        .order_by(*((Customer.signed_up_at, Customer.id) if cohort is not None else (Customer.id,)))
         .limit(page_size)
         .offset((page - 1) * page_size)
     ).all()

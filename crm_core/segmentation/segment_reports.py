@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     and_,
     case,
     func,
@@ -27,6 +26,13 @@ from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.segmentation.rules import CA, COUNTED_CUSTOMER, _customer_from
+from crm_core.segmentation.segment_stats import (
+    BASE,
+    live_profile,
+    stored_base_revenue,
+    stored_profile,
+    stored_stats,
+)
 from crm_core.segmentation.segments import active_member_count, get_segment, memberships
 from db.models import (
     Customer,
@@ -46,22 +52,28 @@ def _open_members(segment_id: int):
 def list_segments(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """All segments by priority with their size and share of revenue."""
     require(viewer, "segments.view")
-    counts: dict[int, int] = dict(session.execute(
-        select(memberships.c.segment_id, func.count())
-        .where(memberships.c.is_active == true())
-        .group_by(memberships.c.segment_id)
-    ).all())
-    revenue: dict[int, Any] = dict(session.execute(
-        select(memberships.c.segment_id, func.sum(CA.total_revenue))
-        .select_from(memberships.join(CustomerAnalytics.__table__, CA.customer_id == memberships.c.customer_id)
-                     .join(Customer.__table__, Customer.id == memberships.c.customer_id))
-        .where(memberships.c.is_active == true(), COUNTED_CUSTOMER)
-        .group_by(memberships.c.segment_id)
-    ).all())
-    total = session.scalar(
-        select(func.sum(CA.total_revenue)).select_from(CustomerAnalytics).join(Customer, Customer.id == CA.customer_id)
-        .where(COUNTED_CUSTOMER)
-    ) or 0
+    stored = stored_stats(session)
+    total: Any = stored_base_revenue(session) if stored else None
+    segment_ids = list(session.scalars(select(CustomerSegment.id)))
+    missing = [i for i in segment_ids if i not in stored]
+    counts: dict[int, int] = {i: members for i, (members, _revenue) in stored.items()}
+    revenue: dict[int, Any] = {i: value for i, (_members, value) in stored.items()}
+    if missing:  # never counted by a refresh: count those now
+        m = memberships.c
+        counts.update(session.execute(
+            select(m.segment_id, func.count()).where(m.is_active == true(), m.segment_id.in_(missing))
+            .group_by(m.segment_id)).all())
+        revenue.update(session.execute(
+            select(m.segment_id, func.sum(CA.total_revenue))
+            .select_from(memberships.join(CustomerAnalytics.__table__, CA.customer_id == m.customer_id)
+                         .join(Customer.__table__, Customer.id == m.customer_id))
+            .where(m.is_active == true(), m.segment_id.in_(missing), COUNTED_CUSTOMER)
+            .group_by(m.segment_id)).all())
+    if total is None:
+        total = session.scalar(
+            select(func.sum(CA.total_revenue)).select_from(CustomerAnalytics).join(Customer, Customer.id == CA.customer_id)
+            .where(COUNTED_CUSTOMER)
+        ) or 0
     segments = session.scalars(select(CustomerSegment).order_by(CustomerSegment.priority, CustomerSegment.name)).all()
     return [
         {
@@ -173,13 +185,22 @@ def segment_members(session: Session, viewer: Actor, segment_id: int, page: int 
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:
         raise ValidationError("The page size must be from 1 to 1000.")
     segment = get_segment(session, segment_id)
-    total = session.scalar(select(func.count()).select_from(_open_members(segment.id).subquery())) or 0
+    total = active_member_count(session, segment.id)
     page = max(1, int(page))
     column = MEMBER_SORTS[sort_by]
     order = (column.desc() if descending else column.asc()).nulls_last()
-    rows = session.execute(
-        _member_select(segment.id).order_by(order, Customer.id).limit(page_size).offset((page - 1) * page_size)
-    ).all()
+    m = memberships.c
+    if column.table is Customer.__table__:
+        ranked = (select(Customer.id).select_from(memberships.join(Customer.__table__, Customer.id == m.customer_id))
+                  .where(m.segment_id == segment.id, m.is_active == true()))
+    else:  # a snapshot or membership column: rank the members without reading the customers table
+        ranked = (select(m.customer_id.label("id"))
+                  .select_from(memberships.outerjoin(CustomerAnalytics.__table__, CA.customer_id == m.customer_id))
+                  .where(m.segment_id == segment.id, m.is_active == true()))
+    ids = list(session.scalars(ranked.order_by(order, m.customer_id).limit(page_size).offset((page - 1) * page_size)))
+    position = {customer_id: i for i, customer_id in enumerate(ids)}
+    rows = sorted(session.execute(_member_select(segment.id).where(Customer.id.in_(ids))).all(),
+                  key=lambda r: position[r.id])
     return Page([_member_row(r) for r in rows], total, page, page_size)
 
 
@@ -204,53 +225,21 @@ def iter_member_rows(session: Session, viewer: Actor, segment_id: int, batch: in
     return rows()
 
 
-PROFILE_DISTRIBUTIONS = {
-    "country": Customer.country_code,
-    "loyalty_tier": LoyaltyAccount.tier,
-    "lifecycle_stage": CustomerLifecycleStage.stage,
-}
-PROFILE_AVERAGES = {
-    "order_count": CA.order_count,
-    "total_revenue": CA.total_revenue,
-    "days_since_last_order": CA.days_since_last_order,
-}
-
-
-def _profile(session: Session, scope: ColumnElement[bool]) -> dict[str, Any]:
-    condition = and_(COUNTED_CUSTOMER, scope)
-    averages_row = session.execute(
-        select(func.count(), *[func.avg(c) for c in PROFILE_AVERAGES.values()])
-        .select_from(_customer_from()).where(condition)
-    ).one()
-    customers = averages_row[0]
-    result: dict[str, Any] = {
-        "customers": customers,
-        "averages": {
-            name: None if value is None else round(float(value), 2)
-            for name, value in zip(PROFILE_AVERAGES, averages_row[1:], strict=True)
-        },
-    }
-    for name, column in PROFILE_DISTRIBUTIONS.items():
-        rows = session.execute(
-            select(column, func.count().label("n")).select_from(_customer_from()).where(condition)
-            .group_by(column).order_by(func.count().desc(), column)
-        ).all()
-        result[name] = [
-            {"value": value if value is not None else "(none)", "count": n,
-             "share": round(n / customers, 4) if customers else 0.0}
-            for value, n in rows
-        ]
-    return result
+def _segment_profile(session: Session, segment_id: int) -> dict[str, Any]:
+    stored = stored_profile(session, segment_id)
+    return stored if stored is not None else live_profile(session, Customer.id.in_(_open_members(segment_id)))
 
 
 def segment_profile(session: Session, viewer: Actor, segment_id: int) -> dict[str, Any]:
-    """Members against the whole customer base: countries, tiers, stages and averages."""
+    """Members against the whole customer base: countries, tiers, stages and averages (as of the last
+    refresh, or computed now for a segment changed since)."""
     require(viewer, "segments.view")
     segment = get_segment(session, segment_id)
+    base = stored_profile(session, BASE)
     return {
         "segment": {"id": segment.id, "name": segment.name},
-        "members": _profile(session, Customer.id.in_(_open_members(segment.id))),
-        "base": _profile(session, true()),
+        "members": _segment_profile(session, segment.id),
+        "base": base if base is not None else live_profile(session, true()),
     }
 
 
@@ -274,8 +263,5 @@ def compare_segments(session: Session, viewer: Actor, segment_a: int, segment_b:
         "only_a": size_a - overlap,
         "only_b": size_b - overlap,
         "jaccard": round(overlap / union, 4) if union else 0.0,
-        "profiles": {
-            "a": _profile(session, Customer.id.in_(_open_members(a.id))),
-            "b": _profile(session, Customer.id.in_(_open_members(b.id))),
-        },
+        "profiles": {"a": _segment_profile(session, a.id), "b": _segment_profile(session, b.id)},
     }

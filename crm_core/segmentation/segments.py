@@ -39,6 +39,7 @@ from crm_core.platform.permissions import require
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
 from crm_core.segmentation.rules import COUNTED_CUSTOMER, _customer_from, _describe, compile_rules, parse_rules
+from crm_core.segmentation.segment_stats import adjust_segment_stats, refresh_segment_stats
 from db import bulk
 from db.models import (
     SEGMENT_KINDS,
@@ -234,6 +235,7 @@ def add_members(session: Session, actor: Actor, segment_id: int, customer_ids: l
         ])
     record_audit(session, actor, "segment.add_members", "segment", segment.id,
                  after={"added": len(new), "customer_ids": new[:100]})
+    adjust_segment_stats(session, segment.id, new, 1)
     return len(new)
 
 
@@ -246,6 +248,9 @@ def remove_members(session: Session, actor: Actor, segment_id: int, customer_ids
     now = now or utcnow()
     removed = 0
     for chunk in _chunks(ids):
+        leaving = list(session.scalars(select(Membership.customer_id).where(
+            Membership.segment_id == segment.id, Membership.is_active == true(), Membership.customer_id.in_(chunk))))
+        adjust_segment_stats(session, segment.id, leaving, -1)
         removed += rows_affected(session.execute(
             update(memberships)
             .where(memberships.c.segment_id == segment.id, memberships.c.is_active == true(),
@@ -340,6 +345,8 @@ def refresh_memberships(session: Session, as_of: dt.date, now: dt.datetime | Non
         changed_since_analyze += entered + left
         _mark_refreshed(session, segment.id, now)
         result[segment.name] = {"entered": entered, "left": left, "members": active_member_count(session, segment.id)}
+    if segment_ids is not None:  # a segment saved from the page: its counts at once, not at the next refresh
+        refresh_segment_stats(session, list(segment_ids))
     return result
 
 

@@ -26,6 +26,7 @@ from db.models import (
     AccountHealthRun,
     AccountHealthScore,
     MLModel,
+    RollupSummary,
 )
 from ml import registry
 from ml.health.bands import levels_for, rates_rise
@@ -43,6 +44,7 @@ from ml.health.level_bands import calibrate_bands, current_bands, last_calibrati
 from ml.health.weights import current_weights, fit_weights, last_fit_as_of
 from ml.labels import churn_labels
 
+OVERVIEW_SUMMARY = "health_overview"  # the Health page's stored overview of a date (ml/health_reports.py)
 TREND_DAYS = 30
 TREND_TOLERANCE_DAYS = 15
 REFIT_AFTER_DAYS = 30
@@ -149,6 +151,9 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
         rows = components.assign(overall=overall, level=levels, trend=trend).join(advice)
         rows = rows.reset_index().assign(as_of=as_of.isoformat())  # ISO text: a DATE on both backends
         connection.execute(delete(AccountHealthScore).where(AccountHealthScore.as_of == as_of))
+        # The Health page's stored overview of this date no longer holds (the batch stores the new one).
+        connection.execute(delete(RollupSummary).where(RollupSummary.as_of == as_of,
+                                                       RollupSummary.name == OVERVIEW_SUMMARY))
         bulk.load(connection, AccountHealthScore.__table__, rows)
         connection.execute(delete(AccountHealthRun).where(AccountHealthRun.as_of == as_of))
         session.add(AccountHealthRun(as_of=as_of, scored=len(rows), churned=apart["churned"],

@@ -21,6 +21,10 @@ MONEY = sa.Numeric(14, 2)
 INDEXES = (
     ("ix_refresh_run_steps_finished", "refresh_run_steps", ["finished_at"]),
     ("ix_memberships_segment_customer", "customer_segment_memberships", ["segment_id", "is_active", "customer_id"]),
+    ("ix_health_asof_trend", "customer_account_health_scores", ["as_of", "trend"]),
+    ("ix_lifecycle_history_recent", "customer_lifecycle_history", ["changed_at", "id"]),
+    ("ix_lifecycle_stage_customer", "customer_lifecycle_stages", ["stage", "customer_id"]),
+    ("ix_loyalty_tx_time", "customer_loyalty_transactions", ["created_at"]),
 )
 
 
@@ -30,6 +34,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(48), primary_key=True),
         sa.Column("as_of", sa.Date(), nullable=False),
         sa.Column("covered_through", sa.Date(), nullable=False),
+        sa.Column("cutoff", sa.DateTime(), nullable=True),
         sa.Column("built_at", sa.DateTime(), nullable=False),
         sa.Column("full_rebuild", sa.Boolean(), nullable=False),
     )
@@ -92,17 +97,14 @@ def upgrade() -> None:
     op.create_table(
         "rollup_churn_ranking",
         sa.Column("as_of", sa.Date(), primary_key=True),
-        sa.Column("customer_id", sa.Integer(), primary_key=True),
+        sa.Column("position", sa.Integer(), primary_key=True),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("risk_level", sa.String(16), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("expected_loss", sa.Float(), nullable=False),
     )
-    op.create_index("ix_rollup_churn_ranking_rank", "rollup_churn_ranking", ["as_of", "expected_loss", "customer_id"])
-    op.create_index("ix_rollup_churn_ranking_level", "rollup_churn_ranking",
-                    ["as_of", "risk_level", "expected_loss", "customer_id"])
-    op.create_index("ix_rollup_churn_ranking_owner", "rollup_churn_ranking",
-                    ["as_of", "owner_id", "expected_loss", "customer_id"])
+    op.create_index("ix_rollup_churn_ranking_level", "rollup_churn_ranking", ["as_of", "risk_level", "position"])
     op.create_table(
         "rollup_segment_stats",
         sa.Column("segment_id", sa.Integer(),
@@ -121,6 +123,13 @@ def upgrade() -> None:
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("average", sa.Float(), nullable=True),
     )
+    op.create_table(
+        "rollup_summaries",
+        sa.Column("name", sa.String(48), primary_key=True),
+        sa.Column("as_of", sa.Date(), primary_key=True),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("built_at", sa.DateTime(), nullable=False),
+    )
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns)
 
@@ -128,7 +137,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name, table, _columns in reversed(INDEXES):
         op.drop_index(name, table_name=table)
-    for table in ("rollup_segment_profiles", "rollup_segment_stats", "rollup_churn_ranking", "rollup_churn_summary",
+    for table in ("rollup_summaries", "rollup_segment_profiles", "rollup_segment_stats", "rollup_churn_ranking", "rollup_churn_summary",
                   "rollup_cohorts", "rollup_lifecycle_flows", "rollup_lifecycle_stages", "rollup_daily_signups",
                   "rollup_daily_buyer_gaps", "rollup_daily_orders", "rollup_state"):
         op.drop_table(table)

@@ -1,0 +1,180 @@
+"""Many users at once: browser sessions signed in together, clicking through pages, against `streamlit run`.
+
+    python bench/concurrency_bench.py --url sqlite:////path/crm100k.sqlite [--sessions 20] [--rounds 2]
+        [--pages "Executive overview,Segments,Lifecycle,Churn"]
+
+Starts the app the way `make run` does (no file watcher), signs in one browser context first and
+times each page alone (the single-user time), then signs in `--sessions` contexts of one headless
+Chromium (Debian's /usr/bin/chromium; none is downloaded), one after another, and has them all click
+through the pages at the same time, `--rounds` times. A page's time is from the click in the sidebar until its title
+shows and Streamlit's status widget ("Running…") is gone. Prints per page the single-user time,
+p50 and p95 under load and p95 over single-user, and the server's peak resident memory (its process
+and children, sampled every 0.2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.page_bench import BENCH_PASSWORD, BENCH_USER, ensure_admin  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+DEFAULT_PAGES = ("Executive overview", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Customers",
+                 "Loyalty", "Communications")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(db_url: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "CRM_DATABASE_URL": db_url, "STREAMLIT_SERVER_HEADLESS": "true"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise TimeoutError("streamlit did not become healthy")
+
+
+def rss_megabytes(pid: int) -> float:
+    """Resident memory of a process and its children, from /proc."""
+    total = 0
+    pids = [pid]
+    try:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+class MemorySampler(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_megabytes(self.pid))
+            time.sleep(0.2)
+
+
+async def sign_in(context, url: str):
+    page = await context.new_page()
+    page.set_default_timeout(300_000)
+    await page.goto(url, wait_until="networkidle")
+    await page.get_by_label("Username").fill(BENCH_USER)
+    await page.get_by_label("Password", exact=True).fill(BENCH_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Executive overview").wait_for()
+    await idle(page)
+    return page
+
+
+async def idle(page) -> None:
+    await page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=300_000)
+
+
+async def visit(page, title: str) -> float:
+    started = time.perf_counter()
+    await page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    await page.get_by_role("heading", name=title, exact=True).wait_for()
+    await idle(page)
+    return time.perf_counter() - started
+
+
+async def measure(url: str, sessions: int, rounds: int, pages: list[str]) -> tuple[dict, dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        alone_context = await browser.new_context(viewport={"width": 1440, "height": 1000})
+        alone_page = await sign_in(alone_context, url)
+        single: dict[str, list[float]] = {title: [] for title in pages}
+        for _ in range(2):  # the first pass fills the server's caches, as a first visitor would
+            for title in pages:
+                single[title].append(await visit(alone_page, title))
+        await alone_context.close()
+        print("alone: " + ", ".join(f"{t} {min(v):.2f} s" for t, v in single.items()), flush=True)
+        contexts = [await browser.new_context(viewport={"width": 1440, "height": 1000}) for _ in range(sessions)]
+        signed = []
+        for context in contexts:  # signed in one after another; then they all click at the same time
+            signed.append(await sign_in(context, url))
+        print(f"{len(signed)} sessions signed in", flush=True)
+        together: dict[str, list[float]] = {title: [] for title in pages}
+
+        async def walk(index: int, page) -> None:
+            order = pages[index % len(pages):] + pages[:index % len(pages)]  # not all on the same page at once
+            for _ in range(rounds):
+                for title in order:
+                    together[title].append(await visit(page, title))
+
+        await asyncio.gather(*[walk(i, page) for i, page in enumerate(signed)])
+        await browser.close()
+    return {t: min(v) for t, v in single.items()}, together
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="a refreshed database")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--pages", default=",".join(DEFAULT_PAGES))
+    args = parser.parse_args()
+    pages = [p.strip() for p in args.pages.split(",") if p.strip()]
+    ensure_admin(args.url)
+    process, url = start_server(args.url)
+    sampler = MemorySampler(process.pid)
+    sampler.start()
+    try:
+        single, together = asyncio.run(measure(url, args.sessions, args.rounds, pages))
+    finally:
+        sampler.stop.set()
+        process.terminate()
+        process.wait(timeout=30)
+    print(f"{args.sessions} sessions x {args.rounds} rounds; server peak RSS {sampler.peak:,.0f} MB")
+    print(f"{'page':<22} {'alone s':>8} {'p50 s':>7} {'p95 s':>7} {'p95/alone':>9}")
+    for title in pages:
+        times = sorted(together[title])
+        p50 = statistics.median(times)
+        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+        print(f"{title:<22} {single[title]:>8.2f} {p50:>7.2f} {p95:>7.2f} {p95 / single[title]:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
