@@ -129,6 +129,9 @@ def test_each_signal_on_crafted_customers(session):
     assert signal(frame, c[12], "shared_phone_accounts") == 1 and signal(frame, c[11], "shared_phone_accounts") == 0
     assert [signal(frame, who, "shared_address_accounts") for who in c[:3]] == [2, 2, 2]
     assert np.isnan(frame.at[c[0].id, "amount_ratio"])  # no orders: no ratio, not zero
+    for who in (c[0], c[5], c[10], c[12]):  # one customer's signals (the case view) are the same as in bulk
+        pd.testing.assert_series_equal(risk.compute_signals(session, AS_OF, [who.id]).frame.loc[who.id],
+                                       frame.loc[who.id])
 
 
 def test_a_shop_with_only_customers_and_orders_leaves_the_other_signals_out(session):
