@@ -24,7 +24,7 @@ from db.models import ROLES
 from .arguments import DATA_DATE_DEFAULT, iso_date
 
 # Modules of crm_cli that add their own subcommands (see _area_commands).
-AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla")
+AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla", "risk")
 
 
 def _engine():
