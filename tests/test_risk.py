@@ -247,7 +247,10 @@ def test_stored_scores_open_one_review_per_customer_and_record_block_decisions(s
     assert [(d.customer_id, d.action, d.reason) for d in decisions] == [(b.id, "block", "Automatic: block rule")]
     assert decisions[0].expires_at == NOW + dt.timedelta(days=risk.DECISION_DAYS)
     distribution = risk.score_distribution(session, platform.SYSTEM)
-    assert distribution["actions"] == {"review": 1, "block": 1, "none": 1}
+    assert distribution["actions"] == {"review": 1, "block": 1, "none": 1} and distribution["to_review"] == 1
+    assert {(r["type"], r["level"]): r["customers"] for r in distribution["levels"]} == {
+        ("fraud", "high"): 1, ("fraud", "low"): 2, ("credit", "low"): 3, ("account_takeover", "low"): 3,
+        ("overall", "high"): 1, ("overall", "low"): 2}
 
 
 # --------------------------------------------------------------------------- decisions take effect
