@@ -279,8 +279,8 @@ def _in_session(step: Callable[[Session, dt.date, dt.datetime], StepOutcome | st
 
 LOYALTY_LOOKBACK_DAYS = 35
 
-# Order matters: the models and forecasts read the source tables and store their outputs in their
-# own tables; the snapshot then writes each customer's row once, model outputs included; clusters,
+# Order matters: the models, forecasts and risk scores read the source tables and store their outputs
+# in their own tables; the snapshot then writes each customer's row once, model outputs included; clusters,
 # segments and lifecycle rules read the snapshot (lifecycle: the stored churn probability too).
 STEPS: tuple[tuple[str, Step], ...] = (
     ("Loyalty points: earn for recent orders, expire old points", _loyalty),
@@ -289,11 +289,11 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
     ("Account health scores", _health),
     ("Forecasts of revenue, orders and new customers", _forecasts),
+    ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
-    ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
 )
 # Steps a backfill over past dates skips: they describe the present only.
@@ -304,7 +304,7 @@ NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_sna
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
 # same time (one thread each), so the database works on one while Python fits or scores another.
-CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts"})
+CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_risk"})
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"
