@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEED_CUSTOMERS ?= 10000
 
-.PHONY: run test lint typecheck bench clean-db
+.PHONY: run test lint typecheck bench clean-db api
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ run: $(STAMP)
 	@# is up at once and its dashboards fill within seconds.
 	$(BIN)/crm refresh --if-empty --backfill-months 3 --quiet & $(BIN)/streamlit run streamlit_app.py
 
+# The HTTP API on the same database as the app (API_PORT, API_WORKERS); documentation at /docs.
+API_PORT ?= 8000
+API_WORKERS ?= 2
+api: $(STAMP)
+	$(BIN)/crm db upgrade
+	$(BIN)/crm api serve --port $(API_PORT) --workers $(API_WORKERS)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
@@ -27,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy crm_core ml batch
+	$(BIN)/mypy crm_core ml batch api
 
 bench: $(STAMP)
 	$(BIN)/python bench/seed_bench.py --postgres "$${CRM_TEST_POSTGRES_URL:-}"

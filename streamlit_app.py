@@ -4,14 +4,18 @@ import streamlit as st
 
 from crm_core import platform
 from ui import context
-from ui.navigation import sections_for
+from ui.format import plain
+from ui.navigation import PAGES, PageSpec, sections_for
 
 st.set_page_config(page_title="Customer Intelligence", page_icon=":material/insights:", layout="wide")
 
 
-def sign_in_page() -> None:
+def sign_in_page(target: PageSpec | None = None) -> None:
+    """The sign-in form; `target` is the page the visitor asked for (a deep link such as
+    /customer-360?id=42), opened once they are signed in and their role may see it."""
+    target = target or context.requested_page()
     st.title("Customer Intelligence")
-    st.caption("Sign in with your staff account.")
+    st.caption("Sign in with your staff account." if target is None else f"Sign in to open {target.title}.")
     with st.form("sign_in", border=True):
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
@@ -21,18 +25,34 @@ def sign_in_page() -> None:
             st.error("Enter your username and password.")
             return
         try:
-            with context.session() as s:
+            with context.session(write=True) as s:
                 user = platform.authenticate(s, username, password)
         except platform.DomainError as exc:
             st.error(str(exc))
             return
         context.sign_in(user)
+        if target is not None and platform.allowed(user.role, target.permission):
+            context.open_after_sign_in(target, dict(st.query_params))
         st.rerun()
+
+
+def _sign_in_to(target: PageSpec):
+    """A page at `target`'s address that signs the visitor in and then opens `target`."""
+
+    def sign_in_then_open() -> None:
+        sign_in_page(target)
+
+    sign_in_then_open.__name__ = f"sign_in_{target.url_path.replace('-', '_')}"
+    return sign_in_then_open
 
 
 user = context.refresh_signed_in()
 if user is None:
-    navigation = st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:")])
+    # Every page's address leads to the sign-in form (hidden from the menu), so a deep link survives it.
+    navigation = st.navigation(
+        [st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=True)]
+        + [st.Page(_sign_in_to(p), title="Sign in", url_path=p.url_path, visibility="hidden") for p in PAGES]
+    )
 else:
     navigation = st.navigation(
         {
@@ -44,6 +64,11 @@ else:
         expanded=True,  # every page in view: the catalogue is long enough to be folded otherwise
     )
     with st.sidebar:
-        st.markdown(f"**{user.full_name or user.username}**  \n{user.role.replace('_', ' ')}")
+        st.markdown(f"**{plain(user.full_name or user.username)}**  \n{user.role.replace('_', ' ')}")
         st.button("Sign out", icon=":material/logout:", on_click=context.sign_out)
-navigation.run()
+    if (after := context.take_page_after_sign_in()) is not None:
+        st.switch_page(after[0], query_params=after[1])
+try:
+    navigation.run()
+except Exception as exc:  # noqa: BLE001 - no traceback, SQL or parameter reaches the browser
+    context.show_unexpected(exc, f"page {navigation.title}")

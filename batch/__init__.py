@@ -7,13 +7,15 @@ crm_core, never the other way round.
 """
 
 from batch.refresh import RefreshReport, StepRecord, backfill, month_ends_before, rfm_rules, run_refresh
-from batch.run_reports import StepStatus, last_step_status, recent_runs, run_steps
+from batch.run_reports import DataVersion, StepStatus, data_version, last_step_status, recent_runs, run_steps
 
 __all__ = [
+    "DataVersion",
     "RefreshReport",
     "StepRecord",
     "StepStatus",
     "backfill",
+    "data_version",
     "last_step_status",
     "month_ends_before",
     "recent_runs",

@@ -27,9 +27,20 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from batch.run_log import DatabaseRunLog, NoRunLog, RunLog
-from crm_core import loyalty, platform, referrals, segmentation, service
+from crm_core import (
+    campaigns,
+    journeys,
+    loyalty,
+    platform,
+    referrals,
+    reporting,
+    segmentation,
+    service,
+    social,
+    success,
+)
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, registry, risk
+from ml import churn, clv, forecast, health, registry, risk, uplift
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -180,6 +191,65 @@ def _lifecycle(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
     return StepOutcome(detail, changed if isinstance(changed, int) else None)
 
 
+def _sales_rollups(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    with platform.unit_of_work(engine) as session:
+        result = reporting.refresh_sales_rollups(session, as_of, now)
+    return StepOutcome(f"{result['days']:,} days from {result['from']}, covered through {result['covered_through']}",
+                       int(result["days"]))
+
+
+def _lifecycle_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    result = segmentation.refresh_lifecycle_rollups(session, as_of, now)
+    return StepOutcome(f"{result['stages']} stages, {result['flow_rows']:,} flow rows, "
+                       f"{result['cohort_cells']:,} cohort cells", result["flow_rows"] + result["cohort_cells"])
+
+
+def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """Running win-back campaigns enrol the customers who qualify now (each once per campaign),
+    hold out their control share and send the rest their offer; campaigns past their end finish."""
+    at = min(now, platform.end_of(as_of) - dt.timedelta(seconds=1))
+    scorers: dict[int | None, uplift.UpliftScorer | None] = {}
+
+    def scorer_for(campaign) -> uplift.UpliftScorer | None:
+        if campaign.uplift_share is None:
+            return None
+        if campaign.uplift_model_id not in scorers:
+            scorers[campaign.uplift_model_id] = uplift.scorer_for_model(session, campaign.uplift_model_id)
+        return scorers[campaign.uplift_model_id]
+
+    totals = campaigns.enrol_running_campaigns(session, platform.SYSTEM, at, scorer_for=scorer_for)
+    if not totals["campaigns"] and not totals["finished"]:
+        return skipped("no running campaigns")
+    detail = (f"{totals['campaigns']} running campaigns: {totals['enrolled']:,} customers enrolled, "
+              f"{totals['sent']:,} messages sent")
+    if totals["finished"]:
+        detail += f"; {totals['finished']} reached their end date"
+    return StepOutcome(detail, totals["enrolled"])
+
+
+def _journeys(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """Paths to the first purchase and from it to churn (after lifecycle: stage changes are steps)."""
+    result = journeys.refresh_journeys(session, as_of, now)
+    if not result["customers"]:
+        return skipped("no customers had signed up or ordered by the date")
+    run = journeys.latest_run(session, platform.SYSTEM)
+    missing = run["missing"] if run else []
+    detail = (f"{result['customers']:,} customers, {result['buyers']:,} buyers, {result['churned']:,} churned; "
+              f"{result['rows']:,} rollup rows")
+    if missing:
+        detail += f"; no {', '.join(missing)}"
+    return StepOutcome(detail, result["rows"])
+
+
+def _social_topics(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """The topics, categories, brands and products each mention names, again: the catalogue changes."""
+    found = social.tag_mentions(session)
+    if not found["mentions"]:
+        return skipped("no social mentions")
+    return StepOutcome(f"{found['mentions']:,} mentions name {found['terms']:,} topics, categories, brands or products",
+                       found["terms"])
+
+
 def _churn(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     result = churn.refresh_churn(engine, as_of)
     if result.get("status") == "skipped":
@@ -263,6 +333,25 @@ def _referrals(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
                        done["checked"] + done["paid"] + done["reversed"])
 
 
+def _success(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    """CTA rules: open, hold out, auto-close; skipped when every rule lacks its source."""
+    result = success.refresh_success(engine, as_of, now)
+    rules = result["rules"]
+    ran = {key: r for key, r in rules.items() if "skipped" not in r}
+    skipped_rules = [f"{success.TRIGGER_LABELS[key]} ({r['skipped']})" for key, r in rules.items() if "skipped" in r]
+    if not ran:
+        return skipped("no rule has its source: " + "; ".join(skipped_rules))
+    opened = sum(r["opened"] for r in ran.values())
+    closed = sum(r["auto_closed"] for r in ran.values())
+    held = sum(r["held_out"] for r in ran.values())
+    detail = (f"{opened:,} CTAs opened, {held:,} held out for comparison, {closed:,} closed as their trigger cleared"
+              f", {result['woke']:,} woke from snooze; "
+              + ", ".join(f"{success.TRIGGER_LABELS[key]} {r['active']:,} active" for key, r in ran.items()))
+    if skipped_rules:
+        detail += "; skipped: " + "; ".join(skipped_rules)
+    return StepOutcome(detail, opened + closed + held)
+
+
 Step = Callable[[Engine, dt.date, dt.datetime], StepOutcome | str]
 
 
@@ -289,22 +378,30 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
     ("Account health scores", _health),
     ("Forecasts of revenue, orders and new customers", _forecasts),
+    ("Daily sales rollups for the executive overview", _sales_rollups),
     ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
     ("Lifecycle stages", _in_session(_lifecycle)),
+    ("Lifecycle rollups: stage counts, time in stage, flows, cohorts", _in_session(_lifecycle_rollups)),
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
+    ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
+    ("Calls to action: rules open, hold out and close CTAs", _success),
+    ("Customer journeys: paths to the first purchase and to churn", _in_session(_journeys)),
+    ("Social mentions: topics and products they name", _in_session(_social_topics)),
 )
-# Steps a backfill over past dates skips: they describe the present only.
-PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals"})
+# Steps a backfill over past dates skips: they describe the present only (CTAs are today's work).
+PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk", "_referrals", "_campaigns", "_success",
+                          "_journeys", "_social_topics"})
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
-NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot"}
+NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
+         "_lifecycle_rollups": "_lifecycle", "_campaigns": "_snapshot", "_success": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
 # same time (one thread each), so the database works on one while Python fits or scores another.
-CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_risk"})
+CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_sales_rollups", "_risk"})
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"

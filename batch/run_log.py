@@ -55,7 +55,7 @@ class DatabaseRunLog:
         self.run_id: int | None = None
 
     def start(self, as_of: dt.date, steps: list[tuple[str, str]]) -> int:
-        with platform.unit_of_work(self.engine) as session:
+        with platform.unit_of_work(self.engine, write=True) as session:
             connection = session.connection()
             self.run_id = connection.execute(
                 insert(RefreshRun).values(as_of=as_of, status="running", triggered_by=self.triggered_by,
@@ -68,7 +68,7 @@ class DatabaseRunLog:
         return self.run_id
 
     def _update_step(self, step: str, **values: Any) -> None:
-        with platform.unit_of_work(self.engine) as session:
+        with platform.unit_of_work(self.engine, write=True) as session:
             session.execute(update(RefreshRunStep)
                             .where(RefreshRunStep.run_id == self.run_id, RefreshRunStep.step == step).values(**values))
 
@@ -80,6 +80,6 @@ class DatabaseRunLog:
                           detail=detail[:DETAIL_LIMIT], rows_written=rows)
 
     def finish(self, status: str, seconds: float) -> None:
-        with platform.unit_of_work(self.engine) as session:
+        with platform.unit_of_work(self.engine, write=True) as session:
             session.execute(update(RefreshRun).where(RefreshRun.id == self.run_id)
                             .values(status=status, finished_at=utcnow(), seconds=round(seconds, 3)))

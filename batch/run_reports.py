@@ -84,3 +84,34 @@ def last_step_status(session: Session, viewer: platform.Actor, step: str) -> Ste
         .order_by(RefreshRunStep.run_id.desc()).limit(1)
     ).first()
     return None if row is None else StepStatus(step, row.status, row.detail, row.as_of, row.finished_at)
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """What pages key their caches by: it changes whenever a refresh step lands its output."""
+
+    run_id: int | None
+    step_finished_at: dt.datetime | None
+    as_of: dt.date | None
+    finished_at: dt.datetime | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.run_id}:{self.step_finished_at.isoformat() if self.step_finished_at else '-'}"
+
+
+def data_version(session: Session) -> DataVersion:
+    """The latest refresh run that landed a step, and when its latest step finished.
+
+    Reveals no personal data (dates and an id), so it takes no viewer: pages read it on every run to
+    key their cached figures, which a refresh therefore invalidates as each of its steps commits.
+    """
+    row = session.execute(
+        select(RefreshRunStep.run_id, RefreshRunStep.finished_at)
+        .where(RefreshRunStep.finished_at.is_not(None))
+        .order_by(RefreshRunStep.finished_at.desc(), RefreshRunStep.run_id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return DataVersion(None, None, None, None)
+    run = session.execute(select(RefreshRun.as_of, RefreshRun.finished_at).where(RefreshRun.id == row.run_id)).one()
+    return DataVersion(row.run_id, row.finished_at, run.as_of, run.finished_at)

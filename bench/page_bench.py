@@ -49,6 +49,7 @@ class QueryClock:
     def reset(self) -> None:
         self.slowest = (0.0, "")
         self.count = 0
+        self.statements: list[tuple[float, str]] = []
 
     def _before(self, conn, cursor, statement, parameters, context, executemany):
         self.local.started = time.perf_counter()
@@ -58,6 +59,7 @@ class QueryClock:
         if statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SET ", "PRAGMA")):
             return
         self.count += 1
+        self.statements.append((seconds, statement))
         if seconds > self.slowest[0]:
             self.slowest = (seconds, " ".join(statement.split()))
 
@@ -71,7 +73,7 @@ def ensure_admin(url: str) -> None:
     engine.dispose()
 
 
-def measure(url: str, only: set[str] | None, repeat: int) -> list[dict]:
+def measure(url: str, only: set[str] | None, repeat: int, top: int = 0) -> list[dict]:
     import logging
 
     import streamlit as st
@@ -108,6 +110,7 @@ def measure(url: str, only: set[str] | None, repeat: int) -> list[dict]:
             started = time.perf_counter()
             app.run()
             warms.append(time.perf_counter() - started)
+        slow_statements = sorted(clock.statements, reverse=True)[:top] if top else []
         failed = [str(e.value)[:80] for e in app.exception]
         results.append({"page": page.title, "cold": statistics.median(colds), "warm": statistics.median(warms),
                         "queries": queries, "slowest": slowest[0], "statement": slowest[1][:90],
@@ -116,6 +119,8 @@ def measure(url: str, only: set[str] | None, repeat: int) -> list[dict]:
         print(f"{row['page']:<22} {row['cold']:>7.2f} {row['warm']:>7.2f} {row['queries']:>5} "
               f"{row['slowest']:>7.3f}  {row['statement']}{'  ERROR: ' + row['error'] if row['error'] else ''}",
               flush=True)
+        for seconds, statement in slow_statements:
+            print(f"{'':<22} {seconds:>7.3f}  {' '.join(statement.split())[:400]}", flush=True)
     return results
 
 
@@ -127,7 +132,7 @@ def seed(url: str, customers: int) -> None:
     engine = make_engine(url)
     end = dt.datetime.now().replace(microsecond=0)
     print(f"Seeding {customers:,} customers...", flush=True)
-    seed_database(engine, customers, seed=7, end=end)
+    seed_database(engine, customers, seed=7, end=end, demo_users=True)
     print("Refreshing...", flush=True)
     batch.run_refresh(engine, end.date())
     engine.dispose()
@@ -142,12 +147,13 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--pages", help="comma-separated page files or URL paths (default: every page)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per page; the median is printed")
+    parser.add_argument("--top", type=int, default=0, help="also print the N slowest statements of each page's cold run")
     args = parser.parse_args()
     only = set(args.pages.split(",")) if args.pages else None
     header = f"{'page':<22} {'cold s':>7} {'warm s':>7} {'SQL':>5} {'slowest':>7}  slowest statement"
     if args.url:
         print(header)
-        measure(args.url, only, args.repeat)
+        measure(args.url, only, args.repeat, args.top)
         return
     if not args.seed:
         parser.error("give --url of a refreshed database, or --seed N")

@@ -13,18 +13,25 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import logging
+import os
 import sys
 import time
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
 
 from crm_core import platform
 from db import migrate
-from db.engine import database_url, make_engine
+from db.engine import PROJECT_ROOT, database_url, make_engine
 from db.models import ROLES
+from db.private_files import private_file
 
 from .arguments import DATA_DATE_DEFAULT, iso_date
 
 # Modules of crm_cli that add their own subcommands (see _area_commands).
-AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla", "risk")
+AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla", "api", "campaigns",
+                                 "success", "risk")
 
 
 def _engine():
@@ -32,8 +39,15 @@ def _engine():
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
     url = database_url()
-    migrate.upgrade(url, args.revision)
+    try:
+        migrate.upgrade(url, args.revision)
+    except CommandError as exc:
+        raise platform.ValidationError(
+            f"Cannot migrate to {args.revision!r}: {str(exc).splitlines()[0]}. Name 'head' or a revision such as "
+            f"{migrate.head_revision(url)}.") from None
     print(f"Database at revision {args.revision}: {make_engine(url).url.render_as_string(hide_password=True)}")
     return 0
 
@@ -55,9 +69,14 @@ def cmd_seed(args: argparse.Namespace) -> int:
     def progress(step: str, rows: int) -> None:
         print(f"  {time.perf_counter() - started:6.1f}s  {step:<40} {rows:>10,}", flush=True)
 
-    result = demo.seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress)
+    # Demo staff (passwords in the README) only for the embedded demo database, or when asked for.
+    demo_users = args.demo_users or not os.environ.get("CRM_DATABASE_URL", "").strip()
+    result = demo.seed_database(engine, args.customers, seed=args.seed, progress=None if args.quiet else progress,
+                                demo_users=demo_users)
     orders = result.counts.get("orders", 0)
     print(f"Seeded {args.customers:,} customers and {orders:,} orders in {result.seconds:.1f}s.")
+    print("Demo staff can sign in with the passwords the README lists." if demo_users else
+          "No demo staff can sign in: create your users with `crm users create`.")
     return 0
 
 
@@ -74,7 +93,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
     migrate.ensure_migrated(database_url())
     password = _read_password()
-    with platform.unit_of_work(_engine()) as session:
+    with platform.unit_of_work(_engine(), write=True) as session:
         user = platform.create_user(
             session, platform.SYSTEM, args.username, args.role, password, full_name=args.full_name or "",
             email=args.email,
@@ -150,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     seed.add_argument("--if-empty", action="store_true", help="do nothing when customers exist")
     seed.add_argument("--quiet", action="store_true", help="no progress lines")
+    seed.add_argument("--demo-users", action="store_true",
+                      help="let the 15 demo staff (passwords in the README) sign in; always so for the embedded "
+                           "demo database, never otherwise unless asked")
     seed.set_defaults(func=cmd_seed)
 
     refresh = sub.add_parser("refresh", help="batch refresh: analytics, clusters, segments, lifecycle")
@@ -186,7 +208,31 @@ def _area_commands():
         yield import_module(f"crm_cli.{name}").register
 
 
+# Where the `crm` command logs the traceback of an unexpected error (its output says only the id).
+ERROR_LOG_FILE = PROJECT_ROOT / "data" / "crm-errors.log"
+
+
+_error_log_handler: logging.FileHandler | None = None
+
+
+def _log_errors_to_file() -> Path:
+    """Send unexpected errors' tracebacks to ERROR_LOG_FILE (created private), not to the terminal."""
+    global _error_log_handler
+    path = Path(os.environ.get("CRM_ERROR_LOG", "") or ERROR_LOG_FILE).resolve()
+    if _error_log_handler is None or Path(_error_log_handler.baseFilename) != path:
+        if _error_log_handler is not None:
+            platform.ERROR_LOG.removeHandler(_error_log_handler)
+            _error_log_handler.close()
+        private_file(path)
+        _error_log_handler = logging.FileHandler(path, encoding="utf-8")
+        _error_log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        platform.ERROR_LOG.addHandler(_error_log_handler)
+    platform.ERROR_LOG.propagate = False
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: exit 0 on success, 2 with one line on stderr otherwise, never a traceback."""
     args = build_parser().parse_args(argv)
     if getattr(args, "customers", 1) is not None and getattr(args, "customers", 1) < 1:
         print("error: --customers must be at least 1", file=sys.stderr)
@@ -195,6 +241,21 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except platform.DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else "no reason given"
+        busy = "locked" in reason or "busy" in reason
+        print("error: the database is busy with another writer; try again when it has finished (" + reason + ")."
+              if busy else f"error: the database could not be reached ({reason}).", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the unfinished transaction was rolled back.", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, the traceback to the log
+        log_file = _log_errors_to_file()
+        error_id = platform.report_unexpected(exc, f"crm {' '.join(sys.argv[1:] if argv is None else argv)}")
+        print(f"error: an unexpected failure (error id {error_id}); nothing more was changed. The details are in "
+              f"{log_file}.", file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,7 @@
     crm import orders FILE --format shopify          # a Shopify admin orders export
     crm import tickets FILE [--errors ERRFILE] [--format auto|csv|xlsx|json]
     crm import communications FILE [--errors ERRFILE] [--format auto|csv|xlsx|json]
+    crm import mentions FILE [--errors ERRFILE] [--format auto|csv|xlsx|json]   # social mentions
     crm export customers --format csv|xlsx|json --out FILE [--segment NAME] [--columns a,b,c]
 
 Imports are all or nothing: a failure rolls back every row and is logged as a failed import run.
@@ -22,7 +23,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from crm_core import customers, imports, platform
+from crm_core import customers, imports, platform, social
 from db import migrate
 from db.engine import database_url, make_engine
 from db.models import ORDER_STATUSES
@@ -137,6 +138,12 @@ def cmd_import_service(args: argparse.Namespace) -> int:
     ))
 
 
+def cmd_import_mentions(args: argparse.Namespace) -> int:
+    return _run_import(args, "mentions", lambda session: social.import_mentions(
+        session, platform.SYSTEM, args.file, fmt=args.format, errors_path=args.errors, progress=_progress(args.quiet),
+    ))
+
+
 def cmd_export_customers(args: argparse.Namespace) -> int:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     customers.check_export_columns(columns)
@@ -164,7 +171,7 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    importing = subparsers.add_parser("import", help="import customers, orders, tickets or communications")
+    importing = subparsers.add_parser("import", help="import customers, orders, tickets, communications or social mentions")
     targets = importing.add_subparsers(dest="import_command", required=True)
 
     people = targets.add_parser("customers", help="customers from CSV, Excel (.xlsx) or JSON")
@@ -228,6 +235,20 @@ def register(subparsers) -> None:
         service.add_argument("--errors", metavar="ERRFILE", help="write invalid rows to this CSV")
         service.add_argument("--quiet", action="store_true", help="no progress lines")
         service.set_defaults(func=cmd_import_service, kind=kind)
+
+    mentions = targets.add_parser(
+        "mentions", help="brand mentions from a social listening tool (CSV, Excel or JSON)",
+        description=textwrap.fill("Import brand mentions. Each is matched to a customer by its author's handle "
+                                  "(a customer's social account) and gets a sentiment score (VADER, or the scorer "
+                                  "CRM_SENTIMENT_SCORER names); a mention imported before is skipped, and rows that "
+                                  "are not valid are listed with their row number and reason.", 100),
+        epilog=social.documented_mention_columns(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    mentions.add_argument("file", help="the file to import")
+    mentions.add_argument("--format", choices=("auto", *imports.FORMATS), default="auto",
+                          help="file format (default: from the file name)")
+    mentions.add_argument("--errors", metavar="ERRFILE", help="write invalid rows to this CSV")
+    mentions.add_argument("--quiet", action="store_true", help="no progress lines")
+    mentions.set_defaults(func=cmd_import_mentions)
 
     exporting = subparsers.add_parser("export", help="export customers to a file")
     export_targets = exporting.add_subparsers(dest="export_command", required=True)

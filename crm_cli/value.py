@@ -14,6 +14,9 @@ from db.engine import database_url, make_engine
 
 from .arguments import DATA_DATE_DEFAULT, dated, iso_date
 
+# A forecast further out than two years is a guess, whatever the model says.
+MAX_HORIZON_DAYS = 730
+
 
 def _print_progress(index: int, total: int, label: str, detail: str) -> None:
     print(f"  [{index}/{total}] {label}: {detail}", flush=True)
@@ -31,8 +34,8 @@ def cmd_clv(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if result["status"] != "fitted":
-        print(f"Lifetime value not fitted: {result['reason']}", file=sys.stderr)
-        return 1
+        print(f"error: lifetime value not fitted: {result['reason']}", file=sys.stderr)
+        return 2
     bgnbd = result["params"]["bgnbd"]
     print(f"Scored {result['customers_scored']:,} customers in {result['seconds']:.1f}s "
           f"(clv version {result['model_version']}; BG/NBD r={bgnbd['r']:.3f} alpha={bgnbd['alpha']:.3f} "
@@ -51,20 +54,25 @@ def cmd_clv(args: argparse.Namespace) -> int:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from ml.forecast import refresh_forecasts
 
+    if not 1 <= args.horizon_days <= MAX_HORIZON_DAYS:
+        raise platform.ValidationError(f"--horizon-days must be from 1 to {MAX_HORIZON_DAYS}.")
     engine = make_engine(database_url())
     try:
         result = refresh_forecasts(engine, dated(engine, args.as_of, "--as-of"), horizon_days=args.horizon_days,
                                    progress=_print_progress)
     finally:
         engine.dispose()
+    if not any(o["status"] == "fitted" for o in result["metrics"].values()):
+        reasons = "; ".join(f"{metric}: {o['reason']}" for metric, o in result["metrics"].items())
+        print(f"error: no forecast fitted ({reasons})", file=sys.stderr)
+        return 2
     for metric, outcome in result["metrics"].items():
         if outcome["status"] == "fitted":
             error = "n/a" if outcome["mape"] is None else f"{outcome['mape']:.1%}"
             print(f"{metric}: backtest MAPE {error}")
         else:
             print(f"{metric}: skipped: {outcome['reason']}")
-    fitted = sum(o["status"] == "fitted" for o in result["metrics"].values())
-    return 0 if fitted else 1
+    return 0
 
 
 def register(sub) -> None:

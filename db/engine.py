@@ -13,6 +13,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.private_files import private_file
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "crm.sqlite"
 
@@ -31,6 +33,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# How long a SQLite writer waits for another writer's lock before giving up with "busy".
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The execution option that makes a SQLite transaction take the write lock when it begins
+# (BEGIN IMMEDIATE): a transaction that reads and then writes could otherwise find, at its first
+# write, that another writer committed since its read, and SQLite fails that at once, without
+# waiting. A writer that begins immediately waits its turn instead (see `writer_session`).
+SQLITE_IMMEDIATE = "crm_sqlite_immediate"
+
+
 def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
     # Let SQLAlchemy, not the sqlite3 module, open transactions (see _begin_sqlite), so DDL is
     # transactional too: the module's own handling leaves DDL outside the transaction.
@@ -39,22 +50,24 @@ def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
     cursor.close()
 
 
 def _begin_sqlite(connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str | None = None, **kwargs) -> Engine:
     """Create an engine; SQLite files get their folder, WAL and foreign keys."""
     url = normalize_url(url or database_url())
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        path = url.split("///", 1)[-1].split("?", 1)[0]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # Private from the start: SQLite gives its -wal and -shm files the database file's mode.
+            private_file(path)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _set_sqlite_pragmas)
         event.listen(engine, "begin", _begin_sqlite)
         return engine

@@ -403,6 +403,7 @@ class CustomerSegmentMembership(Base):
         CheckConstraint("confidence BETWEEN 0 AND 1", name="confidence_range"),
         Index("ix_memberships_segment_active", "segment_id", "is_active"),
         Index("ix_memberships_customer", "customer_id", "is_active"),
+        Index("ix_memberships_segment_customer", "segment_id", "is_active", "customer_id"),  # overlaps, counts (0015)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -488,6 +489,10 @@ class CustomerCommunication(Base):
     # VADER compound score of inbound free text (-1..1), set when the message is logged (migration 0006).
     sentiment_score: Mapped[float | None] = mapped_column(Float)
     external_id: Mapped[str | None] = mapped_column(String(100))
+    # The win-back campaign a message was sent for (issue 17, migration 0018).
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_winback_campaigns.id", ondelete="SET NULL"), index=True
+    )
 
 
 class CustomerPreferenceCenter(Base):
@@ -1032,6 +1037,10 @@ class SocialMention(Base):
             "sentiment_score IS NULL OR sentiment_score BETWEEN -1 AND 1", name="sentiment_range"
         ),
         Index("ix_mentions_time", "posted_at"),
+        # Issue 17 (migration 0020): matching by author handle, and importing a file twice adds nothing.
+        Index("ix_mentions_platform_author", "platform", "author"),
+        Index("ix_mentions_external_id", "external_id", unique=True,
+              postgresql_where=text("external_id IS NOT NULL"), sqlite_where=text("external_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1046,6 +1055,14 @@ class SocialMention(Base):
     reach: Mapped[int] = mapped_column(Integer, default=0)
     sentiment_score: Mapped[float | None] = mapped_column(Float)
     sentiment_label: Mapped[str | None] = mapped_column(String(16))
+    # Issue 17 (migration 0020): the author's handle as posted, the import key, the scorer that set
+    # the sentiment, and the ticket opened from the mention.
+    author: Mapped[str | None] = mapped_column(String(100))
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    sentiment_model: Mapped[str | None] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_support_tickets.id", ondelete="SET NULL")
+    )
 
 
 # --------------------------------------------------------------------------- campaigns, referrals
@@ -1076,6 +1093,21 @@ class WinbackCampaign(Base):
     created_by_id: Mapped[int | None] = user_fk()
     created_at: Mapped[dt.datetime] = created_at_col()
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The campaign's definition (issue 17, migration 0018): who qualifies (crm_core.campaigns triggers,
+    # as JSON data), what the holdout is sized for, how long a conversion is attributed, the margin
+    # the ROI counts, and the share of qualifying customers targeted by uplift (NULL: everyone).
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    subject: Mapped[str | None] = mapped_column(String(255))
+    expected_lift: Mapped[float | None] = mapped_column(Float)
+    baseline_rate: Mapped[float | None] = mapped_column(Float)
+    attribution_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    gross_margin: Mapped[float] = mapped_column(Float, default=0.4, server_default="0.4")
+    uplift_share: Mapped[float | None] = mapped_column(Float)
+    uplift_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign_uplift_models.id", ondelete="SET NULL")
+    )
+    launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -1097,6 +1129,10 @@ class WinbackTarget(Base):
     contacted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     converted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revenue_after: Mapped[Decimal] = mapped_column(Money, default=0)
+    # Spend in the pre-period before assignment (the CUPED covariate) and the uplift score the
+    # customer was targeted with (issue 17, migration 0018).
+    pre_period_spend: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
+    uplift_score: Mapped[float | None] = mapped_column(Float)
 
 
 class Referral(Base):
@@ -1331,7 +1367,7 @@ class ForecastPoint(Base):
 
 # --------------------------------------------------------------------------- import and export (issue 6)
 
-IMPORT_ENTITIES = ("customers", "orders", "tickets", "communications")
+IMPORT_ENTITIES = ("customers", "orders", "tickets", "communications", "mentions")
 IMPORT_RUN_STATUSES = ("completed", "failed")
 
 
@@ -1462,6 +1498,7 @@ class RefreshRunStep(Base):
         enum_check("status", REFRESH_STEP_STATUSES),
         UniqueConstraint("run_id", "step", name="uq_refresh_run_steps_run_step"),
         Index("ix_refresh_run_steps_step", "step", "run_id"),
+        Index("ix_refresh_run_steps_finished", "finished_at"),  # the data version pages key caches by (0015)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1475,6 +1512,267 @@ class RefreshRunStep(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
     rows_written: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# --- issue 13: trust (limits that add up)
+# A person's manual loyalty adjustments of the last day, summed against the approval limit.
+Index("ix_loyalty_tx_creator_time", LoyaltyTransaction.created_by_id, LoyaltyTransaction.created_at)
+
+
+# --- issue 14: rollups the batch refresh maintains, so dashboards read aggregates at any size
+
+
+class RollupState(Base):
+    """How far a rollup goes: the refresh that built it, the last complete day it covers, and when."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    covered_through: Mapped[dt.date] = mapped_column(Date)
+    built_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    full_rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RollupDailyOrders(Base):
+    """Revenue orders per calendar day, with the customers whose first and second revenue order it was."""
+
+    __tablename__ = "rollup_daily_orders"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    revenue: Mapped[Decimal] = mapped_column(Money, default=0)
+    first_buyers: Mapped[int] = mapped_column(Integer, default=0)
+    second_buyers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupDailyBuyerGap(Base):
+    """Customers ordering on a day by the days since their previous order day (capped; first orders at the
+    cap): the customers active in any window ending on a day are a sum over this table."""
+
+    __tablename__ = "rollup_daily_buyer_gaps"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    gap_days: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupDailySignups(Base):
+    """Counted customers by the calendar day they signed up."""
+
+    __tablename__ = "rollup_daily_signups"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupLifecycleStage(Base):
+    """Customers per lifecycle stage as of a refresh, and their median and mean days in it."""
+
+    __tablename__ = "rollup_lifecycle_stages"
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    # Customers who entered the stage by the end of as_of, and their median and mean days in it.
+    timed_customers: Mapped[int] = mapped_column(Integer, default=0)
+    median_days: Mapped[float | None] = mapped_column(Float)
+    avg_days: Mapped[float | None] = mapped_column(Float)
+
+
+class RollupLifecycleFlow(Base):
+    """Stage changes of counted customers per calendar day, from one stage ('' for a first stage) to another."""
+
+    __tablename__ = "rollup_lifecycle_flows"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    from_stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    to_stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    changes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupCohort(Base):
+    """Signup-month cohorts as of a refresh: size and customers with a revenue order in each month since."""
+
+    __tablename__ = "rollup_cohorts"
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    cohort: Mapped[str] = mapped_column(String(7), primary_key=True)
+    month_offset: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    active_customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupChurnSummary(Base):
+    """Scored customers per prediction date, risk level, account owner and segment (0 = every customer):
+    how many, their probability summed, value and expected loss."""
+
+    __tablename__ = "rollup_churn_summary"
+    __table_args__ = (Index("ix_rollup_churn_summary_as_of", "as_of", "segment_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    segment_id: Mapped[int] = mapped_column(Integer, default=0)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    probability_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_loss: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RollupChurnRanking(Base):
+    """Each scored customer's expected loss (probability x value) on a prediction date, indexed so the
+    at-risk list pages in rank order without sorting every prediction."""
+
+    __tablename__ = "rollup_churn_ranking"
+    __table_args__ = (
+        Index("ix_rollup_churn_ranking_rank", "as_of", "expected_loss", "customer_id"),
+        Index("ix_rollup_churn_ranking_level", "as_of", "risk_level", "expected_loss", "customer_id"),
+        Index("ix_rollup_churn_ranking_owner", "as_of", "owner_id", "expected_loss", "customer_id"),
+    )
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    risk_level: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_loss: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RollupSegmentStats(Base):
+    """A segment's active members and their revenue, kept by the refresh and by every membership change."""
+
+    __tablename__ = "rollup_segment_stats"
+
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_segments.id", ondelete="CASCADE"), primary_key=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    revenue: Mapped[Decimal] = mapped_column(Money, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RollupSegmentProfile(Base):
+    """Members of a segment (0 = every counted customer) by country, loyalty tier and lifecycle stage, and
+    their average orders, revenue and days since the last order, as of the last refresh."""
+
+    __tablename__ = "rollup_segment_profiles"
+
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    average: Mapped[float | None] = mapped_column(Float)
+
+
+# --- issue 15: the HTTP API (personal tokens, idempotency keys, jobs, webhook subscriptions and outbox)
+
+API_JOB_KINDS = ("import_customers", "bulk_action")
+API_JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+WEBHOOK_DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+class ApiToken(Base):
+    """A personal API token: only its SHA-256 digest is stored; the token acts with its user's role."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiIdempotencyKey(Base):
+    """The first response to a POST with an Idempotency-Key, replayed for the same user and key."""
+
+    __tablename__ = "api_idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="uq_api_idempotency_keys_user_key"),
+        Index("ix_api_idempotency_keys_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ApiJob(Base):
+    """Long work started over the API (an import, a bulk action): status, progress and per-record results."""
+
+    __tablename__ = "api_jobs"
+    __table_args__ = (
+        enum_check("kind", API_JOB_KINDS),
+        enum_check("status", API_JOB_STATUSES),
+        Index("ix_api_jobs_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = user_fk()
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    results: Mapped[list[Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class WebhookSubscription(Base):
+    """An admin's subscription of a URL to events; deliveries are signed with its secret."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(100))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = created_at_col()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one subscription, retried with backoff until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        enum_check("status", WEBHOOK_DELIVERY_STATUSES),
+        UniqueConstraint("subscription_id", "event_key", name="uq_webhook_deliveries_subscription_event"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(120))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 # --- issue 16: risk (fraud, credit, account takeover) and referrals
@@ -1753,3 +2051,286 @@ class ReferralReward(Base):
     payable_at: Mapped[dt.datetime] = mapped_column(DateTime)
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     reason: Mapped[str | None] = mapped_column(String(255))
+
+
+# --- issue 17: win-back campaigns (carts, uplift models)
+
+CART_STATUSES = ("open", "converted")
+
+
+class Cart(Base):
+    """A shopping cart; an open cart left untouched is abandoned (crm_core.campaigns says after how long)."""
+
+    __tablename__ = "carts"
+    __table_args__ = (
+        enum_check("status", CART_STATUSES),
+        CheckConstraint("value >= 0", name="value_non_negative"),
+        Index("ix_carts_status_updated", "status", "updated_at"),
+        Index("ix_carts_customer", "customer_id", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    value: Mapped[Decimal] = mapped_column(Money, default=0)
+    order_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("orders.id", ondelete="SET NULL")
+    )
+
+
+class CartItem(Base):
+    __tablename__ = "cart_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cart_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("carts.id", ondelete="CASCADE"), index=True
+    )
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+
+class CampaignUpliftModel(Base):
+    """An uplift model trained on finished campaigns' treatment and control customers, with its Qini
+    curve and area measured on held-out customers."""
+
+    __tablename__ = "campaign_uplift_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    algorithm: Mapped[str] = mapped_column(String(64))
+    campaign_ids: Mapped[list[Any]] = mapped_column(JSON)
+    features: Mapped[list[Any]] = mapped_column(JSON)
+    train_customers: Mapped[int] = mapped_column(Integer)
+    test_customers: Mapped[int] = mapped_column(Integer)
+    qini_area: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    artifact: Mapped[bytes | None] = mapped_column(LargeBinary)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[int | None] = user_fk()
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+# --- issue 18: the success manager's workbench (health level runs, CTAs, playbooks, holdouts)
+
+HEALTH_BAND_SOURCES = ("default", "calibrated", "admin")
+CTA_PRIORITIES = ("low", "medium", "high", "urgent")
+CTA_STATUSES = ("open", "in_progress", "snoozed", "closed")
+CTA_OUTCOMES = ("saved", "churned", "unreachable", "not_needed", "trigger_cleared")
+CTA_SOURCES = ("rule", "manual")
+CTA_LINK_KINDS = ("communication", "ticket", "complaint", "note")
+
+
+class AccountHealthRun(Base):
+    """One health scoring date: live accounts scored, customers shown apart (churned, never bought),
+    and the level bands that were applied."""
+
+    __tablename__ = "account_health_runs"
+    __table_args__ = (enum_check("bands_source", HEALTH_BAND_SOURCES),)
+
+    as_of: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    scored: Mapped[int] = mapped_column(Integer, default=0)
+    churned: Mapped[int] = mapped_column(Integer, default=0)
+    never_bought: Mapped[int] = mapped_column(Integer, default=0)
+    churned_after_days: Mapped[int] = mapped_column(Integer)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON)
+    bands_source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = created_at_col()
+
+
+class SuccessPlaybook(Base):
+    """The admin-editable template of a CTA trigger: steps, priority, due days, holdout share."""
+
+    __tablename__ = "success_playbooks"
+    __table_args__ = (
+        enum_check("priority", CTA_PRIORITIES),
+        CheckConstraint("due_days BETWEEN 0 AND 365", name="due_days_range"),
+        CheckConstraint("holdout_share BETWEEN 0 AND 0.5", name="holdout_share_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    steps: Mapped[list[Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(16), default="medium")
+    due_days: Mapped[int] = mapped_column(Integer, default=7)
+    holdout_share: Mapped[float] = mapped_column(Float, default=0.1)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by_id: Mapped[int | None] = user_fk()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class SuccessCta(Base):
+    """A call to action on one customer: opened by a rule or by hand, owned, worked, closed with an outcome.
+
+    At most one CTA per customer and trigger is not closed (a partial unique index)."""
+
+    __tablename__ = "success_ctas"
+    __table_args__ = (
+        enum_check("priority", CTA_PRIORITIES),
+        enum_check("status", CTA_STATUSES),
+        enum_check("outcome", CTA_OUTCOMES, nullable=True),
+        enum_check("source", CTA_SOURCES),
+        CheckConstraint("status <> 'closed' OR outcome IS NOT NULL", name="closed_has_outcome"),
+        CheckConstraint("status <> 'snoozed' OR snoozed_until IS NOT NULL", name="snoozed_has_date"),
+        Index("ix_success_ctas_one_open", "customer_id", "trigger", unique=True,
+              postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+        Index("ix_success_ctas_owner_status", "owner_id", "status", "due_on"),
+        Index("ix_success_ctas_status_opened", "status", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk()
+    trigger: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16), default="manual")
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("success_playbooks.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON)
+    steps: Mapped[list[Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(16), default="medium")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    owner_id: Mapped[int | None] = user_fk()
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    snoozed_until: Mapped[dt.date | None] = mapped_column(Date)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_note: Mapped[str | None] = mapped_column(Text)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    first_action_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+    created_by_id: Mapped[int | None] = user_fk()
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class SuccessCtaEvent(Base):
+    """Every change to a CTA, in order: created, edited, status, step done, linked, closed."""
+
+    __tablename__ = "success_cta_events"
+    __table_args__ = (Index("ix_success_cta_events_cta", "cta_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cta_id: Mapped[int] = mapped_column(ForeignKey("success_ctas.id", ondelete="CASCADE"))
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor_id: Mapped[int | None] = user_fk()
+    actor_username: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class SuccessCtaLink(Base):
+    """A communication, ticket, complaint or note logged while working a CTA."""
+
+    __tablename__ = "success_cta_links"
+    __table_args__ = (enum_check("kind", CTA_LINK_KINDS), Index("ix_success_cta_links_cta", "cta_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cta_id: Mapped[int] = mapped_column(ForeignKey("success_ctas.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    communication_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer_communication_history.id", ondelete="SET NULL"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("customer_support_tickets.id", ondelete="SET NULL"))
+    complaint_id: Mapped[int | None] = mapped_column(ForeignKey("customer_complaint_management.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_col()
+    created_by_id: Mapped[int | None] = user_fk()
+
+
+class SuccessHoldout(Base):
+    """A rule trigger deliberately left without a CTA (the randomised comparison group)."""
+
+    __tablename__ = "success_holdouts"
+    __table_args__ = (
+        Index("ix_success_holdouts_one_open", "customer_id", "trigger", unique=True,
+              postgresql_where=text("cleared_on IS NULL"), sqlite_where=text("cleared_on IS NULL")),
+        Index("ix_success_holdouts_trigger", "trigger", "fired_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    trigger: Mapped[str] = mapped_column(String(32))
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("success_playbooks.id", ondelete="SET NULL"))
+    fired_on: Mapped[dt.date] = mapped_column(Date)
+    cleared_on: Mapped[dt.date | None] = mapped_column(Date)
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# --- issue 17: social listening and customer journeys
+
+JOURNEY_KINDS = ("to_purchase", "to_churn", "first_touch")
+
+
+class JourneyRun(Base):
+    """One computation of customer journeys as of a date (the batch's journeys step): how many
+    customers it followed and how many touchpoints each source gave (0 = the shop has none)."""
+
+    __tablename__ = "journey_runs"
+    __table_args__ = (Index("ix_journey_runs_computed", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    buyers: Mapped[int] = mapped_column(Integer, default=0)
+    churned: Mapped[int] = mapped_column(Integer, default=0)
+    sources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class JourneyRollup(Base):
+    """The most common paths of a run (to the first purchase, from it to churn) and conversion by
+    first-touch channel, for all customers and per segment and signup cohort (NULL = all): how many
+    customers took the path, how many reached its goal, how many ended at each end node, and the
+    median days between its steps."""
+
+    __tablename__ = "journey_rollups"
+    __table_args__ = (
+        enum_check("kind", JOURNEY_KINDS),
+        Index("ix_journey_rollups_lookup", "run_id", "kind", "segment_id", "cohort", "rank"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("journey_runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("customer_segments.id", ondelete="CASCADE"))
+    cohort: Mapped[str | None] = mapped_column(String(7))
+    rank: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    steps: Mapped[int] = mapped_column(Integer)
+    customers: Mapped[int] = mapped_column(Integer)
+    reached: Mapped[int] = mapped_column(Integer)
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    median_days: Mapped[list[Any]] = mapped_column(JSON)
+    median_days_total: Mapped[float | None] = mapped_column(Float)
+
+
+class SocialMentionTerm(Base):
+    """A topic, category, brand or product a mention's text names (crm_core.social.topics), with the
+    mention's time, platform and negativity copied so the Social page counts terms over a date range
+    with one GROUP BY."""
+
+    __tablename__ = "customer_social_mention_terms"
+    __table_args__ = (
+        Index("ix_mention_terms_time", "posted_at"),
+        Index("ix_mention_terms_mention", "mention_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mention_id: Mapped[int] = mapped_column(ForeignKey("customer_social_media_mentions.id", ondelete="CASCADE"))
+    term: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    posted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    platform: Mapped[str] = mapped_column(String(16))
+    negative: Mapped[bool] = mapped_column(Boolean, default=False)

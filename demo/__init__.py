@@ -9,6 +9,7 @@ from demo.datasets import CDNOW_FIRST_DAY, CDNOW_LAST_DAY, cdnow_csv, load_cdnow
 from demo.simulator import (
     LOAD_ORDER,
     ROLE_USERNAMES,
+    UNUSABLE_PASSWORD_HASH,
     SeedResult,
     Simulator,
     database_is_empty,
@@ -21,6 +22,7 @@ __all__ = [
     "CDNOW_LAST_DAY",
     "LOAD_ORDER",
     "ROLE_USERNAMES",
+    "UNUSABLE_PASSWORD_HASH",
     "SeedResult",
     "Simulator",
     "cdnow_csv",

@@ -28,7 +28,7 @@ from faker import Faker
 from sqlalchemy import Engine, ForeignKeyConstraint, UniqueConstraint, func, select, text
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
-from crm_core import loyalty, platform, service
+from crm_core import campaigns, loyalty, platform, service
 from db import bulk
 from db.models import Base, Customer
 
@@ -76,14 +76,22 @@ SIGN_IN_DAYS = 180  # sign-ins are simulated for the orders of the last half yea
 
 
 def demo_password(username: str) -> str:
-    """Demo staff passwords, listed in the README: the username followed by '-pass'."""
-    return f"{username}-pass"
+    """Demo staff passwords, listed in the README: the username with a dash before its number,
+    then '-demo-passphrase' (admin1 -> admin-1-demo-passphrase). They meet the password rules."""
+    stem = username.rstrip("0123456789")
+    return f"{stem}-{username[len(stem):]}-demo-passphrase"
+
+
+# The password hash of simulated staff when no demo users are asked for: no password matches it.
+UNUSABLE_PASSWORD_HASH = "!simulated staff: no sign-in"
 
 
 @dataclass
 class SeedResult:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # The simulated truth of each past win-back campaign (Simulator.campaign_truth).
+    campaign_truth: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _choice(rng: np.random.Generator, options: dict[str, float] | list[str], size: int,
@@ -116,10 +124,11 @@ def _season(day_of_year: np.ndarray, weekday: np.ndarray) -> np.ndarray:
 class Simulator:
     """Builds the demo tables as DataFrames for `n_customers`, ending at `end`."""
 
-    def __init__(self, n_customers: int, seed: int = 7, end: dt.datetime | None = None):
+    def __init__(self, n_customers: int, seed: int = 7, end: dt.datetime | None = None, demo_users: bool = False):
         if n_customers < 1:
             raise ValueError("n_customers must be at least 1")
         self.n = n_customers
+        self.demo_users = demo_users
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         end = end or dt.datetime.now().replace(microsecond=0)
@@ -136,6 +145,9 @@ class Simulator:
         self._planted: dict[str, np.ndarray] | None = None
         self._ring_groups: list[np.ndarray] | None = None
         self.tables: dict[str, pd.DataFrame] = {}
+        # Rows a later step adds to a table already yielded (win-back orders, messages), in load order.
+        self.appended: list[tuple[str, pd.DataFrame]] = []
+        self.campaign_truth: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _pool(self, make: Callable[[], str], size: int) -> np.ndarray:
@@ -161,6 +173,7 @@ class Simulator:
             self._users, self._products, self._customers, self._orders, self._items, self._sessions,
             self._communications, self._support, self._surveys, self._loyalty, self._privacy,
             self._addresses_and_payments, self._social, self._referrals, self._risk, self._risk_events,
+            self._winback_campaigns, self._carts,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -171,12 +184,13 @@ class Simulator:
                     step()
                     for name in [n for n in self.tables if n not in done]:
                         yield name, self.tables[name]
+                    while self.appended:
+                        yield self.appended.pop(0)
 
     def _users(self) -> None:
-        from argon2 import PasswordHasher
-
-        # Demo accounts only: cheap argon2 parameters keep seeding fast; real accounts use defaults.
-        hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+        """The shop's staff (tickets and accounts need owners). They can sign in only as demo users
+        (the embedded demo database, or `crm seed --demo-users`), with passwords the README lists and
+        hashed like every password; otherwise they are deactivated and no password matches them."""
         rows = []
         for role, stem in ROLE_USERNAMES.items():
             for k in range(1, 4):
@@ -188,8 +202,9 @@ class Simulator:
                     "full_name": self.faker.name() if role in FIRST_ROLES else self._late_faker.name(),
                     "email": f"{username}@shop.example",
                     "role": role,
-                    "password_hash": hasher.hash(demo_password(username)),
-                    "is_active": True,
+                    "password_hash": (platform.hash_password(demo_password(username)) if self.demo_users
+                                      else UNUSABLE_PASSWORD_HASH),
+                    "is_active": self.demo_users,
                     "failed_login_count": 0,
                     "created_at": self.start,
                     "version": 1,
@@ -945,16 +960,35 @@ class Simulator:
         sat = c.satisfaction.to_numpy()[who][acc]
         score = np.clip(np.round((sat - 0.55) * 2.2 + rng.normal(0, 0.25, m), 3), -1, 1)
         label = np.select([score > 0.05, score < -0.05], ["positive", "negative"], "neutral")
-        text_by_label = {"positive": "Love my new order from the shop, arrived quickly!",
-                         "neutral": "Ordered from the shop again this week.",
-                         "negative": "Still waiting for my parcel, really disappointed with the shop."}
         signup = c.signup.to_numpy()[who][acc]
         self.tables["customer_social_media_mentions"] = pd.DataFrame({
             "id": np.arange(1, m + 1), "social_account_id": acc + 1, "customer_id": who[acc] + 1,
             "platform": platform[acc], "posted_at": _to_datetime(self.base, signup + rng.random(m) * (self.span - signup)),
-            "text": pd.Series(label).map(text_by_label).to_numpy(), "reach": rng.lognormal(4, 1.2, m).astype(int),
-            "sentiment_score": score, "sentiment_label": label,
+            "text": self._mention_texts(label), "reach": rng.lognormal(4, 1.2, m).astype(int),
+            "sentiment_score": score, "sentiment_label": label, "author": handle[acc],
+            "external_id": [f"sim:{i}" for i in range(1, m + 1)], "sentiment_model": "simulated",
         })
+
+    def _mention_texts(self, labels: np.ndarray) -> np.ndarray:
+        """A post per mention that fits its sentiment and names a category or a service topic, so the
+        Social page has topics to count. Its own random stream keeps every other table as it was."""
+        rng = np.random.default_rng([self.seed, 17])
+        categories = np.array(list(CATEGORIES), dtype=object)
+        templates = {
+            "positive": ("Love my new {c} order from the shop, arrived quickly!", "Great quality {c}, really happy.",
+                         "Fast delivery and friendly customer service. Thank you!", "Best price for {c} I found."),
+            "neutral": ("Ordered {c} from the shop again this week.", "Anyone tried their {c} range?",
+                        "Parcel tracking says Thursday.", "Looking at {c} in the sale."),
+            "negative": ("Still waiting for my parcel, really disappointed with the shop.",
+                         "The {c} I ordered arrived broken. Asking for a refund.",
+                         "Terrible customer service, nobody answers.", "Overpriced {c} and poor quality."),
+        }
+        texts = np.empty(len(labels), dtype=object)
+        picks = rng.integers(0, 4, len(labels))
+        named = categories[rng.integers(0, len(categories), len(labels))]
+        for i, (label, pick, category) in enumerate(zip(labels, picks, named, strict=True)):
+            texts[i] = templates[str(label)][pick].format(c=category)
+        return texts
 
     def _referrals(self) -> None:
         rng = self.rng
@@ -991,6 +1025,183 @@ class Simulator:
         })
 
 
+    # ------------------------------------------------------------------ win-back campaigns (issue 17)
+    def _winback_campaigns(self) -> None:
+        """Past win-back campaigns with a known truth, and one running now.
+
+        Each targets the customers (with an e-mail opt-in) who had not ordered for 60 days, holds out
+        30% at random (the product's own hashed assignment) and offers 15% off. Whether the offer
+        brings a customer back depends on who they are: regular buyers lapsed for up to 240 days are
+        persuadable (30% make an extra purchase in the window), customers gone for over a year never
+        come back for it, and the rest only rarely (4%); many buy anyway, offer or not (their
+        natural orders). The truth per campaign is the expected effect over its audience:
+        conversion lift = mean of τ·(1 − natural conversion), revenue lift = mean of τ·(offer order total).
+        Its own random stream keeps every other table as it was.
+        """
+        rng = np.random.default_rng([self.seed, 17])
+        n = self.n
+        orders = self.tables["orders"]
+        time = self.order_time
+        cust = self.order_cust
+        revenue = np.isin(orders["status"].to_numpy(), ["placed", "paid", "shipped", "delivered"])
+        totals = orders["total"].to_numpy()
+        prefs = self.tables["customer_preference_centers"]
+        reachable = prefs["email_opt_in"].to_numpy() & (prefs["contact_frequency"].to_numpy() != "never")
+        reachable &= self.tables["customers"]["status"].to_numpy() == "active"
+        products = self.tables["products"]
+        prices = products["unit_price"].to_numpy()
+        analyst = int(self.tables["users"].query("role == 'analyst'")["id"].iloc[0])
+        plans = [(300, "completed"), (200, "completed"), (110, "completed"), (10, "running")]
+        window, share, lapsed_days, percent = 30, 0.3, 60, 15
+        rows, targets, messages, extra_orders, extra_items = [], [], [], [], []
+        next_order = len(orders) + 1
+        next_item = len(self.tables["order_items"]) + 1
+        next_message = len(self.tables["customer_communication_history"]) + 1
+        next_target = 1
+        for cid, (days_before, status) in enumerate(plans, 1):
+            launch = self.span - days_before * DAY
+            if launch <= 90 * DAY:
+                continue
+            before = revenue & (time < launch)
+            last = np.full(n, -np.inf)
+            np.maximum.at(last, cust[before], time[before])
+            count = np.bincount(cust[before], minlength=n)
+            spend = np.bincount(cust[before], weights=totals[before], minlength=n)
+            pre = before & (time >= launch - 180 * DAY)
+            pre_spend = np.bincount(cust[pre], weights=totals[pre], minlength=n)
+            recency = (launch - last) / DAY
+            who = np.flatnonzero((count > 0) & (recency > lapsed_days) & reachable)
+            if len(who) == 0:
+                continue
+            in_window = revenue & (time > launch) & (time <= launch + window * DAY)
+            natural_orders = np.bincount(cust[in_window], minlength=n)
+            natural_revenue = np.bincount(cust[in_window], weights=totals[in_window], minlength=n)
+            first_natural = np.full(n, np.inf)
+            np.minimum.at(first_natural, cust[in_window], time[in_window])
+            tau = np.where((count[who] >= 3) & (recency[who] <= 240), 0.30,
+                           np.where(recency[who] > 365, 0.0, 0.04))
+            # The order the offer would bring: the customer's usual basket, 15% off.
+            usual = spend[who] / count[who] * rng.lognormal(-0.045, 0.3, len(who))
+            product = (self.cust.preferred.to_numpy()[who] * 40 + rng.integers(40, size=len(who)))
+            quantity = np.maximum(1, np.round(usual / prices[product])).astype(int)
+            sub_cents = np.round(prices[product] * 100).astype(np.int64) * quantity
+            discount = np.round(sub_cents * percent / 100).astype(np.int64)
+            shipping = np.where(sub_cents - discount < 5000, 495, 0)
+            offer_total = (sub_cents - discount + shipping) / 100
+            group = np.array([campaigns.assigned_group(cid, int(c) + 1, share) for c in who], dtype=object)
+            treated = group == "treatment"
+            responds = rng.random(len(who)) < tau
+            when = launch + rng.uniform(0.05, window - 0.05, len(who)) * DAY
+            extra = treated & responds & (when < self.span)
+            name = f"Win-back {pd.Timestamp(self.base + np.timedelta64(int(launch), 's')):%b %Y}"
+            converted = natural_orders[who] > 0
+            self.campaign_truth[name] = {
+                "campaign_id": cid, "targets": len(who),
+                "conversion_lift": float(np.mean(tau * ~converted)),
+                "revenue_lift": float(np.mean(tau * offer_total)),
+            }
+            launched = pd.Timestamp(self.base + np.timedelta64(int(launch), "s"))
+            rows.append({
+                "id": cid, "name": name, "description": "Customers without an order for 60 days, 15% off.",
+                "status": status, "channel": "email", "offer_type": "percent_discount", "offer_value": float(percent),
+                "control_fraction": share, "trigger": {"kind": "no_order", "days": lapsed_days},
+                "subject": "We miss you: 15% off your next order", "expected_lift": 0.03,
+                "attribution_days": window, "gross_margin": 0.4, "starts_at": launched, "launched_at": launched,
+                "ends_at": launched + pd.Timedelta(days=window) if status == "completed" else None,
+                "finished_at": launched + pd.Timedelta(days=window) if status == "completed" else None,
+                "created_by_id": analyst, "created_at": launched - pd.Timedelta(days=1), "version": 1,
+            })
+            k = len(who)
+            extra_idx = np.flatnonzero(extra)
+            first_extra = np.where(extra, when, np.inf)
+            first_any = np.minimum(first_natural[who], first_extra)
+            targets.append(pd.DataFrame({
+                "id": np.arange(next_target, next_target + k), "campaign_id": cid, "customer_id": who + 1,
+                "target_group": group, "assigned_at": launched,
+                "contacted_at": _to_datetime(self.base, np.full(k, launch)).where(treated),
+                "converted_at": _to_datetime(self.base, np.where(np.isfinite(first_any), first_any, 0)).where(
+                    np.isfinite(first_any)),
+                "revenue_after": np.round(natural_revenue[who] + np.where(extra, offer_total, 0), 2),
+                "pre_period_spend": np.round(pre_spend[who], 2),
+            }))
+            next_target += k
+            sent = who[treated]
+            messages.append(pd.DataFrame({
+                "id": np.arange(next_message, next_message + len(sent)), "customer_id": sent + 1,
+                "channel": "email", "direction": "outbound", "status": "delivered", "campaign": name,
+                "template": "percent_discount", "subject": "We miss you: 15% off your next order",
+                "sent_at": launched, "delivered_at": launched + pd.Timedelta(minutes=2), "campaign_id": cid,
+            }))
+            next_message += len(sent)
+            m = len(extra_idx)
+            ids = np.arange(next_order, next_order + m)
+            extra_orders.append(pd.DataFrame({
+                "id": ids, "order_number": "SO-" + pd.Series(ids + 100_000).astype(str),
+                "customer_id": who[extra_idx] + 1, "ordered_at": _to_datetime(self.base, when[extra_idx]),
+                "status": np.where(self.span - when[extra_idx] < 5 * DAY, "paid", "delivered"), "channel": "web",
+                "currency": platform.SHOP_CURRENCY, "subtotal": sub_cents[extra_idx] / 100,
+                "discount": discount[extra_idx] / 100, "shipping": shipping[extra_idx] / 100,
+                "total": offer_total[extra_idx], "item_count": 1,
+            }))
+            extra_items.append(pd.DataFrame({
+                "id": np.arange(next_item, next_item + m), "order_id": ids, "product_id": product[extra_idx] + 1,
+                "quantity": quantity[extra_idx], "unit_price": prices[product[extra_idx]],
+                "line_total": sub_cents[extra_idx] / 100,
+            }))
+            next_order += m
+            next_item += m
+        self.tables["customer_winback_campaigns"] = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id"])
+        self.tables["customer_winback_targets"] = (pd.concat(targets, ignore_index=True) if targets else
+                                                   pd.DataFrame(columns=["id", "campaign_id", "customer_id"]))
+        for name, parts in (("customer_communication_history", messages), ("orders", extra_orders),
+                            ("order_items", extra_items)):
+            parts = [p for p in parts if len(p)]
+            if parts:
+                frame = pd.concat(parts, ignore_index=True)
+                self.appended.append((name, frame))
+                self.tables[name] = pd.concat([self.tables[name], frame], ignore_index=True)
+
+    def _carts(self) -> None:
+        """Carts of the last 60 days: the cart behind each order, and carts left without one."""
+        rng = np.random.default_rng([self.seed, 18])
+        since = self.span - 60 * DAY
+        orders = self.tables["orders"]
+        recent = np.flatnonzero((self.order_time >= since) & (orders["status"].to_numpy()[:len(self.order_time)] != "cancelled"))
+        converted_at = self.order_time[recent]
+        k = len(recent)
+        items = self.tables["order_items"]
+        item_rows = items[items["order_id"].isin(recent + 1)]
+        signup = self.cust.signup.to_numpy()
+        leavers = np.flatnonzero((rng.random(self.n) < 0.08) & (signup < self.span - DAY))
+        a = len(leavers)
+        left_at = np.maximum(since, signup[leavers]) + rng.random(a) * (self.span - np.maximum(since, signup[leavers]))
+        products = self.tables["products"]
+        count = 1 + rng.poisson(0.6, a)
+        cart_of_item = np.repeat(np.arange(a), count)
+        product = self.cust.preferred.to_numpy()[leavers][cart_of_item] * 40 + rng.integers(40, size=len(cart_of_item))
+        price = products["unit_price"].to_numpy()[product]
+        value = np.bincount(cart_of_item, weights=price, minlength=a)
+        order_values = orders["subtotal"].to_numpy()[recent]
+        self.tables["carts"] = pd.DataFrame({
+            "id": np.arange(1, k + a + 1),
+            "customer_id": np.concatenate([self.order_cust[recent], leavers]) + 1,
+            "status": ["converted"] * k + ["open"] * a,
+            "created_at": _to_datetime(self.base, np.concatenate([converted_at - rng.uniform(300, 7200, k),
+                                                                 left_at - rng.uniform(60, 1800, a)])),
+            "updated_at": _to_datetime(self.base, np.concatenate([converted_at - 60, left_at])),
+            "value": np.round(np.concatenate([order_values, value]), 2),
+            "order_id": _nullable_int(np.concatenate([recent + 1, np.zeros(a, dtype=int)]), np.arange(k + a) < k),
+        })
+        cart_id_of_order = pd.Series(np.arange(1, k + 1), index=recent + 1)
+        self.tables["cart_items"] = pd.DataFrame({
+            "id": np.arange(1, len(item_rows) + len(product) + 1),
+            "cart_id": np.concatenate([cart_id_of_order.loc[item_rows["order_id"]].to_numpy(), k + 1 + cart_of_item]),
+            "product_id": np.concatenate([item_rows["product_id"].to_numpy(), product + 1]),
+            "quantity": np.concatenate([item_rows["quantity"].to_numpy(), np.ones(len(product), dtype=int)]),
+            "unit_price": np.concatenate([item_rows["unit_price"].to_numpy(), price]),
+        })
+
+
 LOAD_ORDER = (
     "users", "customer_service_level_agreements", "products", "customers", "customer_addresses",
     "customer_payment_methods", "customer_preference_centers", "customer_gdpr_compliance",
@@ -1001,6 +1212,7 @@ LOAD_ORDER = (
     "customer_social_media_integrations", "customer_social_media_mentions",
     "customer_referral_program", "customer_risk_assessments", "customer_sign_in_events",
     "customer_account_changes", "customer_chargebacks", "customer_identity_checks", "simulated_risk_truth",
+    "customer_winback_campaigns", "customer_winback_targets", "carts", "cart_items",
 )
 
 
@@ -1034,6 +1246,7 @@ def seed_database(
     seed: int = 7,
     end: dt.datetime | None = None,
     progress: Callable[[str, int], None] | None = None,
+    demo_users: bool = False,
 ) -> SeedResult:
     """Simulate and bulk-load the demo business into an empty, migrated database.
 
@@ -1070,12 +1283,14 @@ def seed_database(
         # Simulation runs in a thread, one table ahead of the loader: numpy and the database
         # drivers release the GIL for much of their work, so the two overlap on two cores.
         # The simulator yields parent tables before their children.
-        for name, frame in _simulated_in_background(Simulator(n_customers, seed, end)):
+        simulator = Simulator(n_customers, seed, end, demo_users=demo_users)
+        for name, frame in _simulated_in_background(simulator):
             table = Base.metadata.tables[name]
-            result.counts[name] = bulk.load(connection, table, frame)
+            loaded = bulk.load(connection, table, frame)
+            result.counts[name] = result.counts.get(name, 0) + loaded
             bulk.reset_sequence(connection, table)
             if progress:
-                progress(name, result.counts[name])
+                progress(name, loaded)
         for index in indexes:
             index.create(connection)
         for constraint in reversed(constraints):
@@ -1091,5 +1306,6 @@ def seed_database(
         connection.execute(text("ANALYZE"))
     if progress:
         progress("analyzed", 0)
+    result.campaign_truth = simulator.campaign_truth
     result.seconds = time.perf_counter() - started
     return result

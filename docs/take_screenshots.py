@@ -12,6 +12,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
+import demo
+
 OUT = Path(__file__).resolve().parent / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
@@ -29,7 +31,7 @@ def main() -> None:
         expect.set_options(timeout=60_000)
         page.goto(args.url, wait_until="networkidle")
         page.get_by_label("Username").fill("admin1")
-        page.get_by_label("Password", exact=True).fill("admin1-pass")
+        page.get_by_label("Password", exact=True).fill(demo.demo_password("admin1"))
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Executive overview")).to_be_visible()
         expect(page.locator(".js-plotly-plot")).to_have_count(3)

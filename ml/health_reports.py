@@ -17,11 +17,18 @@ from sqlalchemy.orm import Session
 from crm_core import customers, platform
 from db.models import (
     HEALTH_LEVELS,
+    REVENUE_ORDER_STATUSES,
+    AccountHealthRun,
     AccountHealthScore,
     Customer,
+    Order,
 )
 from ml.health.estimator import COMPONENTS
 from ml.health.scoring import backtest_levels
+
+# A move smaller than this is noise (a dormant account's recency sub-score ticks down a little each
+# month): movers, and the improving / declining counts, start here.
+MOVER_MIN_POINTS = 5.0
 
 # --------------------------------------------------------------------------- reads for the Health page
 
@@ -45,15 +52,22 @@ def overview(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
     }
     total = sum(n for n, _ in found.values())
     summary = session.execute(
-        select(func.avg(h.overall), func.sum(case((h.trend > 0, 1), else_=0)),
-               func.sum(case((h.trend < 0, 1), else_=0)), func.avg(h.trend)).where(h.as_of == as_of)
+        select(func.avg(h.overall), func.sum(case((h.trend >= MOVER_MIN_POINTS, 1), else_=0)),
+               func.sum(case((h.trend <= -MOVER_MIN_POINTS, 1), else_=0)), func.avg(h.trend)).where(h.as_of == as_of)
     ).one()
+    run = session.get(AccountHealthRun, as_of)
     with_data = session.execute(
         select(*[func.count(getattr(h, name)) for name in COMPONENTS]).where(h.as_of == as_of)
     ).one()
     return {
         "as_of": as_of,
         "customers": total,
+        "churned": None if run is None else run.churned,
+        "never_bought": None if run is None else run.never_bought,
+        "churned_after_days": None if run is None else run.churned_after_days,
+        "bands": None if run is None else dict(run.thresholds),
+        "bands_source": None if run is None else run.bands_source,
+        "mover_min_points": MOVER_MIN_POINTS,
         "components_with_data": dict(zip(COMPONENTS, (int(n) for n in with_data), strict=True)),
         "avg_overall": None if summary[0] is None else round(float(summary[0]), 1),
         "improving": int(summary[1] or 0),
@@ -69,7 +83,8 @@ def overview(session: Session, viewer: platform.Actor) -> dict[str, Any] | None:
 
 
 def movers(session: Session, viewer: platform.Actor, direction: str = "up", page: int = 1, page_size: int = 25) -> platform.Page:
-    """Customers whose health moved most since ~30 days earlier, at the latest scoring date."""
+    """Live accounts whose health moved at least MOVER_MIN_POINTS since ~30 days earlier (the biggest
+    moves first), at the latest scoring date."""
     platform.require(viewer, "health.view")
     if direction not in ("up", "down"):
         raise platform.ValidationError("Movers go 'up' or 'down'.")
@@ -80,7 +95,7 @@ def movers(session: Session, viewer: platform.Actor, direction: str = "up", page
     if as_of is None:
         return platform.Page(rows=[], total=0, page=1, page_size=page_size)
     h = AccountHealthScore
-    moved = h.trend > 0 if direction == "up" else h.trend < 0
+    moved = h.trend >= MOVER_MIN_POINTS if direction == "up" else h.trend <= -MOVER_MIN_POINTS
     conditions = [h.as_of == as_of, moved]
     total = session.scalar(select(func.count()).select_from(h).where(*conditions)) or 0
     order = (h.trend.desc() if direction == "up" else h.trend.asc(), h.customer_id)
@@ -124,7 +139,8 @@ def customer_history(session: Session, viewer: platform.Actor, customer_id: int,
 def customer_health(session: Session, viewer: platform.Actor, customer_id: int) -> dict[str, Any]:
     """The customer's latest score with risk indicators, recommendations and action items.
 
-    `score` is None when the customer has not been scored yet.
+    `score` is None when the customer has not been scored yet; `relationship` says why a customer
+    was not scored at the latest scoring date (churned or never bought), else None.
     """
     platform.require(viewer, "health.view")
     customer = _customer(session, customer_id)
@@ -134,6 +150,19 @@ def customer_health(session: Session, viewer: platform.Actor, customer_id: int) 
     )
     result: dict[str, Any] = {"customer_id": customer.id,
                               "customer": customers.display_name(customer.first_name, customer.last_name, customer.id), "score": None}
+    run = session.scalar(select(AccountHealthRun).order_by(AccountHealthRun.as_of.desc()).limit(1))
+    result["relationship"] = None
+    if run is not None and (latest is None or latest.as_of < run.as_of):
+        # not scored at the latest date: say why (churned or never bought) rather than show an old score as current
+        last_order = session.scalar(select(func.max(Order.ordered_at)).where(
+            Order.customer_id == customer_id, Order.status.in_(REVENUE_ORDER_STATUSES),
+            Order.ordered_at < platform.end_of(run.as_of)))
+        if last_order is None:
+            result["relationship"] = f"never bought (as of {run.as_of.isoformat()}): not scored as an account"
+        else:
+            days = (platform.end_of(run.as_of) - last_order).days
+            result["relationship"] = (f"churned: last order {days} days before {run.as_of.isoformat()} (more than "
+                                      f"{run.churned_after_days}); not scored as an account")
     if latest is not None:
         result["score"] = {
             "as_of": latest.as_of, "overall": latest.overall, "level": latest.level, "trend": latest.trend,

@@ -7,6 +7,9 @@ from crm_core import platform
 from db.models import ROLES
 from ui import context
 
+PASSWORD_HELP = (f"At least {platform.MIN_PASSWORD_LENGTH} characters, not containing the username and not one "
+                 "of the most common passwords: a few unrelated words work well.")
+
 context.require_page("users.manage")
 st.title("Users")
 
@@ -31,7 +34,7 @@ with create, st.form("create_user", clear_on_submit=True):
     full_name = st.text_input("Full name")
     email = st.text_input("Email")
     new_role = st.selectbox("Role", ROLES)
-    pw = st.text_input("Initial password", type="password", help="At least 8 characters")
+    pw = st.text_input("Initial password", type="password", help=PASSWORD_HELP)
     if st.form_submit_button("Create user", type="primary"):
         context.act(platform.create_user, username, new_role, pw, full_name=full_name, email=email,
             success=f"Created {username.strip().lower()} as {new_role}.")
@@ -45,7 +48,7 @@ with role, st.form("change_role"):
 
 with password, st.form("reset_password", clear_on_submit=True):
     who = st.selectbox("User", list(by_name), key="pw_user")
-    pw = st.text_input("New password", type="password", help="At least 8 characters")
+    pw = st.text_input("New password", type="password", help=PASSWORD_HELP)
     if st.form_submit_button("Reset password") and who:
         context.act(platform.reset_password, by_name[who]["id"], pw, success=f"Password of {who} reset; the account is unlocked.")
 

@@ -11,13 +11,14 @@ from ml import churn_reports, registry
 from ml.features import LABELS as FEATURE_LABELS
 from ui import context
 from ui.charts import time_axis
+from ui.cta_panel import customer_panel
 from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
 from ui.step_status import show_step_status
 
 viewer = context.require_page("churn.view")
 st.title("Churn")
-show_data_date()
+data_day = show_data_date().day
 refresh_panel(viewer, key="churn_refresh")
 show_step_status("churn", "The churn model")
 
@@ -125,6 +126,8 @@ with at_risk_tab:
                                   labels={"as_of": "Prediction date", "probability": "Churn probability"})
                     fig.update_layout(height=260, yaxis_range=[0, 1], margin={"t": 10, "b": 10})
                     right.plotly_chart(time_axis(fig, history["as_of"]), width="stretch")
+                    with st.expander("Calls to action", icon=":material/task_alt:"):
+                        customer_panel(customer_id, data_day, "churn")
 
 def _number(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)

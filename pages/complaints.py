@@ -10,6 +10,7 @@ from crm_core import platform, service
 from db.models import COMPENSATION_KINDS, COMPLAINT_SEVERITIES, COMPLAINT_STATUSES
 from ui import context
 from ui.data_date import show_data_date
+from ui.format import plain
 
 viewer = context.require_page("complaints.view")
 can_manage = platform.allowed(viewer.role, "complaints.manage")
@@ -123,9 +124,9 @@ if can_manage:
         if item is not None:
             st.markdown(f"**Complaint {item['id']}** · customer {item['customer_id']} · {item['category']} · "
                         f"{item['severity']} · **{item['status']}** · escalation level {item['escalation_level']}")
-            st.caption(item["description"])
+            st.caption(plain(item["description"]))
             if item["resolution"]:
-                st.caption(f"Resolution: {item['resolution']} · compensation {item['compensation_kind']} "
+                st.caption(f"Resolution: {plain(item['resolution'])} · compensation {item['compensation_kind']} "
                            f"{item['compensation_amount']:,.2f} (approved by {item['approved_by'] or '–'})")
             left, right = st.columns(2)
             with left, st.form("complaint_status"):

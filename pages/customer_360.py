@@ -8,10 +8,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import customers, platform
+from crm_core import customers, platform, social
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 from ui.charts import time_axis
+from ui.cta_panel import customer_panel
+from ui.data_date import data_date
+from ui.format import plain
 
 viewer = context.require_page("customers.view")
 can_edit = platform.allowed(viewer.role, "customers.edit")
@@ -30,16 +33,20 @@ def share(value) -> str:
 
 # --------------------------------------------------------------------------- pick a customer
 
-try:
-    from_url = int(st.query_params.get("id", ""))
-except ValueError:
-    from_url = None
+from_url = None
+if st.query_params.get("id"):
+    try:
+        from_url = platform.parse_record_id(st.query_params["id"], "The customer id in the address")
+    except platform.ValidationError as exc:
+        st.error(str(exc))
+        del st.query_params["id"]
 if from_url and st.session_state.get("c360_from_url") != from_url:
     st.session_state["c360_from_url"] = from_url
     st.session_state["c360_id"] = from_url
 
 pick_col, find_col = st.columns([1, 2])
-picked = pick_col.number_input("Customer id", min_value=1, step=1, value=None, key="c360_id",
+picked = pick_col.number_input("Customer id", min_value=1, max_value=platform.MAX_RECORD_ID, step=1, value=None,
+                               key="c360_id",
                                placeholder="e.g. 42")
 lookup = find_col.text_input("Or find a customer", key="c360_lookup", placeholder="Name, email or phone")
 if lookup.strip():
@@ -65,11 +72,15 @@ facts, scores = data["facts"], data["scores"]
 
 # --------------------------------------------------------------------------- key facts and scores
 
-st.subheader(f"{facts['name'] or '(no name)'} · #{facts['id']}")
+st.subheader(f"{plain(facts['name'] or '(no name)')} · #{facts['id']}")
 details = [facts["email"] or "no email", facts["phone"] or "no phone", facts["company"],
            ", ".join(x for x in (facts["city"], facts["country_code"]) if x),
            f"signed up {facts['signed_up_at']:%Y-%m-%d}", f"status {facts['status']}"]
 st.caption(" · ".join(d for d in details if d))
+accounts = context.read(social.customer_accounts, customer_id) or []
+if accounts:
+    st.caption("Social: " + " · ".join(f"{a['platform']} @{a['handle']} ({a['followers']:,} followers"
+                                       f"{', verified' if a['verified'] else ''})" for a in accounts))
 if facts["status"] == "merged":
     st.warning(f"This record was merged into customer {facts['merged_into_id']}.")
 
@@ -138,8 +149,10 @@ if can_edit and not customers.is_gone(facts["status"]):
 
 # --------------------------------------------------------------------------- tabs
 
-tabs = st.tabs(["Timeline", "Orders", "Addresses", "Payment methods", "Preferences & consents", "Segments",
-                "Scores"])
+tab_names = ["Timeline", "Orders", "Addresses", "Payment methods", "Preferences & consents", "Segments", "Scores"]
+if platform.allowed(viewer.role, "success.view"):
+    tab_names.append("Calls to action")
+tabs = st.tabs(tab_names)
 
 with tabs[0]:
     kinds = st.multiselect("Show", customers.TIMELINE_KINDS, key="c360_kinds",
@@ -265,3 +278,7 @@ with tabs[6]:
                                    labels={"x": "", "y": "%"}, title=f"Current scores (as of {scores['as_of']})"),
                             width="stretch")
         st.caption("No score history yet: it grows with each scoring run.")
+
+if len(tabs) > 7:
+    with tabs[7]:
+        customer_panel(customer_id, data_date().day, "customer_360")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from crm_core import customers
 from ui import context
+from ui.format import plain
 
 viewer = context.require_page("customers.merge")
 st.title("Duplicates & merge")
@@ -83,8 +84,8 @@ with tab_merge:
         st.caption(f"{preview['rows_moving']:,} related rows move to customer {preview['survivor']['id']}; "
                    f"{preview['loyalty_points_moving']:,} loyalty points are combined through the ledger.")
         with st.form("merge_form"):
-            st.markdown(f"**{preview['survivor']['name']}** (#{preview['survivor']['id']}) ← "
-                        f"**{preview['other']['name']}** (#{preview['other']['id']})")
+            st.markdown(f"**{plain(preview['survivor']['name'])}** (#{preview['survivor']['id']}) ← "
+                        f"**{plain(preview['other']['name'])}** (#{preview['other']['id']})")
             choices = {}
             for field in preview["fields"]:
                 if not field["differs"]:

@@ -1,26 +1,26 @@
-"""Health: account health by level, biggest movers, account drill-down, backtest and weights."""
+"""Health: live accounts by level (with each level's churn rate), churned and never-bought customers
+apart, biggest movers, account drill-down, backtest, level bands and weights."""
 
 import datetime as dt
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from crm_core import platform
 from db.models import HEALTH_LEVELS
 from ml import health, health_reports
 from ui import context
+from ui.cta_panel import customer_panel
 from ui.data_date import show_data_date
+from ui.format import plain
 from ui.step_status import show_step_status
 
 viewer = context.require_page("health.view")
 LEVEL_COLOURS = {"excellent": "#1a7f37", "good": "#7ac143", "fair": "#f2c744", "poor": "#f08a24",
                  "critical": "#d1242f"}
 st.title("Health")
-st.caption(
-    "Levels: excellent ≥ 80, good ≥ 65, fair ≥ 50, poor ≥ 35, critical below. Trend = change against the "
-    "score stored about 30 days earlier. Components and their inputs are described in the README."
-)
 as_of = show_data_date().day
 if flash := st.session_state.pop("health_flash", None):
     st.success(flash)
@@ -54,13 +54,31 @@ if summary is None:
     st.info("No health scores yet: run the batch refresh (`crm refresh`) or score health above.")
     st.stop()
 
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Accounts scored", f"{summary['customers']:,}", border=True)
-c2.metric("Average health", f"{summary['avg_overall']:.1f}", border=True,
+bands = summary["bands"] or dict(health.DEFAULT_BANDS)
+BAND_SOURCES = {"calibrated": "calibrated from churn data", "admin": "set by an admin",
+                "default": "the default bands"}
+st.caption(
+    f"Levels ({BAND_SOURCES.get(summary['bands_source'] or 'default', 'the default bands')}): "
+    + ", ".join(f"{level} ≥ {bands[level]:g}" for level in list(HEALTH_LEVELS)[:-1])
+    + ", critical below. Trend = change against the score stored about 30 days earlier. Components and their "
+    "inputs are described in the README."
+)
+c1, c2, c3, c4, c5, c6 = st.columns(6)
+c1.metric("Live accounts", f"{summary['customers']:,}", border=True,
+          help="Customers who bought within the lifecycle rule's churned days: the accounts scored.")
+c2.metric("Churned", "n/a" if summary["churned"] is None else f"{summary['churned']:,}", border=True,
+          help="Bought before, but not within the lifecycle rule's churned days: not scored as accounts.")
+c3.metric("Never bought", "n/a" if summary["never_bought"] is None else f"{summary['never_bought']:,}",
+          border=True, help="Signed up without a revenue order yet: not scored as accounts.")
+c4.metric("Average health", f"{summary['avg_overall']:.1f}", border=True,
           delta=None if summary["avg_trend"] is None else f"{summary['avg_trend']:+.1f} vs 30 days")
-c3.metric("Improving", f"{summary['improving']:,}", border=True)
-c4.metric("Declining", f"{summary['declining']:,}", border=True)
-st.caption(f"Scored as of {summary['as_of'].isoformat()}.")
+c5.metric("Improving", f"{summary['improving']:,}", border=True,
+          help=f"Up {summary['mover_min_points']:g} points or more against about 30 days earlier.")
+c6.metric("Declining", f"{summary['declining']:,}", border=True,
+          help=f"Down {summary['mover_min_points']:g} points or more against about 30 days earlier.")
+st.caption(f"Scored as of {summary['as_of'].isoformat()}"
+           + (f"; churned = no order for more than {summary['churned_after_days']} days (the lifecycle rule)."
+              if summary["churned_after_days"] else "."))
 missing = [name for name, n in summary["components_with_data"].items() if n == 0]
 partial = {name: n for name, n in summary["components_with_data"].items() if 0 < n < summary["customers"]}
 if missing:
@@ -70,23 +88,48 @@ if partial:
     st.caption("Components with data for only some accounts (the others are scored on the rest): "
                + ", ".join(f"{name} {n / summary['customers']:.0%}" for name, n in partial.items()) + ".")
 
-tab_levels, tab_movers, tab_account, tab_backtest, tab_weights = st.tabs(
-    ["Distribution", "Movers", "Account drill-down", "Backtest", "Weights"]
+tab_levels, tab_movers, tab_account, tab_backtest, tab_bands, tab_weights = st.tabs(
+    ["Distribution", "Movers", "Account drill-down", "Backtest", "Level bands", "Weights"]
 )
+band_info = context.read(health.get_bands)
+calibration = (band_info or {}).get("calibration") or {}
+
+
+def calibration_rates(period: str) -> dict[str, float | None]:
+    table = (calibration.get(period) or {}).get("table") or []
+    return {row["level"]: row["churn_rate"] for row in table}
+
 
 with tab_levels:
     levels = pd.DataFrame(summary["levels"])
-    left, right = st.columns([2, 1])
-    left.plotly_chart(
-        px.bar(levels, x="level", y="customers", color="level", color_discrete_map=LEVEL_COLOURS,
-               category_orders={"level": list(HEALTH_LEVELS)}, title="Accounts by health level",
-               labels={"level": "", "customers": "Accounts"}).update_layout(showlegend=False),
-        width="stretch",
-    )
-    right.dataframe(
+    fit_rates, check_rates = calibration_rates("fit"), calibration_rates("check")
+    levels["churn rate (calibration) %"] = [None if fit_rates.get(lv) is None else round(100 * fit_rates[lv], 1)
+                                            for lv in levels["level"]]
+    levels["churn rate (later check) %"] = [None if check_rates.get(lv) is None else round(100 * check_rates[lv], 1)
+                                            for lv in levels["level"]]
+    figure = go.Figure(go.Bar(x=levels["level"], y=levels["customers"], name="Accounts",
+                              marker_color=[LEVEL_COLOURS[lv] for lv in levels["level"]]))
+    for column, dash in (("churn rate (calibration) %", "solid"), ("churn rate (later check) %", "dot")):
+        if levels[column].notna().any():
+            figure.add_trace(go.Scatter(x=levels["level"], y=levels[column], name=column.capitalize(), yaxis="y2",
+                                        mode="lines+markers", line={"color": "#333333", "dash": dash}))
+    figure.update_layout(title="Live accounts by health level, and each level's churn rate",
+                         yaxis={"title": "Accounts"}, legend={"orientation": "h", "y": -0.15},
+                         yaxis2={"title": "Churn rate %", "overlaying": "y", "side": "right", "range": [0, 100],
+                                 "tickvals": [0, 25, 50, 75, 100], "showgrid": False})
+    st.plotly_chart(figure, width="stretch")
+    st.dataframe(
         levels.assign(share=(levels["share"] * 100).round(1)).rename(columns={"share": "share %"}),
         hide_index=True, width="stretch",
     )
+    if fit_rates and any(v is not None for v in fit_rates.values()):
+        st.caption(f"Churn rate = share of a level's accounts with no order in the {calibration['horizon_days']} "
+                   f"days after they were scored: in the calibration period (scores of {calibration['fit']['feature_date']})"
+                   + (f" and in the later check (scores of {calibration['check']['feature_date']})."
+                      if calibration.get("check") else "; no later period to check yet."))
+    elif summary["bands_source"] != "admin":
+        st.caption("No churn rates per level yet: the bands are the defaults until there is enough history to "
+                   "calibrate them (see Level bands).")
 
 
 def movers_table(direction: str) -> None:
@@ -119,10 +162,14 @@ with tab_account:
     account = context.read(health_reports.customer_health, customer_id)
     if account is not None:
         score = account["score"]
+        if account["relationship"]:
+            st.info(f"{account['customer']} (#{customer_id}) is {account['relationship']}."
+                    + (f" The last score below is from {score['as_of'].isoformat()}." if score else ""))
         if score is None:
-            st.info(f"{account['customer']} (#{customer_id}) has no health score yet.")
+            if not account["relationship"]:
+                st.info(f"{plain(account['customer'])} (#{customer_id}) has no health score yet.")
         else:
-            st.markdown(f"**{account['customer']}** (#{customer_id}), scored as of {score['as_of'].isoformat()}")
+            st.markdown(f"**{plain(account['customer'])}** (#{customer_id}), scored as of {score['as_of'].isoformat()}")
             m = st.columns(6)
             m[0].metric("Overall", f"{score['overall']:.0f}", border=True,
                         delta=None if score["trend"] is None else f"{score['trend']:+.1f}")
@@ -154,6 +201,8 @@ with tab_account:
                     st.dataframe(pd.DataFrame(score["action_items"]), hide_index=True, width="stretch")
                 else:
                     st.caption("No action needed.")
+        with st.expander("Calls to action", icon=":material/task_alt:"):
+            customer_panel(customer_id, as_of, "health")
 
 with tab_backtest:
     st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")
@@ -168,6 +217,10 @@ with tab_backtest:
             b2.metric("Customers labelled", f"{result['customers']:,}", border=True)
             b3.metric("AUC (overall vs churn)", "n/a" if result["auc"] is None else f"{result['auc']:.3f}",
                       border=True)
+            if result.get("rates_rise") is not None:
+                holds = "rises" if result["rates_rise"] else "does **not** rise"
+                st.markdown(f"The churn rate {holds} level by level from excellent to critical in this later "
+                            f"period ({BAND_SOURCES.get(result.get('bands_source') or 'default', '')}).")
             rows = pd.DataFrame(result["rows"])
             st.plotly_chart(
                 px.bar(rows, x="level", y="churn_rate", color="level", color_discrete_map=LEVEL_COLOURS,
@@ -176,6 +229,62 @@ with tab_backtest:
                 width="stretch",
             )
             st.dataframe(rows, hide_index=True, width="stretch")
+
+with tab_bands:
+    if band_info is not None:
+        st.markdown(f"Bands in force: **{BAND_SOURCES.get(band_info['source'], band_info['source'])}** — "
+                    + ", ".join(f"{level} ≥ {band_info['bands'][level]:g}" for level in list(HEALTH_LEVELS)[:-1])
+                    + ", critical below.")
+        if calibration:
+            st.caption(
+                f"Last calibration as of {calibration['as_of']}: live accounts scored on "
+                f"{calibration['fit']['feature_date']} ({calibration['fit']['accounts']:,} in the sample) against churn "
+                f"over the next {calibration['horizon_days']} days."
+                + (f" {calibration['fallback_reason'].capitalize()}." if calibration.get("fallback_reason") else "")
+            )
+            periods = []
+            for name, label in (("fit", "calibration period"), ("check", "later period (check)")):
+                for row in (calibration.get(name) or {}).get("table") or []:
+                    periods.append({"period": label, **row})
+            if periods:
+                frame = pd.DataFrame(periods)
+                st.plotly_chart(
+                    px.bar(frame, x="level", y="churn_rate", color="period", barmode="group",
+                           category_orders={"level": list(HEALTH_LEVELS)},
+                           title="Churn rate by level: calibration period and a later period",
+                           labels={"level": "", "churn_rate": "Churn rate", "period": ""}),
+                    width="stretch",
+                )
+                st.dataframe(frame, hide_index=True, width="stretch")
+            check = calibration.get("check")
+            if check:
+                if check.get("holds"):
+                    st.success("The calibration holds on the later period: churn rates still rise level by level.")
+                else:
+                    st.warning("On the later period the churn rates do not rise level by level everywhere.")
+        else:
+            st.caption("Not calibrated yet: the next scoring calibrates the bands.")
+        if platform.allowed(viewer.role, "models.manage"):
+            with st.form("health_bands"):
+                st.markdown("**Set the bands** (the lowest overall score of each level; critical is below poor)")
+                columns = st.columns(4)
+                edited_bands = {
+                    level: column.number_input(level.capitalize(), min_value=0.0, max_value=100.0,
+                                               value=float(band_info["bands"][level]), step=1.0, format="%.1f",
+                                               key=f"health_band_{level}")
+                    for column, level in zip(columns, list(HEALTH_LEVELS)[:-1], strict=True)
+                }
+                if st.form_submit_button("Save bands"):
+                    saved_bands = context.act(health.save_bands, edited_bands, expected_version=band_info["version"])
+                    if saved_bands is not None:
+                        st.session_state["health_flash"] = "Bands saved; they apply at the next scoring."
+                        st.rerun()
+            with st.form("health_bands_reset"):
+                st.caption("Go back to the bands calibrated from data.")
+                if st.form_submit_button("Use the calibrated bands") and context.act(
+                        health.reset_bands, expected_version=band_info["version"]) is not None:
+                    st.session_state["health_flash"] = "Calibrated bands restored; they apply at the next scoring."
+                    st.rerun()
 
 with tab_weights:
     info = context.read(health.get_weights)

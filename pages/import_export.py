@@ -10,6 +10,7 @@ import streamlit as st
 
 from crm_core import customers, imports, platform, segmentation
 from ui import context
+from ui.format import plain
 
 IGNORE = "(ignore)"
 KINDS = {"customers": "Customers", "orders": "Orders (transaction log)", "shopify": "Shopify orders export",
@@ -163,7 +164,7 @@ def show_result() -> None:
         show_figures(result)
         return
     counts = result["counts"]
-    st.subheader(f"Last import: {result['file']}")
+    st.subheader(f"Last import: {plain(result['file'])}")
     cols = st.columns(5)
     labels = [("rows_read", "Rows read"), ("created", "Imported"), ("updated", "Updated"),
               ("skipped", "Skipped as duplicates"), ("invalid", "Invalid")]
@@ -221,9 +222,12 @@ def preview_table(rows) -> None:
     table = pd.DataFrame([{"row": r.row, "status": r.status, "reason": r.reason,
                            **{f"{k} (file)" if k in own else k: v for k, v in r.values.items()}} for r in rows])
     ok = sum(r.status == "ok" for r in rows)
-    c1, c2 = st.columns(2)
+    skipped = sum(r.status == "skipped" for r in rows)
+    c1, c2, c3 = st.columns(3) if skipped else (*st.columns(2), None)
     c1.metric("Valid rows in the preview", f"{ok:,}", border=True)
-    c2.metric("Invalid rows in the preview", f"{len(rows) - ok:,}", border=True)
+    c2.metric("Invalid rows in the preview", f"{len(rows) - ok - skipped:,}", border=True)
+    if c3 is not None:
+        c3.metric("Already imported", f"{skipped:,}", border=True)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "row": st.column_config.NumberColumn("Row", format="%d"), "status": "Status", "reason": "Problem"})
 
@@ -312,7 +316,8 @@ def shopify_import() -> None:
     if uploaded is None:
         return
     try:
-        columns, rows = imports.preview_shopify(uploaded, file_name=uploaded.name)
+        with context.session() as s:
+            columns, rows = imports.preview_shopify(uploaded, file_name=uploaded.name, session=s)
     except platform.DomainError as exc:
         st.error(str(exc))
         return
@@ -357,7 +362,7 @@ def run_kind_import(entity: str, uploaded, run, file_format: str | None = None) 
 
 
 def show_figures(result: dict) -> None:
-    st.subheader(f"Last import: {result['file']}")
+    st.subheader(f"Last import: {plain(result['file'])}")
     figures = result["figures"]
     for start in range(0, len(figures), 4):
         for column, (label, value) in zip(st.columns(4), figures[start:start + 4], strict=False):

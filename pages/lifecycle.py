@@ -10,20 +10,20 @@ import streamlit as st
 from crm_core import platform, segmentation
 from db.models import LIFECYCLE_STAGES
 from ui import context
-from ui.data_date import show_data_date
+from ui.data_date import show_data_date, show_refresh_as_of
 from ui.refresh_panel import refresh_panel
 
 viewer = context.require_page("lifecycle.view")
 COHORT_MONTHS_MAX = 24
 st.title("Lifecycle")
 as_of = show_data_date().day
-
+show_refresh_as_of("Stages")
 
 
 def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
     key = f"drill_{stage}_{cohort}"
     page_number = st.session_state.get(key, 1)
-    found = context.read(segmentation.customers_in_stage, stage=stage, cohort=cohort, page=page_number, page_size=50)
+    found = context.cached(segmentation.customers_in_stage, stage=stage, cohort=cohort, page=page_number, page_size=50)
     if found is None:
         return
     if not found.total:
@@ -36,7 +36,7 @@ def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
 
 refresh_panel(viewer, key="lifecycle_refresh")
 
-distribution = context.read(segmentation.stage_distribution) or []
+distribution = context.cached(segmentation.stage_distribution) or []
 total = sum(row["customers"] for row in distribution)
 if not total:
     st.info("No lifecycle stages yet: run the batch refresh (`crm refresh`).")
@@ -51,12 +51,78 @@ c4.metric("Churned", f"{counts['churned']:,}", border=True)
 
 tab_now, tab_flows, tab_cohorts, tab_changes = st.tabs(["Distribution", "Flows", "Cohort retention", "Changes"])
 
+@st.fragment
+def stage_drill_down() -> None:
+    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, index=LIFECYCLE_STAGES.index("at_risk"))
+    drill_down(stage=stage)
+
+
+@st.fragment
+def flows() -> None:
+    period = st.date_input("Period", value=(as_of - dt.timedelta(days=90), as_of), min_value=platform.EARLIEST_DATE,
+                           max_value=dt.date.today(), key="flow_period")
+    if not isinstance(period, tuple) or len(period) != 2:
+        return
+    moves = context.cached(segmentation.stage_flows, *period) or []
+    if not moves:
+        st.info("No stage changes in this period.")
+        return
+    labels = [segmentation.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
+    sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
+    nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
+    index = {name: i for i, name in enumerate(nodes)}
+    figure = go.Figure(go.Sankey(
+        node={"label": nodes, "pad": 12},
+        link={"source": [index[s] for s in sources], "target": [index[m["to_stage"]] for m in moves],
+              "value": [m["customers"] for m in moves]},
+    ))
+    figure.update_layout(title="Stage changes in the period (from left to right)", height=520)
+    st.plotly_chart(figure, width="stretch")
+    st.dataframe(pd.DataFrame(moves), hide_index=True, width="stretch")
+
+
+@st.fragment
+def cohort_retention() -> None:
+    months = st.slider("Cohorts (signup months)", 3, COHORT_MONTHS_MAX, 12)
+    cohorts = context.cached(segmentation.cohort_retention, as_of, months=months) or []
+    if not cohorts and months < COHORT_MONTHS_MAX:
+        cohorts = context.cached(segmentation.cohort_retention, as_of, months=COHORT_MONTHS_MAX) or []
+        if cohorts:
+            st.caption(f"No customer signed up in the {months} months to {as_of.isoformat()}: showing the "
+                       f"{COHORT_MONTHS_MAX} months instead.")
+    if not cohorts:
+        st.info(f"No customer signed up in the {COHORT_MONTHS_MAX} months to {as_of.isoformat()}, so there are no "
+                "cohorts to follow.")
+        return
+    grid = pd.DataFrame(cohorts).pivot(index="cohort", columns="month_offset", values="active_share")
+    figure = px.imshow(grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="Blues",
+                       labels={"x": "Months since signup", "y": "Signup month", "color": "% ordering"},
+                       title="Share of each signup cohort ordering in each later month (%)")
+    figure.update_yaxes(type="category")
+    st.plotly_chart(figure, width="stretch")
+    cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1])
+    drill_down(cohort=cohort)
+
+
+@st.fragment
+def recent_changes() -> None:
+    filter_stage = st.selectbox("Into stage", ["All", *LIFECYCLE_STAGES], key="changes_stage")
+    page_number = st.session_state.get("changes_page", 1)
+    changes = context.cached(segmentation.recent_stage_changes, page=page_number, page_size=50,
+                             stage=None if filter_stage == "All" else filter_stage)
+    if changes is not None and changes.total:
+        st.dataframe(pd.DataFrame(changes.rows), hide_index=True, width="stretch")
+        st.pagination(changes.pages, default=min(page_number, changes.pages), key="changes_page")
+    else:
+        st.info("No stage changes recorded yet.")
+
+
 with tab_now:
     left, right = st.columns(2)
     frame = pd.DataFrame(distribution)
     left.plotly_chart(px.bar(frame, x="stage", y="customers", title="Customers by stage",
                              labels={"stage": "", "customers": "Customers"}), width="stretch")
-    durations = context.read(segmentation.time_in_stage, as_of) or []
+    durations = context.cached(segmentation.time_in_stage, as_of) or []
     if durations and max(d["median_days"] or 0 for d in durations) < 1:
         right.info("Every customer entered their current stage within the last day: time in stage builds up "
                    "with each refresh. To see it now, backfill the history of a fresh database with "
@@ -65,61 +131,16 @@ with tab_now:
         right.plotly_chart(px.bar(pd.DataFrame(durations), x="stage", y="median_days", hover_data=["avg_days", "customers"],
                                   title="Median days in the current stage", labels={"stage": "", "median_days": "Days"}),
                            width="stretch")
-    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, index=LIFECYCLE_STAGES.index("at_risk"))
-    drill_down(stage=stage)
+    stage_drill_down()
 
 with tab_flows:
-    period = st.date_input("Period", value=(as_of - dt.timedelta(days=90), as_of), min_value=platform.EARLIEST_DATE,
-                           max_value=dt.date.today(), key="flow_period")
-    if isinstance(period, tuple) and len(period) == 2:
-        moves = context.read(segmentation.stage_flows, *period) or []
-        if not moves:
-            st.info("No stage changes in this period.")
-        else:
-            labels = [segmentation.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
-            sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
-            nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
-            index = {name: i for i, name in enumerate(nodes)}
-            figure = go.Figure(go.Sankey(
-                node={"label": nodes, "pad": 12},
-                link={"source": [index[s] for s in sources], "target": [index[m["to_stage"]] for m in moves],
-                      "value": [m["customers"] for m in moves]},
-            ))
-            figure.update_layout(title="Stage changes in the period (from left to right)", height=520)
-            st.plotly_chart(figure, width="stretch")
-            st.dataframe(pd.DataFrame(moves), hide_index=True, width="stretch")
+    flows()
 
 with tab_cohorts:
-    months = st.slider("Cohorts (signup months)", 3, COHORT_MONTHS_MAX, 12)
-    cohorts = context.read(segmentation.cohort_retention, as_of, months=months) or []
-    if not cohorts and months < COHORT_MONTHS_MAX:
-        cohorts = context.read(segmentation.cohort_retention, as_of, months=COHORT_MONTHS_MAX) or []
-        if cohorts:
-            st.caption(f"No customer signed up in the {months} months to {as_of.isoformat()}: showing the "
-                       f"{COHORT_MONTHS_MAX} months instead.")
-    if not cohorts:
-        st.info(f"No customer signed up in the {COHORT_MONTHS_MAX} months to {as_of.isoformat()}, so there are no "
-                "cohorts to follow.")
-    else:
-        grid = pd.DataFrame(cohorts).pivot(index="cohort", columns="month_offset", values="active_share")
-        figure = px.imshow(grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="Blues",
-                           labels={"x": "Months since signup", "y": "Signup month", "color": "% ordering"},
-                           title="Share of each signup cohort ordering in each later month (%)")
-        figure.update_yaxes(type="category")
-        st.plotly_chart(figure, width="stretch")
-        cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1])
-        drill_down(cohort=cohort)
+    cohort_retention()
 
 with tab_changes:
-    filter_stage = st.selectbox("Into stage", ["All", *LIFECYCLE_STAGES], key="changes_stage")
-    page_number = st.session_state.get("changes_page", 1)
-    changes = context.read(segmentation.recent_stage_changes, page=page_number, page_size=50,
-                  stage=None if filter_stage == "All" else filter_stage)
-    if changes is not None and changes.total:
-        st.dataframe(pd.DataFrame(changes.rows), hide_index=True, width="stretch")
-        st.pagination(changes.pages, default=min(page_number, changes.pages), key="changes_page")
-    else:
-        st.info("No stage changes recorded yet.")
+    recent_changes()
 
     if platform.allowed(viewer.role, "lifecycle.edit"):
         with st.form("change_stage", clear_on_submit=True):

@@ -11,6 +11,7 @@ from crm_core import loyalty, platform
 from db.models import LOYALTY_TIERS
 from ui import context
 from ui.data_date import show_data_date
+from ui.format import plain
 
 viewer = context.require_page("loyalty.view")
 can_adjust = platform.allowed(viewer.role, "loyalty.adjust")
@@ -73,12 +74,12 @@ with tabs[1]:
     customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_member, key="loyalty_customer_id"))
     summary = context.read(loyalty.account_summary, customer_id, as_of=as_of)
     if summary is not None and not summary["member"]:
-        st.info(f"{summary['name'] or 'This customer'} (customer {customer_id}) is not a loyalty member.")
+        st.info(f"{plain(summary['name'] or 'This customer')} (customer {customer_id}) is not a loyalty member.")
         if can_adjust and st.button("Enrol in the programme", key="loyalty_enroll") and \
                 context.act(loyalty.enroll, customer_id) is not None:
             saved(f"Customer {customer_id} enrolled in bronze.")
     elif summary is not None:
-        st.markdown(f"**{summary['name']}** · {summary['program']} · member since {summary['enrolled_at']:%Y-%m-%d} · "
+        st.markdown(f"**{plain(summary['name'])}** · {summary['program']} · member since {summary['enrolled_at']:%Y-%m-%d} · "
                     f"{summary['status']}")
         m1, m2, m3, m4 = st.columns(4)
         m1.metric("Balance", f"{summary['balance']:,} pts", help=f"Worth {summary['balance_value']:,.2f}", border=True)
@@ -109,7 +110,7 @@ with tabs[1]:
                 if st.form_submit_button("Adjust", type="primary", key="adjust_submit"):
                     result = context.act(loyalty.adjust, customer_id, int(points), reason)
                     if result is not None and result.status == "pending":
-                        saved(f"{int(points):+,} points are above the approval limit: the request waits for an approver.")
+                        saved(f"{int(points):+,} points wait for an approver: {result.why_pending}.")
                     elif result is not None:
                         saved(f"{int(points):+,} points posted; the balance is now {result.transaction.balance_after:,}.")
             with right, st.form("loyalty_redeem"):

@@ -9,15 +9,9 @@ import streamlit as st
 from crm_core import platform, reporting
 from ui import context
 from ui.charts import time_axis
-from ui.data_date import show_data_date
+from ui.data_date import figures_as_of, show_data_date
 
 user = context.require_page("overview.view")
-
-
-@st.cache_data(ttl=300, max_entries=32, show_spinner="Aggregating…")
-def load_overview(url: str, start: dt.date, end: dt.date, role: str) -> reporting.Overview:
-    with context.session() as s:
-        return reporting.executive_overview(s, user, start, end)
 
 
 def money(value) -> str:
@@ -42,11 +36,10 @@ if not isinstance(picked, tuple) or len(picked) != 2:
     st.stop()
 start, end = picked
 
-try:
-    data = load_overview(str(context.engine().url), start, end, user.role)
-except platform.DomainError as exc:
-    st.error(str(exc))
+data = context.cached(reporting.executive_overview, start, end)
+if data is None:
     st.stop()
+st.caption(figures_as_of(end, data.rollup_through))
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Customers", f"{data.customers_total:,}", border=True)

@@ -9,6 +9,7 @@ import streamlit as st
 from crm_core import customers, platform
 from db.models import CONSENT_PURPOSES, CONTACT_FREQUENCIES, DSR_STATUSES, DSR_TYPES
 from ui import context
+from ui.format import plain
 
 viewer = context.require_page("privacy.manage")
 st.title("Privacy requests")
@@ -157,7 +158,7 @@ with tab_prefs:
     if pref_customer is None:
         st.info("Enter a customer id to edit their preference center.")
     if prefs is not None:
-        st.caption(f"Preferences of {prefs['name'] or 'customer'} #{prefs['customer_id']}")
+        st.caption(f"Preferences of {plain(prefs['name'] or 'customer')} #{prefs['customer_id']}")
         with st.form("preferences_form"):
             channels = st.multiselect("Channels", customers.PREFERENCE_CHANNELS, default=prefs["channels"],
                                       key="pref_channels")

@@ -10,9 +10,12 @@ from crm_core import platform, segmentation
 from db.models import SEGMENT_TYPES
 from ui import context
 from ui.data_date import show_data_date
+from ui.format import plain
 
 viewer = context.require_page("segments.view")
 can_manage = platform.allowed(viewer.role, "segments.manage")
+can_see_people = platform.allowed(viewer.role, "customers.view")
+can_export = platform.allowed(viewer.role, "customers.export")
 st.title("Segments")
 as_of = show_data_date().day
 if flash := st.session_state.pop("segments_flash", None):
@@ -74,7 +77,7 @@ with tab_detail:
     else:
         name = st.selectbox("Segment", list(by_name), key="detail_segment")
         chosen = by_name[name]
-        st.caption(chosen["description"] or f"{chosen['type']} segment")
+        st.caption(plain(chosen["description"]) if chosen["description"] else f"{chosen['type']} segment")
         c1, c2, c3 = st.columns(3)
         c1.metric("Members", f"{chosen['members']:,}", border=True)
         c2.metric("Revenue share", f"{chosen['revenue_share'] * 100:.1f}%", border=True)
@@ -85,33 +88,38 @@ with tab_detail:
                                     title="Members at each month end", labels={"month": "", "members": "Members"}),
                             width="stretch")
 
-        sort_col, order_col, size_col = st.columns(3)
-        sort_by = sort_col.selectbox("Sort by", list(segmentation.MEMBER_SORTS), index=list(segmentation.MEMBER_SORTS).index("total_revenue"))
-        descending = order_col.toggle("Descending", value=True)
-        page_size = size_col.selectbox("Rows per page", [25, 50, 100], index=1)
-        page_number = st.session_state.get("members_page", 1)
-        result = context.read(segmentation.segment_members, chosen["id"], page=page_number, page_size=page_size,
-                     sort_by=sort_by, descending=descending)
-        if result is not None:
-            if result.total == 0:
-                st.info("This segment has no members right now.")
-            else:
-                st.dataframe(pd.DataFrame(result.rows), hide_index=True, width="stretch",
-                             column_config={"total_revenue": st.column_config.NumberColumn("Revenue", format="€%.2f"),
-                                            "confidence": st.column_config.NumberColumn("Confidence", format="%.2f")})
-                st.caption(f"{result.total:,} members")
-                st.pagination(result.pages, default=min(page_number, result.pages), key="members_page")
-                segment_id = chosen["id"]
+        if not can_see_people:
+            st.info("Members' names and e-mails are personal data: listing them needs a role with access to "
+                    "customers. The counts and profile below are aggregates.")
+        else:
+            sort_col, order_col, size_col = st.columns(3)
+            sort_by = sort_col.selectbox("Sort by", list(segmentation.MEMBER_SORTS), index=list(segmentation.MEMBER_SORTS).index("total_revenue"))
+            descending = order_col.toggle("Descending", value=True)
+            page_size = size_col.selectbox("Rows per page", [25, 50, 100], index=1)
+            page_number = st.session_state.get("members_page", 1)
+            result = context.read(segmentation.segment_members, chosen["id"], page=page_number, page_size=page_size,
+                         sort_by=sort_by, descending=descending)
+            if result is not None:
+                if result.total == 0:
+                    st.info("This segment has no members right now.")
+                else:
+                    st.dataframe(pd.DataFrame(result.rows), hide_index=True, width="stretch",
+                                 column_config={"total_revenue": st.column_config.NumberColumn("Revenue", format="€%.2f"),
+                                                "confidence": st.column_config.NumberColumn("Confidence", format="%.2f")})
+                    st.caption(f"{result.total:,} members")
+                    st.pagination(result.pages, default=min(page_number, result.pages), key="members_page")
+                    segment_id = chosen["id"]
 
-                def members_csv() -> str:
-                    with context.session() as s:
-                        rows = segmentation.iter_member_rows(s, viewer, segment_id)
-                        columns = ["id", "name", "email", "country", "city", "status", "order_count", "total_revenue",
-                                   "days_since_last_order", "loyalty_tier", "lifecycle_stage", "confidence", "entered_at"]
-                        return "".join(platform.csv_chunks(rows, columns))
+                    def members_csv() -> str:
+                        with context.session(write=True) as s:  # the export writes its audit row
+                            rows = segmentation.iter_member_rows(s, viewer, segment_id)
+                            columns = ["id", "name", "email", "country", "city", "status", "order_count", "total_revenue",
+                                       "days_since_last_order", "loyalty_tier", "lifecycle_stage", "confidence", "entered_at"]
+                            return "".join(platform.csv_chunks(rows, columns))
 
-                st.download_button("Export members as CSV", members_csv, file_name=f"segment-{segment_id}.csv",
-                                   mime="text/csv", icon=":material/download:")
+                    if can_export:
+                        st.download_button("Export members as CSV", members_csv, file_name=f"segment-{segment_id}.csv",
+                                           mime="text/csv", icon=":material/download:")
 
         if can_manage and not chosen.get("is_system"):
             with st.expander("Manage this segment"):

@@ -6,6 +6,7 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import TICKET_CATEGORIES, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATUSES, utcnow
 from ui import context
+from ui.format import plain
 
 viewer = context.require_page("tickets.view")
 can_manage = platform.allowed(viewer.role, "tickets.manage")
@@ -32,7 +33,7 @@ notes = context.read(service.notifications_for) or []
 if notes:
     with st.expander(f"Notifications ({len(notes)} unread)", icon=":material/notifications:"):
         for note in notes:
-            st.markdown(f"- {note['created_at']:%Y-%m-%d %H:%M} UTC · {note['message']}")
+            st.markdown(f"- {note['created_at']:%Y-%m-%d %H:%M} UTC · {plain(note['message'])}")
         if st.button("Mark my notifications read"):
             context.act(service.mark_notifications_read)
             st.rerun()

@@ -6,6 +6,7 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
+from ui.format import plain
 
 viewer = context.require_page("tickets.view")
 can_manage = platform.allowed(viewer.role, "tickets.manage")
@@ -19,8 +20,11 @@ CLOCK_ICONS = {"overdue": "🔴", "under 1h": "🟠", "under 4h": "🟡", "on tr
 # Which ticket: ?id=… when navigated to (the query parameter mirrors the picker), else the last one
 # opened, else the top of the team queue.
 param = st.query_params.get("id")
-if param and param.isdigit() and param != st.session_state.get("ticket_mirrored"):
-    st.session_state["ticket_picker"] = int(param)
+if param and param != st.session_state.get("ticket_mirrored"):
+    try:
+        st.session_state["ticket_picker"] = platform.parse_record_id(param, "The ticket id in the address")
+    except platform.ValidationError as exc:
+        st.error(str(exc))
 if "ticket_picker" not in st.session_state:
     top = context.read(service.ticket_queue, "team", page_size=1)
     if top is not None and not top.rows:  # nothing open: show the latest ticket of any status instead
@@ -31,7 +35,7 @@ if "ticket_picker" not in st.session_state:
                 "`crm import tickets`.")
         st.stop()
     st.session_state["ticket_picker"] = first
-ticket_id = int(st.number_input("Ticket id", min_value=1, step=1, key="ticket_picker"))
+ticket_id = int(st.number_input("Ticket id", min_value=1, max_value=platform.MAX_RECORD_ID, step=1, key="ticket_picker"))
 st.session_state["ticket_id"] = ticket_id
 st.session_state["ticket_mirrored"] = str(ticket_id)
 st.query_params["id"] = str(ticket_id)
@@ -47,7 +51,7 @@ if ticket is None:
 if read_version is None:
     read_version = ticket["version"]
 
-st.subheader(f"{ticket['ticket_number']} · {ticket['subject']}")
+st.subheader(f"{ticket['ticket_number']} · {plain(ticket['subject'])}")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Status", ticket["status"].replace("_", " "), border=True)
 m2.metric("Priority", ticket["priority"], border=True)
@@ -122,7 +126,7 @@ with left:
             who = "Customer" if role == "user" else (message["author"] or "agent")
             label = " · internal note" if message["is_internal"] else ""
             unread = " · unread" if not message["is_read"] else ""
-            st.caption(f"{who}{label}{unread} · {message['created_at']:%Y-%m-%d %H:%M} UTC")
+            st.caption(f"{plain(who)}{label}{unread} · {message['created_at']:%Y-%m-%d %H:%M} UTC")
             st.text(message["body"])
             if message["attachment_name"]:
                 attachment = context.read(service.read_attachment, message["id"])

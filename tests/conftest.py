@@ -145,7 +145,7 @@ def app_db(tmp_path_factory) -> Iterator[str]:
     url = f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite'}"
     migrate.upgrade(url)
     eng = make_engine(url)
-    demo.seed_database(eng, 500, seed=2, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(eng, 500, seed=2, end=dt.datetime.now().replace(microsecond=0), demo_users=True)
     batch.run_refresh(eng, dt.date.today())
     yield url
     eng.dispose()

@@ -16,12 +16,12 @@ from ui.navigation import PAGES, pages_for
 from .apptest_support import APP, ROOT, registered_scripts, sign_in, titles
 
 EXPECTED_PAGES = {
-    "admin": {"Executive overview", "Duplicates & merge", "Privacy requests", "Refresh runs", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Users", "Audit log", "Import / Export", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
-    "analyst": {"Executive overview", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Import / Export", "Communications", "Loyalty", "Customers", "Customer 360", "Referrals"},
-    "success_manager": {"Executive overview", "Duplicates & merge", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
-    "support_agent": {"Executive overview", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
-    "executive": {"Executive overview", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Complaints", "Loyalty", "SLA", "Referrals"},
-    "risk_analyst": {"Executive overview", "Customers", "Customer 360", "Risk reviews", "Referrals"},
+    "admin": {"Executive overview", "Social", "Journeys", "Success workbench", "Campaigns", "API tokens", "Duplicates & merge", "Privacy requests", "Refresh runs", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Users", "Audit log", "Import / Export", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
+    "analyst": {"Executive overview", "Social", "Journeys", "Campaigns", "API tokens", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Import / Export", "Communications", "Loyalty", "Customers", "Customer 360", "Referrals"},
+    "success_manager": {"Executive overview", "Social", "Journeys", "Success workbench", "Campaigns", "API tokens", "Duplicates & merge", "Segments", "Lifecycle", "Customer value", "Churn", "Health", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
+    "support_agent": {"Executive overview", "Social", "API tokens", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA"},
+    "executive": {"Executive overview", "Social", "Journeys", "Success workbench", "Campaigns", "API tokens", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Complaints", "Loyalty", "SLA", "Referrals"},
+    "risk_analyst": {"Executive overview", "Social", "API tokens", "Customers", "Customer 360", "Risk reviews", "Referrals"},
 }
 
 
@@ -100,7 +100,7 @@ def test_admin_creates_a_user_through_the_form(app, app_db):
     form_inputs = {t.label: t for t in app.text_input}
     form_inputs["Username"].input("newhire")
     form_inputs["Full name"].input("New Hire")
-    form_inputs["Initial password"].input("welcome-2026")
+    form_inputs["Initial password"].input("orchid-lantern-42")
     next(s for s in app.selectbox if s.label == "Role").select("support_agent")
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
@@ -118,7 +118,7 @@ def test_admin_form_shows_validation_errors(app):
     app.switch_page(str(ROOT / "pages/admin.py")).run()
     form_inputs = {t.label: t for t in app.text_input}
     form_inputs["Username"].input("x")
-    form_inputs["Initial password"].input("welcome-2026")
+    form_inputs["Initial password"].input("orchid-lantern-42")
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
     assert any("3-64 characters" in e.value for e in app.error)

@@ -40,7 +40,7 @@ def test_users_create_reads_the_password_from_stdin(db_url, monkeypatch, capsys)
 def test_users_create_rejects_bad_input_with_a_message(db_url, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
     assert main(["users", "create", "maria", "--role", "analyst"]) == 2
-    assert "at least 8 characters" in capsys.readouterr().err
+    assert "at least 12 characters" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["users", "create", "maria", "--role", "overlord"])
 
@@ -230,3 +230,23 @@ def test_commands_default_to_today_on_live_data(engine, monkeypatch, capsys):
     assert f"Refreshing as of {dt.date.today().isoformat()}\n" in capsys.readouterr().out
     assert main(["loyalty", "expire"]) == 0
     assert f"as of {dt.date.today().isoformat()}." in capsys.readouterr().out
+
+
+def test_ctas_run_reports_each_rule(db_url, capsys):
+    import datetime as dt
+
+    from tests.factories import make_customer, make_order
+
+    assert main(["db", "upgrade"]) == 0
+    engine = make_engine(db_url)
+    with platform.unit_of_work(engine) as s:
+        c = make_customer(s, dt.datetime(2024, 1, 1))
+        make_order(s, c, dt.datetime(2024, 3, 1), 20)
+    engine.dispose()
+    capsys.readouterr()
+    assert main(["ctas", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "Churn risk became high: skipped (no churn predictions" in out
+    assert "Detractor NPS answer: skipped (no NPS answers)" in out
+    assert "snoozed CTAs woke up (as of 2024-03-01)" in out
+    assert main(["ctas", "run", "--as-of", "2999-01-01"]) == 2

@@ -465,5 +465,6 @@ def test_crm_clv_command_scores_and_reports(engine, session, monkeypatch, capsys
     assert "Scored 60 customers" in out and "per week" in out
     assert "the analytics snapshot picks them up at the next `crm refresh`" in out
     assert _scores(engine)["clv"].isna().all()
-    assert main(["clv", "--as-of", "2020-01-01"]) == 1  # before the first order
-    assert "Lifetime value not fitted" in capsys.readouterr().err
+    assert main(["clv", "--as-of", "2020-01-01"]) == 2  # before the first order: one line, like every command
+    err = capsys.readouterr().err
+    assert err.startswith("error: lifetime value not fitted") and err.count("\n") == 1

@@ -61,7 +61,7 @@ def server(tmp_path_factory):
     db_url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'crm.sqlite'}"
     migrate.upgrade(db_url)
     engine = make_engine(db_url)
-    demo.seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 250, seed=9, end=dt.datetime.now().replace(microsecond=0), demo_users=True)
     batch.run_refresh(engine, dt.date.today())
     with engine.connect() as connection:
         customers = connection.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
@@ -94,7 +94,9 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Customer value": ('[data-testid="stMetricLabel"]', "12-month CLV"),
         "Forecast": ('[data-testid="stMetricLabel"]', "Backtest MAPE"),
         "Churn": ('[data-testid="stMetricLabel"]', "Customers scored"),
-        "Health": ('[data-testid="stMetricLabel"]', "Accounts scored"),
+        "Health": ('[data-testid="stMetricLabel"]', "Live accounts"),
+        "Journeys": ('[data-testid="stMetricLabel"]', "Customers followed"),
+        "Social": ('[data-testid="stMetricLabel"]', "Matched to customers"),
         "Support queue": ('[data-testid="stMetricLabel"]', "Open tickets (team)"),
         "Ticket": ('[data-testid="stMetricLabel"]', "Priority"),
         "SLA": ('[data-testid="stMetricLabel"]', "Targets met"),
@@ -103,12 +105,15 @@ def _expectations(customers: int) -> dict[str, tuple[str, str]]:
         "Loyalty": ('[data-testid="stMetricLabel"]', "Points liability"),
         "Customers": ('[data-testid="stMetricValue"]', f"{customers:,}"),
         "Customer 360": ('[data-testid="stAlert"]', "Enter a customer id"),
+        "Success workbench": ('[data-testid="stMetricLabel"]', "My open CTAs"),
         "Users": ('[data-testid="stCaptionContainer"]', "18 users"),
         "Audit log": ('[data-testid="stCaptionContainer"]', "entries"),
         "Import / Export": ('[data-testid="stCaptionContainer"]', "need no mapping"),
         "Refresh runs": ('[data-testid="stCaptionContainer"]', "records each step"),
+        "API tokens": ('[data-testid="stMetricLabel"]', "Active tokens"),
         "Risk reviews": ('[data-testid="stMetricLabel"]', "Open reviews"),
         "Referrals": ('[data-testid="stMetricLabel"]', "K-factor"),
+        "Campaigns": ('[data-testid="stMetricLabel"]', "Held out (control)"),
     }
 
 

@@ -56,7 +56,7 @@ def test_page_shows_the_distribution_and_movers(page_app, scored_db):
     assert not at.exception
     assert titles(at) == ["Health"]
     counts = level_counts(scored_db)
-    assert metric(at, "Accounts scored") == f"{sum(counts.values()):,}"
+    assert metric(at, "Live accounts") == f"{sum(counts.values()):,}"
     levels = at.dataframe[0].value
     assert list(levels["level"]) == list(HEALTH_LEVELS)
     assert dict(zip(levels["level"], levels["customers"], strict=True)) == {
@@ -140,7 +140,7 @@ def test_empty_state_and_scoring_from_the_page(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    demo.seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 40, seed=5, end=dt.datetime.now().replace(microsecond=0), demo_users=True)
     engine.dispose()
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     at = open_page(AppTest.from_file(APP, default_timeout=60), "admin1", "health")
@@ -156,4 +156,36 @@ def test_empty_state_and_scoring_from_the_page(tmp_path, monkeypatch):
         scored = connection.scalar(select(func.count()).select_from(AccountHealthScore))
     engine.dispose()
     assert scored > 0
-    assert metric(at, "Accounts scored") == f"{scored:,}"
+    assert metric(at, "Live accounts") == f"{scored:,}"
+
+
+def test_level_bands_tab_shows_calibration_and_admin_sets_bands(page_app, scored_db):
+    at = open_page(page_app, "admin1", "health")
+    assert not at.exception
+    assert any(m.value.startswith("Bands in force:") for m in at.markdown)
+    assert metric(at, "Churned") != "n/a" and metric(at, "Never bought") != "n/a"
+
+    def band(level: str):
+        return at.number_input(key=f"health_band_{level}")
+
+    def submit(label: str) -> None:
+        next(b for b in at.button if b.label == label).click().run()
+
+    band("good").set_value(95.0)  # above excellent
+    submit("Save bands")
+    assert not at.exception
+    assert any("must be below that of excellent" in e.value for e in at.error)
+    for level, value in (("excellent", 85.0), ("good", 70.0), ("fair", 45.0), ("poor", 25.0)):
+        band(level).set_value(value)
+    submit("Save bands")
+    assert not at.exception
+    assert any("Bands saved" in s.value for s in at.success)
+    engine = make_engine(scored_db)
+    with session_factory(engine)() as s:
+        assert s.get(AppSetting, health.BANDS_KEY).value["bands"] == {"excellent": 85.0, "good": 70.0, "fair": 45.0,
+                                                                       "poor": 25.0}
+        assert s.scalar(select(AuditLog).where(AuditLog.action == "health.bands.save")) is not None
+    engine.dispose()
+    submit("Use the calibrated bands")
+    assert not at.exception
+    assert any("Calibrated bands restored" in s.value for s in at.success)

@@ -34,7 +34,7 @@ def page_db(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('import_page') / 'app.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    demo.seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0))
+    demo.seed_database(engine, 150, seed=3, end=dt.datetime.now().replace(microsecond=0), demo_users=True)
     with platform.unit_of_work(engine) as s:
         segment = segmentation.create_segment(s, platform.SYSTEM, "Hand picked", "custom", "static")
         segmentation.add_members(s, platform.SYSTEM, segment.id, list(s.scalars(select(Customer.id).limit(40))))
@@ -198,7 +198,10 @@ def test_admin_imports_a_shopify_export_twice(app, app_db):
     upload(at, SHOPIFY_EXPORT.read_bytes(), "orders_export.csv")
     assert not at.exception
     preview = at.dataframe[0].value
-    assert preview["Name"].tolist()[:3] == ["#1010", "#1009", "#1008"] and set(preview["status"]) == {"ok"}
+    assert preview["Name"].tolist()[:3] == ["#1010", "#1009", "#1008"]
+    # The preview already knows the shop's books are in EUR: #1008 (USD) is flagged before importing.
+    flagged = preview[preview["status"] != "ok"]
+    assert flagged["Name"].tolist() == ["#1008"] and "in USD, not the shop's EUR" in flagged["reason"].iloc[0]
     widget(at.button, "Import").click().run()
     assert not at.exception
     shown = figures(at)
@@ -215,6 +218,10 @@ def test_admin_imports_a_shopify_export_twice(app, app_db):
         assert (run.actor_username, run.entity, run.created) == ("admin1", "orders", 9)
     widget(at.button, "Import").click().run()
     assert (figures(at)["Orders imported"], figures(at)["Skipped (already imported)"]) == ("0", "9")
+    # Uploaded again, the preview says which orders are already in the database.
+    upload(at, SHOPIFY_EXPORT.read_bytes(), "orders_export.csv")
+    again = at.dataframe[0].value
+    assert "skipped" in set(again["status"]) and {m.label for m in at.metric} >= {"Already imported"}
 
 
 def test_a_file_that_is_not_a_shopify_export_is_one_clear_error(app):

@@ -16,6 +16,7 @@ from db.models import (
     CustomerAnalytics,
     CustomerLifecycleHistory,
     CustomerLifecycleStage,
+    utcnow,
 )
 from tests.factories import make_customer, make_order, make_user
 
@@ -292,9 +293,12 @@ def test_change_stage_by_hand(session, population):
     assert page.rows[0]["actor"] == manager.username and page.rows[0]["from_stage"] == "at_risk"
 
 
-def test_distribution_and_customers_in(session, population):
+@pytest.mark.parametrize("rollups", [False, True], ids=["live", "rollups"])
+def test_distribution_and_customers_in(session, population, rollups):
     analyst = make_user(session, "analyst")
     segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
+    if rollups:
+        segmentation.refresh_lifecycle_rollups(session, AS_OF, NOW)
     dist = segmentation.stage_distribution(session, analyst)
     assert [row["stage"] for row in dist] == list(lifecycle.LIFECYCLE_STAGES)
     assert {row["stage"]: row["customers"] for row in dist}["active"] == 3
@@ -307,6 +311,11 @@ def test_distribution_and_customers_in(session, population):
         segmentation.customers_in_stage(session, analyst, cohort="2024-13")
     with pytest.raises(platform.PermissionDenied):
         segmentation.stage_distribution(session, make_user(session, "support_agent"))
+    # A change by hand after the refresh moves one customer from one count to the other at once.
+    segmentation.change_stage(session, make_user(session, "admin"), population["filler2"].id, "loyal", "VIP")
+    counts = {row["stage"]: row["customers"] for row in segmentation.stage_distribution(session, analyst)}
+    assert counts["active"] == 2 and counts["loyal"] == {r["stage"]: r["customers"] for r in dist}["loyal"] + 1
+    assert segmentation.customers_in_stage(session, analyst, stage="active").total == 2
 
 
 def _history(session, customer, from_stage, to_stage, when, actor=None):
@@ -318,7 +327,8 @@ def _history(session, customer, from_stage, to_stage, when, actor=None):
     session.flush()
 
 
-def test_flows_and_recent_changes(session):
+@pytest.mark.parametrize("rollups", [False, True], ids=["live", "rollups"])
+def test_flows_and_recent_changes(session, rollups):
     viewer = make_user(session, "executive")
     a, b, c = (make_customer(session, D(2024, 1, 1)) for _ in range(3))
     _history(session, a, None, "new_customer", D(2024, 1, 31, 23))       # before the period
@@ -326,6 +336,8 @@ def test_flows_and_recent_changes(session):
     _history(session, b, None, "active", D(2024, 2, 10))
     _history(session, c, None, "active", D(2024, 2, 29, 23, 59))
     _history(session, c, "active", "at_risk", D(2024, 3, 1))             # after the period
+    if rollups:
+        segmentation.refresh_lifecycle_rollups(session, dt.date(2024, 3, 1), D(2024, 3, 1, 23))
     assert segmentation.stage_flows(session, viewer, dt.date(2024, 2, 1), dt.date(2024, 2, 29)) == [
         {"from_stage": "(new)", "to_stage": "active", "customers": 2},
         {"from_stage": "new_customer", "to_stage": "active", "customers": 1},
@@ -341,9 +353,16 @@ def test_flows_and_recent_changes(session):
     assert [(r["customer_id"], r["from_stage"], r["to_stage"]) for r in last.rows] == [(a.id, None, "new_customer")]
     into_active = segmentation.recent_stage_changes(session, viewer, page=1, page_size=10, stage="active")
     assert into_active.total == 3
+    # A change recorded after the rollups were built is counted too.
+    today = utcnow()
+    _history(session, b, "active", "loyal", today)
+    assert segmentation.recent_stage_changes(session, viewer, page=1, page_size=2).total == 6
+    assert segmentation.stage_flows(session, viewer, today.date(), today.date()) == [
+        {"from_stage": "active", "to_stage": "loyal", "customers": 1}]
 
 
-def test_time_in_stage(session):
+@pytest.mark.parametrize("rollups", [False, True], ids=["live", "rollups"])
+def test_time_in_stage(session, rollups):
     viewer = make_user(session, "analyst")
     entered = {"active": [D(2024, 6, 20), D(2024, 6, 10), D(2024, 5, 1)], "loyal": [D(2024, 6, 26), D(2024, 6, 16)]}
     for stage, times in entered.items():
@@ -353,6 +372,8 @@ def test_time_in_stage(session):
     later = make_customer(session, D(2024, 1, 1))
     session.add(CustomerLifecycleStage(customer_id=later.id, stage="loyal", entered_at=D(2024, 7, 2), reason=""))
     session.flush()
+    if rollups:
+        segmentation.refresh_lifecycle_rollups(session, AS_OF, NOW)
     # Days up to the end of 2024-06-30: active 11, 21, 61; loyal 5, 15 (the July entry is excluded).
     assert segmentation.time_in_stage(session, viewer, AS_OF) == [
         {"stage": "active", "median_days": 21.0, "avg_days": 31.0, "customers": 3},
@@ -360,7 +381,8 @@ def test_time_in_stage(session):
     ]
 
 
-def test_cohort_retention(session):
+@pytest.mark.parametrize("rollups", [False, True], ids=["live", "rollups"])
+def test_cohort_retention(session, rollups):
     viewer = make_user(session, "analyst")
     a = make_customer(session, D(2024, 1, 5))
     make_order(session, a, D(2024, 1, 10), 10)
@@ -379,6 +401,8 @@ def test_cohort_retention(session):
     make_order(session, f, D(2024, 1, 5), 10)
     g = make_customer(session, D(2024, 1, 2), status="merged")
     make_order(session, g, D(2024, 1, 3), 10)
+    if rollups:
+        segmentation.refresh_lifecycle_rollups(session, dt.date(2024, 3, 15), D(2024, 3, 15, 23))
     rows = segmentation.cohort_retention(session, viewer, dt.date(2024, 3, 15), months=3)
     got = [(r["cohort"], r["month_offset"], r["customers"], r["active_customers"]) for r in rows]
     assert got == [

@@ -395,3 +395,33 @@ def test_concurrent_earning_of_one_order_posts_once(engine):
     with session_factory(engine)() as s:
         assert loyalty.recompute_balance(s, customer_id)["balance"] == 300
         assert s.scalar(select(func.count()).select_from(LoyaltyTransaction)) == 1
+
+
+def test_small_adjustments_add_up_against_the_approval_limit(session):
+    """Ten +1,000 adjustments in a day need approval like one of 10,000: limits add up per person."""
+    agent = make_user(session, "support_agent")
+    colleague = make_user(session, "support_agent")
+    first, _ = _member(session)
+    second, _ = _member(session)
+    assert loyalty.adjust(session, agent, first.id, 600, "Goodwill gesture").status == "posted"
+    assert loyalty.adjust(session, agent, first.id, -300, "Correction of a credit").status == "posted"
+    assert loyalty.adjusted_without_approval(session, agent) == 900
+    queued = loyalty.adjust(session, agent, second.id, 101, "Goodwill gesture")  # 600 + 300 + 101 > 1,000
+    assert queued.status == "pending" and "1,001" in queued.why_pending and "last 24 hours" in queued.why_pending
+    assert loyalty.adjust(session, agent, second.id, 100, "Goodwill gesture").status == "posted"  # exactly 1,000
+    # Each person has their own day: a colleague may still post.
+    assert loyalty.adjust(session, colleague, first.id, 1000, "Goodwill gesture").status == "posted"
+    # Adjustments older than the window no longer count.
+    session.execute(LoyaltyTransaction.__table__.update()
+                    .where(LoyaltyTransaction.created_by_id == agent.id)
+                    .values(created_at=ledger.utcnow() - loyalty.ADJUSTMENT_WINDOW - dt.timedelta(minutes=1)))
+    assert loyalty.adjusted_without_approval(session, agent) == 0
+    assert loyalty.adjust(session, agent, first.id, 1000, "Goodwill gesture").status == "posted"
+
+
+def test_ten_adjustments_of_a_thousand_do_not_all_post(session):
+    agent = make_user(session, "support_agent")
+    customer, account = _member(session)
+    results = [loyalty.adjust(session, agent, customer.id, 1000, "Goodwill gesture").status for _ in range(10)]
+    assert results == ["posted"] + ["pending"] * 9
+    assert account.points_balance == 1000

@@ -4,9 +4,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import update
 
-from crm_core import platform, reporting
-from db.models import LoyaltyAccount, SupportTicket, SurveyResponse
+from crm_core import platform, reporting, segmentation
+from db.models import LoyaltyAccount, Order, SupportTicket, SurveyResponse
 from tests.factories import make_customer, make_order, make_user
 
 D = dt.datetime
@@ -42,8 +43,18 @@ def shop(session):
     return make_user(session, "executive")
 
 
-def test_figures_match_hand_computation(session, shop):
+# None: read live; a date: the batch built the daily rollups as of it (the later days are read live).
+ROLLUP_DATES = [None, dt.date(2026, 3, 20), dt.date(2026, 3, 5), dt.date(2026, 2, 10), dt.date(2025, 1, 1)]
+
+
+@pytest.mark.parametrize("rollup_as_of", ROLLUP_DATES)
+def test_figures_match_hand_computation(session, shop, rollup_as_of):
+    if rollup_as_of is not None:
+        reporting.refresh_sales_rollups(session, rollup_as_of, now=D(2026, 3, 21, 9))
+        # the top customers walk the snapshot's revenue to date (and read the orders after it live)
+        segmentation.refresh_snapshot(session, rollup_as_of)
     o = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
+    assert o.rollup_through == rollup_as_of
     assert o.customers_total == 3  # A, B, C: D is merged, E signed up after the end date
     assert o.customers_new_this_month == 1  # B
     assert o.customers_active_90d == 3  # A, B, C ordered since 2025-12-21
@@ -70,6 +81,22 @@ def test_figures_match_hand_computation(session, shop):
     ]
 
 
+def test_rollups_are_refreshed_for_the_days_that_changed(session, shop):
+    """A second refresh recomputes the recent days (a late order, a cancellation) and keeps the older ones."""
+    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 10), now=D(2026, 3, 10, 12))  # the 10th is not over
+    first = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
+    assert first.rollup_through == dt.date(2026, 3, 9)
+    late = make_customer(session, D(2026, 3, 11), first_name="Fay", last_name="F")
+    make_order(session, late, D(2026, 3, 12, 9), "60.00")
+    session.execute(update(Order).where(Order.total == Decimal("200.00")).values(status="cancelled"))
+    reporting.refresh_sales_rollups(session, dt.date(2026, 3, 20), now=D(2026, 3, 21, 1))
+    o = reporting.executive_overview(session, shop, dt.date(2025, 4, 1), dt.date(2026, 3, 20))
+    assert o.rollup_through == dt.date(2026, 3, 20)
+    assert o.customers_total == 4 and o.customers_active_90d == 3  # B's only order is cancelled; F ordered
+    assert o.revenue_this_month == Decimal("110.00")  # 50 + 60
+    assert o.repeat_purchase_rate == 25.0  # A of A, C, D, F
+
+
 def test_empty_database_gives_empty_figures(session):
     viewer = make_user(session, "analyst")
     o = reporting.executive_overview(session, viewer, dt.date(2026, 1, 1), dt.date(2026, 1, 31))
@@ -82,3 +109,50 @@ def test_reversed_range_is_refused(session):
     viewer = make_user(session, "analyst")
     with pytest.raises(platform.ValidationError, match="start date"):
         reporting.executive_overview(session, viewer, dt.date(2026, 2, 1), dt.date(2026, 1, 1))
+
+
+def test_top_customers_from_the_snapshot_match_grouping_every_order(session, monkeypatch):
+    """Walking the snapshot's revenue to date in small batches finds the same top customers as a
+    GROUP BY over every order of the range, also for orders placed after the snapshot."""
+    import random
+
+    from crm_core.reporting import overview
+
+    rng = random.Random(5)
+    people = [make_customer(session, D(2024, 1, 1), first_name=f"P{i}", last_name="X") for i in range(40)]
+    for person in people:
+        for _ in range(rng.randint(0, 6)):
+            when = D(2024, 1, 2) + dt.timedelta(days=rng.randint(0, 800), hours=rng.randint(0, 23))
+            make_order(session, person, when, f"{rng.randint(5, 400)}.00",
+                       status=rng.choice(["paid", "paid", "delivered", "cancelled"]))
+    segmentation.refresh_snapshot(session, dt.date(2025, 9, 30))
+    monkeypatch.setattr(overview, "TOP_CANDIDATES_BATCH", 3)
+    for start, end in ((D(2025, 1, 1), D(2025, 10, 1)), (D(2025, 6, 1), D(2026, 3, 1)), (D(2024, 1, 1), D(2026, 6, 1))):
+        assert overview._top_from_snapshot(session, start, end, 5) is not None
+        walked = overview.top_customers(session, start, end, limit=5)
+        monkeypatch.setattr(overview, "_top_from_snapshot", lambda *args: None)
+        grouped = overview.top_customers(session, start, end, limit=5)
+        monkeypatch.undo()
+        monkeypatch.setattr(overview, "TOP_CANDIDATES_BATCH", 3)
+        assert walked == grouped and len(walked) == 5
+
+
+def test_a_few_days_read_order_by_order_match_the_one_pass_numbering(session, monkeypatch):
+    """The live days after a rollup are read order by order; longer ranges in one pass: same figures."""
+    import random
+
+    from crm_core.reporting import sales_rollups
+
+    rng = random.Random(11)
+    people = [make_customer(session, D(2025, 1, 1)) for _ in range(25)]
+    for person in people:
+        for _ in range(rng.randint(0, 8)):
+            when = D(2025, 6, 1) + dt.timedelta(days=rng.randint(0, 60), hours=rng.choice([0, 9, 9, 23]))
+            make_order(session, person, when, f"{rng.randint(5, 90)}.00", status=rng.choice(["paid", "cancelled"]))
+    for first in (dt.date(2025, 6, 20), dt.date(2025, 7, 1), dt.date(2025, 7, 15)):
+        last = first + dt.timedelta(days=3)
+        few = sales_rollups.daily_sales(session, first, last)
+        monkeypatch.setattr(sales_rollups, "FEW_DAYS", 0)
+        one_pass = sales_rollups.daily_sales(session, first, last)
+        monkeypatch.undo()
+        assert few.orders == one_pass.orders and few.gaps == one_pass.gaps and few.orders

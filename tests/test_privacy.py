@@ -15,6 +15,7 @@ from crm_core import customers, platform
 from crm_core.customers import privacy
 from db.engine import session_factory
 from db.models import (
+    AuditLog,
     Base,
     ConsentRecord,
     Customer,
@@ -256,3 +257,26 @@ def test_requests_are_due_in_30_days_and_flagged_overdue(session):
         customers.create_privacy_request(session, platform.SYSTEM, customer.id, "deletion")
     with pytest.raises(platform.ValidationError, match="future"):
         customers.create_privacy_request(session, platform.SYSTEM, customer.id, "access", received_at=dt.datetime(2099, 1, 1))
+
+
+def test_the_access_export_neutralises_formulas_and_is_audited(session):
+    zelda, _ = _zelda(session)
+    zelda.company = "=HYPERLINK(\"http://evil.example\",\"x\")"
+    zelda.first_name = "Zel;=1+1"
+    session.flush()
+    with pytest.raises(platform.PermissionDenied):
+        customers.export_subject_data(session, make_user(session, "success_manager"), zelda.id)
+    admin = make_user(session, "admin")
+    archive = zipfile.ZipFile(io.BytesIO(customers.export_subject_data(session, admin, zelda.id)))
+    text = archive.read("customers.csv").decode()
+    assert "'=HYPERLINK" in text and "Zel;'=1+1" in text
+    assert ",=" not in text and ";=" not in text
+    audited = session.scalars(select(AuditLog).where(AuditLog.action == "customer.export_subject")).all()
+    assert [(a.entity_id, a.actor_id) for a in audited] == [(str(zelda.id), admin.id)]
+
+
+def test_neutralize_catches_a_formula_after_a_separator():
+    assert platform.neutralize("x;=1+1") == "x;'=1+1"
+    assert platform.neutralize("a, @SUM(A1)") == "a, '@SUM(A1)"
+    assert platform.neutralize("=1;=2") == "'=1;'=2"
+    assert platform.neutralize("Smith; Jones") == "Smith; Jones"

@@ -93,6 +93,10 @@ def test_the_whole_refresh_completes_on_imported_orders_alone(engine):
         # orders give engagement (recency); no helpdesk and no surveys: "no data", not a neutral 50 or 100
         assert scores[0] == scores[3] > 0 and scores[1] == 0 and scores[2] == 0
     assert "no data for satisfaction, support" in statuses["Account health scores"][1]
+    # CTA rules on orders alone: the churn rule runs, the rules without a source say why they were skipped
+    ctas = statuses["Calls to action: rules open, hold out and close CTAs"]
+    assert ctas[0] == "ok" and "Churn risk became high" in ctas[1]
+    assert "Detractor NPS answer (no NPS answers)" in ctas[1] and "Risk restriction (no risk assessments)" in ctas[1]
 
 
 def _engine_for(url: str):

@@ -121,3 +121,17 @@ def test_sqlite_runs_the_model_steps_one_after_another(monkeypatch):
     batch.run_refresh(_SQLite(), dt.date(2026, 1, 31))
     assert [entry[:2] for entry in log] == [("start", "_churn"), ("end", "_churn"), ("start", "_lifetime_value"),
                                             ("end", "_lifetime_value")]
+
+
+def test_the_journeys_step_runs_after_lifecycle_and_says_which_sources_are_missing(engine):
+    from crm_core import platform
+    from tests.test_journeys import AS_OF, seed_shop
+
+    names = [step.__name__ for _, step in refresh.STEPS]
+    assert names.index("_journeys") > names.index("_lifecycle") and "_journeys" in refresh.PRESENT_ONLY
+    with platform.unit_of_work(engine) as session:
+        seed_shop(session)
+    step = dict((s.__name__, s) for _, s in refresh.STEPS)["_journeys"]
+    outcome = step(engine, AS_OF, dt.datetime(2026, 6, 30, 23))
+    assert outcome.status == "ok" and outcome.rows
+    assert outcome.detail.startswith("5 customers, 4 buyers, 1 churned") and "no lifecycle stage changes" in outcome.detail

@@ -561,6 +561,20 @@ def test_members_pagination_sort_and_export(session, people, two_segments):
     assert [r["id"] for r in exported] == sorted(people[n] for n in ("Anna", "Ben", "Dan", "Fay"))
     with pytest.raises(platform.PermissionDenied):
         segmentation.iter_member_rows(session, make_user(session, "support_agent"), a.id)
+    exports = session.scalars(select(AuditLog).where(AuditLog.action == "segment.export_members")).all()
+    assert [(e.entity_id, e.after["members"], e.actor_id) for e in exports] == [(str(a.id), 4, analyst.id)]
+
+
+def test_members_are_personal_data_behind_the_customer_permissions(session, two_segments):
+    """An executive sees segments (counts, profiles) but not who is in them, and cannot export them."""
+    _, a, _ = two_segments
+    executive = make_user(session, "executive")
+    assert segmentation.segment_profile(session, executive, a.id)["members"]["customers"] == 4
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.segment_members(session, executive, a.id)
+    with pytest.raises(platform.PermissionDenied):
+        segmentation.iter_member_rows(session, executive, a.id)
+    assert not session.scalars(select(AuditLog).where(AuditLog.action == "segment.export_members")).all()
 
 
 def test_profile_and_compare(session, people, two_segments):

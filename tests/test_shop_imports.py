@@ -213,6 +213,24 @@ def test_preview_marks_each_row_with_its_order_status():
     assert rows[2].reason == "left out with order #2 (row 3)"
 
 
+def test_preview_with_the_database_flags_imported_orders_and_other_currencies(session):
+    """Against the database the preview says what the import will do: skip #1, refuse #3's currency."""
+    first = export_text("#1,a@example.com,paid,,EUR,10.00,0,10.00,0,2024-01-01,1,Cup,10.00,CUP,Ann,US,,0,,web\n")
+    run(session, io.BytesIO(first), file_name="orders_export.csv")
+    data = export_text(
+        "#1,a@example.com,paid,,EUR,10.00,0,10.00,0,2024-01-01,1,Cup,10.00,CUP,Ann,US,,0,,web\n",
+        "#2,b@example.com,paid,,EUR,20.00,0,20.00,0,2024-01-02,2,Cup,10.00,CUP,Bo,DE,,0,,web\n",
+        "#3,c@example.com,paid,,USD,30.00,0,30.00,0,2024-01-03,3,Cup,10.00,CUP,Cy,US,,0,,web\n",
+    )
+    _, rows = imports.preview_shopify(io.BytesIO(data), file_name="orders_export.csv", session=session)
+    assert [(r.row, r.status) for r in rows] == [(2, "skipped"), (3, "ok"), (4, "invalid")]
+    assert "already in the database" in rows[0].reason
+    assert "in USD, not the shop's EUR" in rows[2].reason
+    # Without the database, the file alone is checked: all three look valid.
+    _, rows = imports.preview_shopify(io.BytesIO(data), file_name="orders_export.csv")
+    assert [r.status for r in rows] == ["ok", "ok", "ok"]
+
+
 def test_many_orders_across_chunks(session):
     lines = [f"#{n},c{n % 50}@example.com,paid,,EUR,10.00,0,10.00,0,2024-01-{1 + n % 28:02d},1,Cup,10.00,"
              f"CUP-{n % 7},N{n},DE,,0,,web\n" for n in range(300)]

@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select, text
 
 import demo
+from crm_core import platform
 from db.models import Base, Customer
 
 END = dt.datetime(2026, 6, 30, 18, 0)
@@ -28,11 +29,25 @@ def test_same_seed_same_business():
         # Password hashes are salted, so they differ run to run; everything else is identical.
         columns = [c for c in first[name].columns if c != "password_hash"]
         pd.testing.assert_frame_equal(first[name][columns], second[name][columns])
-    hasher = PasswordHasher()
-    for row in first["users"].itertuples():
-        assert hasher.verify(row.password_hash, demo.demo_password(row.username))
+    # Without demo users nobody can sign in as simulated staff.
+    assert (first["users"]["password_hash"] == demo.UNUSABLE_PASSWORD_HASH).all()
+    assert not first["users"]["is_active"].any()
     other = demo.Simulator(200, seed=6, end=END).build()
     assert not first["orders"]["total"].equals(other["orders"]["total"])
+
+
+def test_demo_users_have_the_readme_passwords_hashed_with_default_parameters(monkeypatch):
+    """The demo staff's hashes are argon2-cffi's defaults (RFC 9106), like every password."""
+    from crm_core.platform import users
+
+    monkeypatch.setattr(users, "_hasher", PasswordHasher.from_parameters(users.PASSWORD_HASH_PARAMETERS))
+    staff = demo.Simulator(20, seed=5, end=END, demo_users=True).build()["users"]
+    assert staff["is_active"].all() and len(staff) == 15
+    hasher = PasswordHasher()
+    for row in staff.itertuples():
+        assert hasher.verify(row.password_hash, demo.demo_password(row.username))
+        assert "m=65536,t=3,p=4" in row.password_hash
+        platform.check_password(demo.demo_password(row.username), row.username)  # they meet the rules
 
 
 def test_three_years_of_history_ending_at_the_end_date(simulated):

@@ -272,3 +272,31 @@ def test_tickets_file_without_the_documented_columns_is_one_clear_error(db_url, 
         main(["import", "tickets", "--help"])
     out = capsys.readouterr().out
     assert "ticket_id*" in out and "csat_rating" in out and "no SLA clock" in out
+
+
+MENTIONS_CSV = (
+    "mention_id,platform,author,text,posted_at,url\n"
+    "m1,twitter,@zoe_m,Love the new boots!,2024-03-01 09:00:00 +0100,https://x.com/zoe_m/1\n"
+    "m2,myspace,zoe_m,Old network,2024-03-02,\n"
+    "m3,instagram,someone,\"Parcel late again, awful.\",2024-03-02,\n"
+)
+
+
+def test_import_mentions_twice_with_an_error_file(db_url, customers_file, tmp_path, capsys):
+    from crm_core import social
+
+    assert main(["import", "customers", str(customers_file), "--quiet"]) == 0
+    with platform.unit_of_work(make_engine(db_url)) as s:
+        zoe = s.scalar(select(Customer.id).where(Customer.external_id == "00123"))
+        social.link_account(s, platform.SYSTEM, zoe, "twitter", "zoe_m")
+    path, errors = tmp_path / "mentions.csv", tmp_path / "mention-errors.csv"
+    path.write_text(MENTIONS_CSV, encoding="utf-8")
+    assert main(["import", "mentions", str(path), "--errors", str(errors), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (figure(out, "mentions imported"), figure(out, "matched to customers"), figure(out, "invalid")) == (2, 1, 1)
+    assert "myspace" in errors.read_text(encoding="utf-8") and "1 invalid rows listed" in out
+    assert main(["import", "mentions", str(path), "--quiet"]) == 0
+    assert figure(capsys.readouterr().out, "skipped (already imported)") == 2
+    with pytest.raises(SystemExit):
+        main(["import", "mentions", "--help"])
+    assert "author*" in capsys.readouterr().out

@@ -13,30 +13,30 @@ from tests.factories import make_user
 
 
 def test_sign_in_with_correct_password(session):
-    make_user(session, "analyst", "ana", password="s3cret-pass")
+    make_user(session, "analyst", "ana", password="s3cret-passphrase")
     session.commit()
-    signed_in = platform.authenticate(session, "ANA ", "s3cret-pass")
+    signed_in = platform.authenticate(session, "ANA ", "s3cret-passphrase")
     assert (signed_in.username, signed_in.role) == ("ana", "analyst")
     stored = session.scalar(select(User.password_hash).where(User.username == "ana"))
-    assert stored.startswith("$argon2") and "s3cret-pass" not in stored
+    assert stored.startswith("$argon2") and "s3cret-passphrase" not in stored
 
 
 def test_five_failures_lock_the_account_for_fifteen_minutes(session):
     make_user(session, "support_agent", "sam", password="right-password")
     session.commit()
     now = dt.datetime(2026, 3, 1, 9, 0)
-    for _ in range(4):
-        with pytest.raises(platform.AuthenticationError, match="wrong password"):
+    for _ in range(5):  # the fifth failure locks the account, and says no more than the others
+        with pytest.raises(platform.AuthenticationError, match="^Unknown username or wrong password.$"):
             platform.authenticate(session, "sam", "wrong", now=now)
-    with pytest.raises(platform.AuthenticationError, match="locked for 15 minutes"):
-        platform.authenticate(session, "sam", "wrong", now=now)
-    # Even the right password is refused while locked...
-    with pytest.raises(platform.AuthenticationError, match="locked"):
+    # Even the right password is refused while locked, and only the right password learns why...
+    with pytest.raises(platform.AuthenticationError, match="locked for another 1 minute"):
         platform.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=14))
+    with pytest.raises(platform.AuthenticationError, match="^Unknown username or wrong password.$"):
+        platform.authenticate(session, "sam", "wrong", now=now + dt.timedelta(minutes=14))
     # ...and accepted once the lock has expired.
     assert platform.authenticate(session, "sam", "right-password", now=now + dt.timedelta(minutes=16)).username == "sam"
     failures = session.scalars(select(AuditLog).where(AuditLog.action == "auth.sign_in_failed")).all()
-    assert len(failures) == 5
+    assert len(failures) == 6
 
 
 def test_failed_attempts_survive_the_callers_rollback(engine):
@@ -50,18 +50,18 @@ def test_failed_attempts_survive_the_callers_rollback(engine):
 
 def test_deactivated_user_cannot_sign_in(session):
     admin = make_user(session, "admin", "root1")
-    target = make_user(session, "analyst", "gone", password="password-1")
+    target = make_user(session, "analyst", "gone", password="faded-away-phrase")
     platform.set_active(session, admin, target.id, False)
     session.commit()
     with pytest.raises(platform.AuthenticationError, match="deactivated"):
-        platform.authenticate(session, "gone", "password-1")
+        platform.authenticate(session, "gone", "faded-away-phrase")
 
 
 @pytest.mark.parametrize("username,role,password,message", [
-    ("ab", "analyst", "long-enough", "3-64 characters"),
-    ("good.name", "wizard", "long-enough", "Unknown role"),
-    ("good.name", "analyst", "short", "at least 8"),
-    ("bad name!", "analyst", "long-enough", "3-64 characters"),
+    ("ab", "analyst", "long-enough-phrase", "3-64 characters"),
+    ("good.name", "wizard", "long-enough-phrase", "Unknown role"),
+    ("good.name", "analyst", "short", "at least 12"),
+    ("bad name!", "analyst", "long-enough-phrase", "3-64 characters"),
 ])
 def test_create_user_validation(session, username, role, password, message):
     with pytest.raises(platform.ValidationError, match=message):
@@ -71,7 +71,7 @@ def test_create_user_validation(session, username, role, password, message):
 def test_duplicate_username_refused(session):
     make_user(session, "analyst", "dup")
     with pytest.raises(platform.ValidationError, match="taken"):
-        platform.create_user(session, platform.SYSTEM, "DUP", "executive", "long-enough")
+        platform.create_user(session, platform.SYSTEM, "DUP", "executive", "long-enough-phrase")
 
 
 @pytest.mark.parametrize("role", ["analyst", "success_manager", "support_agent", "executive"])
@@ -79,11 +79,11 @@ def test_only_admins_manage_users(session, role):
     actor = make_user(session, role)
     target = make_user(session, "analyst")
     with pytest.raises(platform.PermissionDenied):
-        platform.create_user(session, actor, "newbie", "analyst", "long-enough")
+        platform.create_user(session, actor, "newbie", "analyst", "long-enough-phrase")
     with pytest.raises(platform.PermissionDenied):
         platform.change_role(session, actor, target.id, "admin")
     with pytest.raises(platform.PermissionDenied):
-        platform.reset_password(session, actor, target.id, "another-pass")
+        platform.reset_password(session, actor, target.id, "another-passphrase")
     with pytest.raises(platform.PermissionDenied):
         platform.list_users(session, actor)
 

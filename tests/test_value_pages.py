@@ -130,7 +130,7 @@ def unrefreshed_db(tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('empty') / 'empty.sqlite'}"
     migrate.upgrade(url)
     engine = make_engine(url)
-    demo.seed_database(engine, 20, seed=3)
+    demo.seed_database(engine, 20, seed=3, demo_users=True)
     engine.dispose()
     return url
 

@@ -34,3 +34,24 @@ def show_data_date() -> platform.DataDate:
     if data.historical:
         st.caption(f"Data runs to {day_month_year(data.day)} (latest order); dates default to it.")
     return data
+
+
+def figures_as_of(day: dt.date, rollup_through: dt.date | None) -> str:
+    """The caption that says when a page's figures are from: the batch's rollups up to a day, and the
+    days after it read live."""
+    if rollup_through is None:
+        return f"Figures as of {day_month_year(day)}, computed from the orders now."
+    if rollup_through >= day:
+        return f"Figures as of {day_month_year(day)}, from the daily totals of the last refresh."
+    return (f"Figures as of {day_month_year(day)}: daily totals of the last refresh up to "
+            f"{day_month_year(rollup_through)}, the days after it read live.")
+
+
+def show_refresh_as_of(what: str = "Figures") -> None:
+    """A caption saying which refresh the page's figures come from (the rollups and scores it wrote)."""
+    version = context.data_version()
+    if version.as_of is None:
+        return
+    finished = version.finished_at or version.step_finished_at
+    when = f", refreshed {finished:%Y-%m-%d %H:%M} UTC" if finished else " (refresh still running)"
+    st.caption(f"{what} as of {day_month_year(version.as_of)}{when}.")

@@ -1,6 +1,8 @@
-"""Number formats pages share."""
+"""Number and text formats pages share."""
 
 from __future__ import annotations
+
+import re
 
 
 def compact_euros(amount: float) -> str:
@@ -9,3 +11,14 @@ def compact_euros(amount: float) -> str:
         if abs(amount) >= limit:
             return f"€{amount / limit:,.1f}{suffix}"
     return f"€{amount:,.0f}"
+
+
+# Every character Markdown (CommonMark, GitHub extensions and Streamlit's own :color[...] and
+# :emoji: directives) gives a meaning; a backslash before each makes it a literal character.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
+
+
+def plain(text: object) -> str:
+    """User-supplied text (a name, a subject, a file name) made safe to put inside Markdown: it
+    shows as the characters typed, never as an image, a link, a heading or formatting."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))

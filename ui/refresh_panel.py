@@ -22,7 +22,7 @@ def refresh_panel(viewer, key: str) -> None:
         st.caption(
             "Recomputes the analytics snapshot and RFM, retrains the churn model when due and scores everyone, "
             "fits lifetime value, scores account health, rebuilds cluster and segment memberships, lifecycle "
-            "stages and the forecasts."
+            "stages, the forecasts and the customer journeys."
         )
         refresh_date = st.date_input("As of", value=data.day, min_value=platform.EARLIEST_DATE, max_value=dt.date.today(),
                                      key=f"{key}_as_of")

@@ -234,3 +234,26 @@ def export_bytes(session: Session, actor: Actor, fmt: str, columns: Iterable[str
     buffer = io.BytesIO()
     count = export_customers(session, actor, buffer, fmt, columns, segment=segment, customer_ids=customer_ids)
     return buffer.getvalue(), count
+
+
+def start_csv_stream(session: Session, actor: Actor, columns: Iterable[str] | None = None, *,
+                     segment: str | None = None) -> tuple[list[str], int]:
+    """Check and audit a streamed CSV export before its first byte is sent (a stream cannot be
+    recalled, so it is recorded when it starts, with the rows it will hold); returns the columns and
+    the row count for `csv_stream`."""
+    chosen = check_export_columns(columns)
+    count = count_exported(session, actor, segment=segment)
+    record_audit(session, actor, "customers.export", "customer", None,
+                 after={"format": "csv", "columns": chosen, "scope": f"segment {segment}" if segment else "all",
+                        "rows": count, "streamed": True})
+    return chosen, count
+
+
+def csv_stream(session: Session, viewer: Actor, columns: list[str], *, segment: str | None = None,
+               batch: int = 5000) -> Iterator[bytes]:
+    """The export as UTF-8 CSV chunks (with a byte-order mark), read `batch` rows at a time, so memory
+    stays flat however many customers there are."""
+    rows = iter_customers(session, viewer, columns, segment=segment, batch=batch)
+    yield "\ufeff".encode()
+    for chunk in csv_chunks(({c: _text(row[c]) for c in columns} for row in rows), columns):
+        yield chunk.encode("utf-8")

@@ -45,6 +45,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.spreadsheet import neutralize
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
 from db.models import (
@@ -80,6 +81,7 @@ KEPT_COLUMNS = frozenset({
     "currency", "order_number", "ticket_number", "category", "department", "processor", "brand", "program",
     "campaign", "template", "source_type", "source_id", "referral_code", "country_code", "rfm_segment",
     "preferred_category", "event", "purpose", "source", "legal_basis", "policy_version", "result", "offer_type",
+    "trigger",  # a CTA's or holdout's rule (issue 18): one open per customer and trigger, so never blanked
 })
 PERSONAL_NUMBERS = frozenset({"latitude", "longitude", "exp_month", "exp_year"})
 RETAINED_TABLES = {"orders": "orders and order lines are kept for tax and accounting retention, de-identified"}
@@ -451,9 +453,15 @@ def subject_data(session: Session, customer_id: Any) -> dict[str, list[dict[str,
     return data
 
 
-def export_subject_data(session: Session, customer_id: Any) -> bytes:
-    """A zip: `subject.json` with everything, plus one CSV per table."""
-    return _zip(subject_data(session, customer_id))
+def export_subject_data(session: Session, actor: Actor, customer_id: Any) -> bytes:
+    """A zip of everything held about a person: `subject.json`, plus one CSV per table (formula-safe).
+    Needs `privacy.manage`; the export is audited."""
+    require(actor, "privacy.manage")
+    data = subject_data(session, customer_id)
+    payload = _zip(data)
+    record_audit(session, actor, "customer.export_subject", "customer", customer_id,
+                 after={"tables": {k: len(v) for k, v in data.items()}, "bytes": len(payload)})
+    return payload
 
 
 def _zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
@@ -467,7 +475,8 @@ def _zip(data: dict[str, list[dict[str, Any]]]) -> bytes:
             writer = csv.DictWriter(text, fieldnames=columns)
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+                writer.writerow({k: neutralize(json.dumps(v) if isinstance(v, dict | list) else v)
+                                 for k, v in row.items()})
             archive.writestr(f"{name}.csv", text.getvalue())
     return buffer.getvalue()
 
@@ -584,6 +593,9 @@ def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id:
             count = rows_affected(session.execute(update(table).where(condition).values(values))) or 0
             if count:
                 affected[table.name] = count
+    from crm_core.success.ctas import erase_cta_texts  # here: success imports customers at import time
+
+    affected.update(erase_cta_texts(session, ids))  # notes and history written while working their CTAs
     session.execute(update(Customer.__table__).where(Customer.id.in_(ids)).values(
         first_name=ERASED, last_name="", email=None, phone=None, date_of_birth=None, gender=None, city=None,
         notes=None, external_id=None, status="erased", erased_at=now, version=Customer.version + 1))

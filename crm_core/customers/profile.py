@@ -39,12 +39,14 @@ from crm_core.customers.search import _latest_prediction_date, risk_level_expr
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
+from crm_core.platform.ids import is_record_id
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
 from crm_core.platform.transactions import check_version
 from crm_core.risk.decisions import enforce, record_account_change
 from db.models import (
+    ACQUISITION_CHANNELS,
     ADDRESS_KINDS,
     CONSENT_PURPOSES,
     GENDERS,
@@ -67,7 +69,9 @@ from db.models import (
     LoyaltyAccount,
     LoyaltyTransaction,
     Order,
+    SocialMention,
     SupportTicket,
+    utcnow,
 )
 
 GAZETTEER = Path(__file__).resolve().parent / "data" / "cities.csv"
@@ -85,9 +89,10 @@ POSTAL_CODE_PATTERNS: dict[str, str] = {
 }
 EDITABLE = ("first_name", "last_name", "email", "phone", "company", "country_code", "city",
             "preferred_language", "date_of_birth", "gender", "notes")
+CREATE_ONLY = ("external_id", "acquisition_channel")
 ADDRESS_FIELDS = ("kind", "line1", "line2", "city", "region", "postal_code", "country_code", "is_default")
 TIMELINE_KINDS = ("order", "communication", "ticket", "complaint", "lifecycle", "loyalty", "segment_enter",
-                  "segment_leave", "merge")
+                  "segment_leave", "merge", "mention")
 
 
 # --------------------------------------------------------------------------- validation
@@ -203,8 +208,7 @@ def geocode(country_code: str, city: str | None) -> tuple[float, float] | None:
 
 
 def _customer(session: Session, customer_id: Any) -> Customer:
-    found = session.get(Customer, customer_id) if isinstance(customer_id, int) and not isinstance(
-        customer_id, bool) else None
+    found = session.get(Customer, customer_id) if is_record_id(customer_id) else None
     if found is None:
         raise NotFound(f"No customer with id {customer_id}.")
     return found
@@ -310,6 +314,11 @@ def _timeline_sources(customer_id: int) -> dict[str, Any]:
         "merge": select(at(CustomerMerge.merged_at), kind("merge"), _s(CustomerMerge.id),
                         _s(CustomerMerge.kind), _s(CustomerMerge.survivor_id), _s(CustomerMerge.merged_id))
         .where((CustomerMerge.survivor_id == customer_id) | (CustomerMerge.merged_id == customer_id)),
+        "mention": select(at(SocialMention.posted_at), kind("mention"), _s(SocialMention.id).label("ref"),
+                          _s(SocialMention.platform).label("a"),
+                          func.coalesce(SocialMention.sentiment_label, empty).label("b"),
+                          func.substr(SocialMention.text, 1, 300).label("c"))
+        .where(SocialMention.customer_id == customer_id),
     }
 
 
@@ -327,6 +336,8 @@ def _describe_event(kind: str, ref: str, a: str, b: str, c: str, customer_id: in
     if kind == "loyalty":
         points = int(float(b))
         return f"Loyalty {a} {points:+,} points", c
+    if kind == "mention":
+        return f"{a.capitalize()} mention" + (f" ({b})" if b else ""), c
     if kind == "segment_enter":
         return f"Entered segment {a}", f"{b} assignment"
     if kind == "segment_leave":
@@ -351,16 +362,17 @@ def timeline(session: Session, viewer: Actor, customer_id: int, page: int = 1, p
         raise ValidationError(f"Unknown timeline kind {unknown[0]!r}; choose from: {', '.join(TIMELINE_KINDS)}.")
     sources = _timeline_sources(customer.id)
     feed = union_all(*[sources[k] for k in chosen]).subquery("feed")
+    # By position: a union takes its column names from its first SELECT, and only some are labelled.
+    at, kind, ref = list(feed.c)[:3]
     total = session.scalar(select(func.count()).select_from(feed)) or 0
     page = max(1, page)
     result = session.execute(
-        select(feed).order_by(feed.c.at.desc(), feed.c.kind, feed.c.ref.desc())
-        .limit(page_size).offset((page - 1) * page_size)
+        select(*feed.c).order_by(at.desc(), kind, ref.desc()).limit(page_size).offset((page - 1) * page_size)
     )
     rows = []
-    for r in result:
-        title, detail = _describe_event(r.kind, r.ref, r.a or "", r.b or "", r.c or "", customer.id)
-        rows.append({"at": r.at, "kind": r.kind, "event": title, "detail": detail, "ref": r.ref})
+    for r_at, r_kind, r_ref, a, b, c in result:
+        title, detail = _describe_event(r_kind, r_ref, a or "", b or "", c or "", customer.id)
+        rows.append({"at": r_at, "kind": r_kind, "event": title, "detail": detail, "ref": r_ref})
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
@@ -578,6 +590,32 @@ def update_customer(session: Session, actor: Actor, customer_id: int, expected_v
         setattr(customer, key, value)
     session.flush()  # the versioned UPDATE: a concurrent writer makes this raise StaleDataError
     record_audit(session, actor, "customer.update", "customer", customer.id, before=before, after=cleaned)
+    return customer
+
+
+def create_customer(session: Session, actor: Actor, fields: dict[str, Any], today: dt.date | None = None) -> Customer:
+    """A new active customer from the editable profile fields (validated like an edit), optionally with
+    the id another system knows it by (`external_id`, unique) and an acquisition channel."""
+    require(actor, "customers.edit")
+    if not isinstance(fields, dict):
+        raise ValidationError("A customer is a mapping of field to value.")
+    extra = {k: fields[k] for k in CREATE_ONLY if k in fields}
+    cleaned = _clean_changes(Customer(), {k: v for k, v in fields.items() if k not in CREATE_ONLY},
+                             today or dt.date.today())
+    external_id = extra.get("external_id")
+    if external_id is not None:
+        external_id = _text("external_id", external_id, required=True)
+        if session.scalar(select(Customer.id).where(Customer.external_id == external_id)) is not None:
+            raise ValidationError(f"A customer with external_id {external_id!r} exists already.")
+    channel = extra.get("acquisition_channel") or "direct"
+    if channel not in ACQUISITION_CHANNELS:
+        raise ValidationError(f"acquisition_channel must be one of: {', '.join(ACQUISITION_CHANNELS)}.")
+    customer = Customer(**{"first_name": "", "last_name": "", **cleaned}, external_id=external_id,
+                        acquisition_channel=channel, status="active", signed_up_at=utcnow())
+    session.add(customer)
+    session.flush()
+    record_audit(session, actor, "customer.create", "customer", customer.id,
+                 after={**cleaned, "external_id": external_id, "acquisition_channel": channel})
     return customer
 
 

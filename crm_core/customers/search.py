@@ -34,7 +34,7 @@ from rapidfuzz import fuzz
 from sqlalchemy import Float, and_, case, cast, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import GONE_STATUSES
+from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, display_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
@@ -627,3 +627,53 @@ def list_searches(session: Session, viewer: Actor) -> list[dict[str, Any]]:
 def load_search(session: Session, viewer: Actor, search_id: int) -> CustomerQuery:
     require(viewer, "customers.view")
     return CustomerQuery.from_dict(_own_search(session, viewer, search_id).query)
+
+
+# --------------------------------------------------------------------------- filter groups, keyset pages
+
+
+def filter_customers(session: Session, viewer: Actor, rules: dict[str, Any] | None, as_of: dt.date,
+                     limit: int = 100, after: int | None = None, include_gone: bool = False) -> dict[str, Any]:
+    """One page of the customers matching segment-style rules (an OR of ANDs, or any nesting of
+    `{"all"|"any": [...]}` groups over the segment rule fields), in id order after the id `after`.
+
+    Keyset paging has no cap and costs the same on the last page as on the first; `next_after` is
+    the id to continue after, None on the last page. Merged and erased customers are left out
+    unless `include_gone`.
+    """
+    from crm_core.segmentation.rules import _customer_from, compile_rules  # segmentation imports customers
+
+    require(viewer, "customers.view")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise ValidationError("limit must be a whole number between 1 and 1000.")
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+        raise ValidationError("after must be a customer id from a previous page.")
+    conditions: list[Any] = [] if include_gone else [COUNTED_CUSTOMER]
+    if rules:
+        conditions.append(compile_rules(rules, as_of))
+    if after is not None:
+        conditions.append(Customer.id > after)
+    rows = session.execute(
+        select(Customer.id, Customer.external_id, Customer.first_name, Customer.last_name, Customer.email,
+               Customer.country_code, Customer.status, Customer.signed_up_at, Customer.version,
+               CustomerLifecycleStage.stage, LoyaltyAccount.tier, CustomerAnalytics.order_count,
+               CustomerAnalytics.total_revenue, CustomerAnalytics.last_order_at, CustomerAnalytics.clv_12m,
+               CustomerAnalytics.churn_probability)
+        .select_from(_customer_from()).where(*conditions).order_by(Customer.id).limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "rows": [
+            {"id": r.id, "external_id": r.external_id,
+             "name": display_name(r.first_name, r.last_name, r.id, r.external_id), "email": r.email,
+             "country": r.country_code, "status": r.status, "signed_up_at": r.signed_up_at, "version": r.version,
+             "stage": r.stage, "tier": r.tier, "orders": r.order_count or 0,
+             "revenue": float(r.total_revenue) if r.total_revenue is not None else 0.0,
+             "last_order_at": r.last_order_at,
+             "clv_12m": float(r.clv_12m) if r.clv_12m is not None else None,
+             "churn_probability": r.churn_probability}
+            for r in rows
+        ],
+        "next_after": rows[-1].id if more else None,
+    }

@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import json
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,13 @@ from crm_core.platform.errors import ValidationError
 
 FORMATS = ("csv", "xlsx", "json")
 MAX_JSON_OBJECT = 16 * 1024 * 1024
+# A workbook is bounded by what it expands to, not by its compressed size: a few hundred kilobytes
+# of zipped XML can hold gigabytes of text. openpyxl reads the shared strings whole into memory.
+MAX_XLSX_EXPANDED = 1024 * 1024 * 1024
+MAX_XLSX_SHARED_STRINGS = 64 * 1024 * 1024
+# Excel's own limit on a cell; a column name is a label, not a document.
+MAX_CELL_LENGTH = 32_767
+MAX_COLUMN_NAME_LENGTH = 255
 
 T = TypeVar("T")
 Source = str | os.PathLike | IO[bytes]
@@ -71,6 +79,19 @@ class _CountingRaw(io.RawIOBase):
         return n
 
 
+NUL_PROBLEM = "holds a NUL character (\\x00): the file is damaged or not text"
+LONG_CELL_PROBLEM = f"holds a value longer than {MAX_CELL_LENGTH:,} characters (Excel's limit for a cell)"
+
+
+def _cell_problem(values: list[str]) -> str | None:
+    """What makes a row's values unusable as a whole: a NUL character or an oversized value."""
+    if any("\x00" in v for v in values):
+        return NUL_PROBLEM
+    if any(len(v) > MAX_CELL_LENGTH for v in values):
+        return LONG_CELL_PROBLEM
+    return None
+
+
 def _cell_text(value: Any) -> str:
     """A spreadsheet or JSON value as the text a person would read in the cell."""
     if value is None:
@@ -94,15 +115,17 @@ def _header(names: list[Any]) -> list[str]:
     columns = []
     for index, name in enumerate(names, start=1):
         text = _cell_text(name).strip() or f"column_{index}"
+        if len(text) > MAX_COLUMN_NAME_LENGTH:
+            raise ValidationError(f"The header's column {index} is {len(text):,} characters long; a column name "
+                                  f"has at most {MAX_COLUMN_NAME_LENGTH}. Is the first row really the header?")
+        if "\x00" in text:
+            raise ValidationError(f"The header's column {index} {NUL_PROBLEM}.")
         if text in columns:
             raise ValidationError(f"The header names the column {text!r} twice; column names must be unique.")
         columns.append(text)
     if not columns:
         raise ValidationError("The file has no header row.")
     return columns
-
-
-NUL_PROBLEM = "holds a NUL character (\\x00): the file is damaged or not text"
 
 
 @dataclass
@@ -179,6 +202,9 @@ class TableReader:
                 f"{self.name or 'The file'} is not UTF-8 text (an undecodable byte near byte {self.consumed:,}): "
                 f"save it as UTF-8 and try again. ({exc.reason})"
             ) from None
+        except RecursionError:
+            raise ValidationError(f"{self.name or 'The file'} nests its values too deeply to read: an imported "
+                                  "row is a flat object of column values.") from None
         except csv.Error as exc:
             raise ValidationError(f"{self.name or 'The file'} is not a readable CSV file: {exc}.") from None
 
@@ -219,8 +245,8 @@ class TableReader:
                 problem = None
                 if len(record) > width and any(v.strip() for v in record[width:]):
                     problem = f"has {len(record)} values but the header has {width} columns"
-                elif "\x00" in "".join(record):
-                    problem = NUL_PROBLEM
+                else:
+                    problem = _cell_problem(record)
                 record = record[:width] + [""] * (width - len(record))
                 yield RawRow(number, dict(zip(self.columns, record, strict=True)), problem)
 
@@ -233,13 +259,18 @@ class TableReader:
         from openpyxl import load_workbook
         from openpyxl.utils.exceptions import InvalidFileException
 
+        name = self.name or "The file"
+        broken = (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, IndexError, ValueError, TypeError,
+                  SyntaxError, EOFError, zlib.error)  # SyntaxError: xml.etree's ParseError (malformed XML)
         try:
+            self._check_xlsx_expansion()
             workbook = self._workbook = load_workbook(self._stream, read_only=True, data_only=True)
             sheet = workbook.worksheets[0]
             rows = sheet.iter_rows(values_only=True)
             first = next(rows, None)
-        except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, IndexError) as exc:
-            raise ValidationError(f"{self.name or 'The file'} is not a valid Excel (.xlsx) workbook ({exc}).") from None
+        except broken as exc:
+            raise ValidationError(f"{name} is not a valid Excel (.xlsx) workbook "
+                                  f"({type(exc).__name__}: {str(exc)[:200]}).") from None
         if first is None:
             raise ValidationError(f"{self.name or 'The file'} has an empty first sheet.")
         self.columns = _header(list(first))
@@ -251,19 +282,40 @@ class TableReader:
 
         def generate() -> Iterator[RawRow]:
             number = 1
-            for values in rows:
-                number += 1
-                self._xlsx_rows = number
-                texts = [_cell_text(v) for v in values]
-                if not any(t.strip() for t in texts):
-                    continue
-                problem = None
-                if len(texts) > width and any(t.strip() for t in texts[width:]):
-                    problem = f"has values beyond the {width} named columns"
-                texts = texts[:width] + [""] * (width - len(texts))
-                yield RawRow(number, dict(zip(self.columns, texts, strict=True)), problem)
+            try:
+                for values in rows:
+                    number += 1
+                    self._xlsx_rows = number
+                    texts = [_cell_text(v) for v in values]
+                    if not any(t.strip() for t in texts):
+                        continue
+                    problem = _cell_problem(texts)
+                    if len(texts) > width and any(t.strip() for t in texts[width:]):
+                        problem = f"has values beyond the {width} named columns"
+                    texts = texts[:width] + [""] * (width - len(texts))
+                    yield RawRow(number, dict(zip(self.columns, texts, strict=True)), problem)
+            except broken as exc:
+                raise ValidationError(f"{name} is damaged after row {number - 1:,}: it is not a valid Excel (.xlsx) "
+                                      f"workbook ({type(exc).__name__}: {str(exc)[:200]}).") from None
 
         self._rows = generate()
+
+    def _check_xlsx_expansion(self) -> None:
+        """Refuse a workbook whose parts expand beyond what can be read safely (a zip bomb)."""
+        import zipfile
+
+        with zipfile.ZipFile(self._stream) as archive:
+            infos = archive.infolist()
+        self._stream.seek(0)
+        expanded = sum(info.file_size for info in infos)
+        shared = sum(info.file_size for info in infos if info.filename.lower().endswith("sharedstrings.xml"))
+        name = self.name or "The file"
+        if expanded > MAX_XLSX_EXPANDED:
+            raise ValidationError(f"{name} expands to {expanded / 2**20:,.0f} MB when unzipped; an imported workbook "
+                                  f"may expand to at most {MAX_XLSX_EXPANDED / 2**20:,.0f} MB. Split it, or save it as CSV.")
+        if shared > MAX_XLSX_SHARED_STRINGS:
+            raise ValidationError(f"{name} holds {shared / 2**20:,.0f} MB of text in its shared strings; at most "
+                                  f"{MAX_XLSX_SHARED_STRINGS / 2**20:,.0f} MB can be read. Split it, or save it as CSV.")
 
     # JSON
     def _start_json(self, text: io.TextIOWrapper) -> None:
@@ -279,7 +331,7 @@ class TableReader:
 
         def row(number: int, obj: dict) -> RawRow:
             values = {str(k): _cell_text(v) for k, v in obj.items()}
-            return RawRow(number, values, NUL_PROBLEM if "\x00" in "".join(values.values()) else None)
+            return RawRow(number, values, _cell_problem(list(values.values())))
 
         def generate() -> Iterator[RawRow]:
             yield row(*first)

@@ -119,6 +119,25 @@ class LoadResult:
     partially_refunded: int = 0  # orders written that count as revenue with a refund taken off
 
 
+def stored_currency(connection: Connection) -> str | None:
+    """The most common currency among the latest orders already stored, or None for an empty shop."""
+    orders = Order.__table__
+    latest = select(orders.c.currency).order_by(orders.c.id.desc()).limit(CURRENCY_SAMPLE).subquery()
+    return connection.execute(
+        select(latest.c.currency).group_by(latest.c.currency).order_by(func.count().desc(), latest.c.currency).limit(1)
+    ).scalar()
+
+
+def existing_order_numbers(connection: Connection, numbers: list[str]) -> set[str]:
+    """Which of these order numbers are already in the database (an import skips them)."""
+    orders = Order.__table__
+    found: set[str] = set()
+    for start in range(0, len(numbers), 500):
+        chunk = numbers[start:start + 500]
+        found.update(connection.execute(select(orders.c.order_number).where(orders.c.order_number.in_(chunk))).scalars())
+    return found
+
+
 def shop_currency(connection: Connection, staging: Staging) -> tuple[str, str]:
     """The shop's currency and where it was read: the latest orders in the database, else the file.
 
@@ -126,11 +145,7 @@ def shop_currency(connection: Connection, staging: Staging) -> tuple[str, str]:
     common among the latest orders already stored; for a first import, the most common in the file
     (the first seen on a tie); with neither, EUR.
     """
-    orders = Order.__table__
-    latest = select(orders.c.currency).order_by(orders.c.id.desc()).limit(CURRENCY_SAMPLE).subquery()
-    stored = connection.execute(
-        select(latest.c.currency).group_by(latest.c.currency).order_by(func.count().desc(), latest.c.currency).limit(1)
-    ).scalar()
+    stored = stored_currency(connection)
     if stored:
         return stored, "the orders already in the database"
     o = staging.orders

@@ -302,5 +302,5 @@ def batches(values: list, size: int = LOOKUP_BATCH) -> Iterator[list]:
 class PreviewRow:
     row: int
     values: dict[str, str]
-    status: str  # "ok" or "invalid"
+    status: str  # "ok", "invalid", or "skipped" (already imported)
     reason: str

@@ -481,30 +481,64 @@ def import_shopify_orders(
     return report
 
 
-def preview_shopify(source: Source, *, file_name: str | None = None, limit: int = 20
-                    ) -> tuple[list[str], list[PreviewRow]]:
-    """The file's columns and its first `limit` rows, each with the status of its order (no database)."""
+def preview_shopify(source: Source, *, file_name: str | None = None, limit: int = 20,
+                    session: Session | None = None) -> tuple[list[str], list[PreviewRow]]:
+    """The file's columns and its first `limit` rows, each with the status of its order.
+
+    Without a session the file alone is checked. With one, the preview also says what the import
+    would do against the database: orders already imported are "skipped", and orders in another
+    currency than the shop's (see `order_staging.shop_currency`) are "invalid" with that reason.
+    """
     now = utcnow()
+    orders: list[tuple[str, list[RawRow], list[tuple[int, str]], str | None]] = []
+    shown = 0
     with _reader(source, file_name) as reader:
         columns = reader.columns
         found = shopify_columns(columns)
-        rows: list[PreviewRow] = []
         for name, block, problems in grouped_orders(reader.rows(), found):
+            currency = None
             if name and not problems:
-                _, problems = validate_order(name, block, found, now)
-            reasons: dict[int, list[str]] = {}
-            for row_number, reason in problems:
-                reasons.setdefault(row_number, []).append(reason)
-            for row in block:
-                own = reasons.get(row.number)
-                if own:
-                    rows.append(PreviewRow(row.number, row.values, "invalid", "; ".join(own)))
-                elif problems:
-                    rows.append(PreviewRow(row.number, row.values, "invalid",
-                                           f"left out with order {name} (row {problems[0][0]})"))
-                else:
-                    rows.append(PreviewRow(row.number, row.values, "ok", ""))
-            if len(rows) >= limit:
+                order, problems = validate_order(name, block, found, now)
+                currency = order.order["currency"] if order is not None else None
+            orders.append((name, block, problems, currency))
+            shown += len(block)
+            if shown >= limit:
                 break
+    existing: set[str] = set()
+    shop = None
+    shop_source = ""
+    if session is not None:
+        connection = session.connection()
+        valid = [(name, currency) for name, _, problems, currency in orders if name and not problems]
+        existing = order_staging.existing_order_numbers(connection, [name for name, _ in valid])
+        shop = order_staging.stored_currency(connection)
+        shop_source = "the currency of the orders already in the database"
+        if shop is None:
+            counts: dict[str, int] = {}
+            for _, currency in valid:
+                if currency:
+                    counts[currency] = counts.get(currency, 0) + 1
+            shop = max(counts, key=lambda c: counts[c]) if counts else None  # first seen wins a tie
+            shop_source = "the most common currency in the file"
+    rows: list[PreviewRow] = []
+    for name, block, problems, currency in orders:
+        reasons: dict[int, list[str]] = {}
+        for row_number, reason in problems:
+            reasons.setdefault(row_number, []).append(reason)
+        for row in block:
+            own = reasons.get(row.number)
+            if own:
+                rows.append(PreviewRow(row.number, row.values, "invalid", "; ".join(own)))
+            elif problems:
+                rows.append(PreviewRow(row.number, row.values, "invalid",
+                                       f"left out with order {name} (row {problems[0][0]})"))
+            elif name in existing:
+                rows.append(PreviewRow(row.number, row.values, "skipped",
+                                       f"order {name} is already in the database: importing adds nothing"))
+            elif shop and currency and currency != shop:
+                rows.append(PreviewRow(row.number, row.values, "invalid",
+                                       f"order {name} is in {currency}, not the shop's {shop} ({shop_source}): "
+                                       "it will not be imported"))
+            else:
+                rows.append(PreviewRow(row.number, row.values, "ok", ""))
     return columns, rows[:limit]
-

@@ -5,11 +5,13 @@ the submodule they need.
 """
 
 from crm_core.loyalty.ledger import (
+    ADJUSTMENT_WINDOW,
     DEFAULT_SETTINGS,
     DEFAULT_TIER_THRESHOLDS,
     InsufficientPoints,
     account_summary,
     adjust,
+    adjusted_without_approval,
     credit_reward,
     decide_adjustment,
     earn_for_order,
@@ -34,11 +36,13 @@ from crm_core.loyalty.ledger import (
 )
 
 __all__ = [
+    "ADJUSTMENT_WINDOW",
     "DEFAULT_SETTINGS",
     "DEFAULT_TIER_THRESHOLDS",
     "InsufficientPoints",
     "account_summary",
     "adjust",
+    "adjusted_without_approval",
     "credit_reward",
     "decide_adjustment",
     "earn_for_order",

@@ -116,6 +116,25 @@ class AdjustmentResult:
     status: str  # "posted" or "pending"
     transaction: LoyaltyTransaction | None = None
     request: LoyaltyAdjustmentRequest | None = None
+    why_pending: str = ""  # for a pending request: which limit it is above
+
+
+# Manual adjustments a person posted without approval within this window add up against the
+# approval limit: ten adjustments of 1,000 points need approval as one of 10,000 would.
+ADJUSTMENT_WINDOW = dt.timedelta(hours=24)
+
+
+def adjusted_without_approval(session: Session, actor: Actor, now: dt.datetime | None = None) -> int:
+    """Points (added or removed) `actor` posted by hand without approval in the last ADJUSTMENT_WINDOW."""
+    if actor.id is None:
+        return 0
+    since = (now or utcnow()) - ADJUSTMENT_WINDOW
+    total = session.scalar(
+        select(func.coalesce(func.sum(func.abs(LoyaltyTransaction.points)), 0)).where(
+            LoyaltyTransaction.created_by_id == actor.id, LoyaltyTransaction.created_at >= since,
+            LoyaltyTransaction.kind == "adjust", LoyaltyTransaction.source_type == "manual",
+            LoyaltyTransaction.approved_by_id.is_(None)))
+    return int(total or 0)
 
 
 # --------------------------------------------------------------------------- settings
@@ -477,7 +496,18 @@ def adjust(session: Session, actor: Actor, customer_id: int, points: int, reason
         raise InsufficientPoints(
             f"Customer {customer_id} has {account.points_balance:,} points; {-points:,} cannot be taken off."
         )
-    if abs(points) > settings["approval_limit"]:
+    approval_limit = settings["approval_limit"]
+    why_pending = ""
+    if abs(points) > approval_limit:
+        why_pending = f"{abs(points):,} points are above the approval limit of {approval_limit:,}"
+    elif actor.id is not None:
+        # One person's adjustments are summed one at a time: concurrent ones wait for each other.
+        session.execute(select(User.id).where(User.id == actor.id).with_for_update())
+        earlier = adjusted_without_approval(session, actor)
+        if earlier + abs(points) > approval_limit:
+            why_pending = (f"with the {earlier:,} points you adjusted in the last 24 hours this makes "
+                           f"{earlier + abs(points):,}, above the approval limit of {approval_limit:,}")
+    if why_pending:
         request = LoyaltyAdjustmentRequest(
             account_id=account.id, customer_id=customer_id, points=points, reason=reason, status="pending",
             idempotency_key=idempotency_key, requested_by_id=actor.id, requested_at=utcnow(),
@@ -485,8 +515,8 @@ def adjust(session: Session, actor: Actor, customer_id: int, points: int, reason
         session.add(request)
         session.flush()
         record_audit(session, actor, "loyalty.adjust.request", "loyalty_adjustment", request.id,
-                     after={"customer_id": customer_id, "points": points, "reason": reason})
-        return AdjustmentResult("pending", request=request)
+                     after={"customer_id": customer_id, "points": points, "reason": reason, "why": why_pending})
+        return AdjustmentResult("pending", request=request, why_pending=why_pending)
     entry = _post(session, account, "adjust", points, actor, reason=reason, source_type="manual",
                   key=idempotency_key)
     record_audit(session, actor, "loyalty.adjust", "loyalty_account", account.id,

@@ -6,6 +6,14 @@ the submodule they need.
 """
 
 from crm_core.platform.actors import SYSTEM, Actor, SystemActor
+from crm_core.platform.api_tokens import (
+    TokenActor,
+    authenticate_token,
+    create_token,
+    list_tokens,
+    revoke_token,
+    user_by_name,
+)
 from crm_core.platform.audit import AuditFilter, audit_filter_options, record_audit, search_audit_log
 from crm_core.platform.dates import (
     EARLIEST_DATE,
@@ -19,14 +27,36 @@ from crm_core.platform.dates import (
     midnight,
 )
 from crm_core.platform.errors import (
+    ERROR_LOG,
     AuthenticationError,
     ConflictError,
     DomainError,
     NotFound,
     PermissionDenied,
+    ServiceUnavailable,
     ValidationError,
+    report_unexpected,
+    unexpected_error_message,
+)
+from crm_core.platform.idempotency import (
+    check_idempotency_key,
+    purge_idempotency_keys,
+    request_fingerprint,
+    store_response,
+    stored_response,
+)
+from crm_core.platform.ids import MAX_RECORD_ID, is_record_id, parse_record_id
+from crm_core.platform.jobs import (
+    create_job,
+    finish_job,
+    job_results,
+    job_status,
+    latest_jobs,
+    mark_job_running,
+    set_job_progress,
 )
 from crm_core.platform.paging import Page
+from crm_core.platform.passwords import MIN_PASSWORD_LENGTH, check_password
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.shop import (
@@ -58,6 +88,7 @@ from crm_core.platform.users import (
     authenticate,
     change_role,
     create_user,
+    hash_password,
     list_users,
     load_actor,
     reset_password,
@@ -65,6 +96,24 @@ from crm_core.platform.users import (
 )
 
 __all__ = [
+    "TokenActor",
+    "authenticate_token",
+    "check_idempotency_key",
+    "create_job",
+    "create_token",
+    "finish_job",
+    "job_results",
+    "job_status",
+    "latest_jobs",
+    "list_tokens",
+    "mark_job_running",
+    "purge_idempotency_keys",
+    "request_fingerprint",
+    "revoke_token",
+    "set_job_progress",
+    "store_response",
+    "stored_response",
+    "user_by_name",
     "Actor",
     "AuditFilter",
     "AuthenticationError",
@@ -72,11 +121,15 @@ __all__ = [
     "DataDate",
     "DomainError",
     "EARLIEST_DATE",
+    "ERROR_LOG",
     "HISTORICAL_AFTER_DAYS",
+    "MAX_RECORD_ID",
+    "MIN_PASSWORD_LENGTH",
     "NotFound",
     "Page",
     "PermissionDenied",
     "PERMISSIONS",
+    "ServiceUnavailable",
     "SHOP_COUNTRY",
     "SHOP_CURRENCY",
     "SHOP_TIMEZONE",
@@ -89,6 +142,7 @@ __all__ = [
     "authenticate",
     "calendar_day",
     "change_role",
+    "check_password",
     "check_as_of",
     "check_backfill_months",
     "check_version",
@@ -100,14 +154,18 @@ __all__ = [
     "drop_temporary_table",
     "end_of",
     "get_shop_country",
+    "hash_password",
+    "is_record_id",
     "latest_order_date",
     "least",
     "list_users",
     "load_actor",
     "midnight",
     "neutralize",
+    "parse_record_id",
     "next_day_start",
     "record_audit",
+    "report_unexpected",
     "require",
     "reset_password",
     "rows_affected",
@@ -118,6 +176,7 @@ __all__ = [
     "stored_setting",
     "supported_countries",
     "temporary_table_as",
+    "unexpected_error_message",
     "unit_of_work",
     "use_batch_memory",
     "week_start",

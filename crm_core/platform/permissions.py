@@ -46,8 +46,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "communications.view": frozenset({"admin", "analyst", "success_manager", "support_agent"}),
     "communications.log": frozenset({"admin", "success_manager", "support_agent"}),
     "privacy.manage": frozenset({"admin"}),
+    # Win-back campaigns (issue 17): analysts and success managers design and run them, executives
+    # read the results; training the uplift model is an analyst's job.
+    "campaigns.view": frozenset({"admin", "analyst", "success_manager", "executive"}),
+    "campaigns.manage": frozenset({"admin", "analyst", "success_manager"}),
+    "campaigns.models": frozenset({"admin", "analyst"}),
     "users.manage": frozenset({"admin"}),
     "audit.view": frozenset({"admin"}),
+    # issue 15: the HTTP API. Everyone manages their own tokens; admins anyone's, and webhooks.
+    "tokens.own": ALL_ROLES,
+    "tokens.manage": frozenset({"admin"}),
+    "webhooks.manage": frozenset({"admin"}),
     # issue 16: risk (fraud, credit, account takeover) and referrals
     "risk.view": frozenset({"admin", "risk_analyst", "success_manager"}),
     "risk.review": frozenset({"admin", "risk_analyst"}),
@@ -57,7 +66,19 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "referrals.view": frozenset({"admin", "analyst", "success_manager", "risk_analyst", "executive"}),
     "referrals.manage": frozenset({"admin", "success_manager"}),
     "referrals.settings": frozenset({"admin"}),
+    # customer success (issue 18): read the workbench, work CTAs, reassign anyone's, edit playbooks
+    "success.view": frozenset({"admin", "success_manager", "executive"}),
+    "success.work": frozenset({"admin", "success_manager"}),
+    "success.assign": frozenset({"admin"}),
+    "success.playbooks": frozenset({"admin"}),
+    # Issue 17: social listening (mentions are public posts; names of matched customers need
+    # customers.view) and customer journeys (aggregates only).
+    "social.view": ALL_ROLES,
+    "social.import": frozenset({"admin", "analyst"}),
+    "journeys.view": frozenset({"admin", "analyst", "success_manager", "executive"}),
 }
+# What a read-only API token may still do: view, and export what it may view (an export is audited).
+READ_ONLY_ACTIONS = frozenset({a for a in PERMISSIONS if a.endswith(".view")} | {"customers.export"})
 
 
 def allowed(role: str | None, action: str) -> bool:
@@ -67,7 +88,10 @@ def allowed(role: str | None, action: str) -> bool:
 
 
 def require(user: Actor | None, action: str) -> None:
-    """Raise PermissionDenied unless the user is active and the role may perform the action."""
+    """Raise PermissionDenied unless the user is active and the role may perform the action (and, acting
+    through a read-only API token, unless the action only reads)."""
     if user is None or not user.is_active or not allowed(user.role, action):
         who, role = (user.username, user.role) if user is not None else ("anonymous", None)
         raise PermissionDenied(f"{who} ({role or 'no role'}) is not allowed to {action}.")
+    if getattr(user, "read_only", False) and action not in READ_ONLY_ACTIONS:
+        raise PermissionDenied(f"{user.username} is using a read-only API token, which may not {action}.")

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet in a locale whose list separator is ';' (or one told to split on ',') splits a cell
+# such as `x;=1+1` into two, the second a formula: a formula after a separator is neutralised too.
+_FORMULA_AFTER_SEPARATOR = re.compile(r"([;,|])(\s*)(?=[=+\-@])")
 
 
 def neutralize(value):
-    """Prefix text that a spreadsheet would run as a formula with an apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    """Prefix text that a spreadsheet would run as a formula with an apostrophe, at its start and
+    after any list separator within it."""
+    if not isinstance(value, str):
+        return value
+    value = _FORMULA_AFTER_SEPARATOR.sub(r"\1\2'", value)
+    if value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 

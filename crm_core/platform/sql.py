@@ -222,3 +222,11 @@ def use_batch_memory(connection: Connection) -> None:
     if not re.fullmatch(r"\d+\s*(kB|MB|GB)", value):
         raise ValueError(f"{BATCH_WORK_MEM_ENV} must be a size such as 256MB or 1GB, not {value!r}.")
     connection.exec_driver_sql(f"SET LOCAL work_mem = '{value}'")
+
+
+def without_jit(connection: Connection) -> None:
+    """On PostgreSQL, no JIT compilation for the rest of this transaction: an interactive query over a
+    few hundred thousand rows is costed high enough to trigger it, and compiling then takes seconds
+    longer than running the query."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL jit = off")

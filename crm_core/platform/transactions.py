@@ -6,12 +6,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from crm_core.platform.errors import ConflictError, DomainError
-from db.engine import session_factory
+from crm_core.platform.errors import ConflictError, ServiceUnavailable
+from db import engine as engine_module
+from db.engine import SQLITE_IMMEDIATE, session_factory
 
 
 def check_version(entity, expected_version: int | None, label: str) -> None:
@@ -23,13 +24,29 @@ def check_version(entity, expected_version: int | None, label: str) -> None:
         )
 
 
+BUSY_MESSAGE = ("The database is busy with other changes and nothing was saved after waiting "
+                "{seconds:.0f} seconds. Try again in a moment.")
+UNREACHABLE_MESSAGE = "The database could not be reached, so nothing was saved. Try again in a moment."
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig or "").lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
 @contextmanager
-def unit_of_work(bind: Engine | Callable[[], Session]) -> Iterator[Session]:
+def unit_of_work(bind: Engine | Callable[[], Session], *, write: bool = False) -> Iterator[Session]:
     """The one unit of work of pages, the `crm` command and the batch: a session on `bind` (an engine
     or a session factory) that commits on success and rolls back on error, with a version conflict
-    turned into a ConflictError and a lost connection into a DomainError, so callers show one line."""
+    turned into a ConflictError and a lost connection (or a database busy beyond the timeout) into
+    ServiceUnavailable (a DomainError), so callers show one line.
+
+    `write=True` says the work will write: on SQLite its transaction then takes the write lock as it
+    begins, waiting (up to the busy timeout) for any other writer, so it never fails half-way."""
     session: Session = session_factory(bind)() if isinstance(bind, Engine) else bind()
     try:
+        if write and session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_IMMEDIATE: True})
         yield session
         session.commit()
     except StaleDataError as exc:
@@ -37,11 +54,18 @@ def unit_of_work(bind: Engine | Callable[[], Session]) -> Iterator[Session]:
         raise ConflictError(
             "This record was changed by someone else at the same time. Reload and try again."
         ) from exc
+    except IntegrityError as exc:
+        # Two people saving the same unique thing at once (a username, a saved search's name):
+        # the second insert loses the race the service's own check could not see.
+        session.rollback()
+        raise ConflictError(
+            "Someone else saved the same thing at the same moment, so nothing was saved. Reload and try again."
+        ) from exc
     except OperationalError as exc:
         session.rollback()
-        raise DomainError(
-            "The database could not be reached, so nothing was saved. Try again in a moment."
-        ) from exc
+        if _is_busy(exc):
+            raise ServiceUnavailable(BUSY_MESSAGE.format(seconds=engine_module.SQLITE_BUSY_TIMEOUT_MS / 1000)) from exc
+        raise ServiceUnavailable(UNREACHABLE_MESSAGE) from exc
     except BaseException:
         session.rollback()
         raise

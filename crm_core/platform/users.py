@@ -3,36 +3,39 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
+import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import AuthenticationError, NotFound, ValidationError
+from crm_core.platform.passwords import check_password
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
 from db.models import ROLES, User, utcnow
 
 MAX_FAILED_ATTEMPTS = 5
 LOCKOUT = dt.timedelta(minutes=15)
-MIN_PASSWORD_LENGTH = 8
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 
-_hasher = PasswordHasher()
+# argon2-cffi's default parameters (RFC 9106's low-memory profile: 3 passes over 64 MiB, 4 lanes) for
+# every password, demo staff included. Tests swap in a cheaper hasher (tests/conftest.py).
+PASSWORD_HASH_PARAMETERS = profiles.RFC_9106_LOW_MEMORY
+_hasher = PasswordHasher.from_parameters(PASSWORD_HASH_PARAMETERS)
 
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def _validate_password(password: str) -> None:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
 
 
 def _validate_role(role: str) -> None:
@@ -51,44 +54,66 @@ class SignedInUser:
     is_active: bool = True
 
 
+# Every refused sign-in says the same, whatever the reason, so the answer tells nobody which usernames
+# exist; who has the right password learns more (deactivated, locked) only after giving it.
+SIGN_IN_REFUSED = "Unknown username or wrong password."
+
+
+@lru_cache(maxsize=4)
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash of a password nobody knows, with the hasher's parameters: an unknown username is
+    checked against it, so it takes as long to refuse as a wrong password."""
+    return hasher.hash(secrets.token_urlsafe(24))
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password or "")
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def authenticate(session: Session, username: str, password: str, now: dt.datetime | None = None) -> SignedInUser:
     """Check credentials; count failures and lock the account for 15 minutes after five.
 
-    Failed attempts are committed before the error is raised, so they count even though the
-    caller's unit of work rolls back.
+    Every failure takes one password check and gives the same message. The bookkeeping (failures,
+    lock, last sign-in) is one atomic UPDATE that never conflicts with other sign-ins of the same
+    account. Failed attempts are committed before the error is raised, so they count even though
+    the caller's unit of work rolls back.
     """
     now = now or utcnow()
-    user = session.scalar(select(User).where(User.username == (username or "").strip().lower()))
+    user = session.execute(
+        select(User.id, User.username, User.full_name, User.role, User.is_active, User.locked_until,
+               User.password_hash).where(User.username == (username or "").strip().lower())
+    ).one_or_none()
     if user is None:
-        raise AuthenticationError("Unknown username or wrong password.")
-    if not user.is_active:
-        raise AuthenticationError("This account is deactivated; ask an administrator.")
-    if user.locked_until and user.locked_until > now:
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-        raise AuthenticationError(
-            f"Too many failed attempts: the account is locked for another {minutes} minute(s)."
-        )
-    try:
-        _hasher.verify(user.password_hash, password or "")
-    except (VerificationError, InvalidHashError):
-        user.failed_login_count = (user.failed_login_count or 0) + 1
-        locked = user.failed_login_count >= MAX_FAILED_ATTEMPTS
-        if locked:
-            user.locked_until = now + LOCKOUT
-            user.failed_login_count = 0
+        _password_matches(_dummy_hash(_hasher), password)
+        raise AuthenticationError(SIGN_IN_REFUSED)
+    locked = user.locked_until is not None and user.locked_until > now
+    if not _password_matches(user.password_hash, password):
+        if not locked:  # while locked, failures neither count nor extend the lock
+            reached = User.failed_login_count + 1 >= MAX_FAILED_ATTEMPTS
+            session.execute(
+                update(User).where(User.id == user.id).values(
+                    failed_login_count=case((reached, 0), else_=User.failed_login_count + 1),
+                    locked_until=case((reached, now + LOCKOUT), else_=User.locked_until),
+                )
+            )
         record_audit(session, SYSTEM, "auth.sign_in_failed", "user", user.id, after={"locked": locked})
         session.commit()
-        if locked:
-            raise AuthenticationError(
-                "Too many failed attempts: the account is locked for 15 minutes."
-            ) from None
-        raise AuthenticationError("Unknown username or wrong password.") from None
+        raise AuthenticationError(SIGN_IN_REFUSED)
+    if not user.is_active:
+        raise AuthenticationError("This account is deactivated; ask an administrator.")
+    if locked:
+        minutes = max(1, math.ceil((user.locked_until - now).total_seconds() / 60))
+        raise AuthenticationError(
+            f"Too many failed attempts: the account is locked for another {minutes} minute(s).")
+    values: dict = {"failed_login_count": 0, "locked_until": None, "last_login_at": now}
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    user.failed_login_count = 0
-    user.locked_until = None
-    user.last_login_at = now
-    record_audit(session, user, "auth.sign_in", "user", user.id)
+        values["password_hash"] = hash_password(password)
+    session.execute(update(User).where(User.id == user.id).values(**values))
+    record_audit(session, SignedInUser(user.id, user.username, user.full_name, user.role), "auth.sign_in", "user",
+                 user.id)
     session.flush()
     return SignedInUser(user.id, user.username, user.full_name, user.role, user.is_active)
 
@@ -110,7 +135,7 @@ def create_user(
             "starting with a letter or digit."
         )
     _validate_role(role)
-    _validate_password(password)
+    check_password(password, username)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise ValidationError(f"The username {username!r} is taken.")
     user = User(
@@ -164,8 +189,8 @@ def change_role(session: Session, actor: Actor, user_id: int, role: str, expecte
 
 def reset_password(session: Session, actor: Actor, user_id: int, new_password: str) -> User:
     require(actor, "users.manage")
-    _validate_password(new_password)
     user = get_user(session, user_id)
+    check_password(new_password, user.username)
     user.password_hash = hash_password(new_password)
     user.failed_login_count = 0
     user.locked_until = None

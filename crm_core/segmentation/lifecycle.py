@@ -48,6 +48,7 @@ from sqlalchemy import (
     Text,
     and_,
     case,
+    delete,
     func,
     insert,
     literal,
@@ -65,9 +66,21 @@ from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.rollup_state import mark_built
 from crm_core.platform.settings import save_setting, stored_setting
-from crm_core.platform.sql import days_between, rows_affected, year_month
+from crm_core.platform.sql import calendar_day, days_between, rows_affected, use_batch_memory, year_month
 from crm_core.segmentation.churn_levels import AT_RISK_PROBABILITY
+from crm_core.segmentation.lifecycle_rollups import (
+    COHORT_ROLLUP_MONTHS,
+    NEW_STAGE,
+    ROLLUP,
+    as_date,
+    stored_change_count,
+    stored_cohorts,
+    stored_flows,
+    stored_stage_counts,
+    stored_time_in_stage,
+)
 from db.models import (
     LIFECYCLE_STAGES,
     REVENUE_ORDER_STATUSES,
@@ -76,6 +89,9 @@ from db.models import (
     CustomerLifecycleHistory,
     CustomerLifecycleStage,
     Order,
+    RollupCohort,
+    RollupLifecycleFlow,
+    RollupLifecycleStage,
     User,
     utcnow,
 )
@@ -357,6 +373,42 @@ def evaluate_lifecycle(session: Session, as_of: dt.date, actor: Actor = SYSTEM, 
     return {**counts, "changed": changed}
 
 
+def refresh_lifecycle_rollups(session: Session, as_of: dt.date, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Rebuild the stage counts and time in stage of as_of, the changes per day and the cohorts of as_of."""
+    use_batch_memory(session.connection())
+    built_at = utcnow()
+    counts = _stage_counts(session)
+    durations = {row["stage"]: row for row in _time_in_stage_rows(session, as_of)}
+    session.execute(delete(RollupLifecycleStage).where(RollupLifecycleStage.as_of == as_of))
+    session.execute(insert(RollupLifecycleStage), [
+        {"as_of": as_of, "stage": stage, "customers": counts[stage],
+         "timed_customers": durations[stage]["customers"] if stage in durations else 0,
+         "median_days": durations[stage]["median_days"] if stage in durations else None,
+         "avg_days": durations[stage]["avg_days"] if stage in durations else None}
+        for stage in LIFECYCLE_STAGES
+    ])
+    h = CustomerLifecycleHistory
+    day = calendar_day(h.changed_at).label("day")
+    flows = session.execute(
+        select(day, func.coalesce(h.from_stage, NEW_STAGE), h.to_stage, func.count())
+        .join(Customer, Customer.id == h.customer_id)
+        .where(COUNTED_CUSTOMER, h.changed_at < built_at)
+        .group_by(day, h.from_stage, h.to_stage)
+    ).all()
+    session.execute(delete(RollupLifecycleFlow))
+    if flows:
+        session.execute(insert(RollupLifecycleFlow), [
+            {"day": as_date(d), "from_stage": f, "to_stage": t, "changes": int(n)} for d, f, t, n in flows])
+    cohorts = cohort_rows(session, as_of, COHORT_ROLLUP_MONTHS)
+    session.execute(delete(RollupCohort).where(RollupCohort.as_of == as_of))
+    if cohorts:
+        session.execute(insert(RollupCohort), [
+            {"as_of": as_of, "cohort": r["cohort"], "month_offset": r["month_offset"], "customers": r["customers"],
+             "active_customers": r["active_customers"]} for r in cohorts])
+    mark_built(session, ROLLUP, as_of, as_of, True, built_at=built_at)
+    return {"stages": len(LIFECYCLE_STAGES), "flow_rows": len(flows), "cohort_cells": len(cohorts)}
+
+
 def _stage_counts(session: Session) -> dict[str, int]:
     found = dict(session.execute(
         select(CustomerLifecycleStage.stage, func.count())
@@ -423,22 +475,31 @@ def _check_stage(stage: str | None) -> None:
 def stage_distribution(session: Session, viewer: Actor) -> list[dict[str, Any]]:
     """Customers per current stage, every stage in stage order."""
     require(viewer, "lifecycle.view")
-    return [{"stage": stage, "customers": n} for stage, n in _stage_counts(session).items()]
+    stored = stored_stage_counts(session)
+    counts = stored[0] if stored is not None else _stage_counts(session)
+    return [{"stage": stage, "customers": n} for stage, n in counts.items()]
 
 
 def stage_flows(session: Session, viewer: Actor, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
-    """Stage changes in [start, end] as (from, to, distinct customers), for a Sankey diagram."""
+    """Stage changes in [start, end] as (from, to, changes), for a Sankey diagram.
+
+    Each change counts: a customer who moved at_risk -> active twice in the period counts twice, so the
+    figures add up over days and the batch keeps them per day."""
     require(viewer, "lifecycle.view")
     if start > end:
         raise ValidationError("The start date must not be after the end date.")
-    h = CustomerLifecycleHistory
-    rows = session.execute(
-        select(h.from_stage, h.to_stage, func.count(func.distinct(h.customer_id)))
-        .join(Customer, Customer.id == h.customer_id)
-        .where(COUNTED_CUSTOMER, h.changed_at >= midnight(start),
-               h.changed_at < midnight(end + dt.timedelta(days=1)))
-        .group_by(h.from_stage, h.to_stage)
-    ).all()
+    stored = stored_flows(session, start, end)
+    if stored is not None:
+        rows = [(from_stage, to_stage, n) for (from_stage, to_stage), n in stored.items() if n]
+    else:
+        h = CustomerLifecycleHistory
+        rows = [(from_stage, to_stage, int(n)) for from_stage, to_stage, n in session.execute(
+            select(h.from_stage, h.to_stage, func.count())
+            .join(Customer, Customer.id == h.customer_id)
+            .where(COUNTED_CUSTOMER, h.changed_at >= midnight(start),
+                   h.changed_at < midnight(end + dt.timedelta(days=1)))
+            .group_by(h.from_stage, h.to_stage)
+        )]
     order = {stage: i for i, stage in enumerate(LIFECYCLE_STAGES)}
     result = [
         {"from_stage": from_stage or NEW_FLOW_LABEL, "to_stage": to_stage, "customers": int(n)}
@@ -450,6 +511,11 @@ def stage_flows(session: Session, viewer: Actor, start: dt.date, end: dt.date) -
 def time_in_stage(session: Session, viewer: Actor, as_of: dt.date) -> list[dict[str, Any]]:
     """Median and mean days customers have spent in their current stage, up to the end of as_of."""
     require(viewer, "lifecycle.view")
+    stored = stored_time_in_stage(session, as_of)
+    return stored if stored is not None else _time_in_stage_rows(session, as_of)
+
+
+def _time_in_stage_rows(session: Session, as_of: dt.date) -> list[dict[str, Any]]:
     s = CustomerLifecycleStage
     end = midnight(as_of + dt.timedelta(days=1))
     days = days_between(end, s.entered_at)
@@ -501,6 +567,11 @@ def cohort_retention(session: Session, viewer: Actor, as_of: dt.date, months: in
     require(viewer, "lifecycle.view")
     if not 1 <= months <= 120:
         raise ValidationError("Cohort retention covers between 1 and 120 months.")
+    stored = stored_cohorts(session, as_of, months)
+    return stored if stored is not None else cohort_rows(session, as_of, months)
+
+
+def cohort_rows(session: Session, as_of: dt.date, months: int) -> list[dict[str, Any]]:
     last_index = as_of.year * 12 + as_of.month - 1
     first_index = last_index - (months - 1)
     window_start = dt.datetime(first_index // 12, first_index % 12 + 1, 1)
@@ -543,9 +614,11 @@ def recent_stage_changes(session: Session, viewer: Actor, page: int = 1, page_si
     conditions: list[ColumnElement[bool]] = [COUNTED_CUSTOMER]
     if stage is not None:
         conditions.append(h.to_stage == stage)
-    total = session.scalar(
-        select(func.count()).select_from(h).join(Customer, Customer.id == h.customer_id).where(*conditions)
-    ) or 0
+    total = stored_change_count(session, stage)
+    if total is None:
+        total = session.scalar(
+            select(func.count()).select_from(h).join(Customer, Customer.id == h.customer_id).where(*conditions)
+        ) or 0
     found = session.execute(
         select(h.changed_at, h.customer_id, Customer.first_name, Customer.last_name, h.from_stage,
                h.to_stage, h.reason, h.actor_kind, User.username)
@@ -591,8 +664,12 @@ def customers_in_stage(session: Session, viewer: Actor, stage: str | None = None
     if cohort is not None:
         start, stop = _cohort_range(cohort)
         conditions += [Customer.signed_up_at >= start, Customer.signed_up_at < stop]
-    base = select(Customer.id).outerjoin(s, s.customer_id == Customer.id).where(*conditions)
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    stored = stored_stage_counts(session) if stage is not None and cohort is None else None
+    if stored is not None and stage is not None:
+        total = stored[0][stage]
+    else:
+        base = select(Customer.id).outerjoin(s, s.customer_id == Customer.id).where(*conditions)
+        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     found = session.execute(
         select(Customer.id, Customer.first_name, Customer.last_name, Customer.email, Customer.signed_up_at,
                s.stage, s.entered_at, s.reason, s.engagement_score, s.loyalty_score, s.churn_score)

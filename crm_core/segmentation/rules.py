@@ -10,6 +10,7 @@ completed years on the `as_of` date; a missing preference row means "not opted i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -57,6 +58,10 @@ MAX_LIST_VALUES = 1000
 MAX_TEXT_LENGTH = 255
 MAX_AGE = 150
 MAX_DAYS = 36500
+# Numbers and dates a condition may compare with: anything beyond cannot be stored, so cannot match.
+MAX_NUMBER = 10**15
+EARLIEST_RULE_DATE = dt.date(1900, 1, 1)
+LATEST_RULE_DATE = dt.date(2999, 12, 31)
 
 OPERATORS: dict[str, str] = {
     "eq": "is",
@@ -212,21 +217,27 @@ def _scalar(cond: _Condition, value: Any) -> Any:
             raise cond.fail(f"expected a number, got {_describe(value)}.")
         if isinstance(value, float) and not math.isfinite(value):
             raise cond.fail("expected a finite number.")
+        if not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise cond.fail(f"expected a number between -{MAX_NUMBER:,} and {MAX_NUMBER:,}.")
         column_type = spec.column.type
         if isinstance(column_type, Numeric) and not isinstance(column_type, Float):
             return Decimal(str(value))
         return value
     if spec.type == "date":
+        day: dt.date | None = None
         if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value)
-            except ValueError:
-                pass
-        raise cond.fail(f"expected a date written YYYY-MM-DD, got {_describe(value)}.")
+            day = value.date()
+        elif isinstance(value, dt.date):
+            day = value
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                day = dt.date.fromisoformat(value)
+        if day is None:
+            raise cond.fail(f"expected a date written YYYY-MM-DD, got {_describe(value)}.")
+        if not EARLIEST_RULE_DATE <= day <= LATEST_RULE_DATE:
+            raise cond.fail(f"expected a date from {EARLIEST_RULE_DATE.isoformat()} to {LATEST_RULE_DATE.isoformat()}, "
+                            f"got {day.isoformat()}.")
+        return day
     if not isinstance(value, bool):
         raise cond.fail(f"expected true or false, got {_describe(value)}.")
     return value
@@ -419,6 +430,10 @@ def _load(rules: Any) -> Any:
             raise ValidationError(
                 f"The rules are not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
             ) from None
+        except RecursionError:
+            raise ValidationError(f"The rules are nested too deeply: groups go at most {MAX_DEPTH} levels deep.") from None
+        except ValueError:  # an integer of thousands of digits
+            raise ValidationError(f"The rules hold a number too long to read: numbers go up to {MAX_NUMBER:,}.") from None
     if rules is None:
         raise ValidationError('No rules given; write a group such as {"all": [...]}.')
     return rules

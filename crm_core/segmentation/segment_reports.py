@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import display_name
 from crm_core.platform.actors import Actor
+from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import data_date, midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
@@ -75,6 +76,8 @@ def list_segments(session: Session, viewer: Actor) -> list[dict[str, Any]]:
             "description": s.description,
             "revenue_share": round(float(revenue.get(s.id) or 0) / float(total), 4) if total else 0.0,
             "last_refreshed_at": s.last_refreshed_at,
+            "rules": s.rules,
+            "version": s.version,
         }
         for s in segments
     ]
@@ -161,8 +164,10 @@ def _member_row(r) -> dict[str, Any]:
 
 def segment_members(session: Session, viewer: Actor, segment_id: int, page: int = 1, page_size: int = 50,
             sort_by: str = "total_revenue", descending: bool = True) -> Page:
-    """One page of a segment's current members; sort_by is one of MEMBER_SORTS (nulls last)."""
+    """One page of a segment's current members (names and e-mails: personal data, so it needs the
+    customer permission too); sort_by is one of MEMBER_SORTS (nulls last)."""
     require(viewer, "segments.view")
+    require(viewer, "customers.view")
     if sort_by not in MEMBER_SORTS:
         raise ValidationError(f"Cannot sort by {sort_by!r}; choose one of: {', '.join(MEMBER_SORTS)}.")
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:
@@ -179,11 +184,17 @@ def segment_members(session: Session, viewer: Actor, segment_id: int, page: int 
 
 
 def iter_member_rows(session: Session, viewer: Actor, segment_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """All current members for a CSV export, streamed from a server-side cursor `batch` rows at a time."""
+    """All current members for a CSV export, streamed from a server-side cursor `batch` rows at a time.
+    An export of personal data: it needs `customers.export` and writes an audit row (in the caller's
+    transaction) with the segment and how many members it holds."""
     require(viewer, "segments.view")
+    require(viewer, "customers.export")
     segment = get_segment(session, segment_id)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValidationError("The batch size must be a positive whole number.")
+    members = session.scalar(select(func.count()).select_from(_open_members(segment.id).subquery())) or 0
+    record_audit(session, viewer, "segment.export_members", "segment", segment.id,
+                 after={"segment": segment.name, "members": members})
 
     def rows() -> Iterator[dict[str, Any]]:
         query = _member_select(segment.id).order_by(Customer.id).execution_options(yield_per=batch)

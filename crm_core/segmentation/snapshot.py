@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of, midnight
+from crm_core.platform.rollup_state import coverage, mark_built
 from crm_core.platform.sql import (
     day_start,
     drop_temporary_table,
@@ -70,6 +71,7 @@ RFM_GRID: dict[int, tuple[str, str, str, str, str]] = {
 }
 
 SESSION_WINDOW_DAYS = 90
+SNAPSHOT_STATE = "snapshot"  # its row in rollup_state: the date the snapshot is of and when it was written
 
 
 def rfm_segment_name(recency: int, frequency: int, monetary: int) -> str:
@@ -302,10 +304,12 @@ def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime
     if before_write is not None:
         before_write()
         clock.lap("waiting for the models")
-    query, columns = _snapshot_rows(orders, rfm, category, sessions, emails, tickets, nps, as_of,
-                                    refreshed_at or utcnow())
+    refreshed_at = refreshed_at or utcnow()
+    query, columns = _snapshot_rows(orders, rfm, category, sessions, emails, tickets, nps, as_of, refreshed_at)
     session.execute(delete(CustomerAnalytics))
     session.execute(insert(CustomerAnalytics).from_select(columns, query))
+    # Readers ask the state, not a MAX over a million rows, which date the snapshot is of.
+    mark_built(session, SNAPSHOT_STATE, as_of, as_of, True)
     clock.lap("write snapshot")
     # On failure the rollback takes the temporary tables with it (and the next run replaces leftovers).
     for name in STAGED_TABLES:
@@ -336,6 +340,12 @@ class _Stopwatch:
         if self.timings is not None:
             self.timings[name] = round(now - self.started, 2)
         self.started = now
+
+
+def snapshot_as_of(session: Session) -> tuple[dt.date, dt.datetime] | None:
+    """The date the snapshot is of and when it was written (None before the first one)."""
+    state = coverage(session, SNAPSHOT_STATE)
+    return None if state is None else (state.as_of, state.built_at)
 
 
 def snapshot_is_empty(session: Session) -> bool:

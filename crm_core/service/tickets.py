@@ -34,6 +34,7 @@ from crm_core.platform import audit
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
+from crm_core.platform.ids import MAX_RECORD_ID, is_record_id
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
@@ -55,6 +56,7 @@ from db.models import (
     User,
     utcnow,
 )
+from db.private_files import private_dir, write_private
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "new": frozenset({"open", "pending_customer", "on_hold", "resolved", "closed"}),
@@ -110,8 +112,8 @@ def _choice(value: Any, options: tuple[str, ...], label: str) -> str:
 
 
 def _int_id(value: Any, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"{label} must be a positive whole number (got {value!r}).")
+    if not is_record_id(value):
+        raise ValidationError(f"{label} must be a whole number from 1 to {MAX_RECORD_ID:,} (got {value!r}).")
     return value
 
 
@@ -370,9 +372,8 @@ def _store_attachment(ticket: SupportTicket, attachment: tuple[str, bytes, str |
             mimetypes.guess_extension(content_type) not in (extension, None):
         raise ValidationError(f"{safe} says it is {content_type}, which does not match its {extension} name.")
     relative = Path(str(ticket.id)) / f"{secrets.token_hex(8)}_{safe}"
-    target = attachments_dir() / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(bytes(content))
+    private_dir(attachments_dir())
+    write_private(attachments_dir() / relative, bytes(content))
     return {"attachment_path": str(relative), "attachment_name": safe, "attachment_type": expected_type,
             "attachment_size": len(content)}
 

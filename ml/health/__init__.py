@@ -62,11 +62,27 @@ fitted or the last fit is 30 days or more older than the date it scores. An admi
 weights by hand (`save_weights`); fitting then keeps the admin's weights in force until
 `reset_weights`.
 
-Levels: excellent >= 80, good >= 65, fair >= 50, poor >= 35, else critical.
+Who is scored: live accounts only. A customer who never placed a revenue order ("never bought") or
+whose last one is more than the lifecycle rule's `churned_days` (365 by default) before the cutoff
+("churned") is counted apart in `account_health_runs`, not scored: they are not accounts in poor
+health, and scoring them made half the demo shop "critical".
+
+Levels: bands of the overall score, in the app setting "health_level_bands". By default they are
+calibrated from data (`level_bands.calibrate_bands`, whenever the weights are refitted): the live
+accounts of a sample are scored at as_of - 180 days with the weights in force, and cut at the
+shares of `bands.BAND_SCHEDULES` (critical the lowest 5%, poor the next 15%, fair 25%, good 30%,
+excellent the top 25% in the first schedule) so that the churn rate over the next 90 days rises
+strictly from excellent to critical, with at least 10 accounts per level; the first schedule that
+does is kept. The bands are then checked on a later period (scores at as_of - 90 days against churn
+up to as_of), and the check says whether the rates still rise. With too little data (under 200
+labelled live accounts or 20 in either class), or when no schedule gives rising rates, the fixed
+bands excellent >= 80, good >= 65, fair >= 50, poor >= 35 apply, with the reason. An admin may set
+the bands by hand (`save_bands`); calibration then keeps them until `reset_bands`.
 trend = overall - the overall stored for the same customer at the stored as_of date nearest to
 as_of - 30 days (within 15 days either side, before as_of); null when there is none.
 """
 
+from ml.health.bands import BAND_SCHEDULES, DEFAULT_BANDS, LevelBandCalibrator, band_table, levels_for, rates_rise
 from ml.health.estimator import (
     COMPONENTS,
     CRITICAL_ACTION,
@@ -74,14 +90,26 @@ from ml.health.estimator import (
     INDICATORS,
     LEVEL_THRESHOLDS,
     RECOMMENDATIONS,
+    RELATIONSHIPS,
     HealthScorer,
     HealthWeightFitter,
     components_from_inputs,
     equal_weights,
     health_levels,
     overall_score,
+    relationships,
 )
-from ml.health.inputs import available_sources, component_scores, health_inputs
+from ml.health.inputs import available_sources, churned_after_days, component_scores, health_inputs
+from ml.health.level_bands import (
+    BANDS_KEY,
+    calibrate_bands,
+    current_bands,
+    get_bands,
+    last_calibration_as_of,
+    reset_bands,
+    save_bands,
+    validate_bands,
+)
 from ml.health.scoring import REFIT_AFTER_DAYS, backtest_levels, score_health
 from ml.health.weights import (
     WEIGHTS_KEY,
@@ -95,7 +123,24 @@ from ml.health.weights import (
 )
 
 __all__ = [
+    "BANDS_KEY",
+    "BAND_SCHEDULES",
     "COMPONENTS",
+    "DEFAULT_BANDS",
+    "LevelBandCalibrator",
+    "RELATIONSHIPS",
+    "band_table",
+    "calibrate_bands",
+    "churned_after_days",
+    "current_bands",
+    "get_bands",
+    "last_calibration_as_of",
+    "levels_for",
+    "rates_rise",
+    "relationships",
+    "reset_bands",
+    "save_bands",
+    "validate_bands",
     "CRITICAL_ACTION",
     "HEALTHY_RECOMMENDATION",
     "INDICATORS",

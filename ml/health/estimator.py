@@ -316,3 +316,22 @@ def _advice_for(key: int, names: list[str]) -> tuple[str, str, str]:
     if critical:
         actions.insert(0, dict(CRITICAL_ACTION))
     return json.dumps(indicators), json.dumps(recommendations), json.dumps(actions)
+
+
+# --------------------------------------------------------------------------- relationship
+
+RELATIONSHIPS = ("live", "churned", "never_bought")
+
+
+def relationships(inputs: pd.DataFrame, churned_after_days: int) -> np.ndarray:
+    """'live' for a customer who has bought and ordered within `churned_after_days` of the cutoff,
+    'churned' for one whose last order is older, 'never_bought' for one without a revenue order.
+
+    Only live accounts are scored: a customer long gone or never won is not an account in poor
+    health, and counting them as "critical" buries the accounts a success manager can still save.
+    """
+    orders = inputs["orders"].to_numpy(dtype="float64")
+    days = inputs["days_since_last_order"].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        churned = (orders > 0) & (days > churned_after_days)
+    return np.select([orders <= 0, churned], ["never_bought", "churned"], "live").astype(object)

@@ -20,8 +20,9 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.orm import Session
 
-from crm_core import customers, platform, service
+from crm_core import customers, platform, segmentation, service
 from db import bulk
 from db.models import (
     LOYALTY_TIERS,
@@ -310,3 +311,10 @@ def available_sources(connection: Connection, as_of: dt.date) -> frozenset[str]:
 def component_scores(connection: Connection, as_of: dt.date, sample_every: int = 1) -> pd.DataFrame:
     """engagement, satisfaction, loyalty, payment and support (0-100, NaN for no data) per customer id."""
     return components_from_inputs(health_inputs(connection, as_of, sample_every), available_sources(connection, as_of))
+
+
+def churned_after_days(session: Session) -> int:
+    """Days without an order after which a customer is churned, not a live account: the lifecycle
+    rule `churned_days` (one definition for the Lifecycle and Health pages)."""
+    rules, _ = segmentation.get_lifecycle_rules(session)
+    return int(rules["churned_days"])

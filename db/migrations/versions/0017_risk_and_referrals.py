@@ -19,7 +19,7 @@ def _set_roles(roles: tuple[str, ...]) -> None:
         batch.create_check_constraint(op.f("ck_users_role_valid"), check)
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

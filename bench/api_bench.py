@@ -1,0 +1,219 @@
+"""The HTTP API under load: throughput and p50 / p95 / p99 latency of a customer read and of a search
+page (filter groups, keyset paging), and the rows per second and server memory of a streamed export.
+
+    python bench/api_bench.py --postgres postgresql://postgres@127.0.0.1:5432/test --customers 1000000
+    python bench/api_bench.py --existing sqlite:///data/crm.sqlite      # a seeded database (migrated to head)
+
+With --postgres it creates a throwaway database, migrates it and fills `customers` with
+generate_series (names, e-mails, countries, cities, sign-up dates; no orders: the reads and searches
+measured here touch customers and their optional one-row snapshots). It creates an admin and a
+personal token, starts `crm api serve` (uvicorn, --workers N) with the rate limit lifted, and drives
+it from client threads on the same machine: the client's own CPU is part of what is measured, so on
+2 cores the figures are a floor. The machine's load average is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
+
+from crm_core import platform  # noqa: E402
+from db import migrate  # noqa: E402
+from db.engine import make_engine  # noqa: E402
+from db.models import Customer, User  # noqa: E402
+from db.throwaway import PostgresServer  # noqa: E402
+
+FILL = """
+INSERT INTO customers (first_name, last_name, email, phone, country_code, city, acquisition_channel, status,
+                       signed_up_at, created_at, updated_at, version)
+SELECT (ARRAY['John','Jane','Maria','Peter','Anna','Lukas','Emma','Noah','Mia','Paul'])[1 + (i % 10)],
+       (ARRAY['Smith','Müller','Schmidt','Dubois','Rossi','Garcia','Nowak','Jansen','Peeters','Brown'])[1 + (i / 10) % 10],
+       'user' || i || '@mail.example', '+4930' || (1000000 + i)::text,
+       (ARRAY['DE','FR','NL','GB','ES','IT'])[1 + (i % 6)],
+       (ARRAY['Berlin','Paris','Amsterdam','London','Madrid','Rome','Hamburg','Lyon'])[1 + (i / 6) % 8],
+       'direct', 'active', now() - (i % 1500) * interval '1 day', now(), now(), 1
+FROM generate_series(1, :n) AS i
+"""
+SEARCH = {"any": [{"all": [{"field": "country", "op": "eq", "value": "DE"},
+                           {"field": "city", "op": "in", "value": ["Berlin", "Hamburg"]}]},
+                  {"all": [{"field": "country", "op": "eq", "value": "FR"},
+                           {"field": "signup_date", "op": "ge", "value": "2024-01-01"}]}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _prepare(url: str) -> tuple[str, int]:
+    """An admin with a fresh token, and the highest customer id."""
+    engine = make_engine(url)
+    with platform.unit_of_work(engine) as session:
+        admin = session.scalar(select(User).where(User.username == "api-bench"))
+        if admin is None:
+            admin = platform.create_user(session, platform.SYSTEM, "api-bench", "admin", "api-bench-password")
+        _row, token = platform.create_token(session, platform.SYSTEM, admin.id, "api bench", expires_days=1)
+        top = session.scalar(select(func.max(Customer.id))) or 0
+    engine.dispose()
+    return token, top
+
+
+def _serve(url: str, workers: int) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "CRM_DATABASE_URL": url, "CRM_API_RATE_LIMIT": str(10**9)}
+    process = subprocess.Popen([sys.executable, "-m", "crm_cli.main", "api", "serve", "--port", str(port),
+                                "--workers", str(workers)], env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("the API server did not start")
+
+
+def _load(base: str, token: str, request, seconds: float, threads: int) -> dict[str, float]:
+    """Requests from `threads` client threads for `seconds`; latency percentiles in ms and requests/s."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        mine: list[float] = []
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                response = request(client, rng)
+                mine.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    with lock:
+                        errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - started
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"requests": len(latencies), "per_second": len(latencies) / elapsed, "p50": cuts[49], "p95": cuts[94],
+            "p99": cuts[98], "errors": errors[0]}
+
+
+def _rss_kb(pid: int) -> int:
+    """Resident memory of the server and its worker processes."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("PPid", "0").strip()) == pid or proc.name == str(pid):
+            total += int(fields.get("VmRSS", "0 kB").split()[0])
+    return total
+
+
+def _export(base: str, token: str, pid: int) -> dict[str, float]:
+    peak, before = 0, _rss_kb(pid)
+    rows = 0
+    started = time.perf_counter()
+    with httpx.stream("GET", f"{base}/exports/customers.csv", headers={"Authorization": f"Bearer {token}"},
+                      params={"columns": ["id", "first_name", "last_name", "email", "country", "signup_date"]},
+                      timeout=None) as response:
+        response.raise_for_status()
+        for n, chunk in enumerate(response.iter_bytes()):
+            rows += chunk.count(b"\n")
+            if n % 50 == 0:
+                peak = max(peak, _rss_kb(pid))
+    seconds = time.perf_counter() - started
+    return {"rows": rows - 1, "seconds": seconds, "rows_per_second": (rows - 1) / seconds,
+            "rss_before_mb": before / 1024, "rss_peak_mb": max(peak, _rss_kb(pid)) / 1024}
+
+
+def run(url: str, workers: int, threads: int, seconds: float, export: bool) -> None:
+    token, top = _prepare(url)
+    process, base = _serve(url, workers)
+    try:
+        reads = _load(base, token, lambda c, rng: c.get(f"/customers/{rng.randint(1, top)}"), seconds, threads)
+
+        def search(client, rng):
+            after = rng.randint(0, max(0, top - 1000))
+            return client.post("/customers/search", json={"filter": SEARCH, "limit": 50, "after": str(after)})
+
+        searches = _load(base, token, search, seconds, threads)
+        print(f"\nAPI at {top:,} customers, {workers} uvicorn workers, {threads} client threads, {seconds:.0f} s each "
+              f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        print(f"{'request':<36}{'requests/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        for label, figures in (("GET /customers/{id}", reads), ("POST /customers/search (50 rows)", searches)):
+            print(f"{label:<36}{figures['per_second']:>12.0f}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
+                  f"{figures['p99']:>9.1f}{figures['errors']:>8}")
+        if export:
+            streamed = _export(base, token, process.pid)
+            print(f"export: {streamed['rows']:,} rows in {streamed['seconds']:.1f} s = "
+                  f"{streamed['rows_per_second']:,.0f} rows/s; server memory {streamed['rss_before_mb']:.0f} MB "
+                  f"before, {streamed['rss_peak_mb']:.0f} MB at most during the stream")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres", default="", help="a PostgreSQL server database URL to create a throwaway one on")
+    parser.add_argument("--existing", default="", help="measure an existing (seeded, migrated) database instead")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--no-export", action="store_true")
+    args = parser.parse_args()
+    if args.existing:
+        migrate.ensure_migrated(args.existing)
+        run(args.existing, args.workers, args.threads, args.seconds, not args.no_export)
+        return
+    if not args.postgres:
+        raise SystemExit("pass --postgres URL (a throwaway database is made there) or --existing URL")
+    server = PostgresServer(args.postgres)
+    try:
+        with server.database("crm_api_bench") as url:
+            migrate.upgrade(url)
+            engine = make_engine(url)
+            started = time.perf_counter()
+            with engine.begin() as connection:
+                connection.execute(text(FILL), {"n": args.customers})
+                connection.execute(text("ANALYZE customers"))
+            engine.dispose()
+            print(f"filled {args.customers:,} customers in {time.perf_counter() - started:.1f} s")
+            run(url, args.workers, args.threads, args.seconds, not args.no_export)
+    finally:
+        server.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Personal data only through permission and audit, as each role meets it on the Segments page."""
+
+from __future__ import annotations
+
+from .apptest_support import open_page
+
+
+def test_an_executive_sees_segment_figures_but_no_members(app):
+    open_page(app, "exec1", "segments")
+    assert not app.exception
+    assert any(m.label == "Members" for m in app.metric)
+    assert any("personal data" in i.value for i in app.info)
+    shown = [df.value for df in app.dataframe]
+    assert not any("email" in frame.columns for frame in shown)
+    assert not [b for b in app.get("download_button")]
+
+
+def test_an_analyst_sees_members_and_may_export_them(app):
+    open_page(app, "analyst1", "segments")
+    assert not app.exception
+    assert any("email" in df.value.columns for df in app.dataframe)
+    assert [b.proto.label for b in app.get("download_button")] == ["Export members as CSV"]
