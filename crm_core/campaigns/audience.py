@@ -31,7 +31,7 @@ from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import without_jit
-from crm_core.risk.levels import RISK_FLOORS
+from crm_core.segmentation.churn_levels import RISK_FLOORS
 from db.models import (
     HEALTH_LEVELS,
     REVENUE_ORDER_STATUSES,

@@ -18,7 +18,7 @@ from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import PERMISSIONS, require
-from crm_core.risk.levels import AT_RISK_PROBABILITY
+from crm_core.segmentation.churn_levels import AT_RISK_PROBABILITY
 from crm_core.success.ctas import OPEN_STATUSES, PRIORITY_RANK
 from crm_core.success.triggers import TRIGGER_LABELS
 from db.models import (

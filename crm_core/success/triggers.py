@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of
-from crm_core.risk.levels import AT_RISK_LEVELS
+from crm_core.segmentation.churn_levels import AT_RISK_LEVELS
 from crm_core.segmentation.lifecycle import get_lifecycle_rules
 from crm_core.service.complaints import OPEN_STATUSES as OPEN_COMPLAINT_STATUSES
 from crm_core.service.surveys import DETRACTOR_MAX
