@@ -392,8 +392,8 @@ def _in_session(step: Callable[[Session, dt.date, dt.datetime], StepOutcome | st
 
 LOYALTY_LOOKBACK_DAYS = 35
 
-# Order matters: the models and forecasts read the source tables and store their outputs in their
-# own tables; the snapshot then writes each customer's row once, model outputs included; clusters,
+# Order matters: the models, forecasts and risk scores read the source tables and store their outputs
+# in their own tables; the snapshot then writes each customer's row once, model outputs included; clusters,
 # segments and lifecycle rules read the snapshot (lifecycle: the stored churn probability too).
 STEPS: tuple[tuple[str, Step], ...] = (
     ("Loyalty points: earn for recent orders, expire old points", _loyalty),
@@ -403,6 +403,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Account health scores", _health),
     ("Forecasts of revenue, orders and new customers", _forecasts),
     ("Daily sales rollups for the executive overview", _sales_rollups),
+    ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _in_session(_clusters)),
     ("Segment memberships", _in_session(_segments)),
@@ -411,7 +412,6 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Segment rollups: members, revenue and profiles", _in_session(_segment_rollups)),
     ("Churn rollups: risk by level, owner and segment; the at-risk ranking", _in_session(_churn_rollups)),
     ("Privacy rollup: current consent choices per purpose", _in_session(_privacy_rollups)),
-    ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
     ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
     ("Calls to action: rules open, hold out and close CTAs", _success),
@@ -429,7 +429,7 @@ NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_sna
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
 # same time (one thread each), so the database works on one while Python fits or scores another.
-CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_sales_rollups"})
+CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_sales_rollups", "_risk"})
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"

@@ -31,7 +31,7 @@ from .arguments import DATA_DATE_DEFAULT, iso_date
 
 # Modules of crm_cli that add their own subcommands (see _area_commands).
 AREA_MODULES: tuple[str, ...] = ("transfer", "models", "customers", "loyalty", "value", "sla", "api", "campaigns",
-                                 "success", "privacy")
+                                 "success", "privacy", "risk")
 
 
 def _engine():

@@ -26,7 +26,7 @@ TYPE_LABELS = {"fraud": "Fraud", "credit": "Credit", "account_takeover": "Accoun
 
 
 @st.cache_data(ttl=60, max_entries=4, show_spinner=False)
-def distribution(url: str, version: int) -> dict:
+def distribution(url: str) -> dict:
     with context.session() as s:
         return risk.score_distribution(s, viewer)
 
@@ -38,7 +38,7 @@ def saved(message: str) -> None:
 
 
 summary = context.read(risk.queue_summary)
-scores = distribution(str(context.engine().url), st.session_state.get("risk_version", 0))
+scores = distribution(str(context.engine().url))
 if summary is None:
     st.stop()
 c1, c2, c3, c4, c5 = st.columns(5)

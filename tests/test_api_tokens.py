@@ -79,7 +79,7 @@ def test_a_read_only_token_reads_but_cannot_change(api, engine):
     assert [t["name"] for t in listed if t["read_only"]] == ["reporting"]
     assert all("token" not in t and "token_hash" not in t for t in listed)
     assert_error(api.get("analyst", "/tokens", params={"all": "true"}), 403)
-    assert len(api.get("admin", "/tokens", params={"all": "true"}).json()) == len(ROLES) + 1  # one per role, "reporting"
+    assert len(api.get("admin", "/tokens", params={"all": "true"}).json()) == len(ROLES) + 1  # one per role + reporting
 
 
 def test_crm_tokens_create_prints_only_the_token_and_revoke_works(tmp_path, monkeypatch, capsys):

@@ -62,6 +62,13 @@ def test_attribution_window_and_first_or_last_touch(session):
     friend = make_customer(session, T0 + dt.timedelta(days=40))
     with pytest.raises(platform.ValidationError, match="outside the 30-day attribution window"):
         referrals.attribute(session, platform.SYSTEM, friend.id, _code(session, a), T0)
+    # A registered friend who has not ordered yet: the first order will carry a later link.
+    browser = make_customer(session, T0 - dt.timedelta(days=200))
+    assert referrals.attribute(session, platform.SYSTEM, browser.id, _code(session, b), T0).referrer_id == b.id
+    buyer = make_customer(session, T0 - dt.timedelta(days=200))
+    make_order(session, buyer, T0 - dt.timedelta(days=100), 20)
+    with pytest.raises(platform.ValidationError, match="had already ordered"):
+        referrals.attribute(session, platform.SYSTEM, buyer.id, _code(session, a), T0)
     first = referrals.attribute(session, platform.SYSTEM, friend.id, _code(session, a), T0 + dt.timedelta(days=20))
     again = referrals.attribute(session, platform.SYSTEM, friend.id, _code(session, b), T0 + dt.timedelta(days=30))
     assert again.id == first.id and again.referrer_id == a.id  # first touch keeps the first referrer
@@ -129,7 +136,7 @@ def test_allowances_cap_a_referrer_and_the_programme(session):
     ("address", "self-referral: same address as the referrer"),
     ("card", "self-referral: same payment card as the referrer"),
     ("device", "self-referral: same device as the referrer"),
-    ("existing", "the friend was already a customer before the referral"),
+    ("existing", "the friend was already a customer (an order before the referral)"),
     ("blocked", "the referrer is restricted or blocked"),
 ])
 def test_each_fraud_check_rejects_with_its_reason_and_nothing_is_paid(session, setup, reason):

@@ -129,6 +129,9 @@ def test_each_signal_on_crafted_customers(session):
     assert signal(frame, c[12], "shared_phone_accounts") == 1 and signal(frame, c[11], "shared_phone_accounts") == 0
     assert [signal(frame, who, "shared_address_accounts") for who in c[:3]] == [2, 2, 2]
     assert np.isnan(frame.at[c[0].id, "amount_ratio"])  # no orders: no ratio, not zero
+    for who in (c[0], c[5], c[10], c[12]):  # one customer's signals (the case view) are the same as in bulk
+        pd.testing.assert_series_equal(risk.compute_signals(session, AS_OF, [who.id]).frame.loc[who.id],
+                                       frame.loc[who.id])
 
 
 def test_a_shop_with_only_customers_and_orders_leaves_the_other_signals_out(session):
@@ -244,7 +247,10 @@ def test_stored_scores_open_one_review_per_customer_and_record_block_decisions(s
     assert [(d.customer_id, d.action, d.reason) for d in decisions] == [(b.id, "block", "Automatic: block rule")]
     assert decisions[0].expires_at == NOW + dt.timedelta(days=risk.DECISION_DAYS)
     distribution = risk.score_distribution(session, platform.SYSTEM)
-    assert distribution["actions"] == {"review": 1, "block": 1, "none": 1}
+    assert distribution["actions"] == {"review": 1, "block": 1, "none": 1} and distribution["to_review"] == 1
+    assert {(r["type"], r["level"]): r["customers"] for r in distribution["levels"]} == {
+        ("fraud", "high"): 1, ("fraud", "low"): 2, ("credit", "low"): 3, ("account_takeover", "low"): 3,
+        ("overall", "high"): 1, ("overall", "low"): 2}
 
 
 # --------------------------------------------------------------------------- decisions take effect

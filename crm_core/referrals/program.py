@@ -145,9 +145,17 @@ def attribute(session: Session, actor: Actor, friend_id: int, code: str, touched
         raise NotFound(f"Customer {friend_id} does not exist.")
     referrer_id = _referrer_of(session, code)
     settings, _ = get_referral_settings(session)
-    arrived = signed_up_at or friend.signed_up_at
     window = dt.timedelta(days=settings["attribution_window_days"])
-    if touched_at > arrived + dt.timedelta(minutes=1) or arrived - touched_at > window:
+    signed_up = signed_up_at or friend.signed_up_at
+    first_order = session.scalar(select(func.min(Order.ordered_at)).where(Order.customer_id == friend_id))
+    # The sign-up carries the code when the link was used before it; otherwise the first order does.
+    arrived: dt.datetime | None = signed_up
+    if touched_at > signed_up + dt.timedelta(minutes=1):
+        if first_order is not None and first_order < touched_at:
+            raise ValidationError(f"Customer {friend_id} had already ordered ({first_order:%Y-%m-%d}) before the "
+                                  f"referral link was used; only a sign-up or a first order carries a code.")
+        arrived = first_order  # None: the coming first order will carry it
+    if arrived is not None and arrived - touched_at > window:
         raise ValidationError(f"The referral link was used {touched_at:%Y-%m-%d %H:%M}, outside the "
                               f"{settings['attribution_window_days']}-day attribution window before "
                               f"{arrived:%Y-%m-%d %H:%M}.")
@@ -211,9 +219,8 @@ def referral_reasons(session: Session, referral: Referral, settings: dict[str, A
             session, SignInEvent.device_id, SignInEvent.customer_id, friend.id):
         reject.append("self-referral: same device as the referrer")
     earlier_order = session.scalar(select(func.min(Order.ordered_at)).where(Order.customer_id == friend.id))
-    if friend.signed_up_at < referral.created_at - dt.timedelta(days=1) or (
-            earlier_order is not None and earlier_order < referral.created_at):
-        reject.append("the friend was already a customer before the referral")
+    if earlier_order is not None and earlier_order < referral.created_at:
+        reject.append("the friend was already a customer (an order before the referral)")
     day = dt.timedelta(days=1)
     burst = session.scalar(select(func.count()).select_from(Referral).where(
         Referral.referrer_id == referrer.id, Referral.created_at > referral.created_at - day,

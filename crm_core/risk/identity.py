@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_core.imports.files import TableReader
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
@@ -103,6 +102,9 @@ MAX_IDENTITY_ROWS = 100_000
 def import_identity_file(session: Session, actor: Actor, source: Any, file_name: str | None = None) -> dict[str, Any]:
     """Import a provider's results from a CSV, Excel or JSON file with columns customer_id, status
     and reason; nothing is written unless every row is good."""
+    # Imported here: crm_core.imports reaches crm_core.service, which reaches customers and so risk.
+    from crm_core.imports.files import TableReader
+
     require(actor, "risk.identity")
     rows: list[dict[str, Any]] = []
     with TableReader(source, "auto", file_name) as reader:

@@ -23,6 +23,7 @@ from crm_core.risk.rules import condition_signals, describe, evaluate, parse_con
 from crm_core.risk.scoring import ANOMALY_FROM, LEVEL_FLOORS, REVIEW_THRESHOLD
 from crm_core.risk.signals import SIGNALS_BY_NAME, compute_signals
 from db.models import (
+    RISK_ACTIONS,
     RISK_SCORE_TYPES,
     Chargeback,
     Customer,
@@ -141,20 +142,26 @@ def score_distribution(session: Session, viewer: Actor, as_of: dt.date | None = 
     as_of = as_of or latest_score_date(session)
     if as_of is None:
         return {"as_of": None, "levels": [], "actions": {}, "to_review": 0}
-    levels = []
+    # One pass over the date's rows: a count per type and level, per action, and at the threshold.
+    floors = list(LEVEL_FLOORS.items())
+    cells: list[tuple[str, str, Any]] = []
     for column in (*RISK_SCORE_TYPES, "overall"):
         score = getattr(RiskScore, column)
-        bands = case(*[(score >= floor, level) for level, floor in reversed(LEVEL_FLOORS.items()) if floor > 0],
-                     else_="low")
-        for level, count in session.execute(select(bands, func.count()).where(RiskScore.as_of == as_of)
-                                            .group_by(bands)).all():
-            levels.append({"type": column, "level": level, "customers": int(count)})
-    actions = dict(session.execute(select(RiskScore.action, func.count()).where(RiskScore.as_of == as_of)
-                                   .group_by(RiskScore.action)).all())
-    to_review = session.scalar(select(func.count()).select_from(RiskScore).where(
-        RiskScore.as_of == as_of, RiskScore.overall >= REVIEW_THRESHOLD)) or 0
-    return {"as_of": as_of, "levels": levels, "actions": {k: int(v) for k, v in actions.items()},
-            "to_review": int(to_review)}
+        for index, (level, floor) in enumerate(floors):
+            upper = floors[index + 1][1] if index + 1 < len(floors) else None
+            inside = score >= floor if upper is None else (score >= floor) & (score < upper)
+            cells.append((column, level, func.sum(case((inside, 1), else_=0))))
+    actions_seen = RISK_ACTIONS
+    action_cells = [func.sum(case((RiskScore.action == action, 1), else_=0)) for action in actions_seen]
+    review_cell = func.sum(case((RiskScore.overall >= REVIEW_THRESHOLD, 1), else_=0))
+    row = session.execute(select(*[c for _, _, c in cells], *action_cells, review_cell)
+                          .where(RiskScore.as_of == as_of)).one()
+    values = [int(v or 0) for v in row]
+    levels = [{"type": column, "level": level, "customers": n}
+              for (column, level, _), n in zip(cells, values, strict=False) if n]
+    actions = {a: n for a, n in zip(actions_seen, values[len(cells):], strict=False) if n}
+    to_review = values[-1]
+    return {"as_of": as_of, "levels": levels, "actions": actions, "to_review": to_review}
 
 
 def rule_precision(session: Session, viewer: Actor) -> list[dict[str, Any]]:

@@ -104,11 +104,14 @@ def _series(session: Session, query, name: str) -> pd.Series:
     return pd.Series(np.asarray(values, dtype=float), index=np.asarray(ids, dtype=np.int64), name=name)
 
 
-def _shared(session: Session, key_query, name: str) -> pd.Series:
-    """Per customer: how many other customers share one of their keys (max over their keys)."""
+def _shared(session: Session, key_query, name: str, customer_ids: list[int] | None = None) -> pd.Series:
+    """Per customer: how many other customers share one of their keys (max over their keys).
+    With `customer_ids`, only their keys are counted (a case view of one customer stays cheap)."""
     keys = key_query.subquery()
-    per_key = select(keys.c.key, func.count(distinct(keys.c.customer_id)).label("n")).group_by(keys.c.key) \
-        .having(func.count(distinct(keys.c.customer_id)) > 1).subquery()
+    counted = select(keys.c.key, func.count(distinct(keys.c.customer_id)).label("n"))
+    if customer_ids is not None:
+        counted = counted.where(keys.c.key.in_(select(keys.c.key).where(keys.c.customer_id.in_(customer_ids))))
+    per_key = counted.group_by(keys.c.key).having(func.count(distinct(keys.c.customer_id)) > 1).subquery()
     query = select(keys.c.customer_id, func.max(per_key.c.n) - 1).join(per_key, per_key.c.key == keys.c.key) \
         .group_by(keys.c.customer_id)
     return _series(session, query, name)
@@ -194,13 +197,13 @@ def compute_signals(session: Session, as_of: dt.date, customer_ids: list[int] | 
                        + "|" + CustomerAddress.country_code)
         keys = select(CustomerAddress.customer_id, address_key.label("key")).where(
             CustomerAddress.kind == "shipping", CustomerAddress.created_at < end)
-        put("shared_address_accounts", _shared(session, keys, "shared_address_accounts").reindex(ids))
+        put("shared_address_accounts", _shared(session, keys, "shared_address_accounts", customer_ids).reindex(ids))
     digits: Any = Customer.phone
     for char in (" ", "-", "+", "(", ")", "."):
         digits = func.replace(digits, char, "")
     phones = select(Customer.id.label("customer_id"), digits.label("key")).where(
         Customer.phone.is_not(None), func.length(Customer.phone) >= 6, Customer.signed_up_at < end, COUNTED_CUSTOMER)
-    put("shared_phone_accounts", _shared(session, phones, "shared_phone_accounts"))
+    put("shared_phone_accounts", _shared(session, phones, "shared_phone_accounts", customer_ids))
     if available["payment methods"]:
         added = select(CustomerPaymentMethod.customer_id, func.count()).where(
             CustomerPaymentMethod.created_at >= end - 30 * day, CustomerPaymentMethod.created_at < end,
@@ -208,11 +211,11 @@ def compute_signals(session: Session, as_of: dt.date, customer_ids: list[int] | 
         put("cards_added_30d", _series(session, added, "cards_added_30d"))
         cards = select(CustomerPaymentMethod.customer_id, CustomerPaymentMethod.fingerprint.label("key")).where(
             CustomerPaymentMethod.fingerprint.is_not(None), CustomerPaymentMethod.created_at < end)
-        put("shared_card_accounts", _shared(session, cards, "shared_card_accounts"))
+        put("shared_card_accounts", _shared(session, cards, "shared_card_accounts", customer_ids))
     if available["sign-ins"]:
         devices = select(SignInEvent.customer_id, SignInEvent.device_id.label("key")).where(
             SignInEvent.signed_in_at >= end - 365 * day, SignInEvent.signed_in_at < end).distinct()
-        put("shared_device_accounts", _shared(session, devices, "shared_device_accounts"))
+        put("shared_device_accounts", _shared(session, devices, "shared_device_accounts", customer_ids))
         recent = aliased(SignInEvent)
         earlier = aliased(SignInEvent)
         before = and_(earlier.customer_id == recent.customer_id, earlier.signed_in_at < recent.signed_in_at)
