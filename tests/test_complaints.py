@@ -190,3 +190,14 @@ def test_concurrent_edits_give_a_conflict_not_a_lost_update(engine):
     with factory() as s:
         saved = s.get(Complaint, complaint_id)
         assert (saved.status, saved.escalation_level, saved.version) == ("investigating", 0, 2)
+
+
+def test_the_complaint_list_names_customers_only_for_roles_that_see_people(session, people):
+    """An executive reads the complaint list (complaints.view) but not who complained (no customers.view)."""
+    ann = make_customer(session, NOW, first_name="Zoë", last_name="Þórsdóttir")
+    service.create_complaint(session, people["agent"], ann.id, "delivery", "high", "Lost parcel", now=NOW)
+    executive = make_user(session, "executive")
+    seen = {who: service.search_complaints(session, viewer, now=NOW).rows[0]["customer"]
+            for who, viewer in (("agent", people["agent"]), ("executive", executive))}
+    assert seen == {"agent": "Zoë Þórsdóttir", "executive": f"Customer #{ann.id}"}
+    assert not any(k in service.search_complaints(session, executive, now=NOW).rows[0] for k in ("first_name", "last_name"))

@@ -360,7 +360,7 @@ def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter 
     total = session.scalar(select(func.count()).select_from(c).where(*conditions)) or 0
     page = max(1, page)
     rows = session.execute(
-        select(c.id, c.created_at, c.customer_id, (Customer.first_name + " " + Customer.last_name).label("customer"),
+        select(c.id, c.created_at, c.customer_id, Customer.first_name, Customer.last_name,
                c.category, c.severity, c.status, c.escalation_level, c.resolution_due_at,
                case((_overdue(now), True), else_=False).label("overdue"), c.compensation_kind,
                c.compensation_amount, c.satisfaction, c.ticket_id, c.order_id, c.version)
@@ -368,8 +368,16 @@ def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter 
         .where(*conditions).order_by(c.created_at.desc(), c.id.desc())
         .limit(page_size).offset((page - 1) * page_size)
     ).mappings().all()
-    return Page(rows=[{**row, "overdue": bool(row["overdue"]), "compensation_amount": float(row["compensation_amount"])}
-                      for row in rows], total=total, page=page, page_size=page_size)
+    # Names are personal data: a role without customers.view (an executive) reads "Customer #id".
+    # Imported here: crm_core.customers reaches back into the service package.
+    from crm_core.customers.rules import shown_name
+
+    out = []
+    for row in rows:
+        item = {k: v for k, v in row.items() if k not in ("first_name", "last_name")}
+        item["customer"] = shown_name(viewer, row["first_name"], row["last_name"], row["customer_id"])
+        out.append({**item, "overdue": bool(row["overdue"]), "compensation_amount": float(row["compensation_amount"])})
+    return Page(rows=out, total=total, page=page, page_size=page_size)
 
 
 def customer_complaints(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 20) -> Page:
