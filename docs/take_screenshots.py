@@ -37,13 +37,17 @@ def main() -> None:
         expect(page.locator(".js-plotly-plot")).to_have_count(3)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(OUT / "overview.png"), full_page=True)
-        for title, file_name in (("Segments", "segments.png"), ("Lifecycle", "lifecycle.png"), ("Churn", "churn.png"),
-                                 ("Customer value", "customer_value.png"), ("Health", "health.png"),
-                                 ("Forecast", "forecast.png"), ("SLA", "sla.png")):
+        charted = (("Segments", "segments.png"), ("Lifecycle", "lifecycle.png"), ("Churn", "churn.png"),
+                   ("Customer value", "customer_value.png"), ("Health", "health.png"), ("Forecast", "forecast.png"),
+                   ("SLA", "sla.png"), ("Journeys", "journeys.png"), ("Social", "social.png"))
+        other = (("Success workbench", "success_workbench.png"), ("Campaigns", "campaigns.png"),
+                 ("Risk reviews", "risk_reviews.png"), ("Referrals", "referrals.png"))
+        for title, file_name in (*charted, *other):
             page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
             expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
-            expect(page.locator(".js-plotly-plot").first).to_be_visible()
-            page.wait_for_timeout(2500)
+            if (title, file_name) in charted:
+                expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            page.wait_for_timeout(3500)
             page.screenshot(path=str(OUT / file_name))
         browser.close()
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 import batch
 import demo
-from crm_core import platform, segmentation
+from crm_core import platform, segmentation, service
 from db import migrate
 from db.engine import make_engine
 from db.models import (
@@ -130,8 +130,9 @@ def shop(tmp_path_factory):
                 "segment": s.scalar(select(CustomerSegment.id).where(CustomerSegment.kind == "dynamic").limit(1)),
                 "static_segment": segment.id,
                 "ticket": s.scalar(select(SupportTicket.id).limit(1)),
+                # a small simulated shop may have no complaint on some days: make one for the matrix
                 "complaint": s.scalar(select(Complaint.id).where(Complaint.status == "open").limit(1))
-                or s.scalar(select(Complaint.id).limit(1)),
+                or service.create_complaint(s, static, ids[6], "delivery", "low", "Late parcel.").id,
                 "member": s.scalar(select(LoyaltyAccount.customer_id).limit(1))}
         from crm_core import customers, webhooks
 

@@ -411,6 +411,12 @@ def test_queues_sort_by_priority_then_due_date_with_overdue_flags(session):
         success.my_ctas(session, csm, AS_OF, view="everything")
     book = {b["owner"]: b for b in success.book_of_business(session, admin, AS_OF)}
     assert book[csm.username]["accounts"] == 4 and book[csm.username]["ctas_open"] == 4
+    # An executive reads the team queue and a CTA, but without customers.view not who the customer is.
+    executive = make_user(session, "executive")
+    seen = success.team_ctas(session, executive, AS_OF, owner_id=csm.id).rows
+    assert {r["customer"] for r in seen} == {f"Customer #{cta.customer_id}" for cta in rows}
+    assert success.cta_detail(session, executive, rows[0].id)["customer"] == f"Customer #{rows[0].customer_id}"
+    assert not success.team_ctas(session, admin, AS_OF, owner_id=csm.id).rows[0]["customer"].startswith("Customer #")
 
 
 # --------------------------------------------------------------------------- results

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import display_name, is_gone
+from crm_core.customers.rules import display_name, is_gone, shown_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of
@@ -342,7 +342,7 @@ def cta_detail(session: Session, viewer: Actor, cta_id: Any) -> dict[str, Any]:
                              .order_by(SuccessCtaEvent.occurred_at, SuccessCtaEvent.id)).all()
     return {
         "id": cta.id, "customer_id": cta.customer_id, "version": cta.version,
-        "customer": display_name(customer.first_name, customer.last_name, customer.id) if customer else "",
+        "customer": shown_name(viewer, customer.first_name, customer.last_name, customer.id) if customer else "",
         "trigger": cta.trigger, "trigger_label": TRIGGER_LABELS.get(cta.trigger, cta.trigger), "source": cta.source,
         "title": cta.title, "reason": cta.reason, "signals": dict(cta.signals or {}), "steps": list(cta.steps),
         "priority": cta.priority, "status": cta.status, "owner_id": cta.owner_id,

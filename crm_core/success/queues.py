@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import COUNTED_CUSTOMER, display_name
+from crm_core.customers.rules import COUNTED_CUSTOMER, shown_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
@@ -60,7 +60,7 @@ def _view(view: str, today: dt.date) -> list[Any]:
     return [awake]
 
 
-def _rows(session: Session, conditions: list[Any], today: dt.date, page: int, page_size: int,
+def _rows(session: Session, viewer: Actor, conditions: list[Any], today: dt.date, page: int, page_size: int,
           closed: bool = False) -> Page:
     c = SuccessCta
     total = session.scalar(select(func.count()).select_from(c).where(*conditions)) or 0
@@ -73,7 +73,7 @@ def _rows(session: Session, conditions: list[Any], today: dt.date, page: int, pa
         .where(*conditions).order_by(*order).limit(page_size).offset((page - 1) * page_size)
     ).all()
     rows = [{
-        "id": r.id, "customer_id": r.customer_id, "customer": display_name(r.first_name, r.last_name, r.customer_id),
+        "id": r.id, "customer_id": r.customer_id, "customer": shown_name(viewer, r.first_name, r.last_name, r.customer_id),
         "trigger": TRIGGER_LABELS.get(r.trigger, r.trigger), "title": r.title, "reason": r.reason,
         "priority": r.priority, "status": r.status, "due_on": r.due_on,
         "overdue": r.status != "closed" and r.due_on < today,
@@ -90,7 +90,7 @@ def my_ctas(session: Session, viewer: Actor, today: dt.date, view: str = "active
     check_as_of(today)
     page, page_size = _page_args(page, page_size)
     conditions = [SuccessCta.owner_id == viewer.id, *_view(view, today)]
-    return _rows(session, conditions, today, page, page_size, closed=view == "closed")
+    return _rows(session, viewer, conditions, today, page, page_size, closed=view == "closed")
 
 
 def team_ctas(session: Session, viewer: Actor, today: dt.date, view: str = "active", owner_id: int | None = None,
@@ -108,7 +108,7 @@ def team_ctas(session: Session, viewer: Actor, today: dt.date, view: str = "acti
         if trigger not in TRIGGER_LABELS:
             raise ValidationError(f"Unknown trigger {trigger!r}.")
         conditions.append(SuccessCta.trigger == trigger)
-    return _rows(session, conditions, today, page, page_size, closed=view == "closed")
+    return _rows(session, viewer, conditions, today, page, page_size, closed=view == "closed")
 
 
 def team_workload(session: Session, viewer: Actor, today: dt.date) -> list[dict[str, Any]]:
