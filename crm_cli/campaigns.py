@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-from decimal import Decimal
-from typing import Any
 
 from crm_core import platform
 from db.engine import database_url, make_engine
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -35,7 +20,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         engine.dispose()
     if args.json:
         keys = ("id", "name", "status", "trigger", "channel", "offer", "targets", "treatment", "control")
-        print(json.dumps([_jsonable({k: row[k] for k in keys}) for row in rows], indent=2))
+        print(json.dumps([platform.jsonable({k: row[k] for k in keys}, decimal=float) for row in rows], indent=2))
     else:
         for row in rows:
             print(f"{row['id']:>4}  {row['name']:<40} {row['status']:<10} {row['targets']:>9,} enrolled "
@@ -54,7 +39,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if args.json:
-        print(json.dumps(_jsonable(result), indent=2))
+        print(json.dumps(platform.jsonable(result, decimal=float), indent=2))
         return 0
     print(f"{result['campaign']['name']} ({result['campaign']['status']}): {result['campaign']['offer']}")
     for group in result["groups"]:

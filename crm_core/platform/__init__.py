@@ -14,7 +14,7 @@ from crm_core.platform.api_tokens import (
     revoke_token,
     user_by_name,
 )
-from crm_core.platform.audit import AuditFilter, audit_filter_options, record_audit, search_audit_log
+from crm_core.platform.audit import AuditFilter, audit_filter_options, jsonable, record_audit, search_audit_log
 from crm_core.platform.dates import (
     EARLIEST_DATE,
     HISTORICAL_AFTER_DAYS,
@@ -164,6 +164,7 @@ __all__ = [
     "neutralize",
     "parse_record_id",
     "next_day_start",
+    "jsonable",
     "record_audit",
     "report_unexpected",
     "require",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,15 +18,17 @@ from crm_core.platform.permissions import require
 from db.models import AuditLog, utcnow
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any, decimal: Callable[[Decimal], Any] = str) -> Any:
+    """`value` with dates as ISO text and decimals through `decimal` (text by default, exact), nested
+    in dicts and lists: what audit rows, webhook payloads and the JSON of commands store or print."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v, decimal) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v, decimal) for v in value]
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return str(value)
+        return decimal(value)
     return value
 
 
@@ -45,8 +48,8 @@ def record_audit(
         action=action,
         entity_type=entity_type,
         entity_id=None if entity_id is None else str(entity_id),
-        before=_jsonable(before),
-        after=_jsonable(after),
+        before=jsonable(before),
+        after=jsonable(after),
     )
     session.add(entry)
     return entry

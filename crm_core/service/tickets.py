@@ -126,7 +126,7 @@ def _load(session: Session, ticket_id: Any) -> SupportTicket:
 
 def _event(session: Session, ticket: SupportTicket, actor: Actor, event: str, detail: dict[str, Any], now: dt.datetime
            ) -> None:
-    session.add(SupportTicketEvent(ticket_id=ticket.id, event=event, detail=audit._jsonable(detail),
+    session.add(SupportTicketEvent(ticket_id=ticket.id, event=event, detail=audit.jsonable(detail),
                                    actor_id=actor.id, occurred_at=now))
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from crm_core.platform.actors import Actor
-from crm_core.platform.audit import record_audit
+from crm_core.platform.audit import jsonable, record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import stored_setting
@@ -255,16 +255,6 @@ def _risk_became_high(session: Session, cursors: dict[str, Any], moved: dict[str
     return found
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
-
-
 def collect_events(session: Session, actor: Actor, now: dt.datetime | None = None) -> int:
     """Write new events into the outbox for the active subscriptions to them; returns rows written."""
     require(actor, "webhooks.manage")
@@ -280,7 +270,7 @@ def collect_events(session: Session, actor: Actor, now: dt.datetime | None = Non
     rows = [
         {"subscription_id": s.id, "event": event, "event_key": key, "status": "pending", "attempts": 0,
          "next_attempt_at": now, "created_at": now,
-         "payload": {"id": key, "type": event, "created_at": now.isoformat(), "data": _jsonable(data)}}
+         "payload": {"id": key, "type": event, "created_at": now.isoformat(), "data": jsonable(data)}}
         for event, key, data in events for s in subscriptions if event in s.events
     ]
     if rows:
