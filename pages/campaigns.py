@@ -9,7 +9,7 @@ from db.models import HEALTH_LEVELS, RISK_LEVELS
 from ml import uplift, uplift_reports
 from ui import context
 from ui.data_date import day_month_year, show_data_date
-from ui.format import compact_euros
+from ui.format import compact_euros, plain
 
 PAGE_SIZE = 25
 viewer = context.require_page("campaigns.view")
@@ -104,20 +104,20 @@ with tabs["Campaigns"]:
                         counts = context.act(campaigns.launch_campaign, choice["id"], at=at, scorer=scorer,
                                              version=detail.get("version"))
                     if counts is not None:
-                        changed(f"Launched {choice['name']}: {counts['enrolled']:,} customers enrolled, "
+                        changed(f"Launched {plain(choice['name'])}: {counts['enrolled']:,} customers enrolled, "
                                 f"{counts['sent']:,} messages sent, {counts['control']:,} held out.")
                 if right.button("Cancel draft", key="cancel_draft") and context.act(
                         campaigns.cancel_campaign, choice["id"]) is not None:
-                    changed(f"Cancelled {choice['name']}.")
+                    changed(f"Cancelled {plain(choice['name'])}.")
             else:
                 left, right = st.columns(2)
                 if left.button("Finish (stop enrolling)", icon=":material/flag:", key="finish_campaign") and \
                         context.act(campaigns.finish_campaign, choice["id"], at=at) is not None:
-                    changed(f"Finished {choice['name']}: no one else is enrolled; conversions keep counting until "
+                    changed(f"Finished {plain(choice['name'])}: no one else is enrolled; conversions keep counting until "
                             "each customer's attribution window closes.")
                 if right.button("Cancel campaign", key="cancel_running") and context.act(
                         campaigns.cancel_campaign, choice["id"]) is not None:
-                    changed(f"Cancelled {choice['name']}.")
+                    changed(f"Cancelled {plain(choice['name'])}.")
 
 
 def _show_preview(preview: dict) -> None:
@@ -202,7 +202,7 @@ if can_manage:
                 at=at)
             if created is not None:
                 st.session_state["campaigns_flash"] = (
-                    f"Saved the draft {created.name} with a {created.control_fraction:.0%} holdout; launch it "
+                    f"Saved the draft {plain(created.name)} with a {created.control_fraction:.0%} holdout; launch it "
                     "from the list under Campaigns.")
                 st.session_state.pop("campaign_preview", None)
                 st.rerun()

@@ -164,7 +164,7 @@ with tab_account:
     if account is not None:
         score = account["score"]
         if account["relationship"]:
-            st.info(f"{account['customer']} (#{customer_id}) is {account['relationship']}."
+            st.info(f"{plain(account['customer'])} (#{customer_id}) is {account['relationship']}."
                     + (f" The last score below is from {score['as_of'].isoformat()}." if score else ""))
         if score is None:
             if not account["relationship"]:

@@ -130,5 +130,5 @@ if can_manage:
                         department=None if department == "(none)" else department,
                         assignee_id=agent_names.get(assignee))
                     if created is not None:
-                        st.session_state["queue_flash"] = f"Ticket {created.ticket_number} created for {customer['name']}."
+                        st.session_state["queue_flash"] = f"Ticket {created.ticket_number} created for {plain(customer['name'])}."
                         st.rerun()

@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 from db.engine import make_engine
 from db.models import CustomerCommunication, WinbackCampaign, WinbackTarget
 
+from ui.format import plain
+
 from .apptest_support import open_page, titles
 
 
@@ -68,7 +70,7 @@ def test_analyst_previews_saves_and_launches_a_campaign(app, app_db):
     at.number_input(key="builder_offer_value").set_value(10.0)
     at.button(key="builder_save").click().run()
     assert not at.exception
-    assert "Saved the draft Apptest win-back" in _text(at, "success")
+    assert f"Saved the draft {plain('Apptest win-back')}" in _text(at, "success")
     campaign_id = _scalar(app_db, select(WinbackCampaign.id).where(WinbackCampaign.name == "Apptest win-back"))
 
     drafts = at.selectbox(key="campaign_action_choice")
@@ -76,7 +78,7 @@ def test_analyst_previews_saves_and_launches_a_campaign(app, app_db):
     at.run()
     at.button(key="launch_campaign").click().run()
     assert not at.exception
-    assert "Launched Apptest win-back" in _text(at, "success")
+    assert f"Launched {plain('Apptest win-back')}" in _text(at, "success")
     enrolled = _scalar(app_db, select(func.count()).where(WinbackTarget.campaign_id == campaign_id))
     sent = _scalar(app_db, select(func.count()).where(CustomerCommunication.campaign_id == campaign_id))
     treated = _scalar(app_db, select(func.count()).where(WinbackTarget.campaign_id == campaign_id,
