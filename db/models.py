@@ -470,6 +470,8 @@ class CustomerCommunication(Base):
         enum_check("status", COMM_STATUSES),
         Index("ix_comm_customer_time", "customer_id", "sent_at"),
         Index("ix_comm_campaign", "campaign"),
+        # Readers of the communications rollup add the messages sent since its cutoff (migration 0021).
+        Index("ix_comm_sent_at", "sent_at"),
         # Imported messages keep their source's id (or a key derived from the row): importing a file
         # twice adds nothing (migration 0013). Partial: messages logged here have none.
         Index("ix_comm_external_id", "external_id", unique=True,
@@ -2351,3 +2353,28 @@ class SocialMentionTerm(Base):
     posted_at: Mapped[dt.datetime] = mapped_column(DateTime)
     platform: Mapped[str] = mapped_column(String(16))
     negative: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- issue 14: the communications rollup (migration 0021)
+
+
+class RollupDailyCommunications(Base):
+    """Outbound messages per calendar day, channel, campaign and template by the furthest funnel stage
+    they reached (crm_core.service.communication_rollups): the Communications page's funnel and campaign
+    table sum a few thousand of these rows instead of every message. No campaign or template is ''."""
+
+    __tablename__ = "rollup_daily_communications"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    template: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    opened: Mapped[int] = mapped_column(Integer, default=0)
+    clicked: Mapped[int] = mapped_column(Integer, default=0)
+    replied: Mapped[int] = mapped_column(Integer, default=0)
+    bounced: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    first_sent: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_sent: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -7,15 +7,16 @@ leave it.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import Float, Integer, case, cast, func, select
+from sqlalchemy import Float, Integer, case, cast, delete, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from crm_core import customers, platform
-from db.models import Customer, CustomerAnalytics, MLModel
+from db.models import Customer, CustomerAnalytics, MLModel, RollupSummary, utcnow
 
 from . import registry
 
@@ -188,6 +189,47 @@ def by_segment(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]
          "mean_prob_alive": float(a or 0), "historic_clv": float(h or 0)}
         for s, n, p, c, a, h in rows
     ]
+
+
+VALUE_SUMMARY = "customer_value"
+
+
+def _aggregates(session: Session, viewer: platform.Actor) -> dict[str, Any]:
+    summary = overview(session, viewer)
+    if summary is None:
+        return {"summary": None}
+    return {"summary": summary, "histogram": clv_histogram(session, viewer),
+            "heatmap": alive_heatmap(session, viewer), "segments": by_segment(session, viewer)}
+
+
+def refresh_value_summary(session: Session, as_of: dt.date) -> dict[str, Any] | None:
+    """The batch step after the snapshot: the page's aggregates of the scored snapshot, computed once
+    (five passes over every customer's row) and stored with the model they came from."""
+    session.execute(delete(RollupSummary).where(RollupSummary.name == VALUE_SUMMARY))
+    found = _aggregates(session, platform.SYSTEM)
+    if found["summary"] is None:
+        return None
+    found["summary"] = {k: v for k, v in found["summary"].items() if k != "model"}
+    payload = platform.jsonable({**found, "model_id": scoring_key(session, platform.SYSTEM)}, float)
+    session.add(RollupSummary(name=VALUE_SUMMARY, as_of=as_of, built_at=utcnow(), payload=payload))
+    session.flush()
+    return found["summary"]
+
+
+def aggregates(session: Session, viewer: platform.Actor) -> dict[str, Any]:
+    """The Customer value page's headline figures and chart data: as the refresh stored them after the
+    last snapshot, or counted now when there is no stored summary for the active model, or an import, a
+    merge or an erasure has changed the snapshot since."""
+    platform.require(viewer, "value.view")
+    stored = session.scalar(select(RollupSummary).where(RollupSummary.name == VALUE_SUMMARY))
+    if (stored is None or stored.payload.get("model_id") != scoring_key(session, viewer)
+            or platform.history_rewritten_since(session, stored.built_at)):
+        return _aggregates(session, viewer)
+    payload = {k: v for k, v in stored.payload.items() if k != "model_id"}
+    summary = dict(payload["summary"])
+    summary["as_of"] = dt.date.fromisoformat(summary["as_of"]) if summary.get("as_of") else None
+    summary["model"] = next((v for v in registry.versions(session, "clv") if v["active"]), None)
+    return {**payload, "summary": summary}
 
 
 def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_size: int = 50) -> platform.Page:

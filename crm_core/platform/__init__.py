@@ -58,6 +58,7 @@ from crm_core.platform.jobs import (
 from crm_core.platform.paging import Page
 from crm_core.platform.passwords import MIN_PASSWORD_LENGTH, check_password
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
+from crm_core.platform.rollup_state import history_rewritten_since
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.shop import (
     SHOP_COUNTRY,
@@ -96,6 +97,7 @@ from crm_core.platform.users import (
 )
 
 __all__ = [
+    "history_rewritten_since",
     "TokenActor",
     "authenticate_token",
     "check_idempotency_key",
