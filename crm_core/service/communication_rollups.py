@@ -13,10 +13,10 @@ refresh has not yet folded in, readers count the messages themselves.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select
+from sqlalchemy import RowMapping, and_, case, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.platform.dates import end_of, midnight
@@ -122,7 +122,7 @@ def usable_coverage(session: Session) -> dt.datetime | None:
 
 
 def _stored(session: Session, keys: Sequence[str], date_from: dt.date | None, date_to: dt.date | None,
-            equal: dict[str, str | None], cutoff: dt.datetime) -> Iterable[Mapping[str, Any]]:
+            equal: dict[str, str | None], cutoff: dt.datetime) -> Iterable[RowMapping]:
     r = RollupDailyCommunications
     # The rollup holds what was sent before the cutoff: whole days before it, and the cutoff's own day up
     # to it when a refresh ran while that day was not over (the rest of that day comes live).
@@ -142,7 +142,7 @@ def _stored(session: Session, keys: Sequence[str], date_from: dt.date | None, da
     ).mappings()
 
 
-def _live(session: Session, keys: Sequence[str], since: dt.datetime | None, live_conditions: list) -> Iterable[Mapping[str, Any]]:
+def _live(session: Session, keys: Sequence[str], since: dt.datetime | None, live_conditions: list) -> Iterable[RowMapping]:
     c = CustomerCommunication
     columns = {"channel": c.channel, "campaign": func.coalesce(c.campaign, NONE),
                "template": func.coalesce(c.template, NONE)}
@@ -164,7 +164,7 @@ def grouped_counts(session: Session, keys: Sequence[str], date_from: dt.date | N
     its cutoff and live after it, or live throughout when the rollup cannot be used. `live_conditions`
     say the same filters over the messages table."""
     cutoff = usable_coverage(session)
-    parts: list[Iterable[Mapping[str, Any]]] = []
+    parts: list[Iterable[RowMapping]] = []
     if cutoff is not None and (date_from is None or midnight(date_from) < cutoff):
         parts.append(_stored(session, keys, date_from, date_to, equal, cutoff))
     parts.append(_live(session, keys, cutoff, live_conditions))
