@@ -365,6 +365,7 @@ def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
 
 def _referrals(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     done = referrals.process_referrals(session, platform.SYSTEM, now)
+    referrals.refresh_referral_summary(session, as_of)  # the page's referred-against-others comparison
     return StepOutcome(f"{done['checked']:,} referrals checked ({done['accepted']:,} accepted, {done['rejected']:,} "
                        f"rejected, {done['review']:,} to review); {done['held']:,} rewards held, {done['paid']:,} paid, "
                        f"{done['reversed']:,} reversed, {done['over_allowance']:,} over an allowance",

@@ -93,7 +93,10 @@ class SignalFrame:
 
 def _has_rows(session: Session, source: str, end: dt.datetime) -> bool:
     column = SOURCE_TIME[source]
-    return session.execute(select(literal(1)).where(column < end).limit(1)).first() is not None
+    query = select(literal(1)).where(column < end).limit(1)
+    if any(list(index.columns)[:1] == [column] for index in column.table.indexes):
+        query = query.order_by(column)  # one step down the index, never a pass over the table
+    return session.execute(query).first() is not None
 
 
 def _series(session: Session, query, name: str) -> pd.Series:
