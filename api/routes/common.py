@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 
 from crm_core import platform
-from crm_core.platform.paging import MAX_CURSOR_LENGTH
 
 from ..errors import ApiError
 
@@ -15,7 +14,7 @@ Id = Annotated[int, Path(ge=1, le=2**62)]
 PageNumber = Annotated[int | None, Query(ge=1, le=10**7, description="A numbered page (from 1); "
                                                                       "or page by keyset with limit and after")]
 PageSize = Annotated[int, Query(ge=1, le=500)]
-After = Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, pattern=r"^[A-Za-z0-9_-]*$",
+After = Annotated[str | None, Query(max_length=platform.MAX_CURSOR_LENGTH, pattern=r"^[A-Za-z0-9_-]*$",
                                     description="Keyset paging: the next_after of the previous page "
                                                 "(empty or absent with limit: the first page)")]
 

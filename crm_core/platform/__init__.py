@@ -63,6 +63,7 @@ from crm_core.platform.jobs import (
 )
 from crm_core.platform.paging import (
     FIRST,
+    MAX_CURSOR_LENGTH,
     InvalidCursor,
     Page,
     SortKey,
@@ -150,6 +151,7 @@ __all__ = [
     "Page",
     "FIRST",
     "InvalidCursor",
+    "MAX_CURSOR_LENGTH",
     "SortKey",
     "check_limit",
     "decode_position",
