@@ -660,6 +660,7 @@ class Complaint(Base):
             "satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5", name="satisfaction_range"
         ),
         Index("ix_complaints_status", "status", "severity"),
+        Index("ix_complaints_created", "created_at", "id"),  # newest first, keyset pages (0022)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1751,6 +1752,10 @@ class ApiJob(Base):
     created_at: Mapped[dt.datetime] = created_at_col()
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The worker's sign of life while the job runs (0022): older than the jobs' stale limit means it stopped.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    records_done: Mapped[int | None] = mapped_column(Integer)
+    records_total: Mapped[int | None] = mapped_column(Integer)
 
 
 class WebhookSubscription(Base):
@@ -1778,6 +1783,7 @@ class WebhookDelivery(Base):
         enum_check("status", WEBHOOK_DELIVERY_STATUSES),
         UniqueConstraint("subscription_id", "event_key", name="uq_webhook_deliveries_subscription_event"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),  # a subscription's log (0022)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -232,25 +232,26 @@ def aggregates(session: Session, viewer: platform.Actor) -> dict[str, Any]:
     return {**payload, "summary": summary}
 
 
-def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_size: int = 50) -> platform.Page:
-    """Customers by 12-month CLV, highest first (customer id breaks ties), one page at a time."""
+def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_size: int = 50,
+                  after: str | None = None) -> platform.Page:
+    """Customers by 12-month CLV, highest first (customer id breaks ties): a numbered page, or with
+    `after` (a cursor, FIRST for the start) the next `page_size` by keyset."""
     platform.require(viewer, "value.view")
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:
         raise platform.ValidationError("Page size must be a whole number between 1 and 1000.")
     if isinstance(page, bool) or not isinstance(page, int):
         raise platform.ValidationError("The page must be a whole number.")
-    page = max(1, page)
-    total = session.scalar(select(func.count()).where(SCORED)) or 0
-    rows = session.execute(
+    page = 0 if after is not None else max(1, page)
+    total = None if after is not None else session.scalar(select(func.count()).where(SCORED)) or 0
+    rows, next_after = platform.fetch_rows(
+        session,
         select(A.customer_id, Customer.first_name, Customer.last_name, Customer.email, A.clv_12m, A.historic_clv,
                A.predicted_purchases_12m, A.prob_alive, A.expected_order_value, A.clv_frequency, A.order_count,
                A.last_order_at, A.rfm_segment)
         .join(Customer, Customer.id == A.customer_id)
-        .where(SCORED)
-        .order_by(A.clv_12m.desc(), A.customer_id)
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    ).all()
+        .where(SCORED),
+        (platform.SortKey(A.clv_12m, descending=True), platform.SortKey(A.customer_id)), "lifetime_values",
+        page=page, page_size=page_size, after=after)
     return platform.Page(
         rows=[
             {
@@ -263,7 +264,7 @@ def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_
                 "orders": orders, "last_order_at": last_order, "rfm_segment": segment,
             }
             for cid, first, last, email, clv, historic, purchases, alive, order_value, repeat, orders, last_order,
-            segment in rows
+            segment, *_key in rows
         ],
-        total=int(total), page=page, page_size=page_size,
+        total=None if total is None else int(total), page=page, page_size=page_size, next_after=next_after,
     )
