@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -2384,3 +2385,30 @@ class RollupDailyCommunications(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     first_sent: Mapped[dt.datetime] = mapped_column(DateTime)
     last_sent: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+# --- issue 14: keys the risk signals match accounts on, indexed (migration 0023)
+
+PHONE_SEPARATORS = (" ", "-", "+", "(", ")", ".")
+
+
+def phone_digits(phone: Any) -> Any:
+    """A phone number without separators. The constants are literals, not parameters, so the index below
+    serves the risk signals' "shares a phone" lookups on both databases."""
+    expression = phone
+    for char in PHONE_SEPARATORS:
+        expression = func.replace(expression, literal_column(f"'{char}'", String), literal_column("''", String))
+    return expression
+
+
+def address_key(line1: Any, postal_code: Any, country_code: Any) -> Any:
+    """A shipping address as the "shares an address" signal compares it: line, postcode and country."""
+    separator = literal_column("'|'", String)
+    return (func.lower(func.trim(line1)).concat(separator)
+            .concat(func.coalesce(postal_code, literal_column("''", String))).concat(separator).concat(country_code))
+
+
+# `_table`: SQLAlchemy finds the table of a functional index only through shallow expressions.
+Index("ix_customers_phone_digits", phone_digits(Customer.__table__.c.phone), _table=Customer.__table__)
+Index("ix_addresses_key", address_key(CustomerAddress.__table__.c.line1, CustomerAddress.__table__.c.postal_code,
+                                      CustomerAddress.__table__.c.country_code), _table=CustomerAddress.__table__)
