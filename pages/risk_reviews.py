@@ -147,7 +147,7 @@ with tabs[2]:
                                category_orders={"level": list(risk.LEVEL_FLOORS)},
                                title="Customers per risk level (log scale)", labels={"type": "", "level": "Level"}),
                         width="stretch")
-    quality = context.read(risk.truth_quality)
+    quality = context.cached(risk.truth_quality)
     if quality:
         st.markdown("**Against the simulator's planted cases** (fraud rings, account takeovers, bad payers), "
                     f"flagged = score of {risk.REVIEW_THRESHOLD:.0f} or more")
@@ -156,7 +156,7 @@ with tabs[2]:
         st.dataframe(frame, hide_index=True, width="stretch", column_config={
             "precision": st.column_config.NumberColumn("Precision", format="%.2f"),
             "recall": st.column_config.NumberColumn("Recall", format="%.2f")})
-    precision = context.read(risk.rule_precision)
+    precision = context.cached(risk.rule_precision)
     st.markdown("**Precision of each rule and of the model against reviewed outcomes**")
     if precision:
         frame = pd.DataFrame(precision)
@@ -173,7 +173,7 @@ with tabs[3]:
                      hide_index=True, width="stretch", column_config={"description": "Condition"})
     else:
         st.info("No rules yet: the first risk refresh installs the default rules.")
-    left_out = context.read(risk.signals_left_out, as_of) or {}
+    left_out = context.cached(risk.signals_left_out, as_of) or {}
     with st.expander("Signals a rule can use"):
         st.dataframe(pd.DataFrame(risk.signal_catalogue(left_out)), hide_index=True, width="stretch")
     names = {rule["id"]: rule for rule in rules}
@@ -258,7 +258,7 @@ with tabs[4]:
                 saved(f"List entry {int(entry_id)} removed.")
 
 with tabs[5]:
-    counts = context.read(risk.identity_counts)
+    counts = context.cached(risk.identity_counts)
     if counts:
         st.plotly_chart(px.bar(pd.DataFrame({"status": list(counts), "customers": list(counts.values())}),
                                x="status", y="customers", title="Identity verification", labels={"status": ""}),

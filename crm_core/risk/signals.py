@@ -110,16 +110,19 @@ def _series(session: Session, query, name: str) -> pd.Series:
 
 def _shared(session: Session, key_query, name: str, customer_ids: list[int] | None = None) -> pd.Series:
     """Per customer: how many other customers share one of their keys (max over their keys).
-    With `customer_ids`, only their keys are counted (a case view of one customer stays cheap)."""
-    keys = key_query.subquery()
-    counted = select(keys.c.key, func.count(distinct(keys.c.customer_id)).label("n"))
+    `key_query` selects (customer id, key). With `customer_ids`, only their keys are counted (a case
+    view of one customer stays cheap): their keys first, then everyone holding one of them, both
+    filtered inside the key query so an index on the customer or the key serves them."""
     if customer_ids is not None:
-        # Their keys first, then everyone holding one of them: over the key's index, not every row.
-        mine = list(session.scalars(select(keys.c.key).where(keys.c.customer_id.in_(customer_ids)).distinct()))
+        customer_column, key_column = list(key_query.selected_columns)[:2]
+        mine = list(session.scalars(select(key_query.where(customer_column.in_(customer_ids)).subquery().c[1])
+                                    .distinct()))
         if not mine:
             return pd.Series(dtype=float, name=name)
-        counted = counted.where(keys.c.key.in_(mine))
-    per_key = counted.group_by(keys.c.key).having(func.count(distinct(keys.c.customer_id)) > 1).subquery()
+        key_query = key_query.where(key_column.in_(mine))
+    keys = key_query.subquery()
+    per_key = (select(keys.c.key, func.count(distinct(keys.c.customer_id)).label("n")).group_by(keys.c.key)
+               .having(func.count(distinct(keys.c.customer_id)) > 1).subquery())
     query = select(keys.c.customer_id, func.max(per_key.c.n) - 1).join(per_key, per_key.c.key == keys.c.key) \
         .group_by(keys.c.customer_id)
     return _series(session, query, name)
