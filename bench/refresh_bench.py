@@ -44,7 +44,9 @@ def run(url: str, customers: int, label: str, seed: bool = True, concurrent: boo
         seeded = demo.seed_database(engine, customers, seed=7, end=dt.datetime.combine(AS_OF, dt.time(18)))
         print(f"{label:<10} customers={customers:,} orders={seeded.counts['orders']:,} "
               f"seed_seconds={seeded.seconds:.1f}", flush=True)
-    report = batch.run_refresh(engine, AS_OF, concurrent=concurrent)
+    # A seeded shop's history ends on AS_OF; an existing one is refreshed as of its data date, as `crm refresh` does.
+    as_of = AS_OF if seed else platform.data_date(engine).day
+    report = batch.run_refresh(engine, as_of, concurrent=concurrent)
     for record in report.steps:
         print(f"{label:<10} step={record.label!r} status={record.status} seconds={record.seconds:.1f} ({record.detail})",
               flush=True)
@@ -52,7 +54,7 @@ def run(url: str, customers: int, label: str, seed: bool = True, concurrent: boo
           f"{sum(r.seconds for r in report.steps):.1f} s because the model steps overlap on PostgreSQL)", flush=True)
     started = time.perf_counter()
     with platform.unit_of_work(engine) as session:
-        found = segmentation.preview_rules(session, platform.SYSTEM, RULES, AS_OF, sample=20)
+        found = segmentation.preview_rules(session, platform.SYSTEM, RULES, as_of, sample=20)
     print(f"{label:<10} segment_preview matches={found['count']:,} seconds={time.perf_counter() - started:.2f}",
           flush=True)
     engine.dispose()
