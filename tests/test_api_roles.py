@@ -42,6 +42,8 @@ ENDPOINTS = [
     ("GET", "/customers/{customer}", None, "customers.view"),
     ("PATCH", "/customers/{customer}", {"notes": "seen by the API"}, "customers.edit"),
     ("DELETE", "/customers/{erasable}", None, "privacy.manage"),
+    ("GET", "/customers/{customer}/orders", None, "customers.view"),
+    ("POST", "/customers/{customer}/orders", {"total": "25.00", "channel": "phone"}, "customers.edit"),
     ("GET", "/overview", None, "overview.view"),
     ("GET", "/segments", None, "segments.view"),
     ("POST", "/segments", {"name": "API {role}", "rules": {"all": [{"field": "order_count", "op": "ge",

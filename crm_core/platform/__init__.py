@@ -45,7 +45,7 @@ from crm_core.platform.idempotency import (
     store_response,
     stored_response,
 )
-from crm_core.platform.ids import MAX_RECORD_ID, is_record_id, parse_record_id
+from crm_core.platform.ids import CODE_ALPHABET, MAX_RECORD_ID, is_record_id, parse_record_id, readable_code
 from crm_core.platform.jobs import (
     create_job,
     finish_job,
@@ -123,6 +123,7 @@ __all__ = [
     "EARLIEST_DATE",
     "ERROR_LOG",
     "HISTORICAL_AFTER_DAYS",
+    "CODE_ALPHABET",
     "MAX_RECORD_ID",
     "MIN_PASSWORD_LENGTH",
     "NotFound",
@@ -165,6 +166,7 @@ __all__ = [
     "parse_record_id",
     "next_day_start",
     "jsonable",
+    "readable_code",
     "record_audit",
     "report_unexpected",
     "require",

@@ -10,7 +10,6 @@ A referral row (`customer_referral_program`) is one friend attributed to one ref
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,6 +19,7 @@ from crm_core.loyalty.ledger import credit_reward, take_back_reward
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
+from crm_core.platform.ids import readable_code
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.risk.decisions import RiskRestricted, decisions_in_force, enforce
@@ -53,7 +53,6 @@ DEFAULT_REFERRAL_SETTINGS: dict[str, Any] = {
     "link_base": "https://shop.example/r/",
 }
 ATTRIBUTIONS = ("first_touch", "last_touch")
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I
 CODE_LENGTH = 10  # 32^10 ≈ 10^15 codes: unguessable by trying
 PAID_FRIEND_STATUSES = ("paid", "shipped", "delivered")
 OPEN_REFERRAL_STATUSES = ("pending", "signed_up")
@@ -101,7 +100,7 @@ def save_referral_settings(session: Session, actor: Actor, settings: dict[str, A
 
 
 def new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return readable_code(CODE_LENGTH)
 
 
 def referral_code(session: Session, actor: Actor, customer_id: int) -> dict[str, str]:
@@ -140,6 +139,27 @@ def attribute(session: Session, actor: Actor, friend_id: int, code: str, touched
     the referral to the new referrer while nothing has been paid for it.
     """
     require(actor, "referrals.manage")
+    return _attribute(session, actor, friend_id, code, touched_at, signed_up_at)
+
+
+def attribute_order(session: Session, actor: Actor, friend_id: int, code: str, ordered_at: dt.datetime) -> Referral:
+    """Attribute a first order that carries a referral code (order intake calls this before it writes
+    the order): the code is touched when the order is placed, under the same rules as `attribute`.
+    Whoever may record the order may attribute it; a code on a later order is refused."""
+    require(actor, "customers.edit")
+    first_order = session.scalar(select(func.min(Order.ordered_at)).where(Order.customer_id == friend_id))
+    _refuse_after_first_order(friend_id, first_order, ordered_at)
+    return _attribute(session, actor, friend_id, code, ordered_at)
+
+
+def _refuse_after_first_order(friend_id: int, first_order: dt.datetime | None, touched_at: dt.datetime) -> None:
+    if first_order is not None and first_order < touched_at:
+        raise ValidationError(f"Customer {friend_id} had already ordered ({first_order:%Y-%m-%d}) before the "
+                              f"referral link was used; only a sign-up or a first order carries a code.")
+
+
+def _attribute(session: Session, actor: Actor, friend_id: int, code: str, touched_at: dt.datetime,
+               signed_up_at: dt.datetime | None = None) -> Referral:
     friend = session.get(Customer, friend_id)
     if friend is None:
         raise NotFound(f"Customer {friend_id} does not exist.")
@@ -151,9 +171,7 @@ def attribute(session: Session, actor: Actor, friend_id: int, code: str, touched
     # The sign-up carries the code when the link was used before it; otherwise the first order does.
     arrived: dt.datetime | None = signed_up
     if touched_at > signed_up + dt.timedelta(minutes=1):
-        if first_order is not None and first_order < touched_at:
-            raise ValidationError(f"Customer {friend_id} had already ordered ({first_order:%Y-%m-%d}) before the "
-                                  f"referral link was used; only a sign-up or a first order carries a code.")
+        _refuse_after_first_order(friend_id, first_order, touched_at)
         arrived = first_order  # None: the coming first order will carry it
     if arrived is not None and arrived - touched_at > window:
         raise ValidationError(f"The referral link was used {touched_at:%Y-%m-%d %H:%M}, outside the "
@@ -173,10 +191,10 @@ def attribute(session: Session, actor: Actor, friend_id: int, code: str, touched
         record_audit(session, actor, "referrals.reattribute", "referral", existing.id, before=before,
                      after={"referrer_id": referrer_id, "attribution": "last_touch"})
         return existing
-    referral = Referral(referrer_id=referrer_id, referred_id=friend_id, referral_code=f"{code.strip().upper()}.{friend_id}",
-                        referred_email=friend.email, status="signed_up", reward_points=0, created_at=touched_at)
     if referrer_id == friend_id:
         raise ValidationError("A customer cannot refer themselves.")
+    referral = Referral(referrer_id=referrer_id, referred_id=friend_id, referral_code=f"{code.strip().upper()}.{friend_id}",
+                        referred_email=friend.email, status="signed_up", reward_points=0, created_at=touched_at)
     session.add(referral)
     session.flush()
     record_audit(session, actor, "referrals.attribute", "referral", referral.id,
