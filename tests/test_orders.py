@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import orders, platform, referrals, risk
-from db.models import AuditLog, Order, OrderItem, Product, Referral
+from crm_core import orders, platform, referrals, risk, vouchers
+from db.models import AuditLog, Customer, Order, OrderItem, Product, Referral, User, Voucher
 from tests.factories import make_customer, make_order, make_user
 
 START = dt.datetime(2025, 1, 1)
@@ -148,3 +148,130 @@ def test_historical_imports_are_not_refused_by_todays_decisions(session, shop):
                                    fmt="csv", file_name="old.csv", customer_col="customer", date_col="date",
                                    amount_col="amount")
     assert report.counts()["invalid"] == 0 and _orders(session, customer) == 1
+
+
+# --------------------------------------------------------------------------- vouchers at intake
+
+
+def _voucher(session, customer, kind="amount", value="10", days=30, min_order=0, source_id=None):
+    code = vouchers.issue_vouchers(session, platform.SYSTEM, [customer.id], kind, Decimal(value), source="manual",
+                                   source_id=source_id, expires_at=dt.datetime.now() + dt.timedelta(days=days),
+                                   authorised_by="vouchers.manage", min_order=min_order)[customer.id]
+    return session.scalars(select(Voucher).where(Voucher.code == code)).one()
+
+
+def test_a_voucher_is_redeemed_once_by_its_owner_and_taken_off_the_goods(session, shop):
+    agent, customer = shop["agent"], shop["customer"]
+    amount = _voucher(session, customer, "amount", "15")
+    made = orders.record_order(session, agent, customer.id, {
+        "items": [{"product_id": shop["book"].id, "quantity": 2}], "shipping": "5.00",
+        "voucher_code": "-".join([amount.code[:4], amount.code[4:8], amount.code[8:]]).lower()})
+    assert made["subtotal"] == Decimal("40.00") and made["discount"] == Decimal("15.00")
+    assert made["total"] == Decimal("30.00") and made["voucher"].endswith(amount.code[-4:])
+    session.refresh(amount)
+    assert amount.status == "redeemed" and amount.redeemed_order_id == made["id"] and amount.version == 2
+    with pytest.raises(platform.ValidationError, match=r"Voucher …\w{4} was already used on .*; a voucher is used once"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": amount.code})
+    percent = _voucher(session, customer, "percent", "12.5", min_order=30)
+    with pytest.raises(platform.ValidationError, match=r"needs an order of at least 30.00 \(this order's goods come "
+                                                        r"to 20.00\)"):
+        orders.record_order(session, agent, customer.id, {"total": 20, "shipping": 15, "voucher_code": percent.code})
+    made = orders.record_order(session, agent, customer.id, {"total": "45.50", "voucher_code": percent.code})
+    assert made["discount"] == Decimal("5.69") and made["total"] == Decimal("39.81")  # 12.5% of 45.50, rounded
+    actions = session.scalars(select(AuditLog.action).where(AuditLog.entity_type == "voucher")).all()
+    assert actions.count("voucher.redeem") == 2
+
+
+def test_a_voucher_that_cannot_be_used_refuses_the_order_with_the_reason(session, shop):
+    agent, customer = shop["agent"], shop["customer"]
+    other = make_customer(session, START)
+    theirs = _voucher(session, other)
+    with pytest.raises(platform.ValidationError, match="was issued to another customer"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": theirs.code})
+    expired = _voucher(session, customer, days=-1)
+    with pytest.raises(platform.ValidationError, match=r"Voucher …\w{4} expired on \d{4}-"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": expired.code})
+    void = _voucher(session, customer)
+    assert vouchers.void_voucher(session, agent, void.id, "Issued by mistake") == "void"
+    with pytest.raises(platform.ValidationError, match=r"was voided \(Issued by mistake\)"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": void.code})
+    with pytest.raises(platform.ValidationError, match="There is no voucher 'ABCDEFGHJKLM'"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": "abcd efgh jklm"})
+    with pytest.raises(platform.ValidationError, match="is not a voucher code"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": "DROP TABLE;"})
+    mine = _voucher(session, customer)
+    with pytest.raises(platform.ValidationError, match="cannot be used on an order in USD"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "currency": "usd", "voucher_code": mine.code})
+    risk.restrict_customer(session, make_user(session, "risk_analyst"), customer.id, "restrict", "Promo abuse")
+    with pytest.raises(risk.RiskRestricted, match=r"restricted until .* \(Promo abuse\) and cannot redeem a voucher"):
+        orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": mine.code})
+    assert _orders(session, customer) == 0
+    session.refresh(mine)
+    assert mine.status == "issued"
+
+
+def test_a_code_redeemed_by_a_stale_reader_is_refused_by_the_conditional_update(engine):
+    """Two orders read the same unused voucher; the first redeems it and commits; the second, still
+    holding what it read (SQLite lets one writer at a time, so it writes after the first), is refused
+    by the conditional UPDATE and writes nothing."""
+    with platform.unit_of_work(engine) as session:
+        agent = make_user(session, "support_agent")
+        customer = make_customer(session, START)
+        voucher = _voucher(session, customer)
+        ids = (agent.id, customer.id, voucher.id)
+    with pytest.raises(platform.ConflictError, match="used by another order at the same moment"), \
+            platform.unit_of_work(engine) as second:
+        stale = second.get(Voucher, ids[2])
+        assert stale.status == "issued"
+        second.expunge(stale)  # keep what was read, end the read transaction, write in a new one
+        second.rollback()
+        second.add(stale)
+        with platform.unit_of_work(engine) as first:
+            vouchers.redeem_voucher(first, first.get(User, ids[0]), first.get(Voucher, ids[2]),
+                                    make_order(first, first.get(Customer, ids[1]), START, 20).id, START)
+        assert stale.status == "issued"
+        vouchers.redeem_voucher(second, second.get(User, ids[0]), stale,
+                                make_order(second, second.get(Customer, ids[1]), START, 30).id, START)
+    with platform.unit_of_work(engine) as session:
+        assert session.get(Voucher, ids[2]).status == "redeemed"
+        assert session.scalar(select(func.count()).select_from(Order).where(Order.customer_id == ids[1])) == 1
+
+
+def test_two_orders_racing_for_one_code_on_postgresql_only_one_wins(engine, backend):
+    """Two sessions place an order with the same code at the same moment: the second waits on the
+    first's row lock, re-checks the condition after its commit and is refused."""
+    if backend != "postgresql":
+        pytest.skip("row locks and concurrent transactions: PostgreSQL")
+    import threading
+
+    with platform.unit_of_work(engine) as session:
+        agent = make_user(session, "support_agent")
+        customer = make_customer(session, START)
+        code = _voucher(session, customer).code
+        ids = (agent.id, customer.id)
+    results: dict[str, object] = {}
+    both_checked = threading.Barrier(2)
+
+    def place(name: str) -> None:
+        try:
+            with platform.unit_of_work(engine) as session:
+                actor = session.get(User, ids[0])
+                # both read the voucher as unused before either writes
+                vouchers.check_voucher(session, code, ids[1], Decimal(50), "EUR", dt.datetime.now())
+                both_checked.wait(timeout=10)
+                results[name] = orders.record_order(session, actor, ids[1], {"total": 50, "voucher_code": code})
+        except platform.DomainError as exc:
+            results[name] = exc
+
+    threads = [threading.Thread(target=place, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    refused = [r for r in results.values() if isinstance(r, platform.DomainError)]
+    placed = [r for r in results.values() if isinstance(r, dict)]
+    assert len(placed) == 1 and len(refused) == 1, results
+    assert "used by another order at the same moment" in str(refused[0]) or "already used" in str(refused[0])
+    with platform.unit_of_work(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Order).where(Order.customer_id == ids[1])) == 1
+        assert session.scalars(select(Voucher).where(Voucher.code == code)).one().redeemed_order_id == placed[0]["id"]

@@ -28,7 +28,8 @@ from crm_core.platform.permissions import require
 from crm_core.platform.shop import SHOP_CURRENCY
 from crm_core.referrals.program import attribute_order
 from crm_core.risk.decisions import check_order
-from db.models import ORDER_CHANNELS, Customer, Order, OrderItem, Product, utcnow
+from crm_core.vouchers.service import check_voucher, redeem_voucher, shown_code
+from db.models import ORDER_CHANNELS, Customer, Order, OrderItem, Product, Voucher, utcnow
 
 # A new order is placed (awaiting payment) or paid; later statuses come from the shop's fulfilment.
 INTAKE_STATUSES = ("placed", "paid")
@@ -135,7 +136,8 @@ def record_order(session: Session, actor: Actor, customer_id: int, order: dict[s
 
     `order` has either `items` (product_id, quantity and, optionally, unit_price each) or a `total`,
     and optionally `shipping`, `channel`, `currency`, `status` (placed or paid), the shop's
-    `order_number` and a `referral_code` (first orders only). Refused with the reason, nothing
+    `order_number`, a `voucher_code` (the customer's own, taken off the goods) and a
+    `referral_code` (first orders only). Refused with the reason, nothing
     written, when anything is wrong or a risk decision forbids the order."""
     require(actor, "customers.edit")
     if not isinstance(order, dict):
@@ -161,28 +163,35 @@ def record_order(session: Session, actor: Actor, customer_id: int, order: dict[s
     number = _order_number(session, order.get("order_number"))
     now = utcnow()
     # The risk decisions in force come first: a block or a restriction's limit refuses the order
-    # with its reason and expiry before anything else is looked at or written.
+    # (its value before any voucher) with the reason and expiry before anything is written.
     check_order(session, customer.id, value, now)
+    voucher, discount = None, Decimal(0)
+    if order.get("voucher_code") not in (None, ""):
+        voucher, discount = check_voucher(session, order["voucher_code"], customer.id, subtotal, currency, now)
     referral = None
     if order.get("referral_code") not in (None, ""):
         if not isinstance(order["referral_code"], str):
             raise ValidationError("The referral code is text.")
         referral = attribute_order(session, actor, customer.id, order["referral_code"], now)
     placed = Order(order_number=number, customer_id=customer.id, ordered_at=now, status=status, channel=channel,
-                   currency=currency, subtotal=subtotal, discount=Decimal(0), shipping=shipping,
-                   total=value, item_count=sum(line["quantity"] for line in lines) if lines else 1)
+                   currency=currency, subtotal=subtotal, discount=discount, shipping=shipping,
+                   total=value - discount, item_count=sum(line["quantity"] for line in lines) if lines else 1)
     session.add(placed)
     session.flush()
     session.add_all(OrderItem(order_id=placed.id, **line) for line in lines)
     session.flush()
+    if voucher is not None:
+        redeem_voucher(session, actor, voucher, placed.id, now)
     record_audit(session, actor, "order.create", "order", placed.id, after={
         "customer_id": customer.id, "order_number": number, "status": status, "channel": channel,
         "currency": currency, "subtotal": subtotal, "discount": placed.discount, "shipping": shipping,
-        "total": placed.total, "referral_id": referral.id if referral else None})
+        "total": placed.total, "voucher_id": voucher.id if voucher else None,
+        "referral_id": referral.id if referral else None})
     return order_detail(session, placed)
 
 
 def order_detail(session: Session, order: Order) -> dict[str, Any]:
+    voucher = session.scalar(select(Voucher.code).where(Voucher.redeemed_order_id == order.id))
     items = session.execute(select(OrderItem.product_id, Product.sku, Product.name, OrderItem.quantity,
                                    OrderItem.unit_price, OrderItem.line_total)
                             .outerjoin(Product, Product.id == OrderItem.product_id)
@@ -191,5 +200,6 @@ def order_detail(session: Session, order: Order) -> dict[str, Any]:
             "ordered_at": order.ordered_at, "status": order.status, "channel": order.channel,
             "currency": order.currency, "subtotal": order.subtotal, "discount": order.discount,
             "shipping": order.shipping, "total": order.total, "item_count": order.item_count,
+            "voucher": None if voucher is None else shown_code(voucher, full=False),
             "items": [{"product_id": r.product_id, "sku": r.sku, "name": r.name, "quantity": r.quantity,
                        "unit_price": r.unit_price, "line_total": r.line_total} for r in items]}
