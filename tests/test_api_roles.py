@@ -44,6 +44,7 @@ ENDPOINTS = [
     ("DELETE", "/customers/{erasable}", None, "privacy.manage"),
     ("GET", "/customers/{customer}/orders", None, "customers.view"),
     ("POST", "/customers/{customer}/orders", {"total": "25.00", "channel": "phone"}, "customers.edit"),
+    ("GET", "/customers/{customer}/vouchers", None, "customers.view"),
     ("GET", "/overview", None, "overview.view"),
     ("GET", "/segments", None, "segments.view"),
     ("POST", "/segments", {"name": "API {role}", "rules": {"all": [{"field": "order_count", "op": "ge",

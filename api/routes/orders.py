@@ -1,5 +1,6 @@
 """Orders: a customer's orders (newest first) and order intake, which the core checks against the
-risk decisions in force; a voucher may be redeemed and a referral code attributed on a first order."""
+risk decisions in force; a voucher may be redeemed and a referral code attributed on a first order.
+And a customer's vouchers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from crm_core import customers, orders, platform
+from crm_core import customers, orders, platform, vouchers
 from db.models import ORDER_CHANNELS
 
 from ..context import Actor, json_response, post, read
@@ -51,3 +52,9 @@ def list_orders(request: Request, customer_id: Id, actor: platform.TokenActor = 
 def create_order(request: Request, customer_id: Id, body: OrderCreate, actor: platform.TokenActor = Actor) -> Response:
     fields = body.model_dump(exclude_none=True)
     return post(request, actor, body, lambda s: orders.record_order(s, actor, customer_id, fields))
+
+
+@router.get("/customers/{customer_id}/vouchers",
+            summary="The customer's vouchers, newest first (whole codes for roles that record orders)")
+def list_vouchers(request: Request, customer_id: Id, actor: platform.TokenActor = Actor) -> Response:
+    return json_response({"data": read(request, actor, vouchers.customer_vouchers, customer_id)})
