@@ -275,3 +275,35 @@ def test_two_orders_racing_for_one_code_on_postgresql_only_one_wins(engine, back
     with platform.unit_of_work(engine) as session:
         assert session.scalar(select(func.count()).select_from(Order).where(Order.customer_id == ids[1])) == 1
         assert session.scalars(select(Voucher).where(Voucher.code == code)).one().redeemed_order_id == placed[0]["id"]
+
+
+def test_a_voucher_issued_by_hand_needs_the_permission_a_reason_and_sane_values(session, shop):
+    agent, customer = shop["agent"], shop["customer"]
+    with pytest.raises(platform.PermissionDenied):
+        vouchers.issue_voucher(session, make_user(session, "analyst"), customer.id, "amount", 5, reason="Goodwill")
+    for kind, value, days, reason, message in (
+            ("cash", 5, None, "Goodwill", "A voucher is one of percent, amount"),
+            ("percent", 95, None, "Goodwill", "at most 90% off"),
+            ("amount", 0, None, "Goodwill", "above 0"),
+            ("amount", "lots", None, "Goodwill", "is not a number"),
+            ("amount", 5, 0, "Goodwill", "valid for 1 to 730 days"),
+            ("amount", 5, None, "  ", "Give a reason")):
+        with pytest.raises(platform.ValidationError, match=message):
+            vouchers.issue_voucher(session, agent, customer.id, kind, value, days=days, reason=reason)
+    made = vouchers.issue_voucher(session, agent, customer.id, "amount", "7.5", days=14, min_order=20,
+                                  reason="Parcel arrived late")
+    assert (made.kind, made.value, made.min_order, made.source, made.status) == (
+        "amount", Decimal("7.50"), Decimal("20.00"), "manual", "issued")
+    assert len(made.code) == 12 and set(made.code) <= set(platform.CODE_ALPHABET)
+    audit = session.scalars(select(AuditLog).where(AuditLog.action == "voucher.issue")).one()
+    assert audit.after["reason"] == "Parcel arrived late" and audit.actor_username == agent.username
+    shown = vouchers.customer_vouchers(session, make_user(session, "risk_analyst"), customer.id)
+    assert shown[0]["code"] == "•" * 8 + made.code[-4:] and shown[0]["status"] == "issued"
+    assert vouchers.customer_vouchers(session, agent, customer.id)[0]["code"] == made.code
+    # The refresh marks vouchers past their expiry; a later void still records the reason.
+    assert vouchers.expire_vouchers(session, platform.SYSTEM, dt.datetime.now() + dt.timedelta(days=15)) == 1
+    session.refresh(made)
+    assert made.status == "expired"
+    assert vouchers.void_voucher(session, agent, made.id, "Customer closed the complaint") == "void"
+    with pytest.raises(platform.ValidationError, match="already void"):
+        vouchers.void_voucher(session, agent, made.id, "again")

@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import is_gone
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
@@ -126,7 +125,7 @@ def _orderable(session: Session, customer_id: int) -> Customer:
     customer = session.get(Customer, customer_id) if is_record_id(customer_id) else None
     if customer is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
-    if is_gone(customer.status) or customer.status != "active":
+    if customer.status != "active":  # merged, erased, closed or suspended
         raise ValidationError(f"Customer {customer_id} is {customer.status}; only an active customer can order.")
     return customer
 
