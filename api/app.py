@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from crm_core import platform
 from db import migrate
 from db.engine import database_url, make_engine, session_factory
 
@@ -21,8 +24,22 @@ loyalty and privacy services the app's pages use, with the same permissions.
 Authenticate with a personal token (`Authorization: Bearer crm_...`) that acts with its user's role.
 Errors have one shape, `{"error": {"type", "code", "message", "param"}}`. POST takes an
 `Idempotency-Key`; updates need `If-Match` with the ETag of the last read; every response carries
-`RateLimit-*` headers. Lists page with `limit` and `after` (the `next_after` of the previous page).
+`RateLimit-*` headers. Lists page with `limit` and `after` (the `next_after` of the previous page);
+lists that had numbered pages still take `page` and `page_size`.
 """
+log = logging.getLogger("crm.api")
+
+
+def fail_interrupted_jobs(sessions) -> None:
+    """At start: jobs left queued or running by a process that stopped are failed with the reason."""
+    try:
+        with platform.unit_of_work(sessions) as session:
+            failed = platform.fail_stale_jobs(session)
+    except (SQLAlchemyError, platform.DomainError):  # the API still starts; reading a job checks it again
+        log.warning("interrupted jobs not checked at start", exc_info=True)
+        return
+    if failed:
+        log.warning("jobs interrupted by a stopped worker, now failed: %s", ", ".join(map(str, failed)))
 
 
 class RateLimitHeaders:
@@ -61,6 +78,7 @@ def create_app(engine: Engine | None = None, limiter: Limiter | None = None,
     app.state.sessions = session_factory(engine)
     app.state.limiter = limiter or limiter_from_environment()
     app.state.job_runner = job_runner or start_thread
+    fail_interrupted_jobs(app.state.sessions)
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

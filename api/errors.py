@@ -85,7 +85,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(platform.DomainError)
     async def domain_error(_request: Request, exc: platform.DomainError) -> JSONResponse:
         status, type_, code = domain_status(exc)
-        return error_response(status, type_, code, str(exc))
+        return error_response(status, type_, code, str(exc), getattr(exc, "param", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

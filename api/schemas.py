@@ -111,3 +111,8 @@ class TokenInfo(BaseModel):
     expires_at: dt.datetime | None
     last_used_at: dt.datetime | None
     status: Literal["active", "expired", "revoked"]
+
+
+class TokenList(BaseModel):
+    data: list[TokenInfo]
+    next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page.")

@@ -42,7 +42,7 @@ from crm_core import (
     vouchers,
 )
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
-from ml import churn, clv, forecast, health, health_reports, registry, risk, uplift
+from ml import churn, clv, clv_reports, forecast, health, health_reports, registry, risk, uplift
 from ml.clusters import FEATURES, BehaviourClusterer, describe
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,20 @@ def _sales_rollups(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutc
         result = reporting.refresh_sales_rollups(session, as_of, now)
     return StepOutcome(f"{result['days']:,} days from {result['from']}, orders placed before {result['cutoff']}",
                        int(result["days"]))
+
+
+def _communication_rollups(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    with platform.unit_of_work(engine) as session:
+        result = service.refresh_communication_rollup(session, as_of, now)
+    return StepOutcome(f"{result['messages']:,} messages in {result['rows']:,} rollup rows from {result['from']}",
+                       result["rows"])
+
+
+def _value_summary(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    summary = clv_reports.refresh_value_summary(session, as_of)
+    if summary is None:
+        return skipped("no customer has a lifetime value yet")
+    return StepOutcome(f"{summary['customers_scored']:,} customers' lifetime values summarised", 1)
 
 
 def _lifecycle_rollups(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
@@ -357,6 +371,7 @@ def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
 
 def _referrals(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     done = referrals.process_referrals(session, platform.SYSTEM, now)
+    referrals.refresh_referral_summary(session, as_of)  # the page's referred-against-others comparison
     return StepOutcome(f"{done['checked']:,} referrals checked ({done['accepted']:,} accepted, {done['rejected']:,} "
                        f"rejected, {done['review']:,} to review); {done['held']:,} rewards held, {done['paid']:,} paid, "
                        f"{done['reversed']:,} reversed, {done['over_allowance']:,} over an allowance",
@@ -409,6 +424,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Account health scores", _health),
     ("Forecasts of revenue, orders and new customers", _forecasts),
     ("Daily sales rollups for the executive overview", _sales_rollups),
+    ("Communications rollup: messages per day, channel and campaign by funnel stage", _communication_rollups),
     ("Risk scores: signals, rules, anomaly model, reviews", _risk),
     ("Analytics snapshot and RFM scores", _snapshot),
     ("Behavioural clusters", _in_session(_clusters)),
@@ -418,6 +434,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Segment rollups: members, revenue and profiles", _in_session(_segment_rollups)),
     ("Churn rollups: risk by level, owner and segment; the at-risk ranking", _in_session(_churn_rollups)),
     ("Privacy rollup: current consent choices per purpose", _in_session(_privacy_rollups)),
+    ("Customer value summary: distributions of lifetime value", _in_session(_value_summary)),
     ("Referrals: fraud checks, held rewards, payouts and reversals", _in_session(_referrals)),
     ("Win-back campaigns: enrol newly qualifying customers", _in_session(_campaigns)),
     ("Calls to action: rules open, hold out and close CTAs", _success),
@@ -430,12 +447,13 @@ PRESENT_ONLY = frozenset({"_loyalty", "_sla", "_clusters", "_forecasts", "_risk"
 # Steps that read another step's output: when that one failed they are skipped, not run on stale data.
 NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_snapshot",
          "_lifecycle_rollups": "_lifecycle", "_segment_rollups": "_segments", "_churn_rollups": "_snapshot",
-         "_campaigns": "_snapshot", "_success": "_snapshot"}
+         "_value_summary": "_snapshot", "_campaigns": "_snapshot", "_success": "_snapshot"}
 
 
 # Steps that read only the source tables and write only their own: on PostgreSQL they run at the
 # same time (one thread each), so the database works on one while Python fits or scores another.
-CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_sales_rollups", "_risk"})
+CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_sales_rollups",
+                        "_communication_rollups", "_risk"})
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"

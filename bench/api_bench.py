@@ -3,10 +3,13 @@ page (filter groups, keyset paging), and the rows per second and server memory o
 
     python bench/api_bench.py --postgres postgresql://postgres@127.0.0.1:5432/test --customers 1000000
     python bench/api_bench.py --existing sqlite:///data/crm.sqlite      # a seeded database (migrated to head)
+    python bench/api_bench.py --customers 5000 --seconds 5              # a throwaway SQLite file (a smoke run)
 
 With --postgres it creates a throwaway database, migrates it and fills `customers` with
 generate_series (names, e-mails, countries, cities, sign-up dates; no orders: the reads and searches
-measured here touch customers and their optional one-row snapshots). It creates an admin and a
+measured here touch customers and their optional one-row snapshots); without --postgres or --existing
+it does the same in a throwaway SQLite file. Both exports (CSV and JSON Lines) are streamed in full,
+with the server's peak resident memory sampled while they stream. It creates an admin and a
 personal token, starts `crm api serve` (uvicorn, --workers N) with the rate limit lifted, and drives
 it from client threads on the same machine: the client's own CPU is part of what is measured, so on
 2 cores the figures are a floor. The machine's load average is printed with the results.
@@ -17,10 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -48,6 +53,22 @@ SELECT (ARRAY['John','Jane','Maria','Peter','Anna','Lukas','Emma','Noah','Mia','
        'direct', 'active', now() - (i % 1500) * interval '1 day', now(), now(), 1
 FROM generate_series(1, :n) AS i
 """
+# The same customers for SQLite, from a recursive row generator.
+FILL_SQLITE = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n)
+INSERT INTO customers (first_name, last_name, email, phone, country_code, city, acquisition_channel, status,
+                       signed_up_at, created_at, updated_at, version)
+SELECT json_extract('["John","Jane","Maria","Peter","Anna","Lukas","Emma","Noah","Mia","Paul"]', '$[' || (i % 10) || ']'),
+       json_extract('["Smith","Müller","Schmidt","Dubois","Rossi","Garcia","Nowak","Jansen","Peeters","Brown"]',
+                    '$[' || ((i / 10) % 10) || ']'),
+       'user' || i || '@mail.example', '+4930' || (1000000 + i),
+       json_extract('["DE","FR","NL","GB","ES","IT"]', '$[' || (i % 6) || ']'),
+       json_extract('["Berlin","Paris","Amsterdam","London","Madrid","Rome","Hamburg","Lyon"]', '$[' || ((i / 6) % 8) || ']'),
+       'direct', 'active', datetime('now', '-' || (i % 1500) || ' days'), datetime('now'), datetime('now'), 1
+FROM n
+"""
+# The outcome's targets (2 cores, several workers, 1,000,000 customers on PostgreSQL).
+TARGETS = {"read_p95_ms": 50, "read_per_second": 500, "search_p95_ms": 300, "export_rows_per_second": 50_000}
 SEARCH = {"any": [{"all": [{"field": "country", "op": "eq", "value": "DE"},
                            {"field": "city", "op": "in", "value": ["Berlin", "Hamburg"]}]},
                   {"all": [{"field": "country", "op": "eq", "value": "FR"},
@@ -66,7 +87,8 @@ def _prepare(url: str) -> tuple[str, int]:
     with platform.unit_of_work(engine) as session:
         admin = session.scalar(select(User).where(User.username == "api-bench"))
         if admin is None:
-            admin = platform.create_user(session, platform.SYSTEM, "api-bench", "admin", "api-bench-password")
+            # nobody signs in with it: only the token is used
+            admin = platform.create_user(session, platform.SYSTEM, "api-bench", "admin", secrets.token_urlsafe(24))
         _row, token = platform.create_token(session, platform.SYSTEM, admin.id, "api bench", expires_days=1)
         top = session.scalar(select(func.max(Customer.id))) or 0
     engine.dispose()
@@ -90,10 +112,11 @@ def _serve(url: str, workers: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the API server did not start")
 
 
-def _load(base: str, token: str, request, seconds: float, threads: int) -> dict[str, float]:
+def _load(base: str, token: str, request, seconds: float, threads: int) -> dict:
     """Requests from `threads` client threads for `seconds`; latency percentiles in ms and requests/s."""
     latencies: list[float] = []
     errors = [0]
+    statuses: dict[int, int] = {}
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
@@ -108,6 +131,7 @@ def _load(base: str, token: str, request, seconds: float, threads: int) -> dict[
                 if response.status_code != 200:
                     with lock:
                         errors[0] += 1
+                        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         with lock:
             latencies.extend(mine)
 
@@ -120,7 +144,7 @@ def _load(base: str, token: str, request, seconds: float, threads: int) -> dict[
     elapsed = time.perf_counter() - started
     cuts = statistics.quantiles(latencies, n=100)
     return {"requests": len(latencies), "per_second": len(latencies) / elapsed, "p50": cuts[49], "p95": cuts[94],
-            "p99": cuts[98], "errors": errors[0]}
+            "p99": cuts[98], "errors": errors[0], "error_statuses": statuses}
 
 
 def _rss_kb(pid: int) -> int:
@@ -139,21 +163,27 @@ def _rss_kb(pid: int) -> int:
     return total
 
 
-def _export(base: str, token: str, pid: int) -> dict[str, float]:
+def _export(base: str, token: str, pid: int, fmt: str = "csv") -> dict[str, float]:
+    """Stream a whole export (`csv` or `jsonl`), sampling the server's memory every 50 chunks."""
     peak, before = 0, _rss_kb(pid)
-    rows = 0
+    lines = 0
     started = time.perf_counter()
-    with httpx.stream("GET", f"{base}/exports/customers.csv", headers={"Authorization": f"Bearer {token}"},
+    with httpx.stream("GET", f"{base}/exports/customers.{fmt}", headers={"Authorization": f"Bearer {token}"},
                       params={"columns": ["id", "first_name", "last_name", "email", "country", "signup_date"]},
                       timeout=None) as response:
         response.raise_for_status()
         for n, chunk in enumerate(response.iter_bytes()):
-            rows += chunk.count(b"\n")
+            lines += chunk.count(b"\n")
             if n % 50 == 0:
                 peak = max(peak, _rss_kb(pid))
     seconds = time.perf_counter() - started
-    return {"rows": rows - 1, "seconds": seconds, "rows_per_second": (rows - 1) / seconds,
+    rows = lines - 1 if fmt == "csv" else lines  # the CSV has a header line
+    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds,
             "rss_before_mb": before / 1024, "rss_peak_mb": max(peak, _rss_kb(pid)) / 1024}
+
+
+def _verdict(ok: bool) -> str:
+    return "meets the target" if ok else "misses the target"
 
 
 def run(url: str, workers: int, threads: int, seconds: float, export: bool) -> None:
@@ -167,17 +197,34 @@ def run(url: str, workers: int, threads: int, seconds: float, export: bool) -> N
             return client.post("/customers/search", json={"filter": SEARCH, "limit": 50, "after": str(after)})
 
         searches = _load(base, token, search, seconds, threads)
+
+        def keyset_page(client, rng):
+            after = rng.randint(0, max(0, top - 1000))
+            return client.get("/customers", params={"limit": 50, "after": str(after)})
+
+        pages = _load(base, token, keyset_page, seconds, threads)
         print(f"\nAPI at {top:,} customers, {workers} uvicorn workers, {threads} client threads, {seconds:.0f} s each "
               f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         print(f"{'request':<36}{'requests/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
-        for label, figures in (("GET /customers/{id}", reads), ("POST /customers/search (50 rows)", searches)):
+        for label, figures in (("GET /customers/{id}", reads), ("POST /customers/search (50 rows)", searches),
+                               ("GET /customers?limit=50&after=", pages)):
             print(f"{label:<36}{figures['per_second']:>12.0f}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
-                  f"{figures['p99']:>9.1f}{figures['errors']:>8}")
+                  f"{figures['p99']:>9.1f}{figures['errors']:>8}"
+                  + (f"  (status {figures['error_statuses']})" if figures["errors"] else ""))
+        read_ok = reads["p95"] <= TARGETS["read_p95_ms"] and reads["per_second"] >= TARGETS["read_per_second"]
+        print(f"customer read: p95 {reads['p95']:.1f} ms, {reads['per_second']:.0f} requests/s "
+              f"(target p95 <= {TARGETS['read_p95_ms']} ms and >= {TARGETS['read_per_second']} requests/s): "
+              f"{_verdict(read_ok)}")
+        print(f"search page: p95 {searches['p95']:.1f} ms (target <= {TARGETS['search_p95_ms']} ms): "
+              f"{_verdict(searches['p95'] <= TARGETS['search_p95_ms'])}")
         if export:
-            streamed = _export(base, token, process.pid)
-            print(f"export: {streamed['rows']:,} rows in {streamed['seconds']:.1f} s = "
-                  f"{streamed['rows_per_second']:,.0f} rows/s; server memory {streamed['rss_before_mb']:.0f} MB "
-                  f"before, {streamed['rss_peak_mb']:.0f} MB at most during the stream")
+            for fmt in ("csv", "jsonl"):
+                streamed = _export(base, token, process.pid, fmt)
+                print(f"export {fmt}: {streamed['rows']:,} rows in {streamed['seconds']:.1f} s = "
+                      f"{streamed['rows_per_second']:,.0f} rows/s (target >= {TARGETS['export_rows_per_second']:,}: "
+                      f"{_verdict(streamed['rows_per_second'] >= TARGETS['export_rows_per_second'])}); server "
+                      f"memory {streamed['rss_before_mb']:.0f} MB before, {streamed['rss_peak_mb']:.0f} MB at most "
+                      f"during the stream")
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -187,6 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres", default="", help="a PostgreSQL server database URL to create a throwaway one on")
     parser.add_argument("--existing", default="", help="measure an existing (seeded, migrated) database instead")
+    # neither: a throwaway SQLite file, for a smoke run
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
@@ -198,7 +246,17 @@ def main() -> None:
         run(args.existing, args.workers, args.threads, args.seconds, not args.no_export)
         return
     if not args.postgres:
-        raise SystemExit("pass --postgres URL (a throwaway database is made there) or --existing URL")
+        with tempfile.TemporaryDirectory(prefix="crm-api-bench-") as folder:
+            url = f"sqlite:///{folder}/bench.sqlite"
+            migrate.upgrade(url)
+            engine = make_engine(url)
+            started = time.perf_counter()
+            with engine.begin() as connection:
+                connection.execute(text(FILL_SQLITE), {"n": args.customers})
+            engine.dispose()
+            print(f"filled {args.customers:,} customers (SQLite) in {time.perf_counter() - started:.1f} s")
+            run(url, args.workers, args.threads, args.seconds, not args.no_export)
+        return
     server = PostgresServer(args.postgres)
     try:
         with server.database("crm_api_bench") as url:

@@ -1,7 +1,7 @@
 """Many users at once: browser sessions signed in together, clicking through pages, against `streamlit run`.
 
     python bench/concurrency_bench.py --url sqlite:////path/crm100k.sqlite [--sessions 20] [--rounds 2]
-        [--pages "Executive overview,Segments,Lifecycle,Churn"]
+        [--pages "Executive overview,Segments,Lifecycle,Churn"] [--think 5]
 
 Starts the app the way `make run` does (no file watcher), signs in one browser context first and
 times each page alone (the single-user time), then signs in `--sessions` contexts of one headless
@@ -10,6 +10,11 @@ through the pages at the same time, `--rounds` times. A page's time is from the 
 shows and Streamlit's status widget ("Running…") is gone. Prints per page the single-user time,
 p50 and p95 under load and p95 over single-user, and the server's peak resident memory (its process
 and children, sampled every 0.2 s).
+
+`--think S` has each session pause between clicks, for a random time of mean S seconds (exponential,
+seeded per session), as people reading a page do; without it every session clicks again as soon as a
+page has shown, the worst case. The browsers run on the same cores as the server, so their own
+rendering (the charts above all) is part of every figure.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -118,7 +124,7 @@ async def visit(page, title: str) -> float:
     return time.perf_counter() - started
 
 
-async def measure(url: str, sessions: int, rounds: int, pages: list[str]) -> tuple[dict, dict]:
+async def measure(url: str, sessions: int, rounds: int, pages: list[str], think: float = 0.0) -> tuple[dict, dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -140,9 +146,12 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str]) -> tup
 
         async def walk(index: int, page) -> None:
             order = pages[index % len(pages):] + pages[:index % len(pages)]  # not all on the same page at once
+            pause = random.Random(index)
             for _ in range(rounds):
                 for title in order:
                     together[title].append(await visit(page, title))
+                    if think > 0:
+                        await asyncio.sleep(pause.expovariate(1 / think))
 
         await asyncio.gather(*[walk(i, page) for i, page in enumerate(signed)])
         await browser.close()
@@ -155,6 +164,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pages", default=",".join(DEFAULT_PAGES))
+    parser.add_argument("--think", type=float, default=0.0, help="mean seconds a session waits between clicks")
     args = parser.parse_args()
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
     ensure_admin(args.url)
@@ -162,12 +172,13 @@ def main() -> None:
     sampler = MemorySampler(process.pid)
     sampler.start()
     try:
-        single, together = asyncio.run(measure(url, args.sessions, args.rounds, pages))
+        single, together = asyncio.run(measure(url, args.sessions, args.rounds, pages, args.think))
     finally:
         sampler.stop.set()
         process.terminate()
         process.wait(timeout=30)
-    print(f"{args.sessions} sessions x {args.rounds} rounds; server peak RSS {sampler.peak:,.0f} MB")
+    pace = f"a mean {args.think:g} s between clicks" if args.think > 0 else "no pause between clicks"
+    print(f"{args.sessions} sessions x {args.rounds} rounds, {pace}; server peak RSS {sampler.peak:,.0f} MB")
     print(f"{'page':<22} {'alone s':>8} {'p50 s':>7} {'p95 s':>7} {'p95/alone':>9}")
     for title in pages:
         times = sorted(together[title])

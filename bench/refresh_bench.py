@@ -45,10 +45,11 @@ def run(url: str, customers: int, label: str, seed: bool = True, concurrent: boo
         print(f"{label:<10} customers={customers:,} orders={seeded.counts['orders']:,} "
               f"seed_seconds={seeded.seconds:.1f}", flush=True)
     report = batch.run_refresh(engine, AS_OF, concurrent=concurrent)
-    for step, seconds, detail in report.steps:
-        print(f"{label:<10} step={step!r} seconds={seconds:.1f} ({detail})", flush=True)
+    for record in report.steps:
+        print(f"{label:<10} step={record.label!r} status={record.status} seconds={record.seconds:.1f} ({record.detail})",
+              flush=True)
     print(f"{label:<10} refresh_total seconds={report.seconds:.1f} (wall clock; the steps' own times add up to "
-          f"{sum(s[1] for s in report.steps):.1f} s because the model steps overlap on PostgreSQL)", flush=True)
+          f"{sum(r.seconds for r in report.steps):.1f} s because the model steps overlap on PostgreSQL)", flush=True)
     started = time.perf_counter()
     with platform.unit_of_work(engine) as session:
         found = segmentation.preview_rules(session, platform.SYSTEM, RULES, AS_OF, sample=20)

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -470,6 +471,8 @@ class CustomerCommunication(Base):
         enum_check("status", COMM_STATUSES),
         Index("ix_comm_customer_time", "customer_id", "sent_at"),
         Index("ix_comm_campaign", "campaign"),
+        # Readers of the communications rollup add the messages sent since its cutoff (migration 0021).
+        Index("ix_comm_sent_at", "sent_at"),
         # Imported messages keep their source's id (or a key derived from the row): importing a file
         # twice adds nothing (migration 0013). Partial: messages logged here have none.
         Index("ix_comm_external_id", "external_id", unique=True,
@@ -658,6 +661,7 @@ class Complaint(Base):
             "satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5", name="satisfaction_range"
         ),
         Index("ix_complaints_status", "status", "severity"),
+        Index("ix_complaints_created", "created_at", "id"),  # newest first, keyset pages (0022)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -1749,6 +1753,10 @@ class ApiJob(Base):
     created_at: Mapped[dt.datetime] = created_at_col()
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The worker's sign of life while the job runs (0022): older than the jobs' stale limit means it stopped.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    records_done: Mapped[int | None] = mapped_column(Integer)
+    records_total: Mapped[int | None] = mapped_column(Integer)
 
 
 class WebhookSubscription(Base):
@@ -1776,6 +1784,7 @@ class WebhookDelivery(Base):
         enum_check("status", WEBHOOK_DELIVERY_STATUSES),
         UniqueConstraint("subscription_id", "event_key", name="uq_webhook_deliveries_subscription_event"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "id"),  # a subscription's log (0022)
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -1809,7 +1818,7 @@ PLANTED_RISK_SCENARIOS = ("fraud_ring", "account_takeover", "bad_credit")
 REFERRAL_VERDICTS = ("accepted", "rejected", "review")
 REFERRAL_REWARD_SIDES = ("referrer", "friend")
 REFERRAL_REWARD_STATUSES = ("held", "paid", "reversed", "rejected")
-REFERRAL_REWARD_KINDS = ("points", "voucher")  # migration 0021
+REFERRAL_REWARD_KINDS = ("points", "voucher")  # migration 0024
 
 
 class SignInEvent(Base):
@@ -2055,7 +2064,7 @@ class ReferralReward(Base):
         enum_check("side", REFERRAL_REWARD_SIDES),
         enum_check("status", REFERRAL_REWARD_STATUSES),
         enum_check("kind", REFERRAL_REWARD_KINDS),
-        # points rewards post points; voucher rewards issue a voucher of `amount` (migration 0021)
+        # points rewards post points; voucher rewards issue a voucher of `amount` (migration 0024)
         CheckConstraint("(kind = 'points' AND points > 0) OR (kind = 'voucher' AND points = 0 AND amount > 0)",
                         name="reward_positive"),
         UniqueConstraint("referral_id", "side", name="uq_customer_referral_rewards_side"),
@@ -2360,7 +2369,59 @@ class SocialMentionTerm(Base):
     negative: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-# --- issues 16 and 17: vouchers (migration 0021)
+# --- issue 14: the communications rollup (migration 0021)
+
+
+class RollupDailyCommunications(Base):
+    """Outbound messages per calendar day, channel, campaign and template by the furthest funnel stage
+    they reached (crm_core.service.communication_rollups): the Communications page's funnel and campaign
+    table sum a few thousand of these rows instead of every message. No campaign or template is ''."""
+
+    __tablename__ = "rollup_daily_communications"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    template: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    opened: Mapped[int] = mapped_column(Integer, default=0)
+    clicked: Mapped[int] = mapped_column(Integer, default=0)
+    replied: Mapped[int] = mapped_column(Integer, default=0)
+    bounced: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    first_sent: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_sent: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+# --- issue 14: keys the risk signals match accounts on, indexed (migration 0023)
+
+PHONE_SEPARATORS = (" ", "-", "+", "(", ")", ".")
+
+
+def phone_digits(phone: Any) -> Any:
+    """A phone number without separators. The constants are literals, not parameters, so the index below
+    serves the risk signals' "shares a phone" lookups on both databases."""
+    expression = phone
+    for char in PHONE_SEPARATORS:
+        expression = func.replace(expression, literal_column(f"'{char}'", String), literal_column("''", String))
+    return expression
+
+
+def address_key(line1: Any, postal_code: Any, country_code: Any) -> Any:
+    """A shipping address as the "shares an address" signal compares it: line, postcode and country."""
+    separator = literal_column("'|'", String)
+    return (func.lower(func.trim(line1)).concat(separator)
+            .concat(func.coalesce(postal_code, literal_column("''", String))).concat(separator).concat(country_code))
+
+
+# `_table`: SQLAlchemy finds the table of a functional index only through shallow expressions.
+Index("ix_customers_phone_digits", phone_digits(Customer.__table__.c.phone), _table=Customer.__table__)
+Index("ix_addresses_key", address_key(CustomerAddress.__table__.c.line1, CustomerAddress.__table__.c.postal_code,
+                                      CustomerAddress.__table__.c.country_code), _table=CustomerAddress.__table__)
+
+
+# --- issues 16 and 17: vouchers (migration 0024)
 
 VOUCHER_KINDS = ("percent", "amount")
 VOUCHER_SOURCES = ("campaign", "referral", "manual")

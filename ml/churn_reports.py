@@ -41,19 +41,28 @@ def _value():
 def at_risk(
     session: Session, viewer: platform.Actor, *, as_of: dt.date | None = None, risk_levels: list[str] | None = None,
     segment_id: int | None = None, owner_id: int | None = None, page: int = 1, page_size: int = 25,
+    after: str | None = None,
 ) -> platform.Page:
-    """Customers ranked by churn probability x value, with their drivers and interventions."""
+    """Customers ranked by churn probability x value, with their drivers and interventions: a numbered
+    page, or with `after` (a cursor, FIRST for the start) the next `page_size` (up to 100) by keyset: by
+    rank in the stored ranking, else by (expected loss, customer id)."""
     platform.require(viewer, "churn.view")
-    if page < 1 or page_size not in PAGE_SIZES:
+    keyset = after is not None
+    if keyset:
+        page = 0
+        platform.check_limit(page_size, max(PAGE_SIZES))
+    elif page < 1 or page_size not in PAGE_SIZES:
         raise platform.ValidationError(f"Page must be 1 or more and the page size one of {PAGE_SIZES}.")
     unknown = set(risk_levels or []) - set(RISK_LEVELS)
     if unknown:
         raise platform.ValidationError(f"Unknown risk level(s): {', '.join(sorted(unknown))}.")
-    stored = segmentation.stored_at_risk_page(session, as_of, risk_levels, segment_id, owner_id, page_size,
-                                      (page - 1) * page_size)
+    after_position = platform.decode_position(after, RANKED_LIST) if after and _ranked(after) else None
+    stored = segmentation.stored_at_risk_page(session, as_of, risk_levels, segment_id, owner_id, page_size + 1,
+                                              max(0, page - 1) * page_size,
+                                              after_position=after_position if keyset else None, count=not keyset)
     as_of = as_of or session.scalar(select(func.max(ChurnPrediction.as_of)))
     if as_of is None:
-        return platform.Page([], 0, page, page_size)
+        return platform.Page([], None if keyset else 0, page, page_size)
     p = ChurnPrediction
     value = _value()
     conditions = [p.as_of == as_of]
@@ -80,19 +89,26 @@ def at_risk(
         ))
     if owner_id is not None:
         query = query.where(Customer.account_manager_id == owner_id)
+    next_after: str | None
     if stored is not None:  # one page of positions from the ranking; details for those customers only
         _date, total, ranked = stored
-        if total is None:
+        if after and after_position is None:
+            raise platform.InvalidCursor("The churn ranking changed since that page was read: start again "
+                                         "without after.")
+        if total is None and not keyset:
             total = session.scalar(select(func.count()).select_from(query.subquery()))
-        position = {customer_id: i for i, (customer_id, _v, _l) in enumerate(ranked)}
+        next_after = platform.position_cursor(RANKED_LIST, ranked[page_size - 1][3]) if len(ranked) > page_size else None
+        position = {customer_id: i for i, (customer_id, _v, _l, _at) in enumerate(ranked[:page_size])}
         rows = sorted(session.execute(query.where(p.customer_id.in_(list(position)))).all(),
                       key=lambda row: position[row.customer_id])
     else:
-        total = session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = list(session.execute(
-            query.order_by((p.probability * value).desc(), p.customer_id).limit(page_size)
-            .offset((page - 1) * page_size)
-        ))
+        if after and _ranked(after):
+            raise platform.InvalidCursor("The churn ranking changed since that page was read: start again "
+                                         "without after.")
+        total = None if keyset else session.scalar(select(func.count()).select_from(query.subquery()))
+        rows, next_after = platform.fetch_rows(
+            session, query, (platform.SortKey(p.probability * value, descending=True, nullable=True), platform.SortKey(p.customer_id)),
+            LIVE_LIST, page=page, page_size=page_size, after=after)
     return platform.Page([
         {
             "customer_id": r.customer_id,
@@ -109,7 +125,18 @@ def at_risk(
             "interventions": "; ".join(r.interventions or []),
         }
         for r in rows
-    ], total or 0, page, page_size)
+    ], None if keyset else total or 0, page, page_size, next_after)
+
+
+RANKED_LIST, LIVE_LIST = "churn_ranked", "churn"
+
+
+def _ranked(after: str) -> bool:
+    """Whether a cursor is a position in the stored ranking (rather than a key of the live order)."""
+    try:
+        return platform.decode_position(after, RANKED_LIST) >= 0
+    except platform.InvalidCursor:
+        return False
 
 
 def risk_summary(session: Session, viewer: platform.Actor, as_of: dt.date | None = None) -> list[dict[str, Any]]:

@@ -7,15 +7,16 @@ leave it.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import Float, Integer, case, cast, func, select
+from sqlalchemy import Float, Integer, case, cast, delete, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from crm_core import customers, platform
-from db.models import Customer, CustomerAnalytics, MLModel
+from db.models import Customer, CustomerAnalytics, MLModel, RollupSummary, utcnow
 
 from . import registry
 
@@ -190,25 +191,67 @@ def by_segment(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]
     ]
 
 
-def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_size: int = 50) -> platform.Page:
-    """Customers by 12-month CLV, highest first (customer id breaks ties), one page at a time."""
+VALUE_SUMMARY = "customer_value"
+
+
+def _aggregates(session: Session, viewer: platform.Actor) -> dict[str, Any]:
+    summary = overview(session, viewer)
+    if summary is None:
+        return {"summary": None}
+    return {"summary": summary, "histogram": clv_histogram(session, viewer),
+            "heatmap": alive_heatmap(session, viewer), "segments": by_segment(session, viewer)}
+
+
+def refresh_value_summary(session: Session, as_of: dt.date) -> dict[str, Any] | None:
+    """The batch step after the snapshot: the page's aggregates of the scored snapshot, computed once
+    (five passes over every customer's row) and stored with the model they came from."""
+    session.execute(delete(RollupSummary).where(RollupSummary.name == VALUE_SUMMARY))
+    found = _aggregates(session, platform.SYSTEM)
+    if found["summary"] is None:
+        return None
+    found["summary"] = {k: v for k, v in found["summary"].items() if k != "model"}
+    payload = platform.jsonable({**found, "model_id": scoring_key(session, platform.SYSTEM)}, float)
+    session.add(RollupSummary(name=VALUE_SUMMARY, as_of=as_of, built_at=utcnow(), payload=payload))
+    session.flush()
+    return found["summary"]
+
+
+def aggregates(session: Session, viewer: platform.Actor) -> dict[str, Any]:
+    """The Customer value page's headline figures and chart data: as the refresh stored them after the
+    last snapshot, or counted now when there is no stored summary for the active model, or an import, a
+    merge or an erasure has changed the snapshot since."""
+    platform.require(viewer, "value.view")
+    stored = session.scalar(select(RollupSummary).where(RollupSummary.name == VALUE_SUMMARY))
+    if (stored is None or stored.payload.get("model_id") != scoring_key(session, viewer)
+            or platform.history_rewritten_since(session, stored.built_at)):
+        return _aggregates(session, viewer)
+    payload = {k: v for k, v in stored.payload.items() if k != "model_id"}
+    summary = dict(payload["summary"])
+    summary["as_of"] = dt.date.fromisoformat(summary["as_of"]) if summary.get("as_of") else None
+    summary["model"] = next((v for v in registry.versions(session, "clv") if v["active"]), None)
+    return {**payload, "summary": summary}
+
+
+def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_size: int = 50,
+                  after: str | None = None) -> platform.Page:
+    """Customers by 12-month CLV, highest first (customer id breaks ties): a numbered page, or with
+    `after` (a cursor, FIRST for the start) the next `page_size` by keyset."""
     platform.require(viewer, "value.view")
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:
         raise platform.ValidationError("Page size must be a whole number between 1 and 1000.")
     if isinstance(page, bool) or not isinstance(page, int):
         raise platform.ValidationError("The page must be a whole number.")
-    page = max(1, page)
-    total = session.scalar(select(func.count()).where(SCORED)) or 0
-    rows = session.execute(
+    page = 0 if after is not None else max(1, page)
+    total = None if after is not None else session.scalar(select(func.count()).where(SCORED)) or 0
+    rows, next_after = platform.fetch_rows(
+        session,
         select(A.customer_id, Customer.first_name, Customer.last_name, Customer.email, A.clv_12m, A.historic_clv,
                A.predicted_purchases_12m, A.prob_alive, A.expected_order_value, A.clv_frequency, A.order_count,
                A.last_order_at, A.rfm_segment)
         .join(Customer, Customer.id == A.customer_id)
-        .where(SCORED)
-        .order_by(A.clv_12m.desc(), A.customer_id)
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    ).all()
+        .where(SCORED),
+        (platform.SortKey(A.clv_12m, descending=True), platform.SortKey(A.customer_id)), "lifetime_values",
+        page=page, page_size=page_size, after=after)
     return platform.Page(
         rows=[
             {
@@ -221,7 +264,7 @@ def top_customers(session: Session, viewer: platform.Actor, page: int = 1, page_
                 "orders": orders, "last_order_at": last_order, "rfm_segment": segment,
             }
             for cid, first, last, email, clv, historic, purchases, alive, order_value, repeat, orders, last_order,
-            segment in rows
+            segment, *_key in rows
         ],
-        total=int(total), page=page, page_size=page_size,
+        total=None if total is None else int(total), page=page, page_size=page_size, next_after=next_after,
     )

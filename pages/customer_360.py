@@ -185,11 +185,12 @@ with tabs[1]:
         st.pagination(placed.pages, default=min(page_number, placed.pages), key=orders_key)
     elif placed is not None:
         st.info("No orders yet.")
-    held = context.read(vouchers.customer_vouchers, customer_id)
-    if held:
+    held = context.read(vouchers.customer_vouchers, customer_id, page_size=50)
+    if held is not None and held.total:
         st.markdown("**Vouchers**")
-        st.caption("Whole codes for roles that record orders; others see the last four characters.")
-        st.dataframe(pd.DataFrame(held)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
+        st.caption(f"{held.total:,} vouchers, newest first{' (the latest 50)' if held.total > 50 else ''}. "
+                   "Whole codes for roles that record orders; others see the last four characters.")
+        st.dataframe(pd.DataFrame(held.rows)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
                                          "expires_at", "redeemed_order_id", "void_reason"]],
                      hide_index=True, width="stretch",
                      column_config={"value": st.column_config.NumberColumn("Value (€ or %)", format="%.2f"),

@@ -21,22 +21,14 @@ show_step_status("lifetime_value", "Lifetime value")
 
 
 @st.cache_data(ttl=300, max_entries=16, show_spinner="Aggregating…")
-def load_aggregates(url: str, model_id: int | None) -> dict:
-    """Figures and chart data; keyed by the active model, so a new scoring is shown at once."""
+def load_aggregates(url: str, model_id: int | None, version: str) -> dict:
+    """Figures and chart data; keyed by the active model and the data version, so a new scoring is shown at once."""
     with context.session() as s:
-        summary = clv_reports.overview(s, viewer)
-        if summary is None:
-            return {"summary": None}
-        return {
-            "summary": summary,
-            "histogram": clv_reports.clv_histogram(s, viewer),
-            "heatmap": clv_reports.alive_heatmap(s, viewer),
-            "segments": clv_reports.by_segment(s, viewer),
-        }
+        return clv_reports.aggregates(s, viewer)
 
 
 key = context.read(clv_reports.scoring_key)
-data = load_aggregates(str(context.engine().url), key)
+data = load_aggregates(str(context.engine().url), key, context.data_version().key)
 summary = data["summary"]
 if summary is None:
     st.info("No lifetime values yet: run the batch refresh (`crm refresh`, or the Lifecycle page) to fit the "

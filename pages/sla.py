@@ -20,10 +20,13 @@ st.title("SLA")
 if flash := st.session_state.pop("sla_flash", None):
     st.success(flash)
 
-now = show_data_date().run_time()  # the current time, or late on the data date for historical data
+# The current time (or late on the data date for historical data), to the minute: the figures below are
+# cached per minute, so a widget interaction within it reads them from memory.
+now = show_data_date().run_time().replace(second=0, microsecond=0)
 weeks = st.segmented_control("Period", [4, 12, 26, 52], default=12, format_func=lambda w: f"{w} weeks",
                              key="sla_weeks") or 12
 start = now - dt.timedelta(weeks=weeks)
+st.caption(f"Figures as of {now:%Y-%m-%d %H:%M} UTC, read again each minute.")
 
 if can_manage:
     with st.expander("Breach detection"):
@@ -34,9 +37,9 @@ if can_manage:
             if result is not None:
                 st.success(f"{result['tickets_breached']:,} newly breached tickets, {result['escalated']:,} escalated.")
 
-summary = context.read(service.sla_summary, now, start=start)
-nps = context.read(service.nps_summary, start=start)
-csat = context.read(service.csat_summary, start=start)
+summary = context.cached(service.sla_summary, now, start=start)
+nps = context.cached(service.nps_summary, start=start)
+csat = context.cached(service.csat_summary, start=start)
 if summary is None:
     st.stop()
 c1, c2, c3, c4, c5 = st.columns(5)
@@ -53,7 +56,7 @@ c5.metric("CSAT", "–" if not csat or csat["average"] is None else f"{csat['ave
 tab_overview, tab_breaches, tab_soon, tab_surveys = st.tabs(["Targets met", "Breaches", "Breaching soon", "NPS and CSAT"])
 
 with tab_overview:
-    trend = context.read(service.sla_weekly_trend, now, weeks=weeks) or []
+    trend = context.cached(service.sla_weekly_trend, now, weeks=weeks) or []
     if not trend:
         st.info("No tickets in this period.")
     else:
@@ -64,13 +67,13 @@ with tab_overview:
         st.plotly_chart(figure, width="stretch")
     left, right = st.columns(2)
     for column, by, title in ((left, "priority", "by priority"), (right, "agent", "by agent")):
-        rows = context.read(service.sla_targets_met, now, by=by, start=start) or []
+        rows = context.cached(service.sla_targets_met, now, by=by, start=start) or []
         rows = [r for r in rows if r["targets"]]
         if rows:
             column.plotly_chart(px.bar(pd.DataFrame(rows), x="key", y="pct_met", hover_data=["targets", "met"],
                                        title=f"Targets met {title} (%)", labels={"key": "", "pct_met": "% met"},
                                        range_y=[0, 100]), width="stretch")
-    by_category = context.read(service.sla_targets_met, now, by="category", start=start) or []
+    by_category = context.cached(service.sla_targets_met, now, by="category", start=start) or []
     if by_category:
         st.dataframe(pd.DataFrame(by_category), hide_index=True, width="stretch", column_config={
             "key": "Category", "targets": "Targets", "met": "Met", "pct_met": "% met",
@@ -79,7 +82,7 @@ with tab_overview:
 with tab_breaches:
     cols = st.columns(3)
     for column, by in zip(cols, ("priority", "agent", "category"), strict=True):
-        rows = context.read(service.sla_breaches_by, by, start=start) or []
+        rows = context.cached(service.sla_breaches_by, by, start=start) or []
         if rows:
             frame = pd.DataFrame(rows)
             column.plotly_chart(px.bar(frame, x=by, y="breached", hover_data=["tickets", "breached_pct"],
@@ -95,7 +98,7 @@ with tab_soon:
         st.info("The ticket list is for support staff.")
     else:
         page_number = st.session_state.get("soon_page", 1)
-        soon = context.read(service.breaching_soon, now, within_minutes=window, page=page_number, page_size=25)
+        soon = context.cached(service.breaching_soon, now, within_minutes=window, page=page_number, page_size=25)
         if soon is None or not soon.total:
             st.info("Nothing is due in this window.")
         else:
@@ -108,7 +111,7 @@ with tab_soon:
             st.pagination(soon.pages, default=min(page_number, soon.pages), key="soon_page")
 
 with tab_surveys:
-    trend = context.read(service.nps_trend, now, months=12) or []
+    trend = context.cached(service.nps_trend, now, months=12) or []
     if trend:
         frame = pd.DataFrame(trend)
         st.plotly_chart(px.bar(frame, x="month", y="nps", hover_data=["responses", "promoters", "detractors"],

@@ -83,3 +83,25 @@ def test_a_voucher_is_redeemed_over_the_api_and_its_code_shown_by_role(api, engi
     with platform.unit_of_work(engine) as session:
         assert session.scalars(select(Voucher.status).where(Voucher.code == code)).one() == "redeemed"
     assert_error(api.get("executive", f"/customers/{customer_id}/vouchers"), 403, "forbidden")
+
+
+def test_a_customers_orders_and_vouchers_page_by_keyset_as_every_list(api, engine):
+    customer_id = _customer(engine)
+    for n in range(5):
+        assert api.post("admin", f"/customers/{customer_id}/orders", json={"total": 10 + n}).status_code == 201
+    with platform.unit_of_work(engine) as session:
+        for _ in range(3):
+            vouchers.issue_vouchers(session, platform.SYSTEM, [customer_id], "amount", Decimal(5), source="manual",
+                                    source_id=None, authorised_by="vouchers.manage", expires_at=None)
+    for url, count in ((f"/customers/{customer_id}/orders", 5), (f"/customers/{customer_id}/vouchers", 3)):
+        numbered = api.get("admin", url, params={"page_size": 100}).json()
+        assert numbered["total"] == count and numbered["next_after"] is None
+        walked, after = [], None
+        while True:
+            body = api.get("admin", url, params={"limit": 2, **({"after": after} if after else {})}).json()
+            assert set(body) == {"data", "next_after"} and len(body["data"]) <= 2
+            walked += body["data"]
+            if (after := body["next_after"]) is None:
+                break
+        assert walked == numbered["data"]
+        assert_error(api.get("admin", url, params={"limit": 2, "after": "bm90LW1pbmU"}), 400)

@@ -283,3 +283,33 @@ def test_ticket_created_and_breached_events(api, engine):
     assert events["ticket.created"]["entity_id"] == str(made["id"])
     assert events["ticket.created"]["actor"] == "api-support-agent"
     assert events["ticket.breached"]["ticket_id"] == made["id"]
+
+
+def test_the_jsonl_export_streams_the_same_customers_as_the_csv_and_is_audited(api, engine):
+    ids = _customers(engine, 7)
+    params = {"columns": ["id", "first_name", "signup_date"]}
+    response = api.get("analyst", "/exports/customers.jsonl", params=params)
+    assert response.status_code == 200 and response.headers["X-Total-Count"] == "7"
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [row["id"] for row in lines] == ids and set(lines[0]) == {"id", "first_name", "signup_date"}
+    assert lines[0]["signup_date"] == "2026-02-01T00:00:00" and lines[0]["first_name"] == "N0"
+    as_csv = list(csv.DictReader(io.StringIO(api.get("analyst", "/exports/customers.csv", params=params)
+                                             .content.decode("utf-8-sig"))))
+    assert [r["first_name"] for r in as_csv] == [row["first_name"] for row in lines]
+    with platform.unit_of_work(engine) as session:
+        formats = [e.after["format"] for e in session.scalars(
+            select(AuditLog).where(AuditLog.action == "customers.export").order_by(AuditLog.id))]
+        assert formats == ["jsonl", "csv"]
+    assert_error(api.get("analyst", "/exports/customers.jsonl", params={"columns": ["password"]}), 400)
+    assert_error(api.get("support_agent", "/exports/customers.jsonl"), 403)  # no personal data without export
+    assert_error(api.get("executive", "/exports/customers.jsonl"), 403)
+
+
+def test_the_jsonl_export_is_sent_in_chunks_read_from_a_server_side_cursor(engine):
+    from crm_core import customers
+
+    _customers(engine, 25)
+    with platform.unit_of_work(engine) as session:
+        chunks = list(customers.jsonl_stream(session, platform.SYSTEM, ["id"], batch=4, chunk_rows=10))
+    assert [chunk.count(b"\n") for chunk in chunks] == [10, 10, 5]  # sent as read, not gathered first

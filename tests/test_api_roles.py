@@ -96,6 +96,8 @@ ENDPOINTS = [
     ("POST", "/customers/{customer}/split", {"moves": {"orders": [999999]}, "new_customer": {"first_name": "S"}},
      "customers.merge"),
     ("GET", "/exports/customers.csv", None, "customers.export"),
+    ("GET", "/exports/customers.jsonl", None, "customers.export"),
+    ("GET", "/jobs", None, "tokens.own"),
     ("POST", "/jobs/bulk-actions", {"action": "change_status", "customer_ids": ["{customer}"],
                                     "params": {"status": "active", "reason": "API"}}, "customers.bulk"),
     ("POST", "/jobs/imports/customers", {"csv": "first_name,last_name,email\nImp,Orted,imp@example.com\n"},
@@ -112,6 +114,14 @@ ENDPOINTS = [
     ("POST", "/tokens", {"name": "second"}, "tokens.own"),
     ("DELETE", "/tokens/999999", None, "tokens.own"),
 ]
+# Every list again in keyset mode (limit, after): the same permissions as its numbered pages.
+KEYSET_LISTS = [(method, f"{path}?limit=3", body, permission) for method, path, body, permission in ENDPOINTS
+                if method == "GET" and path in (
+                    "/tickets", "/complaints", "/segments/{segment}/members", "/lifecycle/history",
+                    "/churn/predictions", "/lifetime-values", "/customers/{member}/loyalty/ledger",
+                    "/loyalty/adjustments/pending", "/privacy/requests", "/webhooks/{subscription}/deliveries",
+                    "/tokens", "/jobs")]
+ENDPOINTS += KEYSET_LISTS
 # Not role-checked: the load balancer's probe and the documentation.
 OPEN = {("GET", "/health"), ("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/docs/oauth2-redirect"),
         ("GET", "/redoc"), ("GET", "/jobs/{job_id}"), ("GET", "/jobs/{job_id}/results")}
@@ -200,3 +210,21 @@ def test_every_endpoint_allows_or_refuses_the_role_as_the_permission_table_says(
             else:
                 assert_error(response, 403, "forbidden")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("path", ["/churn/predictions", "/lifetime-values", "/lifecycle/history",
+                                  "/segments/{segment}/members", "/tickets", "/complaints"])
+def test_keyset_pages_over_the_refreshed_shop_match_the_numbered_order(shop, path):
+    api, ids = shop
+    url = _fill(path, ids, "admin")
+    numbered = api.get("admin", url, params={"page_size": 100}).json()
+    assert numbered["data"], numbered
+    rows, after = [], None
+    while True:
+        body = api.get("admin", url, params={"limit": 7, **({"after": after} if after else {})}).json()
+        assert set(body) == {"data", "next_after"}, body
+        rows += body["data"]
+        after = body["next_after"]
+        if after is None or len(rows) >= len(numbered["data"]):
+            break
+    assert rows[:len(numbered["data"])] == numbered["data"]

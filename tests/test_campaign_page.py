@@ -7,7 +7,6 @@ from sqlalchemy import func, select
 
 from db.engine import make_engine
 from db.models import CustomerCommunication, WinbackCampaign, WinbackTarget
-
 from ui.format import plain
 
 from .apptest_support import open_page, titles

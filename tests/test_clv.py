@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from crm_core import platform, segmentation
 from db.models import CustomerAnalytics, CustomerLifetimeValue, MLModel
@@ -434,6 +434,19 @@ def test_read_functions_aggregate_the_scored_snapshot(engine, session):
 
     segments = clv_reports.by_segment(s, ANALYST)
     assert sum(r["customers"] for r in segments) == len(scored)
+
+    # The batch stores the same aggregates after the snapshot; the page reads them while they match.
+    live = clv_reports.aggregates(s, ANALYST)
+    assert live["summary"]["customers_scored"] == len(scored) and live["histogram"] == clv_reports.clv_histogram(s, ANALYST)
+    stored = clv_reports.refresh_value_summary(s, dt.date(2026, 11, 30))
+    assert stored["customers_scored"] == len(scored) and "model" not in stored
+    s.execute(update(CustomerAnalytics).values(clv_12m=None))  # the stored figures are what the page reads now
+    read = clv_reports.aggregates(s, ANALYST)
+    assert read["summary"]["customers_scored"] == len(scored)
+    assert read["summary"]["as_of"] == live["summary"]["as_of"] and read["summary"]["model"]["active"]
+    assert (read["histogram"], read["heatmap"], read["segments"]) == (live["histogram"], live["heatmap"], live["segments"])
+    s.execute(update(MLModel).values(is_active=False))  # another model: the stored summary is not its own
+    assert clv_reports.aggregates(s, ANALYST)["summary"] is None
 
 
 def test_read_functions_before_scoring_and_for_other_roles(session):

@@ -98,3 +98,71 @@ def test_funnel_by_channel_and_campaign(session):
         service.funnel_by_channel(session, viewer, service.CommFilter(channel="pigeon"))
     with pytest.raises(platform.PermissionDenied):
         service.funnel_by_channel(session, make_user(session, "executive"))
+
+
+def _figures(session, viewer, window):
+    funnel = service.funnel_by_channel(session, viewer, window)
+    campaigns = service.campaign_performance(session, viewer, window, page_size=100)
+    only = service.funnel_by_channel(session, viewer, service.CommFilter(campaign="Sale 2026-10", channel="email"))
+    return funnel, [{k: v for k, v in r.items()} for r in campaigns.rows], campaigns.total, only, \
+        service.communication_filter_options(session, viewer)
+
+
+def test_the_rollup_gives_the_same_figures_as_the_messages(session):
+    """The funnel, the campaign table and the pickers read the rollup up to its cutoff and the messages
+    after it live: the same figures as counting every message, before and after a refresh, with messages
+    sent after the cutoff, a stage reached later, and messages imported with past dates."""
+    from crm_core.service import communication_rollups
+    from db.models import IMPORT_RUN_STATUSES, ImportRun, RollupDailyCommunications
+
+    viewer = make_user(session, "analyst")
+    ann = make_customer(session, NOW)
+    t = NOW - dt.timedelta(days=3)
+    rows = [
+        _message(ann.id, "email", "clicked", "Sale 2026-10", t, delivered_at=t, opened_at=t, clicked_at=t),
+        _message(ann.id, "email", "opened", "Sale 2026-10", t - dt.timedelta(days=40), delivered_at=t, opened_at=t),
+        _message(ann.id, "email", "delivered", "News 2026-10", t, delivered_at=t),
+        _message(ann.id, "sms", "failed", "News 2026-10", t),
+        _message(ann.id, "email", "bounced", "News 2026-10", NOW - dt.timedelta(hours=2)),  # after the cutoff
+        _message(ann.id, "push", "sent", "Old 2025-01", dt.datetime(2025, 1, 5, 23, 59)),
+    ]
+    session.flush()
+    load(session.connection(), CustomerCommunication.__table__, pd.DataFrame(rows))
+    service.log_communication(session, make_user(session, "support_agent"), ann.id, "call", "outbound", "Courtesy call")
+    window = service.CommFilter(date_from=dt.date(2025, 1, 1), date_to=NOW.date())
+    everything = service.CommFilter()
+    live = (_figures(session, viewer, window), _figures(session, viewer, everything))
+    assert communication_rollups.usable_coverage(session) is None
+
+    cutoff = NOW - dt.timedelta(hours=5)  # the refresh ran while 1 November was not over
+    done = service.refresh_communication_rollup(session, NOW.date(), now=cutoff)
+    assert done["messages"] == 5 and done["from"] == "the first message"
+    assert session.scalar(select(func.count()).select_from(RollupDailyCommunications)) == 5
+    assert communication_rollups.usable_coverage(session) == cutoff
+    assert (_figures(session, viewer, window), _figures(session, viewer, everything)) == live
+    funnel = {r["channel"]: r for r in live[1][0]}
+    assert funnel["email"]["sent"] == 4 and funnel["email"]["bounced"] == 1  # the message after the cutoff counts
+
+    # A message sent later, and one that reaches a later stage: counted live, then by the next refresh.
+    session.execute(CustomerCommunication.__table__.update()
+                    .where(CustomerCommunication.status == "delivered").values(status="opened", opened_at=NOW))
+    load(session.connection(), CustomerCommunication.__table__, pd.DataFrame([
+        _message(ann.id, "sms", "delivered", "Sale 2026-10", NOW - dt.timedelta(hours=1), delivered_at=NOW)]))
+    later = _figures(session, viewer, everything)
+    assert {r["channel"]: r["sent"] for r in later[0]} == {"email": 4, "sms": 2, "push": 1}
+    opened_before = {r["channel"]: r["opened"] for r in later[0]}["email"]
+    assert opened_before == 2  # the rollup still holds the message as delivered until the next refresh
+    incremental = service.refresh_communication_rollup(session, NOW.date(), now=NOW + dt.timedelta(hours=1))
+    assert incremental["from"] == (cutoff.date() - dt.timedelta(days=communication_rollups.LOOKBACK_DAYS)).isoformat()
+    refreshed = _figures(session, viewer, everything)
+    assert {r["channel"]: r["opened"] for r in refreshed[0]}["email"] == 3
+    assert {r["channel"]: r["sent"] for r in refreshed[0]} == {"email": 4, "sms": 2, "push": 1}
+
+    # Messages imported with a past date: readers count the messages until the refresh rebuilds it all.
+    load(session.connection(), CustomerCommunication.__table__, pd.DataFrame([
+        _message(ann.id, "push", "sent", "Old 2025-01", dt.datetime(2025, 1, 6, 8))]))
+    session.add(ImportRun(entity="communications", file_name="old.csv", file_format="csv", status=IMPORT_RUN_STATUSES[-1],
+                          actor_username="analyst", started_at=dt.datetime.now() + dt.timedelta(days=400)))
+    session.flush()
+    assert communication_rollups.usable_coverage(session) is None
+    assert {r["channel"]: r["sent"] for r in service.funnel_by_channel(session, viewer, everything)}["push"] == 2

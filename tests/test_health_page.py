@@ -13,7 +13,6 @@ from db import migrate
 from db.engine import make_engine, session_factory
 from db.models import HEALTH_LEVELS, AccountHealthScore, AppSetting, AuditLog, Customer
 from ml import health
-
 from ui.format import plain
 
 from .apptest_support import APP, open_page, titles

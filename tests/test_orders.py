@@ -297,9 +297,9 @@ def test_a_voucher_issued_by_hand_needs_the_permission_a_reason_and_sane_values(
     assert len(made.code) == 12 and set(made.code) <= set(platform.CODE_ALPHABET)
     audit = session.scalars(select(AuditLog).where(AuditLog.action == "voucher.issue")).one()
     assert audit.after["reason"] == "Parcel arrived late" and audit.actor_username == agent.username
-    shown = vouchers.customer_vouchers(session, make_user(session, "risk_analyst"), customer.id)
+    shown = vouchers.customer_vouchers(session, make_user(session, "risk_analyst"), customer.id).rows
     assert shown[0]["code"] == "•" * 8 + made.code[-4:] and shown[0]["status"] == "issued"
-    assert vouchers.customer_vouchers(session, agent, customer.id)[0]["code"] == made.code
+    assert vouchers.customer_vouchers(session, agent, customer.id).rows[0]["code"] == made.code
     # The refresh marks vouchers past their expiry; a later void still records the reason.
     assert vouchers.expire_vouchers(session, platform.SYSTEM, dt.datetime.now() + dt.timedelta(days=15)) == 1
     session.refresh(made)

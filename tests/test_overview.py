@@ -177,3 +177,8 @@ def test_counted_customers_from_the_rollup_and_the_days_after_it(session, shop):
     assert sales_rollups.counted_customers(session) == 4  # A, B, C and E (after the covered days); not D
     make_customer(session, D(2026, 3, 25), first_name="Gus", last_name="G")
     assert sales_rollups.counted_customers(session) == 5
+    # Those who signed up before a moment: whole days from the rollup, the rest live.
+    assert sales_rollups.counted_customers(session, before=D(2026, 3, 1)) == 2  # A and C
+    assert sales_rollups.counted_customers(session, before=D(2026, 3, 21)) == 3  # and B
+    assert sales_rollups.counted_customers(session, before=D(2026, 3, 26)) == 5  # E and Gus, live
+    assert sales_rollups.counted_customers(session, before=D(2026, 3, 10, 12)) is None  # inside a stored day

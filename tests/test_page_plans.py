@@ -72,11 +72,6 @@ class Recorder:
         event.remove(Engine, "before_cursor_execute", self._record)
 
 
-# Pages that still read orders or customers whole at page time (issue 14 is open for them): their
-# figures need rollups like the other pages'. Every other page fails the test on a sequential scan.
-NOT_YET_ON_ROLLUPS = ("Campaigns", "Referrals", "Risk reviews", "Success workbench")
-
-
 def _sequential_scans(plan: dict) -> list[str]:
     found = []
     if plan.get("Node Type") == "Seq Scan" and plan.get("Relation Name") in BIG_TABLES:
@@ -111,7 +106,6 @@ def test_no_page_scans_orders_order_items_or_customers(shop_url, monkeypatch):
 
     engine = make_engine(shop_url)
     problems = []
-    known: dict[str, list[str]] = {title: [] for title in NOT_YET_ON_ROLLUPS}
     explained = 0
     with engine.connect() as connection:
         for name, value in PLANNER.items():
@@ -124,17 +118,11 @@ def test_no_page_scans_orders_order_items_or_customers(shop_url, monkeypatch):
                 plan = plan if isinstance(plan, list) else json.loads(plan)
                 explained += 1
                 for table in _sequential_scans(plan[0]["Plan"]):
-                    if title in NOT_YET_ON_ROLLUPS:
-                        known[title].append(table)
-                        continue
                     problems.append(f"{title}: Seq Scan on {table} in {' '.join(statement.split())[:300]}")
     engine.dispose()
     assert explained > 100, f"only {explained} statements were recorded: is the recorder listening?"
     assert len(per_page) == len(pages_for("admin"))
     assert not problems, "\n".join(sorted(set(problems)))
-    # A page listed as not yet on rollups must still be one: take it off the list when it is fixed.
-    still_scanning = {title for title, scans in known.items() if scans}
-    assert still_scanning == set(NOT_YET_ON_ROLLUPS), f"pages that scan: {sorted(still_scanning)}"
 
 
 def test_the_check_finds_a_sequential_scan(shop_url):

@@ -217,6 +217,14 @@ def test_analytics_conversion_k_factor_and_referred_customers(session):
     assert groups["referred"]["customers"] == 3 and groups["other"]["customers"] == 8
     assert groups["referred"]["revenue_per_customer"] == pytest.approx(120 / 3)
     assert groups["other"]["retention_90d"] == 0.0  # their only orders were 150 days before March
+    # The refresh stores the comparison and the days to a first order; the page reads them for the date.
+    stored = referrals.refresh_referral_summary(session, as_of)
+    assert {g["group"]: g for g in stored["groups"]} == groups
+    make_order(session, others[0], T0 + dt.timedelta(days=3), 1000)  # not in the stored figures
+    assert {g["group"]: g for g in referrals.referred_vs_others(session, viewer, as_of)} == groups
+    assert referrals.referral_kpis(session, viewer, as_of)["days_to_first_order"] == kpis["days_to_first_order"]
+    later = {g["group"]: g for g in referrals.referred_vs_others(session, viewer, as_of + dt.timedelta(days=1))}
+    assert later["other"]["revenue_per_customer"] == pytest.approx((800 + 1000) / 8)  # another date: counted now
     page = referrals.referral_list(session, viewer)
     assert page.total == 3 and {row["status"] for row in page.rows} == {"rewarded", "signed_up"}
     assert loyalty is not None

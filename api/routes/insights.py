@@ -16,7 +16,7 @@ from ml import churn_reports, clv_reports, health_reports
 
 from ..context import Actor, etag, if_match, json_response, post, precondition, read, unit
 from ..schemas import Strict
-from .common import Id, PageNumber, PageSize, page
+from .common import After, Id, Limit100, Limit500, PageNumber, PageSize, page, paging
 
 router = APIRouter(tags=["insights"])
 
@@ -116,9 +116,11 @@ def deactivate_segment(request: Request, segment_id: Id, actor: platform.TokenAc
 
 @router.get("/segments/{segment_id}/members", tags=["segments"], summary="A page of a segment's members")
 def segment_members(request: Request, segment_id: Id, actor: platform.TokenActor = Actor,
-                    page_number: Annotated[int, Query(alias="page", ge=1, le=10**7)] = 1,
-                    page_size: PageSize = 50) -> Response:
-    return json_response(page(read(request, actor, segmentation.segment_members, segment_id, page_number, page_size)))
+                    page_number: Annotated[int | None, Query(alias="page", ge=1, le=10**7)] = None,
+                    page_size: PageSize = 50, limit: Limit500 = None, after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, segmentation.segment_members, segment_id, number, size,
+                                   after=cursor)))
 
 
 @router.post("/segments/{segment_id}/members", tags=["segments"], summary="Add customers to a static segment")
@@ -142,9 +144,12 @@ def lifecycle_stages(request: Request, actor: platform.TokenActor = Actor) -> Re
 
 @router.get("/lifecycle/history", tags=["lifecycle"], summary="Recent stage changes, newest first")
 def lifecycle_history(request: Request, actor: platform.TokenActor = Actor, page_number: Annotated[
-        int, Query(alias="page", ge=1, le=10**7)] = 1, page_size: PageSize = 50,
-        stage: Annotated[str | None, Query(max_length=40)] = None) -> Response:
-    return json_response(page(read(request, actor, segmentation.recent_stage_changes, page_number, page_size, stage)))
+        int | None, Query(alias="page", ge=1, le=10**7)] = None, page_size: PageSize = 50,
+        stage: Annotated[str | None, Query(max_length=40)] = None, limit: Limit500 = None,
+        after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, segmentation.recent_stage_changes, number, size, stage,
+                                   after=cursor)))
 
 
 @router.post("/customers/{customer_id}/lifecycle", tags=["lifecycle"], summary="Move a customer to a stage by hand")
@@ -163,10 +168,13 @@ def change_stage(request: Request, customer_id: Id, body: StageChange, actor: pl
 def churn_predictions(request: Request, actor: platform.TokenActor = Actor,
                       risk_level: Annotated[list[str] | None, Query(max_length=4)] = None,
                       segment_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-                      page_number: Annotated[int, Query(alias="page", ge=1, le=10**7)] = 1,
-                      page_size: Literal[10, 25, 50, 100] = 25) -> Response:
+                      page_number: Annotated[int | None, Query(alias="page", ge=1, le=10**7)] = None,
+                      page_size: Annotated[int, Query(ge=1, le=100, description="10, 25, 50 or 100")] = 25,
+                      limit: Limit100 = None,
+                      after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
     return json_response(page(read(request, actor, churn_reports.at_risk, risk_levels=risk_level,
-                                   segment_id=segment_id, page=page_number, page_size=page_size)))
+                                   segment_id=segment_id, page=number, page_size=size, after=cursor)))
 
 
 @router.get("/customers/{customer_id}/churn", tags=["scores"], summary="A customer's churn prediction and history")
@@ -185,9 +193,10 @@ def health_overview(request: Request, actor: platform.TokenActor = Actor) -> Res
 
 
 @router.get("/lifetime-values", tags=["scores"], summary="Customers by predicted 12-month lifetime value")
-def lifetime_values(request: Request, actor: platform.TokenActor = Actor, page_number: PageNumber = 1,
-                    page_size: PageSize = 50) -> Response:
-    return json_response(page(read(request, actor, clv_reports.top_customers, page_number, page_size)))
+def lifetime_values(request: Request, actor: platform.TokenActor = Actor, page_number: PageNumber = None,
+                    page_size: PageSize = 50, limit: Limit500 = None, after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, clv_reports.top_customers, number, size, after=cursor)))
 
 
 @router.get("/lifetime-values/overview", tags=["scores"], summary="The lifetime value model's figures")

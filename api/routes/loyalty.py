@@ -11,7 +11,7 @@ from crm_core import loyalty, platform
 
 from ..context import Actor, json_response, post, read
 from ..schemas import Strict
-from .common import Id, PageNumber, PageSize, page
+from .common import After, Id, Limit500, PageNumber, PageSize, page, paging
 
 router = APIRouter(tags=["loyalty"])
 
@@ -32,9 +32,10 @@ def account(request: Request, customer_id: Id, actor: platform.TokenActor = Acto
 
 
 @router.get("/customers/{customer_id}/loyalty/ledger", summary="The member's ledger, newest first")
-def ledger(request: Request, customer_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = 1,
-           page_size: PageSize = 25) -> Response:
-    return json_response(page(read(request, actor, loyalty.ledger_page, customer_id, page_number, page_size)))
+def ledger(request: Request, customer_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = None,
+           page_size: PageSize = 25, limit: Limit500 = None, after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, loyalty.ledger_page, customer_id, number, size, after=cursor)))
 
 
 @router.post("/customers/{customer_id}/loyalty/adjustments", status_code=201,
@@ -51,9 +52,10 @@ def adjust(request: Request, customer_id: Id, body: Adjustment, actor: platform.
 
 
 @router.get("/loyalty/adjustments/pending", summary="Adjustments waiting for approval, oldest first")
-def pending(request: Request, actor: platform.TokenActor = Actor, page_number: PageNumber = 1,
-            page_size: PageSize = 25) -> Response:
-    return json_response(page(read(request, actor, loyalty.pending_adjustments, page_number, page_size)))
+def pending(request: Request, actor: platform.TokenActor = Actor, page_number: PageNumber = None,
+            page_size: PageSize = 25, limit: Limit500 = None, after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, loyalty.pending_adjustments, number, size, after=cursor)))
 
 
 @router.post("/loyalty/adjustments/{request_id}/decision", summary="Approve or reject (never your own)")

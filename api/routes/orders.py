@@ -15,7 +15,7 @@ from db.models import ORDER_CHANNELS
 
 from ..context import Actor, json_response, post, read
 from ..schemas import Strict
-from .common import Id, PageNumber, PageSize, page
+from .common import After, Id, Limit500, PageNumber, PageSize, page, paging
 
 router = APIRouter(tags=["orders"])
 Amount = Decimal | float | str
@@ -42,9 +42,10 @@ class OrderCreate(Strict):
 
 
 @router.get("/customers/{customer_id}/orders", summary="The customer's orders, newest first")
-def list_orders(request: Request, customer_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = 1,
-                page_size: PageSize = 25) -> Response:
-    return json_response(page(read(request, actor, customers.orders, customer_id, page_number, page_size)))
+def list_orders(request: Request, customer_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = None,
+                page_size: PageSize = 25, limit: Limit500 = None, after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, customers.orders, customer_id, number, size, after=cursor)))
 
 
 @router.post("/customers/{customer_id}/orders", status_code=201,
@@ -56,5 +57,8 @@ def create_order(request: Request, customer_id: Id, body: OrderCreate, actor: pl
 
 @router.get("/customers/{customer_id}/vouchers",
             summary="The customer's vouchers, newest first (whole codes for roles that record orders)")
-def list_vouchers(request: Request, customer_id: Id, actor: platform.TokenActor = Actor) -> Response:
-    return json_response({"data": read(request, actor, vouchers.customer_vouchers, customer_id)})
+def list_vouchers(request: Request, customer_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = None,
+                  page_size: PageSize = 25, limit: Limit500 = None, after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, vouchers.customer_vouchers, customer_id, number, size,
+                                   after=cursor)))

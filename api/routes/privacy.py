@@ -12,7 +12,7 @@ from crm_core import customers, platform
 
 from ..context import Actor, etag, if_match, json_response, post, precondition, read, unit
 from ..schemas import Strict
-from .common import Id, PageNumber, page
+from .common import After, Id, Limit200, PageNumber, page, paging
 
 router = APIRouter(tags=["privacy"])
 
@@ -82,9 +82,11 @@ def record_consent(request: Request, customer_id: Id, body: Consent, actor: plat
 def list_requests(request: Request, actor: platform.TokenActor = Actor,
                   status: Annotated[str | None, Query(max_length=40)] = None,
                   request_type: Annotated[str | None, Query(max_length=40)] = None, overdue_only: bool = False,
-                  page_number: PageNumber = 1, page_size: Annotated[int, Query(ge=1, le=200)] = 25) -> Response:
+                  page_number: PageNumber = None, page_size: Annotated[int, Query(ge=1, le=200)] = 25,
+                  limit: Limit200 = None, after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
     return json_response(page(read(request, actor, customers.list_privacy_requests, status, request_type,
-                                   overdue_only, page_number, page_size)))
+                                   overdue_only, number, size, after=cursor)))
 
 
 @router.post("/privacy/requests", status_code=201, summary="Log a data-subject request (due in 30 days)")

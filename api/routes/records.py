@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -16,9 +19,10 @@ from crm_core import customers, imports, platform
 
 from ..context import Actor, json_response, post, read, unit
 from ..schemas import Strict
-from .common import Id, PageNumber, page
+from .common import After, Id, Limit1000, PageNumber, page, paging
 
 router = APIRouter(tags=["records"])
+log = logging.getLogger("crm.api")
 
 
 class Merge(Strict):
@@ -102,38 +106,92 @@ def export_customers(request: Request, actor: platform.TokenActor = Actor,
                                       "X-Total-Count": str(count)})
 
 
+@router.get("/exports/customers.jsonl", summary="Every customer (or a segment's) as JSON Lines, streamed with flat "
+            "memory", response_class=StreamingResponse, responses={200: {"content": {"application/x-ndjson": {}}}})
+def export_customers_jsonl(request: Request, actor: platform.TokenActor = Actor,
+                           columns: Annotated[list[str] | None, Query(max_length=50)] = None,
+                           segment: Annotated[str | None, Query(max_length=200)] = None) -> StreamingResponse:
+    """The same customers, columns, permission and audit row as the CSV export; one JSON object a line."""
+    with unit(request) as session:  # checked and audited before the first byte
+        chosen, count = customers.start_csv_stream(session, actor, columns, segment=segment, fmt="jsonl")
+    sessions = request.app.state.sessions
+
+    def chunks():
+        with platform.unit_of_work(sessions) as session:
+            yield from customers.jsonl_stream(session, actor, chosen, segment=segment)
+
+    return StreamingResponse(chunks(), media_type="application/x-ndjson; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="customers.jsonl"',
+                                      "X-Total-Count": str(count)})
+
+
 # --------------------------------------------------------------------------- jobs
 
 
+@contextmanager
+def _heartbeat(sessions, job_id: int) -> Iterator[None]:
+    """While the block runs, this process says every JOB_HEARTBEAT_EVERY that the job is alive (and this
+    process knows it is running it). On SQLite the job's transaction holds the one write lock, so there
+    the heartbeat is written only before and after the work; the process's own record covers the rest."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(platform.JOB_HEARTBEAT_EVERY.total_seconds()):
+            try:
+                with platform.unit_of_work(sessions) as session:
+                    platform.set_job_progress(session, job_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the job itself goes on
+                log.warning("job %s: heartbeat not written", job_id, exc_info=True)
+
+    thread = None
+    if sessions.kw["bind"].dialect.name != "sqlite":
+        thread = threading.Thread(target=beat, daemon=True, name=f"crm-api-job-{job_id}-heartbeat")
+        thread.start()
+    with platform.running_here(job_id):
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join()
+
+
 def _run_job(sessions, actor: platform.TokenActor, job_id: int, kind: str, body: dict[str, Any]) -> None:
-    """The job's work in its own thread and transactions; failures are recorded on the job."""
-    def progress(fraction: float) -> None:
+    """The job's work in its own thread and transactions, with a heartbeat; failures are recorded on the job."""
+    with _heartbeat(sessions, job_id):
+        _work(sessions, actor, job_id, kind, body)
+
+
+def _work(sessions, actor: platform.TokenActor, job_id: int, kind: str, body: dict[str, Any]) -> None:
+    def progress(fraction: float | None, done: int, total: int | None = None) -> None:
         if sessions.kw["bind"].dialect.name == "sqlite":
             return  # one writer at a time: the job's own transaction holds the lock until it is done
         with platform.unit_of_work(sessions) as session:
-            platform.set_job_progress(session, job_id, fraction)
+            platform.set_job_progress(session, job_id, fraction, done, total)
 
     try:
         with platform.unit_of_work(sessions) as session:
-            platform.mark_job_running(session, job_id)
+            ids = body.get("customer_ids") if kind == "bulk_action" else None
+            platform.mark_job_running(session, job_id, records_total=len(ids) if ids else None)
         with platform.unit_of_work(sessions) as session:
             if kind == "bulk_action":
                 selection = body["customer_ids"] or customers.CustomerQuery.from_dict(body["search"] or {})
-                result = customers.run_bulk_action(session, actor, body["action"], selection, body["params"],
-                                                   progress=lambda done, total: progress(done / max(1, total)))
+                result = customers.run_bulk_action(
+                    session, actor, body["action"], selection, body["params"],
+                    progress=lambda done, total: progress(done / max(1, total), done, total))
                 summary: dict[str, Any] = dict(result.summary())
                 rows = result.rows()
             elif kind == "import_orders":
                 columns = {k: v for k, v in body.items() if k.endswith("_col")}
                 report = imports.import_orders(session, actor, io.BytesIO(body["csv"].encode()), fmt="csv",
-                                               file_name="api.csv", **columns)
+                                               file_name="api.csv", progress=progress, **columns)
                 summary = {**report.counts(), "run_id": report.run_id}
                 rows = [{"row": e.row, "identifier": e.identifier, "result": "invalid", "reason": e.reason}
                         for e in report.errors]
             else:
                 report = imports.import_customers(session, actor, io.BytesIO(body["csv"].encode()), fmt="csv",
                                                   file_name="api.csv", on_duplicate=body["on_duplicate"],
-                                                  default_country=body["default_country"])
+                                                  default_country=body["default_country"], progress=progress)
                 summary = {**report.counts(), "run_id": report.run_id}
                 rows = [{"row": e.row, "identifier": e.identifier, "result": "invalid", "reason": e.reason}
                         for e in report.errors]
@@ -185,12 +243,21 @@ def import_orders_job(request: Request, body: OrdersImportJob, actor: platform.T
     return _start(request, actor, "import_orders", body, "customers.import")
 
 
-@router.get("/jobs/{job_id}", summary="A job's status, progress and summary")
+@router.get("/jobs", summary="Your jobs, newest first (keyset pages)")
+def jobs(request: Request, actor: platform.TokenActor = Actor, limit: Limit1000 = None,
+         after: After = None) -> Response:
+    return json_response(page(read(request, actor, platform.job_page, limit or 50, after or platform.FIRST)))
+
+
+@router.get("/jobs/{job_id}", summary="A job's status, progress and summary (failed with the reason when its "
+            "worker stopped)")
 def job(request: Request, job_id: Id, actor: platform.TokenActor = Actor) -> Response:
     return json_response(read(request, actor, platform.job_status, job_id))
 
 
 @router.get("/jobs/{job_id}/results", summary="A page of a job's per-record results")
-def job_results(request: Request, job_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = 1,
-                page_size: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
-    return json_response(page(read(request, actor, platform.job_results, job_id, page_number, page_size)))
+def job_results(request: Request, job_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = None,
+                page_size: Annotated[int, Query(ge=1, le=1000)] = 100, limit: Limit1000 = None,
+                after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, platform.job_results, job_id, number, size, after=cursor)))

@@ -12,7 +12,7 @@ from crm_core import platform, service
 
 from ..context import Actor, etag, if_match, json_response, post, precondition, read, unit
 from ..schemas import Strict
-from .common import Id, PageNumber, page
+from .common import After, Id, Limit200, PageNumber, page, paging
 
 router = APIRouter(tags=["service"])
 Text = Annotated[str, Field(max_length=20_000)]
@@ -66,10 +66,12 @@ def _ticket(session, actor, ticket_id: int) -> dict:
 def list_tickets(request: Request, actor: platform.TokenActor = Actor, view: Literal["team", "mine"] = "team",
                  status: Annotated[str | None, Query(max_length=40)] = None,
                  priority: Annotated[str | None, Query(max_length=40)] = None,
-                 open_only: bool = True, page_number: Annotated[int, Query(alias="page", ge=1, le=10**7)] = 1,
-                 page_size: Annotated[int, Query(ge=1, le=200)] = 25) -> Response:
+                 open_only: bool = True, page_number: Annotated[int | None, Query(alias="page", ge=1, le=10**7)] = None,
+                 page_size: Annotated[int, Query(ge=1, le=200)] = 25, limit: Limit200 = None,
+                 after: After = None) -> Response:
+    number, size, cursor = paging(page_number, page_size, limit, after)
     return json_response(page(read(request, actor, service.ticket_queue, view=view, status=status, priority=priority,
-                                   open_only=open_only, page=page_number, page_size=page_size)))
+                                   open_only=open_only, page=number, page_size=size, after=cursor)))
 
 
 @router.post("/tickets", status_code=201, summary="Open a ticket")
@@ -111,10 +113,12 @@ def list_complaints(request: Request, actor: platform.TokenActor = Actor,
                     status: Annotated[str | None, Query(max_length=40)] = None,
                     severity: Annotated[str | None, Query(max_length=40)] = None,
                     customer_id: Annotated[int | None, Query(ge=1, le=2**62)] = None, overdue_only: bool = False,
-                    page_number: PageNumber = 1, page_size: Annotated[int, Query(ge=1, le=200)] = 25) -> Response:
+                    page_number: PageNumber = None, page_size: Annotated[int, Query(ge=1, le=200)] = 25,
+                    limit: Limit200 = None, after: After = None) -> Response:
     filters = service.ComplaintFilter(status=status, severity=severity, customer_id=customer_id,
                                       overdue_only=overdue_only)
-    return json_response(page(read(request, actor, service.search_complaints, filters, page_number, page_size)))
+    number, size, cursor = paging(page_number, page_size, limit, after)
+    return json_response(page(read(request, actor, service.search_complaints, filters, number, size, after=cursor)))
 
 
 @router.post("/complaints", status_code=201, summary="Register a complaint")

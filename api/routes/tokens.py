@@ -10,15 +10,21 @@ from fastapi.responses import Response
 from crm_core import platform
 
 from ..context import Actor, json_response, post, read, unit
-from ..schemas import TokenCreate, TokenCreated, TokenInfo
+from ..schemas import TokenCreate, TokenCreated, TokenInfo, TokenList
+from .common import After, Limit1000, page
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
 
-@router.get("", response_model=list[TokenInfo], summary="Your tokens (everyone's with all=true, admins)")
+@router.get("", response_model=list[TokenInfo] | TokenList,
+            summary="Your tokens (everyone's with all=true, admins); with limit or after, keyset pages "
+                    "{data, next_after}")
 def list_tokens(request: Request, actor: platform.TokenActor = Actor,
-                all: Annotated[bool, Query(description="Every user's tokens (admins)")] = False) -> Response:
-    return json_response(read(request, actor, platform.list_tokens, all))
+                all: Annotated[bool, Query(description="Every user's tokens (admins)")] = False,
+                limit: Limit1000 = None, after: After = None) -> Response:
+    if limit is None and after is None:  # the whole list, as before keyset pages existed
+        return json_response(read(request, actor, platform.list_tokens, all))
+    return json_response(page(read(request, actor, platform.token_page, all, limit or 100, after or platform.FIRST)))
 
 
 @router.post("", status_code=201, response_model=TokenCreated, summary="Create a token for yourself (shown once)")

@@ -12,7 +12,7 @@ from crm_core import platform, webhooks
 
 from ..context import Actor, etag, if_match, json_response, post, precondition, read, unit
 from ..schemas import Strict
-from .common import Id
+from .common import After, Id, Limit500, page
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 EventName = Annotated[str, Field(max_length=64)]
@@ -67,6 +67,9 @@ def delete_subscription(request: Request, subscription_id: Id, actor: platform.T
     return Response(status_code=204)
 
 
-@router.get("/{subscription_id}/deliveries", summary="The newest deliveries with attempts and response codes")
-def deliveries(request: Request, subscription_id: Id, actor: platform.TokenActor = Actor) -> Response:
-    return json_response({"data": read(request, actor, webhooks.list_deliveries, subscription_id)})
+@router.get("/{subscription_id}/deliveries", summary="Deliveries with attempts and response codes, newest first "
+            "(keyset pages)")
+def deliveries(request: Request, subscription_id: Id, actor: platform.TokenActor = Actor, limit: Limit500 = None,
+               after: After = None) -> Response:
+    return json_response(page(read(request, actor, webhooks.list_deliveries, subscription_id, limit or 50,
+                                   after or platform.FIRST)))

@@ -25,7 +25,7 @@ from crm_core.campaigns.stats import (
     rate_difference,
 )
 from crm_core.platform.permissions import require
-from crm_core.platform.sql import days_between, whole_days_between, without_jit
+from crm_core.platform.sql import days_between, midnight_after, whole_days_between, without_jit
 from db.models import (
     REVENUE_ORDER_STATUSES,
     CustomerCommunication,
@@ -44,6 +44,7 @@ def _per_target(campaign_id: int, window_days: int, at: dt.datetime):
     sent = func.coalesce(t.contacted_at, t.assigned_at)
     in_window = and_(Order.customer_id == t.customer_id, Order.status.in_(REVENUE_ORDER_STATUSES),
                      Order.ordered_at > sent, Order.ordered_at <= at,
+                     Order.ordered_at < midnight_after(sent, window_days),  # the index's range; exact below
                      days_between(Order.ordered_at, sent) <= window_days)
     return (select(t.id.label("target_id"), t.target_group.label("grp"), t.assigned_at.label("assigned_at"),
                    cast(t.pre_period_spend, Float).label("x"),

@@ -32,6 +32,7 @@ from crm_core.customers.export import (
     csv_stream,
     export_bytes,
     export_customers,
+    jsonl_stream,
     start_csv_stream,
 )
 from crm_core.customers.merge import (
@@ -137,6 +138,7 @@ __all__ = [
     "count_exported",
     "count_matches",
     "csv_stream",
+    "jsonl_stream",
     "create_customer",
     "create_privacy_request",
     "current_consents",

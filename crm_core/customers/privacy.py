@@ -46,7 +46,7 @@ from crm_core.customers.rules import is_gone
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.rollup_state import history_rewritten_since
 from crm_core.platform.spreadsheet import neutralize
@@ -390,8 +390,10 @@ def set_privacy_request_status(session: Session, actor: Actor, request_id: Any, 
 
 
 def list_privacy_requests(session: Session, viewer: Actor, status: str | None = None, request_type: str | None = None,
-                  overdue_only: bool = False, page: int = 1, page_size: int = 25, now: dt.datetime | None = None) -> Page:
-    """The request log, most urgent first, with days left and an overdue flag."""
+                  overdue_only: bool = False, page: int = 1, page_size: int = 25, now: dt.datetime | None = None,
+                  after: str | None = None) -> Page:
+    """The request log, most urgent first (open ones by due date, then closed ones), with days left and an
+    overdue flag; a numbered page, or with `after` (a cursor, FIRST for the start) the next `page_size`."""
     require(viewer, "privacy.manage")
     now = now or utcnow()
     conditions = []
@@ -405,20 +407,22 @@ def list_privacy_requests(session: Session, viewer: Actor, status: str | None = 
         conditions.append(DataSubjectRequest.request_type == request_type)
     if overdue_only:
         conditions += [DataSubjectRequest.status.in_(("received", "in_progress")), DataSubjectRequest.due_at < now]
-    page = max(1, int(page))
-    total = session.scalar(select(func.count()).select_from(DataSubjectRequest).where(*conditions)) or 0
-    found = session.scalars(select(DataSubjectRequest).where(*conditions)
-                            .order_by(DataSubjectRequest.status.in_(("completed", "rejected")),
-                                      DataSubjectRequest.due_at, DataSubjectRequest.id)
-                            .limit(page_size).offset((page - 1) * page_size)).all()
+    page = 0 if after is not None else max(1, int(page))
+    total = None if after is not None else (
+        session.scalar(select(func.count()).select_from(DataSubjectRequest).where(*conditions)) or 0)
+    d = DataSubjectRequest
+    found, next_after = fetch_rows(
+        session, select(d).where(*conditions),
+        (SortKey(d.status.in_(("completed", "rejected"))), SortKey(d.due_at), SortKey(d.id)), "privacy_requests",
+        page=page, page_size=page_size, after=after)
     rows = []
-    for r in found:
+    for r in (row[0] for row in found):
         open_ = r.status in ("received", "in_progress")
         rows.append({"request_id": r.id, "customer_id": r.customer_id, "type": r.request_type, "status": r.status,
                      "received_at": r.received_at, "due_at": r.due_at,
                      "days_left": (r.due_at - now).days if open_ else None,
                      "overdue": bool(open_ and r.due_at < now), "completed_at": r.completed_at, "notes": r.notes})
-    return Page(rows=rows, total=total, page=page, page_size=page_size)
+    return Page(rows=rows, total=total, page=page, page_size=page_size, next_after=next_after)
 
 
 def get_privacy_request(session: Session, viewer: Actor, request_id: Any, now: dt.datetime | None = None) -> dict[str, Any]:

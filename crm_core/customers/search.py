@@ -506,7 +506,7 @@ def search_customers(session: Session, viewer: Actor, query: CustomerQuery, page
 
 def count_matches(session: Session, viewer: Actor, query: CustomerQuery) -> int:
     """How many customers the query matches (for confirmations)."""
-    return search_customers(session, viewer, query, page=1, page_size=1).total
+    return search_customers(session, viewer, query, page=1, page_size=1).total or 0
 
 
 def search_ids(session: Session, viewer: Actor, query: CustomerQuery, batch: int = ID_BATCH) -> Iterator[list[int]]:

@@ -66,7 +66,7 @@ from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of, data_date, midnight
 from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import least, rows_affected, year_month
@@ -572,21 +572,23 @@ def decide_adjustment(session: Session, actor: Actor, request_id: int, approve: 
     return request
 
 
-def pending_adjustments(session: Session, viewer: Actor, page: int = 1, page_size: int = 25) -> Page:
-    """Pending requests, oldest first, for approvers."""
+def pending_adjustments(session: Session, viewer: Actor, page: int = 1, page_size: int = 25,
+                        after: str | None = None) -> Page:
+    """Pending requests, oldest first, for approvers; a numbered page, or with `after` (a cursor, FIRST for
+    the start) the next `page_size` by keyset."""
     require(viewer, "loyalty.view")
     r = LoyaltyAdjustmentRequest
     condition = r.status == "pending"
-    total = session.scalar(select(func.count()).select_from(r).where(condition)) or 0
-    page = max(1, page)
-    rows = session.execute(
+    total = None if after is not None else session.scalar(select(func.count()).select_from(r).where(condition)) or 0
+    page = 0 if after is not None else max(1, page)
+    rows, next_after = fetch_rows(
+        session,
         select(r.id, r.customer_id, r.points, r.reason, r.requested_at, User.username, r.version)
-        .outerjoin(User, User.id == r.requested_by_id)
-        .where(condition).order_by(r.requested_at, r.id).limit(page_size).offset((page - 1) * page_size)
-    ).all()
+        .outerjoin(User, User.id == r.requested_by_id).where(condition),
+        (SortKey(r.requested_at), SortKey(r.id)), "pending_adjustments", page=page, page_size=page_size, after=after)
     return Page(rows=[{"request": i, "customer_id": c, "points": p, "reason": why, "requested_at": at,
-                       "requested_by": who, "version": v} for i, c, p, why, at, who, v in rows],
-                total=total, page=page, page_size=page_size)
+                       "requested_by": who, "version": v} for i, c, p, why, at, who, v, *_key in rows],
+                total=total, page=page, page_size=page_size, next_after=next_after)
 
 
 # --------------------------------------------------------------------------- batch: earning, expiry, tiers
@@ -858,23 +860,26 @@ def first_member(session: Session, viewer: Actor) -> int | None:
     return session.scalar(select(func.min(LoyaltyAccount.customer_id)).where(LoyaltyAccount.status == "active"))
 
 
-def ledger_page(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25) -> Page:
-    """A member's ledger, newest first."""
+def ledger_page(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25,
+                after: str | None = None) -> Page:
+    """A member's ledger, newest first; a numbered page, or with `after` (a cursor, FIRST for the start)
+    the next `page_size` by keyset."""
     require(viewer, "loyalty.view")
     t = LoyaltyTransaction
     condition = t.customer_id == customer_id
-    total = session.scalar(select(func.count()).select_from(t).where(condition)) or 0
-    page = max(1, page)
-    rows = session.execute(
+    total = None if after is not None else session.scalar(select(func.count()).select_from(t).where(condition)) or 0
+    page = 0 if after is not None else max(1, page)
+    rows, next_after = fetch_rows(
+        session,
         select(t.id, t.created_at, t.kind, t.points, t.balance_after, t.reason, t.source_type, t.source_id,
                User.username)
-        .outerjoin(User, User.id == t.created_by_id)
-        .where(condition).order_by(t.created_at.desc(), t.id.desc()).limit(page_size).offset((page - 1) * page_size)
-    ).all()
+        .outerjoin(User, User.id == t.created_by_id).where(condition),
+        (SortKey(t.created_at, descending=True), SortKey(t.id, descending=True)), "loyalty_ledger",
+        page=page, page_size=page_size, after=after)
     return Page(rows=[{"entry": i, "time": at, "kind": k, "points": p, "balance_after": b, "reason": why,
                        "source": f"{st} {sid}" if st and sid else (st or ""), "by": who or "system"}
-                      for i, at, k, p, b, why, st, sid, who in rows],
-                total=total, page=page, page_size=page_size)
+                      for i, at, k, p, b, why, st, sid, who, *_key in rows],
+                total=total, page=page, page_size=page_size, next_after=next_after)
 
 
 def tier_distribution(session: Session, viewer: Actor) -> list[dict[str, Any]]:

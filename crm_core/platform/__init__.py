@@ -12,6 +12,7 @@ from crm_core.platform.api_tokens import (
     create_token,
     list_tokens,
     revoke_token,
+    token_page,
     user_by_name,
 )
 from crm_core.platform.audit import AuditFilter, audit_filter_options, jsonable, record_audit, search_audit_log
@@ -47,17 +48,33 @@ from crm_core.platform.idempotency import (
 )
 from crm_core.platform.ids import CODE_ALPHABET, MAX_RECORD_ID, is_record_id, parse_record_id, readable_code
 from crm_core.platform.jobs import (
+    JOB_HEARTBEAT_EVERY,
+    JOB_STALE_AFTER,
     create_job,
+    fail_stale_jobs,
     finish_job,
+    job_page,
     job_results,
     job_status,
     latest_jobs,
     mark_job_running,
+    running_here,
     set_job_progress,
 )
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import (
+    FIRST,
+    MAX_CURSOR_LENGTH,
+    InvalidCursor,
+    Page,
+    SortKey,
+    check_limit,
+    decode_position,
+    fetch_rows,
+    position_cursor,
+)
 from crm_core.platform.passwords import MIN_PASSWORD_LENGTH, check_password
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
+from crm_core.platform.rollup_state import history_rewritten_since
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.shop import (
     SHOP_COUNTRY,
@@ -96,16 +113,23 @@ from crm_core.platform.users import (
 )
 
 __all__ = [
+    "history_rewritten_since",
     "TokenActor",
     "authenticate_token",
     "check_idempotency_key",
     "create_job",
     "create_token",
     "finish_job",
+    "JOB_HEARTBEAT_EVERY",
+    "JOB_STALE_AFTER",
+    "fail_stale_jobs",
+    "job_page",
+    "running_here",
     "job_results",
     "job_status",
     "latest_jobs",
     "list_tokens",
+    "token_page",
     "mark_job_running",
     "purge_idempotency_keys",
     "request_fingerprint",
@@ -128,6 +152,14 @@ __all__ = [
     "MIN_PASSWORD_LENGTH",
     "NotFound",
     "Page",
+    "FIRST",
+    "InvalidCursor",
+    "MAX_CURSOR_LENGTH",
+    "SortKey",
+    "check_limit",
+    "decode_position",
+    "fetch_rows",
+    "position_cursor",
     "PermissionDenied",
     "PERMISSIONS",
     "ServiceUnavailable",

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import AuthenticationError, NotFound, PermissionDenied, ValidationError
+from crm_core.platform.paging import FIRST, Page, SortKey, check_limit, fetch_rows
 from crm_core.platform.permissions import allowed, require
 from db.models import ApiToken, User, utcnow
 
@@ -130,20 +131,35 @@ def revoke_token(session: Session, actor: Actor, token_id: Any, now: dt.datetime
 def list_tokens(session: Session, viewer: Actor, everyone: bool = False,
                 now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """The viewer's own tokens, or with `everyone` (tokens.manage) every user's, newest first."""
+    query = _token_query(viewer, everyone)
+    rows = session.execute(query.order_by(*(clause for key in TOKEN_ORDER for clause in key.clauses()))).all()
+    return [_token_row(t, username, now or utcnow()) for t, username in rows]
+
+
+TOKEN_ORDER = (SortKey(ApiToken.created_at, descending=True), SortKey(ApiToken.id, descending=True))
+
+
+def token_page(session: Session, viewer: Actor, everyone: bool = False, limit: int = 100, after: str = FIRST,
+               now: dt.datetime | None = None) -> Page:
+    """`limit` tokens (as `list_tokens`) after the cursor `after`, by keyset."""
+    query = _token_query(viewer, everyone)
+    check_limit(limit, 1000, "limit")
+    rows, next_after = fetch_rows(session, query, TOKEN_ORDER, "tokens", page_size=limit, after=after)
+    return Page([_token_row(t, username, now or utcnow()) for t, username, *_key in rows], None, 0, limit, next_after)
+
+
+def _token_query(viewer: Actor, everyone: bool):
     require(viewer, "tokens.own")
     if everyone:
         require(viewer, "tokens.manage")
-    now = now or utcnow()
     query = select(ApiToken, User.username).join(User, User.id == ApiToken.user_id)
-    if not everyone:
-        query = query.where(ApiToken.user_id == viewer.id)
-    rows = session.execute(query.order_by(ApiToken.created_at.desc(), ApiToken.id.desc())).all()
-    return [
-        {"id": t.id, "user": username, "name": t.name, "prefix": t.prefix, "read_only": t.read_only,
-         "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at,
-         "status": token_status(t, now)}
-        for t, username in rows
-    ]
+    return query if everyone else query.where(ApiToken.user_id == viewer.id)
+
+
+def _token_row(t: ApiToken, username: str, now: dt.datetime) -> dict[str, Any]:
+    return {"id": t.id, "user": username, "name": t.name, "prefix": t.prefix, "read_only": t.read_only,
+            "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at,
+            "status": token_status(t, now)}
 
 
 def token_status(row: ApiToken, now: dt.datetime) -> str:

@@ -131,6 +131,32 @@ def _next_day_start_postgresql(element, compiler, **kw):
     return f"(date_trunc('day', {compiler.process(element.clauses, **kw)}) + INTERVAL '1 day')"
 
 
+class midnight_after(FunctionElement):
+    """Midnight at the start of the day `days` + 1 days after a timestamp's day: a bound `column <
+    midnight_after(moment, n)` keeps every row within n days after the moment (and some of the day
+    after), so an index on `column` can serve a window whose exact end is checked separately."""
+
+    type = DateTime()
+    inherit_cache = False
+    name = "midnight_after"
+
+    def __init__(self, moment, days: int) -> None:
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise ValueError("midnight_after needs a whole number of days of at least 0")
+        self.days = days
+        super().__init__(moment)
+
+
+@compiles(midnight_after, "sqlite")
+def _midnight_after_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)}, '+{element.days + 1} days')"
+
+
+@compiles(midnight_after, "postgresql")
+def _midnight_after_postgresql(element, compiler, **kw):
+    return f"(date_trunc('day', {compiler.process(element.clauses, **kw)}) + INTERVAL '{element.days + 1} days')"
+
+
 class least(FunctionElement):
     type = DateTime()
     inherit_cache = True

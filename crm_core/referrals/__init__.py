@@ -23,6 +23,7 @@ from crm_core.referrals.referral_reports import (
     referral_list,
     referrals_by_month,
     referred_vs_others,
+    refresh_referral_summary,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "referral_reasons",
     "referrals_by_month",
     "referred_vs_others",
+    "refresh_referral_summary",
     "save_referral_settings",
     "validate_referral_settings",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
@@ -15,7 +15,9 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.dates import end_of
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.rollup_state import history_rewritten_since
 from crm_core.platform.sql import days_between, year_month
+from crm_core.reporting.sales_rollups import counted_customers
 from db.models import (
     REVENUE_ORDER_STATUSES,
     Customer,
@@ -24,9 +26,12 @@ from db.models import (
     Referral,
     ReferralCheck,
     ReferralReward,
+    RollupSummary,
+    utcnow,
 )
 
 RETENTION_DAYS = 90
+REFERRAL_SUMMARY = "referral_analytics"
 STATUS_LABEL = case((ReferralCheck.verdict == "rejected", "rejected"), (ReferralCheck.verdict == "review", "in review"),
                     else_=Referral.status)
 
@@ -42,11 +47,12 @@ def referral_kpis(session: Session, viewer: Actor, as_of: dt.date) -> dict[str, 
         func.sum(case((Referral.converted_at.is_not(None), 1), else_=0)),
     ).where(Referral.created_at < end)).one()
     referrals, referrers, converted = int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
-    customers = session.scalar(select(func.count()).select_from(Customer).where(
-        COUNTED_CUSTOMER, Customer.signed_up_at < end)) or 0
-    days = session.scalar(select(func.avg(days_between(Referral.converted_at, Customer.signed_up_at))).join(
-        Customer, Customer.id == Referral.referred_id).where(Referral.converted_at.is_not(None),
-                                                              Referral.created_at < end))
+    customers = counted_customers(session, before=end)
+    if customers is None:  # no rollup to read yet (or history rewritten since): count them
+        customers = session.scalar(select(func.count()).select_from(Customer).where(
+            COUNTED_CUSTOMER, Customer.signed_up_at < end)) or 0
+    stored = _stored_summary(session, as_of)
+    days = stored["days_to_first_order"] if stored is not None else _days_to_first_order(session, end)
     rewards = dict(session.execute(select(ReferralReward.status, func.sum(ReferralReward.points))
                                    .group_by(ReferralReward.status)).all())
     vouchers = dict(session.execute(select(ReferralReward.status, func.sum(ReferralReward.amount))
@@ -56,7 +62,7 @@ def referral_kpis(session: Session, viewer: Actor, as_of: dt.date) -> dict[str, 
     return {"referrals": referrals, "referrers": referrers, "converted": converted, "customers": int(customers),
             "conversion": conversion, "invites_per_customer": invites_per_customer,
             "k_factor": invites_per_customer * conversion if conversion is not None else None,
-            "days_to_first_order": None if days is None else float(days),
+            "days_to_first_order": days,
             "points": {status: int(points or 0) for status, points in rewards.items()},
             "vouchers": {status: float(amount or 0) for status, amount in vouchers.items()}}
 
@@ -74,11 +80,44 @@ def referrals_by_month(session: Session, viewer: Actor, as_of: dt.date, months: 
     return [{"month": m, "status": s, "referrals": int(n)} for m, s, n in rows]
 
 
+def _days_to_first_order(session: Session, end: dt.datetime) -> float | None:
+    days = session.scalar(select(func.avg(days_between(Referral.converted_at, Customer.signed_up_at))).join(
+        Customer, Customer.id == Referral.referred_id).where(Referral.converted_at.is_not(None),
+                                                              Referral.created_at < end))
+    return None if days is None else float(days)
+
+
+def refresh_referral_summary(session: Session, as_of: dt.date) -> dict[str, Any]:
+    """The batch's part (after the referral checks): referred against other customers, which reads every
+    customer's orders, and the days to a first order, stored for the Referrals page as of the date."""
+    end = end_of(as_of)
+    payload = {"groups": _referred_vs_others(session, end), "days_to_first_order": _days_to_first_order(session, end)}
+    session.execute(delete(RollupSummary).where(RollupSummary.name == REFERRAL_SUMMARY))
+    session.add(RollupSummary(name=REFERRAL_SUMMARY, as_of=as_of, built_at=utcnow(), payload=payload))
+    session.flush()
+    return payload
+
+
+def _stored_summary(session: Session, as_of: dt.date) -> dict[str, Any] | None:
+    """What the refresh stored as of this date, unless an import, a merge or an erasure changed history since."""
+    stored = session.get(RollupSummary, (REFERRAL_SUMMARY, as_of))
+    if stored is None or history_rewritten_since(session, stored.built_at):
+        return None
+    return stored.payload
+
+
 def referred_vs_others(session: Session, viewer: Actor, as_of: dt.date) -> list[dict[str, Any]]:
     """Customers, revenue per customer, 90-day retention (an order in the last 90 days among those
-    whose first order is older) and 12-month CLV, for referred customers and everyone else."""
+    whose first order is older) and 12-month CLV, for referred customers and everyone else: as the
+    refresh stored them for the date, or counted now."""
     require(viewer, "referrals.view")
-    end = end_of(as_of)
+    stored = _stored_summary(session, as_of)
+    if stored is not None:
+        return stored["groups"]
+    return _referred_vs_others(session, end_of(as_of))
+
+
+def _referred_vs_others(session: Session, end: dt.datetime) -> list[dict[str, Any]]:
     cutoff = end - dt.timedelta(days=RETENTION_DAYS)
     referred = select(Referral.referred_id).where(Referral.referred_id.is_not(None), Referral.created_at < end)
     per = select(Order.customer_id.label("customer_id"), func.sum(Order.total).label("revenue"),

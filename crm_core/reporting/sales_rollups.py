@@ -233,14 +233,23 @@ def stored_sales(session: Session, last: dt.date, gaps_from: dt.date) -> tuple[D
     return stored, cutoff
 
 
-def counted_customers(session: Session) -> int | None:
-    """Every counted customer (the default customer list's total) without counting a million rows: the
-    sign-ups the rollup counted and those after its cutoff, live. None when no refresh built the rollup,
-    or an import, merge or erasure since may have changed who counts (then count the customers)."""
+def counted_customers(session: Session, before: dt.datetime | None = None) -> int | None:
+    """Every counted customer (the default customer list's total), or those who signed up before `before`,
+    without counting a million rows: the sign-ups the rollup counted and those after its cutoff, live.
+    None when no refresh built the rollup, an import, merge or erasure since may have changed who counts,
+    or `before` falls inside a day the rollup holds (then count the customers)."""
     state = coverage(session, ROLLUP)
     if state is None or history_rewritten_since(session, state.built_at):
         return None
+    cutoff = state.cutoff or end_of(state.covered_through)
+    if before is not None and before < cutoff:
+        if before != midnight(before.date()):
+            return None
+        return int(session.scalar(select(func.coalesce(func.sum(RollupDailySignups.customers), 0))
+                                  .where(RollupDailySignups.day < before.date())) or 0)
     stored = session.scalar(select(func.coalesce(func.sum(RollupDailySignups.customers), 0))) or 0
-    later = session.scalar(select(func.count()).select_from(Customer).where(
-        COUNTED_CUSTOMER, Customer.signed_up_at >= (state.cutoff or end_of(state.covered_through)))) or 0
+    conditions = [COUNTED_CUSTOMER, Customer.signed_up_at >= cutoff]
+    if before is not None:
+        conditions.append(Customer.signed_up_at < before)
+    later = session.scalar(select(func.count()).select_from(Customer).where(*conditions)) or 0
     return int(stored) + int(later)

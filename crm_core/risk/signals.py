@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,8 @@ from db.models import (
     IdentityCheck,
     Order,
     SignInEvent,
+    address_key,
+    phone_digits,
 )
 
 
@@ -93,7 +94,10 @@ class SignalFrame:
 
 def _has_rows(session: Session, source: str, end: dt.datetime) -> bool:
     column = SOURCE_TIME[source]
-    return session.execute(select(literal(1)).where(column < end).limit(1)).first() is not None
+    query = select(literal(1)).where(column < end).limit(1)
+    if any(list(index.columns)[:1] == [column] for index in column.table.indexes):
+        query = query.order_by(column)  # one step down the index, never a pass over the table
+    return session.execute(query).first() is not None
 
 
 def _series(session: Session, query, name: str) -> pd.Series:
@@ -110,7 +114,11 @@ def _shared(session: Session, key_query, name: str, customer_ids: list[int] | No
     keys = key_query.subquery()
     counted = select(keys.c.key, func.count(distinct(keys.c.customer_id)).label("n"))
     if customer_ids is not None:
-        counted = counted.where(keys.c.key.in_(select(keys.c.key).where(keys.c.customer_id.in_(customer_ids))))
+        # Their keys first, then everyone holding one of them: over the key's index, not every row.
+        mine = list(session.scalars(select(keys.c.key).where(keys.c.customer_id.in_(customer_ids)).distinct()))
+        if not mine:
+            return pd.Series(dtype=float, name=name)
+        counted = counted.where(keys.c.key.in_(mine))
     per_key = counted.group_by(keys.c.key).having(func.count(distinct(keys.c.customer_id)) > 1).subquery()
     query = select(keys.c.customer_id, func.max(per_key.c.n) - 1).join(per_key, per_key.c.key == keys.c.key) \
         .group_by(keys.c.customer_id)
@@ -193,15 +201,11 @@ def compute_signals(session: Session, as_of: dt.date, customer_ids: list[int] | 
             shipping.kind == "shipping", shipping.created_at < end, billing.country_code != shipping.country_code,
             scope(shipping.customer_id)).distinct()
         put("country_mismatch", _series(session, mismatch, "country_mismatch"))
-        address_key = (func.lower(func.trim(CustomerAddress.line1)) + "|" + func.coalesce(CustomerAddress.postal_code, "")
-                       + "|" + CustomerAddress.country_code)
-        keys = select(CustomerAddress.customer_id, address_key.label("key")).where(
+        key = address_key(CustomerAddress.line1, CustomerAddress.postal_code, CustomerAddress.country_code)
+        keys = select(CustomerAddress.customer_id, key.label("key")).where(
             CustomerAddress.kind == "shipping", CustomerAddress.created_at < end)
         put("shared_address_accounts", _shared(session, keys, "shared_address_accounts", customer_ids).reindex(ids))
-    digits: Any = Customer.phone
-    for char in (" ", "-", "+", "(", ")", "."):
-        digits = func.replace(digits, char, "")
-    phones = select(Customer.id.label("customer_id"), digits.label("key")).where(
+    phones = select(Customer.id.label("customer_id"), phone_digits(Customer.phone).label("key")).where(
         Customer.phone.is_not(None), func.length(Customer.phone) >= 6, Customer.signed_up_at < end, COUNTED_CUSTOMER)
     put("shared_phone_accounts", _shared(session, phones, "shared_phone_accounts", customer_ids))
     if available["payment methods"]:

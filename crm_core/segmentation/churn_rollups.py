@@ -105,10 +105,12 @@ def stored_risk_summary(session: Session, as_of: dt.date | None) -> list[tuple[s
 
 
 def stored_at_risk_page(session: Session, as_of: dt.date | None, risk_levels: list[str] | None,
-                        segment_id: int | None, owner_id: int | None, limit: int,
-                        offset: int) -> tuple[dt.date, int | None, list[tuple[int, float, float]]] | None:
-    """(date, total or None when the rollups cannot tell, [(customer, value, expected loss)] of one page)
-    in rank order; None without a current rollup."""
+                        segment_id: int | None, owner_id: int | None, limit: int, offset: int,
+                        after_position: int | None = None, count: bool = True,
+                        ) -> tuple[dt.date, int | None, list[tuple[int, float, float, int]]] | None:
+    """(date, total or None when the rollups cannot tell or `count` is off, [(customer, value, expected
+    loss, position)] of one page) in rank order, from `offset` or after the rank `after_position`; None
+    without a current rollup."""
     ranked_as_of = _current(session, as_of)
     if ranked_as_of is None:
         return None
@@ -118,16 +120,17 @@ def stored_at_risk_page(session: Session, as_of: dt.date | None, risk_levels: li
         conditions.append(r.risk_level.in_(risk_levels))
     if owner_id is not None:
         conditions.append(r.owner_id == owner_id)
-    query = select(r.customer_id, r.value, r.expected_loss).where(*conditions)
+    query = select(r.customer_id, r.value, r.expected_loss, r.position).where(*conditions)
     if segment_id is not None:
         m = CustomerSegmentMembership
         query = query.where(select(m.id).where(m.segment_id == segment_id, m.is_active == true(),
                                                m.customer_id == r.customer_id).exists())
-    rows = [(int(c), float(v), float(loss)) for c, v, loss in session.execute(
-        query.order_by(r.position).limit(limit).offset(offset))]
+    query = query.order_by(r.position).limit(limit)
+    query = query.offset(offset) if after_position is None else query.where(r.position > after_position)
+    rows = [(int(c), float(v), float(loss), int(at)) for c, v, loss, at in session.execute(query)]
     s = RollupChurnSummary
     total: int | None = None
-    if segment_id is None or owner_id is None:
+    if count and (segment_id is None or owner_id is None):
         where: list[Any] = [s.as_of == ranked_as_of, s.segment_id == (segment_id or 0)]
         if risk_levels:
             where.append(s.risk_level.in_(risk_levels))

@@ -64,7 +64,7 @@ from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import midnight
 from crm_core.platform.errors import NotFound, ValidationError
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import Page, SortKey, check_limit, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.rollup_state import mark_built
 from crm_core.platform.settings import save_setting, stored_setting
@@ -606,30 +606,33 @@ def cohort_rows(session: Session, as_of: dt.date, months: int) -> list[dict[str,
 
 
 def recent_stage_changes(session: Session, viewer: Actor, page: int = 1, page_size: int = 50,
-                   stage: str | None = None) -> Page:
-    """Stage changes, newest first; `stage` keeps changes into that stage."""
+                   stage: str | None = None, after: str | None = None) -> Page:
+    """Stage changes, newest first; `stage` keeps changes into that stage. A numbered page, or with
+    `after` (a cursor, FIRST for the start) the next `page_size` by keyset."""
     require(viewer, "lifecycle.view")
     _check_stage(stage)
-    page = _check_paging(page, page_size)
+    if after is None:
+        page = _check_paging(page, page_size)
+    else:
+        page, page_size = 0, check_limit(page_size, 500)
     h = CustomerLifecycleHistory
     conditions: list[ColumnElement[bool]] = [COUNTED_CUSTOMER]
     if stage is not None:
         conditions.append(h.to_stage == stage)
-    total = stored_change_count(session, stage)
-    if total is None:
+    total = None if after is not None else stored_change_count(session, stage)
+    if total is None and after is None:
         total = session.scalar(
             select(func.count()).select_from(h).join(Customer, Customer.id == h.customer_id).where(*conditions)
         ) or 0
-    found = session.execute(
+    found, next_after = fetch_rows(
+        session,
         select(h.changed_at, h.customer_id, Customer.first_name, Customer.last_name, h.from_stage,
                h.to_stage, h.reason, h.actor_kind, User.username)
         .join(Customer, Customer.id == h.customer_id)
         .outerjoin(User, User.id == h.actor_id)
-        .where(*conditions)
-        .order_by(h.changed_at.desc(), h.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    ).all()
+        .where(*conditions),
+        (SortKey(h.changed_at, descending=True), SortKey(h.id, descending=True)), "lifecycle_history",
+        page=page, page_size=page_size, after=after)
     rows = [
         {
             "time": changed_at,
@@ -640,9 +643,10 @@ def recent_stage_changes(session: Session, viewer: Actor, page: int = 1, page_si
             "reason": reason,
             "actor": username or ("system" if actor_kind == "system" else "(deleted user)"),
         }
-        for changed_at, customer_id, first, last, from_stage, to_stage, reason, actor_kind, username in found
+        for changed_at, customer_id, first, last, from_stage, to_stage, reason, actor_kind, username, *_key in found
     ]
-    return Page(rows=rows, total=int(total), page=page, page_size=page_size)
+    return Page(rows=rows, total=None if total is None else int(total), page=page, page_size=page_size,
+                next_after=next_after)
 
 
 def _cohort_range(cohort: str) -> tuple[dt.datetime, dt.datetime]:

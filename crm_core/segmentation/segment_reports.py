@@ -23,7 +23,7 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import data_date, midnight
 from crm_core.platform.errors import ValidationError
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.segmentation.rules import CA, COUNTED_CUSTOMER, _customer_from
 from crm_core.segmentation.segment_stats import (
@@ -175,9 +175,10 @@ def _member_row(r) -> dict[str, Any]:
 
 
 def segment_members(session: Session, viewer: Actor, segment_id: int, page: int = 1, page_size: int = 50,
-            sort_by: str = "total_revenue", descending: bool = True) -> Page:
+            sort_by: str = "total_revenue", descending: bool = True, after: str | None = None) -> Page:
     """One page of a segment's current members (names and e-mails: personal data, so it needs the
-    customer permission too); sort_by is one of MEMBER_SORTS (nulls last)."""
+    customer permission too); sort_by is one of MEMBER_SORTS (nulls last). A numbered page, or with
+    `after` (a cursor, FIRST for the start) the next `page_size` by keyset."""
     require(viewer, "segments.view")
     require(viewer, "customers.view")
     if sort_by not in MEMBER_SORTS:
@@ -185,10 +186,9 @@ def segment_members(session: Session, viewer: Actor, segment_id: int, page: int 
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 1000:
         raise ValidationError("The page size must be from 1 to 1000.")
     segment = get_segment(session, segment_id)
-    total = active_member_count(session, segment.id)
-    page = max(1, int(page))
+    total = None if after is not None else active_member_count(session, segment.id)
+    page = 0 if after is not None else max(1, int(page))
     column = MEMBER_SORTS[sort_by]
-    order = (column.desc() if descending else column.asc()).nulls_last()
     m = memberships.c
     if column.table is Customer.__table__:
         ranked = (select(Customer.id).select_from(memberships.join(Customer.__table__, Customer.id == m.customer_id))
@@ -197,11 +197,13 @@ def segment_members(session: Session, viewer: Actor, segment_id: int, page: int 
         ranked = (select(m.customer_id.label("id"))
                   .select_from(memberships.outerjoin(CustomerAnalytics.__table__, CA.customer_id == m.customer_id))
                   .where(m.segment_id == segment.id, m.is_active == true()))
-    ids = list(session.scalars(ranked.order_by(order, m.customer_id).limit(page_size).offset((page - 1) * page_size)))
-    position = {customer_id: i for i, customer_id in enumerate(ids)}
-    rows = sorted(session.execute(_member_select(segment.id).where(Customer.id.in_(ids))).all(),
+    keys = (SortKey(column, descending=descending, nullable=True), SortKey(m.customer_id))
+    found, next_after = fetch_rows(session, ranked, keys, f"segment_members:{sort_by}:{int(descending)}",
+                                   page=page, page_size=page_size, after=after)
+    position = {r.id: i for i, r in enumerate(found)}
+    rows = sorted(session.execute(_member_select(segment.id).where(Customer.id.in_(list(position)))).all(),
                   key=lambda r: position[r.id])
-    return Page([_member_row(r) for r in rows], total, page, page_size)
+    return Page([_member_row(r) for r in rows], total, page, page_size, next_after)
 
 
 def iter_member_rows(session: Session, viewer: Actor, segment_id: int, batch: int = 5000) -> Iterator[dict[str, Any]]:

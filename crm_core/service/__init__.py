@@ -17,8 +17,8 @@ from crm_core.service.business_calendar import (
     periods_to_text,
     save_business_calendar,
 )
+from crm_core.service.communication_rollups import FUNNEL_STAGES, refresh_communication_rollup
 from crm_core.service.communications import (
-    FUNNEL_STAGES,
     MAX_MESSAGE_SUBJECT,
     CommFilter,
     campaign_performance,
@@ -102,6 +102,7 @@ __all__ = [
     "DEFAULT_POLICY_MINUTES",
     "DEPARTMENTS",
     "FUNNEL_STAGES",
+    "refresh_communication_rollup",
     "MAX_COMPLAINT_DESCRIPTION",
     "MAX_MESSAGE_SUBJECT",
     "SEVERE_COMPLAINT_SEVERITIES",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import is_gone
@@ -25,9 +25,9 @@ from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
+from crm_core.service.communication_rollups import COUNTS, NONE, grouped_counts
 from db.models import COMM_CHANNELS, COMM_STATUSES, DIRECTIONS, Customer, CustomerCommunication, User, utcnow
 
-FUNNEL_STAGES = ("sent", "delivered", "opened", "clicked", "replied")
 MAX_MESSAGE_SUBJECT = 255
 MAX_BODY = 10_000
 MAX_LABEL = 100
@@ -131,23 +131,6 @@ def _conditions(filters: CommFilter) -> list:
     return conditions
 
 
-def _stage_columns():
-    c = CustomerCommunication
-    failed = c.status.in_(("bounced", "failed"))
-    reached = {
-        "delivered": and_(~failed, or_(c.delivered_at.is_not(None), c.status.in_(FUNNEL_STAGES[1:]))),
-        "opened": or_(c.opened_at.is_not(None), c.status.in_(FUNNEL_STAGES[2:])),
-        "clicked": or_(c.clicked_at.is_not(None), c.status.in_(FUNNEL_STAGES[3:])),
-        "replied": or_(c.replied_at.is_not(None), c.status == "replied"),
-    }
-    return [
-        func.count().label("sent"),
-        *[func.sum(case((cond, 1), else_=0)).label(name) for name, cond in reached.items()],
-        func.sum(case((c.status == "bounced", 1), else_=0)).label("bounced"),
-        func.sum(case((c.status == "failed", 1), else_=0)).label("failed"),
-    ]
-
-
 def _rates(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: int(v or 0) if k not in ("channel", "campaign", "template") else v for k, v in row.items()}
     sent, delivered = out["sent"], out["delivered"]
@@ -160,48 +143,46 @@ def _rates(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def funnel_by_channel(session: Session, viewer: Actor, filters: CommFilter = CommFilter()) -> list[dict[str, Any]]:
-    """Outbound messages per channel by the furthest funnel stage reached, with rates."""
+    """Outbound messages per channel by the furthest funnel stage reached, with rates (from the
+    communications rollup and the messages sent since it was built)."""
     require(viewer, "communications.view")
-    c = CustomerCommunication
-    rows = session.execute(
-        select(c.channel, *_stage_columns())
-        .where(c.direction == "outbound", c.status != "logged", *_conditions(filters))
-        .group_by(c.channel).order_by(c.channel)
-    ).mappings().all()
-    return [_rates(dict(row)) for row in rows]
+    rows = grouped_counts(session, ("channel",), filters.date_from, filters.date_to, _equal(filters),
+                          _conditions(filters))
+    return [_rates({k: row[k] for k in ("channel", *COUNTS)}) for row in sorted(rows, key=lambda r: r["channel"])]
 
 
 def campaign_performance(session: Session, viewer: Actor, filters: CommFilter = CommFilter(), page: int = 1,
                          page_size: int = 25) -> Page:
     """Funnel figures per campaign and template, largest campaigns first."""
     require(viewer, "communications.view")
-    c = CustomerCommunication
-    conditions = [c.direction == "outbound", c.status != "logged", c.campaign.is_not(None), *_conditions(filters)]
-    grouped = select(c.campaign, c.template).where(*conditions).group_by(c.campaign, c.template).subquery()
-    total = session.scalar(select(func.count()).select_from(grouped)) or 0
+    conditions = [CustomerCommunication.campaign.is_not(None), *_conditions(filters)]
+    rows = [row for row in grouped_counts(session, ("campaign", "template"), filters.date_from, filters.date_to,
+                                          _equal(filters), conditions) if row["campaign"] != NONE]
+    rows.sort(key=lambda r: (-r["sent"], r["campaign"], r["template"]))
     page = max(1, page)
-    rows = session.execute(
-        select(c.campaign, c.template, *_stage_columns(), func.min(c.sent_at).label("first_sent"))
-        .where(*conditions).group_by(c.campaign, c.template)
-        .order_by(func.count().desc(), c.campaign, c.template).limit(page_size).offset((page - 1) * page_size)
-    ).mappings().all()
     out = []
-    for row in rows:
-        data = dict(row)
-        first = data.pop("first_sent")
-        out.append({**_rates(data), "first_sent": first})
-    return Page(rows=out, total=total, page=page, page_size=page_size)
+    for row in rows[(page - 1) * page_size: page * page_size]:
+        data = _rates({k: row[k] for k in ("campaign", "template", *COUNTS)})
+        data["template"] = data["template"] or None
+        out.append({**data, "first_sent": row["first_sent"]})
+    return Page(rows=out, total=len(rows), page=page, page_size=page_size)
 
 
 def communication_filter_options(session: Session, viewer: Actor, limit: int = 500) -> dict[str, list[str]]:
-    """Campaigns (most recent first) and templates for the filter pickers."""
+    """Campaigns (most recent first) and templates for the filter pickers (of outbound messages)."""
     require(viewer, "communications.view")
-    c = CustomerCommunication
-    campaigns = session.scalars(select(c.campaign).where(c.campaign.is_not(None)).group_by(c.campaign)
-                                .order_by(func.max(c.sent_at).desc()).limit(limit)).all()
-    templates = session.scalars(select(c.template).where(c.template.is_not(None)).group_by(c.template)
-                                .order_by(c.template).limit(limit)).all()
-    return {"campaign": [c for c in campaigns if c is not None], "template": [t for t in templates if t is not None]}
+    rows = grouped_counts(session, ("campaign", "template"), None, None, {}, [])
+    last: dict[str, dt.datetime] = {}
+    for row in rows:
+        if row["campaign"] != NONE and row["last_sent"] is not None:
+            last[row["campaign"]] = max(last.get(row["campaign"], row["last_sent"]), row["last_sent"])
+    campaigns = sorted(last, key=lambda name: (-last[name].timestamp(), name))[:limit]
+    templates = sorted({row["template"] for row in rows if row["template"] != NONE})[:limit]
+    return {"campaign": campaigns, "template": templates}
+
+
+def _equal(filters: CommFilter) -> dict[str, str | None]:
+    return {"channel": filters.channel, "campaign": filters.campaign, "template": filters.template}
 
 
 def customer_communications(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 20,

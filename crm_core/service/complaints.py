@@ -25,7 +25,7 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import data_date, midnight
 from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import days_between, year_month
@@ -339,8 +339,9 @@ def _overdue(now: dt.datetime):
 
 
 def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter = ComplaintFilter(), page: int = 1,
-           page_size: int = 25, now: dt.datetime | None = None) -> Page:
-    """Complaints, newest first, with the overdue flag computed in the database."""
+           page_size: int = 25, now: dt.datetime | None = None, after: str | None = None) -> Page:
+    """Complaints, newest first, with the overdue flag computed in the database; a numbered page, or
+    with `after` (a cursor, FIRST for the start) the next `page_size` by keyset."""
     require(viewer, "complaints.view")
     now = now or utcnow()
     c = Complaint
@@ -357,17 +358,18 @@ def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter 
         conditions.append(c.customer_id == filters.customer_id)
     if filters.overdue_only:
         conditions.append(_overdue(now))
-    total = session.scalar(select(func.count()).select_from(c).where(*conditions)) or 0
-    page = max(1, page)
-    rows = session.execute(
+    total = None if after is not None else session.scalar(select(func.count()).select_from(c).where(*conditions)) or 0
+    page = 0 if after is not None else max(1, page)
+    found, next_after = fetch_rows(
+        session,
         select(c.id, c.created_at, c.customer_id, Customer.first_name, Customer.last_name,
                c.category, c.severity, c.status, c.escalation_level, c.resolution_due_at,
                case((_overdue(now), True), else_=False).label("overdue"), c.compensation_kind,
                c.compensation_amount, c.satisfaction, c.ticket_id, c.order_id, c.version)
-        .join(Customer, Customer.id == c.customer_id)
-        .where(*conditions).order_by(c.created_at.desc(), c.id.desc())
-        .limit(page_size).offset((page - 1) * page_size)
-    ).mappings().all()
+        .join(Customer, Customer.id == c.customer_id).where(*conditions),
+        (SortKey(c.created_at, descending=True), SortKey(c.id, descending=True)), "complaints",
+        page=page, page_size=page_size, after=after)
+    rows = [{k: v for k, v in r._mapping.items() if not k.startswith("sort_key_")} for r in found]
     # Names are personal data: a role without customers.view (an executive) reads "Customer #id".
     # Imported here: crm_core.customers reaches back into the service package.
     from crm_core.customers.rules import shown_name
@@ -377,7 +379,7 @@ def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter 
         item = {k: v for k, v in row.items() if k not in ("first_name", "last_name")}
         item["customer"] = shown_name(viewer, row["first_name"], row["last_name"], row["customer_id"])
         out.append({**item, "overdue": bool(row["overdue"]), "compensation_amount": float(row["compensation_amount"])})
-    return Page(rows=out, total=total, page=page, page_size=page_size)
+    return Page(rows=out, total=total, page=page, page_size=page_size, next_after=next_after)
 
 
 def customer_complaints(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 20) -> Page:

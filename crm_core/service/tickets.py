@@ -35,7 +35,7 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
 from crm_core.platform.ids import MAX_RECORD_ID, is_record_id
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import check_version
 from crm_core.service import sla
@@ -528,8 +528,10 @@ def get_ticket(session: Session, viewer: Actor, ticket_id: Any, now: dt.datetime
 
 def ticket_queue(session: Session, viewer: Actor, view: str = "team", status: str | None = None, priority: str | None = None,
           category: str | None = None, assignee_id: int | None = None, text: str | None = None,
-          open_only: bool = True, page: int = 1, page_size: int = 25, now: dt.datetime | None = None) -> Page:
-    """My tickets or the team queue, filtered, soonest SLA due first (tickets without a running clock last)."""
+          open_only: bool = True, page: int = 1, page_size: int = 25, now: dt.datetime | None = None,
+          after: str | None = None) -> Page:
+    """My tickets or the team queue, filtered, soonest SLA due first (tickets without a running clock last);
+    a numbered page, or with `after` (a cursor, FIRST for the start) the next `page_size` by keyset."""
     require(viewer, "tickets.view")
     now = now or utcnow()
     view = _choice(view, QUEUE_VIEWS, "Queue")
@@ -553,26 +555,26 @@ def ticket_queue(session: Session, viewer: Actor, view: str = "team", status: st
         needle = text.strip().lower()
         conditions.append(or_(func.lower(t.subject).contains(needle, autoescape=True),
                               func.lower(t.ticket_number) == needle))
-    total = session.scalar(select(func.count()).select_from(t).where(*conditions)) or 0
-    due = sla.next_due_expression().label("next_due_at")
-    page = max(1, int(page))
+    total = None if after is not None else session.scalar(select(func.count()).select_from(t).where(*conditions)) or 0
+    due = sla.next_due_expression()
+    page = 0 if after is not None else max(1, int(page))
     unread = (select(func.count()).where(SupportTicketResponse.ticket_id == t.id,
                                          SupportTicketResponse.is_read.is_(False)).scalar_subquery())
-    rows = session.execute(
+    rows, next_after = fetch_rows(
+        session,
         select(t.id, t.ticket_number, t.subject, t.status, t.priority, t.category,
                (Customer.first_name + " " + Customer.last_name).label("customer"),
-               User.username.label("assignee"), t.department, t.created_at, due, t.sla_breached,
+               User.username.label("assignee"), t.department, t.created_at, due.label("next_due_at"), t.sla_breached,
                unread.label("unread"))
         .join(Customer, Customer.id == t.customer_id).outerjoin(User, User.id == t.assignee_id)
-        .where(*conditions)
-        .order_by(due.is_(None), due, t.created_at, t.id)
-        .limit(page_size).offset((page - 1) * page_size)
-    ).all()
+        .where(*conditions),
+        (SortKey(due, nullable=True), SortKey(t.created_at), SortKey(t.id)), "tickets",
+        page=page, page_size=page_size, after=after)
     out = []
     for r in rows:
-        row = dict(r._mapping)
+        row = {k: v for k, v in r._mapping.items() if not k.startswith("sort_key_")}
         paused = r.status in sla.PAUSED_STATUSES
         row["sla"] = sla.time_left_band(r.next_due_at, now, paused=paused)
         row["minutes_left"] = None if r.next_due_at is None else round((r.next_due_at - now).total_seconds() / 60)
         out.append(row)
-    return Page(rows=out, total=total, page=page, page_size=page_size)
+    return Page(rows=out, total=total, page=page, page_size=page_size, next_after=next_after)

@@ -14,13 +14,14 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
 from crm_core.platform.ids import CODE_ALPHABET, is_record_id, readable_code
+from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import allowed, require
 from crm_core.platform.shop import SHOP_CURRENCY
 from crm_core.platform.sql import rows_affected
@@ -223,21 +224,31 @@ def expire_vouchers(session: Session, actor: Actor, now: dt.datetime) -> int:
     return expired
 
 
-def customer_vouchers(session: Session, viewer: Actor, customer_id: int, now: dt.datetime | None = None,
-                      ) -> list[dict[str, Any]]:
-    """The customer's vouchers, newest first. Roles that record orders (customers.edit) see the
-    whole code; other viewers see its last characters only."""
+def customer_vouchers(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25,
+                      after: str | None = None, now: dt.datetime | None = None) -> Page:
+    """The customer's vouchers, newest first; a numbered page, or with `after` (a cursor, FIRST for the
+    start) the next `page_size` by keyset. Roles that record orders (customers.edit) see the whole
+    code; other viewers see its last characters only."""
     require(viewer, "customers.view")
     if (session.get(Customer, customer_id) if is_record_id(customer_id) else None) is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
+    if not 1 <= page_size <= 500:
+        raise ValidationError("Page size must be between 1 and 500.")
     now = now or utcnow()
     full = allowed(viewer.role, "customers.edit")
-    rows = session.scalars(select(Voucher).where(Voucher.customer_id == customer_id)
-                           .order_by(Voucher.issued_at.desc(), Voucher.id.desc()))
-    return [{"id": v.id, "code": shown_code(v.code, full), "kind": v.kind, "value": v.value,
-             "min_order": v.min_order, "source": v.source, "source_id": v.source_id, "issued_at": v.issued_at,
-             "expires_at": v.expires_at,
-             "status": "expired" if v.status == "issued" and v.expires_at is not None and v.expires_at <= now
-             else v.status,
-             "redeemed_order_id": v.redeemed_order_id, "redeemed_at": v.redeemed_at,
-             "void_reason": v.void_reason, "clawed_back_at": v.clawed_back_at} for v in rows]
+    v = Voucher
+    condition = v.customer_id == customer_id
+    total = None if after is not None else session.scalar(select(func.count()).select_from(v).where(condition)) or 0
+    page = 0 if after is not None else max(1, page)
+    found, next_after = fetch_rows(
+        session, select(v.id, v.code, v.kind, v.value, v.min_order, v.source, v.source_id, v.issued_at, v.expires_at,
+                        v.status, v.redeemed_order_id, v.redeemed_at, v.void_reason, v.clawed_back_at).where(condition),
+        (SortKey(v.issued_at, descending=True), SortKey(v.id, descending=True)), "customer_vouchers",
+        page=page, page_size=page_size, after=after)
+    rows = [{"id": r.id, "code": shown_code(r.code, full), "kind": r.kind, "value": r.value, "min_order": r.min_order,
+             "source": r.source, "source_id": r.source_id, "issued_at": r.issued_at, "expires_at": r.expires_at,
+             "status": "expired" if r.status == "issued" and r.expires_at is not None and r.expires_at <= now
+             else r.status,
+             "redeemed_order_id": r.redeemed_order_id, "redeemed_at": r.redeemed_at, "void_reason": r.void_reason,
+             "clawed_back_at": r.clawed_back_at} for r in found]
+    return Page(rows=rows, total=total, page=page, page_size=page_size, next_after=next_after)

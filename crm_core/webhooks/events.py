@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import jsonable, record_audit
 from crm_core.platform.errors import NotFound, ValidationError
+from crm_core.platform.paging import FIRST, Page, SortKey, check_limit, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import stored_setting
 from crm_core.platform.transactions import check_version
@@ -141,15 +142,21 @@ def get_subscription(session: Session, viewer: Actor, subscription_id: int) -> d
     return _subscription_row(_subscription(session, subscription_id))
 
 
-def list_deliveries(session: Session, viewer: Actor, subscription_id: int, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest deliveries of a subscription with their attempts and response codes."""
+def list_deliveries(session: Session, viewer: Actor, subscription_id: int, limit: int = 50,
+                    after: str = FIRST) -> Page:
+    """A subscription's deliveries, newest first, with their attempts and response codes: `limit` of them
+    after the cursor `after` (keyset pages)."""
     require(viewer, "webhooks.manage")
+    check_limit(limit, 500, "limit")
     _subscription(session, subscription_id)
-    rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
-                           .order_by(WebhookDelivery.id.desc()).limit(max(1, min(limit, 500))))
-    return [{"id": d.id, "event": d.event, "status": d.status, "attempts": d.attempts,
-             "last_status_code": d.last_status_code, "last_error": d.last_error, "created_at": d.created_at,
-             "next_attempt_at": d.next_attempt_at, "delivered_at": d.delivered_at} for d in rows]
+    w = WebhookDelivery
+    rows, next_after = fetch_rows(session, select(w).where(w.subscription_id == subscription_id),
+                                  (SortKey(w.id, descending=True),), f"webhook_deliveries:{subscription_id}",
+                                  page_size=limit, after=after)
+    return Page([{"id": d.id, "event": d.event, "status": d.status, "attempts": d.attempts,
+                  "last_status_code": d.last_status_code, "last_error": d.last_error, "created_at": d.created_at,
+                  "next_attempt_at": d.next_attempt_at, "delivered_at": d.delivered_at} for d, *_key in rows],
+                None, 0, limit, next_after)
 
 
 # --------------------------------------------------------------------------- collecting events

@@ -2,14 +2,14 @@
 reward or by hand, redeemed on one order. Referral rewards may be a voucher instead of points:
 a reward has a kind, a voucher amount and the voucher it issued.
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0024
+Revises: 0023
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
-down_revision = "0020"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
