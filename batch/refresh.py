@@ -39,6 +39,7 @@ from crm_core import (
     service,
     social,
     success,
+    vouchers,
 )
 from db.models import CustomerAnalytics, CustomerSegment, utcnow
 from ml import churn, clv, clv_reports, forecast, health, health_reports, registry, risk, uplift
@@ -232,13 +233,18 @@ def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
             scorers[campaign.uplift_model_id] = uplift.scorer_for_model(session, campaign.uplift_model_id)
         return scorers[campaign.uplift_model_id]
 
+    expired = vouchers.expire_vouchers(session, platform.SYSTEM, at)  # campaign and referral vouchers alike
     totals = campaigns.enrol_running_campaigns(session, platform.SYSTEM, at, scorer_for=scorer_for)
     if not totals["campaigns"] and not totals["finished"]:
+        if expired:
+            return StepOutcome(f"no running campaigns; {expired:,} unused vouchers expired", expired)
         return skipped("no running campaigns")
     detail = (f"{totals['campaigns']} running campaigns: {totals['enrolled']:,} customers enrolled, "
               f"{totals['sent']:,} messages sent")
     if totals["finished"]:
         detail += f"; {totals['finished']} reached their end date"
+    if expired:
+        detail += f"; {expired:,} unused vouchers expired"
     return StepOutcome(detail, totals["enrolled"])
 
 

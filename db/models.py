@@ -1818,6 +1818,7 @@ PLANTED_RISK_SCENARIOS = ("fraud_ring", "account_takeover", "bad_credit")
 REFERRAL_VERDICTS = ("accepted", "rejected", "review")
 REFERRAL_REWARD_SIDES = ("referrer", "friend")
 REFERRAL_REWARD_STATUSES = ("held", "paid", "reversed", "rejected")
+REFERRAL_REWARD_KINDS = ("points", "voucher")  # migration 0024
 
 
 class SignInEvent(Base):
@@ -2062,7 +2063,10 @@ class ReferralReward(Base):
     __table_args__ = (
         enum_check("side", REFERRAL_REWARD_SIDES),
         enum_check("status", REFERRAL_REWARD_STATUSES),
-        CheckConstraint("points > 0", name="points_positive"),
+        enum_check("kind", REFERRAL_REWARD_KINDS),
+        # points rewards post points; voucher rewards issue a voucher of `amount` (migration 0024)
+        CheckConstraint("(kind = 'points' AND points > 0) OR (kind = 'voucher' AND points = 0 AND amount > 0)",
+                        name="reward_positive"),
         UniqueConstraint("referral_id", "side", name="uq_customer_referral_rewards_side"),
         Index("ix_referral_rewards_status", "status", "payable_at"),
     )
@@ -2077,6 +2081,9 @@ class ReferralReward(Base):
     payable_at: Mapped[dt.datetime] = mapped_column(DateTime)
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     reason: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="points", server_default="points")
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    voucher_id: Mapped[int | None] = mapped_column(ForeignKey("vouchers.id", ondelete="SET NULL"))
 
 
 # --- issue 17: win-back campaigns (carts, uplift models)
@@ -2412,3 +2419,53 @@ def address_key(line1: Any, postal_code: Any, country_code: Any) -> Any:
 Index("ix_customers_phone_digits", phone_digits(Customer.__table__.c.phone), _table=Customer.__table__)
 Index("ix_addresses_key", address_key(CustomerAddress.__table__.c.line1, CustomerAddress.__table__.c.postal_code,
                                       CustomerAddress.__table__.c.country_code), _table=CustomerAddress.__table__)
+
+
+# --- issues 16 and 17: vouchers (migration 0024)
+
+VOUCHER_KINDS = ("percent", "amount")
+VOUCHER_SOURCES = ("campaign", "referral", "manual")
+VOUCHER_STATUSES = ("issued", "redeemed", "void", "expired")
+
+
+class Voucher(Base):
+    """A single-use voucher issued to one customer (a campaign's incentive, a referral reward or by
+    hand), redeemed on one of their orders. Status changes are conditional UPDATEs that bump
+    `version`, so two orders redeeming one code at once cannot both succeed."""
+
+    __tablename__ = "vouchers"
+    __table_args__ = (
+        enum_check("kind", VOUCHER_KINDS),
+        enum_check("source", VOUCHER_SOURCES),
+        enum_check("status", VOUCHER_STATUSES),
+        CheckConstraint("value > 0", name="value_positive"),
+        CheckConstraint("kind = 'amount' OR value <= 100", name="percent_range"),
+        CheckConstraint("min_order >= 0", name="min_order_non_negative"),
+        # never two vouchers for one customer from one campaign or one referral reward
+        UniqueConstraint("source", "source_id", "customer_id", name="uq_vouchers_source"),
+        Index("ix_vouchers_customer", "customer_id", "issued_at"),
+        Index("ix_vouchers_status_expiry", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = customer_fk(index=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Decimal] = mapped_column(Money)
+    min_order: Mapped[Decimal] = mapped_column(Money, default=0)
+    source: Mapped[str] = mapped_column(String(16))
+    source_id: Mapped[str | None] = mapped_column(String(64))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="issued")
+    redeemed_order_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("orders.id", ondelete="SET NULL")
+    )
+    redeemed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    voided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    void_reason: Mapped[str | None] = mapped_column(String(255))
+    # A redeemed voucher whose reward was reversed (the friend's order refunded) is clawed back:
+    # it cannot be unredeemed, so the reversal is noted here and in the audit log.
+    clawed_back_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    issued_by_id: Mapped[int | None] = user_fk()
+    version: Mapped[int] = mapped_column(Integer, default=1)

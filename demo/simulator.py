@@ -1053,7 +1053,8 @@ class Simulator:
         analyst = int(self.tables["users"].query("role == 'analyst'")["id"].iloc[0])
         plans = [(300, "completed"), (200, "completed"), (110, "completed"), (10, "running")]
         window, share, lapsed_days, percent = 30, 0.3, 60, 15
-        rows, targets, messages, extra_orders, extra_items = [], [], [], [], []
+        rows, targets, messages, extra_orders, extra_items, issued = [], [], [], [], [], []
+        codes = np.random.default_rng([self.seed, 21])  # voucher codes: a stream of their own
         next_order = len(orders) + 1
         next_item = len(self.tables["order_items"]) + 1
         next_message = len(self.tables["customer_communication_history"]) + 1
@@ -1150,6 +1151,24 @@ class Simulator:
             }))
             next_order += m
             next_item += m
+            # Each treated customer got the 15% off as a voucher valid for the window; a responder's
+            # extra order redeemed it, the others lapsed at the window's end (or are still open).
+            redeemed_by = np.full(k, -1, dtype=np.int64)
+            redeemed_by[extra_idx] = ids
+            mine = np.flatnonzero(treated)
+            alphabet = np.array(list(platform.CODE_ALPHABET))
+            closes = launched + pd.Timedelta(days=window)
+            used = redeemed_by[mine] >= 0
+            issued.append(pd.DataFrame({
+                "code": ["".join(c) for c in alphabet[codes.integers(len(alphabet), size=(len(mine), 12))]],
+                "customer_id": who[mine] + 1, "kind": "percent", "value": float(percent), "min_order": 0.0,
+                "source": "campaign", "source_id": str(cid), "issued_at": launched, "expires_at": closes,
+                "status": np.where(used, "redeemed", "expired" if launch + window * DAY < self.span else "issued"),
+                "redeemed_order_id": _nullable_int(np.where(used, redeemed_by[mine], 0), used),
+                "redeemed_at": _to_datetime(self.base, np.where(used, when[mine], 0)).where(used),
+                "issued_by_id": analyst, "version": np.where(used, 2, 1),
+            }))
+            messages[-1]["body"] = [f"We miss you: 15% off your next order with code {c}" for c in issued[-1]["code"]]
         self.tables["customer_winback_campaigns"] = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id"])
         self.tables["customer_winback_targets"] = (pd.concat(targets, ignore_index=True) if targets else
                                                    pd.DataFrame(columns=["id", "campaign_id", "customer_id"]))
@@ -1160,6 +1179,10 @@ class Simulator:
                 frame = pd.concat(parts, ignore_index=True)
                 self.appended.append((name, frame))
                 self.tables[name] = pd.concat([self.tables[name], frame], ignore_index=True)
+        if issued:  # loaded after the extra orders they were redeemed on
+            vouchers = pd.concat(issued, ignore_index=True)
+            vouchers.insert(0, "id", np.arange(1, len(vouchers) + 1))
+            self.appended.append(("vouchers", vouchers))
 
     def _carts(self) -> None:
         """Carts of the last 60 days: the cart behind each order, and carts left without one."""
@@ -1212,7 +1235,7 @@ LOAD_ORDER = (
     "customer_social_media_integrations", "customer_social_media_mentions",
     "customer_referral_program", "customer_risk_assessments", "customer_sign_in_events",
     "customer_account_changes", "customer_chargebacks", "customer_identity_checks", "simulated_risk_truth",
-    "customer_winback_campaigns", "customer_winback_targets", "carts", "cart_items",
+    "customer_winback_campaigns", "customer_winback_targets", "vouchers", "carts", "cart_items",
 )
 
 

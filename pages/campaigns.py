@@ -290,7 +290,10 @@ with tabs["Results"]:
                      "significant": ""},
                 ])
                 st.dataframe(table, hide_index=True, width="stretch")
-                st.caption(f"Costs: incentives €{roi['incentive_cost']:,.2f} (redeemed by treated converters), "
+                basis = {"redeemed": "its vouchers' discounts on redeeming orders",
+                         "posted": "the points posted to treated customers, at their value",
+                         "estimated": "estimated: one offer per treated converter"}[roi["incentive_basis"]]
+                st.caption(f"Costs: incentives €{roi['incentive_cost']:,.2f} ({basis}), "
                            f"sends €{roi['send_cost']:,.2f}; incremental gross margin "
                            f"€{roi['incremental_gross_margin']:,.2f}.")
             if curve:

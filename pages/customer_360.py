@@ -1,5 +1,5 @@
-"""Customer 360: key facts and scores, one timeline, orders, addresses, payment methods, consents,
-segments and score history, with an edit form that detects concurrent edits."""
+"""Customer 360: key facts and scores, one timeline, orders and vouchers, addresses, payment methods,
+consents, segments and score history, with an edit form that detects concurrent edits."""
 
 import datetime as dt
 
@@ -8,7 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import customers, platform, social
+from crm_core import customers, platform, social, vouchers
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
 from ui.charts import time_axis
@@ -185,6 +185,20 @@ with tabs[1]:
         st.pagination(placed.pages, default=min(page_number, placed.pages), key=orders_key)
     elif placed is not None:
         st.info("No orders yet.")
+    held = context.read(vouchers.customer_vouchers, customer_id, page_size=50)
+    if held is not None and held.total:
+        st.markdown("**Vouchers**")
+        st.caption(f"{held.total:,} vouchers, newest first{' (the latest 50)' if held.total > 50 else ''}. "
+                   "Whole codes for roles that record orders; others see the last four characters.")
+        st.dataframe(pd.DataFrame(held.rows)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
+                                         "expires_at", "redeemed_order_id", "void_reason"]],
+                     hide_index=True, width="stretch",
+                     column_config={"value": st.column_config.NumberColumn("Value (€ or %)", format="%.2f"),
+                                    "min_order": st.column_config.NumberColumn("Minimum order", format="%.2f"),
+                                    "issued_at": st.column_config.DatetimeColumn("Issued", format="YYYY-MM-DD"),
+                                    "expires_at": st.column_config.DatetimeColumn("Expires", format="YYYY-MM-DD"),
+                                    "redeemed_order_id": st.column_config.NumberColumn("Used on order", format="%d"),
+                                    "void_reason": "Void or reversal reason"})
 
 with tabs[2]:
     places = context.read(customers.addresses, customer_id) or []

@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from crm_core import platform, referrals
+from db.models import REFERRAL_REWARD_KINDS
 from ui import context
 from ui.data_date import show_data_date
 
@@ -49,7 +50,9 @@ c3.metric("K-factor", "–" if kpis["k_factor"] is None else f"{kpis['k_factor']
 c4.metric("Days to first order", "–" if kpis["days_to_first_order"] is None else f"{kpis['days_to_first_order']:.1f}",
           help="Average days from a referred friend's sign-up to their first paid order.", border=True)
 c5.metric("Reward points paid", f"{kpis['points'].get('paid', 0):,}",
-          help=f"held {kpis['points'].get('held', 0):,} · reversed {kpis['points'].get('reversed', 0):,}", border=True)
+          help=f"held {kpis['points'].get('held', 0):,} · reversed {kpis['points'].get('reversed', 0):,}; "
+               f"vouchers paid €{kpis['vouchers'].get('paid', 0):,.2f} · held €{kpis['vouchers'].get('held', 0):,.2f}"
+               f" · reversed €{kpis['vouchers'].get('reversed', 0):,.2f}", border=True)
 
 tabs = st.tabs(["Programme", "Referrals", "Codes and attribution"] + (["Settings"] if can_settings else []))
 
@@ -133,8 +136,16 @@ if can_settings:
                                       index=["first_touch", "last_touch"].index(settings["attribution"]))
             window = b.number_input("Attribution window (days)", 1, 365, int(settings["attribution_window_days"]))
             returns = c.number_input("Return window before payout (days)", 0, 365, int(settings["return_window_days"]))
+            kinds = list(REFERRAL_REWARD_KINDS)
+            referrer_reward = a.selectbox("Referrer is rewarded with", kinds,
+                                          index=kinds.index(settings["referrer_reward"]))
+            friend_reward = b.selectbox("Friend is rewarded with", kinds, index=kinds.index(settings["friend_reward"]))
+            voucher_days = c.number_input("A voucher reward is valid for (days)", 1, 730,
+                                          int(settings["voucher_valid_days"]))
             referrer_points = a.number_input("Referrer reward (points)", 0, 100_000, int(settings["referrer_points"]))
             friend_points = b.number_input("Friend reward (points)", 0, 100_000, int(settings["friend_points"]))
+            referrer_amount = a.number_input("Referrer voucher (€)", 0, 1_000, int(settings["referrer_voucher_amount"]))
+            friend_amount = b.number_input("Friend voucher (€)", 0, 1_000, int(settings["friend_voucher_amount"]))
             monthly = c.number_input("Programme allowance per month (points)", 0, 100_000_000,
                                      int(settings["global_monthly_points"]))
             yearly = a.number_input("Allowance per referrer per year (points)", 0, 10_000_000,
@@ -149,5 +160,8 @@ if can_settings:
                         "return_window_days": int(returns), "referrer_points": int(referrer_points),
                         "friend_points": int(friend_points), "global_monthly_points": int(monthly),
                         "per_referrer_yearly_points": int(yearly), "burst_referrals": int(burst),
-                        "shared_device_friends": int(crowd), "link_base": link}, version) is not None:
+                        "shared_device_friends": int(crowd), "link_base": link,
+                        "referrer_reward": referrer_reward, "friend_reward": friend_reward,
+                        "referrer_voucher_amount": int(referrer_amount), "friend_voucher_amount": int(friend_amount),
+                        "voucher_valid_days": int(voucher_days)}, version) is not None:
                 saved("Referral settings saved; the next refresh applies them.")

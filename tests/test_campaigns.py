@@ -7,9 +7,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from crm_core import campaigns, platform
+from crm_core import campaigns, loyalty, orders, platform
 from crm_core.campaigns import stats
 from db.models import (
     AuditLog,
@@ -18,6 +18,9 @@ from db.models import (
     CustomerAnalytics,
     CustomerCommunication,
     CustomerPreferenceCenter,
+    LoyaltyAccount,
+    LoyaltyTransaction,
+    Voucher,
     WinbackTarget,
 )
 from tests.factories import make_customer, make_order, make_user
@@ -284,7 +287,8 @@ def test_a_purchase_before_the_send_never_counts(session):
     assert result["conversion"]["estimate"] == pytest.approx(1 / len(treated) - 1 / len(held))
     assert result["revenue"]["estimate"] == pytest.approx(150 / len(treated) - 80 / len(held))
     roi = result["roi"]
-    assert roi["incentive_cost"] == pytest.approx(0.10 * 75)  # 10% off an average order of 75
+    # The discount vouchers were issued and none was redeemed: the incentive cost nothing.
+    assert roi["incentive_cost"] == 0 and roi["incentive_basis"] == "redeemed"
     assert roi["send_cost"] == pytest.approx(0.002 * len(treated))
     # Seen earlier, while the window is open, a later order is not yet there.
     early = campaigns.campaign_results(session, user, campaign.id, at=AT + dt.timedelta(days=5))
@@ -387,3 +391,81 @@ def test_moments_out_of_bounds_are_refused(session):
         campaigns.preview_audience(session, analyst, {"kind": "no_order"}, "email", dt.datetime(2999, 1, 1))
     with pytest.raises(platform.ValidationError, match="before 1900"):
         campaigns.enrol_running_campaigns(session, platform.SYSTEM, dt.datetime(1850, 1, 1))
+
+
+# --------------------------------------------------------------------------- incentives given
+
+
+def _recent_lapsed(session, name: str, now: dt.datetime, **fields):
+    c = make_customer(session, now - dt.timedelta(days=900), first_name=name, **fields)
+    make_order(session, c, now - dt.timedelta(days=300), 40)
+    make_order(session, c, now - dt.timedelta(days=120), 60)
+    session.add(CustomerPreferenceCenter(customer_id=c.id, email_opt_in=True, sms_opt_in=False, push_opt_in=True,
+                                         contact_frequency="weekly"))
+    session.flush()
+    return c
+
+
+def _groups(session, campaign_id) -> dict[int, str]:
+    return dict(session.execute(select(WinbackTarget.customer_id, WinbackTarget.target_group)
+                                .where(WinbackTarget.campaign_id == campaign_id)).all())
+
+
+def test_treated_customers_get_a_voucher_once_in_their_message_and_the_holdout_none(session):
+    now = dt.datetime.now().replace(microsecond=0) - dt.timedelta(hours=1)
+    people = [_recent_lapsed(session, f"V{k}", now) for k in range(30)]
+    csm = make_user(session, "success_manager")
+    campaign = _campaign(session, csm, at=now)
+    counts = campaigns.launch_campaign(session, csm, campaign.id, at=now)
+    groups = _groups(session, campaign.id)
+    treated = {c for c, g in groups.items() if g == "treatment"}
+    assert treated and len(treated) < len(people) and counts["incentives"] == len(treated)
+    issued = session.scalars(select(Voucher).where(Voucher.source == "campaign",
+                                                   Voucher.source_id == str(campaign.id))).all()
+    assert {v.customer_id for v in issued} == treated and len(issued) == len(treated)
+    assert all(v.kind == "amount" and v.value == Decimal("10.00") and v.status == "issued"
+               and v.expires_at == now + dt.timedelta(days=30) for v in issued)
+    bodies = dict(session.execute(select(CustomerCommunication.customer_id, CustomerCommunication.body)
+                                  .where(CustomerCommunication.campaign_id == campaign.id)).all())
+    assert all(v.code in bodies[v.customer_id] for v in issued)
+    # A later refresh enrols nobody again, so nobody gets a second voucher.
+    campaigns.enrol_running_campaigns(session, platform.SYSTEM, now + dt.timedelta(minutes=30))
+    assert session.scalar(select(func.count()).select_from(Voucher)) == len(issued)
+    # A treated customer spends the voucher: the campaign's incentive cost is what was redeemed.
+    spender = issued[0]
+    agent = make_user(session, "support_agent")
+    made = orders.record_order(session, agent, spender.customer_id, {"total": 80, "voucher_code": spender.code})
+    assert made["discount"] == Decimal("10.00")
+    result = campaigns.campaign_results(session, csm, campaign.id, at=dt.datetime.now() + dt.timedelta(minutes=1))
+    assert result["roi"]["incentive_cost"] == pytest.approx(10.0)
+    assert result["roi"]["incentive_basis"] == "redeemed"
+
+
+def test_a_points_offer_posts_points_to_treated_customers_once_through_the_ledger(session):
+    now = dt.datetime.now().replace(microsecond=0) - dt.timedelta(hours=1)
+    people = [_recent_lapsed(session, f"P{k}", now) for k in range(30)]
+    analyst = make_user(session, "analyst")  # runs campaigns, may not adjust points by hand
+    campaign = _campaign(session, analyst, name="Points back", offer_type="loyalty_points", offer_value=200, at=now)
+    # A treated member whose loyalty account is suspended cannot take points; the others still get theirs.
+    suspended = next(c for c in people if campaigns.assigned_group(campaign.id, c.id, 0.5) == "treatment")
+    loyalty.enroll(session, platform.SYSTEM, suspended.id)
+    session.execute(update(LoyaltyAccount).where(LoyaltyAccount.customer_id == suspended.id).values(status="suspended"))
+    counts = campaigns.launch_campaign(session, analyst, campaign.id, at=now)
+    groups = _groups(session, campaign.id)
+    treated = {c for c, g in groups.items() if g == "treatment"}
+    entries = session.execute(select(LoyaltyTransaction.customer_id, LoyaltyTransaction.points,
+                                     LoyaltyTransaction.reason).where(LoyaltyTransaction.source_type == "campaign")
+                              ).all()
+    paid = {c for c, _, _ in entries}
+    assert paid == treated - {suspended.id} and len(entries) == len(paid)
+    assert all(p == 200 and r == "Campaign Points back: win-back offer" for _, p, r in entries)
+    assert counts["incentives"] == len(paid)
+    assert counts["incentives_refused"] == {f"The loyalty account of customer {suspended.id} is suspended.": 1}
+    assert not paid & {c for c, g in groups.items() if g == "control"}
+    assert session.scalar(select(func.count()).select_from(Voucher)) == 0
+    campaigns.enrol_running_campaigns(session, platform.SYSTEM, now + dt.timedelta(minutes=30))
+    assert session.scalar(select(func.count()).select_from(LoyaltyTransaction)
+                          .where(LoyaltyTransaction.source_type == "campaign")) == len(entries)
+    result = campaigns.campaign_results(session, analyst, campaign.id, at=dt.datetime.now())
+    assert result["roi"]["incentive_cost"] == pytest.approx(len(entries) * 200 * 0.01)
+    assert result["roi"]["incentive_basis"] == "posted"

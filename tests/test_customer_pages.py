@@ -295,3 +295,35 @@ def test_profile_lookup_by_name_opens_the_customer(app, db):
     assert app.subheader[0].value.endswith(f"#{target.id}")
     assert app.query_params["id"] == [str(target.id)] or app.query_params["id"] == str(target.id)
     assert not any(e.label == "Edit customer" for e in app.expander)  # analysts read, they do not edit
+
+
+def _page_voucher(db, customer_id: int) -> str:
+    import datetime as dt
+    from decimal import Decimal
+
+    from crm_core import platform, vouchers
+    from db.models import Voucher
+
+    with platform.unit_of_work(db) as s:
+        s.execute(Voucher.__table__.delete().where(Voucher.source_id == "page-test"))
+        return vouchers.issue_vouchers(s, platform.SYSTEM, [customer_id], "amount", Decimal("7.50"), source="manual",
+                                       source_id="page-test", expires_at=dt.datetime.now() + dt.timedelta(days=30),
+                                       authorised_by="vouchers.manage")[customer_id]
+
+
+def test_profile_lists_the_customers_vouchers_with_whole_codes_for_those_who_record_orders(app, db):
+    target = busiest_customer(db)
+    code = _page_voucher(db, target.id)
+    open_profile(app, "agent2", target.id)
+    shown = app.tabs[1].dataframe[-1].value
+    assert code in set(shown["code"]) and "Vouchers" in [m.value.strip("*") for m in app.tabs[1].markdown]
+    row = shown[shown["code"] == code].iloc[0]
+    assert (row["kind"], row["value"], row["status"], row["source"]) == ("amount", 7.5, "issued", "manual")
+
+
+def test_profile_masks_voucher_codes_for_roles_that_see_customers_but_do_not_record_orders(app, db):
+    target = busiest_customer(db)
+    code = _page_voucher(db, target.id)
+    open_profile(app, "risk1", target.id)
+    masked = app.tabs[1].dataframe[-1].value["code"].tolist()
+    assert code not in masked and "•" * 8 + code[-4:] in masked

@@ -4,20 +4,24 @@ window, reversal on refund, allowances, and the programme's analytics."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
-from crm_core import loyalty, platform, referrals, risk
+from crm_core import loyalty, platform, referrals, risk, vouchers
 from db.models import (
+    AuditLog,
     CustomerAddress,
     CustomerPaymentMethod,
     LoyaltyAccount,
+    Order,
     Referral,
     ReferralCheck,
     ReferralReward,
     RiskReview,
     SignInEvent,
+    Voucher,
 )
 from tests.factories import make_customer, make_order, make_user
 
@@ -224,3 +228,95 @@ def test_analytics_conversion_k_factor_and_referred_customers(session):
     page = referrals.referral_list(session, viewer)
     assert page.total == 3 and {row["status"] for row in page.rows} == {"rewarded", "signed_up"}
     assert loyalty is not None
+
+
+# --------------------------------------------------------------------------- voucher rewards
+
+
+def _voucher_settings(session, **changes):
+    settings, version = referrals.get_referral_settings(session)
+    referrals.save_referral_settings(session, platform.SYSTEM, {**settings, "referrer_reward": "voucher",
+                                                                "referrer_voucher_amount": 10, **changes}, version)
+
+
+def test_a_voucher_reward_issues_a_voucher_when_payable_and_the_points_side_stays_points(session):
+    _voucher_settings(session)
+    referrer = make_customer(session, T0 - dt.timedelta(days=100))
+    friend, referral = _refer(session, referrer, total=80)
+    done = referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=10))
+    assert (done["accepted"], done["held"], done["paid"]) == (1, 2, 0)
+    held = _reward(session, referral.id, "referrer")
+    assert (held.kind, held.points, held.amount, held.voucher_id) == ("voucher", 0, Decimal("10.00"), None)
+    assert session.scalar(select(func.count()).select_from(Voucher)) == 0  # nothing before the return window
+    paid_at = T0 + dt.timedelta(days=33)
+    assert referrals.process_referrals(session, platform.SYSTEM, paid_at)["paid"] == 2
+    voucher = session.get(Voucher, _reward(session, referral.id, "referrer").voucher_id)
+    assert (voucher.customer_id, voucher.kind, voucher.value, voucher.source, voucher.status) == (
+        referrer.id, "amount", Decimal("10.00"), "referral", "issued")
+    assert voucher.expires_at == paid_at + dt.timedelta(days=90)
+    assert _balance(session, friend) == 250 and _balance(session, referrer) is None  # no points for the referrer
+    assert referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=34))["paid"] == 0
+    assert session.scalar(select(func.count()).select_from(Voucher)) == 1
+    detail = referrals.referral_detail(session, platform.SYSTEM, referral.id)
+    assert {r["side"]: r["kind"] for r in detail["rewards"]} == {"referrer": "voucher", "friend": "points"}
+
+
+def test_a_refund_voids_an_unused_voucher_reward_and_notes_a_used_one_clawed_back(session):
+    _voucher_settings(session, friend_reward="voucher", friend_voucher_amount=5)
+    referrer = make_customer(session, T0 - dt.timedelta(days=100))
+    unused_friend, unused = _refer(session, referrer, total=80)
+    used_friend, used = _refer(session, referrer, total=60, touched=T0 + dt.timedelta(days=3))
+    referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=10))
+    referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=40))
+    spent = session.get(Voucher, _reward(session, used.id, "friend").voucher_id)
+    order = make_order(session, used_friend, T0 + dt.timedelta(days=41), 30)
+    vouchers.redeem_voucher(session, platform.SYSTEM, spent, order.id, T0 + dt.timedelta(days=41))
+    for referral in (unused, used):
+        session.get(Order, _reward(session, referral.id, "friend").order_id).status = "refunded"
+    done = referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=60))
+    assert done["reversed"] == 4
+    unused_voucher = session.get(Voucher, _reward(session, unused.id, "friend").voucher_id)
+    assert unused_voucher.status == "void" and "Referral reward reversed" in unused_voucher.void_reason
+    assert _reward(session, unused.id, "friend").reason.endswith("its voucher was voided")
+    session.refresh(spent)
+    assert spent.status == "redeemed" and spent.clawed_back_at is not None
+    assert _reward(session, used.id, "friend").reason.endswith("already been used (clawed back)")
+    actions = session.scalars(select(AuditLog.action).where(AuditLog.entity_type == "voucher")).all()
+    assert actions.count("voucher.void") == 3 and actions.count("voucher.claw_back") == 1
+    assert referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=61))["reversed"] == 0
+    del unused_friend
+
+
+def test_voucher_rewards_count_against_the_allowances_at_their_value_in_points(session):
+    _voucher_settings(session, per_referrer_yearly_points=1_500, friend_points=0)  # 10.00 = 1,000 points
+    referrer = make_customer(session, T0 - dt.timedelta(days=100))
+    _, first = _refer(session, referrer, total=80)
+    _, second = _refer(session, referrer, total=80, touched=T0 + dt.timedelta(days=1))
+    referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=10))
+    done = referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=40))
+    assert done["paid"] == 1 and done["over_allowance"] == 1
+    assert _reward(session, first.id, "referrer").status == "paid"
+    assert _reward(session, second.id, "referrer").reason == "the referrer's yearly reward allowance is spent"
+    assert session.scalar(select(func.count()).select_from(Voucher)) == 1
+
+
+def test_a_restricted_referrer_waits_for_a_voucher_reward_as_for_points(session):
+    _voucher_settings(session, friend_points=0)
+    referrer = make_customer(session, T0 - dt.timedelta(days=100))
+    _, referral = _refer(session, referrer, total=80)
+    referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=10))
+    risk.restrict_customer(session, make_user(session, "risk_analyst"), referrer.id, "restrict", "Promo abuse",
+                           days=3650)
+    assert referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=40))["paid"] == 0
+    assert _reward(session, referral.id, "referrer").reason.startswith("waiting: Customer")
+    assert session.scalar(select(func.count()).select_from(Voucher)) == 0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"referrer_reward": "cash"}, "referrer's reward is points or voucher"),
+    ({"friend_voucher_amount": -1}, "Friend voucher amount is a whole number from 0"),
+    ({"voucher_valid_days": 0}, "Voucher valid days is a whole number from 1"),
+])
+def test_bad_reward_settings_are_refused(change, message):
+    with pytest.raises(platform.ValidationError, match=message):
+        referrals.validate_referral_settings(change)

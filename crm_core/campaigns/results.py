@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.campaigns.audience import check_moment
 from crm_core.campaigns.rules import POINT_VALUE, SEND_COST
-from crm_core.campaigns.service import campaign_row, describe_offer
+from crm_core.campaigns.service import VOUCHER_OFFERS, campaign_row, describe_offer
 from crm_core.campaigns.stats import (
     Difference,
     GroupSums,
@@ -26,7 +26,16 @@ from crm_core.campaigns.stats import (
 )
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import days_between, midnight_after, whole_days_between, without_jit
-from db.models import REVENUE_ORDER_STATUSES, CustomerCommunication, Order, WinbackCampaign, WinbackTarget, utcnow
+from db.models import (
+    REVENUE_ORDER_STATUSES,
+    CustomerCommunication,
+    LoyaltyTransaction,
+    Order,
+    Voucher,
+    WinbackCampaign,
+    WinbackTarget,
+    utcnow,
+)
 
 
 def _per_target(campaign_id: int, window_days: int, at: dt.datetime):
@@ -110,24 +119,49 @@ def campaign_results(session: Session, viewer: Any, campaign_id: Any, at: dt.dat
     result["revenue"] = _difference(revenue)
     result["cuped"] = {**_difference(cuped), "variance_reduction": reduction}
     result["roi"] = _roi(campaign.offer_type, campaign.offer_value, campaign.channel, campaign.gross_margin,
-                         treatment, sends, average_orders.get("treatment", 0.0), cuped)
+                         treatment, sends, average_orders.get("treatment", 0.0), cuped,
+                         _incentive_given(session, campaign, at))
     if result["windows_open_until"] is not None:
         result["notes"].append(f"Attribution windows are still open until {result['windows_open_until']:%d %b %Y}: "
                                "the figures may still change.")
     return result
 
 
+def _incentive_given(session: Session, campaign: WinbackCampaign, at: dt.datetime) -> float | None:
+    """What the incentive actually cost by `at`, when the campaign gave it: the discounts of the
+    orders that redeemed its vouchers, or the points it posted at their value. None for a campaign
+    that issued nothing (launched before vouchers existed): its cost is estimated."""
+    source_id = str(campaign.id)
+    if campaign.offer_type in VOUCHER_OFFERS:
+        mine = and_(Voucher.source == "campaign", Voucher.source_id == source_id)
+        if not session.scalar(select(func.count()).select_from(Voucher).where(mine)):
+            return None
+        redeemed = session.scalar(select(func.coalesce(func.sum(Order.discount), 0))
+                                  .join(Voucher, Voucher.redeemed_order_id == Order.id)
+                                  .where(mine, Voucher.redeemed_at <= at))
+        return float(redeemed or 0)
+    posted = session.scalar(select(func.sum(LoyaltyTransaction.points)).where(
+        LoyaltyTransaction.source_type == "campaign", LoyaltyTransaction.source_id == source_id,
+        LoyaltyTransaction.kind == "earn"))
+    return None if posted is None else float(posted) * float(POINT_VALUE)
+
+
 def _roi(offer_type: str, offer_value: Decimal, channel: str, gross_margin: float, treatment: GroupSums,
-         sends: int, treated_average_orders: float, lift: Difference) -> dict[str, float | None]:
-    """Incentive cost is what the treated converters redeem (each converter redeems the offer once,
-    a discount on an order of their average size); send cost is every message sent."""
+         sends: int, treated_average_orders: float, lift: Difference,
+         given: float | None = None) -> dict[str, float | str | None]:
+    """Incentive cost is what the campaign gave: the discounts its vouchers took off redeeming
+    orders, or the points it posted to every treated customer at their value (`given`). A campaign
+    that issued nothing is estimated: each treated converter redeems the offer once, a discount on
+    an order of their average size. Send cost is every message sent."""
     value = float(offer_value)
-    if offer_type == "percent_discount":
-        incentive = value / 100 * treated_average_orders
+    if given is not None:
+        incentive, basis = given, "posted" if offer_type == "loyalty_points" else "redeemed"
+    elif offer_type == "percent_discount":
+        incentive, basis = value / 100 * treated_average_orders, "estimated"
     elif offer_type == "voucher":
-        incentive = value * treatment.conversions
+        incentive, basis = value * treatment.conversions, "estimated"
     else:
-        incentive = value * float(POINT_VALUE) * treatment.conversions
+        incentive, basis = value * float(POINT_VALUE) * treatment.conversions, "estimated"
     send_cost = sends * float(SEND_COST.get(channel, Decimal(0)))
     cost = incentive + send_cost
 
@@ -139,7 +173,7 @@ def _roi(offer_type: str, offer_value: Decimal, channel: str, gross_margin: floa
     return {"incremental_revenue": incremental_revenue,
             "incremental_revenue_low": lift.low * treatment.n, "incremental_revenue_high": lift.high * treatment.n,
             "incremental_gross_margin": incremental_revenue * gross_margin,
-            "incentive_cost": incentive, "send_cost": send_cost, "cost": cost,
+            "incentive_cost": incentive, "incentive_basis": basis, "send_cost": send_cost, "cost": cost,
             "roi": roi(lift.estimate), "roi_low": roi(lift.low), "roi_high": roi(lift.high)}
 
 

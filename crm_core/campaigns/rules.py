@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from crm_core.vouchers.service import MAX_VOUCHER_AMOUNT, MAX_VOUCHER_PERCENT
+
 # What makes a customer qualify. Parameters and their defaults per kind.
 TRIGGER_KINDS: dict[str, str] = {
     "churn_risk": "Churn risk at or above a level",
@@ -26,8 +28,8 @@ OFFER_TYPES: dict[str, str] = {
     "voucher": "Voucher of a fixed amount",
     "loyalty_points": "Loyalty points",
 }
-MAX_PERCENT_DISCOUNT = Decimal("90")
-MAX_VOUCHER = Decimal("10000")
+MAX_PERCENT_DISCOUNT = MAX_VOUCHER_PERCENT  # the offer becomes a voucher: the vouchers' own limits
+MAX_VOUCHER = MAX_VOUCHER_AMOUNT
 MAX_POINTS = 1_000_000
 # What one loyalty point costs the shop (the redemption value).
 POINT_VALUE = Decimal("0.01")

@@ -43,11 +43,13 @@ from crm_core.campaigns.rules import (
     OFFER_TYPES,
     PRE_PERIOD_DAYS,
 )
+from crm_core.loyalty.ledger import credit_reward
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import without_jit
+from crm_core.vouchers.service import issue_vouchers
 from db.models import (
     REVENUE_ORDER_STATUSES,
     CustomerCommunication,
@@ -58,6 +60,8 @@ from db.models import (
 )
 
 CHUNK = 1000
+# The campaign offers a voucher carries, and the kind of voucher each becomes.
+VOUCHER_OFFERS = {"percent_discount": "percent", "voucher": "amount"}
 
 
 class UpliftScorer(Protocol):
@@ -235,16 +239,52 @@ def _enrol(session: Session, actor: Actor, campaign: WinbackCampaign, at: dt.dat
                      "pre_period_spend": spend.get(customer_id, Decimal(0)), "uplift_score": scores.get(customer_id)})
     session.execute(insert(WinbackTarget), rows)
     treated = [r["customer_id"] for r in rows if r["target_group"] == "treatment"]
+    incentives, refused = _give_incentives(session, actor, campaign, treated, at)
     body = f"{campaign.subject or ''} — {describe_offer(campaign.offer_type, campaign.offer_value)}"
     messages = [{"customer_id": c, "channel": campaign.channel, "direction": "outbound", "status": "sent",
                  "campaign": campaign.name[:100], "campaign_id": campaign.id, "template": campaign.offer_type,
-                 "subject": campaign.subject, "body": body, "sent_at": at, "logged_by_id": actor.id}
+                 "subject": campaign.subject, "body": f"{body} {incentives[c]}" if c in incentives else body,
+                 "sent_at": at, "logged_by_id": actor.id}
                 for c in treated]
     for start in range(0, len(messages), CHUNK):
         session.execute(insert(CustomerCommunication), messages[start:start + CHUNK])
-    counts = {"enrolled": len(rows), "treatment": len(treated), "control": len(rows) - len(treated),
-              "sent": len(treated)}
+    counts: dict[str, Any] = {"enrolled": len(rows), "treatment": len(treated), "control": len(rows) - len(treated),
+              "sent": len(treated), "incentives": len(incentives)}
+    if refused:
+        counts["incentives_refused"] = refused
     return counts
+
+
+def _give_incentives(session: Session, actor: Actor, campaign: WinbackCampaign, treated: list[int],
+                     at: dt.datetime) -> tuple[dict[int, str], dict[str, int]]:
+    """Give each newly treated customer the offer (holdout customers get nothing): a voucher for a
+    discount or an amount, valid until the attribution window closes, or the points through the
+    loyalty ledger. Once per customer and campaign (enrolment is once; the voucher's source and the
+    ledger's key make sure). Returns customer id -> the text the message carries, and the reasons
+    some customers' points could not be posted, counted."""
+    if not treated:
+        return {}, {}
+    if campaign.offer_type in VOUCHER_OFFERS:
+        codes = issue_vouchers(session, actor, treated, VOUCHER_OFFERS[campaign.offer_type], campaign.offer_value,
+                               source="campaign", source_id=str(campaign.id),
+                               expires_at=at + dt.timedelta(days=campaign.attribution_days),
+                               authorised_by="campaigns.manage", now=at)
+        until = at + dt.timedelta(days=campaign.attribution_days)
+        return {c: f"Your code: {code} (valid until {until:%d %b %Y})." for c, code in codes.items()}, {}
+    given: dict[int, str] = {}
+    refused: dict[str, int] = {}
+    points = int(campaign.offer_value)
+    for customer_id in treated:
+        try:
+            with session.begin_nested():  # a member whose account cannot take points keeps the rest going
+                credit_reward(session, actor, customer_id, points, f"Campaign {campaign.name}: win-back offer",
+                              source_type="campaign", source_id=str(campaign.id),
+                              idempotency_key=f"campaign:{campaign.id}:points:{customer_id}",
+                              authorised_by="campaigns.manage")
+            given[customer_id] = f"{points:,} points have been added to your account."
+        except ValidationError as exc:
+            refused[str(exc)] = refused.get(str(exc), 0) + 1
+    return given, refused
 
 
 def _pre_period_spend(session: Session, customer_ids: list[int], at: dt.datetime) -> dict[int, Decimal]:

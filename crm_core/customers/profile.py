@@ -40,7 +40,7 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.ids import is_record_id
-from crm_core.platform.paging import Page
+from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
 from crm_core.platform.transactions import check_version
@@ -376,19 +376,26 @@ def timeline(session: Session, viewer: Actor, customer_id: int, page: int = 1, p
     return Page(rows=rows, total=total, page=page, page_size=page_size)
 
 
-def orders(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25) -> Page:
+def orders(session: Session, viewer: Actor, customer_id: int, page: int = 1, page_size: int = 25,
+           after: str | None = None) -> Page:
+    """A customer's orders, newest first; a numbered page, or with `after` (a cursor, FIRST for the
+    start) the next `page_size` by keyset."""
     require(viewer, "customers.view")
     customer = _customer(session, customer_id)
     if not 1 <= page_size <= 500:
         raise ValidationError("Page size must be between 1 and 500.")
-    page = max(1, page)
-    total = session.scalar(select(func.count()).select_from(Order).where(Order.customer_id == customer.id)) or 0
-    found = session.scalars(select(Order).where(Order.customer_id == customer.id)
-                            .order_by(Order.ordered_at.desc(), Order.id.desc())
-                            .limit(page_size).offset((page - 1) * page_size)).all()
+    condition = Order.customer_id == customer.id
+    total = None if after is not None else session.scalar(select(func.count()).select_from(Order).where(condition)) or 0
+    page = 0 if after is not None else max(1, page)
+    found, next_after = fetch_rows(
+        session, select(Order.order_number, Order.ordered_at, Order.status, Order.channel, Order.item_count,
+                        Order.discount, Order.total, Order.currency).where(condition),
+        (SortKey(Order.ordered_at, descending=True), SortKey(Order.id, descending=True)), "customer_orders",
+        page=page, page_size=page_size, after=after)
     rows = [{"order_number": o.order_number, "ordered_at": o.ordered_at, "status": o.status, "channel": o.channel,
-             "items": o.item_count, "total": float(o.total), "currency": o.currency} for o in found]
-    return Page(rows=rows, total=total, page=page, page_size=page_size)
+             "items": o.item_count, "discount": float(o.discount), "total": float(o.total), "currency": o.currency}
+            for o in found]
+    return Page(rows=rows, total=total, page=page, page_size=page_size, next_after=next_after)
 
 
 def monthly_orders(session: Session, viewer: Actor, customer_id: int, months: int = 24) -> list[dict[str, Any]]:

@@ -322,6 +322,10 @@ def run_with_retry(engine: Engine, work: Callable[[Session], T], attempts: int =
 def enroll(session: Session, actor: Actor, customer_id: int, program: str = "Rewards") -> LoyaltyAccount:
     """Open a bronze account for a customer (refused if they already have one)."""
     require(actor, "loyalty.adjust")
+    return _open_account(session, actor, customer_id, program)
+
+
+def _open_account(session: Session, actor: Actor, customer_id: int, program: str = "Rewards") -> LoyaltyAccount:
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise NotFound(f"There is no customer {customer_id}.")
@@ -414,15 +418,18 @@ def redeem(session: Session, actor: Actor, customer_id: int, points: int, reason
 
 
 def credit_reward(session: Session, actor: Actor, customer_id: int, points: int, reason: str, *,
-                  source_type: str, source_id: str, idempotency_key: str) -> LoyaltyTransaction:
-    """Post programme points (a referral reward) once per key, enrolling the customer when needed."""
-    require(actor, "loyalty.adjust")
+                  source_type: str, source_id: str, idempotency_key: str,
+                  authorised_by: str = "loyalty.adjust") -> LoyaltyTransaction:
+    """Post programme points (a referral reward, a campaign's incentive) once per key, enrolling the
+    customer when needed. `authorised_by` is the permission the paying programme acts under
+    (campaigns.manage for a campaign's points); by default, the loyalty adjuster's."""
+    require(actor, authorised_by)
     points = _positive_points(points, "A reward")
     existing = _by_key(session, idempotency_key)
     if existing is not None:
         return existing
     if session.scalar(select(LoyaltyAccount.id).where(LoyaltyAccount.customer_id == customer_id)) is None:
-        enroll(session, actor, customer_id)
+        _open_account(session, actor, customer_id)
     account = _lock_account(session, customer_id)
     entry = _post(session, account, "earn", points, actor, reason=reason, source_type=source_type,
                   source_id=source_id, key=idempotency_key)

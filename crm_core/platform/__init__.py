@@ -46,7 +46,7 @@ from crm_core.platform.idempotency import (
     store_response,
     stored_response,
 )
-from crm_core.platform.ids import MAX_RECORD_ID, is_record_id, parse_record_id
+from crm_core.platform.ids import CODE_ALPHABET, MAX_RECORD_ID, is_record_id, parse_record_id, readable_code
 from crm_core.platform.jobs import (
     JOB_HEARTBEAT_EVERY,
     JOB_STALE_AFTER,
@@ -147,6 +147,7 @@ __all__ = [
     "EARLIEST_DATE",
     "ERROR_LOG",
     "HISTORICAL_AFTER_DAYS",
+    "CODE_ALPHABET",
     "MAX_RECORD_ID",
     "MIN_PASSWORD_LENGTH",
     "NotFound",
@@ -197,6 +198,7 @@ __all__ = [
     "parse_record_id",
     "next_day_start",
     "jsonable",
+    "readable_code",
     "record_audit",
     "report_unexpected",
     "require",

@@ -66,6 +66,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "referrals.view": frozenset({"admin", "analyst", "success_manager", "risk_analyst", "executive"}),
     "referrals.manage": frozenset({"admin", "success_manager"}),
     "referrals.settings": frozenset({"admin"}),
+    # vouchers issued or voided by hand (campaigns and referral rewards issue theirs under their own)
+    "vouchers.manage": frozenset({"admin", "success_manager", "support_agent"}),
     # customer success (issue 18): read the workbench, work CTAs, reassign anyone's, edit playbooks
     "success.view": frozenset({"admin", "success_manager", "executive"}),
     "success.work": frozenset({"admin", "success_manager"}),

@@ -4,28 +4,33 @@ first paid order is past the return window (reversed if that order is refunded).
 
 A referral row (`customer_referral_program`) is one friend attributed to one referrer; its checks
 (`customer_referral_checks`) keep the verdict and every reason; its rewards
-(`customer_referral_rewards`) go through the loyalty ledger.
+(`customer_referral_rewards`) are points through the loyalty ledger or a voucher, per side, as the
+settings say; a reversed voucher reward voids its voucher, or notes it clawed back if it was used.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_core.loyalty.ledger import credit_reward, take_back_reward
+from crm_core.loyalty.ledger import get_settings as get_loyalty_settings
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
+from crm_core.platform.ids import readable_code
 from crm_core.platform.permissions import require
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.risk.decisions import RiskRestricted, decisions_in_force, enforce
 from crm_core.risk.lists import phone_digits
 from crm_core.risk.scoring import REVIEW_THRESHOLD
+from crm_core.vouchers.service import issue_vouchers, void_voucher
 from db.models import (
+    REFERRAL_REWARD_KINDS,
     Customer,
     CustomerAddress,
     CustomerPaymentMethod,
@@ -37,15 +42,22 @@ from db.models import (
     RiskReview,
     RiskScore,
     SignInEvent,
+    Voucher,
 )
 
 SETTINGS_KEY = "referral_settings"
 DEFAULT_REFERRAL_SETTINGS: dict[str, Any] = {
     "attribution": "first_touch",  # or "last_touch"
     "attribution_window_days": 30,
+    "referrer_reward": "points",  # or "voucher": each side is rewarded with points or a voucher
+    "friend_reward": "points",
     "referrer_points": 500,
     "friend_points": 250,
+    "referrer_voucher_amount": 10,  # in the shop currency, when that side's reward is a voucher
+    "friend_voucher_amount": 5,
+    "voucher_valid_days": 90,
     "return_window_days": 30,
+    # Allowances, in points; a voucher reward counts at its value in points (amount / point value).
     "global_monthly_points": 200_000,  # all referral rewards paid in a calendar month
     "per_referrer_yearly_points": 5_000,  # one referrer's rewards paid in 365 days
     "burst_referrals": 5,  # this many referrals of one referrer within a day is a burst
@@ -53,7 +65,6 @@ DEFAULT_REFERRAL_SETTINGS: dict[str, Any] = {
     "link_base": "https://shop.example/r/",
 }
 ATTRIBUTIONS = ("first_touch", "last_touch")
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I
 CODE_LENGTH = 10  # 32^10 ≈ 10^15 codes: unguessable by trying
 PAID_FRIEND_STATUSES = ("paid", "shipped", "delivered")
 OPEN_REFERRAL_STATUSES = ("pending", "signed_up")
@@ -76,7 +87,12 @@ def validate_referral_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise ValidationError(f"Unknown referral setting(s): {', '.join(sorted(unknown))}.")
     if clean["attribution"] not in ATTRIBUTIONS:
         raise ValidationError("Attribution is first_touch or last_touch.")
+    for side in ("referrer", "friend"):
+        if clean[f"{side}_reward"] not in REFERRAL_REWARD_KINDS:
+            raise ValidationError(f"The {side}'s reward is {' or '.join(REFERRAL_REWARD_KINDS)}.")
     bounds = {"attribution_window_days": (1, 365), "referrer_points": (0, 100_000), "friend_points": (0, 100_000),
+              "referrer_voucher_amount": (0, 1_000), "friend_voucher_amount": (0, 1_000),
+              "voucher_valid_days": (1, 730),
               "return_window_days": (0, 365), "global_monthly_points": (0, 100_000_000),
               "per_referrer_yearly_points": (0, 10_000_000), "burst_referrals": (2, 1000),
               "shared_device_friends": (2, 1000)}
@@ -101,7 +117,7 @@ def save_referral_settings(session: Session, actor: Actor, settings: dict[str, A
 
 
 def new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return readable_code(CODE_LENGTH)
 
 
 def referral_code(session: Session, actor: Actor, customer_id: int) -> dict[str, str]:
@@ -140,6 +156,27 @@ def attribute(session: Session, actor: Actor, friend_id: int, code: str, touched
     the referral to the new referrer while nothing has been paid for it.
     """
     require(actor, "referrals.manage")
+    return _attribute(session, actor, friend_id, code, touched_at, signed_up_at)
+
+
+def attribute_order(session: Session, actor: Actor, friend_id: int, code: str, ordered_at: dt.datetime) -> Referral:
+    """Attribute a first order that carries a referral code (order intake calls this before it writes
+    the order): the code is touched when the order is placed, under the same rules as `attribute`.
+    Whoever may record the order may attribute it; a code on a later order is refused."""
+    require(actor, "customers.edit")
+    first_order = session.scalar(select(func.min(Order.ordered_at)).where(Order.customer_id == friend_id))
+    _refuse_after_first_order(friend_id, first_order, ordered_at)
+    return _attribute(session, actor, friend_id, code, ordered_at)
+
+
+def _refuse_after_first_order(friend_id: int, first_order: dt.datetime | None, touched_at: dt.datetime) -> None:
+    if first_order is not None and first_order < touched_at:
+        raise ValidationError(f"Customer {friend_id} had already ordered ({first_order:%Y-%m-%d}) before the "
+                              f"referral link was used; only a sign-up or a first order carries a code.")
+
+
+def _attribute(session: Session, actor: Actor, friend_id: int, code: str, touched_at: dt.datetime,
+               signed_up_at: dt.datetime | None = None) -> Referral:
     friend = session.get(Customer, friend_id)
     if friend is None:
         raise NotFound(f"Customer {friend_id} does not exist.")
@@ -151,9 +188,7 @@ def attribute(session: Session, actor: Actor, friend_id: int, code: str, touched
     # The sign-up carries the code when the link was used before it; otherwise the first order does.
     arrived: dt.datetime | None = signed_up
     if touched_at > signed_up + dt.timedelta(minutes=1):
-        if first_order is not None and first_order < touched_at:
-            raise ValidationError(f"Customer {friend_id} had already ordered ({first_order:%Y-%m-%d}) before the "
-                                  f"referral link was used; only a sign-up or a first order carries a code.")
+        _refuse_after_first_order(friend_id, first_order, touched_at)
         arrived = first_order  # None: the coming first order will carry it
     if arrived is not None and arrived - touched_at > window:
         raise ValidationError(f"The referral link was used {touched_at:%Y-%m-%d %H:%M}, outside the "
@@ -173,10 +208,10 @@ def attribute(session: Session, actor: Actor, friend_id: int, code: str, touched
         record_audit(session, actor, "referrals.reattribute", "referral", existing.id, before=before,
                      after={"referrer_id": referrer_id, "attribution": "last_touch"})
         return existing
-    referral = Referral(referrer_id=referrer_id, referred_id=friend_id, referral_code=f"{code.strip().upper()}.{friend_id}",
-                        referred_email=friend.email, status="signed_up", reward_points=0, created_at=touched_at)
     if referrer_id == friend_id:
         raise ValidationError("A customer cannot refer themselves.")
+    referral = Referral(referrer_id=referrer_id, referred_id=friend_id, referral_code=f"{code.strip().upper()}.{friend_id}",
+                        referred_email=friend.email, status="signed_up", reward_points=0, created_at=touched_at)
     session.add(referral)
     session.flush()
     record_audit(session, actor, "referrals.attribute", "referral", referral.id,
@@ -291,11 +326,14 @@ def process_referrals(session: Session, actor: Actor, now: dt.datetime) -> dict[
                                    status="open", opened_at=now, due_at=now + REVIEW_SLA))
         if verdict != "rejected":
             payable = order.ordered_at + dt.timedelta(days=settings["return_window_days"])
-            for side, who, points in (("referrer", referral.referrer_id, settings["referrer_points"]),
-                                      ("friend", referral.referred_id, settings["friend_points"])):
-                if points > 0:
+            for side, who in (("referrer", referral.referrer_id), ("friend", referral.referred_id)):
+                kind = settings[f"{side}_reward"]
+                points = settings[f"{side}_points"] if kind == "points" else 0
+                amount = Decimal(settings[f"{side}_voucher_amount"]) if kind == "voucher" else None
+                if points > 0 or (amount is not None and amount > 0):
                     session.add(ReferralReward(referral_id=referral.id, side=side, customer_id=who, points=points,
-                                               status="held", order_id=order.id, payable_at=payable))
+                                               kind=kind, amount=amount, status="held", order_id=order.id,
+                                               payable_at=payable))
                     counts["held"] += 1
     session.flush()
     counts["reversed"] += _reverse_undone(session, actor, now)
@@ -310,19 +348,38 @@ def _reverse_undone(session: Session, actor: Actor, now: dt.datetime) -> int:
         ReferralReward.status.in_(("held", "paid")), Order.status.in_(UNDONE_STATUSES)))
     reversed_ = 0
     for reward in undone:
-        if reward.status == "paid":
+        reward.reason = f"the friend's first order {reward.order_id} was cancelled, returned or refunded"
+        if reward.status == "paid" and reward.kind == "points":
             take_back_reward(session, actor, reward.customer_id, reward.points,
                              f"Referral reward reversed: order {reward.order_id} was undone",
                              source_type="referral", source_id=str(reward.referral_id),
                              idempotency_key=f"referral:reverse:{reward.id}")
+        elif reward.status == "paid" and reward.voucher_id is not None:
+            # an unused voucher is voided; a used one cannot be, so it is noted as clawed back
+            outcome = void_voucher(session, actor, reward.voucher_id, f"Referral reward reversed: {reward.reason}",
+                                   authorised_by="refresh.run")
+            if outcome == "clawed_back":
+                reward.reason += "; its voucher had already been used (clawed back)"
+            else:
+                reward.reason += "; its voucher was voided"
         reward.status, reward.settled_at = "reversed", now
-        reward.reason = f"the friend's first order {reward.order_id} was cancelled, returned or refunded"
         reversed_ += 1
     return reversed_
 
 
-def _paid_since(session: Session, since: dt.datetime, customer_id: int | None = None) -> int:
-    query = select(func.coalesce(func.sum(ReferralReward.points), 0)).where(
+def _points_per_unit(session: Session) -> Decimal:
+    """How many points one unit of currency is worth: a voucher reward's weight in the allowances."""
+    settings, _ = get_loyalty_settings(session)
+    return Decimal(1) / Decimal(str(settings["point_value"]))
+
+
+def _weight(reward: ReferralReward, per_unit: Decimal) -> int:
+    return reward.points + int((reward.amount or 0) * per_unit)
+
+
+def _paid_since(session: Session, since: dt.datetime, per_unit: Decimal, customer_id: int | None = None) -> int:
+    weight = ReferralReward.points + func.coalesce(ReferralReward.amount, 0) * per_unit
+    query = select(func.coalesce(func.sum(weight), 0)).where(
         ReferralReward.status == "paid", ReferralReward.settled_at >= since)
     if customer_id is not None:
         query = query.where(ReferralReward.customer_id == customer_id, ReferralReward.side == "referrer")
@@ -337,16 +394,18 @@ def _pay_due(session: Session, actor: Actor, now: dt.datetime, settings: dict[st
                                                               RiskReview.status != "approved")))
         .order_by(ReferralReward.payable_at, ReferralReward.id))
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    global_paid = _paid_since(session, month_start)
+    per_unit = _points_per_unit(session)
+    global_paid = _paid_since(session, month_start, per_unit)
     paid = over = 0
     for reward in due:
-        if reward.side == "referrer" and _paid_since(session, now - dt.timedelta(days=365), reward.customer_id) \
-                + reward.points > settings["per_referrer_yearly_points"]:
+        weight = _weight(reward, per_unit)
+        if reward.side == "referrer" and _paid_since(session, now - dt.timedelta(days=365), per_unit,
+                                                     reward.customer_id) + weight > settings["per_referrer_yearly_points"]:
             reward.status, reward.settled_at = "rejected", now
             reward.reason = "the referrer's yearly reward allowance is spent"
             over += 1
             continue
-        if global_paid + reward.points > settings["global_monthly_points"]:
+        if global_paid + weight > settings["global_monthly_points"]:
             reward.reason = "waiting: the programme's monthly allowance is spent"
             over += 1
             continue
@@ -355,15 +414,24 @@ def _pay_due(session: Session, actor: Actor, now: dt.datetime, settings: dict[st
         except RiskRestricted as exc:
             reward.reason = f"waiting: {exc}"
             continue
-        credit_reward(session, actor, reward.customer_id, reward.points,
-                      f"Referral reward ({reward.side}) for referral {reward.referral_id}",
-                      source_type="referral", source_id=str(reward.referral_id),
-                      idempotency_key=f"referral:reward:{reward.id}")
+        if reward.kind == "voucher":
+            assert reward.amount is not None
+            issue_vouchers(session, actor, [reward.customer_id], "amount", reward.amount, source="referral",
+                           source_id=str(reward.id), authorised_by="refresh.run", now=now,
+                           expires_at=now + dt.timedelta(days=settings["voucher_valid_days"]),
+                           reason=f"Referral reward ({reward.side}) for referral {reward.referral_id}")
+            reward.voucher_id = session.scalar(select(Voucher.id).where(
+                Voucher.source == "referral", Voucher.source_id == str(reward.id)))
+        else:
+            credit_reward(session, actor, reward.customer_id, reward.points,
+                          f"Referral reward ({reward.side}) for referral {reward.referral_id}",
+                          source_type="referral", source_id=str(reward.referral_id),
+                          idempotency_key=f"referral:reward:{reward.id}")
         reward.status, reward.settled_at, reward.reason = "paid", now, None
         referral = session.get(Referral, reward.referral_id)
         if referral is not None and reward.side == "referrer":
             referral.status, referral.reward_points = "rewarded", reward.points
-        global_paid += reward.points
+        global_paid += weight
         paid += 1
     session.flush()
     return paid, over
@@ -380,6 +448,7 @@ def referral_detail(session: Session, viewer: Actor, referral_id: int) -> dict[s
     return {"id": referral.id, "referrer_id": referral.referrer_id, "friend_id": referral.referred_id,
             "status": referral.status, "created_at": referral.created_at, "converted_at": referral.converted_at,
             "verdict": check.verdict if check else None, "reasons": check.reasons if check else [],
-            "rewards": [{"side": r.side, "customer_id": r.customer_id, "points": r.points, "status": r.status,
+            "rewards": [{"side": r.side, "customer_id": r.customer_id, "kind": r.kind, "points": r.points,
+                         "voucher_amount": r.amount, "voucher_id": r.voucher_id, "status": r.status,
                          "payable_at": r.payable_at, "reason": r.reason} for r in rewards]}
 

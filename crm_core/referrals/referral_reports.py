@@ -38,7 +38,8 @@ STATUS_LABEL = case((ReferralCheck.verdict == "rejected", "rejected"), (Referral
 
 def referral_kpis(session: Session, viewer: Actor, as_of: dt.date) -> dict[str, Any]:
     """Referrals, friends converted (a first paid order), conversion, invites per customer, K-factor
-    (invites per customer × invite conversion), days from sign-up to first order, reward points."""
+    (invites per customer × invite conversion), days from sign-up to first order, reward points and
+    voucher rewards' amounts per status."""
     require(viewer, "referrals.view")
     end = end_of(as_of)
     row = session.execute(select(
@@ -54,13 +55,16 @@ def referral_kpis(session: Session, viewer: Actor, as_of: dt.date) -> dict[str, 
     days = stored["days_to_first_order"] if stored is not None else _days_to_first_order(session, end)
     rewards = dict(session.execute(select(ReferralReward.status, func.sum(ReferralReward.points))
                                    .group_by(ReferralReward.status)).all())
+    vouchers = dict(session.execute(select(ReferralReward.status, func.sum(ReferralReward.amount))
+                                    .where(ReferralReward.kind == "voucher").group_by(ReferralReward.status)).all())
     invites_per_customer = referrals / customers if customers else 0.0
     conversion = converted / referrals if referrals else None
     return {"referrals": referrals, "referrers": referrers, "converted": converted, "customers": int(customers),
             "conversion": conversion, "invites_per_customer": invites_per_customer,
             "k_factor": invites_per_customer * conversion if conversion is not None else None,
             "days_to_first_order": days,
-            "points": {status: int(points or 0) for status, points in rewards.items()}}
+            "points": {status: int(points or 0) for status, points in rewards.items()},
+            "vouchers": {status: float(amount or 0) for status, amount in vouchers.items()}}
 
 
 def referrals_by_month(session: Session, viewer: Actor, as_of: dt.date, months: int = 12) -> list[dict[str, Any]]:

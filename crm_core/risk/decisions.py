@@ -1,8 +1,8 @@
 """Decisions that take effect: reviewers approve, restrict or block; the core refuses what a
 restriction or a block forbids, with the reason.
 
-A restriction refuses loyalty redemptions, e-mail changes, referral rewards and orders over its
-limit; a block closes every account action. Each decision has a reason, an expiry and an audit row.
+A restriction refuses loyalty and voucher redemptions, e-mail changes, referral rewards and orders
+over its limit; a block closes every account action. Each decision has a reason, an expiry and an audit row.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ REVIEW_OUTCOMES = {"approve": "approved", "restrict": "restricted", "block": "bl
 # What a restriction refuses (a block refuses every action).
 RESTRICTED_ACTIONS = {
     "loyalty_redeem": "redeem loyalty points",
+    "voucher_redeem": "redeem a voucher",
     "email_change": "change the e-mail address",
     "referral_reward": "receive referral rewards",
 }

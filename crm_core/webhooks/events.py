@@ -2,8 +2,8 @@
 
 Events are read from what the product already writes in the same transaction as a change, so a
 change and its event can never disagree: the audit log (customer created / updated / merged /
-erased, ticket created), segment memberships (entered / left), lifecycle history (stage changed),
-SLA breaches (ticket breached) and churn predictions (risk became high). `collect_events` reads
+erased, ticket created, order created by intake), segment memberships (entered / left), lifecycle
+history (stage changed), SLA breaches (ticket breached) and churn predictions (risk became high). `collect_events` reads
 each source past its high-water mark and writes one outbox row per event and subscription;
 marks start at the newest row when the first subscription is made, so old history is not sent.
 """
@@ -45,10 +45,12 @@ AUDIT_EVENTS = {
     "customer.merge": "customer.merged",
     "dsr.erasure": "customer.erased",
     "ticket.create": "ticket.created",
+    "order.create": "order.created",
 }
 WEBHOOK_EVENTS = (
     "customer.created", "customer.updated", "customer.merged", "customer.erased", "segment.entered",
     "segment.left", "lifecycle.stage_changed", "ticket.created", "ticket.breached", "churn.risk_high",
+    "order.created",
 )
 CURSOR_KEY = "webhook_cursors"
 EVENT_BATCH = 5_000  # source rows read per source and collection
