@@ -7,8 +7,10 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from fastapi import Depends, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
@@ -77,8 +79,30 @@ def _utc(moment: dt.datetime) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).isoformat().replace("+00:00", "Z")
 
 
+def _default(value: Any) -> Any:
+    """What orjson does not write itself, as FastAPI's encoder would: times in UTC, decimals as numbers."""
+    if isinstance(value, dt.datetime):
+        return _utc(value)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value.as_tuple().exponent >= 0 else float(value)  # type: ignore[operator]
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return jsonable_encoder(value, custom_encoder={dt.datetime: _utc})
+
+
 def encode(content: Any) -> str:
-    return json.dumps(jsonable_encoder(content, custom_encoder={dt.datetime: _utc}), separators=(",", ":"))
+    """A response body: orjson (several times the standard library's speed on a Customer 360), with
+    FastAPI's encoder for anything it does not know."""
+    try:
+        return orjson.dumps(content, default=_default,
+                            option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+                            ).decode()
+    except orjson.JSONEncodeError:  # what orjson refuses (an integer beyond 64 bits): the standard library
+        return json.dumps(jsonable_encoder(content, custom_encoder={dt.datetime: _utc}), separators=(",", ":"))
 
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

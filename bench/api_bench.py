@@ -147,6 +147,28 @@ def _load(base: str, token: str, request, seconds: float, threads: int) -> dict:
             "p99": cuts[98], "errors": errors[0], "error_statuses": statuses}
 
 
+AB = "/usr/bin/ab"  # Apache Bench (Debian's apache2-utils): a C client that leaves the cores to the server
+
+
+def _ab(base: str, token: str, path: str, seconds: float, concurrency: int) -> dict:
+    """`ab -k` on one URL for `seconds`: requests/s, p50 / p95 / p99 ms (ab's whole-millisecond figures)."""
+    out = subprocess.run([AB, "-k", "-q", "-c", str(concurrency), "-t", str(int(seconds)), "-n", "100000000",
+                          "-H", f"Authorization: Bearer {token}", f"{base}{path}"],
+                         capture_output=True, text=True, check=True).stdout
+    figures: dict = {"errors": 0, "error_statuses": {}}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("Requests per second:"):
+            figures["per_second"] = float(words[3])
+        elif line.startswith("Complete requests:"):
+            figures["requests"] = int(words[2])
+        elif line.startswith(("Non-2xx responses:", "Failed requests:")):
+            figures["errors"] += int(words[-1])
+        elif len(words) == 2 and words[0] in ("50%", "95%", "99%"):
+            figures[{"50%": "p50", "95%": "p95", "99%": "p99"}[words[0]]] = float(words[1])
+    return figures
+
+
 def _rss_kb(pid: int) -> int:
     """Resident memory of the server and its worker processes."""
     total = 0
@@ -186,11 +208,14 @@ def _verdict(ok: bool) -> str:
     return "meets the target" if ok else "misses the target"
 
 
-def run(url: str, workers: int, threads: int, seconds: float, export: bool) -> None:
+def run(url: str, workers: int, threads: int, seconds: float, export: bool, client: str = "python") -> None:
     token, top = _prepare(url)
     process, base = _serve(url, workers)
     try:
-        reads = _load(base, token, lambda c, rng: c.get(f"/customers/{rng.randint(1, top)}"), seconds, threads)
+        if client == "ab":  # one customer, read over and over by `threads` connections
+            reads = _ab(base, token, f"/customers/{random.Random(7).randint(1, top)}", seconds, threads)
+        else:
+            reads = _load(base, token, lambda c, rng: c.get(f"/customers/{rng.randint(1, top)}"), seconds, threads)
 
         def search(client, rng):
             after = rng.randint(0, max(0, top - 1000))
@@ -203,7 +228,9 @@ def run(url: str, workers: int, threads: int, seconds: float, export: bool) -> N
             return client.get("/customers", params={"limit": 50, "after": str(after)})
 
         pages = _load(base, token, keyset_page, seconds, threads)
-        print(f"\nAPI at {top:,} customers, {workers} uvicorn workers, {threads} client threads, {seconds:.0f} s each "
+        reader = "ab, one customer" if client == "ab" else "Python client threads, random customers"
+        print(f"\nAPI at {top:,} customers, {workers} uvicorn workers, {threads} client threads, {seconds:.0f} s each; "
+              f"customer reads by {reader} "
               f"(load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         print(f"{'request':<36}{'requests/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
         for label, figures in (("GET /customers/{id}", reads), ("POST /customers/search (50 rows)", searches),
@@ -240,10 +267,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--client", choices=("python", "ab"), default="ab" if Path(AB).exists() else "python",
+                        help="who reads customers: Apache Bench (C; the default when installed) or Python threads")
     args = parser.parse_args()
     if args.existing:
         migrate.ensure_migrated(args.existing)
-        run(args.existing, args.workers, args.threads, args.seconds, not args.no_export)
+        run(args.existing, args.workers, args.threads, args.seconds, not args.no_export, args.client)
         return
     if not args.postgres:
         with tempfile.TemporaryDirectory(prefix="crm-api-bench-") as folder:
@@ -255,7 +284,7 @@ def main() -> None:
                 connection.execute(text(FILL_SQLITE), {"n": args.customers})
             engine.dispose()
             print(f"filled {args.customers:,} customers (SQLite) in {time.perf_counter() - started:.1f} s")
-            run(url, args.workers, args.threads, args.seconds, not args.no_export)
+            run(url, args.workers, args.threads, args.seconds, not args.no_export, args.client)
         return
     server = PostgresServer(args.postgres)
     try:
@@ -268,7 +297,7 @@ def main() -> None:
                 connection.execute(text("ANALYZE customers"))
             engine.dispose()
             print(f"filled {args.customers:,} customers in {time.perf_counter() - started:.1f} s")
-            run(url, args.workers, args.threads, args.seconds, not args.no_export)
+            run(url, args.workers, args.threads, args.seconds, not args.no_export, args.client)
     finally:
         server.dispose()
 

@@ -149,6 +149,9 @@ def shop(tmp_path_factory):
                 "member": s.scalar(select(LoyaltyAccount.customer_id).limit(1))}
         from crm_core import customers, webhooks
 
+        # likewise open tickets: the queue lists open ones, and a small shop seeded up to now may have none
+        for n in range(3):
+            service.create_ticket(s, static, ids[7 + n], f"API test ticket {n}", "Where is my parcel?")
         made["privacy_request"] = customers.create_privacy_request(s, static, ids[3], "access").id
         made["merge"] = customers.merge_customers(s, static, ids[4], ids[5])
         made["subscription"] = webhooks.create_subscription(s, static, "http://127.0.0.1:9/x", ["ticket.created"])[0]["id"]

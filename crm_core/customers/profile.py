@@ -31,11 +31,11 @@ from typing import Any
 import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import String, case, cast, func, literal, select, union_all, update
+from sqlalchemy import String, bindparam, case, cast, func, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import TEXT_LIMITS, display_name
-from crm_core.customers.search import _latest_prediction_date, risk_level_expr
+from crm_core.customers.search import risk_level_expr
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
@@ -218,48 +218,69 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def customer_profile(session: Session, viewer: Actor, customer_id: int) -> dict[str, Any]:
-    """Key facts and the latest scores of one customer."""
-    require(viewer, "customers.view")
-    c = _customer(session, customer_id)
-    a = session.get(CustomerAnalytics, c.id)
-    stage = session.get(CustomerLifecycleStage, c.id)
-    loyalty = session.scalar(select(LoyaltyAccount).where(LoyaltyAccount.customer_id == c.id))
-    latest = _latest_prediction_date(session)
-    risk = session.scalar(
-        select(risk_level_expr(latest)).select_from(Customer)
-        .outerjoin(CustomerAnalytics, CustomerAnalytics.customer_id == Customer.id).where(Customer.id == c.id)
+@functools.cache
+def _profile_statement() -> Any:
+    """The one SELECT of a customer's profile, built once (the customer is a parameter; the latest
+    prediction date a subquery the database runs once): building a 45-column statement costs more
+    than running it."""
+    c, a, stage, loyalty = Customer, CustomerAnalytics, CustomerLifecycleStage, LoyaltyAccount
+    def newest_health(column) -> Any:  # the latest scoring's value (the unique (customer, as_of) index)
+        return (select(column).where(AccountHealthScore.customer_id == c.id).order_by(AccountHealthScore.as_of.desc())
+                .limit(1).correlate(c).scalar_subquery())
+
+    health_columns = [newest_health(AccountHealthScore.overall).label("health_overall"),
+                      newest_health(AccountHealthScore.level).label("health_level_now")]
+    query = (
+        select(c.id, c.external_id, c.first_name, c.last_name, c.email, c.phone, c.company, c.country_code, c.city,
+               c.preferred_language, c.date_of_birth, c.gender, c.notes, c.status, c.merged_into_id,
+               c.acquisition_channel, c.signed_up_at, c.version,
+               stage.stage, stage.entered_at.label("stage_since"), stage.reason.label("stage_reason"),
+               stage.engagement_score, stage.loyalty_score,
+               loyalty.tier, loyalty.points_balance,
+               a.customer_id.label("scored"), a.order_count, a.total_revenue, a.avg_order_value, a.first_order_at,
+               a.last_order_at, a.days_since_last_order, a.as_of, a.clv_12m, a.historic_clv, a.churn_probability,
+               a.prob_alive, a.health_score, a.health_level, a.rfm_segment, a.recency_score, a.frequency_score,
+               a.monetary_score, a.open_tickets, a.last_nps,
+               risk_level_expr(select(func.max(ChurnPrediction.as_of)).scalar_subquery()).label("risk_level"), *health_columns)
+        .select_from(c).outerjoin(a, a.customer_id == c.id).outerjoin(stage, stage.customer_id == c.id)
+        .outerjoin(loyalty, loyalty.customer_id == c.id)
     )
-    health = session.scalar(select(AccountHealthScore).where(AccountHealthScore.customer_id == c.id)
-                            .order_by(AccountHealthScore.as_of.desc()).limit(1))
+    return query.where(c.id == bindparam("customer_id"))
+
+
+def customer_profile(session: Session, viewer: Actor, customer_id: int) -> dict[str, Any]:
+    """Key facts and the latest scores of one customer, in one query (the API's customer read)."""
+    require(viewer, "customers.view")
+    if not is_record_id(customer_id):
+        raise NotFound(f"No customer with id {customer_id}.")
+    r = session.execute(_profile_statement(), {"customer_id": customer_id}).mappings().first()
+    if r is None:
+        raise NotFound(f"No customer with id {customer_id}.")
+    scored = r["scored"] is not None
     facts = {
-        "id": c.id, "external_id": c.external_id, "name": display_name(c.first_name, c.last_name, c.id, c.external_id),
-        "first_name": c.first_name, "last_name": c.last_name, "email": c.email, "phone": c.phone,
-        "company": c.company, "country_code": c.country_code, "city": c.city,
-        "preferred_language": c.preferred_language, "date_of_birth": c.date_of_birth, "gender": c.gender,
-        "notes": c.notes, "status": c.status, "merged_into_id": c.merged_into_id,
-        "acquisition_channel": c.acquisition_channel, "signed_up_at": c.signed_up_at, "version": c.version,
-        "stage": stage.stage if stage else None, "stage_since": stage.entered_at if stage else None,
-        "stage_reason": stage.reason if stage else None,
-        "tier": loyalty.tier if loyalty else None, "points": loyalty.points_balance if loyalty else None,
-        "orders": a.order_count if a else 0, "revenue": _float(a.total_revenue) if a else 0.0,
-        "avg_order_value": _float(a.avg_order_value) if a else None,
-        "first_order_at": a.first_order_at if a else None, "last_order_at": a.last_order_at if a else None,
-        "days_since_last_order": a.days_since_last_order if a else None,
+        "id": r["id"], "external_id": r["external_id"],
+        "name": display_name(r["first_name"], r["last_name"], r["id"], r["external_id"]),
+        **{k: r[k] for k in ("first_name", "last_name", "email", "phone", "company", "country_code", "city",
+                             "preferred_language", "date_of_birth", "gender", "notes", "status", "merged_into_id",
+                             "acquisition_channel", "signed_up_at", "version")},
+        "stage": r["stage"], "stage_since": r["stage_since"], "stage_reason": r["stage_reason"],
+        "tier": r["tier"], "points": r["points_balance"],
+        "orders": r["order_count"] if scored else 0, "revenue": _float(r["total_revenue"]) if scored else 0.0,
+        "avg_order_value": _float(r["avg_order_value"]),
+        "first_order_at": r["first_order_at"], "last_order_at": r["last_order_at"],
+        "days_since_last_order": r["days_since_last_order"],
     }
+    has_health = r["health_overall"] is not None or r["health_level_now"] is not None
     scores = {
-        "as_of": a.as_of if a else None, "clv_12m": _float(a.clv_12m) if a else None,
-        "historic_clv": _float(a.historic_clv) if a else None,
-        "churn_probability": a.churn_probability if a else None, "risk_level": risk,
-        "prob_alive": a.prob_alive if a else None,
-        "health_score": health.overall if health else (a.health_score if a else None),
-        "health_level": health.level if health else (a.health_level if a else None),
-        "rfm_segment": a.rfm_segment if a else None,
-        "rfm": (f"{a.recency_score}{a.frequency_score}{a.monetary_score}"
-                if a and a.recency_score is not None else None),
-        "engagement_score": stage.engagement_score if stage else None,
-        "loyalty_score": stage.loyalty_score if stage else None,
-        "open_tickets": a.open_tickets if a else 0, "last_nps": a.last_nps if a else None,
+        "as_of": r["as_of"], "clv_12m": _float(r["clv_12m"]), "historic_clv": _float(r["historic_clv"]),
+        "churn_probability": r["churn_probability"], "risk_level": r["risk_level"], "prob_alive": r["prob_alive"],
+        "health_score": r["health_overall"] if has_health else r["health_score"],
+        "health_level": r["health_level_now"] if has_health else r["health_level"],
+        "rfm_segment": r["rfm_segment"],
+        "rfm": (f"{r['recency_score']}{r['frequency_score']}{r['monetary_score']}"
+                if r["recency_score"] is not None else None),
+        "engagement_score": r["engagement_score"], "loyalty_score": r["loyalty_score"],
+        "open_tickets": r["open_tickets"] if scored else 0, "last_nps": r["last_nps"],
     }
     return {"facts": facts, "scores": scores}
 

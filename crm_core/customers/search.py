@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from rapidfuzz import fuzz
-from sqlalchemy import Float, and_, case, cast, func, literal, literal_column, or_, select
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, literal, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER, GONE_STATUSES, display_name
@@ -237,8 +237,9 @@ def _latest_prediction_date(session: Session) -> dt.date | None:
     return session.scalar(select(func.max(ChurnPrediction.as_of)))
 
 
-def risk_level_expr(latest: dt.date | None):
-    """The customer's churn risk level: the latest stored prediction, else a band of the snapshot probability."""
+def risk_level_expr(latest: dt.date | ColumnElement[dt.date] | None):
+    """The customer's churn risk level: the latest stored prediction (of the date `latest`, a value or a
+    parameter), else a band of the snapshot probability."""
     bands = case(
         *[(A.churn_probability < risk_band(level)[1], literal(level)) for level in RISK_FLOORS],
         else_=literal(None),
@@ -666,14 +667,19 @@ def filter_customers(session: Session, viewer: Actor, rules: dict[str, Any] | No
         conditions.append(compile_rules(rules, as_of))
     if after is not None:
         conditions.append(Customer.id > after)
+    # The page's ids first: joined tables a rule does not name drop out of that query, and the columns
+    # shown are then read for those ids alone (one query over every join would merge-join each joined
+    # table from its first row up to `after`).
+    ids = list(session.scalars(select(Customer.id).select_from(_customer_from()).where(*conditions)
+                               .order_by(Customer.id).limit(limit + 1)))
     rows = session.execute(
         select(Customer.id, Customer.external_id, Customer.first_name, Customer.last_name, Customer.email,
                Customer.country_code, Customer.status, Customer.signed_up_at, Customer.version,
                CustomerLifecycleStage.stage, LoyaltyAccount.tier, CustomerAnalytics.order_count,
                CustomerAnalytics.total_revenue, CustomerAnalytics.last_order_at, CustomerAnalytics.clv_12m,
                CustomerAnalytics.churn_probability)
-        .select_from(_customer_from()).where(*conditions).order_by(Customer.id).limit(limit + 1)
-    ).all()
+        .select_from(_customer_from()).where(Customer.id.in_(ids)).order_by(Customer.id)
+    ).all() if ids else []
     more = len(rows) > limit
     rows = rows[:limit]
     return {

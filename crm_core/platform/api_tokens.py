@@ -96,22 +96,26 @@ def authenticate_token(session: Session, token: str | None, now: dt.datetime | N
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise AuthenticationError("Send a personal API token as 'Authorization: Bearer crm_...'.")
     now = now or utcnow()
-    found = session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == digest(token))
+    # Plain columns, not ORM objects: this runs on every API request.
+    row = session.execute(
+        select(ApiToken.id, ApiToken.revoked_at, ApiToken.expires_at, ApiToken.last_used_at, ApiToken.read_only,
+               User.id.label("user_id"), User.username, User.role, User.is_active)
+        .join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == digest(token))
     ).first()
-    if found is None:
+    if row is None:
         raise AuthenticationError("This API token is not valid.")
-    row, user = found
     if row.revoked_at is not None:
         raise AuthenticationError("This API token was revoked.")
     if row.expires_at is not None and row.expires_at <= now:
         raise AuthenticationError("This API token has expired; create a new one.")
-    if not user.is_active:
-        raise AuthenticationError(f"The account {user.username} is deactivated.")
+    if not row.is_active:
+        raise AuthenticationError(f"The account {row.username} is deactivated.")
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-        row.last_used_at = now
-        session.flush()
-    return TokenActor(user.id, user.username, user.role, user.is_active, row.id, row.read_only)
+        stored = session.get(ApiToken, row.id)  # rare (once per LAST_USED_PRECISION): through the ORM
+        if stored is not None:
+            stored.last_used_at = now
+            session.flush()
+    return TokenActor(row.user_id, row.username, row.role, row.is_active, row.id, row.read_only)
 
 
 def revoke_token(session: Session, actor: Actor, token_id: Any, now: dt.datetime | None = None) -> ApiToken:

@@ -18,19 +18,21 @@ def neutralize(value):
     after any list separator within it."""
     if not isinstance(value, str):
         return value
-    value = _FORMULA_AFTER_SEPARATOR.sub(r"\1\2'", value)
+    if ";" in value or "," in value or "|" in value:  # most cells have no separator: skip the expression
+        value = _FORMULA_AFTER_SEPARATOR.sub(r"\1\2'", value)
     if value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
 
 
-def csv_chunks(rows: Iterable[dict], columns: list[str]) -> Iterator[str]:
-    """CSV text in chunks, header first, without holding every row in memory."""
+def csv_chunks(rows: Iterable[dict], columns: list[str], cell=neutralize) -> Iterator[str]:
+    """CSV text in chunks, header first, without holding every row in memory; `cell` makes each value
+    safe (by default: neutralize)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for count, row in enumerate(rows, start=1):
-        writer.writerow([neutralize(row.get(c)) for c in columns])
+        writer.writerow([cell(row.get(c)) for c in columns])
         if count % 5000 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
