@@ -28,6 +28,9 @@ Errors have one shape, `{"error": {"type", "code", "message", "param"}}`. POST t
 lists that had numbered pages still take `page` and `page_size`.
 """
 log = logging.getLogger("crm.api")
+# No "SELECT 1" before every request's connection (6% of a customer read at 500 requests/s): a connection
+# the database dropped fails its request with a 503 instead, and SQLAlchemy then replaces the whole pool.
+ENGINE_OPTIONS = {"pool_pre_ping": False}
 
 
 def fail_interrupted_jobs(sessions) -> None:
@@ -71,7 +74,7 @@ def create_app(engine: Engine | None = None, limiter: Limiter | None = None,
     if engine is None:
         url = database_url()
         migrate.ensure_migrated(url)
-        engine = make_engine(url)
+        engine = make_engine(url, **ENGINE_OPTIONS)
     app = FastAPI(title="Customer Intelligence API", version="1.0", description=DESCRIPTION,
                   responses=errors.ERROR_RESPONSES)
     app.state.engine = engine

@@ -131,3 +131,30 @@ def test_search_with_filter_groups_pages_by_keyset_without_a_cap(api, engine):
     bad = api.post("analyst", "/customers/search", json={"filter": {"all": [{"field": "password", "op": "eq",
                                                                                 "value": "x"}]}})
     assert "unknown field" in assert_error(bad, 400)["message"]
+
+
+def test_a_database_that_drops_its_connections_costs_one_503_then_recovers(postgres_server):
+    """The API's engine does not ping before each request: a connection the server dropped fails that
+    one request with the error shape (no trace), and the next request runs on a new connection."""
+    from sqlalchemy import text as sql
+
+    from api.app import ENGINE_OPTIONS
+    from db import migrate
+    from db.engine import make_engine
+
+    from .api_support import assert_error, make_api
+
+    url = postgres_server.create()
+    try:
+        migrate.upgrade(url)
+        engine = make_engine(url, **ENGINE_OPTIONS)
+        api = make_api(engine, roles=("admin",))
+        assert api.get("admin", "/customers", params={"limit": 5}).status_code == 200
+        with make_engine(url).connect() as killer:  # the server drops every other connection to the database
+            killer.execute(sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        assert_error(api.get("admin", "/customers", params={"limit": 5}), 503)
+        assert api.get("admin", "/customers", params={"limit": 5}).status_code == 200
+        engine.dispose()
+    finally:
+        postgres_server.drop(url)
