@@ -66,8 +66,8 @@ def at_risk(
     p = ChurnPrediction
     value = _value()
     conditions = [p.as_of == as_of]
-    if risk_levels:
-        conditions.append(p.risk_level.in_(risk_levels))
+    if risk_levels and stored is None:  # the stored ranking has chosen the levels already: filtering them
+        conditions.append(p.risk_level.in_(risk_levels))  # again would steer the planner off the customer index
     query = (
         select(
             p.customer_id, Customer.first_name, Customer.last_name, Customer.email,
@@ -96,7 +96,8 @@ def at_risk(
             raise platform.InvalidCursor("The churn ranking changed since that page was read: start again "
                                          "without after.")
         if total is None and not keyset:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            counted = query.where(p.risk_level.in_(risk_levels)) if risk_levels else query
+            total = session.scalar(select(func.count()).select_from(counted.subquery()))
         next_after = platform.position_cursor(RANKED_LIST, ranked[page_size - 1][3]) if len(ranked) > page_size else None
         position = {customer_id: i for i, (customer_id, _v, _l, _at) in enumerate(ranked[:page_size])}
         rows = sorted(session.execute(query.where(p.customer_id.in_(list(position)))).all(),

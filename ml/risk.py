@@ -35,5 +35,6 @@ def refresh_risk(engine: Engine, as_of: dt.date, now: dt.datetime, seed: int = 0
         lists = risk.list_matches(session, now)
         scored = risk.score_frame(frame, rules, anomaly, lists)
         summary = risk.store_scores(session, platform.SYSTEM, as_of, now, scored, {r.id: r.name for r in rules})
+        risk.store_score_distribution(session, as_of)  # what the Risk reviews page shows of the date
     return {"status": "ok", **summary, "rules": len(rules), "rules_installed": installed,
             "left_out": signals.left_out, "notes": notes}

@@ -9,9 +9,10 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from crm_core import customers, loyalty, platform, risk
+from crm_core.risk.risk_reports import DISTRIBUTION_SUMMARY
 from db.models import (
     AccountChange,
     AuditLog,
@@ -22,6 +23,8 @@ from db.models import (
     RiskDecision,
     RiskReview,
     RiskRule,
+    RiskScore,
+    RollupSummary,
     SignInEvent,
 )
 from tests.factories import make_customer, make_order, make_user
@@ -251,6 +254,10 @@ def test_stored_scores_open_one_review_per_customer_and_record_block_decisions(s
     assert {(r["type"], r["level"]): r["customers"] for r in distribution["levels"]} == {
         ("fraud", "high"): 1, ("fraud", "low"): 2, ("credit", "low"): 3, ("account_takeover", "low"): 3,
         ("overall", "high"): 1, ("overall", "low"): 2}
+    # The risk step stores the date's distribution; the page then reads it instead of every score.
+    risk.store_score_distribution(session, AS_OF)
+    session.execute(delete(RiskScore))
+    assert risk.score_distribution(session, platform.SYSTEM, AS_OF) == distribution
 
 
 # --------------------------------------------------------------------------- decisions take effect
@@ -486,6 +493,7 @@ def test_the_risk_step_skips_without_customers_and_works_on_orders_and_customers
     with session_factory(engine)() as session:
         assert len(risk.list_rules(session, platform.SYSTEM)) == len(risk.DEFAULT_RISK_RULES)
         assert risk.score_distribution(session, platform.SYSTEM)["as_of"] == AS_OF
+        assert session.get(RollupSummary, (DISTRIBUTION_SUMMARY, AS_OF)) is not None
 
 
 def test_the_risk_step_finds_the_simulators_planted_cases(engine):

@@ -37,6 +37,7 @@ from crm_core.risk.risk_reports import (
     review_queue,
     rule_precision,
     score_distribution,
+    store_score_distribution,
     truth_quality,
 )
 from crm_core.risk.rules import (
@@ -122,6 +123,7 @@ __all__ = [
     "rule_precision",
     "save_rule",
     "score_distribution",
+    "store_score_distribution",
     "score_frame",
     "score_level",
     "set_identity_status",

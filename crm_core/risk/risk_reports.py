@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
@@ -32,6 +32,7 @@ from db.models import (
     RiskReview,
     RiskRule,
     RiskScore,
+    RollupSummary,
     SignInEvent,
     utcnow,
 )
@@ -135,13 +136,32 @@ def review_detail(session: Session, viewer: Actor, review_id: int) -> dict[str, 
     }
 
 
+DISTRIBUTION_SUMMARY = "risk_distribution"
+
+
+def store_score_distribution(session: Session, as_of: dt.date) -> None:
+    """The risk step's last act: the date's distribution, stored so the page need not read every score."""
+    found = _score_distribution(session, as_of)
+    session.execute(delete(RollupSummary).where(RollupSummary.name == DISTRIBUTION_SUMMARY))
+    session.add(RollupSummary(name=DISTRIBUTION_SUMMARY, as_of=as_of, built_at=utcnow(),
+                              payload={k: v for k, v in found.items() if k != "as_of"}))
+    session.flush()
+
+
 def score_distribution(session: Session, viewer: Actor, as_of: dt.date | None = None) -> dict[str, Any]:
     """Customers per level for each risk type and overall, per action, and at or above the review
-    threshold, as of the latest scored date."""
+    threshold, as of the latest scored date (as the risk step stored it, or counted)."""
     require(viewer, "risk.view")
     as_of = as_of or latest_score_date(session)
     if as_of is None:
         return {"as_of": None, "levels": [], "actions": {}, "to_review": 0}
+    stored = session.get(RollupSummary, (DISTRIBUTION_SUMMARY, as_of))
+    if stored is not None:
+        return {"as_of": as_of, **stored.payload}
+    return _score_distribution(session, as_of)
+
+
+def _score_distribution(session: Session, as_of: dt.date) -> dict[str, Any]:
     # One pass over the date's rows: a count per type and level, per action, and at the threshold.
     floors = list(LEVEL_FLOORS.items())
     cells: list[tuple[str, str, Any]] = []

@@ -115,19 +115,28 @@ def stored_at_risk_page(session: Session, as_of: dt.date | None, risk_levels: li
     if ranked_as_of is None:
         return None
     r = RollupChurnRanking
-    conditions: list[Any] = [r.as_of == ranked_as_of]
-    if risk_levels:
-        conditions.append(r.risk_level.in_(risk_levels))
-    if owner_id is not None:
-        conditions.append(r.owner_id == owner_id)
-    query = select(r.customer_id, r.value, r.expected_loss, r.position).where(*conditions)
-    if segment_id is not None:
-        m = CustomerSegmentMembership
-        query = query.where(select(m.id).where(m.segment_id == segment_id, m.is_active == true(),
-                                               m.customer_id == r.customer_id).exists())
-    query = query.order_by(r.position).limit(limit)
-    query = query.offset(offset) if after_position is None else query.where(r.position > after_position)
-    rows = [(int(c), float(v), float(loss), int(at)) for c, v, loss, at in session.execute(query)]
+
+    def ranked(level_condition: Any, take: int, skip: int) -> list[tuple[int, float, float, int]]:
+        conditions: list[Any] = [r.as_of == ranked_as_of, level_condition]
+        if owner_id is not None:
+            conditions.append(r.owner_id == owner_id)
+        query = select(r.customer_id, r.value, r.expected_loss, r.position).where(*conditions)
+        if segment_id is not None:
+            m = CustomerSegmentMembership
+            query = query.where(select(m.id).where(m.segment_id == segment_id, m.is_active == true(),
+                                                   m.customer_id == r.customer_id).exists())
+        query = query.order_by(r.position).limit(take)
+        query = query.offset(skip) if after_position is None else query.where(r.position > after_position)
+        return [(int(c), float(v), float(loss), int(at)) for c, v, loss, at in session.execute(query)]
+
+    if risk_levels and len(risk_levels) > 1:
+        # One walk down the (date, level, position) index per level, merged by position: an IN list
+        # over the index would read every customer of those levels and sort them.
+        merged = sorted((row for level in risk_levels for row in ranked(r.risk_level == level, offset + limit, 0)
+                         if after_position is None or row[3] > after_position), key=lambda row: row[3])
+        rows = merged[offset:offset + limit] if after_position is None else merged[:limit]
+    else:
+        rows = ranked(r.risk_level == risk_levels[0] if risk_levels else true(), limit, offset)
     s = RollupChurnSummary
     total: int | None = None
     if count and (segment_id is None or owner_id is None):
