@@ -235,9 +235,11 @@ def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
 
     expired = vouchers.expire_vouchers(session, platform.SYSTEM, at)  # campaign and referral vouchers alike
     totals = campaigns.enrol_running_campaigns(session, platform.SYSTEM, at, scorer_for=scorer_for)
+    measured = campaigns.store_results(session, at)  # what the Campaigns page shows until the next refresh
+    stored = f"; results of {measured} campaigns stored" if measured else ""
     if not totals["campaigns"] and not totals["finished"]:
-        if expired:
-            return StepOutcome(f"no running campaigns; {expired:,} unused vouchers expired", expired)
+        if expired or measured:
+            return StepOutcome(f"no running campaigns; {expired:,} unused vouchers expired{stored}", expired)
         return skipped("no running campaigns")
     detail = (f"{totals['campaigns']} running campaigns: {totals['enrolled']:,} customers enrolled, "
               f"{totals['sent']:,} messages sent")
@@ -245,7 +247,7 @@ def _campaigns(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcom
         detail += f"; {totals['finished']} reached their end date"
     if expired:
         detail += f"; {expired:,} unused vouchers expired"
-    return StepOutcome(detail, totals["enrolled"])
+    return StepOutcome(detail + stored, totals["enrolled"])
 
 
 def _journeys(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:

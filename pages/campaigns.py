@@ -234,11 +234,21 @@ with tabs["Results"]:
     else:
         chosen = st.selectbox("Campaign", launched, format_func=lambda r: f"{r['name']} ({r['status']})",
                               key="results_choice")
-        try:
-            result, curve = results_for(url, chosen["id"], at)
-        except platform.DomainError as exc:
-            st.error(str(exc))
-            result, curve = None, []
+        stored = None if st.session_state.get(f"live_results_{chosen['id']}") else \
+            context.cached(campaigns.stored_results, chosen["id"])
+        if stored is not None:
+            result, curve, measured_at = stored
+            left, right = st.columns([4, 1])
+            left.caption(f"Results as the refresh computed them at {measured_at:%d %b %Y %H:%M}.")
+            if right.button("Recompute now", icon=":material/refresh:", key=f"recompute_{chosen['id']}"):
+                st.session_state[f"live_results_{chosen['id']}"] = True
+                st.rerun()
+        else:
+            try:
+                result, curve = results_for(url, chosen["id"], at)
+            except platform.DomainError as exc:
+                st.error(str(exc))
+                result, curve = None, []
         if result:
             info = result["campaign"]
             st.caption(f"{info['offer']} by {info['channel']}; holdout {info['control_share']:.0%}; attribution "

@@ -40,6 +40,14 @@ def test_executive_reads_campaigns_and_results_but_cannot_build(app, app_db):
     # Results of the first campaign in the list: both groups and the differences with intervals.
     assert "Conversion, treatment" in metrics and "Conversion, control" in metrics
     assert "Incremental ROI" in metrics
+    # The refresh stored them; recomputing on demand gives the same figures as of now.
+    assert "Results as the refresh computed them" in _text(at, "caption")
+    recompute = [b for b in at.button if b.key and b.key.startswith("recompute_")]
+    assert len(recompute) == 1
+    at = recompute[0].click().run()
+    assert not at.exception and "Results as the refresh computed them" not in _text(at, "caption")
+    live = {m.label: m.value for m in at.metric}
+    assert live["Conversion, treatment"] == metrics["Conversion, treatment"]
     assert not [b for b in at.button if b.key in ("launch_campaign", "finish_campaign")]
     assert "No uplift model yet." in _text(at, "info")
 

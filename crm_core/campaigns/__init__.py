@@ -10,7 +10,14 @@ from crm_core.campaigns.audience import (
     qualifying,
     reachable,
 )
-from crm_core.campaigns.results import campaign_results, conversion_curve, measured_campaigns, target_outcomes
+from crm_core.campaigns.results import (
+    campaign_results,
+    conversion_curve,
+    measured_campaigns,
+    store_results,
+    stored_results,
+    target_outcomes,
+)
 from crm_core.campaigns.rules import (
     ABANDONED_AFTER_HOURS,
     CHANNELS,
@@ -73,6 +80,8 @@ __all__ = [
     "campaign_results",
     "cancel_campaign",
     "conversion_curve",
+    "store_results",
+    "stored_results",
     "create_campaign",
     "cuped_difference",
     "describe_offer",
