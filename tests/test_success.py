@@ -417,6 +417,14 @@ def test_queues_sort_by_priority_then_due_date_with_overdue_flags(session):
     assert {r["customer"] for r in seen} == {f"Customer #{cta.customer_id}" for cta in rows}
     assert success.cta_detail(session, executive, rows[0].id)["customer"] == f"Customer #{rows[0].customer_id}"
     assert not success.team_ctas(session, admin, AS_OF, owner_id=csm.id).rows[0]["customer"].startswith("Customer #")
+    # The success step stores the books (accounts and health); the CTA counts stay live.
+    from crm_core.success.queues import store_books
+
+    assert store_books(session, AS_OF) == 1
+    later = buyer(session, account_manager_id=csm.id)  # not in the stored books until the next refresh
+    success.open_cta(session, admin, later.id, "one more", AS_OF)
+    stored = {b["owner"]: b for b in success.book_of_business(session, admin, AS_OF)}
+    assert stored[csm.username]["accounts"] == 4 and stored[csm.username]["ctas_open"] == 5
 
 
 # --------------------------------------------------------------------------- results

@@ -23,6 +23,7 @@ from crm_core.platform.permissions import require
 from crm_core.platform.transactions import unit_of_work
 from crm_core.success.ctas import PRIORITY_RANK, plain
 from crm_core.success.playbooks import ensure_playbooks
+from crm_core.success.queues import store_books
 from crm_core.success.triggers import RULES, Firing, TriggerRule
 from db.models import CTA_PRIORITIES, Customer, SuccessCta, SuccessCtaEvent, SuccessHoldout, utcnow
 
@@ -148,6 +149,8 @@ def run_success_rules(session: Session, as_of: dt.date, now: dt.datetime | None 
 
 
 def refresh_success(engine: Engine, as_of: dt.date, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The batch step: `run_success_rules` in its own unit of work."""
+    """The batch step: `run_success_rules` in its own unit of work, then the owners' books for the workbench."""
     with unit_of_work(engine) as session:
-        return run_success_rules(session, as_of, now)
+        summary = run_success_rules(session, as_of, now)
+        store_books(session, as_of)
+        return summary

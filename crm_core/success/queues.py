@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER, shown_name
@@ -18,6 +18,7 @@ from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import PERMISSIONS, require
+from crm_core.platform.rollup_state import history_rewritten_since
 from crm_core.segmentation.churn_levels import AT_RISK_PROBABILITY
 from crm_core.success.ctas import OPEN_STATUSES, PRIORITY_RANK
 from crm_core.success.triggers import TRIGGER_LABELS
@@ -27,8 +28,10 @@ from db.models import (
     AccountHealthScore,
     Customer,
     CustomerAnalytics,
+    RollupSummary,
     SuccessCta,
     User,
+    utcnow,
 )
 
 MAX_PAGE_SIZE = 200
@@ -150,11 +153,13 @@ def assignable_owners(session: Session, viewer: Actor) -> list[dict[str, Any]]:
         select(User).where(User.is_active.is_(True), User.role.in_(roles)).order_by(User.username))]
 
 
-def book_of_business(session: Session, viewer: Actor, today: dt.date) -> list[dict[str, Any]]:
-    """Per account owner: accounts owned, portfolio health (average and per level, latest scores),
-    revenue at risk (12-month CLV, else revenue, of accounts at high churn risk), CTAs open and closed by outcome."""
-    require(viewer, "success.view")
-    check_as_of(today)
+BOOKS_SUMMARY = "books_of_business"
+
+
+def _books_and_health(session: Session, today: dt.date) -> tuple[dict[int | None, dict[str, Any]],
+                                                                 dict[int | None, dict[str, Any]]]:
+    """Per owner: accounts, accounts and revenue at risk; and the latest health scores' levels (a pass over
+    every owned customer: stored by the refresh for the page)."""
     a, h = CustomerAnalytics, AccountHealthScore
     owned = (select(Customer.account_manager_id.label("owner_id"), func.count().label("accounts"),
                     func.sum(case((a.churn_probability >= AT_RISK_PROBABILITY,
@@ -178,6 +183,32 @@ def book_of_business(session: Session, viewer: Actor, today: dt.date) -> list[di
             entry["scored"] += int(n)
             entry["total"] += float(avg or 0) * int(n)
             entry["levels"][level] = int(n)
+    return books, health
+
+
+def store_books(session: Session, today: dt.date) -> int:
+    """The success step's last act: the owners' books as of the date, stored for the workbench (account
+    owners change only through imports and merges, after which the page counts them itself)."""
+    books, health = _books_and_health(session, today)
+    session.execute(delete(RollupSummary).where(RollupSummary.name == BOOKS_SUMMARY))
+    session.add(RollupSummary(name=BOOKS_SUMMARY, as_of=today, built_at=utcnow(),
+                              payload={"books": {str(k): v for k, v in books.items()},
+                                       "health": {str(k): v for k, v in health.items()}}))
+    session.flush()
+    return len(books)
+
+
+def book_of_business(session: Session, viewer: Actor, today: dt.date) -> list[dict[str, Any]]:
+    """Per account owner: accounts owned, portfolio health (average and per level, latest scores),
+    revenue at risk (12-month CLV, else revenue, of accounts at high churn risk), CTAs open and closed by outcome."""
+    require(viewer, "success.view")
+    check_as_of(today)
+    stored = session.get(RollupSummary, (BOOKS_SUMMARY, today))
+    if stored is not None and not history_rewritten_since(session, stored.built_at):
+        books: dict[int | None, dict[str, Any]] = {int(k): v for k, v in stored.payload["books"].items()}
+        health: dict[int | None, dict[str, Any]] = {int(k): v for k, v in stored.payload["health"].items()}
+    else:
+        books, health = _books_and_health(session, today)
     c = SuccessCta
     ctas: dict[int | None, dict[str, int]] = {}
     for owner_id, status, outcome, n in session.execute(
