@@ -82,7 +82,8 @@ with tabs[0]:
                 else "The queue is empty: no customer is waiting for a review.")
 
 with tabs[1]:
-    first = context.read(risk.review_queue, page_size=1)
+    # Only the case shown first: the case itself is read live below.
+    first = context.cached(risk.review_queue, page_size=1)
     default = first.rows[0]["review"] if first is not None and first.rows else 0
     review_id = st.number_input("Review number", min_value=0, step=1, value=int(default), key="risk_case",
                                 help="The number in the Queue tab; the highest-scoring open review is shown first.")

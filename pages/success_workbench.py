@@ -32,9 +32,9 @@ QUEUE_COLUMNS = {"id": "CTA", "customer": "Customer", "trigger": "Trigger", "rea
 def portfolio_figures(url: str, day, horizon: int) -> dict:
     """Books of business and results: heavier aggregates, cached a minute (queues are read live)."""
     with context.session() as s:
+        rates = success.save_rates_by(s, viewer, day, ("playbook", "owner"), horizon_days=horizon)
         return {"books": success.book_of_business(s, viewer, day),
-                "by_playbook": success.save_rates(s, viewer, day, by="playbook", horizon_days=horizon),
-                "by_person": success.save_rates(s, viewer, day, by="owner", horizon_days=horizon),
+                "by_playbook": rates["playbook"], "by_person": rates["owner"],
                 "effects": success.playbook_effects(s, viewer, day, horizon_days=horizon)}
 
 

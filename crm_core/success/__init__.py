@@ -37,6 +37,7 @@ from crm_core.success.results import (
     playbook_effects,
     proportion_difference,
     save_rates,
+    save_rates_by,
 )
 from crm_core.success.triggers import (
     HEALTH_DROP_POINTS,
@@ -85,6 +86,7 @@ __all__ = [
     "run_success_rules",
     "save_playbook",
     "save_rates",
+    "save_rates_by",
     "set_step",
     "team_ctas",
     "team_workload",

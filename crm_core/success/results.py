@@ -56,47 +56,62 @@ def save_rates(session: Session, viewer: Actor, today: dt.date, by: str = "playb
                horizon_days: int = DEFAULT_HORIZON_DAYS) -> list[dict[str, Any]]:
     """Per playbook or per owner: CTAs, open, closed, claimed and verified saves, the save rate and
     the median hours to first action (see the module docstring)."""
+    if by not in ("playbook", "owner"):
+        require(viewer, "success.view")
+        raise ValidationError("Save rates are by playbook or by owner.")
+    return save_rates_by(session, viewer, today, (by,), horizon_days)[by]
+
+
+def save_rates_by(session: Session, viewer: Actor, today: dt.date, groupings: tuple[str, ...] = ("playbook", "owner"),
+                  horizon_days: int = DEFAULT_HORIZON_DAYS) -> dict[str, list[dict[str, Any]]]:
+    """`save_rates` for several groupings from one read of the CTAs (the workbench shows both)."""
     require(viewer, "success.view")
     check_as_of(today)
     horizon = _horizon(horizon_days)
-    if by not in ("playbook", "owner"):
+    unknown = [by for by in groupings if by not in ("playbook", "owner")]
+    if unknown:
         raise ValidationError("Save rates are by playbook or by owner.")
     c = SuccessCta
-    group = c.playbook_id if by == "playbook" else c.owner_id
     rows = session.execute(
-        select(group, c.customer_id, c.opened_at, c.first_action_at, c.status, c.outcome)
+        select(c.playbook_id, c.owner_id, c.customer_id, c.opened_at, c.first_action_at, c.status, c.outcome)
         .where(c.opened_on <= today)).all()
-    saved_customers = sorted({r[1] for r in rows if r[5] == "saved"})
+    saved_customers = sorted({r[2] for r in rows if r[6] == "saved"})
     orders = _orders_of(session, saved_customers)
     cutoff = end_of(today)
-    names = ({p.id: (p.name, TRIGGER_LABELS.get(p.trigger, p.trigger)) for p in session.scalars(select(SuccessPlaybook))}
-             if by == "playbook" else {u.id: (u.username, u.role) for u in session.scalars(select(User))})
-    groups: dict[Any, dict[str, Any]] = {}
-    for key, customer_id, opened_at, first_action_at, status, outcome in rows:
-        entry = groups.setdefault(key, {"ctas": 0, "open": 0, "closed": 0, "claimed_saves": 0, "verified_saves": 0,
-                                        "save_rate_base": 0, "hours": []})
-        entry["ctas"] += 1
-        entry["closed" if status == "closed" else "open"] += 1
-        if first_action_at is not None:
-            entry["hours"].append(max(0.0, (first_action_at - opened_at).total_seconds() / 3600))
-        if outcome in SAVE_RATE_OUTCOMES:
-            entry["save_rate_base"] += 1
-        if outcome == "saved":
-            entry["claimed_saves"] += 1
-            limit = min(opened_at + dt.timedelta(days=horizon), cutoff)
-            if any(opened_at < when <= limit for when in orders.get(customer_id, [])):
-                entry["verified_saves"] += 1
-    result = []
-    for key, entry in groups.items():
-        name, detail = names.get(key, ("(unassigned)" if by == "owner" else "(none)", ""))
-        hours = entry.pop("hours")
-        base = entry["save_rate_base"]
-        result.append({
-            "key": key, "name": name, "detail": detail, **entry,
-            "save_rate": round(entry["verified_saves"] / base, 4) if base else None,
-            "median_hours_to_first_action": round(statistics.median(hours), 1) if hours else None,
-        })
-    return sorted(result, key=lambda r: (-r["ctas"], str(r["name"])))
+    verified = [outcome == "saved" and any(opened_at < when <= min(opened_at + dt.timedelta(days=horizon), cutoff)
+                                           for when in orders.get(customer_id, []))
+                for _p, _o, customer_id, opened_at, _f, _s, outcome in rows]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for by in groupings:
+        names = ({p.id: (p.name, TRIGGER_LABELS.get(p.trigger, p.trigger)) for p in session.scalars(select(SuccessPlaybook))}
+                 if by == "playbook" else {u.id: (u.username, u.role) for u in session.scalars(select(User))})
+        column = 0 if by == "playbook" else 1
+        groups: dict[Any, dict[str, Any]] = {}
+        for row, is_verified in zip(rows, verified, strict=True):
+            _customer_id, opened_at, first_action_at, status, outcome = row[2:]
+            entry = groups.setdefault(row[column], {"ctas": 0, "open": 0, "closed": 0, "claimed_saves": 0,
+                                                    "verified_saves": 0, "save_rate_base": 0, "hours": []})
+            entry["ctas"] += 1
+            entry["closed" if status == "closed" else "open"] += 1
+            if first_action_at is not None:
+                entry["hours"].append(max(0.0, (first_action_at - opened_at).total_seconds() / 3600))
+            if outcome in SAVE_RATE_OUTCOMES:
+                entry["save_rate_base"] += 1
+            if outcome == "saved":
+                entry["claimed_saves"] += 1
+                entry["verified_saves"] += int(is_verified)
+        result = []
+        for key, entry in groups.items():
+            name, detail = names.get(key, ("(unassigned)" if by == "owner" else "(none)", ""))
+            hours = entry.pop("hours")
+            base = entry["save_rate_base"]
+            result.append({
+                "key": key, "name": name, "detail": detail, **entry,
+                "save_rate": round(entry["verified_saves"] / base, 4) if base else None,
+                "median_hours_to_first_action": round(statistics.median(hours), 1) if hours else None,
+            })
+        out[by] = sorted(result, key=lambda r: (-r["ctas"], str(r["name"])))
+    return out
 
 
 def playbook_effects(session: Session, viewer: Actor, today: dt.date,
