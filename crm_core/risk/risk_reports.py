@@ -137,14 +137,17 @@ def review_detail(session: Session, viewer: Actor, review_id: int) -> dict[str, 
 
 
 DISTRIBUTION_SUMMARY = "risk_distribution"
+TRUTH_SUMMARY = "risk_truth_quality"
 
 
 def store_score_distribution(session: Session, as_of: dt.date) -> None:
     """The risk step's last act: the date's distribution, stored so the page need not read every score."""
     found = _score_distribution(session, as_of)
-    session.execute(delete(RollupSummary).where(RollupSummary.name == DISTRIBUTION_SUMMARY))
+    session.execute(delete(RollupSummary).where(RollupSummary.name.in_((DISTRIBUTION_SUMMARY, TRUTH_SUMMARY))))
     session.add(RollupSummary(name=DISTRIBUTION_SUMMARY, as_of=as_of, built_at=utcnow(),
                               payload={k: v for k, v in found.items() if k != "as_of"}))
+    session.add(RollupSummary(name=TRUTH_SUMMARY, as_of=as_of, built_at=utcnow(),
+                              payload={"rows": _truth_quality(session, as_of, REVIEW_THRESHOLD)}))
     session.flush()
 
 
@@ -212,7 +215,17 @@ def truth_quality(session: Session, viewer: Actor, as_of: dt.date | None = None,
     truth (empty for a real shop, which has none)."""
     require(viewer, "risk.view")
     as_of = as_of or latest_score_date(session)
-    if as_of is None or not session.scalar(select(func.count()).select_from(PlantedRisk)):
+    if as_of is None:
+        return []
+    if threshold == REVIEW_THRESHOLD:  # what the risk step stored for the date
+        stored = session.get(RollupSummary, (TRUTH_SUMMARY, as_of))
+        if stored is not None:
+            return list(stored.payload["rows"])
+    return _truth_quality(session, as_of, threshold)
+
+
+def _truth_quality(session: Session, as_of: dt.date, threshold: float) -> list[dict[str, Any]]:
+    if not session.scalar(select(func.count()).select_from(PlantedRisk)):
         return []
     truth = session.execute(select(PlantedRisk.customer_id, PlantedRisk.risk_type)).all()
     out = []
