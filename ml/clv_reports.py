@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from crm_core import customers, platform
-from db.models import Customer, CustomerAnalytics, MLModel, RollupSummary, utcnow
+from db.models import Customer, CustomerAnalytics, MLModel, RollupSummary
 
 from . import registry
 
@@ -205,14 +205,13 @@ def _aggregates(session: Session, viewer: platform.Actor) -> dict[str, Any]:
 def refresh_value_summary(session: Session, as_of: dt.date) -> dict[str, Any] | None:
     """The batch step after the snapshot: the page's aggregates of the scored snapshot, computed once
     (five passes over every customer's row) and stored with the model they came from."""
-    session.execute(delete(RollupSummary).where(RollupSummary.name == VALUE_SUMMARY))
     found = _aggregates(session, platform.SYSTEM)
     if found["summary"] is None:
+        session.execute(delete(RollupSummary).where(RollupSummary.name == VALUE_SUMMARY))
         return None
     found["summary"] = {k: v for k, v in found["summary"].items() if k != "model"}
-    payload = platform.jsonable({**found, "model_id": scoring_key(session, platform.SYSTEM)}, float)
-    session.add(RollupSummary(name=VALUE_SUMMARY, as_of=as_of, built_at=utcnow(), payload=payload))
-    session.flush()
+    platform.replace_summary(session, VALUE_SUMMARY, as_of,
+                             platform.jsonable({**found, "model_id": scoring_key(session, platform.SYSTEM)}, float))
     return found["summary"]
 
 

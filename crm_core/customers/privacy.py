@@ -32,7 +32,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     cast,
-    delete,
     func,
     literal,
     or_,
@@ -48,7 +47,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
-from crm_core.platform.rollup_state import history_rewritten_since
+from crm_core.platform.rollup_state import history_rewritten_since, replace_summary
 from crm_core.platform.spreadsheet import neutralize
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
@@ -203,10 +202,8 @@ def refresh_consent_summary(session: Session, as_of: dt.date) -> int:
     entries recorded after it are added when the page reads it. Returns the entries counted."""
     last_id = session.scalar(select(func.max(ConsentRecord.id))) or 0
     counts = _live_consent_counts(session) if last_id else {}
-    session.execute(delete(RollupSummary).where(RollupSummary.name == CONSENT_SUMMARY))
-    session.add(RollupSummary(name=CONSENT_SUMMARY, as_of=as_of, built_at=utcnow(), payload={
-        "last_id": int(last_id), "counts": [[p, g, n] for (p, g), n in counts.items()]}))
-    session.flush()
+    replace_summary(session, CONSENT_SUMMARY, as_of, {
+        "last_id": int(last_id), "counts": [[p, g, n] for (p, g), n in counts.items()]})
     return sum(counts.values())
 
 

@@ -49,7 +49,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    delete,
     exists,
     func,
     insert,
@@ -68,6 +67,7 @@ from crm_core.platform.dates import check_as_of, data_date, midnight
 from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
+from crm_core.platform.rollup_state import replace_summary
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import least, rows_affected, year_month
 from crm_core.risk.decisions import enforce
@@ -944,10 +944,8 @@ def refresh_expiry_outlook(session: Session, as_of: dt.date) -> int:
     Returns the points it sees expiring in the next OUTLOOK_MONTHS months."""
     settings, version = get_settings(session)
     overdue, rows = _outlook(session, as_of, OUTLOOK_MONTHS, settings)
-    session.execute(delete(RollupSummary).where(RollupSummary.name == OUTLOOK_SUMMARY))
-    session.add(RollupSummary(name=OUTLOOK_SUMMARY, as_of=as_of, built_at=utcnow(), payload={
-        "overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"], "settings_version": version}))
-    session.flush()
+    replace_summary(session, OUTLOOK_SUMMARY, as_of, {
+        "overdue": overdue, "months": rows, "expiry_days": settings["expiry_days"], "settings_version": version})
     return sum(row["points"] for row in rows)
 
 
@@ -991,9 +989,7 @@ def refresh_monthly_activity(session: Session, as_of: dt.date) -> int:
     """The ledger's points per kind in each finished month of the OUTLOOK_MONTHS before as_of's month, once
     (the batch); the page adds the month of as_of live. Returns the rows stored."""
     rows = _activity_rows(session, _activity_start(as_of, OUTLOOK_MONTHS), midnight(as_of.replace(day=1)))
-    session.execute(delete(RollupSummary).where(RollupSummary.name == ACTIVITY_SUMMARY))
-    session.add(RollupSummary(name=ACTIVITY_SUMMARY, as_of=as_of, built_at=utcnow(), payload={"rows": rows}))
-    session.flush()
+    replace_summary(session, ACTIVITY_SUMMARY, as_of, {"rows": rows})
     return len(rows)
 
 

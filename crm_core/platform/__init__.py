@@ -74,7 +74,7 @@ from crm_core.platform.paging import (
 )
 from crm_core.platform.passwords import MIN_PASSWORD_LENGTH, check_password
 from crm_core.platform.permissions import PERMISSIONS, allowed, require
-from crm_core.platform.rollup_state import history_rewritten_since
+from crm_core.platform.rollup_state import history_rewritten_since, replace_summary
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.shop import (
     SHOP_COUNTRY,
@@ -114,6 +114,7 @@ from crm_core.platform.users import (
 
 __all__ = [
     "history_rewritten_since",
+    "replace_summary",
     "TokenActor",
     "authenticate_token",
     "check_idempotency_key",

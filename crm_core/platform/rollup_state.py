@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from db.models import CustomerMerge, DataSubjectRequest, ImportRun, RollupState, utcnow
+from db.models import CustomerMerge, DataSubjectRequest, ImportRun, RollupState, RollupSummary, utcnow
 
 
 @dataclass(frozen=True)
@@ -55,4 +55,12 @@ def mark_built(session: Session, name: str, as_of: dt.date, covered_through: dt.
     row.built_at = built_at or utcnow()
     row.full_rebuild = full_rebuild
     row.cutoff = cutoff
+    session.flush()
+
+
+def replace_summary(session: Session, name: str, as_of: dt.date, payload: dict) -> None:
+    """Store the one summary called `name` (a figure a batch step computes whole, as JSON), replacing
+    the previous one whatever its date."""
+    session.execute(delete(RollupSummary).where(RollupSummary.name == name))
+    session.add(RollupSummary(name=name, as_of=as_of, built_at=utcnow(), payload=payload))
     session.flush()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
@@ -15,7 +15,7 @@ from crm_core.platform.actors import Actor
 from crm_core.platform.dates import end_of
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
-from crm_core.platform.rollup_state import history_rewritten_since
+from crm_core.platform.rollup_state import history_rewritten_since, replace_summary
 from crm_core.platform.sql import days_between, year_month
 from crm_core.reporting.sales_rollups import counted_customers
 from db.models import (
@@ -27,7 +27,6 @@ from db.models import (
     ReferralCheck,
     ReferralReward,
     RollupSummary,
-    utcnow,
 )
 
 RETENTION_DAYS = 90
@@ -92,9 +91,7 @@ def refresh_referral_summary(session: Session, as_of: dt.date) -> dict[str, Any]
     customer's orders, and the days to a first order, stored for the Referrals page as of the date."""
     end = end_of(as_of)
     payload = {"groups": _referred_vs_others(session, end), "days_to_first_order": _days_to_first_order(session, end)}
-    session.execute(delete(RollupSummary).where(RollupSummary.name == REFERRAL_SUMMARY))
-    session.add(RollupSummary(name=REFERRAL_SUMMARY, as_of=as_of, built_at=utcnow(), payload=payload))
-    session.flush()
+    replace_summary(session, REFERRAL_SUMMARY, as_of, payload)
     return payload
 
 

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
@@ -17,6 +17,7 @@ from crm_core.platform.dates import check_as_of, end_of
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
+from crm_core.platform.rollup_state import replace_summary
 from crm_core.risk.decisions import decisions_in_force
 from crm_core.risk.identity import identity_status
 from crm_core.risk.rules import condition_signals, describe, evaluate, parse_condition
@@ -143,12 +144,8 @@ TRUTH_SUMMARY = "risk_truth_quality"
 def store_score_distribution(session: Session, as_of: dt.date) -> None:
     """The risk step's last act: the date's distribution, stored so the page need not read every score."""
     found = _score_distribution(session, as_of)
-    session.execute(delete(RollupSummary).where(RollupSummary.name.in_((DISTRIBUTION_SUMMARY, TRUTH_SUMMARY))))
-    session.add(RollupSummary(name=DISTRIBUTION_SUMMARY, as_of=as_of, built_at=utcnow(),
-                              payload={k: v for k, v in found.items() if k != "as_of"}))
-    session.add(RollupSummary(name=TRUTH_SUMMARY, as_of=as_of, built_at=utcnow(),
-                              payload={"rows": _truth_quality(session, as_of, REVIEW_THRESHOLD)}))
-    session.flush()
+    replace_summary(session, DISTRIBUTION_SUMMARY, as_of, {k: v for k, v in found.items() if k != "as_of"})
+    replace_summary(session, TRUTH_SUMMARY, as_of, {"rows": _truth_quality(session, as_of, REVIEW_THRESHOLD)})
 
 
 def score_distribution(session: Session, viewer: Actor, as_of: dt.date | None = None) -> dict[str, Any]:

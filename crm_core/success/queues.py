@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER, shown_name
@@ -18,7 +18,7 @@ from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import PERMISSIONS, require
-from crm_core.platform.rollup_state import history_rewritten_since
+from crm_core.platform.rollup_state import history_rewritten_since, replace_summary
 from crm_core.segmentation.churn_levels import AT_RISK_PROBABILITY
 from crm_core.success.ctas import OPEN_STATUSES, PRIORITY_RANK
 from crm_core.success.triggers import TRIGGER_LABELS
@@ -31,7 +31,6 @@ from db.models import (
     RollupSummary,
     SuccessCta,
     User,
-    utcnow,
 )
 
 MAX_PAGE_SIZE = 200
@@ -190,11 +189,8 @@ def store_books(session: Session, today: dt.date) -> int:
     """The success step's last act: the owners' books as of the date, stored for the workbench (account
     owners change only through imports and merges, after which the page counts them itself)."""
     books, health = _books_and_health(session, today)
-    session.execute(delete(RollupSummary).where(RollupSummary.name == BOOKS_SUMMARY))
-    session.add(RollupSummary(name=BOOKS_SUMMARY, as_of=today, built_at=utcnow(),
-                              payload={"books": {str(k): v for k, v in books.items()},
-                                       "health": {str(k): v for k, v in health.items()}}))
-    session.flush()
+    replace_summary(session, BOOKS_SUMMARY, today, {"books": {str(k): v for k, v in books.items()},
+                                                    "health": {str(k): v for k, v in health.items()}})
     return len(books)
 
 
