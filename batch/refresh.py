@@ -343,8 +343,7 @@ def _health(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     return StepOutcome(detail, result.get("customers"))
 
 
-def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    result = forecast.refresh_forecasts(engine, as_of)
+def _forecasts_outcome(result: dict) -> StepOutcome:
     parts = []
     fitted = 0
     for metric, detail in (result.get("metrics") or {}).items():
@@ -359,8 +358,16 @@ def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     return StepOutcome(", ".join(parts), result.get("rows"))
 
 
-def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
-    result = risk.refresh_risk(engine, as_of, now)
+def _prepare_forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> Callable[[], StepOutcome]:
+    fitted = forecast.fit_forecasts(engine, as_of)
+    return lambda: _forecasts_outcome(forecast.store_forecasts(engine, fitted))
+
+
+def _forecasts(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    return _prepare_forecasts(engine, as_of, now)()
+
+
+def _risk_outcome(result: dict) -> StepOutcome:
     if result.get("status") == "skipped":
         return skipped(result.get("reason", "no reason given"))
     detail = (f"{result['scored']:,} customers, {result['level_high'] + result['level_critical']:,} high or critical; "
@@ -369,6 +376,15 @@ def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     if result["left_out"]:
         detail += "; left out: " + ", ".join(f"{name} ({why})" for name, why in result["left_out"].items())
     return StepOutcome(detail, result["scored"])
+
+
+def _prepare_risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> Callable[[], StepOutcome]:
+    computed = risk.compute_risk_signals(engine, as_of)
+    return lambda: _risk_outcome(risk.store_risk(engine, computed, now))
+
+
+def _risk(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
+    return _prepare_risk(engine, as_of, now)()
 
 
 def _referrals(session: Session, as_of: dt.date, now: dt.datetime) -> StepOutcome:
@@ -456,6 +472,16 @@ NEEDS = {"_clusters": "_snapshot", "_segments": "_snapshot", "_lifecycle": "_sna
 # same time (one thread each), so the database works on one while Python fits or scores another.
 CONCURRENT = frozenset({"_churn", "_lifetime_value", "_health", "_forecasts", "_sales_rollups",
                         "_communication_rollups", "_risk"})
+# Steps that can read and compute ahead of their turn: the preparer reads the source tables (as of
+# the date, so what earlier steps write does not change its result) and computes, writing nothing,
+# and returns the step's write. On SQLite, where steps run one after another (one writer), the
+# batch prepares these in a second thread from the start while the others run, then writes each in
+# its turn; elsewhere a step is its preparer followed by its write.
+Prepared = Callable[[], StepOutcome | str]
+AHEAD: dict[str, Callable[[Engine, dt.date, dt.datetime], Prepared]] = {
+    "_forecasts": _prepare_forecasts,
+    "_risk": _prepare_risk,
+}
 # Joins that batch when it comes right after it: stages its aggregates alongside the models and
 # waits for them before writing the rows that carry their outputs.
 STAGES_ALONGSIDE = "_snapshot"
@@ -545,6 +571,7 @@ def run_refresh(
     started = time.perf_counter()
     steps = [s for s in STEPS if include_clusters or s[1].__name__ not in PRESENT_ONLY]
     report.run_id = run_log.start(as_of, [(step_key(step), label) for label, step in steps])
+    ahead = None if concurrent else _Ahead(steps, engine, as_of, now)
     done = 0
     statuses: dict[str, str] = {}
 
@@ -568,7 +595,7 @@ def run_refresh(
             runnable = [(label, step) for label, step in batch if label not in blocked]
             if len(runnable) == 1:
                 label, step = runnable[0]
-                results[label] = _timed(step, engine, as_of, now, run_log)
+                results[label] = _timed(ahead.step(step) if ahead else step, engine, as_of, now, run_log)
                 finished(label, results[label])
             elif runnable:
                 results.update(_run_together(runnable, engine, as_of, now, finished, run_log))
@@ -577,9 +604,42 @@ def run_refresh(
                 report.steps.append(StepRecord(label, record.seconds, record.detail, record.status, record.rows))
                 statuses[step.__name__] = record.status
     finally:
+        if ahead:
+            ahead.close()
         report.seconds = time.perf_counter() - started
         run_log.finish(report.status if len(report.steps) == len(steps) else "failed", report.seconds)
     return report
+
+
+class _Ahead:
+    """The AHEAD steps of a run whose steps go one after another: their preparers run in order in one
+    thread of their own from the start, and each step, in its turn, waits for its preparation (a
+    failed preparation fails the step, with its reason) and writes."""
+
+    def __init__(self, steps: list[tuple[str, Step]], engine: Engine, as_of: dt.date, now: dt.datetime) -> None:
+        names = [step.__name__ for _, step in steps if step.__name__ in AHEAD]
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refresh-ahead") if names else None
+        self.futures: dict[str, Future] = {}
+        if self.pool is not None:
+            self.futures = {name: self.pool.submit(AHEAD[name], engine, as_of, now) for name in names}
+
+    def step(self, step: Step) -> Step:
+        future = self.futures.get(step.__name__)
+        if future is None:
+            return step
+
+        def run(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome | str:
+            return future.result()()
+
+        run.__name__ = step.__name__
+        return run
+
+    def close(self) -> None:
+        """Cancel what has not started (the run stopped early) and wait for what has."""
+        if self.pool is not None:
+            for future in self.futures.values():
+                future.cancel()
+            self.pool.shutdown(wait=True)
 
 
 def _run_together(batch: list[tuple[str, Step]], engine: Engine, as_of: dt.date, now: dt.datetime,

@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -197,39 +198,67 @@ def _store_run(session: Session, run: ForecastRun, points: pd.DataFrame | None) 
         bulk.load(session.connection(), ForecastPoint.__table__, frame)
 
 
-def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
-                      progress: Progress | None = None) -> dict[str, Any]:
-    """Fit and store the forecasts of every metric as of `as_of`; register them as model "forecast".
+@dataclass
+class FittedForecasts:
+    """What `fit_forecasts` read and fitted, not yet stored: the metrics it skipped (with the reason)
+    and, per fitted metric, the model, its points, backtest folds and mean error."""
 
-    A metric with fewer than `MIN_HISTORY_DAYS` days of history is stored as skipped, with the reason.
-    """
+    as_of: dt.date
+    horizon_days: int
+    country: str
+    series: pd.DataFrame
+    skipped: dict[str, str] = field(default_factory=dict)
+    fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def fit_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
+                  progress: Progress | None = None) -> FittedForecasts:
+    """Read the daily series and fit every metric's forecast and backtest as of `as_of`; writes nothing
+    (the batch runs this ahead of its turn on SQLite, while another step writes)."""
     if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or not 1 <= horizon_days <= 365:
         raise platform.ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
     started = time.perf_counter()
-    result: dict[str, Any] = {"metrics": {}}
     with platform.unit_of_work(engine) as session:
         country, _ = platform.get_shop_country(session)
         series = daily_series(session, as_of)
-        fitted: dict[str, tuple[Any, pd.DataFrame, list[dict[str, Any]], float | None]] = {}
-        for index, metric in enumerate(FORECAST_METRICS, start=1):
-            history = series[metric] if metric in series else pd.Series(dtype=float)
-            reason = _nothing_to_forecast(metric, history, as_of)
-            if reason:
-                _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="skipped", reason=reason,
-                                                horizon_days=horizon_days, history_days=len(history),
-                                                history_start=history.index.min().date() if len(history) else None,
-                                                country=country), None)
-                result["metrics"][metric] = {"status": "skipped", "reason": reason}
-                if progress:
-                    progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}", f"skipped: {reason}")
-                continue
-            model, points = fit_forecast(history, horizon_days, country)
-            folds = backtest(history, country)
-            errors = [f["mape"] for f in folds if f["mape"] is not None]
-            fitted[metric] = (model, points, folds, float(np.mean(errors)) if errors else None)
+    result = FittedForecasts(as_of, horizon_days, country, series, started=started)
+    for index, metric in enumerate(FORECAST_METRICS, start=1):
+        history = series[metric] if metric in series else pd.Series(dtype=float)
+        reason = _nothing_to_forecast(metric, history, as_of)
+        if reason:
+            result.skipped[metric] = reason
             if progress:
-                detail = f"MAPE {fitted[metric][3]:.1%}" if fitted[metric][3] is not None else "no backtest error"
-                progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}", detail)
+                progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}", f"skipped: {reason}")
+            continue
+        model, points = fit_forecast(history, horizon_days, country)
+        folds = backtest(history, country)
+        errors = [f["mape"] for f in folds if f["mape"] is not None]
+        result.fitted[metric] = (model, points, folds, float(np.mean(errors)) if errors else None)
+        if progress:
+            error = result.fitted[metric][3]
+            progress(index, len(FORECAST_METRICS) + 1, f"Forecast of {metric}",
+                     f"MAPE {error:.1%}" if error is not None else "no backtest error")
+    return result
+
+
+def store_forecasts(engine: Engine, fitted_forecasts: FittedForecasts,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Store what `fit_forecasts` fitted (and the metrics it skipped); register the models as "forecast"."""
+    as_of, horizon_days, country = fitted_forecasts.as_of, fitted_forecasts.horizon_days, fitted_forecasts.country
+    series, fitted = fitted_forecasts.series, fitted_forecasts.fitted
+    result: dict[str, Any] = {"metrics": {}}
+    with platform.unit_of_work(engine, write=True) as session:
+        for metric in FORECAST_METRICS:
+            if metric not in fitted_forecasts.skipped:
+                continue
+            reason = fitted_forecasts.skipped[metric]
+            history = series[metric] if metric in series else pd.Series(dtype=float)
+            _store_run(session, ForecastRun(metric=metric, as_of=as_of, status="skipped", reason=reason,
+                                            horizon_days=horizon_days, history_days=len(history),
+                                            history_start=history.index.min().date() if len(history) else None,
+                                            country=country), None)
+            result["metrics"][metric] = {"status": "skipped", "reason": reason}
         model_row = None
         if fitted:
             from prophet.serialize import model_to_json
@@ -259,5 +288,15 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
                      f"{len(fitted)} of {len(FORECAST_METRICS)} metrics fitted")
     result.update(country=country, horizon_days=horizon_days, model_version=model_row.version if model_row else None,
                   rows=sum(len(points) for _, points, _, _ in fitted.values()),
-                  seconds=round(time.perf_counter() - started, 2))
+                  seconds=round(time.perf_counter() - fitted_forecasts.started, 2))
     return result
+
+
+def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """Fit and store the forecasts of every metric as of `as_of`; register them as model "forecast".
+
+    A metric with fewer than `MIN_HISTORY_DAYS` days of history is stored as skipped, with the reason.
+    """
+    return store_forecasts(engine, fit_forecasts(engine, as_of, horizon_days=horizon_days, progress=progress),
+                           progress)

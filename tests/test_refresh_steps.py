@@ -123,6 +123,54 @@ def test_sqlite_runs_the_model_steps_one_after_another(monkeypatch):
                                             ("end", "_lifetime_value")]
 
 
+def test_sqlite_prepares_the_ahead_steps_while_earlier_steps_run_and_writes_them_in_turn(monkeypatch):
+    log: list = []
+    first_running = threading.Event()
+
+    def first(engine, as_of, now):
+        first_running.set()
+        log.append(("start", "_churn", threading.current_thread().name))
+        time.sleep(0.2)  # the forecasts are read and fitted meanwhile
+        log.append(("end", "_churn"))
+        return "churn done"
+
+    first.__name__ = "_churn"
+
+    def prepare_forecasts(engine, as_of, now):
+        assert first_running.wait(2)
+        log.append(("prepare", "_forecasts", threading.current_thread().name))
+
+        def write():
+            log.append(("write", "_forecasts", threading.current_thread().name))
+            return "forecasts stored"
+
+        return write
+
+    def prepare_risk(engine, as_of, now):
+        raise RuntimeError("signals could not be read")
+
+    monkeypatch.setattr(refresh, "STEPS", (
+        ("Churn", first), ("Forecasts", _step("_forecasts", log)), ("Risk", _step("_risk", log)),
+        ("Snapshot", _step("_snapshot", log)),
+    ))
+    monkeypatch.setattr(refresh, "AHEAD", {"_forecasts": prepare_forecasts, "_risk": prepare_risk})
+
+    class _SQLite:
+        class dialect:  # noqa: N801
+            name = "sqlite"
+
+    report = batch.run_refresh(_SQLite(), dt.date(2026, 1, 31))
+    main = threading.current_thread().name
+    prepared = next(entry for entry in log if entry[0] == "prepare")
+    assert prepared[2].startswith("refresh-ahead") and log.index(prepared) < log.index(("end", "_churn"))
+    assert ("write", "_forecasts", main) in log and log.index(("write", "_forecasts", main)) > log.index(("end", "_churn"))
+    assert ("start", "_forecasts", main) not in log  # the step is its preparation and its write
+    steps = {s.label: (s.status, s.detail) for s in report.steps}
+    assert steps["Forecasts"] == ("ok", "forecasts stored")
+    assert steps["Risk"] == ("failed", "failed: RuntimeError: signals could not be read")
+    assert steps["Snapshot"][0] == "ok" and report.status == "partial"
+
+
 def test_the_journeys_step_runs_after_lifecycle_and_says_which_sources_are_missing(engine):
     from crm_core import platform
     from tests.test_journeys import AS_OF, seed_shop
