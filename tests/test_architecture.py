@@ -71,6 +71,7 @@ PINNED_NAMES = {
     "SHOP_COUNTRY": "crm_core/platform/shop.py",
     "SHOP_TIMEZONE": "crm_core/platform/shop.py",
     "SHOP_CURRENCY": "crm_core/platform/shop.py",
+    "HISTORICAL_RUN_TIME": "crm_core/platform/dates.py",
 }
 # Names the rules went by before they had one home: none of them may come back.
 RETIRED_NAMES = {"RISK_THRESHOLDS", "RISK_BANDS", "HIDDEN_STATUSES", "FINAL_STATUSES", "CLOSED_STATUSES",
@@ -118,6 +119,18 @@ def _literals(node: ast.AST) -> list | None:
     return None
 
 
+def _is_midnight_time(node: ast.AST) -> bool:
+    """`dt.time()`, `time()`, `dt.time.min` or `dt.datetime.min.time()`: the time of a midnight."""
+    if isinstance(node, ast.Call) and not node.args and not node.keywords:
+        func = node.func
+        return (isinstance(func, ast.Name) and func.id == "time") or (
+            isinstance(func, ast.Attribute) and func.attr == "time"
+            and (isinstance(func.value, ast.Name) or (isinstance(func.value, ast.Attribute) and func.value.attr == "min")))
+    return (isinstance(node, ast.Attribute) and node.attr == "min"
+            and ((isinstance(node.value, ast.Name) and node.value.id == "time")
+                 or (isinstance(node.value, ast.Attribute) and node.value.attr == "time")))
+
+
 def test_no_copy_of_a_pinned_value_outside_its_home():
     """The values themselves are not spelled out again: the gone statuses, the at-risk levels, the risk
     band floors, the tier thresholds, a calendar or the midnight of a date."""
@@ -143,9 +156,7 @@ def test_no_copy_of_a_pinned_value_outside_its_home():
                 if "working_periods" in keys and rel != PINNED_NAMES["DEFAULT_CALENDAR"]:
                     copies.append(f"a business calendar at {rel}:{node.lineno}")
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "combine"
-                    and len(node.args) == 2 and isinstance(node.args[1], ast.Call) and not node.args[1].args
-                    and isinstance(node.args[1].func, ast.Attribute) and node.args[1].func.attr == "time"
-                    and isinstance(node.args[1].func.value, ast.Name) and rel != PINNED_FUNCTIONS["midnight"]):
+                    and len(node.args) == 2 and _is_midnight_time(node.args[1]) and rel != PINNED_FUNCTIONS["midnight"]):
                 copies.append(f"a midnight spelled out at {rel}:{node.lineno}")
     assert not copies, "use the one definition instead: " + "; ".join(copies)
 
