@@ -72,10 +72,13 @@ PINNED_NAMES = {
     "SHOP_TIMEZONE": "crm_core/platform/shop.py",
     "SHOP_CURRENCY": "crm_core/platform/shop.py",
     "HISTORICAL_RUN_TIME": "crm_core/platform/dates.py",
+    "UNDONE_ORDER_STATUSES": "db/models.py",
+    "OPEN_COMPLAINT_STATUSES": "crm_core/service/complaints.py",
 }
 # Names the rules went by before they had one home: none of them may come back.
 RETIRED_NAMES = {"RISK_THRESHOLDS", "RISK_BANDS", "HIDDEN_STATUSES", "FINAL_STATUSES", "CLOSED_STATUSES",
-                 "TIER_THRESHOLDS", "BUSINESS_CALENDAR", "TICKET_PRIORITY_MINUTES", "EXPORTED", "CURRENCY"}
+                 "TIER_THRESHOLDS", "BUSINESS_CALENDAR", "TICKET_PRIORITY_MINUTES", "EXPORTED", "CURRENCY",
+                 "REVERSING_ORDER_STATUSES", "PROBLEM_ORDER_STATUSES", "UNDONE_STATUSES"}
 PINNED_FUNCTIONS = {"midnight": "crm_core/platform/dates.py", "end_of": "crm_core/platform/dates.py"}
 RETIRED_FUNCTIONS = {"_midnight", "_end_of"}
 
@@ -132,8 +135,9 @@ def _is_midnight_time(node: ast.AST) -> bool:
 
 
 def test_no_copy_of_a_pinned_value_outside_its_home():
-    """The values themselves are not spelled out again: the gone statuses, the at-risk levels, the risk
-    band floors, the tier thresholds, a calendar or the midnight of a date."""
+    """The values themselves are not spelled out again: the gone statuses, the at-risk levels, the undone
+    order and open complaint statuses, the risk band floors, the tier thresholds, a calendar or the
+    midnight of a date."""
     copies = []
     for path in _files(*SOURCE_PACKAGES):
         rel = str(path.relative_to(ROOT))
@@ -142,6 +146,12 @@ def test_no_copy_of_a_pinned_value_outside_its_home():
             if values is not None:
                 if sorted(map(str, values)) == ["erased", "merged"] and rel != PINNED_NAMES["GONE_STATUSES"]:
                     copies.append(f"gone statuses at {rel}:{node.lineno}")
+                if sorted(map(str, values)) == ["cancelled", "refunded", "returned"] \
+                        and rel != PINNED_NAMES["UNDONE_ORDER_STATUSES"]:
+                    copies.append(f"undone order statuses at {rel}:{node.lineno}")
+                if sorted(map(str, values)) == ["escalated", "investigating", "open"] \
+                        and rel != PINNED_NAMES["OPEN_COMPLAINT_STATUSES"]:
+                    copies.append(f"open complaint statuses at {rel}:{node.lineno}")
                 if values == ["high", "critical"] and rel not in (PINNED_NAMES["AT_RISK_LEVELS"],
                                                                    "crm_core/service/complaints.py"):
                     copies.append(f"at-risk levels at {rel}:{node.lineno}")
