@@ -260,14 +260,35 @@ def test_each_package_names_its_public_functions(package):
     assert all(not name.startswith("_") for name in module.__all__)
 
 
-def test_the_three_kinds_of_actor_meet_the_actor_protocol():
+def test_the_four_kinds_of_actor_meet_the_actor_protocol():
     from db.models import User
 
     staff = User(id=7, username="maria", full_name="Maria", role="analyst", is_active=True, password_hash="x")
     signed_in = platform.SignedInUser(7, "maria", "Maria", "analyst")
-    for actor in (staff, signed_in, platform.SYSTEM):
+    token = platform.TokenActor(7, "maria", "analyst", True, token_id=3, read_only=False)
+    for actor in (staff, signed_in, token, platform.SYSTEM):
         assert isinstance(actor, platform.Actor)
         platform.require(actor, "overview.view")
     assert platform.SYSTEM.id is None and platform.SYSTEM.username == "system"
     with pytest.raises(platform.PermissionDenied, match="anonymous"):
         platform.require(None, "overview.view")
+    read_only = platform.TokenActor(7, "maria", "admin", True, token_id=3, read_only=True)
+    platform.require(read_only, "overview.view")
+    with pytest.raises(platform.PermissionDenied, match="read-only"):
+        platform.require(read_only, "customers.edit")
+
+
+def test_services_type_whoever_acts_as_an_actor():
+    """No getattr over actors: whoever acts is typed `Actor` (or a concrete kind), never `Any`."""
+    loose = []
+    for path in _files("crm_core", "ml", "batch"):
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for arg in [*node.args.args, *node.args.kwonlyargs]:
+                    if arg.arg in ("actor", "viewer") and isinstance(arg.annotation, ast.Name) \
+                            and arg.annotation.id == "Any":
+                        loose.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({arg.arg})")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr") \
+                    and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in ("actor", "viewer", "user"):
+                loose.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.id}({node.args[0].id}, ...)")
+    assert not loose, "type the actor instead: " + "; ".join(loose)

@@ -5,9 +5,8 @@ Pages, the `crm` command, the batch and models use these names; modules inside c
 the submodule they need.
 """
 
-from crm_core.platform.actors import SYSTEM, Actor, SystemActor
+from crm_core.platform.actors import SYSTEM, Actor, SystemActor, TokenActor
 from crm_core.platform.api_tokens import (
-    TokenActor,
     authenticate_token,
     create_token,
     list_tokens,
