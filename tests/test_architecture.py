@@ -152,6 +152,8 @@ def test_no_copy_of_a_pinned_value_outside_its_home():
                 if sorted(map(str, values)) == ["escalated", "investigating", "open"] \
                         and rel != PINNED_NAMES["OPEN_COMPLAINT_STATUSES"]:
                     copies.append(f"open complaint statuses at {rel}:{node.lineno}")
+                if values == ["excellent", "good", "fair", "poor", "critical"] and rel != "db/models.py":
+                    copies.append(f"health levels at {rel}:{node.lineno} (db.models.HEALTH_LEVELS)")
                 if values == ["high", "critical"] and rel not in (PINNED_NAMES["AT_RISK_LEVELS"],
                                                                    "crm_core/service/complaints.py"):
                     copies.append(f"at-risk levels at {rel}:{node.lineno}")
@@ -190,6 +192,30 @@ def test_the_demo_shop_and_the_domain_share_their_defaults():
     assert service.DEFAULT_CALENDAR["country"] == platform.SHOP_COUNTRY
     assert "crm_core" in {node.split(".")[0] for node, _, _ in _imports(ROOT / "demo/simulator.py")}
     assert demo.Simulator is not None
+
+
+def test_the_snapshot_step_is_the_only_writer_of_customer_analytics():
+    """Models write their own tables; the snapshot reads them when the refresh builds it."""
+    home = "crm_core/segmentation/snapshot.py"
+    writes = []
+    for path in _files(*SOURCE_PACKAGES):
+        rel = str(path.relative_to(ROOT))
+        if rel in (home, "db/models.py"):
+            continue
+        for node in ast.walk(_tree(path)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr \
+                if isinstance(node.func, ast.Attribute) else ""
+            target = ast.unparse(node.args[0]) if node.args else ""
+            if name == "CustomerAnalytics" or (name in ("insert", "update", "delete")
+                                                and target.startswith("CustomerAnalytics")):
+                writes.append(f"{rel}:{node.lineno}")
+            if any(isinstance(a, ast.Constant) and isinstance(a.value, str)
+                   and any(f"{verb} customer_analytics" in a.value.lower() for verb in ("insert into", "update", "delete from"))
+                   for a in node.args):
+                writes.append(f"{rel}:{node.lineno} (SQL text)")
+    assert not writes, f"customer_analytics is written outside {home}: {writes}"
 
 
 # --------------------------------------------------------------------------- imports point one way
