@@ -1,8 +1,8 @@
 """The batch: the refresh that runs the domain steps (loyalty, SLA checks, the snapshot, segments,
-lifecycle) and the models (churn, lifetime value, health, forecasts, clusters) as of a date, and the
-record of each run.
+lifecycle, rollups, referrals, campaigns, calls to action, journeys, social topics) and the models
+(churn, lifetime value, health, forecasts, risk, clusters) as of a date, and the record of each run.
 
-Entry points (pages, ui, the `crm` command, the coming API) call the batch; the batch calls ml and
+Entry points (pages, ui, the `crm` command, the API) call the batch; the batch calls ml and
 crm_core, never the other way round.
 """
 

@@ -706,7 +706,7 @@ def backfill(engine: Engine, until: dt.date, months: int, progress: Progress | N
     platform.check_backfill_months(months, platform.check_as_of(until))
     dates = month_ends_before(until, months)
     for index, as_of in enumerate(dates, start=1):
-        report = run_refresh(engine, as_of, now=dt.datetime.combine(as_of, dt.time(23, 0)), include_clusters=False,
+        report = run_refresh(engine, as_of, now=dt.datetime.combine(as_of, platform.HISTORICAL_RUN_TIME), include_clusters=False,
                              triggered_by=f"{triggered_by} (backfill)"[:64], actor=actor)
         if progress:
             state = "done" if not report.failed else f"{len(report.failed)} step(s) failed"

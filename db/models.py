@@ -48,6 +48,9 @@ PAYMENT_BRANDS = ("visa", "mastercard", "amex", "discover", "paypal", "other")
 PAYMENT_STATUSES = ("active", "expired", "removed")
 ORDER_STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned", "refunded")
 REVENUE_ORDER_STATUSES = ("placed", "paid", "shipped", "delivered")
+# Orders undone (cancelled, returned, refunded): never revenue; loyalty takes their points back,
+# referrals hold their rewards, risk and health count them as a signal.
+UNDONE_ORDER_STATUSES = tuple(s for s in ORDER_STATUSES if s not in REVENUE_ORDER_STATUSES)
 ORDER_CHANNELS = ("web", "mobile", "store", "marketplace", "phone")
 SESSION_SOURCES = ("direct", "organic", "paid_search", "social", "email", "referral")
 DEVICES = ("desktop", "mobile", "tablet")

@@ -11,9 +11,8 @@ The models are the ones of Fader, Hardie and Lee ("Counting your customers the e
 
 The summary is aggregated in SQL over revenue orders strictly before the end of `as_of`, so a
 refresh of a past date sees only what was known then. The model is fitted on a seeded random
-sample (at most `sample_size` customers) and scores every customer vectorised; the refresh writes
-the scores into the `customer_analytics` snapshot with one set-based UPDATE from a bulk-loaded
-temporary table.
+sample (at most `sample_size` customers) and scores every customer vectorised; the scores go to
+`customer_lifetime_values`, which the analytics snapshot reads when the refresh next builds it.
 
 12-month CLV sums, month by month, the expected purchases in the month times the expected spend
 per purchase, discounted at the monthly equivalent of an annual rate. Historic CLV is the

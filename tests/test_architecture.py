@@ -71,10 +71,14 @@ PINNED_NAMES = {
     "SHOP_COUNTRY": "crm_core/platform/shop.py",
     "SHOP_TIMEZONE": "crm_core/platform/shop.py",
     "SHOP_CURRENCY": "crm_core/platform/shop.py",
+    "HISTORICAL_RUN_TIME": "crm_core/platform/dates.py",
+    "UNDONE_ORDER_STATUSES": "db/models.py",
+    "OPEN_COMPLAINT_STATUSES": "crm_core/service/complaints.py",
 }
 # Names the rules went by before they had one home: none of them may come back.
 RETIRED_NAMES = {"RISK_THRESHOLDS", "RISK_BANDS", "HIDDEN_STATUSES", "FINAL_STATUSES", "CLOSED_STATUSES",
-                 "TIER_THRESHOLDS", "BUSINESS_CALENDAR", "TICKET_PRIORITY_MINUTES", "EXPORTED", "CURRENCY"}
+                 "TIER_THRESHOLDS", "BUSINESS_CALENDAR", "TICKET_PRIORITY_MINUTES", "EXPORTED", "CURRENCY",
+                 "REVERSING_ORDER_STATUSES", "PROBLEM_ORDER_STATUSES", "UNDONE_STATUSES"}
 PINNED_FUNCTIONS = {"midnight": "crm_core/platform/dates.py", "end_of": "crm_core/platform/dates.py"}
 RETIRED_FUNCTIONS = {"_midnight", "_end_of"}
 
@@ -118,9 +122,22 @@ def _literals(node: ast.AST) -> list | None:
     return None
 
 
+def _is_midnight_time(node: ast.AST) -> bool:
+    """`dt.time()`, `time()`, `dt.time.min` or `dt.datetime.min.time()`: the time of a midnight."""
+    if isinstance(node, ast.Call) and not node.args and not node.keywords:
+        func = node.func
+        return (isinstance(func, ast.Name) and func.id == "time") or (
+            isinstance(func, ast.Attribute) and func.attr == "time"
+            and (isinstance(func.value, ast.Name) or (isinstance(func.value, ast.Attribute) and func.value.attr == "min")))
+    return (isinstance(node, ast.Attribute) and node.attr == "min"
+            and ((isinstance(node.value, ast.Name) and node.value.id == "time")
+                 or (isinstance(node.value, ast.Attribute) and node.value.attr == "time")))
+
+
 def test_no_copy_of_a_pinned_value_outside_its_home():
-    """The values themselves are not spelled out again: the gone statuses, the at-risk levels, the risk
-    band floors, the tier thresholds, a calendar or the midnight of a date."""
+    """The values themselves are not spelled out again: the gone statuses, the at-risk levels, the undone
+    order and open complaint statuses, the risk band floors, the tier thresholds, a calendar or the
+    midnight of a date."""
     copies = []
     for path in _files(*SOURCE_PACKAGES):
         rel = str(path.relative_to(ROOT))
@@ -129,6 +146,14 @@ def test_no_copy_of_a_pinned_value_outside_its_home():
             if values is not None:
                 if sorted(map(str, values)) == ["erased", "merged"] and rel != PINNED_NAMES["GONE_STATUSES"]:
                     copies.append(f"gone statuses at {rel}:{node.lineno}")
+                if sorted(map(str, values)) == ["cancelled", "refunded", "returned"] \
+                        and rel != PINNED_NAMES["UNDONE_ORDER_STATUSES"]:
+                    copies.append(f"undone order statuses at {rel}:{node.lineno}")
+                if sorted(map(str, values)) == ["escalated", "investigating", "open"] \
+                        and rel != PINNED_NAMES["OPEN_COMPLAINT_STATUSES"]:
+                    copies.append(f"open complaint statuses at {rel}:{node.lineno}")
+                if values == ["excellent", "good", "fair", "poor", "critical"] and rel != "db/models.py":
+                    copies.append(f"health levels at {rel}:{node.lineno} (db.models.HEALTH_LEVELS)")
                 if values == ["high", "critical"] and rel not in (PINNED_NAMES["AT_RISK_LEVELS"],
                                                                    "crm_core/service/complaints.py"):
                     copies.append(f"at-risk levels at {rel}:{node.lineno}")
@@ -143,9 +168,7 @@ def test_no_copy_of_a_pinned_value_outside_its_home():
                 if "working_periods" in keys and rel != PINNED_NAMES["DEFAULT_CALENDAR"]:
                     copies.append(f"a business calendar at {rel}:{node.lineno}")
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "combine"
-                    and len(node.args) == 2 and isinstance(node.args[1], ast.Call) and not node.args[1].args
-                    and isinstance(node.args[1].func, ast.Attribute) and node.args[1].func.attr == "time"
-                    and isinstance(node.args[1].func.value, ast.Name) and rel != PINNED_FUNCTIONS["midnight"]):
+                    and len(node.args) == 2 and _is_midnight_time(node.args[1]) and rel != PINNED_FUNCTIONS["midnight"]):
                 copies.append(f"a midnight spelled out at {rel}:{node.lineno}")
     assert not copies, "use the one definition instead: " + "; ".join(copies)
 
@@ -169,6 +192,30 @@ def test_the_demo_shop_and_the_domain_share_their_defaults():
     assert service.DEFAULT_CALENDAR["country"] == platform.SHOP_COUNTRY
     assert "crm_core" in {node.split(".")[0] for node, _, _ in _imports(ROOT / "demo/simulator.py")}
     assert demo.Simulator is not None
+
+
+def test_the_snapshot_step_is_the_only_writer_of_customer_analytics():
+    """Models write their own tables; the snapshot reads them when the refresh builds it."""
+    home = "crm_core/segmentation/snapshot.py"
+    writes = []
+    for path in _files(*SOURCE_PACKAGES):
+        rel = str(path.relative_to(ROOT))
+        if rel in (home, "db/models.py"):
+            continue
+        for node in ast.walk(_tree(path)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr \
+                if isinstance(node.func, ast.Attribute) else ""
+            target = ast.unparse(node.args[0]) if node.args else ""
+            if name == "CustomerAnalytics" or (name in ("insert", "update", "delete")
+                                                and target.startswith("CustomerAnalytics")):
+                writes.append(f"{rel}:{node.lineno}")
+            if any(isinstance(a, ast.Constant) and isinstance(a.value, str)
+                   and any(f"{verb} customer_analytics" in a.value.lower() for verb in ("insert into", "update", "delete from"))
+                   for a in node.args):
+                writes.append(f"{rel}:{node.lineno} (SQL text)")
+    assert not writes, f"customer_analytics is written outside {home}: {writes}"
 
 
 # --------------------------------------------------------------------------- imports point one way
@@ -239,14 +286,35 @@ def test_each_package_names_its_public_functions(package):
     assert all(not name.startswith("_") for name in module.__all__)
 
 
-def test_the_three_kinds_of_actor_meet_the_actor_protocol():
+def test_the_four_kinds_of_actor_meet_the_actor_protocol():
     from db.models import User
 
     staff = User(id=7, username="maria", full_name="Maria", role="analyst", is_active=True, password_hash="x")
     signed_in = platform.SignedInUser(7, "maria", "Maria", "analyst")
-    for actor in (staff, signed_in, platform.SYSTEM):
+    token = platform.TokenActor(7, "maria", "analyst", True, token_id=3, read_only=False)
+    for actor in (staff, signed_in, token, platform.SYSTEM):
         assert isinstance(actor, platform.Actor)
         platform.require(actor, "overview.view")
     assert platform.SYSTEM.id is None and platform.SYSTEM.username == "system"
     with pytest.raises(platform.PermissionDenied, match="anonymous"):
         platform.require(None, "overview.view")
+    read_only = platform.TokenActor(7, "maria", "admin", True, token_id=3, read_only=True)
+    platform.require(read_only, "overview.view")
+    with pytest.raises(platform.PermissionDenied, match="read-only"):
+        platform.require(read_only, "customers.edit")
+
+
+def test_services_type_whoever_acts_as_an_actor():
+    """No getattr over actors: whoever acts is typed `Actor` (or a concrete kind), never `Any`."""
+    loose = []
+    for path in _files("crm_core", "ml", "batch"):
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for arg in [*node.args.args, *node.args.kwonlyargs]:
+                    if arg.arg in ("actor", "viewer") and isinstance(arg.annotation, ast.Name) \
+                            and arg.annotation.id == "Any":
+                        loose.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({arg.arg})")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr") \
+                    and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in ("actor", "viewer", "user"):
+                loose.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.id}({node.args[0].id}, ...)")
+    assert not loose, "type the actor instead: " + "; ".join(loose)

@@ -27,6 +27,7 @@ from crm_core.campaigns.rules import (
     TRIGGER_KINDS,
 )
 from crm_core.campaigns.stats import plan_holdout
+from crm_core.platform.actors import Actor
 from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
@@ -297,7 +298,7 @@ def baseline_rate(session: Session, trigger: dict[str, Any], at: dt.datetime, at
                   f"{attribution_days} days ({rate:.1%})")
 
 
-def preview_audience(session: Session, viewer: Any, trigger: Any, channel: Any, at: dt.datetime,
+def preview_audience(session: Session, viewer: Actor, trigger: Any, channel: Any, at: dt.datetime,
                      segment_id: Any = None, expected_lift: Any = None,
                      attribution_days: Any = DEFAULT_ATTRIBUTION_DAYS, campaign_id: int | None = None) -> dict[str, Any]:
     """Before launch: how many qualify, how many may be contacted and why the others may not, the

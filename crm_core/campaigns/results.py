@@ -24,7 +24,7 @@ from crm_core.campaigns.stats import (
     mean_difference,
     rate_difference,
 )
-from crm_core.platform.actors import SYSTEM
+from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import jsonable
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import days_between, midnight_after, whole_days_between, without_jit
@@ -65,7 +65,7 @@ def _difference(d: Difference) -> dict[str, float | bool]:
             "significant": d.significant}
 
 
-def campaign_results(session: Session, viewer: Any, campaign_id: Any, at: dt.datetime | None = None) -> dict[str, Any]:
+def campaign_results(session: Session, viewer: Actor, campaign_id: Any, at: dt.datetime | None = None) -> dict[str, Any]:
     """Conversion rate and revenue per customer per group; their differences with 95% intervals
     (revenue also CUPED-adjusted with pre-period spend); incremental ROI =
     (incremental gross margin − incentive cost − send cost) / (incentive cost + send cost)."""
@@ -180,7 +180,7 @@ def _roi(offer_type: str, offer_value: Decimal, channel: str, gross_margin: floa
             "roi": roi(lift.estimate), "roi_low": roi(lift.low), "roi_high": roi(lift.high)}
 
 
-def conversion_curve(session: Session, viewer: Any, campaign_id: Any, at: dt.datetime | None = None) -> list[dict[str, Any]]:
+def conversion_curve(session: Session, viewer: Actor, campaign_id: Any, at: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Share of each group converted by each day after the send: a few dozen points for a chart."""
     require(viewer, "campaigns.view")
     campaign = campaign_row(session, campaign_id)
@@ -248,7 +248,7 @@ def store_results(session: Session, at: dt.datetime) -> int:
     return len(launched)
 
 
-def stored_results(session: Session, viewer: Any, campaign_id: Any) -> tuple[dict[str, Any], list[dict[str, Any]],
+def stored_results(session: Session, viewer: Actor, campaign_id: Any) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                               dt.datetime] | None:
     """(results, conversion curve, as of when) as the last refresh computed them, or None."""
     require(viewer, "campaigns.view")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_core.journeys.steps import CHURNED, NOT_PURCHASED, OTHER_PATHS, PURCHASED, SOURCES, STANDING
+from crm_core.platform.actors import Actor
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.permissions import require
 from db.models import JOURNEY_KINDS, CustomerSegment, JourneyRollup, JourneyRun
@@ -23,7 +24,7 @@ END_NODES = {"to_purchase": (PURCHASED, NOT_PURCHASED), "to_churn": (CHURNED, *S
 OPTIONAL_SOURCES = ("web_sessions", "communications", "tickets", "lifecycle_changes")
 
 
-def latest_run(session: Session, viewer: Any) -> dict[str, Any] | None:
+def latest_run(session: Session, viewer: Actor) -> dict[str, Any] | None:
     """The latest run: as-of, customers, buyers, churned, rows per source and the sources it lacked."""
     require(viewer, "journeys.view")
     run = session.scalar(select(JourneyRun).order_by(JourneyRun.computed_at.desc(), JourneyRun.id.desc()).limit(1))
@@ -35,7 +36,7 @@ def latest_run(session: Session, viewer: Any) -> dict[str, Any] | None:
             "missing": [SOURCES[s] for s in OPTIONAL_SOURCES if not sources.get(s)]}
 
 
-def filter_options(session: Session, viewer: Any) -> dict[str, list]:
+def filter_options(session: Session, viewer: Actor) -> dict[str, list]:
     """Segments and signup cohorts the latest run has rollups for."""
     require(viewer, "journeys.view")
     run = latest_run(session, viewer)
@@ -72,7 +73,7 @@ def _rows(session: Session, run_id: int, kind: str, segment_id: int | None, coho
         r.rank == 0 if everyone else r.rank > 0).order_by(r.rank)))
 
 
-def journey_totals(session: Session, viewer: Any, segment_id: int | None = None,
+def journey_totals(session: Session, viewer: Actor, segment_id: int | None = None,
                    cohort: str | None = None) -> dict[str, dict[str, Any]]:
     """For each kind of path: customers, how many reached the goal and the share, and the median days
     from the first step to it (first recorded touchpoint to first purchase; first purchase to churn)."""
@@ -91,7 +92,7 @@ def journey_totals(session: Session, viewer: Any, segment_id: int | None = None,
     return totals
 
 
-def top_paths(session: Session, viewer: Any, kind: str = "to_purchase", segment_id: int | None = None,
+def top_paths(session: Session, viewer: Actor, kind: str = "to_purchase", segment_id: int | None = None,
               cohort: str | None = None) -> list[dict[str, Any]]:
     """The most common paths (most customers first, the rest summed up last): customers, how many
     reached the goal (bought / churned) and the share, the end nodes, and median days between steps."""
@@ -119,7 +120,7 @@ def top_paths(session: Session, viewer: Any, kind: str = "to_purchase", segment_
     return found
 
 
-def sankey(session: Session, viewer: Any, kind: str = "to_purchase", segment_id: int | None = None,
+def sankey(session: Session, viewer: Actor, kind: str = "to_purchase", segment_id: int | None = None,
            cohort: str | None = None, paths: int = 10) -> dict[str, Any]:
     """Nodes and links of the top `paths` paths, each step a node at its position and the end nodes
     last ("2. Email", then "First purchase"), links weighted by customers."""
@@ -147,7 +148,7 @@ def sankey(session: Session, viewer: Any, kind: str = "to_purchase", segment_id:
             "value": list(links.values()), "paths": len(rows)}
 
 
-def first_touch_conversion(session: Session, viewer: Any, segment_id: int | None = None,
+def first_touch_conversion(session: Session, viewer: Actor, segment_id: int | None = None,
                            cohort: str | None = None) -> list[dict[str, Any]]:
     """Customers, buyers, conversion and median days from first touch to first purchase, by the
     channel of the first touchpoint (a session's source or a message's channel, else acquisition)."""

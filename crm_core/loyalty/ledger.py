@@ -75,6 +75,7 @@ from db.engine import session_factory
 from db.models import (
     LOYALTY_TIERS,
     REVENUE_ORDER_STATUSES,
+    UNDONE_ORDER_STATUSES,
     Customer,
     LoyaltyAccount,
     LoyaltyAdjustmentRequest,
@@ -679,9 +680,6 @@ def earn_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dateti
     return run_with_retry(engine, work)
 
 
-REVERSING_ORDER_STATUSES = ("cancelled", "returned", "refunded")
-
-
 def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.datetime | None = None, *,
                        actor: Actor = SYSTEM) -> dict[str, int]:
     """Take back the points of orders cancelled, returned or refunded after they earned (set-based).
@@ -710,7 +708,7 @@ def reverse_for_orders(engine: Engine, since: dt.date | dt.datetime, now: dt.dat
                    o.order_number, key.label("key"))
             .select_from(o)
             .join(earned, earned.c.idempotency_key == literal("earn:order:") + order_id)
-            .where(o.status.in_(REVERSING_ORDER_STATUSES), o.ordered_at >= start, earned.c.kind == "earn",
+            .where(o.status.in_(UNDONE_ORDER_STATUSES), o.ordered_at >= start, earned.c.kind == "earn",
                    ~exists().where(t.idempotency_key == key))
         ).subquery("pending")
         _lock_accounts(session, select(pending.c.account_id).distinct())

@@ -5,9 +5,8 @@ Pages, the `crm` command, the batch and models use these names; modules inside c
 the submodule they need.
 """
 
-from crm_core.platform.actors import SYSTEM, Actor, SystemActor
+from crm_core.platform.actors import SYSTEM, Actor, SystemActor, TokenActor
 from crm_core.platform.api_tokens import (
-    TokenActor,
     authenticate_token,
     create_token,
     list_tokens,
@@ -19,6 +18,7 @@ from crm_core.platform.audit import AuditFilter, audit_filter_options, jsonable,
 from crm_core.platform.dates import (
     EARLIEST_DATE,
     HISTORICAL_AFTER_DAYS,
+    HISTORICAL_RUN_TIME,
     DataDate,
     check_as_of,
     check_backfill_months,
@@ -148,6 +148,7 @@ __all__ = [
     "EARLIEST_DATE",
     "ERROR_LOG",
     "HISTORICAL_AFTER_DAYS",
+    "HISTORICAL_RUN_TIME",
     "CODE_ALPHABET",
     "MAX_RECORD_ID",
     "MIN_PASSWORD_LENGTH",

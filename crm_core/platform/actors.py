@@ -1,7 +1,8 @@
 """Who acts: every service takes an Actor and checks its role before it reads or changes anything.
 
-Three kinds of actor meet this protocol: a staff `db.models.User` row, the `SignedInUser` the pages
-keep between reruns, and `SYSTEM`, the acting user of the batch and the `crm` command (no id).
+Four kinds of actor meet this protocol: a staff `db.models.User` row, the `SignedInUser` the pages
+keep between reruns, the `TokenActor` of an API request, and `SYSTEM`, the acting user of the batch
+and the `crm` command (no id).
 """
 
 from __future__ import annotations
@@ -38,3 +39,16 @@ class SystemActor:
 
 
 SYSTEM = SystemActor()
+
+
+@dataclass(frozen=True)
+class TokenActor:
+    """The acting user of an API request: the token's user, with the token's id and read-only flag."""
+
+    id: int
+    username: str
+    role: str
+    is_active: bool
+    token_id: int
+    read_only: bool
+

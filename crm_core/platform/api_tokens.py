@@ -11,13 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_core.platform.actors import Actor
+from crm_core.platform.actors import Actor, TokenActor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import AuthenticationError, NotFound, PermissionDenied, ValidationError
 from crm_core.platform.paging import FIRST, Page, SortKey, check_limit, fetch_rows
@@ -28,18 +27,6 @@ TOKEN_PREFIX = "crm_"
 MAX_EXPIRY_DAYS = 3650
 LAST_USED_PRECISION = dt.timedelta(minutes=1)  # last use is written at most once a minute per token
 MAX_TOKEN_NAME = 100
-
-
-@dataclass(frozen=True)
-class TokenActor:
-    """The acting user of an API request: the token's user, with the token's id and read-only flag."""
-
-    id: int
-    username: str
-    role: str
-    is_active: bool
-    token_id: int
-    read_only: bool
 
 
 def digest(token: str) -> str:

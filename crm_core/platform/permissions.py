@@ -6,7 +6,7 @@ that reaches a page it lacks still cannot act.
 
 from __future__ import annotations
 
-from crm_core.platform.actors import Actor
+from crm_core.platform.actors import Actor, TokenActor
 from crm_core.platform.errors import PermissionDenied
 from db.models import ROLES
 
@@ -95,5 +95,5 @@ def require(user: Actor | None, action: str) -> None:
     if user is None or not user.is_active or not allowed(user.role, action):
         who, role = (user.username, user.role) if user is not None else ("anonymous", None)
         raise PermissionDenied(f"{who} ({role or 'no role'}) is not allowed to {action}.")
-    if getattr(user, "read_only", False) and action not in READ_ONLY_ACTIONS:
+    if isinstance(user, TokenActor) and user.read_only and action not in READ_ONLY_ACTIONS:
         raise PermissionDenied(f"{user.username} is using a read-only API token, which may not {action}.")

@@ -31,6 +31,7 @@ from crm_core.risk.scoring import REVIEW_THRESHOLD
 from crm_core.vouchers.service import issue_vouchers, void_voucher
 from db.models import (
     REFERRAL_REWARD_KINDS,
+    UNDONE_ORDER_STATUSES,
     Customer,
     CustomerAddress,
     CustomerPaymentMethod,
@@ -68,7 +69,6 @@ ATTRIBUTIONS = ("first_touch", "last_touch")
 CODE_LENGTH = 10  # 32^10 ≈ 10^15 codes: unguessable by trying
 PAID_FRIEND_STATUSES = ("paid", "shipped", "delivered")
 OPEN_REFERRAL_STATUSES = ("pending", "signed_up")
-UNDONE_STATUSES = ("cancelled", "returned", "refunded")
 REVIEW_SLA = dt.timedelta(hours=24)
 
 
@@ -345,7 +345,7 @@ def process_referrals(session: Session, actor: Actor, now: dt.datetime) -> dict[
 
 def _reverse_undone(session: Session, actor: Actor, now: dt.datetime) -> int:
     undone = session.scalars(select(ReferralReward).join(Order, Order.id == ReferralReward.order_id).where(
-        ReferralReward.status.in_(("held", "paid")), Order.status.in_(UNDONE_STATUSES)))
+        ReferralReward.status.in_(("held", "paid")), Order.status.in_(UNDONE_ORDER_STATUSES)))
     reversed_ = 0
     for reward in undone:
         reward.reason = f"the friend's first order {reward.order_id} was cancelled, returned or refunded"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.actors import Actor
-from crm_core.platform.dates import end_of
+from crm_core.platform.dates import end_of, midnight
 from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.rollup_state import history_rewritten_since, replace_summary
@@ -74,7 +74,7 @@ def referrals_by_month(session: Session, viewer: Actor, as_of: dt.date, months: 
     month = year_month(Referral.created_at)
     rows = session.execute(select(month, STATUS_LABEL, func.count()).outerjoin(
         ReferralCheck, ReferralCheck.referral_id == Referral.id).where(
-        Referral.created_at >= dt.datetime.combine(start, dt.time.min), Referral.created_at < end)
+        Referral.created_at >= midnight(start), Referral.created_at < end)
         .group_by(month, STATUS_LABEL).order_by(month)).all()
     return [{"month": m, "status": s, "referrals": int(n)} for m, s, n in rows]
 

@@ -22,6 +22,7 @@ from crm_core.platform.dates import end_of
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import days_between
 from db.models import (
+    UNDONE_ORDER_STATUSES,
     AccountChange,
     Chargeback,
     Customer,
@@ -82,7 +83,6 @@ SOURCE_TIME = {
 IMPOSSIBLE_SPEED_KMH = 900.0
 IMPOSSIBLE_MIN_KM = 300.0
 CHANGE_FOLLOW_DAYS = 3
-UNDONE_ORDER_STATUSES = ("cancelled", "returned", "refunded")
 
 
 @dataclass

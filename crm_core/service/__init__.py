@@ -31,6 +31,7 @@ from crm_core.service.communications import (
 from crm_core.service.complaints import (
     COMPLAINT_CATEGORIES,
     MAX_COMPLAINT_DESCRIPTION,
+    OPEN_COMPLAINT_STATUSES,
     SEVERE_COMPLAINT_SEVERITIES,
     ComplaintFilter,
     change_complaint_status,
@@ -99,6 +100,7 @@ __all__ = [
     "COMPLAINT_CATEGORIES",
     "ComplaintFilter",
     "DEFAULT_CALENDAR",
+    "OPEN_COMPLAINT_STATUSES",
     "DEFAULT_POLICY_MINUTES",
     "DEPARTMENTS",
     "FUNNEL_STAGES",

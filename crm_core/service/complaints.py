@@ -44,7 +44,7 @@ from db.models import (
 
 SETTINGS_KEY = "complaint_settings"
 COMPLAINT_CATEGORIES = ("delivery", "product", "billing", "returns", "service", "privacy", "other")
-OPEN_STATUSES = ("open", "investigating", "escalated")
+OPEN_COMPLAINT_STATUSES = ("open", "investigating", "escalated")
 # Severities a complaint weighs more by (account health penalises them more).
 SEVERE_COMPLAINT_SEVERITIES = ("high", "critical")
 DONE_STATUSES = ("resolved", "closed")
@@ -335,7 +335,7 @@ class ComplaintFilter:
 
 
 def _overdue(now: dt.datetime):
-    return and_(Complaint.status.in_(OPEN_STATUSES), Complaint.resolution_due_at < now)
+    return and_(Complaint.status.in_(OPEN_COMPLAINT_STATUSES), Complaint.resolution_due_at < now)
 
 
 def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter = ComplaintFilter(), page: int = 1,
@@ -347,7 +347,7 @@ def search_complaints(session: Session, viewer: Actor, filters: ComplaintFilter 
     c = Complaint
     conditions: list[ColumnElement[bool]] = []
     if filters.status == "any open":
-        conditions.append(c.status.in_(OPEN_STATUSES))
+        conditions.append(c.status.in_(OPEN_COMPLAINT_STATUSES))
     elif filters.status:
         conditions.append(c.status == _choice(filters.status, COMPLAINT_STATUSES, "Status"))
     if filters.severity:
@@ -413,7 +413,7 @@ def open_complaints_by_severity(session: Session, viewer: Actor, now: dt.datetim
     c = Complaint
     rows = session.execute(
         select(c.severity, func.count(), func.sum(case((c.resolution_due_at < now, 1), else_=0)))
-        .where(c.status.in_(OPEN_STATUSES)).group_by(c.severity)
+        .where(c.status.in_(OPEN_COMPLAINT_STATUSES)).group_by(c.severity)
     ).all()
     found = {s: (int(n), int(late or 0)) for s, n, late in rows}
     return [{"severity": s, "open": found.get(s, (0, 0))[0], "overdue": found.get(s, (0, 0))[1]}
@@ -471,7 +471,7 @@ def complaint_kpis(session: Session, viewer: Actor, now: dt.datetime | None = No
     c = Complaint
     month_ago = now - dt.timedelta(days=30)
     row = session.execute(select(
-        func.sum(case((c.status.in_(OPEN_STATUSES), 1), else_=0)),
+        func.sum(case((c.status.in_(OPEN_COMPLAINT_STATUSES), 1), else_=0)),
         func.sum(case((_overdue(now), 1), else_=0)),
         func.sum(case((c.resolved_at >= month_ago, 1), else_=0)),
         func.avg(c.satisfaction),

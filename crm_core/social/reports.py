@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import case, distinct, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import display_name
+from crm_core.customers.rules import display_name, sees_people
+from crm_core.platform.actors import Actor
 from crm_core.platform.dates import check_as_of, end_of, midnight
 from crm_core.platform.errors import ValidationError
 from crm_core.platform.paging import Page
-from crm_core.platform.permissions import allowed, require
+from crm_core.platform.permissions import require
 from crm_core.platform.sql import calendar_day, week_start, year_month
 from crm_core.social.accounts import normalize_platform
 from db.models import Customer, SocialMention, SocialMentionTerm, SupportTicket
@@ -61,7 +62,7 @@ def grain_for(start: dt.date, end: dt.date) -> str:
 NEGATIVE = SocialMention.sentiment_label == "negative"
 
 
-def mention_dates(session: Session, viewer: Any) -> dict[str, Any]:
+def mention_dates(session: Session, viewer: Actor) -> dict[str, Any]:
     """How many mentions there are and the dates of the first and the latest (None without any)."""
     require(viewer, "social.view")
     m = SocialMention
@@ -74,7 +75,7 @@ def _count_if(condition) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def mention_summary(session: Session, viewer: Any, filters: MentionFilter) -> dict[str, Any]:
+def mention_summary(session: Session, viewer: Actor, filters: MentionFilter) -> dict[str, Any]:
     """Mentions, average sentiment, share negative, matched to customers, tickets opened."""
     require(viewer, "social.view")
     f = filters.checked()
@@ -90,7 +91,7 @@ def mention_summary(session: Session, viewer: Any, filters: MentionFilter) -> di
             "customers": int(row[4]), "tickets": int(row[5]), "reach": int(row[6])}
 
 
-def volume_over_time(session: Session, viewer: Any, filters: MentionFilter) -> dict[str, Any]:
+def volume_over_time(session: Session, viewer: Actor, filters: MentionFilter) -> dict[str, Any]:
     """Mentions, average sentiment and negative mentions per period and platform."""
     require(viewer, "social.view")
     f = filters.checked()
@@ -110,7 +111,7 @@ def volume_over_time(session: Session, viewer: Any, filters: MentionFilter) -> d
         for r in rows]}
 
 
-def by_platform(session: Session, viewer: Any, filters: MentionFilter) -> list[dict[str, Any]]:
+def by_platform(session: Session, viewer: Actor, filters: MentionFilter) -> list[dict[str, Any]]:
     require(viewer, "social.view")
     f = filters.checked()
     m = SocialMention
@@ -125,7 +126,7 @@ def by_platform(session: Session, viewer: Any, filters: MentionFilter) -> list[d
              "negative_share": int(r.negative) / int(r.mentions)} for r in rows]
 
 
-def top_negative_mentions(session: Session, viewer: Any, filters: MentionFilter, page: int = 1,
+def top_negative_mentions(session: Session, viewer: Actor, filters: MentionFilter, page: int = 1,
                           page_size: int = 20) -> Page:
     """Negative mentions, most negative (then widest reach) first, with their customer when matched.
 
@@ -147,7 +148,7 @@ def top_negative_mentions(session: Session, viewer: Any, filters: MentionFilter,
         .where(*where).order_by(m.sentiment_score, m.reach.desc(), m.id.desc())
         .limit(page_size).offset((page - 1) * page_size)
     ).all()
-    names = allowed(getattr(viewer, "role", None), "customers.view")
+    names = sees_people(viewer)
     found = []
     for r in rows:
         customer = (display_name(r.first_name, r.last_name, r.customer_id, r.external_id) if names else "(matched)") \
@@ -160,7 +161,7 @@ def top_negative_mentions(session: Session, viewer: Any, filters: MentionFilter,
     return Page(rows=found, total=total, page=page, page_size=page_size)
 
 
-def topic_counts(session: Session, viewer: Any, filters: MentionFilter, limit: int = 15) -> list[dict[str, Any]]:
+def topic_counts(session: Session, viewer: Actor, filters: MentionFilter, limit: int = 15) -> list[dict[str, Any]]:
     """The most-mentioned topics, products, categories and brands (crm_core.social.topics), with how
     many of those mentions were negative: one GROUP BY over the stored matches of the range."""
     require(viewer, "social.view")

@@ -23,7 +23,7 @@ from crm_core.platform.dates import end_of
 from crm_core.risk.scoring import active_decision_actions
 from crm_core.segmentation.churn_levels import AT_RISK_LEVELS
 from crm_core.segmentation.lifecycle import get_lifecycle_rules
-from crm_core.service.complaints import OPEN_STATUSES as OPEN_COMPLAINT_STATUSES
+from crm_core.service.complaints import OPEN_COMPLAINT_STATUSES
 from crm_core.service.surveys import DETRACTOR_MAX
 from db.models import (
     OPEN_TICKET_STATUSES,

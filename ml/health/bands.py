@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from db.models import HEALTH_LEVELS
 from ml.health.estimator import LEVEL_THRESHOLDS, health_levels
 
-LEVELS = ("excellent", "good", "fair", "poor", "critical")
+LEVELS = HEALTH_LEVELS  # best first, as the schema allows them
 DEFAULT_BANDS: dict[str, float] = dict(LEVEL_THRESHOLDS)
 # Cumulative shares of live accounts below the poor, fair, good and excellent cuts: critical is the
 # first share (a short list), excellent what is above the last. Tried in this order.

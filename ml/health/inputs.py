@@ -29,6 +29,7 @@ from db.models import (
     OPEN_TICKET_STATUSES,
     REVENUE_ORDER_STATUSES,
     RISK_LEVELS,
+    UNDONE_ORDER_STATUSES,
     Complaint,
     Customer,
     CustomerCommunication,
@@ -45,10 +46,6 @@ from db.models import (
 from ml.features import empty_sources
 from ml.health.estimator import components_from_inputs
 from ml.labels import sampled
-
-PROBLEM_ORDER_STATUSES = ("cancelled", "returned", "refunded")
-OPEN_COMPLAINT_STATUSES = ("open", "investigating", "escalated")
-
 
 # --------------------------------------------------------------------------- inputs and components
 
@@ -76,7 +73,7 @@ def _inputs_query(as_of: dt.date, sample_every: int = 1):
             func.max(case((revenue, Order.ordered_at))).label("last_order_at"),
             func.sum(case((and_(revenue, Order.ordered_at >= year), 1), else_=0)).label("orders_365d"),
             func.sum(case((Order.ordered_at >= year, 1), else_=0)).label("all_orders_365d"),
-            func.sum(case((and_(Order.status.in_(PROBLEM_ORDER_STATUSES), Order.ordered_at >= year), 1),
+            func.sum(case((and_(Order.status.in_(UNDONE_ORDER_STATUSES), Order.ordered_at >= year), 1),
                           else_=0)).label("problem_orders_365d"),
         )
         .where(Order.ordered_at < cutoff)
@@ -168,7 +165,7 @@ def _inputs_query(as_of: dt.date, sample_every: int = 1):
             func.sum(case((and_(c.created_at >= year, c.severity.in_(service.SEVERE_COMPLAINT_SEVERITIES)), 1), else_=0))
             .label("severe_complaints_365d"),
             func.sum(case((or_(c.resolved_at >= cutoff,
-                               and_(c.resolved_at.is_(None), c.status.in_(OPEN_COMPLAINT_STATUSES))), 1),
+                               and_(c.resolved_at.is_(None), c.status.in_(service.OPEN_COMPLAINT_STATUSES))), 1),
                           else_=0)).label("open_complaints"),
         )
         .where(c.created_at < cutoff)
