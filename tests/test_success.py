@@ -388,6 +388,25 @@ def test_open_by_hand_owner_defaults_validation_and_history(session):
     assert {"success.cta.created", "success.cta.reassigned", "success.cta.closed", "success.cta.logged"} <= audited
 
 
+def test_working_an_open_cta_puts_it_in_progress_and_the_history_says_so(session):
+    csm = make_user(session, "success_manager")
+    by_step = success.open_cta(session, csm, buyer(session, account_manager_id=csm.id).id, "Check in", AS_OF)
+    success.set_step(session, csm, by_step.id, 0, True, expected_version=by_step.version)
+    by_log = success.open_cta(session, csm, buyer(session, account_manager_id=csm.id).id, "Check in", AS_OF)
+    for kind in ("ticket", "complaint"):
+        with pytest.raises(platform.ValidationError, match=f"Give the id of the customer's {kind} to link"):
+            success.log_on_cta(session, csm, by_log.id, kind)
+    success.log_on_cta(session, csm, by_log.id, "note", note="Left a voicemail")
+    success.log_on_cta(session, csm, by_log.id, "note", note="Called again")
+    session.flush()
+    viewer = make_user(session, "executive")
+    step = success.cta_detail(session, viewer, by_step.id)["history"][-1]
+    assert step["kind"] == "step" and step["before"]["status"] == "open" and step["after"]["status"] == "in_progress"
+    first, second = success.cta_detail(session, viewer, by_log.id)["history"][-2:]
+    assert first["before"] == {"status": "open"} and first["after"]["status"] == "in_progress"
+    assert second["before"] is None and "status" not in second["after"]  # already in progress: nothing changed
+
+
 def test_queues_sort_by_priority_then_due_date_with_overdue_flags(session):
     csm, admin = make_user(session, "success_manager"), make_user(session, "admin")
     rows = []
