@@ -101,9 +101,13 @@ def calibration_rates(period: str) -> dict[str, float | None]:
     return {row["level"]: row["churn_rate"] for row in table}
 
 
+# The calibration's churn rates belong to the levels its own bands cut: shown against the levels only
+# when those are the bands the latest scores were cut with (not after an admin set others).
+rates_apply = health.calibration_describes(calibration, bands)
+
 with tab_levels:
     levels = pd.DataFrame(summary["levels"])
-    fit_rates, check_rates = calibration_rates("fit"), calibration_rates("check")
+    fit_rates, check_rates = ((calibration_rates("fit"), calibration_rates("check")) if rates_apply else ({}, {}))
     levels["churn rate (calibration) %"] = [None if fit_rates.get(lv) is None else round(100 * fit_rates[lv], 1)
                                             for lv in levels["level"]]
     levels["churn rate (later check) %"] = [None if check_rates.get(lv) is None else round(100 * check_rates[lv], 1)
@@ -128,6 +132,10 @@ with tab_levels:
                    f"days after they were scored: in the calibration period (scores of {calibration['fit']['feature_date']})"
                    + (f" and in the later check (scores of {calibration['check']['feature_date']})."
                       if calibration.get("check") else "; no later period to check yet."))
+    elif calibration and not rates_apply:
+        st.caption("These levels were cut with bands other than the calibrated ones (set by an admin), so the "
+                   "calibration's churn rates per level do not describe them: the Level bands tab shows the rates "
+                   "of the calibrated bands, and the Backtest tab measures the levels as they were stored.")
     elif summary["bands_source"] != "admin":
         st.caption("No churn rates per level yet: the bands are the defaults until there is enough history to "
                    "calibrate them (see Level bands).")

@@ -65,3 +65,37 @@ def test_admin_rolls_back_to_an_earlier_model_version(app, app_db):
     assert now_active == active.version
     engine.dispose()
 
+
+
+def test_success_manager_opens_a_cta_from_the_at_risk_list(app, app_db):
+    from crm_core import success
+    from db.engine import session_factory
+    from db.models import SuccessCta
+
+    open_page(app, "csm1", "churn")
+    shown = [int(c) for c in app.dataframe[0].value["customer_id"]]
+    engine = make_engine(app_db)
+    with session_factory(engine)() as s:
+        taken = set(s.scalars(select(SuccessCta.customer_id).where(SuccessCta.trigger == success.MANUAL_TRIGGER,
+                                                                   SuccessCta.status != "closed")))
+    row = next(i for i, c in enumerate(shown) if c not in taken)
+    customer_id = shown[row]
+    app.session_state["risk_table"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    app.run()
+    assert not app.exception
+    assert any(e.label == "Calls to action" for e in app.expander)
+    key = f"cta_churn_{customer_id}"
+    open_button = next(b for b in app.button if b.label == "Open CTA")
+    open_button.click().run()
+    assert any("A reason is required" in e.value for e in app.error)
+    app.text_area(key=f"{key}_reason").input("High risk after two late deliveries: call this week")
+    next(b for b in app.button if b.label == "Open CTA").click().run()
+    assert not app.exception
+    assert any(s.value.startswith("CTA #") and "opened" in s.value for s in app.success)
+    with session_factory(engine)() as s:
+        cta = s.scalar(select(SuccessCta).where(SuccessCta.customer_id == customer_id,
+                                                SuccessCta.trigger == success.MANUAL_TRIGGER,
+                                                SuccessCta.status != "closed"))
+        assert cta is not None and cta.signals["opened_from"] == "churn" and cta.signals["churn_risk"] in (
+            "high", "critical")
+    engine.dispose()

@@ -55,6 +55,16 @@ def test_calibration_falls_back_when_rates_do_not_rise_or_data_is_thin():
     assert thin.bands_ == health.DEFAULT_BANDS
 
 
+def test_a_calibrations_rates_describe_only_the_levels_its_own_bands_cut():
+    scores, churned = known_fixture()
+    fitted = health.LevelBandCalibrator().fit(scores, churned)
+    calibration = {"bands": fitted.bands_, "fit": {"table": fitted.table_}}
+    assert health.calibration_describes(calibration, dict(fitted.bands_))
+    assert not health.calibration_describes(calibration, {**fitted.bands_, "poor": 10.0})  # an admin's bands
+    assert not health.calibration_describes(None, fitted.bands_)
+    assert not health.calibration_describes(calibration, None)
+
+
 def at(days_before: float) -> dt.datetime:
     return CUTOFF - dt.timedelta(days=days_before)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 
 import pytest
 from sqlalchemy import func, select
@@ -11,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 import demo
 from db import migrate
 from db.engine import make_engine, session_factory
-from db.models import HEALTH_LEVELS, AccountHealthScore, AppSetting, AuditLog, Customer
+from db.models import HEALTH_LEVELS, AccountHealthScore, AppSetting, AuditLog, Customer, User
 from ml import health
 from ui.format import plain
 
@@ -191,3 +192,27 @@ def test_level_bands_tab_shows_calibration_and_admin_sets_bands(page_app, scored
     submit("Use the calibrated bands")
     assert not at.exception
     assert any("Calibrated bands restored" in s.value for s in at.success)
+
+
+def test_admin_bands_do_not_borrow_the_calibrations_churn_rates(scored_db, tmp_path, monkeypatch):
+    """Levels cut with an admin's bands are not shown with the churn rates the calibrated bands had."""
+    url = f"sqlite:///{tmp_path / 'admin-bands.sqlite'}"
+    with sqlite3.connect(scored_db.removeprefix("sqlite:///")) as source, \
+            sqlite3.connect(url.removeprefix("sqlite:///")) as copy:
+        source.backup(copy)
+    engine = make_engine(url)
+    with session_factory(engine)() as s:
+        calibration = health.get_bands(s, s.scalar(select(User).where(User.username == "admin1")))["calibration"]
+        version = health.current_bands(s)[2]
+        admin = s.scalar(select(User).where(User.username == "admin1"))
+        health.save_bands(s, admin, {"excellent": 85.0, "good": 70.0, "fair": 45.0, "poor": 25.0}, version)
+        s.commit()
+    health.score_health(engine, TODAY)
+    engine.dispose()
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    at = open_page(AppTest.from_file(APP, default_timeout=60), "analyst1", "health")
+    assert not at.exception
+    levels = at.dataframe[0].value
+    assert levels["churn rate (calibration) %"].isna().all() and levels["churn rate (later check) %"].isna().all()
+    assert any("calibration's churn rates per level do not describe them" in c.value for c in at.caption)
+    assert calibration and calibration["fit"]["table"]  # there were rates to borrow

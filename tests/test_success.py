@@ -388,6 +388,25 @@ def test_open_by_hand_owner_defaults_validation_and_history(session):
     assert {"success.cta.created", "success.cta.reassigned", "success.cta.closed", "success.cta.logged"} <= audited
 
 
+def test_working_an_open_cta_puts_it_in_progress_and_the_history_says_so(session):
+    csm = make_user(session, "success_manager")
+    by_step = success.open_cta(session, csm, buyer(session, account_manager_id=csm.id).id, "Check in", AS_OF)
+    success.set_step(session, csm, by_step.id, 0, True, expected_version=by_step.version)
+    by_log = success.open_cta(session, csm, buyer(session, account_manager_id=csm.id).id, "Check in", AS_OF)
+    for kind in ("ticket", "complaint"):
+        with pytest.raises(platform.ValidationError, match=f"Give the id of the customer's {kind} to link"):
+            success.log_on_cta(session, csm, by_log.id, kind)
+    success.log_on_cta(session, csm, by_log.id, "note", note="Left a voicemail")
+    success.log_on_cta(session, csm, by_log.id, "note", note="Called again")
+    session.flush()
+    viewer = make_user(session, "executive")
+    step = success.cta_detail(session, viewer, by_step.id)["history"][-1]
+    assert step["kind"] == "step" and step["before"]["status"] == "open" and step["after"]["status"] == "in_progress"
+    first, second = success.cta_detail(session, viewer, by_log.id)["history"][-2:]
+    assert first["before"] == {"status": "open"} and first["after"]["status"] == "in_progress"
+    assert second["before"] is None and "status" not in second["after"]  # already in progress: nothing changed
+
+
 def test_queues_sort_by_priority_then_due_date_with_overdue_flags(session):
     csm, admin = make_user(session, "success_manager"), make_user(session, "admin")
     rows = []
@@ -516,6 +535,36 @@ def test_a_manager_reassigns_a_persons_open_ctas(session):
     kinds = session.scalars(select(SuccessCtaEvent.kind).where(SuccessCtaEvent.cta_id == opened[1].id)
                             .order_by(SuccessCtaEvent.id)).all()
     assert kinds == ["created", "reassigned"]
+
+
+def test_customers_whose_ctas_share_a_trigger_merge_when_at_most_one_is_open(session):
+    """The one-open-CTA index is partial: closed CTAs (and cleared holdouts) move with the merged customer."""
+    from crm_core import customers
+
+    admin = make_user(session, "admin")
+    survivor, other = buyer(session), buyer(session)
+    closed = success.open_cta(session, admin, survivor.id, "earlier episode", AS_OF)
+    success.close_cta(session, admin, closed.id, "saved", AS_OF, expected_version=closed.version)
+    moved = success.open_cta(session, admin, other.id, "current episode", AS_OF)
+    success.log_on_cta(session, admin, moved.id, "note", note="Called")
+    session.add_all([SuccessHoldout(customer_id=c.id, trigger="churn_high", fired_on=AS_OF - dt.timedelta(days=d),
+                                    cleared_on=cleared, signals={})
+                     for c, d, cleared in ((survivor, 90, AS_OF - dt.timedelta(days=30)), (other, 5, None))])
+    session.flush()
+    customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
+    session.flush()
+    session.expire_all()
+    assert sorted(c.id for c in ctas(session) if c.customer_id == survivor.id) == [closed.id, moved.id]
+    assert [h["kind"] for h in success.cta_detail(session, admin, moved.id)["history"]] == ["created", "logged"]
+    assert session.scalar(select(func.count()).select_from(SuccessHoldout)
+                          .where(SuccessHoldout.customer_id == survivor.id)) == 2
+    # Two open CTAs of one trigger would break the index: the merge is refused until one is closed.
+    third, fourth = buyer(session), buyer(session)
+    for c in (third, fourth):
+        success.open_cta(session, admin, c.id, "open", AS_OF)
+    session.flush()
+    with pytest.raises(platform.DomainError):
+        customers.merge_customers(session, platform.SYSTEM, third.id, fourth.id)
 
 
 def test_erasure_blanks_what_was_written_while_working_the_ctas(session):

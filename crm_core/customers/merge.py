@@ -29,6 +29,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
+    Index,
     Numeric,
     PrimaryKeyConstraint,
     Table,
@@ -168,17 +169,27 @@ class _Plan:
     retained: dict[str, list]
 
 
-def _unique_keys(reference: Reference) -> list[tuple[list[Column], dict[str, Any]]]:
+def _index_where(index: Index) -> Any:
+    """A partial unique index's WHERE, None for a full one: only the rows it covers can collide (one
+    open CTA per customer and trigger, however many closed ones)."""
+    for dialect in ("postgresql", "sqlite"):
+        where = index.dialect_options[dialect].get("where")
+        if where is not None:
+            return where
+    return None
+
+
+def _unique_keys(reference: Reference) -> list[tuple[list[Column], dict[str, Any], Any]]:
     table, column = reference.table, reference.column
-    keys: list[tuple[list[Column], dict[str, Any]]] = []
+    keys: list[tuple[list[Column], dict[str, Any], Any]] = []
     for constraint in table.constraints:
         if isinstance(constraint, UniqueConstraint | PrimaryKeyConstraint) and any(c is column for c in constraint.columns):
-            keys.append((list(constraint.columns), {}))
+            keys.append((list(constraint.columns), {}, None))
     for index in table.indexes:
         if index.unique and any(c is column for c in index.columns):
-            keys.append((list(index.columns), {}))
+            keys.append((list(index.columns), {}, _index_where(index)))
     for names, condition in LOGICAL_KEYS.get(table.name, []):
-        keys.append(([table.c[n] for n in names] + [column], condition))
+        keys.append(([table.c[n] for n in names] + [column], condition, None))
     return keys
 
 
@@ -186,14 +197,15 @@ def _collisions(reference: Reference, survivor_id: int, other_id: int):
     """Condition on the merged customer's rows that would break a unique key on re-pointing."""
     table, column = reference.table, reference.column
     conditions = []
-    for columns, condition in _unique_keys(reference):
-        twin = aliased(table)
+    for columns, condition, where in _unique_keys(reference):
+        # a partial index: the twin is among the rows it covers (a derived table reads its WHERE unaliased)
+        twin = aliased(table) if where is None else select(table).where(where).subquery()
         twin_cols = twin.c
         others = [c for c in columns if c is not column]
         matches = [twin_cols[column.name] == survivor_id]
         matches += [twin_cols[c.name] == table.c[c.name] for c in others]
         matches += [twin_cols[name] == value for name, value in condition.items()]
-        own = [table.c[name] == value for name, value in condition.items()]
+        own = [table.c[name] == value for name, value in condition.items()] + ([where] if where is not None else [])
         conditions.append(and_(*own, exists(select(1).select_from(twin).where(*matches))))
     # A second customer column on the same row already naming the survivor (e.g. a referral of the
     # survivor by the merged customer) would make the row refer to one customer twice.

@@ -76,6 +76,13 @@ def _acted(cta: SuccessCta, actor: Actor) -> None:
         cta.first_action_at = utcnow()
 
 
+def _start_work(cta: SuccessCta, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Working an open CTA (a step ticked, something logged) puts it in progress; the event says so,
+    so the history shows the status change too."""
+    before["status"], after["status"] = cta.status, "in_progress"
+    cta.status = "in_progress"
+
+
 def _text(value: Any, what: str, limit: int, required: bool = True) -> str | None:
     text = str(value or "").strip()
     if not text:
@@ -276,16 +283,17 @@ def set_step(session: Session, actor: Actor, cta_id: Any, index: Any, done: bool
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(steps):
         raise ValidationError(f"There is no step {index!r} on CTA #{cta.id}.")
     step = steps[index]
-    before = {"step": step["title"], "done": step["done_at"] is not None}
+    before: dict[str, Any] = {"step": step["title"], "done": step["done_at"] is not None}
+    after: dict[str, Any] = {"step": step["title"], "done": bool(done)}
     step["done_at"] = utcnow().isoformat(timespec="seconds") if done else None
     step["done_by"] = actor.username if done else None
     cta.steps = steps
     if cta.status == "open" and done:
-        cta.status = "in_progress"
+        _start_work(cta, before, after)
     _acted(cta, actor)
     cta.updated_at = utcnow()
     session.flush()
-    _event(session, cta, actor, "step", before, {"step": step["title"], "done": bool(done)})
+    _event(session, cta, actor, "step", before, after)
     return cta
 
 
@@ -303,11 +311,15 @@ def log_on_cta(session: Session, actor: Actor, cta_id: Any, kind: str, *, note: 
         link.communication_id = entry.id
         link.note = entry.subject
     elif kind == "ticket":
+        if ticket_id is None:
+            raise ValidationError("Give the id of the customer's ticket to link.")
         ticket = session.get(SupportTicket, _whole(ticket_id, "The ticket id"))
         if ticket is None or ticket.customer_id != cta.customer_id:
             raise ValidationError(f"Ticket {ticket_id} is not one of this customer's tickets.")
         link.ticket_id, link.note = ticket.id, f"{ticket.ticket_number}: {ticket.subject}"
     elif kind == "complaint":
+        if complaint_id is None:
+            raise ValidationError("Give the id of the customer's complaint to link.")
         complaint = session.get(Complaint, _whole(complaint_id, "The complaint id"))
         if complaint is None or complaint.customer_id != cta.customer_id:
             raise ValidationError(f"Complaint {complaint_id} is not one of this customer's complaints.")
@@ -315,14 +327,15 @@ def log_on_cta(session: Session, actor: Actor, cta_id: Any, kind: str, *, note: 
     else:
         raise ValidationError("Log a note, a communication, a ticket or a complaint.")
     session.add(link)
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {"kind": kind, "note": link.note, "communication_id": link.communication_id,
+                             "ticket_id": link.ticket_id, "complaint_id": link.complaint_id}
     if cta.status == "open":
-        cta.status = "in_progress"
+        _start_work(cta, before, after)
     _acted(cta, actor)
     cta.updated_at = utcnow()
     session.flush()
-    _event(session, cta, actor, "logged", None, {"kind": kind, "note": link.note,
-                                                 "communication_id": link.communication_id,
-                                                 "ticket_id": link.ticket_id, "complaint_id": link.complaint_id})
+    _event(session, cta, actor, "logged", before or None, after)
     return link
 
 

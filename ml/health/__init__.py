@@ -103,6 +103,7 @@ from ml.health.inputs import available_sources, churned_after_days, component_sc
 from ml.health.level_bands import (
     BANDS_KEY,
     calibrate_bands,
+    calibration_describes,
     current_bands,
     get_bands,
     last_calibration_as_of,
@@ -131,6 +132,7 @@ __all__ = [
     "RELATIONSHIPS",
     "band_table",
     "calibrate_bands",
+    "calibration_describes",
     "churned_after_days",
     "current_bands",
     "get_bands",

@@ -151,6 +151,14 @@ def reset_bands(session: Session, actor: platform.Actor, expected_version: int |
     return bands
 
 
+def calibration_describes(calibration: dict[str, Any] | None, bands: dict[str, float] | None) -> bool:
+    """Whether a calibration's churn rates per level are those of levels cut with `bands`: true only
+    when they are the bands it found (an admin's bands cut other levels, whose rates it never measured)."""
+    if not calibration or not bands or not calibration.get("bands"):
+        return False
+    return all(math.isclose(float(calibration["bands"][level]), float(bands[level])) for level in LEVELS[:-1])
+
+
 def get_bands(session: Session, viewer: platform.Actor) -> dict[str, Any]:
     """For the page: the bands in force, where they come from, the last calibration and the version."""
     platform.require(viewer, "health.view")
