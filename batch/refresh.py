@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -595,7 +597,8 @@ def run_refresh(
             runnable = [(label, step) for label, step in batch if label not in blocked]
             if len(runnable) == 1:
                 label, step = runnable[0]
-                results[label] = _timed(ahead.step(step) if ahead else step, engine, as_of, now, run_log)
+                with ahead.sharing() if ahead else nullcontext():
+                    results[label] = _timed(ahead.step(step) if ahead else step, engine, as_of, now, run_log)
                 finished(label, results[label])
             elif runnable:
                 results.update(_run_together(runnable, engine, as_of, now, finished, run_log))
@@ -611,6 +614,17 @@ def run_refresh(
     return report
 
 
+def _behind_the_main_lane(prepare: Callable[[Engine, dt.date, dt.datetime], Prepared], engine: Engine,
+                          as_of: dt.date, now: dt.datetime) -> Prepared:
+    """Prepare with one thread of BLAS and OpenMP, at the lowest CPU priority (Linux schedules threads
+    on their own), so the preparation takes what the steps in turn leave of the cores."""
+    if hasattr(os, "setpriority"):
+        with suppress(OSError):  # not allowed here: prepare at the usual priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    with threadpool_limits(limits=1):
+        return prepare(engine, as_of, now)
+
+
 class _Ahead:
     """The AHEAD steps of a run whose steps go one after another: their preparers run in order in one
     thread of their own from the start, and each step, in its turn, waits for its preparation (a
@@ -621,7 +635,8 @@ class _Ahead:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refresh-ahead") if names else None
         self.futures: dict[str, Future] = {}
         if self.pool is not None:
-            self.futures = {name: self.pool.submit(AHEAD[name], engine, as_of, now) for name in names}
+            self.futures = {name: self.pool.submit(_behind_the_main_lane, AHEAD[name], engine, as_of, now)
+                            for name in names}
 
     def step(self, step: Step) -> Step:
         future = self.futures.get(step.__name__)
@@ -633,6 +648,14 @@ class _Ahead:
 
         run.__name__ = step.__name__
         return run
+
+    def sharing(self) -> AbstractContextManager:
+        """While a preparation runs, a step in turn uses one OpenMP thread: the other core is busy, and
+        a team of two threads would spin at every parallel region (scoring gradient boosting is
+        thousands of them)."""
+        if all(future.done() for future in self.futures.values()):
+            return nullcontext()
+        return threadpool_limits(limits=1, user_api="openmp")
 
     def close(self) -> None:
         """Cancel what has not started (the run stopped early) and wait for what has."""

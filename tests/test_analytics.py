@@ -179,3 +179,36 @@ def test_snapshot_without_any_lifetime_values_leaves_them_empty(session, history
     a, b = history
     segmentation.refresh_snapshot(session, AS_OF)
     assert {r.historic_clv for r in session.query(CustomerAnalytics)} == {None}
+
+
+def test_preferred_category_is_the_most_spend_alphabetically_first_on_a_tie(session):
+    """Summed over the revenue orders before the date; cancelled and later orders do not count."""
+    products = {name: Product(sku=name[:3], name=name, category=name, brand="X", unit_price=Decimal("10"))
+                for name in ("Toys", "Garden", "Books")}
+    session.add_all(products.values())
+    tie = make_customer(session, D(2026, 1, 1))
+    summed = make_customer(session, D(2026, 1, 1))
+    session.flush()
+
+    def line(order, name, amount):
+        session.add(OrderItem(order_id=order.id, product_id=products[name].id, quantity=1, unit_price=amount,
+                              line_total=amount))
+
+    first = make_order(session, tie, D(2026, 2, 1), "60.10")
+    session.flush()
+    line(first, "Toys", Decimal("30.05"))
+    line(first, "Garden", Decimal("30.05"))  # a tie at 30.05: Garden comes first
+    cancelled = make_order(session, tie, D(2026, 2, 2), "99.00", status="cancelled")
+    later = make_order(session, tie, D(2026, 3, 25), "99.00")
+    two = make_order(session, summed, D(2026, 2, 1), "0.30")
+    three = make_order(session, summed, D(2026, 2, 3), "0.30")
+    session.flush()
+    line(cancelled, "Toys", Decimal("99"))
+    line(later, "Toys", Decimal("99"))
+    line(two, "Toys", Decimal("0.10"))
+    line(two, "Toys", Decimal("0.20"))
+    line(three, "Books", Decimal("0.30"))  # 0.1 + 0.2 is 0.30 too, not a cent more: Books wins the tie
+    session.flush()
+    segmentation.refresh_snapshot(session, AS_OF)
+    assert session.get(CustomerAnalytics, tie.id).preferred_category == "Garden"
+    assert session.get(CustomerAnalytics, summed.id).preferred_category == "Books"

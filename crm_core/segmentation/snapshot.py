@@ -25,8 +25,30 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
-from sqlalchemy import DateTime, Engine, Integer, and_, case, cast, delete, exists, func, insert, literal, or_, select
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    case,
+    cast,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    table,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import TableClause
 
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of, midnight
@@ -38,6 +60,7 @@ from crm_core.platform.sql import (
     use_batch_memory,
     whole_days_between,
 )
+from db import bulk
 from db.models import (
     OPEN_TICKET_STATUSES,
     REVENUE_ORDER_STATUSES,
@@ -148,6 +171,36 @@ def _preferred_category(spend):
                                order_by=(spend.c.spend.desc(), spend.c.category)).label("rank"),
     ).subquery("ranked")
     return select(ranked.c.customer_id, ranked.c.category).where(ranked.c.rank == 1)
+
+
+def _stage_preferred_category(connection: Connection, cutoff: dt.datetime) -> TableClause:
+    """Stage each buyer's preferred category as the temporary table tmp_snapshot_category.
+
+    PostgreSQL groups spend per customer and category with a parallel hash aggregate. SQLite would
+    sort every (customer, category) group through a temporary B-tree (6 s over 1.4M order lines at
+    100,000 customers); reading the lines and summing them in pandas takes a third of that. Both
+    pick the category with the most spend, alphabetically first on a tie.
+    """
+    if connection.dialect.name != "sqlite":
+        spend = temporary_table_as(connection, "tmp_category_spend", _category_spend(cutoff))
+        return temporary_table_as(connection, "tmp_snapshot_category", _preferred_category(spend))
+    lines = (
+        select(Order.customer_id, Product.category, OrderItem.line_total)
+        .join(OrderItem, OrderItem.order_id == Order.id)
+        .join(Product, Product.id == OrderItem.product_id)
+        .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
+    )
+    _, rows = bulk.fetch_raw(connection, lines)
+    frame = pd.DataFrame.from_records(rows, columns=["customer_id", "category", "spend"])
+    spend = frame.groupby(["customer_id", "category"], sort=False)["spend"].sum().round(2).reset_index()
+    best = (spend.sort_values(["customer_id", "spend", "category"], ascending=[True, False, True])
+            .drop_duplicates("customer_id")[["customer_id", "category"]])
+    staged = Table("tmp_snapshot_category", MetaData(), Column("customer_id", Integer, primary_key=True),
+                   Column("category", Product.__table__.c.category.type), prefixes=["TEMPORARY"])
+    drop_temporary_table(connection, staged.name)
+    staged.create(connection)
+    bulk.load(connection, staged, best)
+    return table(staged.name, column("customer_id", Integer), column("category", staged.c.category.type))
 
 
 def _activity(cutoff: dt.datetime) -> dict:
@@ -295,8 +348,7 @@ def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime
     clock.lap("order totals")
     rfm = temporary_table_as(connection, "tmp_snapshot_rfm", _rfm_scores(orders, cutoff))
     clock.lap("RFM scores")
-    spend = temporary_table_as(connection, "tmp_category_spend", _category_spend(cutoff))
-    category = temporary_table_as(connection, "tmp_snapshot_category", _preferred_category(spend))
+    category = _stage_preferred_category(connection, cutoff)
     clock.lap("preferred category")
     sessions, emails, tickets, nps = (temporary_table_as(connection, name, query)
                                       for name, query in _activity(cutoff).items())
