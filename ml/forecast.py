@@ -198,11 +198,14 @@ def _store_run(session: Session, run: ForecastRun, points: pd.DataFrame | None) 
 
 
 def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
-                      progress: Progress | None = None) -> dict[str, Any]:
+                      progress: Progress | None = None, actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
     """Fit and store the forecasts of every metric as of `as_of`; register them as model "forecast".
 
     A metric with fewer than `MIN_HISTORY_DAYS` days of history is stored as skipped, with the reason.
+    `actor` (the batch's system actor by default) must be allowed to run the refresh and manage models.
     """
+    platform.require(actor, "refresh.run")
+    platform.require(actor, "models.manage")
     if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or not 1 <= horizon_days <= 365:
         raise platform.ValidationError(f"The forecast horizon must be a whole number of days from 1 to 365, not {horizon_days!r}.")
     started = time.perf_counter()
@@ -244,6 +247,7 @@ def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
                 features=list(fitted),
                 training_start=series.index.min().date(), training_end=as_of,
                 metrics={f"mape_{metric}": error for metric, (*_rest, error) in fitted.items()},
+                actor=actor,
             )
         for metric, (_, points, folds, error) in fitted.items():
             history = series[metric]

@@ -14,10 +14,13 @@ from ml.risk_anomaly import RiskAnomalyModel
 TRAINING_SAMPLE = 100_000
 
 
-def refresh_risk(engine: Engine, as_of: dt.date, now: dt.datetime, seed: int = 0) -> dict[str, Any]:
-    """Score every customer as of `as_of`; `status` is "skipped" with a reason when there is nobody."""
+def refresh_risk(engine: Engine, as_of: dt.date, now: dt.datetime, seed: int = 0, *,
+                 actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
+    """Score every customer as of `as_of`; `status` is "skipped" with a reason when there is nobody.
+    `actor` (the batch's system actor by default) must be allowed to run the refresh."""
+    platform.require(actor, "refresh.run")
     with platform.unit_of_work(engine) as session:
-        installed = risk.install_default_rules(session, platform.SYSTEM)
+        installed = risk.install_default_rules(session, actor)
         signals = risk.compute_signals(session, as_of)
         frame = signals.frame
         if frame.empty:
@@ -34,7 +37,7 @@ def refresh_risk(engine: Engine, as_of: dt.date, now: dt.datetime, seed: int = 0
         rules = risk.active_rules(session)
         lists = risk.list_matches(session, now)
         scored = risk.score_frame(frame, rules, anomaly, lists)
-        summary = risk.store_scores(session, platform.SYSTEM, as_of, now, scored, {r.id: r.name for r in rules})
+        summary = risk.store_scores(session, actor, as_of, now, scored, {r.id: r.name for r in rules})
         risk.store_score_distribution(session, as_of)  # what the Risk reviews page shows of the date
     return {"status": "ok", **summary, "rules": len(rules), "rules_installed": installed,
             "left_out": signals.left_out, "notes": notes}
