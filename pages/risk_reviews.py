@@ -226,8 +226,8 @@ with tabs[3]:
                            action=action, is_active=active, rule_id=current["id"] if current else None,
                            expected_version=current["version"] if current else None)
         if rule is not None:
-            saved(f"Rule “{plain(name)}” saved; the next risk refresh scores with it.")
-    if current and can_rules and st.button(f"Delete rule “{plain(current['name'])}”", key="risk_rule_delete") and \
+            saved(f"Rule '{plain(name)}' saved; the next risk refresh scores with it.")
+    if current and can_rules and st.button(f"Delete rule '{plain(current['name'])}'", key="risk_rule_delete") and \
             context.act(risk.delete_rule, current["id"]) is not None:
         saved(f"Rule {current['name']!r} deleted.")
 

@@ -114,7 +114,9 @@ with tabs["Negative mentions"]:
         for row in found.rows:
             with st.container(border=True):
                 head, action = st.columns([4, 1])
-                who = plain(row["customer"]) if row["customer"] else "not matched to a customer"
+                # A name only for roles that may see customers; otherwise the report's own "(matched)".
+                who = plain(row["customer"]) if row["customer_id"] is not None else (
+                    row["customer"] or "not matched to a customer")
                 head.caption(f"{row['platform'].capitalize()} · {plain(row['author']) if row['author'] else '(no author)'} · {who} · "
                              f"{row['posted_at']:%d %b %Y %H:%M} · sentiment {row['sentiment']:+.2f} · "
                              f"reach {row['reach']:,}")
