@@ -758,9 +758,11 @@ def _quoting_attachments(session: Session, ids: list[int], secrets: list[str]) -
                            .where(SupportTicketResponse.attachment_path.is_not(None),
                                   SupportTicketResponse.ticket_id.not_in(theirs)))
     store = attachments_dir().resolve()
-    found = []
+    found: list[tuple[int, str]] = []
     for response_id, path, name in rows:
-        texts = [path, name or ""]
+        if not path:
+            continue
+        texts: list[str] = [path, name or ""]
         target = (store / path).resolve()
         if store in target.parents and target.is_file():
             with open(target, "rb") as handle:
