@@ -440,7 +440,8 @@ def _holdout_metrics(session, as_of: dt.date, holdout_days: int, model: Lifetime
 
 def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress | None = None,
                            holdout_days: int = 0, compare_pareto: bool = False,
-                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10) -> dict[str, Any]:
+                           sample_size: int = REFRESH_SAMPLE, annual_discount_rate: float = 0.10,
+                           actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
     """Fit the CLV models as of `as_of`, store every customer's scores, register the model.
 
     The scores go to `customer_lifetime_values`; the analytics snapshot reads those of its date when
@@ -449,8 +450,11 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
     status "skipped" and a reason, and nothing changes.
     `holdout_days` > 0 also refits on the history up to that many days earlier and records how
     its predictions compare with what happened since (a second pass over the orders, so opt-in);
-    `compare_pareto` records a Pareto/NBD fit next to BG/NBD.
+    `compare_pareto` records a Pareto/NBD fit next to BG/NBD. `actor` (the batch's system actor by
+    default) must be allowed to run the refresh and manage models.
     """
+    platform.require(actor, "refresh.run")
+    platform.require(actor, "models.manage")
     started = time.perf_counter()
     steps = 4
 
@@ -496,6 +500,7 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
             params={**model.params_, "penalizers": model.penalizers_, "sample_size": model.sample_size},
             features=["frequency", "recency", "T", "monetary_value"],
             training_start=first_day.date() if first_day else None, training_end=as_of, metrics=metrics,
+            actor=actor,
         )
         report(4, "Model registered", f"clv version {row.version}")
         return {

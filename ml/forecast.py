@@ -242,9 +242,12 @@ def fit_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
     return result
 
 
-def store_forecasts(engine: Engine, fitted_forecasts: FittedForecasts,
-                    progress: Progress | None = None) -> dict[str, Any]:
-    """Store what `fit_forecasts` fitted (and the metrics it skipped); register the models as "forecast"."""
+def store_forecasts(engine: Engine, fitted_forecasts: FittedForecasts, progress: Progress | None = None,
+                    actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
+    """Store what `fit_forecasts` fitted (and the metrics it skipped); register the models as "forecast".
+    `actor` (the batch's system actor by default) must be allowed to run the refresh and manage models."""
+    platform.require(actor, "refresh.run")
+    platform.require(actor, "models.manage")
     as_of, horizon_days, country = fitted_forecasts.as_of, fitted_forecasts.horizon_days, fitted_forecasts.country
     series, fitted = fitted_forecasts.series, fitted_forecasts.fitted
     result: dict[str, Any] = {"metrics": {}}
@@ -273,6 +276,7 @@ def store_forecasts(engine: Engine, fitted_forecasts: FittedForecasts,
                 features=list(fitted),
                 training_start=series.index.min().date(), training_end=as_of,
                 metrics={f"mape_{metric}": error for metric, (*_rest, error) in fitted.items()},
+                actor=actor,
             )
         for metric, (_, points, folds, error) in fitted.items():
             history = series[metric]
@@ -293,10 +297,13 @@ def store_forecasts(engine: Engine, fitted_forecasts: FittedForecasts,
 
 
 def refresh_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
-                      progress: Progress | None = None) -> dict[str, Any]:
+                      progress: Progress | None = None, actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
     """Fit and store the forecasts of every metric as of `as_of`; register them as model "forecast".
 
     A metric with fewer than `MIN_HISTORY_DAYS` days of history is stored as skipped, with the reason.
+    `actor` (the batch's system actor by default) must be allowed to run the refresh and manage models.
     """
+    platform.require(actor, "refresh.run")
+    platform.require(actor, "models.manage")
     return store_forecasts(engine, fit_forecasts(engine, as_of, horizon_days=horizon_days, progress=progress),
-                           progress)
+                           progress, actor)

@@ -31,7 +31,9 @@ def register(
     activate: bool = True,
     actor: platform.Actor = platform.SYSTEM,
 ) -> MLModel:
-    """Store a fitted model as the next version of `name` (and make it active by default)."""
+    """Store a fitted model as the next version of `name` (and make it active by default); `actor`
+    must be allowed to manage models."""
+    platform.require(actor, "models.manage")
     version = (session.scalar(select(func.max(MLModel.version)).where(MLModel.name == name)) or 0) + 1
     buffer = io.BytesIO()
     joblib.dump(model, buffer)

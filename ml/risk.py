@@ -44,23 +44,29 @@ def compute_risk_signals(engine: Engine, as_of: dt.date, seed: int = 0) -> Compu
     return computed
 
 
-def store_risk(engine: Engine, computed: ComputedSignals, now: dt.datetime) -> dict[str, Any]:
+def store_risk(engine: Engine, computed: ComputedSignals, now: dt.datetime, *,
+               actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
     """Apply the rules and lists in force to computed signals, store the scores and open reviews and
-    decisions; `status` is "skipped" with a reason when there is nobody."""
+    decisions; `status` is "skipped" with a reason when there is nobody. `actor` (the batch's system
+    actor by default) must be allowed to run the refresh."""
+    platform.require(actor, "refresh.run")
     as_of, signals = computed.as_of, computed.signals
     with platform.unit_of_work(engine, write=True) as session:
-        installed = risk.install_default_rules(session, platform.SYSTEM)
+        installed = risk.install_default_rules(session, actor)
         if signals.frame.empty:
             return {"status": "skipped", "reason": f"no customers signed up by {as_of.isoformat()}"}
         rules = risk.active_rules(session)
         lists = risk.list_matches(session, now)
         scored = risk.score_frame(signals.frame, rules, computed.anomaly, lists)
-        summary = risk.store_scores(session, platform.SYSTEM, as_of, now, scored, {r.id: r.name for r in rules})
+        summary = risk.store_scores(session, actor, as_of, now, scored, {r.id: r.name for r in rules})
         risk.store_score_distribution(session, as_of)  # what the Risk reviews page shows of the date
     return {"status": "ok", **summary, "rules": len(rules), "rules_installed": installed,
             "left_out": signals.left_out, "notes": computed.notes}
 
 
-def refresh_risk(engine: Engine, as_of: dt.date, now: dt.datetime, seed: int = 0) -> dict[str, Any]:
-    """Score every customer as of `as_of`; `status` is "skipped" with a reason when there is nobody."""
-    return store_risk(engine, compute_risk_signals(engine, as_of, seed), now)
+def refresh_risk(engine: Engine, as_of: dt.date, now: dt.datetime, seed: int = 0, *,
+                 actor: platform.Actor = platform.SYSTEM) -> dict[str, Any]:
+    """Score every customer as of `as_of`; `status` is "skipped" with a reason when there is nobody.
+    `actor` (the batch's system actor by default) must be allowed to run the refresh."""
+    platform.require(actor, "refresh.run")
+    return store_risk(engine, compute_risk_signals(engine, as_of, seed), now, actor=actor)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from crm_core import platform
 from ui import context
+from ui.format import plain
 
 viewer = context.require_page("tokens.own")
 is_admin = platform.allowed(viewer.role, "tokens.manage")
@@ -30,7 +31,7 @@ if submitted:
     made = context.act(platform.create_token, viewer.id, name, read_only=read_only, expires_days=EXPIRY[expiry])
     if made is not None:
         row, token = made
-        st.success(f"Token “{row.name}” created. Copy it now: it is shown only this once.")
+        st.success(f"Token “{plain(row.name)}” created. Copy it now: it is shown only this once.")
         st.code(token, language=None)
 
 everyone = is_admin and st.toggle("Everyone's tokens", help="Admins see and revoke every user's tokens.")

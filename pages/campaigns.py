@@ -93,7 +93,7 @@ with tabs["Campaigns"]:
                                   key="campaign_action_choice")
             if choice["status"] == "draft":
                 detail = context.read(campaigns.get_campaign, choice["id"]) or {}
-                st.caption(f"Trigger: {detail.get('trigger_text', '')}. Offer: {detail.get('offer_text', '')} by "
+                st.caption(f"Trigger: {plain(detail.get('trigger_text', ''))}. Offer: {plain(detail.get('offer_text', ''))} by "
                            f"{detail.get('channel', '')}. Holdout {detail.get('control_share', 0):.0%}, attribution "
                            f"window {detail.get('attribution_days', 0)} days. Launching sends the message now to "
                            "everyone in the treatment group.")
@@ -208,7 +208,7 @@ if can_manage:
                 st.rerun()
         preview = st.session_state.get("campaign_preview")
         if preview:
-            st.subheader(f"Audience: {preview['description']} by {preview['channel']}")
+            st.subheader(f"Audience: {plain(preview['description'])} by {preview['channel']}")
             _show_preview(preview)
 
 

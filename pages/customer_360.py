@@ -76,10 +76,10 @@ st.subheader(f"{plain(facts['name'] or '(no name)')} · #{facts['id']}")
 details = [facts["email"] or "no email", facts["phone"] or "no phone", facts["company"],
            ", ".join(x for x in (facts["city"], facts["country_code"]) if x),
            f"signed up {facts['signed_up_at']:%Y-%m-%d}", f"status {facts['status']}"]
-st.caption(" · ".join(d for d in details if d))
+st.caption(" · ".join(plain(d) for d in details if d))  # e-mail, company, city: typed by people
 accounts = context.read(social.customer_accounts, customer_id) or []
 if accounts:
-    st.caption("Social: " + " · ".join(f"{a['platform']} @{a['handle']} ({a['followers']:,} followers"
+    st.caption("Social: " + " · ".join(f"{plain(a['platform'])} @{plain(a['handle'])} ({a['followers']:,} followers"
                                        f"{', verified' if a['verified'] else ''})" for a in accounts))
 if facts["status"] == "merged":
     st.warning(f"This record was merged into customer {facts['merged_into_id']}.")

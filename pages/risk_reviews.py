@@ -12,6 +12,7 @@ from crm_core import platform, risk
 from db.models import IDENTITY_STATUSES, RISK_ACTIONS, RISK_LIST_FIELDS, RISK_REVIEW_STATES, RISK_SCORE_TYPES
 from ui import context
 from ui.data_date import show_data_date
+from ui.format import plain
 
 viewer = context.require_page("risk.view")
 can_review = platform.allowed(viewer.role, "risk.review")
@@ -225,8 +226,8 @@ with tabs[3]:
                            action=action, is_active=active, rule_id=current["id"] if current else None,
                            expected_version=current["version"] if current else None)
         if rule is not None:
-            saved(f"Rule {name!r} saved; the next risk refresh scores with it.")
-    if current and can_rules and st.button(f"Delete rule {current['name']!r}", key="risk_rule_delete") and \
+            saved(f"Rule '{plain(name)}' saved; the next risk refresh scores with it.")
+    if current and can_rules and st.button(f"Delete rule '{plain(current['name'])}'", key="risk_rule_delete") and \
             context.act(risk.delete_rule, current["id"]) is not None:
         saved(f"Rule {current['name']!r} deleted.")
 

@@ -261,8 +261,8 @@ with tab_compare:
         comparison = context.cached(segmentation.compare_segments, by_name[left_name]["id"], by_name[right_name]["id"])
         if comparison:
             c1, c2, c3, c4 = st.columns(4)
-            c1.metric(left_name, f"{comparison['a']['members']:,}", border=True)
-            c2.metric(right_name, f"{comparison['b']['members']:,}", border=True)
+            c1.metric(plain(left_name), f"{comparison['a']['members']:,}", border=True)
+            c2.metric(plain(right_name), f"{comparison['b']['members']:,}", border=True)
             c3.metric("In both", f"{comparison['overlap']:,}", border=True)
             c4.metric("Overlap (Jaccard)", f"{comparison['jaccard'] * 100:.1f}%", border=True)
             profiles = comparison["profiles"]

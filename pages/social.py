@@ -13,6 +13,7 @@ from crm_core import imports, platform, social
 from db.models import SOCIAL_PLATFORMS
 from ui import context
 from ui.charts import time_axis
+from ui.format import plain
 
 viewer = context.require_page("social.view")
 st.title("Social")
@@ -113,13 +114,15 @@ with tabs["Negative mentions"]:
         for row in found.rows:
             with st.container(border=True):
                 head, action = st.columns([4, 1])
-                who = row["customer"] or "not matched to a customer"
-                head.caption(f"{row['platform'].capitalize()} · {row['author'] or '(no author)'} · {who} · "
+                # A name only for roles that may see customers; otherwise the report's own "(matched)".
+                who = plain(row["customer"]) if row["customer_id"] is not None else (
+                    row["customer"] or "not matched to a customer")
+                head.caption(f"{row['platform'].capitalize()} · {plain(row['author']) if row['author'] else '(no author)'} · {who} · "
                              f"{row['posted_at']:%d %b %Y %H:%M} · sentiment {row['sentiment']:+.2f} · "
                              f"reach {row['reach']:,}")
                 head.text(row["text"])
                 if row["url"]:
-                    head.caption(row["url"])
+                    head.caption(plain(row["url"]))
                 if row["ticket"]:
                     action.caption(f"Ticket {row['ticket']}")
                 elif can_open_tickets and row["customer_id"] is not None:
@@ -197,7 +200,7 @@ if can_import:
                         st.rerun()  # the figures above include the new mentions
         result = st.session_state.get("mention_import")
         if result:
-            st.subheader(f"Last import: {result['file']}")
+            st.subheader(f"Last import: {plain(result['file'])}")
             for column, (label, value) in zip(st.columns(len(result["figures"])), result["figures"], strict=True):
                 column.metric(label[:1].upper() + label[1:], f"{value:,}", border=True)
             if result["errors"]:
@@ -220,7 +223,7 @@ if can_link:
                 linked = context.act(social.link_account, int(customer_id), account_platform, handle,
                                      followers=int(followers), verified=verified)
                 if linked is not None:
-                    st.success(f"@{linked['handle']} on {linked['platform']} linked to customer {int(customer_id)}; "
+                    st.success(f"@{plain(linked['handle'])} on {linked['platform']} linked to customer {int(customer_id)}; "
                                f"{linked['mentions_matched']:,} earlier mentions matched.")
                     figures.clear()
         lookup = st.number_input("Show the accounts of customer id", min_value=1, step=1, key="social_accounts_of")

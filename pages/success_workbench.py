@@ -11,6 +11,7 @@ from db.models import CTA_PRIORITIES
 from ui import context
 from ui.cta_panel import OUTCOME_LABELS, STATUS_LABELS, cta_editor
 from ui.data_date import show_data_date
+from ui.format import plain
 
 viewer = context.require_page("success.view")
 can_work = platform.allowed(viewer.role, "success.work")
@@ -174,7 +175,7 @@ with tabs["Results"]:
 with tabs["Playbooks"]:
     playbooks = context.read(success.list_playbooks) or []
     for playbook in playbooks:
-        with st.expander(f"{playbook['name']} — {playbook['trigger_label']}"
+        with st.expander(f"{plain(playbook['name'])} — {playbook['trigger_label']}"
                          + ("" if playbook["is_active"] else " (off)")):
             if platform.allowed(viewer.role, "success.playbooks"):
                 with st.form(f"playbook_{playbook['trigger']}"):

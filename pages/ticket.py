@@ -57,8 +57,9 @@ m1.metric("Status", ticket["status"].replace("_", " "), border=True)
 m2.metric("Priority", ticket["priority"], border=True)
 m3.metric("Agent", ticket["assignee"] or "unassigned", border=True)
 m4.metric("Customer", ticket["customer"] or "–", border=True)
-st.caption(f"{ticket['category']} · via {ticket['channel']} · department {ticket['department'] or '–'} · "
-           f"order {ticket['order'] or '–'} · SLA policy {ticket['policy'] or 'none'} · "
+st.caption(f"{plain(ticket['category'])} · via {plain(ticket['channel'])} · "
+           f"department {plain(ticket['department'] or '–')} · order {plain(ticket['order'] or '–')} · "
+           f"SLA policy {plain(ticket['policy'] or 'none')} · "
            f"created {ticket['created_at']:%Y-%m-%d %H:%M} UTC"
            + (" · **SLA breached**" if ticket["sla_breached"] else ""))
 

@@ -59,6 +59,17 @@ def test_a_locked_database_is_one_line(db_url, tmp_path, capsys, monkeypatch):
     assert "busy" in line
 
 
+def test_upgrades_started_at_once_on_a_new_sqlite_file_all_succeed(db_url):
+    """The first migrates; the others wait for its write lock and then find the schema at head."""
+    started = [subprocess.Popen([sys.executable, "-m", "crm_cli.main", "db", "upgrade"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for _ in range(3)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in started]
+    for process in started:
+        process.stdout.close()
+        process.stderr.close()
+    assert results == [(0, "")] * 3
+
+
 def test_a_bug_prints_an_error_id_and_logs_the_trace(db_url, tmp_path, capsys, monkeypatch):
     def broken(args):
         raise ZeroDivisionError("secret internals: SELECT * FROM users")

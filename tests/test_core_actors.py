@@ -1,6 +1,7 @@
 """Every writer checks its actor in the core, not only behind a page: the batch and its steps, loyalty
 earning, reversal and expiry, SLA checks, churn training, the access export, the failed-import record,
-health scoring and lifecycle evaluation refuse an actor whose role may not do them."""
+health scoring and lifecycle evaluation, CLV and forecast training, risk scoring, success CTAs, journeys,
+campaign results and the model registry refuse an actor whose role may not do them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import datetime as dt
 import pytest
 
 import batch
-from crm_core import customers, imports, loyalty, platform, segmentation, service
-from ml import churn
+from crm_core import campaigns, customers, imports, journeys, loyalty, platform, segmentation, service, success
+from ml import churn, clv, forecast, registry
+from ml import risk as risk_model
 from ml.health import scoring
 from tests.factories import make_customer, make_user
 
 AS_OF = dt.date(2026, 3, 31)
+NOW = dt.datetime(2026, 3, 31, 23, 0)
 
 
 def _refused(engine, session, role: str):
@@ -36,6 +39,13 @@ def _refused(engine, session, role: str):
         "export_subject_data": lambda: customers.export_subject_data(session, outsider, person.id),
         "record_failed_run": lambda: imports.record_failed_run(session, outsider, "customers", "x.csv", "csv", None,
                                                                "it broke"),
+        "refresh_lifetime_value": lambda: clv.refresh_lifetime_value(engine, AS_OF, actor=outsider),
+        "refresh_forecasts": lambda: forecast.refresh_forecasts(engine, AS_OF, actor=outsider),
+        "refresh_risk": lambda: risk_model.refresh_risk(engine, AS_OF, NOW, actor=outsider),
+        "refresh_success": lambda: success.refresh_success(engine, AS_OF, NOW, actor=outsider),
+        "refresh_journeys": lambda: journeys.refresh_journeys(session, AS_OF, NOW, actor=outsider),
+        "store_campaign_results": lambda: campaigns.store_results(session, NOW, actor=outsider),
+        "register_model": lambda: registry.register(session, "audit", "none", {}, actor=outsider),
     }
     refused = []
     for name, call in calls.items():

@@ -154,3 +154,31 @@ def test_crm_privacy_export_and_erase(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     engine.dispose()
+
+
+def test_erasure_deletes_other_peoples_attachments_that_quote_the_person(session, attachment_store):
+    """A file on someone else's ticket that names the person (in its name or its text) goes too; the
+    row no longer points at it, and a file that does not mention them stays."""
+    from db.models import SupportTicket, SupportTicketResponse
+
+    zoe_id, values, _ = build_person(session, attachment_store)
+    agent = make_user(session, "support_agent")
+    bob = session.scalar(select(Customer.id).where(Customer.email == "bob@example.com"))
+    ticket = session.scalar(select(SupportTicket.id).where(SupportTicket.customer_id == bob))
+    for name, content in [("ZTM-7 statement.txt", b"account statement"),
+                          ("call notes.txt", f"Bob forwarded mail from {FIRST} {LAST} <{OLD_EMAIL}>".encode()),
+                          ("invoice.txt", b"Bob's own invoice, nobody else in it")]:
+        service.add_response(session, agent, ticket, "See the file", attachment=(name, content, "text/plain"))
+    session.flush()
+    request = customers.create_privacy_request(session, platform.SYSTEM, zoe_id, "erasure")
+    result = customers.erase_customer(session, platform.SYSTEM, zoe_id, request.id)
+    session.commit()
+
+    assert file_hits(attachment_store, values) == []
+    assert result["attachment_files_deleted"] == 3
+    stored = session.execute(select(SupportTicketResponse.attachment_path, SupportTicketResponse.attachment_name)
+                             .where(SupportTicketResponse.ticket_id == ticket,
+                                    SupportTicketResponse.attachment_path.is_not(None))).all()
+    assert [name for _, name in stored] == ["invoice.txt"]
+    assert all((attachment_store / path).is_file() for path, _ in stored)  # no row points at a missing file
+    assert sorted(p.name.split("_", 1)[1] for p in attachment_store.rglob("*") if p.is_file()) == ["invoice.txt"]

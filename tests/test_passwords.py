@@ -72,3 +72,9 @@ def test_demo_staff_when_asked_for(external_db):
     assert len(_active_staff(external_db)) == 18  # three of each role
     with platform.unit_of_work(make_engine(external_db)) as s:
         assert platform.authenticate(s, "admin1", demo.demo_password("admin1")).role == "admin"
+
+
+@pytest.mark.parametrize("password", ["zaq12wsxcde3", "qazwsxedcrfv", "Aa123456789!", "123456789abc"])
+def test_keyboard_walks_and_digit_runs_with_a_letter_or_two_are_common(password):
+    with pytest.raises(platform.ValidationError, match="most common"):
+        platform.check_password(password, "jane")

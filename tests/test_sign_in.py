@@ -12,7 +12,7 @@ from sqlalchemy import select
 from crm_core import platform
 from crm_core.platform import users
 from db.engine import session_factory
-from db.models import User
+from db.models import AuditLog, User
 from tests.factories import make_user
 
 REFUSED = "^Unknown username or wrong password.$"
@@ -148,3 +148,16 @@ def test_twelve_redemptions_at_once_through_page_writes_all_land(engine):
     assert outcomes == ["ok"] * 12
     with session_factory(engine)() as s:
         assert loyalty.recompute_balance(s, customer_id)["balance"] == 0
+
+
+def test_every_refused_sign_in_is_audited_an_unknown_username_too(session):
+    make_user(session, "analyst", "known", password="amber-window-seven")
+    session.commit()
+    for username in ("known", "nobody-here"):
+        with pytest.raises(platform.AuthenticationError, match=REFUSED):
+            platform.authenticate(session, username, "wrong")
+        session.rollback()  # what the caller's unit of work does: the audit row is committed already
+    rows = session.execute(select(AuditLog.entity_id, AuditLog.after).where(
+        AuditLog.action == "auth.sign_in_failed").order_by(AuditLog.id)).all()
+    assert len(rows) == 2 and rows[1].entity_id is None
+    assert "nobody-here" not in str(rows[1].after)

@@ -64,3 +64,33 @@ def test_a_name_with_markdown_is_shown_as_text_on_loyalty(app, hostile_name):
     assert not app.exception
     shown = _markdown_shown(app)
     assert plain(PIXEL) in shown and PIXEL not in shown.replace(plain(PIXEL), "")
+
+
+@pytest.fixture
+def hostile_details(app_db):
+    """A company, city and social handle typed (or imported) with Markdown in them."""
+    from db.models import SocialAccount
+
+    engine = make_engine(app_db)
+    customer_id = _first_member(app_db)
+    with engine.begin() as connection:
+        before = connection.execute(
+            Customer.__table__.select().where(Customer.id == customer_id)).mappings().one()
+        connection.execute(update(Customer).where(Customer.id == customer_id).values(company=PIXEL, city=PIXEL))
+        connection.execute(SocialAccount.__table__.insert().values(
+            customer_id=customer_id, platform="twitter", handle="evil![x](https://attacker.example/h.png)",
+            followers=1, is_verified=False))
+    yield customer_id
+    with engine.begin() as connection:
+        connection.execute(SocialAccount.__table__.delete().where(SocialAccount.customer_id == customer_id,
+                                                                   SocialAccount.handle.like("evil%")))
+        connection.execute(update(Customer).where(Customer.id == customer_id).values(
+            company=before["company"], city=before["city"]))
+
+
+def test_company_city_and_handle_with_markdown_are_shown_as_text_on_customer_360(app, hostile_details):
+    open_page(app, "csm1", "customer_360")
+    app.number_input(key="c360_id").set_value(hostile_details).run()
+    assert not app.exception
+    shown = _markdown_shown(app)
+    assert plain(PIXEL) in shown and "](https://attacker.example" not in shown

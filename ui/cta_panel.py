@@ -13,6 +13,7 @@ from crm_core import platform, success
 from db.models import CTA_PRIORITIES
 
 from . import context
+from .format import plain
 
 OUTCOME_LABELS = {"saved": "Saved", "churned": "Churned", "unreachable": "Unreachable", "not_needed": "Not needed",
                   "trigger_cleared": "Trigger cleared"}
@@ -119,7 +120,7 @@ def cta_editor(cta_id: int, today: dt.date) -> None:
         st.caption("No steps.")
     for index, step in enumerate(steps):
         done = step.get("done_at") is not None
-        label = step["title"] + (f" (done by {step['done_by']})" if done else "")
+        label = plain(step["title"]) + (f" (done by {step['done_by']})" if done else "")  # a checkbox label is Markdown
         ticked = st.checkbox(label, value=done, key=f"{key}_step_{index}_{detail['version']}", disabled=not may_work)
         if ticked != done and context.act(success.set_step, cta_id, index, ticked, expected_version=seen) is not None:
             saved()

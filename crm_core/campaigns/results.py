@@ -232,8 +232,10 @@ def target_outcomes(session: Session, campaign_id: int, at: dt.datetime) -> list
 STORED_PREFIX = "campaign_results:"
 
 
-def store_results(session: Session, at: dt.datetime) -> int:
-    """Compute and store the results and conversion curve of every launched campaign as of `at`."""
+def store_results(session: Session, at: dt.datetime, actor: Actor = SYSTEM) -> int:
+    """Compute and store the results and conversion curve of every launched campaign as of `at`
+    (a batch step: `actor` must be allowed to run the refresh)."""
+    require(actor, "refresh.run")
     session.execute(delete(RollupSummary).where(RollupSummary.name.like(f"{STORED_PREFIX}%")))
     launched = session.scalars(select(WinbackCampaign.id).where(WinbackCampaign.status != "draft",
                                                                  select(WinbackTarget.id).where(

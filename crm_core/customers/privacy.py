@@ -21,6 +21,7 @@ import datetime as dt
 import io
 import json
 import re
+import unicodedata
 import zipfile
 from typing import Any
 
@@ -51,7 +52,7 @@ from crm_core.platform.rollup_state import history_rewritten_since, replace_summ
 from crm_core.platform.spreadsheet import neutralize
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
-from crm_core.service.tickets import attachments_dir
+from crm_core.service.tickets import MAX_ATTACHMENT_BYTES, attachments_dir
 from db.models import (
     COMM_CHANNELS,
     CONSENT_PURPOSES,
@@ -737,6 +738,42 @@ def _attachment_files(session: Session, ids: list[int]) -> list[str]:
         SupportTicketResponse.ticket_id.in_(tickets), SupportTicketResponse.attachment_path.is_not(None))))
 
 
+def _ascii_folded(text: str) -> str:
+    """How an attachment's stored file name spells a value: accents and other letters outside ASCII
+    dropped, spaces as underscores (tickets.sanitize_file_name)."""
+    return re.sub(r"\s+", "_", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode())
+
+
+def _quoting_attachments(session: Session, ids: list[int], secrets: list[str]) -> list[tuple[int, str]]:
+    """(response id, path) of attachments on OTHER people's tickets whose file name or text quotes one
+    of the person's identifying values: a forwarded e-mail, a statement with their name. Text is read
+    as UTF-8, UTF-16 and Latin-1; a compressed format (a PDF's streams, an image) cannot be read and
+    is left as it is."""
+    if not secrets:
+        return []
+    folded = {s.casefold() for s in secrets} | {_ascii_folded(s).casefold() for s in secrets if len(_ascii_folded(s)) >= 4}
+    theirs = select(SupportTicket.id).where(SupportTicket.customer_id.in_(ids))
+    rows = session.execute(select(SupportTicketResponse.id, SupportTicketResponse.attachment_path,
+                                  SupportTicketResponse.attachment_name)
+                           .where(SupportTicketResponse.attachment_path.is_not(None),
+                                  SupportTicketResponse.ticket_id.not_in(theirs)))
+    store = attachments_dir().resolve()
+    found: list[tuple[int, str]] = []
+    for response_id, path, name in rows:
+        if not path:
+            continue
+        texts: list[str] = [path, name or ""]
+        target = (store / path).resolve()
+        if store in target.parents and target.is_file():
+            with open(target, "rb") as handle:
+                content = handle.read(MAX_ATTACHMENT_BYTES + 1)
+            texts += [content.decode("utf-8", "ignore"), content.decode("utf-16", "ignore"), content.decode("latin-1")]
+        haystack = "\n".join(texts).casefold()
+        if any(secret in haystack or secret in haystack.replace("_", " ") for secret in folded):
+            found.append((response_id, path))
+    return found
+
+
 def _delete_attachments(paths: list[str]) -> int:
     store = attachments_dir().resolve()
     deleted = 0
@@ -770,6 +807,14 @@ def erase_customer(session: Session, actor: Actor, customer_id: Any, request_id:
     secrets = _secrets(session, ids)
     names = _single_names(session, ids)  # a first or last name alone is not searched for everywhere: others share it
     attachments = _attachment_files(session, ids)
+    # Files on other people's tickets that quote them: dropped from their rows now, before the sweep
+    # below would rewrite a path that holds a value (and so lose the file), deleted with the others.
+    quoting = _quoting_attachments(session, ids, [v for v in secrets if v not in names])
+    if quoting:
+        session.execute(update(SupportTicketResponse).where(SupportTicketResponse.id.in_([r for r, _ in quoting]))
+                        .values(attachment_path=None, attachment_name=ERASED, attachment_type=None,
+                                attachment_size=None))
+        attachments += [path for _, path in quoting]
     now = utcnow()
     session.flush()
 

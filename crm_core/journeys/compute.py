@@ -35,7 +35,9 @@ from crm_core.journeys.steps import (
     VISITS,
     path_labels,
 )
+from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.dates import end_of
+from crm_core.platform.permissions import require
 from crm_core.segmentation.lifecycle import get_lifecycle_rules
 from db import bulk
 from db.models import (
@@ -202,8 +204,11 @@ def _days(value: Any) -> float | None:
     return None if value is None or value != value else float(value)  # NaN is not equal to itself
 
 
-def refresh_journeys(session: Session, as_of: dt.date, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Compute the journeys as of the end of `as_of` and store them as the latest run."""
+def refresh_journeys(session: Session, as_of: dt.date, now: dt.datetime | None = None,
+                     actor: Actor = SYSTEM) -> dict[str, Any]:
+    """Compute the journeys as of the end of `as_of` and store them as the latest run (a batch step:
+    `actor` must be allowed to run the refresh)."""
+    require(actor, "refresh.run")
     started = time.perf_counter()
     end = end_of(as_of)
     rules_stored, _ = get_lifecycle_rules(session)

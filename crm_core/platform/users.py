@@ -88,6 +88,9 @@ def authenticate(session: Session, username: str, password: str, now: dt.datetim
     ).one_or_none()
     if user is None:
         _password_matches(_dummy_hash(_hasher), password)
+        # Audited like any refused sign-in, without what was typed (it may be someone's password).
+        record_audit(session, SYSTEM, "auth.sign_in_failed", "user", None, after={"unknown_username": True})
+        session.commit()
         raise AuthenticationError(SIGN_IN_REFUSED)
     locked = user.locked_until is not None and user.locked_until > now
     if not _password_matches(user.password_hash, password):

@@ -148,9 +148,11 @@ def run_success_rules(session: Session, as_of: dt.date, now: dt.datetime | None 
     return summary
 
 
-def refresh_success(engine: Engine, as_of: dt.date, now: dt.datetime | None = None) -> dict[str, Any]:
+def refresh_success(engine: Engine, as_of: dt.date, now: dt.datetime | None = None,
+                    actor: Actor = SYSTEM) -> dict[str, Any]:
     """The batch step: `run_success_rules` in its own unit of work, then the owners' books for the workbench."""
+    require(actor, "refresh.run")
     with unit_of_work(engine) as session:
-        summary = run_success_rules(session, as_of, now)
+        summary = run_success_rules(session, as_of, now, actor=actor)
         store_books(session, as_of)
         return summary

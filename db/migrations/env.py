@@ -3,7 +3,7 @@ import warnings
 from alembic import context
 from sqlalchemy import event, pool
 
-from db.engine import make_engine
+from db.engine import SQLITE_IMMEDIATE, make_engine
 from db.models import Base
 
 config = context.config
@@ -36,6 +36,11 @@ def run_migrations_online() -> None:
     if sqlite:
         event.listen(engine, "connect", _foreign_keys_off)
     with engine.connect() as connection:
+        if sqlite:
+            # Take the write lock before reading the version: a second `crm db upgrade` started
+            # meanwhile waits (up to the busy timeout), then finds the schema at head, instead of
+            # failing at its first write because the first one changed the file since it read it.
+            connection = connection.execution_options(**{SQLITE_IMMEDIATE: True})
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=True
         )
