@@ -1,12 +1,16 @@
 """Customer Intelligence: sign-in gate and role-based navigation."""
 
+import time
+
 import streamlit as st
 
 from crm_core import platform
 from ui import context
 from ui.format import plain
 from ui.navigation import PAGES, PageSpec, sections_for
+from ui.run_times import timed_run
 
+RUN_STARTED = time.perf_counter()
 st.set_page_config(page_title="Customer Intelligence", page_icon=":material/insights:", layout="wide")
 
 
@@ -69,6 +73,7 @@ else:
     if (after := context.take_page_after_sign_in()) is not None:
         st.switch_page(after[0], query_params=after[1])
 try:
-    navigation.run()
+    with timed_run(navigation.title, RUN_STARTED):
+        navigation.run()
 except Exception as exc:  # noqa: BLE001 - no traceback, SQL or parameter reaches the browser
     context.show_unexpected(exc, f"page {navigation.title}")

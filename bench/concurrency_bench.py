@@ -27,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -50,9 +51,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db_url: str) -> tuple[subprocess.Popen, str]:
+def start_server(db_url: str, run_times: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "CRM_DATABASE_URL": db_url, "STREAMLIT_SERVER_HEADLESS": "true"}
+    if run_times is not None:
+        env["CRM_RUN_TIMES"] = str(run_times)  # the server's own time for each script run (ui/run_times.py)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
@@ -87,6 +90,35 @@ def rss_megabytes(pid: int) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process and its waited-for children have used, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS  # utime, stime, cutime, cstime
+
+
+def server_cpu(pid: int) -> float:
+    return _cpu_of(pid)
+
+
+def browser_cpu() -> float:
+    """CPU seconds used so far by every Chromium process on the machine."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm = stat.read_text().split("(", 1)[1].split(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if "chrom" in comm:
+            total += _cpu_of(int(stat.parent.name))
+    return total
 
 
 class MemorySampler(threading.Thread):
@@ -124,7 +156,8 @@ async def visit(page, title: str) -> float:
     return time.perf_counter() - started
 
 
-async def measure(url: str, sessions: int, rounds: int, pages: list[str], think: float = 0.0) -> tuple[dict, dict]:
+async def measure(url: str, sessions: int, rounds: int, pages: list[str], think: float = 0.0,
+                  server_pid: int | None = None) -> tuple[dict, dict, dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -132,9 +165,14 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str], think:
         alone_context = await browser.new_context(viewport={"width": 1440, "height": 1000})
         alone_page = await sign_in(alone_context, url)
         single: dict[str, list[float]] = {title: [] for title in pages}
-        for _ in range(2):  # the first pass fills the server's caches, as a first visitor would
+        windows: dict[str, tuple[float, float]] = {}
+        for attempt in range(2):  # the first pass fills the server's caches, as a first visitor would
+            if attempt == 1:
+                alone_started = time.time()
             for title in pages:
                 single[title].append(await visit(alone_page, title))
+        await asyncio.sleep(1)  # the last run's time is written once the page has been sent
+        windows["alone"] = (alone_started, time.time())
         await alone_context.close()
         print("alone: " + ", ".join(f"{t} {min(v):.2f} s" for t, v in single.items()), flush=True)
         contexts = [await browser.new_context(viewport={"width": 1440, "height": 1000}) for _ in range(sessions)]
@@ -153,9 +191,17 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str], think:
                     if think > 0:
                         await asyncio.sleep(pause.expovariate(1 / think))
 
+        started = (time.perf_counter(), server_cpu(server_pid) if server_pid else 0.0, browser_cpu())
+        together_started = time.time()
         await asyncio.gather(*[walk(i, page) for i, page in enumerate(signed)])
+        await asyncio.sleep(1)
+        windows["together"] = (together_started, time.time())
+        used = {"seconds": time.perf_counter() - started[0],
+                "server": (server_cpu(server_pid) if server_pid else 0.0) - started[1],
+                "browsers": browser_cpu() - started[2], "clicks": sum(len(v) for v in together.values()),
+                "windows": windows}
         await browser.close()
-    return {t: min(v) for t, v in single.items()}, together
+    return {t: min(v) for t, v in single.items()}, together, used
 
 
 def main() -> None:
@@ -165,26 +211,64 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pages", default=",".join(DEFAULT_PAGES))
     parser.add_argument("--think", type=float, default=0.0, help="mean seconds a session waits between clicks")
+    parser.add_argument("--browsers-nice", type=int, default=0,
+                        help="run the browsers at this niceness (the server keeps its own): people's browsers run "
+                             "on their own machines, here they share the server's cores")
     args = parser.parse_args()
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
     ensure_admin(args.url)
-    process, url = start_server(args.url)
+    run_times = Path(tempfile.mkdtemp(prefix="crm-run-times-")) / "runs.tsv"
+    process, url = start_server(args.url, run_times)
     sampler = MemorySampler(process.pid)
     sampler.start()
+    if args.browsers_nice:
+        os.nice(args.browsers_nice)  # this process and the browsers it starts; the server started before
     try:
-        single, together = asyncio.run(measure(url, args.sessions, args.rounds, pages, args.think))
+        single, together, used = asyncio.run(measure(url, args.sessions, args.rounds, pages, args.think, process.pid))
     finally:
         sampler.stop.set()
         process.terminate()
         process.wait(timeout=30)
     pace = f"a mean {args.think:g} s between clicks" if args.think > 0 else "no pause between clicks"
     print(f"{args.sessions} sessions x {args.rounds} rounds, {pace}; server peak RSS {sampler.peak:,.0f} MB")
-    print(f"{'page':<22} {'alone s':>8} {'p50 s':>7} {'p95 s':>7} {'p95/alone':>9}")
+    clicks = max(used["clicks"], 1)
+    print(f"while they clicked ({used['seconds']:.0f} s, {used['clicks']} clicks, browsers at nice {args.browsers_nice}): "
+          f"server CPU {used['server']:.1f} s ({used['server'] / clicks:.3f} s a click, "
+          f"{used['server'] / used['seconds']:.2f} cores), browsers CPU {used['browsers']:.1f} s "
+          f"({used['browsers'] / clicks:.3f} s a click, {used['browsers'] / used['seconds']:.2f} cores)")
+    server = server_runs(run_times, used["windows"])
+    print("In the browser (click to page shown, the browser's rendering included) and on the server (the page's "
+          "script run, from ui/run_times.py), seconds:")
+    print(f"{'page':<22} {'alone':>7} {'p50':>7} {'p95':>7} {'p95/alone':>9} | {'server alone':>12} {'p50':>7} "
+          f"{'p95':>7} {'p95/alone':>9}")
     for title in pages:
-        times = sorted(together[title])
-        p50 = statistics.median(times)
-        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-        print(f"{title:<22} {single[title]:>8.2f} {p50:>7.2f} {p95:>7.2f} {p95 / single[title]:>9.1f}")
+        p50, p95 = percentiles(together[title])
+        alone_runs = server["alone"].get(title, [])
+        s_alone = statistics.median(alone_runs) if alone_runs else float("nan")
+        s50, s95 = percentiles(server["together"].get(title, []))
+        print(f"{title:<22} {single[title]:>7.2f} {p50:>7.2f} {p95:>7.2f} {p95 / single[title]:>9.1f} | "
+              f"{s_alone:>12.3f} {s50:>7.3f} {s95:>7.3f} {s95 / s_alone:>9.1f}")
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    """p50 and p95 (nearest rank); NaN for no values."""
+    if not values:
+        return float("nan"), float("nan")
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def server_runs(path: Path, windows: dict[str, tuple[float, float]]) -> dict[str, dict[str, list[float]]]:
+    """The server's script-run seconds per page within each time window, from the CRM_RUN_TIMES log."""
+    runs: dict[str, dict[str, list[float]]] = {name: {} for name in windows}
+    if not path.exists():
+        return runs
+    for line in path.read_text(encoding="utf-8").splitlines():
+        at, seconds, title = line.split("\t", 2)
+        for name, (start, end) in windows.items():
+            if start <= float(at) <= end:
+                runs[name].setdefault(title, []).append(float(seconds))
+    return runs
 
 
 if __name__ == "__main__":
