@@ -6,7 +6,9 @@ import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from crm_core import loyalty, platform
 from crm_core.loyalty import ledger
@@ -141,6 +143,121 @@ def test_points_of_cancelled_returned_or_refunded_orders_are_taken_back_once_and
     assert loyalty.reverse_for_orders(engine, dt.date(2026, 1, 1), now=later + dt.timedelta(hours=2))["entries"] == 0
     assert loyalty.reverse_for_orders(engine, dt.date(2024, 1, 1), now=later + dt.timedelta(hours=3)) == {
         "entries": 1, "points": 30}
+
+
+# --------------------------------------------------------------------------- batch jobs: one unit of work, retried
+
+BATCH_JOBS = {
+    "earn": lambda engine: loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW),
+    "reverse": lambda engine: loyalty.reverse_for_orders(engine, dt.date(2026, 1, 1), now=NOW),
+    "expire": lambda engine: loyalty.expire_points(engine, dt.date(2026, 3, 2), now=NOW),
+}
+
+
+def _job_fails_with(monkeypatch, make_error, times: int) -> list[int]:
+    """The job's last statement (its audit row) fails `times` times with `make_error(session)`, then
+    succeeds; returns the attempts made, one entry each."""
+    attempts: list[int] = []
+    audit = ledger.record_audit
+
+    def failing_audit(session, *args, **kwargs):
+        attempts.append(1)
+        if len(attempts) <= times:
+            raise make_error(session)
+        return audit(session, *args, **kwargs)
+
+    monkeypatch.setattr(ledger, "record_audit", failing_audit)
+    monkeypatch.setattr(ledger, "RETRY_PAUSE_SECONDS", 0)
+    return attempts
+
+
+def _lose_the_connection(session):
+    """A lost connection: on PostgreSQL the server really ends it; SQLite has no server to lose."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        session.execute(text("SELECT 1"))  # raises: the connection is gone
+    return OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+
+
+def _earning_member(engine) -> int:
+    with platform.unit_of_work(session_factory(engine)) as s:
+        customer, _ = _member(s)
+        make_order(s, customer, NOW - dt.timedelta(days=2), "120")
+        return customer.id
+
+
+@pytest.mark.parametrize("job", sorted(BATCH_JOBS))
+def test_a_lost_connection_in_a_batch_job_is_one_line_and_writes_nothing(engine, monkeypatch, job):
+    customer_id = _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, _lose_the_connection, times=1)
+    with pytest.raises(platform.ServiceUnavailable) as raised:
+        BATCH_JOBS[job](engine)
+    assert isinstance(raised.value, platform.DomainError) and not isinstance(raised.value, OperationalError)
+    assert len(str(raised.value).splitlines()) == 1 and "could not be reached" in str(raised.value)
+    assert len(attempts) == 1, "a lost connection is not retried"
+    with session_factory(engine)() as s:
+        assert _ledger(s, customer_id) == []
+
+
+def test_a_busy_database_is_retried_a_few_times_then_one_line(engine, monkeypatch):
+    customer_id = _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, lambda _: OperationalError(
+        "UPDATE", {}, Exception("database is locked")), times=ledger.RETRY_ATTEMPTS)
+    with pytest.raises(platform.ServiceUnavailable, match="busy") as raised:
+        loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW)
+    assert len(str(raised.value).splitlines()) == 1
+    assert len(attempts) == ledger.RETRY_ATTEMPTS
+    with session_factory(engine)() as s:
+        assert _ledger(s, customer_id) == []
+
+
+@pytest.mark.parametrize("clash", [
+    lambda _: IntegrityError("INSERT", {}, Exception("duplicate key value violates unique constraint")),
+    lambda _: StaleDataError("UPDATE statement on table 'customer_loyalty_accounts' expected to update 1 row(s)"),
+    lambda _: OperationalError("SELECT", {}, Exception("deadlock detected")),
+], ids=["unique", "version", "deadlock"])
+def test_a_clash_with_another_writer_is_retried_and_posts_once(engine, monkeypatch, clash):
+    customer_id = _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, clash, times=2)
+    assert loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW) == {
+        "entries": 1, "points": 120, "tiers_raised": 0}
+    assert len(attempts) == 3
+    with session_factory(engine)() as s:
+        assert _ledger(s, customer_id) == [("earn", 120, 120)]
+        assert loyalty.recompute_balance(s, customer_id)["consistent"]
+
+
+def test_a_conflict_still_there_at_the_last_attempt_is_a_conflict_error(engine, monkeypatch):
+    _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, lambda _: IntegrityError(
+        "INSERT", {}, Exception("duplicate key")), times=ledger.RETRY_ATTEMPTS)
+    with pytest.raises(platform.ConflictError):
+        loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW)
+    assert len(attempts) == ledger.RETRY_ATTEMPTS
+
+
+def test_the_command_says_a_busy_database_in_one_line(tmp_path, monkeypatch, capsys):
+    """`crm loyalty earn` while another process holds SQLite's write lock past the busy timeout."""
+    import sqlite3
+
+    from crm_cli.main import main
+
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr("db.engine.SQLITE_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(ledger, "RETRY_PAUSE_SECONDS", 0)
+    holder = sqlite3.connect(tmp_path / "busy.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["loyalty", "earn", "--since", "2026-01-01"]) == 2
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: The database is busy"), err
+    assert main(["loyalty", "earn", "--since", "2026-01-01"]) == 0
 
 
 def test_tier_multiplier_and_tier_change_rows_online(session):

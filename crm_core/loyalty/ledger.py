@@ -57,21 +57,29 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from crm_core.customers.rules import GONE_STATUSES, shown_name
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of, data_date, midnight
-from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from crm_core.platform.errors import (
+    ConflictError,
+    DomainError,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+    ValidationError,
+)
 from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.rollup_state import replace_summary
 from crm_core.platform.settings import save_setting, stored_setting
 from crm_core.platform.sql import least, rows_affected, year_month
+from crm_core.platform.transactions import unit_of_work
 from crm_core.risk.decisions import enforce
-from db.engine import session_factory
 from db.models import (
     LOYALTY_TIERS,
     REVENUE_ORDER_STATUSES,
@@ -292,29 +300,39 @@ def _post(session: Session, account: LoyaltyAccount, kind: str, points: int, act
     return entry
 
 
-def run_with_retry(engine: Engine, work: Callable[[Session], T], attempts: int = 8) -> T:
-    """Run `work(session)` in its own transaction, retrying when the database reports a lock
-    conflict (SQLite "database is locked", PostgreSQL deadlock or serialization failure)."""
-    factory = session_factory(engine)
-    for attempt in range(attempts):
-        session = factory()
+# How many times a batch job runs before a clash with concurrent writers is reported, and the pause
+# before each new attempt (times the attempt's number).
+RETRY_ATTEMPTS = 4
+RETRY_PAUSE_SECONDS = 0.05
+
+
+def _worth_retrying(error: DomainError) -> bool:
+    """Whether a fresh attempt can win what the unit of work reported: a version or unique clash with a
+    concurrent writer, a database busy beyond its timeout, a deadlock or a serialization failure. Not a
+    lost connection, and not a conflict the work found itself (a request already decided)."""
+    cause = error.__cause__
+    if isinstance(error, ConflictError):
+        return isinstance(cause, StaleDataError | IntegrityError)
+    if isinstance(error, ServiceUnavailable) and isinstance(cause, OperationalError):
+        text = str(cause.orig or "").lower()
+        return any(word in text for word in ("locked", "busy", "deadlock", "could not serialize"))
+    return False
+
+
+def run_with_retry(engine: Engine, work: Callable[[Session], T], attempts: int = RETRY_ATTEMPTS) -> T:
+    """Run `work(session)` in a write unit of work (`platform.unit_of_work(engine, write=True)`), again
+    when it lost a clash with a concurrent writer, at most `attempts` times in all. What is not worth
+    retrying, or still fails at the last attempt, propagates as the unit of work raised it: a
+    ConflictError or ServiceUnavailable (one line for the caller), never a raw database error."""
+    for attempt in range(1, attempts + 1):
         try:
-            result = work(session)
-            session.commit()
-            return result
-        except OperationalError as exc:
-            session.rollback()
-            message = str(exc.orig).lower()
-            transient = "locked" in message or "deadlock" in message or "could not serialize" in message
-            if not transient or attempt == attempts - 1:
+            with unit_of_work(engine, write=True) as session:
+                return work(session)
+        except (ConflictError, ServiceUnavailable) as error:
+            if attempt == attempts or not _worth_retrying(error):
                 raise
-            time.sleep(0.02 * (attempt + 1))
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-    raise AssertionError("unreachable")
+        time.sleep(RETRY_PAUSE_SECONDS * attempt)
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
 # --------------------------------------------------------------------------- membership, earning, redemption
