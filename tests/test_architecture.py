@@ -65,7 +65,7 @@ PINNED_NAMES = {
     "GONE_STATUSES": "crm_core/customers/rules.py",
     "COUNTED_CUSTOMER": "crm_core/customers/rules.py",
     "TEXT_LIMITS": "crm_core/customers/rules.py",
-    "DEFAULT_TIER_THRESHOLDS": "crm_core/loyalty/ledger.py",
+    "DEFAULT_TIER_THRESHOLDS": "crm_core/loyalty/rules.py",
     "DEFAULT_CALENDAR": "crm_core/service/business_calendar.py",
     "DEFAULT_POLICY_MINUTES": "crm_core/service/sla.py",
     "SHOP_COUNTRY": "crm_core/platform/shop.py",

@@ -6,12 +6,21 @@ import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from crm_core import loyalty, platform
-from crm_core.loyalty import ledger
+from crm_core.loyalty import accounts, batch, ledger, rules
 from db.engine import session_factory
-from db.models import AuditLog, LoyaltyAccount, LoyaltyAdjustmentRequest, LoyaltyTierChange, LoyaltyTransaction
+from db.models import (
+    AuditLog,
+    LoyaltyAccount,
+    LoyaltyAdjustmentRequest,
+    LoyaltyTierChange,
+    LoyaltyTransaction,
+    utcnow,
+)
 
 from .factories import make_customer, make_order, make_user
 
@@ -143,6 +152,121 @@ def test_points_of_cancelled_returned_or_refunded_orders_are_taken_back_once_and
         "entries": 1, "points": 30}
 
 
+# --------------------------------------------------------------------------- batch jobs: one unit of work, retried
+
+BATCH_JOBS = {
+    "earn": lambda engine: loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW),
+    "reverse": lambda engine: loyalty.reverse_for_orders(engine, dt.date(2026, 1, 1), now=NOW),
+    "expire": lambda engine: loyalty.expire_points(engine, dt.date(2026, 3, 2), now=NOW),
+}
+
+
+def _job_fails_with(monkeypatch, make_error, times: int) -> list[int]:
+    """The job's last statement (its audit row) fails `times` times with `make_error(session)`, then
+    succeeds; returns the attempts made, one entry each."""
+    attempts: list[int] = []
+    audit = batch.record_audit
+
+    def failing_audit(session, *args, **kwargs):
+        attempts.append(1)
+        if len(attempts) <= times:
+            raise make_error(session)
+        return audit(session, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "record_audit", failing_audit)
+    monkeypatch.setattr(batch, "RETRY_PAUSE_SECONDS", 0)
+    return attempts
+
+
+def _lose_the_connection(session):
+    """A lost connection: on PostgreSQL the server really ends it; SQLite has no server to lose."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        session.execute(text("SELECT 1"))  # raises: the connection is gone
+    return OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+
+
+def _earning_member(engine) -> int:
+    with platform.unit_of_work(session_factory(engine)) as s:
+        customer, _ = _member(s)
+        make_order(s, customer, NOW - dt.timedelta(days=2), "120")
+        return customer.id
+
+
+@pytest.mark.parametrize("job", sorted(BATCH_JOBS))
+def test_a_lost_connection_in_a_batch_job_is_one_line_and_writes_nothing(engine, monkeypatch, job):
+    customer_id = _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, _lose_the_connection, times=1)
+    with pytest.raises(platform.ServiceUnavailable) as raised:
+        BATCH_JOBS[job](engine)
+    assert isinstance(raised.value, platform.DomainError) and not isinstance(raised.value, OperationalError)
+    assert len(str(raised.value).splitlines()) == 1 and "could not be reached" in str(raised.value)
+    assert len(attempts) == 1, "a lost connection is not retried"
+    with session_factory(engine)() as s:
+        assert _ledger(s, customer_id) == []
+
+
+def test_a_busy_database_is_retried_a_few_times_then_one_line(engine, monkeypatch):
+    customer_id = _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, lambda _: OperationalError(
+        "UPDATE", {}, Exception("database is locked")), times=batch.RETRY_ATTEMPTS)
+    with pytest.raises(platform.ServiceUnavailable, match="busy") as raised:
+        loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW)
+    assert len(str(raised.value).splitlines()) == 1
+    assert len(attempts) == batch.RETRY_ATTEMPTS
+    with session_factory(engine)() as s:
+        assert _ledger(s, customer_id) == []
+
+
+@pytest.mark.parametrize("clash", [
+    lambda _: IntegrityError("INSERT", {}, Exception("duplicate key value violates unique constraint")),
+    lambda _: StaleDataError("UPDATE statement on table 'customer_loyalty_accounts' expected to update 1 row(s)"),
+    lambda _: OperationalError("SELECT", {}, Exception("deadlock detected")),
+], ids=["unique", "version", "deadlock"])
+def test_a_clash_with_another_writer_is_retried_and_posts_once(engine, monkeypatch, clash):
+    customer_id = _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, clash, times=2)
+    assert loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW) == {
+        "entries": 1, "points": 120, "tiers_raised": 0}
+    assert len(attempts) == 3
+    with session_factory(engine)() as s:
+        assert _ledger(s, customer_id) == [("earn", 120, 120)]
+        assert loyalty.recompute_balance(s, customer_id)["consistent"]
+
+
+def test_a_conflict_still_there_at_the_last_attempt_is_a_conflict_error(engine, monkeypatch):
+    _earning_member(engine)
+    attempts = _job_fails_with(monkeypatch, lambda _: IntegrityError(
+        "INSERT", {}, Exception("duplicate key")), times=batch.RETRY_ATTEMPTS)
+    with pytest.raises(platform.ConflictError):
+        loyalty.earn_for_orders(engine, dt.date(2026, 1, 1), now=NOW)
+    assert len(attempts) == batch.RETRY_ATTEMPTS
+
+
+def test_the_command_says_a_busy_database_in_one_line(tmp_path, monkeypatch, capsys):
+    """`crm loyalty earn` while another process holds SQLite's write lock past the busy timeout."""
+    import sqlite3
+
+    from crm_cli.main import main
+
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr("db.engine.SQLITE_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(batch, "RETRY_PAUSE_SECONDS", 0)
+    holder = sqlite3.connect(tmp_path / "busy.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["loyalty", "earn", "--since", "2026-01-01"]) == 2
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: The database is busy"), err
+    assert main(["loyalty", "earn", "--since", "2026-01-01"]) == 0
+
+
 def test_tier_multiplier_and_tier_change_rows_online(session):
     customer, account = _member(session)
     loyalty.earn_for_order(session, platform.SYSTEM, make_order(session, customer, NOW, "5000").id)
@@ -161,7 +285,7 @@ def test_fifo_expiry_hand_example(engine, session):
     customer, account = _member(session, enrolled=dt.datetime(2023, 12, 1))
     for kind, points, when in [("earn", 100, dt.datetime(2024, 1, 1)), ("earn", 50, dt.datetime(2024, 6, 10)),
                                ("redeem", -120, dt.datetime(2024, 7, 1)), ("earn", 30, dt.datetime(2025, 3, 1))]:
-        ledger._post(session, account, kind, points, platform.SYSTEM, reason="hand example", now=when)
+        ledger.post_entry(session, account, kind, points, platform.SYSTEM, reason="hand example", now=when)
     session.commit()
 
     outlook = loyalty.expiry_outlook(session, platform.SYSTEM, dt.date(2025, 5, 1), months=3)
@@ -193,7 +317,7 @@ def test_fifo_expiry_hand_example(engine, session):
 def loyalty_settings(**overrides):
     from db.models import AppSetting
 
-    return AppSetting(key=ledger.SETTINGS_KEY, value=loyalty.validate_settings(overrides))
+    return AppSetting(key=rules.SETTINGS_KEY, value=loyalty.validate_settings(overrides))
 
 
 def test_redemption_never_takes_the_balance_below_zero(session):
@@ -214,7 +338,7 @@ def test_concurrent_redemptions_never_overdraw(engine):
     """8 threads race to redeem 30 points 5 times each from 1,000: exactly 33 succeed."""
     with platform.unit_of_work(session_factory(engine)) as s:
         customer, _ = _member(s)
-        ledger._post(s, s.scalars(select(LoyaltyAccount)).one(), "earn", 1000, platform.SYSTEM, reason="seed")
+        ledger.post_entry(s, s.scalars(select(LoyaltyAccount)).one(), "earn", 1000, platform.SYSTEM, reason="seed")
         customer_id = customer.id
     outcomes: list[str] = []
     lock = threading.Lock()
@@ -322,7 +446,7 @@ def test_a_failure_mid_operation_leaves_nothing_written(engine, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ledger, "record_audit", broken)
+    monkeypatch.setattr(accounts, "record_audit", broken)
     with pytest.raises(RuntimeError), platform.unit_of_work(session_factory(engine)) as s:
         loyalty.redeem(s, platform.SYSTEM, customer_id, 200, "Voucher")
     with session_factory(engine)() as s:
@@ -420,7 +544,7 @@ def test_small_adjustments_add_up_against_the_approval_limit(session):
     # Adjustments older than the window no longer count.
     session.execute(LoyaltyTransaction.__table__.update()
                     .where(LoyaltyTransaction.created_by_id == agent.id)
-                    .values(created_at=ledger.utcnow() - loyalty.ADJUSTMENT_WINDOW - dt.timedelta(minutes=1)))
+                    .values(created_at=utcnow() - loyalty.ADJUSTMENT_WINDOW - dt.timedelta(minutes=1)))
     assert loyalty.adjusted_without_approval(session, agent) == 0
     assert loyalty.adjust(session, agent, first.id, 1000, "Goodwill gesture").status == "posted"
 
@@ -437,13 +561,13 @@ def test_monthly_activity_from_the_refresh_and_the_month_so_far(session):
     customer, account = _member(session, enrolled=dt.datetime(2024, 12, 1))
     for kind, points, when in [("earn", 100, dt.datetime(2025, 1, 5)), ("earn", 40, dt.datetime(2025, 2, 7)),
                                ("redeem", -30, dt.datetime(2025, 2, 20)), ("earn", 10, dt.datetime(2025, 3, 2))]:
-        ledger._post(session, account, kind, points, platform.SYSTEM, reason="activity", now=when)
+        ledger.post_entry(session, account, kind, points, platform.SYSTEM, reason="activity", now=when)
     as_of = dt.date(2025, 3, 10)
     live = loyalty.monthly_activity(session, platform.SYSTEM, months=3, as_of=as_of)
     assert [(r["month"], r["kind"], r["points"]) for r in live] == [
         ("2025-01", "earn", 100), ("2025-02", "earn", 40), ("2025-02", "redeem", -30), ("2025-03", "earn", 10)]
     assert loyalty.refresh_monthly_activity(session, as_of) == 3  # the finished months
-    ledger._post(session, account, "earn", 5, platform.SYSTEM, reason="later today", now=dt.datetime(2025, 3, 10, 15))
+    ledger.post_entry(session, account, "earn", 5, platform.SYSTEM, reason="later today", now=dt.datetime(2025, 3, 10, 15))
     stored = loyalty.monthly_activity(session, platform.SYSTEM, months=2, as_of=as_of)
     assert [(r["month"], r["kind"], r["points"]) for r in stored] == [
         ("2025-02", "earn", 40), ("2025-02", "redeem", -30), ("2025-03", "earn", 15)]

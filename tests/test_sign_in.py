@@ -126,7 +126,7 @@ def test_twelve_redemptions_at_once_through_page_writes_all_land(engine):
     with platform.unit_of_work(session_factory(engine)) as s:
         customer = make_customer(s, dt.datetime(2024, 1, 1))
         loyalty.enroll(s, platform.SYSTEM, customer.id)
-        ledger._post(s, s.scalars(select(LoyaltyAccount)).one(), "earn", 1200, platform.SYSTEM, reason="seed")
+        ledger.post_entry(s, s.scalars(select(LoyaltyAccount)).one(), "earn", 1200, platform.SYSTEM, reason="seed")
         customer_id = customer.id
     barrier = threading.Barrier(12)
     outcomes = [""] * 12

@@ -43,7 +43,7 @@ from crm_core.campaigns.rules import (
     OFFER_TYPES,
     PRE_PERIOD_DAYS,
 )
-from crm_core.loyalty.ledger import credit_reward
+from crm_core.loyalty.accounts import credit_reward
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError

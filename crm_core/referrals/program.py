@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_core.loyalty.ledger import credit_reward, take_back_reward
-from crm_core.loyalty.ledger import get_settings as get_loyalty_settings
+from crm_core.loyalty.accounts import credit_reward, take_back_reward
+from crm_core.loyalty.rules import get_settings as get_loyalty_settings
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import NotFound, ValidationError

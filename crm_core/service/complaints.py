@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from crm_core.loyalty import ledger
+from crm_core.loyalty.adjustments import adjust
+from crm_core.loyalty.rules import get_settings as get_loyalty_settings
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import data_date, midnight
@@ -290,10 +291,10 @@ def resolve_complaint(session: Session, actor: Actor, complaint_id: int, resolut
     complaint.updated_at = now
     session.flush()
     if compensation_kind == "points":
-        point_value = ledger.get_settings(session)[0]["point_value"]
+        point_value = get_loyalty_settings(session)[0]["point_value"]
         points = int((amount / Decimal(str(point_value))).to_integral_value(rounding=ROUND_HALF_UP))
-        ledger.adjust(session, actor, complaint.customer_id, points,
-                       f"Compensation for complaint {complaint.id}", idempotency_key=f"complaint:{complaint.id}")
+        adjust(session, actor, complaint.customer_id, points,
+               f"Compensation for complaint {complaint.id}", idempotency_key=f"complaint:{complaint.id}")
     record_audit(session, actor, "complaint.resolved", "complaint", complaint.id, before=before,
                  after=_snapshot(complaint))
     return complaint
