@@ -451,9 +451,15 @@ def test_queues_sort_by_priority_then_due_date_with_overdue_flags(session):
 
 def test_save_rate_and_time_to_first_action_arithmetic(session):
     csm = make_user(session, "success_manager")
-    opened = AS_OF - dt.timedelta(days=120)
-    outcomes = (("saved", 10), ("saved", None), ("churned", None), ("not_needed", None))
-    for outcome, reorder_after in outcomes:
+    long_ago, recently = AS_OF - dt.timedelta(days=120), AS_OF - dt.timedelta(days=30)
+    # (opened, outcome, reorder days after opening): the horizon (90 days) has passed for the first four
+    # and not for the last three.
+    outcomes = ((long_ago, "saved", 10), (long_ago, "saved", None), (long_ago, "churned", None),
+                (long_ago, "not_needed", None),
+                (recently, "saved", 5),  # reordered already: a save at once
+                (recently, "saved", None),  # no reorder yet, 60 days of horizon left: pending, not a failure
+                (recently, "churned", None))  # a person's verdict: counts at once
+    for opened, outcome, reorder_after in outcomes:
         c = buyer(session, last_days_before=200, account_manager_id=csm.id)
         cta = success.open_cta(session, csm, c.id, "test", opened)
         cta.opened_at = dt.datetime.combine(opened, dt.time(9))
@@ -464,9 +470,17 @@ def test_save_rate_and_time_to_first_action_arithmetic(session):
             make_order(session, c, cta.opened_at + dt.timedelta(days=reorder_after), 30)
     session.flush()
     [row] = success.save_rates(session, csm, AS_OF, by="owner")
-    assert (row["ctas"], row["closed"], row["claimed_saves"], row["verified_saves"]) == (4, 4, 2, 1)
-    assert row["save_rate_base"] == 3 and row["save_rate"] == pytest.approx(1 / 3, abs=1e-4)
-    assert row["median_hours_to_first_action"] == 7.0  # 4, 4, 10, 10
+    assert (row["ctas"], row["closed"], row["claimed_saves"], row["verified_saves"]) == (7, 7, 4, 2)
+    assert row["pending_saves"] == 1
+    # saved (verified or not) and churned whose verdict is in: 2 + 1 old, 1 + 1 recent; the pending one is left out
+    assert row["save_rate_base"] == 5 and row["save_rate"] == pytest.approx(2 / 5, abs=1e-4)
+    assert row["median_hours_to_first_action"] == 4.0  # 4, 4, 4, 4, 10, 10, 10
+    # Once its horizon has passed without a reorder, the pending save is a save that did not hold.
+    [later] = success.save_rates(session, csm, AS_OF + dt.timedelta(days=61), by="owner")
+    assert (later["verified_saves"], later["pending_saves"], later["save_rate_base"]) == (2, 0, 6)
+    # A short horizon: the recent ones are past it too, and the recent reorder (5 days) still counts.
+    [short] = success.save_rates(session, csm, AS_OF, by="owner", horizon_days=7)
+    assert (short["verified_saves"], short["pending_saves"], short["save_rate_base"]) == (1, 0, 6)
 
 
 def test_playbook_effect_against_the_holdout_with_a_confidence_interval(session):
