@@ -155,6 +155,60 @@ def test_health_drop_rule_and_recovery(session):
     assert ctas(session, "health_drop")[0].outcome == "trigger_cleared"
 
 
+def test_a_health_drop_cta_closes_as_churned_when_the_account_churns(session):
+    """Health scores live accounts only: a churned account drops out, which is no recovery."""
+    no_holdouts(session)
+    lost, recovered = buyer(session, last_days_before=300), buyer(session, last_days_before=300)
+    for c in (lost, recovered):
+        health(session, c, AS_OF, 30, -20, "poor")
+    session.flush()
+    run(session)
+    later = AS_OF + dt.timedelta(days=90)  # lost's last order is now 390 days old: churned, not scored
+    make_order(session, recovered, at(10), 40)
+    health(session, recovered, later, 70, 40, "good")
+    session.flush()
+    result = run(session, later)
+    by_customer = {cta.customer_id: cta for cta in ctas(session, "health_drop")}
+    gone = by_customer[lost.id]
+    assert (gone.status, gone.outcome, gone.closed_on) == ("closed", "churned", later)
+    assert result["rules"]["health_drop"]["auto_closed"] == 2 and result["rules"]["health_drop"]["closed_churned"] == 1
+    assert "account churned" in gone.outcome_note and "365 days" in gone.outcome_note
+    assert by_customer[recovered.id].outcome == "trigger_cleared" and by_customer[recovered.id].outcome_note is None
+    event = session.scalars(select(SuccessCtaEvent).where(SuccessCtaEvent.cta_id == gone.id)
+                            .order_by(SuccessCtaEvent.id)).all()[-1]
+    assert event.kind == "auto_closed" and event.after["outcome"] == "churned" and "churned" in event.after["note"]
+    # the rules' close is no person's verdict: if the customer comes back and the trigger fires again, a CTA opens
+    make_order(session, lost, at(-90), 40)
+    health(session, lost, later + dt.timedelta(days=5), 30, -25, "poor")
+    session.flush()
+    run(session, later + dt.timedelta(days=5))
+    assert [c.status for c in ctas(session, "health_drop") if c.customer_id == lost.id] == ["closed", "open"]
+
+
+def test_rules_open_ctas_for_live_accounts_only(session):
+    """A detractor answer from a customer who churned long ago or never bought opens nothing (nor a holdout)."""
+    success.ensure_playbooks(session)["detractor_nps"].holdout_share = 0.5
+    live = buyer(session)
+    churned = buyer(session, last_days_before=400)
+    never = make_customer(session, at(300))
+    for c in (live, churned, never):
+        nps(session, c, 2, 5)
+    session.flush()
+    result = run(session)["rules"]["detractor_nps"]
+    assert {c.customer_id for c in ctas(session, "detractor_nps")} <= {live.id}
+    assert set(session.scalars(select(SuccessHoldout.customer_id))) <= {live.id}
+    assert (result["active"], result["not_live"], result["opened"] + result["held_out"]) == (3, 2, 1)
+    # the definition is health scoring's: the same customers are live accounts for both
+    from ml.health import estimator, inputs
+
+    everyone = [live.id, churned.id, never.id]
+    frame = inputs.health_inputs(session.connection(), AS_OF).loc[everyone]
+    by_health = dict(zip(everyone, estimator.relationships(frame, segmentation.churned_after_days(session)),
+                         strict=True))
+    assert by_health == segmentation.account_relationships(session, AS_OF, everyone) == {
+        live.id: "live", churned.id: "churned", never.id: "never_bought"}
+
+
 def nps(session, c, score, days_before):
     session.add(SurveyResponse(customer_id=c.id, survey_type="nps", score=score, responded_at=at(days_before)))
 

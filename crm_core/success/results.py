@@ -6,7 +6,8 @@ against the randomised holdout of triggered accounts that got no CTA.
   saved without such an order while its horizon has not passed by `today` is a *pending save*: it
   is left out of the rate (and counted apart) until the customer orders or the horizon passes. The
   save rate is verified saves over the CTAs closed as saved, churned or unreachable, pending saves
-  left out ("not needed" and "trigger cleared" do not count either).
+  left out ("not needed" and "trigger cleared" do not count either; "churned" does, also when the
+  rules closed the CTA because the account churned while it was open).
 - *Time to first action* is the hours from opening to the first thing a person did on the CTA.
 - A playbook's *effect* compares the share of customers who ordered again within the horizon after
   the trigger fired: rule CTAs of that playbook (treated) against its holdouts (comparison), both
