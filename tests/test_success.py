@@ -626,13 +626,61 @@ def test_customers_whose_ctas_share_a_trigger_merge_when_at_most_one_is_open(ses
     assert [h["kind"] for h in success.cta_detail(session, admin, moved.id)["history"]] == ["created", "logged"]
     assert session.scalar(select(func.count()).select_from(SuccessHoldout)
                           .where(SuccessHoldout.customer_id == survivor.id)) == 2
-    # Two open CTAs of one trigger would break the index: the merge is refused until one is closed.
-    third, fourth = buyer(session), buyer(session)
-    for c in (third, fourth):
-        success.open_cta(session, admin, c.id, "open", AS_OF)
+
+
+
+def test_a_merge_closes_the_merged_customers_duplicate_open_cta_and_undo_reopens_it(session):
+    """Both customers with an open CTA for one trigger: the merged-away one closes as not needed, named in
+    its history, and the merge goes ahead; undoing the merge opens it again on its customer."""
+    from crm_core import customers
+
+    admin = make_user(session, "admin")
+    survivor, other = buyer(session), buyer(session)
+    kept = success.open_cta(session, admin, survivor.id, "open", AS_OF)
+    duplicate = success.open_cta(session, admin, other.id, "open", AS_OF)
+    success.log_on_cta(session, admin, duplicate.id, "note", note="Called")
+    other_trigger = SuccessCta(customer_id=other.id, trigger="detractor_nps", source="rule", title="t", reason="r",
+                               signals={}, steps=[], priority="high", status="open", due_on=AS_OF, opened_on=AS_OF)
+    session.add(other_trigger)
     session.flush()
-    with pytest.raises(platform.DomainError):
-        customers.merge_customers(session, platform.SYSTEM, third.id, fourth.id)
+    before = session.get(SuccessCta, duplicate.id).status
+    preview = customers.preview_merge(session, admin, survivor.id, other.id)
+    assert any(t["table"] == "success_ctas" and "not needed" in t["action"] for t in preview["tables"])
+
+    merge_id = customers.merge_customers(session, admin, survivor.id, other.id)
+    session.flush()
+    session.expire_all()
+    closed = session.get(SuccessCta, duplicate.id)
+    assert (closed.customer_id, closed.status, closed.outcome) == (survivor.id, "closed", "not_needed")
+    assert f"#{kept.id}" in closed.outcome_note and f"Customer {other.id} was merged" in closed.outcome_note
+    history = success.cta_detail(session, admin, duplicate.id)["history"]
+    assert [h["kind"] for h in history] == ["created", "logged", "closed"]
+    event = session.scalars(select(SuccessCtaEvent).where(SuccessCtaEvent.cta_id == duplicate.id)
+                            .order_by(SuccessCtaEvent.id.desc())).first()
+    assert event.after["outcome"] == "not_needed" and event.after["merged_into_cta"] == kept.id
+    assert session.get(SuccessCta, kept.id).status == "open"
+    assert session.get(SuccessCta, other_trigger.id).status == "open"  # no twin on the survivor: it just moves
+
+    customers.undo_merge(session, admin, merge_id)
+    session.flush()
+    session.expire_all()
+    reopened = session.get(SuccessCta, duplicate.id)
+    assert (reopened.customer_id, reopened.status, reopened.outcome, reopened.closed_on) == (other.id, before, None, None)
+    assert reopened.outcome_note is None
+    assert session.get(SuccessCta, other_trigger.id).customer_id == other.id
+    assert session.get(SuccessCta, kept.id).customer_id == survivor.id
+    kinds = session.scalars(select(SuccessCtaEvent.kind).where(SuccessCtaEvent.cta_id == duplicate.id)
+                            .order_by(SuccessCtaEvent.id)).all()
+    assert kinds == ["created", "logged", "closed", "reopened"]
+
+    # A CTA edited after the merge that closed it: undo would lose the edit, so it is refused.
+    merge_id = customers.merge_customers(session, admin, survivor.id, other.id)
+    session.flush()
+    session.expire_all()
+    success.log_on_cta(session, admin, duplicate.id, "note", note="Written after the merge")
+    session.flush()
+    with pytest.raises(platform.ConflictError, match=f"#{duplicate.id}"):
+        customers.undo_merge(session, admin, merge_id)
 
 
 def test_erasure_blanks_what_was_written_while_working_the_ctas(session):
