@@ -408,9 +408,11 @@ def _success(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
         return skipped("no rule has its source: " + "; ".join(skipped_rules))
     opened = sum(r["opened"] for r in ran.values())
     closed = sum(r["auto_closed"] for r in ran.values())
+    churned = sum(r["closed_churned"] for r in ran.values())
     held = sum(r["held_out"] for r in ran.values())
     detail = (f"{opened:,} CTAs opened, {held:,} held out for comparison, {closed:,} closed as their trigger cleared"
-              f", {result['woke']:,} woke from snooze; "
+              + (f" ({churned:,} of them because the account churned)" if churned else "")
+              + f", {result['woke']:,} woke from snooze; "
               + ", ".join(f"{success.TRIGGER_LABELS[key]} {r['active']:,} active" for key, r in ran.items()))
     if skipped_rules:
         detail += "; skipped: " + "; ".join(skipped_rules)

@@ -24,7 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{label}: skipped ({outcome['skipped']})")
         else:
             print(f"{label}: {outcome['active']:,} active, {outcome['opened']:,} opened, {outcome['held_out']:,} held "
-                  f"out, {outcome['auto_closed']:,} closed as the trigger cleared")
+                  f"out, {outcome['auto_closed']:,} closed as the trigger cleared"
+                  + (f" ({outcome['closed_churned']:,} as churned)" if outcome["closed_churned"] else ""))
     print(f"{result['woke']:,} snoozed CTAs woke up (as of {as_of.isoformat()}).")
     return 0
 

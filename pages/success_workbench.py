@@ -140,15 +140,20 @@ with tabs["Results"]:
     st.select_slider("Horizon (days after the CTA opened)", [30, 60, 90, 180], key="results_h")
     by_playbook, by_person = figures["by_playbook"], figures["by_person"]
     st.caption("Save rate = CTAs closed as saved whose customer ordered again within the horizon, over the CTAs "
-               "closed as saved, churned or unreachable. Time to first action = hours from opening to the first "
-               "thing a person did on the CTA.")
+               "closed as saved, churned or unreachable. A save counts as soon as the customer reorders; one "
+               "without a reorder yet whose horizon has not passed is pending and left out of the rate until it "
+               "does. Time to first action = hours from opening to the first thing a person did on the CTA.")
     for title, rows in (("By playbook", by_playbook), ("By person", by_person)):
         st.subheader(title)
         if rows:
             frame = pd.DataFrame(rows).drop(columns=["key"])
+            rate_first = ["name", "detail", "save_rate", "pending_saves"]
+            frame = frame[rate_first + [c for c in frame.columns if c not in rate_first]]
             st.dataframe(frame, hide_index=True, width="stretch", column_config={
                 "name": "Playbook" if title == "By playbook" else "Owner", "detail": "",
                 "save_rate": st.column_config.ProgressColumn("Save rate", min_value=0, max_value=1, format="percent"),
+                "pending_saves": st.column_config.NumberColumn(
+                    "Pending saves", help="Closed as saved, no reorder yet, horizon not passed: not in the rate"),
                 "median_hours_to_first_action": st.column_config.NumberColumn("Median hours to first action",
                                                                               format="%.1f")})
         elif rows is not None:

@@ -155,6 +155,60 @@ def test_health_drop_rule_and_recovery(session):
     assert ctas(session, "health_drop")[0].outcome == "trigger_cleared"
 
 
+def test_a_health_drop_cta_closes_as_churned_when_the_account_churns(session):
+    """Health scores live accounts only: a churned account drops out, which is no recovery."""
+    no_holdouts(session)
+    lost, recovered = buyer(session, last_days_before=300), buyer(session, last_days_before=300)
+    for c in (lost, recovered):
+        health(session, c, AS_OF, 30, -20, "poor")
+    session.flush()
+    run(session)
+    later = AS_OF + dt.timedelta(days=90)  # lost's last order is now 390 days old: churned, not scored
+    make_order(session, recovered, at(10), 40)
+    health(session, recovered, later, 70, 40, "good")
+    session.flush()
+    result = run(session, later)
+    by_customer = {cta.customer_id: cta for cta in ctas(session, "health_drop")}
+    gone = by_customer[lost.id]
+    assert (gone.status, gone.outcome, gone.closed_on) == ("closed", "churned", later)
+    assert result["rules"]["health_drop"]["auto_closed"] == 2 and result["rules"]["health_drop"]["closed_churned"] == 1
+    assert "account churned" in gone.outcome_note and "365 days" in gone.outcome_note
+    assert by_customer[recovered.id].outcome == "trigger_cleared" and by_customer[recovered.id].outcome_note is None
+    event = session.scalars(select(SuccessCtaEvent).where(SuccessCtaEvent.cta_id == gone.id)
+                            .order_by(SuccessCtaEvent.id)).all()[-1]
+    assert event.kind == "auto_closed" and event.after["outcome"] == "churned" and "churned" in event.after["note"]
+    # the rules' close is no person's verdict: if the customer comes back and the trigger fires again, a CTA opens
+    make_order(session, lost, at(-90), 40)
+    health(session, lost, later + dt.timedelta(days=5), 30, -25, "poor")
+    session.flush()
+    run(session, later + dt.timedelta(days=5))
+    assert [c.status for c in ctas(session, "health_drop") if c.customer_id == lost.id] == ["closed", "open"]
+
+
+def test_rules_open_ctas_for_live_accounts_only(session):
+    """A detractor answer from a customer who churned long ago or never bought opens nothing (nor a holdout)."""
+    success.ensure_playbooks(session)["detractor_nps"].holdout_share = 0.5
+    live = buyer(session)
+    churned = buyer(session, last_days_before=400)
+    never = make_customer(session, at(300))
+    for c in (live, churned, never):
+        nps(session, c, 2, 5)
+    session.flush()
+    result = run(session)["rules"]["detractor_nps"]
+    assert {c.customer_id for c in ctas(session, "detractor_nps")} <= {live.id}
+    assert set(session.scalars(select(SuccessHoldout.customer_id))) <= {live.id}
+    assert (result["active"], result["not_live"], result["opened"] + result["held_out"]) == (3, 2, 1)
+    # the definition is health scoring's: the same customers are live accounts for both
+    from ml.health import estimator, inputs
+
+    everyone = [live.id, churned.id, never.id]
+    frame = inputs.health_inputs(session.connection(), AS_OF).loc[everyone]
+    by_health = dict(zip(everyone, estimator.relationships(frame, segmentation.churned_after_days(session)),
+                         strict=True))
+    assert by_health == segmentation.account_relationships(session, AS_OF, everyone) == {
+        live.id: "live", churned.id: "churned", never.id: "never_bought"}
+
+
 def nps(session, c, score, days_before):
     session.add(SurveyResponse(customer_id=c.id, survey_type="nps", score=score, responded_at=at(days_before)))
 
@@ -451,9 +505,15 @@ def test_queues_sort_by_priority_then_due_date_with_overdue_flags(session):
 
 def test_save_rate_and_time_to_first_action_arithmetic(session):
     csm = make_user(session, "success_manager")
-    opened = AS_OF - dt.timedelta(days=120)
-    outcomes = (("saved", 10), ("saved", None), ("churned", None), ("not_needed", None))
-    for outcome, reorder_after in outcomes:
+    long_ago, recently = AS_OF - dt.timedelta(days=120), AS_OF - dt.timedelta(days=30)
+    # (opened, outcome, reorder days after opening): the horizon (90 days) has passed for the first four
+    # and not for the last three.
+    outcomes = ((long_ago, "saved", 10), (long_ago, "saved", None), (long_ago, "churned", None),
+                (long_ago, "not_needed", None),
+                (recently, "saved", 5),  # reordered already: a save at once
+                (recently, "saved", None),  # no reorder yet, 60 days of horizon left: pending, not a failure
+                (recently, "churned", None))  # a person's verdict: counts at once
+    for opened, outcome, reorder_after in outcomes:
         c = buyer(session, last_days_before=200, account_manager_id=csm.id)
         cta = success.open_cta(session, csm, c.id, "test", opened)
         cta.opened_at = dt.datetime.combine(opened, dt.time(9))
@@ -464,9 +524,17 @@ def test_save_rate_and_time_to_first_action_arithmetic(session):
             make_order(session, c, cta.opened_at + dt.timedelta(days=reorder_after), 30)
     session.flush()
     [row] = success.save_rates(session, csm, AS_OF, by="owner")
-    assert (row["ctas"], row["closed"], row["claimed_saves"], row["verified_saves"]) == (4, 4, 2, 1)
-    assert row["save_rate_base"] == 3 and row["save_rate"] == pytest.approx(1 / 3, abs=1e-4)
-    assert row["median_hours_to_first_action"] == 7.0  # 4, 4, 10, 10
+    assert (row["ctas"], row["closed"], row["claimed_saves"], row["verified_saves"]) == (7, 7, 4, 2)
+    assert row["pending_saves"] == 1
+    # saved (verified or not) and churned whose verdict is in: 2 + 1 old, 1 + 1 recent; the pending one is left out
+    assert row["save_rate_base"] == 5 and row["save_rate"] == pytest.approx(2 / 5, abs=1e-4)
+    assert row["median_hours_to_first_action"] == 4.0  # 4, 4, 4, 4, 10, 10, 10
+    # Once its horizon has passed without a reorder, the pending save is a save that did not hold.
+    [later] = success.save_rates(session, csm, AS_OF + dt.timedelta(days=61), by="owner")
+    assert (later["verified_saves"], later["pending_saves"], later["save_rate_base"]) == (2, 0, 6)
+    # A short horizon: the recent ones are past it too, and the recent reorder (5 days) still counts.
+    [short] = success.save_rates(session, csm, AS_OF, by="owner", horizon_days=7)
+    assert (short["verified_saves"], short["pending_saves"], short["save_rate_base"]) == (1, 0, 6)
 
 
 def test_playbook_effect_against_the_holdout_with_a_confidence_interval(session):
@@ -558,13 +626,61 @@ def test_customers_whose_ctas_share_a_trigger_merge_when_at_most_one_is_open(ses
     assert [h["kind"] for h in success.cta_detail(session, admin, moved.id)["history"]] == ["created", "logged"]
     assert session.scalar(select(func.count()).select_from(SuccessHoldout)
                           .where(SuccessHoldout.customer_id == survivor.id)) == 2
-    # Two open CTAs of one trigger would break the index: the merge is refused until one is closed.
-    third, fourth = buyer(session), buyer(session)
-    for c in (third, fourth):
-        success.open_cta(session, admin, c.id, "open", AS_OF)
+
+
+
+def test_a_merge_closes_the_merged_customers_duplicate_open_cta_and_undo_reopens_it(session):
+    """Both customers with an open CTA for one trigger: the merged-away one closes as not needed, named in
+    its history, and the merge goes ahead; undoing the merge opens it again on its customer."""
+    from crm_core import customers
+
+    admin = make_user(session, "admin")
+    survivor, other = buyer(session), buyer(session)
+    kept = success.open_cta(session, admin, survivor.id, "open", AS_OF)
+    duplicate = success.open_cta(session, admin, other.id, "open", AS_OF)
+    success.log_on_cta(session, admin, duplicate.id, "note", note="Called")
+    other_trigger = SuccessCta(customer_id=other.id, trigger="detractor_nps", source="rule", title="t", reason="r",
+                               signals={}, steps=[], priority="high", status="open", due_on=AS_OF, opened_on=AS_OF)
+    session.add(other_trigger)
     session.flush()
-    with pytest.raises(platform.DomainError):
-        customers.merge_customers(session, platform.SYSTEM, third.id, fourth.id)
+    before = session.get(SuccessCta, duplicate.id).status
+    preview = customers.preview_merge(session, admin, survivor.id, other.id)
+    assert any(t["table"] == "success_ctas" and "not needed" in t["action"] for t in preview["tables"])
+
+    merge_id = customers.merge_customers(session, admin, survivor.id, other.id)
+    session.flush()
+    session.expire_all()
+    closed = session.get(SuccessCta, duplicate.id)
+    assert (closed.customer_id, closed.status, closed.outcome) == (survivor.id, "closed", "not_needed")
+    assert f"#{kept.id}" in closed.outcome_note and f"Customer {other.id} was merged" in closed.outcome_note
+    history = success.cta_detail(session, admin, duplicate.id)["history"]
+    assert [h["kind"] for h in history] == ["created", "logged", "closed"]
+    event = session.scalars(select(SuccessCtaEvent).where(SuccessCtaEvent.cta_id == duplicate.id)
+                            .order_by(SuccessCtaEvent.id.desc())).first()
+    assert event.after["outcome"] == "not_needed" and event.after["merged_into_cta"] == kept.id
+    assert session.get(SuccessCta, kept.id).status == "open"
+    assert session.get(SuccessCta, other_trigger.id).status == "open"  # no twin on the survivor: it just moves
+
+    customers.undo_merge(session, admin, merge_id)
+    session.flush()
+    session.expire_all()
+    reopened = session.get(SuccessCta, duplicate.id)
+    assert (reopened.customer_id, reopened.status, reopened.outcome, reopened.closed_on) == (other.id, before, None, None)
+    assert reopened.outcome_note is None
+    assert session.get(SuccessCta, other_trigger.id).customer_id == other.id
+    assert session.get(SuccessCta, kept.id).customer_id == survivor.id
+    kinds = session.scalars(select(SuccessCtaEvent.kind).where(SuccessCtaEvent.cta_id == duplicate.id)
+                            .order_by(SuccessCtaEvent.id)).all()
+    assert kinds == ["created", "logged", "closed", "reopened"]
+
+    # A CTA edited after the merge that closed it: undo would lose the edit, so it is refused.
+    merge_id = customers.merge_customers(session, admin, survivor.id, other.id)
+    session.flush()
+    session.expire_all()
+    success.log_on_cta(session, admin, duplicate.id, "note", note="Written after the merge")
+    session.flush()
+    with pytest.raises(platform.ConflictError, match=f"#{duplicate.id}"):
+        customers.undo_merge(session, admin, merge_id)
 
 
 def test_erasure_blanks_what_was_written_while_working_the_ctas(session):

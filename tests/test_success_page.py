@@ -159,6 +159,9 @@ def test_executive_reads_the_team_and_results_but_works_nothing(page_app):
     assert not any(m.label == "My open CTAs" for m in at.metric)
     assert len(at.get("plotly_chart")) >= 2  # workload and revenue at risk
     assert [s.value for s in at.subheader][:3] == ["By playbook", "By person", "Playbook effect against the holdout"]
+    by_playbook = next(d.value for d in at.dataframe if "save_rate" in d.value.columns)
+    assert list(by_playbook.columns)[2:4] == ["save_rate", "pending_saves"]  # the pending count beside the rate
+    assert any("pending and left out of the rate" in c.value for c in at.caption)
     assert not any(b.label in ("Save playbook", "Save changes", "Open CTA") for b in at.button)
 
 

@@ -11,7 +11,9 @@ Each change is written to `customer_merge_rows`, which is what makes a merge exa
 - "retained": rows that stay with the merged customer on purpose: its loyalty account (the points
   move through the append-only ledger instead) and the ledger entries of that account;
 - "loyalty", "field", "status": the ledger transfer, survivor fields overwritten by the other
-  record's values, and the merged customer's previous status.
+  record's values, and the previous status of the merged customer and of each of its open calls to
+  action (CTAs) that the merge closed as "not needed" because the survivor has one open for the
+  same trigger (one open CTA per customer and trigger); undo opens those again.
 
 Segments, lifecycle stages and scores are recomputed by the next batch refresh (`crm refresh`):
 merged customers no longer count, and the survivor is evaluated with everything it now owns.
@@ -61,6 +63,7 @@ from db.models import (
     DuplicateCandidate,
     LoyaltyAccount,
     LoyaltyTransaction,
+    SuccessCta,
     utcnow,
 )
 
@@ -343,6 +346,8 @@ def preview_merge(session: Session, viewer: Actor, survivor_id: Any, other_id: A
                            (plan.retained, "stay (loyalty combined through the ledger)")):
         for name, rows in bucket.items():
             reference = _reference(name)
+            if reference.table.name == SuccessCta.__tablename__ and bucket is plan.removed:
+                action = "closed as not needed (the survivor has one open for the same trigger), then move"
             tables.append({"table": reference.table.name, "column": reference.column.name, "action": action,
                            "rows": len(rows), "sample": _sample(reference.table, rows)})
     survivor_account, other_account = _loyalty_accounts(session, survivor.id, other.id)
@@ -439,6 +444,10 @@ def merge_customers(session: Session, actor: Actor, survivor_id: Any, other_id: 
     # Touch the survivor too: its version check makes a concurrent merge of either record fail.
     survivor.updated_at = now
     session.flush()
+    from crm_core.success.ctas import close_merged_duplicates  # here: success imports customers at import time
+
+    entries += [{"action": "status", "table_name": SuccessCta.__tablename__, "row_key": {"id": closed["id"]},
+                 "payload": closed} for closed in close_merged_duplicates(session, actor, survivor.id, other.id, now)]
 
     plan = _plan(session, survivor.id, other.id, _retained_keys(session, survivor.id, other.id))
     for name in plan.removed:
@@ -527,6 +536,11 @@ def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
     by_action: dict[str, list[CustomerMergeRow]] = {}
     for row in rows:
         by_action.setdefault(row.action, []).append(row)
+    from crm_core.success.ctas import check_merged_duplicates, reopen_merged_duplicates  # as in merge_customers
+
+    closed_ctas = [_logged(row.payload) for row in by_action.pop("status", []) if row.table_name == SuccessCta.__tablename__]
+    by_action["status"] = [row for row in rows if row.action == "status" and row.table_name == "customers"]
+    check_merged_duplicates(session, closed_ctas)
 
     for entry in by_action.get("field", []):
         current = _jsonable(getattr(survivor, _logged(entry.column_name)))
@@ -592,6 +606,7 @@ def undo_merge(session: Session, actor: Actor, merge_id: Any) -> dict[str, Any]:
     for entry in by_action.get("status", []):
         other.status = _logged(entry.payload)["status"]
         other.merged_into_id = _logged(entry.payload)["merged_into_id"]
+    reopen_merged_duplicates(session, actor, closed_ctas, merge_id)
 
     now = utcnow()
     survivor.updated_at = now

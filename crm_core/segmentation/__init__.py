@@ -13,9 +13,12 @@ from crm_core.segmentation.churn_rollups import (
     stored_risk_summary,
 )
 from crm_core.segmentation.lifecycle import (
+    ACCOUNT_RELATIONSHIPS,
     DEFAULT_LIFECYCLE_RULES,
     NEW_FLOW_LABEL,
+    account_relationships,
     change_stage,
+    churned_after_days,
     cohort_retention,
     customers_in_stage,
     evaluate_lifecycle,
@@ -79,7 +82,10 @@ __all__ = [
     "risk_band",
     "risk_level",
     "CLV_COLUMNS",
+    "ACCOUNT_RELATIONSHIPS",
     "DEFAULT_LIFECYCLE_RULES",
+    "account_relationships",
+    "churned_after_days",
     "LIST_OPERATORS",
     "MEMBER_SORTS",
     "MODEL_SEGMENT_TYPES",

@@ -62,7 +62,7 @@ from sqlalchemy.orm import Session
 from crm_core.customers.rules import COUNTED_CUSTOMER, is_gone, shown_email, shown_name
 from crm_core.platform.actors import SYSTEM, Actor
 from crm_core.platform.audit import record_audit
-from crm_core.platform.dates import midnight
+from crm_core.platform.dates import end_of, midnight
 from crm_core.platform.errors import NotFound, ValidationError
 from crm_core.platform.paging import Page, SortKey, check_limit, fetch_rows
 from crm_core.platform.permissions import require
@@ -131,6 +131,36 @@ def get_lifecycle_rules(session: Session) -> tuple[dict[str, Any], int]:
     """The stored rules merged over the defaults, and the version to send back when saving (0 = never saved)."""
     value, version = stored_setting(session, RULES_KEY)
     return {**DEFAULT_LIFECYCLE_RULES, **(value or {})}, version
+
+
+# --------------------------------------------------------------------------- live accounts
+
+ACCOUNT_RELATIONSHIPS = ("live", "churned", "never_bought")
+
+
+def churned_after_days(session: Session) -> int:
+    """Days without an order after which a customer is churned, not a live account: the rule
+    `churned_days` (one definition for the Lifecycle and Health pages and the CTA rules)."""
+    rules, _ = get_lifecycle_rules(session)
+    return int(rules["churned_days"])
+
+
+def account_relationships(session: Session, as_of: dt.date, customer_ids: list[int]) -> dict[int, str]:
+    """Each customer's relationship at the end of `as_of`, one of ACCOUNT_RELATIONSHIPS: "live" with a
+    revenue order within `churned_after_days` before then, "churned" with only older ones,
+    "never_bought" without one. Health scores live accounts only (ml.health tells them apart the same
+    way from its inputs), and the CTA rules open CTAs for live accounts only."""
+    cutoff = end_of(as_of)
+    live_from = cutoff - dt.timedelta(days=churned_after_days(session))
+    found = {cid: "never_bought" for cid in customer_ids}
+    ids = sorted(found)
+    for start in range(0, len(ids), 1000):
+        for cid, last in session.execute(
+                select(Order.customer_id, func.max(Order.ordered_at))
+                .where(Order.customer_id.in_(ids[start:start + 1000]), REVENUE_ORDER, Order.ordered_at < cutoff)
+                .group_by(Order.customer_id)).all():
+            found[cid] = "live" if last >= live_from else "churned"
+    return found
 
 
 def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,12 @@
 """The CTA rules as a batch step: open CTAs where a rule fires, hold out a random share of them as
 the comparison group, close CTAs whose trigger cleared, and wake snoozed CTAs whose date came.
 
+Rules open CTAs (and hold out) for live accounts only, as health scoring defines them
+(`segmentation.account_relationships`): a customer already churned or who never bought is not an
+account to save. An open CTA whose trigger is no longer active closes as "trigger_cleared", unless
+the account has churned meanwhile (it then drops out of what the rules read, health scores
+first): that CTA closes as "churned", with a note saying so.
+
 One open CTA per customer and trigger (a partial unique index holds it too). A rule does not open a
 CTA again within COOLDOWN_DAYS of one a person closed for the same trigger: closing says the
 episode was handled. Writes are bulk (executemany): CTAs, their "created" events, holdouts; one
@@ -13,7 +19,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from crm_core.platform.actors import SYSTEM, Actor
@@ -21,6 +27,7 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of
 from crm_core.platform.permissions import require
 from crm_core.platform.transactions import unit_of_work
+from crm_core.segmentation.lifecycle import account_relationships, churned_after_days
 from crm_core.success.ctas import PRIORITY_RANK, plain
 from crm_core.success.playbooks import ensure_playbooks
 from crm_core.success.queues import store_books
@@ -28,6 +35,7 @@ from crm_core.success.triggers import RULES, Firing, TriggerRule
 from db.models import CTA_PRIORITIES, Customer, SuccessCta, SuccessCtaEvent, SuccessHoldout, utcnow
 
 COOLDOWN_DAYS = 60
+AUTO_CLOSED = "auto_closed"  # the event of a CTA the rules closed
 CHUNK = 1000
 
 
@@ -48,6 +56,12 @@ def _raised(priority: str, steps: int) -> str:
     return CTA_PRIORITIES[min(len(CTA_PRIORITIES) - 1, PRIORITY_RANK[priority] + steps)]
 
 
+def _closed_by_the_rules(cta_id) -> Any:
+    """The CTA was closed by the rules, not by a person (only a person's close starts the cooldown)."""
+    e = SuccessCtaEvent
+    return exists(select(e.id).where(e.cta_id == cta_id, e.kind == AUTO_CLOSED))
+
+
 def _run_rule(session: Session, rule: TriggerRule, as_of: dt.date, now: dt.datetime, playbooks: dict,
               actor: Actor) -> dict[str, Any]:
     connection = session.connection()
@@ -56,30 +70,41 @@ def _run_rule(session: Session, rule: TriggerRule, as_of: dt.date, now: dt.datet
     c = SuccessCta
     open_ctas = {cid: (cta_id, version) for cta_id, cid, version in connection.execute(
         select(c.id, c.customer_id, c.version).where(c.trigger == rule.key, c.status != "closed"))}
-    # Close the CTAs whose trigger cleared.
-    cleared = [(cta_id, version) for cid, (cta_id, version) in open_ctas.items() if cid not in active]
-    for chunk in _chunks([cta_id for cta_id, _ in cleared]):
-        connection.execute(update(c).where(c.id.in_(chunk), c.status != "closed").values(
-            status="closed", outcome="trigger_cleared", closed_at=now, closed_on=as_of, snoozed_until=None,
-            updated_at=now, version=c.version + 1))
-    if cleared:
-        connection.execute(insert(SuccessCtaEvent), [
-            {"cta_id": cta_id, "occurred_at": now, "actor_id": actor.id, "actor_username": actor.username,
-             "kind": "auto_closed", "before": None, "after": {"status": "closed", "outcome": "trigger_cleared"}}
-            for cta_id, _ in cleared])
     h = SuccessHoldout
     open_holdouts = dict(connection.execute(select(h.customer_id, h.id).where(h.trigger == rule.key,
                                                                                h.cleared_on.is_(None))).all())
+    cooled = set(connection.execute(
+        select(c.customer_id).where(c.trigger == rule.key, c.status == "closed", c.outcome != "trigger_cleared",
+                                    c.closed_on > as_of - dt.timedelta(days=COOLDOWN_DAYS), ~_closed_by_the_rules(c.id))
+    ).scalars())
+    candidates = sorted(cid for cid, firing in active.items()
+                        if firing.fresh and cid not in open_ctas and cid not in open_holdouts and cid not in cooled)
+    cleared_customers = sorted(cid for cid in open_ctas if cid not in active)
+    relationship = account_relationships(session, as_of, cleared_customers + candidates)
+
+    # Close the CTAs whose trigger cleared: as churned when the account churned meanwhile.
+    churned_note = (f"The account churned (no order for more than {churned_after_days(session)} days), so the "
+                    "rules closed this call to action.")
+    cleared = {outcome: [open_ctas[cid][0] for cid in cleared_customers
+                         if (relationship[cid] == "churned") == (outcome == "churned")]
+               for outcome in ("churned", "trigger_cleared")}
+    for outcome, ids in cleared.items():
+        note = churned_note if outcome == "churned" else None
+        for chunk in _chunks(ids):
+            connection.execute(update(c).where(c.id.in_(chunk), c.status != "closed").values(
+                status="closed", outcome=outcome, outcome_note=note, closed_at=now, closed_on=as_of,
+                snoozed_until=None, updated_at=now, version=c.version + 1))
+        if ids:
+            after = {"status": "closed", "outcome": outcome} | ({"note": note} if note else {})
+            connection.execute(insert(SuccessCtaEvent), [
+                {"cta_id": cta_id, "occurred_at": now, "actor_id": actor.id, "actor_username": actor.username,
+                 "kind": AUTO_CLOSED, "before": None, "after": after} for cta_id in ids])
     cleared_holdouts = [hid for cid, hid in open_holdouts.items() if cid not in active]
     for chunk in _chunks(cleared_holdouts):
         connection.execute(update(h).where(h.id.in_(chunk)).values(cleared_on=as_of))
 
-    # Open CTAs (or hold out) where the rule fires afresh.
-    cooled = set(connection.execute(
-        select(c.customer_id).where(c.trigger == rule.key, c.status == "closed", c.outcome != "trigger_cleared",
-                                    c.closed_on > as_of - dt.timedelta(days=COOLDOWN_DAYS))).scalars())
-    fresh = sorted(cid for cid, firing in active.items()
-                   if firing.fresh and cid not in open_ctas and cid not in open_holdouts and cid not in cooled)
+    # Open CTAs (or hold out) where the rule fires afresh, for live accounts.
+    fresh = [cid for cid in candidates if relationship[cid] == "live"]
     opened = holdouts = 0
     if fresh and playbook.is_active:
         owners: dict[int, int | None] = {}
@@ -109,7 +134,9 @@ def _run_rule(session: Session, rule: TriggerRule, as_of: dt.date, now: dt.datet
                  "after": {"status": "open", "priority": priority, "owner_id": owner_id, "trigger": rule.key}}
                 for cta_id, priority, owner_id in created])
         opened, holdouts = len(rows), len(held)
-    return {"active": len(active), "opened": opened, "held_out": holdouts, "auto_closed": len(cleared),
+    return {"active": len(active), "opened": opened, "held_out": holdouts,
+            "auto_closed": len(cleared["churned"]) + len(cleared["trigger_cleared"]),
+            "closed_churned": len(cleared["churned"]), "not_live": len(candidates) - len(fresh),
             "holdouts_cleared": len(cleared_holdouts)}
 
 

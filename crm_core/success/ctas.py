@@ -18,7 +18,7 @@ from crm_core.customers.rules import display_name, is_gone, shown_name
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
 from crm_core.platform.dates import check_as_of
-from crm_core.platform.errors import NotFound, PermissionDenied, ValidationError
+from crm_core.platform.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from crm_core.platform.permissions import allowed, require
 from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
@@ -413,3 +413,57 @@ def erase_cta_texts(session: Session, customer_ids: list[int]) -> dict[str, int]
     found = {SuccessCtaLink.__tablename__: rows_affected(links) or 0,
              SuccessCtaEvent.__tablename__: rows_affected(events) or 0}
     return {name: n for name, n in found.items() if n}
+
+
+# --------------------------------------------------------------------------- customer merges
+
+MERGED_AWAY_NOTE = ("Customer {other} was merged into customer {survivor}, whose call to action #{kept} for "
+                    "this trigger carries on.")
+
+
+def close_merged_duplicates(session: Session, actor: Actor, survivor_id: int, other_id: int,
+                            now: dt.datetime) -> list[dict[str, Any]]:
+    """Before a customer merge: close the merged customer's open CTAs whose trigger the survivor also
+    has open as "not needed" (one open CTA per customer and trigger), each with a history event saying
+    which CTA it was merged into. Returns what `reopen_merged_duplicates` needs to undo it."""
+    c = SuccessCta
+    kept = dict(session.execute(select(c.trigger, c.id).where(c.customer_id == survivor_id, c.status != "closed")).all())
+    if not kept:
+        return []
+    closed = []
+    for cta in session.scalars(select(c).where(c.customer_id == other_id, c.status != "closed",
+                                               c.trigger.in_(sorted(kept))).order_by(c.id)):
+        before = _snapshot(cta)
+        note = MERGED_AWAY_NOTE.format(other=other_id, survivor=survivor_id, kept=kept[cta.trigger])
+        cta.status, cta.outcome, cta.outcome_note = "closed", "not_needed", note
+        cta.closed_at, cta.closed_on, cta.snoozed_until, cta.updated_at = now, now.date(), None, now
+        session.flush()
+        _event(session, cta, actor, "closed", before,
+               {**_snapshot(cta), "note": note, "merged_into_cta": kept[cta.trigger]})
+        closed.append({"id": cta.id, "status": before["status"], "snoozed_until": plain(before["snoozed_until"]),
+                       "version": cta.version})
+    return closed
+
+
+def check_merged_duplicates(session: Session, closed: list[dict[str, Any]]) -> None:
+    """Before undoing a merge: each CTA the merge closed is as the merge left it (else undo would lose an edit)."""
+    for entry in closed:
+        cta = session.get(SuccessCta, entry["id"])
+        if cta is None or cta.version != entry["version"]:
+            raise ConflictError(f"Call to action #{entry['id']}, which the merge closed as a duplicate, was "
+                                "changed since, so the merge can no longer be undone exactly.")
+
+
+def reopen_merged_duplicates(session: Session, actor: Actor, closed: list[dict[str, Any]], merge_id: int) -> None:
+    """Undoing a merge: the CTAs it closed as duplicates are open again, as they were."""
+    for entry in closed:
+        cta = session.get(SuccessCta, entry["id"])
+        if cta is None:
+            continue
+        before = _snapshot(cta)
+        cta.status, cta.outcome, cta.outcome_note = entry["status"], None, None
+        cta.snoozed_until = dt.date.fromisoformat(entry["snoozed_until"]) if entry["snoozed_until"] else None
+        cta.closed_at = cta.closed_on = None
+        cta.updated_at = utcnow()
+        session.flush()
+        _event(session, cta, actor, "reopened", before, {**_snapshot(cta), "note": f"Merge {merge_id} was undone."})

@@ -2,9 +2,12 @@
 against the randomised holdout of triggered accounts that got no CTA.
 
 - A *verified save* is a CTA closed as saved whose customer placed a revenue order within the horizon
-  after the CTA opened (and by `today`). The save rate is verified saves over the CTAs closed with
-  an outcome a person chose, not counting "not needed" (closed by the rules when the trigger cleared
-  does not count either).
+  after the CTA opened (and by `today`): it counts as soon as that order is placed. A CTA closed as
+  saved without such an order while its horizon has not passed by `today` is a *pending save*: it
+  is left out of the rate (and counted apart) until the customer orders or the horizon passes. The
+  save rate is verified saves over the CTAs closed as saved, churned or unreachable, pending saves
+  left out ("not needed" and "trigger cleared" do not count either; "churned" does, also when the
+  rules closed the CTA because the account churned while it was open).
 - *Time to first action* is the hours from opening to the first thing a person did on the CTA.
 - A playbook's *effect* compares the share of customers who ordered again within the horizon after
   the trigger fired: rule CTAs of that playbook (treated) against its holdouts (comparison), both
@@ -54,8 +57,8 @@ def proportion_difference(treated: int, treated_n: int, control: int, control_n:
 
 def save_rates(session: Session, viewer: Actor, today: dt.date, by: str = "playbook",
                horizon_days: int = DEFAULT_HORIZON_DAYS) -> list[dict[str, Any]]:
-    """Per playbook or per owner: CTAs, open, closed, claimed and verified saves, the save rate and
-    the median hours to first action (see the module docstring)."""
+    """Per playbook or per owner: CTAs, open, closed, claimed, verified and pending saves, the save rate
+    and the median hours to first action (see the module docstring)."""
     if by not in ("playbook", "owner"):
         require(viewer, "success.view")
         raise ValidationError("Save rates are by playbook or by owner.")
@@ -78,8 +81,7 @@ def save_rates_by(session: Session, viewer: Actor, today: dt.date, groupings: tu
     saved_customers = sorted({r[2] for r in rows if r[6] == "saved"})
     orders = _orders_of(session, saved_customers)
     cutoff = end_of(today)
-    verified = [outcome == "saved" and any(opened_at < when <= min(opened_at + dt.timedelta(days=horizon), cutoff)
-                                           for when in orders.get(customer_id, []))
+    verdicts = [_save_verdict(outcome, opened_at, orders.get(customer_id, []), horizon, cutoff)
                 for _p, _o, customer_id, opened_at, _f, _s, outcome in rows]
     out: dict[str, list[dict[str, Any]]] = {}
     for by in groupings:
@@ -87,19 +89,21 @@ def save_rates_by(session: Session, viewer: Actor, today: dt.date, groupings: tu
                  if by == "playbook" else {u.id: (u.username, u.role) for u in session.scalars(select(User))})
         column = 0 if by == "playbook" else 1
         groups: dict[Any, dict[str, Any]] = {}
-        for row, is_verified in zip(rows, verified, strict=True):
+        for row, verdict in zip(rows, verdicts, strict=True):
             _customer_id, opened_at, first_action_at, status, outcome = row[2:]
             entry = groups.setdefault(row[column], {"ctas": 0, "open": 0, "closed": 0, "claimed_saves": 0,
-                                                    "verified_saves": 0, "save_rate_base": 0, "hours": []})
+                                                    "verified_saves": 0, "pending_saves": 0, "save_rate_base": 0,
+                                                    "hours": []})
             entry["ctas"] += 1
             entry["closed" if status == "closed" else "open"] += 1
             if first_action_at is not None:
                 entry["hours"].append(max(0.0, (first_action_at - opened_at).total_seconds() / 3600))
-            if outcome in SAVE_RATE_OUTCOMES:
+            if outcome in SAVE_RATE_OUTCOMES and verdict != "pending":
                 entry["save_rate_base"] += 1
             if outcome == "saved":
                 entry["claimed_saves"] += 1
-                entry["verified_saves"] += int(is_verified)
+                entry["verified_saves"] += int(verdict == "verified")
+                entry["pending_saves"] += int(verdict == "pending")
         result = []
         for key, entry in groups.items():
             name, detail = names.get(key, ("(unassigned)" if by == "owner" else "(none)", ""))
@@ -112,6 +116,18 @@ def save_rates_by(session: Session, viewer: Actor, today: dt.date, groupings: tu
             })
         out[by] = sorted(result, key=lambda r: (-r["ctas"], str(r["name"])))
     return out
+
+
+def _save_verdict(outcome: str | None, opened_at: dt.datetime, orders: list[dt.datetime], horizon: int,
+                  cutoff: dt.datetime) -> str | None:
+    """For a CTA closed as saved: "verified" once the customer ordered within the horizon after it
+    opened, "pending" while that horizon has not passed, else "unverified"; None for other outcomes."""
+    if outcome != "saved":
+        return None
+    window_end = opened_at + dt.timedelta(days=horizon)
+    if any(opened_at < when <= min(window_end, cutoff) for when in orders):
+        return "verified"
+    return "pending" if window_end > cutoff else "unverified"
 
 
 def playbook_effects(session: Session, viewer: Actor, today: dt.date,

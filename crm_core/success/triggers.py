@@ -2,8 +2,9 @@
 it needs as of a date and saying which customers it is active for.
 
 A rule is *active* for a customer while its condition holds; it *fires* (may open a CTA) only when
-the condition is fresh (`Firing.fresh`): a new detractor answer, a new SLA breach. An open CTA whose
-rule is no longer active closes itself ("trigger_cleared"). A rule whose source the shop does not
+the condition is fresh (`Firing.fresh`): a new detractor answer, a new SLA breach, and only for a live
+account (`automation` checks that for every rule). An open CTA whose rule is no longer active closes
+itself ("trigger_cleared", or "churned" when the account churned). A rule whose source the shop does not
 have (no churn model run, no surveys, no helpdesk, no payment methods, no risk decisions) is
 skipped with that reason. A new rule is one more `TriggerRule` in `RULES` (and a playbook default).
 """
@@ -22,7 +23,6 @@ from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of
 from crm_core.risk.scoring import active_decision_actions
 from crm_core.segmentation.churn_levels import AT_RISK_LEVELS
-from crm_core.segmentation.lifecycle import get_lifecycle_rules
 from crm_core.service.complaints import OPEN_COMPLAINT_STATUSES
 from crm_core.service.surveys import DETRACTOR_MAX
 from db.models import (
@@ -106,17 +106,10 @@ def _revenue(connection: Connection, ids: list[int]) -> dict[int, float]:
 # --------------------------------------------------------------------------- the rules
 
 
-def _live_since(connection: Connection, as_of: dt.date) -> dt.datetime:
-    """Customers who ordered after this are live accounts (the lifecycle rule's churned_days)."""
-    with Session(bind=connection) as session:
-        rules, _ = get_lifecycle_rules(session)
-    return end_of(as_of) - dt.timedelta(days=int(rules["churned_days"]))
-
-
 def _churn_active(connection: Connection, as_of: dt.date) -> dict[int, Firing]:
     """Active while the latest prediction is high or critical; fresh when the customer *became* at
-    risk (the previous prediction was below high, or there was none for them) and is a live account.
-    With no earlier prediction date at all (the first scoring) only high-value accounts fire."""
+    risk (the previous prediction was below high, or there was none for them). With no earlier
+    prediction date at all (the first scoring) only high-value accounts fire."""
     p = ChurnPrediction
     latest = connection.scalar(select(func.max(p.as_of)).where(p.as_of <= as_of))
     if latest is None:
@@ -130,7 +123,6 @@ def _churn_active(connection: Connection, as_of: dt.date) -> dict[int, Firing]:
     if previous is not None:
         was_at_risk = set(connection.execute(select(p.customer_id).where(
             p.as_of == previous, p.risk_level.in_(AT_RISK_LEVELS))).scalars())
-    live = _live_among(connection, as_of)
     high_value: set[int] = set()
     if previous is None:
         floor = high_value_floor(connection)
@@ -140,19 +132,12 @@ def _churn_active(connection: Connection, as_of: dt.date) -> dict[int, Firing]:
     for cid, probability, level, drivers, horizon in rows:
         top = [d.get("label") or d.get("feature") for d in (drivers or [])[:3] if isinstance(d, dict)]
         became = cid not in was_at_risk if previous is not None else cid in high_value
-        found[cid] = Firing(became and cid in live,
+        found[cid] = Firing(became,
                             f"Churn risk is {level} ({probability:.0%} chance of no order in the next {horizon} days)",
                             {"probability": round(float(probability), 4), "risk_level": level,
                              "scored_as_of": latest.isoformat(), "drivers": [t for t in top if t]},
                             high_value=cid in high_value)
     return found
-
-
-def _live_among(connection: Connection, as_of: dt.date) -> set[int]:
-    o = Order
-    return set(connection.execute(select(o.customer_id).where(
-        o.status.in_(REVENUE_ORDER_STATUSES), o.ordered_at >= _live_since(connection, as_of),
-        o.ordered_at < end_of(as_of)).distinct()).scalars())
 
 
 def _churn_missing(connection: Connection, as_of: dt.date) -> str | None:

@@ -99,7 +99,7 @@ from ml.health.estimator import (
     overall_score,
     relationships,
 )
-from ml.health.inputs import available_sources, churned_after_days, component_scores, health_inputs
+from ml.health.inputs import available_sources, component_scores, health_inputs
 from ml.health.level_bands import (
     BANDS_KEY,
     calibrate_bands,
@@ -133,7 +133,6 @@ __all__ = [
     "band_table",
     "calibrate_bands",
     "calibration_describes",
-    "churned_after_days",
     "current_bands",
     "get_bands",
     "last_calibration_as_of",

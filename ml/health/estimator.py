@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from crm_core import segmentation
+
 COMPONENTS = ("engagement", "satisfaction", "loyalty", "payment", "support")
 NEUTRAL = 50.0
 LEVEL_THRESHOLDS = (("excellent", 80.0), ("good", 65.0), ("fair", 50.0), ("poor", 35.0))
@@ -320,12 +322,13 @@ def _advice_for(key: int, names: list[str]) -> tuple[str, str, str]:
 
 # --------------------------------------------------------------------------- relationship
 
-RELATIONSHIPS = ("live", "churned", "never_bought")
+RELATIONSHIPS = segmentation.ACCOUNT_RELATIONSHIPS
 
 
 def relationships(inputs: pd.DataFrame, churned_after_days: int) -> np.ndarray:
     """'live' for a customer who has bought and ordered within `churned_after_days` of the cutoff,
-    'churned' for one whose last order is older, 'never_bought' for one without a revenue order.
+    'churned' for one whose last order is older, 'never_bought' for one without a revenue order:
+    `segmentation.account_relationships` (what the CTA rules use) over the health inputs.
 
     Only live accounts are scored: a customer long gone or never won is not an account in poor
     health, and counting them as "critical" buries the accounts a success manager can still save.

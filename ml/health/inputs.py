@@ -20,9 +20,8 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session
 
-from crm_core import customers, platform, segmentation, service
+from crm_core import customers, platform, service
 from db import bulk
 from db.models import (
     LOYALTY_TIERS,
@@ -310,8 +309,3 @@ def component_scores(connection: Connection, as_of: dt.date, sample_every: int =
     return components_from_inputs(health_inputs(connection, as_of, sample_every), available_sources(connection, as_of))
 
 
-def churned_after_days(session: Session) -> int:
-    """Days without an order after which a customer is churned, not a live account: the lifecycle
-    rule `churned_days` (one definition for the Lifecycle and Health pages)."""
-    rules, _ = segmentation.get_lifecycle_rules(session)
-    return int(rules["churned_days"])

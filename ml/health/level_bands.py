@@ -18,11 +18,11 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_core import platform
+from crm_core import platform, segmentation
 from db.models import Customer, utcnow
 from ml.health.bands import DEFAULT_BANDS, LEVELS, LevelBandCalibrator, band_table, rates_rise
 from ml.health.estimator import components_from_inputs, overall_score, relationships
-from ml.health.inputs import available_sources, churned_after_days, health_inputs
+from ml.health.inputs import available_sources, health_inputs
 from ml.health.weights import FIT_SAMPLE, current_weights
 from ml.labels import DEFAULT_HORIZON_DAYS, churn_labels
 
@@ -67,7 +67,7 @@ def calibrate_bands(session: Session, as_of: dt.date, horizon_days: int = DEFAUL
     if horizon_days < 1:
         raise platform.ValidationError("The churn horizon must be at least one day.")
     weights, _, _ = current_weights(session)
-    churned_days = churned_after_days(session)
+    churned_days = segmentation.churned_after_days(session)
     customers = session.scalar(select(func.count()).select_from(Customer)) or 0
     sample_every = max(1, customers // FIT_SAMPLE)
     fit_date = as_of - dt.timedelta(days=2 * horizon_days)

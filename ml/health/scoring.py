@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core import platform
+from crm_core import platform, segmentation
 from db import bulk
 from db.models import (
     HEALTH_LEVELS,
@@ -39,7 +39,7 @@ from ml.health.estimator import (
     overall_score,
     relationships,
 )
-from ml.health.inputs import available_sources, churned_after_days, health_inputs
+from ml.health.inputs import available_sources, health_inputs
 from ml.health.level_bands import calibrate_bands, current_bands, last_calibration_as_of
 from ml.health.weights import current_weights, fit_weights, last_fit_as_of
 from ml.labels import churn_labels
@@ -127,7 +127,7 @@ def score_health(engine: Engine, as_of: dt.date, *, progress: Progress | None = 
             calibrate_bands(session, as_of)
         weights, info, _ = current_weights(session)
         bands, band_info, _ = current_bands(session)
-        churned_days = churned_after_days(session)
+        churned_days = segmentation.churned_after_days(session)
         inputs = health_inputs(connection, as_of)
         relationship = relationships(inputs, churned_days)
         components = components_from_inputs(inputs, available_sources(connection, as_of))

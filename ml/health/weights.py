@@ -14,13 +14,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from crm_core import platform
+from crm_core import platform, segmentation
 from db.models import (
     Customer,
     utcnow,
 )
 from ml.health.estimator import COMPONENTS, HealthWeightFitter, components_from_inputs, equal_weights, relationships
-from ml.health.inputs import available_sources, churned_after_days, health_inputs
+from ml.health.inputs import available_sources, health_inputs
 from ml.labels import DEFAULT_HORIZON_DAYS, churn_labels
 
 WEIGHTS_KEY = "health_weights"
@@ -69,7 +69,7 @@ def fit_weights(session: Session, as_of: dt.date, horizon_days: int = DEFAULT_HO
     sample_every = max(1, customers // FIT_SAMPLE)
     labels = churn_labels(connection, feature_date, horizon_days, sample_every=sample_every)
     inputs = health_inputs(connection, feature_date, sample_every)
-    live = relationships(inputs, churned_after_days(session)) == "live"  # weights for accounts, not for the gone
+    live = relationships(inputs, segmentation.churned_after_days(session)) == "live"  # weights for accounts, not for the gone
     components = components_from_inputs(inputs[live], available_sources(connection, feature_date))
     joined = components.join(labels, how="inner")
     fitter = HealthWeightFitter().fit(joined[list(COMPONENTS)], joined["churned"])
