@@ -19,7 +19,8 @@ run: $(STAMP)
 	@# The first refresh (with three months of history) runs beside the starting server, so the app
 	@# is up at once and its dashboards fill within seconds.
 	$(BIN)/crm refresh --if-empty --backfill-months 3 --quiet & \
-		$(BIN)/streamlit run streamlit_app.py --server.fileWatcherType none --server.runOnSave false
+		$(BIN)/streamlit run streamlit_app.py --server.fileWatcherType none --server.runOnSave false \
+			--client.showErrorDetails none --runner.postScriptGC false
 
 # The HTTP API on the same database as the app (API_PORT, API_WORKERS); documentation at /docs.
 API_PORT ?= 8000

@@ -17,6 +17,16 @@ def test_streamlit_shows_no_error_details():
     assert config["client"]["showErrorDetails"] == "none"
 
 
+def test_make_run_sets_the_server_options_wherever_streamlit_reads_its_config_from():
+    """The config file is read from the folder the server starts in; `make run` also passes the options
+    that matter: no error details, no file watcher, no full garbage collection after every run."""
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False and config["server"]["fileWatcherType"] == "none"
+    run = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    for option in ("--client.showErrorDetails none", "--runner.postScriptGC false", "--server.fileWatcherType none"):
+        assert option in run
+
+
 def test_an_unexpected_error_on_a_page_shows_only_an_error_id(app, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("SELECT password_hash FROM users WHERE id = 1 -- $argon2id$secret")
