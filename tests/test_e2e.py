@@ -156,3 +156,45 @@ def test_sign_in_and_open_every_page(server):
             slug = title.lower().replace(" ", "-")
             page.screenshot(path=str(ARTIFACTS / f"e2e-{slug}.png"), full_page=True)
         browser.close()
+
+
+def test_a_success_manager_walks_every_tab_of_the_workbench(server):
+    """In the browser, as a customer-success manager: each tab of the Success workbench shows its own
+    content and no error."""
+    from playwright.sync_api import expect, sync_playwright
+
+    tab_content = {
+        "My CTAs": page_text("Due today or overdue"),
+        "Team": page_text("Owner"),
+        "Portfolios": page_text("Revenue at risk per book of business", "No books of business yet"),
+        "Results": page_text("Horizon (days after the CTA opened)"),
+        "Playbooks": page_text("Churn risk became high"),
+    }
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(45_000)
+        expect.set_options(timeout=45_000)
+        page.goto(server["url"], wait_until="networkidle")
+        page.get_by_label("Username").fill("csm1")
+        page.get_by_label("Password", exact=True).fill(demo.demo_password("csm1"))
+        page.get_by_role("button", name="Sign in").click()
+        nav = page.locator('[data-testid="stSidebarNav"] a', has_text="Success workbench")
+        expect(nav).to_be_visible()
+        nav.click()
+        expect(page.get_by_role("heading", name="Success workbench", exact=True)).to_be_visible()
+        _wait_until_idle(page)
+        for tab, texts in tab_content.items():
+            page.get_by_role("tab", name=tab, exact=True).click()
+            panel = page.get_by_role("tabpanel", name=tab)
+            expect(panel.get_by_text(texts, exact=False).first).to_be_visible()
+            assert page.locator('[data-testid="stException"]').count() == 0, tab
+        page.screenshot(path=str(ARTIFACTS / "e2e-success-workbench-playbooks.png"), full_page=True)
+        browser.close()
+
+
+def page_text(*alternatives: str):
+    """A pattern matching any of the texts (a tab shows one of them, depending on the data)."""
+    import re
+
+    return re.compile("|".join(re.escape(t) for t in alternatives))
