@@ -51,7 +51,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db_url: str, run_times: Path | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(db_url: str, run_times: Path | None = None, niceness: int = 0) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "CRM_DATABASE_URL": db_url, "STREAMLIT_SERVER_HEADLESS": "true"}
     if run_times is not None:
@@ -59,7 +59,8 @@ def start_server(db_url: str, run_times: Path | None = None) -> tuple[subprocess
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -231,6 +232,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pages", default=",".join(DEFAULT_PAGES))
     parser.add_argument("--think", type=float, default=0.0, help="mean seconds a session waits between clicks")
+    parser.add_argument("--server-nice", type=int, default=0,
+                        help="start the server at this niceness (negative needs root): with --browsers-nice, "
+                             "the server gets the cores first, as on a machine of its own")
     parser.add_argument("--browsers-nice", type=int, default=0,
                         help="run the browsers at this niceness (the server keeps its own): people's browsers run "
                              "on their own machines, here they share the server's cores")
@@ -238,7 +242,7 @@ def main() -> None:
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
     ensure_admin(args.url)
     run_times = Path(tempfile.mkdtemp(prefix="crm-run-times-")) / "runs.tsv"
-    process, url = start_server(args.url, run_times)
+    process, url = start_server(args.url, run_times, args.server_nice)
     sampler = MemorySampler(process.pid)
     sampler.start()
     renicer = Renicer(args.browsers_nice)
@@ -255,7 +259,8 @@ def main() -> None:
     pace = f"a mean {args.think:g} s between clicks" if args.think > 0 else "no pause between clicks"
     print(f"{args.sessions} sessions x {args.rounds} rounds, {pace}; server peak RSS {sampler.peak:,.0f} MB")
     clicks = max(used["clicks"], 1)
-    print(f"while they clicked ({used['seconds']:.0f} s, {used['clicks']} clicks, browsers at nice {args.browsers_nice}): "
+    print(f"while they clicked ({used['seconds']:.0f} s, {used['clicks']} clicks, server at nice {args.server_nice}, "
+          f"browsers at nice {args.browsers_nice}): "
           f"server CPU {used['server']:.1f} s ({used['server'] / clicks:.3f} s a click, "
           f"{used['server'] / used['seconds']:.2f} cores), browsers CPU {used['browsers']:.1f} s "
           f"({used['browsers'] / clicks:.3f} s a click, {used['browsers'] / used['seconds']:.2f} cores)")
