@@ -123,21 +123,29 @@ def _wait_until_idle(page) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=60_000)
 
 
+def _signed_in(playwright, url: str, username: str):
+    """Debian's Chromium, headless, with one page signed in as a demo user at `url`."""
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.set_default_timeout(45_000)
+    expect.set_options(timeout=45_000)
+    page.goto(url, wait_until="networkidle")
+    expect(page.get_by_role("heading", name="Customer Intelligence")).to_be_visible()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(demo.demo_password(username))
+    page.get_by_role("button", name="Sign in").click()
+    return browser, page
+
+
 def test_sign_in_and_open_every_page(server):
     from playwright.sync_api import expect, sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     expectations = _expectations(server["customers"])
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(45_000)
-        expect.set_options(timeout=45_000)
-        page.goto(server["url"], wait_until="networkidle")
-        expect(page.get_by_role("heading", name="Customer Intelligence")).to_be_visible()
-        page.get_by_label("Username").fill("admin1")
-        page.get_by_label("Password", exact=True).fill(demo.demo_password("admin1"))
-        page.get_by_role("button", name="Sign in").click()
+        browser, page = _signed_in(p, server["url"], "admin1")
         expect(page.get_by_role("heading", name="Executive overview")).to_be_visible()
 
         nav_links = page.locator('[data-testid="stSidebarNav"] a')
@@ -171,14 +179,7 @@ def test_a_success_manager_walks_every_tab_of_the_workbench(server):
         "Playbooks": page_text("Churn risk became high"),
     }
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(45_000)
-        expect.set_options(timeout=45_000)
-        page.goto(server["url"], wait_until="networkidle")
-        page.get_by_label("Username").fill("csm1")
-        page.get_by_label("Password", exact=True).fill(demo.demo_password("csm1"))
-        page.get_by_role("button", name="Sign in").click()
+        browser, page = _signed_in(p, server["url"], "csm1")
         nav = page.locator('[data-testid="stSidebarNav"] a', has_text="Success workbench")
         expect(nav).to_be_visible()
         nav.click()
