@@ -178,7 +178,7 @@ async def visit(page, title: str) -> float:
 
 
 async def measure(url: str, sessions: int, rounds: int, pages: list[str], think: float = 0.0,
-                  server_pid: int | None = None) -> tuple[dict, dict, dict]:
+                  server_pid: int | None = None, together_start: bool = False) -> tuple[dict, dict, dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -206,6 +206,8 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str], think:
         async def walk(index: int, page) -> None:
             order = pages[index % len(pages):] + pages[:index % len(pages)]  # not all on the same page at once
             pause = random.Random(index)
+            if think > 0 and not together_start:  # people do not all click at the same instant
+                await asyncio.sleep(pause.expovariate(1 / think))
             for _ in range(rounds):
                 for title in order:
                     together[title].append(await visit(page, title))
@@ -232,6 +234,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pages", default=",".join(DEFAULT_PAGES))
     parser.add_argument("--think", type=float, default=0.0, help="mean seconds a session waits between clicks")
+    parser.add_argument("--together-start", action="store_true",
+                        help="with --think, every session still makes its first click at the same instant (a burst); "
+                             "by default each first waits a think time, as people arriving at their own pace")
     parser.add_argument("--server-nice", type=int, default=0,
                         help="start the server at this niceness (negative needs root): with --browsers-nice, "
                              "the server gets the cores first, as on a machine of its own")
@@ -250,7 +255,8 @@ def main() -> None:
         os.nice(args.browsers_nice)  # this process and the browsers it starts; the server started before
         renicer.start()
     try:
-        single, together, used = asyncio.run(measure(url, args.sessions, args.rounds, pages, args.think, process.pid))
+        single, together, used = asyncio.run(measure(url, args.sessions, args.rounds, pages, args.think, process.pid,
+                                                    args.together_start))
     finally:
         renicer.stop.set()
         sampler.stop.set()
