@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 from sqlalchemy import (
@@ -173,6 +173,19 @@ def _preferred_category(spend):
     return select(ranked.c.customer_id, ranked.c.category).where(ranked.c.rank == 1)
 
 
+LINE_CHUNK = 500_000
+
+
+def _line_chunks(connection: Connection, lines) -> Iterator[pd.DataFrame]:
+    """The order lines (customer_id, category, spend) as frames of at most LINE_CHUNK rows."""
+    result = connection.execute(lines)
+    try:
+        while rows := result.cursor.fetchmany(LINE_CHUNK) if result.cursor is not None else []:
+            yield pd.DataFrame.from_records(rows, columns=["customer_id", "category", "spend"])
+    finally:
+        result.close()
+
+
 def _stage_preferred_category(connection: Connection, cutoff: dt.datetime) -> TableClause:
     """Stage each buyer's preferred category as the temporary table tmp_snapshot_category.
 
@@ -190,9 +203,12 @@ def _stage_preferred_category(connection: Connection, cutoff: dt.datetime) -> Ta
         .join(Product, Product.id == OrderItem.product_id)
         .where(Order.status.in_(REVENUE_ORDER_STATUSES), Order.ordered_at < cutoff)
     )
-    _, rows = bulk.fetch_raw(connection, lines)
-    frame = pd.DataFrame.from_records(rows, columns=["customer_id", "category", "spend"])
-    spend = frame.groupby(["customer_id", "category"], sort=False)["spend"].sum().round(2).reset_index()
+    # Summed a chunk of lines at a time, so memory follows the (customer, category) pairs, not the lines.
+    partial = [chunk.groupby(["customer_id", "category"], sort=False)["spend"].sum()
+               for chunk in _line_chunks(connection, lines)]
+    if not partial:
+        partial = [pd.Series(dtype=float, index=pd.MultiIndex.from_arrays([[], []], names=["customer_id", "category"]))]
+    spend = pd.concat(partial).groupby(level=[0, 1], sort=False).sum().round(2).rename("spend").reset_index()
     best = (spend.sort_values(["customer_id", "spend", "category"], ascending=[True, False, True])
             .drop_duplicates("customer_id")[["customer_id", "category"]])
     staged = Table("tmp_snapshot_category", MetaData(), Column("customer_id", Integer, primary_key=True),
