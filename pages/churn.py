@@ -10,11 +10,62 @@ from db.models import RISK_LEVELS
 from ml import churn_reports, registry
 from ml.features import LABELS as FEATURE_LABELS
 from ui import context
-from ui.charts import time_axis
+from ui.charts import shared, time_axis
 from ui.cta_panel import customer_panel
 from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
 from ui.step_status import show_step_status
+
+
+@shared
+def risk_levels_chart(chart: pd.DataFrame):
+    return px.bar(chart, x="risk_level", y="customers", color="risk_level",
+                  category_orders={"risk_level": list(RISK_LEVELS)},
+                  color_discrete_map={"low": "#2e7d32", "medium": "#f9a825", "high": "#ef6c00", "critical": "#c62828"},
+                  hover_data={"expected_loss": ":,.0f", "mean_probability": ":.2f"},
+                  labels={"risk_level": "Risk level", "customers": "Customers"},
+                  ).update_layout(height=260, showlegend=False, margin={"t": 10, "b": 10})
+
+
+@shared
+def drivers_chart(drivers: pd.DataFrame):
+    return px.bar(drivers, x="effect", y="label", orientation="h", hover_data=["value"],
+                  labels={"effect": "Raises the log-odds of churn by", "label": ""},
+                  ).update_layout(height=220, margin={"t": 10, "b": 10})
+
+
+@shared
+def probability_history_chart(history: pd.DataFrame):
+    fig = px.line(history, x="as_of", y="probability", markers=True,
+                  labels={"as_of": "Prediction date", "probability": "Churn probability"})
+    fig.update_layout(height=260, yaxis_range=[0, 1], margin={"t": 10, "b": 10})
+    return time_axis(fig, history["as_of"])
+
+
+@shared
+def calibration_chart(predicted: list, observed: list):
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfect", line={"dash": "dot"}))
+    fig.add_trace(go.Scatter(x=predicted, y=observed, mode="lines+markers", name="Model"))
+    return fig.update_layout(title="Calibration (validation cut)", xaxis_title="Predicted probability",
+                             yaxis_title="Observed churn rate", height=340, margin={"t": 40, "b": 10})
+
+
+@shared
+def importance_chart(importance: pd.DataFrame):
+    return px.bar(importance.iloc[::-1], x="importance", y="feature", orientation="h",
+                  title="Global feature importance (drop in ROC AUC when shuffled)",
+                  ).update_layout(height=340, margin={"t": 40, "b": 10})
+
+
+@shared
+def accuracy_chart(accuracy: pd.DataFrame, measure: str, label: str, title: str):
+    fig = px.line(accuracy, x="as_of", y=measure, color="risk_level", markers=True,
+                  category_orders={"risk_level": list(reversed(RISK_LEVELS))},
+                  labels={"as_of": "Prediction date", measure: label}, title=title)
+    fig.update_layout(height=320, yaxis_range=[0, 1], margin={"t": 40, "b": 10})
+    return time_axis(fig, accuracy["as_of"])
+
 
 viewer = context.require_page("churn.view")
 st.title("Churn")
@@ -103,20 +154,13 @@ def at_risk_list() -> None:
                     left, right = st.columns(2)
                     drivers = pd.DataFrame(detail["drivers"])
                     if not drivers.empty:
-                        fig = px.bar(drivers, x="effect", y="label", orientation="h",
-                                     labels={"effect": "Raises the log-odds of churn by", "label": ""},
-                                     hover_data=["value"])
-                        fig.update_layout(height=220, margin={"t": 10, "b": 10})
-                        left.plotly_chart(fig, width="stretch")
+                        left.plotly_chart(drivers_chart(drivers), width="stretch")
                     else:
                         left.caption("No drivers: at low risk there is nothing to explain." if detail["risk_level"] == "low"
                                      else "No single factor stands out.")
                     left.markdown("\n".join(f"- {action}" for action in detail["interventions"]) or "No action needed.")
                     history = pd.DataFrame(detail["history"])
-                    fig = px.line(history, x="as_of", y="probability", markers=True,
-                                  labels={"as_of": "Prediction date", "probability": "Churn probability"})
-                    fig.update_layout(height=260, yaxis_range=[0, 1], margin={"t": 10, "b": 10})
-                    right.plotly_chart(time_axis(fig, history["as_of"]), width="stretch")
+                    right.plotly_chart(probability_history_chart(history), width="stretch")
                     with st.expander("Calls to action", icon=":material/task_alt:"):
                         customer_panel(customer_id, data_day, "churn")
 
@@ -126,14 +170,7 @@ at_risk_tab, card_tab, accuracy_tab = st.tabs(["At-risk customers", "Model card"
 with at_risk_tab:
     chart = pd.DataFrame(summary)
     if not chart.empty:
-        fig = px.bar(chart, x="risk_level", y="customers", color="risk_level",
-                     category_orders={"risk_level": list(RISK_LEVELS)},
-                     color_discrete_map={"low": "#2e7d32", "medium": "#f9a825", "high": "#ef6c00",
-                                         "critical": "#c62828"},
-                     hover_data={"expected_loss": ":,.0f", "mean_probability": ":.2f"},
-                     labels={"risk_level": "Risk level", "customers": "Customers"})
-        fig.update_layout(height=260, showlegend=False, margin={"t": 10, "b": 10})
-        st.plotly_chart(fig, width="stretch")
+        st.plotly_chart(risk_levels_chart(chart), width="stretch")
 
     at_risk_list()
 
@@ -167,20 +204,11 @@ with card_tab:
     left, right = st.columns(2)
     calibration = metrics.get("calibration") or {}
     if calibration.get("predicted"):
-        fig = go.Figure()
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfect", line={"dash": "dot"}))
-        fig.add_trace(go.Scatter(x=calibration["predicted"], y=calibration["observed"], mode="lines+markers",
-                                 name="Model"))
-        fig.update_layout(title="Calibration (validation cut)", xaxis_title="Predicted probability",
-                          yaxis_title="Observed churn rate", height=340, margin={"t": 40, "b": 10})
-        left.plotly_chart(fig, width="stretch")
+        left.plotly_chart(calibration_chart(calibration["predicted"], calibration["observed"]), width="stretch")
     importance = pd.DataFrame(list((metrics.get("feature_importance") or {}).items()),
                               columns=["feature", "importance"]).head(15)
     if not importance.empty:
-        fig = px.bar(importance.iloc[::-1], x="importance", y="feature", orientation="h",
-                     title="Global feature importance (drop in ROC AUC when shuffled)")
-        fig.update_layout(height=340, margin={"t": 40, "b": 10})
-        right.plotly_chart(fig, width="stretch")
+        right.plotly_chart(importance_chart(importance), width="stretch")
     candidates = pd.DataFrame([{"algorithm": name, **values} for name, values in
                                (metrics.get("candidates") or {}).items()])
     if not candidates.empty:
@@ -213,16 +241,8 @@ with accuracy_tab:
         )
     else:
         left, right = st.columns(2)
-        fig = px.line(accuracy, x="as_of", y="precision", color="risk_level", markers=True,
-                      category_orders={"risk_level": list(reversed(RISK_LEVELS))},
-                      labels={"as_of": "Prediction date", "precision": "Share who churned"},
-                      title="Realized precision by risk level")
-        fig.update_layout(height=320, yaxis_range=[0, 1], margin={"t": 40, "b": 10})
-        left.plotly_chart(time_axis(fig, accuracy["as_of"]), width="stretch")
-        fig = px.line(accuracy, x="as_of", y="recall_at_or_above", color="risk_level", markers=True,
-                      category_orders={"risk_level": list(reversed(RISK_LEVELS))},
-                      labels={"as_of": "Prediction date", "recall_at_or_above": "Share of churners caught"},
-                      title="Realized recall at or above each level")
-        fig.update_layout(height=320, yaxis_range=[0, 1], margin={"t": 40, "b": 10})
-        right.plotly_chart(time_axis(fig, accuracy["as_of"]), width="stretch")
+        left.plotly_chart(accuracy_chart(accuracy, "precision", "Share who churned", "Realized precision by risk level"),
+                          width="stretch")
+        right.plotly_chart(accuracy_chart(accuracy, "recall_at_or_above", "Share of churners caught",
+                                          "Realized recall at or above each level"), width="stretch")
         st.dataframe(accuracy, hide_index=True, width="stretch")

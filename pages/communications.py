@@ -9,7 +9,20 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import COMM_CHANNELS, DIRECTIONS
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
+
+
+@shared
+def funnel_chart(funnel: pd.DataFrame):
+    return px.funnel(funnel, x="messages", y="stage", title="Funnel: sent → delivered → opened → clicked → replied")
+
+
+@shared
+def channels_chart(long: pd.DataFrame):
+    return px.bar(long, x="stage", y="messages", color="channel", barmode="group", log_y=True,
+                  title="By channel (log scale)", labels={"stage": "", "messages": "Messages"})
+
 
 viewer = context.require_page("communications.view")
 st.title("Communications")
@@ -56,14 +69,12 @@ with tab_funnel:
         st.info("No outbound messages in this selection.")
     else:
         left, right = st.columns(2)
-        left.plotly_chart(px.funnel(pd.DataFrame({"stage": list(service.FUNNEL_STAGES), "messages": [totals[s] for s in service.FUNNEL_STAGES]}),
-                                    x="messages", y="stage", title="Funnel: sent → delivered → opened → clicked → replied"),
+        left.plotly_chart(funnel_chart(pd.DataFrame({"stage": list(service.FUNNEL_STAGES),
+                                                     "messages": [totals[s] for s in service.FUNNEL_STAGES]})),
                           width="stretch")
         long = pd.DataFrame(rows).melt(id_vars="channel", value_vars=[*service.FUNNEL_STAGES, "bounced", "failed"],
                                        var_name="stage", value_name="messages")
-        right.plotly_chart(px.bar(long, x="stage", y="messages", color="channel", barmode="group", log_y=True,
-                                  title="By channel (log scale)", labels={"stage": "", "messages": "Messages"}),
-                           width="stretch")
+        right.plotly_chart(channels_chart(long), width="stretch")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(k.replace("_", " "), format="percent")
                                     for k in ("delivery_rate", "open_rate", "click_rate", "reply_rate", "bounce_rate")})

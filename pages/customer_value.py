@@ -6,9 +6,34 @@ import streamlit as st
 
 from ml import clv_reports
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
 from ui.format import compact_euros
 from ui.step_status import show_step_status
+
+
+@shared
+def histogram_chart(histogram: pd.DataFrame):
+    return px.bar(histogram, x="label", y="customers", hover_data={"clv_total": ":,.0f"},
+                  title="Customers by 12-month CLV", labels={"label": "12-month CLV", "customers": "Customers"})
+
+
+@shared
+def alive_chart(grid: pd.DataFrame):
+    figure = px.imshow(
+        grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="RdYlGn", origin="lower",
+        labels={"x": "Weeks from first to last purchase (recency)", "y": "Repeat purchases (frequency)",
+                "color": "P(alive) %"},
+        title="Probability alive (%) by frequency and recency",
+    )
+    return figure.update_xaxes(type="category").update_yaxes(type="category")
+
+
+@shared
+def segments_chart(by_segment: pd.DataFrame):
+    return px.bar(by_segment, x="segment", y="clv_12m", hover_data=["customers", "expected_purchases_12m"],
+                  title="12-month CLV by RFM segment", labels={"segment": "", "clv_12m": "12-month CLV (€)"})
+
 
 viewer = context.require_page("value.view")
 st.title("Customer value")
@@ -58,9 +83,7 @@ with tab_dist:
     if histogram.empty:
         st.info("No customer has a lifetime value yet.")
     else:
-        figure = px.bar(histogram, x="label", y="customers", hover_data={"clv_total": ":,.0f"},
-                        title="Customers by 12-month CLV", labels={"label": "12-month CLV", "customers": "Customers"})
-        st.plotly_chart(figure, width="stretch")
+        st.plotly_chart(histogram_chart(histogram), width="stretch")
 
 with tab_alive:
     heatmap = data["heatmap"]
@@ -71,15 +94,7 @@ with tab_alive:
         grid = cells.pivot(index="frequency", columns="recency", values="mean_prob_alive")
         grid = grid.reindex(index=[f for f in heatmap["frequency_labels"] if f in grid.index],
                             columns=[r for r in heatmap["recency_labels"] if r in grid.columns])
-        figure = px.imshow(
-            grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="RdYlGn", origin="lower",
-            labels={"x": "Weeks from first to last purchase (recency)", "y": "Repeat purchases (frequency)",
-                    "color": "P(alive) %"},
-            title="Probability alive (%) by frequency and recency",
-        )
-        figure.update_xaxes(type="category")
-        figure.update_yaxes(type="category")
-        st.plotly_chart(figure, width="stretch")
+        st.plotly_chart(alive_chart(grid), width="stretch")
         st.caption("Customers who bought often and recently are most likely still active; frequent buyers who "
                    "stopped long ago most likely are not. BG/NBD lets a customer drop out only after a repeat "
                    "purchase, so it counts every one-time buyer (frequency 0) as active: read their churn "
@@ -114,9 +129,7 @@ with tab_segments:
     if by_segment.empty:
         st.info("No segments to compare.")
     else:
-        figure = px.bar(by_segment, x="segment", y="clv_12m", hover_data=["customers", "expected_purchases_12m"],
-                        title="12-month CLV by RFM segment", labels={"segment": "", "clv_12m": "12-month CLV (€)"})
-        st.plotly_chart(figure, width="stretch")
+        st.plotly_chart(segments_chart(by_segment), width="stretch")
         st.dataframe(by_segment, hide_index=True, width="stretch")
 
 with tab_model:

@@ -9,6 +9,14 @@ import streamlit as st
 from crm_core import customers, platform, segmentation
 from db.models import COMM_CHANNELS, LIFECYCLE_STAGES
 from ui import context
+from ui.charts import shared
+
+
+@shared
+def countries_chart(by_country: pd.DataFrame):
+    return px.bar(by_country, x="country", y="customers", title="Customers on this page by country",
+                  labels={"country": "", "customers": "Customers"})
+
 
 viewer = context.require_page("customers.view")
 st.title("Customers")
@@ -165,8 +173,7 @@ else:
     st.pagination(result.pages, default=min(page_number, result.pages), key=PAGE_KEY)
     by_country = table.groupby("country", dropna=True).size().reset_index(name="customers")
     if len(by_country) > 1:
-        st.plotly_chart(px.bar(by_country, x="country", y="customers", title="Customers on this page by country",
-                               labels={"country": "", "customers": "Customers"}), width="stretch")
+        st.plotly_chart(countries_chart(by_country), width="stretch")
 
 # --------------------------------------------------------------------------- bulk actions
 

@@ -12,6 +12,7 @@ from crm_core import platform
 from db.models import HEALTH_LEVELS
 from ml import health, health_reports
 from ui import context
+from ui.charts import shared
 from ui.cta_panel import customer_panel
 from ui.data_date import show_data_date
 from ui.format import plain
@@ -20,6 +21,42 @@ from ui.step_status import show_step_status
 viewer = context.require_page("health.view")
 LEVEL_COLOURS = {"excellent": "#1a7f37", "good": "#7ac143", "fair": "#f2c744", "poor": "#f08a24",
                  "critical": "#d1242f"}
+
+@shared
+def levels_chart(levels: pd.DataFrame):
+    figure = go.Figure(go.Bar(x=levels["level"], y=levels["customers"], name="Accounts",
+                              marker_color=[LEVEL_COLOURS[lv] for lv in levels["level"]]))
+    for column, dash in (("churn rate (calibration) %", "solid"), ("churn rate (later check) %", "dot")):
+        if levels[column].notna().any():
+            figure.add_trace(go.Scatter(x=levels["level"], y=levels[column], name=column.capitalize(), yaxis="y2",
+                                        mode="lines+markers", line={"color": "#333333", "dash": dash}))
+    return figure.update_layout(title="Live accounts by health level, and each level's churn rate",
+                                yaxis={"title": "Accounts"}, legend={"orientation": "h", "y": -0.15},
+                                yaxis2={"title": "Churn rate %", "overlaying": "y", "side": "right", "range": [0, 100],
+                                        "tickvals": [0, 25, 50, 75, 100], "showgrid": False})
+
+
+@shared
+def backtest_chart(rows: pd.DataFrame, horizon_days: int):
+    return px.bar(rows, x="level", y="churn_rate", color="level", color_discrete_map=LEVEL_COLOURS,
+                  title=f"Churn rate in the {horizon_days} days after scoring, by level",
+                  labels={"level": "", "churn_rate": "Churn rate"}).update_layout(showlegend=False)
+
+
+@shared
+def components_chart(frame: pd.DataFrame):
+    return px.line(frame, x="as_of", y="score", color="component", markers=True, title="Component history",
+                   range_y=[0, 100], labels={"as_of": "", "score": "Score (0-100)", "component": ""})
+
+
+@shared
+def calibration_chart(frame: pd.DataFrame):
+    return px.bar(frame, x="level", y="churn_rate", color="period", barmode="group",
+                  category_orders={"level": list(HEALTH_LEVELS)},
+                  title="Churn rate by level: calibration period and a later period",
+                  labels={"level": "", "churn_rate": "Churn rate", "period": ""})
+
+
 st.title("Health")
 as_of = show_data_date().day
 if flash := st.session_state.pop("health_flash", None):
@@ -112,17 +149,7 @@ with tab_levels:
                                             for lv in levels["level"]]
     levels["churn rate (later check) %"] = [None if check_rates.get(lv) is None else round(100 * check_rates[lv], 1)
                                             for lv in levels["level"]]
-    figure = go.Figure(go.Bar(x=levels["level"], y=levels["customers"], name="Accounts",
-                              marker_color=[LEVEL_COLOURS[lv] for lv in levels["level"]]))
-    for column, dash in (("churn rate (calibration) %", "solid"), ("churn rate (later check) %", "dot")):
-        if levels[column].notna().any():
-            figure.add_trace(go.Scatter(x=levels["level"], y=levels[column], name=column.capitalize(), yaxis="y2",
-                                        mode="lines+markers", line={"color": "#333333", "dash": dash}))
-    figure.update_layout(title="Live accounts by health level, and each level's churn rate",
-                         yaxis={"title": "Accounts"}, legend={"orientation": "h", "y": -0.15},
-                         yaxis2={"title": "Churn rate %", "overlaying": "y", "side": "right", "range": [0, 100],
-                                 "tickvals": [0, 25, 50, 75, 100], "showgrid": False})
-    st.plotly_chart(figure, width="stretch")
+    st.plotly_chart(levels_chart(levels), width="stretch")
     st.dataframe(
         levels.assign(share=(levels["share"] * 100).round(1)).rename(columns={"share": "share %"}),
         hide_index=True, width="stretch",
@@ -190,10 +217,7 @@ with tab_account:
             if len(history) > 1:
                 frame = pd.DataFrame(history).melt(id_vars=["as_of"], value_vars=["overall", *health.COMPONENTS],
                                                    var_name="component", value_name="score")
-                st.plotly_chart(px.line(frame, x="as_of", y="score", color="component", markers=True,
-                                        title="Component history", range_y=[0, 100],
-                                        labels={"as_of": "", "score": "Score (0-100)", "component": ""}),
-                                width="stretch")
+                st.plotly_chart(components_chart(frame), width="stretch")
             else:
                 st.caption("Only one scoring date so far: the history chart appears after the next scoring.")
             left, right = st.columns(2)
@@ -231,12 +255,7 @@ with tab_backtest:
                 st.markdown(f"The churn rate {holds} level by level from excellent to critical in this later "
                             f"period ({BAND_SOURCES.get(result.get('bands_source') or 'default', '')}).")
             rows = pd.DataFrame(result["rows"])
-            st.plotly_chart(
-                px.bar(rows, x="level", y="churn_rate", color="level", color_discrete_map=LEVEL_COLOURS,
-                       title=f"Churn rate in the {result['horizon_days']} days after scoring, by level",
-                       labels={"level": "", "churn_rate": "Churn rate"}).update_layout(showlegend=False),
-                width="stretch",
-            )
+            st.plotly_chart(backtest_chart(rows, result["horizon_days"]), width="stretch")
             st.dataframe(rows, hide_index=True, width="stretch")
 
 with tab_bands:
@@ -257,13 +276,7 @@ with tab_bands:
                     periods.append({"period": label, **row})
             if periods:
                 frame = pd.DataFrame(periods)
-                st.plotly_chart(
-                    px.bar(frame, x="level", y="churn_rate", color="period", barmode="group",
-                           category_orders={"level": list(HEALTH_LEVELS)},
-                           title="Churn rate by level: calibration period and a later period",
-                           labels={"level": "", "churn_rate": "Churn rate", "period": ""}),
-                    width="stretch",
-                )
+                st.plotly_chart(calibration_chart(frame), width="stretch")
                 st.dataframe(frame, hide_index=True, width="stretch")
             check = calibration.get("check")
             if check:

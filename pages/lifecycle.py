@@ -10,6 +10,7 @@ import streamlit as st
 from crm_core import platform, segmentation
 from db.models import LIFECYCLE_STAGES
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date, show_refresh_as_of
 from ui.refresh_panel import refresh_panel
 
@@ -34,6 +35,39 @@ def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
     st.pagination(found.pages, default=min(page_number, found.pages), key=key)
 
 
+@shared
+def flows_chart(moves: list[dict]):
+    labels = [segmentation.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
+    sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
+    nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
+    index = {name: i for i, name in enumerate(nodes)}
+    figure = go.Figure(go.Sankey(
+        node={"label": nodes, "pad": 12},
+        link={"source": [index[s] for s in sources], "target": [index[m["to_stage"]] for m in moves],
+              "value": [m["customers"] for m in moves]},
+    ))
+    return figure.update_layout(title="Stage changes in the period (from left to right)", height=520)
+
+
+@shared
+def cohort_chart(grid: pd.DataFrame):
+    figure = px.imshow(grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="Blues",
+                       labels={"x": "Months since signup", "y": "Signup month", "color": "% ordering"},
+                       title="Share of each signup cohort ordering in each later month (%)")
+    return figure.update_yaxes(type="category")
+
+
+@shared
+def stages_chart(frame: pd.DataFrame):
+    return px.bar(frame, x="stage", y="customers", title="Customers by stage", labels={"stage": "", "customers": "Customers"})
+
+
+@shared
+def durations_chart(durations: pd.DataFrame):
+    return px.bar(durations, x="stage", y="median_days", hover_data=["avg_days", "customers"],
+                  title="Median days in the current stage", labels={"stage": "", "median_days": "Days"})
+
+
 refresh_panel(viewer, key="lifecycle_refresh")
 
 distribution = context.cached(segmentation.stage_distribution) or []
@@ -51,6 +85,7 @@ c4.metric("Churned", f"{counts['churned']:,}", border=True)
 
 tab_now, tab_flows, tab_cohorts, tab_changes = st.tabs(["Distribution", "Flows", "Cohort retention", "Changes"])
 
+
 @st.fragment
 def stage_drill_down() -> None:
     stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, index=LIFECYCLE_STAGES.index("at_risk"))
@@ -67,17 +102,7 @@ def flows() -> None:
     if not moves:
         st.info("No stage changes in this period.")
         return
-    labels = [segmentation.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
-    sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
-    nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
-    index = {name: i for i, name in enumerate(nodes)}
-    figure = go.Figure(go.Sankey(
-        node={"label": nodes, "pad": 12},
-        link={"source": [index[s] for s in sources], "target": [index[m["to_stage"]] for m in moves],
-              "value": [m["customers"] for m in moves]},
-    ))
-    figure.update_layout(title="Stage changes in the period (from left to right)", height=520)
-    st.plotly_chart(figure, width="stretch")
+    st.plotly_chart(flows_chart(moves), width="stretch")
     st.dataframe(pd.DataFrame(moves), hide_index=True, width="stretch")
 
 
@@ -95,11 +120,7 @@ def cohort_retention() -> None:
                 "cohorts to follow.")
         return
     grid = pd.DataFrame(cohorts).pivot(index="cohort", columns="month_offset", values="active_share")
-    figure = px.imshow(grid * 100, text_auto=".0f", aspect="auto", color_continuous_scale="Blues",
-                       labels={"x": "Months since signup", "y": "Signup month", "color": "% ordering"},
-                       title="Share of each signup cohort ordering in each later month (%)")
-    figure.update_yaxes(type="category")
-    st.plotly_chart(figure, width="stretch")
+    st.plotly_chart(cohort_chart(grid), width="stretch")
     cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1])
     drill_down(cohort=cohort)
 
@@ -120,17 +141,14 @@ def recent_changes() -> None:
 with tab_now:
     left, right = st.columns(2)
     frame = pd.DataFrame(distribution)
-    left.plotly_chart(px.bar(frame, x="stage", y="customers", title="Customers by stage",
-                             labels={"stage": "", "customers": "Customers"}), width="stretch")
+    left.plotly_chart(stages_chart(frame), width="stretch")
     durations = context.cached(segmentation.time_in_stage, as_of) or []
     if durations and max(d["median_days"] or 0 for d in durations) < 1:
         right.info("Every customer entered their current stage within the last day: time in stage builds up "
                    "with each refresh. To see it now, backfill the history of a fresh database with "
                    "`crm refresh --backfill-months 6`.")
     elif durations:
-        right.plotly_chart(px.bar(pd.DataFrame(durations), x="stage", y="median_days", hover_data=["avg_days", "customers"],
-                                  title="Median days in the current stage", labels={"stage": "", "median_days": "Days"}),
-                           width="stretch")
+        right.plotly_chart(durations_chart(pd.DataFrame(durations)), width="stretch")
     stage_drill_down()
 
 with tab_flows:

@@ -10,8 +10,30 @@ import streamlit as st
 from crm_core import loyalty, platform
 from db.models import LOYALTY_TIERS
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
 from ui.format import plain
+
+
+@shared
+def tiers_chart(tiers: pd.DataFrame):
+    return px.bar(tiers, x="tier", y="members", hover_data=["points"], title="Members by tier",
+                  category_orders={"tier": list(LOYALTY_TIERS)}, labels={"tier": "", "members": "Members"})
+
+
+@shared
+def expiry_chart(outlook: pd.DataFrame, expiry_days: int):
+    return px.bar(outlook, x="month", y="points", hover_data=["value"],
+                  title=f"Points expiring per month (older than {expiry_days} days, FIFO)",
+                  labels={"month": "", "points": "Points"})
+
+
+@shared
+def activity_chart(activity: pd.DataFrame):
+    return px.bar(activity, x="month", y="points", color="kind",
+                  title="Points by month and kind (earned, redeemed, expired, adjusted)",
+                  labels={"month": "", "points": "Points", "kind": ""})
+
 
 viewer = context.require_page("loyalty.view")
 can_adjust = platform.allowed(viewer.role, "loyalty.adjust")
@@ -58,20 +80,14 @@ with tabs[0]:
     else:
         left, right = st.columns(2)
         tiers = pd.DataFrame(data["tiers"])
-        left.plotly_chart(px.bar(tiers, x="tier", y="members", hover_data=["points"], title="Members by tier",
-                                 category_orders={"tier": list(LOYALTY_TIERS)}, labels={"tier": "", "members": "Members"}),
-                          width="stretch")
+        left.plotly_chart(tiers_chart(tiers), width="stretch")
         outlook = pd.DataFrame(data["outlook"]["months"])
-        right.plotly_chart(px.bar(outlook, x="month", y="points", hover_data=["value"],
-                                  title=f"Points expiring per month (older than {data['outlook']['expiry_days']} days, FIFO)",
-                                  labels={"month": "", "points": "Points"}), width="stretch")
+        right.plotly_chart(expiry_chart(outlook, data["outlook"]["expiry_days"]), width="stretch")
         if data["outlook"].get("as_of_refresh"):
             right.caption(f"Expiry outlook as the refresh of {as_of.isoformat()} computed it "
                           f"({data['outlook']['as_of_refresh']:%Y-%m-%d %H:%M} UTC); redemptions since count at the next one.")
         if data["activity"]:
-            st.plotly_chart(px.bar(pd.DataFrame(data["activity"]), x="month", y="points", color="kind",
-                                   title="Points by month and kind (earned, redeemed, expired, adjusted)",
-                                   labels={"month": "", "points": "Points", "kind": ""}), width="stretch")
+            st.plotly_chart(activity_chart(pd.DataFrame(data["activity"])), width="stretch")
 
 with tabs[1]:
     default_member = context.read(loyalty.first_member) or 1

@@ -8,7 +8,7 @@ import streamlit as st
 
 from crm_core import platform, reporting
 from ui import context
-from ui.charts import time_axis
+from ui.charts import shared, time_axis
 from ui.data_date import figures_as_of, show_data_date
 
 user = context.require_page("overview.view")
@@ -20,6 +20,24 @@ def money(value) -> str:
 
 def pct(value) -> str | None:
     return None if value is None else f"{value:+.1f}%"
+
+
+@shared
+def revenue_chart(monthly: pd.DataFrame):
+    return time_axis(px.bar(monthly, x="month", y="revenue", title="Monthly revenue",
+                            labels={"revenue": "Revenue (€)", "month": ""}), monthly["month"])
+
+
+@shared
+def new_customers_chart(monthly: pd.DataFrame):
+    return time_axis(px.line(monthly, x="month", y="new_customers", markers=True, title="New customers per month",
+                             labels={"new_customers": "New customers", "month": ""}).update_yaxes(rangemode="tozero"),
+                     monthly["month"])
+
+
+@shared
+def tiers_chart(tiers: pd.DataFrame):
+    return px.bar(tiers, x="tier", y="members", title="Loyalty members by tier", labels={"tier": "", "members": "Members"})
 
 
 st.title("Executive overview")
@@ -64,23 +82,13 @@ else:
     monthly = pd.DataFrame(data.monthly)
     monthly["revenue"] = monthly["revenue"].astype(float)
     left, right = st.columns(2)
-    left.plotly_chart(time_axis(
-        px.bar(monthly, x="month", y="revenue", title="Monthly revenue", labels={"revenue": "Revenue (€)", "month": ""}),
-        monthly["month"]), width="stretch",
-    )
-    right.plotly_chart(time_axis(
-        px.line(monthly, x="month", y="new_customers", markers=True, title="New customers per month",
-                labels={"new_customers": "New customers", "month": ""}).update_yaxes(rangemode="tozero"),
-        monthly["month"]), width="stretch",
-    )
+    left.plotly_chart(revenue_chart(monthly), width="stretch")
+    right.plotly_chart(new_customers_chart(monthly), width="stretch")
 
 left, right = st.columns(2)
 tiers = pd.DataFrame(data.tiers)
 if tiers["members"].sum():
-    left.plotly_chart(
-        px.bar(tiers, x="tier", y="members", title="Loyalty members by tier", labels={"tier": "", "members": "Members"}),
-        width="stretch",
-    )
+    left.plotly_chart(tiers_chart(tiers), width="stretch")
 else:
     left.info("No loyalty members yet.")
 with right:

@@ -9,6 +9,7 @@ import streamlit as st
 from crm_core import platform, segmentation
 from db.models import SEGMENT_TYPES
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date, show_refresh_as_of
 from ui.format import plain
 
@@ -24,6 +25,7 @@ if flash := st.session_state.pop("segments_flash", None):
 
 
 
+@shared
 def share_chart(profile_a: dict, label_a: str, profile_b: dict, label_b: str, dimension: str, title: str):
     frames = []
     for profile, label in ((profile_a, label_a), (profile_b, label_b)):
@@ -35,6 +37,18 @@ def share_chart(profile_a: dict, label_a: str, profile_b: dict, label_b: str, di
     data = pd.concat(frames)
     return px.bar(data, x="value", y="share", color="group", barmode="group", title=title,
                   labels={"value": "", "share": "Share of customers", "group": ""})
+
+
+@shared
+def largest_chart(largest: pd.DataFrame):
+    return px.bar(largest, x="members", y="name", orientation="h", color="type", title="Largest active segments",
+                  labels={"members": "Members", "name": ""}).update_layout(yaxis={"categoryorder": "total ascending"})
+
+
+@shared
+def history_chart(history: pd.DataFrame):
+    return px.line(history, x="month", y="members", markers=True, title="Members at each month end",
+                   labels={"month": "", "members": "Members"})
 
 
 all_segments = context.cached(segmentation.list_segments) or []
@@ -63,9 +77,7 @@ with tab_list:
             },
         )
         largest = table[table["active"]].nlargest(15, "members")
-        st.plotly_chart(px.bar(largest, x="members", y="name", orientation="h", color="type",
-                               title="Largest active segments", labels={"members": "Members", "name": ""})
-                        .update_layout(yaxis={"categoryorder": "total ascending"}), width="stretch")
+        st.plotly_chart(largest_chart(largest), width="stretch")
 
 with tab_detail:
     if not all_segments:
@@ -80,9 +92,7 @@ with tab_detail:
         c3.metric("Kind", chosen["kind"], border=True)
         history = context.cached(segmentation.segment_size_history, chosen["id"], months=12)
         if history:
-            st.plotly_chart(px.line(pd.DataFrame(history), x="month", y="members", markers=True,
-                                    title="Members at each month end", labels={"month": "", "members": "Members"}),
-                            width="stretch")
+            st.plotly_chart(history_chart(pd.DataFrame(history)), width="stretch")
 
         if not can_see_people:
             st.info("Members' names and e-mails are personal data: listing them needs a role with access to "
