@@ -4,7 +4,7 @@
     python bench/page_bench.py --seed 100000 [--postgres URL] [--skip-sqlite]   # seed, refresh, then measure
 
 Each page runs under Streamlit's AppTest as a signed-in admin (a user `bench_admin` is created when
-missing). Cold: every st.cache_data cleared first, so the page computes everything it reads, as
+missing). Cold: every st.cache_data and shared chart cleared first, so the page computes everything it reads, as
 after a refresh. Warm: the same page run again, which is what each widget interaction costs (a
 rerun of the script with the caches filled). The slowest SQL statement of the cold run is timed
 with SQLAlchemy's cursor events and printed with its first characters.
@@ -32,6 +32,7 @@ from crm_core import platform  # noqa: E402
 from db import migrate  # noqa: E402
 from db.engine import make_engine, session_factory  # noqa: E402
 from db.models import User  # noqa: E402
+from ui import charts  # noqa: E402
 
 BENCH_USER = "bench_admin"
 BENCH_PASSWORD = "bench-admin-password-1"
@@ -95,11 +96,12 @@ def measure(url: str, only: set[str] | None, repeat: int, top: int = 0) -> list[
         name = Path(page.path).stem
         if only and name not in only and page.url_path not in only:
             continue
-        colds, warms = [], []
+        colds, warms, warm_cpus = [], [], []
         slowest = (0.0, "")
         queries = 0
         for _ in range(repeat):
             st.cache_data.clear()
+            charts.forget()
             clock.reset()
             started = time.perf_counter()
             app.switch_page(str(ROOT / page.path)).run()
@@ -107,16 +109,18 @@ def measure(url: str, only: set[str] | None, repeat: int, top: int = 0) -> list[
             if clock.slowest[0] > slowest[0]:
                 slowest = clock.slowest
             queries = clock.count
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             app.run()
             warms.append(time.perf_counter() - started)
+            warm_cpus.append(time.process_time() - cpu)
         slow_statements = sorted(clock.statements, reverse=True)[:top] if top else []
         failed = [str(e.value)[:80] for e in app.exception]
         results.append({"page": page.title, "cold": statistics.median(colds), "warm": statistics.median(warms),
+                        "warm_cpu": statistics.median(warm_cpus),
                         "queries": queries, "slowest": slowest[0], "statement": slowest[1][:90],
                         "error": "; ".join(failed)})
         row = results[-1]
-        print(f"{row['page']:<22} {row['cold']:>7.2f} {row['warm']:>7.2f} {row['queries']:>5} "
+        print(f"{row['page']:<22} {row['cold']:>7.2f} {row['warm']:>7.2f} {row['warm_cpu']:>8.2f} {row['queries']:>5} "
               f"{row['slowest']:>7.3f}  {row['statement']}{'  ERROR: ' + row['error'] if row['error'] else ''}",
               flush=True)
         for seconds, statement in slow_statements:
@@ -150,7 +154,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0, help="also print the N slowest statements of each page's cold run")
     args = parser.parse_args()
     only = set(args.pages.split(",")) if args.pages else None
-    header = f"{'page':<22} {'cold s':>7} {'warm s':>7} {'SQL':>5} {'slowest':>7}  slowest statement"
+    header = f"{'page':<22} {'cold s':>7} {'warm s':>7} {'warm CPU':>8} {'SQL':>5} {'slowest':>7}  slowest statement"
     if args.url:
         print(header)
         measure(args.url, only, args.repeat, args.top)

@@ -76,7 +76,7 @@ with tab_list:
                 "last_refreshed_at": st.column_config.DatetimeColumn("Refreshed", format="YYYY-MM-DD HH:mm"),
             },
         )
-        largest = table[table["active"]].nlargest(15, "members")
+        largest = table.loc[table["active"], ["name", "type", "members"]].nlargest(15, "members")
         st.plotly_chart(largest_chart(largest), width="stretch")
 
 with tab_detail:

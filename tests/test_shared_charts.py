@@ -62,3 +62,15 @@ def test_pages_show_only_shared_figures_and_never_change_them():
             if not ok:
                 offenders.append(f"{path.name}:{call.lineno}")
     assert not offenders, f"charts not built by a @shared function: {offenders}"
+
+
+def test_forget_drops_the_shared_figures():
+    from ui import charts
+
+    @shared
+    def line(values: list):
+        return px.line(y=values)
+
+    first = line([1, 2])
+    charts.forget()
+    assert line([1, 2]) is not first

@@ -10,7 +10,8 @@ import streamlit as st
 
 P = ParamSpec("P")
 
-SHARED_FIGURES_PER_CHART = 256
+SHARED_FIGURES_PER_CHART = 128
+_BUILDERS: dict[str, Callable] = {}
 
 
 def shared(build: Callable[P, go.Figure]) -> Callable[P, go.Figure]:
@@ -25,7 +26,15 @@ def shared(build: Callable[P, go.Figure]) -> Callable[P, go.Figure]:
     Because the figure is shared, do every `update_layout`, `update_xaxes` or `add_trace` inside
     `build`; never change the figure it returns.
     """
-    return st.cache_resource(max_entries=SHARED_FIGURES_PER_CHART, show_spinner=False)(build)
+    cached = st.cache_resource(max_entries=SHARED_FIGURES_PER_CHART, show_spinner=False)(build)
+    _BUILDERS[f"{build.__code__.co_filename}:{build.__qualname__}"] = cached  # pages rerun: one entry each
+    return cached
+
+
+def forget() -> None:
+    """Drop every shared figure (the page benchmark's cold runs build them again)."""
+    for cached in _BUILDERS.values():
+        cached.clear()
 
 
 def time_axis(figure: go.Figure, values: Iterable) -> go.Figure:
