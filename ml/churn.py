@@ -71,6 +71,9 @@ MAX_DRIVER_FEATURES = 12  # occlusion runs over the most important features only
 MIN_ROWS_TO_TRAIN = 200
 MIN_FEATURE_DAYS = 28  # a cut needs this much order history before it to describe customers
 MIN_LABEL_DAYS = 14  # the shortest label window worth training on
+# Once the validation cut has picked the algorithm, it is fitted again on the training cuts and the
+# validation cut together: the validation cut's labels are the most recent behaviour there is.
+REFIT_WITH_VALIDATION_CUT = True
 BGNBD_SAMPLE = 25_000  # customers BG/NBD is fitted on at each date (as the lifetime value model)
 RETRAIN_AFTER_DAYS = 30
 SCORE_CHUNK = 200_000
@@ -476,6 +479,9 @@ class Candidates:
     unusable: dict[str, str]
     uses_bgnbd: bool
     notes: list[str]
+    training: pd.DataFrame | None = None
+    columns: tuple[str, ...] = ()
+    random_state: int = 0
 
 
 def _with_bgnbd(frame: pd.DataFrame, window: int, random_state: int) -> pd.DataFrame:
@@ -553,7 +559,8 @@ def fit_candidates(connection: Connection, as_of: dt.date, horizon_days: int = D
         models["bgnbd"] = ChurnModel(algorithm="bgnbd", calibrated_=None, reference_=reference,
                                      horizon_days=horizon_days, driver_features_=needed, features_=needed)
         say(f"bgnbd: validation ROC AUC {validation['bgnbd']['roc_auc']:.3f}")
-    return Candidates(plan, models, validation, valid, int(len(training)), used, unusable, uses_bgnbd, notes)
+    return Candidates(plan, models, validation, valid, int(len(training)), used, unusable, uses_bgnbd, notes,
+                      training, tuple(columns), random_state)
 
 
 def select_best(validation: dict[str, dict[str, Any]]) -> str:
@@ -579,6 +586,12 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
     best = select_best(found.validation)
     production = found.models[best]
     valid = found.valid
+    refit_rows = None
+    if best != "bgnbd" and REFIT_WITH_VALIDATION_CUT and found.training is not None:
+        refit = pd.concat([found.training, valid])
+        pipeline = candidate_pipelines(found.used, with_bg=found.uses_bgnbd, random_state=found.random_state)[best]
+        production.calibrated_ = fit_calibrated(pipeline, refit, refit["churned"], list(found.columns))
+        refit_rows = int(len(refit))
     if best == "bgnbd":
         ranked = [(f, 0.0) for f in production.driver_features_]
     else:
@@ -605,6 +618,7 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
         "validation_cut": plan.labelled_validation_cut.isoformat(),
         "training_cuts": [c.isoformat() for c in plan.training_cuts],
         "training_rows": found.training_rows,
+        "refit_rows": refit_rows,
         "feature_importance": {f: round(float(v), 5) for f, v in ranked},
         "features_used": list(production.features_),
         "features_not_used": found.unusable,

@@ -192,6 +192,8 @@ with card_tab:
             f"validated on {metrics.get('validation_cut', '?')} ({metrics.get('rows', 0):,} customers, base rate "
             f"{metrics.get('base_rate', 0):.0%}). Naive recency baseline AUC: "
             f"{_number(metrics.get('baseline_recency_auc'), '.3f')}."
+            + (f" Once chosen, the model was fitted again on the training and validation cuts together "
+               f"({metrics['refit_rows']:,} rows), so it also learns the latest labels." if metrics.get("refit_rows") else "")
         )
     else:
         st.caption(f"BG/NBD fitted on {metrics.get('training_rows', 0):,} customers with "

@@ -207,6 +207,25 @@ def test_the_model_beats_the_naive_recency_baseline(simulated):
     assert len(metrics["calibration"]["predicted"]) >= 5
 
 
+def test_the_chosen_algorithm_is_fitted_again_with_the_validation_cut(simulated, monkeypatch):
+    """Selection uses the validation cut; the production model then learns from it too (the latest labels)."""
+    engine, as_of, _detail = simulated
+    fitted_rows = []
+    fit = churn.fit_calibrated
+
+    def counting(pipeline, X, y, inputs=None):
+        fitted_rows.append(len(X))
+        return fit(pipeline, X, y, inputs)
+
+    monkeypatch.setattr(churn, "fit_calibrated", counting)
+    with engine.connect() as connection:
+        model, metrics, cuts = churn.train(connection, as_of)
+    assert metrics["selected"] != "bgnbd" and model.algorithm == metrics["selected"]
+    assert metrics["refit_rows"] == metrics["training_rows"] + metrics["rows"]
+    assert fitted_rows[-1] == metrics["refit_rows"] and fitted_rows[0] == metrics["training_rows"]
+    assert cuts[-1].isoformat() == metrics["validation_cut"]
+
+
 def test_scores_land_in_predictions_and_the_snapshot(simulated):
     engine, as_of, _detail = simulated
     with platform.unit_of_work(engine) as session:
