@@ -8,10 +8,62 @@ from crm_core import campaigns, platform, segmentation
 from db.models import HEALTH_LEVELS, RISK_LEVELS
 from ml import uplift, uplift_reports
 from ui import context
+from ui.charts import shared
 from ui.data_date import day_month_year, show_data_date
 from ui.format import compact_euros, plain
 
 PAGE_SIZE = 25
+
+
+@shared
+def exclusions_chart(exclusions: dict):
+    excluded = pd.DataFrame({"reason": list(exclusions), "customers": list(exclusions.values())})
+    figure = go.Figure(go.Bar(x=excluded["customers"], y=excluded["reason"], orientation="h"))
+    return figure.update_layout(title="Qualifying but not contacted, by reason", height=80 + 40 * len(excluded),
+                                margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis={"autorange": "reversed"})
+
+
+@shared
+def difference_chart(title: str, measures: list[tuple[str, dict]], scale: float, unit: str) -> go.Figure:
+    """Treatment − control with its 95% interval, one row per measure."""
+    figure = go.Figure()
+    for label, d in measures:
+        figure.add_trace(go.Scatter(
+            x=[d["estimate"] * scale], y=[label], mode="markers", marker={"size": 12}, name=label,
+            error_x={"type": "data", "symmetric": False, "array": [(d["high"] - d["estimate"]) * scale],
+                     "arrayminus": [(d["estimate"] - d["low"]) * scale]},
+            hovertemplate=f"%{{x:.2f}} {unit}<extra>{label}</extra>"))
+    figure.add_vline(x=0, line_dash="dot")
+    figure.update_layout(title=title, showlegend=False, height=120 + 50 * len(measures), xaxis_title=unit,
+                         margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+@shared
+def conversion_curve_chart(curve: list[dict]):
+    frame = pd.DataFrame(curve)
+    figure = go.Figure([go.Scatter(x=g["day"], y=g["converted_share"] * 100, mode="lines", name=name)
+                        for name, g in frame.groupby("group")])
+    return figure.update_layout(title="Converted by day after the send (%)", height=300,
+                                xaxis_title="days after the send", yaxis_title="% converted",
+                                margin={"l": 10, "r": 10, "t": 40, "b": 10})
+
+
+@shared
+def qini_chart(qini_curve: dict, qini_curve_churn: dict | None, churn_basis: str | None):
+    figure = go.Figure()
+    churn_label = "Days since the last order" if (churn_basis or "").startswith("days") else "Churn risk"
+    curves = (("Uplift model", qini_curve["qini"]),
+              (churn_label, (qini_curve_churn or {}).get("qini")), ("Random", qini_curve["random"]))
+    for label, values in curves:
+        if values:
+            figure.add_trace(go.Scatter(x=[s * 100 for s in qini_curve["share"]],
+                                        y=[v * 100 for v in values], mode="lines", name=label))
+    return figure.update_layout(title="Qini curve on held-out customers", xaxis_title="% of customers targeted",
+                                yaxis_title="incremental conversions (% of treated)", height=360,
+                                margin={"l": 10, "r": 10, "t": 40, "b": 10})
+
+
 viewer = context.require_page("campaigns.view")
 can_manage = platform.allowed(viewer.role, "campaigns.manage")
 can_train = platform.allowed(viewer.role, "campaigns.models")
@@ -137,11 +189,7 @@ def _show_preview(preview: dict) -> None:
         st.caption(f"With this holdout the smallest lift detected with 80% power is "
                    f"{preview['minimum_detectable_lift'] * 100:.1f} percentage points.")
     if preview["exclusions"]:
-        excluded = pd.DataFrame({"reason": list(preview["exclusions"]), "customers": list(preview["exclusions"].values())})
-        figure = go.Figure(go.Bar(x=excluded["customers"], y=excluded["reason"], orientation="h"))
-        figure.update_layout(title="Qualifying but not contacted, by reason", height=80 + 40 * len(excluded),
-                             margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis={"autorange": "reversed"})
-        st.plotly_chart(figure, width="stretch")
+        st.plotly_chart(exclusions_chart(preview["exclusions"]), width="stretch")
 
 
 if can_manage:
@@ -212,21 +260,6 @@ if can_manage:
             _show_preview(preview)
 
 
-def _difference_chart(title: str, measures: list[tuple[str, dict]], scale: float, unit: str) -> go.Figure:
-    """Treatment − control with its 95% interval, one row per measure."""
-    figure = go.Figure()
-    for label, d in measures:
-        figure.add_trace(go.Scatter(
-            x=[d["estimate"] * scale], y=[label], mode="markers", marker={"size": 12}, name=label,
-            error_x={"type": "data", "symmetric": False, "array": [(d["high"] - d["estimate"]) * scale],
-                     "arrayminus": [(d["estimate"] - d["low"]) * scale]},
-            hovertemplate=f"%{{x:.2f}} {unit}<extra>{label}</extra>"))
-    figure.add_vline(x=0, line_dash="dot")
-    figure.update_layout(title=title, showlegend=False, height=120 + 50 * len(measures), xaxis_title=unit,
-                         margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return figure
-
-
 with tabs["Results"]:
     launched = [r for r in rows if r["status"] != "draft" and r["targets"]]
     if not launched:
@@ -280,9 +313,9 @@ with tabs["Results"]:
                 d4.metric("Incremental ROI", "–" if roi["roi"] is None else f"{roi['roi']:+.0%}", border=True,
                           help="(incremental gross margin − incentive cost − send cost) / cost")
                 chart_left, chart_right = st.columns(2)
-                chart_left.plotly_chart(_difference_chart(
+                chart_left.plotly_chart(difference_chart(
                     "Conversion lift, 95% CI", [("conversion rate", conv)], 100, "percentage points"), width="stretch")
-                chart_right.plotly_chart(_difference_chart(
+                chart_right.plotly_chart(difference_chart(
                     "Revenue lift per customer, 95% CI", [("plain", rev), ("CUPED", cuped)], 1, "€"), width="stretch")
                 table = pd.DataFrame([
                     {"measure": "Conversion rate", "difference": _points(conv["estimate"]),
@@ -307,13 +340,7 @@ with tabs["Results"]:
                            f"sends €{roi['send_cost']:,.2f}; incremental gross margin "
                            f"€{roi['incremental_gross_margin']:,.2f}.")
             if curve:
-                frame = pd.DataFrame(curve)
-                figure = go.Figure([go.Scatter(x=g["day"], y=g["converted_share"] * 100, mode="lines", name=name)
-                                    for name, g in frame.groupby("group")])
-                figure.update_layout(title="Converted by day after the send (%)", height=300,
-                                     xaxis_title="days after the send", yaxis_title="% converted",
-                                     margin={"l": 10, "r": 10, "t": 40, "b": 10})
-                st.plotly_chart(figure, width="stretch")
+                st.plotly_chart(conversion_curve_chart(curve), width="stretch")
 
 with tabs["Uplift model"]:
     st.caption("An uplift model ranks customers by how much the offer changes their chance to buy, learned from "
@@ -336,19 +363,8 @@ with tabs["Uplift model"]:
                    f"customers of campaigns {', '.join(map(str, card['campaign_ids']))}; measured on "
                    f"{card['test_customers']:,} held-out customers. Lift over everyone: {_points(card['uplift_all'])}.")
         if card["qini_curve"]:
-            figure = go.Figure()
-            churn_label = ("Days since the last order" if (card["churn_basis"] or "").startswith("days")
-                           else "Churn risk")
-            curves = (("Uplift model", card["qini_curve"]["qini"]),
-                      (churn_label, (card["qini_curve_churn"] or {}).get("qini")), ("Random", card["qini_curve"]["random"]))
-            for label, values in curves:
-                if values:
-                    figure.add_trace(go.Scatter(x=[s * 100 for s in card["qini_curve"]["share"]],
-                                                y=[v * 100 for v in values], mode="lines", name=label))
-            figure.update_layout(title="Qini curve on held-out customers", xaxis_title="% of customers targeted",
-                                 yaxis_title="incremental conversions (% of treated)", height=360,
-                                 margin={"l": 10, "r": 10, "t": 40, "b": 10})
-            st.plotly_chart(figure, width="stretch")
+            st.plotly_chart(qini_chart(card["qini_curve"], card["qini_curve_churn"], card["churn_basis"]),
+                            width="stretch")
         if card["unused_features"]:
             st.caption("Features left out (no data or no variation): " + ", ".join(card["unused_features"]) + ".")
     if can_train:

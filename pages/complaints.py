@@ -9,8 +9,28 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import COMPENSATION_KINDS, COMPLAINT_SEVERITIES, COMPLAINT_STATUSES
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
 from ui.format import plain
+
+
+@shared
+def severity_chart(severity: pd.DataFrame):
+    return px.bar(severity, x="severity", y="complaints", color="measure", barmode="group",
+                  title="Open complaints by severity", labels={"severity": "", "measure": ""})
+
+
+@shared
+def resolve_chart(frame: pd.DataFrame):
+    return px.bar(frame, x="severity", y="median_hours", hover_data=["avg_hours", "resolved", "on_time_share"],
+                  title="Median hours to resolve (last 12 months)", labels={"severity": "", "median_hours": "Hours"})
+
+
+@shared
+def compensation_chart(money: pd.DataFrame):
+    return px.bar(money, x="month", y="amount", color="kind", hover_data=["complaints"],
+                  title="Compensation paid by month and kind", labels={"month": "", "amount": "Amount", "kind": "Kind"})
+
 
 viewer = context.require_page("complaints.view")
 can_manage = platform.allowed(viewer.role, "complaints.manage")
@@ -57,20 +77,13 @@ with tabs[0]:
         data = dashboard(str(context.engine().url), as_of - dt.timedelta(days=365), as_of)
         left, right = st.columns(2)
         severity = pd.DataFrame(data["by_severity"]).melt(id_vars="severity", var_name="measure", value_name="complaints")
-        left.plotly_chart(px.bar(severity, x="severity", y="complaints", color="measure", barmode="group",
-                                 title="Open complaints by severity", labels={"severity": "", "measure": ""}),
-                          width="stretch")
+        left.plotly_chart(severity_chart(severity), width="stretch")
         if data["resolve"]:
-            frame = pd.DataFrame(data["resolve"])
-            right.plotly_chart(px.bar(frame, x="severity", y="median_hours", hover_data=["avg_hours", "resolved", "on_time_share"],
-                                      title="Median hours to resolve (last 12 months)",
-                                      labels={"severity": "", "median_hours": "Hours"}), width="stretch")
+            right.plotly_chart(resolve_chart(pd.DataFrame(data["resolve"])), width="stretch")
         else:
             right.info("No complaints resolved in the last 12 months.")
         if data["money"]:
-            st.plotly_chart(px.bar(pd.DataFrame(data["money"]), x="month", y="amount", color="kind",
-                                   hover_data=["complaints"], title="Compensation paid by month and kind",
-                                   labels={"month": "", "amount": "Amount", "kind": "Kind"}), width="stretch")
+            st.plotly_chart(compensation_chart(pd.DataFrame(data["money"])), width="stretch")
         else:
             st.info("No compensation paid in the last 12 months.")
 

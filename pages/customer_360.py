@@ -11,10 +11,38 @@ import streamlit as st
 from crm_core import customers, platform, social, vouchers
 from db.models import ADDRESS_KINDS, GENDERS
 from ui import context
-from ui.charts import time_axis
+from ui.charts import shared, time_axis
 from ui.cta_panel import customer_panel
 from ui.data_date import data_date
 from ui.format import plain
+
+
+@shared
+def monthly_revenue_chart(monthly: list[dict]):
+    return time_axis(px.bar(pd.DataFrame(monthly), x="month", y="revenue", hover_data=["orders"],
+                            title="Revenue per month", labels={"month": "", "revenue": "Revenue (€)"}),
+                     [m["month"] for m in monthly])
+
+
+@shared
+def score_history_chart(churn_history: list[dict] | None, health_history: list[dict] | None):
+    figure = go.Figure()
+    if churn_history:
+        churn = pd.DataFrame(churn_history)
+        figure.add_scatter(x=churn["as_of"], y=churn["probability"] * 100, name="Churn probability (%)")
+    if health_history:
+        health = pd.DataFrame(health_history)
+        figure.add_scatter(x=health["as_of"], y=health["score"], name="Health score")
+    figure.update_layout(title="Scores over time", yaxis_title="0-100")
+    dates = [row["as_of"] for row in churn_history or []] + [row["as_of"] for row in health_history or []]
+    return time_axis(figure, dates)
+
+
+@shared
+def current_scores_chart(shown: dict, as_of):
+    return px.bar(x=list(shown), y=[v * 100 for v in shown.values()], labels={"x": "", "y": "%"},
+                  title=f"Current scores (as of {as_of})")
+
 
 viewer = context.require_page("customers.view")
 can_edit = platform.allowed(viewer.role, "customers.edit")
@@ -171,9 +199,7 @@ with tabs[0]:
 with tabs[1]:
     monthly = context.read(customers.monthly_orders, customer_id) or []
     if monthly:
-        st.plotly_chart(time_axis(px.bar(pd.DataFrame(monthly), x="month", y="revenue", hover_data=["orders"],
-                                         title="Revenue per month", labels={"month": "", "revenue": "Revenue (€)"}),
-                                  [m["month"] for m in monthly]), width="stretch")
+        st.plotly_chart(monthly_revenue_chart(monthly), width="stretch")
     orders_key = f"c360_orders_page_{customer_id}"
     page_number = st.session_state.get(orders_key, 1)
     placed = context.read(customers.orders, customer_id, page=page_number, page_size=25)
@@ -274,23 +300,12 @@ with tabs[6]:
     c4.metric("Engagement score", "–" if scores["engagement_score"] is None else f"{scores['engagement_score']:.0f}")
     history = context.read(customers.score_history, customer_id)
     if history and (history["churn"] or history["health"]):
-        figure = go.Figure()
-        if history["churn"]:
-            churn = pd.DataFrame(history["churn"])
-            figure.add_scatter(x=churn["as_of"], y=churn["probability"] * 100, name="Churn probability (%)")
-        if history["health"]:
-            health = pd.DataFrame(history["health"])
-            figure.add_scatter(x=health["as_of"], y=health["score"], name="Health score")
-        figure.update_layout(title="Scores over time", yaxis_title="0-100")
-        dates = [row["as_of"] for row in history["churn"] or []] + [row["as_of"] for row in history["health"] or []]
-        st.plotly_chart(time_axis(figure, dates), width="stretch")
+        st.plotly_chart(score_history_chart(history["churn"], history["health"]), width="stretch")
     else:
         snapshot = {"Churn probability": scores["churn_probability"], "Probability alive": scores["prob_alive"]}
         shown = {k: v for k, v in snapshot.items() if v is not None}
         if shown:
-            st.plotly_chart(px.bar(x=list(shown), y=[v * 100 for v in shown.values()],
-                                   labels={"x": "", "y": "%"}, title=f"Current scores (as of {scores['as_of']})"),
-                            width="stretch")
+            st.plotly_chart(current_scores_chart(shown, scores["as_of"]), width="stretch")
         st.caption("No score history yet: it grows with each scoring run.")
 
 if len(tabs) > 7:

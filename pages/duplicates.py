@@ -6,7 +6,15 @@ import streamlit as st
 
 from crm_core import customers
 from ui import context
+from ui.charts import shared
 from ui.format import plain
+
+
+@shared
+def score_bands_chart(bands: list[dict]):
+    return px.bar(pd.DataFrame(bands), x="score_from", y="pairs", title="Open pairs by score",
+                  labels={"score_from": "Score from", "pairs": "Pairs"})
+
 
 viewer = context.require_page("customers.merge")
 st.title("Duplicates & merge")
@@ -52,8 +60,7 @@ with tab_queue:
         st.pagination(found.pages, default=min(page_number, found.pages), key="queue_page")
         bands = context.read(customers.duplicate_score_histogram) or []
         if bands:
-            st.plotly_chart(px.bar(pd.DataFrame(bands), x="score_from", y="pairs", title="Open pairs by score",
-                                   labels={"score_from": "Score from", "pairs": "Pairs"}), width="stretch")
+            st.plotly_chart(score_bands_chart(bands), width="stretch")
         by_id = {row["pair_id"]: row for row in found.rows}
         chosen = st.selectbox("Pair", list(by_id), key="queue_pair",
                               format_func=lambda p: f"#{p}: {by_id[p]['name_a']} / {by_id[p]['name_b']} "

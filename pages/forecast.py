@@ -7,25 +7,13 @@ import streamlit as st
 from crm_core import platform
 from ml import forecast_reports
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
 from ui.step_status import show_step_status
 
-viewer = context.require_page("forecast.view")
-st.title("Forecast")
-st.caption("Prophet forecasts fitted in the batch refresh: weekly seasonality, yearly from two years of history, the shop country's "
-           "public holidays, 80% intervals. The backtest error (MAPE) comes from three 30-day rolling-origin folds.")
-show_data_date()
-show_step_status("forecasts", "Forecasting")
 
-
-@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
-def load_series(url: str, run_key: str, metric: str, history_days: int) -> list[dict]:
-    """Points of the latest run; keyed by the latest runs, so a new refresh is shown at once."""
-    with context.session() as s:
-        return forecast_reports.series(s, viewer, metric, history_days=history_days)
-
-
-def chart(points: pd.DataFrame, label: str) -> go.Figure:
+@shared
+def forecast_chart(points: pd.DataFrame, label: str) -> go.Figure:
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=points["day"], y=points["upper"], mode="lines", line={"width": 0},
                                 showlegend=False, hoverinfo="skip"))
@@ -42,6 +30,21 @@ def chart(points: pd.DataFrame, label: str) -> go.Figure:
     figure.update_layout(title=f"{label}: history and forecast", height=460, hovermode="x unified",
                          legend={"orientation": "h", "y": -0.15}, margin={"t": 50})
     return figure
+
+
+viewer = context.require_page("forecast.view")
+st.title("Forecast")
+st.caption("Prophet forecasts fitted in the batch refresh: weekly seasonality, yearly from two years of history, the shop country's "
+           "public holidays, 80% intervals. The backtest error (MAPE) comes from three 30-day rolling-origin folds.")
+show_data_date()
+show_step_status("forecasts", "Forecasting")
+
+
+@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
+def load_series(url: str, run_key: str, metric: str, history_days: int) -> list[dict]:
+    """Points of the latest run; keyed by the latest runs, so a new refresh is shown at once."""
+    with context.session() as s:
+        return forecast_reports.series(s, viewer, metric, history_days=history_days)
 
 
 runs = context.read(forecast_reports.latest_runs)
@@ -63,7 +66,7 @@ else:
                 if points.empty:
                     st.info("This forecast has no stored points.")
                 else:
-                    st.plotly_chart(chart(points, run["label"]), width="stretch")
+                    st.plotly_chart(forecast_chart(points, run["label"]), width="stretch")
             with right:
                 st.metric("Backtest MAPE", "n/a" if run["mape"] is None else f"{run['mape']:.1%}", border=True,
                           help="Mean absolute percentage error over the backtest folds (days with zero left out)")

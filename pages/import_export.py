@@ -10,6 +10,7 @@ import streamlit as st
 
 from crm_core import customers, imports, platform, segmentation
 from ui import context
+from ui.charts import shared
 from ui.format import plain
 
 IGNORE = "(ignore)"
@@ -18,6 +19,13 @@ KINDS = {"customers": "Customers", "orders": "Orders (transaction log)", "shopif
 SHOPIFY_PREVIEW_COLUMNS = ["Name", "Email", "Financial Status", "Created at", "Total", "Refunded Amount", "Currency",
                            "Lineitem quantity", "Lineitem name", "Lineitem price", "Lineitem sku"]
 EXPORT_IDS_KEY = "export_customer_ids"  # a page (customer search) may put a list of customer ids here
+
+
+@shared
+def outcomes_chart(totals: list):
+    return px.bar(x=["Imported", "Updated", "Skipped", "Invalid"], y=totals,
+                  title="Rows by outcome (this page of runs)", labels={"x": "", "y": "Rows"})
+
 
 viewer = context.require_page("customers.export")
 can_import = platform.allowed(viewer.role, "customers.import")
@@ -429,9 +437,7 @@ def history_tab() -> None:
         return
     frame = pd.DataFrame(found.rows)
     totals = frame[["created", "updated", "skipped", "invalid"]].sum()
-    st.plotly_chart(px.bar(x=["Imported", "Updated", "Skipped", "Invalid"], y=totals.to_list(),
-                           title="Rows by outcome (this page of runs)", labels={"x": "", "y": "Rows"}),
-                    width="stretch")
+    st.plotly_chart(outcomes_chart(totals.to_list()), width="stretch")
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
         "started_at": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm"),
         "message": "Message"})

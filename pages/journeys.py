@@ -9,7 +9,25 @@ import streamlit as st
 
 from crm_core import journeys
 from ui import context
+from ui.charts import shared
 from ui.refresh_panel import refresh_panel
+
+
+@shared
+def paths_chart(sankey: dict, title: str):
+    figure = go.Figure(go.Sankey(node={"label": sankey["nodes"], "pad": 14},
+                                 link={"source": sankey["source"], "target": sankey["target"],
+                                       "value": sankey["value"]}))
+    return figure.update_layout(title=title, height=560)
+
+
+@shared
+def channels_chart(frame: pd.DataFrame):
+    chart = px.bar(frame, x="channel", y="conversion", text_auto=".0%", hover_data=["customers", "buyers"],
+                   title="Conversion to a first purchase by first-touch channel",
+                   labels={"channel": "", "conversion": "Conversion"})
+    return chart.update_yaxes(tickformat=".0%")
+
 
 viewer = context.require_page("journeys.view")
 st.title("Journeys")
@@ -65,10 +83,7 @@ def sankey_chart(kind: str, title: str, key: str) -> None:
     if not chart or not chart["nodes"]:
         st.caption("No paths to draw.")
         return
-    figure = go.Figure(go.Sankey(node={"label": chart["nodes"], "pad": 14},
-                                 link={"source": chart["source"], "target": chart["target"], "value": chart["value"]}))
-    figure.update_layout(title=title, height=560)
-    st.plotly_chart(figure, width="stretch")
+    st.plotly_chart(paths_chart(chart, title), width="stretch")
 
 
 def path_table(rows: list[dict], reached: str, rate: str) -> None:
@@ -106,11 +121,7 @@ with tab_channels:
     channels = context.read(journeys.first_touch_conversion, segment_id, cohort) or []
     if channels:
         frame = pd.DataFrame(channels)
-        chart = px.bar(frame, x="channel", y="conversion", text_auto=".0%", hover_data=["customers", "buyers"],
-                       title="Conversion to a first purchase by first-touch channel",
-                       labels={"channel": "", "conversion": "Conversion"})
-        chart.update_yaxes(tickformat=".0%")
-        st.plotly_chart(chart, width="stretch")
+        st.plotly_chart(channels_chart(frame), width="stretch")
         st.dataframe(frame, hide_index=True, width="stretch", column_config={
             "conversion": st.column_config.NumberColumn("conversion", format="percent"),
             "median_days_to_purchase": st.column_config.NumberColumn("median days to purchase", format="%.1f")})

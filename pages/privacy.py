@@ -9,7 +9,16 @@ import streamlit as st
 from crm_core import customers, platform
 from db.models import CONSENT_PURPOSES, CONTACT_FREQUENCIES, DSR_STATUSES, DSR_TYPES
 from ui import context
+from ui.charts import shared
 from ui.format import plain
+
+
+@shared
+def consent_chart(summary: list[dict]):
+    return px.bar(pd.DataFrame(summary), x="purpose", y="customers", color="state", barmode="group",
+                  title="Current consent by purpose (latest entry per customer)",
+                  labels={"purpose": "", "customers": "Customers", "state": ""})
+
 
 viewer = context.require_page("privacy.manage")
 st.title("Privacy requests")
@@ -117,9 +126,7 @@ with tab_process:
 with tab_consent:
     summary = context.cached(customers.consent_summary) or []
     if summary:
-        st.plotly_chart(px.bar(pd.DataFrame(summary), x="purpose", y="customers", color="state", barmode="group",
-                               title="Current consent by purpose (latest entry per customer)",
-                               labels={"purpose": "", "customers": "Customers", "state": ""}), width="stretch")
+        st.plotly_chart(consent_chart(summary), width="stretch")
     consent_customer = st.number_input("Customer id", min_value=1, step=1, value=None, key="consent_customer")
     current = None if consent_customer is None else context.read(customers.current_consents, int(consent_customer))
     if consent_customer is None:

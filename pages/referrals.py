@@ -10,7 +10,27 @@ import streamlit as st
 from crm_core import platform, referrals
 from db.models import REFERRAL_REWARD_KINDS
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
+
+
+@shared
+def months_chart(months: list[dict]):
+    return px.bar(pd.DataFrame(months), x="month", y="referrals", color="status",
+                  title="Referrals by month and status", labels={"month": "", "status": "Status"})
+
+
+@shared
+def revenue_per_customer_chart(groups: pd.DataFrame):
+    return px.bar(groups, x="group", y="revenue_per_customer", title="Revenue per customer",
+                  labels={"group": "", "revenue_per_customer": "Revenue"})
+
+
+@shared
+def retention_chart(groups: pd.DataFrame):
+    return px.bar(groups, x="group", y="retention_90d", title="Ordered in the last 90 days",
+                  labels={"group": "", "retention_90d": "Share of customers"}, range_y=[0, 1])
+
 
 viewer = context.require_page("referrals.view")
 can_manage = platform.allowed(viewer.role, "referrals.manage")
@@ -61,17 +81,12 @@ with tabs[0]:
         st.info("No referrals yet: give customers a code in the Codes and attribution tab.")
     else:
         if data["months"]:
-            st.plotly_chart(px.bar(pd.DataFrame(data["months"]), x="month", y="referrals", color="status",
-                                   title="Referrals by month and status", labels={"month": "", "status": "Status"}),
-                            width="stretch")
+            st.plotly_chart(months_chart(data["months"]), width="stretch")
         groups = pd.DataFrame(data["groups"])
         if not groups.empty:
             left, right = st.columns(2)
-            left.plotly_chart(px.bar(groups, x="group", y="revenue_per_customer", title="Revenue per customer",
-                                     labels={"group": "", "revenue_per_customer": "Revenue"}), width="stretch")
-            right.plotly_chart(px.bar(groups, x="group", y="retention_90d", title="Ordered in the last 90 days",
-                                      labels={"group": "", "retention_90d": "Share of customers"}, range_y=[0, 1]),
-                               width="stretch")
+            left.plotly_chart(revenue_per_customer_chart(groups), width="stretch")
+            right.plotly_chart(retention_chart(groups), width="stretch")
             st.dataframe(groups, hide_index=True, width="stretch", column_config={
                 "group": "Customers", "customers": "Count",
                 "revenue_per_customer": st.column_config.NumberColumn("Revenue per customer", format="%.2f"),

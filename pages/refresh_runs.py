@@ -6,7 +6,18 @@ import streamlit as st
 
 import batch
 from ui import context
+from ui.charts import shared
 from ui.refresh_panel import refresh_panel
+
+
+@shared
+def steps_chart(finished: pd.DataFrame, labels: list):
+    fig = px.bar(finished, x="seconds", y="label", color="status", orientation="h",
+                 color_discrete_map={"ok": "#2e7d32", "skipped": "#9e9e9e", "failed": "#c62828"},
+                 labels={"seconds": "Seconds", "label": "", "status": "Status"},
+                 category_orders={"label": labels})
+    return fig.update_layout(height=60 + 32 * len(finished), margin={"t": 10, "b": 10})
+
 
 viewer = context.require_page("refresh.run")
 st.title("Refresh runs")
@@ -44,12 +55,7 @@ if steps.empty:
     st.stop()
 finished = steps[steps["seconds"].notna()]
 if not finished.empty:
-    fig = px.bar(finished, x="seconds", y="label", color="status", orientation="h",
-                 color_discrete_map={"ok": "#2e7d32", "skipped": "#9e9e9e", "failed": "#c62828"},
-                 labels={"seconds": "Seconds", "label": "", "status": "Status"},
-                 category_orders={"label": list(steps["label"])})
-    fig.update_layout(height=60 + 32 * len(finished), margin={"t": 10, "b": 10})
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(steps_chart(finished, list(steps["label"])), width="stretch")
 steps["status"] = steps["status"].map(lambda s: STATUS_ICONS.get(s, s))
 st.dataframe(
     steps[["position", "label", "status", "seconds", "rows_written", "detail"]], hide_index=True, width="stretch",

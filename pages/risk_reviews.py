@@ -11,8 +11,29 @@ import streamlit as st
 from crm_core import platform, risk
 from db.models import IDENTITY_STATUSES, RISK_ACTIONS, RISK_LIST_FIELDS, RISK_REVIEW_STATES, RISK_SCORE_TYPES
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
 from ui.format import plain
+
+
+@shared
+def levels_chart(levels: pd.DataFrame):
+    return px.bar(levels, x="type", y="customers", color="level", barmode="group", log_y=True,
+                  category_orders={"level": list(risk.LEVEL_FLOORS)},
+                  title="Customers per risk level (log scale)", labels={"type": "", "level": "Level"})
+
+
+@shared
+def rule_precision_chart(frame: pd.DataFrame):
+    return px.bar(frame, x="precision", y="rule", orientation="h", hover_data=["reviewed", "confirmed"],
+                  range_x=[0, 1], labels={"precision": "Share of reviews confirmed", "rule": ""})
+
+
+@shared
+def identity_chart(counts: dict):
+    return px.bar(pd.DataFrame({"status": list(counts), "customers": list(counts.values())}),
+                  x="status", y="customers", title="Identity verification", labels={"status": ""})
+
 
 viewer = context.require_page("risk.view")
 can_review = platform.allowed(viewer.role, "risk.review")
@@ -145,10 +166,7 @@ with tabs[2]:
     else:
         levels = pd.DataFrame(scores["levels"])
         levels["type"] = levels["type"].map(TYPE_LABELS)
-        st.plotly_chart(px.bar(levels, x="type", y="customers", color="level", barmode="group", log_y=True,
-                               category_orders={"level": list(risk.LEVEL_FLOORS)},
-                               title="Customers per risk level (log scale)", labels={"type": "", "level": "Level"}),
-                        width="stretch")
+        st.plotly_chart(levels_chart(levels), width="stretch")
     quality = context.cached(risk.truth_quality)
     if quality:
         st.markdown("**Against the simulator's planted cases** (fraud rings, account takeovers, bad payers), "
@@ -162,9 +180,7 @@ with tabs[2]:
     st.markdown("**Precision of each rule and of the model against reviewed outcomes**")
     if precision:
         frame = pd.DataFrame(precision)
-        st.plotly_chart(px.bar(frame, x="precision", y="rule", orientation="h", hover_data=["reviewed", "confirmed"],
-                               range_x=[0, 1], labels={"precision": "Share of reviews confirmed", "rule": ""}),
-                        width="stretch")
+        st.plotly_chart(rule_precision_chart(frame), width="stretch")
     else:
         st.caption("No decided reviews yet: precision appears once reviewers approve, restrict or block.")
 
@@ -262,9 +278,7 @@ with tabs[4]:
 with tabs[5]:
     counts = context.cached(risk.identity_counts)
     if counts:
-        st.plotly_chart(px.bar(pd.DataFrame({"status": list(counts), "customers": list(counts.values())}),
-                               x="status", y="customers", title="Identity verification", labels={"status": ""}),
-                        width="stretch")
+        st.plotly_chart(identity_chart(counts), width="stretch")
     customer_id = st.number_input("Customer id", min_value=0, step=1, key="risk_identity_customer")
     if customer_id:
         status_now = context.read(risk.customer_identity, int(customer_id))

@@ -10,7 +10,34 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import LOYALTY_TIERS, TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
+from ui.charts import shared
 from ui.data_date import show_data_date
+
+
+@shared
+def weekly_trend_chart(frame: pd.DataFrame):
+    return px.line(frame, x="week", y=["pct_met", "first_response_pct", "resolution_pct"], markers=True,
+                   title="Targets met by week of ticket creation (%)",
+                   labels={"week": "Week starting", "value": "% met", "variable": ""})
+
+
+@shared
+def targets_met_chart(rows: list[dict], title: str):
+    return px.bar(pd.DataFrame(rows), x="key", y="pct_met", hover_data=["targets", "met"],
+                  title=f"Targets met {title} (%)", labels={"key": "", "pct_met": "% met"}, range_y=[0, 100])
+
+
+@shared
+def breaches_chart(frame: pd.DataFrame, by: str):
+    return px.bar(frame, x=by, y="breached", hover_data=["tickets", "breached_pct"],
+                  title=f"Breached tickets by {by}", labels={by: "", "breached": "Tickets"})
+
+
+@shared
+def nps_trend_chart(frame: pd.DataFrame):
+    return px.bar(frame, x="month", y="nps", hover_data=["responses", "promoters", "detractors"],
+                  title="NPS by month (% promoters − % detractors)", labels={"month": "", "nps": "NPS"})
+
 
 viewer = context.require_page("sla.view")
 can_manage = platform.allowed(viewer.role, "sla.manage")
@@ -61,18 +88,13 @@ with tab_overview:
         st.info("No tickets in this period.")
     else:
         frame = pd.DataFrame(trend)
-        figure = px.line(frame, x="week", y=["pct_met", "first_response_pct", "resolution_pct"], markers=True,
-                         title="Targets met by week of ticket creation (%)",
-                         labels={"week": "Week starting", "value": "% met", "variable": ""})
-        st.plotly_chart(figure, width="stretch")
+        st.plotly_chart(weekly_trend_chart(frame), width="stretch")
     left, right = st.columns(2)
     for column, by, title in ((left, "priority", "by priority"), (right, "agent", "by agent")):
         rows = context.cached(service.sla_targets_met, now, by=by, start=start) or []
         rows = [r for r in rows if r["targets"]]
         if rows:
-            column.plotly_chart(px.bar(pd.DataFrame(rows), x="key", y="pct_met", hover_data=["targets", "met"],
-                                       title=f"Targets met {title} (%)", labels={"key": "", "pct_met": "% met"},
-                                       range_y=[0, 100]), width="stretch")
+            column.plotly_chart(targets_met_chart(rows, title), width="stretch")
     by_category = context.cached(service.sla_targets_met, now, by="category", start=start) or []
     if by_category:
         st.dataframe(pd.DataFrame(by_category), hide_index=True, width="stretch", column_config={
@@ -85,9 +107,7 @@ with tab_breaches:
         rows = context.cached(service.sla_breaches_by, by, start=start) or []
         if rows:
             frame = pd.DataFrame(rows)
-            column.plotly_chart(px.bar(frame, x=by, y="breached", hover_data=["tickets", "breached_pct"],
-                                       title=f"Breached tickets by {by}", labels={by: "", "breached": "Tickets"}),
-                                width="stretch")
+            column.plotly_chart(breaches_chart(frame, by), width="stretch")
         else:
             column.info(f"No tickets to group by {by} in this period.")
 
@@ -114,9 +134,7 @@ with tab_surveys:
     trend = context.cached(service.nps_trend, now, months=12) or []
     if trend:
         frame = pd.DataFrame(trend)
-        st.plotly_chart(px.bar(frame, x="month", y="nps", hover_data=["responses", "promoters", "detractors"],
-                               title="NPS by month (% promoters − % detractors)", labels={"month": "", "nps": "NPS"}),
-                        width="stretch")
+        st.plotly_chart(nps_trend_chart(frame), width="stretch")
     else:
         st.info("No NPS answers in the last 12 months.")
     if can_record:

@@ -12,8 +12,34 @@ import streamlit as st
 from crm_core import imports, platform, social
 from db.models import SOCIAL_PLATFORMS
 from ui import context
-from ui.charts import time_axis
+from ui.charts import shared, time_axis
 from ui.format import plain
+
+
+@shared
+def volume_chart(frame: pd.DataFrame, grain: str):
+    chart = px.bar(frame, x="period", y="mentions", color="platform",
+                   title=f"Mentions per {grain} by platform", labels={"period": "", "mentions": "Mentions"})
+    return time_axis(chart, frame["period"])
+
+
+@shared
+def sentiment_chart(frame: pd.DataFrame, grain: str):
+    chart = px.line(frame, x="period", y="avg_sentiment", color="platform", markers=True,
+                    title=f"Average sentiment per {grain}",
+                    labels={"period": "", "avg_sentiment": "Sentiment (-1 to +1)"})
+    chart.add_hline(y=0, line_dash="dot", line_color="grey")
+    return time_axis(chart, frame["period"])
+
+
+@shared
+def topics_chart(frame: pd.DataFrame):
+    chart = px.bar(frame.iloc[::-1], x="mentions", y="term", color="negative_share", orientation="h",
+                   color_continuous_scale="RdYlGn_r", range_color=(0, 1),
+                   hover_data=["kind", "negative"], title="Most-mentioned topics, products, categories and brands",
+                   labels={"term": "", "mentions": "Mentions", "negative_share": "Negative share"})
+    return chart.update_layout(height=max(320, 28 * len(frame)))
+
 
 viewer = context.require_page("social.view")
 st.title("Social")
@@ -87,14 +113,8 @@ with tabs["Volume and sentiment"]:
     if volume["rows"]:
         frame = pd.DataFrame(volume["rows"])
         left, right = st.columns(2)
-        chart = px.bar(frame, x="period", y="mentions", color="platform",
-                       title=f"Mentions per {volume['grain']} by platform", labels={"period": "", "mentions": "Mentions"})
-        left.plotly_chart(time_axis(chart, frame["period"]), width="stretch")
-        chart = px.line(frame, x="period", y="avg_sentiment", color="platform", markers=True,
-                        title=f"Average sentiment per {volume['grain']}",
-                        labels={"period": "", "avg_sentiment": "Sentiment (-1 to +1)"})
-        chart.add_hline(y=0, line_dash="dot", line_color="grey")
-        right.plotly_chart(time_axis(chart, frame["period"]), width="stretch")
+        left.plotly_chart(volume_chart(frame, volume["grain"]), width="stretch")
+        right.plotly_chart(sentiment_chart(frame, volume["grain"]), width="stretch")
         platforms = pd.DataFrame(data["platforms"])
         st.dataframe(platforms, hide_index=True, width="stretch", column_config={
             "negative_share": st.column_config.NumberColumn("negative share", format="percent"),
@@ -142,12 +162,7 @@ with tabs["Topics and products"]:
     topics = data["topics"]
     if topics:
         frame = pd.DataFrame(topics)
-        chart = px.bar(frame.iloc[::-1], x="mentions", y="term", color="negative_share", orientation="h",
-                       color_continuous_scale="RdYlGn_r", range_color=(0, 1),
-                       hover_data=["kind", "negative"], title="Most-mentioned topics, products, categories and brands",
-                       labels={"term": "", "mentions": "Mentions", "negative_share": "Negative share"})
-        chart.update_layout(height=max(320, 28 * len(frame)))
-        st.plotly_chart(chart, width="stretch")
+        st.plotly_chart(topics_chart(frame), width="stretch")
         st.caption("A mention counts for a term when its text holds one of the term's words (case ignored). "
                    "Topics: " + "; ".join(f"{name} ({', '.join(w.strip() for w in words)})"
                                           for name, words in social.TOPIC_KEYWORDS.items()) + ".")

@@ -9,9 +9,32 @@ import streamlit as st
 from crm_core import platform, success
 from db.models import CTA_PRIORITIES
 from ui import context
+from ui.charts import shared
 from ui.cta_panel import OUTCOME_LABELS, STATUS_LABELS, cta_editor
 from ui.data_date import show_data_date
 from ui.format import plain
+
+
+@shared
+def workload_chart(long: pd.DataFrame):
+    return px.bar(long, x="owner", y="CTAs", color="status", title="Workload per person",
+                  labels={"owner": "", "status": ""})
+
+
+@shared
+def revenue_at_risk_chart(frame: pd.DataFrame):
+    return px.bar(frame, x="owner", y="revenue_at_risk", title="Revenue at risk per book of business",
+                  labels={"owner": "", "revenue_at_risk": "12-month value at high churn risk"})
+
+
+@shared
+def playbook_effect_chart(measured: pd.DataFrame, horizon: int):
+    chart = px.scatter(measured, x="effect", y="playbook", error_x=measured["ci_high"] - measured["effect"],
+                       error_x_minus=measured["effect"] - measured["ci_low"],
+                       title=f"Difference in reorder rate within {horizon} days (CTA minus holdout), 95% CI",
+                       labels={"effect": "Effect (share of customers)", "playbook": ""})
+    return chart.add_vline(x=0, line_dash="dot")
+
 
 viewer = context.require_page("success.view")
 can_work = platform.allowed(viewer.role, "success.work")
@@ -81,8 +104,7 @@ with tabs["Team"]:
         frame = pd.DataFrame(workload)
         long = frame.melt(id_vars=["owner"], value_vars=["open", "in_progress", "snoozed"], var_name="status",
                           value_name="CTAs")
-        st.plotly_chart(px.bar(long, x="owner", y="CTAs", color="status", title="Workload per person",
-                               labels={"owner": "", "status": ""}), width="stretch")
+        st.plotly_chart(workload_chart(long), width="stretch")
         st.dataframe(frame.drop(columns=["owner_id"]), hide_index=True, width="stretch", column_config={
             "owner": "Owner", "open": "Open", "in_progress": "In progress", "snoozed": "Snoozed",
             "overdue": "Overdue", "due_7_days": "Due in 7 days", "closed_30_days": "Closed (30 days)",
@@ -122,9 +144,7 @@ with tabs["Portfolios"]:
     books = figures["books"]
     if books:
         frame = pd.DataFrame(books)
-        st.plotly_chart(px.bar(frame, x="owner", y="revenue_at_risk", title="Revenue at risk per book of business",
-                               labels={"owner": "", "revenue_at_risk": "12-month value at high churn risk"}),
-                        width="stretch")
+        st.plotly_chart(revenue_at_risk_chart(frame), width="stretch")
         st.dataframe(frame.drop(columns=["owner_id"]), hide_index=True, width="stretch", column_config={
             "owner": "Success manager", "accounts": "Accounts", "accounts_at_risk": "At high churn risk",
             "revenue_at_risk": st.column_config.NumberColumn("Revenue at risk", format="%.0f"),
@@ -164,12 +184,7 @@ with tabs["Results"]:
         frame = pd.DataFrame(effects)
         measured = frame[frame["effect"].notna()]
         if not measured.empty:
-            chart = px.scatter(measured, x="effect", y="playbook", error_x=measured["ci_high"] - measured["effect"],
-                               error_x_minus=measured["effect"] - measured["ci_low"],
-                               title=f"Difference in reorder rate within {horizon} days (CTA minus holdout), 95% CI",
-                               labels={"effect": "Effect (share of customers)", "playbook": ""})
-            chart.add_vline(x=0, line_dash="dot")
-            st.plotly_chart(chart, width="stretch")
+            st.plotly_chart(playbook_effect_chart(measured, horizon), width="stretch")
         st.dataframe(frame.drop(columns=["playbook_id"]), hide_index=True, width="stretch")
         st.caption("A rule CTA's playbook is compared with the triggered accounts held out at random (the "
                    "playbook's holdout share): both only once the whole horizon has passed; `pending` are still "
