@@ -15,6 +15,10 @@ and children, sampled every 0.2 s).
 seeded per session), as people reading a page do; without it every session clicks again as soon as a
 page has shown, the worst case. The browsers run on the same cores as the server, so their own
 rendering (the charts above all) is part of every figure.
+
+`--page-cpu` also counts, in the single-user pass, the CPU seconds every Chromium process spends on
+each visit (leaving the last page and drawing this one, until 1.5 s after it has shown) and prints
+them per page: what one person's click costs the browser.
 """
 
 from __future__ import annotations
@@ -110,15 +114,26 @@ def server_cpu(pid: int) -> float:
 
 
 def browser_cpu() -> float:
-    """CPU seconds used so far by every Chromium process on the machine."""
-    total = 0.0
+    """CPU seconds used so far by the Chromium processes this bench started (its descendants): other
+    Chromiums on the machine, such as another bench's or a test run's, are not counted."""
+    parents: dict[int, int] = {}
+    chromium: set[int] = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            comm = stat.read_text().split("(", 1)[1].split(")", 1)[0]
-        except (OSError, IndexError):
+            comm, rest = stat.read_text().split("(", 1)[1].rsplit(")", 1)
+        except (OSError, IndexError, ValueError):
             continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(rest.split()[1])
         if "chrom" in comm:
-            total += _cpu_of(int(stat.parent.name))
+            chromium.add(pid)
+    mine, total = os.getpid(), 0.0
+    for pid in chromium:
+        ancestor, hops = parents.get(pid), 0
+        while ancestor and ancestor != mine and hops < 20:
+            ancestor, hops = parents.get(ancestor), hops + 1
+        if ancestor == mine:
+            total += _cpu_of(pid)
     return total
 
 
@@ -177,8 +192,12 @@ async def visit(page, title: str) -> float:
     return time.perf_counter() - started
 
 
+PAGE_CPU_SETTLE = 1.5  # seconds after a page has shown that its browser CPU is still counted (charts draw after)
+
+
 async def measure(url: str, sessions: int, rounds: int, pages: list[str], think: float = 0.0,
-                  server_pid: int | None = None, together_start: bool = False) -> tuple[dict, dict, dict]:
+                  server_pid: int | None = None, together_start: bool = False,
+                  page_cpu: bool = False) -> tuple[dict, dict, dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -186,12 +205,17 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str], think:
         alone_context = await browser.new_context(viewport={"width": 1440, "height": 1000})
         alone_page = await sign_in(alone_context, url)
         single: dict[str, list[float]] = {title: [] for title in pages}
+        single_cpu: dict[str, float] = {}
         windows: dict[str, tuple[float, float]] = {}
         for attempt in range(2):  # the first pass fills the server's caches, as a first visitor would
             if attempt == 1:
                 alone_started = time.time()
             for title in pages:
+                before = browser_cpu()
                 single[title].append(await visit(alone_page, title))
+                if page_cpu and attempt == 1:  # what the browsers spend on one visit: leaving the last page, drawing this
+                    await asyncio.sleep(PAGE_CPU_SETTLE)
+                    single_cpu[title] = browser_cpu() - before
         await asyncio.sleep(1)  # the last run's time is written once the page has been sent
         windows["alone"] = (alone_started, time.time())
         await alone_context.close()
@@ -222,7 +246,7 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str], think:
         used = {"seconds": time.perf_counter() - started[0],
                 "server": (server_cpu(server_pid) if server_pid else 0.0) - started[1],
                 "browsers": browser_cpu() - started[2], "clicks": sum(len(v) for v in together.values()),
-                "windows": windows}
+                "windows": windows, "single_cpu": single_cpu}
         await browser.close()
     return {t: min(v) for t, v in single.items()}, together, used
 
@@ -237,6 +261,9 @@ def main() -> None:
     parser.add_argument("--together-start", action="store_true",
                         help="with --think, every session still makes its first click at the same instant (a burst); "
                              "by default each first waits a think time, as people arriving at their own pace")
+    parser.add_argument("--page-cpu", action="store_true",
+                        help="in the single-user pass, also count the browser CPU seconds of each visit (from the click "
+                             f"until {PAGE_CPU_SETTLE:g} s after the page has shown, as charts still draw) and print them")
     parser.add_argument("--server-nice", type=int, default=0,
                         help="start the server at this niceness (negative needs root): with --browsers-nice, "
                              "the server gets the cores first, as on a machine of its own")
@@ -256,7 +283,7 @@ def main() -> None:
         renicer.start()
     try:
         single, together, used = asyncio.run(measure(url, args.sessions, args.rounds, pages, args.think, process.pid,
-                                                    args.together_start))
+                                                    args.together_start, args.page_cpu))
     finally:
         renicer.stop.set()
         sampler.stop.set()
@@ -283,6 +310,12 @@ def main() -> None:
         cpu50, _ = percentiles(server["together cpu"].get(title, []))
         print(f"{title:<22} {single[title]:>7.2f} {p50:>7.2f} {p95:>7.2f} {p95 / single[title]:>9.1f} | "
               f"{s_alone:>12.3f} {s50:>7.3f} {s95:>7.3f} {s95 / s_alone:>9.1f} {cpu50:>9.3f}")
+    if used["single_cpu"]:
+        print("Browser CPU seconds of one visit alone (every Chromium process, from the click until "
+              f"{PAGE_CPU_SETTLE:g} s after the page showed):")
+        for title in pages:
+            print(f"{title:<22} {used['single_cpu'][title]:>7.2f}")
+        print(f"{'mean':<22} {statistics.mean(used['single_cpu'].values()):>7.2f}")
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
