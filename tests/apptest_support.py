@@ -30,6 +30,12 @@ def open_page(at: AppTest, username: str, name: str) -> AppTest:
     return at.switch_page(page_path(name)).run()
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Open a tab of ui.tabs.lazy_tabs (only the open tab's content is built) and rerun, as a click on it does."""
+    at.session_state[key] = label
+    return at.run()
+
+
 def titles(at: AppTest) -> list[str]:
     return [t.value for t in at.title]
 

@@ -13,7 +13,7 @@ from db.models import ROLES, Customer, User
 from ui.context import USER_KEY
 from ui.navigation import PAGES, pages_for
 
-from .apptest_support import APP, ROOT, registered_scripts, sign_in, titles
+from .apptest_support import APP, ROOT, open_tab, registered_scripts, sign_in, titles
 
 EXPECTED_PAGES = {
     "admin": {"Executive overview", "Social", "Journeys", "Success workbench", "Campaigns", "API tokens", "Duplicates & merge", "Privacy requests", "Refresh runs", "Segments", "Lifecycle", "Customer value", "Forecast", "Churn", "Health", "Users", "Audit log", "Import / Export", "Complaints", "Communications", "Loyalty", "Customers", "Customer 360", "Support queue", "Ticket", "SLA", "Risk reviews", "Referrals"},
@@ -137,6 +137,7 @@ def test_analyst_builds_a_segment_through_the_page(app, app_db):
     sign_in(app, "analyst1", demo.demo_password("analyst1"))
     app.switch_page(str(ROOT / "pages/segments.py")).run()
     assert not app.exception
+    open_tab(app, "segments_tab", "Build a segment")
     # The default conditions (3+ orders, ordered in the last 90 days) preview and save.
     next(b for b in app.button if b.label == "Preview").click().run()
     assert not app.exception
@@ -153,6 +154,7 @@ def test_analyst_builds_a_segment_through_the_page(app, app_db):
             CustomerSegmentMembership.segment_id == segment_id, CustomerSegmentMembership.is_active.is_(True)))
     assert f"{members:,}" == matching
     # The detail tab lists the new segment's members.
+    open_tab(app, "segments_tab", "Segment detail")
     app.selectbox(key="detail_segment").select("Recent repeat buyers").run()
     assert not app.exception
     assert any(c.value == f"{members:,} members" for c in app.caption)
@@ -161,6 +163,7 @@ def test_analyst_builds_a_segment_through_the_page(app, app_db):
 def test_segment_builder_reports_bad_values(app):
     sign_in(app, "analyst2", demo.demo_password("analyst2"))
     app.switch_page(str(ROOT / "pages/segments.py")).run()
+    open_tab(app, "segments_tab", "Build a segment")
     app.radio[0].set_value("JSON with nested groups").run()
     app.text_area[0].input('{"all": [{"field": "order_count", "op": "contains", "value": "x"}]}').run()
     assert not app.exception
@@ -185,11 +188,13 @@ def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
 def test_static_list_is_created_and_edited_through_the_page(app):
     sign_in(app, "analyst3", demo.demo_password("analyst3"))
     app.switch_page(str(ROOT / "pages/segments.py")).run()
+    open_tab(app, "segments_tab", "Build a segment")
     next(t for t in app.text_input if t.key == "static_name").input("VIP follow-up")
     next(t for t in app.text_area if t.label == "Customer ids").input("1, 2, 3, 3")
     next(b for b in app.button if b.label == "Create list").click().run()
     assert not app.exception
     assert any(s.value == "Created VIP follow-up with 3 customers." for s in app.success)
+    open_tab(app, "segments_tab", "Segment detail")
     app.selectbox(key="detail_segment").select("VIP follow-up").run()
     assert next(m for m in app.metric if m.label == "Members").value == "3"
     next(t for t in app.text_input if t.label == "Customer ids").input("2")
@@ -198,3 +203,25 @@ def test_static_list_is_created_and_edited_through_the_page(app):
     assert any(s.value == "1 customers removed." for s in app.success)
     app.selectbox(key="detail_segment").select("VIP follow-up").run()
     assert next(m for m in app.metric if m.label == "Members").value == "2"
+
+
+def test_segments_page_builds_only_the_open_tab_and_keeps_the_others_choices(app):
+    """Hidden tabs cost the browser as much as shown ones (a chart or data grid about 0.1 CPU second
+    each), so the page builds the open tab only; what was picked in another tab is still there on return."""
+    sign_in(app, "analyst1", demo.demo_password("analyst1"))
+    app.switch_page(str(ROOT / "pages/segments.py")).run()
+    assert not app.exception
+    assert [t.label for t in app.tabs] == ["All segments", "Segment detail", "Build a segment", "Compare"]
+    assert not app.selectbox and not app.button  # the detail, builder and comparison are not built
+    assert len(app.get("plotly_chart")) == 1
+    open_tab(app, "segments_tab", "Segment detail")
+    names = app.selectbox(key="detail_segment").options
+    app.selectbox(key="detail_segment").select(names[-1]).run()
+    app.selectbox(key="members_page_size").select(25).run()
+    open_tab(app, "segments_tab", "Compare")
+    assert not app.exception
+    with pytest.raises(KeyError):
+        app.selectbox(key="detail_segment")
+    open_tab(app, "segments_tab", "Segment detail")
+    assert app.selectbox(key="detail_segment").value == names[-1]
+    assert app.selectbox(key="members_page_size").value == 25
