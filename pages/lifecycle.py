@@ -13,6 +13,7 @@ from ui import context
 from ui.charts import shared
 from ui.data_date import show_data_date, show_refresh_as_of
 from ui.refresh_panel import refresh_panel
+from ui.tabs import keep, lazy_tabs
 
 viewer = context.require_page("lifecycle.view")
 COHORT_MONTHS_MAX = 24
@@ -83,12 +84,16 @@ c2.metric("Active, loyal and champions", f"{counts['active'] + counts['loyal'] +
 c3.metric("At risk", f"{counts['at_risk']:,}", border=True)
 c4.metric("Churned", f"{counts['churned']:,}", border=True)
 
-tab_now, tab_flows, tab_cohorts, tab_changes = st.tabs(["Distribution", "Flows", "Cohort retention", "Changes"])
+# Only the open tab is built and drawn; the widgets of the others keep their values meanwhile.
+keep("drill_stage", "flow_period", "cohort_months", "drill_cohort", "changes_stage", "changes_page")
+tab_now, tab_flows, tab_cohorts, tab_changes = lazy_tabs(["Distribution", "Flows", "Cohort retention", "Changes"],
+                                                         key="lifecycle_tab")
 
 
 @st.fragment
 def stage_drill_down() -> None:
-    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, index=LIFECYCLE_STAGES.index("at_risk"))
+    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, index=LIFECYCLE_STAGES.index("at_risk"),
+                         key="drill_stage")
     drill_down(stage=stage)
 
 
@@ -108,7 +113,7 @@ def flows() -> None:
 
 @st.fragment
 def cohort_retention() -> None:
-    months = st.slider("Cohorts (signup months)", 3, COHORT_MONTHS_MAX, 12)
+    months = st.slider("Cohorts (signup months)", 3, COHORT_MONTHS_MAX, 12, key="cohort_months")
     cohorts = context.cached(segmentation.cohort_retention, as_of, months=months) or []
     if not cohorts and months < COHORT_MONTHS_MAX:
         cohorts = context.cached(segmentation.cohort_retention, as_of, months=COHORT_MONTHS_MAX) or []
@@ -121,7 +126,7 @@ def cohort_retention() -> None:
         return
     grid = pd.DataFrame(cohorts).pivot(index="cohort", columns="month_offset", values="active_share")
     st.plotly_chart(cohort_chart(grid), width="stretch")
-    cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1])
+    cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1], key="drill_cohort")
     drill_down(cohort=cohort)
 
 
@@ -138,37 +143,41 @@ def recent_changes() -> None:
         st.info("No stage changes recorded yet.")
 
 
-with tab_now:
-    left, right = st.columns(2)
-    frame = pd.DataFrame(distribution)
-    left.plotly_chart(stages_chart(frame), width="stretch")
-    durations = context.cached(segmentation.time_in_stage, as_of) or []
-    if durations and max(d["median_days"] or 0 for d in durations) < 1:
-        right.info("Every customer entered their current stage within the last day: time in stage builds up "
-                   "with each refresh. To see it now, backfill the history of a fresh database with "
-                   "`crm refresh --backfill-months 6`.")
-    elif durations:
-        right.plotly_chart(durations_chart(pd.DataFrame(durations)), width="stretch")
-    stage_drill_down()
+if tab_now.open:
+    with tab_now:
+        left, right = st.columns(2)
+        frame = pd.DataFrame(distribution)
+        left.plotly_chart(stages_chart(frame), width="stretch")
+        durations = context.cached(segmentation.time_in_stage, as_of) or []
+        if durations and max(d["median_days"] or 0 for d in durations) < 1:
+            right.info("Every customer entered their current stage within the last day: time in stage builds up "
+                       "with each refresh. To see it now, backfill the history of a fresh database with "
+                       "`crm refresh --backfill-months 6`.")
+        elif durations:
+            right.plotly_chart(durations_chart(pd.DataFrame(durations)), width="stretch")
+        stage_drill_down()
 
-with tab_flows:
-    flows()
+if tab_flows.open:
+    with tab_flows:
+        flows()
 
-with tab_cohorts:
-    cohort_retention()
+if tab_cohorts.open:
+    with tab_cohorts:
+        cohort_retention()
 
-with tab_changes:
-    recent_changes()
+if tab_changes.open:
+    with tab_changes:
+        recent_changes()
 
-    if platform.allowed(viewer.role, "lifecycle.edit"):
-        with st.form("change_stage", clear_on_submit=True):
-            st.markdown("**Move a customer by hand**")
-            customer_id = st.number_input("Customer id", min_value=1, step=1)
-            new_stage = st.selectbox("New stage", LIFECYCLE_STAGES)
-            reason = st.text_input("Reason (required)")
-            if st.form_submit_button("Change stage"):
-                context.act(segmentation.change_stage, int(customer_id), new_stage, reason,
-                            success=f"Customer {int(customer_id)} is now {new_stage}.")
+        if platform.allowed(viewer.role, "lifecycle.edit"):
+            with st.form("change_stage", clear_on_submit=True):
+                st.markdown("**Move a customer by hand**")
+                customer_id = st.number_input("Customer id", min_value=1, step=1)
+                new_stage = st.selectbox("New stage", LIFECYCLE_STAGES)
+                reason = st.text_input("Reason (required)")
+                if st.form_submit_button("Change stage"):
+                    context.act(segmentation.change_stage, int(customer_id), new_stage, reason,
+                                success=f"Customer {int(customer_id)} is now {new_stage}.")
 
 if platform.allowed(viewer.role, "lifecycle.rules"):
     with st.expander("Transition rules (admin)"):

@@ -179,6 +179,7 @@ def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
 
         staged = connection.scalar(select(func.count()).select_from(CustomerLifecycleStage))
     assert next(m for m in app.metric if m.label == "Customers staged").value == f"{staged:,}"
+    open_tab(app, "lifecycle_tab", "Changes")
     customer_input = next(n for n in app.number_input if n.label == "Customer id")
     customer_input.set_value(1)
     next(b for b in app.button if b.label == "Change stage").click().run()
