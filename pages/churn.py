@@ -15,6 +15,7 @@ from ui.cta_panel import customer_panel
 from ui.data_date import show_data_date
 from ui.refresh_panel import refresh_panel
 from ui.step_status import show_step_status
+from ui.tabs import keep, lazy_tabs
 
 
 @shared
@@ -165,86 +166,92 @@ def at_risk_list() -> None:
                         customer_panel(customer_id, data_day, "churn")
 
 
-at_risk_tab, card_tab, accuracy_tab = st.tabs(["At-risk customers", "Model card", "Accuracy over time"])
+# Only the open tab is built and drawn; the at-risk list's filters are kept meanwhile.
+keep("risk_levels", "risk_segment", "risk_owner", "risk_page_size", "risk_page")
+at_risk_tab, card_tab, accuracy_tab = lazy_tabs(["At-risk customers", "Model card", "Accuracy over time"],
+                                                key="churn_tab")
 
-with at_risk_tab:
-    chart = pd.DataFrame(summary)
-    if not chart.empty:
-        st.plotly_chart(risk_levels_chart(chart), width="stretch")
+if at_risk_tab.open:
+    with at_risk_tab:
+        chart = pd.DataFrame(summary)
+        if not chart.empty:
+            st.plotly_chart(risk_levels_chart(chart), width="stretch")
 
-    at_risk_list()
+        at_risk_list()
 
 
 def _number(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-with card_tab:
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("ROC AUC", _number(metrics.get("roc_auc"), ".3f"))
-    m2.metric("PR AUC", _number(metrics.get("pr_auc"), ".3f"))
-    m3.metric("Brier score", _number(metrics.get("brier"), ".3f"), help="Lower is better.")
-    m4.metric("Lift in top decile", _number(metrics.get("lift_top_decile"), ".2f") + "x")
-    if metrics.get("validated", True):
-        window = metrics.get("label_days") or metrics.get("horizon_days", 90)
-        st.caption(
-            f"Trained on cuts {', '.join(metrics.get('training_cuts', []))} with {window}-day label windows; "
-            f"validated on {metrics.get('validation_cut', '?')} ({metrics.get('rows', 0):,} customers, base rate "
-            f"{metrics.get('base_rate', 0):.0%}). Naive recency baseline AUC: "
-            f"{_number(metrics.get('baseline_recency_auc'), '.3f')}."
-            + (f" Once chosen, the model was fitted again on the training and validation cuts together "
-               f"({metrics['refit_rows']:,} rows), so it also learns the latest labels." if metrics.get("refit_rows") else "")
-        )
-    else:
-        st.caption(f"BG/NBD fitted on {metrics.get('training_rows', 0):,} customers with "
-                   f"{metrics.get('history_days', 0):,} days of orders; there is no labelled cut to validate on yet.")
-    not_used = metrics.get("features_not_used") or {}
-    if not_used:
-        with st.expander(f"{len(not_used)} features not used, and why"):
-            st.dataframe(pd.DataFrame([{"feature": FEATURE_LABELS.get(f, f), "reason": reason}
-                                       for f, reason in not_used.items()]), hide_index=True, width="stretch")
-    left, right = st.columns(2)
-    calibration = metrics.get("calibration") or {}
-    if calibration.get("predicted"):
-        left.plotly_chart(calibration_chart(calibration["predicted"], calibration["observed"]), width="stretch")
-    importance = pd.DataFrame(list((metrics.get("feature_importance") or {}).items()),
-                              columns=["feature", "importance"]).head(15)
-    if not importance.empty:
-        right.plotly_chart(importance_chart(importance), width="stretch")
-    candidates = pd.DataFrame([{"algorithm": name, **values} for name, values in
-                               (metrics.get("candidates") or {}).items()])
-    if not candidates.empty:
-        st.markdown("**Candidates on the validation cut** (the better ROC AUC is kept)")
-        st.dataframe(candidates, hide_index=True, width="stretch")
-    st.markdown("**Version history**")
-    versions = pd.DataFrame([
-        {"id": v["id"], "version": v["version"], "algorithm": v["algorithm"], "active": v["active"],
-         "roc_auc": (v["metrics"] or {}).get("roc_auc"), "training_end": v["training_end"],
-         "created_at": v["created_at"]}
-        for v in card["versions"]
-    ])
-    st.dataframe(versions, hide_index=True, width="stretch")
-    if platform.allowed(viewer.role, "models.manage") and len(versions) > 1:
-        with st.form("activate_model"):
-            choice = st.selectbox("Activate version", versions["version"].tolist(), key="activate_version")
-            if st.form_submit_button("Activate (roll back or forward)"):
-                model_id = int(versions.loc[versions["version"] == choice, "id"].iloc[0])
-                done = context.act(registry.activate, model_id,
-                                   success=f"Version {choice} is active; the next refresh scores with it.")
-                if done is not None:
-                    st.rerun()
-
-with accuracy_tab:
-    accuracy = pd.DataFrame(context.cached(churn_reports.realized_accuracy) or [])
-    if accuracy.empty:
-        st.info(
-            f"No prediction has reached its {metrics.get('horizon_days', 90)}-day horizon yet. Once one has, the "
-            "refresh compares it with what happened and the realized precision and recall appear here."
-        )
-    else:
+if card_tab.open:
+    with card_tab:
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("ROC AUC", _number(metrics.get("roc_auc"), ".3f"))
+        m2.metric("PR AUC", _number(metrics.get("pr_auc"), ".3f"))
+        m3.metric("Brier score", _number(metrics.get("brier"), ".3f"), help="Lower is better.")
+        m4.metric("Lift in top decile", _number(metrics.get("lift_top_decile"), ".2f") + "x")
+        if metrics.get("validated", True):
+            window = metrics.get("label_days") or metrics.get("horizon_days", 90)
+            st.caption(
+                f"Trained on cuts {', '.join(metrics.get('training_cuts', []))} with {window}-day label windows; "
+                f"validated on {metrics.get('validation_cut', '?')} ({metrics.get('rows', 0):,} customers, base rate "
+                f"{metrics.get('base_rate', 0):.0%}). Naive recency baseline AUC: "
+                f"{_number(metrics.get('baseline_recency_auc'), '.3f')}."
+                + (f" Once chosen, the model was fitted again on the training and validation cuts together "
+                   f"({metrics['refit_rows']:,} rows), so it also learns the latest labels." if metrics.get("refit_rows") else "")
+            )
+        else:
+            st.caption(f"BG/NBD fitted on {metrics.get('training_rows', 0):,} customers with "
+                       f"{metrics.get('history_days', 0):,} days of orders; there is no labelled cut to validate on yet.")
+        not_used = metrics.get("features_not_used") or {}
+        if not_used:
+            with st.expander(f"{len(not_used)} features not used, and why"):
+                st.dataframe(pd.DataFrame([{"feature": FEATURE_LABELS.get(f, f), "reason": reason}
+                                           for f, reason in not_used.items()]), hide_index=True, width="stretch")
         left, right = st.columns(2)
-        left.plotly_chart(accuracy_chart(accuracy, "precision", "Share who churned", "Realized precision by risk level"),
-                          width="stretch")
-        right.plotly_chart(accuracy_chart(accuracy, "recall_at_or_above", "Share of churners caught",
-                                          "Realized recall at or above each level"), width="stretch")
-        st.dataframe(accuracy, hide_index=True, width="stretch")
+        calibration = metrics.get("calibration") or {}
+        if calibration.get("predicted"):
+            left.plotly_chart(calibration_chart(calibration["predicted"], calibration["observed"]), width="stretch")
+        importance = pd.DataFrame(list((metrics.get("feature_importance") or {}).items()),
+                                  columns=["feature", "importance"]).head(15)
+        if not importance.empty:
+            right.plotly_chart(importance_chart(importance), width="stretch")
+        candidates = pd.DataFrame([{"algorithm": name, **values} for name, values in
+                                   (metrics.get("candidates") or {}).items()])
+        if not candidates.empty:
+            st.markdown("**Candidates on the validation cut** (the better ROC AUC is kept)")
+            st.dataframe(candidates, hide_index=True, width="stretch")
+        st.markdown("**Version history**")
+        versions = pd.DataFrame([
+            {"id": v["id"], "version": v["version"], "algorithm": v["algorithm"], "active": v["active"],
+             "roc_auc": (v["metrics"] or {}).get("roc_auc"), "training_end": v["training_end"],
+             "created_at": v["created_at"]}
+            for v in card["versions"]
+        ])
+        st.dataframe(versions, hide_index=True, width="stretch")
+        if platform.allowed(viewer.role, "models.manage") and len(versions) > 1:
+            with st.form("activate_model"):
+                choice = st.selectbox("Activate version", versions["version"].tolist(), key="activate_version")
+                if st.form_submit_button("Activate (roll back or forward)"):
+                    model_id = int(versions.loc[versions["version"] == choice, "id"].iloc[0])
+                    done = context.act(registry.activate, model_id,
+                                       success=f"Version {choice} is active; the next refresh scores with it.")
+                    if done is not None:
+                        st.rerun()
+
+if accuracy_tab.open:
+    with accuracy_tab:
+        accuracy = pd.DataFrame(context.cached(churn_reports.realized_accuracy) or [])
+        if accuracy.empty:
+            st.info(
+                f"No prediction has reached its {metrics.get('horizon_days', 90)}-day horizon yet. Once one has, the "
+                "refresh compares it with what happened and the realized precision and recall appear here."
+            )
+        else:
+            left, right = st.columns(2)
+            left.plotly_chart(accuracy_chart(accuracy, "precision", "Share who churned", "Realized precision by risk level"),
+                              width="stretch")
+            right.plotly_chart(accuracy_chart(accuracy, "recall_at_or_above", "Share of churners caught",
+                                              "Realized recall at or above each level"), width="stretch")
+            st.dataframe(accuracy, hide_index=True, width="stretch")

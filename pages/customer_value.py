@@ -10,6 +10,7 @@ from ui.charts import shared
 from ui.data_date import show_data_date
 from ui.format import compact_euros
 from ui.step_status import show_step_status
+from ui.tabs import keep, lazy_tabs
 
 
 @shared
@@ -74,87 +75,94 @@ c5.metric("Historic value", compact_euros(summary['historic_clv_total']), border
           help="Revenue from these customers so far")
 st.caption(f"Scored as of {summary['as_of']}" + (f" with model version {model['version']}." if model else "."))
 
-tab_dist, tab_alive, tab_top, tab_segments, tab_model = st.tabs(
-    ["CLV distribution", "Probability alive", "Top customers", "By segment", "Model"]
+# Only the open tab is built and drawn; the other tabs' choices are kept meanwhile.
+keep("value_top_page")
+tab_dist, tab_alive, tab_top, tab_segments, tab_model = lazy_tabs(
+    ["CLV distribution", "Probability alive", "Top customers", "By segment", "Model"], key="value_tab"
 )
 
-with tab_dist:
-    histogram = pd.DataFrame(data["histogram"])
-    if histogram.empty:
-        st.info("No customer has a lifetime value yet.")
-    else:
-        st.plotly_chart(histogram_chart(histogram), width="stretch")
-
-with tab_alive:
-    heatmap = data["heatmap"]
-    if not heatmap["cells"]:
-        st.info("No scored customers to place on the heatmap.")
-    else:
-        cells = pd.DataFrame(heatmap["cells"])
-        grid = cells.pivot(index="frequency", columns="recency", values="mean_prob_alive")
-        grid = grid.reindex(index=[f for f in heatmap["frequency_labels"] if f in grid.index],
-                            columns=[r for r in heatmap["recency_labels"] if r in grid.columns])
-        st.plotly_chart(alive_chart(grid), width="stretch")
-        st.caption("Customers who bought often and recently are most likely still active; frequent buyers who "
-                   "stopped long ago most likely are not. BG/NBD lets a customer drop out only after a repeat "
-                   "purchase, so it counts every one-time buyer (frequency 0) as active: read their churn "
-                   "probability on the Churn page instead.")
-        counts = cells.pivot(index="frequency", columns="recency", values="customers").fillna(0).astype(int)
-        st.dataframe(counts.reindex(index=grid.index, columns=grid.columns), width="stretch")
-
-with tab_top:
-    page_number = st.session_state.get("value_top_page", 1)
-    top = context.read(clv_reports.top_customers, page=page_number, page_size=50)
-    if top is not None and top.total:
-        st.caption(f"{top.total:,} customers by 12-month CLV")
-        rows = pd.DataFrame(top.rows)
-        if rows["email"].isna().all():  # a role that may not see people reads customers by number
-            rows = rows.drop(columns="email")
-        st.dataframe(
-            rows, hide_index=True, width="stretch",
-            column_config={
-                "clv_12m": st.column_config.NumberColumn("12-month CLV", format="€%.2f"),
-                "historic_clv": st.column_config.NumberColumn("Historic value", format="€%.2f"),
-                "expected_order_value": st.column_config.NumberColumn("Expected order value", format="€%.2f"),
-                "prob_alive": st.column_config.ProgressColumn("P(alive)", min_value=0.0, max_value=1.0, format="%.2f"),
-                "expected_purchases_12m": st.column_config.NumberColumn("Expected purchases", format="%.2f"),
-            },
-        )
-        st.pagination(top.pages, default=min(page_number, top.pages), key="value_top_page")
-    elif top is not None:
-        st.info("No customer has a lifetime value yet.")
-
-with tab_segments:
-    by_segment = pd.DataFrame(data["segments"])
-    if by_segment.empty:
-        st.info("No segments to compare.")
-    else:
-        st.plotly_chart(segments_chart(by_segment), width="stretch")
-        st.dataframe(by_segment, hide_index=True, width="stretch")
-
-with tab_model:
-    if not model:
-        st.info("No active CLV model in the registry.")
-    else:
-        params = model.get("params") or {}
-        metrics = model.get("metrics") or {}
-        left, right = st.columns(2)
-        left.markdown("**BG/NBD** (purchases and dropout, per week)")
-        left.dataframe(pd.DataFrame([params.get("bgnbd", {})]), hide_index=True)
-        left.markdown("**Gamma-Gamma** (spend per purchase)")
-        left.dataframe(pd.DataFrame([params.get("gamma_gamma", {})]), hide_index=True)
-        if metrics.get("pareto_nbd"):
-            left.markdown("**Pareto/NBD** (for comparison)")
-            left.dataframe(pd.DataFrame([metrics["pareto_nbd"]]), hide_index=True)
-        if "holdout_actual_purchases" in metrics:
-            right.metric(f"Holdout: actual repeat purchases in {metrics['holdout_days']} days",
-                         f"{metrics['holdout_actual_purchases']:,.0f}",
-                         delta=f"predicted {metrics['holdout_predicted_purchases']:,.0f}", delta_color="off")
-            right.metric("Holdout error per customer (MAE)", f"{metrics['holdout_mae_per_customer']:.2f} purchases")
-        elif metrics.get("holdout_skipped"):
-            right.info(f"Holdout check skipped: {metrics['holdout_skipped']}")
+if tab_dist.open:
+    with tab_dist:
+        histogram = pd.DataFrame(data["histogram"])
+        if histogram.empty:
+            st.info("No customer has a lifetime value yet.")
         else:
-            right.caption("No holdout check with this version: `crm clv --holdout-days 90` refits 90 days earlier "
-                          "and compares its predictions with the repeat purchases since.")
-        right.caption(f"Version {model['version']} ({model['algorithm']}), trained {model['created_at']:%Y-%m-%d %H:%M}, "
-                      f"fitted on {metrics.get('customers_fit', 0):,} customers.")
+            st.plotly_chart(histogram_chart(histogram), width="stretch")
+
+if tab_alive.open:
+    with tab_alive:
+        heatmap = data["heatmap"]
+        if not heatmap["cells"]:
+            st.info("No scored customers to place on the heatmap.")
+        else:
+            cells = pd.DataFrame(heatmap["cells"])
+            grid = cells.pivot(index="frequency", columns="recency", values="mean_prob_alive")
+            grid = grid.reindex(index=[f for f in heatmap["frequency_labels"] if f in grid.index],
+                                columns=[r for r in heatmap["recency_labels"] if r in grid.columns])
+            st.plotly_chart(alive_chart(grid), width="stretch")
+            st.caption("Customers who bought often and recently are most likely still active; frequent buyers who "
+                       "stopped long ago most likely are not. BG/NBD lets a customer drop out only after a repeat "
+                       "purchase, so it counts every one-time buyer (frequency 0) as active: read their churn "
+                       "probability on the Churn page instead.")
+            counts = cells.pivot(index="frequency", columns="recency", values="customers").fillna(0).astype(int)
+            st.dataframe(counts.reindex(index=grid.index, columns=grid.columns), width="stretch")
+
+if tab_top.open:
+    with tab_top:
+        page_number = st.session_state.get("value_top_page", 1)
+        top = context.read(clv_reports.top_customers, page=page_number, page_size=50)
+        if top is not None and top.total:
+            st.caption(f"{top.total:,} customers by 12-month CLV")
+            rows = pd.DataFrame(top.rows)
+            if rows["email"].isna().all():  # a role that may not see people reads customers by number
+                rows = rows.drop(columns="email")
+            st.dataframe(
+                rows, hide_index=True, width="stretch",
+                column_config={
+                    "clv_12m": st.column_config.NumberColumn("12-month CLV", format="€%.2f"),
+                    "historic_clv": st.column_config.NumberColumn("Historic value", format="€%.2f"),
+                    "expected_order_value": st.column_config.NumberColumn("Expected order value", format="€%.2f"),
+                    "prob_alive": st.column_config.ProgressColumn("P(alive)", min_value=0.0, max_value=1.0, format="%.2f"),
+                    "expected_purchases_12m": st.column_config.NumberColumn("Expected purchases", format="%.2f"),
+                },
+            )
+            st.pagination(top.pages, default=min(page_number, top.pages), key="value_top_page")
+        elif top is not None:
+            st.info("No customer has a lifetime value yet.")
+
+if tab_segments.open:
+    with tab_segments:
+        by_segment = pd.DataFrame(data["segments"])
+        if by_segment.empty:
+            st.info("No segments to compare.")
+        else:
+            st.plotly_chart(segments_chart(by_segment), width="stretch")
+            st.dataframe(by_segment, hide_index=True, width="stretch")
+
+if tab_model.open:
+    with tab_model:
+        if not model:
+            st.info("No active CLV model in the registry.")
+        else:
+            params = model.get("params") or {}
+            metrics = model.get("metrics") or {}
+            left, right = st.columns(2)
+            left.markdown("**BG/NBD** (purchases and dropout, per week)")
+            left.dataframe(pd.DataFrame([params.get("bgnbd", {})]), hide_index=True)
+            left.markdown("**Gamma-Gamma** (spend per purchase)")
+            left.dataframe(pd.DataFrame([params.get("gamma_gamma", {})]), hide_index=True)
+            if metrics.get("pareto_nbd"):
+                left.markdown("**Pareto/NBD** (for comparison)")
+                left.dataframe(pd.DataFrame([metrics["pareto_nbd"]]), hide_index=True)
+            if "holdout_actual_purchases" in metrics:
+                right.metric(f"Holdout: actual repeat purchases in {metrics['holdout_days']} days",
+                             f"{metrics['holdout_actual_purchases']:,.0f}",
+                             delta=f"predicted {metrics['holdout_predicted_purchases']:,.0f}", delta_color="off")
+                right.metric("Holdout error per customer (MAE)", f"{metrics['holdout_mae_per_customer']:.2f} purchases")
+            elif metrics.get("holdout_skipped"):
+                right.info(f"Holdout check skipped: {metrics['holdout_skipped']}")
+            else:
+                right.caption("No holdout check with this version: `crm clv --holdout-days 90` refits 90 days earlier "
+                              "and compares its predictions with the repeat purchases since.")
+            right.caption(f"Version {model['version']} ({model['algorithm']}), trained {model['created_at']:%Y-%m-%d %H:%M}, "
+                          f"fitted on {metrics.get('customers_fit', 0):,} customers.")

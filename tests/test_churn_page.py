@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from db.engine import make_engine
 from db.models import ChurnPrediction, MLModel
 
-from .apptest_support import open_page
+from .apptest_support import open_page, open_tab
 
 
 def _scored(app_db) -> tuple[int, int]:
@@ -51,6 +51,7 @@ def test_admin_rolls_back_to_an_earlier_model_version(app, app_db):
             metrics=active.metrics, artifact=active.artifact, is_active=False, created_at=active.created_at))
     open_page(app, "admin1", "churn")
     assert not app.exception
+    open_tab(app, "churn_tab", "Model card")
     app.selectbox(key="activate_version").select(active.version + 1)
     next(b for b in app.button if b.label.startswith("Activate")).click().run()
     assert not app.exception

@@ -16,7 +16,7 @@ from db.models import HEALTH_LEVELS, AccountHealthScore, AppSetting, AuditLog, C
 from ml import health
 from ui.format import plain
 
-from .apptest_support import APP, open_page, titles
+from .apptest_support import APP, open_page, open_tab, titles
 
 TODAY = dt.date.today()
 SCORED = (TODAY - dt.timedelta(days=60), TODAY - dt.timedelta(days=30), TODAY)
@@ -63,7 +63,8 @@ def test_page_shows_the_distribution_and_movers(page_app, scored_db):
     assert list(levels["level"]) == list(HEALTH_LEVELS)
     assert dict(zip(levels["level"], levels["customers"], strict=True)) == {
         level: counts.get(level, 0) for level in HEALTH_LEVELS}
-    assert len(at.get("plotly_chart")) >= 2  # level distribution and the backtest
+    assert len(at.get("plotly_chart")) == 1  # the level distribution: other tabs are built when opened
+    open_tab(at, "health_tab", "Movers")
     assert [s.value for s in at.subheader][:2] == ["Biggest gains", "Biggest drops"]
     assert any(c.value.endswith("accounts") for c in at.caption)
     assert not at.get("stException")
@@ -79,6 +80,7 @@ def test_drill_down_shows_history_and_advice(page_app, scored_db):
                         .order_by(AccountHealthScore.overall).limit(1)).one()
         name = s.get(Customer, row.customer_id).first_name
     engine.dispose()
+    open_tab(at, "health_tab", "Account drill-down")
     at.number_input(key="health_customer").set_value(row.customer_id).run()
     assert not at.exception
     # Names are shown Markdown-escaped ("Mary\\-Jane"), so compare with what the page writes.
@@ -92,6 +94,7 @@ def test_drill_down_shows_history_and_advice(page_app, scored_db):
 
 def test_backtest_panel(page_app):
     at = open_page(page_app, "exec1", "health")
+    open_tab(at, "health_tab", "Backtest")
     at.number_input(key="health_lag").set_value(30).run()
     assert not at.exception
     assert metric(at, "Scored as of") == SCORED[1].isoformat()
@@ -103,6 +106,7 @@ def test_backtest_panel(page_app):
 
 def test_admin_weights_form_saves_and_rejects_bad_input(page_app, scored_db):
     at = open_page(page_app, "admin1", "health")
+    open_tab(at, "health_tab", "Weights")
 
     def weight_input(name: str):
         return next(n for n in at.number_input if n.label == name.capitalize())
@@ -165,6 +169,7 @@ def test_empty_state_and_scoring_from_the_page(tmp_path, monkeypatch):
 def test_level_bands_tab_shows_calibration_and_admin_sets_bands(page_app, scored_db):
     at = open_page(page_app, "admin1", "health")
     assert not at.exception
+    open_tab(at, "health_tab", "Level bands")
     assert any(m.value.startswith("Bands in force:") for m in at.markdown)
     assert metric(at, "Churned") != "n/a" and metric(at, "Never bought") != "n/a"
 

@@ -18,7 +18,7 @@ from ml.clv import refresh_lifetime_value
 from ml.forecast import refresh_forecasts
 from ui.format import compact_euros
 
-from .apptest_support import APP, open_page, titles
+from .apptest_support import APP, open_page, open_tab, titles
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +63,10 @@ def test_customer_value_page_shows_the_scored_snapshot(valued_app, valued_db):
     assert metrics["Customers scored"] == f"{scored:,}"
     assert metrics["12-month CLV"] == compact_euros(float(clv_total))
     assert scored > 100
-    charts = at.get("plotly_chart")
-    assert len(charts) == 3  # distribution, P(alive) heatmap, CLV by segment
+    assert len(at.get("plotly_chart")) == 1  # the distribution: other tabs are built when opened
+    charts = [open_tab(at, "value_tab", tab).get("plotly_chart") for tab in ("Probability alive", "By segment")]
+    assert [len(c) for c in charts] == [1, 1]  # P(alive) heatmap, CLV by segment
+    open_tab(at, "value_tab", "Top customers")
     top_table = next(d.value for d in at.dataframe if "clv_12m" in d.value.columns)
     assert len(top_table) == min(50, scored)
     assert top_table["clv_12m"].iloc[0] == pytest.approx(float(top))
@@ -76,6 +78,7 @@ def test_success_manager_sees_customer_value_and_the_model_tab(valued_app):
     at = open_page(valued_app, "csm1", "customer_value")
     assert not at.exception
     assert titles(at) == ["Customer value"]
+    open_tab(at, "value_tab", "Model")
     assert any("Version" in c.value and "bgnbd+gamma_gamma" in c.value for c in at.caption)
 
 
