@@ -13,6 +13,7 @@ from ui import context
 from ui.charts import shared
 from ui.data_date import show_data_date
 from ui.format import plain
+from ui.tabs import keep, lazy_tabs
 
 
 @shared
@@ -72,77 +73,81 @@ c4.metric("Points past expiry age", f"{data['outlook']['overdue']:,}", border=Tr
           help="Posted by the next expiry run of the batch refresh")
 
 tab_names = ["Programme", "Member account"] + (["Approvals"] if can_approve else [])
-tabs = st.tabs(tab_names)
+# Only the open tab is built and drawn; the member shown and the pages are kept meanwhile.
+keep("loyalty_customer_id", "loyalty_ledger_page", "loyalty_pending_page")
+tabs = lazy_tabs(tab_names, key="loyalty_tab")
 
-with tabs[0]:
-    if not liability["members"]:
-        st.info("No loyalty members yet.")
-    else:
-        left, right = st.columns(2)
-        tiers = pd.DataFrame(data["tiers"])
-        left.plotly_chart(tiers_chart(tiers), width="stretch")
-        outlook = pd.DataFrame(data["outlook"]["months"])
-        right.plotly_chart(expiry_chart(outlook, data["outlook"]["expiry_days"]), width="stretch")
-        if data["outlook"].get("as_of_refresh"):
-            right.caption(f"Expiry outlook as the refresh of {as_of.isoformat()} computed it "
-                          f"({data['outlook']['as_of_refresh']:%Y-%m-%d %H:%M} UTC); redemptions since count at the next one.")
-        if data["activity"]:
-            st.plotly_chart(activity_chart(pd.DataFrame(data["activity"])), width="stretch")
-
-with tabs[1]:
-    default_member = context.read(loyalty.first_member) or 1
-    customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_member, key="loyalty_customer_id"))
-    summary = context.read(loyalty.account_summary, customer_id, as_of=as_of)
-    if summary is not None and not summary["member"]:
-        st.info(f"{plain(summary['name'] or 'This customer')} (customer {customer_id}) is not a loyalty member.")
-        if can_adjust and st.button("Enrol in the programme", key="loyalty_enroll") and \
-                context.act(loyalty.enroll, customer_id) is not None:
-            saved(f"Customer {customer_id} enrolled in bronze.")
-    elif summary is not None:
-        st.markdown(f"**{plain(summary['name'])}** · {summary['program']} · member since {summary['enrolled_at']:%Y-%m-%d} · "
-                    f"{summary['status']}")
-        m1, m2, m3, m4 = st.columns(4)
-        m1.metric("Balance", f"{summary['balance']:,} pts", help=f"Worth {summary['balance_value']:,.2f}", border=True)
-        m2.metric("Tier", summary["tier"].capitalize(), border=True)
-        m3.metric("Lifetime points", f"{summary['lifetime_points']:,}", border=True)
-        m4.metric("Expiring within 3 months", f"{summary['expiring_next_3_months']:,}", border=True)
-        if summary["next_tier"]:
-            st.caption(f"{summary['points_to_next_tier']:,} lifetime points to {summary['next_tier']}.")
-        if summary["pending_adjustments"]:
-            st.warning(f"{summary['pending_adjustments']} adjustment(s) wait for approval.")
-        page_number = st.session_state.get("loyalty_ledger_page", 1)
-        ledger = context.read(loyalty.ledger_page, customer_id, page=page_number, page_size=25)
-        if ledger is not None and ledger.total:
-            st.markdown("**Ledger**")
-            st.dataframe(pd.DataFrame(ledger.rows), hide_index=True, width="stretch",
-                         column_config={"time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm")})
-            st.pagination(ledger.pages, default=min(page_number, ledger.pages), key="loyalty_ledger_page")
+if tabs[0].open:
+    with tabs[0]:
+        if not liability["members"]:
+            st.info("No loyalty members yet.")
         else:
-            st.info("No ledger entries yet.")
-        with st.expander("Tier history"):
-            st.dataframe(pd.DataFrame(summary["tier_history"]), hide_index=True, width="stretch")
-        if can_adjust:
             left, right = st.columns(2)
-            with left, st.form("loyalty_adjust"):
-                st.markdown("**Adjust points by hand**")
-                points = st.number_input("Points (negative to remove)", step=10, value=0, key="adjust_points")
-                reason = st.text_input("Reason (required)", key="adjust_reason")
-                if st.form_submit_button("Adjust", type="primary", key="adjust_submit"):
-                    result = context.act(loyalty.adjust, customer_id, int(points), reason)
-                    if result is not None and result.status == "pending":
-                        saved(f"{int(points):+,} points: the adjustment waits for an approver ({result.why_pending}).")
-                    elif result is not None:
-                        saved(f"{int(points):+,} points posted; the balance is now {result.transaction.balance_after:,}.")
-            with right, st.form("loyalty_redeem"):
-                st.markdown("**Redeem points**")
-                spend = st.number_input("Points to redeem", min_value=0, step=100, key="redeem_points")
-                what = st.text_input("For", value="Voucher", key="redeem_reason")
-                if st.form_submit_button("Redeem", key="redeem_submit"):
-                    entry = context.act(loyalty.redeem, customer_id, int(spend), what)
-                    if entry is not None:
-                        saved(f"{int(spend):,} points redeemed; the balance is now {entry.balance_after:,}.")
+            tiers = pd.DataFrame(data["tiers"])
+            left.plotly_chart(tiers_chart(tiers), width="stretch")
+            outlook = pd.DataFrame(data["outlook"]["months"])
+            right.plotly_chart(expiry_chart(outlook, data["outlook"]["expiry_days"]), width="stretch")
+            if data["outlook"].get("as_of_refresh"):
+                right.caption(f"Expiry outlook as the refresh of {as_of.isoformat()} computed it "
+                              f"({data['outlook']['as_of_refresh']:%Y-%m-%d %H:%M} UTC); redemptions since count at the next one.")
+            if data["activity"]:
+                st.plotly_chart(activity_chart(pd.DataFrame(data["activity"])), width="stretch")
 
-if can_approve:
+if tabs[1].open:
+    with tabs[1]:
+        default_member = context.read(loyalty.first_member) or 1
+        customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_member, key="loyalty_customer_id"))
+        summary = context.read(loyalty.account_summary, customer_id, as_of=as_of)
+        if summary is not None and not summary["member"]:
+            st.info(f"{plain(summary['name'] or 'This customer')} (customer {customer_id}) is not a loyalty member.")
+            if can_adjust and st.button("Enrol in the programme", key="loyalty_enroll") and \
+                    context.act(loyalty.enroll, customer_id) is not None:
+                saved(f"Customer {customer_id} enrolled in bronze.")
+        elif summary is not None:
+            st.markdown(f"**{plain(summary['name'])}** · {summary['program']} · member since {summary['enrolled_at']:%Y-%m-%d} · "
+                        f"{summary['status']}")
+            m1, m2, m3, m4 = st.columns(4)
+            m1.metric("Balance", f"{summary['balance']:,} pts", help=f"Worth {summary['balance_value']:,.2f}", border=True)
+            m2.metric("Tier", summary["tier"].capitalize(), border=True)
+            m3.metric("Lifetime points", f"{summary['lifetime_points']:,}", border=True)
+            m4.metric("Expiring within 3 months", f"{summary['expiring_next_3_months']:,}", border=True)
+            if summary["next_tier"]:
+                st.caption(f"{summary['points_to_next_tier']:,} lifetime points to {summary['next_tier']}.")
+            if summary["pending_adjustments"]:
+                st.warning(f"{summary['pending_adjustments']} adjustment(s) wait for approval.")
+            page_number = st.session_state.get("loyalty_ledger_page", 1)
+            ledger = context.read(loyalty.ledger_page, customer_id, page=page_number, page_size=25)
+            if ledger is not None and ledger.total:
+                st.markdown("**Ledger**")
+                st.dataframe(pd.DataFrame(ledger.rows), hide_index=True, width="stretch",
+                             column_config={"time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm")})
+                st.pagination(ledger.pages, default=min(page_number, ledger.pages), key="loyalty_ledger_page")
+            else:
+                st.info("No ledger entries yet.")
+            with st.expander("Tier history"):
+                st.dataframe(pd.DataFrame(summary["tier_history"]), hide_index=True, width="stretch")
+            if can_adjust:
+                left, right = st.columns(2)
+                with left, st.form("loyalty_adjust"):
+                    st.markdown("**Adjust points by hand**")
+                    points = st.number_input("Points (negative to remove)", step=10, value=0, key="adjust_points")
+                    reason = st.text_input("Reason (required)", key="adjust_reason")
+                    if st.form_submit_button("Adjust", type="primary", key="adjust_submit"):
+                        result = context.act(loyalty.adjust, customer_id, int(points), reason)
+                        if result is not None and result.status == "pending":
+                            saved(f"{int(points):+,} points: the adjustment waits for an approver ({result.why_pending}).")
+                        elif result is not None:
+                            saved(f"{int(points):+,} points posted; the balance is now {result.transaction.balance_after:,}.")
+                with right, st.form("loyalty_redeem"):
+                    st.markdown("**Redeem points**")
+                    spend = st.number_input("Points to redeem", min_value=0, step=100, key="redeem_points")
+                    what = st.text_input("For", value="Voucher", key="redeem_reason")
+                    if st.form_submit_button("Redeem", key="redeem_submit"):
+                        entry = context.act(loyalty.redeem, customer_id, int(spend), what)
+                        if entry is not None:
+                            saved(f"{int(spend):,} points redeemed; the balance is now {entry.balance_after:,}.")
+
+if can_approve and tabs[2].open:
     with tabs[2]:
         page_number = st.session_state.get("loyalty_pending_page", 1)
         pending = context.read(loyalty.pending_adjustments, page=page_number, page_size=25)

@@ -16,7 +16,7 @@ from db.models import (
     LoyaltyTransaction,
 )
 
-from .apptest_support import APP, open_page, titles
+from .apptest_support import APP, open_page, open_tab, titles
 
 
 def _scalar(app_db, statement):
@@ -94,6 +94,7 @@ def test_communications_page_funnel_and_log_form(app, app_db):
     assert int(metrics["Messages sent"].replace(",", "")) > 0
     assert len(at.get("plotly_chart")) == 2
 
+    open_tab(at, "communications_tab", "Log a call or note")
     at.number_input(key="log_customer_id").set_value(customer_id)
     _submit(at, "log_submit")
     assert "subject is required" in _messages(at, "error")
@@ -108,6 +109,7 @@ def test_communications_page_funnel_and_log_form(app, app_db):
         CustomerCommunication.subject == "Called about a late refund (apptest)",
         CustomerCommunication.customer_id == customer_id, CustomerCommunication.channel == "call"))
     assert saved == 1
+    open_tab(at, "communications_tab", "Customer log")  # the page shows that customer's log there
     shown = [df.value for df in at.dataframe if "subject" in df.value.columns]
     assert any("Called about a late refund (apptest)" in set(frame["subject"]) for frame in shown)
 
@@ -121,6 +123,7 @@ def test_loyalty_page_adjustment_limits_and_approval(app, app_db):
     members = _scalar(app_db, select(func.count()).select_from(LoyaltyAccount).where(LoyaltyAccount.status == "active"))
     assert {m.label: m.value for m in at.metric}["Members"] == f"{members:,}"
 
+    open_tab(at, "loyalty_tab", "Member account")
     at.number_input(key="loyalty_customer_id").set_value(member).run()
     assert {m.label: m.value for m in at.metric}["Balance"] == f"{balance:,} pts"
     at.number_input(key="adjust_points").set_value(100)
@@ -139,17 +142,20 @@ def test_loyalty_page_adjustment_limits_and_approval(app, app_db):
     assert _scalar(app_db, select(LoyaltyAccount.points_balance).where(LoyaltyAccount.customer_id == member)) == balance + 100
 
     csm = open_page(AppTest.from_file(APP, default_timeout=60), "csm1", "loyalty")  # a second browser session
+    open_tab(csm, "loyalty_tab", "Member account")
     csm.number_input(key="loyalty_customer_id").set_value(member).run()
     csm.number_input(key="adjust_points").set_value(3000)
     csm.text_input(key="adjust_reason").input("Migration of points from the old programme")
     _submit(csm, "adjust_submit")
     assert "waits for an approver" in _messages(csm, "success")
     request_id = _scalar(app_db, select(func.max(LoyaltyAdjustmentRequest.id)).where(LoyaltyAdjustmentRequest.status == "pending"))
+    open_tab(csm, "loyalty_tab", "Approvals")
     csm.selectbox(key="decide_request").set_value(request_id)
     _submit(csm, "decide_approve")
     assert "cannot approve or reject your own" in _messages(csm, "error")
 
     admin = open_page(AppTest.from_file(APP, default_timeout=60), "admin1", "loyalty")
+    open_tab(admin, "loyalty_tab", "Approvals")
     admin.selectbox(key="decide_request").set_value(request_id)
     _submit(admin, "decide_approve")
     assert not admin.exception
@@ -168,6 +174,8 @@ def test_read_only_roles_see_figures_without_forms(app_db, monkeypatch):
         assert titles(at) == [title]
         assert len(at.metric) >= 4
         keys = {b.key for b in at.button}
+        for tab in {"communications": ["Log a call or note"], "loyalty": ["Member account"]}.get(page, []):
+            keys |= {b.key for b in open_tab(at, f"{page}_tab", tab).button}  # forms sit in tabs built when opened
         assert not keys & {"new_submit", "work_resolve", "adjust_submit", "redeem_submit", "log_submit", "decide_approve"}
 
 
@@ -217,6 +225,7 @@ def test_loyalty_redeem_enrol_and_settings_forms(app, app_db):
     outsider = _scalar(app_db, select(func.max(Customer.id)).where(
         Customer.status == "active", Customer.id.not_in(select(LoyaltyAccount.customer_id))))
     at = open_page(app, "admin1", "loyalty")
+    open_tab(at, "loyalty_tab", "Member account")
     at.number_input(key="loyalty_customer_id").set_value(member).run()
     at.number_input(key="redeem_points").set_value(balance + 1)
     _submit(at, "redeem_submit")

@@ -9,7 +9,7 @@ from db.engine import make_engine
 from db.models import Customer, LoyaltyAccount
 from ui.format import plain
 
-from .apptest_support import open_page
+from .apptest_support import open_page, open_tab
 
 PIXEL = "![x](https://attacker.example/pixel.png)"
 
@@ -60,6 +60,7 @@ def test_a_name_with_markdown_is_shown_as_text_on_customer_360(app, hostile_name
 
 def test_a_name_with_markdown_is_shown_as_text_on_loyalty(app, hostile_name):
     open_page(app, "agent1", "loyalty")
+    open_tab(app, "loyalty_tab", "Member account")
     app.number_input(key="loyalty_customer_id").set_value(hostile_name).run()
     assert not app.exception
     shown = _markdown_shown(app)
