@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .apptest_support import open_page
+from .apptest_support import open_page, open_tab
 
 
 def test_an_executive_sees_segment_figures_but_no_members(app):
     open_page(app, "exec1", "segments")
+    open_tab(app, "segments_tab", "Segment detail")
     assert not app.exception
     assert any(m.label == "Members" for m in app.metric)
     assert any("personal data" in i.value for i in app.info)
@@ -17,6 +18,7 @@ def test_an_executive_sees_segment_figures_but_no_members(app):
 
 def test_an_analyst_sees_members_and_may_export_them(app):
     open_page(app, "analyst1", "segments")
+    open_tab(app, "segments_tab", "Segment detail")
     assert not app.exception
     assert any("email" in df.value.columns for df in app.dataframe)
     assert [b.proto.label for b in app.get("download_button")] == ["Export members as CSV"]

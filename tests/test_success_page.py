@@ -10,7 +10,7 @@ from crm_core import platform, success
 from db.engine import make_engine, session_factory
 from db.models import AuditLog, Customer, SuccessCta, SuccessCtaEvent, User
 
-from .apptest_support import APP, open_page, titles
+from .apptest_support import APP, open_page, open_tab, titles
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +188,7 @@ def test_opening_a_cta_from_the_health_drill_down(page_app, cta_db):
             SuccessCta.customer_id == Customer.id, SuccessCta.trigger == success.MANUAL_TRIGGER).exists(),
             Customer.status == "active").order_by(Customer.id))
     engine.dispose()
-    at = open_page(page_app, "csm3", "health")
+    at = open_tab(open_page(page_app, "csm3", "health"), "health_tab", "Account drill-down")
     at.number_input(key="health_customer").set_value(customer_id).run()
     assert not at.exception, at.exception
     assert any(e.label == "Calls to action" for e in at.expander)
