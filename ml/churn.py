@@ -71,9 +71,6 @@ MAX_DRIVER_FEATURES = 12  # occlusion runs over the most important features only
 MIN_ROWS_TO_TRAIN = 200
 MIN_FEATURE_DAYS = 28  # a cut needs this much order history before it to describe customers
 MIN_LABEL_DAYS = 14  # the shortest label window worth training on
-# Once the validation cut has picked the algorithm, it is fitted again on the training cuts and the
-# validation cut together: the validation cut's labels are the most recent behaviour there is.
-REFIT_WITH_VALIDATION_CUT = True
 BGNBD_SAMPLE = 25_000  # customers BG/NBD is fitted on at each date (as the lifetime value model)
 RETRAIN_AFTER_DAYS = 30
 SCORE_CHUNK = 200_000
@@ -479,9 +476,7 @@ class Candidates:
     unusable: dict[str, str]
     uses_bgnbd: bool
     notes: list[str]
-    training: pd.DataFrame | None = None
-    columns: tuple[str, ...] = ()
-    random_state: int = 0
+    training: pd.DataFrame  # the training cuts' rows: the chosen algorithm is fitted again on them and `valid`
 
 
 def _with_bgnbd(frame: pd.DataFrame, window: int, random_state: int) -> pd.DataFrame:
@@ -560,7 +555,7 @@ def fit_candidates(connection: Connection, as_of: dt.date, horizon_days: int = D
                                      horizon_days=horizon_days, driver_features_=needed, features_=needed)
         say(f"bgnbd: validation ROC AUC {validation['bgnbd']['roc_auc']:.3f}")
     return Candidates(plan, models, validation, valid, int(len(training)), used, unusable, uses_bgnbd, notes,
-                      training, tuple(columns), random_state)
+                      training)
 
 
 def select_best(validation: dict[str, dict[str, Any]]) -> str:
@@ -587,11 +582,6 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
     production = found.models[best]
     valid = found.valid
     refit_rows = None
-    if best != "bgnbd" and REFIT_WITH_VALIDATION_CUT and found.training is not None:
-        refit = pd.concat([found.training, valid])
-        pipeline = candidate_pipelines(found.used, with_bg=found.uses_bgnbd, random_state=found.random_state)[best]
-        production.calibrated_ = fit_calibrated(pipeline, refit, refit["churned"], list(found.columns))
-        refit_rows = int(len(refit))
     if best == "bgnbd":
         ranked = [(f, 0.0) for f in production.driver_features_]
     else:
@@ -605,6 +595,12 @@ def train(connection: Connection, as_of: dt.date, horizon_days: int = DEFAULT_HO
         ranked = sorted(((f, v) for f, v in zip(columns, importance.importances_mean, strict=True)
                          if f in found.used), key=lambda kv: -kv[1])
         production.driver_features_ = tuple(f for f, v in ranked[:MAX_DRIVER_FEATURES] if v > 0) or found.used
+        # Importance above is measured on the held-out validation cut; then the chosen algorithm learns
+        # from that cut too, since its labels are the most recent behaviour there is.
+        refit = pd.concat([found.training, valid])
+        pipeline = candidate_pipelines(found.used, with_bg=found.uses_bgnbd, random_state=random_state)[best]
+        production.calibrated_ = fit_calibrated(pipeline, refit, refit["churned"], columns)
+        refit_rows = int(len(refit))
     plan = found.plan
     metrics = {
         **{k: v for k, v in found.validation[best].items() if k != "fit_seconds"},
