@@ -70,6 +70,19 @@ def test_upgrades_started_at_once_on_a_new_sqlite_file_all_succeed(db_url):
     assert results == [(0, "")] * 3
 
 
+def test_an_upgrade_that_fails_half_way_leaves_the_new_file_empty(db_url, tmp_path, capsys):
+    """All migrations run in one transaction, so a second upgrade waiting for the lock can never read
+    a version half-way (and run the next migration again); a failure rolls every one of them back."""
+    holder = sqlite3.connect(tmp_path / "cli.sqlite")
+    holder.execute("CREATE TABLE vouchers (id INTEGER PRIMARY KEY)")  # the last migration creates it
+    holder.commit()
+    assert main(["db", "upgrade"]) == 2
+    assert "vouchers" in one_line(capsys.readouterr().err)
+    tables = {row[0] for row in holder.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    holder.close()
+    assert tables == {"vouchers"}
+
+
 def test_a_bug_prints_an_error_id_and_logs_the_trace(db_url, tmp_path, capsys, monkeypatch):
     def broken(args):
         raise ZeroDivisionError("secret internals: SELECT * FROM users")

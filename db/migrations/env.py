@@ -41,8 +41,14 @@ def run_migrations_online() -> None:
             # meanwhile waits (up to the busy timeout), then finds the schema at head, instead of
             # failing at its first write because the first one changed the file since it read it.
             connection = connection.execution_options(**{SQLITE_IMMEDIATE: True})
+        # One transaction for the whole upgrade, on SQLite too (Alembic would otherwise commit after
+        # each migration, as if SQLite's DDL were not transactional; with the sqlite3 module's own
+        # transaction handling off it is). Committing between migrations would let a second
+        # upgrade that waited for the lock read the version half-way and run the next migration
+        # again beside the first: "duplicate column name".
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
+            connection=connection, target_metadata=target_metadata, render_as_batch=True,
+            transactional_ddl=True,
         )
         with context.begin_transaction():
             context.run_migrations()
