@@ -36,7 +36,7 @@ from db.models import (
     SurveyResponse,
     WebSession,
 )
-from ml import churn, health
+from ml import churn, health, registry
 from ml.backtest import run_backtest
 from tests.apptest_support import APP, page_path, sign_in
 from tests.factories import make_user
@@ -133,16 +133,17 @@ def test_each_model_runs_with_an_optional_source_missing(simulated_file, tmp_pat
         for model in SOURCES[source]:
             session.execute(delete(model))
     as_of = dt.date(2026, 6, 30)
-    with engine.connect() as connection:
-        model, metrics, _cuts = churn.train(connection, as_of)
+    result = batch.run_refresh(engine, as_of, include_clusters=True)  # trains the churn model it lacks
+    assert result.failed == [], [(s.label, s.detail) for s in result.failed]
+    with platform.unit_of_work(engine) as session:
+        row, model = registry.active(session, "churn")
+        metrics = row.metrics
     dropped = {f for f, reason in metrics["features_not_used"].items() if reason.startswith(f"no {source} before")}
     from ml.features import FEATURE_SOURCES
 
     assert dropped == {f for f, s in FEATURE_SOURCES.items() if s == source}
     assert not dropped & set(model.features_)
     assert metrics["validated"] and metrics["roc_auc"] > 0.7
-    result = batch.run_refresh(engine, as_of, include_clusters=True)
-    assert result.failed == [], [(s.label, s.detail) for s in result.failed]
     with engine.connect() as connection:
         components = health.component_scores(connection, as_of)
     if source == "web sessions":
