@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, update
 
-from crm_core import campaigns, loyalty, orders, platform
+from crm_core import campaigns, loyalty, orders, platform, service
 from crm_core.campaigns import stats
 from db.models import (
     AuditLog,
@@ -428,6 +428,12 @@ def test_treated_customers_get_a_voucher_once_in_their_message_and_the_holdout_n
     bodies = dict(session.execute(select(CustomerCommunication.customer_id, CustomerCommunication.body)
                                   .where(CustomerCommunication.campaign_id == campaign.id)).all())
     assert all(v.code in bodies[v.customer_id] for v in issued)
+    # The message as staff read it: whole for a role that records orders, the code's end for an analyst.
+    shown = issued[0]
+    analyst = make_user(session, "analyst")
+    for viewer, whole in ((csm, True), (analyst, False)):
+        body = service.customer_communications(session, viewer, shown.customer_id).rows[0]["body"]
+        assert (shown.code in body) is whole and shown.code[-4:] in body and "Your code:" in body
     # A later refresh enrols nobody again, so nobody gets a second voucher.
     campaigns.enrol_running_campaigns(session, platform.SYSTEM, now + dt.timedelta(minutes=30))
     assert session.scalar(select(func.count()).select_from(Voucher)) == len(issued)

@@ -27,7 +27,8 @@ from crm_core.platform.permissions import require
 from crm_core.platform.shop import SHOP_CURRENCY
 from crm_core.referrals.program import attribute_order
 from crm_core.risk.decisions import check_order
-from crm_core.vouchers.service import check_voucher, redeem_voucher, shown_code
+from crm_core.vouchers.codes import shown_code
+from crm_core.vouchers.service import check_voucher, redeem_voucher
 from db.models import ORDER_CHANNELS, Customer, Order, OrderItem, Product, Voucher, utcnow
 
 # A new order is placed (awaiting payment) or paid; later statuses come from the shop's fulfilment.

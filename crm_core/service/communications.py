@@ -26,6 +26,7 @@ from crm_core.platform.paging import Page
 from crm_core.platform.permissions import require
 from crm_core.platform.sql import year_month
 from crm_core.service.communication_rollups import COUNTS, NONE, grouped_counts
+from crm_core.vouchers.codes import mask_codes_in
 from db.models import COMM_CHANNELS, COMM_STATUSES, DIRECTIONS, Customer, CustomerCommunication, User, utcnow
 
 MAX_MESSAGE_SUBJECT = 255
@@ -201,9 +202,11 @@ def customer_communications(session: Session, viewer: Actor, customer_id: int, p
         .outerjoin(User, User.id == c.logged_by_id)
         .where(*conditions).order_by(c.sent_at.desc(), c.id.desc()).limit(page_size).offset((page - 1) * page_size)
     ).all()
+    # a campaign's message carries its voucher code: shortened for roles that may not see whole codes
+    bodies = mask_codes_in(session, viewer, customer_id, [row.body for row in rows])
     return Page(rows=[{"id": i, "time": at, "channel": ch, "direction": d, "status": s, "subject": subj,
                        "campaign": camp, "template": tpl, "body": body, "sentiment": sent, "logged_by": who}
-                      for i, at, ch, d, s, subj, camp, tpl, body, sent, who in rows],
+                      for (i, at, ch, d, s, subj, camp, tpl, _, sent, who), body in zip(rows, bodies, strict=True)],
                 total=total, page=page, page_size=page_size)
 
 

@@ -22,10 +22,11 @@ from crm_core.platform.audit import record_audit
 from crm_core.platform.errors import ConflictError, NotFound, ValidationError
 from crm_core.platform.ids import CODE_ALPHABET, is_record_id, readable_code
 from crm_core.platform.paging import Page, SortKey, fetch_rows
-from crm_core.platform.permissions import allowed, require
+from crm_core.platform.permissions import require
 from crm_core.platform.shop import SHOP_CURRENCY
 from crm_core.platform.sql import rows_affected
 from crm_core.risk.decisions import enforce
+from crm_core.vouchers.codes import SHOWN_CODE_END, full_codes_for, shown_code
 from db.models import VOUCHER_KINDS, VOUCHER_SOURCES, Customer, Voucher, utcnow
 
 VOUCHER_CODE_LENGTH = 12  # 32**12 ≈ 10**18 codes: unguessable by trying
@@ -33,7 +34,6 @@ DEFAULT_VOUCHER_DAYS = 90  # a voucher issued by hand without an expiry lasts th
 MAX_VOUCHER_DAYS = 730
 MAX_VOUCHER_AMOUNT = Decimal("10000")
 MAX_VOUCHER_PERCENT = Decimal("90")
-SHOWN_CODE_END = 4  # roles that cannot record orders see only the code's last characters
 REASON_LIMIT = 255
 CENT = Decimal("0.01")
 
@@ -70,10 +70,6 @@ def normalise_code(code: Any) -> str:
     if not cleaned:
         raise ValidationError("Enter the voucher code.")
     return cleaned
-
-
-def shown_code(code: str, full: bool) -> str:
-    return code if full else "•" * (len(code) - SHOWN_CODE_END) + code[-SHOWN_CODE_END:]
 
 
 def issue_vouchers(session: Session, actor: Actor, customer_ids: list[int], kind: str, value: Decimal, *,
@@ -235,7 +231,7 @@ def customer_vouchers(session: Session, viewer: Actor, customer_id: int, page: i
     if not 1 <= page_size <= 500:
         raise ValidationError("Page size must be between 1 and 500.")
     now = now or utcnow()
-    full = allowed(viewer.role, "customers.edit")
+    full = full_codes_for(viewer)
     v = Voucher
     condition = v.customer_id == customer_id
     total = None if after is not None else session.scalar(select(func.count()).select_from(v).where(condition)) or 0
