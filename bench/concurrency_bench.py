@@ -264,6 +264,8 @@ def main() -> None:
     parser.add_argument("--page-cpu", action="store_true",
                         help="in the single-user pass, also count the browser CPU seconds of each visit (from the click "
                              f"until {PAGE_CPU_SETTLE:g} s after the page has shown, as charts still draw) and print them")
+    parser.add_argument("--slowest", type=int, default=15,
+                        help="print this many of the slowest server runs under load, with their CPU, SQL and waiting")
     parser.add_argument("--server-nice", type=int, default=0,
                         help="start the server at this niceness (negative needs root): with --browsers-nice, "
                              "the server gets the cores first, as on a machine of its own")
@@ -310,6 +312,7 @@ def main() -> None:
         cpu50, _ = percentiles(server["together cpu"].get(title, []))
         print(f"{title:<22} {single[title]:>7.2f} {p50:>7.2f} {p95:>7.2f} {p95 / single[title]:>9.1f} | "
               f"{s_alone:>12.3f} {s50:>7.3f} {s95:>7.3f} {s95 / s_alone:>9.1f} {cpu50:>9.3f}")
+    print_slowest(server, args.slowest)
     if used["single_cpu"]:
         print("Browser CPU seconds of one visit alone (every Chromium process, from the click until "
               f"{PAGE_CPU_SETTLE:g} s after the page showed):")
@@ -328,16 +331,35 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 def server_runs(path: Path, windows: dict[str, tuple[float, float]]) -> dict[str, dict[str, list[float]]]:
     """The server's script-run seconds per page within each time window, from the CRM_RUN_TIMES log."""
-    runs: dict[str, dict[str, list[float]]] = {name + suffix: {} for name in windows for suffix in ("", " cpu")}
+    runs: dict[str, dict[str, list]] = {name + suffix: {} for name in windows for suffix in ("", " cpu", " runs")}
     if not path.exists():
         return runs
     for line in path.read_text(encoding="utf-8").splitlines():
-        at, seconds, cpu, title = line.split("\t", 3)
+        at, seconds, cpu, sql, statements, computed, title = line.split("\t", 6)
         for name, (start, end) in windows.items():
             if start <= float(at) <= end:
                 runs[name].setdefault(title, []).append(float(seconds))
                 runs[name + " cpu"].setdefault(title, []).append(float(cpu))
+                runs[name + " runs"].setdefault(title, []).append(
+                    (float(at), float(seconds), float(cpu), float(sql), int(statements), float(computed)))
     return runs
+
+
+def print_slowest(server: dict[str, dict[str, list]], count: int) -> None:
+    """The slowest script runs under load: the thread's own CPU (SQLite's work included), the SQL it
+    sent, the figures it computed because they were not cached, and its time off the CPU (waiting
+    for a core, the interpreter lock, PostgreSQL, or another session computing the figures it needs)."""
+    runs = sorted(((seconds, title, at, cpu, sql, statements, computed)
+                   for title, page_runs in server.get("together runs", {}).items()
+                   for at, seconds, cpu, sql, statements, computed in page_runs), reverse=True)[:count]
+    if not runs:
+        return
+    first = min(at for page_runs in server["together runs"].values() for at, *_ in page_runs)
+    print(f"The {len(runs)} slowest server runs under load (at: seconds since the first), seconds:")
+    print(f"{'page':<22} {'at':>6} {'run':>7} {'CPU':>7} {'SQL':>7} {'stmts':>6} {'computing':>9} {'off CPU':>7}")
+    for seconds, title, at, cpu, sql, statements, computed in runs:
+        print(f"{title:<22} {at - first:>6.1f} {seconds:>7.3f} {cpu:>7.3f} {sql:>7.3f} {statements:>6} "
+              f"{computed:>9.3f} {max(seconds - cpu, 0):>7.3f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import batch
 from crm_core import platform
 from db import migrate
 from db.engine import database_url, make_engine, session_factory
+from ui import run_times
 from ui.navigation import PAGES, PageSpec
 
 USER_KEY = "signed_in_user"
@@ -150,7 +151,7 @@ def data_version() -> batch.DataVersion:
 
 @st.cache_data(ttl=900, max_entries=1024, show_spinner=False)
 def _cached_call(url: str, version: str, role: str, name: str, args: tuple, kwargs: tuple, _fn, _viewer):
-    with session() as s:
+    with run_times.computing(), session() as s:
         return _fn(s, _viewer, *args, **dict(kwargs))
 
 
