@@ -307,3 +307,21 @@ def test_a_voucher_issued_by_hand_needs_the_permission_a_reason_and_sane_values(
     assert vouchers.void_voucher(session, agent, made.id, "Customer closed the complaint") == "void"
     with pytest.raises(platform.ValidationError, match="already void"):
         vouchers.void_voucher(session, agent, made.id, "again")
+
+
+def test_a_void_against_the_version_seen_is_refused_once_the_voucher_changed(session, shop):
+    """A person voids what they saw: a voucher used (or voided) since is refused, not clawed back unseen."""
+    agent, customer = shop["agent"], shop["customer"]
+    used, kept = _voucher(session, customer), _voucher(session, customer)
+    seen = {row["id"]: row["version"] for row in vouchers.customer_vouchers(session, agent, customer.id).rows}
+    assert seen == {used.id: 1, kept.id: 1}
+    orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": used.code})
+    with pytest.raises(platform.ConflictError, match=rf"Voucher {used.id} \(…\w{{4}}\) was changed by someone else "
+                                                     r"while you were editing \(version 1 is now 2\)"):
+        vouchers.void_voucher(session, agent, used.id, "Goodwill withdrawn", expected_version=seen[used.id])
+    session.refresh(used)
+    assert (used.status, used.clawed_back_at, used.version) == ("redeemed", None, 2)
+    assert vouchers.void_voucher(session, agent, kept.id, "Issued twice", expected_version=seen[kept.id]) == "void"
+    with pytest.raises(platform.ConflictError, match="version 1 is now 2"):
+        vouchers.void_voucher(session, agent, kept.id, "Again", expected_version=seen[kept.id])
+    assert session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "voucher.void")) == 1

@@ -8,6 +8,7 @@ the submodule they need.
 from crm_core.vouchers.service import (
     DEFAULT_VOUCHER_DAYS,
     MAX_VOUCHER_AMOUNT,
+    MAX_VOUCHER_DAYS,
     MAX_VOUCHER_PERCENT,
     check_voucher,
     customer_vouchers,
@@ -23,6 +24,7 @@ from crm_core.vouchers.service import (
 __all__ = [
     "DEFAULT_VOUCHER_DAYS",
     "MAX_VOUCHER_AMOUNT",
+    "MAX_VOUCHER_DAYS",
     "MAX_VOUCHER_PERCENT",
     "check_voucher",
     "customer_vouchers",

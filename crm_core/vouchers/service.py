@@ -25,6 +25,7 @@ from crm_core.platform.paging import Page, SortKey, fetch_rows
 from crm_core.platform.permissions import require
 from crm_core.platform.shop import SHOP_CURRENCY
 from crm_core.platform.sql import rows_affected
+from crm_core.platform.transactions import check_version
 from crm_core.risk.decisions import enforce
 from crm_core.vouchers.codes import SHOWN_CODE_END, full_codes_for, shown_code
 from db.models import VOUCHER_KINDS, VOUCHER_SOURCES, Customer, Voucher, utcnow
@@ -181,9 +182,11 @@ def redeem_voucher(session: Session, actor: Actor, voucher: Voucher, order_id: i
 
 
 def void_voucher(session: Session, actor: Actor, voucher_id: int, reason: str, *,
-                 authorised_by: str = "vouchers.manage") -> str:
+                 authorised_by: str = "vouchers.manage", expected_version: int | None = None) -> str:
     """Void an unused voucher with a reason ("void"); a used one cannot be unused, so the reversal
-    is noted on it as clawed back ("clawed_back"). `authorised_by` as in `issue_vouchers`."""
+    is noted on it as clawed back ("clawed_back"). `authorised_by` as in `issue_vouchers`. With
+    `expected_version` (the version a person saw), a voucher changed since then (used, voided) is
+    refused with a ConflictError instead of being voided or clawed back unseen."""
     require(actor, authorised_by)
     reason = (reason or "").strip()
     if not reason or len(reason) > REASON_LIMIT:
@@ -191,15 +194,19 @@ def void_voucher(session: Session, actor: Actor, voucher_id: int, reason: str, *
     voucher = session.get(Voucher, voucher_id) if is_record_id(voucher_id) else None
     if voucher is None:
         raise NotFound(f"Voucher {voucher_id} does not exist.")
+    label = f"Voucher {voucher.id} (…{voucher.code[-SHOWN_CODE_END:]})"
+    check_version(voucher, expected_version, label)
     now = utcnow()
+    unchanged = () if expected_version is None else (Voucher.version == expected_version,)
     voided = rows_affected(session.execute(
-        update(Voucher).where(Voucher.id == voucher.id, Voucher.status.in_(("issued", "expired")))
+        update(Voucher).where(Voucher.id == voucher.id, Voucher.status.in_(("issued", "expired")), *unchanged)
         .values(status="void", voided_at=now, void_reason=reason, version=Voucher.version + 1)
         .execution_options(synchronize_session=False)))
     session.expire(voucher)
     if voided:
         record_audit(session, actor, "voucher.void", "voucher", voucher.id, after={"reason": reason})
         return "void"
+    check_version(voucher, expected_version, label)  # changed between the read above and the UPDATE
     if voucher.status == "void":
         raise ValidationError(f"Voucher {voucher_id} is already void ({voucher.void_reason}).")
     voucher.clawed_back_at, voucher.void_reason = now, reason
@@ -224,7 +231,7 @@ def customer_vouchers(session: Session, viewer: Actor, customer_id: int, page: i
                       after: str | None = None, now: dt.datetime | None = None) -> Page:
     """The customer's vouchers, newest first; a numbered page, or with `after` (a cursor, FIRST for the
     start) the next `page_size` by keyset. Roles that record orders (customers.edit) see the whole
-    code; other viewers see its last characters only."""
+    code; other viewers see its last characters only. `version` is what `void_voucher` expects."""
     require(viewer, "customers.view")
     if (session.get(Customer, customer_id) if is_record_id(customer_id) else None) is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
@@ -238,7 +245,8 @@ def customer_vouchers(session: Session, viewer: Actor, customer_id: int, page: i
     page = 0 if after is not None else max(1, page)
     found, next_after = fetch_rows(
         session, select(v.id, v.code, v.kind, v.value, v.min_order, v.source, v.source_id, v.issued_at, v.expires_at,
-                        v.status, v.redeemed_order_id, v.redeemed_at, v.void_reason, v.clawed_back_at).where(condition),
+                        v.status, v.redeemed_order_id, v.redeemed_at, v.void_reason, v.clawed_back_at,
+                        v.version).where(condition),
         (SortKey(v.issued_at, descending=True), SortKey(v.id, descending=True)), "customer_vouchers",
         page=page, page_size=page_size, after=after)
     rows = [{"id": r.id, "code": shown_code(r.code, full), "kind": r.kind, "value": r.value, "min_order": r.min_order,
@@ -246,5 +254,5 @@ def customer_vouchers(session: Session, viewer: Actor, customer_id: int, page: i
              "status": "expired" if r.status == "issued" and r.expires_at is not None and r.expires_at <= now
              else r.status,
              "redeemed_order_id": r.redeemed_order_id, "redeemed_at": r.redeemed_at, "void_reason": r.void_reason,
-             "clawed_back_at": r.clawed_back_at} for r in found]
+             "clawed_back_at": r.clawed_back_at, "version": r.version} for r in found]
     return Page(rows=rows, total=total, page=page, page_size=page_size, next_after=next_after)
