@@ -1,5 +1,6 @@
-"""Customer 360: key facts and scores, one timeline, orders and vouchers, addresses, payment methods,
-consents, segments and score history, with an edit form that detects concurrent edits."""
+"""Customer 360: key facts and scores, one timeline, orders and vouchers (issued and voided by hand for
+roles that manage vouchers), addresses, payment methods, consents, segments and score history, with an
+edit form that detects concurrent edits."""
 
 import datetime as dt
 
@@ -9,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from crm_core import customers, platform, social, vouchers
-from db.models import ADDRESS_KINDS, GENDERS
+from db.models import ADDRESS_KINDS, GENDERS, VOUCHER_KINDS
 from ui import context
 from ui.charts import shared, time_axis
 from ui.cta_panel import customer_panel
@@ -44,8 +45,87 @@ def current_scores_chart(shown: dict, as_of):
                   title=f"Current scores (as of {as_of})")
 
 
+# --------------------------------------------------------------------------- vouchers by hand
+
+VOUCHER_KIND_LABELS = {"percent": "Percentage off", "amount": "Amount off (€)"}
+VOUCHER_DONE_KEY = "c360_voucher_done"  # the last issue or void, shown once in the section
+ISSUE_KEYS = ("c360_voucher_kind", "c360_voucher_value", "c360_voucher_days", "c360_voucher_min_order",
+              "c360_voucher_reason")
+
+
+def issue_voucher_form(customer_id: int) -> None:
+    """Issue a voucher by hand; what was typed stays after a refusal, and the new code is shown once made."""
+    with st.form("c360_voucher_issue"):
+        st.markdown("**Issue a voucher**")
+        c1, c2 = st.columns(2)
+        kind = c1.selectbox("Kind", VOUCHER_KINDS, format_func=VOUCHER_KIND_LABELS.get, key="c360_voucher_kind")
+        value = c2.number_input("Value (% or €)", min_value=0.0, value=10.0, step=1.0, format="%.2f",
+                                key="c360_voucher_value",
+                                help=f"A percentage up to {vouchers.MAX_VOUCHER_PERCENT}% or an amount up to "
+                                     f"€{vouchers.MAX_VOUCHER_AMOUNT:,.0f}, off the order's goods.")
+        days = c1.number_input("Valid for (days)", min_value=1, max_value=vouchers.MAX_VOUCHER_DAYS,
+                               value=vouchers.DEFAULT_VOUCHER_DAYS, step=1, key="c360_voucher_days")
+        min_order = c2.number_input("Minimum order (€)", min_value=0.0, value=0.0, step=5.0, format="%.2f",
+                                    key="c360_voucher_min_order")
+        reason = st.text_input("Reason (required)", key="c360_voucher_reason",
+                               placeholder="e.g. Goodwill for the late parcel")
+        submitted = st.form_submit_button("Issue voucher", type="primary", key="c360_voucher_issue_submit")
+    if submitted:
+        made = context.act(vouchers.issue_voucher, customer_id, kind, value, days=int(days), min_order=min_order,
+                           reason=reason)
+        if made is not None:
+            off = f"{made.value:,.2f}% off" if made.kind == "percent" else f"€{made.value:,.2f} off"
+            minimum = f" on orders from €{made.min_order:,.2f}" if made.min_order else ""
+            st.session_state[VOUCHER_DONE_KEY] = {
+                "code": made.code,
+                "message": f"Voucher {made.code} issued: {off}{minimum}, valid until {made.expires_at:%Y-%m-%d}. "
+                           "Give the customer this code."}
+            for key in ISSUE_KEYS:  # a fresh form for the next one
+                st.session_state.pop(key, None)
+            st.session_state.pop(f"c360_void_seen_{customer_id}", None)
+            st.rerun()
+
+
+def voucher_label(row: dict) -> str:
+    off = f"{row['value']:,.2f}% off" if row["kind"] == "percent" else f"€{row['value']:,.2f} off"
+    until = f", until {row['expires_at']:%Y-%m-%d}" if row["expires_at"] else ""
+    return f"{row['code']} · {off}{until} · {row['source']}"
+
+
+def void_voucher_form(customer_id: int, rows: list[dict]) -> None:
+    """Void an unused voucher with a reason, against the version shown: the list is kept as first shown
+    (as the edit form keeps its version), so a voucher used or voided since is refused, not clawed back."""
+    seen_key = f"c360_void_seen_{customer_id}"
+    current = {row["id"]: {"version": row["version"], "code": row["code"], "label": voucher_label(row)}
+               for row in rows if row["status"] == "issued"}
+    if not st.session_state.get(seen_key):  # nothing was shown that could have gone stale
+        st.session_state[seen_key] = current
+    seen = st.session_state[seen_key]
+    if not seen:
+        return
+    if seen != current:
+        st.warning("This customer's vouchers changed since you opened them. Voiding one that changed will be "
+                   "refused; reload first.")
+        if st.button("Reload the vouchers", icon=":material/refresh:", key=f"c360_void_reload_{customer_id}"):
+            st.session_state[seen_key] = current
+            st.rerun()
+    with st.form(f"c360_voucher_void_{customer_id}"):
+        st.markdown("**Void a voucher**")
+        voucher_id = st.selectbox("Unused voucher", list(seen), format_func=lambda i: seen[i]["label"],
+                                  key=f"c360_void_id_{customer_id}")
+        reason = st.text_input("Reason (required)", key="c360_void_reason", placeholder="e.g. Issued by mistake")
+        submitted = st.form_submit_button("Void voucher", key="c360_void_submit")
+    if submitted and voucher_id is not None and context.act(
+            vouchers.void_voucher, voucher_id, reason, expected_version=seen[voucher_id]["version"]) is not None:
+        st.session_state[VOUCHER_DONE_KEY] = {"message": f"Voucher {seen[voucher_id]['code']} voided.", "code": None}
+        st.session_state.pop(seen_key, None)
+        st.session_state.pop("c360_void_reason", None)
+        st.rerun()
+
+
 viewer = context.require_page("customers.view")
 can_edit = platform.allowed(viewer.role, "customers.edit")
+can_manage_vouchers = platform.allowed(viewer.role, "vouchers.manage")
 st.title("Customer 360")
 if flash := st.session_state.pop("c360_flash", None):
     st.success(flash)
@@ -212,8 +292,14 @@ with tabs[1]:
     elif placed is not None:
         st.info("No orders yet.")
     held = context.read(vouchers.customer_vouchers, customer_id, page_size=50)
-    if held is not None and held.total:
+    manage_vouchers = can_manage_vouchers and not customers.is_gone(facts["status"])
+    if held is not None and (held.total or manage_vouchers):
         st.markdown("**Vouchers**")
+    if done := st.session_state.pop(VOUCHER_DONE_KEY, None):
+        st.success(done["message"])
+        if done["code"]:
+            st.code(done["code"], language=None)  # to copy for the customer
+    if held is not None and held.total:
         st.caption(f"{held.total:,} vouchers, newest first{' (the latest 50)' if held.total > 50 else ''}. "
                    "Whole codes for roles that record orders; others see the last four characters.")
         st.dataframe(pd.DataFrame(held.rows)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
@@ -225,6 +311,9 @@ with tabs[1]:
                                     "expires_at": st.column_config.DatetimeColumn("Expires", format="YYYY-MM-DD"),
                                     "redeemed_order_id": st.column_config.NumberColumn("Used on order", format="%d"),
                                     "void_reason": "Void or reversal reason"})
+    if held is not None and manage_vouchers:
+        issue_voucher_form(customer_id)
+        void_voucher_form(customer_id, held.rows)
 
 with tabs[2]:
     places = context.read(customers.addresses, customer_id) or []

@@ -327,3 +327,120 @@ def test_profile_masks_voucher_codes_for_roles_that_see_customers_but_do_not_rec
     open_profile(app, "risk1", target.id)
     masked = app.tabs[1].dataframe[-1].value["code"].tolist()
     assert code not in masked and "•" * 8 + code[-4:] in masked
+
+
+def _active_customers(db, n: int) -> list[int]:
+    """The newest active customers: away from busiest_customer, whose vouchers other tests read."""
+    with db.connect() as c:
+        return list(c.scalars(select(Customer.id).where(Customer.status == "active").order_by(Customer.id.desc())
+                              .limit(n)))
+
+
+def _vouchers_of(db, customer_id: int) -> list:
+    from sqlalchemy.orm import Session
+
+    from db.models import Voucher
+
+    with Session(db, expire_on_commit=False) as s:
+        return list(s.scalars(select(Voucher).where(Voucher.customer_id == customer_id).order_by(Voucher.id)))
+
+
+def _voucher_messages(app, kind: str) -> str:
+    return " ".join(e.value for e in getattr(app.tabs[1], kind))
+
+
+def test_voucher_issue_form_refuses_bad_input_keeps_it_and_shows_the_new_code(app, db):
+    customer_id = _active_customers(db, 1)[0]
+    before = len(_vouchers_of(db, customer_id))
+    open_profile(app, "csm1", customer_id)
+    app.button(key="c360_voucher_issue_submit").click().run()  # no reason
+    assert not app.exception
+    assert "Give a reason for the voucher" in _voucher_messages(app, "error")
+
+    app.selectbox(key="c360_voucher_kind").set_value("percent")
+    app.number_input(key="c360_voucher_value").set_value(95.0)
+    app.number_input(key="c360_voucher_days").set_value(14)
+    app.number_input(key="c360_voucher_min_order").set_value(30.0)
+    app.text_input(key="c360_voucher_reason").input("Parcel arrived late (apptest)")
+    app.button(key="c360_voucher_issue_submit").click().run()
+    assert not app.exception
+    assert "A percent voucher is above 0 and at most 90% off" in _voucher_messages(app, "error")
+    assert len(_vouchers_of(db, customer_id)) == before
+    # What was typed is still there to correct.
+    assert app.text_input(key="c360_voucher_reason").value == "Parcel arrived late (apptest)"
+    assert (app.selectbox(key="c360_voucher_kind").value, app.number_input(key="c360_voucher_value").value,
+            app.number_input(key="c360_voucher_min_order").value) == ("percent", 95.0, 30.0)
+
+    app.number_input(key="c360_voucher_value").set_value(15.0)
+    app.button(key="c360_voucher_issue_submit").click().run()
+    assert not app.exception and not app.error
+    made = _vouchers_of(db, customer_id)
+    assert len(made) == before + 1
+    voucher = made[-1]
+    assert (voucher.kind, float(voucher.value), float(voucher.min_order), voucher.source, voucher.status) == (
+        "percent", 15.0, 30.0, "manual", "issued")
+    assert 13 <= (voucher.expires_at - voucher.issued_at).days <= 14
+    assert f"Voucher {voucher.code} issued: 15.00% off on orders from €30.00" in _voucher_messages(app, "success")
+    assert app.tabs[1].code[0].value == voucher.code
+    assert voucher.code in set(app.tabs[1].dataframe[-1].value["code"])
+    assert app.text_input(key="c360_voucher_reason").value == ""  # a fresh form for the next one
+    with db.connect() as c:
+        actor, after = c.execute(select(AuditLog.actor_username, AuditLog.after)
+                                 .where(AuditLog.action == "voucher.issue").order_by(AuditLog.id.desc()).limit(1)).one()
+    assert actor == "csm1" and after["customer_id"] == customer_id and after["reason"] == "Parcel arrived late (apptest)"
+
+
+def test_voucher_void_form_voids_with_a_reason_and_refuses_a_voucher_changed_since_shown(app, db):
+    import datetime as dt
+    from decimal import Decimal
+
+    from crm_core import platform, vouchers
+    from db.models import Voucher
+
+    customer_id = _active_customers(db, 2)[1]
+    with platform.unit_of_work(db) as s:
+        codes = [vouchers.issue_vouchers(s, platform.SYSTEM, [customer_id], "amount", Decimal(5), source="manual",
+                                         source_id=None, expires_at=dt.datetime.now() + dt.timedelta(days=30),
+                                         authorised_by="vouchers.manage")[customer_id] for _ in range(2)]
+        first, second = (s.scalars(select(Voucher).where(Voucher.code == code)).one().id for code in codes)
+    open_profile(app, "agent1", customer_id)
+    picker = f"c360_void_id_{customer_id}"
+    assert all(any(o.startswith(code) for o in app.selectbox(key=picker).options) for code in codes)
+    app.selectbox(key=picker).set_value(first)
+    app.button(key="c360_void_submit").click().run()  # no reason
+    assert "Give a reason for voiding the voucher" in _voucher_messages(app, "error")
+    assert {v.id: v.status for v in _vouchers_of(db, customer_id)}[first] == "issued"
+
+    app.text_input(key="c360_void_reason").input("Issued by mistake (apptest)")
+    app.button(key="c360_void_submit").click().run()
+    assert not app.exception and not app.error
+    assert f"Voucher {codes[0]} voided." in _voucher_messages(app, "success")
+    state = {v.id: v for v in _vouchers_of(db, customer_id)}
+    assert (state[first].status, state[first].void_reason) == ("void", "Issued by mistake (apptest)")
+    with db.connect() as c:
+        assert c.scalar(select(AuditLog.actor_username).where(
+            AuditLog.action == "voucher.void", AuditLog.entity_id == str(first))) == "agent1"
+
+    # The other voucher is used at the till while the page still shows it unused.
+    with db.begin() as c:
+        c.execute(update(Voucher).where(Voucher.id == second).values(status="redeemed", version=Voucher.version + 1))
+    app.selectbox(key=picker).set_value(second)
+    app.text_input(key="c360_void_reason").input("Goodwill withdrawn (apptest)")
+    app.button(key="c360_void_submit").click().run()
+    assert not app.exception
+    assert "was changed by someone else" in _voucher_messages(app, "error")
+    assert any("changed since you opened them" in w.value for w in app.tabs[1].warning)
+    state = {v.id: v for v in _vouchers_of(db, customer_id)}
+    assert (state[second].status, state[second].clawed_back_at) == ("redeemed", None)
+    button(app, "Reload the vouchers").click().run()
+    assert not app.exception
+    assert not any(b.key == "c360_void_submit" for b in app.button)  # nothing unused left to void
+
+
+@pytest.mark.parametrize("username", ["analyst1", "risk1"])
+def test_roles_that_do_not_manage_vouchers_see_no_voucher_forms(app, db, username):
+    open_profile(app, username, _active_customers(db, 1)[0])
+    assert not app.exception
+    keys = {b.key for b in app.button}
+    assert "c360_voucher_issue_submit" not in keys and "c360_void_submit" not in keys
+    assert not any(m.value in ("**Issue a voucher**", "**Void a voucher**") for m in app.markdown)
