@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from crm_core import vouchers
 
 
 class Strict(BaseModel):
@@ -116,3 +119,40 @@ class TokenInfo(BaseModel):
 class TokenList(BaseModel):
     data: list[TokenInfo]
     next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+
+
+class VoucherIssue(Strict):
+    """A voucher issued by hand: a percentage or an amount in the shop's currency off an order's goods,
+    within the core's limits (a value outside them is a 400 that names them)."""
+
+    kind: str = Field(max_length=16, description="percent or amount")
+    value: Decimal | float | str = Field(description=f"Up to {vouchers.MAX_VOUCHER_PERCENT} (percent) or "
+                                                     f"{vouchers.MAX_VOUCHER_AMOUNT} (amount)")
+    days: int | None = Field(None, ge=1, le=vouchers.MAX_VOUCHER_DAYS,
+                             description=f"Valid for this many days (default {vouchers.DEFAULT_VOUCHER_DAYS})")
+    min_order: Decimal | float | str = Field(0.0, description="The least an order's goods must come to")
+    reason: str = Field(max_length=500, description="Why it is given (required; kept in the audit log)")
+
+
+class Voucher(BaseModel):
+    id: int
+    customer_id: int
+    code: str = Field(description="The whole code, for the customer")
+    kind: str
+    value: float
+    min_order: float
+    source: str
+    status: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime | None
+    version: int = Field(description="Send as If-Match to void it")
+
+
+class VoucherVoid(Strict):
+    reason: str = Field(max_length=500, description="Why it is voided (required; kept on the voucher)")
+
+
+class VoucherVoided(BaseModel):
+    id: int
+    outcome: Literal["void", "clawed_back"] = Field(
+        description="void: it can no longer be used; clawed_back: it was already used, the reversal is noted on it")

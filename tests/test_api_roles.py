@@ -45,6 +45,9 @@ ENDPOINTS = [
     ("GET", "/customers/{customer}/orders", None, "customers.view"),
     ("POST", "/customers/{customer}/orders", {"total": "25.00", "channel": "phone"}, "customers.edit"),
     ("GET", "/customers/{customer}/vouchers", None, "customers.view"),
+    ("POST", "/customers/{customer}/vouchers", {"kind": "amount", "value": 5, "reason": "API goodwill"},
+     "vouchers.manage"),
+    ("POST", "/vouchers/999999/void", {"reason": "API test"}, "vouchers.manage"),
     ("GET", "/overview", None, "overview.view"),
     ("GET", "/segments", None, "segments.view"),
     ("POST", "/segments", {"name": "API {role}", "rules": {"all": [{"field": "order_count", "op": "ge",
@@ -199,7 +202,7 @@ def test_every_endpoint_allows_or_refuses_the_role_as_the_permission_table_says(
     wrong = []
     for method, path, body, permission in ENDPOINTS:
         url = _fill(path, ids, role)
-        headers = {"If-Match": '"999"'} if method in ("PATCH", "PUT") or url.endswith("/resolution") else {}
+        headers = {"If-Match": '"999"'} if method in ("PATCH", "PUT") or url.endswith(("/resolution", "/void")) else {}
         response = api.client.request(method, url, json=_fill(body, ids, role), headers=api.headers(role, **headers))
         needed = (permission,) if isinstance(permission, str) else permission
         allowed = all(platform.allowed(role, p) for p in needed)

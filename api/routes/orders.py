@@ -1,6 +1,6 @@
 """Orders: a customer's orders (newest first) and order intake, which the core checks against the
 risk decisions in force; a voucher may be redeemed and a referral code attributed on a first order.
-And a customer's vouchers."""
+And a customer's vouchers: listed, issued by hand, voided (If-Match with the version listed)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pydantic import Field
 from crm_core import customers, orders, platform, vouchers
 from db.models import ORDER_CHANNELS
 
-from ..context import Actor, json_response, post, read
-from ..schemas import Strict
+from ..context import Actor, etag, if_match, json_response, post, precondition, read
+from ..schemas import Strict, Voucher, VoucherIssue, VoucherVoid, VoucherVoided
 from .common import After, Id, Limit500, PageNumber, PageSize, page, paging
 
 router = APIRouter(tags=["orders"])
@@ -56,9 +56,36 @@ def create_order(request: Request, customer_id: Id, body: OrderCreate, actor: pl
 
 
 @router.get("/customers/{customer_id}/vouchers",
-            summary="The customer's vouchers, newest first (whole codes for roles that record orders)")
+            summary="The customer's vouchers, newest first (whole codes for roles that record orders; "
+                    "`version` is the If-Match to void one)")
 def list_vouchers(request: Request, customer_id: Id, actor: platform.TokenActor = Actor, page_number: PageNumber = None,
                   page_size: PageSize = 25, limit: Limit500 = None, after: After = None) -> Response:
     number, size, cursor = paging(page_number, page_size, limit, after)
     return json_response(page(read(request, actor, vouchers.customer_vouchers, customer_id, number, size,
                                    after=cursor)))
+
+
+@router.post("/customers/{customer_id}/vouchers", status_code=201, response_model=Voucher,
+             summary="Issue a voucher by hand with a reason (the answer shows its whole code)")
+def issue_voucher(request: Request, customer_id: Id, body: VoucherIssue, actor: platform.TokenActor = Actor) -> Response:
+    def work(session):
+        made = vouchers.issue_voucher(session, actor, customer_id, body.kind, body.value, days=body.days,
+                                      min_order=body.min_order, reason=body.reason)
+        return {"id": made.id, "customer_id": made.customer_id, "code": made.code, "kind": made.kind,
+                "value": made.value, "min_order": made.min_order, "source": made.source, "status": made.status,
+                "issued_at": made.issued_at, "expires_at": made.expires_at, "version": made.version}
+
+    return post(request, actor, body, work, headers=lambda v: {"ETag": etag(v["version"])})
+
+
+@router.post("/vouchers/{voucher_id}/void", response_model=VoucherVoided,
+             summary="Void an unused voucher with a reason (If-Match required: the version listed)")
+def void_voucher(request: Request, voucher_id: Id, body: VoucherVoid, actor: platform.TokenActor = Actor) -> Response:
+    version = if_match(request)
+
+    def work(session):
+        outcome = vouchers.void_voucher(session, actor, voucher_id, body.reason, expected_version=version)
+        return {"id": voucher_id, "outcome": outcome}
+
+    with precondition():
+        return post(request, actor, body, work, status=200)
