@@ -13,11 +13,10 @@ def test_a_run_is_logged_with_its_cpu_sql_and_computing_time(tmp_path, monkeypat
     log = tmp_path / "runs.tsv"
     monkeypatch.setenv(run_times.ENV, str(log))
     engine = create_engine("sqlite://")
-    with run_times.timed_run("Segments", time.perf_counter()):
-        with run_times.computing(), engine.connect() as connection:
-            connection.execute(text("SELECT 1")).all()
-            connection.execute(text("SELECT 2")).all()
-            time.sleep(0.05)
+    with run_times.timed_run("Segments", time.perf_counter()), run_times.computing(), engine.connect() as connection:
+        connection.execute(text("SELECT 1")).all()
+        connection.execute(text("SELECT 2")).all()
+        time.sleep(0.05)
     at, seconds, cpu, sql, statements, computed, title = log.read_text().strip().split("\t")
     assert title == "Segments" and int(statements) == 2
     assert float(seconds) >= float(computed) >= 0.05 > float(sql) >= 0 and float(cpu) >= 0
@@ -26,7 +25,6 @@ def test_a_run_is_logged_with_its_cpu_sql_and_computing_time(tmp_path, monkeypat
 
 def test_nothing_is_written_without_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv(run_times.ENV, raising=False)
-    with run_times.timed_run("Segments", time.perf_counter()):
-        with run_times.computing():
-            pass
+    with run_times.timed_run("Segments", time.perf_counter()), run_times.computing():
+        pass
     assert list(tmp_path.iterdir()) == []
