@@ -7,6 +7,7 @@ import streamlit as st
 from crm_core import platform
 from ui import context
 from ui.format import plain
+from ui.heap import freeze_loaded_modules
 from ui.navigation import PAGES, PageSpec, sections_for
 from ui.run_times import timed_run
 
@@ -77,3 +78,5 @@ try:
         navigation.run()
 except Exception as exc:  # noqa: BLE001 - no traceback, SQL or parameter reaches the browser
     context.show_unexpected(exc, f"page {navigation.title}")
+finally:
+    freeze_loaded_modules()  # a page's first visit imported its modules: out of the collector's scans
