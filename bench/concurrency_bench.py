@@ -137,14 +137,26 @@ def browser_cpu() -> float:
     return total
 
 
+def autogroup(pid: int | str) -> str:
+    """The scheduler autogroup of a process ("/autogroup-85"), or "" where there are none."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 class Renicer(threading.Thread):
     """Keeps every Chromium thread at a niceness: Chromium (as root) sets its own processes' priorities,
     foreground renderers at 0 and its display threads below, so the niceness the bench starts it with
-    does not hold."""
+    does not hold. Chromium's processes also start sessions of their own, and with Linux's scheduler
+    autogroups (kernel.sched_autogroup_enabled) a thread's niceness counts only against threads of
+    its own session: each browser session would still get as much of the cores as the whole server.
+    So the autogroup of each Chromium session (never the server's or the bench's) gets the niceness too."""
 
-    def __init__(self, niceness: int):
+    def __init__(self, niceness: int, spared: set[str]):
         super().__init__(daemon=True)
-        self.niceness, self.stop = niceness, threading.Event()
+        self.niceness, self.spared, self.stop = niceness, spared, threading.Event()
+        self.reniced: set[str] = set()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -152,6 +164,10 @@ class Renicer(threading.Thread):
                 try:
                     if "chrom" in (task / "comm").read_text() or "chrom" in (task.parent.parent / "comm").read_text():
                         os.setpriority(os.PRIO_PROCESS, int(task.name), self.niceness)
+                        group = autogroup(task.parent.parent.name)
+                        if group and group not in self.spared | self.reniced:
+                            (task.parent.parent / "autogroup").write_text(str(self.niceness))
+                            self.reniced.add(group)
                 except (OSError, ValueError):
                     continue
             self.stop.wait(0.5)
@@ -279,7 +295,7 @@ def main() -> None:
     process, url = start_server(args.url, run_times, args.server_nice)
     sampler = MemorySampler(process.pid)
     sampler.start()
-    renicer = Renicer(args.browsers_nice)
+    renicer = Renicer(args.browsers_nice, {autogroup(os.getpid()), autogroup(process.pid)} - {""})
     if args.browsers_nice:
         os.nice(args.browsers_nice)  # this process and the browsers it starts; the server started before
         renicer.start()
@@ -331,35 +347,49 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 def server_runs(path: Path, windows: dict[str, tuple[float, float]]) -> dict[str, dict[str, list[float]]]:
     """The server's script-run seconds per page within each time window, from the CRM_RUN_TIMES log."""
-    runs: dict[str, dict[str, list]] = {name + suffix: {} for name in windows for suffix in ("", " cpu", " runs")}
+    runs: dict[str, dict[str, list]] = {name + suffix: {} for name in windows for suffix in ("", " cpu", " runs", " gc")}
     if not path.exists():
         return runs
     for line in path.read_text(encoding="utf-8").splitlines():
-        at, seconds, cpu, sql, statements, computed, title = line.split("\t", 6)
+        if line.startswith("gc\t"):
+            _, at, seconds, _collected = line.split("\t")
+            for name, (start, end) in windows.items():
+                if start <= float(at) <= end:
+                    runs[name + " gc"].setdefault("gc", []).append((float(at), float(seconds)))
+            continue
+        at, seconds, cpu, sql, statements, computed, queued, title = line.split("\t", 7)
         for name, (start, end) in windows.items():
             if start <= float(at) <= end:
                 runs[name].setdefault(title, []).append(float(seconds))
                 runs[name + " cpu"].setdefault(title, []).append(float(cpu))
                 runs[name + " runs"].setdefault(title, []).append(
-                    (float(at), float(seconds), float(cpu), float(sql), int(statements), float(computed)))
+                    (float(at), float(seconds), float(cpu), float(sql), int(statements), float(computed),
+                     float(queued)))
     return runs
 
 
 def print_slowest(server: dict[str, dict[str, list]], count: int) -> None:
     """The slowest script runs under load: the thread's own CPU (SQLite's work included), the SQL it
-    sent, the figures it computed because they were not cached, and its time off the CPU (waiting
-    for a core, the interpreter lock, PostgreSQL, or another session computing the figures it needs)."""
-    runs = sorted(((seconds, title, at, cpu, sql, statements, computed)
+    sent, the figures it computed because they were not cached, its time off the CPU, and how much
+    of that it was ready to run but queued for a core; the rest of the time off the CPU it waited for
+    the interpreter lock, PostgreSQL, or another session computing the figures it needs."""
+    runs = sorted(((seconds, title, at, cpu, sql, statements, computed, queued)
                    for title, page_runs in server.get("together runs", {}).items()
-                   for at, seconds, cpu, sql, statements, computed in page_runs), reverse=True)[:count]
+                   for at, seconds, cpu, sql, statements, computed, queued in page_runs), reverse=True)[:count]
     if not runs:
         return
     first = min(at for page_runs in server["together runs"].values() for at, *_ in page_runs)
+    collections = server.get("together gc", {}).get("gc", [])
+    if collections:
+        print(f"Full garbage collections in the server while they clicked: {len(collections)}, "
+              f"{sum(s for _, s in collections):.2f} s in all, the longest {max(s for _, s in collections):.3f} s, at "
+              + ", ".join(f"{at - first:.1f}" for at, _ in collections[:20]))
     print(f"The {len(runs)} slowest server runs under load (at: seconds since the first), seconds:")
-    print(f"{'page':<22} {'at':>6} {'run':>7} {'CPU':>7} {'SQL':>7} {'stmts':>6} {'computing':>9} {'off CPU':>7}")
-    for seconds, title, at, cpu, sql, statements, computed in runs:
+    print(f"{'page':<22} {'at':>6} {'run':>7} {'CPU':>7} {'SQL':>7} {'stmts':>6} {'computing':>9} {'off CPU':>7} "
+          f"{'queued':>7}")
+    for seconds, title, at, cpu, sql, statements, computed, queued in runs:
         print(f"{title:<22} {at - first:>6.1f} {seconds:>7.3f} {cpu:>7.3f} {sql:>7.3f} {statements:>6} "
-              f"{computed:>9.3f} {max(seconds - cpu, 0):>7.3f}")
+              f"{computed:>9.3f} {max(seconds - cpu, 0):>7.3f} {queued:>7.3f}")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ def test_a_run_is_logged_with_its_cpu_sql_and_computing_time(tmp_path, monkeypat
         connection.execute(text("SELECT 1")).all()
         connection.execute(text("SELECT 2")).all()
         time.sleep(0.05)
-    at, seconds, cpu, sql, statements, computed, title = log.read_text().strip().split("\t")
+    at, seconds, cpu, sql, statements, computed, queued, title = log.read_text().strip().split("\t")
     assert title == "Segments" and int(statements) == 2
-    assert float(seconds) >= float(computed) >= 0.05 > float(sql) >= 0 and float(cpu) >= 0
+    assert float(seconds) >= float(computed) >= 0.05 > float(sql) >= 0 and float(cpu) >= 0 and float(seconds) >= float(queued) >= 0
     assert abs(float(at) - time.time()) < 60
 
 
