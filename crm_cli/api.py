@@ -32,6 +32,9 @@ def cmd_api_serve(args: argparse.Namespace) -> int:
     if args.workers < 1 or not 1 <= args.port <= 65535:
         raise platform.ValidationError("--workers is 1 or more and --port between 1 and 65535.")
     migrate.ensure_migrated(database_url())
+    # uvicorn logs warnings only by default; say where the API is, as `streamlit run` does
+    print(f"Serving the API on http://{args.host}:{args.port} with {args.workers} worker(s); "
+          f"documentation at http://{args.host}:{args.port}/docs", file=sys.stderr, flush=True)
     uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level, access_log=args.log_level == "debug")
     return 0
