@@ -68,7 +68,7 @@ liability = data["liability"]
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Members", f"{liability['members']:,}", border=True)
 c2.metric("Outstanding points", f"{liability['outstanding_points']:,}", border=True)
-c3.metric("Points liability", f"{liability['liability']:,.2f}", help=f"At {liability['point_value']} per point", border=True)
+c3.metric("Points liability", f"€{liability['liability']:,.2f}", help=f"At €{liability['point_value']} per point", border=True)
 c4.metric("Points past expiry age", f"{data['outlook']['overdue']:,}", border=True,
           help="Posted by the next expiry run of the batch refresh")
 

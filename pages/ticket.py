@@ -141,8 +141,10 @@ with left:
             kind = st.radio("Add", ["Reply to the customer", "Internal note", "Customer's message (logged)"],
                             horizontal=True)
             body = st.text_area("Message")
-            upload = st.file_uploader("Attachment (PDF, image, text, CSV, Word or Excel; up to 5 MB)",
-                                      type=[ext.lstrip(".") for ext in service.ALLOWED_ATTACHMENT_TYPES])
+            limit_mb = service.MAX_ATTACHMENT_BYTES // 1024 // 1024
+            upload = st.file_uploader(f"Attachment (PDF, image, text, CSV, Word or Excel; up to {limit_mb} MB)",
+                                      type=[ext.lstrip(".") for ext in service.ALLOWED_ATTACHMENT_TYPES],
+                                      max_upload_size=limit_mb)
             if st.form_submit_button("Send", type="primary"):
                 attachment = (upload.name, upload.getvalue(), upload.type) if upload is not None else None
                 added = context.act(service.add_response, ticket_id, body, internal=kind == "Internal note",

@@ -77,6 +77,7 @@ from crm_core.service.surveys import (
 from crm_core.service.tickets import (
     ALLOWED_ATTACHMENT_TYPES,
     DEPARTMENTS,
+    MAX_ATTACHMENT_BYTES,
     add_response,
     assign_ticket,
     change_ticket_status,
@@ -95,6 +96,7 @@ from crm_core.service.tickets import (
 
 __all__ = [
     "ALLOWED_ATTACHMENT_TYPES",
+    "MAX_ATTACHMENT_BYTES",
     "BusinessCalendar",
     "CommFilter",
     "COMPLAINT_CATEGORIES",
