@@ -100,6 +100,19 @@ def test_rewards_are_held_until_the_return_window_then_paid_once_through_the_led
     assert session.get(Referral, referral.id).status == "rewarded"
 
 
+def test_a_closed_referrers_reward_lapses_and_the_friends_is_still_paid(session):
+    """Loyalty refuses a closed account; the referral step must not fail on it (seeded data has them)."""
+    referrer = make_customer(session, T0 - dt.timedelta(days=100))
+    friend, referral = _refer(session, referrer, total=80)
+    referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=10))
+    referrer.status = "closed"
+    done = referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=33))
+    assert done["paid"] == 1 and _balance(session, friend) == 250
+    lapsed = _reward(session, referral.id, "referrer")
+    assert (lapsed.status, lapsed.reason) == ("rejected", "the referrer's account is closed")
+    assert session.get(Referral, referral.id).status == "converted"
+
+
 def test_a_refund_reverses_held_rewards_and_takes_paid_points_back(session):
     referrer = make_customer(session, T0 - dt.timedelta(days=100))
     _, held = _refer(session, referrer, total=80)

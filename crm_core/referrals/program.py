@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from crm_core.customers.rules import GONE_STATUSES
 from crm_core.loyalty.accounts import credit_reward, take_back_reward
 from crm_core.loyalty.rules import get_settings as get_loyalty_settings
 from crm_core.platform.actors import Actor
@@ -408,6 +409,11 @@ def _pay_due(session: Session, actor: Actor, now: dt.datetime, settings: dict[st
         if global_paid + weight > settings["global_monthly_points"]:
             reward.reason = "waiting: the programme's monthly allowance is spent"
             over += 1
+            continue
+        if session.scalar(select(Customer.status).where(Customer.id == reward.customer_id)) in (*GONE_STATUSES, "closed"):
+            # loyalty and vouchers refuse a closed or erased account, so this side's reward lapses
+            reward.status, reward.settled_at = "rejected", now
+            reward.reason = f"the {reward.side}'s account is closed"
             continue
         try:
             enforce(session, reward.customer_id, "referral_reward", now=now)
