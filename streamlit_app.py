@@ -51,6 +51,20 @@ def _sign_in_to(target: PageSpec):
     return sign_in_then_open
 
 
+def _not_for(role: str, target: PageSpec):
+    """A page at `target`'s address for a role that may not open it: says so, rather than a link
+    (or a sign-in with one) landing on the overview without a word."""
+
+    def not_for_this_role() -> None:
+        st.title(target.title)
+        st.warning(f"Your role ({role.replace('_', ' ')}) cannot open {target.title}. "
+                   "Ask an administrator if you need it.", icon=":material/block:")
+        st.page_link(PAGES[0].path, label=f"Go to {PAGES[0].title}", icon=PAGES[0].icon)
+
+    not_for_this_role.__name__ = f"not_for_{target.url_path.replace('-', '_')}"
+    return not_for_this_role
+
+
 user = context.refresh_signed_in()
 if user is None:
     # Every page's address leads to the sign-in form (hidden from the menu), so a deep link survives it.
@@ -59,15 +73,17 @@ if user is None:
         + [st.Page(_sign_in_to(p), title="Sign in", url_path=p.url_path, visibility="hidden") for p in PAGES]
     )
 else:
-    navigation = st.navigation(
-        {
-            section: [
-                st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path) for p in pages
-            ]
-            for section, pages in sections_for(user.role).items()
-        },
-        expanded=True,  # every page in view: the catalogue is long enough to be folded otherwise
-    )
+    sections = {
+        section: [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path) for p in pages]
+        for section, pages in sections_for(user.role).items()
+    }
+    allowed = {p.url_path for pages in sections_for(user.role).values() for p in pages}
+    # The other pages' addresses, hidden from the menu, say the page is not for this role.
+    next(iter(sections.values())).extend(
+        st.Page(_not_for(user.role, p), title=p.title, url_path=p.url_path, visibility="hidden")
+        for p in PAGES if p.url_path not in allowed)
+    # every page in view: the catalogue is long enough to be folded otherwise
+    navigation = st.navigation(sections, expanded=True)
     with st.sidebar:
         st.markdown(f"**{plain(user.full_name or user.username)}**  \n{user.role.replace('_', ' ')}")
         st.button("Sign out", icon=":material/logout:", on_click=context.sign_out)

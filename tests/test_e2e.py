@@ -192,6 +192,16 @@ def test_a_success_manager_walks_every_tab_of_the_workbench(server):
             expect(panel.get_by_text(texts, exact=False).filter(visible=True).first).to_be_visible()
             assert page.locator('[data-testid="stException"]').count() == 0, tab
         page.screenshot(path=str(ARTIFACTS / "e2e-success-workbench-playbooks.png"), full_page=True)
+        # A link to a page the role may not open (a new visit: signed out) asks to sign in, then says
+        # so, instead of landing on the overview.
+        page.goto(f"{server['url']}/users", wait_until="networkidle")
+        expect(page.get_by_text("Sign in to open Users")).to_be_visible()
+        page.get_by_label("Username").fill("csm1")
+        page.get_by_label("Password", exact=True).fill(demo.demo_password("csm1"))
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("Your role (success manager) cannot open Users")).to_be_visible()
+        assert "Users" not in [t.strip().splitlines()[-1].strip()
+                               for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
         browser.close()
 
 
