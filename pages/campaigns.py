@@ -114,7 +114,10 @@ def _percent(value: float | None, digits: int = 1) -> str:
 
 
 def _points(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:+.1f} pp"
+    if value is None:
+        return "–"
+    shown = round(value * 100, 1)
+    return f"{shown:+.1f} pp" if shown else "0.0 pp"  # no "-0.0 pp" (nor "+0.0") for a difference that rounds to nothing
 
 
 def _signed_euros(value: float) -> str:

@@ -111,10 +111,10 @@ def at_risk_list() -> None:
     segment_options = {s["name"]: s["id"] for s in (context.cached(segmentation.list_segments) or []) if s["active"]}
     owner_options = {f"{o['name']} ({o['customers']:,})": o["id"] for o in (context.cached(churn_reports.owners) or [])}
     f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
-    levels = f1.multiselect("Risk level", list(RISK_LEVELS), default=list(segmentation.AT_RISK_LEVELS), key="risk_levels")
+    levels = f1.multiselect("Risk level", list(RISK_LEVELS), key="risk_levels")
     segment_name = f2.selectbox("Segment", ["All customers", *segment_options], key="risk_segment")
     owner_name = f3.selectbox("Account owner", ["Anyone", *owner_options], key="risk_owner")
-    page_size = f4.selectbox("Rows", churn_reports.PAGE_SIZES, index=1, key="risk_page_size")
+    page_size = f4.selectbox("Rows", churn_reports.PAGE_SIZES, key="risk_page_size")
     page_number = st.session_state.get("risk_page", 1)
     found = context.cached(
         churn_reports.at_risk, as_of=as_of, risk_levels=levels or None,
@@ -167,7 +167,8 @@ def at_risk_list() -> None:
 
 
 # Only the open tab is built and drawn; the at-risk list's filters are kept meanwhile.
-keep("risk_levels", "risk_segment", "risk_owner", "risk_page_size", "risk_page")
+keep("risk_segment", "risk_owner", "risk_page", risk_levels=list(segmentation.AT_RISK_LEVELS),
+     risk_page_size=churn_reports.PAGE_SIZES[1])
 at_risk_tab, card_tab, accuracy_tab = lazy_tabs(["At-risk customers", "Model card", "Accuracy over time"],
                                                 key="churn_tab")
 

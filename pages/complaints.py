@@ -77,7 +77,10 @@ with tabs[0]:
         data = dashboard(str(context.engine().url), as_of - dt.timedelta(days=365), as_of)
         left, right = st.columns(2)
         severity = pd.DataFrame(data["by_severity"]).melt(id_vars="severity", var_name="measure", value_name="complaints")
-        left.plotly_chart(severity_chart(severity), width="stretch")
+        if severity.empty or not severity["complaints"].fillna(0).any():
+            left.info("No complaint is open now, so there is nothing to show by severity.")
+        else:
+            left.plotly_chart(severity_chart(severity), width="stretch")
         if data["resolve"]:
             right.plotly_chart(resolve_chart(pd.DataFrame(data["resolve"])), width="stretch")
         else:

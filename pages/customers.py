@@ -192,12 +192,15 @@ if actions and result.total:
     target_count = len(selected_ids) if scope == "selected" else result.total
     with st.form("bulk_form"):
         params: dict = {}
+        missing_target = False
         if action == "add_to_segment":
             static = {s["id"]: s["name"] for s in options["segments"] if s["editable"]}
             if static:
                 params["segment_id"] = st.selectbox("Static segment", list(static), format_func=static.get)
             else:
-                st.info("There is no static segment yet; create one on the Segments page.")
+                missing_target = True
+                st.info("There is no static segment yet; create one on the Segments page, then come back "
+                        "to add customers to it.")
         elif action == "change_lifecycle_stage":
             params["stage"] = st.selectbox("New stage", LIFECYCLE_STAGES)
             params["reason"] = st.text_input("Reason (required)")
@@ -209,10 +212,14 @@ if actions and result.total:
             params["channel"] = st.selectbox("Channel", COMM_CHANNELS)
             params["subject"] = st.text_input("Subject")
             params["body"] = st.text_area("Message")
-        confirmed = st.checkbox(f"Yes, apply “{labels[action]}” to {target_count:,} customers")
-        run = st.form_submit_button("Run bulk action", type="primary", icon=":material/bolt:")
+        confirmed = st.checkbox(f"Yes, apply “{labels[action]}” to {target_count:,} customers",
+                                disabled=missing_target)
+        run = st.form_submit_button("Run bulk action", type="primary", icon=":material/bolt:",
+                                    disabled=missing_target)
     if run:
-        if not confirmed:
+        if missing_target:
+            st.warning("Create a static segment on the Segments page first.")
+        elif not confirmed:
             st.warning("Tick the confirmation first.")
         elif scope == "selected" and not selected_ids:
             st.warning("Select rows in the table first, or apply the action to the whole result.")

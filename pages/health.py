@@ -128,7 +128,7 @@ if partial:
                + ", ".join(f"{name} {n / summary['customers']:.0%}" for name, n in partial.items()) + ".")
 
 # Only the open tab is built and drawn; the other tabs' choices are kept meanwhile.
-keep("health_customer", "health_lag", "health_movers_up", "health_movers_down")
+keep("health_customer", "health_movers_up", "health_movers_down", health_lag=90)
 tab_levels, tab_movers, tab_account, tab_backtest, tab_bands, tab_weights = lazy_tabs(
     ["Distribution", "Movers", "Account drill-down", "Backtest", "Level bands", "Weights"], key="health_tab"
 )
@@ -198,9 +198,10 @@ if tab_movers.open:
 
 if tab_account.open:
     with tab_account:
-        first_drop = context.cached(health_reports.movers, direction="down", page=1, page_size=1)
-        default_id = first_drop.rows[0]["customer_id"] if first_drop and first_drop.rows else 1
-        customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_id, key="health_customer"))
+        if "health_customer" not in st.session_state:  # the first value through session state only (see keep)
+            first_drop = context.cached(health_reports.movers, direction="down", page=1, page_size=1)
+            st.session_state["health_customer"] = first_drop.rows[0]["customer_id"] if first_drop and first_drop.rows else 1
+        customer_id = int(st.number_input("Customer id", min_value=1, step=1, key="health_customer"))
         account = context.read(health_reports.customer_health, customer_id)
         if account is not None:
             score = account["score"]
@@ -246,7 +247,7 @@ if tab_account.open:
 if tab_backtest.open:
     with tab_backtest:
         st.caption("How well the levels stored N days ago predicted churn (no revenue order since then).")
-        lag = int(st.number_input("Days ago", min_value=7, max_value=730, value=90, step=1, key="health_lag"))
+        lag = int(st.number_input("Days ago", min_value=7, max_value=730, step=1, key="health_lag"))
         result = context.cached(health_reports.backtest, lag)
         if result is not None:
             if result["scored_as_of"] is None:

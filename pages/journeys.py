@@ -69,8 +69,9 @@ c3.metric("Buyers who churned", f"{churn['rate']:.0%}" if churn["rate"] is not N
           help=f"{churn['reached']:,} of {churn['customers']:,}")
 c4.metric("Median days to first purchase",
           f"{bought['median_days']:.1f}" if bought["median_days"] is not None else "–", border=True,
-          help="From the first recorded touchpoint (sign-up, visit, message) to the first purchase, for buyers "
-               "with a touchpoint before it.")
+          help="From the first visit or message (the first touch of the First-touch channel tab) to the first "
+               "purchase, for buyers with one before it: the channel table's measure over every channel. A path's "
+               "median days in all count from its first step, sign-up included.")
 churned = churn["reached"]
 if not customers:
     st.info("No customer in this segment and cohort.")
@@ -120,10 +121,11 @@ with tab_churn:
 with tab_channels:
     channels = context.read(journeys.first_touch_conversion, segment_id, cohort) or []
     if channels:
-        frame = pd.DataFrame(channels)
+        frame = pd.DataFrame(channels).astype({"median_days_to_purchase": float})
         st.plotly_chart(channels_chart(frame), width="stretch")
-        st.dataframe(frame, hide_index=True, width="stretch", column_config={
+        st.dataframe(frame, hide_index=True, width="stretch", placeholder="–", key="journeys_channels", column_config={
             "conversion": st.column_config.NumberColumn("conversion", format="percent"),
             "median_days_to_purchase": st.column_config.NumberColumn("median days to purchase", format="%.1f")})
         st.caption("The first touch is the channel of the earliest web session (its source) or message; customers "
-                   "without one are counted under their acquisition channel.")
+                   "without one are counted under their acquisition channel. Those have no touch date, so a "
+                   "channel known only from acquisition shows no median days (–).")

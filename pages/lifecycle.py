@@ -85,22 +85,21 @@ c3.metric("At risk", f"{counts['at_risk']:,}", border=True)
 c4.metric("Churned", f"{counts['churned']:,}", border=True)
 
 # Only the open tab is built and drawn; the widgets of the others keep their values meanwhile.
-keep("drill_stage", "flow_period", "cohort_months", "drill_cohort", "changes_stage", "changes_page")
+keep("drill_cohort", "changes_stage", "changes_page", drill_stage="at_risk",
+     flow_period=(as_of - dt.timedelta(days=90), as_of), cohort_months=12)
 tab_now, tab_flows, tab_cohorts, tab_changes = lazy_tabs(["Distribution", "Flows", "Cohort retention", "Changes"],
                                                          key="lifecycle_tab")
 
 
 @st.fragment
 def stage_drill_down() -> None:
-    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, index=LIFECYCLE_STAGES.index("at_risk"),
-                         key="drill_stage")
+    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, key="drill_stage")
     drill_down(stage=stage)
 
 
 @st.fragment
 def flows() -> None:
-    period = st.date_input("Period", value=(as_of - dt.timedelta(days=90), as_of), min_value=platform.EARLIEST_DATE,
-                           max_value=dt.date.today(), key="flow_period")
+    period = st.date_input("Period", min_value=platform.EARLIEST_DATE, max_value=dt.date.today(), key="flow_period")
     if not isinstance(period, tuple) or len(period) != 2:
         return
     moves = context.cached(segmentation.stage_flows, *period) or []
@@ -113,7 +112,7 @@ def flows() -> None:
 
 @st.fragment
 def cohort_retention() -> None:
-    months = st.slider("Cohorts (signup months)", 3, COHORT_MONTHS_MAX, 12, key="cohort_months")
+    months = st.slider("Cohorts (signup months)", 3, COHORT_MONTHS_MAX, key="cohort_months")
     cohorts = context.cached(segmentation.cohort_retention, as_of, months=months) or []
     if not cohorts and months < COHORT_MONTHS_MAX:
         cohorts = context.cached(segmentation.cohort_retention, as_of, months=COHORT_MONTHS_MAX) or []

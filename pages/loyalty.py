@@ -95,8 +95,9 @@ if tabs[0].open:
 
 if tabs[1].open:
     with tabs[1]:
-        default_member = context.read(loyalty.first_member) or 1
-        customer_id = int(st.number_input("Customer id", min_value=1, step=1, value=default_member, key="loyalty_customer_id"))
+        if "loyalty_customer_id" not in st.session_state:  # the first value through session state only (see keep)
+            st.session_state["loyalty_customer_id"] = context.read(loyalty.first_member) or 1
+        customer_id = int(st.number_input("Customer id", min_value=1, step=1, key="loyalty_customer_id"))
         summary = context.read(loyalty.account_summary, customer_id, as_of=as_of)
         if summary is not None and not summary["member"]:
             st.info(f"{plain(summary['name'] or 'This customer')} (customer {customer_id}) is not a loyalty member.")

@@ -55,9 +55,15 @@ def history_chart(history: pd.DataFrame):
 all_segments = context.cached(segmentation.list_segments) or []
 show_refresh_as_of("Member counts and revenue shares")
 by_name = {s["name"]: s for s in all_segments}
+MEMBER_SORT_LABELS = {"id": "Customer id", "name": "Last name", "email": "E-mail", "country": "Country",
+                      "order_count": "Orders", "total_revenue": "Revenue", "days_since_last_order": "Days since last order",
+                      "churn_probability": "Churn probability", "entered_at": "Joined the segment"}
 # Only the open tab is built and drawn; the widgets of the others keep their values meanwhile.
-keep("detail_segment", "members_sort", "members_descending", "members_page_size", "members_page", "rules_mode",
-     "rules_match", "rules_json", "compare_a", "compare_b")
+keep("detail_segment", "members_page", "rules_mode", "rules_match", "compare_a", "compare_b",
+     members_sort="total_revenue", members_descending=True, members_page_size=50, rules_json=json.dumps(
+         {"all": [{"field": "country", "op": "in", "value": ["DE", "AT"]},
+                  {"any": [{"field": "loyalty_tier", "op": "in", "value": ["gold", "platinum", "diamond"]},
+                           {"field": "total_revenue", "op": "ge", "value": 1000}]}]}, indent=2))
 tab_list, tab_detail, tab_build, tab_compare = lazy_tabs(
     ["All segments", "Segment detail", "Build a segment", "Compare"], key="segments_tab")
 
@@ -106,10 +112,10 @@ if tab_detail.open:
                         "customers. The counts and profile below are aggregates.")
             else:
                 sort_col, order_col, size_col = st.columns(3)
-                sort_by = sort_col.selectbox("Sort by", list(segmentation.MEMBER_SORTS), index=list(segmentation.MEMBER_SORTS).index("total_revenue"),
-                                                key="members_sort")
-                descending = order_col.toggle("Descending", value=True, key="members_descending")
-                page_size = size_col.selectbox("Rows per page", [25, 50, 100], index=1, key="members_page_size")
+                sort_by = sort_col.selectbox("Sort by", list(segmentation.MEMBER_SORTS), key="members_sort",
+                                             format_func=lambda k: MEMBER_SORT_LABELS.get(k, k))
+                descending = order_col.toggle("Descending", key="members_descending")
+                page_size = size_col.selectbox("Rows per page", [25, 50, 100], key="members_page_size")
                 page_number = st.session_state.get("members_page", 1)
                 result = context.cached(segmentation.segment_members, chosen["id"], page=page_number, page_size=page_size,
                              sort_by=sort_by, descending=descending)
@@ -213,10 +219,7 @@ if tab_build.open:
                 except platform.DomainError as exc:
                     rules_error = str(exc)
             else:
-                text = st.text_area("Rules (JSON)", height=180, key="rules_json", value=json.dumps(
-                    {"all": [{"field": "country", "op": "in", "value": ["DE", "AT"]},
-                             {"any": [{"field": "loyalty_tier", "op": "in", "value": ["gold", "platinum", "diamond"]},
-                                      {"field": "total_revenue", "op": "ge", "value": 1000}]}]}, indent=2))
+                text = st.text_area("Rules (JSON)", height=180, key="rules_json")
                 try:
                     rules = segmentation.parse_rules(text)
                 except platform.DomainError as exc:
@@ -279,8 +282,9 @@ if tab_compare.open:
             st.info("Two segments are needed for a comparison.")
         else:
             names = list(by_name)
-            left_name = st.selectbox("First segment", names, index=0, key="compare_a")
-            right_name = st.selectbox("Second segment", names, index=1, key="compare_b")
+            st.session_state.setdefault("compare_b", names[1])  # the first value through session state only (see keep)
+            left_name = st.selectbox("First segment", names, key="compare_a")
+            right_name = st.selectbox("Second segment", names, key="compare_b")
             comparison = context.cached(segmentation.compare_segments, by_name[left_name]["id"], by_name[right_name]["id"])
             if comparison:
                 c1, c2, c3, c4 = st.columns(4)

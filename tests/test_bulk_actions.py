@@ -190,8 +190,11 @@ def test_bad_selections_are_refused(session, crowd, selection, message):
 def test_run_dispatches_and_checks_parameters(session, crowd):
     result = customers.run_bulk_action(session, crowd["admin"], "change_status", [crowd["active"][1].id], {"status": "closed"})
     assert result.ok == 1
-    with pytest.raises(platform.ValidationError, match="Wrong parameters"):
-        customers.run_bulk_action(session, crowd["admin"], "change_status", [crowd["active"][1].id], {"colour": "red"})
+    with pytest.raises(platform.ValidationError, match="takes no colour"):
+        customers.run_bulk_action(session, crowd["admin"], "change_status", [crowd["active"][1].id],
+                                  {"status": "closed", "colour": "red"})
+    with pytest.raises(platform.ValidationError, match="“Add to a static segment” needs a segment"):
+        customers.run_bulk_action(session, crowd["admin"], "add_to_segment", [crowd["active"][1].id], {})
     with pytest.raises(platform.ValidationError, match="Unknown bulk action"):
         customers.run_bulk_action(session, crowd["admin"], "delete_everyone", [1], {})
 

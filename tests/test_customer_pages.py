@@ -154,6 +154,33 @@ def test_bulk_stage_change_needs_a_reason(app, db):
             CustomerLifecycleHistory.actor_kind == "user", CustomerLifecycleHistory.customer_id == target.id)) == 0
 
 
+def test_adding_to_a_segment_without_any_static_segment_is_not_offered(app, monkeypatch):
+    import streamlit as st
+
+    from crm_core import customers
+
+    real = customers.search_filter_options
+
+    def without_static_segments(session, viewer):
+        options = real(session, viewer)
+        return {**options, "segments": [{**s, "editable": False} for s in options["segments"]]}
+
+    monkeypatch.setattr(customers, "search_filter_options", without_static_segments)
+    st.cache_data.clear()
+    try:
+        open_page(app, "analyst2", "customers")
+        app.multiselect(key="cq_countries").select("AT")
+        button(app, "Search").click().run()
+        app.radio(key="bulk_scope").set_value("result").run()
+        app.selectbox(key="bulk_action").select("add_to_segment").run()
+        assert any("no static segment yet" in i.value for i in app.info)
+        assert button(app, "Run bulk action").disabled
+        assert next(c for c in app.checkbox if c.label.startswith("Yes, apply")).disabled
+        assert not app.error and not app.exception
+    finally:
+        st.cache_data.clear()
+
+
 def test_analyst_exports_a_search_result(app):
     open_page(app, "analyst2", "customers")
     app.multiselect(key="cq_countries").select("AT")

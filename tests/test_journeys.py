@@ -140,7 +140,7 @@ def test_the_batch_computation_and_what_the_page_reads(session):
 
     totals = journeys.journey_totals(session, platform.SYSTEM)
     assert (totals["to_purchase"]["customers"], totals["to_purchase"]["reached"]) == (5, 4)
-    assert totals["to_purchase"]["median_days"] == 9.0  # sign-up to purchase: 10, 7 and 9 days
+    assert totals["to_purchase"]["median_days"] == 7.0  # first visit or message to purchase: 9 and 5 days
     assert totals["to_churn"]["outcomes"] == {"Churned": 1, "At risk": 3}
     assert totals["to_churn"]["median_days"] == 396.0
     assert journeys.journey_totals(session, platform.SYSTEM, segment.id)["to_purchase"]["customers"] == 2
@@ -148,6 +148,7 @@ def test_the_batch_computation_and_what_the_page_reads(session):
     channels = {r["channel"]: r for r in journeys.first_touch_conversion(session, platform.SYSTEM)}
     assert channels["Organic search"]["customers"] == 3 and channels["Organic search"]["buyers"] == 2
     assert channels["Organic search"]["median_days_to_purchase"] == 7.0  # 9 and 5 days
+    assert channels["Email"]["median_days_to_purchase"] is None  # no touch date, only the acquisition channel
     assert channels["Email"]["buyers"] == 1  # acquisition channel when nothing was recorded
 
     vip = journeys.top_paths(session, platform.SYSTEM, "to_purchase", segment_id=segment.id)

@@ -20,11 +20,17 @@ def lazy_tabs(labels: Sequence[str], key: str) -> Sequence:
     return st.tabs(list(labels), key=key, on_change="rerun")
 
 
-def keep(*keys: str) -> None:
+def keep(*keys: str, **initial) -> None:
     """Keep these widgets' values while their tab is closed. Streamlit forgets the value of a widget
     that a run does not draw; writing the value back at the top of the page keeps it (Streamlit's
     documented way). Only for widgets whose value may be set (not buttons, forms' submit buttons,
-    file uploaders or data editors)."""
-    for key in keys:
+    file uploaders or data editors).
+
+    A kept widget's first value goes in `initial` (key=value), never in the widget's own index=,
+    value= or default=: a widget given both a default and a value through the Session State API
+    makes Streamlit log a warning on the server."""
+    for key, value in initial.items():
+        st.session_state.setdefault(key, value)
+    for key in (*keys, *initial):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]

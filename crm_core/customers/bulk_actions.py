@@ -419,8 +419,22 @@ def run_bulk_action(session: Session, actor: Actor, action: str, selection: Sele
     if not isinstance(params, dict):
         raise ValidationError("Action parameters must be a mapping.")
     handler = handlers[action]
-    try:
-        inspect.signature(handler).bind(session, actor, selection, progress=progress, **params)
-    except TypeError as exc:
-        raise ValidationError(f"Wrong parameters for {action}: {exc}.") from exc
+    _check_params(action, handler, params)
     return handler(session, actor, selection, progress=progress, **params)
+
+
+# Arguments the dispatcher supplies itself; a caller's params never name them.
+_SUPPLIED = ("session", "actor", "selection", "progress", "now")
+
+
+def _check_params(action: str, handler: Callable[..., BulkResult], params: dict[str, Any]) -> None:
+    """Refuse missing or unknown parameters with a message that names the action, not the handler."""
+    label = next((a.label for a in ACTIONS if a.key == action), action)
+    accepted = {n: p for n, p in inspect.signature(handler).parameters.items() if n not in _SUPPLIED}
+    missing = [n.replace("_id", "").replace("_", " ") for n, p in accepted.items()
+               if p.default is inspect.Parameter.empty and params.get(n) is None]
+    if missing:
+        raise ValidationError(f"“{label}” needs a {' and a '.join(missing)}: choose one before running it.")
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValidationError(f"“{label}” takes no {', '.join(unknown)}; it takes: {', '.join(accepted) or 'nothing'}.")

@@ -76,19 +76,26 @@ def _rows(session: Session, run_id: int, kind: str, segment_id: int | None, coho
 def journey_totals(session: Session, viewer: Actor, segment_id: int | None = None,
                    cohort: str | None = None) -> dict[str, dict[str, Any]]:
     """For each kind of path: customers, how many reached the goal and the share, and the median days
-    from the first step to it (first recorded touchpoint to first purchase; first purchase to churn)."""
+    to it. To the first purchase that is from the first-touch channel's touch (first visit or message)
+    to the purchase, for buyers with one: the measure of `first_touch_conversion`, over every channel.
+    From the first purchase to churn it is from that purchase."""
     require(viewer, "journeys.view")
     _check("to_purchase", segment_id, cohort)
     run = latest_run(session, viewer)
+
+    def everyone(kind: str):
+        rows = _rows(session, run["run_id"], kind, segment_id, cohort, everyone=True) if run else []
+        return rows[0] if rows else None
+
     totals: dict[str, dict[str, Any]] = {}
     for kind in PATH_KINDS:
-        rows = _rows(session, run["run_id"], kind, segment_id, cohort, everyone=True) if run else []
-        row = rows[0] if rows else None
+        row = everyone(kind)
+        days_row = everyone("first_touch") if kind == "to_purchase" else row
         customers = row.customers if row else 0
         totals[kind] = {"customers": customers, "reached": row.reached if row else 0,
                         "rate": row.reached / customers if row and customers else None,
                         "outcomes": dict(row.outcomes or {}) if row else {},
-                        "median_days": row.median_days_total if row else None}
+                        "median_days": days_row.median_days_total if days_row else None}
     return totals
 
 
