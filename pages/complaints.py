@@ -65,7 +65,7 @@ c2.metric("Overdue", f"{figures['overdue']:,}", border=True)
 c3.metric("Resolved in 30 days", f"{figures['resolved_30d']:,}", border=True)
 c4.metric("Satisfaction with resolution", "–" if figures["avg_satisfaction"] is None else f"{figures['avg_satisfaction']:.2f} / 5",
           border=True)
-c5.metric("Compensation in 30 days", f"{figures['compensation_30d']:,.2f}", border=True)
+c5.metric("Compensation in 30 days", f"€{figures['compensation_30d']:,.2f}", border=True)
 
 tab_names = ["Dashboard", "Complaints"] + (["New complaint", "Work on a complaint"] if can_manage else [])
 tabs = st.tabs(tab_names)

@@ -137,7 +137,16 @@ if tab_segments.open:
             st.info("No segments to compare.")
         else:
             st.plotly_chart(segments_chart(by_segment), width="stretch")
-            st.dataframe(by_segment, hide_index=True, width="stretch")
+            st.dataframe(by_segment, hide_index=True, width="stretch", column_config={
+                "segment": st.column_config.TextColumn("RFM segment"),
+                "customers": st.column_config.NumberColumn("Customers", format="localized"),
+                "expected_purchases_12m": st.column_config.NumberColumn("Expected purchases (12 months)",
+                                                                        format="%.0f"),
+                "clv_12m": st.column_config.NumberColumn("CLV, next 12 months", format="€%.2f"),
+                "mean_prob_alive": st.column_config.ProgressColumn("Mean P(alive)", min_value=0, max_value=1,
+                                                                   format="percent"),
+                "historic_clv": st.column_config.NumberColumn("Revenue so far", format="€%.2f"),
+            })
 
 if tab_model.open:
     with tab_model:

@@ -155,7 +155,7 @@ else:
     table.insert(1, "profile", [f"/customer-360?id={i}" for i in table["id"]])
     event = st.dataframe(
         table, key="customer_results", on_select="rerun", selection_mode="multi-row", hide_index=True,
-        width="stretch",
+        width="stretch", placeholder="",  # no company or tier: an empty cell, not "None"
         column_config={
             "id": st.column_config.NumberColumn("Id", format="%d"),
             "profile": st.column_config.LinkColumn("Profile", display_text="Open"),
