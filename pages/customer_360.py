@@ -316,13 +316,13 @@ with tabs[1]:
         st.caption(f"{held.total:,} vouchers, newest first{' (the latest 50)' if held.total > 50 else ''}. "
                    "Whole codes for roles that record orders; others see the last four characters.")
         st.dataframe(pd.DataFrame(held.rows)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
-                                         "expires_at", "redeemed_order_id", "void_reason"]],
+                                         "expires_at", "redeemed_order_number", "void_reason"]],
                      hide_index=True, width="stretch",
                      column_config={"value": st.column_config.NumberColumn("Value (€ or %)", format="%.2f"),
                                     "min_order": st.column_config.NumberColumn("Minimum order", format="%.2f"),
                                     "issued_at": st.column_config.DatetimeColumn("Issued", format="YYYY-MM-DD"),
                                     "expires_at": st.column_config.DatetimeColumn("Expires", format="YYYY-MM-DD"),
-                                    "redeemed_order_id": st.column_config.NumberColumn("Used on order", format="%d"),
+                                    "redeemed_order_number": "Used on order",
                                     "void_reason": "Void or reversal reason"})
     if held is not None and manage_vouchers:
         issue_voucher_form(customer_id)

@@ -480,3 +480,24 @@ def test_voucher_issue_form_clears_after_an_issue_and_a_second_click_issues_noth
     stale_submit.click().run()
     assert not app.exception
     assert len(_vouchers_of(db, customer_id)) == before + 1
+
+
+def test_profile_shows_the_order_number_a_voucher_was_used_on_as_the_orders_table_does(app, db):
+    import datetime as dt
+    from decimal import Decimal
+
+    from crm_core import orders, platform, vouchers
+
+    customer_id = _active_customers(db, 4)[3]
+    with platform.unit_of_work(db) as s:
+        code = vouchers.issue_vouchers(s, platform.SYSTEM, [customer_id], "amount", Decimal(5), source="manual",
+                                       source_id="vfix-test", expires_at=dt.datetime.now() + dt.timedelta(days=30),
+                                       authorised_by="vouchers.manage")[customer_id]
+        placed = orders.record_order(s, platform.SYSTEM, customer_id,
+                                     {"total": "40", "voucher_code": code, "order_number": "SO-VFIX-3"})
+    open_profile(app, "agent2", customer_id)
+    assert "SO-VFIX-3" in set(app.tabs[1].dataframe[0].value["order_number"])  # the orders table
+    shown = app.tabs[1].dataframe[-1].value
+    row = shown[shown["code"] == code].iloc[0]
+    assert row["redeemed_order_number"] == "SO-VFIX-3" and "redeemed_order_id" not in shown.columns
+    assert str(placed["id"]) not in shown.astype(str).to_numpy().ravel().tolist()
