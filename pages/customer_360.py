@@ -3,6 +3,7 @@ roles that manage vouchers), addresses, payment methods, consents, segments and 
 edit form that detects concurrent edits."""
 
 import datetime as dt
+import uuid
 
 import pandas as pd
 import plotly.express as px
@@ -49,27 +50,40 @@ def current_scores_chart(shown: dict, as_of):
 
 VOUCHER_KIND_LABELS = {"percent": "Percentage off", "amount": "Amount off (€)"}
 VOUCHER_DONE_KEY = "c360_voucher_done"  # the last issue or void, shown once in the section
-ISSUE_KEYS = ("c360_voucher_kind", "c360_voucher_value", "c360_voucher_days", "c360_voucher_min_order",
-              "c360_voucher_reason")
+ISSUE_DEFAULTS = {"c360_voucher_kind": VOUCHER_KINDS[0], "c360_voucher_value": 10.0,
+                  "c360_voucher_days": vouchers.DEFAULT_VOUCHER_DAYS, "c360_voucher_min_order": 0.0,
+                  "c360_voucher_reason": ""}
+# One token per fresh issue form, in the submit button's key and consumed by a successful issue: a click
+# that a browser still holding the filled-in form sends again reaches no button, so it issues nothing.
+ISSUE_TOKEN_KEY = "c360_voucher_issue_token"
+ISSUE_SUBMIT_PREFIX = "c360_voucher_issue_submit_"
 
 
 def issue_voucher_form(customer_id: int) -> None:
-    """Issue a voucher by hand; what was typed stays after a refusal, and the new code is shown once made."""
+    """Issue a voucher by hand; what was typed stays after a refusal, and the new code is shown once made.
+    After an issue the form starts afresh: the defaults are written to the widgets' keys before they are
+    drawn, which (unlike dropping the keys) also clears the form in the browser."""
+    if ISSUE_TOKEN_KEY not in st.session_state:
+        st.session_state[ISSUE_TOKEN_KEY] = uuid.uuid4().hex
+        st.session_state.update(ISSUE_DEFAULTS)
+    for key, default in ISSUE_DEFAULTS.items():  # widgets not drawn on another page forget their values
+        st.session_state.setdefault(key, default)
     with st.form("c360_voucher_issue"):
         st.markdown("**Issue a voucher**")
         c1, c2 = st.columns(2)
         kind = c1.selectbox("Kind", VOUCHER_KINDS, format_func=VOUCHER_KIND_LABELS.get, key="c360_voucher_kind")
-        value = c2.number_input("Value (% or €)", min_value=0.0, value=10.0, step=1.0, format="%.2f",
+        value = c2.number_input("Value (% or €)", min_value=0.0, step=1.0, format="%.2f",
                                 key="c360_voucher_value",
                                 help=f"A percentage up to {vouchers.MAX_VOUCHER_PERCENT}% or an amount up to "
                                      f"€{vouchers.MAX_VOUCHER_AMOUNT:,.0f}, off the order's goods.")
-        days = c1.number_input("Valid for (days)", min_value=1, max_value=vouchers.MAX_VOUCHER_DAYS,
-                               value=vouchers.DEFAULT_VOUCHER_DAYS, step=1, key="c360_voucher_days")
-        min_order = c2.number_input("Minimum order (€)", min_value=0.0, value=0.0, step=5.0, format="%.2f",
+        days = c1.number_input("Valid for (days)", min_value=1, max_value=vouchers.MAX_VOUCHER_DAYS, step=1,
+                               key="c360_voucher_days")
+        min_order = c2.number_input("Minimum order (€)", min_value=0.0, step=5.0, format="%.2f",
                                     key="c360_voucher_min_order")
         reason = st.text_input("Reason (required)", key="c360_voucher_reason",
                                placeholder="e.g. Goodwill for the late parcel")
-        submitted = st.form_submit_button("Issue voucher", type="primary", key="c360_voucher_issue_submit")
+        submitted = st.form_submit_button("Issue voucher", type="primary",
+                                          key=ISSUE_SUBMIT_PREFIX + st.session_state[ISSUE_TOKEN_KEY])
     if submitted:
         made = context.act(vouchers.issue_voucher, customer_id, kind, value, days=int(days), min_order=min_order,
                            reason=reason)
@@ -80,8 +94,7 @@ def issue_voucher_form(customer_id: int) -> None:
                 "code": made.code,
                 "message": f"Voucher {made.code} issued: {off}{minimum}, valid until {made.expires_at:%Y-%m-%d}. "
                            "Give the customer this code."}
-            for key in ISSUE_KEYS:  # a fresh form for the next one
-                st.session_state.pop(key, None)
+            del st.session_state[ISSUE_TOKEN_KEY]  # used: the next run draws a fresh form with a new one
             st.session_state.pop(f"c360_void_seen_{customer_id}", None)
             st.rerun()
 
@@ -303,13 +316,13 @@ with tabs[1]:
         st.caption(f"{held.total:,} vouchers, newest first{' (the latest 50)' if held.total > 50 else ''}. "
                    "Whole codes for roles that record orders; others see the last four characters.")
         st.dataframe(pd.DataFrame(held.rows)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
-                                         "expires_at", "redeemed_order_id", "void_reason"]],
+                                         "expires_at", "redeemed_order_number", "void_reason"]],
                      hide_index=True, width="stretch",
                      column_config={"value": st.column_config.NumberColumn("Value (€ or %)", format="%.2f"),
                                     "min_order": st.column_config.NumberColumn("Minimum order", format="%.2f"),
                                     "issued_at": st.column_config.DatetimeColumn("Issued", format="YYYY-MM-DD"),
                                     "expires_at": st.column_config.DatetimeColumn("Expires", format="YYYY-MM-DD"),
-                                    "redeemed_order_id": st.column_config.NumberColumn("Used on order", format="%d"),
+                                    "redeemed_order_number": "Used on order",
                                     "void_reason": "Void or reversal reason"})
     if held is not None and manage_vouchers:
         issue_voucher_form(customer_id)

@@ -172,6 +172,12 @@ def test_a_voucher_is_voided_against_its_version_and_a_stale_void_is_refused(api
     assert "Give a reason" in assert_error(api.post("success_manager", void_url, json={"reason": ""},
                                                     headers={"If-Match": '"1"'}), 400, "invalid")["message"]
     assert_error(api.post("success_manager", void_url, json={"reason": 5}, headers={"If-Match": '"1"'}), 422)
+    # A version the voucher never had (made up, from the future) is said to be so, not blamed on an edit.
+    future = assert_error(api.post("success_manager", void_url, json={"reason": "Issued twice"},
+                                   headers={"If-Match": '"9"'}), 412, "precondition_failed")
+    assert future["param"] == "If-Match" and "changed by someone else" not in future["message"]
+    assert future["message"].startswith(f"Voucher {kept['id']} (…{kept['code'][-4:]}) has no version 9; "
+                                        "its current version is 1.")
     voided = api.post("success_manager", void_url, json={"reason": "Issued twice"}, headers={"If-Match": '"1"'})
     assert voided.status_code == 200, voided.text
     assert voided.json() == {"id": kept["id"], "outcome": "void"}

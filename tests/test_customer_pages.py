@@ -376,11 +376,16 @@ def _voucher_messages(app, kind: str) -> str:
     return " ".join(e.value for e in getattr(app.tabs[1], kind))
 
 
+def _issue_submit(app):
+    """The issue form's submit button, whose key carries the form's one-time token."""
+    return next(b for b in app.button if (b.key or "").startswith("c360_voucher_issue_submit_"))
+
+
 def test_voucher_issue_form_refuses_bad_input_keeps_it_and_shows_the_new_code(app, db):
     customer_id = _active_customers(db, 1)[0]
     before = len(_vouchers_of(db, customer_id))
     open_profile(app, "csm1", customer_id)
-    app.button(key="c360_voucher_issue_submit").click().run()  # no reason
+    _issue_submit(app).click().run()  # no reason
     assert not app.exception
     assert "Give a reason for the voucher" in _voucher_messages(app, "error")
 
@@ -389,7 +394,7 @@ def test_voucher_issue_form_refuses_bad_input_keeps_it_and_shows_the_new_code(ap
     app.number_input(key="c360_voucher_days").set_value(14)
     app.number_input(key="c360_voucher_min_order").set_value(30.0)
     app.text_input(key="c360_voucher_reason").input("Parcel arrived late (apptest)")
-    app.button(key="c360_voucher_issue_submit").click().run()
+    _issue_submit(app).click().run()
     assert not app.exception
     assert "A percent voucher is above 0 and at most 90% off" in _voucher_messages(app, "error")
     assert len(_vouchers_of(db, customer_id)) == before
@@ -399,7 +404,7 @@ def test_voucher_issue_form_refuses_bad_input_keeps_it_and_shows_the_new_code(ap
             app.number_input(key="c360_voucher_min_order").value) == ("percent", 95.0, 30.0)
 
     app.number_input(key="c360_voucher_value").set_value(15.0)
-    app.button(key="c360_voucher_issue_submit").click().run()
+    _issue_submit(app).click().run()
     assert not app.exception and not app.error
     made = _vouchers_of(db, customer_id)
     assert len(made) == before + 1
@@ -468,6 +473,58 @@ def test_voucher_void_form_voids_with_a_reason_and_refuses_a_voucher_changed_sin
 def test_roles_that_do_not_manage_vouchers_see_no_voucher_forms(app, db, username):
     open_profile(app, username, _active_customers(db, 1)[0])
     assert not app.exception
-    keys = {b.key for b in app.button}
-    assert "c360_voucher_issue_submit" not in keys and "c360_void_submit" not in keys
+    keys = {b.key or "" for b in app.button}
+    assert not any(k.startswith("c360_voucher_issue_submit") for k in keys) and "c360_void_submit" not in keys
     assert not any(m.value in ("**Issue a voucher**", "**Void a voucher**") for m in app.markdown)
+
+
+def test_voucher_issue_form_clears_after_an_issue_and_a_second_click_issues_nothing(app, db):
+    customer_id = _active_customers(db, 3)[2]
+    before = len(_vouchers_of(db, customer_id))
+    open_profile(app, "csm1", customer_id)
+    app.number_input(key="c360_voucher_value").set_value(12.0)
+    app.text_input(key="c360_voucher_reason").input("Goodwill (apptest, once)")
+    stale_submit = _issue_submit(app)
+    stale_submit.click().run()
+    assert not app.exception and not app.error
+    made = _vouchers_of(db, customer_id)
+    assert len(made) == before + 1
+    code = made[-1].code
+    assert app.tabs[1].code[0].value == code  # shown once to the issuer
+    # The form is fresh: the reason and value are back to their defaults.
+    assert app.text_input(key="c360_voucher_reason").value == ""
+    assert app.number_input(key="c360_voucher_value").value == 10.0
+    # ... and the browser is told so (dropping the keys alone left the typed values in the browser's form).
+    assert app.text_input(key="c360_voucher_reason").proto.set_value
+    assert app.number_input(key="c360_voucher_value").proto.set_value
+
+    _issue_submit(app).click().run()  # a second click on the cleared form
+    assert not app.exception
+    assert len(_vouchers_of(db, customer_id)) == before + 1
+    assert "Give a reason for the voucher" in _voucher_messages(app, "error")
+
+    # A resubmission of the request already issued (a browser still holding the filled form) issues nothing.
+    stale_submit.click().run()
+    assert not app.exception
+    assert len(_vouchers_of(db, customer_id)) == before + 1
+
+
+def test_profile_shows_the_order_number_a_voucher_was_used_on_as_the_orders_table_does(app, db):
+    import datetime as dt
+    from decimal import Decimal
+
+    from crm_core import orders, platform, vouchers
+
+    customer_id = _active_customers(db, 4)[3]
+    with platform.unit_of_work(db) as s:
+        code = vouchers.issue_vouchers(s, platform.SYSTEM, [customer_id], "amount", Decimal(5), source="manual",
+                                       source_id="vfix-test", expires_at=dt.datetime.now() + dt.timedelta(days=30),
+                                       authorised_by="vouchers.manage")[customer_id]
+        placed = orders.record_order(s, platform.SYSTEM, customer_id,
+                                     {"total": "40", "voucher_code": code, "order_number": "SO-VFIX-3"})
+    open_profile(app, "agent2", customer_id)
+    assert "SO-VFIX-3" in set(app.tabs[1].dataframe[0].value["order_number"])  # the orders table
+    shown = app.tabs[1].dataframe[-1].value
+    row = shown[shown["code"] == code].iloc[0]
+    assert row["redeemed_order_number"] == "SO-VFIX-3" and "redeemed_order_id" not in shown.columns
+    assert str(placed["id"]) not in shown.astype(str).to_numpy().ravel().tolist()

@@ -433,8 +433,12 @@ def test_settings_validation_versioning_and_retiering(session):
     assert version == 1 and saved["tier_thresholds"]["silver"] == 500
     session.refresh(account)
     assert account.tier == "silver"
-    with pytest.raises(platform.ConflictError):
+    with pytest.raises(platform.ConflictError, match=r"The loyalty settings were changed by someone else while you "
+                                                     r"were editing \(version 0 is now 1\)"):
         loyalty.save_settings(session, admin, {"expiry_days": 400}, expected_version=0)
+    with pytest.raises(platform.ConflictError, match=r"The loyalty settings have no version 7; their current version "
+                                                     r"is 1\. Reload"):  # a version they never had
+        loyalty.save_settings(session, admin, {"expiry_days": 400}, expected_version=7)
 
 
 def test_a_failure_mid_operation_leaves_nothing_written(engine, monkeypatch):

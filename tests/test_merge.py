@@ -250,7 +250,8 @@ def test_guards(session):
         customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id, field_choices={"external_id": "other"})
     with pytest.raises(platform.ValidationError, match="'survivor' or 'other'"):
         customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id, field_choices={"email": "both"})
-    with pytest.raises(platform.ConflictError, match="changed by someone else"):
+    with pytest.raises(platform.ConflictError, match=rf"Customer {survivor.id} has no version {survivor.version + 5}; "
+                                                     rf"its current version is {survivor.version}\."):
         customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id, survivor_version=survivor.version + 5)
     customers.merge_customers(session, platform.SYSTEM, survivor.id, other.id)
     with pytest.raises(platform.ValidationError, match="already merged"):

@@ -170,6 +170,8 @@ def test_a_voucher_is_redeemed_once_by_its_owner_and_taken_off_the_goods(session
     assert made["total"] == Decimal("30.00") and made["voucher"].endswith(amount.code[-4:])
     session.refresh(amount)
     assert amount.status == "redeemed" and amount.redeemed_order_id == made["id"] and amount.version == 2
+    listed = {row["code"]: row for row in vouchers.customer_vouchers(session, agent, customer.id).rows}
+    assert listed[amount.code]["redeemed_order_number"] == made["order_number"]  # as the orders show it, not its id
     with pytest.raises(platform.ValidationError, match=r"Voucher …\w{4} was already used on .*; a voucher is used once"):
         orders.record_order(session, agent, customer.id, {"total": 50, "voucher_code": amount.code})
     percent = _voucher(session, customer, "percent", "12.5", min_order=30)

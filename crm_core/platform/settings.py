@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from crm_core.platform.actors import Actor
 from crm_core.platform.audit import record_audit
-from crm_core.platform.errors import ConflictError
+from crm_core.platform.transactions import version_conflict
 from db.models import AppSetting, utcnow
 
 
@@ -37,10 +37,7 @@ def save_setting(session: Session, actor: Actor, key: str, value: dict[str, Any]
     setting = session.get(AppSetting, key)
     current = 0 if setting is None else setting.version
     if expected_version is not None and expected_version != current:
-        raise ConflictError(
-            f"{what} {'was' if not what.endswith('s') else 'were'} changed by someone else while you were editing "
-            f"(version {expected_version} is now {current}). Reload and apply your change again."
-        )
+        raise version_conflict(what, expected_version, current, plural=what.endswith("s"))
     before = None if setting is None else copy.deepcopy(setting.value or {})
     fresh = copy.deepcopy(value)
     if setting is None:

@@ -15,13 +15,21 @@ from db import engine as engine_module
 from db.engine import SQLITE_IMMEDIATE, session_factory
 
 
+def version_conflict(label: str, expected_version: int, current_version: int, *, plural: bool = False) -> ConflictError:
+    """The refusal of an edit sent against `expected_version`: a version the record never had yet (a
+    made-up or mistyped one, above the current) is said to be so, not blamed on someone else's edit."""
+    was, has, its = ("were", "have", "their") if plural else ("was", "has", "its")
+    if expected_version > current_version:
+        return ConflictError(f"{label} {has} no version {expected_version}; {its} current version is "
+                             f"{current_version}. Reload it and apply your change again.")
+    return ConflictError(f"{label} {was} changed by someone else while you were editing "
+                         f"(version {expected_version} is now {current_version}). Reload and apply your change again.")
+
+
 def check_version(entity, expected_version: int | None, label: str) -> None:
-    """Refuse an edit made against an older read of the record."""
+    """Refuse an edit made against an older read of the record, or against a version it never had."""
     if expected_version is not None and entity.version != expected_version:
-        raise ConflictError(
-            f"{label} was changed by someone else while you were editing "
-            f"(version {expected_version} is now {entity.version}). Reload and apply your change again."
-        )
+        raise version_conflict(label, expected_version, entity.version)
 
 
 BUSY_MESSAGE = ("The database is busy with other changes and nothing was saved after waiting "

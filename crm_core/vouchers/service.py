@@ -28,7 +28,7 @@ from crm_core.platform.sql import rows_affected
 from crm_core.platform.transactions import check_version
 from crm_core.risk.decisions import enforce
 from crm_core.vouchers.codes import SHOWN_CODE_END, full_codes_for, shown_code
-from db.models import VOUCHER_KINDS, VOUCHER_SOURCES, Customer, Voucher, utcnow
+from db.models import VOUCHER_KINDS, VOUCHER_SOURCES, Customer, Order, Voucher, utcnow
 
 VOUCHER_CODE_LENGTH = 12  # 32**12 ≈ 10**18 codes: unguessable by trying
 DEFAULT_VOUCHER_DAYS = 90  # a voucher issued by hand without an expiry lasts this long
@@ -231,7 +231,8 @@ def customer_vouchers(session: Session, viewer: Actor, customer_id: int, page: i
                       after: str | None = None, now: dt.datetime | None = None) -> Page:
     """The customer's vouchers, newest first; a numbered page, or with `after` (a cursor, FIRST for the
     start) the next `page_size` by keyset. Roles that record orders (customers.edit) see the whole
-    code; other viewers see its last characters only. `version` is what `void_voucher` expects."""
+    code; other viewers see its last characters only. `version` is what `void_voucher` expects;
+    `redeemed_order_number` is the used-on order as people know it (its `order_number`)."""
     require(viewer, "customers.view")
     if (session.get(Customer, customer_id) if is_record_id(customer_id) else None) is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
@@ -245,14 +246,16 @@ def customer_vouchers(session: Session, viewer: Actor, customer_id: int, page: i
     page = 0 if after is not None else max(1, page)
     found, next_after = fetch_rows(
         session, select(v.id, v.code, v.kind, v.value, v.min_order, v.source, v.source_id, v.issued_at, v.expires_at,
-                        v.status, v.redeemed_order_id, v.redeemed_at, v.void_reason, v.clawed_back_at,
-                        v.version).where(condition),
+                        v.status, v.redeemed_order_id, Order.order_number.label("redeemed_order_number"),
+                        v.redeemed_at, v.void_reason, v.clawed_back_at, v.version)
+        .outerjoin(Order, Order.id == v.redeemed_order_id).where(condition),
         (SortKey(v.issued_at, descending=True), SortKey(v.id, descending=True)), "customer_vouchers",
         page=page, page_size=page_size, after=after)
     rows = [{"id": r.id, "code": shown_code(r.code, full), "kind": r.kind, "value": r.value, "min_order": r.min_order,
              "source": r.source, "source_id": r.source_id, "issued_at": r.issued_at, "expires_at": r.expires_at,
              "status": "expired" if r.status == "issued" and r.expires_at is not None and r.expires_at <= now
              else r.status,
-             "redeemed_order_id": r.redeemed_order_id, "redeemed_at": r.redeemed_at, "void_reason": r.void_reason,
+             "redeemed_order_id": r.redeemed_order_id, "redeemed_order_number": r.redeemed_order_number,
+             "redeemed_at": r.redeemed_at, "void_reason": r.void_reason,
              "clawed_back_at": r.clawed_back_at, "version": r.version} for r in found]
     return Page(rows=rows, total=total, page=page, page_size=page_size, next_after=next_after)
