@@ -17,6 +17,7 @@ from db.models import (
     ChurnPrediction,
     Complaint,
     CustomerCommunication,
+    CustomerLifecycleStage,
     CustomerPaymentMethod,
     RiskDecision,
     SuccessCta,
@@ -207,6 +208,35 @@ def test_rules_open_ctas_for_live_accounts_only(session):
                          strict=True))
     assert by_health == segmentation.account_relationships(session, AS_OF, everyone) == {
         live.id: "live", churned.id: "churned", never.id: "never_bought"}
+
+
+def test_live_and_churned_agree_with_the_lifecycle_stage_at_the_boundary_day(session):
+    """Churned is the lifecycle rule's calendar days for the Lifecycle page, health scoring and the CTA
+    rules alike: an order on the day `churned_days` before the as-of date is still live (the Health
+    page counted such a customer as churned while the Lifecycle page did not)."""
+    from ml.health import estimator, inputs
+
+    days = segmentation.churned_after_days(session)
+    boundary_day = dt.datetime.combine(AS_OF - dt.timedelta(days=days), dt.time(10))
+    on_the_day = make_customer(session, at(900))
+    make_order(session, on_the_day, boundary_day, 40)
+    day_before = make_customer(session, at(900))
+    make_order(session, day_before, boundary_day - dt.timedelta(hours=11), 40)  # 23:00 the day before
+    session.flush()
+    from .test_lifecycle import snapshot  # the analytics row the refresh would write, from the orders
+
+    for customer in (on_the_day, day_before):
+        snapshot(session, customer, as_of=AS_OF)
+    session.flush()
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
+    everyone = [on_the_day.id, day_before.id]
+    stages = dict(session.execute(select(CustomerLifecycleStage.customer_id, CustomerLifecycleStage.stage)
+                                  .where(CustomerLifecycleStage.customer_id.in_(everyone))).all())
+    assert stages[on_the_day.id] != "churned" and stages[day_before.id] == "churned"
+    frame = inputs.health_inputs(session.connection(), AS_OF).loc[everyone]
+    by_health = dict(zip(everyone, estimator.relationships(frame, days), strict=True))
+    assert by_health == segmentation.account_relationships(session, AS_OF, everyone) == {
+        on_the_day.id: "live", day_before.id: "churned"}
 
 
 def nps(session, c, score, days_before):

@@ -151,7 +151,9 @@ def account_relationships(session: Session, as_of: dt.date, customer_ids: list[i
     "never_bought" without one. Health scores live accounts only (ml.health tells them apart the same
     way from its inputs), and the CTA rules open CTAs for live accounts only."""
     cutoff = end_of(as_of)
-    live_from = cutoff - dt.timedelta(days=churned_after_days(session))
+    # The lifecycle rule's calendar days: churned is no order on the day `churned_after_days` before
+    # `as_of` or since (the Lifecycle page's stage, so both pages count the same customers)
+    live_from = midnight(as_of - dt.timedelta(days=churned_after_days(session)))
     found = {cid: "never_bought" for cid in customer_ids}
     ids = sorted(found)
     for start in range(0, len(ids), 1000):

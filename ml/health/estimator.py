@@ -336,5 +336,7 @@ def relationships(inputs: pd.DataFrame, churned_after_days: int) -> np.ndarray:
     orders = inputs["orders"].to_numpy(dtype="float64")
     days = inputs["days_since_last_order"].to_numpy(dtype="float64")
     with np.errstate(invalid="ignore"):
-        churned = (orders > 0) & (days > churned_after_days)
+        # `days` run from the end of the as-of day: an order on the day `churned_after_days` before it
+        # is up to that many days plus one old and still live, as the lifecycle rule's calendar days say
+        churned = (orders > 0) & (days > churned_after_days + 1)
     return np.select([orders <= 0, churned], ["never_bought", "churned"], "live").astype(object)
