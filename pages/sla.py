@@ -72,7 +72,10 @@ if summary is None:
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Targets met", "–" if summary["pct_met"] is None else f"{summary['pct_met']:.1f}%",
           help=f"{summary['targets']:,} first-response and resolution targets reached or past due", border=True)
-c2.metric("Open tickets in breach", f"{summary['open_breached']:,}", border=True)
+c2.metric("Open tickets in breach", f"{summary['open_breached']:,}", border=True,
+          help="Open tickets that have missed a target, first response or resolution. A ticket answered late "
+               "stays in breach while its resolution time still runs, so this can be more than the Support "
+               "queue's overdue tickets, whose next target has passed.")
 c3.metric("Breaching within 2 hours", f"{summary['breaching_soon']:,}", border=True)
 c4.metric("NPS", "–" if not nps or nps["nps"] is None else f"{nps['nps']:+.0f}",
           help=f"{nps['responses']:,} answers" if nps else None, border=True)
