@@ -8,7 +8,7 @@ import streamlit as st
 
 from crm_core import platform, reporting
 from ui import context
-from ui.charts import shared, time_axis
+from ui.charts import complete_months, shared, time_axis
 from ui.data_date import figures_as_of, show_data_date
 
 user = context.require_page("overview.view")
@@ -79,8 +79,10 @@ c2.metric("SLA breaches", f"{data.sla_breaches:,}", help="Tickets opened in the 
 if not data.monthly:
     st.info("No orders or sign-ups in this range yet.")
 else:
-    monthly = pd.DataFrame(data.monthly)
+    monthly, partial = complete_months(pd.DataFrame(data.monthly), end)
     monthly["revenue"] = monthly["revenue"].astype(float)
+    if partial:
+        st.caption(partial)
     left, right = st.columns(2)
     left.plotly_chart(revenue_chart(monthly), width="stretch")
     right.plotly_chart(new_customers_chart(monthly), width="stretch")

@@ -74,3 +74,19 @@ def test_forget_drops_the_shared_figures():
     first = line([1, 2])
     charts.forget()
     assert line([1, 2]) is not first
+
+
+def test_a_month_in_progress_is_left_out_of_monthly_charts():
+    import datetime as dt
+
+    import pandas as pd
+
+    from ui.charts import complete_months
+
+    monthly = pd.DataFrame({"month": ["2026-10", "2026-11", "2026-12"], "revenue": [10.0, 12.0, 0.4]})
+    shown, caption = complete_months(monthly, dt.date(2026, 12, 1))
+    assert list(shown["month"]) == ["2026-10", "2026-11"] and "December 2026 so far (1 day, to 01 Dec)" in caption
+    whole, none = complete_months(monthly, dt.date(2026, 12, 31))  # the month is complete
+    assert len(whole) == 3 and none is None
+    assert complete_months(monthly.iloc[-1:], dt.date(2026, 12, 1))[1] is None  # the only month is kept
+    assert complete_months(monthly.iloc[:2], dt.date(2026, 12, 1))[1] is None  # the range ends in no listed month

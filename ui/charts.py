@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import ParamSpec
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -43,3 +45,14 @@ def time_axis(figure: go.Figure, values: Iterable) -> go.Figure:
     if len(set(values)) < 2:
         figure.update_xaxes(type="category")
     return figure
+
+
+def complete_months(monthly: pd.DataFrame, end: dt.date, column: str = "month") -> tuple[pd.DataFrame, str | None]:
+    """`monthly` (one row a "YYYY-MM" month, oldest first) without its last month when `end` falls
+    before that month's last day, and a caption saying so: a month in progress drawn beside whole
+    months reads as a drop (a month one day old shows almost nothing). Kept when it is the only month."""
+    if len(monthly) < 2 or (end + dt.timedelta(days=1)).day == 1 or monthly[column].iloc[-1] != f"{end:%Y-%m}":
+        return monthly, None
+    return monthly.iloc[:-1].copy(), (f"{end:%B %Y} so far ({end.day} day{'s' if end.day > 1 else ''}, to {end:%d %b}) is "
+                               "left out of the monthly charts: a month in progress would read as a drop.")
+
