@@ -123,6 +123,15 @@ def cohort_retention() -> None:
         st.info(f"No customer signed up in the {COHORT_MONTHS_MAX} months to {as_of.isoformat()}, so there are no "
                 "cohorts to follow.")
         return
+    if (as_of + dt.timedelta(days=1)).day != 1:
+        # Each cohort's last cell is the month in progress: a few days of it read as retention falling off
+        current = f"{as_of:%Y-%m}"
+        last = {c["cohort"]: c["month_offset"] for c in cohorts}
+        whole = [c for c in cohorts if c["month_offset"] < last[c["cohort"]] and c["cohort"] != current]
+        if whole:
+            cohorts = whole
+            st.caption(f"{as_of:%B %Y} so far (to {as_of:%d %b}) is left out: each cohort's last cell would "
+                       "hold only those days.")
     grid = pd.DataFrame(cohorts).pivot(index="cohort", columns="month_offset", values="active_share")
     st.plotly_chart(cohort_chart(grid), width="stretch")
     cohort = st.selectbox("Show the customers of cohort", list(grid.index)[::-1], key="drill_cohort")

@@ -179,6 +179,15 @@ def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
 
         staged = connection.scalar(select(func.count()).select_from(CustomerLifecycleStage))
     assert next(m for m in app.metric if m.label == "Customers staged").value == f"{staged:,}"
+    open_tab(app, "lifecycle_tab", "Cohort retention")
+    assert not app.exception
+    import datetime as dt
+
+    today = dt.date.today()
+    in_progress = [c.value for c in app.caption if "so far" in c.value]
+    assert in_progress == ([] if (today + dt.timedelta(days=1)).day == 1 else
+                           [f"{today:%B %Y} so far (to {today:%d %b}) is left out: each cohort's last cell would "
+                            "hold only those days."])
     open_tab(app, "lifecycle_tab", "Changes")
     customer_input = next(n for n in app.number_input if n.label == "Customer id")
     customer_input.set_value(1)
