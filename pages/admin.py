@@ -28,7 +28,7 @@ st.dataframe(
 )
 by_name = {row["username"]: row for row in listing}
 
-create, role, password, active = st.tabs(["Create user", "Change role", "Reset password", "Activate / deactivate"])
+create, role, password, active = st.tabs(["Create user", "Change role", "Reset password", "Activate / deactivate"], key="admin_tab")
 with create, st.form("create_user", clear_on_submit=True):
     username = st.text_input("Username")
     full_name = st.text_input("Full name")

@@ -106,7 +106,7 @@ c3.metric("Customers enrolled", f"{sum(r['targets'] for r in rows):,}", border=T
 c4.metric("Held out (control)", f"{sum(r['control'] for r in rows):,}", border=True)
 
 tab_names = ["Campaigns", *(["New campaign"] if can_manage else []), "Results", "Uplift model"]
-tabs = dict(zip(tab_names, st.tabs(tab_names), strict=True))
+tabs = dict(zip(tab_names, st.tabs(tab_names, key="campaigns_tab"), strict=True))
 
 
 def _percent(value: float | None, digits: int = 1) -> str:

@@ -68,7 +68,7 @@ c4.metric("Satisfaction with resolution", "–" if figures["avg_satisfaction"] i
 c5.metric("Compensation in 30 days", f"€{figures['compensation_30d']:,.2f}", border=True)
 
 tab_names = ["Dashboard", "Complaints"] + (["New complaint", "Work on a complaint"] if can_manage else [])
-tabs = st.tabs(tab_names)
+tabs = st.tabs(tab_names, key="complaints_tab")
 
 with tabs[0]:
     if not figures["total"]:

@@ -273,7 +273,7 @@ if can_edit and not customers.is_gone(facts["status"]):
 tab_names = ["Timeline", "Orders", "Addresses", "Payment methods", "Preferences & consents", "Segments", "Scores"]
 if platform.allowed(viewer.role, "success.view"):
     tab_names.append("Calls to action")
-tabs = st.tabs(tab_names)
+tabs = st.tabs(tab_names, key="c360_tab")
 
 with tabs[0]:
     kinds = st.multiselect("Show", customers.TIMELINE_KINDS, key="c360_kinds",

@@ -40,7 +40,7 @@ with st.expander("Scan for duplicates", icon=":material/search:"):
             )
             st.rerun()
 
-tab_queue, tab_merge, tab_history, tab_split = st.tabs(["Review queue", "Merge", "History", "Split"])
+tab_queue, tab_merge, tab_history, tab_split = st.tabs(["Review queue", "Merge", "History", "Split"], key="duplicates_tab")
 
 with tab_queue:
     min_score = st.slider("Minimum score", 0.6, 1.0, 0.6, 0.05, key="queue_min_score")

@@ -446,7 +446,7 @@ def history_tab() -> None:
 
 
 if can_import:
-    tab_import, tab_export, tab_history = st.tabs(["Import", "Export customers", "Import history"])
+    tab_import, tab_export, tab_history = st.tabs(["Import", "Export customers", "Import history"], key="transfer_tab")
     with tab_import:
         import_tab()
     with tab_export:

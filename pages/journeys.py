@@ -96,7 +96,7 @@ def path_table(rows: list[dict], reached: str, rate: str) -> None:
 
 
 tab_purchase, tab_churn, tab_channels = st.tabs(["To the first purchase", "From first purchase to churn",
-                                                 "First-touch channel"])
+                                                 "First-touch channel"], key="journeys_tab")
 with tab_purchase:
     st.caption(f"Each customer's touchpoints before their first purchase (or until {run['as_of']:%d %b %Y}): "
                "steps repeated in a row count once, and a long path shows its first step and its last "

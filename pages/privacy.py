@@ -33,7 +33,7 @@ c3.metric("Due within 7 days", f"{counts['due_7_days']:,}", border=True)
 c4.metric("Completed", f"{counts['completed']:,}", border=True)
 
 tab_log, tab_new, tab_process, tab_consent, tab_prefs = st.tabs(
-    ["Request log", "New request", "Process a request", "Consent ledger", "Preference center"])
+    ["Request log", "New request", "Process a request", "Consent ledger", "Preference center"], key="privacy_tab")
 
 with tab_log:
     f1, f2, f3 = st.columns(3)

@@ -74,7 +74,8 @@ c5.metric("Reward points paid", f"{kpis['points'].get('paid', 0):,}",
                f"vouchers paid €{kpis['vouchers'].get('paid', 0):,.2f} · held €{kpis['vouchers'].get('held', 0):,.2f}"
                f" · reversed €{kpis['vouchers'].get('reversed', 0):,.2f}", border=True)
 
-tabs = st.tabs(["Programme", "Referrals", "Codes and attribution"] + (["Settings"] if can_settings else []))
+tabs = st.tabs(["Programme", "Referrals", "Codes and attribution"] + (["Settings"] if can_settings else []),
+               key="referrals_tab")
 
 with tabs[0]:
     if not kpis["referrals"]:

@@ -78,7 +78,8 @@ else:
                f"plus up to {risk.ANOMALY_POINTS:.0f} points from the anomaly model, capped at 100; "
                f"from {risk.REVIEW_THRESHOLD:.0f} a review opens.")
 
-tabs = st.tabs(["Queue", "Case", "Scores and quality", "Rules and replay", "Lists", "Identity"])
+tabs = st.tabs(["Queue", "Case", "Scores and quality", "Rules and replay", "Lists", "Identity"],
+               key="risk_tab")
 
 with tabs[0]:
     f1, f2, f3 = st.columns(3)

@@ -83,7 +83,8 @@ c5.metric("CSAT", "–" if not csat or csat["average"] is None else f"{csat['ave
           help=f"{csat['satisfied_pct']}% satisfied (4-5) of {csat['responses']:,}" if csat and csat["responses"] else None,
           border=True)
 
-tab_overview, tab_breaches, tab_soon, tab_surveys = st.tabs(["Targets met", "Breaches", "Breaching soon", "NPS and CSAT"])
+tab_overview, tab_breaches, tab_soon, tab_surveys = st.tabs(["Targets met", "Breaches", "Breaching soon", "NPS and CSAT"],
+                                                                       key="sla_tab")
 
 with tab_overview:
     trend = context.cached(service.sla_weekly_trend, now, weeks=weeks) or []

@@ -106,7 +106,7 @@ if can_import:
     tab_names.append("Import")
 if can_link:
     tab_names.append("Accounts")
-tabs = dict(zip(tab_names, st.tabs(tab_names), strict=True))
+tabs = dict(zip(tab_names, st.tabs(tab_names, key="social_tab"), strict=True))
 
 with tabs["Volume and sentiment"]:
     volume = data["volume"]

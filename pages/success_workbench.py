@@ -83,7 +83,7 @@ def queue_table(found: platform.Page, key: str, empty: str) -> None:
 
 
 tab_names = (["My CTAs"] if can_work else []) + ["Team", "Portfolios", "Results", "Playbooks"]
-tabs = dict(zip(tab_names, st.tabs(tab_names), strict=True))
+tabs = dict(zip(tab_names, st.tabs(tab_names, key="workbench_tab"), strict=True))
 
 if can_work:
     with tabs["My CTAs"]:

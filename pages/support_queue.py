@@ -90,7 +90,7 @@ def show_queue(view: str) -> None:
 
 
 tab_names = ["My tickets", "Team queue"] + (["New ticket"] if can_manage else [])
-tabs = st.tabs(tab_names)
+tabs = st.tabs(tab_names, key="queue_tab")
 with tabs[0]:
     show_queue("mine")
 with tabs[1]:
