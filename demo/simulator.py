@@ -28,7 +28,7 @@ from faker import Faker
 from sqlalchemy import Engine, ForeignKeyConstraint, UniqueConstraint, func, select, text
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
-from crm_core import campaigns, loyalty, platform, service
+from crm_core import campaigns, loyalty, platform, referrals, service
 from db import bulk
 from db.models import Base, Customer
 
@@ -623,11 +623,38 @@ class Simulator:
             "points": -500, "kind": "redeem", "source_type": "redemption",
             "source_id": first_k.acc.astype(str).to_numpy(), "reason": "Voucher redemption",
         })
-        ledger = pd.concat([earn.drop(columns="cum"), redeem], ignore_index=True).sort_values(["acc", "when"], kind="stable")
+        ledger = pd.concat([earn.drop(columns="cum"), redeem], ignore_index=True)
+        ledger["idempotency_key"] = ledger["kind"] + ":" + ledger["source_type"] + ":" + ledger["source_id"]
+        # The tables are written by the referral step, which adds the referral rewards it pays.
+        self._loyalty_plan = {"members": members, "enrolled": enrolled, "ledger": ledger}
+
+    def _loyalty_tables(self, rewards: pd.DataFrame) -> None:
+        """The loyalty tables: the members' orders and redemptions plus the referral rewards paid
+        (`rewards`: customer index, when, points, source_id, idempotency_key, reason). As
+        `credit_reward` does, a rewarded customer who is not a member is enrolled by the reward."""
+        plan = self._loyalty_plan
+        members, enrolled = plan["members"], plan["enrolled"]
+        first_reward = rewards.groupby("customer")["when"].min()
+        joining = first_reward[~first_reward.index.isin(members)]
+        members = np.concatenate([members, joining.index.to_numpy(dtype=int)])
+        enrolled = np.concatenate([enrolled, joining.to_numpy(dtype=float)])
+        # a member rewarded before the simulated enrolment was enrolled by that reward
+        enrolled = np.minimum(enrolled, first_reward.reindex(members, fill_value=np.inf).to_numpy())
+        a = len(members)
+        account_of = np.full(self.n, -1)
+        account_of[members] = np.arange(a)
+        paid = pd.DataFrame({
+            "acc": account_of[rewards["customer"].to_numpy(dtype=int)], "when": rewards["when"].to_numpy(dtype=float),
+            "points": rewards["points"].to_numpy(dtype=np.int64), "kind": "earn", "source_type": "referral",
+            "source_id": rewards["source_id"].to_numpy(), "reason": rewards["reason"].to_numpy(),
+            "idempotency_key": rewards["idempotency_key"].to_numpy(),
+        })
+        ledger = pd.concat([plan["ledger"], paid], ignore_index=True).sort_values(["acc", "when"], kind="stable")
         ledger["balance_after"] = ledger.groupby("acc")["points"].cumsum()
         ledger = ledger.sort_values("when", kind="stable").reset_index(drop=True)
         ledger["id"] = np.arange(1, len(ledger) + 1)
-        ledger["idempotency_key"] = ledger["kind"] + ":" + ledger["source_type"] + ":" + ledger["source_id"]
+        earn = ledger[ledger.kind == "earn"].sort_values(["acc", "when"], kind="stable")
+        earn = earn.assign(cum=earn.groupby("acc")["points"].cumsum())
         lifetime = earn.groupby("acc")["points"].sum().reindex(np.arange(a), fill_value=0).to_numpy()
         balance = ledger.groupby("acc")["points"].sum().reindex(np.arange(a), fill_value=0).to_numpy()
         thresholds = np.array(list(loyalty.DEFAULT_TIER_THRESHOLDS.values()))
@@ -991,22 +1018,86 @@ class Simulator:
         return texts
 
     def _referrals(self) -> None:
+        """Referrals as the referral step of the refresh would have left them at the end: a friend's
+        first paid order converts the referral (an accepted check, both sides' rewards held for the
+        return window), and the refresh after the window pays them (reward rows, loyalty ledger
+        entries keyed as `_pay_due` keys them) unless that side's customer is closed. The default
+        rewards (points) are simulated; vouchers, fraud checks and the allowances are not."""
         rng = self.rng
         customers = self.tables["customers"]
         referred = np.flatnonzero(customers["acquisition_channel"].to_numpy() == "referral")
         referred = referred[referred > 0]
         k = len(referred)
         referrer = (rng.random(k) * referred).astype(int)  # always someone who signed up earlier
-        bought = np.isin(referred, self.buyers)
         signup = self.cust.signup.to_numpy()
+        created = np.maximum(signup[referred] - rng.uniform(1, 20, k) * DAY, signup[referrer])
+
+        # The friend's first paid order from a day before the referral on (as `_first_paid_order`).
+        referral_of = np.full(self.n, -1)
+        referral_of[referred] = np.arange(k)
+        ref = referral_of[self.order_cust]
+        paid = (ref >= 0) & np.isin(self.orders["status"].to_numpy(), referrals.PAID_FRIEND_STATUSES)
+        paid &= self.order_time >= created[np.maximum(ref, 0)] - DAY
+        paid_orders = np.flatnonzero(paid)  # orders are in time order, so the first per referral is the first paid
+        converting, first = np.unique(ref[paid_orders], return_index=True)
+        first_order = np.full(k, -1)
+        first_order[converting] = paid_orders[first]
+        converted = first_order >= 0
+        converted_at = np.where(converted, self.order_time[np.maximum(first_order, 0)], np.nan)
+
+        settings = referrals.DEFAULT_REFERRAL_SETTINGS
+        payable = converted_at + settings["return_window_days"] * DAY
+        due = converted & (payable <= self.span)
+        closed = customers["status"].to_numpy() == "closed"
+        sides = []
+        for side, who in (("referrer", referrer), ("friend", referred)):
+            lapsed = due & closed[who]
+            sides.append(pd.DataFrame({
+                "referral": np.flatnonzero(converted), "side": side, "customer": who[converted],
+                "points": settings[f"{side}_points"],
+                "status": np.select([lapsed, due], ["rejected", "paid"], "held")[converted],
+                "reason": np.where(lapsed, f"the {side}'s account is closed", None)[converted],
+            }))
+        rewards = pd.concat(sides, ignore_index=True).sort_values(["referral", "side"], ascending=[True, False],
+                                                                    kind="stable").reset_index(drop=True)
+        rewards = rewards[rewards.points > 0].reset_index(drop=True)
+        rewards["id"] = np.arange(1, len(rewards) + 1)
+        at = rewards["referral"].to_numpy()
+        rewards["payable"] = payable[at]
+        rewarded = np.zeros(k, dtype=bool)
+        rewarded[at[(rewards.side == "referrer").to_numpy() & (rewards.status == "paid").to_numpy()]] = True
+
+        status = np.select([rewarded, converted], ["rewarded", "converted"], "signed_up")
         self.tables["customer_referral_program"] = pd.DataFrame({
             "id": np.arange(1, k + 1), "referrer_id": referrer + 1, "referred_id": referred + 1,
             "referral_code": pd.Series(referred + 1).map(lambda i: f"REF{i:08d}").to_numpy(),
             "referred_email": customers["email"].to_numpy()[referred],
-            "status": np.where(bought, "rewarded", "signed_up"), "reward_points": np.where(bought, 500, 0),
-            "created_at": _to_datetime(self.base, np.maximum(signup[referred] - rng.uniform(1, 20, k) * DAY, signup[referrer])),
-            "converted_at": _to_datetime(self.base, signup[referred] + 6 * DAY).where(bought),
+            "status": status, "reward_points": np.where(rewarded, settings["referrer_points"], 0),
+            "created_at": _to_datetime(self.base, created),
+            "converted_at": _to_datetime(self.base, np.nan_to_num(converted_at)).where(converted),
         })
+        self.tables["customer_referral_checks"] = pd.DataFrame({
+            "referral_id": np.flatnonzero(converted) + 1, "verdict": "accepted",
+            "reasons": [[] for _ in range(int(converted.sum()))],
+            "first_order_id": first_order[converted] + 1,
+            "checked_at": _to_datetime(self.base, converted_at[converted]),
+        })
+        settled = rewards.status.isin(["paid", "rejected"]).to_numpy()
+        self.tables["customer_referral_rewards"] = pd.DataFrame({
+            "id": rewards["id"], "referral_id": at + 1, "side": rewards["side"], "customer_id": rewards["customer"] + 1,
+            "points": rewards["points"], "status": rewards["status"], "order_id": first_order[at] + 1,
+            "payable_at": _to_datetime(self.base, rewards["payable"].to_numpy()),
+            "settled_at": _to_datetime(self.base, rewards["payable"].to_numpy()).where(settled),
+            "reason": rewards["reason"], "kind": "points", "amount": None, "voucher_id": None,
+        })
+        paid_rewards = rewards[rewards.status == "paid"]
+        self._loyalty_tables(pd.DataFrame({
+            "customer": paid_rewards["customer"], "when": paid_rewards["payable"], "points": paid_rewards["points"],
+            "source_id": (paid_rewards["referral"] + 1).astype(str),
+            "idempotency_key": "referral:reward:" + paid_rewards["id"].astype(str),
+            "reason": "Referral reward (" + paid_rewards["side"] + ") for referral "
+                      + (paid_rewards["referral"] + 1).astype(str),
+        }))
 
     def _risk(self) -> None:
         rng, c = self.rng, self.cust
@@ -1233,7 +1324,8 @@ LOAD_ORDER = (
     "customer_complaint_management", "customer_survey_responses", "customer_loyalty_programs",
     "customer_loyalty_transactions", "customer_loyalty_tier_changes",
     "customer_social_media_integrations", "customer_social_media_mentions",
-    "customer_referral_program", "customer_risk_assessments", "customer_sign_in_events",
+    "customer_referral_program", "customer_referral_checks", "customer_referral_rewards",
+    "customer_risk_assessments", "customer_sign_in_events",
     "customer_account_changes", "customer_chargebacks", "customer_identity_checks", "simulated_risk_truth",
     "customer_winback_campaigns", "customer_winback_targets", "vouchers", "carts", "cart_items",
 )

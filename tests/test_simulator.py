@@ -9,8 +9,17 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select, text
 
 import demo
-from crm_core import platform
-from db.models import Base, Customer
+from crm_core import platform, referrals
+from db.engine import session_factory
+from db.models import (
+    Base,
+    Customer,
+    LoyaltyAccount,
+    LoyaltyTransaction,
+    Order,
+    Referral,
+    ReferralReward,
+)
 
 END = dt.datetime(2026, 6, 30, 18, 0)
 
@@ -131,3 +140,74 @@ def test_seed_refuses_a_database_with_customers(engine):
         demo.seed_database(engine, 50, seed=1, end=END)
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Customer)) == 50
+
+
+def _referral_ledger_total(session) -> int:
+    return int(session.scalar(select(func.coalesce(func.sum(LoyaltyTransaction.points), 0)).where(
+        LoyaltyTransaction.source_type == "referral")))
+
+
+def test_rewarded_referrals_are_paid_through_the_ledger_as_the_refresh_pays_them(engine):
+    """A rewarded referral has its paid reward rows and their ledger entries, keyed as the refresh
+    keys them, so the Referrals page's paid points are the ledger's and a refresh pays nothing twice."""
+    demo.seed_database(engine, 400, seed=4, end=END)  # rewarded, converted and signed-up referrals
+    session = session_factory(engine)()
+    try:
+        referral_rows = session.scalars(select(Referral)).all()
+        rewards = session.scalars(select(ReferralReward)).all()
+        by_referral: dict[int, list[ReferralReward]] = {}
+        for reward in rewards:
+            by_referral.setdefault(reward.referral_id, []).append(reward)
+        settings = referrals.DEFAULT_REFERRAL_SETTINGS
+        window = dt.timedelta(days=settings["return_window_days"])
+        assert {r.status for r in referral_rows} == {"rewarded", "converted", "signed_up"}
+        for referral in referral_rows:
+            for stamp in (referral.created_at, referral.converted_at):
+                assert stamp is None or stamp <= END
+            first_paid = session.scalar(select(func.min(Order.ordered_at)).where(
+                Order.customer_id == referral.referred_id, Order.status.in_(referrals.PAID_FRIEND_STATUSES)))
+            assert referral.converted_at == first_paid, referral.id
+            mine = {r.side: r for r in by_referral.get(referral.id, [])}
+            if referral.status == "signed_up":
+                assert not mine
+                continue
+            assert {r.points for r in mine.values()} <= {settings["referrer_points"], settings["friend_points"]}
+            assert all(r.payable_at == referral.converted_at + window for r in mine.values())
+            if referral.status == "rewarded":
+                assert referral.converted_at + window <= END
+                assert mine["referrer"].status == "paid" and mine["referrer"].points == referral.reward_points
+                assert mine["friend"].status in ("paid", "rejected")
+            else:
+                assert referral.status == "converted" and referral.reward_points == 0
+                # held within the return window, or past it with the referrer's reward lapsed (closed)
+                due = referral.converted_at + window <= END
+                assert mine["referrer"].status == ("rejected" if due else "held")
+                assert mine["friend"].status in (("paid", "rejected") if due else ("held",))
+        paid = [r for r in rewards if r.status == "paid"]
+        entries = session.scalars(select(LoyaltyTransaction).where(LoyaltyTransaction.source_type == "referral")).all()
+        assert sorted((e.idempotency_key, e.customer_id, e.points, e.source_id) for e in entries) == sorted(
+            (f"referral:reward:{r.id}", r.customer_id, r.points, str(r.referral_id)) for r in paid)
+        assert all(e.created_at <= END for e in entries)
+        # The loyalty balances include the rewards.
+        balances = dict(session.execute(select(LoyaltyAccount.customer_id, LoyaltyAccount.points_balance)).all())
+        ledger = dict(session.execute(select(LoyaltyTransaction.customer_id, func.sum(LoyaltyTransaction.points))
+                                      .group_by(LoyaltyTransaction.customer_id)).all())
+        assert balances == {c: int(p) for c, p in ledger.items()} | {c: 0 for c in balances if c not in ledger}
+        total = _referral_ledger_total(session)
+        assert total > 0
+        assert referrals.referral_kpis(session, platform.SYSTEM, END.date())["points"]["paid"] == total
+
+        # A refresh at the end pays nothing again; one after the return window pays only the held rewards.
+        held = {r.id for r in rewards if r.status == "held"}
+        assert referrals.process_referrals(session, platform.SYSTEM, END)["paid"] == 0
+        assert _referral_ledger_total(session) == total
+        later = END + window + dt.timedelta(days=1)
+        assert referrals.process_referrals(session, platform.SYSTEM, later)["paid"] > 0
+        newly_paid = session.scalars(select(ReferralReward).where(ReferralReward.settled_at == later,
+                                                                  ReferralReward.status == "paid")).all()
+        assert {r.id for r in newly_paid} <= held
+        assert _referral_ledger_total(session) == total + sum(r.points for r in newly_paid)
+        assert referrals.process_referrals(session, platform.SYSTEM, later)["paid"] == 0
+    finally:
+        session.rollback()
+        session.close()

@@ -8,6 +8,7 @@ the submodule they need.
 
 from crm_core.referrals.program import (
     DEFAULT_REFERRAL_SETTINGS,
+    PAID_FRIEND_STATUSES,
     attribute,
     attribute_order,
     get_referral_settings,
@@ -28,6 +29,7 @@ from crm_core.referrals.referral_reports import (
 
 __all__ = [
     "DEFAULT_REFERRAL_SETTINGS",
+    "PAID_FRIEND_STATUSES",
     "attribute",
     "attribute_order",
     "get_referral_settings",
