@@ -1037,7 +1037,8 @@ class Simulator:
         referral_of[referred] = np.arange(k)
         ref = referral_of[self.order_cust]
         paid = (ref >= 0) & np.isin(self.orders["status"].to_numpy(), referrals.PAID_FRIEND_STATUSES)
-        paid &= self.order_time >= created[np.maximum(ref, 0)] - DAY
+        if k:  # a small shop may have no referred customer at all
+            paid &= self.order_time >= created[np.maximum(ref, 0)] - DAY
         paid_orders = np.flatnonzero(paid)  # orders are in time order, so the first per referral is the first paid
         converting, first = np.unique(ref[paid_orders], return_index=True)
         first_order = np.full(k, -1)

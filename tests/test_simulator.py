@@ -45,6 +45,14 @@ def test_same_seed_same_business():
     assert not first["orders"]["total"].equals(other["orders"]["total"])
 
 
+@pytest.mark.parametrize("customers", [1, 5, 20])
+def test_a_tiny_shop_builds_without_referrals(customers):
+    """A shop this small may have no referred customer, no buyer or no loyalty member at all."""
+    tables = demo.Simulator(customers, seed=3, end=END).build()
+    assert len(tables["customers"]) == customers
+    assert len(tables["customer_referral_program"]) <= customers
+
+
 def test_demo_users_have_the_readme_passwords_hashed_with_default_parameters(monkeypatch):
     """The demo staff's hashes are argon2-cffi's defaults (RFC 9106), like every password."""
     from crm_core.platform import users
