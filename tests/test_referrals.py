@@ -113,6 +113,22 @@ def test_a_closed_referrers_reward_lapses_and_the_friends_is_still_paid(session)
     assert session.get(Referral, referral.id).status == "converted"
 
 
+def test_a_reward_the_ledger_refuses_lapses_with_its_reason_and_the_step_goes_on(session):
+    """A suspended loyalty account refuses points: that side's reward is rejected with the ledger's reason;
+    the other side is paid and the referral step does not fail."""
+    referrer = make_customer(session, T0 - dt.timedelta(days=100))
+    friend, referral = _refer(session, referrer, total=80)
+    referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=10))
+    loyalty.enroll(session, platform.SYSTEM, referrer.id)
+    session.execute(LoyaltyAccount.__table__.update().where(LoyaltyAccount.customer_id == referrer.id)
+                    .values(status="suspended"))
+    done = referrals.process_referrals(session, platform.SYSTEM, T0 + dt.timedelta(days=33))
+    assert done["paid"] == 1 and _balance(session, friend) == 250
+    lapsed = _reward(session, referral.id, "referrer")
+    assert lapsed.status == "rejected" and lapsed.reason.startswith("refused: ") and "suspended" in lapsed.reason
+    assert _balance(session, referrer) == 0
+
+
 def test_a_refund_reverses_held_rewards_and_takes_paid_points_back(session):
     referrer = make_customer(session, T0 - dt.timedelta(days=100))
     _, held = _refer(session, referrer, total=80)

@@ -12,6 +12,8 @@ from crm_core.platform.permissions import allowed
 from db.models import Customer
 
 GONE_STATUSES: tuple[str, ...] = ("merged", "erased")
+# Customers who can no longer be given anything (loyalty points, rewards): gone or closed.
+UNREWARDABLE_STATUSES: tuple[str, ...] = (*GONE_STATUSES, "closed")
 # The customers that count: everyone who is not gone (an SQL condition on customers).
 COUNTED_CUSTOMER = Customer.status.not_in(GONE_STATUSES)
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import GONE_STATUSES
+from crm_core.customers.rules import UNREWARDABLE_STATUSES
 from crm_core.loyalty.ledger import entry_by_key, lock_account, post_entry
 from crm_core.loyalty.rules import EARNING_ORDER_STATUSES, get_settings, order_points
 from crm_core.platform.actors import Actor
@@ -32,7 +32,7 @@ def _open_account(session: Session, actor: Actor, customer_id: int, program: str
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise NotFound(f"There is no customer {customer_id}.")
-    if customer.status in (*GONE_STATUSES, "closed"):
+    if customer.status in UNREWARDABLE_STATUSES:
         raise ValidationError(f"Customer {customer_id} is {customer.status} and cannot join the programme.")
     existing = session.scalars(select(LoyaltyAccount).where(LoyaltyAccount.customer_id == customer_id)).one_or_none()
     if existing is not None:

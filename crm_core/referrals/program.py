@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from crm_core.customers.rules import GONE_STATUSES
+from crm_core.customers.rules import UNREWARDABLE_STATUSES
 from crm_core.loyalty.accounts import credit_reward, take_back_reward
 from crm_core.loyalty.rules import get_settings as get_loyalty_settings
 from crm_core.platform.actors import Actor
@@ -393,7 +393,9 @@ def _pay_due(session: Session, actor: Actor, now: dt.datetime, settings: dict[st
         # a referral under review is paid only once a reviewer approved it
         ~Referral.id.in_(select(RiskReview.referral_id).where(RiskReview.referral_id.is_not(None),
                                                               RiskReview.status != "approved")))
-        .order_by(ReferralReward.payable_at, ReferralReward.id))
+        .order_by(ReferralReward.payable_at, ReferralReward.id)).all()
+    status_of = dict(session.execute(select(Customer.id, Customer.status).where(
+        Customer.id.in_({reward.customer_id for reward in due}))).all()) if due else {}
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     per_unit = _points_per_unit(session)
     global_paid = _paid_since(session, month_start, per_unit)
@@ -410,7 +412,7 @@ def _pay_due(session: Session, actor: Actor, now: dt.datetime, settings: dict[st
             reward.reason = "waiting: the programme's monthly allowance is spent"
             over += 1
             continue
-        if session.scalar(select(Customer.status).where(Customer.id == reward.customer_id)) in (*GONE_STATUSES, "closed"):
+        if status_of.get(reward.customer_id) in UNREWARDABLE_STATUSES:
             # loyalty and vouchers refuse a closed or erased account, so this side's reward lapses
             reward.status, reward.settled_at = "rejected", now
             reward.reason = f"the {reward.side}'s account is closed"
@@ -420,19 +422,24 @@ def _pay_due(session: Session, actor: Actor, now: dt.datetime, settings: dict[st
         except RiskRestricted as exc:
             reward.reason = f"waiting: {exc}"
             continue
-        if reward.kind == "voucher":
-            assert reward.amount is not None
-            issue_vouchers(session, actor, [reward.customer_id], "amount", reward.amount, source="referral",
-                           source_id=str(reward.id), authorised_by="refresh.run", now=now,
-                           expires_at=now + dt.timedelta(days=settings["voucher_valid_days"]),
-                           reason=f"Referral reward ({reward.side}) for referral {reward.referral_id}")
-            reward.voucher_id = session.scalar(select(Voucher.id).where(
-                Voucher.source == "referral", Voucher.source_id == str(reward.id)))
-        else:
-            credit_reward(session, actor, reward.customer_id, reward.points,
-                          f"Referral reward ({reward.side}) for referral {reward.referral_id}",
-                          source_type="referral", source_id=str(reward.referral_id),
-                          idempotency_key=f"referral:reward:{reward.id}")
+        try:
+            with session.begin_nested():  # a side the ledger refuses (a suspended loyalty account) lapses alone
+                if reward.kind == "voucher":
+                    assert reward.amount is not None
+                    issue_vouchers(session, actor, [reward.customer_id], "amount", reward.amount, source="referral",
+                                   source_id=str(reward.id), authorised_by="refresh.run", now=now,
+                                   expires_at=now + dt.timedelta(days=settings["voucher_valid_days"]),
+                                   reason=f"Referral reward ({reward.side}) for referral {reward.referral_id}")
+                    reward.voucher_id = session.scalar(select(Voucher.id).where(
+                        Voucher.source == "referral", Voucher.source_id == str(reward.id)))
+                else:
+                    credit_reward(session, actor, reward.customer_id, reward.points,
+                                  f"Referral reward ({reward.side}) for referral {reward.referral_id}",
+                                  source_type="referral", source_id=str(reward.referral_id),
+                                  idempotency_key=f"referral:reward:{reward.id}")
+        except ValidationError as exc:
+            reward.status, reward.settled_at, reward.reason = "rejected", now, f"refused: {exc}"[:255]
+            continue
         reward.status, reward.settled_at, reward.reason = "paid", now, None
         referral = session.get(Referral, reward.referral_id)
         if referral is not None and reward.side == "referrer":
