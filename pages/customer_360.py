@@ -88,7 +88,7 @@ def issue_voucher_form(customer_id: int) -> None:
         made = context.act(vouchers.issue_voucher, customer_id, kind, value, days=int(days), min_order=min_order,
                            reason=reason)
         if made is not None:
-            off = f"{made.value:,.2f}% off" if made.kind == "percent" else f"€{made.value:,.2f} off"
+            off = voucher_off(made.kind, made.value)
             minimum = f" on orders from €{made.min_order:,.2f}" if made.min_order else ""
             st.session_state[VOUCHER_DONE_KEY] = {
                 "code": made.code,
@@ -99,8 +99,12 @@ def issue_voucher_form(customer_id: int) -> None:
             st.rerun()
 
 
+def voucher_off(kind: str, value) -> str:
+    return f"{value:,.2f}% off" if kind == "percent" else f"€{value:,.2f} off"
+
+
 def voucher_label(row: dict) -> str:
-    off = f"{row['value']:,.2f}% off" if row["kind"] == "percent" else f"€{row['value']:,.2f} off"
+    off = voucher_off(row["kind"], row["value"])
     until = f", until {row['expires_at']:%Y-%m-%d}" if row["expires_at"] else ""
     return f"{row['code']} · {off}{until} · {row['source']}"
 
