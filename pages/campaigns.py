@@ -81,7 +81,7 @@ at = data.run_time().replace(second=0, microsecond=0)
 url = str(context.engine().url)
 
 
-@st.cache_data(ttl=60, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=32, show_spinner=False)
 def results_for(url: str, campaign_id: int, moment) -> tuple[dict, list[dict]]:
     """One campaign's results and conversion curve (aggregated per group in the database)."""
     with context.session() as s:

@@ -32,13 +32,13 @@ if flash := st.session_state.pop("communications_flash", None):
     st.success(flash)
 
 
-@st.cache_data(ttl=60, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=32, show_spinner=False)
 def funnel(url: str, filters: service.CommFilter, version: str) -> list[dict]:
     with context.session() as s:
         return service.funnel_by_channel(s, viewer, filters)
 
 
-@st.cache_data(ttl=300, max_entries=4, show_spinner=False)
+@st.cache_data(ttl=300, refresh_mode="background", max_entries=4, show_spinner=False)
 def options(url: str) -> dict:
     with context.session() as s:
         return service.communication_filter_options(s, viewer)

@@ -40,7 +40,7 @@ if flash := st.session_state.pop("complaints_flash", None):
     st.success(flash)
 
 
-@st.cache_data(ttl=60, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=8, show_spinner=False)
 def dashboard(url: str, since: dt.date, as_of: dt.date) -> dict:
     with context.session() as s:
         return {

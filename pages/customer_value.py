@@ -46,7 +46,7 @@ show_data_date()
 show_step_status("lifetime_value", "Lifetime value")
 
 
-@st.cache_data(ttl=300, max_entries=16, show_spinner="Aggregating…")
+@st.cache_data(ttl=300, refresh_mode="background", max_entries=16, show_spinner="Aggregating…")
 def load_aggregates(url: str, model_id: int | None, version: str) -> dict:
     """Figures and chart data; keyed by the active model and the data version, so a new scoring is shown at once."""
     with context.session() as s:

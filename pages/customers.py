@@ -36,7 +36,7 @@ FIELDS = {
 }
 
 
-@st.cache_data(ttl=30, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=30, refresh_mode="background", max_entries=8, show_spinner=False)
 def load_options(url: str, role: str) -> dict:
     with context.session() as s:
         return customers.search_filter_options(s, viewer)

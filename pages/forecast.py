@@ -40,7 +40,7 @@ show_data_date()
 show_step_status("forecasts", "Forecasting")
 
 
-@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=300, refresh_mode="background", max_entries=32, show_spinner=False)
 def load_series(url: str, run_key: str, metric: str, history_days: int) -> list[dict]:
     """Points of the latest run; keyed by the latest runs, so a new refresh is shown at once."""
     with context.session() as s:

@@ -45,7 +45,7 @@ if flash := st.session_state.pop("loyalty_flash", None):
     st.success(flash)
 
 
-@st.cache_data(ttl=60, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=8, show_spinner=False)
 def programme(url: str, as_of: dt.date, version: str) -> dict:
     """Keyed by the data version: a refresh (earning, expiry) shows at once."""
     with context.session() as s:

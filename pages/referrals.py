@@ -41,7 +41,7 @@ if flash := st.session_state.pop("referrals_flash", None):
     st.success(flash)
 
 
-@st.cache_data(ttl=300, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=300, refresh_mode="background", max_entries=8, show_spinner=False)
 def figures(url: str, as_of: dt.date) -> dict:
     with context.session() as s:
         return {"kpis": referrals.referral_kpis(s, viewer, as_of),

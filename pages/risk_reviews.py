@@ -47,7 +47,7 @@ if flash := st.session_state.pop("risk_flash", None):
 TYPE_LABELS = {"fraud": "Fraud", "credit": "Credit", "account_takeover": "Account takeover", "overall": "Overall"}
 
 
-@st.cache_data(ttl=60, max_entries=4, show_spinner=False)
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=4, show_spinner=False)
 def distribution(url: str) -> dict:
     with context.session() as s:
         return risk.score_distribution(s, viewer)

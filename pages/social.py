@@ -51,13 +51,13 @@ if flash := st.session_state.pop("social_flash", None):
     st.success(flash)
 
 
-@st.cache_data(ttl=60, max_entries=4, show_spinner=False)
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=4, show_spinner=False)
 def dates(url: str) -> dict:
     with context.session() as s:
         return social.mention_dates(s, viewer)
 
 
-@st.cache_data(ttl=60, max_entries=32, show_spinner=False)
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=32, show_spinner=False)
 def figures(url: str, role: str, filters: social.MentionFilter) -> dict:
     with context.session() as s:
         return {"summary": social.mention_summary(s, viewer, filters),

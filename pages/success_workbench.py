@@ -52,7 +52,7 @@ QUEUE_COLUMNS = {"id": "CTA", "customer": "Customer", "trigger": "Trigger", "rea
                  "owner": "Owner", "outcome": "Outcome", "opened_on": "Opened"}
 
 
-@st.cache_data(ttl=60, max_entries=16, show_spinner="Aggregating…")
+@st.cache_data(ttl=60, refresh_mode="background", max_entries=16, show_spinner="Aggregating…")
 def portfolio_figures(url: str, day, horizon: int) -> dict:
     """Books of business and results: heavier aggregates, cached a minute (queues are read live)."""
     with context.session() as s:

@@ -149,7 +149,7 @@ def data_version() -> batch.DataVersion:
     return _data_version(str(engine().url))
 
 
-@st.cache_data(ttl=900, max_entries=1024, show_spinner=False)
+@st.cache_data(ttl=900, refresh_mode="background", max_entries=1024, show_spinner=False)
 def _cached_call(url: str, version: str, role: str, name: str, args: tuple, kwargs: tuple, _fn, _viewer):
     with run_times.computing(), session() as s:
         return _fn(s, _viewer, *args, **dict(kwargs))

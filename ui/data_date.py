@@ -11,7 +11,7 @@ from crm_core import platform
 from . import context
 
 
-@st.cache_data(ttl=300, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=300, refresh_mode="background", max_entries=8, show_spinner=False)
 def _data_date(url: str, today: dt.date) -> platform.DataDate:
     with context.session() as s:
         return platform.data_date(s, today)
