@@ -30,11 +30,12 @@ from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from crm_core import campaigns, loyalty, platform, referrals, service
 from db import bulk
-from db.models import Base, Customer
+from db.models import AppSetting, Base, Customer
 
 HISTORY_YEARS = 3
 FIRST_ROLES = ("admin", "analyst", "success_manager", "support_agent", "executive")
 DAY = 86_400
+REFERRAL_ALLOWANCE_CUSTOMERS = 100_000  # the shop size the default monthly referral allowance suits
 
 # country: (weight, [(city, latitude, longitude), ...], phone prefix, language)
 GEOGRAPHY: dict[str, tuple[float, list[tuple[str, float, float]], str, str]] = {
@@ -1046,25 +1047,18 @@ class Simulator:
         converted = first_order >= 0
         converted_at = np.where(converted, self.order_time[np.maximum(first_order, 0)], np.nan)
 
-        settings = referrals.DEFAULT_REFERRAL_SETTINGS
+        settings = self.referral_settings
         payable = converted_at + settings["return_window_days"] * DAY
-        due = converted & (payable <= self.span)
-        closed = customers["status"].to_numpy() == "closed"
-        sides = []
-        for side, who in (("referrer", referrer), ("friend", referred)):
-            lapsed = due & closed[who]
-            sides.append(pd.DataFrame({
-                "referral": np.flatnonzero(converted), "side": side, "customer": who[converted],
-                "points": settings[f"{side}_points"],
-                "status": np.select([lapsed, due], ["rejected", "paid"], "held")[converted],
-                "reason": np.where(lapsed, f"the {side}'s account is closed", None)[converted],
-            }))
+        sides = [pd.DataFrame({"referral": np.flatnonzero(converted), "side": side, "customer": who[converted],
+                               "points": settings[f"{side}_points"]})
+                 for side, who in (("referrer", referrer), ("friend", referred))]
         rewards = pd.concat(sides, ignore_index=True).sort_values(["referral", "side"], ascending=[True, False],
                                                                     kind="stable").reset_index(drop=True)
         rewards = rewards[rewards.points > 0].reset_index(drop=True)
         rewards["id"] = np.arange(1, len(rewards) + 1)
         at = rewards["referral"].to_numpy()
         rewards["payable"] = payable[at]
+        self._settle_rewards(rewards, customers["status"].to_numpy() == "closed", settings)
         rewarded = np.zeros(k, dtype=bool)
         rewarded[at[(rewards.side == "referrer").to_numpy() & (rewards.status == "paid").to_numpy()]] = True
 
@@ -1088,17 +1082,71 @@ class Simulator:
             "id": rewards["id"], "referral_id": at + 1, "side": rewards["side"], "customer_id": rewards["customer"] + 1,
             "points": rewards["points"], "status": rewards["status"], "order_id": first_order[at] + 1,
             "payable_at": _to_datetime(self.base, rewards["payable"].to_numpy()),
-            "settled_at": _to_datetime(self.base, rewards["payable"].to_numpy()).where(settled),
+            "settled_at": _to_datetime(self.base, np.nan_to_num(rewards["settled"].to_numpy())).where(settled),
             "reason": rewards["reason"], "kind": "points", "amount": None, "voucher_id": None,
         })
         paid_rewards = rewards[rewards.status == "paid"]
         self._loyalty_tables(pd.DataFrame({
-            "customer": paid_rewards["customer"], "when": paid_rewards["payable"], "points": paid_rewards["points"],
+            "customer": paid_rewards["customer"], "when": paid_rewards["settled"], "points": paid_rewards["points"],
             "source_id": (paid_rewards["referral"] + 1).astype(str),
             "idempotency_key": "referral:reward:" + paid_rewards["id"].astype(str),
             "reason": "Referral reward (" + paid_rewards["side"] + ") for referral "
                       + (paid_rewards["referral"] + 1).astype(str),
         }))
+
+    @property
+    def referral_settings(self) -> dict:
+        """The programme's settings: the defaults, with the monthly allowance a shop of this size would
+        set (the default suits about 100,000 customers; a larger demo shop scales it, and stores it)."""
+        defaults = referrals.DEFAULT_REFERRAL_SETTINGS
+        scale = -(-self.n // REFERRAL_ALLOWANCE_CUSTOMERS)
+        return {**defaults, "global_monthly_points": defaults["global_monthly_points"] * max(scale, 1)}
+
+    def _settle_rewards(self, rewards: pd.DataFrame, closed: np.ndarray, settings: dict) -> None:
+        """Settle the rewards past their return window as the refresh's daily payouts (`_pay_due`) would
+        have, in the order they became payable: a referrer's reward beyond the yearly allowance lapses,
+        one beyond the programme's monthly allowance waits (held) and is paid at the start of a month
+        with room, and one of a closed account lapses; the rest are paid. Adds the columns status,
+        reason and settled (seconds; NaN while held) to `rewards`."""
+        count = len(rewards)
+        status, reason = np.full(count, "held", dtype=object), np.full(count, None, dtype=object)
+        settled = np.full(count, np.nan)
+        payable = rewards["payable"].to_numpy()
+        due = np.flatnonzero(payable <= self.span)
+        due = due[np.lexsort((rewards["id"].to_numpy()[due], payable[due]))]
+        if len(due):
+            months = (self.base + payable[due].astype("int64").astype("timedelta64[s]")).astype("datetime64[M]")
+            last = (self.base + np.timedelta64(int(self.span), "s")).astype("datetime64[M]")
+            side, customer = rewards["side"].to_numpy(), rewards["customer"].to_numpy()
+            points = rewards["points"].to_numpy()
+            yearly, monthly = settings["per_referrer_yearly_points"], settings["global_monthly_points"]
+            referrer_paid: dict[int, list[tuple[float, int]]] = {}
+            waiting: list[int] = []
+            for month in np.arange(months[0], last + 1):
+                start = max(float((month.astype("datetime64[s]") - self.base).astype("int64")), 0.0)
+                budget, still = monthly, []
+                for index in [*waiting, *due[months == month]]:
+                    when = max(payable[index], start)  # a waiting reward is paid by the month's first refresh
+                    if side[index] == "referrer":
+                        paid_in_year = sum(p for t, p in referrer_paid.get(customer[index], ()) if t >= when - 365 * DAY)
+                        if paid_in_year + points[index] > yearly:
+                            status[index], settled[index] = "rejected", when
+                            reason[index] = "the referrer's yearly reward allowance is spent"
+                            continue
+                    if points[index] > budget:
+                        reason[index] = "waiting: the programme's monthly allowance is spent"
+                        still.append(index)
+                        continue
+                    if closed[customer[index]]:
+                        status[index], settled[index] = "rejected", when
+                        reason[index] = f"the {side[index]}'s account is closed"
+                        continue
+                    status[index], settled[index], reason[index] = "paid", when, None
+                    budget -= points[index]
+                    if side[index] == "referrer":
+                        referrer_paid.setdefault(customer[index], []).append((when, points[index]))
+                waiting = still
+        rewards["status"], rewards["reason"], rewards["settled"] = status, reason, settled
 
     def _risk(self) -> None:
         rng, c = self.rng, self.cust
@@ -1407,6 +1455,10 @@ def seed_database(
             bulk.reset_sequence(connection, table)
             if progress:
                 progress(name, loaded)
+        if (settings := simulator.referral_settings) != referrals.DEFAULT_REFERRAL_SETTINGS:
+            changed = {k: v for k, v in settings.items() if referrals.DEFAULT_REFERRAL_SETTINGS[k] != v}
+            connection.execute(AppSetting.__table__.insert().values(
+                key=referrals.REFERRAL_SETTINGS_KEY, value=changed, version=1, updated_at=dt.datetime.now()))
         for index in indexes:
             index.create(connection)
         for constraint in reversed(constraints):

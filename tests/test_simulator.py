@@ -191,6 +191,8 @@ def test_rewarded_referrals_are_paid_through_the_ledger_as_the_refresh_pays_them
                 due = referral.converted_at + window <= END
                 assert mine["referrer"].status == ("rejected" if due else "held")
                 assert mine["friend"].status in (("paid", "rejected") if due else ("held",))
+            for reward in mine.values():
+                assert (reward.settled_at == reward.payable_at) is (reward.status != "held")  # no allowance reached
         paid = [r for r in rewards if r.status == "paid"]
         entries = session.scalars(select(LoyaltyTransaction).where(LoyaltyTransaction.source_type == "referral")).all()
         assert sorted((e.idempotency_key, e.customer_id, e.points, e.source_id) for e in entries) == sorted(
@@ -216,6 +218,56 @@ def test_rewarded_referrals_are_paid_through_the_ledger_as_the_refresh_pays_them
         assert {r.id for r in newly_paid} <= held
         assert _referral_ledger_total(session) == total + sum(r.points for r in newly_paid)
         assert referrals.process_referrals(session, platform.SYSTEM, later)["paid"] == 0
+    finally:
+        session.rollback()
+        session.close()
+
+
+def test_the_demo_pays_referral_rewards_within_the_programme_allowances(engine, monkeypatch):
+    """With allowances the demo reaches, its rewards are settled as the refresh's payouts settle them:
+    a referrer's rewards beyond the yearly allowance lapse, the programme's monthly allowance is never
+    exceeded (a reward beyond it waits, held, for a month with room), and a payout run at the end
+    finds nothing left that it would pay."""
+    monkeypatch.setitem(referrals.DEFAULT_REFERRAL_SETTINGS, "per_referrer_yearly_points", 500)  # one a year
+    monkeypatch.setitem(referrals.DEFAULT_REFERRAL_SETTINGS, "global_monthly_points", 2_000)
+    demo.seed_database(engine, 1200, seed=5, end=END)
+    session = session_factory(engine)()
+    try:
+        rewards = session.scalars(select(ReferralReward)).all()
+        paid = [r for r in rewards if r.status == "paid"]
+        reasons = {r.reason for r in rewards}
+        assert "the referrer's yearly reward allowance is spent" in reasons
+        assert "waiting: the programme's monthly allowance is spent" in reasons
+        by_month: dict[str, int] = {}
+        for reward in paid:
+            assert reward.settled_at >= reward.payable_at
+            by_month[f"{reward.settled_at:%Y-%m}"] = by_month.get(f"{reward.settled_at:%Y-%m}", 0) + reward.points
+            year = [r.points for r in paid if r.side == "referrer" and r.customer_id == reward.customer_id
+                    and reward.settled_at - dt.timedelta(days=365) <= r.settled_at <= reward.settled_at]
+            assert sum(year) <= 500
+        assert max(by_month.values()) <= 2_000
+        waiting = [r for r in rewards if r.status == "held" and r.payable_at <= END]
+        assert waiting and all(r.reason.startswith("waiting") for r in waiting)
+        entries = session.scalars(select(LoyaltyTransaction).where(LoyaltyTransaction.source_type == "referral")).all()
+        assert sorted((e.idempotency_key, e.created_at) for e in entries) == sorted(
+            (f"referral:reward:{r.id}", r.settled_at) for r in paid)
+        assert referrals.process_referrals(session, platform.SYSTEM, END)["paid"] == 0
+    finally:
+        session.rollback()
+        session.close()
+
+
+def test_a_larger_demo_shop_sets_a_monthly_referral_allowance_to_its_size(engine, monkeypatch):
+    """The default allowance suits about 100,000 customers; a larger demo shop stores a larger one, and
+    the refresh's payouts read the same settings the demo settled its rewards with."""
+    monkeypatch.setattr("demo.simulator.REFERRAL_ALLOWANCE_CUSTOMERS", 500)
+    demo.seed_database(engine, 1200, seed=5, end=END)
+    session = session_factory(engine)()
+    try:
+        settings, version = referrals.get_referral_settings(session)
+        default = referrals.DEFAULT_REFERRAL_SETTINGS["global_monthly_points"]
+        assert (settings["global_monthly_points"], version) == (3 * default, 1)
+        assert referrals.process_referrals(session, platform.SYSTEM, END)["paid"] == 0
     finally:
         session.rollback()
         session.close()

@@ -9,6 +9,7 @@ the submodule they need.
 from crm_core.referrals.program import (
     DEFAULT_REFERRAL_SETTINGS,
     PAID_FRIEND_STATUSES,
+    REFERRAL_SETTINGS_KEY,
     attribute,
     attribute_order,
     get_referral_settings,
@@ -30,6 +31,7 @@ from crm_core.referrals.referral_reports import (
 __all__ = [
     "DEFAULT_REFERRAL_SETTINGS",
     "PAID_FRIEND_STATUSES",
+    "REFERRAL_SETTINGS_KEY",
     "attribute",
     "attribute_order",
     "get_referral_settings",

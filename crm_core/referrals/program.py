@@ -47,7 +47,7 @@ from db.models import (
     Voucher,
 )
 
-SETTINGS_KEY = "referral_settings"
+REFERRAL_SETTINGS_KEY = "referral_settings"
 DEFAULT_REFERRAL_SETTINGS: dict[str, Any] = {
     "attribution": "first_touch",  # or "last_touch"
     "attribution_window_days": 30,
@@ -77,7 +77,7 @@ REVIEW_SLA = dt.timedelta(hours=24)
 
 
 def get_referral_settings(session: Session) -> tuple[dict[str, Any], int]:
-    stored, version = stored_setting(session, SETTINGS_KEY)
+    stored, version = stored_setting(session, REFERRAL_SETTINGS_KEY)
     return {**DEFAULT_REFERRAL_SETTINGS, **(stored or {})}, version
 
 
@@ -110,7 +110,7 @@ def validate_referral_settings(settings: dict[str, Any]) -> dict[str, Any]:
 def save_referral_settings(session: Session, actor: Actor, settings: dict[str, Any],
                            expected_version: int | None) -> int:
     require(actor, "referrals.settings")
-    return save_setting(session, actor, SETTINGS_KEY, validate_referral_settings(settings), expected_version,
+    return save_setting(session, actor, REFERRAL_SETTINGS_KEY, validate_referral_settings(settings), expected_version,
                         what="The referral settings", action="referrals.settings")
 
 
