@@ -1022,8 +1022,8 @@ class Simulator:
         """Referrals as the referral step of the refresh would have left them at the end: a friend's
         first paid order converts the referral (an accepted check, both sides' rewards held for the
         return window), and the refresh after the window pays them (reward rows, loyalty ledger
-        entries keyed as `_pay_due` keys them) unless that side's customer is closed. The default
-        rewards (points) are simulated; vouchers, fraud checks and the allowances are not."""
+        entries keyed as `_pay_due` keys them) within the allowances, unless that side's customer is
+        closed. The default rewards (points) are simulated; vouchers and fraud checks are not."""
         rng = self.rng
         customers = self.tables["customers"]
         referred = np.flatnonzero(customers["acquisition_channel"].to_numpy() == "referral")
