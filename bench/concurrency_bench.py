@@ -6,7 +6,8 @@
 Starts the app the way `make run` does (no file watcher), signs in one browser context first and
 times each page alone (the single-user time), then signs in `--sessions` contexts of one headless
 Chromium (Debian's /usr/bin/chromium; none is downloaded), one after another, and has them all click
-through the pages at the same time, `--rounds` times. A page's time is from the click in the sidebar until its title
+through the pages at the same time, `--rounds` times. A page's single-user time, in the browser and
+on the server, is the median of `--alone-passes` visits alone (after one pass that fills the caches). A page's time is from the click in the sidebar until its title
 shows and Streamlit's status widget ("Running…") is gone. Prints per page the single-user time,
 p50 and p95 under load and p95 over single-user, and the server's peak resident memory (its process
 and children, sampled every 0.2 s).
@@ -213,7 +214,7 @@ PAGE_CPU_SETTLE = 1.5  # seconds after a page has shown that its browser CPU is 
 
 async def measure(url: str, sessions: int, rounds: int, pages: list[str], think: float = 0.0,
                   server_pid: int | None = None, together_start: bool = False,
-                  page_cpu: bool = False) -> tuple[dict, dict, dict]:
+                  page_cpu: bool = False, alone_passes: int = 3) -> tuple[dict, dict, dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -223,19 +224,21 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str], think:
         single: dict[str, list[float]] = {title: [] for title in pages}
         single_cpu: dict[str, float] = {}
         windows: dict[str, tuple[float, float]] = {}
-        for attempt in range(2):  # the first pass fills the server's caches, as a first visitor would
+        for attempt in range(1 + alone_passes):  # the first pass fills the server's caches, as a first visitor would
             if attempt == 1:
                 alone_started = time.time()
             for title in pages:
                 before = browser_cpu()
-                single[title].append(await visit(alone_page, title))
+                seconds = await visit(alone_page, title)
+                if attempt:
+                    single[title].append(seconds)
                 if page_cpu and attempt == 1:  # what the browsers spend on one visit: leaving the last page, drawing this
                     await asyncio.sleep(PAGE_CPU_SETTLE)
                     single_cpu[title] = browser_cpu() - before
         await asyncio.sleep(1)  # the last run's time is written once the page has been sent
         windows["alone"] = (alone_started, time.time())
         await alone_context.close()
-        print("alone: " + ", ".join(f"{t} {min(v):.2f} s" for t, v in single.items()), flush=True)
+        print("alone: " + ", ".join(f"{t} {statistics.median(v):.2f} s" for t, v in single.items()), flush=True)
         contexts = [await browser.new_context(viewport={"width": 1440, "height": 1000}) for _ in range(sessions)]
         signed = []
         for context in contexts:  # signed in one after another; then they all click at the same time
@@ -264,7 +267,7 @@ async def measure(url: str, sessions: int, rounds: int, pages: list[str], think:
                 "browsers": browser_cpu() - started[2], "clicks": sum(len(v) for v in together.values()),
                 "windows": windows, "single_cpu": single_cpu}
         await browser.close()
-    return {t: min(v) for t, v in single.items()}, together, used
+    return {t: statistics.median(v) for t, v in single.items()}, together, used
 
 
 def main() -> None:
@@ -280,6 +283,9 @@ def main() -> None:
     parser.add_argument("--page-cpu", action="store_true",
                         help="in the single-user pass, also count the browser CPU seconds of each visit (from the click "
                              f"until {PAGE_CPU_SETTLE:g} s after the page has shown, as charts still draw) and print them")
+    parser.add_argument("--alone-passes", type=int, default=3,
+                        help="times one session clicks through the pages alone, after a first pass that fills the "
+                             "caches; the single-user time of a page is the median of these")
     parser.add_argument("--slowest", type=int, default=15,
                         help="print this many of the slowest server runs under load, with their CPU, SQL and waiting")
     parser.add_argument("--server-nice", type=int, default=0,
@@ -301,7 +307,7 @@ def main() -> None:
         renicer.start()
     try:
         single, together, used = asyncio.run(measure(url, args.sessions, args.rounds, pages, args.think, process.pid,
-                                                    args.together_start, args.page_cpu))
+                                                    args.together_start, args.page_cpu, args.alone_passes))
     finally:
         renicer.stop.set()
         sampler.stop.set()
