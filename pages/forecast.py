@@ -67,6 +67,9 @@ else:
                     st.info("This forecast has no stored points.")
                 else:
                     st.plotly_chart(forecast_chart(points, run["label"]), width="stretch")
+                    if run["partial_day"] is not None:
+                        st.caption(f"{run['partial_day']:%d %b %Y} is left out of the history drawn: the refresh ran "
+                                   "before the day ended, and a day in progress would read as a drop.")
             with right:
                 st.metric("Backtest MAPE", "n/a" if run["mape"] is None else f"{run['mape']:.1%}", border=True,
                           help="Mean absolute percentage error over the backtest folds (days with zero left out)")
