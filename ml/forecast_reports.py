@@ -21,6 +21,12 @@ def _check_metric(metric: Any) -> str:
     return metric
 
 
+def partial_day(run: ForecastRun) -> dt.date | None:
+    """The run's `as_of` when the run was made before that day ended (its orders so far, not a whole day's):
+    the history drawn leaves that day out, as a day in progress beside whole days reads as a drop."""
+    return run.as_of if run.created_at < platform.end_of(run.as_of) else None
+
+
 def latest_runs(session: Session, viewer: platform.Actor) -> list[dict[str, Any]]:
     """The latest run of each metric (fitted or skipped), with its backtest error; [] before the first."""
     platform.require(viewer, "forecast.view")
@@ -30,13 +36,15 @@ def latest_runs(session: Session, viewer: platform.Actor) -> list[dict[str, Any]
     return [
         {"metric": r.metric, "label": METRIC_LABELS[r.metric], "as_of": r.as_of, "status": r.status,
          "reason": r.reason, "mape": r.mape, "backtest": r.backtest or [], "country": r.country,
-         "horizon_days": r.horizon_days, "history_days": r.history_days, "created_at": r.created_at}
+         "horizon_days": r.horizon_days, "history_days": r.history_days, "created_at": r.created_at,
+         "partial_day": partial_day(r)}
         for r in sorted(runs, key=lambda r: order[r.metric])
     ]
 
 
 def series(session: Session, viewer: platform.Actor, metric: str, history_days: int = 365) -> list[dict[str, Any]]:
-    """History (the last `history_days` days) and forecast points of the latest fitted run of `metric`."""
+    """History (the last `history_days` days) and forecast points of the latest fitted run of `metric`; a
+    `partial_day` (the run's date when it was made before the day ended) has no actual."""
     platform.require(viewer, "forecast.view")
     _check_metric(metric)
     if isinstance(history_days, bool) or not isinstance(history_days, int) or not 7 <= history_days <= 3660:
@@ -54,7 +62,9 @@ def series(session: Session, viewer: platform.Actor, metric: str, history_days: 
         .where(ForecastPoint.run_id == run.id, ForecastPoint.day >= since)
         .order_by(ForecastPoint.day)
     ).all()
-    return [{"day": d, "actual": a, "predicted": p, "lower": lo, "upper": hi, "is_forecast": bool(f)}
+    partial = partial_day(run)  # its actual is the day so far: not drawn as history
+    return [{"day": d, "actual": None if d == partial else a, "predicted": p, "lower": lo, "upper": hi,
+             "is_forecast": bool(f)}
             for d, a, p, lo, hi, f in rows]
 
 

@@ -57,6 +57,11 @@ ISSUE_DEFAULTS = {"c360_voucher_kind": VOUCHER_KINDS[0], "c360_voucher_value": 1
 # that a browser still holding the filled-in form sends again reaches no button, so it issues nothing.
 ISSUE_TOKEN_KEY = "c360_voucher_issue_token"
 ISSUE_SUBMIT_PREFIX = "c360_voucher_issue_submit_"
+# The void form the same way: a fresh token empties its reason before it is drawn, and a successful void
+# consumes it, so the form clears in the browser too and a resent click voids nothing.
+VOID_TOKEN_KEY = "c360_void_token"
+VOID_SUBMIT_PREFIX = "c360_void_submit_"
+VOID_REASON_KEY = "c360_void_reason"
 
 
 def issue_voucher_form(customer_id: int) -> None:
@@ -126,17 +131,21 @@ def void_voucher_form(customer_id: int, rows: list[dict]) -> None:
         if st.button("Reload the vouchers", icon=":material/refresh:", key=f"c360_void_reload_{customer_id}"):
             st.session_state[seen_key] = current
             st.rerun()
+    if VOID_TOKEN_KEY not in st.session_state:
+        st.session_state[VOID_TOKEN_KEY] = uuid.uuid4().hex
+        st.session_state[VOID_REASON_KEY] = ""  # written, not dropped: dropping leaves the browser's text
+    st.session_state.setdefault(VOID_REASON_KEY, "")
     with st.form(f"c360_voucher_void_{customer_id}"):
         st.markdown("**Void a voucher**")
         voucher_id = st.selectbox("Unused voucher", list(seen), format_func=lambda i: seen[i]["label"],
                                   key=f"c360_void_id_{customer_id}")
-        reason = st.text_input("Reason (required)", key="c360_void_reason", placeholder="e.g. Issued by mistake")
-        submitted = st.form_submit_button("Void voucher", key="c360_void_submit")
+        reason = st.text_input("Reason (required)", key=VOID_REASON_KEY, placeholder="e.g. Issued by mistake")
+        submitted = st.form_submit_button("Void voucher", key=VOID_SUBMIT_PREFIX + st.session_state[VOID_TOKEN_KEY])
     if submitted and voucher_id is not None and context.act(
             vouchers.void_voucher, voucher_id, reason, expected_version=seen[voucher_id]["version"]) is not None:
         st.session_state[VOUCHER_DONE_KEY] = {"message": f"Voucher {seen[voucher_id]['code']} voided.", "code": None}
         st.session_state.pop(seen_key, None)
-        st.session_state.pop("c360_void_reason", None)
+        del st.session_state[VOID_TOKEN_KEY]  # used: the next run draws an empty form with a new one
         st.rerun()
 
 

@@ -67,6 +67,9 @@ else:
                     st.info("This forecast has no stored points.")
                 else:
                     st.plotly_chart(forecast_chart(points, run["label"]), width="stretch")
+                    if run["partial_day"] is not None:
+                        st.caption(f"{run['partial_day']:%d %b %Y} is left out of the history drawn: the refresh ran "
+                                   "before the day ended, and a day in progress would read as a drop.")
             with right:
                 st.metric("Backtest MAPE", "n/a" if run["mape"] is None else f"{run['mape']:.1%}", border=True,
                           help="Mean absolute percentage error over the backtest folds (days with zero left out)")
@@ -79,11 +82,16 @@ else:
                               delta=None if change is None else f"{change:+.1%} vs the last {ahead['days']} days")
                 folds = pd.DataFrame(run["backtest"])
                 if not folds.empty:
-                    st.dataframe(folds.rename(columns={"origin": "Fold from", "days": "Days", "mape": "MAPE",
-                                                       "interval_coverage": "In 80% interval"}),
-                                 hide_index=True, width="stretch",
-                                 column_config={"MAPE": st.column_config.NumberColumn(format="percent"),
-                                                "In 80% interval": st.column_config.NumberColumn(format="percent")})
+                    # A narrow column: three short columns, the folds' length said above them.
+                    lengths = sorted({int(d) for d in folds["days"]})
+                    st.caption(f"Backtest folds of {' / '.join(map(str, lengths))} days")
+                    st.dataframe(folds[["origin", "mape", "interval_coverage"]], hide_index=True, width="stretch",
+                                 column_config={
+                                     "origin": st.column_config.TextColumn("From", width=80),
+                                     "mape": st.column_config.NumberColumn("MAPE", format="percent", width=60),
+                                     "interval_coverage": st.column_config.NumberColumn(
+                                         "In 80%", format="percent", width=60,
+                                         help="Share of the fold's days inside the 80% interval")})
                 st.caption(f"As of {run['as_of']}; {run['history_days']:,} days of history; holidays: "
                            f"{run['country'] or 'none'}; horizon {run['horizon_days']} days.")
 

@@ -87,7 +87,7 @@ else:
     left.plotly_chart(revenue_chart(monthly), width="stretch")
     right.plotly_chart(new_customers_chart(monthly), width="stretch")
 
-left, right = st.columns(2)
+left, right = st.columns([1, 2])  # the table's five columns need the wider part of the row
 tiers = pd.DataFrame(data.tiers)
 if tiers["members"].sum():
     left.plotly_chart(tiers_chart(tiers), width="stretch")
@@ -102,7 +102,11 @@ with right:
             ["name", "country", "orders", "revenue"]  # no e-mails for a role that may not see people
         st.dataframe(
             top[shown], hide_index=True, width="stretch",
-            column_config={"revenue": st.column_config.NumberColumn("Revenue", format="€%.2f")},
+            column_config={"name": st.column_config.TextColumn("Name", width=140),
+                           "email": st.column_config.TextColumn("E-mail", width=220),
+                           "country": st.column_config.TextColumn("Country", width=60),
+                           "orders": st.column_config.NumberColumn("Orders", width=60),
+                           "revenue": st.column_config.NumberColumn("Revenue", format="€%,.0f", width=90)},
         )
     else:
         st.info("No orders in this range.")

@@ -14,8 +14,9 @@ st.title("Ticket")
 if flash := st.session_state.pop("ticket_flash", None):
     st.success(flash)
 
-CLOCK_ICONS = {"overdue": "🔴", "under 1h": "🟠", "under 4h": "🟡", "on track": "🟢", "paused": "⏸️", "met": "✅",
-               "missed": "❌", "stopped": "⏹️"}
+# Plain words in the clocks table (emoji show as empty boxes where the browser has no emoji font):
+# capitals for the states that need someone now.
+CLOCK_ICONS = {"overdue": "OVERDUE", "under 1h": "DUE <1h", "missed": "MISSED"}
 
 # Which ticket: ?id=… when navigated to (the query parameter mirrors the picker), else the last one
 # opened, else the top of the team queue.
@@ -68,7 +69,7 @@ with right:
     st.markdown("**SLA clocks**")
     if ticket["clocks"]:
         clocks = pd.DataFrame(ticket["clocks"])
-        clocks["state"] = clocks["state"].map(lambda s: f"{CLOCK_ICONS.get(s, '')} {s}")
+        clocks["state"] = clocks["state"].map(lambda s: CLOCK_ICONS.get(s, s))
         clocks["minutes_left"] = clocks["minutes_left"].astype("Int64")
         st.dataframe(clocks[["clock", "state", "due_at", "minutes_left", "done_at"]], hide_index=True, width="stretch",
                      column_config={"clock": "Clock", "state": "State",

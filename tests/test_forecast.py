@@ -169,6 +169,25 @@ def test_refresh_stores_history_forecast_and_backtest(engine, session):
     assert set(model.metrics) == {"mape_revenue", "mape_orders", "mape_new_customers"}
 
 
+@pytest.mark.parametrize(("made_at", "partial"), [(dt.datetime(2025, 3, 31, 9, 30), True),
+                                                    (dt.datetime(2025, 4, 1, 0, 5), False)])
+def test_a_run_made_before_its_day_ended_draws_no_history_for_that_day(session, made_at, partial):
+    end = dt.date(2025, 3, 31)
+    run = ForecastRun(metric="orders", as_of=end, status="fitted", horizon_days=2, history_days=3, created_at=made_at)
+    session.add(run)
+    session.flush()
+    for offset in range(-2, 3):  # three days of history to `end`, two forecast days after it
+        session.add(ForecastPoint(run_id=run.id, day=end + dt.timedelta(days=offset),
+                                  actual=None if offset > 0 else 10.0 + offset, predicted=10.0, lower=8.0, upper=12.0,
+                                  is_forecast=offset > 0))
+    session.flush()
+    assert forecast_reports.latest_runs(session, EXEC)[0]["partial_day"] == (end if partial else None)
+    actual = {p["day"]: p["actual"] for p in forecast_reports.series(session, EXEC, "orders", history_days=7)}
+    # The morning's orders of the run's day read as a drop beside whole days: that day is not drawn.
+    assert actual[end] == (None if partial else 10.0)
+    assert actual[end - dt.timedelta(days=1)] == 9.0 and actual[end + dt.timedelta(days=1)] is None
+
+
 def test_a_second_refresh_keeps_only_the_latest_points(engine, session):
     end = dt.date(2025, 3, 31)
     _shop(session, 90, end)

@@ -94,6 +94,8 @@ def test_forecast_page_shows_each_metric_with_its_backtest_error(valued_app, val
     assert [m.label for m in at.metric if m.label.startswith("Next")] == [
         f"Next {min(30, r['horizon_days'])} days (forecast)" for r in runs]
     assert not [e for e in at.expander if "Holiday calendar" in e.label]  # executives do not edit settings
+    # The backtest table sits in a narrow column: three short columns fit it (the folds' days are a caption).
+    assert [list(d.value.columns) for d in at.dataframe] == [["origin", "mape", "interval_coverage"]] * 3
 
 
 def test_admin_changes_the_shop_country_through_the_form(valued_app, valued_db):
