@@ -365,15 +365,19 @@ class Simulator:
         wanted = 0 if n < DUPLICATE_MIN_SHOP else max(3, round(DUPLICATE_SHARE * n))
         if not wanted:
             return np.empty((0, 2), dtype=np.int64)
-        second = np.sort(rng.choice(np.arange(n // 5, n), size=min(wanted, n - n // 5), replace=False))
+        # Twice as many candidates as wanted, in random order; the first valid ones are kept.
+        second = rng.choice(np.arange(n // 5, n), size=min(2 * wanted, n - n // 5), replace=False)
         # Positions are in signup order: everyone before `before` signed up a week or more earlier.
         before = np.searchsorted(signup_day, signup_day[second] - DUPLICATE_MIN_DAYS, side="left")
         original = (rng.random(len(second)) * before).astype(np.int64)
         keep = before > 0
         keep[np.setdiff1d(np.arange(len(original)), np.unique(original, return_index=True)[1])] = False
         keep &= ~np.isin(original, second)
-        self.duplicate_moved = rng.random(int(keep.sum())) < DUPLICATE_MOVED
-        return np.stack([original[keep], second[keep]], axis=1).astype(np.int64)
+        chosen = np.flatnonzero(keep)[:wanted]
+        chosen = chosen[np.argsort(second[chosen])]
+        original, second = original[chosen], second[chosen]
+        self.duplicate_moved = rng.random(len(second)) < DUPLICATE_MOVED
+        return np.stack([original, second], axis=1).astype(np.int64)
 
     def _duplicate_identity(self, original: np.ndarray, first: np.ndarray, last: np.ndarray, email: np.ndarray,
                             prefix: np.ndarray, number: np.ndarray) -> tuple[np.ndarray, ...]:
