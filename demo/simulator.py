@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import queue
+import re
 import threading
 import time
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,6 +76,26 @@ ROLE_USERNAMES = {
 # device, an address and a card; stolen accounts taken over recently; customers who do not pay.
 PLANTED_SHARES = {"fraud_ring": 0.006, "account_takeover": 0.004, "bad_credit": 0.005}
 SIGN_IN_DAYS = 180  # sign-ins are simulated for the orders of the last half year
+# Duplicate customers: about 1% of the records are a second record of an earlier customer (a guest
+# checkout next to an account, a work e-mail next to a private one), none in a shop under 50.
+DUPLICATE_SHARE = 0.01
+DUPLICATE_MIN_SHOP = 50
+DUPLICATE_MIN_DAYS = 7      # the second record signs up at least a week after the first
+DUPLICATE_MOVED = 0.2       # share of second records with another street and postal code (same city)
+NICKNAMES = {
+    "Alexander": "Alex", "Alexandra": "Alex", "Andrew": "Andy", "Anthony": "Tony", "Benjamin": "Ben",
+    "Catherine": "Cathy", "Charles": "Charlie", "Christian": "Chris", "Christina": "Tina",
+    "Christine": "Chris", "Christopher": "Chris", "Daniel": "Dan", "David": "Dave", "Deborah": "Debbie",
+    "Edward": "Ed", "Elizabeth": "Liz", "Franziska": "Franzi", "Frederick": "Fred", "Friedrich": "Fritz",
+    "Gregory": "Greg", "Jacqueline": "Jackie", "James": "Jim", "Jennifer": "Jenny", "Jessica": "Jess",
+    "Johannes": "Hannes", "John": "Jack", "Jonathan": "Jon", "Joseph": "Joe", "Joshua": "Josh",
+    "Katharina": "Kathi", "Katherine": "Kate", "Kathryn": "Kate", "Kenneth": "Ken", "Margaret": "Maggie",
+    "Matthew": "Matt", "Maximilian": "Max", "Michael": "Mike", "Nicholas": "Nick", "Patricia": "Pat",
+    "Patrick": "Pat", "Rebecca": "Becky", "Richard": "Rick", "Robert": "Bob", "Ronald": "Ron",
+    "Samantha": "Sam", "Samuel": "Sam", "Stefanie": "Steffi", "Stephanie": "Steph", "Stephen": "Steve",
+    "Steven": "Steve", "Susan": "Sue", "Thomas": "Tom", "Timothy": "Tim", "Victoria": "Vicky",
+    "William": "Bill", "Wolfgang": "Wolf",
+}
 
 
 def demo_password(username: str) -> str:
@@ -143,6 +165,10 @@ class Simulator:
         self._late_faker.seed_instance(seed + 16)
         # Risk planting draws from its own stream, so every table built before it stays the same.
         self.risk_rng = np.random.default_rng([seed, 16])
+        # So do the duplicate customers: only the second records' own fields differ from a shop without them.
+        self.duplicate_rng = np.random.default_rng([seed, 23])
+        self.duplicates = np.empty((0, 2), dtype=np.int64)  # (original, second record) positions
+        self.duplicate_moved = np.empty(0, dtype=bool)
         self._planted: dict[str, np.ndarray] | None = None
         self._ring_groups: list[np.ndarray] | None = None
         self.tables: dict[str, pd.DataFrame] = {}
@@ -283,8 +309,9 @@ class Simulator:
         last = last_names[rng.integers(len(last_names), size=n)]
         domains = np.array(["mail.example", "post.example", "inbox.example", "web.example"], dtype=object)
         local = pd.Series(first + "." + last).str.lower().str.replace(r"[^a-z.]", "", regex=True)
-        email = (local + pd.Series(ids.astype(str)) + "@" + pd.Series(domains[ids % len(domains)])).to_numpy()
-        phone = phone_prefix + " " + pd.Series(rng.integers(100_000_000, 999_999_999, n).astype(str)).to_numpy()
+        email = np.array(local + pd.Series(ids.astype(str)) + "@" + pd.Series(domains[ids % len(domains)]), dtype=object)
+        number = np.array(rng.integers(100_000_000, 999_999_999, n).astype(str), dtype=object)
+        phone = phone_prefix + " " + number
         age = np.clip(rng.gamma(6.0, 6.5, n) + 16, 18, 90).astype(int)
         dob = (np.datetime64(self.end.date()) - (age * 365.25 + rng.integers(0, 365, n)).astype("timedelta64[D]"))
 
@@ -296,6 +323,17 @@ class Simulator:
         preferred = rng.integers(len(CATEGORIES), size=n)
         channel = _choice(rng, ACQUISITION, n)
         status = _choice(rng, {"active": 0.985, "suspended": 0.004, "closed": 0.011}, n)
+
+        self.duplicates = self._duplicate_pairs(signup_day)
+        if len(self.duplicates):
+            original, second = self.duplicates.T
+            # The same person: same country, city, gender and birthday; a name, e-mail and phone
+            # as people type them again. Both records are active (the scan skips closed ones).
+            for values in (country, city, lat, lon, lang, phone_prefix, gender, dob):
+                values[second] = values[original]
+            first[second], last[second], email[second], phone[second] = self._duplicate_identity(
+                original, first, last, email, phone_prefix, number)
+            status[original] = status[second] = "active"
 
         self.cust = pd.DataFrame({
             "signup": signup, "satisfaction": satisfaction, "rate": rate, "dropout": dropout,
@@ -318,6 +356,106 @@ class Simulator:
             "updated_at": _to_datetime(self.base, signup),
             "version": 1,
         })
+
+    # ------------------------------------------------------------------ duplicate customers
+    def _duplicate_pairs(self, signup_day: np.ndarray) -> np.ndarray:
+        """(original, second record) positions: about DUPLICATE_SHARE of the customers are a second
+        record of someone who signed up at least DUPLICATE_MIN_DAYS earlier; one second record per
+        original, and no second record is itself copied."""
+        n, rng = self.n, self.duplicate_rng
+        wanted = 0 if n < DUPLICATE_MIN_SHOP else max(3, round(DUPLICATE_SHARE * n))
+        if not wanted:
+            return np.empty((0, 2), dtype=np.int64)
+        # Twice as many candidates as wanted, in random order; the first valid ones are kept.
+        second = rng.choice(np.arange(n // 5, n), size=min(2 * wanted, n - n // 5), replace=False)
+        # Positions are in signup order: everyone before `before` signed up a week or more earlier.
+        before = np.searchsorted(signup_day, signup_day[second] - DUPLICATE_MIN_DAYS, side="left")
+        original = (rng.random(len(second)) * before).astype(np.int64)
+        keep = before > 0
+        keep[np.setdiff1d(np.arange(len(original)), np.unique(original, return_index=True)[1])] = False
+        keep &= ~np.isin(original, second)
+        chosen = np.flatnonzero(keep)[:wanted]
+        chosen = chosen[np.argsort(second[chosen])]
+        original, second = original[chosen], second[chosen]
+        self.duplicate_moved = rng.random(len(second)) < DUPLICATE_MOVED
+        return np.stack([original, second], axis=1).astype(np.int64)
+
+    def _duplicate_identity(self, original: np.ndarray, first: np.ndarray, last: np.ndarray, email: np.ndarray,
+                            prefix: np.ndarray, number: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The second records' first and last names, e-mails and phones, varied from the originals'.
+
+        Names: a typo, a nickname, another case or stray spaces (or unchanged). E-mails: the same
+        mailbox written with dots removed, a +tag or capitals, or another address altogether (work
+        and private). Phones: the same number written another way; a fifth of those who kept their
+        mailbox give a new number. Only the second records' rows are touched (a few thousand at
+        1,000,000 customers), so a loop over them costs little."""
+        rng, k = self.duplicate_rng, len(original)
+        name_kind = _choice(rng, {"typo": 0.35, "nickname": 0.2, "case": 0.2, "spaces": 0.15, "same": 0.1}, k)
+        email_kind = _choice(rng, {"dots": 0.2, "plus": 0.15, "case": 0.1, "other": 0.55}, k)
+        new_phone = (email_kind != "other") & (rng.random(k) < 0.2)
+        phone_style = rng.integers(0, 5, k)
+        typo_op, typo_at, in_last = rng.integers(0, 4, k), rng.random(k), rng.random(k) < 0.5
+        letters = np.array(list("aeinorstlu"))[rng.integers(0, 10, k)]
+        fresh = rng.integers(100_000_000, 999_999_999, k)
+        tags = np.array(["shop", "orders", "news", "promo"])[rng.integers(0, 4, k)]
+        hosts = np.array(["work.example", "company.example", "office.example", "freemail.example"])[rng.integers(0, 4, k)]
+        years = rng.integers(60, 100, k)
+
+        def typo(word: str, op: int, at: float, letter: str) -> str:
+            if len(word) < 3:
+                return word + letter
+            i = 1 + int(at * (len(word) - 2))  # never the first letter
+            if op == 0:  # two letters swapped
+                return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+            if op == 1:  # one left out
+                return word[:i] + word[i + 1:]
+            if op == 2:  # one doubled
+                return word[:i] + word[i] + word[i:]
+            return word[:i] + letter + word[i + 1:]  # one mistyped
+
+        firsts, lasts, emails, phones = [], [], [], []
+        for j, o in enumerate(original):
+            given, surname, mail, p, d = str(first[o]), str(last[o]), str(email[o]), str(prefix[o]), str(number[o])
+            kind = name_kind[j]
+            if kind == "nickname" and given not in NICKNAMES:
+                kind = "typo"
+            if kind == "typo":
+                if in_last[j]:
+                    surname = typo(surname, typo_op[j], typo_at[j], letters[j])
+                else:
+                    given = typo(given, typo_op[j], typo_at[j], letters[j])
+            elif kind == "nickname":
+                given = NICKNAMES[given]
+            elif kind == "case":
+                given, surname = (given.lower(), surname.lower()) if typo_at[j] < 0.5 else (given, surname.upper())
+            elif kind == "spaces":
+                given, surname = (given + " ", surname) if typo_at[j] < 0.5 else (given, " " + surname + " ")
+            local, domain = mail.split("@")
+            if email_kind[j] == "dots":
+                mail = f"{local.replace('.', '')}@{domain}"
+            elif email_kind[j] == "plus":
+                mail = f"{local}+{tags[j]}@{domain}"
+            elif email_kind[j] == "case":
+                mail = f"{local.title()}@{domain.capitalize()}"
+            else:
+                plain = tuple(re.sub(r"[^a-z]", "", unicodedata.normalize("NFKD", part).lower())
+                              for part in (given, surname))
+                mail = (f"{plain[0]}.{plain[1]}@{hosts[j]}" if hosts[j] != "freemail.example"
+                        else f"{plain[0][:1]}{plain[1]}{years[j]}@{hosts[j]}")
+            if new_phone[j]:
+                d = str(fresh[j])
+            style = phone_style[j]
+            phones.append(f"{p}{d}" if style == 0 else f"00{p[1:]} {d[:3]} {d[3:6]} {d[6:]}" if style == 1
+                          else f"({p}) {d[:3]}-{d[3:6]}-{d[6:]}" if style == 2 else f"0{d[:3]} {d[3:]}" if style == 3
+                          else f"{p} {d[:3]} {d[3:6]} {d[6:]}")
+            firsts.append(given)
+            lasts.append(surname)
+            emails.append(mail)
+        return tuple(np.array(values, dtype=object) for values in (firsts, lasts, emails, phones))
+
+    def duplicate_customer_ids(self) -> np.ndarray:
+        """The planted duplicates as (original id, second record id) rows, after `build`."""
+        return self.duplicates + 1
 
     def _orders(self) -> None:
         rng, c = self.rng, self.cust
@@ -760,6 +898,7 @@ class Simulator:
             "longitude": np.round(c.lon.to_numpy()[cust] + rng.normal(0, 0.05, k), 5),
             "created_at": customers["signed_up_at"].to_numpy()[cust],
         })
+        self._duplicate_addresses(billing_too)
         buyers = self.buyers
         second = buyers[rng.random(len(buyers)) < 0.2]
         cust = np.concatenate([buyers, second])
@@ -779,6 +918,31 @@ class Simulator:
             "created_at": customers["signed_up_at"].to_numpy()[cust],
         })
         self._plant_shared_identities()
+
+    def _duplicate_addresses(self, billing_too: np.ndarray) -> None:
+        """Second records ship to the original's address (the street sometimes typed in lower case);
+        the DUPLICATE_MOVED share keep their own street and postal code in the same city. A second
+        record's billing address, if any, is the original's (its shipping one if it has none)."""
+        if not len(self.duplicates):
+            return
+        addresses, n = self.tables["customer_addresses"], self.n
+        billing_row = np.full(n, -1)
+        billing_row[np.flatnonzero(billing_too)] = n + np.arange(int(billing_too.sum()))
+        original, second = self.duplicates[~self.duplicate_moved].T
+        columns = ["line1", "postal_code", "city", "country_code", "latitude", "longitude"]
+        for column in columns:
+            values = addresses[column].to_numpy().copy()
+            values[second] = values[original]
+            addresses[column] = values
+        lower = self.duplicate_rng.random(len(second)) < 0.3
+        addresses.loc[second[lower], "line1"] = addresses.loc[second[lower], "line1"].str.lower()
+        billed = billing_row[second] >= 0
+        source = np.where(billing_row[original] >= 0, billing_row[original], original)[billed]
+        target = billing_row[second][billed]
+        for column in columns:
+            values = addresses[column].to_numpy().copy()
+            values[target] = values[source]
+            addresses[column] = values
 
     # ------------------------------------------------------------------ planted risk (issue 16)
     def planted(self) -> dict[str, np.ndarray]:
