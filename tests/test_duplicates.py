@@ -133,3 +133,20 @@ def test_blocking_scales_without_comparing_everyone():
     pairs = duplicates.candidate_pairs(people)
     assert len(pairs) < n * duplicates.MAX_BLOCK
     assert duplicates.score_pairs(people, pairs).empty  # same first and last name alone is not enough
+
+
+def test_a_typo_that_reorders_the_sorted_name_still_matches():
+    """Sorting a name's words puts 'harry hanson' as 'hanson harry' but 'haarry hanson' as it is: the
+    name still counts as similar, so one person with another mailbox at the same address is found."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": [1, 2, 3], "first_name": ["Harry", "Haarry", "Hanson"],
+                          "last_name": ["Hanson", "Hanson", "Harry"],
+                          "email": ["harry.hanson@example.com", "h.work@company.example", "hh@elsewhere.example"],
+                          "phone": ["+44 20 7946 0000", "+44 20 7946 0000", ""], "country_code": "GB",
+                          "city": "London", "postal_code": ["SW1A 1AA", "SW1A 1AA", "E1 6AN"]})
+    people = duplicates.normalise(frame)
+    scored = duplicates.score_pairs(people, duplicates.candidate_pairs(people))
+    found = {(a, b): reasons for a, b, reasons in scored[["a", "b", "reasons"]].itertuples(index=False)}
+    assert set(found) == {(1, 2)}
+    assert "name 96% similar" in found[(1, 2)]

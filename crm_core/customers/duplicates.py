@@ -86,6 +86,11 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# Names compare as typed and with their words sorted (a swapped first and last name), the better of
+# the two: sorting alone reorders a typo ('haarry hanson' sorts before its surname, 'harry hanson' after).
+NAME_SCORERS = (fuzz.ratio, fuzz.token_sort_ratio)
+
+
 def _block_pairs(people: pd.DataFrame, key: str, cutoff: int | None) -> list[np.ndarray]:
     """Index pairs (into `people`) that share `key`; name-similar only when a cutoff is given."""
     keyed = people[people[key] != ""]
@@ -102,8 +107,8 @@ def _block_pairs(people: pd.DataFrame, key: str, cutoff: int | None) -> list[np.
             if cutoff is None:
                 i, j = np.triu_indices(len(window), k=1)
             else:
-                matrix = process.cdist(names[window], names[window], scorer=fuzz.token_sort_ratio,
-                                       score_cutoff=cutoff, dtype=np.uint8, workers=-1)
+                matrix = np.maximum(*(process.cdist(names[window], names[window], scorer=scorer, score_cutoff=cutoff,
+                                                    dtype=np.uint8, workers=-1) for scorer in NAME_SCORERS))
                 i, j = np.nonzero(np.triu(matrix, k=1))
             if len(i):
                 found.append(np.stack([window[i], window[j]], axis=1))
@@ -128,7 +133,8 @@ def score_pairs(people: pd.DataFrame, pairs: np.ndarray) -> pd.DataFrame:
     if not len(pairs):
         return pd.DataFrame(columns=["a", "b", "score", "reasons"])
     a, b = people.iloc[pairs[:, 0]].reset_index(drop=True), people.iloc[pairs[:, 1]].reset_index(drop=True)
-    name = process.cpdist(a["name"].tolist(), b["name"].tolist(), scorer=fuzz.token_sort_ratio, workers=-1) / 100
+    name = np.maximum(*(process.cpdist(a["name"].tolist(), b["name"].tolist(), scorer=scorer, workers=-1)
+                        for scorer in NAME_SCORERS)) / 100
     has_email = (a["email"] != "") & (b["email"] != "")
     email_same = has_email & (a["email"] == b["email"])
     email_sim = process.cpdist(a["email_local"].tolist(), b["email_local"].tolist(), scorer=fuzz.ratio, workers=-1) / 100
