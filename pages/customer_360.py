@@ -64,15 +64,23 @@ VOID_SUBMIT_PREFIX = "c360_void_submit_"
 VOID_REASON_KEY = "c360_void_reason"
 
 
+def fresh_form_submit_key(token_key: str, prefix: str, defaults: dict) -> str:
+    """The submit button's key of a form that starts afresh after each success (the caller deletes
+    `token_key` then): a new token writes the `defaults` to the widgets' keys before they are drawn,
+    which (unlike dropping the keys) also clears the form in the browser, and a click a browser sends
+    again for the old form reaches no button."""
+    if token_key not in st.session_state:
+        st.session_state[token_key] = uuid.uuid4().hex
+        st.session_state.update(defaults)
+    for key, default in defaults.items():  # widgets not drawn on another page forget their values
+        st.session_state.setdefault(key, default)
+    return prefix + st.session_state[token_key]
+
+
 def issue_voucher_form(customer_id: int) -> None:
     """Issue a voucher by hand; what was typed stays after a refusal, and the new code is shown once made.
-    After an issue the form starts afresh: the defaults are written to the widgets' keys before they are
-    drawn, which (unlike dropping the keys) also clears the form in the browser."""
-    if ISSUE_TOKEN_KEY not in st.session_state:
-        st.session_state[ISSUE_TOKEN_KEY] = uuid.uuid4().hex
-        st.session_state.update(ISSUE_DEFAULTS)
-    for key, default in ISSUE_DEFAULTS.items():  # widgets not drawn on another page forget their values
-        st.session_state.setdefault(key, default)
+    After an issue the form starts afresh."""
+    submit_key = fresh_form_submit_key(ISSUE_TOKEN_KEY, ISSUE_SUBMIT_PREFIX, ISSUE_DEFAULTS)
     with st.form("c360_voucher_issue"):
         st.markdown("**Issue a voucher**")
         c1, c2 = st.columns(2)
@@ -87,8 +95,7 @@ def issue_voucher_form(customer_id: int) -> None:
                                     key="c360_voucher_min_order")
         reason = st.text_input("Reason (required)", key="c360_voucher_reason",
                                placeholder="e.g. Goodwill for the late parcel")
-        submitted = st.form_submit_button("Issue voucher", type="primary",
-                                          key=ISSUE_SUBMIT_PREFIX + st.session_state[ISSUE_TOKEN_KEY])
+        submitted = st.form_submit_button("Issue voucher", type="primary", key=submit_key)
     if submitted:
         made = context.act(vouchers.issue_voucher, customer_id, kind, value, days=int(days), min_order=min_order,
                            reason=reason)
@@ -131,16 +138,13 @@ def void_voucher_form(customer_id: int, rows: list[dict]) -> None:
         if st.button("Reload the vouchers", icon=":material/refresh:", key=f"c360_void_reload_{customer_id}"):
             st.session_state[seen_key] = current
             st.rerun()
-    if VOID_TOKEN_KEY not in st.session_state:
-        st.session_state[VOID_TOKEN_KEY] = uuid.uuid4().hex
-        st.session_state[VOID_REASON_KEY] = ""  # written, not dropped: dropping leaves the browser's text
-    st.session_state.setdefault(VOID_REASON_KEY, "")
+    submit_key = fresh_form_submit_key(VOID_TOKEN_KEY, VOID_SUBMIT_PREFIX, {VOID_REASON_KEY: ""})
     with st.form(f"c360_voucher_void_{customer_id}"):
         st.markdown("**Void a voucher**")
         voucher_id = st.selectbox("Unused voucher", list(seen), format_func=lambda i: seen[i]["label"],
                                   key=f"c360_void_id_{customer_id}")
         reason = st.text_input("Reason (required)", key=VOID_REASON_KEY, placeholder="e.g. Issued by mistake")
-        submitted = st.form_submit_button("Void voucher", key=VOID_SUBMIT_PREFIX + st.session_state[VOID_TOKEN_KEY])
+        submitted = st.form_submit_button("Void voucher", key=submit_key)
     if submitted and voucher_id is not None and context.act(
             vouchers.void_voucher, voucher_id, reason, expected_version=seen[voucher_id]["version"]) is not None:
         st.session_state[VOUCHER_DONE_KEY] = {"message": f"Voucher {seen[voucher_id]['code']} voided.", "code": None}

@@ -10,7 +10,7 @@ import streamlit as st
 from crm_core import platform, segmentation
 from db.models import LIFECYCLE_STAGES
 from ui import context
-from ui.charts import shared
+from ui.charts import month_in_progress, shared
 from ui.data_date import show_data_date, show_refresh_as_of
 from ui.refresh_panel import refresh_panel
 from ui.tabs import keep, lazy_tabs
@@ -123,7 +123,7 @@ def cohort_retention() -> None:
         st.info(f"No customer signed up in the {COHORT_MONTHS_MAX} months to {as_of.isoformat()}, so there are no "
                 "cohorts to follow.")
         return
-    if (as_of + dt.timedelta(days=1)).day != 1:
+    if month_in_progress(as_of):
         # Each cohort's last cell is the month in progress: a few days of it read as retention falling off
         current = f"{as_of:%Y-%m}"
         last = {c["cohort"]: c["month_offset"] for c in cohorts}

@@ -47,12 +47,16 @@ def time_axis(figure: go.Figure, values: Iterable) -> go.Figure:
     return figure
 
 
+def month_in_progress(end: dt.date) -> bool:
+    """Whether `end` falls before its month's last day: that month's figures are only some of its days."""
+    return (end + dt.timedelta(days=1)).day != 1
+
+
 def complete_months(monthly: pd.DataFrame, end: dt.date, column: str = "month") -> tuple[pd.DataFrame, str | None]:
     """`monthly` (one row a "YYYY-MM" month, oldest first) without its last month when `end` falls
     before that month's last day, and a caption saying so: a month in progress drawn beside whole
     months reads as a drop (a month one day old shows almost nothing). Kept when it is the only month."""
-    if len(monthly) < 2 or (end + dt.timedelta(days=1)).day == 1 or monthly[column].iloc[-1] != f"{end:%Y-%m}":
+    if len(monthly) < 2 or not month_in_progress(end) or monthly[column].iloc[-1] != f"{end:%Y-%m}":
         return monthly, None
     return monthly.iloc[:-1].copy(), (f"{end:%B %Y} so far ({end.day} day{'s' if end.day > 1 else ''}, to {end:%d %b}) is "
                                "left out of the monthly charts: a month in progress would read as a drop.")
-

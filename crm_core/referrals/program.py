@@ -412,10 +412,10 @@ def _pay_due(session: Session, actor: Actor, now: dt.datetime, settings: dict[st
             reward.reason = "waiting: the programme's monthly allowance is spent"
             over += 1
             continue
-        if status_of.get(reward.customer_id) in UNREWARDABLE_STATUSES:
-            # loyalty and vouchers refuse a closed or erased account, so this side's reward lapses
+        if (status := status_of.get(reward.customer_id)) in UNREWARDABLE_STATUSES:
+            # loyalty and vouchers refuse a closed, merged or erased account, so this side's reward lapses
             reward.status, reward.settled_at = "rejected", now
-            reward.reason = f"the {reward.side}'s account is closed"
+            reward.reason = f"the {reward.side}'s account is {status}"
             continue
         try:
             enforce(session, reward.customer_id, "referral_reward", now=now)
