@@ -4,7 +4,8 @@ Blocking keeps the work near-linear: only customers that share a cheap key are c
 the same normalised email local part, the same phone digits, the same postal code, or the same
 first three letters of the last name with the same first initial and country. Inside each block
 names are compared all-against-all with `rapidfuzz.process.cdist`; the surviving pairs are scored
-together with `rapidfuzz.process.cpdist` on names, emails, phones and addresses. Each pair keeps
+together with `rapidfuzz.process.cpdist` on names, emails, phones and addresses; a given name that is
+a nickname of the other's ('Bob', 'Robert'; the `nicknames` dataset) scores as that name. Each pair keeps
 its score and the reasons it matched. A re-scan updates open pairs and never duplicates a pair or
 reopens one a reviewer dismissed.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from nicknames import name_triplets
 from rapidfuzz import fuzz, process
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -69,6 +72,8 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"id": df["id"].astype(np.int64)})
     first, last = (_fold(df[c]) for c in ("first_name", "last_name"))
     out["name"] = (first + " " + last).str.replace(r"[^a-z0-9 ]", "", regex=True).str.strip()
+    out["first"] = first.str.replace(r"[^a-z]", "", regex=True)
+    out["last"] = last.str.replace(r"[^a-z0-9 ]", "", regex=True).str.strip()
     email = df["email"].fillna("").astype(str).str.strip().str.lower()
     local = email.str.split("@").str[0].fillna("").str.split("+").str[0].str.replace(".", "", regex=False)
     out["email"] = email
@@ -89,6 +94,27 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
 # Names compare as typed and with their words sorted (a swapped first and last name), the better of
 # the two: sorting alone reorders a typo ('haarry hanson' sorts before its surname, 'harry hanson' after).
 NAME_SCORERS = (fuzz.ratio, fuzz.token_sort_ratio)
+
+
+@cache
+def _name_groups() -> dict[str, frozenset[str]]:
+    """Each given name in the nicknames dataset with the names it stands for: itself and every formal
+    name it is a nickname of ('bob' -> {'bob', 'robert', ...})."""
+    groups: dict[str, set[str]] = {}
+    for formal, _, nickname in name_triplets():
+        groups.setdefault(formal, {formal})
+        groups.setdefault(nickname, {nickname}).add(formal)
+    return {name: frozenset(group) for name, group in groups.items()}
+
+
+def nickname_pairs(first_a: pd.Series, first_b: pd.Series) -> np.ndarray:
+    """Whether each pair's given names differ but stand for the same name: a nickname and its formal
+    name ('Bob' and 'Robert'), or two nicknames of one name ('Bob' and 'Rob')."""
+    groups = _name_groups()
+    empty: frozenset[str] = frozenset()
+    return np.fromiter((a != b and bool(groups.get(a, empty) & groups.get(b, empty))
+                        for a, b in zip(first_a.tolist(), first_b.tolist(), strict=True)),
+                       dtype=bool, count=len(first_a))
 
 
 def _block_pairs(people: pd.DataFrame, key: str, cutoff: int | None) -> list[np.ndarray]:
@@ -135,6 +161,12 @@ def score_pairs(people: pd.DataFrame, pairs: np.ndarray) -> pd.DataFrame:
     a, b = people.iloc[pairs[:, 0]].reset_index(drop=True), people.iloc[pairs[:, 1]].reset_index(drop=True)
     name = np.maximum(*(process.cpdist(a["name"].tolist(), b["name"].tolist(), scorer=scorer, workers=-1)
                         for scorer in NAME_SCORERS)) / 100
+    # A nickname scores as the name it stands for: 'bob smith' compares as 'robert smith'.
+    nickname = nickname_pairs(a["first"], b["first"]) & (name < 0.999)
+    if nickname.any():
+        as_formal = (b["first"] + " " + a["last"]).str.strip()[nickname].tolist()
+        name[nickname] = np.maximum(name[nickname], process.cpdist(
+            as_formal, b["name"][nickname].tolist(), scorer=fuzz.ratio, workers=-1) / 100)
     has_email = (a["email"] != "") & (b["email"] != "")
     email_same = has_email & (a["email"] == b["email"])
     email_sim = process.cpdist(a["email_local"].tolist(), b["email_local"].tolist(), scorer=fuzz.ratio, workers=-1) / 100
@@ -163,6 +195,8 @@ def score_pairs(people: pd.DataFrame, pairs: np.ndarray) -> pd.DataFrame:
         if phone_same[k]:
             why.append("same phone")
         why.append("same name" if name[k] >= 0.999 else f"name {name[k]:.0%} similar")
+        if nickname[k]:
+            why[-1] += f" ({a['first'].iloc[k].title()} = {b['first'].iloc[k].title()})"
         if postal_same[k]:
             why.append("same postal code")
         elif city_same[k]:
