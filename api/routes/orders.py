@@ -71,9 +71,7 @@ def issue_voucher(request: Request, customer_id: Id, body: VoucherIssue, actor: 
     def work(session):
         made = vouchers.issue_voucher(session, actor, customer_id, body.kind, body.value, days=body.days,
                                       min_order=body.min_order, reason=body.reason)
-        return {"id": made.id, "customer_id": made.customer_id, "code": made.code, "kind": made.kind,
-                "value": made.value, "min_order": made.min_order, "source": made.source, "status": made.status,
-                "issued_at": made.issued_at, "expires_at": made.expires_at, "version": made.version}
+        return {field: getattr(made, field) for field in Voucher.model_fields}  # the answer's schema, in order
 
     return post(request, actor, body, work, headers=lambda v: {"ETag": etag(v["version"])})
 
