@@ -332,10 +332,13 @@ with tabs[1]:
     if held is not None and held.total:
         st.caption(f"{held.total:,} vouchers, newest first{' (the latest 50)' if held.total > 50 else ''}. "
                    "Whole codes for roles that record orders; others see the last four characters.")
-        st.dataframe(pd.DataFrame(held.rows)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
-                                         "expires_at", "redeemed_order_number", "void_reason"]],
-                     hide_index=True, width="stretch",
-                     column_config={"value": st.column_config.NumberColumn("Value (€ or %)", format="%.2f"),
+        shown = pd.DataFrame(held.rows)[["code", "kind", "value", "min_order", "source", "status", "issued_at",
+                                         "expires_at", "redeemed_order_number", "void_reason"]]
+        shown["kind"] = shown["kind"].map(VOUCHER_KIND_LABELS).fillna(shown["kind"])
+        shown[["redeemed_order_number", "void_reason"]] = shown[["redeemed_order_number", "void_reason"]].fillna("")
+        st.dataframe(shown, hide_index=True, width="stretch",
+                     column_config={"code": "Code", "kind": "Kind", "source": "Source", "status": "Status",
+                                    "value": st.column_config.NumberColumn("Value (€ or %)", format="%.2f"),
                                     "min_order": st.column_config.NumberColumn("Minimum order", format="%.2f"),
                                     "issued_at": st.column_config.DatetimeColumn("Issued", format="YYYY-MM-DD"),
                                     "expires_at": st.column_config.DatetimeColumn("Expires", format="YYYY-MM-DD"),

@@ -345,7 +345,7 @@ def test_profile_lists_the_customers_vouchers_with_whole_codes_for_those_who_rec
     shown = app.tabs[1].dataframe[-1].value
     assert code in set(shown["code"]) and "Vouchers" in [m.value.strip("*") for m in app.tabs[1].markdown]
     row = shown[shown["code"] == code].iloc[0]
-    assert (row["kind"], row["value"], row["status"], row["source"]) == ("amount", 7.5, "issued", "manual")
+    assert (row["kind"], row["value"], row["status"], row["source"]) == ("Amount off (€)", 7.5, "issued", "manual")
 
 
 def test_profile_masks_voucher_codes_for_roles_that_see_customers_but_do_not_record_orders(app, db):

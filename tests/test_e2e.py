@@ -18,7 +18,7 @@ import batch
 import demo
 from db import migrate
 from db.engine import make_engine
-from db.models import Customer
+from db.models import Customer, Voucher
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -74,7 +74,7 @@ def server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
-        yield {"url": url, "customers": customers}
+        yield {"url": url, "customers": customers, "db_url": db_url}
     finally:
         process.terminate()
         try:
@@ -203,6 +203,57 @@ def test_a_success_manager_walks_every_tab_of_the_workbench(server):
         assert "Users" not in [t.strip().splitlines()[-1].strip()
                                for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
         browser.close()
+
+
+def test_an_agent_issues_and_voids_a_voucher_and_each_form_starts_empty_again(server):
+    """Customer 360 in the browser: a voucher issued by hand shows its code once and the issue form
+    empties; voiding it with a reason saves the reason and empties the void form too (the widgets'
+    values are reset in the browser, not only on the server)."""
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    engine = make_engine(server["db_url"])
+    with engine.connect() as connection:
+        customer_id = connection.scalar(select(func.min(Customer.id)).where(Customer.status == "active"))
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, server["url"], "agent1")
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Customer 360").click()
+        expect(page.get_by_role("heading", name="Customer 360", exact=True)).to_be_visible()
+        page.get_by_label("Customer id").fill(str(customer_id))
+        page.get_by_label("Customer id").press("Enter")
+        page.get_by_role("tab", name="Orders", exact=True).click()
+        issue = page.locator('[data-testid="stForm"]').filter(has_text="Issue a voucher")
+        for percent in (10, 15):  # two, so one unused voucher is left after the void below
+            issue.get_by_role("spinbutton", name="Value (% or €)").fill(str(percent))
+            issue.get_by_role("textbox", name="Reason (required)").fill("Goodwill for the late parcel")
+            issue.get_by_role("button", name="Issue voucher").click()
+            expect(page.get_by_text(re.compile(rf"Voucher \S+ issued: {percent}\.00% off"))).to_be_visible()
+            _wait_until_idle(page)
+            expect(issue.get_by_role("textbox", name="Reason (required)")).to_have_value("")
+        with engine.connect() as connection:
+            made = connection.execute(select(Voucher.id, Voucher.code).where(Voucher.customer_id == customer_id)
+                                      .order_by(Voucher.id.desc())).first()
+        void = page.locator('[data-testid="stForm"]').filter(has_text="Void a voucher")
+        picker = void.get_by_role("combobox", name="Unused voucher")
+        picker.click()
+        page.get_by_role("option", name=re.compile(made.code)).click()
+        expect(picker).to_have_value(re.compile(made.code))
+        void.get_by_role("textbox", name="Reason (required)").fill("Issued by mistake")
+        void.get_by_role("button", name="Void voucher").click()
+        expect(page.get_by_text(f"Voucher {made.code} voided.")).to_be_visible()
+        _wait_until_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        void = page.locator('[data-testid="stForm"]').filter(has_text="Void a voucher")
+        expect(void.get_by_role("combobox", name="Unused voucher")).not_to_have_value(re.compile(made.code))
+        expect(void.get_by_role("textbox", name="Reason (required)")).to_have_value("")
+        page.screenshot(path=str(ARTIFACTS / "e2e-customer-360-vouchers.png"), full_page=True)
+        browser.close()
+    with engine.connect() as connection:
+        status, reason = connection.execute(select(Voucher.status, Voucher.void_reason)
+                                            .where(Voucher.id == made.id)).one()
+    engine.dispose()
+    assert (status, reason) == ("void", "Issued by mistake")
 
 
 def page_text(*alternatives: str):
