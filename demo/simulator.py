@@ -144,6 +144,14 @@ def _season(day_of_year: np.ndarray, weekday: np.ndarray) -> np.ndarray:
     return yearly * peak * weekly
 
 
+def _copy_rows(frame: pd.DataFrame, columns: list[str], target: np.ndarray, source: np.ndarray) -> None:
+    """frame.loc[target, columns] = frame.loc[source, columns] by position, a column at a time."""
+    for column in columns:
+        values = frame[column].to_numpy().copy()
+        values[target] = values[source]
+        frame[column] = values
+
+
 class Simulator:
     """Builds the demo tables as DataFrames for `n_customers`, ending at `end`."""
 
@@ -930,19 +938,12 @@ class Simulator:
         billing_row[np.flatnonzero(billing_too)] = n + np.arange(int(billing_too.sum()))
         original, second = self.duplicates[~self.duplicate_moved].T
         columns = ["line1", "postal_code", "city", "country_code", "latitude", "longitude"]
-        for column in columns:
-            values = addresses[column].to_numpy().copy()
-            values[second] = values[original]
-            addresses[column] = values
+        _copy_rows(addresses, columns, second, original)
         lower = self.duplicate_rng.random(len(second)) < 0.3
         addresses.loc[second[lower], "line1"] = addresses.loc[second[lower], "line1"].str.lower()
         billed = billing_row[second] >= 0
         source = np.where(billing_row[original] >= 0, billing_row[original], original)[billed]
-        target = billing_row[second][billed]
-        for column in columns:
-            values = addresses[column].to_numpy().copy()
-            values[target] = values[source]
-            addresses[column] = values
+        _copy_rows(addresses, columns, billing_row[second][billed], source)
 
     # ------------------------------------------------------------------ planted risk (issue 16)
     def planted(self) -> dict[str, np.ndarray]:
