@@ -19,7 +19,6 @@ import queue
 import re
 import threading
 import time
-import unicodedata
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,6 +141,18 @@ def _season(day_of_year: np.ndarray, weekday: np.ndarray) -> np.ndarray:
     peak = 1.0 + 0.6 * np.exp(-0.5 * ((day_of_year - 335) / 12.0) ** 2)
     weekly = np.where(weekday >= 5, 1.15, 1.0) * np.where(weekday == 0, 1.05, 1.0)
     return yearly * peak * weekly
+
+
+# Letters that Unicode does not decompose into a base letter and an accent, spelled as people do in an address.
+_SPELLED_OUT = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th",
+                              "ı": "i"})
+
+
+def _mailbox_text(names: pd.Series) -> pd.Series:
+    """Names as a mailbox spells them: lower case, accents dropped but not their letters ('Édith' ->
+    'edith', 'Françoise' -> 'francoise', 'Groß' -> 'gross')."""
+    text = names.str.lower().str.translate(_SPELLED_OUT).str.normalize("NFKD")
+    return text.str.encode("ascii", "ignore").str.decode("ascii")
 
 
 def _copy_rows(frame: pd.DataFrame, columns: list[str], target: np.ndarray, source: np.ndarray) -> None:
@@ -316,7 +327,7 @@ class Simulator:
                          male_names[rng.integers(len(male_names), size=n)])
         last = last_names[rng.integers(len(last_names), size=n)]
         domains = np.array(["mail.example", "post.example", "inbox.example", "web.example"], dtype=object)
-        local = pd.Series(first + "." + last).str.lower().str.replace(r"[^a-z.]", "", regex=True)
+        local = _mailbox_text(pd.Series(first + "." + last)).str.replace(r"[^a-z.]", "", regex=True)
         email = np.array(local + pd.Series(ids.astype(str)) + "@" + pd.Series(domains[ids % len(domains)]), dtype=object)
         number = np.array(rng.integers(100_000_000, 999_999_999, n).astype(str), dtype=object)
         phone = phone_prefix + " " + number
@@ -446,8 +457,7 @@ class Simulator:
             elif email_kind[j] == "case":
                 mail = f"{local.title()}@{domain.capitalize()}"
             else:
-                plain = tuple(re.sub(r"[^a-z]", "", unicodedata.normalize("NFKD", part).lower())
-                              for part in (given, surname))
+                plain = tuple(re.sub(r"[^a-z]", "", _mailbox_text(pd.Series([part]))[0]) for part in (given, surname))
                 mail = (f"{plain[0]}.{plain[1]}@{hosts[j]}" if hosts[j] != "freemail.example"
                         else f"{plain[0][:1]}{plain[1]}{years[j]}@{hosts[j]}")
             if new_phone[j]:

@@ -271,3 +271,19 @@ def test_a_larger_demo_shop_sets_a_monthly_referral_allowance_to_its_size(engine
     finally:
         session.rollback()
         session.close()
+
+
+def test_an_accented_name_keeps_its_letters_in_the_mailbox(simulated):
+    """'Édith Cook' is edith.cook…@, not dith.cook…@: accents go, the letters stay."""
+    import re
+    import unicodedata
+
+    sim, tables = simulated
+    people = tables["customers"].reset_index(drop=True)
+    seconds = sim.duplicate_customer_ids()[:, 1] - 1  # positions of second records, which vary their mailbox
+    people = people.drop(index=seconds)
+    accented = people[people["first_name"].map(lambda name: not name.isascii())]
+    assert len(accented) >= 20  # the demo's European shoppers
+    for first, email in accented[["first_name", "email"]].itertuples(index=False):
+        letters = re.sub(r"[^a-z]", "", unicodedata.normalize("NFKD", first.lower()).encode("ascii", "ignore").decode())
+        assert email.startswith(letters + "."), (first, email)
