@@ -69,8 +69,8 @@ c2.metric("12-month CLV", compact_euros(summary['clv_12m_total']), border=True,
           help=f"Mean €{summary['clv_12m_mean']:,.2f} per customer")
 c3.metric("Purchases, next 12 months", f"{summary['expected_purchases_12m']:,.0f}", border=True)
 c4.metric("Likely active", f"{summary['likely_alive'] / summary['customers_scored']:.0%}", border=True,
-          help="Share of customers with a probability alive of at least 50%. BG/NBD counts every one-time buyer "
-               "as active (it lets customers drop out only after a repeat purchase).")
+          help="Share of customers with a probability alive of at least 50% (modified BG/NBD, in which a "
+               "one-time buyer long silent is likely gone).")
 c5.metric("Historic value", compact_euros(summary['historic_clv_total']), border=True,
           help="Revenue from these customers so far")
 st.caption(f"Scored as of {summary['as_of']}" + (f" with model version {model['version']}." if model else "."))
@@ -156,8 +156,11 @@ if tab_model.open:
             params = model.get("params") or {}
             metrics = model.get("metrics") or {}
             left, right = st.columns(2)
-            left.markdown("**BG/NBD** (purchases and dropout, per week)")
+            left.markdown("**BG/NBD** (expected purchases, per week)")
             left.dataframe(pd.DataFrame([params.get("bgnbd", {})]), hide_index=True)
+            if params.get("mbgnbd"):
+                left.markdown("**Modified BG/NBD** (probability alive, per week)")
+                left.dataframe(pd.DataFrame([params["mbgnbd"]]), hide_index=True)
             left.markdown("**Gamma-Gamma** (spend per purchase)")
             left.dataframe(pd.DataFrame([params.get("gamma_gamma", {})]), hide_index=True)
             if metrics.get("pareto_nbd"):

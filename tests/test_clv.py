@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from decimal import Decimal
 from pathlib import Path
 
@@ -105,8 +106,8 @@ def test_long_silence_lowers_the_probability_alive(cdnow_model):
     alive = cdnow_model.probability_alive(frame).to_numpy()
     assert alive[0] > alive[1] > alive[2]
     assert np.all((alive >= 0) & (alive <= 1))
-    # A one-off buyer is alive by BG/NBD's assumption (dropout happens only after a purchase).
-    assert cdnow_model.probability_alive(frame.assign(frequency=0, recency=0.0)).iloc[0] == pytest.approx(1.0)
+    # A one-off buyer may have dropped out too (MBG/NBD), and is less likely alive than a repeat buyer.
+    assert cdnow_model.probability_alive(frame.assign(frequency=0, recency=0.0)).iloc[0] < alive[0]
 
 
 def test_clv_discounting_and_horizon(cdnow_model):
@@ -422,7 +423,7 @@ def test_read_functions_aggregate_the_scored_snapshot(engine, session):
     heatmap = clv_reports.alive_heatmap(s, ANALYST)
     assert sum(c["customers"] for c in heatmap["cells"]) == len(scored)
     one_offs = [c for c in heatmap["cells"] if c["frequency"] == "0"]
-    assert one_offs and all(c["mean_prob_alive"] == pytest.approx(1.0) for c in one_offs)
+    assert one_offs and all(0 < c["mean_prob_alive"] < 1 for c in one_offs)
 
     top = clv_reports.top_customers(s, ANALYST, page=1, page_size=10)
     assert top.total == len(scored) and len(top.rows) == 10
@@ -481,3 +482,35 @@ def test_crm_clv_command_scores_and_reports(engine, session, monkeypatch, capsys
     assert main(["clv", "--as-of", "2020-01-01"]) == 2  # before the first order: one line, like every command
     err = capsys.readouterr().err
     assert err.startswith("error: lifetime value not fitted") and err.count("\n") == 1
+
+
+def test_mbgnbd_reproduces_btydplus_and_a_silent_one_time_buyer_is_likely_gone(cdnow_model):
+    # BTYDplus (R) on the same CDNOW summary: r = 0.525, alpha = 6.183, a = 0.891, b = 1.614.
+    params = cdnow_model.params_["mbgnbd"]
+    for name, published in {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}.items():
+        assert params[name] == pytest.approx(published, rel=0.005), name
+    one_time = pd.DataFrame({"frequency": [0, 0, 0], "recency": [0.0, 0.0, 0.0], "T": [2.0, 20.0, 38.0]})
+    alive = cdnow_model.probability_alive(one_time).to_numpy()
+    assert 1 > alive[0] > alive[1] > alive[2]  # BG/NBD would say 1.0 for each
+    assert alive[2] < 0.5
+
+
+def test_p_alive_ranks_who_buys_again_on_the_cdnow_log():
+    """On the whole CDNOW log cut at 1997-09-30: P(alive) ranks the customers who order again within 26
+    weeks well (BG/NBD's, 1 for every one-time buyer, ranked them worse than chance)."""
+    from sklearn.metrics import roc_auc_score
+
+    import demo.datasets
+
+    log = pd.read_csv(io.StringIO(demo.datasets.cdnow_csv()), parse_dates=["date"])
+    cut = pd.Timestamp("1997-09-30")
+    before = log[log["date"] < cut].groupby("customer_id")["date"].agg(first="min", last="max", days="nunique")
+    summary = pd.DataFrame({"frequency": before["days"] - 1, "recency": (before["last"] - before["first"]).dt.days / 7,
+                            "T": (cut - before["first"]).dt.days / 7})
+    summary["monetary_value"] = np.where(summary["frequency"] > 0, 20.0, 0.0)
+    later = set(log.loc[(log["date"] >= cut) & (log["date"] < cut + pd.Timedelta(weeks=26)), "customer_id"])
+    bought_again = summary.index.isin(later)
+    model = LifetimeValueModel(fit_pareto=False).fit(summary)
+    alive = model.probability_alive(summary)
+    assert roc_auc_score(bought_again, alive) > 0.65
+    assert (alive >= 0.5).mean() < 2 * bought_again.mean()  # 'likely active' is near who did buy, not 80%+
