@@ -143,8 +143,11 @@ def test_every_buyer_is_in_exactly_one_rfm_segment(engine):
         assert all(r.rfm_segment is None for r in rows if r.order_count == 0)
         for r in buyers:
             assert r.rfm_segment == segmentation.rfm_segment_name(r.recency_score, r.frequency_score, r.monetary_score)
-        counts = [sum(1 for r in buyers if r.recency_score == q) for q in range(1, 6)]
-        assert max(counts) - min(counts) <= 1  # quintiles
+        # Quintiles among the buyers within a year (the lifecycle's churned_days); the others score R = 1.
+        live = [r for r in buyers if (AS_OF - r.last_order_at.date()).days <= 365]
+        assert all(r.recency_score == 1 for r in buyers if r not in live)
+        counts = [sum(1 for r in live if r.recency_score == q) for q in range(1, 6)]
+        assert max(counts) - min(counts) <= 1
 
 
 def test_snapshot_carries_the_model_outputs_of_its_own_date(session, history):
@@ -216,3 +219,25 @@ def test_preferred_category_is_the_most_spend_alphabetically_first_on_a_tie(sess
     segmentation.refresh_snapshot(session, AS_OF)
     assert session.get(CustomerAnalytics, tie.id).preferred_category == "Garden"
     assert session.get(CustomerAnalytics, summed.id).preferred_category == "Books"
+
+
+def test_buyers_gone_over_a_year_score_recency_1_and_leave_the_quintiles_to_the_rest(session):
+    """Five buyers of this year and ten imported from years ago: the old ones are R = 1 (never
+    Champions), the five recent ones spread over R 1-5 among themselves."""
+    recent = []
+    for i in range(1, 6):
+        customer = make_customer(session, D(2025, 1, 1))
+        make_order(session, customer, D(2026, 3, i), "500.00")
+        recent.append(customer)
+    gone = []
+    for i in range(10):
+        customer = make_customer(session, D(2018, 1, 1))
+        for k in range(6):
+            make_order(session, customer, D(2019, 1, 1 + i) + dt.timedelta(days=30 * k), "900.00")
+        gone.append(customer)
+    segmentation.refresh_snapshot(session, AS_OF)
+    scores = {c.id: session.get(CustomerAnalytics, c.id) for c in recent + gone}
+    assert [scores[c.id].recency_score for c in recent] == [1, 2, 3, 4, 5]
+    assert {scores[c.id].recency_score for c in gone} == {1}
+    assert {scores[c.id].rfm_segment for c in gone} <= set(segmentation.snapshot.RFM_GRID[1])  # never Champions
+    assert "Can't lose them" in {scores[c.id].rfm_segment for c in gone}  # the big spenders who left

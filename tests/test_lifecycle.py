@@ -92,6 +92,8 @@ def population(session):
     c["champion"] = buyer(session, [(D(2024, 2, 1), 5000), (D(2024, 6, 10), 1000)])
     c["filler1"] = buyer(session, [(D(2024, 5, 1), 10)])
     c["filler2"] = buyer(session, [(D(2024, 5, 2), 11)])
+    # Ten buyers within the churned_days, the champion's peers: the top 10% of them is one customer.
+    c["filler3"] = buyer(session, [(D(2024, 5, 3), 12)])
     c["merged"] = buyer(session, [(D(2024, 6, 1), 10)], status="merged")
     return c
 
@@ -102,17 +104,17 @@ def test_every_stage_reachable_under_default_rules(session, population):
         "prospect": "prospect", "no_snapshot": "prospect", "new_customer": "new_customer",
         "active": "active", "at_risk_days": "at_risk", "at_risk_probability": "at_risk",
         "inactive": "inactive", "churned": "churned", "loyal": "loyal", "champion": "champion",
-        "filler1": "active", "filler2": "active",
+        "filler1": "active", "filler2": "active", "filler3": "active",
     }
     got = {name: stage_of(session, population[name]).stage for name in expected}
     assert got == expected
     assert stage_of(session, population["merged"]) is None
     assert result == {
-        "prospect": 2, "new_customer": 1, "active": 3, "at_risk": 2, "inactive": 1, "churned": 1,
-        "win_back": 0, "loyal": 1, "champion": 1, "changed": 12,
+        "prospect": 2, "new_customer": 1, "active": 4, "at_risk": 2, "inactive": 1, "churned": 1,
+        "win_back": 0, "loyal": 1, "champion": 1, "changed": 13,
     }
     # First assignment: one history row each, from nothing.
-    assert history_count(session) == 12
+    assert history_count(session) == 13
     row = session.scalar(select(CustomerLifecycleHistory).where(
         CustomerLifecycleHistory.customer_id == population["at_risk_probability"].id))
     assert (row.from_stage, row.to_stage, row.actor_kind, row.actor_id) == (None, "at_risk", "system", None)
@@ -301,10 +303,10 @@ def test_distribution_and_customers_in(session, population, rollups):
         segmentation.refresh_lifecycle_rollups(session, AS_OF, NOW)
     dist = segmentation.stage_distribution(session, analyst)
     assert [row["stage"] for row in dist] == list(lifecycle.LIFECYCLE_STAGES)
-    assert {row["stage"]: row["customers"] for row in dist}["active"] == 3
-    page = segmentation.customers_in_stage(session, analyst, stage="active", page=2, page_size=2)
-    assert page.total == 3 and page.pages == 2
-    assert [row["customer_id"] for row in page.rows] == [population["filler2"].id]
+    assert {row["stage"]: row["customers"] for row in dist}["active"] == 4
+    page = segmentation.customers_in_stage(session, analyst, stage="active", page=2, page_size=3)
+    assert page.total == 4 and page.pages == 2
+    assert [row["customer_id"] for row in page.rows] == [population["filler3"].id]
     cohort = segmentation.customers_in_stage(session, analyst, cohort="2024-06")
     assert [(row["customer_id"], row["stage"]) for row in cohort.rows] == [(population["no_snapshot"].id, "prospect")]
     with pytest.raises(platform.ValidationError, match="YYYY-MM"):
@@ -314,8 +316,8 @@ def test_distribution_and_customers_in(session, population, rollups):
     # A change by hand after the refresh moves one customer from one count to the other at once.
     segmentation.change_stage(session, make_user(session, "admin"), population["filler2"].id, "loyal", "VIP")
     counts = {row["stage"]: row["customers"] for row in segmentation.stage_distribution(session, analyst)}
-    assert counts["active"] == 2 and counts["loyal"] == {r["stage"]: r["customers"] for r in dist}["loyal"] + 1
-    assert segmentation.customers_in_stage(session, analyst, stage="active").total == 2
+    assert counts["active"] == 3 and counts["loyal"] == {r["stage"]: r["customers"] for r in dist}["loyal"] + 1
+    assert segmentation.customers_in_stage(session, analyst, stage="active").total == 3
 
 
 def _history(session, customer, from_stage, to_stage, when, actor=None):
@@ -416,4 +418,15 @@ def test_cohort_retention(session, rollups):
 
 
 def test_system_actor_evaluates_by_default(session, population):
-    assert segmentation.evaluate_lifecycle(session, AS_OF, platform.SYSTEM, now=NOW)["changed"] == 12
+    assert segmentation.evaluate_lifecycle(session, AS_OF, platform.SYSTEM, now=NOW)["changed"] == 13
+
+
+def test_long_gone_buyers_do_not_make_champions_of_average_ones(session, population):
+    """An imported history of twenty buyers gone for years leaves the champions as they were: the top
+    10% is taken among buyers within churned_days, not everyone who ever bought."""
+    for k in range(20):
+        buyer(session, [(D(2019, 1, 1) + dt.timedelta(days=k), 1)], signed_up=D(2018, 1, 1))
+    segmentation.evaluate_lifecycle(session, AS_OF, now=NOW)
+    assert stage_of(session, population["champion"]).stage == "champion"
+    assert stage_of(session, population["loyal"]).stage == "loyal"
+    assert stage_of(session, population["active"]).stage == "active"

@@ -16,8 +16,10 @@ A customer gets the first stage whose rule holds, in this order (the precedence)
                    for `win_back_days` after entering it (unless a rule above applies);
 6. at_risk       - stored churn probability >= `at_risk_probability`;
 7. new_customer  - first order within `new_customer_days`;
-8. champion      - in the top `champion_value_percentile` % of buyers by total revenue and
-                   ordered within `active_days`;
+8. champion      - in the top `champion_value_percentile` % by total revenue of the buyers who
+                   ordered within `churned_days` (their peers, not everyone who ever bought: an
+                   imported history of long-gone buyers would make champions of average ones),
+                   and ordered within `active_days`;
 9. loyal         - at least `loyal_min_orders` orders and ordered within `active_days`;
 10. active       - everyone else (ordered within `at_risk_days`; between `active_days` and
                    `at_risk_days`, when an admin sets them apart, is a grace period).
@@ -236,6 +238,8 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime, h
     order_count = func.coalesce(a.order_count, 0)
     revenue = func.coalesce(a.total_revenue, 0)
     buyer = case((order_count > 0, 1), else_=0)
+    peer = case((and_(order_count > 0, a.last_order_at >= midnight(as_of - dt.timedelta(days=rules["churned_days"]))),
+                 1), else_=0)
     ranked = (
         select(
             Customer.id.label("customer_id"),
@@ -247,7 +251,7 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime, h
             a.email_open_rate,
             s.stage.label("prev_stage"),
             s.entered_at.label("prev_entered_at"),
-            func.cume_dist().over(partition_by=buyer, order_by=revenue.desc()).label("top_share"),
+            func.cume_dist().over(partition_by=peer, order_by=revenue.desc()).label("top_share"),
             func.percent_rank().over(partition_by=buyer, order_by=revenue).label("value_rank"),
         )
         .select_from(Customer)
@@ -288,7 +292,7 @@ def _evaluation_query(rules: dict[str, Any], as_of: dt.date, now: dt.datetime, h
         (r.first_order_at >= midnight(as_of - dt.timedelta(days=rules["new_customer_days"])),
          "new_customer", f"new_customer: first order within {rules['new_customer_days']} days"),
         (and_(r.top_share <= rules["champion_value_percentile"] / 100 + 1e-9, recent), "champion",
-         f"champion: top {rules['champion_value_percentile']:g}% of buyers by revenue, "
+         f"champion: top {rules['champion_value_percentile']:g}% by revenue of buyers within {rules['churned_days']} days, "
          f"ordered within {rules['active_days']} days"),
         (and_(r.order_count >= rules["loyal_min_orders"], recent), "loyal",
          f"loyal: at least {rules['loyal_min_orders']} orders, ordered within {rules['active_days']} days"),

@@ -11,7 +11,10 @@ RFM
 Among customers with at least one order, recency, frequency and monetary value are each cut
 into quintiles with NTILE(5) (ties broken by customer id, so scores are deterministic):
 
-- R: 5 = most recent last order, 1 = longest ago;
+- R: 5 = most recent last order, 1 = longest ago, among the buyers who ordered within the lifecycle
+  rule `churned_days` (365 by default); a buyer silent for longer scores 1. Quintiles over every
+  buyer ever would rank by who lapsed last: with years of history imported, customers gone for
+  years filled R 4 and became Champions;
 - F: 5 = most orders; M: 5 = highest revenue;
 - FM = (F + M + 1) // 2, the rounded mean of F and M.
 
@@ -53,6 +56,7 @@ from sqlalchemy.sql.expression import TableClause
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of, midnight
 from crm_core.platform.rollup_state import coverage, mark_built
+from crm_core.segmentation import lifecycle
 from crm_core.platform.sql import (
     day_start,
     drop_temporary_table,
@@ -120,16 +124,18 @@ def _order_totals(cutoff: dt.datetime):
     )
 
 
-def _rfm_scores(orders, cutoff: dt.datetime):
-    """R, F and M quintiles (ties broken by customer id) and the named segment, per counted buyer."""
+def _rfm_scores(orders, cutoff: dt.datetime, churned_days: int):
+    """R, F and M quintiles (ties broken by customer id) and the named segment, per counted buyer;
+    R among the buyers who ordered within `churned_days`, 1 for the others."""
 
-    def quintile(order_by):
-        return func.ntile(5).over(order_by=(order_by, Customer.id))
+    def quintile(order_by, **over):
+        return func.ntile(5).over(order_by=(order_by, Customer.id), **over)
 
+    lapsed = orders.c.last_order_at < cutoff - dt.timedelta(days=churned_days)
     scored = (
         select(
             Customer.id.label("customer_id"),
-            quintile(orders.c.last_order_at.asc()).label("recency_score"),
+            case((lapsed, 1), else_=quintile(orders.c.last_order_at.asc(), partition_by=lapsed)).label("recency_score"),
             quintile(orders.c.order_count.asc()).label("frequency_score"),
             quintile(orders.c.total_revenue.asc()).label("monetary_score"),
         )
@@ -362,7 +368,8 @@ def refresh_snapshot(session: Session, as_of: dt.date, refreshed_at: dt.datetime
     clock = _Stopwatch(timings)
     orders = temporary_table_as(connection, "tmp_snapshot_orders", _order_totals(cutoff))
     clock.lap("order totals")
-    rfm = temporary_table_as(connection, "tmp_snapshot_rfm", _rfm_scores(orders, cutoff))
+    rfm = temporary_table_as(connection, "tmp_snapshot_rfm",
+                             _rfm_scores(orders, cutoff, lifecycle.churned_after_days(session)))
     clock.lap("RFM scores")
     category = _stage_preferred_category(connection, cutoff)
     clock.lap("preferred category")
