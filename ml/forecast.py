@@ -8,7 +8,9 @@ to the end of `as_of`, with days without orders as zeros:
 - new_customers  customers whose first revenue order fell on the day (first purchases, not
                  sign-ups: a sign-up without a purchase is not yet a customer in value terms).
 
-Each metric gets a Prophet model with weekly and yearly seasonality (yearly once there is a year
+The models learn from at most the last three years, and only from after the last run of 60 or more
+days without an order (`trading_history`): a decades-old imported history or the months before the
+shop opened would otherwise set the trend. Each metric gets a Prophet model with weekly and yearly seasonality (yearly once there is a year
 of history to estimate it from), the public holidays of the shop's country (the `shop_country` setting) and 80% intervals. A rolling-origin backtest (three
 folds of 30 days: fit on everything before the fold, forecast the fold) gives the MAPE shown
 beside the chart; days with an actual value of zero are left out of the MAPE, where the
@@ -37,6 +39,8 @@ from ml import registry
 
 MIN_HISTORY_DAYS = 60
 MIN_YEARLY_DAYS = 730  # Prophet: yearly seasonality on less than two years is under-identified
+MAX_HISTORY_DAYS = 3 * 365 + 1  # enough for the yearly season; older years describe another business
+GAP_DAYS = 60  # this many days in a row without an order: the shop was not trading (or an old import ends)
 BACKTEST_FOLDS = 3
 BACKTEST_DAYS = 30
 INTERVAL_WIDTH = 0.8
@@ -56,6 +60,21 @@ def _quiet() -> None:
 
 
 # --------------------------------------------------------------------------- series and error
+
+
+def trading_history(series: pd.DataFrame) -> pd.DataFrame:
+    """The part of the daily series the forecasts learn from: at most the last `MAX_HISTORY_DAYS`,
+    and only after the last run of `GAP_DAYS` or more days without an order (a history imported from
+    an old shop, or the months before this one opened, is not this business's trend)."""
+    series = series.iloc[-MAX_HISTORY_DAYS:]
+    if series.empty or "orders" not in series:
+        return series
+    quiet = (series["orders"].to_numpy() == 0).astype(np.int64)
+    runs = np.diff(np.concatenate(([0], quiet, [0])))
+    starts, ends = np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)  # [start, end) of each quiet run
+    gaps = [(start, end) for start, end in zip(starts, ends, strict=True)
+            if end - start >= GAP_DAYS and end < len(series)]
+    return series.iloc[gaps[-1][1]:] if gaps else series
 
 
 def daily_series(session: Session, as_of: dt.date) -> pd.DataFrame:
@@ -221,7 +240,7 @@ def fit_forecasts(engine: Engine, as_of: dt.date, *, horizon_days: int = 90,
     started = time.perf_counter()
     with platform.unit_of_work(engine) as session:
         country, _ = platform.get_shop_country(session)
-        series = daily_series(session, as_of)
+        series = trading_history(daily_series(session, as_of))
     result = FittedForecasts(as_of, horizon_days, country, series, started=started)
     for index, metric in enumerate(FORECAST_METRICS, start=1):
         history = series[metric] if metric in series else pd.Series(dtype=float)
@@ -271,6 +290,8 @@ def store_forecasts(engine: Engine, fitted_forecasts: FittedForecasts, progress:
                 {metric: model_to_json(model) for metric, (model, *_rest) in fitted.items()},
                 params={"interval_width": INTERVAL_WIDTH, "weekly_seasonality": True,
                         "yearly_seasonality": f"with at least {MIN_YEARLY_DAYS} days of history",
+                        "history": f"at most the last {MAX_HISTORY_DAYS} days, after the last run of "
+                                   f"{GAP_DAYS}+ days without an order",
                         "country_holidays": country, "horizon_days": horizon_days,
                         "backtest": {"folds": BACKTEST_FOLDS, "days": BACKTEST_DAYS}},
                 features=list(fitted),

@@ -320,3 +320,28 @@ def test_crm_forecast_command_reports_each_metric(engine, session, monkeypatch, 
     assert "revenue: Only 20 day(s) of order history" in err
     assert main(["forecast", "--as-of", "2025-03-31", "--horizon-days", "0"]) == 2
     assert "horizon" in capsys.readouterr().err
+
+
+def test_forecasts_learn_from_the_last_three_years_after_the_last_long_quiet_spell():
+    """A 1997-98 log imported into a shop trading since 2024: the forecasts learn from 2024 on, not
+    from a trend across 26 empty years; a shop with six years learns from the last three."""
+    from ml.forecast import GAP_DAYS, MAX_HISTORY_DAYS, trading_history
+
+    old = pd.date_range("1997-01-01", "1998-06-30", freq="D")
+    new = pd.date_range("2024-03-01", "2026-11-30", freq="D")
+    days = pd.date_range(old[0], new[-1], freq="D")
+    orders = pd.Series(0.0, index=days)
+    orders[old] = 40.0
+    orders[new] = 25.0
+    orders[pd.date_range("2025-02-01", periods=GAP_DAYS - 1, freq="D")] = 0.0  # a quiet spell, but shorter
+    frame = pd.DataFrame({"revenue": orders * 30, "orders": orders, "new_customers": orders / 5})
+    kept = trading_history(frame)
+    assert kept.index[0] == pd.Timestamp("2024-03-01") and kept.index[-1] == new[-1]
+
+    six_years = pd.date_range("2020-12-01", "2026-11-30", freq="D")
+    busy = pd.DataFrame({"revenue": 100.0, "orders": 3.0, "new_customers": 1.0}, index=six_years)
+    assert len(trading_history(busy)) == MAX_HISTORY_DAYS and trading_history(busy).index[-1] == six_years[-1]
+    # A shop quiet for the last 70 days keeps its history: the quiet spell has not ended.
+    closing = busy.copy()
+    closing.iloc[-70:] = 0.0
+    assert len(trading_history(closing)) == MAX_HISTORY_DAYS
