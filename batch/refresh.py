@@ -442,7 +442,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("Loyalty points: earn for recent orders, expire old points", _loyalty),
     ("SLA checks: record breaches, escalate", _sla),
     ("Churn model: train when due, score everyone", _churn),
-    ("Lifetime value: BG/NBD and Gamma-Gamma", _lifetime_value),
+    ("Lifetime value: BG/NBD, MBG/NBD and Gamma-Gamma", _lifetime_value),
     ("Account health scores", _health),
     ("Forecasts of revenue, orders and new customers", _forecasts),
     ("Daily sales rollups for the executive overview", _sales_rollups),

@@ -490,7 +490,7 @@ def refresh_lifetime_value(engine: Engine, as_of: dt.date, *, progress: Progress
         except NotEnoughData as exc:
             return {"status": "skipped", "reason": str(exc), "customers_with_purchases": len(summary),
                     "seconds": round(time.perf_counter() - started, 2)}
-        report(2, "BG/NBD and Gamma-Gamma fitted", f"on {model.n_customers_fit_:,} customers")
+        report(2, "BG/NBD, MBG/NBD and Gamma-Gamma fitted", f"on {model.n_customers_fit_:,} customers")
         scores = model.score(summary, annual_discount_rate)
         scores["clv_frequency"] = summary["frequency"].astype(np.int64)
         scores["clv_recency"] = summary["recency"].round(4)
