@@ -51,6 +51,10 @@ def test_support_queue_lists_tickets_and_creates_one(app, app_db):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Open tickets (team)"] == f"{open_team:,}"
     assert any(f"{open_team:,} tickets" in c.value for c in at.caption)
+    # Statuses in words ("On hold", not on_hold), and a paused ticket's next due time blank, not "None".
+    queue = at.dataframe[0]
+    assert set(queue.value["status"]) <= {"New", "Open", "Pending customer", "On hold", "Reopened"}
+    assert queue.proto.HasField("placeholder") and queue.proto.placeholder == ""
 
     # Without a customer the form refuses with a message; with one, bad input is refused too.
     _one(at.text_input, "Subject").input("Wrong size delivered")
@@ -90,6 +94,9 @@ def test_ticket_page_reply_note_and_status_conflict(app, app_db):
     assert not at.exception and titles(at) == ["Ticket"]
     assert any("Charged twice for order" in h.value for h in at.subheader)
     assert {m.label: m.value for m in at.metric}["Status"] == "new"
+    # The SLA clocks: a running clock's done time is blank, not "None".
+    clocks = next(d for d in at.dataframe if "Clock" in d.proto.columns)
+    assert clocks.proto.HasField("placeholder") and clocks.proto.placeholder == ""
 
     at = _click(at, "Send")
     assert "The message is required." in _errors(at)
