@@ -86,7 +86,7 @@ def show_queue(view: str) -> None:
         "time_left": "Time left", "unread": st.column_config.NumberColumn("Unread"),
         "next_due_at": st.column_config.DatetimeColumn(
             "Next due", format="D MMM HH:mm", help="UTC. Blank while the clock is paused (waiting on the customer, on hold)."),
-        "created_at": st.column_config.DatetimeColumn("Created", format="D MMM YYYY", help="Day the ticket was opened (UTC)"),
+        "created_at": st.column_config.DatetimeColumn("Created", format="D MMM", help="Day the ticket was opened (UTC)"),
     })
     st.pagination(found.pages, default=min(page_number, found.pages), key=key)
     labels = {f"{r['ticket_number']}: {r['subject']}": r["id"] for r in found.rows}

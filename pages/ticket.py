@@ -56,7 +56,8 @@ st.subheader(f"{ticket['ticket_number']} · {plain(ticket['subject'])}")
 m1, m2, m3, m4 = st.columns([1, 1, 1, 2])  # the customer's name is the longest value
 m1.metric("Status", ticket["status"].replace("_", " "), border=True)
 m2.metric("Priority", ticket["priority"], border=True)
-m3.metric("Agent", ticket["assignee"] or "unassigned", border=True)
+m3.metric("Agent", ticket["assignee"] or "nobody", border=True,
+          help=None if ticket["assignee"] else "Not assigned: nobody has taken this ticket yet.")
 m4.metric("Customer", ticket["customer"] or "–", border=True)
 st.caption(f"{plain(ticket['category'])} · via {plain(ticket['channel'])} · "
            f"department {plain(ticket['department'] or '–')} · order {plain(ticket['order'] or '–')} · "
