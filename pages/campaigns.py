@@ -138,7 +138,9 @@ with tabs["Campaigns"]:
             "Targeting": "everyone" if r["uplift_share"] is None else f"top {r['uplift_share']:.0%} by uplift",
             "Launched": r["launched_at"],
         } for r in shown])
-        st.dataframe(table, hide_index=True, width="stretch")
+        # A day is enough for the launch (a time of day to the second pushed it out of view); a draft's is blank.
+        st.dataframe(table, hide_index=True, width="stretch", placeholder="", column_config={
+            "Launched": st.column_config.DatetimeColumn("Launched", format="YYYY-MM-DD", help="Day of launch (UTC)")})
         if pages > 1:
             st.caption(f"Page {page} of {pages}.")
         actionable = [r for r in rows if r["status"] in ("draft", "running")]

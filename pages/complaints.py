@@ -63,7 +63,8 @@ c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Open complaints", f"{figures['open']:,}", border=True)
 c2.metric("Overdue", f"{figures['overdue']:,}", border=True)
 c3.metric("Resolved in 30 days", f"{figures['resolved_30d']:,}", border=True)
-c4.metric("Satisfaction with resolution", "–" if figures["avg_satisfaction"] is None else f"{figures['avg_satisfaction']:.2f} / 5",
+c4.metric("Satisfaction", "–" if figures["avg_satisfaction"] is None else f"{figures['avg_satisfaction']:.2f} / 5",
+          help="Customers' average satisfaction with the resolution of their complaint, 1 (very unhappy) to 5",
           border=True)
 c5.metric("Compensation in 30 days", f"€{figures['compensation_30d']:,.2f}", border=True)
 
@@ -107,7 +108,7 @@ with tabs[1]:
         st.dataframe(pd.DataFrame(found.rows).drop(columns=["version"]), hide_index=True, width="stretch",
                      column_config={"id": "Complaint", "created_at": st.column_config.DatetimeColumn("Received", format="YYYY-MM-DD HH:mm"),
                                     "resolution_due_at": st.column_config.DatetimeColumn("Due", format="YYYY-MM-DD HH:mm"),
-                                    "compensation_amount": st.column_config.NumberColumn("Compensation", format="%.2f")})
+                                    "compensation_amount": st.column_config.NumberColumn("Compensation", format="€%.2f")})
         st.pagination(found.pages, default=min(page_number, found.pages), key="complaints_page")
     elif found is not None:
         st.info("No complaints match these filters.")
@@ -143,7 +144,7 @@ if can_manage:
             st.caption(plain(item["description"]))
             if item["resolution"]:
                 st.caption(f"Resolution: {plain(item['resolution'])} · compensation {item['compensation_kind']} "
-                           f"{item['compensation_amount']:,.2f} (approved by {item['approved_by'] or '–'})")
+                           f"€{item['compensation_amount']:,.2f} (approved by {item['approved_by'] or '–'})")
             left, right = st.columns(2)
             with left, st.form("complaint_status"):
                 st.markdown("**Move or escalate**")
@@ -171,10 +172,10 @@ if can_manage:
                     with st.form("complaint_resolve"):
                         st.markdown("**Resolve**")
                         if limit is not None:
-                            st.caption(f"You may approve compensation up to {limit:,.2f}.")
+                            st.caption(f"You may approve compensation up to €{limit:,.2f}.")
                         resolution = st.text_area("Resolution", key="work_resolution")
                         kind = st.selectbox("Compensation", COMPENSATION_KINDS, key="work_kind")
-                        amount = st.number_input("Amount", min_value=0.0, step=5.0, format="%.2f", key="work_amount")
+                        amount = st.number_input("Amount (€)", min_value=0.0, step=5.0, format="%.2f", key="work_amount")
                         if st.form_submit_button("Resolve", type="primary", key="work_resolve") and \
                                 context.act(service.resolve_complaint, item["id"], resolution, kind, amount,
                                             expected_version=item["version"]) is not None:
@@ -193,7 +194,7 @@ if platform.allowed(viewer.role, "complaints.settings"):
             limits = {}
             columns = st.columns(len(settings["compensation_limits"]))
             for column, (role, value) in zip(columns, settings["compensation_limits"].items(), strict=True):
-                limits[role] = column.number_input(f"Compensation limit: {role}", min_value=0.0, value=float(value), step=10.0)
+                limits[role] = column.number_input(f"Compensation limit (€): {role}", min_value=0.0, value=float(value), step=10.0)
             if st.form_submit_button("Save settings") and context.act(
                     service.save_complaint_settings, {"resolution_hours": hours, "compensation_limits": limits},
                     expected_version=version) is not None:

@@ -13,6 +13,11 @@ from ui.charts import shared
 from ui.format import plain
 
 
+def words(code: str) -> str:
+    """A stored code as the words a person reads: in_progress -> In progress."""
+    return code.replace("_", " ").capitalize()
+
+
 @shared
 def consent_chart(summary: list[dict]):
     return px.bar(pd.DataFrame(summary), x="purpose", y="customers", color="state", barmode="group",
@@ -37,8 +42,8 @@ tab_log, tab_new, tab_process, tab_consent, tab_prefs = st.tabs(
 
 with tab_log:
     f1, f2, f3 = st.columns(3)
-    status = f1.selectbox("Status", ["All", *DSR_STATUSES], key="log_status")
-    kind = f2.selectbox("Type", ["All", *DSR_TYPES], key="log_type")
+    status = f1.selectbox("Status", ["All", *DSR_STATUSES], key="log_status", format_func=words)
+    kind = f2.selectbox("Type", ["All", *DSR_TYPES], key="log_type", format_func=words)
     overdue = f3.toggle("Overdue only", key="log_overdue")
     page_number = st.session_state.get("log_page", 1)
     log = context.read(customers.list_privacy_requests, status=None if status == "All" else status,
@@ -48,10 +53,21 @@ with tab_log:
         st.info("No requests match. Log one in the New request tab.")
     else:
         st.caption(f"{log.total:,} requests; answer within {customers.RESPONSE_DAYS} days of receipt")
-        st.dataframe(pd.DataFrame(log.rows), hide_index=True, width="stretch",
-                     column_config={"overdue": st.column_config.CheckboxColumn("Overdue"),
+        requests = pd.DataFrame(log.rows)
+        requests["type"] = requests["type"].map(words)
+        requests["status"] = requests["status"].map(words)
+        # Blank, not "None", for a closed request's days left, an open one's completion and missing notes.
+        st.dataframe(requests, hide_index=True, width="stretch", placeholder="",
+                     column_config={"request_id": st.column_config.NumberColumn("Request", format="%d"),
+                                    "customer_id": st.column_config.NumberColumn("Customer", format="%d"),
+                                    "type": "Type", "status": "Status",
+                                    "overdue": st.column_config.CheckboxColumn("Overdue"),
                                     "due_at": st.column_config.DatetimeColumn("Due", format="YYYY-MM-DD"),
-                                    "received_at": st.column_config.DatetimeColumn("Received", format="YYYY-MM-DD")})
+                                    "received_at": st.column_config.DatetimeColumn("Received", format="YYYY-MM-DD"),
+                                    "days_left": st.column_config.NumberColumn(
+                                        "Days left", help="Days until the answer is due; blank once the request is closed"),
+                                    "completed_at": st.column_config.DatetimeColumn("Completed", format="YYYY-MM-DD HH:mm"),
+                                    "notes": "Notes"})
         st.pagination(log.pages, default=min(page_number, log.pages), key="log_page")
 
 with tab_new:

@@ -23,13 +23,13 @@ def months_chart(months: list[dict]):
 @shared
 def revenue_per_customer_chart(groups: pd.DataFrame):
     return px.bar(groups, x="group", y="revenue_per_customer", title="Revenue per customer",
-                  labels={"group": "", "revenue_per_customer": "Revenue"})
+                  labels={"group": "", "revenue_per_customer": "Revenue"}).update_yaxes(tickprefix="€")
 
 
 @shared
 def retention_chart(groups: pd.DataFrame):
     return px.bar(groups, x="group", y="retention_90d", title="Ordered in the last 90 days",
-                  labels={"group": "", "retention_90d": "Share of customers"}, range_y=[0, 1])
+                  labels={"group": "", "retention_90d": "Share of customers"}, range_y=[0, 1]).update_yaxes(tickformat=".0%")
 
 
 viewer = context.require_page("referrals.view")
@@ -90,9 +90,10 @@ with tabs[0]:
             right.plotly_chart(retention_chart(groups), width="stretch")
             st.dataframe(groups, hide_index=True, width="stretch", column_config={
                 "group": "Customers", "customers": "Count",
-                "revenue_per_customer": st.column_config.NumberColumn("Revenue per customer", format="%.2f"),
-                "retention_90d": st.column_config.NumberColumn("90-day retention", format="%.2f"),
-                "clv_12m": st.column_config.NumberColumn("12-month CLV", format="%.2f")})
+                "revenue_per_customer": st.column_config.NumberColumn("Revenue per customer", format="€%.2f"),
+                "retention_90d": st.column_config.NumberColumn(
+                    "90-day retention", format="percent", help="Share of the customers who ordered in the last 90 days"),
+                "clv_12m": st.column_config.NumberColumn("12-month CLV", format="€%.2f")})
 
 with tabs[1]:
     status = st.selectbox("Status", ["All", "pending", "signed_up", "converted", "rewarded", "expired", "rejected",

@@ -13,10 +13,18 @@ from ui import context
 from ui.charts import shared
 from ui.data_date import show_data_date
 
+TREND_SERIES = {"pct_met": "All targets", "first_response_pct": "First response", "resolution_pct": "Resolution"}
+
+
+def in_priority_order(rows: list[dict], key: str = "key") -> list[dict]:
+    """Groups by priority from the least to the most severe, as the app lists priorities, not alphabetically."""
+    rank = {p: i for i, p in enumerate(TICKET_PRIORITIES)}
+    return sorted(rows, key=lambda r: rank.get(r[key], len(rank)))
+
 
 @shared
 def weekly_trend_chart(frame: pd.DataFrame):
-    return px.line(frame, x="week", y=["pct_met", "first_response_pct", "resolution_pct"], markers=True,
+    return px.line(frame.rename(columns=TREND_SERIES), x="week", y=list(TREND_SERIES.values()), markers=True,
                    title="Targets met by week of ticket creation (%)",
                    labels={"week": "Week starting", "value": "% met", "variable": ""})
 
@@ -72,15 +80,19 @@ if summary is None:
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Targets met", "–" if summary["pct_met"] is None else f"{summary['pct_met']:.1f}%",
           help=f"{summary['targets']:,} first-response and resolution targets reached or past due", border=True)
-c2.metric("Open tickets in breach", f"{summary['open_breached']:,}", border=True,
+c2.metric("Open in breach", f"{summary['open_breached']:,}", border=True,
           help="Open tickets that have missed a target, first response or resolution. A ticket answered late "
                "stays in breach while its resolution time still runs, so this can be more than the Support "
                "queue's overdue tickets, whose next target has passed.")
 c3.metric("Breaching within 2 hours", f"{summary['breaching_soon']:,}", border=True)
-c4.metric("NPS", "–" if not nps or nps["nps"] is None else f"{nps['nps']:+.0f}",
-          help=f"{nps['responses']:,} answers" if nps else None, border=True)
-c5.metric("CSAT", "–" if not csat or csat["average"] is None else f"{csat['average']:.2f} / 5",
-          help=f"{csat['satisfied_pct']}% satisfied (4-5) of {csat['responses']:,}" if csat and csat["responses"] else None,
+period = f"last {weeks} weeks, since {start:%Y-%m-%d}"
+c4.metric(f"NPS, {weeks} wk", "–" if not nps or nps["nps"] is None else f"{nps['nps']:+.0f}",
+          help=(f"{nps['responses'] if nps else 0:,} answers in the {period} (the Period above). Other pages that "
+                "show an NPS, such as the Executive overview, cover their own period, so the figures can differ."),
+          border=True)
+c5.metric(f"CSAT, {weeks} wk", "–" if not csat or csat["average"] is None else f"{csat['average']:.2f} / 5",
+          help=(f"{csat['satisfied_pct']}% satisfied (4-5) of {csat['responses']:,} answers in the {period}"
+                if csat and csat["responses"] else f"No answers in the {period}"),
           border=True)
 
 tab_overview, tab_breaches, tab_soon, tab_surveys = st.tabs(["Targets met", "Breaches", "Breaching soon", "NPS and CSAT"],
@@ -97,8 +109,14 @@ with tab_overview:
     for column, by, title in ((left, "priority", "by priority"), (right, "agent", "by agent")):
         rows = context.cached(service.sla_targets_met, now, by=by, start=start) or []
         rows = [r for r in rows if r["targets"]]
+        if by == "priority":
+            rows = in_priority_order(rows)
         if rows:
             column.plotly_chart(targets_met_chart(rows, title), width="stretch")
+        unassigned = next((r for r in rows if r["key"] == "(unassigned)"), None)
+        if unassigned:
+            column.caption(f"(unassigned) is the tickets no agent has taken: {unassigned['targets']:,} targets, "
+                           f"{unassigned['pct_met']:.0f}% met{' (hence no bar)' if not unassigned['pct_met'] else ''}.")
     by_category = context.cached(service.sla_targets_met, now, by="category", start=start) or []
     if by_category:
         st.dataframe(pd.DataFrame(by_category), hide_index=True, width="stretch", column_config={
@@ -109,6 +127,8 @@ with tab_breaches:
     cols = st.columns(3)
     for column, by in zip(cols, ("priority", "agent", "category"), strict=True):
         rows = context.cached(service.sla_breaches_by, by, start=start) or []
+        if by == "priority":
+            rows = in_priority_order(rows, key="priority")
         if rows:
             frame = pd.DataFrame(rows)
             column.plotly_chart(breaches_chart(frame, by), width="stretch")

@@ -14,6 +14,7 @@ st.title("Support queue")
 if flash := st.session_state.pop("queue_flash", None):
     st.success(flash)
 
+STATUS_LABELS = {status: status.replace("_", " ").capitalize() for status in TICKET_STATUSES}
 SLA_COLOURS = {
     "overdue": "background-color: #f8d7da; color: #842029", "under 1h": "background-color: #ffe5d0; color: #8a3b00",
     "under 4h": "background-color: #fff3cd; color: #664d03", "on track": "background-color: #d1e7dd; color: #0f5132",
@@ -44,7 +45,8 @@ agent_names = {a["username"]: a["id"] for a in agent_rows}
 with st.container(border=True):
     f1, f2, f3, f4, f5 = st.columns([2, 1, 1, 1, 1])
     search = f1.text_input("Search subject or ticket number", key="queue_search")
-    status = f2.selectbox("Status", ["Open (any)", "All", *TICKET_STATUSES], key="queue_status")
+    status = f2.selectbox("Status", ["Open (any)", "All", *TICKET_STATUSES], key="queue_status",
+                          format_func=lambda s: STATUS_LABELS.get(s, s))
     priority = f3.selectbox("Priority", ["All", *TICKET_PRIORITIES], key="queue_priority")
     category = f4.selectbox("Category", ["All", *TICKET_CATEGORIES], key="queue_category")
     agent = f5.selectbox("Agent", ["All", *agent_names], key="queue_agent")
@@ -71,15 +73,20 @@ def show_queue(view: str) -> None:
     frame = pd.DataFrame(found.rows)
     frame["time_left"] = frame["minutes_left"].map(
         lambda m: "" if pd.isna(m) else (f"{int(m) // 60}h {int(m) % 60:02d}m" if m >= 0 else f"-{int(-m) // 60}h {int(-m) % 60:02d}m"))
+    frame["status"] = frame["status"].map(STATUS_LABELS).fillna(frame["status"])
     table = frame[["ticket_number", "subject", "customer", "status", "priority", "category", "assignee", "sla",
                    "time_left", "next_due_at", "unread", "created_at"]]
     styled = table.style.map(lambda band: SLA_COLOURS.get(band, ""), subset=["sla"])
-    st.dataframe(styled, hide_index=True, width="stretch", column_config={
-        "ticket_number": "Ticket", "subject": "Subject", "customer": "Customer", "status": "Status",
+    # Twelve columns share the width: short dates (the year is this one's, the zone in the help) and a
+    # blank for a paused ticket's next due time.
+    st.dataframe(styled, hide_index=True, width="stretch", placeholder="", column_config={
+        "ticket_number": "Ticket", "subject": "Subject", "customer": "Customer",
+        "status": st.column_config.TextColumn("Status", width=115),
         "priority": "Priority", "category": "Category", "assignee": "Agent", "sla": "SLA",
         "time_left": "Time left", "unread": st.column_config.NumberColumn("Unread"),
-        "next_due_at": st.column_config.DatetimeColumn("Next due (UTC)", format="YYYY-MM-DD HH:mm"),
-        "created_at": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm"),
+        "next_due_at": st.column_config.DatetimeColumn(
+            "Next due", format="D MMM HH:mm", help="UTC. Blank while the clock is paused (waiting on the customer, on hold)."),
+        "created_at": st.column_config.DatetimeColumn("Created", format="D MMM", help="Day the ticket was opened (UTC)"),
     })
     st.pagination(found.pages, default=min(page_number, found.pages), key=key)
     labels = {f"{r['ticket_number']}: {r['subject']}": r["id"] for r in found.rows}

@@ -53,10 +53,11 @@ if read_version is None:
     read_version = ticket["version"]
 
 st.subheader(f"{ticket['ticket_number']} · {plain(ticket['subject'])}")
-m1, m2, m3, m4 = st.columns(4)
+m1, m2, m3, m4 = st.columns([1, 1, 1, 2])  # the customer's name is the longest value
 m1.metric("Status", ticket["status"].replace("_", " "), border=True)
 m2.metric("Priority", ticket["priority"], border=True)
-m3.metric("Agent", ticket["assignee"] or "unassigned", border=True)
+m3.metric("Agent", ticket["assignee"] or "nobody", border=True,
+          help=None if ticket["assignee"] else "Not assigned: nobody has taken this ticket yet.")
 m4.metric("Customer", ticket["customer"] or "–", border=True)
 st.caption(f"{plain(ticket['category'])} · via {plain(ticket['channel'])} · "
            f"department {plain(ticket['department'] or '–')} · order {plain(ticket['order'] or '–')} · "
@@ -64,26 +65,25 @@ st.caption(f"{plain(ticket['category'])} · via {plain(ticket['channel'])} · "
            f"created {ticket['created_at']:%Y-%m-%d %H:%M} UTC"
            + (" · **SLA breached**" if ticket["sla_breached"] else ""))
 
+# The clocks over the whole width: five columns do not fit beside the conversation.
+st.markdown("**SLA clocks**")
+if ticket["clocks"]:
+    clocks = pd.DataFrame(ticket["clocks"])
+    clocks["state"] = clocks["state"].map(lambda s: CLOCK_ICONS.get(s, s))
+    clocks["minutes_left"] = clocks["minutes_left"].astype("Int64")
+    # A stopped clock has no minutes left and a running one no done time: blank, not "None".
+    st.dataframe(clocks[["clock", "state", "due_at", "minutes_left", "done_at"]], hide_index=True, width="stretch",
+                 placeholder="",
+                 column_config={"clock": "Clock", "state": "State",
+                                "due_at": st.column_config.DatetimeColumn("Due (UTC)", format="D MMM YYYY HH:mm"),
+                                "minutes_left": st.column_config.NumberColumn(
+                                    "Minutes left", help="Minutes left until the clock is due; blank once it has stopped"),
+                                "done_at": st.column_config.DatetimeColumn("Done (UTC)", format="D MMM YYYY HH:mm")})
+else:
+    st.info("No SLA policy applies to this ticket.")
+
 left, right = st.columns([3, 2])
 with right:
-    st.markdown("**SLA clocks**")
-    if ticket["clocks"]:
-        clocks = pd.DataFrame(ticket["clocks"])
-        clocks["state"] = clocks["state"].map(lambda s: CLOCK_ICONS.get(s, s))
-        clocks["minutes_left"] = clocks["minutes_left"].astype("Int64")
-        st.dataframe(clocks[["clock", "state", "due_at", "minutes_left", "done_at"]], hide_index=True, width="stretch",
-                     # five columns in a third of the page: short labels and dates (the year is the ticket's)
-                     column_config={"clock": st.column_config.TextColumn("Clock", width="small"),
-                                    "state": st.column_config.TextColumn("State", width="small"),
-                                    "due_at": st.column_config.DatetimeColumn("Due (UTC)", format="D MMM HH:mm",
-                                                                              width="small"),
-                                    "minutes_left": st.column_config.NumberColumn(
-                                        "Min left", width="small", help="Minutes left until the clock is due"),
-                                    "done_at": st.column_config.DatetimeColumn("Done (UTC)", format="D MMM HH:mm",
-                                                                               width="small")})
-    else:
-        st.info("No SLA policy applies to this ticket.")
-
     if can_manage:
         agent_rows = context.read(service.ticket_agents) or []
         agent_names = {"(unassigned)": None, **{a["username"]: a["id"] for a in agent_rows}}

@@ -105,6 +105,8 @@ def test_admin_creates_a_user_through_the_form(app, app_db):
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
     assert any("Created newhire as support_agent" in s.value for s in app.success)
+    # After a successful create the form is empty again, ready for the next person.
+    assert {t.label: t.value for t in app.text_input}["Username"] == ""
     with make_engine(app_db).connect() as connection:
         assert connection.scalar(select(User.role).where(User.username == "newhire")) == "support_agent"
     # The change is in the audit log page.
@@ -122,6 +124,34 @@ def test_admin_form_shows_validation_errors(app):
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
     assert any("3-64 characters" in e.value for e in app.error)
+
+
+def test_admin_create_user_keeps_the_typed_fields_after_a_refusal(app, app_db):
+    sign_in(app, "admin2", demo.demo_password("admin2"))
+    app.switch_page(str(ROOT / "pages/admin.py")).run()
+    form_inputs = {t.label: t for t in app.text_input}
+    form_inputs["Username"].input("shortpw")
+    form_inputs["Full name"].input("Short Password")
+    form_inputs["Email"].input("short.pw@example.com")
+    form_inputs["Initial password"].input("tooshort")
+    next(b for b in app.button if b.label == "Create user").click().run()
+    assert not app.exception
+    assert any("at least 12 characters" in e.value for e in app.error)
+    typed = {t.label: t.value for t in app.text_input}
+    assert (typed["Username"], typed["Full name"], typed["Email"]) == ("shortpw", "Short Password", "short.pw@example.com")
+    # A better password then creates the user from the kept fields.
+    next(t for t in app.text_input if t.label == "Initial password").input("orchid-lantern-42")
+    next(b for b in app.button if b.label == "Create user").click().run()
+    assert any("Created shortpw" in s.value for s in app.success)
+    assert {t.label: t.value for t in app.text_input}["Full name"] == ""
+    with make_engine(app_db).connect() as connection:
+        assert connection.scalar(select(User.email).where(User.username == "shortpw")) == "short.pw@example.com"
+
+
+def test_users_table_says_never_for_an_account_not_yet_signed_in(app):
+    sign_in(app, "admin2", demo.demo_password("admin2"))
+    app.switch_page(str(ROOT / "pages/admin.py")).run()
+    assert app.dataframe[0].proto.placeholder == "never"
 
 
 def test_sign_out_returns_to_sign_in(app):

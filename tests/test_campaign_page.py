@@ -37,6 +37,8 @@ def test_executive_reads_campaigns_and_results_but_cannot_build(app, app_db):
     assert [t.label for t in at.tabs] == ["Campaigns", "Results", "Uplift model"]
     listed = at.dataframe[0].value
     assert listed["Campaign"].str.startswith("Win-back").sum() >= 4
+    # The launch shows as a day, so the column fits; a draft's launch is blank, not "None".
+    assert '"YYYY-MM-DD"' in at.dataframe[0].proto.columns and at.dataframe[0].proto.placeholder == ""
     # Results of the first campaign in the list: both groups and the differences with intervals.
     assert "Conversion, treatment" in metrics and "Conversion, control" in metrics
     assert "Incremental ROI" in metrics

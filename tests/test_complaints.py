@@ -89,7 +89,7 @@ def test_workflow_escalation_and_optimistic_locking(session, people):
 def test_compensation_within_role_limits(session, people):
     ann = make_customer(session, NOW)
     first = service.create_complaint(session, people["agent"], ann.id, "delivery", "low", "Late")
-    with pytest.raises(platform.PermissionDenied, match=r"up to 50.00; 120.00 needs a higher limit: ask admin or success_manager"):
+    with pytest.raises(platform.PermissionDenied, match=r"up to €50.00; €120.00 needs a higher limit: ask admin or success_manager"):
         service.resolve_complaint(session, people["agent"], first.id, "Refunded shipping", "refund", "120")
     for kind, amount, message in [("refund", "-1", "0 or more"), ("refund", "abc", "must be a number"),
                                   ("none", "10", "kind of compensation"), ("voucher", "0", "Give the amount"),

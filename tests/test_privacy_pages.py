@@ -134,6 +134,11 @@ def test_new_request_form_rejects_bad_input_and_saves_good(app, db):
         request = c.execute(select(DataSubjectRequest).where(DataSubjectRequest.customer_id == customer)).one()
     assert (request.due_at - request.received_at).days == 30
     assert any(f"Request {request.id} logged" in s.value for s in app.success)
+    # The request log names its columns and values in words and leaves a closed request's days left blank.
+    log = next(d for d in app.dataframe if '"Days left"' in d.proto.columns)
+    assert '"request_id"' in log.proto.columns and '"Request"' in log.proto.columns
+    assert log.proto.placeholder == ""
+    assert set(log.value["status"]) <= {"Received", "In progress", "Completed", "Rejected"}
 
     app.number_input(key="process_id").set_value(request.id).run()
     button(app, "Prepare the export (JSON + CSV, zipped)").click().run()

@@ -3,6 +3,8 @@ and bad input refused with a message."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import delete, select
 
 from crm_core import platform, referrals
@@ -32,6 +34,14 @@ def test_an_executive_reads_the_programme(app, app_db):
     assert metrics["Referrals"] == f"{kpis['referrals']:,}"
     assert metrics["K-factor"] == ("–" if kpis["k_factor"] is None else f"{kpis['k_factor']:.3f}")
     assert any("managed by administrators and success managers" in i.value for i in at.info)
+    # Retention as a percentage and money in €, in the groups table and the charts.
+    groups = next((d for d in at.dataframe if '"90-day retention"' in d.proto.columns), None)
+    if kpis["referrals"]:  # the demo data has referrals; a programme without any shows no table
+        formats = {name: column.get("type_config", {}).get("format") for name, column in json.loads(groups.proto.columns).items()}
+        assert (formats["retention_90d"], formats["revenue_per_customer"], formats["clv_12m"]) == ("percent", "€%.2f", "€%.2f")
+        charts = {f["layout"]["title"]["text"]: f for f in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))}
+        assert charts["Ordered in the last 90 days"]["layout"]["yaxis"]["tickformat"] == ".0%"
+        assert charts["Revenue per customer"]["layout"]["yaxis"]["tickprefix"] == "€"
     engine.dispose()
 
 

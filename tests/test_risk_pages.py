@@ -48,6 +48,7 @@ def test_the_analyst_works_the_queue_and_decides_a_case(app, app_db):
     assert not at.exception and titles(at) == ["Risk reviews"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Open reviews"] == f"{expected['open']:,}"
+    assert metrics["Confirmed"] == f"{expected['confirmed']:,}"  # short enough for its box; the detail is in its help
     assert any(f"{expected['open']:,} reviews, highest score first" in c.value for c in at.caption)
     assert at.number_input(key="risk_case").value == review_id
     assert any(f"Review {review_id}" in m.value for m in at.markdown)

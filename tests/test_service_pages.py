@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 from sqlalchemy import func, select
 
 from crm_core import platform, service
 from db.engine import make_engine
-from db.models import Customer, ServiceLevelAgreement, SupportTicket, SupportTicketResponse, SurveyResponse, User
+from db.models import (
+    TICKET_PRIORITIES,
+    Customer,
+    ServiceLevelAgreement,
+    SupportTicket,
+    SupportTicketResponse,
+    SurveyResponse,
+    User,
+)
 
 from .apptest_support import open_page, titles
 
@@ -42,6 +51,10 @@ def test_support_queue_lists_tickets_and_creates_one(app, app_db):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Open tickets (team)"] == f"{open_team:,}"
     assert any(f"{open_team:,} tickets" in c.value for c in at.caption)
+    # Statuses in words ("On hold", not on_hold), and a paused ticket's next due time blank, not "None".
+    queue = at.dataframe[0]
+    assert set(queue.value["status"]) <= {"New", "Open", "Pending customer", "On hold", "Reopened"}
+    assert queue.proto.HasField("placeholder") and queue.proto.placeholder == ""
 
     # Without a customer the form refuses with a message; with one, bad input is refused too.
     _one(at.text_input, "Subject").input("Wrong size delivered")
@@ -81,6 +94,9 @@ def test_ticket_page_reply_note_and_status_conflict(app, app_db):
     assert not at.exception and titles(at) == ["Ticket"]
     assert any("Charged twice for order" in h.value for h in at.subheader)
     assert {m.label: m.value for m in at.metric}["Status"] == "new"
+    # The SLA clocks: a running clock's done time is blank, not "None".
+    clocks = next(d for d in at.dataframe if "Clock" in d.proto.columns)
+    assert clocks.proto.HasField("placeholder") and clocks.proto.placeholder == ""
 
     at = _click(at, "Send")
     assert "The message is required." in _errors(at)
@@ -138,6 +154,17 @@ def test_sla_page_shows_figures_and_saves_policy_calendar_and_survey(app, app_db
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Targets met"] == f"{expected:.1f}%"
     assert len(at.get("plotly_chart")) >= 3
+    # Short labels that fit their boxes; the NPS and CSAT say which period they cover (the Period control).
+    assert {"Open in breach", "NPS, 12 wk", "CSAT, 12 wk"} <= set(metrics)
+    nps_help = next(m for m in at.metric if m.label == "NPS, 12 wk").help
+    assert f"last 12 weeks, since {now - dt.timedelta(weeks=12):%Y-%m-%d}" in nps_help
+    charts = {figure["layout"]["title"]["text"]: figure for figure in
+              (json.loads(c.proto.spec) for c in at.get("plotly_chart"))}
+    trend = charts["Targets met by week of ticket creation (%)"]
+    assert [t["name"] for t in trend["data"]] == ["All targets", "First response", "Resolution"]
+    # Priorities read from the least to the most severe, not alphabetically.
+    by_priority = list(charts["Targets met by priority (%)"]["data"][0]["x"])
+    assert by_priority == [p for p in TICKET_PRIORITIES if p in by_priority]
 
     # Policy editor: bad input is refused, good input saved.
     _one(at.text_input, "Name").input("Gold delivery urgent")

@@ -277,7 +277,7 @@ def resolve_complaint(session: Session, actor: Actor, complaint_id: int, resolut
         higher = _roles_allowed(session, amount)
         who = f"ask {' or '.join(higher)}" if higher else "no role may approve that much"
         raise PermissionDenied(
-            f"Your role ({actor.role}) may approve compensation up to {limit:,.2f}; {amount:,.2f} needs a higher "
+            f"Your role ({actor.role}) may approve compensation up to €{limit:,.2f}; €{amount:,.2f} needs a higher "
             f"limit: {who}."
         )
     before = _snapshot(complaint)
