@@ -9,16 +9,16 @@ import streamlit as st
 
 from crm_core import journeys
 from ui import context
-from ui.charts import SANKEY_LINK, SANKEY_NODE, SANKEY_TEXT, shared
+from ui.charts import SANKEY_LINK, SANKEY_NODE, sankey_text, shared
 from ui.refresh_panel import refresh_panel
 
 
 @shared
-def paths_chart(sankey: dict, title: str):
+def paths_chart(sankey: dict, title: str, textfont: dict):
     figure = go.Figure(go.Sankey(node={"label": sankey["nodes"], "pad": 14, **SANKEY_NODE},
                                  link={"source": sankey["source"], "target": sankey["target"],
                                        "value": sankey["value"], **SANKEY_LINK},
-                                 textfont=SANKEY_TEXT))
+                                 textfont=textfont))
     return figure.update_layout(title=title, height=560)
 
 
@@ -87,12 +87,12 @@ def sankey_chart(kind: str, title: str, key: str) -> None:
     if not chart or not chart["nodes"]:
         st.caption("No paths to draw.")
         return
-    st.plotly_chart(paths_chart(chart, title), width="stretch")
+    st.plotly_chart(paths_chart(chart, title, sankey_text()), width="stretch")
 
 
 def path_table(rows: list[dict], reached: str, rate: str) -> None:
     frame = pd.DataFrame(rows)[["rank", "path", "customers", "reached", "rate", "median_days_total", "between"]]
-    st.dataframe(frame.rename(columns={"reached": reached, "rate": rate}), hide_index=True, width="stretch",
+    st.dataframe(frame.rename(columns={"reached": reached, "rate": rate}), hide_index=True, width="stretch", placeholder="–",
                  column_config={"rank": "Rank", "path": "Path", "customers": "Customers", reached: reached.capitalize(),
                                 rate: st.column_config.NumberColumn(rate.capitalize(), format="percent"),
                                 "median_days_total": st.column_config.NumberColumn(

@@ -10,7 +10,7 @@ import streamlit as st
 from crm_core import platform, segmentation
 from db.models import LIFECYCLE_STAGES
 from ui import context
-from ui.charts import SANKEY_LINK, SANKEY_NODE, SANKEY_TEXT, month_in_progress, shared
+from ui.charts import SANKEY_LINK, SANKEY_NODE, month_in_progress, sankey_text, shared
 from ui.data_date import show_data_date, show_refresh_as_of
 from ui.format import readable, words
 from ui.refresh_panel import refresh_panel
@@ -54,7 +54,7 @@ def stage_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @shared
-def flows_chart(moves: list[dict]):
+def flows_chart(moves: list[dict], textfont: dict):
     labels = [segmentation.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
     sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
     nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
@@ -63,7 +63,7 @@ def flows_chart(moves: list[dict]):
         node={"label": [words(name) for name in nodes], "pad": 12, **SANKEY_NODE},
         link={"source": [index[s] for s in sources], "target": [index[m["to_stage"]] for m in moves],
               "value": [m["customers"] for m in moves], **SANKEY_LINK},
-        textfont=SANKEY_TEXT,
+        textfont=textfont,
     ))
     return figure.update_layout(title="Stage changes in the period (from left to right)", height=520)
 
@@ -127,7 +127,7 @@ def flows() -> None:
     if not moves:
         st.info("No stage changes in this period.")
         return
-    st.plotly_chart(flows_chart(moves), width="stretch")
+    st.plotly_chart(flows_chart(moves, sankey_text()), width="stretch")
     st.dataframe(stage_table(pd.DataFrame(moves)), hide_index=True, width="stretch")
 
 

@@ -67,5 +67,16 @@ def complete_months(monthly: pd.DataFrame, end: dt.date, column: str = "month") 
 # faint enough for any label to stand out on them, labels without the halo in the theme's text
 # colour, slightly larger, and a thin outline that keeps pale nodes visible on either background.
 SANKEY_TEXT = {"size": 13, "shadow": "none"}
+SANKEY_TEXT_COLOURS = {"light": "#31333f", "dark": "#fafafa"}  # Streamlit's own text colours
 SANKEY_LINK = {"color": "rgba(128, 128, 128, 0.25)"}
+
+
+def sankey_text() -> dict:
+    """The Sankey label font for the viewer's theme: the text colour of that theme when Streamlit knows
+    it (st.context.theme, from the browser), else the chart theme's own grey. An argument of the chart
+    builder, so each theme gets its own shared figure."""
+    colour = SANKEY_TEXT_COLOURS.get(st.context.theme.type or "")
+    return {**SANKEY_TEXT, "color": colour} if colour else dict(SANKEY_TEXT)
+
+
 SANKEY_NODE = {"thickness": 18, "line": {"color": "rgba(128, 128, 128, 0.6)", "width": 0.5}}
