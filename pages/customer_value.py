@@ -67,7 +67,8 @@ c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Customers scored", f"{summary['customers_scored']:,}", border=True)
 c2.metric("12-month CLV", compact_euros(summary['clv_12m_total']), border=True,
           help=f"Mean €{summary['clv_12m_mean']:,.2f} per customer")
-c3.metric("Purchases, next 12 months", f"{summary['expected_purchases_12m']:,.0f}", border=True)
+c3.metric("Expected purchases", f"{summary['expected_purchases_12m']:,.0f}", border=True,
+          help="Purchases the model expects these customers to make in the next 12 months (BG/NBD).")
 c4.metric("Likely active", f"{summary['likely_alive'] / summary['customers_scored']:.0%}", border=True,
           help="Share of customers with a probability alive of at least 50% (modified BG/NBD, in which a "
                "one-time buyer long silent is likely gone).")

@@ -10,6 +10,7 @@ from crm_core import customers, platform, segmentation
 from db.models import COMM_CHANNELS, LIFECYCLE_STAGES
 from ui import context
 from ui.charts import shared
+from ui.format import words
 
 
 @shared
@@ -47,6 +48,10 @@ def fill_form(query: customers.CustomerQuery) -> None:
     for name, key in FIELDS.items():
         value = getattr(query, name)
         st.session_state[key] = list(value) if isinstance(value, tuple) else value
+
+
+def sort_label(key: str) -> str:
+    return "Relevance (newest sign-ups without search text)" if key == "relevance" else options["sorts"].get(key, key)
 
 
 def current_query() -> customers.CustomerQuery:
@@ -95,7 +100,9 @@ with st.form("customer_search"):
         c1.number_input("CLV at least (€)", key=FIELDS["clv_min"], value=None, min_value=0.0, step=50.0)
         c2.number_input("CLV at most (€)", key=FIELDS["clv_max"], value=None, min_value=0.0, step=50.0)
     s1, s2, s3 = st.columns([2, 1, 1])
-    s1.selectbox("Sort by", list(options["sorts"]), key=FIELDS["sort"], format_func=options["sorts"].get)
+    s1.selectbox("Sort by", list(options["sorts"]), key=FIELDS["sort"], format_func=sort_label,
+                 help="Relevance ranks by the search text; without text there is nothing to rank, so the newest "
+                      "sign-ups come first (Ascending: the oldest).")
     s2.radio("Order", ["desc", "asc"], key=FIELDS["direction"], horizontal=True,
              format_func=lambda d: "Descending" if d == "desc" else "Ascending")
     page_size = s3.selectbox("Rows per page", [25, 50, 100], index=1, key="customers_page_size")
@@ -153,12 +160,21 @@ if not result.total:
 else:
     table = pd.DataFrame(result.rows)
     table.insert(1, "profile", [f"/customer-360?id={i}" for i in table["id"]])
+    table["stage"] = table["stage"].map(lambda v: words(v) if isinstance(v, str) else v)
+    if not query.text and query.sort == "relevance":
+        # No text, no relevance: the rows come in sign-up order (ties by id), shown beside the name.
+        table.insert(3, "signed_up_at", table.pop("signed_up_at"))
+        st.caption(("Newest" if query.direction == "desc" else "Oldest") + " sign-ups first: without search text "
+                   "there is no relevance to rank by.")
     event = st.dataframe(
         table, key="customer_results", on_select="rerun", selection_mode="multi-row", hide_index=True,
         width="stretch", placeholder="",  # no company or tier: an empty cell, not "None"
         column_config={
             "id": st.column_config.NumberColumn("Id", format="%d"),
             "profile": st.column_config.LinkColumn("Profile", display_text="Open"),
+            "name": "Name", "email": "Email", "phone": "Phone", "company": "Company", "country": "Country",
+            "city": "City", "status": "Status", "stage": "Stage", "tier": "Tier", "orders": "Orders",
+            "risk_level": "Churn risk",
             "revenue": st.column_config.NumberColumn("Revenue", format="€%.2f"),
             "clv_12m": st.column_config.NumberColumn("CLV 12m", format="€%.2f"),
             "churn_probability": st.column_config.ProgressColumn("Churn", min_value=0, max_value=1, format="percent"),

@@ -15,7 +15,7 @@ from ui import context
 from ui.charts import shared
 from ui.cta_panel import customer_panel
 from ui.data_date import show_data_date
-from ui.format import plain
+from ui.format import plain, readable, words
 from ui.step_status import show_step_status
 from ui.tabs import keep, lazy_tabs
 
@@ -155,7 +155,8 @@ if tab_levels.open:
                                                 for lv in levels["level"]]
         st.plotly_chart(levels_chart(levels), width="stretch")
         st.dataframe(
-            levels.assign(share=(levels["share"] * 100).round(1)).rename(columns={"share": "share %"}),
+            readable(levels.assign(share=(levels["share"] * 100).round(1)), share="Share %",
+                     avg_overall="Average score"),
             hide_index=True, width="stretch",
         )
         if fit_rates and any(v is not None for v in fit_rates.values()):
@@ -182,7 +183,8 @@ def movers_table(direction: str) -> None:
         st.info("No account moved this way (or no score from about 30 days earlier to compare with).")
         return
     st.caption(f"{found.total:,} accounts")
-    st.dataframe(pd.DataFrame(found.rows), hide_index=True, width="stretch")
+    st.dataframe(readable(pd.DataFrame(found.rows), customer_id="Customer id", previous="Score 30 days before"),
+                 hide_index=True, width="stretch")
     st.pagination(found.pages, default=min(page_number, found.pages), key=key)
 
 
@@ -224,6 +226,7 @@ if tab_account.open:
                 if len(history) > 1:
                     frame = pd.DataFrame(history).melt(id_vars=["as_of"], value_vars=["overall", *health.COMPONENTS],
                                                        var_name="component", value_name="score")
+                    frame["component"] = frame["component"].map(words)
                     st.plotly_chart(components_chart(frame), width="stretch")
                 else:
                     st.caption("Only one scoring date so far: the history chart appears after the next scoring.")
@@ -238,7 +241,7 @@ if tab_account.open:
                 with right:
                     st.markdown("**Action items**")
                     if score["action_items"]:
-                        st.dataframe(pd.DataFrame(score["action_items"]), hide_index=True, width="stretch")
+                        st.dataframe(readable(pd.DataFrame(score["action_items"])), hide_index=True, width="stretch")
                     else:
                         st.caption("No action needed.")
             with st.expander("Calls to action", icon=":material/task_alt:"):
@@ -264,7 +267,7 @@ if tab_backtest.open:
                                 f"period ({BAND_SOURCES.get(result.get('bands_source') or 'default', '')}).")
                 rows = pd.DataFrame(result["rows"])
                 st.plotly_chart(backtest_chart(rows, result["horizon_days"]), width="stretch")
-                st.dataframe(rows, hide_index=True, width="stretch")
+                st.dataframe(readable(rows), hide_index=True, width="stretch")
 
 if tab_bands.open:
     with tab_bands:
@@ -286,7 +289,7 @@ if tab_bands.open:
                 if periods:
                     frame = pd.DataFrame(periods)
                     st.plotly_chart(calibration_chart(frame), width="stretch")
-                    st.dataframe(frame, hide_index=True, width="stretch")
+                    st.dataframe(readable(frame), hide_index=True, width="stretch")
                 check = calibration.get("check")
                 if check:
                     if check.get("holds"):
@@ -324,7 +327,7 @@ if tab_weights.open:
             sources = {"fitted": "fitted from churn data", "equal": "equal (too little data to fit)",
                        "admin": "set by an admin", "default": "equal (not fitted yet)"}
             st.markdown(f"Weights in force: **{sources.get(info['source'], info['source'])}**")
-            st.dataframe(pd.DataFrame([info["weights"]]), hide_index=True, width="stretch")
+            st.dataframe(readable(pd.DataFrame([info["weights"]])), hide_index=True, width="stretch")
             fit = info["fit"]
             if fit:
                 st.caption(
@@ -335,9 +338,9 @@ if tab_weights.open:
                 if fit["metrics"].get("component_auc"):
                     metrics = fit["metrics"]
                     st.dataframe(
-                        pd.DataFrame({"component": list(health.COMPONENTS),
+                        pd.DataFrame({"Component": [words(c) for c in health.COMPONENTS],
                                       "AUC": [metrics["component_auc"].get(c) for c in health.COMPONENTS],
-                                      "fitted weight": [fit["weights"][c] for c in health.COMPONENTS]}),
+                                      "Fitted weight": [fit["weights"][c] for c in health.COMPONENTS]}),
                         hide_index=True, width="stretch",
                     )
             if platform.allowed(viewer.role, "models.manage"):

@@ -179,6 +179,8 @@ def show_result() -> None:
     for column, (key, label) in zip(cols, labels, strict=True):
         column.metric(label, f"{counts[key]:,}", border=True)
     st.caption(f"Finished in {result['seconds']:.1f}s.")
+    if counts["created"] or counts["updated"]:
+        refresh_note()
     if result["errors"]:
         st.dataframe(pd.DataFrame(result["errors"]), hide_index=True, width="stretch",
                      column_config={"row": st.column_config.NumberColumn("Row", format="%d"),
@@ -378,12 +380,27 @@ def show_figures(result: dict) -> None:
     for note in result["notes"]:
         st.caption(note)
     st.caption(f"Finished in {result['seconds']:.1f}s.")
+    if any(value and not label.startswith("skipped") and any(word in label for word in ("imported", "created", "updated"))
+           for label, value in figures):  # rows were written ("skipped (already imported)" are not)
+        refresh_note()
     if result["errors"]:
         st.dataframe(pd.DataFrame(result["errors"]), hide_index=True, width="stretch",
                      column_config={"row": st.column_config.NumberColumn("Row", format="%d"),
                                     "identifier": "Identifier", "reason": "Reason"})
         st.download_button("Download the error file", result["error_csv"], file_name="import-errors.csv",
                            mime="text/csv", icon=":material/download:")
+
+
+def refresh_note() -> None:
+    """After rows were written: lists read them now, but the dashboards read the last batch refresh."""
+    st.info("Customer lists and Customer 360 show the imported rows now. The dashboards (Executive overview, "
+            "Segments, Lifecycle, Customer value, Churn, Health, Forecast, Journeys) show figures from the last "
+            "batch refresh: they include this import only after the next refresh."
+            + ("" if platform.allowed(viewer.role, "refresh.run") else " An administrator runs it on the Refresh runs "
+               "page."), icon=":material/update:")
+    if platform.allowed(viewer.role, "refresh.run"):
+        st.page_link("pages/refresh_runs.py", label="Run the refresh now on the Refresh runs page",
+                     icon=":material/update:")
 
 
 def export_tab() -> None:

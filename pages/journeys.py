@@ -9,15 +9,16 @@ import streamlit as st
 
 from crm_core import journeys
 from ui import context
-from ui.charts import shared
+from ui.charts import SANKEY_LINK, SANKEY_NODE, sankey_text, shared
 from ui.refresh_panel import refresh_panel
 
 
 @shared
-def paths_chart(sankey: dict, title: str):
-    figure = go.Figure(go.Sankey(node={"label": sankey["nodes"], "pad": 14},
+def paths_chart(sankey: dict, title: str, textfont: dict):
+    figure = go.Figure(go.Sankey(node={"label": sankey["nodes"], "pad": 14, **SANKEY_NODE},
                                  link={"source": sankey["source"], "target": sankey["target"],
-                                       "value": sankey["value"]}))
+                                       "value": sankey["value"], **SANKEY_LINK},
+                                 textfont=textfont))
     return figure.update_layout(title=title, height=560)
 
 
@@ -67,11 +68,13 @@ c2.metric("Bought at least once", f"{bought['rate']:.0%}" if bought["rate"] is n
           help=f"{bought['reached']:,} of {customers:,}")
 c3.metric("Buyers who churned", f"{churn['rate']:.0%}" if churn["rate"] is not None else "–", border=True,
           help=f"{churn['reached']:,} of {churn['customers']:,}")
-c4.metric("Median days to first purchase",
-          f"{bought['median_days']:.1f}" if bought["median_days"] is not None else "–", border=True,
-          help="From the first visit or message (the first touch of the First-touch channel tab) to the first "
-               "purchase, for buyers with one before it: the channel table's measure over every channel. A path's "
-               "median days in all count from its first step, sign-up included.")
+# Not from sign-up: from the first visit or message, which for most buyers comes after signing up, so
+# this is shorter than the paths' "median days in all" that count from sign-up (their first step).
+c4.metric("Median, first touch → purchase",
+          f"{bought['median_days']:.1f} days" if bought["median_days"] is not None else "–", border=True,
+          help="Median days from the first visit or message (the first touch of the First-touch channel tab) to the "
+               "first purchase, for buyers with one before it: the channel table's measure over every channel. Not "
+               "from sign-up: a path's median days in all count from its first step, sign-up included.")
 churned = churn["reached"]
 if not customers:
     st.info("No customer in this segment and cohort.")
@@ -84,15 +87,17 @@ def sankey_chart(kind: str, title: str, key: str) -> None:
     if not chart or not chart["nodes"]:
         st.caption("No paths to draw.")
         return
-    st.plotly_chart(paths_chart(chart, title), width="stretch")
+    st.plotly_chart(paths_chart(chart, title, sankey_text()), width="stretch")
 
 
 def path_table(rows: list[dict], reached: str, rate: str) -> None:
     frame = pd.DataFrame(rows)[["rank", "path", "customers", "reached", "rate", "median_days_total", "between"]]
-    st.dataframe(frame.rename(columns={"reached": reached, "rate": rate}), hide_index=True, width="stretch",
-                 column_config={rate: st.column_config.NumberColumn(rate, format="percent"),
-                                "median_days_total": st.column_config.NumberColumn("median days in all", format="%.1f"),
-                                "between": st.column_config.TextColumn("median days between steps", width="large")})
+    st.dataframe(frame.rename(columns={"reached": reached, "rate": rate}), hide_index=True, width="stretch", placeholder="–",
+                 column_config={"rank": "Rank", "path": "Path", "customers": "Customers", reached: reached.capitalize(),
+                                rate: st.column_config.NumberColumn(rate.capitalize(), format="percent"),
+                                "median_days_total": st.column_config.NumberColumn(
+                                    "Median days in all", format="%.1f", help="From the path's first step"),
+                                "between": st.column_config.TextColumn("Median days between steps", width="large")})
 
 
 tab_purchase, tab_churn, tab_channels = st.tabs(["To the first purchase", "From first purchase to churn",
@@ -124,8 +129,10 @@ with tab_channels:
         frame = pd.DataFrame(channels).astype({"median_days_to_purchase": float})
         st.plotly_chart(channels_chart(frame), width="stretch")
         st.dataframe(frame, hide_index=True, width="stretch", placeholder="–", key="journeys_channels", column_config={
-            "conversion": st.column_config.NumberColumn("conversion", format="percent"),
-            "median_days_to_purchase": st.column_config.NumberColumn("median days to purchase", format="%.1f")})
+            "channel": "Channel", "customers": "Customers", "buyers": "Buyers",
+            "conversion": st.column_config.NumberColumn("Conversion", format="percent"),
+            "median_days_to_purchase": st.column_config.NumberColumn(
+                "Median days to purchase", format="%.1f", help="From the first touch (visit or message)")})
         st.caption("The first touch is the channel of the earliest web session (its source) or message; customers "
                    "without one are counted under their acquisition channel. Those have no touch date, so a "
                    "channel known only from acquisition shows no median days (–).")

@@ -10,8 +10,9 @@ import streamlit as st
 from crm_core import platform, segmentation
 from db.models import LIFECYCLE_STAGES
 from ui import context
-from ui.charts import month_in_progress, shared
+from ui.charts import SANKEY_LINK, SANKEY_NODE, month_in_progress, sankey_text, shared
 from ui.data_date import show_data_date, show_refresh_as_of
+from ui.format import readable, words
 from ui.refresh_panel import refresh_panel
 from ui.tabs import keep, lazy_tabs
 
@@ -32,20 +33,37 @@ def drill_down(stage: str | None = None, cohort: str | None = None) -> None:
         st.info("No customers here.")
         return
     st.caption(f"{found.total:,} customers")
-    st.dataframe(pd.DataFrame(found.rows), hide_index=True, width="stretch")
+    st.dataframe(stage_table(pd.DataFrame(found.rows)), hide_index=True, width="stretch")
     st.pagination(found.pages, default=min(page_number, found.pages), key=key)
 
 
+def stage_reason(reason: object) -> object:
+    """A stored reason names its stage as stored ("at_risk: no order for ..."): that stage in words."""
+    if not isinstance(reason, str):
+        return reason
+    head, colon, rest = reason.partition(":")
+    return f"{words(head)}{colon}{rest}" if colon and head in LIFECYCLE_STAGES else reason
+
+
+def stage_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Customers or stage changes to show: stages and column names in words."""
+    if "reason" in frame:
+        frame = frame.assign(reason=frame["reason"].map(stage_reason))
+    return readable(frame, "stage", "from_stage", "to_stage", customer_id="Customer id", from_stage="From stage",
+                    to_stage="To stage", signed_up_at="Signed up", entered_at="In stage since")
+
+
 @shared
-def flows_chart(moves: list[dict]):
+def flows_chart(moves: list[dict], textfont: dict):
     labels = [segmentation.NEW_FLOW_LABEL, *LIFECYCLE_STAGES]
     sources = [f"{m['from_stage']} " for m in moves]  # trailing space: left and right columns differ
     nodes = [f"{label} " for label in labels] + list(LIFECYCLE_STAGES)
     index = {name: i for i, name in enumerate(nodes)}
     figure = go.Figure(go.Sankey(
-        node={"label": nodes, "pad": 12},
+        node={"label": [words(name) for name in nodes], "pad": 12, **SANKEY_NODE},
         link={"source": [index[s] for s in sources], "target": [index[m["to_stage"]] for m in moves],
-              "value": [m["customers"] for m in moves]},
+              "value": [m["customers"] for m in moves], **SANKEY_LINK},
+        textfont=textfont,
     ))
     return figure.update_layout(title="Stage changes in the period (from left to right)", height=520)
 
@@ -60,13 +78,16 @@ def cohort_chart(grid: pd.DataFrame):
 
 @shared
 def stages_chart(frame: pd.DataFrame):
+    frame = frame.assign(stage=frame["stage"].map(words))
     return px.bar(frame, x="stage", y="customers", title="Customers by stage", labels={"stage": "", "customers": "Customers"})
 
 
 @shared
 def durations_chart(durations: pd.DataFrame):
+    durations = durations.assign(stage=durations["stage"].map(words))
     return px.bar(durations, x="stage", y="median_days", hover_data=["avg_days", "customers"],
-                  title="Median days in the current stage", labels={"stage": "", "median_days": "Days"})
+                  title="Median days in the current stage",
+                  labels={"stage": "", "median_days": "Days", "avg_days": "Average days", "customers": "Customers"})
 
 
 refresh_panel(viewer, key="lifecycle_refresh")
@@ -93,7 +114,7 @@ tab_now, tab_flows, tab_cohorts, tab_changes = lazy_tabs(["Distribution", "Flows
 
 @st.fragment
 def stage_drill_down() -> None:
-    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, key="drill_stage")
+    stage = st.selectbox("Show the customers in", LIFECYCLE_STAGES, key="drill_stage", format_func=words)
     drill_down(stage=stage)
 
 
@@ -106,8 +127,8 @@ def flows() -> None:
     if not moves:
         st.info("No stage changes in this period.")
         return
-    st.plotly_chart(flows_chart(moves), width="stretch")
-    st.dataframe(pd.DataFrame(moves), hide_index=True, width="stretch")
+    st.plotly_chart(flows_chart(moves, sankey_text()), width="stretch")
+    st.dataframe(stage_table(pd.DataFrame(moves)), hide_index=True, width="stretch")
 
 
 @st.fragment
@@ -140,12 +161,12 @@ def cohort_retention() -> None:
 
 @st.fragment
 def recent_changes() -> None:
-    filter_stage = st.selectbox("Into stage", ["All", *LIFECYCLE_STAGES], key="changes_stage")
+    filter_stage = st.selectbox("Into stage", ["All", *LIFECYCLE_STAGES], key="changes_stage", format_func=words)
     page_number = st.session_state.get("changes_page", 1)
     changes = context.cached(segmentation.recent_stage_changes, page=page_number, page_size=50,
                              stage=None if filter_stage == "All" else filter_stage)
     if changes is not None and changes.total:
-        st.dataframe(pd.DataFrame(changes.rows), hide_index=True, width="stretch")
+        st.dataframe(stage_table(pd.DataFrame(changes.rows)), hide_index=True, width="stretch")
         st.pagination(changes.pages, default=min(page_number, changes.pages), key="changes_page")
     else:
         st.info("No stage changes recorded yet.")
@@ -181,11 +202,11 @@ if tab_changes.open:
             with st.form("change_stage", clear_on_submit=True):
                 st.markdown("**Move a customer by hand**")
                 customer_id = st.number_input("Customer id", min_value=1, step=1)
-                new_stage = st.selectbox("New stage", LIFECYCLE_STAGES)
+                new_stage = st.selectbox("New stage", LIFECYCLE_STAGES, format_func=words)
                 reason = st.text_input("Reason (required)")
                 if st.form_submit_button("Change stage"):
                     context.act(segmentation.change_stage, int(customer_id), new_stage, reason,
-                                success=f"Customer {int(customer_id)} is now {new_stage}.")
+                                success=f"Customer {int(customer_id)} is now {words(new_stage).lower()}.")
 
 if platform.allowed(viewer.role, "lifecycle.rules"):
     with st.expander("Transition rules (admin)"):
@@ -195,7 +216,7 @@ if platform.allowed(viewer.role, "lifecycle.rules"):
             edited = {}
             columns = st.columns(3)
             for i, (key, value) in enumerate(rules.items()):
-                label = key.replace("_", " ").capitalize()
+                label = words(key)
                 if isinstance(value, float):
                     edited[key] = columns[i % 3].number_input(label, value=float(value), step=0.05, format="%.2f")
                 else:

@@ -11,7 +11,7 @@ from db.models import SEGMENT_TYPES
 from ui import context
 from ui.charts import shared
 from ui.data_date import show_data_date, show_refresh_as_of
-from ui.format import plain
+from ui.format import plain, readable, words
 from ui.tabs import keep, lazy_tabs
 
 viewer = context.require_page("segments.view")
@@ -36,6 +36,8 @@ def share_chart(profile_a: dict, label_a: str, profile_b: dict, label_b: str, di
     if not frames:
         return None
     data = pd.concat(frames)
+    if dimension == "lifecycle_stage":
+        data["value"] = data["value"].map(lambda v: v if v is None else words(v))
     return px.bar(data, x="value", y="share", color="group", barmode="group", title=title,
                   labels={"value": "", "share": "Share of customers", "group": ""})
 
@@ -58,6 +60,9 @@ by_name = {s["name"]: s for s in all_segments}
 MEMBER_SORT_LABELS = {"id": "Customer id", "name": "Last name", "email": "E-mail", "country": "Country",
                       "order_count": "Orders", "total_revenue": "Revenue", "days_since_last_order": "Days since last order",
                       "churn_probability": "Churn probability", "entered_at": "Joined the segment"}
+MEMBER_COLUMNS = {**MEMBER_SORT_LABELS, "name": "Customer", "lifecycle_stage": "Lifecycle stage",
+                  "loyalty_tier": "Loyalty tier"}
+AVERAGE_LABELS = {"order_count": "Orders", "total_revenue": "Revenue (€)", "days_since_last_order": "Days since last order"}
 # Only the open tab is built and drawn; the widgets of the others keep their values meanwhile.
 keep("detail_segment", "members_page", "rules_mode", "rules_match", "compare_a", "compare_b",
      members_sort="total_revenue", members_descending=True, members_page_size=50, rules_json=json.dumps(
@@ -123,9 +128,11 @@ if tab_detail.open:
                     if result.total == 0:
                         st.info("This segment has no members right now.")
                     else:
-                        st.dataframe(pd.DataFrame(result.rows), hide_index=True, width="stretch",
-                                     column_config={"total_revenue": st.column_config.NumberColumn("Revenue", format="€%.2f"),
-                                                    "confidence": st.column_config.NumberColumn("Confidence", format="%.2f")})
+                        st.dataframe(readable(pd.DataFrame(result.rows), "lifecycle_stage", "loyalty_tier",
+                                              **MEMBER_COLUMNS),
+                                     hide_index=True, width="stretch",
+                                     column_config={"Revenue": st.column_config.NumberColumn("Revenue", format="€%.2f"),
+                                                    "Confidence": st.column_config.NumberColumn("Confidence", format="%.2f")})
                         st.caption(f"{result.total:,} members")
                         st.pagination(result.pages, default=min(page_number, result.pages), key="members_page")
                         segment_id = chosen["id"]
@@ -174,8 +181,7 @@ if tab_detail.open:
             if profile and profile["members"]["customers"]:
                 st.subheader("Members against the whole base")
                 averages = pd.DataFrame({"Members": profile["members"]["averages"], "All customers": profile["base"]["averages"]})
-                st.dataframe(averages.rename(index={"order_count": "Orders", "total_revenue": "Revenue (€)",
-                                                    "days_since_last_order": "Days since last order"}), width="stretch")
+                st.dataframe(averages.rename(index=AVERAGE_LABELS), width="stretch")
                 left, right = st.columns(2)
                 for column, dimension, title in ((left, "country", "Country"), (right, "lifecycle_stage", "Lifecycle stage")):
                     figure = share_chart(profile["members"], "Members", profile["base"], "All customers", dimension, title)
@@ -189,11 +195,15 @@ if tab_build.open:
         else:
             catalogue = segmentation.field_catalogue()
             field_names = [f["name"] for f in catalogue]
-            operators = sorted({o["op"] for f in catalogue for o in f["operators"]})
+            # The rows keep the stored names ("order_count", "ge"); people pick and read them in words.
+            field_labels = {f["name"]: f["label"] for f in catalogue}
+            operator_labels = {o["op"]: o["label"] for f in catalogue for o in f["operators"]}
+            operators = list(operator_labels)
             with st.expander("Fields and their operators"):
                 st.dataframe(pd.DataFrame([
-                    {"field": f["name"], "label": f["label"], "type": f["type"],
-                     "operators": ", ".join(o["op"] for o in f["operators"]), "choices": ", ".join(f["choices"])}
+                    {"Field": f["label"], "Type": f["type"],
+                     "Operators": ", ".join(o["label"] for o in f["operators"]), "Choices": ", ".join(f["choices"]),
+                     "Name in JSON rules": f["name"]}
                     for f in catalogue
                 ]), hide_index=True, width="stretch")
             mode = st.radio("Rules", ["Conditions", "JSON with nested groups"], horizontal=True, key="rules_mode")
@@ -208,8 +218,10 @@ if tab_build.open:
                 edited = st.data_editor(
                     st.session_state["rule_rows_base"], num_rows="dynamic", hide_index=True, width="stretch", key="rule_rows",
                     column_config={
-                        "field": st.column_config.SelectboxColumn("Field", options=field_names, required=True),
-                        "op": st.column_config.SelectboxColumn("Operator", options=operators, required=True),
+                        "field": st.column_config.SelectboxColumn("Field", options=field_names, required=True,
+                                                                  format_func=lambda f: field_labels.get(f, f)),
+                        "op": st.column_config.SelectboxColumn("Operator", options=operators, required=True,
+                                                               format_func=lambda o: operator_labels.get(o, o)),
                         "value": st.column_config.TextColumn("Value", help="Lists and 'between': values separated by commas"),
                     },
                 )
@@ -231,7 +243,8 @@ if tab_build.open:
                 if preview is not None:
                     st.metric("Matching customers", f"{preview['count']:,}")
                     if preview["sample"]:
-                        st.dataframe(pd.DataFrame(preview["sample"]), hide_index=True, width="stretch")
+                        st.dataframe(readable(pd.DataFrame(preview["sample"]), "lifecycle_stage", **MEMBER_COLUMNS),
+                                     hide_index=True, width="stretch")
 
             with st.form("save_segment", clear_on_submit=False):
                 st.markdown("**Save as a dynamic segment**")
@@ -293,8 +306,8 @@ if tab_compare.open:
                 c3.metric("In both", f"{comparison['overlap']:,}", border=True)
                 c4.metric("Overlap (Jaccard)", f"{comparison['jaccard'] * 100:.1f}%", border=True)
                 profiles = comparison["profiles"]
-                st.dataframe(pd.DataFrame({left_name: profiles["a"]["averages"], right_name: profiles["b"]["averages"]}),
-                             width="stretch")
+                st.dataframe(pd.DataFrame({left_name: profiles["a"]["averages"], right_name: profiles["b"]["averages"]})
+                             .rename(index=AVERAGE_LABELS), width="stretch")
                 left, right = st.columns(2)
                 for column, dimension, title in ((left, "loyalty_tier", "Loyalty tier"), (right, "lifecycle_stage", "Lifecycle stage")):
                     figure = share_chart(profiles["a"], left_name, profiles["b"], right_name, dimension, title)

@@ -224,7 +224,8 @@ with tabs["Playbooks"]:
 
 st.divider()
 st.subheader("Work a CTA")
-chosen = st.number_input("CTA number", min_value=0, step=1, key="cta_pick",
+st.session_state.setdefault("cta_pick", None)  # empty until a row is selected or a number typed: no CTA is 0
+chosen = st.number_input("CTA number", min_value=1, step=1, key="cta_pick", placeholder="Select a row or type a number",
                          help="Select a row in the tables above, or type the number from their CTA column.")
 if chosen:
     cta_editor(int(chosen), today)

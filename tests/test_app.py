@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
@@ -168,6 +170,14 @@ def test_analyst_builds_a_segment_through_the_page(app, app_db):
     app.switch_page(str(ROOT / "pages/segments.py")).run()
     assert not app.exception
     open_tab(app, "segments_tab", "Build a segment")
+    # The rule rows keep the stored names ("order_count", "ge") and show them in words.
+    editor = json.loads(next(d for d in app.dataframe if "op" in d.value.columns).proto.columns)
+    shown = {option["value"]: option["label"] for option in editor["op"]["type_config"]["options"]}
+    assert shown["ge"] == "is at least" and shown["le"] == "is at most"
+    fields = {option["value"]: option["label"] for option in editor["field"]["type_config"]["options"]}
+    assert not [label for label in fields.values() if "_" in label]
+    catalogue = next(d.value for d in app.dataframe if "Operators" in d.value.columns)
+    assert not catalogue["Operators"].str.contains(r"\bge\b|\ble\b").any()
     # The default conditions (3+ orders, ordered in the last 90 days) preview and save.
     next(b for b in app.button if b.label == "Preview").click().run()
     assert not app.exception
@@ -209,6 +219,14 @@ def test_lifecycle_page_shows_stages_and_the_manual_change_form(app, app_db):
 
         staged = connection.scalar(select(func.count()).select_from(CustomerLifecycleStage))
     assert next(m for m in app.metric if m.label == "Customers staged").value == f"{staged:,}"
+    # Stages and headers in words: "At risk", "Customer id", never at_risk or signed_up_at.
+    drill = app.selectbox(key="drill_stage")
+    assert drill.value == "at_risk" and "At risk" in drill.options and "New customer" in drill.options
+    members = app.dataframe[0].value
+    assert {"Customer id", "Signed up", "In stage since", "Stage"} <= set(members.columns)
+    assert not [c for c in members.columns if "_" in c]
+    assert set(members["Stage"]) == {"At risk"}
+    assert not members["Reason"].str.startswith("at_risk").any()
     open_tab(app, "lifecycle_tab", "Cohort retention")
     assert not app.exception
     import datetime as dt

@@ -54,6 +54,12 @@ def test_customers_page_lists_everyone_and_finds_a_misspelt_name(app, db):
     with db.connect() as c:
         visible = c.scalar(select(func.count()).select_from(Customer).where(Customer.status.not_in(["merged", "erased"])))
     assert next(m for m in app.metric if m.label == "Matching customers").value == f"{visible:,}"
+    # No search text, so no relevance: newest sign-ups first, the order shown beside the name.
+    shown = app.dataframe[0].value
+    assert list(shown.columns[:4]) == ["id", "profile", "name", "signed_up_at"]
+    signed_up = list(shown["signed_up_at"])
+    assert signed_up == sorted(signed_up, reverse=True)
+    assert any(c.value.startswith("Newest sign-ups first") for c in app.caption)
 
     target = busiest_customer(db)
     last = target.last_name

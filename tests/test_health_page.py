@@ -60,9 +60,12 @@ def test_page_shows_the_distribution_and_movers(page_app, scored_db):
     counts = level_counts(scored_db)
     assert metric(at, "Live accounts") == f"{sum(counts.values()):,}"
     levels = at.dataframe[0].value
-    assert list(levels["level"]) == list(HEALTH_LEVELS)
-    assert dict(zip(levels["level"], levels["customers"], strict=True)) == {
+    assert list(levels["Level"]) == list(HEALTH_LEVELS)
+    assert dict(zip(levels["Level"], levels["Customers"], strict=True)) == {
         level: counts.get(level, 0) for level in HEALTH_LEVELS}
+    # Headers in words, not the read model's names (avg_overall was shown as it is stored).
+    assert "Average score" in levels.columns
+    assert not [c for c in levels.columns if "_" in c]
     assert len(at.get("plotly_chart")) == 1  # the level distribution: other tabs are built when opened
     open_tab(at, "health_tab", "Movers")
     assert [s.value for s in at.subheader][:2] == ["Biggest gains", "Biggest drops"]
@@ -218,6 +221,6 @@ def test_admin_bands_do_not_borrow_the_calibrations_churn_rates(scored_db, tmp_p
     at = open_page(AppTest.from_file(APP, default_timeout=60), "analyst1", "health")
     assert not at.exception
     levels = at.dataframe[0].value
-    assert levels["churn rate (calibration) %"].isna().all() and levels["churn rate (later check) %"].isna().all()
+    assert levels["Churn rate (calibration) %"].isna().all() and levels["Churn rate (later check) %"].isna().all()
     assert any("calibration's churn rates per level do not describe them" in c.value for c in at.caption)
     assert calibration and calibration["fit"]["table"]  # there were rates to borrow

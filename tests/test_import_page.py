@@ -72,6 +72,10 @@ def upload(at, content: bytes = UPLOAD, name: str = "kunden.csv"):
     return at.run()
 
 
+def refresh_notes(at) -> list[str]:
+    return [i.value for i in at.info if "only after the next refresh" in i.value]
+
+
 def test_admin_maps_previews_and_imports_a_file(app, app_db):
     at = open_page(app, "admin1", "import_export")
     assert not at.exception
@@ -94,6 +98,9 @@ def test_admin_maps_previews_and_imports_a_file(app, app_db):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["Rows read"], metrics["Imported"], metrics["Invalid"]) == ("4", "2", "2")
+    # The dashboards read the last batch refresh: the result says so, with a link to run it.
+    assert len(refresh_notes(at)) == 1
+    assert [link.proto.label for link in at.get("page_link")] == ["Run the refresh now on the Refresh runs page"]
     assert any(b.label == "Download the error file" for b in at.get("download_button"))
     errors = at.dataframe[1].value
     assert errors["row"].tolist() == [3, 4]
@@ -108,6 +115,7 @@ def test_admin_maps_previews_and_imports_a_file(app, app_db):
     widget(at.button, "Import").click().run()
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["Imported"], metrics["Skipped as duplicates"]) == ("0", "2")
+    assert not refresh_notes(at)  # nothing new to wait for
 
 
 def test_saved_mapping_is_saved_and_loaded(app, app_db):
@@ -207,6 +215,7 @@ def test_admin_imports_a_shopify_export_twice(app, app_db):
     shown = figures(at)
     assert (shown["Orders imported"], shown["Refunded or cancelled"], shown["In another currency"],
             shown["Invalid"]) == ("9", "2", "1", "1")
+    assert len(refresh_notes(at)) == 1 and len(at.get("page_link")) == 1
     captions = [c.value for c in at.caption]
     assert "Shop currency EUR (the orders already in the database)." in captions
     assert error_table(at)["identifier"].tolist() == ["#1008"]
@@ -218,6 +227,7 @@ def test_admin_imports_a_shopify_export_twice(app, app_db):
         assert (run.actor_username, run.entity, run.created) == ("admin1", "orders", 9)
     widget(at.button, "Import").click().run()
     assert (figures(at)["Orders imported"], figures(at)["Skipped (already imported)"]) == ("0", "9")
+    assert not refresh_notes(at)
     # Uploaded again, the preview says which orders are already in the database.
     upload(at, SHOPIFY_EXPORT.read_bytes(), "orders_export.csv")
     again = at.dataframe[0].value

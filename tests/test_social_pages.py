@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 
 import pytest
 from sqlalchemy import func, select
@@ -142,12 +143,17 @@ def test_journeys_page_for_each_role(shop_app, username):
     assert not at.exception and titles(at) == ["Journeys"]
     assert metric(at, "Customers followed") == "3"
     assert metric(at, "Bought at least once") == "67%"
-    assert metric(at, "Median days to first purchase") == "3.5"  # first visit to purchase: 3 and 4 days
+    # From the first visit to the purchase (3 and 4 days), not from sign-up: the label says so.
+    assert metric(at, "Median, first touch → purchase") == "3.5 days"
     assert [t.label for t in at.tabs] == ["To the first purchase", "From first purchase to churn", "First-touch channel"]
     assert any("no communications, support tickets, lifecycle stage changes" in i.value for i in at.info)
     table = at.dataframe[0].value
     assert table.iloc[0]["path"] == "Sign-up > Visit · social" and table.iloc[0]["customers"] == 3
     assert len(at.get("plotly_chart")) == 3
+    # The Sankey's node labels: no light halo, over faint links, so they read in both themes.
+    sankey = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert sankey["type"] == "sankey" and sankey["textfont"]["shadow"] == "none"
+    assert sankey["link"]["color"].endswith("0.25)")
 
 
 def test_journeys_filters_by_segment_and_cohort(shop_app):

@@ -77,6 +77,9 @@ def test_success_manager_sees_their_queue_in_priority_order(page_app, cta_db):
     queue = at.dataframe[0].value
     assert list(queue["id"])[:5] == [r["id"] for r in mine.rows][:5]
     assert queue["priority"].iloc[0] == "urgent"  # urgent first
+    # No CTA is open below until one is picked: the number box is empty, not 0 (no CTA has number 0).
+    assert at.number_input(key="cta_pick").value is None
+    assert any(c.value.startswith("Enter a CTA number") for c in at.caption)
     assert not any(b.label == "Save playbook" for b in at.button)  # templates are the admins'
 
 

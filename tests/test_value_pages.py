@@ -62,6 +62,11 @@ def test_customer_value_page_shows_the_scored_snapshot(valued_app, valued_db):
     metrics = _metrics(at)
     assert metrics["Customers scored"] == f"{scored:,}"
     assert metrics["12-month CLV"] == compact_euros(float(clv_total))
+    # Five metrics share a row: each label fits its box at 1440 px ("Purchases, next 12 months" was cut
+    # off), the horizon is in the help.
+    assert all(len(label) <= 20 for label in metrics)
+    expected = next(m for m in at.metric if m.label == "Expected purchases")
+    assert "next 12 months" in expected.help
     assert scored > 100
     assert len(at.get("plotly_chart")) == 1  # the distribution: other tabs are built when opened
     charts = [open_tab(at, "value_tab", tab).get("plotly_chart") for tab in ("Probability alive", "By segment")]

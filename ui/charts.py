@@ -60,3 +60,23 @@ def complete_months(monthly: pd.DataFrame, end: dt.date, column: str = "month") 
         return monthly, None
     return monthly.iloc[:-1].copy(), (f"{end:%B %Y} so far ({end.day} day{'s' if end.day > 1 else ''}, to {end:%d %b}) is "
                                "left out of the monthly charts: a month in progress would read as a drop.")
+
+
+# Sankey diagrams legible in the light and the dark theme: plotly draws node labels over the links with
+# a halo in the background colour, which on the default grey links read as light grey on grey. Links
+# faint enough for any label to stand out on them, labels without the halo in the theme's text
+# colour, slightly larger, and a thin outline that keeps pale nodes visible on either background.
+SANKEY_TEXT = {"size": 13, "shadow": "none"}
+SANKEY_TEXT_COLOURS = {"light": "#31333f", "dark": "#fafafa"}  # Streamlit's own text colours
+SANKEY_LINK = {"color": "rgba(128, 128, 128, 0.25)"}
+
+
+def sankey_text() -> dict:
+    """The Sankey label font for the viewer's theme: the text colour of that theme when Streamlit knows
+    it (st.context.theme, from the browser), else the chart theme's own grey. An argument of the chart
+    builder, so each theme gets its own shared figure."""
+    colour = SANKEY_TEXT_COLOURS.get(st.context.theme.type or "")
+    return {**SANKEY_TEXT, "color": colour} if colour else dict(SANKEY_TEXT)
+
+
+SANKEY_NODE = {"thickness": 18, "line": {"color": "rgba(128, 128, 128, 0.6)", "width": 0.5}}
