@@ -56,7 +56,6 @@ from sqlalchemy.sql.expression import TableClause
 from crm_core.customers.rules import COUNTED_CUSTOMER
 from crm_core.platform.dates import end_of, midnight
 from crm_core.platform.rollup_state import coverage, mark_built
-from crm_core.segmentation import lifecycle
 from crm_core.platform.sql import (
     day_start,
     drop_temporary_table,
@@ -64,6 +63,7 @@ from crm_core.platform.sql import (
     use_batch_memory,
     whole_days_between,
 )
+from crm_core.segmentation import lifecycle
 from db import bulk
 from db.models import (
     OPEN_TICKET_STATUSES,
