@@ -238,12 +238,13 @@ class LifetimeValueModel(BaseEstimator):
         bgnbd, bg_penalizer = _fit_with_retry(
             lambda p: BetaGeoFitter(penalizer_coef=p), lambda m: m.fit(f, r, t), "BG/NBD"
         )
+        mbgnbd: tuple[Any, float] | None
         try:
-            mbgnbd, mbg_penalizer = _fit_with_retry(
+            mbgnbd = _fit_with_retry(
                 lambda p: ModifiedBetaGeoFitter(penalizer_coef=p), lambda m: m.fit(f, r, t), "MBG/NBD")
         except NotEnoughData as exc:  # P(alive) then falls back to BG/NBD's
             log.info("MBG/NBD not fitted: %s", exc)
-            mbgnbd = mbg_penalizer = None
+            mbgnbd = None
         gamma, gg_penalizer = _fit_with_retry(
             lambda p: GammaGammaFitter(penalizer_coef=p),
             lambda m: m.fit(repeat["frequency"].to_numpy(dtype=float), repeat["monetary_value"].to_numpy(dtype=float)),
@@ -256,8 +257,8 @@ class LifetimeValueModel(BaseEstimator):
         }
         self.penalizers_ = {"bgnbd": bg_penalizer, "gamma_gamma": gg_penalizer}
         if mbgnbd is not None:
-            self.params_["mbgnbd"] = {k: float(v) for k, v in mbgnbd.params_.items()}
-            self.penalizers_["mbgnbd"] = mbg_penalizer
+            self.params_["mbgnbd"] = {k: float(v) for k, v in mbgnbd[0].params_.items()}
+            self.penalizers_["mbgnbd"] = mbgnbd[1]
         self.n_customers_fit_ = len(sample)
         self.n_repeat_customers_fit_ = len(repeat)
         self.neg_log_likelihood_ = {
