@@ -767,7 +767,9 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
     for start in range(0, len(X), SCORE_CHUNK):
         chunk = X.iloc[start:start + SCORE_CHUNK]
         with _threads(len(chunk)):
-            p = model.predict_proba(chunk, params)
+            # Rounded as stored, so the level and every filter on the stored probability agree (a
+            # 0.499996 stored as 0.5 was 'medium' here but 'high' to a 'probability >= 0.5' audience).
+            p = np.round(model.predict_proba(chunk, params), 5)
             # Drivers explain a risk worth acting on: low-risk customers get none (and no actions).
             effects = pd.DataFrame(0.0, index=chunk.index, columns=list(FEATURES))
             explain = p >= EXPLAIN_FROM
@@ -778,7 +780,7 @@ def score(engine: Engine, as_of: dt.date, model: ChurnModel, model_id: int | Non
             chunk, effects, high_value[start:start + SCORE_CHUNK], levels)
         frames.append(pd.DataFrame({
             "customer_id": chunk.index.to_numpy(), "model_id": model_id, "as_of": as_of,
-            "horizon_days": model.horizon_days, "probability": np.round(p, 5), "risk_level": levels,
+            "horizon_days": model.horizon_days, "probability": p, "risk_level": levels,
             "confidence": np.round(np.abs(2 * p - 1), 4), "drivers": drivers, "interventions": interventions,
         }))
     predictions = pd.concat(frames, ignore_index=True)

@@ -236,7 +236,11 @@ def test_scores_land_in_predictions_and_the_snapshot(simulated):
         unscored = session.scalar(select(func.count()).select_from(CustomerAnalytics).where(
             CustomerAnalytics.order_count > 0, CustomerAnalytics.churn_probability.is_(None)))
         risky = session.scalars(select(ChurnPrediction).where(ChurnPrediction.risk_level == "critical").limit(20)).all()
+        stored = session.execute(select(ChurnPrediction.probability, ChurnPrediction.risk_level)
+                                 .where(ChurnPrediction.as_of == as_of)).all()
     assert predictions == buyers and unscored == 0
+    # Each stored level is the level of the stored (rounded) probability, which audiences filter on.
+    assert all(level == segmentation.risk_level(probability) for probability, level in stored)
     for prediction in risky:
         assert prediction.probability >= 0.75
         assert 1 <= len(prediction.drivers) <= 3
