@@ -184,8 +184,8 @@ def _show_preview(preview: dict) -> None:
     m3.metric("Value at stake", compact_euros(preview["value_at_stake"]), border=True,
               help="Sum of churn probability × 12-month CLV of the reachable customers "
                    f"({preview['customers_valued']:,} have both).")
-    m4.metric("Holdout (power calculation)", f"{preview['control_share']:.0%}", border=True,
-              help=f"Power {preview['power']:.0%} for the expected lift.")
+    m4.metric("Holdout (set by hand)" if preview.get("control_share_by_hand") else "Holdout (power calculation)",
+              f"{preview['control_share']:.0%}", border=True, help=f"Power {preview['power']:.0%} for the expected lift.")
     for note in preview["notes"]:
         st.warning(note, icon=":material/info:")
     st.caption(f"Baseline conversion without a campaign: {preview['baseline_rate']:.1%} — {preview['baseline_basis']}.")
@@ -242,15 +242,16 @@ if can_manage:
             save_clicked = b2.form_submit_button("Save as draft", type="primary", icon=":material/save:",
                                                  key="builder_save")
         segment_id = segment_names.get(segment)
+        hand_share = share / 100 if holdout == "Set by hand" else None
         if preview_clicked:
             st.session_state["campaign_preview"] = context.read(
-                campaigns.preview_audience, trigger, channel, at, segment_id, lift_points / 100, window)
+                campaigns.preview_audience, trigger, channel, at, segment_id, lift_points / 100, window,
+                control_share=hand_share)
         if save_clicked:
             created = context.act(
                 campaigns.create_campaign, name=name, trigger=trigger, channel=channel, offer_type=offer_type,
                 offer_value=offer_value, subject=subject or None, segment_id=segment_id,
-                expected_lift=lift_points / 100,
-                control_share=share / 100 if holdout == "Set by hand" else None, attribution_days=window,
+                expected_lift=lift_points / 100, control_share=hand_share, attribution_days=window,
                 gross_margin=margin / 100, uplift_share=uplift_share / 100 if targeting == "Top share by uplift" else None,
                 at=at)
             if created is not None:

@@ -67,11 +67,19 @@ def test_analyst_previews_saves_and_launches_a_campaign(app, app_db):
     reachable = int(metrics["Reachable"].replace(",", ""))
     assert int(metrics["Qualifying"].replace(",", "")) >= reachable > 0
     assert "Baseline conversion without a campaign" in _text(at, "caption")
+    # A holdout set by hand is what the preview shows, with that holdout's power.
+    at.radio(key="builder_holdout").set_value("Set by hand")
+    at.slider(key="builder_share").set_value(12)
+    at.button(key="builder_preview").click().run()
+    by_hand = {m.label: m.value for m in at.metric}
+    assert by_hand.get("Holdout (set by hand)") == "12%" and "Holdout (power calculation)" not in by_hand
+    assert "The 12% holdout set by hand" in _text(at, "success") + _text(at, "warning")
+    at.radio(key="builder_holdout").set_value("Sized by the power calculation")
 
     # Saving without a name is refused with a message, and nothing is saved.
     before = _scalar(app_db, select(func.count()).select_from(WinbackCampaign))
     at.button(key="builder_save").click().run()
-    assert "Give the campaign name." in _text(at, "error")
+    assert "The campaign name is required." in _text(at, "error")
     assert _scalar(app_db, select(func.count()).select_from(WinbackCampaign)) == before
 
     at.text_input(key="builder_name").input("Apptest win-back")

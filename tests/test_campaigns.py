@@ -155,6 +155,13 @@ def test_consent_preference_centre_and_frequency_cap(session):
     admin = make_user(session, "admin")
     preview = campaigns.preview_audience(session, admin, {"kind": "no_order", "days": 90}, "email", AT)
     assert preview["qualifying"] == 12 and preview["reachable"] == 4
+    assert preview["control_share_by_hand"] is False
+    by_hand = campaigns.preview_audience(session, admin, {"kind": "no_order", "days": 90}, "email", AT,
+                                         control_share=0.3)
+    assert (by_hand["control_share"], by_hand["control_share_by_hand"]) == (0.3, True)
+    assert by_hand["plan"].startswith("The 30% holdout set by hand") and not by_hand["powered"]
+    with pytest.raises(platform.ValidationError, match="control share must be between"):
+        campaigns.preview_audience(session, admin, {"kind": "no_order", "days": 90}, "email", AT, control_share=0.9)
     reasons = preview["exclusions"]
     ex = campaigns.EXCLUSION_REASONS
     assert reasons[ex["no_opt_in"]] == 2 and reasons[ex["never"]] == 1 and reasons[ex["withdrawn"]] == 1

@@ -5,6 +5,7 @@ launch: audience size, the reasons others are left out, the value at stake and t
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from sqlalchemy import Select, and_, case, exists, false, func, literal, or_, select
@@ -23,10 +24,12 @@ from crm_core.campaigns.rules import (
     LOW_ENGAGEMENT_OPEN_RATE,
     MARKETING_CHANNELS,
     MAX_ATTRIBUTION_DAYS,
+    MAX_CONTROL_SHARE,
     MAX_NO_ORDER_DAYS,
+    MIN_CONTROL_SHARE,
     TRIGGER_KINDS,
 )
-from crm_core.campaigns.stats import plan_holdout
+from crm_core.campaigns.stats import check_holdout, plan_holdout
 from crm_core.platform.actors import Actor
 from crm_core.platform.dates import check_as_of
 from crm_core.platform.errors import ValidationError
@@ -300,10 +303,12 @@ def baseline_rate(session: Session, trigger: dict[str, Any], at: dt.datetime, at
 
 def preview_audience(session: Session, viewer: Actor, trigger: Any, channel: Any, at: dt.datetime,
                      segment_id: Any = None, expected_lift: Any = None,
-                     attribution_days: Any = DEFAULT_ATTRIBUTION_DAYS, campaign_id: int | None = None) -> dict[str, Any]:
+                     attribution_days: Any = DEFAULT_ATTRIBUTION_DAYS, campaign_id: int | None = None,
+                     control_share: Any = None) -> dict[str, Any]:
     """Before launch: how many qualify, how many may be contacted and why the others may not, the
     value at stake (churn probability × 12-month CLV of those reachable), the baseline conversion
-    rate and the holdout that detects the expected lift."""
+    rate and the holdout that detects the expected lift, or, with `control_share` (set by hand),
+    that holdout's power (`control_share_by_hand` says which)."""
     require(viewer, "campaigns.view")
     check_moment(at)
     trigger = normalize_trigger(trigger)
@@ -311,6 +316,9 @@ def preview_audience(session: Session, viewer: Actor, trigger: Any, channel: Any
     segment_id = check_segment(session, segment_id)
     days = _int(attribution_days, "The attribution window", 1, MAX_ATTRIBUTION_DAYS)
     lift = check_lift(expected_lift)
+    by_hand = control_share not in (None, "")
+    if by_hand:
+        control_share = check_share(control_share, "control share", MIN_CONTROL_SHARE, MAX_CONTROL_SHARE)
     without_jit(session.connection())
     ca = CustomerAnalytics
     found, reason = _qualifying_with_reason(trigger, channel, at, segment_id, campaign_id)
@@ -334,17 +342,28 @@ def preview_audience(session: Session, viewer: Actor, trigger: Any, channel: Any
         else:
             exclusions[row_reason] = count
     rate, basis = baseline_rate(session, trigger, at, days)
-    plan = plan_holdout(reachable_count, rate, lift)
+    plan = check_holdout(reachable_count, control_share, rate, lift) if by_hand else plan_holdout(reachable_count, rate, lift)
     return {
         "trigger": trigger, "description": describe_trigger(trigger), "channel": channel,
         "qualifying": qualifying_count, "reachable": reachable_count,
         "exclusions": {EXCLUSION_REASONS[k]: v for k, v in exclusions.items() if v},
         "value_at_stake": round(at_stake, 2), "clv_12m": round(clv, 2), "customers_valued": valued,
         "baseline_rate": rate, "baseline_basis": basis, "expected_lift": lift, "attribution_days": days,
-        "control_share": plan.control_share, "power": plan.power,
+        "control_share": plan.control_share, "control_share_by_hand": by_hand, "power": plan.power,
         "minimum_detectable_lift": plan.minimum_detectable_lift, "powered": plan.enough,
         "plan": plan.message, "notes": _data_notes(session, trigger),
     }
+
+
+def check_share(value: Any, label: str, low: float, high: float) -> float:
+    """A share (0-1) within its bounds, or a clear error naming it."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"The {label} must be a number.") from None
+    if not math.isfinite(share) or not low <= share <= high:
+        raise ValidationError(f"The {label} must be between {low:.0%} and {high:.0%}.")
+    return share
 
 
 def check_moment(at: Any) -> dt.datetime:

@@ -25,6 +25,7 @@ from crm_core.campaigns.audience import (
     check_lift,
     check_moment,
     check_segment,
+    check_share,
     describe_trigger,
     normalize_trigger,
     preview_audience,
@@ -85,7 +86,7 @@ def assigned_group(campaign_id: int, customer_id: int, control_share: float) -> 
 def _text(value: Any, label: str, max_length: int, required: bool = True) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise ValidationError(f"Give the {label}.")
+            raise ValidationError(f"The {label} is required.")
         return None
     if not isinstance(value, str):
         raise ValidationError(f"The {label} must be text.")
@@ -93,16 +94,6 @@ def _text(value: Any, label: str, max_length: int, required: bool = True) -> str
     if len(text) > max_length:
         raise ValidationError(f"The {label} has at most {max_length} characters.")
     return text
-
-
-def _share(value: Any, label: str, low: float, high: float) -> float:
-    try:
-        share = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"The {label} must be a number.") from None
-    if not math.isfinite(share) or not low <= share <= high:
-        raise ValidationError(f"The {label} must be between {low:.0%} and {high:.0%}.")
-    return share
 
 
 def check_offer(offer_type: Any, offer_value: Any) -> tuple[str, Decimal]:
@@ -167,12 +158,12 @@ def create_campaign(session: Session, actor: Actor, *, name: Any, trigger: Any, 
     channel = check_channel(channel)
     offer_type, value = check_offer(offer_type, offer_value)
     days = _int(attribution_days, "The attribution window", 1, MAX_ATTRIBUTION_DAYS)
-    margin = _share(gross_margin, "gross margin", 0.0, 1.0)
+    margin = check_share(gross_margin, "gross margin", 0.0, 1.0)
     lift = check_lift(expected_lift)
     segment = check_segment(session, segment_id)
-    share = None if uplift_share in (None, "") else _share(uplift_share, "uplift share", 0.01, 1.0)
+    share = None if uplift_share in (None, "") else check_share(uplift_share, "uplift share", 0.01, 1.0)
     preview = preview_audience(session, actor, trigger, channel, at, segment, lift, days)
-    control = preview["control_share"] if control_share in (None, "") else _share(
+    control = preview["control_share"] if control_share in (None, "") else check_share(
         control_share, "control share", MIN_CONTROL_SHARE, MAX_CONTROL_SHARE)
     campaign = WinbackCampaign(
         name=name, description=_text(description, "description", 2000, required=False) or "",

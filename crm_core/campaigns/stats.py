@@ -76,6 +76,21 @@ def plan_holdout(audience: int, baseline: float, lift: float, alpha: float = ALP
                        f"even with a {share:.0%} holdout: {detectable}.")
 
 
+def check_holdout(audience: int, share: float, baseline: float, lift: float, alpha: float = ALPHA,
+                  power: float = POWER) -> HoldoutPlan:
+    """What a holdout share set by hand gives: its power for `lift` and the smallest lift it detects."""
+    reached = power_of(audience, share, baseline, lift, alpha)
+    mde = minimum_detectable_lift(audience, share, baseline, alpha, power)
+    if reached >= power:
+        message = (f"The {share:.0%} holdout set by hand detects a {lift:.1%} lift over a {baseline:.1%} "
+                   f"conversion rate with {reached:.0%} power among {audience:,} customers.")
+    else:
+        detectable = f"the smallest lift it detects is {mde:.1%}" if mde is not None else "no lift is detectable"
+        message = (f"The {share:.0%} holdout set by hand has {reached:.0%} power for a {lift:.1%} lift among "
+                   f"{audience:,} customers (the aim is {power:.0%}): {detectable}.")
+    return HoldoutPlan(share, reached, mde, reached >= power, message)
+
+
 @dataclass(frozen=True)
 class GroupSums:
     """Per group: customers, converters, and the sums of outcome y (revenue), covariate x

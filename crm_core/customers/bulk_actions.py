@@ -328,7 +328,7 @@ def bulk_log_campaign_communication(session: Session, actor: Actor, selection: S
     require(actor, "customers.bulk")
     require(actor, "customers.edit")
     if not isinstance(campaign, str) or not campaign.strip():
-        raise ValidationError("Give the campaign name.")
+        raise ValidationError("The campaign name is required.")
     campaign = " ".join(campaign.split())
     if len(campaign) > 100:
         raise ValidationError("The campaign name has at most 100 characters.")
