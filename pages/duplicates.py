@@ -77,6 +77,8 @@ with tab_queue:
             st.rerun()
 
 with tab_merge:
+    if st.session_state.pop("merge_done", False):  # the merged pair leaves the form: the next one starts empty
+        st.session_state.update(merge_survivor=None, merge_other=None, merge_confirm=False)
     a, b = st.columns(2)
     survivor_id = a.number_input("Survivor (keeps its id)", min_value=1, step=1, value=None, key="merge_survivor")
     other_id = b.number_input("Customer to merge into it", min_value=1, step=1, value=None, key="merge_other")
@@ -115,6 +117,7 @@ with tab_merge:
                         st.session_state["duplicates_flash"] = (
                             f"Merged customer {int(other_id)} into {int(survivor_id)} (merge {merge_id})."
                         )
+                        st.session_state["merge_done"] = True
                         st.rerun()
         if preview["tables"]:
             st.markdown("**Related records**")

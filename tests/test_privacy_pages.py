@@ -75,6 +75,9 @@ def test_scan_review_merge_and_undo_from_the_page(app, db):
     button(app, "Merge").click().run()
     assert not app.exception
     assert any(f"Merged customer {b} into {a}" in s.value for s in app.success)
+    # The merged pair leaves the form, so no preview of it says it is already merged.
+    assert not app.error
+    assert (app.number_input(key="merge_survivor").value, app.number_input(key="merge_other").value) == (None, None)
     with db.connect() as c:
         assert c.scalar(select(Customer.status).where(Customer.id == b)) == "merged"
         assert c.scalar(select(func.count()).select_from(Order).where(Order.customer_id == a)) == 3
