@@ -462,7 +462,9 @@ def test_open_by_hand_owner_defaults_validation_and_history(session):
     detail = success.cta_detail(session, make_user(session, "executive"), cta.id)
     assert [h["kind"] for h in detail["history"]] == ["created", "reassigned", "changed", "step", "logged",
                                                       "logged", "closed"]
-    assert detail["history"][1]["before"] == {"owner_id": other.id} and detail["history"][1]["by"] == admin.username
+    # The owner reads as a username in the history, not a user id.
+    assert detail["history"][1]["before"] == {"owner": other.username} and detail["history"][1]["by"] == admin.username
+    assert detail["history"][1]["after"]["owner"] == csm.username
     assert [link["kind"] for link in detail["links"]] == ["note", "communication"]
     assert detail["steps"][0]["done_by"] == csm.username and detail["outcome"] == "saved"
     assert detail["first_action_at"] is not None

@@ -128,7 +128,7 @@ def test_working_a_cta_saves_refuses_bad_input_and_stale_edits(page_app, cta_db)
     button(at, "Close CTA").click().run()
     assert any("CTA closed: Saved" in s.value for s in at.success)
     history = at.dataframe[-1].value
-    assert list(history["what"]) == ["created", "changed", "logged", "changed", "closed"]
+    assert list(history["What"]) == ["Created", "Changed", "Logged", "Changed", "Closed"]
     assert one(cta_db, select(func.count()).select_from(SuccessCtaEvent).where(SuccessCtaEvent.cta_id == cta.id))[0] == 5
 
 
@@ -204,3 +204,19 @@ def test_opening_a_cta_from_the_health_drill_down(page_app, cta_db):
     row = one(cta_db, select(SuccessCta.priority, SuccessCta.signals).where(
         SuccessCta.customer_id == customer_id, SuccessCta.trigger == success.MANUAL_TRIGGER))
     assert row[0] == "high" and row[1]["opened_from"] == "health"
+
+
+def test_cta_history_lists_what_changed_in_words():
+    """A close that rewrites owner, priority and due date with their old values lists only its status."""
+    import datetime as dt
+
+    from ui.cta_panel import _history
+
+    entry = {"at": dt.datetime(2026, 12, 1, 9, 0), "by": "csm1", "kind": "closed",
+             "before": {"owner": "csm1", "priority": "high", "due_on": "2026-12-04", "status": "open"},
+             "after": {"owner": "csm1", "priority": "high", "due_on": "2026-12-04", "status": "closed",
+                       "outcome": "saved"}}
+    shown = _history({"history": [entry]})
+    assert shown.columns.tolist() == ["When (UTC)", "By", "What", "Change"]
+    assert shown.iloc[0]["Change"] == "Status: open → closed; Outcome: saved"
+    assert shown.iloc[0]["What"] == "Closed"

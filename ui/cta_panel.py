@@ -13,7 +13,7 @@ from crm_core import platform, success
 from db.models import CTA_PRIORITIES
 
 from . import context
-from .format import plain
+from .format import plain, readable, words
 
 OUTCOME_LABELS = {"saved": "Saved", "churned": "Churned", "unreachable": "Unreachable", "not_needed": "Not needed",
                   "trigger_cleared": "Trigger cleared"}
@@ -64,10 +64,11 @@ def _history(detail: dict) -> pd.DataFrame:
     def describe(entry: dict) -> str:
         after = entry["after"] or {}
         before = entry["before"] or {}
-        parts = [f"{k}: {before.get(k)!s} → {v!s}" if k in before else f"{k}: {v!s}"
-                 for k, v in after.items() if v is not None]
+        # What changed only: a field written with the value it had is left out.
+        parts = [f"{words(k)}: {before.get(k)!s} → {v!s}" if k in before else f"{words(k)}: {v!s}"
+                 for k, v in after.items() if v is not None and not (k in before and before[k] == v)]
         return "; ".join(parts)
-    return pd.DataFrame([{"when (UTC)": h["at"], "by": h["by"], "what": h["kind"], "change": describe(h)}
+    return pd.DataFrame([{"When (UTC)": h["at"], "By": h["by"], "What": words(h["kind"]), "Change": describe(h)}
                          for h in detail["history"]])
 
 
@@ -105,8 +106,8 @@ def cta_editor(cta_id: int, today: dt.date) -> None:
     m[1].metric("Priority", detail["priority"], border=True)
     m[2].metric("Owner", detail["owner"] or "(unassigned)", border=True)
     overdue = detail["status"] != "closed" and detail["due_on"] < today
-    m[3].metric("Due", detail["due_on"].isoformat(), border=True, delta="overdue" if overdue else None,
-                delta_color="inverse")
+    m[3].metric("Due", f"{detail['due_on']:%d %b}", border=True, delta="overdue" if overdue else None,
+                delta_color="inverse", help=f"Due on {detail['due_on'].isoformat()}")
     m[4].metric("Outcome", OUTCOME_LABELS.get(detail["outcome"] or "", "—"), border=True)
     if detail["signals"]:
         st.caption("Signals: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in detail["signals"].items()))
@@ -181,7 +182,9 @@ def cta_editor(cta_id: int, today: dt.date) -> None:
 
     if detail["links"]:
         st.markdown("**Logged while working it**")
-        st.dataframe(pd.DataFrame(detail["links"])[["at", "by", "kind", "note", "communication_id", "ticket_id",
-                                                    "complaint_id"]], hide_index=True, width="stretch")
+        logged = pd.DataFrame(detail["links"])[["at", "by", "kind", "note", "communication_id", "ticket_id",
+                                                "complaint_id"]].astype(object)
+        st.dataframe(readable(logged.where(logged.notna(), ""), "kind", at="When (UTC)", communication_id="Message",
+                              ticket_id="Ticket", complaint_id="Complaint"), hide_index=True, width="stretch")
     st.markdown("**History**")
     st.dataframe(_history(detail), hide_index=True, width="stretch")

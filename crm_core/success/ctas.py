@@ -342,6 +342,16 @@ def log_on_cta(session: Session, actor: Actor, cta_id: Any, kind: str, *, note: 
 # --------------------------------------------------------------------------- reads
 
 
+def _owner_named(change: dict[str, Any] | None, users: dict[int, str]) -> dict[str, Any] | None:
+    """An event's before or after with the owner as a username ("owner": "csm1"), not a user id."""
+    if not change or "owner_id" not in change:
+        return change
+    named = {k: v for k, v in change.items() if k != "owner_id"}
+    owner_id = change["owner_id"]
+    named["owner"] = users.get(owner_id, f"user {owner_id}") if owner_id is not None else "nobody"
+    return named
+
+
 def cta_detail(session: Session, viewer: Actor, cta_id: Any) -> dict[str, Any]:
     """One CTA with its customer, owner, steps, links and full history (oldest first)."""
     require(viewer, "success.view")
@@ -365,8 +375,8 @@ def cta_detail(session: Session, viewer: Actor, cta_id: Any) -> dict[str, Any]:
         "links": [{"kind": link.kind, "note": link.note, "communication_id": link.communication_id,
                    "ticket_id": link.ticket_id, "complaint_id": link.complaint_id, "at": link.created_at,
                    "by": users.get(link.created_by_id) if link.created_by_id else "system"} for link in links],
-        "history": [{"at": e.occurred_at, "by": e.actor_username, "kind": e.kind, "before": e.before,
-                     "after": e.after} for e in events],
+        "history": [{"at": e.occurred_at, "by": e.actor_username, "kind": e.kind,
+                     "before": _owner_named(e.before, users), "after": _owner_named(e.after, users)} for e in events],
     }
 
 
