@@ -520,16 +520,27 @@ def _failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# A step that finds SQLite busy runs again (each of its units of work rolled back whole): a step that
+# reads and then writes fails at once when the app committed in between (a sign-in, a saved form).
+BUSY_ATTEMPTS = 3
+
+
 def _timed(step: Step, engine: Engine, as_of: dt.date, now: dt.datetime, run_log: RunLog) -> StepRecord:
     """Run one step; a failure becomes a failed record (the trace goes to the log), never an exception."""
     key = step_key(step)
     run_log.step_started(key)
     started = time.perf_counter()
-    try:
-        outcome = _outcome(step(engine, as_of, now))
-    except Exception as exc:  # noqa: BLE001 - one failing step never blocks the others
-        log.exception("Refresh step %s failed (as of %s)", key, as_of)
-        outcome = StepOutcome(f"failed: {_failure_reason(exc)}", None, "failed")
+    for attempt in range(1, BUSY_ATTEMPTS + 1):
+        try:
+            outcome = _outcome(step(engine, as_of, now))
+        except Exception as exc:  # noqa: BLE001 - one failing step never blocks the others
+            if attempt < BUSY_ATTEMPTS and platform.database_was_busy(exc):
+                log.warning("Refresh step %s found the database busy (as of %s); running it again", key, as_of)
+                time.sleep(attempt)
+                continue
+            log.exception("Refresh step %s failed (as of %s)", key, as_of)
+            outcome = StepOutcome(f"failed: {_failure_reason(exc)}", None, "failed")
+        break
     seconds = time.perf_counter() - started
     run_log.step_finished(key, outcome.status, seconds, outcome.detail, outcome.rows)
     return StepRecord("", seconds, outcome.detail, outcome.status, outcome.rows)

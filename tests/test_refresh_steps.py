@@ -183,3 +183,52 @@ def test_the_journeys_step_runs_after_lifecycle_and_says_which_sources_are_missi
     outcome = step(engine, AS_OF, dt.datetime(2026, 6, 30, 23))
     assert outcome.status == "ok" and outcome.rows
     assert outcome.detail.startswith("5 customers, 4 buyers, 1 churned") and "no lifecycle stage changes" in outcome.detail
+
+
+def test_a_step_that_finds_sqlite_busy_runs_again(monkeypatch, tmp_path):
+    """The first refresh beside the app: a step reads, someone signs in (the app commits a write), the
+    step then writes and SQLite refuses at once (a read snapshot cannot be moved forward). The step runs
+    again and lands; a step that stays busy fails after BUSY_ATTEMPTS with the busy message."""
+    from sqlalchemy import func, insert, select, update
+
+    from crm_core import platform
+    from db import migrate
+    from db.engine import make_engine
+    from db.models import AppSetting, User
+
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as c:
+        c.execute(insert(User).values(username="someone", full_name="Some One", role="analyst",
+                                      password_hash="x", is_active=True))
+    monkeypatch.setattr(refresh.time, "sleep", lambda seconds: None)
+    calls: list[int] = []
+
+    def _journeys(engine_, as_of, now, conflicts: int = 1):
+        calls.append(1)
+        with platform.unit_of_work(engine_) as session:
+            session.execute(select(func.count()).select_from(User)).scalar_one()  # the step reads ...
+            if len(calls) <= conflicts:
+                with engine_.begin() as app:  # ... the app commits meanwhile ...
+                    app.execute(update(User).values(full_name=f"Signed in {time.perf_counter_ns()}"))
+            session.add(AppSetting(key=f"{conflicts}-{len(calls)}", value={"ok": True}))  # ... the step writes
+        return "written"
+
+    monkeypatch.setattr(refresh, "STEPS", (("Journeys", _journeys),))
+    report = batch.run_refresh(engine, dt.date(2026, 1, 31))
+    assert [(s.status, s.detail) for s in report.steps] == [("ok", "written")] and len(calls) == 2
+    with engine.connect() as c:
+        assert c.scalar(select(AppSetting.value).where(AppSetting.key == "1-2")) == {"ok": True}
+        assert c.scalar(select(func.count()).select_from(AppSetting).where(AppSetting.key == "1-1")) == 0
+
+    calls.clear()
+
+    def _lifecycle(engine_, as_of, now):
+        return _journeys(engine_, as_of, now, conflicts=99)
+
+    monkeypatch.setattr(refresh, "STEPS", (("Lifecycle", _lifecycle),))
+    report = batch.run_refresh(engine, dt.date(2026, 1, 31))
+    assert report.steps[0].status == "failed" and "busy" in report.steps[0].detail
+    assert len(calls) == refresh.BUSY_ATTEMPTS
+    engine.dispose()

@@ -99,7 +99,7 @@ from crm_core.platform.sql import (
     whole_days_between,
     year_month,
 )
-from crm_core.platform.transactions import check_version, unit_of_work
+from crm_core.platform.transactions import check_version, database_was_busy, unit_of_work
 from crm_core.platform.users import (
     SignedInUser,
     authenticate,
@@ -181,6 +181,7 @@ __all__ = [
     "check_as_of",
     "check_backfill_months",
     "check_version",
+    "database_was_busy",
     "create_user",
     "csv_chunks",
     "data_date",

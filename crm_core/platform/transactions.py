@@ -42,6 +42,18 @@ def _is_busy(exc: OperationalError) -> bool:
     return "database is locked" in text or "database is busy" in text or "database table is locked" in text
 
 
+def database_was_busy(exc: BaseException) -> bool:
+    """Whether `exc` (as `unit_of_work` raises it, or raw) is SQLite's busy or locked error: worth one
+    more try of the whole unit. A transaction that read first and then writes after another connection
+    committed fails at once (SQLite cannot move its snapshot forward), whatever the busy timeout."""
+    found: BaseException | None = exc
+    while found is not None:
+        if isinstance(found, OperationalError) and _is_busy(found):
+            return True
+        found = found.__cause__
+    return False
+
+
 @contextmanager
 def unit_of_work(bind: Engine | Callable[[], Session], *, write: bool = False) -> Iterator[Session]:
     """The one unit of work of pages, the `crm` command and the batch: a session on `bind` (an engine
