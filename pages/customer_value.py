@@ -39,8 +39,9 @@ def segments_chart(by_segment: pd.DataFrame):
 viewer = context.require_page("value.view")
 st.title("Customer value")
 st.caption(
-    "Lifetime value from the batch refresh: BG/NBD for expected purchases and the probability that a customer "
-    "is still active, Gamma-Gamma for the spend per purchase; 12-month CLV discounted at 10% a year."
+    "Lifetime value from the batch refresh: BG/NBD for expected purchases, the modified BG/NBD for the "
+    "probability that a customer is still active (a one-time buyer long silent is likely gone), Gamma-Gamma for "
+    "the spend per purchase; 12-month CLV discounted at 10% a year."
 )
 show_data_date()
 show_step_status("lifetime_value", "Lifetime value")

@@ -218,3 +218,20 @@ def test_executive_sees_sla_figures_without_editors(app):
     assert not at.exception and titles(at) == ["SLA"]
     assert "Targets met" in {m.label for m in at.metric}
     assert not [b for b in at.button if b.label in ("Save policy", "Save calendar", "Save answer")]
+
+
+def test_sla_trend_leaves_out_the_week_in_progress(app, app_db):
+    """A ticket opened today: its week is still running, so the weekly trend stops at the last full week
+    and says why (the running week counts only targets already due, which reads high)."""
+    import json
+
+    engine = make_engine(app_db)
+    _a_ticket(engine, "Parcel stuck in transit")
+    engine.dispose()
+    at = open_page(app, "admin1", "sla")
+    assert not at.exception
+    trend = json.loads(at.get("plotly_chart")[0].proto.spec)
+    weeks = [dt.datetime.fromisoformat(x) for x in trend["data"][0]["x"]]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    assert weeks and max(weeks) + dt.timedelta(days=7) <= now
+    assert any("is in progress and left out" in c.value for c in at.caption)
