@@ -45,7 +45,7 @@ def share_chart(profile_a: dict, label_a: str, profile_b: dict, label_b: str, di
 @shared
 def largest_chart(largest: pd.DataFrame):
     return px.bar(largest, x="members", y="name", orientation="h", color="type", title="Largest active segments",
-                  labels={"members": "Members", "name": ""}).update_layout(yaxis={"categoryorder": "total ascending"})
+                  labels={"members": "Members", "name": "", "type": "Type"}).update_layout(yaxis={"categoryorder": "total ascending"})
 
 
 @shared
@@ -62,6 +62,7 @@ MEMBER_SORT_LABELS = {"id": "Customer id", "name": "Last name", "email": "E-mail
                       "churn_probability": "Churn probability", "entered_at": "Joined the segment"}
 MEMBER_COLUMNS = {**MEMBER_SORT_LABELS, "name": "Customer", "lifecycle_stage": "Lifecycle stage",
                   "loyalty_tier": "Loyalty tier"}
+SEGMENT_TYPE_LABELS = {t: {"rfm": "RFM", "value_based": "Value-based"}.get(t, words(t)) for t in SEGMENT_TYPES}
 AVERAGE_LABELS = {"order_count": "Orders", "total_revenue": "Revenue (€)", "days_since_last_order": "Days since last order"}
 # Only the open tab is built and drawn; the widgets of the others keep their values meanwhile.
 keep("detail_segment", "members_page", "rules_mode", "rules_match", "compare_a", "compare_b",
@@ -83,17 +84,20 @@ if tab_list.open:
             c2.metric("Active", f"{len(active):,}", border=True)
             c3.metric("Dynamic", f"{sum(s['kind'] == 'dynamic' for s in all_segments):,}", border=True)
             table = pd.DataFrame(all_segments)
+            shown = table[["name", "type", "kind", "members", "revenue_share", "priority", "active", "last_refreshed_at"]].copy()
+            shown["type"] = shown["type"].map(SEGMENT_TYPE_LABELS)
+            shown["kind"] = shown["kind"].str.capitalize()
             st.dataframe(
-                table[["name", "type", "kind", "members", "revenue_share", "priority", "active", "last_refreshed_at"]],
+                shown,
                 hide_index=True, width="stretch",
                 column_config={
-                    "name": "Segment", "type": "Type", "kind": "Kind", "members": st.column_config.NumberColumn("Members"),
+                    "name": "Segment", "type": "Type", "kind": "Kind", "members": st.column_config.NumberColumn("Members", format="localized"),
                     "revenue_share": st.column_config.ProgressColumn("Revenue share", format="percent", min_value=0, max_value=1),
                     "priority": "Priority", "active": "Active",
                     "last_refreshed_at": st.column_config.DatetimeColumn("Refreshed", format="YYYY-MM-DD HH:mm"),
                 },
             )
-            largest = table.loc[table["active"], ["name", "type", "members"]].nlargest(15, "members")
+            largest = shown.loc[table["active"], ["name", "type", "members"]].nlargest(15, "members")
             st.plotly_chart(largest_chart(largest), width="stretch")
 
 if tab_detail.open:
@@ -250,7 +254,7 @@ if tab_build.open:
                 st.markdown("**Save as a dynamic segment**")
                 name_input = st.text_input("Name")
                 kinds = [t for t in SEGMENT_TYPES if t not in segmentation.MODEL_SEGMENT_TYPES]
-                type_input = st.selectbox("Type", kinds, index=kinds.index("behavioural"))
+                type_input = st.selectbox("Type", kinds, index=kinds.index("behavioural"), format_func=SEGMENT_TYPE_LABELS.get)
                 priority_input = st.number_input("Priority", min_value=0, max_value=1000, value=100, step=10)
                 description_input = st.text_input("Description")
                 if st.form_submit_button("Save segment", type="primary"):
