@@ -104,6 +104,7 @@ with tabs["Team"]:
         frame = pd.DataFrame(workload)
         long = frame.melt(id_vars=["owner"], value_vars=["open", "in_progress", "snoozed"], var_name="status",
                           value_name="CTAs")
+        long["status"] = long["status"].map(STATUS_LABELS)
         st.plotly_chart(workload_chart(long), width="stretch")
         st.dataframe(frame.drop(columns=["owner_id"]), hide_index=True, width="stretch", column_config={
             "owner": "Owner", "open": "Open", "in_progress": "In progress", "snoozed": "Snoozed",
