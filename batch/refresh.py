@@ -412,8 +412,8 @@ def _success(engine: Engine, as_of: dt.date, now: dt.datetime) -> StepOutcome:
     held = sum(r["held_out"] for r in ran.values())
     detail = (f"{opened:,} CTAs opened, {held:,} held out for comparison, {closed:,} closed as their trigger cleared"
               + (f" ({churned:,} of them because the account churned)" if churned else "")
-              + f", {result['woke']:,} woke from snooze; "
-              + ", ".join(f"{success.TRIGGER_LABELS[key]} {r['active']:,} active" for key, r in ran.items()))
+              + f", {result['woke']:,} woke from snooze; the rules hold for: "
+              + ", ".join(f"{success.TRIGGER_LABELS[key]} {r['active']:,} customers" for key, r in ran.items()))
     if skipped_rules:
         detail += "; skipped: " + "; ".join(skipped_rules)
     return StepOutcome(detail, opened + closed + held)
