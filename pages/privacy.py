@@ -10,12 +10,7 @@ from crm_core import customers, platform
 from db.models import CONSENT_PURPOSES, CONTACT_FREQUENCIES, DSR_STATUSES, DSR_TYPES
 from ui import context
 from ui.charts import shared
-from ui.format import plain
-
-
-def words(code: str) -> str:
-    """A stored code as the words a person reads: in_progress -> In progress."""
-    return code.replace("_", " ").capitalize()
+from ui.format import plain, words
 
 
 @shared
@@ -100,7 +95,7 @@ with tab_process:
         st.info("Enter the id of a request from the log.")
     else:
         st.write(f"**{chosen['type'].capitalize()}** request for customer {chosen['customer_id']}, "
-                 f"status **{chosen['status']}**, due {chosen['due_at']:%Y-%m-%d}"
+                 f"status **{words(chosen['status']).lower()}**, due {chosen['due_at']:%Y-%m-%d}"
                  + (" — **overdue**" if chosen["overdue"] else ""))
         is_open = chosen["status"] in ("received", "in_progress")
         wants_export = is_open and chosen["type"] in ("access", "portability")

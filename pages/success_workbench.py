@@ -39,6 +39,8 @@ def playbook_effect_chart(measured: pd.DataFrame, horizon: int):
 viewer = context.require_page("success.view")
 can_work = platform.allowed(viewer.role, "success.work")
 st.title("Success workbench")
+if flash := st.session_state.pop("workbench_flash", None):
+    st.success(flash)
 today = show_data_date().day
 st.caption("Calls to action (CTAs) open from the rules in the batch refresh (churn risk, health drops, detractor "
            "answers, service problems of high-value customers, expired cards before a repeat order, risk "
@@ -130,8 +132,9 @@ with tabs["Team"]:
             ids = {o["username"]: o["id"] for o in owners}
             if st.form_submit_button("Reassign"):
                 moved = context.act(success.reassign_ctas, ids.get(source), ids[target])
-                if moved is not None:
-                    st.success(f"{moved:,} CTAs moved from {source} to {target}.")
+                if moved is not None:  # drawn again, so the workload above shows the move
+                    st.session_state["workbench_flash"] = f"{moved:,} CTAs moved from {source} to {target}."
+                    st.rerun()
     team = context.read(success.team_ctas, today, view=team_view, owner_id=owner_filter[who],
                         trigger=None if trigger == "All" else trigger, page=st.session_state.get("team_page", 1),
                         page_size=25)

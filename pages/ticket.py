@@ -6,7 +6,7 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import TICKET_CATEGORIES, TICKET_PRIORITIES
 from ui import context
-from ui.format import plain
+from ui.format import plain, words
 
 viewer = context.require_page("tickets.view")
 can_manage = platform.allowed(viewer.role, "tickets.manage")
@@ -16,6 +16,10 @@ if flash := st.session_state.pop("ticket_flash", None):
 
 # Plain words in the clocks table (emoji show as empty boxes where the browser has no emoji font):
 # capitals for the states that need someone now.
+# Status words short enough for their card at 1440 px ('pending customer' was cut to 'pendin…').
+STATUS_SHORT = {"pending_customer": "Pending", "on_hold": "On hold"}
+STATUS_HELP = {"pending_customer": "Pending customer: waiting for the customer's reply; the SLA clock is paused.",
+               "on_hold": "On hold: parked by the agent; the SLA clock is paused."}
 CLOCK_ICONS = {"overdue": "OVERDUE", "under 1h": "DUE <1h", "missed": "MISSED"}
 
 # Which ticket: ?id=… when navigated to (the query parameter mirrors the picker), else the last one
@@ -54,7 +58,8 @@ if read_version is None:
 
 st.subheader(f"{ticket['ticket_number']} · {plain(ticket['subject'])}")
 m1, m2, m3, m4 = st.columns([1, 1, 1, 2])  # the customer's name is the longest value
-m1.metric("Status", ticket["status"].replace("_", " "), border=True)
+m1.metric("Status", STATUS_SHORT.get(ticket["status"], words(ticket["status"])), border=True,
+          help=STATUS_HELP.get(ticket["status"]))
 m2.metric("Priority", ticket["priority"], border=True)
 m3.metric("Agent", ticket["assignee"] or "nobody", border=True,
           help=None if ticket["assignee"] else "Not assigned: nobody has taken this ticket yet.")

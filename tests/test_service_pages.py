@@ -93,7 +93,7 @@ def test_ticket_page_reply_note_and_status_conflict(app, app_db):
     at.number_input(key="ticket_picker").set_value(ticket_id).run()
     assert not at.exception and titles(at) == ["Ticket"]
     assert any("Charged twice for order" in h.value for h in at.subheader)
-    assert {m.label: m.value for m in at.metric}["Status"] == "new"
+    assert {m.label: m.value for m in at.metric}["Status"] == "New"
     # The SLA clocks: a running clock's done time is blank, not "None".
     clocks = next(d for d in at.dataframe if "Clock" in d.proto.columns)
     assert clocks.proto.HasField("placeholder") and clocks.proto.placeholder == ""
@@ -111,7 +111,7 @@ def test_ticket_page_reply_note_and_status_conflict(app, app_db):
                          .where(SupportTicketResponse.ticket_id == ticket_id).order_by(SupportTicketResponse.id)).all()
         assert [tuple(r) for r in rows] == [("customer", False), ("agent", False), ("agent", True)]
         version = s.get(SupportTicket, ticket_id).version
-    assert {m.label: m.value for m in at.metric}["Status"] == "open"
+    assert {m.label: m.value for m in at.metric}["Status"] == "Open"
 
     # Someone else changes the ticket after this page was rendered: the save is refused, nothing lost.
     with platform.unit_of_work(engine) as s:

@@ -220,3 +220,22 @@ def test_cta_history_lists_what_changed_in_words():
     assert shown.columns.tolist() == ["When (UTC)", "By", "What", "Change"]
     assert shown.iloc[0]["Change"] == "Status: open → closed; Outcome: saved"
     assert shown.iloc[0]["What"] == "Closed"
+
+
+def test_reassigning_a_persons_ctas_shows_in_the_workload_at_once(page_app, cta_db):
+    at = open_page(page_app, "admin1", "success_workbench")
+    assert not at.exception, at.exception
+
+    def workload(at_) -> dict[str, int]:
+        table = next(d.value for d in at_.dataframe if "due_7_days" in d.value.columns)
+        return dict(zip(table["owner"], table["open"], strict=True))
+
+    before = workload(at)
+    at.selectbox(key="reassign_from").set_value("(unassigned)")
+    at.selectbox(key="reassign_to").set_value("csm3")
+    button(at, "Reassign").click().run()
+    assert not at.exception, at.exception
+    moved = before.get("(unassigned)", 0)
+    assert any(f"{moved:,} CTAs moved from (unassigned) to csm3" in s.value for s in at.success)
+    after = workload(at)
+    assert after.get("(unassigned)", 0) == 0 and after["csm3"] == before.get("csm3", 0) + moved
