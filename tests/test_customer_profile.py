@@ -110,8 +110,13 @@ def test_timeline_pages_and_filters_by_kind(session, staff, customer, history):
 
 
 def test_profile_has_facts_and_latest_scores(session, staff, customer):
-    session.add(CustomerAnalytics(customer_id=customer.id, as_of=dt.date(2026, 6, 1), order_count=4,
-                                  total_revenue=Decimal("420.50"), clv_12m=Decimal("300"), churn_probability=0.8,
+    # Orders and revenue are read live: four revenue orders (a cancelled one does not count), while the
+    # last refresh's snapshot still says 3 orders and 300.00 (a split or a new order since then).
+    for day, total in ((1, "100.00"), (8, "120.50"), (15, "100.00"), (22, "100.00")):
+        make_order(session, customer, dt.datetime(2026, 5, day, 12), total)
+    make_order(session, customer, dt.datetime(2026, 5, 25, 12), "999.00", status="cancelled")
+    session.add(CustomerAnalytics(customer_id=customer.id, as_of=dt.date(2026, 6, 1), order_count=3,
+                                  total_revenue=Decimal("300.00"), clv_12m=Decimal("300"), churn_probability=0.8,
                                   sessions_90d=3, open_tickets=1, recency_score=4, frequency_score=3,
                                   monetary_score=5))
     session.add(CustomerLifecycleStage(customer_id=customer.id, stage="at_risk", entered_at=T0, reason="quiet"))
@@ -119,6 +124,8 @@ def test_profile_has_facts_and_latest_scores(session, staff, customer):
     result = customers.customer_profile(session, staff["analyst"], customer.id)
     assert result["facts"]["name"] == "Ada Lovelace"
     assert result["facts"]["orders"] == 4 and result["facts"]["revenue"] == 420.5
+    assert result["facts"]["avg_order_value"] == 105.12 and result["facts"]["days_since_last_order"] == 10
+    assert result["facts"]["last_order_at"] == dt.datetime(2026, 5, 22, 12)
     assert result["facts"]["stage"] == "at_risk"
     assert result["scores"]["clv_12m"] == 300.0
     assert result["scores"]["risk_level"] == "critical"

@@ -31,7 +31,7 @@ from typing import Any
 import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import String, bindparam, case, cast, func, literal, select, union_all, update
+from sqlalchemy import String, bindparam, case, cast, func, literal, select, true, union_all, update
 from sqlalchemy.orm import Session
 
 from crm_core.customers.rules import TEXT_LIMITS, display_name
@@ -230,6 +230,12 @@ def _profile_statement() -> Any:
 
     health_columns = [newest_health(AccountHealthScore.overall).label("health_overall"),
                       newest_health(AccountHealthScore.level).label("health_level_now")]
+    # Orders and revenue as they are now, not as of the last refresh: an order recorded, a merge or a
+    # split since then shows at once (one customer's orders, read through its index).
+    live = (select(func.count().label("order_count"), func.sum(Order.total).label("total_revenue"),
+                   func.min(Order.ordered_at).label("first_order_at"), func.max(Order.ordered_at).label("last_order_at"))
+            .where(Order.customer_id == bindparam("customer_id"), Order.status.in_(REVENUE_ORDER_STATUSES))
+            .subquery("live_orders"))
     query = (
         select(c.id, c.external_id, c.first_name, c.last_name, c.email, c.phone, c.company, c.country_code, c.city,
                c.preferred_language, c.date_of_birth, c.gender, c.notes, c.status, c.merged_into_id,
@@ -237,13 +243,13 @@ def _profile_statement() -> Any:
                stage.stage, stage.entered_at.label("stage_since"), stage.reason.label("stage_reason"),
                stage.engagement_score, stage.loyalty_score,
                loyalty.tier, loyalty.points_balance,
-               a.customer_id.label("scored"), a.order_count, a.total_revenue, a.avg_order_value, a.first_order_at,
-               a.last_order_at, a.days_since_last_order, a.as_of, a.clv_12m, a.historic_clv, a.churn_probability,
+               a.customer_id.label("scored"), live.c.order_count, live.c.total_revenue, live.c.first_order_at,
+               live.c.last_order_at, a.as_of, a.clv_12m, a.historic_clv, a.churn_probability,
                a.prob_alive, a.health_score, a.health_level, a.rfm_segment, a.recency_score, a.frequency_score,
                a.monetary_score, a.open_tickets, a.last_nps,
                risk_level_expr(select(func.max(ChurnPrediction.as_of)).scalar_subquery()).label("risk_level"), *health_columns)
         .select_from(c).outerjoin(a, a.customer_id == c.id).outerjoin(stage, stage.customer_id == c.id)
-        .outerjoin(loyalty, loyalty.customer_id == c.id)
+        .outerjoin(loyalty, loyalty.customer_id == c.id).join(live, true())
     )
     return query.where(c.id == bindparam("customer_id"))
 
@@ -257,6 +263,9 @@ def customer_profile(session: Session, viewer: Actor, customer_id: int) -> dict[
     if r is None:
         raise NotFound(f"No customer with id {customer_id}.")
     scored = r["scored"] is not None
+    orders, revenue, last = int(r["order_count"] or 0), float(r["total_revenue"] or 0), r["last_order_at"]
+    if isinstance(last, str):  # SQLite's MAX over a DATETIME column comes back as text
+        last = dt.datetime.fromisoformat(last)
     facts = {
         "id": r["id"], "external_id": r["external_id"],
         "name": display_name(r["first_name"], r["last_name"], r["id"], r["external_id"]),
@@ -265,10 +274,9 @@ def customer_profile(session: Session, viewer: Actor, customer_id: int) -> dict[
                              "acquisition_channel", "signed_up_at", "version")},
         "stage": r["stage"], "stage_since": r["stage_since"], "stage_reason": r["stage_reason"],
         "tier": r["tier"], "points": r["points_balance"],
-        "orders": r["order_count"] if scored else 0, "revenue": _float(r["total_revenue"]) if scored else 0.0,
-        "avg_order_value": _float(r["avg_order_value"]),
+        "orders": orders, "revenue": revenue, "avg_order_value": round(revenue / orders, 2) if orders else None,
         "first_order_at": r["first_order_at"], "last_order_at": r["last_order_at"],
-        "days_since_last_order": r["days_since_last_order"],
+        "days_since_last_order": None if last is None else max(0, ((r["as_of"] or dt.date.today()) - last.date()).days),
     }
     has_health = r["health_overall"] is not None or r["health_level_now"] is not None
     scores = {
