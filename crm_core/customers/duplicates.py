@@ -97,24 +97,28 @@ NAME_SCORERS = (fuzz.ratio, fuzz.token_sort_ratio)
 
 
 @cache
-def _name_groups() -> dict[str, frozenset[str]]:
-    """Each given name in the nicknames dataset with the names it stands for: itself and every formal
-    name it is a nickname of ('bob' -> {'bob', 'robert', ...})."""
-    groups: dict[str, set[str]] = {}
-    for formal, _, nickname in name_triplets():
-        groups.setdefault(formal, {formal})
-        groups.setdefault(nickname, {nickname}).add(formal)
-    return {name: frozenset(group) for name, group in groups.items()}
+def _name_groups() -> pd.DataFrame:
+    """Each given name in the nicknames dataset with each name it stands for, a row apiece: itself and
+    every formal name it is a nickname of ('bob' -> bob, robert, ...)."""
+    triplets = pd.DataFrame(name_triplets(), columns=["formal", "relation", "nickname"])
+    pairs = pd.concat([triplets[["formal", "formal"]].set_axis(["name", "group"], axis=1),
+                       triplets[["nickname", "nickname"]].set_axis(["name", "group"], axis=1),
+                       triplets[["nickname", "formal"]].set_axis(["name", "group"], axis=1)])
+    return pairs.drop_duplicates(ignore_index=True)
 
 
 def nickname_pairs(first_a: pd.Series, first_b: pd.Series) -> np.ndarray:
     """Whether each pair's given names differ but stand for the same name: a nickname and its formal
-    name ('Bob' and 'Robert'), or two nicknames of one name ('Bob' and 'Rob')."""
+    name ('Bob' and 'Robert'), or two nicknames of one name ('Bob' and 'Rob'). Two joins on the
+    dataset, not a loop over the pairs."""
     groups = _name_groups()
-    empty: frozenset[str] = frozenset()
-    return np.fromiter((a != b and bool(groups.get(a, empty) & groups.get(b, empty))
-                        for a, b in zip(first_a.tolist(), first_b.tolist(), strict=True)),
-                       dtype=bool, count=len(first_a))
+    pairs = pd.DataFrame({"a": first_a.to_numpy(), "b": first_b.to_numpy(), "pair": np.arange(len(first_a))})
+    pairs = pairs[pairs["a"] != pairs["b"]]
+    of_a = pairs.merge(groups, left_on="a", right_on="name")[["pair", "group"]]
+    of_b = pairs.merge(groups, left_on="b", right_on="name")[["pair", "group"]]
+    found = np.zeros(len(first_a), dtype=bool)
+    found[of_a.merge(of_b, on=["pair", "group"])["pair"].unique()] = True
+    return found
 
 
 def _block_pairs(people: pd.DataFrame, key: str, cutoff: int | None) -> list[np.ndarray]:
