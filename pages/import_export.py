@@ -158,7 +158,7 @@ def run_import(uploaded, mapping: dict[str, str], policy: str, threshold: int) -
         os.unlink(errors_path)
     bar.progress(1.0, text="Done")
     st.session_state["import_result"] = {
-        "file": report.file_name, "counts": report.counts(), "seconds": report.seconds,
+        "file": report.file_name, "counts": report.counts(), "wrote": report.wrote_rows, "seconds": report.seconds,
         "errors": [vars(e) for e in report.errors[:500]], "error_csv": error_bytes,
         "duplicates": [vars(d) for d in report.duplicates[:500]],
     }
@@ -179,7 +179,7 @@ def show_result() -> None:
     for column, (key, label) in zip(cols, labels, strict=True):
         column.metric(label, f"{counts[key]:,}", border=True)
     st.caption(f"Finished in {result['seconds']:.1f}s.")
-    if counts["created"] or counts["updated"]:
+    if result["wrote"]:
         refresh_note()
     if result["errors"]:
         st.dataframe(pd.DataFrame(result["errors"]), hide_index=True, width="stretch",
@@ -366,7 +366,8 @@ def run_kind_import(entity: str, uploaded, run, file_format: str | None = None) 
         os.unlink(errors_path)
     bar.progress(1.0, text="Done")
     st.session_state["import_result"] = {
-        "file": report.file_name, "figures": report.figures(), "notes": report.notes(), "seconds": report.seconds,
+        "file": report.file_name, "figures": report.figures(), "notes": report.notes(), "wrote": report.wrote_rows,
+        "seconds": report.seconds,
         "errors": [vars(e) for e in report.errors[:500]], "error_csv": error_bytes,
     }
 
@@ -380,8 +381,7 @@ def show_figures(result: dict) -> None:
     for note in result["notes"]:
         st.caption(note)
     st.caption(f"Finished in {result['seconds']:.1f}s.")
-    if any(value and not label.startswith("skipped") and any(word in label for word in ("imported", "created", "updated"))
-           for label, value in figures):  # rows were written ("skipped (already imported)" are not)
+    if result["wrote"]:
         refresh_note()
     if result["errors"]:
         st.dataframe(pd.DataFrame(result["errors"]), hide_index=True, width="stretch",

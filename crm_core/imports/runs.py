@@ -126,6 +126,11 @@ class ImportReport:
                           other_currency=sum(self.other_currency.values()))
         return counts
 
+    @property
+    def wrote_rows(self) -> bool:
+        """Whether the import added or changed anything (a re-import that only skipped did not)."""
+        return bool(self.created or self.updated or self.customers_created)
+
     def apply(self, loaded: order_staging.LoadResult) -> None:
         """Take the counts of the set-based load of staged orders."""
         self.created = loaded.orders
