@@ -6,7 +6,7 @@ import streamlit as st
 from crm_core import platform, service
 from db.models import TICKET_CATEGORIES, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATUSES, utcnow
 from ui import context
-from ui.format import plain
+from ui.format import plain, words
 
 viewer = context.require_page("tickets.view")
 can_manage = platform.allowed(viewer.role, "tickets.manage")
@@ -14,7 +14,6 @@ st.title("Support queue")
 if flash := st.session_state.pop("queue_flash", None):
     st.success(flash)
 
-STATUS_LABELS = {status: status.replace("_", " ").capitalize() for status in TICKET_STATUSES}
 SLA_COLOURS = {
     "overdue": "background-color: #f8d7da; color: #842029", "under 1h": "background-color: #ffe5d0; color: #8a3b00",
     "under 4h": "background-color: #fff3cd; color: #664d03", "on track": "background-color: #d1e7dd; color: #0f5132",
@@ -46,7 +45,7 @@ with st.container(border=True):
     f1, f2, f3, f4, f5 = st.columns([2, 1, 1, 1, 1])
     search = f1.text_input("Search subject or ticket number", key="queue_search")
     status = f2.selectbox("Status", ["Open (any)", "All", *TICKET_STATUSES], key="queue_status",
-                          format_func=lambda s: STATUS_LABELS.get(s, s))
+                          format_func=words)
     priority = f3.selectbox("Priority", ["All", *TICKET_PRIORITIES], key="queue_priority")
     category = f4.selectbox("Category", ["All", *TICKET_CATEGORIES], key="queue_category")
     agent = f5.selectbox("Agent", ["All", *agent_names], key="queue_agent")
@@ -73,7 +72,7 @@ def show_queue(view: str) -> None:
     frame = pd.DataFrame(found.rows)
     frame["time_left"] = frame["minutes_left"].map(
         lambda m: "" if pd.isna(m) else (f"{int(m) // 60}h {int(m) % 60:02d}m" if m >= 0 else f"-{int(-m) // 60}h {int(-m) % 60:02d}m"))
-    frame["status"] = frame["status"].map(STATUS_LABELS).fillna(frame["status"])
+    frame["status"] = frame["status"].map(words)
     table = frame[["ticket_number", "subject", "customer", "status", "priority", "category", "assignee", "sla",
                    "time_left", "next_due_at", "unread", "created_at"]]
     styled = table.style.map(lambda band: SLA_COLOURS.get(band, ""), subset=["sla"])

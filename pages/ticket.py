@@ -14,12 +14,12 @@ st.title("Ticket")
 if flash := st.session_state.pop("ticket_flash", None):
     st.success(flash)
 
-# Plain words in the clocks table (emoji show as empty boxes where the browser has no emoji font):
-# capitals for the states that need someone now.
 # Status words short enough for their card at 1440 px ('pending customer' was cut to 'pendin…').
 STATUS_SHORT = {"pending_customer": "Pending", "on_hold": "On hold"}
 STATUS_HELP = {"pending_customer": "Pending customer: waiting for the customer's reply; the SLA clock is paused.",
                "on_hold": "On hold: parked by the agent; the SLA clock is paused."}
+# Plain words in the clocks table (emoji show as empty boxes where the browser has no emoji font):
+# capitals for the states that need someone now.
 CLOCK_ICONS = {"overdue": "OVERDUE", "under 1h": "DUE <1h", "missed": "MISSED"}
 
 # Which ticket: ?id=… when navigated to (the query parameter mirrors the picker), else the last one
