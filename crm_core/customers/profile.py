@@ -264,8 +264,6 @@ def customer_profile(session: Session, viewer: Actor, customer_id: int) -> dict[
         raise NotFound(f"No customer with id {customer_id}.")
     scored = r["scored"] is not None
     orders, revenue, last = int(r["order_count"] or 0), float(r["total_revenue"] or 0), r["last_order_at"]
-    if isinstance(last, str):  # SQLite's MAX over a DATETIME column comes back as text
-        last = dt.datetime.fromisoformat(last)
     facts = {
         "id": r["id"], "external_id": r["external_id"],
         "name": display_name(r["first_name"], r["last_name"], r["id"], r["external_id"]),
