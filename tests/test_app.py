@@ -96,13 +96,18 @@ def app_exceptions(at: AppTest):
     return list(at.exception)
 
 
-def test_admin_creates_a_user_through_the_form(app, app_db):
-    sign_in(app, "admin1", demo.demo_password("admin1"))
+def _fill_create_user_form(app: AppTest, admin: str, **typed: str) -> None:
+    """Sign in as `admin`, open Users and type into the create form (fields by label)."""
+    sign_in(app, admin, demo.demo_password(admin))
     app.switch_page(str(ROOT / "pages/admin.py")).run()
     form_inputs = {t.label: t for t in app.text_input}
-    form_inputs["Username"].input("newhire")
-    form_inputs["Full name"].input("New Hire")
-    form_inputs["Initial password"].input("orchid-lantern-42")
+    for label, value in typed.items():
+        form_inputs[label].input(value)
+
+
+def test_admin_creates_a_user_through_the_form(app, app_db):
+    _fill_create_user_form(app, "admin1", **{"Username": "newhire", "Full name": "New Hire",
+                                              "Initial password": "orchid-lantern-42"})
     next(s for s in app.selectbox if s.label == "Role").select("support_agent")
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
@@ -118,24 +123,15 @@ def test_admin_creates_a_user_through_the_form(app, app_db):
 
 
 def test_admin_form_shows_validation_errors(app):
-    sign_in(app, "admin2", demo.demo_password("admin2"))
-    app.switch_page(str(ROOT / "pages/admin.py")).run()
-    form_inputs = {t.label: t for t in app.text_input}
-    form_inputs["Username"].input("x")
-    form_inputs["Initial password"].input("orchid-lantern-42")
+    _fill_create_user_form(app, "admin2", **{"Username": "x", "Initial password": "orchid-lantern-42"})
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
     assert any("3-64 characters" in e.value for e in app.error)
 
 
 def test_admin_create_user_keeps_the_typed_fields_after_a_refusal(app, app_db):
-    sign_in(app, "admin2", demo.demo_password("admin2"))
-    app.switch_page(str(ROOT / "pages/admin.py")).run()
-    form_inputs = {t.label: t for t in app.text_input}
-    form_inputs["Username"].input("shortpw")
-    form_inputs["Full name"].input("Short Password")
-    form_inputs["Email"].input("short.pw@example.com")
-    form_inputs["Initial password"].input("tooshort")
+    _fill_create_user_form(app, "admin2", **{"Username": "shortpw", "Full name": "Short Password",
+                                              "Email": "short.pw@example.com", "Initial password": "tooshort"})
     next(b for b in app.button if b.label == "Create user").click().run()
     assert not app.exception
     assert any("at least 12 characters" in e.value for e in app.error)
